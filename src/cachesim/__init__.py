@@ -1,0 +1,32 @@
+"""cachesim: replay LLM request traces through an emulated prompt (prefix) cache.
+
+    >>> import cachesim
+    >>> result = cachesim.replay(trace, capacity_blocks=100_000, ttl_s=300)
+    >>> result.summary()["token_hit_ratio"]
+"""
+
+from cachesim import _impl
+
+# Fail loudly, with the way to build it, when the compiled core is missing: the reference model is never a
+# silent fallback (CACHESIM_PUREPYTHON=1 selects it on purpose).
+if _impl.default_impl() == "core":
+    _impl.load("core")
+
+from cachesim.presets import PRESETS, EnginePreset, get_preset  # noqa: E402
+from cachesim.replay import (  # noqa: E402
+    POLICIES,
+    RATIO_DEFINITIONS,
+    CacheConfig,
+    Result,
+    Simulator,
+    replay,
+)
+from cachesim.requests import BlockRequests, TokenRequests, TraceError  # noqa: E402
+from cachesim.trace import Trace, compile_trace  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BlockRequests", "CacheConfig", "EnginePreset", "POLICIES", "PRESETS", "RATIO_DEFINITIONS", "Result",
+    "Simulator", "TokenRequests", "Trace", "TraceError", "compile_trace", "get_preset", "replay",
+]

@@ -1,0 +1,87 @@
+# cython: language_level=3
+"""The compiled core's contract: structs and the engine class. One commented field a line."""
+
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+
+
+# One cached block. 24 bytes; the owner lives in a parallel int32 array so the hot struct stays small.
+cdef struct Entry:
+    uint64_t key          # chained block key (SEMANTICS §2): names the whole prefix up to this block
+    double expires_at     # time of last use + ttl_s; +inf without a TTL
+    int32_t newer         # recency list: towards the head (most recent); NIL at the head; PINNED while in use
+    int32_t older         # recency list: towards the tail (least recent); NIL at the tail; free-list link when free
+
+
+# Columns of one trace batch, as raw pointers, so the serve loop runs without the GIL.
+cdef struct Batch:
+    Py_ssize_t n_requests       # requests in the batch
+    const double* t             # arrival time, seconds, non-decreasing
+    const int32_t* tenant       # tenant code per request
+    const int64_t* prompt_tokens  # prompt length in tokens per request
+    const int64_t* block_offsets  # CSR: blocks of request r are [block_offsets[r], block_offsets[r+1])
+    const uint64_t* keys        # chained block keys
+    const uint32_t* block_tokens  # tokens per block (a partial tail block has fewer)
+
+
+# Per-request outputs of one batch, written by the serve loop into caller-owned arrays.
+cdef struct Outputs:
+    int64_t* hit_tokens         # tokens served from the cache
+    int64_t* hit_blocks         # leading blocks served from the cache (after the hit cap)
+    int64_t* inserted_blocks    # blocks newly cached by this request
+    int64_t* evicted_blocks     # capacity evictions this request's insertions caused
+    int64_t* expired_blocks     # TTL expiries at this request's arrival
+    int64_t* uncached_blocks    # blocks that found no room (the request alone filled the cache)
+
+
+cdef class Engine:
+    # configuration
+    cdef readonly int64_t capacity_blocks   # block slots; -1 = unbounded
+    cdef readonly double ttl_s              # +inf = no expiry
+    cdef readonly bint hit_cap_prompt_minus_one  # cap hits so at least one prompt token is computed
+    cdef readonly int64_t block_size        # tokens per block, for the hit cap
+    cdef readonly int64_t warmup_requests   # requests left out of the counts at the start
+    cdef readonly double warmup_s           # seconds left out of the counts at the start
+
+    # node pool (a flat array; entries are addressed by int32 index, never by pointer)
+    cdef Entry* pool                        # pool_size entries
+    cdef int32_t* owner                     # tenant that inserted each entry
+    cdef int64_t pool_size                  # allocated entries
+    cdef int64_t pool_used                  # entries ever handed out (high-water mark)
+    cdef int32_t free_head                  # free list of released entries, linked by .older
+    cdef readonly int64_t occupancy         # cached entries now
+    cdef readonly int64_t peak_occupancy    # largest occupancy after any counted request
+
+    # open-addressing hash index (linear probing, backward-shift deletion)
+    cdef int32_t* slots                     # entry index or NIL
+    cdef uint64_t slot_mask                 # table size - 1 (a power of two)
+    cdef int slot_shift                     # 64 - log2(table size), for Fibonacci hashing
+
+    # recency list
+    cdef int32_t head                       # most recently used entry, or NIL
+    cdef int32_t tail                       # least recently used entry, or NIL
+
+    # scratch: pool index of each block of the request being served
+    cdef int32_t* request_entries
+    cdef int64_t request_entries_size
+
+    # clock and counting
+    cdef readonly int64_t requests_seen     # requests served so far (all batches)
+    cdef readonly double last_t             # arrival time of the last request served
+    cdef readonly double first_t            # arrival time of the first request served
+
+    # statistics (numpy arrays owned here; grown between batches when new tenants appear)
+    cdef public object tenant_stats         # int64 [n_tenants, N_TENANT_FIELDS]
+    cdef public object hits_from            # int64 [n_tenants, n_tenants]: tokens R hit in entries O inserted
+
+    cdef int _grow_pool(self, int64_t size) except -2 nogil
+    cdef int _rebuild_index(self, int64_t table_size) except -2 nogil
+    cdef uint64_t _home(self, uint64_t key) noexcept nogil
+    cdef int32_t _find(self, uint64_t key) noexcept nogil
+    cdef void _index_insert(self, int32_t e) noexcept nogil
+    cdef void _index_remove(self, int32_t e) noexcept nogil
+    cdef void _unlink(self, int32_t e) noexcept nogil
+    cdef void _push_head(self, int32_t e) noexcept nogil
+    cdef void _release(self, int32_t e) noexcept nogil
+    cdef int32_t _allocate(self) noexcept nogil
+    cdef int _serve(self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from,
+                    int64_t n_tenants, int64_t* error_request) except -2 nogil

@@ -1,0 +1,627 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""cachesim's compiled core: block-key compilation and the prefix-cache engine.
+
+Design
+------
+Keys. A block key names its whole prefix (SEMANTICS §2): ``key[i] = XXH3_64(bytes(block i), seed=key[i-1])``.
+The prefix trie therefore needs no parent pointers: a flat hash set of keys *is* the trie, and "the first h
+blocks are cached" is h successful lookups. XXH3 comes from the installed ``xxhash`` extension itself, resolved
+once at import with dlopen/dlsym: the keys are bit-identical with ``xxhash.xxh3_64_intdigest`` by construction
+(the same machine code), xxhash stays the only hashing dependency, and no C source is vendored.
+
+Layout. Entries live in one flat array of 24-byte structs addressed by int32 index (as scikit-learn's tree
+nodes are); the owner tenant sits in a parallel int32 array. The hash index is an open-addressing table of int32
+entry indices (linear probing, Fibonacci hashing, backward-shift deletion, so no tombstones), sized to a power of
+two at most 70% full. That makes 28 bytes per entry plus 4/load bytes of table: under 40 bytes per cached block.
+
+Recency. One doubly linked list orders entries by last use (head = newest). LRU evicts its tail. Because the TTL
+is uniform and refreshed on every use, expiry times are non-decreasing from tail to head, so expiry is popping the
+tail while ``expires_at <= t``. Entries the current request uses are unlinked from the list ("pinned") until the
+request is stamped, so a victim is never one of them (SEMANTICS §3.3) and the tail is always a legal victim.
+
+Stamping. The request's blocks are pushed to the head deepest first, so block 0 ends newest: a parent is always
+more recent than its children, which keeps an LRU cache prefix-closed.
+
+The serve loop runs without the GIL over raw pointers into numpy arrays: no Python object per block. Errors are
+return codes, raised as exceptions once the GIL is back.
+"""
+
+cimport cython
+from cpython.mem cimport PyMem_RawMalloc, PyMem_RawRealloc, PyMem_RawFree
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.string cimport memset
+from libc.math cimport INFINITY, isnan
+
+import sys
+
+import numpy as np
+
+# ---------------------------------------------------------------------------------------------------------------
+# XXH3 from the xxhash extension
+
+cdef extern from "<dlfcn.h>" nogil:
+    void* dlopen(const char* filename, int flags)
+    void* dlsym(void* handle, const char* symbol)
+    char* dlerror()
+    int RTLD_NOW
+    int RTLD_LOCAL
+
+ctypedef uint64_t (*xxh3_64_with_seed_t)(const void* data, size_t length, uint64_t seed) noexcept nogil
+
+cdef xxh3_64_with_seed_t _xxh3 = NULL
+
+
+cdef _resolve_xxh3():
+    global _xxh3
+    import xxhash
+    import xxhash._xxhash as ext
+    cdef bytes path = ext.__file__.encode()
+    cdef void* handle = dlopen(path, RTLD_NOW | RTLD_LOCAL)
+    if handle == NULL:
+        raise ImportError(f"cachesim: cannot dlopen the xxhash extension at {ext.__file__}")
+    cdef void* fn = dlsym(handle, b"XXH3_64bits_withSeed")
+    if fn == NULL:
+        raise ImportError(f"cachesim: the xxhash extension at {ext.__file__} does not export "
+                          "XXH3_64bits_withSeed; install the xxhash wheel from PyPI")
+    _xxh3 = <xxh3_64_with_seed_t> fn
+    # the resolved symbol must be the very function xxhash's Python API calls
+    probe = b"cachesim probe block"
+    if _xxh3(<const char*> probe, len(probe), 12345) != xxhash.xxh3_64_intdigest(probe, seed=12345):
+        raise ImportError("cachesim: XXH3_64bits_withSeed from the xxhash extension disagrees with "
+                          "xxhash.xxh3_64_intdigest")
+
+
+_resolve_xxh3()
+
+if sys.byteorder != "little":  # keys hash the little-endian bytes, which on this platform are the memory bytes
+    raise ImportError("cachesim's core supports little-endian machines only")
+
+# ---------------------------------------------------------------------------------------------------------------
+# Constants shared with Python
+
+cdef enum:
+    NIL = -1
+    PINNED = -2
+
+# Columns of Engine.tenant_stats. Python reads the names from TENANT_FIELDS.
+cdef enum:  # tenant statistics fields
+    F_REQUESTS = 0
+    F_HIT_REQUESTS
+    F_PROMPT_TOKENS
+    F_HIT_TOKENS
+    F_BLOCKS
+    F_HIT_BLOCKS
+    F_INSERTED
+    F_EVICTIONS_CAUSED       # capacity evictions this tenant's insertions caused
+    F_EVICTED_OWNED          # this tenant's entries evicted for capacity
+    F_EXPIRED_OWNED          # this tenant's entries expired (TTL)
+    F_UNCACHED
+    N_TENANT_FIELDS
+
+TENANT_FIELDS = ("requests", "hit_requests", "prompt_tokens", "hit_tokens", "blocks", "hit_blocks",
+                 "inserted_blocks", "evictions_caused", "evicted_owned", "expired_owned", "uncached_blocks")
+assert len(TENANT_FIELDS) == N_TENANT_FIELDS
+
+# Error codes of the serve loop (the offending request index goes to error_request).
+cdef enum:
+    ERR_NO_MEMORY = 1
+    ERR_TIME_NAN = 2
+    ERR_TIME_DECREASING = 3
+    ERR_TENANT = 4
+
+cdef double MAX_LOAD = 0.7
+cdef uint64_t FIB = 0x9E3779B97F4A7C15ULL
+
+
+def xxh3_64(const unsigned char[::1] data, uint64_t seed=0):
+    """XXH3_64 of a byte buffer through the resolved function (for tests of the binding)."""
+    return _xxh3(&data[0] if data.shape[0] else NULL, data.shape[0], seed)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Compiling block keys (SEMANTICS §2)
+
+def compile_token_blocks(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, int64_t block_size,
+                         bint partial_tail=False, uint64_t seed=0):
+    """Cut each request's tokens into blocks and chain their keys.
+
+    Returns ``(block_offsets int64[n+1], keys uint64[m], block_tokens uint32[m])``. Only full blocks are
+    cacheable unless ``partial_tail``.
+    """
+    if block_size <= 0:
+        raise ValueError("block_size must be positive")
+    cdef Py_ssize_t n = token_offsets.shape[0] - 1, r
+    cdef int64_t length, n_blocks, total = 0
+    block_offsets_arr = np.empty(n + 1, dtype=np.int64)
+    cdef int64_t[::1] block_offsets = block_offsets_arr
+    block_offsets[0] = 0
+    for r in range(n):
+        length = token_offsets[r + 1] - token_offsets[r]
+        n_blocks = (length + block_size - 1) // block_size if partial_tail else length // block_size
+        total += n_blocks
+        block_offsets[r + 1] = total
+    keys_arr = np.empty(total, dtype=np.uint64)
+    block_tokens_arr = np.empty(total, dtype=np.uint32)
+    cdef uint64_t[::1] keys = keys_arr
+    cdef uint32_t[::1] block_tokens = block_tokens_arr
+    cdef const uint32_t* tok = &tokens[0] if tokens.shape[0] else NULL
+    cdef int64_t start, end, pos, b, size
+    cdef uint64_t key
+    with nogil:
+        for r in range(n):
+            start = token_offsets[r]
+            end = token_offsets[r + 1]
+            key = seed
+            pos = start
+            for b in range(block_offsets[r], block_offsets[r + 1]):
+                size = end - pos if end - pos < block_size else block_size
+                key = _xxh3(tok + pos, <size_t> size * 4, key)
+                keys[b] = key
+                block_tokens[b] = <uint32_t> size
+                pos += size
+    return block_offsets_arr, keys_arr, block_tokens_arr
+
+
+def compile_id_blocks(const uint64_t[::1] ids, const int64_t[::1] id_offsets, uint64_t seed=0):
+    """Chain the keys of id blocks: each id hashed as little-endian uint64 with its parent key as seed."""
+    cdef Py_ssize_t n = id_offsets.shape[0] - 1, r
+    cdef int64_t b
+    keys_arr = np.empty(ids.shape[0], dtype=np.uint64)
+    cdef uint64_t[::1] keys = keys_arr
+    cdef uint64_t key
+    with nogil:
+        for r in range(n):
+            key = seed
+            for b in range(id_offsets[r], id_offsets[r + 1]):
+                key = _xxh3(&ids[b], 8, key)
+                keys[b] = key
+    return keys_arr
+
+
+def relabel_keys(const uint64_t[::1] keys, const int64_t[::1] block_offsets, const int32_t[::1] tenant,
+                 const uint64_t[::1] tenant_seeds):
+    """Per-tenant namespaces: ``XXH3_64(le64(key), seed=tenant_seed)`` for every block (see replay isolation)."""
+    cdef Py_ssize_t n = block_offsets.shape[0] - 1, r
+    cdef int64_t b
+    out_arr = np.empty(keys.shape[0], dtype=np.uint64)
+    cdef uint64_t[::1] out = out_arr
+    cdef uint64_t seed
+    with nogil:
+        for r in range(n):
+            seed = tenant_seeds[tenant[r]]
+            for b in range(block_offsets[r], block_offsets[r + 1]):
+                out[b] = _xxh3(&keys[b], 8, seed)
+    return out_arr
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The engine
+
+@cython.final
+cdef class Engine:
+    """Prefix cache with LRU eviction, uniform TTL refreshed on use, capacity in block slots (SEMANTICS §3).
+
+    Push = link at the head when a request is stamped; promote = unlink (pin) on use, relink at stamping;
+    evict = unlink the tail.
+    """
+
+    def __cinit__(self):
+        self.pool = NULL
+        self.owner = NULL
+        self.slots = NULL
+        self.request_entries = NULL
+
+    def __init__(self, capacity_blocks=None, ttl_s=None, hit_cap=None, int64_t block_size=1,
+                 int64_t warmup_requests=0, double warmup_s=0.0, int n_tenants=1):
+        if capacity_blocks is not None and capacity_blocks <= 0:
+            raise ValueError("capacity_blocks must be positive (or None for unbounded)")
+        if capacity_blocks is not None and capacity_blocks >= 2**31 - 2:
+            raise ValueError("capacity_blocks must be below 2**31 - 2")
+        if ttl_s is not None and not ttl_s > 0:
+            raise ValueError("ttl_s must be positive (or None for no expiry)")
+        if hit_cap not in (None, "prompt-1"):
+            raise ValueError(f"hit_cap must be None or 'prompt-1', not {hit_cap!r}")
+        if block_size <= 0:
+            raise ValueError("block_size must be positive")
+        self.capacity_blocks = -1 if capacity_blocks is None else capacity_blocks
+        self.ttl_s = INFINITY if ttl_s is None else ttl_s
+        self.hit_cap_prompt_minus_one = hit_cap == "prompt-1"
+        self.block_size = block_size
+        self.warmup_requests = warmup_requests
+        self.warmup_s = warmup_s
+        self.head = NIL
+        self.tail = NIL
+        self.free_head = NIL
+        self.occupancy = 0
+        self.pool_used = 0
+        self.peak_occupancy = 0
+        self.requests_seen = 0
+        self.last_t = -INFINITY
+        self.first_t = INFINITY
+        self.tenant_stats = np.zeros((max(n_tenants, 1), N_TENANT_FIELDS), dtype=np.int64)
+        self.hits_from = np.zeros((max(n_tenants, 1), max(n_tenants, 1)), dtype=np.int64)
+        # pool and index grow on demand (up to the capacity), so a large capacity costs nothing until used
+        cdef int64_t initial = 1024 if self.capacity_blocks < 0 else min(self.capacity_blocks, 1024)
+        if self._grow_pool(initial) < 0 or self._rebuild_index(_table_size_for(initial)) < 0:
+            raise MemoryError()
+        self.request_entries_size = 0
+
+    def __dealloc__(self):
+        PyMem_RawFree(self.pool)
+        PyMem_RawFree(self.owner)
+        PyMem_RawFree(self.slots)
+        PyMem_RawFree(self.request_entries)
+
+    # -- memory ---------------------------------------------------------------------------------------------
+
+    cdef int _grow_pool(self, int64_t size) except -2 nogil:
+        cdef Entry* pool = <Entry*> PyMem_RawRealloc(self.pool, size * sizeof(Entry))
+        if pool == NULL:
+            return -1
+        self.pool = pool
+        cdef int32_t* owner = <int32_t*> PyMem_RawRealloc(self.owner, size * sizeof(int32_t))
+        if owner == NULL:
+            return -1
+        self.owner = owner
+        self.pool_size = size
+        return 0
+
+    cdef int _rebuild_index(self, int64_t table_size) except -2 nogil:
+        """Move the index into a table of table_size slots (a power of two)."""
+        cdef int32_t* slots = <int32_t*> PyMem_RawMalloc(table_size * sizeof(int32_t))
+        if slots == NULL:
+            return -1
+        memset(slots, 0xFF, table_size * sizeof(int32_t))  # all NIL
+        cdef int32_t* old_slots = self.slots
+        cdef int64_t old_size = self.slot_mask + 1 if old_slots != NULL else 0
+        self.slots = slots
+        self.slot_mask = <uint64_t> table_size - 1
+        cdef int bits = 0
+        while (<int64_t> 1 << bits) < table_size:
+            bits += 1
+        self.slot_shift = 64 - bits
+        # the old table, not the recency list, knows every entry: pinned ones are off the list
+        cdef int64_t i
+        for i in range(old_size):
+            if old_slots[i] != NIL:
+                self._index_insert(old_slots[i])
+        PyMem_RawFree(old_slots)
+        return 0
+
+    def memory_bytes(self):
+        """Bytes held by the engine's pool, owner array and hash index (excluding statistics)."""
+        return int(self.pool_size * (sizeof(Entry) + sizeof(int32_t)) + (self.slot_mask + 1) * sizeof(int32_t))
+
+    # -- hash index -----------------------------------------------------------------------------------------
+
+    cdef inline uint64_t _home(self, uint64_t key) noexcept nogil:
+        return (key * FIB) >> self.slot_shift
+
+    cdef inline int32_t _find(self, uint64_t key) noexcept nogil:
+        cdef uint64_t i = self._home(key)
+        cdef int32_t e
+        while True:
+            e = self.slots[i]
+            if e == NIL or self.pool[e].key == key:
+                return e
+            i = (i + 1) & self.slot_mask
+
+    cdef inline void _index_insert(self, int32_t e) noexcept nogil:
+        cdef uint64_t i = self._home(self.pool[e].key)
+        while self.slots[i] != NIL:
+            i = (i + 1) & self.slot_mask
+        self.slots[i] = e
+
+    cdef inline void _index_remove(self, int32_t e) noexcept nogil:
+        cdef uint64_t mask = self.slot_mask
+        cdef uint64_t i = self._home(self.pool[e].key)
+        while self.slots[i] != e:
+            i = (i + 1) & mask
+        # backward-shift: move later members of the probe run into the hole when their home allows it
+        cdef uint64_t j = i, home
+        cdef int32_t f
+        while True:
+            j = (j + 1) & mask
+            f = self.slots[j]
+            if f == NIL:
+                break
+            home = self._home(self.pool[f].key)
+            if ((j - home) & mask) >= ((j - i) & mask):
+                self.slots[i] = f
+                i = j
+        self.slots[i] = NIL
+
+    # -- recency list ---------------------------------------------------------------------------------------
+
+    cdef inline void _unlink(self, int32_t e) noexcept nogil:
+        cdef int32_t newer = self.pool[e].newer, older = self.pool[e].older
+        if newer == NIL:
+            self.head = older
+        else:
+            self.pool[newer].older = older
+        if older == NIL:
+            self.tail = newer
+        else:
+            self.pool[older].newer = newer
+
+    cdef inline void _push_head(self, int32_t e) noexcept nogil:
+        self.pool[e].newer = NIL
+        self.pool[e].older = self.head
+        if self.head != NIL:
+            self.pool[self.head].newer = e
+        else:
+            self.tail = e
+        self.head = e
+
+    cdef inline void _release(self, int32_t e) noexcept nogil:
+        """Remove an unlinked entry from the index and return it to the free list."""
+        self._index_remove(e)
+        self.pool[e].older = self.free_head
+        self.free_head = e
+        self.occupancy -= 1
+
+    cdef inline int32_t _allocate(self) noexcept nogil:
+        """A fresh entry index, growing an unbounded pool when needed; NIL when out of memory."""
+        cdef int32_t e
+        cdef int64_t limit
+        if self.free_head != NIL:
+            e = self.free_head
+            self.free_head = self.pool[e].older
+            return e
+        if self.pool_used == self.pool_size:
+            limit = self.capacity_blocks if self.capacity_blocks > 0 else 2**31 - 2
+            if self.pool_size >= limit or self._grow_pool(min(self.pool_size * 2, limit)) < 0:
+                return NIL
+        e = <int32_t> self.pool_used
+        self.pool_used += 1
+        return e
+
+    # -- serving (SEMANTICS §3) ----------------------------------------------------------------------------
+
+    cdef int _serve(self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from,
+                    int64_t n_tenants, int64_t* error_request) except -2 nogil:
+        cdef Py_ssize_t r
+        cdef int64_t b0, b1, n, i, h, hit_blocks, cap, hit_tokens, inserted, evicted, expired, uncached
+        cdef int64_t* ts
+        cdef int32_t e, victim, tenant
+        cdef double t
+        cdef bint counted
+        cdef int32_t* req
+        for r in range(batch.n_requests):
+            t = batch.t[r]
+            tenant = batch.tenant[r]
+            if isnan(t):
+                error_request[0] = r
+                return ERR_TIME_NAN
+            if t < self.last_t:
+                error_request[0] = r
+                return ERR_TIME_DECREASING
+            if tenant < 0 or tenant >= n_tenants:
+                error_request[0] = r
+                return ERR_TENANT
+            if self.requests_seen == 0:
+                self.first_t = t
+            self.last_t = t
+            counted = self.requests_seen >= self.warmup_requests and t >= self.first_t + self.warmup_s
+            self.requests_seen += 1
+            b0 = batch.block_offsets[r]
+            b1 = batch.block_offsets[r + 1]
+            n = b1 - b0
+            if n > self.request_entries_size:
+                req = <int32_t*> PyMem_RawRealloc(self.request_entries, max(n, 2 * self.request_entries_size)
+                                                  * sizeof(int32_t))
+                if req == NULL:
+                    error_request[0] = r
+                    return ERR_NO_MEMORY
+                self.request_entries = req
+                self.request_entries_size = max(n, 2 * self.request_entries_size)
+            req = self.request_entries
+
+            # 1. expire: the tail holds the oldest expiry time (uniform TTL, refreshed on use)
+            expired = 0
+            while self.tail != NIL and self.pool[self.tail].expires_at <= t:
+                victim = self.tail
+                self._unlink(victim)
+                if counted:
+                    tstats[self.owner[victim] * N_TENANT_FIELDS + F_EXPIRED_OWNED] += 1
+                self._release(victim)
+                expired += 1
+
+            # 2. lookup: the longest cached prefix; pin what is used
+            h = 0
+            while h < n:
+                e = self._find(batch.keys[b0 + h])
+                if e == NIL:
+                    break
+                if self.pool[e].newer != PINNED:
+                    self._unlink(e)
+                    self.pool[e].newer = PINNED
+                req[h] = e
+                h += 1
+            hit_blocks = h
+            if self.hit_cap_prompt_minus_one:
+                cap = (batch.prompt_tokens[r] - 1) // self.block_size
+                if cap < hit_blocks:
+                    hit_blocks = cap if cap > 0 else 0
+            hit_tokens = 0
+            ts = tstats + tenant * N_TENANT_FIELDS
+            for i in range(hit_blocks):
+                hit_tokens += batch.block_tokens[b0 + i]
+                if counted:
+                    hits_from[tenant * n_tenants + self.owner[req[i]]] += batch.block_tokens[b0 + i]
+
+            # 3. insert the rest, evicting the least recent entry this request does not use
+            inserted = 0
+            evicted = 0
+            uncached = 0
+            for i in range(h, n):
+                e = self._find(batch.keys[b0 + i])
+                if e != NIL:  # cached behind a gap: touched, not a hit
+                    if self.pool[e].newer != PINNED:
+                        self._unlink(e)
+                        self.pool[e].newer = PINNED
+                    req[i] = e
+                    continue
+                if self.occupancy == self.capacity_blocks:
+                    victim = self.tail
+                    if victim == NIL:  # every cached entry is this request's own
+                        req[i] = NIL
+                        uncached += 1
+                        continue
+                    self._unlink(victim)
+                    if counted:
+                        tstats[self.owner[victim] * N_TENANT_FIELDS + F_EVICTED_OWNED] += 1
+                    self._release(victim)
+                    evicted += 1
+                e = self._allocate()
+                if e == NIL:
+                    error_request[0] = r
+                    return ERR_NO_MEMORY
+                self.pool[e].key = batch.keys[b0 + i]
+                self.pool[e].newer = PINNED
+                self.owner[e] = tenant
+                self.occupancy += 1
+                if self.occupancy > MAX_LOAD * (self.slot_mask + 1):
+                    if self._rebuild_index(2 * (self.slot_mask + 1)) < 0:
+                        error_request[0] = r
+                        return ERR_NO_MEMORY
+                self._index_insert(e)
+                req[i] = e
+                inserted += 1
+
+            # 4. stamp, deepest block first, so block 0 ends most recent
+            i = n - 1
+            while i >= 0:
+                e = req[i]
+                if e != NIL and self.pool[e].newer == PINNED:
+                    self._push_head(e)
+                    self.pool[e].expires_at = t + self.ttl_s
+                i -= 1
+
+            out.hit_tokens[r] = hit_tokens
+            out.hit_blocks[r] = hit_blocks
+            out.inserted_blocks[r] = inserted
+            out.evicted_blocks[r] = evicted
+            out.expired_blocks[r] = expired
+            out.uncached_blocks[r] = uncached
+            if counted:
+                ts[F_REQUESTS] += 1
+                ts[F_HIT_REQUESTS] += hit_blocks > 0
+                ts[F_PROMPT_TOKENS] += batch.prompt_tokens[r]
+                ts[F_HIT_TOKENS] += hit_tokens
+                ts[F_BLOCKS] += n
+                ts[F_HIT_BLOCKS] += hit_blocks
+                ts[F_INSERTED] += inserted
+                ts[F_EVICTIONS_CAUSED] += evicted
+                ts[F_UNCACHED] += uncached
+                if self.occupancy > self.peak_occupancy:
+                    self.peak_occupancy = self.occupancy
+        return 0
+
+    def ensure_tenants(self, int n_tenants):
+        """Grow the statistics to at least n_tenants tenants (between batches)."""
+        old = self.tenant_stats.shape[0]
+        if n_tenants > old:
+            self.tenant_stats = np.vstack([self.tenant_stats,
+                                           np.zeros((n_tenants - old, N_TENANT_FIELDS), dtype=np.int64)])
+            grown = np.zeros((n_tenants, n_tenants), dtype=np.int64)
+            grown[:old, :old] = self.hits_from
+            self.hits_from = grown
+
+    def feed(self, const double[::1] t, const int32_t[::1] tenant, const int64_t[::1] prompt_tokens,
+             const int64_t[::1] block_offsets, const uint64_t[::1] keys, const uint32_t[::1] block_tokens):
+        """Serve a batch of requests in order; return the per-request outputs as a dict of int64 arrays.
+
+        On an error the state holds every request before the offending one, and the exception carries
+        ``.request`` (index in the batch) and ``.partial`` (the outputs of the requests served).
+        """
+        cdef Py_ssize_t n = t.shape[0]
+        if tenant.shape[0] != n or prompt_tokens.shape[0] != n or block_offsets.shape[0] != n + 1:
+            raise ValueError("batch columns disagree in length")
+        if n and (block_offsets[0] != 0 or block_offsets[n] != keys.shape[0] or
+                  keys.shape[0] != block_tokens.shape[0]):
+            raise ValueError("block_offsets do not span keys/block_tokens")
+        outputs = {name: np.zeros(n, dtype=np.int64) for name in OUTPUT_FIELDS}
+        cdef int64_t[::1] o_hit_tokens = outputs["hit_tokens"], o_hit_blocks = outputs["hit_blocks"]
+        cdef int64_t[::1] o_inserted = outputs["inserted_blocks"], o_evicted = outputs["evicted_blocks"]
+        cdef int64_t[::1] o_expired = outputs["expired_blocks"], o_uncached = outputs["uncached_blocks"]
+        if n == 0:
+            return outputs
+        cdef Batch batch
+        batch.n_requests = n
+        batch.t = &t[0]
+        batch.tenant = &tenant[0]
+        batch.prompt_tokens = &prompt_tokens[0]
+        batch.block_offsets = &block_offsets[0]
+        batch.keys = &keys[0] if keys.shape[0] else NULL
+        batch.block_tokens = &block_tokens[0] if block_tokens.shape[0] else NULL
+        cdef Outputs out
+        out.hit_tokens = &o_hit_tokens[0]
+        out.hit_blocks = &o_hit_blocks[0]
+        out.inserted_blocks = &o_inserted[0]
+        out.evicted_blocks = &o_evicted[0]
+        out.expired_blocks = &o_expired[0]
+        out.uncached_blocks = &o_uncached[0]
+        cdef int64_t[:, ::1] tstats = self.tenant_stats
+        cdef int64_t[:, ::1] hits = self.hits_from
+        cdef int64_t n_tenants = tstats.shape[0]
+        cdef int64_t error_request = -1
+        cdef int code
+        with nogil:
+            code = self._serve(&batch, &out, &tstats[0, 0], &hits[0, 0], n_tenants, &error_request)
+        if code:
+            partial = {name: arr[:error_request] for name, arr in outputs.items()}
+            message = {ERR_NO_MEMORY: "out of memory",
+                       ERR_TIME_NAN: "arrival time is NaN",
+                       ERR_TIME_DECREASING: f"arrival time {t[error_request]!r} is before the previous "
+                                            f"request's {self.last_t!r}",
+                       ERR_TENANT: f"tenant code {tenant[error_request]} outside 0..{n_tenants - 1}"}[code]
+            exc = MemoryError(message) if code == ERR_NO_MEMORY else EngineInputError(message)
+            exc.request = int(error_request)
+            exc.partial = partial
+            exc.field = {ERR_TIME_NAN: "t", ERR_TIME_DECREASING: "t", ERR_TENANT: "tenant"}.get(code)
+            raise exc
+        return outputs
+
+    # -- inspection (tests, invariants) ---------------------------------------------------------------------
+
+    def cached_keys(self):
+        """Keys of the cached entries, most recently used first."""
+        out = np.empty(self.occupancy, dtype=np.uint64)
+        cdef uint64_t[::1] view = out
+        cdef int32_t e = self.head
+        cdef Py_ssize_t i = 0
+        while e != NIL:
+            view[i] = self.pool[e].key
+            i += 1
+            e = self.pool[e].older
+        if i != self.occupancy:
+            raise AssertionError(f"recency list holds {i} entries, occupancy says {self.occupancy}")
+        return out
+
+    def cached_owners(self):
+        """Owner tenant of each cached entry, in the order of cached_keys()."""
+        out = np.empty(self.occupancy, dtype=np.int32)
+        cdef int32_t[::1] view = out
+        cdef int32_t e = self.head
+        cdef Py_ssize_t i = 0
+        while e != NIL and i < self.occupancy:
+            view[i] = self.owner[e]
+            i += 1
+            e = self.pool[e].older
+        return out
+
+
+class EngineInputError(ValueError):
+    """A batch the engine cannot serve (its .request and .field say where)."""
+
+
+OUTPUT_FIELDS = ("hit_tokens", "hit_blocks", "inserted_blocks", "evicted_blocks", "expired_blocks",
+                 "uncached_blocks")
+
+
+cdef int64_t _table_size_for(int64_t entries) noexcept nogil:
+    cdef int64_t size = 16
+    while size * MAX_LOAD < entries:
+        size *= 2
+    return size

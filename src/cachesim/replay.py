@@ -1,0 +1,315 @@
+"""The replay API: configure a cache, stream a trace through it, read the result."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+import orjson
+import xxhash
+
+from cachesim import _impl
+from cachesim.presets import get_preset
+from cachesim.requests import BlockRequests, TokenRequests, TraceError
+from cachesim.trace import Trace, compile_trace
+
+__all__ = ["CacheConfig", "Simulator", "Result", "replay", "POLICIES", "RATIO_DEFINITIONS", "parse_warmup"]
+
+POLICIES = ("lru",)
+ISOLATIONS = (None, "tenant")
+HIT_CAPS = (None, "prompt-1")
+
+RATIO_DEFINITIONS = {
+    "token_hit_ratio": "hit tokens / prompt tokens, over counted requests "
+                       "(vLLM's prefix_cache_hits / prefix_cache_queries)",
+    "block_hit_ratio": "hit blocks / cacheable prompt blocks, over counted requests",
+    "request_hit_ratio": "counted requests with at least one hit block / counted requests",
+}
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """How the emulated cache behaves (SEMANTICS §3-4). Validated on construction."""
+
+    capacity_blocks: int | None = None   # block slots; None = unbounded
+    policy: str = "lru"
+    ttl_s: float | None = None           # uniform TTL refreshed on use; None = no expiry
+    hit_cap: str | None = None           # "prompt-1": leave at least one prompt token to compute
+    isolation: str | None = None         # "tenant": tenants never share entries
+    warmup_requests: int = 0             # leave the first N requests out of the counts
+    warmup_s: float = 0.0                # leave requests before first_t + warmup_s out of the counts
+
+    def __post_init__(self):
+        if self.capacity_blocks is not None:
+            if isinstance(self.capacity_blocks, bool) or not isinstance(self.capacity_blocks, (int, np.integer)):
+                raise ValueError(f"capacity_blocks must be a whole number of blocks, got {self.capacity_blocks!r}")
+            if self.capacity_blocks <= 0:
+                raise ValueError(f"capacity_blocks must be positive (or None for unbounded), "
+                                 f"got {self.capacity_blocks}")
+        if self.policy not in POLICIES:
+            raise ValueError(f"unknown policy {self.policy!r}; choose one of {', '.join(POLICIES)}")
+        if self.ttl_s is not None and not (isinstance(self.ttl_s, (int, float)) and self.ttl_s > 0
+                                           and math.isfinite(self.ttl_s)):
+            raise ValueError(f"ttl_s must be a positive number of seconds (or None), got {self.ttl_s!r}")
+        if self.hit_cap not in HIT_CAPS:
+            raise ValueError(f"unknown hit_cap {self.hit_cap!r}; choose None or 'prompt-1'")
+        if self.isolation not in ISOLATIONS:
+            raise ValueError(f"unknown isolation {self.isolation!r}; choose None or 'tenant'")
+        if self.warmup_requests < 0 or not self.warmup_s >= 0:
+            raise ValueError("warmup must not be negative")
+
+
+def parse_warmup(value: int | float | str | None) -> tuple[int, float]:
+    """``100`` or ``"100"`` = the first 100 requests; ``"300s"`` = the first 300 seconds of the trace."""
+    if value is None:
+        return 0, 0.0
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if text.endswith("s"):
+                seconds = float(text[:-1])
+                if seconds >= 0:
+                    return 0, seconds
+            elif int(text) >= 0:
+                return int(text), 0.0
+        except ValueError:
+            pass
+        raise ValueError(f"warmup must be a number of requests (e.g. 100) or seconds (e.g. 300s), got {value!r}")
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0:
+        return int(value), 0.0
+    raise ValueError(f"warmup must be a number of requests (e.g. 100) or seconds (e.g. '300s'), got {value!r}")
+
+
+def tenant_seed(name: str) -> int:
+    """The namespace seed of a tenant under isolation="tenant": XXH3_64 of its UTF-8 name."""
+    return xxhash.xxh3_64_intdigest(name.encode("utf-8"))
+
+
+class Simulator:
+    """A cache fed a trace in batches; state carries over between batches, so traces of any size stream."""
+
+    def __init__(self, config: CacheConfig | None = None, *, impl: str | None = None,
+                 keep_per_request: bool = True):
+        self.config = config or CacheConfig()
+        self.impl = impl or _impl.default_impl()
+        self._module = _impl.load(self.impl)
+        self.keep_per_request = keep_per_request
+        self.tenant_names: list[str] = []
+        self._tenant_index: dict[str, int] = {}
+        self._tenant_seeds: list[int] = []
+        self._engine = None
+        self.block_size: int | None = None
+        self.block_source: str | None = None
+        self._parts: list[dict[str, np.ndarray]] = []
+        self.requests_fed = 0
+        self.blocks_fed = 0
+
+    @property
+    def engine(self):
+        """The underlying engine (core or reference), for inspection in tests."""
+        return self._engine
+
+    def _global_tenants(self, trace: Trace) -> np.ndarray:
+        codes = []
+        for name in trace.tenant_names:
+            code = self._tenant_index.get(name)
+            if code is None:
+                code = self._tenant_index[name] = len(self.tenant_names)
+                self.tenant_names.append(name)
+                self._tenant_seeds.append(tenant_seed(name))
+            codes.append(code)
+        return np.asarray(codes, dtype=np.int32)[trace.tenant] if len(trace.tenant) else trace.tenant
+
+    def feed(self, trace: Trace) -> dict[str, np.ndarray]:
+        """Serve every request of ``trace`` in order; return its per-request outputs.
+
+        On bad input the error names the request, and everything before it stays served and counted.
+        """
+        if self._engine is None:
+            cfg = self.config
+            self.block_size, self.block_source = trace.block_size, trace.block_source
+            self._engine = self._module.Engine(capacity_blocks=cfg.capacity_blocks, ttl_s=cfg.ttl_s,
+                                               hit_cap=cfg.hit_cap, block_size=trace.block_size,
+                                               warmup_requests=cfg.warmup_requests, warmup_s=cfg.warmup_s)
+        elif trace.block_size != self.block_size:
+            raise TraceError(f"batch has {trace.block_size}-token blocks, earlier batches {self.block_size}",
+                             field="block_size")
+        tenant = np.ascontiguousarray(self._global_tenants(trace), dtype=np.int32)
+        self._engine.ensure_tenants(len(self.tenant_names))
+        keys = trace.block_keys
+        if self.config.isolation == "tenant":
+            keys = self._module.relabel_keys(np.ascontiguousarray(keys), trace.block_offsets, tenant,
+                                             np.asarray(self._tenant_seeds, dtype=np.uint64))
+        try:
+            outputs = self._engine.feed(np.ascontiguousarray(trace.t), tenant,
+                                        np.ascontiguousarray(trace.prompt_tokens),
+                                        np.ascontiguousarray(trace.block_offsets), np.ascontiguousarray(keys),
+                                        np.ascontiguousarray(trace.block_tokens))
+        except self._module.EngineInputError as exc:
+            served = exc.request
+            self._keep(trace.slice(0, served), tenant[:served], exc.partial)
+            raise TraceError(f"{exc} (the {self.requests_fed:,} requests before it were served)",
+                             field=exc.field, line=served) from None
+        self._keep(trace, tenant, outputs)
+        return outputs
+
+    def _keep(self, trace: Trace, tenant: np.ndarray, outputs: dict[str, np.ndarray]) -> None:
+        self.requests_fed += trace.n_requests
+        self.blocks_fed += trace.n_blocks
+        if self.keep_per_request:
+            part = dict(outputs)
+            part["t"] = np.asarray(trace.t, dtype=np.float64)
+            part["tenant"] = tenant
+            part["session"] = np.asarray(trace.session)
+            part["prompt_tokens"] = np.asarray(trace.prompt_tokens)
+            part["blocks"] = np.diff(trace.block_offsets)
+            self._parts.append(part)
+
+    def result(self) -> "Result":
+        per_request = None
+        if self.keep_per_request:
+            names = self._parts[0].keys() if self._parts else ()
+            per_request = {name: np.concatenate([p[name] for p in self._parts]) for name in names}
+        engine = self._engine
+        n_tenants = max(len(self.tenant_names), 1)
+        stats = engine.tenant_stats[:n_tenants].copy() if engine else np.zeros((1, len(self._module.TENANT_FIELDS)),
+                                                                              dtype=np.int64)
+        hits_from = engine.hits_from[:n_tenants, :n_tenants].copy() if engine else np.zeros((1, 1), np.int64)
+        return Result(config=self.config, impl=self.impl, block_size=self.block_size or 0,
+                      block_source=self.block_source or "", tenant_names=list(self.tenant_names) or ["default"],
+                      tenant_stats=stats, tenant_fields=tuple(self._module.TENANT_FIELDS), hits_from=hits_from,
+                      peak_occupancy=int(engine.peak_occupancy) if engine else 0,
+                      occupancy=int(engine.occupancy) if engine else 0,
+                      requests_seen=self.requests_fed, per_request=per_request)
+
+
+def _ratio(numerator: int, denominator: int) -> float:
+    return numerator / denominator if denominator else 0.0
+
+
+@dataclass
+class Result:
+    """What a replay reports (SEMANTICS §5), with per-request arrays when kept."""
+
+    config: CacheConfig
+    impl: str
+    block_size: int
+    block_source: str
+    tenant_names: list[str]
+    tenant_stats: np.ndarray            # int64 [tenants, fields], counted requests only
+    tenant_fields: tuple[str, ...]
+    hits_from: np.ndarray               # int64 [R, O]: tokens tenant R hit in entries tenant O inserted
+    peak_occupancy: int
+    occupancy: int
+    requests_seen: int
+    per_request: dict[str, np.ndarray] | None = field(default=None, repr=False)
+
+    def _totals(self, row: np.ndarray) -> dict[str, Any]:
+        s = dict(zip(self.tenant_fields, (int(x) for x in row)))
+        return {
+            "requests": s["requests"],
+            "prompt_tokens": s["prompt_tokens"],
+            "hit_tokens": s["hit_tokens"],
+            "token_hit_ratio": _ratio(s["hit_tokens"], s["prompt_tokens"]),
+            "blocks": s["blocks"],
+            "hit_blocks": s["hit_blocks"],
+            "block_hit_ratio": _ratio(s["hit_blocks"], s["blocks"]),
+            "hit_requests": s["hit_requests"],
+            "request_hit_ratio": _ratio(s["hit_requests"], s["requests"]),
+            "inserted_blocks": s["inserted_blocks"],
+            "evictions": {"capacity": s["evictions_caused"], "ttl": s["expired_owned"]},
+            "evicted_owned": {"capacity": s["evicted_owned"], "ttl": s["expired_owned"]},
+            "uncached_blocks": s["uncached_blocks"],
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """Totals over counted requests, every ratio with its definition."""
+        out = self._totals(self.tenant_stats.sum(axis=0))
+        out.update({
+            "requests_seen": self.requests_seen,
+            "warmup": {"requests": self.config.warmup_requests, "seconds": self.config.warmup_s,
+                       "excluded_requests": self.requests_seen - out["requests"]},
+            "peak_occupancy_blocks": self.peak_occupancy,
+            "occupancy_blocks": self.occupancy,
+            "definitions": dict(RATIO_DEFINITIONS),
+        })
+        return out
+
+    @property
+    def token_hit_ratio(self) -> float:
+        return self.summary()["token_hit_ratio"]
+
+    @property
+    def block_hit_ratio(self) -> float:
+        return self.summary()["block_hit_ratio"]
+
+    def per_tenant(self) -> dict[str, dict[str, Any]]:
+        """Totals per tenant (counted requests), with the tokens each hit in entries other tenants inserted."""
+        out = {}
+        for i, name in enumerate(self.tenant_names):
+            row = self._totals(self.tenant_stats[i])
+            row["hits_from"] = {self.tenant_names[o]: int(v) for o, v in enumerate(self.hits_from[i]) if v}
+            out[name] = row
+        return out
+
+    def to_dict(self, per_request: bool = False) -> dict[str, Any]:
+        data = {
+            "config": asdict(self.config),
+            "impl": self.impl,
+            "block_size": self.block_size,
+            "block_source": self.block_source,
+            "summary": self.summary(),
+            "per_tenant": self.per_tenant(),
+            "hits_from": {"tenants": self.tenant_names, "tokens": self.hits_from.tolist(),
+                          "definition": "tokens[R][O]: tokens tenant R hit in entries inserted by tenant O"},
+        }
+        if per_request and self.per_request is not None:
+            data["per_request"] = {k: v.tolist() for k, v in self.per_request.items()}
+        return data
+
+    def to_json(self, per_request: bool = False) -> str:
+        return orjson.dumps(self.to_dict(per_request), option=orjson.OPT_INDENT_2).decode()
+
+
+RequestsLike = Trace | TokenRequests | BlockRequests | Iterable[Trace]
+
+
+def replay(trace: RequestsLike, capacity_blocks: int | None = None, policy: str | None = None,
+           ttl_s: float | None = None, block_size: int | None = None, hit_cap: str | None = None,
+           isolation: str | None = None, warmup: int | str | None = None, preset: str | None = None,
+           impl: str | None = None, keep_per_request: bool = True) -> Result:
+    """Replay a trace through an emulated prefix cache.
+
+    ``trace`` is a compiled :class:`Trace`, raw :class:`TokenRequests` / :class:`BlockRequests` (compiled here
+    with ``block_size``), or an iterable of Trace batches (streamed). A ``preset`` ("vllm", "sglang") supplies
+    block size, hit cap and policy; explicit arguments override it. ``warmup`` is a number of requests or a
+    string of seconds ("300s").
+    """
+    explicit_block_size = block_size
+    if preset is not None:
+        p = get_preset(preset)
+        block_size = block_size if block_size is not None else p.block_size
+        hit_cap = hit_cap if hit_cap is not None else p.hit_cap
+        policy = policy if policy is not None else p.policy
+    warmup_requests, warmup_s = parse_warmup(warmup)
+    config = CacheConfig(capacity_blocks=capacity_blocks, policy=policy or "lru", ttl_s=ttl_s, hit_cap=hit_cap,
+                         isolation=isolation, warmup_requests=warmup_requests, warmup_s=warmup_s)
+    if isinstance(trace, TokenRequests):
+        trace = compile_trace(trace, block_size if block_size is not None else 16, impl=impl)
+    elif isinstance(trace, BlockRequests):
+        trace = compile_trace(trace, explicit_block_size, impl=impl)
+    if isinstance(trace, Trace) and block_size is not None and block_size != trace.block_size:
+        if explicit_block_size is not None:
+            raise TraceError(f"the trace is compiled with {trace.block_size}-token blocks, not {block_size}; "
+                             "recompile it from token ids to change the block size", field="block_size")
+        warnings.warn(f"preset {preset!r} uses {block_size}-token blocks, but this trace's blocks are fixed at "
+                      f"{trace.block_size} tokens; replaying at {trace.block_size}", stacklevel=2)
+    sim = Simulator(config, impl=impl, keep_per_request=keep_per_request)
+    batches = trace.batches() if isinstance(trace, Trace) else trace
+    for batch in batches:
+        sim.feed(batch)
+    return sim.result()
+
