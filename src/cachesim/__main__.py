@@ -1,0 +1,5 @@
+import sys
+
+from cachesim.cli import main
+
+sys.exit(main())

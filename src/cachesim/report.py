@@ -1,0 +1,92 @@
+"""Results on screen (tables) and for machines (CSV)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from cachesim.replay import RATIO_DEFINITIONS, Result
+from cachesim.trace import Trace
+
+MAX_TENANT_ROWS = 20
+
+
+def describe_config(result: Result) -> str:
+    cfg = result.config
+    capacity = "unbounded" if cfg.capacity_blocks is None else f"{cfg.capacity_blocks:,} blocks"
+    ttl = "no TTL" if cfg.ttl_s is None else f"TTL {cfg.ttl_s:g} s"
+    parts = [cfg.policy.upper(), f"capacity {capacity}", ttl, f"hit cap {cfg.hit_cap or 'none'}"]
+    if cfg.isolation:
+        parts.append(f"isolation per {cfg.isolation}")
+    parts.append(f"{result.impl} engine")
+    return " · ".join(parts)
+
+
+def _warmup_text(result: Result) -> str:
+    cfg = result.config
+    if not cfg.warmup_requests and not cfg.warmup_s:
+        return "all requests (no warmup)"
+    rule = f"first {cfg.warmup_requests:,} requests" if cfg.warmup_requests else f"first {cfg.warmup_s:g} s"
+    excluded = result.summary()["warmup"]["excluded_requests"]
+    return f"after warmup ({rule}: {excluded:,} requests left out)"
+
+
+def print_replay(result: Result, trace: Trace, label: str, console: Console | None = None) -> None:
+    console = console or Console()
+    s = result.summary()
+    console.print(f"[bold]cachesim replay[/bold] — {label}")
+    console.print(f"trace: {trace.n_requests:,} requests · {trace.n_blocks:,} blocks of {trace.block_size} tokens "
+                  f"(from {trace.block_source}) · {len(trace.tenant_names)} tenant(s)")
+    console.print(f"cache: {describe_config(result)}")
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("definition")
+    table.add_row("requests counted", f"{s['requests']:,}", _warmup_text(result))
+    table.add_row("token hit ratio", f"{s['token_hit_ratio']:.4f}",
+                  f"{s['hit_tokens']:,} / {s['prompt_tokens']:,} tokens: {RATIO_DEFINITIONS['token_hit_ratio']}")
+    table.add_row("block hit ratio", f"{s['block_hit_ratio']:.4f}",
+                  f"{s['hit_blocks']:,} / {s['blocks']:,} blocks: {RATIO_DEFINITIONS['block_hit_ratio']}")
+    table.add_row("request hit ratio", f"{s['request_hit_ratio']:.4f}",
+                  f"{s['hit_requests']:,} / {s['requests']:,}: {RATIO_DEFINITIONS['request_hit_ratio']}")
+    table.add_row("inserted blocks", f"{s['inserted_blocks']:,}", "blocks newly cached")
+    table.add_row("evictions (capacity)", f"{s['evictions']['capacity']:,}", "blocks evicted to make room")
+    table.add_row("expiries (TTL)", f"{s['evictions']['ttl']:,}", "blocks removed by the TTL")
+    table.add_row("uncached blocks", f"{s['uncached_blocks']:,}", "blocks that found no room")
+    table.add_row("peak occupancy", f"{s['peak_occupancy_blocks']:,}", "most blocks cached at once")
+    console.print(table)
+    tenants = result.per_tenant()
+    if len(tenants) > 1:
+        t = Table(title="per tenant (token hit ratio; hit tokens from other tenants' entries)", header_style="bold")
+        for col in ("tenant", "requests", "prompt tokens", "token hit ratio", "from others"):
+            t.add_column(col, justify="left" if col == "tenant" else "right")
+        ranked = sorted(tenants.items(), key=lambda kv: -kv[1]["prompt_tokens"])
+        for name, row in ranked[:MAX_TENANT_ROWS]:
+            others = sum(v for owner, v in row["hits_from"].items() if owner != name)
+            t.add_row(name, f"{row['requests']:,}", f"{row['prompt_tokens']:,}", f"{row['token_hit_ratio']:.4f}",
+                      f"{others:,}")
+        if len(ranked) > MAX_TENANT_ROWS:
+            t.caption = f"{len(ranked) - MAX_TENANT_ROWS} more tenants in the JSON output"
+        console.print(t)
+
+
+def write_per_request_csv(result: Result, path: str | Path) -> None:
+    if result.per_request is None:
+        raise ValueError("per-request outputs were not kept")
+    columns = list(result.per_request)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["request", *columns])
+        arrays = [result.per_request[c] for c in columns]
+        for i in range(len(arrays[0]) if arrays else 0):
+            writer.writerow([i, *(_cell(a[i]) for a in arrays)])
+
+
+def _cell(value) -> str:
+    if isinstance(value, float) or getattr(value, "dtype", None) is not None and value.dtype.kind == "f":
+        return repr(float(value)) if math.isfinite(value) else ""
+    return str(value)

@@ -1,0 +1,31 @@
+"""Shared fixtures: every engine test runs against the compiled core and the reference model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("dev", max_examples=60, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", max_examples=200, deadline=None, derandomize=True, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+SHARED_TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces"
+MOONCAKE_CONVERSATION = SHARED_TRACES / "mooncake" / "conversation_trace.jsonl"
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(params=["core", "reference"])
+def impl(request) -> str:
+    return request.param
+
+
+def require_shared(path: Path) -> Path:
+    """The path of a shared trace, or a skip that says why (the traces live beside the checkout, not in it)."""
+    if not path.exists():
+        pytest.skip(f"{path} is absent: the real traces live in ../shared/traces beside the checkout")
+    return path
