@@ -22,11 +22,11 @@ POLICIES = ("lru",)
 ISOLATIONS = (None, "tenant")
 HIT_CAPS = (None, "prompt-1")
 
+# Every ratio is over the counted requests (all requests but the warmup).
 RATIO_DEFINITIONS = {
-    "token_hit_ratio": "hit tokens / prompt tokens, over counted requests "
-                       "(vLLM's prefix_cache_hits / prefix_cache_queries)",
-    "block_hit_ratio": "hit blocks / cacheable prompt blocks, over counted requests",
-    "request_hit_ratio": "counted requests with at least one hit block / counted requests",
+    "token_hit_ratio": "hit tokens / prompt tokens (= vLLM prefix_cache_hits / prefix_cache_queries)",
+    "block_hit_ratio": "hit blocks / cacheable prompt blocks",
+    "request_hit_ratio": "requests with at least one hit block / requests",
 }
 
 
