@@ -4,10 +4,10 @@
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
 
-# One cached block. 24 bytes; the owner lives in a parallel int32 array so the hot struct stays small.
+# One cached block: 16 bytes. The owner and (with a TTL) the expiry time live in parallel arrays, so the hot
+# struct stays small and a cache without a TTL pays nothing for one.
 cdef struct Entry:
     uint64_t key          # chained block key (SEMANTICS §2): names the whole prefix up to this block
-    double expires_at     # time of last use + ttl_s; +inf without a TTL
     int32_t newer         # recency list: towards the head (most recent); NIL at the head; PINNED while in use
     int32_t older         # recency list: towards the tail (least recent); NIL at the tail; free-list link when free
 
@@ -45,6 +45,8 @@ cdef class Engine:
     # node pool (a flat array; entries are addressed by int32 index, never by pointer)
     cdef Entry* pool                        # pool_size entries
     cdef int32_t* owner                     # tenant that inserted each entry
+    cdef double* expires_at                 # time of last use + ttl_s per entry; NULL without a TTL
+    cdef double max_load                    # hash-table fill limit (sparser when the memory budget allows)
     cdef int64_t pool_size                  # allocated entries
     cdef int64_t pool_used                  # entries ever handed out (high-water mark)
     cdef int32_t free_head                  # free list of released entries, linked by .older
@@ -52,9 +54,8 @@ cdef class Engine:
     cdef readonly int64_t peak_occupancy    # largest occupancy after any counted request
 
     # open-addressing hash index (linear probing, backward-shift deletion)
-    cdef int32_t* slots                     # entry index or NIL
-    cdef uint64_t slot_mask                 # table size - 1 (a power of two)
-    cdef int slot_shift                     # 64 - log2(table size), for Fibonacci hashing
+    cdef uint64_t* slots                    # (32 hash bits << 32) | entry index, or EMPTY_SLOT
+    cdef int64_t table_size                 # slots in the table (any size: homes are multiply-shifted)
 
     # recency list
     cdef int32_t head                       # most recently used entry, or NIL
@@ -75,8 +76,15 @@ cdef class Engine:
 
     cdef int _grow_pool(self, int64_t size) except -2 nogil
     cdef int _rebuild_index(self, int64_t table_size) except -2 nogil
-    cdef uint64_t _home(self, uint64_t key) noexcept nogil
+    cdef int _grow_index_if_full(self) except -2 nogil
+    cdef uint64_t _hash32(self, uint64_t key) noexcept nogil
+    cdef int64_t _home_of(self, uint64_t h32) noexcept nogil
+    cdef void _place(self, uint64_t slot) noexcept nogil
     cdef int32_t _find(self, uint64_t key) noexcept nogil
+    cdef void _prefetch_slot(self, uint64_t key) noexcept nogil
+    cdef void _prefetch_entry(self, uint64_t key) noexcept nogil
+    cdef void _prefetch_ahead(self, const uint64_t* keys, int64_t b, int64_t end) noexcept nogil
+    cdef void _prefetch_next_victim(self) noexcept nogil
     cdef void _index_insert(self, int32_t e) noexcept nogil
     cdef void _index_remove(self, int32_t e) noexcept nogil
     cdef void _unlink(self, int32_t e) noexcept nogil
