@@ -42,6 +42,10 @@ cdef class Engine:
     cdef readonly int64_t warmup_requests   # requests left out of the counts at the start
     cdef readonly double warmup_s           # seconds left out of the counts at the start
 
+    cdef readonly int policy                # P_LRU, P_FIFO, ... (see POLICY_CODES)
+    cdef readonly bint victims_any          # False: victims are leaves only, so the cache stays prefix-closed
+    cdef readonly int64_t orphaned_blocks   # entries left without their parent by victims="any" evictions
+
     # node pool (a flat array; entries are addressed by int32 index, never by pointer)
     cdef Entry* pool                        # pool_size entries
     cdef int32_t* owner                     # tenant that inserted each entry
@@ -60,6 +64,26 @@ cdef class Engine:
     # recency list
     cdef int32_t head                       # most recently used entry, or NIL
     cdef int32_t tail                       # least recently used entry, or NIL
+
+    # bookkeeping of the policies other than LRU (NULL under LRU), one value per entry
+    cdef uint64_t* parent_key               # key of the block before it in the prefix (depth > 0)
+    cdef int32_t* n_children                # cached entries inserted under it while it was cached
+    cdef int64_t* insert_serial             # order of insertion (FIFO; guards child counts)
+    cdef int64_t* last_use                  # stamp of the last use (stamps count up, deepest block first)
+    cdef int32_t* freq                      # requests that used it
+    cdef int32_t* depth                     # position of its block in the prompt (0 = first block)
+    cdef int32_t* heap                      # heap policies: candidate entries in heap order
+    cdef int32_t* heap_pos                  # heap policies: position in heap, or NIL when not a candidate
+    cdef int64_t heap_size
+    cdef int32_t* q_newer                   # SIEVE queue: towards the head (newest insertion)
+    cdef int32_t* q_older                   # SIEVE queue: towards the tail (oldest insertion)
+    cdef unsigned char* visited             # SIEVE: used again since the hand last passed
+    cdef int32_t q_head                     # SIEVE: newest insertion
+    cdef int32_t q_tail                     # SIEVE: oldest insertion
+    cdef int32_t hand                       # SIEVE: where the next victim search starts (NIL = the tail)
+    cdef int64_t queue_length               # SIEVE: entries in the queue
+    cdef int64_t clock                      # last stamp handed out
+    cdef int64_t serial                     # last insertion serial handed out
 
     # scratch: pool index of each block of the request being served
     cdef int32_t* request_entries
@@ -91,5 +115,17 @@ cdef class Engine:
     cdef void _push_head(self, int32_t e) noexcept nogil
     cdef void _release(self, int32_t e) noexcept nogil
     cdef int32_t _allocate(self) noexcept nogil
+    cdef bint _less(self, int32_t a, int32_t b) noexcept nogil
+    cdef void _heap_swap(self, int64_t i, int64_t j) noexcept nogil
+    cdef void _heap_up(self, int64_t i) noexcept nogil
+    cdef void _heap_down(self, int64_t i) noexcept nogil
+    cdef void _heap_push(self, int32_t e) noexcept nogil
+    cdef void _heap_remove(self, int32_t e) noexcept nogil
+    cdef void _on_pin(self, int32_t e) noexcept nogil
+    cdef int32_t _choose_victim(self) noexcept nogil
+    cdef bint _eligible(self, int32_t e) noexcept nogil
+    cdef void _on_insert(self, int32_t e, int32_t parent, uint64_t parent_key, int64_t depth) noexcept nogil
+    cdef void _on_use(self, int32_t e, bint inserted_now) noexcept nogil
+    cdef void _forget(self, int32_t e) noexcept nogil
     cdef int _serve(self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from,
                     int64_t n_tenants, int64_t* error_request) except -2 nogil

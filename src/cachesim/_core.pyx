@@ -110,6 +110,19 @@ TENANT_FIELDS = ("requests", "hit_requests", "prompt_tokens", "hit_tokens", "blo
                  "inserted_blocks", "evictions_caused", "evicted_owned", "expired_owned", "uncached_blocks")
 assert len(TENANT_FIELDS) == N_TENANT_FIELDS
 
+# Policies. LRU evicts the recency list's tail (the fast path). The heap policies evict the candidate with the
+# smallest score (see Engine._less); SIEVE walks a FIFO queue with a hand.
+cdef enum:
+    P_LRU = 0
+    P_FIFO = 1
+    P_LFU = 2
+    P_SLRU = 3
+    P_PRIORITY = 4
+    P_SIEVE = 5
+
+POLICY_CODES = {"lru": P_LRU, "fifo": P_FIFO, "lfu": P_LFU, "slru": P_SLRU, "priority": P_PRIORITY,
+                "sieve": P_SIEVE}
+
 # Error codes of the serve loop (the offending request index goes to error_request).
 cdef enum:
     ERR_NO_MEMORY = 1
@@ -225,11 +238,37 @@ cdef class Engine:
         self.owner = NULL
         self.slots = NULL
         self.expires_at = NULL
+        self.parent_key = NULL
+        self.n_children = NULL
+        self.insert_serial = NULL
+        self.last_use = NULL
+        self.freq = NULL
+        self.depth = NULL
+        self.heap = NULL
+        self.heap_pos = NULL
+        self.q_newer = NULL
+        self.q_older = NULL
+        self.visited = NULL
         self.table_size = 0
         self.request_entries = NULL
 
     def __init__(self, capacity_blocks=None, ttl_s=None, hit_cap=None, int64_t block_size=1,
-                 int64_t warmup_requests=0, double warmup_s=0.0, int n_tenants=1):
+                 int64_t warmup_requests=0, double warmup_s=0.0, int n_tenants=1, policy="lru",
+                 victims="leaves"):
+        if policy not in POLICY_CODES:
+            raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICY_CODES)}")
+        if victims not in ("leaves", "any"):
+            raise ValueError(f"victims must be 'leaves' or 'any', not {victims!r}")
+        self.policy = POLICY_CODES[policy]
+        self.victims_any = victims == "any"
+        self.orphaned_blocks = 0
+        self.heap_size = 0
+        self.q_head = NIL
+        self.q_tail = NIL
+        self.hand = NIL
+        self.queue_length = 0
+        self.clock = 0
+        self.serial = 0
         if capacity_blocks is not None and capacity_blocks <= 0:
             raise ValueError("capacity_blocks must be positive (or None for unbounded)")
         if capacity_blocks is not None and capacity_blocks >= 2**31 - 2:
@@ -269,6 +308,17 @@ cdef class Engine:
         PyMem_RawFree(self.owner)
         PyMem_RawFree(self.expires_at)
         PyMem_RawFree(self.slots)
+        PyMem_RawFree(self.parent_key)
+        PyMem_RawFree(self.n_children)
+        PyMem_RawFree(self.insert_serial)
+        PyMem_RawFree(self.last_use)
+        PyMem_RawFree(self.freq)
+        PyMem_RawFree(self.depth)
+        PyMem_RawFree(self.heap)
+        PyMem_RawFree(self.heap_pos)
+        PyMem_RawFree(self.q_newer)
+        PyMem_RawFree(self.q_older)
+        PyMem_RawFree(self.visited)
         PyMem_RawFree(self.request_entries)
 
     # -- memory ---------------------------------------------------------------------------------------------
@@ -288,6 +338,22 @@ cdef class Engine:
             if expires_at == NULL:
                 return -1
             self.expires_at = expires_at
+        if self.policy != P_LRU:
+            if (_grow(<void**> &self.parent_key, size, sizeof(uint64_t)) or
+                    _grow(<void**> &self.n_children, size, sizeof(int32_t)) or
+                    _grow(<void**> &self.insert_serial, size, sizeof(int64_t)) or
+                    _grow(<void**> &self.last_use, size, sizeof(int64_t)) or
+                    _grow(<void**> &self.freq, size, sizeof(int32_t)) or
+                    _grow(<void**> &self.depth, size, sizeof(int32_t))):
+                return -1
+            if self.policy == P_SIEVE:
+                if (_grow(<void**> &self.q_newer, size, sizeof(int32_t)) or
+                        _grow(<void**> &self.q_older, size, sizeof(int32_t)) or
+                        _grow(<void**> &self.visited, size, sizeof(unsigned char))):
+                    return -1
+            elif (_grow(<void**> &self.heap, size, sizeof(int32_t)) or
+                    _grow(<void**> &self.heap_pos, size, sizeof(int32_t))):
+                return -1
         self.pool_size = size
         return 0
 
@@ -463,12 +529,183 @@ cdef class Engine:
         self.pool_used += 1
         return e
 
+    # -- policies other than LRU (SEMANTICS §4) ------------------------------------------------------------
+    # A candidate is an entry the policy may evict: a leaf (no cached entry inserted under it), or any entry
+    # with victims="any". Entries the current request uses are pinned: like the recency list, the heap drops
+    # them on use and takes them back, rescored, when the request is stamped, so its minimum is the victim.
+
+    cdef inline bint _less(self, int32_t a, int32_t b) noexcept nogil:
+        """Heap order: a is evicted before b."""
+        cdef int policy = self.policy
+        if policy == P_FIFO:
+            return self.insert_serial[a] < self.insert_serial[b]
+        if policy == P_LFU:
+            if self.freq[a] != self.freq[b]:
+                return self.freq[a] < self.freq[b]
+        elif policy == P_SLRU:  # probation (used by one request) before protected, each by recency
+            if (self.freq[a] >= 2) != (self.freq[b] >= 2):
+                return self.freq[b] >= 2
+        elif policy == P_PRIORITY:  # rarely shared first, then deeper blocks, then older
+            if self.freq[a] != self.freq[b]:
+                return self.freq[a] < self.freq[b]
+            if self.depth[a] != self.depth[b]:
+                return self.depth[a] > self.depth[b]
+        return self.last_use[a] < self.last_use[b]
+
+    cdef inline void _heap_swap(self, int64_t i, int64_t j) noexcept nogil:
+        cdef int32_t a = self.heap[i], b = self.heap[j]
+        self.heap[i] = b
+        self.heap[j] = a
+        self.heap_pos[b] = <int32_t> i
+        self.heap_pos[a] = <int32_t> j
+
+    cdef void _heap_up(self, int64_t i) noexcept nogil:
+        cdef int64_t parent
+        while i > 0:
+            parent = (i - 1) >> 1
+            if not self._less(self.heap[i], self.heap[parent]):
+                break
+            self._heap_swap(i, parent)
+            i = parent
+
+    cdef void _heap_down(self, int64_t i) noexcept nogil:
+        cdef int64_t child, smallest
+        while True:
+            smallest = i
+            child = 2 * i + 1
+            if child < self.heap_size and self._less(self.heap[child], self.heap[smallest]):
+                smallest = child
+            if child + 1 < self.heap_size and self._less(self.heap[child + 1], self.heap[smallest]):
+                smallest = child + 1
+            if smallest == i:
+                return
+            self._heap_swap(i, smallest)
+            i = smallest
+
+    cdef void _heap_push(self, int32_t e) noexcept nogil:
+        if self.heap_pos[e] != NIL:
+            return
+        self.heap[self.heap_size] = e
+        self.heap_pos[e] = <int32_t> self.heap_size
+        self.heap_size += 1
+        self._heap_up(self.heap_size - 1)
+
+    cdef void _heap_remove(self, int32_t e) noexcept nogil:
+        cdef int64_t i = self.heap_pos[e]
+        cdef int32_t moved
+        if i == NIL:
+            return
+        self.heap_size -= 1
+        if i != self.heap_size:
+            moved = self.heap[self.heap_size]
+            self._heap_swap(i, self.heap_size)
+            self._heap_up(i)
+            self._heap_down(self.heap_pos[moved])
+        self.heap_pos[e] = NIL
+
+    cdef inline bint _eligible(self, int32_t e) noexcept nogil:
+        return self.pool[e].newer != PINNED and (self.victims_any or self.n_children[e] == 0)
+
+    cdef int32_t _choose_victim(self) noexcept nogil:
+        """The entry the policy evicts next, or NIL when every candidate is in use by this request."""
+        cdef int32_t e
+        cdef int64_t steps
+        if self.policy == P_LRU:
+            return self.tail  # pinned entries are off the recency list; the tail is always a leaf
+        if self.policy != P_SIEVE:
+            return self.heap[0] if self.heap_size > 0 else NIL
+        # SIEVE: the hand walks from the oldest insertion towards the newest, clearing "visited" marks, and
+        # stops at the first unmarked candidate; entries that are not candidates are passed over unchanged
+        if self.queue_length == 0:
+            return NIL
+        e = self.hand if self.hand != NIL else self.q_tail
+        for steps in range(2 * self.queue_length + 1):
+            if self._eligible(e):
+                if self.visited[e]:
+                    self.visited[e] = 0
+                else:
+                    self.hand = self.q_newer[e]
+                    return e
+            e = self.q_newer[e]
+            if e == NIL:
+                e = self.q_tail
+        return NIL
+
+    cdef void _on_pin(self, int32_t e) noexcept nogil:
+        if self.policy != P_SIEVE:
+            self._heap_remove(e)
+
+    cdef void _on_insert(self, int32_t e, int32_t parent, uint64_t parent_key, int64_t depth) noexcept nogil:
+        self.serial += 1
+        self.insert_serial[e] = self.serial
+        self.last_use[e] = 0
+        self.freq[e] = 0
+        self.depth[e] = <int32_t> depth
+        self.parent_key[e] = parent_key
+        self.n_children[e] = 0
+        if parent != NIL:
+            self.n_children[parent] += 1  # the parent is pinned (this request uses it): off the heap already
+        if self.policy == P_SIEVE:
+            self.visited[e] = 0
+            self.q_older[e] = self.q_head
+            self.q_newer[e] = NIL
+            if self.q_head != NIL:
+                self.q_newer[self.q_head] = e
+            else:
+                self.q_tail = e
+            self.q_head = e
+            self.queue_length += 1
+        else:
+            self.heap_pos[e] = NIL
+
+    cdef void _on_use(self, int32_t e, bint inserted_now) noexcept nogil:
+        """Stamping: rescore, and return candidates to the heap."""
+        self.clock += 1
+        self.last_use[e] = self.clock
+        self.freq[e] += 1
+        if self.policy == P_SIEVE:
+            if not inserted_now:
+                self.visited[e] = 1
+        elif self.victims_any or self.n_children[e] == 0:
+            self._heap_push(e)
+
+    cdef void _forget(self, int32_t e) noexcept nogil:
+        """Policy bookkeeping for an entry about to leave the cache."""
+        cdef int32_t parent, newer, older
+        if self.policy == P_SIEVE:
+            newer = self.q_newer[e]
+            older = self.q_older[e]
+            if self.hand == e:
+                self.hand = newer
+            if newer == NIL:
+                self.q_head = older
+            else:
+                self.q_older[newer] = older
+            if older == NIL:
+                self.q_tail = newer
+            else:
+                self.q_newer[older] = newer
+            self.queue_length -= 1
+        else:
+            self._heap_remove(e)
+        if self.victims_any:
+            self.orphaned_blocks += self.n_children[e]
+        if self.depth[e] > 0:
+            parent = self._find(self.parent_key[e])
+            # only the incarnation of the parent that was cached when e came counted it as a child
+            if parent != NIL and self.insert_serial[parent] < self.insert_serial[e]:
+                self.n_children[parent] -= 1
+                if (self.n_children[parent] == 0 and not self.victims_any and self.policy != P_SIEVE
+                        and self.pool[parent].newer != PINNED):
+                    self._heap_push(parent)  # it became a leaf
+
     # -- serving (SEMANTICS §3) ----------------------------------------------------------------------------
 
     cdef int _serve(self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from,
                     int64_t n_tenants, int64_t* error_request) except -2 nogil:
         cdef Py_ssize_t r
         cdef int64_t b0, b1, n, i, h, hit_blocks, cap, hit_tokens, inserted, evicted, expired, uncached
+        cdef int64_t serial_at_start
         cdef int64_t* ts
         cdef int32_t e, victim, tenant
         cdef double t
@@ -515,6 +752,8 @@ cdef class Engine:
                 self._unlink(victim)
                 if counted:
                     tstats[self.owner[victim] * N_TENANT_FIELDS + F_EXPIRED_OWNED] += 1
+                if self.policy != P_LRU:
+                    self._forget(victim)
                 self._release(victim)
                 expired += 1
 
@@ -528,6 +767,8 @@ cdef class Engine:
                 if self.pool[e].newer != PINNED:
                     self._unlink(e)
                     self.pool[e].newer = PINNED
+                    if self.policy != P_LRU:
+                        self._on_pin(e)
                 req[h] = e
                 h += 1
             hit_blocks = h
@@ -542,7 +783,8 @@ cdef class Engine:
                 if counted:
                     hits_from[tenant * n_tenants + self.owner[req[i]]] += batch.block_tokens[b0 + i]
 
-            # 3. insert the rest, evicting the least recent entry this request does not use
+            # 3. insert the rest, evicting the policy's victim among entries this request does not use
+            serial_at_start = self.serial
             inserted = 0
             evicted = 0
             uncached = 0
@@ -553,19 +795,24 @@ cdef class Engine:
                     if self.pool[e].newer != PINNED:
                         self._unlink(e)
                         self.pool[e].newer = PINNED
+                        if self.policy != P_LRU:
+                            self._on_pin(e)
                     req[i] = e
                     continue
                 if self.occupancy == self.capacity_blocks:
-                    victim = self.tail
-                    if victim == NIL:  # every cached entry is this request's own
+                    victim = self._choose_victim()
+                    if victim == NIL:  # every candidate is this request's own
                         req[i] = NIL
                         uncached += 1
                         continue
                     self._unlink(victim)
                     if counted:
                         tstats[self.owner[victim] * N_TENANT_FIELDS + F_EVICTED_OWNED] += 1
+                    if self.policy != P_LRU:
+                        self._forget(victim)
                     self._release(victim)
-                    self._prefetch_next_victim()
+                    if self.policy == P_LRU:
+                        self._prefetch_next_victim()
                     evicted += 1
                 e = self._allocate()
                 if e == NIL:
@@ -579,6 +826,11 @@ cdef class Engine:
                     error_request[0] = r
                     return ERR_NO_MEMORY
                 self._index_insert(e)
+                if self.policy != P_LRU:
+                    if i > 0:
+                        self._on_insert(e, req[i - 1], batch.keys[b0 + i - 1], i)
+                    else:
+                        self._on_insert(e, NIL, 0, 0)
                 req[i] = e
                 inserted += 1
 
@@ -590,6 +842,8 @@ cdef class Engine:
                     self._push_head(e)
                     if self.expires_at != NULL:
                         self.expires_at[e] = t + self.ttl_s
+                    if self.policy != P_LRU:
+                        self._on_use(e, self.insert_serial[e] > serial_at_start)
                 i -= 1
 
             out.hit_tokens[r] = hit_tokens
@@ -712,6 +966,15 @@ class EngineInputError(ValueError):
 
 OUTPUT_FIELDS = ("hit_tokens", "hit_blocks", "inserted_blocks", "evicted_blocks", "expired_blocks",
                  "uncached_blocks")
+
+
+cdef int _grow(void** array, int64_t n, size_t item_size) noexcept nogil:
+    """Reallocate *array to n items; nonzero when out of memory (the old array is kept)."""
+    cdef void* grown = PyMem_RawRealloc(array[0], n * item_size)
+    if grown == NULL:
+        return 1
+    array[0] = grown
+    return 0
 
 
 cdef int64_t _table_size_for(int64_t entries, double max_load) noexcept nogil:
