@@ -12,6 +12,12 @@ cdef struct Entry:
     int32_t older         # recency list: towards the tail (least recent); NIL at the tail; free-list link when free
 
 
+# An open-addressing map from uint64 keys to int32 record indices (see KeyIndex in _core.pyx).
+cdef struct KeyIndex:
+    uint64_t* slots       # (32 hash bits << 32) | record index, or EMPTY_SLOT
+    int64_t size          # slots in the table (any size: homes are multiply-shifted)
+
+
 # Columns of one trace batch, as raw pointers, so the serve loop runs without the GIL.
 cdef struct Batch:
     Py_ssize_t n_requests       # requests in the batch
@@ -57,9 +63,7 @@ cdef class Engine:
     cdef readonly int64_t occupancy         # cached entries now
     cdef readonly int64_t peak_occupancy    # largest occupancy after any counted request
 
-    # open-addressing hash index (linear probing, backward-shift deletion)
-    cdef uint64_t* slots                    # (32 hash bits << 32) | entry index, or EMPTY_SLOT
-    cdef int64_t table_size                 # slots in the table (any size: homes are multiply-shifted)
+    cdef KeyIndex index                     # key -> entry index
 
     # recency list
     cdef int32_t head                       # most recently used entry, or NIL
@@ -99,11 +103,7 @@ cdef class Engine:
     cdef public object hits_from            # int64 [n_tenants, n_tenants]: tokens R hit in entries O inserted
 
     cdef int _grow_pool(self, int64_t size) except -2 nogil
-    cdef int _rebuild_index(self, int64_t table_size) except -2 nogil
     cdef int _grow_index_if_full(self) except -2 nogil
-    cdef uint64_t _hash32(self, uint64_t key) noexcept nogil
-    cdef int64_t _home_of(self, uint64_t h32) noexcept nogil
-    cdef void _place(self, uint64_t slot) noexcept nogil
     cdef int32_t _find(self, uint64_t key) noexcept nogil
     cdef void _prefetch_slot(self, uint64_t key) noexcept nogil
     cdef void _prefetch_entry(self, uint64_t key) noexcept nogil

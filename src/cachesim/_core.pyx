@@ -135,6 +135,7 @@ cdef enum:
 cdef double MAX_LOAD_NO_TTL = 0.5    # 20 + 8 / 0.5 = 36 bytes per cached block
 cdef double MAX_LOAD_TTL = 0.7       # 28 + 8 / 0.7 = 39.4 bytes per cached block
 cdef uint64_t EMPTY_SLOT = 0xFFFFFFFFFFFFFFFFULL
+cdef int64_t ENTRY_STRIDE = sizeof(Entry) // sizeof(uint64_t)  # uint64 words from one entry's key to the next
 # prefetch distances in blocks (slots first, then the entries they point at)
 cdef int64_t PREFETCH_SLOT = 16
 cdef int64_t PREFETCH_ENTRY = 8
@@ -223,6 +224,97 @@ def relabel_keys(const uint64_t[::1] keys, const int64_t[::1] block_offsets, con
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# KeyIndex: an open-addressing map from uint64 keys to int32 values (indices into a caller's array of records
+# whose first field is the key). Linear probing, backward-shift deletion (no tombstones). A slot holds
+# (h32 << 32) | value, h32 being 32 hash bits of the key: h32 picks the home slot (multiply-shift onto any table
+# size, so a table can be sized exactly) and filters probes, so a record is only read when its h32 matches, and
+# moving slots (deletion, growth) reads no record. The engine's cache and the ghost tables share it.
+
+cdef inline uint64_t _hash32(uint64_t key) noexcept nogil:
+    return (key * FIB) >> 32
+
+
+cdef inline int64_t _home(KeyIndex* ix, uint64_t h32) noexcept nogil:
+    return <int64_t> ((h32 * <uint64_t> ix.size) >> 32)
+
+
+cdef inline int32_t _index_find(KeyIndex* ix, uint64_t key, const uint64_t* keys, int64_t stride) noexcept nogil:
+    """The value stored for key (records[value] holds the key at keys[value * stride]), or NIL."""
+    cdef uint64_t h32 = _hash32(key)
+    cdef int64_t i = _home(ix, h32)
+    cdef uint64_t slot
+    cdef int32_t value
+    while True:
+        slot = ix.slots[i]
+        if slot == EMPTY_SLOT:
+            return NIL
+        if (slot >> 32) == h32:
+            value = <int32_t> (slot & 0xFFFFFFFFULL)
+            if keys[value * stride] == key:
+                return value
+        i += 1
+        if i == ix.size:
+            i = 0
+
+
+cdef inline void _index_place(KeyIndex* ix, uint64_t slot) noexcept nogil:
+    cdef int64_t i = _home(ix, slot >> 32)
+    while ix.slots[i] != EMPTY_SLOT:
+        i += 1
+        if i == ix.size:
+            i = 0
+    ix.slots[i] = slot
+
+
+cdef inline void _index_delete(KeyIndex* ix, uint64_t key, int32_t value) noexcept nogil:
+    """Remove the slot of (key, value), which must be present."""
+    cdef int64_t size = ix.size
+    cdef uint64_t h32 = _hash32(key)
+    cdef uint64_t target = (h32 << 32) | <uint32_t> value
+    cdef int64_t i = _home(ix, h32)
+    while ix.slots[i] != target:
+        i += 1
+        if i == size:
+            i = 0
+    # backward shift: move later members of the probe run into the hole when their home allows it
+    cdef int64_t j = i, home, dist_home, dist_hole
+    cdef uint64_t slot
+    while True:
+        j += 1
+        if j == size:
+            j = 0
+        slot = ix.slots[j]
+        if slot == EMPTY_SLOT:
+            break
+        home = _home(ix, slot >> 32)
+        # cyclic distances from the home and from the hole to j (no division on this path)
+        dist_home = j - home if j >= home else j - home + size
+        dist_hole = j - i if j >= i else j - i + size
+        if dist_home >= dist_hole:
+            ix.slots[i] = slot
+            i = j
+    ix.slots[i] = EMPTY_SLOT
+
+
+cdef int _index_resize(KeyIndex* ix, int64_t size) noexcept nogil:
+    """Move every slot into a new table of size slots; -1 when out of memory (the old table is kept)."""
+    cdef uint64_t* slots = <uint64_t*> PyMem_RawMalloc(size * sizeof(uint64_t))
+    if slots == NULL:
+        return -1
+    memset(slots, 0xFF, size * sizeof(uint64_t))  # all EMPTY_SLOT
+    cdef uint64_t* old_slots = ix.slots
+    cdef int64_t old_size = ix.size if old_slots != NULL else 0
+    ix.slots = slots
+    ix.size = size
+    cdef int64_t i
+    for i in range(old_size):
+        if old_slots[i] != EMPTY_SLOT:
+            _index_place(ix, old_slots[i])
+    PyMem_RawFree(old_slots)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # The engine
 
 @cython.final
@@ -236,7 +328,8 @@ cdef class Engine:
     def __cinit__(self):
         self.pool = NULL
         self.owner = NULL
-        self.slots = NULL
+        self.index.slots = NULL
+        self.index.size = 0
         self.expires_at = NULL
         self.parent_key = NULL
         self.n_children = NULL
@@ -249,7 +342,6 @@ cdef class Engine:
         self.q_newer = NULL
         self.q_older = NULL
         self.visited = NULL
-        self.table_size = 0
         self.request_entries = NULL
 
     def __init__(self, capacity_blocks=None, ttl_s=None, hit_cap=None, int64_t block_size=1,
@@ -299,7 +391,7 @@ cdef class Engine:
         # pool and index grow on demand (up to the capacity), so a large capacity costs nothing until used
         cdef int64_t initial = 1024 if self.capacity_blocks < 0 else min(self.capacity_blocks, 1024)
         self.max_load = MAX_LOAD_NO_TTL if ttl_s is None else MAX_LOAD_TTL
-        if self._grow_pool(initial) < 0 or self._rebuild_index(_table_size_for(initial, self.max_load)) < 0:
+        if self._grow_pool(initial) < 0 or _index_resize(&self.index, _table_size_for(initial, self.max_load)) < 0:
             raise MemoryError()
         self.request_entries_size = 0
 
@@ -307,7 +399,7 @@ cdef class Engine:
         PyMem_RawFree(self.pool)
         PyMem_RawFree(self.owner)
         PyMem_RawFree(self.expires_at)
-        PyMem_RawFree(self.slots)
+        PyMem_RawFree(self.index.slots)
         PyMem_RawFree(self.parent_key)
         PyMem_RawFree(self.n_children)
         PyMem_RawFree(self.insert_serial)
@@ -357,76 +449,34 @@ cdef class Engine:
         self.pool_size = size
         return 0
 
-    cdef int _rebuild_index(self, int64_t table_size) except -2 nogil:
-        """Move the index into a table of table_size slots."""
-        cdef uint64_t* slots = <uint64_t*> PyMem_RawMalloc(table_size * sizeof(uint64_t))
-        if slots == NULL:
-            return -1
-        memset(slots, 0xFF, table_size * sizeof(uint64_t))  # all EMPTY_SLOT
-        cdef uint64_t* old_slots = self.slots
-        cdef int64_t old_size = self.table_size if old_slots != NULL else 0
-        self.slots = slots
-        self.table_size = table_size
-        # the old table, not the recency list, knows every entry (pinned ones are off the list), and its
-        # slots carry the hash bits, so moving them touches no entry
-        cdef int64_t i
-        for i in range(old_size):
-            if old_slots[i] != EMPTY_SLOT:
-                self._place(old_slots[i])
-        PyMem_RawFree(old_slots)
-        return 0
-
     cdef int _grow_index_if_full(self) except -2 nogil:
         """Keep the table at most max_load full; a bounded cache's table stops at the size its capacity needs."""
         cdef int64_t size
-        if self.occupancy <= self.max_load * self.table_size:
+        if self.occupancy <= self.max_load * self.index.size:
             return 0
-        size = 2 * self.table_size
+        size = 2 * self.index.size
         if self.capacity_blocks > 0 and size > _table_size_for(self.capacity_blocks, self.max_load):
             size = _table_size_for(self.capacity_blocks, self.max_load)
-        if size <= self.table_size:
+        if size <= self.index.size:
             return 0
-        return self._rebuild_index(size)
+        return _index_resize(&self.index, size)
 
     def memory_bytes(self):
         """Bytes held by the engine's pool, owner array and hash index (excluding statistics)."""
         cdef int64_t per_entry = sizeof(Entry) + sizeof(int32_t) + (sizeof(double) if self.expires_at != NULL else 0)
-        return int(self.pool_size * per_entry + self.table_size * sizeof(uint64_t))
+        return int(self.pool_size * per_entry + self.index.size * sizeof(uint64_t))
 
-    # -- hash index -----------------------------------------------------------------------------------------
-    # A slot holds (h32 << 32) | entry index, h32 being 32 hash bits of the key. h32 both picks the home slot
-    # (multiply-shift onto any table size, so the table need not be a power of two) and filters probes: an
-    # entry is only read when its h32 matches, and moving slots never reads an entry.
-
-    cdef inline uint64_t _hash32(self, uint64_t key) noexcept nogil:
-        return (key * FIB) >> 32
-
-    cdef inline int64_t _home_of(self, uint64_t h32) noexcept nogil:
-        return <int64_t> ((h32 * <uint64_t> self.table_size) >> 32)
+    # -- hash index (see KeyIndex) --------------------------------------------------------------------------
 
     cdef inline int32_t _find(self, uint64_t key) noexcept nogil:
-        cdef uint64_t h32 = self._hash32(key)
-        cdef int64_t i = self._home_of(h32)
-        cdef uint64_t slot
-        cdef int32_t e
-        while True:
-            slot = self.slots[i]
-            if slot == EMPTY_SLOT:
-                return NIL
-            if (slot >> 32) == h32:
-                e = <int32_t> (slot & 0xFFFFFFFFULL)
-                if self.pool[e].key == key:
-                    return e
-            i += 1
-            if i == self.table_size:
-                i = 0
+        return _index_find(&self.index, key, &self.pool[0].key, ENTRY_STRIDE)
 
     cdef inline void _prefetch_slot(self, uint64_t key) noexcept nogil:
-        __builtin_prefetch(&self.slots[self._home_of(self._hash32(key))])
+        __builtin_prefetch(&self.index.slots[_home(&self.index, _hash32(key))])
 
     cdef inline void _prefetch_entry(self, uint64_t key) noexcept nogil:
         """Prefetch the entry the key's home slot points at (the slot itself was prefetched earlier)."""
-        cdef uint64_t slot = self.slots[self._home_of(self._hash32(key))]
+        cdef uint64_t slot = self.index.slots[_home(&self.index, _hash32(key))]
         if slot != EMPTY_SLOT:
             __builtin_prefetch(&self.pool[<int32_t> (slot & 0xFFFFFFFFULL)])
 
@@ -445,44 +495,11 @@ cdef class Engine:
             if self.pool[tail].newer >= 0:
                 __builtin_prefetch(&self.pool[self.pool[tail].newer])
 
-    cdef inline void _place(self, uint64_t slot) noexcept nogil:
-        cdef int64_t i = self._home_of(slot >> 32)
-        while self.slots[i] != EMPTY_SLOT:
-            i += 1
-            if i == self.table_size:
-                i = 0
-        self.slots[i] = slot
-
     cdef inline void _index_insert(self, int32_t e) noexcept nogil:
-        self._place((self._hash32(self.pool[e].key) << 32) | <uint32_t> e)
+        _index_place(&self.index, (_hash32(self.pool[e].key) << 32) | <uint32_t> e)
 
     cdef inline void _index_remove(self, int32_t e) noexcept nogil:
-        cdef int64_t size = self.table_size
-        cdef uint64_t h32 = self._hash32(self.pool[e].key)
-        cdef uint64_t target = (h32 << 32) | <uint32_t> e
-        cdef int64_t i = self._home_of(h32)
-        while self.slots[i] != target:
-            i += 1
-            if i == size:
-                i = 0
-        # backward shift: move later members of the probe run into the hole when their home allows it
-        cdef int64_t j = i, home, dist_home, dist_hole
-        cdef uint64_t slot
-        while True:
-            j += 1
-            if j == size:
-                j = 0
-            slot = self.slots[j]
-            if slot == EMPTY_SLOT:
-                break
-            home = self._home_of(slot >> 32)
-            # cyclic distances from the home and from the hole to j (no division on this path)
-            dist_home = j - home if j >= home else j - home + size
-            dist_hole = j - i if j >= i else j - i + size
-            if dist_home >= dist_hole:
-                self.slots[i] = slot
-                i = j
-        self.slots[i] = EMPTY_SLOT
+        _index_delete(&self.index, self.pool[e].key, e)
 
     # -- recency list ---------------------------------------------------------------------------------------
 
