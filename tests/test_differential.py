@@ -28,10 +28,12 @@ class CoreMatchesReference(RuleBasedStateMachine):
                 block_size=st.integers(1, 3),
                 isolation=st.sampled_from([None, None, "tenant"]),
                 policy=st.sampled_from(cachesim.POLICIES),
-                victims=st.sampled_from(["leaves", "leaves", "any"]))
-    def setup(self, capacity, ttl_s, hit_cap, block_size, isolation, policy, victims):
+                victims=st.sampled_from(["leaves", "leaves", "any"]),
+                ghost_blocks=st.sampled_from([None, None, 0, 1, 3]))
+    def setup(self, capacity, ttl_s, hit_cap, block_size, isolation, policy, victims, ghost_blocks):
         self.config = cachesim.CacheConfig(capacity_blocks=capacity, ttl_s=ttl_s, hit_cap=hit_cap,
-                                           isolation=isolation, policy=policy, victims=victims)
+                                           isolation=isolation, policy=policy, victims=victims,
+                                           interference=True, ghost_blocks=ghost_blocks)
         self.block_size = block_size
         self.core = cachesim.Simulator(self.config, impl="core")
         self.reference = cachesim.Simulator(self.config, impl="reference")
@@ -77,6 +79,17 @@ class CoreMatchesReference(RuleBasedStateMachine):
         assert np.array_equal(a.hits_from, b.hits_from)
         assert a.peak_occupancy == b.peak_occupancy
         assert a.orphaned_blocks == b.orphaned_blocks
+        assert np.array_equal(a.lost_to, b.lost_to)
+        assert np.array_equal(a.evictions_by, b.evictions_by)
+
+    @invariant()
+    def attributed_losses_never_exceed_misses(self):
+        if self.core.engine is None:
+            return
+        r = self.core.result()
+        missed = r.tenant_stats[:, r.tenant_fields.index("prompt_tokens")] - \
+            r.tenant_stats[:, r.tenant_fields.index("hit_tokens")]
+        assert np.all(r.lost_to.sum(axis=1) <= missed)
 
     @invariant()
     def capacity_is_never_exceeded(self):

@@ -18,6 +18,16 @@ cdef struct KeyIndex:
     int64_t size          # slots in the table (any size: homes are multiply-shifted)
 
 
+# A bounded FIFO map from keys to an int32 (see Ghost in _core.pyx).
+cdef struct Ghost:
+    uint64_t* keys        # ring of remembered keys
+    int32_t* values       # ring of values; GHOST_DEAD where the key was discarded
+    int64_t capacity      # records in the ring (0 = disabled)
+    int64_t next          # ring position written next (the oldest record once the ring is full)
+    int64_t count         # live records
+    KeyIndex index        # key -> ring position
+
+
 # Columns of one trace batch, as raw pointers, so the serve loop runs without the GIL.
 cdef struct Batch:
     Py_ssize_t n_requests       # requests in the batch
@@ -81,11 +91,17 @@ cdef class Engine:
     cdef int64_t heap_size
     cdef int32_t* q_newer                   # SIEVE queue: towards the head (newest insertion)
     cdef int32_t* q_older                   # SIEVE queue: towards the tail (oldest insertion)
-    cdef unsigned char* visited             # SIEVE: used again since the hand last passed
-    cdef int32_t q_head                     # SIEVE: newest insertion
-    cdef int32_t q_tail                     # SIEVE: oldest insertion
+    cdef unsigned char* visited             # SIEVE: used again since the hand passed; S3-FIFO: uses, up to 3
+    cdef unsigned char* queue_id            # S3-FIFO: 0 = small queue, 1 = main queue (SIEVE: always 0)
+    cdef int32_t q_head                     # queue 0: newest insertion
+    cdef int32_t q_tail                     # queue 0: oldest insertion
+    cdef int32_t m_head                     # S3-FIFO main queue: newest
+    cdef int32_t m_tail                     # S3-FIFO main queue: oldest
+    cdef int64_t small_length               # entries in queue 0
+    cdef int64_t main_length                # entries in the main queue
+    cdef int64_t small_target               # S3-FIFO: the small queue's share, 10% of the capacity
+    cdef Ghost s3_ghost                     # S3-FIFO: keys recently evicted from the small queue
     cdef int32_t hand                       # SIEVE: where the next victim search starts (NIL = the tail)
-    cdef int64_t queue_length               # SIEVE: entries in the queue
     cdef int64_t clock                      # last stamp handed out
     cdef int64_t serial                     # last insertion serial handed out
 
@@ -101,6 +117,10 @@ cdef class Engine:
     # statistics (numpy arrays owned here; grown between batches when new tenants appear)
     cdef public object tenant_stats         # int64 [n_tenants, N_TENANT_FIELDS]
     cdef public object hits_from            # int64 [n_tenants, n_tenants]: tokens R hit in entries O inserted
+    cdef public object lost_to              # int64 [n_tenants, 1 + n_tenants]: tokens R lost to TTL (col 0), E (1+E)
+    cdef public object evictions_by         # int64 [n_tenants, n_tenants]: capacity evictions by evictor E of O's
+    cdef readonly bint track_interference   # keep the evictors ghost table and lost_to / evictions_by
+    cdef Ghost evictors                     # evicted key -> evictor tenant (TTL_EVICTOR for expiries)
 
     cdef int _grow_pool(self, int64_t size) except -2 nogil
     cdef int _grow_index_if_full(self) except -2 nogil
@@ -122,10 +142,14 @@ cdef class Engine:
     cdef void _heap_push(self, int32_t e) noexcept nogil
     cdef void _heap_remove(self, int32_t e) noexcept nogil
     cdef void _on_pin(self, int32_t e) noexcept nogil
+    cdef bint _queued(self) noexcept nogil
+    cdef void _q_push_head(self, int32_t e, unsigned char q) noexcept nogil
+    cdef void _q_unlink(self, int32_t e) noexcept nogil
+    cdef int32_t _s3fifo_victim(self) noexcept nogil
     cdef int32_t _choose_victim(self) noexcept nogil
     cdef bint _eligible(self, int32_t e) noexcept nogil
     cdef void _on_insert(self, int32_t e, int32_t parent, uint64_t parent_key, int64_t depth) noexcept nogil
     cdef void _on_use(self, int32_t e, bint inserted_now) noexcept nogil
     cdef void _forget(self, int32_t e) noexcept nogil
-    cdef int _serve(self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from,
-                    int64_t n_tenants, int64_t* error_request) except -2 nogil
+    cdef int _serve(self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from, int64_t* lost_to,
+                    int64_t* evictions_by, int64_t n_tenants, int64_t* error_request) except -2 nogil

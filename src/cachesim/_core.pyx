@@ -119,9 +119,14 @@ cdef enum:
     P_SLRU = 3
     P_PRIORITY = 4
     P_SIEVE = 5
+    P_S3FIFO = 6
 
 POLICY_CODES = {"lru": P_LRU, "fifo": P_FIFO, "lfu": P_LFU, "slru": P_SLRU, "priority": P_PRIORITY,
-                "sieve": P_SIEVE}
+                "sieve": P_SIEVE, "s3fifo": P_S3FIFO}
+
+# Harm attribution: lost_to[R, 0] is what TTL expiry cost tenant R, lost_to[R, 1 + E] what evictor E cost it.
+cdef enum:
+    TTL_EVICTOR = -1
 
 # Error codes of the serve loop (the offending request index goes to error_request).
 cdef enum:
@@ -315,6 +320,73 @@ cdef int _index_resize(KeyIndex* ix, int64_t size) noexcept nogil:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Ghost: a bounded FIFO map from keys that left the cache to an int32 (S3-FIFO's ghost queue; the evictor of
+# each evicted key for harm attribution, SEMANTICS §6). A ring of records plus a KeyIndex over it; a record whose
+# key was discarded is marked GHOST_DEAD and simply overwritten when the ring comes round.
+
+cdef int32_t GHOST_DEAD = -2147483647 - 1
+cdef int32_t GHOST_MISSING = -2147483647
+
+
+cdef int _ghost_init(Ghost* g, int64_t capacity) noexcept nogil:
+    g.capacity = capacity
+    g.next = 0
+    g.count = 0
+    g.index.slots = NULL
+    g.index.size = 0
+    g.keys = <uint64_t*> PyMem_RawMalloc(max(capacity, 1) * sizeof(uint64_t))
+    g.values = <int32_t*> PyMem_RawMalloc(max(capacity, 1) * sizeof(int32_t))
+    if g.keys == NULL or g.values == NULL:
+        return -1
+    cdef int64_t i
+    for i in range(capacity):
+        g.values[i] = GHOST_DEAD
+    return _index_resize(&g.index, <int64_t> (2 * capacity) + 16)
+
+
+cdef void _ghost_free(Ghost* g) noexcept nogil:
+    PyMem_RawFree(g.keys)
+    PyMem_RawFree(g.values)
+    PyMem_RawFree(g.index.slots)
+    g.keys = NULL
+    g.values = NULL
+    g.index.slots = NULL
+
+
+cdef inline int32_t _ghost_get(Ghost* g, uint64_t key) noexcept nogil:
+    if g.capacity == 0:
+        return GHOST_MISSING
+    cdef int32_t p = _index_find(&g.index, key, g.keys, 1)
+    return GHOST_MISSING if p == NIL else g.values[p]
+
+
+cdef inline void _ghost_discard(Ghost* g, uint64_t key) noexcept nogil:
+    if g.capacity == 0 or g.count == 0:
+        return
+    cdef int32_t p = _index_find(&g.index, key, g.keys, 1)
+    if p != NIL:
+        _index_delete(&g.index, key, p)
+        g.values[p] = GHOST_DEAD
+        g.count -= 1
+
+
+cdef inline void _ghost_put(Ghost* g, uint64_t key, int32_t value) noexcept nogil:
+    """Remember key (as the newest record), forgetting the oldest record when the ring is full."""
+    if g.capacity == 0:
+        return
+    _ghost_discard(g, key)
+    cdef int64_t p = g.next
+    if g.values[p] != GHOST_DEAD:
+        _index_delete(&g.index, g.keys[p], <int32_t> p)
+        g.count -= 1
+    g.keys[p] = key
+    g.values[p] = value
+    _index_place(&g.index, (_hash32(key) << 32) | <uint32_t> p)
+    g.count += 1
+    g.next = p + 1 if p + 1 < g.capacity else 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # The engine
 
 @cython.final
@@ -342,11 +414,20 @@ cdef class Engine:
         self.q_newer = NULL
         self.q_older = NULL
         self.visited = NULL
+        self.queue_id = NULL
+        self.s3_ghost.capacity = 0
+        self.s3_ghost.keys = NULL
+        self.s3_ghost.values = NULL
+        self.s3_ghost.index.slots = NULL
+        self.evictors.capacity = 0
+        self.evictors.keys = NULL
+        self.evictors.values = NULL
+        self.evictors.index.slots = NULL
         self.request_entries = NULL
 
     def __init__(self, capacity_blocks=None, ttl_s=None, hit_cap=None, int64_t block_size=1,
                  int64_t warmup_requests=0, double warmup_s=0.0, int n_tenants=1, policy="lru",
-                 victims="leaves"):
+                 victims="leaves", bint interference=False, ghost_blocks=None):
         if policy not in POLICY_CODES:
             raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICY_CODES)}")
         if victims not in ("leaves", "any"):
@@ -358,7 +439,10 @@ cdef class Engine:
         self.q_head = NIL
         self.q_tail = NIL
         self.hand = NIL
-        self.queue_length = 0
+        self.m_head = NIL
+        self.m_tail = NIL
+        self.small_length = 0
+        self.main_length = 0
         self.clock = 0
         self.serial = 0
         if capacity_blocks is not None and capacity_blocks <= 0:
@@ -388,6 +472,20 @@ cdef class Engine:
         self.first_t = INFINITY
         self.tenant_stats = np.zeros((max(n_tenants, 1), N_TENANT_FIELDS), dtype=np.int64)
         self.hits_from = np.zeros((max(n_tenants, 1), max(n_tenants, 1)), dtype=np.int64)
+        self.lost_to = np.zeros((max(n_tenants, 1), max(n_tenants, 1) + 1), dtype=np.int64)
+        self.evictions_by = np.zeros((max(n_tenants, 1), max(n_tenants, 1)), dtype=np.int64)
+        self.track_interference = interference
+        if ghost_blocks is not None and ghost_blocks < 0:
+            raise ValueError("ghost_blocks must not be negative")
+        if interference:
+            # remember as many evicted keys as the cache holds (or a million for an unbounded one)
+            default_ghost = self.capacity_blocks if self.capacity_blocks > 0 else 1 << 20
+            if _ghost_init(&self.evictors, default_ghost if ghost_blocks is None else ghost_blocks) < 0:
+                raise MemoryError()
+        self.small_target = max(self.capacity_blocks // 10, 1)
+        if self.policy == P_S3FIFO and self.capacity_blocks > 0:
+            if _ghost_init(&self.s3_ghost, max(self.capacity_blocks - self.small_target, 1)) < 0:
+                raise MemoryError()
         # pool and index grow on demand (up to the capacity), so a large capacity costs nothing until used
         cdef int64_t initial = 1024 if self.capacity_blocks < 0 else min(self.capacity_blocks, 1024)
         self.max_load = MAX_LOAD_NO_TTL if ttl_s is None else MAX_LOAD_TTL
@@ -411,6 +509,9 @@ cdef class Engine:
         PyMem_RawFree(self.q_newer)
         PyMem_RawFree(self.q_older)
         PyMem_RawFree(self.visited)
+        PyMem_RawFree(self.queue_id)
+        _ghost_free(&self.s3_ghost)
+        _ghost_free(&self.evictors)
         PyMem_RawFree(self.request_entries)
 
     # -- memory ---------------------------------------------------------------------------------------------
@@ -438,10 +539,11 @@ cdef class Engine:
                     _grow(<void**> &self.freq, size, sizeof(int32_t)) or
                     _grow(<void**> &self.depth, size, sizeof(int32_t))):
                 return -1
-            if self.policy == P_SIEVE:
+            if self.policy == P_SIEVE or self.policy == P_S3FIFO:
                 if (_grow(<void**> &self.q_newer, size, sizeof(int32_t)) or
                         _grow(<void**> &self.q_older, size, sizeof(int32_t)) or
-                        _grow(<void**> &self.visited, size, sizeof(unsigned char))):
+                        _grow(<void**> &self.visited, size, sizeof(unsigned char)) or
+                        _grow(<void**> &self.queue_id, size, sizeof(unsigned char))):
                     return -1
             elif (_grow(<void**> &self.heap, size, sizeof(int32_t)) or
                     _grow(<void**> &self.heap_pos, size, sizeof(int32_t))):
@@ -623,20 +725,98 @@ cdef class Engine:
     cdef inline bint _eligible(self, int32_t e) noexcept nogil:
         return self.pool[e].newer != PINNED and (self.victims_any or self.n_children[e] == 0)
 
+    # -- insertion queues (SIEVE: queue 0; S3-FIFO: queue 0 small, queue 1 main) ------------------------------
+
+    cdef void _q_push_head(self, int32_t e, unsigned char q) noexcept nogil:
+        cdef int32_t* head = &self.q_head if q == 0 else &self.m_head
+        cdef int32_t* tail = &self.q_tail if q == 0 else &self.m_tail
+        self.queue_id[e] = q
+        self.q_older[e] = head[0]
+        self.q_newer[e] = NIL
+        if head[0] != NIL:
+            self.q_newer[head[0]] = e
+        else:
+            tail[0] = e
+        head[0] = e
+        if q == 0:
+            self.small_length += 1
+        else:
+            self.main_length += 1
+
+    cdef void _q_unlink(self, int32_t e) noexcept nogil:
+        cdef unsigned char q = self.queue_id[e]
+        cdef int32_t* head = &self.q_head if q == 0 else &self.m_head
+        cdef int32_t* tail = &self.q_tail if q == 0 else &self.m_tail
+        cdef int32_t newer = self.q_newer[e], older = self.q_older[e]
+        if newer == NIL:
+            head[0] = older
+        else:
+            self.q_older[newer] = older
+        if older == NIL:
+            tail[0] = newer
+        else:
+            self.q_newer[older] = newer
+        if q == 0:
+            self.small_length -= 1
+        else:
+            self.main_length -= 1
+
+    cdef int32_t _s3fifo_victim(self) noexcept nogil:
+        """S3-FIFO: evict from the small queue while it holds at least its 10% share, else from the main queue.
+
+        A small-queue tail used again since insertion moves to the main queue; a main-queue tail used again is
+        reinserted with its count decremented; a tail that is not a candidate is rotated to its queue's head.
+        A queue rotated through without a candidate hands over to the other queue once.
+        """
+        cdef bint from_small = (self.small_length >= self.small_target and self.small_length > 0) \
+            or self.main_length == 0
+        cdef bint switched = False
+        cdef int64_t skipped = 0, steps, length
+        cdef int32_t t
+        for steps in range(3 * (self.small_length + self.main_length) + 2):
+            length = self.small_length if from_small else self.main_length
+            if length == 0 or skipped >= length:
+                if switched:
+                    return NIL
+                from_small = not from_small
+                switched = True
+                skipped = 0
+                continue
+            t = self.q_tail if from_small else self.m_tail
+            if not self._eligible(t):
+                self._q_unlink(t)
+                self._q_push_head(t, 0 if from_small else 1)
+                skipped += 1
+                continue
+            if self.visited[t] > 0:
+                self._q_unlink(t)
+                if from_small:
+                    self.visited[t] = 0
+                    self._q_push_head(t, 1)
+                else:
+                    self.visited[t] -= 1
+                    self._q_push_head(t, 1)
+                skipped = 0
+                continue
+            return t
+        return NIL
+
     cdef int32_t _choose_victim(self) noexcept nogil:
         """The entry the policy evicts next, or NIL when every candidate is in use by this request."""
         cdef int32_t e
         cdef int64_t steps
         if self.policy == P_LRU:
             return self.tail  # pinned entries are off the recency list; the tail is always a leaf
+        if self.policy == P_S3FIFO:
+            return self._s3fifo_victim()
         if self.policy != P_SIEVE:
             return self.heap[0] if self.heap_size > 0 else NIL
         # SIEVE: the hand walks from the oldest insertion towards the newest, clearing "visited" marks, and
         # stops at the first unmarked candidate; entries that are not candidates are passed over unchanged
-        if self.queue_length == 0:
+        if self.small_length == 0:
             return NIL
         e = self.hand if self.hand != NIL else self.q_tail
-        for steps in range(2 * self.queue_length + 1):
+        for steps in range(2 * self.small_length + 1):
             if self._eligible(e):
                 if self.visited[e]:
                     self.visited[e] = 0
@@ -648,8 +828,11 @@ cdef class Engine:
                 e = self.q_tail
         return NIL
 
+    cdef inline bint _queued(self) noexcept nogil:
+        return self.policy == P_SIEVE or self.policy == P_S3FIFO
+
     cdef void _on_pin(self, int32_t e) noexcept nogil:
-        if self.policy != P_SIEVE:
+        if not self._queued():
             self._heap_remove(e)
 
     cdef void _on_insert(self, int32_t e, int32_t parent, uint64_t parent_key, int64_t depth) noexcept nogil:
@@ -664,14 +847,15 @@ cdef class Engine:
             self.n_children[parent] += 1  # the parent is pinned (this request uses it): off the heap already
         if self.policy == P_SIEVE:
             self.visited[e] = 0
-            self.q_older[e] = self.q_head
-            self.q_newer[e] = NIL
-            if self.q_head != NIL:
-                self.q_newer[self.q_head] = e
+            self._q_push_head(e, 0)
+        elif self.policy == P_S3FIFO:
+            # a key evicted from the small queue not long ago goes straight to the main queue
+            self.visited[e] = 0
+            if _ghost_get(&self.s3_ghost, self.pool[e].key) != GHOST_MISSING:
+                _ghost_discard(&self.s3_ghost, self.pool[e].key)
+                self._q_push_head(e, 1)
             else:
-                self.q_tail = e
-            self.q_head = e
-            self.queue_length += 1
+                self._q_push_head(e, 0)
         else:
             self.heap_pos[e] = NIL
 
@@ -683,26 +867,19 @@ cdef class Engine:
         if self.policy == P_SIEVE:
             if not inserted_now:
                 self.visited[e] = 1
+        elif self.policy == P_S3FIFO:
+            if not inserted_now and self.visited[e] < 3:
+                self.visited[e] += 1
         elif self.victims_any or self.n_children[e] == 0:
             self._heap_push(e)
 
     cdef void _forget(self, int32_t e) noexcept nogil:
         """Policy bookkeeping for an entry about to leave the cache."""
         cdef int32_t parent, newer, older
-        if self.policy == P_SIEVE:
-            newer = self.q_newer[e]
-            older = self.q_older[e]
+        if self._queued():
             if self.hand == e:
-                self.hand = newer
-            if newer == NIL:
-                self.q_head = older
-            else:
-                self.q_older[newer] = older
-            if older == NIL:
-                self.q_tail = newer
-            else:
-                self.q_newer[older] = newer
-            self.queue_length -= 1
+                self.hand = self.q_newer[e]
+            self._q_unlink(e)
         else:
             self._heap_remove(e)
         if self.victims_any:
@@ -712,17 +889,19 @@ cdef class Engine:
             # only the incarnation of the parent that was cached when e came counted it as a child
             if parent != NIL and self.insert_serial[parent] < self.insert_serial[e]:
                 self.n_children[parent] -= 1
-                if (self.n_children[parent] == 0 and not self.victims_any and self.policy != P_SIEVE
+                if (self.n_children[parent] == 0 and not self.victims_any and not self._queued()
                         and self.pool[parent].newer != PINNED):
                     self._heap_push(parent)  # it became a leaf
 
     # -- serving (SEMANTICS §3) ----------------------------------------------------------------------------
 
-    cdef int _serve(self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from,
-                    int64_t n_tenants, int64_t* error_request) except -2 nogil:
+    cdef int _serve(self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from, int64_t* lost_to,
+                    int64_t* evictions_by, int64_t n_tenants, int64_t* error_request) except -2 nogil:
         cdef Py_ssize_t r
         cdef int64_t b0, b1, n, i, h, hit_blocks, cap, hit_tokens, inserted, evicted, expired, uncached
         cdef int64_t serial_at_start
+        cdef int32_t evictor
+        cdef bint attributing
         cdef int64_t* ts
         cdef int32_t e, victim, tenant
         cdef double t
@@ -771,6 +950,8 @@ cdef class Engine:
                     tstats[self.owner[victim] * N_TENANT_FIELDS + F_EXPIRED_OWNED] += 1
                 if self.policy != P_LRU:
                     self._forget(victim)
+                if self.track_interference:
+                    _ghost_put(&self.evictors, self.pool[victim].key, TTL_EVICTOR)
                 self._release(victim)
                 expired += 1
 
@@ -802,12 +983,20 @@ cdef class Engine:
 
             # 3. insert the rest, evicting the policy's victim among entries this request does not use
             serial_at_start = self.serial
+            attributing = self.track_interference
             inserted = 0
             evicted = 0
             uncached = 0
             for i in range(h, n):
                 self._prefetch_ahead(batch.keys, b0 + i, total_blocks)
                 e = self._find(batch.keys[b0 + i])
+                if attributing and e == NIL:
+                    # the run of missed blocks after the hit that an eviction or expiry took (SEMANTICS §6)
+                    evictor = _ghost_get(&self.evictors, batch.keys[b0 + i])
+                    if evictor == GHOST_MISSING:
+                        attributing = False
+                    elif counted:
+                        lost_to[tenant * (n_tenants + 1) + 1 + evictor] += batch.block_tokens[b0 + i]
                 if e != NIL:  # cached behind a gap: touched, not a hit
                     if self.pool[e].newer != PINNED:
                         self._unlink(e)
@@ -826,7 +1015,13 @@ cdef class Engine:
                     if counted:
                         tstats[self.owner[victim] * N_TENANT_FIELDS + F_EVICTED_OWNED] += 1
                     if self.policy != P_LRU:
+                        if self.policy == P_S3FIFO and self.queue_id[victim] == 0:
+                            _ghost_put(&self.s3_ghost, self.pool[victim].key, 0)
                         self._forget(victim)
+                    if self.track_interference:
+                        _ghost_put(&self.evictors, self.pool[victim].key, tenant)
+                        if counted:
+                            evictions_by[tenant * n_tenants + self.owner[victim]] += 1
                     self._release(victim)
                     if self.policy == P_LRU:
                         self._prefetch_next_victim()
@@ -843,6 +1038,8 @@ cdef class Engine:
                     error_request[0] = r
                     return ERR_NO_MEMORY
                 self._index_insert(e)
+                if self.track_interference:
+                    _ghost_discard(&self.evictors, batch.keys[b0 + i])
                 if self.policy != P_LRU:
                     if i > 0:
                         self._on_insert(e, req[i - 1], batch.keys[b0 + i - 1], i)
@@ -892,6 +1089,12 @@ cdef class Engine:
             grown = np.zeros((n_tenants, n_tenants), dtype=np.int64)
             grown[:old, :old] = self.hits_from
             self.hits_from = grown
+            grown = np.zeros((n_tenants, n_tenants + 1), dtype=np.int64)
+            grown[:old, :old + 1] = self.lost_to
+            self.lost_to = grown
+            grown = np.zeros((n_tenants, n_tenants), dtype=np.int64)
+            grown[:old, :old] = self.evictions_by
+            self.evictions_by = grown
 
     def feed(self, const double[::1] t, const int32_t[::1] tenant, const int64_t[::1] prompt_tokens,
              const int64_t[::1] block_offsets, const uint64_t[::1] keys, const uint32_t[::1] block_tokens):
@@ -929,11 +1132,14 @@ cdef class Engine:
         out.uncached_blocks = &o_uncached[0]
         cdef int64_t[:, ::1] tstats = self.tenant_stats
         cdef int64_t[:, ::1] hits = self.hits_from
+        cdef int64_t[:, ::1] lost = self.lost_to
+        cdef int64_t[:, ::1] evictions = self.evictions_by
         cdef int64_t n_tenants = tstats.shape[0]
         cdef int64_t error_request = -1
         cdef int code
         with nogil:
-            code = self._serve(&batch, &out, &tstats[0, 0], &hits[0, 0], n_tenants, &error_request)
+            code = self._serve(&batch, &out, &tstats[0, 0], &hits[0, 0], &lost[0, 0], &evictions[0, 0], n_tenants,
+                               &error_request)
         if code:
             partial = {name: arr[:error_request] for name, arr in outputs.items()}
             message = {ERR_NO_MEMORY: "out of memory",

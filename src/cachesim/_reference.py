@@ -71,7 +71,8 @@ def relabel_keys(keys, block_offsets, tenant, tenant_seeds):
     return np.array(out, dtype=np.uint64)
 
 
-POLICY_NAMES = ("lru", "fifo", "lfu", "slru", "priority", "sieve")
+POLICY_NAMES = ("lru", "fifo", "lfu", "slru", "priority", "sieve", "s3fifo")
+TTL = "ttl"  # the evictor of expired entries in harm attribution
 
 # Victim order of the scored policies: the candidate with the smallest score goes first (SEMANTICS §4).
 SCORES = {
@@ -80,6 +81,31 @@ SCORES = {
     "slru": lambda e: (e.freq >= 2, e.stamp),           # probation (used once) before protected, each LRU
     "priority": lambda e: (e.freq, -e.depth, e.stamp),  # rarely shared first, then deep blocks, then old
 }
+
+
+class _RecentKeys:
+    """Keys remembered with a value for the last ``size`` puts (a key discarded since is forgotten)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.puts = 0
+        self.latest: dict[int, tuple[int, object]] = {}   # key -> (number of its latest put, value)
+
+    def put(self, key: int, value) -> None:
+        if self.size:
+            self.puts += 1
+            self.latest[key] = (self.puts, value)
+
+    def get(self, key: int, default=None):
+        put = self.latest.get(key)
+        return put[1] if put is not None and put[0] > self.puts - self.size else default
+
+    def __contains__(self, key: int) -> bool:
+        put = self.latest.get(key)
+        return put is not None and put[0] > self.puts - self.size
+
+    def discard(self, key: int) -> None:
+        self.latest.pop(key, None)
 
 
 @dataclass
@@ -91,14 +117,15 @@ class _Entry:
     freq: int = 0           # requests that used it
     depth: int = 0          # position of its block in the prompt
     parent_key: int | None = None
-    visited: bool = False   # SIEVE: used again since the hand last passed
+    visited: int = 0        # SIEVE: used again since the hand passed (0/1); S3-FIFO: uses since insertion, up to 3
 
 
 class Engine:
     """LRU prefix cache, one request at a time, exactly as SEMANTICS §3 reads."""
 
     def __init__(self, capacity_blocks=None, ttl_s=None, hit_cap=None, block_size=1, warmup_requests=0,
-                 warmup_s=0.0, n_tenants=1, policy="lru", victims="leaves"):
+                 warmup_s=0.0, n_tenants=1, policy="lru", victims="leaves", interference=False,
+                 ghost_blocks=None):
         if policy not in POLICY_NAMES:
             raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICY_NAMES)}")
         if victims not in ("leaves", "any"):
@@ -107,8 +134,17 @@ class Engine:
         self.victims = victims
         self.orphaned_blocks = 0
         self.serial = 0
-        self.queue: list[int] = []      # SIEVE: keys by insertion, oldest first
+        self.queue: list[int] = []      # SIEVE, S3-FIFO's small queue: keys by insertion, oldest first
+        self.main: list[int] = []       # S3-FIFO's main queue, oldest first
         self.hand: int | None = None    # SIEVE: where the next search starts (None = the oldest)
+        # S3-FIFO: the small queue's share, and the keys lately evicted from it (bounded, oldest first)
+        self.small_target = max((capacity_blocks or 0) // 10, 1)
+        self.s3_ghost = _RecentKeys(max(capacity_blocks - self.small_target, 1) if capacity_blocks else 0)
+        # harm attribution (SEMANTICS §6): evicted key -> evictor tenant (or TTL), bounded, oldest first
+        self.interference = interference
+        if ghost_blocks is not None and ghost_blocks < 0:
+            raise ValueError("ghost_blocks must not be negative")
+        self.evictors = _RecentKeys((capacity_blocks or 1 << 20) if ghost_blocks is None else ghost_blocks)
         if capacity_blocks is not None and capacity_blocks <= 0:
             raise ValueError("capacity_blocks must be positive (or None for unbounded)")
         if ttl_s is not None and not ttl_s > 0:
@@ -133,6 +169,8 @@ class Engine:
         self.peak_occupancy = 0
         self.tenant_stats = np.zeros((max(n_tenants, 1), len(TENANT_FIELDS)), dtype=np.int64)
         self.hits_from = np.zeros((max(n_tenants, 1), max(n_tenants, 1)), dtype=np.int64)
+        self.lost_to = np.zeros((max(n_tenants, 1), max(n_tenants, 1) + 1), dtype=np.int64)
+        self.evictions_by = np.zeros((max(n_tenants, 1), max(n_tenants, 1)), dtype=np.int64)
 
     @property
     def occupancy(self) -> int:
@@ -146,6 +184,12 @@ class Engine:
             grown = np.zeros((n_tenants, n_tenants), dtype=np.int64)
             grown[:old, :old] = self.hits_from
             self.hits_from = grown
+            grown = np.zeros((n_tenants, n_tenants + 1), dtype=np.int64)
+            grown[:old, :old + 1] = self.lost_to
+            self.lost_to = grown
+            grown = np.zeros((n_tenants, n_tenants), dtype=np.int64)
+            grown[:old, :old] = self.evictions_by
+            self.evictions_by = grown
 
     def feed(self, t, tenant, prompt_tokens, block_offsets, keys, block_tokens):
         n = len(t)
@@ -187,6 +231,8 @@ class Engine:
             if counted:
                 stats[entry.owner, _FIELD["expired_owned"]] += 1
             self._remove(key)
+            if self.interference:
+                self.evictors.put(key, TTL)
             expired += 1
 
         # 2. lookup: the number of leading keys that are all cached
@@ -206,8 +252,16 @@ class Engine:
         used = set(keys[:h])
         new = set()
         inserted = evicted = uncached = 0
+        attributing = self.interference
         for i in range(h, n):
             key = keys[i]
+            if attributing and key not in self.entries:
+                # the run of missed blocks after the hit that an eviction or expiry took
+                if key not in self.evictors:
+                    attributing = False
+                elif counted:
+                    evictor = self.evictors.get(key)
+                    self.lost_to[tenant, 0 if evictor == TTL else 1 + evictor] += block_tokens[i]
             if key in self.entries:
                 used.add(key)
                 continue
@@ -218,13 +272,26 @@ class Engine:
                     continue
                 if counted:
                     stats[self.entries[victim].owner, _FIELD["evicted_owned"]] += 1
+                if self.policy == "s3fifo" and victim in self.queue:
+                    self.s3_ghost.put(victim, None)
+                if self.interference:
+                    self.evictors.put(victim, tenant)
+                    if counted:
+                        self.evictions_by[tenant, self.entries[victim].owner] += 1
                 self._remove(victim)
                 evicted += 1
             self.serial += 1
             self.entries[key] = _Entry(stamp=-1, expires_at=math.inf, owner=tenant, insert_serial=self.serial,
                                        depth=i, parent_key=keys[i - 1] if i else None)
+            self.evictors.discard(key)
             if self.policy == "sieve":
                 self.queue.append(key)
+            elif self.policy == "s3fifo":
+                if key in self.s3_ghost:
+                    self.s3_ghost.discard(key)
+                    self.main.append(key)
+                else:
+                    self.queue.append(key)
             used.add(key)
             new.add(key)
             inserted += 1
@@ -240,7 +307,7 @@ class Engine:
                 entry.expires_at = t + self.ttl_s
                 entry.freq += 1
                 if key not in new:
-                    entry.visited = True
+                    entry.visited = min(entry.visited + 1, 3) if self.policy == "s3fifo" else 1
                 self.entries.move_to_end(key)
 
         if counted:
@@ -263,7 +330,38 @@ class Engine:
     def _candidate(self, key: int, used: set) -> bool:
         return key not in used and (self.victims == "any" or not self._children(key))
 
+    def _s3fifo_victim(self, used: set) -> int | None:
+        from_small = (len(self.queue) >= self.small_target and self.queue) or not self.main
+        switched = False
+        skipped = 0
+        for _ in range(3 * (len(self.queue) + len(self.main)) + 2):
+            queue = self.queue if from_small else self.main
+            if not queue or skipped >= len(queue):
+                if switched:
+                    return None
+                from_small, switched, skipped = not from_small, True, 0
+                continue
+            key = queue[0]
+            entry = self.entries[key]
+            if not self._candidate(key, used):       # not evictable now: to the back of its queue
+                queue.append(queue.pop(0))
+                skipped += 1
+                continue
+            if entry.visited > 0:
+                queue.pop(0)
+                if from_small:                       # used again while small: promoted to the main queue
+                    entry.visited = 0
+                else:                                # used again while main: one more round
+                    entry.visited -= 1
+                self.main.append(key)
+                skipped = 0
+                continue
+            return key
+        return None
+
     def _victim(self, used: set) -> int | None:
+        if self.policy == "s3fifo":
+            return self._s3fifo_victim(used)
         if self.policy == "lru":
             # the least recently stamped entry (under LRU the oldest is always a leaf)
             return next((k for k in self.entries if k not in used), None)
@@ -295,6 +393,8 @@ class Engine:
             if self.hand == key:
                 self.hand = self.queue[i + 1] if i + 1 < len(self.queue) else None
             del self.queue[i]
+        elif self.policy == "s3fifo":
+            (self.queue if key in self.queue else self.main).remove(key)
         del self.entries[key]
 
     def cached_keys(self):

@@ -18,7 +18,7 @@ from cachesim.trace import Trace, compile_trace
 
 __all__ = ["CacheConfig", "Simulator", "Result", "replay", "POLICIES", "RATIO_DEFINITIONS", "parse_warmup"]
 
-POLICIES = ("lru", "fifo", "lfu", "slru", "priority", "sieve")
+POLICIES = ("lru", "fifo", "lfu", "slru", "priority", "sieve", "s3fifo")
 VICTIMS = ("leaves", "any")
 ISOLATIONS = (None, "tenant")
 HIT_CAPS = (None, "prompt-1")
@@ -43,6 +43,8 @@ class CacheConfig:
     warmup_requests: int = 0             # leave the first N requests out of the counts
     warmup_s: float = 0.0                # leave requests before first_t + warmup_s out of the counts
     victims: str = "leaves"              # "leaves": evict only leaf entries (prefix-closed); "any": lift that
+    interference: bool = False           # track who evicted whom (lost_to, evictions_by; SEMANTICS §6)
+    ghost_blocks: int | None = None      # evicted keys remembered for attribution (default: the capacity)
 
     def __post_init__(self):
         if self.capacity_blocks is not None:
@@ -138,7 +140,8 @@ class Simulator:
             self._engine = self._module.Engine(capacity_blocks=cfg.capacity_blocks, ttl_s=cfg.ttl_s,
                                                hit_cap=cfg.hit_cap, block_size=trace.block_size,
                                                warmup_requests=cfg.warmup_requests, warmup_s=cfg.warmup_s,
-                                               policy=cfg.policy, victims=cfg.victims)
+                                               policy=cfg.policy, victims=cfg.victims,
+                                               interference=cfg.interference, ghost_blocks=cfg.ghost_blocks)
         elif trace.block_size != self.block_size:
             raise TraceError(f"batch has {trace.block_size}-token blocks, earlier batches {self.block_size}",
                              field="block_size")
@@ -183,9 +186,13 @@ class Simulator:
         stats = engine.tenant_stats[:n_tenants].copy() if engine else np.zeros((1, len(self._module.TENANT_FIELDS)),
                                                                               dtype=np.int64)
         hits_from = engine.hits_from[:n_tenants, :n_tenants].copy() if engine else np.zeros((1, 1), np.int64)
+        lost_to = engine.lost_to[:n_tenants, :n_tenants + 1].copy() if engine else np.zeros((1, 2), np.int64)
+        evictions_by = engine.evictions_by[:n_tenants, :n_tenants].copy() if engine else np.zeros((1, 1), np.int64)
         return Result(config=self.config, impl=self.impl, block_size=self.block_size or 0,
                       block_source=self.block_source or "", tenant_names=list(self.tenant_names) or ["default"],
                       tenant_stats=stats, tenant_fields=tuple(self._module.TENANT_FIELDS), hits_from=hits_from,
+                      lost_to=lost_to if self.config.interference else None,
+                      evictions_by=evictions_by if self.config.interference else None,
                       peak_occupancy=int(engine.peak_occupancy) if engine else 0,
                       orphaned_blocks=int(engine.orphaned_blocks) if engine else 0,
                       occupancy=int(engine.occupancy) if engine else 0,
@@ -208,6 +215,8 @@ class Result:
     tenant_stats: np.ndarray            # int64 [tenants, fields], counted requests only
     tenant_fields: tuple[str, ...]
     hits_from: np.ndarray               # int64 [R, O]: tokens tenant R hit in entries tenant O inserted
+    lost_to: np.ndarray | None          # int64 [R, 1 + E]: tokens R missed that TTL (col 0) / tenant E evicted
+    evictions_by: np.ndarray | None     # int64 [E, O]: capacity evictions tenant E caused of O's entries
     peak_occupancy: int
     orphaned_blocks: int                # entries left without their parent (victims="any" only)
     occupancy: int
@@ -260,6 +269,9 @@ class Result:
         for i, name in enumerate(self.tenant_names):
             row = self._totals(self.tenant_stats[i])
             row["hits_from"] = {self.tenant_names[o]: int(v) for o, v in enumerate(self.hits_from[i]) if v}
+            if self.lost_to is not None:
+                row["lost_to"] = {("ttl" if c == 0 else self.tenant_names[c - 1]): int(v)
+                                  for c, v in enumerate(self.lost_to[i]) if v}
             out[name] = row
         return out
 
@@ -274,6 +286,14 @@ class Result:
             "hits_from": {"tenants": self.tenant_names, "tokens": self.hits_from.tolist(),
                           "definition": "tokens[R][O]: tokens tenant R hit in entries inserted by tenant O"},
         }
+        if self.lost_to is not None:
+            data["lost_to"] = {"tenants": self.tenant_names, "evictors": ["ttl", *self.tenant_names],
+                               "tokens": self.lost_to.tolist(),
+                               "definition": "tokens[R][E]: tokens tenant R missed in the run after its hit whose "
+                                             "blocks evictor E (or the TTL) had removed (ghost table)"}
+            data["evictions_by"] = {"tenants": self.tenant_names, "blocks": self.evictions_by.tolist(),
+                                    "definition": "blocks[E][O]: capacity evictions tenant E's insertions caused "
+                                                  "of entries tenant O inserted"}
         if per_request and self.per_request is not None:
             data["per_request"] = {k: v.tolist() for k, v in self.per_request.items()}
         return data
@@ -288,7 +308,8 @@ RequestsLike = Trace | TokenRequests | BlockRequests | Iterable[Trace]
 def replay(trace: RequestsLike, capacity_blocks: int | None = None, policy: str | None = None,
            ttl_s: float | None = None, block_size: int | None = None, hit_cap: str | None = None,
            isolation: str | None = None, warmup: int | str | None = None, preset: str | None = None,
-           impl: str | None = None, keep_per_request: bool = True, victims: str = "leaves") -> Result:
+           impl: str | None = None, keep_per_request: bool = True, victims: str = "leaves",
+           interference: bool = False, ghost_blocks: int | None = None) -> Result:
     """Replay a trace through an emulated prefix cache.
 
     ``trace`` is a compiled :class:`Trace`, raw :class:`TokenRequests` / :class:`BlockRequests` (compiled here
@@ -304,7 +325,8 @@ def replay(trace: RequestsLike, capacity_blocks: int | None = None, policy: str 
         policy = policy if policy is not None else p.policy
     warmup_requests, warmup_s = parse_warmup(warmup)
     config = CacheConfig(capacity_blocks=capacity_blocks, policy=policy or "lru", ttl_s=ttl_s, hit_cap=hit_cap,
-                         isolation=isolation, warmup_requests=warmup_requests, warmup_s=warmup_s, victims=victims)
+                         isolation=isolation, warmup_requests=warmup_requests, warmup_s=warmup_s, victims=victims,
+                         interference=interference, ghost_blocks=ghost_blocks)
     if isinstance(trace, TokenRequests):
         trace = compile_trace(trace, block_size if block_size is not None else 16, impl=impl)
     elif isinstance(trace, BlockRequests):
