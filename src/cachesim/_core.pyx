@@ -901,7 +901,6 @@ cdef class Engine:
         cdef int64_t b0, b1, n, i, h, hit_blocks, cap, hit_tokens, inserted, evicted, expired, uncached
         cdef int64_t serial_at_start
         cdef int32_t evictor
-        cdef bint attributing
         cdef int64_t* ts
         cdef int32_t e, victim, tenant
         cdef double t
@@ -983,20 +982,22 @@ cdef class Engine:
 
             # 3. insert the rest, evicting the policy's victim among entries this request does not use
             serial_at_start = self.serial
-            attributing = self.track_interference
+            if self.track_interference and counted:
+                # the run of blocks after the hit that an eviction or expiry took (SEMANTICS §6), read before
+                # this request's own insertions change the cache and the ghost table
+                for i in range(h, n):
+                    if self._find(batch.keys[b0 + i]) != NIL:
+                        continue  # cached behind a gap: the run goes on
+                    evictor = _ghost_get(&self.evictors, batch.keys[b0 + i])
+                    if evictor == GHOST_MISSING:
+                        break
+                    lost_to[tenant * (n_tenants + 1) + 1 + evictor] += batch.block_tokens[b0 + i]
             inserted = 0
             evicted = 0
             uncached = 0
             for i in range(h, n):
                 self._prefetch_ahead(batch.keys, b0 + i, total_blocks)
                 e = self._find(batch.keys[b0 + i])
-                if attributing and e == NIL:
-                    # the run of missed blocks after the hit that an eviction or expiry took (SEMANTICS §6)
-                    evictor = _ghost_get(&self.evictors, batch.keys[b0 + i])
-                    if evictor == GHOST_MISSING:
-                        attributing = False
-                    elif counted:
-                        lost_to[tenant * (n_tenants + 1) + 1 + evictor] += batch.block_tokens[b0 + i]
                 if e != NIL:  # cached behind a gap: touched, not a hit
                     if self.pool[e].newer != PINNED:
                         self._unlink(e)

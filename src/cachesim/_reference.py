@@ -252,16 +252,17 @@ class Engine:
         used = set(keys[:h])
         new = set()
         inserted = evicted = uncached = 0
-        attributing = self.interference
+        if self.interference and counted:
+            # the run of blocks after the hit that an eviction or expiry took, as the cache stands on arrival
+            for i in range(h, n):
+                if keys[i] in self.entries:
+                    continue
+                if keys[i] not in self.evictors:
+                    break
+                evictor = self.evictors.get(keys[i])
+                self.lost_to[tenant, 0 if evictor == TTL else 1 + evictor] += block_tokens[i]
         for i in range(h, n):
             key = keys[i]
-            if attributing and key not in self.entries:
-                # the run of missed blocks after the hit that an eviction or expiry took
-                if key not in self.evictors:
-                    attributing = False
-                elif counted:
-                    evictor = self.evictors.get(key)
-                    self.lost_to[tenant, 0 if evictor == TTL else 1 + evictor] += block_tokens[i]
             if key in self.entries:
                 used.add(key)
                 continue
