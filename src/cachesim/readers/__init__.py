@@ -1,52 +1,169 @@
-"""Trace readers: one module per format, one registry that sniffs the content and dispatches."""
+"""Trace readers: one module per format, one registry that sniffs the content and dispatches.
+
+Every format yields bounded batches of raw requests with their file lines (:mod:`cachesim.readers._base`);
+:class:`TraceStream` compiles them batch by batch for a streaming replay, :func:`read_trace` reads a whole
+file into one compiled :class:`~cachesim.trace.Trace`.
+"""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+from typing import Iterator
+
+import numpy as np
 
 from cachesim.readers import mooncake, native
-from cachesim.readers._base import ReadResult, json_lines
-from cachesim.requests import TraceError
+from cachesim.readers._base import (DEFAULT_BATCH_BYTES, ReadOptions, ReadResult, Source, concat, first_record,
+                                    read_head)
+from cachesim.requests import TokenRequests, TraceError
 from cachesim.trace import Trace, compile_trace
 
-__all__ = ["FORMATS", "detect_format", "read_requests", "read_trace"]
+__all__ = ["FORMATS", "DEFAULT_TOKEN_BLOCK_SIZE", "ReadOptions", "ReadResult", "TraceStream", "detect_format",
+           "read_requests", "read_trace", "iter_requests"]
 
-# name -> module with NAME, sniff(first_object) and read(path, block_size) -> ReadResult
+DEFAULT_TOKEN_BLOCK_SIZE = 16
+
+# name -> module with NAME, sniff(first, head) and batches(source, options); sniffed in this order
 FORMATS = {module.NAME: module for module in (mooncake, native)}
 
 
 def detect_format(path: str | Path) -> str:
-    """The name of the format whose sniffer accepts the file's first record."""
-    for _, first in json_lines(path):
-        for name, module in FORMATS.items():
-            if module.sniff(first):
-                return name
-        raise TraceError(f"unknown format: the first record has fields {sorted(first)[:8]}; "
-                         f"known formats: {', '.join(FORMATS)} (choose one with --format)", file=str(path))
-    raise TraceError("no requests: the file is empty", file=str(path))
+    """The name of the format whose sniffer accepts the file's first record (or first bytes)."""
+    head = read_head(path)
+    if not head.strip():
+        raise TraceError("no requests: the file is empty", file=str(path))
+    first = first_record(head)
+    for name, module in FORMATS.items():
+        if module.sniff(first, head):
+            return name
+    first_line = head.split(b"\n", 1)[0][:60]
+    what = (f"the first record has fields {sorted(first)[:8]}" if first is not None
+            else f"the first line starts {first_line!r}")
+    raise TraceError(f"unknown format: {what}; known formats: {', '.join(FORMATS)} (choose one with --format)",
+                     file=str(path))
 
 
-def read_requests(path: str | Path, format: str | None = None, block_size: int | None = None) -> ReadResult:
-    name = format or detect_format(path)
+def _format(path: str | Path, name: str | None):
+    name = name or detect_format(path)
     if name not in FORMATS:
         raise TraceError(f"unknown format {name!r}; known formats: {', '.join(FORMATS)}", file=str(path))
-    return FORMATS[name].read(path, block_size=block_size)
+    return FORMATS[name]
+
+
+def iter_requests(path: str | Path, format: str | None = None, options: ReadOptions | None = None,
+                  source: Source | None = None) -> Iterator[ReadResult]:
+    """Bounded batches of raw requests with their file lines."""
+    options = options or ReadOptions()
+    module = _format(path, format)
+    return module.batches(source or Source(path), options)
+
+
+def _report_skips(options: ReadOptions, stacklevel: int = 3) -> None:
+    if options.skipped:
+        examples = "; ".join(options.skip_examples)
+        warnings.warn(f"skipped {options.skipped:,} invalid records (first: {examples})", stacklevel=stacklevel)
+
+
+def _empty(path: str | Path, options: ReadOptions) -> TraceError:
+    if options.skipped:
+        return TraceError(f"no valid requests: all {options.skipped:,} records were invalid "
+                          f"(first: {options.skip_examples[0]})", file=str(path))
+    return TraceError("no requests: the file is empty", file=str(path))
+
+
+def read_requests(path: str | Path, format: str | None = None, block_size: int | None = None,
+                  skip_invalid: bool = False) -> ReadResult:
+    """The whole file as one batch of raw requests."""
+    options = ReadOptions(block_size=block_size, skip_invalid=skip_invalid)
+    results = list(iter_requests(path, format, options))
+    _report_skips(options)
+    if not results:
+        raise _empty(path, options)
+    return concat(results)
+
+
+def _compile(result: ReadResult, block_size: int | None, default_block_size: int, sort: bool,
+             partial_tail: bool, impl: str | None) -> Trace:
+    tokens = isinstance(result.requests, TokenRequests)
+    try:
+        return compile_trace(result.requests, (block_size or default_block_size) if tokens else None,
+                             partial_tail=partial_tail, sort=sort, impl=impl)
+    except TraceError as exc:
+        raise result.locate(exc) from None
 
 
 def read_trace(path: str | Path, format: str | None = None, block_size: int | None = None,
-               partial_tail: bool = False, impl: str | None = None) -> Trace:
-    """Read and compile a trace file; errors name the file, line and field."""
-    result: ReadResult = read_requests(path, format, block_size)
-    try:
-        trace = compile_trace(result.requests, block_size if _is_tokens(result) else None,
-                              partial_tail=partial_tail, sort=True, impl=impl)
-    except TraceError as exc:
-        raise result.locate(exc) from None
+               partial_tail: bool = False, impl: str | None = None, *, skip_invalid: bool = False,
+               keep_order: bool = False, default_block_size: int = DEFAULT_TOKEN_BLOCK_SIZE) -> Trace:
+    """Read and compile a whole trace file (sorted stably by time unless keep_order); errors name file:line."""
+    result = read_requests(path, format, block_size, skip_invalid)
+    trace = _compile(result, block_size, default_block_size, not keep_order, partial_tail, impl)
     trace.meta["path"] = str(path)
     return trace
 
 
-def _is_tokens(result: ReadResult) -> bool:
-    from cachesim.requests import TokenRequests
+class TraceStream:
+    """A trace file compiled batch by batch, for replaying files of any size in bounded memory.
 
-    return isinstance(result.requests, TokenRequests)
+    Requests out of order within a batch are sorted stably (counted, and warned about at the end);
+    ``keep_order`` refuses them instead. A request earlier than one already yielded in an earlier batch
+    cannot be sorted while streaming and stops the stream with a located error.
+    """
+
+    def __init__(self, path: str | Path, format: str | None = None, block_size: int | None = None, *,
+                 default_block_size: int = DEFAULT_TOKEN_BLOCK_SIZE, skip_invalid: bool = False,
+                 keep_order: bool = False, partial_tail: bool = False, impl: str | None = None,
+                 batch_bytes: int = DEFAULT_BATCH_BYTES):
+        self.path = str(path)
+        self.module = _format(path, format)
+        self.format = self.module.NAME
+        self.source = Source(path)
+        self.options = ReadOptions(block_size=block_size, skip_invalid=skip_invalid, batch_bytes=batch_bytes)
+        self.block_size, self.default_block_size = block_size, default_block_size
+        self.keep_order, self.partial_tail, self.impl = keep_order, partial_tail, impl
+        self.out_of_order = 0         # requests that arrived before their predecessor (sorted within a batch)
+        self.requests = 0             # requests yielded so far
+        self.blocks = 0
+        self.last_line = 0            # file line of the last request yielded
+        self._last_t = -np.inf
+
+    def __iter__(self) -> Iterator[Trace]:
+        for result in self.module.batches(self.source, self.options):
+            t = result.requests.t
+            if len(t) == 0:
+                continue
+            if t.min() < self._last_t:
+                i = int(np.argmin(t))
+                hint = ("--keep-order refuses to reorder" if self.keep_order else
+                        "requests out of order across batches cannot be sorted while streaming; sort the file "
+                        "or compile it whole with `cachesim convert`")
+                raise TraceError(f"arrival time {t[i]!r} s is before {self._last_t!r} s of a request already "
+                                 f"replayed (line {self.last_line}); {hint}", field="t", file=self.path,
+                                 line=int(result.lines[i]))
+            back = int(np.count_nonzero(np.diff(t) < 0))
+            if back and self.keep_order:
+                i = int(np.flatnonzero(np.diff(t) < 0)[0]) + 1
+                raise TraceError(f"arrival time {t[i]!r} s is before the previous request's {t[i - 1]!r} s "
+                                 "(--keep-order refuses to reorder; drop it to sort stably)", field="t",
+                                 file=self.path, line=int(result.lines[i]))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # counted here, reported once at the end
+                trace = _compile(result, self.block_size, self.default_block_size, True, self.partial_tail,
+                                 self.impl)
+            self.out_of_order += back
+            self._last_t = float(trace.t[-1])
+            trace.meta["lines"] = result.lines[np.argsort(t, kind="stable")] if back else result.lines
+            yield trace
+            self.requests += trace.n_requests
+            self.blocks += trace.n_blocks
+            self.last_line = int(result.lines.max())
+        if self.requests == 0:
+            raise _empty(self.path, self.options)
+        if self.out_of_order:
+            warnings.warn(f"{self.out_of_order:,} requests arrived out of order; sorted stably by time", stacklevel=2)
+        _report_skips(self.options)
+
+    @property
+    def skipped(self) -> int:
+        return self.options.skipped
