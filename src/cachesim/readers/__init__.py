@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-from cachesim.readers import mooncake, native
+from cachesim.readers import azure, lmbench, mooncake, native, qwen
 from cachesim.readers._base import (DEFAULT_BATCH_BYTES, ReadOptions, ReadResult, Source, concat, first_record,
                                     read_head)
 from cachesim.requests import TokenRequests, TraceError
@@ -25,7 +25,7 @@ __all__ = ["FORMATS", "DEFAULT_TOKEN_BLOCK_SIZE", "ReadOptions", "ReadResult", "
 DEFAULT_TOKEN_BLOCK_SIZE = 16
 
 # name -> module with NAME, sniff(first, head) and batches(source, options); sniffed in this order
-FORMATS = {module.NAME: module for module in (mooncake, native)}
+FORMATS = {module.NAME: module for module in (native, qwen, lmbench, mooncake, azure)}
 
 
 def detect_format(path: str | Path) -> str:
@@ -73,9 +73,9 @@ def _empty(path: str | Path, options: ReadOptions) -> TraceError:
 
 
 def read_requests(path: str | Path, format: str | None = None, block_size: int | None = None,
-                  skip_invalid: bool = False) -> ReadResult:
+                  skip_invalid: bool = False, tenant_field: str | None = None) -> ReadResult:
     """The whole file as one batch of raw requests."""
-    options = ReadOptions(block_size=block_size, skip_invalid=skip_invalid)
+    options = ReadOptions(block_size=block_size, skip_invalid=skip_invalid, tenant_field=tenant_field)
     results = list(iter_requests(path, format, options))
     _report_skips(options)
     if not results:
@@ -84,21 +84,37 @@ def read_requests(path: str | Path, format: str | None = None, block_size: int |
 
 
 def _compile(result: ReadResult, block_size: int | None, default_block_size: int, sort: bool,
-             partial_tail: bool, impl: str | None) -> Trace:
+             partial_tail: bool, impl: str | None, time_field: str = "t") -> Trace:
     tokens = isinstance(result.requests, TokenRequests)
     try:
         return compile_trace(result.requests, (block_size or default_block_size) if tokens else None,
                              partial_tail=partial_tail, sort=sort, impl=impl)
     except TraceError as exc:
+        if exc.field == "t":  # name the file's own field
+            exc = TraceError(exc.message, field=time_field, file=exc.file, line=exc.line)
         raise result.locate(exc) from None
+
+
+def _refuse_disorder(result: ReadResult, time_field: str) -> None:
+    t = result.requests.t
+    back = np.flatnonzero(np.diff(t) < 0)
+    if back.size:
+        i = int(back[0]) + 1
+        raise TraceError(f"arrival time {float(t[i])!r} s is before the previous request's {float(t[i - 1])!r} s "
+                         "(--keep-order refuses to reorder; drop it to sort stably)", field=time_field,
+                         file=result.path, line=int(result.lines[i]))
 
 
 def read_trace(path: str | Path, format: str | None = None, block_size: int | None = None,
                partial_tail: bool = False, impl: str | None = None, *, skip_invalid: bool = False,
-               keep_order: bool = False, default_block_size: int = DEFAULT_TOKEN_BLOCK_SIZE) -> Trace:
+               keep_order: bool = False, default_block_size: int = DEFAULT_TOKEN_BLOCK_SIZE,
+               tenant_field: str | None = None) -> Trace:
     """Read and compile a whole trace file (sorted stably by time unless keep_order); errors name file:line."""
-    result = read_requests(path, format, block_size, skip_invalid)
-    trace = _compile(result, block_size, default_block_size, not keep_order, partial_tail, impl)
+    result = read_requests(path, format, block_size, skip_invalid, tenant_field)
+    time_field = getattr(_format(path, format), "TIME_FIELD", "t")
+    if keep_order:
+        _refuse_disorder(result, time_field)
+    trace = _compile(result, block_size, default_block_size, not keep_order, partial_tail, impl, time_field)
     trace.meta["path"] = str(path)
     return trace
 
@@ -114,12 +130,14 @@ class TraceStream:
     def __init__(self, path: str | Path, format: str | None = None, block_size: int | None = None, *,
                  default_block_size: int = DEFAULT_TOKEN_BLOCK_SIZE, skip_invalid: bool = False,
                  keep_order: bool = False, partial_tail: bool = False, impl: str | None = None,
-                 batch_bytes: int = DEFAULT_BATCH_BYTES):
+                 batch_bytes: int = DEFAULT_BATCH_BYTES, tenant_field: str | None = None):
         self.path = str(path)
         self.module = _format(path, format)
         self.format = self.module.NAME
+        self.time_field = getattr(self.module, "TIME_FIELD", "t")
         self.source = Source(path)
-        self.options = ReadOptions(block_size=block_size, skip_invalid=skip_invalid, batch_bytes=batch_bytes)
+        self.options = ReadOptions(block_size=block_size, skip_invalid=skip_invalid, batch_bytes=batch_bytes,
+                                   tenant_field=tenant_field)
         self.block_size, self.default_block_size = block_size, default_block_size
         self.keep_order, self.partial_tail, self.impl = keep_order, partial_tail, impl
         self.out_of_order = 0         # requests that arrived before their predecessor (sorted within a batch)
@@ -138,15 +156,12 @@ class TraceStream:
                 hint = ("--keep-order refuses to reorder" if self.keep_order else
                         "requests out of order across batches cannot be sorted while streaming; sort the file "
                         "or compile it whole with `cachesim convert`")
-                raise TraceError(f"arrival time {t[i]!r} s is before {self._last_t!r} s of a request already "
-                                 f"replayed (line {self.last_line}); {hint}", field="t", file=self.path,
+                raise TraceError(f"arrival time {float(t[i])!r} s is before {self._last_t!r} s of a request already "
+                                 f"replayed (line {self.last_line}); {hint}", field=self.time_field, file=self.path,
                                  line=int(result.lines[i]))
             back = int(np.count_nonzero(np.diff(t) < 0))
             if back and self.keep_order:
-                i = int(np.flatnonzero(np.diff(t) < 0)[0]) + 1
-                raise TraceError(f"arrival time {t[i]!r} s is before the previous request's {t[i - 1]!r} s "
-                                 "(--keep-order refuses to reorder; drop it to sort stably)", field="t",
-                                 file=self.path, line=int(result.lines[i]))
+                _refuse_disorder(result, self.time_field)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # counted here, reported once at the end
                 trace = _compile(result, self.block_size, self.default_block_size, True, self.partial_tail,

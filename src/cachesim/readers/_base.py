@@ -203,11 +203,11 @@ def count(obj: dict, name: str, *, required: bool = True, positive: bool = False
     return value
 
 
-def seconds(value, name: str, scale: float = 1.0) -> float:
-    """A finite, non-negative time in the file's unit, as seconds."""
+def seconds(value, name: str, per_second: float = 1.0) -> float:
+    """A finite, non-negative time in units of 1/per_second, as seconds (divided, so 2250 ms is 2.25 exactly)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TraceError(f"expected a number, got {type(value).__name__} {str(value)[:40]}", field=name)
-    t = value * scale
+    t = value / per_second
     if not (t >= 0 and t != float("inf")):
         raise TraceError(f"expected a finite, non-negative time, got {value!r}", field=name)
     return float(t)

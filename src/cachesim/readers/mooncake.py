@@ -17,6 +17,7 @@ from cachesim.readers._base import (Columns, ReadOptions, ReadResult, Row, Sourc
 from cachesim.requests import BlockRequests
 
 NAME = "mooncake"
+TIME_FIELD = "timestamp"
 BLOCK_SIZE = 512
 _KEYS = (b"timestamp", b"input_length", b"output_length")
 _KINDS = (_scan.NUMBER, _scan.UINT, _scan.UINT_OPT)
@@ -28,7 +29,7 @@ def sniff(first: dict | None, head: bytes) -> bool:
 
 
 def parse(obj: dict, line_no: int) -> Row:
-    t = seconds(require(obj, "timestamp", (int, float), "milliseconds"), "timestamp", 1e-3)
+    t = seconds(require(obj, "timestamp", (int, float), "milliseconds"), "timestamp", 1000.0)
     prompt = count(obj, "input_length", positive=True)
     output = count(obj, "output_length", required=False)
     ids = int_list(obj, "hash_ids", 2**64 - 1)
@@ -37,12 +38,12 @@ def parse(obj: dict, line_no: int) -> Row:
 
 
 def scan_chunk(data: bytes, first_line: int, path: str, keys: tuple[bytes, ...], block_size: int,
-               t_scale: float) -> ReadResult | None:
+               per_second: float) -> ReadResult | None:
     """A whole chunk through the compiled scanner, or None when any line needs the careful path."""
     scalars, ids, offsets, lines, failed = _scan.scan_lines(data, keys, _KINDS, b"hash_ids", first_line)
     if failed >= 0:
         return None
-    t = scalars[:, 0] * t_scale
+    t = scalars[:, 0] / per_second
     prompt = scalars[:, 1].astype(np.int64)
     n_blocks = np.diff(offsets)
     if (np.any(~(t >= 0)) or np.any(~np.isfinite(t)) or np.any(prompt <= 0)
@@ -60,4 +61,4 @@ def scan_chunk(data: bytes, first_line: int, path: str, keys: tuple[bytes, ...],
 def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
     fixed_block_size(options, BLOCK_SIZE, "Mooncake")
     return json_batches(source, options, Columns("blocks", BLOCK_SIZE), parse,
-                        fast=lambda data, line: scan_chunk(data, line, source.path, _KEYS, BLOCK_SIZE, 1e-3))
+                        fast=lambda data, line: scan_chunk(data, line, source.path, _KEYS, BLOCK_SIZE, 1000.0))

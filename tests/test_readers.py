@@ -1,0 +1,201 @@
+"""Readers: each format's fixture, cross-format equivalence, compression, streaming, and bad input."""
+
+from __future__ import annotations
+
+import gzip
+import warnings
+
+import numpy as np
+import orjson
+import pytest
+from conftest import DATA, MOONCAKE_CONVERSATION, SHARED_TRACES, require_shared
+
+from cachesim.cli import main
+from cachesim.readers import TraceStream, detect_format, read_requests, read_trace
+from cachesim.readers.azure import read_arrivals
+from cachesim.requests import BlockRequests, TraceError
+from cachesim.trace import compile_trace
+
+# the Mooncake fixture, by hand: 512-token blocks, the last block of each request partial
+MOONCAKE_T = [0.0, 1.5, 2.25, 4.0]
+MOONCAKE_IDS = [[0, 1], [0, 1, 2], [3], [0, 1, 4]]
+MOONCAKE_PROMPT = [1000, 1536, 300, 1025]
+MOONCAKE_OUTPUT = [10, 20, 5, 7]
+MOONCAKE_BLOCK_TOKENS = [512, 488, 512, 512, 512, 300, 512, 512, 1]
+
+COLUMNS = ("t", "prompt_tokens", "output_tokens", "block_offsets", "block_keys", "block_tokens")
+
+
+def _same(a, b, columns=COLUMNS) -> None:
+    assert a.block_size == b.block_size and a.block_source == b.block_source
+    for name in columns:
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
+def _labels(trace, column: str) -> list:
+    names = trace.tenant_names
+    return [names[c] for c in trace.tenant] if column == "tenant" else trace.session.tolist()
+
+
+def test_mooncake_fixture_by_hand():
+    trace = read_trace(DATA / "mooncake.jsonl")
+    assert trace.t.tolist() == MOONCAKE_T
+    assert trace.prompt_tokens.tolist() == MOONCAKE_PROMPT
+    assert trace.output_tokens.tolist() == MOONCAKE_OUTPUT
+    assert trace.block_offsets.tolist() == [0, 2, 5, 6, 9]
+    assert trace.block_tokens.tolist() == MOONCAKE_BLOCK_TOKENS
+    # the same requests built by hand and compiled directly
+    expected = compile_trace(BlockRequests.from_lists(MOONCAKE_IDS, MOONCAKE_PROMPT, 512, t=MOONCAKE_T,
+                                                      output_tokens=MOONCAKE_OUTPUT))
+    _same(trace, expected)
+
+
+def test_qwen_sessions_are_conversation_roots_and_tenants_are_types():
+    trace = read_trace(DATA / "qwen.jsonl")
+    assert trace.block_size == 16
+    assert _labels(trace, "tenant") == ["text", "image", "text", "text"]
+    # chats 100 -> 102 -> 103 are one conversation (root 100); 101 its own: codes in order of first appearance
+    assert trace.session.tolist() == [0, 1, 0, 0]
+    assert trace.block_tokens[-6:].tolist() == [16, 16, 16, 16, 16, 1]  # 81 tokens = 5 full blocks + 1
+
+
+def test_qwen_tenant_field_can_be_mapped():
+    from cachesim.readers import iter_requests
+    from cachesim.readers._base import ReadOptions
+
+    (batch,) = list(iter_requests(DATA / "qwen.jsonl", options=ReadOptions(tenant_field="turn")))
+    names = batch.requests.tenant_names
+    assert [names[c] for c in batch.requests.tenant] == ["1", "1", "2", "3"]
+
+
+# fixtures that describe the same requests in different formats, and how to read each
+EQUIVALENT = {
+    "blocks512": [("mooncake.jsonl", {}), ("native_blocks512.jsonl", {}),
+                  ("lmbench512.jsonl", {"block_size": 512}), ("mooncake.jsonl.gz", {}),
+                  ("mooncake.jsonl.zst", {})],
+    "blocks16": [("qwen.jsonl", {}), ("native_blocks16.jsonl", {}), ("lmbench16.jsonl", {"block_size": 16})],
+}
+
+
+@pytest.fixture
+def compressed(tmp_path):
+    """gzip and zstd copies of the Mooncake fixture, and an LMBench twin of the Qwen fixture."""
+    raw = (DATA / "mooncake.jsonl").read_bytes()
+    (tmp_path / "mooncake.jsonl.gz").write_bytes(gzip.compress(raw))
+    zstandard = pytest.importorskip("zstandard", reason="zstandard is in the test extra")
+    (tmp_path / "mooncake.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(raw))
+    lines = []
+    for line in (DATA / "qwen.jsonl").read_bytes().splitlines():
+        obj = orjson.loads(line)
+        lines.append(orjson.dumps({"timestamp": str(round(obj["timestamp"] * 1e9)), "input_length": obj["input_length"],
+                                   "output_length": obj["output_length"], "hash_ids": obj["hash_ids"]}))
+    (tmp_path / "lmbench16.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize("group,index", [(g, i) for g, items in EQUIVALENT.items() for i in range(1, len(items))])
+def test_formats_describing_the_same_requests_compile_identically(group, index, compressed):
+    def load(name, options):
+        path = DATA / name if (DATA / name).exists() else compressed / name
+        return read_trace(path, **options)
+
+    reference = load(*EQUIVALENT[group][0])
+    other = load(*EQUIVALENT[group][index])
+    _same(reference, other)
+    if group == "blocks16" and index == 1:  # native carries tenant and session like Qwen
+        assert _labels(reference, "tenant") == _labels(other, "tenant")
+        assert reference.session.tolist() == other.session.tolist()
+
+
+def test_sniffing_picks_each_format():
+    assert detect_format(DATA / "mooncake.jsonl") == "mooncake"
+    assert detect_format(DATA / "native_blocks512.jsonl") == "native"
+    assert detect_format(DATA / "lmbench512.jsonl") == "lmbench"
+    assert detect_format(DATA / "qwen.jsonl") == "qwen"
+    assert detect_format(DATA / "azure.csv") == "azure"
+
+
+def test_streaming_in_small_batches_equals_reading_whole():
+    whole = read_trace(DATA / "mooncake.jsonl")
+    batches = list(TraceStream(DATA / "mooncake.jsonl", batch_bytes=100))
+    assert len(batches) >= 2
+    assert np.concatenate([b.t for b in batches]).tolist() == whole.t.tolist()
+    assert np.concatenate([b.block_keys for b in batches]).tolist() == whole.block_keys.tolist()
+
+
+def test_lmbench_needs_a_block_size():
+    with pytest.raises(TraceError, match="block_size: LMBench traces do not say their block size"):
+        read_trace(DATA / "lmbench512.jsonl")
+
+
+def test_fixed_block_size_formats_refuse_another():
+    with pytest.raises(TraceError, match="Mooncake blocks are 512 tokens; a block size of 16 needs token ids"):
+        read_trace(DATA / "mooncake.jsonl", block_size=16)
+
+
+def test_azure_fixture_loads_as_arrivals():
+    arrivals = read_arrivals(DATA / "azure.csv")
+    np.testing.assert_allclose(arrivals.t, [0.0, 0.052, 1.02004])
+    assert arrivals.input_tokens.tolist() == [4808, 3180, 110]
+    assert arrivals.output_tokens.tolist() == [10, 8, 27]
+    assert arrivals.lines.tolist() == [2, 3, 4]
+
+
+def test_azure_plain_replay_is_refused_with_the_reason():
+    with pytest.raises(TraceError, match="no token or block ids, so a prefix cache has nothing to match"):
+        read_trace(DATA / "azure.csv")
+
+
+def test_azure_bad_row_is_located(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.9,12,3\n2023-11-16 18:17:04.0,x,3\n")
+    with pytest.raises(TraceError, match=r"a.csv:3: ContextTokens: expected a non-negative integer, got 'x'"):
+        read_arrivals(path)
+
+
+# -- the real traces ------------------------------------------------------------------------------------------
+
+def test_real_mooncake_conversation_trace():
+    trace = read_trace(require_shared(MOONCAKE_CONVERSATION))
+    assert (trace.n_requests, trace.n_blocks) == (12_031, 288_500)
+
+
+@pytest.mark.parametrize("name,rows", [("AzureLLMInferenceTrace_code.csv", 8_819),
+                                       ("AzureLLMInferenceTrace_conv.csv", 19_366)])
+def test_real_azure_traces_load_as_arrivals(name, rows):
+    arrivals = read_arrivals(require_shared(SHARED_TRACES / "azure" / name))
+    assert arrivals.n_requests == rows
+    assert arrivals.t[0] == 0.0 and np.all(arrivals.t >= 0) and np.all(arrivals.input_tokens > 0)
+
+
+def test_real_mooncake_replay_hit_ratio(capsys):
+    assert main(["replay", str(require_shared(MOONCAKE_CONVERSATION)), "--json", "-"]) == 0
+    summary = orjson.loads(capsys.readouterr().out)["summary"]
+    assert (summary["hit_blocks"], summary["blocks"]) == (105_710, 288_500)
+
+
+# -- the fast scanner agrees with the careful path ------------------------------------------------------------
+
+def _slow(path, **kwargs):
+    """Read with the compiled scanner disabled."""
+    from cachesim.readers import mooncake
+
+    fast = mooncake.scan_chunk
+    mooncake.scan_chunk = lambda *a, **k: None
+    try:
+        return read_trace(path, **kwargs)
+    finally:
+        mooncake.scan_chunk = fast
+
+
+def test_scanner_matches_the_careful_path_on_the_fixture_with_odd_but_valid_json(tmp_path):
+    path = tmp_path / "odd.jsonl"
+    path.write_text('\n'.join([
+        '  {"timestamp":0,"input_length":1000,"output_length":10,"hash_ids":[0,1]}  ',
+        '{ "hash_ids" : [ 0 , 1 , 2 ] , "timestamp" : 1500 , "input_length" : 1536 , "output_length" : 20 }',
+        '',
+        '{"timestamp": 2250, "input_length": 300, "output_length": 5, "hash_ids": [3], "note": "x\\"y", '
+        '"meta": {"a": 1}}',
+        '{"timestamp": 4000, "input_length": 1025, "output_length": 7, "hash_ids": [0, 1, 4], "x": null}']))
+    _same(read_trace(path), _slow(path))
+    _same(read_trace(path), read_trace(DATA / "mooncake.jsonl"))
