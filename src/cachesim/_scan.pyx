@@ -37,18 +37,28 @@ cdef inline Py_ssize_t _ws(const unsigned char* p, Py_ssize_t i, Py_ssize_t end)
 cdef inline Py_ssize_t _uint(const unsigned char* p, Py_ssize_t i, Py_ssize_t end, uint64_t* out) noexcept nogil:
     """A JSON non-negative integer (no sign, fraction or exponent) at p[i]; -1 if not one or it overflows."""
     cdef uint64_t v = 0
-    cdef Py_ssize_t start = i
+    cdef Py_ssize_t start = i, stop
     cdef unsigned int d
     if i >= end or p[i] < 48 or p[i] > 57:
         return -1
     if p[i] == 48 and i + 1 < end and 48 <= p[i + 1] <= 57:
         return -1  # leading zero is not JSON
-    while i < end and 48 <= p[i] <= 57:
+    # up to 19 digits cannot overflow 64 bits: no check inside the hot loop
+    stop = i + 19 if end - i > 19 else end
+    while i < stop:
+        d = p[i] - 48
+        if d > 9:
+            break
+        v = v * 10 + d
+        i += 1
+    if i < end and 48 <= p[i] <= 57:  # a 20th digit: the only one that can overflow
         d = p[i] - 48
         if v > UINT64_MAX_DIV10 or (v == UINT64_MAX_DIV10 and d > 5):
             return -1
         v = v * 10 + d
         i += 1
+        if i < end and 48 <= p[i] <= 57:
+            return -1
     if i < end and (p[i] == 46 or p[i] == 101 or p[i] == 69):
         return -1  # a fraction or exponent: not an integer
     out[0] = v

@@ -79,31 +79,45 @@ class Source:
             return self.total_bytes if self._raw is not None else 0
         return self._raw.tell()
 
-    def chunks(self, chunk_bytes: int = DEFAULT_BATCH_BYTES) -> Iterator[tuple[bytes, int, bool]]:
-        """``(data, first_line, at_end)``: data holds whole lines (the last chunk may lack a final newline)."""
+    def chunks(self, chunk_bytes: int = DEFAULT_BATCH_BYTES) -> Iterator[tuple[memoryview, int, bool]]:
+        """``(data, first_line, at_end)``: data holds whole lines (the last chunk may lack a final newline).
+
+        ``data`` is a view into a buffer that the next chunk reuses (read in place, no copy): use it, or copy
+        it with ``bytes(data)``, before asking for the next one.
+        """
         self._raw = _open_raw(self.path)
         handle = _decompressing(self._raw, self.path)
+        buf = bytearray(max(chunk_bytes, 1))
+        filled = 0        # bytes in buf: a carried partial line, then what was read
         line = 1
-        carry = b""
         try:
             while True:
-                try:
-                    block = handle.read(chunk_bytes)
-                except (OSError, EOFError, ValueError) as exc:
-                    raise TraceError(f"cannot decompress after line {line - 1}: {exc}", file=self.path) from None
-                if not block:
-                    if carry:
-                        yield carry, line, True
-                    return
-                data = carry + block if carry else block
-                cut = data.rfind(b"\n") + 1
-                if cut == 0:  # one line longer than a chunk: keep reading
-                    carry = data
+                if filled == len(buf):  # one line longer than the buffer: grow it
+                    buf.extend(bytes(len(buf)))
+                with memoryview(buf) as free:
+                    try:
+                        n = handle.readinto(free[filled:])
+                    except (OSError, EOFError, ValueError) as exc:
+                        raise TraceError(f"cannot decompress after line {line - 1}: {exc}",
+                                         file=self.path) from None
+                filled += n
+                at_end = n == 0
+                cut = filled if at_end else buf.rfind(b"\n", 0, filled) + 1
+                if cut == 0:
+                    if at_end:
+                        return
                     continue
-                carry = data[cut:]
-                chunk = data[:cut]
-                yield chunk, line, False
-                line += chunk.count(b"\n")
+                view = memoryview(buf)[:cut]
+                yield view, line, at_end
+                if at_end:
+                    return
+                line += buf.count(b"\n", 0, cut)
+                try:
+                    view.release()
+                except BufferError:  # the consumer kept a view: leave it its buffer and take a new one
+                    buf = bytearray(buf)
+                buf[:filled - cut] = buf[cut:filled]
+                filled -= cut
         finally:
             handle.close()
             self._raw.close()
@@ -141,10 +155,10 @@ class ReadResult:
         return exc.located(file=self.path)
 
 
-def records(data: bytes, first_line: int, at_end: bool, path: str,
+def records(data: bytes | memoryview, first_line: int, at_end: bool, path: str,
             options: ReadOptions) -> Iterator[tuple[int, dict]]:
     """(line number, object) for each non-blank line; malformed lines raise located errors (or are skipped)."""
-    lines = data.split(b"\n")
+    lines = bytes(data).split(b"\n")
     last = len(lines) - 1
     for offset, raw in enumerate(lines):
         if not raw.strip():

@@ -46,7 +46,7 @@ def read_arrivals(path: str | Path, skip_invalid: bool = False) -> Arrivals:
     stamps, inputs, outputs, lines = [], [], [], []
     source = Source(path)
     for data, first_line, _ in source.chunks(options.batch_bytes):
-        for offset, raw in enumerate(data.split(b"\n")):
+        for offset, raw in enumerate(bytes(data).split(b"\n")):
             line_no = first_line + offset
             text = raw.decode("utf-8", errors="replace").strip().lstrip("\ufeff")
             if not text or (line_no == 1 and text == HEADER):
