@@ -231,7 +231,8 @@ def int_list(obj: dict, name: str, max_value: int) -> list[int]:
     values = require(obj, name, (list,), "a list of integers")
     for i, v in enumerate(values):
         if isinstance(v, bool) or not isinstance(v, int):
-            raise TraceError(f"element {i} is {type(v).__name__} {str(v)[:40]}, expected an integer", field=name)
+            raise TraceError(f"element {i} is {type(v).__name__} {str(v)[:40]}, expected an integer in "
+                             f"0..{max_value}", field=name)
         if not 0 <= v <= max_value:
             raise TraceError(f"element {i} = {v} is outside 0..{max_value}", field=name)
     return values

@@ -1,0 +1,100 @@
+"""The compiled Mooncake scanner never decides differently from the careful orjson path."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cachesim.readers import mooncake, read_trace
+from cachesim.requests import TraceError
+
+COLUMNS = ("t", "prompt_tokens", "output_tokens", "block_offsets", "block_keys", "block_tokens")
+
+
+def _outcome(path, careful: bool):
+    """The trace's columns, or the error message: what a reader decided about the file."""
+    scanner = mooncake.scan_chunk
+    if careful:
+        mooncake.scan_chunk = lambda *args, **kwargs: None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trace = read_trace(path, format="mooncake")
+        return {name: getattr(trace, name).tolist() for name in COLUMNS}
+    except TraceError as exc:
+        return str(exc)
+    finally:
+        mooncake.scan_chunk = scanner
+
+
+extra_values = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False,
+                         allow_infinity=False), st.text(max_size=8), st.lists(st.integers(0, 99), max_size=3),
+                         st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+
+
+@st.composite
+def records(draw):
+    n_blocks = draw(st.integers(1, 6))
+    prompt = draw(st.integers((n_blocks - 1) * 512 + 1, n_blocks * 512))
+    record = {"timestamp": draw(st.one_of(st.integers(0, 10**9), st.floats(0, 1e9))),
+              "input_length": prompt, "hash_ids": draw(st.lists(st.integers(0, 2**64 - 1), min_size=n_blocks,
+                                                               max_size=n_blocks))}
+    if draw(st.booleans()):
+        record["output_length"] = draw(st.integers(0, 5000))
+    if draw(st.booleans()):
+        record[draw(st.sampled_from(["note", "x", "turn"]))] = draw(extra_values)
+    keys = draw(st.permutations(list(record)))
+    sep = draw(st.sampled_from([(",", ":"), (", ", ": "), (" , ", " : ")]))
+    body = sep[0].join(f"{orjson.dumps(k).decode()}{sep[1]}{_dump(record[k], sep[0])}" for k in keys)
+    return "{" + body + "}"
+
+
+def _dump(value, comma: str) -> str:
+    return orjson.dumps(value).decode().replace(",", comma) if isinstance(value, list) else orjson.dumps(value).decode()
+
+
+@given(st.lists(records(), min_size=1, max_size=8), st.sampled_from(["\n", "\r\n", "\n\n"]))
+def test_valid_files_read_the_same_both_ways(tmp_path_factory, lines, newline):
+    path = tmp_path_factory.mktemp("scan") / "t.jsonl"
+    path.write_text(newline.join(lines) + "\n")
+    fast, careful = _outcome(path, careful=False), _outcome(path, careful=True)
+    assert fast == careful
+    assert isinstance(fast, dict)
+
+
+@given(st.lists(records(), min_size=1, max_size=4), st.data())
+def test_damaged_files_are_judged_the_same_both_ways(tmp_path_factory, lines, data):
+    text = bytearray("\n".join(lines).encode() + b"\n")
+    for _ in range(data.draw(st.integers(1, 3))):
+        i = data.draw(st.integers(0, len(text) - 1))
+        text[i:i + 1] = data.draw(st.sampled_from([b"", b"-", b"1", b".", b"e", b"\"", b"]", b"{", b",", b" ",
+                                                   b"x", b"\n", b"0"]))
+    path = tmp_path_factory.mktemp("scan") / "t.jsonl"
+    path.write_bytes(bytes(text))
+    assert _outcome(path, careful=False) == _outcome(path, careful=True)
+
+
+def test_ids_at_the_edge_of_64_bits(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"timestamp": 1, "input_length": 1000, "hash_ids": [18446744073709551615, 0]}\n')
+    assert _outcome(path, careful=False) == _outcome(path, careful=True)
+    path.write_text('{"timestamp": 1, "input_length": 1000, "hash_ids": [18446744073709551616, 0]}\n')
+    assert "hash_ids: element 0 is float 1.8446744073709552e+19, expected an integer in 0..18446744073709551615" \
+        in _outcome(path, careful=False)
+
+
+def test_a_line_longer_than_a_chunk(tmp_path):
+    from cachesim.readers import TraceStream
+
+    ids = list(range(200))
+    path = tmp_path / "t.jsonl"
+    path.write_text(orjson.dumps({"timestamp": 0, "input_length": 200 * 512, "hash_ids": ids}).decode() + "\n" +
+                    orjson.dumps({"timestamp": 5, "input_length": 3, "hash_ids": [0]}).decode() + "\n")
+    batches = list(TraceStream(path, batch_bytes=64))
+    # the buffer grows to hold the long line (and then the next one with it)
+    assert sum(b.n_requests for b in batches) == 2
+    assert np.concatenate([np.diff(b.block_offsets) for b in batches]).tolist() == [200, 1]
