@@ -98,3 +98,11 @@ def test_a_line_longer_than_a_chunk(tmp_path):
     # the buffer grows to hold the long line (and then the next one with it)
     assert sum(b.n_requests for b in batches) == 2
     assert np.concatenate([np.diff(b.block_offsets) for b in batches]).tolist() == [200, 1]
+
+
+def test_numbers_json_refuses_are_refused_by_both(tmp_path):
+    path = tmp_path / "t.jsonl"
+    for bad in ["01", "1e999", "1.", ".5", "-", "1e"]:
+        path.write_text('{"timestamp": 1, "input_length": 1000, "hash_ids": [0, 1], "x": %s}\n' % bad)
+        fast = _outcome(path, careful=False)
+        assert fast == _outcome(path, careful=True) and "malformed JSON" in fast, bad

@@ -12,7 +12,7 @@ either accepts the line or raises the located error. So the fast path never deci
 import numpy as np
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport strtod
-from libc.math cimport NAN
+from libc.math cimport NAN, isinf
 from libc.string cimport memchr, memcmp
 
 
@@ -78,13 +78,33 @@ cdef inline Py_ssize_t _number(const unsigned char* p, Py_ssize_t i, Py_ssize_t 
         is_uint[0] = u < (<uint64_t>1 << 53)
         return j
     is_uint[0] = False
+    # the JSON number grammar, strictly: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
     k = i
     if k < end and p[k] == 45:
         k += 1
     if k >= end or p[k] < 48 or p[k] > 57:
         return -1
-    while k < end and (48 <= p[k] <= 57 or p[k] == 46 or p[k] == 101 or p[k] == 69 or p[k] == 43 or p[k] == 45):
+    if p[k] == 48:
         k += 1
+        if k < end and 48 <= p[k] <= 57:
+            return -1
+    else:
+        while k < end and 48 <= p[k] <= 57:
+            k += 1
+    if k < end and p[k] == 46:
+        k += 1
+        if k >= end or p[k] < 48 or p[k] > 57:
+            return -1
+        while k < end and 48 <= p[k] <= 57:
+            k += 1
+    if k < end and (p[k] == 101 or p[k] == 69):
+        k += 1
+        if k < end and (p[k] == 43 or p[k] == 45):
+            k += 1
+        if k >= end or p[k] < 48 or p[k] > 57:
+            return -1
+        while k < end and 48 <= p[k] <= 57:
+            k += 1
     n = k - i
     if n >= 63:
         return -1
@@ -92,7 +112,7 @@ cdef inline Py_ssize_t _number(const unsigned char* p, Py_ssize_t i, Py_ssize_t 
         buf[j] = <char>p[i + j]
     buf[n] = 0
     out[0] = strtod(buf, &stop)
-    if stop != buf + n:
+    if stop != buf + n or isinf(out[0]):  # orjson refuses numbers beyond a double too
         return -1
     return k
 

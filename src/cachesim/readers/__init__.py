@@ -87,12 +87,17 @@ def _compile(result: ReadResult, block_size: int | None, default_block_size: int
              partial_tail: bool, impl: str | None, time_field: str = "t") -> Trace:
     tokens = isinstance(result.requests, TokenRequests)
     try:
-        return compile_trace(result.requests, (block_size or default_block_size) if tokens else None,
-                             partial_tail=partial_tail, sort=sort, impl=impl)
+        trace = compile_trace(result.requests, (block_size or default_block_size) if tokens else None,
+                              partial_tail=partial_tail, sort=sort, impl=impl)
     except TraceError as exc:
         if exc.field == "t":  # name the file's own field
             exc = TraceError(exc.message, field=time_field, file=exc.file, line=exc.line)
         raise result.locate(exc) from None
+    if result.extras:
+        t = result.requests.t
+        moved = bool(len(t)) and bool(np.any(np.diff(t) < 0))
+        trace.meta.update(result.take(np.argsort(t, kind="stable")) if moved else result.extras)
+    return trace
 
 
 def _refuse_disorder(result: ReadResult, time_field: str) -> None:

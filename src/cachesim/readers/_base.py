@@ -147,6 +147,14 @@ class ReadResult:
     requests: TokenRequests | BlockRequests
     lines: np.ndarray         # int64 [n]: 1-based line of each request
     path: str
+    # what some formats carry beyond the requests: per-request arrays ([n]) and Ragged lists (breakpoints,
+    # segments); kept with their requests through sorting and handed on in Trace.meta
+    extras: dict = field(default_factory=dict)
+
+    def take(self, order: np.ndarray) -> dict:
+        """The extras with requests permuted by order."""
+        return {name: value.take(order) if isinstance(value, Ragged) else
+                (value if name in _GLOBAL_EXTRAS else value[order]) for name, value in self.extras.items()}
 
     def locate(self, exc: TraceError) -> TraceError:
         """Translate a request index in exc.line into this file's line."""
@@ -278,6 +286,35 @@ class Interner:
         return code
 
 
+_GLOBAL_EXTRAS = ("segment_kinds",)   # extras that describe the batch, not one request each
+OBSERVED = ("observed_input_tokens", "observed_cache_read_tokens", "observed_cache_write_tokens",
+            "observed_output_tokens")
+
+
+@dataclass
+class Ragged:
+    """A list per request, columnar: CSR offsets [n+1] and columns of the flattened items."""
+
+    offsets: np.ndarray
+    columns: dict
+
+    def take(self, order: np.ndarray) -> "Ragged":
+        lengths = np.diff(self.offsets)[order]
+        offsets = offsets_from_lengths(lengths)
+        index = np.repeat(self.offsets[:-1][order] - offsets[:-1], lengths) + np.arange(offsets[-1])
+        return Ragged(offsets, {k: v[index] for k, v in self.columns.items()})
+
+    @staticmethod
+    def concat(parts: list["Ragged"]) -> "Ragged":
+        lengths = np.concatenate([np.diff(p.offsets) for p in parts])
+        return Ragged(offsets_from_lengths(lengths),
+                      {k: np.concatenate([p.columns[k] for p in parts]) for k in parts[0].columns})
+
+    def row(self, i: int) -> dict:
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        return {k: v[a:b] for k, v in self.columns.items()}
+
+
 @dataclass
 class Row:
     """One request as a format's parser sees it; ``values`` are token ids or block ids."""
@@ -288,6 +325,9 @@ class Row:
     output_tokens: int = -1
     tenant: object = "default"
     session: object = None
+    breakpoints: list[tuple[int, float]] | None = None   # (prefix length in tokens, TTL in seconds or NaN)
+    segments: list[tuple[str, int]] | None = None        # (kind, tokens), in prompt order
+    observed: dict | None = None                         # OBSERVED name -> tokens, as billed
 
 
 class Columns:
@@ -300,6 +340,7 @@ class Columns:
         self.block_size = block_size
         self.tenants = Interner()
         self.sessions = Interner()
+        self.kinds = Interner()   # segment kinds
         self.clear()
 
     def clear(self) -> None:
@@ -311,6 +352,10 @@ class Columns:
         self.tenant_codes: list[int] = []
         self.session_codes: list[int] = []
         self.lines: list[int] = []
+        self.breakpoints: list[list[tuple[int, float]]] = []
+        self.segments: list[list[tuple[str, int]]] = []
+        self.observed: list[dict] = []
+        self.any_extras = False
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -324,6 +369,10 @@ class Columns:
         self.tenant_codes.append(self.tenants.code(row.tenant))
         self.session_codes.append(-1 if row.session is None else self.sessions.code(row.session))
         self.lines.append(line_no)
+        self.breakpoints.append(row.breakpoints or [])
+        self.segments.append(row.segments or [])
+        self.observed.append(row.observed or {})
+        self.any_extras = self.any_extras or bool(row.breakpoints or row.segments or row.observed)
 
     def take(self, path: str) -> ReadResult:
         """The rows so far as one batch; the collector is emptied (its label codes are kept)."""
@@ -343,9 +392,23 @@ class Columns:
             requests = BlockRequests(**common, block_ids=flat, block_offsets=offsets_from_lengths(lengths),
                                      prompt_tokens=np.asarray(self.prompt_tokens, dtype=np.int64).reshape(n),
                                      block_size=int(self.block_size))
-        result = ReadResult(requests, np.asarray(self.lines, dtype=np.int64).reshape(n), path)
+        result = ReadResult(requests, np.asarray(self.lines, dtype=np.int64).reshape(n), path,
+                            self._extras() if self.any_extras else {})
         self.clear()
         return result
+
+    def _extras(self) -> dict:
+        extras = {name: np.asarray([o.get(name, -1) for o in self.observed], dtype=np.int64) for name in OBSERVED}
+        flat = [b for row in self.breakpoints for b in row]
+        extras["breakpoints"] = Ragged(offsets_from_lengths(np.asarray([len(r) for r in self.breakpoints])),
+                                       {"tokens": np.asarray([b[0] for b in flat], dtype=np.int64),
+                                        "ttl_s": np.asarray([b[1] for b in flat], dtype=np.float64)})
+        segs = [seg for row in self.segments for seg in row]
+        extras["segments"] = Ragged(offsets_from_lengths(np.asarray([len(r) for r in self.segments])),
+                                    {"kind": np.asarray([self.kinds.code(k) for k, _ in segs], dtype=np.int32),
+                                     "tokens": np.asarray([n for _, n in segs], dtype=np.int64)})
+        extras["segment_kinds"] = list(self.kinds.names)
+        return extras
 
 
 def json_batches(source: Source, options: ReadOptions, columns: Columns,
@@ -410,7 +473,18 @@ def concat(results: list[ReadResult]) -> ReadResult:
                                  block_offsets=offsets_from_lengths(lengths),
                                  prompt_tokens=np.concatenate([r.requests.prompt_tokens for r in results]),
                                  block_size=first.block_size)
-    return ReadResult(requests, lines, results[0].path)
+    extras = {}
+    if any(r.extras for r in results):
+        if not all(r.extras for r in results):
+            raise ValueError("batches of one stream differ in what they carry")
+        for name, value in results[-1].extras.items():
+            if name in _GLOBAL_EXTRAS:
+                extras[name] = value  # interned across batches: the last batch's list covers all codes
+            elif isinstance(value, Ragged):
+                extras[name] = Ragged.concat([r.extras[name] for r in results])
+            else:
+                extras[name] = np.concatenate([r.extras[name] for r in results])
+    return ReadResult(requests, lines, results[0].path, extras)
 
 
 def _recode(requests, names: list[str]) -> np.ndarray:
