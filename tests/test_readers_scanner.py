@@ -33,7 +33,7 @@ def _outcome(path, careful: bool):
 
 extra_values = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False,
                          allow_infinity=False), st.text(max_size=8), st.lists(st.integers(0, 99), max_size=3),
-                         st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+                         st.dictionaries(st.text(max_size=3), st.integers(-2**63, 2**63 - 1), max_size=2))
 
 
 @st.composite
