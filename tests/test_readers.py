@@ -74,6 +74,8 @@ EQUIVALENT = {
                   ("lmbench512.jsonl", {"block_size": 512}), ("mooncake.jsonl.gz", {}),
                   ("mooncake.jsonl.zst", {})],
     "blocks16": [("qwen.jsonl", {}), ("native_blocks16.jsonl", {}), ("lmbench16.jsonl", {"block_size": 16})],
+    # one conversation sent through three APIs renders to the same tokens
+    "api": [("openai_chat.jsonl", {}), ("anthropic_messages.jsonl", {}), ("openai_responses.jsonl", {})],
 }
 
 
@@ -102,6 +104,10 @@ def test_formats_describing_the_same_requests_compile_identically(group, index, 
     reference = load(*EQUIVALENT[group][0])
     other = load(*EQUIVALENT[group][index])
     _same(reference, other)
+    if group == "api":
+        assert _labels(reference, "tenant") == _labels(other, "tenant") == ["u1"] * 3
+        assert reference.session.tolist() == other.session.tolist() == [0, 0, 0]
+        assert reference.meta["segments"].offsets.tolist() == other.meta["segments"].offsets.tolist()
     if group == "blocks16" and index == 1:  # native carries tenant and session like Qwen
         assert _labels(reference, "tenant") == _labels(other, "tenant")
         assert reference.session.tolist() == other.session.tolist()
@@ -113,6 +119,8 @@ def test_sniffing_picks_each_format():
     assert detect_format(DATA / "lmbench512.jsonl") == "lmbench"
     assert detect_format(DATA / "qwen.jsonl") == "qwen"
     assert detect_format(DATA / "azure.csv") == "azure"
+    for name in ("openai_chat.jsonl", "anthropic_messages.jsonl", "openai_responses.jsonl"):
+        assert detect_format(DATA / name) == "apilog"
 
 
 def test_streaming_in_small_batches_equals_reading_whole():
@@ -199,3 +207,46 @@ def test_scanner_matches_the_careful_path_on_the_fixture_with_odd_but_valid_json
         '{"timestamp": 4000, "input_length": 1025, "output_length": 7, "hash_ids": [0, 1, 4], "x": null}']))
     _same(read_trace(path), _slow(path))
     _same(read_trace(path), read_trace(DATA / "mooncake.jsonl"))
+
+
+# -- API request logs -----------------------------------------------------------------------------------------
+
+def test_api_log_cache_control_becomes_breakpoints_with_ttl():
+    trace = read_trace(DATA / "anthropic_messages.jsonl")
+    segments, breakpoints = trace.meta["segments"], trace.meta["breakpoints"]
+    kinds = trace.meta["segment_kinds"]
+    for i, marked in enumerate([[0, 1], [0, 1, 4], [0, 1, 6]]):  # the blocks carrying cache_control
+        row = segments.row(i)
+        ends = np.cumsum(row["tokens"])
+        assert breakpoints.row(i)["tokens"].tolist() == ends[marked].tolist()
+        assert ends[-1] == trace.prompt_tokens[i]
+    assert breakpoints.row(0)["ttl_s"].tolist() == [3600.0, 300.0]  # the tool's "1h", the system block's default
+    assert [kinds[k] for k in segments.row(1)["kind"]] == ["tools", "system", "user", "tool_use", "tool_result"]
+
+
+def test_api_log_observed_usage_is_kept():
+    anthropic = read_trace(DATA / "anthropic_messages.jsonl").meta
+    assert anthropic["observed_input_tokens"].tolist() == [9 + 70 + 0, 3 + 30 + 70, -1]
+    assert anthropic["observed_cache_read_tokens"].tolist() == [0, 70, -1]
+    assert anthropic["observed_cache_write_tokens"].tolist() == [70, 30, -1]
+    assert anthropic["observed_output_tokens"].tolist() == [12, 15, -1]
+    chat = read_trace(DATA / "openai_chat.jsonl")
+    assert chat.meta["observed_cache_read_tokens"].tolist() == [0, 64, -1]
+    assert chat.meta["observed_input_tokens"].tolist() == [80, 110, -1]
+    assert chat.output_tokens.tolist() == [12, 15, -1]
+
+
+def test_api_log_growing_conversation_shares_its_prefix():
+    trace = read_trace(DATA / "openai_chat.jsonl")
+    first, second = (trace.block_keys[trace.block_offsets[i]:trace.block_offsets[i + 1]] for i in range(2))
+    full_blocks = trace.prompt_tokens[0] // 16
+    assert first[:full_blocks].tolist() == second[:full_blocks].tolist()
+
+
+def test_api_log_bad_record_is_located(tmp_path):
+    path = tmp_path / "log.jsonl"
+    path.write_text('{"model": "m", "messages": [{"role": "user", "content": "hi"}]}\n'
+                    '{"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "x", '
+                    '"cache_control": {"type": "ephemeral", "ttl": "2h"}}]}]}\n')
+    with pytest.raises(TraceError, match=r"log.jsonl:2: cache_control.ttl: unknown ttl '2h'"):
+        read_trace(path)

@@ -85,6 +85,8 @@ def _add_reading_flags(p) -> None:
                    "sorting them stably")
     p.add_argument("--tenant-field", metavar="FIELD", help="Qwen/Bailian traces: the record field that names "
                    "the tenant (default: type)")
+    p.add_argument("--tokenizer", metavar="SPEC", help="text traces (API logs, transcripts): builtin (default, "
+                   "approximate), hf:PATH/tokenizer.json, or tiktoken:ENCODING=PATH")
     p.add_argument("--batch-bytes", type=parse_count, default=16 << 20, metavar="N", help="read this many bytes "
                    "of input per batch (default 16M): the memory a streaming replay holds besides the cache")
 
@@ -111,7 +113,7 @@ def _load_input(args):
     stream = TraceStream(path, format=args.format, block_size=args.block_size,
                          default_block_size=_preset_block_size(args) or DEFAULT_TOKEN_BLOCK_SIZE,
                          skip_invalid=args.skip_invalid, keep_order=args.keep_order, impl=args.impl,
-                         batch_bytes=args.batch_bytes, tenant_field=args.tenant_field)
+                         batch_bytes=args.batch_bytes, tenant_field=args.tenant_field, tokenizer=args.tokenizer)
     return stream, f"{path} ({stream.format})", stream
 
 
@@ -251,7 +253,8 @@ def _run_convert(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trace = read_trace(args.input, format=args.format, block_size=args.block_size,
-                           skip_invalid=args.skip_invalid, keep_order=args.keep_order, tenant_field=args.tenant_field)
+                           skip_invalid=args.skip_invalid, keep_order=args.keep_order, tenant_field=args.tenant_field,
+                           tokenizer=args.tokenizer)
     for w in caught:
         print(f"cachesim: note: {w.message}", file=sys.stderr)
     trace.save(args.output)

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-from cachesim.readers import azure, lmbench, mooncake, native, qwen
+from cachesim.readers import apilog, azure, lmbench, mooncake, native, qwen
 from cachesim.readers._base import (DEFAULT_BATCH_BYTES, ReadOptions, ReadResult, Source, concat, first_record,
                                     read_head)
 from cachesim.requests import TokenRequests, TraceError
@@ -25,7 +25,7 @@ __all__ = ["FORMATS", "DEFAULT_TOKEN_BLOCK_SIZE", "ReadOptions", "ReadResult", "
 DEFAULT_TOKEN_BLOCK_SIZE = 16
 
 # name -> module with NAME, sniff(first, head) and batches(source, options); sniffed in this order
-FORMATS = {module.NAME: module for module in (native, qwen, lmbench, mooncake, azure)}
+FORMATS = {module.NAME: module for module in (native, qwen, lmbench, mooncake, apilog, azure)}
 
 
 def detect_format(path: str | Path) -> str:
@@ -73,9 +73,11 @@ def _empty(path: str | Path, options: ReadOptions) -> TraceError:
 
 
 def read_requests(path: str | Path, format: str | None = None, block_size: int | None = None,
-                  skip_invalid: bool = False, tenant_field: str | None = None) -> ReadResult:
+                  skip_invalid: bool = False, tenant_field: str | None = None,
+                  tokenizer: str | None = None) -> ReadResult:
     """The whole file as one batch of raw requests."""
-    options = ReadOptions(block_size=block_size, skip_invalid=skip_invalid, tenant_field=tenant_field)
+    options = ReadOptions(block_size=block_size, skip_invalid=skip_invalid, tenant_field=tenant_field,
+                          tokenizer=tokenizer)
     results = list(iter_requests(path, format, options))
     _report_skips(options)
     if not results:
@@ -113,9 +115,9 @@ def _refuse_disorder(result: ReadResult, time_field: str) -> None:
 def read_trace(path: str | Path, format: str | None = None, block_size: int | None = None,
                partial_tail: bool = False, impl: str | None = None, *, skip_invalid: bool = False,
                keep_order: bool = False, default_block_size: int = DEFAULT_TOKEN_BLOCK_SIZE,
-               tenant_field: str | None = None) -> Trace:
+               tenant_field: str | None = None, tokenizer: str | None = None) -> Trace:
     """Read and compile a whole trace file (sorted stably by time unless keep_order); errors name file:line."""
-    result = read_requests(path, format, block_size, skip_invalid, tenant_field)
+    result = read_requests(path, format, block_size, skip_invalid, tenant_field, tokenizer)
     time_field = getattr(_format(path, format), "TIME_FIELD", "t")
     if keep_order:
         _refuse_disorder(result, time_field)
@@ -135,14 +137,15 @@ class TraceStream:
     def __init__(self, path: str | Path, format: str | None = None, block_size: int | None = None, *,
                  default_block_size: int = DEFAULT_TOKEN_BLOCK_SIZE, skip_invalid: bool = False,
                  keep_order: bool = False, partial_tail: bool = False, impl: str | None = None,
-                 batch_bytes: int = DEFAULT_BATCH_BYTES, tenant_field: str | None = None):
+                 batch_bytes: int = DEFAULT_BATCH_BYTES, tenant_field: str | None = None,
+                 tokenizer: str | None = None):
         self.path = str(path)
         self.module = _format(path, format)
         self.format = self.module.NAME
         self.time_field = getattr(self.module, "TIME_FIELD", "t")
         self.source = Source(path)
         self.options = ReadOptions(block_size=block_size, skip_invalid=skip_invalid, batch_bytes=batch_bytes,
-                                   tenant_field=tenant_field)
+                                   tenant_field=tenant_field, tokenizer=tokenizer)
         self.block_size, self.default_block_size = block_size, default_block_size
         self.keep_order, self.partial_tail, self.impl = keep_order, partial_tail, impl
         self.out_of_order = 0         # requests that arrived before their predecessor (sorted within a batch)

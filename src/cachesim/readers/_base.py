@@ -131,6 +131,7 @@ class ReadOptions:
     skip_invalid: bool = False          # skip bad records (counted) instead of stopping at the first
     batch_bytes: int = DEFAULT_BATCH_BYTES
     tenant_field: str | None = None     # Qwen/Bailian: which record field names the tenant (default "type")
+    tokenizer: str | None = None        # text formats: a cachesim.tokenizers spec (default: the built-in one)
     skipped: int = 0                    # records skipped so far (filled in by the reader)
     skip_examples: list[str] = field(default_factory=list)
 
