@@ -250,3 +250,43 @@ def test_api_log_bad_record_is_located(tmp_path):
                     '"cache_control": {"type": "ephemeral", "ttl": "2h"}}]}]}\n')
     with pytest.raises(TraceError, match=r"log.jsonl:2: cache_control.ttl: unknown ttl '2h'"):
         read_trace(path)
+
+
+# -- Claude Code transcripts ----------------------------------------------------------------------------------
+
+def test_claude_code_each_assistant_message_is_one_request():
+    assert detect_format(DATA / "claude_code.jsonl") == "claude-code"
+    trace = read_trace(DATA / "claude_code.jsonl")
+    # msg_A (streamed as two events) counts once; then the sidechain's msg_S, then msg_B
+    assert trace.n_requests == 3
+    assert (trace.t - trace.t[0]).tolist() == [0.0, 4.0, 6.0]
+    # the first request of each kind is as long as it was billed: hidden prefix + conversation
+    assert trace.prompt_tokens[:2].tolist() == [4 + 3000 + 0, 10 + 1200 + 0]
+    assert trace.meta["observed_input_tokens"].tolist() == [3004, 1210, 60 + 0 + 3004]
+    assert trace.output_tokens.tolist() == [40, 12, 25]
+    # the sidechain is its own session; the main conversation's requests share one
+    assert trace.session.tolist() == [0, 1, 0]
+
+
+def test_claude_code_later_request_extends_the_earlier_prompt():
+    from cachesim.tokenizers import BuiltinTokenizer
+
+    trace = read_trace(DATA / "claude_code.jsonl")
+    tok = BuiltinTokenizer()
+    # between msg_A's request and msg_B's: msg_A's two streamed blocks and the tool result
+    added = (len(tok.encode("<|assistant|>\nLet me look at the test first.")) +
+             len(tok.encode('<|assistant:tool_use|>\nRead {"file_path":"/home/dev/app/test_dates.py"}')) +
+             len(tok.encode("<|user:tool_result|>\ndef test_leap():\n    assert days_in(2024, 2) == 29\n")))
+    assert trace.prompt_tokens[2] == trace.prompt_tokens[0] + added
+    full = trace.prompt_tokens[0] // 16
+    first, last = trace.block_keys[:full], trace.block_keys[trace.block_offsets[2]:trace.block_offsets[2] + full]
+    assert first.tolist() == last.tolist()
+
+
+def test_claude_code_missing_timestamp_is_located(tmp_path):
+    lines = (DATA / "claude_code.jsonl").read_text().splitlines()
+    lines[2] = lines[2].replace('"timestamp": "2025-06-01T10:00:03.000Z"', '"timestamp": 17')
+    path = tmp_path / "session.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(TraceError, match=r"session.jsonl:3: timestamp: expected an ISO 8601 time, got int"):
+        read_trace(path, format="claude-code")

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-from cachesim.readers import apilog, azure, lmbench, mooncake, native, qwen
+from cachesim.readers import apilog, azure, claude_code, lmbench, mooncake, native, qwen
 from cachesim.readers._base import (DEFAULT_BATCH_BYTES, ReadOptions, ReadResult, Source, concat, first_record,
                                     read_head)
 from cachesim.requests import TokenRequests, TraceError
@@ -25,7 +25,7 @@ __all__ = ["FORMATS", "DEFAULT_TOKEN_BLOCK_SIZE", "ReadOptions", "ReadResult", "
 DEFAULT_TOKEN_BLOCK_SIZE = 16
 
 # name -> module with NAME, sniff(first, head) and batches(source, options); sniffed in this order
-FORMATS = {module.NAME: module for module in (native, qwen, lmbench, mooncake, apilog, azure)}
+FORMATS = {module.NAME: module for module in (native, qwen, lmbench, mooncake, claude_code, apilog, azure)}
 
 
 def detect_format(path: str | Path) -> str:
