@@ -290,3 +290,28 @@ def test_claude_code_missing_timestamp_is_located(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(TraceError, match=r"session.jsonl:3: timestamp: expected an ISO 8601 time, got int"):
         read_trace(path, format="claude-code")
+
+
+def test_native_token_fixture_by_hand():
+    trace = read_trace(DATA / "native_tokens.jsonl", block_size=2)
+    # 5, 3 and 7 tokens in 2-token blocks: full blocks only (2, 1, 3), the rest is an uncacheable tail
+    assert trace.block_offsets.tolist() == [0, 2, 3, 6]
+    assert trace.prompt_tokens.tolist() == [5, 3, 7]
+    assert trace.output_tokens.tolist() == [3, 4, 1]      # output_tokens, len(output_ids), output_length
+    assert _labels(trace, "tenant") == ["alice", "bob", "alice"]
+    assert trace.session.tolist() == [0, -1, 0]
+    # the third prompt extends the first: its first two blocks are the first prompt's
+    assert trace.block_keys[3:5].tolist() == trace.block_keys[0:2].tolist()
+    assert trace.meta["breakpoints"].row(0)["tokens"].tolist() == [2, 5]
+    assert trace.meta["breakpoints"].row(0)["ttl_s"][1] == 3600.0
+    assert trace.meta["segments"].row(0)["tokens"].tolist() == [2, 3]
+
+
+def test_native_segments_must_cover_the_prompt(tmp_path):
+    path = tmp_path / "n.jsonl"
+    path.write_text('{"t": 0, "tokens": [1, 2, 3], "segments": [{"kind": "system", "tokens": 2}]}\n')
+    with pytest.raises(TraceError, match=r"n.jsonl:1: segments: segments cover 2 tokens, the prompt has 3"):
+        read_trace(path)
+    path.write_text('{"t": 0, "tokens": [1, 2, 3], "breakpoints": [4]}\n')
+    with pytest.raises(TraceError, match=r"n.jsonl:1: breakpoints: element 0 = 4 is not a prefix length in 1..3"):
+        read_trace(path)

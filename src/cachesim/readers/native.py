@@ -6,8 +6,8 @@
 ``tokens`` are uint32 token ids. Instead of ``tokens`` a line may give ``block_ids`` (uint64) with
 ``prompt_tokens`` and ``block_size`` (the same on every line): blocks given by the trace, the last one partial.
 The output length is ``output_tokens`` (alias ``output_length``) or the length of ``output_ids``.
-``breakpoints`` (token positions) and ``segments`` (``[{"kind": ..., "tokens": n}]``) are checked but not
-yet carried into the compiled trace.
+``breakpoints`` (prefix lengths in tokens, optionally ``{"tokens": n, "ttl": "1h"}``) and ``segments``
+(``[{"kind": ..., "tokens": n}]``, covering the prompt) are carried into ``Trace.meta``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import orjson
 
 from cachesim.readers._base import (Columns, ReadOptions, ReadResult, Row, Source, check_block_count, count,
                                     int_list, json_batches, label, require, seconds)
+from cachesim.readers._render import TTL_S
 from cachesim.requests import TokenRequests, TraceError
 
 NAME = "native"
@@ -35,20 +36,37 @@ def _output(obj: dict) -> int:
     return count(obj, name, required=False)
 
 
-def _check_extras(obj: dict, n_tokens: int) -> None:
+def _extras(obj: dict, n_tokens: int) -> tuple[list[tuple[int, float]] | None, list[tuple[str, int]] | None]:
+    """``breakpoints`` (prefix lengths, or ``{"tokens": n, "ttl": "5m"|"1h"}``) and ``segments``."""
+    breakpoints = None
     if "breakpoints" in obj:
-        for i, position in enumerate(int_list(obj, "breakpoints", n_tokens)):
-            if position == 0:
-                raise TraceError(f"element {i} = 0: a breakpoint ends a non-empty prefix", field="breakpoints")
+        marks = require(obj, "breakpoints", (list,), "a list of prefix lengths")
+        breakpoints = []
+        for i, mark in enumerate(marks):
+            ttl_s = float("nan")
+            if isinstance(mark, dict):
+                ttl = mark.get("ttl")
+                if ttl is not None and ttl not in TTL_S:
+                    raise TraceError(f"element {i}: unknown ttl {ttl!r}; expected one of {', '.join(TTL_S)}",
+                                     field="breakpoints")
+                ttl_s = TTL_S[ttl] if ttl is not None else ttl_s
+                mark = mark.get("tokens")
+            if isinstance(mark, bool) or not isinstance(mark, int) or not 0 < mark <= n_tokens:
+                raise TraceError(f"element {i} = {str(mark)[:20]} is not a prefix length in 1..{n_tokens}",
+                                 field="breakpoints")
+            breakpoints.append((mark, ttl_s))
+    segments = None
     if "segments" in obj:
-        segments = require(obj, "segments", (list,), "a list of segments")
-        total = 0
-        for i, seg in enumerate(segments):
+        items = require(obj, "segments", (list,), "a list of segments")
+        segments = []
+        for i, seg in enumerate(items):
             if not isinstance(seg, dict):
                 raise TraceError(f"element {i} is not an object", field="segments")
-            total += count(seg, "tokens")
+            segments.append((str(seg.get("kind", "text")), count(seg, "tokens")))
+        total = sum(n for _, n in segments)
         if total != n_tokens:
             raise TraceError(f"segments cover {total} tokens, the prompt has {n_tokens}", field="segments")
+    return breakpoints, segments
 
 
 def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
@@ -75,9 +93,10 @@ def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
                 raise TraceError(f"{size} differs from earlier lines' {state['block_size']}", field="block_size")
             check_block_count(len(values), prompt, size, "block_ids")
             state["block_size"] = size
-        _check_extras(obj, prompt)
+        breakpoints, segments = _extras(obj, prompt)
         row = Row(t=t, values=values, prompt_tokens=prompt, output_tokens=_output(obj),
-                  tenant=label(obj, "tenant", "default"), session=label(obj, "session"))
+                  tenant=label(obj, "tenant", "default"), session=label(obj, "session"), breakpoints=breakpoints,
+                  segments=segments)
         state["kind"] = kind
         columns.kind, columns.block_size = kind, state["block_size"]
         return row
