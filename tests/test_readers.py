@@ -315,3 +315,23 @@ def test_native_segments_must_cover_the_prompt(tmp_path):
     path.write_text('{"t": 0, "tokens": [1, 2, 3], "breakpoints": [4]}\n')
     with pytest.raises(TraceError, match=r"n.jsonl:1: breakpoints: element 0 = 4 is not a prefix length in 1..3"):
         read_trace(path)
+
+
+def test_azure_synthesize_keeps_arrivals_and_lengths():
+    from cachesim.readers.azure import synthesize
+
+    arrivals = read_arrivals(DATA / "azure.csv")
+    requests = synthesize(arrivals, seed=3)
+    assert np.diff(requests.token_offsets).tolist() == [4808, 3180, 110]
+    assert requests.output_tokens.tolist() == [10, 8, 27]
+    np.testing.assert_array_equal(requests.t, arrivals.t)
+    again = synthesize(arrivals, seed=3)
+    assert np.array_equal(requests.tokens, again.tokens)
+
+
+def test_cli_synthesize_replays_azure_and_refuses_other_formats(capsys):
+    assert main(["replay", str(DATA / "azure.csv"), "--synthesize", "--json", "-"]) == 0
+    summary = orjson.loads(capsys.readouterr().out)["summary"]
+    assert summary["requests"] == 3 and summary["prompt_tokens"] == 4808 + 3180 + 110
+    assert main(["replay", str(DATA / "mooncake.jsonl"), "--synthesize"]) == 2
+    assert "--synthesize gives content to arrival/length-only traces" in capsys.readouterr().err

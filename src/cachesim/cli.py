@@ -73,6 +73,9 @@ def _add_replay(sub) -> None:
     p.add_argument("--impl", choices=["core", "reference"], help="engine implementation (default: the compiled "
                    "core; the reference model is slow and meant for checking)")
     _add_reading_flags(p)
+    p.add_argument("--synthesize", action="store_true", help="arrival/length-only traces (Azure): give each "
+                   "request content from the built-in agent workload (--seed, --workload), keeping the trace's "
+                   "arrivals and lengths")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show a progress bar (default: only when stderr is a terminal)")
     p.set_defaults(run=_run_replay)
@@ -108,7 +111,20 @@ def _load_input(args):
     path = Path(args.trace)
     if path.suffix == ".npz":
         return Trace.load(path, mmap=True), str(path), None
-    from cachesim.readers import DEFAULT_TOKEN_BLOCK_SIZE, TraceStream
+    from cachesim.readers import DEFAULT_TOKEN_BLOCK_SIZE, TraceStream, detect_format
+
+    if args.synthesize:
+        from cachesim.readers import azure
+
+        if (args.format or detect_format(path)) != azure.NAME:
+            raise ValueError("--synthesize gives content to arrival/length-only traces (Azure CSV); this trace "
+                             "has its own content")
+        arrivals = azure.read_arrivals(path, skip_invalid=args.skip_invalid)
+        block_size = args.block_size or _preset_block_size(args) or DEFAULT_TOKEN_BLOCK_SIZE
+        trace = compile_trace(azure.synthesize(arrivals, seed=args.seed, style=args.workload), block_size,
+                              impl=args.impl)
+        return trace, (f"{path} (azure arrivals and lengths; content synthesized from the built-in "
+                       f"{args.workload} agent workload, seed {args.seed})"), None
 
     stream = TraceStream(path, format=args.format, block_size=args.block_size,
                          default_block_size=_preset_block_size(args) or DEFAULT_TOKEN_BLOCK_SIZE,

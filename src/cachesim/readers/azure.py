@@ -99,3 +99,52 @@ def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
     raise TraceError("the Azure LLM inference trace has arrival times and token counts but no token or block ids, "
                      "so a prefix cache has nothing to match; replay it with --synthesize to give each request "
                      "synthetic content, or load it with cachesim.readers.azure.read_arrivals", file=source.path)
+
+
+_SIZE_FIELDS = ("system_tokens", "tools_tokens", "user_tokens_median", "user_tokens_max", "tool_call_tokens_median",
+                "tool_result_tokens_median", "tool_result_max_tokens", "answer_tokens_median", "summary_tokens",
+                "compaction_limit_tokens", "subtask_prompt_tokens_median")
+
+
+def synthesize(arrivals: Arrivals, seed: int = 0, style: str = "native") -> "TokenRequests":
+    """Give an arrival/length trace content from the built-in agent workload.
+
+    The workload's token sizes (system prompt, tools, turns, results...) are scaled so its median prompt
+    matches the trace's median ContextTokens; request i then takes the arrival time and output length of row
+    i and the prompt of the workload's i-th request in time order, cut to row i's ContextTokens or padded with
+    fresh, unshared token ids. Arrivals and lengths are the trace's; how much prompts share is the workload's,
+    so hit ratios describe that pairing, not the original service.
+    """
+    from cachesim.requests import TokenRequests, offsets_from_lengths
+    from cachesim.workloads import AgentWorkloadConfig, agent_workload
+
+    n = arrivals.n_requests
+    wanted = arrivals.input_tokens
+    base = agent_workload(style=style, n_users=8, seed=seed).requests
+    scale = float(np.median(wanted)) / float(np.median(np.diff(base.token_offsets)))
+    defaults = AgentWorkloadConfig()
+    sizes = {name: max(type(getattr(defaults, name))(getattr(defaults, name) * scale), 1) for name in _SIZE_FIELDS}
+    sizes["timestamp_offset_tokens"] = min(defaults.timestamp_offset_tokens, sizes["system_tokens"] - 1)
+    users = 8
+    while True:
+        workload = agent_workload(style=style, n_users=users, seed=seed, **sizes).requests
+        if workload.n_requests >= n:
+            break
+        users = int(users * max(2.0, 1.2 * n / max(workload.n_requests, 1)))
+    order = np.argsort(workload.t, kind="stable")[:n]
+    starts, ends = workload.token_offsets[order], workload.token_offsets[order + 1]
+    taken = np.minimum(ends - starts, wanted)
+    offsets = offsets_from_lengths(wanted)
+    tokens = np.empty(int(offsets[-1]), dtype=np.uint32)
+    rng = np.random.default_rng(seed)
+    pad_ids = rng.integers(0, 2**32, size=int((wanted - taken).sum()), dtype=np.uint64).astype(np.uint32)
+    pad_at = 0
+    for i in range(n):  # one slice per request, not per token
+        a, k = int(offsets[i]), int(taken[i])
+        tokens[a:a + k] = workload.tokens[starts[i]:starts[i] + k]
+        pad = int(wanted[i]) - k
+        tokens[a + k:a + k + pad] = pad_ids[pad_at:pad_at + pad]
+        pad_at += pad
+    return TokenRequests(t=arrivals.t.copy(), tenant=workload.tenant[order].astype(np.int32),
+                         tenant_names=list(workload.tenant_names), session=workload.session[order].astype(np.int64),
+                         output_tokens=arrivals.output_tokens.copy(), tokens=tokens, token_offsets=offsets)
