@@ -106,3 +106,9 @@ def test_numbers_json_refuses_are_refused_by_both(tmp_path):
         path.write_text('{"timestamp": 1, "input_length": 1000, "hash_ids": [0, 1], "x": %s}\n' % bad)
         fast = _outcome(path, careful=False)
         assert fast == _outcome(path, careful=True) and "malformed JSON" in fast, bad
+
+
+def test_scanner_kind_codes_match_the_reader():
+    from cachesim import _scan
+
+    assert mooncake._KINDS == (_scan.NUMBER, _scan.UINT, _scan.UINT_OPT)

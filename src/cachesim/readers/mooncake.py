@@ -11,7 +11,10 @@ from typing import Iterator
 
 import numpy as np
 
-from cachesim import _scan
+try:
+    from cachesim import _scan
+except ImportError:  # built without the compiled scanner: the careful path reads everything (same result, slower)
+    _scan = None
 from cachesim.readers._base import (Columns, ReadOptions, ReadResult, Row, Source, check_block_count, count,
                                     fixed_block_size, int_list, json_batches, require, seconds)
 from cachesim.requests import BlockRequests
@@ -20,7 +23,7 @@ NAME = "mooncake"
 TIME_FIELD = "timestamp"
 BLOCK_SIZE = 512
 _KEYS = (b"timestamp", b"input_length", b"output_length")
-_KINDS = (_scan.NUMBER, _scan.UINT, _scan.UINT_OPT)
+_KINDS = (0, 1, 2)  # _scan's NUMBER, UINT, UINT_OPT: timestamp, input_length, output_length
 
 
 def sniff(first: dict | None, head: bytes) -> bool:
@@ -40,6 +43,8 @@ def parse(obj: dict, line_no: int) -> Row:
 def scan_chunk(data: bytes, first_line: int, path: str, keys: tuple[bytes, ...], block_size: int,
                per_second: float) -> ReadResult | None:
     """A whole chunk through the compiled scanner, or None when any line needs the careful path."""
+    if _scan is None:
+        return None
     scalars, ids, offsets, lines, failed = _scan.scan_lines(data, keys, _KINDS, b"hash_ids", first_line)
     if failed >= 0:
         return None
