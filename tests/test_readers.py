@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import gzip
-import warnings
 
 import numpy as np
 import orjson
 import pytest
-from conftest import DATA, MOONCAKE_CONVERSATION, SHARED_TRACES, require_shared
 
 from cachesim.cli import main
-from cachesim.readers import TraceStream, detect_format, read_requests, read_trace
+from cachesim.readers import TraceStream, detect_format, read_trace
 from cachesim.readers.azure import read_arrivals
 from cachesim.requests import BlockRequests, TraceError
 from cachesim.trace import compile_trace
+from conftest import DATA, MOONCAKE_CONVERSATION, SHARED_TRACES, require_shared
 
 # the Mooncake fixture, by hand: 512-token blocks, the last block of each request partial
 MOONCAKE_T = [0.0, 1.5, 2.25, 4.0]
@@ -196,17 +195,22 @@ def _slow(path, **kwargs):
         mooncake.scan_chunk = fast
 
 
-def test_scanner_matches_the_careful_path_on_the_fixture_with_odd_but_valid_json(tmp_path):
-    path = tmp_path / "odd.jsonl"
-    path.write_text('\n'.join([
+def test_scanner_takes_odd_but_valid_json_and_leaves_what_it_does_not_know(tmp_path):
+    from cachesim.readers import mooncake
+
+    plain = "\n".join([
         '  {"timestamp":0,"input_length":1000,"output_length":10,"hash_ids":[0,1]}  ',
         '{ "hash_ids" : [ 0 , 1 , 2 ] , "timestamp" : 1500 , "input_length" : 1536 , "output_length" : 20 }',
-        '',
-        '{"timestamp": 2250, "input_length": 300, "output_length": 5, "hash_ids": [3], "note": "x\\"y", '
-        '"meta": {"a": 1}}',
-        '{"timestamp": 4000, "input_length": 1025, "output_length": 7, "hash_ids": [0, 1, 4], "x": null}']))
-    _same(read_trace(path), _slow(path))
-    _same(read_trace(path), read_trace(DATA / "mooncake.jsonl"))
+        "",
+        '{"timestamp": 2250, "input_length": 300, "output_length": 5, "hash_ids": [3], "note": "plain"}',
+        '{"timestamp": 4000, "input_length": 1025, "output_length": 7, "hash_ids": [0, 1, 4], "x": null}']) + "\n"
+    odd = plain.replace('"note": "plain"', '"note": "x\\"y", "meta": {"a": 1}')
+    assert mooncake.scan_chunk(plain.encode(), 1, "p", mooncake._KEYS, 512, 1000.0) is not None
+    assert mooncake.scan_chunk(odd.encode(), 1, "p", mooncake._KEYS, 512, 1000.0) is None
+    for name, text in (("plain.jsonl", plain), ("odd.jsonl", odd)):
+        (tmp_path / name).write_text(text)
+        _same(read_trace(tmp_path / name), _slow(tmp_path / name))
+        _same(read_trace(tmp_path / name), read_trace(DATA / "mooncake.jsonl"))
 
 
 # -- API request logs -----------------------------------------------------------------------------------------
@@ -335,3 +339,60 @@ def test_cli_synthesize_replays_azure_and_refuses_other_formats(capsys):
     assert summary["requests"] == 3 and summary["prompt_tokens"] == 4808 + 3180 + 110
     assert main(["replay", str(DATA / "mooncake.jsonl"), "--synthesize"]) == 2
     assert "--synthesize gives content to arrival/length-only traces" in capsys.readouterr().err
+
+
+# -- the compact format and convert ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,options", [("mooncake.jsonl", {}), ("native_tokens.jsonl", {"block_size": 2}),
+                                          ("qwen.jsonl", {}), ("openai_chat.jsonl", {})])
+@pytest.mark.parametrize("mmap", [False, True])
+def test_compact_format_round_trip(tmp_path, name, options, mmap):
+    from cachesim.trace import Trace
+
+    trace = read_trace(DATA / name, **options)
+    trace.save(tmp_path / "t.npz")
+    loaded = Trace.load(tmp_path / "t.npz", mmap=mmap)
+    _same(loaded, trace)
+    assert loaded.tenant_names == trace.tenant_names
+    assert loaded.tenant.tolist() == trace.tenant.tolist() and loaded.session.tolist() == trace.session.tolist()
+    if mmap:
+        assert isinstance(loaded.block_keys, np.memmap) and loaded.block_keys.flags.aligned
+    # an ordinary .npz too
+    with np.load(tmp_path / "t.npz") as z:
+        assert z["block_keys"].tolist() == trace.block_keys.tolist()
+
+
+def test_compact_file_that_is_not_one(tmp_path):
+    from cachesim.trace import Trace
+
+    path = tmp_path / "x.npz"
+    path.write_bytes(b"not a zip")
+    with pytest.raises(TraceError, match=r"x.npz: not a compiled cachesim trace"):
+        Trace.load(path)
+
+
+def test_cli_convert_then_replay_gives_the_same_result(tmp_path, capsys):
+    out = tmp_path / "mooncake.npz"
+    assert main(["convert", str(DATA / "mooncake.jsonl"), str(out)]) == 0
+    assert "4 requests, 9 blocks of 512 tokens" in capsys.readouterr().out
+    assert main(["replay", str(out), "--json", "-"]) == 0
+    from_npz = orjson.loads(capsys.readouterr().out)["summary"]
+    assert main(["replay", str(DATA / "mooncake.jsonl"), "--json", "-"]) == 0
+    from_jsonl = orjson.loads(capsys.readouterr().out)["summary"]
+    # requests 2 and 4 hit blocks [0, 1]: 4 of 9 blocks
+    assert (from_npz["hit_blocks"], from_npz["blocks"]) == (from_jsonl["hit_blocks"], from_jsonl["blocks"]) == (4, 9)
+
+
+def test_progress_bar_only_on_a_terminal():
+    from cachesim.progress import progress_bar, wants_progress
+
+    class Stream:
+        def __init__(self, tty):
+            self.tty = tty
+
+        def isatty(self):
+            return self.tty
+
+    assert wants_progress(Stream(True)) and not wants_progress(Stream(False))
+    with progress_bar(100, lambda: 50, "x", enabled=False) as update:
+        update(10)  # a no-op, and nothing drawn

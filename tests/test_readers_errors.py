@@ -6,11 +6,11 @@ import warnings
 
 import orjson
 import pytest
-from conftest import DATA
 
 from cachesim.cli import main
 from cachesim.readers import TraceStream, read_trace
 from cachesim.requests import TraceError
+from conftest import DATA
 
 GOOD = '{"timestamp": 0, "input_length": 1000, "output_length": 10, "hash_ids": [0, 1]}'
 
@@ -127,7 +127,10 @@ def test_cli_error_mid_stream_reports_progress_and_keeps_results(tmp_path, capsy
     captured = capsys.readouterr()
     assert "replay stopped after 6 requests (through line 6 of" in captured.err
     assert "t.jsonl:7: hash_ids: 1 block ids for 1000 tokens" in captured.err.splitlines()[-1]
-    summary = orjson.loads(captured.out)["summary"]
+    data = orjson.loads(captured.out)
+    summary = data["summary"]
+    assert data["partial"]["requests_replayed"] == 6 and data["partial"]["through_line"] == 6
+    assert "t.jsonl:7: hash_ids" in data["partial"]["stopped_by"]
     # six identical requests [0, 1]: the first misses both blocks, the other five hit both
     assert (summary["requests"], summary["blocks"], summary["hit_blocks"]) == (6, 12, 10)
 

@@ -6,11 +6,11 @@ import base64
 
 import numpy as np
 import pytest
-from conftest import DATA
 from hypothesis import given
 from hypothesis import strategies as st
 
 from cachesim.tokenizers import BuiltinTokenizer, get_tokenizer
+from conftest import DATA
 
 TEXTS = ["prose", "code", "heldout_prose", "heldout_code"]  # written for this test; held-out ones after tuning
 

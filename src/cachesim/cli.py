@@ -224,8 +224,10 @@ def _run_replay(args) -> int:
             where = f" (through line {stream.last_line:,} of {args.trace})" if stream and stream.last_line else ""
             print(f"cachesim: replay stopped after {sim.requests_fed:,} requests{where}; "
                   "the results so far follow", file=sys.stderr)
+            partial = {"stopped_by": str(exc), "requests_replayed": sim.requests_fed,
+                       "through_line": stream.last_line if stream else None}
             _show_result(args, sim.result(), seen, f"{label} — PARTIAL: stopped by an error", print_replay,
-                         write_per_request_csv)
+                         write_per_request_csv, partial)
             raise exc.located(file=args.trace) if stream else exc
     for w in caught:
         print(f"cachesim: note: {w.message}", file=sys.stderr)
@@ -233,14 +235,21 @@ def _run_replay(args) -> int:
     return 0
 
 
-def _show_result(args, result, seen, label, print_replay, write_per_request_csv) -> None:
+def _show_result(args, result, seen, label, print_replay, write_per_request_csv, partial=None) -> None:
     seen.tenant_names = result.tenant_names
+    text = result.to_json()
+    if partial is not None:  # say so in the JSON too: these counts cover only the requests before the error
+        import orjson
+
+        data = orjson.loads(text)
+        data["partial"] = partial
+        text = orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()
     if args.json == "-":
-        sys.stdout.write(result.to_json() + "\n")
+        sys.stdout.write(text + "\n")
     else:
         print_replay(result, seen, label)
         if args.json:
-            Path(args.json).write_text(result.to_json() + "\n")
+            Path(args.json).write_text(text + "\n")
     if args.per_request:
         write_per_request_csv(result, args.per_request)
 

@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 import xxhash
 
-__all__ = ["Tokenizer", "BuiltinTokenizer", "get_tokenizer"]
+__all__ = ["BuiltinTokenizer", "Tokenizer", "get_tokenizer"]
 
 
 class Tokenizer(Protocol):

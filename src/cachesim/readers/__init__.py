@@ -8,19 +8,27 @@ file into one compiled :class:`~cachesim.trace.Trace`.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from cachesim.readers import apilog, azure, claude_code, lmbench, mooncake, native, qwen
-from cachesim.readers._base import (DEFAULT_BATCH_BYTES, ReadOptions, ReadResult, Source, concat, first_record,
-                                    read_head)
+from cachesim.readers._base import DEFAULT_BATCH_BYTES, ReadOptions, ReadResult, Source, concat, first_record, read_head
 from cachesim.requests import TokenRequests, TraceError
 from cachesim.trace import Trace, compile_trace
 
-__all__ = ["FORMATS", "DEFAULT_TOKEN_BLOCK_SIZE", "ReadOptions", "ReadResult", "TraceStream", "detect_format",
-           "read_requests", "read_trace", "iter_requests"]
+__all__ = [
+    "DEFAULT_TOKEN_BLOCK_SIZE",
+    "FORMATS",
+    "ReadOptions",
+    "ReadResult",
+    "TraceStream",
+    "detect_format",
+    "iter_requests",
+    "read_requests",
+    "read_trace",
+]
 
 DEFAULT_TOKEN_BLOCK_SIZE = 16
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import gzip
 import io
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO
 
 import numpy as np
 import orjson
@@ -299,14 +300,14 @@ class Ragged:
     offsets: np.ndarray
     columns: dict
 
-    def take(self, order: np.ndarray) -> "Ragged":
+    def take(self, order: np.ndarray) -> Ragged:
         lengths = np.diff(self.offsets)[order]
         offsets = offsets_from_lengths(lengths)
         index = np.repeat(self.offsets[:-1][order] - offsets[:-1], lengths) + np.arange(offsets[-1])
         return Ragged(offsets, {k: v[index] for k, v in self.columns.items()})
 
     @staticmethod
-    def concat(parts: list["Ragged"]) -> "Ragged":
+    def concat(parts: list[Ragged]) -> Ragged:
         lengths = np.concatenate([np.diff(p.offsets) for p in parts])
         return Ragged(offsets_from_lengths(lengths),
                       {k: np.concatenate([p.columns[k] for p in parts]) for k in parts[0].columns})

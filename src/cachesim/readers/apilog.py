@@ -15,8 +15,8 @@ see :mod:`cachesim.readers._render`) and tokenized (``--tokenizer``; the built-i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Iterator
 
 from cachesim.readers._base import Columns, ReadOptions, ReadResult, Row, Source, json_batches, label, seconds
 from cachesim.readers._render import Prompt, cache_ttl_s, canonical, tool_call_text, tool_definition_text

@@ -7,14 +7,14 @@ arrival/length trace (for workload synthesis, rates and size distributions).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from cachesim.readers._base import ReadOptions, ReadResult, Source
-from cachesim.requests import TraceError
+from cachesim.requests import TokenRequests, TraceError, offsets_from_lengths
 
 NAME = "azure"
 HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens"
@@ -106,7 +106,7 @@ _SIZE_FIELDS = ("system_tokens", "tools_tokens", "user_tokens_median", "user_tok
                 "compaction_limit_tokens", "subtask_prompt_tokens_median")
 
 
-def synthesize(arrivals: Arrivals, seed: int = 0, style: str = "native") -> "TokenRequests":
+def synthesize(arrivals: Arrivals, seed: int = 0, style: str = "native") -> TokenRequests:
     """Give an arrival/length trace content from the built-in agent workload.
 
     The workload's token sizes (system prompt, tools, turns, results...) are scaled so its median prompt
@@ -115,7 +115,6 @@ def synthesize(arrivals: Arrivals, seed: int = 0, style: str = "native") -> "Tok
     fresh, unshared token ids. Arrivals and lengths are the trace's; how much prompts share is the workload's,
     so hit ratios describe that pairing, not the original service.
     """
-    from cachesim.requests import TokenRequests, offsets_from_lengths
     from cachesim.workloads import AgentWorkloadConfig, agent_workload
 
     n = arrivals.n_requests

@@ -17,7 +17,7 @@ Events of other types (summaries, system notes) carry no prompt text and are pas
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 

@@ -10,10 +10,20 @@ nothing: the file's own origin is kept (seconds = ns / 1e9).
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
-from cachesim.readers._base import (Columns, ReadOptions, ReadResult, Row, Source, check_block_count, count,
-                                    int_list, json_batches, require)
+from cachesim.readers._base import (
+    Columns,
+    ReadOptions,
+    ReadResult,
+    Row,
+    Source,
+    check_block_count,
+    count,
+    int_list,
+    json_batches,
+    require,
+)
 from cachesim.requests import TraceError
 
 NAME = "lmbench"

@@ -12,13 +12,25 @@ The output length is ``output_tokens`` (alias ``output_length``) or the length o
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import orjson
 
-from cachesim.readers._base import (Columns, ReadOptions, ReadResult, Row, Source, check_block_count, count,
-                                    int_list, json_batches, label, require, seconds)
+from cachesim.readers._base import (
+    Columns,
+    ReadOptions,
+    ReadResult,
+    Row,
+    Source,
+    check_block_count,
+    count,
+    int_list,
+    json_batches,
+    label,
+    require,
+    seconds,
+)
 from cachesim.readers._render import TTL_S
 from cachesim.requests import TokenRequests, TraceError
 

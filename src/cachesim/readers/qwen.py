@@ -11,10 +11,23 @@ partial). ``parent_chat_id`` is -1 at a conversation's start; the session is the
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
-from cachesim.readers._base import (Columns, ReadOptions, ReadResult, Row, Source, check_block_count, count,
-                                    fixed_block_size, int_list, json_batches, label, require, seconds)
+from cachesim.readers._base import (
+    Columns,
+    ReadOptions,
+    ReadResult,
+    Row,
+    Source,
+    check_block_count,
+    count,
+    fixed_block_size,
+    int_list,
+    json_batches,
+    label,
+    require,
+    seconds,
+)
 from cachesim.requests import TraceError
 
 NAME = "qwen"
