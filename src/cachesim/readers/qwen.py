@@ -13,21 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from cachesim.readers._base import (
-    Columns,
-    ReadOptions,
-    ReadResult,
-    Row,
-    Source,
-    check_block_count,
-    count,
-    fixed_block_size,
-    int_list,
-    json_batches,
-    label,
-    require,
-    seconds,
-)
+from cachesim.readers._base import (Columns, ReadOptions, ReadResult, Row, Source, check_block_count, count,
+                                    fixed_block_size, int_list, json_batches, label, require, seconds)
 from cachesim.requests import TraceError
 
 NAME = "qwen"
