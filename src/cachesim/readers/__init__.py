@@ -124,7 +124,12 @@ def read_trace(path: str | Path, format: str | None = None, block_size: int | No
                partial_tail: bool = False, impl: str | None = None, *, skip_invalid: bool = False,
                keep_order: bool = False, default_block_size: int = DEFAULT_TOKEN_BLOCK_SIZE,
                tenant_field: str | None = None, tokenizer: str | None = None) -> Trace:
-    """Read and compile a whole trace file (sorted stably by time unless keep_order); errors name file:line."""
+    """Read and compile a whole trace file (sorted stably by time unless keep_order); errors name file:line.
+
+    A compiled ``.npz`` (from ``cachesim convert`` or :meth:`Trace.save`) is loaded as it is.
+    """
+    if Path(path).suffix == ".npz":
+        return Trace.load(path, mmap=True)
     result = read_requests(path, format, block_size, skip_invalid, tenant_field, tokenizer)
     time_field = getattr(_format(path, format), "TIME_FIELD", "t")
     if keep_order:
