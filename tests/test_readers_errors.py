@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cachesim.cli import main
 from cachesim.readers import TraceStream, read_trace
@@ -89,12 +92,23 @@ def test_keep_order_refuses_out_of_order_times(tmp_path):
         read_trace(path, keep_order=True)
 
 
-def test_out_of_order_across_stream_batches_is_refused_with_the_reason(tmp_path):
-    later = GOOD.replace('"timestamp": 0', '"timestamp": 9000')
-    path = _file(tmp_path, later, later, GOOD)
-    with pytest.raises(TraceError, match=r"t\.jsonl:3: timestamp: arrival time 0.0 s is before 9.0 s of a request already "
-                                         r"replayed \(line 2\); requests out of order across batches"):
-        list(TraceStream(path, batch_bytes=len(later) * 2 + 2))
+def test_out_of_order_across_one_stream_batch_is_sorted(tmp_path):
+    lines = [GOOD.replace('"timestamp": 0', f'"timestamp": {t}').replace('"output_length": 10',
+                                                                        f'"output_length": {i}')
+             for i, t in enumerate([9000, 9000, 0, 5000, 7000, 20000])]
+    path = _file(tmp_path, *lines)
+    with pytest.warns(UserWarning, match="1 requests arrived out of order"):
+        batches = list(TraceStream(path, batch_bytes=len(lines[0]) * 2 + 2))
+    assert len(batches) >= 2
+    assert np.concatenate([b.output_tokens for b in batches]).tolist() == [2, 3, 4, 0, 1, 5]
+
+
+def test_out_of_order_by_more_than_a_batch_is_refused_with_the_reason(tmp_path):
+    lines = [GOOD.replace('"timestamp": 0', f'"timestamp": {t}') for t in [9000, 9000, 9000, 9000, 9000, 0]]
+    path = _file(tmp_path, *lines)
+    with pytest.raises(TraceError, match=r"t\.jsonl:6: timestamp: arrival time 0.0 s is before 9.0 s of a request "
+                                         r"already replayed: out of order by more than one batch"):
+        list(TraceStream(path, batch_bytes=len(lines[0]) * 2 + 2))
 
 
 def test_skip_invalid_skips_and_counts(tmp_path):
@@ -141,3 +155,24 @@ def test_cli_skip_invalid_reports_the_count(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "skipped 1 invalid records" in captured.err
     assert orjson.loads(captured.out)["summary"]["requests"] == 2
+
+
+@given(st.lists(st.integers(0, 20), min_size=1, max_size=30), st.integers(1, 6))
+def test_streaming_sorts_like_reading_whole(tmp_path_factory, times, lines_per_batch):
+    lines = [f'{{"timestamp": {t}, "input_length": 10, "output_length": {i}, "hash_ids": [{i}]}}'
+             for i, t in enumerate(times)]
+    path = tmp_path_factory.mktemp("s") / "t.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    expected_back = sum(b < a for a, b in zip(times, times[1:]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        whole = read_trace(path)
+        stream = TraceStream(path, batch_bytes=max(len(x) for x in lines) * lines_per_batch + 1)
+        try:
+            batches = list(stream)
+        except TraceError as exc:
+            assert "out of order by more than one batch" in str(exc)
+            return
+    assert np.concatenate([b.output_tokens for b in batches]).tolist() == whole.output_tokens.tolist()
+    assert np.concatenate([b.block_keys for b in batches]).tolist() == whole.block_keys.tolist()
+    assert stream.out_of_order == expected_back

@@ -106,7 +106,7 @@ def _compile(result: ReadResult, block_size: int | None, default_block_size: int
     if result.extras:
         t = result.requests.t
         moved = bool(len(t)) and bool(np.any(np.diff(t) < 0))
-        trace.meta.update(result.take(np.argsort(t, kind="stable")) if moved else result.extras)
+        trace.meta.update(result.subset(np.argsort(t, kind="stable")).extras if moved else result.extras)
     return trace
 
 
@@ -142,9 +142,10 @@ def read_trace(path: str | Path, format: str | None = None, block_size: int | No
 class TraceStream:
     """A trace file compiled batch by batch, for replaying files of any size in bounded memory.
 
-    Requests out of order within a batch are sorted stably (counted, and warned about at the end);
-    ``keep_order`` refuses them instead. A request earlier than one already yielded in an earlier batch
-    cannot be sorted while streaming and stops the stream with a located error.
+    Requests out of order are sorted stably by time (counted, and warned about at the end), as reading the
+    whole file would: each batch is held until the next one is read, and its requests later than the next
+    batch's earliest move into it. So a request may arrive up to one batch (``batch_bytes`` of input) late;
+    one later than that stops the stream with a located error. ``keep_order`` refuses any disorder instead.
     """
 
     def __init__(self, path: str | Path, format: str | None = None, block_size: int | None = None, *,
@@ -161,44 +162,81 @@ class TraceStream:
                                    tenant_field=tenant_field, tokenizer=tokenizer)
         self.block_size, self.default_block_size = block_size, default_block_size
         self.keep_order, self.partial_tail, self.impl = keep_order, partial_tail, impl
-        self.out_of_order = 0         # requests that arrived before their predecessor (sorted within a batch)
+        self.out_of_order = 0         # requests that arrived before their predecessor in the file
         self.requests = 0             # requests yielded so far
         self.blocks = 0
-        self.last_line = 0            # file line of the last request yielded
-        self._last_t = -np.inf
+        self.last_line = 0            # the last file line of a request yielded so far
+        self._fed_t = -np.inf         # the latest arrival yielded so far
+
+    def _arrived(self, result: ReadResult, previous_t: float) -> None:
+        """Count (or, with keep_order, refuse) requests earlier than the one before them in the file."""
+        t = result.requests.t
+        back = np.diff(t, prepend=previous_t) < 0
+        if back.any() and self.keep_order:
+            i = int(np.flatnonzero(back)[0])
+            before = float(t[i - 1]) if i else previous_t
+            raise TraceError(f"arrival time {float(t[i])!r} s is before the previous request's {before!r} s "
+                             "(--keep-order refuses to reorder; drop it to sort stably)", field=self.time_field,
+                             file=self.path, line=int(result.lines[i]))
+        self.out_of_order += int(back.sum())
+
+    def _emit(self, result: ReadResult) -> Trace:
+        t = result.requests.t
+        if t.min() < self._fed_t:
+            i = int(np.argmin(t))
+            raise TraceError(f"arrival time {float(t[i])!r} s is before {self._fed_t!r} s of a request already "
+                             f"replayed: out of order by more than one batch, which streaming cannot sort; raise "
+                             f"--batch-bytes, or sort the file (`cachesim convert` compiles it whole)",
+                             field=self.time_field, file=self.path, line=int(result.lines[i]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # counted as the requests arrive, reported once at the end
+            trace = _compile(result, self.block_size, self.default_block_size, True, self.partial_tail, self.impl)
+        self._fed_t = float(trace.t[-1])
+        moved = bool(np.any(np.diff(t) < 0))
+        trace.meta["lines"] = result.lines[np.argsort(t, kind="stable")] if moved else result.lines
+        return trace
 
     def __iter__(self) -> Iterator[Trace]:
-        for result in self.module.batches(self.source, self.options):
-            t = result.requests.t
-            if len(t) == 0:
+        pending: ReadResult | None = None
+        previous_t = -np.inf
+        reader = self.module.batches(self.source, self.options)
+        while True:
+            try:
+                result = next(reader)
+            except StopIteration:
+                break
+            except TraceError:
+                if pending is not None:  # what was read before the bad record is replayed before the error stops it
+                    yield from self._yield(pending)
+                raise
+            if len(result.lines) == 0:
                 continue
-            if t.min() < self._last_t:
-                i = int(np.argmin(t))
-                hint = ("--keep-order refuses to reorder" if self.keep_order else
-                        "requests out of order across batches cannot be sorted while streaming; sort the file "
-                        "or compile it whole with `cachesim convert`")
-                raise TraceError(f"arrival time {float(t[i])!r} s is before {self._last_t!r} s of a request already "
-                                 f"replayed (line {self.last_line}); {hint}", field=self.time_field, file=self.path,
-                                 line=int(result.lines[i]))
-            back = int(np.count_nonzero(np.diff(t) < 0))
-            if back and self.keep_order:
-                _refuse_disorder(result, self.time_field)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # counted here, reported once at the end
-                trace = _compile(result, self.block_size, self.default_block_size, True, self.partial_tail,
-                                 self.impl)
-            self.out_of_order += back
-            self._last_t = float(trace.t[-1])
-            trace.meta["lines"] = result.lines[np.argsort(t, kind="stable")] if back else result.lines
-            yield trace
-            self.requests += trace.n_requests
-            self.blocks += trace.n_blocks
-            self.last_line = int(result.lines.max())
+            self._arrived(result, previous_t)
+            previous_t = float(result.requests.t[-1])
+            if pending is not None:
+                # what of the held batch is no later than this batch's earliest request goes now, in time order;
+                # the rest joins this batch ahead of its requests (they came first in the file)
+                order = np.argsort(pending.requests.t, kind="stable")
+                n_now = int(np.searchsorted(pending.requests.t[order], result.requests.t.min(), side="right"))
+                if n_now:
+                    yield from self._yield(pending.subset(order[:n_now]))
+                if n_now < len(order):
+                    result = concat([pending.subset(order[n_now:]), result])
+            pending = result
+        if pending is not None:
+            yield from self._yield(pending)
         if self.requests == 0:
             raise _empty(self.path, self.options)
         if self.out_of_order:
             warnings.warn(f"{self.out_of_order:,} requests arrived out of order; sorted stably by time", stacklevel=2)
         _report_skips(self.options)
+
+    def _yield(self, result: ReadResult) -> Iterator[Trace]:
+        trace = self._emit(result)
+        yield trace
+        self.requests += trace.n_requests
+        self.blocks += trace.n_blocks
+        self.last_line = max(self.last_line, int(result.lines.max()))
 
     @property
     def skipped(self) -> int:

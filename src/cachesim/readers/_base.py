@@ -153,10 +153,21 @@ class ReadResult:
     # segments); kept with their requests through sorting and handed on in Trace.meta
     extras: dict = field(default_factory=dict)
 
-    def take(self, order: np.ndarray) -> dict:
-        """The extras with requests permuted by order."""
-        return {name: value.take(order) if isinstance(value, Ragged) else
-                (value if name in _GLOBAL_EXTRAS else value[order]) for name, value in self.extras.items()}
+    def subset(self, index: np.ndarray) -> ReadResult:
+        """The requests at ``index`` (any selection or order), with their lines and extras."""
+        r = self.requests
+        common = dict(t=r.t[index], tenant=r.tenant[index], tenant_names=list(r.tenant_names),
+                      session=r.session[index], output_tokens=r.output_tokens[index])
+        if isinstance(r, TokenRequests):
+            ids = Ragged(r.token_offsets, {"ids": r.tokens}).take(index)
+            requests = TokenRequests(**common, tokens=ids.columns["ids"], token_offsets=ids.offsets)
+        else:
+            ids = Ragged(r.block_offsets, {"ids": r.block_ids}).take(index)
+            requests = BlockRequests(**common, block_ids=ids.columns["ids"], block_offsets=ids.offsets,
+                                     prompt_tokens=r.prompt_tokens[index], block_size=r.block_size)
+        extras = {name: value.take(index) if isinstance(value, Ragged) else
+                  (value if name in _GLOBAL_EXTRAS else value[index]) for name, value in self.extras.items()}
+        return ReadResult(requests, self.lines[index], self.path, extras)
 
     def locate(self, exc: TraceError) -> TraceError:
         """Translate a request index in exc.line into this file's line."""
