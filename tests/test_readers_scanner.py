@@ -9,26 +9,28 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cachesim.readers import mooncake, read_trace
+from cachesim.readers import mooncake, native, read_trace
 from cachesim.requests import TraceError
 
 COLUMNS = ("t", "prompt_tokens", "output_tokens", "block_offsets", "block_keys", "block_tokens")
 
 
-def _outcome(path, careful: bool):
-    """The trace's columns, or the error message: what a reader decided about the file."""
-    scanner = mooncake.scan_chunk
-    if careful:
-        mooncake.scan_chunk = lambda *args, **kwargs: None
+def _outcome(path, careful: bool, format: str = "mooncake", **options):
+    """The trace's columns and labels, or the error message: what a reader decided about the file."""
+    scanner = mooncake._scan
+    if careful:  # both fast paths check for the scanner module
+        mooncake._scan = native._scan = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            trace = read_trace(path, format="mooncake")
-        return {name: getattr(trace, name).tolist() for name in COLUMNS}
+            trace = read_trace(path, format=format, **options)
+        out = {name: getattr(trace, name).tolist() for name in COLUMNS}
+        out.update(tenant=[trace.tenant_names[c] for c in trace.tenant], session=trace.session.tolist())
+        return out
     except TraceError as exc:
         return str(exc)
     finally:
-        mooncake.scan_chunk = scanner
+        mooncake._scan = native._scan = scanner
 
 
 extra_values = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False,
@@ -66,15 +68,23 @@ def test_valid_files_read_the_same_both_ways(tmp_path_factory, lines, newline):
     assert isinstance(fast, dict)
 
 
-@given(st.lists(records(), min_size=1, max_size=4), st.data())
-def test_damaged_files_are_judged_the_same_both_ways(tmp_path_factory, lines, data):
+DAMAGE = [b"", b"-", b"1", b".", b"e", b"\\", b"\"", b"]", b"{", b",", b" ", b"x", b"\n", b"0", b"\xc3"]
+
+
+def _damaged(tmp_path_factory, lines, data):
+    """The lines as a file with one to three bytes replaced, dropped or inserted."""
     text = bytearray("\n".join(lines).encode() + b"\n")
     for _ in range(data.draw(st.integers(1, 3))):
         i = data.draw(st.integers(0, len(text) - 1))
-        text[i:i + 1] = data.draw(st.sampled_from([b"", b"-", b"1", b".", b"e", b"\"", b"]", b"{", b",", b" ",
-                                                   b"x", b"\n", b"0"]))
+        text[i:i + 1] = data.draw(st.sampled_from(DAMAGE))
     path = tmp_path_factory.mktemp("scan") / "t.jsonl"
     path.write_bytes(bytes(text))
+    return path
+
+
+@given(st.lists(records(), min_size=1, max_size=4), st.data())
+def test_damaged_files_are_judged_the_same_both_ways(tmp_path_factory, lines, data):
+    path = _damaged(tmp_path_factory, lines, data)
     assert _outcome(path, careful=False) == _outcome(path, careful=True)
 
 
@@ -112,3 +122,48 @@ def test_scanner_kind_codes_match_the_reader():
     from cachesim import _scan
 
     assert mooncake._KINDS == (_scan.NUMBER, _scan.UINT, _scan.UINT_OPT)
+
+
+labels = st.one_of(st.text(max_size=6), st.integers(-10**6, 10**6), st.none())
+
+
+@st.composite
+def native_records(draw):
+    tokens = draw(st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=8))
+    record = {"t": draw(st.one_of(st.integers(0, 10**6), st.floats(0, 1e6))), "tokens": tokens}
+    for name in ("tenant", "session"):
+        if draw(st.booleans()):
+            record[name] = draw(labels)
+    name = draw(st.sampled_from([None, "output_tokens", "output_length", "output_ids", "both"]))
+    if name == "both":
+        record["output_tokens"], record["output_length"] = draw(st.integers(0, 99)), draw(st.integers(0, 99))
+    elif name == "output_ids":
+        record[name] = draw(st.lists(st.integers(0, 99), max_size=3))
+    elif name:
+        record[name] = draw(st.integers(0, 5000))
+    if draw(st.integers(0, 4)) == 0:
+        record["breakpoints"] = [len(tokens)]
+    keys = draw(st.permutations(list(record)))
+    return "{" + ", ".join(f"{orjson.dumps(k).decode()}: {orjson.dumps(record[k]).decode()}" for k in keys) + "}"
+
+
+@given(st.lists(native_records(), min_size=1, max_size=8))
+def test_native_token_files_read_the_same_both_ways(tmp_path_factory, lines):
+    path = tmp_path_factory.mktemp("scan") / "t.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    fast, careful = (_outcome(path, careful=c, format="native", block_size=2) for c in (False, True))
+    assert fast == careful
+
+
+@given(st.lists(native_records(), min_size=1, max_size=4), st.data())
+def test_damaged_native_files_are_judged_the_same_both_ways(tmp_path_factory, lines, data):
+    path = _damaged(tmp_path_factory, lines, data)
+    assert _outcome(path, False, "native", block_size=2) == _outcome(path, True, "native", block_size=2)
+
+
+def test_native_fast_path_takes_plain_token_lines():
+    plain = b'{"t": 0.5, "tenant": "a", "session": 3, "tokens": [1, 2], "output_length": 4}\n'
+    scalars, ids, offsets, lines, failed, labels = native._scan.scan_lines(
+        plain, native._KEYS, native._KINDS, b"tokens", 1, native._LABELS, True)
+    assert failed == -1 and ids.tolist() == [1, 2] and labels[0].tolist() == [[1, 22, 23], [2, 37, 38]]
+    assert plain[22:23] == b"a" and plain[37:38] == b"3"

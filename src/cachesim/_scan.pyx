@@ -152,18 +152,24 @@ cdef inline Py_ssize_t _skip_value(const unsigned char* p, Py_ssize_t i, Py_ssiz
     return _number(p, i, end, &d, &u)
 
 
-def scan_lines(const unsigned char[::1] buf, tuple keys, tuple kinds, bytes list_key, int64_t first_line):
+def scan_lines(const unsigned char[::1] buf, tuple keys, tuple kinds, bytes list_key, int64_t first_line,
+               tuple label_keys=(), bint strict=False):
     """Scan newline-separated flat JSON objects in ``buf``.
 
     Returns ``(scalars float64[n, k], ids uint64[m], offsets int64[n+1], lines int64[n], failed_line)``:
     one row per non-blank line, ``scalars`` in the order of ``keys`` (NaN where an optional key is absent),
     the list under ``list_key`` flattened CSR-style. ``failed_line`` is -1 when every line was understood,
     else the file line where the scanner gave up (the caller then re-reads the chunk the slow way).
+
+    With ``label_keys`` a sixth item follows: ``labels int64[n, j, 3]``, for each label key its value's
+    ``(kind, start, end)`` in ``buf``: kind 0 absent, 1 a string (without escapes; the bytes between the quotes),
+    2 an integer. With ``strict`` a key that is none of these fails the line instead of being skipped.
     """
     cdef Py_ssize_t n_bytes = buf.shape[0]
     cdef Py_ssize_t n_keys = len(keys)
-    if n_keys > MAX_KEYS:
-        raise ValueError(f"at most {MAX_KEYS} scalar keys")
+    cdef Py_ssize_t n_labels = len(label_keys)
+    if n_keys > MAX_KEYS or n_labels > MAX_KEYS:
+        raise ValueError(f"at most {MAX_KEYS} scalar and {MAX_KEYS} label keys")
     cdef const unsigned char* p = &buf[0] if n_bytes else NULL
     # upper bounds without a counting pass: every row and every id takes at least two bytes
     # (np.empty only reserves; untouched pages cost no memory)
@@ -176,6 +182,14 @@ def scan_lines(const unsigned char[::1] buf, tuple keys, tuple kinds, bytes list
     cdef uint64_t[::1] ids = ids_arr
     cdef int64_t[::1] offsets = offsets_arr
     cdef int64_t[::1] lines = lines_arr
+    labels_arr = np.zeros((max_rows if n_labels else 1, max(n_labels, 1), 3), dtype=np.int64)
+    cdef int64_t[:, :, ::1] labels = labels_arr
+    cdef const unsigned char* label_ptr[MAX_KEYS]
+    cdef Py_ssize_t label_len[MAX_KEYS]
+    cdef Py_ssize_t lk, vs
+    for lk in range(n_labels):
+        label_ptr[lk] = <const unsigned char*>(<bytes>label_keys[lk])
+        label_len[lk] = len(<bytes>label_keys[lk])
 
     cdef const unsigned char* key_ptr[MAX_KEYS]
     cdef Py_ssize_t key_len[MAX_KEYS]
@@ -213,6 +227,8 @@ def scan_lines(const unsigned char[::1] buf, tuple keys, tuple kinds, bytes list
             for k in range(n_keys):
                 seen[k] = False
             seen_list = False
+            for lk in range(n_labels):
+                labels[row, lk, 0] = 0
             offsets[row] = n_ids
             i = _ws(p, i + 1, line_end)
             if i < line_end and p[i] == 125:
@@ -281,9 +297,44 @@ def scan_lines(const unsigned char[::1] buf, tuple keys, tuple kinds, bytes list
                         if i < 0:
                             break
                 else:
-                    i = _skip_value(p, i, line_end)
-                    if i < 0:
+                    for lk in range(n_labels):
+                        if kl == label_len[lk] and memcmp(p + ks, label_ptr[lk], kl) == 0:
+                            break
+                    else:
+                        lk = -1
+                    if lk >= 0:
+                        if labels[row, lk, 0] != 0:
+                            i = -1
+                            break
+                        vs = i
+                        if i < line_end and p[i] == 34:  # a string without escapes or control characters
+                            i += 1
+                            while i < line_end and p[i] != 34 and p[i] != 92 and p[i] >= 32:
+                                i += 1
+                            if i >= line_end or p[i] != 34:
+                                i = -1
+                                break
+                            labels[row, lk, 0] = 1
+                            labels[row, lk, 1] = vs + 1
+                            labels[row, lk, 2] = i
+                            i += 1
+                        else:  # an integer (a sign allowed, no fraction or exponent)
+                            if i < line_end and p[i] == 45:
+                                i += 1
+                            i = _uint(p, i, line_end, &u)
+                            if i < 0 or i - vs > 19:
+                                i = -1
+                                break
+                            labels[row, lk, 0] = 2
+                            labels[row, lk, 1] = vs
+                            labels[row, lk, 2] = i
+                    elif strict:
+                        i = -1
                         break
+                    else:
+                        i = _skip_value(p, i, line_end)
+                        if i < 0:
+                            break
                 i = _ws(p, i, line_end)
                 if i < line_end and p[i] == 44:
                     i = _ws(p, i + 1, line_end)
@@ -313,5 +364,8 @@ def scan_lines(const unsigned char[::1] buf, tuple keys, tuple kinds, bytes list
             pos = line_end + 1
     offsets[row] = n_ids
     # copies, so the over-sized scratch arrays are freed at once
-    return (scalars_arr[:row, :n_keys].copy(), ids_arr[:n_ids].copy(), offsets_arr[:row + 1].copy(),
-            lines_arr[:row].copy(), failed)
+    out = (scalars_arr[:row, :n_keys].copy(), ids_arr[:n_ids].copy(), offsets_arr[:row + 1].copy(),
+           lines_arr[:row].copy(), failed)
+    if n_labels:
+        out += (labels_arr[:row, :n_labels].copy(),)
+    return out

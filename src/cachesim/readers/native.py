@@ -15,14 +15,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import orjson
 
 from cachesim.readers._base import (Columns, ReadOptions, ReadResult, Row, Source, check_block_count, count, int_list,
                                     json_batches, label, require, seconds)
 from cachesim.readers._render import TTL_S
+from cachesim.readers.mooncake import _scan
 from cachesim.requests import TokenRequests, TraceError
 
 NAME = "native"
+_KEYS = (b"t", b"output_tokens", b"output_length")
+_KINDS = (0, 2, 2)  # _scan's NUMBER, UINT_OPT, UINT_OPT
+_LABELS = (b"tenant", b"session")
 
 
 def sniff(first: dict | None, head: bytes) -> bool:
@@ -101,8 +106,41 @@ def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
         columns.kind, columns.block_size = kind, state["block_size"]
         return row
 
+    def fast(data, first_line: int) -> ReadResult | None:
+        """Token-id lines with only t, tokens, tenant, session and an output count: the compiled scanner."""
+        if _scan is None or state["kind"] == "blocks":
+            return None
+        scalars, ids, offsets, lines, failed, labels = _scan.scan_lines(data, _KEYS, _KINDS, b"tokens", first_line,
+                                                                        _LABELS, True)
+        t = scalars[:, 0]
+        if (failed >= 0 or not len(lines) or np.any(~(t >= 0)) or np.any(~np.isfinite(t))
+                or np.any(np.diff(offsets) <= 0) or (len(ids) and ids.max() > 0xFFFFFFFF)):
+            return None
+        try:
+            raw = bytes(data)
+            tenants = [_label(raw, kind, a, b, "default") for kind, a, b in labels[:, 0].tolist()]
+            sessions = [_label(raw, kind, a, b, None) for kind, a, b in labels[:, 1].tolist()]
+        except UnicodeDecodeError:
+            return None
+        output = np.where(np.isnan(scalars[:, 2]), scalars[:, 1], scalars[:, 2])  # output_length wins, as below
+        state["kind"] = columns.kind = "tokens"
+        requests = TokenRequests(t=t, tenant=np.asarray([columns.tenants.code(x) for x in tenants], dtype=np.int32),
+                                 tenant_names=list(columns.tenants.names),
+                                 session=np.asarray([-1 if x is None else columns.sessions.code(x) for x in sessions],
+                                                    dtype=np.int64),
+                                 output_tokens=np.where(np.isnan(output), -1, output).astype(np.int64),
+                                 tokens=ids.astype(np.uint32), token_offsets=offsets)
+        return ReadResult(requests, lines, source.path)
+
     columns = Columns("tokens")
-    return json_batches(source, options, columns, parse)
+    return json_batches(source, options, columns, parse, fast=fast)
+
+
+def _label(raw: bytes, kind: int, start: int, end: int, default):
+    if kind == 0:
+        return default
+    text = raw[start:end]
+    return text.decode("utf-8") if kind == 1 else int(text)
 
 
 def write(path: str | Path, requests: TokenRequests) -> None:
