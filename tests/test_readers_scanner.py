@@ -6,6 +6,8 @@ import warnings
 
 import numpy as np
 import orjson
+import pytest
+from conftest import DATA
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -167,3 +169,47 @@ def test_native_fast_path_takes_plain_token_lines():
         plain, native._KEYS, native._KINDS, b"tokens", 1, native._LABELS, True)
     assert failed == -1 and ids.tolist() == [1, 2] and labels[0].tolist() == [[1, 22, 23], [2, 37, 38]]
     assert plain[22:23] == b"a" and plain[37:38] == b"3"
+
+
+@st.composite
+def block_records(draw, fmt: str):
+    """Qwen (16-token blocks) or LMBench (block size 16 given) lines, sometimes with odd values."""
+    n_blocks = draw(st.integers(1, 5))
+    record = {"input_length": draw(st.integers((n_blocks - 1) * 16 + 1, n_blocks * 16)),
+              "output_length": draw(st.integers(0, 99)),
+              "hash_ids": draw(st.lists(st.integers(0, 2**64 - 1), min_size=n_blocks, max_size=n_blocks))}
+    if fmt == "qwen":
+        record.update(chat_id=draw(st.integers(0, 30)), parent_chat_id=draw(st.integers(-1, 30)),
+                      timestamp=draw(st.one_of(st.integers(0, 10**6), st.floats(0, 1e6))),
+                      type=draw(st.one_of(st.sampled_from(["text", "image", "é"]), st.integers(0, 3))),
+                      turn=draw(st.integers(1, 5)))
+    else:
+        record["timestamp"] = draw(st.one_of(st.integers(0, 10**18).map(str), st.sampled_from(["12a", "", 5])))
+    keys = draw(st.permutations(list(record)))
+    return "{" + ", ".join(f"{orjson.dumps(k).decode()}: {orjson.dumps(record[k]).decode()}" for k in keys) + "}"
+
+
+@pytest.mark.parametrize("fmt", ["qwen", "lmbench"])
+@given(data=st.data())
+def test_block_formats_read_the_same_both_ways(tmp_path_factory, fmt, data):
+    lines = data.draw(st.lists(block_records(fmt), min_size=1, max_size=6))
+    options = {"block_size": 16} if fmt == "lmbench" else {}
+    path = tmp_path_factory.mktemp("scan") / "t.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    assert _outcome(path, False, fmt, **options) == _outcome(path, True, fmt, **options)
+    damaged = _damaged(tmp_path_factory, lines, data)
+    assert _outcome(damaged, False, fmt, **options) == _outcome(damaged, True, fmt, **options)
+
+
+def test_block_formats_take_the_fast_path():
+    from cachesim.readers import lmbench, qwen
+
+    for module, name, options in ((qwen, "qwen.jsonl", {}), (lmbench, "lmbench512.jsonl", {"block_size": 512})):
+        calls = []
+        scan = mooncake.scan_chunk
+        mooncake.scan_chunk = lambda *a, **k: calls.append(scan(*a, **k)) or calls[-1]
+        try:
+            read_trace(DATA / name, **options)
+        finally:
+            mooncake.scan_chunk = scan
+        assert calls and all(c is not None for c in calls), module.NAME

@@ -123,10 +123,10 @@ cdef inline Py_ssize_t _skip_value(const unsigned char* p, Py_ssize_t i, Py_ssiz
     cdef bint u
     if i >= end:
         return -1
-    if p[i] == 34:  # string without escapes
+    if p[i] == 34:  # a plain ASCII string (escapes and other bytes: the careful path checks them)
         i += 1
         while i < end and p[i] != 34:
-            if p[i] == 92 or p[i] < 32:
+            if p[i] == 92 or p[i] < 32 or p[i] >= 128:
                 return -1
             i += 1
         return i + 1 if i < end else -1
@@ -242,7 +242,7 @@ def scan_lines(const unsigned char[::1] buf, tuple keys, tuple kinds, bytes list
                 ks = i + 1
                 i = ks
                 while i < line_end and p[i] != 34:
-                    if p[i] == 92:
+                    if p[i] == 92 or p[i] < 32 or p[i] >= 128:  # keys we know are plain ASCII
                         break
                     i += 1
                 if i >= line_end or p[i] != 34:

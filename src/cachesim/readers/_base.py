@@ -88,7 +88,8 @@ class Source:
         """
         self._raw = _open_raw(self.path)
         handle = _decompressing(self._raw, self.path)
-        buf = bytearray(max(chunk_bytes, 1))
+        # no bigger than the file needs (a compressed one may inflate: room for 4x); it grows for a longer line
+        buf = bytearray(max(min(chunk_bytes, max(4 * self.total_bytes, 1 << 16)), 1))
         filled = 0        # bytes in buf: a carried partial line, then what was read
         line = 1
         try:

@@ -14,9 +14,11 @@ from collections.abc import Iterator
 
 from cachesim.readers._base import (Columns, ReadOptions, ReadResult, Row, Source, check_block_count, count, int_list,
                                     json_batches, require)
+from cachesim.readers import mooncake
 from cachesim.requests import TraceError
 
 NAME = "lmbench"
+_KEYS = (b"timestamp", b"input_length", b"output_length")  # the timestamp is read as a label (a string)
 TIME_FIELD = "timestamp"
 
 
@@ -27,7 +29,7 @@ def sniff(first: dict | None, head: bytes) -> bool:
 
 def _nanoseconds(obj: dict) -> float:
     text = require(obj, "timestamp", (str,), "a string of integer nanoseconds")
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise TraceError(f"expected a string of integer nanoseconds, got {text[:40]!r}", field="timestamp")
     return int(text) / 1e9
 
@@ -46,4 +48,9 @@ def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
         check_block_count(len(ids), prompt, block_size)
         return Row(t=t, values=ids, prompt_tokens=prompt, output_tokens=output)
 
-    return json_batches(source, options, Columns("blocks", block_size), parse)
+    def fast(data, first_line: int) -> ReadResult | None:
+        found = mooncake.scan_chunk(data, first_line, source.path, _KEYS, block_size, 1e9, (b"timestamp",),
+                                    ns_time=True)
+        return found and found[0]
+
+    return json_batches(source, options, Columns("blocks", block_size), parse, fast=fast)

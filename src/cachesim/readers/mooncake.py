@@ -41,29 +41,48 @@ def parse(obj: dict, line_no: int) -> Row:
 
 
 def scan_chunk(data: bytes, first_line: int, path: str, keys: tuple[bytes, ...], block_size: int,
-               per_second: float) -> ReadResult | None:
-    """A whole chunk through the compiled scanner, or None when any line needs the careful path."""
+               per_second: float, label_keys: tuple[bytes, ...] = (), ns_time: bool = False):
+    """A whole chunk of block-id lines through the compiled scanner, or None when any line needs the careful path.
+
+    ``keys`` name the time (unless ``ns_time``: then the time is the first label, a string of nanoseconds), the
+    prompt length and the output length. Returns ``(ReadResult, labels, raw)``: the requests with tenant
+    "default" and no session, the ``(kind, start, end)`` spans of ``label_keys`` and the chunk's bytes, for
+    the caller to fill in tenants and sessions.
+    """
     if _scan is None:
         return None
-    scalars, ids, offsets, lines, failed = _scan.scan_lines(data, keys, _KINDS, b"hash_ids", first_line)
-    if failed >= 0:
+    skip = 1 if ns_time else 0  # the time is a label, not a scalar
+    found = _scan.scan_lines(data, keys[skip:], _KINDS[skip:], b"hash_ids", first_line, label_keys)
+    scalars, ids, offsets, lines, failed = found[:5]
+    if failed >= 0 or not len(lines):
         return None
-    t = scalars[:, 0] / per_second
-    prompt = scalars[:, 1].astype(np.int64)
+    labels = found[5] if label_keys else None
+    raw = bytes(data) if label_keys else b""
+    if ns_time:  # LMBench: "timestamp": "1718000000123456789"
+        stamps = [raw[a:b] for kind, a, b in labels[:, 0].tolist() if kind == 1]
+        if len(stamps) != len(lines) or not all(x.isdigit() and len(x) <= 19 for x in stamps):
+            return None
+        t = np.asarray([int(x) for x in stamps], dtype=np.float64) / per_second
+    else:
+        t = scalars[:, 0] / per_second
+    prompt = scalars[:, 1 - skip].astype(np.int64)
     n_blocks = np.diff(offsets)
     if (np.any(~(t >= 0)) or np.any(~np.isfinite(t)) or np.any(prompt <= 0)
             or np.any(n_blocks != (prompt + block_size - 1) // block_size)):
         return None
-    output = scalars[:, 2]
+    output = scalars[:, 2 - skip]
     n = len(lines)
     requests = BlockRequests(t=t, tenant=np.zeros(n, dtype=np.int32), tenant_names=["default"],
                              session=np.full(n, -1, dtype=np.int64),
                              output_tokens=np.where(np.isnan(output), -1, output).astype(np.int64),
                              block_ids=ids, block_offsets=offsets, prompt_tokens=prompt, block_size=block_size)
-    return ReadResult(requests, lines, path)
+    return ReadResult(requests, lines, path), labels, raw
 
 
 def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
     fixed_block_size(options, BLOCK_SIZE, "Mooncake")
-    return json_batches(source, options, Columns("blocks", BLOCK_SIZE), parse,
-                        fast=lambda data, line: scan_chunk(data, line, source.path, _KEYS, BLOCK_SIZE, 1000.0))
+    def fast(data, first_line: int) -> ReadResult | None:
+        found = scan_chunk(data, first_line, source.path, _KEYS, BLOCK_SIZE, 1000.0)
+        return found and found[0]
+
+    return json_batches(source, options, Columns("blocks", BLOCK_SIZE), parse, fast=fast)

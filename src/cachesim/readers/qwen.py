@@ -13,11 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
+
 from cachesim.readers._base import (Columns, ReadOptions, ReadResult, Row, Source, check_block_count, count,
                                     fixed_block_size, int_list, json_batches, label, require, seconds)
+from cachesim.readers import mooncake
 from cachesim.requests import TraceError
 
 NAME = "qwen"
+_KEYS = (b"timestamp", b"input_length", b"output_length")
 TIME_FIELD = "timestamp"
 BLOCK_SIZE = 16
 
@@ -46,4 +50,33 @@ def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
         roots[chat] = root
         return Row(t=t, values=ids, prompt_tokens=prompt, output_tokens=output, tenant=tenant, session=root)
 
-    return json_batches(source, options, Columns("blocks", BLOCK_SIZE), parse)
+    columns = Columns("blocks", BLOCK_SIZE)
+    label_keys = (b"chat_id", b"parent_chat_id", tenant_field.encode())
+
+    def fast(data, first_line: int) -> ReadResult | None:
+        if tenant_field in ("timestamp", "input_length", "output_length", "hash_ids", "chat_id", "parent_chat_id"):
+            return None
+        found = mooncake.scan_chunk(data, first_line, source.path, _KEYS, BLOCK_SIZE, 1.0, label_keys)
+        if not found:
+            return None
+        result, labels, raw = found
+        if np.any(labels[:, :2, 0] != 2) or np.any(labels[:, 2, 0] == 0):  # integer ids and a tenant on every line
+            return None
+        try:
+            tenants = [raw[a:b].decode("utf-8") if kind == 1 else int(raw[a:b]) for kind, a, b in labels[:, 2].tolist()]
+        except UnicodeDecodeError:
+            return None
+        chats = [int(raw[a:b]) for _, a, b in labels[:, 0].tolist()]
+        parents = [int(raw[a:b]) for _, a, b in labels[:, 1].tolist()]
+        sessions = []
+        for chat, parent in zip(chats, parents):  # one step per request
+            root = chat if parent < 0 else roots.get(parent, parent)
+            roots[chat] = root
+            sessions.append(columns.sessions.code(root))
+        requests = result.requests
+        requests.tenant = np.asarray([columns.tenants.code(x) for x in tenants], dtype=np.int32)
+        requests.tenant_names = list(columns.tenants.names)
+        requests.session = np.asarray(sessions, dtype=np.int64)
+        return result
+
+    return json_batches(source, options, columns, parse, fast=fast)
