@@ -213,7 +213,9 @@ class TraceStream:
                 continue
             self._arrived(result, previous_t)
             previous_t = float(result.requests.t[-1])
-            if pending is not None:
+            if pending is not None and pending.requests.t.max() <= result.requests.t.min():
+                yield from self._yield(pending)  # the usual case: nothing to move between batches
+            elif pending is not None:
                 # what of the held batch is no later than this batch's earliest request goes now, in time order;
                 # the rest joins this batch ahead of its requests (they came first in the file)
                 order = np.argsort(pending.requests.t, kind="stable")
