@@ -344,7 +344,8 @@ def test_cli_synthesize_replays_azure_and_refuses_other_formats(capsys):
 # -- the compact format and convert ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name,options", [("mooncake.jsonl", {}), ("native_tokens.jsonl", {"block_size": 2}),
-                                          ("qwen.jsonl", {}), ("openai_chat.jsonl", {})])
+                                          ("qwen.jsonl", {}), ("openai_chat.jsonl", {}),
+                                          ("anthropic_messages.jsonl", {})])
 @pytest.mark.parametrize("mmap", [False, True])
 def test_compact_format_round_trip(tmp_path, name, options, mmap):
     from cachesim.trace import Trace
@@ -357,6 +358,16 @@ def test_compact_format_round_trip(tmp_path, name, options, mmap):
     assert loaded.tenant.tolist() == trace.tenant.tolist() and loaded.session.tolist() == trace.session.tolist()
     if mmap:
         assert isinstance(loaded.block_keys, np.memmap) and loaded.block_keys.flags.aligned
+    # what the reader attached per request (observed usage, breakpoints, segments) survives too
+    for key, value in trace.meta.items():
+        if key == "path":
+            continue
+        if hasattr(value, "offsets"):
+            assert loaded.meta[key].offsets.tolist() == value.offsets.tolist()
+            for col, arr in value.columns.items():
+                np.testing.assert_array_equal(loaded.meta[key].columns[col], arr)
+        else:
+            assert list(loaded.meta[key]) == list(value), key
     # an ordinary .npz too
     with np.load(tmp_path / "t.npz") as z:
         assert z["block_keys"].tolist() == trace.block_keys.tolist()

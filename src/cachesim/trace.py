@@ -91,6 +91,7 @@ class Trace:
                    "tenant_names": np.array(self.tenant_names, dtype=str),
                    "header": np.array([_FORMAT_VERSION, self.block_size], dtype=np.int64),
                    "block_source": np.array(self.block_source)}
+        columns.update(_meta_columns(self.meta, self.n_requests))
         with zipfile.ZipFile(path, "w", allowZip64=True) as zf:
             for name, array in columns.items():
                 info = zipfile.ZipInfo(f"{name}.npy")
@@ -133,12 +134,53 @@ class Trace:
                             prompt_tokens=column("prompt_tokens"), output_tokens=column("output_tokens"),
                             block_offsets=offsets, block_keys=keys, block_tokens=_block_tokens(offsets, tail, block_size),
                             block_size=block_size, block_source=str(column("block_source")))
+                trace.meta.update(_meta_from(zf.namelist(), column))
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             if isinstance(exc, TraceError):
                 raise
             raise TraceError(f"not a compiled cachesim trace: {exc}", file=str(path)) from None
         trace.meta["path"] = str(path)
         return trace
+
+
+_TRANSIENT_META = ("path", "lines")  # where a trace came from: not part of it
+
+
+def _meta_columns(meta: dict, n_requests: int) -> dict[str, np.ndarray]:
+    """What readers attach per request (observed usage, breakpoints, segments) as named arrays."""
+    out = {}
+    for name, value in meta.items():
+        if name in _TRANSIENT_META:
+            continue
+        if isinstance(value, np.ndarray) and len(value) == n_requests:
+            out[f"meta/{name}"] = value
+        elif hasattr(value, "offsets") and hasattr(value, "columns"):  # a ragged list per request
+            out[f"meta/{name}/offsets"] = value.offsets
+            out.update({f"meta/{name}/{col}": arr for col, arr in value.columns.items()})
+        elif isinstance(value, list) and all(isinstance(x, str) for x in value):
+            out[f"meta/{name}:names"] = np.array(value, dtype=str)
+    return out
+
+
+def _meta_from(names: list[str], column) -> dict:
+    from cachesim.readers._base import Ragged
+
+    meta: dict = {}
+    ragged: dict[str, dict] = {}
+    for member in names:
+        if not member.startswith("meta/"):
+            continue
+        key = member[len("meta/"):-len(".npy")]
+        if key.endswith(":names"):
+            meta[key[:-len(":names")]] = [str(x) for x in column(member[:-len(".npy")])]
+        elif "/" in key:
+            name, col = key.split("/", 1)
+            ragged.setdefault(name, {})[col] = column(member[:-len(".npy")])
+        else:
+            meta[key] = column(member[:-len(".npy")])
+    for name, cols in ragged.items():
+        meta[name] = Ragged(cols.pop("offsets"), cols)
+    return meta
 
 
 def _block_tokens(offsets: np.ndarray, tail: np.ndarray, block_size: int) -> np.ndarray:
