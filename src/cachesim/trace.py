@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import struct
 import warnings
+import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
@@ -14,7 +16,8 @@ from cachesim.requests import BlockRequests, TokenRequests, TraceError
 
 __all__ = ["Trace", "compile_trace"]
 
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
+_PAD_FIELD = 0xCA5E  # zip extra-field id of our alignment padding
 
 
 @dataclass
@@ -70,23 +73,141 @@ class Trace:
     # -- persistence ----------------------------------------------------------------------------------------
 
     def save(self, path: str | Path) -> None:
-        """Save as an uncompressed .npz (loadable memory-mapped)."""
-        np.savez(path, t=self.t, tenant=self.tenant, session=self.session, prompt_tokens=self.prompt_tokens,
-                 output_tokens=self.output_tokens, block_offsets=self.block_offsets, block_keys=self.block_keys,
-                 block_tokens=self.block_tokens, tenant_names=np.array(self.tenant_names, dtype=str),
-                 header=np.array([_FORMAT_VERSION, self.block_size], dtype=np.int64),
-                 block_source=np.array(self.block_source))
+        """Save as a compact .npz: the per-block keys stored raw (memory-mappable), the rest deflated.
+
+        Block token counts are not stored: every block holds ``block_size`` tokens except perhaps each
+        request's last, whose count is kept per request (``tail_tokens``).
+        """
+        ends = self.block_offsets[1:] - 1
+        has_blocks = np.diff(self.block_offsets) > 0
+        tail = np.zeros(self.n_requests, dtype=np.uint32)
+        tail[has_blocks] = self.block_tokens[ends[has_blocks]]
+        full = np.full(self.n_blocks, self.block_size, dtype=np.uint32)
+        full[ends[has_blocks]] = tail[has_blocks]
+        if not np.array_equal(full, self.block_tokens):
+            raise ValueError("only a request's last block may hold fewer than block_size tokens")
+        columns = {"t": self.t, "tenant": self.tenant, "session": self.session, "prompt_tokens": self.prompt_tokens,
+                   "output_tokens": self.output_tokens, "block_offsets": self.block_offsets, "tail_tokens": tail,
+                   "tenant_names": np.array(self.tenant_names, dtype=str),
+                   "header": np.array([_FORMAT_VERSION, self.block_size], dtype=np.int64),
+                   "block_source": np.array(self.block_source)}
+        columns.update(_meta_columns(self.meta, self.n_requests))
+        with zipfile.ZipFile(path, "w", allowZip64=True) as zf:
+            for name, array in columns.items():
+                info = zipfile.ZipInfo(f"{name}.npy")
+                info.compress_type = zipfile.ZIP_DEFLATED
+                with zf.open(info, "w", force_zip64=True) as out:
+                    np.lib.format.write_array(out, np.asarray(array), allow_pickle=False)
+            # the big column: stored as is, so load(mmap=True) maps it instead of reading it
+            info = zipfile.ZipInfo("block_keys.npy")
+            info.compress_type = zipfile.ZIP_STORED
+            # pad the local header (an ignorable extra field) so the array starts 64-byte aligned in the file;
+            # zipfile appends a 20-byte zip64 field after ours
+            start = zf.fp.tell() + 30 + len(info.filename) + 4 + 20
+            pad = -start % 64
+            info.extra = struct.pack("<HH", _PAD_FIELD, pad) + bytes(pad)
+            with zf.open(info, "w", force_zip64=True) as out:
+                np.lib.format.write_array(out, np.ascontiguousarray(self.block_keys, dtype=np.uint64),
+                                          allow_pickle=False)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Trace":
-        with np.load(path, allow_pickle=False) as z:
-            version, block_size = (int(x) for x in z["header"])
-            if version != _FORMAT_VERSION:
-                raise TraceError(f"compiled trace format {version} is not {_FORMAT_VERSION}", file=str(path))
-            return cls(t=z["t"], tenant=z["tenant"], tenant_names=[str(s) for s in z["tenant_names"]],
-                       session=z["session"], prompt_tokens=z["prompt_tokens"], output_tokens=z["output_tokens"],
-                       block_offsets=z["block_offsets"], block_keys=z["block_keys"], block_tokens=z["block_tokens"],
-                       block_size=block_size, block_source=str(z["block_source"]))
+    def load(cls, path: str | Path, mmap: bool = False) -> "Trace":
+        """Load a trace saved by :meth:`save`; with ``mmap`` the block keys are memory-mapped, not read."""
+        try:
+            with zipfile.ZipFile(path) as zf:
+                def column(name: str) -> np.ndarray:
+                    with zf.open(f"{name}.npy") as handle:
+                        return np.lib.format.read_array(handle, allow_pickle=False)
+
+                version, block_size = (int(x) for x in column("header"))
+                if version != _FORMAT_VERSION:
+                    raise TraceError(f"compiled trace format {version} is not {_FORMAT_VERSION}", file=str(path))
+                offsets = column("block_offsets")
+                tail = column("tail_tokens")
+                info = zf.getinfo("block_keys.npy")
+                if mmap and info.compress_type == zipfile.ZIP_STORED:
+                    keys = _map_member(path, info)
+                else:
+                    keys = column("block_keys")
+                trace = cls(t=column("t"), tenant=column("tenant"),
+                            tenant_names=[str(s) for s in column("tenant_names")], session=column("session"),
+                            prompt_tokens=column("prompt_tokens"), output_tokens=column("output_tokens"),
+                            block_offsets=offsets, block_keys=keys, block_tokens=_block_tokens(offsets, tail, block_size),
+                            block_size=block_size, block_source=str(column("block_source")))
+                trace.meta.update(_meta_from(zf.namelist(), column))
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+            if isinstance(exc, TraceError):
+                raise
+            raise TraceError(f"not a compiled cachesim trace: {exc}", file=str(path)) from None
+        trace.meta["path"] = str(path)
+        return trace
+
+
+_TRANSIENT_META = ("path", "lines")  # where a trace came from: not part of it
+
+
+def _meta_columns(meta: dict, n_requests: int) -> dict[str, np.ndarray]:
+    """What readers attach per request (observed usage, breakpoints, segments) as named arrays."""
+    out = {}
+    for name, value in meta.items():
+        if name in _TRANSIENT_META:
+            continue
+        if isinstance(value, np.ndarray) and len(value) == n_requests:
+            out[f"meta/{name}"] = value
+        elif hasattr(value, "offsets") and hasattr(value, "columns"):  # a ragged list per request
+            out[f"meta/{name}/offsets"] = value.offsets
+            out.update({f"meta/{name}/{col}": arr for col, arr in value.columns.items()})
+        elif isinstance(value, list) and all(isinstance(x, str) for x in value):
+            out[f"meta/{name}:names"] = np.array(value, dtype=str)
+    return out
+
+
+def _meta_from(names: list[str], column) -> dict:
+    from cachesim.readers._base import Ragged
+
+    meta: dict = {}
+    ragged: dict[str, dict] = {}
+    for member in names:
+        if not member.startswith("meta/"):
+            continue
+        key = member[len("meta/"):-len(".npy")]
+        if key.endswith(":names"):
+            meta[key[:-len(":names")]] = [str(x) for x in column(member[:-len(".npy")])]
+        elif "/" in key:
+            name, col = key.split("/", 1)
+            ragged.setdefault(name, {})[col] = column(member[:-len(".npy")])
+        else:
+            meta[key] = column(member[:-len(".npy")])
+    for name, cols in ragged.items():
+        meta[name] = Ragged(cols.pop("offsets"), cols)
+    return meta
+
+
+def _block_tokens(offsets: np.ndarray, tail: np.ndarray, block_size: int) -> np.ndarray:
+    tokens = np.full(int(offsets[-1]), block_size, dtype=np.uint32)
+    has_blocks = np.diff(offsets) > 0
+    tokens[offsets[1:][has_blocks] - 1] = tail[has_blocks]
+    return tokens
+
+
+def _map_member(path: str | Path, info: zipfile.ZipInfo) -> np.ndarray:
+    """A stored (uncompressed) .npy member of a zip, memory-mapped read-only."""
+    with open(path, "rb") as handle:
+        handle.seek(info.header_offset)
+        local = handle.read(30)
+        if local[:4] != b"PK\x03\x04":
+            raise ValueError(f"{info.filename}: bad zip local header")
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        handle.seek(info.header_offset + 30 + name_len + extra_len)
+        version = np.lib.format.read_magic(handle)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(handle)
+        offset = handle.tell()
+    if fortran or dtype.hasobject:
+        raise ValueError(f"{info.filename}: not a plain C-ordered array")
+    if not shape or shape[0] == 0:
+        return np.zeros(shape, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
 
 
 def _check_times(t: np.ndarray, sort: bool) -> np.ndarray | None:

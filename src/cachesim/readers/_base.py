@@ -1,41 +1,222 @@
-"""What every reader shares: opening files, locating errors, collecting columns into request batches."""
+"""What every reader shares: opening (possibly compressed) files in chunks of whole lines, locating errors,
+skipping bad records on request, and collecting columns into bounded request batches.
+
+The reader protocol: a format module has ``NAME``, ``sniff(first, head) -> bool`` (``first`` is the first
+JSON record or None, ``head`` the first decompressed bytes) and ``batches(source, options)`` yielding
+:class:`ReadResult` batches of at most about ``options.batch_bytes`` of input each.
+"""
 
 from __future__ import annotations
 
+import gzip
+import io
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 import numpy as np
 import orjson
 
-from cachesim.requests import TraceError
+from cachesim.requests import BlockRequests, TokenRequests, TraceError, offsets_from_lengths
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+DEFAULT_BATCH_BYTES = 16 << 20
+MAX_SKIP_EXAMPLES = 3
 
 
-def open_text(path: str | Path) -> IO[bytes]:
-    """Open a trace file for reading bytes, raising a TraceError (not an OSError traceback) when it can't be."""
+def _open_raw(path: str | Path) -> IO[bytes]:
     try:
         return open(path, "rb")
     except OSError as exc:
         raise TraceError(f"cannot open: {exc.strerror}", file=str(path)) from None
 
 
-def json_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-blank line of a JSONL file; malformed lines raise located errors."""
+def _decompressing(raw: IO[bytes], path: str | Path) -> IO[bytes]:
+    """raw itself, or a reader that decompresses it (gzip and zstd are recognised by their magic bytes)."""
+    magic = raw.read(4)
+    raw.seek(0)
+    if magic.startswith(GZIP_MAGIC):
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if magic.startswith(ZSTD_MAGIC):
+        try:
+            import zstandard
+        except ImportError:
+            raise TraceError("this file is zstd-compressed; install the zstandard package "
+                             "(pip install 'cachesim[formats]') or decompress it first", file=str(path)) from None
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True))
+    return raw
+
+
+def open_text(path: str | Path) -> IO[bytes]:
+    """Open a trace file for reading its (decompressed) bytes; a TraceError rather than an OSError traceback."""
+    raw = _open_raw(path)
+    return _decompressing(raw, path)
+
+
+def read_head(path: str | Path, n_bytes: int = 1 << 16) -> bytes:
+    """The first decompressed bytes of a file, for sniffing its format."""
     with open_text(path) as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
+        try:
+            return handle.read(n_bytes)
+        except (OSError, EOFError, ValueError) as exc:
+            raise TraceError(f"cannot decompress: {exc}", file=str(path)) from None
+
+
+class Source:
+    """A trace file read in chunks of whole lines; knows how many file bytes it has consumed (for progress)."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        self.total_bytes = os.path.getsize(path) if os.path.exists(path) else 0
+        self._raw: IO[bytes] | None = None
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes of the file (compressed, if it is) consumed so far."""
+        if self._raw is None or self._raw.closed:
+            return self.total_bytes if self._raw is not None else 0
+        return self._raw.tell()
+
+    def chunks(self, chunk_bytes: int = DEFAULT_BATCH_BYTES) -> Iterator[tuple[memoryview, int, bool]]:
+        """``(data, first_line, at_end)``: data holds whole lines (the last chunk may lack a final newline).
+
+        ``data`` is a view into a buffer that the next chunk reuses (read in place, no copy): use it, or copy
+        it with ``bytes(data)``, before asking for the next one.
+        """
+        self._raw = _open_raw(self.path)
+        handle = _decompressing(self._raw, self.path)
+        # no bigger than the file needs (a compressed one may inflate: room for 4x); it grows for a longer line
+        buf = bytearray(max(min(chunk_bytes, max(4 * self.total_bytes, 1 << 16)), 1))
+        filled = 0        # bytes in buf: a carried partial line, then what was read
+        line = 1
+        try:
+            while True:
+                if filled == len(buf):  # one line longer than the buffer: grow it
+                    buf.extend(bytes(len(buf)))
+                with memoryview(buf) as free:
+                    try:
+                        n = handle.readinto(free[filled:])
+                    except (OSError, EOFError, ValueError) as exc:
+                        raise TraceError(f"cannot decompress after line {line - 1}: {exc}",
+                                         file=self.path) from None
+                filled += n
+                at_end = n == 0
+                cut = filled if at_end else buf.rfind(b"\n", 0, filled) + 1
+                if cut == 0:
+                    if at_end:
+                        return
+                    continue
+                view = memoryview(buf)[:cut]
+                yield view, line, at_end
+                if at_end:
+                    return
+                line += buf.count(b"\n", 0, cut)
+                try:
+                    view.release()
+                except BufferError:  # the consumer kept a view: leave it its buffer and take a new one
+                    buf = bytearray(buf)
+                buf[:filled - cut] = buf[cut:filled]
+                filled -= cut
+        finally:
+            handle.close()
+            self._raw.close()
+
+
+@dataclass
+class ReadOptions:
+    """What a reader may be told; formats ignore what does not apply to them."""
+
+    block_size: int | None = None       # the user's block size (LMBench must have one; others check it)
+    skip_invalid: bool = False          # skip bad records (counted) instead of stopping at the first
+    batch_bytes: int = DEFAULT_BATCH_BYTES
+    tenant_field: str | None = None     # Qwen/Bailian: which record field names the tenant (default "type")
+    tokenizer: str | None = None        # text formats: a cachesim.tokenizers spec (default: the built-in one)
+    skipped: int = 0                    # records skipped so far (filled in by the reader)
+    skip_examples: list[str] = field(default_factory=list)
+
+    def skip(self, exc: TraceError) -> None:
+        self.skipped += 1
+        if len(self.skip_examples) < MAX_SKIP_EXAMPLES:
+            self.skip_examples.append(str(exc))
+
+
+@dataclass
+class ReadResult:
+    """A reader's output: the request batch, and the file line of each request (for located errors)."""
+
+    requests: TokenRequests | BlockRequests
+    lines: np.ndarray         # int64 [n]: 1-based line of each request
+    path: str
+    # what some formats carry beyond the requests: per-request arrays ([n]) and Ragged lists (breakpoints,
+    # segments); kept with their requests through sorting and handed on in Trace.meta
+    extras: dict = field(default_factory=dict)
+
+    def subset(self, index: np.ndarray) -> ReadResult:
+        """The requests at ``index`` (any selection or order), with their lines and extras."""
+        r = self.requests
+        common = dict(t=r.t[index], tenant=r.tenant[index], tenant_names=list(r.tenant_names),
+                      session=r.session[index], output_tokens=r.output_tokens[index])
+        if isinstance(r, TokenRequests):
+            ids = Ragged(r.token_offsets, {"ids": r.tokens}).take(index)
+            requests = TokenRequests(**common, tokens=ids.columns["ids"], token_offsets=ids.offsets)
+        else:
+            ids = Ragged(r.block_offsets, {"ids": r.block_ids}).take(index)
+            requests = BlockRequests(**common, block_ids=ids.columns["ids"], block_offsets=ids.offsets,
+                                     prompt_tokens=r.prompt_tokens[index], block_size=r.block_size)
+        extras = {name: value.take(index) if isinstance(value, Ragged) else
+                  (value if name in _GLOBAL_EXTRAS else value[index]) for name, value in self.extras.items()}
+        return ReadResult(requests, self.lines[index], self.path, extras)
+
+    def locate(self, exc: TraceError) -> TraceError:
+        """Translate a request index in exc.line into this file's line."""
+        if exc.file is None and exc.line is not None and 0 <= exc.line < len(self.lines):
+            return TraceError(exc.message, field=exc.field, file=self.path, line=int(self.lines[exc.line]))
+        return exc.located(file=self.path)
+
+
+def records(data: bytes | memoryview, first_line: int, at_end: bool, path: str,
+            options: ReadOptions) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line; malformed lines raise located errors (or are skipped)."""
+    lines = bytes(data).split(b"\n")
+    last = len(lines) - 1
+    for offset, raw in enumerate(lines):
+        if not raw.strip():
+            continue
+        line_no = first_line + offset
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            tail = " (a truncated last line?)" if at_end and offset == last else ""
+            error = TraceError(f"malformed JSON: {exc}{tail}", file=path, line=line_no)
+            if not options.skip_invalid:
+                raise error from None
+            options.skip(error)
+            continue
+        if not isinstance(obj, dict):
+            error = TraceError(f"expected a JSON object per line, got {type(obj).__name__}", file=path, line=line_no)
+            if not options.skip_invalid:
+                raise error
+            options.skip(error)
+            continue
+        yield line_no, obj
+
+
+def first_record(head: bytes) -> dict | None:
+    """The first JSON object of a file's head, or None when the first line is not one."""
+    for raw in head.split(b"\n")[:-1] or head.split(b"\n"):
+        if raw.strip():
             try:
                 obj = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                tail = "" if raw.endswith(b"\n") else " (a truncated last line?)"
-                raise TraceError(f"malformed JSON: {exc}{tail}", file=str(path), line=line_no) from None
-            if not isinstance(obj, dict):
-                raise TraceError(f"expected a JSON object per line, got {type(obj).__name__}", file=str(path),
-                                 line=line_no)
-            yield line_no, obj
+            except orjson.JSONDecodeError:
+                return None
+            return obj if isinstance(obj, dict) else None
+    return None
 
+
+# -- field checks ---------------------------------------------------------------------------------------------
 
 def require(obj: dict, name: str, kinds: tuple[type, ...], what: str):
     """obj[name], checked to be one of kinds (bool is never a number)."""
@@ -47,19 +228,66 @@ def require(obj: dict, name: str, kinds: tuple[type, ...], what: str):
     return value
 
 
+def count(obj: dict, name: str, *, required: bool = True, positive: bool = False) -> int:
+    """A token count: a non-negative integer (positive if asked); -1 when optional and absent."""
+    if not required and obj.get(name) is None:
+        return -1
+    value = require(obj, name, (int,), "a token count")
+    if value < (1 if positive else 0):
+        raise TraceError(f"expected a {'positive' if positive else 'non-negative'} token count, got {value}",
+                         field=name)
+    return value
+
+
+def seconds(value, name: str, per_second: float = 1.0) -> float:
+    """A finite, non-negative time in units of 1/per_second, as seconds (divided, so 2250 ms is 2.25 exactly)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TraceError(f"expected a number, got {type(value).__name__} {str(value)[:40]}", field=name)
+    t = value / per_second
+    if not (t >= 0 and t != float("inf")):
+        raise TraceError(f"expected a finite, non-negative time, got {value!r}", field=name)
+    return float(t)
+
+
 def int_list(obj: dict, name: str, max_value: int) -> list[int]:
     values = require(obj, name, (list,), "a list of integers")
     for i, v in enumerate(values):
         if isinstance(v, bool) or not isinstance(v, int):
-            raise TraceError(f"element {i} is {type(v).__name__} {str(v)[:40]}, expected an integer", field=name)
+            raise TraceError(f"element {i} is {type(v).__name__} {str(v)[:40]}, expected an integer in "
+                             f"0..{max_value}", field=name)
         if not 0 <= v <= max_value:
             raise TraceError(f"element {i} = {v} is outside 0..{max_value}", field=name)
     return values
 
 
+def label(obj: dict, name: str, default=None):
+    """An optional tenant/session label: a string or an integer."""
+    value = obj.get(name, default)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int))):
+        raise TraceError(f"expected a string or integer label, got {str(value)[:40]!r}", field=name)
+    return value
+
+
+def check_block_count(n_ids: int, prompt_tokens: int, block_size: int, name: str = "hash_ids") -> None:
+    expected = -(-prompt_tokens // block_size)
+    if n_ids != expected:
+        raise TraceError(f"{n_ids} block ids for {prompt_tokens} tokens; blocks of {block_size} tokens need "
+                         f"ceil({prompt_tokens}/{block_size}) = {expected}", field=name)
+
+
+def fixed_block_size(options: ReadOptions, fixed: int, format_name: str) -> int:
+    """A format whose blocks have one size: the user's --block-size must agree with it."""
+    if options.block_size is not None and options.block_size != fixed:
+        raise TraceError(f"{format_name} blocks are {fixed} tokens; a block size of {options.block_size} "
+                         "needs token ids", field="block_size")
+    return fixed
+
+
+# -- building batches -----------------------------------------------------------------------------------------
+
 @dataclass
 class Interner:
-    """Labels to small consecutive codes, in order of first appearance."""
+    """Labels to small consecutive codes, in order of first appearance (kept across a stream's batches)."""
 
     names: list[str] = field(default_factory=list)
     index: dict = field(default_factory=dict)
@@ -72,16 +300,208 @@ class Interner:
         return code
 
 
+_GLOBAL_EXTRAS = ("segment_kinds",)   # extras that describe the batch, not one request each
+OBSERVED = ("observed_input_tokens", "observed_cache_read_tokens", "observed_cache_write_tokens",
+            "observed_output_tokens")
+
+
 @dataclass
-class ReadResult:
-    """A reader's output: the request batch, and the file line of each request (for located errors)."""
+class Ragged:
+    """A list per request, columnar: CSR offsets [n+1] and columns of the flattened items."""
 
-    requests: object          # TokenRequests | BlockRequests
-    lines: np.ndarray         # int64 [n]: 1-based line of each request
-    path: str
+    offsets: np.ndarray
+    columns: dict
 
-    def locate(self, exc: TraceError) -> TraceError:
-        """Translate a request index in exc.line into this file's line."""
-        if exc.file is None and exc.line is not None and 0 <= exc.line < len(self.lines):
-            return TraceError(exc.message, field=exc.field, file=self.path, line=int(self.lines[exc.line]))
-        return exc.located(file=self.path)
+    def take(self, order: np.ndarray) -> Ragged:
+        lengths = np.diff(self.offsets)[order]
+        offsets = offsets_from_lengths(lengths)
+        index = np.repeat(self.offsets[:-1][order] - offsets[:-1], lengths) + np.arange(offsets[-1])
+        return Ragged(offsets, {k: v[index] for k, v in self.columns.items()})
+
+    @staticmethod
+    def concat(parts: list[Ragged]) -> Ragged:
+        lengths = np.concatenate([np.diff(p.offsets) for p in parts])
+        return Ragged(offsets_from_lengths(lengths),
+                      {k: np.concatenate([p.columns[k] for p in parts]) for k in parts[0].columns})
+
+    def row(self, i: int) -> dict:
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        return {k: v[a:b] for k, v in self.columns.items()}
+
+
+@dataclass
+class Row:
+    """One request as a format's parser sees it; ``values`` are token ids or block ids."""
+
+    t: float
+    values: list[int] | np.ndarray
+    prompt_tokens: int = -1        # block-id rows: the prompt length in tokens
+    output_tokens: int = -1
+    tenant: object = "default"
+    session: object = None
+    breakpoints: list[tuple[int, float]] | None = None   # (prefix length in tokens, TTL in seconds or NaN)
+    segments: list[tuple[str, int]] | None = None        # (kind, tokens), in prompt order
+    observed: dict | None = None                         # OBSERVED name -> tokens, as billed
+
+
+class Columns:
+    """Rows collected into one batch of TokenRequests or BlockRequests; labels interned across batches."""
+
+    def __init__(self, kind: str, block_size: int | None = None):
+        if kind not in ("tokens", "blocks"):
+            raise ValueError(kind)
+        self.kind = kind
+        self.block_size = block_size
+        self.tenants = Interner()
+        self.sessions = Interner()
+        self.kinds = Interner()   # segment kinds
+        self.clear()
+
+    def clear(self) -> None:
+        self.t: list[float] = []
+        self.values: list[np.ndarray] = []
+        self.lengths: list[int] = []
+        self.prompt_tokens: list[int] = []
+        self.outputs: list[int] = []
+        self.tenant_codes: list[int] = []
+        self.session_codes: list[int] = []
+        self.lines: list[int] = []
+        self.breakpoints: list[list[tuple[int, float]]] = []
+        self.segments: list[list[tuple[str, int]]] = []
+        self.observed: list[dict] = []
+        self.any_extras = False
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def add(self, row: Row, line_no: int) -> None:
+        self.t.append(row.t)
+        self.values.append(row.values)
+        self.lengths.append(len(row.values))
+        self.prompt_tokens.append(row.prompt_tokens)
+        self.outputs.append(row.output_tokens)
+        self.tenant_codes.append(self.tenants.code(row.tenant))
+        self.session_codes.append(-1 if row.session is None else self.sessions.code(row.session))
+        self.lines.append(line_no)
+        self.breakpoints.append(row.breakpoints or [])
+        self.segments.append(row.segments or [])
+        self.observed.append(row.observed or {})
+        self.any_extras = self.any_extras or bool(row.breakpoints or row.segments or row.observed)
+
+    def take(self, path: str) -> ReadResult:
+        """The rows so far as one batch; the collector is emptied (its label codes are kept)."""
+        n = len(self.lines)
+        lengths = np.asarray(self.lengths, dtype=np.int64)
+        dtype = np.uint32 if self.kind == "tokens" else np.uint64
+        flat = (np.concatenate([np.asarray(v, dtype=dtype) for v in self.values]) if n
+                else np.zeros(0, dtype=dtype))
+        common = dict(t=np.asarray(self.t, dtype=np.float64).reshape(n),
+                      tenant=np.asarray(self.tenant_codes, dtype=np.int32).reshape(n),
+                      tenant_names=list(self.tenants.names) or ["default"],
+                      session=np.asarray(self.session_codes, dtype=np.int64).reshape(n),
+                      output_tokens=np.asarray(self.outputs, dtype=np.int64).reshape(n))
+        if self.kind == "tokens":
+            requests = TokenRequests(**common, tokens=flat, token_offsets=offsets_from_lengths(lengths))
+        else:
+            requests = BlockRequests(**common, block_ids=flat, block_offsets=offsets_from_lengths(lengths),
+                                     prompt_tokens=np.asarray(self.prompt_tokens, dtype=np.int64).reshape(n),
+                                     block_size=int(self.block_size))
+        result = ReadResult(requests, np.asarray(self.lines, dtype=np.int64).reshape(n), path,
+                            self._extras() if self.any_extras else {})
+        self.clear()
+        return result
+
+    def _extras(self) -> dict:
+        extras = {name: np.asarray([o.get(name, -1) for o in self.observed], dtype=np.int64) for name in OBSERVED}
+        flat = [b for row in self.breakpoints for b in row]
+        extras["breakpoints"] = Ragged(offsets_from_lengths(np.asarray([len(r) for r in self.breakpoints])),
+                                       {"tokens": np.asarray([b[0] for b in flat], dtype=np.int64),
+                                        "ttl_s": np.asarray([b[1] for b in flat], dtype=np.float64)})
+        segs = [seg for row in self.segments for seg in row]
+        extras["segments"] = Ragged(offsets_from_lengths(np.asarray([len(r) for r in self.segments])),
+                                    {"kind": np.asarray([self.kinds.code(k) for k, _ in segs], dtype=np.int32),
+                                     "tokens": np.asarray([n for _, n in segs], dtype=np.int64)})
+        extras["segment_kinds"] = list(self.kinds.names)
+        return extras
+
+
+def json_batches(source: Source, options: ReadOptions, columns: Columns,
+                 parse: Callable[[dict, int], Row | None],
+                 fast: Callable[[bytes, int], ReadResult | None] | None = None) -> Iterator[ReadResult]:
+    """Bounded batches of a JSONL format: ``parse(obj, line)`` turns a record into a Row (None = not a request).
+
+    ``fast(data, first_line)`` may return a whole chunk's batch at once; when it returns None the chunk is
+    parsed record by record, which decides what is valid. A bad record stops the stream with a located
+    error, after the requests before it have been yielded (or is skipped and counted with ``skip_invalid``).
+    """
+    for data, first_line, at_end in source.chunks(options.batch_bytes):
+        if fast is not None:
+            result = fast(data, first_line)
+            if result is not None:
+                yield result
+                continue
+        lines = records(data, first_line, at_end, source.path, options)
+        while True:
+            try:
+                line_no, obj = next(lines)
+            except StopIteration:
+                break
+            except TraceError:
+                if len(columns):  # what came before the bad line is served before the error stops the stream
+                    yield columns.take(source.path)
+                raise
+            try:
+                row = parse(obj, line_no)
+            except TraceError as exc:
+                error = exc.located(file=source.path, line=line_no)
+                if options.skip_invalid:
+                    options.skip(error)
+                    continue
+                if len(columns):
+                    yield columns.take(source.path)
+                raise error from None
+            if row is not None:
+                columns.add(row, line_no)
+        if len(columns):
+            yield columns.take(source.path)
+
+
+def concat(results: list[ReadResult]) -> ReadResult:
+    """Batches of one stream joined into one (tenant names of the last batch cover all earlier codes)."""
+    if len(results) == 1:
+        return results[0]
+    first = results[0].requests
+    common = dict(t=np.concatenate([r.requests.t for r in results]),
+                  tenant=np.concatenate([_recode(r.requests, results[-1].requests.tenant_names) for r in results]),
+                  tenant_names=list(results[-1].requests.tenant_names),
+                  session=np.concatenate([r.requests.session for r in results]),
+                  output_tokens=np.concatenate([r.requests.output_tokens for r in results]))
+    lines = np.concatenate([r.lines for r in results])
+    if isinstance(first, TokenRequests):
+        lengths = np.concatenate([np.diff(r.requests.token_offsets) for r in results])
+        requests = TokenRequests(**common, tokens=np.concatenate([r.requests.tokens for r in results]),
+                                 token_offsets=offsets_from_lengths(lengths))
+    else:
+        lengths = np.concatenate([np.diff(r.requests.block_offsets) for r in results])
+        requests = BlockRequests(**common, block_ids=np.concatenate([r.requests.block_ids for r in results]),
+                                 block_offsets=offsets_from_lengths(lengths),
+                                 prompt_tokens=np.concatenate([r.requests.prompt_tokens for r in results]),
+                                 block_size=first.block_size)
+    extras = {}
+    if any(r.extras for r in results):
+        if not all(r.extras for r in results):
+            raise ValueError("batches of one stream differ in what they carry")
+        for name, value in results[-1].extras.items():
+            if name in _GLOBAL_EXTRAS:
+                extras[name] = value  # interned across batches: the last batch's list covers all codes
+            elif isinstance(value, Ragged):
+                extras[name] = Ragged.concat([r.extras[name] for r in results])
+            else:
+                extras[name] = np.concatenate([r.extras[name] for r in results])
+    return ReadResult(requests, lines, results[0].path, extras)
+
+
+def _recode(requests, names: list[str]) -> np.ndarray:
+    index = {name: i for i, name in enumerate(names)}
+    table = np.asarray([index[name] for name in requests.tenant_names], dtype=np.int32)
+    return table[requests.tenant] if len(requests.tenant) else requests.tenant

@@ -1,47 +1,88 @@
 """Mooncake (FAST'25) JSONL: ``timestamp`` ms, ``input_length``, ``output_length``, ``hash_ids`` of 512 tokens.
 
 ``len(hash_ids) == ceil(input_length / 512)``: the last block is usually partial and still has an id.
-The traces carry no tenant or session.
+The traces carry no tenant or session. Whole chunks go through the compiled scanner (``_scan``); a chunk it
+does not fully accept is re-read record by record, which names the bad line and field.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterator
 
 import numpy as np
 
-from cachesim.readers._base import ReadResult, int_list, json_lines, require
-from cachesim.requests import BlockRequests, TraceError, offsets_from_lengths
+try:
+    from cachesim import _scan
+except ImportError:  # built without the compiled scanner: the careful path reads everything (same result, slower)
+    _scan = None
+from cachesim.readers._base import (Columns, ReadOptions, ReadResult, Row, Source, check_block_count, count,
+                                    fixed_block_size, int_list, json_batches, require, seconds)
+from cachesim.requests import BlockRequests
 
 NAME = "mooncake"
+TIME_FIELD = "timestamp"
 BLOCK_SIZE = 512
+_KEYS = (b"timestamp", b"input_length", b"output_length")
+_KINDS = (0, 1, 2)  # _scan's NUMBER, UINT, UINT_OPT: timestamp, input_length, output_length
 
 
-def sniff(first: dict) -> bool:
-    return "hash_ids" in first and "input_length" in first and "timestamp" in first
+def sniff(first: dict | None, head: bytes) -> bool:
+    return (first is not None and "hash_ids" in first and "input_length" in first and "timestamp" in first
+            and not isinstance(first["timestamp"], str) and "chat_id" not in first)
 
 
-def read(path: str | Path, block_size: int | None = None) -> ReadResult:
-    block_size = block_size or BLOCK_SIZE
-    times, inputs, outputs, lengths, lines, ids = [], [], [], [], [], []
-    for line_no, obj in json_lines(path):
-        try:
-            times.append(require(obj, "timestamp", (int, float), "milliseconds"))
-            inputs.append(require(obj, "input_length", (int,), "a token count"))
-            outputs.append(require(obj, "output_length", (int,), "a token count") if "output_length" in obj else -1)
-            hash_ids = int_list(obj, "hash_ids", 2**64 - 1)
-        except TraceError as exc:
-            raise exc.located(file=str(path), line=line_no) from None
-        ids.extend(hash_ids)
-        lengths.append(len(hash_ids))
-        lines.append(line_no)
-    if not lines:
-        raise TraceError("no requests: the file is empty", file=str(path))
-    requests = BlockRequests(t=np.asarray(times, dtype=np.float64) / 1000.0,
-                             tenant=np.zeros(len(lines), dtype=np.int32), tenant_names=["default"],
-                             session=np.full(len(lines), -1, dtype=np.int64),
-                             output_tokens=np.asarray(outputs, dtype=np.int64),
-                             block_ids=np.asarray(ids, dtype=np.uint64),
-                             block_offsets=offsets_from_lengths(np.asarray(lengths, dtype=np.int64)),
-                             prompt_tokens=np.asarray(inputs, dtype=np.int64), block_size=block_size)
-    return ReadResult(requests, np.asarray(lines, dtype=np.int64), str(path))
+def parse(obj: dict, line_no: int) -> Row:
+    t = seconds(require(obj, "timestamp", (int, float), "milliseconds"), "timestamp", 1000.0)
+    prompt = count(obj, "input_length", positive=True)
+    output = count(obj, "output_length", required=False)
+    ids = int_list(obj, "hash_ids", 2**64 - 1)
+    check_block_count(len(ids), prompt, BLOCK_SIZE)
+    return Row(t=t, values=ids, prompt_tokens=prompt, output_tokens=output)
+
+
+def scan_chunk(data: bytes, first_line: int, path: str, keys: tuple[bytes, ...], block_size: int,
+               per_second: float, label_keys: tuple[bytes, ...] = (), ns_time: bool = False):
+    """A whole chunk of block-id lines through the compiled scanner, or None when any line needs the careful path.
+
+    ``keys`` name the time (unless ``ns_time``: then the time is the first label, a string of nanoseconds), the
+    prompt length and the output length. Returns ``(ReadResult, labels, raw)``: the requests with tenant
+    "default" and no session, the ``(kind, start, end)`` spans of ``label_keys`` and the chunk's bytes, for
+    the caller to fill in tenants and sessions.
+    """
+    if _scan is None:
+        return None
+    skip = 1 if ns_time else 0  # the time is a label, not a scalar
+    found = _scan.scan_lines(data, keys[skip:], _KINDS[skip:], b"hash_ids", first_line, label_keys)
+    scalars, ids, offsets, lines, failed = found[:5]
+    if failed >= 0 or not len(lines):
+        return None
+    labels = found[5] if label_keys else None
+    raw = bytes(data) if label_keys else b""
+    if ns_time:  # LMBench: "timestamp": "1718000000123456789"
+        stamps = [raw[a:b] for kind, a, b in labels[:, 0].tolist() if kind == 1]
+        if len(stamps) != len(lines) or not all(x.isdigit() and len(x) <= 19 for x in stamps):
+            return None
+        t = np.asarray([int(x) for x in stamps], dtype=np.float64) / per_second
+    else:
+        t = scalars[:, 0] / per_second
+    prompt = scalars[:, 1 - skip].astype(np.int64)
+    n_blocks = np.diff(offsets)
+    if (np.any(~(t >= 0)) or np.any(~np.isfinite(t)) or np.any(prompt <= 0)
+            or np.any(n_blocks != (prompt + block_size - 1) // block_size)):
+        return None
+    output = scalars[:, 2 - skip]
+    n = len(lines)
+    requests = BlockRequests(t=t, tenant=np.zeros(n, dtype=np.int32), tenant_names=["default"],
+                             session=np.full(n, -1, dtype=np.int64),
+                             output_tokens=np.where(np.isnan(output), -1, output).astype(np.int64),
+                             block_ids=ids, block_offsets=offsets, prompt_tokens=prompt, block_size=block_size)
+    return ReadResult(requests, lines, path), labels, raw
+
+
+def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
+    fixed_block_size(options, BLOCK_SIZE, "Mooncake")
+    def fast(data, first_line: int) -> ReadResult | None:
+        found = scan_chunk(data, first_line, source.path, _KEYS, BLOCK_SIZE, 1000.0)
+        return found and found[0]
+
+    return json_batches(source, options, Columns("blocks", BLOCK_SIZE), parse, fast=fast)

@@ -1,90 +1,150 @@
-"""cachesim's native JSONL: one request per line.
+"""cachesim's native JSONL: one request per line (schema and examples in docs/formats.md).
 
     {"t": 0.0, "tenant": "alice", "session": "s1", "tokens": [101, 2023, ...], "output_tokens": 120}
 
 ``t`` is seconds (required); ``tenant`` and ``session`` are optional labels (strings or integers);
 ``tokens`` are uint32 token ids. Instead of ``tokens`` a line may give ``block_ids`` (uint64) with
 ``prompt_tokens`` and ``block_size`` (the same on every line): blocks given by the trace, the last one partial.
+The output length is ``output_tokens`` (alias ``output_length``) or the length of ``output_ids``.
+``breakpoints`` (prefix lengths in tokens, optionally ``{"tokens": n, "ttl": "1h"}``) and ``segments``
+(``[{"kind": ..., "tokens": n}]``, covering the prompt) are carried into ``Trace.meta``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import orjson
 
-from cachesim.readers._base import Interner, ReadResult, int_list, json_lines, require
-from cachesim.requests import BlockRequests, TokenRequests, TraceError, offsets_from_lengths
+from cachesim.readers._base import (Columns, ReadOptions, ReadResult, Row, Source, check_block_count, count, int_list,
+                                    json_batches, label, require, seconds)
+from cachesim.readers._render import TTL_S
+from cachesim.readers.mooncake import _scan
+from cachesim.requests import TokenRequests, TraceError
 
 NAME = "native"
+_KEYS = (b"t", b"output_tokens", b"output_length")
+_KINDS = (0, 2, 2)  # _scan's NUMBER, UINT_OPT, UINT_OPT
+_LABELS = (b"tenant", b"session")
 
 
-def sniff(first: dict) -> bool:
-    return "t" in first and ("tokens" in first or "block_ids" in first)
+def sniff(first: dict | None, head: bytes) -> bool:
+    return first is not None and "t" in first and ("tokens" in first or "block_ids" in first)
 
 
-def read(path: str | Path, block_size: int | None = None) -> ReadResult:
-    times, lengths, lines, outputs, prompt_tokens, flat = [], [], [], [], [], []
-    tenants, sessions = Interner(), Interner()
-    tenant_codes, session_codes = [], []
-    kind = None
-    file_block_size = None
-    for line_no, obj in json_lines(path):
+def _output(obj: dict) -> int:
+    if "output_ids" in obj:
+        return len(int_list(obj, "output_ids", 2**32 - 1))
+    name = "output_length" if "output_length" in obj else "output_tokens"
+    return count(obj, name, required=False)
+
+
+def _extras(obj: dict, n_tokens: int) -> tuple[list[tuple[int, float]] | None, list[tuple[str, int]] | None]:
+    """``breakpoints`` (prefix lengths, or ``{"tokens": n, "ttl": "5m"|"1h"}``) and ``segments``."""
+    breakpoints = None
+    if "breakpoints" in obj:
+        marks = require(obj, "breakpoints", (list,), "a list of prefix lengths")
+        breakpoints = []
+        for i, mark in enumerate(marks):
+            ttl_s = float("nan")
+            if isinstance(mark, dict):
+                ttl = mark.get("ttl")
+                if ttl is not None and ttl not in TTL_S:
+                    raise TraceError(f"element {i}: unknown ttl {ttl!r}; expected one of {', '.join(TTL_S)}",
+                                     field="breakpoints")
+                ttl_s = TTL_S[ttl] if ttl is not None else ttl_s
+                mark = mark.get("tokens")
+            if isinstance(mark, bool) or not isinstance(mark, int) or not 0 < mark <= n_tokens:
+                raise TraceError(f"element {i} = {str(mark)[:20]} is not a prefix length in 1..{n_tokens}",
+                                 field="breakpoints")
+            breakpoints.append((mark, ttl_s))
+    segments = None
+    if "segments" in obj:
+        items = require(obj, "segments", (list,), "a list of segments")
+        segments = []
+        for i, seg in enumerate(items):
+            if not isinstance(seg, dict):
+                raise TraceError(f"element {i} is not an object", field="segments")
+            segments.append((str(seg.get("kind", "text")), count(seg, "tokens")))
+        total = sum(n for _, n in segments)
+        if total != n_tokens:
+            raise TraceError(f"segments cover {total} tokens, the prompt has {n_tokens}", field="segments")
+    return breakpoints, segments
+
+
+def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
+    state: dict = {"kind": None, "block_size": None}
+
+    def parse(obj: dict, line_no: int) -> Row:
+        t = seconds(require(obj, "t", (int, float), "seconds"), "t")
+        kind = "tokens" if "tokens" in obj else "blocks" if "block_ids" in obj else None
+        if kind is None:
+            raise TraceError("missing: a line needs tokens or block_ids", field="tokens")
+        if state["kind"] is not None and kind != state["kind"]:
+            raise TraceError(f"this line gives {kind} but earlier lines give {state['kind']}",
+                             field="tokens" if kind == "tokens" else "block_ids")
+        if kind == "tokens":
+            values = int_list(obj, "tokens", 2**32 - 1)
+            if not values:
+                raise TraceError("empty request: a prompt needs at least one token", field="tokens")
+            prompt = len(values)
+        else:
+            values = int_list(obj, "block_ids", 2**64 - 1)
+            prompt = count(obj, "prompt_tokens", positive=True)
+            size = count(obj, "block_size", positive=True)
+            if state["block_size"] is not None and size != state["block_size"]:
+                raise TraceError(f"{size} differs from earlier lines' {state['block_size']}", field="block_size")
+            check_block_count(len(values), prompt, size, "block_ids")
+            state["block_size"] = size
+        breakpoints, segments = _extras(obj, prompt)
+        row = Row(t=t, values=values, prompt_tokens=prompt, output_tokens=_output(obj),
+                  tenant=label(obj, "tenant", "default"), session=label(obj, "session"), breakpoints=breakpoints,
+                  segments=segments)
+        state["kind"] = kind
+        columns.kind, columns.block_size = kind, state["block_size"]
+        return row
+
+    def fast(data, first_line: int) -> ReadResult | None:
+        """Token-id lines with only t, tokens, tenant, session and an output count: the compiled scanner."""
+        if _scan is None or state["kind"] == "blocks":
+            return None
+        scalars, ids, offsets, lines, failed, labels = _scan.scan_lines(data, _KEYS, _KINDS, b"tokens", first_line,
+                                                                        _LABELS, True)
+        t = scalars[:, 0]
+        if (failed >= 0 or not len(lines) or np.any(~(t >= 0)) or np.any(~np.isfinite(t))
+                or np.any(np.diff(offsets) <= 0) or (len(ids) and ids.max() > 0xFFFFFFFF)):
+            return None
         try:
-            t = require(obj, "t", (int, float), "seconds")
-            this_kind = "tokens" if "tokens" in obj else "block_ids" if "block_ids" in obj else None
-            if this_kind is None:
-                raise TraceError("missing: a line needs tokens or block_ids", field="tokens")
-            if kind is not None and this_kind != kind:
-                raise TraceError(f"this line gives {this_kind} but earlier lines give {kind}", field=this_kind)
-            kind = this_kind
-            if kind == "tokens":
-                values = int_list(obj, "tokens", 2**32 - 1)
-                if not values:
-                    raise TraceError("empty request: a prompt needs at least one token", field="tokens")
-            else:
-                values = int_list(obj, "block_ids", 2**64 - 1)
-                prompt_tokens.append(require(obj, "prompt_tokens", (int,), "a token count"))
-                size = require(obj, "block_size", (int,), "tokens per block")
-                if file_block_size is not None and size != file_block_size:
-                    raise TraceError(f"{size} differs from earlier lines' {file_block_size}", field="block_size")
-                file_block_size = size
-            output = obj.get("output_tokens", -1)
-            if isinstance(output, bool) or not isinstance(output, int):
-                raise TraceError(f"expected a token count, got {output!r}", field="output_tokens")
-            tenant = obj.get("tenant", "default")
-            session = obj.get("session")
-            for name, label in (("tenant", tenant), ("session", session)):
-                if label is not None and (isinstance(label, bool) or not isinstance(label, (str, int))):
-                    raise TraceError(f"expected a string or integer label, got {label!r}", field=name)
-        except TraceError as exc:
-            raise exc.located(file=str(path), line=line_no) from None
-        times.append(t)
-        flat.extend(values)
-        lengths.append(len(values))
-        lines.append(line_no)
-        outputs.append(output)
-        tenant_codes.append(tenants.code(tenant))
-        session_codes.append(-1 if session is None else sessions.code(session))
-    if not lines:
-        raise TraceError("no requests: the file is empty", file=str(path))
-    common = dict(t=np.asarray(times, dtype=np.float64), tenant=np.asarray(tenant_codes, dtype=np.int32),
-                  tenant_names=tenants.names, session=np.asarray(session_codes, dtype=np.int64),
-                  output_tokens=np.asarray(outputs, dtype=np.int64))
-    offsets = offsets_from_lengths(np.asarray(lengths, dtype=np.int64))
-    if kind == "tokens":
-        requests = TokenRequests(**common, tokens=np.asarray(flat, dtype=np.uint32), token_offsets=offsets)
-    else:
-        requests = BlockRequests(**common, block_ids=np.asarray(flat, dtype=np.uint64), block_offsets=offsets,
-                                 prompt_tokens=np.asarray(prompt_tokens, dtype=np.int64),
-                                 block_size=int(file_block_size))
-    return ReadResult(requests, np.asarray(lines, dtype=np.int64), str(path))
+            raw = bytes(data)
+            tenants = [_label(raw, kind, a, b, "default") for kind, a, b in labels[:, 0].tolist()]
+            sessions = [_label(raw, kind, a, b, None) for kind, a, b in labels[:, 1].tolist()]
+        except UnicodeDecodeError:
+            return None
+        output = np.where(np.isnan(scalars[:, 2]), scalars[:, 1], scalars[:, 2])  # output_length wins, as below
+        state["kind"] = columns.kind = "tokens"
+        requests = TokenRequests(t=t, tenant=np.asarray([columns.tenants.code(x) for x in tenants], dtype=np.int32),
+                                 tenant_names=list(columns.tenants.names),
+                                 session=np.asarray([-1 if x is None else columns.sessions.code(x) for x in sessions],
+                                                    dtype=np.int64),
+                                 output_tokens=np.where(np.isnan(output), -1, output).astype(np.int64),
+                                 tokens=ids.astype(np.uint32), token_offsets=offsets)
+        return ReadResult(requests, lines, source.path)
+
+    columns = Columns("tokens")
+    return json_batches(source, options, columns, parse, fast=fast)
+
+
+def _label(raw: bytes, kind: int, start: int, end: int, default):
+    if kind == 0:
+        return default
+    text = raw[start:end]
+    return text.decode("utf-8") if kind == 1 else int(text)
 
 
 def write(path: str | Path, requests: TokenRequests) -> None:
     """Write token requests as native JSONL (session codes become integer labels)."""
-    import orjson
-
     with open(path, "wb") as out:
         for i in range(requests.n_requests):
             record = {"t": float(requests.t[i]), "tenant": requests.tenant_names[requests.tenant[i]]}

@@ -1,0 +1,126 @@
+"""Claude Code session transcripts: JSONL events with ``type``, ``uuid``, ``parentUuid``, ``sessionId``,
+``isSidechain``, ``timestamp`` and ``message``.
+
+Each assistant message is one request. Its prompt is the hidden prefix (system prompt and tool definitions,
+which the transcript does not contain) followed by the conversation so far: the chain of events from the
+assistant message's parent up to the root, rendered and tokenized like API logs. The hidden prefix's size is
+estimated once per kind of conversation (main, sub-agent) from the first request's billed usage
+(``input_tokens + cache_creation_input_tokens + cache_read_input_tokens`` minus the rendered conversation);
+its tokens are a fixed synthetic run, the same for every session in the file, as the real prefix would be.
+
+- sub-agent sidechains (``isSidechain``) are their own sessions (``<sessionId>/<root uuid>``);
+- a message streamed as several events (same ``message.id``, one content block each) is one request; its
+  later events extend the conversation only;
+- the billed usage of each message (its first event) is kept as observed tokens.
+Events of other types (summaries, system notes) carry no prompt text and are passed through in the chain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from cachesim.readers._base import Columns, ReadOptions, ReadResult, Row, Source, json_batches, require
+from cachesim.readers._render import Prompt
+from cachesim.readers.apilog import iso_seconds
+from cachesim.requests import TraceError
+from cachesim.tokenizers import get_tokenizer
+
+NAME = "claude-code"
+TIME_FIELD = "timestamp"
+_PROMPT_TYPES = ("user", "assistant")
+
+
+def sniff(first: dict | None, head: bytes) -> bool:
+    return first is not None and (("sessionId" in first and "type" in first and "uuid" in first)
+                                  or (first.get("type") == "summary" and "leafUuid" in first))
+
+
+def hidden_prefix(kind: str, n_tokens: int) -> np.ndarray:
+    """A fixed, deterministic stand-in for the hidden system prompt and tools: the same for every session."""
+    seed = 0x9E3779B97F4A7C15 if kind == "main" else 0xC2B2AE3D27D4EB4F
+    x = (np.arange(n_tokens, dtype=np.uint64) + np.uint64(seed)) * np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(31)
+    return (x & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+
+
+def _usage(message: dict) -> dict:
+    usage = message.get("usage")
+    if not isinstance(usage, dict):
+        return {}
+    values = {}
+    for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens"):
+        value = usage.get(name, 0) or 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise TraceError(f"expected a token count, got {str(value)[:40]!r}", field=f"message.usage.{name}")
+        values[name] = value
+    read, write = values["cache_read_input_tokens"], values["cache_creation_input_tokens"]
+    return {"observed_input_tokens": values["input_tokens"] + read + write, "observed_cache_read_tokens": read,
+            "observed_cache_write_tokens": write, "observed_output_tokens": values["output_tokens"]}
+
+
+def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
+    tokenizer = get_tokenizer(options.tokenizer)
+    # per event uuid: (parent uuid, its tokens, its segments); one entry per event, kept across batches
+    events: dict[str, tuple[str | None, np.ndarray, list]] = {}
+    roots: dict[str, str] = {}                # uuid -> the root of its chain (for sidechain sessions)
+    seen_messages: set[str] = set()
+    hidden: dict[str, np.ndarray] = {}        # "main" / "sidechain" -> hidden prefix tokens
+
+    def chain(parent: str | None) -> tuple[list[np.ndarray], list]:
+        parts, segments = [], []
+        while parent is not None and parent in events:
+            parent, tokens, segs = events[parent]
+            parts.append(tokens)
+            segments.append(segs)
+        return parts[::-1], [s for segs in segments[::-1] for s in segs]
+
+    def parse(obj: dict, line_no: int) -> Row | None:
+        kind = obj.get("type")
+        uuid = obj.get("uuid")
+        if uuid is None:  # summaries and other bookkeeping lines
+            return None
+        if not isinstance(uuid, str):
+            raise TraceError("expected a string", field="uuid")
+        parent = obj.get("parentUuid")
+        if parent is not None and not isinstance(parent, str):
+            raise TraceError("expected a string or null", field="parentUuid")
+        roots[uuid] = roots.get(parent, parent) if parent is not None else uuid
+        message = obj.get("message") if kind in _PROMPT_TYPES else None
+        if message is None:
+            events[uuid] = (parent, np.zeros(0, dtype=np.uint32), [])
+            return None
+        if not isinstance(message, dict):
+            raise TraceError("expected an object", field="message")
+        content = message.get("content")
+        if content is None:
+            raise TraceError("missing", field="message.content")
+        prompt = Prompt(tokenizer)
+        prompt.content(str(message.get("role", kind)), content, "message.content")
+        events[uuid] = (parent, prompt.tokens(), prompt.segments)
+        if kind != "assistant":
+            return None
+        message_id = message.get("id", uuid)
+        if message_id in seen_messages:  # a streamed continuation of a message already counted
+            return None
+        seen_messages.add(message_id)
+        session_id = require(obj, "sessionId", (str,), "a session id")
+        t = iso_seconds(require(obj, "timestamp", (str,), "an ISO 8601 time"), "timestamp")
+        sidechain = bool(obj.get("isSidechain"))
+        conversation, segments = chain(parent)
+        observed = _usage(message)
+        side = "sidechain" if sidechain else "main"
+        if side not in hidden:
+            rendered = sum(len(p) for p in conversation)
+            billed = observed.get("observed_input_tokens", rendered)
+            hidden[side] = hidden_prefix(side, max(billed - rendered, 0))
+        prefix = hidden[side]
+        tokens = np.concatenate([prefix, *conversation]) if conversation or len(prefix) else prefix
+        if not len(tokens):
+            raise TraceError("empty request: no conversation before this assistant message", field="parentUuid")
+        session = f"{session_id}/{roots[parent] if parent is not None else uuid}" if sidechain else session_id
+        return Row(t=t, values=tokens, output_tokens=observed.get("observed_output_tokens", -1), session=session,
+                   segments=([("hidden", len(prefix))] if len(prefix) else []) + segments, observed=observed)
+
+    return json_batches(source, options, Columns("tokens"), parse)
