@@ -213,3 +213,20 @@ def test_every_request_is_served_once_and_hits_add_up(rows, n, router):
 def test_bad_router_settings_are_named(kwargs):
     with pytest.raises(ValueError):
         RouterConfig(**kwargs)
+
+
+def test_cli_fleet_compares_routers(tmp_path, capsys):
+    from cachesim.cli import main
+
+    path = tmp_path / "small.npz"
+    block_trace(SMALL).save(path)
+    assert main(["fleet", str(path), "--replicas", "2", "--router", "round-robin,session", "--json", "-"]) == 0
+    import orjson
+
+    data = orjson.loads(capsys.readouterr().out)
+    assert [r["router"]["name"] for r in data["routers"]] == ["round-robin", "session"]
+    assert [row["requests"] for row in data["routers"][1]["per_replica"]] == [3, 2]
+    assert main(["fleet", str(path), "--replicas", "2", "--per-replica"]) == 0
+    assert "per replica — cost" in capsys.readouterr().out
+    assert main(["fleet", str(path), "--router", "fastest"]) == 2
+    assert "unknown router" in capsys.readouterr().err

@@ -209,3 +209,54 @@ def test_shared_partition_reports_the_plain_replay(rows, config):
     for name, row in plain.per_tenant().items():
         assert shared.per_tenant[name]["hit_tokens"] == row["hit_tokens"]
         assert shared.per_tenant[name]["requests"] == row["requests"]
+
+
+# -- command line and pictures ------------------------------------------------------------------------------------
+
+def test_cli_interference_json_and_heatmap(tmp_path, capsys):
+    from cachesim.cli import main
+
+    path = tmp_path / "two.npz"
+    two_tenants().save(path)
+    out = tmp_path / "report.json"
+    png, svg = tmp_path / "hits.png", tmp_path / "hits.svg"
+    assert main(["interference", str(path), "--capacity", "2", "--priority", "A", "--json", str(out),
+                 "--heatmap", str(png)]) == 0
+    assert "quotas" in capsys.readouterr().out
+    import orjson
+
+    data = orjson.loads(out.read_text())
+    assert data["remedies"]["quotas"]["per_tenant"]["A"]["token_hit_ratio"] == 0.25
+    assert data["counterfactual"]["per_tenant"]["A"]["token_hit_ratio"] == 0.5
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["interference", str(path), "--capacity", "2", "--heatmap", str(svg), "--json", "-"]) == 0
+    assert b"<svg" in svg.read_bytes()[:500]
+
+
+def test_cli_interference_mixes_in_a_generated_agent(tmp_path, capsys):
+    from cachesim.cli import main
+
+    path = tmp_path / "base.npz"
+    block_trace([(0.0, "x", [1, 2]), (5.0, "x", [1, 2, 3])], block_size=16).save(path)
+    assert main(["interference", str(path), "--name", "base", "--add-agent", "chatty", "--agent-users", "2",
+                 "--capacity", "50", "--json", "-"]) == 0
+    import orjson
+
+    data = orjson.loads(capsys.readouterr().out)
+    assert data["tenants"] == ["base", "agent-chatty"]
+    assert data["remedies"]["shared"]["per_tenant"]["base"]["requests"] == 2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--priority", "nobody"], "unknown priority tenant"),
+    (["--heatmap", "out.txt"], "heat map is written as"),
+])
+def test_cli_interference_bad_input_is_one_line(tmp_path, capsys, argv, message):
+    from cachesim.cli import main
+
+    path = tmp_path / "two.npz"
+    two_tenants().save(path)
+    assert main(["interference", str(path), "--capacity", "2", *[a.replace("out.txt", str(tmp_path / "o.txt"))
+                                                                  for a in argv]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("cachesim: error:") and message in err[0]

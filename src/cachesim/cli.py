@@ -140,7 +140,196 @@ def _run_replay(args) -> int:
     return 0
 
 
+def _add_trace_source(p, what: str) -> None:
+    """The input arguments shared with replay (read by _load_input)."""
+    p.add_argument("trace", nargs="?", help=f"trace file (Mooncake JSONL, native JSONL, or a compiled .npz) to "
+                                            f"{what}; omit to use the built-in agent workload")
+    p.add_argument("--format", help="trace format (default: sniffed from the content)")
+    p.add_argument("--preset", help="engine preset: vllm or sglang (block size and hit cap)")
+    p.add_argument("--block-size", type=parse_count, metavar="N", help="tokens per block for token-id traces")
+    p.add_argument("--workload", choices=["native", "chatty"], default="native",
+                   help="harness style of the built-in workload (when no TRACE is given)")
+    p.add_argument("--users", type=parse_count, default=8, help="users in the built-in workload")
+    p.add_argument("--seed", type=int, default=0, help="seed of the built-in workload (and of random routing)")
+    p.add_argument("--impl", choices=["core", "reference"], help="engine implementation (default: the core)")
+    cap = p.add_mutually_exclusive_group()
+    cap.add_argument("--capacity", type=parse_count, metavar="BLOCKS", help="cache capacity in block slots")
+    cap.add_argument("--capacity-tokens", type=parse_count, metavar="N", help="cache capacity in tokens")
+    p.add_argument("--ttl", type=parse_seconds, metavar="SECONDS", help="uniform TTL refreshed on use")
+    p.add_argument("--hit-cap", choices=["prompt-1"], help="cap hits so at least one prompt token is computed")
+    p.add_argument("--warmup", metavar="N|Ns", help="leave the first N requests (or N seconds) out of the counts")
+    p.add_argument("--workers", type=parse_count, help="parallel replays (default: one per CPU)")
+    p.add_argument("--executor", choices=["thread", "process"], default="thread",
+                   help="run replays in threads (default; the core releases the GIL) or processes")
+    p.add_argument("--json", metavar="OUT", help="write the comparison as JSON to OUT ('-' for stdout)")
+
+
+def _cache_config(args, trace):
+    from cachesim.presets import get_preset
+    from cachesim.replay import CacheConfig, parse_warmup
+
+    capacity = args.capacity
+    if args.capacity_tokens is not None:
+        capacity = max(args.capacity_tokens // trace.block_size, 1)
+    hit_cap = args.hit_cap or (get_preset(args.preset).hit_cap if args.preset else None)
+    warmup_requests, warmup_s = parse_warmup(args.warmup)
+    return CacheConfig(capacity_blocks=capacity, ttl_s=args.ttl, hit_cap=hit_cap, warmup_requests=warmup_requests,
+                       warmup_s=warmup_s)
+
+
+def _write_json(args, data: dict) -> None:
+    import orjson
+
+    text = orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n"
+    if args.json == "-":
+        sys.stdout.write(text)
+    elif args.json:
+        Path(args.json).write_text(text)
+
+
+def _parse_quota(text: str) -> tuple[str, int]:
+    name, sep, blocks = text.rpartition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected TENANT=BLOCKS, got {text!r}")
+    return name, parse_count(blocks)
+
+
+def _parse_fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction such as 0.5, got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction strictly between 0 and 1, got {text!r}")
+    return value
+
+
+def _add_interference(sub) -> None:
+    p = sub.add_parser("interference", help="tenants sharing a cache: counterfactual isolation and remedies",
+                       description="Replay a trace's tenants sharing one cache, each alone (counterfactual), and "
+                                   "under each remedy (namespace isolation, per-tenant quotas, a reserved partition "
+                                   "for a priority tenant); print their hit ratios side by side. See "
+                                   "docs/interference.md.")
+    _add_trace_source(p, "share")
+    p.add_argument("--name", help="tenant name for the TRACE's requests when mixing in an agent "
+                                  "(default: the file name's stem)")
+    p.add_argument("--add-agent", choices=["chatty", "native"], help="mix in a generated agent workload as one "
+                   "more tenant (compiled at the trace's block size)")
+    p.add_argument("--agent-users", type=parse_count, default=32, help="users of the generated agent")
+    p.add_argument("--agent-seed", type=int, default=0, help="seed of the generated agent")
+    p.add_argument("--agent-name", help="tenant name of the generated agent (default: agent-STYLE)")
+    p.add_argument("--keep-tenants", action="store_true", help="when mixing, keep each source's own tenants "
+                   "(as SOURCE/TENANT) instead of one tenant per source")
+    p.add_argument("--priority", metavar="TENANT", help="compare a reserved partition for this tenant")
+    p.add_argument("--reserve", type=_parse_fraction, default=0.5, help="the priority tenant's share of the "
+                   "capacity (default 0.5)")
+    p.add_argument("--quota", type=_parse_quota, action="append", metavar="TENANT=BLOCKS",
+                   help="a tenant's quota (repeatable); tenants without one split the rest equally")
+    p.add_argument("--alone", choices=["same", "share"], default="same", help="counterfactual capacity: the "
+                   "full capacity (default) or an equal share")
+    p.add_argument("--heatmap", metavar="PNG|SVG", help="draw the shared cache's hits_from tenant x tenant matrix")
+    p.set_defaults(run=_run_interference)
+
+
+def _run_interference(args) -> int:
+    from cachesim.interference import compare_remedies, merge_traces, print_report
+
+    trace, label = _load_input(args)
+    if args.add_agent:
+        from cachesim.trace import compile_trace
+        from cachesim.workloads import agent_workload
+
+        agent = agent_workload(style=args.add_agent, n_users=args.agent_users, seed=args.agent_seed)
+        agent_trace = compile_trace(agent.requests, trace.block_size, impl=args.impl)
+        name = args.name or (Path(args.trace).stem if args.trace else "workload")
+        agent_name = args.agent_name or f"agent-{args.add_agent}"
+        trace = merge_traces([(name, trace), (agent_name, agent_trace)], keep_tenants=args.keep_tenants)
+        label += (f" + generated {args.add_agent} agent as {agent_name!r} ({args.agent_users} users, seed "
+                  f"{args.agent_seed}, {agent_trace.n_requests:,} requests)")
+    config = _cache_config(args, trace)
+    report = compare_remedies(trace, config, priority=args.priority, reserve=args.reserve,
+                              quotas=dict(args.quota) if args.quota else None, alone_capacity=args.alone,
+                              impl=args.impl, workers=args.workers, executor=args.executor)
+    if args.json != "-":
+        print_report(report, label)
+    data = report.to_dict()
+    data["trace"] = {"label": label, "requests": trace.n_requests, "blocks": trace.n_blocks,
+                     "block_size": trace.block_size}
+    _write_json(args, data)
+    if args.heatmap:
+        try:
+            from cachesim.plot import tenant_heatmap
+        except ImportError as exc:
+            raise ValueError(str(exc)) from None
+        try:
+            tenant_heatmap(report.shared.hits_from, report.tenant_names, args.heatmap,
+                           title="shared cache: tokens tenant R hit in entries tenant O inserted")
+        except ImportError as exc:
+            raise ValueError(str(exc)) from None
+        if args.json != "-":
+            print(f"heat map written to {args.heatmap}")
+    return 0
+
+
+def _add_fleet(sub) -> None:
+    from cachesim.fleet import ROUTER_DESCRIPTIONS, ROUTERS, ROUTING_KEYS
+
+    p = sub.add_parser("fleet", help="replay a trace on N replicas behind a router",
+                       description="Route each request to one of N replicas, each with its own cache, and compare "
+                                   "routers by hit ratio, estimated time to first token and utilisation. Routers: "
+                                   + "; ".join(f"{k}: {v}" for k, v in ROUTER_DESCRIPTIONS.items())
+                                   + ". See docs/interference.md.")
+    _add_trace_source(p, "route")
+    p.add_argument("--replicas", type=parse_count, default=4, help="number of replicas (default 4); --capacity "
+                   "is per replica")
+    p.add_argument("--router", default="all", help=f"router(s), comma-separated: {', '.join(ROUTERS)}, or all "
+                   "(default)")
+    p.add_argument("--prefix-blocks", type=parse_count, help="prefix-hash: leading blocks hashed (default: "
+                   "256 tokens' worth, at least 1)")
+    p.add_argument("--routing-key", choices=ROUTING_KEYS, default="tenant",
+                   help="prefix-hash: what plays prompt_cache_key (default tenant)")
+    p.add_argument("--overflow-per-min", type=float, default=15.0, help="prefix-hash: requests/min per routing "
+                   "key before it spills to more replicas (default 15)")
+    p.add_argument("--cache-threshold", type=float, default=0.5, help="cache-aware: match rate needed (0.5)")
+    p.add_argument("--balance-abs", type=int, default=32, help="cache-aware: absolute imbalance threshold (32)")
+    p.add_argument("--balance-rel", type=float, default=1.0001, help="cache-aware: relative imbalance threshold")
+    p.add_argument("--overlap-weight", type=float, default=1.0, help="cost: weight of prefill blocks (1.0)")
+    p.add_argument("--prefill-tps", type=float, default=20_000.0, help="load model: prefill tokens/s per replica")
+    p.add_argument("--decode-tps", type=float, default=2_000.0, help="load model: decode tokens/s per replica "
+                   "(aggregate over its batch)")
+    p.add_argument("--output-tokens", type=int, default=256, help="load model: output length of requests whose "
+                   "trace gives none")
+    p.add_argument("--per-replica", action="store_true", help="print each router's per-replica table")
+    p.set_defaults(run=_run_fleet)
+
+
+def _run_fleet(args) -> int:
+    from cachesim.fleet import ROUTERS, LoadModel, RouterConfig, print_fleet, run_fleet
+
+    names = list(ROUTERS) if args.router == "all" else [r.strip() for r in args.router.split(",") if r.strip()]
+    trace, label = _load_input(args)
+    config = _cache_config(args, trace)
+    load = LoadModel(prefill_tokens_per_s=args.prefill_tps, decode_tokens_per_s=args.decode_tps,
+                     default_output_tokens=args.output_tokens)
+    prefix_blocks = args.prefix_blocks or max(1, 256 // trace.block_size)
+    results = []
+    for name in names:
+        router = RouterConfig(name, seed=args.seed, prefix_blocks=prefix_blocks, routing_key=args.routing_key,
+                              overflow_per_min=args.overflow_per_min, cache_threshold=args.cache_threshold,
+                              balance_abs_threshold=args.balance_abs, balance_rel_threshold=args.balance_rel,
+                              overlap_weight=args.overlap_weight)
+        results.append(run_fleet(trace, args.replicas, router, config=config, load=load, impl=args.impl,
+                                 workers=args.workers, executor=args.executor))
+    if args.json != "-":
+        print_fleet(results, label, per_replica=args.per_replica)
+    _write_json(args, {"trace": {"label": label, "requests": trace.n_requests, "blocks": trace.n_blocks,
+                                 "block_size": trace.block_size},
+                       "replicas": args.replicas, "routers": [r.to_dict() for r in results]})
+    return 0
+
+
 COMMANDS: list[Callable] = [_add_replay]
+COMMANDS += [_add_interference, _add_fleet]
 
 
 def build_parser() -> argparse.ArgumentParser:

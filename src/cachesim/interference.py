@@ -443,3 +443,50 @@ def compare_remedies(trace: Trace, config: CacheConfig, *, priority: str | None 
     results = _run_plans(trace, config, [p.partitions for p in plans] + [alone.partitions], impl, workers, executor)
     by_name = {plan.name: res for plan, res in zip(plans + [alone], results)}
     return InterferenceReport(names, config, plans, by_name, alone.name)
+
+
+# -- on screen ----------------------------------------------------------------------------------------------------
+
+def print_report(report: InterferenceReport, label: str, console=None, max_tenants: int = 20) -> None:
+    """The remedies side by side: token hit ratio per tenant, and the share of its loss each remedy recovers."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    cfg = report.config
+    capacity = "unbounded" if cfg.capacity_blocks is None else f"{cfg.capacity_blocks:,} blocks"
+    console.print(f"[bold]cachesim interference[/bold] — {label}")
+    console.print(f"cache: LRU · capacity {capacity} · "
+                  f"{'no TTL' if cfg.ttl_s is None else f'TTL {cfg.ttl_s:g} s'} · hit cap {cfg.hit_cap or 'none'}")
+    table = Table(title="token hit ratio per tenant (in brackets: share of the loss alone -> shared recovered)",
+                  header_style="bold")
+    for col in ("tenant", "requests", "prompt tokens", report.counterfactual_name, "shared", "drop"):
+        table.add_column(col, justify="left" if col == "tenant" else "right")
+    others = [p.name for p in report.remedies if p.name != "shared"]
+    for name in others:
+        table.add_column(name, justify="right")
+    ranked = sorted(report.tenant_names, key=lambda t: -report.shared.per_tenant[t]["prompt_tokens"])
+    for tenant in ranked[:max_tenants]:
+        shared = report.shared.per_tenant[tenant]
+        alone = report.alone.per_tenant[tenant]["token_hit_ratio"]
+        cells = [tenant, f"{shared['requests']:,}", f"{shared['prompt_tokens']:,}", f"{alone:.4f}",
+                 f"{shared['token_hit_ratio']:.4f}", f"{alone - shared['token_hit_ratio']:+.4f}"]
+        for name in others:
+            value = report.results[name].per_tenant[tenant]["token_hit_ratio"]
+            share = report.recovered(name, tenant)
+            cells.append(f"{value:.4f}" + (f" ({share:+.0%})" if share is not None else ""))
+        table.add_row(*cells)
+    totals = {name: res.totals() for name, res in report.results.items()}
+    table.add_row("[bold]all[/bold]", f"{totals['shared']['requests']:,}", f"{totals['shared']['prompt_tokens']:,}",
+                  f"{totals[report.counterfactual_name]['token_hit_ratio']:.4f}",
+                  f"{totals['shared']['token_hit_ratio']:.4f}",
+                  f"{totals[report.counterfactual_name]['token_hit_ratio'] - totals['shared']['token_hit_ratio']:+.4f}",
+                  *(f"{totals[name]['token_hit_ratio']:.4f}" for name in others), end_section=True)
+    if len(ranked) > max_tenants:
+        table.caption = f"{len(ranked) - max_tenants} more tenants in the JSON output"
+    console.print(table)
+    console.print(f"[bold]{report.counterfactual_name}[/bold]: "
+                  + ("each tenant replayed alone at the full capacity"
+                     if report.counterfactual_name == "alone" else "each tenant replayed alone at an equal share"))
+    for plan in report.remedies:
+        console.print(f"[bold]{plan.name}[/bold]: {plan.description}")
