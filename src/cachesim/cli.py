@@ -228,6 +228,7 @@ def _add_interference(sub) -> None:
     p.add_argument("--alone", choices=["same", "share"], default="same", help="counterfactual capacity: the "
                    "full capacity (default) or an equal share")
     p.add_argument("--heatmap", metavar="PNG|SVG", help="draw the shared cache's hits_from tenant x tenant matrix")
+    p.add_argument("--save-trace", metavar="OUT.npz", help="save the (mixed) trace, e.g. for 'cachesim fleet'")
     p.set_defaults(run=_run_interference)
 
 
@@ -246,6 +247,8 @@ def _run_interference(args) -> int:
         trace = merge_traces([(name, trace), (agent_name, agent_trace)], keep_tenants=args.keep_tenants)
         label += (f" + generated {args.add_agent} agent as {agent_name!r} ({args.agent_users} users, seed "
                   f"{args.agent_seed}, {agent_trace.n_requests:,} requests)")
+    if args.save_trace:
+        trace.save(args.save_trace)
     config = _cache_config(args, trace)
     report = compare_remedies(trace, config, priority=args.priority, reserve=args.reserve,
                               quotas=dict(args.quota) if args.quota else None, alone_capacity=args.alone,
