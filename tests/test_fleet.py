@@ -230,3 +230,13 @@ def test_cli_fleet_compares_routers(tmp_path, capsys):
     assert "per replica — cost" in capsys.readouterr().out
     assert main(["fleet", str(path), "--router", "fastest"]) == 2
     assert "unknown router" in capsys.readouterr().err
+
+
+def test_fleet_per_tenant_totals_by_hand():
+    # round-robin on 2 replicas: A's [1,2] twice lands on 0 both times (requests 0 and 2): its second visit hits 8
+    rows = [(0.0, "A", [1, 2]), (1.0, "B", [1, 2]), (2.0, "A", [1, 2]), (3.0, "B", [1, 2, 3])]
+    fleet = run_fleet(block_trace(rows), 2, "round-robin", load=LOAD)
+    assert fleet.per_tenant() == {
+        "A": {"requests": 2, "prompt_tokens": 16, "hit_tokens": 8, "token_hit_ratio": 0.5},
+        "B": {"requests": 2, "prompt_tokens": 20, "hit_tokens": 8, "token_hit_ratio": 0.4},
+    }

@@ -318,6 +318,7 @@ class FleetResult:
     replica: np.ndarray                       # int32 [n]: replica of each request
     replicas: list[Result | None]             # per replica (None when it got no request)
     per_request: dict[str, np.ndarray] = field(repr=False)   # engine outputs, ttft_s, finish_s, counted, in trace order
+    tenant_names: list[str] = field(default_factory=lambda: ["default"])
 
     def summary(self) -> dict[str, Any]:
         pr = self.per_request
@@ -368,6 +369,19 @@ class FleetResult:
             })
         return rows
 
+    def per_tenant(self) -> dict[str, dict[str, Any]]:
+        """Per tenant over the whole fleet: counted requests, prompt and hit tokens, token hit ratio."""
+        pr = self.per_request
+        counted = pr["counted"]
+        n = len(self.tenant_names)
+        tenant = pr["tenant"][counted]
+        requests = np.bincount(tenant, minlength=n)
+        prompt = np.bincount(tenant, weights=pr["prompt_tokens"][counted], minlength=n)
+        hit = np.bincount(tenant, weights=pr["hit_tokens"][counted], minlength=n)
+        return {name: {"requests": int(requests[i]), "prompt_tokens": int(prompt[i]), "hit_tokens": int(hit[i]),
+                       "token_hit_ratio": float(hit[i] / prompt[i]) if prompt[i] else 0.0}
+                for i, name in enumerate(self.tenant_names)}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "router": {"name": self.router.name, "description": ROUTER_DESCRIPTIONS[self.router.name],
@@ -377,6 +391,7 @@ class FleetResult:
                       "hit_cap": self.config.hit_cap, "isolation": self.config.isolation},
             "summary": self.summary(),
             "per_replica": self.per_replica(),
+            "per_tenant": self.per_tenant(),
         }
 
 
@@ -419,12 +434,13 @@ def run_fleet(trace: Trace, n_replicas: int, router: RouterConfig | str = "round
     per_request["ttft_s"] = ttft
     per_request["finish_s"] = finish
     per_request["work_s"] = prefill_s + decode_s
-    return FleetResult(router, n_replicas, config, load, replica, replicas, per_request)
+    return FleetResult(router, n_replicas, config, load, replica, replicas, per_request, list(trace.tenant_names))
 
 
 # -- on screen ----------------------------------------------------------------------------------------------------
 
-def print_fleet(results: Sequence[FleetResult], label: str, console=None, per_replica: bool = False) -> None:
+def print_fleet(results: Sequence[FleetResult], label: str, console=None, per_replica: bool = False,
+                max_tenants: int = 20) -> None:
     """Routers side by side; with ``per_replica`` (or a single router) each replica's row too."""
     from rich.console import Console
     from rich.table import Table
@@ -448,6 +464,21 @@ def print_fleet(results: Sequence[FleetResult], label: str, console=None, per_re
                       f"{s['ttft_p50_s']:.3f}", f"{s['ttft_p99_s']:.3f}", f"{s['utilisation_max']:.3f}",
                       f"{s['utilisation_mean']:.3f}", f"{s['request_imbalance']:.3f}")
     console.print(table)
+    names = first.tenant_names
+    if len(names) > 1:
+        tenants = [res.per_tenant() for res in results]
+        t = Table(title="token hit ratio per tenant", header_style="bold")
+        t.add_column("tenant")
+        t.add_column("requests", justify="right")
+        for res in results:
+            t.add_column(res.router.name, justify="right")
+        ranked = sorted(names, key=lambda name: -tenants[0][name]["prompt_tokens"])
+        for name in ranked[:max_tenants]:
+            t.add_row(name, f"{tenants[0][name]['requests']:,}",
+                      *(f"{rows[name]['token_hit_ratio']:.4f}" for rows in tenants))
+        if len(ranked) > max_tenants:
+            t.caption = f"{len(ranked) - max_tenants} more tenants in the JSON output"
+        console.print(t)
     if not (per_replica or len(results) == 1):
         return
     for res in results:
