@@ -260,3 +260,24 @@ def test_cli_interference_bad_input_is_one_line(tmp_path, capsys, argv, message)
                                                                   for a in argv]]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("cachesim: error:") and message in err[0]
+
+
+def test_documented_mooncake_example():
+    """The figures docs/interference.md shows for the Mooncake trace next to a generated chatty agent."""
+    from cachesim.readers import read_trace
+    from conftest import MOONCAKE_CONVERSATION, require_shared
+
+    mooncake = read_trace(require_shared(MOONCAKE_CONVERSATION))
+    check_documented_example(mooncake)
+
+
+def check_documented_example(mooncake):
+    from cachesim.workloads import agent_workload
+
+    agent = compile_trace(agent_workload(style="chatty", n_users=64, seed=0).requests, mooncake.block_size)
+    mix = merge_traces([("mooncake", mooncake), ("agent-chatty", agent)])
+    report = compare_remedies(mix, CacheConfig(capacity_blocks=20_000), priority="mooncake", reserve=0.9)
+    ratio = {name: round(res.per_tenant["mooncake"]["token_hit_ratio"], 4) for name, res in report.results.items()}
+    assert ratio == {"shared": 0.2294, "namespace": 0.2294, "quotas": 0.2157, "priority": 0.2814, "alone": 0.2935}
+    assert round(report.recovered("priority", "mooncake"), 2) == 0.81
+    assert report.results["shared"].per_tenant["agent-chatty"]["hit_tokens"] == 0

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import xxhash
@@ -28,7 +29,7 @@ from cachesim.interference import first_counted, replay_requests
 from cachesim.replay import CacheConfig, Result
 from cachesim.trace import Trace
 
-__all__ = ["ROUTERS", "LoadModel", "RouterConfig", "FleetResult", "route", "run_fleet", "fifo_schedule"]
+__all__ = ["ROUTERS", "FleetResult", "LoadModel", "RouterConfig", "fifo_schedule", "route", "run_fleet"]
 
 ROUTERS = ("round-robin", "random", "session", "prefix-hash", "least-loaded", "cache-aware", "cost")
 ROUTER_DESCRIPTIONS = {
@@ -139,7 +140,7 @@ class _PrefixIndex:
 class _Load:
     """The router's estimate of one replica's queue under the load model."""
 
-    __slots__ = ("free_at", "inflight", "inflight_blocks", "prefilling", "prefill_tokens")
+    __slots__ = ("free_at", "inflight", "inflight_blocks", "prefill_tokens", "prefilling")
 
     def __init__(self):
         self.free_at = 0.0

@@ -20,11 +20,11 @@ counts exactly the requests the shared replay counts.
 
 from __future__ import annotations
 
-import math
 import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -33,9 +33,21 @@ from cachesim.requests import TraceError
 from cachesim.trace import Trace, _take
 
 __all__ = [
-    "Partition", "PartitionedResult", "Remedy", "InterferenceReport", "merge_traces", "select_tenants",
-    "take_requests", "first_counted", "replay_requests", "replay_partitions", "counterfactual", "remedy_plans",
-    "compare_remedies", "parallel_map", "EXECUTORS",
+    "EXECUTORS",
+    "InterferenceReport",
+    "Partition",
+    "PartitionedResult",
+    "Remedy",
+    "compare_remedies",
+    "counterfactual",
+    "first_counted",
+    "merge_traces",
+    "parallel_map",
+    "remedy_plans",
+    "replay_partitions",
+    "replay_requests",
+    "select_tenants",
+    "take_requests",
 ]
 
 EXECUTORS = ("thread", "process")
@@ -336,9 +348,11 @@ def remedy_plans(tenants: Sequence[str], capacity_blocks: int | None, *, priorit
         parts = [Partition((priority,), own, "tenant")]
         if others:
             parts.append(Partition(others, rest))
-        plans.append(Remedy("priority", f"{priority} gets a reserved {own if own is not None else 'unbounded'} "
-                            f"blocks to itself; the other tenants share the remaining "
-                            f"{rest if rest is not None else 'unbounded'}", tuple(parts)))
+        def blocks(n):
+            return "unbounded" if n is None else f"{n:,}"
+
+        plans.append(Remedy("priority", f"{priority} gets a reserved {blocks(own)} blocks to itself; the other "
+                            f"tenants share the remaining {blocks(rest)}", tuple(parts)))
     return plans
 
 
