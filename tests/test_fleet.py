@@ -179,13 +179,15 @@ def traces(draw):
     return rows
 
 
+@pytest.mark.parametrize("impl", ["core", "reference"])
 @given(rows=traces(), cap=st.one_of(st.none(), st.integers(1, 10)), ttl=st.sampled_from([None, 5.0]),
        warm=st.integers(0, 3), router=st.sampled_from(ROUTERS))
-def test_one_replica_fleet_is_the_plain_replay(rows, cap, ttl, warm, router):
+def test_one_replica_fleet_is_the_plain_replay(impl, rows, cap, ttl, warm, router):
     trace = block_trace(rows, output=3)
-    plain = cachesim.replay(trace, capacity_blocks=cap, ttl_s=ttl, warmup=warm)
+    plain = cachesim.replay(trace, capacity_blocks=cap, ttl_s=ttl, warmup=warm, impl=impl)
     fleet = run_fleet(trace, 1, RouterConfig(router, seed=3), config=CacheConfig(capacity_blocks=cap, ttl_s=ttl,
-                                                                                 warmup_requests=warm), load=LOAD)
+                                                                                 warmup_requests=warm), load=LOAD,
+                      impl=impl)
     assert fleet.replica.tolist() == [0] * len(rows)
     for name in ("hit_tokens", "hit_blocks", "inserted_blocks", "evicted_blocks", "expired_blocks",
                  "uncached_blocks"):

@@ -170,12 +170,13 @@ configs = st.builds(lambda cap, ttl, warm: CacheConfig(capacity_blocks=cap, ttl_
                     st.integers(0, 4))
 
 
+@pytest.mark.parametrize("impl", ["core", "reference"])
 @given(rows=tenant_traces(max_tenants=1), config=configs)
-def test_one_tenant_alone_and_every_remedy_equal_the_shared_replay(rows, config):
+def test_one_tenant_alone_and_every_remedy_equal_the_shared_replay(impl, rows, config):
     trace = block_trace(rows)
     plain = cachesim.replay(trace, capacity_blocks=config.capacity_blocks, ttl_s=config.ttl_s,
-                            warmup=config.warmup_requests).per_tenant()["t0"]
-    report = compare_remedies(trace, config, priority="t0")
+                            warmup=config.warmup_requests, impl=impl).per_tenant()["t0"]
+    report = compare_remedies(trace, config, priority="t0", impl=impl)
     for name, res in report.results.items():
         row = res.per_tenant["t0"]
         assert (row["hit_tokens"], row["prompt_tokens"], row["requests"]) == (
@@ -281,3 +282,14 @@ def check_documented_example(mooncake):
     assert ratio == {"shared": 0.2294, "namespace": 0.2294, "quotas": 0.2157, "priority": 0.2814, "alone": 0.2935}
     assert round(report.recovered("priority", "mooncake"), 2) == 0.81
     assert report.results["shared"].per_tenant["agent-chatty"]["hit_tokens"] == 0
+
+
+def test_a_tenant_without_requests_reports_zeros():
+    trace = block_trace([(0.0, 0, [1, 2]), (1.0, 0, [1, 2])], tenant_names=["A", "idle"])
+    report = compare_remedies(trace, CacheConfig(capacity_blocks=4), priority="idle")
+    for res in report.results.values():
+        assert res.per_tenant["idle"]["requests"] == 0
+        assert res.per_tenant["A"]["hit_tokens"] in (0, 2)
+    # A alone at 4 blocks hits its second request; quotas give it 2 blocks: still enough for [1, 2]
+    assert report.results["quotas"].per_tenant["A"]["hit_tokens"] == 2
+    assert report.results["priority"].per_tenant["A"]["hit_tokens"] == 2
