@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
+import xxhash
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -41,6 +44,7 @@ def test_round_robin():
 def test_random_is_seeded_and_uniform():
     trace = block_trace([(float(i), "A", [i]) for i in range(2000)])
     a = route(trace, 4, RouterConfig("random", seed=7))
+    assert a.tolist() == np.random.default_rng(7).integers(0, 4, size=2000).tolist()   # the documented draw
     assert a.tolist() == route(trace, 4, RouterConfig("random", seed=7)).tolist()
     assert a.tolist() != route(trace, 4, RouterConfig("random", seed=8)).tolist()
     counts = np.bincount(a, minlength=4)
@@ -114,6 +118,16 @@ def test_prefix_hash_sticks_below_the_rate_and_spills_above_it():
     assert a[:15] == [home] * 15
     assert a[15:20] == [home, (home + 1) % 4, home, (home + 1) % 4, home]
     assert a[20] == home
+
+
+def test_prefix_hash_home_is_the_documented_hash():
+    # home = XXH3_64(little-endian uint64 pair (key of the first K blocks, tenant code), seed) mod N, the key chained
+    # as SEMANTICS §2 says: key0 = XXH3(id 1, seed 0), key1 = XXH3(id 2, seed key0)
+    key0 = xxhash.xxh3_64_intdigest(struct.pack("<Q", 1), seed=0)
+    key1 = xxhash.xxh3_64_intdigest(struct.pack("<Q", 2), seed=key0)
+    rows = [(0.0, "A", [1, 2, 3]), (1.0, "B", [1, 2])]
+    a = route(block_trace(rows), 7, RouterConfig("prefix-hash", prefix_blocks=2, seed=5)).tolist()
+    assert a == [xxhash.xxh3_64_intdigest(struct.pack("<QQ", key1, tenant), seed=5) % 7 for tenant in (0, 1)]
 
 
 def test_prefix_hash_key_and_prefix_length():
@@ -242,3 +256,17 @@ def test_fleet_per_tenant_totals_by_hand():
         "A": {"requests": 2, "prompt_tokens": 16, "hit_tokens": 8, "token_hit_ratio": 0.5},
         "B": {"requests": 2, "prompt_tokens": 20, "hit_tokens": 8, "token_hit_ratio": 0.4},
     }
+
+
+@given(rows=traces(), n=st.integers(1, 4), router=st.sampled_from(["least-loaded", "cache-aware", "cost"]))
+def test_router_index_predicts_exactly_when_caches_are_unbounded(rows, n, router):
+    # unbounded caches without TTL keep everything a replica was sent, and so does the router's index
+    fleet = run_fleet(block_trace(rows), n, router, load=LOAD)
+    assert fleet.per_request["predicted_hit_tokens"].tolist() == fleet.per_request["hit_tokens"].tolist()
+    assert fleet.summary()["predicted_hit_tokens"] == fleet.summary()["hit_tokens"]
+
+
+def test_routers_without_an_index_predict_nothing():
+    fleet = run_fleet(block_trace(SMALL), 2, "session", load=LOAD)
+    assert fleet.summary()["predicted_hit_tokens"] is None
+    assert set(fleet.per_request["predicted_hit_tokens"].tolist()) == {-1}

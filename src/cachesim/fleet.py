@@ -167,6 +167,12 @@ class _Load:
 def route(trace: Trace, n_replicas: int, router: RouterConfig | str = "round-robin", *,
           config: CacheConfig | None = None, load: LoadModel | None = None) -> np.ndarray:
     """The replica (int32) each request of ``trace`` goes to."""
+    return _route(trace, n_replicas, router, config, load)[0]
+
+
+def _route(trace: Trace, n_replicas: int, router: RouterConfig | str, config: CacheConfig | None,
+           load: LoadModel | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Replicas, and the hit tokens the router's index predicted on each (None for routers without an index)."""
     router = RouterConfig(router) if isinstance(router, str) else router
     if n_replicas < 1:
         raise ValueError(f"a fleet needs at least one replica, got {n_replicas}")
@@ -174,13 +180,13 @@ def route(trace: Trace, n_replicas: int, router: RouterConfig | str = "round-rob
     load = load or LoadModel()
     n = trace.n_requests
     if router.name == "round-robin":
-        return (np.arange(n) % n_replicas).astype(np.int32)
+        return (np.arange(n) % n_replicas).astype(np.int32), None
     if router.name == "random":
-        return np.random.default_rng(router.seed).integers(0, n_replicas, size=n).astype(np.int32)
+        return np.random.default_rng(router.seed).integers(0, n_replicas, size=n).astype(np.int32), None
     if router.name == "session":
-        return _route_session(trace, n_replicas)
+        return _route_session(trace, n_replicas), None
     if router.name == "prefix-hash":
-        return _route_prefix_hash(trace, n_replicas, router)
+        return _route_prefix_hash(trace, n_replicas, router), None
     return _route_stateful(trace, n_replicas, router, config, load)
 
 
@@ -240,9 +246,10 @@ def _route_prefix_hash(trace: Trace, n_replicas: int, router: RouterConfig) -> n
 
 
 def _route_stateful(trace: Trace, n_replicas: int, router: RouterConfig, config: CacheConfig,
-                    load: LoadModel) -> np.ndarray:
+                    load: LoadModel) -> tuple[np.ndarray, np.ndarray]:
     """least-loaded, cache-aware and cost: decisions that read the router's index and load estimate."""
     out = np.empty(trace.n_requests, dtype=np.int32)
+    predicted = np.empty(trace.n_requests, dtype=np.int64)
     indexes = [_PrefixIndex(config.capacity_blocks, config.ttl_s) for _ in range(n_replicas)]
     loads = [_Load() for _ in range(n_replicas)]
     offsets = trace.block_offsets.tolist()
@@ -285,11 +292,12 @@ def _route_stateful(trace: Trace, n_replicas: int, router: RouterConfig, config:
                      for j in replicas]
             r = costs.index(min(costs))
             matched = matches[r]
-        uncached = prompt[i] - (token_cum[b0 + matched] - token_cum[b0])
+        predicted[i] = token_cum[b0 + matched] - token_cum[b0]
+        uncached = prompt[i] - predicted[i]
         loads[r].add(t, uncached / pre_rate, output[i] / dec_rate, b1 - b0, uncached)
         indexes[r].insert(keys, t)
         out[i] = r
-    return out
+    return out, predicted
 
 
 # -- replaying the fleet ------------------------------------------------------------------------------------------
@@ -342,6 +350,10 @@ class FleetResult:
             "utilisation_max": max(util) if util else 0.0,
             "utilisation_mean": float(np.mean(util)) if util else 0.0,
             "request_imbalance": float(n_req.max() / n_req.mean()) if n_req.sum() else 0.0,
+            # the router's index against the caches: hit tokens it expected vs those the replicas delivered
+            "predicted_hit_tokens": (int(pr["predicted_hit_tokens"][counted].sum())
+                                     if len(pr["predicted_hit_tokens"]) and pr["predicted_hit_tokens"][0] >= 0
+                                     else None),
         }
 
     def per_replica(self) -> list[dict[str, Any]]:
@@ -404,7 +416,7 @@ def run_fleet(trace: Trace, n_replicas: int, router: RouterConfig | str = "round
     router = RouterConfig(router) if isinstance(router, str) else router
     config = config or CacheConfig()
     load = load or LoadModel()
-    replica = route(trace, n_replicas, router, config=config, load=load)
+    replica, predicted = _route(trace, n_replicas, router, config, load)
     index_sets = [np.flatnonzero(replica == r) for r in range(n_replicas)]
     busy = [ix for ix in index_sets if len(ix)]
     results = iter(replay_requests(trace, config, busy, impl=impl, keep_per_request=True, workers=workers,
@@ -432,6 +444,8 @@ def run_fleet(trace: Trace, n_replicas: int, router: RouterConfig | str = "round
         first, done = fifo_schedule(per_request["t"][ix], prefill_s[ix], decode_s[ix])
         ttft[ix] = first - per_request["t"][ix]
         finish[ix] = done
+    # what the router's own index expected each request to hit (-1: the router keeps no index)
+    per_request["predicted_hit_tokens"] = predicted if predicted is not None else np.full(n, -1, dtype=np.int64)
     per_request["ttft_s"] = ttft
     per_request["finish_s"] = finish
     per_request["work_s"] = prefill_s + decode_s
@@ -457,13 +471,15 @@ def print_fleet(results: Sequence[FleetResult], label: str, console=None, per_re
                   "queue per replica")
     table = Table(title="routers", header_style="bold")
     for col in ("router", "token hit ratio", "TTFT mean s", "TTFT p50 s", "TTFT p99 s", "util max", "util mean",
-                "requests max/mean"):
+                "requests max/mean", "predicted/hit"):
         table.add_column(col, justify="left" if col == "router" else "right")
     for res in results:
         s = res.summary()
+        predicted = s["predicted_hit_tokens"]
         table.add_row(res.router.name, f"{s['token_hit_ratio']:.4f}", f"{s['ttft_mean_s']:.3f}",
                       f"{s['ttft_p50_s']:.3f}", f"{s['ttft_p99_s']:.3f}", f"{s['utilisation_max']:.3f}",
-                      f"{s['utilisation_mean']:.3f}", f"{s['request_imbalance']:.3f}")
+                      f"{s['utilisation_mean']:.3f}", f"{s['request_imbalance']:.3f}",
+                      "—" if predicted is None else f"{predicted / s['hit_tokens']:.3f}" if s["hit_tokens"] else "—")
     console.print(table)
     names = first.tenant_names
     if len(names) > 1:
