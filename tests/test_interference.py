@@ -140,7 +140,7 @@ def test_plans_describe_quotas_and_priority_partitions():
 @pytest.mark.parametrize("kwargs, message", [
     ({"priority": "nobody"}, "unknown priority tenant"),
     ({"priority": "a", "reserve": 1.0}, "reserve"),
-    ({"quotas": {"a": 100}}, "each needs at least one block"),
+    ({"quotas": {"a": 100}}, "after the quotas given .100 blocks. 0 for 1 tenant"),
     ({"quotas": {"zz": 1}}, "unknown tenant"),
 ])
 def test_bad_remedy_arguments_are_named(kwargs, message):

@@ -320,8 +320,9 @@ def _shares(capacity: int, tenants: Sequence[str], quotas: Mapping[str, int] | N
     if rest:
         each = left // len(rest)
         if each < 1:
-            raise ValueError(f"quotas {quotas} leave {left} blocks for {len(rest)} other tenant(s): "
-                             "each needs at least one block")
+            given = f"after the quotas given ({sum(quotas.values()):,} blocks) " if quotas else ""
+            raise ValueError(f"a capacity of {capacity:,} blocks leaves {given}{left:,} for {len(rest)} tenant(s) "
+                             "without a quota: each needs at least one block (raise the capacity or set quotas)")
         quotas.update({t: each for t in rest})
     for t, q in quotas.items():
         if q < 1:
