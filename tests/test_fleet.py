@@ -244,6 +244,12 @@ def test_cli_fleet_compares_routers(tmp_path, capsys):
     assert [row["requests"] for row in data["routers"][1]["per_replica"]] == [3, 2]
     assert main(["fleet", str(path), "--replicas", "2", "--per-replica"]) == 0
     assert "per replica — cost" in capsys.readouterr().out
+    # B's [1,2,5] would hit A's [1,2] on replica 0 (session s0); salted per tenant it hits nothing
+    assert main(["fleet", str(path), "--replicas", "2", "--router", "session", "--json", "-"]) == 0
+    assert orjson.loads(capsys.readouterr().out)["routers"][0]["per_tenant"]["B"]["hit_tokens"] == 8
+    assert main(["fleet", str(path), "--replicas", "2", "--router", "session", "--isolation", "tenant",
+                 "--json", "-"]) == 0
+    assert orjson.loads(capsys.readouterr().out)["routers"][0]["per_tenant"]["B"]["hit_tokens"] == 0
     assert main(["fleet", str(path), "--router", "fastest"]) == 2
     assert "unknown router" in capsys.readouterr().err
 

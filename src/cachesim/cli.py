@@ -302,6 +302,7 @@ def _add_fleet(sub) -> None:
                    "(aggregate over its batch)")
     p.add_argument("--output-tokens", type=int, default=256, help="load model: output length of requests whose "
                    "trace gives none")
+    p.add_argument("--isolation", choices=["tenant"], help="tenants never share cache entries on a replica")
     p.add_argument("--per-replica", action="store_true", help="print each router's per-replica table")
     p.set_defaults(run=_run_fleet)
 
@@ -312,6 +313,10 @@ def _run_fleet(args) -> int:
     names = list(ROUTERS) if args.router == "all" else [r.strip() for r in args.router.split(",") if r.strip()]
     trace, label = _load_input(args)
     config = _cache_config(args, trace)
+    if args.isolation:
+        from dataclasses import replace
+
+        config = replace(config, isolation=args.isolation)
     load = LoadModel(prefill_tokens_per_s=args.prefill_tps, decode_tokens_per_s=args.decode_tps,
                      default_output_tokens=args.output_tokens)
     prefix_blocks = args.prefix_blocks or max(1, 256 // trace.block_size)
