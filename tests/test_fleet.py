@@ -276,3 +276,17 @@ def test_routers_without_an_index_predict_nothing():
     fleet = run_fleet(block_trace(SMALL), 2, "session", load=LOAD)
     assert fleet.summary()["predicted_hit_tokens"] is None
     assert set(fleet.per_request["predicted_hit_tokens"].tolist()) == {-1}
+
+
+@given(gaps=st.lists(st.floats(0, 10), min_size=1, max_size=30), data=st.data())
+def test_fifo_schedule_matches_the_sequential_recurrence(gaps, data):
+    t = np.cumsum(gaps)
+    prefill = np.asarray(data.draw(st.lists(st.floats(0, 5), min_size=len(t), max_size=len(t))))
+    decode = np.asarray(data.draw(st.lists(st.floats(0, 5), min_size=len(t), max_size=len(t))))
+    first, finish = fifo_schedule(t, prefill, decode)
+    free = 0.0
+    for i in range(len(t)):
+        start = max(t[i], free)
+        assert first[i] == pytest.approx(start + prefill[i], abs=1e-9)
+        free = start + prefill[i] + decode[i]
+        assert finish[i] == pytest.approx(free, abs=1e-9)
