@@ -32,3 +32,9 @@ __all__ = [
     "Simulator", "TokenRequests", "Trace", "TraceError", "compile_trace", "get_preset", "replay",
     "TraceStream", "detect_format", "read_trace",
 ]
+
+# tenants sharing a cache, and fleets of replicas (docs/interference.md)
+from cachesim.fleet import LoadModel, RouterConfig, run_fleet  # noqa: E402
+from cachesim.interference import compare_remedies, counterfactual, merge_traces  # noqa: E402
+
+__all__ += ["LoadModel", "RouterConfig", "compare_remedies", "counterfactual", "merge_traces", "run_fleet"]

@@ -45,11 +45,38 @@ def _add_replay(sub) -> None:
     p = sub.add_parser("replay", help="replay a trace through an emulated prefix cache",
                        description="Replay a trace through an emulated prefix cache and print what hit. "
                                    "Without TRACE, replays the built-in synthetic agent workload.")
-    p.add_argument("trace", nargs="?", help="trace file (Mooncake JSONL, native JSONL, or a compiled .npz); "
-                                            "omit to replay the built-in agent workload")
+    _add_input_args(p, "replay")
+    _add_cache_args(p)
+    p.add_argument("--json", metavar="OUT", help="write the result as JSON to OUT ('-' for stdout)")
+    p.add_argument("--per-request", metavar="CSV", help="write per-request outputs as CSV")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show a progress bar (default: only when stderr is a terminal)")
+    p.set_defaults(run=_run_replay)
+
+
+def _add_input_args(p, what: str) -> None:
+    """Where the trace comes from and how to read it (read by _load_input)."""
+    p.add_argument("trace", nargs="?", help=f"trace file (JSONL of a known format, CSV, or a compiled .npz) to "
+                                            f"{what}; omit to use the built-in agent workload")
     p.add_argument("--format", help="trace format (default: sniffed from the content)")
     p.add_argument("--preset", help="engine preset: vllm (16-token blocks, hit cap prompt-1) or sglang "
                                     "(token-level, hit cap prompt-1)")
+    p.add_argument("--block-size", type=parse_count, metavar="N", help="tokens per block for token-id traces "
+                   "(default 16, or the preset's)")
+    p.add_argument("--workload", choices=["native", "chatty"], default="native",
+                   help="harness style of the built-in workload (when no TRACE is given)")
+    p.add_argument("--users", type=parse_count, default=8, help="users in the built-in workload")
+    p.add_argument("--seed", type=int, default=0, help="seed of the built-in workload")
+    p.add_argument("--impl", choices=["core", "reference"], help="engine implementation (default: the compiled "
+                   "core; the reference model is slow and meant for checking)")
+    _add_reading_flags(p)
+    p.add_argument("--synthesize", action="store_true", help="arrival/length-only traces (Azure): give each "
+                   "request content from the built-in agent workload (--seed, --workload), keeping the trace's "
+                   "arrivals and lengths")
+
+
+def _add_cache_args(p, isolation: bool = True) -> None:
+    """The cache's configuration (read by _cache_config)."""
     cap = p.add_mutually_exclusive_group()
     cap.add_argument("--capacity", type=parse_count, metavar="BLOCKS", help="cache capacity in block slots "
                      "(e.g. 100k); default unbounded")
@@ -57,28 +84,15 @@ def _add_replay(sub) -> None:
                      "divided by the block size")
     p.add_argument("--ttl", type=parse_seconds, metavar="SECONDS", help="uniform TTL refreshed on use "
                    "(e.g. 300, 5m, 1h); default none")
-    p.add_argument("--block-size", type=parse_count, metavar="N", help="tokens per block for token-id traces "
-                   "(default 16, or the preset's)")
     p.add_argument("--hit-cap", choices=["prompt-1"], help="cap hits so at least one prompt token is computed")
-    p.add_argument("--isolation", choices=["tenant"], help="tenants never share cache entries")
     p.add_argument("--warmup", metavar="N|Ns", help="leave the first N requests (or N seconds, e.g. 600s) "
                    "out of the counts")
-    p.add_argument("--policy", help="eviction policy (default lru)")
-    p.add_argument("--workload", choices=["native", "chatty"], default="native",
-                   help="harness style of the built-in workload (when no TRACE is given)")
-    p.add_argument("--users", type=parse_count, default=8, help="users in the built-in workload")
-    p.add_argument("--seed", type=int, default=0, help="seed of the built-in workload")
-    p.add_argument("--json", metavar="OUT", help="write the result as JSON to OUT ('-' for stdout)")
-    p.add_argument("--per-request", metavar="CSV", help="write per-request outputs as CSV")
-    p.add_argument("--impl", choices=["core", "reference"], help="engine implementation (default: the compiled "
-                   "core; the reference model is slow and meant for checking)")
-    _add_reading_flags(p)
-    p.add_argument("--synthesize", action="store_true", help="arrival/length-only traces (Azure): give each "
-                   "request content from the built-in agent workload (--seed, --workload), keeping the trace's "
-                   "arrivals and lengths")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="show a progress bar (default: only when stderr is a terminal)")
-    p.set_defaults(run=_run_replay)
+    p.add_argument("--policy", help="eviction policy: lru (default), fifo, lfu, slru, priority, sieve, s3fifo")
+    p.add_argument("--victims", choices=["leaves", "any"], default="leaves", help="evict only leaf blocks "
+                   "(default; keeps the cache prefix-closed) or any block, counting the orphans")
+    p.add_argument("--interference", action="store_true", help="track who evicted whom (lost_to, evictions_by)")
+    if isolation:
+        p.add_argument("--isolation", choices=["tenant"], help="tenants never share cache entries")
 
 
 def _add_reading_flags(p) -> None:
@@ -160,7 +174,22 @@ def _cache_config(args, block_size: int, block_source: str):
         capacity = max(args.capacity_tokens // block_size, 1)
     warmup_requests, warmup_s = parse_warmup(args.warmup)
     return CacheConfig(capacity_blocks=capacity, policy=policy or "lru", ttl_s=args.ttl, hit_cap=hit_cap,
-                       isolation=args.isolation, warmup_requests=warmup_requests, warmup_s=warmup_s)
+                       isolation=getattr(args, "isolation", None), warmup_requests=warmup_requests,
+                       warmup_s=warmup_s, victims=args.victims, interference=args.interference)
+
+
+def _load_whole_trace(args):
+    """The whole trace in memory (for commands that replay it several times) and where it came from."""
+    source, label, stream = _load_input(args)
+    if stream is None:
+        return source, label
+    from cachesim.readers import read_trace
+
+    trace = read_trace(args.trace, format=args.format, block_size=args.block_size,
+                       default_block_size=stream.default_block_size, skip_invalid=args.skip_invalid,
+                       keep_order=args.keep_order, impl=args.impl, tenant_field=args.tenant_field,
+                       tokenizer=args.tokenizer)
+    return trace, label
 
 
 class _Seen:
@@ -290,6 +319,173 @@ def _run_convert(args) -> int:
 
 
 COMMANDS: list[Callable] = [_add_replay, _add_convert]
+
+
+def _add_trace_source(p, what: str, isolation: bool) -> None:
+    """Input and cache arguments of the commands that replay one trace several ways."""
+    _add_input_args(p, what)
+    _add_cache_args(p, isolation=isolation)
+    p.add_argument("--workers", type=parse_count, help="parallel replays (default: one per CPU)")
+    p.add_argument("--executor", choices=["thread", "process"], default="thread",
+                   help="run replays in threads (default; the core releases the GIL) or processes")
+    p.add_argument("--json", metavar="OUT", help="write the comparison as JSON to OUT ('-' for stdout)")
+
+
+def _write_json(args, data: dict) -> None:
+    import orjson
+
+    text = orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n"
+    if args.json == "-":
+        sys.stdout.write(text)
+    elif args.json:
+        Path(args.json).write_text(text)
+
+
+def _parse_quota(text: str) -> tuple[str, int]:
+    name, sep, blocks = text.rpartition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected TENANT=BLOCKS, got {text!r}")
+    return name, parse_count(blocks)
+
+
+def _parse_fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction such as 0.5, got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction strictly between 0 and 1, got {text!r}")
+    return value
+
+
+def _add_interference(sub) -> None:
+    p = sub.add_parser("interference", help="tenants sharing a cache: counterfactual isolation and remedies",
+                       description="Replay a trace's tenants sharing one cache, each alone (counterfactual), and "
+                                   "under each remedy (namespace isolation, per-tenant quotas, a reserved partition "
+                                   "for a priority tenant); print their hit ratios side by side. See "
+                                   "docs/interference.md.")
+    _add_trace_source(p, "share", isolation=False)
+    p.add_argument("--name", help="tenant name for the TRACE's requests when mixing in an agent "
+                                  "(default: the file name's stem)")
+    p.add_argument("--add-agent", choices=["chatty", "native"], help="mix in a generated agent workload as one "
+                   "more tenant (compiled at the trace's block size)")
+    p.add_argument("--agent-users", type=parse_count, default=32, help="users of the generated agent")
+    p.add_argument("--agent-seed", type=int, default=0, help="seed of the generated agent")
+    p.add_argument("--agent-name", help="tenant name of the generated agent (default: agent-STYLE)")
+    p.add_argument("--keep-tenants", action="store_true", help="when mixing, keep each source's own tenants "
+                   "(as SOURCE/TENANT) instead of one tenant per source")
+    p.add_argument("--priority", metavar="TENANT", help="compare a reserved partition for this tenant")
+    p.add_argument("--reserve", type=_parse_fraction, default=0.5, help="the priority tenant's share of the "
+                   "capacity (default 0.5)")
+    p.add_argument("--quota", type=_parse_quota, action="append", metavar="TENANT=BLOCKS",
+                   help="a tenant's quota (repeatable); tenants without one split the rest equally")
+    p.add_argument("--alone", choices=["same", "share"], default="same", help="counterfactual capacity: the "
+                   "full capacity (default) or an equal share")
+    p.add_argument("--heatmap", metavar="PNG|SVG", help="draw the shared cache's hits_from tenant x tenant matrix")
+    p.add_argument("--save-trace", metavar="OUT.npz", help="save the (mixed) trace, e.g. for 'cachesim fleet'")
+    p.set_defaults(run=_run_interference)
+
+
+def _run_interference(args) -> int:
+    from cachesim.interference import compare_remedies, merge_traces, print_report
+
+    trace, label = _load_whole_trace(args)
+    if args.add_agent:
+        from cachesim.trace import compile_trace
+        from cachesim.workloads import agent_workload
+
+        agent = agent_workload(style=args.add_agent, n_users=args.agent_users, seed=args.agent_seed)
+        agent_trace = compile_trace(agent.requests, trace.block_size, impl=args.impl)
+        name = args.name or (Path(args.trace).stem if args.trace else "workload")
+        agent_name = args.agent_name or f"agent-{args.add_agent}"
+        trace = merge_traces([(name, trace), (agent_name, agent_trace)], keep_tenants=args.keep_tenants)
+        label += (f" + generated {args.add_agent} agent as {agent_name!r} ({args.agent_users} users, seed "
+                  f"{args.agent_seed}, {agent_trace.n_requests:,} requests)")
+    if args.save_trace:
+        trace.save(args.save_trace)
+    config = _cache_config(args, trace.block_size, trace.block_source)
+    report = compare_remedies(trace, config, priority=args.priority, reserve=args.reserve,
+                              quotas=dict(args.quota) if args.quota else None, alone_capacity=args.alone,
+                              impl=args.impl, workers=args.workers, executor=args.executor)
+    if args.json != "-":
+        print_report(report, label)
+    data = report.to_dict()
+    data["trace"] = {"label": label, "requests": trace.n_requests, "blocks": trace.n_blocks,
+                     "block_size": trace.block_size}
+    _write_json(args, data)
+    if args.heatmap:
+        try:
+            from cachesim.plot import tenant_heatmap
+        except ImportError as exc:
+            raise ValueError(str(exc)) from None
+        try:
+            tenant_heatmap(report.shared.hits_from, report.tenant_names, args.heatmap,
+                           title="shared cache: tokens tenant R hit in entries tenant O inserted")
+        except ImportError as exc:
+            raise ValueError(str(exc)) from None
+        if args.json != "-":
+            print(f"heat map written to {args.heatmap}")
+    return 0
+
+
+def _add_fleet(sub) -> None:
+    from cachesim.fleet import ROUTER_DESCRIPTIONS, ROUTERS, ROUTING_KEYS
+
+    p = sub.add_parser("fleet", help="replay a trace on N replicas behind a router",
+                       description="Route each request to one of N replicas, each with its own cache, and compare "
+                                   "routers by hit ratio, estimated time to first token and utilisation. Routers: "
+                                   + "; ".join(f"{k}: {v}" for k, v in ROUTER_DESCRIPTIONS.items())
+                                   + ". See docs/interference.md.")
+    _add_trace_source(p, "route", isolation=True)
+    p.add_argument("--replicas", type=parse_count, default=4, help="number of replicas (default 4); --capacity "
+                   "is per replica")
+    p.add_argument("--router", default="all", help=f"router(s), comma-separated: {', '.join(ROUTERS)}, or all "
+                   "(default)")
+    p.add_argument("--prefix-blocks", type=parse_count, help="prefix-hash: leading blocks hashed (default: "
+                   "256 tokens' worth, at least 1)")
+    p.add_argument("--routing-key", choices=ROUTING_KEYS, default="tenant",
+                   help="prefix-hash: what plays prompt_cache_key (default tenant)")
+    p.add_argument("--overflow-per-min", type=float, default=15.0, help="prefix-hash: requests/min per routing "
+                   "key before it spills to more replicas (default 15)")
+    p.add_argument("--cache-threshold", type=float, default=0.5, help="cache-aware: match rate needed (0.5)")
+    p.add_argument("--balance-abs", type=int, default=32, help="cache-aware: absolute imbalance threshold (32)")
+    p.add_argument("--balance-rel", type=float, default=1.0001, help="cache-aware: relative imbalance threshold")
+    p.add_argument("--overlap-weight", type=float, default=1.0, help="cost: weight of prefill blocks (1.0)")
+    p.add_argument("--prefill-tps", type=float, default=20_000.0, help="load model: prefill tokens/s per replica")
+    p.add_argument("--decode-tps", type=float, default=2_000.0, help="load model: decode tokens/s per replica "
+                   "(aggregate over its batch)")
+    p.add_argument("--output-tokens", type=int, default=256, help="load model: output length of requests whose "
+                   "trace gives none")
+    p.add_argument("--per-replica", action="store_true", help="print each router's per-replica table")
+    p.set_defaults(run=_run_fleet)
+
+
+def _run_fleet(args) -> int:
+    from cachesim.fleet import ROUTERS, LoadModel, RouterConfig, print_fleet, run_fleet
+
+    names = list(ROUTERS) if args.router == "all" else [r.strip() for r in args.router.split(",") if r.strip()]
+    trace, label = _load_whole_trace(args)
+    config = _cache_config(args, trace.block_size, trace.block_source)
+    load = LoadModel(prefill_tokens_per_s=args.prefill_tps, decode_tokens_per_s=args.decode_tps,
+                     default_output_tokens=args.output_tokens)
+    prefix_blocks = args.prefix_blocks or max(1, 256 // trace.block_size)
+    results = []
+    for name in names:
+        router = RouterConfig(name, seed=args.seed, prefix_blocks=prefix_blocks, routing_key=args.routing_key,
+                              overflow_per_min=args.overflow_per_min, cache_threshold=args.cache_threshold,
+                              balance_abs_threshold=args.balance_abs, balance_rel_threshold=args.balance_rel,
+                              overlap_weight=args.overlap_weight)
+        results.append(run_fleet(trace, args.replicas, router, config=config, load=load, impl=args.impl,
+                                 workers=args.workers, executor=args.executor))
+    if args.json != "-":
+        print_fleet(results, label, per_replica=args.per_replica)
+    _write_json(args, {"trace": {"label": label, "requests": trace.n_requests, "blocks": trace.n_blocks,
+                                 "block_size": trace.block_size},
+                       "replicas": args.replicas, "routers": [r.to_dict() for r in results]})
+    return 0
+
+
+COMMANDS += [_add_interference, _add_fleet]
 
 
 def build_parser() -> argparse.ArgumentParser:
