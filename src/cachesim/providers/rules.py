@@ -240,4 +240,10 @@ def make_rules(provider: str, model: str | None = None, **options) -> RuleSet:
         raise ValueError(f"unknown provider {provider!r}; known: {', '.join(PROVIDERS)}") from None
     if model is not None:
         options["model"] = model
+    import dataclasses
+
+    known = [f.name for f in dataclasses.fields(cls)]
+    for name in options:
+        if name not in known:
+            raise ValueError(f"{provider} has no option {name!r}; options: {', '.join(known)}")
     return cls(**options)
