@@ -320,3 +320,64 @@ def test_decreasing_times_are_an_error():
 def test_unknown_model_names_known_ones():
     with pytest.raises(ValueError, match="claude-sonnet-4.6"):
         make_rules("anthropic", "claude-nonexistent")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# DeepSeek (64-token units; usable delay_s + response_s = 6 s after the request starts, by default)
+
+
+def test_deepseek_common_prefix_unit(impl):
+    # §5's example: A+B, then A+C misses, then A+D hits A. |A| = 1000, so the common-prefix unit written after
+    # A+C sits at 64 * floor(1000 / 64) = 960.
+    a = list(range(1000))
+    res = run([a + [1] * 200, a + [2] * 200, a + [3] * 200], [0, 10, 20], make_rules("deepseek"), impl)
+    assert res.read.tolist() == [0, 0, 960]
+
+
+def test_deepseek_unit_at_the_input_end_and_its_delay(impl):
+    p = list(range(1000))
+    # written at the end of the input (1000 tokens, not a multiple of 64): a copy 10 s later reads all 1000; a
+    # copy 3 s after the first is before the unit is built
+    res = run([p, p, p], [0, 3, 10], make_rules("deepseek"), impl)
+    assert res.read.tolist() == [0, 0, 1000]
+    assert causes(res)[1] == "not_yet_available"
+
+
+def test_deepseek_below_64_tokens_is_not_cached(impl):
+    short, exact = list(range(63)), list(range(64))
+    res = run([short, short, exact, exact], [0, 10, 20, 30], make_rules("deepseek"), impl)
+    assert res.read.tolist() == [0, 0, 0, 64]
+    assert causes(res)[:2] == ["below_minimum", "below_minimum"]
+
+
+def test_deepseek_fixed_interval_units(impl):
+    # a 10,000-token input leaves units at 4096, 8192 (interval 4,096) and 10,000 (its end); a request sharing
+    # 9,000 tokens hits the unit at 8192
+    p = list(range(10_000))
+    res = run([p, p[:9000] + [7] * 500], [0, 10], make_rules("deepseek"), impl)
+    assert res.read.tolist() == [0, 8192]
+
+
+def test_deepseek_idle_ttl(impl):
+    # usable from 6 s, expires 6 h after that: hit at 21,605 s, miss at 21,606 s
+    p = list(range(500))
+    assert run([p, p], [0, 21_605], make_rules("deepseek"), impl).read.tolist() == [0, 500]
+    assert run([p, p], [0, 21_606], make_rules("deepseek"), impl).read.tolist() == [0, 0]
+
+
+def test_deepseek_peak_and_off_peak_prices():
+    # trace t = 0 is Monday 2026-09-07 00:00 UTC. 1000 input (all misses: distinct prompts) + 100 output tokens.
+    # 02:00 Mon peak: 1000*0.30 + 100*1.2 = 420; 05:00 Mon off-peak: 1000*0.15 + 100*0.6 = 210;
+    # Sat 02:00 off-peak: 210; Mon 2026-09-14 02:00 listed as a holiday: 210
+    rules = make_rules("deepseek", start_utc="2026-09-07T00:00:00Z", holidays=("2026-09-14",))
+    hours = [2, 5, 5 * 24 + 2, 7 * 24 + 2]
+    prompts = [list(range(k * 1000, (k + 1) * 1000)) for k in range(4)]
+    res = run(prompts, [h * 3600.0 for h in hours], rules, output_tokens=[100] * 4)
+    assert res.cost.tolist() == pytest.approx([420e-6, 210e-6, 210e-6, 210e-6])
+    # before 2026-08-16 16:00 UTC the flat price: 1000*0.14 + 100*0.28 = 168
+    early = make_rules("deepseek", start_utc="2026-08-10T00:00:00Z")
+    res = run(prompts[:1], [2 * 3600.0], early, output_tokens=[100])
+    assert res.cost[0] == pytest.approx(168e-6)
+    # a hit: the same prompt again at 02:00:10 Monday (peak) reads 1000 at 0.006: 1000*0.006 + 100*1.2 = 126
+    res = run([prompts[0], prompts[0]], [7200.0, 7210.0], rules, output_tokens=[100, 100])
+    assert res.cost[1] == pytest.approx(126e-6)

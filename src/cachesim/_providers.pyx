@@ -708,3 +708,136 @@ def common_prefix(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, 
                 x += 1
             out[r] = x
     return out_arr
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# DeepSeek: exact-length "cache prefix units" found through a path of fixed-size nodes
+
+cdef inline int _ds_write(_Table units, _Table path, const uint32_t* toks, const uint64_t* chain, uint64_t ns,
+                          int64_t p, int64_t unit, double t_avail, double expires, int64_t r) noexcept nogil:
+    """Persist the unit ending at ``p`` and mark it in the path node that holds its end."""
+    cdef bint fresh
+    cdef Entry* e = units.insert(c_nskey(c_key_at(toks, chain, p), ns), &fresh)
+    cdef int64_t k
+    if e == NULL:
+        return -1
+    if fresh or t_avail >= e.expires_at:
+        e.available_at = t_avail
+        e.expires_at = expires
+    else:
+        e.available_at = min(e.available_at, t_avail)
+        e.expires_at = max(e.expires_at, expires)
+    e.writer = r
+    for k in range(1, p // unit + 1):
+        e = path.insert(c_nskey(c_key_at(toks, chain, k * unit), ns), &fresh)
+        if e == NULL:
+            return -1
+        if fresh or t_avail >= e.expires_at:
+            e.aux = 0        # every unit through an expired node has expired too: forget their ends
+        e.expires_at = max(e.expires_at, expires)
+        if k == p // unit:
+            e.aux |= (<uint64_t> 1) << (p - k * unit)
+    return 0
+
+
+def serve_deepseek(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,
+                   const uint64_t[::1] ns, int64_t unit_tokens, int64_t interval_tokens, double available_after_s,
+                   double idle_ttl_s, const double[::1] miss_draw, double miss_probability):
+    """Serve every request; returns per-request ``read, flags`` arrays.
+
+    A unit is an exact prefix length; a request hits the longest live unit that is a prefix of it (never shorter
+    than ``unit_tokens``). Candidates are found through path nodes at multiples of ``unit_tokens``, each holding a
+    bitmask of the unit ends inside it. After each request (usable ``available_after_s`` later) units are written at
+    the end of its input, at every ``interval_tokens`` inside it, and, when it shared a live path beyond its hit, at
+    that common prefix rounded down to ``unit_tokens``.
+    """
+    cdef Py_ssize_t n = t.shape[0], r
+    read_arr = np.zeros(n, dtype=np.int64)
+    flags_arr = np.zeros(n, dtype=np.int32)
+    cdef int64_t[::1] read = read_arr
+    cdef int32_t[::1] flags = flags_arr
+    if unit_tokens < 1 or unit_tokens > 64 or interval_tokens < 1:
+        raise ValueError("unit_tokens must be 1..64 and interval_tokens >= 1")
+    chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
+    cdef uint64_t[::1] chain = chain_arr
+    cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0
+    cdef _Table units = _Table(1 << 12)
+    cdef _Table path = _Table(1 << 14)
+    cdef const uint32_t* toks
+    cdef int64_t length, k, k_all, k_live, off, p, hit, u = unit_tokens
+    cdef uint64_t ns_r, mask
+    cdef Entry* e
+    cdef Entry* node
+    cdef double t_avail, expires
+    cdef int err = 0
+    with nogil:
+        for r in range(n):
+            toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL
+            length = token_offsets[r + 1] - token_offsets[r]
+            ns_r = ns[r]
+            if length < u:
+                flags[r] |= F_BELOW_MIN
+                continue
+            c_chain(toks, length, &chain[0])
+            # the path: k_all nodes exist, the first k_live of them are live
+            k_all = 0
+            k_live = 0
+            k = 1
+            while k * u <= length:
+                node = path.find(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))
+                if node == NULL:
+                    break
+                k_all = k
+                if k_live == k - 1 and t[r] < node.expires_at:
+                    k_live = k
+                k += 1
+            hit = 0
+            if use_draws and miss_draw[r] < miss_probability:
+                flags[r] |= F_SERVER_MISS
+            else:
+                k = k_all
+                while k >= 1 and hit == 0:
+                    node = path.find(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))
+                    mask = node.aux
+                    off = u - 1
+                    while off >= 0:
+                        p = k * u + off
+                        if (mask >> off) & 1 and p <= length:
+                            e = units.find(c_nskey(c_key_at(toks, &chain[0], p), ns_r))
+                            if e != NULL:
+                                if t[r] >= e.expires_at:
+                                    flags[r] |= F_EXPIRED
+                                elif e.available_at > t[r]:
+                                    flags[r] |= F_NOT_READY
+                                else:
+                                    hit = p
+                                    e.expires_at = max(e.expires_at, t[r] + idle_ttl_s)
+                                    break
+                        off -= 1
+                    k -= 1
+                if hit:
+                    for k in range(1, hit // u + 1):
+                        node = path.find(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))
+                        node.expires_at = max(node.expires_at, t[r] + idle_ttl_s)
+            read[r] = hit
+            # writes after the response: the input's end, fixed intervals inside it, the common prefix
+            t_avail = t[r] + available_after_s
+            expires = t_avail + idle_ttl_s
+            if _ds_write(units, path, toks, &chain[0], ns_r, length, u, t_avail, expires, r) != 0:
+                err = 1
+                break
+            p = interval_tokens
+            while p < length:
+                if p >= u and _ds_write(units, path, toks, &chain[0], ns_r, p, u, t_avail, expires, r) != 0:
+                    err = 1
+                    break
+                p += interval_tokens
+            if err:
+                break
+            if k_live >= 1 and k_live * u > hit and k_live * u < length:
+                if _ds_write(units, path, toks, &chain[0], ns_r, k_live * u, u, t_avail, expires, r) != 0:
+                    err = 1
+                    break
+    if err:
+        raise MemoryError("cachesim: out of memory in the provider cache table")
+    return read_arr, flags_arr

@@ -322,3 +322,85 @@ def common_prefix(tokens, token_offsets, other) -> np.ndarray:
             x += 1
         out[r] = x
     return out
+
+
+def serve_deepseek(tokens, token_offsets, t, ns, unit_tokens, interval_tokens, available_after_s, idle_ttl_s,
+                   miss_draw, miss_probability):
+    """DeepSeek units: a dict of exact-length units per namespace; a unit path (prefix node -> unit ends) for
+    finding candidates and common prefixes."""
+    n = len(t)
+    u = unit_tokens
+    read = np.zeros(n, np.int64)
+    flags = np.zeros(n, np.int32)
+    units: dict[int, _Entry] = {}
+    path: dict[int, list] = {}     # node key -> [expires_at, set of offsets of unit ends inside the node]
+    use_draws = len(miss_draw) == n and miss_probability > 0
+
+    def write(pr, nsr, p, t_avail, expires, r):
+        key = nskey(pr.key(p), nsr)
+        e = units.get(key)
+        if e is None or t_avail >= e.expires_at:
+            e = units.setdefault(key, _Entry())
+            e.available_at, e.expires_at = t_avail, expires
+        else:
+            e.available_at = min(e.available_at, t_avail)
+            e.expires_at = max(e.expires_at, expires)
+        e.writer = r
+        for k in range(1, p // u + 1):
+            node = path.setdefault(nskey(pr.key(k * u), nsr), [0.0, set()])
+            if t_avail >= node[0]:
+                node[1] = set()
+            node[0] = max(node[0], expires)
+            if k == p // u:
+                node[1].add(p - k * u)
+
+    for r in range(n):
+        toks = tokens[token_offsets[r]:token_offsets[r + 1]]
+        length = len(toks)
+        nsr = int(ns[r])
+        tr = float(t[r])
+        if length < u:
+            flags[r] |= FLAG_BELOW_MIN
+            continue
+        pr = _Prompt(toks)
+        nodes = []
+        for k in range(1, length // u + 1):
+            node = path.get(nskey(pr.key(k * u), nsr))
+            if node is None:
+                break
+            nodes.append(node)
+        k_live = 0
+        for node in nodes:
+            if tr >= node[0]:
+                break
+            k_live += 1
+        hit = 0
+        if use_draws and miss_draw[r] < miss_probability:
+            flags[r] |= FLAG_SERVER_MISS
+        else:
+            candidates = sorted((k * u + off for k, node in enumerate(nodes, start=1) for off in node[1]
+                                 if k * u + off <= length), reverse=True)
+            for p in candidates:
+                e = units.get(nskey(pr.key(p), nsr))
+                if e is None:
+                    continue
+                if tr >= e.expires_at:
+                    flags[r] |= FLAG_EXPIRED
+                elif e.available_at > tr:
+                    flags[r] |= FLAG_NOT_READY
+                else:
+                    hit = p
+                    e.expires_at = max(e.expires_at, tr + idle_ttl_s)
+                    break
+            for node in nodes[:hit // u]:
+                node[0] = max(node[0], tr + idle_ttl_s)
+        read[r] = hit
+        t_avail = tr + available_after_s
+        expires = t_avail + idle_ttl_s
+        write(pr, nsr, length, t_avail, expires, r)
+        for p in range(interval_tokens, length, interval_tokens):
+            if p >= u:
+                write(pr, nsr, p, t_avail, expires, r)
+        if k_live >= 1 and hit < k_live * u < length:
+            write(pr, nsr, k_live * u, t_avail, expires, r)
+    return read, flags
