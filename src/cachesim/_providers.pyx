@@ -12,8 +12,9 @@ Keys. ``key(p)`` names the first ``p`` tokens of a prompt: a chain over 16-token
 makes the key of any position cost at most 15 tokens of hashing. A namespace (workspace, routed replica, ...) is
 folded in with :func:`nskey`, so the chain does not depend on it and other replicas can be probed cheaply.
 
-Entries live in an open-addressing table (linear probing, never deleted: an expired entry stays as a tombstone
-that the miss-cause logic reads, "there was an entry here but it expired").
+Entries live in an open-addressing table (linear probing). An expired entry stays for ``forget_s`` more seconds so
+the miss-cause logic can say "there was an entry here but it expired"; after that it counts as absent and the
+next growth of the table drops it, which bounds memory by the traffic of the last TTL + ``forget_s``.
 
 Every loop runs without the GIL over raw pointers into numpy arrays; per-request outputs go to numpy arrays.
 """
@@ -156,19 +157,19 @@ ctypedef struct Entry:
     uint64_t key           # 0 = empty slot
     double expires_at
     double available_at
-    double created_at
-    double ttl_s
-    uint64_t aux           # DeepSeek: bitmask of unit ends in this 64-token window; routing: round-robin counter
-    int64_t writer         # request that last wrote (or touched) it
-    int64_t count          # routing: requests in the trailing window
+    double base            # prefix units: created_at; breakpoints: the entry's TTL; routing: requests in window
+    uint64_t aux           # DeepSeek: bitmask of unit ends in this node; routing: round-robin counter
+    int64_t writer         # request that last wrote (or touched) it; routing: most replicas used
 
 
 cdef class _Table:
     cdef Entry* slots
     cdef int64_t capacity
     cdef int64_t used
+    cdef double now         # the current request's time (set by the serve loop)
+    cdef double forget_s    # an entry expired this long ago is forgotten: absent to lookups, dropped on growth
 
-    def __cinit__(self, int64_t capacity=1024):
+    def __cinit__(self, int64_t capacity=1024, double forget_s=INFINITY):
         cdef int64_t cap = 16
         while cap < capacity:
             cap *= 2
@@ -178,6 +179,8 @@ cdef class _Table:
         memset(self.slots, 0, cap * sizeof(Entry))
         self.capacity = cap
         self.used = 0
+        self.now = -INFINITY
+        self.forget_s = forget_s
 
     def __dealloc__(self):
         PyMem_RawFree(self.slots)
@@ -197,23 +200,35 @@ cdef class _Table:
                 return NULL
             i = (i + 1) & mask
 
+    cdef inline Entry* recall(self, uint64_t key) noexcept nogil:
+        """Like :meth:`find`, but an entry expired more than ``forget_s`` ago counts as absent."""
+        cdef Entry* e = self.find(key)
+        if e != NULL and self.now >= e.expires_at + self.forget_s:
+            return NULL
+        return e
+
     cdef int grow(self) noexcept nogil:
+        """Rehash without the forgotten entries, doubling the table unless that freed enough room."""
         cdef Entry* old = self.slots
-        cdef int64_t old_cap = self.capacity, j
-        cdef int64_t cap = old_cap * 2
+        cdef int64_t old_cap = self.capacity, j, kept = 0
+        for j in range(old_cap):
+            if old[j].key != 0 and self.now < old[j].expires_at + self.forget_s:
+                kept += 1
+        cdef int64_t cap = old_cap if kept * 4 < old_cap else old_cap * 2
         cdef Entry* fresh = <Entry*> PyMem_RawMalloc(cap * sizeof(Entry))
         if fresh == NULL:
             return -1
         memset(fresh, 0, cap * sizeof(Entry))
         cdef uint64_t mask = <uint64_t> cap - 1, i
         for j in range(old_cap):
-            if old[j].key != 0:
+            if old[j].key != 0 and self.now < old[j].expires_at + self.forget_s:
                 i = (old[j].key * 0x9E3779B97F4A7C15ULL) >> 20 & mask
                 while fresh[i].key != 0:
                     i = (i + 1) & mask
                 fresh[i] = old[j]
         self.slots = fresh
         self.capacity = cap
+        self.used = kept
         PyMem_RawFree(old)
         return 0
 
@@ -221,9 +236,16 @@ cdef class _Table:
         """The entry of ``key``, created zeroed (``fresh[0] = True``) if absent; NULL when out of memory."""
         if key == 0:
             key = 1
-        cdef Entry* e = self.find(key)
+        cdef Entry* e = self.recall(key)
         if e != NULL:
             fresh[0] = False
+            return e
+        e = self.find(key)
+        if e != NULL:
+            # forgotten: reuse its slot as a new entry
+            memset(e, 0, sizeof(Entry))
+            e.key = key
+            fresh[0] = True
             return e
         if (self.used + 1) * 2 > self.capacity:
             if self.grow() != 0:
@@ -270,7 +292,7 @@ def route(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const do
     cdef uint64_t[::1] rk = rk_arr
     cdef int32_t[::1] replica = replica_arr
     cdef int32_t[::1] kk = k_arr
-    cdef _Table table = _Table(1024)
+    cdef _Table table = _Table(64)
     cdef uint64_t chain[64]   # enough for the routing prefix; longer prefixes are cut to 1008 tokens
     cdef const uint32_t* toks
     cdef int64_t length, p, k
@@ -287,7 +309,7 @@ def route(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const do
             c_chain(toks, p, chain)
             rk[r] = c_nskey(c_key_at(toks, chain, p), <uint64_t> (cache_key[r] + 1))
             while t[lo] <= t[r] - window_s:
-                table.find(rk[lo]).count -= 1
+                table.find(rk[lo]).base -= 1
                 lo += 1
             e = table.insert(rk[r], &fresh)
             if e == NULL:
@@ -295,8 +317,8 @@ def route(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const do
                 break
             if fresh:
                 e.aux = c_nskey(rk[r], seed) & 0xFFFF    # seeded start of the round robin
-            e.count += 1
-            k = <int64_t> ceil(e.count / per_minute)
+            e.base += 1
+            k = <int64_t> ceil(e.base / per_minute)
             if k < 1:
                 k = 1
             kk[r] = <int32_t> k
@@ -335,7 +357,7 @@ cdef struct Probe:
 
 cdef inline void _probe(_Table table, const uint32_t* toks, const uint64_t* chain, uint64_t ns, int64_t q,
                         double t, Probe* pr) noexcept nogil:
-    cdef Entry* e = table.find(c_nskey(c_key_at(toks, chain, q), ns))
+    cdef Entry* e = table.recall(c_nskey(c_key_at(toks, chain, q), ns))
     if e == NULL:
         return
     if t >= e.expires_at:
@@ -350,7 +372,7 @@ cdef inline void _probe(_Table table, const uint32_t* toks, const uint64_t* chai
 
 
 cdef inline void _refresh(Entry* e, double t, int64_t r) noexcept nogil:
-    e.expires_at = t + e.ttl_s
+    e.expires_at = t + e.base
     e.writer = r
 
 
@@ -362,12 +384,11 @@ cdef inline int _write(_Table table, uint64_t key, double t, double ttl_s, doubl
     if fresh or t >= e.expires_at:
         e.available_at = t + ttft_s
         e.expires_at = t + ttl_s
-        e.created_at = t
     else:
         # a concurrent write of the same prefix: the earlier one becomes readable first, the later lasts longer
         e.available_at = min(e.available_at, t + ttft_s)
         e.expires_at = max(e.expires_at, t + ttl_s)
-    e.ttl_s = ttl_s
+    e.base = ttl_s
     e.writer = r
     return 0
 
@@ -377,7 +398,8 @@ def serve_breakpoints(int mode, const uint32_t[::1] tokens, const int64_t[::1] t
                       const int64_t[::1] breakpoints, const int8_t[::1] bp_long, const int64_t[::1] bp_offsets,
                       bint automatic, int8_t automatic_long, int64_t min_tokens, int64_t lookback_blocks,
                       int64_t max_breakpoints, double ttl_short_s, double ttl_long_s, double ttft_s,
-                      bint refresh_path, const double[::1] miss_draw, double miss_probability):
+                      bint refresh_path, const double[::1] miss_draw, double miss_probability,
+                      double forget_s=INFINITY):
     """Serve every request; returns per-request ``read, write_short, write_long, flags, error`` arrays.
 
     ``boundaries`` (CSR, sorted, unique) must contain every breakpoint and, when ``automatic``, the prompt end.
@@ -410,7 +432,7 @@ def serve_breakpoints(int mode, const uint32_t[::1] tokens, const int64_t[::1] t
     cdef int64_t[::1] bp_pos = bp_pos_arr
     cdef int8_t[::1] bp_cls = bp_cls_arr
     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0
-    cdef _Table table = _Table(4096)
+    cdef _Table table = _Table(64, forget_s)
     cdef const uint32_t* toks
     cdef const int64_t* bnd
     cdef int64_t length, nb, nbp, i, j, jb, lo, q, hit, b_pos, c_pos, highest, start, n_explicit, slots
@@ -425,6 +447,7 @@ def serve_breakpoints(int mode, const uint32_t[::1] tokens, const int64_t[::1] t
         for r in range(n):
             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL
             length = token_offsets[r + 1] - token_offsets[r]
+            table.now = t[r]
             bnd = &boundaries[0] + boundary_offsets[r] if boundaries.shape[0] else NULL
             nb = boundary_offsets[r + 1] - boundary_offsets[r]
             ns_r = ns[r]
@@ -496,7 +519,7 @@ def serve_breakpoints(int mode, const uint32_t[::1] tokens, const int64_t[::1] t
                     q = bnd[j]
                     if q <= pr.hit:
                         break
-                    if live(table.find(c_nskey(c_key_at(toks, &chain[0], q), ns_r)), t[r]):
+                    if live(table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r)), t[r]):
                         flags[r] |= F_LOOKBACK
                         break
             else:
@@ -523,7 +546,7 @@ def serve_breakpoints(int mode, const uint32_t[::1] tokens, const int64_t[::1] t
                     q = bnd[j]
                     if q >= hit:
                         break
-                    e = table.find(c_nskey(c_key_at(toks, &chain[0], q), ns_r))
+                    e = table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r))
                     if live(e, t[r]):
                         _refresh(e, t[r], r)
             # writes and billing positions
@@ -579,7 +602,7 @@ def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, co
                 const int32_t[::1] replica_max,
                 int64_t unit_tokens, int64_t hidden_tokens, int64_t round_to, bint token_exact,
                 int64_t min_tokens, double idle_ttl_s, double max_age_s, double ttft_s,
-                const double[::1] miss_draw, double miss_probability):
+                const double[::1] miss_draw, double miss_probability, double forget_s=INFINITY):
     """Serve every request; returns per-request ``read, flags`` arrays.
 
     Units end at ``k*unit_tokens - hidden_tokens`` (k >= 1, positive). The hit is the longest run of live units
@@ -598,7 +621,7 @@ def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, co
     cdef uint64_t[::1] chain = chain_arr
     cdef bint routed = replicas.shape[0] == n
     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0
-    cdef _Table table = _Table(1 << 16)
+    cdef _Table table = _Table(64, forget_s)
     cdef const uint32_t* toks
     cdef const uint32_t* other
     cdef int64_t length, first, p, matched, cached, other_len, x, lim, j, alt
@@ -616,6 +639,7 @@ def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, co
             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL
             length = token_offsets[r + 1] - token_offsets[r]
             ns_r = ns[r]
+            table.now = t[r]
             c_chain(toks, length, &chain[0])
             matched = 0
             last = NULL
@@ -624,7 +648,7 @@ def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, co
             else:
                 p = first
                 while p <= length:
-                    e = table.find(c_nskey(c_key_at(toks, &chain[0], p), ns_r))
+                    e = table.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))
                     if not live(e, t[r]):
                         if e != NULL:
                             flags[r] |= F_EXPIRED if t[r] >= e.expires_at else F_NOT_READY
@@ -656,7 +680,7 @@ def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, co
                     p = first
                     x = 0
                     while p <= length:
-                        if not live(table.find(c_nskey(c_key_at(toks, &chain[0], p), c_nskey(route_key[r], alt))),
+                        if not live(table.recall(c_nskey(c_key_at(toks, &chain[0], p), c_nskey(route_key[r], alt))),
                                     t[r]):
                             break
                         x = p
@@ -672,9 +696,9 @@ def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, co
                     err = 1
                     break
                 if fresh or t[r] >= e.expires_at:
-                    e.created_at = t[r]
+                    e.base = t[r]
                     e.available_at = t[r] + ttft_s
-                e.expires_at = min(t[r] + idle_ttl_s, e.created_at + max_age_s)
+                e.expires_at = min(t[r] + idle_ttl_s, e.base + max_age_s)
                 e.writer = r
                 p += unit_tokens
             if err:
@@ -713,12 +737,11 @@ def common_prefix(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, 
 # ---------------------------------------------------------------------------------------------------------------
 # DeepSeek: exact-length "cache prefix units" found through a path of fixed-size nodes
 
-cdef inline int _ds_write(_Table units, _Table path, const uint32_t* toks, const uint64_t* chain, uint64_t ns,
-                          int64_t p, int64_t unit, double t_avail, double expires, int64_t r) noexcept nogil:
-    """Persist the unit ending at ``p`` and mark it in the path node that holds its end."""
+cdef inline int _ds_unit(_Table units, const uint32_t* toks, const uint64_t* chain, uint64_t ns, int64_t p,
+                         double t_avail, double expires, int64_t r) noexcept nogil:
+    """Persist the unit ending at ``p`` (its path node is marked by :func:`_ds_path`)."""
     cdef bint fresh
     cdef Entry* e = units.insert(c_nskey(c_key_at(toks, chain, p), ns), &fresh)
-    cdef int64_t k
     if e == NULL:
         return -1
     if fresh or t_avail >= e.expires_at:
@@ -728,21 +751,39 @@ cdef inline int _ds_write(_Table units, _Table path, const uint32_t* toks, const
         e.available_at = min(e.available_at, t_avail)
         e.expires_at = max(e.expires_at, expires)
     e.writer = r
-    for k in range(1, p // unit + 1):
+    return 0
+
+
+cdef inline int _ds_path(_Table path, const uint32_t* toks, const uint64_t* chain, uint64_t ns, int64_t length,
+                         int64_t unit, int64_t interval, int64_t common, double t_avail,
+                         double expires) noexcept nogil:
+    """One walk over the path nodes of a prompt, marking the ends of the units written after it: the input's end,
+    the multiples of ``interval`` inside it, and ``common`` (0 for none)."""
+    cdef bint fresh
+    cdef Entry* e
+    cdef int64_t k, p
+    for k in range(1, length // unit + 1):
         e = path.insert(c_nskey(c_key_at(toks, chain, k * unit), ns), &fresh)
         if e == NULL:
             return -1
         if fresh or t_avail >= e.expires_at:
             e.aux = 0        # every unit through an expired node has expired too: forget their ends
         e.expires_at = max(e.expires_at, expires)
-        if k == p // unit:
+        if k == length // unit:
+            e.aux |= (<uint64_t> 1) << (length - k * unit)
+        if common and k == common // unit:
+            e.aux |= (<uint64_t> 1) << (common - k * unit)
+        p = ((k * unit + interval - 1) // interval) * interval     # the multiples of interval inside node k
+        while p < (k + 1) * unit and p < length:
             e.aux |= (<uint64_t> 1) << (p - k * unit)
+            p += interval
     return 0
 
 
 def serve_deepseek(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,
                    const uint64_t[::1] ns, int64_t unit_tokens, int64_t interval_tokens, double available_after_s,
-                   double idle_ttl_s, const double[::1] miss_draw, double miss_probability):
+                   double idle_ttl_s, const double[::1] miss_draw, double miss_probability,
+                   double forget_s=INFINITY):
     """Serve every request; returns per-request ``read, flags`` arrays.
 
     A unit is an exact prefix length; a request hits the longest live unit that is a prefix of it (never shorter
@@ -761,10 +802,10 @@ def serve_deepseek(const uint32_t[::1] tokens, const int64_t[::1] token_offsets,
     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
     cdef uint64_t[::1] chain = chain_arr
     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0
-    cdef _Table units = _Table(1 << 12)
-    cdef _Table path = _Table(1 << 14)
+    cdef _Table units = _Table(64, forget_s)
+    cdef _Table path = _Table(64, forget_s)
     cdef const uint32_t* toks
-    cdef int64_t length, k, k_all, k_live, off, p, hit, u = unit_tokens
+    cdef int64_t length, k, k_all, k_live, off, p, hit, common, u = unit_tokens
     cdef uint64_t ns_r, mask
     cdef Entry* e
     cdef Entry* node
@@ -775,6 +816,8 @@ def serve_deepseek(const uint32_t[::1] tokens, const int64_t[::1] token_offsets,
             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL
             length = token_offsets[r + 1] - token_offsets[r]
             ns_r = ns[r]
+            units.now = t[r]
+            path.now = t[r]
             if length < u:
                 flags[r] |= F_BELOW_MIN
                 continue
@@ -784,7 +827,7 @@ def serve_deepseek(const uint32_t[::1] tokens, const int64_t[::1] token_offsets,
             k_live = 0
             k = 1
             while k * u <= length:
-                node = path.find(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))
+                node = path.recall(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))
                 if node == NULL:
                     break
                 k_all = k
@@ -803,7 +846,7 @@ def serve_deepseek(const uint32_t[::1] tokens, const int64_t[::1] token_offsets,
                     while off >= 0:
                         p = k * u + off
                         if (mask >> off) & 1 and p <= length:
-                            e = units.find(c_nskey(c_key_at(toks, &chain[0], p), ns_r))
+                            e = units.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))
                             if e != NULL:
                                 if t[r] >= e.expires_at:
                                     flags[r] |= F_EXPIRED
@@ -823,21 +866,24 @@ def serve_deepseek(const uint32_t[::1] tokens, const int64_t[::1] token_offsets,
             # writes after the response: the input's end, fixed intervals inside it, the common prefix
             t_avail = t[r] + available_after_s
             expires = t_avail + idle_ttl_s
-            if _ds_write(units, path, toks, &chain[0], ns_r, length, u, t_avail, expires, r) != 0:
+            common = k_live * u if k_live >= 1 and hit < k_live * u < length else 0
+            if _ds_unit(units, toks, &chain[0], ns_r, length, t_avail, expires, r) != 0:
                 err = 1
                 break
             p = interval_tokens
             while p < length:
-                if p >= u and _ds_write(units, path, toks, &chain[0], ns_r, p, u, t_avail, expires, r) != 0:
+                if p >= u and _ds_unit(units, toks, &chain[0], ns_r, p, t_avail, expires, r) != 0:
                     err = 1
                     break
                 p += interval_tokens
             if err:
                 break
-            if k_live >= 1 and k_live * u > hit and k_live * u < length:
-                if _ds_write(units, path, toks, &chain[0], ns_r, k_live * u, u, t_avail, expires, r) != 0:
-                    err = 1
-                    break
+            if common and _ds_unit(units, toks, &chain[0], ns_r, common, t_avail, expires, r) != 0:
+                err = 1
+                break
+            if _ds_path(path, toks, &chain[0], ns_r, length, u, interval_tokens, common, t_avail, expires) != 0:
+                err = 1
+                break
     if err:
         raise MemoryError("cachesim: out of memory in the provider cache table")
     return read_arr, flags_arr

@@ -71,6 +71,15 @@ class _Entry:
         return self.available_at <= t < self.expires_at
 
 
+def _recall(table: dict, key: int, t: float, forget_s: float):
+    """The entry of ``key``, or None when absent or expired more than ``forget_s`` before ``t``."""
+    e = table.get(key)
+    if e is None:
+        return None
+    expires = e[0] if isinstance(e, list) else e.expires_at
+    return None if t >= expires + forget_s else e
+
+
 def route(tokens, token_offsets, t, cache_key, prefix_tokens, per_minute, window_s, seed):
     n = len(t)
     rk = np.zeros(n, np.uint64)
@@ -118,7 +127,8 @@ def _write(table: dict, key: int, t: float, ttl_s: float, ttft_s: float, r: int)
 
 def serve_breakpoints(mode, tokens, token_offsets, t, ns, boundaries, boundary_offsets, breakpoints, bp_long,
                       bp_offsets, automatic, automatic_long, min_tokens, lookback_blocks, max_breakpoints,
-                      ttl_short_s, ttl_long_s, ttft_s, refresh_path, miss_draw, miss_probability):
+                      ttl_short_s, ttl_long_s, ttft_s, refresh_path, miss_draw, miss_probability,
+                      forget_s=math.inf):
     n = len(t)
     read = np.zeros(n, np.int64)
     w_short = np.zeros(n, np.int64)
@@ -158,7 +168,7 @@ def serve_breakpoints(mode, tokens, token_offsets, t, ns, boundaries, boundary_o
         pr = _prompt(tokens, token_offsets, r)
 
         def entry(q):
-            return table.get(nskey(pr.key(q), int(ns[r])))
+            return _recall(table, nskey(pr.key(q), int(ns[r])), tr, forget_s)
 
         hit = expired = not_ready = 0
         found: list[_Entry] = []
@@ -249,7 +259,8 @@ def serve_breakpoints(mode, tokens, token_offsets, t, ns, boundaries, boundary_o
 
 
 def serve_units(tokens, token_offsets, t, ns, route_key, replicas, replica_max, unit_tokens, hidden_tokens,
-                round_to, token_exact, min_tokens, idle_ttl_s, max_age_s, ttft_s, miss_draw, miss_probability):
+                round_to, token_exact, min_tokens, idle_ttl_s, max_age_s, ttft_s, miss_draw, miss_probability,
+                forget_s=math.inf):
     n = len(t)
     read = np.zeros(n, np.int64)
     flags = np.zeros(n, np.int32)
@@ -268,7 +279,7 @@ def serve_units(tokens, token_offsets, t, ns, route_key, replicas, replica_max, 
             flags[r] |= FLAG_SERVER_MISS
         else:
             for p in ends:
-                e = table.get(nskey(pr.key(p), int(ns[r])))
+                e = _recall(table, nskey(pr.key(p), int(ns[r])), tr, forget_s)
                 if e is None or not e.live(tr):
                     if e is not None:
                         flags[r] |= FLAG_EXPIRED if tr >= e.expires_at else FLAG_NOT_READY
@@ -291,7 +302,7 @@ def serve_units(tokens, token_offsets, t, ns, route_key, replicas, replica_max, 
                     continue
                 x = 0
                 for p in ends:
-                    e = table.get(nskey(pr.key(p), nskey(int(route_key[r]), alt)))
+                    e = _recall(table, nskey(pr.key(p), nskey(int(route_key[r]), alt)), tr, forget_s)
                     if e is None or not e.live(tr):
                         break
                     x = p
@@ -325,7 +336,7 @@ def common_prefix(tokens, token_offsets, other) -> np.ndarray:
 
 
 def serve_deepseek(tokens, token_offsets, t, ns, unit_tokens, interval_tokens, available_after_s, idle_ttl_s,
-                   miss_draw, miss_probability):
+                   miss_draw, miss_probability, forget_s=math.inf):
     """DeepSeek units: a dict of exact-length units per namespace; a unit path (prefix node -> unit ends) for
     finding candidates and common prefixes."""
     n = len(t)
@@ -365,7 +376,7 @@ def serve_deepseek(tokens, token_offsets, t, ns, unit_tokens, interval_tokens, a
         pr = _Prompt(toks)
         nodes = []
         for k in range(1, length // u + 1):
-            node = path.get(nskey(pr.key(k * u), nsr))
+            node = _recall(path, nskey(pr.key(k * u), nsr), tr, forget_s)
             if node is None:
                 break
             nodes.append(node)
@@ -381,7 +392,7 @@ def serve_deepseek(tokens, token_offsets, t, ns, unit_tokens, interval_tokens, a
             candidates = sorted((k * u + off for k, node in enumerate(nodes, start=1) for off in node[1]
                                  if k * u + off <= length), reverse=True)
             for p in candidates:
-                e = units.get(nskey(pr.key(p), nsr))
+                e = _recall(units, nskey(pr.key(p), nsr), tr, forget_s)
                 if e is None:
                     continue
                 if tr >= e.expires_at:

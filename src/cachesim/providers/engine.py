@@ -31,6 +31,8 @@ _FLAG_CAUSES = ((FLAG_NOT_READY, C_NOT_READY), (FLAG_OVERFLOW, C_OVERFLOW), (FLA
                 (FLAG_EXPIRED, C_TTL), (FLAG_SERVER_MISS, C_SERVER), (FLAG_BELOW_MIN, C_BELOW),
                 (FLAG_ERROR, C_REJECTED))
 PRICE_TIERS = "above_input_tokens"
+# how long an expired entry is remembered to name `ttl_expired` as a miss cause (an emulator setting, not a rule)
+FORGET_S = 6 * 3600.0
 
 
 @dataclass
@@ -240,7 +242,7 @@ def _cache_keys(rules, req: TokenRequests) -> np.ndarray:
     return (org << 40) ^ (key + 1)
 
 
-def _serve(inp: ProviderInput, rules, impl: str) -> dict:
+def _serve(inp: ProviderInput, rules, impl: str, forget_s: float = FORGET_S) -> dict:
     mod = _impl_module(impl)
     req = inp.requests
     n = req.n_requests
@@ -272,7 +274,7 @@ def _serve(inp: ProviderInput, rules, impl: str) -> dict:
             mode, tokens, offsets, t, np.ascontiguousarray(ns, np.uint64), bnd, bnd_off,
             np.ascontiguousarray(inp.breakpoints, np.int64), np.ascontiguousarray(bp_long, np.int8),
             np.ascontiguousarray(inp.breakpoint_offsets, np.int64), automatic, auto_long, minimum, lookback,
-            max_bps, ttl_s, ttl_l, rules.ttft_s, refresh_path, draws, rules.miss_probability)
+            max_bps, ttl_s, ttl_l, rules.ttft_s, refresh_path, draws, rules.miss_probability, forget_s)
         out.update(read=read, write_short=ws, write_long=wl, flags=flags, error=error)
     elif isinstance(rules, (R.OpenAI, R.Gemini)):
         empty_i32 = np.zeros(0, np.int32)
@@ -289,20 +291,20 @@ def _serve(inp: ProviderInput, rules, impl: str) -> dict:
         else:
             ns = (req.tenant.astype(np.uint64) + np.uint64(1)) if rules.isolation == "tenant" else np.zeros(n, np.uint64)
             exact = rules.block_tokens == 1
-            unit = 16 if exact else rules.block_tokens
+            unit = 64 if exact else rules.block_tokens   # exact: 64-token units, then token by token
             params = (unit, 0, 1 if exact else unit, exact, rules.minimum, rules.idle_ttl_s, np.inf)
             routing = (np.zeros(0, np.uint64), empty_i32, empty_i32)
         unit, hidden, round_to, exact, minimum, idle, max_age = params
         read, flags = mod.serve_units(tokens, offsets, t, np.ascontiguousarray(ns, np.uint64), *routing, unit,
                                       hidden, round_to, exact, minimum, idle, max_age, rules.ttft_s, draws,
-                                      rules.miss_probability)
+                                      rules.miss_probability, forget_s)
         zeros = np.zeros(n, np.int64)
         out.update(read=read, write_short=zeros, write_long=zeros.copy(), flags=flags, error=np.zeros(n, np.int8))
     elif isinstance(rules, R.DeepSeek):
         ns = (req.tenant.astype(np.uint64) + np.uint64(1)) if rules.isolation == "tenant" else np.zeros(n, np.uint64)
         read, flags = mod.serve_deepseek(tokens, offsets, t, np.ascontiguousarray(ns, np.uint64), rules.unit_tokens,
                                          rules.interval_tokens, rules.response_s + rules.delay_s, rules.idle_ttl_s,
-                                         draws, rules.miss_probability)
+                                         draws, rules.miss_probability, forget_s)
         zeros = np.zeros(n, np.int64)
         out.update(read=read, write_short=zeros, write_long=zeros.copy(), flags=flags, error=np.zeros(n, np.int8))
     else:
@@ -413,11 +415,13 @@ def _price(res: dict, rules, inp: ProviderInput, table: PriceTable) -> tuple[np.
     return cost * multiplier, base * multiplier, unique_rows
 
 
-def simulate(inp: ProviderInput, rules, prices: PriceTable | None = None, impl: str = "core") -> ProviderResult:
-    """Replay ``inp`` through the provider cache of ``rules``; bill with ``prices`` (the shipped registry if None)."""
+def simulate(inp: ProviderInput, rules, prices: PriceTable | None = None, impl: str = "core",
+             forget_s: float = FORGET_S) -> ProviderResult:
+    """Replay ``inp`` through the provider cache of ``rules``; bill with ``prices`` (the shipped registry if None).
+    ``forget_s``: how long after expiry an entry still explains a miss as ``ttl_expired`` (memory bound)."""
     _validate(inp)
     table = prices or load_prices()
-    res = _serve(inp, rules, impl)
+    res = _serve(inp, rules, impl, forget_s)
     cause = _causes(inp, res["read"], res["flags"], impl)
     cost, base, rows = _price(res, rules, inp, table)
     req = inp.requests
