@@ -137,3 +137,16 @@ def test_per_tenant_totals_add_up():
     sessions = per_session(res)
     assert sum(s["requests"] for s in sessions.values()) == res.n_requests
     assert np.isclose(sum(s["cost_usd"] for s in sessions.values()), res.cost.sum())
+
+
+def test_in_memory_retention_bounds():
+    from cachesim.providers.report import retention_bounds
+    from cachesim.workloads import agent_workload
+
+    inp = ProviderInput.from_workload(agent_workload(n_users=3))
+    bounds = retention_bounds(inp, make_rules("openai", "gpt-4o"), load_prices())   # gpt-4o: in_memory only
+    # a longer idle lifetime keeps a superset of entries alive: never fewer hits, never more dollars
+    assert bounds["idle_3600s"]["hit_ratio"] >= bounds["idle_300s"]["hit_ratio"]
+    assert bounds["idle_3600s"]["cost_usd"] <= bounds["idle_300s"]["cost_usd"]
+    assert retention_bounds(inp, make_rules("openai", "gpt-5.4"), load_prices()) is None   # 24h by default
+    assert retention_bounds(inp, make_rules("anthropic"), load_prices()) is None

@@ -381,3 +381,26 @@ def test_deepseek_peak_and_off_peak_prices():
     # a hit: the same prompt again at 02:00:10 Monday (peak) reads 1000 at 0.006: 1000*0.006 + 100*1.2 = 126
     res = run([prompts[0], prompts[0]], [7200.0, 7210.0], rules, output_tokens=[100, 100])
     assert res.cost[1] == pytest.approx(126e-6)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Gemini explicit (cachedContents)
+
+
+def test_gemini_explicit_creation_storage_and_ttl():
+    # the first marker (3000 of 5000 tokens) goes into a 1-hour object. gemini-2.5-pro: input 1.25, read 0.125,
+    # storage 4.5 per 1M token-hours. A request reading it: 2000*1.25 + 3000*0.125 = 2875; a creation adds
+    # 3000*1.25 + 3000*1h*4.5 = 17250. At exactly 3600 s the object is gone: a new one.
+    rules = make_rules("gemini-explicit", "gemini-2.5-pro")
+    p = list(range(5000))
+    res = run([p, p, p], [0, 100, 3600], rules, breakpoints=[[3000]] * 3)
+    assert res.read.tolist() == [3000, 3000, 3000]
+    assert res.created.tolist() == [3000, 0, 3000]
+    assert res.cost.tolist() == pytest.approx([20125e-6, 2875e-6, 20125e-6])
+    assert causes(res)[2] == "ttl_expired"
+    unbilled = run([p], [0], make_rules("gemini-explicit", "gemini-2.5-pro", bill_creation=False),
+                   breakpoints=[[3000]])
+    assert unbilled.cost[0] == pytest.approx((2875 + 13500) / 1e6)
+    # below the model's minimum (2,048): no object
+    short = run([p], [0], rules, breakpoints=[[2000]])
+    assert short.read[0] == 0 and causes(short) == ["below_minimum"]

@@ -70,7 +70,7 @@ def print_prices(file: str | None, provider: str | None, as_json: bool = False) 
 
 def run_cost(args) -> int:
     from cachesim.providers import ProviderInput, make_rules, simulate
-    from cachesim.providers.report import print_cost, report_dict, write_requests_csv
+    from cachesim.providers.report import print_cost, report_dict, retention_bounds, write_requests_csv
 
     rules = make_rules(args.provider, args.model, **dict(args.options))
     prices = load_prices(args.prices)
@@ -87,12 +87,16 @@ def run_cost(args) -> int:
         inp = read_provider_trace(args.trace)
         label = str(args.trace)
     result = simulate(inp, rules, prices=prices, impl=args.impl)
+    bounds = retention_bounds(inp, rules, prices)
+    report = report_dict(result)
+    if bounds:
+        report["in_memory_bounds"] = bounds
     if args.json == "-":
-        sys.stdout.write(json.dumps(report_dict(result), indent=2, default=str) + "\n")
+        sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
     else:
-        print_cost(result, label)
+        print_cost(result, label, bounds=bounds)
         if args.json:
-            Path(args.json).write_text(json.dumps(report_dict(result), indent=2, default=str) + "\n")
+            Path(args.json).write_text(json.dumps(report, indent=2, default=str) + "\n")
     if args.per_request:
         write_requests_csv(result, args.per_request)
     return 0

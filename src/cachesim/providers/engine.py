@@ -126,6 +126,8 @@ class ProviderResult:
     impl: str
     price_rows: list = field(default_factory=list)
     replica: np.ndarray | None = None
+    created: np.ndarray | None = None        # Gemini explicit: tokens put in a new cached-content object
+    storage_cost: np.ndarray | None = None   # Gemini explicit: USD of creation + storage (inside `cost`)
     observed_read: np.ndarray | None = None
     observed_write: np.ndarray | None = None
 
@@ -153,6 +155,8 @@ class ProviderResult:
             "cost_usd": cost, "cost_uncached_usd": base, "savings_usd": base - cost,
             "savings_ratio": (base - cost) / base if base else 0.0,
             "rejected_requests": int(np.count_nonzero(self.error)),
+            "created_tokens": int(self.created.sum()) if self.created is not None else 0,
+            "storage_cost_usd": float(self.storage_cost.sum()) if self.storage_cost is not None else 0.0,
             "miss_causes": {name: int(np.count_nonzero(self.cause == code)) for code, name in enumerate(CAUSES)},
         }
         if self.query is not None and self.n_requests:
@@ -300,6 +304,8 @@ def _serve(inp: ProviderInput, rules, impl: str, forget_s: float = FORGET_S) -> 
                                       rules.miss_probability, forget_s)
         zeros = np.zeros(n, np.int64)
         out.update(read=read, write_short=zeros, write_long=zeros.copy(), flags=flags, error=np.zeros(n, np.int8))
+    elif isinstance(rules, R.GeminiExplicit):
+        out.update(_serve_explicit(inp, rules, mod, draws))
     elif isinstance(rules, R.DeepSeek):
         ns = (req.tenant.astype(np.uint64) + np.uint64(1)) if rules.isolation == "tenant" else np.zeros(n, np.uint64)
         read, flags = mod.serve_deepseek(tokens, offsets, t, np.ascontiguousarray(ns, np.uint64), rules.unit_tokens,
@@ -310,6 +316,47 @@ def _serve(inp: ProviderInput, rules, impl: str, forget_s: float = FORGET_S) -> 
     else:
         raise ValueError(f"not a provider rule set: {rules!r}")
     return out
+
+
+def _serve_explicit(inp: ProviderInput, rules, mod, draws: np.ndarray) -> dict:
+    """Gemini explicit caches: one object per (project, prefix), created on demand, living ``ttl_s``.
+
+    Per request, not per token: the prefix keys come from the compiled key function, then a dict of objects."""
+    req = inp.requests
+    n = req.n_requests
+    off = inp.breakpoint_offsets
+    has = np.diff(off) > 0
+    first = np.zeros(n, np.int64)
+    first[has] = inp.breakpoints[off[:-1][has]]
+    positions = first            # requests without a marker hash the empty prefix (unused)
+    keys = mod.prefix_keys(np.ascontiguousarray(req.tokens, np.uint32),
+                           np.ascontiguousarray(req.token_offsets, np.int64), positions,
+                           np.arange(n + 1, dtype=np.int64))
+    tenant = req.tenant if rules.isolation == "tenant" else np.zeros(n, np.int32)
+    read = np.zeros(n, np.int64)
+    created = np.zeros(n, np.int64)
+    flags = np.zeros(n, np.int32)
+    expiry: dict[tuple[int, int], float] = {}
+    use_draws = len(draws) == n and rules.miss_probability > 0
+    for r, (k, key, ten, t) in enumerate(zip(first.tolist(), keys.tolist(), tenant.tolist(), req.t.tolist())):
+        if not has[r]:
+            continue
+        if k < rules.minimum:
+            flags[r] = FLAG_BELOW_MIN
+            continue
+        if use_draws and draws[r] < rules.miss_probability:
+            flags[r] = FLAG_SERVER_MISS
+            continue
+        ends = expiry.get((ten, key))
+        if ends is None or t >= ends:
+            if ends is not None:
+                flags[r] = FLAG_EXPIRED
+            expiry[(ten, key)] = t + rules.ttl_s
+            created[r] = k
+        read[r] = k
+    zeros = np.zeros(n, np.int64)
+    return dict(read=read, write_short=zeros, write_long=zeros.copy(), flags=flags, error=np.zeros(n, np.int8),
+                created=created)
 
 
 def _causes(inp: ProviderInput, read: np.ndarray, flags: np.ndarray, impl: str) -> np.ndarray:
@@ -361,6 +408,7 @@ def _price(res: dict, rules, inp: ProviderInput, table: PriceTable) -> tuple[np.
     n = len(n_tok)
     cost = np.zeros(n)
     base = np.zeros(n)
+    extra = np.zeros(n)
     used = []
     groups: list[tuple[np.ndarray, list]] = []
     when = _when(rules, inp.requests.t, table)
@@ -406,12 +454,21 @@ def _price(res: dict, rules, inp: ProviderInput, table: PriceTable) -> tuple[np.
             cost[sel] = (uncached[sel] * row.input + res["write_short"][sel] * rates[0]
                          + res["write_long"][sel] * rates[1] + res["read"][sel] * row.read
                          + out_tok[sel] * row.output) / 1e6
+            if "created" in res:
+                # a new cached-content object: K at the input rate (if billed) + storage K x its lifetime
+                if row.storage_per_hour is None:
+                    raise ValueError(f"price row of {row.provider} {row.model} has no storage_per_hour ({row.origin})")
+                k_tok = res["created"][sel].astype(np.float64)
+                extra[sel] = (k_tok * row.input * rules.bill_creation
+                              + k_tok * rules.ttl_s / 3600.0 * row.storage_per_hour) / 1e6
+                cost[sel] += extra[sel]
             base[sel] = (n_tok[sel] * row.input + out_tok[sel] * row.output) / 1e6
     multiplier = getattr(rules, "cost_multiplier", 1.0)
     error = res["error"] != 0
     cost[error] = 0.0
     base[error] = 0.0
     unique_rows = list(dict.fromkeys(used))
+    res["storage_cost"] = extra * multiplier
     return cost * multiplier, base * multiplier, unique_rows
 
 
@@ -431,5 +488,6 @@ def simulate(inp: ProviderInput, rules, prices: PriceTable | None = None, impl: 
         write_long=res["write_long"], uncached=lengths - res["read"] - res["write_short"] - res["write_long"],
         output_tokens=np.maximum(req.output_tokens, 0), flags=res["flags"], error=res["error"], cause=cause,
         cost=cost, cost_uncached=base, tenant=req.tenant, tenant_names=list(req.tenant_names), session=req.session,
-        query=inp.query, impl=impl, price_rows=rows, replica=res["replica"],
+        query=inp.query, impl=impl, price_rows=rows, replica=res["replica"], created=res.get("created"),
+        storage_cost=res["storage_cost"] if "created" in res else None,
         observed_read=inp.observed_read, observed_write=inp.observed_write)

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from cachesim.providers.engine import CAUSES, ProviderResult
 
-__all__ = ["wide_console", "group_totals", "per_tenant", "per_session", "observed_vs_predicted", "report_dict", "print_cost",
+__all__ = ["wide_console", "retention_bounds", "group_totals", "per_tenant", "per_session", "observed_vs_predicted", "report_dict", "print_cost",
            "write_requests_csv", "TOKEN_COLUMNS"]
 
 TOKEN_COLUMNS = ("prompt_tokens", "uncached", "write_short", "write_long", "read", "output_tokens")
@@ -68,6 +68,23 @@ def observed_vs_predicted(result: ProviderResult) -> dict | None:
     return out or None
 
 
+def retention_bounds(inp, rules, prices) -> dict | None:
+    """OpenAI ``in_memory`` retention is documented only as a range (5-10 min idle, up to 1 h): the bill at the
+    5-minute and the 60-minute ends, beside the default (PROVIDERS.md §8.3). None for other rule sets."""
+    import dataclasses
+
+    from cachesim.providers.engine import simulate
+    from cachesim.providers.rules import OpenAI
+
+    if not isinstance(rules, OpenAI) or rules.effective_retention != "in_memory":
+        return None
+    out = {}
+    for idle in (300.0, 3600.0):
+        s = simulate(inp, dataclasses.replace(rules, retention="in_memory", in_memory_idle_s=idle), prices).summary()
+        out[f"idle_{idle:g}s"] = {"hit_ratio": s["hit_ratio"], "cost_usd": s["cost_usd"]}
+    return out
+
+
 def report_dict(result: ProviderResult, per_request: bool = False) -> dict:
     out = {"summary": result.summary(), "rules": _rules_dict(result.rules),
            "prices": [{"model": r.model, "above_input_tokens": r.above_input_tokens, "period": r.period,
@@ -109,7 +126,8 @@ def wide_console() -> Console:
     return console if console.is_terminal else Console(width=120)
 
 
-def print_cost(result: ProviderResult, label: str, console: Console | None = None) -> None:
+def print_cost(result: ProviderResult, label: str, console: Console | None = None,
+               bounds: dict | None = None) -> None:
     console = console or wide_console()
     s = result.summary()
     short, long_ = result.write_labels
@@ -136,6 +154,9 @@ def print_cost(result: ProviderResult, label: str, console: Console | None = Non
     console.print(f"dollars: ${s['cost_usd']:,.4f} with the cache · ${s['cost_uncached_usd']:,.4f} without · "
                   f"saved ${s['savings_usd']:,.4f} ({s['savings_ratio']:.1%}) · {s['requests']:,} requests"
                   + (f", {s['rejected_requests']:,} rejected" if s["rejected_requests"] else ""))
+    if s["created_tokens"]:
+        console.print(f"explicit cached contents: {s['created_tokens']:,} tokens put in new objects; creation + "
+                      f"storage ${s['storage_cost_usd']:,.4f} (included above)")
     causes = {k: v for k, v in s["miss_causes"].items() if v and k != "none"}
     if causes:
         console.print("miss causes (requests): " + ", ".join(f"{k} {v:,}" for k, v in causes.items()))
@@ -151,6 +172,9 @@ def print_cost(result: ProviderResult, label: str, console: Console | None = Non
         if len(ranked) > MAX_ROWS:
             tt.caption = f"{len(ranked) - MAX_ROWS} more tenants in the JSON output"
         console.print(tt)
+    if bounds:
+        console.print("in_memory retention is a range: " + "; ".join(
+            f"idle {key[5:-1]} s: hit ratio {b['hit_ratio']:.3f}, ${b['cost_usd']:,.4f}" for key, b in bounds.items()))
     ovp = observed_vs_predicted(result)
     if ovp:
         for name, row in ovp.items():

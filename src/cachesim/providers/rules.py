@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Anthropic", "OpenAI", "OpenAI56", "Gemini", "DeepSeek", "RuleSet", "make_rules", "PROVIDERS",
+__all__ = ["Anthropic", "OpenAI", "OpenAI56", "Gemini", "GeminiExplicit", "DeepSeek", "RuleSet", "make_rules", "PROVIDERS",
            "ANTHROPIC_MIN_TOKENS", "BEDROCK_MIN_TOKENS"]
 
 # PROVIDERS.md §1.2: minimum cacheable prompt (tokens) per model, Anthropic's table and AWS Bedrock's
@@ -198,6 +198,40 @@ class Gemini:
 
 
 @dataclass(frozen=True)
+class GeminiExplicit:
+    """Gemini explicit caching with ``cachedContents`` objects (PROVIDERS.md §4.3, §8.5 explicit).
+
+    The application puts each request's stable prefix (its first cache marker) in a cached-content object of K
+    tokens that lives ``ttl_s`` from its creation (no refresh on use) and creates a new one on demand when none is
+    live. Every request with a live object reads K tokens at the cache rate; a creation costs K at the input rate
+    (``bill_creation``, ambiguous on the Gemini API, documented for Vertex) plus storage K·ttl for the object's life.
+    """
+
+    model: str = "gemini-3.8-flash"
+    ttl_s: float = 3600.0                # "TTL defaults to 1 h"
+    bill_creation: bool = True           # §8.9: billed (K·input), behind a flag
+    min_tokens: int | None = None        # the implicit minimum of the model unless given
+    isolation: str = "shared"            # objects belong to the project; "tenant": one project per tenant
+    ttft_s: float = 0.0                  # the object exists before the request that uses it
+    miss_probability: float = 0.0
+    seed: int = 0
+
+    provider = "gemini"
+    write_fields = ()
+
+    def __post_init__(self) -> None:
+        _check_common(self)
+        if not self.ttl_s > 0:
+            raise ValueError("ttl_s must be > 0")
+
+    @property
+    def minimum(self) -> int:
+        if self.min_tokens is not None:
+            return self.min_tokens
+        return 2048 if self.model.startswith("gemini-2.5") else 4096
+
+
+@dataclass(frozen=True)
 class DeepSeek:
     """DeepSeek disk cache (PROVIDERS.md §5, §8.6)."""
 
@@ -223,10 +257,11 @@ class DeepSeek:
             raise ValueError("unit_tokens and interval_tokens must be >= 1")
 
 
-RuleSet = Anthropic | OpenAI | OpenAI56 | Gemini | DeepSeek
+RuleSet = Anthropic | OpenAI | OpenAI56 | Gemini | GeminiExplicit | DeepSeek
 
 PROVIDERS: dict[str, type] = {
-    "anthropic": Anthropic, "openai": OpenAI, "openai-5.6": OpenAI56, "gemini": Gemini, "deepseek": DeepSeek,
+    "anthropic": Anthropic, "openai": OpenAI, "openai-5.6": OpenAI56, "gemini": Gemini,
+    "gemini-explicit": GeminiExplicit, "deepseek": DeepSeek,
 }
 
 
