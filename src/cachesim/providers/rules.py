@@ -33,6 +33,13 @@ _ISOLATION = ("shared", "tenant")
 _CACHE_KEYS = ("none", "tenant", "session")
 
 
+def _gemini_minimum(model: str, override: int | None) -> int:
+    """§4.1: 2,048 tokens for Gemini 2.5 models, 4,096 for 3.x."""
+    if override is not None:
+        return override
+    return 2048 if model.startswith("gemini-2.5") else 4096
+
+
 def _check_common(rules) -> None:
     if rules.isolation not in _ISOLATION:
         raise ValueError(f"isolation must be one of {_ISOLATION}, not {rules.isolation!r}")
@@ -192,9 +199,7 @@ class Gemini:
 
     @property
     def minimum(self) -> int:
-        if self.min_tokens is not None:
-            return self.min_tokens
-        return 2048 if self.model.startswith("gemini-2.5") else 4096
+        return _gemini_minimum(self.model, self.min_tokens)
 
 
 @dataclass(frozen=True)
@@ -226,9 +231,7 @@ class GeminiExplicit:
 
     @property
     def minimum(self) -> int:
-        if self.min_tokens is not None:
-            return self.min_tokens
-        return 2048 if self.model.startswith("gemini-2.5") else 4096
+        return _gemini_minimum(self.model, self.min_tokens)
 
 
 @dataclass(frozen=True)
