@@ -13,6 +13,7 @@ extensions = [
     Extension(
         "cachesim._providers",
         ["src/cachesim/_providers.pyx"],
+        language="c++",   # the capacity LRU keeps one std::deque of touches per replica
         extra_compile_args=["-O3"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     ),

@@ -15,7 +15,7 @@ from cachesim.providers import ProviderInput, load_prices, make_rules, simulate
 from cachesim.requests import TokenRequests, offsets_from_lengths
 
 PRICES = load_prices()
-FIELDS = ("read", "write_short", "write_long", "flags", "error", "cause", "uncached")
+FIELDS = ("read", "write_short", "write_long", "flags", "error", "cause", "uncached", "evicted_by")
 
 
 def random_input(seed: int, n: int, max_len: int, ttl_hint: float) -> ProviderInput:
@@ -80,6 +80,9 @@ def rule_sets(ttft: float, isolation: str, miss: float):
         make_rules("openai-5.6", min_tokens=24, ttl_s=60, max_writes=2, requests_per_minute=4, **common),
         make_rules("gemini", min_tokens=24, idle_ttl_s=60, **common),
         make_rules("gemini", min_tokens=24, block_tokens=32, idle_ttl_s=60, **common),
+        make_rules("gemini", min_tokens=24, idle_ttl_s=60, capacity_tokens=64 * 5, **common),
+        make_rules("openai", "gpt-5.4", min_tokens=32, unit_tokens=16, capacity_tokens=16 * 14, in_memory_idle_s=60,
+                   retention="in_memory", requests_per_minute=6, routing_prefix_tokens=1, **common),
         make_rules("gemini-explicit", min_tokens=24, ttl_s=60, **common),
         make_rules("deepseek", unit_tokens=8, interval_tokens=40, idle_ttl_s=60, delay_s=0.5, response_s=0.5,
                    **common),

@@ -404,3 +404,24 @@ def test_gemini_explicit_creation_storage_and_ttl():
     # below the model's minimum (2,048): no object
     short = run([p], [0], rules, breakpoints=[[2000]])
     assert short.read[0] == 0 and causes(short) == ["below_minimum"]
+
+
+def test_openai_capacity_eviction_names_the_evicting_tenant(impl):
+    # one replica of 2,048 tokens (16 units of 128). Tenant 0's prompt A fills it; tenant 1's prompt B shares the
+    # first 256 tokens (same routing key, same replica) and needs 14 new units: the least recently touched are A's
+    # deepest 14 (a request touches its units deepest first). A again: units 1-2 live (256 < 1,024, so nothing
+    # cached), unit 3 evicted by tenant 1.
+    rules = make_rules("openai", "gpt-5.4", ttft_s=0, capacity_tokens=2048)
+    shared = list(range(256))
+    a = shared + list(range(10_000, 11_792))
+    b = shared + list(range(20_000, 21_792))
+    res = run([a, b, a], [0, 5, 10], rules, impl, tenant=[0, 1, 0], tenant_names=["alice", "bob"])
+    assert res.read.tolist() == [0, 0, 0]          # B shares 256 tokens: under the 1,024 minimum
+    assert causes(res)[2] == "evicted"
+    assert res.evicted_by.tolist() == [-1, -1, 1]
+    from cachesim.providers.report import evictions
+
+    assert evictions(res) == {"alice": {"bob": 1}}
+    # without a capacity the same traffic hits in full
+    res = run([a, b, a], [0, 5, 10], make_rules("openai", "gpt-5.4", ttft_s=0), impl, tenant=[0, 1, 0])
+    assert res.read.tolist() == [0, 0, 2048]

@@ -1,4 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# distutils: language = c++
 """Compiled serve loops of the provider prompt caches (``cachesim.providers``).
 
 Provider caches differ from the core's block LRU: they are unbounded, entries expire by TTL only, and the rules
@@ -24,6 +25,9 @@ from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree
 from libc.stdint cimport int8_t, int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memset
 from libc.math cimport ceil, INFINITY
+from libcpp.deque cimport deque
+from libcpp.utility cimport pair
+from libcpp.vector cimport vector
 
 import sys
 
@@ -74,6 +78,7 @@ FLAG_OVERFLOW = 8
 FLAG_NOT_READY = 16
 FLAG_ERROR = 32
 FLAG_SERVER_MISS = 64
+FLAG_EVICTED = 128
 
 cdef enum:
     F_BELOW_MIN = 1
@@ -83,6 +88,9 @@ cdef enum:
     F_NOT_READY = 16
     F_ERROR = 32
     F_SERVER_MISS = 64
+    F_EVICTED = 128
+    A_RESIDENT = 1           # Entry.aux bits of a prefix unit under a capacity: counted in its replica
+    A_EVICTED = 2            # evicted for capacity; the evicting tenant is in aux >> 8
 
 # error codes of a rejected Anthropic request (the API's HTTP 400)
 cdef enum:
@@ -158,8 +166,10 @@ ctypedef struct Entry:
     double expires_at
     double available_at
     double base            # prefix units: created_at; breakpoints: the entry's TTL; routing: requests in window
-    uint64_t aux           # DeepSeek: bitmask of unit ends in this node; routing: round-robin counter
+    uint64_t aux           # DeepSeek: bitmask of unit ends in this node; routing: round-robin counter;
+                           # prefix units under a capacity: A_RESIDENT | A_EVICTED | evicting tenant << 8
     int64_t writer         # request that last wrote (or touched) it; routing: most replicas used
+    int64_t seq            # prefix units under a capacity: order of the last touch (LRU)
 
 
 cdef class _Table:
@@ -168,6 +178,7 @@ cdef class _Table:
     cdef int64_t used
     cdef double now         # the current request's time (set by the serve loop)
     cdef double forget_s    # an entry expired this long ago is forgotten: absent to lookups, dropped on growth
+    cdef bint lru           # prefix units under a capacity: resident units are never dropped on growth
 
     def __cinit__(self, int64_t capacity=1024, double forget_s=INFINITY):
         cdef int64_t cap = 16
@@ -181,6 +192,7 @@ cdef class _Table:
         self.used = 0
         self.now = -INFINITY
         self.forget_s = forget_s
+        self.lru = False
 
     def __dealloc__(self):
         PyMem_RawFree(self.slots)
@@ -207,12 +219,15 @@ cdef class _Table:
             return NULL
         return e
 
+    cdef inline bint keeps(self, Entry* e) noexcept nogil:
+        return self.now < e.expires_at + self.forget_s or (self.lru and e.aux & A_RESIDENT)
+
     cdef int grow(self) noexcept nogil:
         """Rehash without the forgotten entries, doubling the table unless that freed enough room."""
         cdef Entry* old = self.slots
         cdef int64_t old_cap = self.capacity, j, kept = 0
         for j in range(old_cap):
-            if old[j].key != 0 and self.now < old[j].expires_at + self.forget_s:
+            if old[j].key != 0 and self.keeps(&old[j]):
                 kept += 1
         cdef int64_t cap = old_cap if kept * 4 < old_cap else old_cap * 2
         cdef Entry* fresh = <Entry*> PyMem_RawMalloc(cap * sizeof(Entry))
@@ -221,7 +236,7 @@ cdef class _Table:
         memset(fresh, 0, cap * sizeof(Entry))
         cdef uint64_t mask = <uint64_t> cap - 1, i
         for j in range(old_cap):
-            if old[j].key != 0 and self.now < old[j].expires_at + self.forget_s:
+            if old[j].key != 0 and self.keeps(&old[j]):
                 i = (old[j].key * 0x9E3779B97F4A7C15ULL) >> 20 & mask
                 while fresh[i].key != 0:
                     i = (i + 1) & mask
@@ -242,9 +257,11 @@ cdef class _Table:
             return e
         e = self.find(key)
         if e != NULL:
-            # forgotten: reuse its slot as a new entry
-            memset(e, 0, sizeof(Entry))
-            e.key = key
+            # forgotten: reuse its slot as a new entry (aux and seq stay: callers that use them reset them)
+            e.expires_at = 0
+            e.available_at = 0
+            e.base = 0
+            e.writer = 0
             fresh[0] = True
             return e
         if (self.used + 1) * 2 > self.capacity:
@@ -602,26 +619,44 @@ def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, co
                 const int32_t[::1] replica_max,
                 int64_t unit_tokens, int64_t hidden_tokens, int64_t round_to, bint token_exact,
                 int64_t min_tokens, double idle_ttl_s, double max_age_s, double ttft_s,
-                const double[::1] miss_draw, double miss_probability, double forget_s=INFINITY):
-    """Serve every request; returns per-request ``read, flags`` arrays.
+                const double[::1] miss_draw, double miss_probability, double forget_s=INFINITY,
+                const int32_t[::1] tenant=None, int64_t capacity_units=0):
+    """Serve every request; returns per-request ``read, flags, evicted_by`` arrays.
 
     Units end at ``k*unit_tokens - hidden_tokens`` (k >= 1, positive). The hit is the longest run of live units
     from the start, extended token by token into the next unit against the latest prompt through that unit when
     ``token_exact``; it counts only if it and the prompt are at least ``min_tokens`` and is then rounded down to
     ``round_to``. Every unit of the prompt is then (re)inserted with an idle TTL, capped at ``max_age_s`` after
-    creation. ``route_key``/``replicas``/``replica_max`` (when given) let a request that missed check the other replicas of its
-    routing key (``ns = nskey(route_key, replica)``) for a longer match: ``replica_overflow``.
+    creation. ``route_key``/``replicas``/``replica_max`` (when given) let a request that missed check the other
+    replicas of its routing key (``ns = nskey(route_key, replica)``) for a longer match: ``replica_overflow``.
+
+    ``capacity_units > 0`` bounds each namespace (replica) to that many units, evicting the least recently touched
+    (one FIFO of touches per replica, stale items skipped). A request touches its units deepest first, so a prefix is
+    always more recent than its extensions, and inserts at most ``capacity_units`` of them. A lookup that stops at
+    an evicted unit reports ``evicted`` and the tenant whose insertion evicted it (``evicted_by``, else -1).
     """
     cdef Py_ssize_t n = t.shape[0], r
     read_arr = np.zeros(n, dtype=np.int64)
     flags_arr = np.zeros(n, dtype=np.int32)
+    evicted_by_arr = np.full(n, -1, dtype=np.int32)
     cdef int64_t[::1] read = read_arr
     cdef int32_t[::1] flags = flags_arr
+    cdef int32_t[::1] evicted_by = evicted_by_arr
     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
     cdef uint64_t[::1] chain = chain_arr
     cdef bint routed = replicas.shape[0] == n
+    cdef bint bounded = capacity_units > 0
+    if bounded and (tenant is None or tenant.shape[0] != n):
+        raise ValueError("a capacity needs the tenant of every request")
+    cdef _Table replica_ids = _Table(64)       # namespace -> index into queues / resident
+    cdef vector[deque[pair[int64_t, uint64_t]]] queues
+    cdef vector[int64_t] resident
+    cdef int64_t seq = 0, rep, n_units, n_ins, victim_seq
+    cdef pair[int64_t, uint64_t] item
+    cdef Entry* v
     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0
     cdef _Table table = _Table(64, forget_s)
+    table.lru = bounded
     cdef const uint32_t* toks
     cdef const uint32_t* other
     cdef int64_t length, first, p, matched, cached, other_len, x, lim, j, alt
@@ -649,6 +684,10 @@ def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, co
                 p = first
                 while p <= length:
                     e = table.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))
+                    if e != NULL and e.aux & A_EVICTED:
+                        flags[r] |= F_EVICTED
+                        evicted_by[r] = <int32_t> (e.aux >> 8)
+                        break
                     if not live(e, t[r]):
                         if e != NULL:
                             flags[r] |= F_EXPIRED if t[r] >= e.expires_at else F_NOT_READY
@@ -689,23 +728,66 @@ def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, co
                         flags[r] |= F_OVERFLOW
                         break
             # insert (and touch) every unit of the prompt
-            p = first
-            while p <= length:
-                e = table.insert(c_nskey(c_key_at(toks, &chain[0], p), ns_r), &fresh)
+            if not bounded:
+                p = first
+                while p <= length:
+                    e = table.insert(c_nskey(c_key_at(toks, &chain[0], p), ns_r), &fresh)
+                    if e == NULL:
+                        err = 1
+                        break
+                    if fresh or t[r] >= e.expires_at:
+                        e.base = t[r]
+                        e.available_at = t[r] + ttft_s
+                    e.expires_at = min(t[r] + idle_ttl_s, e.base + max_age_s)
+                    e.writer = r
+                    p += unit_tokens
+            else:
+                e = replica_ids.insert(ns_r, &fresh)
                 if e == NULL:
                     err = 1
                     break
-                if fresh or t[r] >= e.expires_at:
-                    e.base = t[r]
-                    e.available_at = t[r] + ttft_s
-                e.expires_at = min(t[r] + idle_ttl_s, e.base + max_age_s)
-                e.writer = r
-                p += unit_tokens
+                if fresh:
+                    e.writer = <int64_t> queues.size()
+                    queues.push_back(deque[pair[int64_t, uint64_t]]())
+                    resident.push_back(0)
+                rep = e.writer
+                n_units = (length - first) // unit_tokens + 1 if length >= first else 0
+                n_ins = min(n_units, capacity_units)
+                for j in range(n_ins - 1, -1, -1):        # deepest first: the prefix ends most recent
+                    p = first + j * unit_tokens
+                    e = table.insert(c_nskey(c_key_at(toks, &chain[0], p), ns_r), &fresh)
+                    if e == NULL:
+                        err = 1
+                        break
+                    if fresh or t[r] >= e.expires_at or e.aux & A_EVICTED:
+                        e.base = t[r]
+                        e.available_at = t[r] + ttft_s
+                        e.aux &= ~(<uint64_t> A_EVICTED)
+                    if not e.aux & A_RESIDENT:
+                        # make room: pop the replica's least recently touched units
+                        while resident[rep] >= capacity_units and not queues[rep].empty():
+                            item = queues[rep].front()
+                            queues[rep].pop_front()
+                            v = table.find(item.second)
+                            if v == NULL or v.seq != item.first or not v.aux & A_RESIDENT:
+                                continue          # touched again later, or already gone
+                            v.aux &= ~(<uint64_t> A_RESIDENT)
+                            resident[rep] -= 1
+                            if t[r] < v.expires_at:
+                                v.aux = (v.aux & 0xFF) | A_EVICTED | (<uint64_t> tenant[r] << 8)
+                                v.expires_at = t[r]
+                        e.aux |= A_RESIDENT
+                        resident[rep] += 1
+                    e.expires_at = min(t[r] + idle_ttl_s, e.base + max_age_s)
+                    e.writer = r
+                    seq += 1
+                    e.seq = seq
+                    queues[rep].push_back(pair[int64_t, uint64_t](seq, e.key))
             if err:
                 break
     if err:
         raise MemoryError("cachesim: out of memory in the provider cache table")
-    return read_arr, flags_arr
+    return read_arr, flags_arr, evicted_by_arr
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ statement of the rules; it is slow (Python per position) and never used by defau
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
 import numpy as np
 import xxhash
@@ -15,6 +16,7 @@ UNIT = 16
 MASK = (1 << 64) - 1
 FLAG_BELOW_MIN, FLAG_EXPIRED, FLAG_LOOKBACK, FLAG_OVERFLOW, FLAG_NOT_READY, FLAG_ERROR, FLAG_SERVER_MISS = (
     1, 2, 4, 8, 16, 32, 64)
+FLAG_EVICTED = 128
 ERR_TOO_MANY_BREAKPOINTS, ERR_TTL_ORDER = 1, 2
 MODE_ANTHROPIC, MODE_OPENAI56 = 0, 1
 
@@ -61,11 +63,12 @@ def prefix_keys(tokens, token_offsets, positions, position_offsets) -> np.ndarra
 
 
 class _Entry:
-    __slots__ = ("expires_at", "available_at", "created_at", "ttl_s", "writer")
+    __slots__ = ("expires_at", "available_at", "created_at", "ttl_s", "writer", "evicted_by")
 
     def __init__(self):
         self.expires_at = self.available_at = self.created_at = self.ttl_s = 0.0
         self.writer = 0
+        self.evicted_by = -1      # the tenant whose insertion evicted it for capacity, -1 if not evicted
 
     def live(self, t: float) -> bool:
         return self.available_at <= t < self.expires_at
@@ -260,10 +263,12 @@ def serve_breakpoints(mode, tokens, token_offsets, t, ns, boundaries, boundary_o
 
 def serve_units(tokens, token_offsets, t, ns, route_key, replicas, replica_max, unit_tokens, hidden_tokens,
                 round_to, token_exact, min_tokens, idle_ttl_s, max_age_s, ttft_s, miss_draw, miss_probability,
-                forget_s=math.inf):
+                forget_s=math.inf, tenant=None, capacity_units=0):
     n = len(t)
     read = np.zeros(n, np.int64)
     flags = np.zeros(n, np.int32)
+    evicted_by = np.full(n, -1, np.int32)
+    lru: dict[int, OrderedDict] = {}     # namespace -> its resident unit keys, least recently touched first
     table: dict[int, _Entry] = {}
     routed = len(replicas) == n
     use_draws = len(miss_draw) == n and miss_probability > 0
@@ -280,6 +285,10 @@ def serve_units(tokens, token_offsets, t, ns, route_key, replicas, replica_max, 
         else:
             for p in ends:
                 e = _recall(table, nskey(pr.key(p), int(ns[r])), tr, forget_s)
+                if e is not None and e.evicted_by >= 0:
+                    flags[r] |= FLAG_EVICTED
+                    evicted_by[r] = e.evicted_by
+                    break
                 if e is None or not e.live(tr):
                     if e is not None:
                         flags[r] |= FLAG_EXPIRED if tr >= e.expires_at else FLAG_NOT_READY
@@ -309,15 +318,36 @@ def serve_units(tokens, token_offsets, t, ns, route_key, replicas, replica_max, 
                 if x >= min_tokens and x - x % round_to > cached:
                     flags[r] |= FLAG_OVERFLOW
                     break
-        for p in ends:
+        if not capacity_units:
+            for p in ends:
+                key = nskey(pr.key(p), int(ns[r]))
+                e = table.get(key)
+                if e is None or tr >= e.expires_at:
+                    e = table.setdefault(key, _Entry())
+                    e.created_at, e.available_at = tr, tr + ttft_s
+                e.expires_at = min(tr + idle_ttl_s, e.created_at + max_age_s)
+                e.writer = r
+            continue
+        resident = lru.setdefault(int(ns[r]), OrderedDict())
+        for p in reversed(ends[:capacity_units]):         # deepest first: the prefix ends most recent
             key = nskey(pr.key(p), int(ns[r]))
             e = table.get(key)
-            if e is None or tr >= e.expires_at:
+            if e is None or tr >= e.expires_at or e.evicted_by >= 0:
                 e = table.setdefault(key, _Entry())
-                e.created_at, e.available_at = tr, tr + ttft_s
+                e.created_at, e.available_at, e.evicted_by = tr, tr + ttft_s, -1
+            if key in resident:
+                resident.move_to_end(key)
+            else:
+                while len(resident) >= capacity_units:
+                    victim_key, _ = resident.popitem(last=False)
+                    victim = table[victim_key]
+                    if tr < victim.expires_at:
+                        victim.evicted_by = int(tenant[r])
+                        victim.expires_at = tr
+                resident[key] = None
             e.expires_at = min(tr + idle_ttl_s, e.created_at + max_age_s)
             e.writer = r
-    return read, flags
+    return read, flags, evicted_by
 
 
 def common_prefix(tokens, token_offsets, other) -> np.ndarray:

@@ -22,13 +22,15 @@ __all__ = ["ProviderInput", "ProviderResult", "simulate", "CAUSES", "PRICE_TIERS
 # miss causes, in the order reports list them (index = code)
 CAUSES = ("none", "cold", "below_minimum", "ttl_expired", "prefix_changed", "outside_lookback", "replica_overflow",
           "not_yet_available", "server_miss", "rejected", "evicted")
-C_NONE, C_COLD, C_BELOW, C_TTL, C_PREFIX, C_LOOKBACK, C_OVERFLOW, C_NOT_READY, C_SERVER, C_REJECTED = range(10)
+C_NONE, C_COLD, C_BELOW, C_TTL, C_PREFIX, C_LOOKBACK, C_OVERFLOW, C_NOT_READY, C_SERVER, C_REJECTED, C_EVICTED = (
+    range(11))
 # flags set by the serve loops (the same values in _providers.pyx and _reference.py)
 FLAG_BELOW_MIN, FLAG_EXPIRED, FLAG_LOOKBACK, FLAG_OVERFLOW, FLAG_NOT_READY, FLAG_ERROR, FLAG_SERVER_MISS = (
     1, 2, 4, 8, 16, 32, 64)
+FLAG_EVICTED = 128
 # flag -> cause, lowest priority first (a later one wins when several apply)
 _FLAG_CAUSES = ((FLAG_NOT_READY, C_NOT_READY), (FLAG_OVERFLOW, C_OVERFLOW), (FLAG_LOOKBACK, C_LOOKBACK),
-                (FLAG_EXPIRED, C_TTL), (FLAG_SERVER_MISS, C_SERVER), (FLAG_BELOW_MIN, C_BELOW),
+                (FLAG_EVICTED, C_EVICTED), (FLAG_EXPIRED, C_TTL), (FLAG_SERVER_MISS, C_SERVER), (FLAG_BELOW_MIN, C_BELOW),
                 (FLAG_ERROR, C_REJECTED))
 PRICE_TIERS = "above_input_tokens"
 # how long an expired entry is remembered to name `ttl_expired` as a miss cause (an emulator setting, not a rule)
@@ -126,6 +128,7 @@ class ProviderResult:
     impl: str
     price_rows: list = field(default_factory=list)
     replica: np.ndarray | None = None
+    evicted_by: np.ndarray | None = None     # the tenant whose insertion evicted the entry a request missed, -1
     created: np.ndarray | None = None        # Gemini explicit: tokens put in a new cached-content object
     storage_cost: np.ndarray | None = None   # Gemini explicit: USD of creation + storage (inside `cost`)
     observed_read: np.ndarray | None = None
@@ -292,18 +295,25 @@ def _serve(inp: ProviderInput, rules, impl: str, forget_s: float = FORGET_S) -> 
             max_age = rules.extended_max_age_s if extended else np.inf
             params = (rules.unit, rules.hidden_tokens, 128, False, rules.min_tokens, idle, max_age)
             routing = (rk, replica, kmax)
+            unit_size = rules.unit
         else:
             ns = (req.tenant.astype(np.uint64) + np.uint64(1)) if rules.isolation == "tenant" else np.zeros(n, np.uint64)
             exact = rules.block_tokens == 1
             unit = 64 if exact else rules.block_tokens   # exact: 64-token units, then token by token
             params = (unit, 0, 1 if exact else unit, exact, rules.minimum, rules.idle_ttl_s, np.inf)
             routing = (np.zeros(0, np.uint64), empty_i32, empty_i32)
+            unit_size = unit
         unit, hidden, round_to, exact, minimum, idle, max_age = params
-        read, flags = mod.serve_units(tokens, offsets, t, np.ascontiguousarray(ns, np.uint64), *routing, unit,
-                                      hidden, round_to, exact, minimum, idle, max_age, rules.ttft_s, draws,
-                                      rules.miss_probability, forget_s)
+        capacity_units = 0
+        if rules.capacity_tokens is not None:
+            capacity_units = max(int(rules.capacity_tokens) // unit_size, 1)
+        read, flags, evicted_by = mod.serve_units(
+            tokens, offsets, t, np.ascontiguousarray(ns, np.uint64), *routing, unit, hidden, round_to, exact,
+            minimum, idle, max_age, rules.ttft_s, draws, rules.miss_probability, forget_s,
+            np.ascontiguousarray(req.tenant, np.int32), capacity_units)
         zeros = np.zeros(n, np.int64)
-        out.update(read=read, write_short=zeros, write_long=zeros.copy(), flags=flags, error=np.zeros(n, np.int8))
+        out.update(read=read, write_short=zeros, write_long=zeros.copy(), flags=flags, error=np.zeros(n, np.int8),
+                   evicted_by=evicted_by)
     elif isinstance(rules, R.GeminiExplicit):
         out.update(_serve_explicit(inp, rules, mod, draws))
     elif isinstance(rules, R.DeepSeek):
@@ -489,5 +499,6 @@ def simulate(inp: ProviderInput, rules, prices: PriceTable | None = None, impl: 
         output_tokens=np.maximum(req.output_tokens, 0), flags=res["flags"], error=res["error"], cause=cause,
         cost=cost, cost_uncached=base, tenant=req.tenant, tenant_names=list(req.tenant_names), session=req.session,
         query=inp.query, impl=impl, price_rows=rows, replica=res["replica"], created=res.get("created"),
+        evicted_by=res.get("evicted_by"),
         storage_cost=res["storage_cost"] if "created" in res else None,
         observed_read=inp.observed_read, observed_write=inp.observed_write)

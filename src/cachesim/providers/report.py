@@ -11,7 +11,7 @@ from rich.table import Table
 
 from cachesim.providers.engine import CAUSES, ProviderResult
 
-__all__ = ["wide_console", "retention_bounds", "group_totals", "per_tenant", "per_session", "observed_vs_predicted", "report_dict", "print_cost",
+__all__ = ["wide_console", "retention_bounds", "evictions", "group_totals", "per_tenant", "per_session", "observed_vs_predicted", "report_dict", "print_cost",
            "write_requests_csv", "TOKEN_COLUMNS"]
 
 TOKEN_COLUMNS = ("prompt_tokens", "uncached", "write_short", "write_long", "read", "output_tokens")
@@ -85,6 +85,19 @@ def retention_bounds(inp, rules, prices) -> dict | None:
     return out
 
 
+def evictions(result: ProviderResult) -> dict[str, dict[str, int]]:
+    """Requests whose miss was an eviction, per tenant, by the tenant whose insertion evicted the entry."""
+    if result.evicted_by is None:
+        return {}
+    out: dict[str, dict[str, int]] = {}
+    hit = np.flatnonzero(result.evicted_by >= 0)
+    names = result.tenant_names
+    for victim, evictor in zip(result.tenant[hit].tolist(), result.evicted_by[hit].tolist()):
+        row = out.setdefault(names[victim], {})
+        row[names[evictor]] = row.get(names[evictor], 0) + 1
+    return out
+
+
 def report_dict(result: ProviderResult, per_request: bool = False) -> dict:
     out = {"summary": result.summary(), "rules": _rules_dict(result.rules),
            "prices": [{"model": r.model, "above_input_tokens": r.above_input_tokens, "period": r.period,
@@ -93,6 +106,9 @@ def report_dict(result: ProviderResult, per_request: bool = False) -> dict:
     ovp = observed_vs_predicted(result)
     if ovp:
         out["observed_vs_predicted"] = ovp
+    ev = evictions(result)
+    if ev:
+        out["evicted_by"] = ev
     if per_request:
         out["requests"] = {c: getattr(result, c).tolist() for c in (*TOKEN_COLUMNS, "cost", "cost_uncached")}
         out["requests"]["cause"] = [CAUSES[c] for c in result.cause]
@@ -172,6 +188,12 @@ def print_cost(result: ProviderResult, label: str, console: Console | None = Non
         if len(ranked) > MAX_ROWS:
             tt.caption = f"{len(ranked) - MAX_ROWS} more tenants in the JSON output"
         console.print(tt)
+    ev = evictions(result)
+    if ev:
+        pairs = sorted(((c, v, e) for v, row in ev.items() for e, c in row.items()), key=lambda x: (-x[0], x[1], x[2]))
+        more = f"; {len(pairs) - 10} more pairs in the JSON output" if len(pairs) > 10 else ""
+        console.print("evicted, tenant <- evicting tenant (requests): "
+                      + "; ".join(f"{v} <- {e} ({c})" for c, v, e in pairs[:10]) + more)
     if bounds:
         console.print("in_memory retention is a range: " + "; ".join(
             f"idle {key[5:-1]} s: hit ratio {b['hit_ratio']:.3f}, ${b['cost_usd']:,.4f}" for key, b in bounds.items()))

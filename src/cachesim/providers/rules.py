@@ -121,6 +121,7 @@ class OpenAI:
     requests_per_minute: float = 15.0    # §8.9: overflow past ~15 requests/min per routing key
     cache_key: str = "none"              # prompt_cache_key: "none", one per "tenant" or per "session"
     isolation: str = "shared"            # "shared": one organization; "tenant": one per tenant
+    capacity_tokens: int | None = None   # per replica, LRU; undocumented, so none by default (never `evicted`)
     ttft_s: float = 1.0
     miss_probability: float = 0.0
     seed: int = 0                        # start of each routing key's round robin
@@ -185,6 +186,7 @@ class Gemini:
     block_tokens: int = 1                # §8.9: token-exact; > 1 caches whole blocks only
     idle_ttl_s: float = 300.0            # §8.9: undocumented, 5 min
     isolation: str = "shared"            # the project
+    capacity_tokens: int | None = None   # per project, LRU; undocumented, so none by default
     ttft_s: float = 1.0
     miss_probability: float = 0.0        # "no cost saving guarantee"
     seed: int = 0
