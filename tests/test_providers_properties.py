@@ -72,6 +72,7 @@ def rule_sets(ttft: float, isolation: str, miss: float):
         make_rules("anthropic", min_tokens=24, lookback_blocks=3, ttl_5m_s=60, ttl_1h_s=240, **common),
         make_rules("anthropic", min_tokens=24, refresh_whole_path=True, ttl_5m_s=60, ttl_1h_s=240,
                    automatic_ttl="1h", **common),
+        make_rules("anthropic", min_tokens=20, per_segment_minimum=True, grace_s=1.0, ttl_5m_s=60, **common),
         make_rules("openai", "gpt-5.4", min_tokens=32, unit_tokens=16, retention="in_memory",
                    in_memory_idle_s=60, requests_per_minute=2, routing_prefix_tokens=8, cache_key="session",
                    **common),

@@ -425,3 +425,23 @@ def test_openai_capacity_eviction_names_the_evicting_tenant(impl):
     # without a capacity the same traffic hits in full
     res = run([a, b, a], [0, 5, 10], make_rules("openai", "gpt-5.4", ttft_s=0), impl, tenant=[0, 1, 0])
     assert res.read.tolist() == [0, 0, 2048]
+
+
+@pytest.mark.parametrize("per_segment,expect", [(False, 2000), (True, 1500)])
+def test_anthropic_minimum_cumulative_or_per_segment(impl, per_segment, expect):
+    # markers at 1500 and 2000 of a 3000-token prompt (+ automatic 3000), minimum 1,024. Cumulative (the default):
+    # all three are cacheable. Per segment: 2000 is only 500 past 1500, so it writes nothing. A second prompt that
+    # shares the first 2000 tokens then reads the entry at 2000, or only the one at 1500.
+    p0 = list(range(3000))
+    p1 = p0[:2000] + list(range(9000, 9500))
+    rules = make_rules("anthropic", "claude-sonnet-4.6", ttft_s=0, per_segment_minimum=per_segment)
+    res = run([p0, p1], [0, 10], rules, impl, breakpoints=[[1500, 2000], [1500, 2000]],
+              boundaries=[[1500, 2000, 3000], [1500, 2000, 2500]])
+    assert res.read.tolist() == [0, expect]
+
+
+def test_anthropic_grace_period(impl):
+    # strictly at expiry by default; a 10 s grace keeps the entry readable at exactly 300 s
+    strict = run([BASE, BASE], [0, 300], make_rules("anthropic", ttft_s=0), impl)
+    grace = run([BASE, BASE], [0, 300], make_rules("anthropic", ttft_s=0, grace_s=10), impl)
+    assert strict.read.tolist() == [0, 0] and grace.read.tolist() == [0, 2000]

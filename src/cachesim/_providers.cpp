@@ -1916,7 +1916,7 @@ struct __pyx_defaults {
 };
 
 
-/* "cachesim/_providers.pyx":617
+/* "cachesim/_providers.pyx":631
  * # Prefix-unit caches: OpenAI before GPT-5.6, Gemini implicit (longest common prefix at a unit granularity)
  * 
  * def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
@@ -3732,7 +3732,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6_Table_6__reduce_cython__(CYTH
 static PyObject *__pyx_pf_8cachesim_10_providers_6_Table_8__setstate_cython__(CYTHON_UNUSED struct __pyx_obj_8cachesim_10_providers__Table *__pyx_v_self, CYTHON_UNUSED PyObject *__pyx_v___pyx_state); /* proto */
 static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *__pyx_self, __Pyx_memviewslice __pyx_v_tokens, __Pyx_memviewslice __pyx_v_token_offsets, __Pyx_memviewslice __pyx_v_t, __Pyx_memviewslice __pyx_v_cache_key, int64_t __pyx_v_prefix_tokens, double __pyx_v_per_minute, double __pyx_v_window_s, uint64_t __pyx_v_seed); /* proto */
 static PyObject *__pyx_pf_8cachesim_10_providers_14__defaults__(CYTHON_UNUSED PyObject *__pyx_self); /* proto */
-static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSED PyObject *__pyx_self, int __pyx_v_mode, __Pyx_memviewslice __pyx_v_tokens, __Pyx_memviewslice __pyx_v_token_offsets, __Pyx_memviewslice __pyx_v_t, __Pyx_memviewslice __pyx_v_ns, __Pyx_memviewslice __pyx_v_boundaries, __Pyx_memviewslice __pyx_v_boundary_offsets, __Pyx_memviewslice __pyx_v_breakpoints, __Pyx_memviewslice __pyx_v_bp_long, __Pyx_memviewslice __pyx_v_bp_offsets, int __pyx_v_automatic, int8_t __pyx_v_automatic_long, int64_t __pyx_v_min_tokens, int64_t __pyx_v_lookback_blocks, int64_t __pyx_v_max_breakpoints, double __pyx_v_ttl_short_s, double __pyx_v_ttl_long_s, double __pyx_v_ttft_s, int __pyx_v_refresh_path, __Pyx_memviewslice __pyx_v_miss_draw, double __pyx_v_miss_probability, double __pyx_v_forget_s); /* proto */
+static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSED PyObject *__pyx_self, int __pyx_v_mode, __Pyx_memviewslice __pyx_v_tokens, __Pyx_memviewslice __pyx_v_token_offsets, __Pyx_memviewslice __pyx_v_t, __Pyx_memviewslice __pyx_v_ns, __Pyx_memviewslice __pyx_v_boundaries, __Pyx_memviewslice __pyx_v_boundary_offsets, __Pyx_memviewslice __pyx_v_breakpoints, __Pyx_memviewslice __pyx_v_bp_long, __Pyx_memviewslice __pyx_v_bp_offsets, int __pyx_v_automatic, int8_t __pyx_v_automatic_long, int64_t __pyx_v_min_tokens, int64_t __pyx_v_lookback_blocks, int64_t __pyx_v_max_breakpoints, double __pyx_v_ttl_short_s, double __pyx_v_ttl_long_s, double __pyx_v_ttft_s, int __pyx_v_refresh_path, __Pyx_memviewslice __pyx_v_miss_draw, double __pyx_v_miss_probability, double __pyx_v_forget_s, int __pyx_v_per_segment_minimum); /* proto */
 static PyObject *__pyx_pf_8cachesim_10_providers_16__defaults__(CYTHON_UNUSED PyObject *__pyx_self); /* proto */
 static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyObject *__pyx_self, __Pyx_memviewslice __pyx_v_tokens, __Pyx_memviewslice __pyx_v_token_offsets, __Pyx_memviewslice __pyx_v_t, __Pyx_memviewslice __pyx_v_ns, __Pyx_memviewslice __pyx_v_route_key, __Pyx_memviewslice __pyx_v_replicas, __Pyx_memviewslice __pyx_v_replica_max, int64_t __pyx_v_unit_tokens, int64_t __pyx_v_hidden_tokens, int64_t __pyx_v_round_to, int __pyx_v_token_exact, int64_t __pyx_v_min_tokens, double __pyx_v_idle_ttl_s, double __pyx_v_max_age_s, double __pyx_v_ttft_s, __Pyx_memviewslice __pyx_v_miss_draw, double __pyx_v_miss_probability, double __pyx_v_forget_s, __Pyx_memviewslice __pyx_v_tenant, int64_t __pyx_v_capacity_units); /* proto */
 static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED PyObject *__pyx_self, __Pyx_memviewslice __pyx_v_tokens, __Pyx_memviewslice __pyx_v_token_offsets, __Pyx_memviewslice __pyx_v_other); /* proto */
@@ -3949,7 +3949,7 @@ namespace {
     PyObject *__pyx_slice[1];
     PyObject *__pyx_tuple[4];
     PyObject *__pyx_codeobj_tab[9];
-    PyObject *__pyx_string_tab[294];
+    PyObject *__pyx_string_tab[299];
     PyObject *__pyx_number_tab[12];
 /* #### Code section: module_state_contents ### */
 /* PyFrozenDict.module_state_decls */
@@ -4086,213 +4086,218 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_n_u_abc __pyx_string_tab[84]
 #define __pyx_n_u_allocate_buffer __pyx_string_tab[85]
 #define __pyx_n_u_alt __pyx_string_tab[86]
-#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[87]
-#define __pyx_n_u_automatic __pyx_string_tab[88]
-#define __pyx_n_u_automatic_long __pyx_string_tab[89]
-#define __pyx_n_u_available_after_s __pyx_string_tab[90]
-#define __pyx_n_u_b __pyx_string_tab[91]
-#define __pyx_n_u_b_pos __pyx_string_tab[92]
-#define __pyx_n_u_base __pyx_string_tab[93]
-#define __pyx_n_u_bnd __pyx_string_tab[94]
-#define __pyx_n_u_boundaries __pyx_string_tab[95]
-#define __pyx_n_u_boundary_offsets __pyx_string_tab[96]
-#define __pyx_n_u_bounded __pyx_string_tab[97]
-#define __pyx_n_u_bp_cls __pyx_string_tab[98]
-#define __pyx_n_u_bp_cls_arr __pyx_string_tab[99]
-#define __pyx_n_u_bp_long __pyx_string_tab[100]
-#define __pyx_n_u_bp_offsets __pyx_string_tab[101]
-#define __pyx_n_u_bp_pos __pyx_string_tab[102]
-#define __pyx_n_u_bp_pos_arr __pyx_string_tab[103]
-#define __pyx_n_u_breakpoints __pyx_string_tab[104]
-#define __pyx_n_u_byteorder __pyx_string_tab[105]
-#define __pyx_n_u_c __pyx_string_tab[106]
-#define __pyx_n_u_c_pos __pyx_string_tab[107]
-#define __pyx_n_u_cache_key __pyx_string_tab[108]
-#define __pyx_n_u_cached __pyx_string_tab[109]
-#define __pyx_n_u_cachesim__providers __pyx_string_tab[110]
-#define __pyx_n_u_capacity __pyx_string_tab[111]
-#define __pyx_n_u_capacity_units __pyx_string_tab[112]
-#define __pyx_n_u_chain __pyx_string_tab[113]
-#define __pyx_n_u_chain_arr __pyx_string_tab[114]
-#define __pyx_n_u_cline_in_traceback __pyx_string_tab[115]
-#define __pyx_n_u_cls __pyx_string_tab[116]
-#define __pyx_n_u_common __pyx_string_tab[117]
-#define __pyx_n_u_common_prefix __pyx_string_tab[118]
-#define __pyx_n_u_count __pyx_string_tab[119]
-#define __pyx_n_u_dtype __pyx_string_tab[120]
-#define __pyx_n_u_dtype_is_object __pyx_string_tab[121]
-#define __pyx_n_u_duplicate __pyx_string_tab[122]
-#define __pyx_n_u_e __pyx_string_tab[123]
-#define __pyx_n_u_empty __pyx_string_tab[124]
-#define __pyx_n_u_encode __pyx_string_tab[125]
-#define __pyx_n_u_enumerate __pyx_string_tab[126]
-#define __pyx_n_u_err __pyx_string_tab[127]
-#define __pyx_n_u_error __pyx_string_tab[128]
-#define __pyx_n_u_error_arr __pyx_string_tab[129]
-#define __pyx_n_u_evicted_by __pyx_string_tab[130]
-#define __pyx_n_u_evicted_by_arr __pyx_string_tab[131]
-#define __pyx_n_u_expired_top __pyx_string_tab[132]
-#define __pyx_n_u_expires __pyx_string_tab[133]
-#define __pyx_n_u_first __pyx_string_tab[134]
-#define __pyx_n_u_flags __pyx_string_tab[135]
-#define __pyx_n_u_flags_arr __pyx_string_tab[136]
-#define __pyx_n_u_forget_s __pyx_string_tab[137]
-#define __pyx_n_u_format __pyx_string_tab[138]
-#define __pyx_n_u_fortran __pyx_string_tab[139]
-#define __pyx_n_u_fresh __pyx_string_tab[140]
-#define __pyx_n_u_full __pyx_string_tab[141]
-#define __pyx_n_u_hidden_tokens __pyx_string_tab[142]
-#define __pyx_n_u_highest __pyx_string_tab[143]
-#define __pyx_n_u_hit __pyx_string_tab[144]
-#define __pyx_n_u_i __pyx_string_tab[145]
-#define __pyx_n_u_id __pyx_string_tab[146]
-#define __pyx_n_u_idle_ttl_s __pyx_string_tab[147]
-#define __pyx_n_u_index __pyx_string_tab[148]
-#define __pyx_n_u_int32 __pyx_string_tab[149]
-#define __pyx_n_u_int64 __pyx_string_tab[150]
-#define __pyx_n_u_int8 __pyx_string_tab[151]
-#define __pyx_n_u_interval_tokens __pyx_string_tab[152]
-#define __pyx_n_u_item __pyx_string_tab[153]
-#define __pyx_n_u_items __pyx_string_tab[154]
-#define __pyx_n_u_itemsize __pyx_string_tab[155]
-#define __pyx_n_u_j __pyx_string_tab[156]
-#define __pyx_n_u_jb __pyx_string_tab[157]
-#define __pyx_n_u_k __pyx_string_tab[158]
-#define __pyx_n_u_k_all __pyx_string_tab[159]
-#define __pyx_n_u_k_arr __pyx_string_tab[160]
-#define __pyx_n_u_k_live __pyx_string_tab[161]
-#define __pyx_n_u_key __pyx_string_tab[162]
-#define __pyx_n_u_kk __pyx_string_tab[163]
-#define __pyx_n_u_kmax __pyx_string_tab[164]
-#define __pyx_n_u_kmax_arr __pyx_string_tab[165]
-#define __pyx_n_u_la __pyx_string_tab[166]
-#define __pyx_n_u_last __pyx_string_tab[167]
-#define __pyx_n_u_lb __pyx_string_tab[168]
-#define __pyx_n_u_length __pyx_string_tab[169]
-#define __pyx_n_u_lim __pyx_string_tab[170]
-#define __pyx_n_u_little __pyx_string_tab[171]
-#define __pyx_n_u_lo __pyx_string_tab[172]
-#define __pyx_n_u_longest __pyx_string_tab[173]
-#define __pyx_n_u_lookback_blocks __pyx_string_tab[174]
-#define __pyx_n_u_mask __pyx_string_tab[175]
-#define __pyx_n_u_matched __pyx_string_tab[176]
-#define __pyx_n_u_max_age_s __pyx_string_tab[177]
-#define __pyx_n_u_max_bps __pyx_string_tab[178]
-#define __pyx_n_u_max_breakpoints __pyx_string_tab[179]
-#define __pyx_n_u_memview __pyx_string_tab[180]
-#define __pyx_n_u_min_tokens __pyx_string_tab[181]
-#define __pyx_n_u_miss_draw __pyx_string_tab[182]
-#define __pyx_n_u_miss_probability __pyx_string_tab[183]
-#define __pyx_n_u_mode __pyx_string_tab[184]
-#define __pyx_n_u_n __pyx_string_tab[185]
-#define __pyx_n_u_n_explicit __pyx_string_tab[186]
-#define __pyx_n_u_n_ins __pyx_string_tab[187]
-#define __pyx_n_u_n_units __pyx_string_tab[188]
-#define __pyx_n_u_name __pyx_string_tab[189]
-#define __pyx_n_u_nb __pyx_string_tab[190]
-#define __pyx_n_u_nbp __pyx_string_tab[191]
-#define __pyx_n_u_ndim __pyx_string_tab[192]
-#define __pyx_n_u_node __pyx_string_tab[193]
-#define __pyx_n_u_not_ready_top __pyx_string_tab[194]
-#define __pyx_n_u_np __pyx_string_tab[195]
-#define __pyx_n_u_ns __pyx_string_tab[196]
-#define __pyx_n_u_ns_arr __pyx_string_tab[197]
-#define __pyx_n_u_ns_r __pyx_string_tab[198]
-#define __pyx_n_u_nskey __pyx_string_tab[199]
-#define __pyx_n_u_numpy __pyx_string_tab[200]
-#define __pyx_n_u_obj __pyx_string_tab[201]
-#define __pyx_n_u_off __pyx_string_tab[202]
-#define __pyx_n_u_other __pyx_string_tab[203]
-#define __pyx_n_u_other_len __pyx_string_tab[204]
-#define __pyx_n_u_out __pyx_string_tab[205]
-#define __pyx_n_u_out_arr __pyx_string_tab[206]
-#define __pyx_n_u_p __pyx_string_tab[207]
-#define __pyx_n_u_pack __pyx_string_tab[208]
-#define __pyx_n_u_path __pyx_string_tab[209]
-#define __pyx_n_u_per_minute __pyx_string_tab[210]
-#define __pyx_n_u_pop __pyx_string_tab[211]
-#define __pyx_n_u_position_offsets __pyx_string_tab[212]
-#define __pyx_n_u_positions __pyx_string_tab[213]
-#define __pyx_n_u_pr __pyx_string_tab[214]
-#define __pyx_n_u_prefix_keys __pyx_string_tab[215]
-#define __pyx_n_u_prefix_tokens __pyx_string_tab[216]
-#define __pyx_n_u_q __pyx_string_tab[217]
-#define __pyx_n_u_queues __pyx_string_tab[218]
-#define __pyx_n_u_r __pyx_string_tab[219]
-#define __pyx_n_u_read __pyx_string_tab[220]
-#define __pyx_n_u_read_arr __pyx_string_tab[221]
-#define __pyx_n_u_refresh_path __pyx_string_tab[222]
-#define __pyx_n_u_register __pyx_string_tab[223]
-#define __pyx_n_u_rep __pyx_string_tab[224]
-#define __pyx_n_u_replica __pyx_string_tab[225]
-#define __pyx_n_u_replica_arr __pyx_string_tab[226]
-#define __pyx_n_u_replica_ids __pyx_string_tab[227]
-#define __pyx_n_u_replica_max __pyx_string_tab[228]
-#define __pyx_n_u_replicas __pyx_string_tab[229]
-#define __pyx_n_u_resident __pyx_string_tab[230]
-#define __pyx_n_u_rk __pyx_string_tab[231]
-#define __pyx_n_u_rk_arr __pyx_string_tab[232]
-#define __pyx_n_u_round_to __pyx_string_tab[233]
-#define __pyx_n_u_route __pyx_string_tab[234]
-#define __pyx_n_u_route_key __pyx_string_tab[235]
-#define __pyx_n_u_routed __pyx_string_tab[236]
-#define __pyx_n_u_seed __pyx_string_tab[237]
-#define __pyx_n_u_seen_short __pyx_string_tab[238]
-#define __pyx_n_u_self __pyx_string_tab[239]
-#define __pyx_n_u_seq __pyx_string_tab[240]
-#define __pyx_n_u_serve_breakpoints __pyx_string_tab[241]
-#define __pyx_n_u_serve_deepseek __pyx_string_tab[242]
-#define __pyx_n_u_serve_units __pyx_string_tab[243]
-#define __pyx_n_u_setdefault __pyx_string_tab[244]
-#define __pyx_n_u_shape __pyx_string_tab[245]
-#define __pyx_n_u_size __pyx_string_tab[246]
-#define __pyx_n_u_slots __pyx_string_tab[247]
-#define __pyx_n_u_start __pyx_string_tab[248]
-#define __pyx_n_u_step __pyx_string_tab[249]
-#define __pyx_n_u_stop __pyx_string_tab[250]
-#define __pyx_n_u_struct __pyx_string_tab[251]
-#define __pyx_n_u_sys __pyx_string_tab[252]
-#define __pyx_n_u_t __pyx_string_tab[253]
-#define __pyx_n_u_t_avail __pyx_string_tab[254]
-#define __pyx_n_u_table __pyx_string_tab[255]
-#define __pyx_n_u_tenant __pyx_string_tab[256]
-#define __pyx_n_u_token_exact __pyx_string_tab[257]
-#define __pyx_n_u_token_offsets __pyx_string_tab[258]
-#define __pyx_n_u_tokens __pyx_string_tab[259]
-#define __pyx_n_u_toks __pyx_string_tab[260]
-#define __pyx_n_u_ttft_s __pyx_string_tab[261]
-#define __pyx_n_u_ttl_long_s __pyx_string_tab[262]
-#define __pyx_n_u_ttl_short_s __pyx_string_tab[263]
-#define __pyx_n_u_u __pyx_string_tab[264]
-#define __pyx_n_u_uint64 __pyx_string_tab[265]
-#define __pyx_n_u_unit_tokens __pyx_string_tab[266]
-#define __pyx_n_u_units __pyx_string_tab[267]
-#define __pyx_n_u_unpack __pyx_string_tab[268]
-#define __pyx_n_u_update __pyx_string_tab[269]
-#define __pyx_n_u_use_draws __pyx_string_tab[270]
-#define __pyx_n_u_v __pyx_string_tab[271]
-#define __pyx_n_u_values __pyx_string_tab[272]
-#define __pyx_n_u_victim_seq __pyx_string_tab[273]
-#define __pyx_n_u_w_long __pyx_string_tab[274]
-#define __pyx_n_u_w_short __pyx_string_tab[275]
-#define __pyx_n_u_window_s __pyx_string_tab[276]
-#define __pyx_n_u_wl_arr __pyx_string_tab[277]
-#define __pyx_n_u_ws_arr __pyx_string_tab[278]
-#define __pyx_n_u_x __pyx_string_tab[279]
-#define __pyx_n_u_xxh3_64_intdigest __pyx_string_tab[280]
-#define __pyx_n_u_xxhash __pyx_string_tab[281]
-#define __pyx_n_u_xxhash__xxhash __pyx_string_tab[282]
-#define __pyx_n_u_zeros __pyx_string_tab[283]
-#define __pyx_n_b_O __pyx_string_tab[284]
-#define __pyx_kp_b_cachesim_provider_probe __pyx_string_tab[285]
-#define __pyx_kp_b_iso88591_Q __pyx_string_tab[286]
-#define __pyx_kp_b_iso88591_7_5 __pyx_string_tab[287]
-#define __pyx_kp_b_iso88591_V1Cr_b_as_A_E_aq_uAS_Qa_Qe1A_ar __pyx_string_tab[288]
-#define __pyx_kp_b_iso88591_V1Cr_b_ay_at6_1_Q_1_U_1_Qi_ARr __pyx_string_tab[289]
-#define __pyx_kp_b_iso88591_q_r_q_6_1_F_A_Q_a_2Rs_b_3_b_j_E __pyx_string_tab[290]
-#define __pyx_kp_b_iso88591_W_X_0_q_r_q_6_1_F_A_RuAT_F_A_Q __pyx_string_tab[291]
-#define __pyx_kp_b_iso88591_q_A_RvQc_r_F_3fBa_BfAS_b_r_q_6 __pyx_string_tab[292]
-#define __pyx_kp_b_iso88591_q_r_q_6_1_RvQc_r_RvQc_r_F_A_F_A __pyx_string_tab[293]
+#define __pyx_n_u_any_ok __pyx_string_tab[87]
+#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[88]
+#define __pyx_n_u_automatic __pyx_string_tab[89]
+#define __pyx_n_u_automatic_long __pyx_string_tab[90]
+#define __pyx_n_u_available_after_s __pyx_string_tab[91]
+#define __pyx_n_u_b __pyx_string_tab[92]
+#define __pyx_n_u_b_pos __pyx_string_tab[93]
+#define __pyx_n_u_base __pyx_string_tab[94]
+#define __pyx_n_u_bnd __pyx_string_tab[95]
+#define __pyx_n_u_boundaries __pyx_string_tab[96]
+#define __pyx_n_u_boundary_offsets __pyx_string_tab[97]
+#define __pyx_n_u_bounded __pyx_string_tab[98]
+#define __pyx_n_u_bp_cls __pyx_string_tab[99]
+#define __pyx_n_u_bp_cls_arr __pyx_string_tab[100]
+#define __pyx_n_u_bp_long __pyx_string_tab[101]
+#define __pyx_n_u_bp_offsets __pyx_string_tab[102]
+#define __pyx_n_u_bp_ok __pyx_string_tab[103]
+#define __pyx_n_u_bp_ok_arr __pyx_string_tab[104]
+#define __pyx_n_u_bp_pos __pyx_string_tab[105]
+#define __pyx_n_u_bp_pos_arr __pyx_string_tab[106]
+#define __pyx_n_u_breakpoints __pyx_string_tab[107]
+#define __pyx_n_u_byteorder __pyx_string_tab[108]
+#define __pyx_n_u_c __pyx_string_tab[109]
+#define __pyx_n_u_c_pos __pyx_string_tab[110]
+#define __pyx_n_u_cache_key __pyx_string_tab[111]
+#define __pyx_n_u_cached __pyx_string_tab[112]
+#define __pyx_n_u_cachesim__providers __pyx_string_tab[113]
+#define __pyx_n_u_capacity __pyx_string_tab[114]
+#define __pyx_n_u_capacity_units __pyx_string_tab[115]
+#define __pyx_n_u_chain __pyx_string_tab[116]
+#define __pyx_n_u_chain_arr __pyx_string_tab[117]
+#define __pyx_n_u_cline_in_traceback __pyx_string_tab[118]
+#define __pyx_n_u_cls __pyx_string_tab[119]
+#define __pyx_n_u_common __pyx_string_tab[120]
+#define __pyx_n_u_common_prefix __pyx_string_tab[121]
+#define __pyx_n_u_count __pyx_string_tab[122]
+#define __pyx_n_u_dtype __pyx_string_tab[123]
+#define __pyx_n_u_dtype_is_object __pyx_string_tab[124]
+#define __pyx_n_u_duplicate __pyx_string_tab[125]
+#define __pyx_n_u_e __pyx_string_tab[126]
+#define __pyx_n_u_empty __pyx_string_tab[127]
+#define __pyx_n_u_encode __pyx_string_tab[128]
+#define __pyx_n_u_enumerate __pyx_string_tab[129]
+#define __pyx_n_u_err __pyx_string_tab[130]
+#define __pyx_n_u_error __pyx_string_tab[131]
+#define __pyx_n_u_error_arr __pyx_string_tab[132]
+#define __pyx_n_u_evicted_by __pyx_string_tab[133]
+#define __pyx_n_u_evicted_by_arr __pyx_string_tab[134]
+#define __pyx_n_u_expired_top __pyx_string_tab[135]
+#define __pyx_n_u_expires __pyx_string_tab[136]
+#define __pyx_n_u_first __pyx_string_tab[137]
+#define __pyx_n_u_flags __pyx_string_tab[138]
+#define __pyx_n_u_flags_arr __pyx_string_tab[139]
+#define __pyx_n_u_forget_s __pyx_string_tab[140]
+#define __pyx_n_u_format __pyx_string_tab[141]
+#define __pyx_n_u_fortran __pyx_string_tab[142]
+#define __pyx_n_u_fresh __pyx_string_tab[143]
+#define __pyx_n_u_full __pyx_string_tab[144]
+#define __pyx_n_u_hidden_tokens __pyx_string_tab[145]
+#define __pyx_n_u_highest __pyx_string_tab[146]
+#define __pyx_n_u_hit __pyx_string_tab[147]
+#define __pyx_n_u_i __pyx_string_tab[148]
+#define __pyx_n_u_id __pyx_string_tab[149]
+#define __pyx_n_u_idle_ttl_s __pyx_string_tab[150]
+#define __pyx_n_u_index __pyx_string_tab[151]
+#define __pyx_n_u_int32 __pyx_string_tab[152]
+#define __pyx_n_u_int64 __pyx_string_tab[153]
+#define __pyx_n_u_int8 __pyx_string_tab[154]
+#define __pyx_n_u_interval_tokens __pyx_string_tab[155]
+#define __pyx_n_u_item __pyx_string_tab[156]
+#define __pyx_n_u_items __pyx_string_tab[157]
+#define __pyx_n_u_itemsize __pyx_string_tab[158]
+#define __pyx_n_u_j __pyx_string_tab[159]
+#define __pyx_n_u_jb __pyx_string_tab[160]
+#define __pyx_n_u_k __pyx_string_tab[161]
+#define __pyx_n_u_k_all __pyx_string_tab[162]
+#define __pyx_n_u_k_arr __pyx_string_tab[163]
+#define __pyx_n_u_k_live __pyx_string_tab[164]
+#define __pyx_n_u_key __pyx_string_tab[165]
+#define __pyx_n_u_kk __pyx_string_tab[166]
+#define __pyx_n_u_kmax __pyx_string_tab[167]
+#define __pyx_n_u_kmax_arr __pyx_string_tab[168]
+#define __pyx_n_u_la __pyx_string_tab[169]
+#define __pyx_n_u_last __pyx_string_tab[170]
+#define __pyx_n_u_lb __pyx_string_tab[171]
+#define __pyx_n_u_length __pyx_string_tab[172]
+#define __pyx_n_u_lim __pyx_string_tab[173]
+#define __pyx_n_u_little __pyx_string_tab[174]
+#define __pyx_n_u_lo __pyx_string_tab[175]
+#define __pyx_n_u_longest __pyx_string_tab[176]
+#define __pyx_n_u_lookback_blocks __pyx_string_tab[177]
+#define __pyx_n_u_mask __pyx_string_tab[178]
+#define __pyx_n_u_matched __pyx_string_tab[179]
+#define __pyx_n_u_max_age_s __pyx_string_tab[180]
+#define __pyx_n_u_max_bps __pyx_string_tab[181]
+#define __pyx_n_u_max_breakpoints __pyx_string_tab[182]
+#define __pyx_n_u_memview __pyx_string_tab[183]
+#define __pyx_n_u_min_tokens __pyx_string_tab[184]
+#define __pyx_n_u_miss_draw __pyx_string_tab[185]
+#define __pyx_n_u_miss_probability __pyx_string_tab[186]
+#define __pyx_n_u_mode __pyx_string_tab[187]
+#define __pyx_n_u_n __pyx_string_tab[188]
+#define __pyx_n_u_n_explicit __pyx_string_tab[189]
+#define __pyx_n_u_n_ins __pyx_string_tab[190]
+#define __pyx_n_u_n_units __pyx_string_tab[191]
+#define __pyx_n_u_name __pyx_string_tab[192]
+#define __pyx_n_u_nb __pyx_string_tab[193]
+#define __pyx_n_u_nbp __pyx_string_tab[194]
+#define __pyx_n_u_ndim __pyx_string_tab[195]
+#define __pyx_n_u_node __pyx_string_tab[196]
+#define __pyx_n_u_not_ready_top __pyx_string_tab[197]
+#define __pyx_n_u_np __pyx_string_tab[198]
+#define __pyx_n_u_ns __pyx_string_tab[199]
+#define __pyx_n_u_ns_arr __pyx_string_tab[200]
+#define __pyx_n_u_ns_r __pyx_string_tab[201]
+#define __pyx_n_u_nskey __pyx_string_tab[202]
+#define __pyx_n_u_numpy __pyx_string_tab[203]
+#define __pyx_n_u_obj __pyx_string_tab[204]
+#define __pyx_n_u_off __pyx_string_tab[205]
+#define __pyx_n_u_other __pyx_string_tab[206]
+#define __pyx_n_u_other_len __pyx_string_tab[207]
+#define __pyx_n_u_out __pyx_string_tab[208]
+#define __pyx_n_u_out_arr __pyx_string_tab[209]
+#define __pyx_n_u_p __pyx_string_tab[210]
+#define __pyx_n_u_pack __pyx_string_tab[211]
+#define __pyx_n_u_path __pyx_string_tab[212]
+#define __pyx_n_u_per_minute __pyx_string_tab[213]
+#define __pyx_n_u_per_segment_minimum __pyx_string_tab[214]
+#define __pyx_n_u_pop __pyx_string_tab[215]
+#define __pyx_n_u_position_offsets __pyx_string_tab[216]
+#define __pyx_n_u_positions __pyx_string_tab[217]
+#define __pyx_n_u_pr __pyx_string_tab[218]
+#define __pyx_n_u_prefix_keys __pyx_string_tab[219]
+#define __pyx_n_u_prefix_tokens __pyx_string_tab[220]
+#define __pyx_n_u_prev_ok __pyx_string_tab[221]
+#define __pyx_n_u_q __pyx_string_tab[222]
+#define __pyx_n_u_queues __pyx_string_tab[223]
+#define __pyx_n_u_r __pyx_string_tab[224]
+#define __pyx_n_u_read __pyx_string_tab[225]
+#define __pyx_n_u_read_arr __pyx_string_tab[226]
+#define __pyx_n_u_refresh_path __pyx_string_tab[227]
+#define __pyx_n_u_register __pyx_string_tab[228]
+#define __pyx_n_u_rep __pyx_string_tab[229]
+#define __pyx_n_u_replica __pyx_string_tab[230]
+#define __pyx_n_u_replica_arr __pyx_string_tab[231]
+#define __pyx_n_u_replica_ids __pyx_string_tab[232]
+#define __pyx_n_u_replica_max __pyx_string_tab[233]
+#define __pyx_n_u_replicas __pyx_string_tab[234]
+#define __pyx_n_u_resident __pyx_string_tab[235]
+#define __pyx_n_u_rk __pyx_string_tab[236]
+#define __pyx_n_u_rk_arr __pyx_string_tab[237]
+#define __pyx_n_u_round_to __pyx_string_tab[238]
+#define __pyx_n_u_route __pyx_string_tab[239]
+#define __pyx_n_u_route_key __pyx_string_tab[240]
+#define __pyx_n_u_routed __pyx_string_tab[241]
+#define __pyx_n_u_seed __pyx_string_tab[242]
+#define __pyx_n_u_seen_short __pyx_string_tab[243]
+#define __pyx_n_u_self __pyx_string_tab[244]
+#define __pyx_n_u_seq __pyx_string_tab[245]
+#define __pyx_n_u_serve_breakpoints __pyx_string_tab[246]
+#define __pyx_n_u_serve_deepseek __pyx_string_tab[247]
+#define __pyx_n_u_serve_units __pyx_string_tab[248]
+#define __pyx_n_u_setdefault __pyx_string_tab[249]
+#define __pyx_n_u_shape __pyx_string_tab[250]
+#define __pyx_n_u_size __pyx_string_tab[251]
+#define __pyx_n_u_slots __pyx_string_tab[252]
+#define __pyx_n_u_start __pyx_string_tab[253]
+#define __pyx_n_u_step __pyx_string_tab[254]
+#define __pyx_n_u_stop __pyx_string_tab[255]
+#define __pyx_n_u_struct __pyx_string_tab[256]
+#define __pyx_n_u_sys __pyx_string_tab[257]
+#define __pyx_n_u_t __pyx_string_tab[258]
+#define __pyx_n_u_t_avail __pyx_string_tab[259]
+#define __pyx_n_u_table __pyx_string_tab[260]
+#define __pyx_n_u_tenant __pyx_string_tab[261]
+#define __pyx_n_u_token_exact __pyx_string_tab[262]
+#define __pyx_n_u_token_offsets __pyx_string_tab[263]
+#define __pyx_n_u_tokens __pyx_string_tab[264]
+#define __pyx_n_u_toks __pyx_string_tab[265]
+#define __pyx_n_u_ttft_s __pyx_string_tab[266]
+#define __pyx_n_u_ttl_long_s __pyx_string_tab[267]
+#define __pyx_n_u_ttl_short_s __pyx_string_tab[268]
+#define __pyx_n_u_u __pyx_string_tab[269]
+#define __pyx_n_u_uint64 __pyx_string_tab[270]
+#define __pyx_n_u_unit_tokens __pyx_string_tab[271]
+#define __pyx_n_u_units __pyx_string_tab[272]
+#define __pyx_n_u_unpack __pyx_string_tab[273]
+#define __pyx_n_u_update __pyx_string_tab[274]
+#define __pyx_n_u_use_draws __pyx_string_tab[275]
+#define __pyx_n_u_v __pyx_string_tab[276]
+#define __pyx_n_u_values __pyx_string_tab[277]
+#define __pyx_n_u_victim_seq __pyx_string_tab[278]
+#define __pyx_n_u_w_long __pyx_string_tab[279]
+#define __pyx_n_u_w_short __pyx_string_tab[280]
+#define __pyx_n_u_window_s __pyx_string_tab[281]
+#define __pyx_n_u_wl_arr __pyx_string_tab[282]
+#define __pyx_n_u_ws_arr __pyx_string_tab[283]
+#define __pyx_n_u_x __pyx_string_tab[284]
+#define __pyx_n_u_xxh3_64_intdigest __pyx_string_tab[285]
+#define __pyx_n_u_xxhash __pyx_string_tab[286]
+#define __pyx_n_u_xxhash__xxhash __pyx_string_tab[287]
+#define __pyx_n_u_zeros __pyx_string_tab[288]
+#define __pyx_n_b_O __pyx_string_tab[289]
+#define __pyx_kp_b_cachesim_provider_probe __pyx_string_tab[290]
+#define __pyx_kp_b_iso88591_Q __pyx_string_tab[291]
+#define __pyx_kp_b_iso88591_7_5 __pyx_string_tab[292]
+#define __pyx_kp_b_iso88591_V1Cr_b_as_A_E_aq_uAS_Qa_Qe1A_ar __pyx_string_tab[293]
+#define __pyx_kp_b_iso88591_V1Cr_b_ay_at6_1_Q_1_U_1_Qi_ARr __pyx_string_tab[294]
+#define __pyx_kp_b_iso88591_q_r_q_6_1_F_A_Q_a_2Rs_b_3_b_j_E __pyx_string_tab[295]
+#define __pyx_kp_b_iso88591_W_X_0_q_r_q_6_1_F_A_RuAT_F_A_Q __pyx_string_tab[296]
+#define __pyx_kp_b_iso88591_q_A_RvQc_r_F_3fBa_BfAS_b_r_q_6 __pyx_string_tab[297]
+#define __pyx_kp_b_iso88591_1_q_r_q_6_1_RvQc_r_RvQc_r_F_A_F __pyx_string_tab[298]
 #define __pyx_int_0 __pyx_number_tab[0]
 #define __pyx_int_neg_1 __pyx_number_tab[1]
 #define __pyx_int_1 __pyx_number_tab[2]
@@ -4339,7 +4344,7 @@ static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
   for (int i=0; i<1; ++i) { Py_CLEAR(clear_module_state->__pyx_slice[i]); }
   for (int i=0; i<4; ++i) { Py_CLEAR(clear_module_state->__pyx_tuple[i]); }
   for (int i=0; i<9; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<294; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<299; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<12; ++i) { Py_CLEAR(clear_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_clear_contents ### */
 /* CommonTypesMetaclass.module_state_clear */
@@ -4383,7 +4388,7 @@ static CYTHON_SMALL_CODE int __pyx_m_traverse(PyObject *m, visitproc visit, void
   for (int i=0; i<1; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_slice[i]); }
   for (int i=0; i<4; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_tuple[i]); }
   for (int i=0; i<9; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<294; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<299; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<12; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_traverse_contents ### */
 /* CommonTypesMetaclass.module_state_traverse */
@@ -23336,40 +23341,63 @@ static PyObject *__pyx_pf_8cachesim_10_providers_14__defaults__(CYTHON_UNUSED Py
   __Pyx_RefNannyDeclarations
   PyObject *__pyx_t_1 = NULL;
   PyObject *__pyx_t_2 = NULL;
+  PyObject *__pyx_t_3 = NULL;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__defaults__", 0);
   __pyx_t_1 = PyFloat_FromDouble(__Pyx_CyFunction_Defaults(struct __pyx_defaults, __pyx_self)->arg0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 413, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_2 = PyTuple_New(1); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 413, __pyx_L1_error)
+
+  /* "cachesim/_providers.pyx":419
+ *                       int64_t max_breakpoints, double ttl_short_s, double ttl_long_s, double ttft_s,
+ *                       bint refresh_path, const double[::1] miss_draw, double miss_probability,
+ *                       double forget_s=INFINITY, bint per_segment_minimum=False):             # <<<<<<<<<<<<<<
+ *     """Serve every request; returns per-request ``read, write_short, write_long, flags, error`` arrays.
+ * 
+*/
+  __pyx_t_2 = __Pyx_PyBool_FromLong(((int)0)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 419, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
+
+  /* "cachesim/_providers.pyx":413
+ * 
+ * 
+ * def serve_breakpoints(int mode, const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
+ *                       const uint64_t[::1] ns, const int64_t[::1] boundaries, const int64_t[::1] boundary_offsets,
+ *                       const int64_t[::1] breakpoints, const int8_t[::1] bp_long, const int64_t[::1] bp_offsets,
+*/
+  __pyx_t_3 = PyTuple_New(2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 413, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_3);
   __Pyx_GIVEREF(__pyx_t_1);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 413, __pyx_L1_error);
-  __pyx_t_1 = 0;
-  __pyx_t_1 = PyTuple_New(2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 413, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_1);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 413, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_2);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 413, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 1, __pyx_t_2) != (0)) __PYX_ERR(0, 413, __pyx_L1_error);
+  __pyx_t_1 = 0;
+  __pyx_t_2 = 0;
+  __pyx_t_2 = PyTuple_New(2); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 413, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_2);
+  __Pyx_GIVEREF(__pyx_t_3);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 413, __pyx_L1_error);
   __Pyx_INCREF(Py_None);
   __Pyx_GIVEREF(Py_None);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, Py_None) != (0)) __PYX_ERR(0, 413, __pyx_L1_error);
-  __pyx_t_2 = 0;
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 1, Py_None) != (0)) __PYX_ERR(0, 413, __pyx_L1_error);
+  __pyx_t_3 = 0;
   {
     PyObject *__pyx_temp;
     {
       __pyx_temp = __pyx_r;
-      __pyx_r = __pyx_t_1;
+      __pyx_r = __pyx_t_2;
     }
     __Pyx_XDECREF(__pyx_temp);
   }
-  __pyx_t_1 = 0;
+  __pyx_t_2 = 0;
   goto __pyx_L0;
 
   /* function exit code */
   __pyx_L1_error:;
   __Pyx_XDECREF(__pyx_t_1);
   __Pyx_XDECREF(__pyx_t_2);
+  __Pyx_XDECREF(__pyx_t_3);
   __Pyx_AddTraceback("cachesim._providers.__defaults__", __pyx_clineno, __pyx_lineno, __pyx_filename);
   __pyx_r = NULL;
   __pyx_L0:;
@@ -23386,7 +23414,7 @@ PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_8cachesim_10_providers_6serve_breakpoints, "Serve every request; returns per-request ``read, write_short, write_long, flags, error`` arrays.\n\n    ``boundaries`` (CSR, sorted, unique) must contain every breakpoint and, when ``automatic``, the prompt end.\n    Anthropic (mode 0): each breakpoint looks back over ``lookback_blocks`` boundaries (itself included) for an\n    entry at exactly that position; every cacheable breakpoint above the hit writes; more than\n    ``max_breakpoints`` breakpoints, or a 5m one before a 1h one, rejects the request (error, nothing billed).\n    OpenAI 5.6+ (mode 1): the lookup set is the first 2 and latest 50 explicit breakpoints, the implicit one\n    (prompt end), the 20 block ends before it and the first block end; the implicit and the latest explicit\n    breakpoints up to ``max_breakpoints`` write, all with the short TTL class.\n    ");
+PyDoc_STRVAR(__pyx_doc_8cachesim_10_providers_6serve_breakpoints, "Serve every request; returns per-request ``read, write_short, write_long, flags, error`` arrays.\n\n    ``boundaries`` (CSR, sorted, unique) must contain every breakpoint and, when ``automatic``, the prompt end.\n    Anthropic (mode 0): each breakpoint looks back over ``lookback_blocks`` boundaries (itself included) for an\n    entry at exactly that position; every cacheable breakpoint above the hit writes; more than\n    ``max_breakpoints`` breakpoints, or a 5m one before a 1h one, rejects the request (error, nothing billed).\n    A breakpoint is cacheable at ``min_tokens`` from the prompt start, or with ``per_segment_minimum`` at\n    ``min_tokens`` past the previous cacheable breakpoint (Bedrock\047s \"first checkpoint after 1,024, second after\n    2,048\" reading).\n    OpenAI 5.6+ (mode 1): the lookup set is the first 2 and latest 50 explicit breakpoints, the implicit one\n    (prompt end), the 20 block ends before it and the first block end; the implicit and the latest explicit\n    breakpoints up to ``max_breakpoints`` write, all with the short TTL class.\n    ");
 static PyMethodDef __pyx_mdef_8cachesim_10_providers_7serve_breakpoints = {"serve_breakpoints", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_8cachesim_10_providers_7serve_breakpoints, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_8cachesim_10_providers_6serve_breakpoints};
 static PyObject *__pyx_pw_8cachesim_10_providers_7serve_breakpoints(PyObject *__pyx_self, 
 #if CYTHON_VECTORCALL
@@ -23417,11 +23445,12 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_memviewslice __pyx_v_miss_draw = { 0, 0, { 0 }, { 0 }, { 0 } };
   double __pyx_v_miss_probability;
   double __pyx_v_forget_s;
+  int __pyx_v_per_segment_minimum;
   #if !CYTHON_VECTORCALL
   CYTHON_UNUSED Py_ssize_t __pyx_nargs;
   #endif
   CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
-  PyObject* values[22] = {0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0};
+  PyObject* values[23] = {0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0};
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
@@ -23437,12 +23466,16 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   #endif
   __pyx_kwvalues = __Pyx_KwValues_FASTCALL(__pyx_args, __pyx_nargs);
   {
-    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_mode,&__pyx_mstate_global->__pyx_n_u_tokens,&__pyx_mstate_global->__pyx_n_u_token_offsets,&__pyx_mstate_global->__pyx_n_u_t,&__pyx_mstate_global->__pyx_n_u_ns,&__pyx_mstate_global->__pyx_n_u_boundaries,&__pyx_mstate_global->__pyx_n_u_boundary_offsets,&__pyx_mstate_global->__pyx_n_u_breakpoints,&__pyx_mstate_global->__pyx_n_u_bp_long,&__pyx_mstate_global->__pyx_n_u_bp_offsets,&__pyx_mstate_global->__pyx_n_u_automatic,&__pyx_mstate_global->__pyx_n_u_automatic_long,&__pyx_mstate_global->__pyx_n_u_min_tokens,&__pyx_mstate_global->__pyx_n_u_lookback_blocks,&__pyx_mstate_global->__pyx_n_u_max_breakpoints,&__pyx_mstate_global->__pyx_n_u_ttl_short_s,&__pyx_mstate_global->__pyx_n_u_ttl_long_s,&__pyx_mstate_global->__pyx_n_u_ttft_s,&__pyx_mstate_global->__pyx_n_u_refresh_path,&__pyx_mstate_global->__pyx_n_u_miss_draw,&__pyx_mstate_global->__pyx_n_u_miss_probability,&__pyx_mstate_global->__pyx_n_u_forget_s,0};
+    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_mode,&__pyx_mstate_global->__pyx_n_u_tokens,&__pyx_mstate_global->__pyx_n_u_token_offsets,&__pyx_mstate_global->__pyx_n_u_t,&__pyx_mstate_global->__pyx_n_u_ns,&__pyx_mstate_global->__pyx_n_u_boundaries,&__pyx_mstate_global->__pyx_n_u_boundary_offsets,&__pyx_mstate_global->__pyx_n_u_breakpoints,&__pyx_mstate_global->__pyx_n_u_bp_long,&__pyx_mstate_global->__pyx_n_u_bp_offsets,&__pyx_mstate_global->__pyx_n_u_automatic,&__pyx_mstate_global->__pyx_n_u_automatic_long,&__pyx_mstate_global->__pyx_n_u_min_tokens,&__pyx_mstate_global->__pyx_n_u_lookback_blocks,&__pyx_mstate_global->__pyx_n_u_max_breakpoints,&__pyx_mstate_global->__pyx_n_u_ttl_short_s,&__pyx_mstate_global->__pyx_n_u_ttl_long_s,&__pyx_mstate_global->__pyx_n_u_ttft_s,&__pyx_mstate_global->__pyx_n_u_refresh_path,&__pyx_mstate_global->__pyx_n_u_miss_draw,&__pyx_mstate_global->__pyx_n_u_miss_probability,&__pyx_mstate_global->__pyx_n_u_forget_s,&__pyx_mstate_global->__pyx_n_u_per_segment_minimum,0};
     struct __pyx_defaults *__pyx_dynamic_args = __Pyx_CyFunction_Defaults(struct __pyx_defaults, __pyx_self);
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
     if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 413, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
+        case 23:
+        values[22] = __Pyx_ArgRef_FASTCALL(__pyx_args, 22);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[22])) __PYX_ERR(0, 413, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
         case 22:
         values[21] = __Pyx_ArgRef_FASTCALL(__pyx_args, 21);
         if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[21])) __PYX_ERR(0, 413, __pyx_L3_error)
@@ -23537,10 +23570,14 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
       if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "serve_breakpoints", 0) < (0)) __PYX_ERR(0, 413, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 21; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("serve_breakpoints", 0, 21, 22, i); __PYX_ERR(0, 413, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("serve_breakpoints", 0, 21, 23, i); __PYX_ERR(0, 413, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
+        case 23:
+        values[22] = __Pyx_ArgRef_FASTCALL(__pyx_args, 22);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[22])) __PYX_ERR(0, 413, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
         case 22:
         values[21] = __Pyx_ArgRef_FASTCALL(__pyx_args, 21);
         if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[21])) __PYX_ERR(0, 413, __pyx_L3_error)
@@ -23618,10 +23655,15 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
     } else {
       __pyx_v_forget_s = __pyx_dynamic_args->arg0;
     }
+    if (values[22]) {
+      __pyx_v_per_segment_minimum = __Pyx_PyObject_IsTrue(values[22]); if (unlikely((__pyx_v_per_segment_minimum == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 419, __pyx_L3_error)
+    } else {
+      __pyx_v_per_segment_minimum = ((int)((int)0));
+    }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("serve_breakpoints", 0, 21, 22, __pyx_nargs); __PYX_ERR(0, 413, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("serve_breakpoints", 0, 21, 23, __pyx_nargs); __PYX_ERR(0, 413, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -23642,7 +23684,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  __pyx_r = __pyx_pf_8cachesim_10_providers_6serve_breakpoints(__pyx_self, __pyx_v_mode, __pyx_v_tokens, __pyx_v_token_offsets, __pyx_v_t, __pyx_v_ns, __pyx_v_boundaries, __pyx_v_boundary_offsets, __pyx_v_breakpoints, __pyx_v_bp_long, __pyx_v_bp_offsets, __pyx_v_automatic, __pyx_v_automatic_long, __pyx_v_min_tokens, __pyx_v_lookback_blocks, __pyx_v_max_breakpoints, __pyx_v_ttl_short_s, __pyx_v_ttl_long_s, __pyx_v_ttft_s, __pyx_v_refresh_path, __pyx_v_miss_draw, __pyx_v_miss_probability, __pyx_v_forget_s);
+  __pyx_r = __pyx_pf_8cachesim_10_providers_6serve_breakpoints(__pyx_self, __pyx_v_mode, __pyx_v_tokens, __pyx_v_token_offsets, __pyx_v_t, __pyx_v_ns, __pyx_v_boundaries, __pyx_v_boundary_offsets, __pyx_v_breakpoints, __pyx_v_bp_long, __pyx_v_bp_offsets, __pyx_v_automatic, __pyx_v_automatic_long, __pyx_v_min_tokens, __pyx_v_lookback_blocks, __pyx_v_max_breakpoints, __pyx_v_ttl_short_s, __pyx_v_ttl_long_s, __pyx_v_ttft_s, __pyx_v_refresh_path, __pyx_v_miss_draw, __pyx_v_miss_probability, __pyx_v_forget_s, __pyx_v_per_segment_minimum);
 
   /* function exit code */
   for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
@@ -23670,11 +23712,12 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __PYX_XCLEAR_MEMVIEW(&__pyx_v_miss_draw, 1);
 
 
+
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSED PyObject *__pyx_self, int __pyx_v_mode, __Pyx_memviewslice __pyx_v_tokens, __Pyx_memviewslice __pyx_v_token_offsets, __Pyx_memviewslice __pyx_v_t, __Pyx_memviewslice __pyx_v_ns, __Pyx_memviewslice __pyx_v_boundaries, __Pyx_memviewslice __pyx_v_boundary_offsets, __Pyx_memviewslice __pyx_v_breakpoints, __Pyx_memviewslice __pyx_v_bp_long, __Pyx_memviewslice __pyx_v_bp_offsets, int __pyx_v_automatic, int8_t __pyx_v_automatic_long, int64_t __pyx_v_min_tokens, int64_t __pyx_v_lookback_blocks, int64_t __pyx_v_max_breakpoints, double __pyx_v_ttl_short_s, double __pyx_v_ttl_long_s, double __pyx_v_ttft_s, int __pyx_v_refresh_path, __Pyx_memviewslice __pyx_v_miss_draw, double __pyx_v_miss_probability, double __pyx_v_forget_s) {
+static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSED PyObject *__pyx_self, int __pyx_v_mode, __Pyx_memviewslice __pyx_v_tokens, __Pyx_memviewslice __pyx_v_token_offsets, __Pyx_memviewslice __pyx_v_t, __Pyx_memviewslice __pyx_v_ns, __Pyx_memviewslice __pyx_v_boundaries, __Pyx_memviewslice __pyx_v_boundary_offsets, __Pyx_memviewslice __pyx_v_breakpoints, __Pyx_memviewslice __pyx_v_bp_long, __Pyx_memviewslice __pyx_v_bp_offsets, int __pyx_v_automatic, int8_t __pyx_v_automatic_long, int64_t __pyx_v_min_tokens, int64_t __pyx_v_lookback_blocks, int64_t __pyx_v_max_breakpoints, double __pyx_v_ttl_short_s, double __pyx_v_ttl_long_s, double __pyx_v_ttft_s, int __pyx_v_refresh_path, __Pyx_memviewslice __pyx_v_miss_draw, double __pyx_v_miss_probability, double __pyx_v_forget_s, int __pyx_v_per_segment_minimum) {
   Py_ssize_t __pyx_v_n;
   Py_ssize_t __pyx_v_r;
   PyObject *__pyx_v_read_arr = NULL;
@@ -23694,6 +23737,10 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
   PyObject *__pyx_v_bp_cls_arr = NULL;
   __Pyx_memviewslice __pyx_v_bp_pos = { 0, 0, { 0 }, { 0 }, { 0 } };
   __Pyx_memviewslice __pyx_v_bp_cls = { 0, 0, { 0 }, { 0 }, { 0 } };
+  PyObject *__pyx_v_bp_ok_arr = NULL;
+  __Pyx_memviewslice __pyx_v_bp_ok = { 0, 0, { 0 }, { 0 }, { 0 } };
+  int __pyx_v_any_ok;
+  int64_t __pyx_v_prev_ok;
   int __pyx_v_use_draws;
   struct __pyx_obj_8cachesim_10_providers__Table *__pyx_v_table = 0;
   uint32_t const *__pyx_v_toks;
@@ -23742,15 +23789,15 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
   uint32_t const *__pyx_t_22;
   int64_t const *__pyx_t_23;
   Py_ssize_t __pyx_t_24;
-  long __pyx_t_25;
-  int64_t __pyx_t_26;
+  int64_t __pyx_t_25;
+  long __pyx_t_26;
   double __pyx_t_27;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("serve_breakpoints", 0);
 
-  /* "cachesim/_providers.pyx":430
+  /* "cachesim/_providers.pyx":433
  *     breakpoints up to ``max_breakpoints`` write, all with the short TTL class.
  *     """
  *     cdef Py_ssize_t n = t.shape[0], r             # <<<<<<<<<<<<<<
@@ -23759,7 +23806,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
   __pyx_v_n = (__pyx_v_t.shape[0]);
 
-  /* "cachesim/_providers.pyx":431
+  /* "cachesim/_providers.pyx":434
  *     """
  *     cdef Py_ssize_t n = t.shape[0], r
  *     read_arr = np.zeros(n, dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -23767,16 +23814,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
  *     wl_arr = np.zeros(n, dtype=np.int64)
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 431, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 434, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 431, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 434, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 431, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 434, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 431, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 434, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 431, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 434, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   #if CYTHON_VECTORCALL
@@ -23797,13 +23844,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_t_3, __pyx_t_6};
     #if CYTHON_VECTORCALL
     __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 431, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 434, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_5);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 431, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 434, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     #endif
@@ -23815,13 +23862,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 431, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 434, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_read_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":432
+  /* "cachesim/_providers.pyx":435
  *     cdef Py_ssize_t n = t.shape[0], r
  *     read_arr = np.zeros(n, dtype=np.int64)
  *     ws_arr = np.zeros(n, dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -23829,16 +23876,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
  *     flags_arr = np.zeros(n, dtype=np.int32)
 */
   __pyx_t_4 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 432, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 435, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 432, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 435, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 432, __pyx_L1_error)
+  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 435, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 432, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 435, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 432, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 435, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   #if CYTHON_VECTORCALL
@@ -23859,13 +23906,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_t_5, __pyx_t_2};
     #if CYTHON_VECTORCALL
     __pyx_t_3 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 432, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 435, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_3);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_3 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 432, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 435, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     #endif
@@ -23877,13 +23924,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 432, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 435, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_ws_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":433
+  /* "cachesim/_providers.pyx":436
  *     read_arr = np.zeros(n, dtype=np.int64)
  *     ws_arr = np.zeros(n, dtype=np.int64)
  *     wl_arr = np.zeros(n, dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -23891,16 +23938,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
  *     error_arr = np.zeros(n, dtype=np.int8)
 */
   __pyx_t_6 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 433, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 436, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 433, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 436, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 433, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 436, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 433, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 436, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 433, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 436, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   #if CYTHON_VECTORCALL
@@ -23921,13 +23968,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     PyObject *__pyx_callargs[3] = {__pyx_t_6, __pyx_t_3, __pyx_t_4};
     #if CYTHON_VECTORCALL
     __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 433, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 436, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_5);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 433, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 436, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     #endif
@@ -23939,13 +23986,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 433, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 436, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_wl_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":434
+  /* "cachesim/_providers.pyx":437
  *     ws_arr = np.zeros(n, dtype=np.int64)
  *     wl_arr = np.zeros(n, dtype=np.int64)
  *     flags_arr = np.zeros(n, dtype=np.int32)             # <<<<<<<<<<<<<<
@@ -23953,16 +24000,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
  *     cdef int64_t[::1] read = read_arr
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 434, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 437, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 434, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 437, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 434, __pyx_L1_error)
+  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 437, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 434, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 437, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int32); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 434, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int32); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 437, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   #if CYTHON_VECTORCALL
@@ -23983,13 +24030,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_t_5, __pyx_t_6};
     #if CYTHON_VECTORCALL
     __pyx_t_3 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 434, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 437, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_3);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_3 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 434, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 437, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     #endif
@@ -24001,13 +24048,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 434, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 437, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_flags_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":435
+  /* "cachesim/_providers.pyx":438
  *     wl_arr = np.zeros(n, dtype=np.int64)
  *     flags_arr = np.zeros(n, dtype=np.int32)
  *     error_arr = np.zeros(n, dtype=np.int8)             # <<<<<<<<<<<<<<
@@ -24015,16 +24062,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
  *     cdef int64_t[::1] w_short = ws_arr
 */
   __pyx_t_4 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 435, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 438, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 435, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 438, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 435, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 438, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 435, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 438, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int8); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 435, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int8); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 438, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   #if CYTHON_VECTORCALL
@@ -24045,13 +24092,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_t_3, __pyx_t_2};
     #if CYTHON_VECTORCALL
     __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 435, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 438, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_5);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 435, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 438, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     #endif
@@ -24063,73 +24110,73 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 435, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 438, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_error_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":436
+  /* "cachesim/_providers.pyx":439
  *     flags_arr = np.zeros(n, dtype=np.int32)
  *     error_arr = np.zeros(n, dtype=np.int8)
  *     cdef int64_t[::1] read = read_arr             # <<<<<<<<<<<<<<
  *     cdef int64_t[::1] w_short = ws_arr
  *     cdef int64_t[::1] w_long = wl_arr
 */
-  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_read_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 436, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_read_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 439, __pyx_L1_error)
   __pyx_v_read = __pyx_t_8;
   __pyx_t_8.memview = NULL;
   __pyx_t_8.data = NULL;
 
-  /* "cachesim/_providers.pyx":437
+  /* "cachesim/_providers.pyx":440
  *     error_arr = np.zeros(n, dtype=np.int8)
  *     cdef int64_t[::1] read = read_arr
  *     cdef int64_t[::1] w_short = ws_arr             # <<<<<<<<<<<<<<
  *     cdef int64_t[::1] w_long = wl_arr
  *     cdef int32_t[::1] flags = flags_arr
 */
-  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_ws_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 437, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_ws_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 440, __pyx_L1_error)
   __pyx_v_w_short = __pyx_t_8;
   __pyx_t_8.memview = NULL;
   __pyx_t_8.data = NULL;
 
-  /* "cachesim/_providers.pyx":438
+  /* "cachesim/_providers.pyx":441
  *     cdef int64_t[::1] read = read_arr
  *     cdef int64_t[::1] w_short = ws_arr
  *     cdef int64_t[::1] w_long = wl_arr             # <<<<<<<<<<<<<<
  *     cdef int32_t[::1] flags = flags_arr
  *     cdef int8_t[::1] error = error_arr
 */
-  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_wl_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 438, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_wl_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 441, __pyx_L1_error)
   __pyx_v_w_long = __pyx_t_8;
   __pyx_t_8.memview = NULL;
   __pyx_t_8.data = NULL;
 
-  /* "cachesim/_providers.pyx":439
+  /* "cachesim/_providers.pyx":442
  *     cdef int64_t[::1] w_short = ws_arr
  *     cdef int64_t[::1] w_long = wl_arr
  *     cdef int32_t[::1] flags = flags_arr             # <<<<<<<<<<<<<<
  *     cdef int8_t[::1] error = error_arr
  *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
 */
-  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t(__pyx_v_flags_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 439, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t(__pyx_v_flags_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 442, __pyx_L1_error)
   __pyx_v_flags = __pyx_t_9;
   __pyx_t_9.memview = NULL;
   __pyx_t_9.data = NULL;
 
-  /* "cachesim/_providers.pyx":440
+  /* "cachesim/_providers.pyx":443
  *     cdef int64_t[::1] w_long = wl_arr
  *     cdef int32_t[::1] flags = flags_arr
  *     cdef int8_t[::1] error = error_arr             # <<<<<<<<<<<<<<
  *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
  *     cdef uint64_t[::1] chain = chain_arr
 */
-  __pyx_t_10 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int8_t(__pyx_v_error_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_10.memview)) __PYX_ERR(0, 440, __pyx_L1_error)
+  __pyx_t_10 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int8_t(__pyx_v_error_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_10.memview)) __PYX_ERR(0, 443, __pyx_L1_error)
   __pyx_v_error = __pyx_t_10;
   __pyx_t_10.memview = NULL;
   __pyx_t_10.data = NULL;
 
-  /* "cachesim/_providers.pyx":441
+  /* "cachesim/_providers.pyx":444
  *     cdef int32_t[::1] flags = flags_arr
  *     cdef int8_t[::1] error = error_arr
  *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)             # <<<<<<<<<<<<<<
@@ -24137,16 +24184,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
  *     # the request's breakpoints with the automatic one merged in: positions, ttl class, writer flag
 */
   __pyx_t_6 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 441, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 444, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 441, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 444, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = __Pyx_PyLong_From_int64_t(((__pyx_f_8cachesim_10_providers__longest(__pyx_v_token_offsets) / __pyx_e_8cachesim_10_providers_UNIT) + 2)); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 441, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyLong_From_int64_t(((__pyx_f_8cachesim_10_providers__longest(__pyx_v_token_offsets) / __pyx_e_8cachesim_10_providers_UNIT) + 2)); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 444, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 441, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 444, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 441, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 444, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   #if CYTHON_VECTORCALL
@@ -24167,13 +24214,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     PyObject *__pyx_callargs[3] = {__pyx_t_6, __pyx_t_5, __pyx_t_4};
     #if CYTHON_VECTORCALL
     __pyx_t_3 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 441, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 444, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_3);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_3 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 441, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 444, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     #endif
@@ -24185,25 +24232,25 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 441, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 444, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_chain_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":442
+  /* "cachesim/_providers.pyx":445
  *     cdef int8_t[::1] error = error_arr
  *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
  *     cdef uint64_t[::1] chain = chain_arr             # <<<<<<<<<<<<<<
  *     # the request's breakpoints with the automatic one merged in: positions, ttl class, writer flag
  *     cdef int64_t max_bps = 0
 */
-  __pyx_t_11 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t(__pyx_v_chain_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_11.memview)) __PYX_ERR(0, 442, __pyx_L1_error)
+  __pyx_t_11 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t(__pyx_v_chain_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_11.memview)) __PYX_ERR(0, 445, __pyx_L1_error)
   __pyx_v_chain = __pyx_t_11;
   __pyx_t_11.memview = NULL;
   __pyx_t_11.data = NULL;
 
-  /* "cachesim/_providers.pyx":444
+  /* "cachesim/_providers.pyx":447
  *     cdef uint64_t[::1] chain = chain_arr
  *     # the request's breakpoints with the automatic one merged in: positions, ttl class, writer flag
  *     cdef int64_t max_bps = 0             # <<<<<<<<<<<<<<
@@ -24212,7 +24259,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
   __pyx_v_max_bps = 0;
 
-  /* "cachesim/_providers.pyx":445
+  /* "cachesim/_providers.pyx":448
  *     # the request's breakpoints with the automatic one merged in: positions, ttl class, writer flag
  *     cdef int64_t max_bps = 0
  *     for r in range(n):             # <<<<<<<<<<<<<<
@@ -24226,7 +24273,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
   for (__pyx_t_14 = 0; __pyx_t_14 < __pyx_t_13; __pyx_t_14+=1) {
     __pyx_v_r = __pyx_t_14;
 
-    /* "cachesim/_providers.pyx":446
+    /* "cachesim/_providers.pyx":449
  *     cdef int64_t max_bps = 0
  *     for r in range(n):
  *         max_bps = max(max_bps, bp_offsets[r + 1] - bp_offsets[r])             # <<<<<<<<<<<<<<
@@ -24254,7 +24301,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
   }
 
 
-  /* "cachesim/_providers.pyx":447
+  /* "cachesim/_providers.pyx":450
  *     for r in range(n):
  *         max_bps = max(max_bps, bp_offsets[r + 1] - bp_offsets[r])
  *     bp_pos_arr = np.empty(max_bps + 2, dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -24262,16 +24309,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
  *     cdef int64_t[::1] bp_pos = bp_pos_arr
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 447, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 450, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 447, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 450, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = __Pyx_PyLong_From_int64_t((__pyx_v_max_bps + 2)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 447, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_int64_t((__pyx_v_max_bps + 2)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 450, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 447, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 450, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 447, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 450, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   #if CYTHON_VECTORCALL
@@ -24292,13 +24339,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_t_3, __pyx_t_6};
     #if CYTHON_VECTORCALL
     __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 447, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 450, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_5);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 447, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 450, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     #endif
@@ -24310,13 +24357,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 447, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 450, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_bp_pos_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":448
+  /* "cachesim/_providers.pyx":451
  *         max_bps = max(max_bps, bp_offsets[r + 1] - bp_offsets[r])
  *     bp_pos_arr = np.empty(max_bps + 2, dtype=np.int64)
  *     bp_cls_arr = np.empty(max_bps + 2, dtype=np.int8)             # <<<<<<<<<<<<<<
@@ -24324,16 +24371,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
  *     cdef int8_t[::1] bp_cls = bp_cls_arr
 */
   __pyx_t_4 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 448, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 451, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 448, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 451, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = __Pyx_PyLong_From_int64_t((__pyx_v_max_bps + 2)); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 448, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyLong_From_int64_t((__pyx_v_max_bps + 2)); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 451, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 448, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 451, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int8); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 448, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int8); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 451, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   #if CYTHON_VECTORCALL
@@ -24354,13 +24401,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_t_5, __pyx_t_2};
     #if CYTHON_VECTORCALL
     __pyx_t_3 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 448, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 451, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_3);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_3 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 448, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 451, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     #endif
@@ -24372,39 +24419,113 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 448, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 451, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_bp_cls_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":449
+  /* "cachesim/_providers.pyx":452
  *     bp_pos_arr = np.empty(max_bps + 2, dtype=np.int64)
  *     bp_cls_arr = np.empty(max_bps + 2, dtype=np.int8)
  *     cdef int64_t[::1] bp_pos = bp_pos_arr             # <<<<<<<<<<<<<<
  *     cdef int8_t[::1] bp_cls = bp_cls_arr
- *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0
+ *     bp_ok_arr = np.empty(max_bps + 2, dtype=np.int8)
 */
-  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_bp_pos_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 449, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_bp_pos_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 452, __pyx_L1_error)
   __pyx_v_bp_pos = __pyx_t_8;
   __pyx_t_8.memview = NULL;
   __pyx_t_8.data = NULL;
 
-  /* "cachesim/_providers.pyx":450
+  /* "cachesim/_providers.pyx":453
  *     bp_cls_arr = np.empty(max_bps + 2, dtype=np.int8)
  *     cdef int64_t[::1] bp_pos = bp_pos_arr
  *     cdef int8_t[::1] bp_cls = bp_cls_arr             # <<<<<<<<<<<<<<
- *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0
- *     cdef _Table table = _Table(64, forget_s)
+ *     bp_ok_arr = np.empty(max_bps + 2, dtype=np.int8)
+ *     cdef int8_t[::1] bp_ok = bp_ok_arr
 */
-  __pyx_t_10 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int8_t(__pyx_v_bp_cls_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_10.memview)) __PYX_ERR(0, 450, __pyx_L1_error)
+  __pyx_t_10 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int8_t(__pyx_v_bp_cls_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_10.memview)) __PYX_ERR(0, 453, __pyx_L1_error)
   __pyx_v_bp_cls = __pyx_t_10;
   __pyx_t_10.memview = NULL;
   __pyx_t_10.data = NULL;
 
-  /* "cachesim/_providers.pyx":451
+  /* "cachesim/_providers.pyx":454
  *     cdef int64_t[::1] bp_pos = bp_pos_arr
  *     cdef int8_t[::1] bp_cls = bp_cls_arr
+ *     bp_ok_arr = np.empty(max_bps + 2, dtype=np.int8)             # <<<<<<<<<<<<<<
+ *     cdef int8_t[::1] bp_ok = bp_ok_arr
+ *     cdef bint any_ok
+*/
+  __pyx_t_6 = NULL;
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 454, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_3);
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 454, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_2);
+  __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
+  __pyx_t_3 = __Pyx_PyLong_From_int64_t((__pyx_v_max_bps + 2)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 454, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_3);
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 454, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int8); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 454, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_4);
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  #if CYTHON_VECTORCALL
+  #endif
+  __pyx_t_7 = 1;
+  #if CYTHON_UNPACK_METHODS
+  if (unlikely(PyMethod_Check(__pyx_t_2))) {
+    __pyx_t_6 = PyMethod_GET_SELF(__pyx_t_2);
+    assert(__pyx_t_6);
+    PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_2);
+    __Pyx_INCREF(__pyx_t_6);
+    __Pyx_INCREF(__pyx__function);
+    __Pyx_DECREF_SET(__pyx_t_2, __pyx__function);
+    __pyx_t_7 = 0;
+  }
+  #endif
+  {
+    PyObject *__pyx_callargs[3] = {__pyx_t_6, __pyx_t_3, __pyx_t_4};
+    #if CYTHON_VECTORCALL
+    __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 454, __pyx_L1_error)
+    __Pyx_INCREF(__pyx_t_5);
+    #else
+    {
+      PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
+      __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 454, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_5);
+    }
+    #endif
+    __pyx_t_1 = __Pyx_Object_VectorcallKwds((PyObject*)__pyx_t_2, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET), __pyx_t_5);
+    __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
+    __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
+    #if CYTHON_VECTORCALL
+    #endif
+    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+    __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 454, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_1);
+  }
+  __pyx_v_bp_ok_arr = __pyx_t_1;
+  __pyx_t_1 = 0;
+
+  /* "cachesim/_providers.pyx":455
+ *     cdef int8_t[::1] bp_cls = bp_cls_arr
+ *     bp_ok_arr = np.empty(max_bps + 2, dtype=np.int8)
+ *     cdef int8_t[::1] bp_ok = bp_ok_arr             # <<<<<<<<<<<<<<
+ *     cdef bint any_ok
+ *     cdef int64_t prev_ok
+*/
+  __pyx_t_10 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int8_t(__pyx_v_bp_ok_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_10.memview)) __PYX_ERR(0, 455, __pyx_L1_error)
+  __pyx_v_bp_ok = __pyx_t_10;
+  __pyx_t_10.memview = NULL;
+  __pyx_t_10.data = NULL;
+
+  /* "cachesim/_providers.pyx":458
+ *     cdef bint any_ok
+ *     cdef int64_t prev_ok
  *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0             # <<<<<<<<<<<<<<
  *     cdef _Table table = _Table(64, forget_s)
  *     cdef const uint32_t* toks
@@ -24427,29 +24548,29 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
   __pyx_L5_bool_binop_done:;
   __pyx_v_use_draws = __pyx_t_20;
 
-  /* "cachesim/_providers.pyx":452
- *     cdef int8_t[::1] bp_cls = bp_cls_arr
+  /* "cachesim/_providers.pyx":459
+ *     cdef int64_t prev_ok
  *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0
  *     cdef _Table table = _Table(64, forget_s)             # <<<<<<<<<<<<<<
  *     cdef const uint32_t* toks
  *     cdef const int64_t* bnd
 */
-  __pyx_t_6 = NULL;
-  __pyx_t_3 = PyFloat_FromDouble(__pyx_v_forget_s); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 452, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_3);
+  __pyx_t_2 = NULL;
+  __pyx_t_5 = PyFloat_FromDouble(__pyx_v_forget_s); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 459, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
   __pyx_t_7 = 1;
   {
-    PyObject *__pyx_callargs[3] = {__pyx_t_6, __pyx_mstate_global->__pyx_int_64, __pyx_t_3};
+    PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_mstate_global->__pyx_int_64, __pyx_t_5};
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_mstate_global->__pyx_ptype_8cachesim_10_providers__Table, __pyx_callargs+__pyx_t_7, (3-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-    __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
-    __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 452, __pyx_L1_error)
+    __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
+    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 459, __pyx_L1_error)
     __Pyx_GOTREF((PyObject *)__pyx_t_1);
   }
   __pyx_v_table = ((struct __pyx_obj_8cachesim_10_providers__Table *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":461
+  /* "cachesim/_providers.pyx":468
  *     cdef Probe pr
  *     cdef Entry* e
  *     cdef int err = 0             # <<<<<<<<<<<<<<
@@ -24458,7 +24579,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
   __pyx_v_err = 0;
 
-  /* "cachesim/_providers.pyx":463
+  /* "cachesim/_providers.pyx":470
  *     cdef int err = 0
  *     cdef bint seen_short, duplicate
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -24471,7 +24592,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "cachesim/_providers.pyx":464
+        /* "cachesim/_providers.pyx":471
  *     cdef bint seen_short, duplicate
  *     with nogil:
  *         for r in range(n):             # <<<<<<<<<<<<<<
@@ -24485,7 +24606,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
         for (__pyx_t_14 = 0; __pyx_t_14 < __pyx_t_13; __pyx_t_14+=1) {
           __pyx_v_r = __pyx_t_14;
 
-          /* "cachesim/_providers.pyx":465
+          /* "cachesim/_providers.pyx":472
  *     with nogil:
  *         for r in range(n):
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL             # <<<<<<<<<<<<<<
@@ -24506,7 +24627,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 
           __pyx_v_toks = __pyx_t_22;
 
-          /* "cachesim/_providers.pyx":466
+          /* "cachesim/_providers.pyx":473
  *         for r in range(n):
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL
  *             length = token_offsets[r + 1] - token_offsets[r]             # <<<<<<<<<<<<<<
@@ -24517,7 +24638,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           __pyx_t_16 = __pyx_v_r;
           __pyx_v_length = ((*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_15)) ))) - (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_16)) ))));
 
-          /* "cachesim/_providers.pyx":467
+          /* "cachesim/_providers.pyx":474
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL
  *             length = token_offsets[r + 1] - token_offsets[r]
  *             table.now = t[r]             # <<<<<<<<<<<<<<
@@ -24527,7 +24648,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           __pyx_t_16 = __pyx_v_r;
           __pyx_v_table->now = (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_16)) )));
 
-          /* "cachesim/_providers.pyx":468
+          /* "cachesim/_providers.pyx":475
  *             length = token_offsets[r + 1] - token_offsets[r]
  *             table.now = t[r]
  *             bnd = &boundaries[0] + boundary_offsets[r] if boundaries.shape[0] else NULL             # <<<<<<<<<<<<<<
@@ -24548,7 +24669,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 
           __pyx_v_bnd = __pyx_t_23;
 
-          /* "cachesim/_providers.pyx":469
+          /* "cachesim/_providers.pyx":476
  *             table.now = t[r]
  *             bnd = &boundaries[0] + boundary_offsets[r] if boundaries.shape[0] else NULL
  *             nb = boundary_offsets[r + 1] - boundary_offsets[r]             # <<<<<<<<<<<<<<
@@ -24559,7 +24680,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           __pyx_t_16 = __pyx_v_r;
           __pyx_v_nb = ((*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_boundary_offsets.data) + __pyx_t_15)) ))) - (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_boundary_offsets.data) + __pyx_t_16)) ))));
 
-          /* "cachesim/_providers.pyx":470
+          /* "cachesim/_providers.pyx":477
  *             bnd = &boundaries[0] + boundary_offsets[r] if boundaries.shape[0] else NULL
  *             nb = boundary_offsets[r + 1] - boundary_offsets[r]
  *             ns_r = ns[r]             # <<<<<<<<<<<<<<
@@ -24569,7 +24690,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           __pyx_t_16 = __pyx_v_r;
           __pyx_v_ns_r = (*((uint64_t const  *) ( /* dim=0 */ ((char *) (((uint64_t const  *) __pyx_v_ns.data) + __pyx_t_16)) )));
 
-          /* "cachesim/_providers.pyx":472
+          /* "cachesim/_providers.pyx":479
  *             ns_r = ns[r]
  *             # merge the automatic breakpoint (prompt end) into the explicit ones
  *             nbp = 0             # <<<<<<<<<<<<<<
@@ -24578,7 +24699,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           __pyx_v_nbp = 0;
 
-          /* "cachesim/_providers.pyx":473
+          /* "cachesim/_providers.pyx":480
  *             # merge the automatic breakpoint (prompt end) into the explicit ones
  *             nbp = 0
  *             duplicate = False             # <<<<<<<<<<<<<<
@@ -24587,7 +24708,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           __pyx_v_duplicate = 0;
 
-          /* "cachesim/_providers.pyx":474
+          /* "cachesim/_providers.pyx":481
  *             nbp = 0
  *             duplicate = False
  *             for i in range(bp_offsets[r], bp_offsets[r + 1]):             # <<<<<<<<<<<<<<
@@ -24603,7 +24724,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           for (__pyx_t_18 = (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_bp_offsets.data) + __pyx_t_16)) ))); __pyx_t_18 < __pyx_t_17; __pyx_t_18+=1) {
             __pyx_v_i = __pyx_t_18;
 
-            /* "cachesim/_providers.pyx":475
+            /* "cachesim/_providers.pyx":482
  *             duplicate = False
  *             for i in range(bp_offsets[r], bp_offsets[r + 1]):
  *                 bp_pos[nbp] = breakpoints[i]             # <<<<<<<<<<<<<<
@@ -24614,7 +24735,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_24 = __pyx_v_nbp;
             *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_bp_pos.data) + __pyx_t_24)) )) = (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_breakpoints.data) + __pyx_t_15)) )));
 
-            /* "cachesim/_providers.pyx":476
+            /* "cachesim/_providers.pyx":483
  *             for i in range(bp_offsets[r], bp_offsets[r + 1]):
  *                 bp_pos[nbp] = breakpoints[i]
  *                 bp_cls[nbp] = bp_long[i]             # <<<<<<<<<<<<<<
@@ -24625,7 +24746,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_24 = __pyx_v_nbp;
             *((int8_t *) ( /* dim=0 */ ((char *) (((int8_t *) __pyx_v_bp_cls.data) + __pyx_t_24)) )) = (*((int8_t const  *) ( /* dim=0 */ ((char *) (((int8_t const  *) __pyx_v_bp_long.data) + __pyx_t_15)) )));
 
-            /* "cachesim/_providers.pyx":477
+            /* "cachesim/_providers.pyx":484
  *                 bp_pos[nbp] = breakpoints[i]
  *                 bp_cls[nbp] = bp_long[i]
  *                 nbp += 1             # <<<<<<<<<<<<<<
@@ -24636,7 +24757,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           }
 
 
-          /* "cachesim/_providers.pyx":478
+          /* "cachesim/_providers.pyx":485
  *                 bp_cls[nbp] = bp_long[i]
  *                 nbp += 1
  *             n_explicit = nbp             # <<<<<<<<<<<<<<
@@ -24645,7 +24766,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           __pyx_v_n_explicit = __pyx_v_nbp;
 
-          /* "cachesim/_providers.pyx":479
+          /* "cachesim/_providers.pyx":486
  *                 nbp += 1
  *             n_explicit = nbp
  *             if automatic:             # <<<<<<<<<<<<<<
@@ -24654,7 +24775,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           if (__pyx_v_automatic) {
 
-            /* "cachesim/_providers.pyx":480
+            /* "cachesim/_providers.pyx":487
  *             n_explicit = nbp
  *             if automatic:
  *                 if nbp and bp_pos[nbp - 1] == length:             # <<<<<<<<<<<<<<
@@ -24681,7 +24802,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             if (__pyx_t_20) {
 
 
-              /* "cachesim/_providers.pyx":481
+              /* "cachesim/_providers.pyx":488
  *             if automatic:
  *                 if nbp and bp_pos[nbp - 1] == length:
  *                     if bp_cls[nbp - 1] != automatic_long and mode == M_ANTHROPIC:             # <<<<<<<<<<<<<<
@@ -24708,7 +24829,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":482
+                /* "cachesim/_providers.pyx":489
  *                 if nbp and bp_pos[nbp - 1] == length:
  *                     if bp_cls[nbp - 1] != automatic_long and mode == M_ANTHROPIC:
  *                         error[r] = E_TTL_ORDER       # the API rejects a second TTL on the same block             # <<<<<<<<<<<<<<
@@ -24718,7 +24839,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
                 __pyx_t_16 = __pyx_v_r;
                 *((int8_t *) ( /* dim=0 */ ((char *) (((int8_t *) __pyx_v_error.data) + __pyx_t_16)) )) = __pyx_e_8cachesim_10_providers_E_TTL_ORDER;
 
-                /* "cachesim/_providers.pyx":483
+                /* "cachesim/_providers.pyx":490
  *                     if bp_cls[nbp - 1] != automatic_long and mode == M_ANTHROPIC:
  *                         error[r] = E_TTL_ORDER       # the API rejects a second TTL on the same block
  *                         flags[r] |= F_ERROR             # <<<<<<<<<<<<<<
@@ -24728,7 +24849,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
                 __pyx_t_16 = __pyx_v_r;
                 *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_16)) )) |= __pyx_e_8cachesim_10_providers_F_ERROR;
 
-                /* "cachesim/_providers.pyx":484
+                /* "cachesim/_providers.pyx":491
  *                         error[r] = E_TTL_ORDER       # the API rejects a second TTL on the same block
  *                         flags[r] |= F_ERROR
  *                         continue             # <<<<<<<<<<<<<<
@@ -24737,7 +24858,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 goto __pyx_L10_continue;
 
-                /* "cachesim/_providers.pyx":481
+                /* "cachesim/_providers.pyx":488
  *             if automatic:
  *                 if nbp and bp_pos[nbp - 1] == length:
  *                     if bp_cls[nbp - 1] != automatic_long and mode == M_ANTHROPIC:             # <<<<<<<<<<<<<<
@@ -24746,7 +24867,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
 
-              /* "cachesim/_providers.pyx":480
+              /* "cachesim/_providers.pyx":487
  *             n_explicit = nbp
  *             if automatic:
  *                 if nbp and bp_pos[nbp - 1] == length:             # <<<<<<<<<<<<<<
@@ -24756,7 +24877,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               goto __pyx_L15;
             }
 
-            /* "cachesim/_providers.pyx":486
+            /* "cachesim/_providers.pyx":493
  *                         continue
  *                 else:
  *                     bp_pos[nbp] = length             # <<<<<<<<<<<<<<
@@ -24767,7 +24888,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_16 = __pyx_v_nbp;
               *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_bp_pos.data) + __pyx_t_16)) )) = __pyx_v_length;
 
-              /* "cachesim/_providers.pyx":487
+              /* "cachesim/_providers.pyx":494
  *                 else:
  *                     bp_pos[nbp] = length
  *                     bp_cls[nbp] = automatic_long             # <<<<<<<<<<<<<<
@@ -24777,7 +24898,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_16 = __pyx_v_nbp;
               *((int8_t *) ( /* dim=0 */ ((char *) (((int8_t *) __pyx_v_bp_cls.data) + __pyx_t_16)) )) = __pyx_v_automatic_long;
 
-              /* "cachesim/_providers.pyx":488
+              /* "cachesim/_providers.pyx":495
  *                     bp_pos[nbp] = length
  *                     bp_cls[nbp] = automatic_long
  *                     nbp += 1             # <<<<<<<<<<<<<<
@@ -24788,7 +24909,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             }
             __pyx_L15:;
 
-            /* "cachesim/_providers.pyx":479
+            /* "cachesim/_providers.pyx":486
  *                 nbp += 1
  *             n_explicit = nbp
  *             if automatic:             # <<<<<<<<<<<<<<
@@ -24797,7 +24918,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           }
 
-          /* "cachesim/_providers.pyx":489
+          /* "cachesim/_providers.pyx":496
  *                     bp_cls[nbp] = automatic_long
  *                     nbp += 1
  *             if mode == M_ANTHROPIC:             # <<<<<<<<<<<<<<
@@ -24809,7 +24930,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           if (__pyx_t_20) {
 
 
-            /* "cachesim/_providers.pyx":490
+            /* "cachesim/_providers.pyx":497
  *                     nbp += 1
  *             if mode == M_ANTHROPIC:
  *                 if nbp > max_breakpoints:             # <<<<<<<<<<<<<<
@@ -24821,7 +24942,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             if (__pyx_t_20) {
 
 
-              /* "cachesim/_providers.pyx":491
+              /* "cachesim/_providers.pyx":498
  *             if mode == M_ANTHROPIC:
  *                 if nbp > max_breakpoints:
  *                     error[r] = E_TOO_MANY_BREAKPOINTS             # <<<<<<<<<<<<<<
@@ -24831,7 +24952,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_16 = __pyx_v_r;
               *((int8_t *) ( /* dim=0 */ ((char *) (((int8_t *) __pyx_v_error.data) + __pyx_t_16)) )) = __pyx_e_8cachesim_10_providers_E_TOO_MANY_BREAKPOINTS;
 
-              /* "cachesim/_providers.pyx":492
+              /* "cachesim/_providers.pyx":499
  *                 if nbp > max_breakpoints:
  *                     error[r] = E_TOO_MANY_BREAKPOINTS
  *                     flags[r] |= F_ERROR             # <<<<<<<<<<<<<<
@@ -24841,7 +24962,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_16 = __pyx_v_r;
               *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_16)) )) |= __pyx_e_8cachesim_10_providers_F_ERROR;
 
-              /* "cachesim/_providers.pyx":493
+              /* "cachesim/_providers.pyx":500
  *                     error[r] = E_TOO_MANY_BREAKPOINTS
  *                     flags[r] |= F_ERROR
  *                     continue             # <<<<<<<<<<<<<<
@@ -24850,7 +24971,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               goto __pyx_L10_continue;
 
-              /* "cachesim/_providers.pyx":490
+              /* "cachesim/_providers.pyx":497
  *                     nbp += 1
  *             if mode == M_ANTHROPIC:
  *                 if nbp > max_breakpoints:             # <<<<<<<<<<<<<<
@@ -24859,7 +24980,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             }
 
-            /* "cachesim/_providers.pyx":494
+            /* "cachesim/_providers.pyx":501
  *                     flags[r] |= F_ERROR
  *                     continue
  *                 seen_short = False             # <<<<<<<<<<<<<<
@@ -24868,7 +24989,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             __pyx_v_seen_short = 0;
 
-            /* "cachesim/_providers.pyx":495
+            /* "cachesim/_providers.pyx":502
  *                     continue
  *                 seen_short = False
  *                 for i in range(nbp):             # <<<<<<<<<<<<<<
@@ -24882,7 +25003,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             for (__pyx_t_18 = 0; __pyx_t_18 < __pyx_t_17; __pyx_t_18+=1) {
               __pyx_v_i = __pyx_t_18;
 
-              /* "cachesim/_providers.pyx":496
+              /* "cachesim/_providers.pyx":503
  *                 seen_short = False
  *                 for i in range(nbp):
  *                     if bp_cls[i] == 0:             # <<<<<<<<<<<<<<
@@ -24895,7 +25016,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":497
+                /* "cachesim/_providers.pyx":504
  *                 for i in range(nbp):
  *                     if bp_cls[i] == 0:
  *                         seen_short = True             # <<<<<<<<<<<<<<
@@ -24904,7 +25025,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 __pyx_v_seen_short = 1;
 
-                /* "cachesim/_providers.pyx":496
+                /* "cachesim/_providers.pyx":503
  *                 seen_short = False
  *                 for i in range(nbp):
  *                     if bp_cls[i] == 0:             # <<<<<<<<<<<<<<
@@ -24914,7 +25035,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
                 goto __pyx_L25;
               }
 
-              /* "cachesim/_providers.pyx":498
+              /* "cachesim/_providers.pyx":505
  *                     if bp_cls[i] == 0:
  *                         seen_short = True
  *                     elif seen_short:             # <<<<<<<<<<<<<<
@@ -24923,7 +25044,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               if (__pyx_v_seen_short) {
 
-                /* "cachesim/_providers.pyx":499
+                /* "cachesim/_providers.pyx":506
  *                         seen_short = True
  *                     elif seen_short:
  *                         error[r] = E_TTL_ORDER             # <<<<<<<<<<<<<<
@@ -24933,7 +25054,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
                 __pyx_t_16 = __pyx_v_r;
                 *((int8_t *) ( /* dim=0 */ ((char *) (((int8_t *) __pyx_v_error.data) + __pyx_t_16)) )) = __pyx_e_8cachesim_10_providers_E_TTL_ORDER;
 
-                /* "cachesim/_providers.pyx":500
+                /* "cachesim/_providers.pyx":507
  *                     elif seen_short:
  *                         error[r] = E_TTL_ORDER
  *                         break             # <<<<<<<<<<<<<<
@@ -24942,7 +25063,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 goto __pyx_L24_break;
 
-                /* "cachesim/_providers.pyx":498
+                /* "cachesim/_providers.pyx":505
  *                     if bp_cls[i] == 0:
  *                         seen_short = True
  *                     elif seen_short:             # <<<<<<<<<<<<<<
@@ -24955,7 +25076,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_L24_break:;
 
 
-            /* "cachesim/_providers.pyx":501
+            /* "cachesim/_providers.pyx":508
  *                         error[r] = E_TTL_ORDER
  *                         break
  *                 if error[r]:             # <<<<<<<<<<<<<<
@@ -24968,7 +25089,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             if (__pyx_t_20) {
 
 
-              /* "cachesim/_providers.pyx":502
+              /* "cachesim/_providers.pyx":509
  *                         break
  *                 if error[r]:
  *                     flags[r] |= F_ERROR             # <<<<<<<<<<<<<<
@@ -24978,7 +25099,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_16 = __pyx_v_r;
               *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_16)) )) |= __pyx_e_8cachesim_10_providers_F_ERROR;
 
-              /* "cachesim/_providers.pyx":503
+              /* "cachesim/_providers.pyx":510
  *                 if error[r]:
  *                     flags[r] |= F_ERROR
  *                     continue             # <<<<<<<<<<<<<<
@@ -24987,7 +25108,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               goto __pyx_L10_continue;
 
-              /* "cachesim/_providers.pyx":501
+              /* "cachesim/_providers.pyx":508
  *                         error[r] = E_TTL_ORDER
  *                         break
  *                 if error[r]:             # <<<<<<<<<<<<<<
@@ -24996,7 +25117,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             }
 
-            /* "cachesim/_providers.pyx":489
+            /* "cachesim/_providers.pyx":496
  *                     bp_cls[nbp] = automatic_long
  *                     nbp += 1
  *             if mode == M_ANTHROPIC:             # <<<<<<<<<<<<<<
@@ -25005,52 +25126,145 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           }
 
-          /* "cachesim/_providers.pyx":504
+          /* "cachesim/_providers.pyx":511
  *                     flags[r] |= F_ERROR
  *                     continue
  *             if nbp == 0:             # <<<<<<<<<<<<<<
  *                 continue
- *             if bp_pos[nbp - 1] < min_tokens:
+ *             any_ok = False
 */
           __pyx_t_20 = (__pyx_v_nbp == 0);
 
           if (__pyx_t_20) {
 
 
-            /* "cachesim/_providers.pyx":505
+            /* "cachesim/_providers.pyx":512
  *                     continue
  *             if nbp == 0:
  *                 continue             # <<<<<<<<<<<<<<
- *             if bp_pos[nbp - 1] < min_tokens:
- *                 flags[r] |= F_BELOW_MIN
+ *             any_ok = False
+ *             prev_ok = 0
 */
             goto __pyx_L10_continue;
 
-            /* "cachesim/_providers.pyx":504
+            /* "cachesim/_providers.pyx":511
  *                     flags[r] |= F_ERROR
  *                     continue
  *             if nbp == 0:             # <<<<<<<<<<<<<<
  *                 continue
- *             if bp_pos[nbp - 1] < min_tokens:
+ *             any_ok = False
 */
           }
 
-          /* "cachesim/_providers.pyx":506
+          /* "cachesim/_providers.pyx":513
  *             if nbp == 0:
  *                 continue
- *             if bp_pos[nbp - 1] < min_tokens:             # <<<<<<<<<<<<<<
+ *             any_ok = False             # <<<<<<<<<<<<<<
+ *             prev_ok = 0
+ *             for i in range(nbp):
+*/
+          __pyx_v_any_ok = 0;
+
+          /* "cachesim/_providers.pyx":514
+ *                 continue
+ *             any_ok = False
+ *             prev_ok = 0             # <<<<<<<<<<<<<<
+ *             for i in range(nbp):
+ *                 bp_ok[i] = bp_pos[i] - (prev_ok if per_segment_minimum else 0) >= min_tokens
+*/
+          __pyx_v_prev_ok = 0;
+
+          /* "cachesim/_providers.pyx":515
+ *             any_ok = False
+ *             prev_ok = 0
+ *             for i in range(nbp):             # <<<<<<<<<<<<<<
+ *                 bp_ok[i] = bp_pos[i] - (prev_ok if per_segment_minimum else 0) >= min_tokens
+ *                 if bp_ok[i]:
+*/
+
+          __pyx_t_19 = __pyx_v_nbp;
+          __pyx_t_17 = __pyx_t_19;
+
+          for (__pyx_t_18 = 0; __pyx_t_18 < __pyx_t_17; __pyx_t_18+=1) {
+            __pyx_v_i = __pyx_t_18;
+
+            /* "cachesim/_providers.pyx":516
+ *             prev_ok = 0
+ *             for i in range(nbp):
+ *                 bp_ok[i] = bp_pos[i] - (prev_ok if per_segment_minimum else 0) >= min_tokens             # <<<<<<<<<<<<<<
+ *                 if bp_ok[i]:
+ *                     prev_ok = bp_pos[i]
+*/
+            __pyx_t_16 = __pyx_v_i;
+            if (__pyx_v_per_segment_minimum) {
+
+              __pyx_t_25 = __pyx_v_prev_ok;
+            } else {
+
+              __pyx_t_25 = 0;
+            }
+            __pyx_t_15 = __pyx_v_i;
+            *((int8_t *) ( /* dim=0 */ ((char *) (((int8_t *) __pyx_v_bp_ok.data) + __pyx_t_15)) )) = (((*((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_bp_pos.data) + __pyx_t_16)) ))) - __pyx_t_25) >= __pyx_v_min_tokens);
+
+
+            /* "cachesim/_providers.pyx":517
+ *             for i in range(nbp):
+ *                 bp_ok[i] = bp_pos[i] - (prev_ok if per_segment_minimum else 0) >= min_tokens
+ *                 if bp_ok[i]:             # <<<<<<<<<<<<<<
+ *                     prev_ok = bp_pos[i]
+ *                     any_ok = True
+*/
+            __pyx_t_16 = __pyx_v_i;
+            __pyx_t_20 = ((*((int8_t *) ( /* dim=0 */ ((char *) (((int8_t *) __pyx_v_bp_ok.data) + __pyx_t_16)) ))) != 0);
+
+            if (__pyx_t_20) {
+
+
+              /* "cachesim/_providers.pyx":518
+ *                 bp_ok[i] = bp_pos[i] - (prev_ok if per_segment_minimum else 0) >= min_tokens
+ *                 if bp_ok[i]:
+ *                     prev_ok = bp_pos[i]             # <<<<<<<<<<<<<<
+ *                     any_ok = True
+ *             if not any_ok:
+*/
+              __pyx_t_16 = __pyx_v_i;
+              __pyx_v_prev_ok = (*((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_bp_pos.data) + __pyx_t_16)) )));
+
+              /* "cachesim/_providers.pyx":519
+ *                 if bp_ok[i]:
+ *                     prev_ok = bp_pos[i]
+ *                     any_ok = True             # <<<<<<<<<<<<<<
+ *             if not any_ok:
+ *                 flags[r] |= F_BELOW_MIN
+*/
+              __pyx_v_any_ok = 1;
+
+              /* "cachesim/_providers.pyx":517
+ *             for i in range(nbp):
+ *                 bp_ok[i] = bp_pos[i] - (prev_ok if per_segment_minimum else 0) >= min_tokens
+ *                 if bp_ok[i]:             # <<<<<<<<<<<<<<
+ *                     prev_ok = bp_pos[i]
+ *                     any_ok = True
+*/
+            }
+          }
+
+
+          /* "cachesim/_providers.pyx":520
+ *                     prev_ok = bp_pos[i]
+ *                     any_ok = True
+ *             if not any_ok:             # <<<<<<<<<<<<<<
  *                 flags[r] |= F_BELOW_MIN
  *                 continue
 */
-          __pyx_t_16 = (__pyx_v_nbp - 1);
-          __pyx_t_20 = ((*((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_bp_pos.data) + __pyx_t_16)) ))) < __pyx_v_min_tokens);
+          __pyx_t_20 = (!__pyx_v_any_ok);
 
           if (__pyx_t_20) {
 
 
-            /* "cachesim/_providers.pyx":507
- *                 continue
- *             if bp_pos[nbp - 1] < min_tokens:
+            /* "cachesim/_providers.pyx":521
+ *                     any_ok = True
+ *             if not any_ok:
  *                 flags[r] |= F_BELOW_MIN             # <<<<<<<<<<<<<<
  *                 continue
  *             c_chain(toks, length, &chain[0])
@@ -25058,8 +25272,8 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_16 = __pyx_v_r;
             *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_16)) )) |= __pyx_e_8cachesim_10_providers_F_BELOW_MIN;
 
-            /* "cachesim/_providers.pyx":508
- *             if bp_pos[nbp - 1] < min_tokens:
+            /* "cachesim/_providers.pyx":522
+ *             if not any_ok:
  *                 flags[r] |= F_BELOW_MIN
  *                 continue             # <<<<<<<<<<<<<<
  *             c_chain(toks, length, &chain[0])
@@ -25067,16 +25281,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             goto __pyx_L10_continue;
 
-            /* "cachesim/_providers.pyx":506
- *             if nbp == 0:
- *                 continue
- *             if bp_pos[nbp - 1] < min_tokens:             # <<<<<<<<<<<<<<
+            /* "cachesim/_providers.pyx":520
+ *                     prev_ok = bp_pos[i]
+ *                     any_ok = True
+ *             if not any_ok:             # <<<<<<<<<<<<<<
  *                 flags[r] |= F_BELOW_MIN
  *                 continue
 */
           }
 
-          /* "cachesim/_providers.pyx":509
+          /* "cachesim/_providers.pyx":523
  *                 flags[r] |= F_BELOW_MIN
  *                 continue
  *             c_chain(toks, length, &chain[0])             # <<<<<<<<<<<<<<
@@ -25086,7 +25300,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           __pyx_t_16 = 0;
           __pyx_f_8cachesim_10_providers_c_chain(__pyx_v_toks, __pyx_v_length, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_16)) )))));
 
-          /* "cachesim/_providers.pyx":510
+          /* "cachesim/_providers.pyx":524
  *                 continue
  *             c_chain(toks, length, &chain[0])
  *             pr.hit = 0             # <<<<<<<<<<<<<<
@@ -25095,7 +25309,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           __pyx_v_pr.hit = 0;
 
-          /* "cachesim/_providers.pyx":511
+          /* "cachesim/_providers.pyx":525
  *             c_chain(toks, length, &chain[0])
  *             pr.hit = 0
  *             pr.expired = 0             # <<<<<<<<<<<<<<
@@ -25104,7 +25318,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           __pyx_v_pr.expired = 0;
 
-          /* "cachesim/_providers.pyx":512
+          /* "cachesim/_providers.pyx":526
  *             pr.hit = 0
  *             pr.expired = 0
  *             pr.not_ready = 0             # <<<<<<<<<<<<<<
@@ -25113,7 +25327,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           __pyx_v_pr.not_ready = 0;
 
-          /* "cachesim/_providers.pyx":513
+          /* "cachesim/_providers.pyx":527
  *             pr.expired = 0
  *             pr.not_ready = 0
  *             pr.entry = NULL             # <<<<<<<<<<<<<<
@@ -25122,7 +25336,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           __pyx_v_pr.entry = NULL;
 
-          /* "cachesim/_providers.pyx":514
+          /* "cachesim/_providers.pyx":528
  *             pr.not_ready = 0
  *             pr.entry = NULL
  *             if use_draws and miss_draw[r] < miss_probability:             # <<<<<<<<<<<<<<
@@ -25133,7 +25347,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           } else {
 
             __pyx_t_20 = __pyx_v_use_draws;
-            goto __pyx_L30_bool_binop_done;
+            goto __pyx_L33_bool_binop_done;
           }
           __pyx_t_16 = __pyx_v_r;
           __pyx_t_21 = ((*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_miss_draw.data) + __pyx_t_16)) ))) < __pyx_v_miss_probability);
@@ -25141,11 +25355,11 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 
           __pyx_t_20 = __pyx_t_21;
 
-          __pyx_L30_bool_binop_done:;
+          __pyx_L33_bool_binop_done:;
           if (__pyx_t_20) {
 
 
-            /* "cachesim/_providers.pyx":515
+            /* "cachesim/_providers.pyx":529
  *             pr.entry = NULL
  *             if use_draws and miss_draw[r] < miss_probability:
  *                 flags[r] |= F_SERVER_MISS             # <<<<<<<<<<<<<<
@@ -25155,17 +25369,17 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_16 = __pyx_v_r;
             *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_16)) )) |= __pyx_e_8cachesim_10_providers_F_SERVER_MISS;
 
-            /* "cachesim/_providers.pyx":514
+            /* "cachesim/_providers.pyx":528
  *             pr.not_ready = 0
  *             pr.entry = NULL
  *             if use_draws and miss_draw[r] < miss_probability:             # <<<<<<<<<<<<<<
  *                 flags[r] |= F_SERVER_MISS
  *             elif mode == M_ANTHROPIC:
 */
-            goto __pyx_L29;
+            goto __pyx_L32;
           }
 
-          /* "cachesim/_providers.pyx":516
+          /* "cachesim/_providers.pyx":530
  *             if use_draws and miss_draw[r] < miss_probability:
  *                 flags[r] |= F_SERVER_MISS
  *             elif mode == M_ANTHROPIC:             # <<<<<<<<<<<<<<
@@ -25177,50 +25391,50 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           if (__pyx_t_20) {
 
 
-            /* "cachesim/_providers.pyx":518
+            /* "cachesim/_providers.pyx":532
  *             elif mode == M_ANTHROPIC:
  *                 # every breakpoint looks back over its window; each one's highest live entry is read and refreshed
  *                 for i in range(nbp - 1, -1, -1):             # <<<<<<<<<<<<<<
- *                     if bp_pos[i] < min_tokens:
- *                         break
+ *                     if not bp_ok[i]:
+ *                         continue
 */
             for (__pyx_t_19 = (__pyx_v_nbp - 1); __pyx_t_19 > -1L; __pyx_t_19-=1) {
               __pyx_v_i = __pyx_t_19;
 
-              /* "cachesim/_providers.pyx":519
+              /* "cachesim/_providers.pyx":533
  *                 # every breakpoint looks back over its window; each one's highest live entry is read and refreshed
  *                 for i in range(nbp - 1, -1, -1):
- *                     if bp_pos[i] < min_tokens:             # <<<<<<<<<<<<<<
- *                         break
+ *                     if not bp_ok[i]:             # <<<<<<<<<<<<<<
+ *                         continue
  *                     jb = _index_of(bnd, nb, bp_pos[i])
 */
               __pyx_t_16 = __pyx_v_i;
-              __pyx_t_20 = ((*((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_bp_pos.data) + __pyx_t_16)) ))) < __pyx_v_min_tokens);
+              __pyx_t_20 = (!((*((int8_t *) ( /* dim=0 */ ((char *) (((int8_t *) __pyx_v_bp_ok.data) + __pyx_t_16)) ))) != 0));
 
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":520
+                /* "cachesim/_providers.pyx":534
  *                 for i in range(nbp - 1, -1, -1):
- *                     if bp_pos[i] < min_tokens:
- *                         break             # <<<<<<<<<<<<<<
+ *                     if not bp_ok[i]:
+ *                         continue             # <<<<<<<<<<<<<<
  *                     jb = _index_of(bnd, nb, bp_pos[i])
  *                     hit = pr.hit
 */
-                goto __pyx_L33_break;
+                goto __pyx_L35_continue;
 
-                /* "cachesim/_providers.pyx":519
+                /* "cachesim/_providers.pyx":533
  *                 # every breakpoint looks back over its window; each one's highest live entry is read and refreshed
  *                 for i in range(nbp - 1, -1, -1):
- *                     if bp_pos[i] < min_tokens:             # <<<<<<<<<<<<<<
- *                         break
+ *                     if not bp_ok[i]:             # <<<<<<<<<<<<<<
+ *                         continue
  *                     jb = _index_of(bnd, nb, bp_pos[i])
 */
               }
 
-              /* "cachesim/_providers.pyx":521
- *                     if bp_pos[i] < min_tokens:
- *                         break
+              /* "cachesim/_providers.pyx":535
+ *                     if not bp_ok[i]:
+ *                         continue
  *                     jb = _index_of(bnd, nb, bp_pos[i])             # <<<<<<<<<<<<<<
  *                     hit = pr.hit
  *                     pr.entry = NULL
@@ -25228,8 +25442,8 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_16 = __pyx_v_i;
               __pyx_v_jb = __pyx_f_8cachesim_10_providers__index_of(__pyx_v_bnd, __pyx_v_nb, (*((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_bp_pos.data) + __pyx_t_16)) ))));
 
-              /* "cachesim/_providers.pyx":522
- *                         break
+              /* "cachesim/_providers.pyx":536
+ *                         continue
  *                     jb = _index_of(bnd, nb, bp_pos[i])
  *                     hit = pr.hit             # <<<<<<<<<<<<<<
  *                     pr.entry = NULL
@@ -25239,7 +25453,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 
               __pyx_v_hit = __pyx_t_17;
 
-              /* "cachesim/_providers.pyx":523
+              /* "cachesim/_providers.pyx":537
  *                     jb = _index_of(bnd, nb, bp_pos[i])
  *                     hit = pr.hit
  *                     pr.entry = NULL             # <<<<<<<<<<<<<<
@@ -25248,7 +25462,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               __pyx_v_pr.entry = NULL;
 
-              /* "cachesim/_providers.pyx":524
+              /* "cachesim/_providers.pyx":538
  *                     hit = pr.hit
  *                     pr.entry = NULL
  *                     pr.hit = 0             # <<<<<<<<<<<<<<
@@ -25257,7 +25471,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               __pyx_v_pr.hit = 0;
 
-              /* "cachesim/_providers.pyx":525
+              /* "cachesim/_providers.pyx":539
  *                     pr.entry = NULL
  *                     pr.hit = 0
  *                     for j in range(jb, max(jb - lookback_blocks, -1), -1):             # <<<<<<<<<<<<<<
@@ -25265,14 +25479,14 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
  *                         if pr.entry != NULL:
 */
 
-              __pyx_t_25 = -1L;
+              __pyx_t_26 = -1L;
 
               __pyx_t_17 = (__pyx_v_jb - __pyx_v_lookback_blocks);
-              __pyx_t_20 = (__pyx_t_25 > __pyx_t_17);
+              __pyx_t_20 = (__pyx_t_26 > __pyx_t_17);
 
               if (__pyx_t_20) {
 
-                __pyx_t_18 = __pyx_t_25;
+                __pyx_t_18 = __pyx_t_26;
               } else {
 
                 __pyx_t_18 = __pyx_t_17;
@@ -25283,10 +25497,10 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 
               __pyx_t_18 = __pyx_t_17;
 
-              for (__pyx_t_26 = __pyx_v_jb; __pyx_t_26 > __pyx_t_18; __pyx_t_26-=1) {
-                __pyx_v_j = __pyx_t_26;
+              for (__pyx_t_25 = __pyx_v_jb; __pyx_t_25 > __pyx_t_18; __pyx_t_25-=1) {
+                __pyx_v_j = __pyx_t_25;
 
-                /* "cachesim/_providers.pyx":526
+                /* "cachesim/_providers.pyx":540
  *                     pr.hit = 0
  *                     for j in range(jb, max(jb - lookback_blocks, -1), -1):
  *                         _probe(table, toks, &chain[0], ns_r, bnd[j], t[r], &pr)             # <<<<<<<<<<<<<<
@@ -25297,7 +25511,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
                 __pyx_t_15 = __pyx_v_r;
                 __pyx_f_8cachesim_10_providers__probe(__pyx_v_table, __pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_16)) )))), __pyx_v_ns_r, (__pyx_v_bnd[__pyx_v_j]), (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_15)) ))), (&__pyx_v_pr));
 
-                /* "cachesim/_providers.pyx":527
+                /* "cachesim/_providers.pyx":541
  *                     for j in range(jb, max(jb - lookback_blocks, -1), -1):
  *                         _probe(table, toks, &chain[0], ns_r, bnd[j], t[r], &pr)
  *                         if pr.entry != NULL:             # <<<<<<<<<<<<<<
@@ -25309,16 +25523,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
                 if (__pyx_t_20) {
 
 
-                  /* "cachesim/_providers.pyx":528
+                  /* "cachesim/_providers.pyx":542
  *                         _probe(table, toks, &chain[0], ns_r, bnd[j], t[r], &pr)
  *                         if pr.entry != NULL:
  *                             break             # <<<<<<<<<<<<<<
  *                     if pr.entry != NULL:
  *                         _refresh(pr.entry, t[r], r)
 */
-                  goto __pyx_L36_break;
+                  goto __pyx_L39_break;
 
-                  /* "cachesim/_providers.pyx":527
+                  /* "cachesim/_providers.pyx":541
  *                     for j in range(jb, max(jb - lookback_blocks, -1), -1):
  *                         _probe(table, toks, &chain[0], ns_r, bnd[j], t[r], &pr)
  *                         if pr.entry != NULL:             # <<<<<<<<<<<<<<
@@ -25327,10 +25541,10 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 }
               }
-              __pyx_L36_break:;
+              __pyx_L39_break:;
 
 
-              /* "cachesim/_providers.pyx":529
+              /* "cachesim/_providers.pyx":543
  *                         if pr.entry != NULL:
  *                             break
  *                     if pr.entry != NULL:             # <<<<<<<<<<<<<<
@@ -25342,7 +25556,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":530
+                /* "cachesim/_providers.pyx":544
  *                             break
  *                     if pr.entry != NULL:
  *                         _refresh(pr.entry, t[r], r)             # <<<<<<<<<<<<<<
@@ -25352,7 +25566,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
                 __pyx_t_15 = __pyx_v_r;
                 __pyx_f_8cachesim_10_providers__refresh(__pyx_v_pr.entry, (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_15)) ))), __pyx_v_r);
 
-                /* "cachesim/_providers.pyx":529
+                /* "cachesim/_providers.pyx":543
  *                         if pr.entry != NULL:
  *                             break
  *                     if pr.entry != NULL:             # <<<<<<<<<<<<<<
@@ -25361,7 +25575,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
 
-              /* "cachesim/_providers.pyx":531
+              /* "cachesim/_providers.pyx":545
  *                     if pr.entry != NULL:
  *                         _refresh(pr.entry, t[r], r)
  *                     if hit > pr.hit:             # <<<<<<<<<<<<<<
@@ -25373,7 +25587,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":532
+                /* "cachesim/_providers.pyx":546
  *                         _refresh(pr.entry, t[r], r)
  *                     if hit > pr.hit:
  *                         pr.hit = hit             # <<<<<<<<<<<<<<
@@ -25382,7 +25596,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 __pyx_v_pr.hit = __pyx_v_hit;
 
-                /* "cachesim/_providers.pyx":531
+                /* "cachesim/_providers.pyx":545
  *                     if pr.entry != NULL:
  *                         _refresh(pr.entry, t[r], r)
  *                     if hit > pr.hit:             # <<<<<<<<<<<<<<
@@ -25390,10 +25604,10 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
  *                 # an entry above the hit, in a block the windows did not reach
 */
               }
+              __pyx_L35_continue:;
             }
-            __pyx_L33_break:;
 
-            /* "cachesim/_providers.pyx":534
+            /* "cachesim/_providers.pyx":548
  *                         pr.hit = hit
  *                 # an entry above the hit, in a block the windows did not reach
  *                 jb = _index_of(bnd, nb, bp_pos[nbp - 1])             # <<<<<<<<<<<<<<
@@ -25403,7 +25617,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_15 = (__pyx_v_nbp - 1);
             __pyx_v_jb = __pyx_f_8cachesim_10_providers__index_of(__pyx_v_bnd, __pyx_v_nb, (*((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_bp_pos.data) + __pyx_t_15)) ))));
 
-            /* "cachesim/_providers.pyx":535
+            /* "cachesim/_providers.pyx":549
  *                 # an entry above the hit, in a block the windows did not reach
  *                 jb = _index_of(bnd, nb, bp_pos[nbp - 1])
  *                 for j in range(jb - lookback_blocks, -1, -1):             # <<<<<<<<<<<<<<
@@ -25413,7 +25627,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             for (__pyx_t_19 = (__pyx_v_jb - __pyx_v_lookback_blocks); __pyx_t_19 > -1L; __pyx_t_19-=1) {
               __pyx_v_j = __pyx_t_19;
 
-              /* "cachesim/_providers.pyx":536
+              /* "cachesim/_providers.pyx":550
  *                 jb = _index_of(bnd, nb, bp_pos[nbp - 1])
  *                 for j in range(jb - lookback_blocks, -1, -1):
  *                     q = bnd[j]             # <<<<<<<<<<<<<<
@@ -25422,7 +25636,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               __pyx_v_q = (__pyx_v_bnd[__pyx_v_j]);
 
-              /* "cachesim/_providers.pyx":537
+              /* "cachesim/_providers.pyx":551
  *                 for j in range(jb - lookback_blocks, -1, -1):
  *                     q = bnd[j]
  *                     if q <= pr.hit:             # <<<<<<<<<<<<<<
@@ -25434,16 +25648,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":538
+                /* "cachesim/_providers.pyx":552
  *                     q = bnd[j]
  *                     if q <= pr.hit:
  *                         break             # <<<<<<<<<<<<<<
  *                     if live(table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r)), t[r]):
  *                         flags[r] |= F_LOOKBACK
 */
-                goto __pyx_L41_break;
+                goto __pyx_L44_break;
 
-                /* "cachesim/_providers.pyx":537
+                /* "cachesim/_providers.pyx":551
  *                 for j in range(jb - lookback_blocks, -1, -1):
  *                     q = bnd[j]
  *                     if q <= pr.hit:             # <<<<<<<<<<<<<<
@@ -25452,7 +25666,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
 
-              /* "cachesim/_providers.pyx":539
+              /* "cachesim/_providers.pyx":553
  *                     if q <= pr.hit:
  *                         break
  *                     if live(table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r)), t[r]):             # <<<<<<<<<<<<<<
@@ -25466,7 +25680,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":540
+                /* "cachesim/_providers.pyx":554
  *                         break
  *                     if live(table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r)), t[r]):
  *                         flags[r] |= F_LOOKBACK             # <<<<<<<<<<<<<<
@@ -25476,16 +25690,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
                 __pyx_t_16 = __pyx_v_r;
                 *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_16)) )) |= __pyx_e_8cachesim_10_providers_F_LOOKBACK;
 
-                /* "cachesim/_providers.pyx":541
+                /* "cachesim/_providers.pyx":555
  *                     if live(table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r)), t[r]):
  *                         flags[r] |= F_LOOKBACK
  *                         break             # <<<<<<<<<<<<<<
  *             else:
  *                 # OpenAI 5.6+: one lookup set, the highest live entry wins
 */
-                goto __pyx_L41_break;
+                goto __pyx_L44_break;
 
-                /* "cachesim/_providers.pyx":539
+                /* "cachesim/_providers.pyx":553
  *                     if q <= pr.hit:
  *                         break
  *                     if live(table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r)), t[r]):             # <<<<<<<<<<<<<<
@@ -25494,19 +25708,19 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
             }
-            __pyx_L41_break:;
+            __pyx_L44_break:;
 
-            /* "cachesim/_providers.pyx":516
+            /* "cachesim/_providers.pyx":530
  *             if use_draws and miss_draw[r] < miss_probability:
  *                 flags[r] |= F_SERVER_MISS
  *             elif mode == M_ANTHROPIC:             # <<<<<<<<<<<<<<
  *                 # every breakpoint looks back over its window; each one's highest live entry is read and refreshed
  *                 for i in range(nbp - 1, -1, -1):
 */
-            goto __pyx_L29;
+            goto __pyx_L32;
           }
 
-          /* "cachesim/_providers.pyx":544
+          /* "cachesim/_providers.pyx":558
  *             else:
  *                 # OpenAI 5.6+: one lookup set, the highest live entry wins
  *                 for i in range(n_explicit):             # <<<<<<<<<<<<<<
@@ -25521,7 +25735,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             for (__pyx_t_18 = 0; __pyx_t_18 < __pyx_t_17; __pyx_t_18+=1) {
               __pyx_v_i = __pyx_t_18;
 
-              /* "cachesim/_providers.pyx":545
+              /* "cachesim/_providers.pyx":559
  *                 # OpenAI 5.6+: one lookup set, the highest live entry wins
  *                 for i in range(n_explicit):
  *                     if i < 2 or i >= n_explicit - 50:             # <<<<<<<<<<<<<<
@@ -25536,18 +25750,18 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 
                 __pyx_t_20 = __pyx_t_21;
 
-                goto __pyx_L47_bool_binop_done;
+                goto __pyx_L50_bool_binop_done;
               }
               __pyx_t_21 = (__pyx_v_i >= (__pyx_v_n_explicit - 50));
 
 
               __pyx_t_20 = __pyx_t_21;
 
-              __pyx_L47_bool_binop_done:;
+              __pyx_L50_bool_binop_done:;
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":546
+                /* "cachesim/_providers.pyx":560
  *                 for i in range(n_explicit):
  *                     if i < 2 or i >= n_explicit - 50:
  *                         _probe(table, toks, &chain[0], ns_r, bp_pos[i], t[r], &pr)             # <<<<<<<<<<<<<<
@@ -25559,7 +25773,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
                 __pyx_t_24 = __pyx_v_r;
                 __pyx_f_8cachesim_10_providers__probe(__pyx_v_table, __pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_16)) )))), __pyx_v_ns_r, (*((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_bp_pos.data) + __pyx_t_15)) ))), (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_24)) ))), (&__pyx_v_pr));
 
-                /* "cachesim/_providers.pyx":545
+                /* "cachesim/_providers.pyx":559
  *                 # OpenAI 5.6+: one lookup set, the highest live entry wins
  *                 for i in range(n_explicit):
  *                     if i < 2 or i >= n_explicit - 50:             # <<<<<<<<<<<<<<
@@ -25570,7 +25784,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             }
 
 
-            /* "cachesim/_providers.pyx":547
+            /* "cachesim/_providers.pyx":561
  *                     if i < 2 or i >= n_explicit - 50:
  *                         _probe(table, toks, &chain[0], ns_r, bp_pos[i], t[r], &pr)
  *                 if automatic:             # <<<<<<<<<<<<<<
@@ -25579,7 +25793,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             if (__pyx_v_automatic) {
 
-              /* "cachesim/_providers.pyx":548
+              /* "cachesim/_providers.pyx":562
  *                         _probe(table, toks, &chain[0], ns_r, bp_pos[i], t[r], &pr)
  *                 if automatic:
  *                     jb = _index_of(bnd, nb, length)             # <<<<<<<<<<<<<<
@@ -25588,7 +25802,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               __pyx_v_jb = __pyx_f_8cachesim_10_providers__index_of(__pyx_v_bnd, __pyx_v_nb, __pyx_v_length);
 
-              /* "cachesim/_providers.pyx":549
+              /* "cachesim/_providers.pyx":563
  *                 if automatic:
  *                     jb = _index_of(bnd, nb, length)
  *                     for j in range(jb, max(jb - 21, -1), -1):             # <<<<<<<<<<<<<<
@@ -25596,14 +25810,14 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
  *                 if nb:
 */
 
-              __pyx_t_25 = -1L;
+              __pyx_t_26 = -1L;
 
               __pyx_t_19 = (__pyx_v_jb - 21);
-              __pyx_t_20 = (__pyx_t_25 > __pyx_t_19);
+              __pyx_t_20 = (__pyx_t_26 > __pyx_t_19);
 
               if (__pyx_t_20) {
 
-                __pyx_t_17 = __pyx_t_25;
+                __pyx_t_17 = __pyx_t_26;
               } else {
 
                 __pyx_t_17 = __pyx_t_19;
@@ -25617,7 +25831,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               for (__pyx_t_18 = __pyx_v_jb; __pyx_t_18 > __pyx_t_17; __pyx_t_18-=1) {
                 __pyx_v_j = __pyx_t_18;
 
-                /* "cachesim/_providers.pyx":550
+                /* "cachesim/_providers.pyx":564
  *                     jb = _index_of(bnd, nb, length)
  *                     for j in range(jb, max(jb - 21, -1), -1):
  *                         _probe(table, toks, &chain[0], ns_r, bnd[j], t[r], &pr)             # <<<<<<<<<<<<<<
@@ -25630,7 +25844,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               }
 
 
-              /* "cachesim/_providers.pyx":547
+              /* "cachesim/_providers.pyx":561
  *                     if i < 2 or i >= n_explicit - 50:
  *                         _probe(table, toks, &chain[0], ns_r, bp_pos[i], t[r], &pr)
  *                 if automatic:             # <<<<<<<<<<<<<<
@@ -25639,7 +25853,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             }
 
-            /* "cachesim/_providers.pyx":551
+            /* "cachesim/_providers.pyx":565
  *                     for j in range(jb, max(jb - 21, -1), -1):
  *                         _probe(table, toks, &chain[0], ns_r, bnd[j], t[r], &pr)
  *                 if nb:             # <<<<<<<<<<<<<<
@@ -25651,7 +25865,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             if (__pyx_t_20) {
 
 
-              /* "cachesim/_providers.pyx":552
+              /* "cachesim/_providers.pyx":566
  *                         _probe(table, toks, &chain[0], ns_r, bnd[j], t[r], &pr)
  *                 if nb:
  *                     _probe(table, toks, &chain[0], ns_r, bnd[0], t[r], &pr)             # <<<<<<<<<<<<<<
@@ -25662,7 +25876,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_24 = __pyx_v_r;
               __pyx_f_8cachesim_10_providers__probe(__pyx_v_table, __pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_15)) )))), __pyx_v_ns_r, (__pyx_v_bnd[0]), (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_24)) ))), (&__pyx_v_pr));
 
-              /* "cachesim/_providers.pyx":551
+              /* "cachesim/_providers.pyx":565
  *                     for j in range(jb, max(jb - 21, -1), -1):
  *                         _probe(table, toks, &chain[0], ns_r, bnd[j], t[r], &pr)
  *                 if nb:             # <<<<<<<<<<<<<<
@@ -25671,7 +25885,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             }
 
-            /* "cachesim/_providers.pyx":553
+            /* "cachesim/_providers.pyx":567
  *                 if nb:
  *                     _probe(table, toks, &chain[0], ns_r, bnd[0], t[r], &pr)
  *                 if pr.hit:             # <<<<<<<<<<<<<<
@@ -25683,7 +25897,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             if (__pyx_t_20) {
 
 
-              /* "cachesim/_providers.pyx":554
+              /* "cachesim/_providers.pyx":568
  *                     _probe(table, toks, &chain[0], ns_r, bnd[0], t[r], &pr)
  *                 if pr.hit:
  *                     e = table.find(c_nskey(c_key_at(toks, &chain[0], pr.hit), ns_r))             # <<<<<<<<<<<<<<
@@ -25693,7 +25907,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_24 = 0;
               __pyx_v_e = __pyx_f_8cachesim_10_providers_6_Table_find(__pyx_v_table, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_24)) )))), __pyx_v_pr.hit), __pyx_v_ns_r));
 
-              /* "cachesim/_providers.pyx":555
+              /* "cachesim/_providers.pyx":569
  *                 if pr.hit:
  *                     e = table.find(c_nskey(c_key_at(toks, &chain[0], pr.hit), ns_r))
  *                     _refresh(e, t[r], r)             # <<<<<<<<<<<<<<
@@ -25703,7 +25917,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_24 = __pyx_v_r;
               __pyx_f_8cachesim_10_providers__refresh(__pyx_v_e, (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_24)) ))), __pyx_v_r);
 
-              /* "cachesim/_providers.pyx":553
+              /* "cachesim/_providers.pyx":567
  *                 if nb:
  *                     _probe(table, toks, &chain[0], ns_r, bnd[0], t[r], &pr)
  *                 if pr.hit:             # <<<<<<<<<<<<<<
@@ -25712,9 +25926,9 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             }
           }
-          __pyx_L29:;
+          __pyx_L32:;
 
-          /* "cachesim/_providers.pyx":556
+          /* "cachesim/_providers.pyx":570
  *                     e = table.find(c_nskey(c_key_at(toks, &chain[0], pr.hit), ns_r))
  *                     _refresh(e, t[r], r)
  *             hit = pr.hit             # <<<<<<<<<<<<<<
@@ -25725,7 +25939,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 
           __pyx_v_hit = __pyx_t_19;
 
-          /* "cachesim/_providers.pyx":557
+          /* "cachesim/_providers.pyx":571
  *                     _refresh(e, t[r], r)
  *             hit = pr.hit
  *             if pr.expired > hit:             # <<<<<<<<<<<<<<
@@ -25737,7 +25951,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           if (__pyx_t_20) {
 
 
-            /* "cachesim/_providers.pyx":558
+            /* "cachesim/_providers.pyx":572
  *             hit = pr.hit
  *             if pr.expired > hit:
  *                 flags[r] |= F_EXPIRED             # <<<<<<<<<<<<<<
@@ -25747,7 +25961,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_24 = __pyx_v_r;
             *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_24)) )) |= __pyx_e_8cachesim_10_providers_F_EXPIRED;
 
-            /* "cachesim/_providers.pyx":557
+            /* "cachesim/_providers.pyx":571
  *                     _refresh(e, t[r], r)
  *             hit = pr.hit
  *             if pr.expired > hit:             # <<<<<<<<<<<<<<
@@ -25756,7 +25970,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           }
 
-          /* "cachesim/_providers.pyx":559
+          /* "cachesim/_providers.pyx":573
  *             if pr.expired > hit:
  *                 flags[r] |= F_EXPIRED
  *             if pr.not_ready > hit:             # <<<<<<<<<<<<<<
@@ -25768,7 +25982,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           if (__pyx_t_20) {
 
 
-            /* "cachesim/_providers.pyx":560
+            /* "cachesim/_providers.pyx":574
  *                 flags[r] |= F_EXPIRED
  *             if pr.not_ready > hit:
  *                 flags[r] |= F_NOT_READY             # <<<<<<<<<<<<<<
@@ -25778,7 +25992,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_24 = __pyx_v_r;
             *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_24)) )) |= __pyx_e_8cachesim_10_providers_F_NOT_READY;
 
-            /* "cachesim/_providers.pyx":559
+            /* "cachesim/_providers.pyx":573
  *             if pr.expired > hit:
  *                 flags[r] |= F_EXPIRED
  *             if pr.not_ready > hit:             # <<<<<<<<<<<<<<
@@ -25787,7 +26001,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           }
 
-          /* "cachesim/_providers.pyx":561
+          /* "cachesim/_providers.pyx":575
  *             if pr.not_ready > hit:
  *                 flags[r] |= F_NOT_READY
  *             if refresh_path:             # <<<<<<<<<<<<<<
@@ -25796,7 +26010,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           if (__pyx_v_refresh_path) {
 
-            /* "cachesim/_providers.pyx":562
+            /* "cachesim/_providers.pyx":576
  *                 flags[r] |= F_NOT_READY
  *             if refresh_path:
  *                 for j in range(nb):             # <<<<<<<<<<<<<<
@@ -25810,7 +26024,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             for (__pyx_t_18 = 0; __pyx_t_18 < __pyx_t_17; __pyx_t_18+=1) {
               __pyx_v_j = __pyx_t_18;
 
-              /* "cachesim/_providers.pyx":563
+              /* "cachesim/_providers.pyx":577
  *             if refresh_path:
  *                 for j in range(nb):
  *                     q = bnd[j]             # <<<<<<<<<<<<<<
@@ -25819,7 +26033,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               __pyx_v_q = (__pyx_v_bnd[__pyx_v_j]);
 
-              /* "cachesim/_providers.pyx":564
+              /* "cachesim/_providers.pyx":578
  *                 for j in range(nb):
  *                     q = bnd[j]
  *                     if q >= hit:             # <<<<<<<<<<<<<<
@@ -25831,16 +26045,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":565
+                /* "cachesim/_providers.pyx":579
  *                     q = bnd[j]
  *                     if q >= hit:
  *                         break             # <<<<<<<<<<<<<<
  *                     e = table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r))
  *                     if live(e, t[r]):
 */
-                goto __pyx_L58_break;
+                goto __pyx_L61_break;
 
-                /* "cachesim/_providers.pyx":564
+                /* "cachesim/_providers.pyx":578
  *                 for j in range(nb):
  *                     q = bnd[j]
  *                     if q >= hit:             # <<<<<<<<<<<<<<
@@ -25849,7 +26063,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
 
-              /* "cachesim/_providers.pyx":566
+              /* "cachesim/_providers.pyx":580
  *                     if q >= hit:
  *                         break
  *                     e = table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r))             # <<<<<<<<<<<<<<
@@ -25859,7 +26073,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_24 = 0;
               __pyx_v_e = __pyx_f_8cachesim_10_providers_6_Table_recall(__pyx_v_table, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_24)) )))), __pyx_v_q), __pyx_v_ns_r));
 
-              /* "cachesim/_providers.pyx":567
+              /* "cachesim/_providers.pyx":581
  *                         break
  *                     e = table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r))
  *                     if live(e, t[r]):             # <<<<<<<<<<<<<<
@@ -25872,7 +26086,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":568
+                /* "cachesim/_providers.pyx":582
  *                     e = table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r))
  *                     if live(e, t[r]):
  *                         _refresh(e, t[r], r)             # <<<<<<<<<<<<<<
@@ -25882,7 +26096,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
                 __pyx_t_24 = __pyx_v_r;
                 __pyx_f_8cachesim_10_providers__refresh(__pyx_v_e, (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_24)) ))), __pyx_v_r);
 
-                /* "cachesim/_providers.pyx":567
+                /* "cachesim/_providers.pyx":581
  *                         break
  *                     e = table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r))
  *                     if live(e, t[r]):             # <<<<<<<<<<<<<<
@@ -25891,10 +26105,10 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
             }
-            __pyx_L58_break:;
+            __pyx_L61_break:;
 
 
-            /* "cachesim/_providers.pyx":561
+            /* "cachesim/_providers.pyx":575
  *             if pr.not_ready > hit:
  *                 flags[r] |= F_NOT_READY
  *             if refresh_path:             # <<<<<<<<<<<<<<
@@ -25903,7 +26117,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           }
 
-          /* "cachesim/_providers.pyx":570
+          /* "cachesim/_providers.pyx":584
  *                         _refresh(e, t[r], r)
  *             # writes and billing positions
  *             if mode == M_ANTHROPIC:             # <<<<<<<<<<<<<<
@@ -25915,7 +26129,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           if (__pyx_t_20) {
 
 
-            /* "cachesim/_providers.pyx":571
+            /* "cachesim/_providers.pyx":585
  *             # writes and billing positions
  *             if mode == M_ANTHROPIC:
  *                 b_pos = hit             # <<<<<<<<<<<<<<
@@ -25924,7 +26138,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             __pyx_v_b_pos = __pyx_v_hit;
 
-            /* "cachesim/_providers.pyx":572
+            /* "cachesim/_providers.pyx":586
  *             if mode == M_ANTHROPIC:
  *                 b_pos = hit
  *                 c_pos = hit             # <<<<<<<<<<<<<<
@@ -25933,12 +26147,12 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             __pyx_v_c_pos = __pyx_v_hit;
 
-            /* "cachesim/_providers.pyx":573
+            /* "cachesim/_providers.pyx":587
  *                 b_pos = hit
  *                 c_pos = hit
  *                 for i in range(nbp):             # <<<<<<<<<<<<<<
  *                     q = bp_pos[i]
- *                     if q < min_tokens or q <= hit:
+ *                     if not bp_ok[i] or q <= hit:
 */
 
             __pyx_t_19 = __pyx_v_nbp;
@@ -25947,24 +26161,25 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             for (__pyx_t_18 = 0; __pyx_t_18 < __pyx_t_17; __pyx_t_18+=1) {
               __pyx_v_i = __pyx_t_18;
 
-              /* "cachesim/_providers.pyx":574
+              /* "cachesim/_providers.pyx":588
  *                 c_pos = hit
  *                 for i in range(nbp):
  *                     q = bp_pos[i]             # <<<<<<<<<<<<<<
- *                     if q < min_tokens or q <= hit:
+ *                     if not bp_ok[i] or q <= hit:
  *                         continue
 */
               __pyx_t_24 = __pyx_v_i;
               __pyx_v_q = (*((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_bp_pos.data) + __pyx_t_24)) )));
 
-              /* "cachesim/_providers.pyx":575
+              /* "cachesim/_providers.pyx":589
  *                 for i in range(nbp):
  *                     q = bp_pos[i]
- *                     if q < min_tokens or q <= hit:             # <<<<<<<<<<<<<<
+ *                     if not bp_ok[i] or q <= hit:             # <<<<<<<<<<<<<<
  *                         continue
  *                     if bp_cls[i] and q > b_pos:
 */
-              __pyx_t_21 = (__pyx_v_q < __pyx_v_min_tokens);
+              __pyx_t_24 = __pyx_v_i;
+              __pyx_t_21 = (!((*((int8_t *) ( /* dim=0 */ ((char *) (((int8_t *) __pyx_v_bp_ok.data) + __pyx_t_24)) ))) != 0));
 
               if (!__pyx_t_21) {
 
@@ -25972,37 +26187,37 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 
                 __pyx_t_20 = __pyx_t_21;
 
-                goto __pyx_L65_bool_binop_done;
+                goto __pyx_L68_bool_binop_done;
               }
               __pyx_t_21 = (__pyx_v_q <= __pyx_v_hit);
 
 
               __pyx_t_20 = __pyx_t_21;
 
-              __pyx_L65_bool_binop_done:;
+              __pyx_L68_bool_binop_done:;
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":576
+                /* "cachesim/_providers.pyx":590
  *                     q = bp_pos[i]
- *                     if q < min_tokens or q <= hit:
+ *                     if not bp_ok[i] or q <= hit:
  *                         continue             # <<<<<<<<<<<<<<
  *                     if bp_cls[i] and q > b_pos:
  *                         b_pos = q
 */
-                goto __pyx_L62_continue;
+                goto __pyx_L65_continue;
 
-                /* "cachesim/_providers.pyx":575
+                /* "cachesim/_providers.pyx":589
  *                 for i in range(nbp):
  *                     q = bp_pos[i]
- *                     if q < min_tokens or q <= hit:             # <<<<<<<<<<<<<<
+ *                     if not bp_ok[i] or q <= hit:             # <<<<<<<<<<<<<<
  *                         continue
  *                     if bp_cls[i] and q > b_pos:
 */
               }
 
-              /* "cachesim/_providers.pyx":577
- *                     if q < min_tokens or q <= hit:
+              /* "cachesim/_providers.pyx":591
+ *                     if not bp_ok[i] or q <= hit:
  *                         continue
  *                     if bp_cls[i] and q > b_pos:             # <<<<<<<<<<<<<<
  *                         b_pos = q
@@ -26017,18 +26232,18 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 
                 __pyx_t_20 = __pyx_t_21;
 
-                goto __pyx_L68_bool_binop_done;
+                goto __pyx_L71_bool_binop_done;
               }
               __pyx_t_21 = (__pyx_v_q > __pyx_v_b_pos);
 
 
               __pyx_t_20 = __pyx_t_21;
 
-              __pyx_L68_bool_binop_done:;
+              __pyx_L71_bool_binop_done:;
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":578
+                /* "cachesim/_providers.pyx":592
  *                         continue
  *                     if bp_cls[i] and q > b_pos:
  *                         b_pos = q             # <<<<<<<<<<<<<<
@@ -26037,8 +26252,8 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 __pyx_v_b_pos = __pyx_v_q;
 
-                /* "cachesim/_providers.pyx":577
- *                     if q < min_tokens or q <= hit:
+                /* "cachesim/_providers.pyx":591
+ *                     if not bp_ok[i] or q <= hit:
  *                         continue
  *                     if bp_cls[i] and q > b_pos:             # <<<<<<<<<<<<<<
  *                         b_pos = q
@@ -26046,7 +26261,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
 
-              /* "cachesim/_providers.pyx":579
+              /* "cachesim/_providers.pyx":593
  *                     if bp_cls[i] and q > b_pos:
  *                         b_pos = q
  *                     if q > c_pos:             # <<<<<<<<<<<<<<
@@ -26058,7 +26273,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":580
+                /* "cachesim/_providers.pyx":594
  *                         b_pos = q
  *                     if q > c_pos:
  *                         c_pos = q             # <<<<<<<<<<<<<<
@@ -26067,7 +26282,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 __pyx_v_c_pos = __pyx_v_q;
 
-                /* "cachesim/_providers.pyx":579
+                /* "cachesim/_providers.pyx":593
  *                     if bp_cls[i] and q > b_pos:
  *                         b_pos = q
  *                     if q > c_pos:             # <<<<<<<<<<<<<<
@@ -26076,7 +26291,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
 
-              /* "cachesim/_providers.pyx":581
+              /* "cachesim/_providers.pyx":595
  *                     if q > c_pos:
  *                         c_pos = q
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r],             # <<<<<<<<<<<<<<
@@ -26086,7 +26301,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_24 = 0;
               __pyx_t_15 = __pyx_v_r;
 
-              /* "cachesim/_providers.pyx":582
+              /* "cachesim/_providers.pyx":596
  *                         c_pos = q
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r],
  *                               ttl_long_s if bp_cls[i] else ttl_short_s, ttft_s, r) != 0:             # <<<<<<<<<<<<<<
@@ -26105,7 +26320,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               }
 
 
-              /* "cachesim/_providers.pyx":581
+              /* "cachesim/_providers.pyx":595
  *                     if q > c_pos:
  *                         c_pos = q
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r],             # <<<<<<<<<<<<<<
@@ -26118,7 +26333,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":583
+                /* "cachesim/_providers.pyx":597
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r],
  *                               ttl_long_s if bp_cls[i] else ttl_short_s, ttft_s, r) != 0:
  *                         err = 1             # <<<<<<<<<<<<<<
@@ -26127,16 +26342,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 __pyx_v_err = 1;
 
-                /* "cachesim/_providers.pyx":584
+                /* "cachesim/_providers.pyx":598
  *                               ttl_long_s if bp_cls[i] else ttl_short_s, ttft_s, r) != 0:
  *                         err = 1
  *                         break             # <<<<<<<<<<<<<<
  *                 read[r] = hit
  *                 w_long[r] = b_pos - hit
 */
-                goto __pyx_L63_break;
+                goto __pyx_L66_break;
 
-                /* "cachesim/_providers.pyx":581
+                /* "cachesim/_providers.pyx":595
  *                     if q > c_pos:
  *                         c_pos = q
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r],             # <<<<<<<<<<<<<<
@@ -26144,12 +26359,12 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
  *                         err = 1
 */
               }
-              __pyx_L62_continue:;
+              __pyx_L65_continue:;
             }
-            __pyx_L63_break:;
+            __pyx_L66_break:;
 
 
-            /* "cachesim/_providers.pyx":585
+            /* "cachesim/_providers.pyx":599
  *                         err = 1
  *                         break
  *                 read[r] = hit             # <<<<<<<<<<<<<<
@@ -26159,7 +26374,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_15 = __pyx_v_r;
             *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_read.data) + __pyx_t_15)) )) = __pyx_v_hit;
 
-            /* "cachesim/_providers.pyx":586
+            /* "cachesim/_providers.pyx":600
  *                         break
  *                 read[r] = hit
  *                 w_long[r] = b_pos - hit             # <<<<<<<<<<<<<<
@@ -26169,7 +26384,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_15 = __pyx_v_r;
             *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_w_long.data) + __pyx_t_15)) )) = (__pyx_v_b_pos - __pyx_v_hit);
 
-            /* "cachesim/_providers.pyx":587
+            /* "cachesim/_providers.pyx":601
  *                 read[r] = hit
  *                 w_long[r] = b_pos - hit
  *                 w_short[r] = c_pos - b_pos             # <<<<<<<<<<<<<<
@@ -26179,17 +26394,17 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_15 = __pyx_v_r;
             *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_w_short.data) + __pyx_t_15)) )) = (__pyx_v_c_pos - __pyx_v_b_pos);
 
-            /* "cachesim/_providers.pyx":570
+            /* "cachesim/_providers.pyx":584
  *                         _refresh(e, t[r], r)
  *             # writes and billing positions
  *             if mode == M_ANTHROPIC:             # <<<<<<<<<<<<<<
  *                 b_pos = hit
  *                 c_pos = hit
 */
-            goto __pyx_L61;
+            goto __pyx_L64;
           }
 
-          /* "cachesim/_providers.pyx":590
+          /* "cachesim/_providers.pyx":604
  *             else:
  *                 # the implicit breakpoint (the last position) first, then the latest explicit ones
  *                 c_pos = hit             # <<<<<<<<<<<<<<
@@ -26199,7 +26414,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           /*else*/ {
             __pyx_v_c_pos = __pyx_v_hit;
 
-            /* "cachesim/_providers.pyx":591
+            /* "cachesim/_providers.pyx":605
  *                 # the implicit breakpoint (the last position) first, then the latest explicit ones
  *                 c_pos = hit
  *                 slots = 0             # <<<<<<<<<<<<<<
@@ -26208,7 +26423,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             __pyx_v_slots = 0;
 
-            /* "cachesim/_providers.pyx":592
+            /* "cachesim/_providers.pyx":606
  *                 c_pos = hit
  *                 slots = 0
  *                 for i in range(nbp - 1, -1, -1):             # <<<<<<<<<<<<<<
@@ -26218,7 +26433,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             for (__pyx_t_19 = (__pyx_v_nbp - 1); __pyx_t_19 > -1L; __pyx_t_19-=1) {
               __pyx_v_i = __pyx_t_19;
 
-              /* "cachesim/_providers.pyx":593
+              /* "cachesim/_providers.pyx":607
  *                 slots = 0
  *                 for i in range(nbp - 1, -1, -1):
  *                     if slots >= max_breakpoints:             # <<<<<<<<<<<<<<
@@ -26230,16 +26445,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":594
+                /* "cachesim/_providers.pyx":608
  *                 for i in range(nbp - 1, -1, -1):
  *                     if slots >= max_breakpoints:
  *                         break             # <<<<<<<<<<<<<<
  *                     slots += 1
  *                     q = bp_pos[i]
 */
-                goto __pyx_L73_break;
+                goto __pyx_L76_break;
 
-                /* "cachesim/_providers.pyx":593
+                /* "cachesim/_providers.pyx":607
  *                 slots = 0
  *                 for i in range(nbp - 1, -1, -1):
  *                     if slots >= max_breakpoints:             # <<<<<<<<<<<<<<
@@ -26248,33 +26463,34 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
 
-              /* "cachesim/_providers.pyx":595
+              /* "cachesim/_providers.pyx":609
  *                     if slots >= max_breakpoints:
  *                         break
  *                     slots += 1             # <<<<<<<<<<<<<<
  *                     q = bp_pos[i]
- *                     if q < min_tokens or q <= hit:
+ *                     if not bp_ok[i] or q <= hit:
 */
               __pyx_v_slots = (__pyx_v_slots + 1);
 
-              /* "cachesim/_providers.pyx":596
+              /* "cachesim/_providers.pyx":610
  *                         break
  *                     slots += 1
  *                     q = bp_pos[i]             # <<<<<<<<<<<<<<
- *                     if q < min_tokens or q <= hit:
+ *                     if not bp_ok[i] or q <= hit:
  *                         continue
 */
               __pyx_t_15 = __pyx_v_i;
               __pyx_v_q = (*((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_bp_pos.data) + __pyx_t_15)) )));
 
-              /* "cachesim/_providers.pyx":597
+              /* "cachesim/_providers.pyx":611
  *                     slots += 1
  *                     q = bp_pos[i]
- *                     if q < min_tokens or q <= hit:             # <<<<<<<<<<<<<<
+ *                     if not bp_ok[i] or q <= hit:             # <<<<<<<<<<<<<<
  *                         continue
  *                     if q > c_pos:
 */
-              __pyx_t_21 = (__pyx_v_q < __pyx_v_min_tokens);
+              __pyx_t_15 = __pyx_v_i;
+              __pyx_t_21 = (!((*((int8_t *) ( /* dim=0 */ ((char *) (((int8_t *) __pyx_v_bp_ok.data) + __pyx_t_15)) ))) != 0));
 
               if (!__pyx_t_21) {
 
@@ -26282,37 +26498,37 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 
                 __pyx_t_20 = __pyx_t_21;
 
-                goto __pyx_L76_bool_binop_done;
+                goto __pyx_L79_bool_binop_done;
               }
               __pyx_t_21 = (__pyx_v_q <= __pyx_v_hit);
 
 
               __pyx_t_20 = __pyx_t_21;
 
-              __pyx_L76_bool_binop_done:;
+              __pyx_L79_bool_binop_done:;
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":598
+                /* "cachesim/_providers.pyx":612
  *                     q = bp_pos[i]
- *                     if q < min_tokens or q <= hit:
+ *                     if not bp_ok[i] or q <= hit:
  *                         continue             # <<<<<<<<<<<<<<
  *                     if q > c_pos:
  *                         c_pos = q
 */
-                goto __pyx_L72_continue;
+                goto __pyx_L75_continue;
 
-                /* "cachesim/_providers.pyx":597
+                /* "cachesim/_providers.pyx":611
  *                     slots += 1
  *                     q = bp_pos[i]
- *                     if q < min_tokens or q <= hit:             # <<<<<<<<<<<<<<
+ *                     if not bp_ok[i] or q <= hit:             # <<<<<<<<<<<<<<
  *                         continue
  *                     if q > c_pos:
 */
               }
 
-              /* "cachesim/_providers.pyx":599
- *                     if q < min_tokens or q <= hit:
+              /* "cachesim/_providers.pyx":613
+ *                     if not bp_ok[i] or q <= hit:
  *                         continue
  *                     if q > c_pos:             # <<<<<<<<<<<<<<
  *                         c_pos = q
@@ -26323,7 +26539,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":600
+                /* "cachesim/_providers.pyx":614
  *                         continue
  *                     if q > c_pos:
  *                         c_pos = q             # <<<<<<<<<<<<<<
@@ -26332,8 +26548,8 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 __pyx_v_c_pos = __pyx_v_q;
 
-                /* "cachesim/_providers.pyx":599
- *                     if q < min_tokens or q <= hit:
+                /* "cachesim/_providers.pyx":613
+ *                     if not bp_ok[i] or q <= hit:
  *                         continue
  *                     if q > c_pos:             # <<<<<<<<<<<<<<
  *                         c_pos = q
@@ -26341,7 +26557,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
 
-              /* "cachesim/_providers.pyx":601
+              /* "cachesim/_providers.pyx":615
  *                     if q > c_pos:
  *                         c_pos = q
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r], ttl_short_s, ttft_s,             # <<<<<<<<<<<<<<
@@ -26351,7 +26567,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_15 = 0;
               __pyx_t_24 = __pyx_v_r;
 
-              /* "cachesim/_providers.pyx":602
+              /* "cachesim/_providers.pyx":616
  *                         c_pos = q
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r], ttl_short_s, ttft_s,
  *                               r) != 0:             # <<<<<<<<<<<<<<
@@ -26361,7 +26577,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_20 = (__pyx_f_8cachesim_10_providers__write(__pyx_v_table, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_15)) )))), __pyx_v_q), __pyx_v_ns_r), (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_24)) ))), __pyx_v_ttl_short_s, __pyx_v_ttft_s, __pyx_v_r) != 0);
 
 
-              /* "cachesim/_providers.pyx":601
+              /* "cachesim/_providers.pyx":615
  *                     if q > c_pos:
  *                         c_pos = q
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r], ttl_short_s, ttft_s,             # <<<<<<<<<<<<<<
@@ -26371,7 +26587,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":603
+                /* "cachesim/_providers.pyx":617
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r], ttl_short_s, ttft_s,
  *                               r) != 0:
  *                         err = 1             # <<<<<<<<<<<<<<
@@ -26380,16 +26596,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 __pyx_v_err = 1;
 
-                /* "cachesim/_providers.pyx":604
+                /* "cachesim/_providers.pyx":618
  *                               r) != 0:
  *                         err = 1
  *                         break             # <<<<<<<<<<<<<<
  *                 read[r] = hit
  *                 w_short[r] = c_pos - hit
 */
-                goto __pyx_L73_break;
+                goto __pyx_L76_break;
 
-                /* "cachesim/_providers.pyx":601
+                /* "cachesim/_providers.pyx":615
  *                     if q > c_pos:
  *                         c_pos = q
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r], ttl_short_s, ttft_s,             # <<<<<<<<<<<<<<
@@ -26397,11 +26613,11 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
  *                         err = 1
 */
               }
-              __pyx_L72_continue:;
+              __pyx_L75_continue:;
             }
-            __pyx_L73_break:;
+            __pyx_L76_break:;
 
-            /* "cachesim/_providers.pyx":605
+            /* "cachesim/_providers.pyx":619
  *                         err = 1
  *                         break
  *                 read[r] = hit             # <<<<<<<<<<<<<<
@@ -26411,7 +26627,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_24 = __pyx_v_r;
             *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_read.data) + __pyx_t_24)) )) = __pyx_v_hit;
 
-            /* "cachesim/_providers.pyx":606
+            /* "cachesim/_providers.pyx":620
  *                         break
  *                 read[r] = hit
  *                 w_short[r] = c_pos - hit             # <<<<<<<<<<<<<<
@@ -26421,9 +26637,9 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_24 = __pyx_v_r;
             *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_w_short.data) + __pyx_t_24)) )) = (__pyx_v_c_pos - __pyx_v_hit);
           }
-          __pyx_L61:;
+          __pyx_L64:;
 
-          /* "cachesim/_providers.pyx":607
+          /* "cachesim/_providers.pyx":621
  *                 read[r] = hit
  *                 w_short[r] = c_pos - hit
  *             if err:             # <<<<<<<<<<<<<<
@@ -26435,7 +26651,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           if (__pyx_t_20) {
 
 
-            /* "cachesim/_providers.pyx":608
+            /* "cachesim/_providers.pyx":622
  *                 w_short[r] = c_pos - hit
  *             if err:
  *                 break             # <<<<<<<<<<<<<<
@@ -26444,7 +26660,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             goto __pyx_L11_break;
 
-            /* "cachesim/_providers.pyx":607
+            /* "cachesim/_providers.pyx":621
  *                 read[r] = hit
  *                 w_short[r] = c_pos - hit
  *             if err:             # <<<<<<<<<<<<<<
@@ -26458,7 +26674,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 
       }
 
-      /* "cachesim/_providers.pyx":463
+      /* "cachesim/_providers.pyx":470
  *     cdef int err = 0
  *     cdef bint seen_short, duplicate
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -26475,7 +26691,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
       }
   }
 
-  /* "cachesim/_providers.pyx":609
+  /* "cachesim/_providers.pyx":623
  *             if err:
  *                 break
  *     if err:             # <<<<<<<<<<<<<<
@@ -26487,27 +26703,27 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
   if (unlikely(__pyx_t_20)) {
 
 
-    /* "cachesim/_providers.pyx":610
+    /* "cachesim/_providers.pyx":624
  *                 break
  *     if err:
  *         raise MemoryError("cachesim: out of memory in the provider cache table")             # <<<<<<<<<<<<<<
  *     return read_arr, ws_arr, wl_arr, flags_arr, error_arr
  * 
 */
-    __pyx_t_3 = NULL;
+    __pyx_t_5 = NULL;
     __pyx_t_7 = 1;
     {
-      PyObject *__pyx_callargs[2] = {__pyx_t_3, __pyx_mstate_global->__pyx_kp_u_cachesim_out_of_memory_in_the_pr};
+      PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_cachesim_out_of_memory_in_the_pr};
       __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_MemoryError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-      __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 610, __pyx_L1_error)
+      __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 624, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(0, 610, __pyx_L1_error)
+    __PYX_ERR(0, 624, __pyx_L1_error)
 
-    /* "cachesim/_providers.pyx":609
+    /* "cachesim/_providers.pyx":623
  *             if err:
  *                 break
  *     if err:             # <<<<<<<<<<<<<<
@@ -26516,30 +26732,30 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
   }
 
-  /* "cachesim/_providers.pyx":611
+  /* "cachesim/_providers.pyx":625
  *     if err:
  *         raise MemoryError("cachesim: out of memory in the provider cache table")
  *     return read_arr, ws_arr, wl_arr, flags_arr, error_arr             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_t_1 = PyTuple_New(5); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 611, __pyx_L1_error)
+  __pyx_t_1 = PyTuple_New(5); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 625, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_INCREF(__pyx_v_read_arr);
   __Pyx_GIVEREF(__pyx_v_read_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_v_read_arr) != (0)) __PYX_ERR(0, 611, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_v_read_arr) != (0)) __PYX_ERR(0, 625, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_ws_arr);
   __Pyx_GIVEREF(__pyx_v_ws_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_v_ws_arr) != (0)) __PYX_ERR(0, 611, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_v_ws_arr) != (0)) __PYX_ERR(0, 625, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_wl_arr);
   __Pyx_GIVEREF(__pyx_v_wl_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 2, __pyx_v_wl_arr) != (0)) __PYX_ERR(0, 611, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 2, __pyx_v_wl_arr) != (0)) __PYX_ERR(0, 625, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_flags_arr);
   __Pyx_GIVEREF(__pyx_v_flags_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 3, __pyx_v_flags_arr) != (0)) __PYX_ERR(0, 611, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 3, __pyx_v_flags_arr) != (0)) __PYX_ERR(0, 625, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_error_arr);
   __Pyx_GIVEREF(__pyx_v_error_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 4, __pyx_v_error_arr) != (0)) __PYX_ERR(0, 611, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 4, __pyx_v_error_arr) != (0)) __PYX_ERR(0, 625, __pyx_L1_error);
   {
     PyObject *__pyx_temp;
     {
@@ -26593,6 +26809,10 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
   __Pyx_XDECREF(__pyx_v_bp_cls_arr);
   __PYX_XCLEAR_MEMVIEW(&__pyx_v_bp_pos, 1);
   __PYX_XCLEAR_MEMVIEW(&__pyx_v_bp_cls, 1);
+  __Pyx_XDECREF(__pyx_v_bp_ok_arr);
+  __PYX_XCLEAR_MEMVIEW(&__pyx_v_bp_ok, 1);
+
+
 
   __Pyx_XDECREF((PyObject *)__pyx_v_table);
 
@@ -26620,7 +26840,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
   return __pyx_r;
 }
 
-/* "cachesim/_providers.pyx":617
+/* "cachesim/_providers.pyx":631
  * # Prefix-unit caches: OpenAI before GPT-5.6, Gemini implicit (longest common prefix at a unit granularity)
  * 
  * def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
@@ -26639,46 +26859,46 @@ static PyObject *__pyx_pf_8cachesim_10_providers_16__defaults__(CYTHON_UNUSED Py
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__defaults__", 0);
-  __pyx_t_1 = PyFloat_FromDouble(__Pyx_CyFunction_Defaults(struct __pyx_defaults1, __pyx_self)->arg0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 617, __pyx_L1_error)
+  __pyx_t_1 = PyFloat_FromDouble(__Pyx_CyFunction_Defaults(struct __pyx_defaults1, __pyx_self)->arg0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 631, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_2 = __pyx_memoryview_fromslice(__Pyx_CyFunction_Defaults(struct __pyx_defaults1, __pyx_self)->arg1, 1, (PyObject *(*)(char *)) __pyx_memview_get_nn_int32_t__const__, (int (*)(char *, PyObject *)) NULL, 0);; if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 617, __pyx_L1_error)
+  __pyx_t_2 = __pyx_memoryview_fromslice(__Pyx_CyFunction_Defaults(struct __pyx_defaults1, __pyx_self)->arg1, 1, (PyObject *(*)(char *)) __pyx_memview_get_nn_int32_t__const__, (int (*)(char *, PyObject *)) NULL, 0);; if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 631, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
 
-  /* "cachesim/_providers.pyx":623
+  /* "cachesim/_providers.pyx":637
  *                 int64_t min_tokens, double idle_ttl_s, double max_age_s, double ttft_s,
  *                 const double[::1] miss_draw, double miss_probability, double forget_s=INFINITY,
  *                 const int32_t[::1] tenant=None, int64_t capacity_units=0):             # <<<<<<<<<<<<<<
  *     """Serve every request; returns per-request ``read, flags, evicted_by`` arrays.
  * 
 */
-  __pyx_t_3 = __Pyx_PyLong_From_int64_t(((int64_t)0)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 623, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_int64_t(((int64_t)0)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 637, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
 
-  /* "cachesim/_providers.pyx":617
+  /* "cachesim/_providers.pyx":631
  * # Prefix-unit caches: OpenAI before GPT-5.6, Gemini implicit (longest common prefix at a unit granularity)
  * 
  * def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
  *                 const uint64_t[::1] ns, const uint64_t[::1] route_key, const int32_t[::1] replicas,
  *                 const int32_t[::1] replica_max,
 */
-  __pyx_t_4 = PyTuple_New(3); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 617, __pyx_L1_error)
+  __pyx_t_4 = PyTuple_New(3); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 631, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_GIVEREF(__pyx_t_1);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 617, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 631, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_2);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 1, __pyx_t_2) != (0)) __PYX_ERR(0, 617, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 1, __pyx_t_2) != (0)) __PYX_ERR(0, 631, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 2, __pyx_t_3) != (0)) __PYX_ERR(0, 617, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 2, __pyx_t_3) != (0)) __PYX_ERR(0, 631, __pyx_L1_error);
   __pyx_t_1 = 0;
   __pyx_t_2 = 0;
   __pyx_t_3 = 0;
-  __pyx_t_3 = PyTuple_New(2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 617, __pyx_L1_error)
+  __pyx_t_3 = PyTuple_New(2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 631, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 617, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 631, __pyx_L1_error);
   __Pyx_INCREF(Py_None);
   __Pyx_GIVEREF(Py_None);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 1, Py_None) != (0)) __PYX_ERR(0, 617, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 1, Py_None) != (0)) __PYX_ERR(0, 631, __pyx_L1_error);
   __pyx_t_4 = 0;
   {
     PyObject *__pyx_temp;
@@ -26765,187 +26985,187 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_tokens,&__pyx_mstate_global->__pyx_n_u_token_offsets,&__pyx_mstate_global->__pyx_n_u_t,&__pyx_mstate_global->__pyx_n_u_ns,&__pyx_mstate_global->__pyx_n_u_route_key,&__pyx_mstate_global->__pyx_n_u_replicas,&__pyx_mstate_global->__pyx_n_u_replica_max,&__pyx_mstate_global->__pyx_n_u_unit_tokens,&__pyx_mstate_global->__pyx_n_u_hidden_tokens,&__pyx_mstate_global->__pyx_n_u_round_to,&__pyx_mstate_global->__pyx_n_u_token_exact,&__pyx_mstate_global->__pyx_n_u_min_tokens,&__pyx_mstate_global->__pyx_n_u_idle_ttl_s,&__pyx_mstate_global->__pyx_n_u_max_age_s,&__pyx_mstate_global->__pyx_n_u_ttft_s,&__pyx_mstate_global->__pyx_n_u_miss_draw,&__pyx_mstate_global->__pyx_n_u_miss_probability,&__pyx_mstate_global->__pyx_n_u_forget_s,&__pyx_mstate_global->__pyx_n_u_tenant,&__pyx_mstate_global->__pyx_n_u_capacity_units,0};
     struct __pyx_defaults1 *__pyx_dynamic_args = __Pyx_CyFunction_Defaults(struct __pyx_defaults1, __pyx_self);
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 617, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 631, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case 20:
         values[19] = __Pyx_ArgRef_FASTCALL(__pyx_args, 19);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[19])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[19])) __PYX_ERR(0, 631, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 19:
         values[18] = __Pyx_ArgRef_FASTCALL(__pyx_args, 18);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[18])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[18])) __PYX_ERR(0, 631, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 18:
         values[17] = __Pyx_ArgRef_FASTCALL(__pyx_args, 17);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[17])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[17])) __PYX_ERR(0, 631, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 17:
         values[16] = __Pyx_ArgRef_FASTCALL(__pyx_args, 16);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[16])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[16])) __PYX_ERR(0, 631, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 16:
         values[15] = __Pyx_ArgRef_FASTCALL(__pyx_args, 15);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[15])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[15])) __PYX_ERR(0, 631, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 15:
         values[14] = __Pyx_ArgRef_FASTCALL(__pyx_args, 14);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[14])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[14])) __PYX_ERR(0, 631, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 14:
         values[13] = __Pyx_ArgRef_FASTCALL(__pyx_args, 13);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[13])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[13])) __PYX_ERR(0, 631, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 13:
         values[12] = __Pyx_ArgRef_FASTCALL(__pyx_args, 12);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[12])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[12])) __PYX_ERR(0, 631, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 12:
         values[11] = __Pyx_ArgRef_FASTCALL(__pyx_args, 11);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 631, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 11:
         values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 631, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 10:
         values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 631, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  9:
         values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 631, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  8:
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 631, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  7:
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 631, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  6:
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 631, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 631, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 631, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 631, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 631, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 631, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "serve_units", 0) < (0)) __PYX_ERR(0, 617, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "serve_units", 0) < (0)) __PYX_ERR(0, 631, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 17; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("serve_units", 0, 17, 20, i); __PYX_ERR(0, 617, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("serve_units", 0, 17, 20, i); __PYX_ERR(0, 631, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case 20:
         values[19] = __Pyx_ArgRef_FASTCALL(__pyx_args, 19);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[19])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[19])) __PYX_ERR(0, 631, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 19:
         values[18] = __Pyx_ArgRef_FASTCALL(__pyx_args, 18);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[18])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[18])) __PYX_ERR(0, 631, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 18:
         values[17] = __Pyx_ArgRef_FASTCALL(__pyx_args, 17);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[17])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[17])) __PYX_ERR(0, 631, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 17:
         values[16] = __Pyx_ArgRef_FASTCALL(__pyx_args, 16);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[16])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[16])) __PYX_ERR(0, 631, __pyx_L3_error)
         values[15] = __Pyx_ArgRef_FASTCALL(__pyx_args, 15);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[15])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[15])) __PYX_ERR(0, 631, __pyx_L3_error)
         values[14] = __Pyx_ArgRef_FASTCALL(__pyx_args, 14);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[14])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[14])) __PYX_ERR(0, 631, __pyx_L3_error)
         values[13] = __Pyx_ArgRef_FASTCALL(__pyx_args, 13);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[13])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[13])) __PYX_ERR(0, 631, __pyx_L3_error)
         values[12] = __Pyx_ArgRef_FASTCALL(__pyx_args, 12);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[12])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[12])) __PYX_ERR(0, 631, __pyx_L3_error)
         values[11] = __Pyx_ArgRef_FASTCALL(__pyx_args, 11);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 631, __pyx_L3_error)
         values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 631, __pyx_L3_error)
         values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 631, __pyx_L3_error)
         values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 631, __pyx_L3_error)
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 631, __pyx_L3_error)
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 631, __pyx_L3_error)
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 631, __pyx_L3_error)
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 631, __pyx_L3_error)
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 631, __pyx_L3_error)
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 631, __pyx_L3_error)
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 631, __pyx_L3_error)
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 617, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 631, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
-    __pyx_v_tokens = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t__const__(values[0], 0); if (unlikely(!__pyx_v_tokens.memview)) __PYX_ERR(0, 617, __pyx_L3_error)
-    __pyx_v_token_offsets = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[1], 0); if (unlikely(!__pyx_v_token_offsets.memview)) __PYX_ERR(0, 617, __pyx_L3_error)
-    __pyx_v_t = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[2], 0); if (unlikely(!__pyx_v_t.memview)) __PYX_ERR(0, 617, __pyx_L3_error)
-    __pyx_v_ns = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t__const__(values[3], 0); if (unlikely(!__pyx_v_ns.memview)) __PYX_ERR(0, 618, __pyx_L3_error)
-    __pyx_v_route_key = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t__const__(values[4], 0); if (unlikely(!__pyx_v_route_key.memview)) __PYX_ERR(0, 618, __pyx_L3_error)
-    __pyx_v_replicas = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t__const__(values[5], 0); if (unlikely(!__pyx_v_replicas.memview)) __PYX_ERR(0, 618, __pyx_L3_error)
-    __pyx_v_replica_max = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t__const__(values[6], 0); if (unlikely(!__pyx_v_replica_max.memview)) __PYX_ERR(0, 619, __pyx_L3_error)
-    __pyx_v_unit_tokens = __Pyx_PyLong_As_int64_t(values[7]); if (unlikely((__pyx_v_unit_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 620, __pyx_L3_error)
-    __pyx_v_hidden_tokens = __Pyx_PyLong_As_int64_t(values[8]); if (unlikely((__pyx_v_hidden_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 620, __pyx_L3_error)
-    __pyx_v_round_to = __Pyx_PyLong_As_int64_t(values[9]); if (unlikely((__pyx_v_round_to == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 620, __pyx_L3_error)
-    __pyx_v_token_exact = __Pyx_PyObject_IsTrue(values[10]); if (unlikely((__pyx_v_token_exact == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 620, __pyx_L3_error)
-    __pyx_v_min_tokens = __Pyx_PyLong_As_int64_t(values[11]); if (unlikely((__pyx_v_min_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 621, __pyx_L3_error)
-    __pyx_v_idle_ttl_s = __Pyx_PyFloat_AsDouble(values[12]); if (unlikely((__pyx_v_idle_ttl_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 621, __pyx_L3_error)
-    __pyx_v_max_age_s = __Pyx_PyFloat_AsDouble(values[13]); if (unlikely((__pyx_v_max_age_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 621, __pyx_L3_error)
-    __pyx_v_ttft_s = __Pyx_PyFloat_AsDouble(values[14]); if (unlikely((__pyx_v_ttft_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 621, __pyx_L3_error)
-    __pyx_v_miss_draw = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[15], 0); if (unlikely(!__pyx_v_miss_draw.memview)) __PYX_ERR(0, 622, __pyx_L3_error)
-    __pyx_v_miss_probability = __Pyx_PyFloat_AsDouble(values[16]); if (unlikely((__pyx_v_miss_probability == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 622, __pyx_L3_error)
+    __pyx_v_tokens = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t__const__(values[0], 0); if (unlikely(!__pyx_v_tokens.memview)) __PYX_ERR(0, 631, __pyx_L3_error)
+    __pyx_v_token_offsets = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[1], 0); if (unlikely(!__pyx_v_token_offsets.memview)) __PYX_ERR(0, 631, __pyx_L3_error)
+    __pyx_v_t = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[2], 0); if (unlikely(!__pyx_v_t.memview)) __PYX_ERR(0, 631, __pyx_L3_error)
+    __pyx_v_ns = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t__const__(values[3], 0); if (unlikely(!__pyx_v_ns.memview)) __PYX_ERR(0, 632, __pyx_L3_error)
+    __pyx_v_route_key = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t__const__(values[4], 0); if (unlikely(!__pyx_v_route_key.memview)) __PYX_ERR(0, 632, __pyx_L3_error)
+    __pyx_v_replicas = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t__const__(values[5], 0); if (unlikely(!__pyx_v_replicas.memview)) __PYX_ERR(0, 632, __pyx_L3_error)
+    __pyx_v_replica_max = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t__const__(values[6], 0); if (unlikely(!__pyx_v_replica_max.memview)) __PYX_ERR(0, 633, __pyx_L3_error)
+    __pyx_v_unit_tokens = __Pyx_PyLong_As_int64_t(values[7]); if (unlikely((__pyx_v_unit_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 634, __pyx_L3_error)
+    __pyx_v_hidden_tokens = __Pyx_PyLong_As_int64_t(values[8]); if (unlikely((__pyx_v_hidden_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 634, __pyx_L3_error)
+    __pyx_v_round_to = __Pyx_PyLong_As_int64_t(values[9]); if (unlikely((__pyx_v_round_to == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 634, __pyx_L3_error)
+    __pyx_v_token_exact = __Pyx_PyObject_IsTrue(values[10]); if (unlikely((__pyx_v_token_exact == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 634, __pyx_L3_error)
+    __pyx_v_min_tokens = __Pyx_PyLong_As_int64_t(values[11]); if (unlikely((__pyx_v_min_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 635, __pyx_L3_error)
+    __pyx_v_idle_ttl_s = __Pyx_PyFloat_AsDouble(values[12]); if (unlikely((__pyx_v_idle_ttl_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 635, __pyx_L3_error)
+    __pyx_v_max_age_s = __Pyx_PyFloat_AsDouble(values[13]); if (unlikely((__pyx_v_max_age_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 635, __pyx_L3_error)
+    __pyx_v_ttft_s = __Pyx_PyFloat_AsDouble(values[14]); if (unlikely((__pyx_v_ttft_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 635, __pyx_L3_error)
+    __pyx_v_miss_draw = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[15], 0); if (unlikely(!__pyx_v_miss_draw.memview)) __PYX_ERR(0, 636, __pyx_L3_error)
+    __pyx_v_miss_probability = __Pyx_PyFloat_AsDouble(values[16]); if (unlikely((__pyx_v_miss_probability == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 636, __pyx_L3_error)
     if (values[17]) {
-      __pyx_v_forget_s = __Pyx_PyFloat_AsDouble(values[17]); if (unlikely((__pyx_v_forget_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 622, __pyx_L3_error)
+      __pyx_v_forget_s = __Pyx_PyFloat_AsDouble(values[17]); if (unlikely((__pyx_v_forget_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 636, __pyx_L3_error)
     } else {
       __pyx_v_forget_s = __pyx_dynamic_args->arg0;
     }
     if (values[18]) {
-      __pyx_v_tenant = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t__const__(values[18], 0); if (unlikely(!__pyx_v_tenant.memview)) __PYX_ERR(0, 623, __pyx_L3_error)
+      __pyx_v_tenant = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t__const__(values[18], 0); if (unlikely(!__pyx_v_tenant.memview)) __PYX_ERR(0, 637, __pyx_L3_error)
     } else {
       __pyx_v_tenant = __pyx_dynamic_args->arg1;
       __PYX_INC_MEMVIEW(&__pyx_v_tenant, 1);
     }
     if (values[19]) {
-      __pyx_v_capacity_units = __Pyx_PyLong_As_int64_t(values[19]); if (unlikely((__pyx_v_capacity_units == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 623, __pyx_L3_error)
+      __pyx_v_capacity_units = __Pyx_PyLong_As_int64_t(values[19]); if (unlikely((__pyx_v_capacity_units == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 637, __pyx_L3_error)
     } else {
       __pyx_v_capacity_units = ((int64_t)((int64_t)0));
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("serve_units", 0, 17, 20, __pyx_nargs); __PYX_ERR(0, 617, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("serve_units", 0, 17, 20, __pyx_nargs); __PYX_ERR(0, 631, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -27073,7 +27293,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("serve_units", 0);
 
-  /* "cachesim/_providers.pyx":638
+  /* "cachesim/_providers.pyx":652
  *     an evicted unit reports ``evicted`` and the tenant whose insertion evicted it (``evicted_by``, else -1).
  *     """
  *     cdef Py_ssize_t n = t.shape[0], r             # <<<<<<<<<<<<<<
@@ -27082,7 +27302,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
   __pyx_v_n = (__pyx_v_t.shape[0]);
 
-  /* "cachesim/_providers.pyx":639
+  /* "cachesim/_providers.pyx":653
  *     """
  *     cdef Py_ssize_t n = t.shape[0], r
  *     read_arr = np.zeros(n, dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -27090,16 +27310,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
  *     evicted_by_arr = np.full(n, -1, dtype=np.int32)
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 639, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 653, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 639, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 653, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 639, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 653, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 639, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 653, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 639, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 653, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   #if CYTHON_VECTORCALL
@@ -27120,13 +27340,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
     PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_t_3, __pyx_t_6};
     #if CYTHON_VECTORCALL
     __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 639, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 653, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_5);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 639, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 653, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     #endif
@@ -27138,13 +27358,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 639, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 653, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_read_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":640
+  /* "cachesim/_providers.pyx":654
  *     cdef Py_ssize_t n = t.shape[0], r
  *     read_arr = np.zeros(n, dtype=np.int64)
  *     flags_arr = np.zeros(n, dtype=np.int32)             # <<<<<<<<<<<<<<
@@ -27152,16 +27372,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
  *     cdef int64_t[::1] read = read_arr
 */
   __pyx_t_4 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 640, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 654, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 640, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 654, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 640, __pyx_L1_error)
+  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 654, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 640, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 654, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int32); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 640, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int32); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 654, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   #if CYTHON_VECTORCALL
@@ -27182,13 +27402,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
     PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_t_5, __pyx_t_2};
     #if CYTHON_VECTORCALL
     __pyx_t_3 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 640, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 654, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_3);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_3 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 640, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 654, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     #endif
@@ -27200,13 +27420,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 640, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 654, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_flags_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":641
+  /* "cachesim/_providers.pyx":655
  *     read_arr = np.zeros(n, dtype=np.int64)
  *     flags_arr = np.zeros(n, dtype=np.int32)
  *     evicted_by_arr = np.full(n, -1, dtype=np.int32)             # <<<<<<<<<<<<<<
@@ -27214,16 +27434,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
  *     cdef int32_t[::1] flags = flags_arr
 */
   __pyx_t_6 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 641, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 655, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_full); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 641, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_full); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 655, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 641, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 655, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 641, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 655, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int32); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 641, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int32); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 655, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   #if CYTHON_VECTORCALL
@@ -27244,13 +27464,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
     PyObject *__pyx_callargs[4] = {__pyx_t_6, __pyx_t_3, __pyx_mstate_global->__pyx_int_neg_1, __pyx_t_4};
     #if CYTHON_VECTORCALL
     __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 641, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 655, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_5);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+3, 1);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 641, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 655, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     #endif
@@ -27262,49 +27482,49 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 641, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 655, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_evicted_by_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":642
+  /* "cachesim/_providers.pyx":656
  *     flags_arr = np.zeros(n, dtype=np.int32)
  *     evicted_by_arr = np.full(n, -1, dtype=np.int32)
  *     cdef int64_t[::1] read = read_arr             # <<<<<<<<<<<<<<
  *     cdef int32_t[::1] flags = flags_arr
  *     cdef int32_t[::1] evicted_by = evicted_by_arr
 */
-  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_read_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 642, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_read_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 656, __pyx_L1_error)
   __pyx_v_read = __pyx_t_8;
   __pyx_t_8.memview = NULL;
   __pyx_t_8.data = NULL;
 
-  /* "cachesim/_providers.pyx":643
+  /* "cachesim/_providers.pyx":657
  *     evicted_by_arr = np.full(n, -1, dtype=np.int32)
  *     cdef int64_t[::1] read = read_arr
  *     cdef int32_t[::1] flags = flags_arr             # <<<<<<<<<<<<<<
  *     cdef int32_t[::1] evicted_by = evicted_by_arr
  *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
 */
-  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t(__pyx_v_flags_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 643, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t(__pyx_v_flags_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 657, __pyx_L1_error)
   __pyx_v_flags = __pyx_t_9;
   __pyx_t_9.memview = NULL;
   __pyx_t_9.data = NULL;
 
-  /* "cachesim/_providers.pyx":644
+  /* "cachesim/_providers.pyx":658
  *     cdef int64_t[::1] read = read_arr
  *     cdef int32_t[::1] flags = flags_arr
  *     cdef int32_t[::1] evicted_by = evicted_by_arr             # <<<<<<<<<<<<<<
  *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
  *     cdef uint64_t[::1] chain = chain_arr
 */
-  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t(__pyx_v_evicted_by_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 644, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t(__pyx_v_evicted_by_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 658, __pyx_L1_error)
   __pyx_v_evicted_by = __pyx_t_9;
   __pyx_t_9.memview = NULL;
   __pyx_t_9.data = NULL;
 
-  /* "cachesim/_providers.pyx":645
+  /* "cachesim/_providers.pyx":659
  *     cdef int32_t[::1] flags = flags_arr
  *     cdef int32_t[::1] evicted_by = evicted_by_arr
  *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)             # <<<<<<<<<<<<<<
@@ -27312,16 +27532,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
  *     cdef bint routed = replicas.shape[0] == n
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 645, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 659, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 645, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 659, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = __Pyx_PyLong_From_int64_t(((__pyx_f_8cachesim_10_providers__longest(__pyx_v_token_offsets) / __pyx_e_8cachesim_10_providers_UNIT) + 2)); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 645, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyLong_From_int64_t(((__pyx_f_8cachesim_10_providers__longest(__pyx_v_token_offsets) / __pyx_e_8cachesim_10_providers_UNIT) + 2)); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 659, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 645, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 659, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 645, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 659, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   #if CYTHON_VECTORCALL
@@ -27342,13 +27562,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
     PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_t_5, __pyx_t_6};
     #if CYTHON_VECTORCALL
     __pyx_t_3 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 645, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 659, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_3);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_3 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 645, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 659, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     #endif
@@ -27360,25 +27580,25 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 645, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 659, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_chain_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":646
+  /* "cachesim/_providers.pyx":660
  *     cdef int32_t[::1] evicted_by = evicted_by_arr
  *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
  *     cdef uint64_t[::1] chain = chain_arr             # <<<<<<<<<<<<<<
  *     cdef bint routed = replicas.shape[0] == n
  *     cdef bint bounded = capacity_units > 0
 */
-  __pyx_t_10 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t(__pyx_v_chain_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_10.memview)) __PYX_ERR(0, 646, __pyx_L1_error)
+  __pyx_t_10 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t(__pyx_v_chain_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_10.memview)) __PYX_ERR(0, 660, __pyx_L1_error)
   __pyx_v_chain = __pyx_t_10;
   __pyx_t_10.memview = NULL;
   __pyx_t_10.data = NULL;
 
-  /* "cachesim/_providers.pyx":647
+  /* "cachesim/_providers.pyx":661
  *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
  *     cdef uint64_t[::1] chain = chain_arr
  *     cdef bint routed = replicas.shape[0] == n             # <<<<<<<<<<<<<<
@@ -27387,7 +27607,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
   __pyx_v_routed = ((__pyx_v_replicas.shape[0]) == __pyx_v_n);
 
-  /* "cachesim/_providers.pyx":648
+  /* "cachesim/_providers.pyx":662
  *     cdef uint64_t[::1] chain = chain_arr
  *     cdef bint routed = replicas.shape[0] == n
  *     cdef bint bounded = capacity_units > 0             # <<<<<<<<<<<<<<
@@ -27396,7 +27616,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
   __pyx_v_bounded = (__pyx_v_capacity_units > 0);
 
-  /* "cachesim/_providers.pyx":649
+  /* "cachesim/_providers.pyx":663
  *     cdef bint routed = replicas.shape[0] == n
  *     cdef bint bounded = capacity_units > 0
  *     if bounded and (tenant is None or tenant.shape[0] != n):             # <<<<<<<<<<<<<<
@@ -27428,7 +27648,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
   if (unlikely(__pyx_t_11)) {
 
 
-    /* "cachesim/_providers.pyx":650
+    /* "cachesim/_providers.pyx":664
  *     cdef bint bounded = capacity_units > 0
  *     if bounded and (tenant is None or tenant.shape[0] != n):
  *         raise ValueError("a capacity needs the tenant of every request")             # <<<<<<<<<<<<<<
@@ -27441,14 +27661,14 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
       PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_mstate_global->__pyx_kp_u_a_capacity_needs_the_tenant_of_e};
       __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 650, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 664, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(0, 650, __pyx_L1_error)
+    __PYX_ERR(0, 664, __pyx_L1_error)
 
-    /* "cachesim/_providers.pyx":649
+    /* "cachesim/_providers.pyx":663
  *     cdef bint routed = replicas.shape[0] == n
  *     cdef bint bounded = capacity_units > 0
  *     if bounded and (tenant is None or tenant.shape[0] != n):             # <<<<<<<<<<<<<<
@@ -27457,7 +27677,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
   }
 
-  /* "cachesim/_providers.pyx":651
+  /* "cachesim/_providers.pyx":665
  *     if bounded and (tenant is None or tenant.shape[0] != n):
  *         raise ValueError("a capacity needs the tenant of every request")
  *     cdef _Table replica_ids = _Table(64)       # namespace -> index into queues / resident             # <<<<<<<<<<<<<<
@@ -27470,13 +27690,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
     PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_mstate_global->__pyx_int_64};
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_mstate_global->__pyx_ptype_8cachesim_10_providers__Table, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 651, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 665, __pyx_L1_error)
     __Pyx_GOTREF((PyObject *)__pyx_t_1);
   }
   __pyx_v_replica_ids = ((struct __pyx_obj_8cachesim_10_providers__Table *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":654
+  /* "cachesim/_providers.pyx":668
  *     cdef vector[deque[pair[int64_t, uint64_t]]] queues
  *     cdef vector[int64_t] resident
  *     cdef int64_t seq = 0, rep, n_units, n_ins, victim_seq             # <<<<<<<<<<<<<<
@@ -27485,7 +27705,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
   __pyx_v_seq = 0;
 
-  /* "cachesim/_providers.pyx":657
+  /* "cachesim/_providers.pyx":671
  *     cdef pair[int64_t, uint64_t] item
  *     cdef Entry* v
  *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0             # <<<<<<<<<<<<<<
@@ -27510,7 +27730,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
   __pyx_L7_bool_binop_done:;
   __pyx_v_use_draws = __pyx_t_11;
 
-  /* "cachesim/_providers.pyx":658
+  /* "cachesim/_providers.pyx":672
  *     cdef Entry* v
  *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0
  *     cdef _Table table = _Table(64, forget_s)             # <<<<<<<<<<<<<<
@@ -27518,7 +27738,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
  *     cdef const uint32_t* toks
 */
   __pyx_t_4 = NULL;
-  __pyx_t_3 = PyFloat_FromDouble(__pyx_v_forget_s); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 658, __pyx_L1_error)
+  __pyx_t_3 = PyFloat_FromDouble(__pyx_v_forget_s); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 672, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __pyx_t_7 = 1;
   {
@@ -27526,13 +27746,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_mstate_global->__pyx_ptype_8cachesim_10_providers__Table, __pyx_callargs+__pyx_t_7, (3-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 658, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 672, __pyx_L1_error)
     __Pyx_GOTREF((PyObject *)__pyx_t_1);
   }
   __pyx_v_table = ((struct __pyx_obj_8cachesim_10_providers__Table *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":659
+  /* "cachesim/_providers.pyx":673
  *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0
  *     cdef _Table table = _Table(64, forget_s)
  *     table.lru = bounded             # <<<<<<<<<<<<<<
@@ -27541,7 +27761,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
   __pyx_v_table->lru = __pyx_v_bounded;
 
-  /* "cachesim/_providers.pyx":667
+  /* "cachesim/_providers.pyx":681
  *     cdef Entry* last
  *     cdef bint fresh
  *     cdef int err = 0             # <<<<<<<<<<<<<<
@@ -27550,7 +27770,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
   __pyx_v_err = 0;
 
-  /* "cachesim/_providers.pyx":668
+  /* "cachesim/_providers.pyx":682
  *     cdef bint fresh
  *     cdef int err = 0
  *     if unit_tokens < 1 or round_to < 1:             # <<<<<<<<<<<<<<
@@ -27576,7 +27796,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
   if (unlikely(__pyx_t_11)) {
 
 
-    /* "cachesim/_providers.pyx":669
+    /* "cachesim/_providers.pyx":683
  *     cdef int err = 0
  *     if unit_tokens < 1 or round_to < 1:
  *         raise ValueError("unit_tokens and round_to must be >= 1")             # <<<<<<<<<<<<<<
@@ -27589,14 +27809,14 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
       PyObject *__pyx_callargs[2] = {__pyx_t_3, __pyx_mstate_global->__pyx_kp_u_unit_tokens_and_round_to_must_be};
       __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 669, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 683, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(0, 669, __pyx_L1_error)
+    __PYX_ERR(0, 683, __pyx_L1_error)
 
-    /* "cachesim/_providers.pyx":668
+    /* "cachesim/_providers.pyx":682
  *     cdef bint fresh
  *     cdef int err = 0
  *     if unit_tokens < 1 or round_to < 1:             # <<<<<<<<<<<<<<
@@ -27605,7 +27825,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
   }
 
-  /* "cachesim/_providers.pyx":671
+  /* "cachesim/_providers.pyx":685
  *         raise ValueError("unit_tokens and round_to must be >= 1")
  *     # the first unit end: the smallest k*unit - hidden that is >= 1
  *     first = unit_tokens - hidden_tokens % unit_tokens             # <<<<<<<<<<<<<<
@@ -27614,7 +27834,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
   __pyx_v_first = (__pyx_v_unit_tokens - (__pyx_v_hidden_tokens % __pyx_v_unit_tokens));
 
-  /* "cachesim/_providers.pyx":672
+  /* "cachesim/_providers.pyx":686
  *     # the first unit end: the smallest k*unit - hidden that is >= 1
  *     first = unit_tokens - hidden_tokens % unit_tokens
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -27627,7 +27847,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "cachesim/_providers.pyx":673
+        /* "cachesim/_providers.pyx":687
  *     first = unit_tokens - hidden_tokens % unit_tokens
  *     with nogil:
  *         for r in range(n):             # <<<<<<<<<<<<<<
@@ -27641,7 +27861,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
         for (__pyx_t_15 = 0; __pyx_t_15 < __pyx_t_14; __pyx_t_15+=1) {
           __pyx_v_r = __pyx_t_15;
 
-          /* "cachesim/_providers.pyx":674
+          /* "cachesim/_providers.pyx":688
  *     with nogil:
  *         for r in range(n):
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL             # <<<<<<<<<<<<<<
@@ -27662,7 +27882,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
           __pyx_v_toks = __pyx_t_16;
 
-          /* "cachesim/_providers.pyx":675
+          /* "cachesim/_providers.pyx":689
  *         for r in range(n):
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL
  *             length = token_offsets[r + 1] - token_offsets[r]             # <<<<<<<<<<<<<<
@@ -27673,7 +27893,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           __pyx_t_17 = __pyx_v_r;
           __pyx_v_length = ((*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_18)) ))) - (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_17)) ))));
 
-          /* "cachesim/_providers.pyx":676
+          /* "cachesim/_providers.pyx":690
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL
  *             length = token_offsets[r + 1] - token_offsets[r]
  *             ns_r = ns[r]             # <<<<<<<<<<<<<<
@@ -27683,7 +27903,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           __pyx_t_17 = __pyx_v_r;
           __pyx_v_ns_r = (*((uint64_t const  *) ( /* dim=0 */ ((char *) (((uint64_t const  *) __pyx_v_ns.data) + __pyx_t_17)) )));
 
-          /* "cachesim/_providers.pyx":677
+          /* "cachesim/_providers.pyx":691
  *             length = token_offsets[r + 1] - token_offsets[r]
  *             ns_r = ns[r]
  *             table.now = t[r]             # <<<<<<<<<<<<<<
@@ -27693,7 +27913,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           __pyx_t_17 = __pyx_v_r;
           __pyx_v_table->now = (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_17)) )));
 
-          /* "cachesim/_providers.pyx":678
+          /* "cachesim/_providers.pyx":692
  *             ns_r = ns[r]
  *             table.now = t[r]
  *             c_chain(toks, length, &chain[0])             # <<<<<<<<<<<<<<
@@ -27703,7 +27923,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           __pyx_t_17 = 0;
           __pyx_f_8cachesim_10_providers_c_chain(__pyx_v_toks, __pyx_v_length, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_17)) )))));
 
-          /* "cachesim/_providers.pyx":679
+          /* "cachesim/_providers.pyx":693
  *             table.now = t[r]
  *             c_chain(toks, length, &chain[0])
  *             matched = 0             # <<<<<<<<<<<<<<
@@ -27712,7 +27932,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
           __pyx_v_matched = 0;
 
-          /* "cachesim/_providers.pyx":680
+          /* "cachesim/_providers.pyx":694
  *             c_chain(toks, length, &chain[0])
  *             matched = 0
  *             last = NULL             # <<<<<<<<<<<<<<
@@ -27721,7 +27941,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
           __pyx_v_last = NULL;
 
-          /* "cachesim/_providers.pyx":681
+          /* "cachesim/_providers.pyx":695
  *             matched = 0
  *             last = NULL
  *             if use_draws and miss_draw[r] < miss_probability:             # <<<<<<<<<<<<<<
@@ -27744,7 +27964,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           if (__pyx_t_11) {
 
 
-            /* "cachesim/_providers.pyx":682
+            /* "cachesim/_providers.pyx":696
  *             last = NULL
  *             if use_draws and miss_draw[r] < miss_probability:
  *                 flags[r] |= F_SERVER_MISS             # <<<<<<<<<<<<<<
@@ -27754,7 +27974,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             __pyx_t_17 = __pyx_v_r;
             *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_17)) )) |= __pyx_e_8cachesim_10_providers_F_SERVER_MISS;
 
-            /* "cachesim/_providers.pyx":681
+            /* "cachesim/_providers.pyx":695
  *             matched = 0
  *             last = NULL
  *             if use_draws and miss_draw[r] < miss_probability:             # <<<<<<<<<<<<<<
@@ -27764,7 +27984,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             goto __pyx_L17;
           }
 
-          /* "cachesim/_providers.pyx":684
+          /* "cachesim/_providers.pyx":698
  *                 flags[r] |= F_SERVER_MISS
  *             else:
  *                 p = first             # <<<<<<<<<<<<<<
@@ -27774,7 +27994,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           /*else*/ {
             __pyx_v_p = __pyx_v_first;
 
-            /* "cachesim/_providers.pyx":685
+            /* "cachesim/_providers.pyx":699
  *             else:
  *                 p = first
  *                 while p <= length:             # <<<<<<<<<<<<<<
@@ -27787,7 +28007,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
               if (!__pyx_t_11) break;
 
-              /* "cachesim/_providers.pyx":686
+              /* "cachesim/_providers.pyx":700
  *                 p = first
  *                 while p <= length:
  *                     e = table.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))             # <<<<<<<<<<<<<<
@@ -27797,7 +28017,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_t_17 = 0;
               __pyx_v_e = __pyx_f_8cachesim_10_providers_6_Table_recall(__pyx_v_table, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_17)) )))), __pyx_v_p), __pyx_v_ns_r));
 
-              /* "cachesim/_providers.pyx":687
+              /* "cachesim/_providers.pyx":701
  *                 while p <= length:
  *                     e = table.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))
  *                     if e != NULL and e.aux & A_EVICTED:             # <<<<<<<<<<<<<<
@@ -27823,7 +28043,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               if (__pyx_t_11) {
 
 
-                /* "cachesim/_providers.pyx":688
+                /* "cachesim/_providers.pyx":702
  *                     e = table.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))
  *                     if e != NULL and e.aux & A_EVICTED:
  *                         flags[r] |= F_EVICTED             # <<<<<<<<<<<<<<
@@ -27833,7 +28053,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 __pyx_t_17 = __pyx_v_r;
                 *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_17)) )) |= __pyx_e_8cachesim_10_providers_F_EVICTED;
 
-                /* "cachesim/_providers.pyx":689
+                /* "cachesim/_providers.pyx":703
  *                     if e != NULL and e.aux & A_EVICTED:
  *                         flags[r] |= F_EVICTED
  *                         evicted_by[r] = <int32_t> (e.aux >> 8)             # <<<<<<<<<<<<<<
@@ -27843,7 +28063,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 __pyx_t_17 = __pyx_v_r;
                 *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_evicted_by.data) + __pyx_t_17)) )) = ((int32_t)(__pyx_v_e->aux >> 8));
 
-                /* "cachesim/_providers.pyx":690
+                /* "cachesim/_providers.pyx":704
  *                         flags[r] |= F_EVICTED
  *                         evicted_by[r] = <int32_t> (e.aux >> 8)
  *                         break             # <<<<<<<<<<<<<<
@@ -27852,7 +28072,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 goto __pyx_L21_break;
 
-                /* "cachesim/_providers.pyx":687
+                /* "cachesim/_providers.pyx":701
  *                 while p <= length:
  *                     e = table.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))
  *                     if e != NULL and e.aux & A_EVICTED:             # <<<<<<<<<<<<<<
@@ -27861,7 +28081,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               }
 
-              /* "cachesim/_providers.pyx":691
+              /* "cachesim/_providers.pyx":705
  *                         evicted_by[r] = <int32_t> (e.aux >> 8)
  *                         break
  *                     if not live(e, t[r]):             # <<<<<<<<<<<<<<
@@ -27874,7 +28094,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               if (__pyx_t_11) {
 
 
-                /* "cachesim/_providers.pyx":692
+                /* "cachesim/_providers.pyx":706
  *                         break
  *                     if not live(e, t[r]):
  *                         if e != NULL:             # <<<<<<<<<<<<<<
@@ -27886,7 +28106,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 if (__pyx_t_11) {
 
 
-                  /* "cachesim/_providers.pyx":693
+                  /* "cachesim/_providers.pyx":707
  *                     if not live(e, t[r]):
  *                         if e != NULL:
  *                             flags[r] |= F_EXPIRED if t[r] >= e.expires_at else F_NOT_READY             # <<<<<<<<<<<<<<
@@ -27908,7 +28128,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                   *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_17)) )) |= __pyx_t_19;
 
 
-                  /* "cachesim/_providers.pyx":692
+                  /* "cachesim/_providers.pyx":706
  *                         break
  *                     if not live(e, t[r]):
  *                         if e != NULL:             # <<<<<<<<<<<<<<
@@ -27917,7 +28137,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 }
 
-                /* "cachesim/_providers.pyx":694
+                /* "cachesim/_providers.pyx":708
  *                         if e != NULL:
  *                             flags[r] |= F_EXPIRED if t[r] >= e.expires_at else F_NOT_READY
  *                         break             # <<<<<<<<<<<<<<
@@ -27926,7 +28146,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 goto __pyx_L21_break;
 
-                /* "cachesim/_providers.pyx":691
+                /* "cachesim/_providers.pyx":705
  *                         evicted_by[r] = <int32_t> (e.aux >> 8)
  *                         break
  *                     if not live(e, t[r]):             # <<<<<<<<<<<<<<
@@ -27935,7 +28155,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               }
 
-              /* "cachesim/_providers.pyx":695
+              /* "cachesim/_providers.pyx":709
  *                             flags[r] |= F_EXPIRED if t[r] >= e.expires_at else F_NOT_READY
  *                         break
  *                     matched = p             # <<<<<<<<<<<<<<
@@ -27944,7 +28164,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_matched = __pyx_v_p;
 
-              /* "cachesim/_providers.pyx":696
+              /* "cachesim/_providers.pyx":710
  *                         break
  *                     matched = p
  *                     last = e             # <<<<<<<<<<<<<<
@@ -27953,7 +28173,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_last = __pyx_v_e;
 
-              /* "cachesim/_providers.pyx":697
+              /* "cachesim/_providers.pyx":711
  *                     matched = p
  *                     last = e
  *                     p += unit_tokens             # <<<<<<<<<<<<<<
@@ -27964,7 +28184,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             }
             __pyx_L21_break:;
 
-            /* "cachesim/_providers.pyx":698
+            /* "cachesim/_providers.pyx":712
  *                     last = e
  *                     p += unit_tokens
  *                 if token_exact and last != NULL:             # <<<<<<<<<<<<<<
@@ -27986,7 +28206,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             if (__pyx_t_11) {
 
 
-              /* "cachesim/_providers.pyx":700
+              /* "cachesim/_providers.pyx":714
  *                 if token_exact and last != NULL:
  *                     # the partial unit after the match, against the latest prompt that went through it
  *                     other = &tokens[0] + token_offsets[last.writer]             # <<<<<<<<<<<<<<
@@ -27997,7 +28217,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_t_18 = __pyx_v_last->writer;
               __pyx_v_other = ((&(*((uint32_t const  *) ( /* dim=0 */ ((char *) (((uint32_t const  *) __pyx_v_tokens.data) + __pyx_t_17)) )))) + (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_18)) ))));
 
-              /* "cachesim/_providers.pyx":701
+              /* "cachesim/_providers.pyx":715
  *                     # the partial unit after the match, against the latest prompt that went through it
  *                     other = &tokens[0] + token_offsets[last.writer]
  *                     other_len = token_offsets[last.writer + 1] - token_offsets[last.writer]             # <<<<<<<<<<<<<<
@@ -28008,7 +28228,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_t_17 = __pyx_v_last->writer;
               __pyx_v_other_len = ((*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_18)) ))) - (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_17)) ))));
 
-              /* "cachesim/_providers.pyx":702
+              /* "cachesim/_providers.pyx":716
  *                     other = &tokens[0] + token_offsets[last.writer]
  *                     other_len = token_offsets[last.writer + 1] - token_offsets[last.writer]
  *                     lim = min(length, other_len)             # <<<<<<<<<<<<<<
@@ -28032,7 +28252,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_v_lim = __pyx_t_22;
 
 
-              /* "cachesim/_providers.pyx":703
+              /* "cachesim/_providers.pyx":717
  *                     other_len = token_offsets[last.writer + 1] - token_offsets[last.writer]
  *                     lim = min(length, other_len)
  *                     lim = min(lim, matched + unit_tokens - 1)             # <<<<<<<<<<<<<<
@@ -28056,7 +28276,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_v_lim = __pyx_t_21;
 
 
-              /* "cachesim/_providers.pyx":704
+              /* "cachesim/_providers.pyx":718
  *                     lim = min(length, other_len)
  *                     lim = min(lim, matched + unit_tokens - 1)
  *                     x = matched             # <<<<<<<<<<<<<<
@@ -28065,7 +28285,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_x = __pyx_v_matched;
 
-              /* "cachesim/_providers.pyx":705
+              /* "cachesim/_providers.pyx":719
  *                     lim = min(lim, matched + unit_tokens - 1)
  *                     x = matched
  *                     while x < lim and toks[x] == other[x]:             # <<<<<<<<<<<<<<
@@ -28092,7 +28312,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
                 if (!__pyx_t_11) break;
 
-                /* "cachesim/_providers.pyx":706
+                /* "cachesim/_providers.pyx":720
  *                     x = matched
  *                     while x < lim and toks[x] == other[x]:
  *                         x += 1             # <<<<<<<<<<<<<<
@@ -28102,7 +28322,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 __pyx_v_x = (__pyx_v_x + 1);
               }
 
-              /* "cachesim/_providers.pyx":707
+              /* "cachesim/_providers.pyx":721
  *                     while x < lim and toks[x] == other[x]:
  *                         x += 1
  *                     matched = x             # <<<<<<<<<<<<<<
@@ -28111,7 +28331,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_matched = __pyx_v_x;
 
-              /* "cachesim/_providers.pyx":698
+              /* "cachesim/_providers.pyx":712
  *                     last = e
  *                     p += unit_tokens
  *                 if token_exact and last != NULL:             # <<<<<<<<<<<<<<
@@ -28122,7 +28342,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           }
           __pyx_L17:;
 
-          /* "cachesim/_providers.pyx":708
+          /* "cachesim/_providers.pyx":722
  *                         x += 1
  *                     matched = x
  *             cached = matched - matched % round_to             # <<<<<<<<<<<<<<
@@ -28131,7 +28351,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
           __pyx_v_cached = (__pyx_v_matched - (__pyx_v_matched % __pyx_v_round_to));
 
-          /* "cachesim/_providers.pyx":709
+          /* "cachesim/_providers.pyx":723
  *                     matched = x
  *             cached = matched - matched % round_to
  *             if length < min_tokens or cached < min_tokens:             # <<<<<<<<<<<<<<
@@ -28157,7 +28377,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           if (__pyx_t_11) {
 
 
-            /* "cachesim/_providers.pyx":710
+            /* "cachesim/_providers.pyx":724
  *             cached = matched - matched % round_to
  *             if length < min_tokens or cached < min_tokens:
  *                 if length < min_tokens:             # <<<<<<<<<<<<<<
@@ -28169,7 +28389,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             if (__pyx_t_11) {
 
 
-              /* "cachesim/_providers.pyx":711
+              /* "cachesim/_providers.pyx":725
  *             if length < min_tokens or cached < min_tokens:
  *                 if length < min_tokens:
  *                     flags[r] |= F_BELOW_MIN             # <<<<<<<<<<<<<<
@@ -28179,7 +28399,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_t_17 = __pyx_v_r;
               *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_17)) )) |= __pyx_e_8cachesim_10_providers_F_BELOW_MIN;
 
-              /* "cachesim/_providers.pyx":710
+              /* "cachesim/_providers.pyx":724
  *             cached = matched - matched % round_to
  *             if length < min_tokens or cached < min_tokens:
  *                 if length < min_tokens:             # <<<<<<<<<<<<<<
@@ -28188,7 +28408,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
             }
 
-            /* "cachesim/_providers.pyx":712
+            /* "cachesim/_providers.pyx":726
  *                 if length < min_tokens:
  *                     flags[r] |= F_BELOW_MIN
  *                 cached = 0             # <<<<<<<<<<<<<<
@@ -28197,7 +28417,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
             __pyx_v_cached = 0;
 
-            /* "cachesim/_providers.pyx":709
+            /* "cachesim/_providers.pyx":723
  *                     matched = x
  *             cached = matched - matched % round_to
  *             if length < min_tokens or cached < min_tokens:             # <<<<<<<<<<<<<<
@@ -28206,7 +28426,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
           }
 
-          /* "cachesim/_providers.pyx":713
+          /* "cachesim/_providers.pyx":727
  *                     flags[r] |= F_BELOW_MIN
  *                 cached = 0
  *             read[r] = cached             # <<<<<<<<<<<<<<
@@ -28216,7 +28436,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           __pyx_t_17 = __pyx_v_r;
           *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_read.data) + __pyx_t_17)) )) = __pyx_v_cached;
 
-          /* "cachesim/_providers.pyx":714
+          /* "cachesim/_providers.pyx":728
  *                 cached = 0
  *             read[r] = cached
  *             if routed and not (flags[r] & F_SERVER_MISS):             # <<<<<<<<<<<<<<
@@ -28239,7 +28459,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           if (__pyx_t_11) {
 
 
-            /* "cachesim/_providers.pyx":716
+            /* "cachesim/_providers.pyx":730
  *             if routed and not (flags[r] & F_SERVER_MISS):
  *                 # would another replica of this routing key have served more?
  *                 for alt in range(replica_max[r]):             # <<<<<<<<<<<<<<
@@ -28254,7 +28474,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             for (__pyx_t_21 = 0; __pyx_t_21 < __pyx_t_24; __pyx_t_21+=1) {
               __pyx_v_alt = __pyx_t_21;
 
-              /* "cachesim/_providers.pyx":717
+              /* "cachesim/_providers.pyx":731
  *                 # would another replica of this routing key have served more?
  *                 for alt in range(replica_max[r]):
  *                     if alt == replicas[r]:             # <<<<<<<<<<<<<<
@@ -28267,7 +28487,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               if (__pyx_t_11) {
 
 
-                /* "cachesim/_providers.pyx":718
+                /* "cachesim/_providers.pyx":732
  *                 for alt in range(replica_max[r]):
  *                     if alt == replicas[r]:
  *                         continue             # <<<<<<<<<<<<<<
@@ -28276,7 +28496,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 goto __pyx_L41_continue;
 
-                /* "cachesim/_providers.pyx":717
+                /* "cachesim/_providers.pyx":731
  *                 # would another replica of this routing key have served more?
  *                 for alt in range(replica_max[r]):
  *                     if alt == replicas[r]:             # <<<<<<<<<<<<<<
@@ -28285,7 +28505,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               }
 
-              /* "cachesim/_providers.pyx":719
+              /* "cachesim/_providers.pyx":733
  *                     if alt == replicas[r]:
  *                         continue
  *                     p = first             # <<<<<<<<<<<<<<
@@ -28294,7 +28514,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_p = __pyx_v_first;
 
-              /* "cachesim/_providers.pyx":720
+              /* "cachesim/_providers.pyx":734
  *                         continue
  *                     p = first
  *                     x = 0             # <<<<<<<<<<<<<<
@@ -28303,7 +28523,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_x = 0;
 
-              /* "cachesim/_providers.pyx":721
+              /* "cachesim/_providers.pyx":735
  *                     p = first
  *                     x = 0
  *                     while p <= length:             # <<<<<<<<<<<<<<
@@ -28316,7 +28536,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
                 if (!__pyx_t_11) break;
 
-                /* "cachesim/_providers.pyx":722
+                /* "cachesim/_providers.pyx":736
  *                     x = 0
  *                     while p <= length:
  *                         if not live(table.recall(c_nskey(c_key_at(toks, &chain[0], p), c_nskey(route_key[r], alt))),             # <<<<<<<<<<<<<<
@@ -28326,7 +28546,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 __pyx_t_17 = 0;
                 __pyx_t_18 = __pyx_v_r;
 
-                /* "cachesim/_providers.pyx":723
+                /* "cachesim/_providers.pyx":737
  *                     while p <= length:
  *                         if not live(table.recall(c_nskey(c_key_at(toks, &chain[0], p), c_nskey(route_key[r], alt))),
  *                                     t[r]):             # <<<<<<<<<<<<<<
@@ -28335,7 +28555,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 __pyx_t_25 = __pyx_v_r;
 
-                /* "cachesim/_providers.pyx":722
+                /* "cachesim/_providers.pyx":736
  *                     x = 0
  *                     while p <= length:
  *                         if not live(table.recall(c_nskey(c_key_at(toks, &chain[0], p), c_nskey(route_key[r], alt))),             # <<<<<<<<<<<<<<
@@ -28347,7 +28567,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 if (__pyx_t_11) {
 
 
-                  /* "cachesim/_providers.pyx":724
+                  /* "cachesim/_providers.pyx":738
  *                         if not live(table.recall(c_nskey(c_key_at(toks, &chain[0], p), c_nskey(route_key[r], alt))),
  *                                     t[r]):
  *                             break             # <<<<<<<<<<<<<<
@@ -28356,7 +28576,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                   goto __pyx_L45_break;
 
-                  /* "cachesim/_providers.pyx":722
+                  /* "cachesim/_providers.pyx":736
  *                     x = 0
  *                     while p <= length:
  *                         if not live(table.recall(c_nskey(c_key_at(toks, &chain[0], p), c_nskey(route_key[r], alt))),             # <<<<<<<<<<<<<<
@@ -28365,7 +28585,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 }
 
-                /* "cachesim/_providers.pyx":725
+                /* "cachesim/_providers.pyx":739
  *                                     t[r]):
  *                             break
  *                         x = p             # <<<<<<<<<<<<<<
@@ -28374,7 +28594,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 __pyx_v_x = __pyx_v_p;
 
-                /* "cachesim/_providers.pyx":726
+                /* "cachesim/_providers.pyx":740
  *                             break
  *                         x = p
  *                         p += unit_tokens             # <<<<<<<<<<<<<<
@@ -28385,7 +28605,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               }
               __pyx_L45_break:;
 
-              /* "cachesim/_providers.pyx":727
+              /* "cachesim/_providers.pyx":741
  *                         x = p
  *                         p += unit_tokens
  *                     if x >= min_tokens and x - x % round_to > cached:             # <<<<<<<<<<<<<<
@@ -28411,7 +28631,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               if (__pyx_t_11) {
 
 
-                /* "cachesim/_providers.pyx":728
+                /* "cachesim/_providers.pyx":742
  *                         p += unit_tokens
  *                     if x >= min_tokens and x - x % round_to > cached:
  *                         flags[r] |= F_OVERFLOW             # <<<<<<<<<<<<<<
@@ -28421,7 +28641,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 __pyx_t_25 = __pyx_v_r;
                 *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_25)) )) |= __pyx_e_8cachesim_10_providers_F_OVERFLOW;
 
-                /* "cachesim/_providers.pyx":729
+                /* "cachesim/_providers.pyx":743
  *                     if x >= min_tokens and x - x % round_to > cached:
  *                         flags[r] |= F_OVERFLOW
  *                         break             # <<<<<<<<<<<<<<
@@ -28430,7 +28650,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 goto __pyx_L42_break;
 
-                /* "cachesim/_providers.pyx":727
+                /* "cachesim/_providers.pyx":741
  *                         x = p
  *                         p += unit_tokens
  *                     if x >= min_tokens and x - x % round_to > cached:             # <<<<<<<<<<<<<<
@@ -28443,7 +28663,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             __pyx_L42_break:;
 
 
-            /* "cachesim/_providers.pyx":714
+            /* "cachesim/_providers.pyx":728
  *                 cached = 0
  *             read[r] = cached
  *             if routed and not (flags[r] & F_SERVER_MISS):             # <<<<<<<<<<<<<<
@@ -28452,7 +28672,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
           }
 
-          /* "cachesim/_providers.pyx":731
+          /* "cachesim/_providers.pyx":745
  *                         break
  *             # insert (and touch) every unit of the prompt
  *             if not bounded:             # <<<<<<<<<<<<<<
@@ -28464,7 +28684,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           if (__pyx_t_11) {
 
 
-            /* "cachesim/_providers.pyx":732
+            /* "cachesim/_providers.pyx":746
  *             # insert (and touch) every unit of the prompt
  *             if not bounded:
  *                 p = first             # <<<<<<<<<<<<<<
@@ -28473,7 +28693,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
             __pyx_v_p = __pyx_v_first;
 
-            /* "cachesim/_providers.pyx":733
+            /* "cachesim/_providers.pyx":747
  *             if not bounded:
  *                 p = first
  *                 while p <= length:             # <<<<<<<<<<<<<<
@@ -28486,7 +28706,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
               if (!__pyx_t_11) break;
 
-              /* "cachesim/_providers.pyx":734
+              /* "cachesim/_providers.pyx":748
  *                 p = first
  *                 while p <= length:
  *                     e = table.insert(c_nskey(c_key_at(toks, &chain[0], p), ns_r), &fresh)             # <<<<<<<<<<<<<<
@@ -28496,7 +28716,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_t_25 = 0;
               __pyx_v_e = ((struct __pyx_vtabstruct_8cachesim_10_providers__Table *)__pyx_v_table->__pyx_vtab)->insert(__pyx_v_table, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_25)) )))), __pyx_v_p), __pyx_v_ns_r), (&__pyx_v_fresh));
 
-              /* "cachesim/_providers.pyx":735
+              /* "cachesim/_providers.pyx":749
  *                 while p <= length:
  *                     e = table.insert(c_nskey(c_key_at(toks, &chain[0], p), ns_r), &fresh)
  *                     if e == NULL:             # <<<<<<<<<<<<<<
@@ -28508,7 +28728,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               if (__pyx_t_11) {
 
 
-                /* "cachesim/_providers.pyx":736
+                /* "cachesim/_providers.pyx":750
  *                     e = table.insert(c_nskey(c_key_at(toks, &chain[0], p), ns_r), &fresh)
  *                     if e == NULL:
  *                         err = 1             # <<<<<<<<<<<<<<
@@ -28517,7 +28737,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 __pyx_v_err = 1;
 
-                /* "cachesim/_providers.pyx":737
+                /* "cachesim/_providers.pyx":751
  *                     if e == NULL:
  *                         err = 1
  *                         break             # <<<<<<<<<<<<<<
@@ -28526,7 +28746,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 goto __pyx_L52_break;
 
-                /* "cachesim/_providers.pyx":735
+                /* "cachesim/_providers.pyx":749
  *                 while p <= length:
  *                     e = table.insert(c_nskey(c_key_at(toks, &chain[0], p), ns_r), &fresh)
  *                     if e == NULL:             # <<<<<<<<<<<<<<
@@ -28535,7 +28755,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               }
 
-              /* "cachesim/_providers.pyx":738
+              /* "cachesim/_providers.pyx":752
  *                         err = 1
  *                         break
  *                     if fresh or t[r] >= e.expires_at:             # <<<<<<<<<<<<<<
@@ -28558,7 +28778,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               if (__pyx_t_11) {
 
 
-                /* "cachesim/_providers.pyx":739
+                /* "cachesim/_providers.pyx":753
  *                         break
  *                     if fresh or t[r] >= e.expires_at:
  *                         e.base = t[r]             # <<<<<<<<<<<<<<
@@ -28568,7 +28788,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 __pyx_t_25 = __pyx_v_r;
                 __pyx_v_e->base = (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_25)) )));
 
-                /* "cachesim/_providers.pyx":740
+                /* "cachesim/_providers.pyx":754
  *                     if fresh or t[r] >= e.expires_at:
  *                         e.base = t[r]
  *                         e.available_at = t[r] + ttft_s             # <<<<<<<<<<<<<<
@@ -28578,7 +28798,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 __pyx_t_25 = __pyx_v_r;
                 __pyx_v_e->available_at = ((*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_25)) ))) + __pyx_v_ttft_s);
 
-                /* "cachesim/_providers.pyx":738
+                /* "cachesim/_providers.pyx":752
  *                         err = 1
  *                         break
  *                     if fresh or t[r] >= e.expires_at:             # <<<<<<<<<<<<<<
@@ -28587,7 +28807,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               }
 
-              /* "cachesim/_providers.pyx":741
+              /* "cachesim/_providers.pyx":755
  *                         e.base = t[r]
  *                         e.available_at = t[r] + ttft_s
  *                     e.expires_at = min(t[r] + idle_ttl_s, e.base + max_age_s)             # <<<<<<<<<<<<<<
@@ -28612,7 +28832,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_v_e->expires_at = __pyx_t_28;
 
 
-              /* "cachesim/_providers.pyx":742
+              /* "cachesim/_providers.pyx":756
  *                         e.available_at = t[r] + ttft_s
  *                     e.expires_at = min(t[r] + idle_ttl_s, e.base + max_age_s)
  *                     e.writer = r             # <<<<<<<<<<<<<<
@@ -28621,7 +28841,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_e->writer = __pyx_v_r;
 
-              /* "cachesim/_providers.pyx":743
+              /* "cachesim/_providers.pyx":757
  *                     e.expires_at = min(t[r] + idle_ttl_s, e.base + max_age_s)
  *                     e.writer = r
  *                     p += unit_tokens             # <<<<<<<<<<<<<<
@@ -28632,7 +28852,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             }
             __pyx_L52_break:;
 
-            /* "cachesim/_providers.pyx":731
+            /* "cachesim/_providers.pyx":745
  *                         break
  *             # insert (and touch) every unit of the prompt
  *             if not bounded:             # <<<<<<<<<<<<<<
@@ -28642,7 +28862,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             goto __pyx_L50;
           }
 
-          /* "cachesim/_providers.pyx":745
+          /* "cachesim/_providers.pyx":759
  *                     p += unit_tokens
  *             else:
  *                 e = replica_ids.insert(ns_r, &fresh)             # <<<<<<<<<<<<<<
@@ -28652,7 +28872,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           /*else*/ {
             __pyx_v_e = ((struct __pyx_vtabstruct_8cachesim_10_providers__Table *)__pyx_v_replica_ids->__pyx_vtab)->insert(__pyx_v_replica_ids, __pyx_v_ns_r, (&__pyx_v_fresh));
 
-            /* "cachesim/_providers.pyx":746
+            /* "cachesim/_providers.pyx":760
  *             else:
  *                 e = replica_ids.insert(ns_r, &fresh)
  *                 if e == NULL:             # <<<<<<<<<<<<<<
@@ -28664,7 +28884,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             if (__pyx_t_11) {
 
 
-              /* "cachesim/_providers.pyx":747
+              /* "cachesim/_providers.pyx":761
  *                 e = replica_ids.insert(ns_r, &fresh)
  *                 if e == NULL:
  *                     err = 1             # <<<<<<<<<<<<<<
@@ -28673,7 +28893,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_err = 1;
 
-              /* "cachesim/_providers.pyx":748
+              /* "cachesim/_providers.pyx":762
  *                 if e == NULL:
  *                     err = 1
  *                     break             # <<<<<<<<<<<<<<
@@ -28682,7 +28902,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               goto __pyx_L16_break;
 
-              /* "cachesim/_providers.pyx":746
+              /* "cachesim/_providers.pyx":760
  *             else:
  *                 e = replica_ids.insert(ns_r, &fresh)
  *                 if e == NULL:             # <<<<<<<<<<<<<<
@@ -28691,7 +28911,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
             }
 
-            /* "cachesim/_providers.pyx":749
+            /* "cachesim/_providers.pyx":763
  *                     err = 1
  *                     break
  *                 if fresh:             # <<<<<<<<<<<<<<
@@ -28700,7 +28920,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
             if (__pyx_v_fresh) {
 
-              /* "cachesim/_providers.pyx":750
+              /* "cachesim/_providers.pyx":764
  *                     break
  *                 if fresh:
  *                     e.writer = <int64_t> queues.size()             # <<<<<<<<<<<<<<
@@ -28709,7 +28929,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_e->writer = ((int64_t)__pyx_v_queues.size());
 
-              /* "cachesim/_providers.pyx":751
+              /* "cachesim/_providers.pyx":765
  *                 if fresh:
  *                     e.writer = <int64_t> queues.size()
  *                     queues.push_back(deque[pair[int64_t, uint64_t]]())             # <<<<<<<<<<<<<<
@@ -28722,7 +28942,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
                 __Pyx_CppExn2PyErr();
                 __Pyx_PyGILState_Release(__pyx_gilstate_save);
-                __PYX_ERR(0, 751, __pyx_L13_error)
+                __PYX_ERR(0, 765, __pyx_L13_error)
               }
               try {
                 __pyx_v_queues.push_back(__pyx_t_29);
@@ -28730,11 +28950,11 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
                 __Pyx_CppExn2PyErr();
                 __Pyx_PyGILState_Release(__pyx_gilstate_save);
-                __PYX_ERR(0, 751, __pyx_L13_error)
+                __PYX_ERR(0, 765, __pyx_L13_error)
               }
 
 
-              /* "cachesim/_providers.pyx":752
+              /* "cachesim/_providers.pyx":766
  *                     e.writer = <int64_t> queues.size()
  *                     queues.push_back(deque[pair[int64_t, uint64_t]]())
  *                     resident.push_back(0)             # <<<<<<<<<<<<<<
@@ -28747,10 +28967,10 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
                 __Pyx_CppExn2PyErr();
                 __Pyx_PyGILState_Release(__pyx_gilstate_save);
-                __PYX_ERR(0, 752, __pyx_L13_error)
+                __PYX_ERR(0, 766, __pyx_L13_error)
               }
 
-              /* "cachesim/_providers.pyx":749
+              /* "cachesim/_providers.pyx":763
  *                     err = 1
  *                     break
  *                 if fresh:             # <<<<<<<<<<<<<<
@@ -28759,7 +28979,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
             }
 
-            /* "cachesim/_providers.pyx":753
+            /* "cachesim/_providers.pyx":767
  *                     queues.push_back(deque[pair[int64_t, uint64_t]]())
  *                     resident.push_back(0)
  *                 rep = e.writer             # <<<<<<<<<<<<<<
@@ -28770,7 +28990,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
             __pyx_v_rep = __pyx_t_21;
 
-            /* "cachesim/_providers.pyx":754
+            /* "cachesim/_providers.pyx":768
  *                     resident.push_back(0)
  *                 rep = e.writer
  *                 n_units = (length - first) // unit_tokens + 1 if length >= first else 0             # <<<<<<<<<<<<<<
@@ -28789,7 +29009,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
             __pyx_v_n_units = __pyx_t_21;
 
-            /* "cachesim/_providers.pyx":755
+            /* "cachesim/_providers.pyx":769
  *                 rep = e.writer
  *                 n_units = (length - first) // unit_tokens + 1 if length >= first else 0
  *                 n_ins = min(n_units, capacity_units)             # <<<<<<<<<<<<<<
@@ -28813,7 +29033,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             __pyx_v_n_ins = __pyx_t_20;
 
 
-            /* "cachesim/_providers.pyx":756
+            /* "cachesim/_providers.pyx":770
  *                 n_units = (length - first) // unit_tokens + 1 if length >= first else 0
  *                 n_ins = min(n_units, capacity_units)
  *                 for j in range(n_ins - 1, -1, -1):        # deepest first: the prefix ends most recent             # <<<<<<<<<<<<<<
@@ -28823,7 +29043,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             for (__pyx_t_20 = (__pyx_v_n_ins - 1); __pyx_t_20 > -1L; __pyx_t_20-=1) {
               __pyx_v_j = __pyx_t_20;
 
-              /* "cachesim/_providers.pyx":757
+              /* "cachesim/_providers.pyx":771
  *                 n_ins = min(n_units, capacity_units)
  *                 for j in range(n_ins - 1, -1, -1):        # deepest first: the prefix ends most recent
  *                     p = first + j * unit_tokens             # <<<<<<<<<<<<<<
@@ -28832,7 +29052,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_p = (__pyx_v_first + (__pyx_v_j * __pyx_v_unit_tokens));
 
-              /* "cachesim/_providers.pyx":758
+              /* "cachesim/_providers.pyx":772
  *                 for j in range(n_ins - 1, -1, -1):        # deepest first: the prefix ends most recent
  *                     p = first + j * unit_tokens
  *                     e = table.insert(c_nskey(c_key_at(toks, &chain[0], p), ns_r), &fresh)             # <<<<<<<<<<<<<<
@@ -28842,7 +29062,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_t_25 = 0;
               __pyx_v_e = ((struct __pyx_vtabstruct_8cachesim_10_providers__Table *)__pyx_v_table->__pyx_vtab)->insert(__pyx_v_table, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_25)) )))), __pyx_v_p), __pyx_v_ns_r), (&__pyx_v_fresh));
 
-              /* "cachesim/_providers.pyx":759
+              /* "cachesim/_providers.pyx":773
  *                     p = first + j * unit_tokens
  *                     e = table.insert(c_nskey(c_key_at(toks, &chain[0], p), ns_r), &fresh)
  *                     if e == NULL:             # <<<<<<<<<<<<<<
@@ -28854,7 +29074,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               if (__pyx_t_11) {
 
 
-                /* "cachesim/_providers.pyx":760
+                /* "cachesim/_providers.pyx":774
  *                     e = table.insert(c_nskey(c_key_at(toks, &chain[0], p), ns_r), &fresh)
  *                     if e == NULL:
  *                         err = 1             # <<<<<<<<<<<<<<
@@ -28863,7 +29083,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 __pyx_v_err = 1;
 
-                /* "cachesim/_providers.pyx":761
+                /* "cachesim/_providers.pyx":775
  *                     if e == NULL:
  *                         err = 1
  *                         break             # <<<<<<<<<<<<<<
@@ -28872,7 +29092,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 goto __pyx_L60_break;
 
-                /* "cachesim/_providers.pyx":759
+                /* "cachesim/_providers.pyx":773
  *                     p = first + j * unit_tokens
  *                     e = table.insert(c_nskey(c_key_at(toks, &chain[0], p), ns_r), &fresh)
  *                     if e == NULL:             # <<<<<<<<<<<<<<
@@ -28881,7 +29101,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               }
 
-              /* "cachesim/_providers.pyx":762
+              /* "cachesim/_providers.pyx":776
  *                         err = 1
  *                         break
  *                     if fresh or t[r] >= e.expires_at or e.aux & A_EVICTED:             # <<<<<<<<<<<<<<
@@ -28914,7 +29134,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               if (__pyx_t_11) {
 
 
-                /* "cachesim/_providers.pyx":763
+                /* "cachesim/_providers.pyx":777
  *                         break
  *                     if fresh or t[r] >= e.expires_at or e.aux & A_EVICTED:
  *                         e.base = t[r]             # <<<<<<<<<<<<<<
@@ -28924,7 +29144,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 __pyx_t_25 = __pyx_v_r;
                 __pyx_v_e->base = (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_25)) )));
 
-                /* "cachesim/_providers.pyx":764
+                /* "cachesim/_providers.pyx":778
  *                     if fresh or t[r] >= e.expires_at or e.aux & A_EVICTED:
  *                         e.base = t[r]
  *                         e.available_at = t[r] + ttft_s             # <<<<<<<<<<<<<<
@@ -28934,7 +29154,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 __pyx_t_25 = __pyx_v_r;
                 __pyx_v_e->available_at = ((*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_25)) ))) + __pyx_v_ttft_s);
 
-                /* "cachesim/_providers.pyx":765
+                /* "cachesim/_providers.pyx":779
  *                         e.base = t[r]
  *                         e.available_at = t[r] + ttft_s
  *                         e.aux &= ~(<uint64_t> A_EVICTED)             # <<<<<<<<<<<<<<
@@ -28943,7 +29163,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 __pyx_v_e->aux = (__pyx_v_e->aux & (~((uint64_t)__pyx_e_8cachesim_10_providers_A_EVICTED)));
 
-                /* "cachesim/_providers.pyx":762
+                /* "cachesim/_providers.pyx":776
  *                         err = 1
  *                         break
  *                     if fresh or t[r] >= e.expires_at or e.aux & A_EVICTED:             # <<<<<<<<<<<<<<
@@ -28952,7 +29172,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               }
 
-              /* "cachesim/_providers.pyx":766
+              /* "cachesim/_providers.pyx":780
  *                         e.available_at = t[r] + ttft_s
  *                         e.aux &= ~(<uint64_t> A_EVICTED)
  *                     if not e.aux & A_RESIDENT:             # <<<<<<<<<<<<<<
@@ -28964,7 +29184,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               if (__pyx_t_11) {
 
 
-                /* "cachesim/_providers.pyx":768
+                /* "cachesim/_providers.pyx":782
  *                     if not e.aux & A_RESIDENT:
  *                         # make room: pop the replica's least recently touched units
  *                         while resident[rep] >= capacity_units and not queues[rep].empty():             # <<<<<<<<<<<<<<
@@ -28991,7 +29211,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
                   if (!__pyx_t_11) break;
 
-                  /* "cachesim/_providers.pyx":769
+                  /* "cachesim/_providers.pyx":783
  *                         # make room: pop the replica's least recently touched units
  *                         while resident[rep] >= capacity_units and not queues[rep].empty():
  *                             item = queues[rep].front()             # <<<<<<<<<<<<<<
@@ -29000,7 +29220,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                   __pyx_v_item = (__pyx_v_queues[__pyx_v_rep]).front();
 
-                  /* "cachesim/_providers.pyx":770
+                  /* "cachesim/_providers.pyx":784
  *                         while resident[rep] >= capacity_units and not queues[rep].empty():
  *                             item = queues[rep].front()
  *                             queues[rep].pop_front()             # <<<<<<<<<<<<<<
@@ -29009,7 +29229,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                   (__pyx_v_queues[__pyx_v_rep]).pop_front();
 
-                  /* "cachesim/_providers.pyx":771
+                  /* "cachesim/_providers.pyx":785
  *                             item = queues[rep].front()
  *                             queues[rep].pop_front()
  *                             v = table.find(item.second)             # <<<<<<<<<<<<<<
@@ -29018,7 +29238,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                   __pyx_v_v = __pyx_f_8cachesim_10_providers_6_Table_find(__pyx_v_table, __pyx_v_item.second);
 
-                  /* "cachesim/_providers.pyx":772
+                  /* "cachesim/_providers.pyx":786
  *                             queues[rep].pop_front()
  *                             v = table.find(item.second)
  *                             if v == NULL or v.seq != item.first or not v.aux & A_RESIDENT:             # <<<<<<<<<<<<<<
@@ -29054,7 +29274,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                   if (__pyx_t_11) {
 
 
-                    /* "cachesim/_providers.pyx":773
+                    /* "cachesim/_providers.pyx":787
  *                             v = table.find(item.second)
  *                             if v == NULL or v.seq != item.first or not v.aux & A_RESIDENT:
  *                                 continue          # touched again later, or already gone             # <<<<<<<<<<<<<<
@@ -29063,7 +29283,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                     goto __pyx_L67_continue;
 
-                    /* "cachesim/_providers.pyx":772
+                    /* "cachesim/_providers.pyx":786
  *                             queues[rep].pop_front()
  *                             v = table.find(item.second)
  *                             if v == NULL or v.seq != item.first or not v.aux & A_RESIDENT:             # <<<<<<<<<<<<<<
@@ -29072,7 +29292,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                   }
 
-                  /* "cachesim/_providers.pyx":774
+                  /* "cachesim/_providers.pyx":788
  *                             if v == NULL or v.seq != item.first or not v.aux & A_RESIDENT:
  *                                 continue          # touched again later, or already gone
  *                             v.aux &= ~(<uint64_t> A_RESIDENT)             # <<<<<<<<<<<<<<
@@ -29081,7 +29301,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                   __pyx_v_v->aux = (__pyx_v_v->aux & (~((uint64_t)__pyx_e_8cachesim_10_providers_A_RESIDENT)));
 
-                  /* "cachesim/_providers.pyx":775
+                  /* "cachesim/_providers.pyx":789
  *                                 continue          # touched again later, or already gone
  *                             v.aux &= ~(<uint64_t> A_RESIDENT)
  *                             resident[rep] -= 1             # <<<<<<<<<<<<<<
@@ -29092,7 +29312,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                   __pyx_t_21 = __pyx_v_rep;
                   (__pyx_v_resident[__pyx_t_21]) = ((__pyx_v_resident[__pyx_t_21]) - 1);
 
-                  /* "cachesim/_providers.pyx":776
+                  /* "cachesim/_providers.pyx":790
  *                             v.aux &= ~(<uint64_t> A_RESIDENT)
  *                             resident[rep] -= 1
  *                             if t[r] < v.expires_at:             # <<<<<<<<<<<<<<
@@ -29105,7 +29325,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                   if (__pyx_t_11) {
 
 
-                    /* "cachesim/_providers.pyx":777
+                    /* "cachesim/_providers.pyx":791
  *                             resident[rep] -= 1
  *                             if t[r] < v.expires_at:
  *                                 v.aux = (v.aux & 0xFF) | A_EVICTED | (<uint64_t> tenant[r] << 8)             # <<<<<<<<<<<<<<
@@ -29115,7 +29335,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                     __pyx_t_25 = __pyx_v_r;
                     __pyx_v_v->aux = (((__pyx_v_v->aux & 0xFF) | __pyx_e_8cachesim_10_providers_A_EVICTED) | (((uint64_t)(*((int32_t const  *) ( /* dim=0 */ ((char *) (((int32_t const  *) __pyx_v_tenant.data) + __pyx_t_25)) )))) << 8));
 
-                    /* "cachesim/_providers.pyx":778
+                    /* "cachesim/_providers.pyx":792
  *                             if t[r] < v.expires_at:
  *                                 v.aux = (v.aux & 0xFF) | A_EVICTED | (<uint64_t> tenant[r] << 8)
  *                                 v.expires_at = t[r]             # <<<<<<<<<<<<<<
@@ -29125,7 +29345,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                     __pyx_t_25 = __pyx_v_r;
                     __pyx_v_v->expires_at = (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_25)) )));
 
-                    /* "cachesim/_providers.pyx":776
+                    /* "cachesim/_providers.pyx":790
  *                             v.aux &= ~(<uint64_t> A_RESIDENT)
  *                             resident[rep] -= 1
  *                             if t[r] < v.expires_at:             # <<<<<<<<<<<<<<
@@ -29136,7 +29356,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                   __pyx_L67_continue:;
                 }
 
-                /* "cachesim/_providers.pyx":779
+                /* "cachesim/_providers.pyx":793
  *                                 v.aux = (v.aux & 0xFF) | A_EVICTED | (<uint64_t> tenant[r] << 8)
  *                                 v.expires_at = t[r]
  *                         e.aux |= A_RESIDENT             # <<<<<<<<<<<<<<
@@ -29145,7 +29365,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 __pyx_v_e->aux = (__pyx_v_e->aux | __pyx_e_8cachesim_10_providers_A_RESIDENT);
 
-                /* "cachesim/_providers.pyx":780
+                /* "cachesim/_providers.pyx":794
  *                                 v.expires_at = t[r]
  *                         e.aux |= A_RESIDENT
  *                         resident[rep] += 1             # <<<<<<<<<<<<<<
@@ -29156,7 +29376,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 __pyx_t_21 = __pyx_v_rep;
                 (__pyx_v_resident[__pyx_t_21]) = ((__pyx_v_resident[__pyx_t_21]) + 1);
 
-                /* "cachesim/_providers.pyx":766
+                /* "cachesim/_providers.pyx":780
  *                         e.available_at = t[r] + ttft_s
  *                         e.aux &= ~(<uint64_t> A_EVICTED)
  *                     if not e.aux & A_RESIDENT:             # <<<<<<<<<<<<<<
@@ -29165,7 +29385,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               }
 
-              /* "cachesim/_providers.pyx":781
+              /* "cachesim/_providers.pyx":795
  *                         e.aux |= A_RESIDENT
  *                         resident[rep] += 1
  *                     e.expires_at = min(t[r] + idle_ttl_s, e.base + max_age_s)             # <<<<<<<<<<<<<<
@@ -29190,7 +29410,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_v_e->expires_at = __pyx_t_27;
 
 
-              /* "cachesim/_providers.pyx":782
+              /* "cachesim/_providers.pyx":796
  *                         resident[rep] += 1
  *                     e.expires_at = min(t[r] + idle_ttl_s, e.base + max_age_s)
  *                     e.writer = r             # <<<<<<<<<<<<<<
@@ -29199,7 +29419,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_e->writer = __pyx_v_r;
 
-              /* "cachesim/_providers.pyx":783
+              /* "cachesim/_providers.pyx":797
  *                     e.expires_at = min(t[r] + idle_ttl_s, e.base + max_age_s)
  *                     e.writer = r
  *                     seq += 1             # <<<<<<<<<<<<<<
@@ -29208,7 +29428,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_seq = (__pyx_v_seq + 1);
 
-              /* "cachesim/_providers.pyx":784
+              /* "cachesim/_providers.pyx":798
  *                     e.writer = r
  *                     seq += 1
  *                     e.seq = seq             # <<<<<<<<<<<<<<
@@ -29217,7 +29437,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_e->seq = __pyx_v_seq;
 
-              /* "cachesim/_providers.pyx":785
+              /* "cachesim/_providers.pyx":799
  *                     seq += 1
  *                     e.seq = seq
  *                     queues[rep].push_back(pair[int64_t, uint64_t](seq, e.key))             # <<<<<<<<<<<<<<
@@ -29230,7 +29450,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
                 __Pyx_CppExn2PyErr();
                 __Pyx_PyGILState_Release(__pyx_gilstate_save);
-                __PYX_ERR(0, 785, __pyx_L13_error)
+                __PYX_ERR(0, 799, __pyx_L13_error)
               }
               try {
                 (__pyx_v_queues[__pyx_v_rep]).push_back(__pyx_t_30);
@@ -29238,7 +29458,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
                 __Pyx_CppExn2PyErr();
                 __Pyx_PyGILState_Release(__pyx_gilstate_save);
-                __PYX_ERR(0, 785, __pyx_L13_error)
+                __PYX_ERR(0, 799, __pyx_L13_error)
               }
 
             }
@@ -29246,7 +29466,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           }
           __pyx_L50:;
 
-          /* "cachesim/_providers.pyx":786
+          /* "cachesim/_providers.pyx":800
  *                     e.seq = seq
  *                     queues[rep].push_back(pair[int64_t, uint64_t](seq, e.key))
  *             if err:             # <<<<<<<<<<<<<<
@@ -29258,7 +29478,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           if (__pyx_t_11) {
 
 
-            /* "cachesim/_providers.pyx":787
+            /* "cachesim/_providers.pyx":801
  *                     queues[rep].push_back(pair[int64_t, uint64_t](seq, e.key))
  *             if err:
  *                 break             # <<<<<<<<<<<<<<
@@ -29267,7 +29487,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
             goto __pyx_L16_break;
 
-            /* "cachesim/_providers.pyx":786
+            /* "cachesim/_providers.pyx":800
  *                     e.seq = seq
  *                     queues[rep].push_back(pair[int64_t, uint64_t](seq, e.key))
  *             if err:             # <<<<<<<<<<<<<<
@@ -29280,7 +29500,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
       }
 
-      /* "cachesim/_providers.pyx":672
+      /* "cachesim/_providers.pyx":686
  *     # the first unit end: the smallest k*unit - hidden that is >= 1
  *     first = unit_tokens - hidden_tokens % unit_tokens
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -29302,7 +29522,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
       }
   }
 
-  /* "cachesim/_providers.pyx":788
+  /* "cachesim/_providers.pyx":802
  *             if err:
  *                 break
  *     if err:             # <<<<<<<<<<<<<<
@@ -29314,7 +29534,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
   if (unlikely(__pyx_t_11)) {
 
 
-    /* "cachesim/_providers.pyx":789
+    /* "cachesim/_providers.pyx":803
  *                 break
  *     if err:
  *         raise MemoryError("cachesim: out of memory in the provider cache table")             # <<<<<<<<<<<<<<
@@ -29327,14 +29547,14 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
       PyObject *__pyx_callargs[2] = {__pyx_t_3, __pyx_mstate_global->__pyx_kp_u_cachesim_out_of_memory_in_the_pr};
       __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_MemoryError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 789, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 803, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(0, 789, __pyx_L1_error)
+    __PYX_ERR(0, 803, __pyx_L1_error)
 
-    /* "cachesim/_providers.pyx":788
+    /* "cachesim/_providers.pyx":802
  *             if err:
  *                 break
  *     if err:             # <<<<<<<<<<<<<<
@@ -29343,24 +29563,24 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
   }
 
-  /* "cachesim/_providers.pyx":790
+  /* "cachesim/_providers.pyx":804
  *     if err:
  *         raise MemoryError("cachesim: out of memory in the provider cache table")
  *     return read_arr, flags_arr, evicted_by_arr             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_t_1 = PyTuple_New(3); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 790, __pyx_L1_error)
+  __pyx_t_1 = PyTuple_New(3); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 804, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_INCREF(__pyx_v_read_arr);
   __Pyx_GIVEREF(__pyx_v_read_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_v_read_arr) != (0)) __PYX_ERR(0, 790, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_v_read_arr) != (0)) __PYX_ERR(0, 804, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_flags_arr);
   __Pyx_GIVEREF(__pyx_v_flags_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_v_flags_arr) != (0)) __PYX_ERR(0, 790, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_v_flags_arr) != (0)) __PYX_ERR(0, 804, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_evicted_by_arr);
   __Pyx_GIVEREF(__pyx_v_evicted_by_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 2, __pyx_v_evicted_by_arr) != (0)) __PYX_ERR(0, 790, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 2, __pyx_v_evicted_by_arr) != (0)) __PYX_ERR(0, 804, __pyx_L1_error);
   {
     PyObject *__pyx_temp;
     {
@@ -29372,7 +29592,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "cachesim/_providers.pyx":617
+  /* "cachesim/_providers.pyx":631
  * # Prefix-unit caches: OpenAI before GPT-5.6, Gemini implicit (longest common prefix at a unit granularity)
  * 
  * def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
@@ -29439,7 +29659,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
   return __pyx_r;
 }
 
-/* "cachesim/_providers.pyx":796
+/* "cachesim/_providers.pyx":810
  * # Session diagnostics
  * 
  * def common_prefix(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const int64_t[::1] other):             # <<<<<<<<<<<<<<
@@ -29489,46 +29709,46 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_tokens,&__pyx_mstate_global->__pyx_n_u_token_offsets,&__pyx_mstate_global->__pyx_n_u_other,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 796, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 810, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 796, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 810, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 796, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 810, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 796, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 810, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "common_prefix", 0) < (0)) __PYX_ERR(0, 796, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "common_prefix", 0) < (0)) __PYX_ERR(0, 810, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 3; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("common_prefix", 1, 3, 3, i); __PYX_ERR(0, 796, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("common_prefix", 1, 3, 3, i); __PYX_ERR(0, 810, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 3)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 796, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 810, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 796, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 810, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 796, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 810, __pyx_L3_error)
     }
-    __pyx_v_tokens = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t__const__(values[0], 0); if (unlikely(!__pyx_v_tokens.memview)) __PYX_ERR(0, 796, __pyx_L3_error)
-    __pyx_v_token_offsets = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[1], 0); if (unlikely(!__pyx_v_token_offsets.memview)) __PYX_ERR(0, 796, __pyx_L3_error)
-    __pyx_v_other = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[2], 0); if (unlikely(!__pyx_v_other.memview)) __PYX_ERR(0, 796, __pyx_L3_error)
+    __pyx_v_tokens = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t__const__(values[0], 0); if (unlikely(!__pyx_v_tokens.memview)) __PYX_ERR(0, 810, __pyx_L3_error)
+    __pyx_v_token_offsets = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[1], 0); if (unlikely(!__pyx_v_token_offsets.memview)) __PYX_ERR(0, 810, __pyx_L3_error)
+    __pyx_v_other = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[2], 0); if (unlikely(!__pyx_v_other.memview)) __PYX_ERR(0, 810, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("common_prefix", 1, 3, 3, __pyx_nargs); __PYX_ERR(0, 796, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("common_prefix", 1, 3, 3, __pyx_nargs); __PYX_ERR(0, 810, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -29591,7 +29811,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("common_prefix", 0);
 
-  /* "cachesim/_providers.pyx":799
+  /* "cachesim/_providers.pyx":813
  *     """Per request ``r``: the length of the common prefix of prompts ``r`` and ``other[r]`` (0 when ``other[r]``
  *     is negative)."""
  *     cdef Py_ssize_t n = token_offsets.shape[0] - 1, r             # <<<<<<<<<<<<<<
@@ -29600,7 +29820,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
 */
   __pyx_v_n = ((__pyx_v_token_offsets.shape[0]) - 1);
 
-  /* "cachesim/_providers.pyx":800
+  /* "cachesim/_providers.pyx":814
  *     is negative)."""
  *     cdef Py_ssize_t n = token_offsets.shape[0] - 1, r
  *     out_arr = np.zeros(n, dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -29608,16 +29828,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
  *     cdef int64_t a, b, la, lb, x, lim
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 800, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 814, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 800, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 814, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 800, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 814, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 800, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 814, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 800, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 814, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   #if CYTHON_VECTORCALL
@@ -29638,13 +29858,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
     PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_t_3, __pyx_t_6};
     #if CYTHON_VECTORCALL
     __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 800, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 814, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_5);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 800, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 814, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     #endif
@@ -29656,25 +29876,25 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 800, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 814, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_out_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":801
+  /* "cachesim/_providers.pyx":815
  *     cdef Py_ssize_t n = token_offsets.shape[0] - 1, r
  *     out_arr = np.zeros(n, dtype=np.int64)
  *     cdef int64_t[::1] out = out_arr             # <<<<<<<<<<<<<<
  *     cdef int64_t a, b, la, lb, x, lim
  *     with nogil:
 */
-  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_out_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 801, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_out_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 815, __pyx_L1_error)
   __pyx_v_out = __pyx_t_8;
   __pyx_t_8.memview = NULL;
   __pyx_t_8.data = NULL;
 
-  /* "cachesim/_providers.pyx":803
+  /* "cachesim/_providers.pyx":817
  *     cdef int64_t[::1] out = out_arr
  *     cdef int64_t a, b, la, lb, x, lim
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -29687,7 +29907,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "cachesim/_providers.pyx":804
+        /* "cachesim/_providers.pyx":818
  *     cdef int64_t a, b, la, lb, x, lim
  *     with nogil:
  *         for r in range(n):             # <<<<<<<<<<<<<<
@@ -29701,7 +29921,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
         for (__pyx_t_11 = 0; __pyx_t_11 < __pyx_t_10; __pyx_t_11+=1) {
           __pyx_v_r = __pyx_t_11;
 
-          /* "cachesim/_providers.pyx":805
+          /* "cachesim/_providers.pyx":819
  *     with nogil:
  *         for r in range(n):
  *             if other[r] < 0:             # <<<<<<<<<<<<<<
@@ -29714,7 +29934,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
           if (__pyx_t_13) {
 
 
-            /* "cachesim/_providers.pyx":806
+            /* "cachesim/_providers.pyx":820
  *         for r in range(n):
  *             if other[r] < 0:
  *                 continue             # <<<<<<<<<<<<<<
@@ -29723,7 +29943,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
 */
             goto __pyx_L6_continue;
 
-            /* "cachesim/_providers.pyx":805
+            /* "cachesim/_providers.pyx":819
  *     with nogil:
  *         for r in range(n):
  *             if other[r] < 0:             # <<<<<<<<<<<<<<
@@ -29732,7 +29952,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
 */
           }
 
-          /* "cachesim/_providers.pyx":807
+          /* "cachesim/_providers.pyx":821
  *             if other[r] < 0:
  *                 continue
  *             a = token_offsets[r]             # <<<<<<<<<<<<<<
@@ -29742,7 +29962,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
           __pyx_t_12 = __pyx_v_r;
           __pyx_v_a = (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_12)) )));
 
-          /* "cachesim/_providers.pyx":808
+          /* "cachesim/_providers.pyx":822
  *                 continue
  *             a = token_offsets[r]
  *             b = token_offsets[other[r]]             # <<<<<<<<<<<<<<
@@ -29753,7 +29973,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
           __pyx_t_14 = (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_other.data) + __pyx_t_12)) )));
           __pyx_v_b = (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_14)) )));
 
-          /* "cachesim/_providers.pyx":809
+          /* "cachesim/_providers.pyx":823
  *             a = token_offsets[r]
  *             b = token_offsets[other[r]]
  *             la = token_offsets[r + 1] - a             # <<<<<<<<<<<<<<
@@ -29763,7 +29983,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
           __pyx_t_12 = (__pyx_v_r + 1);
           __pyx_v_la = ((*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_12)) ))) - __pyx_v_a);
 
-          /* "cachesim/_providers.pyx":810
+          /* "cachesim/_providers.pyx":824
  *             b = token_offsets[other[r]]
  *             la = token_offsets[r + 1] - a
  *             lb = token_offsets[other[r] + 1] - b             # <<<<<<<<<<<<<<
@@ -29774,7 +29994,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
           __pyx_t_14 = ((*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_other.data) + __pyx_t_12)) ))) + 1);
           __pyx_v_lb = ((*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_14)) ))) - __pyx_v_b);
 
-          /* "cachesim/_providers.pyx":811
+          /* "cachesim/_providers.pyx":825
  *             la = token_offsets[r + 1] - a
  *             lb = token_offsets[other[r] + 1] - b
  *             lim = min(la, lb)             # <<<<<<<<<<<<<<
@@ -29798,7 +30018,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
           __pyx_v_lim = __pyx_t_17;
 
 
-          /* "cachesim/_providers.pyx":812
+          /* "cachesim/_providers.pyx":826
  *             lb = token_offsets[other[r] + 1] - b
  *             lim = min(la, lb)
  *             x = 0             # <<<<<<<<<<<<<<
@@ -29807,7 +30027,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
 */
           __pyx_v_x = 0;
 
-          /* "cachesim/_providers.pyx":813
+          /* "cachesim/_providers.pyx":827
  *             lim = min(la, lb)
  *             x = 0
  *             while x < lim and tokens[a + x] == tokens[b + x]:             # <<<<<<<<<<<<<<
@@ -29836,7 +30056,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
 
             if (!__pyx_t_13) break;
 
-            /* "cachesim/_providers.pyx":814
+            /* "cachesim/_providers.pyx":828
  *             x = 0
  *             while x < lim and tokens[a + x] == tokens[b + x]:
  *                 x += 1             # <<<<<<<<<<<<<<
@@ -29846,7 +30066,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
             __pyx_v_x = (__pyx_v_x + 1);
           }
 
-          /* "cachesim/_providers.pyx":815
+          /* "cachesim/_providers.pyx":829
  *             while x < lim and tokens[a + x] == tokens[b + x]:
  *                 x += 1
  *             out[r] = x             # <<<<<<<<<<<<<<
@@ -29860,7 +30080,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
 
       }
 
-      /* "cachesim/_providers.pyx":803
+      /* "cachesim/_providers.pyx":817
  *     cdef int64_t[::1] out = out_arr
  *     cdef int64_t a, b, la, lb, x, lim
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -29877,7 +30097,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
       }
   }
 
-  /* "cachesim/_providers.pyx":816
+  /* "cachesim/_providers.pyx":830
  *                 x += 1
  *             out[r] = x
  *     return out_arr             # <<<<<<<<<<<<<<
@@ -29895,7 +30115,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
   }
   goto __pyx_L0;
 
-  /* "cachesim/_providers.pyx":796
+  /* "cachesim/_providers.pyx":810
  * # Session diagnostics
  * 
  * def common_prefix(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const int64_t[::1] other):             # <<<<<<<<<<<<<<
@@ -29930,7 +30150,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
   return __pyx_r;
 }
 
-/* "cachesim/_providers.pyx":822
+/* "cachesim/_providers.pyx":836
  * # DeepSeek: exact-length "cache prefix units" found through a path of fixed-size nodes
  * 
  * cdef inline int _ds_unit(_Table units, const uint32_t* toks, const uint64_t* chain, uint64_t ns, int64_t p,             # <<<<<<<<<<<<<<
@@ -29948,7 +30168,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
   double __pyx_t_4;
   double __pyx_t_5;
 
-  /* "cachesim/_providers.pyx":826
+  /* "cachesim/_providers.pyx":840
  *     """Persist the unit ending at ``p`` (its path node is marked by :func:`_ds_path`)."""
  *     cdef bint fresh
  *     cdef Entry* e = units.insert(c_nskey(c_key_at(toks, chain, p), ns), &fresh)             # <<<<<<<<<<<<<<
@@ -29957,7 +30177,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
 */
   __pyx_v_e = ((struct __pyx_vtabstruct_8cachesim_10_providers__Table *)__pyx_v_units->__pyx_vtab)->insert(__pyx_v_units, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, __pyx_v_chain, __pyx_v_p), __pyx_v_ns), (&__pyx_v_fresh));
 
-  /* "cachesim/_providers.pyx":827
+  /* "cachesim/_providers.pyx":841
  *     cdef bint fresh
  *     cdef Entry* e = units.insert(c_nskey(c_key_at(toks, chain, p), ns), &fresh)
  *     if e == NULL:             # <<<<<<<<<<<<<<
@@ -29969,7 +30189,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
   if (__pyx_t_1) {
 
 
-    /* "cachesim/_providers.pyx":828
+    /* "cachesim/_providers.pyx":842
  *     cdef Entry* e = units.insert(c_nskey(c_key_at(toks, chain, p), ns), &fresh)
  *     if e == NULL:
  *         return -1             # <<<<<<<<<<<<<<
@@ -29982,7 +30202,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
     }
     goto __pyx_L0;
 
-    /* "cachesim/_providers.pyx":827
+    /* "cachesim/_providers.pyx":841
  *     cdef bint fresh
  *     cdef Entry* e = units.insert(c_nskey(c_key_at(toks, chain, p), ns), &fresh)
  *     if e == NULL:             # <<<<<<<<<<<<<<
@@ -29991,7 +30211,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
 */
   }
 
-  /* "cachesim/_providers.pyx":829
+  /* "cachesim/_providers.pyx":843
  *     if e == NULL:
  *         return -1
  *     if fresh or t_avail >= e.expires_at:             # <<<<<<<<<<<<<<
@@ -30013,7 +30233,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
   if (__pyx_t_1) {
 
 
-    /* "cachesim/_providers.pyx":830
+    /* "cachesim/_providers.pyx":844
  *         return -1
  *     if fresh or t_avail >= e.expires_at:
  *         e.available_at = t_avail             # <<<<<<<<<<<<<<
@@ -30022,7 +30242,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
 */
     __pyx_v_e->available_at = __pyx_v_t_avail;
 
-    /* "cachesim/_providers.pyx":831
+    /* "cachesim/_providers.pyx":845
  *     if fresh or t_avail >= e.expires_at:
  *         e.available_at = t_avail
  *         e.expires_at = expires             # <<<<<<<<<<<<<<
@@ -30031,7 +30251,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
 */
     __pyx_v_e->expires_at = __pyx_v_expires;
 
-    /* "cachesim/_providers.pyx":829
+    /* "cachesim/_providers.pyx":843
  *     if e == NULL:
  *         return -1
  *     if fresh or t_avail >= e.expires_at:             # <<<<<<<<<<<<<<
@@ -30041,7 +30261,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
     goto __pyx_L4;
   }
 
-  /* "cachesim/_providers.pyx":833
+  /* "cachesim/_providers.pyx":847
  *         e.expires_at = expires
  *     else:
  *         e.available_at = min(e.available_at, t_avail)             # <<<<<<<<<<<<<<
@@ -30066,7 +30286,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
     __pyx_v_e->available_at = __pyx_t_5;
 
 
-    /* "cachesim/_providers.pyx":834
+    /* "cachesim/_providers.pyx":848
  *     else:
  *         e.available_at = min(e.available_at, t_avail)
  *         e.expires_at = max(e.expires_at, expires)             # <<<<<<<<<<<<<<
@@ -30092,7 +30312,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
   }
   __pyx_L4:;
 
-  /* "cachesim/_providers.pyx":835
+  /* "cachesim/_providers.pyx":849
  *         e.available_at = min(e.available_at, t_avail)
  *         e.expires_at = max(e.expires_at, expires)
  *     e.writer = r             # <<<<<<<<<<<<<<
@@ -30101,7 +30321,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
 */
   __pyx_v_e->writer = __pyx_v_r;
 
-  /* "cachesim/_providers.pyx":836
+  /* "cachesim/_providers.pyx":850
  *         e.expires_at = max(e.expires_at, expires)
  *     e.writer = r
  *     return 0             # <<<<<<<<<<<<<<
@@ -30114,7 +30334,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
   }
   goto __pyx_L0;
 
-  /* "cachesim/_providers.pyx":822
+  /* "cachesim/_providers.pyx":836
  * # DeepSeek: exact-length "cache prefix units" found through a path of fixed-size nodes
  * 
  * cdef inline int _ds_unit(_Table units, const uint32_t* toks, const uint64_t* chain, uint64_t ns, int64_t p,             # <<<<<<<<<<<<<<
@@ -30129,7 +30349,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
   return __pyx_r;
 }
 
-/* "cachesim/_providers.pyx":839
+/* "cachesim/_providers.pyx":853
  * 
  * 
  * cdef inline int _ds_path(_Table path, const uint32_t* toks, const uint64_t* chain, uint64_t ns, int64_t length,             # <<<<<<<<<<<<<<
@@ -30152,7 +30372,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
   double __pyx_t_7;
   double __pyx_t_8;
 
-  /* "cachesim/_providers.pyx":847
+  /* "cachesim/_providers.pyx":861
  *     cdef Entry* e
  *     cdef int64_t k, p
  *     for k in range(1, length // unit + 1):             # <<<<<<<<<<<<<<
@@ -30166,7 +30386,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
   for (__pyx_t_3 = 1; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
     __pyx_v_k = __pyx_t_3;
 
-    /* "cachesim/_providers.pyx":848
+    /* "cachesim/_providers.pyx":862
  *     cdef int64_t k, p
  *     for k in range(1, length // unit + 1):
  *         e = path.insert(c_nskey(c_key_at(toks, chain, k * unit), ns), &fresh)             # <<<<<<<<<<<<<<
@@ -30175,7 +30395,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
     __pyx_v_e = ((struct __pyx_vtabstruct_8cachesim_10_providers__Table *)__pyx_v_path->__pyx_vtab)->insert(__pyx_v_path, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, __pyx_v_chain, (__pyx_v_k * __pyx_v_unit)), __pyx_v_ns), (&__pyx_v_fresh));
 
-    /* "cachesim/_providers.pyx":849
+    /* "cachesim/_providers.pyx":863
  *     for k in range(1, length // unit + 1):
  *         e = path.insert(c_nskey(c_key_at(toks, chain, k * unit), ns), &fresh)
  *         if e == NULL:             # <<<<<<<<<<<<<<
@@ -30187,7 +30407,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
     if (__pyx_t_4) {
 
 
-      /* "cachesim/_providers.pyx":850
+      /* "cachesim/_providers.pyx":864
  *         e = path.insert(c_nskey(c_key_at(toks, chain, k * unit), ns), &fresh)
  *         if e == NULL:
  *             return -1             # <<<<<<<<<<<<<<
@@ -30200,7 +30420,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
       }
       goto __pyx_L0;
 
-      /* "cachesim/_providers.pyx":849
+      /* "cachesim/_providers.pyx":863
  *     for k in range(1, length // unit + 1):
  *         e = path.insert(c_nskey(c_key_at(toks, chain, k * unit), ns), &fresh)
  *         if e == NULL:             # <<<<<<<<<<<<<<
@@ -30209,7 +30429,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
     }
 
-    /* "cachesim/_providers.pyx":851
+    /* "cachesim/_providers.pyx":865
  *         if e == NULL:
  *             return -1
  *         if fresh or t_avail >= e.expires_at:             # <<<<<<<<<<<<<<
@@ -30231,7 +30451,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
     if (__pyx_t_4) {
 
 
-      /* "cachesim/_providers.pyx":852
+      /* "cachesim/_providers.pyx":866
  *             return -1
  *         if fresh or t_avail >= e.expires_at:
  *             e.aux = 0        # every unit through an expired node has expired too: forget their ends             # <<<<<<<<<<<<<<
@@ -30240,7 +30460,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
       __pyx_v_e->aux = 0;
 
-      /* "cachesim/_providers.pyx":851
+      /* "cachesim/_providers.pyx":865
  *         if e == NULL:
  *             return -1
  *         if fresh or t_avail >= e.expires_at:             # <<<<<<<<<<<<<<
@@ -30249,7 +30469,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
     }
 
-    /* "cachesim/_providers.pyx":853
+    /* "cachesim/_providers.pyx":867
  *         if fresh or t_avail >= e.expires_at:
  *             e.aux = 0        # every unit through an expired node has expired too: forget their ends
  *         e.expires_at = max(e.expires_at, expires)             # <<<<<<<<<<<<<<
@@ -30273,7 +30493,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
     __pyx_v_e->expires_at = __pyx_t_8;
 
 
-    /* "cachesim/_providers.pyx":854
+    /* "cachesim/_providers.pyx":868
  *             e.aux = 0        # every unit through an expired node has expired too: forget their ends
  *         e.expires_at = max(e.expires_at, expires)
  *         if k == length // unit:             # <<<<<<<<<<<<<<
@@ -30285,7 +30505,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
     if (__pyx_t_4) {
 
 
-      /* "cachesim/_providers.pyx":855
+      /* "cachesim/_providers.pyx":869
  *         e.expires_at = max(e.expires_at, expires)
  *         if k == length // unit:
  *             e.aux |= (<uint64_t> 1) << (length - k * unit)             # <<<<<<<<<<<<<<
@@ -30294,7 +30514,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
       __pyx_v_e->aux = (__pyx_v_e->aux | (((uint64_t)1) << (__pyx_v_length - (__pyx_v_k * __pyx_v_unit))));
 
-      /* "cachesim/_providers.pyx":854
+      /* "cachesim/_providers.pyx":868
  *             e.aux = 0        # every unit through an expired node has expired too: forget their ends
  *         e.expires_at = max(e.expires_at, expires)
  *         if k == length // unit:             # <<<<<<<<<<<<<<
@@ -30303,7 +30523,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
     }
 
-    /* "cachesim/_providers.pyx":856
+    /* "cachesim/_providers.pyx":870
  *         if k == length // unit:
  *             e.aux |= (<uint64_t> 1) << (length - k * unit)
  *         if common and k == common // unit:             # <<<<<<<<<<<<<<
@@ -30329,7 +30549,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
     if (__pyx_t_4) {
 
 
-      /* "cachesim/_providers.pyx":857
+      /* "cachesim/_providers.pyx":871
  *             e.aux |= (<uint64_t> 1) << (length - k * unit)
  *         if common and k == common // unit:
  *             e.aux |= (<uint64_t> 1) << (common - k * unit)             # <<<<<<<<<<<<<<
@@ -30338,7 +30558,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
       __pyx_v_e->aux = (__pyx_v_e->aux | (((uint64_t)1) << (__pyx_v_common - (__pyx_v_k * __pyx_v_unit))));
 
-      /* "cachesim/_providers.pyx":856
+      /* "cachesim/_providers.pyx":870
  *         if k == length // unit:
  *             e.aux |= (<uint64_t> 1) << (length - k * unit)
  *         if common and k == common // unit:             # <<<<<<<<<<<<<<
@@ -30347,7 +30567,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
     }
 
-    /* "cachesim/_providers.pyx":858
+    /* "cachesim/_providers.pyx":872
  *         if common and k == common // unit:
  *             e.aux |= (<uint64_t> 1) << (common - k * unit)
  *         p = ((k * unit + interval - 1) // interval) * interval     # the multiples of interval inside node k             # <<<<<<<<<<<<<<
@@ -30356,7 +30576,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
     __pyx_v_p = (((((__pyx_v_k * __pyx_v_unit) + __pyx_v_interval) - 1) / __pyx_v_interval) * __pyx_v_interval);
 
-    /* "cachesim/_providers.pyx":859
+    /* "cachesim/_providers.pyx":873
  *             e.aux |= (<uint64_t> 1) << (common - k * unit)
  *         p = ((k * unit + interval - 1) // interval) * interval     # the multiples of interval inside node k
  *         while p < (k + 1) * unit and p < length:             # <<<<<<<<<<<<<<
@@ -30383,7 +30603,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 
       if (!__pyx_t_4) break;
 
-      /* "cachesim/_providers.pyx":860
+      /* "cachesim/_providers.pyx":874
  *         p = ((k * unit + interval - 1) // interval) * interval     # the multiples of interval inside node k
  *         while p < (k + 1) * unit and p < length:
  *             e.aux |= (<uint64_t> 1) << (p - k * unit)             # <<<<<<<<<<<<<<
@@ -30392,7 +30612,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
       __pyx_v_e->aux = (__pyx_v_e->aux | (((uint64_t)1) << (__pyx_v_p - (__pyx_v_k * __pyx_v_unit))));
 
-      /* "cachesim/_providers.pyx":861
+      /* "cachesim/_providers.pyx":875
  *         while p < (k + 1) * unit and p < length:
  *             e.aux |= (<uint64_t> 1) << (p - k * unit)
  *             p += interval             # <<<<<<<<<<<<<<
@@ -30404,7 +30624,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
   }
 
 
-  /* "cachesim/_providers.pyx":862
+  /* "cachesim/_providers.pyx":876
  *             e.aux |= (<uint64_t> 1) << (p - k * unit)
  *             p += interval
  *     return 0             # <<<<<<<<<<<<<<
@@ -30417,7 +30637,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
   }
   goto __pyx_L0;
 
-  /* "cachesim/_providers.pyx":839
+  /* "cachesim/_providers.pyx":853
  * 
  * 
  * cdef inline int _ds_path(_Table path, const uint32_t* toks, const uint64_t* chain, uint64_t ns, int64_t length,             # <<<<<<<<<<<<<<
@@ -30434,7 +30654,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
   return __pyx_r;
 }
 
-/* "cachesim/_providers.pyx":865
+/* "cachesim/_providers.pyx":879
  * 
  * 
  * def serve_deepseek(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
@@ -30451,20 +30671,20 @@ static PyObject *__pyx_pf_8cachesim_10_providers_18__defaults__(CYTHON_UNUSED Py
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__defaults__", 0);
-  __pyx_t_1 = PyFloat_FromDouble(__Pyx_CyFunction_Defaults(struct __pyx_defaults, __pyx_self)->arg0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 865, __pyx_L1_error)
+  __pyx_t_1 = PyFloat_FromDouble(__Pyx_CyFunction_Defaults(struct __pyx_defaults, __pyx_self)->arg0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 879, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_2 = PyTuple_New(1); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 865, __pyx_L1_error)
+  __pyx_t_2 = PyTuple_New(1); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 879, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_GIVEREF(__pyx_t_1);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 865, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 879, __pyx_L1_error);
   __pyx_t_1 = 0;
-  __pyx_t_1 = PyTuple_New(2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 865, __pyx_L1_error)
+  __pyx_t_1 = PyTuple_New(2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 879, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_GIVEREF(__pyx_t_2);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 865, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 879, __pyx_L1_error);
   __Pyx_INCREF(Py_None);
   __Pyx_GIVEREF(Py_None);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, Py_None) != (0)) __PYX_ERR(0, 865, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, Py_None) != (0)) __PYX_ERR(0, 879, __pyx_L1_error);
   __pyx_t_2 = 0;
   {
     PyObject *__pyx_temp;
@@ -30540,111 +30760,111 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_tokens,&__pyx_mstate_global->__pyx_n_u_token_offsets,&__pyx_mstate_global->__pyx_n_u_t,&__pyx_mstate_global->__pyx_n_u_ns,&__pyx_mstate_global->__pyx_n_u_unit_tokens,&__pyx_mstate_global->__pyx_n_u_interval_tokens,&__pyx_mstate_global->__pyx_n_u_available_after_s,&__pyx_mstate_global->__pyx_n_u_idle_ttl_s,&__pyx_mstate_global->__pyx_n_u_miss_draw,&__pyx_mstate_global->__pyx_n_u_miss_probability,&__pyx_mstate_global->__pyx_n_u_forget_s,0};
     struct __pyx_defaults *__pyx_dynamic_args = __Pyx_CyFunction_Defaults(struct __pyx_defaults, __pyx_self);
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 865, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 879, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case 11:
         values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 865, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 879, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 10:
         values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 865, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 879, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  9:
         values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 865, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 879, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  8:
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 865, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 879, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  7:
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 865, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 879, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  6:
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 865, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 879, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 865, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 879, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 865, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 879, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 865, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 879, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 865, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 879, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 865, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 879, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "serve_deepseek", 0) < (0)) __PYX_ERR(0, 865, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "serve_deepseek", 0) < (0)) __PYX_ERR(0, 879, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 10; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("serve_deepseek", 0, 10, 11, i); __PYX_ERR(0, 865, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("serve_deepseek", 0, 10, 11, i); __PYX_ERR(0, 879, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case 11:
         values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 865, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 879, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 10:
         values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 865, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 879, __pyx_L3_error)
         values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 865, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 879, __pyx_L3_error)
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 865, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 879, __pyx_L3_error)
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 865, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 879, __pyx_L3_error)
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 865, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 879, __pyx_L3_error)
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 865, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 879, __pyx_L3_error)
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 865, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 879, __pyx_L3_error)
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 865, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 879, __pyx_L3_error)
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 865, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 879, __pyx_L3_error)
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 865, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 879, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
-    __pyx_v_tokens = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t__const__(values[0], 0); if (unlikely(!__pyx_v_tokens.memview)) __PYX_ERR(0, 865, __pyx_L3_error)
-    __pyx_v_token_offsets = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[1], 0); if (unlikely(!__pyx_v_token_offsets.memview)) __PYX_ERR(0, 865, __pyx_L3_error)
-    __pyx_v_t = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[2], 0); if (unlikely(!__pyx_v_t.memview)) __PYX_ERR(0, 865, __pyx_L3_error)
-    __pyx_v_ns = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t__const__(values[3], 0); if (unlikely(!__pyx_v_ns.memview)) __PYX_ERR(0, 866, __pyx_L3_error)
-    __pyx_v_unit_tokens = __Pyx_PyLong_As_int64_t(values[4]); if (unlikely((__pyx_v_unit_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 866, __pyx_L3_error)
-    __pyx_v_interval_tokens = __Pyx_PyLong_As_int64_t(values[5]); if (unlikely((__pyx_v_interval_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 866, __pyx_L3_error)
-    __pyx_v_available_after_s = __Pyx_PyFloat_AsDouble(values[6]); if (unlikely((__pyx_v_available_after_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 866, __pyx_L3_error)
-    __pyx_v_idle_ttl_s = __Pyx_PyFloat_AsDouble(values[7]); if (unlikely((__pyx_v_idle_ttl_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 867, __pyx_L3_error)
-    __pyx_v_miss_draw = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[8], 0); if (unlikely(!__pyx_v_miss_draw.memview)) __PYX_ERR(0, 867, __pyx_L3_error)
-    __pyx_v_miss_probability = __Pyx_PyFloat_AsDouble(values[9]); if (unlikely((__pyx_v_miss_probability == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 867, __pyx_L3_error)
+    __pyx_v_tokens = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t__const__(values[0], 0); if (unlikely(!__pyx_v_tokens.memview)) __PYX_ERR(0, 879, __pyx_L3_error)
+    __pyx_v_token_offsets = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[1], 0); if (unlikely(!__pyx_v_token_offsets.memview)) __PYX_ERR(0, 879, __pyx_L3_error)
+    __pyx_v_t = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[2], 0); if (unlikely(!__pyx_v_t.memview)) __PYX_ERR(0, 879, __pyx_L3_error)
+    __pyx_v_ns = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t__const__(values[3], 0); if (unlikely(!__pyx_v_ns.memview)) __PYX_ERR(0, 880, __pyx_L3_error)
+    __pyx_v_unit_tokens = __Pyx_PyLong_As_int64_t(values[4]); if (unlikely((__pyx_v_unit_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 880, __pyx_L3_error)
+    __pyx_v_interval_tokens = __Pyx_PyLong_As_int64_t(values[5]); if (unlikely((__pyx_v_interval_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 880, __pyx_L3_error)
+    __pyx_v_available_after_s = __Pyx_PyFloat_AsDouble(values[6]); if (unlikely((__pyx_v_available_after_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 880, __pyx_L3_error)
+    __pyx_v_idle_ttl_s = __Pyx_PyFloat_AsDouble(values[7]); if (unlikely((__pyx_v_idle_ttl_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 881, __pyx_L3_error)
+    __pyx_v_miss_draw = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[8], 0); if (unlikely(!__pyx_v_miss_draw.memview)) __PYX_ERR(0, 881, __pyx_L3_error)
+    __pyx_v_miss_probability = __Pyx_PyFloat_AsDouble(values[9]); if (unlikely((__pyx_v_miss_probability == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 881, __pyx_L3_error)
     if (values[10]) {
-      __pyx_v_forget_s = __Pyx_PyFloat_AsDouble(values[10]); if (unlikely((__pyx_v_forget_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 868, __pyx_L3_error)
+      __pyx_v_forget_s = __Pyx_PyFloat_AsDouble(values[10]); if (unlikely((__pyx_v_forget_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 882, __pyx_L3_error)
     } else {
       __pyx_v_forget_s = __pyx_dynamic_args->arg0;
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("serve_deepseek", 0, 10, 11, __pyx_nargs); __PYX_ERR(0, 865, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("serve_deepseek", 0, 10, 11, __pyx_nargs); __PYX_ERR(0, 879, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -30742,7 +30962,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("serve_deepseek", 0);
 
-  /* "cachesim/_providers.pyx":877
+  /* "cachesim/_providers.pyx":891
  *     that common prefix rounded down to ``unit_tokens``.
  *     """
  *     cdef Py_ssize_t n = t.shape[0], r             # <<<<<<<<<<<<<<
@@ -30751,7 +30971,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
   __pyx_v_n = (__pyx_v_t.shape[0]);
 
-  /* "cachesim/_providers.pyx":878
+  /* "cachesim/_providers.pyx":892
  *     """
  *     cdef Py_ssize_t n = t.shape[0], r
  *     read_arr = np.zeros(n, dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -30759,16 +30979,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
  *     cdef int64_t[::1] read = read_arr
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 878, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 892, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 878, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 892, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 878, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 892, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 878, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 892, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 878, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 892, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   #if CYTHON_VECTORCALL
@@ -30789,13 +31009,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
     PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_t_3, __pyx_t_6};
     #if CYTHON_VECTORCALL
     __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 878, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 892, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_5);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 878, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 892, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     #endif
@@ -30807,13 +31027,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 878, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 892, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_read_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":879
+  /* "cachesim/_providers.pyx":893
  *     cdef Py_ssize_t n = t.shape[0], r
  *     read_arr = np.zeros(n, dtype=np.int64)
  *     flags_arr = np.zeros(n, dtype=np.int32)             # <<<<<<<<<<<<<<
@@ -30821,16 +31041,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
  *     cdef int32_t[::1] flags = flags_arr
 */
   __pyx_t_4 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 879, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 893, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 879, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 893, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 879, __pyx_L1_error)
+  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 893, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 879, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 893, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int32); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 879, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int32); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 893, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   #if CYTHON_VECTORCALL
@@ -30851,13 +31071,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
     PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_t_5, __pyx_t_2};
     #if CYTHON_VECTORCALL
     __pyx_t_3 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 879, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 893, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_3);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_3 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 879, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 893, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     #endif
@@ -30869,37 +31089,37 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 879, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 893, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_flags_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":880
+  /* "cachesim/_providers.pyx":894
  *     read_arr = np.zeros(n, dtype=np.int64)
  *     flags_arr = np.zeros(n, dtype=np.int32)
  *     cdef int64_t[::1] read = read_arr             # <<<<<<<<<<<<<<
  *     cdef int32_t[::1] flags = flags_arr
  *     if unit_tokens < 1 or unit_tokens > 64 or interval_tokens < 1:
 */
-  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_read_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 880, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_read_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 894, __pyx_L1_error)
   __pyx_v_read = __pyx_t_8;
   __pyx_t_8.memview = NULL;
   __pyx_t_8.data = NULL;
 
-  /* "cachesim/_providers.pyx":881
+  /* "cachesim/_providers.pyx":895
  *     flags_arr = np.zeros(n, dtype=np.int32)
  *     cdef int64_t[::1] read = read_arr
  *     cdef int32_t[::1] flags = flags_arr             # <<<<<<<<<<<<<<
  *     if unit_tokens < 1 or unit_tokens > 64 or interval_tokens < 1:
  *         raise ValueError("unit_tokens must be 1..64 and interval_tokens >= 1")
 */
-  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t(__pyx_v_flags_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 881, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t(__pyx_v_flags_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 895, __pyx_L1_error)
   __pyx_v_flags = __pyx_t_9;
   __pyx_t_9.memview = NULL;
   __pyx_t_9.data = NULL;
 
-  /* "cachesim/_providers.pyx":882
+  /* "cachesim/_providers.pyx":896
  *     cdef int64_t[::1] read = read_arr
  *     cdef int32_t[::1] flags = flags_arr
  *     if unit_tokens < 1 or unit_tokens > 64 or interval_tokens < 1:             # <<<<<<<<<<<<<<
@@ -30935,7 +31155,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
   if (unlikely(__pyx_t_10)) {
 
 
-    /* "cachesim/_providers.pyx":883
+    /* "cachesim/_providers.pyx":897
  *     cdef int32_t[::1] flags = flags_arr
  *     if unit_tokens < 1 or unit_tokens > 64 or interval_tokens < 1:
  *         raise ValueError("unit_tokens must be 1..64 and interval_tokens >= 1")             # <<<<<<<<<<<<<<
@@ -30948,14 +31168,14 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
       PyObject *__pyx_callargs[2] = {__pyx_t_6, __pyx_mstate_global->__pyx_kp_u_unit_tokens_must_be_1_64_and_int};
       __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 883, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 897, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(0, 883, __pyx_L1_error)
+    __PYX_ERR(0, 897, __pyx_L1_error)
 
-    /* "cachesim/_providers.pyx":882
+    /* "cachesim/_providers.pyx":896
  *     cdef int64_t[::1] read = read_arr
  *     cdef int32_t[::1] flags = flags_arr
  *     if unit_tokens < 1 or unit_tokens > 64 or interval_tokens < 1:             # <<<<<<<<<<<<<<
@@ -30964,7 +31184,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
   }
 
-  /* "cachesim/_providers.pyx":884
+  /* "cachesim/_providers.pyx":898
  *     if unit_tokens < 1 or unit_tokens > 64 or interval_tokens < 1:
  *         raise ValueError("unit_tokens must be 1..64 and interval_tokens >= 1")
  *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)             # <<<<<<<<<<<<<<
@@ -30972,16 +31192,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
  *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0
 */
   __pyx_t_6 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 884, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 898, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 884, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 898, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = __Pyx_PyLong_From_int64_t(((__pyx_f_8cachesim_10_providers__longest(__pyx_v_token_offsets) / __pyx_e_8cachesim_10_providers_UNIT) + 2)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 884, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_int64_t(((__pyx_f_8cachesim_10_providers__longest(__pyx_v_token_offsets) / __pyx_e_8cachesim_10_providers_UNIT) + 2)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 898, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 884, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 898, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 884, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 898, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   #if CYTHON_VECTORCALL
@@ -31002,13 +31222,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
     PyObject *__pyx_callargs[3] = {__pyx_t_6, __pyx_t_3, __pyx_t_4};
     #if CYTHON_VECTORCALL
     __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 884, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 898, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_5);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 884, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 898, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     #endif
@@ -31020,25 +31240,25 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 884, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 898, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_chain_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":885
+  /* "cachesim/_providers.pyx":899
  *         raise ValueError("unit_tokens must be 1..64 and interval_tokens >= 1")
  *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
  *     cdef uint64_t[::1] chain = chain_arr             # <<<<<<<<<<<<<<
  *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0
  *     cdef _Table units = _Table(64, forget_s)
 */
-  __pyx_t_12 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t(__pyx_v_chain_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_12.memview)) __PYX_ERR(0, 885, __pyx_L1_error)
+  __pyx_t_12 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t(__pyx_v_chain_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_12.memview)) __PYX_ERR(0, 899, __pyx_L1_error)
   __pyx_v_chain = __pyx_t_12;
   __pyx_t_12.memview = NULL;
   __pyx_t_12.data = NULL;
 
-  /* "cachesim/_providers.pyx":886
+  /* "cachesim/_providers.pyx":900
  *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
  *     cdef uint64_t[::1] chain = chain_arr
  *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0             # <<<<<<<<<<<<<<
@@ -31063,7 +31283,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
   __pyx_L7_bool_binop_done:;
   __pyx_v_use_draws = __pyx_t_10;
 
-  /* "cachesim/_providers.pyx":887
+  /* "cachesim/_providers.pyx":901
  *     cdef uint64_t[::1] chain = chain_arr
  *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0
  *     cdef _Table units = _Table(64, forget_s)             # <<<<<<<<<<<<<<
@@ -31071,7 +31291,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
  *     cdef const uint32_t* toks
 */
   __pyx_t_2 = NULL;
-  __pyx_t_5 = PyFloat_FromDouble(__pyx_v_forget_s); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 887, __pyx_L1_error)
+  __pyx_t_5 = PyFloat_FromDouble(__pyx_v_forget_s); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 901, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __pyx_t_7 = 1;
   {
@@ -31079,13 +31299,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_mstate_global->__pyx_ptype_8cachesim_10_providers__Table, __pyx_callargs+__pyx_t_7, (3-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 887, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 901, __pyx_L1_error)
     __Pyx_GOTREF((PyObject *)__pyx_t_1);
   }
   __pyx_v_units = ((struct __pyx_obj_8cachesim_10_providers__Table *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":888
+  /* "cachesim/_providers.pyx":902
  *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0
  *     cdef _Table units = _Table(64, forget_s)
  *     cdef _Table path = _Table(64, forget_s)             # <<<<<<<<<<<<<<
@@ -31093,7 +31313,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
  *     cdef int64_t length, k, k_all, k_live, off, p, hit, common, u = unit_tokens
 */
   __pyx_t_5 = NULL;
-  __pyx_t_2 = PyFloat_FromDouble(__pyx_v_forget_s); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 888, __pyx_L1_error)
+  __pyx_t_2 = PyFloat_FromDouble(__pyx_v_forget_s); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 902, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __pyx_t_7 = 1;
   {
@@ -31101,13 +31321,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_mstate_global->__pyx_ptype_8cachesim_10_providers__Table, __pyx_callargs+__pyx_t_7, (3-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 888, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 902, __pyx_L1_error)
     __Pyx_GOTREF((PyObject *)__pyx_t_1);
   }
   __pyx_v_path = ((struct __pyx_obj_8cachesim_10_providers__Table *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":890
+  /* "cachesim/_providers.pyx":904
  *     cdef _Table path = _Table(64, forget_s)
  *     cdef const uint32_t* toks
  *     cdef int64_t length, k, k_all, k_live, off, p, hit, common, u = unit_tokens             # <<<<<<<<<<<<<<
@@ -31116,7 +31336,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
   __pyx_v_u = __pyx_v_unit_tokens;
 
-  /* "cachesim/_providers.pyx":895
+  /* "cachesim/_providers.pyx":909
  *     cdef Entry* node
  *     cdef double t_avail, expires
  *     cdef int err = 0             # <<<<<<<<<<<<<<
@@ -31125,7 +31345,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
   __pyx_v_err = 0;
 
-  /* "cachesim/_providers.pyx":896
+  /* "cachesim/_providers.pyx":910
  *     cdef double t_avail, expires
  *     cdef int err = 0
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -31138,7 +31358,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "cachesim/_providers.pyx":897
+        /* "cachesim/_providers.pyx":911
  *     cdef int err = 0
  *     with nogil:
  *         for r in range(n):             # <<<<<<<<<<<<<<
@@ -31152,7 +31372,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
         for (__pyx_t_15 = 0; __pyx_t_15 < __pyx_t_14; __pyx_t_15+=1) {
           __pyx_v_r = __pyx_t_15;
 
-          /* "cachesim/_providers.pyx":898
+          /* "cachesim/_providers.pyx":912
  *     with nogil:
  *         for r in range(n):
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL             # <<<<<<<<<<<<<<
@@ -31173,7 +31393,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 
           __pyx_v_toks = __pyx_t_16;
 
-          /* "cachesim/_providers.pyx":899
+          /* "cachesim/_providers.pyx":913
  *         for r in range(n):
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL
  *             length = token_offsets[r + 1] - token_offsets[r]             # <<<<<<<<<<<<<<
@@ -31184,7 +31404,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           __pyx_t_17 = __pyx_v_r;
           __pyx_v_length = ((*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_18)) ))) - (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_17)) ))));
 
-          /* "cachesim/_providers.pyx":900
+          /* "cachesim/_providers.pyx":914
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL
  *             length = token_offsets[r + 1] - token_offsets[r]
  *             ns_r = ns[r]             # <<<<<<<<<<<<<<
@@ -31194,7 +31414,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           __pyx_t_17 = __pyx_v_r;
           __pyx_v_ns_r = (*((uint64_t const  *) ( /* dim=0 */ ((char *) (((uint64_t const  *) __pyx_v_ns.data) + __pyx_t_17)) )));
 
-          /* "cachesim/_providers.pyx":901
+          /* "cachesim/_providers.pyx":915
  *             length = token_offsets[r + 1] - token_offsets[r]
  *             ns_r = ns[r]
  *             units.now = t[r]             # <<<<<<<<<<<<<<
@@ -31204,7 +31424,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           __pyx_t_17 = __pyx_v_r;
           __pyx_v_units->now = (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_17)) )));
 
-          /* "cachesim/_providers.pyx":902
+          /* "cachesim/_providers.pyx":916
  *             ns_r = ns[r]
  *             units.now = t[r]
  *             path.now = t[r]             # <<<<<<<<<<<<<<
@@ -31214,7 +31434,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           __pyx_t_17 = __pyx_v_r;
           __pyx_v_path->now = (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_17)) )));
 
-          /* "cachesim/_providers.pyx":903
+          /* "cachesim/_providers.pyx":917
  *             units.now = t[r]
  *             path.now = t[r]
  *             if length < u:             # <<<<<<<<<<<<<<
@@ -31226,7 +31446,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           if (__pyx_t_10) {
 
 
-            /* "cachesim/_providers.pyx":904
+            /* "cachesim/_providers.pyx":918
  *             path.now = t[r]
  *             if length < u:
  *                 flags[r] |= F_BELOW_MIN             # <<<<<<<<<<<<<<
@@ -31236,7 +31456,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
             __pyx_t_17 = __pyx_v_r;
             *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_17)) )) |= __pyx_e_8cachesim_10_providers_F_BELOW_MIN;
 
-            /* "cachesim/_providers.pyx":905
+            /* "cachesim/_providers.pyx":919
  *             if length < u:
  *                 flags[r] |= F_BELOW_MIN
  *                 continue             # <<<<<<<<<<<<<<
@@ -31245,7 +31465,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             goto __pyx_L12_continue;
 
-            /* "cachesim/_providers.pyx":903
+            /* "cachesim/_providers.pyx":917
  *             units.now = t[r]
  *             path.now = t[r]
  *             if length < u:             # <<<<<<<<<<<<<<
@@ -31254,7 +31474,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           }
 
-          /* "cachesim/_providers.pyx":906
+          /* "cachesim/_providers.pyx":920
  *                 flags[r] |= F_BELOW_MIN
  *                 continue
  *             c_chain(toks, length, &chain[0])             # <<<<<<<<<<<<<<
@@ -31264,7 +31484,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           __pyx_t_17 = 0;
           __pyx_f_8cachesim_10_providers_c_chain(__pyx_v_toks, __pyx_v_length, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_17)) )))));
 
-          /* "cachesim/_providers.pyx":908
+          /* "cachesim/_providers.pyx":922
  *             c_chain(toks, length, &chain[0])
  *             # the path: k_all nodes exist, the first k_live of them are live
  *             k_all = 0             # <<<<<<<<<<<<<<
@@ -31273,7 +31493,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           __pyx_v_k_all = 0;
 
-          /* "cachesim/_providers.pyx":909
+          /* "cachesim/_providers.pyx":923
  *             # the path: k_all nodes exist, the first k_live of them are live
  *             k_all = 0
  *             k_live = 0             # <<<<<<<<<<<<<<
@@ -31282,7 +31502,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           __pyx_v_k_live = 0;
 
-          /* "cachesim/_providers.pyx":910
+          /* "cachesim/_providers.pyx":924
  *             k_all = 0
  *             k_live = 0
  *             k = 1             # <<<<<<<<<<<<<<
@@ -31291,7 +31511,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           __pyx_v_k = 1;
 
-          /* "cachesim/_providers.pyx":911
+          /* "cachesim/_providers.pyx":925
  *             k_live = 0
  *             k = 1
  *             while k * u <= length:             # <<<<<<<<<<<<<<
@@ -31304,7 +31524,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 
             if (!__pyx_t_10) break;
 
-            /* "cachesim/_providers.pyx":912
+            /* "cachesim/_providers.pyx":926
  *             k = 1
  *             while k * u <= length:
  *                 node = path.recall(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))             # <<<<<<<<<<<<<<
@@ -31314,7 +31534,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
             __pyx_t_17 = 0;
             __pyx_v_node = __pyx_f_8cachesim_10_providers_6_Table_recall(__pyx_v_path, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_17)) )))), (__pyx_v_k * __pyx_v_u)), __pyx_v_ns_r));
 
-            /* "cachesim/_providers.pyx":913
+            /* "cachesim/_providers.pyx":927
  *             while k * u <= length:
  *                 node = path.recall(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))
  *                 if node == NULL:             # <<<<<<<<<<<<<<
@@ -31326,7 +31546,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
             if (__pyx_t_10) {
 
 
-              /* "cachesim/_providers.pyx":914
+              /* "cachesim/_providers.pyx":928
  *                 node = path.recall(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))
  *                 if node == NULL:
  *                     break             # <<<<<<<<<<<<<<
@@ -31335,7 +31555,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
               goto __pyx_L16_break;
 
-              /* "cachesim/_providers.pyx":913
+              /* "cachesim/_providers.pyx":927
  *             while k * u <= length:
  *                 node = path.recall(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))
  *                 if node == NULL:             # <<<<<<<<<<<<<<
@@ -31344,7 +31564,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             }
 
-            /* "cachesim/_providers.pyx":915
+            /* "cachesim/_providers.pyx":929
  *                 if node == NULL:
  *                     break
  *                 k_all = k             # <<<<<<<<<<<<<<
@@ -31353,7 +31573,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             __pyx_v_k_all = __pyx_v_k;
 
-            /* "cachesim/_providers.pyx":916
+            /* "cachesim/_providers.pyx":930
  *                     break
  *                 k_all = k
  *                 if k_live == k - 1 and t[r] < node.expires_at:             # <<<<<<<<<<<<<<
@@ -31380,7 +31600,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
             if (__pyx_t_10) {
 
 
-              /* "cachesim/_providers.pyx":917
+              /* "cachesim/_providers.pyx":931
  *                 k_all = k
  *                 if k_live == k - 1 and t[r] < node.expires_at:
  *                     k_live = k             # <<<<<<<<<<<<<<
@@ -31389,7 +31609,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
               __pyx_v_k_live = __pyx_v_k;
 
-              /* "cachesim/_providers.pyx":916
+              /* "cachesim/_providers.pyx":930
  *                     break
  *                 k_all = k
  *                 if k_live == k - 1 and t[r] < node.expires_at:             # <<<<<<<<<<<<<<
@@ -31398,7 +31618,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             }
 
-            /* "cachesim/_providers.pyx":918
+            /* "cachesim/_providers.pyx":932
  *                 if k_live == k - 1 and t[r] < node.expires_at:
  *                     k_live = k
  *                 k += 1             # <<<<<<<<<<<<<<
@@ -31409,7 +31629,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           }
           __pyx_L16_break:;
 
-          /* "cachesim/_providers.pyx":919
+          /* "cachesim/_providers.pyx":933
  *                     k_live = k
  *                 k += 1
  *             hit = 0             # <<<<<<<<<<<<<<
@@ -31418,7 +31638,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           __pyx_v_hit = 0;
 
-          /* "cachesim/_providers.pyx":920
+          /* "cachesim/_providers.pyx":934
  *                 k += 1
  *             hit = 0
  *             if use_draws and miss_draw[r] < miss_probability:             # <<<<<<<<<<<<<<
@@ -31441,7 +31661,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           if (__pyx_t_10) {
 
 
-            /* "cachesim/_providers.pyx":921
+            /* "cachesim/_providers.pyx":935
  *             hit = 0
  *             if use_draws and miss_draw[r] < miss_probability:
  *                 flags[r] |= F_SERVER_MISS             # <<<<<<<<<<<<<<
@@ -31451,7 +31671,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
             __pyx_t_17 = __pyx_v_r;
             *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_17)) )) |= __pyx_e_8cachesim_10_providers_F_SERVER_MISS;
 
-            /* "cachesim/_providers.pyx":920
+            /* "cachesim/_providers.pyx":934
  *                 k += 1
  *             hit = 0
  *             if use_draws and miss_draw[r] < miss_probability:             # <<<<<<<<<<<<<<
@@ -31461,7 +31681,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
             goto __pyx_L21;
           }
 
-          /* "cachesim/_providers.pyx":923
+          /* "cachesim/_providers.pyx":937
  *                 flags[r] |= F_SERVER_MISS
  *             else:
  *                 k = k_all             # <<<<<<<<<<<<<<
@@ -31471,7 +31691,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           /*else*/ {
             __pyx_v_k = __pyx_v_k_all;
 
-            /* "cachesim/_providers.pyx":924
+            /* "cachesim/_providers.pyx":938
  *             else:
  *                 k = k_all
  *                 while k >= 1 and hit == 0:             # <<<<<<<<<<<<<<
@@ -31498,7 +31718,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 
               if (!__pyx_t_10) break;
 
-              /* "cachesim/_providers.pyx":925
+              /* "cachesim/_providers.pyx":939
  *                 k = k_all
  *                 while k >= 1 and hit == 0:
  *                     node = path.find(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))             # <<<<<<<<<<<<<<
@@ -31508,7 +31728,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
               __pyx_t_17 = 0;
               __pyx_v_node = __pyx_f_8cachesim_10_providers_6_Table_find(__pyx_v_path, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_17)) )))), (__pyx_v_k * __pyx_v_u)), __pyx_v_ns_r));
 
-              /* "cachesim/_providers.pyx":926
+              /* "cachesim/_providers.pyx":940
  *                 while k >= 1 and hit == 0:
  *                     node = path.find(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))
  *                     mask = node.aux             # <<<<<<<<<<<<<<
@@ -31519,7 +31739,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 
               __pyx_v_mask = __pyx_t_19;
 
-              /* "cachesim/_providers.pyx":927
+              /* "cachesim/_providers.pyx":941
  *                     node = path.find(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))
  *                     mask = node.aux
  *                     off = u - 1             # <<<<<<<<<<<<<<
@@ -31528,7 +31748,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
               __pyx_v_off = (__pyx_v_u - 1);
 
-              /* "cachesim/_providers.pyx":928
+              /* "cachesim/_providers.pyx":942
  *                     mask = node.aux
  *                     off = u - 1
  *                     while off >= 0:             # <<<<<<<<<<<<<<
@@ -31541,7 +31761,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 
                 if (!__pyx_t_10) break;
 
-                /* "cachesim/_providers.pyx":929
+                /* "cachesim/_providers.pyx":943
  *                     off = u - 1
  *                     while off >= 0:
  *                         p = k * u + off             # <<<<<<<<<<<<<<
@@ -31550,7 +31770,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
                 __pyx_v_p = ((__pyx_v_k * __pyx_v_u) + __pyx_v_off);
 
-                /* "cachesim/_providers.pyx":930
+                /* "cachesim/_providers.pyx":944
  *                     while off >= 0:
  *                         p = k * u + off
  *                         if (mask >> off) & 1 and p <= length:             # <<<<<<<<<<<<<<
@@ -31576,7 +31796,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                 if (__pyx_t_10) {
 
 
-                  /* "cachesim/_providers.pyx":931
+                  /* "cachesim/_providers.pyx":945
  *                         p = k * u + off
  *                         if (mask >> off) & 1 and p <= length:
  *                             e = units.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))             # <<<<<<<<<<<<<<
@@ -31586,7 +31806,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                   __pyx_t_17 = 0;
                   __pyx_v_e = __pyx_f_8cachesim_10_providers_6_Table_recall(__pyx_v_units, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_17)) )))), __pyx_v_p), __pyx_v_ns_r));
 
-                  /* "cachesim/_providers.pyx":932
+                  /* "cachesim/_providers.pyx":946
  *                         if (mask >> off) & 1 and p <= length:
  *                             e = units.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))
  *                             if e != NULL:             # <<<<<<<<<<<<<<
@@ -31598,7 +31818,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                   if (__pyx_t_10) {
 
 
-                    /* "cachesim/_providers.pyx":933
+                    /* "cachesim/_providers.pyx":947
  *                             e = units.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))
  *                             if e != NULL:
  *                                 if t[r] >= e.expires_at:             # <<<<<<<<<<<<<<
@@ -31611,7 +31831,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                     if (__pyx_t_10) {
 
 
-                      /* "cachesim/_providers.pyx":934
+                      /* "cachesim/_providers.pyx":948
  *                             if e != NULL:
  *                                 if t[r] >= e.expires_at:
  *                                     flags[r] |= F_EXPIRED             # <<<<<<<<<<<<<<
@@ -31621,7 +31841,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                       __pyx_t_17 = __pyx_v_r;
                       *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_17)) )) |= __pyx_e_8cachesim_10_providers_F_EXPIRED;
 
-                      /* "cachesim/_providers.pyx":933
+                      /* "cachesim/_providers.pyx":947
  *                             e = units.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))
  *                             if e != NULL:
  *                                 if t[r] >= e.expires_at:             # <<<<<<<<<<<<<<
@@ -31631,7 +31851,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                       goto __pyx_L34;
                     }
 
-                    /* "cachesim/_providers.pyx":935
+                    /* "cachesim/_providers.pyx":949
  *                                 if t[r] >= e.expires_at:
  *                                     flags[r] |= F_EXPIRED
  *                                 elif e.available_at > t[r]:             # <<<<<<<<<<<<<<
@@ -31644,7 +31864,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                     if (__pyx_t_10) {
 
 
-                      /* "cachesim/_providers.pyx":936
+                      /* "cachesim/_providers.pyx":950
  *                                     flags[r] |= F_EXPIRED
  *                                 elif e.available_at > t[r]:
  *                                     flags[r] |= F_NOT_READY             # <<<<<<<<<<<<<<
@@ -31654,7 +31874,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                       __pyx_t_17 = __pyx_v_r;
                       *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_17)) )) |= __pyx_e_8cachesim_10_providers_F_NOT_READY;
 
-                      /* "cachesim/_providers.pyx":935
+                      /* "cachesim/_providers.pyx":949
  *                                 if t[r] >= e.expires_at:
  *                                     flags[r] |= F_EXPIRED
  *                                 elif e.available_at > t[r]:             # <<<<<<<<<<<<<<
@@ -31664,7 +31884,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                       goto __pyx_L34;
                     }
 
-                    /* "cachesim/_providers.pyx":938
+                    /* "cachesim/_providers.pyx":952
  *                                     flags[r] |= F_NOT_READY
  *                                 else:
  *                                     hit = p             # <<<<<<<<<<<<<<
@@ -31674,7 +31894,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                     /*else*/ {
                       __pyx_v_hit = __pyx_v_p;
 
-                      /* "cachesim/_providers.pyx":939
+                      /* "cachesim/_providers.pyx":953
  *                                 else:
  *                                     hit = p
  *                                     e.expires_at = max(e.expires_at, t[r] + idle_ttl_s)             # <<<<<<<<<<<<<<
@@ -31699,7 +31919,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                       __pyx_v_e->expires_at = __pyx_t_22;
 
 
-                      /* "cachesim/_providers.pyx":940
+                      /* "cachesim/_providers.pyx":954
  *                                     hit = p
  *                                     e.expires_at = max(e.expires_at, t[r] + idle_ttl_s)
  *                                     break             # <<<<<<<<<<<<<<
@@ -31710,7 +31930,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                     }
                     __pyx_L34:;
 
-                    /* "cachesim/_providers.pyx":932
+                    /* "cachesim/_providers.pyx":946
  *                         if (mask >> off) & 1 and p <= length:
  *                             e = units.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))
  *                             if e != NULL:             # <<<<<<<<<<<<<<
@@ -31719,7 +31939,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
                   }
 
-                  /* "cachesim/_providers.pyx":930
+                  /* "cachesim/_providers.pyx":944
  *                     while off >= 0:
  *                         p = k * u + off
  *                         if (mask >> off) & 1 and p <= length:             # <<<<<<<<<<<<<<
@@ -31728,7 +31948,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
                 }
 
-                /* "cachesim/_providers.pyx":941
+                /* "cachesim/_providers.pyx":955
  *                                     e.expires_at = max(e.expires_at, t[r] + idle_ttl_s)
  *                                     break
  *                         off -= 1             # <<<<<<<<<<<<<<
@@ -31739,7 +31959,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
               }
               __pyx_L29_break:;
 
-              /* "cachesim/_providers.pyx":942
+              /* "cachesim/_providers.pyx":956
  *                                     break
  *                         off -= 1
  *                     k -= 1             # <<<<<<<<<<<<<<
@@ -31749,7 +31969,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
               __pyx_v_k = (__pyx_v_k - 1);
             }
 
-            /* "cachesim/_providers.pyx":943
+            /* "cachesim/_providers.pyx":957
  *                         off -= 1
  *                     k -= 1
  *                 if hit:             # <<<<<<<<<<<<<<
@@ -31761,7 +31981,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
             if (__pyx_t_10) {
 
 
-              /* "cachesim/_providers.pyx":944
+              /* "cachesim/_providers.pyx":958
  *                     k -= 1
  *                 if hit:
  *                     for k in range(1, hit // u + 1):             # <<<<<<<<<<<<<<
@@ -31775,7 +31995,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
               for (__pyx_t_25 = 1; __pyx_t_25 < __pyx_t_24; __pyx_t_25+=1) {
                 __pyx_v_k = __pyx_t_25;
 
-                /* "cachesim/_providers.pyx":945
+                /* "cachesim/_providers.pyx":959
  *                 if hit:
  *                     for k in range(1, hit // u + 1):
  *                         node = path.find(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))             # <<<<<<<<<<<<<<
@@ -31785,7 +32005,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                 __pyx_t_17 = 0;
                 __pyx_v_node = __pyx_f_8cachesim_10_providers_6_Table_find(__pyx_v_path, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_17)) )))), (__pyx_v_k * __pyx_v_u)), __pyx_v_ns_r));
 
-                /* "cachesim/_providers.pyx":946
+                /* "cachesim/_providers.pyx":960
  *                     for k in range(1, hit // u + 1):
  *                         node = path.find(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))
  *                         node.expires_at = max(node.expires_at, t[r] + idle_ttl_s)             # <<<<<<<<<<<<<<
@@ -31812,7 +32032,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
               }
 
 
-              /* "cachesim/_providers.pyx":943
+              /* "cachesim/_providers.pyx":957
  *                         off -= 1
  *                     k -= 1
  *                 if hit:             # <<<<<<<<<<<<<<
@@ -31823,7 +32043,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           }
           __pyx_L21:;
 
-          /* "cachesim/_providers.pyx":947
+          /* "cachesim/_providers.pyx":961
  *                         node = path.find(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))
  *                         node.expires_at = max(node.expires_at, t[r] + idle_ttl_s)
  *             read[r] = hit             # <<<<<<<<<<<<<<
@@ -31833,7 +32053,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           __pyx_t_17 = __pyx_v_r;
           *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_read.data) + __pyx_t_17)) )) = __pyx_v_hit;
 
-          /* "cachesim/_providers.pyx":949
+          /* "cachesim/_providers.pyx":963
  *             read[r] = hit
  *             # writes after the response: the input's end, fixed intervals inside it, the common prefix
  *             t_avail = t[r] + available_after_s             # <<<<<<<<<<<<<<
@@ -31843,7 +32063,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           __pyx_t_17 = __pyx_v_r;
           __pyx_v_t_avail = ((*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_17)) ))) + __pyx_v_available_after_s);
 
-          /* "cachesim/_providers.pyx":950
+          /* "cachesim/_providers.pyx":964
  *             # writes after the response: the input's end, fixed intervals inside it, the common prefix
  *             t_avail = t[r] + available_after_s
  *             expires = t_avail + idle_ttl_s             # <<<<<<<<<<<<<<
@@ -31852,7 +32072,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           __pyx_v_expires = (__pyx_v_t_avail + __pyx_v_idle_ttl_s);
 
-          /* "cachesim/_providers.pyx":951
+          /* "cachesim/_providers.pyx":965
  *             t_avail = t[r] + available_after_s
  *             expires = t_avail + idle_ttl_s
  *             common = k_live * u if k_live >= 1 and hit < k_live * u < length else 0             # <<<<<<<<<<<<<<
@@ -31890,7 +32110,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 
           __pyx_v_common = __pyx_t_23;
 
-          /* "cachesim/_providers.pyx":952
+          /* "cachesim/_providers.pyx":966
  *             expires = t_avail + idle_ttl_s
  *             common = k_live * u if k_live >= 1 and hit < k_live * u < length else 0
  *             if _ds_unit(units, toks, &chain[0], ns_r, length, t_avail, expires, r) != 0:             # <<<<<<<<<<<<<<
@@ -31903,7 +32123,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           if (__pyx_t_10) {
 
 
-            /* "cachesim/_providers.pyx":953
+            /* "cachesim/_providers.pyx":967
  *             common = k_live * u if k_live >= 1 and hit < k_live * u < length else 0
  *             if _ds_unit(units, toks, &chain[0], ns_r, length, t_avail, expires, r) != 0:
  *                 err = 1             # <<<<<<<<<<<<<<
@@ -31912,7 +32132,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             __pyx_v_err = 1;
 
-            /* "cachesim/_providers.pyx":954
+            /* "cachesim/_providers.pyx":968
  *             if _ds_unit(units, toks, &chain[0], ns_r, length, t_avail, expires, r) != 0:
  *                 err = 1
  *                 break             # <<<<<<<<<<<<<<
@@ -31921,7 +32141,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             goto __pyx_L13_break;
 
-            /* "cachesim/_providers.pyx":952
+            /* "cachesim/_providers.pyx":966
  *             expires = t_avail + idle_ttl_s
  *             common = k_live * u if k_live >= 1 and hit < k_live * u < length else 0
  *             if _ds_unit(units, toks, &chain[0], ns_r, length, t_avail, expires, r) != 0:             # <<<<<<<<<<<<<<
@@ -31930,7 +32150,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           }
 
-          /* "cachesim/_providers.pyx":955
+          /* "cachesim/_providers.pyx":969
  *                 err = 1
  *                 break
  *             p = interval_tokens             # <<<<<<<<<<<<<<
@@ -31939,7 +32159,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           __pyx_v_p = __pyx_v_interval_tokens;
 
-          /* "cachesim/_providers.pyx":956
+          /* "cachesim/_providers.pyx":970
  *                 break
  *             p = interval_tokens
  *             while p < length:             # <<<<<<<<<<<<<<
@@ -31952,7 +32172,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 
             if (!__pyx_t_10) break;
 
-            /* "cachesim/_providers.pyx":957
+            /* "cachesim/_providers.pyx":971
  *             p = interval_tokens
  *             while p < length:
  *                 if p >= u and _ds_unit(units, toks, &chain[0], ns_r, p, t_avail, expires, r) != 0:             # <<<<<<<<<<<<<<
@@ -31979,7 +32199,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
             if (__pyx_t_10) {
 
 
-              /* "cachesim/_providers.pyx":958
+              /* "cachesim/_providers.pyx":972
  *             while p < length:
  *                 if p >= u and _ds_unit(units, toks, &chain[0], ns_r, p, t_avail, expires, r) != 0:
  *                     err = 1             # <<<<<<<<<<<<<<
@@ -31988,7 +32208,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
               __pyx_v_err = 1;
 
-              /* "cachesim/_providers.pyx":959
+              /* "cachesim/_providers.pyx":973
  *                 if p >= u and _ds_unit(units, toks, &chain[0], ns_r, p, t_avail, expires, r) != 0:
  *                     err = 1
  *                     break             # <<<<<<<<<<<<<<
@@ -31997,7 +32217,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
               goto __pyx_L42_break;
 
-              /* "cachesim/_providers.pyx":957
+              /* "cachesim/_providers.pyx":971
  *             p = interval_tokens
  *             while p < length:
  *                 if p >= u and _ds_unit(units, toks, &chain[0], ns_r, p, t_avail, expires, r) != 0:             # <<<<<<<<<<<<<<
@@ -32006,7 +32226,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             }
 
-            /* "cachesim/_providers.pyx":960
+            /* "cachesim/_providers.pyx":974
  *                     err = 1
  *                     break
  *                 p += interval_tokens             # <<<<<<<<<<<<<<
@@ -32017,7 +32237,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           }
           __pyx_L42_break:;
 
-          /* "cachesim/_providers.pyx":961
+          /* "cachesim/_providers.pyx":975
  *                     break
  *                 p += interval_tokens
  *             if err:             # <<<<<<<<<<<<<<
@@ -32029,7 +32249,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           if (__pyx_t_10) {
 
 
-            /* "cachesim/_providers.pyx":962
+            /* "cachesim/_providers.pyx":976
  *                 p += interval_tokens
  *             if err:
  *                 break             # <<<<<<<<<<<<<<
@@ -32038,7 +32258,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             goto __pyx_L13_break;
 
-            /* "cachesim/_providers.pyx":961
+            /* "cachesim/_providers.pyx":975
  *                     break
  *                 p += interval_tokens
  *             if err:             # <<<<<<<<<<<<<<
@@ -32047,7 +32267,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           }
 
-          /* "cachesim/_providers.pyx":963
+          /* "cachesim/_providers.pyx":977
  *             if err:
  *                 break
  *             if common and _ds_unit(units, toks, &chain[0], ns_r, common, t_avail, expires, r) != 0:             # <<<<<<<<<<<<<<
@@ -32074,7 +32294,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           if (__pyx_t_10) {
 
 
-            /* "cachesim/_providers.pyx":964
+            /* "cachesim/_providers.pyx":978
  *                 break
  *             if common and _ds_unit(units, toks, &chain[0], ns_r, common, t_avail, expires, r) != 0:
  *                 err = 1             # <<<<<<<<<<<<<<
@@ -32083,7 +32303,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             __pyx_v_err = 1;
 
-            /* "cachesim/_providers.pyx":965
+            /* "cachesim/_providers.pyx":979
  *             if common and _ds_unit(units, toks, &chain[0], ns_r, common, t_avail, expires, r) != 0:
  *                 err = 1
  *                 break             # <<<<<<<<<<<<<<
@@ -32092,7 +32312,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             goto __pyx_L13_break;
 
-            /* "cachesim/_providers.pyx":963
+            /* "cachesim/_providers.pyx":977
  *             if err:
  *                 break
  *             if common and _ds_unit(units, toks, &chain[0], ns_r, common, t_avail, expires, r) != 0:             # <<<<<<<<<<<<<<
@@ -32101,7 +32321,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           }
 
-          /* "cachesim/_providers.pyx":966
+          /* "cachesim/_providers.pyx":980
  *                 err = 1
  *                 break
  *             if _ds_path(path, toks, &chain[0], ns_r, length, u, interval_tokens, common, t_avail, expires) != 0:             # <<<<<<<<<<<<<<
@@ -32114,7 +32334,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           if (__pyx_t_10) {
 
 
-            /* "cachesim/_providers.pyx":967
+            /* "cachesim/_providers.pyx":981
  *                 break
  *             if _ds_path(path, toks, &chain[0], ns_r, length, u, interval_tokens, common, t_avail, expires) != 0:
  *                 err = 1             # <<<<<<<<<<<<<<
@@ -32123,7 +32343,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             __pyx_v_err = 1;
 
-            /* "cachesim/_providers.pyx":968
+            /* "cachesim/_providers.pyx":982
  *             if _ds_path(path, toks, &chain[0], ns_r, length, u, interval_tokens, common, t_avail, expires) != 0:
  *                 err = 1
  *                 break             # <<<<<<<<<<<<<<
@@ -32132,7 +32352,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             goto __pyx_L13_break;
 
-            /* "cachesim/_providers.pyx":966
+            /* "cachesim/_providers.pyx":980
  *                 err = 1
  *                 break
  *             if _ds_path(path, toks, &chain[0], ns_r, length, u, interval_tokens, common, t_avail, expires) != 0:             # <<<<<<<<<<<<<<
@@ -32146,7 +32366,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 
       }
 
-      /* "cachesim/_providers.pyx":896
+      /* "cachesim/_providers.pyx":910
  *     cdef double t_avail, expires
  *     cdef int err = 0
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -32163,7 +32383,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
       }
   }
 
-  /* "cachesim/_providers.pyx":969
+  /* "cachesim/_providers.pyx":983
  *                 err = 1
  *                 break
  *     if err:             # <<<<<<<<<<<<<<
@@ -32175,7 +32395,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
   if (unlikely(__pyx_t_10)) {
 
 
-    /* "cachesim/_providers.pyx":970
+    /* "cachesim/_providers.pyx":984
  *                 break
  *     if err:
  *         raise MemoryError("cachesim: out of memory in the provider cache table")             # <<<<<<<<<<<<<<
@@ -32187,14 +32407,14 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
       PyObject *__pyx_callargs[2] = {__pyx_t_2, __pyx_mstate_global->__pyx_kp_u_cachesim_out_of_memory_in_the_pr};
       __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_MemoryError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 970, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 984, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(0, 970, __pyx_L1_error)
+    __PYX_ERR(0, 984, __pyx_L1_error)
 
-    /* "cachesim/_providers.pyx":969
+    /* "cachesim/_providers.pyx":983
  *                 err = 1
  *                 break
  *     if err:             # <<<<<<<<<<<<<<
@@ -32203,19 +32423,19 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
   }
 
-  /* "cachesim/_providers.pyx":971
+  /* "cachesim/_providers.pyx":985
  *     if err:
  *         raise MemoryError("cachesim: out of memory in the provider cache table")
  *     return read_arr, flags_arr             # <<<<<<<<<<<<<<
 */
-  __pyx_t_1 = PyTuple_New(2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 971, __pyx_L1_error)
+  __pyx_t_1 = PyTuple_New(2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 985, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_INCREF(__pyx_v_read_arr);
   __Pyx_GIVEREF(__pyx_v_read_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_v_read_arr) != (0)) __PYX_ERR(0, 971, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_v_read_arr) != (0)) __PYX_ERR(0, 985, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_flags_arr);
   __Pyx_GIVEREF(__pyx_v_flags_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_v_flags_arr) != (0)) __PYX_ERR(0, 971, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_v_flags_arr) != (0)) __PYX_ERR(0, 985, __pyx_L1_error);
   {
     PyObject *__pyx_temp;
     {
@@ -32227,7 +32447,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "cachesim/_providers.pyx":865
+  /* "cachesim/_providers.pyx":879
  * 
  * 
  * def serve_deepseek(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
@@ -34074,14 +34294,14 @@ static int __Pyx_modinit_Exttype___pyx_defaults1(__pyx_mstatetype *__pyx_mstate)
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_defaults1", 0);
   /*--- Exttype __pyx_defaults1 ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults1 = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_8cachesim_10_providers___pyx_defaults1_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults1)) __PYX_ERR(0, 617, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults1 = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_8cachesim_10_providers___pyx_defaults1_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults1)) __PYX_ERR(0, 631, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults1 = &__pyx_type_8cachesim_10_providers___pyx_defaults1;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults1) < (0)) __PYX_ERR(0, 617, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults1) < (0)) __PYX_ERR(0, 631, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults1);
@@ -35407,7 +35627,7 @@ __Pyx_RefNannySetupContext("PyInit__providers", 0);
   /* "cachesim/_providers.pyx":419
  *                       int64_t max_breakpoints, double ttl_short_s, double ttl_long_s, double ttft_s,
  *                       bint refresh_path, const double[::1] miss_draw, double miss_probability,
- *                       double forget_s=INFINITY):             # <<<<<<<<<<<<<<
+ *                       double forget_s=INFINITY, bint per_segment_minimum=False):             # <<<<<<<<<<<<<<
  *     """Serve every request; returns per-request ``read, write_short, write_long, flags, error`` arrays.
  * 
 */
@@ -35418,21 +35638,21 @@ __Pyx_RefNannySetupContext("PyInit__providers", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_serve_breakpoints, __pyx_t_5) < (0)) __PYX_ERR(0, 413, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cachesim/_providers.pyx":617
+  /* "cachesim/_providers.pyx":631
  * # Prefix-unit caches: OpenAI before GPT-5.6, Gemini implicit (longest common prefix at a unit granularity)
  * 
  * def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
  *                 const uint64_t[::1] ns, const uint64_t[::1] route_key, const int32_t[::1] replicas,
  *                 const int32_t[::1] replica_max,
 */
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_8cachesim_10_providers_9serve_units, 0, __pyx_mstate_global->__pyx_n_u_serve_units, NULL, __pyx_mstate_global->__pyx_n_u_cachesim__providers, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[6])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 617, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_8cachesim_10_providers_9serve_units, 0, __pyx_mstate_global->__pyx_n_u_serve_units, NULL, __pyx_mstate_global->__pyx_n_u_cachesim__providers, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[6])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 631, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
-  if (!__Pyx_CyFunction_InitDefaults(__pyx_t_5, __pyx_mstate_global->__pyx_ptype_8cachesim_10_providers___pyx_defaults1)) __PYX_ERR(0, 617, __pyx_L1_error)
+  if (!__Pyx_CyFunction_InitDefaults(__pyx_t_5, __pyx_mstate_global->__pyx_ptype_8cachesim_10_providers___pyx_defaults1)) __PYX_ERR(0, 631, __pyx_L1_error)
 
-  /* "cachesim/_providers.pyx":622
+  /* "cachesim/_providers.pyx":636
  *                 int64_t unit_tokens, int64_t hidden_tokens, int64_t round_to, bint token_exact,
  *                 int64_t min_tokens, double idle_ttl_s, double max_age_s, double ttft_s,
  *                 const double[::1] miss_draw, double miss_probability, double forget_s=INFINITY,             # <<<<<<<<<<<<<<
@@ -35443,52 +35663,52 @@ __Pyx_RefNannySetupContext("PyInit__providers", 0);
   __Pyx_CyFunction_Defaults(struct __pyx_defaults1, __pyx_t_5)->arg0 = INFINITY;
 
 
-  /* "cachesim/_providers.pyx":623
+  /* "cachesim/_providers.pyx":637
  *                 int64_t min_tokens, double idle_ttl_s, double max_age_s, double ttft_s,
  *                 const double[::1] miss_draw, double miss_probability, double forget_s=INFINITY,
  *                 const int32_t[::1] tenant=None, int64_t capacity_units=0):             # <<<<<<<<<<<<<<
  *     """Serve every request; returns per-request ``read, flags, evicted_by`` arrays.
  * 
 */
-  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t__const__(Py_None, 0); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 623, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t__const__(Py_None, 0); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 637, __pyx_L1_error)
   __Pyx_CyFunction_Defaults(struct __pyx_defaults1, __pyx_t_5)->arg1 = __pyx_t_9;
 
   __pyx_t_9.memview = NULL;
   __pyx_t_9.data = NULL;
   __Pyx_CyFunction_SetDefaultsGetter(__pyx_t_5, __pyx_pf_8cachesim_10_providers_16__defaults__);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_serve_units, __pyx_t_5) < (0)) __PYX_ERR(0, 617, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_serve_units, __pyx_t_5) < (0)) __PYX_ERR(0, 631, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cachesim/_providers.pyx":796
+  /* "cachesim/_providers.pyx":810
  * # Session diagnostics
  * 
  * def common_prefix(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const int64_t[::1] other):             # <<<<<<<<<<<<<<
  *     """Per request ``r``: the length of the common prefix of prompts ``r`` and ``other[r]`` (0 when ``other[r]``
  *     is negative)."""
 */
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_8cachesim_10_providers_11common_prefix, 0, __pyx_mstate_global->__pyx_n_u_common_prefix, NULL, __pyx_mstate_global->__pyx_n_u_cachesim__providers, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[7])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 796, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_8cachesim_10_providers_11common_prefix, 0, __pyx_mstate_global->__pyx_n_u_common_prefix, NULL, __pyx_mstate_global->__pyx_n_u_cachesim__providers, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[7])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 810, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_common_prefix, __pyx_t_5) < (0)) __PYX_ERR(0, 796, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_common_prefix, __pyx_t_5) < (0)) __PYX_ERR(0, 810, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cachesim/_providers.pyx":865
+  /* "cachesim/_providers.pyx":879
  * 
  * 
  * def serve_deepseek(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
  *                    const uint64_t[::1] ns, int64_t unit_tokens, int64_t interval_tokens, double available_after_s,
  *                    double idle_ttl_s, const double[::1] miss_draw, double miss_probability,
 */
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_8cachesim_10_providers_13serve_deepseek, 0, __pyx_mstate_global->__pyx_n_u_serve_deepseek, NULL, __pyx_mstate_global->__pyx_n_u_cachesim__providers, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[8])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 865, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_8cachesim_10_providers_13serve_deepseek, 0, __pyx_mstate_global->__pyx_n_u_serve_deepseek, NULL, __pyx_mstate_global->__pyx_n_u_cachesim__providers, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[8])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 879, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
-  if (!__Pyx_CyFunction_InitDefaults(__pyx_t_5, __pyx_mstate_global->__pyx_ptype_8cachesim_10_providers___pyx_defaults)) __PYX_ERR(0, 865, __pyx_L1_error)
+  if (!__Pyx_CyFunction_InitDefaults(__pyx_t_5, __pyx_mstate_global->__pyx_ptype_8cachesim_10_providers___pyx_defaults)) __PYX_ERR(0, 879, __pyx_L1_error)
 
-  /* "cachesim/_providers.pyx":868
+  /* "cachesim/_providers.pyx":882
  *                    const uint64_t[::1] ns, int64_t unit_tokens, int64_t interval_tokens, double available_after_s,
  *                    double idle_ttl_s, const double[::1] miss_draw, double miss_probability,
  *                    double forget_s=INFINITY):             # <<<<<<<<<<<<<<
@@ -35499,7 +35719,7 @@ __Pyx_RefNannySetupContext("PyInit__providers", 0);
   __Pyx_CyFunction_Defaults(struct __pyx_defaults, __pyx_t_5)->arg0 = INFINITY;
 
   __Pyx_CyFunction_SetDefaultsGetter(__pyx_t_5, __pyx_pf_8cachesim_10_providers_18__defaults__);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_serve_deepseek, __pyx_t_5) < (0)) __PYX_ERR(0, 865, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_serve_deepseek, __pyx_t_5) < (0)) __PYX_ERR(0, 879, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
   /* "cachesim/_providers.pyx":1
@@ -35705,47 +35925,47 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
-    const struct { const unsigned int length: 8; } str_length_index[] = {{6},{8},{13},{15},{1},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{179},{44},{8},{61},{49},{51},{67},{15},{7},{6},{2},{9},{50},{26},{27},{30},{37},{37},{50},{5},{24},{13},{8},{14},{10},{12},{12},{13},{14},{13},{16},{14},{13},{8},{15},{6},{24},{26},{20},{12},{9},{17},{8},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{7},{1},{3},{15},{3},{18},{9},{14},{17},{1},{5},{4},{3},{10},{16},{7},{6},{10},{7},{10},{6},{10},{11},{9},{1},{5},{9},{6},{19},{8},{14},{5},{9},{18},{3},{6},{13},{5},{5},{15},{9},{1},{5},{6},{9},{3},{5},{9},{10},{14},{11},{7},{5},{5},{9},{8},{6},{7},{5},{4},{13},{7},{3},{1},{2},{10},{5},{5},{5},{4},{15},{4},{5},{8},{1},{2},{1},{5},{5},{6},{3},{2},{4},{8},{2},{4},{2},{6},{3},{6},{2},{7},{15},{4},{7},{9},{7},{15},{7},{10},{9},{16},{4},{1},{10},{5},{7},{4},{2},{3},{4},{4},{13},{2},{2},{6},{4},{5},{5},{3},{3},{5},{9},{3},{7},{1},{4},{4},{10},{3},{16},{9},{2},{11},{13},{1},{6},{1},{4},{8},{12},{8},{3},{7},{11},{11},{11},{8},{8},{2},{6},{8},{5},{9},{6},{4},{10},{4},{3},{17},{14},{11},{10},{5},{4},{5},{5},{4},{4},{6},{3},{1},{7},{5},{6},{11},{13},{6},{4},{6},{10},{11},{1},{6},{11},{5},{6},{6},{9},{1},{6},{10},{6},{7},{8},{6},{6},{1},{17},{6},{14},{5}};
-    const struct { const unsigned int length: 11; } bytes_length_index[] = {{1},{23},{9},{13},{197},{260},{1107},{1699},{562},{1933}};
+    const struct { const unsigned int length: 8; } str_length_index[] = {{6},{8},{13},{15},{1},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{179},{44},{8},{61},{49},{51},{67},{15},{7},{6},{2},{9},{50},{26},{27},{30},{37},{37},{50},{5},{24},{13},{8},{14},{10},{12},{12},{13},{14},{13},{16},{14},{13},{8},{15},{6},{24},{26},{20},{12},{9},{17},{8},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{7},{1},{3},{15},{3},{6},{18},{9},{14},{17},{1},{5},{4},{3},{10},{16},{7},{6},{10},{7},{10},{5},{9},{6},{10},{11},{9},{1},{5},{9},{6},{19},{8},{14},{5},{9},{18},{3},{6},{13},{5},{5},{15},{9},{1},{5},{6},{9},{3},{5},{9},{10},{14},{11},{7},{5},{5},{9},{8},{6},{7},{5},{4},{13},{7},{3},{1},{2},{10},{5},{5},{5},{4},{15},{4},{5},{8},{1},{2},{1},{5},{5},{6},{3},{2},{4},{8},{2},{4},{2},{6},{3},{6},{2},{7},{15},{4},{7},{9},{7},{15},{7},{10},{9},{16},{4},{1},{10},{5},{7},{4},{2},{3},{4},{4},{13},{2},{2},{6},{4},{5},{5},{3},{3},{5},{9},{3},{7},{1},{4},{4},{10},{19},{3},{16},{9},{2},{11},{13},{7},{1},{6},{1},{4},{8},{12},{8},{3},{7},{11},{11},{11},{8},{8},{2},{6},{8},{5},{9},{6},{4},{10},{4},{3},{17},{14},{11},{10},{5},{4},{5},{5},{4},{4},{6},{3},{1},{7},{5},{6},{11},{13},{6},{4},{6},{10},{11},{1},{6},{11},{5},{6},{6},{9},{1},{6},{10},{6},{7},{8},{6},{6},{1},{17},{6},{14},{5}};
+    const struct { const unsigned int length: 11; } bytes_length_index[] = {{1},{23},{9},{13},{197},{260},{1107},{1699},{562},{2026}};
     #ifndef CYTHON_COMPRESS_STRINGS
       #define CYTHON_COMPRESS_STRINGS 90
     #endif
-    #if (CYTHON_COMPRESS_STRINGS) == 2 /* compression: bz2 (4281 bytes) */
-static const char cstring[] = "BZh91AY&SY#S\325\035\000\002\353\177\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\300@@@@@@@@@@@@\000@\000`\020\377u\321\351\251mk\035\331v\033av\035\330\333]7k\003@\353vh\2665\230\366y\305;lP\000\303R\031\010\222&\240\r\224\304\364\203`\300F\231\2422Q\372\233Cd\312\247\351\350\250zA\214\241\352z\236\241\204\003i\014A\241\247\250\365\002Q\004\311\246A4\323I\223#A2\230\0216\223CM3Pd4\000d\310\000\000\3204\364\214\200h\323\324\000i\243B*iM\032\032\03244\003CL\206&OI\247\224\017(\r\0004\3204\006@4\000\0006\243\324\000\323 \210A2T\364\364\022x\215\250\207\224\306\2020i\352\217\304Q\371S\362\232\236\2104\014\004i\246\200da6\243\311\352\217P\001\006\230\230\020`\002i\246\232`\0020\021\211\223\000\230\000\010\3020\000\010\300\t\223&\023\020$PA\244&\2324\247\251\346\251\372S\323\020\365F\321\251\3524\003@\001\240\000\000\323@\r\006\236\241\243\3244\003\323P\320\303~\366*ie\214\344\223\347T\301\035O[\371\340\340P\004@GQ\nh\341?\244/\354\255\253\014\225\311\303JA\237\005\203\2014\220\303\3739r\033.@\030j\r\205 \256\311\241L\230F\336\250\227\372\320\332I6\2019\314\306\013\252\\\025\210<\262\277\374\003\307\240<\215[@{\307\330\000\3426\rF\267|\211\272\275dA*^\321\255Q\010\271\246\300\006\301\r\240l*\240\235\346\030\313\212\022\0253\346\252\031ZL\024\001\240*\245\251%F\33061\2446\002\220\246\003J\374_\375\206d\326\250\313A_\005}\"\372Z\013]Y\246\260\006\346\230\253\304\275\022R\010\243$S\007\201\024\365\001($\204#\006G\001`\024\302\023D\304T\025\205\201r\244\347+\250\204\301\246\"\333R*AP\255\n\313p\010\0039\2006\006\260Q\\\301I$\222+\254\047q\323]h\232\005\030\267\257SF1\030\206\010\024\002f\005(_\260\233F+h\206\322\277(\273\202\340+\273J\305P\201\265}\211\326\025\341\212F\322\335\002\"\030\250\2066\320(\210\224\005Y\240L\260\262\301%\212X\027\251 \234\330\235\220R\372\r1T\001\310\365\001\227\014\252\235\251\331\030$\022\"\253\262\230p\002\266eem\220\305\005\006\016\"\266\021o\223B\254\370\230\350T\255\013\002\001\034\251\300r\020R\007\301\360wy\003\217Lv""\276\036H\236\357\002\216\3565\334\233\010\242O\316\031P\376\364X\222\243g\373\274S\224\323\321\372\035\353>]\312\265V\264R\226\265\220{\354\361S\335{,w\212\262\007J\325n\346\2156\376\323\243>\024\373\tA\2638\271\252\306D\001Q\353\230\371\265\367\355\317\005e:\375\224q\220\266\345\334\363M\241#\216\226\340\271(\354\000\345\024\n\252\272%M\266\222P\240\263\270\26273\004S\nf\307<\200\322\003\\`\376%\206:p\226\270K+\237i;\352{\311\314%$\224\253(\304\2561>e\321\210\324\274\007\207\240|\331\244\022\364H\363\377]\033rN\211\261Q4t\3634<\243Au2\312\247\341\203\274\277K\242\234\325\357\366\037\323\226\3751\365\217+\351\334w$l\353d{\213\037%\217\302\034\233S\\\315\376\232\207\021\320\210\225\240A\010\t\210m\352\207b\326,[1\250g\004\221n(C\320\270\206\"\245Xi\023p80\004\222\210\211\005u\331\363lg\220\266\320-\013DzT/+\245\355\373\236\304\021B\210\222T\225\205u\240Z\236\274R1@\353\201\263\340&\2034\373U\225\241X[\334\354\3374\327\022(D#xy\264\203\301\345u)v\344\251%\047\334\302\263\353\327\306ya\025\026\353P\220\345m\370C\235\361\364: oCO{\221\2001#\022\003I%\242\261 \303\327h\316\250\270Y\"\256IF\316\020\243,\340K\200\351\013\322v\242\211\004Ay\206\207\353\231\234\221\350\221H\005i-\022\017g\363\362\236\276\311\223I\2414,\361\260\366|&e=\013%/\006\014\254\375\253\273\337\236\307\265\263VcZ8\2036\th\206\240\2706\006~O-r7{~\263\267M\020\232\023\311(\006\246\361\001P3\272\236\261\304\352\352\327\253_\207\247\221\354\277\314Z\344\265BNv\036\310\034k\302\355\316M\362\360\365V\207\206\274ck\025\227\333\240\307Gg\010mU\345c\207\360\355\332\333\317S_\220[\342\301\032\240\214\364\203Y- 5\3226\216\"\315\016\225\204,\025\216$\t!U+J\027jL\365\010\221\2437\321\347k\203\347r\323l0$\241\325\351\001\240\013Bh\024@\272\342\363\332\344\335\217F8\"\037\007\306\270.D\270K\222\354\313\327\020\340/c\233\014\030\267\034LJ\024(Ryb\006\243\004\"\021H\204H\201\205\263\277]\311\335\360,\322i+\215\362\210-\311\004 \005\333\010\366\223\323\346.\347&\231L\2319\242dw\014\227\275^\305\224\244\224\301\356Fw""\2326\203\365\332\367\241\373\330\224\376\006\341\020\360&\237n\212\233\2176\371\337\303\267\210\376\247-P\3037\224X0D3\016\020\272\275l\317\330*P\261e\222\n<\375\336\226h\030\356\250\254s\257Lir;8\232|\371\036,\372s1C@\260\3726E\313\002F\230\315\3269\337\030\203R6\331M3\323eW]u\360\270\357\263\373-\216\253\333\323\240,Q\313=Lu\361\275\230\342\377M_\242\246\220b\324\327hWE\354r\265\244\331Op\317\334l\264&Z\235\252f\344\205\352\332+,\312\301\014\263I\na\201\0255\021\262g\210\226\004\023\335p\365#\306[\367=\031\325\240,\223\242\200\276er\365b5\"\213\2665\"&\r\323R\030CN\001Z\305\225F\020&\r\216\371)X2z\345Z9o\332V\0272\033\253m\013tH\354\201n.X\336{\016\263m\325u\220\226\245I^\010DQE\205\312w\035\347\026\204 \222\"\330\300\327\352v\271\264\235G9\2458A\335\266\047\370\352r!\301vsO\205\021v\356h\372\234\251j\216\3431\0234\rA\2553\3263\277\177E-\317\225R\373\273}\374\262\357:\247o`\330D\332\212N\251\356B\346A\206\265\351P\030\355\225\271\005YQ\236qa:\316YX\263\364\207\367\273\263D\264c\006\260\340\2502\243*2\206C)b0&\325\030\334-\031\326\306\ri\364\323\211\255\242\320\263\333d\341\002\200\345\026\260\332V\017`A\047\2771\220\214FN\320\260T*\223_\202\030\006\001\202a\311\332\330\235\314\254\265\217\032\242\273\234\3176&\335L\026\246\023\324%\313\214\"\357$\225O\265X\327>\367\256k5\360\265^|2\300\343\016\363\206f\333\010\023\030\0272qA\265\264\306\2124o!_\002\003\260\336K\215\256{9\272\313m\374`i\302\323\266\"\327T+\347x^\246W\007\000\302\236\367\320\300\224\261\327\nZ3l\257\037\016]k\265\014\261\022\034b\332\317(\326j\217\006\340`\3158\270\331\310\363(\205\220GZLT\032\376l\243`My\313j}\256\363\365!\217\0018\036wHz\031\246\314\\\207VO\005\312\370m\306\314Uc\323\220O\217\251w+2Z\000h\006`3%\230;<\354\344;\331b\364r`\215R\331Mg\007N\235-\247N\256P\352\004\207P$\316\301\000\344\200X\263x1\264^Y\230\242\230\312P4\2646\266)c\023{\036\004\246i\271\232\261W\244\210c\252\221\360\211\252\270\204,L\367s\263\203\321\037H\356\323\306\217\211\327{+zy\222\205\252i\327^\317r\377)\305\236""\257a/\256\300\246(\2242\266XL\250\256F\376`\234\034\270\230\260\206p\013\206\242\305v\\\0209\271S\246\317\"gH\265\005]\233,\242\346\305\004\323]\030K\267\\\037\233w\273zY&\330\245\241\323\327H\347\251\030tfN@\347\300U-Xr\260\343\\\225*\\\227\007.\364I\034S~\375\324\223\262\267\317\222\016JR\t\005\266\316*%vM\212\306D\337%\353N\275qD|FY\323=Y\314\315\256\027\013\222#\231\315f\312\236\312R\301wK\222\356\"\001R\330\245H\273\361\235$d\245\364\227\206D\030\345mC\222 -\214\204\014\374\315s\r\314\245}K\014\314\003\302\245\251\374l\023\001I\301\204B\245d\021\0305\301\253\030\227\217R\326i\254\233BWf\321V\217{R\212\341 \243\206\261\035\265\270;\264vva\2510P\252\323F\211j\010\356Z\326\240\347\200b\232&\202F\275#F\234\226([5X!\343\321\304\007\021,\261\225\027b\274\007D\2017\nL*p\224\343T;\252\350S\026\233\222\315\205\326\274J\325\0166@M\251ka\2579TL\350\\U\271V\327\231!\006N\252\244\225O)\2035\337ew5\325E\\\n5\356\316ll\215\360\017&59O\362\274\335B\035B\034\251\325\322u\357\032$\003\315\000\315\2639\300\032\216\360s\002\331\221a(\270\254)34F\026*\242\252rs1\202\234\246\264\320\326U\255\355\3134\326\0035*\222\350\332\020\341.\r\265\375\027\235\0136\300\264\210i\311\206\007\241\010\301\321\220CP\272^\0055S\t8\001\213\212\310\211\220\200\240^\254Qt\222&F\014\223\324A\214K\032\016\261\032ij\047\036\3246\360\273\200\306-\247\221\206\214w\274\251WK#\214:\031\272\035\252\252\025[cH\303[\035[\230,\230\322\335t\265_.;9\255\334\246\356VT\214\251Y~.\240\325\201ct=\0366\265f}\023\267\262\014\275\226{[\n\004\310]\007\033z\360\2425\223d\t;-\003C\214\224j\325\223`\256\224\357\362\321Ym\326\021x\330E\257~l\223\371S\227\225\003\223~p\027\215t\2467e\330}\356A\242s\251T3\215\361\255x\341RO\307\312\333\005\255\210+\331]\251G\017TJ1\250\306\244\202\270f\372\341F\266F\3715n\260\261\022c\367\315\010\005d\047l\321\346\026\205\231\261 \306f\332-\0012 A7\010\"\216\241\375a\207O:\307\034\204\241]\370\306P\206\030\204\334j\254)\022\271U9,\216\254\246\010qL\200dA\221qCq\270C\2444t\\Q\013\325\270\256\225""\3535\277~\322\275i\313\320\372 \317S\310\326\221\025\374\016\231\275\306\035H\300\242\205\242\277j&\323hm\333\003YY\323\305\275\310\306Z\252N\210t]\213\257B\361\013\322\360\274\336\2364\320\335\252\336\236\026\333\rZV\360\274\274/\341\247\324\312X\000\240\222\316\272\014\312\001\000\230\347\307SccQ\330\372z\206\255[z+\235\202\\hxG\243:*`\366\2636v/r\r\034\377\007XJ\312\304\273\213^K\212b\233\023!\213\313\177\245\362\272\3063\341\373\200\350\233\333\337z_X\033\341\366\014\374\021\353\264\217\305\010\3318\317\232\021\021\322\027M\201\270\326\310\303\210h\017\301\0265\000\2106\331\277\302p@\016\230\017\370\375Po\220 S\370\250\007 \177\260C\221$H!\037G\177~\355\336;t\231\332D|\220\314\231\240\260\206t\227\355\355\372m\330\002\344\260\037{\245\276\340O\375!\037\320J\220\201Mr\001,9\010c\310X\245\353\365Bot\216\233\317\334xd`3\270L\316\304;V\213\200\236)\006\327B\033\252\027\305\215\304\2154r\205\005\221YA\010\0219\024\374\006\344a\302\033\340\302\026\206\353\223\347\261\235\016|I\330\313[\010\203\030\212\234(\345a/Uv\212!\364\220#\0305\313\201\344F\"\"\014\367\227n\004Ba)\t3\202C\360\375\340\333,\034j7\230[R\002\026x\245\252\343\277J\360\345\274\245`$\027\347,\365\262\337&\253\032\003\3267.X\353\rh\264\241\323\0132!\236!\000]\204\217\335\334\334\334M\272?\201\033\244\3105\275D\031\023\236\246UJ\005\341\020.\203\270\340\335\363\310\033\217\375\331\234\026n\344&\336#u\343~\204\030D\235\340\021\014\252{\r\3757:\340\261\224\230\215\347\353\277\314\315\376\272\352\201bE\277\001\177\262\303\032\014\344\007OJ`\t\330p\3630\274\r\255\206\360\365\365\365\324\201\261\001\277h\373\354\336P\254\001\016\220TX/\330\256`\361d\277\231k\346\254\313\267\300\334|\036\330\047\211}\242\034.\313&\241\016\240\027\3432=\325\376\013\323\016\310\363x[\262\356[\210\010<i\375\372\002=\032\025P\254\241\345\355\340g\252\301\000H\307\204\211\260]\373\200\304\027\023\334\201\341\206\354\3040\311h\003\346pz\tN\034\267\217\253\312\3738\343\216\002}\270\224i\327:\3050\200\236\271Q\001\220-M\204(\312AO""\017\047\037hvB]\257J= 79\240X\2131\301\026*a5K9\361\272ksM\215p\314\035\371$\010\316U!\370\272\001\357/\030\324{a\025\016PC:v\260\232i\261\234M\205\035\322\335d~\047y?\201:\007#\320\344\025\031Q\310\006$\341\233\010s\212\220\273\252\305\204\0132\272S*Fr\202\312\350\302}\350\\\301\006\372A\010\337\337\224\t\\%\215\0202#\303\304\t%3\361\004.%4o\r\376\021\330\037b<\271~\036\006\236\335\335\204\325\351\201@\256\341\222A\203\207-\315\036\t\316Q `\213\276\347\270&J\2119\242\220\307 \003\347Y\000\303\002\261P\253\3550t\355\210\001\301\027\201\010\277 \2228\014x\021\320(\010\250\001K\374\003n-\262bDa~\0471\017xn\r\222/\r\302\247\r\365A\300\347\247^-\230\216\340Q\337|E\321l\3357\266U\267\034\333i\372\225\201\220\355\013\305.\336\346v\323\027\016\265\321\352]\271\354*\252\024DQ~\033\232\353\342K\200\\*BZ\261\014\266\211\206\317\026\262\357$\352\371\332\326x\225\315\321DG\2416\365\337\010\306\226\254\332b\246\2646k\247\354D\302\265nlE\275\025\261b\010Uk\302?1\210\210a\177e\370\340\023\201\275b\0246H[\\\326,\023aZ!\331\257[SP2\200\"j\264\377\272\337\363\265ObX\364\371jj\013\203\0015\206\250\245\317\255\246*\0004\320\205\253>\230\002\245V\364\322\247w\334\246:\t\335\251\274\204\323\247*\232\215\026\335\021\265QE<\332\006\220\314\002\355$\335\242\023\254W\253t\250@\200/k.\215AE>\212\264\047\232D U\241sb\205\301\360\241\322\320R\023GG@[K\331\321h\347\372\321g\350{\275N\247\223:\253\225\312\236\226@\343\035<\311z9\223\372mC\047K_,\277\237\237\332\344\321\370\366 \344\336\002\336g8F\202y@\231\002\336\004\342\3368\017\030\372\272\343\267\312||\272Y\274s]\351G\330\315\244\005\256r\001M\303\325\246^\370+\252\213\000\270\202\367\023\252\242`\303D)\242\255]\246\233\006$E\270\231u\364\217\\\265]\031l\0139x\023\232\250rM\227T\224\016\326\356\332\310\353\022\312\230|,\304\301r\034\345n\373\231\272\226\274\260\303\320&H\204eHj\252\025.\010$D\005\242\251]\210\035}\272\2444\t\231rj\355;g4\366Ec\275m\256\212j9V9\014I\263\324\2018\233\207V\225\231\331\364\0039\374\265\232\330\3127u\220\341\032""\211\322\211\311z1\0221\005\302&UE\341\352\004L\250)\344\3436\300\316\026%5\200\300\266\t\341\335\215\222\306\317\217\035a\207E\353\014\304\350v\3622\271b\034Z\255\203\344\366\214\366\351_\320\335\277\200k\235H\\\014f#>\313\346\243!9\021\"\366\304`(\213(\264\363\374\210\377\305\334\221N\024$\010\324\365G@";
-    PyObject *data = __Pyx_DecompressString(cstring, 4281, 2);
+    #if (CYTHON_COMPRESS_STRINGS) == 2 /* compression: bz2 (4318 bytes) */
+static const char cstring[] = "BZh91AY&SY\254\214D\022\000\002\373\177\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\300@@@@@@@@@@@@\000@\000`\021?z\350\333\ny\357x=Ze\260\333\007@=\017@\000\364\320P\021\202\200\001\352\000!\322\206DD\204\000a\003\322i\2320h#h\214Q\352y\031\242j\006\206@b4h\3204\320\032i\240h\006\215\002P\200\232h\023@L#@\247\240CT\366\224\303SO)\352d\320\3650F\323\324\236\246L\215\001\221\240=#L@\364\324\031\030\212z\r \nh\000\000\000\000\000\000\000\000\000\000\000\000\000\032\001\352\0000\202D\211!\246\201\240z\214\215\251\352\007\251\246\206\236\223O\324\237\220\364\312m2R4z\203\324\323 \304\017Hi\243G\243Q\350OHhA\246&\004\030\000\232i\246\230\000\214\004bd\300&\000\0020\214\000\0020\002d\311\204\304\t\024M\014\204L@\247\2056\232\215\0324\365\0004h\000\003@h\0004\000\r\032yG\244\364\232\036\246\217D43\260\277-5\272\270\312\240\037.\266\010\351{_\317\007\002\200\221\004.\222\024\221\323?\244/\354_\271\200fqK#S \274\221\014\n\271\221\223\363\363h\034\330D\014\215\205j\250,\266HR$\021\237PK\375hm$\233\020\234\244h!u\013\220\260B\005\266\177\372\004\010 @\234w\201\010\020\264\001\344\355\034\216w*\025\252|$A*^g\330\250\204\\\301\260\001\260Cb\033Et\023\275\206\201qB\241S$\225c,I\202\2004\005t\230\001F\33061\202l\005P\244\201\201\204_\375\235\"KTd\301`\205\202C\234O\277=\375\340\325\346\026J\312yME\240\330i\252F\310\211\026\356\013h\212\2433\231G^L\nb\020H\010D\220L-JB\017\266\210\"\203M\"sH\255\"\260&\026\023\304 \014l\001\261\034 \242\271\202\242\242\2419\205\370\316$\346\006Q\220o:\035|HAA\031\020`\005\346C\014\014-$\321l\301\266\322\2761t\n\001]4mU\244\r\227\261;\002\314v\253p0\310$\214\254F\\X\006\t,\001\273\304^\\]p\251\241-\014T\240V\254\236@S\033\207\032\025\000zA@l\0327yki9+\025\243n\332ghc\005J\313K[!\232\n\014\034D\350\342\334v.+\313\022\224,V\005\244\001\302\027W\020\213 BA\271\271\277\321\"r\217Kw\243T\267\374\270U\276\311AJ\201\004\"8`b\004\320\256e\231p\355\365\276\333-\255u\213D\326\003\302$\300\270 \343\2472\222\226\237s\335&i\017\223@/\032""\002\240\272\362\275\222\353\214\021\341\014d\n\2268.$L\244\020\000M\321F\355px\346\030C\014rp\210\304\004\274\3329b $E&`2\210\216\000\226.\200\273\336\201i$[r\345\030\201\206\262U(Y\026\016\216u\000h\003\220\315\336i\024\302\310\004\304\266\312\371\023\320\247\351V\241J%)as%\223\231\364p\234\307&(\020\017\234}*\244\223\024I\366\177\306\374\365\047mYQ4s`\366L\213\353\247La\216/\371\036\367g\207]\234\277\302\035\332\371i\237\300{>\376\007\232\207G\203O\314\263\366\032\031K\247zm\251\313\353(n;Q\022\304\t!!7i\r\374\216\364\2312h\213\027#\n\252*\315\210\216h\222s\221H\301\362B\004$\343\320\340\036\210\341\007\204\245?\352\354\303@\352P\n!@=\373L\025\365{\377\007\271\004P\242(\253S\t\315\0065\314\264-\013Pql5y\0131\231>\335\205\202X\027\371\274x\3257L\232\023\t\342\0372\351@ Y\0250\344\221JR\030L\367\247\256q\302\326<x\221P\352\267\010C\227\364}|\3206\341\247\267\265\2103#(\203E\023\340\036\374\201\357~?\201W\t\341\264\362I5\210\014Z\243\000T\001\r\214\242\334jU\27062N5T\254\333\274\322\242\222V\253\0215L\264\r\337\267`\346j^^^\225\350\273\261\310n\376&\221\207\223u)\342d\204\316s\327\344\033\233\332\232:DbTY\rAb\021\2540\016\200\331\350\352\262\207\037\364\370\037\306\250\205P\256\244\270\rn\334\004A\275T\370\r\317\262;u\355\370{\272`\330\376\242\331E\214\250\367\345\370\000\340\274\360\343\362`\2356\374>\024C\341\246\231\340\312\331c\314g\346\343e\263Y\276\034*%\263\265\2127\275]\235\242~T\021\254\010\310 \330KD\r\224G\315\036\021\350\277W \362\007%\001\244\331Wo\024\306F\330\204\256ZP\273\355\377\026\375\017_kk&\"*\253\036~\320\274*\025@\271\003\014\014O\303\323\307>\334\362D>g\217\000\301\023\004L\023\r\206+\230s\024\357\353\313&\\\r\314\227\027\027\027WV`k2\022a4\230L\230\031_\\v\340\236\267\272\265J\24509R`\270$\220\220\030t\023\362\247\326\3530\354*\232\252T\255Q5\036\251\251}{:\026\224\242]\224\036\215\353\270u\3044\361JH\374\340\260\350\032\342Gj\263\371\3705\256\365-\302=u\233Q\3664\341Y;\373\226\204A\204\215a\364\276\326\374u\223\2460\213\336a\317\231\317""\321\235\205\037^\324\345\355c}\255\035\217\235\023n\317\243\357C\370!\007D\264\220\326\374d\240\202\251Q\270\332\367\374\342NI\337m\332k\246\334$\270a\214\260\025\227\376\375\226\374\253X\313\361j\314*\243\326\343c?)\344\332t\303\322\260\316.$\313\027?5|\340\317W8\253]\361\033~\047SBj\330\375u9$\261W\\\255n\253D5lJ\ne\22155\223\266\246\322\231\022O\215\344\024\237\002\377\343\371\365\216\200\266\217\232\002\373VS\337\231\213\322\304]\366H\002\016\323\0242\226\234\202\305\351h\316R,\005Qo\036\373\005!\200\035\273\277\336\334\210@n\220.)x\203\212\t\023@3\013\340\322\"\231\210\353\251M!:a:L\323z\243)%eB*\316q\361\270\223\331\t\264\344n\364\356\353\322z\207a\2459\311\376VO\372\365\036\210s^\216\272\363\271\027\177\034^:2eL\024\177\00316 k\016\204\331\264oF]\267_\267\251S\034<\276\215z\375g\305\374\230t\246pE+\032\362C\006\223\033W\271@g\357\261\350*\322\346\366\313J\330p\245\253_x\207\255\352\325\022\361E\005Lo\210rC\220r8\034\211\241z*\245\024Uk\00579\2256\370\331\304#\261Q\355t\263[\036D5*H\330\322\035!EU\340\257\264}\013\\\217Y*\021\243\241\220d\031\006I\227O\223\241<\332\255\275\2409E\177a\263c&\375l,YW\310\252\345qc\346\350*\253E\333#H\362\234\343\320\211;%\031\303\275PZ=\316\205\225K\307\020t\311B\0138\211\356T\032!!S\000\205S\034\014\260M\244\304?.0\205\023\013@\276\001#\201\236\227\004)s\020\024<\307\246\331\213`\204GNe\3423SC\332\010\372\346\313\347\263ltJE\264 8\242h]K\032\305\375s\013\021!G\031\332\273\242\243Z2\350fEPt#\327\251\255\n\257a|a{\375\315hg\327\326\047Y\355\367\007\354mM\372^\207\251\256\000\272\362o3\247\234u\356xC\303}\276\266h\231\240f\207\210\017\022\047\210=\2140Ak\311\313\247\205\356\214U\263rI\302\341\206\013\036<\232\007\030\204\0161\010(\242\001\026\301\246\226\315ZN5v\014QLe(\032\363\356\354\244\324E^\317u\3606\254\r\356J\275\006\325\032;\346\220Uy)Z\2338\36678\"B\351\361\337\253\202F\303\303&\244\023\332\266X)\252\315\324\337\3779{/+\373\375\351e\226\205\332Q.5\337L\252D\262\207N\240\254\236\271\231\261-\222\014\007\"\315z0\t\035}I""\335o\236\247p\261\010\370\366V\267\253\221\224\023M\2271O-\222\206\307r\177$\245\266\275\312^\035\336\027Of\264c\267aZ\003\341!T\275e\324\307\005\324\251\025\324\271=y\"P\335Xr\343u\037\252\377r\210=.\272I%\276\335\327%\226\325\225\232g*/\202xm\232$&5\275\325\327\262\246\307<\\\260I\217n\262\336\210\220k\256\264^4\351\303q \266L\3124Q\271f\374\024\265\240\354\025\317FQ_\253c\334\252<lm\036]\273D\036\233\242\323\311\254\252\004\002+\030pa2\024\254\230\230EX\222#\016xk\316f$\024\275\264\330U\301L68U\272\r\005.W\202\251%\0369\221\373\335\223\374\204<}\031kL\224%y\243E\272\302|V\305\210vH3E4-A\025gf\221\303\216\233T/\252\254\220\365\356y!\344\312\325\242a\245y\217\231\"\257\024\250E\342]\301P\365U\362\2737\034R\336\203\013\340%\212\207\006\220\033\222\367Kn\312D\251\332\271\351g\352\243\242A\t5c\032&\253\226\240\333q\244\360s\343Vg\202\215\007\354\253:\207)\007\261t^\247\376/_\250!\342\0029\347\304\371\203\241\3201@/L\005X%\254\200\351\267\0138\030&Q\025)\210\315\360XB*ej\252*\207O[0\247Q\2706\271\243\272\016\327\2657\000\332\325Jv\360\ts\2477_\016\247B\366\256$\240J\t\033P\261x=\225\353|F2&\315\316*\272\321\0474R%\204D\310@P/\260Qt\251\022#\006T\365\020h\002j\003b&\324N\204\341\275\r\374\360\3463-\347\237-\031\362\201\025]-<\345\332\334e\344\214EWZ\342r\332\317\261^\253Fq~\333\257[#N\016\353\277\212\234z\232(\321V\3077\3349dZ\355\020H\016\261Q\035|;s\026\016\223])Y\021V\003t\270\355\321dT\320\253&\025W4y{\213Tr\307S\244\257\245q\371\010\255~\026\223\200\351M\320\206\306\244:\223\253\251\003\247\227-\263\027\212\352M8\353\357\206OA\302v)\031m\236R\235\213\306rJ\372\372\357\252\271\2649BtXTI\245\204\"\241\025@\235\232r\235\230F48T\213\307qrW\220\351\252\022\013\tV\372\243\240\366\275\252\224Q_T\332\250\361\221\224\036\2531\206V\\\217\211\350x\356jR\321\355+\234\347\263b\340\202\2722\n8\223\343\007\247\025\217I{w\247\024C\212\007\024\357\016G!\016A\243\267\002\3441Wf\272W\300\333\016[\3136\235\313\317\2727\240\336\237>\344\260Xu\235\367A\346\213\221\202\345\013\305\206""\364M\346\360\337\276\2236\224;\267rz3ET\255\310v\341\233\361\014P1LC\023\222x\252\207\035w\367s\276\371k\322\270\206&!\217=>\235T\260\031\352\252\216n\224Fx\240\252\376O\362c\216K\217\227#,\273o\216\373\031\277q\216\345\351\352\216rb.m\255\337\223\320p\370~\267\200[[\004\307\243v\213\317Y\353Uh\220|<\356O\235\305!\017\233t\016i\267\267\316Kp\017\310?\001\233\310\366\332G<H\342\034W\346\204Pn\213\364h;f\035h\303d\314?\030Z\n\001\020m\263{\246p@\016\202\007\374~\310[\304\007\010\366d\002,?\301\221d\232\220A\255\234\\Y\037mxv\314\032\023\353I,\231DI\206\337k\267\345\236\260\031\022<\317\013\251\004W\272\203^\222U\0100\231\311\000\221\036\312\005wQM\2177\244\031\036\217F+\356\305\026\244\210\200\300\020P\237\027\243 t\007\317\021\366Q\021\345\007\354sI\003\351\251a\220!8d\004\022\376\214\376\021\322\200\373\300z\300\"\036`x\252W\234\202\037\263\316\201Y!\232@@\010 E\247\241NB{\007\3060\007h1\020\321\372\314\362c\020\"\014\370\327x\004BAT\212\252Pm\262\034s\351\027\002 r\027)\236\234\t\030^B8|1\2262h\356\234\0012\047\271I;\366\317k\200\253\003\315X\340\270EyB#\0230\344\214*\020[1\255\320\nH\364\373\234\034\014\360\217Q\016\024\250+\342\264\025\n\347]S\272j%\2402b j\3628@\340\217\364L\004OqJ<H\360\304\365,J\226\222\342\001\240]\327X\373\034\035P\212\246\312\034Q\325\217\362O\373\352\273\010\2441\330Q\306F\213\"\020\020\335\211\250\002\270\330uQ=Os\214\352\323\247L\320\034p\017v?\276\0263\221y\000\246\003\264C\375\357%+\223y\372\350\345\277{\357\267\250\354\353\353\374\3410\323\353\241\001\355,\330\230r\024lT=\047\336Qdm\036>\261\265(\204y\000\221\261G\361\2609nU;xs\006\252;qM\335\205\250z\344n\327\301\374\200\346\017\232\245\n\0206\356\"\006qb\267I\244*Xh\365\3709?\256\301\264\t~\370P\272\237k\002\310\201-_\346p\014\204l\344\305\252l:\325\335\335\261\016P\336\356i\346\003\355\370 a\014\025\233E:\2010n\014/fv\364\366\355\346{6\211\376\310Z\211l\212\335\360\305Qt9\240ya4w\2028\277\034m\333\267\230\356\215\212|\036XU\272{\327P\245\034\026ti\324\006\345\347\362\362HJK!\354p`""[\345s\254\353ZN\360z\347H^\2423\001\016\312\213\361\207g\263\254\rr5\351HBk\214kJ\004\024\313\n.\003\212[TV\2622\205v\317q\226`.l\3340\207\035\270t\204@\255\322\265hY\322\273\230\323\307\211\324\030Q\331\232\220\263cW\273\326\324t\352\000z\017P\034\214]\314\030\r\365\3408\345\047A\263ce\010\257hZ\201\323\005\224k\252\002*\000R\276\200\261_\361\\\206\"0X\201\254!\307\0034j\221XW*y\366\025\006\213\\N\324\025`6\002\214\r\207k\227 \253P\326\252\254\256\326e\047\320\253\254C\222+\024\251[q\271,-\031\325\005\375J\\\265UB\210\212,O\245\220\273\tH\010eHJ\023\237\267@\227\347\351\343\256jB\306\301\307\237\246\255g\021\021\034Bh\3448\370\314J\023\3500\251\232\374\374d\332#\242&\315\334\351\026p\226t\347_U\306|l\216\221\017\276\346{\231\216\210@\326\234\372\031\344-\r\311\323\211\234\254\200g\343M\23101@\0202T\237\334\337\363qOn\335\231{oL\024\205\242f\214Q#\2076Xx\001-\010YQd\200\036\224\3162=\253\324\222/\223U\354\324&L\233j^d\031Q\306K\312$\361\343\031\002\360\n\222\023\241\034&q^mB\241\002\000\276K\270\357\010\351\342\225\032)\220B\005X\324\251\306\244;(q\")\t\207\207\020QMl\234+8\2210,\304\303\315\301\301\375aK\rV\252_\\\rA\016\367\235\305\275\215\r\221\356b\321\314\274.\335\341\371u\342\351s\035\327\316\002\234\213\355\320\313A \240K\221N\332x:\306\331\324\032\335\261\346\333?m\270\320\3653*\361\262\3649\017\001F\351\000\224\321\311\224\\q\327\325D \023\020\236*W\334\230\250Pb*\324c\030\304\230\254\0050#\014U9\365GE\033\305\2529\014,\334\n\316\356\032K\t\315\314\300_C\030\300\302\037*g9\250x\231\316\\&\203Y\317?\352\326.\2163#\047a*B%MS\"\322\273\027L$\204@s\275wX\261\003\303\337\312+\0247\305U4\243\0319gF\213xR\311|r\331\324\311\025\2664\264\242\254\235\030\004(\263\034\322\203U\316\300X]\362Z\262\244\032\310\271\3141*\342\264Ef\235\250\212\031BbR\251\270\306N\340ET\302\227KFw\223Y\332\302L\340f\220C7U\020V\033\321Q\243e\345\237>/:\252\336\344\366-\232\242\216%\031X\353]\047\335.\311\373~\354\371\254w\305\211\205 \367\335\233\253\025A\302\023C\035\362\0315.0\245\032""\367\214\177\361w$S\205\t\n\310\304A ";
+    PyObject *data = __Pyx_DecompressString(cstring, 4318, 2);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (4439 bytes) */
-static const char cstring[] = "x\332\265X\313\177\323\326\266>\206\360(\rm\234\007I p\344$<\013i\235\204\300\205\266\3678\301\320\034\036\301I \241\334\036\035Y\222maY\262%\331\211\271\257\0163\324PC\r5\364\320C\017=\324P\303\374\t\374\t\367[{[\216y\034\332\336{n~\261\274%\355\307\332k}\353\373\326\266 9\302w\373\202\231\177\243\312\316\217\202c\226U\303\276)\030\246#\\s,U\025\n\226T\254\250\206s}\341\236\360\375S\265bZ\315\227\232\272\047\230\005\341{\3314\034\255X7\353\266 \031\212\240h\026M\362\341c\315\210_\330\216\245)\2522\320Y0\255\317\276\177\377Y\277\347\217\377\272&\031d\243d\333Z\321\200\331\202\245J\312-\323\320\233B\205\031\331\200\221\353FC\3225E\250\230\212zSP\367\253\030\213\251\256\312Wi\335\253\005\323r,\311\270zS(b\252\270\263]\222\252*\226\022\244}\315\026\236\231\216*8%xi\255\351\224LC\3003E\325\265\274jI\216\212\325\310>\314jQ\047Cx\236}~k\371\3562\263\326R\311\247\266`\327\363\262\016CU\233\234\226\257k\272\203\331\235fU\265\027\204\365\202\3204\353\202\241\302.\354\242\212~\203\003\234\222j\010\266\352PC\270\312\366,9\232i\210\030\256\031\305\253=7i\r\225F?\224t[]\220\004Y\252J\262\3464\331\264l\022\301Q\r\311p\310\000\265\241ZM\030W\253\253\266#)\212\2109UY\222K\252\255U\256\332B\3252\033\360\270%\350\246Y%c\252U\370I\3205\307\321\325[*B\200}V\320_3hG\360x<\370\036\026fQ\261T\333\324a\322\356\356OK\342\312r^slqOsJ[\264K\354\375h\200Yg6\361\220\321+\262\265o\001\353\0478R^W\217\206P\217\336\002\n[\001>\260\245\"\260j\013\264\210\260\277_\222\354\322\002\276hqQ3\034E+b\257\262\251\353\344+\323\260\027\244\274L\24301\374\202kQ\326l\336R\014\023\001.Hu\335\021D\321R\225\272\254\212\242\240\324\231\207\r\323\270\205\20074I\307[Y34\007\235\260\013\004\003v\253\005m_\250\324mG\310\253Bza\301\266\344oc\313\277\025\343}\331\013\325\346~\235\255FsJ\272n\312\000\223 Y\226\324\024\024\311\221\026>\361\226\343\222\200\305S\302F\047\254\3163\226\003\316\254\033\n\036\364-\370\361\007!=\330i\300\262\225\345^F\001\272\300}\334\203Fd\266\326\326\327\263\233\233\342\366\306\206\3704\363""\354\225\270\272\231\315<~\276\261\376l{\213=\337~\"nl>\310nfu]\253\332\232\375\360I\346\221\270\232}\262\261#>]\177\306\356\320oc\223\267^\256\257mg\037\360\366\356\363\365\315^\373\311\306\306\343\325\314\332cv\363lc[\304\"\017^\261\273\215\227Y\214\335\330a7X\022\267\230xk\353\351\306\203\254\230y\266\375\323\346\306\363\3655v\267\361<\373,\263~{e\213\360l\310*q\323\302\021M\211\333\344G~]\350\207Sf\251,\212\375\347\3100\344\2023\360F|\336\334\307\347\001r[|\246\356;\233jA\024{\371\247\322{\226\241G\215\242\352h\216Z\241\007\n\215\301_A\323Y\317B\335\220\351\273\030/\202?\255BIE\255\212\244\261\365\300Qu\336\337\220*\374\033\346\343\017X\021\201 \271l\327+\374\2567\0135\211Ex\253nT5\271\214\031\262F\334\257\3012\207\346\250\325%=\2366\206\364\307\336\210\037\250\373t\003\237\364M\261\007L\377\204\257\034d\027m\312\026e\223\047\203*\362,\224\220h1\202\305|\275P\000m\352\216d7\rY3\027\372\275m\251\356\230\0250\233\334o\210\272i\024\245\206\244\351l\023R\001@\025\355|^\254\232v^\262\325\274\241\344\t\357\222\245\251v\257\325\024\315B\201\354c\367\252\222\257\":6\277\212\310.\264hV|\305\375\252l:ve\035\240\"\345\252\211\254\260\363MG5-d\253,\323[\226\305bY\345d\247\304I\275p\224\3241\351\306\337\"e\236-\227\020_v\241\371e\235\\\2036tGV\363\222\\\206e\262Y\251\230\006\277\212\234Cd\330\357(\024\\v!\317r\205V\352U]#g\252j\245\3524\201xH\233\212\21039R-\013\377&\277\320zj\203\264I\021\363\315\243\026{\276_\205n\020WTy\323.h\226\355\024t\251h\263\013u\202<\002\262\242\215oD\244\047\226\005\364-\025\352\272^\322\024E5z\274Q\322\212p\207S\322\034MS4\005\361\202X\2106\364Z\335\2073\227\026qYY\306\345\356\007\204C9C\037\233_\336\252o\336\344\313e\021\220)\223\teQ\207\264\301\353\345r\271\"\355\323\207\036\353\022r\316\321\201\013\243\350\224t\255\302\305I7)\272\260\003\312U&\347\212y \257lW$\033#\035\212\033\233\240\250\21265\362U\376u\024t\350\020\325\r\025-\336XECn+\226\264\307\032\210u^\312kX\255I%\205a U(\036\232c \250\266\301CNIc\344\215|\025RY1\250\237\351\210T\2364""\311\337F\025\035\231\177q\305\007\233C\370\252M\304\027\2404\241n\026\273\210\330\034\222\003\377\324\267\nL\225\253\222S\252\342\r\314\253;j\325\2040\303oT\r\364\340\034\337\333U\213\343\210\000k\367\232|C5\320$\204\337\"{\350C\223\343=EU\244\371-\265\250\331\016\001\t\303\030\326z_\274#oj\212\0357\341\300^\023\217l$\202\341Xe\213\005/\226#\312q\225]\310\034\326Pl\225}\014\321.\001W\266\252\303\376\232\rd\250\203\341\340\017\000\360*\372\226\371\035s16\333\323h\246\212\004\034[7\361\334\2210\033|c\303\323\220\311:\352\257\246\355\300\205D$\214\016y!\304\234\201\350Ir\257\331\363 w\022\256\030T\000\366\t\306\004*\336b\306\212v\275\316\340<\240\254\314(00\202T\257B\300\325\272\2552\330\330\r`\035\376\246\354\323*\340\316\332\036\233o\217\317\265\207\0141\321\336\323\311a{\014\026\373\037\025.\234J{eM\217X\337\302\243\366FLCG%\023AT\3755\021\r\2359\370\306\315\375\2328\034\372\362\340\216\233ro{\211_\023\357N\376\351\304\264w\326\177\031\244\203\265\300j%\243\241\257\016\362\356IWrm\357\212\177\314OEC3^\346\360\2133\321\351\341\203\254;\201\027\265h\370\353\203\272\233q\267\274c^*\032IF\303#\356Y/\347IqC\365\323~&\032N\272\027=\311\263\374Q\177\311\317\007\211\370A\335\317\370[\301\261`.\330\0140\327\204\233s\025\314\203\261\3502\352\316\272\253\270\237\367\n\350\266\351[\301\030\014k\264r\255|\373X\033\253\241;\255_sO\240\201\255\244?\273\211\246\177\322\227|\047Xi\215\266\322\321\320E\017c.xh\235>8q\360\002^HG\247\311\000\315\373\317 \003{\254\326Xk\265U\351\244;\231hh\304=\346^\361\022\336\224?\346g\203\321`)(\340\245\024\r\375\331\253a\3153_\276\347\22317\355>\364R\336\222\227\367\317\0069\364}\330\276\322It\246\272I\332\344/~\312_\304\206\354`6x\332Nb+\275\021\327\360\342v\220\010\230\033O\270/\274Tx\341\033\354\344A\370\335_0|\264\263\330\311E#\3247\013K\222\376\025\364\235\010\244\300i\375K;\323\036\360\301\374\345w\243\344\210\204w\316\253\371\010\370\327\007\226{\316\255y\307\275\025\304 }\264\2411\357\241?\213\010q\177\\B\340\206N\375\372\037\356\242\273""\211\250\337D\254\216\007K\341\302\217\355|\047\021\235\376\352\340\r\206$\007\335\221\364\277\205\237\262\355\321\366R\273\320Y\355p\227DC\347\275\353\376J\220Dd\267Z\307Z\363\341\312\243\216\205\335\017My\047\021w\207L\230t\033\000\210\342\247\016\207\036t2\357\316\374\351\3048b\360\001\274\3767\256\\D\024%\202\330$Y\313\361t\n\233\047\323\201\227=7\357%\030z\334\202\227a\240\375\300\375\207\303\343n\206\301\361=(\346\341\276t42\351:\336\035t\275\023\244\202\273\2554\014J\265o\303\244\361\316&\3668\336e!\272\315\372\216OD#S\264\330\230{\307\233\3636Y\006,\3735,2\026\254\006J+\025\215\223\3439\224G\335\024\331\367\326\033\367^\001\252\264\247L\337\316\303\021\262i\344\034\263b\321\333\366\307\2219\211h\374\202\267\314\322h\007\240\335En\024\200\204\027\235Tg\031\266\214v\227\2735\336\005_\347\275Yo\025\001Fc\336\223\375d45\203\373<2\233\000\200\233l\017\334\213\3016rd\t\360\236\021\374\023l\346\235V\246\265\333\316!\304\231\316\213n\n\363:\341\326v4\363g\354h\014\243\2059\312sXt\034p\315D\363\327\021\372+\255Dt\371\212oP\242\264j\355D\377\351\341\374\215 \025\315_\016/\257\2607g;\271\216\324\261\273\263]\214\274\034M\021\200\306\247\021,\202z4>\345\235\360^\300\337K\276\302\210\202\262\032}\034\026\253\311V\2425\205\300\023&&0\213\323]\354nr\343\246f\302\231[\200\214\322\272\325\256\341\365\030\203\047\005\224\300u8|\216\020\306\234\t\337\237sKpE\202\202\276\003\257\250\210.\255\345\264\226[V{\262s\2543\337\321\303\315-\212\317>F\235\362\032~\316W)7[\047[\245\266\326i\206\317\267\302\255\227\341\313\035\n\222\324\343\302>v$\332\314\"\343\311y\257\204\350\356\001\312\231\326\013`g\271\335\350lu\277\010s?\207?\377\022\376\362\367\360\357,F)\206\236\230\343\330|\204]\205\301\364\016\371\2615\001\3679\355\025$\303t\270\371:|\375\267\360oR(\345\217\014\340\306\236d\004\372\002p]\006}\356\266\267\302\277\344\302\334\253\360U>\314\227\303\262\021\032f\177\010\262\277F\211^f\211\003B\271GB\201\344\334I\354&\242\033\337\265\022\357.\375Af\231\000\227\324\275\014 ;\346?d""\230\036 \233\271\301!\377\230N&\335}\346q\031y\223!\026\371\032r\300\254\335\207\376<\002=\250\300G!x\330J\001\270r;9@V\227\330\366s$\rS.\261\365\211\013\277MN_\034L\272\211w#\234\223\006(\361:\350&\327\237\374ph\370\340\tB\272\000\rK\375\377P\327G\312@\201\242\247\277\223*z\t\264\363I\212p\272x=\351Z\010V\026\204B\210^\014r\321\024\342CN\213\246f\331\272_\202\345\262\355\2616\036LS\177\207\010\305?\316R\036\275/ \205\266\200\205\231\024\323\244\263XBj\331\355\271v.\374q\003\004D\203(\330\343$\267qb\177\317\022\030tq8\216\252\302{\211\311\326\020\323\213\014\322\350&0\237)\255k\355\331\366Z\333\352\\\354J<\255\2110)\203xC\365\357\302\344\177\003`\330F\0231\315)\376<\350\"\005\241\226Y\232\324\330\246\270\035p\376.\270x\237A\250\047\010_\002>EV\2050\256\236\2050\220\245(|\300\336dr\314\033q\026^\356\027/)\362\367#\357\266\237\360/\300\3039\356\241%\226\345|\363\314\256\276qk\000\364\024q2\200\006\276%\006\233l\047\332S\235d\347J7\321\235\340\033\335\tw\220\316b(\226\302\222\026j\225\260b\200\034\021\"\260\362Eb\353LoG<|\217Q\331,2r\034E1\260\332\226\006\2028}\010\233\035 \346\017\340\342\016\310\216y\233O\217Y\310s<\374\r\2126B=G\n\004\027NM\263\314M!o\246\246\303ibyr|\036\374?>\021N\\!?\364\024O\007\337\255\240\220!it\177\356\361<\371\357\261\267\207n\r\204\274\317\224\211#\026d:@\003\336\006\347\202z+Con\370\017\303\033k4\323\214\367W\346\352\021\306\350\321\010FA\240g\375G0B\007|\262\235\311\356\361\356}F\315\200\240\267\016\320b\311\2547\201lo \005\035\020c\215\374q\262/\207\377$\347\314\264\266\020\332\tV>}\306M\354\325\250\177\037\233g\340I#\035A\246\207\230\227PTG-\373\337m\005\032T\350f\272\333a\016\340\330\215f\346\030\211\315\223\220D3\224\251\313\376[h#\023m\316\366\265X\241\263\304\233\301\213\326\\k\033jv\034\273\250uO@(k\221\220\002\236\274]x\341\337Q\215\314\314c\313\273\3000\306\201\3361r\225\271VH\371SX\3532\360u\016\202x\276\263\324)s3\302].<\"\365\271\024\324\200\346\030\021\321\224\200)0\356w\300\200Q\003i/\213m\n\331\3616\230\010\0272H\212\313""\2605\321\027\301O\010\324k\237\216/\303G\2624L\032q\366`\363\240\001B\224\361\310\2021C$\304\234\217\013\264\253\010\334\275zP`\207\227\223L\373?\326\262\217\346`\302E\271\307/\002\215b\207\010.\0355\262\242\247\030\377\005\275 t<\0037\363\243\010W\215p\3726\340$\267G\303\373O\273\271\256\364\317\220\215\264\373\023\314\351\r\235\243z\346\253\003\211\tc\332\373\t\021}\031\334i\315\267\364\316\365n\272\273\326\265\302\334&\2536\321\375\001Q\001\370w\213\035\360\240 8tPE\004\002\275\036\244yY\300\016#\210\0148\263\346\0171\316\037&W\215q6\211K\r\n\017t\353\024:\035c`l\360S\335\331\203W|\2223(}\340#\234\303\330\021\220\246\030\215Y\251g\360_=\251\377\202fO\272\347\341\335\036\367\276\241\304\342\273\314z\027XI3\033<\006\265\017\354v\225\t\370\375\240H\"Dk\357\322\331\220a\346\013B\313]\367\007\377\024\245\tC\314\325k\357\316}\276\232\371\010\001\037=\370\250\336\371\364\321\212A\205\3252\254\356a\317~\253\3569\374\007\007\324\267H\305Y\244\221\014\262\277\207\252\034\275\223\360\330\nR\342\032\226\\\353y\376\323\017\217l\370\3153\032\035\"\201\346\303\3773B\007\352\031\202\335=\340K\366G\303\271%v|\272\321y\210#\305]b\324\341d\230\244*b\026\031*\007\243\3417\367\333\351v\246_\031\035\3623\022Ii|B\366\356A\023\225\340\006\212\351M0S\222\253\300\236W&z\215o\212L7qr\203\365\323^\214\3261w\031\\\273\202\345\346\371A\227\323/?\225\222\307\354\340\333\3668X\177\256\323\253\211T\342\356\001]\035\347R\223\212\216\032\0241\366\243\310\232\333[\302\302\202\254\226\270\334\323;VT\220\254\261\243_,D\265xm\231\235\250\246\240\365\321\364\371\201u\247\371\2712\021O\327\233\205i\373R?\013\033\3547\024\2522\010\235\237;\345R\332\024]\306\025e\217\335U\310\366\257\0164\376\273\316\247\213\313(y\016\330g\232\315\355v\020\354\355`\234\327=\334\376Qn.\254\234f\213\r\261\272<\315\313\037\020\3749`\270F_E*`\342\363\335]\022\303\360\273U\"|\246\250(\t\nL\265R8\2055\332[\354\214\235c\207\2744\216\212\254\356\334A\230jT\0211-\236\244\242\224\313\316(\346\303Q\024G\331$\327\324E\242\257h\352""\274w\325\207\365\023\356+\366\373\323\203\340$\373\001e\2615\020\n\333\237\r\347WZ\n\240\013\353\030A\306Z\277\332\027z\256\322\223\237<\203.w\367\2314\342\214\365\363 `p\370HN\014\306\333\362FY\361|\014\365\302k$a\352S\033\177\331Iw\036\2402Lv\347Q\033\326z\345\320\221s3\037\370\260u\202\316\225\277\307\205|&\216\335\243\037\223V\250\324ooCzS\254PH\360\212l T\237\372\351c\017R\306Jy^\377\314#\341\330\3317\303\t}\232\205\276\217\"\366\354\002s\347\340\263\332{\371\360\201\3573\275b\3727N3\024\2305V\275\364*\2201\222,:\r\034\036%&\373U\206]\336[\357\344``\356\023\0051V\210K;\002\3678\373)\222O\035\367L\367\357\250O\361sEc\270\375\"\272t\223%\304\335\366\017\335\323G?\033\304E$\351!1\033\047\257zOE\210\274\260\363\227t\376$\030M\177\264\201\017\022\221Ndd\367E\236c\237\335\331\037\336\003\260\255\206j!\272\224\342d\365\221\351\003\326~\256t\333E\345\371\272\225\370\037\047q\322\350";
-    PyObject *data = __Pyx_DecompressString(cstring, 4439, 1);
+    #elif (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (4501 bytes) */
+static const char cstring[] = "x\332\265X\313\177\323\326\266>\206@_\241\215\363 \t\004\216\234\004(\024\322:\t\201K\037\3678\301\2649<\202\223@B\271=:\262-\333\252e\311\226d\047\346\276:\314PC\r5\324\320C\017=\364PC\017\363\047\364O\270\337Z\333r\314\343\320\366\336s\363\213\345-i\357\265\327\343[\337Z\333\222\342H_\035Jf\366g5\347|\0479fY5\354\233\222a:\322\347\216\245\252R\301R\212\025\325p\256/\335\223\276y\254VL\253\371\\S\017$\263 }\2233\rG+\326\315\272-)F^\312k\026\ty\363\261fD/l\307\322\362j~h\262dZ\357}\377\372\263\301\314\357\376uC1HG\305\266\265\242\001\265%KU\362\267LCoJ\025V\262\001%7\215\206\242ky\251b\346\325\233\222zX\305Z\210\272\226\273F\373^+\230\226c)\306\265\233R\021\242\242\311vI\251\252\330JR\0165[zb:\252\344\224\340\245\215\246S2\r\t\317\362\252\256eUKqT\354F\372A\252E\223\014\351i\372\351\255\325\273\253\254\255\245\222Om\311\256gs:\024UmrZ\266\256\351\016\244;\315\252j/I\233\005\251i\326%C\205^\260\242\212y\303\013\234\222jH\266\352\320@\272\3066+\216f\0322\226kF\361Z\337MZC\245\325\017\024\335V\227\024)\247T\225\234\3464Y,\013\221\034\325P\014\207\024P\033\252\325\204r\265\272j;J>/C\246\232Sr%\325\326*\327l\251j\231\rx\334\222t\323\254\2222\325*\374$\351\232\343\350\352-\025!\200\235\025\314\327\014\262\010\036\217\026\337\303\306\034\025K\265M\035*\355\357\377\260\"\257\255f5\307\226\0174\247\264CV\302\366\223\005f\235u\022!\243W\244\353@\003\236\0479JVWO\226\320\214\376\006y\336\001>\260\225\"\260jK\264\211txXR\354\322\022\276hsY3\234\274V\204\2559S\327\311W\246a/)\331\034\255\202`\370\005\327bN\263\305(o\230\010pA\251\353\216$\313\226\232\257\347TY\226\362u\366\260a\032\267\020\360\206\246\350x\233\323\014\315\301$X\201`@o\265\240\035J\225\272\355HYUJ.-\331V\356\313H\363/\345\310.{\251\332<\254\363n$S\321u3\0070I\212e)M)\2578\312\322;\336\n\\\022\260DJ\330\230\204\335E\306\n\300\231u#\217\007\003\r\276\373VJ\016O\032\322lm\265\237Q\200.p\037\315\240\025\251\235\215\315\315\364\366\266\274\273\265%?N=y!\257o\247S\017\237nm>\331\335\341\347\273\217\344\255\355\373\351""\355\264\256kU[\263\037<J}/\257\247\037m\355\311\2177\237\360\035\346mm\213\321\363\315\215\335\364}1\336\177\272\271\335\037?\332\332z\270\236\332x\3107O\266velr\377\005\337m=Oc\355\326\036\337`K\334B\360\316\316\343\255\373i9\365d\367\207\355\255\247\233\033|\267\3654\375$\265y{m\207\360l\344T\342\246\245\023\232\222w\311\217\342\2724\010g\216SY\226\007\317\221a\310\005g\350\215\374\264y\210\317}\344\266\374D=t\266\325\202,\367\363O\245\367\234\241\047\203\242\352h\216Z\241\007yZ\203\277\202\246\363\314B\335\310\321w1\332\004\177Z\205\222\212F\025E\343\375\300Qu1\337P*\342\033\352\343\017X\221\201\240\\\331\256W\304]_\n\r\211E\304\250nT\265\\\031\022\322F4\257\301\231C2juE\217\304F\220~\333\033\321\003\365\220n\340\223\201*\366\220\352\357\360\225\203\354\"\243l9g\212dPe\221\205\n\022-B\260\234\255\027\n\240M\335Q\214\246l\226\025\273i\3444si\260\306V\352\216Y\001\277\345\006\003Y7\215\242\322P4\235MQ\n\200\253lg\263r\325\264\263\212\255f\215|\226P\257X\232j\367G\220](\220\226|\257\346\263U\304\310\026W\0319\206\021I\305W4\017\2432_\372\257I8_\371\036\225\245\\5\221)v\266\351\250\246\205\014\316\345\350-g\266\\V\005\001\346\243D_:I\364\210\210\243o\231\262\321\316\225\020s\276\220\374\234N\356\302\030\265(\247f\225\\\031z\346\314J\3054\304U\026\274\222\2035N\236\002\316\027\362\266\250\332\371zU\327\310\301\252Z\251:Md\001\312\235\n\024p\211R-\013\377\246\270\320~j\203\352U^\3166OF\374\374\260\212ZB\374Q\025C\273\240Y\266S\320\225\242\315\027\232\204\222\t\030\3136\276\021\237~\001-`n\251P\327\365\222\226\317\253F\237KJZ\021\356pJ\232\243iy-\217\350\241\200\3106j\270z\010g\256,\343\262\266\212\313\3357H\210\362\210>\266\270\274R\177\3769[Fht\235\343S\226u\224;x\275\\.W\224C\372\320c]A\036::Pb\024\235\222\256UD\301\322M\2125\364@5+\223s\345,\320X\266+\212\215\225\016\305\215\005\024U\331\246A\266*\276N\202\216\332D\275DE\213\014\253h\310\367\274\245\034\360\000\261\316*Y\r\2735\251\3150\014\244\017\305Cs\014\004\3256D\310)\221\214\254\221\255\242|V\014\232g:2\265,M""\362\267Q\305D\366/\256\370\3008\204\257\332D|\001Q\023\025\317\342\213\014\343\220*\370\247\271U`\252\\U\234R\025o\240^\335Qid\253\334\257\321\023\255\002)&\3527\\IMC\037\357\321\275]\265\004\264\010\303v\177(l\304M\003\371P\003\251\242M\260HS\372\320\266\230F\361\226igK-j\266C\020\303\002Fa\377KL\024C-oGC\270\266?\304#\033)b8V\331\342\260F\305\213\270@\345\013i\305\203\274\255\362\307\220\355\022\020g\253:\314\250\331\300\214:\034(\361\000\320\257bnY\334\261\363as\277\242s\r%H\331\272\211\347\216\002i\360\232\215\030\240\250\326\321\2555m\007\316%\302a\362\024m\023\373\004qUr\375a\337\221\302W\270bQ\001YA\000\047\270\211\021++\333\365:\003}\250\016\263R\340k\204\257^E\271W\353\266\312\200\262\033\310\002\370\233\362R\253 \222\265\003\226w d\035 wL\214\017tr\330\001\003\346\360\2556G\020o\277\t\352\323\360+x\324\336\212\010\352\244\301\"\360\252\277\304z#\037\037}\341f~\211\035\217|rt\307M\270\267\275\330/\261_\317\376\351\314\254w\316\177\036$\203\215\300j\305{#\237\036e\335\263\256\342\332\336U\377\224\237\350\215\314y\251\343\217>\356}8z\224v\247\360\242\326\033\375\354\250\356\246\334\035\357\224\227\350\215\305{\243c\3569/\343)\321@\365\223~\2527\032w/y\212g\371\343\376\212\237\rb\321\203\272\237\362w\202S\301B\260\035@\326\224\233q\363\220\203\265\2302\356\316\273\353\270_\364\n\230\266\355[\301\004\024k\2642\255l\373T\033\273a:\355_s\317`\000S\222\3575\242\351\237\365\025\337\t\326Z\343\255do\344\222\2075\027=\214><:s\364\014^H\366>$\0054\357?\203\024\364\261Z\023\255\365V\245\223\354\244z#c\356)\367\252\027\363f\374\t?\035\214\007+A\001/\225\336\310\237\275\032\366\374\370\223\327|2\341&\335\007^\302[\361\262\376\271 \203\271\017\332W;\261\316L7NF\376\344\047\374e\030d\007\363\301\343v\034\246\364W|\216\027\267\203X\300n<\343>\363\022\341\305/`\311\375\360\253\277`\371xg\271\223\351\215\321\33444\211\373W1w*P\002\247\365/\355T{\310\007\213W~\035\047G\304\274\363^\315G\300?;\262\334\363n\315;\355\255!\006\311\023\203&\274\007\376<\"$\374q\031\201\033\371""\340\227\377p\227\335mD\375&bu:X\t\227\276kg;\261\336\207\237\036\375\214%\361aw\304\375/\341\247t{\274\275\322.t\326;\302%\275\221\013\336u\177-\210#\262;\255S\255\305p\355\373\216\005\353Gf\274\263\210\273C*L\273\r\000$\357\047\216G\356wR\277~\374\2473\223\210\301\033\360\372\337\270r\031QT\010b\323\244\255\300\323\0070\236T\007^\016\334\254\027c\364\270\005/\305\240}\303\375\307\243\223n\212\341\370\032\024\263p_\26276\355:\336\035L\275\023$\202\273\255$\024J\264oC\245\311\3166l\234\354r\210n\363\334\311\251\336\330\014m6\341\336\361\026\274m\316\200U\277\206M&\202\365 \337J\364&\311\361\002\312\343n\202\364{\345Mz/\000U\262)5\320\363x\214t\032;\317Z,{\273\376$2\047\326\233\274\350\255r\032\355\001\264\373\310\215\002\220\360\254\223\350\254B\227\361\356j\267&\246\340\353\2027\357\255#\300\030,z9?\336\233\231\303}\026\231M\000\300M\272\017\356\345`\0279\262\002x\317I\376\031\226\274\327J\265\366\333\031\2048\325y\326M@\256\023\356\354\366\346\376\014\213&\260ZZ\240<\207F\247\001\327To\361:B\177\265\025\353]\271\352\033\224(\255Z;6xz\274x#H\364\026\257\204W\326\370\315\271N\246\243t\354\356|\027+\257\364f\010@\223\263\010\026A\27579\343\235\361\236\301\337+~\236\211\202\262\032s\034\216\325t+\326\232A\340\t\023S\220\342t\227\273\333B\271\231\271p\356\026 \223o\335j\327\360z\202\341I\001%p\035\217\236\047\204\2613\341\373\363n\t\256\210Q\320\367\340\025\025\321\245\275\234\326j\313jOwNu\026;z\270\275C\3619\304\252\017\274\206\237\361U\312\315\326\331V\251\255u\232\341\323\235p\347y\370|\217\202\244\364\271p\200\035\205\214Yf\236\\\364J\210\356\001\240\234j=\003vV\333\215\316N\367\2430\363c\370\343O\341O\177\017\377\3161J0z\"\216cy\204\335<\303\364\016\371\2615\005\3679\3555$\303l\270\3752|\371\267\360oJ\250dO\024\020\312\236e\002}\006\270\256\202>\367\333;\341_2a\346E\370\"\033f\313a\331\010\rs\260\004\331_\243D/s\342\200P\356Q\241@r\356\305\366c\275\033_\265b\277^\376\203\3142\005.\251{)@v\302\177\300\230\036\"\233\205\341%\377\230N\246\335C\366x\016y\223\"\026""\371\014\345\200\265=D\375\371\036\364\240\002\037\205\340A+\001\340\346\332\361!\262\272\314\346g\2504\314\270\304\326g.\37669}t4\355\306~\035\023\2344D\211\327A7\231\201\360\343\221\321\243G\010\351\022jX\342\377\207\272\336\252\014\024(z\372;\251\242\237@{\357\244\010\247\213\327\323\256\205`\245A(\204\350\345 \323\233A|\310i\275\231y\336\367\023\260\\\272=\321\306\203Y\232\357\020\241\370\2479\3451\373\"Rh\007X\230KpM:\207-\224\226\335^hg\302\357\266@@\264\210\202=I\3456J\354o8\201A\027\307\223\350*\274\347\020\266\201\230^bHc\232\304>\313\267>o\317\2677\332V\347RW\021iM\204I\031$\006\252\177\027*\377\033\000\303\206\306\"\232\313\373\213\240\213\004\nu\216\323\244\306F\t=\340\374}p\361!C\250_\020>\001|\212\334\2050W\317\2430\220\246h|\300\336\244r\304\033Q\026^\0314/\t\362\367\367\336m?\346_\204\2073\302C+\234\345\302x\326k\240\334\006\000=C\234\014\240\201o\211\301\246\333\261\366L\047\336\271\332\215u\247\204\241{\341\036\322Y\016\345RX\322B\255\022V\014\220#B\004V\276Dl\235\352[$\302\367\020\235\3152\223\3438\232\201\365\2662\024\304\331c\350\354\0001\177\000\027w@v\354m!\036R\310s\"\374\r\2126B\275@\025\010.\234\231\345\314M off\303Ybyr|\026\374?9\025N]%?\364+\236\016\276[C#C\245\321\375\261\317\363\344\277\207\336\001\2465\020\362\001S\306NX\220\353\000-x\025\234\017\352\255\024\275\271\341?\010ol\220\2449\357\257\354\3521f\364\336\030V\241@\317\373\337C\t\035\360Iw\246\273\247\273_35\003\202\336&@\213-\323\336\024\262\275\201\024t@\2145\362\307\331A9\374\0479g\256\265\203\320Nq\373\364\0367\361\253q\377k\030\317\340I\"\035A\246\307\220K(\252\243\227\375\357v\0365\250\320Muw\303\014\300\261\337\233[`\022[\244B\322\233\243L]\365_\2416r\321\026l_\213*t\232x3x\326Zh\355\242\232\235\206\025\265\356\031\024\312ZOJ\000O\336>\274\360\357\350F\346\026a\362>0\214u\240w\254\\g\327J\t\177\006{]\001\276\316\243 ^\350\254t\312B\215p_\024\036\231\346\\\016j@s\204\210\336\214\004\021X\367;`\300\324@\265\227c\233@v\274\n\246\302\245\024\222\342\nt\215\r\212\340;\n\324K""\237\216/\243\047ei\224j\304\271\243\355\243\006\0101\207G\026\224\031\241B,\370\270@V\365\300\335\353G\005>\274\234\345\332\377v-{K\006\027.\312=q\221h\025\037\"D\351\250\221\026\375\212\361_\250\027\204\216\047\340fq\024\021U#\234\275\r8\345\332\343\341\327\217\273\231\256\362\317(\033I\367\007\250\323_\272@\375\314\247G\n\027\306\244\367\003\"\372<\270\323Zl\351\235\353\335dw\243k\205\231m\35661\375>Q\001\370w\207\017x\250 8tPG\004\002\275\036$E[\300\207\021D\006\234Y\363G\230\363G\311U\023\202M\242V\203\302\203\272\365\001&\235b06\304\251\356\334\321\013!\344c\264>\360\021\316a|\004$\021\343\021+\365\025\376\253\247\014^\220\364\270{\001\336\355s\357\317\224X\302\312\264w\221[\232\371\340!\250}\310\332u.\340_\007E*B\264\367>\235\r\0313\037\021Z\356\272\337\372\037P\2320b\256%\321\317\314\275\277\237y\013\003o=x\253\343y\367\341\212\301\302\335\014w>\374\354\267:\237\343\177pD}\205d\234G\"\345@\367\367\320\227cv\034>[CR|\216-7\372\276\177\367\303\023\035N\266\037\347\366i=\020\212\375\256&\211\216\230\300\372\361\377\031\277C\335\016\201\362\036\320\227\363\307\303\205\025>\\\335\350<\300\201\343.\361\355h<\214S\2171\217\374\315\005\343\341\027_\267\223\355\324\240o:\026\047(*\264\321\371\331\273\207\212\231\017n\240\325\336\006o\305E\2158\360\312D\276\321M\221\253*\316u\320~\326\213\260<\341\256\202\211\327\260\335\2428\006\013r\026gV\362\246\035|\331\236DMX\350\364;&\225\230}\250\352N\212B\224\350\235\014(\232\374\223\311\206\333\337\302\302\206\334i\\\351WCn9\250\350\361\3010*S\265h\357\034\237\267f\320\t\364f/\014\355;+N\235\261H\\_\nW\376\225~\216\362ab\220\321\344\236\244h\032U\266\223J\326\047\341\312#P\204Mg\235\023\201\375\026Z\034V\243f\342=\007h\312\310\242\3134T\366\370\256B\206\177z\244\211\237\214\336\335\267\366\342\347\221T\334\016\010\243\035 e7\230\214Z\252\333\234\377Tfg\275Y\336j\204\033\376\244\350\253P9\316#5j\364U\244\316(:8\336\245*\033~\265N\225\204K5z\215\002\227\303\004\216w\215\366\016\037\3363|zL\342\014\312\r\355\036\"\\\243V\213""\213\3744u\273\242\236\215C\036\316\2708#\307\205Z\313\304\213\275\231\013\3365\037\272O\271/\370\207\255\373\301Y\376ef\2715\024E\333\237\017\027\327Zy\240\036\3321\363FM\304\372\240\203\020\345\177\372\235\207\333\325\356!\327\\\034\336~\034\306\032\0226>5\014\025\313\033\347\256\374\024\242\372\022\371\233x\227\341\317;\311\316}\264\234\361\356\"\232\316Z\277\317:qn\352\r\037\266\316\320\201\365\367\270PH\022\260?\371\225j\215\316\020\355]\324\364\004w 1\321\352\r\205\352]\277\251\034\240F\362\031A4V\213\310U>T\247D\245\230\345\320\0170\304\317.\262;\207\237\325^K\2457|\237\352w\351\277qL\242\300lp[\324om&()\350\230q|\222\323\374s\017_^\333\357l\024\030\001\343\t>\354\320Y6\352\032)\263\047\371WN!<\nbrpGs\212\357\353G\303\335g\275\31379%\356\266\277\355~x\362\213D\324\237R\251\245\274\027\314W\357\227\047b>\330\376\234\216\266\004\244\331\267Lx-\021\271\303e\275/\211,\373\r\333\376\260\025\300\267\032\252\205\336\345\204\340\272\267\224\037\322\367}}\341>\332\332\227\255\330\377\000\207\207\010\255";
+    PyObject *data = __Pyx_DecompressString(cstring, 4501, 1);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (6067 bytes) */
-static const char cstring[] = "\377 at 0x o\377bject> t\377okens, n\377ot (tree\377 fragmen\377t).: <Me\377moryView\377 of <con\377tiguous \177and dirA\001\366\007\rin\021\005stri\367ded\"\010 or \346\004\031><(\tA\006>?C\373an\240\001assig\375n\264\000 read-\277only m\240\002v\376\242\000Invalid\377 mode, esxp\341\000|\000\047c\047t\001\377\047fortran\317\047, g\354\000%\005sh\367ape\222\000 axi\377s Note t\375h\243 Cython\375 \021\000delibe\317ratek\000\320\001ct\373er!\001n PEPo-484\212\"re\320!\177s subcl\246\000\373es\261!built\375i\260\000ypes. \377If you n=e\224 to p\316\000%\t\377then set\356\200\000e \047\357\002ati\377on_typin\333g\047\355$iv\242\000o \377False.a \377capacity\372R\002s7\002tenan}t\262Aevery\254 \377questadd\375_\351@ecache\377sim\047s pr\373ov\243@r loo\355p\272\001pp\245  li\277ttle-e\312@a7n m-\000in\316\001\357 \3625\005:v\000\221Breso\375l\220\000XXH3_6\3774bits_wi\307thS\342\001\371\000\047\007ou\300\217\002\255C\361!\356\000x\007\221\002 t\227abl\230\006:\205\"Z\004d\371 ^\001\365`sagre\374\335 a\001 xxhas\363h.\004\000y\001_intwdig\351\000colE\000\376\272!s.abcdi\361sU\001\225 \\\000gcis\376\004\003dno def\377ault __r\377educe__ \373du\335\"non-t\277rivial\033\000c\017init\"\000\303\000\212@\267 \377efix mus\377t be 1..osrc/\323%/_\322%\177s.pyxun\323\001\276\266\204\001alloc\312` \377array da\207ta.\013\020\222\204\003\344\205\001\301\205\003s\360\"\000{\000\254\206\003\353cound\371_\303`z\005>= 1u\311n\033\007\217\0106\236\204\003\232 er\317val_@\004.\001AS\377CIIERR_T\377OO_MANY_\377BREAKPOI\367NTS\023\002TL_O\377RDERElli\377psisFLAG\377_BELOW_M\263IN\t\002=\000OR\004\003V\337ICTED\020\003XP\373IR\005\004LOOKB\367ACK8\002NOT_vb\000DYF\002OVE9\000\303OWS\002p\000\014\000V\000SS\377MODE_ANT\277HROPIC\t\002O\377PENAI56S\177equence\230\210\001M.\235\210\007_T\271a\000\003.\306F\355c\306\206\002__\017\006set\277state_\021\006_\367Pyx\001\000Dict\377_NextRef3__\371\205\004\215`__\316\206\002@\000\376\002\004getitemr\r\001d0\001Z\000fil%\002/func%\001g]\005v\000\363i""m\321\205\001;\001main\356\003\002odu*\003nam\316]\002new\\\001\251`_c?hecksu\\\000\n\001\372\245\003_\025\001type_~\005\002unpicko\000\313En \005v\265\205\002\240\001qu\303alO\005\313\204\005\374\017\346\204\005ex^\324\001set_\203\005s\260\010\336\2310test\321\001s_\267cor\210\205\002e_\200\206\003a\367abc\330\204\005_buf\377feraltas\277yncio.%\006s\377automati\375c\000\006_longa\357vail\275Baft\377er_sbb_p\377osbasebn\373db\354\204\001aries>\003\004y_off\310A\025\002\257edbp\244@s\000\003_\207arr\r\000R\001\024\000 \005p\370J\002\001\002\034\002reakp\377ointsbyt\377eordercc\274o\001\234\211\002_key\245\211\002d\242\250\211\005.\313\206\007\355\211\005\365\211\005_\366\205\001s\343ch\335@\000\002}\001cli\367ne_\356@trac\377ebackcls\277common\000\003_\373pr\300\207\001countyd\331A\000\002_is_\234\216\003\357dupl\242 tee\277emptye4\000dsee\357@\212\214\002err\000\000\365o\000\002r\355\001evic?ted_by\000\007\023\002\357xpir\025\000top\375e\006\002sfirst\237flags\000\002\252!f\367org\201`sfor\374\230@\246\215\004freshf\377ullhidde\375n\261\207\004highes\377thitiidi\377dle_ttl_\377sindexin\377t32int64\217int8\342\207\014\260\205\001\264\205\001s\376\000\002izejjbk\337k_all\002\000rr\277k_live\363 k\237kkmax\000\001\304Al\377alastlbl\377engthlim\326\227\214\003lo\260ae\027\000oo\375k\331!_block\357smas;\000tch\373edB\000_age_\236\021\000x_bp\001\003\353Gm\333em\264\217\001mi\321\005mi\177ss_draw\004\002\377probabil\367ity\317\217\001nn_e\375x\214Aitn_in\363sn\355C\274\206\001nbnb\177pndimno\243 \267ot_\233\220\001y_\355 n\365p&\000s\212\204\001ns_r\373ns\320`numpy\377objoffot\327her\000\002_\332\000ouotout\266\204\001pp\251`\377pathper_\376\234\000utepopp\341o\265 \212\217\001\360\204\004\010\005spr\344\302c\255\204\001s\004\004\325\222\003qquoeues\246`ad\257\221\001\350\223\205\001\360`\322A_\\\001regwist\305apre\347bx\000\004#\003\371b_ids\016\005\330\223@!\004\020\000si\220`tr\013kr\270Br\210\214\004\216\207\001\322\000\260\000\274\274\205\001\t\002dsee\000\001n\377_s""hortse\377lfseqser\317ve_b\372\205\007\013\003de\313ep-\000k\031\003\321\205\002se\351t\235\216\004\251\222\002s\266`slo\237tsstaK\000\231 s\377topstruc\037tsyst\300 \305\207\001\304\217\0028\203\221\003\343\224\002\273@act\005\003\262\207\004\356\372\224\003tok2\000ft_\3428\000l\204\210\002\004\003\250\002_su\261u\312\204\002\317\215\010\346\206\002un\241Au\377pdateuse\376\262bsvvalue]s\204\206\001im_\342\000w\324\210\002}w\363\003windo\t\000+wl\233\210\001w\222bx\250\220\016\313\220\0034\320\220\004\322\211\004z\244`sO\257\222\005\253\222\007\376\237\204\001e\200\001\330\004\n\210\377+\220Q\200\001\340\004\013\377\2107\220!\2205\230\001\377\200\001\360\006\000\005\031\230\377\r\240V\2501\250C\250\377r\260\021\330\004\016\210b\377\220\006\220a\220s\230&\377\240\002\240!\330\004\034\230\377A\340\t\n\330\010\014\210\367E\220\025\026\000q\330\014\017\377\210u\220A\220S\230\002\377\230!\330\020\021\330\014\020\277\220\r\230Q\230a\001\005e\377\2401\240A\330\014\021\220\377\035\230a\230r\240\022\240\3373\240b\250\001\t\005u\240\377A\240S\250\002\250#\250\373R\250I\000\025\220Q\220d\370E\000B\000 \000\022\220\"\220B\356\r\000$\230f$\000R\240r\373\250\023\226\000v\260Q\260b\307\270\002\270k\000,\000|\001q\220\257\005\220Q\330\310\0001\250\032y\377\240\006\240a\240t\2506\377\260\022\2601\330\004\035\230\3661\000\033\230\007\000\010\210\005\210\335U\203 1\330\010}\001i\230\367}\250A\215\000r\260\023\260\377B\260m\3001\300A\330\377\004\020\220\002\220&\230\001\377\230\030\240\023\240E\250\022\357\2503\250f\032\000a\330\004\267\037\230q\266 \n\013\207*\023\377\2201\220F\230!\2303\277\230b\240\r\250Q)\000F\177\270&\300\001\300\030\310\236 \377\025\220]\240!\2402\240\377R\240s\250\"\250M\270\325\021\310\000\014,\003(\026\0005\250\373\001\250\302\"\005\220U\230!\367\320\033+\214@D\3200@\376<\000\022\3002\300Q\330\020\272Z\001E\207\000\021\240&)\000\025\377\250a\250t\2609\270A\275\270\371\010$%\360\022\312A\001\337\230\026\230q\240\356@\017\210\377r\220\026\220q\230\003\230\3656""\201@1\307\007\023\230F\240\351\"\237@\212#\036\266@\004\007\200_|\2202\220R\363@,\251@\377\003\2503\320.>\270b\177\300\001\330\010\016\210j\201 \335\021\203)\021\240/\245 E\270\377\022\2703\270f\300B\300\376\215#\330\004\032\230)\2406\373\250\021\327@S\260\002\260$\337\3206G\300r\373\000\004\030\333\230\006\206`t\240\377 \027\220\375v\247`d\240!\340\004D\377\300A\360\n\000\005\024\220\2231\330\320l\227\20112\304`\376`\021\323\220\027\252\001\312c\007\372\000\001\230\375\021\254\204\001w\220b\230\001\330\235\020\351af\230A\260\204\002\360,\340\277\014\024\220A\330\014\333b\020\365\220\202\204\006b\274 1\330\020\027\357\220t\2307\300@7\250!\377\2508\2601\260F\270!\273\2705\333@\024\300R\341\000\024\365\310\236B5\047\002\024\025\330\020\375\030i\001\023\2207\230#\230\335R\375\204\0024\240q\341@\023\250\177B\250d\260!\330\024\205\204\001\276\211\001\330\014\022\220!\314\205\001z\277\230\024\230Y\240a\232bA\266\237\006\340\020\220\001\020\026\272\000\003\377\2302\230T\240\024\240S\377\250\001\330\024\033\2304\230\376\303\205\001W\250A\250X\260Q\373\260f\207`U\300!\3004>\355 \022\3104\310q\035\003\004\000\377\032\230\"\230B\230a\330\377\024\032\230$\230c\240\021w\330\030\034\r\000b\240\002\374B\372\n\000E\326\204\0042\250T\260\022\377\2603\260a\330\034 \240\373\005\240V\001W\260A\260X\373\270Q\340@A\300U\310!\376U\000t\320ST\330\034\037\377\230r\240\023\240A\330 \375#\344\206\001\240S\250\003\2501\337\250A\330$)\370@&\260\277\001\330%&\240n\245\205\001\260\367q\270\001\r\006\340$*\250\377!\330$%\320%6\260\375a\027\000\r\300Q\300a\300\357s\310\"\3107\000%\330\030\313\037\230\262\000\031\252@\347\204\001\330\024\377\030\230\005\230U\240!\240\3073\240d\244\207\002\227\210\001!\000t\240\376\247\205\001\027\260\001\260\030\270\021\372\332\205\002\025C\000t\3102\310R\375\310\230\002\030\034\320\034-\250\375Q\343 -\270q\300\001\300q\023\232\204\002\330\207\001\270\210\001\340\014\026\275\210\001\355\230\311!Q\330\n\000h\230b\353\240\001\361AW\243 e\2407\376\220\210\002t\2604""\260r\270\027\377\300\002\300$\300l\320R\375S\354\210\001x\220q\230\007\230\337v\240Q\240e\230\206\001\260\006\377\260h\270i\300y\320P\377S\320SV\320VW\330\342\242@a\205\211\004\276\210\006\016\000\023\2202\376\243\211\002$\230h\240a\240w\353\250f\321 U\271`4\270v\377\300S\310\t\320QZ\320\177Z]\320]`\320`\237B\342\230`\025\241\204\002\337\210\002\327\211\002\017\210w\267\220d\230\242\207\0017\250\333 \260\375\025\274 t\2706\300\030\310\377\031\320R[\320[^\320\337^a\320abw\007\017\210\372\251\001\006\274\211\002U\250!\2504\373\250v\304@S\320@Q\320\377QY\320Yb\320bk\277\320kn\320no\253\006\004\367\007\200q\345\206\001k\230\021\230\365!\321\211\001:\245\213\001\360\n\000W\377\001X\001\330*0\260\001\373\360\036\253\207,\025\220R\220u\377\230A\230T\240\023\240F\303\250\"\234`\342\207\010\265`\253\207!\027\220\335x\355\"c\250\023<\001\030\230\377\017\240r\250\021\330\004\007\377\200x\210u\220G\2303\377\230e\2403\240f\250F\377\260!\2603\260c\270\021j\242\210\010\036\273\213\002Q\334\214\001\030\220\252\212\001\373\005\033\373\207\037\t\210\027\220\001\363\360\020\216\210\003\210\211\010)\2402\240\375Q\201\211\006\340\004\014\210L\230\177\002\230.\250\002\250!\345\207S\236\211\213\016\026\220a\330\254\213\001\204\207$1\336\273\205\003W\240A\240\221\207\017t\310\376\034\000\027\220r\230\023\230E\373\240\024\315\204\0022\250Q\330\030w\035\230Q\361\215\001\330\030\"\215\214\002\377\013\2601\260E\270\023\270\277A\330\030\031\330\024\374\210\0014\317\230q\240\003\356\206\002+\000\033\230\3772\230S\240\001\330\034!\375\240\220\214\001\r\260Q\260a\260\377s\270#\270Q\320>OS\310q0\002\326\213\001\024\353\215\001\024\322\206\004\373<\230\275\206\001\003\2501\340\024\375\034\232`V\2401\240C\240\247r\250\035\316\204\002\262\000 \265\215\002d\377\260(\270\"\270C\270r\017\300\035\310a\321\206\003\255\211\001\276\205\001\265\211\002\376\364@8\2502\250\\\270\022\345\270\344\002\001\332\210\001\343\210\001d\240$\377\240d\250!\2503\250c\332\242\205\002q\320\002\330\024\336\214\001\014\025""\277\220X\230R\230x\276b\014\376\321\205\001b\230\013\2403\240gz\201\220\002\020\250\212\001\"\230A\330\246\001?\230&\240\001\330\020\210\210\001\260\207\005^\274\213\003d\230%\230\265\220\005!\227\212\001\377G\2305\240\001\240\033\250\211A\274 \235\"3\341\206\002\367\003\377\212\001\024\314\000\002\200\212\001C\230\220 \263\212\001t\240\3571\240E\250\276\210\001\027\270\001\377\270\030\300\021\300&\310\001\373\310\025\343\003W\320W^\320\377^_\320_h\320hi\377\320im\320mn\330$\377%\240Q\240a\330\034\035r\267\212\001A\313\004\271CK\240t\205 \377R\250r\260\022\2609\270\367B\270a\272H\031\340\014\017\237\210t\2201\330\267\213\t\371\\7\027\320RS\336\212\001\024\230c\367@\230\217\001\322\371Cv\352A\350@#\376\213\001\250\021\334\222`\211\220\002!\2401\235`\320\031\374\370\212\001\365!b\260\001\330\024\025\337\320\025&\240a\351\214\006l\270\177!\2706\300\022\3001\027\000\363\220Z\341\212\004\327\214\001K\230w\240?a\240v\250Q\250\241\211\006\307B\366\200\211\003\023\220*\004z\250\026\250\373u\260\231@\032\230*\240Fw\320*CF\001\034\230J_\001\376\363\211\002\220q\330\020\032\230!\377\2307\240\"\240G\2503\373\250l\274`E\300\027\310\003\373\310;\226\212\002\033\2301\230I\373\240Q\207!E\230\025\230a\377\230v\240R\240t\2504\033\250q\345\213\001\006\230\207\215\005\361\213\002\235\205\025\256\363\200\047\034\260S\330@\025\272\221\002\0309\031\2166\026\002\022\240;\372\000\332\205\002w1\230E\243\222\001\340\030\036\247\213\002\377u\250C\250\177\270d\300\377$\300f\310A\310T\320\275Q\232`X\330\034#\335\221\002$\366\305\213\001\330\034\246\206\0014\240z\260\251\021\257\216\003\350\212\003q\232\216\005E\264\211\001\250\377U\260#\260T\270\027\300\377\003\3004\300q\310\005\310\277R\310q\330 !\315`\230\277X\240R\240{\260\010\000$\277\240A\240X\250Q\326\216\001q\277\240\001\240\023\240B\326\" \377!\240\030\250\021\250%\250\377r\260\026\260r\270\032\300\2673\300k\201\003\320X\363\213\003_\376G\000\240\036\250q\260\001\260>\212e\330\030 \240\0014\001\344\202 \316\226\207\002\025\220W\364\205""\001\274A4\230\377z\250\025\320.A\300\021\313\300%\251\000\001\374\214\006\216\214\020[\240\352\273\230\001\014\347\224\007\014\340\213\001\r\210R\377\210v\220Q\220c\230\026?\230r\240\021\330\004\314\227\001\220\226\003\375f\322\001\330\004\014\210B\210\301f\270\230\002\364A\222\225\0213\016\261\227\002\034\230mA\206\231\002\330\004\335\000\330\004\300\227\002\356\322\224\003q\360\014\251\213\006~\220R\316\324\211\002N\250\"\311\231\004\272\225\003\320\031\3775\260Q\260c\270\022\320\277;M\310Q\310a\256\224A1\337\220H\230A\330\277\227\004#\230\277Q\330\014\016\210a\224\215\0021\377\230H\240A\240V\2507\377\260$\260l\300)\3101\177\310C\310r\320QR\351\223\002\357\2201\220D\320\224\001\230A\230mS\334\232\002\020\025\361\227\001\2302\223\226\002\367)\2501\305\220\003\014\020\220\005\376\226A\230R\230q\240\004\240\367A\240Q\363\232\001r\220\023\220\335A\337\217\tq\330\020\357\225\001\007\230\275q\251\233\001\2404\240v\320\232\003\r\373\210Y\257\214\001\020\220\n\230$?\230a\230q\240\006\375\232\003\220\230\001\211\022\216\210\005\252\004J\266\233\001\022\004Z\001\021\337\220\032\2301\330\255\222\004j\240\367\001\240\021\340\003E\230\033\240\377A\240U\250\"\250K\260uq\342\tB\331\227\002;\250g\201\214\001\237\330\014\r\210X\230\233\001\320\220\002\t\276\240\233\0018\220=\240\007\243\205\001\200=\001\251@\047(\360\026\212\231\033\265n\200\306n\223\233\005\301\231\006\000\016\346\233\002\246b\326\224\001\004\260\340\231\002\372\233\002\314\233\007\261\231\023\340\004\213\234\023z\377\250\021\250\"\250B\250c\377\260\022\260:\270Q\270a\377\330\004\021\220\022\2206\230\177\021\230(\240\"\240C\363$\342\000\022\004z\007\203\232\036\301\233\001\024\2201\371\340\323\231>\200\232\010\022\220!\220:\377\230Q\230c\240\022\320#\3753\272\231\002*\300F\310!\310\2758\315\227\001\014\021\320\021\302\217\001\"\377\240B\240c\250\022\320+O;\2701\270\325\204\002\320\232\002\340\236\231\003\374\317\231\001\220\204\002U\230!\230:\240\377Q\240d\250*\260A\260\337R\260r\270\021\200\213\003w\230_k\250""\021\250!\005\005g\263\215\002\277\020\027\220q\330\014\310\216\002\017\373\210q\305\235\0014\220t\2306\017\240\021\240$\343\234\003\371\211\003\220\234\003\303!\377s\250/\270\024\270U\300\313#\300\215\221\004e\337\214\001\224\221\006\031\340\215\024\345\213\003!\330\000\006\337\220\002\220\241\002C]\220\\\004r\230\021\306\217\003%\321\230\004X\320\217\002\227\233\001\366\232\002\024\220\203\214\003q\326\221\001\372\216\235\001c\315\231\002\030%\240Q\330S\031\032\206\222\003s\002\031\367\236\0015\374\235\002\366\222\220\006\024\025\376\241\001t\2203\220\372\354\227\003\017\356\210\002d\230\"\230CX\360\210\002\312\234\031\241\207\001g\220\247\207\002k\226\235\001w\016\210m\350\205\001\016\210i\243!\373\017\210\362\233\023\330\021\026\220c\363\230\021\213\234\001\273\215\003t\2402\240\047T\250\024\362\220\003\272\003\022\205\217\002\275\221\001\325\031\315\240\002\004\223\226\0021\226\222\003A\330\357\024\026\220i\337\232\001\026\220g\373\230Q\326\232\0078\2503\250b\367\3200B\355\212\001\330\030\036\230\377a\230w\240f\250A\250\377U\260!\2604\260v\270\371S\337\235\002\247\233\001t\3101\310A\373\330\030\364\223\001W\240C\240q\344\216\221\001\244\220\002\027\221\224\001\361\213\003\022\2408^\207\234\001\250T\260\021\255\224\0032\273\210\001\277\330\030\032\230\047\240\273\000\025\377\220Y\230a\230u\240D\333\250\006\274\241\0022\260\211\217\010s\240\377\"\320$6\260d\270!\016\372\233\001\003\2301\212\223\001\241\225\003\275\235\001\375\224\005\336\242\216\001\027\250\001\250\362\233\0174\310\377x\320WX\320XY\320\373YZ\375\221\t\360\006\000\021\025\356\344Ir\230\022\270\225\002\002\240#\277\240[\260\002\260!\345\021V\377\3001\300D\310\001\310\021_\310$\310a\310\264\204\0021\321)\375A\265,\260\005\260U\270!\320\237\201!\333\235\003\252\221\003\303\243\0076\347\226\001\270T\273\300\021\302\237\002q\310\001\360\243\0012y\220\240H\347\240\021w\310a\330\306\226\002\275S\243\212\001\240$\240a\316\240\001\"L\305\241\001\372\243\001\031\230\320\225\001\355\241\006\014\216\244\001)""\033\213\240\002\010\tq\217\222\007q\353.\371\227\003|\213\237\001\261\230\032t\2301\230C\363\244\001$\337\240\001\376\217\001\023\257\214\001\212\227\001\340\217\206\007\221\242\002\240\226\242\002\365\205\010\276\216\004\337\230\001\225A;\377\207\001\250g3\250a\360\230\004\227\206\003\024\240\207\250\001I\021\330\220\002\"\0051\005\006\317\244\001g\325\231\022~\313\225\004\320TU\330\036,\244\234\002_8\270=\310\010\255\237\007\030\333\225\004\310\345\242\001\370\246\001\312\224\003u\232\246\004\271\210\001\230\005\023\230V\374\233\001\303a\031\300\244\001\264\n\372\205\014$\216\232\001\253\232\001\035\336\205\003\363\245\001q\302\025\203\204\001\376\227\200*X\320Xe\320ef\347\330\036!\247\210\003\252\016\027\220q\374\246\005\237\222\031X\230X\240[\260\001\001";
-    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 6067, 8809);
+    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (6157 bytes) */
+static const char cstring[] = "\377 at 0x o\377bject> t\377okens, n\377ot (tree\377 fragmen\377t).: <Me\377moryView\377 of <con\377tiguous \177and dirA\001\366\007\rin\021\005stri\367ded\"\010 or \346\004\031><(\tA\006>?C\373an\240\001assig\375n\264\000 read-\277only m\240\002v\376\242\000Invalid\377 mode, esxp\341\000|\000\047c\047t\001\377\047fortran\317\047, g\354\000%\005sh\367ape\222\000 axi\377s Note t\375h\243 Cython\375 \021\000delibe\317ratek\000\320\001ct\373er!\001n PEPo-484\212\"re\320!\177s subcl\246\000\373es\261!built\375i\260\000ypes. \377If you n=e\224 to p\316\000%\t\377then set\356\200\000e \047\357\002ati\377on_typin\333g\047\355$iv\242\000o \377False.a \377capacity\372R\002s7\002tenan}t\262Aevery\254 \377questadd\375_\351@ecache\377sim\047s pr\373ov\243@r loo\355p\272\001pp\245  li\277ttle-e\312@a7n m-\000in\316\001\357 \3625\005:v\000\221Breso\375l\220\000XXH3_6\3774bits_wi\307thS\342\001\371\000\047\007ou\300\217\002\255C\361!\356\000x\007\221\002 t\227abl\230\006:\205\"Z\004d\371 ^\001\365`sagre\374\335 a\001 xxhas\363h.\004\000y\001_intwdig\351\000colE\000\376\272!s.abcdi\361sU\001\225 \\\000gcis\376\004\003dno def\377ault __r\377educe__ \373du\335\"non-t\277rivial\033\000c\017init\"\000\303\000\212@\267 \377efix mus\377t be 1..osrc/\323%/_\322%\177s.pyxun\323\001\276\266\204\001alloc\312` \377array da\207ta.\013\020\222\204\003\344\205\001\301\205\003s\360\"\000{\000\254\206\003\353cound\371_\303`z\005>= 1u\311n\033\007\217\0106\236\204\003\232 er\317val_@\004.\001AS\377CIIERR_T\377OO_MANY_\377BREAKPOI\367NTS\023\002TL_O\377RDERElli\377psisFLAG\377_BELOW_M\263IN\t\002=\000OR\004\003V\337ICTED\020\003XP\373IR\005\004LOOKB\367ACK8\002NOT_vb\000DYF\002OVE9\000\303OWS\002p\000\014\000V\000SS\377MODE_ANT\277HROPIC\t\002O\377PENAI56S\177equence\230\210\001M.\235\210\007_T\271a\000\003.\306F\355c\306\206\002__\017\006set\277state_\021\006_\367Pyx\001\000Dict\377_NextRef3__\371\205\004\215`__\316\206\002@\000\376\002\004getitemr\r\001d0\001Z\000fil%\002/func%\001g]\005v\000\363i""m\321\205\001;\001main\356\003\002odu*\003nam\316]\002new\\\001\251`_c?hecksu\\\000\n\001\372\245\003_\025\001type_~\005\002unpicko\000\313En \005v\265\205\002\240\001qu\303alO\005\313\204\005\374\017\346\204\005ex^\324\001set_\203\005s\260\010\336\2310test\321\001s_\267cor\210\205\002e_\200\206\003a\367abc\330\204\005_buf\377feraltan\377y_okasyn\357cio.+\006sau\177tomatic\000\006\377_longava\373il\303Bafter\377_sbb_pos\377basebndb>\362\204\001aries\003\004Y\000\363ff\316A\025\002edbpz\252@s\000\003_arr\r\000\224R\001\024\000o!\004p\213\000\013\001k\344\030\004Y\001p_\001*\002rea\377kpointsb\377yteorder\363cc}\001\260\211\002_key\212\271\211\002d\274\211\005.\337\206\007\201\212\005\211\212\005_\216\212\206\001sch\361@\000\002\213\001c\337line_\202`tr\377acebackc\377lscommon\356\000\003_pr\324\207\001cou\347ntd\355A\000\002_is\275_\260\216\003dupl\260 t\377eeemptye\3164\000dee\203`\236\214\002er\325r\000\000o\000\002r\373\001ev\377icted_by\274\000\007\023\002xpir\025\000t\367ope\006\002sfir\177stflags\000\002\336\270!forg\225`sf\363or\246@\272\215\004fres\377hfullhid\367den\305\207\004high\377esthitii\377didle_tt\377l_sindex\377int32int?64int8\366\207\014\304\205\001\372\310\205\001s\000\002izejj\333bk\230@ll\233Bk_\357live\363 kkk\347max\000\001\322Alal\377astlblen\277gthlim\253\214\003luo\276ae\027\000ook\331!\377_blocksm\373as;\000tched\276B\000_age_\021\000x\347_bp\001\003\353Gmem\366\310\217\001mi\321\005miss\337_draw\004\002pr\377obabilit}y\343\217\001nn_ex\214A\377itn_insn\374\355C\320\206\001nbnbpn\337dimno\243 otm_\257\220\001y_\355 np&\000\375s\230\204\001ns_rns\376\320`numpyob\377joffothe\365r\000\002_\332\000outo\333ut\304\204\001pp\251`pa\277thper_\234\000u\233te\006\001se\253\222\002\016\001i=mC\000oppo\310 \261\217\001\234\351\204\004\010\005spr\325c\300\204\001s\370\004\004\374\222\003\360`v_okq\277queues\300`aYd\335\221\001\273\205\001re\353B_v\001\277regist\337ap\303re\201\204\002\000\004#\003\223\204\002_i\303ds\016\005\255@!\004\020\000si^\252`tr""kr\362\205\002r\266\214\004\340\274\207\001\354\000\312\000\326\205\001\t\002dse\375e\000\001n_shor\377tselfseq\177serve_b\224\206\007^\013\003deep-\000k\031\003N\353\205\002set\313\216\004\327\222\002s\320`\377slotssta\374K\000\263 stopst\377ructsyst\300\332 \355\207\001\362\217\002\261\221\003\221\225\002\325@acqt\005\003\262\207\004\250\225\003tok2\000\027ft_8\000l\254\210\002\004\003\250\002\217_suu\344\204\002\375\215\010\200\207\002u\375n\273Aupdate\367use\314bsvva\357lues\236\206\001im_\352\342\000w\374\210\002w\363\003win[do\t\000wl\303\210\001w\254b\241x\326\220\016\371\220\003\376\220\004\200\212\004z\276`s\361O\335\222\005\331\222\007\271\204\001e\200\001\330\377\004\n\210+\220Q\200\001\377\340\004\013\2107\220!\220\3775\230\001\200\001\360\006\000\377\005\031\230\r\240V\2501\377\250C\250r\260\021\330\004\377\016\210b\220\006\220a\220\377s\230&\240\002\240!\330\377\004\034\230A\340\t\n\330\277\010\014\210E\220\025\026\000q\377\330\014\017\210u\220A\220\377S\230\002\230!\330\020\021\377\330\014\020\220\r\230Q\230\375a\001\005e\2401\240A\330\377\014\021\220\035\230a\230r\377\240\022\2403\240b\250\001\376\t\005u\240A\240S\250\002\337\250#\250R\250I\000\025\220\307Q\220dE\000B\000 \000\022\220w\"\220B\r\000$\230f$\000\337R\240r\250\023\226\000v\260?Q\260b\270\002\270k\000,\000~|\001q\220\005\220Q\330\310\000\3751\250\032y\240\006\240a\240\377t\2506\260\022\2601\330\267\004\035\2301\000\033\230\007\000\010\357\210\005\210U\203 1\330\010\276}\001i\230}\250A\215\000r\377\260\023\260B\260m\3001\377\300A\330\004\020\220\002\220\377&\230\001\230\030\240\023\240\177E\250\022\2503\250f\032\000\277a\330\004\037\230q\266 \n\375\013\207*\023\2201\220F\230\377!\2303\230b\240\r\250\375Q)\000F\270&\300\001\300\373\030\310\236 \025\220]\240!\377\2402\240R\240s\250\"\257\250M\270\021\310\000\014,\003(\336\026\0005\250\001\250\302\"\005\220\277U\230!\320\033+\214@D\367\3200@<\000\022\3002\300\327Q\330\020Z\001E\207\000\021\240\375&)\000\025\250a\250t\260\3579\270A\270\371""\010$%\360\375\022\312A\001\230\026\230q\240\376\356@\017\210r\220\026\220q\257\230\003\2306\201@1\307\007\023O\230F\240\"\237@\212#\036\266@\377\004\007\200|\2202\220R\372\363@,\251@\003\2503\320.\377>\270b\300\001\330\010\016\353\210j\201 \021\203)\021\240/\376\245 E\270\022\2703\270f\367\300B\300\215#\330\004\032\230\337)\2406\250\021\327@S\260\377\002\260$\3206G\300r\336\373\000\004\030\230\006\206`t\240\356\377 \027\220v\247`d\240!\377\340\004D\300A\360\n\000\237\005\024\2201\330\320l\227\20112\234\304`\376`\021\220\027\252\001\312c\007\356\372\000\001\230\021\254\204\001w\220b\357\230\001\330\020\351af\230A\374\260\204\002\360,\340\014\024\220A\330\255\014\333b\020\220\202\204\006b\274 1\177\330\020\027\220t\2307\300@\3777\250!\2508\2601\260\337F\270!\2705\333@\024\300\255R\341\000\024\310\236B5\047\002\024\357\025\330\020\030i\001\023\2207\357\230#\230R\375\204\0024\240q\376\341@\023\250B\250d\260!\363\330\024\205\204\001\211\001\330\014\022\220\375!\314\205\001z\230\024\230Y\240\265a\232bA\237\006\340\020\220\001\020\375\026\272\000\003\2302\230T\240\377\024\240S\250\001\330\024\033\367\2304\230\303\205\001W\250A\250\337X\260Q\260f\207`U\300\367!\3004\355 \022\3104\310\371q\035\003\004\000\032\230\"\230B\377\230a\330\024\032\230$\230\277c\240\021\330\030\034\r\000b\323\240\002\374B\n\000E\326\204\0042\250\377T\260\022\2603\260a\330\337\034 \240\005\240V\001W\260\337A\260X\270Q\340@A\300\367U\310!U\000t\320ST\377\330\034\037\230r\240\023\240\357A\330 #\344\206\001\240S\250\377\003\2501\250A\330$)\376\370@&\260\001\330%&\240\275n\245\205\001\260q\270\001\r\006\340\377$*\250!\330$%\320\357%6\260a\027\000\r\300Q\177\300a\300s\310\"\3107\000_%\330\030\037\230\262\000\031\252@\376\347\204\001\330\024\030\230\005\230U?\240!\2403\240d\244\207\002\227\210\001\366!\000t\240\247\205\001\027\260\001\260\327\030\270\021\332\205\002\025C\000t\310\3572\310R\310\230\002\030\034\320\357\034-\250Q\343 -\270q\217\300\001\300\023\232\204\002\330\207\001\270\210\001\340k\014""\026\275\210\001\230\311!Q\330\n\000_h\230b\240\001\361AW\243 \367e\2407\220\210\002t\2604\260\377r\270\027\300\002\300$\300\357l\320RS\354\210\001x\220q\377\230\007\230v\240Q\240e\376\230\206\001\260\006\260h\270i\300\377y\320PS\320SV\320\027VW\330\242@a\205\211\004\276\210\006\016\000\367\023\2202\243\211\002$\230h\240_a\240w\250f\321 U\271`\3774\270v\300S\310\t\320\377QZ\320Z]\320]`\023\320`\237B\230`\025\241\204\002\337\210\002\327\211\002\277\017\210w\220d\230\242\207\0017\355\250\333 \260\025\274 t\2706\377\300\030\310\031\320R[\320\377[^\320^a\320ab\326w\007\017\210\251\001\006\274\211\002U\250\337!\2504\250v\304@S\320\377@Q\320QY\320Yb\377\320bk\320kn\320n\275o\253\006\004\007\200q\345\206\001k\257\230\021\230!\321\211\001:\245\213\001\360\377\n\000W\001X\001\330*\3370\260\001\360\036\253\207,\025\220\377R\220u\230A\230T\240\037\023\240F\250\"\234`\342\207\010\265`\356\253\207!\027\220x\355\"c\250\023\376<\001\030\230\017\240r\250\021\377\330\004\007\200x\210u\220\377G\2303\230e\2403\240\377f\250F\260!\2603\260Wc\270\021\242\210\010\036\273\213\002Q\334\214\001\333\030\220\252\212\001\005\033\373\207\037\t\210\237\027\220\001\360\020\216\210\003\210\211\010)\357\2402\240Q\201\211\006\340\004\014\377\210L\230\002\230.\250\002\363\250!\345\207S\211\213\016\026\220a\330\364\254\213\001\204\207$1\273\205\003W\240A\240\366\221\207\017t\310\034\000\027\220r\230\337\023\230E\240\024\315\204\0022\250\277Q\330\030\035\230Q\361\215\001\330\373\030\"\215\214\002\013\2601\260E\377\270\023\270A\330\030\031\330}\024\374\210\0014\230q\240\003\356\206\002\376+\000\033\2302\230S\240\001\357\330\034!\240\220\214\001\r\260Q\377\260a\260s\270#\270Q\237\320>O\310q0\002\326\213\001\024\332\353\215\001\024\322\206\004<\230\275\206\001\003\250\3571\340\024\034\232`V\2401?\240C\240r\250\035\316\204\002\262\000\375 \265\215\002d\260(\270\"\270\177C\270r\300\035\310a\321\206\003\360\255\211\001\276\205\001\265\211\002\364@8\2502\250/\\\270\022\270\344\002\001\332\210\001\343\210\001""\377d\240$\240d\250!\250\3273\250c\242\205\002q\320\002\330\024\376\336\214\001\014\025\220X\230R\230\365x\276b\014\321\205\001b\230\013\240\3273\240g\201\220\002\020\250\212\001\"\230\373A\330\246\001\230&\240\001\330\361\020\210\210\001\260\207\005\274\213\003d\230%\230\372\265\220\005!\227\212\001G\2305\240\001O\240\033\250A\274 \235\"3\341\206\002d\367\003\377\212\001\024\000\002\200\212\001C\230\220 ~\263\212\001t\2401\240E\250\276\210\001\377\027\270\001\270\030\300\021\300\337&\310\001\310\025\343\003W\320\377W^\320^_\320_h\377\320hi\320im\320m\377n\330$%\240Q\240a\227\330\034\035\267\212\001A\313\004\271CK\373\240t\205 R\250r\260\022\277\2609\270B\270a\272H\031\377\340\014\017\210t\2201\330\274\267\213\t\371\\7\320RS\336\212\001\024\220\230c\367@\230\217\001\371Cv\352A\350@#\346\376\213\001\250\021\222`\211\220\002!\2401\346\235`\320\031\370\212\001\365!b\260\001\377\330\024\025\320\025&\240a\376\351\214\006l\270!\2706\300\022\233\3001\027\000\220Z\341\212\004\327\214\001K\377\230w\240a\240v\250Q\261\250\241\211\006\307B\200\211\003\023\220*\004z\337\250\026\250u\260\231@\032\230\277*\240F\320*CF\001\034\363\230J_\001\363\211\002\220q\330\020\377\032\230!\2307\240\"\240\337G\2503\250l\274`E\300\337\027\310\003\310;\226\212\002\033\230\3371\230I\240Q\207!E\230\377\025\230a\230v\240R\240\337t\2504\250q\345\213\001\006\230p\207\215\005\361\213\002\235\205\025\363\200\047\034\260S\330@\315\025\272\221\002\030\031\2166\026\002\022\240\271;\372\000\332\205\0021\230E\243\222\001\340\373\030\036\247\213\002u\250C\250\177\377\270d\300$\300f\310A\357\310T\320Q\232`X\330\034\265#\335\221\002$\305\213\001\330\034\246\206\0014O\240z\260\021\257\216\003\350\212\003q\232\216\005\375E\264\211\001\250U\260#\260T\377\270\027\300\003\3004\300q\377\310\005\310R\310q\330 \375!\315`\230X\240R\240{\375\260\010\000$\240A\240X\250\375Q\326\216\001q\240\001\240\023\240\375B\326\" !\240\030\250\021\377\250%\250r\260\026\260r\277\270\032\3003\300k\201\003\320\365X\363\213\003_G\000""\240\036\250q\367\260\001\260\212e\330\030 \240q\0014\001\344\202 \226\207\002\025\220W\364\205\001\376\274A4\230z\250\025\320._A\300\021\300%\251\000\001\374\214\006V\216\214\020[\240\273\230\001\014\347\224\007\014\340\213\001\377\r\210R\210v\220Q\220\377c\230\026\230r\240\021\330\351\004\314\227\001\220\226\003f\322\001\330\004\014\017\210B\210f\270\230\002\364A\222\225\0213\016n\261\227\002\034\230A\206\231\002\330\004\335\000s\330\004\300\227\002\322\224\003q\360\014\251\213\006w~\220R\324\211\002N\250\"\311\231\004\376\272\225\003\320\0315\260Q\260c\377\270\022\320;M\310Q\310\375a\256\224A1\220H\230A\330\376\277\227\004#\230Q\330\014\016\210\375a\224\215\0021\230H\240A\240\377V\2507\260$\260l\300\377)\3101\310C\310r\320{QR\351\223\002\2201\220D\320\224\001o\230A\230S\334\232\002\020\025\361\227\001\273\2302\223\226\002)\2501\305\220\003\014\367\020\220\005\226A\230R\230q\277\240\004\240A\240Q\363\232\001r\357\220\023\220A\337\217\tq\330\020\356\357\225\001\007\230q\251\233\001\2404\240\335v\320\232\003\r\210Y\257\214\001\020\220\377\n\230$\230a\230q\240I\006\375\232\003\220\230\001\022\216\210\005\252\004J\266\233\001\374\022\004Z\001\021\220\032\2301\330\276\255\222\004j\240\001\240\021\340\003E\377\230\033\240A\240U\250\"\257\250K\260q\342\tB\331\227\002;\373\250g\201\214\001\330\014\r\210X\364\230\233\001\320\220\002\t\240\233\0018\220=\240\355\007\243\205\001\200\001\251@\0471\260\007\001\360\034\214\231\033\267n\310n\225\233\005\303\231\006\020\000\016\350\233\002\250b\330\224\001\004\342\231\002\374\233\002\316\233\007\366\263\231\023\340\004\215\234\023z\250\021\250\377\"\250B\250c\260\022\260\377:\270Q\270a\330\004\021\377\220\022\2206\230\021\230(O\240\"\240C\365$\000\022\004z\007|\315\234\007\225\236\001f\250B\250a\225\235\002x\210\237\001\204\221\036\337\233\001\024\2201\340\361\231>\376\236\232\010\022\220!\220:\230Q\177\230c\240\022\320#3\330\231\002\177*\300F\310!\3108\353\227\001\357\014\021\320\021\340\217\001\"\240B\377\240c\250\022\320+;\270""\0231\270\363\204\002\356\232\002\340\274\231\003\355\231\001\256\204\002\377U\230!\230:\240Q\240\377d\250*\260A\260R\260\367r\270\021\236\213\003w\230k\250\327\021\250!\005\005g\321\215\002\020\027\357\220q\330\014\346\216\002\017\210q\376\343\235\0014\220t\2306\240\021\303\240$\201\235\003\227\212\003\256\234\003\337!s\250\377/\270\024\270U\300#\300r\253\221\004e\375\214\001\262\221\006\031\340\024\203\214\003c!\330\000\006\375\220\002\256\241\002C\220\\\004\027r\230\021\344\217\003%\357\230\004\356\217\002\265\233\001\226\224\233\002\024\220\241\214\003q\364\221\001\254\235\001c\376\353\231\002\030%\240Q\330\031\032\224\244\222\003s\002\031\225\237\0015\232\236\002\260\220\006\024=\025\234\242\001t\2203\220\212\230\003\254\241\002(\273\223\002\316\206\001\233!1\202\235\003e\343\002\314\216\001\377\013\3203L\310C\310s\016\350\230\001\020\023\220J\004\274\225\004\247\234\003\305\217\005\254\246\235\030\374\207\001g\220\202\210\002k\361\235\001\016\273\210m\303\206\001\016\210i\340!\017\375\210\315\234\023\330\021\026\220c\230\371\021\346\234\001\226\216\003t\2402\240TC\250\024\313\221\005\336\221\001\352\217\001\226\222\001\031\246\241\002\365\004\354\226\0021\357\222\003A\330\024\026\373\220i\270\233\001\026\220g\230Q\376\257\233\0078\2503\250b\3200\375B\306\213\001\330\030\036\230a\230\377w\240f\250A\250U\260\177!\2604\260v\270S\270\236\002\376\200\234\001t\3101\310A\330\030>\315\224\001W\240C\240q\347\221\001\375\220\002\271\027\352\224\001\312\214\003\022\2408\340\234\001\250\327T\260\021\206\225\0032\224\211\001\330\030\357\032\230\047\240\271\000\025\220Y\377\230a\230u\240D\250\006\366\225\242\0022\260\342\217\010s\240\"\320\277$6\260d\270!\323\234\001\003\203\2301\343\223\001\372\225\003\226\236\001\326\225\005\373\216\001\027\367\250\001\250\313\234\0174\310x\320\377WX\320XY\320YZ\276\326\222\t\360\006\000\021\025\237ir\373\230\022\221\226\002\002\240#\240[\357\260\002\260!\345\021V\3001\377\300D\310\001\310\021\310$W\310a\310\357\204\0021\321)A\265,?\260""\005\260U\270!\237\201!\264\236\003\364\203\222\003\234\244\0076\300\227\001\270T\300\021n\233\240\002q\310\001\311\244\0012\220\240H^\300\241\021w\310a\330\237\227\002S\374\212\001/\240$\240a\247\241\001\"\236\242\001\323\244\001S\031\230\251\226\001\306\242\006\014\347\244\001\033\344\240\002\n\010\tq\350\222\007q\353.\322\230\003\344\237\001\212\231\032\037t\2301\230C\314\245\001\270\241\001\327\220\001\t\023\210\215\001\343\227\001\340\312\206\007\352\242\002\357\242\002\260\206\010\010\227\217\004\266\231\003\245\227\001\023\350\230\002\310\234\001\313\225\005\360\210\001\213\024\240\342\250\001\021\263\221\002\344\231\001\301A1\344\005\006\252\245\001g\260\232\022\246\226\004\320TU\367\330\036,\377\234\0028\270=\310\205\010\210\240\007\030\266\226\004\300\243\001\323\247\001\245\225\003u<\365\246\004\366\210\001\230\005\230V\327\234\001\305aA\031\233\245\001\266\n\374\205\n\372\226\002\205\233\002\035\340\205\003\362\316\246\001q\302\027\225\200.X\320Xe?\320ef\330\036!\346\210\003\254\016\347\027\220q\250\005\374\222\031X\230X\017\240[\260\001";
+    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 6157, 8948);
     #define __Pyx_DecompressString_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #else /* compression: none (8809 bytes) */
-static const char bytes[] = " at 0x object> tokens, not (tree fragment).: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis Note that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.a capacity needs the tenant of every requestadd_notecachesim\047s provider loops support little-endian machines onlycachesim: cannot resolve XXH3_64bits_withSeed in cachesim: out of memory in the provider cache tablecachesim: the resolved XXH3 disagrees with xxhash.xxh3_64_intdigestcollections.abcdisableenablegcisenabledno default __reduce__ due to non-trivial __cinit__routing prefix must be 1..src/cachesim/_providers.pyxunable to allocate array data.unable to allocate shape and strides.unit_tokens and round_to must be >= 1unit_tokens must be 1..64 and interval_tokens >= 1ASCIIERR_TOO_MANY_BREAKPOINTSERR_TTL_ORDEREllipsisFLAG_BELOW_MINFLAG_ERRORFLAG_EVICTEDFLAG_EXPIREDFLAG_LOOKBACKFLAG_NOT_READYFLAG_OVERFLOWFLAG_SERVER_MISSMODE_ANTHROPICMODE_OPENAI56SequenceView.MemoryView_Table_Table.__reduce_cython___Table.__setstate_cython____Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____file____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutine_xxhashaabcallocate_bufferaltasyncio.coroutinesautomaticautomatic_longavailable_after_sbb_posbasebndboundariesboundary_offsetsboundedbp_clsbp_cls_arrbp_longbp_offsetsbp_posbp_pos_arrbreakpointsbyteordercc_poscache_keycachedcachesim._providerscapacitycapacity_unitschainchain_arrcline_in_tracebackclscommoncommon_prefixcountdtypedtype_is_objectduplicateeem""ptyencodeenumerateerrerrorerror_arrevicted_byevicted_by_arrexpired_topexpiresfirstflagsflags_arrforget_sformatfortranfreshfullhidden_tokenshighesthitiididle_ttl_sindexint32int64int8interval_tokensitemitemsitemsizejjbkk_allk_arrk_livekeykkkmaxkmax_arrlalastlblengthlimlittlelolongestlookback_blocksmaskmatchedmax_age_smax_bpsmax_breakpointsmemviewmin_tokensmiss_drawmiss_probabilitymodenn_explicitn_insn_unitsnamenbnbpndimnodenot_ready_topnpnsns_arrns_rnskeynumpyobjoffotherother_lenoutout_arrppackpathper_minutepopposition_offsetspositionsprprefix_keysprefix_tokensqqueuesrreadread_arrrefresh_pathregisterrepreplicareplica_arrreplica_idsreplica_maxreplicasresidentrkrk_arrround_torouteroute_keyroutedseedseen_shortselfseqserve_breakpointsserve_deepseekserve_unitssetdefaultshapesizeslotsstartstepstopstructsystt_availtabletenanttoken_exacttoken_offsetstokenstoksttft_sttl_long_sttl_short_suuint64unit_tokensunitsunpackupdateuse_drawsvvaluesvictim_seqw_longw_shortwindow_swl_arrws_arrxxxh3_64_intdigestxxhashxxhash._xxhashzerosOcachesim provider probe\200\001\330\004\n\210+\220Q\200\001\340\004\013\2107\220!\2205\230\001\200\001\360\006\000\005\031\230\r\240V\2501\250C\250r\260\021\330\004\016\210b\220\006\220a\220s\230&\240\002\240!\330\004\034\230A\340\t\n\330\010\014\210E\220\025\220a\220q\330\014\017\210u\220A\220S\230\002\230!\330\020\021\330\014\020\220\r\230Q\230a\330\014\020\220\r\230Q\230e\2401\240A\330\014\021\220\035\230a\230r\240\022\2403\240b\250\001\330\014\021\220\035\230a\230u\240A\240S\250\002\250#\250R\250q\330\014\025\220Q\220d\230!\330\014\020\220\001\330\014\022\220\"\220B\220d\230$\230f\240A\240R\240r\250\023\250C\250v\260Q\260b\270\002\270!\330\020\025\220Q\330\014\017\210q\220\005\220Q\330\004\013\2101\200\001\360\006\000\005\031\230\r\240V\2501\250C\250r\260\021\330\004\016\210b\220\006\220a\220y\240\006\240a\240t\2506\260\022\2601\330\004\035\230Q\330\004\033\2301\330\004\010\210\005\210U\220!\2201\330\010\025\220Q\220i\230}\250A\250R\250r\260\023\260B\260m""\3001\300A\330\004\020\220\002\220&\230\001\230\030\240\023\240E\250\022\2503\250f\260B\260a\330\004\037\230q\360\006\000\n\013\330\010\014\210E\220\025\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270\021\270!\330\014\023\2201\220F\230(\240!\2405\250\001\250\021\330\014\020\220\005\220U\230!\320\033+\2501\250D\3200@\300\001\300\022\3002\300Q\330\020\023\2201\220E\230\030\240\021\240&\250\001\250\025\250a\250t\2609\270A\270Q\330\004\013\2101\200\001\360\006\000$%\360\022\000\005\031\230\001\230\026\230q\240\001\330\004\017\210r\220\026\220q\230\003\2306\240\022\2401\330\004\020\220\002\220&\230\001\230\023\230F\240\"\240A\330\004\035\230Q\330\004\036\230a\330\004\007\200|\2202\220R\220s\230,\240b\250\003\2503\320.>\270b\300\001\330\010\016\210j\230\001\230\021\330\004\020\220\002\220&\230\001\230\030\240\021\240/\260\023\260E\270\022\2703\270f\300B\300a\330\004\037\230q\330\004\032\230)\2406\250\021\250#\250S\260\002\260$\3206G\300r\310\021\330\004\030\230\006\230a\230t\2401\330\004\027\220v\230Q\230d\240!\340\004D\300A\360\n\000\005\024\2201\330\t\n\330\010\014\210E\220\025\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270\021\270!\330\014\023\2202\220Q\220a\330\014\021\220\027\230\001\230\021\230!\330\014\020\220\007\220q\230\001\230\021\330\014\017\210w\220b\230\001\330\020\025\220Q\220f\230A\330\020\021\330\014\023\2201\220F\230(\240!\2405\250\001\250\021\340\014\024\220A\330\014\025\220Q\330\014\020\220\001\330\014\022\220\"\220B\220b\230\003\2301\330\020\027\220t\2307\240!\2407\250!\2508\2601\260F\270!\2705\300\001\300\024\300R\300r\310\024\310Q\330\020\023\2205\230\003\2301\330\024\025\330\020\030\230\001\330\020\023\2207\230#\230R\230r\240\022\2404\240q\250\001\250\023\250B\250d\260!\330\024\035\230Q\330\020\025\220Q\330\014\022\220!\330\014\017\210z\230\024\230Y""\240a\240s\250\"\250A\330\020\025\220Q\220f\230A\340\020\024\220A\330\020\026\220b\230\003\2302\230T\240\024\240S\250\001\330\024\033\2304\230u\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300r\310\022\3104\310q\330\024\033\2304\230q\330\024\032\230\"\230B\230a\330\024\032\230$\230c\240\021\330\030\034\230B\230b\240\002\240\"\240A\330\030\034\230E\240\023\240E\250\022\2502\250T\260\022\2603\260a\330\034 \240\005\240W\250A\250W\260A\260X\270Q\270f\300A\300U\310!\3104\310t\320ST\330\034\037\230r\240\023\240A\330 #\2401\240A\240S\250\003\2501\250A\330$)\250\021\250&\260\001\330%&\240n\260B\260a\260q\270\001\330$)\250\021\250&\260\001\340$*\250!\330$%\320%6\260a\260q\270\r\300Q\300a\300s\310\"\310A\330$%\330\030\037\230q\330\024\031\230\021\330\020\023\2201\330\024\030\230\005\230U\240!\2403\240d\250#\250R\250r\260\021\330\030\037\230t\2405\250\001\250\027\260\001\260\030\270\021\270&\300\001\300\025\300a\300t\3102\310R\310t\320ST\330\030\034\320\034-\250Q\250d\260-\270q\300\001\300\023\300B\300a\330\014\020\220\001\220\025\220a\340\014\026\220a\220q\230\003\2302\230Q\330\014\026\220h\230b\240\001\330\014\025\220W\230B\230e\2407\250#\250R\250t\2604\260r\270\027\300\002\300$\300l\320RS\330\014\017\210x\220q\230\007\230v\240Q\240e\2501\250D\260\006\260h\270i\300y\320PS\320SV\320VW\330\020\026\220a\330\020\021\330\014\020\220\001\330\014\022\220\"\220B\220a\330\020\023\2202\220S\230\002\230$\230h\240a\240w\250f\260A\260U\270!\2704\270v\300S\310\t\320QZ\320Z]\320]`\320`a\330\024\032\230!\330\024\025\330\020\025\220Q\330\014\017\210q\330\020\021\330\014\017\210w\220d\230(\240!\2407\250&\260\001\260\025\260a\260t\2706\300\030\310\031\320R[\320[^\320^a\320ab\330\020\026\220a\330\020\021\330\014\017\210x\220q\230\006\230f\240A\240U\250!\2504\250v\260X\270S\320@Q\320QY\320Yb\320bk\320kn\320no\330\020\026\220a\330\020\021\330\004\007\200q\330\010\016\210k\230\021\230!\330\004\013\210:\220Q\200\001\360\n\000W\001X\001\330*0\260\001\360\036\000\005\031\230\001\230\026\230q""\240\001\330\004\017\210r\220\026\220q\230\003\2306\240\022\2401\330\004\020\220\002\220&\230\001\230\023\230F\240\"\240A\330\004\025\220R\220u\230A\230T\240\023\240F\250\"\250A\330\004\035\230Q\330\004\036\230a\330\004#\2401\330\004\020\220\002\220&\230\001\230\030\240\021\240/\260\023\260E\270\022\2703\270f\300B\300a\330\004\037\230q\330\004\027\220x\230v\240Q\240c\250\023\250A\330\004\030\230\017\240r\250\021\330\004\007\200x\210u\220G\2303\230e\2403\240f\250F\260!\2603\260c\270\021\330\010\016\210j\230\001\230\021\330\004\036\230f\240A\240Q\360\006\000\005\030\220q\360\006\000\005\033\230)\2406\250\021\250#\250S\260\002\260$\3206G\300r\310\021\330\004\030\230\006\230a\230t\2401\330\004\t\210\027\220\001\360\020\000\005\024\2201\330\004\007\200|\2202\220R\220s\230)\2402\240Q\330\010\016\210j\230\001\230\021\340\004\014\210L\230\002\230.\250\002\250!\330\t\n\330\010\014\210E\220\025\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270\021\270!\330\014\023\2202\220Q\220a\330\014\021\220\027\230\001\230\021\230!\330\014\023\2201\220F\230(\240!\2405\250\001\250\021\330\014\026\220a\330\014\023\2201\330\014\017\210z\230\024\230Y\240a\240s\250\"\250A\330\020\025\220Q\220f\230A\340\020\024\220A\330\020\026\220b\230\003\2301\330\024\030\230\005\230W\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3101\330\024\027\220r\230\023\230E\240\024\240Q\240e\2502\250Q\330\030\035\230Q\230f\240A\330\030\"\240!\2405\250\013\2601\260E\270\023\270A\330\030\031\330\024\027\220t\2304\230q\240\003\2401\240A\240Q\330\030\033\2302\230S\240\001\330\034!\240\021\240&\250\r\260Q\260a\260s\270#\270Q\320>O\310q\330\030\031\330\024\036\230a\330\024\033\2301\330\024\031\230\021\330\020\023\220<\230t\2405\250\003\2501\340\024\034\230A\230V\2401\240C\240r\250\035\260a\260t\2701\330\024 \240\r\250Q\250d\260(\270\"\270C\270r\300\035\310a\310t\320ST\330\024\035\230Q\230h\240a\330\024\035\230Q\230e""\2408\2502\250\\\270\022\2701\330\024\030\230\001\330\024\032\230\"\230B\230d\240$\240d\250!\2503\250c\260\025\260a\260q\330\030\035\230Q\330\024\036\230a\330\014\025\220X\230R\230x\240r\250\021\330\014\017\210w\220b\230\013\2403\240g\250R\250q\330\020\023\2207\230\"\230A\330\024\031\230\021\230&\240\001\330\020\031\230\021\330\014\020\220\001\220\025\220a\330\014\017\210w\220d\230%\230u\240A\240S\250\002\250!\340\020\024\220G\2305\240\001\240\033\250A\250Q\330\024\027\220t\2303\230h\240a\240q\330\030\031\330\024\030\230\001\330\024\030\230\001\330\024\032\230\"\230C\230q\330\030\033\2304\230t\2401\240E\250\027\260\001\260\027\270\001\270\030\300\021\300&\310\001\310\025\310a\310t\320SW\320W^\320^_\320_h\320hi\320im\320mn\330$%\240Q\240a\330\034\035\330\030\034\230A\330\030\035\230Q\330\024\027\220r\230\023\230K\240t\2502\250R\250r\260\022\2609\270B\270a\330\030\035\230Q\230f\240A\330\030\031\340\014\017\210t\2201\330\020\024\220A\330\020\026\220b\230\003\2301\330\024\030\230\005\230W\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3107\320RS\320ST\330\024\027\220r\230\023\230A\330\030\036\230a\330\030\031\330\024\027\220v\230S\240\001\240\021\240#\240S\250\001\250\021\330\030\031\230\030\240\021\240!\2401\330\030\031\320\031)\250\021\250!\2503\250b\260\001\330\024\025\320\025&\240a\240q\250\001\250\023\250B\250l\270!\2706\300\022\3001\330\024\025\220Z\230q\330\024\031\230\021\340\020\024\220K\230w\240a\240v\250Q\250a\330\020\023\2202\220S\230\001\330\024\032\230!\330\024\025\330\020\023\2201\330\024\025\220Z\230z\250\026\250u\260A\330\024\032\230*\240F\320*C\3001\330\024\034\230J\240a\240q\330\020\026\220a\220q\330\020\032\230!\2307\240\"\240G\2503\250l\270\"\270E\300\027\310\003\310;\320VW\330\020\033\2301\230I\240Q\330\020\024\220E\230\025\230a\230v\240R\240t\2504\250q\330\024\030\230\006\230b\240\002\240\"\240A\330\024\030\230\005\230W\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3107\320RS\320ST\330\024\027\220r\230\023\230A\330\030\036\230a""\330\030\031\330\024\027\220v\230S\240\001\240\021\240#\240S\250\001\250\034\260S\270\001\270\025\270b\300\001\330\030\031\230\030\240\021\240!\2401\330\030\031\320\031)\250\021\250!\2503\250b\260\001\330\030\031\230\030\240\022\240;\250a\330\024\027\220t\2301\230E\240\022\2401\340\030\036\230h\240a\240u\250C\250\177\270d\300$\300f\310A\310T\320QW\320WX\330\034#\2406\250\021\250$\250f\260A\330\034\"\240!\2404\240z\260\021\330\034 \240\005\240U\250!\2504\250q\330\034\037\230r\240\023\240E\250\023\250A\250U\260#\260T\270\027\300\003\3004\300q\310\005\310R\310q\330 !\330\034\035\230X\240R\240{\260!\330\034$\240A\240X\250Q\330\034\037\230q\240\001\240\023\240B\240a\240q\330 !\240\030\250\021\250%\250r\260\026\260r\270\032\3003\300k\320QW\320WX\320X[\320[^\320^_\330 !\240\036\250q\260\001\260\021\330\030\031\230\030\240\021\330\030 \240\001\240\030\250\021\330\024\025\320\025&\240a\240q\250\001\250\023\250B\250l\270!\2706\300\022\3001\330\024\025\220Z\230q\330\024\033\2301\330\024\025\220W\230A\330\024\032\230!\2304\230z\250\025\320.A\300\021\300%\300q\310\001\330\014\017\210q\330\020\021\330\004\007\200q\330\010\016\210k\230\021\230!\330\004\013\210:\220[\240\001\200\001\360\014\000\005\031\230\001\230\026\230q\240\014\250A\330\004\r\210R\210v\220Q\220c\230\026\230r\240\021\330\004\022\220\"\220F\230!\2303\230f\240B\240a\330\004\014\210B\210f\220A\220S\230\006\230b\240\001\330\004\017\210r\220\026\220q\230\003\2306\240\022\2401\330\004\r\210R\210v\220Q\220c\230\026\230r\240\021\330\004\035\230Q\330\004\034\230A\330\004\034\230A\330\004 \240\001\330\004\033\2301\330\004\030\230\006\230a\230q\360\014\000\005\024\2201\330\004\007\200~\220R\220r\230\023\230N\250\"\250C\250r\260\021\330\010\016\210j\230\001\320\0315\260Q\260c\270\022\320;M\310Q\310a\330\t\n\330\010\014\210E\220\025\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270\021\270!\330\014\023\2201\220H\230A\330\014""\023\2201\220F\230#\230Q\330\014\016\210a\210u\220G\2301\230H\240A\240V\2507\260$\260l\300)\3101\310C\310r\320QR\330\014\022\220!\2201\220D\230\003\2301\230A\230S\240\002\240!\330\020\025\220U\230!\2302\230Q\230d\240)\2501\330\020\026\220a\330\014\020\220\005\220W\230A\230R\230q\240\004\240A\240Q\330\014\017\210r\220\023\220A\330\020\026\220a\330\020\021\330\014\017\210q\330\020\021\220\027\230\007\230q\240\002\240!\2404\240v\250R\250q\330\014\r\210Y\220a\330\014\020\220\n\230$\230a\230q\240\006\240b\250\001\330\014\017\210r\220\022\2201\330\020\024\220A\330\014\016\210a\210u\220J\230a\330\014\017\210r\220\022\2201\220A\330\020\021\220\032\2301\330\014\020\220\001\220\025\220j\240\001\240\021\330\014\023\2201\220E\230\033\240A\240U\250\"\250K\260q\330\014\016\210a\210u\220G\2301\230B\230a\230t\240;\250g\260Q\260a\330\014\r\210X\220Q\330\004\007\200q\330\010\t\330\004\013\2108\220=\240\007\240z\260\021\200\001\360\014\000\047(\360\026\000\005\031\230\001\230\026\230q\240\001\330\004\017\210r\220\026\220q\230\003\2306\240\022\2401\330\004\r\210R\210v\220Q\220c\230\026\230r\240\021\330\004\r\210R\210v\220Q\220c\230\026\230r\240\021\330\004\020\220\002\220&\230\001\230\023\230F\240\"\240A\330\004\020\220\002\220&\230\001\230\023\230F\240\"\240A\330\004\035\230Q\330\004 \240\001\330\004\037\230q\330\004\036\230a\330\004\035\230Q\330\004\020\220\002\220&\230\001\230\030\240\021\240/\260\023\260E\270\022\2703\270f\300B\300a\330\004\037\230q\340\004\033\2301\330\004\010\210\005\210U\220!\2201\330\010\025\220Q\220i\230z\250\021\250\"\250B\250c\260\022\260:\270Q\270a\330\004\021\220\022\2206\230\021\230(\240\"\240C\240v\250R\250q\330\004\021\220\022\2206\230\021\230(\240\"\240C\240v\250R\250q\330\004\037\230q\330\004\036\230a\330\004\032\230)\2406\250\021\250#\250S\260\002\260$\3206G\300r\310\021\330\004\030\230\006\230a\230t\2401\360\022\000\005\024\2201\340\t\n\330\010\014\210E\220\025\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030""\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270\021\270!\330\014\021\220\027\230\001\230\021\230!\330\014\022\220!\220:\230Q\230c\240\022\320#3\2601\260F\270*\300F\310!\3108\320ST\330\014\021\320\021!\240\021\240\"\240B\240c\250\022\320+;\2701\270A\330\014\023\2202\220Q\220a\340\014\022\220!\330\014\030\230\001\330\014\020\220\005\220U\230!\230:\240Q\240d\250*\260A\260R\260r\270\021\330\020\026\220a\220w\230k\250\021\250!\330\020\026\220a\220w\230g\240Q\240a\330\020\027\220q\330\014\031\230\021\330\014\017\210q\330\020\023\2204\220t\2306\240\021\240$\240b\250\003\2503\250a\330\024\027\220v\230Q\230d\240\"\240C\240s\250/\270\024\270U\300#\300Q\330\030\035\230Q\230e\2401\330\030\035\230Q\230f\240A\330\030\031\340\024\032\230!\2307\240!\330\024\032\230!\2307\240!\330\024\033\2301\330\014\017\210u\220C\220q\330\020\023\2204\220r\230\021\330\024\031\230\021\230%\230q\330\024\031\230\021\230&\240\001\330\024\025\330\020\035\230Q\330\020\024\220E\230\025\230a\230q\330\024\027\220v\230Q\230c\240\023\240A\330\030%\240Q\330\031\032\330\030\035\230Q\230e\2401\330\030\031\330\020\023\2205\230\001\230\021\330\024\031\230\021\230&\240\001\330\024\025\330\014\017\210t\2203\220a\330\020\021\330\014\017\210v\220Q\220d\230\"\230C\230r\240\021\330\020\025\220Q\220f\230A\330\020\021\330\014\023\2201\220F\230(\240!\2405\250\001\250\021\330\014\016\210g\220Q\330\014\016\210k\230\021\330\014\016\210m\2301\330\014\016\210i\220q\330\014\017\210z\230\024\230Y\240a\240s\250\"\250A\330\020\025\220Q\220f\230A\330\021\026\220c\230\021\340\020\024\220E\230\025\230a\230t\2402\240T\250\024\250Q\330\024\027\220v\230Q\230c\240\022\2401\330\030\031\330\024\031\230\031\240!\2405\250\004\250F\260!\2601\330\024\032\230\"\230A\330\024\026\220i\230q\330\024\026\220g\230Q\330\024\030\230\005\230U\240!\2408\2503\250b\3200B\300%\300q\330\030\036\230a\230w\240f\250A\250U\260!\2604\260v\270S\300\001\300\024\300Q\300a\300t\3101\310A\330\030\033\2302\230W\240C\240q\330\034\035\330\024\027\220r\230""\027\240\003\2401\330\030 \240\001\240\022\2408\2501\250A\250T\260\021\330\024\027\220t\2302\230R\230q\330\030\032\230\047\240\021\340\020\025\220Y\230a\230u\240D\250\006\250a\250t\2602\260Q\330\020\024\220E\230\025\230a\230s\240\"\320$6\260d\270!\330\024\030\230\003\2301\230A\330\024\027\220r\230\023\230B\230a\330\030\031\330\024\027\220t\2301\230E\240\027\250\001\250\027\260\001\260\030\270\021\270&\300\001\300\025\300a\300t\3104\310x\320WX\320XY\320YZ\330\030\035\230Q\230f\240A\330\030\031\360\006\000\021\025\220E\230\025\230a\230q\330\024\027\220r\230\022\2302\230S\240\002\240#\240[\260\002\260!\330\030\036\230a\230w\240f\250A\250U\260!\2604\260v\270V\3001\300D\310\001\310\021\310$\310a\310q\330\020\023\2201\330\024\031\230\031\240!\2405\250\004\250A\330\024\030\230\005\230U\240!\2408\2503\250b\260\005\260U\270!\330\030\036\230a\230w\240f\250A\250U\260!\2604\260v\270S\300\001\300\024\300Q\300a\300t\3101\310A\330\020\023\2201\330\024\032\230!\2307\240&\250\001\250\025\250a\250t\2606\270\023\270A\270T\300\021\300!\3004\300q\310\001\330\020\023\2202\220Q\330\024\030\230\005\230U\240!\2407\250!\2508\2601\260F\270!\2705\300\001\300\024\300R\300w\310a\330\024\034\230A\230S\240\001\240\021\240$\240a\330\014\022\220\"\220A\330\014\017\210r\220\031\230\"\230A\330\020\025\220Q\220f\230A\330\014\017\210r\220\033\230B\230a\330\020\025\220Q\220f\230A\330\014\017\210q\330\020\024\220E\230\025\230a\230q\330\024\030\230\003\2301\230A\330\024\027\220r\230\023\230A\330\030\031\330\024\030\230\005\230W\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3101\330\024\027\220t\2301\230C\230q\240\001\240\021\330\030 \240\001\240\023\240A\240Q\240d\250!\340\014\017\210u\220C\220q\330\020\030\230\001\330\020\030\230\001\330\020\024\220E\230\025\230a\230q\330\024\030\230\006\230a\230q\330\024\027\220r\230\022\230;\240c\250\022\2503\250a\330\030\031\330\024\027\220v\230Q\230c\240\024\240R\240r\250\021\330\030 \240\001\330\024\027\220r\230\022\2301\330\030 \240\001\330\024\027\220v""\230Q\230g\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3107\320RS\320ST\320TU\330\036,\250F\260!\2608\270=\310\010\320PS\320SV\320VW\330\030\036\230a\330\030\031\330\020\024\220A\220U\230!\330\020\026\220a\220u\230F\240\"\240A\330\020\027\220q\230\005\230V\2402\240Q\360\006\000\021\031\230\001\330\020\030\230\001\330\020\024\220E\230\025\230a\230t\2402\240T\250\024\250Q\330\024\027\220v\230S\240\001\330\030\031\330\024\035\230Q\330\024\030\230\006\230a\230q\330\024\027\220r\230\022\230;\240c\250\022\2503\250a\330\030\031\330\024\027\220r\230\022\2301\330\030 \240\001\330\024\027\220v\230Q\230g\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3107\320RS\320ST\320TX\320Xe\320ef\330\036!\240\023\240A\330\030\036\230a\330\030\031\330\020\024\220A\220U\230!\330\020\027\220q\230\005\230V\2402\240Q\330\014\017\210q\330\020\021\330\004\007\200q\330\010\016\210k\230\021\230!\330\004\013\210:\220X\230X\240[\260\001";
+    #else /* compression: none (8948 bytes) */
+static const char bytes[] = " at 0x object> tokens, not (tree fragment).: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis Note that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.a capacity needs the tenant of every requestadd_notecachesim\047s provider loops support little-endian machines onlycachesim: cannot resolve XXH3_64bits_withSeed in cachesim: out of memory in the provider cache tablecachesim: the resolved XXH3 disagrees with xxhash.xxh3_64_intdigestcollections.abcdisableenablegcisenabledno default __reduce__ due to non-trivial __cinit__routing prefix must be 1..src/cachesim/_providers.pyxunable to allocate array data.unable to allocate shape and strides.unit_tokens and round_to must be >= 1unit_tokens must be 1..64 and interval_tokens >= 1ASCIIERR_TOO_MANY_BREAKPOINTSERR_TTL_ORDEREllipsisFLAG_BELOW_MINFLAG_ERRORFLAG_EVICTEDFLAG_EXPIREDFLAG_LOOKBACKFLAG_NOT_READYFLAG_OVERFLOWFLAG_SERVER_MISSMODE_ANTHROPICMODE_OPENAI56SequenceView.MemoryView_Table_Table.__reduce_cython___Table.__setstate_cython____Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____file____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutine_xxhashaabcallocate_bufferaltany_okasyncio.coroutinesautomaticautomatic_longavailable_after_sbb_posbasebndboundariesboundary_offsetsboundedbp_clsbp_cls_arrbp_longbp_offsetsbp_okbp_ok_arrbp_posbp_pos_arrbreakpointsbyteordercc_poscache_keycachedcachesim._providerscapacitycapacity_unitschainchain_arrcline_in_tracebackclscommoncommon_prefixcountdtypedtype_i""s_objectduplicateeemptyencodeenumerateerrerrorerror_arrevicted_byevicted_by_arrexpired_topexpiresfirstflagsflags_arrforget_sformatfortranfreshfullhidden_tokenshighesthitiididle_ttl_sindexint32int64int8interval_tokensitemitemsitemsizejjbkk_allk_arrk_livekeykkkmaxkmax_arrlalastlblengthlimlittlelolongestlookback_blocksmaskmatchedmax_age_smax_bpsmax_breakpointsmemviewmin_tokensmiss_drawmiss_probabilitymodenn_explicitn_insn_unitsnamenbnbpndimnodenot_ready_topnpnsns_arrns_rnskeynumpyobjoffotherother_lenoutout_arrppackpathper_minuteper_segment_minimumpopposition_offsetspositionsprprefix_keysprefix_tokensprev_okqqueuesrreadread_arrrefresh_pathregisterrepreplicareplica_arrreplica_idsreplica_maxreplicasresidentrkrk_arrround_torouteroute_keyroutedseedseen_shortselfseqserve_breakpointsserve_deepseekserve_unitssetdefaultshapesizeslotsstartstepstopstructsystt_availtabletenanttoken_exacttoken_offsetstokenstoksttft_sttl_long_sttl_short_suuint64unit_tokensunitsunpackupdateuse_drawsvvaluesvictim_seqw_longw_shortwindow_swl_arrws_arrxxxh3_64_intdigestxxhashxxhash._xxhashzerosOcachesim provider probe\200\001\330\004\n\210+\220Q\200\001\340\004\013\2107\220!\2205\230\001\200\001\360\006\000\005\031\230\r\240V\2501\250C\250r\260\021\330\004\016\210b\220\006\220a\220s\230&\240\002\240!\330\004\034\230A\340\t\n\330\010\014\210E\220\025\220a\220q\330\014\017\210u\220A\220S\230\002\230!\330\020\021\330\014\020\220\r\230Q\230a\330\014\020\220\r\230Q\230e\2401\240A\330\014\021\220\035\230a\230r\240\022\2403\240b\250\001\330\014\021\220\035\230a\230u\240A\240S\250\002\250#\250R\250q\330\014\025\220Q\220d\230!\330\014\020\220\001\330\014\022\220\"\220B\220d\230$\230f\240A\240R\240r\250\023\250C\250v\260Q\260b\270\002\270!\330\020\025\220Q\330\014\017\210q\220\005\220Q\330\004\013\2101\200\001\360\006\000\005\031\230\r\240V\2501\250C\250r\260\021\330\004\016\210b\220\006\220a\220y\240\006\240a\240t\2506\260\022\2601\330\004\035\230Q\330\004\033\2301\330\004\010\210\005\210U\220!\2201\330\010\025""\220Q\220i\230}\250A\250R\250r\260\023\260B\260m\3001\300A\330\004\020\220\002\220&\230\001\230\030\240\023\240E\250\022\2503\250f\260B\260a\330\004\037\230q\360\006\000\n\013\330\010\014\210E\220\025\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270\021\270!\330\014\023\2201\220F\230(\240!\2405\250\001\250\021\330\014\020\220\005\220U\230!\320\033+\2501\250D\3200@\300\001\300\022\3002\300Q\330\020\023\2201\220E\230\030\240\021\240&\250\001\250\025\250a\250t\2609\270A\270Q\330\004\013\2101\200\001\360\006\000$%\360\022\000\005\031\230\001\230\026\230q\240\001\330\004\017\210r\220\026\220q\230\003\2306\240\022\2401\330\004\020\220\002\220&\230\001\230\023\230F\240\"\240A\330\004\035\230Q\330\004\036\230a\330\004\007\200|\2202\220R\220s\230,\240b\250\003\2503\320.>\270b\300\001\330\010\016\210j\230\001\230\021\330\004\020\220\002\220&\230\001\230\030\240\021\240/\260\023\260E\270\022\2703\270f\300B\300a\330\004\037\230q\330\004\032\230)\2406\250\021\250#\250S\260\002\260$\3206G\300r\310\021\330\004\030\230\006\230a\230t\2401\330\004\027\220v\230Q\230d\240!\340\004D\300A\360\n\000\005\024\2201\330\t\n\330\010\014\210E\220\025\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270\021\270!\330\014\023\2202\220Q\220a\330\014\021\220\027\230\001\230\021\230!\330\014\020\220\007\220q\230\001\230\021\330\014\017\210w\220b\230\001\330\020\025\220Q\220f\230A\330\020\021\330\014\023\2201\220F\230(\240!\2405\250\001\250\021\340\014\024\220A\330\014\025\220Q\330\014\020\220\001\330\014\022\220\"\220B\220b\230\003\2301\330\020\027\220t\2307\240!\2407\250!\2508\2601\260F\270!\2705\300\001\300\024\300R\300r\310\024\310Q\330\020\023\2205\230\003\2301\330\024\025\330\020\030\230\001\330\020\023\2207\230#\230R\230r\240\022\2404\240q\250\001\250\023\250B\250d\260!\330\024\035\230Q\330\020\025""\220Q\330\014\022\220!\330\014\017\210z\230\024\230Y\240a\240s\250\"\250A\330\020\025\220Q\220f\230A\340\020\024\220A\330\020\026\220b\230\003\2302\230T\240\024\240S\250\001\330\024\033\2304\230u\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300r\310\022\3104\310q\330\024\033\2304\230q\330\024\032\230\"\230B\230a\330\024\032\230$\230c\240\021\330\030\034\230B\230b\240\002\240\"\240A\330\030\034\230E\240\023\240E\250\022\2502\250T\260\022\2603\260a\330\034 \240\005\240W\250A\250W\260A\260X\270Q\270f\300A\300U\310!\3104\310t\320ST\330\034\037\230r\240\023\240A\330 #\2401\240A\240S\250\003\2501\250A\330$)\250\021\250&\260\001\330%&\240n\260B\260a\260q\270\001\330$)\250\021\250&\260\001\340$*\250!\330$%\320%6\260a\260q\270\r\300Q\300a\300s\310\"\310A\330$%\330\030\037\230q\330\024\031\230\021\330\020\023\2201\330\024\030\230\005\230U\240!\2403\240d\250#\250R\250r\260\021\330\030\037\230t\2405\250\001\250\027\260\001\260\030\270\021\270&\300\001\300\025\300a\300t\3102\310R\310t\320ST\330\030\034\320\034-\250Q\250d\260-\270q\300\001\300\023\300B\300a\330\014\020\220\001\220\025\220a\340\014\026\220a\220q\230\003\2302\230Q\330\014\026\220h\230b\240\001\330\014\025\220W\230B\230e\2407\250#\250R\250t\2604\260r\270\027\300\002\300$\300l\320RS\330\014\017\210x\220q\230\007\230v\240Q\240e\2501\250D\260\006\260h\270i\300y\320PS\320SV\320VW\330\020\026\220a\330\020\021\330\014\020\220\001\330\014\022\220\"\220B\220a\330\020\023\2202\220S\230\002\230$\230h\240a\240w\250f\260A\260U\270!\2704\270v\300S\310\t\320QZ\320Z]\320]`\320`a\330\024\032\230!\330\024\025\330\020\025\220Q\330\014\017\210q\330\020\021\330\014\017\210w\220d\230(\240!\2407\250&\260\001\260\025\260a\260t\2706\300\030\310\031\320R[\320[^\320^a\320ab\330\020\026\220a\330\020\021\330\014\017\210x\220q\230\006\230f\240A\240U\250!\2504\250v\260X\270S\320@Q\320QY\320Yb\320bk\320kn\320no\330\020\026\220a\330\020\021\330\004\007\200q\330\010\016\210k\230\021\230!\330\004\013\210:\220Q\200\001\360\n\000W\001X\001\330*0""\260\001\360\036\000\005\031\230\001\230\026\230q\240\001\330\004\017\210r\220\026\220q\230\003\2306\240\022\2401\330\004\020\220\002\220&\230\001\230\023\230F\240\"\240A\330\004\025\220R\220u\230A\230T\240\023\240F\250\"\250A\330\004\035\230Q\330\004\036\230a\330\004#\2401\330\004\020\220\002\220&\230\001\230\030\240\021\240/\260\023\260E\270\022\2703\270f\300B\300a\330\004\037\230q\330\004\027\220x\230v\240Q\240c\250\023\250A\330\004\030\230\017\240r\250\021\330\004\007\200x\210u\220G\2303\230e\2403\240f\250F\260!\2603\260c\270\021\330\010\016\210j\230\001\230\021\330\004\036\230f\240A\240Q\360\006\000\005\030\220q\360\006\000\005\033\230)\2406\250\021\250#\250S\260\002\260$\3206G\300r\310\021\330\004\030\230\006\230a\230t\2401\330\004\t\210\027\220\001\360\020\000\005\024\2201\330\004\007\200|\2202\220R\220s\230)\2402\240Q\330\010\016\210j\230\001\230\021\340\004\014\210L\230\002\230.\250\002\250!\330\t\n\330\010\014\210E\220\025\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270\021\270!\330\014\023\2202\220Q\220a\330\014\021\220\027\230\001\230\021\230!\330\014\023\2201\220F\230(\240!\2405\250\001\250\021\330\014\026\220a\330\014\023\2201\330\014\017\210z\230\024\230Y\240a\240s\250\"\250A\330\020\025\220Q\220f\230A\340\020\024\220A\330\020\026\220b\230\003\2301\330\024\030\230\005\230W\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3101\330\024\027\220r\230\023\230E\240\024\240Q\240e\2502\250Q\330\030\035\230Q\230f\240A\330\030\"\240!\2405\250\013\2601\260E\270\023\270A\330\030\031\330\024\027\220t\2304\230q\240\003\2401\240A\240Q\330\030\033\2302\230S\240\001\330\034!\240\021\240&\250\r\260Q\260a\260s\270#\270Q\320>O\310q\330\030\031\330\024\036\230a\330\024\033\2301\330\024\031\230\021\330\020\023\220<\230t\2405\250\003\2501\340\024\034\230A\230V\2401\240C\240r\250\035\260a\260t\2701\330\024 \240\r\250Q\250d\260(\270\"\270C\270r\300\035\310a\310t\320ST""\330\024\035\230Q\230h\240a\330\024\035\230Q\230e\2408\2502\250\\\270\022\2701\330\024\030\230\001\330\024\032\230\"\230B\230d\240$\240d\250!\2503\250c\260\025\260a\260q\330\030\035\230Q\330\024\036\230a\330\014\025\220X\230R\230x\240r\250\021\330\014\017\210w\220b\230\013\2403\240g\250R\250q\330\020\023\2207\230\"\230A\330\024\031\230\021\230&\240\001\330\020\031\230\021\330\014\020\220\001\220\025\220a\330\014\017\210w\220d\230%\230u\240A\240S\250\002\250!\340\020\024\220G\2305\240\001\240\033\250A\250Q\330\024\027\220t\2303\230h\240a\240q\330\030\031\330\024\030\230\001\330\024\030\230\001\330\024\032\230\"\230C\230q\330\030\033\2304\230t\2401\240E\250\027\260\001\260\027\270\001\270\030\300\021\300&\310\001\310\025\310a\310t\320SW\320W^\320^_\320_h\320hi\320im\320mn\330$%\240Q\240a\330\034\035\330\030\034\230A\330\030\035\230Q\330\024\027\220r\230\023\230K\240t\2502\250R\250r\260\022\2609\270B\270a\330\030\035\230Q\230f\240A\330\030\031\340\014\017\210t\2201\330\020\024\220A\330\020\026\220b\230\003\2301\330\024\030\230\005\230W\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3107\320RS\320ST\330\024\027\220r\230\023\230A\330\030\036\230a\330\030\031\330\024\027\220v\230S\240\001\240\021\240#\240S\250\001\250\021\330\030\031\230\030\240\021\240!\2401\330\030\031\320\031)\250\021\250!\2503\250b\260\001\330\024\025\320\025&\240a\240q\250\001\250\023\250B\250l\270!\2706\300\022\3001\330\024\025\220Z\230q\330\024\031\230\021\340\020\024\220K\230w\240a\240v\250Q\250a\330\020\023\2202\220S\230\001\330\024\032\230!\330\024\025\330\020\023\2201\330\024\025\220Z\230z\250\026\250u\260A\330\024\032\230*\240F\320*C\3001\330\024\034\230J\240a\240q\330\020\026\220a\220q\330\020\032\230!\2307\240\"\240G\2503\250l\270\"\270E\300\027\310\003\310;\320VW\330\020\033\2301\230I\240Q\330\020\024\220E\230\025\230a\230v\240R\240t\2504\250q\330\024\030\230\006\230b\240\002\240\"\240A\330\024\030\230\005\230W\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3107\320RS\320ST""\330\024\027\220r\230\023\230A\330\030\036\230a\330\030\031\330\024\027\220v\230S\240\001\240\021\240#\240S\250\001\250\034\260S\270\001\270\025\270b\300\001\330\030\031\230\030\240\021\240!\2401\330\030\031\320\031)\250\021\250!\2503\250b\260\001\330\030\031\230\030\240\022\240;\250a\330\024\027\220t\2301\230E\240\022\2401\340\030\036\230h\240a\240u\250C\250\177\270d\300$\300f\310A\310T\320QW\320WX\330\034#\2406\250\021\250$\250f\260A\330\034\"\240!\2404\240z\260\021\330\034 \240\005\240U\250!\2504\250q\330\034\037\230r\240\023\240E\250\023\250A\250U\260#\260T\270\027\300\003\3004\300q\310\005\310R\310q\330 !\330\034\035\230X\240R\240{\260!\330\034$\240A\240X\250Q\330\034\037\230q\240\001\240\023\240B\240a\240q\330 !\240\030\250\021\250%\250r\260\026\260r\270\032\3003\300k\320QW\320WX\320X[\320[^\320^_\330 !\240\036\250q\260\001\260\021\330\030\031\230\030\240\021\330\030 \240\001\240\030\250\021\330\024\025\320\025&\240a\240q\250\001\250\023\250B\250l\270!\2706\300\022\3001\330\024\025\220Z\230q\330\024\033\2301\330\024\025\220W\230A\330\024\032\230!\2304\230z\250\025\320.A\300\021\300%\300q\310\001\330\014\017\210q\330\020\021\330\004\007\200q\330\010\016\210k\230\021\230!\330\004\013\210:\220[\240\001\200\001\360\014\000\005\031\230\001\230\026\230q\240\014\250A\330\004\r\210R\210v\220Q\220c\230\026\230r\240\021\330\004\022\220\"\220F\230!\2303\230f\240B\240a\330\004\014\210B\210f\220A\220S\230\006\230b\240\001\330\004\017\210r\220\026\220q\230\003\2306\240\022\2401\330\004\r\210R\210v\220Q\220c\230\026\230r\240\021\330\004\035\230Q\330\004\034\230A\330\004\034\230A\330\004 \240\001\330\004\033\2301\330\004\030\230\006\230a\230q\360\014\000\005\024\2201\330\004\007\200~\220R\220r\230\023\230N\250\"\250C\250r\260\021\330\010\016\210j\230\001\320\0315\260Q\260c\270\022\320;M\310Q\310a\330\t\n\330\010\014\210E\220\025\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270""\021\270!\330\014\023\2201\220H\230A\330\014\023\2201\220F\230#\230Q\330\014\016\210a\210u\220G\2301\230H\240A\240V\2507\260$\260l\300)\3101\310C\310r\320QR\330\014\022\220!\2201\220D\230\003\2301\230A\230S\240\002\240!\330\020\025\220U\230!\2302\230Q\230d\240)\2501\330\020\026\220a\330\014\020\220\005\220W\230A\230R\230q\240\004\240A\240Q\330\014\017\210r\220\023\220A\330\020\026\220a\330\020\021\330\014\017\210q\330\020\021\220\027\230\007\230q\240\002\240!\2404\240v\250R\250q\330\014\r\210Y\220a\330\014\020\220\n\230$\230a\230q\240\006\240b\250\001\330\014\017\210r\220\022\2201\330\020\024\220A\330\014\016\210a\210u\220J\230a\330\014\017\210r\220\022\2201\220A\330\020\021\220\032\2301\330\014\020\220\001\220\025\220j\240\001\240\021\330\014\023\2201\220E\230\033\240A\240U\250\"\250K\260q\330\014\016\210a\210u\220G\2301\230B\230a\230t\240;\250g\260Q\260a\330\014\r\210X\220Q\330\004\007\200q\330\010\t\330\004\013\2108\220=\240\007\240z\260\021\200\001\360\014\000\0471\260\001\360\034\000\005\031\230\001\230\026\230q\240\001\330\004\017\210r\220\026\220q\230\003\2306\240\022\2401\330\004\r\210R\210v\220Q\220c\230\026\230r\240\021\330\004\r\210R\210v\220Q\220c\230\026\230r\240\021\330\004\020\220\002\220&\230\001\230\023\230F\240\"\240A\330\004\020\220\002\220&\230\001\230\023\230F\240\"\240A\330\004\035\230Q\330\004 \240\001\330\004\037\230q\330\004\036\230a\330\004\035\230Q\330\004\020\220\002\220&\230\001\230\030\240\021\240/\260\023\260E\270\022\2703\270f\300B\300a\330\004\037\230q\340\004\033\2301\330\004\010\210\005\210U\220!\2201\330\010\025\220Q\220i\230z\250\021\250\"\250B\250c\260\022\260:\270Q\270a\330\004\021\220\022\2206\230\021\230(\240\"\240C\240v\250R\250q\330\004\021\220\022\2206\230\021\230(\240\"\240C\240v\250R\250q\330\004\037\230q\330\004\036\230a\330\004\020\220\002\220&\230\001\230\030\240\022\2403\240f\250B\250a\330\004\035\230Q\360\006\000\005\033\230)\2406\250\021\250#\250S\260\002\260$\3206G\300r\310\021\330\004\030\230\006\230a\230t\2401""\360\022\000\005\024\2201\340\t\n\330\010\014\210E\220\025\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270\021\270!\330\014\021\220\027\230\001\230\021\230!\330\014\022\220!\220:\230Q\230c\240\022\320#3\2601\260F\270*\300F\310!\3108\320ST\330\014\021\320\021!\240\021\240\"\240B\240c\250\022\320+;\2701\270A\330\014\023\2202\220Q\220a\340\014\022\220!\330\014\030\230\001\330\014\020\220\005\220U\230!\230:\240Q\240d\250*\260A\260R\260r\270\021\330\020\026\220a\220w\230k\250\021\250!\330\020\026\220a\220w\230g\240Q\240a\330\020\027\220q\330\014\031\230\021\330\014\017\210q\330\020\023\2204\220t\2306\240\021\240$\240b\250\003\2503\250a\330\024\027\220v\230Q\230d\240\"\240C\240s\250/\270\024\270U\300#\300Q\330\030\035\230Q\230e\2401\330\030\035\230Q\230f\240A\330\030\031\340\024\032\230!\2307\240!\330\024\032\230!\2307\240!\330\024\033\2301\330\014\017\210u\220C\220q\330\020\023\2204\220r\230\021\330\024\031\230\021\230%\230q\330\024\031\230\021\230&\240\001\330\024\025\330\020\035\230Q\330\020\024\220E\230\025\230a\230q\330\024\027\220v\230Q\230c\240\023\240A\330\030%\240Q\330\031\032\330\030\035\230Q\230e\2401\330\030\031\330\020\023\2205\230\001\230\021\330\024\031\230\021\230&\240\001\330\024\025\330\014\017\210t\2203\220a\330\020\021\330\014\025\220Q\330\014\026\220a\330\014\020\220\005\220U\230!\2301\330\020\025\220Q\220e\2306\240\021\240#\240S\250\013\3203L\310C\310s\320RS\330\020\023\2205\230\001\230\021\330\024\036\230f\240A\240Q\330\024\035\230Q\330\014\017\210t\2201\330\020\025\220Q\220f\230A\330\020\021\330\014\023\2201\220F\230(\240!\2405\250\001\250\021\330\014\016\210g\220Q\330\014\016\210k\230\021\330\014\016\210m\2301\330\014\016\210i\220q\330\014\017\210z\230\024\230Y\240a\240s\250\"\250A\330\020\025\220Q\220f\230A\330\021\026\220c\230\021\340\020\024\220E\230\025\230a\230t\2402\240T\250\024\250Q\330\024\027\220t\2305\240\001\240\021\330\030\031\330\024""\031\230\031\240!\2405\250\004\250F\260!\2601\330\024\032\230\"\230A\330\024\026\220i\230q\330\024\026\220g\230Q\330\024\030\230\005\230U\240!\2408\2503\250b\3200B\300%\300q\330\030\036\230a\230w\240f\250A\250U\260!\2604\260v\270S\300\001\300\024\300Q\300a\300t\3101\310A\330\030\033\2302\230W\240C\240q\330\034\035\330\024\027\220r\230\027\240\003\2401\330\030 \240\001\240\022\2408\2501\250A\250T\260\021\330\024\027\220t\2302\230R\230q\330\030\032\230\047\240\021\340\020\025\220Y\230a\230u\240D\250\006\250a\250t\2602\260Q\330\020\024\220E\230\025\230a\230s\240\"\320$6\260d\270!\330\024\030\230\003\2301\230A\330\024\027\220r\230\023\230B\230a\330\030\031\330\024\027\220t\2301\230E\240\027\250\001\250\027\260\001\260\030\270\021\270&\300\001\300\025\300a\300t\3104\310x\320WX\320XY\320YZ\330\030\035\230Q\230f\240A\330\030\031\360\006\000\021\025\220E\230\025\230a\230q\330\024\027\220r\230\022\2302\230S\240\002\240#\240[\260\002\260!\330\030\036\230a\230w\240f\250A\250U\260!\2604\260v\270V\3001\300D\310\001\310\021\310$\310a\310q\330\020\023\2201\330\024\031\230\031\240!\2405\250\004\250A\330\024\030\230\005\230U\240!\2408\2503\250b\260\005\260U\270!\330\030\036\230a\230w\240f\250A\250U\260!\2604\260v\270S\300\001\300\024\300Q\300a\300t\3101\310A\330\020\023\2201\330\024\032\230!\2307\240&\250\001\250\025\250a\250t\2606\270\023\270A\270T\300\021\300!\3004\300q\310\001\330\020\023\2202\220Q\330\024\030\230\005\230U\240!\2407\250!\2508\2601\260F\270!\2705\300\001\300\024\300R\300w\310a\330\024\034\230A\230S\240\001\240\021\240$\240a\330\014\022\220\"\220A\330\014\017\210r\220\031\230\"\230A\330\020\025\220Q\220f\230A\330\014\017\210r\220\033\230B\230a\330\020\025\220Q\220f\230A\330\014\017\210q\330\020\024\220E\230\025\230a\230q\330\024\030\230\003\2301\230A\330\024\027\220r\230\023\230A\330\030\031\330\024\030\230\005\230W\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3101\330\024\027\220t\2301\230C\230q\240\001\240\021\330\030 \240\001\240\023\240A\240Q\240d""\250!\340\014\017\210u\220C\220q\330\020\030\230\001\330\020\030\230\001\330\020\024\220E\230\025\230a\230q\330\024\030\230\006\230a\230q\330\024\027\220t\2305\240\001\240\023\240C\240r\250\023\250A\330\030\031\330\024\027\220v\230Q\230c\240\024\240R\240r\250\021\330\030 \240\001\330\024\027\220r\230\022\2301\330\030 \240\001\330\024\027\220v\230Q\230g\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3107\320RS\320ST\320TU\330\036,\250F\260!\2608\270=\310\010\320PS\320SV\320VW\330\030\036\230a\330\030\031\330\020\024\220A\220U\230!\330\020\026\220a\220u\230F\240\"\240A\330\020\027\220q\230\005\230V\2402\240Q\360\006\000\021\031\230\001\330\020\030\230\001\330\020\024\220E\230\025\230a\230t\2402\240T\250\024\250Q\330\024\027\220v\230S\240\001\330\030\031\330\024\035\230Q\330\024\030\230\006\230a\230q\330\024\027\220t\2305\240\001\240\023\240C\240r\250\023\250A\330\030\031\330\024\027\220r\230\022\2301\330\030 \240\001\330\024\027\220v\230Q\230g\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3107\320RS\320ST\320TX\320Xe\320ef\330\036!\240\023\240A\330\030\036\230a\330\030\031\330\020\024\220A\220U\230!\330\020\027\220q\230\005\230V\2402\240Q\330\014\017\210q\330\020\021\330\004\007\200q\330\010\016\210k\230\021\230!\330\004\013\210:\220X\230X\240[\260\001";
     PyObject *data = NULL;
     #define __Pyx_DecompressString_UNUSED
     #define __Pyx_DecompressString_LZSS_UNUSED
     #endif
     PyObject **stringtab = __pyx_mstate->__pyx_string_tab;
     Py_ssize_t pos = 0;
-    for (int i = 0; i < 284; i++) {
+    for (int i = 0; i < 289; i++) {
       Py_ssize_t bytes_length = str_length_index[i].length;
       PyObject *string = PyUnicode_DecodeUTF8(bytes + pos, bytes_length, NULL);
       if (likely(string) && i >= 36) PyUnicode_InternInPlace(&string);
@@ -35756,8 +35976,8 @@ static const char bytes[] = " at 0x object> tokens, not (tree fragment).: <Memor
       stringtab[i] = string;
       pos += bytes_length;
     }
-    for (int i = 284; i < 294; i++) {
-      Py_ssize_t bytes_length = bytes_length_index[i-284].length;
+    for (int i = 289; i < 299; i++) {
+      Py_ssize_t bytes_length = bytes_length_index[i-289].length;
       PyObject *string = PyBytes_FromStringAndSize(bytes + pos, bytes_length);
       stringtab[i] = string;
       pos += bytes_length;
@@ -35767,14 +35987,14 @@ static const char bytes[] = " at 0x object> tokens, not (tree fragment).: <Memor
       }
     }
     Py_XDECREF(data);
-    for (Py_ssize_t i = 0; i < 294; i++) {
+    for (Py_ssize_t i = 0; i < 299; i++) {
       if (unlikely(PyObject_Hash(stringtab[i]) == -1)) {
         __PYX_ERR(0, 1, __pyx_L1_error)
       }
     }
     #if CYTHON_IMMORTAL_CONSTANTS
     {
-      PyObject **table = stringtab + 284;
+      PyObject **table = stringtab + 289;
       for (Py_ssize_t i=0; i<10; ++i) {
         #if PY_VERSION_HEX >= 0x030F0000
         PyUnstable_SetImmortal(table[i]);
@@ -35888,22 +36108,22 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
     __pyx_mstate_global->__pyx_codeobj_tab[4] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_cachesim__providers_pyx, __pyx_mstate->__pyx_n_u_route, __pyx_mstate->__pyx_kp_b_iso88591_q_A_RvQc_r_F_3fBa_BfAS_b_r_q_6, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[4])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {22, 0, 0, 69, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 413};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_mode, __pyx_mstate->__pyx_n_u_tokens, __pyx_mstate->__pyx_n_u_token_offsets, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_ns, __pyx_mstate->__pyx_n_u_boundaries, __pyx_mstate->__pyx_n_u_boundary_offsets, __pyx_mstate->__pyx_n_u_breakpoints, __pyx_mstate->__pyx_n_u_bp_long, __pyx_mstate->__pyx_n_u_bp_offsets, __pyx_mstate->__pyx_n_u_automatic, __pyx_mstate->__pyx_n_u_automatic_long, __pyx_mstate->__pyx_n_u_min_tokens, __pyx_mstate->__pyx_n_u_lookback_blocks, __pyx_mstate->__pyx_n_u_max_breakpoints, __pyx_mstate->__pyx_n_u_ttl_short_s, __pyx_mstate->__pyx_n_u_ttl_long_s, __pyx_mstate->__pyx_n_u_ttft_s, __pyx_mstate->__pyx_n_u_refresh_path, __pyx_mstate->__pyx_n_u_miss_draw, __pyx_mstate->__pyx_n_u_miss_probability, __pyx_mstate->__pyx_n_u_forget_s, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_r, __pyx_mstate->__pyx_n_u_read_arr, __pyx_mstate->__pyx_n_u_ws_arr, __pyx_mstate->__pyx_n_u_wl_arr, __pyx_mstate->__pyx_n_u_flags_arr, __pyx_mstate->__pyx_n_u_error_arr, __pyx_mstate->__pyx_n_u_read, __pyx_mstate->__pyx_n_u_w_short, __pyx_mstate->__pyx_n_u_w_long, __pyx_mstate->__pyx_n_u_flags, __pyx_mstate->__pyx_n_u_error, __pyx_mstate->__pyx_n_u_chain_arr, __pyx_mstate->__pyx_n_u_chain, __pyx_mstate->__pyx_n_u_max_bps, __pyx_mstate->__pyx_n_u_bp_pos_arr, __pyx_mstate->__pyx_n_u_bp_cls_arr, __pyx_mstate->__pyx_n_u_bp_pos, __pyx_mstate->__pyx_n_u_bp_cls, __pyx_mstate->__pyx_n_u_use_draws, __pyx_mstate->__pyx_n_u_table, __pyx_mstate->__pyx_n_u_toks, __pyx_mstate->__pyx_n_u_bnd, __pyx_mstate->__pyx_n_u_length, __pyx_mstate->__pyx_n_u_nb, __pyx_mstate->__pyx_n_u_nbp, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_j, __pyx_mstate->__pyx_n_u_jb, __pyx_mstate->__pyx_n_u_lo, __pyx_mstate->__pyx_n_u_q, __pyx_mstate->__pyx_n_u_hit, __pyx_mstate->__pyx_n_u_b_pos, __pyx_mstate->__pyx_n_u_c_pos, __pyx_mstate->__pyx_n_u_highest, __pyx_mstate->__pyx_n_u_start, __pyx_mstate->__pyx_n_u_n_explicit, __pyx_mstate->__pyx_n_u_slots, __pyx_mstate->__pyx_n_u_expired_top, __pyx_mstate->__pyx_n_u_not_ready_top, __pyx_mstate->__pyx_n_u_cls, __pyx_mstate->__pyx_n_u_ns_r, __pyx_mstate->__pyx_n_u_pr, __pyx_mstate->__pyx_n_u_e, __pyx_mstate->__pyx_n_u_err, __pyx_mstate->__pyx_n_u_seen_short, __pyx_mstate->__pyx_n_u_duplicate};
-    __pyx_mstate_global->__pyx_codeobj_tab[5] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_cachesim__providers_pyx, __pyx_mstate->__pyx_n_u_serve_breakpoints, __pyx_mstate->__pyx_kp_b_iso88591_q_r_q_6_1_RvQc_r_RvQc_r_F_A_F_A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[5])) goto bad;
+    const __Pyx_PyCode_New_function_description descr = {23, 0, 0, 74, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 413};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_mode, __pyx_mstate->__pyx_n_u_tokens, __pyx_mstate->__pyx_n_u_token_offsets, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_ns, __pyx_mstate->__pyx_n_u_boundaries, __pyx_mstate->__pyx_n_u_boundary_offsets, __pyx_mstate->__pyx_n_u_breakpoints, __pyx_mstate->__pyx_n_u_bp_long, __pyx_mstate->__pyx_n_u_bp_offsets, __pyx_mstate->__pyx_n_u_automatic, __pyx_mstate->__pyx_n_u_automatic_long, __pyx_mstate->__pyx_n_u_min_tokens, __pyx_mstate->__pyx_n_u_lookback_blocks, __pyx_mstate->__pyx_n_u_max_breakpoints, __pyx_mstate->__pyx_n_u_ttl_short_s, __pyx_mstate->__pyx_n_u_ttl_long_s, __pyx_mstate->__pyx_n_u_ttft_s, __pyx_mstate->__pyx_n_u_refresh_path, __pyx_mstate->__pyx_n_u_miss_draw, __pyx_mstate->__pyx_n_u_miss_probability, __pyx_mstate->__pyx_n_u_forget_s, __pyx_mstate->__pyx_n_u_per_segment_minimum, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_r, __pyx_mstate->__pyx_n_u_read_arr, __pyx_mstate->__pyx_n_u_ws_arr, __pyx_mstate->__pyx_n_u_wl_arr, __pyx_mstate->__pyx_n_u_flags_arr, __pyx_mstate->__pyx_n_u_error_arr, __pyx_mstate->__pyx_n_u_read, __pyx_mstate->__pyx_n_u_w_short, __pyx_mstate->__pyx_n_u_w_long, __pyx_mstate->__pyx_n_u_flags, __pyx_mstate->__pyx_n_u_error, __pyx_mstate->__pyx_n_u_chain_arr, __pyx_mstate->__pyx_n_u_chain, __pyx_mstate->__pyx_n_u_max_bps, __pyx_mstate->__pyx_n_u_bp_pos_arr, __pyx_mstate->__pyx_n_u_bp_cls_arr, __pyx_mstate->__pyx_n_u_bp_pos, __pyx_mstate->__pyx_n_u_bp_cls, __pyx_mstate->__pyx_n_u_bp_ok_arr, __pyx_mstate->__pyx_n_u_bp_ok, __pyx_mstate->__pyx_n_u_any_ok, __pyx_mstate->__pyx_n_u_prev_ok, __pyx_mstate->__pyx_n_u_use_draws, __pyx_mstate->__pyx_n_u_table, __pyx_mstate->__pyx_n_u_toks, __pyx_mstate->__pyx_n_u_bnd, __pyx_mstate->__pyx_n_u_length, __pyx_mstate->__pyx_n_u_nb, __pyx_mstate->__pyx_n_u_nbp, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_j, __pyx_mstate->__pyx_n_u_jb, __pyx_mstate->__pyx_n_u_lo, __pyx_mstate->__pyx_n_u_q, __pyx_mstate->__pyx_n_u_hit, __pyx_mstate->__pyx_n_u_b_pos, __pyx_mstate->__pyx_n_u_c_pos, __pyx_mstate->__pyx_n_u_highest, __pyx_mstate->__pyx_n_u_start, __pyx_mstate->__pyx_n_u_n_explicit, __pyx_mstate->__pyx_n_u_slots, __pyx_mstate->__pyx_n_u_expired_top, __pyx_mstate->__pyx_n_u_not_ready_top, __pyx_mstate->__pyx_n_u_cls, __pyx_mstate->__pyx_n_u_ns_r, __pyx_mstate->__pyx_n_u_pr, __pyx_mstate->__pyx_n_u_e, __pyx_mstate->__pyx_n_u_err, __pyx_mstate->__pyx_n_u_seen_short, __pyx_mstate->__pyx_n_u_duplicate};
+    __pyx_mstate_global->__pyx_codeobj_tab[5] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_cachesim__providers_pyx, __pyx_mstate->__pyx_n_u_serve_breakpoints, __pyx_mstate->__pyx_kp_b_iso88591_1_q_r_q_6_1_RvQc_r_RvQc_r_F_A_F, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[5])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {20, 0, 0, 61, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 617};
+    const __Pyx_PyCode_New_function_description descr = {20, 0, 0, 61, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 631};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_tokens, __pyx_mstate->__pyx_n_u_token_offsets, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_ns, __pyx_mstate->__pyx_n_u_route_key, __pyx_mstate->__pyx_n_u_replicas, __pyx_mstate->__pyx_n_u_replica_max, __pyx_mstate->__pyx_n_u_unit_tokens, __pyx_mstate->__pyx_n_u_hidden_tokens, __pyx_mstate->__pyx_n_u_round_to, __pyx_mstate->__pyx_n_u_token_exact, __pyx_mstate->__pyx_n_u_min_tokens, __pyx_mstate->__pyx_n_u_idle_ttl_s, __pyx_mstate->__pyx_n_u_max_age_s, __pyx_mstate->__pyx_n_u_ttft_s, __pyx_mstate->__pyx_n_u_miss_draw, __pyx_mstate->__pyx_n_u_miss_probability, __pyx_mstate->__pyx_n_u_forget_s, __pyx_mstate->__pyx_n_u_tenant, __pyx_mstate->__pyx_n_u_capacity_units, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_r, __pyx_mstate->__pyx_n_u_read_arr, __pyx_mstate->__pyx_n_u_flags_arr, __pyx_mstate->__pyx_n_u_evicted_by_arr, __pyx_mstate->__pyx_n_u_read, __pyx_mstate->__pyx_n_u_flags, __pyx_mstate->__pyx_n_u_evicted_by, __pyx_mstate->__pyx_n_u_chain_arr, __pyx_mstate->__pyx_n_u_chain, __pyx_mstate->__pyx_n_u_routed, __pyx_mstate->__pyx_n_u_bounded, __pyx_mstate->__pyx_n_u_replica_ids, __pyx_mstate->__pyx_n_u_queues, __pyx_mstate->__pyx_n_u_resident, __pyx_mstate->__pyx_n_u_seq, __pyx_mstate->__pyx_n_u_rep, __pyx_mstate->__pyx_n_u_n_units, __pyx_mstate->__pyx_n_u_n_ins, __pyx_mstate->__pyx_n_u_victim_seq, __pyx_mstate->__pyx_n_u_item, __pyx_mstate->__pyx_n_u_v, __pyx_mstate->__pyx_n_u_use_draws, __pyx_mstate->__pyx_n_u_table, __pyx_mstate->__pyx_n_u_toks, __pyx_mstate->__pyx_n_u_other, __pyx_mstate->__pyx_n_u_length, __pyx_mstate->__pyx_n_u_first, __pyx_mstate->__pyx_n_u_p, __pyx_mstate->__pyx_n_u_matched, __pyx_mstate->__pyx_n_u_cached, __pyx_mstate->__pyx_n_u_other_len, __pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_lim, __pyx_mstate->__pyx_n_u_j, __pyx_mstate->__pyx_n_u_alt, __pyx_mstate->__pyx_n_u_ns_r, __pyx_mstate->__pyx_n_u_e, __pyx_mstate->__pyx_n_u_last, __pyx_mstate->__pyx_n_u_fresh, __pyx_mstate->__pyx_n_u_err};
     __pyx_mstate_global->__pyx_codeobj_tab[6] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_cachesim__providers_pyx, __pyx_mstate->__pyx_n_u_serve_units, __pyx_mstate->__pyx_kp_b_iso88591_W_X_0_q_r_q_6_1_F_A_RuAT_F_A_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[6])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 13, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 796};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 13, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 810};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_tokens, __pyx_mstate->__pyx_n_u_token_offsets, __pyx_mstate->__pyx_n_u_other, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_r, __pyx_mstate->__pyx_n_u_out_arr, __pyx_mstate->__pyx_n_u_out, __pyx_mstate->__pyx_n_u_a, __pyx_mstate->__pyx_n_u_b, __pyx_mstate->__pyx_n_u_la, __pyx_mstate->__pyx_n_u_lb, __pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_lim};
     __pyx_mstate_global->__pyx_codeobj_tab[7] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_cachesim__providers_pyx, __pyx_mstate->__pyx_n_u_common_prefix, __pyx_mstate->__pyx_kp_b_iso88591_V1Cr_b_as_A_E_aq_uAS_Qa_Qe1A_ar, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[7])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {11, 0, 0, 39, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 865};
+    const __Pyx_PyCode_New_function_description descr = {11, 0, 0, 39, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 879};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_tokens, __pyx_mstate->__pyx_n_u_token_offsets, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_ns, __pyx_mstate->__pyx_n_u_unit_tokens, __pyx_mstate->__pyx_n_u_interval_tokens, __pyx_mstate->__pyx_n_u_available_after_s, __pyx_mstate->__pyx_n_u_idle_ttl_s, __pyx_mstate->__pyx_n_u_miss_draw, __pyx_mstate->__pyx_n_u_miss_probability, __pyx_mstate->__pyx_n_u_forget_s, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_r, __pyx_mstate->__pyx_n_u_read_arr, __pyx_mstate->__pyx_n_u_flags_arr, __pyx_mstate->__pyx_n_u_read, __pyx_mstate->__pyx_n_u_flags, __pyx_mstate->__pyx_n_u_chain_arr, __pyx_mstate->__pyx_n_u_chain, __pyx_mstate->__pyx_n_u_use_draws, __pyx_mstate->__pyx_n_u_units, __pyx_mstate->__pyx_n_u_path, __pyx_mstate->__pyx_n_u_toks, __pyx_mstate->__pyx_n_u_length, __pyx_mstate->__pyx_n_u_k, __pyx_mstate->__pyx_n_u_k_all, __pyx_mstate->__pyx_n_u_k_live, __pyx_mstate->__pyx_n_u_off, __pyx_mstate->__pyx_n_u_p, __pyx_mstate->__pyx_n_u_hit, __pyx_mstate->__pyx_n_u_common, __pyx_mstate->__pyx_n_u_u, __pyx_mstate->__pyx_n_u_ns_r, __pyx_mstate->__pyx_n_u_mask, __pyx_mstate->__pyx_n_u_e, __pyx_mstate->__pyx_n_u_node, __pyx_mstate->__pyx_n_u_t_avail, __pyx_mstate->__pyx_n_u_expires, __pyx_mstate->__pyx_n_u_err};
     __pyx_mstate_global->__pyx_codeobj_tab[8] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_cachesim__providers_pyx, __pyx_mstate->__pyx_n_u_serve_deepseek, __pyx_mstate->__pyx_kp_b_iso88591_q_r_q_6_1_F_A_Q_a_2Rs_b_3_b_j_E, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[8])) goto bad;
   }

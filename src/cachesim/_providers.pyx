@@ -416,13 +416,16 @@ def serve_breakpoints(int mode, const uint32_t[::1] tokens, const int64_t[::1] t
                       bint automatic, int8_t automatic_long, int64_t min_tokens, int64_t lookback_blocks,
                       int64_t max_breakpoints, double ttl_short_s, double ttl_long_s, double ttft_s,
                       bint refresh_path, const double[::1] miss_draw, double miss_probability,
-                      double forget_s=INFINITY):
+                      double forget_s=INFINITY, bint per_segment_minimum=False):
     """Serve every request; returns per-request ``read, write_short, write_long, flags, error`` arrays.
 
     ``boundaries`` (CSR, sorted, unique) must contain every breakpoint and, when ``automatic``, the prompt end.
     Anthropic (mode 0): each breakpoint looks back over ``lookback_blocks`` boundaries (itself included) for an
     entry at exactly that position; every cacheable breakpoint above the hit writes; more than
     ``max_breakpoints`` breakpoints, or a 5m one before a 1h one, rejects the request (error, nothing billed).
+    A breakpoint is cacheable at ``min_tokens`` from the prompt start, or with ``per_segment_minimum`` at
+    ``min_tokens`` past the previous cacheable breakpoint (Bedrock's "first checkpoint after 1,024, second after
+    2,048" reading).
     OpenAI 5.6+ (mode 1): the lookup set is the first 2 and latest 50 explicit breakpoints, the implicit one
     (prompt end), the 20 block ends before it and the first block end; the implicit and the latest explicit
     breakpoints up to ``max_breakpoints`` write, all with the short TTL class.
@@ -448,6 +451,10 @@ def serve_breakpoints(int mode, const uint32_t[::1] tokens, const int64_t[::1] t
     bp_cls_arr = np.empty(max_bps + 2, dtype=np.int8)
     cdef int64_t[::1] bp_pos = bp_pos_arr
     cdef int8_t[::1] bp_cls = bp_cls_arr
+    bp_ok_arr = np.empty(max_bps + 2, dtype=np.int8)
+    cdef int8_t[::1] bp_ok = bp_ok_arr
+    cdef bint any_ok
+    cdef int64_t prev_ok
     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0
     cdef _Table table = _Table(64, forget_s)
     cdef const uint32_t* toks
@@ -503,7 +510,14 @@ def serve_breakpoints(int mode, const uint32_t[::1] tokens, const int64_t[::1] t
                     continue
             if nbp == 0:
                 continue
-            if bp_pos[nbp - 1] < min_tokens:
+            any_ok = False
+            prev_ok = 0
+            for i in range(nbp):
+                bp_ok[i] = bp_pos[i] - (prev_ok if per_segment_minimum else 0) >= min_tokens
+                if bp_ok[i]:
+                    prev_ok = bp_pos[i]
+                    any_ok = True
+            if not any_ok:
                 flags[r] |= F_BELOW_MIN
                 continue
             c_chain(toks, length, &chain[0])
@@ -516,8 +530,8 @@ def serve_breakpoints(int mode, const uint32_t[::1] tokens, const int64_t[::1] t
             elif mode == M_ANTHROPIC:
                 # every breakpoint looks back over its window; each one's highest live entry is read and refreshed
                 for i in range(nbp - 1, -1, -1):
-                    if bp_pos[i] < min_tokens:
-                        break
+                    if not bp_ok[i]:
+                        continue
                     jb = _index_of(bnd, nb, bp_pos[i])
                     hit = pr.hit
                     pr.entry = NULL
@@ -572,7 +586,7 @@ def serve_breakpoints(int mode, const uint32_t[::1] tokens, const int64_t[::1] t
                 c_pos = hit
                 for i in range(nbp):
                     q = bp_pos[i]
-                    if q < min_tokens or q <= hit:
+                    if not bp_ok[i] or q <= hit:
                         continue
                     if bp_cls[i] and q > b_pos:
                         b_pos = q
@@ -594,7 +608,7 @@ def serve_breakpoints(int mode, const uint32_t[::1] tokens, const int64_t[::1] t
                         break
                     slots += 1
                     q = bp_pos[i]
-                    if q < min_tokens or q <= hit:
+                    if not bp_ok[i] or q <= hit:
                         continue
                     if q > c_pos:
                         c_pos = q

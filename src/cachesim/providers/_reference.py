@@ -131,7 +131,7 @@ def _write(table: dict, key: int, t: float, ttl_s: float, ttft_s: float, r: int)
 def serve_breakpoints(mode, tokens, token_offsets, t, ns, boundaries, boundary_offsets, breakpoints, bp_long,
                       bp_offsets, automatic, automatic_long, min_tokens, lookback_blocks, max_breakpoints,
                       ttl_short_s, ttl_long_s, ttft_s, refresh_path, miss_draw, miss_probability,
-                      forget_s=math.inf):
+                      forget_s=math.inf, per_segment_minimum=False):
     n = len(t)
     read = np.zeros(n, np.int64)
     w_short = np.zeros(n, np.int64)
@@ -165,7 +165,11 @@ def serve_breakpoints(mode, tokens, token_offsets, t, ns, boundaries, boundary_o
                 continue
         if not bps:
             continue
-        if bps[-1][0] < min_tokens:
+        ok, prev = [], 0
+        for p, _ in bps:
+            ok.append(p - (prev if per_segment_minimum else 0) >= min_tokens)
+            prev = p if ok[-1] else prev
+        if not any(ok):
             flags[r] |= FLAG_BELOW_MIN
             continue
         pr = _prompt(tokens, token_offsets, r)
@@ -192,9 +196,9 @@ def serve_breakpoints(mode, tokens, token_offsets, t, ns, boundaries, boundary_o
         if use_draws and miss_draw[r] < miss_probability:
             flags[r] |= FLAG_SERVER_MISS
         elif mode == MODE_ANTHROPIC:
-            for p, _ in reversed(bps):
-                if p < min_tokens:
-                    break
+            for (p, _), cacheable in reversed(list(zip(bps, ok))):
+                if not cacheable:
+                    continue
                 j = bnd.index(p)
                 for q in reversed(bnd[max(0, j - lookback_blocks + 1):j + 1]):
                     e = probe(q)
@@ -242,8 +246,8 @@ def serve_breakpoints(mode, tokens, token_offsets, t, ns, boundaries, boundary_o
                     e.writer = r
         if mode == MODE_ANTHROPIC:
             b_pos = c_pos = hit
-            for p, cls in bps:
-                if p < min_tokens or p <= hit:
+            for (p, cls), cacheable in zip(bps, ok):
+                if not cacheable or p <= hit:
                     continue
                 if cls:
                     b_pos = max(b_pos, p)
@@ -252,8 +256,8 @@ def serve_breakpoints(mode, tokens, token_offsets, t, ns, boundaries, boundary_o
             read[r], w_long[r], w_short[r] = hit, b_pos - hit, c_pos - b_pos
         else:
             c_pos = hit
-            for p, _ in list(reversed(bps))[:max_breakpoints]:
-                if p < min_tokens or p <= hit:
+            for (p, _), cacheable in list(reversed(list(zip(bps, ok))))[:max_breakpoints]:
+                if not cacheable or p <= hit:
                     continue
                 c_pos = max(c_pos, p)
                 _write(table, nskey(pr.key(p), int(ns[r])), tr, ttl_short_s, ttft_s, r)

@@ -268,7 +268,9 @@ def _serve(inp: ProviderInput, rules, impl: str, forget_s: float = FORGET_S) -> 
         if isinstance(rules, R.Anthropic):
             ns = (req.tenant.astype(np.uint64) + np.uint64(1)) if rules.isolation == "tenant" else np.zeros(n, np.uint64)
             args = (mod.MODE_ANTHROPIC, rules.minimum, rules.lookback_blocks, rules.max_breakpoints,
-                    rules.ttl_5m_s, rules.ttl_1h_s, int(rules.automatic_ttl == "1h"), rules.refresh_whole_path)
+                    rules.ttl_5m_s + rules.grace_s, rules.ttl_1h_s + rules.grace_s, int(rules.automatic_ttl == "1h"),
+                    rules.refresh_whole_path)
+            per_segment = rules.per_segment_minimum
         else:
             _, replica, _, _, ns = mod.route(tokens, offsets, t, _cache_keys(rules, req),
                                              rules.routing_prefix_tokens, rules.requests_per_minute, 60.0,
@@ -276,12 +278,13 @@ def _serve(inp: ProviderInput, rules, impl: str, forget_s: float = FORGET_S) -> 
             out["replica"] = replica
             bp_long = np.zeros(len(inp.breakpoints), np.int8)
             args = (mod.MODE_OPENAI56, rules.min_tokens, 20, rules.max_writes, rules.ttl_s, rules.ttl_s, 0, False)
+            per_segment = False
         mode, minimum, lookback, max_bps, ttl_s, ttl_l, auto_long, refresh_path = args
         read, ws, wl, flags, error = mod.serve_breakpoints(
             mode, tokens, offsets, t, np.ascontiguousarray(ns, np.uint64), bnd, bnd_off,
             np.ascontiguousarray(inp.breakpoints, np.int64), np.ascontiguousarray(bp_long, np.int8),
             np.ascontiguousarray(inp.breakpoint_offsets, np.int64), automatic, auto_long, minimum, lookback,
-            max_bps, ttl_s, ttl_l, rules.ttft_s, refresh_path, draws, rules.miss_probability, forget_s)
+            max_bps, ttl_s, ttl_l, rules.ttft_s, refresh_path, draws, rules.miss_probability, forget_s, per_segment)
         out.update(read=read, write_short=ws, write_long=wl, flags=flags, error=error)
     elif isinstance(rules, (R.OpenAI, R.Gemini)):
         empty_i32 = np.zeros(0, np.int32)

@@ -65,7 +65,9 @@ class Anthropic:
     ttft_s: float = 1.0                  # §8.9: a write is readable from t_start + TTFT (t_first unknown)
     refresh_whole_path: bool = False     # §8.9: a hit refreshes only the entries its lookups found
     miss_probability: float = 0.0        # §8.9: server-side misses, default none
-    min_tokens: int | None = None        # override of the model's minimum (§1.2), cumulative (§8.9)
+    min_tokens: int | None = None        # override of the model's minimum (§1.2)
+    per_segment_minimum: bool = False    # §8.9: cumulative by default; True: each breakpoint min past the last
+    grace_s: float = 0.0                 # §8.9: entries die strictly at expiry; > 0 keeps them this much longer
     batch: bool = False                  # ×0.5 (§1.4)
     us_inference: bool = False           # ×1.1 on 4.6+ (§1.4)
     regional_endpoint: bool = False      # +10% on Bedrock / Vertex regional endpoints (§8.2)
