@@ -6,7 +6,6 @@ Prompts are ``range(a, b)`` token runs, so two prompts share exactly the tokens 
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from cachesim.providers import ProviderInput, make_rules, simulate

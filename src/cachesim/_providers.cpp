@@ -1916,7 +1916,7 @@ struct __pyx_defaults {
 };
 
 
-/* "cachesim/_providers.pyx":631
+/* "cachesim/_providers.pyx":628
  * # Prefix-unit caches: OpenAI before GPT-5.6, Gemini implicit (longest common prefix at a unit granularity)
  * 
  * def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
@@ -3949,7 +3949,7 @@ namespace {
     PyObject *__pyx_slice[1];
     PyObject *__pyx_tuple[4];
     PyObject *__pyx_codeobj_tab[9];
-    PyObject *__pyx_string_tab[299];
+    PyObject *__pyx_string_tab[293];
     PyObject *__pyx_number_tab[12];
 /* #### Code section: module_state_contents ### */
 /* PyFrozenDict.module_state_decls */
@@ -4118,186 +4118,180 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_n_u_chain __pyx_string_tab[116]
 #define __pyx_n_u_chain_arr __pyx_string_tab[117]
 #define __pyx_n_u_cline_in_traceback __pyx_string_tab[118]
-#define __pyx_n_u_cls __pyx_string_tab[119]
-#define __pyx_n_u_common __pyx_string_tab[120]
-#define __pyx_n_u_common_prefix __pyx_string_tab[121]
-#define __pyx_n_u_count __pyx_string_tab[122]
-#define __pyx_n_u_dtype __pyx_string_tab[123]
-#define __pyx_n_u_dtype_is_object __pyx_string_tab[124]
-#define __pyx_n_u_duplicate __pyx_string_tab[125]
-#define __pyx_n_u_e __pyx_string_tab[126]
-#define __pyx_n_u_empty __pyx_string_tab[127]
-#define __pyx_n_u_encode __pyx_string_tab[128]
-#define __pyx_n_u_enumerate __pyx_string_tab[129]
-#define __pyx_n_u_err __pyx_string_tab[130]
-#define __pyx_n_u_error __pyx_string_tab[131]
-#define __pyx_n_u_error_arr __pyx_string_tab[132]
-#define __pyx_n_u_evicted_by __pyx_string_tab[133]
-#define __pyx_n_u_evicted_by_arr __pyx_string_tab[134]
-#define __pyx_n_u_expired_top __pyx_string_tab[135]
-#define __pyx_n_u_expires __pyx_string_tab[136]
-#define __pyx_n_u_first __pyx_string_tab[137]
-#define __pyx_n_u_flags __pyx_string_tab[138]
-#define __pyx_n_u_flags_arr __pyx_string_tab[139]
-#define __pyx_n_u_forget_s __pyx_string_tab[140]
-#define __pyx_n_u_format __pyx_string_tab[141]
-#define __pyx_n_u_fortran __pyx_string_tab[142]
-#define __pyx_n_u_fresh __pyx_string_tab[143]
-#define __pyx_n_u_full __pyx_string_tab[144]
-#define __pyx_n_u_hidden_tokens __pyx_string_tab[145]
-#define __pyx_n_u_highest __pyx_string_tab[146]
-#define __pyx_n_u_hit __pyx_string_tab[147]
-#define __pyx_n_u_i __pyx_string_tab[148]
-#define __pyx_n_u_id __pyx_string_tab[149]
-#define __pyx_n_u_idle_ttl_s __pyx_string_tab[150]
-#define __pyx_n_u_index __pyx_string_tab[151]
-#define __pyx_n_u_int32 __pyx_string_tab[152]
-#define __pyx_n_u_int64 __pyx_string_tab[153]
-#define __pyx_n_u_int8 __pyx_string_tab[154]
-#define __pyx_n_u_interval_tokens __pyx_string_tab[155]
-#define __pyx_n_u_item __pyx_string_tab[156]
-#define __pyx_n_u_items __pyx_string_tab[157]
-#define __pyx_n_u_itemsize __pyx_string_tab[158]
-#define __pyx_n_u_j __pyx_string_tab[159]
-#define __pyx_n_u_jb __pyx_string_tab[160]
-#define __pyx_n_u_k __pyx_string_tab[161]
-#define __pyx_n_u_k_all __pyx_string_tab[162]
-#define __pyx_n_u_k_arr __pyx_string_tab[163]
-#define __pyx_n_u_k_live __pyx_string_tab[164]
-#define __pyx_n_u_key __pyx_string_tab[165]
-#define __pyx_n_u_kk __pyx_string_tab[166]
-#define __pyx_n_u_kmax __pyx_string_tab[167]
-#define __pyx_n_u_kmax_arr __pyx_string_tab[168]
-#define __pyx_n_u_la __pyx_string_tab[169]
-#define __pyx_n_u_last __pyx_string_tab[170]
-#define __pyx_n_u_lb __pyx_string_tab[171]
-#define __pyx_n_u_length __pyx_string_tab[172]
-#define __pyx_n_u_lim __pyx_string_tab[173]
-#define __pyx_n_u_little __pyx_string_tab[174]
-#define __pyx_n_u_lo __pyx_string_tab[175]
-#define __pyx_n_u_longest __pyx_string_tab[176]
-#define __pyx_n_u_lookback_blocks __pyx_string_tab[177]
-#define __pyx_n_u_mask __pyx_string_tab[178]
-#define __pyx_n_u_matched __pyx_string_tab[179]
-#define __pyx_n_u_max_age_s __pyx_string_tab[180]
-#define __pyx_n_u_max_bps __pyx_string_tab[181]
-#define __pyx_n_u_max_breakpoints __pyx_string_tab[182]
-#define __pyx_n_u_memview __pyx_string_tab[183]
-#define __pyx_n_u_min_tokens __pyx_string_tab[184]
-#define __pyx_n_u_miss_draw __pyx_string_tab[185]
-#define __pyx_n_u_miss_probability __pyx_string_tab[186]
-#define __pyx_n_u_mode __pyx_string_tab[187]
-#define __pyx_n_u_n __pyx_string_tab[188]
-#define __pyx_n_u_n_explicit __pyx_string_tab[189]
-#define __pyx_n_u_n_ins __pyx_string_tab[190]
-#define __pyx_n_u_n_units __pyx_string_tab[191]
-#define __pyx_n_u_name __pyx_string_tab[192]
-#define __pyx_n_u_nb __pyx_string_tab[193]
-#define __pyx_n_u_nbp __pyx_string_tab[194]
-#define __pyx_n_u_ndim __pyx_string_tab[195]
-#define __pyx_n_u_node __pyx_string_tab[196]
-#define __pyx_n_u_not_ready_top __pyx_string_tab[197]
-#define __pyx_n_u_np __pyx_string_tab[198]
-#define __pyx_n_u_ns __pyx_string_tab[199]
-#define __pyx_n_u_ns_arr __pyx_string_tab[200]
-#define __pyx_n_u_ns_r __pyx_string_tab[201]
-#define __pyx_n_u_nskey __pyx_string_tab[202]
-#define __pyx_n_u_numpy __pyx_string_tab[203]
-#define __pyx_n_u_obj __pyx_string_tab[204]
-#define __pyx_n_u_off __pyx_string_tab[205]
-#define __pyx_n_u_other __pyx_string_tab[206]
-#define __pyx_n_u_other_len __pyx_string_tab[207]
-#define __pyx_n_u_out __pyx_string_tab[208]
-#define __pyx_n_u_out_arr __pyx_string_tab[209]
-#define __pyx_n_u_p __pyx_string_tab[210]
-#define __pyx_n_u_pack __pyx_string_tab[211]
-#define __pyx_n_u_path __pyx_string_tab[212]
-#define __pyx_n_u_per_minute __pyx_string_tab[213]
-#define __pyx_n_u_per_segment_minimum __pyx_string_tab[214]
-#define __pyx_n_u_pop __pyx_string_tab[215]
-#define __pyx_n_u_position_offsets __pyx_string_tab[216]
-#define __pyx_n_u_positions __pyx_string_tab[217]
-#define __pyx_n_u_pr __pyx_string_tab[218]
-#define __pyx_n_u_prefix_keys __pyx_string_tab[219]
-#define __pyx_n_u_prefix_tokens __pyx_string_tab[220]
-#define __pyx_n_u_prev_ok __pyx_string_tab[221]
-#define __pyx_n_u_q __pyx_string_tab[222]
-#define __pyx_n_u_queues __pyx_string_tab[223]
-#define __pyx_n_u_r __pyx_string_tab[224]
-#define __pyx_n_u_read __pyx_string_tab[225]
-#define __pyx_n_u_read_arr __pyx_string_tab[226]
-#define __pyx_n_u_refresh_path __pyx_string_tab[227]
-#define __pyx_n_u_register __pyx_string_tab[228]
-#define __pyx_n_u_rep __pyx_string_tab[229]
-#define __pyx_n_u_replica __pyx_string_tab[230]
-#define __pyx_n_u_replica_arr __pyx_string_tab[231]
-#define __pyx_n_u_replica_ids __pyx_string_tab[232]
-#define __pyx_n_u_replica_max __pyx_string_tab[233]
-#define __pyx_n_u_replicas __pyx_string_tab[234]
-#define __pyx_n_u_resident __pyx_string_tab[235]
-#define __pyx_n_u_rk __pyx_string_tab[236]
-#define __pyx_n_u_rk_arr __pyx_string_tab[237]
-#define __pyx_n_u_round_to __pyx_string_tab[238]
-#define __pyx_n_u_route __pyx_string_tab[239]
-#define __pyx_n_u_route_key __pyx_string_tab[240]
-#define __pyx_n_u_routed __pyx_string_tab[241]
-#define __pyx_n_u_seed __pyx_string_tab[242]
-#define __pyx_n_u_seen_short __pyx_string_tab[243]
-#define __pyx_n_u_self __pyx_string_tab[244]
-#define __pyx_n_u_seq __pyx_string_tab[245]
-#define __pyx_n_u_serve_breakpoints __pyx_string_tab[246]
-#define __pyx_n_u_serve_deepseek __pyx_string_tab[247]
-#define __pyx_n_u_serve_units __pyx_string_tab[248]
-#define __pyx_n_u_setdefault __pyx_string_tab[249]
-#define __pyx_n_u_shape __pyx_string_tab[250]
-#define __pyx_n_u_size __pyx_string_tab[251]
-#define __pyx_n_u_slots __pyx_string_tab[252]
-#define __pyx_n_u_start __pyx_string_tab[253]
-#define __pyx_n_u_step __pyx_string_tab[254]
-#define __pyx_n_u_stop __pyx_string_tab[255]
-#define __pyx_n_u_struct __pyx_string_tab[256]
-#define __pyx_n_u_sys __pyx_string_tab[257]
-#define __pyx_n_u_t __pyx_string_tab[258]
-#define __pyx_n_u_t_avail __pyx_string_tab[259]
-#define __pyx_n_u_table __pyx_string_tab[260]
-#define __pyx_n_u_tenant __pyx_string_tab[261]
-#define __pyx_n_u_token_exact __pyx_string_tab[262]
-#define __pyx_n_u_token_offsets __pyx_string_tab[263]
-#define __pyx_n_u_tokens __pyx_string_tab[264]
-#define __pyx_n_u_toks __pyx_string_tab[265]
-#define __pyx_n_u_ttft_s __pyx_string_tab[266]
-#define __pyx_n_u_ttl_long_s __pyx_string_tab[267]
-#define __pyx_n_u_ttl_short_s __pyx_string_tab[268]
-#define __pyx_n_u_u __pyx_string_tab[269]
-#define __pyx_n_u_uint64 __pyx_string_tab[270]
-#define __pyx_n_u_unit_tokens __pyx_string_tab[271]
-#define __pyx_n_u_units __pyx_string_tab[272]
-#define __pyx_n_u_unpack __pyx_string_tab[273]
-#define __pyx_n_u_update __pyx_string_tab[274]
-#define __pyx_n_u_use_draws __pyx_string_tab[275]
-#define __pyx_n_u_v __pyx_string_tab[276]
-#define __pyx_n_u_values __pyx_string_tab[277]
-#define __pyx_n_u_victim_seq __pyx_string_tab[278]
-#define __pyx_n_u_w_long __pyx_string_tab[279]
-#define __pyx_n_u_w_short __pyx_string_tab[280]
-#define __pyx_n_u_window_s __pyx_string_tab[281]
-#define __pyx_n_u_wl_arr __pyx_string_tab[282]
-#define __pyx_n_u_ws_arr __pyx_string_tab[283]
-#define __pyx_n_u_x __pyx_string_tab[284]
-#define __pyx_n_u_xxh3_64_intdigest __pyx_string_tab[285]
-#define __pyx_n_u_xxhash __pyx_string_tab[286]
-#define __pyx_n_u_xxhash__xxhash __pyx_string_tab[287]
-#define __pyx_n_u_zeros __pyx_string_tab[288]
-#define __pyx_n_b_O __pyx_string_tab[289]
-#define __pyx_kp_b_cachesim_provider_probe __pyx_string_tab[290]
-#define __pyx_kp_b_iso88591_Q __pyx_string_tab[291]
-#define __pyx_kp_b_iso88591_7_5 __pyx_string_tab[292]
-#define __pyx_kp_b_iso88591_V1Cr_b_as_A_E_aq_uAS_Qa_Qe1A_ar __pyx_string_tab[293]
-#define __pyx_kp_b_iso88591_V1Cr_b_ay_at6_1_Q_1_U_1_Qi_ARr __pyx_string_tab[294]
-#define __pyx_kp_b_iso88591_q_r_q_6_1_F_A_Q_a_2Rs_b_3_b_j_E __pyx_string_tab[295]
-#define __pyx_kp_b_iso88591_W_X_0_q_r_q_6_1_F_A_RuAT_F_A_Q __pyx_string_tab[296]
-#define __pyx_kp_b_iso88591_q_A_RvQc_r_F_3fBa_BfAS_b_r_q_6 __pyx_string_tab[297]
-#define __pyx_kp_b_iso88591_1_q_r_q_6_1_RvQc_r_RvQc_r_F_A_F __pyx_string_tab[298]
+#define __pyx_n_u_common __pyx_string_tab[119]
+#define __pyx_n_u_common_prefix __pyx_string_tab[120]
+#define __pyx_n_u_count __pyx_string_tab[121]
+#define __pyx_n_u_dtype __pyx_string_tab[122]
+#define __pyx_n_u_dtype_is_object __pyx_string_tab[123]
+#define __pyx_n_u_e __pyx_string_tab[124]
+#define __pyx_n_u_empty __pyx_string_tab[125]
+#define __pyx_n_u_encode __pyx_string_tab[126]
+#define __pyx_n_u_enumerate __pyx_string_tab[127]
+#define __pyx_n_u_err __pyx_string_tab[128]
+#define __pyx_n_u_error __pyx_string_tab[129]
+#define __pyx_n_u_error_arr __pyx_string_tab[130]
+#define __pyx_n_u_evicted_by __pyx_string_tab[131]
+#define __pyx_n_u_evicted_by_arr __pyx_string_tab[132]
+#define __pyx_n_u_expires __pyx_string_tab[133]
+#define __pyx_n_u_first __pyx_string_tab[134]
+#define __pyx_n_u_flags __pyx_string_tab[135]
+#define __pyx_n_u_flags_arr __pyx_string_tab[136]
+#define __pyx_n_u_forget_s __pyx_string_tab[137]
+#define __pyx_n_u_format __pyx_string_tab[138]
+#define __pyx_n_u_fortran __pyx_string_tab[139]
+#define __pyx_n_u_fresh __pyx_string_tab[140]
+#define __pyx_n_u_full __pyx_string_tab[141]
+#define __pyx_n_u_hidden_tokens __pyx_string_tab[142]
+#define __pyx_n_u_hit __pyx_string_tab[143]
+#define __pyx_n_u_i __pyx_string_tab[144]
+#define __pyx_n_u_id __pyx_string_tab[145]
+#define __pyx_n_u_idle_ttl_s __pyx_string_tab[146]
+#define __pyx_n_u_index __pyx_string_tab[147]
+#define __pyx_n_u_int32 __pyx_string_tab[148]
+#define __pyx_n_u_int64 __pyx_string_tab[149]
+#define __pyx_n_u_int8 __pyx_string_tab[150]
+#define __pyx_n_u_interval_tokens __pyx_string_tab[151]
+#define __pyx_n_u_item __pyx_string_tab[152]
+#define __pyx_n_u_items __pyx_string_tab[153]
+#define __pyx_n_u_itemsize __pyx_string_tab[154]
+#define __pyx_n_u_j __pyx_string_tab[155]
+#define __pyx_n_u_jb __pyx_string_tab[156]
+#define __pyx_n_u_k __pyx_string_tab[157]
+#define __pyx_n_u_k_all __pyx_string_tab[158]
+#define __pyx_n_u_k_arr __pyx_string_tab[159]
+#define __pyx_n_u_k_live __pyx_string_tab[160]
+#define __pyx_n_u_key __pyx_string_tab[161]
+#define __pyx_n_u_kk __pyx_string_tab[162]
+#define __pyx_n_u_kmax __pyx_string_tab[163]
+#define __pyx_n_u_kmax_arr __pyx_string_tab[164]
+#define __pyx_n_u_la __pyx_string_tab[165]
+#define __pyx_n_u_last __pyx_string_tab[166]
+#define __pyx_n_u_lb __pyx_string_tab[167]
+#define __pyx_n_u_length __pyx_string_tab[168]
+#define __pyx_n_u_lim __pyx_string_tab[169]
+#define __pyx_n_u_little __pyx_string_tab[170]
+#define __pyx_n_u_lo __pyx_string_tab[171]
+#define __pyx_n_u_longest __pyx_string_tab[172]
+#define __pyx_n_u_lookback_blocks __pyx_string_tab[173]
+#define __pyx_n_u_mask __pyx_string_tab[174]
+#define __pyx_n_u_matched __pyx_string_tab[175]
+#define __pyx_n_u_max_age_s __pyx_string_tab[176]
+#define __pyx_n_u_max_bps __pyx_string_tab[177]
+#define __pyx_n_u_max_breakpoints __pyx_string_tab[178]
+#define __pyx_n_u_memview __pyx_string_tab[179]
+#define __pyx_n_u_min_tokens __pyx_string_tab[180]
+#define __pyx_n_u_miss_draw __pyx_string_tab[181]
+#define __pyx_n_u_miss_probability __pyx_string_tab[182]
+#define __pyx_n_u_mode __pyx_string_tab[183]
+#define __pyx_n_u_n __pyx_string_tab[184]
+#define __pyx_n_u_n_explicit __pyx_string_tab[185]
+#define __pyx_n_u_n_ins __pyx_string_tab[186]
+#define __pyx_n_u_n_units __pyx_string_tab[187]
+#define __pyx_n_u_name __pyx_string_tab[188]
+#define __pyx_n_u_nb __pyx_string_tab[189]
+#define __pyx_n_u_nbp __pyx_string_tab[190]
+#define __pyx_n_u_ndim __pyx_string_tab[191]
+#define __pyx_n_u_node __pyx_string_tab[192]
+#define __pyx_n_u_np __pyx_string_tab[193]
+#define __pyx_n_u_ns __pyx_string_tab[194]
+#define __pyx_n_u_ns_arr __pyx_string_tab[195]
+#define __pyx_n_u_ns_r __pyx_string_tab[196]
+#define __pyx_n_u_nskey __pyx_string_tab[197]
+#define __pyx_n_u_numpy __pyx_string_tab[198]
+#define __pyx_n_u_obj __pyx_string_tab[199]
+#define __pyx_n_u_off __pyx_string_tab[200]
+#define __pyx_n_u_other __pyx_string_tab[201]
+#define __pyx_n_u_other_len __pyx_string_tab[202]
+#define __pyx_n_u_out __pyx_string_tab[203]
+#define __pyx_n_u_out_arr __pyx_string_tab[204]
+#define __pyx_n_u_p __pyx_string_tab[205]
+#define __pyx_n_u_pack __pyx_string_tab[206]
+#define __pyx_n_u_path __pyx_string_tab[207]
+#define __pyx_n_u_per_minute __pyx_string_tab[208]
+#define __pyx_n_u_per_segment_minimum __pyx_string_tab[209]
+#define __pyx_n_u_pop __pyx_string_tab[210]
+#define __pyx_n_u_position_offsets __pyx_string_tab[211]
+#define __pyx_n_u_positions __pyx_string_tab[212]
+#define __pyx_n_u_pr __pyx_string_tab[213]
+#define __pyx_n_u_prefix_keys __pyx_string_tab[214]
+#define __pyx_n_u_prefix_tokens __pyx_string_tab[215]
+#define __pyx_n_u_prev_ok __pyx_string_tab[216]
+#define __pyx_n_u_q __pyx_string_tab[217]
+#define __pyx_n_u_queues __pyx_string_tab[218]
+#define __pyx_n_u_r __pyx_string_tab[219]
+#define __pyx_n_u_read __pyx_string_tab[220]
+#define __pyx_n_u_read_arr __pyx_string_tab[221]
+#define __pyx_n_u_refresh_path __pyx_string_tab[222]
+#define __pyx_n_u_register __pyx_string_tab[223]
+#define __pyx_n_u_rep __pyx_string_tab[224]
+#define __pyx_n_u_replica __pyx_string_tab[225]
+#define __pyx_n_u_replica_arr __pyx_string_tab[226]
+#define __pyx_n_u_replica_ids __pyx_string_tab[227]
+#define __pyx_n_u_replica_max __pyx_string_tab[228]
+#define __pyx_n_u_replicas __pyx_string_tab[229]
+#define __pyx_n_u_resident __pyx_string_tab[230]
+#define __pyx_n_u_rk __pyx_string_tab[231]
+#define __pyx_n_u_rk_arr __pyx_string_tab[232]
+#define __pyx_n_u_round_to __pyx_string_tab[233]
+#define __pyx_n_u_route __pyx_string_tab[234]
+#define __pyx_n_u_route_key __pyx_string_tab[235]
+#define __pyx_n_u_routed __pyx_string_tab[236]
+#define __pyx_n_u_seed __pyx_string_tab[237]
+#define __pyx_n_u_seen_short __pyx_string_tab[238]
+#define __pyx_n_u_self __pyx_string_tab[239]
+#define __pyx_n_u_seq __pyx_string_tab[240]
+#define __pyx_n_u_serve_breakpoints __pyx_string_tab[241]
+#define __pyx_n_u_serve_deepseek __pyx_string_tab[242]
+#define __pyx_n_u_serve_units __pyx_string_tab[243]
+#define __pyx_n_u_setdefault __pyx_string_tab[244]
+#define __pyx_n_u_shape __pyx_string_tab[245]
+#define __pyx_n_u_size __pyx_string_tab[246]
+#define __pyx_n_u_slots __pyx_string_tab[247]
+#define __pyx_n_u_start __pyx_string_tab[248]
+#define __pyx_n_u_step __pyx_string_tab[249]
+#define __pyx_n_u_stop __pyx_string_tab[250]
+#define __pyx_n_u_struct __pyx_string_tab[251]
+#define __pyx_n_u_sys __pyx_string_tab[252]
+#define __pyx_n_u_t __pyx_string_tab[253]
+#define __pyx_n_u_t_avail __pyx_string_tab[254]
+#define __pyx_n_u_table __pyx_string_tab[255]
+#define __pyx_n_u_tenant __pyx_string_tab[256]
+#define __pyx_n_u_token_exact __pyx_string_tab[257]
+#define __pyx_n_u_token_offsets __pyx_string_tab[258]
+#define __pyx_n_u_tokens __pyx_string_tab[259]
+#define __pyx_n_u_toks __pyx_string_tab[260]
+#define __pyx_n_u_ttft_s __pyx_string_tab[261]
+#define __pyx_n_u_ttl_long_s __pyx_string_tab[262]
+#define __pyx_n_u_ttl_short_s __pyx_string_tab[263]
+#define __pyx_n_u_u __pyx_string_tab[264]
+#define __pyx_n_u_uint64 __pyx_string_tab[265]
+#define __pyx_n_u_unit_tokens __pyx_string_tab[266]
+#define __pyx_n_u_units __pyx_string_tab[267]
+#define __pyx_n_u_unpack __pyx_string_tab[268]
+#define __pyx_n_u_update __pyx_string_tab[269]
+#define __pyx_n_u_use_draws __pyx_string_tab[270]
+#define __pyx_n_u_v __pyx_string_tab[271]
+#define __pyx_n_u_values __pyx_string_tab[272]
+#define __pyx_n_u_w_long __pyx_string_tab[273]
+#define __pyx_n_u_w_short __pyx_string_tab[274]
+#define __pyx_n_u_window_s __pyx_string_tab[275]
+#define __pyx_n_u_wl_arr __pyx_string_tab[276]
+#define __pyx_n_u_ws_arr __pyx_string_tab[277]
+#define __pyx_n_u_x __pyx_string_tab[278]
+#define __pyx_n_u_xxh3_64_intdigest __pyx_string_tab[279]
+#define __pyx_n_u_xxhash __pyx_string_tab[280]
+#define __pyx_n_u_xxhash__xxhash __pyx_string_tab[281]
+#define __pyx_n_u_zeros __pyx_string_tab[282]
+#define __pyx_n_b_O __pyx_string_tab[283]
+#define __pyx_kp_b_cachesim_provider_probe __pyx_string_tab[284]
+#define __pyx_kp_b_iso88591_Q __pyx_string_tab[285]
+#define __pyx_kp_b_iso88591_7_5 __pyx_string_tab[286]
+#define __pyx_kp_b_iso88591_V1Cr_b_as_A_E_aq_uAS_Qa_Qe1A_ar __pyx_string_tab[287]
+#define __pyx_kp_b_iso88591_V1Cr_b_ay_at6_1_Q_1_U_1_Qi_ARr __pyx_string_tab[288]
+#define __pyx_kp_b_iso88591_q_r_q_6_1_F_A_Q_a_2Rs_b_3_b_j_E __pyx_string_tab[289]
+#define __pyx_kp_b_iso88591_W_X_0_q_r_q_6_1_F_A_RuAT_F_A_Q __pyx_string_tab[290]
+#define __pyx_kp_b_iso88591_q_A_RvQc_r_F_3fBa_BfAS_b_r_q_6 __pyx_string_tab[291]
+#define __pyx_kp_b_iso88591_1_q_r_q_6_1_RvQc_r_RvQc_r_F_A_F __pyx_string_tab[292]
 #define __pyx_int_0 __pyx_number_tab[0]
 #define __pyx_int_neg_1 __pyx_number_tab[1]
 #define __pyx_int_1 __pyx_number_tab[2]
@@ -4344,7 +4338,7 @@ static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
   for (int i=0; i<1; ++i) { Py_CLEAR(clear_module_state->__pyx_slice[i]); }
   for (int i=0; i<4; ++i) { Py_CLEAR(clear_module_state->__pyx_tuple[i]); }
   for (int i=0; i<9; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<299; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<293; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<12; ++i) { Py_CLEAR(clear_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_clear_contents ### */
 /* CommonTypesMetaclass.module_state_clear */
@@ -4388,7 +4382,7 @@ static CYTHON_SMALL_CODE int __pyx_m_traverse(PyObject *m, visitproc visit, void
   for (int i=0; i<1; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_slice[i]); }
   for (int i=0; i<4; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_tuple[i]); }
   for (int i=0; i<9; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<299; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<293; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<12; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_traverse_contents ### */
 /* CommonTypesMetaclass.module_state_traverse */
@@ -23762,7 +23756,6 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
   __pyx_t_8cachesim_10_providers_Entry *__pyx_v_e;
   int __pyx_v_err;
   int __pyx_v_seen_short;
-  CYTHON_UNUSED int __pyx_v_duplicate;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   PyObject *__pyx_t_1 = NULL;
@@ -24181,7 +24174,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
  *     cdef int8_t[::1] error = error_arr
  *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)             # <<<<<<<<<<<<<<
  *     cdef uint64_t[::1] chain = chain_arr
- *     # the request's breakpoints with the automatic one merged in: positions, ttl class, writer flag
+ *     # the request's breakpoints with the automatic one merged in: positions, TTL class, cacheable
 */
   __pyx_t_6 = NULL;
   __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 444, __pyx_L1_error)
@@ -24242,7 +24235,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
  *     cdef int8_t[::1] error = error_arr
  *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
  *     cdef uint64_t[::1] chain = chain_arr             # <<<<<<<<<<<<<<
- *     # the request's breakpoints with the automatic one merged in: positions, ttl class, writer flag
+ *     # the request's breakpoints with the automatic one merged in: positions, TTL class, cacheable
  *     cdef int64_t max_bps = 0
 */
   __pyx_t_11 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t(__pyx_v_chain_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_11.memview)) __PYX_ERR(0, 445, __pyx_L1_error)
@@ -24252,7 +24245,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 
   /* "cachesim/_providers.pyx":447
  *     cdef uint64_t[::1] chain = chain_arr
- *     # the request's breakpoints with the automatic one merged in: positions, ttl class, writer flag
+ *     # the request's breakpoints with the automatic one merged in: positions, TTL class, cacheable
  *     cdef int64_t max_bps = 0             # <<<<<<<<<<<<<<
  *     for r in range(n):
  *         max_bps = max(max_bps, bp_offsets[r + 1] - bp_offsets[r])
@@ -24260,7 +24253,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
   __pyx_v_max_bps = 0;
 
   /* "cachesim/_providers.pyx":448
- *     # the request's breakpoints with the automatic one merged in: positions, ttl class, writer flag
+ *     # the request's breakpoints with the automatic one merged in: positions, TTL class, cacheable
  *     cdef int64_t max_bps = 0
  *     for r in range(n):             # <<<<<<<<<<<<<<
  *         max_bps = max(max_bps, bp_offsets[r + 1] - bp_offsets[r])
@@ -24570,18 +24563,18 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
   __pyx_v_table = ((struct __pyx_obj_8cachesim_10_providers__Table *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":468
+  /* "cachesim/_providers.pyx":466
  *     cdef Probe pr
  *     cdef Entry* e
  *     cdef int err = 0             # <<<<<<<<<<<<<<
- *     cdef bint seen_short, duplicate
+ *     cdef bint seen_short
  *     with nogil:
 */
   __pyx_v_err = 0;
 
-  /* "cachesim/_providers.pyx":470
+  /* "cachesim/_providers.pyx":468
  *     cdef int err = 0
- *     cdef bint seen_short, duplicate
+ *     cdef bint seen_short
  *     with nogil:             # <<<<<<<<<<<<<<
  *         for r in range(n):
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL
@@ -24592,8 +24585,8 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "cachesim/_providers.pyx":471
- *     cdef bint seen_short, duplicate
+        /* "cachesim/_providers.pyx":469
+ *     cdef bint seen_short
  *     with nogil:
  *         for r in range(n):             # <<<<<<<<<<<<<<
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL
@@ -24606,7 +24599,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
         for (__pyx_t_14 = 0; __pyx_t_14 < __pyx_t_13; __pyx_t_14+=1) {
           __pyx_v_r = __pyx_t_14;
 
-          /* "cachesim/_providers.pyx":472
+          /* "cachesim/_providers.pyx":470
  *     with nogil:
  *         for r in range(n):
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL             # <<<<<<<<<<<<<<
@@ -24627,7 +24620,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 
           __pyx_v_toks = __pyx_t_22;
 
-          /* "cachesim/_providers.pyx":473
+          /* "cachesim/_providers.pyx":471
  *         for r in range(n):
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL
  *             length = token_offsets[r + 1] - token_offsets[r]             # <<<<<<<<<<<<<<
@@ -24638,7 +24631,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           __pyx_t_16 = __pyx_v_r;
           __pyx_v_length = ((*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_15)) ))) - (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_16)) ))));
 
-          /* "cachesim/_providers.pyx":474
+          /* "cachesim/_providers.pyx":472
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL
  *             length = token_offsets[r + 1] - token_offsets[r]
  *             table.now = t[r]             # <<<<<<<<<<<<<<
@@ -24648,7 +24641,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           __pyx_t_16 = __pyx_v_r;
           __pyx_v_table->now = (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_16)) )));
 
-          /* "cachesim/_providers.pyx":475
+          /* "cachesim/_providers.pyx":473
  *             length = token_offsets[r + 1] - token_offsets[r]
  *             table.now = t[r]
  *             bnd = &boundaries[0] + boundary_offsets[r] if boundaries.shape[0] else NULL             # <<<<<<<<<<<<<<
@@ -24669,7 +24662,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 
           __pyx_v_bnd = __pyx_t_23;
 
-          /* "cachesim/_providers.pyx":476
+          /* "cachesim/_providers.pyx":474
  *             table.now = t[r]
  *             bnd = &boundaries[0] + boundary_offsets[r] if boundaries.shape[0] else NULL
  *             nb = boundary_offsets[r + 1] - boundary_offsets[r]             # <<<<<<<<<<<<<<
@@ -24680,7 +24673,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           __pyx_t_16 = __pyx_v_r;
           __pyx_v_nb = ((*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_boundary_offsets.data) + __pyx_t_15)) ))) - (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_boundary_offsets.data) + __pyx_t_16)) ))));
 
-          /* "cachesim/_providers.pyx":477
+          /* "cachesim/_providers.pyx":475
  *             bnd = &boundaries[0] + boundary_offsets[r] if boundaries.shape[0] else NULL
  *             nb = boundary_offsets[r + 1] - boundary_offsets[r]
  *             ns_r = ns[r]             # <<<<<<<<<<<<<<
@@ -24690,27 +24683,18 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           __pyx_t_16 = __pyx_v_r;
           __pyx_v_ns_r = (*((uint64_t const  *) ( /* dim=0 */ ((char *) (((uint64_t const  *) __pyx_v_ns.data) + __pyx_t_16)) )));
 
-          /* "cachesim/_providers.pyx":479
+          /* "cachesim/_providers.pyx":477
  *             ns_r = ns[r]
  *             # merge the automatic breakpoint (prompt end) into the explicit ones
  *             nbp = 0             # <<<<<<<<<<<<<<
- *             duplicate = False
- *             for i in range(bp_offsets[r], bp_offsets[r + 1]):
-*/
-          __pyx_v_nbp = 0;
-
-          /* "cachesim/_providers.pyx":480
- *             # merge the automatic breakpoint (prompt end) into the explicit ones
- *             nbp = 0
- *             duplicate = False             # <<<<<<<<<<<<<<
  *             for i in range(bp_offsets[r], bp_offsets[r + 1]):
  *                 bp_pos[nbp] = breakpoints[i]
 */
-          __pyx_v_duplicate = 0;
+          __pyx_v_nbp = 0;
 
-          /* "cachesim/_providers.pyx":481
+          /* "cachesim/_providers.pyx":478
+ *             # merge the automatic breakpoint (prompt end) into the explicit ones
  *             nbp = 0
- *             duplicate = False
  *             for i in range(bp_offsets[r], bp_offsets[r + 1]):             # <<<<<<<<<<<<<<
  *                 bp_pos[nbp] = breakpoints[i]
  *                 bp_cls[nbp] = bp_long[i]
@@ -24724,8 +24708,8 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           for (__pyx_t_18 = (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_bp_offsets.data) + __pyx_t_16)) ))); __pyx_t_18 < __pyx_t_17; __pyx_t_18+=1) {
             __pyx_v_i = __pyx_t_18;
 
-            /* "cachesim/_providers.pyx":482
- *             duplicate = False
+            /* "cachesim/_providers.pyx":479
+ *             nbp = 0
  *             for i in range(bp_offsets[r], bp_offsets[r + 1]):
  *                 bp_pos[nbp] = breakpoints[i]             # <<<<<<<<<<<<<<
  *                 bp_cls[nbp] = bp_long[i]
@@ -24735,7 +24719,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_24 = __pyx_v_nbp;
             *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_bp_pos.data) + __pyx_t_24)) )) = (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_breakpoints.data) + __pyx_t_15)) )));
 
-            /* "cachesim/_providers.pyx":483
+            /* "cachesim/_providers.pyx":480
  *             for i in range(bp_offsets[r], bp_offsets[r + 1]):
  *                 bp_pos[nbp] = breakpoints[i]
  *                 bp_cls[nbp] = bp_long[i]             # <<<<<<<<<<<<<<
@@ -24746,7 +24730,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_24 = __pyx_v_nbp;
             *((int8_t *) ( /* dim=0 */ ((char *) (((int8_t *) __pyx_v_bp_cls.data) + __pyx_t_24)) )) = (*((int8_t const  *) ( /* dim=0 */ ((char *) (((int8_t const  *) __pyx_v_bp_long.data) + __pyx_t_15)) )));
 
-            /* "cachesim/_providers.pyx":484
+            /* "cachesim/_providers.pyx":481
  *                 bp_pos[nbp] = breakpoints[i]
  *                 bp_cls[nbp] = bp_long[i]
  *                 nbp += 1             # <<<<<<<<<<<<<<
@@ -24757,7 +24741,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           }
 
 
-          /* "cachesim/_providers.pyx":485
+          /* "cachesim/_providers.pyx":482
  *                 bp_cls[nbp] = bp_long[i]
  *                 nbp += 1
  *             n_explicit = nbp             # <<<<<<<<<<<<<<
@@ -24766,7 +24750,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           __pyx_v_n_explicit = __pyx_v_nbp;
 
-          /* "cachesim/_providers.pyx":486
+          /* "cachesim/_providers.pyx":483
  *                 nbp += 1
  *             n_explicit = nbp
  *             if automatic:             # <<<<<<<<<<<<<<
@@ -24775,7 +24759,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           if (__pyx_v_automatic) {
 
-            /* "cachesim/_providers.pyx":487
+            /* "cachesim/_providers.pyx":484
  *             n_explicit = nbp
  *             if automatic:
  *                 if nbp and bp_pos[nbp - 1] == length:             # <<<<<<<<<<<<<<
@@ -24802,7 +24786,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             if (__pyx_t_20) {
 
 
-              /* "cachesim/_providers.pyx":488
+              /* "cachesim/_providers.pyx":485
  *             if automatic:
  *                 if nbp and bp_pos[nbp - 1] == length:
  *                     if bp_cls[nbp - 1] != automatic_long and mode == M_ANTHROPIC:             # <<<<<<<<<<<<<<
@@ -24829,7 +24813,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":489
+                /* "cachesim/_providers.pyx":486
  *                 if nbp and bp_pos[nbp - 1] == length:
  *                     if bp_cls[nbp - 1] != automatic_long and mode == M_ANTHROPIC:
  *                         error[r] = E_TTL_ORDER       # the API rejects a second TTL on the same block             # <<<<<<<<<<<<<<
@@ -24839,7 +24823,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
                 __pyx_t_16 = __pyx_v_r;
                 *((int8_t *) ( /* dim=0 */ ((char *) (((int8_t *) __pyx_v_error.data) + __pyx_t_16)) )) = __pyx_e_8cachesim_10_providers_E_TTL_ORDER;
 
-                /* "cachesim/_providers.pyx":490
+                /* "cachesim/_providers.pyx":487
  *                     if bp_cls[nbp - 1] != automatic_long and mode == M_ANTHROPIC:
  *                         error[r] = E_TTL_ORDER       # the API rejects a second TTL on the same block
  *                         flags[r] |= F_ERROR             # <<<<<<<<<<<<<<
@@ -24849,7 +24833,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
                 __pyx_t_16 = __pyx_v_r;
                 *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_16)) )) |= __pyx_e_8cachesim_10_providers_F_ERROR;
 
-                /* "cachesim/_providers.pyx":491
+                /* "cachesim/_providers.pyx":488
  *                         error[r] = E_TTL_ORDER       # the API rejects a second TTL on the same block
  *                         flags[r] |= F_ERROR
  *                         continue             # <<<<<<<<<<<<<<
@@ -24858,7 +24842,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 goto __pyx_L10_continue;
 
-                /* "cachesim/_providers.pyx":488
+                /* "cachesim/_providers.pyx":485
  *             if automatic:
  *                 if nbp and bp_pos[nbp - 1] == length:
  *                     if bp_cls[nbp - 1] != automatic_long and mode == M_ANTHROPIC:             # <<<<<<<<<<<<<<
@@ -24867,7 +24851,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
 
-              /* "cachesim/_providers.pyx":487
+              /* "cachesim/_providers.pyx":484
  *             n_explicit = nbp
  *             if automatic:
  *                 if nbp and bp_pos[nbp - 1] == length:             # <<<<<<<<<<<<<<
@@ -24877,7 +24861,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               goto __pyx_L15;
             }
 
-            /* "cachesim/_providers.pyx":493
+            /* "cachesim/_providers.pyx":490
  *                         continue
  *                 else:
  *                     bp_pos[nbp] = length             # <<<<<<<<<<<<<<
@@ -24888,7 +24872,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_16 = __pyx_v_nbp;
               *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_bp_pos.data) + __pyx_t_16)) )) = __pyx_v_length;
 
-              /* "cachesim/_providers.pyx":494
+              /* "cachesim/_providers.pyx":491
  *                 else:
  *                     bp_pos[nbp] = length
  *                     bp_cls[nbp] = automatic_long             # <<<<<<<<<<<<<<
@@ -24898,7 +24882,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_16 = __pyx_v_nbp;
               *((int8_t *) ( /* dim=0 */ ((char *) (((int8_t *) __pyx_v_bp_cls.data) + __pyx_t_16)) )) = __pyx_v_automatic_long;
 
-              /* "cachesim/_providers.pyx":495
+              /* "cachesim/_providers.pyx":492
  *                     bp_pos[nbp] = length
  *                     bp_cls[nbp] = automatic_long
  *                     nbp += 1             # <<<<<<<<<<<<<<
@@ -24909,7 +24893,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             }
             __pyx_L15:;
 
-            /* "cachesim/_providers.pyx":486
+            /* "cachesim/_providers.pyx":483
  *                 nbp += 1
  *             n_explicit = nbp
  *             if automatic:             # <<<<<<<<<<<<<<
@@ -24918,7 +24902,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           }
 
-          /* "cachesim/_providers.pyx":496
+          /* "cachesim/_providers.pyx":493
  *                     bp_cls[nbp] = automatic_long
  *                     nbp += 1
  *             if mode == M_ANTHROPIC:             # <<<<<<<<<<<<<<
@@ -24930,7 +24914,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           if (__pyx_t_20) {
 
 
-            /* "cachesim/_providers.pyx":497
+            /* "cachesim/_providers.pyx":494
  *                     nbp += 1
  *             if mode == M_ANTHROPIC:
  *                 if nbp > max_breakpoints:             # <<<<<<<<<<<<<<
@@ -24942,7 +24926,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             if (__pyx_t_20) {
 
 
-              /* "cachesim/_providers.pyx":498
+              /* "cachesim/_providers.pyx":495
  *             if mode == M_ANTHROPIC:
  *                 if nbp > max_breakpoints:
  *                     error[r] = E_TOO_MANY_BREAKPOINTS             # <<<<<<<<<<<<<<
@@ -24952,7 +24936,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_16 = __pyx_v_r;
               *((int8_t *) ( /* dim=0 */ ((char *) (((int8_t *) __pyx_v_error.data) + __pyx_t_16)) )) = __pyx_e_8cachesim_10_providers_E_TOO_MANY_BREAKPOINTS;
 
-              /* "cachesim/_providers.pyx":499
+              /* "cachesim/_providers.pyx":496
  *                 if nbp > max_breakpoints:
  *                     error[r] = E_TOO_MANY_BREAKPOINTS
  *                     flags[r] |= F_ERROR             # <<<<<<<<<<<<<<
@@ -24962,7 +24946,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_16 = __pyx_v_r;
               *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_16)) )) |= __pyx_e_8cachesim_10_providers_F_ERROR;
 
-              /* "cachesim/_providers.pyx":500
+              /* "cachesim/_providers.pyx":497
  *                     error[r] = E_TOO_MANY_BREAKPOINTS
  *                     flags[r] |= F_ERROR
  *                     continue             # <<<<<<<<<<<<<<
@@ -24971,7 +24955,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               goto __pyx_L10_continue;
 
-              /* "cachesim/_providers.pyx":497
+              /* "cachesim/_providers.pyx":494
  *                     nbp += 1
  *             if mode == M_ANTHROPIC:
  *                 if nbp > max_breakpoints:             # <<<<<<<<<<<<<<
@@ -24980,7 +24964,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             }
 
-            /* "cachesim/_providers.pyx":501
+            /* "cachesim/_providers.pyx":498
  *                     flags[r] |= F_ERROR
  *                     continue
  *                 seen_short = False             # <<<<<<<<<<<<<<
@@ -24989,7 +24973,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             __pyx_v_seen_short = 0;
 
-            /* "cachesim/_providers.pyx":502
+            /* "cachesim/_providers.pyx":499
  *                     continue
  *                 seen_short = False
  *                 for i in range(nbp):             # <<<<<<<<<<<<<<
@@ -25003,7 +24987,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             for (__pyx_t_18 = 0; __pyx_t_18 < __pyx_t_17; __pyx_t_18+=1) {
               __pyx_v_i = __pyx_t_18;
 
-              /* "cachesim/_providers.pyx":503
+              /* "cachesim/_providers.pyx":500
  *                 seen_short = False
  *                 for i in range(nbp):
  *                     if bp_cls[i] == 0:             # <<<<<<<<<<<<<<
@@ -25016,7 +25000,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":504
+                /* "cachesim/_providers.pyx":501
  *                 for i in range(nbp):
  *                     if bp_cls[i] == 0:
  *                         seen_short = True             # <<<<<<<<<<<<<<
@@ -25025,7 +25009,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 __pyx_v_seen_short = 1;
 
-                /* "cachesim/_providers.pyx":503
+                /* "cachesim/_providers.pyx":500
  *                 seen_short = False
  *                 for i in range(nbp):
  *                     if bp_cls[i] == 0:             # <<<<<<<<<<<<<<
@@ -25035,7 +25019,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
                 goto __pyx_L25;
               }
 
-              /* "cachesim/_providers.pyx":505
+              /* "cachesim/_providers.pyx":502
  *                     if bp_cls[i] == 0:
  *                         seen_short = True
  *                     elif seen_short:             # <<<<<<<<<<<<<<
@@ -25044,7 +25028,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               if (__pyx_v_seen_short) {
 
-                /* "cachesim/_providers.pyx":506
+                /* "cachesim/_providers.pyx":503
  *                         seen_short = True
  *                     elif seen_short:
  *                         error[r] = E_TTL_ORDER             # <<<<<<<<<<<<<<
@@ -25054,7 +25038,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
                 __pyx_t_16 = __pyx_v_r;
                 *((int8_t *) ( /* dim=0 */ ((char *) (((int8_t *) __pyx_v_error.data) + __pyx_t_16)) )) = __pyx_e_8cachesim_10_providers_E_TTL_ORDER;
 
-                /* "cachesim/_providers.pyx":507
+                /* "cachesim/_providers.pyx":504
  *                     elif seen_short:
  *                         error[r] = E_TTL_ORDER
  *                         break             # <<<<<<<<<<<<<<
@@ -25063,7 +25047,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 goto __pyx_L24_break;
 
-                /* "cachesim/_providers.pyx":505
+                /* "cachesim/_providers.pyx":502
  *                     if bp_cls[i] == 0:
  *                         seen_short = True
  *                     elif seen_short:             # <<<<<<<<<<<<<<
@@ -25076,7 +25060,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_L24_break:;
 
 
-            /* "cachesim/_providers.pyx":508
+            /* "cachesim/_providers.pyx":505
  *                         error[r] = E_TTL_ORDER
  *                         break
  *                 if error[r]:             # <<<<<<<<<<<<<<
@@ -25089,7 +25073,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             if (__pyx_t_20) {
 
 
-              /* "cachesim/_providers.pyx":509
+              /* "cachesim/_providers.pyx":506
  *                         break
  *                 if error[r]:
  *                     flags[r] |= F_ERROR             # <<<<<<<<<<<<<<
@@ -25099,7 +25083,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_16 = __pyx_v_r;
               *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_16)) )) |= __pyx_e_8cachesim_10_providers_F_ERROR;
 
-              /* "cachesim/_providers.pyx":510
+              /* "cachesim/_providers.pyx":507
  *                 if error[r]:
  *                     flags[r] |= F_ERROR
  *                     continue             # <<<<<<<<<<<<<<
@@ -25108,7 +25092,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               goto __pyx_L10_continue;
 
-              /* "cachesim/_providers.pyx":508
+              /* "cachesim/_providers.pyx":505
  *                         error[r] = E_TTL_ORDER
  *                         break
  *                 if error[r]:             # <<<<<<<<<<<<<<
@@ -25117,7 +25101,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             }
 
-            /* "cachesim/_providers.pyx":496
+            /* "cachesim/_providers.pyx":493
  *                     bp_cls[nbp] = automatic_long
  *                     nbp += 1
  *             if mode == M_ANTHROPIC:             # <<<<<<<<<<<<<<
@@ -25126,7 +25110,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           }
 
-          /* "cachesim/_providers.pyx":511
+          /* "cachesim/_providers.pyx":508
  *                     flags[r] |= F_ERROR
  *                     continue
  *             if nbp == 0:             # <<<<<<<<<<<<<<
@@ -25138,7 +25122,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           if (__pyx_t_20) {
 
 
-            /* "cachesim/_providers.pyx":512
+            /* "cachesim/_providers.pyx":509
  *                     continue
  *             if nbp == 0:
  *                 continue             # <<<<<<<<<<<<<<
@@ -25147,7 +25131,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             goto __pyx_L10_continue;
 
-            /* "cachesim/_providers.pyx":511
+            /* "cachesim/_providers.pyx":508
  *                     flags[r] |= F_ERROR
  *                     continue
  *             if nbp == 0:             # <<<<<<<<<<<<<<
@@ -25156,7 +25140,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           }
 
-          /* "cachesim/_providers.pyx":513
+          /* "cachesim/_providers.pyx":510
  *             if nbp == 0:
  *                 continue
  *             any_ok = False             # <<<<<<<<<<<<<<
@@ -25165,7 +25149,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           __pyx_v_any_ok = 0;
 
-          /* "cachesim/_providers.pyx":514
+          /* "cachesim/_providers.pyx":511
  *                 continue
  *             any_ok = False
  *             prev_ok = 0             # <<<<<<<<<<<<<<
@@ -25174,7 +25158,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           __pyx_v_prev_ok = 0;
 
-          /* "cachesim/_providers.pyx":515
+          /* "cachesim/_providers.pyx":512
  *             any_ok = False
  *             prev_ok = 0
  *             for i in range(nbp):             # <<<<<<<<<<<<<<
@@ -25188,7 +25172,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           for (__pyx_t_18 = 0; __pyx_t_18 < __pyx_t_17; __pyx_t_18+=1) {
             __pyx_v_i = __pyx_t_18;
 
-            /* "cachesim/_providers.pyx":516
+            /* "cachesim/_providers.pyx":513
  *             prev_ok = 0
  *             for i in range(nbp):
  *                 bp_ok[i] = bp_pos[i] - (prev_ok if per_segment_minimum else 0) >= min_tokens             # <<<<<<<<<<<<<<
@@ -25207,7 +25191,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             *((int8_t *) ( /* dim=0 */ ((char *) (((int8_t *) __pyx_v_bp_ok.data) + __pyx_t_15)) )) = (((*((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_bp_pos.data) + __pyx_t_16)) ))) - __pyx_t_25) >= __pyx_v_min_tokens);
 
 
-            /* "cachesim/_providers.pyx":517
+            /* "cachesim/_providers.pyx":514
  *             for i in range(nbp):
  *                 bp_ok[i] = bp_pos[i] - (prev_ok if per_segment_minimum else 0) >= min_tokens
  *                 if bp_ok[i]:             # <<<<<<<<<<<<<<
@@ -25220,7 +25204,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             if (__pyx_t_20) {
 
 
-              /* "cachesim/_providers.pyx":518
+              /* "cachesim/_providers.pyx":515
  *                 bp_ok[i] = bp_pos[i] - (prev_ok if per_segment_minimum else 0) >= min_tokens
  *                 if bp_ok[i]:
  *                     prev_ok = bp_pos[i]             # <<<<<<<<<<<<<<
@@ -25230,7 +25214,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_16 = __pyx_v_i;
               __pyx_v_prev_ok = (*((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_bp_pos.data) + __pyx_t_16)) )));
 
-              /* "cachesim/_providers.pyx":519
+              /* "cachesim/_providers.pyx":516
  *                 if bp_ok[i]:
  *                     prev_ok = bp_pos[i]
  *                     any_ok = True             # <<<<<<<<<<<<<<
@@ -25239,7 +25223,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               __pyx_v_any_ok = 1;
 
-              /* "cachesim/_providers.pyx":517
+              /* "cachesim/_providers.pyx":514
  *             for i in range(nbp):
  *                 bp_ok[i] = bp_pos[i] - (prev_ok if per_segment_minimum else 0) >= min_tokens
  *                 if bp_ok[i]:             # <<<<<<<<<<<<<<
@@ -25250,7 +25234,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           }
 
 
-          /* "cachesim/_providers.pyx":520
+          /* "cachesim/_providers.pyx":517
  *                     prev_ok = bp_pos[i]
  *                     any_ok = True
  *             if not any_ok:             # <<<<<<<<<<<<<<
@@ -25262,7 +25246,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           if (__pyx_t_20) {
 
 
-            /* "cachesim/_providers.pyx":521
+            /* "cachesim/_providers.pyx":518
  *                     any_ok = True
  *             if not any_ok:
  *                 flags[r] |= F_BELOW_MIN             # <<<<<<<<<<<<<<
@@ -25272,7 +25256,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_16 = __pyx_v_r;
             *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_16)) )) |= __pyx_e_8cachesim_10_providers_F_BELOW_MIN;
 
-            /* "cachesim/_providers.pyx":522
+            /* "cachesim/_providers.pyx":519
  *             if not any_ok:
  *                 flags[r] |= F_BELOW_MIN
  *                 continue             # <<<<<<<<<<<<<<
@@ -25281,7 +25265,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             goto __pyx_L10_continue;
 
-            /* "cachesim/_providers.pyx":520
+            /* "cachesim/_providers.pyx":517
  *                     prev_ok = bp_pos[i]
  *                     any_ok = True
  *             if not any_ok:             # <<<<<<<<<<<<<<
@@ -25290,7 +25274,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           }
 
-          /* "cachesim/_providers.pyx":523
+          /* "cachesim/_providers.pyx":520
  *                 flags[r] |= F_BELOW_MIN
  *                 continue
  *             c_chain(toks, length, &chain[0])             # <<<<<<<<<<<<<<
@@ -25300,7 +25284,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           __pyx_t_16 = 0;
           __pyx_f_8cachesim_10_providers_c_chain(__pyx_v_toks, __pyx_v_length, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_16)) )))));
 
-          /* "cachesim/_providers.pyx":524
+          /* "cachesim/_providers.pyx":521
  *                 continue
  *             c_chain(toks, length, &chain[0])
  *             pr.hit = 0             # <<<<<<<<<<<<<<
@@ -25309,7 +25293,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           __pyx_v_pr.hit = 0;
 
-          /* "cachesim/_providers.pyx":525
+          /* "cachesim/_providers.pyx":522
  *             c_chain(toks, length, &chain[0])
  *             pr.hit = 0
  *             pr.expired = 0             # <<<<<<<<<<<<<<
@@ -25318,7 +25302,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           __pyx_v_pr.expired = 0;
 
-          /* "cachesim/_providers.pyx":526
+          /* "cachesim/_providers.pyx":523
  *             pr.hit = 0
  *             pr.expired = 0
  *             pr.not_ready = 0             # <<<<<<<<<<<<<<
@@ -25327,7 +25311,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           __pyx_v_pr.not_ready = 0;
 
-          /* "cachesim/_providers.pyx":527
+          /* "cachesim/_providers.pyx":524
  *             pr.expired = 0
  *             pr.not_ready = 0
  *             pr.entry = NULL             # <<<<<<<<<<<<<<
@@ -25336,7 +25320,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           __pyx_v_pr.entry = NULL;
 
-          /* "cachesim/_providers.pyx":528
+          /* "cachesim/_providers.pyx":525
  *             pr.not_ready = 0
  *             pr.entry = NULL
  *             if use_draws and miss_draw[r] < miss_probability:             # <<<<<<<<<<<<<<
@@ -25359,7 +25343,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           if (__pyx_t_20) {
 
 
-            /* "cachesim/_providers.pyx":529
+            /* "cachesim/_providers.pyx":526
  *             pr.entry = NULL
  *             if use_draws and miss_draw[r] < miss_probability:
  *                 flags[r] |= F_SERVER_MISS             # <<<<<<<<<<<<<<
@@ -25369,7 +25353,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_16 = __pyx_v_r;
             *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_16)) )) |= __pyx_e_8cachesim_10_providers_F_SERVER_MISS;
 
-            /* "cachesim/_providers.pyx":528
+            /* "cachesim/_providers.pyx":525
  *             pr.not_ready = 0
  *             pr.entry = NULL
  *             if use_draws and miss_draw[r] < miss_probability:             # <<<<<<<<<<<<<<
@@ -25379,7 +25363,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             goto __pyx_L32;
           }
 
-          /* "cachesim/_providers.pyx":530
+          /* "cachesim/_providers.pyx":527
  *             if use_draws and miss_draw[r] < miss_probability:
  *                 flags[r] |= F_SERVER_MISS
  *             elif mode == M_ANTHROPIC:             # <<<<<<<<<<<<<<
@@ -25391,7 +25375,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           if (__pyx_t_20) {
 
 
-            /* "cachesim/_providers.pyx":532
+            /* "cachesim/_providers.pyx":529
  *             elif mode == M_ANTHROPIC:
  *                 # every breakpoint looks back over its window; each one's highest live entry is read and refreshed
  *                 for i in range(nbp - 1, -1, -1):             # <<<<<<<<<<<<<<
@@ -25401,7 +25385,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             for (__pyx_t_19 = (__pyx_v_nbp - 1); __pyx_t_19 > -1L; __pyx_t_19-=1) {
               __pyx_v_i = __pyx_t_19;
 
-              /* "cachesim/_providers.pyx":533
+              /* "cachesim/_providers.pyx":530
  *                 # every breakpoint looks back over its window; each one's highest live entry is read and refreshed
  *                 for i in range(nbp - 1, -1, -1):
  *                     if not bp_ok[i]:             # <<<<<<<<<<<<<<
@@ -25414,7 +25398,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":534
+                /* "cachesim/_providers.pyx":531
  *                 for i in range(nbp - 1, -1, -1):
  *                     if not bp_ok[i]:
  *                         continue             # <<<<<<<<<<<<<<
@@ -25423,7 +25407,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 goto __pyx_L35_continue;
 
-                /* "cachesim/_providers.pyx":533
+                /* "cachesim/_providers.pyx":530
  *                 # every breakpoint looks back over its window; each one's highest live entry is read and refreshed
  *                 for i in range(nbp - 1, -1, -1):
  *                     if not bp_ok[i]:             # <<<<<<<<<<<<<<
@@ -25432,7 +25416,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
 
-              /* "cachesim/_providers.pyx":535
+              /* "cachesim/_providers.pyx":532
  *                     if not bp_ok[i]:
  *                         continue
  *                     jb = _index_of(bnd, nb, bp_pos[i])             # <<<<<<<<<<<<<<
@@ -25442,7 +25426,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_16 = __pyx_v_i;
               __pyx_v_jb = __pyx_f_8cachesim_10_providers__index_of(__pyx_v_bnd, __pyx_v_nb, (*((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_bp_pos.data) + __pyx_t_16)) ))));
 
-              /* "cachesim/_providers.pyx":536
+              /* "cachesim/_providers.pyx":533
  *                         continue
  *                     jb = _index_of(bnd, nb, bp_pos[i])
  *                     hit = pr.hit             # <<<<<<<<<<<<<<
@@ -25453,7 +25437,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 
               __pyx_v_hit = __pyx_t_17;
 
-              /* "cachesim/_providers.pyx":537
+              /* "cachesim/_providers.pyx":534
  *                     jb = _index_of(bnd, nb, bp_pos[i])
  *                     hit = pr.hit
  *                     pr.entry = NULL             # <<<<<<<<<<<<<<
@@ -25462,7 +25446,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               __pyx_v_pr.entry = NULL;
 
-              /* "cachesim/_providers.pyx":538
+              /* "cachesim/_providers.pyx":535
  *                     hit = pr.hit
  *                     pr.entry = NULL
  *                     pr.hit = 0             # <<<<<<<<<<<<<<
@@ -25471,7 +25455,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               __pyx_v_pr.hit = 0;
 
-              /* "cachesim/_providers.pyx":539
+              /* "cachesim/_providers.pyx":536
  *                     pr.entry = NULL
  *                     pr.hit = 0
  *                     for j in range(jb, max(jb - lookback_blocks, -1), -1):             # <<<<<<<<<<<<<<
@@ -25500,7 +25484,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               for (__pyx_t_25 = __pyx_v_jb; __pyx_t_25 > __pyx_t_18; __pyx_t_25-=1) {
                 __pyx_v_j = __pyx_t_25;
 
-                /* "cachesim/_providers.pyx":540
+                /* "cachesim/_providers.pyx":537
  *                     pr.hit = 0
  *                     for j in range(jb, max(jb - lookback_blocks, -1), -1):
  *                         _probe(table, toks, &chain[0], ns_r, bnd[j], t[r], &pr)             # <<<<<<<<<<<<<<
@@ -25511,7 +25495,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
                 __pyx_t_15 = __pyx_v_r;
                 __pyx_f_8cachesim_10_providers__probe(__pyx_v_table, __pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_16)) )))), __pyx_v_ns_r, (__pyx_v_bnd[__pyx_v_j]), (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_15)) ))), (&__pyx_v_pr));
 
-                /* "cachesim/_providers.pyx":541
+                /* "cachesim/_providers.pyx":538
  *                     for j in range(jb, max(jb - lookback_blocks, -1), -1):
  *                         _probe(table, toks, &chain[0], ns_r, bnd[j], t[r], &pr)
  *                         if pr.entry != NULL:             # <<<<<<<<<<<<<<
@@ -25523,7 +25507,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
                 if (__pyx_t_20) {
 
 
-                  /* "cachesim/_providers.pyx":542
+                  /* "cachesim/_providers.pyx":539
  *                         _probe(table, toks, &chain[0], ns_r, bnd[j], t[r], &pr)
  *                         if pr.entry != NULL:
  *                             break             # <<<<<<<<<<<<<<
@@ -25532,7 +25516,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                   goto __pyx_L39_break;
 
-                  /* "cachesim/_providers.pyx":541
+                  /* "cachesim/_providers.pyx":538
  *                     for j in range(jb, max(jb - lookback_blocks, -1), -1):
  *                         _probe(table, toks, &chain[0], ns_r, bnd[j], t[r], &pr)
  *                         if pr.entry != NULL:             # <<<<<<<<<<<<<<
@@ -25544,7 +25528,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_L39_break:;
 
 
-              /* "cachesim/_providers.pyx":543
+              /* "cachesim/_providers.pyx":540
  *                         if pr.entry != NULL:
  *                             break
  *                     if pr.entry != NULL:             # <<<<<<<<<<<<<<
@@ -25556,7 +25540,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":544
+                /* "cachesim/_providers.pyx":541
  *                             break
  *                     if pr.entry != NULL:
  *                         _refresh(pr.entry, t[r], r)             # <<<<<<<<<<<<<<
@@ -25566,7 +25550,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
                 __pyx_t_15 = __pyx_v_r;
                 __pyx_f_8cachesim_10_providers__refresh(__pyx_v_pr.entry, (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_15)) ))), __pyx_v_r);
 
-                /* "cachesim/_providers.pyx":543
+                /* "cachesim/_providers.pyx":540
  *                         if pr.entry != NULL:
  *                             break
  *                     if pr.entry != NULL:             # <<<<<<<<<<<<<<
@@ -25575,7 +25559,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
 
-              /* "cachesim/_providers.pyx":545
+              /* "cachesim/_providers.pyx":542
  *                     if pr.entry != NULL:
  *                         _refresh(pr.entry, t[r], r)
  *                     if hit > pr.hit:             # <<<<<<<<<<<<<<
@@ -25587,7 +25571,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":546
+                /* "cachesim/_providers.pyx":543
  *                         _refresh(pr.entry, t[r], r)
  *                     if hit > pr.hit:
  *                         pr.hit = hit             # <<<<<<<<<<<<<<
@@ -25596,7 +25580,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 __pyx_v_pr.hit = __pyx_v_hit;
 
-                /* "cachesim/_providers.pyx":545
+                /* "cachesim/_providers.pyx":542
  *                     if pr.entry != NULL:
  *                         _refresh(pr.entry, t[r], r)
  *                     if hit > pr.hit:             # <<<<<<<<<<<<<<
@@ -25607,7 +25591,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_L35_continue:;
             }
 
-            /* "cachesim/_providers.pyx":548
+            /* "cachesim/_providers.pyx":545
  *                         pr.hit = hit
  *                 # an entry above the hit, in a block the windows did not reach
  *                 jb = _index_of(bnd, nb, bp_pos[nbp - 1])             # <<<<<<<<<<<<<<
@@ -25617,7 +25601,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_15 = (__pyx_v_nbp - 1);
             __pyx_v_jb = __pyx_f_8cachesim_10_providers__index_of(__pyx_v_bnd, __pyx_v_nb, (*((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_bp_pos.data) + __pyx_t_15)) ))));
 
-            /* "cachesim/_providers.pyx":549
+            /* "cachesim/_providers.pyx":546
  *                 # an entry above the hit, in a block the windows did not reach
  *                 jb = _index_of(bnd, nb, bp_pos[nbp - 1])
  *                 for j in range(jb - lookback_blocks, -1, -1):             # <<<<<<<<<<<<<<
@@ -25627,7 +25611,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             for (__pyx_t_19 = (__pyx_v_jb - __pyx_v_lookback_blocks); __pyx_t_19 > -1L; __pyx_t_19-=1) {
               __pyx_v_j = __pyx_t_19;
 
-              /* "cachesim/_providers.pyx":550
+              /* "cachesim/_providers.pyx":547
  *                 jb = _index_of(bnd, nb, bp_pos[nbp - 1])
  *                 for j in range(jb - lookback_blocks, -1, -1):
  *                     q = bnd[j]             # <<<<<<<<<<<<<<
@@ -25636,7 +25620,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               __pyx_v_q = (__pyx_v_bnd[__pyx_v_j]);
 
-              /* "cachesim/_providers.pyx":551
+              /* "cachesim/_providers.pyx":548
  *                 for j in range(jb - lookback_blocks, -1, -1):
  *                     q = bnd[j]
  *                     if q <= pr.hit:             # <<<<<<<<<<<<<<
@@ -25648,7 +25632,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":552
+                /* "cachesim/_providers.pyx":549
  *                     q = bnd[j]
  *                     if q <= pr.hit:
  *                         break             # <<<<<<<<<<<<<<
@@ -25657,7 +25641,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 goto __pyx_L44_break;
 
-                /* "cachesim/_providers.pyx":551
+                /* "cachesim/_providers.pyx":548
  *                 for j in range(jb - lookback_blocks, -1, -1):
  *                     q = bnd[j]
  *                     if q <= pr.hit:             # <<<<<<<<<<<<<<
@@ -25666,7 +25650,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
 
-              /* "cachesim/_providers.pyx":553
+              /* "cachesim/_providers.pyx":550
  *                     if q <= pr.hit:
  *                         break
  *                     if live(table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r)), t[r]):             # <<<<<<<<<<<<<<
@@ -25680,7 +25664,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":554
+                /* "cachesim/_providers.pyx":551
  *                         break
  *                     if live(table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r)), t[r]):
  *                         flags[r] |= F_LOOKBACK             # <<<<<<<<<<<<<<
@@ -25690,7 +25674,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
                 __pyx_t_16 = __pyx_v_r;
                 *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_16)) )) |= __pyx_e_8cachesim_10_providers_F_LOOKBACK;
 
-                /* "cachesim/_providers.pyx":555
+                /* "cachesim/_providers.pyx":552
  *                     if live(table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r)), t[r]):
  *                         flags[r] |= F_LOOKBACK
  *                         break             # <<<<<<<<<<<<<<
@@ -25699,7 +25683,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 goto __pyx_L44_break;
 
-                /* "cachesim/_providers.pyx":553
+                /* "cachesim/_providers.pyx":550
  *                     if q <= pr.hit:
  *                         break
  *                     if live(table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r)), t[r]):             # <<<<<<<<<<<<<<
@@ -25710,7 +25694,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             }
             __pyx_L44_break:;
 
-            /* "cachesim/_providers.pyx":530
+            /* "cachesim/_providers.pyx":527
  *             if use_draws and miss_draw[r] < miss_probability:
  *                 flags[r] |= F_SERVER_MISS
  *             elif mode == M_ANTHROPIC:             # <<<<<<<<<<<<<<
@@ -25720,7 +25704,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             goto __pyx_L32;
           }
 
-          /* "cachesim/_providers.pyx":558
+          /* "cachesim/_providers.pyx":555
  *             else:
  *                 # OpenAI 5.6+: one lookup set, the highest live entry wins
  *                 for i in range(n_explicit):             # <<<<<<<<<<<<<<
@@ -25735,7 +25719,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             for (__pyx_t_18 = 0; __pyx_t_18 < __pyx_t_17; __pyx_t_18+=1) {
               __pyx_v_i = __pyx_t_18;
 
-              /* "cachesim/_providers.pyx":559
+              /* "cachesim/_providers.pyx":556
  *                 # OpenAI 5.6+: one lookup set, the highest live entry wins
  *                 for i in range(n_explicit):
  *                     if i < 2 or i >= n_explicit - 50:             # <<<<<<<<<<<<<<
@@ -25761,7 +25745,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":560
+                /* "cachesim/_providers.pyx":557
  *                 for i in range(n_explicit):
  *                     if i < 2 or i >= n_explicit - 50:
  *                         _probe(table, toks, &chain[0], ns_r, bp_pos[i], t[r], &pr)             # <<<<<<<<<<<<<<
@@ -25773,7 +25757,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
                 __pyx_t_24 = __pyx_v_r;
                 __pyx_f_8cachesim_10_providers__probe(__pyx_v_table, __pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_16)) )))), __pyx_v_ns_r, (*((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_bp_pos.data) + __pyx_t_15)) ))), (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_24)) ))), (&__pyx_v_pr));
 
-                /* "cachesim/_providers.pyx":559
+                /* "cachesim/_providers.pyx":556
  *                 # OpenAI 5.6+: one lookup set, the highest live entry wins
  *                 for i in range(n_explicit):
  *                     if i < 2 or i >= n_explicit - 50:             # <<<<<<<<<<<<<<
@@ -25784,7 +25768,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             }
 
 
-            /* "cachesim/_providers.pyx":561
+            /* "cachesim/_providers.pyx":558
  *                     if i < 2 or i >= n_explicit - 50:
  *                         _probe(table, toks, &chain[0], ns_r, bp_pos[i], t[r], &pr)
  *                 if automatic:             # <<<<<<<<<<<<<<
@@ -25793,7 +25777,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             if (__pyx_v_automatic) {
 
-              /* "cachesim/_providers.pyx":562
+              /* "cachesim/_providers.pyx":559
  *                         _probe(table, toks, &chain[0], ns_r, bp_pos[i], t[r], &pr)
  *                 if automatic:
  *                     jb = _index_of(bnd, nb, length)             # <<<<<<<<<<<<<<
@@ -25802,7 +25786,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               __pyx_v_jb = __pyx_f_8cachesim_10_providers__index_of(__pyx_v_bnd, __pyx_v_nb, __pyx_v_length);
 
-              /* "cachesim/_providers.pyx":563
+              /* "cachesim/_providers.pyx":560
  *                 if automatic:
  *                     jb = _index_of(bnd, nb, length)
  *                     for j in range(jb, max(jb - 21, -1), -1):             # <<<<<<<<<<<<<<
@@ -25831,7 +25815,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               for (__pyx_t_18 = __pyx_v_jb; __pyx_t_18 > __pyx_t_17; __pyx_t_18-=1) {
                 __pyx_v_j = __pyx_t_18;
 
-                /* "cachesim/_providers.pyx":564
+                /* "cachesim/_providers.pyx":561
  *                     jb = _index_of(bnd, nb, length)
  *                     for j in range(jb, max(jb - 21, -1), -1):
  *                         _probe(table, toks, &chain[0], ns_r, bnd[j], t[r], &pr)             # <<<<<<<<<<<<<<
@@ -25844,7 +25828,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               }
 
 
-              /* "cachesim/_providers.pyx":561
+              /* "cachesim/_providers.pyx":558
  *                     if i < 2 or i >= n_explicit - 50:
  *                         _probe(table, toks, &chain[0], ns_r, bp_pos[i], t[r], &pr)
  *                 if automatic:             # <<<<<<<<<<<<<<
@@ -25853,7 +25837,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             }
 
-            /* "cachesim/_providers.pyx":565
+            /* "cachesim/_providers.pyx":562
  *                     for j in range(jb, max(jb - 21, -1), -1):
  *                         _probe(table, toks, &chain[0], ns_r, bnd[j], t[r], &pr)
  *                 if nb:             # <<<<<<<<<<<<<<
@@ -25865,7 +25849,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             if (__pyx_t_20) {
 
 
-              /* "cachesim/_providers.pyx":566
+              /* "cachesim/_providers.pyx":563
  *                         _probe(table, toks, &chain[0], ns_r, bnd[j], t[r], &pr)
  *                 if nb:
  *                     _probe(table, toks, &chain[0], ns_r, bnd[0], t[r], &pr)             # <<<<<<<<<<<<<<
@@ -25876,7 +25860,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_24 = __pyx_v_r;
               __pyx_f_8cachesim_10_providers__probe(__pyx_v_table, __pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_15)) )))), __pyx_v_ns_r, (__pyx_v_bnd[0]), (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_24)) ))), (&__pyx_v_pr));
 
-              /* "cachesim/_providers.pyx":565
+              /* "cachesim/_providers.pyx":562
  *                     for j in range(jb, max(jb - 21, -1), -1):
  *                         _probe(table, toks, &chain[0], ns_r, bnd[j], t[r], &pr)
  *                 if nb:             # <<<<<<<<<<<<<<
@@ -25885,7 +25869,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             }
 
-            /* "cachesim/_providers.pyx":567
+            /* "cachesim/_providers.pyx":564
  *                 if nb:
  *                     _probe(table, toks, &chain[0], ns_r, bnd[0], t[r], &pr)
  *                 if pr.hit:             # <<<<<<<<<<<<<<
@@ -25897,7 +25881,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             if (__pyx_t_20) {
 
 
-              /* "cachesim/_providers.pyx":568
+              /* "cachesim/_providers.pyx":565
  *                     _probe(table, toks, &chain[0], ns_r, bnd[0], t[r], &pr)
  *                 if pr.hit:
  *                     e = table.find(c_nskey(c_key_at(toks, &chain[0], pr.hit), ns_r))             # <<<<<<<<<<<<<<
@@ -25907,7 +25891,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_24 = 0;
               __pyx_v_e = __pyx_f_8cachesim_10_providers_6_Table_find(__pyx_v_table, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_24)) )))), __pyx_v_pr.hit), __pyx_v_ns_r));
 
-              /* "cachesim/_providers.pyx":569
+              /* "cachesim/_providers.pyx":566
  *                 if pr.hit:
  *                     e = table.find(c_nskey(c_key_at(toks, &chain[0], pr.hit), ns_r))
  *                     _refresh(e, t[r], r)             # <<<<<<<<<<<<<<
@@ -25917,7 +25901,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_24 = __pyx_v_r;
               __pyx_f_8cachesim_10_providers__refresh(__pyx_v_e, (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_24)) ))), __pyx_v_r);
 
-              /* "cachesim/_providers.pyx":567
+              /* "cachesim/_providers.pyx":564
  *                 if nb:
  *                     _probe(table, toks, &chain[0], ns_r, bnd[0], t[r], &pr)
  *                 if pr.hit:             # <<<<<<<<<<<<<<
@@ -25928,7 +25912,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           }
           __pyx_L32:;
 
-          /* "cachesim/_providers.pyx":570
+          /* "cachesim/_providers.pyx":567
  *                     e = table.find(c_nskey(c_key_at(toks, &chain[0], pr.hit), ns_r))
  *                     _refresh(e, t[r], r)
  *             hit = pr.hit             # <<<<<<<<<<<<<<
@@ -25939,7 +25923,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 
           __pyx_v_hit = __pyx_t_19;
 
-          /* "cachesim/_providers.pyx":571
+          /* "cachesim/_providers.pyx":568
  *                     _refresh(e, t[r], r)
  *             hit = pr.hit
  *             if pr.expired > hit:             # <<<<<<<<<<<<<<
@@ -25951,7 +25935,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           if (__pyx_t_20) {
 
 
-            /* "cachesim/_providers.pyx":572
+            /* "cachesim/_providers.pyx":569
  *             hit = pr.hit
  *             if pr.expired > hit:
  *                 flags[r] |= F_EXPIRED             # <<<<<<<<<<<<<<
@@ -25961,7 +25945,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_24 = __pyx_v_r;
             *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_24)) )) |= __pyx_e_8cachesim_10_providers_F_EXPIRED;
 
-            /* "cachesim/_providers.pyx":571
+            /* "cachesim/_providers.pyx":568
  *                     _refresh(e, t[r], r)
  *             hit = pr.hit
  *             if pr.expired > hit:             # <<<<<<<<<<<<<<
@@ -25970,7 +25954,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           }
 
-          /* "cachesim/_providers.pyx":573
+          /* "cachesim/_providers.pyx":570
  *             if pr.expired > hit:
  *                 flags[r] |= F_EXPIRED
  *             if pr.not_ready > hit:             # <<<<<<<<<<<<<<
@@ -25982,7 +25966,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           if (__pyx_t_20) {
 
 
-            /* "cachesim/_providers.pyx":574
+            /* "cachesim/_providers.pyx":571
  *                 flags[r] |= F_EXPIRED
  *             if pr.not_ready > hit:
  *                 flags[r] |= F_NOT_READY             # <<<<<<<<<<<<<<
@@ -25992,7 +25976,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_24 = __pyx_v_r;
             *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_24)) )) |= __pyx_e_8cachesim_10_providers_F_NOT_READY;
 
-            /* "cachesim/_providers.pyx":573
+            /* "cachesim/_providers.pyx":570
  *             if pr.expired > hit:
  *                 flags[r] |= F_EXPIRED
  *             if pr.not_ready > hit:             # <<<<<<<<<<<<<<
@@ -26001,7 +25985,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           }
 
-          /* "cachesim/_providers.pyx":575
+          /* "cachesim/_providers.pyx":572
  *             if pr.not_ready > hit:
  *                 flags[r] |= F_NOT_READY
  *             if refresh_path:             # <<<<<<<<<<<<<<
@@ -26010,7 +25994,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           if (__pyx_v_refresh_path) {
 
-            /* "cachesim/_providers.pyx":576
+            /* "cachesim/_providers.pyx":573
  *                 flags[r] |= F_NOT_READY
  *             if refresh_path:
  *                 for j in range(nb):             # <<<<<<<<<<<<<<
@@ -26024,7 +26008,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             for (__pyx_t_18 = 0; __pyx_t_18 < __pyx_t_17; __pyx_t_18+=1) {
               __pyx_v_j = __pyx_t_18;
 
-              /* "cachesim/_providers.pyx":577
+              /* "cachesim/_providers.pyx":574
  *             if refresh_path:
  *                 for j in range(nb):
  *                     q = bnd[j]             # <<<<<<<<<<<<<<
@@ -26033,7 +26017,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               __pyx_v_q = (__pyx_v_bnd[__pyx_v_j]);
 
-              /* "cachesim/_providers.pyx":578
+              /* "cachesim/_providers.pyx":575
  *                 for j in range(nb):
  *                     q = bnd[j]
  *                     if q >= hit:             # <<<<<<<<<<<<<<
@@ -26045,7 +26029,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":579
+                /* "cachesim/_providers.pyx":576
  *                     q = bnd[j]
  *                     if q >= hit:
  *                         break             # <<<<<<<<<<<<<<
@@ -26054,7 +26038,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 goto __pyx_L61_break;
 
-                /* "cachesim/_providers.pyx":578
+                /* "cachesim/_providers.pyx":575
  *                 for j in range(nb):
  *                     q = bnd[j]
  *                     if q >= hit:             # <<<<<<<<<<<<<<
@@ -26063,7 +26047,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
 
-              /* "cachesim/_providers.pyx":580
+              /* "cachesim/_providers.pyx":577
  *                     if q >= hit:
  *                         break
  *                     e = table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r))             # <<<<<<<<<<<<<<
@@ -26073,7 +26057,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_24 = 0;
               __pyx_v_e = __pyx_f_8cachesim_10_providers_6_Table_recall(__pyx_v_table, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_24)) )))), __pyx_v_q), __pyx_v_ns_r));
 
-              /* "cachesim/_providers.pyx":581
+              /* "cachesim/_providers.pyx":578
  *                         break
  *                     e = table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r))
  *                     if live(e, t[r]):             # <<<<<<<<<<<<<<
@@ -26086,7 +26070,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":582
+                /* "cachesim/_providers.pyx":579
  *                     e = table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r))
  *                     if live(e, t[r]):
  *                         _refresh(e, t[r], r)             # <<<<<<<<<<<<<<
@@ -26096,7 +26080,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
                 __pyx_t_24 = __pyx_v_r;
                 __pyx_f_8cachesim_10_providers__refresh(__pyx_v_e, (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_24)) ))), __pyx_v_r);
 
-                /* "cachesim/_providers.pyx":581
+                /* "cachesim/_providers.pyx":578
  *                         break
  *                     e = table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r))
  *                     if live(e, t[r]):             # <<<<<<<<<<<<<<
@@ -26108,7 +26092,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_L61_break:;
 
 
-            /* "cachesim/_providers.pyx":575
+            /* "cachesim/_providers.pyx":572
  *             if pr.not_ready > hit:
  *                 flags[r] |= F_NOT_READY
  *             if refresh_path:             # <<<<<<<<<<<<<<
@@ -26117,7 +26101,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           }
 
-          /* "cachesim/_providers.pyx":584
+          /* "cachesim/_providers.pyx":581
  *                         _refresh(e, t[r], r)
  *             # writes and billing positions
  *             if mode == M_ANTHROPIC:             # <<<<<<<<<<<<<<
@@ -26129,7 +26113,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           if (__pyx_t_20) {
 
 
-            /* "cachesim/_providers.pyx":585
+            /* "cachesim/_providers.pyx":582
  *             # writes and billing positions
  *             if mode == M_ANTHROPIC:
  *                 b_pos = hit             # <<<<<<<<<<<<<<
@@ -26138,7 +26122,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             __pyx_v_b_pos = __pyx_v_hit;
 
-            /* "cachesim/_providers.pyx":586
+            /* "cachesim/_providers.pyx":583
  *             if mode == M_ANTHROPIC:
  *                 b_pos = hit
  *                 c_pos = hit             # <<<<<<<<<<<<<<
@@ -26147,7 +26131,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             __pyx_v_c_pos = __pyx_v_hit;
 
-            /* "cachesim/_providers.pyx":587
+            /* "cachesim/_providers.pyx":584
  *                 b_pos = hit
  *                 c_pos = hit
  *                 for i in range(nbp):             # <<<<<<<<<<<<<<
@@ -26161,7 +26145,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             for (__pyx_t_18 = 0; __pyx_t_18 < __pyx_t_17; __pyx_t_18+=1) {
               __pyx_v_i = __pyx_t_18;
 
-              /* "cachesim/_providers.pyx":588
+              /* "cachesim/_providers.pyx":585
  *                 c_pos = hit
  *                 for i in range(nbp):
  *                     q = bp_pos[i]             # <<<<<<<<<<<<<<
@@ -26171,7 +26155,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_24 = __pyx_v_i;
               __pyx_v_q = (*((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_bp_pos.data) + __pyx_t_24)) )));
 
-              /* "cachesim/_providers.pyx":589
+              /* "cachesim/_providers.pyx":586
  *                 for i in range(nbp):
  *                     q = bp_pos[i]
  *                     if not bp_ok[i] or q <= hit:             # <<<<<<<<<<<<<<
@@ -26198,7 +26182,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":590
+                /* "cachesim/_providers.pyx":587
  *                     q = bp_pos[i]
  *                     if not bp_ok[i] or q <= hit:
  *                         continue             # <<<<<<<<<<<<<<
@@ -26207,7 +26191,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 goto __pyx_L65_continue;
 
-                /* "cachesim/_providers.pyx":589
+                /* "cachesim/_providers.pyx":586
  *                 for i in range(nbp):
  *                     q = bp_pos[i]
  *                     if not bp_ok[i] or q <= hit:             # <<<<<<<<<<<<<<
@@ -26216,7 +26200,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
 
-              /* "cachesim/_providers.pyx":591
+              /* "cachesim/_providers.pyx":588
  *                     if not bp_ok[i] or q <= hit:
  *                         continue
  *                     if bp_cls[i] and q > b_pos:             # <<<<<<<<<<<<<<
@@ -26243,7 +26227,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":592
+                /* "cachesim/_providers.pyx":589
  *                         continue
  *                     if bp_cls[i] and q > b_pos:
  *                         b_pos = q             # <<<<<<<<<<<<<<
@@ -26252,7 +26236,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 __pyx_v_b_pos = __pyx_v_q;
 
-                /* "cachesim/_providers.pyx":591
+                /* "cachesim/_providers.pyx":588
  *                     if not bp_ok[i] or q <= hit:
  *                         continue
  *                     if bp_cls[i] and q > b_pos:             # <<<<<<<<<<<<<<
@@ -26261,7 +26245,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
 
-              /* "cachesim/_providers.pyx":593
+              /* "cachesim/_providers.pyx":590
  *                     if bp_cls[i] and q > b_pos:
  *                         b_pos = q
  *                     if q > c_pos:             # <<<<<<<<<<<<<<
@@ -26273,7 +26257,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":594
+                /* "cachesim/_providers.pyx":591
  *                         b_pos = q
  *                     if q > c_pos:
  *                         c_pos = q             # <<<<<<<<<<<<<<
@@ -26282,7 +26266,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 __pyx_v_c_pos = __pyx_v_q;
 
-                /* "cachesim/_providers.pyx":593
+                /* "cachesim/_providers.pyx":590
  *                     if bp_cls[i] and q > b_pos:
  *                         b_pos = q
  *                     if q > c_pos:             # <<<<<<<<<<<<<<
@@ -26291,7 +26275,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
 
-              /* "cachesim/_providers.pyx":595
+              /* "cachesim/_providers.pyx":592
  *                     if q > c_pos:
  *                         c_pos = q
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r],             # <<<<<<<<<<<<<<
@@ -26301,7 +26285,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_24 = 0;
               __pyx_t_15 = __pyx_v_r;
 
-              /* "cachesim/_providers.pyx":596
+              /* "cachesim/_providers.pyx":593
  *                         c_pos = q
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r],
  *                               ttl_long_s if bp_cls[i] else ttl_short_s, ttft_s, r) != 0:             # <<<<<<<<<<<<<<
@@ -26320,7 +26304,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               }
 
 
-              /* "cachesim/_providers.pyx":595
+              /* "cachesim/_providers.pyx":592
  *                     if q > c_pos:
  *                         c_pos = q
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r],             # <<<<<<<<<<<<<<
@@ -26333,7 +26317,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":597
+                /* "cachesim/_providers.pyx":594
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r],
  *                               ttl_long_s if bp_cls[i] else ttl_short_s, ttft_s, r) != 0:
  *                         err = 1             # <<<<<<<<<<<<<<
@@ -26342,7 +26326,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 __pyx_v_err = 1;
 
-                /* "cachesim/_providers.pyx":598
+                /* "cachesim/_providers.pyx":595
  *                               ttl_long_s if bp_cls[i] else ttl_short_s, ttft_s, r) != 0:
  *                         err = 1
  *                         break             # <<<<<<<<<<<<<<
@@ -26351,7 +26335,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 goto __pyx_L66_break;
 
-                /* "cachesim/_providers.pyx":595
+                /* "cachesim/_providers.pyx":592
  *                     if q > c_pos:
  *                         c_pos = q
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r],             # <<<<<<<<<<<<<<
@@ -26364,7 +26348,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_L66_break:;
 
 
-            /* "cachesim/_providers.pyx":599
+            /* "cachesim/_providers.pyx":596
  *                         err = 1
  *                         break
  *                 read[r] = hit             # <<<<<<<<<<<<<<
@@ -26374,7 +26358,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_15 = __pyx_v_r;
             *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_read.data) + __pyx_t_15)) )) = __pyx_v_hit;
 
-            /* "cachesim/_providers.pyx":600
+            /* "cachesim/_providers.pyx":597
  *                         break
  *                 read[r] = hit
  *                 w_long[r] = b_pos - hit             # <<<<<<<<<<<<<<
@@ -26384,7 +26368,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_15 = __pyx_v_r;
             *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_w_long.data) + __pyx_t_15)) )) = (__pyx_v_b_pos - __pyx_v_hit);
 
-            /* "cachesim/_providers.pyx":601
+            /* "cachesim/_providers.pyx":598
  *                 read[r] = hit
  *                 w_long[r] = b_pos - hit
  *                 w_short[r] = c_pos - b_pos             # <<<<<<<<<<<<<<
@@ -26394,7 +26378,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_15 = __pyx_v_r;
             *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_w_short.data) + __pyx_t_15)) )) = (__pyx_v_c_pos - __pyx_v_b_pos);
 
-            /* "cachesim/_providers.pyx":584
+            /* "cachesim/_providers.pyx":581
  *                         _refresh(e, t[r], r)
  *             # writes and billing positions
  *             if mode == M_ANTHROPIC:             # <<<<<<<<<<<<<<
@@ -26404,7 +26388,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             goto __pyx_L64;
           }
 
-          /* "cachesim/_providers.pyx":604
+          /* "cachesim/_providers.pyx":601
  *             else:
  *                 # the implicit breakpoint (the last position) first, then the latest explicit ones
  *                 c_pos = hit             # <<<<<<<<<<<<<<
@@ -26414,7 +26398,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           /*else*/ {
             __pyx_v_c_pos = __pyx_v_hit;
 
-            /* "cachesim/_providers.pyx":605
+            /* "cachesim/_providers.pyx":602
  *                 # the implicit breakpoint (the last position) first, then the latest explicit ones
  *                 c_pos = hit
  *                 slots = 0             # <<<<<<<<<<<<<<
@@ -26423,7 +26407,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             __pyx_v_slots = 0;
 
-            /* "cachesim/_providers.pyx":606
+            /* "cachesim/_providers.pyx":603
  *                 c_pos = hit
  *                 slots = 0
  *                 for i in range(nbp - 1, -1, -1):             # <<<<<<<<<<<<<<
@@ -26433,7 +26417,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             for (__pyx_t_19 = (__pyx_v_nbp - 1); __pyx_t_19 > -1L; __pyx_t_19-=1) {
               __pyx_v_i = __pyx_t_19;
 
-              /* "cachesim/_providers.pyx":607
+              /* "cachesim/_providers.pyx":604
  *                 slots = 0
  *                 for i in range(nbp - 1, -1, -1):
  *                     if slots >= max_breakpoints:             # <<<<<<<<<<<<<<
@@ -26445,7 +26429,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":608
+                /* "cachesim/_providers.pyx":605
  *                 for i in range(nbp - 1, -1, -1):
  *                     if slots >= max_breakpoints:
  *                         break             # <<<<<<<<<<<<<<
@@ -26454,7 +26438,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 goto __pyx_L76_break;
 
-                /* "cachesim/_providers.pyx":607
+                /* "cachesim/_providers.pyx":604
  *                 slots = 0
  *                 for i in range(nbp - 1, -1, -1):
  *                     if slots >= max_breakpoints:             # <<<<<<<<<<<<<<
@@ -26463,7 +26447,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
 
-              /* "cachesim/_providers.pyx":609
+              /* "cachesim/_providers.pyx":606
  *                     if slots >= max_breakpoints:
  *                         break
  *                     slots += 1             # <<<<<<<<<<<<<<
@@ -26472,7 +26456,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               __pyx_v_slots = (__pyx_v_slots + 1);
 
-              /* "cachesim/_providers.pyx":610
+              /* "cachesim/_providers.pyx":607
  *                         break
  *                     slots += 1
  *                     q = bp_pos[i]             # <<<<<<<<<<<<<<
@@ -26482,7 +26466,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_15 = __pyx_v_i;
               __pyx_v_q = (*((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_bp_pos.data) + __pyx_t_15)) )));
 
-              /* "cachesim/_providers.pyx":611
+              /* "cachesim/_providers.pyx":608
  *                     slots += 1
  *                     q = bp_pos[i]
  *                     if not bp_ok[i] or q <= hit:             # <<<<<<<<<<<<<<
@@ -26509,7 +26493,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":612
+                /* "cachesim/_providers.pyx":609
  *                     q = bp_pos[i]
  *                     if not bp_ok[i] or q <= hit:
  *                         continue             # <<<<<<<<<<<<<<
@@ -26518,7 +26502,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 goto __pyx_L75_continue;
 
-                /* "cachesim/_providers.pyx":611
+                /* "cachesim/_providers.pyx":608
  *                     slots += 1
  *                     q = bp_pos[i]
  *                     if not bp_ok[i] or q <= hit:             # <<<<<<<<<<<<<<
@@ -26527,7 +26511,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
 
-              /* "cachesim/_providers.pyx":613
+              /* "cachesim/_providers.pyx":610
  *                     if not bp_ok[i] or q <= hit:
  *                         continue
  *                     if q > c_pos:             # <<<<<<<<<<<<<<
@@ -26539,7 +26523,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":614
+                /* "cachesim/_providers.pyx":611
  *                         continue
  *                     if q > c_pos:
  *                         c_pos = q             # <<<<<<<<<<<<<<
@@ -26548,7 +26532,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 __pyx_v_c_pos = __pyx_v_q;
 
-                /* "cachesim/_providers.pyx":613
+                /* "cachesim/_providers.pyx":610
  *                     if not bp_ok[i] or q <= hit:
  *                         continue
  *                     if q > c_pos:             # <<<<<<<<<<<<<<
@@ -26557,7 +26541,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
 
-              /* "cachesim/_providers.pyx":615
+              /* "cachesim/_providers.pyx":612
  *                     if q > c_pos:
  *                         c_pos = q
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r], ttl_short_s, ttft_s,             # <<<<<<<<<<<<<<
@@ -26567,7 +26551,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_15 = 0;
               __pyx_t_24 = __pyx_v_r;
 
-              /* "cachesim/_providers.pyx":616
+              /* "cachesim/_providers.pyx":613
  *                         c_pos = q
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r], ttl_short_s, ttft_s,
  *                               r) != 0:             # <<<<<<<<<<<<<<
@@ -26577,7 +26561,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_20 = (__pyx_f_8cachesim_10_providers__write(__pyx_v_table, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_15)) )))), __pyx_v_q), __pyx_v_ns_r), (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_24)) ))), __pyx_v_ttl_short_s, __pyx_v_ttft_s, __pyx_v_r) != 0);
 
 
-              /* "cachesim/_providers.pyx":615
+              /* "cachesim/_providers.pyx":612
  *                     if q > c_pos:
  *                         c_pos = q
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r], ttl_short_s, ttft_s,             # <<<<<<<<<<<<<<
@@ -26587,7 +26571,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":617
+                /* "cachesim/_providers.pyx":614
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r], ttl_short_s, ttft_s,
  *                               r) != 0:
  *                         err = 1             # <<<<<<<<<<<<<<
@@ -26596,7 +26580,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 __pyx_v_err = 1;
 
-                /* "cachesim/_providers.pyx":618
+                /* "cachesim/_providers.pyx":615
  *                               r) != 0:
  *                         err = 1
  *                         break             # <<<<<<<<<<<<<<
@@ -26605,7 +26589,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 goto __pyx_L76_break;
 
-                /* "cachesim/_providers.pyx":615
+                /* "cachesim/_providers.pyx":612
  *                     if q > c_pos:
  *                         c_pos = q
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r], ttl_short_s, ttft_s,             # <<<<<<<<<<<<<<
@@ -26617,7 +26601,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             }
             __pyx_L76_break:;
 
-            /* "cachesim/_providers.pyx":619
+            /* "cachesim/_providers.pyx":616
  *                         err = 1
  *                         break
  *                 read[r] = hit             # <<<<<<<<<<<<<<
@@ -26627,7 +26611,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_24 = __pyx_v_r;
             *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_read.data) + __pyx_t_24)) )) = __pyx_v_hit;
 
-            /* "cachesim/_providers.pyx":620
+            /* "cachesim/_providers.pyx":617
  *                         break
  *                 read[r] = hit
  *                 w_short[r] = c_pos - hit             # <<<<<<<<<<<<<<
@@ -26639,7 +26623,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           }
           __pyx_L64:;
 
-          /* "cachesim/_providers.pyx":621
+          /* "cachesim/_providers.pyx":618
  *                 read[r] = hit
  *                 w_short[r] = c_pos - hit
  *             if err:             # <<<<<<<<<<<<<<
@@ -26651,7 +26635,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           if (__pyx_t_20) {
 
 
-            /* "cachesim/_providers.pyx":622
+            /* "cachesim/_providers.pyx":619
  *                 w_short[r] = c_pos - hit
  *             if err:
  *                 break             # <<<<<<<<<<<<<<
@@ -26660,7 +26644,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             goto __pyx_L11_break;
 
-            /* "cachesim/_providers.pyx":621
+            /* "cachesim/_providers.pyx":618
  *                 read[r] = hit
  *                 w_short[r] = c_pos - hit
  *             if err:             # <<<<<<<<<<<<<<
@@ -26674,9 +26658,9 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 
       }
 
-      /* "cachesim/_providers.pyx":470
+      /* "cachesim/_providers.pyx":468
  *     cdef int err = 0
- *     cdef bint seen_short, duplicate
+ *     cdef bint seen_short
  *     with nogil:             # <<<<<<<<<<<<<<
  *         for r in range(n):
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL
@@ -26691,7 +26675,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
       }
   }
 
-  /* "cachesim/_providers.pyx":623
+  /* "cachesim/_providers.pyx":620
  *             if err:
  *                 break
  *     if err:             # <<<<<<<<<<<<<<
@@ -26703,7 +26687,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
   if (unlikely(__pyx_t_20)) {
 
 
-    /* "cachesim/_providers.pyx":624
+    /* "cachesim/_providers.pyx":621
  *                 break
  *     if err:
  *         raise MemoryError("cachesim: out of memory in the provider cache table")             # <<<<<<<<<<<<<<
@@ -26716,14 +26700,14 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
       PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_cachesim_out_of_memory_in_the_pr};
       __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_MemoryError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 624, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 621, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(0, 624, __pyx_L1_error)
+    __PYX_ERR(0, 621, __pyx_L1_error)
 
-    /* "cachesim/_providers.pyx":623
+    /* "cachesim/_providers.pyx":620
  *             if err:
  *                 break
  *     if err:             # <<<<<<<<<<<<<<
@@ -26732,30 +26716,30 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
   }
 
-  /* "cachesim/_providers.pyx":625
+  /* "cachesim/_providers.pyx":622
  *     if err:
  *         raise MemoryError("cachesim: out of memory in the provider cache table")
  *     return read_arr, ws_arr, wl_arr, flags_arr, error_arr             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_t_1 = PyTuple_New(5); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 625, __pyx_L1_error)
+  __pyx_t_1 = PyTuple_New(5); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 622, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_INCREF(__pyx_v_read_arr);
   __Pyx_GIVEREF(__pyx_v_read_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_v_read_arr) != (0)) __PYX_ERR(0, 625, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_v_read_arr) != (0)) __PYX_ERR(0, 622, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_ws_arr);
   __Pyx_GIVEREF(__pyx_v_ws_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_v_ws_arr) != (0)) __PYX_ERR(0, 625, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_v_ws_arr) != (0)) __PYX_ERR(0, 622, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_wl_arr);
   __Pyx_GIVEREF(__pyx_v_wl_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 2, __pyx_v_wl_arr) != (0)) __PYX_ERR(0, 625, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 2, __pyx_v_wl_arr) != (0)) __PYX_ERR(0, 622, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_flags_arr);
   __Pyx_GIVEREF(__pyx_v_flags_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 3, __pyx_v_flags_arr) != (0)) __PYX_ERR(0, 625, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 3, __pyx_v_flags_arr) != (0)) __PYX_ERR(0, 622, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_error_arr);
   __Pyx_GIVEREF(__pyx_v_error_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 4, __pyx_v_error_arr) != (0)) __PYX_ERR(0, 625, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 4, __pyx_v_error_arr) != (0)) __PYX_ERR(0, 622, __pyx_L1_error);
   {
     PyObject *__pyx_temp;
     {
@@ -26834,13 +26818,12 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 
 
 
-
   __Pyx_XGIVEREF(__pyx_r);
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-/* "cachesim/_providers.pyx":631
+/* "cachesim/_providers.pyx":628
  * # Prefix-unit caches: OpenAI before GPT-5.6, Gemini implicit (longest common prefix at a unit granularity)
  * 
  * def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
@@ -26859,46 +26842,46 @@ static PyObject *__pyx_pf_8cachesim_10_providers_16__defaults__(CYTHON_UNUSED Py
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__defaults__", 0);
-  __pyx_t_1 = PyFloat_FromDouble(__Pyx_CyFunction_Defaults(struct __pyx_defaults1, __pyx_self)->arg0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 631, __pyx_L1_error)
+  __pyx_t_1 = PyFloat_FromDouble(__Pyx_CyFunction_Defaults(struct __pyx_defaults1, __pyx_self)->arg0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 628, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_2 = __pyx_memoryview_fromslice(__Pyx_CyFunction_Defaults(struct __pyx_defaults1, __pyx_self)->arg1, 1, (PyObject *(*)(char *)) __pyx_memview_get_nn_int32_t__const__, (int (*)(char *, PyObject *)) NULL, 0);; if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 631, __pyx_L1_error)
+  __pyx_t_2 = __pyx_memoryview_fromslice(__Pyx_CyFunction_Defaults(struct __pyx_defaults1, __pyx_self)->arg1, 1, (PyObject *(*)(char *)) __pyx_memview_get_nn_int32_t__const__, (int (*)(char *, PyObject *)) NULL, 0);; if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 628, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
 
-  /* "cachesim/_providers.pyx":637
+  /* "cachesim/_providers.pyx":634
  *                 int64_t min_tokens, double idle_ttl_s, double max_age_s, double ttft_s,
  *                 const double[::1] miss_draw, double miss_probability, double forget_s=INFINITY,
  *                 const int32_t[::1] tenant=None, int64_t capacity_units=0):             # <<<<<<<<<<<<<<
  *     """Serve every request; returns per-request ``read, flags, evicted_by`` arrays.
  * 
 */
-  __pyx_t_3 = __Pyx_PyLong_From_int64_t(((int64_t)0)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 637, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_int64_t(((int64_t)0)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 634, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
 
-  /* "cachesim/_providers.pyx":631
+  /* "cachesim/_providers.pyx":628
  * # Prefix-unit caches: OpenAI before GPT-5.6, Gemini implicit (longest common prefix at a unit granularity)
  * 
  * def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
  *                 const uint64_t[::1] ns, const uint64_t[::1] route_key, const int32_t[::1] replicas,
  *                 const int32_t[::1] replica_max,
 */
-  __pyx_t_4 = PyTuple_New(3); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 631, __pyx_L1_error)
+  __pyx_t_4 = PyTuple_New(3); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 628, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_GIVEREF(__pyx_t_1);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 631, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 628, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_2);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 1, __pyx_t_2) != (0)) __PYX_ERR(0, 631, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 1, __pyx_t_2) != (0)) __PYX_ERR(0, 628, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 2, __pyx_t_3) != (0)) __PYX_ERR(0, 631, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 2, __pyx_t_3) != (0)) __PYX_ERR(0, 628, __pyx_L1_error);
   __pyx_t_1 = 0;
   __pyx_t_2 = 0;
   __pyx_t_3 = 0;
-  __pyx_t_3 = PyTuple_New(2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 631, __pyx_L1_error)
+  __pyx_t_3 = PyTuple_New(2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 628, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 631, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 628, __pyx_L1_error);
   __Pyx_INCREF(Py_None);
   __Pyx_GIVEREF(Py_None);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 1, Py_None) != (0)) __PYX_ERR(0, 631, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 1, Py_None) != (0)) __PYX_ERR(0, 628, __pyx_L1_error);
   __pyx_t_4 = 0;
   {
     PyObject *__pyx_temp;
@@ -26985,187 +26968,187 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_tokens,&__pyx_mstate_global->__pyx_n_u_token_offsets,&__pyx_mstate_global->__pyx_n_u_t,&__pyx_mstate_global->__pyx_n_u_ns,&__pyx_mstate_global->__pyx_n_u_route_key,&__pyx_mstate_global->__pyx_n_u_replicas,&__pyx_mstate_global->__pyx_n_u_replica_max,&__pyx_mstate_global->__pyx_n_u_unit_tokens,&__pyx_mstate_global->__pyx_n_u_hidden_tokens,&__pyx_mstate_global->__pyx_n_u_round_to,&__pyx_mstate_global->__pyx_n_u_token_exact,&__pyx_mstate_global->__pyx_n_u_min_tokens,&__pyx_mstate_global->__pyx_n_u_idle_ttl_s,&__pyx_mstate_global->__pyx_n_u_max_age_s,&__pyx_mstate_global->__pyx_n_u_ttft_s,&__pyx_mstate_global->__pyx_n_u_miss_draw,&__pyx_mstate_global->__pyx_n_u_miss_probability,&__pyx_mstate_global->__pyx_n_u_forget_s,&__pyx_mstate_global->__pyx_n_u_tenant,&__pyx_mstate_global->__pyx_n_u_capacity_units,0};
     struct __pyx_defaults1 *__pyx_dynamic_args = __Pyx_CyFunction_Defaults(struct __pyx_defaults1, __pyx_self);
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 631, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 628, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case 20:
         values[19] = __Pyx_ArgRef_FASTCALL(__pyx_args, 19);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[19])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[19])) __PYX_ERR(0, 628, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 19:
         values[18] = __Pyx_ArgRef_FASTCALL(__pyx_args, 18);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[18])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[18])) __PYX_ERR(0, 628, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 18:
         values[17] = __Pyx_ArgRef_FASTCALL(__pyx_args, 17);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[17])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[17])) __PYX_ERR(0, 628, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 17:
         values[16] = __Pyx_ArgRef_FASTCALL(__pyx_args, 16);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[16])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[16])) __PYX_ERR(0, 628, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 16:
         values[15] = __Pyx_ArgRef_FASTCALL(__pyx_args, 15);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[15])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[15])) __PYX_ERR(0, 628, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 15:
         values[14] = __Pyx_ArgRef_FASTCALL(__pyx_args, 14);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[14])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[14])) __PYX_ERR(0, 628, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 14:
         values[13] = __Pyx_ArgRef_FASTCALL(__pyx_args, 13);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[13])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[13])) __PYX_ERR(0, 628, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 13:
         values[12] = __Pyx_ArgRef_FASTCALL(__pyx_args, 12);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[12])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[12])) __PYX_ERR(0, 628, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 12:
         values[11] = __Pyx_ArgRef_FASTCALL(__pyx_args, 11);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 628, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 11:
         values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 628, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 10:
         values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 628, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  9:
         values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 628, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  8:
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 628, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  7:
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 628, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  6:
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 628, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 628, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 628, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 628, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 628, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 628, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "serve_units", 0) < (0)) __PYX_ERR(0, 631, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "serve_units", 0) < (0)) __PYX_ERR(0, 628, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 17; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("serve_units", 0, 17, 20, i); __PYX_ERR(0, 631, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("serve_units", 0, 17, 20, i); __PYX_ERR(0, 628, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case 20:
         values[19] = __Pyx_ArgRef_FASTCALL(__pyx_args, 19);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[19])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[19])) __PYX_ERR(0, 628, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 19:
         values[18] = __Pyx_ArgRef_FASTCALL(__pyx_args, 18);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[18])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[18])) __PYX_ERR(0, 628, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 18:
         values[17] = __Pyx_ArgRef_FASTCALL(__pyx_args, 17);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[17])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[17])) __PYX_ERR(0, 628, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 17:
         values[16] = __Pyx_ArgRef_FASTCALL(__pyx_args, 16);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[16])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[16])) __PYX_ERR(0, 628, __pyx_L3_error)
         values[15] = __Pyx_ArgRef_FASTCALL(__pyx_args, 15);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[15])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[15])) __PYX_ERR(0, 628, __pyx_L3_error)
         values[14] = __Pyx_ArgRef_FASTCALL(__pyx_args, 14);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[14])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[14])) __PYX_ERR(0, 628, __pyx_L3_error)
         values[13] = __Pyx_ArgRef_FASTCALL(__pyx_args, 13);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[13])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[13])) __PYX_ERR(0, 628, __pyx_L3_error)
         values[12] = __Pyx_ArgRef_FASTCALL(__pyx_args, 12);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[12])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[12])) __PYX_ERR(0, 628, __pyx_L3_error)
         values[11] = __Pyx_ArgRef_FASTCALL(__pyx_args, 11);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 628, __pyx_L3_error)
         values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 628, __pyx_L3_error)
         values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 628, __pyx_L3_error)
         values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 628, __pyx_L3_error)
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 628, __pyx_L3_error)
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 628, __pyx_L3_error)
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 628, __pyx_L3_error)
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 628, __pyx_L3_error)
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 628, __pyx_L3_error)
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 628, __pyx_L3_error)
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 628, __pyx_L3_error)
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 631, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 628, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
-    __pyx_v_tokens = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t__const__(values[0], 0); if (unlikely(!__pyx_v_tokens.memview)) __PYX_ERR(0, 631, __pyx_L3_error)
-    __pyx_v_token_offsets = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[1], 0); if (unlikely(!__pyx_v_token_offsets.memview)) __PYX_ERR(0, 631, __pyx_L3_error)
-    __pyx_v_t = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[2], 0); if (unlikely(!__pyx_v_t.memview)) __PYX_ERR(0, 631, __pyx_L3_error)
-    __pyx_v_ns = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t__const__(values[3], 0); if (unlikely(!__pyx_v_ns.memview)) __PYX_ERR(0, 632, __pyx_L3_error)
-    __pyx_v_route_key = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t__const__(values[4], 0); if (unlikely(!__pyx_v_route_key.memview)) __PYX_ERR(0, 632, __pyx_L3_error)
-    __pyx_v_replicas = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t__const__(values[5], 0); if (unlikely(!__pyx_v_replicas.memview)) __PYX_ERR(0, 632, __pyx_L3_error)
-    __pyx_v_replica_max = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t__const__(values[6], 0); if (unlikely(!__pyx_v_replica_max.memview)) __PYX_ERR(0, 633, __pyx_L3_error)
-    __pyx_v_unit_tokens = __Pyx_PyLong_As_int64_t(values[7]); if (unlikely((__pyx_v_unit_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 634, __pyx_L3_error)
-    __pyx_v_hidden_tokens = __Pyx_PyLong_As_int64_t(values[8]); if (unlikely((__pyx_v_hidden_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 634, __pyx_L3_error)
-    __pyx_v_round_to = __Pyx_PyLong_As_int64_t(values[9]); if (unlikely((__pyx_v_round_to == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 634, __pyx_L3_error)
-    __pyx_v_token_exact = __Pyx_PyObject_IsTrue(values[10]); if (unlikely((__pyx_v_token_exact == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 634, __pyx_L3_error)
-    __pyx_v_min_tokens = __Pyx_PyLong_As_int64_t(values[11]); if (unlikely((__pyx_v_min_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 635, __pyx_L3_error)
-    __pyx_v_idle_ttl_s = __Pyx_PyFloat_AsDouble(values[12]); if (unlikely((__pyx_v_idle_ttl_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 635, __pyx_L3_error)
-    __pyx_v_max_age_s = __Pyx_PyFloat_AsDouble(values[13]); if (unlikely((__pyx_v_max_age_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 635, __pyx_L3_error)
-    __pyx_v_ttft_s = __Pyx_PyFloat_AsDouble(values[14]); if (unlikely((__pyx_v_ttft_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 635, __pyx_L3_error)
-    __pyx_v_miss_draw = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[15], 0); if (unlikely(!__pyx_v_miss_draw.memview)) __PYX_ERR(0, 636, __pyx_L3_error)
-    __pyx_v_miss_probability = __Pyx_PyFloat_AsDouble(values[16]); if (unlikely((__pyx_v_miss_probability == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 636, __pyx_L3_error)
+    __pyx_v_tokens = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t__const__(values[0], 0); if (unlikely(!__pyx_v_tokens.memview)) __PYX_ERR(0, 628, __pyx_L3_error)
+    __pyx_v_token_offsets = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[1], 0); if (unlikely(!__pyx_v_token_offsets.memview)) __PYX_ERR(0, 628, __pyx_L3_error)
+    __pyx_v_t = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[2], 0); if (unlikely(!__pyx_v_t.memview)) __PYX_ERR(0, 628, __pyx_L3_error)
+    __pyx_v_ns = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t__const__(values[3], 0); if (unlikely(!__pyx_v_ns.memview)) __PYX_ERR(0, 629, __pyx_L3_error)
+    __pyx_v_route_key = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t__const__(values[4], 0); if (unlikely(!__pyx_v_route_key.memview)) __PYX_ERR(0, 629, __pyx_L3_error)
+    __pyx_v_replicas = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t__const__(values[5], 0); if (unlikely(!__pyx_v_replicas.memview)) __PYX_ERR(0, 629, __pyx_L3_error)
+    __pyx_v_replica_max = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t__const__(values[6], 0); if (unlikely(!__pyx_v_replica_max.memview)) __PYX_ERR(0, 630, __pyx_L3_error)
+    __pyx_v_unit_tokens = __Pyx_PyLong_As_int64_t(values[7]); if (unlikely((__pyx_v_unit_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 631, __pyx_L3_error)
+    __pyx_v_hidden_tokens = __Pyx_PyLong_As_int64_t(values[8]); if (unlikely((__pyx_v_hidden_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 631, __pyx_L3_error)
+    __pyx_v_round_to = __Pyx_PyLong_As_int64_t(values[9]); if (unlikely((__pyx_v_round_to == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 631, __pyx_L3_error)
+    __pyx_v_token_exact = __Pyx_PyObject_IsTrue(values[10]); if (unlikely((__pyx_v_token_exact == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 631, __pyx_L3_error)
+    __pyx_v_min_tokens = __Pyx_PyLong_As_int64_t(values[11]); if (unlikely((__pyx_v_min_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 632, __pyx_L3_error)
+    __pyx_v_idle_ttl_s = __Pyx_PyFloat_AsDouble(values[12]); if (unlikely((__pyx_v_idle_ttl_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 632, __pyx_L3_error)
+    __pyx_v_max_age_s = __Pyx_PyFloat_AsDouble(values[13]); if (unlikely((__pyx_v_max_age_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 632, __pyx_L3_error)
+    __pyx_v_ttft_s = __Pyx_PyFloat_AsDouble(values[14]); if (unlikely((__pyx_v_ttft_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 632, __pyx_L3_error)
+    __pyx_v_miss_draw = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[15], 0); if (unlikely(!__pyx_v_miss_draw.memview)) __PYX_ERR(0, 633, __pyx_L3_error)
+    __pyx_v_miss_probability = __Pyx_PyFloat_AsDouble(values[16]); if (unlikely((__pyx_v_miss_probability == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 633, __pyx_L3_error)
     if (values[17]) {
-      __pyx_v_forget_s = __Pyx_PyFloat_AsDouble(values[17]); if (unlikely((__pyx_v_forget_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 636, __pyx_L3_error)
+      __pyx_v_forget_s = __Pyx_PyFloat_AsDouble(values[17]); if (unlikely((__pyx_v_forget_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 633, __pyx_L3_error)
     } else {
       __pyx_v_forget_s = __pyx_dynamic_args->arg0;
     }
     if (values[18]) {
-      __pyx_v_tenant = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t__const__(values[18], 0); if (unlikely(!__pyx_v_tenant.memview)) __PYX_ERR(0, 637, __pyx_L3_error)
+      __pyx_v_tenant = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t__const__(values[18], 0); if (unlikely(!__pyx_v_tenant.memview)) __PYX_ERR(0, 634, __pyx_L3_error)
     } else {
       __pyx_v_tenant = __pyx_dynamic_args->arg1;
       __PYX_INC_MEMVIEW(&__pyx_v_tenant, 1);
     }
     if (values[19]) {
-      __pyx_v_capacity_units = __Pyx_PyLong_As_int64_t(values[19]); if (unlikely((__pyx_v_capacity_units == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 637, __pyx_L3_error)
+      __pyx_v_capacity_units = __Pyx_PyLong_As_int64_t(values[19]); if (unlikely((__pyx_v_capacity_units == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 634, __pyx_L3_error)
     } else {
       __pyx_v_capacity_units = ((int64_t)((int64_t)0));
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("serve_units", 0, 17, 20, __pyx_nargs); __PYX_ERR(0, 631, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("serve_units", 0, 17, 20, __pyx_nargs); __PYX_ERR(0, 628, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -27293,7 +27276,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("serve_units", 0);
 
-  /* "cachesim/_providers.pyx":652
+  /* "cachesim/_providers.pyx":649
  *     an evicted unit reports ``evicted`` and the tenant whose insertion evicted it (``evicted_by``, else -1).
  *     """
  *     cdef Py_ssize_t n = t.shape[0], r             # <<<<<<<<<<<<<<
@@ -27302,7 +27285,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
   __pyx_v_n = (__pyx_v_t.shape[0]);
 
-  /* "cachesim/_providers.pyx":653
+  /* "cachesim/_providers.pyx":650
  *     """
  *     cdef Py_ssize_t n = t.shape[0], r
  *     read_arr = np.zeros(n, dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -27310,16 +27293,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
  *     evicted_by_arr = np.full(n, -1, dtype=np.int32)
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 653, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 650, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 653, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 650, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 653, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 650, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 653, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 650, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 653, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 650, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   #if CYTHON_VECTORCALL
@@ -27340,13 +27323,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
     PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_t_3, __pyx_t_6};
     #if CYTHON_VECTORCALL
     __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 653, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 650, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_5);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 653, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 650, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     #endif
@@ -27358,13 +27341,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 653, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 650, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_read_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":654
+  /* "cachesim/_providers.pyx":651
  *     cdef Py_ssize_t n = t.shape[0], r
  *     read_arr = np.zeros(n, dtype=np.int64)
  *     flags_arr = np.zeros(n, dtype=np.int32)             # <<<<<<<<<<<<<<
@@ -27372,16 +27355,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
  *     cdef int64_t[::1] read = read_arr
 */
   __pyx_t_4 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 654, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 651, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 654, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 651, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 654, __pyx_L1_error)
+  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 651, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 654, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 651, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int32); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 654, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int32); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 651, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   #if CYTHON_VECTORCALL
@@ -27402,13 +27385,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
     PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_t_5, __pyx_t_2};
     #if CYTHON_VECTORCALL
     __pyx_t_3 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 654, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 651, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_3);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_3 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 654, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 651, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     #endif
@@ -27420,13 +27403,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 654, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 651, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_flags_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":655
+  /* "cachesim/_providers.pyx":652
  *     read_arr = np.zeros(n, dtype=np.int64)
  *     flags_arr = np.zeros(n, dtype=np.int32)
  *     evicted_by_arr = np.full(n, -1, dtype=np.int32)             # <<<<<<<<<<<<<<
@@ -27434,16 +27417,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
  *     cdef int32_t[::1] flags = flags_arr
 */
   __pyx_t_6 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 655, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 652, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_full); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 655, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_full); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 652, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 655, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 652, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 655, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 652, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int32); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 655, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int32); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 652, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   #if CYTHON_VECTORCALL
@@ -27464,13 +27447,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
     PyObject *__pyx_callargs[4] = {__pyx_t_6, __pyx_t_3, __pyx_mstate_global->__pyx_int_neg_1, __pyx_t_4};
     #if CYTHON_VECTORCALL
     __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 655, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 652, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_5);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+3, 1);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 655, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 652, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     #endif
@@ -27482,49 +27465,49 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 655, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 652, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_evicted_by_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":656
+  /* "cachesim/_providers.pyx":653
  *     flags_arr = np.zeros(n, dtype=np.int32)
  *     evicted_by_arr = np.full(n, -1, dtype=np.int32)
  *     cdef int64_t[::1] read = read_arr             # <<<<<<<<<<<<<<
  *     cdef int32_t[::1] flags = flags_arr
  *     cdef int32_t[::1] evicted_by = evicted_by_arr
 */
-  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_read_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 656, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_read_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 653, __pyx_L1_error)
   __pyx_v_read = __pyx_t_8;
   __pyx_t_8.memview = NULL;
   __pyx_t_8.data = NULL;
 
-  /* "cachesim/_providers.pyx":657
+  /* "cachesim/_providers.pyx":654
  *     evicted_by_arr = np.full(n, -1, dtype=np.int32)
  *     cdef int64_t[::1] read = read_arr
  *     cdef int32_t[::1] flags = flags_arr             # <<<<<<<<<<<<<<
  *     cdef int32_t[::1] evicted_by = evicted_by_arr
  *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
 */
-  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t(__pyx_v_flags_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 657, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t(__pyx_v_flags_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 654, __pyx_L1_error)
   __pyx_v_flags = __pyx_t_9;
   __pyx_t_9.memview = NULL;
   __pyx_t_9.data = NULL;
 
-  /* "cachesim/_providers.pyx":658
+  /* "cachesim/_providers.pyx":655
  *     cdef int64_t[::1] read = read_arr
  *     cdef int32_t[::1] flags = flags_arr
  *     cdef int32_t[::1] evicted_by = evicted_by_arr             # <<<<<<<<<<<<<<
  *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
  *     cdef uint64_t[::1] chain = chain_arr
 */
-  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t(__pyx_v_evicted_by_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 658, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t(__pyx_v_evicted_by_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 655, __pyx_L1_error)
   __pyx_v_evicted_by = __pyx_t_9;
   __pyx_t_9.memview = NULL;
   __pyx_t_9.data = NULL;
 
-  /* "cachesim/_providers.pyx":659
+  /* "cachesim/_providers.pyx":656
  *     cdef int32_t[::1] flags = flags_arr
  *     cdef int32_t[::1] evicted_by = evicted_by_arr
  *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)             # <<<<<<<<<<<<<<
@@ -27532,16 +27515,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
  *     cdef bint routed = replicas.shape[0] == n
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 659, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 656, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 659, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 656, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = __Pyx_PyLong_From_int64_t(((__pyx_f_8cachesim_10_providers__longest(__pyx_v_token_offsets) / __pyx_e_8cachesim_10_providers_UNIT) + 2)); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 659, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyLong_From_int64_t(((__pyx_f_8cachesim_10_providers__longest(__pyx_v_token_offsets) / __pyx_e_8cachesim_10_providers_UNIT) + 2)); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 656, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 659, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 656, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 659, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 656, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   #if CYTHON_VECTORCALL
@@ -27562,13 +27545,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
     PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_t_5, __pyx_t_6};
     #if CYTHON_VECTORCALL
     __pyx_t_3 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 659, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 656, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_3);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_3 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 659, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 656, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     #endif
@@ -27580,25 +27563,25 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 659, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 656, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_chain_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":660
+  /* "cachesim/_providers.pyx":657
  *     cdef int32_t[::1] evicted_by = evicted_by_arr
  *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
  *     cdef uint64_t[::1] chain = chain_arr             # <<<<<<<<<<<<<<
  *     cdef bint routed = replicas.shape[0] == n
  *     cdef bint bounded = capacity_units > 0
 */
-  __pyx_t_10 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t(__pyx_v_chain_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_10.memview)) __PYX_ERR(0, 660, __pyx_L1_error)
+  __pyx_t_10 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t(__pyx_v_chain_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_10.memview)) __PYX_ERR(0, 657, __pyx_L1_error)
   __pyx_v_chain = __pyx_t_10;
   __pyx_t_10.memview = NULL;
   __pyx_t_10.data = NULL;
 
-  /* "cachesim/_providers.pyx":661
+  /* "cachesim/_providers.pyx":658
  *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
  *     cdef uint64_t[::1] chain = chain_arr
  *     cdef bint routed = replicas.shape[0] == n             # <<<<<<<<<<<<<<
@@ -27607,7 +27590,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
   __pyx_v_routed = ((__pyx_v_replicas.shape[0]) == __pyx_v_n);
 
-  /* "cachesim/_providers.pyx":662
+  /* "cachesim/_providers.pyx":659
  *     cdef uint64_t[::1] chain = chain_arr
  *     cdef bint routed = replicas.shape[0] == n
  *     cdef bint bounded = capacity_units > 0             # <<<<<<<<<<<<<<
@@ -27616,7 +27599,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
   __pyx_v_bounded = (__pyx_v_capacity_units > 0);
 
-  /* "cachesim/_providers.pyx":663
+  /* "cachesim/_providers.pyx":660
  *     cdef bint routed = replicas.shape[0] == n
  *     cdef bint bounded = capacity_units > 0
  *     if bounded and (tenant is None or tenant.shape[0] != n):             # <<<<<<<<<<<<<<
@@ -27648,7 +27631,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
   if (unlikely(__pyx_t_11)) {
 
 
-    /* "cachesim/_providers.pyx":664
+    /* "cachesim/_providers.pyx":661
  *     cdef bint bounded = capacity_units > 0
  *     if bounded and (tenant is None or tenant.shape[0] != n):
  *         raise ValueError("a capacity needs the tenant of every request")             # <<<<<<<<<<<<<<
@@ -27661,14 +27644,14 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
       PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_mstate_global->__pyx_kp_u_a_capacity_needs_the_tenant_of_e};
       __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 664, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 661, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(0, 664, __pyx_L1_error)
+    __PYX_ERR(0, 661, __pyx_L1_error)
 
-    /* "cachesim/_providers.pyx":663
+    /* "cachesim/_providers.pyx":660
  *     cdef bint routed = replicas.shape[0] == n
  *     cdef bint bounded = capacity_units > 0
  *     if bounded and (tenant is None or tenant.shape[0] != n):             # <<<<<<<<<<<<<<
@@ -27677,7 +27660,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
   }
 
-  /* "cachesim/_providers.pyx":665
+  /* "cachesim/_providers.pyx":662
  *     if bounded and (tenant is None or tenant.shape[0] != n):
  *         raise ValueError("a capacity needs the tenant of every request")
  *     cdef _Table replica_ids = _Table(64)       # namespace -> index into queues / resident             # <<<<<<<<<<<<<<
@@ -27690,22 +27673,22 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
     PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_mstate_global->__pyx_int_64};
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_mstate_global->__pyx_ptype_8cachesim_10_providers__Table, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 665, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 662, __pyx_L1_error)
     __Pyx_GOTREF((PyObject *)__pyx_t_1);
   }
   __pyx_v_replica_ids = ((struct __pyx_obj_8cachesim_10_providers__Table *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":668
+  /* "cachesim/_providers.pyx":665
  *     cdef vector[deque[pair[int64_t, uint64_t]]] queues
  *     cdef vector[int64_t] resident
- *     cdef int64_t seq = 0, rep, n_units, n_ins, victim_seq             # <<<<<<<<<<<<<<
+ *     cdef int64_t seq = 0, rep, n_units, n_ins             # <<<<<<<<<<<<<<
  *     cdef pair[int64_t, uint64_t] item
  *     cdef Entry* v
 */
   __pyx_v_seq = 0;
 
-  /* "cachesim/_providers.pyx":671
+  /* "cachesim/_providers.pyx":668
  *     cdef pair[int64_t, uint64_t] item
  *     cdef Entry* v
  *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0             # <<<<<<<<<<<<<<
@@ -27730,7 +27713,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
   __pyx_L7_bool_binop_done:;
   __pyx_v_use_draws = __pyx_t_11;
 
-  /* "cachesim/_providers.pyx":672
+  /* "cachesim/_providers.pyx":669
  *     cdef Entry* v
  *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0
  *     cdef _Table table = _Table(64, forget_s)             # <<<<<<<<<<<<<<
@@ -27738,7 +27721,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
  *     cdef const uint32_t* toks
 */
   __pyx_t_4 = NULL;
-  __pyx_t_3 = PyFloat_FromDouble(__pyx_v_forget_s); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 672, __pyx_L1_error)
+  __pyx_t_3 = PyFloat_FromDouble(__pyx_v_forget_s); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 669, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __pyx_t_7 = 1;
   {
@@ -27746,13 +27729,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_mstate_global->__pyx_ptype_8cachesim_10_providers__Table, __pyx_callargs+__pyx_t_7, (3-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 672, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 669, __pyx_L1_error)
     __Pyx_GOTREF((PyObject *)__pyx_t_1);
   }
   __pyx_v_table = ((struct __pyx_obj_8cachesim_10_providers__Table *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":673
+  /* "cachesim/_providers.pyx":670
  *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0
  *     cdef _Table table = _Table(64, forget_s)
  *     table.lru = bounded             # <<<<<<<<<<<<<<
@@ -27761,7 +27744,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
   __pyx_v_table->lru = __pyx_v_bounded;
 
-  /* "cachesim/_providers.pyx":681
+  /* "cachesim/_providers.pyx":678
  *     cdef Entry* last
  *     cdef bint fresh
  *     cdef int err = 0             # <<<<<<<<<<<<<<
@@ -27770,7 +27753,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
   __pyx_v_err = 0;
 
-  /* "cachesim/_providers.pyx":682
+  /* "cachesim/_providers.pyx":679
  *     cdef bint fresh
  *     cdef int err = 0
  *     if unit_tokens < 1 or round_to < 1:             # <<<<<<<<<<<<<<
@@ -27796,7 +27779,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
   if (unlikely(__pyx_t_11)) {
 
 
-    /* "cachesim/_providers.pyx":683
+    /* "cachesim/_providers.pyx":680
  *     cdef int err = 0
  *     if unit_tokens < 1 or round_to < 1:
  *         raise ValueError("unit_tokens and round_to must be >= 1")             # <<<<<<<<<<<<<<
@@ -27809,14 +27792,14 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
       PyObject *__pyx_callargs[2] = {__pyx_t_3, __pyx_mstate_global->__pyx_kp_u_unit_tokens_and_round_to_must_be};
       __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 683, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 680, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(0, 683, __pyx_L1_error)
+    __PYX_ERR(0, 680, __pyx_L1_error)
 
-    /* "cachesim/_providers.pyx":682
+    /* "cachesim/_providers.pyx":679
  *     cdef bint fresh
  *     cdef int err = 0
  *     if unit_tokens < 1 or round_to < 1:             # <<<<<<<<<<<<<<
@@ -27825,7 +27808,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
   }
 
-  /* "cachesim/_providers.pyx":685
+  /* "cachesim/_providers.pyx":682
  *         raise ValueError("unit_tokens and round_to must be >= 1")
  *     # the first unit end: the smallest k*unit - hidden that is >= 1
  *     first = unit_tokens - hidden_tokens % unit_tokens             # <<<<<<<<<<<<<<
@@ -27834,7 +27817,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
   __pyx_v_first = (__pyx_v_unit_tokens - (__pyx_v_hidden_tokens % __pyx_v_unit_tokens));
 
-  /* "cachesim/_providers.pyx":686
+  /* "cachesim/_providers.pyx":683
  *     # the first unit end: the smallest k*unit - hidden that is >= 1
  *     first = unit_tokens - hidden_tokens % unit_tokens
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -27847,7 +27830,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "cachesim/_providers.pyx":687
+        /* "cachesim/_providers.pyx":684
  *     first = unit_tokens - hidden_tokens % unit_tokens
  *     with nogil:
  *         for r in range(n):             # <<<<<<<<<<<<<<
@@ -27861,7 +27844,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
         for (__pyx_t_15 = 0; __pyx_t_15 < __pyx_t_14; __pyx_t_15+=1) {
           __pyx_v_r = __pyx_t_15;
 
-          /* "cachesim/_providers.pyx":688
+          /* "cachesim/_providers.pyx":685
  *     with nogil:
  *         for r in range(n):
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL             # <<<<<<<<<<<<<<
@@ -27882,7 +27865,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
           __pyx_v_toks = __pyx_t_16;
 
-          /* "cachesim/_providers.pyx":689
+          /* "cachesim/_providers.pyx":686
  *         for r in range(n):
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL
  *             length = token_offsets[r + 1] - token_offsets[r]             # <<<<<<<<<<<<<<
@@ -27893,7 +27876,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           __pyx_t_17 = __pyx_v_r;
           __pyx_v_length = ((*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_18)) ))) - (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_17)) ))));
 
-          /* "cachesim/_providers.pyx":690
+          /* "cachesim/_providers.pyx":687
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL
  *             length = token_offsets[r + 1] - token_offsets[r]
  *             ns_r = ns[r]             # <<<<<<<<<<<<<<
@@ -27903,7 +27886,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           __pyx_t_17 = __pyx_v_r;
           __pyx_v_ns_r = (*((uint64_t const  *) ( /* dim=0 */ ((char *) (((uint64_t const  *) __pyx_v_ns.data) + __pyx_t_17)) )));
 
-          /* "cachesim/_providers.pyx":691
+          /* "cachesim/_providers.pyx":688
  *             length = token_offsets[r + 1] - token_offsets[r]
  *             ns_r = ns[r]
  *             table.now = t[r]             # <<<<<<<<<<<<<<
@@ -27913,7 +27896,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           __pyx_t_17 = __pyx_v_r;
           __pyx_v_table->now = (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_17)) )));
 
-          /* "cachesim/_providers.pyx":692
+          /* "cachesim/_providers.pyx":689
  *             ns_r = ns[r]
  *             table.now = t[r]
  *             c_chain(toks, length, &chain[0])             # <<<<<<<<<<<<<<
@@ -27923,7 +27906,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           __pyx_t_17 = 0;
           __pyx_f_8cachesim_10_providers_c_chain(__pyx_v_toks, __pyx_v_length, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_17)) )))));
 
-          /* "cachesim/_providers.pyx":693
+          /* "cachesim/_providers.pyx":690
  *             table.now = t[r]
  *             c_chain(toks, length, &chain[0])
  *             matched = 0             # <<<<<<<<<<<<<<
@@ -27932,7 +27915,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
           __pyx_v_matched = 0;
 
-          /* "cachesim/_providers.pyx":694
+          /* "cachesim/_providers.pyx":691
  *             c_chain(toks, length, &chain[0])
  *             matched = 0
  *             last = NULL             # <<<<<<<<<<<<<<
@@ -27941,7 +27924,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
           __pyx_v_last = NULL;
 
-          /* "cachesim/_providers.pyx":695
+          /* "cachesim/_providers.pyx":692
  *             matched = 0
  *             last = NULL
  *             if use_draws and miss_draw[r] < miss_probability:             # <<<<<<<<<<<<<<
@@ -27964,7 +27947,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           if (__pyx_t_11) {
 
 
-            /* "cachesim/_providers.pyx":696
+            /* "cachesim/_providers.pyx":693
  *             last = NULL
  *             if use_draws and miss_draw[r] < miss_probability:
  *                 flags[r] |= F_SERVER_MISS             # <<<<<<<<<<<<<<
@@ -27974,7 +27957,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             __pyx_t_17 = __pyx_v_r;
             *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_17)) )) |= __pyx_e_8cachesim_10_providers_F_SERVER_MISS;
 
-            /* "cachesim/_providers.pyx":695
+            /* "cachesim/_providers.pyx":692
  *             matched = 0
  *             last = NULL
  *             if use_draws and miss_draw[r] < miss_probability:             # <<<<<<<<<<<<<<
@@ -27984,7 +27967,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             goto __pyx_L17;
           }
 
-          /* "cachesim/_providers.pyx":698
+          /* "cachesim/_providers.pyx":695
  *                 flags[r] |= F_SERVER_MISS
  *             else:
  *                 p = first             # <<<<<<<<<<<<<<
@@ -27994,7 +27977,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           /*else*/ {
             __pyx_v_p = __pyx_v_first;
 
-            /* "cachesim/_providers.pyx":699
+            /* "cachesim/_providers.pyx":696
  *             else:
  *                 p = first
  *                 while p <= length:             # <<<<<<<<<<<<<<
@@ -28007,7 +27990,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
               if (!__pyx_t_11) break;
 
-              /* "cachesim/_providers.pyx":700
+              /* "cachesim/_providers.pyx":697
  *                 p = first
  *                 while p <= length:
  *                     e = table.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))             # <<<<<<<<<<<<<<
@@ -28017,7 +28000,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_t_17 = 0;
               __pyx_v_e = __pyx_f_8cachesim_10_providers_6_Table_recall(__pyx_v_table, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_17)) )))), __pyx_v_p), __pyx_v_ns_r));
 
-              /* "cachesim/_providers.pyx":701
+              /* "cachesim/_providers.pyx":698
  *                 while p <= length:
  *                     e = table.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))
  *                     if e != NULL and e.aux & A_EVICTED:             # <<<<<<<<<<<<<<
@@ -28043,7 +28026,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               if (__pyx_t_11) {
 
 
-                /* "cachesim/_providers.pyx":702
+                /* "cachesim/_providers.pyx":699
  *                     e = table.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))
  *                     if e != NULL and e.aux & A_EVICTED:
  *                         flags[r] |= F_EVICTED             # <<<<<<<<<<<<<<
@@ -28053,7 +28036,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 __pyx_t_17 = __pyx_v_r;
                 *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_17)) )) |= __pyx_e_8cachesim_10_providers_F_EVICTED;
 
-                /* "cachesim/_providers.pyx":703
+                /* "cachesim/_providers.pyx":700
  *                     if e != NULL and e.aux & A_EVICTED:
  *                         flags[r] |= F_EVICTED
  *                         evicted_by[r] = <int32_t> (e.aux >> 8)             # <<<<<<<<<<<<<<
@@ -28063,7 +28046,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 __pyx_t_17 = __pyx_v_r;
                 *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_evicted_by.data) + __pyx_t_17)) )) = ((int32_t)(__pyx_v_e->aux >> 8));
 
-                /* "cachesim/_providers.pyx":704
+                /* "cachesim/_providers.pyx":701
  *                         flags[r] |= F_EVICTED
  *                         evicted_by[r] = <int32_t> (e.aux >> 8)
  *                         break             # <<<<<<<<<<<<<<
@@ -28072,7 +28055,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 goto __pyx_L21_break;
 
-                /* "cachesim/_providers.pyx":701
+                /* "cachesim/_providers.pyx":698
  *                 while p <= length:
  *                     e = table.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))
  *                     if e != NULL and e.aux & A_EVICTED:             # <<<<<<<<<<<<<<
@@ -28081,7 +28064,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               }
 
-              /* "cachesim/_providers.pyx":705
+              /* "cachesim/_providers.pyx":702
  *                         evicted_by[r] = <int32_t> (e.aux >> 8)
  *                         break
  *                     if not live(e, t[r]):             # <<<<<<<<<<<<<<
@@ -28094,7 +28077,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               if (__pyx_t_11) {
 
 
-                /* "cachesim/_providers.pyx":706
+                /* "cachesim/_providers.pyx":703
  *                         break
  *                     if not live(e, t[r]):
  *                         if e != NULL:             # <<<<<<<<<<<<<<
@@ -28106,7 +28089,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 if (__pyx_t_11) {
 
 
-                  /* "cachesim/_providers.pyx":707
+                  /* "cachesim/_providers.pyx":704
  *                     if not live(e, t[r]):
  *                         if e != NULL:
  *                             flags[r] |= F_EXPIRED if t[r] >= e.expires_at else F_NOT_READY             # <<<<<<<<<<<<<<
@@ -28128,7 +28111,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                   *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_17)) )) |= __pyx_t_19;
 
 
-                  /* "cachesim/_providers.pyx":706
+                  /* "cachesim/_providers.pyx":703
  *                         break
  *                     if not live(e, t[r]):
  *                         if e != NULL:             # <<<<<<<<<<<<<<
@@ -28137,7 +28120,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 }
 
-                /* "cachesim/_providers.pyx":708
+                /* "cachesim/_providers.pyx":705
  *                         if e != NULL:
  *                             flags[r] |= F_EXPIRED if t[r] >= e.expires_at else F_NOT_READY
  *                         break             # <<<<<<<<<<<<<<
@@ -28146,7 +28129,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 goto __pyx_L21_break;
 
-                /* "cachesim/_providers.pyx":705
+                /* "cachesim/_providers.pyx":702
  *                         evicted_by[r] = <int32_t> (e.aux >> 8)
  *                         break
  *                     if not live(e, t[r]):             # <<<<<<<<<<<<<<
@@ -28155,7 +28138,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               }
 
-              /* "cachesim/_providers.pyx":709
+              /* "cachesim/_providers.pyx":706
  *                             flags[r] |= F_EXPIRED if t[r] >= e.expires_at else F_NOT_READY
  *                         break
  *                     matched = p             # <<<<<<<<<<<<<<
@@ -28164,7 +28147,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_matched = __pyx_v_p;
 
-              /* "cachesim/_providers.pyx":710
+              /* "cachesim/_providers.pyx":707
  *                         break
  *                     matched = p
  *                     last = e             # <<<<<<<<<<<<<<
@@ -28173,7 +28156,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_last = __pyx_v_e;
 
-              /* "cachesim/_providers.pyx":711
+              /* "cachesim/_providers.pyx":708
  *                     matched = p
  *                     last = e
  *                     p += unit_tokens             # <<<<<<<<<<<<<<
@@ -28184,7 +28167,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             }
             __pyx_L21_break:;
 
-            /* "cachesim/_providers.pyx":712
+            /* "cachesim/_providers.pyx":709
  *                     last = e
  *                     p += unit_tokens
  *                 if token_exact and last != NULL:             # <<<<<<<<<<<<<<
@@ -28206,7 +28189,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             if (__pyx_t_11) {
 
 
-              /* "cachesim/_providers.pyx":714
+              /* "cachesim/_providers.pyx":711
  *                 if token_exact and last != NULL:
  *                     # the partial unit after the match, against the latest prompt that went through it
  *                     other = &tokens[0] + token_offsets[last.writer]             # <<<<<<<<<<<<<<
@@ -28217,7 +28200,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_t_18 = __pyx_v_last->writer;
               __pyx_v_other = ((&(*((uint32_t const  *) ( /* dim=0 */ ((char *) (((uint32_t const  *) __pyx_v_tokens.data) + __pyx_t_17)) )))) + (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_18)) ))));
 
-              /* "cachesim/_providers.pyx":715
+              /* "cachesim/_providers.pyx":712
  *                     # the partial unit after the match, against the latest prompt that went through it
  *                     other = &tokens[0] + token_offsets[last.writer]
  *                     other_len = token_offsets[last.writer + 1] - token_offsets[last.writer]             # <<<<<<<<<<<<<<
@@ -28228,7 +28211,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_t_17 = __pyx_v_last->writer;
               __pyx_v_other_len = ((*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_18)) ))) - (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_17)) ))));
 
-              /* "cachesim/_providers.pyx":716
+              /* "cachesim/_providers.pyx":713
  *                     other = &tokens[0] + token_offsets[last.writer]
  *                     other_len = token_offsets[last.writer + 1] - token_offsets[last.writer]
  *                     lim = min(length, other_len)             # <<<<<<<<<<<<<<
@@ -28252,7 +28235,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_v_lim = __pyx_t_22;
 
 
-              /* "cachesim/_providers.pyx":717
+              /* "cachesim/_providers.pyx":714
  *                     other_len = token_offsets[last.writer + 1] - token_offsets[last.writer]
  *                     lim = min(length, other_len)
  *                     lim = min(lim, matched + unit_tokens - 1)             # <<<<<<<<<<<<<<
@@ -28276,7 +28259,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_v_lim = __pyx_t_21;
 
 
-              /* "cachesim/_providers.pyx":718
+              /* "cachesim/_providers.pyx":715
  *                     lim = min(length, other_len)
  *                     lim = min(lim, matched + unit_tokens - 1)
  *                     x = matched             # <<<<<<<<<<<<<<
@@ -28285,7 +28268,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_x = __pyx_v_matched;
 
-              /* "cachesim/_providers.pyx":719
+              /* "cachesim/_providers.pyx":716
  *                     lim = min(lim, matched + unit_tokens - 1)
  *                     x = matched
  *                     while x < lim and toks[x] == other[x]:             # <<<<<<<<<<<<<<
@@ -28312,7 +28295,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
                 if (!__pyx_t_11) break;
 
-                /* "cachesim/_providers.pyx":720
+                /* "cachesim/_providers.pyx":717
  *                     x = matched
  *                     while x < lim and toks[x] == other[x]:
  *                         x += 1             # <<<<<<<<<<<<<<
@@ -28322,7 +28305,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 __pyx_v_x = (__pyx_v_x + 1);
               }
 
-              /* "cachesim/_providers.pyx":721
+              /* "cachesim/_providers.pyx":718
  *                     while x < lim and toks[x] == other[x]:
  *                         x += 1
  *                     matched = x             # <<<<<<<<<<<<<<
@@ -28331,7 +28314,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_matched = __pyx_v_x;
 
-              /* "cachesim/_providers.pyx":712
+              /* "cachesim/_providers.pyx":709
  *                     last = e
  *                     p += unit_tokens
  *                 if token_exact and last != NULL:             # <<<<<<<<<<<<<<
@@ -28342,7 +28325,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           }
           __pyx_L17:;
 
-          /* "cachesim/_providers.pyx":722
+          /* "cachesim/_providers.pyx":719
  *                         x += 1
  *                     matched = x
  *             cached = matched - matched % round_to             # <<<<<<<<<<<<<<
@@ -28351,7 +28334,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
           __pyx_v_cached = (__pyx_v_matched - (__pyx_v_matched % __pyx_v_round_to));
 
-          /* "cachesim/_providers.pyx":723
+          /* "cachesim/_providers.pyx":720
  *                     matched = x
  *             cached = matched - matched % round_to
  *             if length < min_tokens or cached < min_tokens:             # <<<<<<<<<<<<<<
@@ -28377,7 +28360,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           if (__pyx_t_11) {
 
 
-            /* "cachesim/_providers.pyx":724
+            /* "cachesim/_providers.pyx":721
  *             cached = matched - matched % round_to
  *             if length < min_tokens or cached < min_tokens:
  *                 if length < min_tokens:             # <<<<<<<<<<<<<<
@@ -28389,7 +28372,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             if (__pyx_t_11) {
 
 
-              /* "cachesim/_providers.pyx":725
+              /* "cachesim/_providers.pyx":722
  *             if length < min_tokens or cached < min_tokens:
  *                 if length < min_tokens:
  *                     flags[r] |= F_BELOW_MIN             # <<<<<<<<<<<<<<
@@ -28399,7 +28382,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_t_17 = __pyx_v_r;
               *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_17)) )) |= __pyx_e_8cachesim_10_providers_F_BELOW_MIN;
 
-              /* "cachesim/_providers.pyx":724
+              /* "cachesim/_providers.pyx":721
  *             cached = matched - matched % round_to
  *             if length < min_tokens or cached < min_tokens:
  *                 if length < min_tokens:             # <<<<<<<<<<<<<<
@@ -28408,7 +28391,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
             }
 
-            /* "cachesim/_providers.pyx":726
+            /* "cachesim/_providers.pyx":723
  *                 if length < min_tokens:
  *                     flags[r] |= F_BELOW_MIN
  *                 cached = 0             # <<<<<<<<<<<<<<
@@ -28417,7 +28400,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
             __pyx_v_cached = 0;
 
-            /* "cachesim/_providers.pyx":723
+            /* "cachesim/_providers.pyx":720
  *                     matched = x
  *             cached = matched - matched % round_to
  *             if length < min_tokens or cached < min_tokens:             # <<<<<<<<<<<<<<
@@ -28426,7 +28409,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
           }
 
-          /* "cachesim/_providers.pyx":727
+          /* "cachesim/_providers.pyx":724
  *                     flags[r] |= F_BELOW_MIN
  *                 cached = 0
  *             read[r] = cached             # <<<<<<<<<<<<<<
@@ -28436,7 +28419,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           __pyx_t_17 = __pyx_v_r;
           *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_read.data) + __pyx_t_17)) )) = __pyx_v_cached;
 
-          /* "cachesim/_providers.pyx":728
+          /* "cachesim/_providers.pyx":725
  *                 cached = 0
  *             read[r] = cached
  *             if routed and not (flags[r] & F_SERVER_MISS):             # <<<<<<<<<<<<<<
@@ -28459,7 +28442,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           if (__pyx_t_11) {
 
 
-            /* "cachesim/_providers.pyx":730
+            /* "cachesim/_providers.pyx":727
  *             if routed and not (flags[r] & F_SERVER_MISS):
  *                 # would another replica of this routing key have served more?
  *                 for alt in range(replica_max[r]):             # <<<<<<<<<<<<<<
@@ -28474,7 +28457,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             for (__pyx_t_21 = 0; __pyx_t_21 < __pyx_t_24; __pyx_t_21+=1) {
               __pyx_v_alt = __pyx_t_21;
 
-              /* "cachesim/_providers.pyx":731
+              /* "cachesim/_providers.pyx":728
  *                 # would another replica of this routing key have served more?
  *                 for alt in range(replica_max[r]):
  *                     if alt == replicas[r]:             # <<<<<<<<<<<<<<
@@ -28487,7 +28470,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               if (__pyx_t_11) {
 
 
-                /* "cachesim/_providers.pyx":732
+                /* "cachesim/_providers.pyx":729
  *                 for alt in range(replica_max[r]):
  *                     if alt == replicas[r]:
  *                         continue             # <<<<<<<<<<<<<<
@@ -28496,7 +28479,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 goto __pyx_L41_continue;
 
-                /* "cachesim/_providers.pyx":731
+                /* "cachesim/_providers.pyx":728
  *                 # would another replica of this routing key have served more?
  *                 for alt in range(replica_max[r]):
  *                     if alt == replicas[r]:             # <<<<<<<<<<<<<<
@@ -28505,7 +28488,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               }
 
-              /* "cachesim/_providers.pyx":733
+              /* "cachesim/_providers.pyx":730
  *                     if alt == replicas[r]:
  *                         continue
  *                     p = first             # <<<<<<<<<<<<<<
@@ -28514,7 +28497,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_p = __pyx_v_first;
 
-              /* "cachesim/_providers.pyx":734
+              /* "cachesim/_providers.pyx":731
  *                         continue
  *                     p = first
  *                     x = 0             # <<<<<<<<<<<<<<
@@ -28523,7 +28506,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_x = 0;
 
-              /* "cachesim/_providers.pyx":735
+              /* "cachesim/_providers.pyx":732
  *                     p = first
  *                     x = 0
  *                     while p <= length:             # <<<<<<<<<<<<<<
@@ -28536,7 +28519,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
                 if (!__pyx_t_11) break;
 
-                /* "cachesim/_providers.pyx":736
+                /* "cachesim/_providers.pyx":733
  *                     x = 0
  *                     while p <= length:
  *                         if not live(table.recall(c_nskey(c_key_at(toks, &chain[0], p), c_nskey(route_key[r], alt))),             # <<<<<<<<<<<<<<
@@ -28546,7 +28529,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 __pyx_t_17 = 0;
                 __pyx_t_18 = __pyx_v_r;
 
-                /* "cachesim/_providers.pyx":737
+                /* "cachesim/_providers.pyx":734
  *                     while p <= length:
  *                         if not live(table.recall(c_nskey(c_key_at(toks, &chain[0], p), c_nskey(route_key[r], alt))),
  *                                     t[r]):             # <<<<<<<<<<<<<<
@@ -28555,7 +28538,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 __pyx_t_25 = __pyx_v_r;
 
-                /* "cachesim/_providers.pyx":736
+                /* "cachesim/_providers.pyx":733
  *                     x = 0
  *                     while p <= length:
  *                         if not live(table.recall(c_nskey(c_key_at(toks, &chain[0], p), c_nskey(route_key[r], alt))),             # <<<<<<<<<<<<<<
@@ -28567,7 +28550,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 if (__pyx_t_11) {
 
 
-                  /* "cachesim/_providers.pyx":738
+                  /* "cachesim/_providers.pyx":735
  *                         if not live(table.recall(c_nskey(c_key_at(toks, &chain[0], p), c_nskey(route_key[r], alt))),
  *                                     t[r]):
  *                             break             # <<<<<<<<<<<<<<
@@ -28576,7 +28559,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                   goto __pyx_L45_break;
 
-                  /* "cachesim/_providers.pyx":736
+                  /* "cachesim/_providers.pyx":733
  *                     x = 0
  *                     while p <= length:
  *                         if not live(table.recall(c_nskey(c_key_at(toks, &chain[0], p), c_nskey(route_key[r], alt))),             # <<<<<<<<<<<<<<
@@ -28585,7 +28568,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 }
 
-                /* "cachesim/_providers.pyx":739
+                /* "cachesim/_providers.pyx":736
  *                                     t[r]):
  *                             break
  *                         x = p             # <<<<<<<<<<<<<<
@@ -28594,7 +28577,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 __pyx_v_x = __pyx_v_p;
 
-                /* "cachesim/_providers.pyx":740
+                /* "cachesim/_providers.pyx":737
  *                             break
  *                         x = p
  *                         p += unit_tokens             # <<<<<<<<<<<<<<
@@ -28605,7 +28588,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               }
               __pyx_L45_break:;
 
-              /* "cachesim/_providers.pyx":741
+              /* "cachesim/_providers.pyx":738
  *                         x = p
  *                         p += unit_tokens
  *                     if x >= min_tokens and x - x % round_to > cached:             # <<<<<<<<<<<<<<
@@ -28631,7 +28614,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               if (__pyx_t_11) {
 
 
-                /* "cachesim/_providers.pyx":742
+                /* "cachesim/_providers.pyx":739
  *                         p += unit_tokens
  *                     if x >= min_tokens and x - x % round_to > cached:
  *                         flags[r] |= F_OVERFLOW             # <<<<<<<<<<<<<<
@@ -28641,7 +28624,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 __pyx_t_25 = __pyx_v_r;
                 *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_25)) )) |= __pyx_e_8cachesim_10_providers_F_OVERFLOW;
 
-                /* "cachesim/_providers.pyx":743
+                /* "cachesim/_providers.pyx":740
  *                     if x >= min_tokens and x - x % round_to > cached:
  *                         flags[r] |= F_OVERFLOW
  *                         break             # <<<<<<<<<<<<<<
@@ -28650,7 +28633,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 goto __pyx_L42_break;
 
-                /* "cachesim/_providers.pyx":741
+                /* "cachesim/_providers.pyx":738
  *                         x = p
  *                         p += unit_tokens
  *                     if x >= min_tokens and x - x % round_to > cached:             # <<<<<<<<<<<<<<
@@ -28663,7 +28646,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             __pyx_L42_break:;
 
 
-            /* "cachesim/_providers.pyx":728
+            /* "cachesim/_providers.pyx":725
  *                 cached = 0
  *             read[r] = cached
  *             if routed and not (flags[r] & F_SERVER_MISS):             # <<<<<<<<<<<<<<
@@ -28672,7 +28655,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
           }
 
-          /* "cachesim/_providers.pyx":745
+          /* "cachesim/_providers.pyx":742
  *                         break
  *             # insert (and touch) every unit of the prompt
  *             if not bounded:             # <<<<<<<<<<<<<<
@@ -28684,7 +28667,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           if (__pyx_t_11) {
 
 
-            /* "cachesim/_providers.pyx":746
+            /* "cachesim/_providers.pyx":743
  *             # insert (and touch) every unit of the prompt
  *             if not bounded:
  *                 p = first             # <<<<<<<<<<<<<<
@@ -28693,7 +28676,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
             __pyx_v_p = __pyx_v_first;
 
-            /* "cachesim/_providers.pyx":747
+            /* "cachesim/_providers.pyx":744
  *             if not bounded:
  *                 p = first
  *                 while p <= length:             # <<<<<<<<<<<<<<
@@ -28706,7 +28689,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
               if (!__pyx_t_11) break;
 
-              /* "cachesim/_providers.pyx":748
+              /* "cachesim/_providers.pyx":745
  *                 p = first
  *                 while p <= length:
  *                     e = table.insert(c_nskey(c_key_at(toks, &chain[0], p), ns_r), &fresh)             # <<<<<<<<<<<<<<
@@ -28716,7 +28699,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_t_25 = 0;
               __pyx_v_e = ((struct __pyx_vtabstruct_8cachesim_10_providers__Table *)__pyx_v_table->__pyx_vtab)->insert(__pyx_v_table, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_25)) )))), __pyx_v_p), __pyx_v_ns_r), (&__pyx_v_fresh));
 
-              /* "cachesim/_providers.pyx":749
+              /* "cachesim/_providers.pyx":746
  *                 while p <= length:
  *                     e = table.insert(c_nskey(c_key_at(toks, &chain[0], p), ns_r), &fresh)
  *                     if e == NULL:             # <<<<<<<<<<<<<<
@@ -28728,7 +28711,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               if (__pyx_t_11) {
 
 
-                /* "cachesim/_providers.pyx":750
+                /* "cachesim/_providers.pyx":747
  *                     e = table.insert(c_nskey(c_key_at(toks, &chain[0], p), ns_r), &fresh)
  *                     if e == NULL:
  *                         err = 1             # <<<<<<<<<<<<<<
@@ -28737,7 +28720,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 __pyx_v_err = 1;
 
-                /* "cachesim/_providers.pyx":751
+                /* "cachesim/_providers.pyx":748
  *                     if e == NULL:
  *                         err = 1
  *                         break             # <<<<<<<<<<<<<<
@@ -28746,7 +28729,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 goto __pyx_L52_break;
 
-                /* "cachesim/_providers.pyx":749
+                /* "cachesim/_providers.pyx":746
  *                 while p <= length:
  *                     e = table.insert(c_nskey(c_key_at(toks, &chain[0], p), ns_r), &fresh)
  *                     if e == NULL:             # <<<<<<<<<<<<<<
@@ -28755,7 +28738,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               }
 
-              /* "cachesim/_providers.pyx":752
+              /* "cachesim/_providers.pyx":749
  *                         err = 1
  *                         break
  *                     if fresh or t[r] >= e.expires_at:             # <<<<<<<<<<<<<<
@@ -28778,7 +28761,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               if (__pyx_t_11) {
 
 
-                /* "cachesim/_providers.pyx":753
+                /* "cachesim/_providers.pyx":750
  *                         break
  *                     if fresh or t[r] >= e.expires_at:
  *                         e.base = t[r]             # <<<<<<<<<<<<<<
@@ -28788,7 +28771,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 __pyx_t_25 = __pyx_v_r;
                 __pyx_v_e->base = (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_25)) )));
 
-                /* "cachesim/_providers.pyx":754
+                /* "cachesim/_providers.pyx":751
  *                     if fresh or t[r] >= e.expires_at:
  *                         e.base = t[r]
  *                         e.available_at = t[r] + ttft_s             # <<<<<<<<<<<<<<
@@ -28798,7 +28781,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 __pyx_t_25 = __pyx_v_r;
                 __pyx_v_e->available_at = ((*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_25)) ))) + __pyx_v_ttft_s);
 
-                /* "cachesim/_providers.pyx":752
+                /* "cachesim/_providers.pyx":749
  *                         err = 1
  *                         break
  *                     if fresh or t[r] >= e.expires_at:             # <<<<<<<<<<<<<<
@@ -28807,7 +28790,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               }
 
-              /* "cachesim/_providers.pyx":755
+              /* "cachesim/_providers.pyx":752
  *                         e.base = t[r]
  *                         e.available_at = t[r] + ttft_s
  *                     e.expires_at = min(t[r] + idle_ttl_s, e.base + max_age_s)             # <<<<<<<<<<<<<<
@@ -28832,7 +28815,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_v_e->expires_at = __pyx_t_28;
 
 
-              /* "cachesim/_providers.pyx":756
+              /* "cachesim/_providers.pyx":753
  *                         e.available_at = t[r] + ttft_s
  *                     e.expires_at = min(t[r] + idle_ttl_s, e.base + max_age_s)
  *                     e.writer = r             # <<<<<<<<<<<<<<
@@ -28841,7 +28824,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_e->writer = __pyx_v_r;
 
-              /* "cachesim/_providers.pyx":757
+              /* "cachesim/_providers.pyx":754
  *                     e.expires_at = min(t[r] + idle_ttl_s, e.base + max_age_s)
  *                     e.writer = r
  *                     p += unit_tokens             # <<<<<<<<<<<<<<
@@ -28852,7 +28835,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             }
             __pyx_L52_break:;
 
-            /* "cachesim/_providers.pyx":745
+            /* "cachesim/_providers.pyx":742
  *                         break
  *             # insert (and touch) every unit of the prompt
  *             if not bounded:             # <<<<<<<<<<<<<<
@@ -28862,7 +28845,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             goto __pyx_L50;
           }
 
-          /* "cachesim/_providers.pyx":759
+          /* "cachesim/_providers.pyx":756
  *                     p += unit_tokens
  *             else:
  *                 e = replica_ids.insert(ns_r, &fresh)             # <<<<<<<<<<<<<<
@@ -28872,7 +28855,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           /*else*/ {
             __pyx_v_e = ((struct __pyx_vtabstruct_8cachesim_10_providers__Table *)__pyx_v_replica_ids->__pyx_vtab)->insert(__pyx_v_replica_ids, __pyx_v_ns_r, (&__pyx_v_fresh));
 
-            /* "cachesim/_providers.pyx":760
+            /* "cachesim/_providers.pyx":757
  *             else:
  *                 e = replica_ids.insert(ns_r, &fresh)
  *                 if e == NULL:             # <<<<<<<<<<<<<<
@@ -28884,7 +28867,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             if (__pyx_t_11) {
 
 
-              /* "cachesim/_providers.pyx":761
+              /* "cachesim/_providers.pyx":758
  *                 e = replica_ids.insert(ns_r, &fresh)
  *                 if e == NULL:
  *                     err = 1             # <<<<<<<<<<<<<<
@@ -28893,7 +28876,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_err = 1;
 
-              /* "cachesim/_providers.pyx":762
+              /* "cachesim/_providers.pyx":759
  *                 if e == NULL:
  *                     err = 1
  *                     break             # <<<<<<<<<<<<<<
@@ -28902,7 +28885,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               goto __pyx_L16_break;
 
-              /* "cachesim/_providers.pyx":760
+              /* "cachesim/_providers.pyx":757
  *             else:
  *                 e = replica_ids.insert(ns_r, &fresh)
  *                 if e == NULL:             # <<<<<<<<<<<<<<
@@ -28911,7 +28894,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
             }
 
-            /* "cachesim/_providers.pyx":763
+            /* "cachesim/_providers.pyx":760
  *                     err = 1
  *                     break
  *                 if fresh:             # <<<<<<<<<<<<<<
@@ -28920,7 +28903,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
             if (__pyx_v_fresh) {
 
-              /* "cachesim/_providers.pyx":764
+              /* "cachesim/_providers.pyx":761
  *                     break
  *                 if fresh:
  *                     e.writer = <int64_t> queues.size()             # <<<<<<<<<<<<<<
@@ -28929,7 +28912,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_e->writer = ((int64_t)__pyx_v_queues.size());
 
-              /* "cachesim/_providers.pyx":765
+              /* "cachesim/_providers.pyx":762
  *                 if fresh:
  *                     e.writer = <int64_t> queues.size()
  *                     queues.push_back(deque[pair[int64_t, uint64_t]]())             # <<<<<<<<<<<<<<
@@ -28942,7 +28925,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
                 __Pyx_CppExn2PyErr();
                 __Pyx_PyGILState_Release(__pyx_gilstate_save);
-                __PYX_ERR(0, 765, __pyx_L13_error)
+                __PYX_ERR(0, 762, __pyx_L13_error)
               }
               try {
                 __pyx_v_queues.push_back(__pyx_t_29);
@@ -28950,11 +28933,11 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
                 __Pyx_CppExn2PyErr();
                 __Pyx_PyGILState_Release(__pyx_gilstate_save);
-                __PYX_ERR(0, 765, __pyx_L13_error)
+                __PYX_ERR(0, 762, __pyx_L13_error)
               }
 
 
-              /* "cachesim/_providers.pyx":766
+              /* "cachesim/_providers.pyx":763
  *                     e.writer = <int64_t> queues.size()
  *                     queues.push_back(deque[pair[int64_t, uint64_t]]())
  *                     resident.push_back(0)             # <<<<<<<<<<<<<<
@@ -28967,10 +28950,10 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
                 __Pyx_CppExn2PyErr();
                 __Pyx_PyGILState_Release(__pyx_gilstate_save);
-                __PYX_ERR(0, 766, __pyx_L13_error)
+                __PYX_ERR(0, 763, __pyx_L13_error)
               }
 
-              /* "cachesim/_providers.pyx":763
+              /* "cachesim/_providers.pyx":760
  *                     err = 1
  *                     break
  *                 if fresh:             # <<<<<<<<<<<<<<
@@ -28979,7 +28962,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
             }
 
-            /* "cachesim/_providers.pyx":767
+            /* "cachesim/_providers.pyx":764
  *                     queues.push_back(deque[pair[int64_t, uint64_t]]())
  *                     resident.push_back(0)
  *                 rep = e.writer             # <<<<<<<<<<<<<<
@@ -28990,7 +28973,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
             __pyx_v_rep = __pyx_t_21;
 
-            /* "cachesim/_providers.pyx":768
+            /* "cachesim/_providers.pyx":765
  *                     resident.push_back(0)
  *                 rep = e.writer
  *                 n_units = (length - first) // unit_tokens + 1 if length >= first else 0             # <<<<<<<<<<<<<<
@@ -29009,7 +28992,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
             __pyx_v_n_units = __pyx_t_21;
 
-            /* "cachesim/_providers.pyx":769
+            /* "cachesim/_providers.pyx":766
  *                 rep = e.writer
  *                 n_units = (length - first) // unit_tokens + 1 if length >= first else 0
  *                 n_ins = min(n_units, capacity_units)             # <<<<<<<<<<<<<<
@@ -29033,7 +29016,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             __pyx_v_n_ins = __pyx_t_20;
 
 
-            /* "cachesim/_providers.pyx":770
+            /* "cachesim/_providers.pyx":767
  *                 n_units = (length - first) // unit_tokens + 1 if length >= first else 0
  *                 n_ins = min(n_units, capacity_units)
  *                 for j in range(n_ins - 1, -1, -1):        # deepest first: the prefix ends most recent             # <<<<<<<<<<<<<<
@@ -29043,7 +29026,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             for (__pyx_t_20 = (__pyx_v_n_ins - 1); __pyx_t_20 > -1L; __pyx_t_20-=1) {
               __pyx_v_j = __pyx_t_20;
 
-              /* "cachesim/_providers.pyx":771
+              /* "cachesim/_providers.pyx":768
  *                 n_ins = min(n_units, capacity_units)
  *                 for j in range(n_ins - 1, -1, -1):        # deepest first: the prefix ends most recent
  *                     p = first + j * unit_tokens             # <<<<<<<<<<<<<<
@@ -29052,7 +29035,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_p = (__pyx_v_first + (__pyx_v_j * __pyx_v_unit_tokens));
 
-              /* "cachesim/_providers.pyx":772
+              /* "cachesim/_providers.pyx":769
  *                 for j in range(n_ins - 1, -1, -1):        # deepest first: the prefix ends most recent
  *                     p = first + j * unit_tokens
  *                     e = table.insert(c_nskey(c_key_at(toks, &chain[0], p), ns_r), &fresh)             # <<<<<<<<<<<<<<
@@ -29062,7 +29045,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_t_25 = 0;
               __pyx_v_e = ((struct __pyx_vtabstruct_8cachesim_10_providers__Table *)__pyx_v_table->__pyx_vtab)->insert(__pyx_v_table, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_25)) )))), __pyx_v_p), __pyx_v_ns_r), (&__pyx_v_fresh));
 
-              /* "cachesim/_providers.pyx":773
+              /* "cachesim/_providers.pyx":770
  *                     p = first + j * unit_tokens
  *                     e = table.insert(c_nskey(c_key_at(toks, &chain[0], p), ns_r), &fresh)
  *                     if e == NULL:             # <<<<<<<<<<<<<<
@@ -29074,7 +29057,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               if (__pyx_t_11) {
 
 
-                /* "cachesim/_providers.pyx":774
+                /* "cachesim/_providers.pyx":771
  *                     e = table.insert(c_nskey(c_key_at(toks, &chain[0], p), ns_r), &fresh)
  *                     if e == NULL:
  *                         err = 1             # <<<<<<<<<<<<<<
@@ -29083,7 +29066,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 __pyx_v_err = 1;
 
-                /* "cachesim/_providers.pyx":775
+                /* "cachesim/_providers.pyx":772
  *                     if e == NULL:
  *                         err = 1
  *                         break             # <<<<<<<<<<<<<<
@@ -29092,7 +29075,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 goto __pyx_L60_break;
 
-                /* "cachesim/_providers.pyx":773
+                /* "cachesim/_providers.pyx":770
  *                     p = first + j * unit_tokens
  *                     e = table.insert(c_nskey(c_key_at(toks, &chain[0], p), ns_r), &fresh)
  *                     if e == NULL:             # <<<<<<<<<<<<<<
@@ -29101,7 +29084,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               }
 
-              /* "cachesim/_providers.pyx":776
+              /* "cachesim/_providers.pyx":773
  *                         err = 1
  *                         break
  *                     if fresh or t[r] >= e.expires_at or e.aux & A_EVICTED:             # <<<<<<<<<<<<<<
@@ -29134,7 +29117,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               if (__pyx_t_11) {
 
 
-                /* "cachesim/_providers.pyx":777
+                /* "cachesim/_providers.pyx":774
  *                         break
  *                     if fresh or t[r] >= e.expires_at or e.aux & A_EVICTED:
  *                         e.base = t[r]             # <<<<<<<<<<<<<<
@@ -29144,7 +29127,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 __pyx_t_25 = __pyx_v_r;
                 __pyx_v_e->base = (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_25)) )));
 
-                /* "cachesim/_providers.pyx":778
+                /* "cachesim/_providers.pyx":775
  *                     if fresh or t[r] >= e.expires_at or e.aux & A_EVICTED:
  *                         e.base = t[r]
  *                         e.available_at = t[r] + ttft_s             # <<<<<<<<<<<<<<
@@ -29154,7 +29137,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 __pyx_t_25 = __pyx_v_r;
                 __pyx_v_e->available_at = ((*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_25)) ))) + __pyx_v_ttft_s);
 
-                /* "cachesim/_providers.pyx":779
+                /* "cachesim/_providers.pyx":776
  *                         e.base = t[r]
  *                         e.available_at = t[r] + ttft_s
  *                         e.aux &= ~(<uint64_t> A_EVICTED)             # <<<<<<<<<<<<<<
@@ -29163,7 +29146,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 __pyx_v_e->aux = (__pyx_v_e->aux & (~((uint64_t)__pyx_e_8cachesim_10_providers_A_EVICTED)));
 
-                /* "cachesim/_providers.pyx":776
+                /* "cachesim/_providers.pyx":773
  *                         err = 1
  *                         break
  *                     if fresh or t[r] >= e.expires_at or e.aux & A_EVICTED:             # <<<<<<<<<<<<<<
@@ -29172,7 +29155,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               }
 
-              /* "cachesim/_providers.pyx":780
+              /* "cachesim/_providers.pyx":777
  *                         e.available_at = t[r] + ttft_s
  *                         e.aux &= ~(<uint64_t> A_EVICTED)
  *                     if not e.aux & A_RESIDENT:             # <<<<<<<<<<<<<<
@@ -29184,7 +29167,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               if (__pyx_t_11) {
 
 
-                /* "cachesim/_providers.pyx":782
+                /* "cachesim/_providers.pyx":779
  *                     if not e.aux & A_RESIDENT:
  *                         # make room: pop the replica's least recently touched units
  *                         while resident[rep] >= capacity_units and not queues[rep].empty():             # <<<<<<<<<<<<<<
@@ -29211,7 +29194,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
                   if (!__pyx_t_11) break;
 
-                  /* "cachesim/_providers.pyx":783
+                  /* "cachesim/_providers.pyx":780
  *                         # make room: pop the replica's least recently touched units
  *                         while resident[rep] >= capacity_units and not queues[rep].empty():
  *                             item = queues[rep].front()             # <<<<<<<<<<<<<<
@@ -29220,7 +29203,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                   __pyx_v_item = (__pyx_v_queues[__pyx_v_rep]).front();
 
-                  /* "cachesim/_providers.pyx":784
+                  /* "cachesim/_providers.pyx":781
  *                         while resident[rep] >= capacity_units and not queues[rep].empty():
  *                             item = queues[rep].front()
  *                             queues[rep].pop_front()             # <<<<<<<<<<<<<<
@@ -29229,7 +29212,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                   (__pyx_v_queues[__pyx_v_rep]).pop_front();
 
-                  /* "cachesim/_providers.pyx":785
+                  /* "cachesim/_providers.pyx":782
  *                             item = queues[rep].front()
  *                             queues[rep].pop_front()
  *                             v = table.find(item.second)             # <<<<<<<<<<<<<<
@@ -29238,7 +29221,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                   __pyx_v_v = __pyx_f_8cachesim_10_providers_6_Table_find(__pyx_v_table, __pyx_v_item.second);
 
-                  /* "cachesim/_providers.pyx":786
+                  /* "cachesim/_providers.pyx":783
  *                             queues[rep].pop_front()
  *                             v = table.find(item.second)
  *                             if v == NULL or v.seq != item.first or not v.aux & A_RESIDENT:             # <<<<<<<<<<<<<<
@@ -29274,7 +29257,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                   if (__pyx_t_11) {
 
 
-                    /* "cachesim/_providers.pyx":787
+                    /* "cachesim/_providers.pyx":784
  *                             v = table.find(item.second)
  *                             if v == NULL or v.seq != item.first or not v.aux & A_RESIDENT:
  *                                 continue          # touched again later, or already gone             # <<<<<<<<<<<<<<
@@ -29283,7 +29266,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                     goto __pyx_L67_continue;
 
-                    /* "cachesim/_providers.pyx":786
+                    /* "cachesim/_providers.pyx":783
  *                             queues[rep].pop_front()
  *                             v = table.find(item.second)
  *                             if v == NULL or v.seq != item.first or not v.aux & A_RESIDENT:             # <<<<<<<<<<<<<<
@@ -29292,7 +29275,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                   }
 
-                  /* "cachesim/_providers.pyx":788
+                  /* "cachesim/_providers.pyx":785
  *                             if v == NULL or v.seq != item.first or not v.aux & A_RESIDENT:
  *                                 continue          # touched again later, or already gone
  *                             v.aux &= ~(<uint64_t> A_RESIDENT)             # <<<<<<<<<<<<<<
@@ -29301,7 +29284,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                   __pyx_v_v->aux = (__pyx_v_v->aux & (~((uint64_t)__pyx_e_8cachesim_10_providers_A_RESIDENT)));
 
-                  /* "cachesim/_providers.pyx":789
+                  /* "cachesim/_providers.pyx":786
  *                                 continue          # touched again later, or already gone
  *                             v.aux &= ~(<uint64_t> A_RESIDENT)
  *                             resident[rep] -= 1             # <<<<<<<<<<<<<<
@@ -29312,7 +29295,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                   __pyx_t_21 = __pyx_v_rep;
                   (__pyx_v_resident[__pyx_t_21]) = ((__pyx_v_resident[__pyx_t_21]) - 1);
 
-                  /* "cachesim/_providers.pyx":790
+                  /* "cachesim/_providers.pyx":787
  *                             v.aux &= ~(<uint64_t> A_RESIDENT)
  *                             resident[rep] -= 1
  *                             if t[r] < v.expires_at:             # <<<<<<<<<<<<<<
@@ -29325,7 +29308,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                   if (__pyx_t_11) {
 
 
-                    /* "cachesim/_providers.pyx":791
+                    /* "cachesim/_providers.pyx":788
  *                             resident[rep] -= 1
  *                             if t[r] < v.expires_at:
  *                                 v.aux = (v.aux & 0xFF) | A_EVICTED | (<uint64_t> tenant[r] << 8)             # <<<<<<<<<<<<<<
@@ -29335,7 +29318,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                     __pyx_t_25 = __pyx_v_r;
                     __pyx_v_v->aux = (((__pyx_v_v->aux & 0xFF) | __pyx_e_8cachesim_10_providers_A_EVICTED) | (((uint64_t)(*((int32_t const  *) ( /* dim=0 */ ((char *) (((int32_t const  *) __pyx_v_tenant.data) + __pyx_t_25)) )))) << 8));
 
-                    /* "cachesim/_providers.pyx":792
+                    /* "cachesim/_providers.pyx":789
  *                             if t[r] < v.expires_at:
  *                                 v.aux = (v.aux & 0xFF) | A_EVICTED | (<uint64_t> tenant[r] << 8)
  *                                 v.expires_at = t[r]             # <<<<<<<<<<<<<<
@@ -29345,7 +29328,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                     __pyx_t_25 = __pyx_v_r;
                     __pyx_v_v->expires_at = (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_25)) )));
 
-                    /* "cachesim/_providers.pyx":790
+                    /* "cachesim/_providers.pyx":787
  *                             v.aux &= ~(<uint64_t> A_RESIDENT)
  *                             resident[rep] -= 1
  *                             if t[r] < v.expires_at:             # <<<<<<<<<<<<<<
@@ -29356,7 +29339,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                   __pyx_L67_continue:;
                 }
 
-                /* "cachesim/_providers.pyx":793
+                /* "cachesim/_providers.pyx":790
  *                                 v.aux = (v.aux & 0xFF) | A_EVICTED | (<uint64_t> tenant[r] << 8)
  *                                 v.expires_at = t[r]
  *                         e.aux |= A_RESIDENT             # <<<<<<<<<<<<<<
@@ -29365,7 +29348,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 __pyx_v_e->aux = (__pyx_v_e->aux | __pyx_e_8cachesim_10_providers_A_RESIDENT);
 
-                /* "cachesim/_providers.pyx":794
+                /* "cachesim/_providers.pyx":791
  *                                 v.expires_at = t[r]
  *                         e.aux |= A_RESIDENT
  *                         resident[rep] += 1             # <<<<<<<<<<<<<<
@@ -29376,7 +29359,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 __pyx_t_21 = __pyx_v_rep;
                 (__pyx_v_resident[__pyx_t_21]) = ((__pyx_v_resident[__pyx_t_21]) + 1);
 
-                /* "cachesim/_providers.pyx":780
+                /* "cachesim/_providers.pyx":777
  *                         e.available_at = t[r] + ttft_s
  *                         e.aux &= ~(<uint64_t> A_EVICTED)
  *                     if not e.aux & A_RESIDENT:             # <<<<<<<<<<<<<<
@@ -29385,7 +29368,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               }
 
-              /* "cachesim/_providers.pyx":795
+              /* "cachesim/_providers.pyx":792
  *                         e.aux |= A_RESIDENT
  *                         resident[rep] += 1
  *                     e.expires_at = min(t[r] + idle_ttl_s, e.base + max_age_s)             # <<<<<<<<<<<<<<
@@ -29410,7 +29393,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_v_e->expires_at = __pyx_t_27;
 
 
-              /* "cachesim/_providers.pyx":796
+              /* "cachesim/_providers.pyx":793
  *                         resident[rep] += 1
  *                     e.expires_at = min(t[r] + idle_ttl_s, e.base + max_age_s)
  *                     e.writer = r             # <<<<<<<<<<<<<<
@@ -29419,7 +29402,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_e->writer = __pyx_v_r;
 
-              /* "cachesim/_providers.pyx":797
+              /* "cachesim/_providers.pyx":794
  *                     e.expires_at = min(t[r] + idle_ttl_s, e.base + max_age_s)
  *                     e.writer = r
  *                     seq += 1             # <<<<<<<<<<<<<<
@@ -29428,7 +29411,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_seq = (__pyx_v_seq + 1);
 
-              /* "cachesim/_providers.pyx":798
+              /* "cachesim/_providers.pyx":795
  *                     e.writer = r
  *                     seq += 1
  *                     e.seq = seq             # <<<<<<<<<<<<<<
@@ -29437,7 +29420,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_e->seq = __pyx_v_seq;
 
-              /* "cachesim/_providers.pyx":799
+              /* "cachesim/_providers.pyx":796
  *                     seq += 1
  *                     e.seq = seq
  *                     queues[rep].push_back(pair[int64_t, uint64_t](seq, e.key))             # <<<<<<<<<<<<<<
@@ -29450,7 +29433,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
                 __Pyx_CppExn2PyErr();
                 __Pyx_PyGILState_Release(__pyx_gilstate_save);
-                __PYX_ERR(0, 799, __pyx_L13_error)
+                __PYX_ERR(0, 796, __pyx_L13_error)
               }
               try {
                 (__pyx_v_queues[__pyx_v_rep]).push_back(__pyx_t_30);
@@ -29458,7 +29441,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
                 __Pyx_CppExn2PyErr();
                 __Pyx_PyGILState_Release(__pyx_gilstate_save);
-                __PYX_ERR(0, 799, __pyx_L13_error)
+                __PYX_ERR(0, 796, __pyx_L13_error)
               }
 
             }
@@ -29466,7 +29449,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           }
           __pyx_L50:;
 
-          /* "cachesim/_providers.pyx":800
+          /* "cachesim/_providers.pyx":797
  *                     e.seq = seq
  *                     queues[rep].push_back(pair[int64_t, uint64_t](seq, e.key))
  *             if err:             # <<<<<<<<<<<<<<
@@ -29478,7 +29461,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           if (__pyx_t_11) {
 
 
-            /* "cachesim/_providers.pyx":801
+            /* "cachesim/_providers.pyx":798
  *                     queues[rep].push_back(pair[int64_t, uint64_t](seq, e.key))
  *             if err:
  *                 break             # <<<<<<<<<<<<<<
@@ -29487,7 +29470,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
             goto __pyx_L16_break;
 
-            /* "cachesim/_providers.pyx":800
+            /* "cachesim/_providers.pyx":797
  *                     e.seq = seq
  *                     queues[rep].push_back(pair[int64_t, uint64_t](seq, e.key))
  *             if err:             # <<<<<<<<<<<<<<
@@ -29500,7 +29483,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
       }
 
-      /* "cachesim/_providers.pyx":686
+      /* "cachesim/_providers.pyx":683
  *     # the first unit end: the smallest k*unit - hidden that is >= 1
  *     first = unit_tokens - hidden_tokens % unit_tokens
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -29522,7 +29505,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
       }
   }
 
-  /* "cachesim/_providers.pyx":802
+  /* "cachesim/_providers.pyx":799
  *             if err:
  *                 break
  *     if err:             # <<<<<<<<<<<<<<
@@ -29534,7 +29517,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
   if (unlikely(__pyx_t_11)) {
 
 
-    /* "cachesim/_providers.pyx":803
+    /* "cachesim/_providers.pyx":800
  *                 break
  *     if err:
  *         raise MemoryError("cachesim: out of memory in the provider cache table")             # <<<<<<<<<<<<<<
@@ -29547,14 +29530,14 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
       PyObject *__pyx_callargs[2] = {__pyx_t_3, __pyx_mstate_global->__pyx_kp_u_cachesim_out_of_memory_in_the_pr};
       __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_MemoryError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 803, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 800, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(0, 803, __pyx_L1_error)
+    __PYX_ERR(0, 800, __pyx_L1_error)
 
-    /* "cachesim/_providers.pyx":802
+    /* "cachesim/_providers.pyx":799
  *             if err:
  *                 break
  *     if err:             # <<<<<<<<<<<<<<
@@ -29563,24 +29546,24 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
   }
 
-  /* "cachesim/_providers.pyx":804
+  /* "cachesim/_providers.pyx":801
  *     if err:
  *         raise MemoryError("cachesim: out of memory in the provider cache table")
  *     return read_arr, flags_arr, evicted_by_arr             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_t_1 = PyTuple_New(3); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 804, __pyx_L1_error)
+  __pyx_t_1 = PyTuple_New(3); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 801, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_INCREF(__pyx_v_read_arr);
   __Pyx_GIVEREF(__pyx_v_read_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_v_read_arr) != (0)) __PYX_ERR(0, 804, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_v_read_arr) != (0)) __PYX_ERR(0, 801, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_flags_arr);
   __Pyx_GIVEREF(__pyx_v_flags_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_v_flags_arr) != (0)) __PYX_ERR(0, 804, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_v_flags_arr) != (0)) __PYX_ERR(0, 801, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_evicted_by_arr);
   __Pyx_GIVEREF(__pyx_v_evicted_by_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 2, __pyx_v_evicted_by_arr) != (0)) __PYX_ERR(0, 804, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 2, __pyx_v_evicted_by_arr) != (0)) __PYX_ERR(0, 801, __pyx_L1_error);
   {
     PyObject *__pyx_temp;
     {
@@ -29592,7 +29575,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "cachesim/_providers.pyx":631
+  /* "cachesim/_providers.pyx":628
  * # Prefix-unit caches: OpenAI before GPT-5.6, Gemini implicit (longest common prefix at a unit granularity)
  * 
  * def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
@@ -29659,7 +29642,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
   return __pyx_r;
 }
 
-/* "cachesim/_providers.pyx":810
+/* "cachesim/_providers.pyx":807
  * # Session diagnostics
  * 
  * def common_prefix(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const int64_t[::1] other):             # <<<<<<<<<<<<<<
@@ -29709,46 +29692,46 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_tokens,&__pyx_mstate_global->__pyx_n_u_token_offsets,&__pyx_mstate_global->__pyx_n_u_other,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 810, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 807, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 810, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 807, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 810, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 807, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 810, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 807, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "common_prefix", 0) < (0)) __PYX_ERR(0, 810, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "common_prefix", 0) < (0)) __PYX_ERR(0, 807, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 3; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("common_prefix", 1, 3, 3, i); __PYX_ERR(0, 810, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("common_prefix", 1, 3, 3, i); __PYX_ERR(0, 807, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 3)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 810, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 807, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 810, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 807, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 810, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 807, __pyx_L3_error)
     }
-    __pyx_v_tokens = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t__const__(values[0], 0); if (unlikely(!__pyx_v_tokens.memview)) __PYX_ERR(0, 810, __pyx_L3_error)
-    __pyx_v_token_offsets = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[1], 0); if (unlikely(!__pyx_v_token_offsets.memview)) __PYX_ERR(0, 810, __pyx_L3_error)
-    __pyx_v_other = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[2], 0); if (unlikely(!__pyx_v_other.memview)) __PYX_ERR(0, 810, __pyx_L3_error)
+    __pyx_v_tokens = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t__const__(values[0], 0); if (unlikely(!__pyx_v_tokens.memview)) __PYX_ERR(0, 807, __pyx_L3_error)
+    __pyx_v_token_offsets = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[1], 0); if (unlikely(!__pyx_v_token_offsets.memview)) __PYX_ERR(0, 807, __pyx_L3_error)
+    __pyx_v_other = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[2], 0); if (unlikely(!__pyx_v_other.memview)) __PYX_ERR(0, 807, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("common_prefix", 1, 3, 3, __pyx_nargs); __PYX_ERR(0, 810, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("common_prefix", 1, 3, 3, __pyx_nargs); __PYX_ERR(0, 807, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -29811,7 +29794,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("common_prefix", 0);
 
-  /* "cachesim/_providers.pyx":813
+  /* "cachesim/_providers.pyx":810
  *     """Per request ``r``: the length of the common prefix of prompts ``r`` and ``other[r]`` (0 when ``other[r]``
  *     is negative)."""
  *     cdef Py_ssize_t n = token_offsets.shape[0] - 1, r             # <<<<<<<<<<<<<<
@@ -29820,7 +29803,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
 */
   __pyx_v_n = ((__pyx_v_token_offsets.shape[0]) - 1);
 
-  /* "cachesim/_providers.pyx":814
+  /* "cachesim/_providers.pyx":811
  *     is negative)."""
  *     cdef Py_ssize_t n = token_offsets.shape[0] - 1, r
  *     out_arr = np.zeros(n, dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -29828,16 +29811,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
  *     cdef int64_t a, b, la, lb, x, lim
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 814, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 811, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 814, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 811, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 814, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 811, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 814, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 811, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 814, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 811, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   #if CYTHON_VECTORCALL
@@ -29858,13 +29841,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
     PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_t_3, __pyx_t_6};
     #if CYTHON_VECTORCALL
     __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 814, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 811, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_5);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 814, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 811, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     #endif
@@ -29876,25 +29859,25 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 814, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 811, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_out_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":815
+  /* "cachesim/_providers.pyx":812
  *     cdef Py_ssize_t n = token_offsets.shape[0] - 1, r
  *     out_arr = np.zeros(n, dtype=np.int64)
  *     cdef int64_t[::1] out = out_arr             # <<<<<<<<<<<<<<
  *     cdef int64_t a, b, la, lb, x, lim
  *     with nogil:
 */
-  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_out_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 815, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_out_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 812, __pyx_L1_error)
   __pyx_v_out = __pyx_t_8;
   __pyx_t_8.memview = NULL;
   __pyx_t_8.data = NULL;
 
-  /* "cachesim/_providers.pyx":817
+  /* "cachesim/_providers.pyx":814
  *     cdef int64_t[::1] out = out_arr
  *     cdef int64_t a, b, la, lb, x, lim
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -29907,7 +29890,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "cachesim/_providers.pyx":818
+        /* "cachesim/_providers.pyx":815
  *     cdef int64_t a, b, la, lb, x, lim
  *     with nogil:
  *         for r in range(n):             # <<<<<<<<<<<<<<
@@ -29921,7 +29904,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
         for (__pyx_t_11 = 0; __pyx_t_11 < __pyx_t_10; __pyx_t_11+=1) {
           __pyx_v_r = __pyx_t_11;
 
-          /* "cachesim/_providers.pyx":819
+          /* "cachesim/_providers.pyx":816
  *     with nogil:
  *         for r in range(n):
  *             if other[r] < 0:             # <<<<<<<<<<<<<<
@@ -29934,7 +29917,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
           if (__pyx_t_13) {
 
 
-            /* "cachesim/_providers.pyx":820
+            /* "cachesim/_providers.pyx":817
  *         for r in range(n):
  *             if other[r] < 0:
  *                 continue             # <<<<<<<<<<<<<<
@@ -29943,7 +29926,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
 */
             goto __pyx_L6_continue;
 
-            /* "cachesim/_providers.pyx":819
+            /* "cachesim/_providers.pyx":816
  *     with nogil:
  *         for r in range(n):
  *             if other[r] < 0:             # <<<<<<<<<<<<<<
@@ -29952,7 +29935,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
 */
           }
 
-          /* "cachesim/_providers.pyx":821
+          /* "cachesim/_providers.pyx":818
  *             if other[r] < 0:
  *                 continue
  *             a = token_offsets[r]             # <<<<<<<<<<<<<<
@@ -29962,7 +29945,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
           __pyx_t_12 = __pyx_v_r;
           __pyx_v_a = (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_12)) )));
 
-          /* "cachesim/_providers.pyx":822
+          /* "cachesim/_providers.pyx":819
  *                 continue
  *             a = token_offsets[r]
  *             b = token_offsets[other[r]]             # <<<<<<<<<<<<<<
@@ -29973,7 +29956,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
           __pyx_t_14 = (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_other.data) + __pyx_t_12)) )));
           __pyx_v_b = (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_14)) )));
 
-          /* "cachesim/_providers.pyx":823
+          /* "cachesim/_providers.pyx":820
  *             a = token_offsets[r]
  *             b = token_offsets[other[r]]
  *             la = token_offsets[r + 1] - a             # <<<<<<<<<<<<<<
@@ -29983,7 +29966,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
           __pyx_t_12 = (__pyx_v_r + 1);
           __pyx_v_la = ((*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_12)) ))) - __pyx_v_a);
 
-          /* "cachesim/_providers.pyx":824
+          /* "cachesim/_providers.pyx":821
  *             b = token_offsets[other[r]]
  *             la = token_offsets[r + 1] - a
  *             lb = token_offsets[other[r] + 1] - b             # <<<<<<<<<<<<<<
@@ -29994,7 +29977,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
           __pyx_t_14 = ((*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_other.data) + __pyx_t_12)) ))) + 1);
           __pyx_v_lb = ((*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_14)) ))) - __pyx_v_b);
 
-          /* "cachesim/_providers.pyx":825
+          /* "cachesim/_providers.pyx":822
  *             la = token_offsets[r + 1] - a
  *             lb = token_offsets[other[r] + 1] - b
  *             lim = min(la, lb)             # <<<<<<<<<<<<<<
@@ -30018,7 +30001,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
           __pyx_v_lim = __pyx_t_17;
 
 
-          /* "cachesim/_providers.pyx":826
+          /* "cachesim/_providers.pyx":823
  *             lb = token_offsets[other[r] + 1] - b
  *             lim = min(la, lb)
  *             x = 0             # <<<<<<<<<<<<<<
@@ -30027,7 +30010,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
 */
           __pyx_v_x = 0;
 
-          /* "cachesim/_providers.pyx":827
+          /* "cachesim/_providers.pyx":824
  *             lim = min(la, lb)
  *             x = 0
  *             while x < lim and tokens[a + x] == tokens[b + x]:             # <<<<<<<<<<<<<<
@@ -30056,7 +30039,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
 
             if (!__pyx_t_13) break;
 
-            /* "cachesim/_providers.pyx":828
+            /* "cachesim/_providers.pyx":825
  *             x = 0
  *             while x < lim and tokens[a + x] == tokens[b + x]:
  *                 x += 1             # <<<<<<<<<<<<<<
@@ -30066,7 +30049,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
             __pyx_v_x = (__pyx_v_x + 1);
           }
 
-          /* "cachesim/_providers.pyx":829
+          /* "cachesim/_providers.pyx":826
  *             while x < lim and tokens[a + x] == tokens[b + x]:
  *                 x += 1
  *             out[r] = x             # <<<<<<<<<<<<<<
@@ -30080,7 +30063,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
 
       }
 
-      /* "cachesim/_providers.pyx":817
+      /* "cachesim/_providers.pyx":814
  *     cdef int64_t[::1] out = out_arr
  *     cdef int64_t a, b, la, lb, x, lim
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -30097,7 +30080,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
       }
   }
 
-  /* "cachesim/_providers.pyx":830
+  /* "cachesim/_providers.pyx":827
  *                 x += 1
  *             out[r] = x
  *     return out_arr             # <<<<<<<<<<<<<<
@@ -30115,7 +30098,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
   }
   goto __pyx_L0;
 
-  /* "cachesim/_providers.pyx":810
+  /* "cachesim/_providers.pyx":807
  * # Session diagnostics
  * 
  * def common_prefix(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const int64_t[::1] other):             # <<<<<<<<<<<<<<
@@ -30150,7 +30133,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
   return __pyx_r;
 }
 
-/* "cachesim/_providers.pyx":836
+/* "cachesim/_providers.pyx":833
  * # DeepSeek: exact-length "cache prefix units" found through a path of fixed-size nodes
  * 
  * cdef inline int _ds_unit(_Table units, const uint32_t* toks, const uint64_t* chain, uint64_t ns, int64_t p,             # <<<<<<<<<<<<<<
@@ -30168,7 +30151,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
   double __pyx_t_4;
   double __pyx_t_5;
 
-  /* "cachesim/_providers.pyx":840
+  /* "cachesim/_providers.pyx":837
  *     """Persist the unit ending at ``p`` (its path node is marked by :func:`_ds_path`)."""
  *     cdef bint fresh
  *     cdef Entry* e = units.insert(c_nskey(c_key_at(toks, chain, p), ns), &fresh)             # <<<<<<<<<<<<<<
@@ -30177,7 +30160,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
 */
   __pyx_v_e = ((struct __pyx_vtabstruct_8cachesim_10_providers__Table *)__pyx_v_units->__pyx_vtab)->insert(__pyx_v_units, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, __pyx_v_chain, __pyx_v_p), __pyx_v_ns), (&__pyx_v_fresh));
 
-  /* "cachesim/_providers.pyx":841
+  /* "cachesim/_providers.pyx":838
  *     cdef bint fresh
  *     cdef Entry* e = units.insert(c_nskey(c_key_at(toks, chain, p), ns), &fresh)
  *     if e == NULL:             # <<<<<<<<<<<<<<
@@ -30189,7 +30172,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
   if (__pyx_t_1) {
 
 
-    /* "cachesim/_providers.pyx":842
+    /* "cachesim/_providers.pyx":839
  *     cdef Entry* e = units.insert(c_nskey(c_key_at(toks, chain, p), ns), &fresh)
  *     if e == NULL:
  *         return -1             # <<<<<<<<<<<<<<
@@ -30202,7 +30185,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
     }
     goto __pyx_L0;
 
-    /* "cachesim/_providers.pyx":841
+    /* "cachesim/_providers.pyx":838
  *     cdef bint fresh
  *     cdef Entry* e = units.insert(c_nskey(c_key_at(toks, chain, p), ns), &fresh)
  *     if e == NULL:             # <<<<<<<<<<<<<<
@@ -30211,7 +30194,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
 */
   }
 
-  /* "cachesim/_providers.pyx":843
+  /* "cachesim/_providers.pyx":840
  *     if e == NULL:
  *         return -1
  *     if fresh or t_avail >= e.expires_at:             # <<<<<<<<<<<<<<
@@ -30233,7 +30216,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
   if (__pyx_t_1) {
 
 
-    /* "cachesim/_providers.pyx":844
+    /* "cachesim/_providers.pyx":841
  *         return -1
  *     if fresh or t_avail >= e.expires_at:
  *         e.available_at = t_avail             # <<<<<<<<<<<<<<
@@ -30242,7 +30225,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
 */
     __pyx_v_e->available_at = __pyx_v_t_avail;
 
-    /* "cachesim/_providers.pyx":845
+    /* "cachesim/_providers.pyx":842
  *     if fresh or t_avail >= e.expires_at:
  *         e.available_at = t_avail
  *         e.expires_at = expires             # <<<<<<<<<<<<<<
@@ -30251,7 +30234,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
 */
     __pyx_v_e->expires_at = __pyx_v_expires;
 
-    /* "cachesim/_providers.pyx":843
+    /* "cachesim/_providers.pyx":840
  *     if e == NULL:
  *         return -1
  *     if fresh or t_avail >= e.expires_at:             # <<<<<<<<<<<<<<
@@ -30261,7 +30244,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
     goto __pyx_L4;
   }
 
-  /* "cachesim/_providers.pyx":847
+  /* "cachesim/_providers.pyx":844
  *         e.expires_at = expires
  *     else:
  *         e.available_at = min(e.available_at, t_avail)             # <<<<<<<<<<<<<<
@@ -30286,7 +30269,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
     __pyx_v_e->available_at = __pyx_t_5;
 
 
-    /* "cachesim/_providers.pyx":848
+    /* "cachesim/_providers.pyx":845
  *     else:
  *         e.available_at = min(e.available_at, t_avail)
  *         e.expires_at = max(e.expires_at, expires)             # <<<<<<<<<<<<<<
@@ -30312,7 +30295,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
   }
   __pyx_L4:;
 
-  /* "cachesim/_providers.pyx":849
+  /* "cachesim/_providers.pyx":846
  *         e.available_at = min(e.available_at, t_avail)
  *         e.expires_at = max(e.expires_at, expires)
  *     e.writer = r             # <<<<<<<<<<<<<<
@@ -30321,7 +30304,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
 */
   __pyx_v_e->writer = __pyx_v_r;
 
-  /* "cachesim/_providers.pyx":850
+  /* "cachesim/_providers.pyx":847
  *         e.expires_at = max(e.expires_at, expires)
  *     e.writer = r
  *     return 0             # <<<<<<<<<<<<<<
@@ -30334,7 +30317,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
   }
   goto __pyx_L0;
 
-  /* "cachesim/_providers.pyx":836
+  /* "cachesim/_providers.pyx":833
  * # DeepSeek: exact-length "cache prefix units" found through a path of fixed-size nodes
  * 
  * cdef inline int _ds_unit(_Table units, const uint32_t* toks, const uint64_t* chain, uint64_t ns, int64_t p,             # <<<<<<<<<<<<<<
@@ -30349,7 +30332,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
   return __pyx_r;
 }
 
-/* "cachesim/_providers.pyx":853
+/* "cachesim/_providers.pyx":850
  * 
  * 
  * cdef inline int _ds_path(_Table path, const uint32_t* toks, const uint64_t* chain, uint64_t ns, int64_t length,             # <<<<<<<<<<<<<<
@@ -30372,7 +30355,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
   double __pyx_t_7;
   double __pyx_t_8;
 
-  /* "cachesim/_providers.pyx":861
+  /* "cachesim/_providers.pyx":858
  *     cdef Entry* e
  *     cdef int64_t k, p
  *     for k in range(1, length // unit + 1):             # <<<<<<<<<<<<<<
@@ -30386,7 +30369,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
   for (__pyx_t_3 = 1; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
     __pyx_v_k = __pyx_t_3;
 
-    /* "cachesim/_providers.pyx":862
+    /* "cachesim/_providers.pyx":859
  *     cdef int64_t k, p
  *     for k in range(1, length // unit + 1):
  *         e = path.insert(c_nskey(c_key_at(toks, chain, k * unit), ns), &fresh)             # <<<<<<<<<<<<<<
@@ -30395,7 +30378,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
     __pyx_v_e = ((struct __pyx_vtabstruct_8cachesim_10_providers__Table *)__pyx_v_path->__pyx_vtab)->insert(__pyx_v_path, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, __pyx_v_chain, (__pyx_v_k * __pyx_v_unit)), __pyx_v_ns), (&__pyx_v_fresh));
 
-    /* "cachesim/_providers.pyx":863
+    /* "cachesim/_providers.pyx":860
  *     for k in range(1, length // unit + 1):
  *         e = path.insert(c_nskey(c_key_at(toks, chain, k * unit), ns), &fresh)
  *         if e == NULL:             # <<<<<<<<<<<<<<
@@ -30407,7 +30390,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
     if (__pyx_t_4) {
 
 
-      /* "cachesim/_providers.pyx":864
+      /* "cachesim/_providers.pyx":861
  *         e = path.insert(c_nskey(c_key_at(toks, chain, k * unit), ns), &fresh)
  *         if e == NULL:
  *             return -1             # <<<<<<<<<<<<<<
@@ -30420,7 +30403,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
       }
       goto __pyx_L0;
 
-      /* "cachesim/_providers.pyx":863
+      /* "cachesim/_providers.pyx":860
  *     for k in range(1, length // unit + 1):
  *         e = path.insert(c_nskey(c_key_at(toks, chain, k * unit), ns), &fresh)
  *         if e == NULL:             # <<<<<<<<<<<<<<
@@ -30429,7 +30412,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
     }
 
-    /* "cachesim/_providers.pyx":865
+    /* "cachesim/_providers.pyx":862
  *         if e == NULL:
  *             return -1
  *         if fresh or t_avail >= e.expires_at:             # <<<<<<<<<<<<<<
@@ -30451,7 +30434,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
     if (__pyx_t_4) {
 
 
-      /* "cachesim/_providers.pyx":866
+      /* "cachesim/_providers.pyx":863
  *             return -1
  *         if fresh or t_avail >= e.expires_at:
  *             e.aux = 0        # every unit through an expired node has expired too: forget their ends             # <<<<<<<<<<<<<<
@@ -30460,7 +30443,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
       __pyx_v_e->aux = 0;
 
-      /* "cachesim/_providers.pyx":865
+      /* "cachesim/_providers.pyx":862
  *         if e == NULL:
  *             return -1
  *         if fresh or t_avail >= e.expires_at:             # <<<<<<<<<<<<<<
@@ -30469,7 +30452,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
     }
 
-    /* "cachesim/_providers.pyx":867
+    /* "cachesim/_providers.pyx":864
  *         if fresh or t_avail >= e.expires_at:
  *             e.aux = 0        # every unit through an expired node has expired too: forget their ends
  *         e.expires_at = max(e.expires_at, expires)             # <<<<<<<<<<<<<<
@@ -30493,7 +30476,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
     __pyx_v_e->expires_at = __pyx_t_8;
 
 
-    /* "cachesim/_providers.pyx":868
+    /* "cachesim/_providers.pyx":865
  *             e.aux = 0        # every unit through an expired node has expired too: forget their ends
  *         e.expires_at = max(e.expires_at, expires)
  *         if k == length // unit:             # <<<<<<<<<<<<<<
@@ -30505,7 +30488,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
     if (__pyx_t_4) {
 
 
-      /* "cachesim/_providers.pyx":869
+      /* "cachesim/_providers.pyx":866
  *         e.expires_at = max(e.expires_at, expires)
  *         if k == length // unit:
  *             e.aux |= (<uint64_t> 1) << (length - k * unit)             # <<<<<<<<<<<<<<
@@ -30514,7 +30497,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
       __pyx_v_e->aux = (__pyx_v_e->aux | (((uint64_t)1) << (__pyx_v_length - (__pyx_v_k * __pyx_v_unit))));
 
-      /* "cachesim/_providers.pyx":868
+      /* "cachesim/_providers.pyx":865
  *             e.aux = 0        # every unit through an expired node has expired too: forget their ends
  *         e.expires_at = max(e.expires_at, expires)
  *         if k == length // unit:             # <<<<<<<<<<<<<<
@@ -30523,7 +30506,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
     }
 
-    /* "cachesim/_providers.pyx":870
+    /* "cachesim/_providers.pyx":867
  *         if k == length // unit:
  *             e.aux |= (<uint64_t> 1) << (length - k * unit)
  *         if common and k == common // unit:             # <<<<<<<<<<<<<<
@@ -30549,7 +30532,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
     if (__pyx_t_4) {
 
 
-      /* "cachesim/_providers.pyx":871
+      /* "cachesim/_providers.pyx":868
  *             e.aux |= (<uint64_t> 1) << (length - k * unit)
  *         if common and k == common // unit:
  *             e.aux |= (<uint64_t> 1) << (common - k * unit)             # <<<<<<<<<<<<<<
@@ -30558,7 +30541,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
       __pyx_v_e->aux = (__pyx_v_e->aux | (((uint64_t)1) << (__pyx_v_common - (__pyx_v_k * __pyx_v_unit))));
 
-      /* "cachesim/_providers.pyx":870
+      /* "cachesim/_providers.pyx":867
  *         if k == length // unit:
  *             e.aux |= (<uint64_t> 1) << (length - k * unit)
  *         if common and k == common // unit:             # <<<<<<<<<<<<<<
@@ -30567,7 +30550,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
     }
 
-    /* "cachesim/_providers.pyx":872
+    /* "cachesim/_providers.pyx":869
  *         if common and k == common // unit:
  *             e.aux |= (<uint64_t> 1) << (common - k * unit)
  *         p = ((k * unit + interval - 1) // interval) * interval     # the multiples of interval inside node k             # <<<<<<<<<<<<<<
@@ -30576,7 +30559,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
     __pyx_v_p = (((((__pyx_v_k * __pyx_v_unit) + __pyx_v_interval) - 1) / __pyx_v_interval) * __pyx_v_interval);
 
-    /* "cachesim/_providers.pyx":873
+    /* "cachesim/_providers.pyx":870
  *             e.aux |= (<uint64_t> 1) << (common - k * unit)
  *         p = ((k * unit + interval - 1) // interval) * interval     # the multiples of interval inside node k
  *         while p < (k + 1) * unit and p < length:             # <<<<<<<<<<<<<<
@@ -30603,7 +30586,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 
       if (!__pyx_t_4) break;
 
-      /* "cachesim/_providers.pyx":874
+      /* "cachesim/_providers.pyx":871
  *         p = ((k * unit + interval - 1) // interval) * interval     # the multiples of interval inside node k
  *         while p < (k + 1) * unit and p < length:
  *             e.aux |= (<uint64_t> 1) << (p - k * unit)             # <<<<<<<<<<<<<<
@@ -30612,7 +30595,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
       __pyx_v_e->aux = (__pyx_v_e->aux | (((uint64_t)1) << (__pyx_v_p - (__pyx_v_k * __pyx_v_unit))));
 
-      /* "cachesim/_providers.pyx":875
+      /* "cachesim/_providers.pyx":872
  *         while p < (k + 1) * unit and p < length:
  *             e.aux |= (<uint64_t> 1) << (p - k * unit)
  *             p += interval             # <<<<<<<<<<<<<<
@@ -30624,7 +30607,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
   }
 
 
-  /* "cachesim/_providers.pyx":876
+  /* "cachesim/_providers.pyx":873
  *             e.aux |= (<uint64_t> 1) << (p - k * unit)
  *             p += interval
  *     return 0             # <<<<<<<<<<<<<<
@@ -30637,7 +30620,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
   }
   goto __pyx_L0;
 
-  /* "cachesim/_providers.pyx":853
+  /* "cachesim/_providers.pyx":850
  * 
  * 
  * cdef inline int _ds_path(_Table path, const uint32_t* toks, const uint64_t* chain, uint64_t ns, int64_t length,             # <<<<<<<<<<<<<<
@@ -30654,7 +30637,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
   return __pyx_r;
 }
 
-/* "cachesim/_providers.pyx":879
+/* "cachesim/_providers.pyx":876
  * 
  * 
  * def serve_deepseek(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
@@ -30671,20 +30654,20 @@ static PyObject *__pyx_pf_8cachesim_10_providers_18__defaults__(CYTHON_UNUSED Py
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__defaults__", 0);
-  __pyx_t_1 = PyFloat_FromDouble(__Pyx_CyFunction_Defaults(struct __pyx_defaults, __pyx_self)->arg0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 879, __pyx_L1_error)
+  __pyx_t_1 = PyFloat_FromDouble(__Pyx_CyFunction_Defaults(struct __pyx_defaults, __pyx_self)->arg0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 876, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_2 = PyTuple_New(1); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 879, __pyx_L1_error)
+  __pyx_t_2 = PyTuple_New(1); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 876, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_GIVEREF(__pyx_t_1);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 879, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 876, __pyx_L1_error);
   __pyx_t_1 = 0;
-  __pyx_t_1 = PyTuple_New(2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 879, __pyx_L1_error)
+  __pyx_t_1 = PyTuple_New(2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 876, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_GIVEREF(__pyx_t_2);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 879, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 876, __pyx_L1_error);
   __Pyx_INCREF(Py_None);
   __Pyx_GIVEREF(Py_None);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, Py_None) != (0)) __PYX_ERR(0, 879, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, Py_None) != (0)) __PYX_ERR(0, 876, __pyx_L1_error);
   __pyx_t_2 = 0;
   {
     PyObject *__pyx_temp;
@@ -30760,111 +30743,111 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_tokens,&__pyx_mstate_global->__pyx_n_u_token_offsets,&__pyx_mstate_global->__pyx_n_u_t,&__pyx_mstate_global->__pyx_n_u_ns,&__pyx_mstate_global->__pyx_n_u_unit_tokens,&__pyx_mstate_global->__pyx_n_u_interval_tokens,&__pyx_mstate_global->__pyx_n_u_available_after_s,&__pyx_mstate_global->__pyx_n_u_idle_ttl_s,&__pyx_mstate_global->__pyx_n_u_miss_draw,&__pyx_mstate_global->__pyx_n_u_miss_probability,&__pyx_mstate_global->__pyx_n_u_forget_s,0};
     struct __pyx_defaults *__pyx_dynamic_args = __Pyx_CyFunction_Defaults(struct __pyx_defaults, __pyx_self);
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 879, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 876, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case 11:
         values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 879, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 876, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 10:
         values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 879, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 876, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  9:
         values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 879, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 876, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  8:
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 879, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 876, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  7:
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 879, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 876, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  6:
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 879, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 876, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 879, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 876, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 879, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 876, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 879, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 876, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 879, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 876, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 879, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 876, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "serve_deepseek", 0) < (0)) __PYX_ERR(0, 879, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "serve_deepseek", 0) < (0)) __PYX_ERR(0, 876, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 10; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("serve_deepseek", 0, 10, 11, i); __PYX_ERR(0, 879, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("serve_deepseek", 0, 10, 11, i); __PYX_ERR(0, 876, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case 11:
         values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 879, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 876, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 10:
         values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 879, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 876, __pyx_L3_error)
         values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 879, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 876, __pyx_L3_error)
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 879, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 876, __pyx_L3_error)
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 879, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 876, __pyx_L3_error)
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 879, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 876, __pyx_L3_error)
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 879, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 876, __pyx_L3_error)
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 879, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 876, __pyx_L3_error)
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 879, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 876, __pyx_L3_error)
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 879, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 876, __pyx_L3_error)
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 879, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 876, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
-    __pyx_v_tokens = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t__const__(values[0], 0); if (unlikely(!__pyx_v_tokens.memview)) __PYX_ERR(0, 879, __pyx_L3_error)
-    __pyx_v_token_offsets = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[1], 0); if (unlikely(!__pyx_v_token_offsets.memview)) __PYX_ERR(0, 879, __pyx_L3_error)
-    __pyx_v_t = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[2], 0); if (unlikely(!__pyx_v_t.memview)) __PYX_ERR(0, 879, __pyx_L3_error)
-    __pyx_v_ns = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t__const__(values[3], 0); if (unlikely(!__pyx_v_ns.memview)) __PYX_ERR(0, 880, __pyx_L3_error)
-    __pyx_v_unit_tokens = __Pyx_PyLong_As_int64_t(values[4]); if (unlikely((__pyx_v_unit_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 880, __pyx_L3_error)
-    __pyx_v_interval_tokens = __Pyx_PyLong_As_int64_t(values[5]); if (unlikely((__pyx_v_interval_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 880, __pyx_L3_error)
-    __pyx_v_available_after_s = __Pyx_PyFloat_AsDouble(values[6]); if (unlikely((__pyx_v_available_after_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 880, __pyx_L3_error)
-    __pyx_v_idle_ttl_s = __Pyx_PyFloat_AsDouble(values[7]); if (unlikely((__pyx_v_idle_ttl_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 881, __pyx_L3_error)
-    __pyx_v_miss_draw = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[8], 0); if (unlikely(!__pyx_v_miss_draw.memview)) __PYX_ERR(0, 881, __pyx_L3_error)
-    __pyx_v_miss_probability = __Pyx_PyFloat_AsDouble(values[9]); if (unlikely((__pyx_v_miss_probability == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 881, __pyx_L3_error)
+    __pyx_v_tokens = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t__const__(values[0], 0); if (unlikely(!__pyx_v_tokens.memview)) __PYX_ERR(0, 876, __pyx_L3_error)
+    __pyx_v_token_offsets = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[1], 0); if (unlikely(!__pyx_v_token_offsets.memview)) __PYX_ERR(0, 876, __pyx_L3_error)
+    __pyx_v_t = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[2], 0); if (unlikely(!__pyx_v_t.memview)) __PYX_ERR(0, 876, __pyx_L3_error)
+    __pyx_v_ns = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t__const__(values[3], 0); if (unlikely(!__pyx_v_ns.memview)) __PYX_ERR(0, 877, __pyx_L3_error)
+    __pyx_v_unit_tokens = __Pyx_PyLong_As_int64_t(values[4]); if (unlikely((__pyx_v_unit_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 877, __pyx_L3_error)
+    __pyx_v_interval_tokens = __Pyx_PyLong_As_int64_t(values[5]); if (unlikely((__pyx_v_interval_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 877, __pyx_L3_error)
+    __pyx_v_available_after_s = __Pyx_PyFloat_AsDouble(values[6]); if (unlikely((__pyx_v_available_after_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 877, __pyx_L3_error)
+    __pyx_v_idle_ttl_s = __Pyx_PyFloat_AsDouble(values[7]); if (unlikely((__pyx_v_idle_ttl_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 878, __pyx_L3_error)
+    __pyx_v_miss_draw = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[8], 0); if (unlikely(!__pyx_v_miss_draw.memview)) __PYX_ERR(0, 878, __pyx_L3_error)
+    __pyx_v_miss_probability = __Pyx_PyFloat_AsDouble(values[9]); if (unlikely((__pyx_v_miss_probability == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 878, __pyx_L3_error)
     if (values[10]) {
-      __pyx_v_forget_s = __Pyx_PyFloat_AsDouble(values[10]); if (unlikely((__pyx_v_forget_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 882, __pyx_L3_error)
+      __pyx_v_forget_s = __Pyx_PyFloat_AsDouble(values[10]); if (unlikely((__pyx_v_forget_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 879, __pyx_L3_error)
     } else {
       __pyx_v_forget_s = __pyx_dynamic_args->arg0;
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("serve_deepseek", 0, 10, 11, __pyx_nargs); __PYX_ERR(0, 879, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("serve_deepseek", 0, 10, 11, __pyx_nargs); __PYX_ERR(0, 876, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -30962,7 +30945,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("serve_deepseek", 0);
 
-  /* "cachesim/_providers.pyx":891
+  /* "cachesim/_providers.pyx":888
  *     that common prefix rounded down to ``unit_tokens``.
  *     """
  *     cdef Py_ssize_t n = t.shape[0], r             # <<<<<<<<<<<<<<
@@ -30971,7 +30954,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
   __pyx_v_n = (__pyx_v_t.shape[0]);
 
-  /* "cachesim/_providers.pyx":892
+  /* "cachesim/_providers.pyx":889
  *     """
  *     cdef Py_ssize_t n = t.shape[0], r
  *     read_arr = np.zeros(n, dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -30979,16 +30962,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
  *     cdef int64_t[::1] read = read_arr
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 892, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 889, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 892, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 889, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 892, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 889, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 892, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 889, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 892, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 889, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   #if CYTHON_VECTORCALL
@@ -31009,13 +30992,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
     PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_t_3, __pyx_t_6};
     #if CYTHON_VECTORCALL
     __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 892, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 889, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_5);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 892, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 889, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     #endif
@@ -31027,13 +31010,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 892, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 889, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_read_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":893
+  /* "cachesim/_providers.pyx":890
  *     cdef Py_ssize_t n = t.shape[0], r
  *     read_arr = np.zeros(n, dtype=np.int64)
  *     flags_arr = np.zeros(n, dtype=np.int32)             # <<<<<<<<<<<<<<
@@ -31041,16 +31024,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
  *     cdef int32_t[::1] flags = flags_arr
 */
   __pyx_t_4 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 893, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 890, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 893, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 890, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 893, __pyx_L1_error)
+  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 890, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 893, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 890, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int32); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 893, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int32); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 890, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   #if CYTHON_VECTORCALL
@@ -31071,13 +31054,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
     PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_t_5, __pyx_t_2};
     #if CYTHON_VECTORCALL
     __pyx_t_3 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 893, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 890, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_3);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_3 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 893, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 890, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     #endif
@@ -31089,37 +31072,37 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 893, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 890, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_flags_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":894
+  /* "cachesim/_providers.pyx":891
  *     read_arr = np.zeros(n, dtype=np.int64)
  *     flags_arr = np.zeros(n, dtype=np.int32)
  *     cdef int64_t[::1] read = read_arr             # <<<<<<<<<<<<<<
  *     cdef int32_t[::1] flags = flags_arr
  *     if unit_tokens < 1 or unit_tokens > 64 or interval_tokens < 1:
 */
-  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_read_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 894, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_read_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 891, __pyx_L1_error)
   __pyx_v_read = __pyx_t_8;
   __pyx_t_8.memview = NULL;
   __pyx_t_8.data = NULL;
 
-  /* "cachesim/_providers.pyx":895
+  /* "cachesim/_providers.pyx":892
  *     flags_arr = np.zeros(n, dtype=np.int32)
  *     cdef int64_t[::1] read = read_arr
  *     cdef int32_t[::1] flags = flags_arr             # <<<<<<<<<<<<<<
  *     if unit_tokens < 1 or unit_tokens > 64 or interval_tokens < 1:
  *         raise ValueError("unit_tokens must be 1..64 and interval_tokens >= 1")
 */
-  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t(__pyx_v_flags_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 895, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t(__pyx_v_flags_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 892, __pyx_L1_error)
   __pyx_v_flags = __pyx_t_9;
   __pyx_t_9.memview = NULL;
   __pyx_t_9.data = NULL;
 
-  /* "cachesim/_providers.pyx":896
+  /* "cachesim/_providers.pyx":893
  *     cdef int64_t[::1] read = read_arr
  *     cdef int32_t[::1] flags = flags_arr
  *     if unit_tokens < 1 or unit_tokens > 64 or interval_tokens < 1:             # <<<<<<<<<<<<<<
@@ -31155,7 +31138,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
   if (unlikely(__pyx_t_10)) {
 
 
-    /* "cachesim/_providers.pyx":897
+    /* "cachesim/_providers.pyx":894
  *     cdef int32_t[::1] flags = flags_arr
  *     if unit_tokens < 1 or unit_tokens > 64 or interval_tokens < 1:
  *         raise ValueError("unit_tokens must be 1..64 and interval_tokens >= 1")             # <<<<<<<<<<<<<<
@@ -31168,14 +31151,14 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
       PyObject *__pyx_callargs[2] = {__pyx_t_6, __pyx_mstate_global->__pyx_kp_u_unit_tokens_must_be_1_64_and_int};
       __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 897, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 894, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(0, 897, __pyx_L1_error)
+    __PYX_ERR(0, 894, __pyx_L1_error)
 
-    /* "cachesim/_providers.pyx":896
+    /* "cachesim/_providers.pyx":893
  *     cdef int64_t[::1] read = read_arr
  *     cdef int32_t[::1] flags = flags_arr
  *     if unit_tokens < 1 or unit_tokens > 64 or interval_tokens < 1:             # <<<<<<<<<<<<<<
@@ -31184,7 +31167,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
   }
 
-  /* "cachesim/_providers.pyx":898
+  /* "cachesim/_providers.pyx":895
  *     if unit_tokens < 1 or unit_tokens > 64 or interval_tokens < 1:
  *         raise ValueError("unit_tokens must be 1..64 and interval_tokens >= 1")
  *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)             # <<<<<<<<<<<<<<
@@ -31192,16 +31175,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
  *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0
 */
   __pyx_t_6 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 898, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 895, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 898, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 895, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = __Pyx_PyLong_From_int64_t(((__pyx_f_8cachesim_10_providers__longest(__pyx_v_token_offsets) / __pyx_e_8cachesim_10_providers_UNIT) + 2)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 898, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_int64_t(((__pyx_f_8cachesim_10_providers__longest(__pyx_v_token_offsets) / __pyx_e_8cachesim_10_providers_UNIT) + 2)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 895, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 898, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 895, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 898, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 895, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   #if CYTHON_VECTORCALL
@@ -31222,13 +31205,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
     PyObject *__pyx_callargs[3] = {__pyx_t_6, __pyx_t_3, __pyx_t_4};
     #if CYTHON_VECTORCALL
     __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 898, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 895, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_5);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 898, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 895, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     #endif
@@ -31240,25 +31223,25 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 898, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 895, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_chain_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":899
+  /* "cachesim/_providers.pyx":896
  *         raise ValueError("unit_tokens must be 1..64 and interval_tokens >= 1")
  *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
  *     cdef uint64_t[::1] chain = chain_arr             # <<<<<<<<<<<<<<
  *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0
  *     cdef _Table units = _Table(64, forget_s)
 */
-  __pyx_t_12 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t(__pyx_v_chain_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_12.memview)) __PYX_ERR(0, 899, __pyx_L1_error)
+  __pyx_t_12 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t(__pyx_v_chain_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_12.memview)) __PYX_ERR(0, 896, __pyx_L1_error)
   __pyx_v_chain = __pyx_t_12;
   __pyx_t_12.memview = NULL;
   __pyx_t_12.data = NULL;
 
-  /* "cachesim/_providers.pyx":900
+  /* "cachesim/_providers.pyx":897
  *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
  *     cdef uint64_t[::1] chain = chain_arr
  *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0             # <<<<<<<<<<<<<<
@@ -31283,7 +31266,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
   __pyx_L7_bool_binop_done:;
   __pyx_v_use_draws = __pyx_t_10;
 
-  /* "cachesim/_providers.pyx":901
+  /* "cachesim/_providers.pyx":898
  *     cdef uint64_t[::1] chain = chain_arr
  *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0
  *     cdef _Table units = _Table(64, forget_s)             # <<<<<<<<<<<<<<
@@ -31291,7 +31274,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
  *     cdef const uint32_t* toks
 */
   __pyx_t_2 = NULL;
-  __pyx_t_5 = PyFloat_FromDouble(__pyx_v_forget_s); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 901, __pyx_L1_error)
+  __pyx_t_5 = PyFloat_FromDouble(__pyx_v_forget_s); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 898, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __pyx_t_7 = 1;
   {
@@ -31299,13 +31282,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_mstate_global->__pyx_ptype_8cachesim_10_providers__Table, __pyx_callargs+__pyx_t_7, (3-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 901, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 898, __pyx_L1_error)
     __Pyx_GOTREF((PyObject *)__pyx_t_1);
   }
   __pyx_v_units = ((struct __pyx_obj_8cachesim_10_providers__Table *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":902
+  /* "cachesim/_providers.pyx":899
  *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0
  *     cdef _Table units = _Table(64, forget_s)
  *     cdef _Table path = _Table(64, forget_s)             # <<<<<<<<<<<<<<
@@ -31313,7 +31296,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
  *     cdef int64_t length, k, k_all, k_live, off, p, hit, common, u = unit_tokens
 */
   __pyx_t_5 = NULL;
-  __pyx_t_2 = PyFloat_FromDouble(__pyx_v_forget_s); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 902, __pyx_L1_error)
+  __pyx_t_2 = PyFloat_FromDouble(__pyx_v_forget_s); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 899, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __pyx_t_7 = 1;
   {
@@ -31321,13 +31304,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_mstate_global->__pyx_ptype_8cachesim_10_providers__Table, __pyx_callargs+__pyx_t_7, (3-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 902, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 899, __pyx_L1_error)
     __Pyx_GOTREF((PyObject *)__pyx_t_1);
   }
   __pyx_v_path = ((struct __pyx_obj_8cachesim_10_providers__Table *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":904
+  /* "cachesim/_providers.pyx":901
  *     cdef _Table path = _Table(64, forget_s)
  *     cdef const uint32_t* toks
  *     cdef int64_t length, k, k_all, k_live, off, p, hit, common, u = unit_tokens             # <<<<<<<<<<<<<<
@@ -31336,7 +31319,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
   __pyx_v_u = __pyx_v_unit_tokens;
 
-  /* "cachesim/_providers.pyx":909
+  /* "cachesim/_providers.pyx":906
  *     cdef Entry* node
  *     cdef double t_avail, expires
  *     cdef int err = 0             # <<<<<<<<<<<<<<
@@ -31345,7 +31328,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
   __pyx_v_err = 0;
 
-  /* "cachesim/_providers.pyx":910
+  /* "cachesim/_providers.pyx":907
  *     cdef double t_avail, expires
  *     cdef int err = 0
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -31358,7 +31341,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "cachesim/_providers.pyx":911
+        /* "cachesim/_providers.pyx":908
  *     cdef int err = 0
  *     with nogil:
  *         for r in range(n):             # <<<<<<<<<<<<<<
@@ -31372,7 +31355,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
         for (__pyx_t_15 = 0; __pyx_t_15 < __pyx_t_14; __pyx_t_15+=1) {
           __pyx_v_r = __pyx_t_15;
 
-          /* "cachesim/_providers.pyx":912
+          /* "cachesim/_providers.pyx":909
  *     with nogil:
  *         for r in range(n):
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL             # <<<<<<<<<<<<<<
@@ -31393,7 +31376,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 
           __pyx_v_toks = __pyx_t_16;
 
-          /* "cachesim/_providers.pyx":913
+          /* "cachesim/_providers.pyx":910
  *         for r in range(n):
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL
  *             length = token_offsets[r + 1] - token_offsets[r]             # <<<<<<<<<<<<<<
@@ -31404,7 +31387,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           __pyx_t_17 = __pyx_v_r;
           __pyx_v_length = ((*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_18)) ))) - (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_17)) ))));
 
-          /* "cachesim/_providers.pyx":914
+          /* "cachesim/_providers.pyx":911
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL
  *             length = token_offsets[r + 1] - token_offsets[r]
  *             ns_r = ns[r]             # <<<<<<<<<<<<<<
@@ -31414,7 +31397,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           __pyx_t_17 = __pyx_v_r;
           __pyx_v_ns_r = (*((uint64_t const  *) ( /* dim=0 */ ((char *) (((uint64_t const  *) __pyx_v_ns.data) + __pyx_t_17)) )));
 
-          /* "cachesim/_providers.pyx":915
+          /* "cachesim/_providers.pyx":912
  *             length = token_offsets[r + 1] - token_offsets[r]
  *             ns_r = ns[r]
  *             units.now = t[r]             # <<<<<<<<<<<<<<
@@ -31424,7 +31407,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           __pyx_t_17 = __pyx_v_r;
           __pyx_v_units->now = (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_17)) )));
 
-          /* "cachesim/_providers.pyx":916
+          /* "cachesim/_providers.pyx":913
  *             ns_r = ns[r]
  *             units.now = t[r]
  *             path.now = t[r]             # <<<<<<<<<<<<<<
@@ -31434,7 +31417,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           __pyx_t_17 = __pyx_v_r;
           __pyx_v_path->now = (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_17)) )));
 
-          /* "cachesim/_providers.pyx":917
+          /* "cachesim/_providers.pyx":914
  *             units.now = t[r]
  *             path.now = t[r]
  *             if length < u:             # <<<<<<<<<<<<<<
@@ -31446,7 +31429,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           if (__pyx_t_10) {
 
 
-            /* "cachesim/_providers.pyx":918
+            /* "cachesim/_providers.pyx":915
  *             path.now = t[r]
  *             if length < u:
  *                 flags[r] |= F_BELOW_MIN             # <<<<<<<<<<<<<<
@@ -31456,7 +31439,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
             __pyx_t_17 = __pyx_v_r;
             *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_17)) )) |= __pyx_e_8cachesim_10_providers_F_BELOW_MIN;
 
-            /* "cachesim/_providers.pyx":919
+            /* "cachesim/_providers.pyx":916
  *             if length < u:
  *                 flags[r] |= F_BELOW_MIN
  *                 continue             # <<<<<<<<<<<<<<
@@ -31465,7 +31448,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             goto __pyx_L12_continue;
 
-            /* "cachesim/_providers.pyx":917
+            /* "cachesim/_providers.pyx":914
  *             units.now = t[r]
  *             path.now = t[r]
  *             if length < u:             # <<<<<<<<<<<<<<
@@ -31474,7 +31457,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           }
 
-          /* "cachesim/_providers.pyx":920
+          /* "cachesim/_providers.pyx":917
  *                 flags[r] |= F_BELOW_MIN
  *                 continue
  *             c_chain(toks, length, &chain[0])             # <<<<<<<<<<<<<<
@@ -31484,7 +31467,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           __pyx_t_17 = 0;
           __pyx_f_8cachesim_10_providers_c_chain(__pyx_v_toks, __pyx_v_length, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_17)) )))));
 
-          /* "cachesim/_providers.pyx":922
+          /* "cachesim/_providers.pyx":919
  *             c_chain(toks, length, &chain[0])
  *             # the path: k_all nodes exist, the first k_live of them are live
  *             k_all = 0             # <<<<<<<<<<<<<<
@@ -31493,7 +31476,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           __pyx_v_k_all = 0;
 
-          /* "cachesim/_providers.pyx":923
+          /* "cachesim/_providers.pyx":920
  *             # the path: k_all nodes exist, the first k_live of them are live
  *             k_all = 0
  *             k_live = 0             # <<<<<<<<<<<<<<
@@ -31502,7 +31485,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           __pyx_v_k_live = 0;
 
-          /* "cachesim/_providers.pyx":924
+          /* "cachesim/_providers.pyx":921
  *             k_all = 0
  *             k_live = 0
  *             k = 1             # <<<<<<<<<<<<<<
@@ -31511,7 +31494,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           __pyx_v_k = 1;
 
-          /* "cachesim/_providers.pyx":925
+          /* "cachesim/_providers.pyx":922
  *             k_live = 0
  *             k = 1
  *             while k * u <= length:             # <<<<<<<<<<<<<<
@@ -31524,7 +31507,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 
             if (!__pyx_t_10) break;
 
-            /* "cachesim/_providers.pyx":926
+            /* "cachesim/_providers.pyx":923
  *             k = 1
  *             while k * u <= length:
  *                 node = path.recall(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))             # <<<<<<<<<<<<<<
@@ -31534,7 +31517,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
             __pyx_t_17 = 0;
             __pyx_v_node = __pyx_f_8cachesim_10_providers_6_Table_recall(__pyx_v_path, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_17)) )))), (__pyx_v_k * __pyx_v_u)), __pyx_v_ns_r));
 
-            /* "cachesim/_providers.pyx":927
+            /* "cachesim/_providers.pyx":924
  *             while k * u <= length:
  *                 node = path.recall(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))
  *                 if node == NULL:             # <<<<<<<<<<<<<<
@@ -31546,7 +31529,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
             if (__pyx_t_10) {
 
 
-              /* "cachesim/_providers.pyx":928
+              /* "cachesim/_providers.pyx":925
  *                 node = path.recall(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))
  *                 if node == NULL:
  *                     break             # <<<<<<<<<<<<<<
@@ -31555,7 +31538,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
               goto __pyx_L16_break;
 
-              /* "cachesim/_providers.pyx":927
+              /* "cachesim/_providers.pyx":924
  *             while k * u <= length:
  *                 node = path.recall(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))
  *                 if node == NULL:             # <<<<<<<<<<<<<<
@@ -31564,7 +31547,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             }
 
-            /* "cachesim/_providers.pyx":929
+            /* "cachesim/_providers.pyx":926
  *                 if node == NULL:
  *                     break
  *                 k_all = k             # <<<<<<<<<<<<<<
@@ -31573,7 +31556,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             __pyx_v_k_all = __pyx_v_k;
 
-            /* "cachesim/_providers.pyx":930
+            /* "cachesim/_providers.pyx":927
  *                     break
  *                 k_all = k
  *                 if k_live == k - 1 and t[r] < node.expires_at:             # <<<<<<<<<<<<<<
@@ -31600,7 +31583,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
             if (__pyx_t_10) {
 
 
-              /* "cachesim/_providers.pyx":931
+              /* "cachesim/_providers.pyx":928
  *                 k_all = k
  *                 if k_live == k - 1 and t[r] < node.expires_at:
  *                     k_live = k             # <<<<<<<<<<<<<<
@@ -31609,7 +31592,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
               __pyx_v_k_live = __pyx_v_k;
 
-              /* "cachesim/_providers.pyx":930
+              /* "cachesim/_providers.pyx":927
  *                     break
  *                 k_all = k
  *                 if k_live == k - 1 and t[r] < node.expires_at:             # <<<<<<<<<<<<<<
@@ -31618,7 +31601,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             }
 
-            /* "cachesim/_providers.pyx":932
+            /* "cachesim/_providers.pyx":929
  *                 if k_live == k - 1 and t[r] < node.expires_at:
  *                     k_live = k
  *                 k += 1             # <<<<<<<<<<<<<<
@@ -31629,7 +31612,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           }
           __pyx_L16_break:;
 
-          /* "cachesim/_providers.pyx":933
+          /* "cachesim/_providers.pyx":930
  *                     k_live = k
  *                 k += 1
  *             hit = 0             # <<<<<<<<<<<<<<
@@ -31638,7 +31621,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           __pyx_v_hit = 0;
 
-          /* "cachesim/_providers.pyx":934
+          /* "cachesim/_providers.pyx":931
  *                 k += 1
  *             hit = 0
  *             if use_draws and miss_draw[r] < miss_probability:             # <<<<<<<<<<<<<<
@@ -31661,7 +31644,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           if (__pyx_t_10) {
 
 
-            /* "cachesim/_providers.pyx":935
+            /* "cachesim/_providers.pyx":932
  *             hit = 0
  *             if use_draws and miss_draw[r] < miss_probability:
  *                 flags[r] |= F_SERVER_MISS             # <<<<<<<<<<<<<<
@@ -31671,7 +31654,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
             __pyx_t_17 = __pyx_v_r;
             *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_17)) )) |= __pyx_e_8cachesim_10_providers_F_SERVER_MISS;
 
-            /* "cachesim/_providers.pyx":934
+            /* "cachesim/_providers.pyx":931
  *                 k += 1
  *             hit = 0
  *             if use_draws and miss_draw[r] < miss_probability:             # <<<<<<<<<<<<<<
@@ -31681,7 +31664,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
             goto __pyx_L21;
           }
 
-          /* "cachesim/_providers.pyx":937
+          /* "cachesim/_providers.pyx":934
  *                 flags[r] |= F_SERVER_MISS
  *             else:
  *                 k = k_all             # <<<<<<<<<<<<<<
@@ -31691,7 +31674,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           /*else*/ {
             __pyx_v_k = __pyx_v_k_all;
 
-            /* "cachesim/_providers.pyx":938
+            /* "cachesim/_providers.pyx":935
  *             else:
  *                 k = k_all
  *                 while k >= 1 and hit == 0:             # <<<<<<<<<<<<<<
@@ -31718,7 +31701,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 
               if (!__pyx_t_10) break;
 
-              /* "cachesim/_providers.pyx":939
+              /* "cachesim/_providers.pyx":936
  *                 k = k_all
  *                 while k >= 1 and hit == 0:
  *                     node = path.find(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))             # <<<<<<<<<<<<<<
@@ -31728,7 +31711,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
               __pyx_t_17 = 0;
               __pyx_v_node = __pyx_f_8cachesim_10_providers_6_Table_find(__pyx_v_path, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_17)) )))), (__pyx_v_k * __pyx_v_u)), __pyx_v_ns_r));
 
-              /* "cachesim/_providers.pyx":940
+              /* "cachesim/_providers.pyx":937
  *                 while k >= 1 and hit == 0:
  *                     node = path.find(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))
  *                     mask = node.aux             # <<<<<<<<<<<<<<
@@ -31739,7 +31722,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 
               __pyx_v_mask = __pyx_t_19;
 
-              /* "cachesim/_providers.pyx":941
+              /* "cachesim/_providers.pyx":938
  *                     node = path.find(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))
  *                     mask = node.aux
  *                     off = u - 1             # <<<<<<<<<<<<<<
@@ -31748,7 +31731,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
               __pyx_v_off = (__pyx_v_u - 1);
 
-              /* "cachesim/_providers.pyx":942
+              /* "cachesim/_providers.pyx":939
  *                     mask = node.aux
  *                     off = u - 1
  *                     while off >= 0:             # <<<<<<<<<<<<<<
@@ -31761,7 +31744,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 
                 if (!__pyx_t_10) break;
 
-                /* "cachesim/_providers.pyx":943
+                /* "cachesim/_providers.pyx":940
  *                     off = u - 1
  *                     while off >= 0:
  *                         p = k * u + off             # <<<<<<<<<<<<<<
@@ -31770,7 +31753,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
                 __pyx_v_p = ((__pyx_v_k * __pyx_v_u) + __pyx_v_off);
 
-                /* "cachesim/_providers.pyx":944
+                /* "cachesim/_providers.pyx":941
  *                     while off >= 0:
  *                         p = k * u + off
  *                         if (mask >> off) & 1 and p <= length:             # <<<<<<<<<<<<<<
@@ -31796,7 +31779,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                 if (__pyx_t_10) {
 
 
-                  /* "cachesim/_providers.pyx":945
+                  /* "cachesim/_providers.pyx":942
  *                         p = k * u + off
  *                         if (mask >> off) & 1 and p <= length:
  *                             e = units.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))             # <<<<<<<<<<<<<<
@@ -31806,7 +31789,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                   __pyx_t_17 = 0;
                   __pyx_v_e = __pyx_f_8cachesim_10_providers_6_Table_recall(__pyx_v_units, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_17)) )))), __pyx_v_p), __pyx_v_ns_r));
 
-                  /* "cachesim/_providers.pyx":946
+                  /* "cachesim/_providers.pyx":943
  *                         if (mask >> off) & 1 and p <= length:
  *                             e = units.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))
  *                             if e != NULL:             # <<<<<<<<<<<<<<
@@ -31818,7 +31801,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                   if (__pyx_t_10) {
 
 
-                    /* "cachesim/_providers.pyx":947
+                    /* "cachesim/_providers.pyx":944
  *                             e = units.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))
  *                             if e != NULL:
  *                                 if t[r] >= e.expires_at:             # <<<<<<<<<<<<<<
@@ -31831,7 +31814,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                     if (__pyx_t_10) {
 
 
-                      /* "cachesim/_providers.pyx":948
+                      /* "cachesim/_providers.pyx":945
  *                             if e != NULL:
  *                                 if t[r] >= e.expires_at:
  *                                     flags[r] |= F_EXPIRED             # <<<<<<<<<<<<<<
@@ -31841,7 +31824,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                       __pyx_t_17 = __pyx_v_r;
                       *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_17)) )) |= __pyx_e_8cachesim_10_providers_F_EXPIRED;
 
-                      /* "cachesim/_providers.pyx":947
+                      /* "cachesim/_providers.pyx":944
  *                             e = units.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))
  *                             if e != NULL:
  *                                 if t[r] >= e.expires_at:             # <<<<<<<<<<<<<<
@@ -31851,7 +31834,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                       goto __pyx_L34;
                     }
 
-                    /* "cachesim/_providers.pyx":949
+                    /* "cachesim/_providers.pyx":946
  *                                 if t[r] >= e.expires_at:
  *                                     flags[r] |= F_EXPIRED
  *                                 elif e.available_at > t[r]:             # <<<<<<<<<<<<<<
@@ -31864,7 +31847,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                     if (__pyx_t_10) {
 
 
-                      /* "cachesim/_providers.pyx":950
+                      /* "cachesim/_providers.pyx":947
  *                                     flags[r] |= F_EXPIRED
  *                                 elif e.available_at > t[r]:
  *                                     flags[r] |= F_NOT_READY             # <<<<<<<<<<<<<<
@@ -31874,7 +31857,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                       __pyx_t_17 = __pyx_v_r;
                       *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_17)) )) |= __pyx_e_8cachesim_10_providers_F_NOT_READY;
 
-                      /* "cachesim/_providers.pyx":949
+                      /* "cachesim/_providers.pyx":946
  *                                 if t[r] >= e.expires_at:
  *                                     flags[r] |= F_EXPIRED
  *                                 elif e.available_at > t[r]:             # <<<<<<<<<<<<<<
@@ -31884,7 +31867,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                       goto __pyx_L34;
                     }
 
-                    /* "cachesim/_providers.pyx":952
+                    /* "cachesim/_providers.pyx":949
  *                                     flags[r] |= F_NOT_READY
  *                                 else:
  *                                     hit = p             # <<<<<<<<<<<<<<
@@ -31894,7 +31877,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                     /*else*/ {
                       __pyx_v_hit = __pyx_v_p;
 
-                      /* "cachesim/_providers.pyx":953
+                      /* "cachesim/_providers.pyx":950
  *                                 else:
  *                                     hit = p
  *                                     e.expires_at = max(e.expires_at, t[r] + idle_ttl_s)             # <<<<<<<<<<<<<<
@@ -31919,7 +31902,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                       __pyx_v_e->expires_at = __pyx_t_22;
 
 
-                      /* "cachesim/_providers.pyx":954
+                      /* "cachesim/_providers.pyx":951
  *                                     hit = p
  *                                     e.expires_at = max(e.expires_at, t[r] + idle_ttl_s)
  *                                     break             # <<<<<<<<<<<<<<
@@ -31930,7 +31913,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                     }
                     __pyx_L34:;
 
-                    /* "cachesim/_providers.pyx":946
+                    /* "cachesim/_providers.pyx":943
  *                         if (mask >> off) & 1 and p <= length:
  *                             e = units.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))
  *                             if e != NULL:             # <<<<<<<<<<<<<<
@@ -31939,7 +31922,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
                   }
 
-                  /* "cachesim/_providers.pyx":944
+                  /* "cachesim/_providers.pyx":941
  *                     while off >= 0:
  *                         p = k * u + off
  *                         if (mask >> off) & 1 and p <= length:             # <<<<<<<<<<<<<<
@@ -31948,7 +31931,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
                 }
 
-                /* "cachesim/_providers.pyx":955
+                /* "cachesim/_providers.pyx":952
  *                                     e.expires_at = max(e.expires_at, t[r] + idle_ttl_s)
  *                                     break
  *                         off -= 1             # <<<<<<<<<<<<<<
@@ -31959,7 +31942,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
               }
               __pyx_L29_break:;
 
-              /* "cachesim/_providers.pyx":956
+              /* "cachesim/_providers.pyx":953
  *                                     break
  *                         off -= 1
  *                     k -= 1             # <<<<<<<<<<<<<<
@@ -31969,7 +31952,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
               __pyx_v_k = (__pyx_v_k - 1);
             }
 
-            /* "cachesim/_providers.pyx":957
+            /* "cachesim/_providers.pyx":954
  *                         off -= 1
  *                     k -= 1
  *                 if hit:             # <<<<<<<<<<<<<<
@@ -31981,7 +31964,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
             if (__pyx_t_10) {
 
 
-              /* "cachesim/_providers.pyx":958
+              /* "cachesim/_providers.pyx":955
  *                     k -= 1
  *                 if hit:
  *                     for k in range(1, hit // u + 1):             # <<<<<<<<<<<<<<
@@ -31995,7 +31978,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
               for (__pyx_t_25 = 1; __pyx_t_25 < __pyx_t_24; __pyx_t_25+=1) {
                 __pyx_v_k = __pyx_t_25;
 
-                /* "cachesim/_providers.pyx":959
+                /* "cachesim/_providers.pyx":956
  *                 if hit:
  *                     for k in range(1, hit // u + 1):
  *                         node = path.find(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))             # <<<<<<<<<<<<<<
@@ -32005,7 +31988,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                 __pyx_t_17 = 0;
                 __pyx_v_node = __pyx_f_8cachesim_10_providers_6_Table_find(__pyx_v_path, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_17)) )))), (__pyx_v_k * __pyx_v_u)), __pyx_v_ns_r));
 
-                /* "cachesim/_providers.pyx":960
+                /* "cachesim/_providers.pyx":957
  *                     for k in range(1, hit // u + 1):
  *                         node = path.find(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))
  *                         node.expires_at = max(node.expires_at, t[r] + idle_ttl_s)             # <<<<<<<<<<<<<<
@@ -32032,7 +32015,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
               }
 
 
-              /* "cachesim/_providers.pyx":957
+              /* "cachesim/_providers.pyx":954
  *                         off -= 1
  *                     k -= 1
  *                 if hit:             # <<<<<<<<<<<<<<
@@ -32043,7 +32026,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           }
           __pyx_L21:;
 
-          /* "cachesim/_providers.pyx":961
+          /* "cachesim/_providers.pyx":958
  *                         node = path.find(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))
  *                         node.expires_at = max(node.expires_at, t[r] + idle_ttl_s)
  *             read[r] = hit             # <<<<<<<<<<<<<<
@@ -32053,7 +32036,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           __pyx_t_17 = __pyx_v_r;
           *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_read.data) + __pyx_t_17)) )) = __pyx_v_hit;
 
-          /* "cachesim/_providers.pyx":963
+          /* "cachesim/_providers.pyx":960
  *             read[r] = hit
  *             # writes after the response: the input's end, fixed intervals inside it, the common prefix
  *             t_avail = t[r] + available_after_s             # <<<<<<<<<<<<<<
@@ -32063,7 +32046,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           __pyx_t_17 = __pyx_v_r;
           __pyx_v_t_avail = ((*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_17)) ))) + __pyx_v_available_after_s);
 
-          /* "cachesim/_providers.pyx":964
+          /* "cachesim/_providers.pyx":961
  *             # writes after the response: the input's end, fixed intervals inside it, the common prefix
  *             t_avail = t[r] + available_after_s
  *             expires = t_avail + idle_ttl_s             # <<<<<<<<<<<<<<
@@ -32072,7 +32055,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           __pyx_v_expires = (__pyx_v_t_avail + __pyx_v_idle_ttl_s);
 
-          /* "cachesim/_providers.pyx":965
+          /* "cachesim/_providers.pyx":962
  *             t_avail = t[r] + available_after_s
  *             expires = t_avail + idle_ttl_s
  *             common = k_live * u if k_live >= 1 and hit < k_live * u < length else 0             # <<<<<<<<<<<<<<
@@ -32110,7 +32093,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 
           __pyx_v_common = __pyx_t_23;
 
-          /* "cachesim/_providers.pyx":966
+          /* "cachesim/_providers.pyx":963
  *             expires = t_avail + idle_ttl_s
  *             common = k_live * u if k_live >= 1 and hit < k_live * u < length else 0
  *             if _ds_unit(units, toks, &chain[0], ns_r, length, t_avail, expires, r) != 0:             # <<<<<<<<<<<<<<
@@ -32123,7 +32106,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           if (__pyx_t_10) {
 
 
-            /* "cachesim/_providers.pyx":967
+            /* "cachesim/_providers.pyx":964
  *             common = k_live * u if k_live >= 1 and hit < k_live * u < length else 0
  *             if _ds_unit(units, toks, &chain[0], ns_r, length, t_avail, expires, r) != 0:
  *                 err = 1             # <<<<<<<<<<<<<<
@@ -32132,7 +32115,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             __pyx_v_err = 1;
 
-            /* "cachesim/_providers.pyx":968
+            /* "cachesim/_providers.pyx":965
  *             if _ds_unit(units, toks, &chain[0], ns_r, length, t_avail, expires, r) != 0:
  *                 err = 1
  *                 break             # <<<<<<<<<<<<<<
@@ -32141,7 +32124,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             goto __pyx_L13_break;
 
-            /* "cachesim/_providers.pyx":966
+            /* "cachesim/_providers.pyx":963
  *             expires = t_avail + idle_ttl_s
  *             common = k_live * u if k_live >= 1 and hit < k_live * u < length else 0
  *             if _ds_unit(units, toks, &chain[0], ns_r, length, t_avail, expires, r) != 0:             # <<<<<<<<<<<<<<
@@ -32150,7 +32133,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           }
 
-          /* "cachesim/_providers.pyx":969
+          /* "cachesim/_providers.pyx":966
  *                 err = 1
  *                 break
  *             p = interval_tokens             # <<<<<<<<<<<<<<
@@ -32159,7 +32142,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           __pyx_v_p = __pyx_v_interval_tokens;
 
-          /* "cachesim/_providers.pyx":970
+          /* "cachesim/_providers.pyx":967
  *                 break
  *             p = interval_tokens
  *             while p < length:             # <<<<<<<<<<<<<<
@@ -32172,7 +32155,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 
             if (!__pyx_t_10) break;
 
-            /* "cachesim/_providers.pyx":971
+            /* "cachesim/_providers.pyx":968
  *             p = interval_tokens
  *             while p < length:
  *                 if p >= u and _ds_unit(units, toks, &chain[0], ns_r, p, t_avail, expires, r) != 0:             # <<<<<<<<<<<<<<
@@ -32199,7 +32182,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
             if (__pyx_t_10) {
 
 
-              /* "cachesim/_providers.pyx":972
+              /* "cachesim/_providers.pyx":969
  *             while p < length:
  *                 if p >= u and _ds_unit(units, toks, &chain[0], ns_r, p, t_avail, expires, r) != 0:
  *                     err = 1             # <<<<<<<<<<<<<<
@@ -32208,7 +32191,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
               __pyx_v_err = 1;
 
-              /* "cachesim/_providers.pyx":973
+              /* "cachesim/_providers.pyx":970
  *                 if p >= u and _ds_unit(units, toks, &chain[0], ns_r, p, t_avail, expires, r) != 0:
  *                     err = 1
  *                     break             # <<<<<<<<<<<<<<
@@ -32217,7 +32200,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
               goto __pyx_L42_break;
 
-              /* "cachesim/_providers.pyx":971
+              /* "cachesim/_providers.pyx":968
  *             p = interval_tokens
  *             while p < length:
  *                 if p >= u and _ds_unit(units, toks, &chain[0], ns_r, p, t_avail, expires, r) != 0:             # <<<<<<<<<<<<<<
@@ -32226,7 +32209,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             }
 
-            /* "cachesim/_providers.pyx":974
+            /* "cachesim/_providers.pyx":971
  *                     err = 1
  *                     break
  *                 p += interval_tokens             # <<<<<<<<<<<<<<
@@ -32237,7 +32220,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           }
           __pyx_L42_break:;
 
-          /* "cachesim/_providers.pyx":975
+          /* "cachesim/_providers.pyx":972
  *                     break
  *                 p += interval_tokens
  *             if err:             # <<<<<<<<<<<<<<
@@ -32249,7 +32232,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           if (__pyx_t_10) {
 
 
-            /* "cachesim/_providers.pyx":976
+            /* "cachesim/_providers.pyx":973
  *                 p += interval_tokens
  *             if err:
  *                 break             # <<<<<<<<<<<<<<
@@ -32258,7 +32241,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             goto __pyx_L13_break;
 
-            /* "cachesim/_providers.pyx":975
+            /* "cachesim/_providers.pyx":972
  *                     break
  *                 p += interval_tokens
  *             if err:             # <<<<<<<<<<<<<<
@@ -32267,7 +32250,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           }
 
-          /* "cachesim/_providers.pyx":977
+          /* "cachesim/_providers.pyx":974
  *             if err:
  *                 break
  *             if common and _ds_unit(units, toks, &chain[0], ns_r, common, t_avail, expires, r) != 0:             # <<<<<<<<<<<<<<
@@ -32294,7 +32277,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           if (__pyx_t_10) {
 
 
-            /* "cachesim/_providers.pyx":978
+            /* "cachesim/_providers.pyx":975
  *                 break
  *             if common and _ds_unit(units, toks, &chain[0], ns_r, common, t_avail, expires, r) != 0:
  *                 err = 1             # <<<<<<<<<<<<<<
@@ -32303,7 +32286,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             __pyx_v_err = 1;
 
-            /* "cachesim/_providers.pyx":979
+            /* "cachesim/_providers.pyx":976
  *             if common and _ds_unit(units, toks, &chain[0], ns_r, common, t_avail, expires, r) != 0:
  *                 err = 1
  *                 break             # <<<<<<<<<<<<<<
@@ -32312,7 +32295,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             goto __pyx_L13_break;
 
-            /* "cachesim/_providers.pyx":977
+            /* "cachesim/_providers.pyx":974
  *             if err:
  *                 break
  *             if common and _ds_unit(units, toks, &chain[0], ns_r, common, t_avail, expires, r) != 0:             # <<<<<<<<<<<<<<
@@ -32321,7 +32304,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           }
 
-          /* "cachesim/_providers.pyx":980
+          /* "cachesim/_providers.pyx":977
  *                 err = 1
  *                 break
  *             if _ds_path(path, toks, &chain[0], ns_r, length, u, interval_tokens, common, t_avail, expires) != 0:             # <<<<<<<<<<<<<<
@@ -32334,7 +32317,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           if (__pyx_t_10) {
 
 
-            /* "cachesim/_providers.pyx":981
+            /* "cachesim/_providers.pyx":978
  *                 break
  *             if _ds_path(path, toks, &chain[0], ns_r, length, u, interval_tokens, common, t_avail, expires) != 0:
  *                 err = 1             # <<<<<<<<<<<<<<
@@ -32343,7 +32326,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             __pyx_v_err = 1;
 
-            /* "cachesim/_providers.pyx":982
+            /* "cachesim/_providers.pyx":979
  *             if _ds_path(path, toks, &chain[0], ns_r, length, u, interval_tokens, common, t_avail, expires) != 0:
  *                 err = 1
  *                 break             # <<<<<<<<<<<<<<
@@ -32352,7 +32335,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             goto __pyx_L13_break;
 
-            /* "cachesim/_providers.pyx":980
+            /* "cachesim/_providers.pyx":977
  *                 err = 1
  *                 break
  *             if _ds_path(path, toks, &chain[0], ns_r, length, u, interval_tokens, common, t_avail, expires) != 0:             # <<<<<<<<<<<<<<
@@ -32366,7 +32349,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 
       }
 
-      /* "cachesim/_providers.pyx":910
+      /* "cachesim/_providers.pyx":907
  *     cdef double t_avail, expires
  *     cdef int err = 0
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -32383,7 +32366,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
       }
   }
 
-  /* "cachesim/_providers.pyx":983
+  /* "cachesim/_providers.pyx":980
  *                 err = 1
  *                 break
  *     if err:             # <<<<<<<<<<<<<<
@@ -32395,7 +32378,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
   if (unlikely(__pyx_t_10)) {
 
 
-    /* "cachesim/_providers.pyx":984
+    /* "cachesim/_providers.pyx":981
  *                 break
  *     if err:
  *         raise MemoryError("cachesim: out of memory in the provider cache table")             # <<<<<<<<<<<<<<
@@ -32407,14 +32390,14 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
       PyObject *__pyx_callargs[2] = {__pyx_t_2, __pyx_mstate_global->__pyx_kp_u_cachesim_out_of_memory_in_the_pr};
       __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_MemoryError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 984, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 981, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(0, 984, __pyx_L1_error)
+    __PYX_ERR(0, 981, __pyx_L1_error)
 
-    /* "cachesim/_providers.pyx":983
+    /* "cachesim/_providers.pyx":980
  *                 err = 1
  *                 break
  *     if err:             # <<<<<<<<<<<<<<
@@ -32423,19 +32406,19 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
   }
 
-  /* "cachesim/_providers.pyx":985
+  /* "cachesim/_providers.pyx":982
  *     if err:
  *         raise MemoryError("cachesim: out of memory in the provider cache table")
  *     return read_arr, flags_arr             # <<<<<<<<<<<<<<
 */
-  __pyx_t_1 = PyTuple_New(2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 985, __pyx_L1_error)
+  __pyx_t_1 = PyTuple_New(2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 982, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_INCREF(__pyx_v_read_arr);
   __Pyx_GIVEREF(__pyx_v_read_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_v_read_arr) != (0)) __PYX_ERR(0, 985, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_v_read_arr) != (0)) __PYX_ERR(0, 982, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_flags_arr);
   __Pyx_GIVEREF(__pyx_v_flags_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_v_flags_arr) != (0)) __PYX_ERR(0, 985, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_v_flags_arr) != (0)) __PYX_ERR(0, 982, __pyx_L1_error);
   {
     PyObject *__pyx_temp;
     {
@@ -32447,7 +32430,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "cachesim/_providers.pyx":879
+  /* "cachesim/_providers.pyx":876
  * 
  * 
  * def serve_deepseek(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
@@ -34294,14 +34277,14 @@ static int __Pyx_modinit_Exttype___pyx_defaults1(__pyx_mstatetype *__pyx_mstate)
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_defaults1", 0);
   /*--- Exttype __pyx_defaults1 ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults1 = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_8cachesim_10_providers___pyx_defaults1_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults1)) __PYX_ERR(0, 631, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults1 = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_8cachesim_10_providers___pyx_defaults1_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults1)) __PYX_ERR(0, 628, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults1 = &__pyx_type_8cachesim_10_providers___pyx_defaults1;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults1) < (0)) __PYX_ERR(0, 631, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults1) < (0)) __PYX_ERR(0, 628, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults1);
@@ -35638,21 +35621,21 @@ __Pyx_RefNannySetupContext("PyInit__providers", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_serve_breakpoints, __pyx_t_5) < (0)) __PYX_ERR(0, 413, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cachesim/_providers.pyx":631
+  /* "cachesim/_providers.pyx":628
  * # Prefix-unit caches: OpenAI before GPT-5.6, Gemini implicit (longest common prefix at a unit granularity)
  * 
  * def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
  *                 const uint64_t[::1] ns, const uint64_t[::1] route_key, const int32_t[::1] replicas,
  *                 const int32_t[::1] replica_max,
 */
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_8cachesim_10_providers_9serve_units, 0, __pyx_mstate_global->__pyx_n_u_serve_units, NULL, __pyx_mstate_global->__pyx_n_u_cachesim__providers, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[6])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 631, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_8cachesim_10_providers_9serve_units, 0, __pyx_mstate_global->__pyx_n_u_serve_units, NULL, __pyx_mstate_global->__pyx_n_u_cachesim__providers, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[6])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 628, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
-  if (!__Pyx_CyFunction_InitDefaults(__pyx_t_5, __pyx_mstate_global->__pyx_ptype_8cachesim_10_providers___pyx_defaults1)) __PYX_ERR(0, 631, __pyx_L1_error)
+  if (!__Pyx_CyFunction_InitDefaults(__pyx_t_5, __pyx_mstate_global->__pyx_ptype_8cachesim_10_providers___pyx_defaults1)) __PYX_ERR(0, 628, __pyx_L1_error)
 
-  /* "cachesim/_providers.pyx":636
+  /* "cachesim/_providers.pyx":633
  *                 int64_t unit_tokens, int64_t hidden_tokens, int64_t round_to, bint token_exact,
  *                 int64_t min_tokens, double idle_ttl_s, double max_age_s, double ttft_s,
  *                 const double[::1] miss_draw, double miss_probability, double forget_s=INFINITY,             # <<<<<<<<<<<<<<
@@ -35663,52 +35646,52 @@ __Pyx_RefNannySetupContext("PyInit__providers", 0);
   __Pyx_CyFunction_Defaults(struct __pyx_defaults1, __pyx_t_5)->arg0 = INFINITY;
 
 
-  /* "cachesim/_providers.pyx":637
+  /* "cachesim/_providers.pyx":634
  *                 int64_t min_tokens, double idle_ttl_s, double max_age_s, double ttft_s,
  *                 const double[::1] miss_draw, double miss_probability, double forget_s=INFINITY,
  *                 const int32_t[::1] tenant=None, int64_t capacity_units=0):             # <<<<<<<<<<<<<<
  *     """Serve every request; returns per-request ``read, flags, evicted_by`` arrays.
  * 
 */
-  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t__const__(Py_None, 0); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 637, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t__const__(Py_None, 0); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 634, __pyx_L1_error)
   __Pyx_CyFunction_Defaults(struct __pyx_defaults1, __pyx_t_5)->arg1 = __pyx_t_9;
 
   __pyx_t_9.memview = NULL;
   __pyx_t_9.data = NULL;
   __Pyx_CyFunction_SetDefaultsGetter(__pyx_t_5, __pyx_pf_8cachesim_10_providers_16__defaults__);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_serve_units, __pyx_t_5) < (0)) __PYX_ERR(0, 631, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_serve_units, __pyx_t_5) < (0)) __PYX_ERR(0, 628, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cachesim/_providers.pyx":810
+  /* "cachesim/_providers.pyx":807
  * # Session diagnostics
  * 
  * def common_prefix(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const int64_t[::1] other):             # <<<<<<<<<<<<<<
  *     """Per request ``r``: the length of the common prefix of prompts ``r`` and ``other[r]`` (0 when ``other[r]``
  *     is negative)."""
 */
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_8cachesim_10_providers_11common_prefix, 0, __pyx_mstate_global->__pyx_n_u_common_prefix, NULL, __pyx_mstate_global->__pyx_n_u_cachesim__providers, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[7])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 810, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_8cachesim_10_providers_11common_prefix, 0, __pyx_mstate_global->__pyx_n_u_common_prefix, NULL, __pyx_mstate_global->__pyx_n_u_cachesim__providers, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[7])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 807, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_common_prefix, __pyx_t_5) < (0)) __PYX_ERR(0, 810, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_common_prefix, __pyx_t_5) < (0)) __PYX_ERR(0, 807, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cachesim/_providers.pyx":879
+  /* "cachesim/_providers.pyx":876
  * 
  * 
  * def serve_deepseek(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
  *                    const uint64_t[::1] ns, int64_t unit_tokens, int64_t interval_tokens, double available_after_s,
  *                    double idle_ttl_s, const double[::1] miss_draw, double miss_probability,
 */
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_8cachesim_10_providers_13serve_deepseek, 0, __pyx_mstate_global->__pyx_n_u_serve_deepseek, NULL, __pyx_mstate_global->__pyx_n_u_cachesim__providers, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[8])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 879, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_8cachesim_10_providers_13serve_deepseek, 0, __pyx_mstate_global->__pyx_n_u_serve_deepseek, NULL, __pyx_mstate_global->__pyx_n_u_cachesim__providers, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[8])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 876, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
-  if (!__Pyx_CyFunction_InitDefaults(__pyx_t_5, __pyx_mstate_global->__pyx_ptype_8cachesim_10_providers___pyx_defaults)) __PYX_ERR(0, 879, __pyx_L1_error)
+  if (!__Pyx_CyFunction_InitDefaults(__pyx_t_5, __pyx_mstate_global->__pyx_ptype_8cachesim_10_providers___pyx_defaults)) __PYX_ERR(0, 876, __pyx_L1_error)
 
-  /* "cachesim/_providers.pyx":882
+  /* "cachesim/_providers.pyx":879
  *                    const uint64_t[::1] ns, int64_t unit_tokens, int64_t interval_tokens, double available_after_s,
  *                    double idle_ttl_s, const double[::1] miss_draw, double miss_probability,
  *                    double forget_s=INFINITY):             # <<<<<<<<<<<<<<
@@ -35719,7 +35702,7 @@ __Pyx_RefNannySetupContext("PyInit__providers", 0);
   __Pyx_CyFunction_Defaults(struct __pyx_defaults, __pyx_t_5)->arg0 = INFINITY;
 
   __Pyx_CyFunction_SetDefaultsGetter(__pyx_t_5, __pyx_pf_8cachesim_10_providers_18__defaults__);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_serve_deepseek, __pyx_t_5) < (0)) __PYX_ERR(0, 879, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_serve_deepseek, __pyx_t_5) < (0)) __PYX_ERR(0, 876, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
   /* "cachesim/_providers.pyx":1
@@ -35925,47 +35908,47 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
-    const struct { const unsigned int length: 8; } str_length_index[] = {{6},{8},{13},{15},{1},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{179},{44},{8},{61},{49},{51},{67},{15},{7},{6},{2},{9},{50},{26},{27},{30},{37},{37},{50},{5},{24},{13},{8},{14},{10},{12},{12},{13},{14},{13},{16},{14},{13},{8},{15},{6},{24},{26},{20},{12},{9},{17},{8},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{7},{1},{3},{15},{3},{6},{18},{9},{14},{17},{1},{5},{4},{3},{10},{16},{7},{6},{10},{7},{10},{5},{9},{6},{10},{11},{9},{1},{5},{9},{6},{19},{8},{14},{5},{9},{18},{3},{6},{13},{5},{5},{15},{9},{1},{5},{6},{9},{3},{5},{9},{10},{14},{11},{7},{5},{5},{9},{8},{6},{7},{5},{4},{13},{7},{3},{1},{2},{10},{5},{5},{5},{4},{15},{4},{5},{8},{1},{2},{1},{5},{5},{6},{3},{2},{4},{8},{2},{4},{2},{6},{3},{6},{2},{7},{15},{4},{7},{9},{7},{15},{7},{10},{9},{16},{4},{1},{10},{5},{7},{4},{2},{3},{4},{4},{13},{2},{2},{6},{4},{5},{5},{3},{3},{5},{9},{3},{7},{1},{4},{4},{10},{19},{3},{16},{9},{2},{11},{13},{7},{1},{6},{1},{4},{8},{12},{8},{3},{7},{11},{11},{11},{8},{8},{2},{6},{8},{5},{9},{6},{4},{10},{4},{3},{17},{14},{11},{10},{5},{4},{5},{5},{4},{4},{6},{3},{1},{7},{5},{6},{11},{13},{6},{4},{6},{10},{11},{1},{6},{11},{5},{6},{6},{9},{1},{6},{10},{6},{7},{8},{6},{6},{1},{17},{6},{14},{5}};
-    const struct { const unsigned int length: 11; } bytes_length_index[] = {{1},{23},{9},{13},{197},{260},{1107},{1699},{562},{2026}};
+    const struct { const unsigned int length: 8; } str_length_index[] = {{6},{8},{13},{15},{1},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{179},{44},{8},{61},{49},{51},{67},{15},{7},{6},{2},{9},{50},{26},{27},{30},{37},{37},{50},{5},{24},{13},{8},{14},{10},{12},{12},{13},{14},{13},{16},{14},{13},{8},{15},{6},{24},{26},{20},{12},{9},{17},{8},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{7},{1},{3},{15},{3},{6},{18},{9},{14},{17},{1},{5},{4},{3},{10},{16},{7},{6},{10},{7},{10},{5},{9},{6},{10},{11},{9},{1},{5},{9},{6},{19},{8},{14},{5},{9},{18},{6},{13},{5},{5},{15},{1},{5},{6},{9},{3},{5},{9},{10},{14},{7},{5},{5},{9},{8},{6},{7},{5},{4},{13},{3},{1},{2},{10},{5},{5},{5},{4},{15},{4},{5},{8},{1},{2},{1},{5},{5},{6},{3},{2},{4},{8},{2},{4},{2},{6},{3},{6},{2},{7},{15},{4},{7},{9},{7},{15},{7},{10},{9},{16},{4},{1},{10},{5},{7},{4},{2},{3},{4},{4},{2},{2},{6},{4},{5},{5},{3},{3},{5},{9},{3},{7},{1},{4},{4},{10},{19},{3},{16},{9},{2},{11},{13},{7},{1},{6},{1},{4},{8},{12},{8},{3},{7},{11},{11},{11},{8},{8},{2},{6},{8},{5},{9},{6},{4},{10},{4},{3},{17},{14},{11},{10},{5},{4},{5},{5},{4},{4},{6},{3},{1},{7},{5},{6},{11},{13},{6},{4},{6},{10},{11},{1},{6},{11},{5},{6},{6},{9},{1},{6},{6},{7},{8},{6},{6},{1},{17},{6},{14},{5}};
+    const struct { const unsigned int length: 11; } bytes_length_index[] = {{1},{23},{9},{13},{197},{260},{1107},{1699},{562},{2021}};
     #ifndef CYTHON_COMPRESS_STRINGS
       #define CYTHON_COMPRESS_STRINGS 90
     #endif
-    #if (CYTHON_COMPRESS_STRINGS) == 2 /* compression: bz2 (4318 bytes) */
-static const char cstring[] = "BZh91AY&SY\254\214D\022\000\002\373\177\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\300@@@@@@@@@@@@\000@\000`\021?z\350\333\ny\357x=Ze\260\333\007@=\017@\000\364\320P\021\202\200\001\352\000!\322\206DD\204\000a\003\322i\2320h#h\214Q\352y\031\242j\006\206@b4h\3204\320\032i\240h\006\215\002P\200\232h\023@L#@\247\240CT\366\224\303SO)\352d\320\3650F\323\324\236\246L\215\001\221\240=#L@\364\324\031\030\212z\r \nh\000\000\000\000\000\000\000\000\000\000\000\000\000\032\001\352\0000\202D\211!\246\201\240z\214\215\251\352\007\251\246\206\236\223O\324\237\220\364\312m2R4z\203\324\323 \304\017Hi\243G\243Q\350OHhA\246&\004\030\000\232i\246\230\000\214\004bd\300&\000\0020\214\000\0020\002d\311\204\304\t\024M\014\204L@\247\2056\232\215\0324\365\0004h\000\003@h\0004\000\r\032yG\244\364\232\036\246\217D43\260\277-5\272\270\312\240\037.\266\010\351{_\317\007\002\200\221\004.\222\024\221\323?\244/\354_\271\200fqK#S \274\221\014\n\271\221\223\363\363h\034\330D\014\215\205j\250,\266HR$\021\237PK\375hm$\233\020\234\244h!u\013\220\260B\005\266\177\372\004\010 @\234w\201\010\020\264\001\344\355\034\216w*\025\252|$A*^g\330\250\204\\\301\260\001\260Cb\033Et\023\275\206\201qB\241S$\225c,I\202\2004\005t\230\001F\33061\202l\005P\244\201\201\204_\375\235\"KTd\301`\205\202C\234O\277=\375\340\325\346\026J\312yME\240\330i\252F\310\211\026\356\013h\212\2433\231G^L\nb\020H\010D\220L-JB\017\266\210\"\203M\"sH\255\"\260&\026\023\304 \014l\001\261\034 \242\271\202\242\242\2419\205\370\316$\346\006Q\220o:\035|HAA\031\020`\005\346C\014\014-$\321l\301\266\322\2761t\n\001]4mU\244\r\227\261;\002\314v\253p0\310$\214\254F\\X\006\t,\001\273\304^\\]p\251\241-\014T\240V\254\236@S\033\207\032\025\000zA@l\0327yki9+\025\243n\332ghc\005J\313K[!\232\n\014\034D\350\342\334v.+\313\022\224,V\005\244\001\302\027W\020\213 BA\271\271\277\321\"r\217Kw\243T\267\374\270U\276\311AJ\201\004\"8`b\004\320\256e\231p\355\365\276\333-\255u\213D\326\003\302$\300\270 \343\2472\222\226\237s\335&i\017\223@/\032""\002\240\272\362\275\222\353\214\021\341\014d\n\2268.$L\244\020\000M\321F\355px\346\030C\014rp\210\304\004\274\3329b $E&`2\210\216\000\226.\200\273\336\201i$[r\345\030\201\206\262U(Y\026\016\216u\000h\003\220\315\336i\024\302\310\004\304\266\312\371\023\320\247\351V\241J%)as%\223\231\364p\234\307&(\020\017\234}*\244\223\024I\366\177\306\374\365\047mYQ4s`\366L\213\353\247La\216/\371\036\367g\207]\234\277\302\035\332\371i\237\300{>\376\007\232\207G\203O\314\263\366\032\031K\247zm\251\313\353(n;Q\022\304\t!!7i\r\374\216\364\2312h\213\027#\n\252*\315\210\216h\222s\221H\301\362B\004$\343\320\340\036\210\341\007\204\245?\352\354\303@\352P\n!@=\373L\025\365{\377\007\271\004P\242(\253S\t\315\0065\314\264-\013Pql5y\0131\231>\335\205\202X\027\371\274x\3257L\232\023\t\342\0372\351@ Y\0250\344\221JR\030L\367\247\256q\302\326<x\221P\352\267\010C\227\364}|\3206\341\247\267\265\2103#(\203E\023\340\036\374\201\357~?\201W\t\341\264\362I5\210\014Z\243\000T\001\r\214\242\334jU\27062N5T\254\333\274\322\242\222V\253\0215L\264\r\337\267`\346j^^^\225\350\273\261\310n\376&\221\207\223u)\342d\204\316s\327\344\033\233\332\232:DbTY\rAb\021\2540\016\200\331\350\352\262\207\037\364\370\037\306\250\205P\256\244\270\rn\334\004A\275T\370\r\317\262;u\355\370{\272`\330\376\242\331E\214\250\367\345\370\000\340\274\360\343\362`\2356\374>\024C\341\246\231\340\312\331c\314g\346\343e\263Y\276\034*%\263\265\2127\275]\235\242~T\021\254\010\310 \330KD\r\224G\315\036\021\350\277W \362\007%\001\244\331Wo\024\306F\330\204\256ZP\273\355\377\026\375\017_kk&\"*\253\036~\320\274*\025@\271\003\014\014O\303\323\307>\334\362D>g\217\000\301\023\004L\023\r\206+\230s\024\357\353\313&\\\r\314\227\027\027\027WV`k2\022a4\230L\230\031_\\v\340\236\267\272\265J\24509R`\270$\220\220\030t\023\362\247\326\3530\354*\232\252T\255Q5\036\251\251}{:\026\224\242]\224\036\215\353\270u\3044\361JH\374\340\260\350\032\342Gj\263\371\3705\256\365-\302=u\233Q\3664\341Y;\373\226\204A\204\215a\364\276\326\374u\223\2460\213\336a\317\231\317""\321\235\205\037^\324\345\355c}\255\035\217\235\023n\317\243\357C\370!\007D\264\220\326\374d\240\202\251Q\270\332\367\374\342NI\337m\332k\246\334$\270a\214\260\025\227\376\375\226\374\253X\313\361j\314*\243\326\343c?)\344\332t\303\322\260\316.$\313\027?5|\340\317W8\253]\361\033~\047SBj\330\375u9$\261W\\\255n\253D5lJ\ne\22155\223\266\246\322\231\022O\215\344\024\237\002\377\343\371\365\216\200\266\217\232\002\373VS\337\231\213\322\304]\366H\002\016\323\0242\226\234\202\305\351h\316R,\005Qo\036\373\005!\200\035\273\277\336\334\210@n\220.)x\203\212\t\023@3\013\340\322\"\231\210\353\251M!:a:L\323z\243)%eB*\316q\361\270\223\331\t\264\344n\364\356\353\322z\207a\2459\311\376VO\372\365\036\210s^\216\272\363\271\027\177\034^:2eL\024\177\00316 k\016\204\331\264oF]\267_\267\251S\034<\276\215z\375g\305\374\230t\246pE+\032\362C\006\223\033W\271@g\357\261\350*\322\346\366\313J\330p\245\253_x\207\255\352\325\022\361E\005Lo\210rC\220r8\034\211\241z*\245\024Uk\00579\2256\370\331\304#\261Q\355t\263[\036D5*H\330\322\035!EU\340\257\264}\013\\\217Y*\021\243\241\220d\031\006I\227O\223\241<\332\255\275\2409E\177a\263c&\375l,YW\310\252\345qc\346\350*\253E\333#H\362\234\343\320\211;%\031\303\275PZ=\316\205\225K\307\020t\311B\0138\211\356T\032!!S\000\205S\034\014\260M\244\304?.0\205\023\013@\276\001#\201\236\227\004)s\020\024<\307\246\331\213`\204GNe\3423SC\332\010\372\346\313\347\263ltJE\264 8\242h]K\032\305\375s\013\021!G\031\332\273\242\243Z2\350fEPt#\327\251\255\n\257a|a{\375\315hg\327\326\047Y\355\367\007\354mM\372^\207\251\256\000\272\362o3\247\234u\356xC\303}\276\266h\231\240f\207\210\017\022\047\210=\2140Ak\311\313\247\205\356\214U\263rI\302\341\206\013\036<\232\007\030\204\0161\010(\242\001\026\301\246\226\315ZN5v\014QLe(\032\363\356\354\244\324E^\317u\3606\254\r\356J\275\006\325\032;\346\220Uy)Z\2338\36678\"B\351\361\337\253\202F\303\303&\244\023\332\266X)\252\315\324\337\3779{/+\373\375\351e\226\205\332Q.5\337L\252D\262\207N\240\254\236\271\231\261-\222\014\007\"\315z0\t\035}I""\335o\236\247p\261\010\370\366V\267\253\221\224\023M\2271O-\222\206\307r\177$\245\266\275\312^\035\336\027Of\264c\267aZ\003\341!T\275e\324\307\005\324\251\025\324\271=y\"P\335Xr\343u\037\252\377r\210=.\272I%\276\335\327%\226\325\225\232g*/\202xm\232$&5\275\325\327\262\246\307<\\\260I\217n\262\336\210\220k\256\264^4\351\303q \266L\3124Q\271f\374\024\265\240\354\025\317FQ_\253c\334\252<lm\036]\273D\036\233\242\323\311\254\252\004\002+\030pa2\024\254\230\230EX\222#\016xk\316f$\024\275\264\330U\301L68U\272\r\005.W\202\251%\0369\221\373\335\223\374\204<}\031kL\224%y\243E\272\302|V\305\210vH3E4-A\025gf\221\303\216\233T/\252\254\220\365\356y!\344\312\325\242a\245y\217\231\"\257\024\250E\342]\301P\365U\362\2737\034R\336\203\013\340%\212\207\006\220\033\222\367Kn\312D\251\332\271\351g\352\243\242A\t5c\032&\253\226\240\333q\244\360s\343Vg\202\215\007\354\253:\207)\007\261t^\247\376/_\250!\342\0029\347\304\371\203\241\3201@/L\005X%\254\200\351\267\0138\030&Q\025)\210\315\360XB*ej\252*\207O[0\247Q\2706\271\243\272\016\327\2657\000\332\325Jv\360\ts\2477_\016\247B\366\256$\240J\t\033P\261x=\225\353|F2&\315\316*\272\321\0474R%\204D\310@P/\260Qt\251\022#\006T\365\020h\002j\003b&\324N\204\341\275\r\374\360\3463-\347\237-\031\362\201\025]-<\345\332\334e\344\214EWZ\342r\332\317\261^\253Fq~\333\257[#N\016\353\277\212\234z\232(\321V\3077\3349dZ\355\020H\016\261Q\035|;s\026\016\223])Y\021V\003t\270\355\321dT\320\253&\025W4y{\213Tr\307S\244\257\245q\371\010\255~\026\223\200\351M\320\206\306\244:\223\253\251\003\247\227-\263\027\212\352M8\353\357\206OA\302v)\031m\236R\235\213\306rJ\372\372\357\252\271\2649BtXTI\245\204\"\241\025@\235\232r\235\230F48T\213\307qrW\220\351\252\022\013\tV\372\243\240\366\275\252\224Q_T\332\250\361\221\224\036\2531\206V\\\217\211\350x\356jR\321\355+\234\347\263b\340\202\2722\n8\223\343\007\247\025\217I{w\247\024C\212\007\024\357\016G!\016A\243\267\002\3441Wf\272W\300\333\016[\3136\235\313\317\2727\240\336\237>\344\260Xu\235\367A\346\213\221\202\345\013\305\206""\364M\346\360\337\276\2236\224;\267rz3ET\255\310v\341\233\361\014P1LC\023\222x\252\207\035w\367s\276\371k\322\270\206&!\217=>\235T\260\031\352\252\216n\224Fx\240\252\376O\362c\216K\217\227#,\273o\216\373\031\277q\216\345\351\352\216rb.m\255\337\223\320p\370~\267\200[[\004\307\243v\213\317Y\353Uh\220|<\356O\235\305!\017\233t\016i\267\267\316Kp\017\310?\001\233\310\366\332G<H\342\034W\346\204Pn\213\364h;f\035h\303d\314?\030Z\n\001\020m\263{\246p@\016\202\007\374~\310[\304\007\010\366d\002,?\301\221d\232\220A\255\234\\Y\037mxv\314\032\023\353I,\231DI\206\337k\267\345\236\260\031\022<\317\013\251\004W\272\203^\222U\0100\231\311\000\221\036\312\005wQM\2177\244\031\036\217F+\356\305\026\244\210\200\300\020P\237\027\243 t\007\317\021\366Q\021\345\007\354sI\003\351\251a\220!8d\004\022\376\214\376\021\322\200\373\300z\300\"\036`x\252W\234\202\037\263\316\201Y!\232@@\010 E\247\241NB{\007\3060\007h1\020\321\372\314\362c\020\"\014\370\327x\004BAT\212\252Pm\262\034s\351\027\002 r\027)\236\234\t\030^B8|1\2262h\356\234\0012\047\271I;\366\317k\200\253\003\315X\340\270EyB#\0230\344\214*\020[1\255\320\nH\364\373\234\034\014\360\217Q\016\024\250+\342\264\025\n\347]S\272j%\2402b j\3628@\340\217\364L\004OqJ<H\360\304\365,J\226\222\342\001\240]\327X\373\034\035P\212\246\312\034Q\325\217\362O\373\352\273\010\2441\330Q\306F\213\"\020\020\335\211\250\002\270\330uQ=Os\214\352\323\247L\320\034p\017v?\276\0263\221y\000\246\003\264C\375\357%+\223y\372\350\345\277{\357\267\250\354\353\353\374\3410\323\353\241\001\355,\330\230r\024lT=\047\336Qdm\036>\261\265(\204y\000\221\261G\361\2609nU;xs\006\252;qM\335\205\250z\344n\327\301\374\200\346\017\232\245\n\0206\356\"\006qb\267I\244*Xh\365\3709?\256\301\264\t~\370P\272\237k\002\310\201-_\346p\014\204l\344\305\252l:\325\335\335\261\016P\336\356i\346\003\355\370 a\014\025\233E:\2010n\014/fv\364\366\355\346{6\211\376\310Z\211l\212\335\360\305Qt9\240ya4w\2028\277\034m\333\267\230\356\215\212|\036XU\272{\327P\245\034\026ti\324\006\345\347\362\362HJK!\354p`""[\345s\254\353ZN\360z\347H^\2423\001\016\312\213\361\207g\263\254\rr5\351HBk\214kJ\004\024\313\n.\003\212[TV\2622\205v\317q\226`.l\3340\207\035\270t\204@\255\322\265hY\322\273\230\323\307\211\324\030Q\331\232\220\263cW\273\326\324t\352\000z\017P\034\214]\314\030\r\365\3408\345\047A\263ce\010\257hZ\201\323\005\224k\252\002*\000R\276\200\261_\361\\\206\"0X\201\254!\307\0034j\221XW*y\366\025\006\213\\N\324\025`6\002\214\r\207k\227 \253P\326\252\254\256\326e\047\320\253\254C\222+\024\251[q\271,-\031\325\005\375J\\\265UB\210\212,O\245\220\273\tH\010eHJ\023\237\267@\227\347\351\343\256jB\306\301\307\237\246\255g\021\021\034Bh\3448\370\314J\023\3500\251\232\374\374d\332#\242&\315\334\351\026p\226t\347_U\306|l\216\221\017\276\346{\231\216\210@\326\234\372\031\344-\r\311\323\211\234\254\200g\343M\23101@\0202T\237\334\337\363qOn\335\231{oL\024\205\242f\214Q#\2076Xx\001-\010YQd\200\036\224\3162=\253\324\222/\223U\354\324&L\233j^d\031Q\306K\312$\361\343\031\002\360\n\222\023\241\034&q^mB\241\002\000\276K\270\357\010\351\342\225\032)\220B\005X\324\251\306\244;(q\")\t\207\207\020QMl\234+8\2210,\304\303\315\301\301\375aK\rV\252_\\\rA\016\367\235\305\275\215\r\221\356b\321\314\274.\335\341\371u\342\351s\035\327\316\002\234\213\355\320\313A \240K\221N\332x:\306\331\324\032\335\261\346\333?m\270\320\3653*\361\262\3649\017\001F\351\000\224\321\311\224\\q\327\325D \023\020\236*W\334\230\250Pb*\324c\030\304\230\254\0050#\014U9\365GE\033\305\2529\014,\334\n\316\356\032K\t\315\314\300_C\030\300\302\037*g9\250x\231\316\\&\203Y\317?\352\326.\2163#\047a*B%MS\"\322\273\027L$\204@s\275wX\261\003\303\337\312+\0247\305U4\243\0319gF\213xR\311|r\331\324\311\025\2664\264\242\254\235\030\004(\263\034\322\203U\316\300X]\362Z\262\244\032\310\271\3141*\342\264Ef\235\250\212\031BbR\251\270\306N\340ET\302\227KFw\223Y\332\302L\340f\220C7U\020V\033\321Q\243e\345\237>/:\252\336\344\366-\232\242\216%\031X\353]\047\335.\311\373~\354\371\254w\305\211\205 \367\335\233\253\025A\302\023C\035\362\0315.0\245\032""\367\214\177\361w$S\205\t\n\310\304A ";
-    PyObject *data = __Pyx_DecompressString(cstring, 4318, 2);
+    #if (CYTHON_COMPRESS_STRINGS) == 2 /* compression: bz2 (4297 bytes) */
+static const char cstring[] = "BZh91AY&SY\325\317\354\247\000\002\371\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\300@@@@@@@@@@@@\000@\000`\021\037z\350\333Byw\025\253X\266\036\333\321\336\301\344\312\201\240m\253\333\n\016=\007\274\350\001P\001\230 \310\202\211L\324\310y2\023\31132\233\r&F\321L\312\233\324\361=2S\3254mF\304\0314\236\246\047\251\221\246\214\233M4##L\324z\004\242\000M\002\000\rF\223%?T\366\210\312m&\206\232\032\032\007\250\001\210\320\000\000\006\236\221\240\006\232\000\021=\001A2)\265\006\203C@\000\320\000\017Q\240\000h\000\r\000\000\000\000\365\006OP\001\246A\021\022\001\047\350F5\031OQ\344&\232d\315L\231\3514OfSi\222\241\215#hL!\211\211\246\324\302l\201\224yF\202\r10 \300\004\323M4\300\004`#\023&\0010\000\021\204`\000\021\200\023&L& H\220\201\020O&\22054\363S)\342\047\2414\032m@\320\003 \320\032h\030\200\311\246\215=#\047\250\r2z\021\221\227\221\177*\354\355\346eS\001\363+`\216\327/\373\332\332P$B\027i\n\210\355\235\304/\360Wv\301\242,.\320\364\031\\\260@MD\013\257g\004C`\201`.\324\032\3050\256\312!P\240J\336\350\227y\241\264\222lBt\241\232\205\335/\"b\017,\237\376@x\364\007\222\207\000\036\361\366\0008\225\203Q\255\346\241W[\236\210J\353\346ej\344\"\363\006\300\006\301\r\210l*\270N\373\014E\342\342b\273muJ\261\226$\301@4\005s\264\000\271\266\r\214`\233\001LT@\300\310\223\377\262\350Qg\014\264\026B\026BCY\233\206\334*\263M`\r\3151W\211z! \2122Z\230<\nT\354\231\001Tc\032\305\033t\200\246\000\364x\204\010\204\202\304\243\336\353(\202(4\322-\265\"\244\212\200\264+-\311\020\006S\000lFx\\\2570J%\022\204\346\025\274\352\234\300\314(\305\\\031\355\0321\210\3041@\264\n\230\226\332[!\352\204\246\n\252\250\225kV\201@!MRH\"\002\251U\021b\021\276I+Kq\021\020\314\242\031\252\025DJ\202\255\202\026\024)A\047\231(\030)@\302\254N\300S\013F\231\225\000r=@e\354\205\275\332\330J)\025`\333\262\354\274Y@\256\250\260\261\2620\302\206\016Bw97,\373\305X$]qZ\254, \034E\352\244\022d\021@\352u:\375\202G\266rz\275\211\323\257\352D\372\367Uu\240\225\300\030\204nM\2051\312\212""\222\307\266\365\212,K}\310\302\247\211d\007\234T\n\252\320\341\232\233\325c\261\322\267\236\222\026O!\027k\263\030\315]S\272Z3Q\022B\230;\320\304\244N\270\256\177\326\014\345\274\032\336\031\372(\323\022\326\236\277\034\322\0225\022\341\013\200\215\360\034\022\340\252\254\216M\022K\023\n\013;\213#s0E0\240\330\353H\r 5\306\017\341\304\245\363xHK\047^\304\360\251\355\253P\245\022\224\231k\022r\221\362o\224\206\246\010\017\017@\371UH\246\010\222\355\177M\371\364\247MX\250\231\2710<\263\022\352\350\321\007\341\203\274\317\027k\257\242yz\257\352\325\226\211z\207\227\350\336w\250n\353d\273\313/)\217\306<\333\323eL\275%\r\247J\"M\002,,\033\215\304\003\275\344\216k\\\\]\230\323\262\004\220M\320\240\352\205\235\330\212\227E\007\217\213O\013@r#D\034\021\214\277\037j\374\303i@(\205\000\364l-W\347\362\363~(E\305\310\271T\255\013mA\224\272V\005\201b\rJ\315\336\272\302a\\\331\223\022aw{\271\205Sl\211! \226\001\347[\027\203\311\301K\362H%(\373\346|\226\367\307\020,c\312\311D\307;2\"9\234\376\217L\r\210\334lkd\206\024`\020f\244\270\215\302`8\034\216$\323\225d\212\271%\0338B\214\263\201.\003\244.\364^j\247\r\214\243\224\346\253\330\276m\356TJ\305Z-W`\270:\277vy\322\335_/\227\322U\013;\230\236\267\214\326[\360\254\245<\374Y3\365\257\037tz\276\276\355Z\306\264q\026n\022\341\rAxn\r~\036y\320\343\373}Gq\252!T+\245-\003Sv\201\000g\220\236\241\265\323\206\315[<}\\\317f\036\355gE\204h\347c\353\001\301y_\307\334=9\254\361\365\321\017\0354J\366+1\2779\231\207\177\202\274\346\364\"e1\353d\312\373\335\343\326-\364\341\031\300\215\260\203=,\3201\244sG-\271\353\345\270W\rr\341\022\223\032\245iB\355H95\010\227;\354\274\356\3673\227\315\330\304\300EUa\340\351\013\202\241T\013P/\274\300\365\371\270\347\351\317\212!\347w/\013\321/D\275/\326`\271\303\220\247o\243\034X\267\233X\226\226\226\226\327Np5\030\211 \222H$H\014n\256\033/O\047\337\255R\251K\314\251 [\322(D\013\367\022\356\247\245\320_\332*\232jT\255Q4\236A\245{\363\334\264\245\022\334^\344g}\243m\037\262\3478\215\3458~q\220\t\024\316\047\233""\r\016Br%\341\262l\250\031\255\216\257\030\\:\250A\n\200\221\234/\313\372r\277L\251B\305\226D\024z;\030\341@\277\221F/\333\266Tq\352\363\236)a\273\342\177\322{\333\002\302#,\366H\275\005R\2438\330\347z\004Z\222\272\313tWE\227\305o\277\010\331 b\366\270\361\205\207\217\206J\331I\005D*\265\026\216\335\266\346\206\276t(0\350\251\nw\301\255,e}\203_\260\332b\2325;ML\2228+mVY\242\301\r\372\322\202\230\342Iu\022\262\246\302\230\221Oe\303\324\227\002\357\263\360\353\014\301e\035$\005\363gOFF\016I\242\357\234@\036\335\020C\030\350\304&\274\314\204\243\022`\252\\9\323\024w\"\032y\256\231\020p\220.q\200\203\234\t\025\0004\314 \330\"\311\230\367\245\224\224\363)\222\225e\265\n\241[\206\212\234JF\324\212\347\010\262,\254\334\362\2678\363\r3zf-\n\347\340\302\355i\315#\222\356\350\257+Qw\361\301\303a\026*^\243\270\031\304\326\201\2507&\275\203<8\364\333v\316uL/\356\370uj\362]\007d\301\261\221\301\026\260\256H^\310\260\330\275J\003\035\276nAV\226\263\336\226\025\231:/\017\020\357\047\310\261\022\321TUT\302\330\006Hd\031\034\014\211!r*\245\024Ud\3056\2646w\030\341\360\324\250\346[\034\3537\020\r\n\22152#b(\252\274\025\326\016\241cQ\313\025B\024\3041\014C\024\307\233\263jw\264\333k\0364\203\034\261\257\256\233\221\370\0204\211\360Ir\343\010\273\311%S\353\3265\311\275\353\216\032\370Z\257<\322\303\025\016\247\014\255\276\016\025\305\242\r\356\033\243\224d\024m\200z\361\234&\035od\027\374\333WF\023L|B\301\243/\351\035\0312\0044uzvIVb\020\031)\027\010\306S3\236\216\256v/\202{!\2321,\230\361\245\211\231t\254+\007r\220M\021\364i\236\363\334\247x\207\202!6\022\23541E\340\276\367\246MT\227\0335\030q\343\0263\314\321\017Kp\267xf\215<T\007\213.5\245f\n\261n&\024\324\316\275\301\302\226\024\030Q\252\006\252Z\241\345_z\013^-]\034.\204\025\371\332\221h\267\337z_~:N\301\214;\0061\032\203\002M\203M)f\304j\314P\230\313m\014X4\264.\261\241\275/:t6\3647P\252\344\031\242\024o\301\036\252\342\026&\256\035\014\347z%\261\341\273N\364\262g^\014\243\323\315\2629\324\323=\264\335\375q\362\334W\350\365$\347`""[\241\022\335WS\032\220\047C\263HV.\\\346v\021\327\020\274j,\227u\341\023\243\235:\254\360T\352\026\001\016\346\272\326\345j1A4N\326\024\356\316/\326\334\235\222R\313\034\325.\016\256\273e\257R0\351\326V\200\347\304U.X\363\260\340\272U \272W\027.BP\333W\345\306\332;M\336\372\2109-\266)\025\272\315\266\223\262\254V2FT^\264\353\331$G\310\263\252\272\265\324\326\327\013\215\351!\314\350)\272\003\331[l\027\2159\257\343\013\001\222\311\020\251\227\047\207\033\3622)}\371xdA\216\363^\034\221\001p2\010\026\355\314\367&\3302X\262u@xA`\376\014\023\021J\305\204\202\n\302(\214\032\340\325\236F\001t4Lb\023\277[EZ\334\307\251j\270\025H\250\341\254Gon.\354\037\334\335\216\244\305B7\031\263Y\250%\305f\260\016\324C:)\231j\010\253)\350\0324\346\261B\352\252\305\016\375\256\"8\255i\002\375\013\310t\210\225p\245B\016\022\336\n\036B\2726\347i\305,\334_s\304\232\241\301\221\003j\\\330\354\327H\025:W>\206:l{\220[\0354\321U\260\031\262\373u^\327B\254c\201F=\332\352\306\320\312!\345dU6w1\351\210\323\021\236\264\364\215ME*\003\351\203\245iC\2605\342$\355\221[4\026\023\005\n\274I\231\24289Ib@\345x\t\0026\007\030\016+\252\343K\361Sj&\315J\245:x\004yS\223n\177;_s+\201\027\221zB\304&\274\034\305r\335\001\016\010\272]\3755S\t80\305\305\203\206! \310e\260g8\303\t\016\210\345\334\201\244\023H\032\3216\"nN\033\320\337\312\376C\030\267\036\014sg\311\344\025t2V\343<x\021\245w \022\224)\242\374\326p\240Pi]\375U\211\336\214\306r\274\000X\031\263i\034\305p8q\254\034\330d~\024\264\207\300\263>\372y\2340e\354\265\255l(\023!r\234s8S\202\231\225b\301Us\243\213\232X\243V\032b\347R\270y\210\254\272\373\t<ld\327\353\203(\376t\347\347@\346\313-\222\027\212\351M\030j\355\277\007 \321;JB;%\214dq\214\022\275\375WX\253r\240\257d\350\215\034\250\225e\250\305i@\234vBq\265\255\241\315F\255\366\026\"T\346\252\020\t\220\272\304c\255e\314\261*\242\272\251\261Q\303\021\212\016U\220R<\021\332\206\034\375e\2169\004+k;\302\\\007\002K\325\200\305\305\242\246\033\220k\224\\\316\332qD8\240qN\330dd!\220f\351\274\265\014\025\271""\327B\365\233\037\226\362{\016\245\345\325\013\220g\247\340\332\223\025\375\007m\3153U\030\025P\264W\357D\336o\r\373\351#aC\253nNF2\n\245\250t\337\233\014\003\004\014\023\000\300\311=\255P\226\213z\271Z\370i\316\267\205\345\341\177,\376\236\212L\030\345UF\263\212#\034**\273\203\2730\303\025\303\273\211\216=7Ct\330\317\216\303\245r~h0{Y\255\235\274\034\203G?\317\353\nY1/\333\263J\347XV\351b!\367\371|\217[\300\">\256\260\0353cc\363K\250\006\310~#:\310\370ZG\350$h\232o\216\022A\325\027\356\320qXh\2141\230G\347\213\022\200\2206\331\263\3336\240\017\331\003\354\377([$\016%\300 $\303\375\031&Q\252\014T\351]\271,\373\023-\352X\\\033\272\322T\226\241\r,U_\327\317\366\230\200\226H\324\312\272\304S\274\310}\006\351&@\341X\301\264vX\237a\247\020s8D#\237\276\225=\311QC\232%\"\000\222d\370{\351\206\241\277%\305h\227\030\217\343\2234\034\0278!\004\234J\0201\276\264.Y\302\221\035\260\331\006\210\265p\334\3379\214\350\363\244R\306Z\330H\030\304T\342\347;\t\362\227\210\244\037y\004\245\rx\260\271\022\220\022\006|\353\307\002A@\235\t\315Cm\221\304:\002\332D\032\353\343k^B\224\r\240\224\036\032M\023\030\226\"\301\022\251-\326\000\337\036^K\222\016E\212\"\343\240\220\350\207{D:\206\0262\035\222g\316\244\003\014?\257\327\263\262\233\244:\344t\211\220k\317\242\014\211\326\251\225R\213\302 ]\007q\233\313\351\001\262\377\351\231\301f\372\314\026\363\311\270\306\351<5\032\250\211t\005@U\356\274}6\242\010Q\312\245\005\326D\317Q;\361+\301bE\272\245\366\330cL\034\200\351P\211p\047m\0052\361\350wv\3336\326\326\324H\033n\033\356\177\246\306\330@\253\200a\302\242\301|*\346\016\346E\331-|\265\225v36\216\246\177h\024\021]B\034-,\232\204:\200_A\221\356\256\341za\244t3\215$\273\226\334\002\006\202\377\332\200\335\2502\251YC\264\313\366\036R\252\0070\354\260\325\237g\344\003x-\351\202$8\323\251\203\214\036\204\352\206\222&\020E\272\233;\237>\201\244\010\\\021\"\246;v\024\301\304#^\302p\320\013S]\n2\220S\233\356\325\240\215\320\226\255\350\336\003\315\343\201b,\307\004X\251q\016\324\354\347\265\032|""\255:w\226\215\"?\301\024^\022a:\270\242e\224\215\347\037\254\024[ -j\350\r:t\3576\247\320c\217\272\346uGr\245\314\026\263&\307k0\032\217\263\273\271\000\230d\301hN\316)n\250\316\331\316\323d\013<m\003\327-\016\010\353\027\257\034u\272\331\300\317\003>\321!\312;c9.\035\216p\204\260\345-\266.H4\204M\254\346I\031v\364\266\020\347\313y\010\201[\265~\370\223k\025\254\216KF`\201~\264L\003\202\031\277\357O3mf\000\177%\230\r\304*\241\331\302]G\023>[\301\222\366\362\021\025\361~7\230\344F\275@E@\nE\331\027\242\366DC\021\030/F\326\020\347\006l\333\"\340\210\251\351^T\033-rv#\267\031\274\024r\367_\021tv\355\033\226\325\2215\232I\375\025{\020\335\027\nZ\271\300\333\254-\032\266\207*\325\217\245UP\242\"\213\325\254h.\352X\003$\251\t^\2548+\223\rn\3479u\022V~W:\267qZ\316:\"9\t\321\320t#M+\326\256\302\246\2445\263\323\324G\330*T\340\351\226|\313V\253\341U\317\204o\016\231\020\302\355\207i\274J\006\345XP\326!k\360U\252MUdcc>\245:a\212\000\215\224\250\373\252{\333\234u\360I\233\277\0051`_&\240\316\0241*f\210\000\031\250B\322\314\242\000\202\2239)\007\203\356\2421\323\301\006\242\023F\216\00502=)\342\354\n(\374\363\215\001\306\002\325\004\372\347\204\325+\320\264T @\027\277\213>\001=?*S\263\r\002\020*\316\261fu\201\327C\315\230\244$\331\263\006\212xn\345\311\315\231\313\222d\335L\254\257n^hj\265S\036X\333\0318\337W#\032vK\047\341fh\351\361\213\361f\376{\231\233\\\367\356j\201f\206?\010tPP(\023\010Y\300\235\335c\200\355\217\016\270\3757\317\367\277;\047oN\337\047\243\331\310\200\r\037\211\000\244\321\364R.s\341U\022\200E\014\007\014\243r\250\310\022H\214\341\"\"\026H\320AP\222\014\231\215}e\244\022xp\322\230\240NhM;\272\030\002\001\253\252\241\r4D\024\002\301U\235Y\016\025C\244Q\010\337\r\217\032mR\326\301\205\325\002d\207\203\023)\205\023\"a\002H\247\n2UM\2508\346e\273\315\244e\0232\211{]Blq\245b0\267\371\266\276\302j9+\034\203\022l\365 N&\341\325\245ew\337\203:\335\005\226\330\3127e\030\004 \323\316/8\025E\336E\334\241\004\314S\332\352\234<\3149\205\047\034*\350\341F\304\246\260""\300\220F\ne\335\215\222\306_\035\025|6\036\260\312N\371\345\254\246a HP\361:R\220\265Fvk\230s`\207\313\271\224\304T2\255V\322\303\206#@J\305\025\202\230\302\232@PL,\202\377\213\271\"\234(Hj\347\366S\200";
+    PyObject *data = __Pyx_DecompressString(cstring, 4297, 2);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (4501 bytes) */
-static const char cstring[] = "x\332\265X\313\177\323\326\266>\206@_\241\215\363 \t\004\216\234\004(\024\322:\t\201K\037\3678\301\2649<\202\223@B\271=:\262-\333\252e\311\226d\047\346\276:\314PC\r5\324\320C\017=\364PC\017\363\047\364O\270\337Z\333r\314\343\320\366\336s\363\213\345-i\357\265\327\343[\337Z\333\222\342H_\035Jf\366g5\347|\0479fY5\354\233\222a:\322\347\216\245\252R\301R\212\025\325p\256/\335\223\276y\254VL\253\371\\S\017$\263 }\2233\rG+\326\315\272-)F^\312k\026\ty\363\261fD/l\307\322\362j~h\262dZ\357}\377\372\263\301\314\357\376uC1HG\305\266\265\242\001\265%KU\362\267LCoJ\025V\262\001%7\215\206\242ky\251b\346\325\233\222zX\305Z\210\272\226\273F\373^+\230\226c)\306\265\233R\021\242\242\311vI\251\252\330JR\0165[zb:\252\344\224\340\245\215\246S2\r\t\317\362\252\256eUKqT\354F\372A\252E\223\014\351i\372\351\255\325\273\253\254\255\245\222Om\311\256gs:\024UmrZ\266\256\351\016\244;\315\252j/I\233\005\251i\326%C\205^\260\242\212y\303\013\234\222jH\266\352\320@\272\3066+\216f\0322\226kF\361Z\337MZC\245\325\017\024\335V\227\024)\247T\225\234\3464Y,\013\221\034\325P\014\207\024P\033\252\325\204r\265\272j;J>/C\246\232Sr%\325\326*\327l\251j\231\rx\334\222t\323\254\2222\325*\374$\351\232\343\350\352-\025!\200\235\025\314\327\014\262\010\036\217\026\337\303\306\034\025K\265M\035*\355\357\377\260\"\257\255f5\307\226\0174\247\264CV\302\366\223\005f\235u\022!\243W\244\353@\003\236\0479JVWO\226\320\214\376\006y\336\001>\260\225\"\260jK\264\211txXR\354\322\022\276hsY3\234\274V\204\2559S\327\311W\246a/)\331\034\255\202`\370\005\327bN\263\305(o\230\010pA\251\353\216$\313\226\232\257\347TY\226\362u\366\260a\032\267\020\360\206\246\350x\233\323\014\315\301$X\201`@o\265\240\035J\225\272\355HYUJ.-\331V\356\313H\363/\345\310.{\251\332<\254\363n$S\321u3\0070I\212e)M)\2578\312\322;\336\n\\\022\260DJ\330\230\204\335E\306\n\300\231u#\217\007\003\r\276\373VJ\016O\032\322lm\265\237Q\200.p\037\315\240\025\251\235\215\315\315\364\366\266\274\273\265%?N=y!\257o\247S\017\237nm>\331\335\341\347\273\217\344\255\355\373\351""\355\264\256kU[\263\037<J}/\257\247\037m\355\311\2177\237\360\035\346mm\213\321\363\315\215\335\364}1\336\177\272\271\335\037?\332\332z\270\236\332x\3107O\266velr\377\005\337m=Oc\355\326\036\337`K\334B\360\316\316\343\255\373i9\365d\367\207\355\255\247\233\033|\267\3654\375$\265y{m\207\360l\344T\342\246\245\023\232\222w\311\217\342\2724\010g\216SY\226\007\317\221a\310\005g\350\215\374\264y\210\317}\344\266\374D=t\266\325\202,\367\363O\245\367\234\241\047\203\242\352h\216Z\241\007yZ\203\277\202\246\363\314B\335\310\321w1\332\004\177Z\205\222\212F\025E\343\375\300Qu1\337P*\342\033\352\343\017X\221\201\240\\\331\256W\304]_\n\r\211E\304\250nT\265\\\031\022\322F4\257\301\231C2juE\217\304F\220~\333\033\321\003\365\220n\340\223\201*\366\220\352\357\360\225\203\354\"\243l9g\212dPe\221\205\n\022-B\260\234\255\027\n\240M\335Q\214\246l\226\025\273i\3444si\260\306V\352\216Y\001\277\345\006\003Y7\215\242\322P4\235MQ\n\200\253lg\263r\325\264\263\212\255f\215|\226P\257X\232j\367G\220](\220\226|\257\346\263U\304\310\026W\0319\206\021I\305W4\017\2432_\372\257I8_\371\036\225\245\\5\221)v\266\351\250\246\205\014\316\345\350-g\266\\V\005\001\346\243D_:I\364\210\210\243o\231\262\321\316\225\020s\276\220\374\234N\356\302\030\265(\247f\225\\\031z\346\314J\3054\304U\026\274\222\2035N\236\002\316\027\362\266\250\332\371zU\327\310\301\252Z\251:Md\001\312\235\n\024p\211R-\013\377\246\270\320~j\203\352U^\3166OF\374\374\260\212ZB\374Q\025C\273\240Y\266S\320\225\242\315\027\232\204\222\t\030\3136\276\021\237~\001-`n\251P\327\365\222\226\317\253F\237KJZ\021\356pJ\232\243iy-\217\350\241\200\3106j\270z\010g\256,\343\262\266\212\313\3357H\210\362\210>\266\270\274R\177\3769[Fht\235\343S\226u\224;x\275\\.W\224C\372\320c]A\036::Pb\024\235\222\256UD\301\322M\2125\364@5+\223s\345,\320X\266+\212\215\225\016\305\215\005\024U\331\246A\266*\276N\202\216\332D\275DE\213\014\253h\310\367\274\245\034\360\000\261\316*Y\r\2735\251\3150\014\244\017\305Cs\014\004\3256D\310)\221\214\254\221\255\242|V\014\232g:2\265,M""\362\267Q\305D\366/\256\370\3008\204\257\332D|\001Q\023\025\317\342\213\014\343\220*\370\247\271U`\252\\U\234R\025o\240^\335Qid\253\334\257\321\023\255\002)&\3527\\IMC\037\357\321\275]\265\004\264\010\303v\177(l\304M\003\371P\003\251\242M\260HS\372\320\266\230F\361\226igK-j\266C\020\303\002Fa\377KL\024C-oGC\270\266?\304#\033)b8V\331\342\260F\305\213\270@\345\013i\305\203\274\255\362\307\220\355\022\020g\253:\314\250\331\300\214:\034(\361\000\320\257bnY\334\261\363as\277\242s\r%H\331\272\211\347\216\002i\360\232\215\030\240\250\326\321\2555m\007\316%\302a\362\024m\023\373\004qUr\375a\337\221\302W\270bQ\001YA\000\047\270\211\021++\333\365:\003}\250\016\263R\340k\204\257^E\271W\353\266\312\200\262\033\310\002\370\233\362R\253 \222\265\003\226w d\035 wL\214\017tr\330\001\003\346\360\2556G\020o\277\t\352\323\360+x\324\336\212\010\352\244\301\"\360\252\277\304z#\037\037}\341f~\211\035\217|rt\307M\270\267\275\330/\261_\317\376\351\314\254w\316\177\036$\203\215\300j\305{#\237\036e\335\263\256\342\332\336U\377\224\237\350\215\314y\251\343\217>\356}8z\224v\247\360\242\326\033\375\354\250\356\246\334\035\357\224\227\350\215\305{\243c\3569/\343)\321@\365\223~\2527\032w/y\212g\371\343\376\212\237\rb\321\203\272\237\362w\202S\301B\260\035@\326\224\233q\363\220\203\265\2302\356\316\273\353\270_\364\n\230\266\355[\301\004\024k\2642\255l\373T\033\273a:\355_s\317`\000S\222\3575\242\351\237\365\025\337\t\326Z\343\255do\344\222\2075\027=\214><:s\364\014^H\366>$\0054\357?\203\024\364\261Z\023\255\365V\245\223\354\244z#c\356)\367\252\027\363f\374\t?\035\214\007+A\001/\225\336\310\237\275\032\366\374\370\223\327|2\341&\335\007^\302[\361\262\376\271 \203\271\017\332W;\261\316L7NF\376\344\047\374e\030d\007\363\301\343v\034\246\364W|\216\027\267\203X\300n<\343>\363\022\341\305/`\311\375\360\253\277`\371xg\271\223\351\215\321\33444\211\373W1w*P\002\247\365/\355T{\310\007\213W~\035\047G\304\274\363^\315G\300?;\262\334\363n\315;\355\255!\006\311\023\203&\274\007\376<\"$\374q\031\201\033\371""\340\227\377p\227\335mD\375&bu:X\t\227\276kg;\261\336\207\237\036\375\214%\361aw\304\375/\341\247t{\274\275\322.t\326;\302%\275\221\013\336u\177-\210#\262;\255S\255\305p\355\373\216\005\353Gf\274\263\210\273C*L\273\r\000$\357\047\216G\356wR\277~\374\2473\223\210\301\033\360\372\337\270r\031QT\010b\323\244\255\300\323\0070\236T\007^\016\334\254\027c\364\270\005/\305\240}\303\375\307\243\223n\212\341\370\032\024\263p_\26276\355:\336\035L\275\023$\202\273\255$\024J\264oC\245\311\3166l\234\354r\210n\363\334\311\251\336\330\014m6\341\336\361\026\274m\316\200U\277\206M&\202\365 \337J\364&\311\361\002\312\343n\202\364{\345Mz/\000U\262)5\320\363x\214t\032;\317Z,{\273\376$2\047\326\233\274\350\255r\032\355\001\264\373\310\215\002\220\360\254\223\350\254B\227\361\356j\267&\246\340\353\2027\357\255#\300\030,z9?\336\233\231\303}\026\231M\000\300M\272\017\356\345`\0279\262\002x\317I\376\031\226\274\327J\265\366\333\031\2048\325y\326M@\256\023\356\354\366\346\376\014\213&\260ZZ\240<\207F\247\001\327To\361:B\177\265\025\353]\271\352\033\224(\255Z;6xz\274x#H\364\026\257\204W\326\370\315\271N\246\243t\354\356|\027+\257\364f\010@\223\263\010\026A\27579\343\235\361\236\301\337+~\236\211\202\262\032s\034\216\325t+\326\232A\340\t\023S\220\342t\227\273\333B\271\231\271p\356\026 \223o\335j\327\360z\202\341I\001%p\035\217\236\047\204\2613\341\373\363n\t\256\210Q\320\367\340\025\025\321\245\275\234\326j\313jOwNu\026;z\270\275C\3619\304\252\017\274\206\237\361U\312\315\326\331V\251\255u\232\341\323\235p\347y\370|\217\202\244\364\271p\200\035\205\214Yf\236\\\364J\210\356\001\240\234j=\003vV\333\215\316N\367\2430\363c\370\343O\341O\177\017\377\3161J0z\"\216cy\204\335<\303\364\016\371\2615\005\3679\3555$\303l\270\3752|\371\267\360oJ\250dO\024\020\312\236e\002}\006\270\256\202>\367\333;\341_2a\346E\370\"\033f\313a\331\010\rs\260\004\331_\243D/s\342\200P\356Q\241@r\356\305\366c\275\033_\265b\277^\376\203\3142\005.\251{)@v\302\177\300\230\036\"\233\205\341%\377\230N\246\335C\366x\016y\223\"\026""\371\014\345\200\265=D\375\371\036\364\240\002\037\205\340A+\001\340\346\332\361!\262\272\314\346g\2504\314\270\304\326g.\37669}t4\355\306~\035\023\2344D\211\327A7\231\201\360\343\221\321\243G\010\351\022jX\342\377\207\272\336\252\014\024(z\372;\251\242\237@{\357\244\010\247\213\327\323\256\205`\245A(\204\350\345 \323\233A|\310i\275\231y\336\367\023\260\\\272=\321\306\203Y\232\357\020\241\370\2479\3451\373\"Rh\007X\230KpM:\207-\224\226\335^hg\302\357\266@@\264\210\202=I\3456J\354o8\201A\027\307\223\350*\274\347\020\266\201\230^bHc\232\304>\313\267>o\317\2677\332V\347RW\021iM\204I\031$\006\252\177\027*\377\033\000\303\206\306\"\232\313\373\213\240\213\004\nu\216\323\244\306F\t=\340\374}p\361!C\250_\020>\001|\212\334\2050W\317\2430\220\246h|\300\336\244r\304\033Q\026^\0314/\t\362\367\367\336m?\346_\204\2073\302C+\234\345\302x\326k\240\334\006\000=C\234\014\240\201o\211\301\246\333\261\366L\047\336\271\332\215u\247\204\241{\341\036\322Y\016\345RX\322B\255\022V\014\220#B\004V\276Dl\235\352[$\302\367\020\235\3152\223\3438\232\201\365\2662\024\304\331c\350\354\0001\177\000\027w@v\354m!\036R\310s\"\374\r\2126B\275@\025\010.\234\231\345\314M off\303Ybyr|\026\374?9\025N]%?\364+\236\016\276[C#C\245\321\375\261\317\363\344\277\207\336\001\2465\020\362\001S\306NX\220\353\000-x\025\234\017\352\255\024\275\271\341?\010ol\220\2449\357\257\354\3521f\364\336\030V\241@\317\373\337C\t\035\360Iw\246\273\247\273_35\003\202\336&@\213-\323\336\024\262\275\201\024t@\2145\362\307\331A9\374\0479g\256\265\203\320Nq\373\364\0367\361\253q\377k\030\317\340I\"\035A\246\307\220K(\252\243\227\375\357v\0365\250\320Muw\303\014\300\261\337\233[`\022[\244B\322\233\243L]\365_\2416r\321\026l_\213*t\232x3x\326Zh\355\242\232\235\206\025\265\356\031\024\312ZOJ\000O\336>\274\360\357\350F\346\026a\362>0\214u\240w\254\\g\327J\t\177\006{]\001\276\316\243 ^\350\254t\312B\215p_\024\036\231\346\\\016j@s\204\210\336\214\004\021X\367;`\300\324@\265\227c\233@v\274\n\246\302\245\024\222\342\nt\215\r\212\340;\n\324K""\237\216/\243\047ei\224j\304\271\243\355\243\006\0101\207G\026\224\031\241B,\370\270@V\365\300\335\353G\005>\274\234\345\332\377v-{K\006\027.\312=q\221h\025\037\"D\351\250\221\026\375\212\361_\250\027\204\216\047\340fq\024\021U#\234\275\r8\345\332\343\341\327\217\273\231\256\362\317(\033I\367\007\250\323_\272@\375\314\247G\n\027\306\244\367\003\"\372<\270\323Zl\351\235\353\335dw\243k\205\231m\35661\375>Q\001\370w\207\017x\250 8tPG\004\002\275\036$E[\300\207\021D\006\234Y\363G\230\363G\311U\023\202M\242V\203\302\203\272\365\001&\235b06\304\251\356\334\321\013!\344c\264>\360\021\316a|\004$\021\343\021+\365\025\376\253\247\014^\220\364\270{\001\336\355s\357\317\224X\302\312\264w\221[\232\371\340!\250}\310\332u.\340_\007E*B\264\367>\235\r\0313\037\021Z\356\272\337\372\037P\2320b\256%\321\317\314\275\277\237y\013\003o=x\253\343y\367\341\212\301\302\335\014w>\374\354\267:\237\343\177pD}\205d\234G\"\345@\367\367\320\227cv\034>[CR|\216-7\372\276\177\367\303\023\035N\266\037\347\366i=\020\212\375\256&\211\216\230\300\372\361\377\031\277C\335\016\201\362\036\320\227\363\307\303\205\025>\\\335\350<\300\201\343.\361\355h<\214S\2171\217\374\315\005\343\341\027_\267\223\355\324\240o:\026\047(*\264\321\371\331\273\207\212\231\017n\240\325\336\006o\305E\2158\360\312D\276\321M\221\253*\316u\320~\326\213\260<\341\256\202\211\327\260\335\2428\006\013r\026gV\362\246\035|\331\236DMX\350\364;&\225\230}\250\352N\212B\224\350\235\014(\232\374\223\311\206\333\337\302\302\206\334i\\\351WCn9\250\350\361\3010*S\265h\357\034\237\267f\320\t\364f/\014\355;+N\235\261H\\_\nW\376\225~\216\362ab\220\321\344\236\244h\032U\266\223J\326\047\341\312#P\204Mg\235\023\201\375\026Z\034V\243f\342=\007h\312\310\242\3134T\366\370\256B\206\177z\244\211\237\214\336\335\267\366\342\347\221T\334\016\010\243\035 e7\230\214Z\252\333\234\377Tfg\275Y\336j\204\033\376\244\350\253P9\316#5j\364U\244\316(:8\336\245*\033~\265N\225\204K5z\215\002\227\303\004\216w\215\366\016\037\3363|zL\342\014\312\r\355\036\"\\\243V\213""\213\3744u\273\242\236\215C\036\316\2708#\307\205Z\313\304\213\275\231\013\3365\037\272O\271/\370\207\255\373\301Y\376ef\2715\024E\333\237\017\027\327Zy\240\036\3321\363FM\304\372\240\203\020\345\177\372\235\207\333\325\356!\327\\\034\336~\034\306\032\0226>5\014\025\313\033\347\256\374\024\242\372\022\371\233x\227\341\317;\311\316}\264\234\361\356\"\232\316Z\277\317:qn\352\r\037\266\316\320\201\365\367\270PH\022\260?\371\225j\215\316\020\355]\324\364\004w 1\321\352\r\205\352]\277\251\034\240F\362\031A4V\213\310U>T\247D\245\230\345\320\0170\304\317.\262;\207\237\325^K\2457|\237\352w\351\277qL\242\300lp[\324om&()\350\230q|\222\323\374s\017_^\333\357l\024\030\001\343\t>\354\320Y6\352\032)\263\047\371WN!<\nbrpGs\212\357\353G\303\335g\275\31379%\356\266\277\355~x\362\213D\324\237R\251\245\274\027\314W\357\227\047b>\330\376\234\216\266\004\244\331\267Lx-\021\271\303e\275/\211,\373\r\333\376\260\025\300\267\032\252\205\336\345\204\340\272\267\224\037\322\367}}\341>\332\332\227\255\330\377\000\207\207\010\255";
-    PyObject *data = __Pyx_DecompressString(cstring, 4501, 1);
+    #elif (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (4469 bytes) */
+static const char cstring[] = "x\332\265X\313_\333\326\266>NH\322\007i1\217\000\t\311\221\201$M\332\320\032\010\311M\037\367\030\342\264\234<\210\201\004\322\336\036\035\331\226\215jY\262%\331@\356\253C\206\032j\250\241\206\036z\350\241\207\032z\310\237\220?\341~km\3118\217\223\266\367\236\313\017\313[\322\336k\257\307\267\276\265\266%\305\221\276:\220\314\374/j\301\371Nr\314\212j\330_H\206\351H\2379\226\252J%K)WU\303\271\261pO\372\346\261Z5\255\303\347\232\272/\231%\351\233\202i8Z\271a6lI1\212RQ\263H\310\233\2175#~a;\226VT\213\003\223%\323z\357\373\327\237\365g~\367\257k\212A:*\266\255\225\r\250-Y\252R\274e\032\372\241Te%\233Pr\335h*\272V\224\252fQ\375BR\017jX\013Q\327\013\327i\337\353%\323r,\305\270\376\205T\206\250x\262\275\247\324Tl%)\007\232-=1\035Ur\366\340\245\265Cg\3174$<+\252\272\226W-\305Q\261\033\351\007\251\026M2\244\247\331\247\267\226\357.\263\266\226J>\265%\273\221/\350PT\265\311i\371\206\246;\220\356\034\326T{AZ/I\207fC2T\350\005+j\2307\270\300\331S\r\311V\035\032H\327\331f\305\321LC\306r\315(_\217\334\2445UZ\375@\321muA\221\nJM)h\316!\213e!\222\243\032\212\341\220\002jS\265\016\241\\\275\241\332\216R,\312\220\251\026\224\302\236jk\325\353\266T\263\314&<nI\272i\326H\231Z\r~\222t\315qt\365\226\212\020\300\316*\346k\006Y\004\217\307\213\357ac\216\212\245\332\246\016\225vw\177X\222W\226\363\232c\313\373\232\263\267EV\302\366\223\005f\203u\022!\243W\244k_\003\236\0479J^WO\226\320\214h\203\"\357\000\037\330J\031X\265%\332D:8\330S\354\275\005|\321\346\262f8E\255\014[\013\246\256\223\257L\303^P\362\005Z\005\301\360\013\256\345\202f\213Q\3210\021\340\222\322\320\035I\226-\265\330(\250\262,\025\033\354a\3034n!\340MM\321\361\266\240\031\232\203I\260\002\301\200\336jI;\220\252\r\333\221\362\252\224^X\260\255\302\227\261\346_\312\261]\366B\355\360\240\301\273\221LE\327\315\002\300$)\226\245\034JE\305Q\026\336\361V\340\222\200%R\302\306$\354.2V\000\316l\030E<\350k\360\335\267Rzp\322\200f+\313QF\001\272\300}<\203Vd\266\326\326\327\263\233\233\362\366\306\206\3748\363\344\205\274\272\231\315<|""\272\261\376d{\213\237o?\22276\357g7\263\272\256\325l\315~\360(\363\275\274\232}\264\261#?^\177\302w\230\267\261)F\317\327\327\266\263\367\305x\367\351\372f4~\264\261\361p5\263\366\220o\236ll\313\330\344\376\013\276\333x\236\305\332\215\035\276\301\226\270\205\340\255\255\307\033\367\263r\346\311\366\017\233\033O\327\327\370n\343i\366If\375\366\312\026\341\331(\250\304M\013\0474%o\223\037\305u\241\037\316\002\247\262,\367\237#\303\220\013\316\300\033\371\351\341\001>\367\221\333\362\023\365\300\331TK\262\034\345\237J\3579CO\006e\325\321\034\265J\017\212\264\006\177%M\347\231\245\206Q\240\357r\274\t\376\264*%\025\215\252\212\306\373\201\243\032b\276\241T\3057\324\307\037\260\"\003A\205\212\335\250\212\273H\n\r\211E\304\250a\324\264B\005\022\262F<\257\311\231C2\352\rE\217\305\306\220~\333\033\361\003\365\200n\340\223\276*\366\200\352\357\360\225\203\354\"\243l\271`\212dPe\221\205\n\022-F\260\234o\224J\240M\335Q\214C\331\254(\366\241Q\320\314\205\376\032[i8f\025\374V\350\017d\3354\312JS\321t6E)\001\256\262\235\317\3135\323\316+\266\2327\212yB\275bi\252\035\215 \273T\"-\371^-\346k\210\221-\2562r\014#\222\212\257x\036F\025\276D\257I8_\371\036\225\245R3\221)v\376\320QM\013\031\\(\320[\316l\271\242\n\002,\306\211\276p\222\3501\021\307\3372e\243]\330C\314\371B\362\013:\271\013c\324\242\202\232W\n\225\202Y\255\232\206\270\312\202T\n0\305)R\264\371B\256\026%[U\2535\347\020\310G\211S\021y.K\252e\341\337\024\027\332CmR\215*\312\371\303\223\021\077\077\250\241~\330%\315\262\235\222\256\224m\276\320\033\324F\340U\266\361\215@D\225\262\204\271{\245\206\256\357i\305\242jD\244\261\2479\232V\324\212\210\017J\204l\243J\253\007p\327\322\".+\313\270\334}\203f(S\350c\213\313K\365\227_\362\0258_\3279\002\025YGA\203_+\225JU9\240\017=\326\025d\232\243\003\007F\331\331\323\265\252(I\272I\321\004\002Q\257*\344>9\017\274U\354\252bc\245C\221a\001eU\266i\220\257\211\257\223\260\242\372P\267P\325b\213\252\0322\272h)\373<@4\363J^\303n\207\324H\030\006\022\244\246k\210\247\201\260\331\206\010*\245""\212\2217\3625\024\310\252A\363jx\307\276\304\025\037\330\203\370\324\016\0217\340\316D\031\263\370\"\303\036\340\037\3774\267\006\240Tj\212\263W\303\033h\324pT\032\331*7a\364D\253B\212\211\242\014\357Q\047\020\2018\276\267k\226\200\014\001\323\216\206\302,\3344\001\362:\230\022\265\337\242\216\211>\264-\246Qle\332\331R\313\232\355\020\206\260\200\014U\242/1Q\014\265\242\035\017\341\315h\210G6po8V\305\342H\306\025\211\022\\\345\013i\305\203\242\255\362\307\220\355=\240\313Vu\230Q\267\001\023u06\342\001\260]\303\334\212\270c\177\303\346\250Lsa$\024\331\272\211\347\216\002i\360\232\355\240}q\254\006Z\260C\333\201s\211E\230\021E/\304>A(\225B4\214\034)|\205+\026\225\220\001\204iB\230\030\261\262\262\335h0\266\007\212++\005\022F\370\0325\324p\265a\253\214!\273\t\340\303\337\373,e_H\330G\222\230\030\357\353\344\246}\206\311\301[\035\213\340\320\250\237\211\030\365%\374ho\304\\s\322+\021J\325_\023\275\241\217\216>ws\277&\216\207>>\272\343\246\334\333^\342\327\304\253\263\177:3\355\235\367\237\007\351`-\260Z\311\336\320\047Gy\367\254\253\270\266w\315?\345\247zC3^\346\370\303\217z\037\014\037e\335\t\274\250\367\206?=j\270\031w\313;\345\245z#\311\336\360\210{\336\313yJ<P\375\264\237\351\r\047\335\313\236\342Y\376\250\277\344\347\203D\374\240\341g\374\255\340T0\027l\006\2205\341\346\334\"\344`-\246\214\272\263\356*\356\347\275\022\246m\372V0\006\305\232\255\\+\337>\325\306n\230N\373\327\3353\030\300\224\364{\2158\364\317\372\212\357\004+\255\321V\2727t\331\303\232K\036F\037\034\2359z\006/\244{\037\220\002\232\367\237A\006\372X\255\261\326j\253\332Iw2\275\241\021\367\224{\315KxS\376\230\237\rF\203\245\240\204\227Jo\350\317^\035{~\364\361k>\031s\323\356\003/\345-yy\377|\220\303\334\007\355k\235Dg\252\233$#\177\366S\376\"\014\262\203\331\340q;\tS\242\025\237\341\305\355 \021\260\033\317\270\317\274Tx\351sXr?\374\352/X>\332Y\354\344z#47\013M\222\3765\314\235\010\224\300i\375K;\323\036\360\301\374\325W\243\344\210\204w\301\253\373\010\370\247G\226{\301\255{\247\275\025\304 }b\320""\230\367\300\237E\204\204?\256 pC\347~\375\017w\321\335D\324\277@\254N\007K\341\302w\355|\047\321\373\340\223\243_\260$9\350\216\244\377%\374\224m\217\266\227\332\245\316jG\270\2447t\321\273\341\257\004IDv\253u\2525\037\256|\337\261`\375\320\224w\026qwH\205I\267\t\200\024\375\324\361\320\375N\346\325G\177:3\216\030\274\001\257\377\215+\027\021E\205 6I\332\n<\235\203\361\244:\360\262\357\346\275\004\243\307-y\031\006\355\033\356?\036\036w3\014\307\327\240\230\207\373\322\275\221I\327\361\356`\352\235 \025\334m\245\241P\252}\033*\215w6a\343x\227Ct\233\347\216O\364F\246h\2631\367\2167\347mr\006,\373ul2\026\254\006\305V\2527N\216\027P\036uS\244\337Ko\334{\001\250\222M\231\276\236\307#\244\323\310\005\326b\321\333\366\307\2219\211\336\370%o\231\323h\007\240\335En\224\200\204g\235Tg\031\272\214v\227\273u1\005_\027\275Yo\025\001\306`\336+\370\311\336\324\014\356\363\310l\002\000n\262\021\270\027\203m\344\310\022\340=#\371gX\362N+\323\332m\347\020\342L\347Y7\005\271N\270\265\335\233\3713,\032\303ji\216\362\034\032\235\006\\3\275\371\033\010\375\265V\242w\365\232oP\242\264\352\355D\377\351\361\374\315 \325\233\277\032^]\3417\347;\271\216\322\261\273\263]\254\274\332\233\"\000\215O#X\004\365\336\370\224w\306{\006\177/\371E&\n\312j\314q8V\223\255Dk\n\201\047LL@\212\323]\354n\n\345\246f\302\231[\200L\261u\253]\307\3531\206\047\005\224\300u<|\201\020\306\316\204\357/\270{pE\202\202\276\003\257\250\210.\355\345\264\226[V{\262s\2523\337\321\303\315-\212\317\001V\235\363\232~\316W)7[g[{m\255s\030>\335\n\267\236\207\317w(HJ\304\205}\354(d\314\"\363\344\274\267\207\350\356\003\312\231\3263`g\271\335\354lu?\014s?\206?\376\034\376\374\367\360\357\034\243\024\243\047\3468\226G\330-2L\357\220\037[\023p\237\323^A2L\207\233?\205?\375-\374\233\022*\371\023\005\204\262g\231@\237\001\256\313\240\317\335\366V\370\227\\\230{\021\276\310\207\371JX1B\303\354/A\366\327)\321+\2348 \224{T(\220\234;\211\335D\357\346W\255\304\253+\177\220Y&\300%\r/\003\310\216\371\017\030\323\003d37\270\344\037\323""\311\244{\300\036/ o2\304\"\237\242\034\260\266\007\250?\337\203\036T\340\243\024<h\245\000\334B;9@VW\330\374\034\225\206)\227\330\372\314\245\337&\247\017\217&\335\304\253\021\301I\003\224x\003t\223\353\013?\036\032>z\204\220.\240\206\245\376\177\250\353\255\312@\201\242\247\277\223*\242\004\332y\047E8]\274\236t-\004+\013B!D/\006\271\336\024\342CN\353M\315\362\276\037\203\345\262\355\2616\036L\323|\207\010\305?\315)\217\331\227\220B[\300\302L\212k\322yl\241\264\354\366\\;\027~\267\001\002\242E\024\354q*\267qb\177\303\t\014\2728\036GW\341=\207\2605\304\3642C\032\323$\366Y\261\365Y{\266\275\326\266:\227\273\212Hk\"L\312 1P\375\273P\371\337\000\03064\021\323\\\321\237\007]\244P\250\013\234&u6J\350\001\347\357\202\213\017\030BQA\370\030\360)s\027\302\\=\213\302@\232\242\361\001{\223\3121o\304Yx\265\337\274\244\310\337\337{\267\375\204\177\t\036\316\t\017-q\226\013\343Y\257\276rk\000\364\024q2\200\006\276%\006\233l\047\332S\235d\347Z7\321\235\020\206\356\204;Hg9\224\367\302=-\324\252a\325\0009\"D`\345\313\304\326\231\310\"\021\276\207\350l\026\231\034G\321\014\254\266\225\201 N\037Cg\007\210\371\003\270\270\003\262co\013\361\220B\236\023\341oR\264\021\3529\252@p\341\3244gn\ny35\035N\023\313\223\343\363\340\377\361\211p\342\032\371!\252x:\370n\005\215\014\225F\367\307\210\347\311\177\017\275}Lk\"\344}\246L\234\260 \327\001Z\3602\270\0204Z\031zs\323\177\020\336\\#I3\336_\331\325#\314\350\275\021\254B\201\236\365\277\207\022:\340\223\355LvOw\277fj\006\004\275u\200\026[f\275\td{\023)\350\200\030\353\344\217\263\375r\370Or\316Lk\013\241\235\340\366\351=n\342W\243\376\3270\236\301\223F:\202L\217!\227P\324@/\373\337\355\"jP\251\233\351n\2079\200c\26773\307$6O\205\2447C\231\272\354\277Dm\344\242-\330\276\036W\350,\361f\360\2545\327\332F5;\r+\352\3353(\224\365\236\224\002\236\274]x\341\337\321\215\314\314\303\344]`\030\353@\357X\271\312\256\225R\376\024\366\272\n|]@A\274\330Y\352T\204\032\341\256(<2\315\271\022\324\201\346\030\021\275)\t\"\260\356w\300\200\251\201j/\3076\205""\354x\031L\204\013\031$\305U\350\232\350\027\301w\024\250\237|:\276\014\237\224\245a\252\021\347\2176\217\232 \304\002\036YPf\210\n\261\340\343\022Y\325\003w\257\036\225\370\360r\226k\377\333\265\354-\031\\\270(\367\304E\242U|\210\020\245\243NZD\025\343\277P/\010\035O\300\315\342(\"\252F8}\033p*\264G\303\257\037ws]\345\237Q6\322\356\017P\047Z:G\375\314\047G\n\027\306\264\367\003\"\372<\270\323\232o\351\235\033\335tw\255k\205\271M\35661\375>Q\001\370w\213\017x\250 8tPG\004\002\275\021\244E[\300\207\021D\006\234Y\367\207\230\363\207\311Uc\202M\342V\203\302\203\272u\016\223N1\030\233\342Tw\376\350\205\020\362\021Z\037\370\010\3470>\002\222\210\321\230\225\"\205\377\352)\375\027$=\351^\204w#\356\375\205\022KX\231\365.qK3\033<\004\265\017X\273\312\005\374\353\240LE\210\366\336\245\263!c\346CB\313]\367[\377\034\245\t#\346z\032\375\314\314\373\373\231\2670\360\326\203\267:\236w\037\256\030,\334\315p\347\303\317~\253\3639\376\007G\324\227H\306Y$R\001t\177\017}9f\047\341\263\025$\305g\330r-\362\375\273\037\236\350p\262\375(\267O\253\201P\354w5I\257>a\254\037\377\237\361;\320\355\020(\357\001}\005\1774\234[\342\303\325\315\316\003\0348\356\022\337\016\047\303$\365\030\263\310\337B0\032~\376u;\335\316\364\373\246cq\202\212\216\316\336=\024\313bp\023]\366&(+)\312\303\276W!\336\215o\312\\Pq\244\203\342\323^\014\3431w\031$\274\202\235\346\305\tX\360\2628\256\222#\355\340\313\3668\312\301\\\047j\226T\"\365\201\202;.jP\252w2\240@\362\257%kn\264\205\205\r\271\311\270\032\025B\3566\250\336\361\2310\256P\365x\357\002\037\265\246\320\004\364\246/\016\354;-\016\234\211X\\$\205\213\376R\224\236|\216\350\0473\271\047-\372E\225\355\244j\365q\270\364\010\354`\3231\347D`\324=\213sj\334G\274\347\354L\311Xv\231\201*\036\337U\311\360O\2164\361k\321\273[\326^\362\002\362\211;\001a\264\003\220l\007\343q7u\233S\237*\354\2647\315[\rq\257\237\026-\025\212\306\005dE\235\276\312\324\024\305g\306\273T`\303\257V\251\210p\225F\233Q\342J\230\302\311\256\331\336\342s{\216\017\216i\034?\271\227\335A\204""\353\324eq}\237\244FW\224\262Q\310\303\361\026\307\343\244Pk\221(\2617u\321\273\356C\367\t\367\005\377\246u?8\313?\312,\266\006\242h\373\263\341\374J\253\010\300C;&\335\270\177X\3557\017\242\362O\276\363\\\273\334=\340r\213s\333\217\203XC\256&\047\006\241by\243\334\220\237BT\177B\352\246\336e\370\363N\272s\037\335f\262;\217~\263\036\265X\047\316\315\274\341\303\326\031:\253\376\036\027\nI\002\366\047?P\255\320\361\241\275\215r\236\342\346#!\272\274\201P\275\353\347\224}\224G>\036\210\236j\036\271\312\347\351\214(\022\323\034\372>\206\370\331%v\347\340\263\372k\251\364\206\3573Q\203\376\033\047$\n\314\032wDQW3FIA\047\214\343\223\234\346_z\370\362\332~g\343\300\010\030\217\3619\207\216\261q\303H\231=\316?p\n\341q\020\323\375;\232S~_+\032n?\353]\371\202S\342n\373\333\356\007\047?F\304\255)UY\312{\301|\215\2502\021\363\301\366\347t\252% M\277e\302k\211\310\315-\353}Yd\331o\330\366\207\255\000\276\325P-\365\256\244\004\327\275\245\374\200\276\357k\tw\321\321\376\324J\374\017\341W\360\316";
+    PyObject *data = __Pyx_DecompressString(cstring, 4469, 1);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (6157 bytes) */
-static const char cstring[] = "\377 at 0x o\377bject> t\377okens, n\377ot (tree\377 fragmen\377t).: <Me\377moryView\377 of <con\377tiguous \177and dirA\001\366\007\rin\021\005stri\367ded\"\010 or \346\004\031><(\tA\006>?C\373an\240\001assig\375n\264\000 read-\277only m\240\002v\376\242\000Invalid\377 mode, esxp\341\000|\000\047c\047t\001\377\047fortran\317\047, g\354\000%\005sh\367ape\222\000 axi\377s Note t\375h\243 Cython\375 \021\000delibe\317ratek\000\320\001ct\373er!\001n PEPo-484\212\"re\320!\177s subcl\246\000\373es\261!built\375i\260\000ypes. \377If you n=e\224 to p\316\000%\t\377then set\356\200\000e \047\357\002ati\377on_typin\333g\047\355$iv\242\000o \377False.a \377capacity\372R\002s7\002tenan}t\262Aevery\254 \377questadd\375_\351@ecache\377sim\047s pr\373ov\243@r loo\355p\272\001pp\245  li\277ttle-e\312@a7n m-\000in\316\001\357 \3625\005:v\000\221Breso\375l\220\000XXH3_6\3774bits_wi\307thS\342\001\371\000\047\007ou\300\217\002\255C\361!\356\000x\007\221\002 t\227abl\230\006:\205\"Z\004d\371 ^\001\365`sagre\374\335 a\001 xxhas\363h.\004\000y\001_intwdig\351\000colE\000\376\272!s.abcdi\361sU\001\225 \\\000gcis\376\004\003dno def\377ault __r\377educe__ \373du\335\"non-t\277rivial\033\000c\017init\"\000\303\000\212@\267 \377efix mus\377t be 1..osrc/\323%/_\322%\177s.pyxun\323\001\276\266\204\001alloc\312` \377array da\207ta.\013\020\222\204\003\344\205\001\301\205\003s\360\"\000{\000\254\206\003\353cound\371_\303`z\005>= 1u\311n\033\007\217\0106\236\204\003\232 er\317val_@\004.\001AS\377CIIERR_T\377OO_MANY_\377BREAKPOI\367NTS\023\002TL_O\377RDERElli\377psisFLAG\377_BELOW_M\263IN\t\002=\000OR\004\003V\337ICTED\020\003XP\373IR\005\004LOOKB\367ACK8\002NOT_vb\000DYF\002OVE9\000\303OWS\002p\000\014\000V\000SS\377MODE_ANT\277HROPIC\t\002O\377PENAI56S\177equence\230\210\001M.\235\210\007_T\271a\000\003.\306F\355c\306\206\002__\017\006set\277state_\021\006_\367Pyx\001\000Dict\377_NextRef3__\371\205\004\215`__\316\206\002@\000\376\002\004getitemr\r\001d0\001Z\000fil%\002/func%\001g]\005v\000\363i""m\321\205\001;\001main\356\003\002odu*\003nam\316]\002new\\\001\251`_c?hecksu\\\000\n\001\372\245\003_\025\001type_~\005\002unpicko\000\313En \005v\265\205\002\240\001qu\303alO\005\313\204\005\374\017\346\204\005ex^\324\001set_\203\005s\260\010\336\2310test\321\001s_\267cor\210\205\002e_\200\206\003a\367abc\330\204\005_buf\377feraltan\377y_okasyn\357cio.+\006sau\177tomatic\000\006\377_longava\373il\303Bafter\377_sbb_pos\377basebndb>\362\204\001aries\003\004Y\000\363ff\316A\025\002edbpz\252@s\000\003_arr\r\000\224R\001\024\000o!\004p\213\000\013\001k\344\030\004Y\001p_\001*\002rea\377kpointsb\377yteorder\363cc}\001\260\211\002_key\212\271\211\002d\274\211\005.\337\206\007\201\212\005\211\212\005_\216\212\206\001sch\361@\000\002\213\001c\337line_\202`tr\377acebackc\377lscommon\356\000\003_pr\324\207\001cou\347ntd\355A\000\002_is\275_\260\216\003dupl\260 t\377eeemptye\3164\000dee\203`\236\214\002er\325r\000\000o\000\002r\373\001ev\377icted_by\274\000\007\023\002xpir\025\000t\367ope\006\002sfir\177stflags\000\002\336\270!forg\225`sf\363or\246@\272\215\004fres\377hfullhid\367den\305\207\004high\377esthitii\377didle_tt\377l_sindex\377int32int?64int8\366\207\014\304\205\001\372\310\205\001s\000\002izejj\333bk\230@ll\233Bk_\357live\363 kkk\347max\000\001\322Alal\377astlblen\277gthlim\253\214\003luo\276ae\027\000ook\331!\377_blocksm\373as;\000tched\276B\000_age_\021\000x\347_bp\001\003\353Gmem\366\310\217\001mi\321\005miss\337_draw\004\002pr\377obabilit}y\343\217\001nn_ex\214A\377itn_insn\374\355C\320\206\001nbnbpn\337dimno\243 otm_\257\220\001y_\355 np&\000\375s\230\204\001ns_rns\376\320`numpyob\377joffothe\365r\000\002_\332\000outo\333ut\304\204\001pp\251`pa\277thper_\234\000u\233te\006\001se\253\222\002\016\001i=mC\000oppo\310 \261\217\001\234\351\204\004\010\005spr\325c\300\204\001s\370\004\004\374\222\003\360`v_okq\277queues\300`aYd\335\221\001\273\205\001re\353B_v\001\277regist\337ap\303re\201\204\002\000\004#\003\223\204\002_i\303ds\016\005\255@!\004\020\000si^\252`tr""kr\362\205\002r\266\214\004\340\274\207\001\354\000\312\000\326\205\001\t\002dse\375e\000\001n_shor\377tselfseq\177serve_b\224\206\007^\013\003deep-\000k\031\003N\353\205\002set\313\216\004\327\222\002s\320`\377slotssta\374K\000\263 stopst\377ructsyst\300\332 \355\207\001\362\217\002\261\221\003\221\225\002\325@acqt\005\003\262\207\004\250\225\003tok2\000\027ft_8\000l\254\210\002\004\003\250\002\217_suu\344\204\002\375\215\010\200\207\002u\375n\273Aupdate\367use\314bsvva\357lues\236\206\001im_\352\342\000w\374\210\002w\363\003win[do\t\000wl\303\210\001w\254b\241x\326\220\016\371\220\003\376\220\004\200\212\004z\276`s\361O\335\222\005\331\222\007\271\204\001e\200\001\330\377\004\n\210+\220Q\200\001\377\340\004\013\2107\220!\220\3775\230\001\200\001\360\006\000\377\005\031\230\r\240V\2501\377\250C\250r\260\021\330\004\377\016\210b\220\006\220a\220\377s\230&\240\002\240!\330\377\004\034\230A\340\t\n\330\277\010\014\210E\220\025\026\000q\377\330\014\017\210u\220A\220\377S\230\002\230!\330\020\021\377\330\014\020\220\r\230Q\230\375a\001\005e\2401\240A\330\377\014\021\220\035\230a\230r\377\240\022\2403\240b\250\001\376\t\005u\240A\240S\250\002\337\250#\250R\250I\000\025\220\307Q\220dE\000B\000 \000\022\220w\"\220B\r\000$\230f$\000\337R\240r\250\023\226\000v\260?Q\260b\270\002\270k\000,\000~|\001q\220\005\220Q\330\310\000\3751\250\032y\240\006\240a\240\377t\2506\260\022\2601\330\267\004\035\2301\000\033\230\007\000\010\357\210\005\210U\203 1\330\010\276}\001i\230}\250A\215\000r\377\260\023\260B\260m\3001\377\300A\330\004\020\220\002\220\377&\230\001\230\030\240\023\240\177E\250\022\2503\250f\032\000\277a\330\004\037\230q\266 \n\375\013\207*\023\2201\220F\230\377!\2303\230b\240\r\250\375Q)\000F\270&\300\001\300\373\030\310\236 \025\220]\240!\377\2402\240R\240s\250\"\257\250M\270\021\310\000\014,\003(\336\026\0005\250\001\250\302\"\005\220\277U\230!\320\033+\214@D\367\3200@<\000\022\3002\300\327Q\330\020Z\001E\207\000\021\240\375&)\000\025\250a\250t\260\3579\270A\270\371""\010$%\360\375\022\312A\001\230\026\230q\240\376\356@\017\210r\220\026\220q\257\230\003\2306\201@1\307\007\023O\230F\240\"\237@\212#\036\266@\377\004\007\200|\2202\220R\372\363@,\251@\003\2503\320.\377>\270b\300\001\330\010\016\353\210j\201 \021\203)\021\240/\376\245 E\270\022\2703\270f\367\300B\300\215#\330\004\032\230\337)\2406\250\021\327@S\260\377\002\260$\3206G\300r\336\373\000\004\030\230\006\206`t\240\356\377 \027\220v\247`d\240!\377\340\004D\300A\360\n\000\237\005\024\2201\330\320l\227\20112\234\304`\376`\021\220\027\252\001\312c\007\356\372\000\001\230\021\254\204\001w\220b\357\230\001\330\020\351af\230A\374\260\204\002\360,\340\014\024\220A\330\255\014\333b\020\220\202\204\006b\274 1\177\330\020\027\220t\2307\300@\3777\250!\2508\2601\260\337F\270!\2705\333@\024\300\255R\341\000\024\310\236B5\047\002\024\357\025\330\020\030i\001\023\2207\357\230#\230R\375\204\0024\240q\376\341@\023\250B\250d\260!\363\330\024\205\204\001\211\001\330\014\022\220\375!\314\205\001z\230\024\230Y\240\265a\232bA\237\006\340\020\220\001\020\375\026\272\000\003\2302\230T\240\377\024\240S\250\001\330\024\033\367\2304\230\303\205\001W\250A\250\337X\260Q\260f\207`U\300\367!\3004\355 \022\3104\310\371q\035\003\004\000\032\230\"\230B\377\230a\330\024\032\230$\230\277c\240\021\330\030\034\r\000b\323\240\002\374B\n\000E\326\204\0042\250\377T\260\022\2603\260a\330\337\034 \240\005\240V\001W\260\337A\260X\270Q\340@A\300\367U\310!U\000t\320ST\377\330\034\037\230r\240\023\240\357A\330 #\344\206\001\240S\250\377\003\2501\250A\330$)\376\370@&\260\001\330%&\240\275n\245\205\001\260q\270\001\r\006\340\377$*\250!\330$%\320\357%6\260a\027\000\r\300Q\177\300a\300s\310\"\3107\000_%\330\030\037\230\262\000\031\252@\376\347\204\001\330\024\030\230\005\230U?\240!\2403\240d\244\207\002\227\210\001\366!\000t\240\247\205\001\027\260\001\260\327\030\270\021\332\205\002\025C\000t\310\3572\310R\310\230\002\030\034\320\357\034-\250Q\343 -\270q\217\300\001\300\023\232\204\002\330\207\001\270\210\001\340k\014""\026\275\210\001\230\311!Q\330\n\000_h\230b\240\001\361AW\243 \367e\2407\220\210\002t\2604\260\377r\270\027\300\002\300$\300\357l\320RS\354\210\001x\220q\377\230\007\230v\240Q\240e\376\230\206\001\260\006\260h\270i\300\377y\320PS\320SV\320\027VW\330\242@a\205\211\004\276\210\006\016\000\367\023\2202\243\211\002$\230h\240_a\240w\250f\321 U\271`\3774\270v\300S\310\t\320\377QZ\320Z]\320]`\023\320`\237B\230`\025\241\204\002\337\210\002\327\211\002\277\017\210w\220d\230\242\207\0017\355\250\333 \260\025\274 t\2706\377\300\030\310\031\320R[\320\377[^\320^a\320ab\326w\007\017\210\251\001\006\274\211\002U\250\337!\2504\250v\304@S\320\377@Q\320QY\320Yb\377\320bk\320kn\320n\275o\253\006\004\007\200q\345\206\001k\257\230\021\230!\321\211\001:\245\213\001\360\377\n\000W\001X\001\330*\3370\260\001\360\036\253\207,\025\220\377R\220u\230A\230T\240\037\023\240F\250\"\234`\342\207\010\265`\356\253\207!\027\220x\355\"c\250\023\376<\001\030\230\017\240r\250\021\377\330\004\007\200x\210u\220\377G\2303\230e\2403\240\377f\250F\260!\2603\260Wc\270\021\242\210\010\036\273\213\002Q\334\214\001\333\030\220\252\212\001\005\033\373\207\037\t\210\237\027\220\001\360\020\216\210\003\210\211\010)\357\2402\240Q\201\211\006\340\004\014\377\210L\230\002\230.\250\002\363\250!\345\207S\211\213\016\026\220a\330\364\254\213\001\204\207$1\273\205\003W\240A\240\366\221\207\017t\310\034\000\027\220r\230\337\023\230E\240\024\315\204\0022\250\277Q\330\030\035\230Q\361\215\001\330\373\030\"\215\214\002\013\2601\260E\377\270\023\270A\330\030\031\330}\024\374\210\0014\230q\240\003\356\206\002\376+\000\033\2302\230S\240\001\357\330\034!\240\220\214\001\r\260Q\377\260a\260s\270#\270Q\237\320>O\310q0\002\326\213\001\024\332\353\215\001\024\322\206\004<\230\275\206\001\003\250\3571\340\024\034\232`V\2401?\240C\240r\250\035\316\204\002\262\000\375 \265\215\002d\260(\270\"\270\177C\270r\300\035\310a\321\206\003\360\255\211\001\276\205\001\265\211\002\364@8\2502\250/\\\270\022\270\344\002\001\332\210\001\343\210\001""\377d\240$\240d\250!\250\3273\250c\242\205\002q\320\002\330\024\376\336\214\001\014\025\220X\230R\230\365x\276b\014\321\205\001b\230\013\240\3273\240g\201\220\002\020\250\212\001\"\230\373A\330\246\001\230&\240\001\330\361\020\210\210\001\260\207\005\274\213\003d\230%\230\372\265\220\005!\227\212\001G\2305\240\001O\240\033\250A\274 \235\"3\341\206\002d\367\003\377\212\001\024\000\002\200\212\001C\230\220 ~\263\212\001t\2401\240E\250\276\210\001\377\027\270\001\270\030\300\021\300\337&\310\001\310\025\343\003W\320\377W^\320^_\320_h\377\320hi\320im\320m\377n\330$%\240Q\240a\227\330\034\035\267\212\001A\313\004\271CK\373\240t\205 R\250r\260\022\277\2609\270B\270a\272H\031\377\340\014\017\210t\2201\330\274\267\213\t\371\\7\320RS\336\212\001\024\220\230c\367@\230\217\001\371Cv\352A\350@#\346\376\213\001\250\021\222`\211\220\002!\2401\346\235`\320\031\370\212\001\365!b\260\001\377\330\024\025\320\025&\240a\376\351\214\006l\270!\2706\300\022\233\3001\027\000\220Z\341\212\004\327\214\001K\377\230w\240a\240v\250Q\261\250\241\211\006\307B\200\211\003\023\220*\004z\337\250\026\250u\260\231@\032\230\277*\240F\320*CF\001\034\363\230J_\001\363\211\002\220q\330\020\377\032\230!\2307\240\"\240\337G\2503\250l\274`E\300\337\027\310\003\310;\226\212\002\033\230\3371\230I\240Q\207!E\230\377\025\230a\230v\240R\240\337t\2504\250q\345\213\001\006\230p\207\215\005\361\213\002\235\205\025\363\200\047\034\260S\330@\315\025\272\221\002\030\031\2166\026\002\022\240\271;\372\000\332\205\0021\230E\243\222\001\340\373\030\036\247\213\002u\250C\250\177\377\270d\300$\300f\310A\357\310T\320Q\232`X\330\034\265#\335\221\002$\305\213\001\330\034\246\206\0014O\240z\260\021\257\216\003\350\212\003q\232\216\005\375E\264\211\001\250U\260#\260T\377\270\027\300\003\3004\300q\377\310\005\310R\310q\330 \375!\315`\230X\240R\240{\375\260\010\000$\240A\240X\250\375Q\326\216\001q\240\001\240\023\240\375B\326\" !\240\030\250\021\377\250%\250r\260\026\260r\277\270\032\3003\300k\201\003\320\365X\363\213\003_G\000""\240\036\250q\367\260\001\260\212e\330\030 \240q\0014\001\344\202 \226\207\002\025\220W\364\205\001\376\274A4\230z\250\025\320._A\300\021\300%\251\000\001\374\214\006V\216\214\020[\240\273\230\001\014\347\224\007\014\340\213\001\377\r\210R\210v\220Q\220\377c\230\026\230r\240\021\330\351\004\314\227\001\220\226\003f\322\001\330\004\014\017\210B\210f\270\230\002\364A\222\225\0213\016n\261\227\002\034\230A\206\231\002\330\004\335\000s\330\004\300\227\002\322\224\003q\360\014\251\213\006w~\220R\324\211\002N\250\"\311\231\004\376\272\225\003\320\0315\260Q\260c\377\270\022\320;M\310Q\310\375a\256\224A1\220H\230A\330\376\277\227\004#\230Q\330\014\016\210\375a\224\215\0021\230H\240A\240\377V\2507\260$\260l\300\377)\3101\310C\310r\320{QR\351\223\002\2201\220D\320\224\001o\230A\230S\334\232\002\020\025\361\227\001\273\2302\223\226\002)\2501\305\220\003\014\367\020\220\005\226A\230R\230q\277\240\004\240A\240Q\363\232\001r\357\220\023\220A\337\217\tq\330\020\356\357\225\001\007\230q\251\233\001\2404\240\335v\320\232\003\r\210Y\257\214\001\020\220\377\n\230$\230a\230q\240I\006\375\232\003\220\230\001\022\216\210\005\252\004J\266\233\001\374\022\004Z\001\021\220\032\2301\330\276\255\222\004j\240\001\240\021\340\003E\377\230\033\240A\240U\250\"\257\250K\260q\342\tB\331\227\002;\373\250g\201\214\001\330\014\r\210X\364\230\233\001\320\220\002\t\240\233\0018\220=\240\355\007\243\205\001\200\001\251@\0471\260\007\001\360\034\214\231\033\267n\310n\225\233\005\303\231\006\020\000\016\350\233\002\250b\330\224\001\004\342\231\002\374\233\002\316\233\007\366\263\231\023\340\004\215\234\023z\250\021\250\377\"\250B\250c\260\022\260\377:\270Q\270a\330\004\021\377\220\022\2206\230\021\230(O\240\"\240C\365$\000\022\004z\007|\315\234\007\225\236\001f\250B\250a\225\235\002x\210\237\001\204\221\036\337\233\001\024\2201\340\361\231>\376\236\232\010\022\220!\220:\230Q\177\230c\240\022\320#3\330\231\002\177*\300F\310!\3108\353\227\001\357\014\021\320\021\340\217\001\"\240B\377\240c\250\022\320+;\270""\0231\270\363\204\002\356\232\002\340\274\231\003\355\231\001\256\204\002\377U\230!\230:\240Q\240\377d\250*\260A\260R\260\367r\270\021\236\213\003w\230k\250\327\021\250!\005\005g\321\215\002\020\027\357\220q\330\014\346\216\002\017\210q\376\343\235\0014\220t\2306\240\021\303\240$\201\235\003\227\212\003\256\234\003\337!s\250\377/\270\024\270U\300#\300r\253\221\004e\375\214\001\262\221\006\031\340\024\203\214\003c!\330\000\006\375\220\002\256\241\002C\220\\\004\027r\230\021\344\217\003%\357\230\004\356\217\002\265\233\001\226\224\233\002\024\220\241\214\003q\364\221\001\254\235\001c\376\353\231\002\030%\240Q\330\031\032\224\244\222\003s\002\031\225\237\0015\232\236\002\260\220\006\024=\025\234\242\001t\2203\220\212\230\003\254\241\002(\273\223\002\316\206\001\233!1\202\235\003e\343\002\314\216\001\377\013\3203L\310C\310s\016\350\230\001\020\023\220J\004\274\225\004\247\234\003\305\217\005\254\246\235\030\374\207\001g\220\202\210\002k\361\235\001\016\273\210m\303\206\001\016\210i\340!\017\375\210\315\234\023\330\021\026\220c\230\371\021\346\234\001\226\216\003t\2402\240TC\250\024\313\221\005\336\221\001\352\217\001\226\222\001\031\246\241\002\365\004\354\226\0021\357\222\003A\330\024\026\373\220i\270\233\001\026\220g\230Q\376\257\233\0078\2503\250b\3200\375B\306\213\001\330\030\036\230a\230\377w\240f\250A\250U\260\177!\2604\260v\270S\270\236\002\376\200\234\001t\3101\310A\330\030>\315\224\001W\240C\240q\347\221\001\375\220\002\271\027\352\224\001\312\214\003\022\2408\340\234\001\250\327T\260\021\206\225\0032\224\211\001\330\030\357\032\230\047\240\271\000\025\220Y\377\230a\230u\240D\250\006\366\225\242\0022\260\342\217\010s\240\"\320\277$6\260d\270!\323\234\001\003\203\2301\343\223\001\372\225\003\226\236\001\326\225\005\373\216\001\027\367\250\001\250\313\234\0174\310x\320\377WX\320XY\320YZ\276\326\222\t\360\006\000\021\025\237ir\373\230\022\221\226\002\002\240#\240[\357\260\002\260!\345\021V\3001\377\300D\310\001\310\021\310$W\310a\310\357\204\0021\321)A\265,?\260""\005\260U\270!\237\201!\264\236\003\364\203\222\003\234\244\0076\300\227\001\270T\300\021n\233\240\002q\310\001\311\244\0012\220\240H^\300\241\021w\310a\330\237\227\002S\374\212\001/\240$\240a\247\241\001\"\236\242\001\323\244\001S\031\230\251\226\001\306\242\006\014\347\244\001\033\344\240\002\n\010\tq\350\222\007q\353.\322\230\003\344\237\001\212\231\032\037t\2301\230C\314\245\001\270\241\001\327\220\001\t\023\210\215\001\343\227\001\340\312\206\007\352\242\002\357\242\002\260\206\010\010\227\217\004\266\231\003\245\227\001\023\350\230\002\310\234\001\313\225\005\360\210\001\213\024\240\342\250\001\021\263\221\002\344\231\001\301A1\344\005\006\252\245\001g\260\232\022\246\226\004\320TU\367\330\036,\377\234\0028\270=\310\205\010\210\240\007\030\266\226\004\300\243\001\323\247\001\245\225\003u<\365\246\004\366\210\001\230\005\230V\327\234\001\305aA\031\233\245\001\266\n\374\205\n\372\226\002\205\233\002\035\340\205\003\362\316\246\001q\302\027\225\200.X\320Xe?\320ef\330\036!\346\210\003\254\016\347\027\220q\250\005\374\222\031X\230X\017\240[\260\001";
-    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 6157, 8948);
+    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (6100 bytes) */
+static const char cstring[] = "\377 at 0x o\377bject> t\377okens, n\377ot (tree\377 fragmen\377t).: <Me\377moryView\377 of <con\377tiguous \177and dirA\001\366\007\rin\021\005stri\367ded\"\010 or \346\004\031><(\tA\006>?C\373an\240\001assig\375n\264\000 read-\277only m\240\002v\376\242\000Invalid\377 mode, esxp\341\000|\000\047c\047t\001\377\047fortran\317\047, g\354\000%\005sh\367ape\222\000 axi\377s Note t\375h\243 Cython\375 \021\000delibe\317ratek\000\320\001ct\373er!\001n PEPo-484\212\"re\320!\177s subcl\246\000\373es\261!built\375i\260\000ypes. \377If you n=e\224 to p\316\000%\t\377then set\356\200\000e \047\357\002ati\377on_typin\333g\047\355$iv\242\000o \377False.a \377capacity\372R\002s7\002tenan}t\262Aevery\254 \377questadd\375_\351@ecache\377sim\047s pr\373ov\243@r loo\355p\272\001pp\245  li\277ttle-e\312@a7n m-\000in\316\001\357 \3625\005:v\000\221Breso\375l\220\000XXH3_6\3774bits_wi\307thS\342\001\371\000\047\007ou\300\217\002\255C\361!\356\000x\007\221\002 t\227abl\230\006:\205\"Z\004d\371 ^\001\365`sagre\374\335 a\001 xxhas\363h.\004\000y\001_intwdig\351\000colE\000\376\272!s.abcdi\361sU\001\225 \\\000gcis\376\004\003dno def\377ault __r\377educe__ \373du\335\"non-t\277rivial\033\000c\017init\"\000\303\000\212@\267 \377efix mus\377t be 1..osrc/\323%/_\322%\177s.pyxun\323\001\276\266\204\001alloc\312` \377array da\207ta.\013\020\222\204\003\344\205\001\301\205\003s\360\"\000{\000\254\206\003\353cound\371_\303`z\005>= 1u\311n\033\007\217\0106\236\204\003\232 er\317val_@\004.\001AS\377CIIERR_T\377OO_MANY_\377BREAKPOI\367NTS\023\002TL_O\377RDERElli\377psisFLAG\377_BELOW_M\263IN\t\002=\000OR\004\003V\337ICTED\020\003XP\373IR\005\004LOOKB\367ACK8\002NOT_vb\000DYF\002OVE9\000\303OWS\002p\000\014\000V\000SS\377MODE_ANT\277HROPIC\t\002O\377PENAI56S\177equence\230\210\001M.\235\210\007_T\271a\000\003.\306F\355c\306\206\002__\017\006set\277state_\021\006_\367Pyx\001\000Dict\377_NextRef3__\371\205\004\215`__\316\206\002@\000\376\002\004getitemr\r\001d0\001Z\000fil%\002/func%\001g]\005v\000\363i""m\321\205\001;\001main\356\003\002odu*\003nam\316]\002new\\\001\251`_c?hecksu\\\000\n\001\372\245\003_\025\001type_~\005\002unpicko\000\313En \005v\265\205\002\240\001qu\303alO\005\313\204\005\374\017\346\204\005ex^\324\001set_\203\005s\260\010\336\2310test\321\001s_\267cor\210\205\002e_\200\206\003a\367abc\330\204\005_buf\377feraltan\377y_okasyn\357cio.+\006sau\177tomatic\000\006\377_longava\373il\303Bafter\377_sbb_pos\377basebndb>\362\204\001aries\003\004Y\000\363ff\316A\025\002edbpz\252@s\000\003_arr\r\000\224R\001\024\000o!\004p\213\000\013\001k\344\030\004Y\001p_\001*\002rea\377kpointsb\377yteorder\363cc}\001\260\211\002_key\212\271\211\002d\274\211\005.\337\206\007\201\212\005\211\212\005_\216\212\206\001sch\361@\000\002\213\001c\337line_\202`tr\377acebackc\337ommon\000\003_p\375r\321\207\001countd\274\352A\000\002_is_\255\216\003e\277emptye+\000dsee\367@\222\214\002err\000\000\365o\000\002r\357\001evic?ted_by\000\007\023\002\377xpiresfi\377rstflags\274\000\002\241!forg\376@s\347for\217@\243\215\004fre\377shfullhi\357dden\256\207\004hit\377iididle_\377ttl_sind\377exint32i\377nt64int8\350\330\207\014\246\205\001\252\205\001s\000\002izeojjbk\372 ll\375\"\277k_live\325 k\237kkmax\000\001\264Al\377alastlbl\377engthlim\326\215\214\003lo\240ae\027\000oo\375k\273!_block\357smas;\000tch\373edB\000_age_\236\021\000x_bp\001\003\315Gm\333em\252\217\001mi\312\005mi\177ss_draw\004\002\377probabil\367ity\305\217\001nn_e\377xplicitn\237_insn\317C\262\206\001n\377bnbpndim\253no\234 p\031\000s\355an\337s_rns\245`nu\277mpyobj\365`o\257ther\000\002_\315\000o\337utout\231\204\001pp\376\376@pathper\335_\217\000ute\006\001se\354\200\222\002\016\001imC\000opp\341o\273 \206\217\001\276\204\004\010\005spr\304\255c\225\204\001s\004\004\321\222\003\310`v_\377okqqueue\rs\241`ad\262\221\001\220\205\001\342`\330A\375_v\001regist8\300a\371`\345\001are\002\002#\003\016\005\003ids\016\005\240@\032\004\020\000{si\226`trkr\307\205\002\201r\213\214\004\221\207\001\354\000\312\000\253\205\001""\t\002d\367see\000\001n_sh\377ortselfs\377eqserve_yb\351\205\007\013\003deep-\0009k\031\003\300\205\002set\240\216\004\254\222\002\375s\303`slotss\363taK\000\263 stop\377structsy\003st\332 \302\207\001\307\217\002\206\221\003\346\224\002\310@\307act\005\003\207\207\004\375\224\003to]k2\000ft_8\000l\201\210\002<\004\003\250\002_suu\327\204\002\322\215\010\366\325\206\002un\273Aupda\337teuse\277bsv\177valuesw\307\210\002}w\351\003windo\t\000+wl\216\210\001w\242bx\241\220\016\304\220\0034\311\220\004\313\211\004z\264`sO\250\222\005\244\222\007\376\242\204\001e\200\001\330\004\n\210\377+\220Q\200\001\340\004\013\377\2107\220!\2205\230\001\377\200\001\360\006\000\005\031\230\377\r\240V\2501\250C\250\377r\260\021\330\004\016\210b\377\220\006\220a\220s\230&\377\240\002\240!\330\004\034\230\377A\340\t\n\330\010\014\210\367E\220\025\026\000q\330\014\017\377\210u\220A\220S\230\002\377\230!\330\020\021\330\014\020\277\220\r\230Q\230a\001\005e\377\2401\240A\330\014\021\220\377\035\230a\230r\240\022\240\3373\240b\250\001\t\005u\240\377A\240S\250\002\250#\250\373R\250I\000\025\220Q\220d\370E\000B\000 \000\022\220\"\220B\356\r\000$\230f$\000R\240r\373\250\023\226\000v\260Q\260b\307\270\002\270k\000,\000|\001q\220\257\005\220Q\330\310\0001\250\032y\377\240\006\240a\240t\2506\377\260\022\2601\330\004\035\230\3661\000\033\230\007\000\010\210\005\210\335U\203 1\330\010}\001i\230\367}\250A\215\000r\260\023\260\377B\260m\3001\300A\330\377\004\020\220\002\220&\230\001\377\230\030\240\023\240E\250\022\357\2503\250f\032\000a\330\004\267\037\230q\266 \n\013\207*\023\377\2201\220F\230!\2303\277\230b\240\r\250Q)\000F\177\270&\300\001\300\030\310\236 \377\025\220]\240!\2402\240\377R\240s\250\"\250M\270\325\021\310\000\014,\003(\026\0005\250\373\001\250\302\"\005\220U\230!\367\320\033+\214@D\3200@\376<\000\022\3002\300Q\330\020\272Z\001E\207\000\021\240&)\000\025\377\250a\250t\2609\270A\275\270\371\010$%\360\022\312A\001\337\230\026\230q\240\356@\017\210\377r\220\026\220q\230\003\230\3656\201@1""\307\007\023\230F\240\351\"\237@\212#\036\266@\004\007\200_|\2202\220R\363@,\251@\377\003\2503\320.>\270b\177\300\001\330\010\016\210j\201 \335\021\203)\021\240/\245 E\270\377\022\2703\270f\300B\300\376\215#\330\004\032\230)\2406\373\250\021\327@S\260\002\260$\337\3206G\300r\373\000\004\030\333\230\006\206`t\240\377 \027\220\375v\247`d\240!\340\004D\377\300A\360\n\000\005\024\220\2231\330\320l\227\20112\304`\376`\021\323\220\027\252\001\312c\007\372\000\001\230\375\021\254\204\001w\220b\230\001\330\235\020\351af\230A\260\204\002\360,\340\277\014\024\220A\330\014\333b\020\365\220\202\204\006b\274 1\330\020\027\357\220t\2307\300@7\250!\377\2508\2601\260F\270!\273\2705\333@\024\300R\341\000\024\365\310\236B5\047\002\024\025\330\020\375\030i\001\023\2207\230#\230\335R\375\204\0024\240q\341@\023\250\177B\250d\260!\330\024\205\204\001\276\211\001\330\014\022\220!\314\205\001z\277\230\024\230Y\240a\232bA\266\237\006\340\020\220\001\020\026\272\000\003\377\2302\230T\240\024\240S\377\250\001\330\024\033\2304\230\376\303\205\001W\250A\250X\260Q\373\260f\207`U\300!\3004>\355 \022\3104\310q\035\003\004\000\377\032\230\"\230B\230a\330\377\024\032\230$\230c\240\021w\330\030\034\r\000b\240\002\374B\372\n\000E\326\204\0042\250T\260\022\377\2603\260a\330\034 \240\373\005\240V\001W\260A\260X\373\270Q\340@A\300U\310!\376U\000t\320ST\330\034\037\377\230r\240\023\240A\330 \375#\344\206\001\240S\250\003\2501\337\250A\330$)\370@&\260\277\001\330%&\240n\245\205\001\260\367q\270\001\r\006\340$*\250\377!\330$%\320%6\260\375a\027\000\r\300Q\300a\300\357s\310\"\3107\000%\330\030\313\037\230\262\000\031\252@\347\204\001\330\024\377\030\230\005\230U\240!\240\3073\240d\244\207\002\227\210\001!\000t\240\376\247\205\001\027\260\001\260\030\270\021\372\332\205\002\025C\000t\3102\310R\375\310\230\002\030\034\320\034-\250\375Q\343 -\270q\300\001\300q\023\232\204\002\330\207\001\270\210\001\340\014\026\275\210\001\355\230\311!Q\330\n\000h\230b\353\240\001\361AW\243 e\2407\376\220\210\002t\2604\260r""\270\027\377\300\002\300$\300l\320R\375S\354\210\001x\220q\230\007\230\337v\240Q\240e\230\206\001\260\006\377\260h\270i\300y\320P\377S\320SV\320VW\330\342\242@a\205\211\004\276\210\006\016\000\023\2202\376\243\211\002$\230h\240a\240w\353\250f\321 U\271`4\270v\377\300S\310\t\320QZ\320\177Z]\320]`\320`\237B\342\230`\025\241\204\002\337\210\002\327\211\002\017\210w\267\220d\230\242\207\0017\250\333 \260\375\025\274 t\2706\300\030\310\377\031\320R[\320[^\320\337^a\320abw\007\017\210\372\251\001\006\274\211\002U\250!\2504\373\250v\304@S\320@Q\320\377QY\320Yb\320bk\277\320kn\320no\253\006\004\367\007\200q\345\206\001k\230\021\230\365!\321\211\001:\245\213\001\360\n\000W\377\001X\001\330*0\260\001\373\360\036\253\207,\025\220R\220u\377\230A\230T\240\023\240F\303\250\"\234`\342\207\010\265`\253\207!\027\220\335x\355\"c\250\023<\001\030\230\377\017\240r\250\021\330\004\007\377\200x\210u\220G\2303\377\230e\2403\240f\250F\377\260!\2603\260c\270\021j\242\210\010\036\273\213\002Q\334\214\001\030\220\252\212\001\373\005\033\373\207\037\t\210\027\220\001\363\360\020\216\210\003\210\211\010)\2402\240\375Q\201\211\006\340\004\014\210L\230\177\002\230.\250\002\250!\345\207S\236\211\213\016\026\220a\330\254\213\001\204\207$1\336\273\205\003W\240A\240\221\207\017t\310\376\034\000\027\220r\230\023\230E\373\240\024\315\204\0022\250Q\330\030w\035\230Q\361\215\001\330\030\"\215\214\002\377\013\2601\260E\270\023\270\277A\330\030\031\330\024\374\210\0014\317\230q\240\003\356\206\002+\000\033\230\3772\230S\240\001\330\034!\375\240\220\214\001\r\260Q\260a\260\377s\270#\270Q\320>OS\310q0\002\326\213\001\024\353\215\001\024\322\206\004\373<\230\275\206\001\003\2501\340\024\375\034\232`V\2401\240C\240\247r\250\035\316\204\002\262\000 \265\215\002d\377\260(\270\"\270C\270r\017\300\035\310a\321\206\003\255\211\001\276\205\001\265\211\002\376\364@8\2502\250\\\270\022\345\270\344\002\001\332\210\001\343\210\001d\240$\377\240d\250!\2503\250c\332\242\205\002q\320\002\330\024\336\214\001\014\025\277""\220X\230R\230x\276b\014\376\321\205\001b\230\013\2403\240gz\201\220\002\020\250\212\001\"\230A\330\246\001?\230&\240\001\330\020\210\210\001\260\207\005^\274\213\003d\230%\230\265\220\005!\227\212\001\377G\2305\240\001\240\033\250\211A\274 \235\"3\341\206\002\367\003\377\212\001\024\314\000\002\200\212\001C\230\220 \263\212\001t\240\3571\240E\250\276\210\001\027\270\001\377\270\030\300\021\300&\310\001\373\310\025\343\003W\320W^\320\377^_\320_h\320hi\377\320im\320mn\330$\377%\240Q\240a\330\034\035r\267\212\001A\313\004\271CK\240t\205 \377R\250r\260\022\2609\270\367B\270a\272H\031\340\014\017\237\210t\2201\330\267\213\t\371\\7\027\320RS\336\212\001\024\230c\367@\230\217\001\322\371Cv\352A\350@#\376\213\001\250\021\334\222`\211\220\002!\2401\235`\320\031\374\370\212\001\365!b\260\001\330\024\025\337\320\025&\240a\351\214\006l\270\177!\2706\300\022\3001\027\000\363\220Z\341\212\004\327\214\001K\230w\240?a\240v\250Q\250\241\211\006\307B\366\200\211\003\023\220*\004z\250\026\250\373u\260\231@\032\230*\240Fw\320*CF\001\034\230J_\001\376\363\211\002\220q\330\020\032\230!\377\2307\240\"\240G\2503\373\250l\274`E\300\027\310\003\373\310;\226\212\002\033\2301\230I\373\240Q\207!E\230\025\230a\377\230v\240R\240t\2504\033\250q\345\213\001\006\230\207\215\005\361\213\002\235\205\025\256\363\200\047\034\260S\330@\025\272\221\002\0309\031\2166\026\002\022\240;\372\000\332\205\002w1\230E\243\222\001\340\030\036\247\213\002\377u\250C\250\177\270d\300\377$\300f\310A\310T\320\275Q\232`X\330\034#\335\221\002$\366\305\213\001\330\034\246\206\0014\240z\260\251\021\257\216\003\350\212\003q\232\216\005E\264\211\001\250\377U\260#\260T\270\027\300\377\003\3004\300q\310\005\310\277R\310q\330 !\315`\230\277X\240R\240{\260\010\000$\277\240A\240X\250Q\326\216\001q\277\240\001\240\023\240B\326\" \377!\240\030\250\021\250%\250\377r\260\026\260r\270\032\300\2673\300k\201\003\320X\363\213\003_\376G\000\240\036\250q\260\001\260>\212e\330\030 \240\0014\001\344\202 \316\226\207\002\025\220W\364\205\001""\274A4\230\377z\250\025\320.A\300\021\313\300%\251\000\001\374\214\006\216\214\020[\240\352\273\230\001\014\347\224\007\014\340\213\001\r\210R\377\210v\220Q\220c\230\026?\230r\240\021\330\004\314\227\001\220\226\003\375f\322\001\330\004\014\210B\210\301f\270\230\002\364A\222\225\0213\016\261\227\002\034\230mA\206\231\002\330\004\335\000\330\004\300\227\002\356\322\224\003q\360\014\251\213\006~\220R\316\324\211\002N\250\"\311\231\004\272\225\003\320\031\3775\260Q\260c\270\022\320\277;M\310Q\310a\256\224A1\337\220H\230A\330\277\227\004#\230\277Q\330\014\016\210a\224\215\0021\377\230H\240A\240V\2507\377\260$\260l\300)\3101\177\310C\310r\320QR\351\223\002\357\2201\220D\320\224\001\230A\230mS\334\232\002\020\025\361\227\001\2302\223\226\002\367)\2501\305\220\003\014\020\220\005\376\226A\230R\230q\240\004\240\367A\240Q\363\232\001r\220\023\220\335A\337\217\tq\330\020\357\225\001\007\230\275q\251\233\001\2404\240v\320\232\003\r\373\210Y\257\214\001\020\220\n\230$?\230a\230q\240\006\375\232\003\220\230\001\211\022\216\210\005\252\004J\266\233\001\022\004Z\001\021\337\220\032\2301\330\255\222\004j\240\367\001\240\021\340\003E\230\033\240\377A\240U\250\"\250K\260uq\342\tB\331\227\002;\250g\201\214\001\237\330\014\r\210X\230\233\001\320\220\002\t\276\240\233\0018\220=\240\007\243\205\001\200\375\001\251@\0471\260\001\360\034\000\214\231\033\267n\310n\225\233\005\303\231\006\000\016\350\233\002\250b\302\330\224\001\004\342\231\002\374\233\002\316\233\007\263\231\023\340\004\376\215\234\023z\250\021\250\"\250B\377\250c\260\022\260:\270Q\377\270a\330\004\021\220\022\220\3776\230\021\230(\240\"\240\211C\365$\000\022\004z\007\315\234\007\225\236\001f\217\250B\250a\225\235\002\210\237\001\204\221\036\360\345\016\255\232\002\340\361\231>\236\232\010\022\220!\377\220:\230Q\230c\240\022\367\320#3\330\231\002*\300F\310\367!\3108\353\227\001\014\021\320\021\376\340\217\001\"\240B\240c\250\022?\320+;\2701\270\363\204\002\356\232\002\371\340\274\231\003\252\204\001U\230!\230:\377\240Q\240d""\250*\260A\277\260R\260r\270\021\231\213\003w\277\230k\250\021\250!\005\005g~\314\215\002\020\027\220q\330\014\341\216\002\367\017\210q\336\235\0014\220t\230\0376\240\021\240$\374\234\003\222\212\003\251\234\003\376\332!s\250/\270\024\270U\227\300#\300\246\221\004e\370\214\001\255\221\006\031\033\340\024\376\213\003!\330\000\006\370\220\002\251\241\002\273C\220\\\004r\230\021\337\217\003%\260\352\230\004\351\217\002\260\233\001\217\233\002\024\220\234\214\003q\364\357\221\001\247\235\001c\346\231\002\030%\240Q\247\330\031\032\237\222\003s\002\031\220\237\0015\354\225\236\002\253\220\006\024\025\227\242\001t\2203\241\220\205\230\003\247\241\002\266\223\002\227%1\375\234\003e\374\343\002\307\216\001\013\3203L\310C;\310s\343\230\001\020\023\220J\004\267\225\004\260\242\234\003\300\217\005\241\235\030\367\207\001g\220\375\207\002k\356\354\235\001\016\210m\276\206\001\016\210i\366\340!\017\210\310\234\023\330\021\026\220\347c\230\021\341\234\001\221\216\003t\2402\017\240T\250\024\306\221\005\331\221\001\345\217\001\221\222\001\325\031\241\241\002\004\347\226\0021\352\222\003A\330\357\024\026\220i\263\233\001\026\220g\373\230Q\252\233\0078\2503\250b\367\3200B\301\213\001\330\030\036\230\377a\230w\240f\250A\250\377U\260!\2604\260v\270\371S\263\236\002\373\233\001t\3101\310A\373\330\030\310\224\001W\240C\240q\344\342\221\001\370\220\002\027\345\224\001\305\214\003\022\2408^\333\234\001\250T\260\021\201\225\0032\217\211\001\277\330\030\032\230\047\240\271\000\025\377\220Y\230a\230u\240D\333\250\006\220\242\0022\260\335\217\010s\240\377\"\320$6\260d\270!\016\316\234\001\003\2301\336\223\001\365\225\003\221\236\001\321\225\005\336\366\216\001\027\250\001\250\306\234\0174\310\377x\320WX\320XY\320\373YZ\321\222\t\360\006\000\021\025\356\237ir\230\022\214\226\002\002\240#\277\240[\260\002\260!\345\021V\377\3001\300D\310\001\310\021_\310$\310a\310\357\204\0021\321)\375A\265,\260\005\260U\270!\320\237\201!\257\236\003\376\221\003\227\244\0076\273\227\001\270T\273\300\021\226\240""\002q\310\001\304\244\0012y\220\240H\273\241\021w\310a\330\232\227\002\275S\367\212\001\240$\240a\242\241\001\"L\231\242\001\316\244\001\031\230\244\226\001\301\242\006\014\342\244\001)\033\337\240\002\010\tq\343\222\007q\353.\315\230\003|\337\237\001\205\231\032t\2301\230C\307\245\001$\263\241\001\322\220\001\023\203\215\001\336\227\001\340\312\206\007\345\242\002 \352\242\002\260\206\010\222\217\004\261\231\003\240\227\001\023\343\230\002\303\234\001,\306\225\005\353\210\001\024\240\335\250\001\021\256\221\002\337\231\001\222\301A1\005\006\245\245\001g\253\232\022\241\226\004\320\337TU\330\036,\372\234\0028\270\027=\310\010\203\240\007\030\261\226\004\273\243\001\316\247\001\362\240\225\003u\360\246\004\366\210\001\230\005\230V\004\322\234\001\305a\031\226\245\001\266\n\374\205\n\365\226\002\200\233\002\311\035\340\205\003\311\246\001q\302\027\225\200.X\320\377Xe\320ef\330\036!\234\346\210\003\254\016\027\220q\250\005\367\222\031X?\230X\240[\260\001";
+    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 6100, 8890);
     #define __Pyx_DecompressString_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #else /* compression: none (8948 bytes) */
-static const char bytes[] = " at 0x object> tokens, not (tree fragment).: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis Note that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.a capacity needs the tenant of every requestadd_notecachesim\047s provider loops support little-endian machines onlycachesim: cannot resolve XXH3_64bits_withSeed in cachesim: out of memory in the provider cache tablecachesim: the resolved XXH3 disagrees with xxhash.xxh3_64_intdigestcollections.abcdisableenablegcisenabledno default __reduce__ due to non-trivial __cinit__routing prefix must be 1..src/cachesim/_providers.pyxunable to allocate array data.unable to allocate shape and strides.unit_tokens and round_to must be >= 1unit_tokens must be 1..64 and interval_tokens >= 1ASCIIERR_TOO_MANY_BREAKPOINTSERR_TTL_ORDEREllipsisFLAG_BELOW_MINFLAG_ERRORFLAG_EVICTEDFLAG_EXPIREDFLAG_LOOKBACKFLAG_NOT_READYFLAG_OVERFLOWFLAG_SERVER_MISSMODE_ANTHROPICMODE_OPENAI56SequenceView.MemoryView_Table_Table.__reduce_cython___Table.__setstate_cython____Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____file____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutine_xxhashaabcallocate_bufferaltany_okasyncio.coroutinesautomaticautomatic_longavailable_after_sbb_posbasebndboundariesboundary_offsetsboundedbp_clsbp_cls_arrbp_longbp_offsetsbp_okbp_ok_arrbp_posbp_pos_arrbreakpointsbyteordercc_poscache_keycachedcachesim._providerscapacitycapacity_unitschainchain_arrcline_in_tracebackclscommoncommon_prefixcountdtypedtype_i""s_objectduplicateeemptyencodeenumerateerrerrorerror_arrevicted_byevicted_by_arrexpired_topexpiresfirstflagsflags_arrforget_sformatfortranfreshfullhidden_tokenshighesthitiididle_ttl_sindexint32int64int8interval_tokensitemitemsitemsizejjbkk_allk_arrk_livekeykkkmaxkmax_arrlalastlblengthlimlittlelolongestlookback_blocksmaskmatchedmax_age_smax_bpsmax_breakpointsmemviewmin_tokensmiss_drawmiss_probabilitymodenn_explicitn_insn_unitsnamenbnbpndimnodenot_ready_topnpnsns_arrns_rnskeynumpyobjoffotherother_lenoutout_arrppackpathper_minuteper_segment_minimumpopposition_offsetspositionsprprefix_keysprefix_tokensprev_okqqueuesrreadread_arrrefresh_pathregisterrepreplicareplica_arrreplica_idsreplica_maxreplicasresidentrkrk_arrround_torouteroute_keyroutedseedseen_shortselfseqserve_breakpointsserve_deepseekserve_unitssetdefaultshapesizeslotsstartstepstopstructsystt_availtabletenanttoken_exacttoken_offsetstokenstoksttft_sttl_long_sttl_short_suuint64unit_tokensunitsunpackupdateuse_drawsvvaluesvictim_seqw_longw_shortwindow_swl_arrws_arrxxxh3_64_intdigestxxhashxxhash._xxhashzerosOcachesim provider probe\200\001\330\004\n\210+\220Q\200\001\340\004\013\2107\220!\2205\230\001\200\001\360\006\000\005\031\230\r\240V\2501\250C\250r\260\021\330\004\016\210b\220\006\220a\220s\230&\240\002\240!\330\004\034\230A\340\t\n\330\010\014\210E\220\025\220a\220q\330\014\017\210u\220A\220S\230\002\230!\330\020\021\330\014\020\220\r\230Q\230a\330\014\020\220\r\230Q\230e\2401\240A\330\014\021\220\035\230a\230r\240\022\2403\240b\250\001\330\014\021\220\035\230a\230u\240A\240S\250\002\250#\250R\250q\330\014\025\220Q\220d\230!\330\014\020\220\001\330\014\022\220\"\220B\220d\230$\230f\240A\240R\240r\250\023\250C\250v\260Q\260b\270\002\270!\330\020\025\220Q\330\014\017\210q\220\005\220Q\330\004\013\2101\200\001\360\006\000\005\031\230\r\240V\2501\250C\250r\260\021\330\004\016\210b\220\006\220a\220y\240\006\240a\240t\2506\260\022\2601\330\004\035\230Q\330\004\033\2301\330\004\010\210\005\210U\220!\2201\330\010\025""\220Q\220i\230}\250A\250R\250r\260\023\260B\260m\3001\300A\330\004\020\220\002\220&\230\001\230\030\240\023\240E\250\022\2503\250f\260B\260a\330\004\037\230q\360\006\000\n\013\330\010\014\210E\220\025\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270\021\270!\330\014\023\2201\220F\230(\240!\2405\250\001\250\021\330\014\020\220\005\220U\230!\320\033+\2501\250D\3200@\300\001\300\022\3002\300Q\330\020\023\2201\220E\230\030\240\021\240&\250\001\250\025\250a\250t\2609\270A\270Q\330\004\013\2101\200\001\360\006\000$%\360\022\000\005\031\230\001\230\026\230q\240\001\330\004\017\210r\220\026\220q\230\003\2306\240\022\2401\330\004\020\220\002\220&\230\001\230\023\230F\240\"\240A\330\004\035\230Q\330\004\036\230a\330\004\007\200|\2202\220R\220s\230,\240b\250\003\2503\320.>\270b\300\001\330\010\016\210j\230\001\230\021\330\004\020\220\002\220&\230\001\230\030\240\021\240/\260\023\260E\270\022\2703\270f\300B\300a\330\004\037\230q\330\004\032\230)\2406\250\021\250#\250S\260\002\260$\3206G\300r\310\021\330\004\030\230\006\230a\230t\2401\330\004\027\220v\230Q\230d\240!\340\004D\300A\360\n\000\005\024\2201\330\t\n\330\010\014\210E\220\025\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270\021\270!\330\014\023\2202\220Q\220a\330\014\021\220\027\230\001\230\021\230!\330\014\020\220\007\220q\230\001\230\021\330\014\017\210w\220b\230\001\330\020\025\220Q\220f\230A\330\020\021\330\014\023\2201\220F\230(\240!\2405\250\001\250\021\340\014\024\220A\330\014\025\220Q\330\014\020\220\001\330\014\022\220\"\220B\220b\230\003\2301\330\020\027\220t\2307\240!\2407\250!\2508\2601\260F\270!\2705\300\001\300\024\300R\300r\310\024\310Q\330\020\023\2205\230\003\2301\330\024\025\330\020\030\230\001\330\020\023\2207\230#\230R\230r\240\022\2404\240q\250\001\250\023\250B\250d\260!\330\024\035\230Q\330\020\025""\220Q\330\014\022\220!\330\014\017\210z\230\024\230Y\240a\240s\250\"\250A\330\020\025\220Q\220f\230A\340\020\024\220A\330\020\026\220b\230\003\2302\230T\240\024\240S\250\001\330\024\033\2304\230u\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300r\310\022\3104\310q\330\024\033\2304\230q\330\024\032\230\"\230B\230a\330\024\032\230$\230c\240\021\330\030\034\230B\230b\240\002\240\"\240A\330\030\034\230E\240\023\240E\250\022\2502\250T\260\022\2603\260a\330\034 \240\005\240W\250A\250W\260A\260X\270Q\270f\300A\300U\310!\3104\310t\320ST\330\034\037\230r\240\023\240A\330 #\2401\240A\240S\250\003\2501\250A\330$)\250\021\250&\260\001\330%&\240n\260B\260a\260q\270\001\330$)\250\021\250&\260\001\340$*\250!\330$%\320%6\260a\260q\270\r\300Q\300a\300s\310\"\310A\330$%\330\030\037\230q\330\024\031\230\021\330\020\023\2201\330\024\030\230\005\230U\240!\2403\240d\250#\250R\250r\260\021\330\030\037\230t\2405\250\001\250\027\260\001\260\030\270\021\270&\300\001\300\025\300a\300t\3102\310R\310t\320ST\330\030\034\320\034-\250Q\250d\260-\270q\300\001\300\023\300B\300a\330\014\020\220\001\220\025\220a\340\014\026\220a\220q\230\003\2302\230Q\330\014\026\220h\230b\240\001\330\014\025\220W\230B\230e\2407\250#\250R\250t\2604\260r\270\027\300\002\300$\300l\320RS\330\014\017\210x\220q\230\007\230v\240Q\240e\2501\250D\260\006\260h\270i\300y\320PS\320SV\320VW\330\020\026\220a\330\020\021\330\014\020\220\001\330\014\022\220\"\220B\220a\330\020\023\2202\220S\230\002\230$\230h\240a\240w\250f\260A\260U\270!\2704\270v\300S\310\t\320QZ\320Z]\320]`\320`a\330\024\032\230!\330\024\025\330\020\025\220Q\330\014\017\210q\330\020\021\330\014\017\210w\220d\230(\240!\2407\250&\260\001\260\025\260a\260t\2706\300\030\310\031\320R[\320[^\320^a\320ab\330\020\026\220a\330\020\021\330\014\017\210x\220q\230\006\230f\240A\240U\250!\2504\250v\260X\270S\320@Q\320QY\320Yb\320bk\320kn\320no\330\020\026\220a\330\020\021\330\004\007\200q\330\010\016\210k\230\021\230!\330\004\013\210:\220Q\200\001\360\n\000W\001X\001\330*0""\260\001\360\036\000\005\031\230\001\230\026\230q\240\001\330\004\017\210r\220\026\220q\230\003\2306\240\022\2401\330\004\020\220\002\220&\230\001\230\023\230F\240\"\240A\330\004\025\220R\220u\230A\230T\240\023\240F\250\"\250A\330\004\035\230Q\330\004\036\230a\330\004#\2401\330\004\020\220\002\220&\230\001\230\030\240\021\240/\260\023\260E\270\022\2703\270f\300B\300a\330\004\037\230q\330\004\027\220x\230v\240Q\240c\250\023\250A\330\004\030\230\017\240r\250\021\330\004\007\200x\210u\220G\2303\230e\2403\240f\250F\260!\2603\260c\270\021\330\010\016\210j\230\001\230\021\330\004\036\230f\240A\240Q\360\006\000\005\030\220q\360\006\000\005\033\230)\2406\250\021\250#\250S\260\002\260$\3206G\300r\310\021\330\004\030\230\006\230a\230t\2401\330\004\t\210\027\220\001\360\020\000\005\024\2201\330\004\007\200|\2202\220R\220s\230)\2402\240Q\330\010\016\210j\230\001\230\021\340\004\014\210L\230\002\230.\250\002\250!\330\t\n\330\010\014\210E\220\025\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270\021\270!\330\014\023\2202\220Q\220a\330\014\021\220\027\230\001\230\021\230!\330\014\023\2201\220F\230(\240!\2405\250\001\250\021\330\014\026\220a\330\014\023\2201\330\014\017\210z\230\024\230Y\240a\240s\250\"\250A\330\020\025\220Q\220f\230A\340\020\024\220A\330\020\026\220b\230\003\2301\330\024\030\230\005\230W\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3101\330\024\027\220r\230\023\230E\240\024\240Q\240e\2502\250Q\330\030\035\230Q\230f\240A\330\030\"\240!\2405\250\013\2601\260E\270\023\270A\330\030\031\330\024\027\220t\2304\230q\240\003\2401\240A\240Q\330\030\033\2302\230S\240\001\330\034!\240\021\240&\250\r\260Q\260a\260s\270#\270Q\320>O\310q\330\030\031\330\024\036\230a\330\024\033\2301\330\024\031\230\021\330\020\023\220<\230t\2405\250\003\2501\340\024\034\230A\230V\2401\240C\240r\250\035\260a\260t\2701\330\024 \240\r\250Q\250d\260(\270\"\270C\270r\300\035\310a\310t\320ST""\330\024\035\230Q\230h\240a\330\024\035\230Q\230e\2408\2502\250\\\270\022\2701\330\024\030\230\001\330\024\032\230\"\230B\230d\240$\240d\250!\2503\250c\260\025\260a\260q\330\030\035\230Q\330\024\036\230a\330\014\025\220X\230R\230x\240r\250\021\330\014\017\210w\220b\230\013\2403\240g\250R\250q\330\020\023\2207\230\"\230A\330\024\031\230\021\230&\240\001\330\020\031\230\021\330\014\020\220\001\220\025\220a\330\014\017\210w\220d\230%\230u\240A\240S\250\002\250!\340\020\024\220G\2305\240\001\240\033\250A\250Q\330\024\027\220t\2303\230h\240a\240q\330\030\031\330\024\030\230\001\330\024\030\230\001\330\024\032\230\"\230C\230q\330\030\033\2304\230t\2401\240E\250\027\260\001\260\027\270\001\270\030\300\021\300&\310\001\310\025\310a\310t\320SW\320W^\320^_\320_h\320hi\320im\320mn\330$%\240Q\240a\330\034\035\330\030\034\230A\330\030\035\230Q\330\024\027\220r\230\023\230K\240t\2502\250R\250r\260\022\2609\270B\270a\330\030\035\230Q\230f\240A\330\030\031\340\014\017\210t\2201\330\020\024\220A\330\020\026\220b\230\003\2301\330\024\030\230\005\230W\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3107\320RS\320ST\330\024\027\220r\230\023\230A\330\030\036\230a\330\030\031\330\024\027\220v\230S\240\001\240\021\240#\240S\250\001\250\021\330\030\031\230\030\240\021\240!\2401\330\030\031\320\031)\250\021\250!\2503\250b\260\001\330\024\025\320\025&\240a\240q\250\001\250\023\250B\250l\270!\2706\300\022\3001\330\024\025\220Z\230q\330\024\031\230\021\340\020\024\220K\230w\240a\240v\250Q\250a\330\020\023\2202\220S\230\001\330\024\032\230!\330\024\025\330\020\023\2201\330\024\025\220Z\230z\250\026\250u\260A\330\024\032\230*\240F\320*C\3001\330\024\034\230J\240a\240q\330\020\026\220a\220q\330\020\032\230!\2307\240\"\240G\2503\250l\270\"\270E\300\027\310\003\310;\320VW\330\020\033\2301\230I\240Q\330\020\024\220E\230\025\230a\230v\240R\240t\2504\250q\330\024\030\230\006\230b\240\002\240\"\240A\330\024\030\230\005\230W\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3107\320RS\320ST""\330\024\027\220r\230\023\230A\330\030\036\230a\330\030\031\330\024\027\220v\230S\240\001\240\021\240#\240S\250\001\250\034\260S\270\001\270\025\270b\300\001\330\030\031\230\030\240\021\240!\2401\330\030\031\320\031)\250\021\250!\2503\250b\260\001\330\030\031\230\030\240\022\240;\250a\330\024\027\220t\2301\230E\240\022\2401\340\030\036\230h\240a\240u\250C\250\177\270d\300$\300f\310A\310T\320QW\320WX\330\034#\2406\250\021\250$\250f\260A\330\034\"\240!\2404\240z\260\021\330\034 \240\005\240U\250!\2504\250q\330\034\037\230r\240\023\240E\250\023\250A\250U\260#\260T\270\027\300\003\3004\300q\310\005\310R\310q\330 !\330\034\035\230X\240R\240{\260!\330\034$\240A\240X\250Q\330\034\037\230q\240\001\240\023\240B\240a\240q\330 !\240\030\250\021\250%\250r\260\026\260r\270\032\3003\300k\320QW\320WX\320X[\320[^\320^_\330 !\240\036\250q\260\001\260\021\330\030\031\230\030\240\021\330\030 \240\001\240\030\250\021\330\024\025\320\025&\240a\240q\250\001\250\023\250B\250l\270!\2706\300\022\3001\330\024\025\220Z\230q\330\024\033\2301\330\024\025\220W\230A\330\024\032\230!\2304\230z\250\025\320.A\300\021\300%\300q\310\001\330\014\017\210q\330\020\021\330\004\007\200q\330\010\016\210k\230\021\230!\330\004\013\210:\220[\240\001\200\001\360\014\000\005\031\230\001\230\026\230q\240\014\250A\330\004\r\210R\210v\220Q\220c\230\026\230r\240\021\330\004\022\220\"\220F\230!\2303\230f\240B\240a\330\004\014\210B\210f\220A\220S\230\006\230b\240\001\330\004\017\210r\220\026\220q\230\003\2306\240\022\2401\330\004\r\210R\210v\220Q\220c\230\026\230r\240\021\330\004\035\230Q\330\004\034\230A\330\004\034\230A\330\004 \240\001\330\004\033\2301\330\004\030\230\006\230a\230q\360\014\000\005\024\2201\330\004\007\200~\220R\220r\230\023\230N\250\"\250C\250r\260\021\330\010\016\210j\230\001\320\0315\260Q\260c\270\022\320;M\310Q\310a\330\t\n\330\010\014\210E\220\025\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270""\021\270!\330\014\023\2201\220H\230A\330\014\023\2201\220F\230#\230Q\330\014\016\210a\210u\220G\2301\230H\240A\240V\2507\260$\260l\300)\3101\310C\310r\320QR\330\014\022\220!\2201\220D\230\003\2301\230A\230S\240\002\240!\330\020\025\220U\230!\2302\230Q\230d\240)\2501\330\020\026\220a\330\014\020\220\005\220W\230A\230R\230q\240\004\240A\240Q\330\014\017\210r\220\023\220A\330\020\026\220a\330\020\021\330\014\017\210q\330\020\021\220\027\230\007\230q\240\002\240!\2404\240v\250R\250q\330\014\r\210Y\220a\330\014\020\220\n\230$\230a\230q\240\006\240b\250\001\330\014\017\210r\220\022\2201\330\020\024\220A\330\014\016\210a\210u\220J\230a\330\014\017\210r\220\022\2201\220A\330\020\021\220\032\2301\330\014\020\220\001\220\025\220j\240\001\240\021\330\014\023\2201\220E\230\033\240A\240U\250\"\250K\260q\330\014\016\210a\210u\220G\2301\230B\230a\230t\240;\250g\260Q\260a\330\014\r\210X\220Q\330\004\007\200q\330\010\t\330\004\013\2108\220=\240\007\240z\260\021\200\001\360\014\000\0471\260\001\360\034\000\005\031\230\001\230\026\230q\240\001\330\004\017\210r\220\026\220q\230\003\2306\240\022\2401\330\004\r\210R\210v\220Q\220c\230\026\230r\240\021\330\004\r\210R\210v\220Q\220c\230\026\230r\240\021\330\004\020\220\002\220&\230\001\230\023\230F\240\"\240A\330\004\020\220\002\220&\230\001\230\023\230F\240\"\240A\330\004\035\230Q\330\004 \240\001\330\004\037\230q\330\004\036\230a\330\004\035\230Q\330\004\020\220\002\220&\230\001\230\030\240\021\240/\260\023\260E\270\022\2703\270f\300B\300a\330\004\037\230q\340\004\033\2301\330\004\010\210\005\210U\220!\2201\330\010\025\220Q\220i\230z\250\021\250\"\250B\250c\260\022\260:\270Q\270a\330\004\021\220\022\2206\230\021\230(\240\"\240C\240v\250R\250q\330\004\021\220\022\2206\230\021\230(\240\"\240C\240v\250R\250q\330\004\037\230q\330\004\036\230a\330\004\020\220\002\220&\230\001\230\030\240\022\2403\240f\250B\250a\330\004\035\230Q\360\006\000\005\033\230)\2406\250\021\250#\250S\260\002\260$\3206G\300r\310\021\330\004\030\230\006\230a\230t\2401""\360\022\000\005\024\2201\340\t\n\330\010\014\210E\220\025\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270\021\270!\330\014\021\220\027\230\001\230\021\230!\330\014\022\220!\220:\230Q\230c\240\022\320#3\2601\260F\270*\300F\310!\3108\320ST\330\014\021\320\021!\240\021\240\"\240B\240c\250\022\320+;\2701\270A\330\014\023\2202\220Q\220a\340\014\022\220!\330\014\030\230\001\330\014\020\220\005\220U\230!\230:\240Q\240d\250*\260A\260R\260r\270\021\330\020\026\220a\220w\230k\250\021\250!\330\020\026\220a\220w\230g\240Q\240a\330\020\027\220q\330\014\031\230\021\330\014\017\210q\330\020\023\2204\220t\2306\240\021\240$\240b\250\003\2503\250a\330\024\027\220v\230Q\230d\240\"\240C\240s\250/\270\024\270U\300#\300Q\330\030\035\230Q\230e\2401\330\030\035\230Q\230f\240A\330\030\031\340\024\032\230!\2307\240!\330\024\032\230!\2307\240!\330\024\033\2301\330\014\017\210u\220C\220q\330\020\023\2204\220r\230\021\330\024\031\230\021\230%\230q\330\024\031\230\021\230&\240\001\330\024\025\330\020\035\230Q\330\020\024\220E\230\025\230a\230q\330\024\027\220v\230Q\230c\240\023\240A\330\030%\240Q\330\031\032\330\030\035\230Q\230e\2401\330\030\031\330\020\023\2205\230\001\230\021\330\024\031\230\021\230&\240\001\330\024\025\330\014\017\210t\2203\220a\330\020\021\330\014\025\220Q\330\014\026\220a\330\014\020\220\005\220U\230!\2301\330\020\025\220Q\220e\2306\240\021\240#\240S\250\013\3203L\310C\310s\320RS\330\020\023\2205\230\001\230\021\330\024\036\230f\240A\240Q\330\024\035\230Q\330\014\017\210t\2201\330\020\025\220Q\220f\230A\330\020\021\330\014\023\2201\220F\230(\240!\2405\250\001\250\021\330\014\016\210g\220Q\330\014\016\210k\230\021\330\014\016\210m\2301\330\014\016\210i\220q\330\014\017\210z\230\024\230Y\240a\240s\250\"\250A\330\020\025\220Q\220f\230A\330\021\026\220c\230\021\340\020\024\220E\230\025\230a\230t\2402\240T\250\024\250Q\330\024\027\220t\2305\240\001\240\021\330\030\031\330\024""\031\230\031\240!\2405\250\004\250F\260!\2601\330\024\032\230\"\230A\330\024\026\220i\230q\330\024\026\220g\230Q\330\024\030\230\005\230U\240!\2408\2503\250b\3200B\300%\300q\330\030\036\230a\230w\240f\250A\250U\260!\2604\260v\270S\300\001\300\024\300Q\300a\300t\3101\310A\330\030\033\2302\230W\240C\240q\330\034\035\330\024\027\220r\230\027\240\003\2401\330\030 \240\001\240\022\2408\2501\250A\250T\260\021\330\024\027\220t\2302\230R\230q\330\030\032\230\047\240\021\340\020\025\220Y\230a\230u\240D\250\006\250a\250t\2602\260Q\330\020\024\220E\230\025\230a\230s\240\"\320$6\260d\270!\330\024\030\230\003\2301\230A\330\024\027\220r\230\023\230B\230a\330\030\031\330\024\027\220t\2301\230E\240\027\250\001\250\027\260\001\260\030\270\021\270&\300\001\300\025\300a\300t\3104\310x\320WX\320XY\320YZ\330\030\035\230Q\230f\240A\330\030\031\360\006\000\021\025\220E\230\025\230a\230q\330\024\027\220r\230\022\2302\230S\240\002\240#\240[\260\002\260!\330\030\036\230a\230w\240f\250A\250U\260!\2604\260v\270V\3001\300D\310\001\310\021\310$\310a\310q\330\020\023\2201\330\024\031\230\031\240!\2405\250\004\250A\330\024\030\230\005\230U\240!\2408\2503\250b\260\005\260U\270!\330\030\036\230a\230w\240f\250A\250U\260!\2604\260v\270S\300\001\300\024\300Q\300a\300t\3101\310A\330\020\023\2201\330\024\032\230!\2307\240&\250\001\250\025\250a\250t\2606\270\023\270A\270T\300\021\300!\3004\300q\310\001\330\020\023\2202\220Q\330\024\030\230\005\230U\240!\2407\250!\2508\2601\260F\270!\2705\300\001\300\024\300R\300w\310a\330\024\034\230A\230S\240\001\240\021\240$\240a\330\014\022\220\"\220A\330\014\017\210r\220\031\230\"\230A\330\020\025\220Q\220f\230A\330\014\017\210r\220\033\230B\230a\330\020\025\220Q\220f\230A\330\014\017\210q\330\020\024\220E\230\025\230a\230q\330\024\030\230\003\2301\230A\330\024\027\220r\230\023\230A\330\030\031\330\024\030\230\005\230W\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3101\330\024\027\220t\2301\230C\230q\240\001\240\021\330\030 \240\001\240\023\240A\240Q\240d""\250!\340\014\017\210u\220C\220q\330\020\030\230\001\330\020\030\230\001\330\020\024\220E\230\025\230a\230q\330\024\030\230\006\230a\230q\330\024\027\220t\2305\240\001\240\023\240C\240r\250\023\250A\330\030\031\330\024\027\220v\230Q\230c\240\024\240R\240r\250\021\330\030 \240\001\330\024\027\220r\230\022\2301\330\030 \240\001\330\024\027\220v\230Q\230g\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3107\320RS\320ST\320TU\330\036,\250F\260!\2608\270=\310\010\320PS\320SV\320VW\330\030\036\230a\330\030\031\330\020\024\220A\220U\230!\330\020\026\220a\220u\230F\240\"\240A\330\020\027\220q\230\005\230V\2402\240Q\360\006\000\021\031\230\001\330\020\030\230\001\330\020\024\220E\230\025\230a\230t\2402\240T\250\024\250Q\330\024\027\220v\230S\240\001\330\030\031\330\024\035\230Q\330\024\030\230\006\230a\230q\330\024\027\220t\2305\240\001\240\023\240C\240r\250\023\250A\330\030\031\330\024\027\220r\230\022\2301\330\030 \240\001\330\024\027\220v\230Q\230g\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3107\320RS\320ST\320TX\320Xe\320ef\330\036!\240\023\240A\330\030\036\230a\330\030\031\330\020\024\220A\220U\230!\330\020\027\220q\230\005\230V\2402\240Q\330\014\017\210q\330\020\021\330\004\007\200q\330\010\016\210k\230\021\230!\330\004\013\210:\220X\230X\240[\260\001";
+    #else /* compression: none (8890 bytes) */
+static const char bytes[] = " at 0x object> tokens, not (tree fragment).: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis Note that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.a capacity needs the tenant of every requestadd_notecachesim\047s provider loops support little-endian machines onlycachesim: cannot resolve XXH3_64bits_withSeed in cachesim: out of memory in the provider cache tablecachesim: the resolved XXH3 disagrees with xxhash.xxh3_64_intdigestcollections.abcdisableenablegcisenabledno default __reduce__ due to non-trivial __cinit__routing prefix must be 1..src/cachesim/_providers.pyxunable to allocate array data.unable to allocate shape and strides.unit_tokens and round_to must be >= 1unit_tokens must be 1..64 and interval_tokens >= 1ASCIIERR_TOO_MANY_BREAKPOINTSERR_TTL_ORDEREllipsisFLAG_BELOW_MINFLAG_ERRORFLAG_EVICTEDFLAG_EXPIREDFLAG_LOOKBACKFLAG_NOT_READYFLAG_OVERFLOWFLAG_SERVER_MISSMODE_ANTHROPICMODE_OPENAI56SequenceView.MemoryView_Table_Table.__reduce_cython___Table.__setstate_cython____Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____file____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutine_xxhashaabcallocate_bufferaltany_okasyncio.coroutinesautomaticautomatic_longavailable_after_sbb_posbasebndboundariesboundary_offsetsboundedbp_clsbp_cls_arrbp_longbp_offsetsbp_okbp_ok_arrbp_posbp_pos_arrbreakpointsbyteordercc_poscache_keycachedcachesim._providerscapacitycapacity_unitschainchain_arrcline_in_tracebackcommoncommon_prefixcountdtypedtype_is_o""bjecteemptyencodeenumerateerrerrorerror_arrevicted_byevicted_by_arrexpiresfirstflagsflags_arrforget_sformatfortranfreshfullhidden_tokenshitiididle_ttl_sindexint32int64int8interval_tokensitemitemsitemsizejjbkk_allk_arrk_livekeykkkmaxkmax_arrlalastlblengthlimlittlelolongestlookback_blocksmaskmatchedmax_age_smax_bpsmax_breakpointsmemviewmin_tokensmiss_drawmiss_probabilitymodenn_explicitn_insn_unitsnamenbnbpndimnodenpnsns_arrns_rnskeynumpyobjoffotherother_lenoutout_arrppackpathper_minuteper_segment_minimumpopposition_offsetspositionsprprefix_keysprefix_tokensprev_okqqueuesrreadread_arrrefresh_pathregisterrepreplicareplica_arrreplica_idsreplica_maxreplicasresidentrkrk_arrround_torouteroute_keyroutedseedseen_shortselfseqserve_breakpointsserve_deepseekserve_unitssetdefaultshapesizeslotsstartstepstopstructsystt_availtabletenanttoken_exacttoken_offsetstokenstoksttft_sttl_long_sttl_short_suuint64unit_tokensunitsunpackupdateuse_drawsvvaluesw_longw_shortwindow_swl_arrws_arrxxxh3_64_intdigestxxhashxxhash._xxhashzerosOcachesim provider probe\200\001\330\004\n\210+\220Q\200\001\340\004\013\2107\220!\2205\230\001\200\001\360\006\000\005\031\230\r\240V\2501\250C\250r\260\021\330\004\016\210b\220\006\220a\220s\230&\240\002\240!\330\004\034\230A\340\t\n\330\010\014\210E\220\025\220a\220q\330\014\017\210u\220A\220S\230\002\230!\330\020\021\330\014\020\220\r\230Q\230a\330\014\020\220\r\230Q\230e\2401\240A\330\014\021\220\035\230a\230r\240\022\2403\240b\250\001\330\014\021\220\035\230a\230u\240A\240S\250\002\250#\250R\250q\330\014\025\220Q\220d\230!\330\014\020\220\001\330\014\022\220\"\220B\220d\230$\230f\240A\240R\240r\250\023\250C\250v\260Q\260b\270\002\270!\330\020\025\220Q\330\014\017\210q\220\005\220Q\330\004\013\2101\200\001\360\006\000\005\031\230\r\240V\2501\250C\250r\260\021\330\004\016\210b\220\006\220a\220y\240\006\240a\240t\2506\260\022\2601\330\004\035\230Q\330\004\033\2301\330\004\010\210\005\210U\220!\2201\330\010\025\220Q\220i\230}\250A\250R\250r\260\023\260B\260m\3001""\300A\330\004\020\220\002\220&\230\001\230\030\240\023\240E\250\022\2503\250f\260B\260a\330\004\037\230q\360\006\000\n\013\330\010\014\210E\220\025\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270\021\270!\330\014\023\2201\220F\230(\240!\2405\250\001\250\021\330\014\020\220\005\220U\230!\320\033+\2501\250D\3200@\300\001\300\022\3002\300Q\330\020\023\2201\220E\230\030\240\021\240&\250\001\250\025\250a\250t\2609\270A\270Q\330\004\013\2101\200\001\360\006\000$%\360\022\000\005\031\230\001\230\026\230q\240\001\330\004\017\210r\220\026\220q\230\003\2306\240\022\2401\330\004\020\220\002\220&\230\001\230\023\230F\240\"\240A\330\004\035\230Q\330\004\036\230a\330\004\007\200|\2202\220R\220s\230,\240b\250\003\2503\320.>\270b\300\001\330\010\016\210j\230\001\230\021\330\004\020\220\002\220&\230\001\230\030\240\021\240/\260\023\260E\270\022\2703\270f\300B\300a\330\004\037\230q\330\004\032\230)\2406\250\021\250#\250S\260\002\260$\3206G\300r\310\021\330\004\030\230\006\230a\230t\2401\330\004\027\220v\230Q\230d\240!\340\004D\300A\360\n\000\005\024\2201\330\t\n\330\010\014\210E\220\025\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270\021\270!\330\014\023\2202\220Q\220a\330\014\021\220\027\230\001\230\021\230!\330\014\020\220\007\220q\230\001\230\021\330\014\017\210w\220b\230\001\330\020\025\220Q\220f\230A\330\020\021\330\014\023\2201\220F\230(\240!\2405\250\001\250\021\340\014\024\220A\330\014\025\220Q\330\014\020\220\001\330\014\022\220\"\220B\220b\230\003\2301\330\020\027\220t\2307\240!\2407\250!\2508\2601\260F\270!\2705\300\001\300\024\300R\300r\310\024\310Q\330\020\023\2205\230\003\2301\330\024\025\330\020\030\230\001\330\020\023\2207\230#\230R\230r\240\022\2404\240q\250\001\250\023\250B\250d\260!\330\024\035\230Q\330\020\025\220Q\330\014\022\220!\330\014\017\210z\230\024\230Y\240a""\240s\250\"\250A\330\020\025\220Q\220f\230A\340\020\024\220A\330\020\026\220b\230\003\2302\230T\240\024\240S\250\001\330\024\033\2304\230u\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300r\310\022\3104\310q\330\024\033\2304\230q\330\024\032\230\"\230B\230a\330\024\032\230$\230c\240\021\330\030\034\230B\230b\240\002\240\"\240A\330\030\034\230E\240\023\240E\250\022\2502\250T\260\022\2603\260a\330\034 \240\005\240W\250A\250W\260A\260X\270Q\270f\300A\300U\310!\3104\310t\320ST\330\034\037\230r\240\023\240A\330 #\2401\240A\240S\250\003\2501\250A\330$)\250\021\250&\260\001\330%&\240n\260B\260a\260q\270\001\330$)\250\021\250&\260\001\340$*\250!\330$%\320%6\260a\260q\270\r\300Q\300a\300s\310\"\310A\330$%\330\030\037\230q\330\024\031\230\021\330\020\023\2201\330\024\030\230\005\230U\240!\2403\240d\250#\250R\250r\260\021\330\030\037\230t\2405\250\001\250\027\260\001\260\030\270\021\270&\300\001\300\025\300a\300t\3102\310R\310t\320ST\330\030\034\320\034-\250Q\250d\260-\270q\300\001\300\023\300B\300a\330\014\020\220\001\220\025\220a\340\014\026\220a\220q\230\003\2302\230Q\330\014\026\220h\230b\240\001\330\014\025\220W\230B\230e\2407\250#\250R\250t\2604\260r\270\027\300\002\300$\300l\320RS\330\014\017\210x\220q\230\007\230v\240Q\240e\2501\250D\260\006\260h\270i\300y\320PS\320SV\320VW\330\020\026\220a\330\020\021\330\014\020\220\001\330\014\022\220\"\220B\220a\330\020\023\2202\220S\230\002\230$\230h\240a\240w\250f\260A\260U\270!\2704\270v\300S\310\t\320QZ\320Z]\320]`\320`a\330\024\032\230!\330\024\025\330\020\025\220Q\330\014\017\210q\330\020\021\330\014\017\210w\220d\230(\240!\2407\250&\260\001\260\025\260a\260t\2706\300\030\310\031\320R[\320[^\320^a\320ab\330\020\026\220a\330\020\021\330\014\017\210x\220q\230\006\230f\240A\240U\250!\2504\250v\260X\270S\320@Q\320QY\320Yb\320bk\320kn\320no\330\020\026\220a\330\020\021\330\004\007\200q\330\010\016\210k\230\021\230!\330\004\013\210:\220Q\200\001\360\n\000W\001X\001\330*0\260\001\360\036\000\005\031\230\001\230\026\230q\240\001""\330\004\017\210r\220\026\220q\230\003\2306\240\022\2401\330\004\020\220\002\220&\230\001\230\023\230F\240\"\240A\330\004\025\220R\220u\230A\230T\240\023\240F\250\"\250A\330\004\035\230Q\330\004\036\230a\330\004#\2401\330\004\020\220\002\220&\230\001\230\030\240\021\240/\260\023\260E\270\022\2703\270f\300B\300a\330\004\037\230q\330\004\027\220x\230v\240Q\240c\250\023\250A\330\004\030\230\017\240r\250\021\330\004\007\200x\210u\220G\2303\230e\2403\240f\250F\260!\2603\260c\270\021\330\010\016\210j\230\001\230\021\330\004\036\230f\240A\240Q\360\006\000\005\030\220q\360\006\000\005\033\230)\2406\250\021\250#\250S\260\002\260$\3206G\300r\310\021\330\004\030\230\006\230a\230t\2401\330\004\t\210\027\220\001\360\020\000\005\024\2201\330\004\007\200|\2202\220R\220s\230)\2402\240Q\330\010\016\210j\230\001\230\021\340\004\014\210L\230\002\230.\250\002\250!\330\t\n\330\010\014\210E\220\025\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270\021\270!\330\014\023\2202\220Q\220a\330\014\021\220\027\230\001\230\021\230!\330\014\023\2201\220F\230(\240!\2405\250\001\250\021\330\014\026\220a\330\014\023\2201\330\014\017\210z\230\024\230Y\240a\240s\250\"\250A\330\020\025\220Q\220f\230A\340\020\024\220A\330\020\026\220b\230\003\2301\330\024\030\230\005\230W\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3101\330\024\027\220r\230\023\230E\240\024\240Q\240e\2502\250Q\330\030\035\230Q\230f\240A\330\030\"\240!\2405\250\013\2601\260E\270\023\270A\330\030\031\330\024\027\220t\2304\230q\240\003\2401\240A\240Q\330\030\033\2302\230S\240\001\330\034!\240\021\240&\250\r\260Q\260a\260s\270#\270Q\320>O\310q\330\030\031\330\024\036\230a\330\024\033\2301\330\024\031\230\021\330\020\023\220<\230t\2405\250\003\2501\340\024\034\230A\230V\2401\240C\240r\250\035\260a\260t\2701\330\024 \240\r\250Q\250d\260(\270\"\270C\270r\300\035\310a\310t\320ST\330\024\035\230Q\230h\240a\330\024\035\230Q\230e\2408\2502""\250\\\270\022\2701\330\024\030\230\001\330\024\032\230\"\230B\230d\240$\240d\250!\2503\250c\260\025\260a\260q\330\030\035\230Q\330\024\036\230a\330\014\025\220X\230R\230x\240r\250\021\330\014\017\210w\220b\230\013\2403\240g\250R\250q\330\020\023\2207\230\"\230A\330\024\031\230\021\230&\240\001\330\020\031\230\021\330\014\020\220\001\220\025\220a\330\014\017\210w\220d\230%\230u\240A\240S\250\002\250!\340\020\024\220G\2305\240\001\240\033\250A\250Q\330\024\027\220t\2303\230h\240a\240q\330\030\031\330\024\030\230\001\330\024\030\230\001\330\024\032\230\"\230C\230q\330\030\033\2304\230t\2401\240E\250\027\260\001\260\027\270\001\270\030\300\021\300&\310\001\310\025\310a\310t\320SW\320W^\320^_\320_h\320hi\320im\320mn\330$%\240Q\240a\330\034\035\330\030\034\230A\330\030\035\230Q\330\024\027\220r\230\023\230K\240t\2502\250R\250r\260\022\2609\270B\270a\330\030\035\230Q\230f\240A\330\030\031\340\014\017\210t\2201\330\020\024\220A\330\020\026\220b\230\003\2301\330\024\030\230\005\230W\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3107\320RS\320ST\330\024\027\220r\230\023\230A\330\030\036\230a\330\030\031\330\024\027\220v\230S\240\001\240\021\240#\240S\250\001\250\021\330\030\031\230\030\240\021\240!\2401\330\030\031\320\031)\250\021\250!\2503\250b\260\001\330\024\025\320\025&\240a\240q\250\001\250\023\250B\250l\270!\2706\300\022\3001\330\024\025\220Z\230q\330\024\031\230\021\340\020\024\220K\230w\240a\240v\250Q\250a\330\020\023\2202\220S\230\001\330\024\032\230!\330\024\025\330\020\023\2201\330\024\025\220Z\230z\250\026\250u\260A\330\024\032\230*\240F\320*C\3001\330\024\034\230J\240a\240q\330\020\026\220a\220q\330\020\032\230!\2307\240\"\240G\2503\250l\270\"\270E\300\027\310\003\310;\320VW\330\020\033\2301\230I\240Q\330\020\024\220E\230\025\230a\230v\240R\240t\2504\250q\330\024\030\230\006\230b\240\002\240\"\240A\330\024\030\230\005\230W\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3107\320RS\320ST\330\024\027\220r\230\023\230A\330\030\036\230a\330\030\031""\330\024\027\220v\230S\240\001\240\021\240#\240S\250\001\250\034\260S\270\001\270\025\270b\300\001\330\030\031\230\030\240\021\240!\2401\330\030\031\320\031)\250\021\250!\2503\250b\260\001\330\030\031\230\030\240\022\240;\250a\330\024\027\220t\2301\230E\240\022\2401\340\030\036\230h\240a\240u\250C\250\177\270d\300$\300f\310A\310T\320QW\320WX\330\034#\2406\250\021\250$\250f\260A\330\034\"\240!\2404\240z\260\021\330\034 \240\005\240U\250!\2504\250q\330\034\037\230r\240\023\240E\250\023\250A\250U\260#\260T\270\027\300\003\3004\300q\310\005\310R\310q\330 !\330\034\035\230X\240R\240{\260!\330\034$\240A\240X\250Q\330\034\037\230q\240\001\240\023\240B\240a\240q\330 !\240\030\250\021\250%\250r\260\026\260r\270\032\3003\300k\320QW\320WX\320X[\320[^\320^_\330 !\240\036\250q\260\001\260\021\330\030\031\230\030\240\021\330\030 \240\001\240\030\250\021\330\024\025\320\025&\240a\240q\250\001\250\023\250B\250l\270!\2706\300\022\3001\330\024\025\220Z\230q\330\024\033\2301\330\024\025\220W\230A\330\024\032\230!\2304\230z\250\025\320.A\300\021\300%\300q\310\001\330\014\017\210q\330\020\021\330\004\007\200q\330\010\016\210k\230\021\230!\330\004\013\210:\220[\240\001\200\001\360\014\000\005\031\230\001\230\026\230q\240\014\250A\330\004\r\210R\210v\220Q\220c\230\026\230r\240\021\330\004\022\220\"\220F\230!\2303\230f\240B\240a\330\004\014\210B\210f\220A\220S\230\006\230b\240\001\330\004\017\210r\220\026\220q\230\003\2306\240\022\2401\330\004\r\210R\210v\220Q\220c\230\026\230r\240\021\330\004\035\230Q\330\004\034\230A\330\004\034\230A\330\004 \240\001\330\004\033\2301\330\004\030\230\006\230a\230q\360\014\000\005\024\2201\330\004\007\200~\220R\220r\230\023\230N\250\"\250C\250r\260\021\330\010\016\210j\230\001\320\0315\260Q\260c\270\022\320;M\310Q\310a\330\t\n\330\010\014\210E\220\025\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270\021\270!\330\014\023\2201\220H\230A\330\014\023\2201\220F""\230#\230Q\330\014\016\210a\210u\220G\2301\230H\240A\240V\2507\260$\260l\300)\3101\310C\310r\320QR\330\014\022\220!\2201\220D\230\003\2301\230A\230S\240\002\240!\330\020\025\220U\230!\2302\230Q\230d\240)\2501\330\020\026\220a\330\014\020\220\005\220W\230A\230R\230q\240\004\240A\240Q\330\014\017\210r\220\023\220A\330\020\026\220a\330\020\021\330\014\017\210q\330\020\021\220\027\230\007\230q\240\002\240!\2404\240v\250R\250q\330\014\r\210Y\220a\330\014\020\220\n\230$\230a\230q\240\006\240b\250\001\330\014\017\210r\220\022\2201\330\020\024\220A\330\014\016\210a\210u\220J\230a\330\014\017\210r\220\022\2201\220A\330\020\021\220\032\2301\330\014\020\220\001\220\025\220j\240\001\240\021\330\014\023\2201\220E\230\033\240A\240U\250\"\250K\260q\330\014\016\210a\210u\220G\2301\230B\230a\230t\240;\250g\260Q\260a\330\014\r\210X\220Q\330\004\007\200q\330\010\t\330\004\013\2108\220=\240\007\240z\260\021\200\001\360\014\000\0471\260\001\360\034\000\005\031\230\001\230\026\230q\240\001\330\004\017\210r\220\026\220q\230\003\2306\240\022\2401\330\004\r\210R\210v\220Q\220c\230\026\230r\240\021\330\004\r\210R\210v\220Q\220c\230\026\230r\240\021\330\004\020\220\002\220&\230\001\230\023\230F\240\"\240A\330\004\020\220\002\220&\230\001\230\023\230F\240\"\240A\330\004\035\230Q\330\004 \240\001\330\004\037\230q\330\004\036\230a\330\004\035\230Q\330\004\020\220\002\220&\230\001\230\030\240\021\240/\260\023\260E\270\022\2703\270f\300B\300a\330\004\037\230q\340\004\033\2301\330\004\010\210\005\210U\220!\2201\330\010\025\220Q\220i\230z\250\021\250\"\250B\250c\260\022\260:\270Q\270a\330\004\021\220\022\2206\230\021\230(\240\"\240C\240v\250R\250q\330\004\021\220\022\2206\230\021\230(\240\"\240C\240v\250R\250q\330\004\037\230q\330\004\036\230a\330\004\020\220\002\220&\230\001\230\030\240\022\2403\240f\250B\250a\330\004\035\230Q\360\006\000\005\033\230)\2406\250\021\250#\250S\260\002\260$\3206G\300r\310\021\330\004\030\230\006\230a\230t\2401\360\016\000\005\024\2201\340\t\n\330\010\014\210E\220\025""\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270\021\270!\330\014\021\220\027\230\001\230\021\230!\330\014\022\220!\220:\230Q\230c\240\022\320#3\2601\260F\270*\300F\310!\3108\320ST\330\014\021\320\021!\240\021\240\"\240B\240c\250\022\320+;\2701\270A\330\014\023\2202\220Q\220a\340\014\022\220!\330\014\020\220\005\220U\230!\230:\240Q\240d\250*\260A\260R\260r\270\021\330\020\026\220a\220w\230k\250\021\250!\330\020\026\220a\220w\230g\240Q\240a\330\020\027\220q\330\014\031\230\021\330\014\017\210q\330\020\023\2204\220t\2306\240\021\240$\240b\250\003\2503\250a\330\024\027\220v\230Q\230d\240\"\240C\240s\250/\270\024\270U\300#\300Q\330\030\035\230Q\230e\2401\330\030\035\230Q\230f\240A\330\030\031\340\024\032\230!\2307\240!\330\024\032\230!\2307\240!\330\024\033\2301\330\014\017\210u\220C\220q\330\020\023\2204\220r\230\021\330\024\031\230\021\230%\230q\330\024\031\230\021\230&\240\001\330\024\025\330\020\035\230Q\330\020\024\220E\230\025\230a\230q\330\024\027\220v\230Q\230c\240\023\240A\330\030%\240Q\330\031\032\330\030\035\230Q\230e\2401\330\030\031\330\020\023\2205\230\001\230\021\330\024\031\230\021\230&\240\001\330\024\025\330\014\017\210t\2203\220a\330\020\021\330\014\025\220Q\330\014\026\220a\330\014\020\220\005\220U\230!\2301\330\020\025\220Q\220e\2306\240\021\240#\240S\250\013\3203L\310C\310s\320RS\330\020\023\2205\230\001\230\021\330\024\036\230f\240A\240Q\330\024\035\230Q\330\014\017\210t\2201\330\020\025\220Q\220f\230A\330\020\021\330\014\023\2201\220F\230(\240!\2405\250\001\250\021\330\014\016\210g\220Q\330\014\016\210k\230\021\330\014\016\210m\2301\330\014\016\210i\220q\330\014\017\210z\230\024\230Y\240a\240s\250\"\250A\330\020\025\220Q\220f\230A\330\021\026\220c\230\021\340\020\024\220E\230\025\230a\230t\2402\240T\250\024\250Q\330\024\027\220t\2305\240\001\240\021\330\030\031\330\024\031\230\031\240!\2405\250\004\250F\260!\2601\330\024\032\230\"\230A\330\024""\026\220i\230q\330\024\026\220g\230Q\330\024\030\230\005\230U\240!\2408\2503\250b\3200B\300%\300q\330\030\036\230a\230w\240f\250A\250U\260!\2604\260v\270S\300\001\300\024\300Q\300a\300t\3101\310A\330\030\033\2302\230W\240C\240q\330\034\035\330\024\027\220r\230\027\240\003\2401\330\030 \240\001\240\022\2408\2501\250A\250T\260\021\330\024\027\220t\2302\230R\230q\330\030\032\230\047\240\021\340\020\025\220Y\230a\230u\240D\250\006\250a\250t\2602\260Q\330\020\024\220E\230\025\230a\230s\240\"\320$6\260d\270!\330\024\030\230\003\2301\230A\330\024\027\220r\230\023\230B\230a\330\030\031\330\024\027\220t\2301\230E\240\027\250\001\250\027\260\001\260\030\270\021\270&\300\001\300\025\300a\300t\3104\310x\320WX\320XY\320YZ\330\030\035\230Q\230f\240A\330\030\031\360\006\000\021\025\220E\230\025\230a\230q\330\024\027\220r\230\022\2302\230S\240\002\240#\240[\260\002\260!\330\030\036\230a\230w\240f\250A\250U\260!\2604\260v\270V\3001\300D\310\001\310\021\310$\310a\310q\330\020\023\2201\330\024\031\230\031\240!\2405\250\004\250A\330\024\030\230\005\230U\240!\2408\2503\250b\260\005\260U\270!\330\030\036\230a\230w\240f\250A\250U\260!\2604\260v\270S\300\001\300\024\300Q\300a\300t\3101\310A\330\020\023\2201\330\024\032\230!\2307\240&\250\001\250\025\250a\250t\2606\270\023\270A\270T\300\021\300!\3004\300q\310\001\330\020\023\2202\220Q\330\024\030\230\005\230U\240!\2407\250!\2508\2601\260F\270!\2705\300\001\300\024\300R\300w\310a\330\024\034\230A\230S\240\001\240\021\240$\240a\330\014\022\220\"\220A\330\014\017\210r\220\031\230\"\230A\330\020\025\220Q\220f\230A\330\014\017\210r\220\033\230B\230a\330\020\025\220Q\220f\230A\330\014\017\210q\330\020\024\220E\230\025\230a\230q\330\024\030\230\003\2301\230A\330\024\027\220r\230\023\230A\330\030\031\330\024\030\230\005\230W\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3101\330\024\027\220t\2301\230C\230q\240\001\240\021\330\030 \240\001\240\023\240A\240Q\240d\250!\340\014\017\210u\220C\220q\330\020\030\230\001\330\020\030\230\001\330""\020\024\220E\230\025\230a\230q\330\024\030\230\006\230a\230q\330\024\027\220t\2305\240\001\240\023\240C\240r\250\023\250A\330\030\031\330\024\027\220v\230Q\230c\240\024\240R\240r\250\021\330\030 \240\001\330\024\027\220r\230\022\2301\330\030 \240\001\330\024\027\220v\230Q\230g\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3107\320RS\320ST\320TU\330\036,\250F\260!\2608\270=\310\010\320PS\320SV\320VW\330\030\036\230a\330\030\031\330\020\024\220A\220U\230!\330\020\026\220a\220u\230F\240\"\240A\330\020\027\220q\230\005\230V\2402\240Q\360\006\000\021\031\230\001\330\020\030\230\001\330\020\024\220E\230\025\230a\230t\2402\240T\250\024\250Q\330\024\027\220v\230S\240\001\330\030\031\330\024\035\230Q\330\024\030\230\006\230a\230q\330\024\027\220t\2305\240\001\240\023\240C\240r\250\023\250A\330\030\031\330\024\027\220r\230\022\2301\330\030 \240\001\330\024\027\220v\230Q\230g\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3107\320RS\320ST\320TX\320Xe\320ef\330\036!\240\023\240A\330\030\036\230a\330\030\031\330\020\024\220A\220U\230!\330\020\027\220q\230\005\230V\2402\240Q\330\014\017\210q\330\020\021\330\004\007\200q\330\010\016\210k\230\021\230!\330\004\013\210:\220X\230X\240[\260\001";
     PyObject *data = NULL;
     #define __Pyx_DecompressString_UNUSED
     #define __Pyx_DecompressString_LZSS_UNUSED
     #endif
     PyObject **stringtab = __pyx_mstate->__pyx_string_tab;
     Py_ssize_t pos = 0;
-    for (int i = 0; i < 289; i++) {
+    for (int i = 0; i < 283; i++) {
       Py_ssize_t bytes_length = str_length_index[i].length;
       PyObject *string = PyUnicode_DecodeUTF8(bytes + pos, bytes_length, NULL);
       if (likely(string) && i >= 36) PyUnicode_InternInPlace(&string);
@@ -35976,8 +35959,8 @@ static const char bytes[] = " at 0x object> tokens, not (tree fragment).: <Memor
       stringtab[i] = string;
       pos += bytes_length;
     }
-    for (int i = 289; i < 299; i++) {
-      Py_ssize_t bytes_length = bytes_length_index[i-289].length;
+    for (int i = 283; i < 293; i++) {
+      Py_ssize_t bytes_length = bytes_length_index[i-283].length;
       PyObject *string = PyBytes_FromStringAndSize(bytes + pos, bytes_length);
       stringtab[i] = string;
       pos += bytes_length;
@@ -35987,14 +35970,14 @@ static const char bytes[] = " at 0x object> tokens, not (tree fragment).: <Memor
       }
     }
     Py_XDECREF(data);
-    for (Py_ssize_t i = 0; i < 299; i++) {
+    for (Py_ssize_t i = 0; i < 293; i++) {
       if (unlikely(PyObject_Hash(stringtab[i]) == -1)) {
         __PYX_ERR(0, 1, __pyx_L1_error)
       }
     }
     #if CYTHON_IMMORTAL_CONSTANTS
     {
-      PyObject **table = stringtab + 289;
+      PyObject **table = stringtab + 283;
       for (Py_ssize_t i=0; i<10; ++i) {
         #if PY_VERSION_HEX >= 0x030F0000
         PyUnstable_SetImmortal(table[i]);
@@ -36108,22 +36091,22 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
     __pyx_mstate_global->__pyx_codeobj_tab[4] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_cachesim__providers_pyx, __pyx_mstate->__pyx_n_u_route, __pyx_mstate->__pyx_kp_b_iso88591_q_A_RvQc_r_F_3fBa_BfAS_b_r_q_6, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[4])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {23, 0, 0, 74, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 413};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_mode, __pyx_mstate->__pyx_n_u_tokens, __pyx_mstate->__pyx_n_u_token_offsets, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_ns, __pyx_mstate->__pyx_n_u_boundaries, __pyx_mstate->__pyx_n_u_boundary_offsets, __pyx_mstate->__pyx_n_u_breakpoints, __pyx_mstate->__pyx_n_u_bp_long, __pyx_mstate->__pyx_n_u_bp_offsets, __pyx_mstate->__pyx_n_u_automatic, __pyx_mstate->__pyx_n_u_automatic_long, __pyx_mstate->__pyx_n_u_min_tokens, __pyx_mstate->__pyx_n_u_lookback_blocks, __pyx_mstate->__pyx_n_u_max_breakpoints, __pyx_mstate->__pyx_n_u_ttl_short_s, __pyx_mstate->__pyx_n_u_ttl_long_s, __pyx_mstate->__pyx_n_u_ttft_s, __pyx_mstate->__pyx_n_u_refresh_path, __pyx_mstate->__pyx_n_u_miss_draw, __pyx_mstate->__pyx_n_u_miss_probability, __pyx_mstate->__pyx_n_u_forget_s, __pyx_mstate->__pyx_n_u_per_segment_minimum, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_r, __pyx_mstate->__pyx_n_u_read_arr, __pyx_mstate->__pyx_n_u_ws_arr, __pyx_mstate->__pyx_n_u_wl_arr, __pyx_mstate->__pyx_n_u_flags_arr, __pyx_mstate->__pyx_n_u_error_arr, __pyx_mstate->__pyx_n_u_read, __pyx_mstate->__pyx_n_u_w_short, __pyx_mstate->__pyx_n_u_w_long, __pyx_mstate->__pyx_n_u_flags, __pyx_mstate->__pyx_n_u_error, __pyx_mstate->__pyx_n_u_chain_arr, __pyx_mstate->__pyx_n_u_chain, __pyx_mstate->__pyx_n_u_max_bps, __pyx_mstate->__pyx_n_u_bp_pos_arr, __pyx_mstate->__pyx_n_u_bp_cls_arr, __pyx_mstate->__pyx_n_u_bp_pos, __pyx_mstate->__pyx_n_u_bp_cls, __pyx_mstate->__pyx_n_u_bp_ok_arr, __pyx_mstate->__pyx_n_u_bp_ok, __pyx_mstate->__pyx_n_u_any_ok, __pyx_mstate->__pyx_n_u_prev_ok, __pyx_mstate->__pyx_n_u_use_draws, __pyx_mstate->__pyx_n_u_table, __pyx_mstate->__pyx_n_u_toks, __pyx_mstate->__pyx_n_u_bnd, __pyx_mstate->__pyx_n_u_length, __pyx_mstate->__pyx_n_u_nb, __pyx_mstate->__pyx_n_u_nbp, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_j, __pyx_mstate->__pyx_n_u_jb, __pyx_mstate->__pyx_n_u_lo, __pyx_mstate->__pyx_n_u_q, __pyx_mstate->__pyx_n_u_hit, __pyx_mstate->__pyx_n_u_b_pos, __pyx_mstate->__pyx_n_u_c_pos, __pyx_mstate->__pyx_n_u_highest, __pyx_mstate->__pyx_n_u_start, __pyx_mstate->__pyx_n_u_n_explicit, __pyx_mstate->__pyx_n_u_slots, __pyx_mstate->__pyx_n_u_expired_top, __pyx_mstate->__pyx_n_u_not_ready_top, __pyx_mstate->__pyx_n_u_cls, __pyx_mstate->__pyx_n_u_ns_r, __pyx_mstate->__pyx_n_u_pr, __pyx_mstate->__pyx_n_u_e, __pyx_mstate->__pyx_n_u_err, __pyx_mstate->__pyx_n_u_seen_short, __pyx_mstate->__pyx_n_u_duplicate};
+    const __Pyx_PyCode_New_function_description descr = {23, 0, 0, 67, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 413};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_mode, __pyx_mstate->__pyx_n_u_tokens, __pyx_mstate->__pyx_n_u_token_offsets, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_ns, __pyx_mstate->__pyx_n_u_boundaries, __pyx_mstate->__pyx_n_u_boundary_offsets, __pyx_mstate->__pyx_n_u_breakpoints, __pyx_mstate->__pyx_n_u_bp_long, __pyx_mstate->__pyx_n_u_bp_offsets, __pyx_mstate->__pyx_n_u_automatic, __pyx_mstate->__pyx_n_u_automatic_long, __pyx_mstate->__pyx_n_u_min_tokens, __pyx_mstate->__pyx_n_u_lookback_blocks, __pyx_mstate->__pyx_n_u_max_breakpoints, __pyx_mstate->__pyx_n_u_ttl_short_s, __pyx_mstate->__pyx_n_u_ttl_long_s, __pyx_mstate->__pyx_n_u_ttft_s, __pyx_mstate->__pyx_n_u_refresh_path, __pyx_mstate->__pyx_n_u_miss_draw, __pyx_mstate->__pyx_n_u_miss_probability, __pyx_mstate->__pyx_n_u_forget_s, __pyx_mstate->__pyx_n_u_per_segment_minimum, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_r, __pyx_mstate->__pyx_n_u_read_arr, __pyx_mstate->__pyx_n_u_ws_arr, __pyx_mstate->__pyx_n_u_wl_arr, __pyx_mstate->__pyx_n_u_flags_arr, __pyx_mstate->__pyx_n_u_error_arr, __pyx_mstate->__pyx_n_u_read, __pyx_mstate->__pyx_n_u_w_short, __pyx_mstate->__pyx_n_u_w_long, __pyx_mstate->__pyx_n_u_flags, __pyx_mstate->__pyx_n_u_error, __pyx_mstate->__pyx_n_u_chain_arr, __pyx_mstate->__pyx_n_u_chain, __pyx_mstate->__pyx_n_u_max_bps, __pyx_mstate->__pyx_n_u_bp_pos_arr, __pyx_mstate->__pyx_n_u_bp_cls_arr, __pyx_mstate->__pyx_n_u_bp_pos, __pyx_mstate->__pyx_n_u_bp_cls, __pyx_mstate->__pyx_n_u_bp_ok_arr, __pyx_mstate->__pyx_n_u_bp_ok, __pyx_mstate->__pyx_n_u_any_ok, __pyx_mstate->__pyx_n_u_prev_ok, __pyx_mstate->__pyx_n_u_use_draws, __pyx_mstate->__pyx_n_u_table, __pyx_mstate->__pyx_n_u_toks, __pyx_mstate->__pyx_n_u_bnd, __pyx_mstate->__pyx_n_u_length, __pyx_mstate->__pyx_n_u_nb, __pyx_mstate->__pyx_n_u_nbp, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_j, __pyx_mstate->__pyx_n_u_jb, __pyx_mstate->__pyx_n_u_q, __pyx_mstate->__pyx_n_u_hit, __pyx_mstate->__pyx_n_u_b_pos, __pyx_mstate->__pyx_n_u_c_pos, __pyx_mstate->__pyx_n_u_n_explicit, __pyx_mstate->__pyx_n_u_slots, __pyx_mstate->__pyx_n_u_ns_r, __pyx_mstate->__pyx_n_u_pr, __pyx_mstate->__pyx_n_u_e, __pyx_mstate->__pyx_n_u_err, __pyx_mstate->__pyx_n_u_seen_short};
     __pyx_mstate_global->__pyx_codeobj_tab[5] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_cachesim__providers_pyx, __pyx_mstate->__pyx_n_u_serve_breakpoints, __pyx_mstate->__pyx_kp_b_iso88591_1_q_r_q_6_1_RvQc_r_RvQc_r_F_A_F, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[5])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {20, 0, 0, 61, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 631};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_tokens, __pyx_mstate->__pyx_n_u_token_offsets, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_ns, __pyx_mstate->__pyx_n_u_route_key, __pyx_mstate->__pyx_n_u_replicas, __pyx_mstate->__pyx_n_u_replica_max, __pyx_mstate->__pyx_n_u_unit_tokens, __pyx_mstate->__pyx_n_u_hidden_tokens, __pyx_mstate->__pyx_n_u_round_to, __pyx_mstate->__pyx_n_u_token_exact, __pyx_mstate->__pyx_n_u_min_tokens, __pyx_mstate->__pyx_n_u_idle_ttl_s, __pyx_mstate->__pyx_n_u_max_age_s, __pyx_mstate->__pyx_n_u_ttft_s, __pyx_mstate->__pyx_n_u_miss_draw, __pyx_mstate->__pyx_n_u_miss_probability, __pyx_mstate->__pyx_n_u_forget_s, __pyx_mstate->__pyx_n_u_tenant, __pyx_mstate->__pyx_n_u_capacity_units, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_r, __pyx_mstate->__pyx_n_u_read_arr, __pyx_mstate->__pyx_n_u_flags_arr, __pyx_mstate->__pyx_n_u_evicted_by_arr, __pyx_mstate->__pyx_n_u_read, __pyx_mstate->__pyx_n_u_flags, __pyx_mstate->__pyx_n_u_evicted_by, __pyx_mstate->__pyx_n_u_chain_arr, __pyx_mstate->__pyx_n_u_chain, __pyx_mstate->__pyx_n_u_routed, __pyx_mstate->__pyx_n_u_bounded, __pyx_mstate->__pyx_n_u_replica_ids, __pyx_mstate->__pyx_n_u_queues, __pyx_mstate->__pyx_n_u_resident, __pyx_mstate->__pyx_n_u_seq, __pyx_mstate->__pyx_n_u_rep, __pyx_mstate->__pyx_n_u_n_units, __pyx_mstate->__pyx_n_u_n_ins, __pyx_mstate->__pyx_n_u_victim_seq, __pyx_mstate->__pyx_n_u_item, __pyx_mstate->__pyx_n_u_v, __pyx_mstate->__pyx_n_u_use_draws, __pyx_mstate->__pyx_n_u_table, __pyx_mstate->__pyx_n_u_toks, __pyx_mstate->__pyx_n_u_other, __pyx_mstate->__pyx_n_u_length, __pyx_mstate->__pyx_n_u_first, __pyx_mstate->__pyx_n_u_p, __pyx_mstate->__pyx_n_u_matched, __pyx_mstate->__pyx_n_u_cached, __pyx_mstate->__pyx_n_u_other_len, __pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_lim, __pyx_mstate->__pyx_n_u_j, __pyx_mstate->__pyx_n_u_alt, __pyx_mstate->__pyx_n_u_ns_r, __pyx_mstate->__pyx_n_u_e, __pyx_mstate->__pyx_n_u_last, __pyx_mstate->__pyx_n_u_fresh, __pyx_mstate->__pyx_n_u_err};
+    const __Pyx_PyCode_New_function_description descr = {20, 0, 0, 60, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 628};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_tokens, __pyx_mstate->__pyx_n_u_token_offsets, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_ns, __pyx_mstate->__pyx_n_u_route_key, __pyx_mstate->__pyx_n_u_replicas, __pyx_mstate->__pyx_n_u_replica_max, __pyx_mstate->__pyx_n_u_unit_tokens, __pyx_mstate->__pyx_n_u_hidden_tokens, __pyx_mstate->__pyx_n_u_round_to, __pyx_mstate->__pyx_n_u_token_exact, __pyx_mstate->__pyx_n_u_min_tokens, __pyx_mstate->__pyx_n_u_idle_ttl_s, __pyx_mstate->__pyx_n_u_max_age_s, __pyx_mstate->__pyx_n_u_ttft_s, __pyx_mstate->__pyx_n_u_miss_draw, __pyx_mstate->__pyx_n_u_miss_probability, __pyx_mstate->__pyx_n_u_forget_s, __pyx_mstate->__pyx_n_u_tenant, __pyx_mstate->__pyx_n_u_capacity_units, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_r, __pyx_mstate->__pyx_n_u_read_arr, __pyx_mstate->__pyx_n_u_flags_arr, __pyx_mstate->__pyx_n_u_evicted_by_arr, __pyx_mstate->__pyx_n_u_read, __pyx_mstate->__pyx_n_u_flags, __pyx_mstate->__pyx_n_u_evicted_by, __pyx_mstate->__pyx_n_u_chain_arr, __pyx_mstate->__pyx_n_u_chain, __pyx_mstate->__pyx_n_u_routed, __pyx_mstate->__pyx_n_u_bounded, __pyx_mstate->__pyx_n_u_replica_ids, __pyx_mstate->__pyx_n_u_queues, __pyx_mstate->__pyx_n_u_resident, __pyx_mstate->__pyx_n_u_seq, __pyx_mstate->__pyx_n_u_rep, __pyx_mstate->__pyx_n_u_n_units, __pyx_mstate->__pyx_n_u_n_ins, __pyx_mstate->__pyx_n_u_item, __pyx_mstate->__pyx_n_u_v, __pyx_mstate->__pyx_n_u_use_draws, __pyx_mstate->__pyx_n_u_table, __pyx_mstate->__pyx_n_u_toks, __pyx_mstate->__pyx_n_u_other, __pyx_mstate->__pyx_n_u_length, __pyx_mstate->__pyx_n_u_first, __pyx_mstate->__pyx_n_u_p, __pyx_mstate->__pyx_n_u_matched, __pyx_mstate->__pyx_n_u_cached, __pyx_mstate->__pyx_n_u_other_len, __pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_lim, __pyx_mstate->__pyx_n_u_j, __pyx_mstate->__pyx_n_u_alt, __pyx_mstate->__pyx_n_u_ns_r, __pyx_mstate->__pyx_n_u_e, __pyx_mstate->__pyx_n_u_last, __pyx_mstate->__pyx_n_u_fresh, __pyx_mstate->__pyx_n_u_err};
     __pyx_mstate_global->__pyx_codeobj_tab[6] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_cachesim__providers_pyx, __pyx_mstate->__pyx_n_u_serve_units, __pyx_mstate->__pyx_kp_b_iso88591_W_X_0_q_r_q_6_1_F_A_RuAT_F_A_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[6])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 13, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 810};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 13, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 807};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_tokens, __pyx_mstate->__pyx_n_u_token_offsets, __pyx_mstate->__pyx_n_u_other, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_r, __pyx_mstate->__pyx_n_u_out_arr, __pyx_mstate->__pyx_n_u_out, __pyx_mstate->__pyx_n_u_a, __pyx_mstate->__pyx_n_u_b, __pyx_mstate->__pyx_n_u_la, __pyx_mstate->__pyx_n_u_lb, __pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_lim};
     __pyx_mstate_global->__pyx_codeobj_tab[7] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_cachesim__providers_pyx, __pyx_mstate->__pyx_n_u_common_prefix, __pyx_mstate->__pyx_kp_b_iso88591_V1Cr_b_as_A_E_aq_uAS_Qa_Qe1A_ar, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[7])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {11, 0, 0, 39, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 879};
+    const __Pyx_PyCode_New_function_description descr = {11, 0, 0, 39, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 876};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_tokens, __pyx_mstate->__pyx_n_u_token_offsets, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_ns, __pyx_mstate->__pyx_n_u_unit_tokens, __pyx_mstate->__pyx_n_u_interval_tokens, __pyx_mstate->__pyx_n_u_available_after_s, __pyx_mstate->__pyx_n_u_idle_ttl_s, __pyx_mstate->__pyx_n_u_miss_draw, __pyx_mstate->__pyx_n_u_miss_probability, __pyx_mstate->__pyx_n_u_forget_s, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_r, __pyx_mstate->__pyx_n_u_read_arr, __pyx_mstate->__pyx_n_u_flags_arr, __pyx_mstate->__pyx_n_u_read, __pyx_mstate->__pyx_n_u_flags, __pyx_mstate->__pyx_n_u_chain_arr, __pyx_mstate->__pyx_n_u_chain, __pyx_mstate->__pyx_n_u_use_draws, __pyx_mstate->__pyx_n_u_units, __pyx_mstate->__pyx_n_u_path, __pyx_mstate->__pyx_n_u_toks, __pyx_mstate->__pyx_n_u_length, __pyx_mstate->__pyx_n_u_k, __pyx_mstate->__pyx_n_u_k_all, __pyx_mstate->__pyx_n_u_k_live, __pyx_mstate->__pyx_n_u_off, __pyx_mstate->__pyx_n_u_p, __pyx_mstate->__pyx_n_u_hit, __pyx_mstate->__pyx_n_u_common, __pyx_mstate->__pyx_n_u_u, __pyx_mstate->__pyx_n_u_ns_r, __pyx_mstate->__pyx_n_u_mask, __pyx_mstate->__pyx_n_u_e, __pyx_mstate->__pyx_n_u_node, __pyx_mstate->__pyx_n_u_t_avail, __pyx_mstate->__pyx_n_u_expires, __pyx_mstate->__pyx_n_u_err};
     __pyx_mstate_global->__pyx_codeobj_tab[8] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_cachesim__providers_pyx, __pyx_mstate->__pyx_n_u_serve_deepseek, __pyx_mstate->__pyx_kp_b_iso88591_q_r_q_6_1_F_A_Q_a_2Rs_b_3_b_j_E, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[8])) goto bad;
   }

@@ -443,7 +443,7 @@ def serve_breakpoints(int mode, const uint32_t[::1] tokens, const int64_t[::1] t
     cdef int8_t[::1] error = error_arr
     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
     cdef uint64_t[::1] chain = chain_arr
-    # the request's breakpoints with the automatic one merged in: positions, ttl class, writer flag
+    # the request's breakpoints with the automatic one merged in: positions, TTL class, cacheable
     cdef int64_t max_bps = 0
     for r in range(n):
         max_bps = max(max_bps, bp_offsets[r + 1] - bp_offsets[r])
@@ -459,14 +459,12 @@ def serve_breakpoints(int mode, const uint32_t[::1] tokens, const int64_t[::1] t
     cdef _Table table = _Table(64, forget_s)
     cdef const uint32_t* toks
     cdef const int64_t* bnd
-    cdef int64_t length, nb, nbp, i, j, jb, lo, q, hit, b_pos, c_pos, highest, start, n_explicit, slots
-    cdef int64_t expired_top, not_ready_top
-    cdef int8_t cls
+    cdef int64_t length, nb, nbp, i, j, jb, q, hit, b_pos, c_pos, n_explicit, slots
     cdef uint64_t ns_r
     cdef Probe pr
     cdef Entry* e
     cdef int err = 0
-    cdef bint seen_short, duplicate
+    cdef bint seen_short
     with nogil:
         for r in range(n):
             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL
@@ -477,7 +475,6 @@ def serve_breakpoints(int mode, const uint32_t[::1] tokens, const int64_t[::1] t
             ns_r = ns[r]
             # merge the automatic breakpoint (prompt end) into the explicit ones
             nbp = 0
-            duplicate = False
             for i in range(bp_offsets[r], bp_offsets[r + 1]):
                 bp_pos[nbp] = breakpoints[i]
                 bp_cls[nbp] = bp_long[i]
@@ -665,7 +662,7 @@ def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, co
     cdef _Table replica_ids = _Table(64)       # namespace -> index into queues / resident
     cdef vector[deque[pair[int64_t, uint64_t]]] queues
     cdef vector[int64_t] resident
-    cdef int64_t seq = 0, rep, n_units, n_ins, victim_seq
+    cdef int64_t seq = 0, rep, n_units, n_ins
     cdef pair[int64_t, uint64_t] item
     cdef Entry* v
     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0

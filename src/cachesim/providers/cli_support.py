@@ -7,7 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
 from cachesim.providers.prices import RATE_FIELDS, load_prices

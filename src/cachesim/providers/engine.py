@@ -30,7 +30,8 @@ FLAG_BELOW_MIN, FLAG_EXPIRED, FLAG_LOOKBACK, FLAG_OVERFLOW, FLAG_NOT_READY, FLAG
 FLAG_EVICTED = 128
 # flag -> cause, lowest priority first (a later one wins when several apply)
 _FLAG_CAUSES = ((FLAG_NOT_READY, C_NOT_READY), (FLAG_OVERFLOW, C_OVERFLOW), (FLAG_LOOKBACK, C_LOOKBACK),
-                (FLAG_EVICTED, C_EVICTED), (FLAG_EXPIRED, C_TTL), (FLAG_SERVER_MISS, C_SERVER), (FLAG_BELOW_MIN, C_BELOW),
+                (FLAG_EVICTED, C_EVICTED), (FLAG_EXPIRED, C_TTL), (FLAG_SERVER_MISS, C_SERVER),
+                (FLAG_BELOW_MIN, C_BELOW),
                 (FLAG_ERROR, C_REJECTED))
 PRICE_TIERS = "above_input_tokens"
 # how long an expired entry is remembered to name `ttl_expired` as a miss cause (an emulator setting, not a rule)
@@ -236,6 +237,13 @@ def _draws(rules, n: int) -> np.ndarray:
     return np.random.default_rng(rules.seed).random(n)
 
 
+def _isolation_ns(rules, req: TokenRequests) -> np.ndarray:
+    """The cache namespace per request: one for the whole trace, or one per tenant."""
+    if rules.isolation == "tenant":
+        return req.tenant.astype(np.uint64) + np.uint64(1)
+    return np.zeros(req.n_requests, np.uint64)
+
+
 def _cache_keys(rules, req: TokenRequests) -> np.ndarray:
     """The routing-key salt per request: organization (isolation) and prompt_cache_key."""
     n = req.n_requests
@@ -266,7 +274,7 @@ def _serve(inp: ProviderInput, rules, impl: str, forget_s: float = FORGET_S) -> 
         bnd, bnd_off = _merged_boundaries(inp, with_end=automatic)
         bp_long = inp.breakpoint_long if inp.breakpoint_long is not None else np.zeros(len(inp.breakpoints), np.int8)
         if isinstance(rules, R.Anthropic):
-            ns = (req.tenant.astype(np.uint64) + np.uint64(1)) if rules.isolation == "tenant" else np.zeros(n, np.uint64)
+            ns = _isolation_ns(rules, req)
             args = (mod.MODE_ANTHROPIC, rules.minimum, rules.lookback_blocks, rules.max_breakpoints,
                     rules.ttl_5m_s + rules.grace_s, rules.ttl_1h_s + rules.grace_s, int(rules.automatic_ttl == "1h"),
                     rules.refresh_whole_path)
@@ -300,7 +308,7 @@ def _serve(inp: ProviderInput, rules, impl: str, forget_s: float = FORGET_S) -> 
             routing = (rk, replica, kmax)
             unit_size = rules.unit
         else:
-            ns = (req.tenant.astype(np.uint64) + np.uint64(1)) if rules.isolation == "tenant" else np.zeros(n, np.uint64)
+            ns = _isolation_ns(rules, req)
             exact = rules.block_tokens == 1
             unit = 64 if exact else rules.block_tokens   # exact: 64-token units, then token by token
             params = (unit, 0, 1 if exact else unit, exact, rules.minimum, rules.idle_ttl_s, np.inf)
@@ -320,7 +328,7 @@ def _serve(inp: ProviderInput, rules, impl: str, forget_s: float = FORGET_S) -> 
     elif isinstance(rules, R.GeminiExplicit):
         out.update(_serve_explicit(inp, rules, mod, draws))
     elif isinstance(rules, R.DeepSeek):
-        ns = (req.tenant.astype(np.uint64) + np.uint64(1)) if rules.isolation == "tenant" else np.zeros(n, np.uint64)
+        ns = _isolation_ns(rules, req)
         read, flags = mod.serve_deepseek(tokens, offsets, t, np.ascontiguousarray(ns, np.uint64), rules.unit_tokens,
                                          rules.interval_tokens, rules.response_s + rules.delay_s, rules.idle_ttl_s,
                                          draws, rules.miss_probability, forget_s)

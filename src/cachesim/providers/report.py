@@ -11,7 +11,8 @@ from rich.table import Table
 
 from cachesim.providers.engine import CAUSES, ProviderResult
 
-__all__ = ["wide_console", "retention_bounds", "evictions", "group_totals", "per_tenant", "per_session", "observed_vs_predicted", "report_dict", "print_cost",
+__all__ = ["wide_console", "retention_bounds", "evictions", "group_totals", "per_tenant", "per_session",
+           "observed_vs_predicted", "report_dict", "print_cost",
            "write_requests_csv", "TOKEN_COLUMNS"]
 
 TOKEN_COLUMNS = ("prompt_tokens", "uncached", "write_short", "write_long", "read", "output_tokens")

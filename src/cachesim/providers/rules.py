@@ -6,10 +6,10 @@ to each field. Rates are not here: they come from the price registry (``prices.t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-__all__ = ["Anthropic", "OpenAI", "OpenAI56", "Gemini", "GeminiExplicit", "DeepSeek", "RuleSet", "make_rules", "PROVIDERS",
-           "ANTHROPIC_MIN_TOKENS", "BEDROCK_MIN_TOKENS"]
+__all__ = ["Anthropic", "OpenAI", "OpenAI56", "Gemini", "GeminiExplicit", "DeepSeek", "RuleSet", "make_rules",
+           "PROVIDERS", "ANTHROPIC_MIN_TOKENS", "BEDROCK_MIN_TOKENS"]
 
 # PROVIDERS.md §1.2: minimum cacheable prompt (tokens) per model, Anthropic's table and AWS Bedrock's
 ANTHROPIC_MIN_TOKENS = {
