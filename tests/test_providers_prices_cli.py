@@ -150,3 +150,16 @@ def test_in_memory_retention_bounds():
     assert bounds["idle_3600s"]["cost_usd"] <= bounds["idle_300s"]["cost_usd"]
     assert retention_bounds(inp, make_rules("openai", "gpt-5.4"), load_prices()) is None   # 24h by default
     assert retention_bounds(inp, make_rules("anthropic"), load_prices()) is None
+
+
+def test_cli_cost_vs_a_cheaper_model(capsys):
+    # Haiku 4.5's rates are a third of Sonnet 4.6's in every column (1/3, 1.25/3.75, 2/6, 0.1/0.3, 5/15), and every
+    # marker of the built-in workload sits past both minimums (9,000 tokens of system + tools first), so the same
+    # traffic costs exactly a third
+    assert main(["cost", "--provider", "anthropic", "--model", "claude-sonnet-4.6", "--users", "2", "--json", "-",
+                 "--vs", "model=claude-haiku-4.5"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["vs"]["summary"]["model"] == "claude-haiku-4.5"
+    assert report["vs"]["summary"]["cost_usd"] == pytest.approx(report["summary"]["cost_usd"] / 3)
+    assert main(["cost", "--users", "2", "--vs", "long_ttl=first"]) == 0
+    assert "with long_ttl=first:" in capsys.readouterr().out

@@ -79,6 +79,7 @@ def rule_sets(ttft: float, isolation: str, miss: float):
         make_rules("openai", "gpt-5.5", min_tokens=40, unit_tokens=32, hidden_tokens=7, extended_idle_s=60,
                    extended_max_age_s=150, requests_per_minute=3, routing_prefix_tokens=20, **common),
         make_rules("openai-5.6", min_tokens=24, ttl_s=60, max_writes=2, requests_per_minute=4, **common),
+        make_rules("openai-5.6", min_tokens=24, ttl_s=60, implicit=False, requests_per_minute=100, **common),
         make_rules("gemini", min_tokens=24, idle_ttl_s=60, **common),
         make_rules("gemini", min_tokens=24, block_tokens=32, idle_ttl_s=60, **common),
         make_rules("gemini", min_tokens=24, idle_ttl_s=60, capacity_tokens=64 * 5, **common),

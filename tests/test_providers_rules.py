@@ -444,3 +444,15 @@ def test_anthropic_grace_period(impl):
     strict = run([BASE, BASE], [0, 300], make_rules("anthropic", ttft_s=0), impl)
     grace = run([BASE, BASE], [0, 300], make_rules("anthropic", ttft_s=0, grace_s=10), impl)
     assert strict.read.tolist() == [0, 0] and grace.read.tolist() == [0, 2000]
+
+
+def test_openai56_explicit_mode(impl):
+    # explicit mode: no implicit breakpoint. The marker at 2000 of 3000 tokens writes 2000 (1,000 ordinary input);
+    # the same prompt again reads 2000 and writes nothing. gpt-5.6-sol: in 4, write 5, read 0.4 ($/M).
+    rules = make_rules("openai", "gpt-5.6-sol", ttft_s=0, implicit=False)
+    p = list(range(3000))
+    res = run([p, p], [0, 10], rules, impl, breakpoints=[[2000], [2000]], boundaries=[[2000, 3000]] * 2)
+    assert res.read.tolist() == [0, 2000]
+    assert res.write_short.tolist() == [2000, 0]
+    assert res.uncached.tolist() == [1000, 1000]
+    assert res.cost.tolist() == pytest.approx([(1000 * 4 + 2000 * 5) / 1e6, (1000 * 4 + 2000 * 0.4) / 1e6])

@@ -559,7 +559,7 @@ def serve_breakpoints(int mode, const uint32_t[::1] tokens, const int64_t[::1] t
                     jb = _index_of(bnd, nb, length)
                     for j in range(jb, max(jb - 21, -1), -1):
                         _probe(table, toks, &chain[0], ns_r, bnd[j], t[r], &pr)
-                if nb:
+                if automatic and nb:      # the end of the initial developer block: implicit mode only
                     _probe(table, toks, &chain[0], ns_r, bnd[0], t[r], &pr)
                 if pr.hit:
                     e = table.find(c_nskey(c_key_at(toks, &chain[0], pr.hit), ns_r))

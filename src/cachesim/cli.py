@@ -193,6 +193,9 @@ def _add_cost(sub) -> None:
     p.add_argument("--json", metavar="OUT", help="write the report as JSON to OUT ('-' for stdout)")
     p.add_argument("--per-request", metavar="CSV", help="write one row per request as CSV")
     p.add_argument("--impl", choices=["core", "reference"], default="core")
+    p.add_argument("--vs", action="append", type=_parse_option, default=[], metavar="NAME=VALUE",
+                   help="what would a change save: replay again with this rule option (or provider=, model=, "
+                        "long_ttl=) changed and compare (repeatable)")
     p.set_defaults(run=_run_cost)
 
 

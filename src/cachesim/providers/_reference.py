@@ -222,7 +222,7 @@ def serve_breakpoints(mode, tokens, token_offsets, t, ns, boundaries, boundary_o
             if automatic:
                 j = bnd.index(length)
                 lookups += bnd[max(0, j - 20):j + 1]
-            if bnd:
+            if automatic and bnd:
                 lookups.append(bnd[0])
             best = None
             for q in lookups:

@@ -76,8 +76,8 @@ def run_cost(args) -> int:
     if args.trace is None:
         from cachesim.workloads import agent_workload
 
-        inp = ProviderInput.from_workload(agent_workload(style=args.workload, n_users=args.users, seed=args.seed),
-                                          long_ttl=args.long_ttl)
+        workload = agent_workload(style=args.workload, n_users=args.users, seed=args.seed)
+        inp = ProviderInput.from_workload(workload, long_ttl=args.long_ttl)
         label = (f"built-in agent workload ({args.workload} harness, {args.users} users, seed {args.seed}; "
                  "pass a TRACE file to bill your own)")
     else:
@@ -90,12 +90,51 @@ def run_cost(args) -> int:
     report = report_dict(result)
     if bounds:
         report["in_memory_bounds"] = bounds
+    variant = None
+    if args.vs:
+        variant = _variant(args, inp, workload if args.trace is None else None, prices)
+        report["vs"] = variant
     if args.json == "-":
         sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
     else:
         print_cost(result, label, bounds=bounds)
+        if variant:
+            _print_variant(result.summary(), variant)
         if args.json:
             Path(args.json).write_text(json.dumps(report, indent=2, default=str) + "\n")
     if args.per_request:
         write_requests_csv(result, args.per_request)
     return 0
+
+
+def _variant(args, inp, workload, prices) -> dict:
+    """The same traffic replayed with the ``--vs`` changes: provider, model, rule options, or the input's 1h
+    markers (``long_ttl``, built-in workload only)."""
+    from cachesim.providers import ProviderInput, make_rules, simulate
+
+    changes = dict(args.vs)
+    options = dict(args.options)
+    provider = changes.pop("provider", args.provider)
+    model = changes.pop("model", args.model if provider == args.provider else None)
+    if "long_ttl" in changes:
+        if workload is None:
+            raise ValueError("--vs long_ttl=... applies to the built-in workload; a trace carries its own markers")
+        inp = ProviderInput.from_workload(workload, long_ttl=str(changes.pop("long_ttl")))
+    if provider != args.provider:
+        options = {}          # options of one provider mean nothing to another
+    options.update(changes)
+    result = simulate(inp, make_rules(provider, model, **options), prices=prices, impl=args.impl)
+    return {"changes": {k: v for k, v in args.vs}, "summary": result.summary()}
+
+
+def _print_variant(base: dict, variant: dict) -> None:
+    from cachesim.providers.report import wide_console
+
+    v = variant["summary"]
+    delta = base["cost_usd"] - v["cost_usd"]
+    change = ", ".join(f"{k}={val}" for k, val in variant["changes"].items())
+    verb = "saves" if delta >= 0 else "costs"
+    share = abs(delta) / base["cost_usd"] if base["cost_usd"] else 0.0
+    wide_console().print(
+        f"with {change}: {v['provider']} {v['model']}, hit ratio {v['hit_ratio']:.3f}, ${v['cost_usd']:,.4f} with "
+        f"the cache: the change {verb} ${abs(delta):,.4f} ({share:.1%})")
