@@ -15,7 +15,7 @@ from cachesim.providers import ProviderInput, load_prices, make_rules, simulate
 from cachesim.requests import TokenRequests, offsets_from_lengths
 
 PRICES = load_prices()
-FIELDS = ("read", "write_short", "write_long", "flags", "error", "cause", "uncached", "evicted_by")
+FIELDS = ("read", "write_short", "write_long", "flags", "error", "cause", "uncached", "evicted_by", "hit_from")
 
 
 def random_input(seed: int, n: int, max_len: int, ttl_hint: float) -> ProviderInput:

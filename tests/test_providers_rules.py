@@ -456,3 +456,21 @@ def test_openai56_explicit_mode(impl):
     assert res.write_short.tolist() == [2000, 0]
     assert res.uncached.tolist() == [1000, 1000]
     assert res.cost.tolist() == pytest.approx([(1000 * 4 + 2000 * 5) / 1e6, (1000 * 4 + 2000 * 0.4) / 1e6])
+
+
+@pytest.mark.parametrize("provider,model", [("anthropic", "claude-sonnet-4.6"), ("openai", "gpt-5.4"),
+                                            ("openai", "gpt-5.6-sol"), ("gemini", "gemini-2.5-pro"),
+                                            ("deepseek", "deepseek-flash")])
+def test_reads_from_another_tenants_write(impl, provider, model):
+    # alice writes a 2048-token prompt; bob sends it 10 s later (one namespace) and reads it all from alice's entry;
+    # alice again reads her own (bob's read refreshed, not re-created, the entry)
+    p = list(range(2048))
+    res = run([p, p, p], [0, 10, 20], make_rules(provider, model, ttft_s=0), impl, tenant=[0, 1, 0],
+              tenant_names=["alice", "bob"])
+    assert res.read.tolist() == [0, 2048, 2048]
+    assert res.hit_from.tolist() == [-1, 0, 0]
+    assert res.summary()["read_from_other_tenants_tokens"] == 2048
+    from cachesim.providers.report import per_tenant
+
+    tenants = per_tenant(res)
+    assert tenants["bob"]["read_from_other_tenants"] == 2048 and tenants["alice"]["read_from_other_tenants"] == 0

@@ -1866,11 +1866,12 @@ struct __pyx_t_8cachesim_10_providers_Entry {
   double available_at;
   double base;
   uint64_t aux;
-  int64_t writer;
+  int32_t writer;
+  int32_t creator;
   int64_t seq;
 };
 
-/* "cachesim/_providers.pyx":368
+/* "cachesim/_providers.pyx":370
  * 
  * 
  * cdef struct Probe:             # <<<<<<<<<<<<<<
@@ -1884,7 +1885,7 @@ struct __pyx_t_8cachesim_10_providers_Probe {
   __pyx_t_8cachesim_10_providers_Entry *entry;
 };
 
-/* "cachesim/_providers.pyx":175
+/* "cachesim/_providers.pyx":176
  * 
  * 
  * cdef class _Table:             # <<<<<<<<<<<<<<
@@ -1903,7 +1904,7 @@ struct __pyx_obj_8cachesim_10_providers__Table {
 };
 
 
-/* "cachesim/_providers.pyx":413
+/* "cachesim/_providers.pyx":416
  * 
  * 
  * def serve_breakpoints(int mode, const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
@@ -1916,7 +1917,7 @@ struct __pyx_defaults {
 };
 
 
-/* "cachesim/_providers.pyx":628
+/* "cachesim/_providers.pyx":641
  * # Prefix-unit caches: OpenAI before GPT-5.6, Gemini implicit (longest common prefix at a unit granularity)
  * 
  * def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
@@ -2007,7 +2008,7 @@ struct __pyx_memoryviewslice_obj {
 
 
 
-/* "cachesim/_providers.pyx":175
+/* "cachesim/_providers.pyx":176
  * 
  * 
  * cdef class _Table:             # <<<<<<<<<<<<<<
@@ -3949,7 +3950,7 @@ namespace {
     PyObject *__pyx_slice[1];
     PyObject *__pyx_tuple[4];
     PyObject *__pyx_codeobj_tab[9];
-    PyObject *__pyx_string_tab[293];
+    PyObject *__pyx_string_tab[296];
     PyObject *__pyx_number_tab[12];
 /* #### Code section: module_state_contents ### */
 /* PyFrozenDict.module_state_decls */
@@ -4094,204 +4095,207 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_n_u_b __pyx_string_tab[92]
 #define __pyx_n_u_b_pos __pyx_string_tab[93]
 #define __pyx_n_u_base __pyx_string_tab[94]
-#define __pyx_n_u_bnd __pyx_string_tab[95]
-#define __pyx_n_u_boundaries __pyx_string_tab[96]
-#define __pyx_n_u_boundary_offsets __pyx_string_tab[97]
-#define __pyx_n_u_bounded __pyx_string_tab[98]
-#define __pyx_n_u_bp_cls __pyx_string_tab[99]
-#define __pyx_n_u_bp_cls_arr __pyx_string_tab[100]
-#define __pyx_n_u_bp_long __pyx_string_tab[101]
-#define __pyx_n_u_bp_offsets __pyx_string_tab[102]
-#define __pyx_n_u_bp_ok __pyx_string_tab[103]
-#define __pyx_n_u_bp_ok_arr __pyx_string_tab[104]
-#define __pyx_n_u_bp_pos __pyx_string_tab[105]
-#define __pyx_n_u_bp_pos_arr __pyx_string_tab[106]
-#define __pyx_n_u_breakpoints __pyx_string_tab[107]
-#define __pyx_n_u_byteorder __pyx_string_tab[108]
-#define __pyx_n_u_c __pyx_string_tab[109]
-#define __pyx_n_u_c_pos __pyx_string_tab[110]
-#define __pyx_n_u_cache_key __pyx_string_tab[111]
-#define __pyx_n_u_cached __pyx_string_tab[112]
-#define __pyx_n_u_cachesim__providers __pyx_string_tab[113]
-#define __pyx_n_u_capacity __pyx_string_tab[114]
-#define __pyx_n_u_capacity_units __pyx_string_tab[115]
-#define __pyx_n_u_chain __pyx_string_tab[116]
-#define __pyx_n_u_chain_arr __pyx_string_tab[117]
-#define __pyx_n_u_cline_in_traceback __pyx_string_tab[118]
-#define __pyx_n_u_common __pyx_string_tab[119]
-#define __pyx_n_u_common_prefix __pyx_string_tab[120]
-#define __pyx_n_u_count __pyx_string_tab[121]
-#define __pyx_n_u_dtype __pyx_string_tab[122]
-#define __pyx_n_u_dtype_is_object __pyx_string_tab[123]
-#define __pyx_n_u_e __pyx_string_tab[124]
-#define __pyx_n_u_empty __pyx_string_tab[125]
-#define __pyx_n_u_encode __pyx_string_tab[126]
-#define __pyx_n_u_enumerate __pyx_string_tab[127]
-#define __pyx_n_u_err __pyx_string_tab[128]
-#define __pyx_n_u_error __pyx_string_tab[129]
-#define __pyx_n_u_error_arr __pyx_string_tab[130]
-#define __pyx_n_u_evicted_by __pyx_string_tab[131]
-#define __pyx_n_u_evicted_by_arr __pyx_string_tab[132]
-#define __pyx_n_u_expires __pyx_string_tab[133]
-#define __pyx_n_u_first __pyx_string_tab[134]
-#define __pyx_n_u_flags __pyx_string_tab[135]
-#define __pyx_n_u_flags_arr __pyx_string_tab[136]
-#define __pyx_n_u_forget_s __pyx_string_tab[137]
-#define __pyx_n_u_format __pyx_string_tab[138]
-#define __pyx_n_u_fortran __pyx_string_tab[139]
-#define __pyx_n_u_fresh __pyx_string_tab[140]
-#define __pyx_n_u_full __pyx_string_tab[141]
-#define __pyx_n_u_hidden_tokens __pyx_string_tab[142]
-#define __pyx_n_u_hit __pyx_string_tab[143]
-#define __pyx_n_u_i __pyx_string_tab[144]
-#define __pyx_n_u_id __pyx_string_tab[145]
-#define __pyx_n_u_idle_ttl_s __pyx_string_tab[146]
-#define __pyx_n_u_index __pyx_string_tab[147]
-#define __pyx_n_u_int32 __pyx_string_tab[148]
-#define __pyx_n_u_int64 __pyx_string_tab[149]
-#define __pyx_n_u_int8 __pyx_string_tab[150]
-#define __pyx_n_u_interval_tokens __pyx_string_tab[151]
-#define __pyx_n_u_item __pyx_string_tab[152]
-#define __pyx_n_u_items __pyx_string_tab[153]
-#define __pyx_n_u_itemsize __pyx_string_tab[154]
-#define __pyx_n_u_j __pyx_string_tab[155]
-#define __pyx_n_u_jb __pyx_string_tab[156]
-#define __pyx_n_u_k __pyx_string_tab[157]
-#define __pyx_n_u_k_all __pyx_string_tab[158]
-#define __pyx_n_u_k_arr __pyx_string_tab[159]
-#define __pyx_n_u_k_live __pyx_string_tab[160]
-#define __pyx_n_u_key __pyx_string_tab[161]
-#define __pyx_n_u_kk __pyx_string_tab[162]
-#define __pyx_n_u_kmax __pyx_string_tab[163]
-#define __pyx_n_u_kmax_arr __pyx_string_tab[164]
-#define __pyx_n_u_la __pyx_string_tab[165]
-#define __pyx_n_u_last __pyx_string_tab[166]
-#define __pyx_n_u_lb __pyx_string_tab[167]
-#define __pyx_n_u_length __pyx_string_tab[168]
-#define __pyx_n_u_lim __pyx_string_tab[169]
-#define __pyx_n_u_little __pyx_string_tab[170]
-#define __pyx_n_u_lo __pyx_string_tab[171]
-#define __pyx_n_u_longest __pyx_string_tab[172]
-#define __pyx_n_u_lookback_blocks __pyx_string_tab[173]
-#define __pyx_n_u_mask __pyx_string_tab[174]
-#define __pyx_n_u_matched __pyx_string_tab[175]
-#define __pyx_n_u_max_age_s __pyx_string_tab[176]
-#define __pyx_n_u_max_bps __pyx_string_tab[177]
-#define __pyx_n_u_max_breakpoints __pyx_string_tab[178]
-#define __pyx_n_u_memview __pyx_string_tab[179]
-#define __pyx_n_u_min_tokens __pyx_string_tab[180]
-#define __pyx_n_u_miss_draw __pyx_string_tab[181]
-#define __pyx_n_u_miss_probability __pyx_string_tab[182]
-#define __pyx_n_u_mode __pyx_string_tab[183]
-#define __pyx_n_u_n __pyx_string_tab[184]
-#define __pyx_n_u_n_explicit __pyx_string_tab[185]
-#define __pyx_n_u_n_ins __pyx_string_tab[186]
-#define __pyx_n_u_n_units __pyx_string_tab[187]
-#define __pyx_n_u_name __pyx_string_tab[188]
-#define __pyx_n_u_nb __pyx_string_tab[189]
-#define __pyx_n_u_nbp __pyx_string_tab[190]
-#define __pyx_n_u_ndim __pyx_string_tab[191]
-#define __pyx_n_u_node __pyx_string_tab[192]
-#define __pyx_n_u_np __pyx_string_tab[193]
-#define __pyx_n_u_ns __pyx_string_tab[194]
-#define __pyx_n_u_ns_arr __pyx_string_tab[195]
-#define __pyx_n_u_ns_r __pyx_string_tab[196]
-#define __pyx_n_u_nskey __pyx_string_tab[197]
-#define __pyx_n_u_numpy __pyx_string_tab[198]
-#define __pyx_n_u_obj __pyx_string_tab[199]
-#define __pyx_n_u_off __pyx_string_tab[200]
-#define __pyx_n_u_other __pyx_string_tab[201]
-#define __pyx_n_u_other_len __pyx_string_tab[202]
-#define __pyx_n_u_out __pyx_string_tab[203]
-#define __pyx_n_u_out_arr __pyx_string_tab[204]
-#define __pyx_n_u_p __pyx_string_tab[205]
-#define __pyx_n_u_pack __pyx_string_tab[206]
-#define __pyx_n_u_path __pyx_string_tab[207]
-#define __pyx_n_u_per_minute __pyx_string_tab[208]
-#define __pyx_n_u_per_segment_minimum __pyx_string_tab[209]
-#define __pyx_n_u_pop __pyx_string_tab[210]
-#define __pyx_n_u_position_offsets __pyx_string_tab[211]
-#define __pyx_n_u_positions __pyx_string_tab[212]
-#define __pyx_n_u_pr __pyx_string_tab[213]
-#define __pyx_n_u_prefix_keys __pyx_string_tab[214]
-#define __pyx_n_u_prefix_tokens __pyx_string_tab[215]
-#define __pyx_n_u_prev_ok __pyx_string_tab[216]
-#define __pyx_n_u_q __pyx_string_tab[217]
-#define __pyx_n_u_queues __pyx_string_tab[218]
-#define __pyx_n_u_r __pyx_string_tab[219]
-#define __pyx_n_u_read __pyx_string_tab[220]
-#define __pyx_n_u_read_arr __pyx_string_tab[221]
-#define __pyx_n_u_refresh_path __pyx_string_tab[222]
-#define __pyx_n_u_register __pyx_string_tab[223]
-#define __pyx_n_u_rep __pyx_string_tab[224]
-#define __pyx_n_u_replica __pyx_string_tab[225]
-#define __pyx_n_u_replica_arr __pyx_string_tab[226]
-#define __pyx_n_u_replica_ids __pyx_string_tab[227]
-#define __pyx_n_u_replica_max __pyx_string_tab[228]
-#define __pyx_n_u_replicas __pyx_string_tab[229]
-#define __pyx_n_u_resident __pyx_string_tab[230]
-#define __pyx_n_u_rk __pyx_string_tab[231]
-#define __pyx_n_u_rk_arr __pyx_string_tab[232]
-#define __pyx_n_u_round_to __pyx_string_tab[233]
-#define __pyx_n_u_route __pyx_string_tab[234]
-#define __pyx_n_u_route_key __pyx_string_tab[235]
-#define __pyx_n_u_routed __pyx_string_tab[236]
-#define __pyx_n_u_seed __pyx_string_tab[237]
-#define __pyx_n_u_seen_short __pyx_string_tab[238]
-#define __pyx_n_u_self __pyx_string_tab[239]
-#define __pyx_n_u_seq __pyx_string_tab[240]
-#define __pyx_n_u_serve_breakpoints __pyx_string_tab[241]
-#define __pyx_n_u_serve_deepseek __pyx_string_tab[242]
-#define __pyx_n_u_serve_units __pyx_string_tab[243]
-#define __pyx_n_u_setdefault __pyx_string_tab[244]
-#define __pyx_n_u_shape __pyx_string_tab[245]
-#define __pyx_n_u_size __pyx_string_tab[246]
-#define __pyx_n_u_slots __pyx_string_tab[247]
-#define __pyx_n_u_start __pyx_string_tab[248]
-#define __pyx_n_u_step __pyx_string_tab[249]
-#define __pyx_n_u_stop __pyx_string_tab[250]
-#define __pyx_n_u_struct __pyx_string_tab[251]
-#define __pyx_n_u_sys __pyx_string_tab[252]
-#define __pyx_n_u_t __pyx_string_tab[253]
-#define __pyx_n_u_t_avail __pyx_string_tab[254]
-#define __pyx_n_u_table __pyx_string_tab[255]
-#define __pyx_n_u_tenant __pyx_string_tab[256]
-#define __pyx_n_u_token_exact __pyx_string_tab[257]
-#define __pyx_n_u_token_offsets __pyx_string_tab[258]
-#define __pyx_n_u_tokens __pyx_string_tab[259]
-#define __pyx_n_u_toks __pyx_string_tab[260]
-#define __pyx_n_u_ttft_s __pyx_string_tab[261]
-#define __pyx_n_u_ttl_long_s __pyx_string_tab[262]
-#define __pyx_n_u_ttl_short_s __pyx_string_tab[263]
-#define __pyx_n_u_u __pyx_string_tab[264]
-#define __pyx_n_u_uint64 __pyx_string_tab[265]
-#define __pyx_n_u_unit_tokens __pyx_string_tab[266]
-#define __pyx_n_u_units __pyx_string_tab[267]
-#define __pyx_n_u_unpack __pyx_string_tab[268]
-#define __pyx_n_u_update __pyx_string_tab[269]
-#define __pyx_n_u_use_draws __pyx_string_tab[270]
-#define __pyx_n_u_v __pyx_string_tab[271]
-#define __pyx_n_u_values __pyx_string_tab[272]
-#define __pyx_n_u_w_long __pyx_string_tab[273]
-#define __pyx_n_u_w_short __pyx_string_tab[274]
-#define __pyx_n_u_window_s __pyx_string_tab[275]
-#define __pyx_n_u_wl_arr __pyx_string_tab[276]
-#define __pyx_n_u_ws_arr __pyx_string_tab[277]
-#define __pyx_n_u_x __pyx_string_tab[278]
-#define __pyx_n_u_xxh3_64_intdigest __pyx_string_tab[279]
-#define __pyx_n_u_xxhash __pyx_string_tab[280]
-#define __pyx_n_u_xxhash__xxhash __pyx_string_tab[281]
-#define __pyx_n_u_zeros __pyx_string_tab[282]
-#define __pyx_n_b_O __pyx_string_tab[283]
-#define __pyx_kp_b_cachesim_provider_probe __pyx_string_tab[284]
-#define __pyx_kp_b_iso88591_Q __pyx_string_tab[285]
-#define __pyx_kp_b_iso88591_7_5 __pyx_string_tab[286]
-#define __pyx_kp_b_iso88591_V1Cr_b_as_A_E_aq_uAS_Qa_Qe1A_ar __pyx_string_tab[287]
-#define __pyx_kp_b_iso88591_V1Cr_b_ay_at6_1_Q_1_U_1_Qi_ARr __pyx_string_tab[288]
-#define __pyx_kp_b_iso88591_q_r_q_6_1_F_A_Q_a_2Rs_b_3_b_j_E __pyx_string_tab[289]
-#define __pyx_kp_b_iso88591_W_X_0_q_r_q_6_1_F_A_RuAT_F_A_Q __pyx_string_tab[290]
-#define __pyx_kp_b_iso88591_q_A_RvQc_r_F_3fBa_BfAS_b_r_q_6 __pyx_string_tab[291]
-#define __pyx_kp_b_iso88591_1_q_r_q_6_1_RvQc_r_RvQc_r_F_A_F __pyx_string_tab[292]
+#define __pyx_n_u_best __pyx_string_tab[95]
+#define __pyx_n_u_bnd __pyx_string_tab[96]
+#define __pyx_n_u_boundaries __pyx_string_tab[97]
+#define __pyx_n_u_boundary_offsets __pyx_string_tab[98]
+#define __pyx_n_u_bounded __pyx_string_tab[99]
+#define __pyx_n_u_bp_cls __pyx_string_tab[100]
+#define __pyx_n_u_bp_cls_arr __pyx_string_tab[101]
+#define __pyx_n_u_bp_long __pyx_string_tab[102]
+#define __pyx_n_u_bp_offsets __pyx_string_tab[103]
+#define __pyx_n_u_bp_ok __pyx_string_tab[104]
+#define __pyx_n_u_bp_ok_arr __pyx_string_tab[105]
+#define __pyx_n_u_bp_pos __pyx_string_tab[106]
+#define __pyx_n_u_bp_pos_arr __pyx_string_tab[107]
+#define __pyx_n_u_breakpoints __pyx_string_tab[108]
+#define __pyx_n_u_byteorder __pyx_string_tab[109]
+#define __pyx_n_u_c __pyx_string_tab[110]
+#define __pyx_n_u_c_pos __pyx_string_tab[111]
+#define __pyx_n_u_cache_key __pyx_string_tab[112]
+#define __pyx_n_u_cached __pyx_string_tab[113]
+#define __pyx_n_u_cachesim__providers __pyx_string_tab[114]
+#define __pyx_n_u_capacity __pyx_string_tab[115]
+#define __pyx_n_u_capacity_units __pyx_string_tab[116]
+#define __pyx_n_u_chain __pyx_string_tab[117]
+#define __pyx_n_u_chain_arr __pyx_string_tab[118]
+#define __pyx_n_u_cline_in_traceback __pyx_string_tab[119]
+#define __pyx_n_u_common __pyx_string_tab[120]
+#define __pyx_n_u_common_prefix __pyx_string_tab[121]
+#define __pyx_n_u_count __pyx_string_tab[122]
+#define __pyx_n_u_dtype __pyx_string_tab[123]
+#define __pyx_n_u_dtype_is_object __pyx_string_tab[124]
+#define __pyx_n_u_e __pyx_string_tab[125]
+#define __pyx_n_u_empty __pyx_string_tab[126]
+#define __pyx_n_u_encode __pyx_string_tab[127]
+#define __pyx_n_u_enumerate __pyx_string_tab[128]
+#define __pyx_n_u_err __pyx_string_tab[129]
+#define __pyx_n_u_error __pyx_string_tab[130]
+#define __pyx_n_u_error_arr __pyx_string_tab[131]
+#define __pyx_n_u_evicted_by __pyx_string_tab[132]
+#define __pyx_n_u_evicted_by_arr __pyx_string_tab[133]
+#define __pyx_n_u_expires __pyx_string_tab[134]
+#define __pyx_n_u_first __pyx_string_tab[135]
+#define __pyx_n_u_flags __pyx_string_tab[136]
+#define __pyx_n_u_flags_arr __pyx_string_tab[137]
+#define __pyx_n_u_forget_s __pyx_string_tab[138]
+#define __pyx_n_u_format __pyx_string_tab[139]
+#define __pyx_n_u_fortran __pyx_string_tab[140]
+#define __pyx_n_u_fresh __pyx_string_tab[141]
+#define __pyx_n_u_full __pyx_string_tab[142]
+#define __pyx_n_u_hidden_tokens __pyx_string_tab[143]
+#define __pyx_n_u_hit __pyx_string_tab[144]
+#define __pyx_n_u_hit_from __pyx_string_tab[145]
+#define __pyx_n_u_hit_from_arr __pyx_string_tab[146]
+#define __pyx_n_u_i __pyx_string_tab[147]
+#define __pyx_n_u_id __pyx_string_tab[148]
+#define __pyx_n_u_idle_ttl_s __pyx_string_tab[149]
+#define __pyx_n_u_index __pyx_string_tab[150]
+#define __pyx_n_u_int32 __pyx_string_tab[151]
+#define __pyx_n_u_int64 __pyx_string_tab[152]
+#define __pyx_n_u_int8 __pyx_string_tab[153]
+#define __pyx_n_u_interval_tokens __pyx_string_tab[154]
+#define __pyx_n_u_item __pyx_string_tab[155]
+#define __pyx_n_u_items __pyx_string_tab[156]
+#define __pyx_n_u_itemsize __pyx_string_tab[157]
+#define __pyx_n_u_j __pyx_string_tab[158]
+#define __pyx_n_u_jb __pyx_string_tab[159]
+#define __pyx_n_u_k __pyx_string_tab[160]
+#define __pyx_n_u_k_all __pyx_string_tab[161]
+#define __pyx_n_u_k_arr __pyx_string_tab[162]
+#define __pyx_n_u_k_live __pyx_string_tab[163]
+#define __pyx_n_u_key __pyx_string_tab[164]
+#define __pyx_n_u_kk __pyx_string_tab[165]
+#define __pyx_n_u_kmax __pyx_string_tab[166]
+#define __pyx_n_u_kmax_arr __pyx_string_tab[167]
+#define __pyx_n_u_la __pyx_string_tab[168]
+#define __pyx_n_u_last __pyx_string_tab[169]
+#define __pyx_n_u_lb __pyx_string_tab[170]
+#define __pyx_n_u_length __pyx_string_tab[171]
+#define __pyx_n_u_lim __pyx_string_tab[172]
+#define __pyx_n_u_little __pyx_string_tab[173]
+#define __pyx_n_u_lo __pyx_string_tab[174]
+#define __pyx_n_u_longest __pyx_string_tab[175]
+#define __pyx_n_u_lookback_blocks __pyx_string_tab[176]
+#define __pyx_n_u_mask __pyx_string_tab[177]
+#define __pyx_n_u_matched __pyx_string_tab[178]
+#define __pyx_n_u_max_age_s __pyx_string_tab[179]
+#define __pyx_n_u_max_bps __pyx_string_tab[180]
+#define __pyx_n_u_max_breakpoints __pyx_string_tab[181]
+#define __pyx_n_u_memview __pyx_string_tab[182]
+#define __pyx_n_u_min_tokens __pyx_string_tab[183]
+#define __pyx_n_u_miss_draw __pyx_string_tab[184]
+#define __pyx_n_u_miss_probability __pyx_string_tab[185]
+#define __pyx_n_u_mode __pyx_string_tab[186]
+#define __pyx_n_u_n __pyx_string_tab[187]
+#define __pyx_n_u_n_explicit __pyx_string_tab[188]
+#define __pyx_n_u_n_ins __pyx_string_tab[189]
+#define __pyx_n_u_n_units __pyx_string_tab[190]
+#define __pyx_n_u_name __pyx_string_tab[191]
+#define __pyx_n_u_nb __pyx_string_tab[192]
+#define __pyx_n_u_nbp __pyx_string_tab[193]
+#define __pyx_n_u_ndim __pyx_string_tab[194]
+#define __pyx_n_u_node __pyx_string_tab[195]
+#define __pyx_n_u_np __pyx_string_tab[196]
+#define __pyx_n_u_ns __pyx_string_tab[197]
+#define __pyx_n_u_ns_arr __pyx_string_tab[198]
+#define __pyx_n_u_ns_r __pyx_string_tab[199]
+#define __pyx_n_u_nskey __pyx_string_tab[200]
+#define __pyx_n_u_numpy __pyx_string_tab[201]
+#define __pyx_n_u_obj __pyx_string_tab[202]
+#define __pyx_n_u_off __pyx_string_tab[203]
+#define __pyx_n_u_other __pyx_string_tab[204]
+#define __pyx_n_u_other_len __pyx_string_tab[205]
+#define __pyx_n_u_out __pyx_string_tab[206]
+#define __pyx_n_u_out_arr __pyx_string_tab[207]
+#define __pyx_n_u_p __pyx_string_tab[208]
+#define __pyx_n_u_pack __pyx_string_tab[209]
+#define __pyx_n_u_path __pyx_string_tab[210]
+#define __pyx_n_u_per_minute __pyx_string_tab[211]
+#define __pyx_n_u_per_segment_minimum __pyx_string_tab[212]
+#define __pyx_n_u_pop __pyx_string_tab[213]
+#define __pyx_n_u_position_offsets __pyx_string_tab[214]
+#define __pyx_n_u_positions __pyx_string_tab[215]
+#define __pyx_n_u_pr __pyx_string_tab[216]
+#define __pyx_n_u_prefix_keys __pyx_string_tab[217]
+#define __pyx_n_u_prefix_tokens __pyx_string_tab[218]
+#define __pyx_n_u_prev_ok __pyx_string_tab[219]
+#define __pyx_n_u_q __pyx_string_tab[220]
+#define __pyx_n_u_queues __pyx_string_tab[221]
+#define __pyx_n_u_r __pyx_string_tab[222]
+#define __pyx_n_u_read __pyx_string_tab[223]
+#define __pyx_n_u_read_arr __pyx_string_tab[224]
+#define __pyx_n_u_refresh_path __pyx_string_tab[225]
+#define __pyx_n_u_register __pyx_string_tab[226]
+#define __pyx_n_u_rep __pyx_string_tab[227]
+#define __pyx_n_u_replica __pyx_string_tab[228]
+#define __pyx_n_u_replica_arr __pyx_string_tab[229]
+#define __pyx_n_u_replica_ids __pyx_string_tab[230]
+#define __pyx_n_u_replica_max __pyx_string_tab[231]
+#define __pyx_n_u_replicas __pyx_string_tab[232]
+#define __pyx_n_u_resident __pyx_string_tab[233]
+#define __pyx_n_u_rk __pyx_string_tab[234]
+#define __pyx_n_u_rk_arr __pyx_string_tab[235]
+#define __pyx_n_u_round_to __pyx_string_tab[236]
+#define __pyx_n_u_route __pyx_string_tab[237]
+#define __pyx_n_u_route_key __pyx_string_tab[238]
+#define __pyx_n_u_routed __pyx_string_tab[239]
+#define __pyx_n_u_seed __pyx_string_tab[240]
+#define __pyx_n_u_seen_short __pyx_string_tab[241]
+#define __pyx_n_u_self __pyx_string_tab[242]
+#define __pyx_n_u_seq __pyx_string_tab[243]
+#define __pyx_n_u_serve_breakpoints __pyx_string_tab[244]
+#define __pyx_n_u_serve_deepseek __pyx_string_tab[245]
+#define __pyx_n_u_serve_units __pyx_string_tab[246]
+#define __pyx_n_u_setdefault __pyx_string_tab[247]
+#define __pyx_n_u_shape __pyx_string_tab[248]
+#define __pyx_n_u_size __pyx_string_tab[249]
+#define __pyx_n_u_slots __pyx_string_tab[250]
+#define __pyx_n_u_start __pyx_string_tab[251]
+#define __pyx_n_u_step __pyx_string_tab[252]
+#define __pyx_n_u_stop __pyx_string_tab[253]
+#define __pyx_n_u_struct __pyx_string_tab[254]
+#define __pyx_n_u_sys __pyx_string_tab[255]
+#define __pyx_n_u_t __pyx_string_tab[256]
+#define __pyx_n_u_t_avail __pyx_string_tab[257]
+#define __pyx_n_u_table __pyx_string_tab[258]
+#define __pyx_n_u_tenant __pyx_string_tab[259]
+#define __pyx_n_u_token_exact __pyx_string_tab[260]
+#define __pyx_n_u_token_offsets __pyx_string_tab[261]
+#define __pyx_n_u_tokens __pyx_string_tab[262]
+#define __pyx_n_u_toks __pyx_string_tab[263]
+#define __pyx_n_u_ttft_s __pyx_string_tab[264]
+#define __pyx_n_u_ttl_long_s __pyx_string_tab[265]
+#define __pyx_n_u_ttl_short_s __pyx_string_tab[266]
+#define __pyx_n_u_u __pyx_string_tab[267]
+#define __pyx_n_u_uint64 __pyx_string_tab[268]
+#define __pyx_n_u_unit_tokens __pyx_string_tab[269]
+#define __pyx_n_u_units __pyx_string_tab[270]
+#define __pyx_n_u_unpack __pyx_string_tab[271]
+#define __pyx_n_u_update __pyx_string_tab[272]
+#define __pyx_n_u_use_draws __pyx_string_tab[273]
+#define __pyx_n_u_v __pyx_string_tab[274]
+#define __pyx_n_u_values __pyx_string_tab[275]
+#define __pyx_n_u_w_long __pyx_string_tab[276]
+#define __pyx_n_u_w_short __pyx_string_tab[277]
+#define __pyx_n_u_window_s __pyx_string_tab[278]
+#define __pyx_n_u_wl_arr __pyx_string_tab[279]
+#define __pyx_n_u_ws_arr __pyx_string_tab[280]
+#define __pyx_n_u_x __pyx_string_tab[281]
+#define __pyx_n_u_xxh3_64_intdigest __pyx_string_tab[282]
+#define __pyx_n_u_xxhash __pyx_string_tab[283]
+#define __pyx_n_u_xxhash__xxhash __pyx_string_tab[284]
+#define __pyx_n_u_zeros __pyx_string_tab[285]
+#define __pyx_n_b_O __pyx_string_tab[286]
+#define __pyx_kp_b_cachesim_provider_probe __pyx_string_tab[287]
+#define __pyx_kp_b_iso88591_Q __pyx_string_tab[288]
+#define __pyx_kp_b_iso88591_7_5 __pyx_string_tab[289]
+#define __pyx_kp_b_iso88591_V1Cr_b_as_A_E_aq_uAS_Qa_Qe1A_ar __pyx_string_tab[290]
+#define __pyx_kp_b_iso88591_V1Cr_b_ay_at6_1_Q_1_U_1_Qi_ARr __pyx_string_tab[291]
+#define __pyx_kp_b_iso88591_q_r_q_6_1_F_A_Q_2U_4s_a_2Rs_b_3 __pyx_string_tab[292]
+#define __pyx_kp_b_iso88591_W_X_0_q_r_q_6_1_F_A_RuAT_F_A_2U __pyx_string_tab[293]
+#define __pyx_kp_b_iso88591_q_A_RvQc_r_F_3fBa_BfAS_b_r_q_6 __pyx_string_tab[294]
+#define __pyx_kp_b_iso88591_1_q_r_q_6_1_RvQc_r_RvQc_r_F_A_F __pyx_string_tab[295]
 #define __pyx_int_0 __pyx_number_tab[0]
 #define __pyx_int_neg_1 __pyx_number_tab[1]
 #define __pyx_int_1 __pyx_number_tab[2]
@@ -4338,7 +4342,7 @@ static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
   for (int i=0; i<1; ++i) { Py_CLEAR(clear_module_state->__pyx_slice[i]); }
   for (int i=0; i<4; ++i) { Py_CLEAR(clear_module_state->__pyx_tuple[i]); }
   for (int i=0; i<9; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<293; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<296; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<12; ++i) { Py_CLEAR(clear_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_clear_contents ### */
 /* CommonTypesMetaclass.module_state_clear */
@@ -4382,7 +4386,7 @@ static CYTHON_SMALL_CODE int __pyx_m_traverse(PyObject *m, visitproc visit, void
   for (int i=0; i<1; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_slice[i]); }
   for (int i=0; i<4; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_tuple[i]); }
   for (int i=0; i<9; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<293; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<296; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<12; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_traverse_contents ### */
 /* CommonTypesMetaclass.module_state_traverse */
@@ -19791,7 +19795,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_2prefix_keys(CYTHON_UNUSED PyOb
   return __pyx_r;
 }
 
-/* "cachesim/_providers.pyx":183
+/* "cachesim/_providers.pyx":184
  *     cdef bint lru           # prefix units under a capacity: resident units are never dropped on growth
  * 
  *     def __cinit__(self, int64_t capacity=1024, double forget_s=INFINITY):             # <<<<<<<<<<<<<<
@@ -19838,50 +19842,50 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_capacity,&__pyx_mstate_global->__pyx_n_u_forget_s,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL_TPNEW(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 183, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 184, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 183, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 184, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 183, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 184, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__cinit__", 0) < (0)) __PYX_ERR(0, 183, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__cinit__", 0) < (0)) __PYX_ERR(0, 184, __pyx_L3_error)
     } else {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 183, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 184, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 183, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 184, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
     if (values[0]) {
-      __pyx_v_capacity = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_capacity == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 183, __pyx_L3_error)
+      __pyx_v_capacity = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_capacity == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 184, __pyx_L3_error)
     } else {
       __pyx_v_capacity = ((int64_t)0x400);
     }
     if (values[1]) {
-      __pyx_v_forget_s = __Pyx_PyFloat_AsDouble(values[1]); if (unlikely((__pyx_v_forget_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 183, __pyx_L3_error)
+      __pyx_v_forget_s = __Pyx_PyFloat_AsDouble(values[1]); if (unlikely((__pyx_v_forget_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 184, __pyx_L3_error)
     } else {
       __pyx_v_forget_s = __pyx_mstate_global->__pyx_k__5;
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("__cinit__", 0, 0, 2, __pyx_nargs); __PYX_ERR(0, 183, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("__cinit__", 0, 0, 2, __pyx_nargs); __PYX_ERR(0, 184, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -19912,7 +19916,7 @@ static int __pyx_pf_8cachesim_10_providers_6_Table___cinit__(struct __pyx_obj_8c
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
 
-  /* "cachesim/_providers.pyx":184
+  /* "cachesim/_providers.pyx":185
  * 
  *     def __cinit__(self, int64_t capacity=1024, double forget_s=INFINITY):
  *         cdef int64_t cap = 16             # <<<<<<<<<<<<<<
@@ -19921,7 +19925,7 @@ static int __pyx_pf_8cachesim_10_providers_6_Table___cinit__(struct __pyx_obj_8c
 */
   __pyx_v_cap = 16;
 
-  /* "cachesim/_providers.pyx":185
+  /* "cachesim/_providers.pyx":186
  *     def __cinit__(self, int64_t capacity=1024, double forget_s=INFINITY):
  *         cdef int64_t cap = 16
  *         while cap < capacity:             # <<<<<<<<<<<<<<
@@ -19934,7 +19938,7 @@ static int __pyx_pf_8cachesim_10_providers_6_Table___cinit__(struct __pyx_obj_8c
 
     if (!__pyx_t_1) break;
 
-    /* "cachesim/_providers.pyx":186
+    /* "cachesim/_providers.pyx":187
  *         cdef int64_t cap = 16
  *         while cap < capacity:
  *             cap *= 2             # <<<<<<<<<<<<<<
@@ -19944,7 +19948,7 @@ static int __pyx_pf_8cachesim_10_providers_6_Table___cinit__(struct __pyx_obj_8c
     __pyx_v_cap = (__pyx_v_cap * 2);
   }
 
-  /* "cachesim/_providers.pyx":187
+  /* "cachesim/_providers.pyx":188
  *         while cap < capacity:
  *             cap *= 2
  *         self.slots = <Entry*> PyMem_RawMalloc(cap * sizeof(Entry))             # <<<<<<<<<<<<<<
@@ -19953,7 +19957,7 @@ static int __pyx_pf_8cachesim_10_providers_6_Table___cinit__(struct __pyx_obj_8c
 */
   __pyx_v_self->slots = ((__pyx_t_8cachesim_10_providers_Entry *)PyMem_RawMalloc((__pyx_v_cap * (sizeof(__pyx_t_8cachesim_10_providers_Entry)))));
 
-  /* "cachesim/_providers.pyx":188
+  /* "cachesim/_providers.pyx":189
  *             cap *= 2
  *         self.slots = <Entry*> PyMem_RawMalloc(cap * sizeof(Entry))
  *         if self.slots == NULL:             # <<<<<<<<<<<<<<
@@ -19965,16 +19969,16 @@ static int __pyx_pf_8cachesim_10_providers_6_Table___cinit__(struct __pyx_obj_8c
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "cachesim/_providers.pyx":189
+    /* "cachesim/_providers.pyx":190
  *         self.slots = <Entry*> PyMem_RawMalloc(cap * sizeof(Entry))
  *         if self.slots == NULL:
  *             raise MemoryError()             # <<<<<<<<<<<<<<
  *         memset(self.slots, 0, cap * sizeof(Entry))
  *         self.capacity = cap
 */
-    PyErr_NoMemory(); __PYX_ERR(0, 189, __pyx_L1_error)
+    PyErr_NoMemory(); __PYX_ERR(0, 190, __pyx_L1_error)
 
-    /* "cachesim/_providers.pyx":188
+    /* "cachesim/_providers.pyx":189
  *             cap *= 2
  *         self.slots = <Entry*> PyMem_RawMalloc(cap * sizeof(Entry))
  *         if self.slots == NULL:             # <<<<<<<<<<<<<<
@@ -19983,7 +19987,7 @@ static int __pyx_pf_8cachesim_10_providers_6_Table___cinit__(struct __pyx_obj_8c
 */
   }
 
-  /* "cachesim/_providers.pyx":190
+  /* "cachesim/_providers.pyx":191
  *         if self.slots == NULL:
  *             raise MemoryError()
  *         memset(self.slots, 0, cap * sizeof(Entry))             # <<<<<<<<<<<<<<
@@ -19992,7 +19996,7 @@ static int __pyx_pf_8cachesim_10_providers_6_Table___cinit__(struct __pyx_obj_8c
 */
   (void)(memset(__pyx_v_self->slots, 0, (__pyx_v_cap * (sizeof(__pyx_t_8cachesim_10_providers_Entry)))));
 
-  /* "cachesim/_providers.pyx":191
+  /* "cachesim/_providers.pyx":192
  *             raise MemoryError()
  *         memset(self.slots, 0, cap * sizeof(Entry))
  *         self.capacity = cap             # <<<<<<<<<<<<<<
@@ -20001,7 +20005,7 @@ static int __pyx_pf_8cachesim_10_providers_6_Table___cinit__(struct __pyx_obj_8c
 */
   __pyx_v_self->capacity = __pyx_v_cap;
 
-  /* "cachesim/_providers.pyx":192
+  /* "cachesim/_providers.pyx":193
  *         memset(self.slots, 0, cap * sizeof(Entry))
  *         self.capacity = cap
  *         self.used = 0             # <<<<<<<<<<<<<<
@@ -20010,7 +20014,7 @@ static int __pyx_pf_8cachesim_10_providers_6_Table___cinit__(struct __pyx_obj_8c
 */
   __pyx_v_self->used = 0;
 
-  /* "cachesim/_providers.pyx":193
+  /* "cachesim/_providers.pyx":194
  *         self.capacity = cap
  *         self.used = 0
  *         self.now = -INFINITY             # <<<<<<<<<<<<<<
@@ -20019,7 +20023,7 @@ static int __pyx_pf_8cachesim_10_providers_6_Table___cinit__(struct __pyx_obj_8c
 */
   __pyx_v_self->now = (-INFINITY);
 
-  /* "cachesim/_providers.pyx":194
+  /* "cachesim/_providers.pyx":195
  *         self.used = 0
  *         self.now = -INFINITY
  *         self.forget_s = forget_s             # <<<<<<<<<<<<<<
@@ -20028,7 +20032,7 @@ static int __pyx_pf_8cachesim_10_providers_6_Table___cinit__(struct __pyx_obj_8c
 */
   __pyx_v_self->forget_s = __pyx_v_forget_s;
 
-  /* "cachesim/_providers.pyx":195
+  /* "cachesim/_providers.pyx":196
  *         self.now = -INFINITY
  *         self.forget_s = forget_s
  *         self.lru = False             # <<<<<<<<<<<<<<
@@ -20037,7 +20041,7 @@ static int __pyx_pf_8cachesim_10_providers_6_Table___cinit__(struct __pyx_obj_8c
 */
   __pyx_v_self->lru = 0;
 
-  /* "cachesim/_providers.pyx":183
+  /* "cachesim/_providers.pyx":184
  *     cdef bint lru           # prefix units under a capacity: resident units are never dropped on growth
  * 
  *     def __cinit__(self, int64_t capacity=1024, double forget_s=INFINITY):             # <<<<<<<<<<<<<<
@@ -20057,7 +20061,7 @@ static int __pyx_pf_8cachesim_10_providers_6_Table___cinit__(struct __pyx_obj_8c
   return __pyx_r;
 }
 
-/* "cachesim/_providers.pyx":197
+/* "cachesim/_providers.pyx":198
  *         self.lru = False
  * 
  *     def __dealloc__(self):             # <<<<<<<<<<<<<<
@@ -20080,7 +20084,7 @@ static void __pyx_pw_8cachesim_10_providers_6_Table_3__dealloc__(PyObject *__pyx
 
 static void __pyx_pf_8cachesim_10_providers_6_Table_2__dealloc__(struct __pyx_obj_8cachesim_10_providers__Table *__pyx_v_self) {
 
-  /* "cachesim/_providers.pyx":198
+  /* "cachesim/_providers.pyx":199
  * 
  *     def __dealloc__(self):
  *         PyMem_RawFree(self.slots)             # <<<<<<<<<<<<<<
@@ -20089,7 +20093,7 @@ static void __pyx_pf_8cachesim_10_providers_6_Table_2__dealloc__(struct __pyx_ob
 */
   PyMem_RawFree(__pyx_v_self->slots);
 
-  /* "cachesim/_providers.pyx":197
+  /* "cachesim/_providers.pyx":198
  *         self.lru = False
  * 
  *     def __dealloc__(self):             # <<<<<<<<<<<<<<
@@ -20101,7 +20105,7 @@ static void __pyx_pf_8cachesim_10_providers_6_Table_2__dealloc__(struct __pyx_ob
 
 }
 
-/* "cachesim/_providers.pyx":200
+/* "cachesim/_providers.pyx":201
  *         PyMem_RawFree(self.slots)
  * 
  *     def __len__(self):             # <<<<<<<<<<<<<<
@@ -20127,7 +20131,7 @@ static Py_ssize_t __pyx_pw_8cachesim_10_providers_6_Table_5__len__(PyObject *__p
 static Py_ssize_t __pyx_pf_8cachesim_10_providers_6_Table_4__len__(struct __pyx_obj_8cachesim_10_providers__Table *__pyx_v_self) {
   Py_ssize_t __pyx_r;
 
-  /* "cachesim/_providers.pyx":201
+  /* "cachesim/_providers.pyx":202
  * 
  *     def __len__(self):
  *         return self.used             # <<<<<<<<<<<<<<
@@ -20140,7 +20144,7 @@ static Py_ssize_t __pyx_pf_8cachesim_10_providers_6_Table_4__len__(struct __pyx_
   }
   goto __pyx_L0;
 
-  /* "cachesim/_providers.pyx":200
+  /* "cachesim/_providers.pyx":201
  *         PyMem_RawFree(self.slots)
  * 
  *     def __len__(self):             # <<<<<<<<<<<<<<
@@ -20154,7 +20158,7 @@ static Py_ssize_t __pyx_pf_8cachesim_10_providers_6_Table_4__len__(struct __pyx_
   return __pyx_r;
 }
 
-/* "cachesim/_providers.pyx":203
+/* "cachesim/_providers.pyx":204
  *         return self.used
  * 
  *     cdef inline Entry* find(self, uint64_t key) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -20169,7 +20173,7 @@ static CYTHON_INLINE __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_
   int __pyx_t_1;
 
 
-  /* "cachesim/_providers.pyx":204
+  /* "cachesim/_providers.pyx":205
  * 
  *     cdef inline Entry* find(self, uint64_t key) noexcept nogil:
  *         if key == 0:             # <<<<<<<<<<<<<<
@@ -20181,7 +20185,7 @@ static CYTHON_INLINE __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_
   if (__pyx_t_1) {
 
 
-    /* "cachesim/_providers.pyx":205
+    /* "cachesim/_providers.pyx":206
  *     cdef inline Entry* find(self, uint64_t key) noexcept nogil:
  *         if key == 0:
  *             key = 1             # <<<<<<<<<<<<<<
@@ -20190,7 +20194,7 @@ static CYTHON_INLINE __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_
 */
     __pyx_v_key = 1;
 
-    /* "cachesim/_providers.pyx":204
+    /* "cachesim/_providers.pyx":205
  * 
  *     cdef inline Entry* find(self, uint64_t key) noexcept nogil:
  *         if key == 0:             # <<<<<<<<<<<<<<
@@ -20199,7 +20203,7 @@ static CYTHON_INLINE __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_
 */
   }
 
-  /* "cachesim/_providers.pyx":206
+  /* "cachesim/_providers.pyx":207
  *         if key == 0:
  *             key = 1
  *         cdef uint64_t mask = <uint64_t> self.capacity - 1             # <<<<<<<<<<<<<<
@@ -20208,7 +20212,7 @@ static CYTHON_INLINE __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_
 */
   __pyx_v_mask = (((uint64_t)__pyx_v_self->capacity) - 1);
 
-  /* "cachesim/_providers.pyx":207
+  /* "cachesim/_providers.pyx":208
  *             key = 1
  *         cdef uint64_t mask = <uint64_t> self.capacity - 1
  *         cdef uint64_t i = (key * 0x9E3779B97F4A7C15ULL) >> 20 & mask             # <<<<<<<<<<<<<<
@@ -20217,7 +20221,7 @@ static CYTHON_INLINE __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_
 */
   __pyx_v_i = (((__pyx_v_key * 0x9E3779B97F4A7C15ULL) >> 20) & __pyx_v_mask);
 
-  /* "cachesim/_providers.pyx":208
+  /* "cachesim/_providers.pyx":209
  *         cdef uint64_t mask = <uint64_t> self.capacity - 1
  *         cdef uint64_t i = (key * 0x9E3779B97F4A7C15ULL) >> 20 & mask
  *         while True:             # <<<<<<<<<<<<<<
@@ -20226,7 +20230,7 @@ static CYTHON_INLINE __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_
 */
   while (1) {
 
-    /* "cachesim/_providers.pyx":209
+    /* "cachesim/_providers.pyx":210
  *         cdef uint64_t i = (key * 0x9E3779B97F4A7C15ULL) >> 20 & mask
  *         while True:
  *             if self.slots[i].key == key:             # <<<<<<<<<<<<<<
@@ -20238,7 +20242,7 @@ static CYTHON_INLINE __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_
     if (__pyx_t_1) {
 
 
-      /* "cachesim/_providers.pyx":210
+      /* "cachesim/_providers.pyx":211
  *         while True:
  *             if self.slots[i].key == key:
  *                 return &self.slots[i]             # <<<<<<<<<<<<<<
@@ -20251,7 +20255,7 @@ static CYTHON_INLINE __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_
       }
       goto __pyx_L0;
 
-      /* "cachesim/_providers.pyx":209
+      /* "cachesim/_providers.pyx":210
  *         cdef uint64_t i = (key * 0x9E3779B97F4A7C15ULL) >> 20 & mask
  *         while True:
  *             if self.slots[i].key == key:             # <<<<<<<<<<<<<<
@@ -20260,7 +20264,7 @@ static CYTHON_INLINE __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_
 */
     }
 
-    /* "cachesim/_providers.pyx":211
+    /* "cachesim/_providers.pyx":212
  *             if self.slots[i].key == key:
  *                 return &self.slots[i]
  *             if self.slots[i].key == 0:             # <<<<<<<<<<<<<<
@@ -20272,7 +20276,7 @@ static CYTHON_INLINE __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_
     if (__pyx_t_1) {
 
 
-      /* "cachesim/_providers.pyx":212
+      /* "cachesim/_providers.pyx":213
  *                 return &self.slots[i]
  *             if self.slots[i].key == 0:
  *                 return NULL             # <<<<<<<<<<<<<<
@@ -20285,7 +20289,7 @@ static CYTHON_INLINE __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_
       }
       goto __pyx_L0;
 
-      /* "cachesim/_providers.pyx":211
+      /* "cachesim/_providers.pyx":212
  *             if self.slots[i].key == key:
  *                 return &self.slots[i]
  *             if self.slots[i].key == 0:             # <<<<<<<<<<<<<<
@@ -20294,7 +20298,7 @@ static CYTHON_INLINE __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_
 */
     }
 
-    /* "cachesim/_providers.pyx":213
+    /* "cachesim/_providers.pyx":214
  *             if self.slots[i].key == 0:
  *                 return NULL
  *             i = (i + 1) & mask             # <<<<<<<<<<<<<<
@@ -20304,7 +20308,7 @@ static CYTHON_INLINE __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_
     __pyx_v_i = ((__pyx_v_i + 1) & __pyx_v_mask);
   }
 
-  /* "cachesim/_providers.pyx":203
+  /* "cachesim/_providers.pyx":204
  *         return self.used
  * 
  *     cdef inline Entry* find(self, uint64_t key) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -20321,7 +20325,7 @@ static CYTHON_INLINE __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_
   return __pyx_r;
 }
 
-/* "cachesim/_providers.pyx":215
+/* "cachesim/_providers.pyx":216
  *             i = (i + 1) & mask
  * 
  *     cdef inline Entry* recall(self, uint64_t key) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -20335,7 +20339,7 @@ static CYTHON_INLINE __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_
   int __pyx_t_1;
   int __pyx_t_2;
 
-  /* "cachesim/_providers.pyx":217
+  /* "cachesim/_providers.pyx":218
  *     cdef inline Entry* recall(self, uint64_t key) noexcept nogil:
  *         """Like :meth:`find`, but an entry expired more than ``forget_s`` ago counts as absent."""
  *         cdef Entry* e = self.find(key)             # <<<<<<<<<<<<<<
@@ -20344,7 +20348,7 @@ static CYTHON_INLINE __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_
 */
   __pyx_v_e = __pyx_f_8cachesim_10_providers_6_Table_find(__pyx_v_self, __pyx_v_key);
 
-  /* "cachesim/_providers.pyx":218
+  /* "cachesim/_providers.pyx":219
  *         """Like :meth:`find`, but an entry expired more than ``forget_s`` ago counts as absent."""
  *         cdef Entry* e = self.find(key)
  *         if e != NULL and self.now >= e.expires_at + self.forget_s:             # <<<<<<<<<<<<<<
@@ -20370,7 +20374,7 @@ static CYTHON_INLINE __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_
   if (__pyx_t_1) {
 
 
-    /* "cachesim/_providers.pyx":219
+    /* "cachesim/_providers.pyx":220
  *         cdef Entry* e = self.find(key)
  *         if e != NULL and self.now >= e.expires_at + self.forget_s:
  *             return NULL             # <<<<<<<<<<<<<<
@@ -20383,7 +20387,7 @@ static CYTHON_INLINE __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_
     }
     goto __pyx_L0;
 
-    /* "cachesim/_providers.pyx":218
+    /* "cachesim/_providers.pyx":219
  *         """Like :meth:`find`, but an entry expired more than ``forget_s`` ago counts as absent."""
  *         cdef Entry* e = self.find(key)
  *         if e != NULL and self.now >= e.expires_at + self.forget_s:             # <<<<<<<<<<<<<<
@@ -20392,7 +20396,7 @@ static CYTHON_INLINE __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_
 */
   }
 
-  /* "cachesim/_providers.pyx":220
+  /* "cachesim/_providers.pyx":221
  *         if e != NULL and self.now >= e.expires_at + self.forget_s:
  *             return NULL
  *         return e             # <<<<<<<<<<<<<<
@@ -20405,7 +20409,7 @@ static CYTHON_INLINE __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_
   }
   goto __pyx_L0;
 
-  /* "cachesim/_providers.pyx":215
+  /* "cachesim/_providers.pyx":216
  *             i = (i + 1) & mask
  * 
  *     cdef inline Entry* recall(self, uint64_t key) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -20419,7 +20423,7 @@ static CYTHON_INLINE __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_
   return __pyx_r;
 }
 
-/* "cachesim/_providers.pyx":222
+/* "cachesim/_providers.pyx":223
  *         return e
  * 
  *     cdef inline bint keeps(self, Entry* e) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -20432,7 +20436,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers_6_Table_keeps(struct __p
   int __pyx_t_1;
   int __pyx_t_2;
 
-  /* "cachesim/_providers.pyx":223
+  /* "cachesim/_providers.pyx":224
  * 
  *     cdef inline bint keeps(self, Entry* e) noexcept nogil:
  *         return self.now < e.expires_at + self.forget_s or (self.lru and e.aux & A_RESIDENT)             # <<<<<<<<<<<<<<
@@ -20466,7 +20470,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers_6_Table_keeps(struct __p
   }
   goto __pyx_L0;
 
-  /* "cachesim/_providers.pyx":222
+  /* "cachesim/_providers.pyx":223
  *         return e
  * 
  *     cdef inline bint keeps(self, Entry* e) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -20479,7 +20483,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers_6_Table_keeps(struct __p
   return __pyx_r;
 }
 
-/* "cachesim/_providers.pyx":225
+/* "cachesim/_providers.pyx":226
  *         return self.now < e.expires_at + self.forget_s or (self.lru and e.aux & A_RESIDENT)
  * 
  *     cdef int grow(self) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -20504,7 +20508,7 @@ static int __pyx_f_8cachesim_10_providers_6_Table_grow(struct __pyx_obj_8cachesi
   int __pyx_t_5;
   int __pyx_t_6;
 
-  /* "cachesim/_providers.pyx":227
+  /* "cachesim/_providers.pyx":228
  *     cdef int grow(self) noexcept nogil:
  *         """Rehash without the forgotten entries, doubling the table unless that freed enough room."""
  *         cdef Entry* old = self.slots             # <<<<<<<<<<<<<<
@@ -20515,7 +20519,7 @@ static int __pyx_f_8cachesim_10_providers_6_Table_grow(struct __pyx_obj_8cachesi
 
   __pyx_v_old = __pyx_t_1;
 
-  /* "cachesim/_providers.pyx":228
+  /* "cachesim/_providers.pyx":229
  *         """Rehash without the forgotten entries, doubling the table unless that freed enough room."""
  *         cdef Entry* old = self.slots
  *         cdef int64_t old_cap = self.capacity, j, kept = 0             # <<<<<<<<<<<<<<
@@ -20527,7 +20531,7 @@ static int __pyx_f_8cachesim_10_providers_6_Table_grow(struct __pyx_obj_8cachesi
   __pyx_v_old_cap = __pyx_t_2;
   __pyx_v_kept = 0;
 
-  /* "cachesim/_providers.pyx":229
+  /* "cachesim/_providers.pyx":230
  *         cdef Entry* old = self.slots
  *         cdef int64_t old_cap = self.capacity, j, kept = 0
  *         for j in range(old_cap):             # <<<<<<<<<<<<<<
@@ -20541,7 +20545,7 @@ static int __pyx_f_8cachesim_10_providers_6_Table_grow(struct __pyx_obj_8cachesi
   for (__pyx_t_4 = 0; __pyx_t_4 < __pyx_t_3; __pyx_t_4+=1) {
     __pyx_v_j = __pyx_t_4;
 
-    /* "cachesim/_providers.pyx":230
+    /* "cachesim/_providers.pyx":231
  *         cdef int64_t old_cap = self.capacity, j, kept = 0
  *         for j in range(old_cap):
  *             if old[j].key != 0 and self.keeps(&old[j]):             # <<<<<<<<<<<<<<
@@ -20567,7 +20571,7 @@ static int __pyx_f_8cachesim_10_providers_6_Table_grow(struct __pyx_obj_8cachesi
     if (__pyx_t_5) {
 
 
-      /* "cachesim/_providers.pyx":231
+      /* "cachesim/_providers.pyx":232
  *         for j in range(old_cap):
  *             if old[j].key != 0 and self.keeps(&old[j]):
  *                 kept += 1             # <<<<<<<<<<<<<<
@@ -20576,7 +20580,7 @@ static int __pyx_f_8cachesim_10_providers_6_Table_grow(struct __pyx_obj_8cachesi
 */
       __pyx_v_kept = (__pyx_v_kept + 1);
 
-      /* "cachesim/_providers.pyx":230
+      /* "cachesim/_providers.pyx":231
  *         cdef int64_t old_cap = self.capacity, j, kept = 0
  *         for j in range(old_cap):
  *             if old[j].key != 0 and self.keeps(&old[j]):             # <<<<<<<<<<<<<<
@@ -20587,7 +20591,7 @@ static int __pyx_f_8cachesim_10_providers_6_Table_grow(struct __pyx_obj_8cachesi
   }
 
 
-  /* "cachesim/_providers.pyx":232
+  /* "cachesim/_providers.pyx":233
  *             if old[j].key != 0 and self.keeps(&old[j]):
  *                 kept += 1
  *         cdef int64_t cap = old_cap if kept * 4 < old_cap else old_cap * 2             # <<<<<<<<<<<<<<
@@ -20606,7 +20610,7 @@ static int __pyx_f_8cachesim_10_providers_6_Table_grow(struct __pyx_obj_8cachesi
 
   __pyx_v_cap = __pyx_t_2;
 
-  /* "cachesim/_providers.pyx":233
+  /* "cachesim/_providers.pyx":234
  *                 kept += 1
  *         cdef int64_t cap = old_cap if kept * 4 < old_cap else old_cap * 2
  *         cdef Entry* fresh = <Entry*> PyMem_RawMalloc(cap * sizeof(Entry))             # <<<<<<<<<<<<<<
@@ -20615,7 +20619,7 @@ static int __pyx_f_8cachesim_10_providers_6_Table_grow(struct __pyx_obj_8cachesi
 */
   __pyx_v_fresh = ((__pyx_t_8cachesim_10_providers_Entry *)PyMem_RawMalloc((__pyx_v_cap * (sizeof(__pyx_t_8cachesim_10_providers_Entry)))));
 
-  /* "cachesim/_providers.pyx":234
+  /* "cachesim/_providers.pyx":235
  *         cdef int64_t cap = old_cap if kept * 4 < old_cap else old_cap * 2
  *         cdef Entry* fresh = <Entry*> PyMem_RawMalloc(cap * sizeof(Entry))
  *         if fresh == NULL:             # <<<<<<<<<<<<<<
@@ -20627,7 +20631,7 @@ static int __pyx_f_8cachesim_10_providers_6_Table_grow(struct __pyx_obj_8cachesi
   if (__pyx_t_5) {
 
 
-    /* "cachesim/_providers.pyx":235
+    /* "cachesim/_providers.pyx":236
  *         cdef Entry* fresh = <Entry*> PyMem_RawMalloc(cap * sizeof(Entry))
  *         if fresh == NULL:
  *             return -1             # <<<<<<<<<<<<<<
@@ -20640,7 +20644,7 @@ static int __pyx_f_8cachesim_10_providers_6_Table_grow(struct __pyx_obj_8cachesi
     }
     goto __pyx_L0;
 
-    /* "cachesim/_providers.pyx":234
+    /* "cachesim/_providers.pyx":235
  *         cdef int64_t cap = old_cap if kept * 4 < old_cap else old_cap * 2
  *         cdef Entry* fresh = <Entry*> PyMem_RawMalloc(cap * sizeof(Entry))
  *         if fresh == NULL:             # <<<<<<<<<<<<<<
@@ -20649,7 +20653,7 @@ static int __pyx_f_8cachesim_10_providers_6_Table_grow(struct __pyx_obj_8cachesi
 */
   }
 
-  /* "cachesim/_providers.pyx":236
+  /* "cachesim/_providers.pyx":237
  *         if fresh == NULL:
  *             return -1
  *         memset(fresh, 0, cap * sizeof(Entry))             # <<<<<<<<<<<<<<
@@ -20658,7 +20662,7 @@ static int __pyx_f_8cachesim_10_providers_6_Table_grow(struct __pyx_obj_8cachesi
 */
   (void)(memset(__pyx_v_fresh, 0, (__pyx_v_cap * (sizeof(__pyx_t_8cachesim_10_providers_Entry)))));
 
-  /* "cachesim/_providers.pyx":237
+  /* "cachesim/_providers.pyx":238
  *             return -1
  *         memset(fresh, 0, cap * sizeof(Entry))
  *         cdef uint64_t mask = <uint64_t> cap - 1, i             # <<<<<<<<<<<<<<
@@ -20667,7 +20671,7 @@ static int __pyx_f_8cachesim_10_providers_6_Table_grow(struct __pyx_obj_8cachesi
 */
   __pyx_v_mask = (((uint64_t)__pyx_v_cap) - 1);
 
-  /* "cachesim/_providers.pyx":238
+  /* "cachesim/_providers.pyx":239
  *         memset(fresh, 0, cap * sizeof(Entry))
  *         cdef uint64_t mask = <uint64_t> cap - 1, i
  *         for j in range(old_cap):             # <<<<<<<<<<<<<<
@@ -20681,7 +20685,7 @@ static int __pyx_f_8cachesim_10_providers_6_Table_grow(struct __pyx_obj_8cachesi
   for (__pyx_t_4 = 0; __pyx_t_4 < __pyx_t_3; __pyx_t_4+=1) {
     __pyx_v_j = __pyx_t_4;
 
-    /* "cachesim/_providers.pyx":239
+    /* "cachesim/_providers.pyx":240
  *         cdef uint64_t mask = <uint64_t> cap - 1, i
  *         for j in range(old_cap):
  *             if old[j].key != 0 and self.keeps(&old[j]):             # <<<<<<<<<<<<<<
@@ -20707,7 +20711,7 @@ static int __pyx_f_8cachesim_10_providers_6_Table_grow(struct __pyx_obj_8cachesi
     if (__pyx_t_5) {
 
 
-      /* "cachesim/_providers.pyx":240
+      /* "cachesim/_providers.pyx":241
  *         for j in range(old_cap):
  *             if old[j].key != 0 and self.keeps(&old[j]):
  *                 i = (old[j].key * 0x9E3779B97F4A7C15ULL) >> 20 & mask             # <<<<<<<<<<<<<<
@@ -20716,7 +20720,7 @@ static int __pyx_f_8cachesim_10_providers_6_Table_grow(struct __pyx_obj_8cachesi
 */
       __pyx_v_i = ((((__pyx_v_old[__pyx_v_j]).key * 0x9E3779B97F4A7C15ULL) >> 20) & __pyx_v_mask);
 
-      /* "cachesim/_providers.pyx":241
+      /* "cachesim/_providers.pyx":242
  *             if old[j].key != 0 and self.keeps(&old[j]):
  *                 i = (old[j].key * 0x9E3779B97F4A7C15ULL) >> 20 & mask
  *                 while fresh[i].key != 0:             # <<<<<<<<<<<<<<
@@ -20729,7 +20733,7 @@ static int __pyx_f_8cachesim_10_providers_6_Table_grow(struct __pyx_obj_8cachesi
 
         if (!__pyx_t_5) break;
 
-        /* "cachesim/_providers.pyx":242
+        /* "cachesim/_providers.pyx":243
  *                 i = (old[j].key * 0x9E3779B97F4A7C15ULL) >> 20 & mask
  *                 while fresh[i].key != 0:
  *                     i = (i + 1) & mask             # <<<<<<<<<<<<<<
@@ -20739,7 +20743,7 @@ static int __pyx_f_8cachesim_10_providers_6_Table_grow(struct __pyx_obj_8cachesi
         __pyx_v_i = ((__pyx_v_i + 1) & __pyx_v_mask);
       }
 
-      /* "cachesim/_providers.pyx":243
+      /* "cachesim/_providers.pyx":244
  *                 while fresh[i].key != 0:
  *                     i = (i + 1) & mask
  *                 fresh[i] = old[j]             # <<<<<<<<<<<<<<
@@ -20748,7 +20752,7 @@ static int __pyx_f_8cachesim_10_providers_6_Table_grow(struct __pyx_obj_8cachesi
 */
       (__pyx_v_fresh[__pyx_v_i]) = (__pyx_v_old[__pyx_v_j]);
 
-      /* "cachesim/_providers.pyx":239
+      /* "cachesim/_providers.pyx":240
  *         cdef uint64_t mask = <uint64_t> cap - 1, i
  *         for j in range(old_cap):
  *             if old[j].key != 0 and self.keeps(&old[j]):             # <<<<<<<<<<<<<<
@@ -20759,7 +20763,7 @@ static int __pyx_f_8cachesim_10_providers_6_Table_grow(struct __pyx_obj_8cachesi
   }
 
 
-  /* "cachesim/_providers.pyx":244
+  /* "cachesim/_providers.pyx":245
  *                     i = (i + 1) & mask
  *                 fresh[i] = old[j]
  *         self.slots = fresh             # <<<<<<<<<<<<<<
@@ -20768,7 +20772,7 @@ static int __pyx_f_8cachesim_10_providers_6_Table_grow(struct __pyx_obj_8cachesi
 */
   __pyx_v_self->slots = __pyx_v_fresh;
 
-  /* "cachesim/_providers.pyx":245
+  /* "cachesim/_providers.pyx":246
  *                 fresh[i] = old[j]
  *         self.slots = fresh
  *         self.capacity = cap             # <<<<<<<<<<<<<<
@@ -20777,7 +20781,7 @@ static int __pyx_f_8cachesim_10_providers_6_Table_grow(struct __pyx_obj_8cachesi
 */
   __pyx_v_self->capacity = __pyx_v_cap;
 
-  /* "cachesim/_providers.pyx":246
+  /* "cachesim/_providers.pyx":247
  *         self.slots = fresh
  *         self.capacity = cap
  *         self.used = kept             # <<<<<<<<<<<<<<
@@ -20786,7 +20790,7 @@ static int __pyx_f_8cachesim_10_providers_6_Table_grow(struct __pyx_obj_8cachesi
 */
   __pyx_v_self->used = __pyx_v_kept;
 
-  /* "cachesim/_providers.pyx":247
+  /* "cachesim/_providers.pyx":248
  *         self.capacity = cap
  *         self.used = kept
  *         PyMem_RawFree(old)             # <<<<<<<<<<<<<<
@@ -20795,7 +20799,7 @@ static int __pyx_f_8cachesim_10_providers_6_Table_grow(struct __pyx_obj_8cachesi
 */
   PyMem_RawFree(__pyx_v_old);
 
-  /* "cachesim/_providers.pyx":248
+  /* "cachesim/_providers.pyx":249
  *         self.used = kept
  *         PyMem_RawFree(old)
  *         return 0             # <<<<<<<<<<<<<<
@@ -20808,7 +20812,7 @@ static int __pyx_f_8cachesim_10_providers_6_Table_grow(struct __pyx_obj_8cachesi
   }
   goto __pyx_L0;
 
-  /* "cachesim/_providers.pyx":225
+  /* "cachesim/_providers.pyx":226
  *         return self.now < e.expires_at + self.forget_s or (self.lru and e.aux & A_RESIDENT)
  * 
  *     cdef int grow(self) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -20829,7 +20833,7 @@ static int __pyx_f_8cachesim_10_providers_6_Table_grow(struct __pyx_obj_8cachesi
   return __pyx_r;
 }
 
-/* "cachesim/_providers.pyx":250
+/* "cachesim/_providers.pyx":251
  *         return 0
  * 
  *     cdef Entry* insert(self, uint64_t key, bint* fresh) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -20845,7 +20849,7 @@ static __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_providers_6_Ta
   int __pyx_t_1;
 
 
-  /* "cachesim/_providers.pyx":252
+  /* "cachesim/_providers.pyx":253
  *     cdef Entry* insert(self, uint64_t key, bint* fresh) noexcept nogil:
  *         """The entry of ``key``, created zeroed (``fresh[0] = True``) if absent; NULL when out of memory."""
  *         if key == 0:             # <<<<<<<<<<<<<<
@@ -20857,7 +20861,7 @@ static __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_providers_6_Ta
   if (__pyx_t_1) {
 
 
-    /* "cachesim/_providers.pyx":253
+    /* "cachesim/_providers.pyx":254
  *         """The entry of ``key``, created zeroed (``fresh[0] = True``) if absent; NULL when out of memory."""
  *         if key == 0:
  *             key = 1             # <<<<<<<<<<<<<<
@@ -20866,7 +20870,7 @@ static __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_providers_6_Ta
 */
     __pyx_v_key = 1;
 
-    /* "cachesim/_providers.pyx":252
+    /* "cachesim/_providers.pyx":253
  *     cdef Entry* insert(self, uint64_t key, bint* fresh) noexcept nogil:
  *         """The entry of ``key``, created zeroed (``fresh[0] = True``) if absent; NULL when out of memory."""
  *         if key == 0:             # <<<<<<<<<<<<<<
@@ -20875,7 +20879,7 @@ static __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_providers_6_Ta
 */
   }
 
-  /* "cachesim/_providers.pyx":254
+  /* "cachesim/_providers.pyx":255
  *         if key == 0:
  *             key = 1
  *         cdef Entry* e = self.recall(key)             # <<<<<<<<<<<<<<
@@ -20884,7 +20888,7 @@ static __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_providers_6_Ta
 */
   __pyx_v_e = __pyx_f_8cachesim_10_providers_6_Table_recall(__pyx_v_self, __pyx_v_key);
 
-  /* "cachesim/_providers.pyx":255
+  /* "cachesim/_providers.pyx":256
  *             key = 1
  *         cdef Entry* e = self.recall(key)
  *         if e != NULL:             # <<<<<<<<<<<<<<
@@ -20896,7 +20900,7 @@ static __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_providers_6_Ta
   if (__pyx_t_1) {
 
 
-    /* "cachesim/_providers.pyx":256
+    /* "cachesim/_providers.pyx":257
  *         cdef Entry* e = self.recall(key)
  *         if e != NULL:
  *             fresh[0] = False             # <<<<<<<<<<<<<<
@@ -20905,7 +20909,7 @@ static __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_providers_6_Ta
 */
     (__pyx_v_fresh[0]) = 0;
 
-    /* "cachesim/_providers.pyx":257
+    /* "cachesim/_providers.pyx":258
  *         if e != NULL:
  *             fresh[0] = False
  *             return e             # <<<<<<<<<<<<<<
@@ -20918,7 +20922,7 @@ static __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_providers_6_Ta
     }
     goto __pyx_L0;
 
-    /* "cachesim/_providers.pyx":255
+    /* "cachesim/_providers.pyx":256
  *             key = 1
  *         cdef Entry* e = self.recall(key)
  *         if e != NULL:             # <<<<<<<<<<<<<<
@@ -20927,7 +20931,7 @@ static __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_providers_6_Ta
 */
   }
 
-  /* "cachesim/_providers.pyx":258
+  /* "cachesim/_providers.pyx":259
  *             fresh[0] = False
  *             return e
  *         e = self.find(key)             # <<<<<<<<<<<<<<
@@ -20936,7 +20940,7 @@ static __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_providers_6_Ta
 */
   __pyx_v_e = __pyx_f_8cachesim_10_providers_6_Table_find(__pyx_v_self, __pyx_v_key);
 
-  /* "cachesim/_providers.pyx":259
+  /* "cachesim/_providers.pyx":260
  *             return e
  *         e = self.find(key)
  *         if e != NULL:             # <<<<<<<<<<<<<<
@@ -20948,7 +20952,7 @@ static __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_providers_6_Ta
   if (__pyx_t_1) {
 
 
-    /* "cachesim/_providers.pyx":261
+    /* "cachesim/_providers.pyx":262
  *         if e != NULL:
  *             # forgotten: reuse its slot as a new entry (aux and seq stay: callers that use them reset them)
  *             e.expires_at = 0             # <<<<<<<<<<<<<<
@@ -20957,7 +20961,7 @@ static __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_providers_6_Ta
 */
     __pyx_v_e->expires_at = 0.0;
 
-    /* "cachesim/_providers.pyx":262
+    /* "cachesim/_providers.pyx":263
  *             # forgotten: reuse its slot as a new entry (aux and seq stay: callers that use them reset them)
  *             e.expires_at = 0
  *             e.available_at = 0             # <<<<<<<<<<<<<<
@@ -20966,35 +20970,44 @@ static __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_providers_6_Ta
 */
     __pyx_v_e->available_at = 0.0;
 
-    /* "cachesim/_providers.pyx":263
+    /* "cachesim/_providers.pyx":264
  *             e.expires_at = 0
  *             e.available_at = 0
  *             e.base = 0             # <<<<<<<<<<<<<<
  *             e.writer = 0
- *             fresh[0] = True
+ *             e.creator = 0
 */
     __pyx_v_e->base = 0.0;
 
-    /* "cachesim/_providers.pyx":264
+    /* "cachesim/_providers.pyx":265
  *             e.available_at = 0
  *             e.base = 0
  *             e.writer = 0             # <<<<<<<<<<<<<<
+ *             e.creator = 0
  *             fresh[0] = True
- *             return e
 */
     __pyx_v_e->writer = 0;
 
-    /* "cachesim/_providers.pyx":265
+    /* "cachesim/_providers.pyx":266
  *             e.base = 0
  *             e.writer = 0
+ *             e.creator = 0             # <<<<<<<<<<<<<<
+ *             fresh[0] = True
+ *             return e
+*/
+    __pyx_v_e->creator = 0;
+
+    /* "cachesim/_providers.pyx":267
+ *             e.writer = 0
+ *             e.creator = 0
  *             fresh[0] = True             # <<<<<<<<<<<<<<
  *             return e
  *         if (self.used + 1) * 2 > self.capacity:
 */
     (__pyx_v_fresh[0]) = 1;
 
-    /* "cachesim/_providers.pyx":266
- *             e.writer = 0
+    /* "cachesim/_providers.pyx":268
+ *             e.creator = 0
  *             fresh[0] = True
  *             return e             # <<<<<<<<<<<<<<
  *         if (self.used + 1) * 2 > self.capacity:
@@ -21006,7 +21019,7 @@ static __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_providers_6_Ta
     }
     goto __pyx_L0;
 
-    /* "cachesim/_providers.pyx":259
+    /* "cachesim/_providers.pyx":260
  *             return e
  *         e = self.find(key)
  *         if e != NULL:             # <<<<<<<<<<<<<<
@@ -21015,7 +21028,7 @@ static __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_providers_6_Ta
 */
   }
 
-  /* "cachesim/_providers.pyx":267
+  /* "cachesim/_providers.pyx":269
  *             fresh[0] = True
  *             return e
  *         if (self.used + 1) * 2 > self.capacity:             # <<<<<<<<<<<<<<
@@ -21027,7 +21040,7 @@ static __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_providers_6_Ta
   if (__pyx_t_1) {
 
 
-    /* "cachesim/_providers.pyx":268
+    /* "cachesim/_providers.pyx":270
  *             return e
  *         if (self.used + 1) * 2 > self.capacity:
  *             if self.grow() != 0:             # <<<<<<<<<<<<<<
@@ -21039,7 +21052,7 @@ static __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_providers_6_Ta
     if (__pyx_t_1) {
 
 
-      /* "cachesim/_providers.pyx":269
+      /* "cachesim/_providers.pyx":271
  *         if (self.used + 1) * 2 > self.capacity:
  *             if self.grow() != 0:
  *                 return NULL             # <<<<<<<<<<<<<<
@@ -21052,7 +21065,7 @@ static __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_providers_6_Ta
       }
       goto __pyx_L0;
 
-      /* "cachesim/_providers.pyx":268
+      /* "cachesim/_providers.pyx":270
  *             return e
  *         if (self.used + 1) * 2 > self.capacity:
  *             if self.grow() != 0:             # <<<<<<<<<<<<<<
@@ -21061,7 +21074,7 @@ static __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_providers_6_Ta
 */
     }
 
-    /* "cachesim/_providers.pyx":267
+    /* "cachesim/_providers.pyx":269
  *             fresh[0] = True
  *             return e
  *         if (self.used + 1) * 2 > self.capacity:             # <<<<<<<<<<<<<<
@@ -21070,7 +21083,7 @@ static __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_providers_6_Ta
 */
   }
 
-  /* "cachesim/_providers.pyx":270
+  /* "cachesim/_providers.pyx":272
  *             if self.grow() != 0:
  *                 return NULL
  *         cdef uint64_t mask = <uint64_t> self.capacity - 1             # <<<<<<<<<<<<<<
@@ -21079,7 +21092,7 @@ static __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_providers_6_Ta
 */
   __pyx_v_mask = (((uint64_t)__pyx_v_self->capacity) - 1);
 
-  /* "cachesim/_providers.pyx":271
+  /* "cachesim/_providers.pyx":273
  *                 return NULL
  *         cdef uint64_t mask = <uint64_t> self.capacity - 1
  *         cdef uint64_t i = (key * 0x9E3779B97F4A7C15ULL) >> 20 & mask             # <<<<<<<<<<<<<<
@@ -21088,7 +21101,7 @@ static __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_providers_6_Ta
 */
   __pyx_v_i = (((__pyx_v_key * 0x9E3779B97F4A7C15ULL) >> 20) & __pyx_v_mask);
 
-  /* "cachesim/_providers.pyx":272
+  /* "cachesim/_providers.pyx":274
  *         cdef uint64_t mask = <uint64_t> self.capacity - 1
  *         cdef uint64_t i = (key * 0x9E3779B97F4A7C15ULL) >> 20 & mask
  *         while self.slots[i].key != 0:             # <<<<<<<<<<<<<<
@@ -21101,7 +21114,7 @@ static __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_providers_6_Ta
 
     if (!__pyx_t_1) break;
 
-    /* "cachesim/_providers.pyx":273
+    /* "cachesim/_providers.pyx":275
  *         cdef uint64_t i = (key * 0x9E3779B97F4A7C15ULL) >> 20 & mask
  *         while self.slots[i].key != 0:
  *             i = (i + 1) & mask             # <<<<<<<<<<<<<<
@@ -21111,7 +21124,7 @@ static __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_providers_6_Ta
     __pyx_v_i = ((__pyx_v_i + 1) & __pyx_v_mask);
   }
 
-  /* "cachesim/_providers.pyx":274
+  /* "cachesim/_providers.pyx":276
  *         while self.slots[i].key != 0:
  *             i = (i + 1) & mask
  *         self.slots[i].key = key             # <<<<<<<<<<<<<<
@@ -21120,7 +21133,7 @@ static __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_providers_6_Ta
 */
   (__pyx_v_self->slots[__pyx_v_i]).key = __pyx_v_key;
 
-  /* "cachesim/_providers.pyx":275
+  /* "cachesim/_providers.pyx":277
  *             i = (i + 1) & mask
  *         self.slots[i].key = key
  *         self.used += 1             # <<<<<<<<<<<<<<
@@ -21129,7 +21142,7 @@ static __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_providers_6_Ta
 */
   __pyx_v_self->used = (__pyx_v_self->used + 1);
 
-  /* "cachesim/_providers.pyx":276
+  /* "cachesim/_providers.pyx":278
  *         self.slots[i].key = key
  *         self.used += 1
  *         fresh[0] = True             # <<<<<<<<<<<<<<
@@ -21138,7 +21151,7 @@ static __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_providers_6_Ta
 */
   (__pyx_v_fresh[0]) = 1;
 
-  /* "cachesim/_providers.pyx":277
+  /* "cachesim/_providers.pyx":279
  *         self.used += 1
  *         fresh[0] = True
  *         return &self.slots[i]             # <<<<<<<<<<<<<<
@@ -21151,7 +21164,7 @@ static __pyx_t_8cachesim_10_providers_Entry *__pyx_f_8cachesim_10_providers_6_Ta
   }
   goto __pyx_L0;
 
-  /* "cachesim/_providers.pyx":250
+  /* "cachesim/_providers.pyx":251
  *         return 0
  * 
  *     cdef Entry* insert(self, uint64_t key, bint* fresh) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -21372,7 +21385,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6_Table_8__setstate_cython__(CY
   return __pyx_r;
 }
 
-/* "cachesim/_providers.pyx":280
+/* "cachesim/_providers.pyx":282
  * 
  * 
  * cdef inline bint live(Entry* e, double t) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -21385,7 +21398,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers_live(__pyx_t_8cachesim_1
   int __pyx_t_1;
   int __pyx_t_2;
 
-  /* "cachesim/_providers.pyx":281
+  /* "cachesim/_providers.pyx":283
  * 
  * cdef inline bint live(Entry* e, double t) noexcept nogil:
  *     return e != NULL and e.available_at <= t and t < e.expires_at             # <<<<<<<<<<<<<<
@@ -21423,7 +21436,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers_live(__pyx_t_8cachesim_1
   }
   goto __pyx_L0;
 
-  /* "cachesim/_providers.pyx":280
+  /* "cachesim/_providers.pyx":282
  * 
  * 
  * cdef inline bint live(Entry* e, double t) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -21436,7 +21449,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers_live(__pyx_t_8cachesim_1
   return __pyx_r;
 }
 
-/* "cachesim/_providers.pyx":284
+/* "cachesim/_providers.pyx":286
  * 
  * 
  * cdef int64_t _longest(const int64_t[::1] offsets) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -21455,7 +21468,7 @@ static int64_t __pyx_f_8cachesim_10_providers__longest(__Pyx_memviewslice __pyx_
   Py_ssize_t __pyx_t_5;
   int __pyx_t_6;
 
-  /* "cachesim/_providers.pyx":285
+  /* "cachesim/_providers.pyx":287
  * 
  * cdef int64_t _longest(const int64_t[::1] offsets) noexcept nogil:
  *     cdef int64_t best = 0, r             # <<<<<<<<<<<<<<
@@ -21464,7 +21477,7 @@ static int64_t __pyx_f_8cachesim_10_providers__longest(__Pyx_memviewslice __pyx_
 */
   __pyx_v_best = 0;
 
-  /* "cachesim/_providers.pyx":286
+  /* "cachesim/_providers.pyx":288
  * cdef int64_t _longest(const int64_t[::1] offsets) noexcept nogil:
  *     cdef int64_t best = 0, r
  *     for r in range(offsets.shape[0] - 1):             # <<<<<<<<<<<<<<
@@ -21478,7 +21491,7 @@ static int64_t __pyx_f_8cachesim_10_providers__longest(__Pyx_memviewslice __pyx_
   for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
     __pyx_v_r = __pyx_t_3;
 
-    /* "cachesim/_providers.pyx":287
+    /* "cachesim/_providers.pyx":289
  *     cdef int64_t best = 0, r
  *     for r in range(offsets.shape[0] - 1):
  *         if offsets[r + 1] - offsets[r] > best:             # <<<<<<<<<<<<<<
@@ -21492,7 +21505,7 @@ static int64_t __pyx_f_8cachesim_10_providers__longest(__Pyx_memviewslice __pyx_
     if (__pyx_t_6) {
 
 
-      /* "cachesim/_providers.pyx":288
+      /* "cachesim/_providers.pyx":290
  *     for r in range(offsets.shape[0] - 1):
  *         if offsets[r + 1] - offsets[r] > best:
  *             best = offsets[r + 1] - offsets[r]             # <<<<<<<<<<<<<<
@@ -21503,7 +21516,7 @@ static int64_t __pyx_f_8cachesim_10_providers__longest(__Pyx_memviewslice __pyx_
       __pyx_t_4 = __pyx_v_r;
       __pyx_v_best = ((*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_offsets.data) + __pyx_t_5)) ))) - (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_offsets.data) + __pyx_t_4)) ))));
 
-      /* "cachesim/_providers.pyx":287
+      /* "cachesim/_providers.pyx":289
  *     cdef int64_t best = 0, r
  *     for r in range(offsets.shape[0] - 1):
  *         if offsets[r + 1] - offsets[r] > best:             # <<<<<<<<<<<<<<
@@ -21514,7 +21527,7 @@ static int64_t __pyx_f_8cachesim_10_providers__longest(__Pyx_memviewslice __pyx_
   }
 
 
-  /* "cachesim/_providers.pyx":289
+  /* "cachesim/_providers.pyx":291
  *         if offsets[r + 1] - offsets[r] > best:
  *             best = offsets[r + 1] - offsets[r]
  *     return best             # <<<<<<<<<<<<<<
@@ -21527,7 +21540,7 @@ static int64_t __pyx_f_8cachesim_10_providers__longest(__Pyx_memviewslice __pyx_
   }
   goto __pyx_L0;
 
-  /* "cachesim/_providers.pyx":284
+  /* "cachesim/_providers.pyx":286
  * 
  * 
  * cdef int64_t _longest(const int64_t[::1] offsets) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -21542,7 +21555,7 @@ static int64_t __pyx_f_8cachesim_10_providers__longest(__Pyx_memviewslice __pyx_
   return __pyx_r;
 }
 
-/* "cachesim/_providers.pyx":295
+/* "cachesim/_providers.pyx":297
  * # Routing (OpenAI): hash of the first R tokens and the prompt_cache_key; spill-over past a per-minute rate
  * 
  * def route(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
@@ -21597,81 +21610,81 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_tokens,&__pyx_mstate_global->__pyx_n_u_token_offsets,&__pyx_mstate_global->__pyx_n_u_t,&__pyx_mstate_global->__pyx_n_u_cache_key,&__pyx_mstate_global->__pyx_n_u_prefix_tokens,&__pyx_mstate_global->__pyx_n_u_per_minute,&__pyx_mstate_global->__pyx_n_u_window_s,&__pyx_mstate_global->__pyx_n_u_seed,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 295, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 297, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  8:
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 295, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 297, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  7:
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 295, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 297, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  6:
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 295, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 297, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 295, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 297, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 295, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 297, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 295, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 297, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 295, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 297, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 295, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 297, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "route", 0) < (0)) __PYX_ERR(0, 295, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "route", 0) < (0)) __PYX_ERR(0, 297, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 8; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("route", 1, 8, 8, i); __PYX_ERR(0, 295, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("route", 1, 8, 8, i); __PYX_ERR(0, 297, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 8)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 295, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 297, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 295, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 297, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 295, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 297, __pyx_L3_error)
       values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 295, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 297, __pyx_L3_error)
       values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 295, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 297, __pyx_L3_error)
       values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 295, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 297, __pyx_L3_error)
       values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 295, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 297, __pyx_L3_error)
       values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 295, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 297, __pyx_L3_error)
     }
-    __pyx_v_tokens = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t__const__(values[0], 0); if (unlikely(!__pyx_v_tokens.memview)) __PYX_ERR(0, 295, __pyx_L3_error)
-    __pyx_v_token_offsets = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[1], 0); if (unlikely(!__pyx_v_token_offsets.memview)) __PYX_ERR(0, 295, __pyx_L3_error)
-    __pyx_v_t = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[2], 0); if (unlikely(!__pyx_v_t.memview)) __PYX_ERR(0, 295, __pyx_L3_error)
-    __pyx_v_cache_key = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[3], 0); if (unlikely(!__pyx_v_cache_key.memview)) __PYX_ERR(0, 296, __pyx_L3_error)
-    __pyx_v_prefix_tokens = __Pyx_PyLong_As_int64_t(values[4]); if (unlikely((__pyx_v_prefix_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 296, __pyx_L3_error)
-    __pyx_v_per_minute = __Pyx_PyFloat_AsDouble(values[5]); if (unlikely((__pyx_v_per_minute == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 296, __pyx_L3_error)
-    __pyx_v_window_s = __Pyx_PyFloat_AsDouble(values[6]); if (unlikely((__pyx_v_window_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 296, __pyx_L3_error)
-    __pyx_v_seed = __Pyx_PyLong_As_uint64_t(values[7]); if (unlikely((__pyx_v_seed == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 296, __pyx_L3_error)
+    __pyx_v_tokens = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t__const__(values[0], 0); if (unlikely(!__pyx_v_tokens.memview)) __PYX_ERR(0, 297, __pyx_L3_error)
+    __pyx_v_token_offsets = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[1], 0); if (unlikely(!__pyx_v_token_offsets.memview)) __PYX_ERR(0, 297, __pyx_L3_error)
+    __pyx_v_t = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[2], 0); if (unlikely(!__pyx_v_t.memview)) __PYX_ERR(0, 297, __pyx_L3_error)
+    __pyx_v_cache_key = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[3], 0); if (unlikely(!__pyx_v_cache_key.memview)) __PYX_ERR(0, 298, __pyx_L3_error)
+    __pyx_v_prefix_tokens = __Pyx_PyLong_As_int64_t(values[4]); if (unlikely((__pyx_v_prefix_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 298, __pyx_L3_error)
+    __pyx_v_per_minute = __Pyx_PyFloat_AsDouble(values[5]); if (unlikely((__pyx_v_per_minute == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 298, __pyx_L3_error)
+    __pyx_v_window_s = __Pyx_PyFloat_AsDouble(values[6]); if (unlikely((__pyx_v_window_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 298, __pyx_L3_error)
+    __pyx_v_seed = __Pyx_PyLong_As_uint64_t(values[7]); if (unlikely((__pyx_v_seed == ((uint64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 298, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("route", 1, 8, 8, __pyx_nargs); __PYX_ERR(0, 295, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("route", 1, 8, 8, __pyx_nargs); __PYX_ERR(0, 297, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -21758,7 +21771,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("route", 0);
 
-  /* "cachesim/_providers.pyx":301
+  /* "cachesim/_providers.pyx":303
  *     has used so far, and the replica's namespace ``nskey(routing key, replica)``. Round robin over the ``k``
  *     replicas from a seeded start per key."""
  *     cdef Py_ssize_t n = t.shape[0], r, lo = 0             # <<<<<<<<<<<<<<
@@ -21768,7 +21781,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
   __pyx_v_n = (__pyx_v_t.shape[0]);
   __pyx_v_lo = 0;
 
-  /* "cachesim/_providers.pyx":302
+  /* "cachesim/_providers.pyx":304
  *     replicas from a seeded start per key."""
  *     cdef Py_ssize_t n = t.shape[0], r, lo = 0
  *     rk_arr = np.empty(n, dtype=np.uint64)             # <<<<<<<<<<<<<<
@@ -21776,16 +21789,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
  *     k_arr = np.empty(n, dtype=np.int32)
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 302, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 304, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 302, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 304, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 302, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 304, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 302, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 304, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 302, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 304, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   #if CYTHON_VECTORCALL
@@ -21806,13 +21819,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
     PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_t_3, __pyx_t_6};
     #if CYTHON_VECTORCALL
     __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 302, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 304, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_5);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 302, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 304, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     #endif
@@ -21824,13 +21837,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 302, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 304, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_rk_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":303
+  /* "cachesim/_providers.pyx":305
  *     cdef Py_ssize_t n = t.shape[0], r, lo = 0
  *     rk_arr = np.empty(n, dtype=np.uint64)
  *     replica_arr = np.empty(n, dtype=np.int32)             # <<<<<<<<<<<<<<
@@ -21838,16 +21851,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
  *     kmax_arr = np.empty(n, dtype=np.int32)
 */
   __pyx_t_4 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 303, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 305, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 303, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 305, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 303, __pyx_L1_error)
+  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 305, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 303, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 305, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int32); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 303, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int32); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 305, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   #if CYTHON_VECTORCALL
@@ -21868,13 +21881,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
     PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_t_5, __pyx_t_2};
     #if CYTHON_VECTORCALL
     __pyx_t_3 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 303, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 305, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_3);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_3 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 303, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 305, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     #endif
@@ -21886,13 +21899,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 303, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 305, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_replica_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":304
+  /* "cachesim/_providers.pyx":306
  *     rk_arr = np.empty(n, dtype=np.uint64)
  *     replica_arr = np.empty(n, dtype=np.int32)
  *     k_arr = np.empty(n, dtype=np.int32)             # <<<<<<<<<<<<<<
@@ -21900,16 +21913,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
  *     ns_arr = np.empty(n, dtype=np.uint64)
 */
   __pyx_t_6 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 304, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 306, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 304, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 306, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 304, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 306, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 304, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 306, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int32); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 304, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int32); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 306, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   #if CYTHON_VECTORCALL
@@ -21930,13 +21943,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
     PyObject *__pyx_callargs[3] = {__pyx_t_6, __pyx_t_3, __pyx_t_4};
     #if CYTHON_VECTORCALL
     __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 304, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 306, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_5);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 304, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 306, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     #endif
@@ -21948,13 +21961,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 304, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 306, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_k_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":305
+  /* "cachesim/_providers.pyx":307
  *     replica_arr = np.empty(n, dtype=np.int32)
  *     k_arr = np.empty(n, dtype=np.int32)
  *     kmax_arr = np.empty(n, dtype=np.int32)             # <<<<<<<<<<<<<<
@@ -21962,16 +21975,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
  *     cdef int32_t[::1] kmax = kmax_arr
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 305, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 307, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 305, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 307, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 305, __pyx_L1_error)
+  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 307, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 305, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 307, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int32); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 305, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int32); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 307, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   #if CYTHON_VECTORCALL
@@ -21992,13 +22005,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
     PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_t_5, __pyx_t_6};
     #if CYTHON_VECTORCALL
     __pyx_t_3 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 305, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 307, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_3);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_3 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 305, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 307, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     #endif
@@ -22010,13 +22023,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 305, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 307, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_kmax_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":306
+  /* "cachesim/_providers.pyx":308
  *     k_arr = np.empty(n, dtype=np.int32)
  *     kmax_arr = np.empty(n, dtype=np.int32)
  *     ns_arr = np.empty(n, dtype=np.uint64)             # <<<<<<<<<<<<<<
@@ -22024,16 +22037,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
  *     cdef uint64_t[::1] ns = ns_arr
 */
   __pyx_t_4 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 306, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 308, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 306, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 308, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 306, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 308, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 306, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 308, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 306, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 308, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   #if CYTHON_VECTORCALL
@@ -22054,13 +22067,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
     PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_t_3, __pyx_t_2};
     #if CYTHON_VECTORCALL
     __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 306, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 308, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_5);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 306, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 308, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     #endif
@@ -22072,73 +22085,73 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 306, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 308, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_ns_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":307
+  /* "cachesim/_providers.pyx":309
  *     kmax_arr = np.empty(n, dtype=np.int32)
  *     ns_arr = np.empty(n, dtype=np.uint64)
  *     cdef int32_t[::1] kmax = kmax_arr             # <<<<<<<<<<<<<<
  *     cdef uint64_t[::1] ns = ns_arr
  *     cdef uint64_t[::1] rk = rk_arr
 */
-  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t(__pyx_v_kmax_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 307, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t(__pyx_v_kmax_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 309, __pyx_L1_error)
   __pyx_v_kmax = __pyx_t_8;
   __pyx_t_8.memview = NULL;
   __pyx_t_8.data = NULL;
 
-  /* "cachesim/_providers.pyx":308
+  /* "cachesim/_providers.pyx":310
  *     ns_arr = np.empty(n, dtype=np.uint64)
  *     cdef int32_t[::1] kmax = kmax_arr
  *     cdef uint64_t[::1] ns = ns_arr             # <<<<<<<<<<<<<<
  *     cdef uint64_t[::1] rk = rk_arr
  *     cdef int32_t[::1] replica = replica_arr
 */
-  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t(__pyx_v_ns_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 308, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t(__pyx_v_ns_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 310, __pyx_L1_error)
   __pyx_v_ns = __pyx_t_9;
   __pyx_t_9.memview = NULL;
   __pyx_t_9.data = NULL;
 
-  /* "cachesim/_providers.pyx":309
+  /* "cachesim/_providers.pyx":311
  *     cdef int32_t[::1] kmax = kmax_arr
  *     cdef uint64_t[::1] ns = ns_arr
  *     cdef uint64_t[::1] rk = rk_arr             # <<<<<<<<<<<<<<
  *     cdef int32_t[::1] replica = replica_arr
  *     cdef int32_t[::1] kk = k_arr
 */
-  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t(__pyx_v_rk_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 309, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t(__pyx_v_rk_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 311, __pyx_L1_error)
   __pyx_v_rk = __pyx_t_9;
   __pyx_t_9.memview = NULL;
   __pyx_t_9.data = NULL;
 
-  /* "cachesim/_providers.pyx":310
+  /* "cachesim/_providers.pyx":312
  *     cdef uint64_t[::1] ns = ns_arr
  *     cdef uint64_t[::1] rk = rk_arr
  *     cdef int32_t[::1] replica = replica_arr             # <<<<<<<<<<<<<<
  *     cdef int32_t[::1] kk = k_arr
  *     cdef _Table table = _Table(64)
 */
-  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t(__pyx_v_replica_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 310, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t(__pyx_v_replica_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 312, __pyx_L1_error)
   __pyx_v_replica = __pyx_t_8;
   __pyx_t_8.memview = NULL;
   __pyx_t_8.data = NULL;
 
-  /* "cachesim/_providers.pyx":311
+  /* "cachesim/_providers.pyx":313
  *     cdef uint64_t[::1] rk = rk_arr
  *     cdef int32_t[::1] replica = replica_arr
  *     cdef int32_t[::1] kk = k_arr             # <<<<<<<<<<<<<<
  *     cdef _Table table = _Table(64)
  *     cdef uint64_t chain[64]   # enough for the routing prefix; longer prefixes are cut to 1008 tokens
 */
-  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t(__pyx_v_k_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 311, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t(__pyx_v_k_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 313, __pyx_L1_error)
   __pyx_v_kk = __pyx_t_8;
   __pyx_t_8.memview = NULL;
   __pyx_t_8.data = NULL;
 
-  /* "cachesim/_providers.pyx":312
+  /* "cachesim/_providers.pyx":314
  *     cdef int32_t[::1] replica = replica_arr
  *     cdef int32_t[::1] kk = k_arr
  *     cdef _Table table = _Table(64)             # <<<<<<<<<<<<<<
@@ -22151,13 +22164,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
     PyObject *__pyx_callargs[2] = {__pyx_t_6, __pyx_mstate_global->__pyx_int_64};
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_mstate_global->__pyx_ptype_8cachesim_10_providers__Table, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 312, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 314, __pyx_L1_error)
     __Pyx_GOTREF((PyObject *)__pyx_t_1);
   }
   __pyx_v_table = ((struct __pyx_obj_8cachesim_10_providers__Table *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":318
+  /* "cachesim/_providers.pyx":320
  *     cdef Entry* e
  *     cdef bint fresh
  *     cdef int err = 0             # <<<<<<<<<<<<<<
@@ -22166,7 +22179,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
 */
   __pyx_v_err = 0;
 
-  /* "cachesim/_providers.pyx":319
+  /* "cachesim/_providers.pyx":321
  *     cdef bint fresh
  *     cdef int err = 0
  *     if prefix_tokens < 1 or prefix_tokens > 63 * UNIT:             # <<<<<<<<<<<<<<
@@ -22192,7 +22205,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
   if (unlikely(__pyx_t_10)) {
 
 
-    /* "cachesim/_providers.pyx":320
+    /* "cachesim/_providers.pyx":322
  *     cdef int err = 0
  *     if prefix_tokens < 1 or prefix_tokens > 63 * UNIT:
  *         raise ValueError(f"routing prefix must be 1..{63 * UNIT} tokens, not {prefix_tokens}")             # <<<<<<<<<<<<<<
@@ -22200,9 +22213,9 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
  *         for r in range(n):
 */
     __pyx_t_6 = NULL;
-    __pyx_t_5 = __Pyx_PyUnicode_From_long((63 * __pyx_e_8cachesim_10_providers_UNIT), 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 320, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyUnicode_From_long((63 * __pyx_e_8cachesim_10_providers_UNIT), 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 322, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_2 = __Pyx_PyUnicode_From_int64_t(__pyx_v_prefix_tokens, 0, ' ', 'd'); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 320, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyUnicode_From_int64_t(__pyx_v_prefix_tokens, 0, ' ', 'd'); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 322, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
     __pyx_t_12[0] = __pyx_mstate_global->__pyx_kp_u_routing_prefix_must_be_1;
     __pyx_t_12[1] = __pyx_t_5;
@@ -22214,7 +22227,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
     #endif
     __pyx_t_14 = 0;
     __pyx_t_3 = __Pyx_PyUnicode_Join(__pyx_t_12, 4, __pyx_t_13, __pyx_t_14);
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 320, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 322, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
@@ -22224,14 +22237,14 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
       __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 320, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 322, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(0, 320, __pyx_L1_error)
+    __PYX_ERR(0, 322, __pyx_L1_error)
 
-    /* "cachesim/_providers.pyx":319
+    /* "cachesim/_providers.pyx":321
  *     cdef bint fresh
  *     cdef int err = 0
  *     if prefix_tokens < 1 or prefix_tokens > 63 * UNIT:             # <<<<<<<<<<<<<<
@@ -22240,7 +22253,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
 */
   }
 
-  /* "cachesim/_providers.pyx":321
+  /* "cachesim/_providers.pyx":323
  *     if prefix_tokens < 1 or prefix_tokens > 63 * UNIT:
  *         raise ValueError(f"routing prefix must be 1..{63 * UNIT} tokens, not {prefix_tokens}")
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -22253,7 +22266,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "cachesim/_providers.pyx":322
+        /* "cachesim/_providers.pyx":324
  *         raise ValueError(f"routing prefix must be 1..{63 * UNIT} tokens, not {prefix_tokens}")
  *     with nogil:
  *         for r in range(n):             # <<<<<<<<<<<<<<
@@ -22267,7 +22280,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
         for (__pyx_t_16 = 0; __pyx_t_16 < __pyx_t_15; __pyx_t_16+=1) {
           __pyx_v_r = __pyx_t_16;
 
-          /* "cachesim/_providers.pyx":323
+          /* "cachesim/_providers.pyx":325
  *     with nogil:
  *         for r in range(n):
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL             # <<<<<<<<<<<<<<
@@ -22288,7 +22301,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
 
           __pyx_v_toks = __pyx_t_17;
 
-          /* "cachesim/_providers.pyx":324
+          /* "cachesim/_providers.pyx":326
  *         for r in range(n):
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL
  *             length = token_offsets[r + 1] - token_offsets[r]             # <<<<<<<<<<<<<<
@@ -22299,7 +22312,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
           __pyx_t_18 = __pyx_v_r;
           __pyx_v_length = ((*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_19)) ))) - (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_18)) ))));
 
-          /* "cachesim/_providers.pyx":325
+          /* "cachesim/_providers.pyx":327
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL
  *             length = token_offsets[r + 1] - token_offsets[r]
  *             p = min(length, prefix_tokens)             # <<<<<<<<<<<<<<
@@ -22323,7 +22336,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
           __pyx_v_p = __pyx_t_22;
 
 
-          /* "cachesim/_providers.pyx":326
+          /* "cachesim/_providers.pyx":328
  *             length = token_offsets[r + 1] - token_offsets[r]
  *             p = min(length, prefix_tokens)
  *             c_chain(toks, p, chain)             # <<<<<<<<<<<<<<
@@ -22332,7 +22345,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
 */
           __pyx_f_8cachesim_10_providers_c_chain(__pyx_v_toks, __pyx_v_p, __pyx_v_chain);
 
-          /* "cachesim/_providers.pyx":327
+          /* "cachesim/_providers.pyx":329
  *             p = min(length, prefix_tokens)
  *             c_chain(toks, p, chain)
  *             rk[r] = c_nskey(c_key_at(toks, chain, p), <uint64_t> (cache_key[r] + 1))             # <<<<<<<<<<<<<<
@@ -22343,7 +22356,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
           __pyx_t_19 = __pyx_v_r;
           *((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_rk.data) + __pyx_t_19)) )) = __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, __pyx_v_chain, __pyx_v_p), ((uint64_t)((*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_cache_key.data) + __pyx_t_18)) ))) + 1)));
 
-          /* "cachesim/_providers.pyx":328
+          /* "cachesim/_providers.pyx":330
  *             c_chain(toks, p, chain)
  *             rk[r] = c_nskey(c_key_at(toks, chain, p), <uint64_t> (cache_key[r] + 1))
  *             while t[lo] <= t[r] - window_s:             # <<<<<<<<<<<<<<
@@ -22358,7 +22371,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
 
             if (!__pyx_t_10) break;
 
-            /* "cachesim/_providers.pyx":329
+            /* "cachesim/_providers.pyx":331
  *             rk[r] = c_nskey(c_key_at(toks, chain, p), <uint64_t> (cache_key[r] + 1))
  *             while t[lo] <= t[r] - window_s:
  *                 table.find(rk[lo]).base -= 1             # <<<<<<<<<<<<<<
@@ -22370,7 +22383,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
             __pyx_t_23 = __pyx_f_8cachesim_10_providers_6_Table_find(__pyx_v_table, (*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_rk.data) + __pyx_t_19)) ))));
             __pyx_t_23->base = (__pyx_t_23->base - 1.0);
 
-            /* "cachesim/_providers.pyx":330
+            /* "cachesim/_providers.pyx":332
  *             while t[lo] <= t[r] - window_s:
  *                 table.find(rk[lo]).base -= 1
  *                 lo += 1             # <<<<<<<<<<<<<<
@@ -22380,7 +22393,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
             __pyx_v_lo = (__pyx_v_lo + 1);
           }
 
-          /* "cachesim/_providers.pyx":331
+          /* "cachesim/_providers.pyx":333
  *                 table.find(rk[lo]).base -= 1
  *                 lo += 1
  *             e = table.insert(rk[r], &fresh)             # <<<<<<<<<<<<<<
@@ -22390,7 +22403,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
           __pyx_t_19 = __pyx_v_r;
           __pyx_v_e = ((struct __pyx_vtabstruct_8cachesim_10_providers__Table *)__pyx_v_table->__pyx_vtab)->insert(__pyx_v_table, (*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_rk.data) + __pyx_t_19)) ))), (&__pyx_v_fresh));
 
-          /* "cachesim/_providers.pyx":332
+          /* "cachesim/_providers.pyx":334
  *                 lo += 1
  *             e = table.insert(rk[r], &fresh)
  *             if e == NULL:             # <<<<<<<<<<<<<<
@@ -22402,7 +22415,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
           if (__pyx_t_10) {
 
 
-            /* "cachesim/_providers.pyx":333
+            /* "cachesim/_providers.pyx":335
  *             e = table.insert(rk[r], &fresh)
  *             if e == NULL:
  *                 err = 1             # <<<<<<<<<<<<<<
@@ -22411,7 +22424,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
 */
             __pyx_v_err = 1;
 
-            /* "cachesim/_providers.pyx":334
+            /* "cachesim/_providers.pyx":336
  *             if e == NULL:
  *                 err = 1
  *                 break             # <<<<<<<<<<<<<<
@@ -22420,7 +22433,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
 */
             goto __pyx_L10_break;
 
-            /* "cachesim/_providers.pyx":332
+            /* "cachesim/_providers.pyx":334
  *                 lo += 1
  *             e = table.insert(rk[r], &fresh)
  *             if e == NULL:             # <<<<<<<<<<<<<<
@@ -22429,7 +22442,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
 */
           }
 
-          /* "cachesim/_providers.pyx":335
+          /* "cachesim/_providers.pyx":337
  *                 err = 1
  *                 break
  *             if fresh:             # <<<<<<<<<<<<<<
@@ -22438,7 +22451,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
 */
           if (__pyx_v_fresh) {
 
-            /* "cachesim/_providers.pyx":336
+            /* "cachesim/_providers.pyx":338
  *                 break
  *             if fresh:
  *                 e.aux = c_nskey(rk[r], seed) & 0xFFFF    # seeded start of the round robin             # <<<<<<<<<<<<<<
@@ -22448,7 +22461,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
             __pyx_t_19 = __pyx_v_r;
             __pyx_v_e->aux = (__pyx_f_8cachesim_10_providers_c_nskey((*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_rk.data) + __pyx_t_19)) ))), __pyx_v_seed) & 0xFFFF);
 
-            /* "cachesim/_providers.pyx":335
+            /* "cachesim/_providers.pyx":337
  *                 err = 1
  *                 break
  *             if fresh:             # <<<<<<<<<<<<<<
@@ -22457,7 +22470,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
 */
           }
 
-          /* "cachesim/_providers.pyx":337
+          /* "cachesim/_providers.pyx":339
  *             if fresh:
  *                 e.aux = c_nskey(rk[r], seed) & 0xFFFF    # seeded start of the round robin
  *             e.base += 1             # <<<<<<<<<<<<<<
@@ -22466,7 +22479,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
 */
           __pyx_v_e->base = (__pyx_v_e->base + 1.0);
 
-          /* "cachesim/_providers.pyx":338
+          /* "cachesim/_providers.pyx":340
  *                 e.aux = c_nskey(rk[r], seed) & 0xFFFF    # seeded start of the round robin
  *             e.base += 1
  *             k = <int64_t> ceil(e.base / per_minute)             # <<<<<<<<<<<<<<
@@ -22475,7 +22488,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
 */
           __pyx_v_k = ((int64_t)ceil((__pyx_v_e->base / __pyx_v_per_minute)));
 
-          /* "cachesim/_providers.pyx":339
+          /* "cachesim/_providers.pyx":341
  *             e.base += 1
  *             k = <int64_t> ceil(e.base / per_minute)
  *             if k < 1:             # <<<<<<<<<<<<<<
@@ -22487,7 +22500,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
           if (__pyx_t_10) {
 
 
-            /* "cachesim/_providers.pyx":340
+            /* "cachesim/_providers.pyx":342
  *             k = <int64_t> ceil(e.base / per_minute)
  *             if k < 1:
  *                 k = 1             # <<<<<<<<<<<<<<
@@ -22496,7 +22509,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
 */
             __pyx_v_k = 1;
 
-            /* "cachesim/_providers.pyx":339
+            /* "cachesim/_providers.pyx":341
  *             e.base += 1
  *             k = <int64_t> ceil(e.base / per_minute)
  *             if k < 1:             # <<<<<<<<<<<<<<
@@ -22505,7 +22518,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
 */
           }
 
-          /* "cachesim/_providers.pyx":341
+          /* "cachesim/_providers.pyx":343
  *             if k < 1:
  *                 k = 1
  *             kk[r] = <int32_t> k             # <<<<<<<<<<<<<<
@@ -22515,7 +22528,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
           __pyx_t_19 = __pyx_v_r;
           *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_kk.data) + __pyx_t_19)) )) = ((int32_t)__pyx_v_k);
 
-          /* "cachesim/_providers.pyx":342
+          /* "cachesim/_providers.pyx":344
  *                 k = 1
  *             kk[r] = <int32_t> k
  *             if k > e.writer:             # <<<<<<<<<<<<<<
@@ -22527,7 +22540,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
           if (__pyx_t_10) {
 
 
-            /* "cachesim/_providers.pyx":343
+            /* "cachesim/_providers.pyx":345
  *             kk[r] = <int32_t> k
  *             if k > e.writer:
  *                 e.writer = k          # the most replicas this key has spread over so far             # <<<<<<<<<<<<<<
@@ -22536,7 +22549,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
 */
             __pyx_v_e->writer = __pyx_v_k;
 
-            /* "cachesim/_providers.pyx":342
+            /* "cachesim/_providers.pyx":344
  *                 k = 1
  *             kk[r] = <int32_t> k
  *             if k > e.writer:             # <<<<<<<<<<<<<<
@@ -22545,7 +22558,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
 */
           }
 
-          /* "cachesim/_providers.pyx":344
+          /* "cachesim/_providers.pyx":346
  *             if k > e.writer:
  *                 e.writer = k          # the most replicas this key has spread over so far
  *             kmax[r] = <int32_t> e.writer             # <<<<<<<<<<<<<<
@@ -22555,7 +22568,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
           __pyx_t_19 = __pyx_v_r;
           *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_kmax.data) + __pyx_t_19)) )) = ((int32_t)__pyx_v_e->writer);
 
-          /* "cachesim/_providers.pyx":345
+          /* "cachesim/_providers.pyx":347
  *                 e.writer = k          # the most replicas this key has spread over so far
  *             kmax[r] = <int32_t> e.writer
  *             replica[r] = <int32_t> (e.aux % <uint64_t> k)             # <<<<<<<<<<<<<<
@@ -22565,7 +22578,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
           __pyx_t_19 = __pyx_v_r;
           *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_replica.data) + __pyx_t_19)) )) = ((int32_t)(__pyx_v_e->aux % ((uint64_t)__pyx_v_k)));
 
-          /* "cachesim/_providers.pyx":346
+          /* "cachesim/_providers.pyx":348
  *             kmax[r] = <int32_t> e.writer
  *             replica[r] = <int32_t> (e.aux % <uint64_t> k)
  *             ns[r] = c_nskey(rk[r], <uint64_t> replica[r])             # <<<<<<<<<<<<<<
@@ -22577,7 +22590,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
           __pyx_t_24 = __pyx_v_r;
           *((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_ns.data) + __pyx_t_24)) )) = __pyx_f_8cachesim_10_providers_c_nskey((*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_rk.data) + __pyx_t_19)) ))), ((uint64_t)(*((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_replica.data) + __pyx_t_18)) )))));
 
-          /* "cachesim/_providers.pyx":347
+          /* "cachesim/_providers.pyx":349
  *             replica[r] = <int32_t> (e.aux % <uint64_t> k)
  *             ns[r] = c_nskey(rk[r], <uint64_t> replica[r])
  *             e.aux += 1             # <<<<<<<<<<<<<<
@@ -22590,7 +22603,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
 
       }
 
-      /* "cachesim/_providers.pyx":321
+      /* "cachesim/_providers.pyx":323
  *     if prefix_tokens < 1 or prefix_tokens > 63 * UNIT:
  *         raise ValueError(f"routing prefix must be 1..{63 * UNIT} tokens, not {prefix_tokens}")
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -22607,7 +22620,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
       }
   }
 
-  /* "cachesim/_providers.pyx":348
+  /* "cachesim/_providers.pyx":350
  *             ns[r] = c_nskey(rk[r], <uint64_t> replica[r])
  *             e.aux += 1
  *     if err:             # <<<<<<<<<<<<<<
@@ -22619,16 +22632,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
   if (unlikely(__pyx_t_10)) {
 
 
-    /* "cachesim/_providers.pyx":349
+    /* "cachesim/_providers.pyx":351
  *             e.aux += 1
  *     if err:
  *         raise MemoryError()             # <<<<<<<<<<<<<<
  *     return rk_arr, replica_arr, k_arr, kmax_arr, ns_arr
  * 
 */
-    PyErr_NoMemory(); __PYX_ERR(0, 349, __pyx_L1_error)
+    PyErr_NoMemory(); __PYX_ERR(0, 351, __pyx_L1_error)
 
-    /* "cachesim/_providers.pyx":348
+    /* "cachesim/_providers.pyx":350
  *             ns[r] = c_nskey(rk[r], <uint64_t> replica[r])
  *             e.aux += 1
  *     if err:             # <<<<<<<<<<<<<<
@@ -22637,30 +22650,30 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
 */
   }
 
-  /* "cachesim/_providers.pyx":350
+  /* "cachesim/_providers.pyx":352
  *     if err:
  *         raise MemoryError()
  *     return rk_arr, replica_arr, k_arr, kmax_arr, ns_arr             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_t_1 = PyTuple_New(5); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 350, __pyx_L1_error)
+  __pyx_t_1 = PyTuple_New(5); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 352, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_INCREF(__pyx_v_rk_arr);
   __Pyx_GIVEREF(__pyx_v_rk_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_v_rk_arr) != (0)) __PYX_ERR(0, 350, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_v_rk_arr) != (0)) __PYX_ERR(0, 352, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_replica_arr);
   __Pyx_GIVEREF(__pyx_v_replica_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_v_replica_arr) != (0)) __PYX_ERR(0, 350, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_v_replica_arr) != (0)) __PYX_ERR(0, 352, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_k_arr);
   __Pyx_GIVEREF(__pyx_v_k_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 2, __pyx_v_k_arr) != (0)) __PYX_ERR(0, 350, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 2, __pyx_v_k_arr) != (0)) __PYX_ERR(0, 352, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_kmax_arr);
   __Pyx_GIVEREF(__pyx_v_kmax_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 3, __pyx_v_kmax_arr) != (0)) __PYX_ERR(0, 350, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 3, __pyx_v_kmax_arr) != (0)) __PYX_ERR(0, 352, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_ns_arr);
   __Pyx_GIVEREF(__pyx_v_ns_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 4, __pyx_v_ns_arr) != (0)) __PYX_ERR(0, 350, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 4, __pyx_v_ns_arr) != (0)) __PYX_ERR(0, 352, __pyx_L1_error);
   {
     PyObject *__pyx_temp;
     {
@@ -22672,7 +22685,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "cachesim/_providers.pyx":295
+  /* "cachesim/_providers.pyx":297
  * # Routing (OpenAI): hash of the first R tokens and the prompt_cache_key; spill-over past a per-minute rate
  * 
  * def route(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
@@ -22720,7 +22733,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_4route(CYTHON_UNUSED PyObject *
   return __pyx_r;
 }
 
-/* "cachesim/_providers.pyx":356
+/* "cachesim/_providers.pyx":358
  * # Breakpoint caches: Anthropic, OpenAI GPT-5.6+ (entries written only at breakpoints, looked up boundary-exact)
  * 
  * cdef inline int64_t _index_of(const int64_t* a, int64_t n, int64_t x) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -22737,7 +22750,7 @@ static CYTHON_INLINE int64_t __pyx_f_8cachesim_10_providers__index_of(int64_t co
   int64_t __pyx_t_2;
   int __pyx_t_3;
 
-  /* "cachesim/_providers.pyx":358
+  /* "cachesim/_providers.pyx":360
  * cdef inline int64_t _index_of(const int64_t* a, int64_t n, int64_t x) noexcept nogil:
  *     """Index of ``x`` in the sorted array ``a[0:n]``, or -1."""
  *     cdef int64_t lo = 0, hi = n, mid             # <<<<<<<<<<<<<<
@@ -22747,7 +22760,7 @@ static CYTHON_INLINE int64_t __pyx_f_8cachesim_10_providers__index_of(int64_t co
   __pyx_v_lo = 0;
   __pyx_v_hi = __pyx_v_n;
 
-  /* "cachesim/_providers.pyx":359
+  /* "cachesim/_providers.pyx":361
  *     """Index of ``x`` in the sorted array ``a[0:n]``, or -1."""
  *     cdef int64_t lo = 0, hi = n, mid
  *     while lo < hi:             # <<<<<<<<<<<<<<
@@ -22760,7 +22773,7 @@ static CYTHON_INLINE int64_t __pyx_f_8cachesim_10_providers__index_of(int64_t co
 
     if (!__pyx_t_1) break;
 
-    /* "cachesim/_providers.pyx":360
+    /* "cachesim/_providers.pyx":362
  *     cdef int64_t lo = 0, hi = n, mid
  *     while lo < hi:
  *         mid = (lo + hi) // 2             # <<<<<<<<<<<<<<
@@ -22769,7 +22782,7 @@ static CYTHON_INLINE int64_t __pyx_f_8cachesim_10_providers__index_of(int64_t co
 */
     __pyx_v_mid = ((__pyx_v_lo + __pyx_v_hi) / 2);
 
-    /* "cachesim/_providers.pyx":361
+    /* "cachesim/_providers.pyx":363
  *     while lo < hi:
  *         mid = (lo + hi) // 2
  *         if a[mid] < x:             # <<<<<<<<<<<<<<
@@ -22781,7 +22794,7 @@ static CYTHON_INLINE int64_t __pyx_f_8cachesim_10_providers__index_of(int64_t co
     if (__pyx_t_1) {
 
 
-      /* "cachesim/_providers.pyx":362
+      /* "cachesim/_providers.pyx":364
  *         mid = (lo + hi) // 2
  *         if a[mid] < x:
  *             lo = mid + 1             # <<<<<<<<<<<<<<
@@ -22790,7 +22803,7 @@ static CYTHON_INLINE int64_t __pyx_f_8cachesim_10_providers__index_of(int64_t co
 */
       __pyx_v_lo = (__pyx_v_mid + 1);
 
-      /* "cachesim/_providers.pyx":361
+      /* "cachesim/_providers.pyx":363
  *     while lo < hi:
  *         mid = (lo + hi) // 2
  *         if a[mid] < x:             # <<<<<<<<<<<<<<
@@ -22800,7 +22813,7 @@ static CYTHON_INLINE int64_t __pyx_f_8cachesim_10_providers__index_of(int64_t co
       goto __pyx_L5;
     }
 
-    /* "cachesim/_providers.pyx":364
+    /* "cachesim/_providers.pyx":366
  *             lo = mid + 1
  *         else:
  *             hi = mid             # <<<<<<<<<<<<<<
@@ -22813,7 +22826,7 @@ static CYTHON_INLINE int64_t __pyx_f_8cachesim_10_providers__index_of(int64_t co
     __pyx_L5:;
   }
 
-  /* "cachesim/_providers.pyx":365
+  /* "cachesim/_providers.pyx":367
  *         else:
  *             hi = mid
  *     return lo if lo < n and a[lo] == x else -1             # <<<<<<<<<<<<<<
@@ -22849,7 +22862,7 @@ static CYTHON_INLINE int64_t __pyx_f_8cachesim_10_providers__index_of(int64_t co
   }
   goto __pyx_L0;
 
-  /* "cachesim/_providers.pyx":356
+  /* "cachesim/_providers.pyx":358
  * # Breakpoint caches: Anthropic, OpenAI GPT-5.6+ (entries written only at breakpoints, looked up boundary-exact)
  * 
  * cdef inline int64_t _index_of(const int64_t* a, int64_t n, int64_t x) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -22865,7 +22878,7 @@ static CYTHON_INLINE int64_t __pyx_f_8cachesim_10_providers__index_of(int64_t co
   return __pyx_r;
 }
 
-/* "cachesim/_providers.pyx":375
+/* "cachesim/_providers.pyx":377
  * 
  * 
  * cdef inline void _probe(_Table table, const uint32_t* toks, const uint64_t* chain, uint64_t ns, int64_t q,             # <<<<<<<<<<<<<<
@@ -22877,7 +22890,7 @@ static CYTHON_INLINE void __pyx_f_8cachesim_10_providers__probe(struct __pyx_obj
   __pyx_t_8cachesim_10_providers_Entry *__pyx_v_e;
   int __pyx_t_1;
 
-  /* "cachesim/_providers.pyx":377
+  /* "cachesim/_providers.pyx":379
  * cdef inline void _probe(_Table table, const uint32_t* toks, const uint64_t* chain, uint64_t ns, int64_t q,
  *                         double t, Probe* pr) noexcept nogil:
  *     cdef Entry* e = table.recall(c_nskey(c_key_at(toks, chain, q), ns))             # <<<<<<<<<<<<<<
@@ -22886,7 +22899,7 @@ static CYTHON_INLINE void __pyx_f_8cachesim_10_providers__probe(struct __pyx_obj
 */
   __pyx_v_e = __pyx_f_8cachesim_10_providers_6_Table_recall(__pyx_v_table, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, __pyx_v_chain, __pyx_v_q), __pyx_v_ns));
 
-  /* "cachesim/_providers.pyx":378
+  /* "cachesim/_providers.pyx":380
  *                         double t, Probe* pr) noexcept nogil:
  *     cdef Entry* e = table.recall(c_nskey(c_key_at(toks, chain, q), ns))
  *     if e == NULL:             # <<<<<<<<<<<<<<
@@ -22898,7 +22911,7 @@ static CYTHON_INLINE void __pyx_f_8cachesim_10_providers__probe(struct __pyx_obj
   if (__pyx_t_1) {
 
 
-    /* "cachesim/_providers.pyx":379
+    /* "cachesim/_providers.pyx":381
  *     cdef Entry* e = table.recall(c_nskey(c_key_at(toks, chain, q), ns))
  *     if e == NULL:
  *         return             # <<<<<<<<<<<<<<
@@ -22909,7 +22922,7 @@ static CYTHON_INLINE void __pyx_f_8cachesim_10_providers__probe(struct __pyx_obj
     }
     goto __pyx_L0;
 
-    /* "cachesim/_providers.pyx":378
+    /* "cachesim/_providers.pyx":380
  *                         double t, Probe* pr) noexcept nogil:
  *     cdef Entry* e = table.recall(c_nskey(c_key_at(toks, chain, q), ns))
  *     if e == NULL:             # <<<<<<<<<<<<<<
@@ -22918,7 +22931,7 @@ static CYTHON_INLINE void __pyx_f_8cachesim_10_providers__probe(struct __pyx_obj
 */
   }
 
-  /* "cachesim/_providers.pyx":380
+  /* "cachesim/_providers.pyx":382
  *     if e == NULL:
  *         return
  *     if t >= e.expires_at:             # <<<<<<<<<<<<<<
@@ -22930,7 +22943,7 @@ static CYTHON_INLINE void __pyx_f_8cachesim_10_providers__probe(struct __pyx_obj
   if (__pyx_t_1) {
 
 
-    /* "cachesim/_providers.pyx":381
+    /* "cachesim/_providers.pyx":383
  *         return
  *     if t >= e.expires_at:
  *         if q > pr.expired:             # <<<<<<<<<<<<<<
@@ -22942,7 +22955,7 @@ static CYTHON_INLINE void __pyx_f_8cachesim_10_providers__probe(struct __pyx_obj
     if (__pyx_t_1) {
 
 
-      /* "cachesim/_providers.pyx":382
+      /* "cachesim/_providers.pyx":384
  *     if t >= e.expires_at:
  *         if q > pr.expired:
  *             pr.expired = q             # <<<<<<<<<<<<<<
@@ -22951,7 +22964,7 @@ static CYTHON_INLINE void __pyx_f_8cachesim_10_providers__probe(struct __pyx_obj
 */
       __pyx_v_pr->expired = __pyx_v_q;
 
-      /* "cachesim/_providers.pyx":381
+      /* "cachesim/_providers.pyx":383
  *         return
  *     if t >= e.expires_at:
  *         if q > pr.expired:             # <<<<<<<<<<<<<<
@@ -22960,7 +22973,7 @@ static CYTHON_INLINE void __pyx_f_8cachesim_10_providers__probe(struct __pyx_obj
 */
     }
 
-    /* "cachesim/_providers.pyx":380
+    /* "cachesim/_providers.pyx":382
  *     if e == NULL:
  *         return
  *     if t >= e.expires_at:             # <<<<<<<<<<<<<<
@@ -22970,7 +22983,7 @@ static CYTHON_INLINE void __pyx_f_8cachesim_10_providers__probe(struct __pyx_obj
     goto __pyx_L4;
   }
 
-  /* "cachesim/_providers.pyx":383
+  /* "cachesim/_providers.pyx":385
  *         if q > pr.expired:
  *             pr.expired = q
  *     elif e.available_at > t:             # <<<<<<<<<<<<<<
@@ -22982,7 +22995,7 @@ static CYTHON_INLINE void __pyx_f_8cachesim_10_providers__probe(struct __pyx_obj
   if (__pyx_t_1) {
 
 
-    /* "cachesim/_providers.pyx":384
+    /* "cachesim/_providers.pyx":386
  *             pr.expired = q
  *     elif e.available_at > t:
  *         if q > pr.not_ready:             # <<<<<<<<<<<<<<
@@ -22994,7 +23007,7 @@ static CYTHON_INLINE void __pyx_f_8cachesim_10_providers__probe(struct __pyx_obj
     if (__pyx_t_1) {
 
 
-      /* "cachesim/_providers.pyx":385
+      /* "cachesim/_providers.pyx":387
  *     elif e.available_at > t:
  *         if q > pr.not_ready:
  *             pr.not_ready = q             # <<<<<<<<<<<<<<
@@ -23003,7 +23016,7 @@ static CYTHON_INLINE void __pyx_f_8cachesim_10_providers__probe(struct __pyx_obj
 */
       __pyx_v_pr->not_ready = __pyx_v_q;
 
-      /* "cachesim/_providers.pyx":384
+      /* "cachesim/_providers.pyx":386
  *             pr.expired = q
  *     elif e.available_at > t:
  *         if q > pr.not_ready:             # <<<<<<<<<<<<<<
@@ -23012,7 +23025,7 @@ static CYTHON_INLINE void __pyx_f_8cachesim_10_providers__probe(struct __pyx_obj
 */
     }
 
-    /* "cachesim/_providers.pyx":383
+    /* "cachesim/_providers.pyx":385
  *         if q > pr.expired:
  *             pr.expired = q
  *     elif e.available_at > t:             # <<<<<<<<<<<<<<
@@ -23022,7 +23035,7 @@ static CYTHON_INLINE void __pyx_f_8cachesim_10_providers__probe(struct __pyx_obj
     goto __pyx_L4;
   }
 
-  /* "cachesim/_providers.pyx":386
+  /* "cachesim/_providers.pyx":388
  *         if q > pr.not_ready:
  *             pr.not_ready = q
  *     elif q > pr.hit:             # <<<<<<<<<<<<<<
@@ -23034,7 +23047,7 @@ static CYTHON_INLINE void __pyx_f_8cachesim_10_providers__probe(struct __pyx_obj
   if (__pyx_t_1) {
 
 
-    /* "cachesim/_providers.pyx":387
+    /* "cachesim/_providers.pyx":389
  *             pr.not_ready = q
  *     elif q > pr.hit:
  *         pr.hit = q             # <<<<<<<<<<<<<<
@@ -23043,7 +23056,7 @@ static CYTHON_INLINE void __pyx_f_8cachesim_10_providers__probe(struct __pyx_obj
 */
     __pyx_v_pr->hit = __pyx_v_q;
 
-    /* "cachesim/_providers.pyx":388
+    /* "cachesim/_providers.pyx":390
  *     elif q > pr.hit:
  *         pr.hit = q
  *         pr.entry = e             # <<<<<<<<<<<<<<
@@ -23052,7 +23065,7 @@ static CYTHON_INLINE void __pyx_f_8cachesim_10_providers__probe(struct __pyx_obj
 */
     __pyx_v_pr->entry = __pyx_v_e;
 
-    /* "cachesim/_providers.pyx":386
+    /* "cachesim/_providers.pyx":388
  *         if q > pr.not_ready:
  *             pr.not_ready = q
  *     elif q > pr.hit:             # <<<<<<<<<<<<<<
@@ -23062,7 +23075,7 @@ static CYTHON_INLINE void __pyx_f_8cachesim_10_providers__probe(struct __pyx_obj
   }
   __pyx_L4:;
 
-  /* "cachesim/_providers.pyx":375
+  /* "cachesim/_providers.pyx":377
  * 
  * 
  * cdef inline void _probe(_Table table, const uint32_t* toks, const uint64_t* chain, uint64_t ns, int64_t q,             # <<<<<<<<<<<<<<
@@ -23075,7 +23088,7 @@ static CYTHON_INLINE void __pyx_f_8cachesim_10_providers__probe(struct __pyx_obj
 
 }
 
-/* "cachesim/_providers.pyx":391
+/* "cachesim/_providers.pyx":393
  * 
  * 
  * cdef inline void _refresh(Entry* e, double t, int64_t r) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -23085,7 +23098,7 @@ static CYTHON_INLINE void __pyx_f_8cachesim_10_providers__probe(struct __pyx_obj
 
 static CYTHON_INLINE void __pyx_f_8cachesim_10_providers__refresh(__pyx_t_8cachesim_10_providers_Entry *__pyx_v_e, double __pyx_v_t, int64_t __pyx_v_r) {
 
-  /* "cachesim/_providers.pyx":392
+  /* "cachesim/_providers.pyx":394
  * 
  * cdef inline void _refresh(Entry* e, double t, int64_t r) noexcept nogil:
  *     e.expires_at = t + e.base             # <<<<<<<<<<<<<<
@@ -23094,7 +23107,7 @@ static CYTHON_INLINE void __pyx_f_8cachesim_10_providers__refresh(__pyx_t_8cache
 */
   __pyx_v_e->expires_at = (__pyx_v_t + __pyx_v_e->base);
 
-  /* "cachesim/_providers.pyx":393
+  /* "cachesim/_providers.pyx":395
  * cdef inline void _refresh(Entry* e, double t, int64_t r) noexcept nogil:
  *     e.expires_at = t + e.base
  *     e.writer = r             # <<<<<<<<<<<<<<
@@ -23103,7 +23116,7 @@ static CYTHON_INLINE void __pyx_f_8cachesim_10_providers__refresh(__pyx_t_8cache
 */
   __pyx_v_e->writer = __pyx_v_r;
 
-  /* "cachesim/_providers.pyx":391
+  /* "cachesim/_providers.pyx":393
  * 
  * 
  * cdef inline void _refresh(Entry* e, double t, int64_t r) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -23114,7 +23127,7 @@ static CYTHON_INLINE void __pyx_f_8cachesim_10_providers__refresh(__pyx_t_8cache
   /* function exit code */
 }
 
-/* "cachesim/_providers.pyx":396
+/* "cachesim/_providers.pyx":398
  * 
  * 
  * cdef inline int _write(_Table table, uint64_t key, double t, double ttl_s, double ttft_s, int64_t r) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -23132,7 +23145,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__write(struct __pyx_obj_
   double __pyx_t_4;
   double __pyx_t_5;
 
-  /* "cachesim/_providers.pyx":398
+  /* "cachesim/_providers.pyx":400
  * cdef inline int _write(_Table table, uint64_t key, double t, double ttl_s, double ttft_s, int64_t r) noexcept nogil:
  *     cdef bint fresh
  *     cdef Entry* e = table.insert(key, &fresh)             # <<<<<<<<<<<<<<
@@ -23141,7 +23154,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__write(struct __pyx_obj_
 */
   __pyx_v_e = ((struct __pyx_vtabstruct_8cachesim_10_providers__Table *)__pyx_v_table->__pyx_vtab)->insert(__pyx_v_table, __pyx_v_key, (&__pyx_v_fresh));
 
-  /* "cachesim/_providers.pyx":399
+  /* "cachesim/_providers.pyx":401
  *     cdef bint fresh
  *     cdef Entry* e = table.insert(key, &fresh)
  *     if e == NULL:             # <<<<<<<<<<<<<<
@@ -23153,7 +23166,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__write(struct __pyx_obj_
   if (__pyx_t_1) {
 
 
-    /* "cachesim/_providers.pyx":400
+    /* "cachesim/_providers.pyx":402
  *     cdef Entry* e = table.insert(key, &fresh)
  *     if e == NULL:
  *         return -1             # <<<<<<<<<<<<<<
@@ -23166,7 +23179,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__write(struct __pyx_obj_
     }
     goto __pyx_L0;
 
-    /* "cachesim/_providers.pyx":399
+    /* "cachesim/_providers.pyx":401
  *     cdef bint fresh
  *     cdef Entry* e = table.insert(key, &fresh)
  *     if e == NULL:             # <<<<<<<<<<<<<<
@@ -23175,7 +23188,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__write(struct __pyx_obj_
 */
   }
 
-  /* "cachesim/_providers.pyx":401
+  /* "cachesim/_providers.pyx":403
  *     if e == NULL:
  *         return -1
  *     if fresh or t >= e.expires_at:             # <<<<<<<<<<<<<<
@@ -23197,25 +23210,34 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__write(struct __pyx_obj_
   if (__pyx_t_1) {
 
 
-    /* "cachesim/_providers.pyx":402
+    /* "cachesim/_providers.pyx":404
  *         return -1
  *     if fresh or t >= e.expires_at:
  *         e.available_at = t + ttft_s             # <<<<<<<<<<<<<<
  *         e.expires_at = t + ttl_s
- *     else:
+ *         e.creator = r
 */
     __pyx_v_e->available_at = (__pyx_v_t + __pyx_v_ttft_s);
 
-    /* "cachesim/_providers.pyx":403
+    /* "cachesim/_providers.pyx":405
  *     if fresh or t >= e.expires_at:
  *         e.available_at = t + ttft_s
  *         e.expires_at = t + ttl_s             # <<<<<<<<<<<<<<
+ *         e.creator = r
  *     else:
- *         # a concurrent write of the same prefix: the earlier one becomes readable first, the later lasts longer
 */
     __pyx_v_e->expires_at = (__pyx_v_t + __pyx_v_ttl_s);
 
-    /* "cachesim/_providers.pyx":401
+    /* "cachesim/_providers.pyx":406
+ *         e.available_at = t + ttft_s
+ *         e.expires_at = t + ttl_s
+ *         e.creator = r             # <<<<<<<<<<<<<<
+ *     else:
+ *         # a concurrent write of the same prefix: the earlier one becomes readable first, the later lasts longer
+*/
+    __pyx_v_e->creator = __pyx_v_r;
+
+    /* "cachesim/_providers.pyx":403
  *     if e == NULL:
  *         return -1
  *     if fresh or t >= e.expires_at:             # <<<<<<<<<<<<<<
@@ -23225,7 +23247,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__write(struct __pyx_obj_
     goto __pyx_L4;
   }
 
-  /* "cachesim/_providers.pyx":406
+  /* "cachesim/_providers.pyx":409
  *     else:
  *         # a concurrent write of the same prefix: the earlier one becomes readable first, the later lasts longer
  *         e.available_at = min(e.available_at, t + ttft_s)             # <<<<<<<<<<<<<<
@@ -23250,7 +23272,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__write(struct __pyx_obj_
     __pyx_v_e->available_at = __pyx_t_5;
 
 
-    /* "cachesim/_providers.pyx":407
+    /* "cachesim/_providers.pyx":410
  *         # a concurrent write of the same prefix: the earlier one becomes readable first, the later lasts longer
  *         e.available_at = min(e.available_at, t + ttft_s)
  *         e.expires_at = max(e.expires_at, t + ttl_s)             # <<<<<<<<<<<<<<
@@ -23276,7 +23298,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__write(struct __pyx_obj_
   }
   __pyx_L4:;
 
-  /* "cachesim/_providers.pyx":408
+  /* "cachesim/_providers.pyx":411
  *         e.available_at = min(e.available_at, t + ttft_s)
  *         e.expires_at = max(e.expires_at, t + ttl_s)
  *     e.base = ttl_s             # <<<<<<<<<<<<<<
@@ -23285,7 +23307,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__write(struct __pyx_obj_
 */
   __pyx_v_e->base = __pyx_v_ttl_s;
 
-  /* "cachesim/_providers.pyx":409
+  /* "cachesim/_providers.pyx":412
  *         e.expires_at = max(e.expires_at, t + ttl_s)
  *     e.base = ttl_s
  *     e.writer = r             # <<<<<<<<<<<<<<
@@ -23294,7 +23316,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__write(struct __pyx_obj_
 */
   __pyx_v_e->writer = __pyx_v_r;
 
-  /* "cachesim/_providers.pyx":410
+  /* "cachesim/_providers.pyx":413
  *     e.base = ttl_s
  *     e.writer = r
  *     return 0             # <<<<<<<<<<<<<<
@@ -23307,7 +23329,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__write(struct __pyx_obj_
   }
   goto __pyx_L0;
 
-  /* "cachesim/_providers.pyx":396
+  /* "cachesim/_providers.pyx":398
  * 
  * 
  * cdef inline int _write(_Table table, uint64_t key, double t, double ttl_s, double ttft_s, int64_t r) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -23322,7 +23344,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__write(struct __pyx_obj_
   return __pyx_r;
 }
 
-/* "cachesim/_providers.pyx":413
+/* "cachesim/_providers.pyx":416
  * 
  * 
  * def serve_breakpoints(int mode, const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
@@ -23340,41 +23362,41 @@ static PyObject *__pyx_pf_8cachesim_10_providers_14__defaults__(CYTHON_UNUSED Py
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__defaults__", 0);
-  __pyx_t_1 = PyFloat_FromDouble(__Pyx_CyFunction_Defaults(struct __pyx_defaults, __pyx_self)->arg0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 413, __pyx_L1_error)
+  __pyx_t_1 = PyFloat_FromDouble(__Pyx_CyFunction_Defaults(struct __pyx_defaults, __pyx_self)->arg0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 416, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
 
-  /* "cachesim/_providers.pyx":419
+  /* "cachesim/_providers.pyx":422
  *                       int64_t max_breakpoints, double ttl_short_s, double ttl_long_s, double ttft_s,
  *                       bint refresh_path, const double[::1] miss_draw, double miss_probability,
  *                       double forget_s=INFINITY, bint per_segment_minimum=False):             # <<<<<<<<<<<<<<
- *     """Serve every request; returns per-request ``read, write_short, write_long, flags, error`` arrays.
- * 
+ *     """Serve every request; returns per-request ``read, write_short, write_long, flags, error, hit_from`` arrays
+ *     (``hit_from``: the request that created the entry read, -1 for none).
 */
-  __pyx_t_2 = __Pyx_PyBool_FromLong(((int)0)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 419, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyBool_FromLong(((int)0)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 422, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
 
-  /* "cachesim/_providers.pyx":413
+  /* "cachesim/_providers.pyx":416
  * 
  * 
  * def serve_breakpoints(int mode, const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
  *                       const uint64_t[::1] ns, const int64_t[::1] boundaries, const int64_t[::1] boundary_offsets,
  *                       const int64_t[::1] breakpoints, const int8_t[::1] bp_long, const int64_t[::1] bp_offsets,
 */
-  __pyx_t_3 = PyTuple_New(2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 413, __pyx_L1_error)
+  __pyx_t_3 = PyTuple_New(2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 416, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __Pyx_GIVEREF(__pyx_t_1);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 413, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 416, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_2);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 1, __pyx_t_2) != (0)) __PYX_ERR(0, 413, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 1, __pyx_t_2) != (0)) __PYX_ERR(0, 416, __pyx_L1_error);
   __pyx_t_1 = 0;
   __pyx_t_2 = 0;
-  __pyx_t_2 = PyTuple_New(2); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 413, __pyx_L1_error)
+  __pyx_t_2 = PyTuple_New(2); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 416, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 413, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 416, __pyx_L1_error);
   __Pyx_INCREF(Py_None);
   __Pyx_GIVEREF(Py_None);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 1, Py_None) != (0)) __PYX_ERR(0, 413, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 1, Py_None) != (0)) __PYX_ERR(0, 416, __pyx_L1_error);
   __pyx_t_3 = 0;
   {
     PyObject *__pyx_temp;
@@ -23408,7 +23430,7 @@ PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_8cachesim_10_providers_6serve_breakpoints, "Serve every request; returns per-request ``read, write_short, write_long, flags, error`` arrays.\n\n    ``boundaries`` (CSR, sorted, unique) must contain every breakpoint and, when ``automatic``, the prompt end.\n    Anthropic (mode 0): each breakpoint looks back over ``lookback_blocks`` boundaries (itself included) for an\n    entry at exactly that position; every cacheable breakpoint above the hit writes; more than\n    ``max_breakpoints`` breakpoints, or a 5m one before a 1h one, rejects the request (error, nothing billed).\n    A breakpoint is cacheable at ``min_tokens`` from the prompt start, or with ``per_segment_minimum`` at\n    ``min_tokens`` past the previous cacheable breakpoint (Bedrock\047s \"first checkpoint after 1,024, second after\n    2,048\" reading).\n    OpenAI 5.6+ (mode 1): the lookup set is the first 2 and latest 50 explicit breakpoints, the implicit one\n    (prompt end), the 20 block ends before it and the first block end; the implicit and the latest explicit\n    breakpoints up to ``max_breakpoints`` write, all with the short TTL class.\n    ");
+PyDoc_STRVAR(__pyx_doc_8cachesim_10_providers_6serve_breakpoints, "Serve every request; returns per-request ``read, write_short, write_long, flags, error, hit_from`` arrays\n    (``hit_from``: the request that created the entry read, -1 for none).\n\n    ``boundaries`` (CSR, sorted, unique) must contain every breakpoint and, when ``automatic``, the prompt end.\n    Anthropic (mode 0): each breakpoint looks back over ``lookback_blocks`` boundaries (itself included) for an\n    entry at exactly that position; every cacheable breakpoint above the hit writes; more than\n    ``max_breakpoints`` breakpoints, or a 5m one before a 1h one, rejects the request (error, nothing billed).\n    A breakpoint is cacheable at ``min_tokens`` from the prompt start, or with ``per_segment_minimum`` at\n    ``min_tokens`` past the previous cacheable breakpoint (Bedrock\047s \"first checkpoint after 1,024, second after\n    2,048\" reading).\n    OpenAI 5.6+ (mode 1): the lookup set is the first 2 and latest 50 explicit breakpoints, the implicit one\n    (prompt end), the 20 block ends before it and the first block end; the implicit and the latest explicit\n    breakpoints up to ``max_breakpoints`` write, all with the short TTL class.\n    ");
 static PyMethodDef __pyx_mdef_8cachesim_10_providers_7serve_breakpoints = {"serve_breakpoints", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_8cachesim_10_providers_7serve_breakpoints, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_8cachesim_10_providers_6serve_breakpoints};
 static PyObject *__pyx_pw_8cachesim_10_providers_7serve_breakpoints(PyObject *__pyx_self, 
 #if CYTHON_VECTORCALL
@@ -23463,201 +23485,201 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_mode,&__pyx_mstate_global->__pyx_n_u_tokens,&__pyx_mstate_global->__pyx_n_u_token_offsets,&__pyx_mstate_global->__pyx_n_u_t,&__pyx_mstate_global->__pyx_n_u_ns,&__pyx_mstate_global->__pyx_n_u_boundaries,&__pyx_mstate_global->__pyx_n_u_boundary_offsets,&__pyx_mstate_global->__pyx_n_u_breakpoints,&__pyx_mstate_global->__pyx_n_u_bp_long,&__pyx_mstate_global->__pyx_n_u_bp_offsets,&__pyx_mstate_global->__pyx_n_u_automatic,&__pyx_mstate_global->__pyx_n_u_automatic_long,&__pyx_mstate_global->__pyx_n_u_min_tokens,&__pyx_mstate_global->__pyx_n_u_lookback_blocks,&__pyx_mstate_global->__pyx_n_u_max_breakpoints,&__pyx_mstate_global->__pyx_n_u_ttl_short_s,&__pyx_mstate_global->__pyx_n_u_ttl_long_s,&__pyx_mstate_global->__pyx_n_u_ttft_s,&__pyx_mstate_global->__pyx_n_u_refresh_path,&__pyx_mstate_global->__pyx_n_u_miss_draw,&__pyx_mstate_global->__pyx_n_u_miss_probability,&__pyx_mstate_global->__pyx_n_u_forget_s,&__pyx_mstate_global->__pyx_n_u_per_segment_minimum,0};
     struct __pyx_defaults *__pyx_dynamic_args = __Pyx_CyFunction_Defaults(struct __pyx_defaults, __pyx_self);
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 413, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 416, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case 23:
         values[22] = __Pyx_ArgRef_FASTCALL(__pyx_args, 22);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[22])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[22])) __PYX_ERR(0, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 22:
         values[21] = __Pyx_ArgRef_FASTCALL(__pyx_args, 21);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[21])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[21])) __PYX_ERR(0, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 21:
         values[20] = __Pyx_ArgRef_FASTCALL(__pyx_args, 20);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[20])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[20])) __PYX_ERR(0, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 20:
         values[19] = __Pyx_ArgRef_FASTCALL(__pyx_args, 19);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[19])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[19])) __PYX_ERR(0, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 19:
         values[18] = __Pyx_ArgRef_FASTCALL(__pyx_args, 18);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[18])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[18])) __PYX_ERR(0, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 18:
         values[17] = __Pyx_ArgRef_FASTCALL(__pyx_args, 17);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[17])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[17])) __PYX_ERR(0, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 17:
         values[16] = __Pyx_ArgRef_FASTCALL(__pyx_args, 16);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[16])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[16])) __PYX_ERR(0, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 16:
         values[15] = __Pyx_ArgRef_FASTCALL(__pyx_args, 15);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[15])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[15])) __PYX_ERR(0, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 15:
         values[14] = __Pyx_ArgRef_FASTCALL(__pyx_args, 14);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[14])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[14])) __PYX_ERR(0, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 14:
         values[13] = __Pyx_ArgRef_FASTCALL(__pyx_args, 13);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[13])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[13])) __PYX_ERR(0, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 13:
         values[12] = __Pyx_ArgRef_FASTCALL(__pyx_args, 12);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[12])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[12])) __PYX_ERR(0, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 12:
         values[11] = __Pyx_ArgRef_FASTCALL(__pyx_args, 11);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 11:
         values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 10:
         values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  9:
         values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  8:
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  7:
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  6:
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "serve_breakpoints", 0) < (0)) __PYX_ERR(0, 413, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "serve_breakpoints", 0) < (0)) __PYX_ERR(0, 416, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 21; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("serve_breakpoints", 0, 21, 23, i); __PYX_ERR(0, 413, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("serve_breakpoints", 0, 21, 23, i); __PYX_ERR(0, 416, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case 23:
         values[22] = __Pyx_ArgRef_FASTCALL(__pyx_args, 22);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[22])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[22])) __PYX_ERR(0, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 22:
         values[21] = __Pyx_ArgRef_FASTCALL(__pyx_args, 21);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[21])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[21])) __PYX_ERR(0, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 21:
         values[20] = __Pyx_ArgRef_FASTCALL(__pyx_args, 20);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[20])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[20])) __PYX_ERR(0, 416, __pyx_L3_error)
         values[19] = __Pyx_ArgRef_FASTCALL(__pyx_args, 19);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[19])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[19])) __PYX_ERR(0, 416, __pyx_L3_error)
         values[18] = __Pyx_ArgRef_FASTCALL(__pyx_args, 18);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[18])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[18])) __PYX_ERR(0, 416, __pyx_L3_error)
         values[17] = __Pyx_ArgRef_FASTCALL(__pyx_args, 17);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[17])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[17])) __PYX_ERR(0, 416, __pyx_L3_error)
         values[16] = __Pyx_ArgRef_FASTCALL(__pyx_args, 16);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[16])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[16])) __PYX_ERR(0, 416, __pyx_L3_error)
         values[15] = __Pyx_ArgRef_FASTCALL(__pyx_args, 15);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[15])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[15])) __PYX_ERR(0, 416, __pyx_L3_error)
         values[14] = __Pyx_ArgRef_FASTCALL(__pyx_args, 14);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[14])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[14])) __PYX_ERR(0, 416, __pyx_L3_error)
         values[13] = __Pyx_ArgRef_FASTCALL(__pyx_args, 13);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[13])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[13])) __PYX_ERR(0, 416, __pyx_L3_error)
         values[12] = __Pyx_ArgRef_FASTCALL(__pyx_args, 12);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[12])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[12])) __PYX_ERR(0, 416, __pyx_L3_error)
         values[11] = __Pyx_ArgRef_FASTCALL(__pyx_args, 11);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 416, __pyx_L3_error)
         values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 416, __pyx_L3_error)
         values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 416, __pyx_L3_error)
         values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 416, __pyx_L3_error)
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 416, __pyx_L3_error)
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 416, __pyx_L3_error)
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 416, __pyx_L3_error)
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 416, __pyx_L3_error)
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 416, __pyx_L3_error)
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 416, __pyx_L3_error)
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 416, __pyx_L3_error)
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 413, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 416, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
-    __pyx_v_mode = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_mode == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 413, __pyx_L3_error)
-    __pyx_v_tokens = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t__const__(values[1], 0); if (unlikely(!__pyx_v_tokens.memview)) __PYX_ERR(0, 413, __pyx_L3_error)
-    __pyx_v_token_offsets = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[2], 0); if (unlikely(!__pyx_v_token_offsets.memview)) __PYX_ERR(0, 413, __pyx_L3_error)
-    __pyx_v_t = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[3], 0); if (unlikely(!__pyx_v_t.memview)) __PYX_ERR(0, 413, __pyx_L3_error)
-    __pyx_v_ns = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t__const__(values[4], 0); if (unlikely(!__pyx_v_ns.memview)) __PYX_ERR(0, 414, __pyx_L3_error)
-    __pyx_v_boundaries = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[5], 0); if (unlikely(!__pyx_v_boundaries.memview)) __PYX_ERR(0, 414, __pyx_L3_error)
-    __pyx_v_boundary_offsets = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[6], 0); if (unlikely(!__pyx_v_boundary_offsets.memview)) __PYX_ERR(0, 414, __pyx_L3_error)
-    __pyx_v_breakpoints = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[7], 0); if (unlikely(!__pyx_v_breakpoints.memview)) __PYX_ERR(0, 415, __pyx_L3_error)
-    __pyx_v_bp_long = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int8_t__const__(values[8], 0); if (unlikely(!__pyx_v_bp_long.memview)) __PYX_ERR(0, 415, __pyx_L3_error)
-    __pyx_v_bp_offsets = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[9], 0); if (unlikely(!__pyx_v_bp_offsets.memview)) __PYX_ERR(0, 415, __pyx_L3_error)
-    __pyx_v_automatic = __Pyx_PyObject_IsTrue(values[10]); if (unlikely((__pyx_v_automatic == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 416, __pyx_L3_error)
-    __pyx_v_automatic_long = __Pyx_PyLong_As_int8_t(values[11]); if (unlikely((__pyx_v_automatic_long == ((int8_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 416, __pyx_L3_error)
-    __pyx_v_min_tokens = __Pyx_PyLong_As_int64_t(values[12]); if (unlikely((__pyx_v_min_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 416, __pyx_L3_error)
-    __pyx_v_lookback_blocks = __Pyx_PyLong_As_int64_t(values[13]); if (unlikely((__pyx_v_lookback_blocks == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 416, __pyx_L3_error)
-    __pyx_v_max_breakpoints = __Pyx_PyLong_As_int64_t(values[14]); if (unlikely((__pyx_v_max_breakpoints == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 417, __pyx_L3_error)
-    __pyx_v_ttl_short_s = __Pyx_PyFloat_AsDouble(values[15]); if (unlikely((__pyx_v_ttl_short_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 417, __pyx_L3_error)
-    __pyx_v_ttl_long_s = __Pyx_PyFloat_AsDouble(values[16]); if (unlikely((__pyx_v_ttl_long_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 417, __pyx_L3_error)
-    __pyx_v_ttft_s = __Pyx_PyFloat_AsDouble(values[17]); if (unlikely((__pyx_v_ttft_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 417, __pyx_L3_error)
-    __pyx_v_refresh_path = __Pyx_PyObject_IsTrue(values[18]); if (unlikely((__pyx_v_refresh_path == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 418, __pyx_L3_error)
-    __pyx_v_miss_draw = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[19], 0); if (unlikely(!__pyx_v_miss_draw.memview)) __PYX_ERR(0, 418, __pyx_L3_error)
-    __pyx_v_miss_probability = __Pyx_PyFloat_AsDouble(values[20]); if (unlikely((__pyx_v_miss_probability == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 418, __pyx_L3_error)
+    __pyx_v_mode = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_mode == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 416, __pyx_L3_error)
+    __pyx_v_tokens = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t__const__(values[1], 0); if (unlikely(!__pyx_v_tokens.memview)) __PYX_ERR(0, 416, __pyx_L3_error)
+    __pyx_v_token_offsets = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[2], 0); if (unlikely(!__pyx_v_token_offsets.memview)) __PYX_ERR(0, 416, __pyx_L3_error)
+    __pyx_v_t = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[3], 0); if (unlikely(!__pyx_v_t.memview)) __PYX_ERR(0, 416, __pyx_L3_error)
+    __pyx_v_ns = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t__const__(values[4], 0); if (unlikely(!__pyx_v_ns.memview)) __PYX_ERR(0, 417, __pyx_L3_error)
+    __pyx_v_boundaries = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[5], 0); if (unlikely(!__pyx_v_boundaries.memview)) __PYX_ERR(0, 417, __pyx_L3_error)
+    __pyx_v_boundary_offsets = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[6], 0); if (unlikely(!__pyx_v_boundary_offsets.memview)) __PYX_ERR(0, 417, __pyx_L3_error)
+    __pyx_v_breakpoints = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[7], 0); if (unlikely(!__pyx_v_breakpoints.memview)) __PYX_ERR(0, 418, __pyx_L3_error)
+    __pyx_v_bp_long = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int8_t__const__(values[8], 0); if (unlikely(!__pyx_v_bp_long.memview)) __PYX_ERR(0, 418, __pyx_L3_error)
+    __pyx_v_bp_offsets = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[9], 0); if (unlikely(!__pyx_v_bp_offsets.memview)) __PYX_ERR(0, 418, __pyx_L3_error)
+    __pyx_v_automatic = __Pyx_PyObject_IsTrue(values[10]); if (unlikely((__pyx_v_automatic == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 419, __pyx_L3_error)
+    __pyx_v_automatic_long = __Pyx_PyLong_As_int8_t(values[11]); if (unlikely((__pyx_v_automatic_long == ((int8_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 419, __pyx_L3_error)
+    __pyx_v_min_tokens = __Pyx_PyLong_As_int64_t(values[12]); if (unlikely((__pyx_v_min_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 419, __pyx_L3_error)
+    __pyx_v_lookback_blocks = __Pyx_PyLong_As_int64_t(values[13]); if (unlikely((__pyx_v_lookback_blocks == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 419, __pyx_L3_error)
+    __pyx_v_max_breakpoints = __Pyx_PyLong_As_int64_t(values[14]); if (unlikely((__pyx_v_max_breakpoints == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 420, __pyx_L3_error)
+    __pyx_v_ttl_short_s = __Pyx_PyFloat_AsDouble(values[15]); if (unlikely((__pyx_v_ttl_short_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 420, __pyx_L3_error)
+    __pyx_v_ttl_long_s = __Pyx_PyFloat_AsDouble(values[16]); if (unlikely((__pyx_v_ttl_long_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 420, __pyx_L3_error)
+    __pyx_v_ttft_s = __Pyx_PyFloat_AsDouble(values[17]); if (unlikely((__pyx_v_ttft_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 420, __pyx_L3_error)
+    __pyx_v_refresh_path = __Pyx_PyObject_IsTrue(values[18]); if (unlikely((__pyx_v_refresh_path == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 421, __pyx_L3_error)
+    __pyx_v_miss_draw = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[19], 0); if (unlikely(!__pyx_v_miss_draw.memview)) __PYX_ERR(0, 421, __pyx_L3_error)
+    __pyx_v_miss_probability = __Pyx_PyFloat_AsDouble(values[20]); if (unlikely((__pyx_v_miss_probability == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 421, __pyx_L3_error)
     if (values[21]) {
-      __pyx_v_forget_s = __Pyx_PyFloat_AsDouble(values[21]); if (unlikely((__pyx_v_forget_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 419, __pyx_L3_error)
+      __pyx_v_forget_s = __Pyx_PyFloat_AsDouble(values[21]); if (unlikely((__pyx_v_forget_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 422, __pyx_L3_error)
     } else {
       __pyx_v_forget_s = __pyx_dynamic_args->arg0;
     }
     if (values[22]) {
-      __pyx_v_per_segment_minimum = __Pyx_PyObject_IsTrue(values[22]); if (unlikely((__pyx_v_per_segment_minimum == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 419, __pyx_L3_error)
+      __pyx_v_per_segment_minimum = __Pyx_PyObject_IsTrue(values[22]); if (unlikely((__pyx_v_per_segment_minimum == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 422, __pyx_L3_error)
     } else {
       __pyx_v_per_segment_minimum = ((int)((int)0));
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("serve_breakpoints", 0, 21, 23, __pyx_nargs); __PYX_ERR(0, 413, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("serve_breakpoints", 0, 21, 23, __pyx_nargs); __PYX_ERR(0, 416, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -23719,6 +23741,9 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
   PyObject *__pyx_v_wl_arr = NULL;
   PyObject *__pyx_v_flags_arr = NULL;
   PyObject *__pyx_v_error_arr = NULL;
+  PyObject *__pyx_v_hit_from_arr = NULL;
+  __Pyx_memviewslice __pyx_v_hit_from = { 0, 0, { 0 }, { 0 }, { 0 } };
+  __pyx_t_8cachesim_10_providers_Entry *__pyx_v_best;
   __Pyx_memviewslice __pyx_v_read = { 0, 0, { 0 }, { 0 }, { 0 } };
   __Pyx_memviewslice __pyx_v_w_short = { 0, 0, { 0 }, { 0 }, { 0 } };
   __Pyx_memviewslice __pyx_v_w_long = { 0, 0, { 0 }, { 0 }, { 0 } };
@@ -23784,13 +23809,15 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
   Py_ssize_t __pyx_t_24;
   int64_t __pyx_t_25;
   long __pyx_t_26;
-  double __pyx_t_27;
+  __pyx_t_8cachesim_10_providers_Entry *__pyx_t_27;
+  int32_t __pyx_t_28;
+  double __pyx_t_29;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("serve_breakpoints", 0);
 
-  /* "cachesim/_providers.pyx":433
+  /* "cachesim/_providers.pyx":437
  *     breakpoints up to ``max_breakpoints`` write, all with the short TTL class.
  *     """
  *     cdef Py_ssize_t n = t.shape[0], r             # <<<<<<<<<<<<<<
@@ -23799,7 +23826,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
   __pyx_v_n = (__pyx_v_t.shape[0]);
 
-  /* "cachesim/_providers.pyx":434
+  /* "cachesim/_providers.pyx":438
  *     """
  *     cdef Py_ssize_t n = t.shape[0], r
  *     read_arr = np.zeros(n, dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -23807,16 +23834,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
  *     wl_arr = np.zeros(n, dtype=np.int64)
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 434, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 438, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 434, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 438, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 434, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 438, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 434, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 438, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 434, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 438, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   #if CYTHON_VECTORCALL
@@ -23837,13 +23864,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_t_3, __pyx_t_6};
     #if CYTHON_VECTORCALL
     __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 434, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 438, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_5);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 434, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 438, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     #endif
@@ -23855,13 +23882,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 434, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 438, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_read_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":435
+  /* "cachesim/_providers.pyx":439
  *     cdef Py_ssize_t n = t.shape[0], r
  *     read_arr = np.zeros(n, dtype=np.int64)
  *     ws_arr = np.zeros(n, dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -23869,16 +23896,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
  *     flags_arr = np.zeros(n, dtype=np.int32)
 */
   __pyx_t_4 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 435, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 439, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 435, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 439, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 435, __pyx_L1_error)
+  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 439, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 435, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 439, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 435, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 439, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   #if CYTHON_VECTORCALL
@@ -23899,13 +23926,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_t_5, __pyx_t_2};
     #if CYTHON_VECTORCALL
     __pyx_t_3 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 435, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 439, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_3);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_3 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 435, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 439, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     #endif
@@ -23917,13 +23944,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 435, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 439, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_ws_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":436
+  /* "cachesim/_providers.pyx":440
  *     read_arr = np.zeros(n, dtype=np.int64)
  *     ws_arr = np.zeros(n, dtype=np.int64)
  *     wl_arr = np.zeros(n, dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -23931,16 +23958,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
  *     error_arr = np.zeros(n, dtype=np.int8)
 */
   __pyx_t_6 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 436, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 440, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 436, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 440, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 436, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 440, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 436, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 440, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 436, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 440, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   #if CYTHON_VECTORCALL
@@ -23961,13 +23988,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     PyObject *__pyx_callargs[3] = {__pyx_t_6, __pyx_t_3, __pyx_t_4};
     #if CYTHON_VECTORCALL
     __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 436, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 440, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_5);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 436, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 440, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     #endif
@@ -23979,30 +24006,30 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 436, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 440, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_wl_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":437
+  /* "cachesim/_providers.pyx":441
  *     ws_arr = np.zeros(n, dtype=np.int64)
  *     wl_arr = np.zeros(n, dtype=np.int64)
  *     flags_arr = np.zeros(n, dtype=np.int32)             # <<<<<<<<<<<<<<
  *     error_arr = np.zeros(n, dtype=np.int8)
- *     cdef int64_t[::1] read = read_arr
+ *     hit_from_arr = np.full(n, -1, dtype=np.int64)
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 437, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 441, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 437, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 441, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 437, __pyx_L1_error)
+  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 441, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 437, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 441, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int32); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 437, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int32); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 441, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   #if CYTHON_VECTORCALL
@@ -24023,13 +24050,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_t_5, __pyx_t_6};
     #if CYTHON_VECTORCALL
     __pyx_t_3 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 437, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 441, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_3);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_3 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 437, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 441, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     #endif
@@ -24041,30 +24068,30 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 437, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 441, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_flags_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":438
+  /* "cachesim/_providers.pyx":442
  *     wl_arr = np.zeros(n, dtype=np.int64)
  *     flags_arr = np.zeros(n, dtype=np.int32)
  *     error_arr = np.zeros(n, dtype=np.int8)             # <<<<<<<<<<<<<<
- *     cdef int64_t[::1] read = read_arr
- *     cdef int64_t[::1] w_short = ws_arr
+ *     hit_from_arr = np.full(n, -1, dtype=np.int64)
+ *     cdef int64_t[::1] hit_from = hit_from_arr
 */
   __pyx_t_4 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 438, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 442, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 438, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 442, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 438, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 442, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 438, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 442, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int8); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 438, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int8); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 442, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   #if CYTHON_VECTORCALL
@@ -24085,13 +24112,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_t_3, __pyx_t_2};
     #if CYTHON_VECTORCALL
     __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 438, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 442, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_5);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 438, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 442, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     #endif
@@ -24103,90 +24130,30 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 438, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 442, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_error_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":439
+  /* "cachesim/_providers.pyx":443
  *     flags_arr = np.zeros(n, dtype=np.int32)
  *     error_arr = np.zeros(n, dtype=np.int8)
- *     cdef int64_t[::1] read = read_arr             # <<<<<<<<<<<<<<
- *     cdef int64_t[::1] w_short = ws_arr
- *     cdef int64_t[::1] w_long = wl_arr
-*/
-  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_read_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 439, __pyx_L1_error)
-  __pyx_v_read = __pyx_t_8;
-  __pyx_t_8.memview = NULL;
-  __pyx_t_8.data = NULL;
-
-  /* "cachesim/_providers.pyx":440
- *     error_arr = np.zeros(n, dtype=np.int8)
- *     cdef int64_t[::1] read = read_arr
- *     cdef int64_t[::1] w_short = ws_arr             # <<<<<<<<<<<<<<
- *     cdef int64_t[::1] w_long = wl_arr
- *     cdef int32_t[::1] flags = flags_arr
-*/
-  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_ws_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 440, __pyx_L1_error)
-  __pyx_v_w_short = __pyx_t_8;
-  __pyx_t_8.memview = NULL;
-  __pyx_t_8.data = NULL;
-
-  /* "cachesim/_providers.pyx":441
- *     cdef int64_t[::1] read = read_arr
- *     cdef int64_t[::1] w_short = ws_arr
- *     cdef int64_t[::1] w_long = wl_arr             # <<<<<<<<<<<<<<
- *     cdef int32_t[::1] flags = flags_arr
- *     cdef int8_t[::1] error = error_arr
-*/
-  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_wl_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 441, __pyx_L1_error)
-  __pyx_v_w_long = __pyx_t_8;
-  __pyx_t_8.memview = NULL;
-  __pyx_t_8.data = NULL;
-
-  /* "cachesim/_providers.pyx":442
- *     cdef int64_t[::1] w_short = ws_arr
- *     cdef int64_t[::1] w_long = wl_arr
- *     cdef int32_t[::1] flags = flags_arr             # <<<<<<<<<<<<<<
- *     cdef int8_t[::1] error = error_arr
- *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
-*/
-  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t(__pyx_v_flags_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 442, __pyx_L1_error)
-  __pyx_v_flags = __pyx_t_9;
-  __pyx_t_9.memview = NULL;
-  __pyx_t_9.data = NULL;
-
-  /* "cachesim/_providers.pyx":443
- *     cdef int64_t[::1] w_long = wl_arr
- *     cdef int32_t[::1] flags = flags_arr
- *     cdef int8_t[::1] error = error_arr             # <<<<<<<<<<<<<<
- *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
- *     cdef uint64_t[::1] chain = chain_arr
-*/
-  __pyx_t_10 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int8_t(__pyx_v_error_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_10.memview)) __PYX_ERR(0, 443, __pyx_L1_error)
-  __pyx_v_error = __pyx_t_10;
-  __pyx_t_10.memview = NULL;
-  __pyx_t_10.data = NULL;
-
-  /* "cachesim/_providers.pyx":444
- *     cdef int32_t[::1] flags = flags_arr
- *     cdef int8_t[::1] error = error_arr
- *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)             # <<<<<<<<<<<<<<
- *     cdef uint64_t[::1] chain = chain_arr
- *     # the request's breakpoints with the automatic one merged in: positions, TTL class, cacheable
+ *     hit_from_arr = np.full(n, -1, dtype=np.int64)             # <<<<<<<<<<<<<<
+ *     cdef int64_t[::1] hit_from = hit_from_arr
+ *     cdef Entry* best
 */
   __pyx_t_6 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 444, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 443, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 444, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_full); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 443, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = __Pyx_PyLong_From_int64_t(((__pyx_f_8cachesim_10_providers__longest(__pyx_v_token_offsets) / __pyx_e_8cachesim_10_providers_UNIT) + 2)); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 444, __pyx_L1_error)
+  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 443, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 444, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 443, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 444, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 443, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   #if CYTHON_VECTORCALL
@@ -24204,20 +24171,20 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
   }
   #endif
   {
-    PyObject *__pyx_callargs[3] = {__pyx_t_6, __pyx_t_5, __pyx_t_4};
+    PyObject *__pyx_callargs[4] = {__pyx_t_6, __pyx_t_5, __pyx_mstate_global->__pyx_int_neg_1, __pyx_t_4};
     #if CYTHON_VECTORCALL
     __pyx_t_3 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 444, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 443, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_3);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
-      __pyx_t_3 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 444, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+3, 1);
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 443, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     #endif
-    __pyx_t_1 = __Pyx_Object_VectorcallKwds((PyObject*)__pyx_t_2, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET), __pyx_t_3);
+    __pyx_t_1 = __Pyx_Object_VectorcallKwds((PyObject*)__pyx_t_2, __pyx_callargs+__pyx_t_7, (3-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET), __pyx_t_3);
     __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     #if CYTHON_VECTORCALL
@@ -24225,25 +24192,159 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 444, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 443, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_1);
+  }
+  __pyx_v_hit_from_arr = __pyx_t_1;
+  __pyx_t_1 = 0;
+
+  /* "cachesim/_providers.pyx":444
+ *     error_arr = np.zeros(n, dtype=np.int8)
+ *     hit_from_arr = np.full(n, -1, dtype=np.int64)
+ *     cdef int64_t[::1] hit_from = hit_from_arr             # <<<<<<<<<<<<<<
+ *     cdef Entry* best
+ *     cdef int64_t[::1] read = read_arr
+*/
+  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_hit_from_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 444, __pyx_L1_error)
+  __pyx_v_hit_from = __pyx_t_8;
+  __pyx_t_8.memview = NULL;
+  __pyx_t_8.data = NULL;
+
+  /* "cachesim/_providers.pyx":446
+ *     cdef int64_t[::1] hit_from = hit_from_arr
+ *     cdef Entry* best
+ *     cdef int64_t[::1] read = read_arr             # <<<<<<<<<<<<<<
+ *     cdef int64_t[::1] w_short = ws_arr
+ *     cdef int64_t[::1] w_long = wl_arr
+*/
+  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_read_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 446, __pyx_L1_error)
+  __pyx_v_read = __pyx_t_8;
+  __pyx_t_8.memview = NULL;
+  __pyx_t_8.data = NULL;
+
+  /* "cachesim/_providers.pyx":447
+ *     cdef Entry* best
+ *     cdef int64_t[::1] read = read_arr
+ *     cdef int64_t[::1] w_short = ws_arr             # <<<<<<<<<<<<<<
+ *     cdef int64_t[::1] w_long = wl_arr
+ *     cdef int32_t[::1] flags = flags_arr
+*/
+  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_ws_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 447, __pyx_L1_error)
+  __pyx_v_w_short = __pyx_t_8;
+  __pyx_t_8.memview = NULL;
+  __pyx_t_8.data = NULL;
+
+  /* "cachesim/_providers.pyx":448
+ *     cdef int64_t[::1] read = read_arr
+ *     cdef int64_t[::1] w_short = ws_arr
+ *     cdef int64_t[::1] w_long = wl_arr             # <<<<<<<<<<<<<<
+ *     cdef int32_t[::1] flags = flags_arr
+ *     cdef int8_t[::1] error = error_arr
+*/
+  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_wl_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 448, __pyx_L1_error)
+  __pyx_v_w_long = __pyx_t_8;
+  __pyx_t_8.memview = NULL;
+  __pyx_t_8.data = NULL;
+
+  /* "cachesim/_providers.pyx":449
+ *     cdef int64_t[::1] w_short = ws_arr
+ *     cdef int64_t[::1] w_long = wl_arr
+ *     cdef int32_t[::1] flags = flags_arr             # <<<<<<<<<<<<<<
+ *     cdef int8_t[::1] error = error_arr
+ *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
+*/
+  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t(__pyx_v_flags_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 449, __pyx_L1_error)
+  __pyx_v_flags = __pyx_t_9;
+  __pyx_t_9.memview = NULL;
+  __pyx_t_9.data = NULL;
+
+  /* "cachesim/_providers.pyx":450
+ *     cdef int64_t[::1] w_long = wl_arr
+ *     cdef int32_t[::1] flags = flags_arr
+ *     cdef int8_t[::1] error = error_arr             # <<<<<<<<<<<<<<
+ *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
+ *     cdef uint64_t[::1] chain = chain_arr
+*/
+  __pyx_t_10 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int8_t(__pyx_v_error_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_10.memview)) __PYX_ERR(0, 450, __pyx_L1_error)
+  __pyx_v_error = __pyx_t_10;
+  __pyx_t_10.memview = NULL;
+  __pyx_t_10.data = NULL;
+
+  /* "cachesim/_providers.pyx":451
+ *     cdef int32_t[::1] flags = flags_arr
+ *     cdef int8_t[::1] error = error_arr
+ *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)             # <<<<<<<<<<<<<<
+ *     cdef uint64_t[::1] chain = chain_arr
+ *     # the request's breakpoints with the automatic one merged in: positions, TTL class, cacheable
+*/
+  __pyx_t_2 = NULL;
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 451, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_3);
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 451, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_4);
+  __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
+  __pyx_t_3 = __Pyx_PyLong_From_int64_t(((__pyx_f_8cachesim_10_providers__longest(__pyx_v_token_offsets) / __pyx_e_8cachesim_10_providers_UNIT) + 2)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 451, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_3);
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 451, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 451, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_6);
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  #if CYTHON_VECTORCALL
+  #endif
+  __pyx_t_7 = 1;
+  #if CYTHON_UNPACK_METHODS
+  if (unlikely(PyMethod_Check(__pyx_t_4))) {
+    __pyx_t_2 = PyMethod_GET_SELF(__pyx_t_4);
+    assert(__pyx_t_2);
+    PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_4);
+    __Pyx_INCREF(__pyx_t_2);
+    __Pyx_INCREF(__pyx__function);
+    __Pyx_DECREF_SET(__pyx_t_4, __pyx__function);
+    __pyx_t_7 = 0;
+  }
+  #endif
+  {
+    PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_t_3, __pyx_t_6};
+    #if CYTHON_VECTORCALL
+    __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 451, __pyx_L1_error)
+    __Pyx_INCREF(__pyx_t_5);
+    #else
+    {
+      PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
+      __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 451, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_5);
+    }
+    #endif
+    __pyx_t_1 = __Pyx_Object_VectorcallKwds((PyObject*)__pyx_t_4, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET), __pyx_t_5);
+    __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
+    __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
+    #if CYTHON_VECTORCALL
+    #endif
+    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 451, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_chain_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":445
+  /* "cachesim/_providers.pyx":452
  *     cdef int8_t[::1] error = error_arr
  *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
  *     cdef uint64_t[::1] chain = chain_arr             # <<<<<<<<<<<<<<
  *     # the request's breakpoints with the automatic one merged in: positions, TTL class, cacheable
  *     cdef int64_t max_bps = 0
 */
-  __pyx_t_11 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t(__pyx_v_chain_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_11.memview)) __PYX_ERR(0, 445, __pyx_L1_error)
+  __pyx_t_11 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t(__pyx_v_chain_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_11.memview)) __PYX_ERR(0, 452, __pyx_L1_error)
   __pyx_v_chain = __pyx_t_11;
   __pyx_t_11.memview = NULL;
   __pyx_t_11.data = NULL;
 
-  /* "cachesim/_providers.pyx":447
+  /* "cachesim/_providers.pyx":454
  *     cdef uint64_t[::1] chain = chain_arr
  *     # the request's breakpoints with the automatic one merged in: positions, TTL class, cacheable
  *     cdef int64_t max_bps = 0             # <<<<<<<<<<<<<<
@@ -24252,7 +24353,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
   __pyx_v_max_bps = 0;
 
-  /* "cachesim/_providers.pyx":448
+  /* "cachesim/_providers.pyx":455
  *     # the request's breakpoints with the automatic one merged in: positions, TTL class, cacheable
  *     cdef int64_t max_bps = 0
  *     for r in range(n):             # <<<<<<<<<<<<<<
@@ -24266,7 +24367,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
   for (__pyx_t_14 = 0; __pyx_t_14 < __pyx_t_13; __pyx_t_14+=1) {
     __pyx_v_r = __pyx_t_14;
 
-    /* "cachesim/_providers.pyx":449
+    /* "cachesim/_providers.pyx":456
  *     cdef int64_t max_bps = 0
  *     for r in range(n):
  *         max_bps = max(max_bps, bp_offsets[r + 1] - bp_offsets[r])             # <<<<<<<<<<<<<<
@@ -24294,86 +24395,24 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
   }
 
 
-  /* "cachesim/_providers.pyx":450
+  /* "cachesim/_providers.pyx":457
  *     for r in range(n):
  *         max_bps = max(max_bps, bp_offsets[r + 1] - bp_offsets[r])
  *     bp_pos_arr = np.empty(max_bps + 2, dtype=np.int64)             # <<<<<<<<<<<<<<
  *     bp_cls_arr = np.empty(max_bps + 2, dtype=np.int8)
  *     cdef int64_t[::1] bp_pos = bp_pos_arr
 */
-  __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 450, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 450, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_4);
-  __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = __Pyx_PyLong_From_int64_t((__pyx_v_max_bps + 2)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 450, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 450, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 450, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_6);
-  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  #if CYTHON_VECTORCALL
-  #endif
-  __pyx_t_7 = 1;
-  #if CYTHON_UNPACK_METHODS
-  if (unlikely(PyMethod_Check(__pyx_t_4))) {
-    __pyx_t_2 = PyMethod_GET_SELF(__pyx_t_4);
-    assert(__pyx_t_2);
-    PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_4);
-    __Pyx_INCREF(__pyx_t_2);
-    __Pyx_INCREF(__pyx__function);
-    __Pyx_DECREF_SET(__pyx_t_4, __pyx__function);
-    __pyx_t_7 = 0;
-  }
-  #endif
-  {
-    PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_t_3, __pyx_t_6};
-    #if CYTHON_VECTORCALL
-    __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 450, __pyx_L1_error)
-    __Pyx_INCREF(__pyx_t_5);
-    #else
-    {
-      PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
-      __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 450, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_5);
-    }
-    #endif
-    __pyx_t_1 = __Pyx_Object_VectorcallKwds((PyObject*)__pyx_t_4, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET), __pyx_t_5);
-    __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    #if CYTHON_VECTORCALL
-    #endif
-    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 450, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_1);
-  }
-  __pyx_v_bp_pos_arr = __pyx_t_1;
-  __pyx_t_1 = 0;
-
-  /* "cachesim/_providers.pyx":451
- *         max_bps = max(max_bps, bp_offsets[r + 1] - bp_offsets[r])
- *     bp_pos_arr = np.empty(max_bps + 2, dtype=np.int64)
- *     bp_cls_arr = np.empty(max_bps + 2, dtype=np.int8)             # <<<<<<<<<<<<<<
- *     cdef int64_t[::1] bp_pos = bp_pos_arr
- *     cdef int8_t[::1] bp_cls = bp_cls_arr
-*/
   __pyx_t_4 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 451, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 457, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 451, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 457, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = __Pyx_PyLong_From_int64_t((__pyx_v_max_bps + 2)); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 451, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyLong_From_int64_t((__pyx_v_max_bps + 2)); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 457, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 451, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 457, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int8); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 451, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 457, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   #if CYTHON_VECTORCALL
@@ -24394,13 +24433,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_t_5, __pyx_t_2};
     #if CYTHON_VECTORCALL
     __pyx_t_3 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 451, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 457, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_3);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_3 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 451, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 457, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     #endif
@@ -24412,54 +24451,30 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 451, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 457, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
-  __pyx_v_bp_cls_arr = __pyx_t_1;
+  __pyx_v_bp_pos_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":452
+  /* "cachesim/_providers.pyx":458
+ *         max_bps = max(max_bps, bp_offsets[r + 1] - bp_offsets[r])
  *     bp_pos_arr = np.empty(max_bps + 2, dtype=np.int64)
- *     bp_cls_arr = np.empty(max_bps + 2, dtype=np.int8)
- *     cdef int64_t[::1] bp_pos = bp_pos_arr             # <<<<<<<<<<<<<<
- *     cdef int8_t[::1] bp_cls = bp_cls_arr
- *     bp_ok_arr = np.empty(max_bps + 2, dtype=np.int8)
-*/
-  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_bp_pos_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 452, __pyx_L1_error)
-  __pyx_v_bp_pos = __pyx_t_8;
-  __pyx_t_8.memview = NULL;
-  __pyx_t_8.data = NULL;
-
-  /* "cachesim/_providers.pyx":453
- *     bp_cls_arr = np.empty(max_bps + 2, dtype=np.int8)
- *     cdef int64_t[::1] bp_pos = bp_pos_arr
- *     cdef int8_t[::1] bp_cls = bp_cls_arr             # <<<<<<<<<<<<<<
- *     bp_ok_arr = np.empty(max_bps + 2, dtype=np.int8)
- *     cdef int8_t[::1] bp_ok = bp_ok_arr
-*/
-  __pyx_t_10 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int8_t(__pyx_v_bp_cls_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_10.memview)) __PYX_ERR(0, 453, __pyx_L1_error)
-  __pyx_v_bp_cls = __pyx_t_10;
-  __pyx_t_10.memview = NULL;
-  __pyx_t_10.data = NULL;
-
-  /* "cachesim/_providers.pyx":454
+ *     bp_cls_arr = np.empty(max_bps + 2, dtype=np.int8)             # <<<<<<<<<<<<<<
  *     cdef int64_t[::1] bp_pos = bp_pos_arr
  *     cdef int8_t[::1] bp_cls = bp_cls_arr
- *     bp_ok_arr = np.empty(max_bps + 2, dtype=np.int8)             # <<<<<<<<<<<<<<
- *     cdef int8_t[::1] bp_ok = bp_ok_arr
- *     cdef bint any_ok
 */
   __pyx_t_6 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 454, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 458, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 454, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 458, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = __Pyx_PyLong_From_int64_t((__pyx_v_max_bps + 2)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 454, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_int64_t((__pyx_v_max_bps + 2)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 458, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 454, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 458, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int8); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 454, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int8); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 458, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   #if CYTHON_VECTORCALL
@@ -24480,13 +24495,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     PyObject *__pyx_callargs[3] = {__pyx_t_6, __pyx_t_3, __pyx_t_4};
     #if CYTHON_VECTORCALL
     __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 454, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 458, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_5);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 454, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 458, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     #endif
@@ -24498,25 +24513,111 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 454, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 458, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_1);
+  }
+  __pyx_v_bp_cls_arr = __pyx_t_1;
+  __pyx_t_1 = 0;
+
+  /* "cachesim/_providers.pyx":459
+ *     bp_pos_arr = np.empty(max_bps + 2, dtype=np.int64)
+ *     bp_cls_arr = np.empty(max_bps + 2, dtype=np.int8)
+ *     cdef int64_t[::1] bp_pos = bp_pos_arr             # <<<<<<<<<<<<<<
+ *     cdef int8_t[::1] bp_cls = bp_cls_arr
+ *     bp_ok_arr = np.empty(max_bps + 2, dtype=np.int8)
+*/
+  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_bp_pos_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 459, __pyx_L1_error)
+  __pyx_v_bp_pos = __pyx_t_8;
+  __pyx_t_8.memview = NULL;
+  __pyx_t_8.data = NULL;
+
+  /* "cachesim/_providers.pyx":460
+ *     bp_cls_arr = np.empty(max_bps + 2, dtype=np.int8)
+ *     cdef int64_t[::1] bp_pos = bp_pos_arr
+ *     cdef int8_t[::1] bp_cls = bp_cls_arr             # <<<<<<<<<<<<<<
+ *     bp_ok_arr = np.empty(max_bps + 2, dtype=np.int8)
+ *     cdef int8_t[::1] bp_ok = bp_ok_arr
+*/
+  __pyx_t_10 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int8_t(__pyx_v_bp_cls_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_10.memview)) __PYX_ERR(0, 460, __pyx_L1_error)
+  __pyx_v_bp_cls = __pyx_t_10;
+  __pyx_t_10.memview = NULL;
+  __pyx_t_10.data = NULL;
+
+  /* "cachesim/_providers.pyx":461
+ *     cdef int64_t[::1] bp_pos = bp_pos_arr
+ *     cdef int8_t[::1] bp_cls = bp_cls_arr
+ *     bp_ok_arr = np.empty(max_bps + 2, dtype=np.int8)             # <<<<<<<<<<<<<<
+ *     cdef int8_t[::1] bp_ok = bp_ok_arr
+ *     cdef bint any_ok
+*/
+  __pyx_t_2 = NULL;
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 461, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 461, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_4);
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  __pyx_t_5 = __Pyx_PyLong_From_int64_t((__pyx_v_max_bps + 2)); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 461, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 461, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_3);
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int8); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 461, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_6);
+  __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
+  #if CYTHON_VECTORCALL
+  #endif
+  __pyx_t_7 = 1;
+  #if CYTHON_UNPACK_METHODS
+  if (unlikely(PyMethod_Check(__pyx_t_4))) {
+    __pyx_t_2 = PyMethod_GET_SELF(__pyx_t_4);
+    assert(__pyx_t_2);
+    PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_4);
+    __Pyx_INCREF(__pyx_t_2);
+    __Pyx_INCREF(__pyx__function);
+    __Pyx_DECREF_SET(__pyx_t_4, __pyx__function);
+    __pyx_t_7 = 0;
+  }
+  #endif
+  {
+    PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_t_5, __pyx_t_6};
+    #if CYTHON_VECTORCALL
+    __pyx_t_3 = __pyx_mstate_global->__pyx_tuple[3];
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 461, __pyx_L1_error)
+    __Pyx_INCREF(__pyx_t_3);
+    #else
+    {
+      PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
+      __pyx_t_3 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 461, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_3);
+    }
+    #endif
+    __pyx_t_1 = __Pyx_Object_VectorcallKwds((PyObject*)__pyx_t_4, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET), __pyx_t_3);
+    __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
+    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+    #if CYTHON_VECTORCALL
+    #endif
+    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+    __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
+    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 461, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_bp_ok_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":455
+  /* "cachesim/_providers.pyx":462
  *     cdef int8_t[::1] bp_cls = bp_cls_arr
  *     bp_ok_arr = np.empty(max_bps + 2, dtype=np.int8)
  *     cdef int8_t[::1] bp_ok = bp_ok_arr             # <<<<<<<<<<<<<<
  *     cdef bint any_ok
  *     cdef int64_t prev_ok
 */
-  __pyx_t_10 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int8_t(__pyx_v_bp_ok_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_10.memview)) __PYX_ERR(0, 455, __pyx_L1_error)
+  __pyx_t_10 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int8_t(__pyx_v_bp_ok_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_10.memview)) __PYX_ERR(0, 462, __pyx_L1_error)
   __pyx_v_bp_ok = __pyx_t_10;
   __pyx_t_10.memview = NULL;
   __pyx_t_10.data = NULL;
 
-  /* "cachesim/_providers.pyx":458
+  /* "cachesim/_providers.pyx":465
  *     cdef bint any_ok
  *     cdef int64_t prev_ok
  *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0             # <<<<<<<<<<<<<<
@@ -24541,29 +24642,29 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
   __pyx_L5_bool_binop_done:;
   __pyx_v_use_draws = __pyx_t_20;
 
-  /* "cachesim/_providers.pyx":459
+  /* "cachesim/_providers.pyx":466
  *     cdef int64_t prev_ok
  *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0
  *     cdef _Table table = _Table(64, forget_s)             # <<<<<<<<<<<<<<
  *     cdef const uint32_t* toks
  *     cdef const int64_t* bnd
 */
-  __pyx_t_2 = NULL;
-  __pyx_t_5 = PyFloat_FromDouble(__pyx_v_forget_s); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 459, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_5);
+  __pyx_t_4 = NULL;
+  __pyx_t_3 = PyFloat_FromDouble(__pyx_v_forget_s); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 466, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_3);
   __pyx_t_7 = 1;
   {
-    PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_mstate_global->__pyx_int_64, __pyx_t_5};
+    PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_mstate_global->__pyx_int_64, __pyx_t_3};
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_mstate_global->__pyx_ptype_8cachesim_10_providers__Table, __pyx_callargs+__pyx_t_7, (3-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-    __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 459, __pyx_L1_error)
+    __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
+    __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 466, __pyx_L1_error)
     __Pyx_GOTREF((PyObject *)__pyx_t_1);
   }
   __pyx_v_table = ((struct __pyx_obj_8cachesim_10_providers__Table *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":466
+  /* "cachesim/_providers.pyx":473
  *     cdef Probe pr
  *     cdef Entry* e
  *     cdef int err = 0             # <<<<<<<<<<<<<<
@@ -24572,7 +24673,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
   __pyx_v_err = 0;
 
-  /* "cachesim/_providers.pyx":468
+  /* "cachesim/_providers.pyx":475
  *     cdef int err = 0
  *     cdef bint seen_short
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -24585,7 +24686,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "cachesim/_providers.pyx":469
+        /* "cachesim/_providers.pyx":476
  *     cdef bint seen_short
  *     with nogil:
  *         for r in range(n):             # <<<<<<<<<<<<<<
@@ -24599,7 +24700,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
         for (__pyx_t_14 = 0; __pyx_t_14 < __pyx_t_13; __pyx_t_14+=1) {
           __pyx_v_r = __pyx_t_14;
 
-          /* "cachesim/_providers.pyx":470
+          /* "cachesim/_providers.pyx":477
  *     with nogil:
  *         for r in range(n):
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL             # <<<<<<<<<<<<<<
@@ -24620,7 +24721,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 
           __pyx_v_toks = __pyx_t_22;
 
-          /* "cachesim/_providers.pyx":471
+          /* "cachesim/_providers.pyx":478
  *         for r in range(n):
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL
  *             length = token_offsets[r + 1] - token_offsets[r]             # <<<<<<<<<<<<<<
@@ -24631,7 +24732,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           __pyx_t_16 = __pyx_v_r;
           __pyx_v_length = ((*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_15)) ))) - (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_16)) ))));
 
-          /* "cachesim/_providers.pyx":472
+          /* "cachesim/_providers.pyx":479
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL
  *             length = token_offsets[r + 1] - token_offsets[r]
  *             table.now = t[r]             # <<<<<<<<<<<<<<
@@ -24641,7 +24742,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           __pyx_t_16 = __pyx_v_r;
           __pyx_v_table->now = (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_16)) )));
 
-          /* "cachesim/_providers.pyx":473
+          /* "cachesim/_providers.pyx":480
  *             length = token_offsets[r + 1] - token_offsets[r]
  *             table.now = t[r]
  *             bnd = &boundaries[0] + boundary_offsets[r] if boundaries.shape[0] else NULL             # <<<<<<<<<<<<<<
@@ -24662,7 +24763,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 
           __pyx_v_bnd = __pyx_t_23;
 
-          /* "cachesim/_providers.pyx":474
+          /* "cachesim/_providers.pyx":481
  *             table.now = t[r]
  *             bnd = &boundaries[0] + boundary_offsets[r] if boundaries.shape[0] else NULL
  *             nb = boundary_offsets[r + 1] - boundary_offsets[r]             # <<<<<<<<<<<<<<
@@ -24673,7 +24774,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           __pyx_t_16 = __pyx_v_r;
           __pyx_v_nb = ((*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_boundary_offsets.data) + __pyx_t_15)) ))) - (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_boundary_offsets.data) + __pyx_t_16)) ))));
 
-          /* "cachesim/_providers.pyx":475
+          /* "cachesim/_providers.pyx":482
  *             bnd = &boundaries[0] + boundary_offsets[r] if boundaries.shape[0] else NULL
  *             nb = boundary_offsets[r + 1] - boundary_offsets[r]
  *             ns_r = ns[r]             # <<<<<<<<<<<<<<
@@ -24683,7 +24784,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           __pyx_t_16 = __pyx_v_r;
           __pyx_v_ns_r = (*((uint64_t const  *) ( /* dim=0 */ ((char *) (((uint64_t const  *) __pyx_v_ns.data) + __pyx_t_16)) )));
 
-          /* "cachesim/_providers.pyx":477
+          /* "cachesim/_providers.pyx":484
  *             ns_r = ns[r]
  *             # merge the automatic breakpoint (prompt end) into the explicit ones
  *             nbp = 0             # <<<<<<<<<<<<<<
@@ -24692,7 +24793,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           __pyx_v_nbp = 0;
 
-          /* "cachesim/_providers.pyx":478
+          /* "cachesim/_providers.pyx":485
  *             # merge the automatic breakpoint (prompt end) into the explicit ones
  *             nbp = 0
  *             for i in range(bp_offsets[r], bp_offsets[r + 1]):             # <<<<<<<<<<<<<<
@@ -24708,7 +24809,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           for (__pyx_t_18 = (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_bp_offsets.data) + __pyx_t_16)) ))); __pyx_t_18 < __pyx_t_17; __pyx_t_18+=1) {
             __pyx_v_i = __pyx_t_18;
 
-            /* "cachesim/_providers.pyx":479
+            /* "cachesim/_providers.pyx":486
  *             nbp = 0
  *             for i in range(bp_offsets[r], bp_offsets[r + 1]):
  *                 bp_pos[nbp] = breakpoints[i]             # <<<<<<<<<<<<<<
@@ -24719,7 +24820,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_24 = __pyx_v_nbp;
             *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_bp_pos.data) + __pyx_t_24)) )) = (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_breakpoints.data) + __pyx_t_15)) )));
 
-            /* "cachesim/_providers.pyx":480
+            /* "cachesim/_providers.pyx":487
  *             for i in range(bp_offsets[r], bp_offsets[r + 1]):
  *                 bp_pos[nbp] = breakpoints[i]
  *                 bp_cls[nbp] = bp_long[i]             # <<<<<<<<<<<<<<
@@ -24730,7 +24831,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_24 = __pyx_v_nbp;
             *((int8_t *) ( /* dim=0 */ ((char *) (((int8_t *) __pyx_v_bp_cls.data) + __pyx_t_24)) )) = (*((int8_t const  *) ( /* dim=0 */ ((char *) (((int8_t const  *) __pyx_v_bp_long.data) + __pyx_t_15)) )));
 
-            /* "cachesim/_providers.pyx":481
+            /* "cachesim/_providers.pyx":488
  *                 bp_pos[nbp] = breakpoints[i]
  *                 bp_cls[nbp] = bp_long[i]
  *                 nbp += 1             # <<<<<<<<<<<<<<
@@ -24741,7 +24842,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           }
 
 
-          /* "cachesim/_providers.pyx":482
+          /* "cachesim/_providers.pyx":489
  *                 bp_cls[nbp] = bp_long[i]
  *                 nbp += 1
  *             n_explicit = nbp             # <<<<<<<<<<<<<<
@@ -24750,7 +24851,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           __pyx_v_n_explicit = __pyx_v_nbp;
 
-          /* "cachesim/_providers.pyx":483
+          /* "cachesim/_providers.pyx":490
  *                 nbp += 1
  *             n_explicit = nbp
  *             if automatic:             # <<<<<<<<<<<<<<
@@ -24759,7 +24860,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           if (__pyx_v_automatic) {
 
-            /* "cachesim/_providers.pyx":484
+            /* "cachesim/_providers.pyx":491
  *             n_explicit = nbp
  *             if automatic:
  *                 if nbp and bp_pos[nbp - 1] == length:             # <<<<<<<<<<<<<<
@@ -24786,7 +24887,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             if (__pyx_t_20) {
 
 
-              /* "cachesim/_providers.pyx":485
+              /* "cachesim/_providers.pyx":492
  *             if automatic:
  *                 if nbp and bp_pos[nbp - 1] == length:
  *                     if bp_cls[nbp - 1] != automatic_long and mode == M_ANTHROPIC:             # <<<<<<<<<<<<<<
@@ -24813,7 +24914,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":486
+                /* "cachesim/_providers.pyx":493
  *                 if nbp and bp_pos[nbp - 1] == length:
  *                     if bp_cls[nbp - 1] != automatic_long and mode == M_ANTHROPIC:
  *                         error[r] = E_TTL_ORDER       # the API rejects a second TTL on the same block             # <<<<<<<<<<<<<<
@@ -24823,7 +24924,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
                 __pyx_t_16 = __pyx_v_r;
                 *((int8_t *) ( /* dim=0 */ ((char *) (((int8_t *) __pyx_v_error.data) + __pyx_t_16)) )) = __pyx_e_8cachesim_10_providers_E_TTL_ORDER;
 
-                /* "cachesim/_providers.pyx":487
+                /* "cachesim/_providers.pyx":494
  *                     if bp_cls[nbp - 1] != automatic_long and mode == M_ANTHROPIC:
  *                         error[r] = E_TTL_ORDER       # the API rejects a second TTL on the same block
  *                         flags[r] |= F_ERROR             # <<<<<<<<<<<<<<
@@ -24833,7 +24934,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
                 __pyx_t_16 = __pyx_v_r;
                 *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_16)) )) |= __pyx_e_8cachesim_10_providers_F_ERROR;
 
-                /* "cachesim/_providers.pyx":488
+                /* "cachesim/_providers.pyx":495
  *                         error[r] = E_TTL_ORDER       # the API rejects a second TTL on the same block
  *                         flags[r] |= F_ERROR
  *                         continue             # <<<<<<<<<<<<<<
@@ -24842,7 +24943,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 goto __pyx_L10_continue;
 
-                /* "cachesim/_providers.pyx":485
+                /* "cachesim/_providers.pyx":492
  *             if automatic:
  *                 if nbp and bp_pos[nbp - 1] == length:
  *                     if bp_cls[nbp - 1] != automatic_long and mode == M_ANTHROPIC:             # <<<<<<<<<<<<<<
@@ -24851,7 +24952,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
 
-              /* "cachesim/_providers.pyx":484
+              /* "cachesim/_providers.pyx":491
  *             n_explicit = nbp
  *             if automatic:
  *                 if nbp and bp_pos[nbp - 1] == length:             # <<<<<<<<<<<<<<
@@ -24861,7 +24962,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               goto __pyx_L15;
             }
 
-            /* "cachesim/_providers.pyx":490
+            /* "cachesim/_providers.pyx":497
  *                         continue
  *                 else:
  *                     bp_pos[nbp] = length             # <<<<<<<<<<<<<<
@@ -24872,7 +24973,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_16 = __pyx_v_nbp;
               *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_bp_pos.data) + __pyx_t_16)) )) = __pyx_v_length;
 
-              /* "cachesim/_providers.pyx":491
+              /* "cachesim/_providers.pyx":498
  *                 else:
  *                     bp_pos[nbp] = length
  *                     bp_cls[nbp] = automatic_long             # <<<<<<<<<<<<<<
@@ -24882,7 +24983,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_16 = __pyx_v_nbp;
               *((int8_t *) ( /* dim=0 */ ((char *) (((int8_t *) __pyx_v_bp_cls.data) + __pyx_t_16)) )) = __pyx_v_automatic_long;
 
-              /* "cachesim/_providers.pyx":492
+              /* "cachesim/_providers.pyx":499
  *                     bp_pos[nbp] = length
  *                     bp_cls[nbp] = automatic_long
  *                     nbp += 1             # <<<<<<<<<<<<<<
@@ -24893,7 +24994,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             }
             __pyx_L15:;
 
-            /* "cachesim/_providers.pyx":483
+            /* "cachesim/_providers.pyx":490
  *                 nbp += 1
  *             n_explicit = nbp
  *             if automatic:             # <<<<<<<<<<<<<<
@@ -24902,7 +25003,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           }
 
-          /* "cachesim/_providers.pyx":493
+          /* "cachesim/_providers.pyx":500
  *                     bp_cls[nbp] = automatic_long
  *                     nbp += 1
  *             if mode == M_ANTHROPIC:             # <<<<<<<<<<<<<<
@@ -24914,7 +25015,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           if (__pyx_t_20) {
 
 
-            /* "cachesim/_providers.pyx":494
+            /* "cachesim/_providers.pyx":501
  *                     nbp += 1
  *             if mode == M_ANTHROPIC:
  *                 if nbp > max_breakpoints:             # <<<<<<<<<<<<<<
@@ -24926,7 +25027,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             if (__pyx_t_20) {
 
 
-              /* "cachesim/_providers.pyx":495
+              /* "cachesim/_providers.pyx":502
  *             if mode == M_ANTHROPIC:
  *                 if nbp > max_breakpoints:
  *                     error[r] = E_TOO_MANY_BREAKPOINTS             # <<<<<<<<<<<<<<
@@ -24936,7 +25037,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_16 = __pyx_v_r;
               *((int8_t *) ( /* dim=0 */ ((char *) (((int8_t *) __pyx_v_error.data) + __pyx_t_16)) )) = __pyx_e_8cachesim_10_providers_E_TOO_MANY_BREAKPOINTS;
 
-              /* "cachesim/_providers.pyx":496
+              /* "cachesim/_providers.pyx":503
  *                 if nbp > max_breakpoints:
  *                     error[r] = E_TOO_MANY_BREAKPOINTS
  *                     flags[r] |= F_ERROR             # <<<<<<<<<<<<<<
@@ -24946,7 +25047,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_16 = __pyx_v_r;
               *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_16)) )) |= __pyx_e_8cachesim_10_providers_F_ERROR;
 
-              /* "cachesim/_providers.pyx":497
+              /* "cachesim/_providers.pyx":504
  *                     error[r] = E_TOO_MANY_BREAKPOINTS
  *                     flags[r] |= F_ERROR
  *                     continue             # <<<<<<<<<<<<<<
@@ -24955,7 +25056,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               goto __pyx_L10_continue;
 
-              /* "cachesim/_providers.pyx":494
+              /* "cachesim/_providers.pyx":501
  *                     nbp += 1
  *             if mode == M_ANTHROPIC:
  *                 if nbp > max_breakpoints:             # <<<<<<<<<<<<<<
@@ -24964,7 +25065,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             }
 
-            /* "cachesim/_providers.pyx":498
+            /* "cachesim/_providers.pyx":505
  *                     flags[r] |= F_ERROR
  *                     continue
  *                 seen_short = False             # <<<<<<<<<<<<<<
@@ -24973,7 +25074,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             __pyx_v_seen_short = 0;
 
-            /* "cachesim/_providers.pyx":499
+            /* "cachesim/_providers.pyx":506
  *                     continue
  *                 seen_short = False
  *                 for i in range(nbp):             # <<<<<<<<<<<<<<
@@ -24987,7 +25088,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             for (__pyx_t_18 = 0; __pyx_t_18 < __pyx_t_17; __pyx_t_18+=1) {
               __pyx_v_i = __pyx_t_18;
 
-              /* "cachesim/_providers.pyx":500
+              /* "cachesim/_providers.pyx":507
  *                 seen_short = False
  *                 for i in range(nbp):
  *                     if bp_cls[i] == 0:             # <<<<<<<<<<<<<<
@@ -25000,7 +25101,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":501
+                /* "cachesim/_providers.pyx":508
  *                 for i in range(nbp):
  *                     if bp_cls[i] == 0:
  *                         seen_short = True             # <<<<<<<<<<<<<<
@@ -25009,7 +25110,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 __pyx_v_seen_short = 1;
 
-                /* "cachesim/_providers.pyx":500
+                /* "cachesim/_providers.pyx":507
  *                 seen_short = False
  *                 for i in range(nbp):
  *                     if bp_cls[i] == 0:             # <<<<<<<<<<<<<<
@@ -25019,7 +25120,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
                 goto __pyx_L25;
               }
 
-              /* "cachesim/_providers.pyx":502
+              /* "cachesim/_providers.pyx":509
  *                     if bp_cls[i] == 0:
  *                         seen_short = True
  *                     elif seen_short:             # <<<<<<<<<<<<<<
@@ -25028,7 +25129,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               if (__pyx_v_seen_short) {
 
-                /* "cachesim/_providers.pyx":503
+                /* "cachesim/_providers.pyx":510
  *                         seen_short = True
  *                     elif seen_short:
  *                         error[r] = E_TTL_ORDER             # <<<<<<<<<<<<<<
@@ -25038,7 +25139,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
                 __pyx_t_16 = __pyx_v_r;
                 *((int8_t *) ( /* dim=0 */ ((char *) (((int8_t *) __pyx_v_error.data) + __pyx_t_16)) )) = __pyx_e_8cachesim_10_providers_E_TTL_ORDER;
 
-                /* "cachesim/_providers.pyx":504
+                /* "cachesim/_providers.pyx":511
  *                     elif seen_short:
  *                         error[r] = E_TTL_ORDER
  *                         break             # <<<<<<<<<<<<<<
@@ -25047,7 +25148,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 goto __pyx_L24_break;
 
-                /* "cachesim/_providers.pyx":502
+                /* "cachesim/_providers.pyx":509
  *                     if bp_cls[i] == 0:
  *                         seen_short = True
  *                     elif seen_short:             # <<<<<<<<<<<<<<
@@ -25060,7 +25161,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_L24_break:;
 
 
-            /* "cachesim/_providers.pyx":505
+            /* "cachesim/_providers.pyx":512
  *                         error[r] = E_TTL_ORDER
  *                         break
  *                 if error[r]:             # <<<<<<<<<<<<<<
@@ -25073,7 +25174,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             if (__pyx_t_20) {
 
 
-              /* "cachesim/_providers.pyx":506
+              /* "cachesim/_providers.pyx":513
  *                         break
  *                 if error[r]:
  *                     flags[r] |= F_ERROR             # <<<<<<<<<<<<<<
@@ -25083,7 +25184,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_16 = __pyx_v_r;
               *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_16)) )) |= __pyx_e_8cachesim_10_providers_F_ERROR;
 
-              /* "cachesim/_providers.pyx":507
+              /* "cachesim/_providers.pyx":514
  *                 if error[r]:
  *                     flags[r] |= F_ERROR
  *                     continue             # <<<<<<<<<<<<<<
@@ -25092,7 +25193,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               goto __pyx_L10_continue;
 
-              /* "cachesim/_providers.pyx":505
+              /* "cachesim/_providers.pyx":512
  *                         error[r] = E_TTL_ORDER
  *                         break
  *                 if error[r]:             # <<<<<<<<<<<<<<
@@ -25101,7 +25202,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             }
 
-            /* "cachesim/_providers.pyx":493
+            /* "cachesim/_providers.pyx":500
  *                     bp_cls[nbp] = automatic_long
  *                     nbp += 1
  *             if mode == M_ANTHROPIC:             # <<<<<<<<<<<<<<
@@ -25110,7 +25211,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           }
 
-          /* "cachesim/_providers.pyx":508
+          /* "cachesim/_providers.pyx":515
  *                     flags[r] |= F_ERROR
  *                     continue
  *             if nbp == 0:             # <<<<<<<<<<<<<<
@@ -25122,7 +25223,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           if (__pyx_t_20) {
 
 
-            /* "cachesim/_providers.pyx":509
+            /* "cachesim/_providers.pyx":516
  *                     continue
  *             if nbp == 0:
  *                 continue             # <<<<<<<<<<<<<<
@@ -25131,7 +25232,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             goto __pyx_L10_continue;
 
-            /* "cachesim/_providers.pyx":508
+            /* "cachesim/_providers.pyx":515
  *                     flags[r] |= F_ERROR
  *                     continue
  *             if nbp == 0:             # <<<<<<<<<<<<<<
@@ -25140,7 +25241,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           }
 
-          /* "cachesim/_providers.pyx":510
+          /* "cachesim/_providers.pyx":517
  *             if nbp == 0:
  *                 continue
  *             any_ok = False             # <<<<<<<<<<<<<<
@@ -25149,7 +25250,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           __pyx_v_any_ok = 0;
 
-          /* "cachesim/_providers.pyx":511
+          /* "cachesim/_providers.pyx":518
  *                 continue
  *             any_ok = False
  *             prev_ok = 0             # <<<<<<<<<<<<<<
@@ -25158,7 +25259,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           __pyx_v_prev_ok = 0;
 
-          /* "cachesim/_providers.pyx":512
+          /* "cachesim/_providers.pyx":519
  *             any_ok = False
  *             prev_ok = 0
  *             for i in range(nbp):             # <<<<<<<<<<<<<<
@@ -25172,7 +25273,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           for (__pyx_t_18 = 0; __pyx_t_18 < __pyx_t_17; __pyx_t_18+=1) {
             __pyx_v_i = __pyx_t_18;
 
-            /* "cachesim/_providers.pyx":513
+            /* "cachesim/_providers.pyx":520
  *             prev_ok = 0
  *             for i in range(nbp):
  *                 bp_ok[i] = bp_pos[i] - (prev_ok if per_segment_minimum else 0) >= min_tokens             # <<<<<<<<<<<<<<
@@ -25191,7 +25292,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             *((int8_t *) ( /* dim=0 */ ((char *) (((int8_t *) __pyx_v_bp_ok.data) + __pyx_t_15)) )) = (((*((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_bp_pos.data) + __pyx_t_16)) ))) - __pyx_t_25) >= __pyx_v_min_tokens);
 
 
-            /* "cachesim/_providers.pyx":514
+            /* "cachesim/_providers.pyx":521
  *             for i in range(nbp):
  *                 bp_ok[i] = bp_pos[i] - (prev_ok if per_segment_minimum else 0) >= min_tokens
  *                 if bp_ok[i]:             # <<<<<<<<<<<<<<
@@ -25204,7 +25305,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             if (__pyx_t_20) {
 
 
-              /* "cachesim/_providers.pyx":515
+              /* "cachesim/_providers.pyx":522
  *                 bp_ok[i] = bp_pos[i] - (prev_ok if per_segment_minimum else 0) >= min_tokens
  *                 if bp_ok[i]:
  *                     prev_ok = bp_pos[i]             # <<<<<<<<<<<<<<
@@ -25214,7 +25315,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_16 = __pyx_v_i;
               __pyx_v_prev_ok = (*((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_bp_pos.data) + __pyx_t_16)) )));
 
-              /* "cachesim/_providers.pyx":516
+              /* "cachesim/_providers.pyx":523
  *                 if bp_ok[i]:
  *                     prev_ok = bp_pos[i]
  *                     any_ok = True             # <<<<<<<<<<<<<<
@@ -25223,7 +25324,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               __pyx_v_any_ok = 1;
 
-              /* "cachesim/_providers.pyx":514
+              /* "cachesim/_providers.pyx":521
  *             for i in range(nbp):
  *                 bp_ok[i] = bp_pos[i] - (prev_ok if per_segment_minimum else 0) >= min_tokens
  *                 if bp_ok[i]:             # <<<<<<<<<<<<<<
@@ -25234,7 +25335,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           }
 
 
-          /* "cachesim/_providers.pyx":517
+          /* "cachesim/_providers.pyx":524
  *                     prev_ok = bp_pos[i]
  *                     any_ok = True
  *             if not any_ok:             # <<<<<<<<<<<<<<
@@ -25246,7 +25347,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           if (__pyx_t_20) {
 
 
-            /* "cachesim/_providers.pyx":518
+            /* "cachesim/_providers.pyx":525
  *                     any_ok = True
  *             if not any_ok:
  *                 flags[r] |= F_BELOW_MIN             # <<<<<<<<<<<<<<
@@ -25256,7 +25357,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_16 = __pyx_v_r;
             *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_16)) )) |= __pyx_e_8cachesim_10_providers_F_BELOW_MIN;
 
-            /* "cachesim/_providers.pyx":519
+            /* "cachesim/_providers.pyx":526
  *             if not any_ok:
  *                 flags[r] |= F_BELOW_MIN
  *                 continue             # <<<<<<<<<<<<<<
@@ -25265,7 +25366,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             goto __pyx_L10_continue;
 
-            /* "cachesim/_providers.pyx":517
+            /* "cachesim/_providers.pyx":524
  *                     prev_ok = bp_pos[i]
  *                     any_ok = True
  *             if not any_ok:             # <<<<<<<<<<<<<<
@@ -25274,7 +25375,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           }
 
-          /* "cachesim/_providers.pyx":520
+          /* "cachesim/_providers.pyx":527
  *                 flags[r] |= F_BELOW_MIN
  *                 continue
  *             c_chain(toks, length, &chain[0])             # <<<<<<<<<<<<<<
@@ -25284,7 +25385,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           __pyx_t_16 = 0;
           __pyx_f_8cachesim_10_providers_c_chain(__pyx_v_toks, __pyx_v_length, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_16)) )))));
 
-          /* "cachesim/_providers.pyx":521
+          /* "cachesim/_providers.pyx":528
  *                 continue
  *             c_chain(toks, length, &chain[0])
  *             pr.hit = 0             # <<<<<<<<<<<<<<
@@ -25293,7 +25394,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           __pyx_v_pr.hit = 0;
 
-          /* "cachesim/_providers.pyx":522
+          /* "cachesim/_providers.pyx":529
  *             c_chain(toks, length, &chain[0])
  *             pr.hit = 0
  *             pr.expired = 0             # <<<<<<<<<<<<<<
@@ -25302,7 +25403,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           __pyx_v_pr.expired = 0;
 
-          /* "cachesim/_providers.pyx":523
+          /* "cachesim/_providers.pyx":530
  *             pr.hit = 0
  *             pr.expired = 0
  *             pr.not_ready = 0             # <<<<<<<<<<<<<<
@@ -25311,7 +25412,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           __pyx_v_pr.not_ready = 0;
 
-          /* "cachesim/_providers.pyx":524
+          /* "cachesim/_providers.pyx":531
  *             pr.expired = 0
  *             pr.not_ready = 0
  *             pr.entry = NULL             # <<<<<<<<<<<<<<
@@ -25320,7 +25421,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           __pyx_v_pr.entry = NULL;
 
-          /* "cachesim/_providers.pyx":525
+          /* "cachesim/_providers.pyx":532
  *             pr.not_ready = 0
  *             pr.entry = NULL
  *             if use_draws and miss_draw[r] < miss_probability:             # <<<<<<<<<<<<<<
@@ -25343,7 +25444,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           if (__pyx_t_20) {
 
 
-            /* "cachesim/_providers.pyx":526
+            /* "cachesim/_providers.pyx":533
  *             pr.entry = NULL
  *             if use_draws and miss_draw[r] < miss_probability:
  *                 flags[r] |= F_SERVER_MISS             # <<<<<<<<<<<<<<
@@ -25353,7 +25454,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_16 = __pyx_v_r;
             *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_16)) )) |= __pyx_e_8cachesim_10_providers_F_SERVER_MISS;
 
-            /* "cachesim/_providers.pyx":525
+            /* "cachesim/_providers.pyx":532
  *             pr.not_ready = 0
  *             pr.entry = NULL
  *             if use_draws and miss_draw[r] < miss_probability:             # <<<<<<<<<<<<<<
@@ -25363,21 +25464,39 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             goto __pyx_L32;
           }
 
-          /* "cachesim/_providers.pyx":527
+          /* "cachesim/_providers.pyx":534
  *             if use_draws and miss_draw[r] < miss_probability:
  *                 flags[r] |= F_SERVER_MISS
  *             elif mode == M_ANTHROPIC:             # <<<<<<<<<<<<<<
  *                 # every breakpoint looks back over its window; each one's highest live entry is read and refreshed
- *                 for i in range(nbp - 1, -1, -1):
+ *                 hit = 0
 */
           __pyx_t_20 = (__pyx_v_mode == __pyx_e_8cachesim_10_providers_M_ANTHROPIC);
 
           if (__pyx_t_20) {
 
 
-            /* "cachesim/_providers.pyx":529
+            /* "cachesim/_providers.pyx":536
  *             elif mode == M_ANTHROPIC:
  *                 # every breakpoint looks back over its window; each one's highest live entry is read and refreshed
+ *                 hit = 0             # <<<<<<<<<<<<<<
+ *                 best = NULL
+ *                 for i in range(nbp - 1, -1, -1):
+*/
+            __pyx_v_hit = 0;
+
+            /* "cachesim/_providers.pyx":537
+ *                 # every breakpoint looks back over its window; each one's highest live entry is read and refreshed
+ *                 hit = 0
+ *                 best = NULL             # <<<<<<<<<<<<<<
+ *                 for i in range(nbp - 1, -1, -1):
+ *                     if not bp_ok[i]:
+*/
+            __pyx_v_best = NULL;
+
+            /* "cachesim/_providers.pyx":538
+ *                 hit = 0
+ *                 best = NULL
  *                 for i in range(nbp - 1, -1, -1):             # <<<<<<<<<<<<<<
  *                     if not bp_ok[i]:
  *                         continue
@@ -25385,8 +25504,8 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             for (__pyx_t_19 = (__pyx_v_nbp - 1); __pyx_t_19 > -1L; __pyx_t_19-=1) {
               __pyx_v_i = __pyx_t_19;
 
-              /* "cachesim/_providers.pyx":530
- *                 # every breakpoint looks back over its window; each one's highest live entry is read and refreshed
+              /* "cachesim/_providers.pyx":539
+ *                 best = NULL
  *                 for i in range(nbp - 1, -1, -1):
  *                     if not bp_ok[i]:             # <<<<<<<<<<<<<<
  *                         continue
@@ -25398,17 +25517,17 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":531
+                /* "cachesim/_providers.pyx":540
  *                 for i in range(nbp - 1, -1, -1):
  *                     if not bp_ok[i]:
  *                         continue             # <<<<<<<<<<<<<<
  *                     jb = _index_of(bnd, nb, bp_pos[i])
- *                     hit = pr.hit
+ *                     pr.entry = NULL
 */
                 goto __pyx_L35_continue;
 
-                /* "cachesim/_providers.pyx":530
- *                 # every breakpoint looks back over its window; each one's highest live entry is read and refreshed
+                /* "cachesim/_providers.pyx":539
+ *                 best = NULL
  *                 for i in range(nbp - 1, -1, -1):
  *                     if not bp_ok[i]:             # <<<<<<<<<<<<<<
  *                         continue
@@ -25416,38 +25535,27 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
 
-              /* "cachesim/_providers.pyx":532
+              /* "cachesim/_providers.pyx":541
  *                     if not bp_ok[i]:
  *                         continue
  *                     jb = _index_of(bnd, nb, bp_pos[i])             # <<<<<<<<<<<<<<
- *                     hit = pr.hit
  *                     pr.entry = NULL
+ *                     pr.hit = 0
 */
               __pyx_t_16 = __pyx_v_i;
               __pyx_v_jb = __pyx_f_8cachesim_10_providers__index_of(__pyx_v_bnd, __pyx_v_nb, (*((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_bp_pos.data) + __pyx_t_16)) ))));
 
-              /* "cachesim/_providers.pyx":533
+              /* "cachesim/_providers.pyx":542
  *                         continue
  *                     jb = _index_of(bnd, nb, bp_pos[i])
- *                     hit = pr.hit             # <<<<<<<<<<<<<<
- *                     pr.entry = NULL
- *                     pr.hit = 0
-*/
-              __pyx_t_17 = __pyx_v_pr.hit;
-
-              __pyx_v_hit = __pyx_t_17;
-
-              /* "cachesim/_providers.pyx":534
- *                     jb = _index_of(bnd, nb, bp_pos[i])
- *                     hit = pr.hit
  *                     pr.entry = NULL             # <<<<<<<<<<<<<<
  *                     pr.hit = 0
  *                     for j in range(jb, max(jb - lookback_blocks, -1), -1):
 */
               __pyx_v_pr.entry = NULL;
 
-              /* "cachesim/_providers.pyx":535
- *                     hit = pr.hit
+              /* "cachesim/_providers.pyx":543
+ *                     jb = _index_of(bnd, nb, bp_pos[i])
  *                     pr.entry = NULL
  *                     pr.hit = 0             # <<<<<<<<<<<<<<
  *                     for j in range(jb, max(jb - lookback_blocks, -1), -1):
@@ -25455,7 +25563,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               __pyx_v_pr.hit = 0;
 
-              /* "cachesim/_providers.pyx":536
+              /* "cachesim/_providers.pyx":544
  *                     pr.entry = NULL
  *                     pr.hit = 0
  *                     for j in range(jb, max(jb - lookback_blocks, -1), -1):             # <<<<<<<<<<<<<<
@@ -25484,7 +25592,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               for (__pyx_t_25 = __pyx_v_jb; __pyx_t_25 > __pyx_t_18; __pyx_t_25-=1) {
                 __pyx_v_j = __pyx_t_25;
 
-                /* "cachesim/_providers.pyx":537
+                /* "cachesim/_providers.pyx":545
  *                     pr.hit = 0
  *                     for j in range(jb, max(jb - lookback_blocks, -1), -1):
  *                         _probe(table, toks, &chain[0], ns_r, bnd[j], t[r], &pr)             # <<<<<<<<<<<<<<
@@ -25495,7 +25603,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
                 __pyx_t_15 = __pyx_v_r;
                 __pyx_f_8cachesim_10_providers__probe(__pyx_v_table, __pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_16)) )))), __pyx_v_ns_r, (__pyx_v_bnd[__pyx_v_j]), (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_15)) ))), (&__pyx_v_pr));
 
-                /* "cachesim/_providers.pyx":538
+                /* "cachesim/_providers.pyx":546
  *                     for j in range(jb, max(jb - lookback_blocks, -1), -1):
  *                         _probe(table, toks, &chain[0], ns_r, bnd[j], t[r], &pr)
  *                         if pr.entry != NULL:             # <<<<<<<<<<<<<<
@@ -25507,7 +25615,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
                 if (__pyx_t_20) {
 
 
-                  /* "cachesim/_providers.pyx":539
+                  /* "cachesim/_providers.pyx":547
  *                         _probe(table, toks, &chain[0], ns_r, bnd[j], t[r], &pr)
  *                         if pr.entry != NULL:
  *                             break             # <<<<<<<<<<<<<<
@@ -25516,7 +25624,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                   goto __pyx_L39_break;
 
-                  /* "cachesim/_providers.pyx":538
+                  /* "cachesim/_providers.pyx":546
  *                     for j in range(jb, max(jb - lookback_blocks, -1), -1):
  *                         _probe(table, toks, &chain[0], ns_r, bnd[j], t[r], &pr)
  *                         if pr.entry != NULL:             # <<<<<<<<<<<<<<
@@ -25528,71 +25636,127 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_L39_break:;
 
 
-              /* "cachesim/_providers.pyx":540
+              /* "cachesim/_providers.pyx":548
  *                         if pr.entry != NULL:
  *                             break
  *                     if pr.entry != NULL:             # <<<<<<<<<<<<<<
  *                         _refresh(pr.entry, t[r], r)
- *                     if hit > pr.hit:
+ *                         if pr.hit > hit:
 */
               __pyx_t_20 = (__pyx_v_pr.entry != NULL);
 
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":541
+                /* "cachesim/_providers.pyx":549
  *                             break
  *                     if pr.entry != NULL:
  *                         _refresh(pr.entry, t[r], r)             # <<<<<<<<<<<<<<
- *                     if hit > pr.hit:
- *                         pr.hit = hit
+ *                         if pr.hit > hit:
+ *                             hit = pr.hit
 */
                 __pyx_t_15 = __pyx_v_r;
                 __pyx_f_8cachesim_10_providers__refresh(__pyx_v_pr.entry, (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_15)) ))), __pyx_v_r);
 
-                /* "cachesim/_providers.pyx":540
+                /* "cachesim/_providers.pyx":550
+ *                     if pr.entry != NULL:
+ *                         _refresh(pr.entry, t[r], r)
+ *                         if pr.hit > hit:             # <<<<<<<<<<<<<<
+ *                             hit = pr.hit
+ *                             best = pr.entry
+*/
+                __pyx_t_20 = (__pyx_v_pr.hit > __pyx_v_hit);
+
+                if (__pyx_t_20) {
+
+
+                  /* "cachesim/_providers.pyx":551
+ *                         _refresh(pr.entry, t[r], r)
+ *                         if pr.hit > hit:
+ *                             hit = pr.hit             # <<<<<<<<<<<<<<
+ *                             best = pr.entry
+ *                 pr.hit = hit
+*/
+                  __pyx_t_17 = __pyx_v_pr.hit;
+
+                  __pyx_v_hit = __pyx_t_17;
+
+                  /* "cachesim/_providers.pyx":552
+ *                         if pr.hit > hit:
+ *                             hit = pr.hit
+ *                             best = pr.entry             # <<<<<<<<<<<<<<
+ *                 pr.hit = hit
+ *                 if best != NULL:
+*/
+                  __pyx_t_27 = __pyx_v_pr.entry;
+
+                  __pyx_v_best = __pyx_t_27;
+
+                  /* "cachesim/_providers.pyx":550
+ *                     if pr.entry != NULL:
+ *                         _refresh(pr.entry, t[r], r)
+ *                         if pr.hit > hit:             # <<<<<<<<<<<<<<
+ *                             hit = pr.hit
+ *                             best = pr.entry
+*/
+                }
+
+                /* "cachesim/_providers.pyx":548
  *                         if pr.entry != NULL:
  *                             break
  *                     if pr.entry != NULL:             # <<<<<<<<<<<<<<
  *                         _refresh(pr.entry, t[r], r)
- *                     if hit > pr.hit:
-*/
-              }
-
-              /* "cachesim/_providers.pyx":542
- *                     if pr.entry != NULL:
- *                         _refresh(pr.entry, t[r], r)
- *                     if hit > pr.hit:             # <<<<<<<<<<<<<<
- *                         pr.hit = hit
- *                 # an entry above the hit, in a block the windows did not reach
-*/
-              __pyx_t_20 = (__pyx_v_hit > __pyx_v_pr.hit);
-
-              if (__pyx_t_20) {
-
-
-                /* "cachesim/_providers.pyx":543
- *                         _refresh(pr.entry, t[r], r)
- *                     if hit > pr.hit:
- *                         pr.hit = hit             # <<<<<<<<<<<<<<
- *                 # an entry above the hit, in a block the windows did not reach
- *                 jb = _index_of(bnd, nb, bp_pos[nbp - 1])
-*/
-                __pyx_v_pr.hit = __pyx_v_hit;
-
-                /* "cachesim/_providers.pyx":542
- *                     if pr.entry != NULL:
- *                         _refresh(pr.entry, t[r], r)
- *                     if hit > pr.hit:             # <<<<<<<<<<<<<<
- *                         pr.hit = hit
- *                 # an entry above the hit, in a block the windows did not reach
+ *                         if pr.hit > hit:
 */
               }
               __pyx_L35_continue:;
             }
 
-            /* "cachesim/_providers.pyx":545
- *                         pr.hit = hit
+            /* "cachesim/_providers.pyx":553
+ *                             hit = pr.hit
+ *                             best = pr.entry
+ *                 pr.hit = hit             # <<<<<<<<<<<<<<
+ *                 if best != NULL:
+ *                     hit_from[r] = best.creator
+*/
+            __pyx_v_pr.hit = __pyx_v_hit;
+
+            /* "cachesim/_providers.pyx":554
+ *                             best = pr.entry
+ *                 pr.hit = hit
+ *                 if best != NULL:             # <<<<<<<<<<<<<<
+ *                     hit_from[r] = best.creator
+ *                 # an entry above the hit, in a block the windows did not reach
+*/
+            __pyx_t_20 = (__pyx_v_best != NULL);
+
+            if (__pyx_t_20) {
+
+
+              /* "cachesim/_providers.pyx":555
+ *                 pr.hit = hit
+ *                 if best != NULL:
+ *                     hit_from[r] = best.creator             # <<<<<<<<<<<<<<
+ *                 # an entry above the hit, in a block the windows did not reach
+ *                 jb = _index_of(bnd, nb, bp_pos[nbp - 1])
+*/
+              __pyx_t_28 = __pyx_v_best->creator;
+
+              __pyx_t_15 = __pyx_v_r;
+              *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_hit_from.data) + __pyx_t_15)) )) = __pyx_t_28;
+
+
+              /* "cachesim/_providers.pyx":554
+ *                             best = pr.entry
+ *                 pr.hit = hit
+ *                 if best != NULL:             # <<<<<<<<<<<<<<
+ *                     hit_from[r] = best.creator
+ *                 # an entry above the hit, in a block the windows did not reach
+*/
+            }
+
+            /* "cachesim/_providers.pyx":557
+ *                     hit_from[r] = best.creator
  *                 # an entry above the hit, in a block the windows did not reach
  *                 jb = _index_of(bnd, nb, bp_pos[nbp - 1])             # <<<<<<<<<<<<<<
  *                 for j in range(jb - lookback_blocks, -1, -1):
@@ -25601,7 +25765,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_15 = (__pyx_v_nbp - 1);
             __pyx_v_jb = __pyx_f_8cachesim_10_providers__index_of(__pyx_v_bnd, __pyx_v_nb, (*((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_bp_pos.data) + __pyx_t_15)) ))));
 
-            /* "cachesim/_providers.pyx":546
+            /* "cachesim/_providers.pyx":558
  *                 # an entry above the hit, in a block the windows did not reach
  *                 jb = _index_of(bnd, nb, bp_pos[nbp - 1])
  *                 for j in range(jb - lookback_blocks, -1, -1):             # <<<<<<<<<<<<<<
@@ -25611,7 +25775,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             for (__pyx_t_19 = (__pyx_v_jb - __pyx_v_lookback_blocks); __pyx_t_19 > -1L; __pyx_t_19-=1) {
               __pyx_v_j = __pyx_t_19;
 
-              /* "cachesim/_providers.pyx":547
+              /* "cachesim/_providers.pyx":559
  *                 jb = _index_of(bnd, nb, bp_pos[nbp - 1])
  *                 for j in range(jb - lookback_blocks, -1, -1):
  *                     q = bnd[j]             # <<<<<<<<<<<<<<
@@ -25620,7 +25784,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               __pyx_v_q = (__pyx_v_bnd[__pyx_v_j]);
 
-              /* "cachesim/_providers.pyx":548
+              /* "cachesim/_providers.pyx":560
  *                 for j in range(jb - lookback_blocks, -1, -1):
  *                     q = bnd[j]
  *                     if q <= pr.hit:             # <<<<<<<<<<<<<<
@@ -25632,16 +25796,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":549
+                /* "cachesim/_providers.pyx":561
  *                     q = bnd[j]
  *                     if q <= pr.hit:
  *                         break             # <<<<<<<<<<<<<<
  *                     if live(table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r)), t[r]):
  *                         flags[r] |= F_LOOKBACK
 */
-                goto __pyx_L44_break;
+                goto __pyx_L45_break;
 
-                /* "cachesim/_providers.pyx":548
+                /* "cachesim/_providers.pyx":560
  *                 for j in range(jb - lookback_blocks, -1, -1):
  *                     q = bnd[j]
  *                     if q <= pr.hit:             # <<<<<<<<<<<<<<
@@ -25650,7 +25814,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
 
-              /* "cachesim/_providers.pyx":550
+              /* "cachesim/_providers.pyx":562
  *                     if q <= pr.hit:
  *                         break
  *                     if live(table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r)), t[r]):             # <<<<<<<<<<<<<<
@@ -25664,7 +25828,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":551
+                /* "cachesim/_providers.pyx":563
  *                         break
  *                     if live(table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r)), t[r]):
  *                         flags[r] |= F_LOOKBACK             # <<<<<<<<<<<<<<
@@ -25674,16 +25838,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
                 __pyx_t_16 = __pyx_v_r;
                 *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_16)) )) |= __pyx_e_8cachesim_10_providers_F_LOOKBACK;
 
-                /* "cachesim/_providers.pyx":552
+                /* "cachesim/_providers.pyx":564
  *                     if live(table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r)), t[r]):
  *                         flags[r] |= F_LOOKBACK
  *                         break             # <<<<<<<<<<<<<<
  *             else:
  *                 # OpenAI 5.6+: one lookup set, the highest live entry wins
 */
-                goto __pyx_L44_break;
+                goto __pyx_L45_break;
 
-                /* "cachesim/_providers.pyx":550
+                /* "cachesim/_providers.pyx":562
  *                     if q <= pr.hit:
  *                         break
  *                     if live(table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r)), t[r]):             # <<<<<<<<<<<<<<
@@ -25692,19 +25856,19 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
             }
-            __pyx_L44_break:;
+            __pyx_L45_break:;
 
-            /* "cachesim/_providers.pyx":527
+            /* "cachesim/_providers.pyx":534
  *             if use_draws and miss_draw[r] < miss_probability:
  *                 flags[r] |= F_SERVER_MISS
  *             elif mode == M_ANTHROPIC:             # <<<<<<<<<<<<<<
  *                 # every breakpoint looks back over its window; each one's highest live entry is read and refreshed
- *                 for i in range(nbp - 1, -1, -1):
+ *                 hit = 0
 */
             goto __pyx_L32;
           }
 
-          /* "cachesim/_providers.pyx":555
+          /* "cachesim/_providers.pyx":567
  *             else:
  *                 # OpenAI 5.6+: one lookup set, the highest live entry wins
  *                 for i in range(n_explicit):             # <<<<<<<<<<<<<<
@@ -25719,7 +25883,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             for (__pyx_t_18 = 0; __pyx_t_18 < __pyx_t_17; __pyx_t_18+=1) {
               __pyx_v_i = __pyx_t_18;
 
-              /* "cachesim/_providers.pyx":556
+              /* "cachesim/_providers.pyx":568
  *                 # OpenAI 5.6+: one lookup set, the highest live entry wins
  *                 for i in range(n_explicit):
  *                     if i < 2 or i >= n_explicit - 50:             # <<<<<<<<<<<<<<
@@ -25734,18 +25898,18 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 
                 __pyx_t_20 = __pyx_t_21;
 
-                goto __pyx_L50_bool_binop_done;
+                goto __pyx_L51_bool_binop_done;
               }
               __pyx_t_21 = (__pyx_v_i >= (__pyx_v_n_explicit - 50));
 
 
               __pyx_t_20 = __pyx_t_21;
 
-              __pyx_L50_bool_binop_done:;
+              __pyx_L51_bool_binop_done:;
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":557
+                /* "cachesim/_providers.pyx":569
  *                 for i in range(n_explicit):
  *                     if i < 2 or i >= n_explicit - 50:
  *                         _probe(table, toks, &chain[0], ns_r, bp_pos[i], t[r], &pr)             # <<<<<<<<<<<<<<
@@ -25757,7 +25921,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
                 __pyx_t_24 = __pyx_v_r;
                 __pyx_f_8cachesim_10_providers__probe(__pyx_v_table, __pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_16)) )))), __pyx_v_ns_r, (*((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_bp_pos.data) + __pyx_t_15)) ))), (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_24)) ))), (&__pyx_v_pr));
 
-                /* "cachesim/_providers.pyx":556
+                /* "cachesim/_providers.pyx":568
  *                 # OpenAI 5.6+: one lookup set, the highest live entry wins
  *                 for i in range(n_explicit):
  *                     if i < 2 or i >= n_explicit - 50:             # <<<<<<<<<<<<<<
@@ -25768,7 +25932,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             }
 
 
-            /* "cachesim/_providers.pyx":558
+            /* "cachesim/_providers.pyx":570
  *                     if i < 2 or i >= n_explicit - 50:
  *                         _probe(table, toks, &chain[0], ns_r, bp_pos[i], t[r], &pr)
  *                 if automatic:             # <<<<<<<<<<<<<<
@@ -25777,7 +25941,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             if (__pyx_v_automatic) {
 
-              /* "cachesim/_providers.pyx":559
+              /* "cachesim/_providers.pyx":571
  *                         _probe(table, toks, &chain[0], ns_r, bp_pos[i], t[r], &pr)
  *                 if automatic:
  *                     jb = _index_of(bnd, nb, length)             # <<<<<<<<<<<<<<
@@ -25786,7 +25950,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               __pyx_v_jb = __pyx_f_8cachesim_10_providers__index_of(__pyx_v_bnd, __pyx_v_nb, __pyx_v_length);
 
-              /* "cachesim/_providers.pyx":560
+              /* "cachesim/_providers.pyx":572
  *                 if automatic:
  *                     jb = _index_of(bnd, nb, length)
  *                     for j in range(jb, max(jb - 21, -1), -1):             # <<<<<<<<<<<<<<
@@ -25815,7 +25979,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               for (__pyx_t_18 = __pyx_v_jb; __pyx_t_18 > __pyx_t_17; __pyx_t_18-=1) {
                 __pyx_v_j = __pyx_t_18;
 
-                /* "cachesim/_providers.pyx":561
+                /* "cachesim/_providers.pyx":573
  *                     jb = _index_of(bnd, nb, length)
  *                     for j in range(jb, max(jb - 21, -1), -1):
  *                         _probe(table, toks, &chain[0], ns_r, bnd[j], t[r], &pr)             # <<<<<<<<<<<<<<
@@ -25828,7 +25992,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               }
 
 
-              /* "cachesim/_providers.pyx":558
+              /* "cachesim/_providers.pyx":570
  *                     if i < 2 or i >= n_explicit - 50:
  *                         _probe(table, toks, &chain[0], ns_r, bp_pos[i], t[r], &pr)
  *                 if automatic:             # <<<<<<<<<<<<<<
@@ -25837,7 +26001,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             }
 
-            /* "cachesim/_providers.pyx":562
+            /* "cachesim/_providers.pyx":574
  *                     for j in range(jb, max(jb - 21, -1), -1):
  *                         _probe(table, toks, &chain[0], ns_r, bnd[j], t[r], &pr)
  *                 if automatic and nb:      # the end of the initial developer block: implicit mode only             # <<<<<<<<<<<<<<
@@ -25848,18 +26012,18 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             } else {
 
               __pyx_t_20 = __pyx_v_automatic;
-              goto __pyx_L56_bool_binop_done;
+              goto __pyx_L57_bool_binop_done;
             }
             __pyx_t_21 = (__pyx_v_nb != 0);
 
 
             __pyx_t_20 = __pyx_t_21;
 
-            __pyx_L56_bool_binop_done:;
+            __pyx_L57_bool_binop_done:;
             if (__pyx_t_20) {
 
 
-              /* "cachesim/_providers.pyx":563
+              /* "cachesim/_providers.pyx":575
  *                         _probe(table, toks, &chain[0], ns_r, bnd[j], t[r], &pr)
  *                 if automatic and nb:      # the end of the initial developer block: implicit mode only
  *                     _probe(table, toks, &chain[0], ns_r, bnd[0], t[r], &pr)             # <<<<<<<<<<<<<<
@@ -25870,7 +26034,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_24 = __pyx_v_r;
               __pyx_f_8cachesim_10_providers__probe(__pyx_v_table, __pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_15)) )))), __pyx_v_ns_r, (__pyx_v_bnd[0]), (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_24)) ))), (&__pyx_v_pr));
 
-              /* "cachesim/_providers.pyx":562
+              /* "cachesim/_providers.pyx":574
  *                     for j in range(jb, max(jb - 21, -1), -1):
  *                         _probe(table, toks, &chain[0], ns_r, bnd[j], t[r], &pr)
  *                 if automatic and nb:      # the end of the initial developer block: implicit mode only             # <<<<<<<<<<<<<<
@@ -25879,7 +26043,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             }
 
-            /* "cachesim/_providers.pyx":564
+            /* "cachesim/_providers.pyx":576
  *                 if automatic and nb:      # the end of the initial developer block: implicit mode only
  *                     _probe(table, toks, &chain[0], ns_r, bnd[0], t[r], &pr)
  *                 if pr.hit:             # <<<<<<<<<<<<<<
@@ -25891,27 +26055,40 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             if (__pyx_t_20) {
 
 
-              /* "cachesim/_providers.pyx":565
+              /* "cachesim/_providers.pyx":577
  *                     _probe(table, toks, &chain[0], ns_r, bnd[0], t[r], &pr)
  *                 if pr.hit:
  *                     e = table.find(c_nskey(c_key_at(toks, &chain[0], pr.hit), ns_r))             # <<<<<<<<<<<<<<
  *                     _refresh(e, t[r], r)
- *             hit = pr.hit
+ *                     hit_from[r] = e.creator
 */
               __pyx_t_24 = 0;
               __pyx_v_e = __pyx_f_8cachesim_10_providers_6_Table_find(__pyx_v_table, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_24)) )))), __pyx_v_pr.hit), __pyx_v_ns_r));
 
-              /* "cachesim/_providers.pyx":566
+              /* "cachesim/_providers.pyx":578
  *                 if pr.hit:
  *                     e = table.find(c_nskey(c_key_at(toks, &chain[0], pr.hit), ns_r))
  *                     _refresh(e, t[r], r)             # <<<<<<<<<<<<<<
+ *                     hit_from[r] = e.creator
  *             hit = pr.hit
- *             if pr.expired > hit:
 */
               __pyx_t_24 = __pyx_v_r;
               __pyx_f_8cachesim_10_providers__refresh(__pyx_v_e, (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_24)) ))), __pyx_v_r);
 
-              /* "cachesim/_providers.pyx":564
+              /* "cachesim/_providers.pyx":579
+ *                     e = table.find(c_nskey(c_key_at(toks, &chain[0], pr.hit), ns_r))
+ *                     _refresh(e, t[r], r)
+ *                     hit_from[r] = e.creator             # <<<<<<<<<<<<<<
+ *             hit = pr.hit
+ *             if pr.expired > hit:
+*/
+              __pyx_t_28 = __pyx_v_e->creator;
+
+              __pyx_t_24 = __pyx_v_r;
+              *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_hit_from.data) + __pyx_t_24)) )) = __pyx_t_28;
+
+
+              /* "cachesim/_providers.pyx":576
  *                 if automatic and nb:      # the end of the initial developer block: implicit mode only
  *                     _probe(table, toks, &chain[0], ns_r, bnd[0], t[r], &pr)
  *                 if pr.hit:             # <<<<<<<<<<<<<<
@@ -25922,9 +26099,9 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           }
           __pyx_L32:;
 
-          /* "cachesim/_providers.pyx":567
- *                     e = table.find(c_nskey(c_key_at(toks, &chain[0], pr.hit), ns_r))
+          /* "cachesim/_providers.pyx":580
  *                     _refresh(e, t[r], r)
+ *                     hit_from[r] = e.creator
  *             hit = pr.hit             # <<<<<<<<<<<<<<
  *             if pr.expired > hit:
  *                 flags[r] |= F_EXPIRED
@@ -25933,8 +26110,8 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 
           __pyx_v_hit = __pyx_t_19;
 
-          /* "cachesim/_providers.pyx":568
- *                     _refresh(e, t[r], r)
+          /* "cachesim/_providers.pyx":581
+ *                     hit_from[r] = e.creator
  *             hit = pr.hit
  *             if pr.expired > hit:             # <<<<<<<<<<<<<<
  *                 flags[r] |= F_EXPIRED
@@ -25945,7 +26122,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           if (__pyx_t_20) {
 
 
-            /* "cachesim/_providers.pyx":569
+            /* "cachesim/_providers.pyx":582
  *             hit = pr.hit
  *             if pr.expired > hit:
  *                 flags[r] |= F_EXPIRED             # <<<<<<<<<<<<<<
@@ -25955,8 +26132,8 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_24 = __pyx_v_r;
             *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_24)) )) |= __pyx_e_8cachesim_10_providers_F_EXPIRED;
 
-            /* "cachesim/_providers.pyx":568
- *                     _refresh(e, t[r], r)
+            /* "cachesim/_providers.pyx":581
+ *                     hit_from[r] = e.creator
  *             hit = pr.hit
  *             if pr.expired > hit:             # <<<<<<<<<<<<<<
  *                 flags[r] |= F_EXPIRED
@@ -25964,7 +26141,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           }
 
-          /* "cachesim/_providers.pyx":570
+          /* "cachesim/_providers.pyx":583
  *             if pr.expired > hit:
  *                 flags[r] |= F_EXPIRED
  *             if pr.not_ready > hit:             # <<<<<<<<<<<<<<
@@ -25976,7 +26153,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           if (__pyx_t_20) {
 
 
-            /* "cachesim/_providers.pyx":571
+            /* "cachesim/_providers.pyx":584
  *                 flags[r] |= F_EXPIRED
  *             if pr.not_ready > hit:
  *                 flags[r] |= F_NOT_READY             # <<<<<<<<<<<<<<
@@ -25986,7 +26163,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_24 = __pyx_v_r;
             *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_24)) )) |= __pyx_e_8cachesim_10_providers_F_NOT_READY;
 
-            /* "cachesim/_providers.pyx":570
+            /* "cachesim/_providers.pyx":583
  *             if pr.expired > hit:
  *                 flags[r] |= F_EXPIRED
  *             if pr.not_ready > hit:             # <<<<<<<<<<<<<<
@@ -25995,7 +26172,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           }
 
-          /* "cachesim/_providers.pyx":572
+          /* "cachesim/_providers.pyx":585
  *             if pr.not_ready > hit:
  *                 flags[r] |= F_NOT_READY
  *             if refresh_path:             # <<<<<<<<<<<<<<
@@ -26004,7 +26181,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           if (__pyx_v_refresh_path) {
 
-            /* "cachesim/_providers.pyx":573
+            /* "cachesim/_providers.pyx":586
  *                 flags[r] |= F_NOT_READY
  *             if refresh_path:
  *                 for j in range(nb):             # <<<<<<<<<<<<<<
@@ -26018,7 +26195,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             for (__pyx_t_18 = 0; __pyx_t_18 < __pyx_t_17; __pyx_t_18+=1) {
               __pyx_v_j = __pyx_t_18;
 
-              /* "cachesim/_providers.pyx":574
+              /* "cachesim/_providers.pyx":587
  *             if refresh_path:
  *                 for j in range(nb):
  *                     q = bnd[j]             # <<<<<<<<<<<<<<
@@ -26027,7 +26204,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               __pyx_v_q = (__pyx_v_bnd[__pyx_v_j]);
 
-              /* "cachesim/_providers.pyx":575
+              /* "cachesim/_providers.pyx":588
  *                 for j in range(nb):
  *                     q = bnd[j]
  *                     if q >= hit:             # <<<<<<<<<<<<<<
@@ -26039,16 +26216,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":576
+                /* "cachesim/_providers.pyx":589
  *                     q = bnd[j]
  *                     if q >= hit:
  *                         break             # <<<<<<<<<<<<<<
  *                     e = table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r))
  *                     if live(e, t[r]):
 */
-                goto __pyx_L63_break;
+                goto __pyx_L64_break;
 
-                /* "cachesim/_providers.pyx":575
+                /* "cachesim/_providers.pyx":588
  *                 for j in range(nb):
  *                     q = bnd[j]
  *                     if q >= hit:             # <<<<<<<<<<<<<<
@@ -26057,7 +26234,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
 
-              /* "cachesim/_providers.pyx":577
+              /* "cachesim/_providers.pyx":590
  *                     if q >= hit:
  *                         break
  *                     e = table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r))             # <<<<<<<<<<<<<<
@@ -26067,7 +26244,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_24 = 0;
               __pyx_v_e = __pyx_f_8cachesim_10_providers_6_Table_recall(__pyx_v_table, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_24)) )))), __pyx_v_q), __pyx_v_ns_r));
 
-              /* "cachesim/_providers.pyx":578
+              /* "cachesim/_providers.pyx":591
  *                         break
  *                     e = table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r))
  *                     if live(e, t[r]):             # <<<<<<<<<<<<<<
@@ -26080,7 +26257,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":579
+                /* "cachesim/_providers.pyx":592
  *                     e = table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r))
  *                     if live(e, t[r]):
  *                         _refresh(e, t[r], r)             # <<<<<<<<<<<<<<
@@ -26090,7 +26267,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
                 __pyx_t_24 = __pyx_v_r;
                 __pyx_f_8cachesim_10_providers__refresh(__pyx_v_e, (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_24)) ))), __pyx_v_r);
 
-                /* "cachesim/_providers.pyx":578
+                /* "cachesim/_providers.pyx":591
  *                         break
  *                     e = table.recall(c_nskey(c_key_at(toks, &chain[0], q), ns_r))
  *                     if live(e, t[r]):             # <<<<<<<<<<<<<<
@@ -26099,10 +26276,10 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
             }
-            __pyx_L63_break:;
+            __pyx_L64_break:;
 
 
-            /* "cachesim/_providers.pyx":572
+            /* "cachesim/_providers.pyx":585
  *             if pr.not_ready > hit:
  *                 flags[r] |= F_NOT_READY
  *             if refresh_path:             # <<<<<<<<<<<<<<
@@ -26111,7 +26288,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
           }
 
-          /* "cachesim/_providers.pyx":581
+          /* "cachesim/_providers.pyx":594
  *                         _refresh(e, t[r], r)
  *             # writes and billing positions
  *             if mode == M_ANTHROPIC:             # <<<<<<<<<<<<<<
@@ -26123,7 +26300,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           if (__pyx_t_20) {
 
 
-            /* "cachesim/_providers.pyx":582
+            /* "cachesim/_providers.pyx":595
  *             # writes and billing positions
  *             if mode == M_ANTHROPIC:
  *                 b_pos = hit             # <<<<<<<<<<<<<<
@@ -26132,7 +26309,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             __pyx_v_b_pos = __pyx_v_hit;
 
-            /* "cachesim/_providers.pyx":583
+            /* "cachesim/_providers.pyx":596
  *             if mode == M_ANTHROPIC:
  *                 b_pos = hit
  *                 c_pos = hit             # <<<<<<<<<<<<<<
@@ -26141,7 +26318,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             __pyx_v_c_pos = __pyx_v_hit;
 
-            /* "cachesim/_providers.pyx":584
+            /* "cachesim/_providers.pyx":597
  *                 b_pos = hit
  *                 c_pos = hit
  *                 for i in range(nbp):             # <<<<<<<<<<<<<<
@@ -26155,7 +26332,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             for (__pyx_t_18 = 0; __pyx_t_18 < __pyx_t_17; __pyx_t_18+=1) {
               __pyx_v_i = __pyx_t_18;
 
-              /* "cachesim/_providers.pyx":585
+              /* "cachesim/_providers.pyx":598
  *                 c_pos = hit
  *                 for i in range(nbp):
  *                     q = bp_pos[i]             # <<<<<<<<<<<<<<
@@ -26165,7 +26342,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_24 = __pyx_v_i;
               __pyx_v_q = (*((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_bp_pos.data) + __pyx_t_24)) )));
 
-              /* "cachesim/_providers.pyx":586
+              /* "cachesim/_providers.pyx":599
  *                 for i in range(nbp):
  *                     q = bp_pos[i]
  *                     if not bp_ok[i] or q <= hit:             # <<<<<<<<<<<<<<
@@ -26181,27 +26358,27 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 
                 __pyx_t_20 = __pyx_t_21;
 
-                goto __pyx_L70_bool_binop_done;
+                goto __pyx_L71_bool_binop_done;
               }
               __pyx_t_21 = (__pyx_v_q <= __pyx_v_hit);
 
 
               __pyx_t_20 = __pyx_t_21;
 
-              __pyx_L70_bool_binop_done:;
+              __pyx_L71_bool_binop_done:;
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":587
+                /* "cachesim/_providers.pyx":600
  *                     q = bp_pos[i]
  *                     if not bp_ok[i] or q <= hit:
  *                         continue             # <<<<<<<<<<<<<<
  *                     if bp_cls[i] and q > b_pos:
  *                         b_pos = q
 */
-                goto __pyx_L67_continue;
+                goto __pyx_L68_continue;
 
-                /* "cachesim/_providers.pyx":586
+                /* "cachesim/_providers.pyx":599
  *                 for i in range(nbp):
  *                     q = bp_pos[i]
  *                     if not bp_ok[i] or q <= hit:             # <<<<<<<<<<<<<<
@@ -26210,7 +26387,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
 
-              /* "cachesim/_providers.pyx":588
+              /* "cachesim/_providers.pyx":601
  *                     if not bp_ok[i] or q <= hit:
  *                         continue
  *                     if bp_cls[i] and q > b_pos:             # <<<<<<<<<<<<<<
@@ -26226,18 +26403,18 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 
                 __pyx_t_20 = __pyx_t_21;
 
-                goto __pyx_L73_bool_binop_done;
+                goto __pyx_L74_bool_binop_done;
               }
               __pyx_t_21 = (__pyx_v_q > __pyx_v_b_pos);
 
 
               __pyx_t_20 = __pyx_t_21;
 
-              __pyx_L73_bool_binop_done:;
+              __pyx_L74_bool_binop_done:;
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":589
+                /* "cachesim/_providers.pyx":602
  *                         continue
  *                     if bp_cls[i] and q > b_pos:
  *                         b_pos = q             # <<<<<<<<<<<<<<
@@ -26246,7 +26423,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 __pyx_v_b_pos = __pyx_v_q;
 
-                /* "cachesim/_providers.pyx":588
+                /* "cachesim/_providers.pyx":601
  *                     if not bp_ok[i] or q <= hit:
  *                         continue
  *                     if bp_cls[i] and q > b_pos:             # <<<<<<<<<<<<<<
@@ -26255,7 +26432,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
 
-              /* "cachesim/_providers.pyx":590
+              /* "cachesim/_providers.pyx":603
  *                     if bp_cls[i] and q > b_pos:
  *                         b_pos = q
  *                     if q > c_pos:             # <<<<<<<<<<<<<<
@@ -26267,7 +26444,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":591
+                /* "cachesim/_providers.pyx":604
  *                         b_pos = q
  *                     if q > c_pos:
  *                         c_pos = q             # <<<<<<<<<<<<<<
@@ -26276,7 +26453,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 __pyx_v_c_pos = __pyx_v_q;
 
-                /* "cachesim/_providers.pyx":590
+                /* "cachesim/_providers.pyx":603
  *                     if bp_cls[i] and q > b_pos:
  *                         b_pos = q
  *                     if q > c_pos:             # <<<<<<<<<<<<<<
@@ -26285,7 +26462,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
 
-              /* "cachesim/_providers.pyx":592
+              /* "cachesim/_providers.pyx":605
  *                     if q > c_pos:
  *                         c_pos = q
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r],             # <<<<<<<<<<<<<<
@@ -26295,7 +26472,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_24 = 0;
               __pyx_t_15 = __pyx_v_r;
 
-              /* "cachesim/_providers.pyx":593
+              /* "cachesim/_providers.pyx":606
  *                         c_pos = q
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r],
  *                               ttl_long_s if bp_cls[i] else ttl_short_s, ttft_s, r) != 0:             # <<<<<<<<<<<<<<
@@ -26307,27 +26484,27 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 
               if (__pyx_t_20) {
 
-                __pyx_t_27 = __pyx_v_ttl_long_s;
+                __pyx_t_29 = __pyx_v_ttl_long_s;
               } else {
 
-                __pyx_t_27 = __pyx_v_ttl_short_s;
+                __pyx_t_29 = __pyx_v_ttl_short_s;
               }
 
 
-              /* "cachesim/_providers.pyx":592
+              /* "cachesim/_providers.pyx":605
  *                     if q > c_pos:
  *                         c_pos = q
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r],             # <<<<<<<<<<<<<<
  *                               ttl_long_s if bp_cls[i] else ttl_short_s, ttft_s, r) != 0:
  *                         err = 1
 */
-              __pyx_t_20 = (__pyx_f_8cachesim_10_providers__write(__pyx_v_table, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_24)) )))), __pyx_v_q), __pyx_v_ns_r), (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_15)) ))), __pyx_t_27, __pyx_v_ttft_s, __pyx_v_r) != 0);
+              __pyx_t_20 = (__pyx_f_8cachesim_10_providers__write(__pyx_v_table, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_24)) )))), __pyx_v_q), __pyx_v_ns_r), (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_15)) ))), __pyx_t_29, __pyx_v_ttft_s, __pyx_v_r) != 0);
 
 
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":594
+                /* "cachesim/_providers.pyx":607
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r],
  *                               ttl_long_s if bp_cls[i] else ttl_short_s, ttft_s, r) != 0:
  *                         err = 1             # <<<<<<<<<<<<<<
@@ -26336,16 +26513,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 __pyx_v_err = 1;
 
-                /* "cachesim/_providers.pyx":595
+                /* "cachesim/_providers.pyx":608
  *                               ttl_long_s if bp_cls[i] else ttl_short_s, ttft_s, r) != 0:
  *                         err = 1
  *                         break             # <<<<<<<<<<<<<<
  *                 read[r] = hit
  *                 w_long[r] = b_pos - hit
 */
-                goto __pyx_L68_break;
+                goto __pyx_L69_break;
 
-                /* "cachesim/_providers.pyx":592
+                /* "cachesim/_providers.pyx":605
  *                     if q > c_pos:
  *                         c_pos = q
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r],             # <<<<<<<<<<<<<<
@@ -26353,12 +26530,12 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
  *                         err = 1
 */
               }
-              __pyx_L67_continue:;
+              __pyx_L68_continue:;
             }
-            __pyx_L68_break:;
+            __pyx_L69_break:;
 
 
-            /* "cachesim/_providers.pyx":596
+            /* "cachesim/_providers.pyx":609
  *                         err = 1
  *                         break
  *                 read[r] = hit             # <<<<<<<<<<<<<<
@@ -26368,7 +26545,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_15 = __pyx_v_r;
             *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_read.data) + __pyx_t_15)) )) = __pyx_v_hit;
 
-            /* "cachesim/_providers.pyx":597
+            /* "cachesim/_providers.pyx":610
  *                         break
  *                 read[r] = hit
  *                 w_long[r] = b_pos - hit             # <<<<<<<<<<<<<<
@@ -26378,7 +26555,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_15 = __pyx_v_r;
             *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_w_long.data) + __pyx_t_15)) )) = (__pyx_v_b_pos - __pyx_v_hit);
 
-            /* "cachesim/_providers.pyx":598
+            /* "cachesim/_providers.pyx":611
  *                 read[r] = hit
  *                 w_long[r] = b_pos - hit
  *                 w_short[r] = c_pos - b_pos             # <<<<<<<<<<<<<<
@@ -26388,17 +26565,17 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_15 = __pyx_v_r;
             *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_w_short.data) + __pyx_t_15)) )) = (__pyx_v_c_pos - __pyx_v_b_pos);
 
-            /* "cachesim/_providers.pyx":581
+            /* "cachesim/_providers.pyx":594
  *                         _refresh(e, t[r], r)
  *             # writes and billing positions
  *             if mode == M_ANTHROPIC:             # <<<<<<<<<<<<<<
  *                 b_pos = hit
  *                 c_pos = hit
 */
-            goto __pyx_L66;
+            goto __pyx_L67;
           }
 
-          /* "cachesim/_providers.pyx":601
+          /* "cachesim/_providers.pyx":614
  *             else:
  *                 # the implicit breakpoint (the last position) first, then the latest explicit ones
  *                 c_pos = hit             # <<<<<<<<<<<<<<
@@ -26408,7 +26585,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           /*else*/ {
             __pyx_v_c_pos = __pyx_v_hit;
 
-            /* "cachesim/_providers.pyx":602
+            /* "cachesim/_providers.pyx":615
  *                 # the implicit breakpoint (the last position) first, then the latest explicit ones
  *                 c_pos = hit
  *                 slots = 0             # <<<<<<<<<<<<<<
@@ -26417,7 +26594,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             __pyx_v_slots = 0;
 
-            /* "cachesim/_providers.pyx":603
+            /* "cachesim/_providers.pyx":616
  *                 c_pos = hit
  *                 slots = 0
  *                 for i in range(nbp - 1, -1, -1):             # <<<<<<<<<<<<<<
@@ -26427,7 +26604,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             for (__pyx_t_19 = (__pyx_v_nbp - 1); __pyx_t_19 > -1L; __pyx_t_19-=1) {
               __pyx_v_i = __pyx_t_19;
 
-              /* "cachesim/_providers.pyx":604
+              /* "cachesim/_providers.pyx":617
  *                 slots = 0
  *                 for i in range(nbp - 1, -1, -1):
  *                     if slots >= max_breakpoints:             # <<<<<<<<<<<<<<
@@ -26439,16 +26616,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":605
+                /* "cachesim/_providers.pyx":618
  *                 for i in range(nbp - 1, -1, -1):
  *                     if slots >= max_breakpoints:
  *                         break             # <<<<<<<<<<<<<<
  *                     slots += 1
  *                     q = bp_pos[i]
 */
-                goto __pyx_L78_break;
+                goto __pyx_L79_break;
 
-                /* "cachesim/_providers.pyx":604
+                /* "cachesim/_providers.pyx":617
  *                 slots = 0
  *                 for i in range(nbp - 1, -1, -1):
  *                     if slots >= max_breakpoints:             # <<<<<<<<<<<<<<
@@ -26457,7 +26634,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
 
-              /* "cachesim/_providers.pyx":606
+              /* "cachesim/_providers.pyx":619
  *                     if slots >= max_breakpoints:
  *                         break
  *                     slots += 1             # <<<<<<<<<<<<<<
@@ -26466,7 +26643,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               __pyx_v_slots = (__pyx_v_slots + 1);
 
-              /* "cachesim/_providers.pyx":607
+              /* "cachesim/_providers.pyx":620
  *                         break
  *                     slots += 1
  *                     q = bp_pos[i]             # <<<<<<<<<<<<<<
@@ -26476,7 +26653,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_15 = __pyx_v_i;
               __pyx_v_q = (*((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_bp_pos.data) + __pyx_t_15)) )));
 
-              /* "cachesim/_providers.pyx":608
+              /* "cachesim/_providers.pyx":621
  *                     slots += 1
  *                     q = bp_pos[i]
  *                     if not bp_ok[i] or q <= hit:             # <<<<<<<<<<<<<<
@@ -26492,27 +26669,27 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 
                 __pyx_t_20 = __pyx_t_21;
 
-                goto __pyx_L81_bool_binop_done;
+                goto __pyx_L82_bool_binop_done;
               }
               __pyx_t_21 = (__pyx_v_q <= __pyx_v_hit);
 
 
               __pyx_t_20 = __pyx_t_21;
 
-              __pyx_L81_bool_binop_done:;
+              __pyx_L82_bool_binop_done:;
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":609
+                /* "cachesim/_providers.pyx":622
  *                     q = bp_pos[i]
  *                     if not bp_ok[i] or q <= hit:
  *                         continue             # <<<<<<<<<<<<<<
  *                     if q > c_pos:
  *                         c_pos = q
 */
-                goto __pyx_L77_continue;
+                goto __pyx_L78_continue;
 
-                /* "cachesim/_providers.pyx":608
+                /* "cachesim/_providers.pyx":621
  *                     slots += 1
  *                     q = bp_pos[i]
  *                     if not bp_ok[i] or q <= hit:             # <<<<<<<<<<<<<<
@@ -26521,7 +26698,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
 
-              /* "cachesim/_providers.pyx":610
+              /* "cachesim/_providers.pyx":623
  *                     if not bp_ok[i] or q <= hit:
  *                         continue
  *                     if q > c_pos:             # <<<<<<<<<<<<<<
@@ -26533,7 +26710,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":611
+                /* "cachesim/_providers.pyx":624
  *                         continue
  *                     if q > c_pos:
  *                         c_pos = q             # <<<<<<<<<<<<<<
@@ -26542,7 +26719,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 __pyx_v_c_pos = __pyx_v_q;
 
-                /* "cachesim/_providers.pyx":610
+                /* "cachesim/_providers.pyx":623
  *                     if not bp_ok[i] or q <= hit:
  *                         continue
  *                     if q > c_pos:             # <<<<<<<<<<<<<<
@@ -26551,7 +26728,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
               }
 
-              /* "cachesim/_providers.pyx":612
+              /* "cachesim/_providers.pyx":625
  *                     if q > c_pos:
  *                         c_pos = q
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r], ttl_short_s, ttft_s,             # <<<<<<<<<<<<<<
@@ -26561,7 +26738,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_15 = 0;
               __pyx_t_24 = __pyx_v_r;
 
-              /* "cachesim/_providers.pyx":613
+              /* "cachesim/_providers.pyx":626
  *                         c_pos = q
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r], ttl_short_s, ttft_s,
  *                               r) != 0:             # <<<<<<<<<<<<<<
@@ -26571,7 +26748,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               __pyx_t_20 = (__pyx_f_8cachesim_10_providers__write(__pyx_v_table, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_15)) )))), __pyx_v_q), __pyx_v_ns_r), (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_24)) ))), __pyx_v_ttl_short_s, __pyx_v_ttft_s, __pyx_v_r) != 0);
 
 
-              /* "cachesim/_providers.pyx":612
+              /* "cachesim/_providers.pyx":625
  *                     if q > c_pos:
  *                         c_pos = q
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r], ttl_short_s, ttft_s,             # <<<<<<<<<<<<<<
@@ -26581,7 +26758,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
               if (__pyx_t_20) {
 
 
-                /* "cachesim/_providers.pyx":614
+                /* "cachesim/_providers.pyx":627
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r], ttl_short_s, ttft_s,
  *                               r) != 0:
  *                         err = 1             # <<<<<<<<<<<<<<
@@ -26590,16 +26767,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
                 __pyx_v_err = 1;
 
-                /* "cachesim/_providers.pyx":615
+                /* "cachesim/_providers.pyx":628
  *                               r) != 0:
  *                         err = 1
  *                         break             # <<<<<<<<<<<<<<
  *                 read[r] = hit
  *                 w_short[r] = c_pos - hit
 */
-                goto __pyx_L78_break;
+                goto __pyx_L79_break;
 
-                /* "cachesim/_providers.pyx":612
+                /* "cachesim/_providers.pyx":625
  *                     if q > c_pos:
  *                         c_pos = q
  *                     if _write(table, c_nskey(c_key_at(toks, &chain[0], q), ns_r), t[r], ttl_short_s, ttft_s,             # <<<<<<<<<<<<<<
@@ -26607,11 +26784,11 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
  *                         err = 1
 */
               }
-              __pyx_L77_continue:;
+              __pyx_L78_continue:;
             }
-            __pyx_L78_break:;
+            __pyx_L79_break:;
 
-            /* "cachesim/_providers.pyx":616
+            /* "cachesim/_providers.pyx":629
  *                         err = 1
  *                         break
  *                 read[r] = hit             # <<<<<<<<<<<<<<
@@ -26621,7 +26798,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_24 = __pyx_v_r;
             *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_read.data) + __pyx_t_24)) )) = __pyx_v_hit;
 
-            /* "cachesim/_providers.pyx":617
+            /* "cachesim/_providers.pyx":630
  *                         break
  *                 read[r] = hit
  *                 w_short[r] = c_pos - hit             # <<<<<<<<<<<<<<
@@ -26631,9 +26808,9 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
             __pyx_t_24 = __pyx_v_r;
             *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_w_short.data) + __pyx_t_24)) )) = (__pyx_v_c_pos - __pyx_v_hit);
           }
-          __pyx_L66:;
+          __pyx_L67:;
 
-          /* "cachesim/_providers.pyx":618
+          /* "cachesim/_providers.pyx":631
  *                 read[r] = hit
  *                 w_short[r] = c_pos - hit
  *             if err:             # <<<<<<<<<<<<<<
@@ -26645,7 +26822,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
           if (__pyx_t_20) {
 
 
-            /* "cachesim/_providers.pyx":619
+            /* "cachesim/_providers.pyx":632
  *                 w_short[r] = c_pos - hit
  *             if err:
  *                 break             # <<<<<<<<<<<<<<
@@ -26654,7 +26831,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 */
             goto __pyx_L11_break;
 
-            /* "cachesim/_providers.pyx":618
+            /* "cachesim/_providers.pyx":631
  *                 read[r] = hit
  *                 w_short[r] = c_pos - hit
  *             if err:             # <<<<<<<<<<<<<<
@@ -26668,7 +26845,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
 
       }
 
-      /* "cachesim/_providers.pyx":468
+      /* "cachesim/_providers.pyx":475
  *     cdef int err = 0
  *     cdef bint seen_short
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -26685,71 +26862,74 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
       }
   }
 
-  /* "cachesim/_providers.pyx":620
+  /* "cachesim/_providers.pyx":633
  *             if err:
  *                 break
  *     if err:             # <<<<<<<<<<<<<<
  *         raise MemoryError("cachesim: out of memory in the provider cache table")
- *     return read_arr, ws_arr, wl_arr, flags_arr, error_arr
+ *     return read_arr, ws_arr, wl_arr, flags_arr, error_arr, hit_from_arr
 */
   __pyx_t_20 = (__pyx_v_err != 0);
 
   if (unlikely(__pyx_t_20)) {
 
 
-    /* "cachesim/_providers.pyx":621
+    /* "cachesim/_providers.pyx":634
  *                 break
  *     if err:
  *         raise MemoryError("cachesim: out of memory in the provider cache table")             # <<<<<<<<<<<<<<
- *     return read_arr, ws_arr, wl_arr, flags_arr, error_arr
+ *     return read_arr, ws_arr, wl_arr, flags_arr, error_arr, hit_from_arr
  * 
 */
-    __pyx_t_5 = NULL;
+    __pyx_t_3 = NULL;
     __pyx_t_7 = 1;
     {
-      PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_cachesim_out_of_memory_in_the_pr};
+      PyObject *__pyx_callargs[2] = {__pyx_t_3, __pyx_mstate_global->__pyx_kp_u_cachesim_out_of_memory_in_the_pr};
       __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_MemoryError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-      __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 621, __pyx_L1_error)
+      __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 634, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(0, 621, __pyx_L1_error)
+    __PYX_ERR(0, 634, __pyx_L1_error)
 
-    /* "cachesim/_providers.pyx":620
+    /* "cachesim/_providers.pyx":633
  *             if err:
  *                 break
  *     if err:             # <<<<<<<<<<<<<<
  *         raise MemoryError("cachesim: out of memory in the provider cache table")
- *     return read_arr, ws_arr, wl_arr, flags_arr, error_arr
+ *     return read_arr, ws_arr, wl_arr, flags_arr, error_arr, hit_from_arr
 */
   }
 
-  /* "cachesim/_providers.pyx":622
+  /* "cachesim/_providers.pyx":635
  *     if err:
  *         raise MemoryError("cachesim: out of memory in the provider cache table")
- *     return read_arr, ws_arr, wl_arr, flags_arr, error_arr             # <<<<<<<<<<<<<<
+ *     return read_arr, ws_arr, wl_arr, flags_arr, error_arr, hit_from_arr             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_t_1 = PyTuple_New(5); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 622, __pyx_L1_error)
+  __pyx_t_1 = PyTuple_New(6); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 635, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_INCREF(__pyx_v_read_arr);
   __Pyx_GIVEREF(__pyx_v_read_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_v_read_arr) != (0)) __PYX_ERR(0, 622, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_v_read_arr) != (0)) __PYX_ERR(0, 635, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_ws_arr);
   __Pyx_GIVEREF(__pyx_v_ws_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_v_ws_arr) != (0)) __PYX_ERR(0, 622, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_v_ws_arr) != (0)) __PYX_ERR(0, 635, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_wl_arr);
   __Pyx_GIVEREF(__pyx_v_wl_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 2, __pyx_v_wl_arr) != (0)) __PYX_ERR(0, 622, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 2, __pyx_v_wl_arr) != (0)) __PYX_ERR(0, 635, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_flags_arr);
   __Pyx_GIVEREF(__pyx_v_flags_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 3, __pyx_v_flags_arr) != (0)) __PYX_ERR(0, 622, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 3, __pyx_v_flags_arr) != (0)) __PYX_ERR(0, 635, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_error_arr);
   __Pyx_GIVEREF(__pyx_v_error_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 4, __pyx_v_error_arr) != (0)) __PYX_ERR(0, 622, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 4, __pyx_v_error_arr) != (0)) __PYX_ERR(0, 635, __pyx_L1_error);
+  __Pyx_INCREF(__pyx_v_hit_from_arr);
+  __Pyx_GIVEREF(__pyx_v_hit_from_arr);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 5, __pyx_v_hit_from_arr) != (0)) __PYX_ERR(0, 635, __pyx_L1_error);
   {
     PyObject *__pyx_temp;
     {
@@ -26761,7 +26941,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "cachesim/_providers.pyx":413
+  /* "cachesim/_providers.pyx":416
  * 
  * 
  * def serve_breakpoints(int mode, const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
@@ -26791,6 +26971,9 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
   __Pyx_XDECREF(__pyx_v_wl_arr);
   __Pyx_XDECREF(__pyx_v_flags_arr);
   __Pyx_XDECREF(__pyx_v_error_arr);
+  __Pyx_XDECREF(__pyx_v_hit_from_arr);
+  __PYX_XCLEAR_MEMVIEW(&__pyx_v_hit_from, 1);
+
   __PYX_XCLEAR_MEMVIEW(&__pyx_v_read, 1);
   __PYX_XCLEAR_MEMVIEW(&__pyx_v_w_short, 1);
   __PYX_XCLEAR_MEMVIEW(&__pyx_v_w_long, 1);
@@ -26833,7 +27016,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_6serve_breakpoints(CYTHON_UNUSE
   return __pyx_r;
 }
 
-/* "cachesim/_providers.pyx":628
+/* "cachesim/_providers.pyx":641
  * # Prefix-unit caches: OpenAI before GPT-5.6, Gemini implicit (longest common prefix at a unit granularity)
  * 
  * def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
@@ -26852,46 +27035,46 @@ static PyObject *__pyx_pf_8cachesim_10_providers_16__defaults__(CYTHON_UNUSED Py
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__defaults__", 0);
-  __pyx_t_1 = PyFloat_FromDouble(__Pyx_CyFunction_Defaults(struct __pyx_defaults1, __pyx_self)->arg0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 628, __pyx_L1_error)
+  __pyx_t_1 = PyFloat_FromDouble(__Pyx_CyFunction_Defaults(struct __pyx_defaults1, __pyx_self)->arg0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 641, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_2 = __pyx_memoryview_fromslice(__Pyx_CyFunction_Defaults(struct __pyx_defaults1, __pyx_self)->arg1, 1, (PyObject *(*)(char *)) __pyx_memview_get_nn_int32_t__const__, (int (*)(char *, PyObject *)) NULL, 0);; if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 628, __pyx_L1_error)
+  __pyx_t_2 = __pyx_memoryview_fromslice(__Pyx_CyFunction_Defaults(struct __pyx_defaults1, __pyx_self)->arg1, 1, (PyObject *(*)(char *)) __pyx_memview_get_nn_int32_t__const__, (int (*)(char *, PyObject *)) NULL, 0);; if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 641, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
 
-  /* "cachesim/_providers.pyx":634
+  /* "cachesim/_providers.pyx":647
  *                 int64_t min_tokens, double idle_ttl_s, double max_age_s, double ttft_s,
  *                 const double[::1] miss_draw, double miss_probability, double forget_s=INFINITY,
  *                 const int32_t[::1] tenant=None, int64_t capacity_units=0):             # <<<<<<<<<<<<<<
- *     """Serve every request; returns per-request ``read, flags, evicted_by`` arrays.
+ *     """Serve every request; returns per-request ``read, flags, evicted_by, hit_from`` arrays.
  * 
 */
-  __pyx_t_3 = __Pyx_PyLong_From_int64_t(((int64_t)0)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 634, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_int64_t(((int64_t)0)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 647, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
 
-  /* "cachesim/_providers.pyx":628
+  /* "cachesim/_providers.pyx":641
  * # Prefix-unit caches: OpenAI before GPT-5.6, Gemini implicit (longest common prefix at a unit granularity)
  * 
  * def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
  *                 const uint64_t[::1] ns, const uint64_t[::1] route_key, const int32_t[::1] replicas,
  *                 const int32_t[::1] replica_max,
 */
-  __pyx_t_4 = PyTuple_New(3); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 628, __pyx_L1_error)
+  __pyx_t_4 = PyTuple_New(3); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 641, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_GIVEREF(__pyx_t_1);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 628, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 641, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_2);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 1, __pyx_t_2) != (0)) __PYX_ERR(0, 628, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 1, __pyx_t_2) != (0)) __PYX_ERR(0, 641, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 2, __pyx_t_3) != (0)) __PYX_ERR(0, 628, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 2, __pyx_t_3) != (0)) __PYX_ERR(0, 641, __pyx_L1_error);
   __pyx_t_1 = 0;
   __pyx_t_2 = 0;
   __pyx_t_3 = 0;
-  __pyx_t_3 = PyTuple_New(2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 628, __pyx_L1_error)
+  __pyx_t_3 = PyTuple_New(2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 641, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 628, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 0, __pyx_t_4) != (0)) __PYX_ERR(0, 641, __pyx_L1_error);
   __Pyx_INCREF(Py_None);
   __Pyx_GIVEREF(Py_None);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 1, Py_None) != (0)) __PYX_ERR(0, 628, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 1, Py_None) != (0)) __PYX_ERR(0, 641, __pyx_L1_error);
   __pyx_t_4 = 0;
   {
     PyObject *__pyx_temp;
@@ -26926,7 +27109,7 @@ PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_8cachesim_10_providers_8serve_units, "Serve every request; returns per-request ``read, flags, evicted_by`` arrays.\n\n    Units end at ``k*unit_tokens - hidden_tokens`` (k >= 1, positive). The hit is the longest run of live units\n    from the start, extended token by token into the next unit against the latest prompt through that unit when\n    ``token_exact``; it counts only if it and the prompt are at least ``min_tokens`` and is then rounded down to\n    ``round_to``. Every unit of the prompt is then (re)inserted with an idle TTL, capped at ``max_age_s`` after\n    creation. ``route_key``/``replicas``/``replica_max`` (when given) let a request that missed check the other\n    replicas of its routing key (``ns = nskey(route_key, replica)``) for a longer match: ``replica_overflow``.\n\n    ``capacity_units > 0`` bounds each namespace (replica) to that many units, evicting the least recently touched\n    (one FIFO of touches per replica, stale items skipped). A request touches its units deepest first, so a prefix is\n    always more recent than its extensions, and inserts at most ``capacity_units`` of them. A lookup that stops at\n    an evicted unit reports ``evicted`` and the tenant whose insertion evicted it (``evicted_by``, else -1).\n    ");
+PyDoc_STRVAR(__pyx_doc_8cachesim_10_providers_8serve_units, "Serve every request; returns per-request ``read, flags, evicted_by, hit_from`` arrays.\n\n    Units end at ``k*unit_tokens - hidden_tokens`` (k >= 1, positive). The hit is the longest run of live units\n    from the start, extended token by token into the next unit against the latest prompt through that unit when\n    ``token_exact``; it counts only if it and the prompt are at least ``min_tokens`` and is then rounded down to\n    ``round_to``. Every unit of the prompt is then (re)inserted with an idle TTL, capped at ``max_age_s`` after\n    creation. ``route_key``/``replicas``/``replica_max`` (when given) let a request that missed check the other\n    replicas of its routing key (``ns = nskey(route_key, replica)``) for a longer match: ``replica_overflow``.\n\n    ``capacity_units > 0`` bounds each namespace (replica) to that many units, evicting the least recently touched\n    (one FIFO of touches per replica, stale items skipped). A request touches its units deepest first, so a prefix is\n    always more recent than its extensions, and inserts at most ``capacity_units`` of them. A lookup that stops at\n    an evicted unit reports ``evicted`` and the tenant whose insertion evicted it (``evicted_by``, else -1).\n    ");
 static PyMethodDef __pyx_mdef_8cachesim_10_providers_9serve_units = {"serve_units", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_8cachesim_10_providers_9serve_units, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_8cachesim_10_providers_8serve_units};
 static PyObject *__pyx_pw_8cachesim_10_providers_9serve_units(PyObject *__pyx_self, 
 #if CYTHON_VECTORCALL
@@ -26978,187 +27161,187 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_tokens,&__pyx_mstate_global->__pyx_n_u_token_offsets,&__pyx_mstate_global->__pyx_n_u_t,&__pyx_mstate_global->__pyx_n_u_ns,&__pyx_mstate_global->__pyx_n_u_route_key,&__pyx_mstate_global->__pyx_n_u_replicas,&__pyx_mstate_global->__pyx_n_u_replica_max,&__pyx_mstate_global->__pyx_n_u_unit_tokens,&__pyx_mstate_global->__pyx_n_u_hidden_tokens,&__pyx_mstate_global->__pyx_n_u_round_to,&__pyx_mstate_global->__pyx_n_u_token_exact,&__pyx_mstate_global->__pyx_n_u_min_tokens,&__pyx_mstate_global->__pyx_n_u_idle_ttl_s,&__pyx_mstate_global->__pyx_n_u_max_age_s,&__pyx_mstate_global->__pyx_n_u_ttft_s,&__pyx_mstate_global->__pyx_n_u_miss_draw,&__pyx_mstate_global->__pyx_n_u_miss_probability,&__pyx_mstate_global->__pyx_n_u_forget_s,&__pyx_mstate_global->__pyx_n_u_tenant,&__pyx_mstate_global->__pyx_n_u_capacity_units,0};
     struct __pyx_defaults1 *__pyx_dynamic_args = __Pyx_CyFunction_Defaults(struct __pyx_defaults1, __pyx_self);
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 628, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 641, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case 20:
         values[19] = __Pyx_ArgRef_FASTCALL(__pyx_args, 19);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[19])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[19])) __PYX_ERR(0, 641, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 19:
         values[18] = __Pyx_ArgRef_FASTCALL(__pyx_args, 18);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[18])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[18])) __PYX_ERR(0, 641, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 18:
         values[17] = __Pyx_ArgRef_FASTCALL(__pyx_args, 17);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[17])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[17])) __PYX_ERR(0, 641, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 17:
         values[16] = __Pyx_ArgRef_FASTCALL(__pyx_args, 16);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[16])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[16])) __PYX_ERR(0, 641, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 16:
         values[15] = __Pyx_ArgRef_FASTCALL(__pyx_args, 15);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[15])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[15])) __PYX_ERR(0, 641, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 15:
         values[14] = __Pyx_ArgRef_FASTCALL(__pyx_args, 14);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[14])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[14])) __PYX_ERR(0, 641, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 14:
         values[13] = __Pyx_ArgRef_FASTCALL(__pyx_args, 13);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[13])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[13])) __PYX_ERR(0, 641, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 13:
         values[12] = __Pyx_ArgRef_FASTCALL(__pyx_args, 12);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[12])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[12])) __PYX_ERR(0, 641, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 12:
         values[11] = __Pyx_ArgRef_FASTCALL(__pyx_args, 11);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 641, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 11:
         values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 641, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 10:
         values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 641, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  9:
         values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 641, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  8:
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 641, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  7:
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 641, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  6:
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 641, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 641, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 641, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 641, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 641, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 641, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "serve_units", 0) < (0)) __PYX_ERR(0, 628, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "serve_units", 0) < (0)) __PYX_ERR(0, 641, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 17; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("serve_units", 0, 17, 20, i); __PYX_ERR(0, 628, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("serve_units", 0, 17, 20, i); __PYX_ERR(0, 641, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case 20:
         values[19] = __Pyx_ArgRef_FASTCALL(__pyx_args, 19);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[19])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[19])) __PYX_ERR(0, 641, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 19:
         values[18] = __Pyx_ArgRef_FASTCALL(__pyx_args, 18);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[18])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[18])) __PYX_ERR(0, 641, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 18:
         values[17] = __Pyx_ArgRef_FASTCALL(__pyx_args, 17);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[17])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[17])) __PYX_ERR(0, 641, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 17:
         values[16] = __Pyx_ArgRef_FASTCALL(__pyx_args, 16);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[16])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[16])) __PYX_ERR(0, 641, __pyx_L3_error)
         values[15] = __Pyx_ArgRef_FASTCALL(__pyx_args, 15);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[15])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[15])) __PYX_ERR(0, 641, __pyx_L3_error)
         values[14] = __Pyx_ArgRef_FASTCALL(__pyx_args, 14);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[14])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[14])) __PYX_ERR(0, 641, __pyx_L3_error)
         values[13] = __Pyx_ArgRef_FASTCALL(__pyx_args, 13);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[13])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[13])) __PYX_ERR(0, 641, __pyx_L3_error)
         values[12] = __Pyx_ArgRef_FASTCALL(__pyx_args, 12);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[12])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[12])) __PYX_ERR(0, 641, __pyx_L3_error)
         values[11] = __Pyx_ArgRef_FASTCALL(__pyx_args, 11);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[11])) __PYX_ERR(0, 641, __pyx_L3_error)
         values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 641, __pyx_L3_error)
         values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 641, __pyx_L3_error)
         values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 641, __pyx_L3_error)
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 641, __pyx_L3_error)
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 641, __pyx_L3_error)
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 641, __pyx_L3_error)
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 641, __pyx_L3_error)
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 641, __pyx_L3_error)
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 641, __pyx_L3_error)
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 641, __pyx_L3_error)
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 628, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 641, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
-    __pyx_v_tokens = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t__const__(values[0], 0); if (unlikely(!__pyx_v_tokens.memview)) __PYX_ERR(0, 628, __pyx_L3_error)
-    __pyx_v_token_offsets = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[1], 0); if (unlikely(!__pyx_v_token_offsets.memview)) __PYX_ERR(0, 628, __pyx_L3_error)
-    __pyx_v_t = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[2], 0); if (unlikely(!__pyx_v_t.memview)) __PYX_ERR(0, 628, __pyx_L3_error)
-    __pyx_v_ns = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t__const__(values[3], 0); if (unlikely(!__pyx_v_ns.memview)) __PYX_ERR(0, 629, __pyx_L3_error)
-    __pyx_v_route_key = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t__const__(values[4], 0); if (unlikely(!__pyx_v_route_key.memview)) __PYX_ERR(0, 629, __pyx_L3_error)
-    __pyx_v_replicas = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t__const__(values[5], 0); if (unlikely(!__pyx_v_replicas.memview)) __PYX_ERR(0, 629, __pyx_L3_error)
-    __pyx_v_replica_max = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t__const__(values[6], 0); if (unlikely(!__pyx_v_replica_max.memview)) __PYX_ERR(0, 630, __pyx_L3_error)
-    __pyx_v_unit_tokens = __Pyx_PyLong_As_int64_t(values[7]); if (unlikely((__pyx_v_unit_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 631, __pyx_L3_error)
-    __pyx_v_hidden_tokens = __Pyx_PyLong_As_int64_t(values[8]); if (unlikely((__pyx_v_hidden_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 631, __pyx_L3_error)
-    __pyx_v_round_to = __Pyx_PyLong_As_int64_t(values[9]); if (unlikely((__pyx_v_round_to == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 631, __pyx_L3_error)
-    __pyx_v_token_exact = __Pyx_PyObject_IsTrue(values[10]); if (unlikely((__pyx_v_token_exact == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 631, __pyx_L3_error)
-    __pyx_v_min_tokens = __Pyx_PyLong_As_int64_t(values[11]); if (unlikely((__pyx_v_min_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 632, __pyx_L3_error)
-    __pyx_v_idle_ttl_s = __Pyx_PyFloat_AsDouble(values[12]); if (unlikely((__pyx_v_idle_ttl_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 632, __pyx_L3_error)
-    __pyx_v_max_age_s = __Pyx_PyFloat_AsDouble(values[13]); if (unlikely((__pyx_v_max_age_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 632, __pyx_L3_error)
-    __pyx_v_ttft_s = __Pyx_PyFloat_AsDouble(values[14]); if (unlikely((__pyx_v_ttft_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 632, __pyx_L3_error)
-    __pyx_v_miss_draw = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[15], 0); if (unlikely(!__pyx_v_miss_draw.memview)) __PYX_ERR(0, 633, __pyx_L3_error)
-    __pyx_v_miss_probability = __Pyx_PyFloat_AsDouble(values[16]); if (unlikely((__pyx_v_miss_probability == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 633, __pyx_L3_error)
+    __pyx_v_tokens = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t__const__(values[0], 0); if (unlikely(!__pyx_v_tokens.memview)) __PYX_ERR(0, 641, __pyx_L3_error)
+    __pyx_v_token_offsets = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[1], 0); if (unlikely(!__pyx_v_token_offsets.memview)) __PYX_ERR(0, 641, __pyx_L3_error)
+    __pyx_v_t = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[2], 0); if (unlikely(!__pyx_v_t.memview)) __PYX_ERR(0, 641, __pyx_L3_error)
+    __pyx_v_ns = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t__const__(values[3], 0); if (unlikely(!__pyx_v_ns.memview)) __PYX_ERR(0, 642, __pyx_L3_error)
+    __pyx_v_route_key = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t__const__(values[4], 0); if (unlikely(!__pyx_v_route_key.memview)) __PYX_ERR(0, 642, __pyx_L3_error)
+    __pyx_v_replicas = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t__const__(values[5], 0); if (unlikely(!__pyx_v_replicas.memview)) __PYX_ERR(0, 642, __pyx_L3_error)
+    __pyx_v_replica_max = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t__const__(values[6], 0); if (unlikely(!__pyx_v_replica_max.memview)) __PYX_ERR(0, 643, __pyx_L3_error)
+    __pyx_v_unit_tokens = __Pyx_PyLong_As_int64_t(values[7]); if (unlikely((__pyx_v_unit_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 644, __pyx_L3_error)
+    __pyx_v_hidden_tokens = __Pyx_PyLong_As_int64_t(values[8]); if (unlikely((__pyx_v_hidden_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 644, __pyx_L3_error)
+    __pyx_v_round_to = __Pyx_PyLong_As_int64_t(values[9]); if (unlikely((__pyx_v_round_to == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 644, __pyx_L3_error)
+    __pyx_v_token_exact = __Pyx_PyObject_IsTrue(values[10]); if (unlikely((__pyx_v_token_exact == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 644, __pyx_L3_error)
+    __pyx_v_min_tokens = __Pyx_PyLong_As_int64_t(values[11]); if (unlikely((__pyx_v_min_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 645, __pyx_L3_error)
+    __pyx_v_idle_ttl_s = __Pyx_PyFloat_AsDouble(values[12]); if (unlikely((__pyx_v_idle_ttl_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 645, __pyx_L3_error)
+    __pyx_v_max_age_s = __Pyx_PyFloat_AsDouble(values[13]); if (unlikely((__pyx_v_max_age_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 645, __pyx_L3_error)
+    __pyx_v_ttft_s = __Pyx_PyFloat_AsDouble(values[14]); if (unlikely((__pyx_v_ttft_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 645, __pyx_L3_error)
+    __pyx_v_miss_draw = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[15], 0); if (unlikely(!__pyx_v_miss_draw.memview)) __PYX_ERR(0, 646, __pyx_L3_error)
+    __pyx_v_miss_probability = __Pyx_PyFloat_AsDouble(values[16]); if (unlikely((__pyx_v_miss_probability == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 646, __pyx_L3_error)
     if (values[17]) {
-      __pyx_v_forget_s = __Pyx_PyFloat_AsDouble(values[17]); if (unlikely((__pyx_v_forget_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 633, __pyx_L3_error)
+      __pyx_v_forget_s = __Pyx_PyFloat_AsDouble(values[17]); if (unlikely((__pyx_v_forget_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 646, __pyx_L3_error)
     } else {
       __pyx_v_forget_s = __pyx_dynamic_args->arg0;
     }
     if (values[18]) {
-      __pyx_v_tenant = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t__const__(values[18], 0); if (unlikely(!__pyx_v_tenant.memview)) __PYX_ERR(0, 634, __pyx_L3_error)
+      __pyx_v_tenant = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t__const__(values[18], 0); if (unlikely(!__pyx_v_tenant.memview)) __PYX_ERR(0, 647, __pyx_L3_error)
     } else {
       __pyx_v_tenant = __pyx_dynamic_args->arg1;
       __PYX_INC_MEMVIEW(&__pyx_v_tenant, 1);
     }
     if (values[19]) {
-      __pyx_v_capacity_units = __Pyx_PyLong_As_int64_t(values[19]); if (unlikely((__pyx_v_capacity_units == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 634, __pyx_L3_error)
+      __pyx_v_capacity_units = __Pyx_PyLong_As_int64_t(values[19]); if (unlikely((__pyx_v_capacity_units == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 647, __pyx_L3_error)
     } else {
       __pyx_v_capacity_units = ((int64_t)((int64_t)0));
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("serve_units", 0, 17, 20, __pyx_nargs); __PYX_ERR(0, 628, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("serve_units", 0, 17, 20, __pyx_nargs); __PYX_ERR(0, 641, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -27214,6 +27397,8 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
   PyObject *__pyx_v_read_arr = NULL;
   PyObject *__pyx_v_flags_arr = NULL;
   PyObject *__pyx_v_evicted_by_arr = NULL;
+  PyObject *__pyx_v_hit_from_arr = NULL;
+  __Pyx_memviewslice __pyx_v_hit_from = { 0, 0, { 0 }, { 0 }, { 0 } };
   __Pyx_memviewslice __pyx_v_read = { 0, 0, { 0 }, { 0 }, { 0 } };
   __Pyx_memviewslice __pyx_v_flags = { 0, 0, { 0 }, { 0 }, { 0 } };
   __Pyx_memviewslice __pyx_v_evicted_by = { 0, 0, { 0 }, { 0 }, { 0 } };
@@ -27286,7 +27471,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("serve_units", 0);
 
-  /* "cachesim/_providers.pyx":649
+  /* "cachesim/_providers.pyx":662
  *     an evicted unit reports ``evicted`` and the tenant whose insertion evicted it (``evicted_by``, else -1).
  *     """
  *     cdef Py_ssize_t n = t.shape[0], r             # <<<<<<<<<<<<<<
@@ -27295,7 +27480,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
   __pyx_v_n = (__pyx_v_t.shape[0]);
 
-  /* "cachesim/_providers.pyx":650
+  /* "cachesim/_providers.pyx":663
  *     """
  *     cdef Py_ssize_t n = t.shape[0], r
  *     read_arr = np.zeros(n, dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -27303,16 +27488,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
  *     evicted_by_arr = np.full(n, -1, dtype=np.int32)
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 650, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 663, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 650, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 663, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 650, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 663, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 650, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 663, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 650, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 663, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   #if CYTHON_VECTORCALL
@@ -27333,13 +27518,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
     PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_t_3, __pyx_t_6};
     #if CYTHON_VECTORCALL
     __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 650, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 663, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_5);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 650, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 663, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     #endif
@@ -27351,30 +27536,30 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 650, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 663, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_read_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":651
+  /* "cachesim/_providers.pyx":664
  *     cdef Py_ssize_t n = t.shape[0], r
  *     read_arr = np.zeros(n, dtype=np.int64)
  *     flags_arr = np.zeros(n, dtype=np.int32)             # <<<<<<<<<<<<<<
  *     evicted_by_arr = np.full(n, -1, dtype=np.int32)
- *     cdef int64_t[::1] read = read_arr
+ *     hit_from_arr = np.full(n, -1, dtype=np.int64)
 */
   __pyx_t_4 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 651, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 664, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 651, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 664, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 651, __pyx_L1_error)
+  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 664, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 651, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 664, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int32); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 651, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int32); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 664, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   #if CYTHON_VECTORCALL
@@ -27395,13 +27580,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
     PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_t_5, __pyx_t_2};
     #if CYTHON_VECTORCALL
     __pyx_t_3 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 651, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 664, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_3);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_3 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 651, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 664, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     #endif
@@ -27413,30 +27598,30 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 651, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 664, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_flags_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":652
+  /* "cachesim/_providers.pyx":665
  *     read_arr = np.zeros(n, dtype=np.int64)
  *     flags_arr = np.zeros(n, dtype=np.int32)
  *     evicted_by_arr = np.full(n, -1, dtype=np.int32)             # <<<<<<<<<<<<<<
- *     cdef int64_t[::1] read = read_arr
- *     cdef int32_t[::1] flags = flags_arr
+ *     hit_from_arr = np.full(n, -1, dtype=np.int64)
+ *     cdef int64_t[::1] hit_from = hit_from_arr
 */
   __pyx_t_6 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 652, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 665, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_full); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 652, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_full); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 665, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 652, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 665, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 652, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 665, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int32); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 652, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int32); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 665, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   #if CYTHON_VECTORCALL
@@ -27457,13 +27642,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
     PyObject *__pyx_callargs[4] = {__pyx_t_6, __pyx_t_3, __pyx_mstate_global->__pyx_int_neg_1, __pyx_t_4};
     #if CYTHON_VECTORCALL
     __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 652, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 665, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_5);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+3, 1);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 652, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 665, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     #endif
@@ -27475,66 +27660,30 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 652, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 665, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_evicted_by_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":653
+  /* "cachesim/_providers.pyx":666
  *     flags_arr = np.zeros(n, dtype=np.int32)
  *     evicted_by_arr = np.full(n, -1, dtype=np.int32)
- *     cdef int64_t[::1] read = read_arr             # <<<<<<<<<<<<<<
- *     cdef int32_t[::1] flags = flags_arr
- *     cdef int32_t[::1] evicted_by = evicted_by_arr
-*/
-  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_read_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 653, __pyx_L1_error)
-  __pyx_v_read = __pyx_t_8;
-  __pyx_t_8.memview = NULL;
-  __pyx_t_8.data = NULL;
-
-  /* "cachesim/_providers.pyx":654
- *     evicted_by_arr = np.full(n, -1, dtype=np.int32)
+ *     hit_from_arr = np.full(n, -1, dtype=np.int64)             # <<<<<<<<<<<<<<
+ *     cdef int64_t[::1] hit_from = hit_from_arr
  *     cdef int64_t[::1] read = read_arr
- *     cdef int32_t[::1] flags = flags_arr             # <<<<<<<<<<<<<<
- *     cdef int32_t[::1] evicted_by = evicted_by_arr
- *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
-*/
-  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t(__pyx_v_flags_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 654, __pyx_L1_error)
-  __pyx_v_flags = __pyx_t_9;
-  __pyx_t_9.memview = NULL;
-  __pyx_t_9.data = NULL;
-
-  /* "cachesim/_providers.pyx":655
- *     cdef int64_t[::1] read = read_arr
- *     cdef int32_t[::1] flags = flags_arr
- *     cdef int32_t[::1] evicted_by = evicted_by_arr             # <<<<<<<<<<<<<<
- *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
- *     cdef uint64_t[::1] chain = chain_arr
-*/
-  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t(__pyx_v_evicted_by_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 655, __pyx_L1_error)
-  __pyx_v_evicted_by = __pyx_t_9;
-  __pyx_t_9.memview = NULL;
-  __pyx_t_9.data = NULL;
-
-  /* "cachesim/_providers.pyx":656
- *     cdef int32_t[::1] flags = flags_arr
- *     cdef int32_t[::1] evicted_by = evicted_by_arr
- *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)             # <<<<<<<<<<<<<<
- *     cdef uint64_t[::1] chain = chain_arr
- *     cdef bint routed = replicas.shape[0] == n
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 656, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 666, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 656, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_full); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 666, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = __Pyx_PyLong_From_int64_t(((__pyx_f_8cachesim_10_providers__longest(__pyx_v_token_offsets) / __pyx_e_8cachesim_10_providers_UNIT) + 2)); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 656, __pyx_L1_error)
+  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 666, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 656, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 666, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 656, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 666, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   #if CYTHON_VECTORCALL
@@ -27552,20 +27701,20 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
   }
   #endif
   {
-    PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_t_5, __pyx_t_6};
+    PyObject *__pyx_callargs[4] = {__pyx_t_2, __pyx_t_5, __pyx_mstate_global->__pyx_int_neg_1, __pyx_t_6};
     #if CYTHON_VECTORCALL
     __pyx_t_3 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 656, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 666, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_3);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
-      __pyx_t_3 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 656, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+3, 1);
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 666, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     #endif
-    __pyx_t_1 = __Pyx_Object_VectorcallKwds((PyObject*)__pyx_t_4, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET), __pyx_t_3);
+    __pyx_t_1 = __Pyx_Object_VectorcallKwds((PyObject*)__pyx_t_4, __pyx_callargs+__pyx_t_7, (3-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET), __pyx_t_3);
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     #if CYTHON_VECTORCALL
@@ -27573,25 +27722,135 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 656, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 666, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_1);
+  }
+  __pyx_v_hit_from_arr = __pyx_t_1;
+  __pyx_t_1 = 0;
+
+  /* "cachesim/_providers.pyx":667
+ *     evicted_by_arr = np.full(n, -1, dtype=np.int32)
+ *     hit_from_arr = np.full(n, -1, dtype=np.int64)
+ *     cdef int64_t[::1] hit_from = hit_from_arr             # <<<<<<<<<<<<<<
+ *     cdef int64_t[::1] read = read_arr
+ *     cdef int32_t[::1] flags = flags_arr
+*/
+  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_hit_from_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 667, __pyx_L1_error)
+  __pyx_v_hit_from = __pyx_t_8;
+  __pyx_t_8.memview = NULL;
+  __pyx_t_8.data = NULL;
+
+  /* "cachesim/_providers.pyx":668
+ *     hit_from_arr = np.full(n, -1, dtype=np.int64)
+ *     cdef int64_t[::1] hit_from = hit_from_arr
+ *     cdef int64_t[::1] read = read_arr             # <<<<<<<<<<<<<<
+ *     cdef int32_t[::1] flags = flags_arr
+ *     cdef int32_t[::1] evicted_by = evicted_by_arr
+*/
+  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_read_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 668, __pyx_L1_error)
+  __pyx_v_read = __pyx_t_8;
+  __pyx_t_8.memview = NULL;
+  __pyx_t_8.data = NULL;
+
+  /* "cachesim/_providers.pyx":669
+ *     cdef int64_t[::1] hit_from = hit_from_arr
+ *     cdef int64_t[::1] read = read_arr
+ *     cdef int32_t[::1] flags = flags_arr             # <<<<<<<<<<<<<<
+ *     cdef int32_t[::1] evicted_by = evicted_by_arr
+ *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
+*/
+  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t(__pyx_v_flags_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 669, __pyx_L1_error)
+  __pyx_v_flags = __pyx_t_9;
+  __pyx_t_9.memview = NULL;
+  __pyx_t_9.data = NULL;
+
+  /* "cachesim/_providers.pyx":670
+ *     cdef int64_t[::1] read = read_arr
+ *     cdef int32_t[::1] flags = flags_arr
+ *     cdef int32_t[::1] evicted_by = evicted_by_arr             # <<<<<<<<<<<<<<
+ *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
+ *     cdef uint64_t[::1] chain = chain_arr
+*/
+  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t(__pyx_v_evicted_by_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 670, __pyx_L1_error)
+  __pyx_v_evicted_by = __pyx_t_9;
+  __pyx_t_9.memview = NULL;
+  __pyx_t_9.data = NULL;
+
+  /* "cachesim/_providers.pyx":671
+ *     cdef int32_t[::1] flags = flags_arr
+ *     cdef int32_t[::1] evicted_by = evicted_by_arr
+ *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)             # <<<<<<<<<<<<<<
+ *     cdef uint64_t[::1] chain = chain_arr
+ *     cdef bint routed = replicas.shape[0] == n
+*/
+  __pyx_t_4 = NULL;
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 671, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_3);
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 671, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_6);
+  __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
+  __pyx_t_3 = __Pyx_PyLong_From_int64_t(((__pyx_f_8cachesim_10_providers__longest(__pyx_v_token_offsets) / __pyx_e_8cachesim_10_providers_UNIT) + 2)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 671, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_3);
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 671, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 671, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_2);
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  #if CYTHON_VECTORCALL
+  #endif
+  __pyx_t_7 = 1;
+  #if CYTHON_UNPACK_METHODS
+  if (unlikely(PyMethod_Check(__pyx_t_6))) {
+    __pyx_t_4 = PyMethod_GET_SELF(__pyx_t_6);
+    assert(__pyx_t_4);
+    PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_6);
+    __Pyx_INCREF(__pyx_t_4);
+    __Pyx_INCREF(__pyx__function);
+    __Pyx_DECREF_SET(__pyx_t_6, __pyx__function);
+    __pyx_t_7 = 0;
+  }
+  #endif
+  {
+    PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_t_3, __pyx_t_2};
+    #if CYTHON_VECTORCALL
+    __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 671, __pyx_L1_error)
+    __Pyx_INCREF(__pyx_t_5);
+    #else
+    {
+      PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
+      __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 671, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_5);
+    }
+    #endif
+    __pyx_t_1 = __Pyx_Object_VectorcallKwds((PyObject*)__pyx_t_6, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET), __pyx_t_5);
+    __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
+    __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
+    #if CYTHON_VECTORCALL
+    #endif
+    __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 671, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_chain_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":657
+  /* "cachesim/_providers.pyx":672
  *     cdef int32_t[::1] evicted_by = evicted_by_arr
  *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
  *     cdef uint64_t[::1] chain = chain_arr             # <<<<<<<<<<<<<<
  *     cdef bint routed = replicas.shape[0] == n
  *     cdef bint bounded = capacity_units > 0
 */
-  __pyx_t_10 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t(__pyx_v_chain_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_10.memview)) __PYX_ERR(0, 657, __pyx_L1_error)
+  __pyx_t_10 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t(__pyx_v_chain_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_10.memview)) __PYX_ERR(0, 672, __pyx_L1_error)
   __pyx_v_chain = __pyx_t_10;
   __pyx_t_10.memview = NULL;
   __pyx_t_10.data = NULL;
 
-  /* "cachesim/_providers.pyx":658
+  /* "cachesim/_providers.pyx":673
  *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
  *     cdef uint64_t[::1] chain = chain_arr
  *     cdef bint routed = replicas.shape[0] == n             # <<<<<<<<<<<<<<
@@ -27600,7 +27859,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
   __pyx_v_routed = ((__pyx_v_replicas.shape[0]) == __pyx_v_n);
 
-  /* "cachesim/_providers.pyx":659
+  /* "cachesim/_providers.pyx":674
  *     cdef uint64_t[::1] chain = chain_arr
  *     cdef bint routed = replicas.shape[0] == n
  *     cdef bint bounded = capacity_units > 0             # <<<<<<<<<<<<<<
@@ -27609,7 +27868,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
   __pyx_v_bounded = (__pyx_v_capacity_units > 0);
 
-  /* "cachesim/_providers.pyx":660
+  /* "cachesim/_providers.pyx":675
  *     cdef bint routed = replicas.shape[0] == n
  *     cdef bint bounded = capacity_units > 0
  *     if bounded and (tenant is None or tenant.shape[0] != n):             # <<<<<<<<<<<<<<
@@ -27641,27 +27900,27 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
   if (unlikely(__pyx_t_11)) {
 
 
-    /* "cachesim/_providers.pyx":661
+    /* "cachesim/_providers.pyx":676
  *     cdef bint bounded = capacity_units > 0
  *     if bounded and (tenant is None or tenant.shape[0] != n):
  *         raise ValueError("a capacity needs the tenant of every request")             # <<<<<<<<<<<<<<
  *     cdef _Table replica_ids = _Table(64)       # namespace -> index into queues / resident
  *     cdef vector[deque[pair[int64_t, uint64_t]]] queues
 */
-    __pyx_t_4 = NULL;
+    __pyx_t_6 = NULL;
     __pyx_t_7 = 1;
     {
-      PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_mstate_global->__pyx_kp_u_a_capacity_needs_the_tenant_of_e};
+      PyObject *__pyx_callargs[2] = {__pyx_t_6, __pyx_mstate_global->__pyx_kp_u_a_capacity_needs_the_tenant_of_e};
       __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-      __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 661, __pyx_L1_error)
+      __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 676, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(0, 661, __pyx_L1_error)
+    __PYX_ERR(0, 676, __pyx_L1_error)
 
-    /* "cachesim/_providers.pyx":660
+    /* "cachesim/_providers.pyx":675
  *     cdef bint routed = replicas.shape[0] == n
  *     cdef bint bounded = capacity_units > 0
  *     if bounded and (tenant is None or tenant.shape[0] != n):             # <<<<<<<<<<<<<<
@@ -27670,26 +27929,26 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
   }
 
-  /* "cachesim/_providers.pyx":662
+  /* "cachesim/_providers.pyx":677
  *     if bounded and (tenant is None or tenant.shape[0] != n):
  *         raise ValueError("a capacity needs the tenant of every request")
  *     cdef _Table replica_ids = _Table(64)       # namespace -> index into queues / resident             # <<<<<<<<<<<<<<
  *     cdef vector[deque[pair[int64_t, uint64_t]]] queues
  *     cdef vector[int64_t] resident
 */
-  __pyx_t_4 = NULL;
+  __pyx_t_6 = NULL;
   __pyx_t_7 = 1;
   {
-    PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_mstate_global->__pyx_int_64};
+    PyObject *__pyx_callargs[2] = {__pyx_t_6, __pyx_mstate_global->__pyx_int_64};
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_mstate_global->__pyx_ptype_8cachesim_10_providers__Table, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-    __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 662, __pyx_L1_error)
+    __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 677, __pyx_L1_error)
     __Pyx_GOTREF((PyObject *)__pyx_t_1);
   }
   __pyx_v_replica_ids = ((struct __pyx_obj_8cachesim_10_providers__Table *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":665
+  /* "cachesim/_providers.pyx":680
  *     cdef vector[deque[pair[int64_t, uint64_t]]] queues
  *     cdef vector[int64_t] resident
  *     cdef int64_t seq = 0, rep, n_units, n_ins             # <<<<<<<<<<<<<<
@@ -27698,7 +27957,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
   __pyx_v_seq = 0;
 
-  /* "cachesim/_providers.pyx":668
+  /* "cachesim/_providers.pyx":683
  *     cdef pair[int64_t, uint64_t] item
  *     cdef Entry* v
  *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0             # <<<<<<<<<<<<<<
@@ -27723,29 +27982,29 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
   __pyx_L7_bool_binop_done:;
   __pyx_v_use_draws = __pyx_t_11;
 
-  /* "cachesim/_providers.pyx":669
+  /* "cachesim/_providers.pyx":684
  *     cdef Entry* v
  *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0
  *     cdef _Table table = _Table(64, forget_s)             # <<<<<<<<<<<<<<
  *     table.lru = bounded
  *     cdef const uint32_t* toks
 */
-  __pyx_t_4 = NULL;
-  __pyx_t_3 = PyFloat_FromDouble(__pyx_v_forget_s); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 669, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_3);
+  __pyx_t_6 = NULL;
+  __pyx_t_5 = PyFloat_FromDouble(__pyx_v_forget_s); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 684, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
   __pyx_t_7 = 1;
   {
-    PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_mstate_global->__pyx_int_64, __pyx_t_3};
+    PyObject *__pyx_callargs[3] = {__pyx_t_6, __pyx_mstate_global->__pyx_int_64, __pyx_t_5};
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_mstate_global->__pyx_ptype_8cachesim_10_providers__Table, __pyx_callargs+__pyx_t_7, (3-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-    __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 669, __pyx_L1_error)
+    __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
+    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 684, __pyx_L1_error)
     __Pyx_GOTREF((PyObject *)__pyx_t_1);
   }
   __pyx_v_table = ((struct __pyx_obj_8cachesim_10_providers__Table *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":670
+  /* "cachesim/_providers.pyx":685
  *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0
  *     cdef _Table table = _Table(64, forget_s)
  *     table.lru = bounded             # <<<<<<<<<<<<<<
@@ -27754,7 +28013,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
   __pyx_v_table->lru = __pyx_v_bounded;
 
-  /* "cachesim/_providers.pyx":678
+  /* "cachesim/_providers.pyx":693
  *     cdef Entry* last
  *     cdef bint fresh
  *     cdef int err = 0             # <<<<<<<<<<<<<<
@@ -27763,7 +28022,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
   __pyx_v_err = 0;
 
-  /* "cachesim/_providers.pyx":679
+  /* "cachesim/_providers.pyx":694
  *     cdef bint fresh
  *     cdef int err = 0
  *     if unit_tokens < 1 or round_to < 1:             # <<<<<<<<<<<<<<
@@ -27789,27 +28048,27 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
   if (unlikely(__pyx_t_11)) {
 
 
-    /* "cachesim/_providers.pyx":680
+    /* "cachesim/_providers.pyx":695
  *     cdef int err = 0
  *     if unit_tokens < 1 or round_to < 1:
  *         raise ValueError("unit_tokens and round_to must be >= 1")             # <<<<<<<<<<<<<<
  *     # the first unit end: the smallest k*unit - hidden that is >= 1
  *     first = unit_tokens - hidden_tokens % unit_tokens
 */
-    __pyx_t_3 = NULL;
+    __pyx_t_5 = NULL;
     __pyx_t_7 = 1;
     {
-      PyObject *__pyx_callargs[2] = {__pyx_t_3, __pyx_mstate_global->__pyx_kp_u_unit_tokens_and_round_to_must_be};
+      PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_unit_tokens_and_round_to_must_be};
       __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-      __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 680, __pyx_L1_error)
+      __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 695, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(0, 680, __pyx_L1_error)
+    __PYX_ERR(0, 695, __pyx_L1_error)
 
-    /* "cachesim/_providers.pyx":679
+    /* "cachesim/_providers.pyx":694
  *     cdef bint fresh
  *     cdef int err = 0
  *     if unit_tokens < 1 or round_to < 1:             # <<<<<<<<<<<<<<
@@ -27818,7 +28077,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
   }
 
-  /* "cachesim/_providers.pyx":682
+  /* "cachesim/_providers.pyx":697
  *         raise ValueError("unit_tokens and round_to must be >= 1")
  *     # the first unit end: the smallest k*unit - hidden that is >= 1
  *     first = unit_tokens - hidden_tokens % unit_tokens             # <<<<<<<<<<<<<<
@@ -27827,7 +28086,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
   __pyx_v_first = (__pyx_v_unit_tokens - (__pyx_v_hidden_tokens % __pyx_v_unit_tokens));
 
-  /* "cachesim/_providers.pyx":683
+  /* "cachesim/_providers.pyx":698
  *     # the first unit end: the smallest k*unit - hidden that is >= 1
  *     first = unit_tokens - hidden_tokens % unit_tokens
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -27840,7 +28099,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "cachesim/_providers.pyx":684
+        /* "cachesim/_providers.pyx":699
  *     first = unit_tokens - hidden_tokens % unit_tokens
  *     with nogil:
  *         for r in range(n):             # <<<<<<<<<<<<<<
@@ -27854,7 +28113,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
         for (__pyx_t_15 = 0; __pyx_t_15 < __pyx_t_14; __pyx_t_15+=1) {
           __pyx_v_r = __pyx_t_15;
 
-          /* "cachesim/_providers.pyx":685
+          /* "cachesim/_providers.pyx":700
  *     with nogil:
  *         for r in range(n):
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL             # <<<<<<<<<<<<<<
@@ -27875,7 +28134,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
           __pyx_v_toks = __pyx_t_16;
 
-          /* "cachesim/_providers.pyx":686
+          /* "cachesim/_providers.pyx":701
  *         for r in range(n):
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL
  *             length = token_offsets[r + 1] - token_offsets[r]             # <<<<<<<<<<<<<<
@@ -27886,7 +28145,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           __pyx_t_17 = __pyx_v_r;
           __pyx_v_length = ((*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_18)) ))) - (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_17)) ))));
 
-          /* "cachesim/_providers.pyx":687
+          /* "cachesim/_providers.pyx":702
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL
  *             length = token_offsets[r + 1] - token_offsets[r]
  *             ns_r = ns[r]             # <<<<<<<<<<<<<<
@@ -27896,7 +28155,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           __pyx_t_17 = __pyx_v_r;
           __pyx_v_ns_r = (*((uint64_t const  *) ( /* dim=0 */ ((char *) (((uint64_t const  *) __pyx_v_ns.data) + __pyx_t_17)) )));
 
-          /* "cachesim/_providers.pyx":688
+          /* "cachesim/_providers.pyx":703
  *             length = token_offsets[r + 1] - token_offsets[r]
  *             ns_r = ns[r]
  *             table.now = t[r]             # <<<<<<<<<<<<<<
@@ -27906,7 +28165,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           __pyx_t_17 = __pyx_v_r;
           __pyx_v_table->now = (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_17)) )));
 
-          /* "cachesim/_providers.pyx":689
+          /* "cachesim/_providers.pyx":704
  *             ns_r = ns[r]
  *             table.now = t[r]
  *             c_chain(toks, length, &chain[0])             # <<<<<<<<<<<<<<
@@ -27916,7 +28175,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           __pyx_t_17 = 0;
           __pyx_f_8cachesim_10_providers_c_chain(__pyx_v_toks, __pyx_v_length, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_17)) )))));
 
-          /* "cachesim/_providers.pyx":690
+          /* "cachesim/_providers.pyx":705
  *             table.now = t[r]
  *             c_chain(toks, length, &chain[0])
  *             matched = 0             # <<<<<<<<<<<<<<
@@ -27925,7 +28184,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
           __pyx_v_matched = 0;
 
-          /* "cachesim/_providers.pyx":691
+          /* "cachesim/_providers.pyx":706
  *             c_chain(toks, length, &chain[0])
  *             matched = 0
  *             last = NULL             # <<<<<<<<<<<<<<
@@ -27934,7 +28193,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
           __pyx_v_last = NULL;
 
-          /* "cachesim/_providers.pyx":692
+          /* "cachesim/_providers.pyx":707
  *             matched = 0
  *             last = NULL
  *             if use_draws and miss_draw[r] < miss_probability:             # <<<<<<<<<<<<<<
@@ -27957,7 +28216,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           if (__pyx_t_11) {
 
 
-            /* "cachesim/_providers.pyx":693
+            /* "cachesim/_providers.pyx":708
  *             last = NULL
  *             if use_draws and miss_draw[r] < miss_probability:
  *                 flags[r] |= F_SERVER_MISS             # <<<<<<<<<<<<<<
@@ -27967,7 +28226,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             __pyx_t_17 = __pyx_v_r;
             *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_17)) )) |= __pyx_e_8cachesim_10_providers_F_SERVER_MISS;
 
-            /* "cachesim/_providers.pyx":692
+            /* "cachesim/_providers.pyx":707
  *             matched = 0
  *             last = NULL
  *             if use_draws and miss_draw[r] < miss_probability:             # <<<<<<<<<<<<<<
@@ -27977,7 +28236,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             goto __pyx_L17;
           }
 
-          /* "cachesim/_providers.pyx":695
+          /* "cachesim/_providers.pyx":710
  *                 flags[r] |= F_SERVER_MISS
  *             else:
  *                 p = first             # <<<<<<<<<<<<<<
@@ -27987,7 +28246,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           /*else*/ {
             __pyx_v_p = __pyx_v_first;
 
-            /* "cachesim/_providers.pyx":696
+            /* "cachesim/_providers.pyx":711
  *             else:
  *                 p = first
  *                 while p <= length:             # <<<<<<<<<<<<<<
@@ -28000,7 +28259,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
               if (!__pyx_t_11) break;
 
-              /* "cachesim/_providers.pyx":697
+              /* "cachesim/_providers.pyx":712
  *                 p = first
  *                 while p <= length:
  *                     e = table.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))             # <<<<<<<<<<<<<<
@@ -28010,7 +28269,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_t_17 = 0;
               __pyx_v_e = __pyx_f_8cachesim_10_providers_6_Table_recall(__pyx_v_table, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_17)) )))), __pyx_v_p), __pyx_v_ns_r));
 
-              /* "cachesim/_providers.pyx":698
+              /* "cachesim/_providers.pyx":713
  *                 while p <= length:
  *                     e = table.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))
  *                     if e != NULL and e.aux & A_EVICTED:             # <<<<<<<<<<<<<<
@@ -28036,7 +28295,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               if (__pyx_t_11) {
 
 
-                /* "cachesim/_providers.pyx":699
+                /* "cachesim/_providers.pyx":714
  *                     e = table.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))
  *                     if e != NULL and e.aux & A_EVICTED:
  *                         flags[r] |= F_EVICTED             # <<<<<<<<<<<<<<
@@ -28046,7 +28305,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 __pyx_t_17 = __pyx_v_r;
                 *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_17)) )) |= __pyx_e_8cachesim_10_providers_F_EVICTED;
 
-                /* "cachesim/_providers.pyx":700
+                /* "cachesim/_providers.pyx":715
  *                     if e != NULL and e.aux & A_EVICTED:
  *                         flags[r] |= F_EVICTED
  *                         evicted_by[r] = <int32_t> (e.aux >> 8)             # <<<<<<<<<<<<<<
@@ -28056,7 +28315,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 __pyx_t_17 = __pyx_v_r;
                 *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_evicted_by.data) + __pyx_t_17)) )) = ((int32_t)(__pyx_v_e->aux >> 8));
 
-                /* "cachesim/_providers.pyx":701
+                /* "cachesim/_providers.pyx":716
  *                         flags[r] |= F_EVICTED
  *                         evicted_by[r] = <int32_t> (e.aux >> 8)
  *                         break             # <<<<<<<<<<<<<<
@@ -28065,7 +28324,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 goto __pyx_L21_break;
 
-                /* "cachesim/_providers.pyx":698
+                /* "cachesim/_providers.pyx":713
  *                 while p <= length:
  *                     e = table.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))
  *                     if e != NULL and e.aux & A_EVICTED:             # <<<<<<<<<<<<<<
@@ -28074,7 +28333,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               }
 
-              /* "cachesim/_providers.pyx":702
+              /* "cachesim/_providers.pyx":717
  *                         evicted_by[r] = <int32_t> (e.aux >> 8)
  *                         break
  *                     if not live(e, t[r]):             # <<<<<<<<<<<<<<
@@ -28087,7 +28346,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               if (__pyx_t_11) {
 
 
-                /* "cachesim/_providers.pyx":703
+                /* "cachesim/_providers.pyx":718
  *                         break
  *                     if not live(e, t[r]):
  *                         if e != NULL:             # <<<<<<<<<<<<<<
@@ -28099,7 +28358,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 if (__pyx_t_11) {
 
 
-                  /* "cachesim/_providers.pyx":704
+                  /* "cachesim/_providers.pyx":719
  *                     if not live(e, t[r]):
  *                         if e != NULL:
  *                             flags[r] |= F_EXPIRED if t[r] >= e.expires_at else F_NOT_READY             # <<<<<<<<<<<<<<
@@ -28121,7 +28380,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                   *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_17)) )) |= __pyx_t_19;
 
 
-                  /* "cachesim/_providers.pyx":703
+                  /* "cachesim/_providers.pyx":718
  *                         break
  *                     if not live(e, t[r]):
  *                         if e != NULL:             # <<<<<<<<<<<<<<
@@ -28130,7 +28389,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 }
 
-                /* "cachesim/_providers.pyx":705
+                /* "cachesim/_providers.pyx":720
  *                         if e != NULL:
  *                             flags[r] |= F_EXPIRED if t[r] >= e.expires_at else F_NOT_READY
  *                         break             # <<<<<<<<<<<<<<
@@ -28139,7 +28398,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 goto __pyx_L21_break;
 
-                /* "cachesim/_providers.pyx":702
+                /* "cachesim/_providers.pyx":717
  *                         evicted_by[r] = <int32_t> (e.aux >> 8)
  *                         break
  *                     if not live(e, t[r]):             # <<<<<<<<<<<<<<
@@ -28148,7 +28407,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               }
 
-              /* "cachesim/_providers.pyx":706
+              /* "cachesim/_providers.pyx":721
  *                             flags[r] |= F_EXPIRED if t[r] >= e.expires_at else F_NOT_READY
  *                         break
  *                     matched = p             # <<<<<<<<<<<<<<
@@ -28157,7 +28416,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_matched = __pyx_v_p;
 
-              /* "cachesim/_providers.pyx":707
+              /* "cachesim/_providers.pyx":722
  *                         break
  *                     matched = p
  *                     last = e             # <<<<<<<<<<<<<<
@@ -28166,7 +28425,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_last = __pyx_v_e;
 
-              /* "cachesim/_providers.pyx":708
+              /* "cachesim/_providers.pyx":723
  *                     matched = p
  *                     last = e
  *                     p += unit_tokens             # <<<<<<<<<<<<<<
@@ -28177,7 +28436,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             }
             __pyx_L21_break:;
 
-            /* "cachesim/_providers.pyx":709
+            /* "cachesim/_providers.pyx":724
  *                     last = e
  *                     p += unit_tokens
  *                 if token_exact and last != NULL:             # <<<<<<<<<<<<<<
@@ -28199,7 +28458,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             if (__pyx_t_11) {
 
 
-              /* "cachesim/_providers.pyx":711
+              /* "cachesim/_providers.pyx":726
  *                 if token_exact and last != NULL:
  *                     # the partial unit after the match, against the latest prompt that went through it
  *                     other = &tokens[0] + token_offsets[last.writer]             # <<<<<<<<<<<<<<
@@ -28210,7 +28469,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_t_18 = __pyx_v_last->writer;
               __pyx_v_other = ((&(*((uint32_t const  *) ( /* dim=0 */ ((char *) (((uint32_t const  *) __pyx_v_tokens.data) + __pyx_t_17)) )))) + (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_18)) ))));
 
-              /* "cachesim/_providers.pyx":712
+              /* "cachesim/_providers.pyx":727
  *                     # the partial unit after the match, against the latest prompt that went through it
  *                     other = &tokens[0] + token_offsets[last.writer]
  *                     other_len = token_offsets[last.writer + 1] - token_offsets[last.writer]             # <<<<<<<<<<<<<<
@@ -28221,7 +28480,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_t_17 = __pyx_v_last->writer;
               __pyx_v_other_len = ((*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_18)) ))) - (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_17)) ))));
 
-              /* "cachesim/_providers.pyx":713
+              /* "cachesim/_providers.pyx":728
  *                     other = &tokens[0] + token_offsets[last.writer]
  *                     other_len = token_offsets[last.writer + 1] - token_offsets[last.writer]
  *                     lim = min(length, other_len)             # <<<<<<<<<<<<<<
@@ -28245,7 +28504,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_v_lim = __pyx_t_22;
 
 
-              /* "cachesim/_providers.pyx":714
+              /* "cachesim/_providers.pyx":729
  *                     other_len = token_offsets[last.writer + 1] - token_offsets[last.writer]
  *                     lim = min(length, other_len)
  *                     lim = min(lim, matched + unit_tokens - 1)             # <<<<<<<<<<<<<<
@@ -28269,7 +28528,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_v_lim = __pyx_t_21;
 
 
-              /* "cachesim/_providers.pyx":715
+              /* "cachesim/_providers.pyx":730
  *                     lim = min(length, other_len)
  *                     lim = min(lim, matched + unit_tokens - 1)
  *                     x = matched             # <<<<<<<<<<<<<<
@@ -28278,7 +28537,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_x = __pyx_v_matched;
 
-              /* "cachesim/_providers.pyx":716
+              /* "cachesim/_providers.pyx":731
  *                     lim = min(lim, matched + unit_tokens - 1)
  *                     x = matched
  *                     while x < lim and toks[x] == other[x]:             # <<<<<<<<<<<<<<
@@ -28305,7 +28564,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
                 if (!__pyx_t_11) break;
 
-                /* "cachesim/_providers.pyx":717
+                /* "cachesim/_providers.pyx":732
  *                     x = matched
  *                     while x < lim and toks[x] == other[x]:
  *                         x += 1             # <<<<<<<<<<<<<<
@@ -28315,7 +28574,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 __pyx_v_x = (__pyx_v_x + 1);
               }
 
-              /* "cachesim/_providers.pyx":718
+              /* "cachesim/_providers.pyx":733
  *                     while x < lim and toks[x] == other[x]:
  *                         x += 1
  *                     matched = x             # <<<<<<<<<<<<<<
@@ -28324,7 +28583,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_matched = __pyx_v_x;
 
-              /* "cachesim/_providers.pyx":709
+              /* "cachesim/_providers.pyx":724
  *                     last = e
  *                     p += unit_tokens
  *                 if token_exact and last != NULL:             # <<<<<<<<<<<<<<
@@ -28335,7 +28594,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           }
           __pyx_L17:;
 
-          /* "cachesim/_providers.pyx":719
+          /* "cachesim/_providers.pyx":734
  *                         x += 1
  *                     matched = x
  *             cached = matched - matched % round_to             # <<<<<<<<<<<<<<
@@ -28344,7 +28603,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
           __pyx_v_cached = (__pyx_v_matched - (__pyx_v_matched % __pyx_v_round_to));
 
-          /* "cachesim/_providers.pyx":720
+          /* "cachesim/_providers.pyx":735
  *                     matched = x
  *             cached = matched - matched % round_to
  *             if length < min_tokens or cached < min_tokens:             # <<<<<<<<<<<<<<
@@ -28370,7 +28629,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           if (__pyx_t_11) {
 
 
-            /* "cachesim/_providers.pyx":721
+            /* "cachesim/_providers.pyx":736
  *             cached = matched - matched % round_to
  *             if length < min_tokens or cached < min_tokens:
  *                 if length < min_tokens:             # <<<<<<<<<<<<<<
@@ -28382,7 +28641,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             if (__pyx_t_11) {
 
 
-              /* "cachesim/_providers.pyx":722
+              /* "cachesim/_providers.pyx":737
  *             if length < min_tokens or cached < min_tokens:
  *                 if length < min_tokens:
  *                     flags[r] |= F_BELOW_MIN             # <<<<<<<<<<<<<<
@@ -28392,7 +28651,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_t_17 = __pyx_v_r;
               *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_17)) )) |= __pyx_e_8cachesim_10_providers_F_BELOW_MIN;
 
-              /* "cachesim/_providers.pyx":721
+              /* "cachesim/_providers.pyx":736
  *             cached = matched - matched % round_to
  *             if length < min_tokens or cached < min_tokens:
  *                 if length < min_tokens:             # <<<<<<<<<<<<<<
@@ -28401,16 +28660,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
             }
 
-            /* "cachesim/_providers.pyx":723
+            /* "cachesim/_providers.pyx":738
  *                 if length < min_tokens:
  *                     flags[r] |= F_BELOW_MIN
  *                 cached = 0             # <<<<<<<<<<<<<<
  *             read[r] = cached
- *             if routed and not (flags[r] & F_SERVER_MISS):
+ *             if cached:
 */
             __pyx_v_cached = 0;
 
-            /* "cachesim/_providers.pyx":720
+            /* "cachesim/_providers.pyx":735
  *                     matched = x
  *             cached = matched - matched % round_to
  *             if length < min_tokens or cached < min_tokens:             # <<<<<<<<<<<<<<
@@ -28419,19 +28678,53 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
           }
 
-          /* "cachesim/_providers.pyx":724
+          /* "cachesim/_providers.pyx":739
  *                     flags[r] |= F_BELOW_MIN
  *                 cached = 0
  *             read[r] = cached             # <<<<<<<<<<<<<<
- *             if routed and not (flags[r] & F_SERVER_MISS):
- *                 # would another replica of this routing key have served more?
+ *             if cached:
+ *                 hit_from[r] = last.creator
 */
           __pyx_t_17 = __pyx_v_r;
           *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_read.data) + __pyx_t_17)) )) = __pyx_v_cached;
 
-          /* "cachesim/_providers.pyx":725
+          /* "cachesim/_providers.pyx":740
  *                 cached = 0
  *             read[r] = cached
+ *             if cached:             # <<<<<<<<<<<<<<
+ *                 hit_from[r] = last.creator
+ *             if routed and not (flags[r] & F_SERVER_MISS):
+*/
+          __pyx_t_11 = (__pyx_v_cached != 0);
+
+          if (__pyx_t_11) {
+
+
+            /* "cachesim/_providers.pyx":741
+ *             read[r] = cached
+ *             if cached:
+ *                 hit_from[r] = last.creator             # <<<<<<<<<<<<<<
+ *             if routed and not (flags[r] & F_SERVER_MISS):
+ *                 # would another replica of this routing key have served more?
+*/
+            __pyx_t_23 = __pyx_v_last->creator;
+
+            __pyx_t_17 = __pyx_v_r;
+            *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_hit_from.data) + __pyx_t_17)) )) = __pyx_t_23;
+
+
+            /* "cachesim/_providers.pyx":740
+ *                 cached = 0
+ *             read[r] = cached
+ *             if cached:             # <<<<<<<<<<<<<<
+ *                 hit_from[r] = last.creator
+ *             if routed and not (flags[r] & F_SERVER_MISS):
+*/
+          }
+
+          /* "cachesim/_providers.pyx":742
+ *             if cached:
+ *                 hit_from[r] = last.creator
  *             if routed and not (flags[r] & F_SERVER_MISS):             # <<<<<<<<<<<<<<
  *                 # would another replica of this routing key have served more?
  *                 for alt in range(replica_max[r]):
@@ -28440,7 +28733,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           } else {
 
             __pyx_t_11 = __pyx_v_routed;
-            goto __pyx_L39_bool_binop_done;
+            goto __pyx_L40_bool_binop_done;
           }
           __pyx_t_17 = __pyx_v_r;
           __pyx_t_12 = (!(((*((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_17)) ))) & __pyx_e_8cachesim_10_providers_F_SERVER_MISS) != 0));
@@ -28448,11 +28741,11 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
           __pyx_t_11 = __pyx_t_12;
 
-          __pyx_L39_bool_binop_done:;
+          __pyx_L40_bool_binop_done:;
           if (__pyx_t_11) {
 
 
-            /* "cachesim/_providers.pyx":727
+            /* "cachesim/_providers.pyx":744
  *             if routed and not (flags[r] & F_SERVER_MISS):
  *                 # would another replica of this routing key have served more?
  *                 for alt in range(replica_max[r]):             # <<<<<<<<<<<<<<
@@ -28467,7 +28760,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             for (__pyx_t_21 = 0; __pyx_t_21 < __pyx_t_24; __pyx_t_21+=1) {
               __pyx_v_alt = __pyx_t_21;
 
-              /* "cachesim/_providers.pyx":728
+              /* "cachesim/_providers.pyx":745
  *                 # would another replica of this routing key have served more?
  *                 for alt in range(replica_max[r]):
  *                     if alt == replicas[r]:             # <<<<<<<<<<<<<<
@@ -28480,16 +28773,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               if (__pyx_t_11) {
 
 
-                /* "cachesim/_providers.pyx":729
+                /* "cachesim/_providers.pyx":746
  *                 for alt in range(replica_max[r]):
  *                     if alt == replicas[r]:
  *                         continue             # <<<<<<<<<<<<<<
  *                     p = first
  *                     x = 0
 */
-                goto __pyx_L41_continue;
+                goto __pyx_L42_continue;
 
-                /* "cachesim/_providers.pyx":728
+                /* "cachesim/_providers.pyx":745
  *                 # would another replica of this routing key have served more?
  *                 for alt in range(replica_max[r]):
  *                     if alt == replicas[r]:             # <<<<<<<<<<<<<<
@@ -28498,7 +28791,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               }
 
-              /* "cachesim/_providers.pyx":730
+              /* "cachesim/_providers.pyx":747
  *                     if alt == replicas[r]:
  *                         continue
  *                     p = first             # <<<<<<<<<<<<<<
@@ -28507,7 +28800,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_p = __pyx_v_first;
 
-              /* "cachesim/_providers.pyx":731
+              /* "cachesim/_providers.pyx":748
  *                         continue
  *                     p = first
  *                     x = 0             # <<<<<<<<<<<<<<
@@ -28516,7 +28809,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_x = 0;
 
-              /* "cachesim/_providers.pyx":732
+              /* "cachesim/_providers.pyx":749
  *                     p = first
  *                     x = 0
  *                     while p <= length:             # <<<<<<<<<<<<<<
@@ -28529,7 +28822,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
                 if (!__pyx_t_11) break;
 
-                /* "cachesim/_providers.pyx":733
+                /* "cachesim/_providers.pyx":750
  *                     x = 0
  *                     while p <= length:
  *                         if not live(table.recall(c_nskey(c_key_at(toks, &chain[0], p), c_nskey(route_key[r], alt))),             # <<<<<<<<<<<<<<
@@ -28539,7 +28832,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 __pyx_t_17 = 0;
                 __pyx_t_18 = __pyx_v_r;
 
-                /* "cachesim/_providers.pyx":734
+                /* "cachesim/_providers.pyx":751
  *                     while p <= length:
  *                         if not live(table.recall(c_nskey(c_key_at(toks, &chain[0], p), c_nskey(route_key[r], alt))),
  *                                     t[r]):             # <<<<<<<<<<<<<<
@@ -28548,7 +28841,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 __pyx_t_25 = __pyx_v_r;
 
-                /* "cachesim/_providers.pyx":733
+                /* "cachesim/_providers.pyx":750
  *                     x = 0
  *                     while p <= length:
  *                         if not live(table.recall(c_nskey(c_key_at(toks, &chain[0], p), c_nskey(route_key[r], alt))),             # <<<<<<<<<<<<<<
@@ -28560,16 +28853,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 if (__pyx_t_11) {
 
 
-                  /* "cachesim/_providers.pyx":735
+                  /* "cachesim/_providers.pyx":752
  *                         if not live(table.recall(c_nskey(c_key_at(toks, &chain[0], p), c_nskey(route_key[r], alt))),
  *                                     t[r]):
  *                             break             # <<<<<<<<<<<<<<
  *                         x = p
  *                         p += unit_tokens
 */
-                  goto __pyx_L45_break;
+                  goto __pyx_L46_break;
 
-                  /* "cachesim/_providers.pyx":733
+                  /* "cachesim/_providers.pyx":750
  *                     x = 0
  *                     while p <= length:
  *                         if not live(table.recall(c_nskey(c_key_at(toks, &chain[0], p), c_nskey(route_key[r], alt))),             # <<<<<<<<<<<<<<
@@ -28578,7 +28871,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 }
 
-                /* "cachesim/_providers.pyx":736
+                /* "cachesim/_providers.pyx":753
  *                                     t[r]):
  *                             break
  *                         x = p             # <<<<<<<<<<<<<<
@@ -28587,7 +28880,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 __pyx_v_x = __pyx_v_p;
 
-                /* "cachesim/_providers.pyx":737
+                /* "cachesim/_providers.pyx":754
  *                             break
  *                         x = p
  *                         p += unit_tokens             # <<<<<<<<<<<<<<
@@ -28596,9 +28889,9 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 __pyx_v_p = (__pyx_v_p + __pyx_v_unit_tokens);
               }
-              __pyx_L45_break:;
+              __pyx_L46_break:;
 
-              /* "cachesim/_providers.pyx":738
+              /* "cachesim/_providers.pyx":755
  *                         x = p
  *                         p += unit_tokens
  *                     if x >= min_tokens and x - x % round_to > cached:             # <<<<<<<<<<<<<<
@@ -28613,18 +28906,18 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
                 __pyx_t_11 = __pyx_t_12;
 
-                goto __pyx_L48_bool_binop_done;
+                goto __pyx_L49_bool_binop_done;
               }
               __pyx_t_12 = ((__pyx_v_x - (__pyx_v_x % __pyx_v_round_to)) > __pyx_v_cached);
 
 
               __pyx_t_11 = __pyx_t_12;
 
-              __pyx_L48_bool_binop_done:;
+              __pyx_L49_bool_binop_done:;
               if (__pyx_t_11) {
 
 
-                /* "cachesim/_providers.pyx":739
+                /* "cachesim/_providers.pyx":756
  *                         p += unit_tokens
  *                     if x >= min_tokens and x - x % round_to > cached:
  *                         flags[r] |= F_OVERFLOW             # <<<<<<<<<<<<<<
@@ -28634,16 +28927,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 __pyx_t_25 = __pyx_v_r;
                 *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_25)) )) |= __pyx_e_8cachesim_10_providers_F_OVERFLOW;
 
-                /* "cachesim/_providers.pyx":740
+                /* "cachesim/_providers.pyx":757
  *                     if x >= min_tokens and x - x % round_to > cached:
  *                         flags[r] |= F_OVERFLOW
  *                         break             # <<<<<<<<<<<<<<
  *             # insert (and touch) every unit of the prompt
  *             if not bounded:
 */
-                goto __pyx_L42_break;
+                goto __pyx_L43_break;
 
-                /* "cachesim/_providers.pyx":738
+                /* "cachesim/_providers.pyx":755
  *                         x = p
  *                         p += unit_tokens
  *                     if x >= min_tokens and x - x % round_to > cached:             # <<<<<<<<<<<<<<
@@ -28651,21 +28944,21 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
  *                         break
 */
               }
-              __pyx_L41_continue:;
+              __pyx_L42_continue:;
             }
-            __pyx_L42_break:;
+            __pyx_L43_break:;
 
 
-            /* "cachesim/_providers.pyx":725
- *                 cached = 0
- *             read[r] = cached
+            /* "cachesim/_providers.pyx":742
+ *             if cached:
+ *                 hit_from[r] = last.creator
  *             if routed and not (flags[r] & F_SERVER_MISS):             # <<<<<<<<<<<<<<
  *                 # would another replica of this routing key have served more?
  *                 for alt in range(replica_max[r]):
 */
           }
 
-          /* "cachesim/_providers.pyx":742
+          /* "cachesim/_providers.pyx":759
  *                         break
  *             # insert (and touch) every unit of the prompt
  *             if not bounded:             # <<<<<<<<<<<<<<
@@ -28677,7 +28970,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           if (__pyx_t_11) {
 
 
-            /* "cachesim/_providers.pyx":743
+            /* "cachesim/_providers.pyx":760
  *             # insert (and touch) every unit of the prompt
  *             if not bounded:
  *                 p = first             # <<<<<<<<<<<<<<
@@ -28686,7 +28979,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
             __pyx_v_p = __pyx_v_first;
 
-            /* "cachesim/_providers.pyx":744
+            /* "cachesim/_providers.pyx":761
  *             if not bounded:
  *                 p = first
  *                 while p <= length:             # <<<<<<<<<<<<<<
@@ -28699,7 +28992,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
               if (!__pyx_t_11) break;
 
-              /* "cachesim/_providers.pyx":745
+              /* "cachesim/_providers.pyx":762
  *                 p = first
  *                 while p <= length:
  *                     e = table.insert(c_nskey(c_key_at(toks, &chain[0], p), ns_r), &fresh)             # <<<<<<<<<<<<<<
@@ -28709,7 +29002,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_t_25 = 0;
               __pyx_v_e = ((struct __pyx_vtabstruct_8cachesim_10_providers__Table *)__pyx_v_table->__pyx_vtab)->insert(__pyx_v_table, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_25)) )))), __pyx_v_p), __pyx_v_ns_r), (&__pyx_v_fresh));
 
-              /* "cachesim/_providers.pyx":746
+              /* "cachesim/_providers.pyx":763
  *                 while p <= length:
  *                     e = table.insert(c_nskey(c_key_at(toks, &chain[0], p), ns_r), &fresh)
  *                     if e == NULL:             # <<<<<<<<<<<<<<
@@ -28721,7 +29014,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               if (__pyx_t_11) {
 
 
-                /* "cachesim/_providers.pyx":747
+                /* "cachesim/_providers.pyx":764
  *                     e = table.insert(c_nskey(c_key_at(toks, &chain[0], p), ns_r), &fresh)
  *                     if e == NULL:
  *                         err = 1             # <<<<<<<<<<<<<<
@@ -28730,16 +29023,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 __pyx_v_err = 1;
 
-                /* "cachesim/_providers.pyx":748
+                /* "cachesim/_providers.pyx":765
  *                     if e == NULL:
  *                         err = 1
  *                         break             # <<<<<<<<<<<<<<
  *                     if fresh or t[r] >= e.expires_at:
  *                         e.base = t[r]
 */
-                goto __pyx_L52_break;
+                goto __pyx_L53_break;
 
-                /* "cachesim/_providers.pyx":746
+                /* "cachesim/_providers.pyx":763
  *                 while p <= length:
  *                     e = table.insert(c_nskey(c_key_at(toks, &chain[0], p), ns_r), &fresh)
  *                     if e == NULL:             # <<<<<<<<<<<<<<
@@ -28748,7 +29041,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               }
 
-              /* "cachesim/_providers.pyx":749
+              /* "cachesim/_providers.pyx":766
  *                         err = 1
  *                         break
  *                     if fresh or t[r] >= e.expires_at:             # <<<<<<<<<<<<<<
@@ -28759,7 +29052,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               } else {
 
                 __pyx_t_11 = __pyx_v_fresh;
-                goto __pyx_L55_bool_binop_done;
+                goto __pyx_L56_bool_binop_done;
               }
               __pyx_t_25 = __pyx_v_r;
               __pyx_t_12 = ((*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_25)) ))) >= __pyx_v_e->expires_at);
@@ -28767,31 +29060,40 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
               __pyx_t_11 = __pyx_t_12;
 
-              __pyx_L55_bool_binop_done:;
+              __pyx_L56_bool_binop_done:;
               if (__pyx_t_11) {
 
 
-                /* "cachesim/_providers.pyx":750
+                /* "cachesim/_providers.pyx":767
  *                         break
  *                     if fresh or t[r] >= e.expires_at:
  *                         e.base = t[r]             # <<<<<<<<<<<<<<
  *                         e.available_at = t[r] + ttft_s
- *                     e.expires_at = min(t[r] + idle_ttl_s, e.base + max_age_s)
+ *                         e.creator = r
 */
                 __pyx_t_25 = __pyx_v_r;
                 __pyx_v_e->base = (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_25)) )));
 
-                /* "cachesim/_providers.pyx":751
+                /* "cachesim/_providers.pyx":768
  *                     if fresh or t[r] >= e.expires_at:
  *                         e.base = t[r]
  *                         e.available_at = t[r] + ttft_s             # <<<<<<<<<<<<<<
+ *                         e.creator = r
  *                     e.expires_at = min(t[r] + idle_ttl_s, e.base + max_age_s)
- *                     e.writer = r
 */
                 __pyx_t_25 = __pyx_v_r;
                 __pyx_v_e->available_at = ((*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_25)) ))) + __pyx_v_ttft_s);
 
-                /* "cachesim/_providers.pyx":749
+                /* "cachesim/_providers.pyx":769
+ *                         e.base = t[r]
+ *                         e.available_at = t[r] + ttft_s
+ *                         e.creator = r             # <<<<<<<<<<<<<<
+ *                     e.expires_at = min(t[r] + idle_ttl_s, e.base + max_age_s)
+ *                     e.writer = r
+*/
+                __pyx_v_e->creator = __pyx_v_r;
+
+                /* "cachesim/_providers.pyx":766
  *                         err = 1
  *                         break
  *                     if fresh or t[r] >= e.expires_at:             # <<<<<<<<<<<<<<
@@ -28800,9 +29102,9 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               }
 
-              /* "cachesim/_providers.pyx":752
- *                         e.base = t[r]
+              /* "cachesim/_providers.pyx":770
  *                         e.available_at = t[r] + ttft_s
+ *                         e.creator = r
  *                     e.expires_at = min(t[r] + idle_ttl_s, e.base + max_age_s)             # <<<<<<<<<<<<<<
  *                     e.writer = r
  *                     p += unit_tokens
@@ -28825,8 +29127,8 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_v_e->expires_at = __pyx_t_28;
 
 
-              /* "cachesim/_providers.pyx":753
- *                         e.available_at = t[r] + ttft_s
+              /* "cachesim/_providers.pyx":771
+ *                         e.creator = r
  *                     e.expires_at = min(t[r] + idle_ttl_s, e.base + max_age_s)
  *                     e.writer = r             # <<<<<<<<<<<<<<
  *                     p += unit_tokens
@@ -28834,7 +29136,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_e->writer = __pyx_v_r;
 
-              /* "cachesim/_providers.pyx":754
+              /* "cachesim/_providers.pyx":772
  *                     e.expires_at = min(t[r] + idle_ttl_s, e.base + max_age_s)
  *                     e.writer = r
  *                     p += unit_tokens             # <<<<<<<<<<<<<<
@@ -28843,19 +29145,19 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_p = (__pyx_v_p + __pyx_v_unit_tokens);
             }
-            __pyx_L52_break:;
+            __pyx_L53_break:;
 
-            /* "cachesim/_providers.pyx":742
+            /* "cachesim/_providers.pyx":759
  *                         break
  *             # insert (and touch) every unit of the prompt
  *             if not bounded:             # <<<<<<<<<<<<<<
  *                 p = first
  *                 while p <= length:
 */
-            goto __pyx_L50;
+            goto __pyx_L51;
           }
 
-          /* "cachesim/_providers.pyx":756
+          /* "cachesim/_providers.pyx":774
  *                     p += unit_tokens
  *             else:
  *                 e = replica_ids.insert(ns_r, &fresh)             # <<<<<<<<<<<<<<
@@ -28865,7 +29167,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           /*else*/ {
             __pyx_v_e = ((struct __pyx_vtabstruct_8cachesim_10_providers__Table *)__pyx_v_replica_ids->__pyx_vtab)->insert(__pyx_v_replica_ids, __pyx_v_ns_r, (&__pyx_v_fresh));
 
-            /* "cachesim/_providers.pyx":757
+            /* "cachesim/_providers.pyx":775
  *             else:
  *                 e = replica_ids.insert(ns_r, &fresh)
  *                 if e == NULL:             # <<<<<<<<<<<<<<
@@ -28877,7 +29179,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             if (__pyx_t_11) {
 
 
-              /* "cachesim/_providers.pyx":758
+              /* "cachesim/_providers.pyx":776
  *                 e = replica_ids.insert(ns_r, &fresh)
  *                 if e == NULL:
  *                     err = 1             # <<<<<<<<<<<<<<
@@ -28886,16 +29188,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_err = 1;
 
-              /* "cachesim/_providers.pyx":759
+              /* "cachesim/_providers.pyx":777
  *                 if e == NULL:
  *                     err = 1
  *                     break             # <<<<<<<<<<<<<<
  *                 if fresh:
- *                     e.writer = <int64_t> queues.size()
+ *                     e.writer = <int32_t> queues.size()
 */
               goto __pyx_L16_break;
 
-              /* "cachesim/_providers.pyx":757
+              /* "cachesim/_providers.pyx":775
  *             else:
  *                 e = replica_ids.insert(ns_r, &fresh)
  *                 if e == NULL:             # <<<<<<<<<<<<<<
@@ -28904,27 +29206,27 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
             }
 
-            /* "cachesim/_providers.pyx":760
+            /* "cachesim/_providers.pyx":778
  *                     err = 1
  *                     break
  *                 if fresh:             # <<<<<<<<<<<<<<
- *                     e.writer = <int64_t> queues.size()
+ *                     e.writer = <int32_t> queues.size()
  *                     queues.push_back(deque[pair[int64_t, uint64_t]]())
 */
             if (__pyx_v_fresh) {
 
-              /* "cachesim/_providers.pyx":761
+              /* "cachesim/_providers.pyx":779
  *                     break
  *                 if fresh:
- *                     e.writer = <int64_t> queues.size()             # <<<<<<<<<<<<<<
+ *                     e.writer = <int32_t> queues.size()             # <<<<<<<<<<<<<<
  *                     queues.push_back(deque[pair[int64_t, uint64_t]]())
  *                     resident.push_back(0)
 */
-              __pyx_v_e->writer = ((int64_t)__pyx_v_queues.size());
+              __pyx_v_e->writer = ((int32_t)__pyx_v_queues.size());
 
-              /* "cachesim/_providers.pyx":762
+              /* "cachesim/_providers.pyx":780
  *                 if fresh:
- *                     e.writer = <int64_t> queues.size()
+ *                     e.writer = <int32_t> queues.size()
  *                     queues.push_back(deque[pair[int64_t, uint64_t]]())             # <<<<<<<<<<<<<<
  *                     resident.push_back(0)
  *                 rep = e.writer
@@ -28935,7 +29237,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
                 __Pyx_CppExn2PyErr();
                 __Pyx_PyGILState_Release(__pyx_gilstate_save);
-                __PYX_ERR(0, 762, __pyx_L13_error)
+                __PYX_ERR(0, 780, __pyx_L13_error)
               }
               try {
                 __pyx_v_queues.push_back(__pyx_t_29);
@@ -28943,12 +29245,12 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
                 __Pyx_CppExn2PyErr();
                 __Pyx_PyGILState_Release(__pyx_gilstate_save);
-                __PYX_ERR(0, 762, __pyx_L13_error)
+                __PYX_ERR(0, 780, __pyx_L13_error)
               }
 
 
-              /* "cachesim/_providers.pyx":763
- *                     e.writer = <int64_t> queues.size()
+              /* "cachesim/_providers.pyx":781
+ *                     e.writer = <int32_t> queues.size()
  *                     queues.push_back(deque[pair[int64_t, uint64_t]]())
  *                     resident.push_back(0)             # <<<<<<<<<<<<<<
  *                 rep = e.writer
@@ -28960,30 +29262,30 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
                 __Pyx_CppExn2PyErr();
                 __Pyx_PyGILState_Release(__pyx_gilstate_save);
-                __PYX_ERR(0, 763, __pyx_L13_error)
+                __PYX_ERR(0, 781, __pyx_L13_error)
               }
 
-              /* "cachesim/_providers.pyx":760
+              /* "cachesim/_providers.pyx":778
  *                     err = 1
  *                     break
  *                 if fresh:             # <<<<<<<<<<<<<<
- *                     e.writer = <int64_t> queues.size()
+ *                     e.writer = <int32_t> queues.size()
  *                     queues.push_back(deque[pair[int64_t, uint64_t]]())
 */
             }
 
-            /* "cachesim/_providers.pyx":764
+            /* "cachesim/_providers.pyx":782
  *                     queues.push_back(deque[pair[int64_t, uint64_t]]())
  *                     resident.push_back(0)
  *                 rep = e.writer             # <<<<<<<<<<<<<<
  *                 n_units = (length - first) // unit_tokens + 1 if length >= first else 0
  *                 n_ins = min(n_units, capacity_units)
 */
-            __pyx_t_21 = __pyx_v_e->writer;
+            __pyx_t_23 = __pyx_v_e->writer;
 
-            __pyx_v_rep = __pyx_t_21;
+            __pyx_v_rep = __pyx_t_23;
 
-            /* "cachesim/_providers.pyx":765
+            /* "cachesim/_providers.pyx":783
  *                     resident.push_back(0)
  *                 rep = e.writer
  *                 n_units = (length - first) // unit_tokens + 1 if length >= first else 0             # <<<<<<<<<<<<<<
@@ -29002,7 +29304,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
             __pyx_v_n_units = __pyx_t_21;
 
-            /* "cachesim/_providers.pyx":766
+            /* "cachesim/_providers.pyx":784
  *                 rep = e.writer
  *                 n_units = (length - first) // unit_tokens + 1 if length >= first else 0
  *                 n_ins = min(n_units, capacity_units)             # <<<<<<<<<<<<<<
@@ -29026,7 +29328,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             __pyx_v_n_ins = __pyx_t_20;
 
 
-            /* "cachesim/_providers.pyx":767
+            /* "cachesim/_providers.pyx":785
  *                 n_units = (length - first) // unit_tokens + 1 if length >= first else 0
  *                 n_ins = min(n_units, capacity_units)
  *                 for j in range(n_ins - 1, -1, -1):        # deepest first: the prefix ends most recent             # <<<<<<<<<<<<<<
@@ -29036,7 +29338,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
             for (__pyx_t_20 = (__pyx_v_n_ins - 1); __pyx_t_20 > -1L; __pyx_t_20-=1) {
               __pyx_v_j = __pyx_t_20;
 
-              /* "cachesim/_providers.pyx":768
+              /* "cachesim/_providers.pyx":786
  *                 n_ins = min(n_units, capacity_units)
  *                 for j in range(n_ins - 1, -1, -1):        # deepest first: the prefix ends most recent
  *                     p = first + j * unit_tokens             # <<<<<<<<<<<<<<
@@ -29045,7 +29347,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_p = (__pyx_v_first + (__pyx_v_j * __pyx_v_unit_tokens));
 
-              /* "cachesim/_providers.pyx":769
+              /* "cachesim/_providers.pyx":787
  *                 for j in range(n_ins - 1, -1, -1):        # deepest first: the prefix ends most recent
  *                     p = first + j * unit_tokens
  *                     e = table.insert(c_nskey(c_key_at(toks, &chain[0], p), ns_r), &fresh)             # <<<<<<<<<<<<<<
@@ -29055,7 +29357,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_t_25 = 0;
               __pyx_v_e = ((struct __pyx_vtabstruct_8cachesim_10_providers__Table *)__pyx_v_table->__pyx_vtab)->insert(__pyx_v_table, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_25)) )))), __pyx_v_p), __pyx_v_ns_r), (&__pyx_v_fresh));
 
-              /* "cachesim/_providers.pyx":770
+              /* "cachesim/_providers.pyx":788
  *                     p = first + j * unit_tokens
  *                     e = table.insert(c_nskey(c_key_at(toks, &chain[0], p), ns_r), &fresh)
  *                     if e == NULL:             # <<<<<<<<<<<<<<
@@ -29067,7 +29369,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               if (__pyx_t_11) {
 
 
-                /* "cachesim/_providers.pyx":771
+                /* "cachesim/_providers.pyx":789
  *                     e = table.insert(c_nskey(c_key_at(toks, &chain[0], p), ns_r), &fresh)
  *                     if e == NULL:
  *                         err = 1             # <<<<<<<<<<<<<<
@@ -29076,16 +29378,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 __pyx_v_err = 1;
 
-                /* "cachesim/_providers.pyx":772
+                /* "cachesim/_providers.pyx":790
  *                     if e == NULL:
  *                         err = 1
  *                         break             # <<<<<<<<<<<<<<
  *                     if fresh or t[r] >= e.expires_at or e.aux & A_EVICTED:
  *                         e.base = t[r]
 */
-                goto __pyx_L60_break;
+                goto __pyx_L61_break;
 
-                /* "cachesim/_providers.pyx":770
+                /* "cachesim/_providers.pyx":788
  *                     p = first + j * unit_tokens
  *                     e = table.insert(c_nskey(c_key_at(toks, &chain[0], p), ns_r), &fresh)
  *                     if e == NULL:             # <<<<<<<<<<<<<<
@@ -29094,7 +29396,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               }
 
-              /* "cachesim/_providers.pyx":773
+              /* "cachesim/_providers.pyx":791
  *                         err = 1
  *                         break
  *                     if fresh or t[r] >= e.expires_at or e.aux & A_EVICTED:             # <<<<<<<<<<<<<<
@@ -29105,7 +29407,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               } else {
 
                 __pyx_t_11 = __pyx_v_fresh;
-                goto __pyx_L63_bool_binop_done;
+                goto __pyx_L64_bool_binop_done;
               }
               __pyx_t_25 = __pyx_v_r;
               __pyx_t_12 = ((*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_25)) ))) >= __pyx_v_e->expires_at);
@@ -29116,47 +29418,56 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
                 __pyx_t_11 = __pyx_t_12;
 
-                goto __pyx_L63_bool_binop_done;
+                goto __pyx_L64_bool_binop_done;
               }
               __pyx_t_12 = ((__pyx_v_e->aux & __pyx_e_8cachesim_10_providers_A_EVICTED) != 0);
 
 
               __pyx_t_11 = __pyx_t_12;
 
-              __pyx_L63_bool_binop_done:;
+              __pyx_L64_bool_binop_done:;
               if (__pyx_t_11) {
 
 
-                /* "cachesim/_providers.pyx":774
+                /* "cachesim/_providers.pyx":792
  *                         break
  *                     if fresh or t[r] >= e.expires_at or e.aux & A_EVICTED:
  *                         e.base = t[r]             # <<<<<<<<<<<<<<
  *                         e.available_at = t[r] + ttft_s
- *                         e.aux &= ~(<uint64_t> A_EVICTED)
+ *                         e.creator = r
 */
                 __pyx_t_25 = __pyx_v_r;
                 __pyx_v_e->base = (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_25)) )));
 
-                /* "cachesim/_providers.pyx":775
+                /* "cachesim/_providers.pyx":793
  *                     if fresh or t[r] >= e.expires_at or e.aux & A_EVICTED:
  *                         e.base = t[r]
  *                         e.available_at = t[r] + ttft_s             # <<<<<<<<<<<<<<
+ *                         e.creator = r
  *                         e.aux &= ~(<uint64_t> A_EVICTED)
- *                     if not e.aux & A_RESIDENT:
 */
                 __pyx_t_25 = __pyx_v_r;
                 __pyx_v_e->available_at = ((*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_25)) ))) + __pyx_v_ttft_s);
 
-                /* "cachesim/_providers.pyx":776
+                /* "cachesim/_providers.pyx":794
  *                         e.base = t[r]
  *                         e.available_at = t[r] + ttft_s
+ *                         e.creator = r             # <<<<<<<<<<<<<<
+ *                         e.aux &= ~(<uint64_t> A_EVICTED)
+ *                     if not e.aux & A_RESIDENT:
+*/
+                __pyx_v_e->creator = __pyx_v_r;
+
+                /* "cachesim/_providers.pyx":795
+ *                         e.available_at = t[r] + ttft_s
+ *                         e.creator = r
  *                         e.aux &= ~(<uint64_t> A_EVICTED)             # <<<<<<<<<<<<<<
  *                     if not e.aux & A_RESIDENT:
  *                         # make room: pop the replica's least recently touched units
 */
                 __pyx_v_e->aux = (__pyx_v_e->aux & (~((uint64_t)__pyx_e_8cachesim_10_providers_A_EVICTED)));
 
-                /* "cachesim/_providers.pyx":773
+                /* "cachesim/_providers.pyx":791
  *                         err = 1
  *                         break
  *                     if fresh or t[r] >= e.expires_at or e.aux & A_EVICTED:             # <<<<<<<<<<<<<<
@@ -29165,8 +29476,8 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               }
 
-              /* "cachesim/_providers.pyx":777
- *                         e.available_at = t[r] + ttft_s
+              /* "cachesim/_providers.pyx":796
+ *                         e.creator = r
  *                         e.aux &= ~(<uint64_t> A_EVICTED)
  *                     if not e.aux & A_RESIDENT:             # <<<<<<<<<<<<<<
  *                         # make room: pop the replica's least recently touched units
@@ -29177,7 +29488,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               if (__pyx_t_11) {
 
 
-                /* "cachesim/_providers.pyx":779
+                /* "cachesim/_providers.pyx":798
  *                     if not e.aux & A_RESIDENT:
  *                         # make room: pop the replica's least recently touched units
  *                         while resident[rep] >= capacity_units and not queues[rep].empty():             # <<<<<<<<<<<<<<
@@ -29193,18 +29504,18 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
                     __pyx_t_11 = __pyx_t_12;
 
-                    goto __pyx_L69_bool_binop_done;
+                    goto __pyx_L70_bool_binop_done;
                   }
                   __pyx_t_12 = (!(__pyx_v_queues[__pyx_v_rep]).empty());
 
 
                   __pyx_t_11 = __pyx_t_12;
 
-                  __pyx_L69_bool_binop_done:;
+                  __pyx_L70_bool_binop_done:;
 
                   if (!__pyx_t_11) break;
 
-                  /* "cachesim/_providers.pyx":780
+                  /* "cachesim/_providers.pyx":799
  *                         # make room: pop the replica's least recently touched units
  *                         while resident[rep] >= capacity_units and not queues[rep].empty():
  *                             item = queues[rep].front()             # <<<<<<<<<<<<<<
@@ -29213,7 +29524,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                   __pyx_v_item = (__pyx_v_queues[__pyx_v_rep]).front();
 
-                  /* "cachesim/_providers.pyx":781
+                  /* "cachesim/_providers.pyx":800
  *                         while resident[rep] >= capacity_units and not queues[rep].empty():
  *                             item = queues[rep].front()
  *                             queues[rep].pop_front()             # <<<<<<<<<<<<<<
@@ -29222,7 +29533,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                   (__pyx_v_queues[__pyx_v_rep]).pop_front();
 
-                  /* "cachesim/_providers.pyx":782
+                  /* "cachesim/_providers.pyx":801
  *                             item = queues[rep].front()
  *                             queues[rep].pop_front()
  *                             v = table.find(item.second)             # <<<<<<<<<<<<<<
@@ -29231,7 +29542,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                   __pyx_v_v = __pyx_f_8cachesim_10_providers_6_Table_find(__pyx_v_table, __pyx_v_item.second);
 
-                  /* "cachesim/_providers.pyx":783
+                  /* "cachesim/_providers.pyx":802
  *                             queues[rep].pop_front()
  *                             v = table.find(item.second)
  *                             if v == NULL or v.seq != item.first or not v.aux & A_RESIDENT:             # <<<<<<<<<<<<<<
@@ -29246,7 +29557,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
                     __pyx_t_11 = __pyx_t_12;
 
-                    goto __pyx_L72_bool_binop_done;
+                    goto __pyx_L73_bool_binop_done;
                   }
                   __pyx_t_12 = (__pyx_v_v->seq != __pyx_v_item.first);
 
@@ -29256,27 +29567,27 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
                     __pyx_t_11 = __pyx_t_12;
 
-                    goto __pyx_L72_bool_binop_done;
+                    goto __pyx_L73_bool_binop_done;
                   }
                   __pyx_t_12 = (!((__pyx_v_v->aux & __pyx_e_8cachesim_10_providers_A_RESIDENT) != 0));
 
 
                   __pyx_t_11 = __pyx_t_12;
 
-                  __pyx_L72_bool_binop_done:;
+                  __pyx_L73_bool_binop_done:;
                   if (__pyx_t_11) {
 
 
-                    /* "cachesim/_providers.pyx":784
+                    /* "cachesim/_providers.pyx":803
  *                             v = table.find(item.second)
  *                             if v == NULL or v.seq != item.first or not v.aux & A_RESIDENT:
  *                                 continue          # touched again later, or already gone             # <<<<<<<<<<<<<<
  *                             v.aux &= ~(<uint64_t> A_RESIDENT)
  *                             resident[rep] -= 1
 */
-                    goto __pyx_L67_continue;
+                    goto __pyx_L68_continue;
 
-                    /* "cachesim/_providers.pyx":783
+                    /* "cachesim/_providers.pyx":802
  *                             queues[rep].pop_front()
  *                             v = table.find(item.second)
  *                             if v == NULL or v.seq != item.first or not v.aux & A_RESIDENT:             # <<<<<<<<<<<<<<
@@ -29285,7 +29596,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                   }
 
-                  /* "cachesim/_providers.pyx":785
+                  /* "cachesim/_providers.pyx":804
  *                             if v == NULL or v.seq != item.first or not v.aux & A_RESIDENT:
  *                                 continue          # touched again later, or already gone
  *                             v.aux &= ~(<uint64_t> A_RESIDENT)             # <<<<<<<<<<<<<<
@@ -29294,7 +29605,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                   __pyx_v_v->aux = (__pyx_v_v->aux & (~((uint64_t)__pyx_e_8cachesim_10_providers_A_RESIDENT)));
 
-                  /* "cachesim/_providers.pyx":786
+                  /* "cachesim/_providers.pyx":805
  *                                 continue          # touched again later, or already gone
  *                             v.aux &= ~(<uint64_t> A_RESIDENT)
  *                             resident[rep] -= 1             # <<<<<<<<<<<<<<
@@ -29305,7 +29616,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                   __pyx_t_21 = __pyx_v_rep;
                   (__pyx_v_resident[__pyx_t_21]) = ((__pyx_v_resident[__pyx_t_21]) - 1);
 
-                  /* "cachesim/_providers.pyx":787
+                  /* "cachesim/_providers.pyx":806
  *                             v.aux &= ~(<uint64_t> A_RESIDENT)
  *                             resident[rep] -= 1
  *                             if t[r] < v.expires_at:             # <<<<<<<<<<<<<<
@@ -29318,7 +29629,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                   if (__pyx_t_11) {
 
 
-                    /* "cachesim/_providers.pyx":788
+                    /* "cachesim/_providers.pyx":807
  *                             resident[rep] -= 1
  *                             if t[r] < v.expires_at:
  *                                 v.aux = (v.aux & 0xFF) | A_EVICTED | (<uint64_t> tenant[r] << 8)             # <<<<<<<<<<<<<<
@@ -29328,7 +29639,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                     __pyx_t_25 = __pyx_v_r;
                     __pyx_v_v->aux = (((__pyx_v_v->aux & 0xFF) | __pyx_e_8cachesim_10_providers_A_EVICTED) | (((uint64_t)(*((int32_t const  *) ( /* dim=0 */ ((char *) (((int32_t const  *) __pyx_v_tenant.data) + __pyx_t_25)) )))) << 8));
 
-                    /* "cachesim/_providers.pyx":789
+                    /* "cachesim/_providers.pyx":808
  *                             if t[r] < v.expires_at:
  *                                 v.aux = (v.aux & 0xFF) | A_EVICTED | (<uint64_t> tenant[r] << 8)
  *                                 v.expires_at = t[r]             # <<<<<<<<<<<<<<
@@ -29338,7 +29649,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                     __pyx_t_25 = __pyx_v_r;
                     __pyx_v_v->expires_at = (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_25)) )));
 
-                    /* "cachesim/_providers.pyx":787
+                    /* "cachesim/_providers.pyx":806
  *                             v.aux &= ~(<uint64_t> A_RESIDENT)
  *                             resident[rep] -= 1
  *                             if t[r] < v.expires_at:             # <<<<<<<<<<<<<<
@@ -29346,10 +29657,10 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
  *                                 v.expires_at = t[r]
 */
                   }
-                  __pyx_L67_continue:;
+                  __pyx_L68_continue:;
                 }
 
-                /* "cachesim/_providers.pyx":790
+                /* "cachesim/_providers.pyx":809
  *                                 v.aux = (v.aux & 0xFF) | A_EVICTED | (<uint64_t> tenant[r] << 8)
  *                                 v.expires_at = t[r]
  *                         e.aux |= A_RESIDENT             # <<<<<<<<<<<<<<
@@ -29358,7 +29669,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
                 __pyx_v_e->aux = (__pyx_v_e->aux | __pyx_e_8cachesim_10_providers_A_RESIDENT);
 
-                /* "cachesim/_providers.pyx":791
+                /* "cachesim/_providers.pyx":810
  *                                 v.expires_at = t[r]
  *                         e.aux |= A_RESIDENT
  *                         resident[rep] += 1             # <<<<<<<<<<<<<<
@@ -29369,8 +29680,8 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 __pyx_t_21 = __pyx_v_rep;
                 (__pyx_v_resident[__pyx_t_21]) = ((__pyx_v_resident[__pyx_t_21]) + 1);
 
-                /* "cachesim/_providers.pyx":777
- *                         e.available_at = t[r] + ttft_s
+                /* "cachesim/_providers.pyx":796
+ *                         e.creator = r
  *                         e.aux &= ~(<uint64_t> A_EVICTED)
  *                     if not e.aux & A_RESIDENT:             # <<<<<<<<<<<<<<
  *                         # make room: pop the replica's least recently touched units
@@ -29378,7 +29689,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               }
 
-              /* "cachesim/_providers.pyx":792
+              /* "cachesim/_providers.pyx":811
  *                         e.aux |= A_RESIDENT
  *                         resident[rep] += 1
  *                     e.expires_at = min(t[r] + idle_ttl_s, e.base + max_age_s)             # <<<<<<<<<<<<<<
@@ -29403,7 +29714,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
               __pyx_v_e->expires_at = __pyx_t_27;
 
 
-              /* "cachesim/_providers.pyx":793
+              /* "cachesim/_providers.pyx":812
  *                         resident[rep] += 1
  *                     e.expires_at = min(t[r] + idle_ttl_s, e.base + max_age_s)
  *                     e.writer = r             # <<<<<<<<<<<<<<
@@ -29412,7 +29723,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_e->writer = __pyx_v_r;
 
-              /* "cachesim/_providers.pyx":794
+              /* "cachesim/_providers.pyx":813
  *                     e.expires_at = min(t[r] + idle_ttl_s, e.base + max_age_s)
  *                     e.writer = r
  *                     seq += 1             # <<<<<<<<<<<<<<
@@ -29421,7 +29732,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_seq = (__pyx_v_seq + 1);
 
-              /* "cachesim/_providers.pyx":795
+              /* "cachesim/_providers.pyx":814
  *                     e.writer = r
  *                     seq += 1
  *                     e.seq = seq             # <<<<<<<<<<<<<<
@@ -29430,7 +29741,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
               __pyx_v_e->seq = __pyx_v_seq;
 
-              /* "cachesim/_providers.pyx":796
+              /* "cachesim/_providers.pyx":815
  *                     seq += 1
  *                     e.seq = seq
  *                     queues[rep].push_back(pair[int64_t, uint64_t](seq, e.key))             # <<<<<<<<<<<<<<
@@ -29443,7 +29754,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
                 __Pyx_CppExn2PyErr();
                 __Pyx_PyGILState_Release(__pyx_gilstate_save);
-                __PYX_ERR(0, 796, __pyx_L13_error)
+                __PYX_ERR(0, 815, __pyx_L13_error)
               }
               try {
                 (__pyx_v_queues[__pyx_v_rep]).push_back(__pyx_t_30);
@@ -29451,15 +29762,15 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
                 PyGILState_STATE __pyx_gilstate_save = __Pyx_PyGILState_Ensure();
                 __Pyx_CppExn2PyErr();
                 __Pyx_PyGILState_Release(__pyx_gilstate_save);
-                __PYX_ERR(0, 796, __pyx_L13_error)
+                __PYX_ERR(0, 815, __pyx_L13_error)
               }
 
             }
-            __pyx_L60_break:;
+            __pyx_L61_break:;
           }
-          __pyx_L50:;
+          __pyx_L51:;
 
-          /* "cachesim/_providers.pyx":797
+          /* "cachesim/_providers.pyx":816
  *                     e.seq = seq
  *                     queues[rep].push_back(pair[int64_t, uint64_t](seq, e.key))
  *             if err:             # <<<<<<<<<<<<<<
@@ -29471,7 +29782,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
           if (__pyx_t_11) {
 
 
-            /* "cachesim/_providers.pyx":798
+            /* "cachesim/_providers.pyx":817
  *                     queues[rep].push_back(pair[int64_t, uint64_t](seq, e.key))
  *             if err:
  *                 break             # <<<<<<<<<<<<<<
@@ -29480,7 +29791,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 */
             goto __pyx_L16_break;
 
-            /* "cachesim/_providers.pyx":797
+            /* "cachesim/_providers.pyx":816
  *                     e.seq = seq
  *                     queues[rep].push_back(pair[int64_t, uint64_t](seq, e.key))
  *             if err:             # <<<<<<<<<<<<<<
@@ -29493,7 +29804,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
 
       }
 
-      /* "cachesim/_providers.pyx":683
+      /* "cachesim/_providers.pyx":698
  *     # the first unit end: the smallest k*unit - hidden that is >= 1
  *     first = unit_tokens - hidden_tokens % unit_tokens
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -29515,65 +29826,68 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
       }
   }
 
-  /* "cachesim/_providers.pyx":799
+  /* "cachesim/_providers.pyx":818
  *             if err:
  *                 break
  *     if err:             # <<<<<<<<<<<<<<
  *         raise MemoryError("cachesim: out of memory in the provider cache table")
- *     return read_arr, flags_arr, evicted_by_arr
+ *     return read_arr, flags_arr, evicted_by_arr, hit_from_arr
 */
   __pyx_t_11 = (__pyx_v_err != 0);
 
   if (unlikely(__pyx_t_11)) {
 
 
-    /* "cachesim/_providers.pyx":800
+    /* "cachesim/_providers.pyx":819
  *                 break
  *     if err:
  *         raise MemoryError("cachesim: out of memory in the provider cache table")             # <<<<<<<<<<<<<<
- *     return read_arr, flags_arr, evicted_by_arr
+ *     return read_arr, flags_arr, evicted_by_arr, hit_from_arr
  * 
 */
-    __pyx_t_3 = NULL;
+    __pyx_t_5 = NULL;
     __pyx_t_7 = 1;
     {
-      PyObject *__pyx_callargs[2] = {__pyx_t_3, __pyx_mstate_global->__pyx_kp_u_cachesim_out_of_memory_in_the_pr};
+      PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_cachesim_out_of_memory_in_the_pr};
       __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_MemoryError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-      __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 800, __pyx_L1_error)
+      __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 819, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(0, 800, __pyx_L1_error)
+    __PYX_ERR(0, 819, __pyx_L1_error)
 
-    /* "cachesim/_providers.pyx":799
+    /* "cachesim/_providers.pyx":818
  *             if err:
  *                 break
  *     if err:             # <<<<<<<<<<<<<<
  *         raise MemoryError("cachesim: out of memory in the provider cache table")
- *     return read_arr, flags_arr, evicted_by_arr
+ *     return read_arr, flags_arr, evicted_by_arr, hit_from_arr
 */
   }
 
-  /* "cachesim/_providers.pyx":801
+  /* "cachesim/_providers.pyx":820
  *     if err:
  *         raise MemoryError("cachesim: out of memory in the provider cache table")
- *     return read_arr, flags_arr, evicted_by_arr             # <<<<<<<<<<<<<<
+ *     return read_arr, flags_arr, evicted_by_arr, hit_from_arr             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_t_1 = PyTuple_New(3); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 801, __pyx_L1_error)
+  __pyx_t_1 = PyTuple_New(4); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 820, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_INCREF(__pyx_v_read_arr);
   __Pyx_GIVEREF(__pyx_v_read_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_v_read_arr) != (0)) __PYX_ERR(0, 801, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_v_read_arr) != (0)) __PYX_ERR(0, 820, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_flags_arr);
   __Pyx_GIVEREF(__pyx_v_flags_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_v_flags_arr) != (0)) __PYX_ERR(0, 801, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_v_flags_arr) != (0)) __PYX_ERR(0, 820, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_evicted_by_arr);
   __Pyx_GIVEREF(__pyx_v_evicted_by_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 2, __pyx_v_evicted_by_arr) != (0)) __PYX_ERR(0, 801, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 2, __pyx_v_evicted_by_arr) != (0)) __PYX_ERR(0, 820, __pyx_L1_error);
+  __Pyx_INCREF(__pyx_v_hit_from_arr);
+  __Pyx_GIVEREF(__pyx_v_hit_from_arr);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 3, __pyx_v_hit_from_arr) != (0)) __PYX_ERR(0, 820, __pyx_L1_error);
   {
     PyObject *__pyx_temp;
     {
@@ -29585,7 +29899,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "cachesim/_providers.pyx":628
+  /* "cachesim/_providers.pyx":641
  * # Prefix-unit caches: OpenAI before GPT-5.6, Gemini implicit (longest common prefix at a unit granularity)
  * 
  * def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
@@ -29612,6 +29926,8 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
   __Pyx_XDECREF(__pyx_v_read_arr);
   __Pyx_XDECREF(__pyx_v_flags_arr);
   __Pyx_XDECREF(__pyx_v_evicted_by_arr);
+  __Pyx_XDECREF(__pyx_v_hit_from_arr);
+  __PYX_XCLEAR_MEMVIEW(&__pyx_v_hit_from, 1);
   __PYX_XCLEAR_MEMVIEW(&__pyx_v_read, 1);
   __PYX_XCLEAR_MEMVIEW(&__pyx_v_flags, 1);
   __PYX_XCLEAR_MEMVIEW(&__pyx_v_evicted_by, 1);
@@ -29652,7 +29968,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_8serve_units(CYTHON_UNUSED PyOb
   return __pyx_r;
 }
 
-/* "cachesim/_providers.pyx":807
+/* "cachesim/_providers.pyx":826
  * # Session diagnostics
  * 
  * def common_prefix(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const int64_t[::1] other):             # <<<<<<<<<<<<<<
@@ -29702,46 +30018,46 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_tokens,&__pyx_mstate_global->__pyx_n_u_token_offsets,&__pyx_mstate_global->__pyx_n_u_other,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 807, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 826, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 807, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 826, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 807, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 826, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 807, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 826, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "common_prefix", 0) < (0)) __PYX_ERR(0, 807, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "common_prefix", 0) < (0)) __PYX_ERR(0, 826, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 3; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("common_prefix", 1, 3, 3, i); __PYX_ERR(0, 807, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("common_prefix", 1, 3, 3, i); __PYX_ERR(0, 826, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 3)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 807, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 826, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 807, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 826, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 807, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 826, __pyx_L3_error)
     }
-    __pyx_v_tokens = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t__const__(values[0], 0); if (unlikely(!__pyx_v_tokens.memview)) __PYX_ERR(0, 807, __pyx_L3_error)
-    __pyx_v_token_offsets = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[1], 0); if (unlikely(!__pyx_v_token_offsets.memview)) __PYX_ERR(0, 807, __pyx_L3_error)
-    __pyx_v_other = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[2], 0); if (unlikely(!__pyx_v_other.memview)) __PYX_ERR(0, 807, __pyx_L3_error)
+    __pyx_v_tokens = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t__const__(values[0], 0); if (unlikely(!__pyx_v_tokens.memview)) __PYX_ERR(0, 826, __pyx_L3_error)
+    __pyx_v_token_offsets = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[1], 0); if (unlikely(!__pyx_v_token_offsets.memview)) __PYX_ERR(0, 826, __pyx_L3_error)
+    __pyx_v_other = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[2], 0); if (unlikely(!__pyx_v_other.memview)) __PYX_ERR(0, 826, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("common_prefix", 1, 3, 3, __pyx_nargs); __PYX_ERR(0, 807, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("common_prefix", 1, 3, 3, __pyx_nargs); __PYX_ERR(0, 826, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -29804,7 +30120,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("common_prefix", 0);
 
-  /* "cachesim/_providers.pyx":810
+  /* "cachesim/_providers.pyx":829
  *     """Per request ``r``: the length of the common prefix of prompts ``r`` and ``other[r]`` (0 when ``other[r]``
  *     is negative)."""
  *     cdef Py_ssize_t n = token_offsets.shape[0] - 1, r             # <<<<<<<<<<<<<<
@@ -29813,7 +30129,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
 */
   __pyx_v_n = ((__pyx_v_token_offsets.shape[0]) - 1);
 
-  /* "cachesim/_providers.pyx":811
+  /* "cachesim/_providers.pyx":830
  *     is negative)."""
  *     cdef Py_ssize_t n = token_offsets.shape[0] - 1, r
  *     out_arr = np.zeros(n, dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -29821,16 +30137,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
  *     cdef int64_t a, b, la, lb, x, lim
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 811, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 830, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 811, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 830, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 811, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 830, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 811, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 830, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 811, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 830, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   #if CYTHON_VECTORCALL
@@ -29851,13 +30167,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
     PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_t_3, __pyx_t_6};
     #if CYTHON_VECTORCALL
     __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 811, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 830, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_5);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 811, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 830, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     #endif
@@ -29869,25 +30185,25 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 811, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 830, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_out_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":812
+  /* "cachesim/_providers.pyx":831
  *     cdef Py_ssize_t n = token_offsets.shape[0] - 1, r
  *     out_arr = np.zeros(n, dtype=np.int64)
  *     cdef int64_t[::1] out = out_arr             # <<<<<<<<<<<<<<
  *     cdef int64_t a, b, la, lb, x, lim
  *     with nogil:
 */
-  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_out_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 812, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_out_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 831, __pyx_L1_error)
   __pyx_v_out = __pyx_t_8;
   __pyx_t_8.memview = NULL;
   __pyx_t_8.data = NULL;
 
-  /* "cachesim/_providers.pyx":814
+  /* "cachesim/_providers.pyx":833
  *     cdef int64_t[::1] out = out_arr
  *     cdef int64_t a, b, la, lb, x, lim
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -29900,7 +30216,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "cachesim/_providers.pyx":815
+        /* "cachesim/_providers.pyx":834
  *     cdef int64_t a, b, la, lb, x, lim
  *     with nogil:
  *         for r in range(n):             # <<<<<<<<<<<<<<
@@ -29914,7 +30230,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
         for (__pyx_t_11 = 0; __pyx_t_11 < __pyx_t_10; __pyx_t_11+=1) {
           __pyx_v_r = __pyx_t_11;
 
-          /* "cachesim/_providers.pyx":816
+          /* "cachesim/_providers.pyx":835
  *     with nogil:
  *         for r in range(n):
  *             if other[r] < 0:             # <<<<<<<<<<<<<<
@@ -29927,7 +30243,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
           if (__pyx_t_13) {
 
 
-            /* "cachesim/_providers.pyx":817
+            /* "cachesim/_providers.pyx":836
  *         for r in range(n):
  *             if other[r] < 0:
  *                 continue             # <<<<<<<<<<<<<<
@@ -29936,7 +30252,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
 */
             goto __pyx_L6_continue;
 
-            /* "cachesim/_providers.pyx":816
+            /* "cachesim/_providers.pyx":835
  *     with nogil:
  *         for r in range(n):
  *             if other[r] < 0:             # <<<<<<<<<<<<<<
@@ -29945,7 +30261,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
 */
           }
 
-          /* "cachesim/_providers.pyx":818
+          /* "cachesim/_providers.pyx":837
  *             if other[r] < 0:
  *                 continue
  *             a = token_offsets[r]             # <<<<<<<<<<<<<<
@@ -29955,7 +30271,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
           __pyx_t_12 = __pyx_v_r;
           __pyx_v_a = (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_12)) )));
 
-          /* "cachesim/_providers.pyx":819
+          /* "cachesim/_providers.pyx":838
  *                 continue
  *             a = token_offsets[r]
  *             b = token_offsets[other[r]]             # <<<<<<<<<<<<<<
@@ -29966,7 +30282,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
           __pyx_t_14 = (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_other.data) + __pyx_t_12)) )));
           __pyx_v_b = (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_14)) )));
 
-          /* "cachesim/_providers.pyx":820
+          /* "cachesim/_providers.pyx":839
  *             a = token_offsets[r]
  *             b = token_offsets[other[r]]
  *             la = token_offsets[r + 1] - a             # <<<<<<<<<<<<<<
@@ -29976,7 +30292,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
           __pyx_t_12 = (__pyx_v_r + 1);
           __pyx_v_la = ((*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_12)) ))) - __pyx_v_a);
 
-          /* "cachesim/_providers.pyx":821
+          /* "cachesim/_providers.pyx":840
  *             b = token_offsets[other[r]]
  *             la = token_offsets[r + 1] - a
  *             lb = token_offsets[other[r] + 1] - b             # <<<<<<<<<<<<<<
@@ -29987,7 +30303,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
           __pyx_t_14 = ((*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_other.data) + __pyx_t_12)) ))) + 1);
           __pyx_v_lb = ((*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_14)) ))) - __pyx_v_b);
 
-          /* "cachesim/_providers.pyx":822
+          /* "cachesim/_providers.pyx":841
  *             la = token_offsets[r + 1] - a
  *             lb = token_offsets[other[r] + 1] - b
  *             lim = min(la, lb)             # <<<<<<<<<<<<<<
@@ -30011,7 +30327,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
           __pyx_v_lim = __pyx_t_17;
 
 
-          /* "cachesim/_providers.pyx":823
+          /* "cachesim/_providers.pyx":842
  *             lb = token_offsets[other[r] + 1] - b
  *             lim = min(la, lb)
  *             x = 0             # <<<<<<<<<<<<<<
@@ -30020,7 +30336,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
 */
           __pyx_v_x = 0;
 
-          /* "cachesim/_providers.pyx":824
+          /* "cachesim/_providers.pyx":843
  *             lim = min(la, lb)
  *             x = 0
  *             while x < lim and tokens[a + x] == tokens[b + x]:             # <<<<<<<<<<<<<<
@@ -30049,7 +30365,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
 
             if (!__pyx_t_13) break;
 
-            /* "cachesim/_providers.pyx":825
+            /* "cachesim/_providers.pyx":844
  *             x = 0
  *             while x < lim and tokens[a + x] == tokens[b + x]:
  *                 x += 1             # <<<<<<<<<<<<<<
@@ -30059,7 +30375,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
             __pyx_v_x = (__pyx_v_x + 1);
           }
 
-          /* "cachesim/_providers.pyx":826
+          /* "cachesim/_providers.pyx":845
  *             while x < lim and tokens[a + x] == tokens[b + x]:
  *                 x += 1
  *             out[r] = x             # <<<<<<<<<<<<<<
@@ -30073,7 +30389,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
 
       }
 
-      /* "cachesim/_providers.pyx":814
+      /* "cachesim/_providers.pyx":833
  *     cdef int64_t[::1] out = out_arr
  *     cdef int64_t a, b, la, lb, x, lim
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -30090,7 +30406,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
       }
   }
 
-  /* "cachesim/_providers.pyx":827
+  /* "cachesim/_providers.pyx":846
  *                 x += 1
  *             out[r] = x
  *     return out_arr             # <<<<<<<<<<<<<<
@@ -30108,7 +30424,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
   }
   goto __pyx_L0;
 
-  /* "cachesim/_providers.pyx":807
+  /* "cachesim/_providers.pyx":826
  * # Session diagnostics
  * 
  * def common_prefix(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const int64_t[::1] other):             # <<<<<<<<<<<<<<
@@ -30143,7 +30459,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_10common_prefix(CYTHON_UNUSED P
   return __pyx_r;
 }
 
-/* "cachesim/_providers.pyx":833
+/* "cachesim/_providers.pyx":852
  * # DeepSeek: exact-length "cache prefix units" found through a path of fixed-size nodes
  * 
  * cdef inline int _ds_unit(_Table units, const uint32_t* toks, const uint64_t* chain, uint64_t ns, int64_t p,             # <<<<<<<<<<<<<<
@@ -30161,7 +30477,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
   double __pyx_t_4;
   double __pyx_t_5;
 
-  /* "cachesim/_providers.pyx":837
+  /* "cachesim/_providers.pyx":856
  *     """Persist the unit ending at ``p`` (its path node is marked by :func:`_ds_path`)."""
  *     cdef bint fresh
  *     cdef Entry* e = units.insert(c_nskey(c_key_at(toks, chain, p), ns), &fresh)             # <<<<<<<<<<<<<<
@@ -30170,7 +30486,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
 */
   __pyx_v_e = ((struct __pyx_vtabstruct_8cachesim_10_providers__Table *)__pyx_v_units->__pyx_vtab)->insert(__pyx_v_units, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, __pyx_v_chain, __pyx_v_p), __pyx_v_ns), (&__pyx_v_fresh));
 
-  /* "cachesim/_providers.pyx":838
+  /* "cachesim/_providers.pyx":857
  *     cdef bint fresh
  *     cdef Entry* e = units.insert(c_nskey(c_key_at(toks, chain, p), ns), &fresh)
  *     if e == NULL:             # <<<<<<<<<<<<<<
@@ -30182,7 +30498,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
   if (__pyx_t_1) {
 
 
-    /* "cachesim/_providers.pyx":839
+    /* "cachesim/_providers.pyx":858
  *     cdef Entry* e = units.insert(c_nskey(c_key_at(toks, chain, p), ns), &fresh)
  *     if e == NULL:
  *         return -1             # <<<<<<<<<<<<<<
@@ -30195,7 +30511,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
     }
     goto __pyx_L0;
 
-    /* "cachesim/_providers.pyx":838
+    /* "cachesim/_providers.pyx":857
  *     cdef bint fresh
  *     cdef Entry* e = units.insert(c_nskey(c_key_at(toks, chain, p), ns), &fresh)
  *     if e == NULL:             # <<<<<<<<<<<<<<
@@ -30204,7 +30520,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
 */
   }
 
-  /* "cachesim/_providers.pyx":840
+  /* "cachesim/_providers.pyx":859
  *     if e == NULL:
  *         return -1
  *     if fresh or t_avail >= e.expires_at:             # <<<<<<<<<<<<<<
@@ -30226,25 +30542,34 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
   if (__pyx_t_1) {
 
 
-    /* "cachesim/_providers.pyx":841
+    /* "cachesim/_providers.pyx":860
  *         return -1
  *     if fresh or t_avail >= e.expires_at:
  *         e.available_at = t_avail             # <<<<<<<<<<<<<<
  *         e.expires_at = expires
- *     else:
+ *         e.creator = r
 */
     __pyx_v_e->available_at = __pyx_v_t_avail;
 
-    /* "cachesim/_providers.pyx":842
+    /* "cachesim/_providers.pyx":861
  *     if fresh or t_avail >= e.expires_at:
  *         e.available_at = t_avail
  *         e.expires_at = expires             # <<<<<<<<<<<<<<
+ *         e.creator = r
  *     else:
- *         e.available_at = min(e.available_at, t_avail)
 */
     __pyx_v_e->expires_at = __pyx_v_expires;
 
-    /* "cachesim/_providers.pyx":840
+    /* "cachesim/_providers.pyx":862
+ *         e.available_at = t_avail
+ *         e.expires_at = expires
+ *         e.creator = r             # <<<<<<<<<<<<<<
+ *     else:
+ *         e.available_at = min(e.available_at, t_avail)
+*/
+    __pyx_v_e->creator = __pyx_v_r;
+
+    /* "cachesim/_providers.pyx":859
  *     if e == NULL:
  *         return -1
  *     if fresh or t_avail >= e.expires_at:             # <<<<<<<<<<<<<<
@@ -30254,8 +30579,8 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
     goto __pyx_L4;
   }
 
-  /* "cachesim/_providers.pyx":844
- *         e.expires_at = expires
+  /* "cachesim/_providers.pyx":864
+ *         e.creator = r
  *     else:
  *         e.available_at = min(e.available_at, t_avail)             # <<<<<<<<<<<<<<
  *         e.expires_at = max(e.expires_at, expires)
@@ -30279,7 +30604,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
     __pyx_v_e->available_at = __pyx_t_5;
 
 
-    /* "cachesim/_providers.pyx":845
+    /* "cachesim/_providers.pyx":865
  *     else:
  *         e.available_at = min(e.available_at, t_avail)
  *         e.expires_at = max(e.expires_at, expires)             # <<<<<<<<<<<<<<
@@ -30305,7 +30630,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
   }
   __pyx_L4:;
 
-  /* "cachesim/_providers.pyx":846
+  /* "cachesim/_providers.pyx":866
  *         e.available_at = min(e.available_at, t_avail)
  *         e.expires_at = max(e.expires_at, expires)
  *     e.writer = r             # <<<<<<<<<<<<<<
@@ -30314,7 +30639,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
 */
   __pyx_v_e->writer = __pyx_v_r;
 
-  /* "cachesim/_providers.pyx":847
+  /* "cachesim/_providers.pyx":867
  *         e.expires_at = max(e.expires_at, expires)
  *     e.writer = r
  *     return 0             # <<<<<<<<<<<<<<
@@ -30327,7 +30652,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
   }
   goto __pyx_L0;
 
-  /* "cachesim/_providers.pyx":833
+  /* "cachesim/_providers.pyx":852
  * # DeepSeek: exact-length "cache prefix units" found through a path of fixed-size nodes
  * 
  * cdef inline int _ds_unit(_Table units, const uint32_t* toks, const uint64_t* chain, uint64_t ns, int64_t p,             # <<<<<<<<<<<<<<
@@ -30342,7 +30667,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_unit(struct __pyx_ob
   return __pyx_r;
 }
 
-/* "cachesim/_providers.pyx":850
+/* "cachesim/_providers.pyx":870
  * 
  * 
  * cdef inline int _ds_path(_Table path, const uint32_t* toks, const uint64_t* chain, uint64_t ns, int64_t length,             # <<<<<<<<<<<<<<
@@ -30365,7 +30690,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
   double __pyx_t_7;
   double __pyx_t_8;
 
-  /* "cachesim/_providers.pyx":858
+  /* "cachesim/_providers.pyx":878
  *     cdef Entry* e
  *     cdef int64_t k, p
  *     for k in range(1, length // unit + 1):             # <<<<<<<<<<<<<<
@@ -30379,7 +30704,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
   for (__pyx_t_3 = 1; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
     __pyx_v_k = __pyx_t_3;
 
-    /* "cachesim/_providers.pyx":859
+    /* "cachesim/_providers.pyx":879
  *     cdef int64_t k, p
  *     for k in range(1, length // unit + 1):
  *         e = path.insert(c_nskey(c_key_at(toks, chain, k * unit), ns), &fresh)             # <<<<<<<<<<<<<<
@@ -30388,7 +30713,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
     __pyx_v_e = ((struct __pyx_vtabstruct_8cachesim_10_providers__Table *)__pyx_v_path->__pyx_vtab)->insert(__pyx_v_path, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, __pyx_v_chain, (__pyx_v_k * __pyx_v_unit)), __pyx_v_ns), (&__pyx_v_fresh));
 
-    /* "cachesim/_providers.pyx":860
+    /* "cachesim/_providers.pyx":880
  *     for k in range(1, length // unit + 1):
  *         e = path.insert(c_nskey(c_key_at(toks, chain, k * unit), ns), &fresh)
  *         if e == NULL:             # <<<<<<<<<<<<<<
@@ -30400,7 +30725,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
     if (__pyx_t_4) {
 
 
-      /* "cachesim/_providers.pyx":861
+      /* "cachesim/_providers.pyx":881
  *         e = path.insert(c_nskey(c_key_at(toks, chain, k * unit), ns), &fresh)
  *         if e == NULL:
  *             return -1             # <<<<<<<<<<<<<<
@@ -30413,7 +30738,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
       }
       goto __pyx_L0;
 
-      /* "cachesim/_providers.pyx":860
+      /* "cachesim/_providers.pyx":880
  *     for k in range(1, length // unit + 1):
  *         e = path.insert(c_nskey(c_key_at(toks, chain, k * unit), ns), &fresh)
  *         if e == NULL:             # <<<<<<<<<<<<<<
@@ -30422,7 +30747,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
     }
 
-    /* "cachesim/_providers.pyx":862
+    /* "cachesim/_providers.pyx":882
  *         if e == NULL:
  *             return -1
  *         if fresh or t_avail >= e.expires_at:             # <<<<<<<<<<<<<<
@@ -30444,7 +30769,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
     if (__pyx_t_4) {
 
 
-      /* "cachesim/_providers.pyx":863
+      /* "cachesim/_providers.pyx":883
  *             return -1
  *         if fresh or t_avail >= e.expires_at:
  *             e.aux = 0        # every unit through an expired node has expired too: forget their ends             # <<<<<<<<<<<<<<
@@ -30453,7 +30778,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
       __pyx_v_e->aux = 0;
 
-      /* "cachesim/_providers.pyx":862
+      /* "cachesim/_providers.pyx":882
  *         if e == NULL:
  *             return -1
  *         if fresh or t_avail >= e.expires_at:             # <<<<<<<<<<<<<<
@@ -30462,7 +30787,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
     }
 
-    /* "cachesim/_providers.pyx":864
+    /* "cachesim/_providers.pyx":884
  *         if fresh or t_avail >= e.expires_at:
  *             e.aux = 0        # every unit through an expired node has expired too: forget their ends
  *         e.expires_at = max(e.expires_at, expires)             # <<<<<<<<<<<<<<
@@ -30486,7 +30811,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
     __pyx_v_e->expires_at = __pyx_t_8;
 
 
-    /* "cachesim/_providers.pyx":865
+    /* "cachesim/_providers.pyx":885
  *             e.aux = 0        # every unit through an expired node has expired too: forget their ends
  *         e.expires_at = max(e.expires_at, expires)
  *         if k == length // unit:             # <<<<<<<<<<<<<<
@@ -30498,7 +30823,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
     if (__pyx_t_4) {
 
 
-      /* "cachesim/_providers.pyx":866
+      /* "cachesim/_providers.pyx":886
  *         e.expires_at = max(e.expires_at, expires)
  *         if k == length // unit:
  *             e.aux |= (<uint64_t> 1) << (length - k * unit)             # <<<<<<<<<<<<<<
@@ -30507,7 +30832,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
       __pyx_v_e->aux = (__pyx_v_e->aux | (((uint64_t)1) << (__pyx_v_length - (__pyx_v_k * __pyx_v_unit))));
 
-      /* "cachesim/_providers.pyx":865
+      /* "cachesim/_providers.pyx":885
  *             e.aux = 0        # every unit through an expired node has expired too: forget their ends
  *         e.expires_at = max(e.expires_at, expires)
  *         if k == length // unit:             # <<<<<<<<<<<<<<
@@ -30516,7 +30841,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
     }
 
-    /* "cachesim/_providers.pyx":867
+    /* "cachesim/_providers.pyx":887
  *         if k == length // unit:
  *             e.aux |= (<uint64_t> 1) << (length - k * unit)
  *         if common and k == common // unit:             # <<<<<<<<<<<<<<
@@ -30542,7 +30867,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
     if (__pyx_t_4) {
 
 
-      /* "cachesim/_providers.pyx":868
+      /* "cachesim/_providers.pyx":888
  *             e.aux |= (<uint64_t> 1) << (length - k * unit)
  *         if common and k == common // unit:
  *             e.aux |= (<uint64_t> 1) << (common - k * unit)             # <<<<<<<<<<<<<<
@@ -30551,7 +30876,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
       __pyx_v_e->aux = (__pyx_v_e->aux | (((uint64_t)1) << (__pyx_v_common - (__pyx_v_k * __pyx_v_unit))));
 
-      /* "cachesim/_providers.pyx":867
+      /* "cachesim/_providers.pyx":887
  *         if k == length // unit:
  *             e.aux |= (<uint64_t> 1) << (length - k * unit)
  *         if common and k == common // unit:             # <<<<<<<<<<<<<<
@@ -30560,7 +30885,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
     }
 
-    /* "cachesim/_providers.pyx":869
+    /* "cachesim/_providers.pyx":889
  *         if common and k == common // unit:
  *             e.aux |= (<uint64_t> 1) << (common - k * unit)
  *         p = ((k * unit + interval - 1) // interval) * interval     # the multiples of interval inside node k             # <<<<<<<<<<<<<<
@@ -30569,7 +30894,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
     __pyx_v_p = (((((__pyx_v_k * __pyx_v_unit) + __pyx_v_interval) - 1) / __pyx_v_interval) * __pyx_v_interval);
 
-    /* "cachesim/_providers.pyx":870
+    /* "cachesim/_providers.pyx":890
  *             e.aux |= (<uint64_t> 1) << (common - k * unit)
  *         p = ((k * unit + interval - 1) // interval) * interval     # the multiples of interval inside node k
  *         while p < (k + 1) * unit and p < length:             # <<<<<<<<<<<<<<
@@ -30596,7 +30921,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 
       if (!__pyx_t_4) break;
 
-      /* "cachesim/_providers.pyx":871
+      /* "cachesim/_providers.pyx":891
  *         p = ((k * unit + interval - 1) // interval) * interval     # the multiples of interval inside node k
  *         while p < (k + 1) * unit and p < length:
  *             e.aux |= (<uint64_t> 1) << (p - k * unit)             # <<<<<<<<<<<<<<
@@ -30605,7 +30930,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
 */
       __pyx_v_e->aux = (__pyx_v_e->aux | (((uint64_t)1) << (__pyx_v_p - (__pyx_v_k * __pyx_v_unit))));
 
-      /* "cachesim/_providers.pyx":872
+      /* "cachesim/_providers.pyx":892
  *         while p < (k + 1) * unit and p < length:
  *             e.aux |= (<uint64_t> 1) << (p - k * unit)
  *             p += interval             # <<<<<<<<<<<<<<
@@ -30617,7 +30942,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
   }
 
 
-  /* "cachesim/_providers.pyx":873
+  /* "cachesim/_providers.pyx":893
  *             e.aux |= (<uint64_t> 1) << (p - k * unit)
  *             p += interval
  *     return 0             # <<<<<<<<<<<<<<
@@ -30630,7 +30955,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
   }
   goto __pyx_L0;
 
-  /* "cachesim/_providers.pyx":850
+  /* "cachesim/_providers.pyx":870
  * 
  * 
  * cdef inline int _ds_path(_Table path, const uint32_t* toks, const uint64_t* chain, uint64_t ns, int64_t length,             # <<<<<<<<<<<<<<
@@ -30647,7 +30972,7 @@ static CYTHON_INLINE int __pyx_f_8cachesim_10_providers__ds_path(struct __pyx_ob
   return __pyx_r;
 }
 
-/* "cachesim/_providers.pyx":876
+/* "cachesim/_providers.pyx":896
  * 
  * 
  * def serve_deepseek(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
@@ -30664,20 +30989,20 @@ static PyObject *__pyx_pf_8cachesim_10_providers_18__defaults__(CYTHON_UNUSED Py
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__defaults__", 0);
-  __pyx_t_1 = PyFloat_FromDouble(__Pyx_CyFunction_Defaults(struct __pyx_defaults, __pyx_self)->arg0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 876, __pyx_L1_error)
+  __pyx_t_1 = PyFloat_FromDouble(__Pyx_CyFunction_Defaults(struct __pyx_defaults, __pyx_self)->arg0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 896, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_2 = PyTuple_New(1); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 876, __pyx_L1_error)
+  __pyx_t_2 = PyTuple_New(1); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 896, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_GIVEREF(__pyx_t_1);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 876, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 896, __pyx_L1_error);
   __pyx_t_1 = 0;
-  __pyx_t_1 = PyTuple_New(2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 876, __pyx_L1_error)
+  __pyx_t_1 = PyTuple_New(2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 896, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_GIVEREF(__pyx_t_2);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 876, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 896, __pyx_L1_error);
   __Pyx_INCREF(Py_None);
   __Pyx_GIVEREF(Py_None);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, Py_None) != (0)) __PYX_ERR(0, 876, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, Py_None) != (0)) __PYX_ERR(0, 896, __pyx_L1_error);
   __pyx_t_2 = 0;
   {
     PyObject *__pyx_temp;
@@ -30710,7 +31035,7 @@ PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_8cachesim_10_providers_12serve_deepseek, "Serve every request; returns per-request ``read, flags`` arrays.\n\n    A unit is an exact prefix length; a request hits the longest live unit that is a prefix of it (never shorter\n    than ``unit_tokens``). Candidates are found through path nodes at multiples of ``unit_tokens``, each holding a\n    bitmask of the unit ends inside it. After each request (usable ``available_after_s`` later) units are written at\n    the end of its input, at every ``interval_tokens`` inside it, and, when it shared a live path beyond its hit, at\n    that common prefix rounded down to ``unit_tokens``.\n    ");
+PyDoc_STRVAR(__pyx_doc_8cachesim_10_providers_12serve_deepseek, "Serve every request; returns per-request ``read, flags, hit_from`` arrays.\n\n    A unit is an exact prefix length; a request hits the longest live unit that is a prefix of it (never shorter\n    than ``unit_tokens``). Candidates are found through path nodes at multiples of ``unit_tokens``, each holding a\n    bitmask of the unit ends inside it. After each request (usable ``available_after_s`` later) units are written at\n    the end of its input, at every ``interval_tokens`` inside it, and, when it shared a live path beyond its hit, at\n    that common prefix rounded down to ``unit_tokens``.\n    ");
 static PyMethodDef __pyx_mdef_8cachesim_10_providers_13serve_deepseek = {"serve_deepseek", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_8cachesim_10_providers_13serve_deepseek, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_8cachesim_10_providers_12serve_deepseek};
 static PyObject *__pyx_pw_8cachesim_10_providers_13serve_deepseek(PyObject *__pyx_self, 
 #if CYTHON_VECTORCALL
@@ -30753,111 +31078,111 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_tokens,&__pyx_mstate_global->__pyx_n_u_token_offsets,&__pyx_mstate_global->__pyx_n_u_t,&__pyx_mstate_global->__pyx_n_u_ns,&__pyx_mstate_global->__pyx_n_u_unit_tokens,&__pyx_mstate_global->__pyx_n_u_interval_tokens,&__pyx_mstate_global->__pyx_n_u_available_after_s,&__pyx_mstate_global->__pyx_n_u_idle_ttl_s,&__pyx_mstate_global->__pyx_n_u_miss_draw,&__pyx_mstate_global->__pyx_n_u_miss_probability,&__pyx_mstate_global->__pyx_n_u_forget_s,0};
     struct __pyx_defaults *__pyx_dynamic_args = __Pyx_CyFunction_Defaults(struct __pyx_defaults, __pyx_self);
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 876, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 896, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case 11:
         values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 876, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 896, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 10:
         values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 876, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 896, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  9:
         values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 876, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 896, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  8:
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 876, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 896, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  7:
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 876, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 896, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  6:
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 876, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 896, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 876, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 896, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 876, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 896, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 876, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 896, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 876, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 896, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 876, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 896, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "serve_deepseek", 0) < (0)) __PYX_ERR(0, 876, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "serve_deepseek", 0) < (0)) __PYX_ERR(0, 896, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 10; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("serve_deepseek", 0, 10, 11, i); __PYX_ERR(0, 876, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("serve_deepseek", 0, 10, 11, i); __PYX_ERR(0, 896, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case 11:
         values[10] = __Pyx_ArgRef_FASTCALL(__pyx_args, 10);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 876, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[10])) __PYX_ERR(0, 896, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case 10:
         values[9] = __Pyx_ArgRef_FASTCALL(__pyx_args, 9);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 876, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[9])) __PYX_ERR(0, 896, __pyx_L3_error)
         values[8] = __Pyx_ArgRef_FASTCALL(__pyx_args, 8);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 876, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[8])) __PYX_ERR(0, 896, __pyx_L3_error)
         values[7] = __Pyx_ArgRef_FASTCALL(__pyx_args, 7);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 876, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[7])) __PYX_ERR(0, 896, __pyx_L3_error)
         values[6] = __Pyx_ArgRef_FASTCALL(__pyx_args, 6);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 876, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[6])) __PYX_ERR(0, 896, __pyx_L3_error)
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 876, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 896, __pyx_L3_error)
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 876, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 896, __pyx_L3_error)
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 876, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 896, __pyx_L3_error)
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 876, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 896, __pyx_L3_error)
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 876, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 896, __pyx_L3_error)
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 876, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 896, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
-    __pyx_v_tokens = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t__const__(values[0], 0); if (unlikely(!__pyx_v_tokens.memview)) __PYX_ERR(0, 876, __pyx_L3_error)
-    __pyx_v_token_offsets = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[1], 0); if (unlikely(!__pyx_v_token_offsets.memview)) __PYX_ERR(0, 876, __pyx_L3_error)
-    __pyx_v_t = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[2], 0); if (unlikely(!__pyx_v_t.memview)) __PYX_ERR(0, 876, __pyx_L3_error)
-    __pyx_v_ns = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t__const__(values[3], 0); if (unlikely(!__pyx_v_ns.memview)) __PYX_ERR(0, 877, __pyx_L3_error)
-    __pyx_v_unit_tokens = __Pyx_PyLong_As_int64_t(values[4]); if (unlikely((__pyx_v_unit_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 877, __pyx_L3_error)
-    __pyx_v_interval_tokens = __Pyx_PyLong_As_int64_t(values[5]); if (unlikely((__pyx_v_interval_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 877, __pyx_L3_error)
-    __pyx_v_available_after_s = __Pyx_PyFloat_AsDouble(values[6]); if (unlikely((__pyx_v_available_after_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 877, __pyx_L3_error)
-    __pyx_v_idle_ttl_s = __Pyx_PyFloat_AsDouble(values[7]); if (unlikely((__pyx_v_idle_ttl_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 878, __pyx_L3_error)
-    __pyx_v_miss_draw = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[8], 0); if (unlikely(!__pyx_v_miss_draw.memview)) __PYX_ERR(0, 878, __pyx_L3_error)
-    __pyx_v_miss_probability = __Pyx_PyFloat_AsDouble(values[9]); if (unlikely((__pyx_v_miss_probability == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 878, __pyx_L3_error)
+    __pyx_v_tokens = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint32_t__const__(values[0], 0); if (unlikely(!__pyx_v_tokens.memview)) __PYX_ERR(0, 896, __pyx_L3_error)
+    __pyx_v_token_offsets = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t__const__(values[1], 0); if (unlikely(!__pyx_v_token_offsets.memview)) __PYX_ERR(0, 896, __pyx_L3_error)
+    __pyx_v_t = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[2], 0); if (unlikely(!__pyx_v_t.memview)) __PYX_ERR(0, 896, __pyx_L3_error)
+    __pyx_v_ns = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t__const__(values[3], 0); if (unlikely(!__pyx_v_ns.memview)) __PYX_ERR(0, 897, __pyx_L3_error)
+    __pyx_v_unit_tokens = __Pyx_PyLong_As_int64_t(values[4]); if (unlikely((__pyx_v_unit_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 897, __pyx_L3_error)
+    __pyx_v_interval_tokens = __Pyx_PyLong_As_int64_t(values[5]); if (unlikely((__pyx_v_interval_tokens == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 897, __pyx_L3_error)
+    __pyx_v_available_after_s = __Pyx_PyFloat_AsDouble(values[6]); if (unlikely((__pyx_v_available_after_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 897, __pyx_L3_error)
+    __pyx_v_idle_ttl_s = __Pyx_PyFloat_AsDouble(values[7]); if (unlikely((__pyx_v_idle_ttl_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 898, __pyx_L3_error)
+    __pyx_v_miss_draw = __Pyx_PyObject_to_MemoryviewSlice_dc_double__const__(values[8], 0); if (unlikely(!__pyx_v_miss_draw.memview)) __PYX_ERR(0, 898, __pyx_L3_error)
+    __pyx_v_miss_probability = __Pyx_PyFloat_AsDouble(values[9]); if (unlikely((__pyx_v_miss_probability == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 898, __pyx_L3_error)
     if (values[10]) {
-      __pyx_v_forget_s = __Pyx_PyFloat_AsDouble(values[10]); if (unlikely((__pyx_v_forget_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 879, __pyx_L3_error)
+      __pyx_v_forget_s = __Pyx_PyFloat_AsDouble(values[10]); if (unlikely((__pyx_v_forget_s == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 899, __pyx_L3_error)
     } else {
       __pyx_v_forget_s = __pyx_dynamic_args->arg0;
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("serve_deepseek", 0, 10, 11, __pyx_nargs); __PYX_ERR(0, 876, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("serve_deepseek", 0, 10, 11, __pyx_nargs); __PYX_ERR(0, 896, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -30900,6 +31225,8 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
   PyObject *__pyx_v_read_arr = NULL;
   PyObject *__pyx_v_flags_arr = NULL;
   __Pyx_memviewslice __pyx_v_read = { 0, 0, { 0 }, { 0 }, { 0 } };
+  PyObject *__pyx_v_hit_from_arr = NULL;
+  __Pyx_memviewslice __pyx_v_hit_from = { 0, 0, { 0 }, { 0 }, { 0 } };
   __Pyx_memviewslice __pyx_v_flags = { 0, 0, { 0 }, { 0 }, { 0 } };
   PyObject *__pyx_v_chain_arr = NULL;
   __Pyx_memviewslice __pyx_v_chain = { 0, 0, { 0 }, { 0 }, { 0 } };
@@ -30944,18 +31271,19 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
   Py_ssize_t __pyx_t_17;
   Py_ssize_t __pyx_t_18;
   uint64_t __pyx_t_19;
-  double __pyx_t_20;
+  int32_t __pyx_t_20;
   double __pyx_t_21;
   double __pyx_t_22;
-  int64_t __pyx_t_23;
+  double __pyx_t_23;
   int64_t __pyx_t_24;
   int64_t __pyx_t_25;
+  int64_t __pyx_t_26;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("serve_deepseek", 0);
 
-  /* "cachesim/_providers.pyx":888
+  /* "cachesim/_providers.pyx":908
  *     that common prefix rounded down to ``unit_tokens``.
  *     """
  *     cdef Py_ssize_t n = t.shape[0], r             # <<<<<<<<<<<<<<
@@ -30964,7 +31292,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
   __pyx_v_n = (__pyx_v_t.shape[0]);
 
-  /* "cachesim/_providers.pyx":889
+  /* "cachesim/_providers.pyx":909
  *     """
  *     cdef Py_ssize_t n = t.shape[0], r
  *     read_arr = np.zeros(n, dtype=np.int64)             # <<<<<<<<<<<<<<
@@ -30972,16 +31300,16 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
  *     cdef int64_t[::1] read = read_arr
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 889, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 909, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 889, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 909, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 889, __pyx_L1_error)
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 909, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 889, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 909, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 889, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 909, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   #if CYTHON_VECTORCALL
@@ -31002,13 +31330,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
     PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_t_3, __pyx_t_6};
     #if CYTHON_VECTORCALL
     __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 889, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 909, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_5);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 889, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 909, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     #endif
@@ -31020,30 +31348,30 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 889, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 909, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_read_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":890
+  /* "cachesim/_providers.pyx":910
  *     cdef Py_ssize_t n = t.shape[0], r
  *     read_arr = np.zeros(n, dtype=np.int64)
  *     flags_arr = np.zeros(n, dtype=np.int32)             # <<<<<<<<<<<<<<
  *     cdef int64_t[::1] read = read_arr
- *     cdef int32_t[::1] flags = flags_arr
+ *     hit_from_arr = np.full(n, -1, dtype=np.int64)
 */
   __pyx_t_4 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 890, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 910, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 890, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_zeros); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 910, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 890, __pyx_L1_error)
+  __pyx_t_5 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 910, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 890, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 910, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int32); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 890, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_int32); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 910, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   #if CYTHON_VECTORCALL
@@ -31064,13 +31392,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
     PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_t_5, __pyx_t_2};
     #if CYTHON_VECTORCALL
     __pyx_t_3 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 890, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 910, __pyx_L1_error)
     __Pyx_INCREF(__pyx_t_3);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
       __pyx_t_3 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 890, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 910, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     #endif
@@ -31082,38 +31410,112 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 890, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 910, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_flags_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":891
+  /* "cachesim/_providers.pyx":911
  *     read_arr = np.zeros(n, dtype=np.int64)
  *     flags_arr = np.zeros(n, dtype=np.int32)
  *     cdef int64_t[::1] read = read_arr             # <<<<<<<<<<<<<<
- *     cdef int32_t[::1] flags = flags_arr
- *     if unit_tokens < 1 or unit_tokens > 64 or interval_tokens < 1:
+ *     hit_from_arr = np.full(n, -1, dtype=np.int64)
+ *     cdef int64_t[::1] hit_from = hit_from_arr
 */
-  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_read_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 891, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_read_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 911, __pyx_L1_error)
   __pyx_v_read = __pyx_t_8;
   __pyx_t_8.memview = NULL;
   __pyx_t_8.data = NULL;
 
-  /* "cachesim/_providers.pyx":892
+  /* "cachesim/_providers.pyx":912
  *     flags_arr = np.zeros(n, dtype=np.int32)
  *     cdef int64_t[::1] read = read_arr
+ *     hit_from_arr = np.full(n, -1, dtype=np.int64)             # <<<<<<<<<<<<<<
+ *     cdef int64_t[::1] hit_from = hit_from_arr
+ *     cdef int32_t[::1] flags = flags_arr
+*/
+  __pyx_t_6 = NULL;
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 912, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_3);
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_full); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 912, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_2);
+  __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
+  __pyx_t_3 = PyLong_FromSsize_t(__pyx_v_n); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 912, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_3);
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 912, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_int64); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 912, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_4);
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  #if CYTHON_VECTORCALL
+  #endif
+  __pyx_t_7 = 1;
+  #if CYTHON_UNPACK_METHODS
+  if (unlikely(PyMethod_Check(__pyx_t_2))) {
+    __pyx_t_6 = PyMethod_GET_SELF(__pyx_t_2);
+    assert(__pyx_t_6);
+    PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_2);
+    __Pyx_INCREF(__pyx_t_6);
+    __Pyx_INCREF(__pyx__function);
+    __Pyx_DECREF_SET(__pyx_t_2, __pyx__function);
+    __pyx_t_7 = 0;
+  }
+  #endif
+  {
+    PyObject *__pyx_callargs[4] = {__pyx_t_6, __pyx_t_3, __pyx_mstate_global->__pyx_int_neg_1, __pyx_t_4};
+    #if CYTHON_VECTORCALL
+    __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 912, __pyx_L1_error)
+    __Pyx_INCREF(__pyx_t_5);
+    #else
+    {
+      PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
+      __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+3, 1);
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 912, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_5);
+    }
+    #endif
+    __pyx_t_1 = __Pyx_Object_VectorcallKwds((PyObject*)__pyx_t_2, __pyx_callargs+__pyx_t_7, (3-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET), __pyx_t_5);
+    __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
+    __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
+    #if CYTHON_VECTORCALL
+    #endif
+    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+    __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 912, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_1);
+  }
+  __pyx_v_hit_from_arr = __pyx_t_1;
+  __pyx_t_1 = 0;
+
+  /* "cachesim/_providers.pyx":913
+ *     cdef int64_t[::1] read = read_arr
+ *     hit_from_arr = np.full(n, -1, dtype=np.int64)
+ *     cdef int64_t[::1] hit_from = hit_from_arr             # <<<<<<<<<<<<<<
+ *     cdef int32_t[::1] flags = flags_arr
+ *     if unit_tokens < 1 or unit_tokens > 64 or interval_tokens < 1:
+*/
+  __pyx_t_8 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int64_t(__pyx_v_hit_from_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_8.memview)) __PYX_ERR(0, 913, __pyx_L1_error)
+  __pyx_v_hit_from = __pyx_t_8;
+  __pyx_t_8.memview = NULL;
+  __pyx_t_8.data = NULL;
+
+  /* "cachesim/_providers.pyx":914
+ *     hit_from_arr = np.full(n, -1, dtype=np.int64)
+ *     cdef int64_t[::1] hit_from = hit_from_arr
  *     cdef int32_t[::1] flags = flags_arr             # <<<<<<<<<<<<<<
  *     if unit_tokens < 1 or unit_tokens > 64 or interval_tokens < 1:
  *         raise ValueError("unit_tokens must be 1..64 and interval_tokens >= 1")
 */
-  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t(__pyx_v_flags_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 892, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t(__pyx_v_flags_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 914, __pyx_L1_error)
   __pyx_v_flags = __pyx_t_9;
   __pyx_t_9.memview = NULL;
   __pyx_t_9.data = NULL;
 
-  /* "cachesim/_providers.pyx":893
- *     cdef int64_t[::1] read = read_arr
+  /* "cachesim/_providers.pyx":915
+ *     cdef int64_t[::1] hit_from = hit_from_arr
  *     cdef int32_t[::1] flags = flags_arr
  *     if unit_tokens < 1 or unit_tokens > 64 or interval_tokens < 1:             # <<<<<<<<<<<<<<
  *         raise ValueError("unit_tokens must be 1..64 and interval_tokens >= 1")
@@ -31148,28 +31550,28 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
   if (unlikely(__pyx_t_10)) {
 
 
-    /* "cachesim/_providers.pyx":894
+    /* "cachesim/_providers.pyx":916
  *     cdef int32_t[::1] flags = flags_arr
  *     if unit_tokens < 1 or unit_tokens > 64 or interval_tokens < 1:
  *         raise ValueError("unit_tokens must be 1..64 and interval_tokens >= 1")             # <<<<<<<<<<<<<<
  *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
  *     cdef uint64_t[::1] chain = chain_arr
 */
-    __pyx_t_6 = NULL;
+    __pyx_t_2 = NULL;
     __pyx_t_7 = 1;
     {
-      PyObject *__pyx_callargs[2] = {__pyx_t_6, __pyx_mstate_global->__pyx_kp_u_unit_tokens_must_be_1_64_and_int};
+      PyObject *__pyx_callargs[2] = {__pyx_t_2, __pyx_mstate_global->__pyx_kp_u_unit_tokens_must_be_1_64_and_int};
       __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-      __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 894, __pyx_L1_error)
+      __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 916, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(0, 894, __pyx_L1_error)
+    __PYX_ERR(0, 916, __pyx_L1_error)
 
-    /* "cachesim/_providers.pyx":893
- *     cdef int64_t[::1] read = read_arr
+    /* "cachesim/_providers.pyx":915
+ *     cdef int64_t[::1] hit_from = hit_from_arr
  *     cdef int32_t[::1] flags = flags_arr
  *     if unit_tokens < 1 or unit_tokens > 64 or interval_tokens < 1:             # <<<<<<<<<<<<<<
  *         raise ValueError("unit_tokens must be 1..64 and interval_tokens >= 1")
@@ -31177,81 +31579,81 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
   }
 
-  /* "cachesim/_providers.pyx":895
+  /* "cachesim/_providers.pyx":917
  *     if unit_tokens < 1 or unit_tokens > 64 or interval_tokens < 1:
  *         raise ValueError("unit_tokens must be 1..64 and interval_tokens >= 1")
  *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)             # <<<<<<<<<<<<<<
  *     cdef uint64_t[::1] chain = chain_arr
  *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0
 */
-  __pyx_t_6 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 895, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 895, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_2);
-  __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = __Pyx_PyLong_From_int64_t(((__pyx_f_8cachesim_10_providers__longest(__pyx_v_token_offsets) / __pyx_e_8cachesim_10_providers_UNIT) + 2)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 895, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_3);
-  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 895, __pyx_L1_error)
+  __pyx_t_2 = NULL;
+  __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 917, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 895, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_empty); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 917, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  __pyx_t_5 = __Pyx_PyLong_From_int64_t(((__pyx_f_8cachesim_10_providers__longest(__pyx_v_token_offsets) / __pyx_e_8cachesim_10_providers_UNIT) + 2)); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 917, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_np); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 917, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_3);
+  __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_uint64); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 917, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_6);
+  __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   #if CYTHON_VECTORCALL
   #endif
   __pyx_t_7 = 1;
   #if CYTHON_UNPACK_METHODS
-  if (unlikely(PyMethod_Check(__pyx_t_2))) {
-    __pyx_t_6 = PyMethod_GET_SELF(__pyx_t_2);
-    assert(__pyx_t_6);
-    PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_2);
-    __Pyx_INCREF(__pyx_t_6);
+  if (unlikely(PyMethod_Check(__pyx_t_4))) {
+    __pyx_t_2 = PyMethod_GET_SELF(__pyx_t_4);
+    assert(__pyx_t_2);
+    PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_4);
+    __Pyx_INCREF(__pyx_t_2);
     __Pyx_INCREF(__pyx__function);
-    __Pyx_DECREF_SET(__pyx_t_2, __pyx__function);
+    __Pyx_DECREF_SET(__pyx_t_4, __pyx__function);
     __pyx_t_7 = 0;
   }
   #endif
   {
-    PyObject *__pyx_callargs[3] = {__pyx_t_6, __pyx_t_3, __pyx_t_4};
+    PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_t_5, __pyx_t_6};
     #if CYTHON_VECTORCALL
-    __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[3];
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 895, __pyx_L1_error)
-    __Pyx_INCREF(__pyx_t_5);
+    __pyx_t_3 = __pyx_mstate_global->__pyx_tuple[3];
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 917, __pyx_L1_error)
+    __Pyx_INCREF(__pyx_t_3);
     #else
     {
       PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_dtype};
-      __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 895, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_5);
+      __pyx_t_3 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 917, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_3);
     }
     #endif
-    __pyx_t_1 = __Pyx_Object_VectorcallKwds((PyObject*)__pyx_t_2, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET), __pyx_t_5);
-    __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
-    __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
+    __pyx_t_1 = __Pyx_Object_VectorcallKwds((PyObject*)__pyx_t_4, __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET), __pyx_t_3);
+    __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
+    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     #if CYTHON_VECTORCALL
     #endif
+    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+    __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 895, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 917, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_chain_arr = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":896
+  /* "cachesim/_providers.pyx":918
  *         raise ValueError("unit_tokens must be 1..64 and interval_tokens >= 1")
  *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
  *     cdef uint64_t[::1] chain = chain_arr             # <<<<<<<<<<<<<<
  *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0
  *     cdef _Table units = _Table(64, forget_s)
 */
-  __pyx_t_12 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t(__pyx_v_chain_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_12.memview)) __PYX_ERR(0, 896, __pyx_L1_error)
+  __pyx_t_12 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_uint64_t(__pyx_v_chain_arr, PyBUF_WRITABLE); if (unlikely(!__pyx_t_12.memview)) __PYX_ERR(0, 918, __pyx_L1_error)
   __pyx_v_chain = __pyx_t_12;
   __pyx_t_12.memview = NULL;
   __pyx_t_12.data = NULL;
 
-  /* "cachesim/_providers.pyx":897
+  /* "cachesim/_providers.pyx":919
  *     chain_arr = np.empty(_longest(token_offsets) // UNIT + 2, dtype=np.uint64)
  *     cdef uint64_t[::1] chain = chain_arr
  *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0             # <<<<<<<<<<<<<<
@@ -31276,51 +31678,51 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
   __pyx_L7_bool_binop_done:;
   __pyx_v_use_draws = __pyx_t_10;
 
-  /* "cachesim/_providers.pyx":898
+  /* "cachesim/_providers.pyx":920
  *     cdef uint64_t[::1] chain = chain_arr
  *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0
  *     cdef _Table units = _Table(64, forget_s)             # <<<<<<<<<<<<<<
  *     cdef _Table path = _Table(64, forget_s)
  *     cdef const uint32_t* toks
 */
-  __pyx_t_2 = NULL;
-  __pyx_t_5 = PyFloat_FromDouble(__pyx_v_forget_s); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 898, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_5);
+  __pyx_t_4 = NULL;
+  __pyx_t_3 = PyFloat_FromDouble(__pyx_v_forget_s); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 920, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_3);
   __pyx_t_7 = 1;
   {
-    PyObject *__pyx_callargs[3] = {__pyx_t_2, __pyx_mstate_global->__pyx_int_64, __pyx_t_5};
+    PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_mstate_global->__pyx_int_64, __pyx_t_3};
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_mstate_global->__pyx_ptype_8cachesim_10_providers__Table, __pyx_callargs+__pyx_t_7, (3-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-    __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 898, __pyx_L1_error)
+    __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
+    __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 920, __pyx_L1_error)
     __Pyx_GOTREF((PyObject *)__pyx_t_1);
   }
   __pyx_v_units = ((struct __pyx_obj_8cachesim_10_providers__Table *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":899
+  /* "cachesim/_providers.pyx":921
  *     cdef bint use_draws = miss_draw.shape[0] == n and miss_probability > 0
  *     cdef _Table units = _Table(64, forget_s)
  *     cdef _Table path = _Table(64, forget_s)             # <<<<<<<<<<<<<<
  *     cdef const uint32_t* toks
  *     cdef int64_t length, k, k_all, k_live, off, p, hit, common, u = unit_tokens
 */
-  __pyx_t_5 = NULL;
-  __pyx_t_2 = PyFloat_FromDouble(__pyx_v_forget_s); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 899, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_2);
+  __pyx_t_3 = NULL;
+  __pyx_t_4 = PyFloat_FromDouble(__pyx_v_forget_s); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 921, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_4);
   __pyx_t_7 = 1;
   {
-    PyObject *__pyx_callargs[3] = {__pyx_t_5, __pyx_mstate_global->__pyx_int_64, __pyx_t_2};
+    PyObject *__pyx_callargs[3] = {__pyx_t_3, __pyx_mstate_global->__pyx_int_64, __pyx_t_4};
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_mstate_global->__pyx_ptype_8cachesim_10_providers__Table, __pyx_callargs+__pyx_t_7, (3-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-    __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 899, __pyx_L1_error)
+    __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
+    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 921, __pyx_L1_error)
     __Pyx_GOTREF((PyObject *)__pyx_t_1);
   }
   __pyx_v_path = ((struct __pyx_obj_8cachesim_10_providers__Table *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "cachesim/_providers.pyx":901
+  /* "cachesim/_providers.pyx":923
  *     cdef _Table path = _Table(64, forget_s)
  *     cdef const uint32_t* toks
  *     cdef int64_t length, k, k_all, k_live, off, p, hit, common, u = unit_tokens             # <<<<<<<<<<<<<<
@@ -31329,7 +31731,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
   __pyx_v_u = __pyx_v_unit_tokens;
 
-  /* "cachesim/_providers.pyx":906
+  /* "cachesim/_providers.pyx":928
  *     cdef Entry* node
  *     cdef double t_avail, expires
  *     cdef int err = 0             # <<<<<<<<<<<<<<
@@ -31338,7 +31740,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
   __pyx_v_err = 0;
 
-  /* "cachesim/_providers.pyx":907
+  /* "cachesim/_providers.pyx":929
  *     cdef double t_avail, expires
  *     cdef int err = 0
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -31351,7 +31753,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "cachesim/_providers.pyx":908
+        /* "cachesim/_providers.pyx":930
  *     cdef int err = 0
  *     with nogil:
  *         for r in range(n):             # <<<<<<<<<<<<<<
@@ -31365,7 +31767,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
         for (__pyx_t_15 = 0; __pyx_t_15 < __pyx_t_14; __pyx_t_15+=1) {
           __pyx_v_r = __pyx_t_15;
 
-          /* "cachesim/_providers.pyx":909
+          /* "cachesim/_providers.pyx":931
  *     with nogil:
  *         for r in range(n):
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL             # <<<<<<<<<<<<<<
@@ -31386,7 +31788,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 
           __pyx_v_toks = __pyx_t_16;
 
-          /* "cachesim/_providers.pyx":910
+          /* "cachesim/_providers.pyx":932
  *         for r in range(n):
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL
  *             length = token_offsets[r + 1] - token_offsets[r]             # <<<<<<<<<<<<<<
@@ -31397,7 +31799,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           __pyx_t_17 = __pyx_v_r;
           __pyx_v_length = ((*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_18)) ))) - (*((int64_t const  *) ( /* dim=0 */ ((char *) (((int64_t const  *) __pyx_v_token_offsets.data) + __pyx_t_17)) ))));
 
-          /* "cachesim/_providers.pyx":911
+          /* "cachesim/_providers.pyx":933
  *             toks = &tokens[0] + token_offsets[r] if tokens.shape[0] else NULL
  *             length = token_offsets[r + 1] - token_offsets[r]
  *             ns_r = ns[r]             # <<<<<<<<<<<<<<
@@ -31407,7 +31809,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           __pyx_t_17 = __pyx_v_r;
           __pyx_v_ns_r = (*((uint64_t const  *) ( /* dim=0 */ ((char *) (((uint64_t const  *) __pyx_v_ns.data) + __pyx_t_17)) )));
 
-          /* "cachesim/_providers.pyx":912
+          /* "cachesim/_providers.pyx":934
  *             length = token_offsets[r + 1] - token_offsets[r]
  *             ns_r = ns[r]
  *             units.now = t[r]             # <<<<<<<<<<<<<<
@@ -31417,7 +31819,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           __pyx_t_17 = __pyx_v_r;
           __pyx_v_units->now = (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_17)) )));
 
-          /* "cachesim/_providers.pyx":913
+          /* "cachesim/_providers.pyx":935
  *             ns_r = ns[r]
  *             units.now = t[r]
  *             path.now = t[r]             # <<<<<<<<<<<<<<
@@ -31427,7 +31829,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           __pyx_t_17 = __pyx_v_r;
           __pyx_v_path->now = (*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_17)) )));
 
-          /* "cachesim/_providers.pyx":914
+          /* "cachesim/_providers.pyx":936
  *             units.now = t[r]
  *             path.now = t[r]
  *             if length < u:             # <<<<<<<<<<<<<<
@@ -31439,7 +31841,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           if (__pyx_t_10) {
 
 
-            /* "cachesim/_providers.pyx":915
+            /* "cachesim/_providers.pyx":937
  *             path.now = t[r]
  *             if length < u:
  *                 flags[r] |= F_BELOW_MIN             # <<<<<<<<<<<<<<
@@ -31449,7 +31851,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
             __pyx_t_17 = __pyx_v_r;
             *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_17)) )) |= __pyx_e_8cachesim_10_providers_F_BELOW_MIN;
 
-            /* "cachesim/_providers.pyx":916
+            /* "cachesim/_providers.pyx":938
  *             if length < u:
  *                 flags[r] |= F_BELOW_MIN
  *                 continue             # <<<<<<<<<<<<<<
@@ -31458,7 +31860,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             goto __pyx_L12_continue;
 
-            /* "cachesim/_providers.pyx":914
+            /* "cachesim/_providers.pyx":936
  *             units.now = t[r]
  *             path.now = t[r]
  *             if length < u:             # <<<<<<<<<<<<<<
@@ -31467,7 +31869,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           }
 
-          /* "cachesim/_providers.pyx":917
+          /* "cachesim/_providers.pyx":939
  *                 flags[r] |= F_BELOW_MIN
  *                 continue
  *             c_chain(toks, length, &chain[0])             # <<<<<<<<<<<<<<
@@ -31477,7 +31879,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           __pyx_t_17 = 0;
           __pyx_f_8cachesim_10_providers_c_chain(__pyx_v_toks, __pyx_v_length, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_17)) )))));
 
-          /* "cachesim/_providers.pyx":919
+          /* "cachesim/_providers.pyx":941
  *             c_chain(toks, length, &chain[0])
  *             # the path: k_all nodes exist, the first k_live of them are live
  *             k_all = 0             # <<<<<<<<<<<<<<
@@ -31486,7 +31888,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           __pyx_v_k_all = 0;
 
-          /* "cachesim/_providers.pyx":920
+          /* "cachesim/_providers.pyx":942
  *             # the path: k_all nodes exist, the first k_live of them are live
  *             k_all = 0
  *             k_live = 0             # <<<<<<<<<<<<<<
@@ -31495,7 +31897,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           __pyx_v_k_live = 0;
 
-          /* "cachesim/_providers.pyx":921
+          /* "cachesim/_providers.pyx":943
  *             k_all = 0
  *             k_live = 0
  *             k = 1             # <<<<<<<<<<<<<<
@@ -31504,7 +31906,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           __pyx_v_k = 1;
 
-          /* "cachesim/_providers.pyx":922
+          /* "cachesim/_providers.pyx":944
  *             k_live = 0
  *             k = 1
  *             while k * u <= length:             # <<<<<<<<<<<<<<
@@ -31517,7 +31919,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 
             if (!__pyx_t_10) break;
 
-            /* "cachesim/_providers.pyx":923
+            /* "cachesim/_providers.pyx":945
  *             k = 1
  *             while k * u <= length:
  *                 node = path.recall(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))             # <<<<<<<<<<<<<<
@@ -31527,7 +31929,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
             __pyx_t_17 = 0;
             __pyx_v_node = __pyx_f_8cachesim_10_providers_6_Table_recall(__pyx_v_path, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_17)) )))), (__pyx_v_k * __pyx_v_u)), __pyx_v_ns_r));
 
-            /* "cachesim/_providers.pyx":924
+            /* "cachesim/_providers.pyx":946
  *             while k * u <= length:
  *                 node = path.recall(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))
  *                 if node == NULL:             # <<<<<<<<<<<<<<
@@ -31539,7 +31941,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
             if (__pyx_t_10) {
 
 
-              /* "cachesim/_providers.pyx":925
+              /* "cachesim/_providers.pyx":947
  *                 node = path.recall(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))
  *                 if node == NULL:
  *                     break             # <<<<<<<<<<<<<<
@@ -31548,7 +31950,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
               goto __pyx_L16_break;
 
-              /* "cachesim/_providers.pyx":924
+              /* "cachesim/_providers.pyx":946
  *             while k * u <= length:
  *                 node = path.recall(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))
  *                 if node == NULL:             # <<<<<<<<<<<<<<
@@ -31557,7 +31959,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             }
 
-            /* "cachesim/_providers.pyx":926
+            /* "cachesim/_providers.pyx":948
  *                 if node == NULL:
  *                     break
  *                 k_all = k             # <<<<<<<<<<<<<<
@@ -31566,7 +31968,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             __pyx_v_k_all = __pyx_v_k;
 
-            /* "cachesim/_providers.pyx":927
+            /* "cachesim/_providers.pyx":949
  *                     break
  *                 k_all = k
  *                 if k_live == k - 1 and t[r] < node.expires_at:             # <<<<<<<<<<<<<<
@@ -31593,7 +31995,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
             if (__pyx_t_10) {
 
 
-              /* "cachesim/_providers.pyx":928
+              /* "cachesim/_providers.pyx":950
  *                 k_all = k
  *                 if k_live == k - 1 and t[r] < node.expires_at:
  *                     k_live = k             # <<<<<<<<<<<<<<
@@ -31602,7 +32004,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
               __pyx_v_k_live = __pyx_v_k;
 
-              /* "cachesim/_providers.pyx":927
+              /* "cachesim/_providers.pyx":949
  *                     break
  *                 k_all = k
  *                 if k_live == k - 1 and t[r] < node.expires_at:             # <<<<<<<<<<<<<<
@@ -31611,7 +32013,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             }
 
-            /* "cachesim/_providers.pyx":929
+            /* "cachesim/_providers.pyx":951
  *                 if k_live == k - 1 and t[r] < node.expires_at:
  *                     k_live = k
  *                 k += 1             # <<<<<<<<<<<<<<
@@ -31622,7 +32024,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           }
           __pyx_L16_break:;
 
-          /* "cachesim/_providers.pyx":930
+          /* "cachesim/_providers.pyx":952
  *                     k_live = k
  *                 k += 1
  *             hit = 0             # <<<<<<<<<<<<<<
@@ -31631,7 +32033,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           __pyx_v_hit = 0;
 
-          /* "cachesim/_providers.pyx":931
+          /* "cachesim/_providers.pyx":953
  *                 k += 1
  *             hit = 0
  *             if use_draws and miss_draw[r] < miss_probability:             # <<<<<<<<<<<<<<
@@ -31654,7 +32056,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           if (__pyx_t_10) {
 
 
-            /* "cachesim/_providers.pyx":932
+            /* "cachesim/_providers.pyx":954
  *             hit = 0
  *             if use_draws and miss_draw[r] < miss_probability:
  *                 flags[r] |= F_SERVER_MISS             # <<<<<<<<<<<<<<
@@ -31664,7 +32066,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
             __pyx_t_17 = __pyx_v_r;
             *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_17)) )) |= __pyx_e_8cachesim_10_providers_F_SERVER_MISS;
 
-            /* "cachesim/_providers.pyx":931
+            /* "cachesim/_providers.pyx":953
  *                 k += 1
  *             hit = 0
  *             if use_draws and miss_draw[r] < miss_probability:             # <<<<<<<<<<<<<<
@@ -31674,7 +32076,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
             goto __pyx_L21;
           }
 
-          /* "cachesim/_providers.pyx":934
+          /* "cachesim/_providers.pyx":956
  *                 flags[r] |= F_SERVER_MISS
  *             else:
  *                 k = k_all             # <<<<<<<<<<<<<<
@@ -31684,7 +32086,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           /*else*/ {
             __pyx_v_k = __pyx_v_k_all;
 
-            /* "cachesim/_providers.pyx":935
+            /* "cachesim/_providers.pyx":957
  *             else:
  *                 k = k_all
  *                 while k >= 1 and hit == 0:             # <<<<<<<<<<<<<<
@@ -31711,7 +32113,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 
               if (!__pyx_t_10) break;
 
-              /* "cachesim/_providers.pyx":936
+              /* "cachesim/_providers.pyx":958
  *                 k = k_all
  *                 while k >= 1 and hit == 0:
  *                     node = path.find(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))             # <<<<<<<<<<<<<<
@@ -31721,7 +32123,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
               __pyx_t_17 = 0;
               __pyx_v_node = __pyx_f_8cachesim_10_providers_6_Table_find(__pyx_v_path, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_17)) )))), (__pyx_v_k * __pyx_v_u)), __pyx_v_ns_r));
 
-              /* "cachesim/_providers.pyx":937
+              /* "cachesim/_providers.pyx":959
  *                 while k >= 1 and hit == 0:
  *                     node = path.find(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))
  *                     mask = node.aux             # <<<<<<<<<<<<<<
@@ -31732,7 +32134,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 
               __pyx_v_mask = __pyx_t_19;
 
-              /* "cachesim/_providers.pyx":938
+              /* "cachesim/_providers.pyx":960
  *                     node = path.find(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))
  *                     mask = node.aux
  *                     off = u - 1             # <<<<<<<<<<<<<<
@@ -31741,7 +32143,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
               __pyx_v_off = (__pyx_v_u - 1);
 
-              /* "cachesim/_providers.pyx":939
+              /* "cachesim/_providers.pyx":961
  *                     mask = node.aux
  *                     off = u - 1
  *                     while off >= 0:             # <<<<<<<<<<<<<<
@@ -31754,7 +32156,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 
                 if (!__pyx_t_10) break;
 
-                /* "cachesim/_providers.pyx":940
+                /* "cachesim/_providers.pyx":962
  *                     off = u - 1
  *                     while off >= 0:
  *                         p = k * u + off             # <<<<<<<<<<<<<<
@@ -31763,7 +32165,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
                 __pyx_v_p = ((__pyx_v_k * __pyx_v_u) + __pyx_v_off);
 
-                /* "cachesim/_providers.pyx":941
+                /* "cachesim/_providers.pyx":963
  *                     while off >= 0:
  *                         p = k * u + off
  *                         if (mask >> off) & 1 and p <= length:             # <<<<<<<<<<<<<<
@@ -31789,7 +32191,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                 if (__pyx_t_10) {
 
 
-                  /* "cachesim/_providers.pyx":942
+                  /* "cachesim/_providers.pyx":964
  *                         p = k * u + off
  *                         if (mask >> off) & 1 and p <= length:
  *                             e = units.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))             # <<<<<<<<<<<<<<
@@ -31799,7 +32201,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                   __pyx_t_17 = 0;
                   __pyx_v_e = __pyx_f_8cachesim_10_providers_6_Table_recall(__pyx_v_units, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_17)) )))), __pyx_v_p), __pyx_v_ns_r));
 
-                  /* "cachesim/_providers.pyx":943
+                  /* "cachesim/_providers.pyx":965
  *                         if (mask >> off) & 1 and p <= length:
  *                             e = units.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))
  *                             if e != NULL:             # <<<<<<<<<<<<<<
@@ -31811,7 +32213,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                   if (__pyx_t_10) {
 
 
-                    /* "cachesim/_providers.pyx":944
+                    /* "cachesim/_providers.pyx":966
  *                             e = units.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))
  *                             if e != NULL:
  *                                 if t[r] >= e.expires_at:             # <<<<<<<<<<<<<<
@@ -31824,7 +32226,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                     if (__pyx_t_10) {
 
 
-                      /* "cachesim/_providers.pyx":945
+                      /* "cachesim/_providers.pyx":967
  *                             if e != NULL:
  *                                 if t[r] >= e.expires_at:
  *                                     flags[r] |= F_EXPIRED             # <<<<<<<<<<<<<<
@@ -31834,7 +32236,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                       __pyx_t_17 = __pyx_v_r;
                       *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_17)) )) |= __pyx_e_8cachesim_10_providers_F_EXPIRED;
 
-                      /* "cachesim/_providers.pyx":944
+                      /* "cachesim/_providers.pyx":966
  *                             e = units.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))
  *                             if e != NULL:
  *                                 if t[r] >= e.expires_at:             # <<<<<<<<<<<<<<
@@ -31844,7 +32246,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                       goto __pyx_L34;
                     }
 
-                    /* "cachesim/_providers.pyx":946
+                    /* "cachesim/_providers.pyx":968
  *                                 if t[r] >= e.expires_at:
  *                                     flags[r] |= F_EXPIRED
  *                                 elif e.available_at > t[r]:             # <<<<<<<<<<<<<<
@@ -31857,7 +32259,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                     if (__pyx_t_10) {
 
 
-                      /* "cachesim/_providers.pyx":947
+                      /* "cachesim/_providers.pyx":969
  *                                     flags[r] |= F_EXPIRED
  *                                 elif e.available_at > t[r]:
  *                                     flags[r] |= F_NOT_READY             # <<<<<<<<<<<<<<
@@ -31867,7 +32269,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                       __pyx_t_17 = __pyx_v_r;
                       *((int32_t *) ( /* dim=0 */ ((char *) (((int32_t *) __pyx_v_flags.data) + __pyx_t_17)) )) |= __pyx_e_8cachesim_10_providers_F_NOT_READY;
 
-                      /* "cachesim/_providers.pyx":946
+                      /* "cachesim/_providers.pyx":968
  *                                 if t[r] >= e.expires_at:
  *                                     flags[r] |= F_EXPIRED
  *                                 elif e.available_at > t[r]:             # <<<<<<<<<<<<<<
@@ -31877,43 +32279,56 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                       goto __pyx_L34;
                     }
 
-                    /* "cachesim/_providers.pyx":949
+                    /* "cachesim/_providers.pyx":971
  *                                     flags[r] |= F_NOT_READY
  *                                 else:
  *                                     hit = p             # <<<<<<<<<<<<<<
+ *                                     hit_from[r] = e.creator
  *                                     e.expires_at = max(e.expires_at, t[r] + idle_ttl_s)
- *                                     break
 */
                     /*else*/ {
                       __pyx_v_hit = __pyx_v_p;
 
-                      /* "cachesim/_providers.pyx":950
+                      /* "cachesim/_providers.pyx":972
  *                                 else:
  *                                     hit = p
+ *                                     hit_from[r] = e.creator             # <<<<<<<<<<<<<<
+ *                                     e.expires_at = max(e.expires_at, t[r] + idle_ttl_s)
+ *                                     break
+*/
+                      __pyx_t_20 = __pyx_v_e->creator;
+
+                      __pyx_t_17 = __pyx_v_r;
+                      *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_hit_from.data) + __pyx_t_17)) )) = __pyx_t_20;
+
+
+                      /* "cachesim/_providers.pyx":973
+ *                                     hit = p
+ *                                     hit_from[r] = e.creator
  *                                     e.expires_at = max(e.expires_at, t[r] + idle_ttl_s)             # <<<<<<<<<<<<<<
  *                                     break
  *                         off -= 1
 */
                       __pyx_t_17 = __pyx_v_r;
 
-                      __pyx_t_20 = ((*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_17)) ))) + __pyx_v_idle_ttl_s);
+                      __pyx_t_21 = ((*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_17)) ))) + __pyx_v_idle_ttl_s);
 
-                      __pyx_t_21 = __pyx_v_e->expires_at;
-                      __pyx_t_10 = (__pyx_t_20 > __pyx_t_21);
+                      __pyx_t_22 = __pyx_v_e->expires_at;
+                      __pyx_t_10 = (__pyx_t_21 > __pyx_t_22);
 
                       if (__pyx_t_10) {
 
-                        __pyx_t_22 = __pyx_t_20;
+                        __pyx_t_23 = __pyx_t_21;
                       } else {
 
-                        __pyx_t_22 = __pyx_t_21;
+                        __pyx_t_23 = __pyx_t_22;
                       }
 
-                      __pyx_v_e->expires_at = __pyx_t_22;
+                      __pyx_v_e->expires_at = __pyx_t_23;
 
 
-                      /* "cachesim/_providers.pyx":951
- *                                     hit = p
+                      /* "cachesim/_providers.pyx":974
+ *                                     hit_from[r] = e.creator
  *                                     e.expires_at = max(e.expires_at, t[r] + idle_ttl_s)
  *                                     break             # <<<<<<<<<<<<<<
  *                         off -= 1
@@ -31923,7 +32338,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                     }
                     __pyx_L34:;
 
-                    /* "cachesim/_providers.pyx":943
+                    /* "cachesim/_providers.pyx":965
  *                         if (mask >> off) & 1 and p <= length:
  *                             e = units.recall(c_nskey(c_key_at(toks, &chain[0], p), ns_r))
  *                             if e != NULL:             # <<<<<<<<<<<<<<
@@ -31932,7 +32347,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
                   }
 
-                  /* "cachesim/_providers.pyx":941
+                  /* "cachesim/_providers.pyx":963
  *                     while off >= 0:
  *                         p = k * u + off
  *                         if (mask >> off) & 1 and p <= length:             # <<<<<<<<<<<<<<
@@ -31941,7 +32356,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
                 }
 
-                /* "cachesim/_providers.pyx":952
+                /* "cachesim/_providers.pyx":975
  *                                     e.expires_at = max(e.expires_at, t[r] + idle_ttl_s)
  *                                     break
  *                         off -= 1             # <<<<<<<<<<<<<<
@@ -31952,7 +32367,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
               }
               __pyx_L29_break:;
 
-              /* "cachesim/_providers.pyx":953
+              /* "cachesim/_providers.pyx":976
  *                                     break
  *                         off -= 1
  *                     k -= 1             # <<<<<<<<<<<<<<
@@ -31962,7 +32377,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
               __pyx_v_k = (__pyx_v_k - 1);
             }
 
-            /* "cachesim/_providers.pyx":954
+            /* "cachesim/_providers.pyx":977
  *                         off -= 1
  *                     k -= 1
  *                 if hit:             # <<<<<<<<<<<<<<
@@ -31974,7 +32389,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
             if (__pyx_t_10) {
 
 
-              /* "cachesim/_providers.pyx":955
+              /* "cachesim/_providers.pyx":978
  *                     k -= 1
  *                 if hit:
  *                     for k in range(1, hit // u + 1):             # <<<<<<<<<<<<<<
@@ -31982,13 +32397,13 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
  *                         node.expires_at = max(node.expires_at, t[r] + idle_ttl_s)
 */
 
-              __pyx_t_23 = ((__pyx_v_hit / __pyx_v_u) + 1);
-              __pyx_t_24 = __pyx_t_23;
+              __pyx_t_24 = ((__pyx_v_hit / __pyx_v_u) + 1);
+              __pyx_t_25 = __pyx_t_24;
 
-              for (__pyx_t_25 = 1; __pyx_t_25 < __pyx_t_24; __pyx_t_25+=1) {
-                __pyx_v_k = __pyx_t_25;
+              for (__pyx_t_26 = 1; __pyx_t_26 < __pyx_t_25; __pyx_t_26+=1) {
+                __pyx_v_k = __pyx_t_26;
 
-                /* "cachesim/_providers.pyx":956
+                /* "cachesim/_providers.pyx":979
  *                 if hit:
  *                     for k in range(1, hit // u + 1):
  *                         node = path.find(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))             # <<<<<<<<<<<<<<
@@ -31998,7 +32413,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
                 __pyx_t_17 = 0;
                 __pyx_v_node = __pyx_f_8cachesim_10_providers_6_Table_find(__pyx_v_path, __pyx_f_8cachesim_10_providers_c_nskey(__pyx_f_8cachesim_10_providers_c_key_at(__pyx_v_toks, (&(*((uint64_t *) ( /* dim=0 */ ((char *) (((uint64_t *) __pyx_v_chain.data) + __pyx_t_17)) )))), (__pyx_v_k * __pyx_v_u)), __pyx_v_ns_r));
 
-                /* "cachesim/_providers.pyx":957
+                /* "cachesim/_providers.pyx":980
  *                     for k in range(1, hit // u + 1):
  *                         node = path.find(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))
  *                         node.expires_at = max(node.expires_at, t[r] + idle_ttl_s)             # <<<<<<<<<<<<<<
@@ -32007,25 +32422,25 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
                 __pyx_t_17 = __pyx_v_r;
 
-                __pyx_t_22 = ((*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_17)) ))) + __pyx_v_idle_ttl_s);
+                __pyx_t_23 = ((*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_17)) ))) + __pyx_v_idle_ttl_s);
 
-                __pyx_t_20 = __pyx_v_node->expires_at;
-                __pyx_t_10 = (__pyx_t_22 > __pyx_t_20);
+                __pyx_t_21 = __pyx_v_node->expires_at;
+                __pyx_t_10 = (__pyx_t_23 > __pyx_t_21);
 
                 if (__pyx_t_10) {
 
-                  __pyx_t_21 = __pyx_t_22;
+                  __pyx_t_22 = __pyx_t_23;
                 } else {
 
-                  __pyx_t_21 = __pyx_t_20;
+                  __pyx_t_22 = __pyx_t_21;
                 }
 
-                __pyx_v_node->expires_at = __pyx_t_21;
+                __pyx_v_node->expires_at = __pyx_t_22;
 
               }
 
 
-              /* "cachesim/_providers.pyx":954
+              /* "cachesim/_providers.pyx":977
  *                         off -= 1
  *                     k -= 1
  *                 if hit:             # <<<<<<<<<<<<<<
@@ -32036,7 +32451,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           }
           __pyx_L21:;
 
-          /* "cachesim/_providers.pyx":958
+          /* "cachesim/_providers.pyx":981
  *                         node = path.find(c_nskey(c_key_at(toks, &chain[0], k * u), ns_r))
  *                         node.expires_at = max(node.expires_at, t[r] + idle_ttl_s)
  *             read[r] = hit             # <<<<<<<<<<<<<<
@@ -32046,7 +32461,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           __pyx_t_17 = __pyx_v_r;
           *((int64_t *) ( /* dim=0 */ ((char *) (((int64_t *) __pyx_v_read.data) + __pyx_t_17)) )) = __pyx_v_hit;
 
-          /* "cachesim/_providers.pyx":960
+          /* "cachesim/_providers.pyx":983
  *             read[r] = hit
  *             # writes after the response: the input's end, fixed intervals inside it, the common prefix
  *             t_avail = t[r] + available_after_s             # <<<<<<<<<<<<<<
@@ -32056,7 +32471,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           __pyx_t_17 = __pyx_v_r;
           __pyx_v_t_avail = ((*((double const  *) ( /* dim=0 */ ((char *) (((double const  *) __pyx_v_t.data) + __pyx_t_17)) ))) + __pyx_v_available_after_s);
 
-          /* "cachesim/_providers.pyx":961
+          /* "cachesim/_providers.pyx":984
  *             # writes after the response: the input's end, fixed intervals inside it, the common prefix
  *             t_avail = t[r] + available_after_s
  *             expires = t_avail + idle_ttl_s             # <<<<<<<<<<<<<<
@@ -32065,7 +32480,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           __pyx_v_expires = (__pyx_v_t_avail + __pyx_v_idle_ttl_s);
 
-          /* "cachesim/_providers.pyx":962
+          /* "cachesim/_providers.pyx":985
  *             t_avail = t[r] + available_after_s
  *             expires = t_avail + idle_ttl_s
  *             common = k_live * u if k_live >= 1 and hit < k_live * u < length else 0             # <<<<<<<<<<<<<<
@@ -32082,11 +32497,11 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 
             goto __pyx_L38_bool_binop_done;
           }
-          __pyx_t_24 = (__pyx_v_k_live * __pyx_v_u);
+          __pyx_t_25 = (__pyx_v_k_live * __pyx_v_u);
 
-          __pyx_t_11 = (__pyx_v_hit < __pyx_t_24);
+          __pyx_t_11 = (__pyx_v_hit < __pyx_t_25);
           if (__pyx_t_11) {
-            __pyx_t_11 = (__pyx_t_24 < __pyx_v_length);
+            __pyx_t_11 = (__pyx_t_25 < __pyx_v_length);
           }
 
 
@@ -32095,15 +32510,15 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           __pyx_L38_bool_binop_done:;
           if (__pyx_t_10) {
 
-            __pyx_t_23 = (__pyx_v_k_live * __pyx_v_u);
+            __pyx_t_24 = (__pyx_v_k_live * __pyx_v_u);
           } else {
 
-            __pyx_t_23 = 0;
+            __pyx_t_24 = 0;
           }
 
-          __pyx_v_common = __pyx_t_23;
+          __pyx_v_common = __pyx_t_24;
 
-          /* "cachesim/_providers.pyx":963
+          /* "cachesim/_providers.pyx":986
  *             expires = t_avail + idle_ttl_s
  *             common = k_live * u if k_live >= 1 and hit < k_live * u < length else 0
  *             if _ds_unit(units, toks, &chain[0], ns_r, length, t_avail, expires, r) != 0:             # <<<<<<<<<<<<<<
@@ -32116,7 +32531,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           if (__pyx_t_10) {
 
 
-            /* "cachesim/_providers.pyx":964
+            /* "cachesim/_providers.pyx":987
  *             common = k_live * u if k_live >= 1 and hit < k_live * u < length else 0
  *             if _ds_unit(units, toks, &chain[0], ns_r, length, t_avail, expires, r) != 0:
  *                 err = 1             # <<<<<<<<<<<<<<
@@ -32125,7 +32540,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             __pyx_v_err = 1;
 
-            /* "cachesim/_providers.pyx":965
+            /* "cachesim/_providers.pyx":988
  *             if _ds_unit(units, toks, &chain[0], ns_r, length, t_avail, expires, r) != 0:
  *                 err = 1
  *                 break             # <<<<<<<<<<<<<<
@@ -32134,7 +32549,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             goto __pyx_L13_break;
 
-            /* "cachesim/_providers.pyx":963
+            /* "cachesim/_providers.pyx":986
  *             expires = t_avail + idle_ttl_s
  *             common = k_live * u if k_live >= 1 and hit < k_live * u < length else 0
  *             if _ds_unit(units, toks, &chain[0], ns_r, length, t_avail, expires, r) != 0:             # <<<<<<<<<<<<<<
@@ -32143,7 +32558,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           }
 
-          /* "cachesim/_providers.pyx":966
+          /* "cachesim/_providers.pyx":989
  *                 err = 1
  *                 break
  *             p = interval_tokens             # <<<<<<<<<<<<<<
@@ -32152,7 +32567,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           __pyx_v_p = __pyx_v_interval_tokens;
 
-          /* "cachesim/_providers.pyx":967
+          /* "cachesim/_providers.pyx":990
  *                 break
  *             p = interval_tokens
  *             while p < length:             # <<<<<<<<<<<<<<
@@ -32165,7 +32580,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 
             if (!__pyx_t_10) break;
 
-            /* "cachesim/_providers.pyx":968
+            /* "cachesim/_providers.pyx":991
  *             p = interval_tokens
  *             while p < length:
  *                 if p >= u and _ds_unit(units, toks, &chain[0], ns_r, p, t_avail, expires, r) != 0:             # <<<<<<<<<<<<<<
@@ -32192,7 +32607,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
             if (__pyx_t_10) {
 
 
-              /* "cachesim/_providers.pyx":969
+              /* "cachesim/_providers.pyx":992
  *             while p < length:
  *                 if p >= u and _ds_unit(units, toks, &chain[0], ns_r, p, t_avail, expires, r) != 0:
  *                     err = 1             # <<<<<<<<<<<<<<
@@ -32201,7 +32616,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
               __pyx_v_err = 1;
 
-              /* "cachesim/_providers.pyx":970
+              /* "cachesim/_providers.pyx":993
  *                 if p >= u and _ds_unit(units, toks, &chain[0], ns_r, p, t_avail, expires, r) != 0:
  *                     err = 1
  *                     break             # <<<<<<<<<<<<<<
@@ -32210,7 +32625,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
               goto __pyx_L42_break;
 
-              /* "cachesim/_providers.pyx":968
+              /* "cachesim/_providers.pyx":991
  *             p = interval_tokens
  *             while p < length:
  *                 if p >= u and _ds_unit(units, toks, &chain[0], ns_r, p, t_avail, expires, r) != 0:             # <<<<<<<<<<<<<<
@@ -32219,7 +32634,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             }
 
-            /* "cachesim/_providers.pyx":971
+            /* "cachesim/_providers.pyx":994
  *                     err = 1
  *                     break
  *                 p += interval_tokens             # <<<<<<<<<<<<<<
@@ -32230,7 +32645,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           }
           __pyx_L42_break:;
 
-          /* "cachesim/_providers.pyx":972
+          /* "cachesim/_providers.pyx":995
  *                     break
  *                 p += interval_tokens
  *             if err:             # <<<<<<<<<<<<<<
@@ -32242,7 +32657,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           if (__pyx_t_10) {
 
 
-            /* "cachesim/_providers.pyx":973
+            /* "cachesim/_providers.pyx":996
  *                 p += interval_tokens
  *             if err:
  *                 break             # <<<<<<<<<<<<<<
@@ -32251,7 +32666,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             goto __pyx_L13_break;
 
-            /* "cachesim/_providers.pyx":972
+            /* "cachesim/_providers.pyx":995
  *                     break
  *                 p += interval_tokens
  *             if err:             # <<<<<<<<<<<<<<
@@ -32260,7 +32675,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           }
 
-          /* "cachesim/_providers.pyx":974
+          /* "cachesim/_providers.pyx":997
  *             if err:
  *                 break
  *             if common and _ds_unit(units, toks, &chain[0], ns_r, common, t_avail, expires, r) != 0:             # <<<<<<<<<<<<<<
@@ -32287,7 +32702,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           if (__pyx_t_10) {
 
 
-            /* "cachesim/_providers.pyx":975
+            /* "cachesim/_providers.pyx":998
  *                 break
  *             if common and _ds_unit(units, toks, &chain[0], ns_r, common, t_avail, expires, r) != 0:
  *                 err = 1             # <<<<<<<<<<<<<<
@@ -32296,7 +32711,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             __pyx_v_err = 1;
 
-            /* "cachesim/_providers.pyx":976
+            /* "cachesim/_providers.pyx":999
  *             if common and _ds_unit(units, toks, &chain[0], ns_r, common, t_avail, expires, r) != 0:
  *                 err = 1
  *                 break             # <<<<<<<<<<<<<<
@@ -32305,7 +32720,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             goto __pyx_L13_break;
 
-            /* "cachesim/_providers.pyx":974
+            /* "cachesim/_providers.pyx":997
  *             if err:
  *                 break
  *             if common and _ds_unit(units, toks, &chain[0], ns_r, common, t_avail, expires, r) != 0:             # <<<<<<<<<<<<<<
@@ -32314,7 +32729,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
           }
 
-          /* "cachesim/_providers.pyx":977
+          /* "cachesim/_providers.pyx":1000
  *                 err = 1
  *                 break
  *             if _ds_path(path, toks, &chain[0], ns_r, length, u, interval_tokens, common, t_avail, expires) != 0:             # <<<<<<<<<<<<<<
@@ -32327,7 +32742,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
           if (__pyx_t_10) {
 
 
-            /* "cachesim/_providers.pyx":978
+            /* "cachesim/_providers.pyx":1001
  *                 break
  *             if _ds_path(path, toks, &chain[0], ns_r, length, u, interval_tokens, common, t_avail, expires) != 0:
  *                 err = 1             # <<<<<<<<<<<<<<
@@ -32336,7 +32751,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             __pyx_v_err = 1;
 
-            /* "cachesim/_providers.pyx":979
+            /* "cachesim/_providers.pyx":1002
  *             if _ds_path(path, toks, &chain[0], ns_r, length, u, interval_tokens, common, t_avail, expires) != 0:
  *                 err = 1
  *                 break             # <<<<<<<<<<<<<<
@@ -32345,7 +32760,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 */
             goto __pyx_L13_break;
 
-            /* "cachesim/_providers.pyx":977
+            /* "cachesim/_providers.pyx":1000
  *                 err = 1
  *                 break
  *             if _ds_path(path, toks, &chain[0], ns_r, length, u, interval_tokens, common, t_avail, expires) != 0:             # <<<<<<<<<<<<<<
@@ -32359,7 +32774,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
 
       }
 
-      /* "cachesim/_providers.pyx":907
+      /* "cachesim/_providers.pyx":929
  *     cdef double t_avail, expires
  *     cdef int err = 0
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -32376,59 +32791,62 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
       }
   }
 
-  /* "cachesim/_providers.pyx":980
+  /* "cachesim/_providers.pyx":1003
  *                 err = 1
  *                 break
  *     if err:             # <<<<<<<<<<<<<<
  *         raise MemoryError("cachesim: out of memory in the provider cache table")
- *     return read_arr, flags_arr
+ *     return read_arr, flags_arr, hit_from_arr
 */
   __pyx_t_10 = (__pyx_v_err != 0);
 
   if (unlikely(__pyx_t_10)) {
 
 
-    /* "cachesim/_providers.pyx":981
+    /* "cachesim/_providers.pyx":1004
  *                 break
  *     if err:
  *         raise MemoryError("cachesim: out of memory in the provider cache table")             # <<<<<<<<<<<<<<
- *     return read_arr, flags_arr
+ *     return read_arr, flags_arr, hit_from_arr
 */
-    __pyx_t_2 = NULL;
+    __pyx_t_4 = NULL;
     __pyx_t_7 = 1;
     {
-      PyObject *__pyx_callargs[2] = {__pyx_t_2, __pyx_mstate_global->__pyx_kp_u_cachesim_out_of_memory_in_the_pr};
+      PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_mstate_global->__pyx_kp_u_cachesim_out_of_memory_in_the_pr};
       __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_MemoryError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-      __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 981, __pyx_L1_error)
+      __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 1004, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(0, 981, __pyx_L1_error)
+    __PYX_ERR(0, 1004, __pyx_L1_error)
 
-    /* "cachesim/_providers.pyx":980
+    /* "cachesim/_providers.pyx":1003
  *                 err = 1
  *                 break
  *     if err:             # <<<<<<<<<<<<<<
  *         raise MemoryError("cachesim: out of memory in the provider cache table")
- *     return read_arr, flags_arr
+ *     return read_arr, flags_arr, hit_from_arr
 */
   }
 
-  /* "cachesim/_providers.pyx":982
+  /* "cachesim/_providers.pyx":1005
  *     if err:
  *         raise MemoryError("cachesim: out of memory in the provider cache table")
- *     return read_arr, flags_arr             # <<<<<<<<<<<<<<
+ *     return read_arr, flags_arr, hit_from_arr             # <<<<<<<<<<<<<<
 */
-  __pyx_t_1 = PyTuple_New(2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 982, __pyx_L1_error)
+  __pyx_t_1 = PyTuple_New(3); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 1005, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_INCREF(__pyx_v_read_arr);
   __Pyx_GIVEREF(__pyx_v_read_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_v_read_arr) != (0)) __PYX_ERR(0, 982, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_v_read_arr) != (0)) __PYX_ERR(0, 1005, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_flags_arr);
   __Pyx_GIVEREF(__pyx_v_flags_arr);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_v_flags_arr) != (0)) __PYX_ERR(0, 982, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_v_flags_arr) != (0)) __PYX_ERR(0, 1005, __pyx_L1_error);
+  __Pyx_INCREF(__pyx_v_hit_from_arr);
+  __Pyx_GIVEREF(__pyx_v_hit_from_arr);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 2, __pyx_v_hit_from_arr) != (0)) __PYX_ERR(0, 1005, __pyx_L1_error);
   {
     PyObject *__pyx_temp;
     {
@@ -32440,7 +32858,7 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "cachesim/_providers.pyx":876
+  /* "cachesim/_providers.pyx":896
  * 
  * 
  * def serve_deepseek(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
@@ -32467,6 +32885,8 @@ static PyObject *__pyx_pf_8cachesim_10_providers_12serve_deepseek(CYTHON_UNUSED 
   __Pyx_XDECREF(__pyx_v_read_arr);
   __Pyx_XDECREF(__pyx_v_flags_arr);
   __PYX_XCLEAR_MEMVIEW(&__pyx_v_read, 1);
+  __Pyx_XDECREF(__pyx_v_hit_from_arr);
+  __PYX_XCLEAR_MEMVIEW(&__pyx_v_hit_from, 1);
   __PYX_XCLEAR_MEMVIEW(&__pyx_v_flags, 1);
   __Pyx_XDECREF(__pyx_v_chain_arr);
   __PYX_XCLEAR_MEMVIEW(&__pyx_v_chain, 1);
@@ -34218,14 +34638,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_8cachesim_10_providers__Table(__pyx_m
   __pyx_vtable_8cachesim_10_providers__Table.grow = (int (*)(struct __pyx_obj_8cachesim_10_providers__Table *))__pyx_f_8cachesim_10_providers_6_Table_grow;
   __pyx_vtable_8cachesim_10_providers__Table.insert = (__pyx_t_8cachesim_10_providers_Entry *(*)(struct __pyx_obj_8cachesim_10_providers__Table *, uint64_t, int *))__pyx_f_8cachesim_10_providers_6_Table_insert;
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_8cachesim_10_providers__Table = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_8cachesim_10_providers__Table_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_8cachesim_10_providers__Table)) __PYX_ERR(0, 175, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_8cachesim_10_providers__Table = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_8cachesim_10_providers__Table_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_8cachesim_10_providers__Table)) __PYX_ERR(0, 176, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_8cachesim_10_providers__Table = &__pyx_type_8cachesim_10_providers__Table;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_8cachesim_10_providers__Table) < (0)) __PYX_ERR(0, 175, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_8cachesim_10_providers__Table) < (0)) __PYX_ERR(0, 176, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_8cachesim_10_providers__Table);
@@ -34235,9 +34655,9 @@ static int __Pyx_modinit_Exttype___pyx_obj_8cachesim_10_providers__Table(__pyx_m
     __pyx_mstate->__pyx_ptype_8cachesim_10_providers__Table->tp_getattro = PyObject_GenericGetAttr;
   }
   #endif
-  if (__Pyx_SetVtable(__pyx_mstate->__pyx_ptype_8cachesim_10_providers__Table, __pyx_vtabptr_8cachesim_10_providers__Table) < (0)) __PYX_ERR(0, 175, __pyx_L1_error)
-  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_Table, (PyObject *) __pyx_mstate->__pyx_ptype_8cachesim_10_providers__Table) < (0)) __PYX_ERR(0, 175, __pyx_L1_error)
-  if (__Pyx_setup_reduce((PyObject *) __pyx_mstate->__pyx_ptype_8cachesim_10_providers__Table) < (0)) __PYX_ERR(0, 175, __pyx_L1_error)
+  if (__Pyx_SetVtable(__pyx_mstate->__pyx_ptype_8cachesim_10_providers__Table, __pyx_vtabptr_8cachesim_10_providers__Table) < (0)) __PYX_ERR(0, 176, __pyx_L1_error)
+  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_Table, (PyObject *) __pyx_mstate->__pyx_ptype_8cachesim_10_providers__Table) < (0)) __PYX_ERR(0, 176, __pyx_L1_error)
+  if (__Pyx_setup_reduce((PyObject *) __pyx_mstate->__pyx_ptype_8cachesim_10_providers__Table) < (0)) __PYX_ERR(0, 176, __pyx_L1_error)
   __Pyx_RefNannyFinishContext();
   return 0;
   __pyx_L1_error:;
@@ -34254,14 +34674,14 @@ static int __Pyx_modinit_Exttype___pyx_defaults(__pyx_mstatetype *__pyx_mstate) 
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_defaults", 0);
   /*--- Exttype __pyx_defaults ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_8cachesim_10_providers___pyx_defaults_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults)) __PYX_ERR(0, 413, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_8cachesim_10_providers___pyx_defaults_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults)) __PYX_ERR(0, 416, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults = &__pyx_type_8cachesim_10_providers___pyx_defaults;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults) < (0)) __PYX_ERR(0, 413, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults) < (0)) __PYX_ERR(0, 416, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults);
@@ -34287,14 +34707,14 @@ static int __Pyx_modinit_Exttype___pyx_defaults1(__pyx_mstatetype *__pyx_mstate)
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_defaults1", 0);
   /*--- Exttype __pyx_defaults1 ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults1 = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_8cachesim_10_providers___pyx_defaults1_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults1)) __PYX_ERR(0, 628, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults1 = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_8cachesim_10_providers___pyx_defaults1_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults1)) __PYX_ERR(0, 641, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults1 = &__pyx_type_8cachesim_10_providers___pyx_defaults1;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults1) < (0)) __PYX_ERR(0, 628, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults1) < (0)) __PYX_ERR(0, 641, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_8cachesim_10_providers___pyx_defaults1);
@@ -35550,7 +35970,7 @@ __Pyx_RefNannySetupContext("PyInit__providers", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_prefix_keys, __pyx_t_5) < (0)) __PYX_ERR(0, 138, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cachesim/_providers.pyx":183
+  /* "cachesim/_providers.pyx":184
  *     cdef bint lru           # prefix units under a capacity: resident units are never dropped on growth
  * 
  *     def __cinit__(self, int64_t capacity=1024, double forget_s=INFINITY):             # <<<<<<<<<<<<<<
@@ -35588,131 +36008,131 @@ __Pyx_RefNannySetupContext("PyInit__providers", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_setstate_cython, __pyx_t_5) < (0)) __PYX_ERR(1, 3, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cachesim/_providers.pyx":295
+  /* "cachesim/_providers.pyx":297
  * # Routing (OpenAI): hash of the first R tokens and the prompt_cache_key; spill-over past a per-minute rate
  * 
  * def route(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
  *           const int64_t[::1] cache_key, int64_t prefix_tokens, double per_minute, double window_s, uint64_t seed):
  *     """Per request: routing key, replica index, replica count ``k = ceil(rate / per_minute)`` (the rate counts the
 */
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_8cachesim_10_providers_5route, 0, __pyx_mstate_global->__pyx_n_u_route, NULL, __pyx_mstate_global->__pyx_n_u_cachesim__providers, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[4])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 295, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_8cachesim_10_providers_5route, 0, __pyx_mstate_global->__pyx_n_u_route, NULL, __pyx_mstate_global->__pyx_n_u_cachesim__providers, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[4])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 297, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_route, __pyx_t_5) < (0)) __PYX_ERR(0, 295, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_route, __pyx_t_5) < (0)) __PYX_ERR(0, 297, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cachesim/_providers.pyx":413
+  /* "cachesim/_providers.pyx":416
  * 
  * 
  * def serve_breakpoints(int mode, const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
  *                       const uint64_t[::1] ns, const int64_t[::1] boundaries, const int64_t[::1] boundary_offsets,
  *                       const int64_t[::1] breakpoints, const int8_t[::1] bp_long, const int64_t[::1] bp_offsets,
 */
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_8cachesim_10_providers_7serve_breakpoints, 0, __pyx_mstate_global->__pyx_n_u_serve_breakpoints, NULL, __pyx_mstate_global->__pyx_n_u_cachesim__providers, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[5])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 413, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_8cachesim_10_providers_7serve_breakpoints, 0, __pyx_mstate_global->__pyx_n_u_serve_breakpoints, NULL, __pyx_mstate_global->__pyx_n_u_cachesim__providers, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[5])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 416, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
-  if (!__Pyx_CyFunction_InitDefaults(__pyx_t_5, __pyx_mstate_global->__pyx_ptype_8cachesim_10_providers___pyx_defaults)) __PYX_ERR(0, 413, __pyx_L1_error)
+  if (!__Pyx_CyFunction_InitDefaults(__pyx_t_5, __pyx_mstate_global->__pyx_ptype_8cachesim_10_providers___pyx_defaults)) __PYX_ERR(0, 416, __pyx_L1_error)
 
-  /* "cachesim/_providers.pyx":419
+  /* "cachesim/_providers.pyx":422
  *                       int64_t max_breakpoints, double ttl_short_s, double ttl_long_s, double ttft_s,
  *                       bint refresh_path, const double[::1] miss_draw, double miss_probability,
  *                       double forget_s=INFINITY, bint per_segment_minimum=False):             # <<<<<<<<<<<<<<
- *     """Serve every request; returns per-request ``read, write_short, write_long, flags, error`` arrays.
- * 
+ *     """Serve every request; returns per-request ``read, write_short, write_long, flags, error, hit_from`` arrays
+ *     (``hit_from``: the request that created the entry read, -1 for none).
 */
 
   __Pyx_CyFunction_Defaults(struct __pyx_defaults, __pyx_t_5)->arg0 = INFINITY;
 
   __Pyx_CyFunction_SetDefaultsGetter(__pyx_t_5, __pyx_pf_8cachesim_10_providers_14__defaults__);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_serve_breakpoints, __pyx_t_5) < (0)) __PYX_ERR(0, 413, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_serve_breakpoints, __pyx_t_5) < (0)) __PYX_ERR(0, 416, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cachesim/_providers.pyx":628
+  /* "cachesim/_providers.pyx":641
  * # Prefix-unit caches: OpenAI before GPT-5.6, Gemini implicit (longest common prefix at a unit granularity)
  * 
  * def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
  *                 const uint64_t[::1] ns, const uint64_t[::1] route_key, const int32_t[::1] replicas,
  *                 const int32_t[::1] replica_max,
 */
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_8cachesim_10_providers_9serve_units, 0, __pyx_mstate_global->__pyx_n_u_serve_units, NULL, __pyx_mstate_global->__pyx_n_u_cachesim__providers, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[6])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 628, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_8cachesim_10_providers_9serve_units, 0, __pyx_mstate_global->__pyx_n_u_serve_units, NULL, __pyx_mstate_global->__pyx_n_u_cachesim__providers, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[6])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 641, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
-  if (!__Pyx_CyFunction_InitDefaults(__pyx_t_5, __pyx_mstate_global->__pyx_ptype_8cachesim_10_providers___pyx_defaults1)) __PYX_ERR(0, 628, __pyx_L1_error)
+  if (!__Pyx_CyFunction_InitDefaults(__pyx_t_5, __pyx_mstate_global->__pyx_ptype_8cachesim_10_providers___pyx_defaults1)) __PYX_ERR(0, 641, __pyx_L1_error)
 
-  /* "cachesim/_providers.pyx":633
+  /* "cachesim/_providers.pyx":646
  *                 int64_t unit_tokens, int64_t hidden_tokens, int64_t round_to, bint token_exact,
  *                 int64_t min_tokens, double idle_ttl_s, double max_age_s, double ttft_s,
  *                 const double[::1] miss_draw, double miss_probability, double forget_s=INFINITY,             # <<<<<<<<<<<<<<
  *                 const int32_t[::1] tenant=None, int64_t capacity_units=0):
- *     """Serve every request; returns per-request ``read, flags, evicted_by`` arrays.
+ *     """Serve every request; returns per-request ``read, flags, evicted_by, hit_from`` arrays.
 */
 
   __Pyx_CyFunction_Defaults(struct __pyx_defaults1, __pyx_t_5)->arg0 = INFINITY;
 
 
-  /* "cachesim/_providers.pyx":634
+  /* "cachesim/_providers.pyx":647
  *                 int64_t min_tokens, double idle_ttl_s, double max_age_s, double ttft_s,
  *                 const double[::1] miss_draw, double miss_probability, double forget_s=INFINITY,
  *                 const int32_t[::1] tenant=None, int64_t capacity_units=0):             # <<<<<<<<<<<<<<
- *     """Serve every request; returns per-request ``read, flags, evicted_by`` arrays.
+ *     """Serve every request; returns per-request ``read, flags, evicted_by, hit_from`` arrays.
  * 
 */
-  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t__const__(Py_None, 0); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 634, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyObject_to_MemoryviewSlice_dc_nn_int32_t__const__(Py_None, 0); if (unlikely(!__pyx_t_9.memview)) __PYX_ERR(0, 647, __pyx_L1_error)
   __Pyx_CyFunction_Defaults(struct __pyx_defaults1, __pyx_t_5)->arg1 = __pyx_t_9;
 
   __pyx_t_9.memview = NULL;
   __pyx_t_9.data = NULL;
   __Pyx_CyFunction_SetDefaultsGetter(__pyx_t_5, __pyx_pf_8cachesim_10_providers_16__defaults__);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_serve_units, __pyx_t_5) < (0)) __PYX_ERR(0, 628, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_serve_units, __pyx_t_5) < (0)) __PYX_ERR(0, 641, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cachesim/_providers.pyx":807
+  /* "cachesim/_providers.pyx":826
  * # Session diagnostics
  * 
  * def common_prefix(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const int64_t[::1] other):             # <<<<<<<<<<<<<<
  *     """Per request ``r``: the length of the common prefix of prompts ``r`` and ``other[r]`` (0 when ``other[r]``
  *     is negative)."""
 */
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_8cachesim_10_providers_11common_prefix, 0, __pyx_mstate_global->__pyx_n_u_common_prefix, NULL, __pyx_mstate_global->__pyx_n_u_cachesim__providers, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[7])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 807, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_8cachesim_10_providers_11common_prefix, 0, __pyx_mstate_global->__pyx_n_u_common_prefix, NULL, __pyx_mstate_global->__pyx_n_u_cachesim__providers, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[7])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 826, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_common_prefix, __pyx_t_5) < (0)) __PYX_ERR(0, 807, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_common_prefix, __pyx_t_5) < (0)) __PYX_ERR(0, 826, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "cachesim/_providers.pyx":876
+  /* "cachesim/_providers.pyx":896
  * 
  * 
  * def serve_deepseek(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, const double[::1] t,             # <<<<<<<<<<<<<<
  *                    const uint64_t[::1] ns, int64_t unit_tokens, int64_t interval_tokens, double available_after_s,
  *                    double idle_ttl_s, const double[::1] miss_draw, double miss_probability,
 */
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_8cachesim_10_providers_13serve_deepseek, 0, __pyx_mstate_global->__pyx_n_u_serve_deepseek, NULL, __pyx_mstate_global->__pyx_n_u_cachesim__providers, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[8])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 876, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_8cachesim_10_providers_13serve_deepseek, 0, __pyx_mstate_global->__pyx_n_u_serve_deepseek, NULL, __pyx_mstate_global->__pyx_n_u_cachesim__providers, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[8])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 896, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
-  if (!__Pyx_CyFunction_InitDefaults(__pyx_t_5, __pyx_mstate_global->__pyx_ptype_8cachesim_10_providers___pyx_defaults)) __PYX_ERR(0, 876, __pyx_L1_error)
+  if (!__Pyx_CyFunction_InitDefaults(__pyx_t_5, __pyx_mstate_global->__pyx_ptype_8cachesim_10_providers___pyx_defaults)) __PYX_ERR(0, 896, __pyx_L1_error)
 
-  /* "cachesim/_providers.pyx":879
+  /* "cachesim/_providers.pyx":899
  *                    const uint64_t[::1] ns, int64_t unit_tokens, int64_t interval_tokens, double available_after_s,
  *                    double idle_ttl_s, const double[::1] miss_draw, double miss_probability,
  *                    double forget_s=INFINITY):             # <<<<<<<<<<<<<<
- *     """Serve every request; returns per-request ``read, flags`` arrays.
+ *     """Serve every request; returns per-request ``read, flags, hit_from`` arrays.
  * 
 */
 
   __Pyx_CyFunction_Defaults(struct __pyx_defaults, __pyx_t_5)->arg0 = INFINITY;
 
   __Pyx_CyFunction_SetDefaultsGetter(__pyx_t_5, __pyx_pf_8cachesim_10_providers_18__defaults__);
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_serve_deepseek, __pyx_t_5) < (0)) __PYX_ERR(0, 876, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_serve_deepseek, __pyx_t_5) < (0)) __PYX_ERR(0, 896, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
   /* "cachesim/_providers.pyx":1
@@ -35918,47 +36338,47 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
-    const struct { const unsigned int length: 8; } str_length_index[] = {{6},{8},{13},{15},{1},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{179},{44},{8},{61},{49},{51},{67},{15},{7},{6},{2},{9},{50},{26},{27},{30},{37},{37},{50},{5},{24},{13},{8},{14},{10},{12},{12},{13},{14},{13},{16},{14},{13},{8},{15},{6},{24},{26},{20},{12},{9},{17},{8},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{7},{1},{3},{15},{3},{6},{18},{9},{14},{17},{1},{5},{4},{3},{10},{16},{7},{6},{10},{7},{10},{5},{9},{6},{10},{11},{9},{1},{5},{9},{6},{19},{8},{14},{5},{9},{18},{6},{13},{5},{5},{15},{1},{5},{6},{9},{3},{5},{9},{10},{14},{7},{5},{5},{9},{8},{6},{7},{5},{4},{13},{3},{1},{2},{10},{5},{5},{5},{4},{15},{4},{5},{8},{1},{2},{1},{5},{5},{6},{3},{2},{4},{8},{2},{4},{2},{6},{3},{6},{2},{7},{15},{4},{7},{9},{7},{15},{7},{10},{9},{16},{4},{1},{10},{5},{7},{4},{2},{3},{4},{4},{2},{2},{6},{4},{5},{5},{3},{3},{5},{9},{3},{7},{1},{4},{4},{10},{19},{3},{16},{9},{2},{11},{13},{7},{1},{6},{1},{4},{8},{12},{8},{3},{7},{11},{11},{11},{8},{8},{2},{6},{8},{5},{9},{6},{4},{10},{4},{3},{17},{14},{11},{10},{5},{4},{5},{5},{4},{4},{6},{3},{1},{7},{5},{6},{11},{13},{6},{4},{6},{10},{11},{1},{6},{11},{5},{6},{6},{9},{1},{6},{6},{7},{8},{6},{6},{1},{17},{6},{14},{5}};
-    const struct { const unsigned int length: 11; } bytes_length_index[] = {{1},{23},{9},{13},{197},{260},{1107},{1699},{562},{2025}};
+    const struct { const unsigned int length: 8; } str_length_index[] = {{6},{8},{13},{15},{1},{2},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{179},{44},{8},{61},{49},{51},{67},{15},{7},{6},{2},{9},{50},{26},{27},{30},{37},{37},{50},{5},{24},{13},{8},{14},{10},{12},{12},{13},{14},{13},{16},{14},{13},{8},{15},{6},{24},{26},{20},{12},{9},{17},{8},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{7},{1},{3},{15},{3},{6},{18},{9},{14},{17},{1},{5},{4},{4},{3},{10},{16},{7},{6},{10},{7},{10},{5},{9},{6},{10},{11},{9},{1},{5},{9},{6},{19},{8},{14},{5},{9},{18},{6},{13},{5},{5},{15},{1},{5},{6},{9},{3},{5},{9},{10},{14},{7},{5},{5},{9},{8},{6},{7},{5},{4},{13},{3},{8},{12},{1},{2},{10},{5},{5},{5},{4},{15},{4},{5},{8},{1},{2},{1},{5},{5},{6},{3},{2},{4},{8},{2},{4},{2},{6},{3},{6},{2},{7},{15},{4},{7},{9},{7},{15},{7},{10},{9},{16},{4},{1},{10},{5},{7},{4},{2},{3},{4},{4},{2},{2},{6},{4},{5},{5},{3},{3},{5},{9},{3},{7},{1},{4},{4},{10},{19},{3},{16},{9},{2},{11},{13},{7},{1},{6},{1},{4},{8},{12},{8},{3},{7},{11},{11},{11},{8},{8},{2},{6},{8},{5},{9},{6},{4},{10},{4},{3},{17},{14},{11},{10},{5},{4},{5},{5},{4},{4},{6},{3},{1},{7},{5},{6},{11},{13},{6},{4},{6},{10},{11},{1},{6},{11},{5},{6},{6},{9},{1},{6},{6},{7},{8},{6},{6},{1},{17},{6},{14},{5}};
+    const struct { const unsigned int length: 12; } bytes_length_index[] = {{1},{23},{9},{13},{197},{260},{1144},{1756},{562},{2099}};
     #ifndef CYTHON_COMPRESS_STRINGS
       #define CYTHON_COMPRESS_STRINGS 90
     #endif
-    #if (CYTHON_COMPRESS_STRINGS) == 2 /* compression: bz2 (4299 bytes) */
-static const char cstring[] = "BZh91AY&SY\324\236ru\000\002\372\177\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\300@@@@@@@@@@@@\000@\000`\021\037z\350\333\n\3675\305j\326-b\332\217l\351\221\327@\001v\245\0131\035\336\355G@\n\200\010\000dAMRz\232\007\352\237\250\365M\243S\047\2326\206\211\243h\243e\047\352\237\211\351\242j\2326\241\345\003\t\264\r\000\000jz\206!\221\352=@\224 &\232\004\000\230\215&R~\251\355\021\244\332M\r\006C@\321\2401\032\000\000\000\323 \000\323@\001\250\311&\223\324\000h\000\001\240\000\000h\000\000\364\200h\000\310\000f\240\000\3654\000\003L\201\"\022\r(\364\311=\0312\236\223jh\310\364G\250\323O\322\236\221\27524\332R\017H=M\032\003@\320\311\246\214OQ\341=HhA\246&\004\030\000\232i\246\230\000\214\004bd\300&\000\0020\214\000\0020\002d\311\204\304\t\024@\312d&Bj{F\246\232\236\n\017A\003G\250\000\006@\003M\003\020\003M\032z\206OI\240\017B40\335n\t\351e\315\252\200\0372\266\010\353r\377\255\375\365\001\"\010]d*Q\327;\010_\330\257\212\303DX\303C\320e\202\301\0015\0200\275|\221\r\222\005\200\303Pk\025\001]\224\241RR\021\227dK\375hm$\233\020\2354\231\350]\222\362,\020\201m\237\371\002\004\020 N;\300\204\010Z\000\362v\216G;\236\205_-DA)\332f\326\246\204^`\330\000\330!\261\r\205S\023\265\206qx\231@\247\231:\225c,I\202\2004\005tH\000\233l\033\030\3016\002\240T\240`]\027\377a\244\245i\014\220+\220\256Hjf\331n=[Md\016\r1X\211z! \2122Z\230<\nT\342\225\316p\25239\224u\363\002\230\204\022\002\021$\023\013R\220\203\355\242\010\251\246\nRH\251\"\240$\025\222\276 \014\014\001\261\032\2015y\202\232\232\231)\005\270\ryH\014C \336\030l\304\204\024\021\230\202\340-3\013\256.\260\245\242\311\003m\245lb\346\023\002\251\347\330\252H\033-bu\205x,V\\]\230$\214LF+B\324\225\240\335\341\027\211\223\230\245\231(\030\251@\306\254\235\240\2467\0163*\000\364\202\200\3304n\357V\322rJ\325\203n\311\341\316\300\nu\026\0266C\034\024\0308\211\315\305\270\352^*\305\021\206\002\350\\\007 \200I\024K\203\000\322\010\022\3004\323p\301\214\260\317L5,\336\031)\266+\2736\"\211:\302\241>f\023g\251""\364\373\274:s\322\333~\247\231\243{\210Mdu\021\253a\325\314\350\341\325\341\225\2428k@<E\306\276\356\307\022\374\023\261\253*~*Pm\234`\325g\"\000\250\346:?|ZK(\326SSY\033\"[tnr\rq#i.(\270h\355\300\342\023\n\253C\223D\222\304\302\202\316\342\321\301\230\"\230Pl\365H\r 6\006O\337\221L,\200LKl\257jxT\366\325\250R\211JX\\\311d\346z\030Nc\223\024\010\007\234|\232\244\223\024I\367?\2476})\325VTL\334\230<\223\"\372\350\321\030c\213\374\257?\271\331\323g\037V\035z\270\350\237\250y>\216\007~\206\356\306\237}g\34442\227?2l\251\307\322P\332u\"%\210\026\302\303r\271\000x\2760\350\266\006\006\031\215; I\004\341\n\016\250[\273\032\227\311\010\020\223\217\013\200z#\204\036\022\224\377\027s\014\303\251@(\205\000\364m.V\321\360s}\330\"d\3215R\220JH0.\205\201`X\203j\263&\342\306c\\\333\013\004\260/\357\367q\252m\2314&\023\304=\345\322\200@\262*a\305\"\224)\014,=\371i\234p\261\217\005\364P:,\272\020\346|\374\376\210\033\260\320\335\333\276\030\321\210A\236\223r\033\216\300qy\234\211\247*\322+\004\224m\302\024e\234\tp\035!\207\243\032\025N\r\214\245\306\212\025{\266\234\t\252R\261V\211)\342\230t\276\275C\241\243iij%P\267\273\221\353\372\306\262\357\205m)\346\344\326\037\251x{\243\325\375\233\265k\034\341\344\233p\227\210j\014\003pk\360\364YC\207\355\365\037\302\250\205P\256\224\270\rN\332\004A\274T\365\r\257\262;5l\365\272\371\340\330\373\265\262\213\031Q\357\313\327\003z\362\303\207\270\202s\333\353vQ\017Z\232\047\203+e\20637\037q\212\275&\370P\240\247Wn\374my5v\311y\260F\220#0A\250\226x\032\251\016\210\347\267I{\230\013\001\260\\\"RcT\256P\303R\016MB%\316\306\237+&*\037\203\241\005\204M\270\034m`\276\026\205\250.A\203\001\204\336\340\351\343\326\307\230\221\341\367p\014\0210D\3010\326b\271\303\220\247\211\323\226L\270\033Y.K\213\213\253\2478\032\214\204\230M&\023&\006W\327\035\230\047\215\357\326\251T\246\007\032L\027\004\222\022\003\r\304\373\311\351t\230w\n\246\232\225+TM\047\212i_\005\233\226\224\242]\224\036\215\340p\353\210l\277M(\374\240\256\352\232bG\025f\365.kM\350\331tv+""\333\217+B\025\022\267\274hD\030\230n\205\346\375m/\351\225(Ye\241\005\037w\233\236T\013\375*1\217\005\351G?W\312x\245\227\241\347\303\350\302\016\211i!\255\366IA\005R\243p\265\357\363\2119\047}\267h\256\213p\222\341\2067\304\005\036\037=x\016\232\277{\344l\206s\250\035\\[\342\255\235\231\355\231\343\323\213F\236\036\341q\325\316-j\373\006\277a\324\3114j~\232\234RX\253\256V\267E\242\034\332\322\202\231dMu\023\266\246\302\231\022Oe\344\024\236\362\377\261\360\353\034\301m\0374\005\362\354\247\2433\027\245\210\274\326H\002\016\321\0242\226\214\202\305\347h\316R,\005R\361\357\260Q\374\210\351\347\276\302@e ]#\021\007H\022+\200tL`\333\"\341\240\367\245\304\230\3631\223\025`j\025\"\312,(\247q\341qp\230ab\307+\267\312\3629\003\311\034\361\310nu\307\226\233\341\362a\230\344\273\272k\312\344^n\030\274td\312\230(\375\346q5\240j\r\311\257`\336\034\272\256\277gB\2468w\274:\265x\317\213\370\260\351L\336\213X\327\212\0304\230\330\275j\003?\232\307\240\253K\241\342\227\213dJoK\222Q\304\341\336J\341\261\266\260\335PeFP\312i\031K\021z*\245\024Uk\0056\2706wY\344#\251Q\355t\263\255\217\"\032\025$ji\016\220\242\252\357W\332>\205\256G\254\225\010\323 \3102\014\223.~\335\251\337\323u\315\001\3101\317\034\236Jng\311@\322\047\346\222\345\306Q\207\222J\247\344\326u\343c\025\313\r\214\256\261=\022\3035\016\247--\260\034,\013\2108\300n\256\221\240Q\274\203\327M\302c\262\r\025\3777U\362\215\211\227\236,\\6\035C\3456\211\035\035~\235\263U\260B#Ne\3423S3\340\217\256v_\036\315\221\315)\026\330@qjf]+\032\305\374\246\026\"B\2163\332\273Qm\031s3\"\2509\360\345\245\255\n\257p\2760w\231\251\014\375=\"t\236\373\2500\3179sZF\204\347\000\223\275\345\211\220|\017\235=\240:\217\027*\264\322f\220&\221\010\002\022a\017#\014\020Z\360r\350\337|b\260\316\344\223\205\303\014\023\0142\322v\214\307h\314\216A\202-\203M(\347\302\035\265\002\202c% \316\305\257\302\235\215\r\353\371\024Rp)4`\225z\r\2424w\301 \252\3626\246\255\375-\321\004K\245\277v\236d\266\303\263\026\244\023\313\266Y\324\323f\332n\376\271y/+\364:""\322\313-\013\264\"]\252\372eR%\224;t\205d\365\316gbZ\344\030\016E\232\356\300$t\364\047]\276=N\261b\021\356\353\255oW#(&\213.b\235\353%\rn\342\376)Km{\224\274:\373.\236\275H\307V\262\264\007\302B\251z\313\241\215\353\245R+\245rz\361\022\206\332\303\217\013\250\3757\371\224A\351u\322I-\366\355\270\262\332\262\263L\343E\354N\315\223D\204\313z\353\253]Mnx\271`\223\036\335%7D\203V\353E\341N|6\222\013d\314\243E\033\216w\340\245\255\007`\256z2\212\375:\336\345Q\343ch\362\355\271\240\364\333\026\236MeP \021X\303{\t\220\245d\304\302*\304\221\030s\303Vy\230\205\361\321`\310Y\206\267\n\265\275\240\245\312\360U$\243\3072?\231\331?\264\207wvZ\223%\t^f\315n\240\237\005\261b\035\311\006tS2\324\021Vvh\0348\347\265B\372\252\311\017\005\317$<\255i\023\r\013\310|\311\025x\245B/\022\355\352\036*\276Wgq\301-\334a|\004\261P\336\322\003j^\351l\327H\225:\227>\206}\215\007\240\266\276\304\321U\264\033f\027j\301\317\215Y\236\n4\037\256\254\352\034d\035\335\325P\316\306\256\310\215\221\032\213g\\\332\332Q\244\037D\0355\245\007`nB\021r\211l\320XL\024+\021&f\210\343i%\211\003\307\362\022\004sG(\017\021\325r\245\366&\324M\232\225Juo\tr\247\047_\016\207B\366\256$\240J\t\033P\261w\275\225\353|B\034a\204\271\324\325L$\344\3037\026\0341\t\006CM\206s\2340\220\351G\256\344\r \232@\326\211\261\023ro\346C\233\226\034\206e\274\361\362\315\237\214\010\252\350i\347\227Sp\227lb*\272\327\023\226\306}\212\365Z3\257\331u\353di\277\246\376\np\350h#`\256.\314j\016lh~<\264\207\310\263>\304\3646A\227\265\252\357*\004\310^;\216\206k\"\246eY0\252\271\321\345\356-Q\313\0352{\351\\|\244V\277\013I\300t\246\350k\213R\035\t\321\320\201\317\307\216\311\213\301t\246\214ux\220\305\3508N\342\221\226\311\345)\234%\024\257\203U\366\252\336\250,\032\312#\207\252%Z\344eq@\262[#d\256s\250s\321\313\205\245\250\2259\352\204B\3027\332\214\373\232\366\265*\242\276\251\261Q\343#(=V`\244x\303\277\014:Z\226y\350\020\257S\274%\305p$\275X\031\270\270\251\206\346\032\340\227\341\260\264\3224\320i\255\200\312e\021\2241k`.F\027\034o5\355""\032\024\345\310K@\327|-z\257\242\034\2567h\244:uM\212\"b\265@-ap\351\310\226C d\3119\233\n\035{x\275\031\242\252\\\207V\031\261\3041@\3051\014N)\355j\204\364]\327\312\350GNu\30000\0149g\364\364R\300g\252\2529\270\"3\305EW\357\177n8\344\270\367\2622\313\252\370\356\261\233\343\261\324\274a\232,A\315\255\274L^\203\207\303\315\354\n[`\230m\331\245q\254kEg\020|\034<\237C`\204>^\230\035\023ww\361K\356\003x>\361\2354{\215#\250$k\033/\220\021A\322\027\346\320x\0145\206\032\2461\371\"\316P\010\203m\233\335s~\000uP?\347\365B\336 8G\206AE\207\3702,\245\252F*\016f\013\360\037Zg=K\013\203w\032J\222\324!\245\212\253\336\375>\243 \020\02263p;\t\370\310G\330&\\\204\nl\020\ta\337!\217x\261Hz\336hL?_I\326\3145\220IR\001\230 \001\241!U\324\312\002\220S\203\265J\001\335\202\361eH\002\255*\"\010\"\341\030 c}8.Y\305\211\016\270o\003D$\273\247C\3471\234\376tD\340\214\211\001\300 \206\024Vf0#\266\336s8\036\310A\335\026\363\323v\035\300\2103\342]\370\021\nB\212J(Pm\262\034s\350\026\372 n/y\255\310\210\026}\002\326\272\317\213\302-\256,\010\201\035\331%W\205\275\235\2464\007\254oj\234\261\352\207{\210u\014,\310vI\237uH\006\030\177\036\356\326\322n\260\366\310\353\023 \327\245D\031\023\252\246UJ/\010\201\204\035\306\347\241\326\003i\376\026g\005\233\272`\267\244\206\373\033\252\360\324j\244\n\270\000T\005f?\t\375\256\310\020\243\225J\014\014\221\236\242w\244T\013\022/\325/\327a\2350r\003\245B%\300\236\272\ne\343\354\374]v\334\333\333\333\211\003\256\341\273\317\357Y\274\240V\0000\341Q`\277\202\301\203\331\320\276\002\330\323ZW\277\270\333\335\215\337\314\n\010\256\301\016\026\373&\241\016\240\027\3362=\205\302^\230o\216\246\350\337%\334\267d\010\367\317h\307\265`o\334\031T\260\241\332e\360\362\225P;\203\340a\257wk\332\003\200.\t\202$8\337\326\301\306OBu\303I\023\010\"\335\216\257g\335\336\033\340B\343\t\0251\340\261L\034B5\371\023\206\200Z\233\010Q\224\202\235\316\366\275\342;A-|\021\300\007\327\345\201d[\034\221b\245\304;S\263\236\374k\372\272\367\365\255\355\361\037\334\212/\t0\235~ \231e""#\201\307\250\n-\240\026\272\352\r\375\375\376\006\326\373\3069}\2473\2568j\\\301kd\331\355\356\001\254\372\375\256\314\002a\223\005\274\235\234R\355(\335m\323\266\332\002\335\215\260}\262\320\340\216\341z\363\207s\271\272\006\354\r\335\262C\224z\343t\227\016\307X(\2009Ko\013\370\206\250\221\266\\\314R\227n\300\302\034\370\036B V\355c\3061mNk\355\365\3567\002\005\373\2210\016Hn|~\236\343m\356\000?R\334\003\262\205T;8K\260\341\316\266\360qa\335B$\3061\312\363.$k\324\004T\000\244\235\001\206O\\\2041\021\203\014\255a\016pgF\361\027\304\205O3\n\240\350\265\311\370\313zS\204(\344n>B\351o]7\357+$k5S\322U\354C\200_)v\376\373p0\264l\335\037\035\333|\265UB\210\2120\331\267\312]\304\266\006aR\022\325\210\362Z&;=^J\354$\315<\336M\236\252\265\237\022\"9\t\324\345:1\256\226\254\332aS^;:i\352#\351\025\353\357\363K&\255\213\017\215WN1\2729\244G\033\271\356\327x\230\r\373\021\241\262B\332\337\261`\233\n\311G?N\276\216\210b\200%eZ\237\335\177\371\272G\235\223\025m\350\264E\261\214\232\343HS\370k\326\021\000+!\013V\215@\004UY\226\221w~\272\202zwb\330BjT\310\246&K\253H`\211EN,&\230\341\001v\232}\024\202l\225\371\256\225\010\020\005\355N\245\020\244\235\212\260\3214\310@\253\r\273\220\333\037\202\035\n\nBg\347\320\032\211\337\301\235\213B\207#\025\014\375\214\334\337\353:\260j\265R|\003lfp\376~\047\016\034\306R\340Q\324\327\341\027\316\317\355\371\250\355|\257\363l\201r\234\374\241\254\202\231@\234\001s\"u\276\323\220\355\216\3778w7\217\361\275\016f\336\275\354\275n\207\032 5=\244\002\253G\036\251s\237\032\250\230\002 \345\\\301\373\020\362\345\331\336h\275\335\3343\315\203\016\036\320\231Q\356\016\221j\2722\330\026rN\047*\247D\233**!\301\362\356\354Y\034\350\214\242]\\At\212!\034e\315\351\315\324\265\344\303\n\2012C\301\211\224\302\211\2210\201$S\205\032*\256B\035\r6\363\213\241\244UR%\361j\023g\235+#+\360\337\047\232\232\216\212\317@\314\233z\220\0473\200\352\345iw\342\003:\272\213M\347(\341\224d\020\203O9\274\344U\027y\030r\204\0231Sx\253p\365P\346\024\234\362\254\221\312\215\222""\232\306D\2022S.\354m,\345\363\336\254e\315z\313I;\016\335=\030,C\213\253\311\364=\306\253\347\343k\255\216q\257\026\220\300\031\314F\255\227\323FBr\"E\354\021\204a=\230\"O\020\217\376.\344\212p\241!\251<\344\352";
-    PyObject *data = __Pyx_DecompressString(cstring, 4299, 2);
+    #if (CYTHON_COMPRESS_STRINGS) == 2 /* compression: bz2 (4335 bytes) */
+static const char cstring[] = "BZh91AY&SY\026\301\275}\000\003\016\177\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\300@@@@@@@@@@@@\000@\000`\021\177z\t\002\367\275\336u\241L\265\253\275\275z\362n\322\n\003h\326\326\300\333Rc\320\020\000\036\000\260\010dH$F\200\3653I\247\246\247\251\351\212y6\200h\214)\350\320\230i\014\206 h\r\017Ph\001\240\000\006\215\003B\004\3014\324\304\311\030\t\224\247\351O\3213Tz\010\006\200\006\200\017S\324\000\0002\003\324\000\r4\320\001\246B%1Q\240\000\r\000\003@\323@\007\244\336\323$\306\225\000\014C\324\000\001\240\321\350\217S\321\036\240\002S$h\210Jz=R~J4\036\024z\217\024z#\322\031=\021\372\247\264\240\r\r\003@\r\000a=@\017P=CO\325=@\020i\211\201\006\000&\232i\246\000#\001\030\2310\t\200\000\214#\000\000\214\000\2312a1\002I&L&\202i\001\2652&\232\236\232\247\351OD4\032h\r\006C@\r\0002\000\r\036\236\244yOP\000\311\243M2\276\270\323q\256\026\000\336\215\254\010\373\037\347\375z\376\262\261$X\205\353\241=\037\354\366\020\277\341_\347\004Z\3303\026\232!\220\202\327\311c/\356\350\321\0321@f(\214\211\341\031@J\004\002\311\373\"_\371\220\314 \031\2043\010\032\0207\320\275\222\344LD\013\247\355 \201\004\020%n\200B\004.\000y+\213\025\226n\241W\317\225\016J\225\253oI\\$U\201\230\000f\0043\010f\010\334&\275\203|\251p\361SU-Q\030\222L\204\340d\004_1\001FfI\206\004\314\201\231\000\361A\003\001\205\215\355a\002\013A\211\204n\2027D\033\2427\307>\261\027\255\005\225P\241\346\327\232CcM]EA6\212l\272u)$73,\340\310\032\351\302\027\214\020`\310h\033\025\320\203\345D&L\231Q0\212Q\")\021\002\201\"\230 \003\026@3\010\345\n*\260***\023\230_\211\3219\201\230\303\231\262wM\203\234\234\215H/ASQ}\345\362 \310\224\301\231\230\n\331cP(\005\264\340\220Z f*\302h\204q\222\225\345\372\200\026l#:\242\251*\2035\302.(R\202\236j\201\223\024\014\252\345\326\0141\225\343\214\331\000\365\006K\026\266\376\355n#\025\025$\314\322\242\313\001)\300\"E\230vnN`RB\321JS\331\324\256t\234F\246#\001\221\202oeHJ\030\356\037\247\225\273\2748\020=\021\257\360\336\212n\334\243w\035?Y\250\212\022u""\205A:\254M\213\241|\234\275\374\230\2627\302\371~\010\374z\031\265\3473\023\265H\3462>\274\375f$W\353\266 \350\225w\363\266\216\376\354\266oj\256Ui\035,\020\021\307/[\r\000\343]dk\351\300\206b\0041\004X\344I \007\232p\326\270$DA\326\210\362\";0v\000\361\315\201T\013l\245I%\tK\262\211\223\rI\240\366-E\250\273\006\200\224\001H\235\235q)|\210\004\205t\353\335^\355\217t\325\250R\201JL\275\312R\221\3641\224\213\026H \036i\364j(\254\222\227o\373\351\257|\271M&E\243\202\001\346\212\212O\014\032\312\325~\177\245\325\327\305\357\333\372\033\317-\270?\264x\276u\303\277\001\323\324\351w\232^K\241\234y\264\\u7\037[G\006\2072J\210$\211\013M\360\226\343\245H\311\230\205S\014JX\326YD\273\321\213Z\022\274\342\t*\370\261\344\314\"\tX\220\360\204e\372\273x\346YJ\001DP\017B\342\365W\375\357K\355\271\024(\005\025\252a9\240\305zrD\202H:\242i\345\255f\265\351L\230\246\030w\275\266U\\r$\211\004\262\017\203|`\020\047k\030\356V\252\024\2063>\354\366\236\370$\303c\202\0363\345{\235\350\376o\323\337\003\261\334]\235\354\003ZY\2108\0007\226h2\333\275\n\226\305\206\262\222k\0222\225\342B\362\221-\231sJ\323\024\232C\020ec\336\243\331S\206\212\tIE\023T\316\201\340\375|\307\247\262\245J\245T]\327\250\360~\343\204\277\315\272\224\3635:g\205\266\371g\253\342\331\301\302Y`\362.\330,\004p\006!\2602\361o|\006\317\335\344^\311\021\t\020\226%0\006\225j\0004\004\363\013\3105-\355\317N~^{\230\227{s|\r\256\202\327_\324\000\326|)\263\320an\217\227\256\004<\260\302\312!\245ix\302\376\315\016\326\315\332s\310s\367\260\262\255\247?x\237\234\344r$\032\204\034\311p\001\316\221\322v\327[\274\031\036H\312\221\244\334\047U8\2633\024\311J\254\322\225\301\267\255\343s\354\273}\006\262\02338\367=\001\200UU\005\3501\304\310\361r\355\327\321\257RG\302\353\3041K\022*\0252\027\035\340p\006;\234kT:\rHS)\211\211\313\033\300\032EH\013\010\254RD\211\001\253\n\345\305\212\362>3UUS\023u$\r\212\212\"\006;\t{u\370y\305:\204\213\031\t\tH\213\021\346\014O\302\376\203\204 S\253\026I\341PT\301\263;X\262\037\275M\367\274C\004\211\346""\017\266\371\0144\341\300\276d\207^f\264%p^n\351\241\004*\002F\200Y\376VG\264\251B\245\2264\024z\234\034[\024\005\370\2241g>\271\021\305\353\367O\216j\370\265mO\265,SD\203\202K\326\016a\00311`V\310\261\236\374X\242}%<\047\204mq\322\225u\002k\303\357_\367[k\037\303\213y\022\267\013w\0168^\375\367\364\025\371\365&\032\251\264\342\317\236\246DR^\250\313\325T*Xi^2\033I\327\032\246i\034\"\010tdP\006+Qa\351\026FG\021MDW\254\362\014K\220\303\360y\325\2670\272\217\222\006\370\023\247\241#\047\251\246\322q@\014V\r!WaP\036{\221\2669\301\340\031\213B\326\360a|\003q\335k\303\200\212\005\242^ \321\004\212\000\031\345\360k\221`\307q\304\260\216\270]c\253\001\215)T(\2046\212\352\260~\032\016\266\024\210\013\001\320\270:\330<h\"H\214 \230\255\272\334\305?\231-\0228\037G\035\334-#\327\266\253\nk\220\312\343\013\3301\005\231\001\244\016\222\317PO\025yN\335\\\014\256\247{\305\257O\201m^\344\nu\203a\034\233-\304(\216A\231\364\230\001\027\322\365\2203\204\335\361\013\212\314\235\033\223\317\037\344x\367%x\31432\312\373Cr7\006\343\220\334I\030BQ\252\022z\010\365\362\035\016\273\261z\342Qg\273\033\326\226(<U\0308\236\tp0fz\315q\013\200\212\211f\343 \330T\n\220\250\025*\356\354\324]\374g4`R\025\272\207\037\033\217e\304\305M.\302R\244\322\331\233\244\235O\035k^\3179\257`Ft\305f\375U\006\256\322\357\246\330\340$y1k,\344\216M\246\302\2264&\273R8:\330\215?\3639-\315yW\342\203j\202S\220[\254F\206\341\317\307\033\014\336\0104%\226\013A\"CB\330K\225\350}\257\315\272\034\341\027\206\005\010\226\203\304\333&\257\205\200<\211\220P\276\047-D\222\010z\021\010\314\0051\2741I\0013\352\024k\025\350\351!o\036 \270\217u\310\017\201\231t\336\262\036\303\026\000x\334\235\365Y\241\270\3363`\r\353\327/\006\004X\020\030\020\356\200;\244]\320=\235\327\0209lQ\343\242\326\264\331z\211\312\007JP\251J\342;\002 \354\010\204\242\014% P\242\047\211\373k[\254\310p\204k\250qo\352\364\366e@\227W\271k\235\006\016\224),\202b\330+\337\006\031\2546!\231l\352N\r\"\235\233:q\326Rx\312\344\203\013\333E\327\230\305\372\241\321""\375\253\346\254K\311\314\236\370\201<\010\247\246\330VA\241\360\035\230\350\006S\261\207xb\007d\340(\024Ga\347@\0348\357.q\355\220\346\r\2407\330\345)Zj$0\013\007\315\004;\317s2V\325\355(F+Q\213@\347\327;2\322H9d%\000\026\307\0031i\273z\rg\211\223O\023\252\317h(\rRf\335\223\202\361\267\321\201\005\224\346\342q\333\035S\017\214\220\321,\033`}e\327\235\204L\260:<\345\247&\014\224\260u\241X\026\234D,\350pjJl\007\262\033\251\2508\010\271\020\3024\223m\353\241\210\243\025CR\311\014\032\361\311j6\036;+\207\227\361\347\007\256;]-N\235P@-ka\310\341j\030\254\\H-L\304C&\301\305\277\047\010pW\213\240\340\323\304\343\221-\274\016\350\334\254\t\030C\313\034\237\245\232\237\335!\327\263W\002\324\301\034\014\363\273\200%\265\246\326\207n!\2551\233T\0234\247\274U\343<\345\253\006\027\263I\036\343\007\221\036_}\326\227o7h|\210\225x\305B\327\212\376F\017\035\237\033\365\330mWl1\302\002\233#\221\321\003\215ac\263\312\r\022\034\216\374\021oF,\201\305o,$q\0013\244\364\321Kl\221\026\001\204c\370j\353(n\210y7\332\366=\216~\340\216\340\216e\334\361\216\256\245d\001\273\340\320\212Nl\207\300nS\321\263\021\026P^\351\326mu{\3229\333R\204\203\332t\333\021\274j\0035#u1Y\226\242,\364\231\210r\326\003\270C\202\255f\3652\324\225\301\314\016a60i/\330\266\254\270(\320\223\234h\337K\021\214Au\254\033$\3011\010l\206V\"\261\256z X\346\036\333\020o\202\337\003\205.$\266.M\021\247k\036\320\347\035\243\266\272/\332\300\323<\022\313\335\3116;\261\255\006j\212\205\216\315\026\363Y\234\021V\347;M\355\207O\033v\030\331\275\030Ia\245\327\256aF\341\025ha0)\346D\253Y\312\360lS\222ns\332\014\330\023r\207-\017i\215\006n@fw\222\305\252\0210\240m\305\313\\%w\236F\226\322\"\306\005:\3053&\244\031\274\267\201\274\200\335\267nv\003\330x\226\027i\3562\345\220P.\243\rvvU\003\254\033\034\262\227\207M\2613\264\310\031\260\337\002PY\221I&Hj\020\001\356\315\257t\324\250\r\320Q\322\"$R\t\272D\032\003\305\261&\256ijD\244\205m\261\320Qa\303Ad\262&\3278\365\255\007_s\327]\205\2367L\331\276\031\0105\226\304)a\027\333\007\255""\255o)\203\272V\321\033Pm]!\270\334#pg\312\202d.5^x\037X\315\233zC\363\034\317\2076\332A<}\272\211\340\331\304w\026\241\242D\201V\013\306\206\211hh\032iI\034E\017\033\217s\323\235k1z:1\317,\203$\005\305p\027\r\245\335\221\0130\237>\023cq\274\350\005\005\000\247\013\374xA\340\"\314\314\224\233\010\221`\310\315z\327\331u\325;\273\325\025\257+[\320\364OI\007#\332\315\r@\305&I\334\271\350\260|<\316\240\245\323\026<|[\355\255k[\026\370\346\345\313\317\371\275#\037\223\302\007|\354\354\375\351z\240x\203\366\214xQ\366\231#\370$\216\203\270\3370,A\340\027\363d\036\375\203\240A\3237\213\224\217]\014$\022H\357\370Nf\007\361\200G\255\340\202;\343\023\236\310\342P\177\261A(\272\013\210h\363\271{\231\216e\324\247\023\027-\337\264C\210\262\202\321-\276\367\237\035\320\304A\364z}\311\202\377\365\r~4\2573\014\221L\177$\004\026\034\342\030\357\026)\017o\300\t\207\307\335\247\237J!\221\206\016\341\000\035\210\217\013\257`\367\007`\237-A<\211?\347\363\255\001\343\2531\201)\313\200B_\265\307\325<\211\037\2043\337\007\004\314{\305e\350\241\036\237\243%\362\205\243A \204AI\352\255\222\336\204y1!\336\0312\321\366\227\276\230\177.@\220G\336\217,\t\202\301k\226\2644\222\032<\243\362\020\243\232\004v\343\354\250\355\311b\274\307\030|\263\234e\250\363\360\023$\370)\047\\\321\336\344\205A\367\0269*T%\360\311s-\223\005,\022\341\t\304\374\247pV\203\363x99\034\034\247\352G*\270\353\273HW/\272\257wWjl\320e\223\047\311\3639C\222\177\304D\212#\300\254\243\272\243\226\337\022\211T\325\211\0360\t\004\031V\231\233\364\363\255\005\214\244\304q\236\327\375\231\277\253U\001bE}\202\367\260\305F\260\210 BU\023G\002oAL\274e\376ol\367]tH\027\270m\347\334\251\330q5\000\330\341P\002\301}J\303\007N5\315-fJd\\\314\355\253F\327\276\n\010\255\0048Z\3315\004:\200_Q\221\362\255\362\364a\254x\331\306\262]\313h\001\010\346\035Fb\200j\254\031TTP\3552\365yJ\224\007U\343\232\301_\346r\200\326\026\271\202\047Q\200\260`\342)\2615\025\302\032\246\246\222\245\213\226\317\346\355r\364\r@B\350\332E&9\365\251\253\010\022\215}""\304\341\240\026\253U\n\031H)\273{\r\004i\ta\2565\201\345\365`T\320\232\262\330E\002\022\243\211v\253\263\236ta\343\341\253\005\243P\203\371\241B\360\223\t\303\252\023,\244kq\350\002\213c\005\246\276(\303\rZ\333\007\320cO\\\351N\013~\222\346\013U\223b\266\3400;zv\240\023\014\230-\t\331\305\026\225\027\265\346\326\306\025\361h0\337ri\200G \274\360\307#\217\234\014\3603\346$9F\341\234\227\016\3078B\301)\243dqr\214\242\320#\211/vf\235\313\035\204\322\3120$(\333\276\361v\337O\017\232\352\305\341\002\374x\230\007a\013\277\333xw\266k\300\037\025\356[B\025\244;8Ki\304\315\224\ru\273\205\206[\305\366\321\263\\b\210\002\213\0069y\002\334\277\276V\016K\213sC\260\231\017\311\331a\305\031Y6\233Q\034\230\223\371f\331\314\326\204\"\267\323\314-\346\263&\321\310\266\254\314c2\323\346U\306!\312\266\210R\325\275\306\262\230Z\032\266\204KU\305\225UB\210\21295+\343\257\261+\201\206T\204\253M\373\225I~\246\3062\352#\264\243cT\330V\231\202\210\215\2415\261\333|i\245Z\225XT\321~\2454\372\021\314\024(ni\026pV\2357\037U\244\370\367\r\"\037}\275v\364\334\016\203V\333\365\020\325!q\267\037|\227\325\231\243^\235\032\024\003\024\001\232\311\317~\350\377\232\244z\2273\247\355\315\240,\014\362h\212Bd\0323\304\320\004\364!gJx\0016s0\222n\317:`\204\233/j!3&h\251y\231\331\222\306[\312&q%\034Q~\006F*r\345\204\325+\223\220T @\027\277\302\226\360\226\227f\312\343\234R\020*\312\261fUq\322C&:\220\222$G\025\223\311\227\211\237&<\\\370\3625#F\375bN\r+J\220\240\013\243\017\003\225\251\205\n\\Fb\336\312\257\233\200\\\277\223\340\332\225\331\264\346\326\260\026f`\356\205\304\023\n\004\274\026tS\271\320:&\350\361\304\033;g\355\267+\016\356\236N\026\207V\033\300V\275 p\240pxM3O\021!P\013\273*\314\035\230x\"`\303;\305\013\326\252\265%`\247$\341\225|D\337\365\235u\030\316\025\343C\013.K\351U-%\204\355E\255\"\3678\306\014\243\245kZ\332K\305\254\245\264\320\326t\350\366\257\214\3363\244\031t%\242&\312\327\273\203\t\\\272\262I\025#\261\262\253\027\031\355v\342\255Y\2325*\251\266\3478vq\256\264\360\2151\315\216>""\213\212[\n\316\273\006\226&\256\013Z\311g\206\366\315x\202\276\357)\355\305\222\3049\310\313+\315\364\233\345:S75\224\313%{U\361\2341\336\366\225f`Z\351Z5\245,-\0311\222R\021\243\275\346c\026s\254\316\276ugN\214\326\233R\340\230\355l\312\204I\212\306\223\262qm\330\216\246~\027s=%^6\346i\225\033)M\257\276v\335\\\231\225k\230\340FZ\204\366\030\"O\000\217\374]\311\024\341B@[\006\365\364";
+    PyObject *data = __Pyx_DecompressString(cstring, 4335, 2);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (4473 bytes) */
-static const char cstring[] = "x\332\265X\313_\333\326\266>NH\322\007i1\217\000\t\311\221\201$M\332\320\032\010\311M\037\367\030\342\264\234<\210\201\004\322\336\036\035\331\226\215jY\262%\331@\356\253C\206\032j\250\241\206\036z\350\241\207\032z\310\237\220?\341~km\3118\217\223\266\367\236\313\017\313[\322\336k\257\307\267\276\265\266%\305\221\276:\220\314\374/j\301\371Nr\314\212j\330_H\206\351H\2379\226\252J%K)WU\303\271\261pO\372\346\261Z5\255\303\347\232\272/\231%\351\233\202i8Z\271a6lI1\212RQ\263H\310\233\2175#~a;\226VT\213\003\223%\323z\357\373\327\237\365g~\367\257k\212A:*\266\255\225\r\250-Y\252R\274e\032\372\241Te%\233Pr\335h*\272V\224\252fQ\375BR\017jX\013Q\327\013\327i\337\353%\323r,\305\270\376\205T\206\250x\262\275\247\324Tl%)\007\232-=1\035Ur\366\340\245\265Cg\3174$<+\252\272\226W-\305Q\261\033\351\007\251\026M2\244\247\331\247\267\226\357.\263\266\226J>\265%\273\221/\350PT\265\311i\371\206\246;\220\356\034\326T{AZ/I\207fC2T\350\005+j\2307\270\300\331S\r\311V\035\032H\327\331f\305\321LC\306r\315(_\217\334\2445UZ\375@\321muA\221\nJM)h\316!\213e!\222\243\032\212\341\220\002jS\265\016\241\\\275\241\332\216R,\312\220\251\026\224\302\236jk\325\353\266T\263\314&<nI\272i\326H\231Z\r~\222t\315qt\365\226\212\020\300\316*\346k\006Y\004\217\307\213\357ac\216\212\245\332\246\016\225vw\177X\222W\226\363\232c\313\373\232\263\267EV\302\366\223\005f\203u\022!\243W\244k_\003\236\0479J^WO\226\320\214h\203\"\357\000\037\330J\031X\265%\332D:8\330S\354\275\005|\321\346\262f8E\255\014[\013\246\256\223\257L\303^P\362\005Z\005\301\360\013\256\345\202f\213Q\3210\021\340\222\322\320\035I\226-\265\330(\250\262,\025\033\354a\3034n!\340MM\321\361\266\240\031\232\203I\260\002\301\200\336jI;\220\252\r\333\221\362\252\224^X\260\255\302\227\261\346_\312\261]\366B\355\360\240\301\273\221LE\327\315\002\300$)\226\245\034JE\305Q\026\336\361V\340\222\200%R\302\306$\354.2V\000\316l\030E<\350k\360\335\267Rzp\322\200f+\313QF\001\272\300}<\203Vd\266\326\326\327\263\233\233\362\366\306\206\3748\363\344\205\274\272\231\315<|""\272\261\376d{\213\237o?\22276\357g7\263\272\256\325l\315~\360(\363\275\274\232}\264\261#?^\177\302w\230\267\261)F\317\327\327\266\263\367\305x\367\351\372f4~\264\261\361p5\263\366\220o\236ll\313\330\344\376\013\276\333x\236\305\332\215\035\276\301\226\270\205\340\255\255\307\033\367\263r\346\311\366\017\233\033O\327\327\370n\343i\366If\375\366\312\026\341\331(\250\304M\013\0474%o\223\037\305u\241\037\316\002\247\262,\367\237#\303\220\013\316\300\033\371\351\341\001>\367\221\333\362\023\365\300\331TK\262\034\345\237J\3579CO\006e\325\321\034\265J\017\212\264\006\177%M\347\231\245\206Q\240\357r\274\t\376\264*%\025\215\252\212\306\373\201\243\032b\276\241T\3057\324\307\037\260\"\003A\205\212\335\250\212\273H\n\r\211E\304\250a\324\264B\005\022\262F<\257\311\231C2\352\rE\217\305\306\220~\333\033\361\003\365\200n\340\223\276*\366\200\352\357\360\225\203\354\"\243l\271`\212dPe\221\205\n\022-F\260\234o\224J\240M\335Q\214C\331\254(\366\241Q\320\314\205\376\032[i8f\025\374V\350\017d\3354\312JS\321t6E)\001\256\262\235\317\3135\323\316+\266\2327\212yB\275bi\252\035\215 \273T\"-\371^-\346k\210\221-\2562r\014#\222\212\257x\036F\025\276D\257I8_\371\036\225\245R3\221)v\376\320QM\013\031\\(\320[\316l\271\242\n\002,\306\211\276p\222\3501\021\307\3372e\243]\330C\314\371B\362\013:\271\013c\324\242\202\232W\n\225\202Y\255\232\206\270\312\202T\n0\305)R\264\371B\256\026%[U\2535\347\020\310G\211S\021y.K\252e\341\337\024\027\332CmR\215*\312\371\303\223\021\077\077\250\241~\330%\315\262\235\222\256\224m\276\320\033\324F\340U\266\361\215@D\225\262\204\271{\245\206\256\357i\305\242jD\244\261\2479\232V\324\212\210\017J\204l\243J\253\007p\327\322\".+\313\270\334}\203f(S\350c\213\313K\365\227_\362\0258_\3279\002\025YGA\203_+\225JU9\240\017=\326\025d\232\243\003\007F\331\331\323\265\252(I\272I\321\004\002Q\257*\344>9\017\274U\354\252bc\245C\221a\001eU\266i\220\257\211\257\223\260\242\372P\267P\325b\213\252\0322\272h)\373<@4\363J^\303n\207\324H\030\006\022\244\246k\210\247\201\260\331\206\010*\245""\212\2217\3625\024\310\252A\363jx\307\276\304\025\037\330\203\370\324\016\0217\340\316D\031\263\370\"\303\036\340\037\3774\267\006\240Tj\212\263W\303\033h\324pT\032\331*7a\364D\253B\212\211\242\014\357Q\047\020\2018\276\267k\226\200\014\001\323\216\206\302,\3344\001\362:\230\022\265\337\242\216\211>\264-\246Qle\332\331R\313\232\355\020\206\260\200\014U\242/1Q\014\265\242\035\017\341\315h\210G6po8V\305\342H\306\025\211\022\\\345\013i\305\203\242\255\362\307\220\355=\240\313Vu\230Q\267\001\023u06\342\001\260]\303\334\212\270c\177\303\346\250Lsa$\024\331\272\211\347\216\002i\360\232\355\240}q\254\006Z\260C\333\201s\211E\230\021E/\304>A(\225B4\214\034)|\205+\026\225\220\001\204iB\230\030\261\262\262\335h0\266\007\212++\005\022F\370\0325\324p\265a\253\214!\273\t\340\303\337\373,e_H\330G\222\230\030\357\353\344\246}\206\311\301[\035\213\340\320\250\237\211\030\365%\374ho\304\\s\322+\021J\325_\023\275\241\217\216>ws\277&\216\207>>\272\343\246\334\333^\342\327\304\253\263\177:3\355\235\367\237\007\351`-\260Z\311\336\320\047Gy\367\254\253\270\266w\315?\345\247zC3^\346\370\303\217z\037\014\037e\335\t\274\250\367\206?=j\270\031w\313;\345\245z#\311\336\360\210{\336\313yJ<P\375\264\237\351\r\047\335\313\236\342Y\376\250\277\344\347\203D\374\240\341g\374\255\340T0\027l\006\2205\341\346\334\"\344`-\246\214\272\263\356*\356\347\275\022\246m\372V0\006\305\232\255\\+\337>\325\306n\230N\373\327\3353\030\300\224\364{\2158\364\317\372\212\357\004+\255\321V\2727t\331\303\232K\036F\037\034\2359z\006/\244{\037\220\002\232\367\237A\006\372X\255\261\326j\253\332Iw2\275\241\021\367\224{\315KxS\376\230\237\rF\203\245\240\204\227Jo\350\317^\035{~\364\361k>\031s\323\356\003/\345-yy\377|\220\303\334\007\355k\235Dg\252\233$#\177\366S\376\"\014\262\203\331\340q;\tS\242\025\237\341\305\355 \021\260\033\317\270\317\274Tx\351sXr?\374\352/X>\332Y\354\344z#47\013M\222\3765\314\235\010\224\300i\375K;\323\036\360\301\374\325W\243\344\210\204w\301\253\373\010\370\247G\226{\301\255{\247\275\025\304 }b\320""\230\367\300\237E\204\204?\256 pC\347~\375\017w\321\335D\324\277@\254N\007K\341\302w\355|\047\321\373\340\223\243_\260$9\350\216\244\377%\374\224m\217\266\227\332\245\316jG\270\2447t\321\273\341\257\004IDv\253u\2525\037\256|\337\261`\375\320\224w\026qwH\205I\267\t\200\024\375\324\361\320\375N\346\325G\177:3\216\030\274\001\257\377\215+\027\021E\205 6I\332\n<\235\203\361\244:\360\262\357\346\275\004\243\307-y\031\006\355\033\356?\036\036w3\014\307\327\240\230\207\373\322\275\221I\327\361\356`\352\235 \025\334m\245\241P\252}\033*\215w6a\343x\227Ct\233\347\216O\364F\246h\2631\367\2167\347mr\006,\373ul2\026\254\006\305V\2527N\216\027P\036uS\244\337Ko\334{\001\250\222M\231\276\236\307#\244\323\310\005\326b\321\333\366\307\2219\211\336\370%o\231\323h\007\240\335En\224\200\204g\235Tg\031\272\214v\227\273u1\005_\027\275Yo\025\001\306`\336+\370\311\336\324\014\356\363\310l\002\000n\262\021\270\027\203m\344\310\022\340=#\371gX\362N+\323\332m\347\020\342L\347Y7\005\271N\270\265\335\233\3713,\032\303ji\216\362\034\032\235\006\\3\275\371\033\010\375\265V\242w\365\232oP\242\264\352\355D\377\351\361\374\315 \325\233\277\032^]\3417\347;\271\216\322\261\273\263]\254\274\332\233\"\000\215O#X\004\365\336\370\224w\306{\006\177/\371E&\n\312j\314q8V\223\255Dk\n\201\047LL@\212\323]\354n\n\345\246f\302\231[\200L\261u\253]\307\3531\206\047\005\224\300u<|\201\020\306\316\204\357/\270{pE\202\202\276\003\257\250\210.\355\345\264\226[V{\262s\2523\337\321\303\315-\212\317\001V\235\363\232~\316W)7[g[{m\255s\030>\335\n\267\236\207\317w(HJ\304\205}\354(d\314\"\363\344\274\267\207\350\356\003\312\231\3263`g\271\335\354lu?\014s?\206?\376\034\376\374\367\360\357\034\243\024\243\047\3468\226G\330-2L\357\220\037[\023p\237\323^A2L\207\233?\205?\375-\374\233\022*\371\023\005\204\262g\231@\237\001\256\313\240\317\335\366V\370\227\\\230{\021\276\310\207\371JX1B\303\354/A\366\327)\321+\2348 \224{T(\220\234;\211\335D\357\346W\255\304\253+\177\220Y&\300%\r/\003\310\216\371\017\030\323\003d37\270\344\037\323""\311\244{\300\036/ o2\304\"\237\242\034\260\266\007\250?\337\203\036T\340\243\024<h\245\000\334B;9@VW\330\374\034\225\206)\227\330\372\314\245\337&\247\017\217&\335\304\253\021\301I\003\224x\003t\223\353\013?\036\032>z\204\220.\240\206\245\376\177\250\353\255\312@\201\242\247\277\223*\242\004\332y\047E8]\274\236t-\004+\013B!D/\006\271\336\024\342CN\353M\315\362\276\037\203\345\262\355\2616\036L\323|\207\010\305?\315)\217\331\227\220B[\300\302L\212k\322yl\241\264\354\366\\;\027~\267\001\002\242E\024\354q*\267qb\177\303\t\014\2728\036GW\341=\207\2605\304\3642C\032\323$\366Y\261\365Y{\266\275\326\266:\227\273\212Hk\"L\312 1P\375\273P\371\337\000\03064\021\323\\\321\237\007]\244P\250\013\234&u6J\350\001\347\357\202\213\017\030BQA\370\030\360)s\027\302\\=\213\302@\232\242\361\001{\223\3121o\304Yx\265\337\274\244\310\337\337{\267\375\204\177\t\036\316\t\017-q\226\013\343Y\257\276rk\000\364\024q2\200\006\276%\006\233l\047\332S\235d\347Z7\321\235\020\206\356\204;Hg9\224\367\302=-\324\252a\325\0009\"D`\345\313\304\326\231\310\"\021\276\207\350l\026\231\034G\321\014\254\266\225\201 N\037Cg\007\210\371\003\270\270\003\262co\013\361\220B\236\023\341oR\264\021\3529\252@p\341\3244gn\ny35\035N\023\313\223\343\363\340\377\361\211p\342\032\371!\252x:\370n\005\215\014\225F\367\307\210\347\311\177\017\275}Lk\"\344}\246L\234\260 \327\001Z\3602\270\0204Z\031zs\323\177\020\336\\#I3\336_\331\325#\314\350\275\021\254B\201\236\365\277\207\022:\340\223\355LvOw\277fj\006\004\275u\200\026[f\275\td{\023)\350\200\030\353\344\217\263\375r\370Or\316Lk\013\241\235\340\366\351=n\342W\243\376\3270\236\301\223F:\202L\217!\227P\324@/\373\337\355\"jP\251\233\351n\2079\200c\26773\307$6O\205\2447C\231\272\354\277Dm\344\242-\330\276\036W\350,\361f\360\2545\327\332F5;\r+\352\3353(\224\365\236\224\002\236\274]x\341\337\321\215\314\314\303\344]`\030\353@\357X\271\312\256\225R\376\024\366\272\n|]@A\274\330Y\352T\204\032\341\256(<2\315\271\022\324\201\346\030\021\275)\t\"\260\356w\300\200\251\201j/\3076\205""\354x\031L\204\013\031$\305U\350\232\350\027\301w\024\250\237|:\276\014\237\224\245a\252\021\347\2176\217\232 \304\002\036YPf\210\n\261\340\343\022Y\325\003w\257\036\225\370\360r\226k\377\333\265\354-\031\\\270(\367\304E\242U|\210\020\245\243NZD\025\343\277P/\010\035O\300\315\342(\"\252F8}\033p*\264G\303\257\037ws]\345\237Q6\322\356\017P\047Z:G\375\314\047G\n\027\306\264\367\003\"\372<\270\323\232o\351\235\033\335tw\255k\205\271M\35661\375>Q\001\370w\213\017x\250 8tPG\004\002\275\021\244E[\300\207\021D\006\234Y\367\207\230\363\207\311Uc\202M\342V\203\302\203\272u\016\223N1\030\233\342Tw\376\350\205\020\362\021Z\037\370\010\3470>\002\222\210\321\230\225\"\205\377\352)\375\027$=\351^\204w#\356\375\205\022KX\231\365.qK3\033<\004\265\017X\273\312\005\374\353\240LE\210\366\336\245\263!c\346CB\313]\367[\377\034\245\t#\346z\032\375\314\314\373\373\231\2670\360\326\203\267:\236w\037\256\030,\334\315p\347\303\317~\253\3639\376\007G\324\227H\306Y$R\001t\177\017}9f\047\341\263\025$\305g\330r-\362\375\273\037\236\350p\262\375(\267O\253\201P\354w5I\257>a\254\037\377\237\361;\320\355\020(\357\001}\005\1774\234[\342\303\325\315\316\003\0348\356\022\337\016\047\303$\365\030\263\310\337B0\032~\376u;\335\316\364\373\246cq\202\212\216\316\336=\024\313bp\023]\366&(+)\312\303\276W!\336\215o\312\\Pq\244\203\342\323^\014\3431w\031$\274\202\235\346\305\tX\360\2628\256\222#\355\340\313\3668\312\301\\\047j\226T\"\365\201\202;.jP\252w2\240@\362\257%kn\264\205\205\r\271\311\270\032\025B\3566\250\336\361\2310\256P\365x\357\002\037\265\246\320\004\364\246/\016\354;-\016\234\211X\\$\205\213\376R\224\236|\216\350\0473\271\047-\372E\225\355\244j\365q\270\364\010\354`\3231\347D`\324=\213sj\334G\274\347\354L\311Xv\231\201*\036\337U\311\360O\2164\361k\321\273[\326^\362\002\362\211;\001a\264\003\220l\007\343q7u\233S\237*\354\2647\315[\rq\257\237\026-\025\212\306\005dE\235\276\312\324\024\305g\306\273T`\303\257V\251\210p\225F\233Q\342J\230\302\311\256\331\336\342s{\216\017\216i\034?\271\227\335A\204""\353\324eq}\237\244FW\224\262Q\310\303\361\026\307\343\244Pk\221(\2617u\321\273\356C\367\t\367\005\377\246u?8\313?\312,\266\006\242h\373\263\341\374J\253\010\300C;&\335\270\177X\3557\017\242\362O\276\363\\\273\334=\340r\213s\333\217\203XC\256&\047\006\241by\243\334\220\237BT\177B\352\246\336e\370\363N\272s\037\335f\262;\217~\263\036\265X\047\316\315\274\341\303\326\031:\253\376\036\027B\322=\234\365\2221\364O~\244Z\241#D{\033%=\305\rHBtz\003\341z\327O*\373(\221|D\020}\325<\362\225\317\324\031Q(\2469\374}\034\361\263K\354\322\301g\365\327\322\351\r\377g\242&\3757NI\024\2345\356\212\242\316f\214\022\203N\031\307\047y\315\277\366\360\345\265\375\316\306\301\021P\036\343\263\016\035e\343\246\221\262{\234\177\344\024\302\343@\246\373w4\247\374\276v4\334~\326\273\362\005\247\305\335\366\267\335\017N~\220\210\333S\252\264\224\373\202\375\032Qu\"\366\203\355\317\351dK`\232~\313\204\327\222\221\033\\\326\373\262\310\264\337\260\355\017[\001\214\253\241Z\352]I\t\276{K\371\001}\337\327\026\356\242\253\375\251\225\370\037\247}\362t";
-    PyObject *data = __Pyx_DecompressString(cstring, 4473, 1);
+    #elif (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (4549 bytes) */
+static const char cstring[] = "x\332\265X\313\177\323\326\266\256!P\n\241\315\223$%p\344$@\241\220\326I\010\\\372\270\307\t\246\315\341\021\354$$\264\267GG\266\345D\265,\331\222\234\007\367\325a\206\032j\250\241\206\036z\350\241\207\032z\230?\201?\341~km\3111\204B{\357\271\374\210\264%\355\307\332k}\353\373\326\266\2448\322\327\373\222\231\377U-8\337K\216YV\r\373\266d\230\216\364\205c\251\252T\262\224\355\212j87g\037H\337>U+\246u\360BS\367$\263$}[0\rG\333\256\233u[R\214\242T\324,\232\344\355\327\232\021\177\260\035K+\252\305\236\316\222i\275\367\373\233\357\272=\277\377\327e\305 \033\025\333\326\266\r\230-Y\252R\274c\032\372\201Ta#wa\344\212\261\253\350ZQ\252\230E\365\266\244\356W1\026S\335(\334\240uo\224L\313\261\024\343\306mi\033S\305\235\355\035\245\252b)I\331\327l\351\231\351\250\222\263\003/-\0378;\246!\341]Q\325\265\274j)\216\212\325\310>\314jQ\047Cz\236y~g\341\376\002[k\251\344S[\262\353\371\202\016CU\233\234\226\257k\272\203\331\235\203\252j\317J+%\351\300\254K\206\n\273\260\213*\372\365\016pvTC\262U\207\032\322\r\336\263\342h\246!c\270fl\337\210\334\244\355\2524\372\221\242\333\352\254\"\025\224\252R\320\234\003\236\226\047\221\034\325P\014\207\014PwU\353\000\306\325\352\252\355(\305\242\2149\325\202R\330Qm\255r\303\226\252\226\271\013\217[\222n\232U2\246Z\205\237$]s\034]\275\243\"\004\330g\005\3755\203v\004\217\307\203\037`a\216\212\245\332\246\016\223\266\266~\234\227\027\027\362\232c\313{\232\263\263F\273\304\336\217\007\230u\266I\204\214>\221\255]\013\270\237\344(y]=\036B=\242\005\212\274\002|`+\333\300\252-\321\"\322\376\376\216b\357\314\342F\213\313\232\341\024\265m\354\265`\352:\371\3124\354Y%_\240Q\230\030~\301u\273\240\331\242U4L\004\270\244\324uG\222eK-\326\013\252,K\305:{\3300\215;\010\370\256\246\350\370Z\320\014\315A\047\354\002\301\200\335jI\333\227*u\333\221\362\252\224\232\235\265\255\302W\261\345_\311\361\276\354\331\352\301~\235W\2439\025]7\013\000\223\244X\226r \025\025G\231}\307W\201K\002\226H\t\033\235\260\272\310X\0018\263n\024\361\242k\301\367\337I\251\336N=\226-.D""\031\005\350\002\367q\017\032\221^[^Y\311\344r\362\372\352\252\3744\375\354\245\274\224\313\244\037?_]y\266\276\306\357\327\237\310\253\271\207\231\\F\327\265\252\255\331\217\236\244\177\220\2272OV7\345\247+\317\370\t\375Vs\242\365bey=\363P\264\267\236\257\344\242\366\223\325\325\307K\351\345\307\374\360lu]\306\"\017_\362\323\352\213\014\306\256n\362\003\226\304#&^[{\272\3720#\247\237\255\377\230[}\276\262\314O\253\3173\317\322+w\027\327\010\317FA%n\232=\246)y\235\374(\256\263\335p\0268\225e\271\373\036\031\206\\pz\276\310\317\017\366\361\367\020\271-?S\367\235\234Z\222\345(\377T\372\316\031z\334\330V\035\315Q+\364\242Hc\360\257\244\351\334\263T7\nt\337\216\027\301?\255BIE\255\212\242\361z\340\250\272\350o(\025q\207\371\370\007\254\310@P\241l\327+\342)\232\205\232\304\"\242U7\252Z\241\214\0312F\334o\2273\207\346\250\325\025=\2366\206\364Io\304/\324}z\200O\272\246\330=\246\277\303W\016\262\2136e\313\005S$\203*\213,T\220h1\202\345|\275T\002m\352\216b\034\310fY\261\017\214\202f\316v\307\330J\3351+\340\267B\267!\353\246\261\255\354*\232\316[QJ\200\253l\347\363r\325\264\363\212\255\346\261r\336(\346\t\371\212\245\251v\324\302\374\245\022Y\312\317j1_E\234lq\225\221gh\321\314\270\305\375\320*\363%\372L\013\360\225\237\241.\345\252\211l\261\363\007\216jZ\310\342B\201\276rv\313eU\220`1N\366\331\343d\217\3118\276\313\224\221va\007q\347\013\315_\320\311ehC\217\nj^)\224\013f\245b\032\342*\013b)`+N\221\"\316\027r\267\220mU\255T\235\003\240\0372\247\"\372,M\252e\341\277).\264\206\272K:U\224\363\007\307-~\277_\205\206\330%\315\262\235\222\256l\333|\241/\320G`V\266qG0\"\265,\241\357N\251\256\353;Z\261\250\032\021q\354\200x\3013%\313\254\304w\232A\323\212Z\021q\203t\3106\324[\335\207\013\347\347pY\\\300\345\376[\364C\031D\177\266\270\274R\177\3755_F@t\235\243R\226u\010\035|].\227+\312>\375\321k]A\006::\360al;;\272V\021R\245\233\024a\340\003:V&\227\312y\340\260lW\024\033#\035\212\026O\260\255\31265\362Uq;\0165T\211\252\210\212\026\357\262\242!\323\213\226\262\307\rD8\257\3445\254v@""\005\206a q\252\272\206\030\033\010\245m\210@S\n\031y#_\205pV\014\352W\3057\366/\256\370\303~\020\263\352\001b\t,\232\2207\213/2\366\203\274\300\177\352[\005x\312U\305\331\251\342\013,\252;*\265l\225\2133z\243U0\213\t\261\206\367\250B\210\200\035?\333UK\300\210\300jGM\261-<\354\002\37050(j\002\213*)\372\243e\321\215\342-\323\312\226\272\255\331\016\341\n\003h\243Jt\023\035ES+\332q\023\336\214\232xe#\027\014\307*[\034\311X\251(\361U\276\220U\334(\332*\377\031\262\275\003\304\331\252\216m\324l\300D\355\215\215x\001\274W\321\267,\236\330\337\330s$\337,\230\204\"[7\361\336Q0\033\274f;(k\034\253\216\322\354\300v\340\\b\027fJQ#\261O\020J\245\0205#G\n_\341\212A%d\005a\232\020&Zl\254l\327\353\214\355\036\321e\243@\316\010_\275\nmW\353\266\312\030\262w\001|\370{\217g\331\0233\354!IL\264\367tr\323\036\303d\377D%#\2705\252s\"\246}\005?\332\2531\377\034\327P\204R\365\267D\247\357\374\341\227n\366\267\304Q\337\205\303{n\322\275\353%~K\274>\373\321\231\t\357\242\377\"H\005\313\201\325\030\354\364}z\230w\317\272\212k{\327\375S~\262\3237\351\245\217>9\3379\327\177\230qG\361\241\326\351\377\354\260\356\246\3355\357\224\227\354\014\014v\372\007\334\213^\326S\342\206\352\247\374t\247\177\320\275\342)\236\345\017\371\363~>H\304/\352~\332_\013N\005\323A.\300\\\243n\326-b\036\214E\227!w\312]\302\363\214WB\267\234o\005\3030l\267\221m\344\233\247\232X\r\335i\375\232{\006\rl%\365\336M\034\370g}\305w\202\305\306P#\325\351\273\342a\314e\017\255s\207g\0167\340\205T\347\034\031\240y\377\031\244a\217\325\030n,5*\255T+\335\351\033pO\271\327\275\2047\356\017\373\231`(\230\017J\370\250t\372\376\342\325\260\346\371\013o\370d\330M\271\217\274\2447\357\345\375\213A\026}\0375\257\267\022\255\361\366 m\362\027?\351\317aCv0\025<m\016b+\321\210/\360\341n\220\010\330\215g\334\r/\031^\376\022;y\030~\375W\014\037j\315\265\262\235\001\352\233\201%\203\376u\364\035\r\224\300i\374K3\335\354\361\301\314\265\327C\344\210\204w\311\253\371\010\370g\207\226{\311\255y\247\275E\304 u\274\241a\357\221?\205\010\t\177""\014\273s\264\252\267\340\331\230\374T\200\220\047}\370\360*\002\332\367\361o\377\201\3179\240\3416bx:\230\017g\277o\346[\211\316\271O\017\177\305T\203\275n\032\364\277\202\3772\315\241\346|\263\324Zj\tWu\372>\367n\372\213\301 \"\276\3268\325\230\t\027\177hY\360J\337\270w\026xp\310\2641w\027\300)\372\311\243\276\207\255\364\353\363\037\235\031Al\336\202\335\377\306\305s\210\256B\320\033#k\005\316>\206S\310t\340h\317\315{\tF\225[\362\322\014\346\267\302r\324?\342\246\031\246o@4\017\267\246:\003c\256\343\335C\327{A2\270\337H\301\240d\363.L\032i\345\260\307\2216\207\356.\367\035\031\355\014\214\323b\303\356=o\332\313qf,\3705,2\034,\005\305F\2623B\001\021\020\037r\223d\337+o\304{\t\010\323\236\322];\217\006\310\246\201Kl\305\234\267\356\217 \243\022\235\221\313\010\"\245\327&\300\274\205\234)\001!\033\255dk\001\266\014\265\027\3325\321\005\267\317\275)o\t\001Fc\306+ \334\343\223x\316#\343\t\030x\310D\240\237\013\326\221;\363\200\375\244\344\237\341\2317\033\351\306V3\213\020\247[\033\355$\346u\302\265\365\316\344_\260\243a\214\226\246)\377a\321i\3008\335\231\271\211\320_o$:\327\256\373\006%P\243\326Lt\337\036\315\334\002\342fnc\336\215F\022I:s-\274\266\310\235.\266\262-\245e\267\247\332\230\344Zg\234\26042\201\270Q6tF\306\2753\336\006\\?\357\027\231K(\361\321\307\341\260\2155\022\215q`\200\3401\212Y\234\366\\;\047\354\034\237\014\047\357\000=\305\306\235f\r\237\207\031\251\024[\302\331Q\377%\002\033\373\025a\270\344\356\300+\t\212\377&\034\244\"\320\264\226\323XhX\315\261\326\251\326LK\017sk\024\252}\214\372\330\333\365\263\276J\351\3338\333\330ij\255\203\360\371Z\270\366\"|\261I\361R\"\272\354\302H\241\315\3141\225\316x;\010\364\036P\235nl\000F\013\315\335\326Z\373\2230\373S\370\323/\341/\377\010\377\301\341J2\220b\032\344\371\010\306EF\354=ric\024\356s\232\213\310\213\2110\367s\370\363\337\303\277+\241\222?6@\030{\2269v\003\310]\000\303n5\327\302\277f\303\354\313\360e>\314\227\303\262\021\032fw\010\210\240F9_\346\034\002\347<p\177\366I@\316\177\264\231\330Jtn}\335H""\274\276\372\047\351g\024\304R\367\322\300\357\260\377\210\001\376\273d\304L\305\2144\335;\325\357s\316\230\273\317\261( \271\322D5\237AKx\037\373\020\257\037\300!*\220S\n\036\001t\363\215Bs\260\207\321\256\262c\262\244+\343.Q\375\231\313\037f\260O\016\307\334\304\353\001A\\=\274y\023\234\224\355N~\324\327\177\370\004\301\236\345\275\375\277\360\333\tY\241\020\322\333?\310\047Qjm\276\223G\2346>\217\271\026\202\230\001\353\020\326\347\202lg\034\361!\247u\306\247x\335\013\240\302Ls\270\211\027\023\324\337!\326\361O3/\240\367e$\327\03202\231dA\273\210%\224\206\335\234nf\303\357W\301R4\210\202=BZ\035\247\374\267\234\332\340\224\243\021\224$\336\013L\266\214\230^a\260\243\233\304>+6\276hN5\227\233V\353J[\021\tO\254J\271%\032\252\177\037&\377\033\000\303\033M\304\\X\364g@$I\250|\201\023\250\306\233\022v\300\371[ \354}\206P\244\032\027\000\237m.a\230\320\247\240\036d)\252&P<\231\0343J\224\247X\312\033%\205\213\363\365Z\267\022J\222\377\177\360\356\372\t\3772<\236\025\036\233g>\020\316`;\273\306.\003\340\343D\344\000\036H\232\270n\254\231h\216\267\006[\327\333\211\366\250\330\370f\270\211\304\227Cy\047\334\321B\255\022V\014\320(B\006*\277B\024\237\216v(\302\371\030e\322\034\323\350\020*\213\245\246\322\023\324\211#\330\354\000A\177\002\047\367@\213\354}1=f!O\n8\354R\364\021\372i\222-\270t|\20239\211<\032\237\010\047H\032(\020y\210\006>]\206\t#\243\341\350urG\244\226:\010r\021\305\021\311\252\373S$\014\344\306\307\336\036\272\355\002\t]jM\034\323&\013\007\rx\025\\\n\352\2154}\271\345?\no-\323L\223\336\337\330\343\003,\001\235\001\214\202\270O\371?\300\026\035\250\312\264\306\332\247\333\3370\227\003\231\336\n\260\214%3\210\253\002\262\311\301\203\013\300\303\010\261B,\245\377$\037M6\326\020\341Q.\275>\354-\3561\344\177\003\0370\224RHVP\360\021\246\047L\325Q&\377w\263\010\355*\265\323\355\3650\013\250lu&\247\231\342fH\200:\223\224\307\013\376+h*\353\276P\211Z,\362\031bU\010\366tc\035*x\032\233\251\265\317@`k\035)\tty[p\306\277\243\240\231\234\301\316\267\200h\214\203(`\344""\022{XJ\372\343X\353\032\320v\tB\372yk\276U\026f\204[B\260d\352s5\250\001\3331>:\343\022\246\300\270?\200\006&\016\322l\0161\351\311\253`4\234M#E\256\301\326DW<\337%l\241\0045\203\266\365\037\353Y?\211\310\305\303\334\341.\030\263\200W\026\251\022i\270 \354\022m\254\003r_:,\361\321\350,\227\r\047E\360\304\034\254l\224\214\342\"\321(>\242\010m\251\221\025\221\244\374\027\004\205p\362\014\344-\016:BV\302\211\273\000V\2419\024~\363\264\235m+\377\014]I\271?\302\234h\3504\225B\237\036*\254\234)\357G\004\365Ep\2571\323\320[7\333\251\366r\333\n\2639\256Y\321\375!q\003\010z\215\217\217\220\030\322\3639\256\356o\006)QQ\360Q\007\301\001\251\326\374>\026\205~r\325\260\240\227\270J\241\010A\330>F\247S\214\307]qf\274x\370RLr\036U\023|\204S\036\0370i\212\241\230\246\"\203\377\346)\335\0174\373\240\3739\274\033\221\363\257\224bb\227\031\312\034\340|*x\014\356\357\331\355\022+\3747\3016\251\024\255\275E\047O\206\315\047\004\230\373\356w\376\307\224)\214\230\033\251\017\027B\0470p\342\305\211R\351\304\213w\027JG\002N\014\".\203\270d\342w\037*\231\216~\347`\374\ny:\205\034+@\027\036\240\352G\357A\370r\021\371\362\005LY\216b\362\356\227\3076\034/?\304u\327R \014\373C\325\325\353O9\007\216\376\317\270\356)\223\010\254\017\200\312\202?\024N\317\363\321\355V\353\021\2163\367\211\221\373\007\303A*N\246\220\327\205`(\374\362\233f\252\231\356\026\\G\342|\026\035\330\275\007P\325bp\013\205{\016l6(\004d\317+\0233\307\017\333\254\27480\302\360\t/\206\367\260\273\000~^\304J3\342|-([\034\206\311\221v\360Us\004\2021\335\212\252,\225h\277G\231G\204J%;\307\r\n$\377F\263\354FKXX\220\253\223k\221Tr\231B\212\310\047\316X\303j\361\332\005>\310\215\243Z\350L|\336\263\356\2048\316&\342\351\242Y\270:\230\217\322\226\217&\335$\047\367\244D\241\251\362>I\317.\204\363O\300\0326\235\234\216\047\214\312nq\n\216\013\216\367\234\314)I\267]f\246\262\307O\025\332\370\247\207\232\370\215\352\335\265ng\360\022\362\014\265\002\323\014\205\243\273}\007pY\017F\342\002\354.\223\003\251\361\2047\301\213\366\361q\001\312r""\t\211Q\243\3336\025P\361I\364>\251p\370\365\022I\014K9j\221Rt\260]h\3546\327\370\207\201,\037GS8\324r\035\274\211 \327\250\"\343\"`\214\212d!tC\230\017\347g\234\277\007E\317\r\316|(3\337\246\371\\10\344\336\020\345q\364#\003\225\306\033\000\223r\204\r\277\344\237\333\036\006g\371\367\242\271FO\250m\177*\234Yl\024\221\025\260\237\031;.C\226\2725\210\250\034\306\336y\236^h\357\263\\\343\274\370S/ \221\320\203\243\275x\262\274!.\367O!\364?#\277\223\357r\315\213V\252\365\020\265\353`{\006\325k-\252\324\216\375\236~\313\313\2153tF\376#N\306L\017p\302\034\214\363\343\370\367\263E:\2404\327Q\022$\271\200I\210\202\261\047\240\357\372Ug\017\372\312^\026\345\331\214\257\304N\247\202\214\217\365i!8\023|(\350\342\216\337]f\357\366\276\253\275\221~o\205\"\035U\377\0378\216Q\234\226\271\300\212\212\244aJ$:\316\034\035\363\000\377\366\304\2277\326;\033\307I\000~\230\017Utf\216\313Pb\203\021\376)VL\036\3074\325}\242>\333\357+p\303\365\215\316\325\333\234<\367\233\337\265\317\035\377&\022\027\274\244\330\304\025\202-\353\221\312Qzb\357/\010\352\204\253\211\023[x#e\271df\273\257\210\264\374\300\336\376\364.\000w5TK\235\253I\301\217\047\214\357\261\367}\025\346\026\n\344\237\033\027\232\251\377\001\361\357<\356";
+    PyObject *data = __Pyx_DecompressString(cstring, 4549, 1);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (6106 bytes) */
-static const char cstring[] = "\377 at 0x o\377bject> t\377okens, n\377ot (tree\377 fragmen\377t).: <Me\377moryView\377 of <con\377tiguous \177and dirA\001\366\007\rin\021\005stri\367ded\"\010 or \346\004\031><(\tA\006>?C\373an\240\001assig\375n\264\000 read-\277only m\240\002v\376\242\000Invalid\377 mode, esxp\341\000|\000\047c\047t\001\377\047fortran\317\047, g\354\000%\005sh\367ape\222\000 axi\377s Note t\375h\243 Cython\375 \021\000delibe\317ratek\000\320\001ct\373er!\001n PEPo-484\212\"re\320!\177s subcl\246\000\373es\261!built\375i\260\000ypes. \377If you n=e\224 to p\316\000%\t\377then set\356\200\000e \047\357\002ati\377on_typin\333g\047\355$iv\242\000o \377False.a \377capacity\372R\002s7\002tenan}t\262Aevery\254 \377questadd\375_\351@ecache\377sim\047s pr\373ov\243@r loo\355p\272\001pp\245  li\277ttle-e\312@a7n m-\000in\316\001\357 \3625\005:v\000\221Breso\375l\220\000XXH3_6\3774bits_wi\307thS\342\001\371\000\047\007ou\300\217\002\255C\361!\356\000x\007\221\002 t\227abl\230\006:\205\"Z\004d\371 ^\001\365`sagre\374\335 a\001 xxhas\363h.\004\000y\001_intwdig\351\000colE\000\376\272!s.abcdi\361sU\001\225 \\\000gcis\376\004\003dno def\377ault __r\377educe__ \373du\335\"non-t\277rivial\033\000c\017init\"\000\303\000\212@\267 \377efix mus\377t be 1..osrc/\323%/_\322%\177s.pyxun\323\001\276\266\204\001alloc\312` \377array da\207ta.\013\020\222\204\003\344\205\001\301\205\003s\360\"\000{\000\254\206\003\353cound\371_\303`z\005>= 1u\311n\033\007\217\0106\236\204\003\232 er\317val_@\004.\001AS\377CIIERR_T\377OO_MANY_\377BREAKPOI\367NTS\023\002TL_O\377RDERElli\377psisFLAG\377_BELOW_M\263IN\t\002=\000OR\004\003V\337ICTED\020\003XP\373IR\005\004LOOKB\367ACK8\002NOT_vb\000DYF\002OVE9\000\303OWS\002p\000\014\000V\000SS\377MODE_ANT\277HROPIC\t\002O\377PENAI56S\177equence\230\210\001M.\235\210\007_T\271a\000\003.\306F\355c\306\206\002__\017\006set\277state_\021\006_\367Pyx\001\000Dict\377_NextRef3__\371\205\004\215`__\316\206\002@\000\376\002\004getitemr\r\001d0\001Z\000fil%\002/func%\001g]\005v\000\363i""m\321\205\001;\001main\356\003\002odu*\003nam\316]\002new\\\001\251`_c?hecksu\\\000\n\001\372\245\003_\025\001type_~\005\002unpicko\000\313En \005v\265\205\002\240\001qu\303alO\005\313\204\005\374\017\346\204\005ex^\324\001set_\203\005s\260\010\336\2310test\321\001s_\267cor\210\205\002e_\200\206\003a\367abc\330\204\005_buf\377feraltan\377y_okasyn\357cio.+\006sau\177tomatic\000\006\377_longava\373il\303Bafter\377_sbb_pos\377basebndb>\362\204\001aries\003\004Y\000\363ff\316A\025\002edbpz\252@s\000\003_arr\r\000\224R\001\024\000o!\004p\213\000\013\001k\344\030\004Y\001p_\001*\002rea\377kpointsb\377yteorder\363cc}\001\260\211\002_key\212\271\211\002d\274\211\005.\337\206\007\201\212\005\211\212\005_\216\212\206\001sch\361@\000\002\213\001c\337line_\202`tr\377acebackc\337ommon\000\003_p\375r\321\207\001countd\274\352A\000\002_is_\255\216\003e\277emptye+\000dsee\367@\222\214\002err\000\000\365o\000\002r\357\001evic?ted_by\000\007\023\002\377xpiresfi\377rstflags\274\000\002\241!forg\376@s\347for\217@\243\215\004fre\377shfullhi\357dden\256\207\004hit\377iididle_\377ttl_sind\377exint32i\377nt64int8\350\330\207\014\246\205\001\252\205\001s\000\002izeojjbk\372 ll\375\"\277k_live\325 k\237kkmax\000\001\264Al\377alastlbl\377engthlim\326\215\214\003lo\240ae\027\000oo\375k\273!_block\357smas;\000tch\373edB\000_age_\236\021\000x_bp\001\003\315Gm\333em\252\217\001mi\312\005mi\177ss_draw\004\002\377probabil\367ity\305\217\001nn_e\377xplicitn\237_insn\317C\262\206\001n\377bnbpndim\253no\234 p\031\000s\355an\337s_rns\245`nu\277mpyobj\365`o\257ther\000\002_\315\000o\337utout\231\204\001pp\376\376@pathper\335_\217\000ute\006\001se\354\200\222\002\016\001imC\000opp\341o\273 \206\217\001\276\204\004\010\005spr\304\255c\225\204\001s\004\004\321\222\003\310`v_\377okqqueue\rs\241`ad\262\221\001\220\205\001\342`\330A\375_v\001regist8\300a\371`\345\001are\002\002#\003\016\005\003ids\016\005\240@\032\004\020\000{si\226`trkr\307\205\002\201r\213\214\004\221\207\001\354\000\312\000\253\205\001""\t\002d\367see\000\001n_sh\377ortselfs\377eqserve_yb\351\205\007\013\003deep-\0009k\031\003\300\205\002set\240\216\004\254\222\002\375s\303`slotss\363taK\000\263 stop\377structsy\003st\332 \302\207\001\307\217\002\206\221\003\346\224\002\310@\307act\005\003\207\207\004\375\224\003to]k2\000ft_8\000l\201\210\002<\004\003\250\002_suu\327\204\002\322\215\010\366\325\206\002un\273Aupda\337teuse\277bsv\177valuesw\307\210\002}w\351\003windo\t\000+wl\216\210\001w\242bx\241\220\016\304\220\0034\311\220\004\313\211\004z\264`sO\250\222\005\244\222\007\376\242\204\001e\200\001\330\004\n\210\377+\220Q\200\001\340\004\013\377\2107\220!\2205\230\001\377\200\001\360\006\000\005\031\230\377\r\240V\2501\250C\250\377r\260\021\330\004\016\210b\377\220\006\220a\220s\230&\377\240\002\240!\330\004\034\230\377A\340\t\n\330\010\014\210\367E\220\025\026\000q\330\014\017\377\210u\220A\220S\230\002\377\230!\330\020\021\330\014\020\277\220\r\230Q\230a\001\005e\377\2401\240A\330\014\021\220\377\035\230a\230r\240\022\240\3373\240b\250\001\t\005u\240\377A\240S\250\002\250#\250\373R\250I\000\025\220Q\220d\370E\000B\000 \000\022\220\"\220B\356\r\000$\230f$\000R\240r\373\250\023\226\000v\260Q\260b\307\270\002\270k\000,\000|\001q\220\257\005\220Q\330\310\0001\250\032y\377\240\006\240a\240t\2506\377\260\022\2601\330\004\035\230\3661\000\033\230\007\000\010\210\005\210\335U\203 1\330\010}\001i\230\367}\250A\215\000r\260\023\260\377B\260m\3001\300A\330\377\004\020\220\002\220&\230\001\377\230\030\240\023\240E\250\022\357\2503\250f\032\000a\330\004\267\037\230q\266 \n\013\207*\023\377\2201\220F\230!\2303\277\230b\240\r\250Q)\000F\177\270&\300\001\300\030\310\236 \377\025\220]\240!\2402\240\377R\240s\250\"\250M\270\325\021\310\000\014,\003(\026\0005\250\373\001\250\302\"\005\220U\230!\367\320\033+\214@D\3200@\376<\000\022\3002\300Q\330\020\272Z\001E\207\000\021\240&)\000\025\377\250a\250t\2609\270A\275\270\371\010$%\360\022\312A\001\337\230\026\230q\240\356@\017\210\377r\220\026\220q\230\003\230\3656\201@1""\307\007\023\230F\240\351\"\237@\212#\036\266@\004\007\200_|\2202\220R\363@,\251@\377\003\2503\320.>\270b\177\300\001\330\010\016\210j\201 \335\021\203)\021\240/\245 E\270\377\022\2703\270f\300B\300\376\215#\330\004\032\230)\2406\373\250\021\327@S\260\002\260$\337\3206G\300r\373\000\004\030\333\230\006\206`t\240\377 \027\220\375v\247`d\240!\340\004D\377\300A\360\n\000\005\024\220\2231\330\320l\227\20112\304`\376`\021\323\220\027\252\001\312c\007\372\000\001\230\375\021\254\204\001w\220b\230\001\330\235\020\351af\230A\260\204\002\360,\340\277\014\024\220A\330\014\333b\020\365\220\202\204\006b\274 1\330\020\027\357\220t\2307\300@7\250!\377\2508\2601\260F\270!\273\2705\333@\024\300R\341\000\024\365\310\236B5\047\002\024\025\330\020\375\030i\001\023\2207\230#\230\335R\375\204\0024\240q\341@\023\250\177B\250d\260!\330\024\205\204\001\276\211\001\330\014\022\220!\314\205\001z\277\230\024\230Y\240a\232bA\266\237\006\340\020\220\001\020\026\272\000\003\377\2302\230T\240\024\240S\377\250\001\330\024\033\2304\230\376\303\205\001W\250A\250X\260Q\373\260f\207`U\300!\3004>\355 \022\3104\310q\035\003\004\000\377\032\230\"\230B\230a\330\377\024\032\230$\230c\240\021w\330\030\034\r\000b\240\002\374B\372\n\000E\326\204\0042\250T\260\022\377\2603\260a\330\034 \240\373\005\240V\001W\260A\260X\373\270Q\340@A\300U\310!\376U\000t\320ST\330\034\037\377\230r\240\023\240A\330 \375#\344\206\001\240S\250\003\2501\337\250A\330$)\370@&\260\277\001\330%&\240n\245\205\001\260\367q\270\001\r\006\340$*\250\377!\330$%\320%6\260\375a\027\000\r\300Q\300a\300\357s\310\"\3107\000%\330\030\313\037\230\262\000\031\252@\347\204\001\330\024\377\030\230\005\230U\240!\240\3073\240d\244\207\002\227\210\001!\000t\240\376\247\205\001\027\260\001\260\030\270\021\372\332\205\002\025C\000t\3102\310R\375\310\230\002\030\034\320\034-\250\375Q\343 -\270q\300\001\300q\023\232\204\002\330\207\001\270\210\001\340\014\026\275\210\001\355\230\311!Q\330\n\000h\230b\353\240\001\361AW\243 e\2407\376\220\210\002t\2604\260r""\270\027\377\300\002\300$\300l\320R\375S\354\210\001x\220q\230\007\230\337v\240Q\240e\230\206\001\260\006\377\260h\270i\300y\320P\377S\320SV\320VW\330\342\242@a\205\211\004\276\210\006\016\000\023\2202\376\243\211\002$\230h\240a\240w\353\250f\321 U\271`4\270v\377\300S\310\t\320QZ\320\177Z]\320]`\320`\237B\342\230`\025\241\204\002\337\210\002\327\211\002\017\210w\267\220d\230\242\207\0017\250\333 \260\375\025\274 t\2706\300\030\310\377\031\320R[\320[^\320\337^a\320abw\007\017\210\372\251\001\006\274\211\002U\250!\2504\373\250v\304@S\320@Q\320\377QY\320Yb\320bk\277\320kn\320no\253\006\004\367\007\200q\345\206\001k\230\021\230\365!\321\211\001:\245\213\001\360\n\000W\377\001X\001\330*0\260\001\373\360\036\253\207,\025\220R\220u\377\230A\230T\240\023\240F\303\250\"\234`\342\207\010\265`\253\207!\027\220\335x\355\"c\250\023<\001\030\230\377\017\240r\250\021\330\004\007\377\200x\210u\220G\2303\377\230e\2403\240f\250F\377\260!\2603\260c\270\021j\242\210\010\036\273\213\002Q\334\214\001\030\220\252\212\001\373\005\033\373\207\037\t\210\027\220\001\363\360\020\216\210\003\210\211\010)\2402\240\375Q\201\211\006\340\004\014\210L\230\177\002\230.\250\002\250!\345\207S\236\211\213\016\026\220a\330\254\213\001\204\207$1\336\273\205\003W\240A\240\221\207\017t\310\376\034\000\027\220r\230\023\230E\373\240\024\315\204\0022\250Q\330\030w\035\230Q\361\215\001\330\030\"\215\214\002\377\013\2601\260E\270\023\270\277A\330\030\031\330\024\374\210\0014\317\230q\240\003\356\206\002+\000\033\230\3772\230S\240\001\330\034!\375\240\220\214\001\r\260Q\260a\260\377s\270#\270Q\320>OS\310q0\002\326\213\001\024\353\215\001\024\322\206\004\373<\230\275\206\001\003\2501\340\024\375\034\232`V\2401\240C\240\247r\250\035\316\204\002\262\000 \265\215\002d\377\260(\270\"\270C\270r\017\300\035\310a\321\206\003\255\211\001\276\205\001\265\211\002\376\364@8\2502\250\\\270\022\345\270\344\002\001\332\210\001\343\210\001d\240$\377\240d\250!\2503\250c\332\242\205\002q\320\002\330\024\336\214\001\014\025\277""\220X\230R\230x\276b\014\376\321\205\001b\230\013\2403\240gz\201\220\002\020\250\212\001\"\230A\330\246\001?\230&\240\001\330\020\210\210\001\260\207\005^\274\213\003d\230%\230\265\220\005!\227\212\001\377G\2305\240\001\240\033\250\211A\274 \235\"3\341\206\002\367\003\377\212\001\024\314\000\002\200\212\001C\230\220 \263\212\001t\240\3571\240E\250\276\210\001\027\270\001\377\270\030\300\021\300&\310\001\373\310\025\343\003W\320W^\320\377^_\320_h\320hi\377\320im\320mn\330$\377%\240Q\240a\330\034\035r\267\212\001A\313\004\271CK\240t\205 \377R\250r\260\022\2609\270\367B\270a\272H\031\340\014\017\237\210t\2201\330\267\213\t\371\\7\027\320RS\336\212\001\024\230c\367@\230\217\001\322\371Cv\352A\350@#\376\213\001\250\021\334\222`\211\220\002!\2401\235`\320\031\374\370\212\001\365!b\260\001\330\024\025\337\320\025&\240a\351\214\006l\270\177!\2706\300\022\3001\027\000\363\220Z\341\212\004\327\214\001K\230w\240?a\240v\250Q\250\241\211\006\307B\366\200\211\003\023\220*\004z\250\026\250\373u\260\231@\032\230*\240Fw\320*CF\001\034\230J_\001\376\363\211\002\220q\330\020\032\230!\377\2307\240\"\240G\2503\373\250l\274`E\300\027\310\003\373\310;\226\212\002\033\2301\230I\373\240Q\207!E\230\025\230a\377\230v\240R\240t\2504\033\250q\345\213\001\006\230\207\215\005\361\213\002\235\205\025\256\363\200\047\034\260S\330@\025\272\221\002\0309\031\2166\026\002\022\240;\372\000\332\205\002w1\230E\243\222\001\340\030\036\247\213\002\377u\250C\250\177\270d\300\377$\300f\310A\310T\320\275Q\232`X\330\034#\335\221\002$\366\305\213\001\330\034\246\206\0014\240z\260\251\021\257\216\003\350\212\003q\232\216\005E\264\211\001\250\377U\260#\260T\270\027\300\377\003\3004\300q\310\005\310\277R\310q\330 !\315`\230\277X\240R\240{\260\010\000$\277\240A\240X\250Q\326\216\001q\277\240\001\240\023\240B\326\" \377!\240\030\250\021\250%\250\377r\260\026\260r\270\032\300\2673\300k\201\003\320X\363\213\003_\376G\000\240\036\250q\260\001\260>\212e\330\030 \240\0014\001\344\202 \316\226\207\002\025\220W\364\205\001""\274A4\230\377z\250\025\320.A\300\021\313\300%\251\000\001\374\214\006\216\214\020[\240\352\273\230\001\014\347\224\007\014\340\213\001\r\210R\377\210v\220Q\220c\230\026?\230r\240\021\330\004\314\227\001\220\226\003\375f\322\001\330\004\014\210B\210\301f\270\230\002\364A\222\225\0213\016\261\227\002\034\230mA\206\231\002\330\004\335\000\330\004\300\227\002\356\322\224\003q\360\014\251\213\006~\220R\316\324\211\002N\250\"\311\231\004\272\225\003\320\031\3775\260Q\260c\270\022\320\277;M\310Q\310a\256\224A1\337\220H\230A\330\277\227\004#\230\277Q\330\014\016\210a\224\215\0021\377\230H\240A\240V\2507\377\260$\260l\300)\3101\177\310C\310r\320QR\351\223\002\357\2201\220D\320\224\001\230A\230mS\334\232\002\020\025\361\227\001\2302\223\226\002\367)\2501\305\220\003\014\020\220\005\376\226A\230R\230q\240\004\240\367A\240Q\363\232\001r\220\023\220\335A\337\217\tq\330\020\357\225\001\007\230\275q\251\233\001\2404\240v\320\232\003\r\373\210Y\257\214\001\020\220\n\230$?\230a\230q\240\006\375\232\003\220\230\001\211\022\216\210\005\252\004J\266\233\001\022\004Z\001\021\337\220\032\2301\330\255\222\004j\240\367\001\240\021\340\003E\230\033\240\377A\240U\250\"\250K\260uq\342\tB\331\227\002;\250g\201\214\001\237\330\014\r\210X\230\233\001\320\220\002\t\276\240\233\0018\220=\240\007\243\205\001\200\375\001\251@\0471\260\001\360\034\000\214\231\033\267n\310n\225\233\005\303\231\006\000\016\350\233\002\250b\302\330\224\001\004\342\231\002\374\233\002\316\233\007\263\231\023\340\004\376\215\234\023z\250\021\250\"\250B\377\250c\260\022\260:\270Q\377\270a\330\004\021\220\022\220\3776\230\021\230(\240\"\240\211C\365$\000\022\004z\007\315\234\007\225\236\001f\217\250B\250a\225\235\002\210\237\001\204\221\036\360\345\016\255\232\002\340\361\231>\236\232\010\022\220!\377\220:\230Q\230c\240\022\367\320#3\330\231\002*\300F\310\367!\3108\353\227\001\014\021\320\021\376\340\217\001\"\240B\240c\250\022?\320+;\2701\270\363\204\002\356\232\002\371\340\274\231\003\252\204\001U\230!\230:\377\240Q\240d""\250*\260A\277\260R\260r\270\021\231\213\003w\277\230k\250\021\250!\005\005g~\314\215\002\020\027\220q\330\014\341\216\002\367\017\210q\336\235\0014\220t\230\0376\240\021\240$\374\234\003\222\212\003\251\234\003\376\332!s\250/\270\024\270U\227\300#\300\246\221\004e\370\214\001\255\221\006\031\033\340\024\376\213\003!\330\000\006\370\220\002\251\241\002\273C\220\\\004r\230\021\337\217\003%\260\352\230\004\351\217\002\260\233\001\217\233\002\024\220\234\214\003q\364\357\221\001\247\235\001c\346\231\002\030%\240Q\247\330\031\032\237\222\003s\002\031\220\237\0015\354\225\236\002\253\220\006\024\025\227\242\001t\2203\241\220\205\230\003\247\241\002\266\223\002\227%1\375\234\003e\374\343\002\307\216\001\013\3203L\310C;\310s\343\230\001\020\023\220J\004\267\225\004\260\242\234\003\300\217\005\241\235\030\367\207\001g\220\375\207\002k\356\354\235\001\016\210m\276\206\001\016\210i\366\340!\017\210\310\234\023\330\021\026\220\347c\230\021\341\234\001\221\216\003t\2402\017\240T\250\024\306\221\005\331\221\001\345\217\001\221\222\001\325\031\241\241\002\004\347\226\0021\352\222\003A\330\357\024\026\220i\263\233\001\026\220g\373\230Q\252\233\0078\2503\250b\367\3200B\301\213\001\330\030\036\230\377a\230w\240f\250A\250\377U\260!\2604\260v\270\371S\263\236\002\373\233\001t\3101\310A\373\330\030\310\224\001W\240C\240q\344\342\221\001\370\220\002\027\345\224\001\305\214\003\022\2408^\333\234\001\250T\260\021\201\225\0032\217\211\001\277\330\030\032\230\047\240\271\000\025\377\220Y\230a\230u\240D\333\250\006\220\242\0022\260\335\217\010s\240\377\"\320$6\260d\270!\016\316\234\001\003\2301\336\223\001\365\225\003\221\236\001\321\225\005\336\366\216\001\027\250\001\250\306\234\0174\310\377x\320WX\320XY\320\373YZ\321\222\t\360\006\000\021\025\356\237ir\230\022\214\226\002\002\240#\277\240[\260\002\260!\345\021V\377\3001\300D\310\001\310\021_\310$\310a\310\357\204\0021\321)\375A\265,\260\005\260U\270!\376\237\201!\020\023\220:\230T\240\351\021\363\204\005\233\244\0076\277\227\001\270T\300""\335\021\232\240\002q\310\001\310\244\0012\220\274\244H\277\241\021w\310a\330\236\227\002S^\373\212\001\240$\240a\246\241\001\"\235\242\001\246\322\244\001\031\230\250\226\001\305\242\006\014\346\244\001\033\024\343\240\002\010\tq\347\222\007q\357.\321\230\003\343\237\001>\211\231\032t\2301\230C\313\245\001\267\241\001\022\326\220\001\023\207\215\001\342\227\001\340\316\206\007\351\242\002\356\242\002\020\264\206\010\226\217\004\265\231\003\244\227\001\023\347\230\002\307\234\001\312\225\005\026\357\210\001\024\240\341\250\001\021\262\221\002\343\231\001\305A\3111\005\006\251\245\001g\257\232\022\245\226\004\320T\357U\330\036,\376\234\0028\270=\013\310\010\207\240\007\030\265\226\004\277\243\001\322\247\001\244\225\003yu\364\246\004\372\210\001\230\005\230V\326\234\001\202\311a\031\232\245\001\266\n\200\206\n\371\226\002\204\233\002\035\344\344\205\003\315\246\001q\302\027\225\200.X\320X\177e\320ef\330\036!\352\210\003\316\254\016\027\220q\250\005\373\222\031X\230\037X\240[\260\001";
-    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 6106, 8894);
+    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (6208 bytes) */
+static const char cstring[] = "\377 at 0x o\377bject> t\377okens, n\377ot (tree\377 fragmen\377t).: <Me\377moryView\377 of <con\377tiguous \177and dirA\001\366\007\rin\021\005stri\367ded\"\010 or \346\004\031><(\tA\006>?C\373an\240\001assig\375n\264\000 read-\277only m\240\002v\376\242\000Invalid\377 mode, esxp\341\000|\000\047c\047t\001\377\047fortran\317\047, g\354\000%\005sh\367ape\222\000 axi\377s Note t\375h\243 Cython\375 \021\000delibe\317ratek\000\320\001ct\373er!\001n PEPo-484\212\"re\320!\177s subcl\246\000\373es\261!built\375i\260\000ypes. \377If you n=e\224 to p\316\000%\t\377then set\356\200\000e \047\357\002ati\377on_typin\333g\047\355$iv\242\000o \377False.a \377capacity\372R\002s7\002tenan}t\262Aevery\254 \377questadd\375_\351@ecache\377sim\047s pr\373ov\243@r loo\355p\272\001pp\245  li\277ttle-e\312@a7n m-\000in\316\001\357 \3625\005:v\000\221Breso\375l\220\000XXH3_6\3774bits_wi\307thS\342\001\371\000\047\007ou\300\217\002\255C\361!\356\000x\007\221\002 t\227abl\230\006:\205\"Z\004d\371 ^\001\365`sagre\374\335 a\001 xxhas\363h.\004\000y\001_intwdig\351\000colE\000\376\272!s.abcdi\361sU\001\225 \\\000gcis\376\004\003dno def\377ault __r\377educe__ \373du\335\"non-t\277rivial\033\000c\017init\"\000\303\000\212@\267 \377efix mus\377t be 1..osrc/\323%/_\322%\177s.pyxun\323\001\276\266\204\001alloc\312` \377array da\207ta.\013\020\222\204\003\344\205\001\301\205\003s\360\"\000{\000\254\206\003\353cound\371_\303`z\005>= 1u\311n\033\007\217\0106\236\204\003\232 er\317val_@\004.\001AS\377CIIERR_T\377OO_MANY_\377BREAKPOI\367NTS\023\002TL_O\377RDERElli\377psisFLAG\377_BELOW_M\263IN\t\002=\000OR\004\003V\337ICTED\020\003XP\373IR\005\004LOOKB\367ACK8\002NOT_vb\000DYF\002OVE9\000\303OWS\002p\000\014\000V\000SS\377MODE_ANT\277HROPIC\t\002O\377PENAI56S\177equence\230\210\001M.\235\210\007_T\271a\000\003.\306F\355c\306\206\002__\017\006set\277state_\021\006_\367Pyx\001\000Dict\377_NextRef3__\371\205\004\215`__\316\206\002@\000\376\002\004getitemr\r\001d0\001Z\000fil%\002/func%\001g]\005v\000\363i""m\321\205\001;\001main\356\003\002odu*\003nam\316]\002new\\\001\251`_c?hecksu\\\000\n\001\372\245\003_\025\001type_~\005\002unpicko\000\313En \005v\265\205\002\240\001qu\303alO\005\313\204\005\374\017\346\204\005ex^\324\001set_\203\005s\260\010\336\2310test\321\001s_\267cor\210\205\002e_\200\206\003a\367abc\330\204\005_buf\377feraltan\377y_okasyn\357cio.+\006sau\177tomatic\000\006\377_longava\373il\303Bafter\377_sbb_pos\377basebest\357bndb\366\204\001ari3es\003\004]\000ff\322A\025\002\257edbp\256@s\000\003_Garr\r\000V\001\024\000o!\004Ip\217\000\013\001k\030\004]\001pc\001\376*\002reakpoi\377ntsbyteo?rdercc\201\001\264\211\002\257_key\275\211\002d\300\211\005.\350\343\206\007\205\212\005\215\212\005_\216\206\001sch\370\365@\000\002\213\001cline\375_\206`traceb\377ackcommo\335n\000\003_pr\325\207\001co\317untd\356A\000\002_i\373s_\261\216\003eempt;ye+\000dee\373@\226\214\002Werr\000\000o\000\002r\357\001\377evicted_\363by\000\007\023\002xpir\377esfirstf\317lags\000\002\241!fo{rg\202`sfor\223@\376\247\215\004freshfu\377llhidden\356\262\207\004hit\000\000_fr\363om\000\005\343!iidi\377dle_ttl_\377sindexin\377t32int64\217int8\360\207\014\276\205\001\302\205\001s\376\000\002izejjbk\366\216@ll\221Bk_li\373ve\351 kkkma\371x\000\001\310Alalas\377tlblengtohlim\245\214\003lo\270a\335e\027\000ook\317!_b\377locksmas\276;\000tchedB\000_\357age_\021\000x_b\271p\001\003\341Gmem\302\217\001m\375i\336\005miss_d\367raw\004\002prob\177ability\335\217\001\377nn_expli\377citn_ins\371n\343C\312\206\001nbnbp\277ndimno\260 p\372\031\000s\201\204\001ns_rn\375s\271`numpyo\377bjoffoth\353er\000\002_\315\000out\267out\255\204\001pp\222`p\177athper_\217\0007ute\006\001se\230\222\002\016\001{imC\000oppo\273 8\236\217\001\322\204\004\010\005spr\301c\251\204\001\361s\004\004\351\222\003\334`v_ok\177qqueues\265`Cad\312\221\001\244\205\001\366`\354A_v\001\277regist\324ap\213re\345\001a\000\004#\003\r\002_\207ids\016\005\240@!\004\020\000s\275i\252`trkr\333\205\002r\300\243\214\004\251\207\001\354""\000\312\000\277\205\001\t\002ds\373ee\000\001n_sho\377rtselfse\377qserve_b\274\375\205\007\013\003deep-\000k\234\031\003\324\205\002set\270\216\004\304\222\002s\376\303`slotsst\371aK\000\263 stops\377tructsys\201t\332 \332\207\001\337\217\002\236\221\003\376\224\002\310@a\343ct\005\003\233\207\004\225\225\003tok.2\000ft_8\000l\231\210\002\004\003\036\250\002_suu\327\204\002\352\215\010\351\206\002\373un\273Aupdat\357euse\277bsvv\277aluesw\337\210\002w\276\351\003windo\t\000w\025l\242\210\001w\242bx\271\220\016\334\220\003\341\220\004\032\343\211\004z\264`sO\300\222\005\274\222\007\242\204\001\377e\200\001\330\004\n\210+\377\220Q\200\001\340\004\013\210\3777\220!\2205\230\001\200\377\001\360\006\000\005\031\230\r\377\240V\2501\250C\250r\377\260\021\330\004\016\210b\220\377\006\220a\220s\230&\240\377\002\240!\330\004\034\230A\377\340\t\n\330\010\014\210E\373\220\025\026\000q\330\014\017\210\377u\220A\220S\230\002\230\377!\330\020\021\330\014\020\220\337\r\230Q\230a\001\005e\240\3771\240A\330\014\021\220\035\377\230a\230r\240\022\2403\357\240b\250\001\t\005u\240A\377\240S\250\002\250#\250R}\250I\000\025\220Q\220dE\000|B\000 \000\022\220\"\220B\r\000\367$\230f$\000R\240r\250\375\023\226\000v\260Q\260b\270\343\002\270k\000,\000|\001q\220\005\327\220Q\330\310\0001\250\032y\240\377\006\240a\240t\2506\260\177\022\2601\330\004\035\2301\000\373\033\230\007\000\010\210\005\210U\356\203 1\330\010}\001i\230}\373\250A\215\000r\260\023\260B\377\260m\3001\300A\330\004\377\020\220\002\220&\230\001\230\377\030\240\023\240E\250\022\250\3673\250f\032\000a\330\004\037\333\230q\266 \n\013\207*\023\220\3771\220F\230!\2303\230\337b\240\r\250Q)\000F\270\277&\300\001\300\030\310\236 \025\377\220]\240!\2402\240R\377\240s\250\"\250M\270\021\352\310\000\014,\003(\026\0005\250\001\375\250\302\"\005\220U\230!\320{\033+\214@D\3200@<\000\177\022\3002\300Q\330\020Z\001\335E\207\000\021\240&)\000\025\250\377a\250t\2609\270A\270\336\371\010$%\360\022\312A\001\230\357\026\230q\240\356@\017\210r\377""\220\026\220q\230\003\2306\372\201@1\307\007\023\230F\240\"\334\237@\212#\023\2202r\001\2304\333\230sZ\000\002\250\360@!\240z\206`\036\316@\004\007\200|\034\000\365R\213`,\301@\003\2503\320\377.>\270b\300\001\330\010\327\016\210j\231 \021\233)\021\240\375/\275 E\270\022\2703\270\357f\300B\300\245#\330\004\032\277\230)\2406\250\021\357@S\377\260\002\260$\3206G\300\275r\223 \004\030\230\006\236`t\335\240\227@\027\220v\277`d\240\377!\340\004D\300A\360\n?\000\005\024\2201\330\350l\257\2011\2252\334`a\210\204\001\027\252\001\342c\007\356\222 \001\230\021\304\204\001w\220b\357\230\001\330\020\201\204\001f\230A\374\310\204\002\210L\340\014\024\220A\330\255\014\363b\020\220\232\204\006b\324 1\177\330\020\027\220t\2307\330@\3777\250!\2508\2601\260\337F\270!\2705\363@\024\300\255R\341\000\024\310\266B5\047\002\024\357\025\330\020\030i\001\023\2207\357\230#\230R\225\205\0024\240q\376\371@\023\250B\250d\260!\363\330\024\235\204\001\211\001\330\014\022\220\375!\344\205\001z\230\024\230Y\240\265a\262bA\237\006\340\020\220\001\020\375\026\272\000\003\2302\230T\240\377\024\240S\250\001\330\024\033\374\302@\333\205\001W\250A\250X\260\367Q\260f\237`U\300!\300}4\355 \022\3104\310q\035\003\376\004\000\032\230\"\230B\230a\177\330\024\032\230$\230c\354@;\030\034\r\000b\240\002\224b\n\000\375E\356\204\0042\250T\260\022\260\3773\260a\330\034 \240\005\375\240V\001W\260A\260X\270}Q\340@A\300U\310!U\000\377t\320ST\330\034\037\230\377r\240\023\240A\330 #\376\374\206\001\240S\250\003\2501\250\357A\330$)\370@&\260\001\337\330%&\240n\275\205\001\260q\273\270\001\r\006\340$*\357`$\377,\250A\250U\260!\260\3771\330$%\320%6\260\375a\"\000\r\300Q\300a\300\357s\310\"\310B\000%\330\030\313\037\230\275\000\031\265@\212\205\001\330\024\377\030\230\005\230U\240!\240\3073\240d\307\207\002\272\210\001!\000t\240\376\312\205\001\027\260\001\260\030\270\021\372\375\205\002\025C\000t\3102\310R\375\310\243\002\030\034\320\034-\250\375Q\356 -\270q\300\001\300q\023\245\204\002\373\207\001\333\210\001\340\014\026""\340\210\001\355\230\324!Q\330\n\000h\230b\353\240\001\374AW\256 e\2407\376\263\210\002t\2604\260r\270\027\377\300\002\300$\300l\320R\375S\217\211\001x\220q\230\007\230\337v\240Q\240e\273\206\001\260\006\377\260h\270i\300y\320P\377S\320SV\320VW\330\202\255@a\250\211\004\341\210\006\016\000\374\205\001\307\211\001$\377\230h\240a\240w\250f\372\334 U\304`4\270v\300S\377\310\t\320QZ\320Z]\237\320]`\320`\252B\243`\025\370\254\204\002\202\211\002\372\211\002\017\210w\220dm\230\305\207\0017\250\346 \260\025\274 \377t\2706\300\030\310\031\320\377R[\320[^\320^a\267\320abw\007\017\210\251\001\006\376\337\211\002U\250!\2504\250v\376\317@S\320@Q\320QY\377\320Yb\320bk\320k\357n\320no\253\006\004\007\200}q\360\206\001k\230\021\230!\364\211\001\357:\220[\240\275\213\001\n\000W\377\001X\001\330*0\260\001\373\360\036\320\207,\025\220R\220u\377\230A\230T\240\023\240F\013\250\"\251`\004\365\207\025\265\212\002\215\210\002\332`\356\320\207!\027\220x\207Bc\250\023\376T\001\030\230\017\240r\250\021\377\330\004\007\200x\210u\220\377G\2303\230e\2403\240\367f\250F\362`3\260c\270\325\021\307\210\010\036\370\213\002Q\231\215\001\030\220\366\347\212\001\005\033\240\210\037\t\210\027\220\347\001\360\020\263\210\003\255\211\010)\2402\373\240Q\246\211\006\340\004\014\210L\037\230\002\230.\250\345\211\001\213\210R\306\213\016O\026\220a\330\351\213\001\251\207$1\325\205\003oW\240A\240\266\207\017t\310\034\000\377\027\220r\230\023\230E\240\375\024\347\204\0022\250Q\330\030\035\273\230Q\256\216\001\330\030\"\312\214\002\013\377\2601\260E\270\023\270A\337\330\030\031\330\024\241\211\0014\230\347q\240\003\223\207\002+\000\033\2302\377\230S\240\001\330\034!\240\376\315\214\001\r\260Q\260a\260s\377\270#\270Q\320>O\310\251q0\002\373\213\001\024\250\216\001\024\354\206\004<\375\230\327\206\001\003\2501\340\024\034\376\262`V\2401\240C\240r\323\250\035\350\204\002\262\000 \362\215\002d\260\377(\270\"\270C\270r\300\007\035\310a\353\206\003\322\211\001\330\205\001\332\211\002\364@\3778\2502\250\\\270\022\270""\362\344\002\001\377\210\001\210\211\001d\240$\240\177d\250!\2503\250c\274\205\002\355q\320\002\330\024\203\215\001\014\025\220_X\230R\230x\276b\014\353\205\001\177b\230\013\2403\240g\276\220\002\275\020\315\212\001\"\230A\330\246\001\230\037&\240\001\330\020\242\210\001\312\207\005\241\206\004\377\030\230\001\230\025\230d\240\254\322\212\002\254\206\001%\230\202\221\005!\314\212\001G\377\2305\240\001\240\033\250AD\314 \255\"3\213\207\002\207#\264\213\001\024\000\002\346\265\212\001C\230\240 \350\212\001t\2401\367\240E\250\350\210\001\027\270\001\270\377\030\300\021\300&\310\001\310\375\025\363\003W\320W^\320^\377_\320_h\320hi\320\377im\320mn\330$%\377\240Q\240a\330\034\035\330\317\030\034\230A\333\004\311CK\240\375t\225 R\250r\260\022\260\3379\270B\270a\312H\031\340\177\014\017\210t\2201\330\354\213\t^\211|7\320RS\223\213\001\024\250cH\207`\315\217\001\211cv\372A\370@#\263\214\001s\250\021\242`\326\220\002!\2401\255`s\320\031\255\213\001\205Ab\260\001\027\001\373\033\240\330 \025\320\025&\240\375a\245\215\006l\270!\2706\300\377\022\3001\330\024\025\220Z\374\222\213\004\223\215\001K\230w\240a\240\217v\250Q\250\322\211\006\336B\261\211\003\023\375\220*\004z\250\026\250u\260\376\260@\032\230*\240F\320*\235CF\001\034\230J_\001\244\212\002\220\377q\330\020\032\230!\2307\377\240\"\240G\2503\250l\376\323`E\300\027\310\003\310;\376\307\212\002\033\2301\230I\240Q\372\216!E\325@a\230v\240R\277\240t\2504\250q\226\214\001\006\341\230\303\215\005\242\214\002\264\205\025\372\200\047\034\260S\232\337@\025\366\221\002\030\031\216=\035\002\022s\240;\201 \370\205\0021\230E\376\222\001\367\340\030\036\337\213\002u\250C\250\377\177\270d\300$\300f\310\337A\310T\320Q\250`X\330k\034#\240\222\002$\375\213\001\330\034\304\206\001\2374\240z\260\021\362\216\003\240\213\003q\372\335\216\005E\322\211\001\250U\260#\260\377T\270\027\300\003\3004\300\377q\310\005\310R\310q\330\373 !\333`\230X\240R\240\373{\260\010\000$\240A\240X\373\250Q\231\217\001q\240\001\240\023\373\240B\335\" !\240\030\250""\377\021\250%\250r\260\026\260\177r\270\032\3003\300k\201\003\353\320X\253\214\003_G\000\240\036\250\357q\260\001\260\230e\330\030 \303\240\0014\001\361@\356]\264\207\002\025\220\371W\222\206\001\303A4\230z\250\025\177\320.A\300\021\300%\251\000y\001\264\215\006\305\214\021\320 0\260\231\231\001\365\014\305\225\007\014\231\214\001\r\210R\210\377v\220Q\220c\230\026\230\321r\237\225\001\252\230\001\356\226\003f\325\001\330\004\037\014\210B\210f\226\231\002\376A\360\225\021\2603\016\217\230\002\211\206\001\345\231\001\330\004\340\000\330\271\004\236\230\002\230\225\003q\360\014\312\213\006~;\220R\365\211\002N\250\"\247\232\004\200\226\003\377\320\0315\260Q\260c\270\377\022\320;M\310Q\310a~\364\224A1\220H\230A\330\235\230\004\377#\230Q\330\014\016\210a\376\265\215\0021\230H\240A\240V\377\2507\260$\260l\300)\377\3101\310C\310r\320Q\275R\257\224\002\2201\220D\226\225\001\230\267A\230S\272\233\002\020\025\330\227\0022\356\331\226\002)\2501\200\221\003\014\020\220\375\005\231A\230R\230q\240\004\357\240A\240Q\321\233\001r\220\023\373\220A\232\220\tq\330\020\021\220\337\027\230\007\230q\207\234\001\2404\273\240v\256\233\003\r\210Y\320\214\001\020\377\220\n\230$\230a\230q\223\240\006\333\233\003\356\230\001\022\237\210\005\252\004J\370\224\234\001\022\004Z\001\021\220\032\2301}\330\350\222\004j\240\001\240\021\340\003\377E\230\033\240A\240U\250_\"\250K\260q\342\tB\237\230\002\367;\250g\242\214\001\330\014\r\210\351X\366\233\001\213\221\002\t\376\233\0018\220=\333\240\007\246\205\001\200\001\251@\0471\200\347\220\037\267n\310n\363\233\005\241\232\006\000\016\240\232\023\340\010\335\234\003\300b\253\225\001\004\300\232\002\362\234\002\304\234\007\221\232\023\373\340\004\203\235\023z\250\021\250\"\377\250B\250c\260\022\260:\377\270Q\270a\330\004\021\220\377\022\2206\230\021\230(\240\047\"\240C\215D\000\022\004z\007\303\235\007>\213\237\001f\250B\250a\213\236\002\376\237\001\226\275\221\036\360\016\213\233\002\340\317\232>\312a\001\374\276\224\002\335\231\001\220:\230Q\230c\337""\240\022\320#3\266\232\002*\300\337F\310!\3108\311\230\001\014\021\373\320\021\231\220\001\"\240B\240c\377\250\022\320+;\2701\270\344\213\205\002\314\233\002\340\232\232\003\302\204\001U\230!\377\230:\240Q\240d\250*\377\260A\260R\260r\270\021\376\273\213\003w\230k\250\021\250!\372\005\005g\365\215\002\020\027\220q\330\335\014\232\217\002\017\210q\324\236\0014\220\177t\2306\240\021\240$\332\235\003\370\255\212\003\207\235\003\332!s\250/\270\024_\270U\300#\300\337\221\004e\241\215\001n\346\221\006\031\340\024\240\214\003!\330\000\006\354\261\221\002\237\242\002C\220\\\004r\230\021\302\230\220\003%\275\231\004\242\220\002\216\234\001\355\233\002\024\220\322\276\214\003q\250\222\001\205\236\001c\304\232\002\030%\237\240Q\330\031\032\330\222\003s\002\031\262\206\240\0015\363\236\002\344\220\006\024\025\215\243\001t\207\2203\220\330\230\003\235\242\002\357\223\002\227%1\362\333\235\003e\343\002\360\216\001\013\3203L\357\310C\310s\266\231\001\020\023\220\300J\004\360\225\004\200\235\003\351\217\005\377\235\030\217\210\001g\220\272\225\210\002k\312\236\001\016\210m\326\206\001\016\333\210i\340!\017\210\246\235\023\330\021?\026\220c\230\021\340\210\232\003\213A\375\020\367\005t\2402\240T\250\241\024\371\221\005\214\222\001\230\220\001\324\222\001\031\241\242\002\004~\252\227\0021\330\024\026\220i\211\234\001\337\026\220g\230Q\200\234\0078\250\2773\250b\3200B\337\213\001\330\377\030\036\230a\230w\240f>\322\234\0044\260v\270S\224\237\002\321\234\001\177t\3101\310A\330\030\204\225\001\237W\240C\240q\216\222\001\244\221\002\027\334\241\225\001\343\214\003\022\2408\274\235\001\250T\264\375\214\001\256\225\001U\260\242\002\034\"\001\003#\036\323\227\002\020\022\220\047\214\235\003\336\237\004\227\225\001\377U\240$\240a\340\020\025\377\220Y\230a\230u\240D\333\250\006\253\243\0022\260\244\220\010s\240\377\"\320$6\260d\270!\016\306\235\001\003\2301\274\224\001\323\226\003\224\237\001\257\226\005\336\266\217\001\027\250\001\250\276\235\0174\310\377x\320WX\320XY\320\373YZ\237\223\t""\360\006\000\021\025\356\304ir\230\022\352\226\002\002\240#\277\240[\260\002\260!\2071V\377\3001\300D\310\001\310\021_\310$\310a\310\224\205\0021\354)\375A\327,\260\005\260U\270!\376\301\201!\020\023\220:\230T\240\351\021\230\205\005\266\245\0076\235\230\001\270T\300\335\021\235\241\002q\310\001\343\245\0012\220\274\306H\302\242\021w\310a\330\374\227\002SP\270\213\001\346!\t\003\207\240\0011\264\242\001\"\253\243\001\246\370\245\001\031\230\221\227\001\323\243\006\014\214\246\001\033\024\361\241\002\010\tq\271\223\007q\372.\272\231\003\346\240\001>\362\231\032t\2301\230C\361\246\001\305\242\001\022\241\221\001\023\317\215\001\313\230\001\340\376\206\007\367\243\002\374\243\002\020\344\206\010\336\217\004\236\232\003\375\227\001\023\320\231\002\260\235\001\243\226\005\026\237\211\001\024\240\207\252\001\021\375\221\002\314\232\001\320A\3111\005\006\267\246\001g\230\233\022\376\226\004\320T\357U\330\036,\347\235\0028\270=\013\310\010\212\241\007\030\216\227\004\315\244\001\370\250\001\366\225\003yu\232\250\004\252\211\001\230\005\230V\277\235\001\202\324a\031\250\246\001\266\n\246\206\n\322\227\002\355\233\002\035\344\221\206\003\333\247\001q\302\027\225\200.X\320X\177e\320ef\330\036!\232\211\003\316\254\016\027\220q\250\005\306\223\031X\230\177X\240[\260\013\2701";
+    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 6208, 9086);
     #define __Pyx_DecompressString_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #else /* compression: none (8894 bytes) */
-static const char bytes[] = " at 0x object> tokens, not (tree fragment).: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis Note that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.a capacity needs the tenant of every requestadd_notecachesim\047s provider loops support little-endian machines onlycachesim: cannot resolve XXH3_64bits_withSeed in cachesim: out of memory in the provider cache tablecachesim: the resolved XXH3 disagrees with xxhash.xxh3_64_intdigestcollections.abcdisableenablegcisenabledno default __reduce__ due to non-trivial __cinit__routing prefix must be 1..src/cachesim/_providers.pyxunable to allocate array data.unable to allocate shape and strides.unit_tokens and round_to must be >= 1unit_tokens must be 1..64 and interval_tokens >= 1ASCIIERR_TOO_MANY_BREAKPOINTSERR_TTL_ORDEREllipsisFLAG_BELOW_MINFLAG_ERRORFLAG_EVICTEDFLAG_EXPIREDFLAG_LOOKBACKFLAG_NOT_READYFLAG_OVERFLOWFLAG_SERVER_MISSMODE_ANTHROPICMODE_OPENAI56SequenceView.MemoryView_Table_Table.__reduce_cython___Table.__setstate_cython____Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____file____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutine_xxhashaabcallocate_bufferaltany_okasyncio.coroutinesautomaticautomatic_longavailable_after_sbb_posbasebndboundariesboundary_offsetsboundedbp_clsbp_cls_arrbp_longbp_offsetsbp_okbp_ok_arrbp_posbp_pos_arrbreakpointsbyteordercc_poscache_keycachedcachesim._providerscapacitycapacity_unitschainchain_arrcline_in_tracebackcommoncommon_prefixcountdtypedtype_is_o""bjecteemptyencodeenumerateerrerrorerror_arrevicted_byevicted_by_arrexpiresfirstflagsflags_arrforget_sformatfortranfreshfullhidden_tokenshitiididle_ttl_sindexint32int64int8interval_tokensitemitemsitemsizejjbkk_allk_arrk_livekeykkkmaxkmax_arrlalastlblengthlimlittlelolongestlookback_blocksmaskmatchedmax_age_smax_bpsmax_breakpointsmemviewmin_tokensmiss_drawmiss_probabilitymodenn_explicitn_insn_unitsnamenbnbpndimnodenpnsns_arrns_rnskeynumpyobjoffotherother_lenoutout_arrppackpathper_minuteper_segment_minimumpopposition_offsetspositionsprprefix_keysprefix_tokensprev_okqqueuesrreadread_arrrefresh_pathregisterrepreplicareplica_arrreplica_idsreplica_maxreplicasresidentrkrk_arrround_torouteroute_keyroutedseedseen_shortselfseqserve_breakpointsserve_deepseekserve_unitssetdefaultshapesizeslotsstartstepstopstructsystt_availtabletenanttoken_exacttoken_offsetstokenstoksttft_sttl_long_sttl_short_suuint64unit_tokensunitsunpackupdateuse_drawsvvaluesw_longw_shortwindow_swl_arrws_arrxxxh3_64_intdigestxxhashxxhash._xxhashzerosOcachesim provider probe\200\001\330\004\n\210+\220Q\200\001\340\004\013\2107\220!\2205\230\001\200\001\360\006\000\005\031\230\r\240V\2501\250C\250r\260\021\330\004\016\210b\220\006\220a\220s\230&\240\002\240!\330\004\034\230A\340\t\n\330\010\014\210E\220\025\220a\220q\330\014\017\210u\220A\220S\230\002\230!\330\020\021\330\014\020\220\r\230Q\230a\330\014\020\220\r\230Q\230e\2401\240A\330\014\021\220\035\230a\230r\240\022\2403\240b\250\001\330\014\021\220\035\230a\230u\240A\240S\250\002\250#\250R\250q\330\014\025\220Q\220d\230!\330\014\020\220\001\330\014\022\220\"\220B\220d\230$\230f\240A\240R\240r\250\023\250C\250v\260Q\260b\270\002\270!\330\020\025\220Q\330\014\017\210q\220\005\220Q\330\004\013\2101\200\001\360\006\000\005\031\230\r\240V\2501\250C\250r\260\021\330\004\016\210b\220\006\220a\220y\240\006\240a\240t\2506\260\022\2601\330\004\035\230Q\330\004\033\2301\330\004\010\210\005\210U\220!\2201\330\010\025\220Q\220i\230}\250A\250R\250r\260\023\260B\260m\3001""\300A\330\004\020\220\002\220&\230\001\230\030\240\023\240E\250\022\2503\250f\260B\260a\330\004\037\230q\360\006\000\n\013\330\010\014\210E\220\025\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270\021\270!\330\014\023\2201\220F\230(\240!\2405\250\001\250\021\330\014\020\220\005\220U\230!\320\033+\2501\250D\3200@\300\001\300\022\3002\300Q\330\020\023\2201\220E\230\030\240\021\240&\250\001\250\025\250a\250t\2609\270A\270Q\330\004\013\2101\200\001\360\006\000$%\360\022\000\005\031\230\001\230\026\230q\240\001\330\004\017\210r\220\026\220q\230\003\2306\240\022\2401\330\004\020\220\002\220&\230\001\230\023\230F\240\"\240A\330\004\035\230Q\330\004\036\230a\330\004\007\200|\2202\220R\220s\230,\240b\250\003\2503\320.>\270b\300\001\330\010\016\210j\230\001\230\021\330\004\020\220\002\220&\230\001\230\030\240\021\240/\260\023\260E\270\022\2703\270f\300B\300a\330\004\037\230q\330\004\032\230)\2406\250\021\250#\250S\260\002\260$\3206G\300r\310\021\330\004\030\230\006\230a\230t\2401\330\004\027\220v\230Q\230d\240!\340\004D\300A\360\n\000\005\024\2201\330\t\n\330\010\014\210E\220\025\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270\021\270!\330\014\023\2202\220Q\220a\330\014\021\220\027\230\001\230\021\230!\330\014\020\220\007\220q\230\001\230\021\330\014\017\210w\220b\230\001\330\020\025\220Q\220f\230A\330\020\021\330\014\023\2201\220F\230(\240!\2405\250\001\250\021\340\014\024\220A\330\014\025\220Q\330\014\020\220\001\330\014\022\220\"\220B\220b\230\003\2301\330\020\027\220t\2307\240!\2407\250!\2508\2601\260F\270!\2705\300\001\300\024\300R\300r\310\024\310Q\330\020\023\2205\230\003\2301\330\024\025\330\020\030\230\001\330\020\023\2207\230#\230R\230r\240\022\2404\240q\250\001\250\023\250B\250d\260!\330\024\035\230Q\330\020\025\220Q\330\014\022\220!\330\014\017\210z\230\024\230Y\240a""\240s\250\"\250A\330\020\025\220Q\220f\230A\340\020\024\220A\330\020\026\220b\230\003\2302\230T\240\024\240S\250\001\330\024\033\2304\230u\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300r\310\022\3104\310q\330\024\033\2304\230q\330\024\032\230\"\230B\230a\330\024\032\230$\230c\240\021\330\030\034\230B\230b\240\002\240\"\240A\330\030\034\230E\240\023\240E\250\022\2502\250T\260\022\2603\260a\330\034 \240\005\240W\250A\250W\260A\260X\270Q\270f\300A\300U\310!\3104\310t\320ST\330\034\037\230r\240\023\240A\330 #\2401\240A\240S\250\003\2501\250A\330$)\250\021\250&\260\001\330%&\240n\260B\260a\260q\270\001\330$)\250\021\250&\260\001\340$*\250!\330$%\320%6\260a\260q\270\r\300Q\300a\300s\310\"\310A\330$%\330\030\037\230q\330\024\031\230\021\330\020\023\2201\330\024\030\230\005\230U\240!\2403\240d\250#\250R\250r\260\021\330\030\037\230t\2405\250\001\250\027\260\001\260\030\270\021\270&\300\001\300\025\300a\300t\3102\310R\310t\320ST\330\030\034\320\034-\250Q\250d\260-\270q\300\001\300\023\300B\300a\330\014\020\220\001\220\025\220a\340\014\026\220a\220q\230\003\2302\230Q\330\014\026\220h\230b\240\001\330\014\025\220W\230B\230e\2407\250#\250R\250t\2604\260r\270\027\300\002\300$\300l\320RS\330\014\017\210x\220q\230\007\230v\240Q\240e\2501\250D\260\006\260h\270i\300y\320PS\320SV\320VW\330\020\026\220a\330\020\021\330\014\020\220\001\330\014\022\220\"\220B\220a\330\020\023\2202\220S\230\002\230$\230h\240a\240w\250f\260A\260U\270!\2704\270v\300S\310\t\320QZ\320Z]\320]`\320`a\330\024\032\230!\330\024\025\330\020\025\220Q\330\014\017\210q\330\020\021\330\014\017\210w\220d\230(\240!\2407\250&\260\001\260\025\260a\260t\2706\300\030\310\031\320R[\320[^\320^a\320ab\330\020\026\220a\330\020\021\330\014\017\210x\220q\230\006\230f\240A\240U\250!\2504\250v\260X\270S\320@Q\320QY\320Yb\320bk\320kn\320no\330\020\026\220a\330\020\021\330\004\007\200q\330\010\016\210k\230\021\230!\330\004\013\210:\220Q\200\001\360\n\000W\001X\001\330*0\260\001\360\036\000\005\031\230\001\230\026\230q\240\001""\330\004\017\210r\220\026\220q\230\003\2306\240\022\2401\330\004\020\220\002\220&\230\001\230\023\230F\240\"\240A\330\004\025\220R\220u\230A\230T\240\023\240F\250\"\250A\330\004\035\230Q\330\004\036\230a\330\004#\2401\330\004\020\220\002\220&\230\001\230\030\240\021\240/\260\023\260E\270\022\2703\270f\300B\300a\330\004\037\230q\330\004\027\220x\230v\240Q\240c\250\023\250A\330\004\030\230\017\240r\250\021\330\004\007\200x\210u\220G\2303\230e\2403\240f\250F\260!\2603\260c\270\021\330\010\016\210j\230\001\230\021\330\004\036\230f\240A\240Q\360\006\000\005\030\220q\360\006\000\005\033\230)\2406\250\021\250#\250S\260\002\260$\3206G\300r\310\021\330\004\030\230\006\230a\230t\2401\330\004\t\210\027\220\001\360\020\000\005\024\2201\330\004\007\200|\2202\220R\220s\230)\2402\240Q\330\010\016\210j\230\001\230\021\340\004\014\210L\230\002\230.\250\002\250!\330\t\n\330\010\014\210E\220\025\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270\021\270!\330\014\023\2202\220Q\220a\330\014\021\220\027\230\001\230\021\230!\330\014\023\2201\220F\230(\240!\2405\250\001\250\021\330\014\026\220a\330\014\023\2201\330\014\017\210z\230\024\230Y\240a\240s\250\"\250A\330\020\025\220Q\220f\230A\340\020\024\220A\330\020\026\220b\230\003\2301\330\024\030\230\005\230W\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3101\330\024\027\220r\230\023\230E\240\024\240Q\240e\2502\250Q\330\030\035\230Q\230f\240A\330\030\"\240!\2405\250\013\2601\260E\270\023\270A\330\030\031\330\024\027\220t\2304\230q\240\003\2401\240A\240Q\330\030\033\2302\230S\240\001\330\034!\240\021\240&\250\r\260Q\260a\260s\270#\270Q\320>O\310q\330\030\031\330\024\036\230a\330\024\033\2301\330\024\031\230\021\330\020\023\220<\230t\2405\250\003\2501\340\024\034\230A\230V\2401\240C\240r\250\035\260a\260t\2701\330\024 \240\r\250Q\250d\260(\270\"\270C\270r\300\035\310a\310t\320ST\330\024\035\230Q\230h\240a\330\024\035\230Q\230e\2408\2502""\250\\\270\022\2701\330\024\030\230\001\330\024\032\230\"\230B\230d\240$\240d\250!\2503\250c\260\025\260a\260q\330\030\035\230Q\330\024\036\230a\330\014\025\220X\230R\230x\240r\250\021\330\014\017\210w\220b\230\013\2403\240g\250R\250q\330\020\023\2207\230\"\230A\330\024\031\230\021\230&\240\001\330\020\031\230\021\330\014\020\220\001\220\025\220a\330\014\017\210w\220d\230%\230u\240A\240S\250\002\250!\340\020\024\220G\2305\240\001\240\033\250A\250Q\330\024\027\220t\2303\230h\240a\240q\330\030\031\330\024\030\230\001\330\024\030\230\001\330\024\032\230\"\230C\230q\330\030\033\2304\230t\2401\240E\250\027\260\001\260\027\270\001\270\030\300\021\300&\310\001\310\025\310a\310t\320SW\320W^\320^_\320_h\320hi\320im\320mn\330$%\240Q\240a\330\034\035\330\030\034\230A\330\030\035\230Q\330\024\027\220r\230\023\230K\240t\2502\250R\250r\260\022\2609\270B\270a\330\030\035\230Q\230f\240A\330\030\031\340\014\017\210t\2201\330\020\024\220A\330\020\026\220b\230\003\2301\330\024\030\230\005\230W\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3107\320RS\320ST\330\024\027\220r\230\023\230A\330\030\036\230a\330\030\031\330\024\027\220v\230S\240\001\240\021\240#\240S\250\001\250\021\330\030\031\230\030\240\021\240!\2401\330\030\031\320\031)\250\021\250!\2503\250b\260\001\330\024\025\320\025&\240a\240q\250\001\250\023\250B\250l\270!\2706\300\022\3001\330\024\025\220Z\230q\330\024\031\230\021\340\020\024\220K\230w\240a\240v\250Q\250a\330\020\023\2202\220S\230\001\330\024\032\230!\330\024\025\330\020\023\2201\330\024\025\220Z\230z\250\026\250u\260A\330\024\032\230*\240F\320*C\3001\330\024\034\230J\240a\240q\330\020\026\220a\220q\330\020\032\230!\2307\240\"\240G\2503\250l\270\"\270E\300\027\310\003\310;\320VW\330\020\033\2301\230I\240Q\330\020\024\220E\230\025\230a\230v\240R\240t\2504\250q\330\024\030\230\006\230b\240\002\240\"\240A\330\024\030\230\005\230W\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3107\320RS\320ST\330\024\027\220r\230\023\230A\330\030\036\230a\330\030\031""\330\024\027\220v\230S\240\001\240\021\240#\240S\250\001\250\034\260S\270\001\270\025\270b\300\001\330\030\031\230\030\240\021\240!\2401\330\030\031\320\031)\250\021\250!\2503\250b\260\001\330\030\031\230\030\240\022\240;\250a\330\024\027\220t\2301\230E\240\022\2401\340\030\036\230h\240a\240u\250C\250\177\270d\300$\300f\310A\310T\320QW\320WX\330\034#\2406\250\021\250$\250f\260A\330\034\"\240!\2404\240z\260\021\330\034 \240\005\240U\250!\2504\250q\330\034\037\230r\240\023\240E\250\023\250A\250U\260#\260T\270\027\300\003\3004\300q\310\005\310R\310q\330 !\330\034\035\230X\240R\240{\260!\330\034$\240A\240X\250Q\330\034\037\230q\240\001\240\023\240B\240a\240q\330 !\240\030\250\021\250%\250r\260\026\260r\270\032\3003\300k\320QW\320WX\320X[\320[^\320^_\330 !\240\036\250q\260\001\260\021\330\030\031\230\030\240\021\330\030 \240\001\240\030\250\021\330\024\025\320\025&\240a\240q\250\001\250\023\250B\250l\270!\2706\300\022\3001\330\024\025\220Z\230q\330\024\033\2301\330\024\025\220W\230A\330\024\032\230!\2304\230z\250\025\320.A\300\021\300%\300q\310\001\330\014\017\210q\330\020\021\330\004\007\200q\330\010\016\210k\230\021\230!\330\004\013\210:\220[\240\001\200\001\360\014\000\005\031\230\001\230\026\230q\240\014\250A\330\004\r\210R\210v\220Q\220c\230\026\230r\240\021\330\004\022\220\"\220F\230!\2303\230f\240B\240a\330\004\014\210B\210f\220A\220S\230\006\230b\240\001\330\004\017\210r\220\026\220q\230\003\2306\240\022\2401\330\004\r\210R\210v\220Q\220c\230\026\230r\240\021\330\004\035\230Q\330\004\034\230A\330\004\034\230A\330\004 \240\001\330\004\033\2301\330\004\030\230\006\230a\230q\360\014\000\005\024\2201\330\004\007\200~\220R\220r\230\023\230N\250\"\250C\250r\260\021\330\010\016\210j\230\001\320\0315\260Q\260c\270\022\320;M\310Q\310a\330\t\n\330\010\014\210E\220\025\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270\021\270!\330\014\023\2201\220H\230A\330\014\023\2201\220F""\230#\230Q\330\014\016\210a\210u\220G\2301\230H\240A\240V\2507\260$\260l\300)\3101\310C\310r\320QR\330\014\022\220!\2201\220D\230\003\2301\230A\230S\240\002\240!\330\020\025\220U\230!\2302\230Q\230d\240)\2501\330\020\026\220a\330\014\020\220\005\220W\230A\230R\230q\240\004\240A\240Q\330\014\017\210r\220\023\220A\330\020\026\220a\330\020\021\330\014\017\210q\330\020\021\220\027\230\007\230q\240\002\240!\2404\240v\250R\250q\330\014\r\210Y\220a\330\014\020\220\n\230$\230a\230q\240\006\240b\250\001\330\014\017\210r\220\022\2201\330\020\024\220A\330\014\016\210a\210u\220J\230a\330\014\017\210r\220\022\2201\220A\330\020\021\220\032\2301\330\014\020\220\001\220\025\220j\240\001\240\021\330\014\023\2201\220E\230\033\240A\240U\250\"\250K\260q\330\014\016\210a\210u\220G\2301\230B\230a\230t\240;\250g\260Q\260a\330\014\r\210X\220Q\330\004\007\200q\330\010\t\330\004\013\2108\220=\240\007\240z\260\021\200\001\360\014\000\0471\260\001\360\034\000\005\031\230\001\230\026\230q\240\001\330\004\017\210r\220\026\220q\230\003\2306\240\022\2401\330\004\r\210R\210v\220Q\220c\230\026\230r\240\021\330\004\r\210R\210v\220Q\220c\230\026\230r\240\021\330\004\020\220\002\220&\230\001\230\023\230F\240\"\240A\330\004\020\220\002\220&\230\001\230\023\230F\240\"\240A\330\004\035\230Q\330\004 \240\001\330\004\037\230q\330\004\036\230a\330\004\035\230Q\330\004\020\220\002\220&\230\001\230\030\240\021\240/\260\023\260E\270\022\2703\270f\300B\300a\330\004\037\230q\340\004\033\2301\330\004\010\210\005\210U\220!\2201\330\010\025\220Q\220i\230z\250\021\250\"\250B\250c\260\022\260:\270Q\270a\330\004\021\220\022\2206\230\021\230(\240\"\240C\240v\250R\250q\330\004\021\220\022\2206\230\021\230(\240\"\240C\240v\250R\250q\330\004\037\230q\330\004\036\230a\330\004\020\220\002\220&\230\001\230\030\240\022\2403\240f\250B\250a\330\004\035\230Q\360\006\000\005\033\230)\2406\250\021\250#\250S\260\002\260$\3206G\300r\310\021\330\004\030\230\006\230a\230t\2401\360\016\000\005\024\2201\340\t\n\330\010\014\210E\220\025""\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270\021\270!\330\014\021\220\027\230\001\230\021\230!\330\014\022\220!\220:\230Q\230c\240\022\320#3\2601\260F\270*\300F\310!\3108\320ST\330\014\021\320\021!\240\021\240\"\240B\240c\250\022\320+;\2701\270A\330\014\023\2202\220Q\220a\340\014\022\220!\330\014\020\220\005\220U\230!\230:\240Q\240d\250*\260A\260R\260r\270\021\330\020\026\220a\220w\230k\250\021\250!\330\020\026\220a\220w\230g\240Q\240a\330\020\027\220q\330\014\031\230\021\330\014\017\210q\330\020\023\2204\220t\2306\240\021\240$\240b\250\003\2503\250a\330\024\027\220v\230Q\230d\240\"\240C\240s\250/\270\024\270U\300#\300Q\330\030\035\230Q\230e\2401\330\030\035\230Q\230f\240A\330\030\031\340\024\032\230!\2307\240!\330\024\032\230!\2307\240!\330\024\033\2301\330\014\017\210u\220C\220q\330\020\023\2204\220r\230\021\330\024\031\230\021\230%\230q\330\024\031\230\021\230&\240\001\330\024\025\330\020\035\230Q\330\020\024\220E\230\025\230a\230q\330\024\027\220v\230Q\230c\240\023\240A\330\030%\240Q\330\031\032\330\030\035\230Q\230e\2401\330\030\031\330\020\023\2205\230\001\230\021\330\024\031\230\021\230&\240\001\330\024\025\330\014\017\210t\2203\220a\330\020\021\330\014\025\220Q\330\014\026\220a\330\014\020\220\005\220U\230!\2301\330\020\025\220Q\220e\2306\240\021\240#\240S\250\013\3203L\310C\310s\320RS\330\020\023\2205\230\001\230\021\330\024\036\230f\240A\240Q\330\024\035\230Q\330\014\017\210t\2201\330\020\025\220Q\220f\230A\330\020\021\330\014\023\2201\220F\230(\240!\2405\250\001\250\021\330\014\016\210g\220Q\330\014\016\210k\230\021\330\014\016\210m\2301\330\014\016\210i\220q\330\014\017\210z\230\024\230Y\240a\240s\250\"\250A\330\020\025\220Q\220f\230A\330\021\026\220c\230\021\340\020\024\220E\230\025\230a\230t\2402\240T\250\024\250Q\330\024\027\220t\2305\240\001\240\021\330\030\031\330\024\031\230\031\240!\2405\250\004\250F\260!\2601\330\024\032\230\"\230A\330\024""\026\220i\230q\330\024\026\220g\230Q\330\024\030\230\005\230U\240!\2408\2503\250b\3200B\300%\300q\330\030\036\230a\230w\240f\250A\250U\260!\2604\260v\270S\300\001\300\024\300Q\300a\300t\3101\310A\330\030\033\2302\230W\240C\240q\330\034\035\330\024\027\220r\230\027\240\003\2401\330\030 \240\001\240\022\2408\2501\250A\250T\260\021\330\024\027\220t\2302\230R\230q\330\030\032\230\047\240\021\340\020\025\220Y\230a\230u\240D\250\006\250a\250t\2602\260Q\330\020\024\220E\230\025\230a\230s\240\"\320$6\260d\270!\330\024\030\230\003\2301\230A\330\024\027\220r\230\023\230B\230a\330\030\031\330\024\027\220t\2301\230E\240\027\250\001\250\027\260\001\260\030\270\021\270&\300\001\300\025\300a\300t\3104\310x\320WX\320XY\320YZ\330\030\035\230Q\230f\240A\330\030\031\360\006\000\021\025\220E\230\025\230a\230q\330\024\027\220r\230\022\2302\230S\240\002\240#\240[\260\002\260!\330\030\036\230a\230w\240f\250A\250U\260!\2604\260v\270V\3001\300D\310\001\310\021\310$\310a\310q\330\020\023\2201\330\024\031\230\031\240!\2405\250\004\250A\330\024\030\230\005\230U\240!\2408\2503\250b\260\005\260U\270!\330\030\036\230a\230w\240f\250A\250U\260!\2604\260v\270S\300\001\300\024\300Q\300a\300t\3101\310A\330\020\023\220:\230T\240\021\330\024\032\230!\2307\240&\250\001\250\025\250a\250t\2606\270\023\270A\270T\300\021\300!\3004\300q\310\001\330\020\023\2202\220Q\330\024\030\230\005\230U\240!\2407\250!\2508\2601\260F\270!\2705\300\001\300\024\300R\300w\310a\330\024\034\230A\230S\240\001\240\021\240$\240a\330\014\022\220\"\220A\330\014\017\210r\220\031\230\"\230A\330\020\025\220Q\220f\230A\330\014\017\210r\220\033\230B\230a\330\020\025\220Q\220f\230A\330\014\017\210q\330\020\024\220E\230\025\230a\230q\330\024\030\230\003\2301\230A\330\024\027\220r\230\023\230A\330\030\031\330\024\030\230\005\230W\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3101\330\024\027\220t\2301\230C\230q\240\001\240\021\330\030 \240\001\240\023\240A\240Q\240d\250!\340\014\017\210u\220C\220q\330\020\030\230\001\330\020\030""\230\001\330\020\024\220E\230\025\230a\230q\330\024\030\230\006\230a\230q\330\024\027\220t\2305\240\001\240\023\240C\240r\250\023\250A\330\030\031\330\024\027\220v\230Q\230c\240\024\240R\240r\250\021\330\030 \240\001\330\024\027\220r\230\022\2301\330\030 \240\001\330\024\027\220v\230Q\230g\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3107\320RS\320ST\320TU\330\036,\250F\260!\2608\270=\310\010\320PS\320SV\320VW\330\030\036\230a\330\030\031\330\020\024\220A\220U\230!\330\020\026\220a\220u\230F\240\"\240A\330\020\027\220q\230\005\230V\2402\240Q\360\006\000\021\031\230\001\330\020\030\230\001\330\020\024\220E\230\025\230a\230t\2402\240T\250\024\250Q\330\024\027\220v\230S\240\001\330\030\031\330\024\035\230Q\330\024\030\230\006\230a\230q\330\024\027\220t\2305\240\001\240\023\240C\240r\250\023\250A\330\030\031\330\024\027\220r\230\022\2301\330\030 \240\001\330\024\027\220v\230Q\230g\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3107\320RS\320ST\320TX\320Xe\320ef\330\036!\240\023\240A\330\030\036\230a\330\030\031\330\020\024\220A\220U\230!\330\020\027\220q\230\005\230V\2402\240Q\330\014\017\210q\330\020\021\330\004\007\200q\330\010\016\210k\230\021\230!\330\004\013\210:\220X\230X\240[\260\001";
+    #else /* compression: none (9086 bytes) */
+static const char bytes[] = " at 0x object> tokens, not (tree fragment).: <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis Note that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.a capacity needs the tenant of every requestadd_notecachesim\047s provider loops support little-endian machines onlycachesim: cannot resolve XXH3_64bits_withSeed in cachesim: out of memory in the provider cache tablecachesim: the resolved XXH3 disagrees with xxhash.xxh3_64_intdigestcollections.abcdisableenablegcisenabledno default __reduce__ due to non-trivial __cinit__routing prefix must be 1..src/cachesim/_providers.pyxunable to allocate array data.unable to allocate shape and strides.unit_tokens and round_to must be >= 1unit_tokens must be 1..64 and interval_tokens >= 1ASCIIERR_TOO_MANY_BREAKPOINTSERR_TTL_ORDEREllipsisFLAG_BELOW_MINFLAG_ERRORFLAG_EVICTEDFLAG_EXPIREDFLAG_LOOKBACKFLAG_NOT_READYFLAG_OVERFLOWFLAG_SERVER_MISSMODE_ANTHROPICMODE_OPENAI56SequenceView.MemoryView_Table_Table.__reduce_cython___Table.__setstate_cython____Pyx_PyDict_NextRef__annotate____class____class_getitem____dict____file____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutine_xxhashaabcallocate_bufferaltany_okasyncio.coroutinesautomaticautomatic_longavailable_after_sbb_posbasebestbndboundariesboundary_offsetsboundedbp_clsbp_cls_arrbp_longbp_offsetsbp_okbp_ok_arrbp_posbp_pos_arrbreakpointsbyteordercc_poscache_keycachedcachesim._providerscapacitycapacity_unitschainchain_arrcline_in_tracebackcommoncommon_prefixcountdtypedtype_""is_objecteemptyencodeenumerateerrerrorerror_arrevicted_byevicted_by_arrexpiresfirstflagsflags_arrforget_sformatfortranfreshfullhidden_tokenshithit_fromhit_from_arriididle_ttl_sindexint32int64int8interval_tokensitemitemsitemsizejjbkk_allk_arrk_livekeykkkmaxkmax_arrlalastlblengthlimlittlelolongestlookback_blocksmaskmatchedmax_age_smax_bpsmax_breakpointsmemviewmin_tokensmiss_drawmiss_probabilitymodenn_explicitn_insn_unitsnamenbnbpndimnodenpnsns_arrns_rnskeynumpyobjoffotherother_lenoutout_arrppackpathper_minuteper_segment_minimumpopposition_offsetspositionsprprefix_keysprefix_tokensprev_okqqueuesrreadread_arrrefresh_pathregisterrepreplicareplica_arrreplica_idsreplica_maxreplicasresidentrkrk_arrround_torouteroute_keyroutedseedseen_shortselfseqserve_breakpointsserve_deepseekserve_unitssetdefaultshapesizeslotsstartstepstopstructsystt_availtabletenanttoken_exacttoken_offsetstokenstoksttft_sttl_long_sttl_short_suuint64unit_tokensunitsunpackupdateuse_drawsvvaluesw_longw_shortwindow_swl_arrws_arrxxxh3_64_intdigestxxhashxxhash._xxhashzerosOcachesim provider probe\200\001\330\004\n\210+\220Q\200\001\340\004\013\2107\220!\2205\230\001\200\001\360\006\000\005\031\230\r\240V\2501\250C\250r\260\021\330\004\016\210b\220\006\220a\220s\230&\240\002\240!\330\004\034\230A\340\t\n\330\010\014\210E\220\025\220a\220q\330\014\017\210u\220A\220S\230\002\230!\330\020\021\330\014\020\220\r\230Q\230a\330\014\020\220\r\230Q\230e\2401\240A\330\014\021\220\035\230a\230r\240\022\2403\240b\250\001\330\014\021\220\035\230a\230u\240A\240S\250\002\250#\250R\250q\330\014\025\220Q\220d\230!\330\014\020\220\001\330\014\022\220\"\220B\220d\230$\230f\240A\240R\240r\250\023\250C\250v\260Q\260b\270\002\270!\330\020\025\220Q\330\014\017\210q\220\005\220Q\330\004\013\2101\200\001\360\006\000\005\031\230\r\240V\2501\250C\250r\260\021\330\004\016\210b\220\006\220a\220y\240\006\240a\240t\2506\260\022\2601\330\004\035\230Q\330\004\033\2301\330\004\010\210\005\210U\220!\2201\330\010\025\220Q\220i\230}\250A\250R\250r""\260\023\260B\260m\3001\300A\330\004\020\220\002\220&\230\001\230\030\240\023\240E\250\022\2503\250f\260B\260a\330\004\037\230q\360\006\000\n\013\330\010\014\210E\220\025\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270\021\270!\330\014\023\2201\220F\230(\240!\2405\250\001\250\021\330\014\020\220\005\220U\230!\320\033+\2501\250D\3200@\300\001\300\022\3002\300Q\330\020\023\2201\220E\230\030\240\021\240&\250\001\250\025\250a\250t\2609\270A\270Q\330\004\013\2101\200\001\360\006\000$%\360\022\000\005\031\230\001\230\026\230q\240\001\330\004\017\210r\220\026\220q\230\003\2306\240\022\2401\330\004\020\220\002\220&\230\001\230\023\230F\240\"\240A\330\004\035\230Q\330\004\023\2202\220U\230!\2304\230s\240&\250\002\250!\330\004!\240\021\330\004\036\230a\330\004\007\200|\2202\220R\220s\230,\240b\250\003\2503\320.>\270b\300\001\330\010\016\210j\230\001\230\021\330\004\020\220\002\220&\230\001\230\030\240\021\240/\260\023\260E\270\022\2703\270f\300B\300a\330\004\037\230q\330\004\032\230)\2406\250\021\250#\250S\260\002\260$\3206G\300r\310\021\330\004\030\230\006\230a\230t\2401\330\004\027\220v\230Q\230d\240!\340\004D\300A\360\n\000\005\024\2201\330\t\n\330\010\014\210E\220\025\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270\021\270!\330\014\023\2202\220Q\220a\330\014\021\220\027\230\001\230\021\230!\330\014\020\220\007\220q\230\001\230\021\330\014\017\210w\220b\230\001\330\020\025\220Q\220f\230A\330\020\021\330\014\023\2201\220F\230(\240!\2405\250\001\250\021\340\014\024\220A\330\014\025\220Q\330\014\020\220\001\330\014\022\220\"\220B\220b\230\003\2301\330\020\027\220t\2307\240!\2407\250!\2508\2601\260F\270!\2705\300\001\300\024\300R\300r\310\024\310Q\330\020\023\2205\230\003\2301\330\024\025\330\020\030\230\001\330\020\023\2207\230#\230R\230r\240\022\2404\240q\250\001\250\023\250B""\250d\260!\330\024\035\230Q\330\020\025\220Q\330\014\022\220!\330\014\017\210z\230\024\230Y\240a\240s\250\"\250A\330\020\025\220Q\220f\230A\340\020\024\220A\330\020\026\220b\230\003\2302\230T\240\024\240S\250\001\330\024\033\2304\230u\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300r\310\022\3104\310q\330\024\033\2304\230q\330\024\032\230\"\230B\230a\330\024\032\230$\230c\240\021\330\030\034\230B\230b\240\002\240\"\240A\330\030\034\230E\240\023\240E\250\022\2502\250T\260\022\2603\260a\330\034 \240\005\240W\250A\250W\260A\260X\270Q\270f\300A\300U\310!\3104\310t\320ST\330\034\037\230r\240\023\240A\330 #\2401\240A\240S\250\003\2501\250A\330$)\250\021\250&\260\001\330%&\240n\260B\260a\260q\270\001\330$)\250\021\250&\260\001\340$*\250!\330$,\250A\250U\260!\2601\330$%\320%6\260a\260q\270\r\300Q\300a\300s\310\"\310A\330$%\330\030\037\230q\330\024\031\230\021\330\020\023\2201\330\024\030\230\005\230U\240!\2403\240d\250#\250R\250r\260\021\330\030\037\230t\2405\250\001\250\027\260\001\260\030\270\021\270&\300\001\300\025\300a\300t\3102\310R\310t\320ST\330\030\034\320\034-\250Q\250d\260-\270q\300\001\300\023\300B\300a\330\014\020\220\001\220\025\220a\340\014\026\220a\220q\230\003\2302\230Q\330\014\026\220h\230b\240\001\330\014\025\220W\230B\230e\2407\250#\250R\250t\2604\260r\270\027\300\002\300$\300l\320RS\330\014\017\210x\220q\230\007\230v\240Q\240e\2501\250D\260\006\260h\270i\300y\320PS\320SV\320VW\330\020\026\220a\330\020\021\330\014\020\220\001\330\014\022\220\"\220B\220a\330\020\023\2202\220S\230\002\230$\230h\240a\240w\250f\260A\260U\270!\2704\270v\300S\310\t\320QZ\320Z]\320]`\320`a\330\024\032\230!\330\024\025\330\020\025\220Q\330\014\017\210q\330\020\021\330\014\017\210w\220d\230(\240!\2407\250&\260\001\260\025\260a\260t\2706\300\030\310\031\320R[\320[^\320^a\320ab\330\020\026\220a\330\020\021\330\014\017\210x\220q\230\006\230f\240A\240U\250!\2504\250v\260X\270S\320@Q\320QY\320Yb\320bk\320kn\320no\330\020\026\220a\330\020\021\330\004\007\200q\330\010\016\210k\230""\021\230!\330\004\013\210:\220[\240\001\200\001\360\n\000W\001X\001\330*0\260\001\360\036\000\005\031\230\001\230\026\230q\240\001\330\004\017\210r\220\026\220q\230\003\2306\240\022\2401\330\004\020\220\002\220&\230\001\230\023\230F\240\"\240A\330\004\025\220R\220u\230A\230T\240\023\240F\250\"\250A\330\004\023\2202\220U\230!\2304\230s\240&\250\002\250!\330\004!\240\021\330\004\035\230Q\330\004\036\230a\330\004#\2401\330\004\020\220\002\220&\230\001\230\030\240\021\240/\260\023\260E\270\022\2703\270f\300B\300a\330\004\037\230q\330\004\027\220x\230v\240Q\240c\250\023\250A\330\004\030\230\017\240r\250\021\330\004\007\200x\210u\220G\2303\230e\2403\240f\250F\260!\2603\260c\270\021\330\010\016\210j\230\001\230\021\330\004\036\230f\240A\240Q\360\006\000\005\030\220q\360\006\000\005\033\230)\2406\250\021\250#\250S\260\002\260$\3206G\300r\310\021\330\004\030\230\006\230a\230t\2401\330\004\t\210\027\220\001\360\020\000\005\024\2201\330\004\007\200|\2202\220R\220s\230)\2402\240Q\330\010\016\210j\230\001\230\021\340\004\014\210L\230\002\230.\250\002\250!\330\t\n\330\010\014\210E\220\025\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270\021\270!\330\014\023\2202\220Q\220a\330\014\021\220\027\230\001\230\021\230!\330\014\023\2201\220F\230(\240!\2405\250\001\250\021\330\014\026\220a\330\014\023\2201\330\014\017\210z\230\024\230Y\240a\240s\250\"\250A\330\020\025\220Q\220f\230A\340\020\024\220A\330\020\026\220b\230\003\2301\330\024\030\230\005\230W\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3101\330\024\027\220r\230\023\230E\240\024\240Q\240e\2502\250Q\330\030\035\230Q\230f\240A\330\030\"\240!\2405\250\013\2601\260E\270\023\270A\330\030\031\330\024\027\220t\2304\230q\240\003\2401\240A\240Q\330\030\033\2302\230S\240\001\330\034!\240\021\240&\250\r\260Q\260a\260s\270#\270Q\320>O\310q\330\030\031\330\024\036\230a\330\024\033\2301\330\024\031\230\021\330\020\023\220<\230t\2405""\250\003\2501\340\024\034\230A\230V\2401\240C\240r\250\035\260a\260t\2701\330\024 \240\r\250Q\250d\260(\270\"\270C\270r\300\035\310a\310t\320ST\330\024\035\230Q\230h\240a\330\024\035\230Q\230e\2408\2502\250\\\270\022\2701\330\024\030\230\001\330\024\032\230\"\230B\230d\240$\240d\250!\2503\250c\260\025\260a\260q\330\030\035\230Q\330\024\036\230a\330\014\025\220X\230R\230x\240r\250\021\330\014\017\210w\220b\230\013\2403\240g\250R\250q\330\020\023\2207\230\"\230A\330\024\031\230\021\230&\240\001\330\020\031\230\021\330\014\020\220\001\220\025\220a\330\014\017\210q\330\020\030\230\001\230\025\230d\240!\330\014\017\210w\220d\230%\230u\240A\240S\250\002\250!\340\020\024\220G\2305\240\001\240\033\250A\250Q\330\024\027\220t\2303\230h\240a\240q\330\030\031\330\024\030\230\001\330\024\030\230\001\330\024\032\230\"\230C\230q\330\030\033\2304\230t\2401\240E\250\027\260\001\260\027\270\001\270\030\300\021\300&\310\001\310\025\310a\310t\320SW\320W^\320^_\320_h\320hi\320im\320mn\330$%\240Q\240a\330\034\035\330\030\034\230A\330\030\035\230Q\330\024\027\220r\230\023\230K\240t\2502\250R\250r\260\022\2609\270B\270a\330\030\035\230Q\230f\240A\330\030\031\340\014\017\210t\2201\330\020\024\220A\330\020\026\220b\230\003\2301\330\024\030\230\005\230W\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3107\320RS\320ST\330\024\027\220r\230\023\230A\330\030\036\230a\330\030\031\330\024\027\220v\230S\240\001\240\021\240#\240S\250\001\250\021\330\030\031\230\030\240\021\240!\2401\330\030\031\320\031)\250\021\250!\2503\250b\260\001\330\030\031\230\033\240A\330\024\025\320\025&\240a\240q\250\001\250\023\250B\250l\270!\2706\300\022\3001\330\024\025\220Z\230q\330\024\031\230\021\340\020\024\220K\230w\240a\240v\250Q\250a\330\020\023\2202\220S\230\001\330\024\032\230!\330\024\025\330\020\023\2201\330\024\025\220Z\230z\250\026\250u\260A\330\024\032\230*\240F\320*C\3001\330\024\034\230J\240a\240q\330\020\026\220a\220q\330\020\032\230!\2307\240\"\240G\2503\250l\270\"\270E\300\027\310\003\310;\320VW""\330\020\033\2301\230I\240Q\330\020\024\220E\230\025\230a\230v\240R\240t\2504\250q\330\024\030\230\006\230b\240\002\240\"\240A\330\024\030\230\005\230W\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3107\320RS\320ST\330\024\027\220r\230\023\230A\330\030\036\230a\330\030\031\330\024\027\220v\230S\240\001\240\021\240#\240S\250\001\250\034\260S\270\001\270\025\270b\300\001\330\030\031\230\030\240\021\240!\2401\330\030\031\320\031)\250\021\250!\2503\250b\260\001\330\030\031\230\033\240A\330\030\031\230\030\240\022\240;\250a\330\024\027\220t\2301\230E\240\022\2401\340\030\036\230h\240a\240u\250C\250\177\270d\300$\300f\310A\310T\320QW\320WX\330\034#\2406\250\021\250$\250f\260A\330\034\"\240!\2404\240z\260\021\330\034 \240\005\240U\250!\2504\250q\330\034\037\230r\240\023\240E\250\023\250A\250U\260#\260T\270\027\300\003\3004\300q\310\005\310R\310q\330 !\330\034\035\230X\240R\240{\260!\330\034$\240A\240X\250Q\330\034\037\230q\240\001\240\023\240B\240a\240q\330 !\240\030\250\021\250%\250r\260\026\260r\270\032\3003\300k\320QW\320WX\320X[\320[^\320^_\330 !\240\036\250q\260\001\260\021\330\030\031\230\030\240\021\330\030 \240\001\240\030\250\021\330\024\025\320\025&\240a\240q\250\001\250\023\250B\250l\270!\2706\300\022\3001\330\024\025\220Z\230q\330\024\033\2301\330\024\025\220W\230A\330\024\032\230!\2304\230z\250\025\320.A\300\021\300%\300q\310\001\330\014\017\210q\330\020\021\330\004\007\200q\330\010\016\210k\230\021\230!\330\004\013\210:\220[\320 0\260\001\200\001\360\014\000\005\031\230\001\230\026\230q\240\014\250A\330\004\r\210R\210v\220Q\220c\230\026\230r\240\021\330\004\022\220\"\220F\230!\2303\230f\240B\240a\330\004\014\210B\210f\220A\220S\230\006\230b\240\001\330\004\017\210r\220\026\220q\230\003\2306\240\022\2401\330\004\r\210R\210v\220Q\220c\230\026\230r\240\021\330\004\035\230Q\330\004\034\230A\330\004\034\230A\330\004 \240\001\330\004\033\2301\330\004\030\230\006\230a\230q\360\014\000\005\024\2201\330\004\007\200~\220R\220r\230\023\230N\250\"\250C\250r\260""\021\330\010\016\210j\230\001\320\0315\260Q\260c\270\022\320;M\310Q\310a\330\t\n\330\010\014\210E\220\025\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270\021\270!\330\014\023\2201\220H\230A\330\014\023\2201\220F\230#\230Q\330\014\016\210a\210u\220G\2301\230H\240A\240V\2507\260$\260l\300)\3101\310C\310r\320QR\330\014\022\220!\2201\220D\230\003\2301\230A\230S\240\002\240!\330\020\025\220U\230!\2302\230Q\230d\240)\2501\330\020\026\220a\330\014\020\220\005\220W\230A\230R\230q\240\004\240A\240Q\330\014\017\210r\220\023\220A\330\020\026\220a\330\020\021\330\014\017\210q\330\020\021\220\027\230\007\230q\240\002\240!\2404\240v\250R\250q\330\014\r\210Y\220a\330\014\020\220\n\230$\230a\230q\240\006\240b\250\001\330\014\017\210r\220\022\2201\330\020\024\220A\330\014\016\210a\210u\220J\230a\330\014\017\210r\220\022\2201\220A\330\020\021\220\032\2301\330\014\020\220\001\220\025\220j\240\001\240\021\330\014\023\2201\220E\230\033\240A\240U\250\"\250K\260q\330\014\016\210a\210u\220G\2301\230B\230a\230t\240;\250g\260Q\260a\330\014\r\210X\220Q\330\004\007\200q\330\010\t\330\004\013\2108\220=\240\007\240z\260\021\200\001\360\014\000\0471\260\001\360\036\000\005\031\230\001\230\026\230q\240\001\330\004\017\210r\220\026\220q\230\003\2306\240\022\2401\330\004\r\210R\210v\220Q\220c\230\026\230r\240\021\330\004\r\210R\210v\220Q\220c\230\026\230r\240\021\330\004\020\220\002\220&\230\001\230\023\230F\240\"\240A\330\004\020\220\002\220&\230\001\230\023\230F\240\"\240A\330\004\023\2202\220U\230!\2304\230s\240&\250\002\250!\330\004!\240\021\340\004\035\230Q\330\004 \240\001\330\004\037\230q\330\004\036\230a\330\004\035\230Q\330\004\020\220\002\220&\230\001\230\030\240\021\240/\260\023\260E\270\022\2703\270f\300B\300a\330\004\037\230q\340\004\033\2301\330\004\010\210\005\210U\220!\2201\330\010\025\220Q\220i\230z\250\021\250\"\250B\250c\260\022\260:\270Q\270a\330\004\021\220\022\2206\230\021\230(""\240\"\240C\240v\250R\250q\330\004\021\220\022\2206\230\021\230(\240\"\240C\240v\250R\250q\330\004\037\230q\330\004\036\230a\330\004\020\220\002\220&\230\001\230\030\240\022\2403\240f\250B\250a\330\004\035\230Q\360\006\000\005\033\230)\2406\250\021\250#\250S\260\002\260$\3206G\300r\310\021\330\004\030\230\006\230a\230t\2401\360\016\000\005\024\2201\340\t\n\330\010\014\210E\220\025\220a\220q\330\014\023\2201\220F\230!\2303\230b\240\r\250Q\250f\260F\270&\300\001\300\030\310\021\330\014\025\220]\240!\2402\240R\240s\250\"\250M\270\021\270!\330\014\021\220\027\230\001\230\021\230!\330\014\022\220!\220:\230Q\230c\240\022\320#3\2601\260F\270*\300F\310!\3108\320ST\330\014\021\320\021!\240\021\240\"\240B\240c\250\022\320+;\2701\270A\330\014\023\2202\220Q\220a\340\014\022\220!\330\014\020\220\005\220U\230!\230:\240Q\240d\250*\260A\260R\260r\270\021\330\020\026\220a\220w\230k\250\021\250!\330\020\026\220a\220w\230g\240Q\240a\330\020\027\220q\330\014\031\230\021\330\014\017\210q\330\020\023\2204\220t\2306\240\021\240$\240b\250\003\2503\250a\330\024\027\220v\230Q\230d\240\"\240C\240s\250/\270\024\270U\300#\300Q\330\030\035\230Q\230e\2401\330\030\035\230Q\230f\240A\330\030\031\340\024\032\230!\2307\240!\330\024\032\230!\2307\240!\330\024\033\2301\330\014\017\210u\220C\220q\330\020\023\2204\220r\230\021\330\024\031\230\021\230%\230q\330\024\031\230\021\230&\240\001\330\024\025\330\020\035\230Q\330\020\024\220E\230\025\230a\230q\330\024\027\220v\230Q\230c\240\023\240A\330\030%\240Q\330\031\032\330\030\035\230Q\230e\2401\330\030\031\330\020\023\2205\230\001\230\021\330\024\031\230\021\230&\240\001\330\024\025\330\014\017\210t\2203\220a\330\020\021\330\014\025\220Q\330\014\026\220a\330\014\020\220\005\220U\230!\2301\330\020\025\220Q\220e\2306\240\021\240#\240S\250\013\3203L\310C\310s\320RS\330\020\023\2205\230\001\230\021\330\024\036\230f\240A\240Q\330\024\035\230Q\330\014\017\210t\2201\330\020\025\220Q\220f\230A\330\020\021\330\014\023\2201\220F\230(\240!\2405\250\001\250\021\330""\014\016\210g\220Q\330\014\016\210k\230\021\330\014\016\210m\2301\330\014\016\210i\220q\330\014\017\210z\230\024\230Y\240a\240s\250\"\250A\330\020\025\220Q\220f\230A\330\021\026\220c\230\021\340\020\026\220a\330\020\027\220q\330\020\024\220E\230\025\230a\230t\2402\240T\250\024\250Q\330\024\027\220t\2305\240\001\240\021\330\030\031\330\024\031\230\031\240!\2405\250\004\250F\260!\2601\330\024\026\220i\230q\330\024\026\220g\230Q\330\024\030\230\005\230U\240!\2408\2503\250b\3200B\300%\300q\330\030\036\230a\230w\240f\250A\250U\260!\2604\260v\270S\300\001\300\024\300Q\300a\300t\3101\310A\330\030\033\2302\230W\240C\240q\330\034\035\330\024\027\220r\230\027\240\003\2401\330\030 \240\001\240\022\2408\2501\250A\250T\260\021\330\030\033\2302\230U\240\"\240A\330\034\"\240\"\240A\330\034#\2402\240Q\330\020\022\220\047\230\021\330\020\023\2205\230\003\2301\330\024\034\230A\230U\240$\240a\340\020\025\220Y\230a\230u\240D\250\006\250a\250t\2602\260Q\330\020\024\220E\230\025\230a\230s\240\"\320$6\260d\270!\330\024\030\230\003\2301\230A\330\024\027\220r\230\023\230B\230a\330\030\031\330\024\027\220t\2301\230E\240\027\250\001\250\027\260\001\260\030\270\021\270&\300\001\300\025\300a\300t\3104\310x\320WX\320XY\320YZ\330\030\035\230Q\230f\240A\330\030\031\360\006\000\021\025\220E\230\025\230a\230q\330\024\027\220r\230\022\2302\230S\240\002\240#\240[\260\002\260!\330\030\036\230a\230w\240f\250A\250U\260!\2604\260v\270V\3001\300D\310\001\310\021\310$\310a\310q\330\020\023\2201\330\024\031\230\031\240!\2405\250\004\250A\330\024\030\230\005\230U\240!\2408\2503\250b\260\005\260U\270!\330\030\036\230a\230w\240f\250A\250U\260!\2604\260v\270S\300\001\300\024\300Q\300a\300t\3101\310A\330\020\023\220:\230T\240\021\330\024\032\230!\2307\240&\250\001\250\025\250a\250t\2606\270\023\270A\270T\300\021\300!\3004\300q\310\001\330\020\023\2202\220Q\330\024\030\230\005\230U\240!\2407\250!\2508\2601\260F\270!\2705\300\001\300\024\300R\300w\310a\330\024\034\230A\230S\240\001\240\021\240$\240a\330\024\034""\230A\230U\240!\2401\330\014\022\220\"\220A\330\014\017\210r\220\031\230\"\230A\330\020\025\220Q\220f\230A\330\014\017\210r\220\033\230B\230a\330\020\025\220Q\220f\230A\330\014\017\210q\330\020\024\220E\230\025\230a\230q\330\024\030\230\003\2301\230A\330\024\027\220r\230\023\230A\330\030\031\330\024\030\230\005\230W\240A\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3101\330\024\027\220t\2301\230C\230q\240\001\240\021\330\030 \240\001\240\023\240A\240Q\240d\250!\340\014\017\210u\220C\220q\330\020\030\230\001\330\020\030\230\001\330\020\024\220E\230\025\230a\230q\330\024\030\230\006\230a\230q\330\024\027\220t\2305\240\001\240\023\240C\240r\250\023\250A\330\030\031\330\024\027\220v\230Q\230c\240\024\240R\240r\250\021\330\030 \240\001\330\024\027\220r\230\022\2301\330\030 \240\001\330\024\027\220v\230Q\230g\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3107\320RS\320ST\320TU\330\036,\250F\260!\2608\270=\310\010\320PS\320SV\320VW\330\030\036\230a\330\030\031\330\020\024\220A\220U\230!\330\020\026\220a\220u\230F\240\"\240A\330\020\027\220q\230\005\230V\2402\240Q\360\006\000\021\031\230\001\330\020\030\230\001\330\020\024\220E\230\025\230a\230t\2402\240T\250\024\250Q\330\024\027\220v\230S\240\001\330\030\031\330\024\035\230Q\330\024\030\230\006\230a\230q\330\024\027\220t\2305\240\001\240\023\240C\240r\250\023\250A\330\030\031\330\024\027\220r\230\022\2301\330\030 \240\001\330\024\027\220v\230Q\230g\240W\250A\250X\260Q\260f\270A\270U\300!\3004\300t\3107\320RS\320ST\320TX\320Xe\320ef\330\036!\240\023\240A\330\030\036\230a\330\030\031\330\020\024\220A\220U\230!\330\020\027\220q\230\005\230V\2402\240Q\330\014\017\210q\330\020\021\330\004\007\200q\330\010\016\210k\230\021\230!\330\004\013\210:\220X\230X\240[\260\013\2701";
     PyObject *data = NULL;
     #define __Pyx_DecompressString_UNUSED
     #define __Pyx_DecompressString_LZSS_UNUSED
     #endif
     PyObject **stringtab = __pyx_mstate->__pyx_string_tab;
     Py_ssize_t pos = 0;
-    for (int i = 0; i < 283; i++) {
+    for (int i = 0; i < 286; i++) {
       Py_ssize_t bytes_length = str_length_index[i].length;
       PyObject *string = PyUnicode_DecodeUTF8(bytes + pos, bytes_length, NULL);
       if (likely(string) && i >= 36) PyUnicode_InternInPlace(&string);
@@ -35969,8 +36389,8 @@ static const char bytes[] = " at 0x object> tokens, not (tree fragment).: <Memor
       stringtab[i] = string;
       pos += bytes_length;
     }
-    for (int i = 283; i < 293; i++) {
-      Py_ssize_t bytes_length = bytes_length_index[i-283].length;
+    for (int i = 286; i < 296; i++) {
+      Py_ssize_t bytes_length = bytes_length_index[i-286].length;
       PyObject *string = PyBytes_FromStringAndSize(bytes + pos, bytes_length);
       stringtab[i] = string;
       pos += bytes_length;
@@ -35980,14 +36400,14 @@ static const char bytes[] = " at 0x object> tokens, not (tree fragment).: <Memor
       }
     }
     Py_XDECREF(data);
-    for (Py_ssize_t i = 0; i < 293; i++) {
+    for (Py_ssize_t i = 0; i < 296; i++) {
       if (unlikely(PyObject_Hash(stringtab[i]) == -1)) {
         __PYX_ERR(0, 1, __pyx_L1_error)
       }
     }
     #if CYTHON_IMMORTAL_CONSTANTS
     {
-      PyObject **table = stringtab + 283;
+      PyObject **table = stringtab + 286;
       for (Py_ssize_t i=0; i<10; ++i) {
         #if PY_VERSION_HEX >= 0x030F0000
         PyUnstable_SetImmortal(table[i]);
@@ -36096,29 +36516,29 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
     __pyx_mstate_global->__pyx_codeobj_tab[3] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_tree_fragment, __pyx_mstate->__pyx_n_u_setstate_cython, __pyx_mstate->__pyx_kp_b_iso88591_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[3])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {8, 0, 0, 30, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 295};
+    const __Pyx_PyCode_New_function_description descr = {8, 0, 0, 30, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 297};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_tokens, __pyx_mstate->__pyx_n_u_token_offsets, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_cache_key, __pyx_mstate->__pyx_n_u_prefix_tokens, __pyx_mstate->__pyx_n_u_per_minute, __pyx_mstate->__pyx_n_u_window_s, __pyx_mstate->__pyx_n_u_seed, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_r, __pyx_mstate->__pyx_n_u_lo, __pyx_mstate->__pyx_n_u_rk_arr, __pyx_mstate->__pyx_n_u_replica_arr, __pyx_mstate->__pyx_n_u_k_arr, __pyx_mstate->__pyx_n_u_kmax_arr, __pyx_mstate->__pyx_n_u_ns_arr, __pyx_mstate->__pyx_n_u_kmax, __pyx_mstate->__pyx_n_u_ns, __pyx_mstate->__pyx_n_u_rk, __pyx_mstate->__pyx_n_u_replica, __pyx_mstate->__pyx_n_u_kk, __pyx_mstate->__pyx_n_u_table, __pyx_mstate->__pyx_n_u_chain, __pyx_mstate->__pyx_n_u_toks, __pyx_mstate->__pyx_n_u_length, __pyx_mstate->__pyx_n_u_p, __pyx_mstate->__pyx_n_u_k, __pyx_mstate->__pyx_n_u_e, __pyx_mstate->__pyx_n_u_fresh, __pyx_mstate->__pyx_n_u_err};
     __pyx_mstate_global->__pyx_codeobj_tab[4] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_cachesim__providers_pyx, __pyx_mstate->__pyx_n_u_route, __pyx_mstate->__pyx_kp_b_iso88591_q_A_RvQc_r_F_3fBa_BfAS_b_r_q_6, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[4])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {23, 0, 0, 67, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 413};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_mode, __pyx_mstate->__pyx_n_u_tokens, __pyx_mstate->__pyx_n_u_token_offsets, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_ns, __pyx_mstate->__pyx_n_u_boundaries, __pyx_mstate->__pyx_n_u_boundary_offsets, __pyx_mstate->__pyx_n_u_breakpoints, __pyx_mstate->__pyx_n_u_bp_long, __pyx_mstate->__pyx_n_u_bp_offsets, __pyx_mstate->__pyx_n_u_automatic, __pyx_mstate->__pyx_n_u_automatic_long, __pyx_mstate->__pyx_n_u_min_tokens, __pyx_mstate->__pyx_n_u_lookback_blocks, __pyx_mstate->__pyx_n_u_max_breakpoints, __pyx_mstate->__pyx_n_u_ttl_short_s, __pyx_mstate->__pyx_n_u_ttl_long_s, __pyx_mstate->__pyx_n_u_ttft_s, __pyx_mstate->__pyx_n_u_refresh_path, __pyx_mstate->__pyx_n_u_miss_draw, __pyx_mstate->__pyx_n_u_miss_probability, __pyx_mstate->__pyx_n_u_forget_s, __pyx_mstate->__pyx_n_u_per_segment_minimum, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_r, __pyx_mstate->__pyx_n_u_read_arr, __pyx_mstate->__pyx_n_u_ws_arr, __pyx_mstate->__pyx_n_u_wl_arr, __pyx_mstate->__pyx_n_u_flags_arr, __pyx_mstate->__pyx_n_u_error_arr, __pyx_mstate->__pyx_n_u_read, __pyx_mstate->__pyx_n_u_w_short, __pyx_mstate->__pyx_n_u_w_long, __pyx_mstate->__pyx_n_u_flags, __pyx_mstate->__pyx_n_u_error, __pyx_mstate->__pyx_n_u_chain_arr, __pyx_mstate->__pyx_n_u_chain, __pyx_mstate->__pyx_n_u_max_bps, __pyx_mstate->__pyx_n_u_bp_pos_arr, __pyx_mstate->__pyx_n_u_bp_cls_arr, __pyx_mstate->__pyx_n_u_bp_pos, __pyx_mstate->__pyx_n_u_bp_cls, __pyx_mstate->__pyx_n_u_bp_ok_arr, __pyx_mstate->__pyx_n_u_bp_ok, __pyx_mstate->__pyx_n_u_any_ok, __pyx_mstate->__pyx_n_u_prev_ok, __pyx_mstate->__pyx_n_u_use_draws, __pyx_mstate->__pyx_n_u_table, __pyx_mstate->__pyx_n_u_toks, __pyx_mstate->__pyx_n_u_bnd, __pyx_mstate->__pyx_n_u_length, __pyx_mstate->__pyx_n_u_nb, __pyx_mstate->__pyx_n_u_nbp, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_j, __pyx_mstate->__pyx_n_u_jb, __pyx_mstate->__pyx_n_u_q, __pyx_mstate->__pyx_n_u_hit, __pyx_mstate->__pyx_n_u_b_pos, __pyx_mstate->__pyx_n_u_c_pos, __pyx_mstate->__pyx_n_u_n_explicit, __pyx_mstate->__pyx_n_u_slots, __pyx_mstate->__pyx_n_u_ns_r, __pyx_mstate->__pyx_n_u_pr, __pyx_mstate->__pyx_n_u_e, __pyx_mstate->__pyx_n_u_err, __pyx_mstate->__pyx_n_u_seen_short};
+    const __Pyx_PyCode_New_function_description descr = {23, 0, 0, 70, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 416};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_mode, __pyx_mstate->__pyx_n_u_tokens, __pyx_mstate->__pyx_n_u_token_offsets, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_ns, __pyx_mstate->__pyx_n_u_boundaries, __pyx_mstate->__pyx_n_u_boundary_offsets, __pyx_mstate->__pyx_n_u_breakpoints, __pyx_mstate->__pyx_n_u_bp_long, __pyx_mstate->__pyx_n_u_bp_offsets, __pyx_mstate->__pyx_n_u_automatic, __pyx_mstate->__pyx_n_u_automatic_long, __pyx_mstate->__pyx_n_u_min_tokens, __pyx_mstate->__pyx_n_u_lookback_blocks, __pyx_mstate->__pyx_n_u_max_breakpoints, __pyx_mstate->__pyx_n_u_ttl_short_s, __pyx_mstate->__pyx_n_u_ttl_long_s, __pyx_mstate->__pyx_n_u_ttft_s, __pyx_mstate->__pyx_n_u_refresh_path, __pyx_mstate->__pyx_n_u_miss_draw, __pyx_mstate->__pyx_n_u_miss_probability, __pyx_mstate->__pyx_n_u_forget_s, __pyx_mstate->__pyx_n_u_per_segment_minimum, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_r, __pyx_mstate->__pyx_n_u_read_arr, __pyx_mstate->__pyx_n_u_ws_arr, __pyx_mstate->__pyx_n_u_wl_arr, __pyx_mstate->__pyx_n_u_flags_arr, __pyx_mstate->__pyx_n_u_error_arr, __pyx_mstate->__pyx_n_u_hit_from_arr, __pyx_mstate->__pyx_n_u_hit_from, __pyx_mstate->__pyx_n_u_best, __pyx_mstate->__pyx_n_u_read, __pyx_mstate->__pyx_n_u_w_short, __pyx_mstate->__pyx_n_u_w_long, __pyx_mstate->__pyx_n_u_flags, __pyx_mstate->__pyx_n_u_error, __pyx_mstate->__pyx_n_u_chain_arr, __pyx_mstate->__pyx_n_u_chain, __pyx_mstate->__pyx_n_u_max_bps, __pyx_mstate->__pyx_n_u_bp_pos_arr, __pyx_mstate->__pyx_n_u_bp_cls_arr, __pyx_mstate->__pyx_n_u_bp_pos, __pyx_mstate->__pyx_n_u_bp_cls, __pyx_mstate->__pyx_n_u_bp_ok_arr, __pyx_mstate->__pyx_n_u_bp_ok, __pyx_mstate->__pyx_n_u_any_ok, __pyx_mstate->__pyx_n_u_prev_ok, __pyx_mstate->__pyx_n_u_use_draws, __pyx_mstate->__pyx_n_u_table, __pyx_mstate->__pyx_n_u_toks, __pyx_mstate->__pyx_n_u_bnd, __pyx_mstate->__pyx_n_u_length, __pyx_mstate->__pyx_n_u_nb, __pyx_mstate->__pyx_n_u_nbp, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_j, __pyx_mstate->__pyx_n_u_jb, __pyx_mstate->__pyx_n_u_q, __pyx_mstate->__pyx_n_u_hit, __pyx_mstate->__pyx_n_u_b_pos, __pyx_mstate->__pyx_n_u_c_pos, __pyx_mstate->__pyx_n_u_n_explicit, __pyx_mstate->__pyx_n_u_slots, __pyx_mstate->__pyx_n_u_ns_r, __pyx_mstate->__pyx_n_u_pr, __pyx_mstate->__pyx_n_u_e, __pyx_mstate->__pyx_n_u_err, __pyx_mstate->__pyx_n_u_seen_short};
     __pyx_mstate_global->__pyx_codeobj_tab[5] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_cachesim__providers_pyx, __pyx_mstate->__pyx_n_u_serve_breakpoints, __pyx_mstate->__pyx_kp_b_iso88591_1_q_r_q_6_1_RvQc_r_RvQc_r_F_A_F, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[5])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {20, 0, 0, 60, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 628};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_tokens, __pyx_mstate->__pyx_n_u_token_offsets, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_ns, __pyx_mstate->__pyx_n_u_route_key, __pyx_mstate->__pyx_n_u_replicas, __pyx_mstate->__pyx_n_u_replica_max, __pyx_mstate->__pyx_n_u_unit_tokens, __pyx_mstate->__pyx_n_u_hidden_tokens, __pyx_mstate->__pyx_n_u_round_to, __pyx_mstate->__pyx_n_u_token_exact, __pyx_mstate->__pyx_n_u_min_tokens, __pyx_mstate->__pyx_n_u_idle_ttl_s, __pyx_mstate->__pyx_n_u_max_age_s, __pyx_mstate->__pyx_n_u_ttft_s, __pyx_mstate->__pyx_n_u_miss_draw, __pyx_mstate->__pyx_n_u_miss_probability, __pyx_mstate->__pyx_n_u_forget_s, __pyx_mstate->__pyx_n_u_tenant, __pyx_mstate->__pyx_n_u_capacity_units, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_r, __pyx_mstate->__pyx_n_u_read_arr, __pyx_mstate->__pyx_n_u_flags_arr, __pyx_mstate->__pyx_n_u_evicted_by_arr, __pyx_mstate->__pyx_n_u_read, __pyx_mstate->__pyx_n_u_flags, __pyx_mstate->__pyx_n_u_evicted_by, __pyx_mstate->__pyx_n_u_chain_arr, __pyx_mstate->__pyx_n_u_chain, __pyx_mstate->__pyx_n_u_routed, __pyx_mstate->__pyx_n_u_bounded, __pyx_mstate->__pyx_n_u_replica_ids, __pyx_mstate->__pyx_n_u_queues, __pyx_mstate->__pyx_n_u_resident, __pyx_mstate->__pyx_n_u_seq, __pyx_mstate->__pyx_n_u_rep, __pyx_mstate->__pyx_n_u_n_units, __pyx_mstate->__pyx_n_u_n_ins, __pyx_mstate->__pyx_n_u_item, __pyx_mstate->__pyx_n_u_v, __pyx_mstate->__pyx_n_u_use_draws, __pyx_mstate->__pyx_n_u_table, __pyx_mstate->__pyx_n_u_toks, __pyx_mstate->__pyx_n_u_other, __pyx_mstate->__pyx_n_u_length, __pyx_mstate->__pyx_n_u_first, __pyx_mstate->__pyx_n_u_p, __pyx_mstate->__pyx_n_u_matched, __pyx_mstate->__pyx_n_u_cached, __pyx_mstate->__pyx_n_u_other_len, __pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_lim, __pyx_mstate->__pyx_n_u_j, __pyx_mstate->__pyx_n_u_alt, __pyx_mstate->__pyx_n_u_ns_r, __pyx_mstate->__pyx_n_u_e, __pyx_mstate->__pyx_n_u_last, __pyx_mstate->__pyx_n_u_fresh, __pyx_mstate->__pyx_n_u_err};
-    __pyx_mstate_global->__pyx_codeobj_tab[6] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_cachesim__providers_pyx, __pyx_mstate->__pyx_n_u_serve_units, __pyx_mstate->__pyx_kp_b_iso88591_W_X_0_q_r_q_6_1_F_A_RuAT_F_A_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[6])) goto bad;
+    const __Pyx_PyCode_New_function_description descr = {20, 0, 0, 62, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 641};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_tokens, __pyx_mstate->__pyx_n_u_token_offsets, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_ns, __pyx_mstate->__pyx_n_u_route_key, __pyx_mstate->__pyx_n_u_replicas, __pyx_mstate->__pyx_n_u_replica_max, __pyx_mstate->__pyx_n_u_unit_tokens, __pyx_mstate->__pyx_n_u_hidden_tokens, __pyx_mstate->__pyx_n_u_round_to, __pyx_mstate->__pyx_n_u_token_exact, __pyx_mstate->__pyx_n_u_min_tokens, __pyx_mstate->__pyx_n_u_idle_ttl_s, __pyx_mstate->__pyx_n_u_max_age_s, __pyx_mstate->__pyx_n_u_ttft_s, __pyx_mstate->__pyx_n_u_miss_draw, __pyx_mstate->__pyx_n_u_miss_probability, __pyx_mstate->__pyx_n_u_forget_s, __pyx_mstate->__pyx_n_u_tenant, __pyx_mstate->__pyx_n_u_capacity_units, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_r, __pyx_mstate->__pyx_n_u_read_arr, __pyx_mstate->__pyx_n_u_flags_arr, __pyx_mstate->__pyx_n_u_evicted_by_arr, __pyx_mstate->__pyx_n_u_hit_from_arr, __pyx_mstate->__pyx_n_u_hit_from, __pyx_mstate->__pyx_n_u_read, __pyx_mstate->__pyx_n_u_flags, __pyx_mstate->__pyx_n_u_evicted_by, __pyx_mstate->__pyx_n_u_chain_arr, __pyx_mstate->__pyx_n_u_chain, __pyx_mstate->__pyx_n_u_routed, __pyx_mstate->__pyx_n_u_bounded, __pyx_mstate->__pyx_n_u_replica_ids, __pyx_mstate->__pyx_n_u_queues, __pyx_mstate->__pyx_n_u_resident, __pyx_mstate->__pyx_n_u_seq, __pyx_mstate->__pyx_n_u_rep, __pyx_mstate->__pyx_n_u_n_units, __pyx_mstate->__pyx_n_u_n_ins, __pyx_mstate->__pyx_n_u_item, __pyx_mstate->__pyx_n_u_v, __pyx_mstate->__pyx_n_u_use_draws, __pyx_mstate->__pyx_n_u_table, __pyx_mstate->__pyx_n_u_toks, __pyx_mstate->__pyx_n_u_other, __pyx_mstate->__pyx_n_u_length, __pyx_mstate->__pyx_n_u_first, __pyx_mstate->__pyx_n_u_p, __pyx_mstate->__pyx_n_u_matched, __pyx_mstate->__pyx_n_u_cached, __pyx_mstate->__pyx_n_u_other_len, __pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_lim, __pyx_mstate->__pyx_n_u_j, __pyx_mstate->__pyx_n_u_alt, __pyx_mstate->__pyx_n_u_ns_r, __pyx_mstate->__pyx_n_u_e, __pyx_mstate->__pyx_n_u_last, __pyx_mstate->__pyx_n_u_fresh, __pyx_mstate->__pyx_n_u_err};
+    __pyx_mstate_global->__pyx_codeobj_tab[6] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_cachesim__providers_pyx, __pyx_mstate->__pyx_n_u_serve_units, __pyx_mstate->__pyx_kp_b_iso88591_W_X_0_q_r_q_6_1_F_A_RuAT_F_A_2U, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[6])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 13, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 807};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 13, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 826};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_tokens, __pyx_mstate->__pyx_n_u_token_offsets, __pyx_mstate->__pyx_n_u_other, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_r, __pyx_mstate->__pyx_n_u_out_arr, __pyx_mstate->__pyx_n_u_out, __pyx_mstate->__pyx_n_u_a, __pyx_mstate->__pyx_n_u_b, __pyx_mstate->__pyx_n_u_la, __pyx_mstate->__pyx_n_u_lb, __pyx_mstate->__pyx_n_u_x, __pyx_mstate->__pyx_n_u_lim};
     __pyx_mstate_global->__pyx_codeobj_tab[7] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_cachesim__providers_pyx, __pyx_mstate->__pyx_n_u_common_prefix, __pyx_mstate->__pyx_kp_b_iso88591_V1Cr_b_as_A_E_aq_uAS_Qa_Qe1A_ar, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[7])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {11, 0, 0, 39, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 876};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_tokens, __pyx_mstate->__pyx_n_u_token_offsets, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_ns, __pyx_mstate->__pyx_n_u_unit_tokens, __pyx_mstate->__pyx_n_u_interval_tokens, __pyx_mstate->__pyx_n_u_available_after_s, __pyx_mstate->__pyx_n_u_idle_ttl_s, __pyx_mstate->__pyx_n_u_miss_draw, __pyx_mstate->__pyx_n_u_miss_probability, __pyx_mstate->__pyx_n_u_forget_s, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_r, __pyx_mstate->__pyx_n_u_read_arr, __pyx_mstate->__pyx_n_u_flags_arr, __pyx_mstate->__pyx_n_u_read, __pyx_mstate->__pyx_n_u_flags, __pyx_mstate->__pyx_n_u_chain_arr, __pyx_mstate->__pyx_n_u_chain, __pyx_mstate->__pyx_n_u_use_draws, __pyx_mstate->__pyx_n_u_units, __pyx_mstate->__pyx_n_u_path, __pyx_mstate->__pyx_n_u_toks, __pyx_mstate->__pyx_n_u_length, __pyx_mstate->__pyx_n_u_k, __pyx_mstate->__pyx_n_u_k_all, __pyx_mstate->__pyx_n_u_k_live, __pyx_mstate->__pyx_n_u_off, __pyx_mstate->__pyx_n_u_p, __pyx_mstate->__pyx_n_u_hit, __pyx_mstate->__pyx_n_u_common, __pyx_mstate->__pyx_n_u_u, __pyx_mstate->__pyx_n_u_ns_r, __pyx_mstate->__pyx_n_u_mask, __pyx_mstate->__pyx_n_u_e, __pyx_mstate->__pyx_n_u_node, __pyx_mstate->__pyx_n_u_t_avail, __pyx_mstate->__pyx_n_u_expires, __pyx_mstate->__pyx_n_u_err};
-    __pyx_mstate_global->__pyx_codeobj_tab[8] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_cachesim__providers_pyx, __pyx_mstate->__pyx_n_u_serve_deepseek, __pyx_mstate->__pyx_kp_b_iso88591_q_r_q_6_1_F_A_Q_a_2Rs_b_3_b_j_E, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[8])) goto bad;
+    const __Pyx_PyCode_New_function_description descr = {11, 0, 0, 41, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 896};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_tokens, __pyx_mstate->__pyx_n_u_token_offsets, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_ns, __pyx_mstate->__pyx_n_u_unit_tokens, __pyx_mstate->__pyx_n_u_interval_tokens, __pyx_mstate->__pyx_n_u_available_after_s, __pyx_mstate->__pyx_n_u_idle_ttl_s, __pyx_mstate->__pyx_n_u_miss_draw, __pyx_mstate->__pyx_n_u_miss_probability, __pyx_mstate->__pyx_n_u_forget_s, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_r, __pyx_mstate->__pyx_n_u_read_arr, __pyx_mstate->__pyx_n_u_flags_arr, __pyx_mstate->__pyx_n_u_read, __pyx_mstate->__pyx_n_u_hit_from_arr, __pyx_mstate->__pyx_n_u_hit_from, __pyx_mstate->__pyx_n_u_flags, __pyx_mstate->__pyx_n_u_chain_arr, __pyx_mstate->__pyx_n_u_chain, __pyx_mstate->__pyx_n_u_use_draws, __pyx_mstate->__pyx_n_u_units, __pyx_mstate->__pyx_n_u_path, __pyx_mstate->__pyx_n_u_toks, __pyx_mstate->__pyx_n_u_length, __pyx_mstate->__pyx_n_u_k, __pyx_mstate->__pyx_n_u_k_all, __pyx_mstate->__pyx_n_u_k_live, __pyx_mstate->__pyx_n_u_off, __pyx_mstate->__pyx_n_u_p, __pyx_mstate->__pyx_n_u_hit, __pyx_mstate->__pyx_n_u_common, __pyx_mstate->__pyx_n_u_u, __pyx_mstate->__pyx_n_u_ns_r, __pyx_mstate->__pyx_n_u_mask, __pyx_mstate->__pyx_n_u_e, __pyx_mstate->__pyx_n_u_node, __pyx_mstate->__pyx_n_u_t_avail, __pyx_mstate->__pyx_n_u_expires, __pyx_mstate->__pyx_n_u_err};
+    __pyx_mstate_global->__pyx_codeobj_tab[8] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_src_cachesim__providers_pyx, __pyx_mstate->__pyx_n_u_serve_deepseek, __pyx_mstate->__pyx_kp_b_iso88591_q_r_q_6_1_F_A_Q_2U_4s_a_2Rs_b_3, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[8])) goto bad;
   }
   Py_DECREF(tuple_dedup_map);
   return 0;

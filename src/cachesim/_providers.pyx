@@ -168,7 +168,8 @@ ctypedef struct Entry:
     double base            # prefix units: created_at; breakpoints: the entry's TTL; routing: requests in window
     uint64_t aux           # DeepSeek: bitmask of unit ends in this node; routing: round-robin counter;
                            # prefix units under a capacity: A_RESIDENT | A_EVICTED | evicting tenant << 8
-    int64_t writer         # request that last wrote (or touched) it; routing: most replicas used
+    int32_t writer         # request that last wrote (or touched) it; routing: most replicas used
+    int32_t creator        # request that created it (whose write a later hit reads)
     int64_t seq            # prefix units under a capacity: order of the last touch (LRU)
 
 
@@ -262,6 +263,7 @@ cdef class _Table:
             e.available_at = 0
             e.base = 0
             e.writer = 0
+            e.creator = 0
             fresh[0] = True
             return e
         if (self.used + 1) * 2 > self.capacity:
@@ -401,6 +403,7 @@ cdef inline int _write(_Table table, uint64_t key, double t, double ttl_s, doubl
     if fresh or t >= e.expires_at:
         e.available_at = t + ttft_s
         e.expires_at = t + ttl_s
+        e.creator = r
     else:
         # a concurrent write of the same prefix: the earlier one becomes readable first, the later lasts longer
         e.available_at = min(e.available_at, t + ttft_s)
@@ -417,7 +420,8 @@ def serve_breakpoints(int mode, const uint32_t[::1] tokens, const int64_t[::1] t
                       int64_t max_breakpoints, double ttl_short_s, double ttl_long_s, double ttft_s,
                       bint refresh_path, const double[::1] miss_draw, double miss_probability,
                       double forget_s=INFINITY, bint per_segment_minimum=False):
-    """Serve every request; returns per-request ``read, write_short, write_long, flags, error`` arrays.
+    """Serve every request; returns per-request ``read, write_short, write_long, flags, error, hit_from`` arrays
+    (``hit_from``: the request that created the entry read, -1 for none).
 
     ``boundaries`` (CSR, sorted, unique) must contain every breakpoint and, when ``automatic``, the prompt end.
     Anthropic (mode 0): each breakpoint looks back over ``lookback_blocks`` boundaries (itself included) for an
@@ -436,6 +440,9 @@ def serve_breakpoints(int mode, const uint32_t[::1] tokens, const int64_t[::1] t
     wl_arr = np.zeros(n, dtype=np.int64)
     flags_arr = np.zeros(n, dtype=np.int32)
     error_arr = np.zeros(n, dtype=np.int8)
+    hit_from_arr = np.full(n, -1, dtype=np.int64)
+    cdef int64_t[::1] hit_from = hit_from_arr
+    cdef Entry* best
     cdef int64_t[::1] read = read_arr
     cdef int64_t[::1] w_short = ws_arr
     cdef int64_t[::1] w_long = wl_arr
@@ -526,11 +533,12 @@ def serve_breakpoints(int mode, const uint32_t[::1] tokens, const int64_t[::1] t
                 flags[r] |= F_SERVER_MISS
             elif mode == M_ANTHROPIC:
                 # every breakpoint looks back over its window; each one's highest live entry is read and refreshed
+                hit = 0
+                best = NULL
                 for i in range(nbp - 1, -1, -1):
                     if not bp_ok[i]:
                         continue
                     jb = _index_of(bnd, nb, bp_pos[i])
-                    hit = pr.hit
                     pr.entry = NULL
                     pr.hit = 0
                     for j in range(jb, max(jb - lookback_blocks, -1), -1):
@@ -539,8 +547,12 @@ def serve_breakpoints(int mode, const uint32_t[::1] tokens, const int64_t[::1] t
                             break
                     if pr.entry != NULL:
                         _refresh(pr.entry, t[r], r)
-                    if hit > pr.hit:
-                        pr.hit = hit
+                        if pr.hit > hit:
+                            hit = pr.hit
+                            best = pr.entry
+                pr.hit = hit
+                if best != NULL:
+                    hit_from[r] = best.creator
                 # an entry above the hit, in a block the windows did not reach
                 jb = _index_of(bnd, nb, bp_pos[nbp - 1])
                 for j in range(jb - lookback_blocks, -1, -1):
@@ -564,6 +576,7 @@ def serve_breakpoints(int mode, const uint32_t[::1] tokens, const int64_t[::1] t
                 if pr.hit:
                     e = table.find(c_nskey(c_key_at(toks, &chain[0], pr.hit), ns_r))
                     _refresh(e, t[r], r)
+                    hit_from[r] = e.creator
             hit = pr.hit
             if pr.expired > hit:
                 flags[r] |= F_EXPIRED
@@ -619,7 +632,7 @@ def serve_breakpoints(int mode, const uint32_t[::1] tokens, const int64_t[::1] t
                 break
     if err:
         raise MemoryError("cachesim: out of memory in the provider cache table")
-    return read_arr, ws_arr, wl_arr, flags_arr, error_arr
+    return read_arr, ws_arr, wl_arr, flags_arr, error_arr, hit_from_arr
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -632,7 +645,7 @@ def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, co
                 int64_t min_tokens, double idle_ttl_s, double max_age_s, double ttft_s,
                 const double[::1] miss_draw, double miss_probability, double forget_s=INFINITY,
                 const int32_t[::1] tenant=None, int64_t capacity_units=0):
-    """Serve every request; returns per-request ``read, flags, evicted_by`` arrays.
+    """Serve every request; returns per-request ``read, flags, evicted_by, hit_from`` arrays.
 
     Units end at ``k*unit_tokens - hidden_tokens`` (k >= 1, positive). The hit is the longest run of live units
     from the start, extended token by token into the next unit against the latest prompt through that unit when
@@ -650,6 +663,8 @@ def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, co
     read_arr = np.zeros(n, dtype=np.int64)
     flags_arr = np.zeros(n, dtype=np.int32)
     evicted_by_arr = np.full(n, -1, dtype=np.int32)
+    hit_from_arr = np.full(n, -1, dtype=np.int64)
+    cdef int64_t[::1] hit_from = hit_from_arr
     cdef int64_t[::1] read = read_arr
     cdef int32_t[::1] flags = flags_arr
     cdef int32_t[::1] evicted_by = evicted_by_arr
@@ -722,6 +737,8 @@ def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, co
                     flags[r] |= F_BELOW_MIN
                 cached = 0
             read[r] = cached
+            if cached:
+                hit_from[r] = last.creator
             if routed and not (flags[r] & F_SERVER_MISS):
                 # would another replica of this routing key have served more?
                 for alt in range(replica_max[r]):
@@ -749,6 +766,7 @@ def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, co
                     if fresh or t[r] >= e.expires_at:
                         e.base = t[r]
                         e.available_at = t[r] + ttft_s
+                        e.creator = r
                     e.expires_at = min(t[r] + idle_ttl_s, e.base + max_age_s)
                     e.writer = r
                     p += unit_tokens
@@ -758,7 +776,7 @@ def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, co
                     err = 1
                     break
                 if fresh:
-                    e.writer = <int64_t> queues.size()
+                    e.writer = <int32_t> queues.size()
                     queues.push_back(deque[pair[int64_t, uint64_t]]())
                     resident.push_back(0)
                 rep = e.writer
@@ -773,6 +791,7 @@ def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, co
                     if fresh or t[r] >= e.expires_at or e.aux & A_EVICTED:
                         e.base = t[r]
                         e.available_at = t[r] + ttft_s
+                        e.creator = r
                         e.aux &= ~(<uint64_t> A_EVICTED)
                     if not e.aux & A_RESIDENT:
                         # make room: pop the replica's least recently touched units
@@ -798,7 +817,7 @@ def serve_units(const uint32_t[::1] tokens, const int64_t[::1] token_offsets, co
                 break
     if err:
         raise MemoryError("cachesim: out of memory in the provider cache table")
-    return read_arr, flags_arr, evicted_by_arr
+    return read_arr, flags_arr, evicted_by_arr, hit_from_arr
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -840,6 +859,7 @@ cdef inline int _ds_unit(_Table units, const uint32_t* toks, const uint64_t* cha
     if fresh or t_avail >= e.expires_at:
         e.available_at = t_avail
         e.expires_at = expires
+        e.creator = r
     else:
         e.available_at = min(e.available_at, t_avail)
         e.expires_at = max(e.expires_at, expires)
@@ -877,7 +897,7 @@ def serve_deepseek(const uint32_t[::1] tokens, const int64_t[::1] token_offsets,
                    const uint64_t[::1] ns, int64_t unit_tokens, int64_t interval_tokens, double available_after_s,
                    double idle_ttl_s, const double[::1] miss_draw, double miss_probability,
                    double forget_s=INFINITY):
-    """Serve every request; returns per-request ``read, flags`` arrays.
+    """Serve every request; returns per-request ``read, flags, hit_from`` arrays.
 
     A unit is an exact prefix length; a request hits the longest live unit that is a prefix of it (never shorter
     than ``unit_tokens``). Candidates are found through path nodes at multiples of ``unit_tokens``, each holding a
@@ -889,6 +909,8 @@ def serve_deepseek(const uint32_t[::1] tokens, const int64_t[::1] token_offsets,
     read_arr = np.zeros(n, dtype=np.int64)
     flags_arr = np.zeros(n, dtype=np.int32)
     cdef int64_t[::1] read = read_arr
+    hit_from_arr = np.full(n, -1, dtype=np.int64)
+    cdef int64_t[::1] hit_from = hit_from_arr
     cdef int32_t[::1] flags = flags_arr
     if unit_tokens < 1 or unit_tokens > 64 or interval_tokens < 1:
         raise ValueError("unit_tokens must be 1..64 and interval_tokens >= 1")
@@ -947,6 +969,7 @@ def serve_deepseek(const uint32_t[::1] tokens, const int64_t[::1] token_offsets,
                                     flags[r] |= F_NOT_READY
                                 else:
                                     hit = p
+                                    hit_from[r] = e.creator
                                     e.expires_at = max(e.expires_at, t[r] + idle_ttl_s)
                                     break
                         off -= 1
@@ -979,4 +1002,4 @@ def serve_deepseek(const uint32_t[::1] tokens, const int64_t[::1] token_offsets,
                 break
     if err:
         raise MemoryError("cachesim: out of memory in the provider cache table")
-    return read_arr, flags_arr
+    return read_arr, flags_arr, hit_from_arr

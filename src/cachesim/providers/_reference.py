@@ -63,11 +63,12 @@ def prefix_keys(tokens, token_offsets, positions, position_offsets) -> np.ndarra
 
 
 class _Entry:
-    __slots__ = ("expires_at", "available_at", "created_at", "ttl_s", "writer", "evicted_by")
+    __slots__ = ("expires_at", "available_at", "created_at", "ttl_s", "writer", "creator", "evicted_by")
 
     def __init__(self):
         self.expires_at = self.available_at = self.created_at = self.ttl_s = 0.0
         self.writer = 0
+        self.creator = 0          # the request that created it: whose write a later hit reads
         self.evicted_by = -1      # the tenant whose insertion evicted it for capacity, -1 if not evicted
 
     def live(self, t: float) -> bool:
@@ -120,7 +121,7 @@ def _write(table: dict, key: int, t: float, ttl_s: float, ttft_s: float, r: int)
     e = table.get(key)
     if e is None or t >= e.expires_at:
         e = table.setdefault(key, _Entry())
-        e.available_at, e.expires_at, e.created_at = t + ttft_s, t + ttl_s, t
+        e.available_at, e.expires_at, e.created_at, e.creator = t + ttft_s, t + ttl_s, t, r
     else:
         e.available_at = min(e.available_at, t + ttft_s)
         e.expires_at = max(e.expires_at, t + ttl_s)
@@ -138,6 +139,7 @@ def serve_breakpoints(mode, tokens, token_offsets, t, ns, boundaries, boundary_o
     w_long = np.zeros(n, np.int64)
     flags = np.zeros(n, np.int32)
     error = np.zeros(n, np.int8)
+    hit_from = np.full(n, -1, np.int64)
     table: dict[int, _Entry] = {}
     use_draws = len(miss_draw) == n and miss_probability > 0
     for r in range(n):
@@ -204,7 +206,8 @@ def serve_breakpoints(mode, tokens, token_offsets, t, ns, boundaries, boundary_o
                     e = probe(q)
                     if e is not None:
                         found.append(e)
-                        hit = max(hit, q)
+                        if q > hit:
+                            hit, hit_from[r] = q, e.creator
                         break
             for e in found:
                 e.expires_at = tr + e.ttl_s
@@ -232,6 +235,7 @@ def serve_breakpoints(mode, tokens, token_offsets, t, ns, boundaries, boundary_o
             if best is not None:
                 best.expires_at = tr + best.ttl_s
                 best.writer = r
+                hit_from[r] = best.creator
         if expired > hit:
             flags[r] |= FLAG_EXPIRED
         if not_ready > hit:
@@ -262,7 +266,7 @@ def serve_breakpoints(mode, tokens, token_offsets, t, ns, boundaries, boundary_o
                 c_pos = max(c_pos, p)
                 _write(table, nskey(pr.key(p), int(ns[r])), tr, ttl_short_s, ttft_s, r)
             read[r], w_short[r] = hit, c_pos - hit
-    return read, w_short, w_long, flags, error
+    return read, w_short, w_long, flags, error, hit_from
 
 
 def serve_units(tokens, token_offsets, t, ns, route_key, replicas, replica_max, unit_tokens, hidden_tokens,
@@ -272,6 +276,7 @@ def serve_units(tokens, token_offsets, t, ns, route_key, replicas, replica_max, 
     read = np.zeros(n, np.int64)
     flags = np.zeros(n, np.int32)
     evicted_by = np.full(n, -1, np.int32)
+    hit_from = np.full(n, -1, np.int64)
     lru: dict[int, OrderedDict] = {}     # namespace -> its resident unit keys, least recently touched first
     table: dict[int, _Entry] = {}
     routed = len(replicas) == n
@@ -309,6 +314,8 @@ def serve_units(tokens, token_offsets, t, ns, route_key, replicas, replica_max, 
                 flags[r] |= FLAG_BELOW_MIN
             cached = 0
         read[r] = cached
+        if cached:
+            hit_from[r] = last.creator
         if routed and not flags[r] & FLAG_SERVER_MISS:
             for alt in range(int(replica_max[r])):
                 if alt == replicas[r]:
@@ -328,7 +335,7 @@ def serve_units(tokens, token_offsets, t, ns, route_key, replicas, replica_max, 
                 e = table.get(key)
                 if e is None or tr >= e.expires_at:
                     e = table.setdefault(key, _Entry())
-                    e.created_at, e.available_at = tr, tr + ttft_s
+                    e.created_at, e.available_at, e.creator = tr, tr + ttft_s, r
                 e.expires_at = min(tr + idle_ttl_s, e.created_at + max_age_s)
                 e.writer = r
             continue
@@ -338,7 +345,7 @@ def serve_units(tokens, token_offsets, t, ns, route_key, replicas, replica_max, 
             e = table.get(key)
             if e is None or tr >= e.expires_at or e.evicted_by >= 0:
                 e = table.setdefault(key, _Entry())
-                e.created_at, e.available_at, e.evicted_by = tr, tr + ttft_s, -1
+                e.created_at, e.available_at, e.evicted_by, e.creator = tr, tr + ttft_s, -1, r
             if key in resident:
                 resident.move_to_end(key)
             else:
@@ -351,7 +358,7 @@ def serve_units(tokens, token_offsets, t, ns, route_key, replicas, replica_max, 
                 resident[key] = None
             e.expires_at = min(tr + idle_ttl_s, e.created_at + max_age_s)
             e.writer = r
-    return read, flags, evicted_by
+    return read, flags, evicted_by, hit_from
 
 
 def common_prefix(tokens, token_offsets, other) -> np.ndarray:
@@ -377,6 +384,7 @@ def serve_deepseek(tokens, token_offsets, t, ns, unit_tokens, interval_tokens, a
     u = unit_tokens
     read = np.zeros(n, np.int64)
     flags = np.zeros(n, np.int32)
+    hit_from = np.full(n, -1, np.int64)
     units: dict[int, _Entry] = {}
     path: dict[int, list] = {}     # node key -> [expires_at, set of offsets of unit ends inside the node]
     use_draws = len(miss_draw) == n and miss_probability > 0
@@ -386,7 +394,7 @@ def serve_deepseek(tokens, token_offsets, t, ns, unit_tokens, interval_tokens, a
         e = units.get(key)
         if e is None or t_avail >= e.expires_at:
             e = units.setdefault(key, _Entry())
-            e.available_at, e.expires_at = t_avail, expires
+            e.available_at, e.expires_at, e.creator = t_avail, expires, r
         else:
             e.available_at = min(e.available_at, t_avail)
             e.expires_at = max(e.expires_at, expires)
@@ -434,7 +442,7 @@ def serve_deepseek(tokens, token_offsets, t, ns, unit_tokens, interval_tokens, a
                 elif e.available_at > tr:
                     flags[r] |= FLAG_NOT_READY
                 else:
-                    hit = p
+                    hit, hit_from[r] = p, e.creator
                     e.expires_at = max(e.expires_at, tr + idle_ttl_s)
                     break
             for node in nodes[:hit // u]:
@@ -448,4 +456,4 @@ def serve_deepseek(tokens, token_offsets, t, ns, unit_tokens, interval_tokens, a
                 write(pr, nsr, p, t_avail, expires, r)
         if k_live >= 1 and hit < k_live * u < length:
             write(pr, nsr, k_live * u, t_avail, expires, r)
-    return read, flags
+    return read, flags, hit_from

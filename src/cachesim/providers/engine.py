@@ -130,6 +130,7 @@ class ProviderResult:
     price_rows: list = field(default_factory=list)
     replica: np.ndarray | None = None
     evicted_by: np.ndarray | None = None     # the tenant whose insertion evicted the entry a request missed, -1
+    hit_from: np.ndarray | None = None       # the request whose write this request's cache read came from, -1
     created: np.ndarray | None = None        # Gemini explicit: tokens put in a new cached-content object
     storage_cost: np.ndarray | None = None   # Gemini explicit: USD of creation + storage (inside `cost`)
     observed_read: np.ndarray | None = None
@@ -138,6 +139,16 @@ class ProviderResult:
     @property
     def n_requests(self) -> int:
         return len(self.prompt_tokens)
+
+    def from_other_tenant(self) -> np.ndarray:
+        """Per request: its cache read came from an entry another tenant's request wrote."""
+        src = self.hit_from
+        if src is None:
+            return np.zeros(self.n_requests, bool)
+        known = src >= 0
+        out = np.zeros(self.n_requests, bool)
+        out[known] = self.tenant[src[known]] != self.tenant[known]
+        return out
 
     @property
     def write_labels(self) -> tuple[str, str]:
@@ -159,6 +170,7 @@ class ProviderResult:
             "cost_usd": cost, "cost_uncached_usd": base, "savings_usd": base - cost,
             "savings_ratio": (base - cost) / base if base else 0.0,
             "rejected_requests": int(np.count_nonzero(self.error)),
+            "read_from_other_tenants_tokens": int(self.read[self.from_other_tenant()].sum()),
             "created_tokens": int(self.created.sum()) if self.created is not None else 0,
             "storage_cost_usd": float(self.storage_cost.sum()) if self.storage_cost is not None else 0.0,
             "miss_causes": {name: int(np.count_nonzero(self.cause == code)) for code, name in enumerate(CAUSES)},
@@ -288,12 +300,12 @@ def _serve(inp: ProviderInput, rules, impl: str, forget_s: float = FORGET_S) -> 
             args = (mod.MODE_OPENAI56, rules.min_tokens, 20, rules.max_writes, rules.ttl_s, rules.ttl_s, 0, False)
             per_segment = False
         mode, minimum, lookback, max_bps, ttl_s, ttl_l, auto_long, refresh_path = args
-        read, ws, wl, flags, error = mod.serve_breakpoints(
+        read, ws, wl, flags, error, hit_from = mod.serve_breakpoints(
             mode, tokens, offsets, t, np.ascontiguousarray(ns, np.uint64), bnd, bnd_off,
             np.ascontiguousarray(inp.breakpoints, np.int64), np.ascontiguousarray(bp_long, np.int8),
             np.ascontiguousarray(inp.breakpoint_offsets, np.int64), automatic, auto_long, minimum, lookback,
             max_bps, ttl_s, ttl_l, rules.ttft_s, refresh_path, draws, rules.miss_probability, forget_s, per_segment)
-        out.update(read=read, write_short=ws, write_long=wl, flags=flags, error=error)
+        out.update(read=read, write_short=ws, write_long=wl, flags=flags, error=error, hit_from=hit_from)
     elif isinstance(rules, (R.OpenAI, R.Gemini)):
         empty_i32 = np.zeros(0, np.int32)
         if isinstance(rules, R.OpenAI):
@@ -318,22 +330,23 @@ def _serve(inp: ProviderInput, rules, impl: str, forget_s: float = FORGET_S) -> 
         capacity_units = 0
         if rules.capacity_tokens is not None:
             capacity_units = max(int(rules.capacity_tokens) // unit_size, 1)
-        read, flags, evicted_by = mod.serve_units(
+        read, flags, evicted_by, hit_from = mod.serve_units(
             tokens, offsets, t, np.ascontiguousarray(ns, np.uint64), *routing, unit, hidden, round_to, exact,
             minimum, idle, max_age, rules.ttft_s, draws, rules.miss_probability, forget_s,
             np.ascontiguousarray(req.tenant, np.int32), capacity_units)
         zeros = np.zeros(n, np.int64)
         out.update(read=read, write_short=zeros, write_long=zeros.copy(), flags=flags, error=np.zeros(n, np.int8),
-                   evicted_by=evicted_by)
+                   evicted_by=evicted_by, hit_from=hit_from)
     elif isinstance(rules, R.GeminiExplicit):
         out.update(_serve_explicit(inp, rules, mod, draws))
     elif isinstance(rules, R.DeepSeek):
         ns = _isolation_ns(rules, req)
-        read, flags = mod.serve_deepseek(tokens, offsets, t, np.ascontiguousarray(ns, np.uint64), rules.unit_tokens,
+        read, flags, hit_from = mod.serve_deepseek(tokens, offsets, t, np.ascontiguousarray(ns, np.uint64), rules.unit_tokens,
                                          rules.interval_tokens, rules.response_s + rules.delay_s, rules.idle_ttl_s,
                                          draws, rules.miss_probability, forget_s)
         zeros = np.zeros(n, np.int64)
-        out.update(read=read, write_short=zeros, write_long=zeros.copy(), flags=flags, error=np.zeros(n, np.int8))
+        out.update(read=read, write_short=zeros, write_long=zeros.copy(), flags=flags, error=np.zeros(n, np.int8),
+                   hit_from=hit_from)
     else:
         raise ValueError(f"not a provider rule set: {rules!r}")
     return out
@@ -358,6 +371,8 @@ def _serve_explicit(inp: ProviderInput, rules, mod, draws: np.ndarray) -> dict:
     created = np.zeros(n, np.int64)
     flags = np.zeros(n, np.int32)
     expiry: dict[tuple[int, int], float] = {}
+    creator: dict[tuple[int, int], int] = {}
+    hit_from = np.full(n, -1, np.int64)
     use_draws = len(draws) == n and rules.miss_probability > 0
     for r, (k, key, ten, t) in enumerate(zip(first.tolist(), keys.tolist(), tenant.tolist(), req.t.tolist())):
         if not has[r]:
@@ -373,11 +388,13 @@ def _serve_explicit(inp: ProviderInput, rules, mod, draws: np.ndarray) -> dict:
             if ends is not None:
                 flags[r] = FLAG_EXPIRED
             expiry[(ten, key)] = t + rules.ttl_s
+            creator[(ten, key)] = r
             created[r] = k
         read[r] = k
+        hit_from[r] = creator[(ten, key)]
     zeros = np.zeros(n, np.int64)
     return dict(read=read, write_short=zeros, write_long=zeros.copy(), flags=flags, error=np.zeros(n, np.int8),
-                created=created)
+                created=created, hit_from=hit_from)
 
 
 def _causes(inp: ProviderInput, read: np.ndarray, flags: np.ndarray, impl: str) -> np.ndarray:
@@ -510,6 +527,6 @@ def simulate(inp: ProviderInput, rules, prices: PriceTable | None = None, impl: 
         output_tokens=np.maximum(req.output_tokens, 0), flags=res["flags"], error=res["error"], cause=cause,
         cost=cost, cost_uncached=base, tenant=req.tenant, tenant_names=list(req.tenant_names), session=req.session,
         query=inp.query, impl=impl, price_rows=rows, replica=res["replica"], created=res.get("created"),
-        evicted_by=res.get("evicted_by"),
+        evicted_by=res.get("evicted_by"), hit_from=res["hit_from"],
         storage_cost=res["storage_cost"] if "created" in res else None,
         observed_read=inp.observed_read, observed_write=inp.observed_write)

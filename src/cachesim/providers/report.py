@@ -25,6 +25,7 @@ def group_totals(result: ProviderResult, codes: np.ndarray) -> dict[int, dict]:
     uniq, inverse = np.unique(codes[keep], return_inverse=True)
     k = len(uniq)
     sums = {c: np.bincount(inverse, weights=getattr(result, c)[keep], minlength=k) for c in TOKEN_COLUMNS}
+    others = np.bincount(inverse, weights=(result.read * result.from_other_tenant())[keep], minlength=k)
     cost = np.bincount(inverse, weights=result.cost[keep], minlength=k)
     base = np.bincount(inverse, weights=result.cost_uncached[keep], minlength=k)
     count = np.bincount(inverse, minlength=k)
@@ -35,6 +36,7 @@ def group_totals(result: ProviderResult, codes: np.ndarray) -> dict[int, dict]:
         prompt = int(sums["prompt_tokens"][i])
         row = {c: int(sums[c][i]) for c in TOKEN_COLUMNS}
         row.update(requests=int(count[i]), hit_ratio=row["read"] / prompt if prompt else 0.0,
+                   read_from_other_tenants=int(others[i]),
                    cost_usd=float(cost[i]), cost_uncached_usd=float(base[i]), savings_usd=float(base[i] - cost[i]),
                    miss_causes={CAUSES[c]: int(cause[i, c]) for c in range(len(CAUSES)) if cause[i, c] and c})
         out[code] = row
@@ -180,12 +182,13 @@ def print_cost(result: ProviderResult, label: str, console: Console | None = Non
     tenants = per_tenant(result)
     if len(tenants) > 1:
         tt = Table(title="per tenant", header_style="bold")
-        for col in ("tenant", "requests", "prompt tokens", "hit ratio", "with cache $", "without $", "saved $"):
+        for col in ("tenant", "requests", "prompt tokens", "hit ratio", "read from others", "with cache $",
+                    "without $", "saved $"):
             tt.add_column(col, justify="left" if col == "tenant" else "right")
         ranked = sorted(tenants.items(), key=lambda kv: -kv[1]["cost_usd"])
         for name, row in ranked[:MAX_ROWS]:
             tt.add_row(name, f"{row['requests']:,}", f"{row['prompt_tokens']:,}", f"{row['hit_ratio']:.3f}",
-                       f"{row['cost_usd']:.4f}", f"{row['cost_uncached_usd']:.4f}", f"{row['savings_usd']:.4f}")
+                       f"{row['read_from_other_tenants']:,}", f"{row['cost_usd']:.4f}", f"{row['cost_uncached_usd']:.4f}", f"{row['savings_usd']:.4f}")
         if len(ranked) > MAX_ROWS:
             tt.caption = f"{len(ranked) - MAX_ROWS} more tenants in the JSON output"
         console.print(tt)
