@@ -19,7 +19,7 @@ MOONCAKE_CONVERSATION = SHARED_TRACES / "mooncake" / "conversation_trace.jsonl"
 DATA = Path(__file__).parent / "data"
 
 
-@pytest.fixture(params=["core", "reference"])
+@pytest.fixture(params=["core", "reference"], scope="session")
 def impl(request) -> str:
     return request.param
 

@@ -4,10 +4,10 @@
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
 
-# One cached block. 24 bytes; the owner lives in a parallel int32 array so the hot struct stays small.
+# One cached block: 16 bytes. The owner and (with a TTL) the expiry time live in parallel arrays, so the hot
+# struct stays small and a cache without a TTL pays nothing for one.
 cdef struct Entry:
     uint64_t key          # chained block key (SEMANTICS §2): names the whole prefix up to this block
-    double expires_at     # time of last use + ttl_s; +inf without a TTL
     int32_t newer         # recency list: towards the head (most recent); NIL at the head; PINNED while in use
     int32_t older         # recency list: towards the tail (least recent); NIL at the tail; free-list link when free
 
@@ -42,9 +42,15 @@ cdef class Engine:
     cdef readonly int64_t warmup_requests   # requests left out of the counts at the start
     cdef readonly double warmup_s           # seconds left out of the counts at the start
 
+    cdef readonly int policy                # P_LRU, P_FIFO, ... (see POLICY_CODES)
+    cdef readonly bint victims_any          # False: victims are leaves only, so the cache stays prefix-closed
+    cdef readonly int64_t orphaned_blocks   # entries left without their parent by victims="any" evictions
+
     # node pool (a flat array; entries are addressed by int32 index, never by pointer)
     cdef Entry* pool                        # pool_size entries
     cdef int32_t* owner                     # tenant that inserted each entry
+    cdef double* expires_at                 # time of last use + ttl_s per entry; NULL without a TTL
+    cdef double max_load                    # hash-table fill limit (sparser when the memory budget allows)
     cdef int64_t pool_size                  # allocated entries
     cdef int64_t pool_used                  # entries ever handed out (high-water mark)
     cdef int32_t free_head                  # free list of released entries, linked by .older
@@ -52,13 +58,32 @@ cdef class Engine:
     cdef readonly int64_t peak_occupancy    # largest occupancy after any counted request
 
     # open-addressing hash index (linear probing, backward-shift deletion)
-    cdef int32_t* slots                     # entry index or NIL
-    cdef uint64_t slot_mask                 # table size - 1 (a power of two)
-    cdef int slot_shift                     # 64 - log2(table size), for Fibonacci hashing
+    cdef uint64_t* slots                    # (32 hash bits << 32) | entry index, or EMPTY_SLOT
+    cdef int64_t table_size                 # slots in the table (any size: homes are multiply-shifted)
 
     # recency list
     cdef int32_t head                       # most recently used entry, or NIL
     cdef int32_t tail                       # least recently used entry, or NIL
+
+    # bookkeeping of the policies other than LRU (NULL under LRU), one value per entry
+    cdef uint64_t* parent_key               # key of the block before it in the prefix (depth > 0)
+    cdef int32_t* n_children                # cached entries inserted under it while it was cached
+    cdef int64_t* insert_serial             # order of insertion (FIFO; guards child counts)
+    cdef int64_t* last_use                  # stamp of the last use (stamps count up, deepest block first)
+    cdef int32_t* freq                      # requests that used it
+    cdef int32_t* depth                     # position of its block in the prompt (0 = first block)
+    cdef int32_t* heap                      # heap policies: candidate entries in heap order
+    cdef int32_t* heap_pos                  # heap policies: position in heap, or NIL when not a candidate
+    cdef int64_t heap_size
+    cdef int32_t* q_newer                   # SIEVE queue: towards the head (newest insertion)
+    cdef int32_t* q_older                   # SIEVE queue: towards the tail (oldest insertion)
+    cdef unsigned char* visited             # SIEVE: used again since the hand last passed
+    cdef int32_t q_head                     # SIEVE: newest insertion
+    cdef int32_t q_tail                     # SIEVE: oldest insertion
+    cdef int32_t hand                       # SIEVE: where the next victim search starts (NIL = the tail)
+    cdef int64_t queue_length               # SIEVE: entries in the queue
+    cdef int64_t clock                      # last stamp handed out
+    cdef int64_t serial                     # last insertion serial handed out
 
     # scratch: pool index of each block of the request being served
     cdef int32_t* request_entries
@@ -75,13 +100,32 @@ cdef class Engine:
 
     cdef int _grow_pool(self, int64_t size) except -2 nogil
     cdef int _rebuild_index(self, int64_t table_size) except -2 nogil
-    cdef uint64_t _home(self, uint64_t key) noexcept nogil
+    cdef int _grow_index_if_full(self) except -2 nogil
+    cdef uint64_t _hash32(self, uint64_t key) noexcept nogil
+    cdef int64_t _home_of(self, uint64_t h32) noexcept nogil
+    cdef void _place(self, uint64_t slot) noexcept nogil
     cdef int32_t _find(self, uint64_t key) noexcept nogil
+    cdef void _prefetch_slot(self, uint64_t key) noexcept nogil
+    cdef void _prefetch_entry(self, uint64_t key) noexcept nogil
+    cdef void _prefetch_ahead(self, const uint64_t* keys, int64_t b, int64_t end) noexcept nogil
+    cdef void _prefetch_next_victim(self) noexcept nogil
     cdef void _index_insert(self, int32_t e) noexcept nogil
     cdef void _index_remove(self, int32_t e) noexcept nogil
     cdef void _unlink(self, int32_t e) noexcept nogil
     cdef void _push_head(self, int32_t e) noexcept nogil
     cdef void _release(self, int32_t e) noexcept nogil
     cdef int32_t _allocate(self) noexcept nogil
+    cdef bint _less(self, int32_t a, int32_t b) noexcept nogil
+    cdef void _heap_swap(self, int64_t i, int64_t j) noexcept nogil
+    cdef void _heap_up(self, int64_t i) noexcept nogil
+    cdef void _heap_down(self, int64_t i) noexcept nogil
+    cdef void _heap_push(self, int32_t e) noexcept nogil
+    cdef void _heap_remove(self, int32_t e) noexcept nogil
+    cdef void _on_pin(self, int32_t e) noexcept nogil
+    cdef int32_t _choose_victim(self) noexcept nogil
+    cdef bint _eligible(self, int32_t e) noexcept nogil
+    cdef void _on_insert(self, int32_t e, int32_t parent, uint64_t parent_key, int64_t depth) noexcept nogil
+    cdef void _on_use(self, int32_t e, bint inserted_now) noexcept nogil
+    cdef void _forget(self, int32_t e) noexcept nogil
     cdef int _serve(self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from,
                     int64_t n_tenants, int64_t* error_request) except -2 nogil

@@ -9,10 +9,14 @@ blocks are cached" is h successful lookups. XXH3 comes from the installed ``xxha
 once at import with dlopen/dlsym: the keys are bit-identical with ``xxhash.xxh3_64_intdigest`` by construction
 (the same machine code), xxhash stays the only hashing dependency, and no C source is vendored.
 
-Layout. Entries live in one flat array of 24-byte structs addressed by int32 index (as scikit-learn's tree
-nodes are); the owner tenant sits in a parallel int32 array. The hash index is an open-addressing table of int32
-entry indices (linear probing, Fibonacci hashing, backward-shift deletion, so no tombstones), sized to a power of
-two at most 70% full. That makes 28 bytes per entry plus 4/load bytes of table: under 40 bytes per cached block.
+Layout. Entries live in one flat array of 16-byte structs (key, recency links) addressed by int32 index, as
+scikit-learn's tree nodes are; the owner tenant and, only with a TTL, the expiry time sit in parallel arrays. The
+hash index is an open-addressing table (linear probing, backward-shift deletion, so no tombstones) of 8-byte
+slots holding 32 hash bits beside the entry index: a probe reads an entry only when the hash bits match, and
+moving slots (deletion, growth) never reads one. Homes are multiply-shifted onto any table size, so a bounded
+cache's table is sized to its capacity exactly: 20 + 8/0.5 = 36 bytes per cached block without a TTL and
+28 + 8/0.7 = 39.4 with one. A sparser table shortens probe runs, which is what eviction-heavy replays pay for.
+Pool and table grow on demand, so a large capacity costs nothing until it fills.
 
 Recency. One doubly linked list orders entries by last use (head = newest). LRU evicts its tail. Because the TTL
 is uniform and refreshed on every use, expiry times are non-decreasing from tail to head, so expiry is popping the
@@ -38,6 +42,10 @@ import numpy as np
 
 # ---------------------------------------------------------------------------------------------------------------
 # XXH3 from the xxhash extension
+
+cdef extern from *:
+    # a hint only: fetch the cache line at addr ahead of use; hides DRAM latency on random probes
+    void __builtin_prefetch(const void* addr) noexcept nogil
 
 cdef extern from "<dlfcn.h>" nogil:
     void* dlopen(const char* filename, int flags)
@@ -102,6 +110,19 @@ TENANT_FIELDS = ("requests", "hit_requests", "prompt_tokens", "hit_tokens", "blo
                  "inserted_blocks", "evictions_caused", "evicted_owned", "expired_owned", "uncached_blocks")
 assert len(TENANT_FIELDS) == N_TENANT_FIELDS
 
+# Policies. LRU evicts the recency list's tail (the fast path). The heap policies evict the candidate with the
+# smallest score (see Engine._less); SIEVE walks a FIFO queue with a hand.
+cdef enum:
+    P_LRU = 0
+    P_FIFO = 1
+    P_LFU = 2
+    P_SLRU = 3
+    P_PRIORITY = 4
+    P_SIEVE = 5
+
+POLICY_CODES = {"lru": P_LRU, "fifo": P_FIFO, "lfu": P_LFU, "slru": P_SLRU, "priority": P_PRIORITY,
+                "sieve": P_SIEVE}
+
 # Error codes of the serve loop (the offending request index goes to error_request).
 cdef enum:
     ERR_NO_MEMORY = 1
@@ -109,7 +130,14 @@ cdef enum:
     ERR_TIME_DECREASING = 3
     ERR_TENANT = 4
 
-cdef double MAX_LOAD = 0.7
+# Hash-table load: as sparse as the 40-bytes-per-block budget allows (probe runs, and so evictions, get
+# costly as the table fills): entries are 20 bytes without a TTL, 28 with one; slots 8 bytes.
+cdef double MAX_LOAD_NO_TTL = 0.5    # 20 + 8 / 0.5 = 36 bytes per cached block
+cdef double MAX_LOAD_TTL = 0.7       # 28 + 8 / 0.7 = 39.4 bytes per cached block
+cdef uint64_t EMPTY_SLOT = 0xFFFFFFFFFFFFFFFFULL
+# prefetch distances in blocks (slots first, then the entries they point at)
+cdef int64_t PREFETCH_SLOT = 16
+cdef int64_t PREFETCH_ENTRY = 8
 cdef uint64_t FIB = 0x9E3779B97F4A7C15ULL
 
 
@@ -209,10 +237,38 @@ cdef class Engine:
         self.pool = NULL
         self.owner = NULL
         self.slots = NULL
+        self.expires_at = NULL
+        self.parent_key = NULL
+        self.n_children = NULL
+        self.insert_serial = NULL
+        self.last_use = NULL
+        self.freq = NULL
+        self.depth = NULL
+        self.heap = NULL
+        self.heap_pos = NULL
+        self.q_newer = NULL
+        self.q_older = NULL
+        self.visited = NULL
+        self.table_size = 0
         self.request_entries = NULL
 
     def __init__(self, capacity_blocks=None, ttl_s=None, hit_cap=None, int64_t block_size=1,
-                 int64_t warmup_requests=0, double warmup_s=0.0, int n_tenants=1):
+                 int64_t warmup_requests=0, double warmup_s=0.0, int n_tenants=1, policy="lru",
+                 victims="leaves"):
+        if policy not in POLICY_CODES:
+            raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICY_CODES)}")
+        if victims not in ("leaves", "any"):
+            raise ValueError(f"victims must be 'leaves' or 'any', not {victims!r}")
+        self.policy = POLICY_CODES[policy]
+        self.victims_any = victims == "any"
+        self.orphaned_blocks = 0
+        self.heap_size = 0
+        self.q_head = NIL
+        self.q_tail = NIL
+        self.hand = NIL
+        self.queue_length = 0
+        self.clock = 0
+        self.serial = 0
         if capacity_blocks is not None and capacity_blocks <= 0:
             raise ValueError("capacity_blocks must be positive (or None for unbounded)")
         if capacity_blocks is not None and capacity_blocks >= 2**31 - 2:
@@ -242,14 +298,27 @@ cdef class Engine:
         self.hits_from = np.zeros((max(n_tenants, 1), max(n_tenants, 1)), dtype=np.int64)
         # pool and index grow on demand (up to the capacity), so a large capacity costs nothing until used
         cdef int64_t initial = 1024 if self.capacity_blocks < 0 else min(self.capacity_blocks, 1024)
-        if self._grow_pool(initial) < 0 or self._rebuild_index(_table_size_for(initial)) < 0:
+        self.max_load = MAX_LOAD_NO_TTL if ttl_s is None else MAX_LOAD_TTL
+        if self._grow_pool(initial) < 0 or self._rebuild_index(_table_size_for(initial, self.max_load)) < 0:
             raise MemoryError()
         self.request_entries_size = 0
 
     def __dealloc__(self):
         PyMem_RawFree(self.pool)
         PyMem_RawFree(self.owner)
+        PyMem_RawFree(self.expires_at)
         PyMem_RawFree(self.slots)
+        PyMem_RawFree(self.parent_key)
+        PyMem_RawFree(self.n_children)
+        PyMem_RawFree(self.insert_serial)
+        PyMem_RawFree(self.last_use)
+        PyMem_RawFree(self.freq)
+        PyMem_RawFree(self.depth)
+        PyMem_RawFree(self.heap)
+        PyMem_RawFree(self.heap_pos)
+        PyMem_RawFree(self.q_newer)
+        PyMem_RawFree(self.q_older)
+        PyMem_RawFree(self.visited)
         PyMem_RawFree(self.request_entries)
 
     # -- memory ---------------------------------------------------------------------------------------------
@@ -263,73 +332,157 @@ cdef class Engine:
         if owner == NULL:
             return -1
         self.owner = owner
+        cdef double* expires_at
+        if self.ttl_s != INFINITY:
+            expires_at = <double*> PyMem_RawRealloc(self.expires_at, size * sizeof(double))
+            if expires_at == NULL:
+                return -1
+            self.expires_at = expires_at
+        if self.policy != P_LRU:
+            if (_grow(<void**> &self.parent_key, size, sizeof(uint64_t)) or
+                    _grow(<void**> &self.n_children, size, sizeof(int32_t)) or
+                    _grow(<void**> &self.insert_serial, size, sizeof(int64_t)) or
+                    _grow(<void**> &self.last_use, size, sizeof(int64_t)) or
+                    _grow(<void**> &self.freq, size, sizeof(int32_t)) or
+                    _grow(<void**> &self.depth, size, sizeof(int32_t))):
+                return -1
+            if self.policy == P_SIEVE:
+                if (_grow(<void**> &self.q_newer, size, sizeof(int32_t)) or
+                        _grow(<void**> &self.q_older, size, sizeof(int32_t)) or
+                        _grow(<void**> &self.visited, size, sizeof(unsigned char))):
+                    return -1
+            elif (_grow(<void**> &self.heap, size, sizeof(int32_t)) or
+                    _grow(<void**> &self.heap_pos, size, sizeof(int32_t))):
+                return -1
         self.pool_size = size
         return 0
 
     cdef int _rebuild_index(self, int64_t table_size) except -2 nogil:
-        """Move the index into a table of table_size slots (a power of two)."""
-        cdef int32_t* slots = <int32_t*> PyMem_RawMalloc(table_size * sizeof(int32_t))
+        """Move the index into a table of table_size slots."""
+        cdef uint64_t* slots = <uint64_t*> PyMem_RawMalloc(table_size * sizeof(uint64_t))
         if slots == NULL:
             return -1
-        memset(slots, 0xFF, table_size * sizeof(int32_t))  # all NIL
-        cdef int32_t* old_slots = self.slots
-        cdef int64_t old_size = self.slot_mask + 1 if old_slots != NULL else 0
+        memset(slots, 0xFF, table_size * sizeof(uint64_t))  # all EMPTY_SLOT
+        cdef uint64_t* old_slots = self.slots
+        cdef int64_t old_size = self.table_size if old_slots != NULL else 0
         self.slots = slots
-        self.slot_mask = <uint64_t> table_size - 1
-        cdef int bits = 0
-        while (<int64_t> 1 << bits) < table_size:
-            bits += 1
-        self.slot_shift = 64 - bits
-        # the old table, not the recency list, knows every entry: pinned ones are off the list
+        self.table_size = table_size
+        # the old table, not the recency list, knows every entry (pinned ones are off the list), and its
+        # slots carry the hash bits, so moving them touches no entry
         cdef int64_t i
         for i in range(old_size):
-            if old_slots[i] != NIL:
-                self._index_insert(old_slots[i])
+            if old_slots[i] != EMPTY_SLOT:
+                self._place(old_slots[i])
         PyMem_RawFree(old_slots)
         return 0
 
+    cdef int _grow_index_if_full(self) except -2 nogil:
+        """Keep the table at most max_load full; a bounded cache's table stops at the size its capacity needs."""
+        cdef int64_t size
+        if self.occupancy <= self.max_load * self.table_size:
+            return 0
+        size = 2 * self.table_size
+        if self.capacity_blocks > 0 and size > _table_size_for(self.capacity_blocks, self.max_load):
+            size = _table_size_for(self.capacity_blocks, self.max_load)
+        if size <= self.table_size:
+            return 0
+        return self._rebuild_index(size)
+
     def memory_bytes(self):
         """Bytes held by the engine's pool, owner array and hash index (excluding statistics)."""
-        return int(self.pool_size * (sizeof(Entry) + sizeof(int32_t)) + (self.slot_mask + 1) * sizeof(int32_t))
+        cdef int64_t per_entry = sizeof(Entry) + sizeof(int32_t) + (sizeof(double) if self.expires_at != NULL else 0)
+        return int(self.pool_size * per_entry + self.table_size * sizeof(uint64_t))
 
     # -- hash index -----------------------------------------------------------------------------------------
+    # A slot holds (h32 << 32) | entry index, h32 being 32 hash bits of the key. h32 both picks the home slot
+    # (multiply-shift onto any table size, so the table need not be a power of two) and filters probes: an
+    # entry is only read when its h32 matches, and moving slots never reads an entry.
 
-    cdef inline uint64_t _home(self, uint64_t key) noexcept nogil:
-        return (key * FIB) >> self.slot_shift
+    cdef inline uint64_t _hash32(self, uint64_t key) noexcept nogil:
+        return (key * FIB) >> 32
+
+    cdef inline int64_t _home_of(self, uint64_t h32) noexcept nogil:
+        return <int64_t> ((h32 * <uint64_t> self.table_size) >> 32)
 
     cdef inline int32_t _find(self, uint64_t key) noexcept nogil:
-        cdef uint64_t i = self._home(key)
+        cdef uint64_t h32 = self._hash32(key)
+        cdef int64_t i = self._home_of(h32)
+        cdef uint64_t slot
         cdef int32_t e
         while True:
-            e = self.slots[i]
-            if e == NIL or self.pool[e].key == key:
-                return e
-            i = (i + 1) & self.slot_mask
+            slot = self.slots[i]
+            if slot == EMPTY_SLOT:
+                return NIL
+            if (slot >> 32) == h32:
+                e = <int32_t> (slot & 0xFFFFFFFFULL)
+                if self.pool[e].key == key:
+                    return e
+            i += 1
+            if i == self.table_size:
+                i = 0
+
+    cdef inline void _prefetch_slot(self, uint64_t key) noexcept nogil:
+        __builtin_prefetch(&self.slots[self._home_of(self._hash32(key))])
+
+    cdef inline void _prefetch_entry(self, uint64_t key) noexcept nogil:
+        """Prefetch the entry the key's home slot points at (the slot itself was prefetched earlier)."""
+        cdef uint64_t slot = self.slots[self._home_of(self._hash32(key))]
+        if slot != EMPTY_SLOT:
+            __builtin_prefetch(&self.pool[<int32_t> (slot & 0xFFFFFFFFULL)])
+
+    cdef inline void _prefetch_ahead(self, const uint64_t* keys, int64_t b, int64_t end) noexcept nogil:
+        """Two-stage software pipeline over the batch's keys: slots PREFETCH_SLOT ahead, entries PREFETCH_ENTRY."""
+        if b + PREFETCH_SLOT < end:
+            self._prefetch_slot(keys[b + PREFETCH_SLOT])
+        if b + PREFETCH_ENTRY < end:
+            self._prefetch_entry(keys[b + PREFETCH_ENTRY])
+
+    cdef inline void _prefetch_next_victim(self) noexcept nogil:
+        """Evictions walk the tail: fetch the next victim's slot and the one after it before they are needed."""
+        cdef int32_t tail = self.tail
+        if tail != NIL:
+            self._prefetch_slot(self.pool[tail].key)
+            if self.pool[tail].newer >= 0:
+                __builtin_prefetch(&self.pool[self.pool[tail].newer])
+
+    cdef inline void _place(self, uint64_t slot) noexcept nogil:
+        cdef int64_t i = self._home_of(slot >> 32)
+        while self.slots[i] != EMPTY_SLOT:
+            i += 1
+            if i == self.table_size:
+                i = 0
+        self.slots[i] = slot
 
     cdef inline void _index_insert(self, int32_t e) noexcept nogil:
-        cdef uint64_t i = self._home(self.pool[e].key)
-        while self.slots[i] != NIL:
-            i = (i + 1) & self.slot_mask
-        self.slots[i] = e
+        self._place((self._hash32(self.pool[e].key) << 32) | <uint32_t> e)
 
     cdef inline void _index_remove(self, int32_t e) noexcept nogil:
-        cdef uint64_t mask = self.slot_mask
-        cdef uint64_t i = self._home(self.pool[e].key)
-        while self.slots[i] != e:
-            i = (i + 1) & mask
-        # backward-shift: move later members of the probe run into the hole when their home allows it
-        cdef uint64_t j = i, home
-        cdef int32_t f
+        cdef int64_t size = self.table_size
+        cdef uint64_t h32 = self._hash32(self.pool[e].key)
+        cdef uint64_t target = (h32 << 32) | <uint32_t> e
+        cdef int64_t i = self._home_of(h32)
+        while self.slots[i] != target:
+            i += 1
+            if i == size:
+                i = 0
+        # backward shift: move later members of the probe run into the hole when their home allows it
+        cdef int64_t j = i, home, dist_home, dist_hole
+        cdef uint64_t slot
         while True:
-            j = (j + 1) & mask
-            f = self.slots[j]
-            if f == NIL:
+            j += 1
+            if j == size:
+                j = 0
+            slot = self.slots[j]
+            if slot == EMPTY_SLOT:
                 break
-            home = self._home(self.pool[f].key)
-            if ((j - home) & mask) >= ((j - i) & mask):
-                self.slots[i] = f
+            home = self._home_of(slot >> 32)
+            # cyclic distances from the home and from the hole to j (no division on this path)
+            dist_home = j - home if j >= home else j - home + size
+            dist_hole = j - i if j >= i else j - i + size
+            if dist_home >= dist_hole:
+                self.slots[i] = slot
                 i = j
-        self.slots[i] = NIL
+        self.slots[i] = EMPTY_SLOT
 
     # -- recency list ---------------------------------------------------------------------------------------
 
@@ -376,17 +529,192 @@ cdef class Engine:
         self.pool_used += 1
         return e
 
+    # -- policies other than LRU (SEMANTICS §4) ------------------------------------------------------------
+    # A candidate is an entry the policy may evict: a leaf (no cached entry inserted under it), or any entry
+    # with victims="any". Entries the current request uses are pinned: like the recency list, the heap drops
+    # them on use and takes them back, rescored, when the request is stamped, so its minimum is the victim.
+
+    cdef inline bint _less(self, int32_t a, int32_t b) noexcept nogil:
+        """Heap order: a is evicted before b."""
+        cdef int policy = self.policy
+        if policy == P_FIFO:
+            return self.insert_serial[a] < self.insert_serial[b]
+        if policy == P_LFU:
+            if self.freq[a] != self.freq[b]:
+                return self.freq[a] < self.freq[b]
+        elif policy == P_SLRU:  # probation (used by one request) before protected, each by recency
+            if (self.freq[a] >= 2) != (self.freq[b] >= 2):
+                return self.freq[b] >= 2
+        elif policy == P_PRIORITY:  # rarely shared first, then deeper blocks, then older
+            if self.freq[a] != self.freq[b]:
+                return self.freq[a] < self.freq[b]
+            if self.depth[a] != self.depth[b]:
+                return self.depth[a] > self.depth[b]
+        return self.last_use[a] < self.last_use[b]
+
+    cdef inline void _heap_swap(self, int64_t i, int64_t j) noexcept nogil:
+        cdef int32_t a = self.heap[i], b = self.heap[j]
+        self.heap[i] = b
+        self.heap[j] = a
+        self.heap_pos[b] = <int32_t> i
+        self.heap_pos[a] = <int32_t> j
+
+    cdef void _heap_up(self, int64_t i) noexcept nogil:
+        cdef int64_t parent
+        while i > 0:
+            parent = (i - 1) >> 1
+            if not self._less(self.heap[i], self.heap[parent]):
+                break
+            self._heap_swap(i, parent)
+            i = parent
+
+    cdef void _heap_down(self, int64_t i) noexcept nogil:
+        cdef int64_t child, smallest
+        while True:
+            smallest = i
+            child = 2 * i + 1
+            if child < self.heap_size and self._less(self.heap[child], self.heap[smallest]):
+                smallest = child
+            if child + 1 < self.heap_size and self._less(self.heap[child + 1], self.heap[smallest]):
+                smallest = child + 1
+            if smallest == i:
+                return
+            self._heap_swap(i, smallest)
+            i = smallest
+
+    cdef void _heap_push(self, int32_t e) noexcept nogil:
+        if self.heap_pos[e] != NIL:
+            return
+        self.heap[self.heap_size] = e
+        self.heap_pos[e] = <int32_t> self.heap_size
+        self.heap_size += 1
+        self._heap_up(self.heap_size - 1)
+
+    cdef void _heap_remove(self, int32_t e) noexcept nogil:
+        cdef int64_t i = self.heap_pos[e]
+        cdef int32_t moved
+        if i == NIL:
+            return
+        self.heap_size -= 1
+        if i != self.heap_size:
+            moved = self.heap[self.heap_size]
+            self._heap_swap(i, self.heap_size)
+            self._heap_up(i)
+            self._heap_down(self.heap_pos[moved])
+        self.heap_pos[e] = NIL
+
+    cdef inline bint _eligible(self, int32_t e) noexcept nogil:
+        return self.pool[e].newer != PINNED and (self.victims_any or self.n_children[e] == 0)
+
+    cdef int32_t _choose_victim(self) noexcept nogil:
+        """The entry the policy evicts next, or NIL when every candidate is in use by this request."""
+        cdef int32_t e
+        cdef int64_t steps
+        if self.policy == P_LRU:
+            return self.tail  # pinned entries are off the recency list; the tail is always a leaf
+        if self.policy != P_SIEVE:
+            return self.heap[0] if self.heap_size > 0 else NIL
+        # SIEVE: the hand walks from the oldest insertion towards the newest, clearing "visited" marks, and
+        # stops at the first unmarked candidate; entries that are not candidates are passed over unchanged
+        if self.queue_length == 0:
+            return NIL
+        e = self.hand if self.hand != NIL else self.q_tail
+        for steps in range(2 * self.queue_length + 1):
+            if self._eligible(e):
+                if self.visited[e]:
+                    self.visited[e] = 0
+                else:
+                    self.hand = self.q_newer[e]
+                    return e
+            e = self.q_newer[e]
+            if e == NIL:
+                e = self.q_tail
+        return NIL
+
+    cdef void _on_pin(self, int32_t e) noexcept nogil:
+        if self.policy != P_SIEVE:
+            self._heap_remove(e)
+
+    cdef void _on_insert(self, int32_t e, int32_t parent, uint64_t parent_key, int64_t depth) noexcept nogil:
+        self.serial += 1
+        self.insert_serial[e] = self.serial
+        self.last_use[e] = 0
+        self.freq[e] = 0
+        self.depth[e] = <int32_t> depth
+        self.parent_key[e] = parent_key
+        self.n_children[e] = 0
+        if parent != NIL:
+            self.n_children[parent] += 1  # the parent is pinned (this request uses it): off the heap already
+        if self.policy == P_SIEVE:
+            self.visited[e] = 0
+            self.q_older[e] = self.q_head
+            self.q_newer[e] = NIL
+            if self.q_head != NIL:
+                self.q_newer[self.q_head] = e
+            else:
+                self.q_tail = e
+            self.q_head = e
+            self.queue_length += 1
+        else:
+            self.heap_pos[e] = NIL
+
+    cdef void _on_use(self, int32_t e, bint inserted_now) noexcept nogil:
+        """Stamping: rescore, and return candidates to the heap."""
+        self.clock += 1
+        self.last_use[e] = self.clock
+        self.freq[e] += 1
+        if self.policy == P_SIEVE:
+            if not inserted_now:
+                self.visited[e] = 1
+        elif self.victims_any or self.n_children[e] == 0:
+            self._heap_push(e)
+
+    cdef void _forget(self, int32_t e) noexcept nogil:
+        """Policy bookkeeping for an entry about to leave the cache."""
+        cdef int32_t parent, newer, older
+        if self.policy == P_SIEVE:
+            newer = self.q_newer[e]
+            older = self.q_older[e]
+            if self.hand == e:
+                self.hand = newer
+            if newer == NIL:
+                self.q_head = older
+            else:
+                self.q_older[newer] = older
+            if older == NIL:
+                self.q_tail = newer
+            else:
+                self.q_newer[older] = newer
+            self.queue_length -= 1
+        else:
+            self._heap_remove(e)
+        if self.victims_any:
+            self.orphaned_blocks += self.n_children[e]
+        if self.depth[e] > 0:
+            parent = self._find(self.parent_key[e])
+            # only the incarnation of the parent that was cached when e came counted it as a child
+            if parent != NIL and self.insert_serial[parent] < self.insert_serial[e]:
+                self.n_children[parent] -= 1
+                if (self.n_children[parent] == 0 and not self.victims_any and self.policy != P_SIEVE
+                        and self.pool[parent].newer != PINNED):
+                    self._heap_push(parent)  # it became a leaf
+
     # -- serving (SEMANTICS §3) ----------------------------------------------------------------------------
 
     cdef int _serve(self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from,
                     int64_t n_tenants, int64_t* error_request) except -2 nogil:
         cdef Py_ssize_t r
         cdef int64_t b0, b1, n, i, h, hit_blocks, cap, hit_tokens, inserted, evicted, expired, uncached
+        cdef int64_t serial_at_start
         cdef int64_t* ts
         cdef int32_t e, victim, tenant
         cdef double t
         cdef bint counted
         cdef int32_t* req
+        cdef int64_t total_blocks = batch.block_offsets[batch.n_requests]
+        if total_blocks > 0:  # prime the pipeline
+            for i in range(min(PREFETCH_SLOT, total_blocks)):
+                self._prefetch_slot(batch.keys[i])
         for r in range(batch.n_requests):
             t = batch.t[r]
             tenant = batch.tenant[r]
@@ -419,23 +747,28 @@ cdef class Engine:
 
             # 1. expire: the tail holds the oldest expiry time (uniform TTL, refreshed on use)
             expired = 0
-            while self.tail != NIL and self.pool[self.tail].expires_at <= t:
+            while self.tail != NIL and self.expires_at != NULL and self.expires_at[self.tail] <= t:
                 victim = self.tail
                 self._unlink(victim)
                 if counted:
                     tstats[self.owner[victim] * N_TENANT_FIELDS + F_EXPIRED_OWNED] += 1
+                if self.policy != P_LRU:
+                    self._forget(victim)
                 self._release(victim)
                 expired += 1
 
             # 2. lookup: the longest cached prefix; pin what is used
             h = 0
             while h < n:
+                self._prefetch_ahead(batch.keys, b0 + h, total_blocks)
                 e = self._find(batch.keys[b0 + h])
                 if e == NIL:
                     break
                 if self.pool[e].newer != PINNED:
                     self._unlink(e)
                     self.pool[e].newer = PINNED
+                    if self.policy != P_LRU:
+                        self._on_pin(e)
                 req[h] = e
                 h += 1
             hit_blocks = h
@@ -450,28 +783,36 @@ cdef class Engine:
                 if counted:
                     hits_from[tenant * n_tenants + self.owner[req[i]]] += batch.block_tokens[b0 + i]
 
-            # 3. insert the rest, evicting the least recent entry this request does not use
+            # 3. insert the rest, evicting the policy's victim among entries this request does not use
+            serial_at_start = self.serial
             inserted = 0
             evicted = 0
             uncached = 0
             for i in range(h, n):
+                self._prefetch_ahead(batch.keys, b0 + i, total_blocks)
                 e = self._find(batch.keys[b0 + i])
                 if e != NIL:  # cached behind a gap: touched, not a hit
                     if self.pool[e].newer != PINNED:
                         self._unlink(e)
                         self.pool[e].newer = PINNED
+                        if self.policy != P_LRU:
+                            self._on_pin(e)
                     req[i] = e
                     continue
                 if self.occupancy == self.capacity_blocks:
-                    victim = self.tail
-                    if victim == NIL:  # every cached entry is this request's own
+                    victim = self._choose_victim()
+                    if victim == NIL:  # every candidate is this request's own
                         req[i] = NIL
                         uncached += 1
                         continue
                     self._unlink(victim)
                     if counted:
                         tstats[self.owner[victim] * N_TENANT_FIELDS + F_EVICTED_OWNED] += 1
+                    if self.policy != P_LRU:
+                        self._forget(victim)
                     self._release(victim)
+                    if self.policy == P_LRU:
+                        self._prefetch_next_victim()
                     evicted += 1
                 e = self._allocate()
                 if e == NIL:
@@ -481,11 +822,15 @@ cdef class Engine:
                 self.pool[e].newer = PINNED
                 self.owner[e] = tenant
                 self.occupancy += 1
-                if self.occupancy > MAX_LOAD * (self.slot_mask + 1):
-                    if self._rebuild_index(2 * (self.slot_mask + 1)) < 0:
-                        error_request[0] = r
-                        return ERR_NO_MEMORY
+                if self._grow_index_if_full() < 0:
+                    error_request[0] = r
+                    return ERR_NO_MEMORY
                 self._index_insert(e)
+                if self.policy != P_LRU:
+                    if i > 0:
+                        self._on_insert(e, req[i - 1], batch.keys[b0 + i - 1], i)
+                    else:
+                        self._on_insert(e, NIL, 0, 0)
                 req[i] = e
                 inserted += 1
 
@@ -495,7 +840,10 @@ cdef class Engine:
                 e = req[i]
                 if e != NIL and self.pool[e].newer == PINNED:
                     self._push_head(e)
-                    self.pool[e].expires_at = t + self.ttl_s
+                    if self.expires_at != NULL:
+                        self.expires_at[e] = t + self.ttl_s
+                    if self.policy != P_LRU:
+                        self._on_use(e, self.insert_serial[e] > serial_at_start)
                 i -= 1
 
             out.hit_tokens[r] = hit_tokens
@@ -620,8 +968,16 @@ OUTPUT_FIELDS = ("hit_tokens", "hit_blocks", "inserted_blocks", "evicted_blocks"
                  "uncached_blocks")
 
 
-cdef int64_t _table_size_for(int64_t entries) noexcept nogil:
-    cdef int64_t size = 16
-    while size * MAX_LOAD < entries:
-        size *= 2
-    return size
+cdef int _grow(void** array, int64_t n, size_t item_size) noexcept nogil:
+    """Reallocate *array to n items; nonzero when out of memory (the old array is kept)."""
+    cdef void* grown = PyMem_RawRealloc(array[0], n * item_size)
+    if grown == NULL:
+        return 1
+    array[0] = grown
+    return 0
+
+
+cdef int64_t _table_size_for(int64_t entries, double max_load) noexcept nogil:
+    """The smallest table that holds entries at most max_load full."""
+    cdef int64_t size = <int64_t> (entries / max_load) + 1
+    return size if size > 16 else 16

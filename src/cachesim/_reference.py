@@ -71,18 +71,44 @@ def relabel_keys(keys, block_offsets, tenant, tenant_seeds):
     return np.array(out, dtype=np.uint64)
 
 
+POLICY_NAMES = ("lru", "fifo", "lfu", "slru", "priority", "sieve")
+
+# Victim order of the scored policies: the candidate with the smallest score goes first (SEMANTICS §4).
+SCORES = {
+    "fifo": lambda e: (e.insert_serial,),
+    "lfu": lambda e: (e.freq, e.stamp),
+    "slru": lambda e: (e.freq >= 2, e.stamp),           # probation (used once) before protected, each LRU
+    "priority": lambda e: (e.freq, -e.depth, e.stamp),  # rarely shared first, then deep blocks, then old
+}
+
+
 @dataclass
 class _Entry:
-    stamp: int          # global use counter at the last stamping
-    expires_at: float   # t of last use + ttl
-    owner: int          # tenant that inserted it
+    stamp: int              # global use counter at the last stamping
+    expires_at: float       # t of last use + ttl
+    owner: int              # tenant that inserted it
+    insert_serial: int = 0  # order of insertion
+    freq: int = 0           # requests that used it
+    depth: int = 0          # position of its block in the prompt
+    parent_key: int | None = None
+    visited: bool = False   # SIEVE: used again since the hand last passed
 
 
 class Engine:
     """LRU prefix cache, one request at a time, exactly as SEMANTICS §3 reads."""
 
     def __init__(self, capacity_blocks=None, ttl_s=None, hit_cap=None, block_size=1, warmup_requests=0,
-                 warmup_s=0.0, n_tenants=1):
+                 warmup_s=0.0, n_tenants=1, policy="lru", victims="leaves"):
+        if policy not in POLICY_NAMES:
+            raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICY_NAMES)}")
+        if victims not in ("leaves", "any"):
+            raise ValueError(f"victims must be 'leaves' or 'any', not {victims!r}")
+        self.policy = policy
+        self.victims = victims
+        self.orphaned_blocks = 0
+        self.serial = 0
+        self.queue: list[int] = []      # SIEVE: keys by insertion, oldest first
+        self.hand: int | None = None    # SIEVE: where the next search starts (None = the oldest)
         if capacity_blocks is not None and capacity_blocks <= 0:
             raise ValueError("capacity_blocks must be positive (or None for unbounded)")
         if ttl_s is not None and not ttl_s > 0:
@@ -160,7 +186,7 @@ class Engine:
                 break
             if counted:
                 stats[entry.owner, _FIELD["expired_owned"]] += 1
-            del self.entries[key]
+            self._remove(key)
             expired += 1
 
         # 2. lookup: the number of leading keys that are all cached
@@ -176,8 +202,9 @@ class Engine:
             for i in range(hit_blocks):
                 self.hits_from[tenant, self.entries[keys[i]].owner] += block_tokens[i]
 
-        # 3. insert the rest; a victim is the least recently stamped entry this request does not use
+        # 3. insert the rest; a victim is the policy's choice among entries this request does not use
         used = set(keys[:h])
+        new = set()
         inserted = evicted = uncached = 0
         for i in range(h, n):
             key = keys[i]
@@ -185,16 +212,21 @@ class Engine:
                 used.add(key)
                 continue
             if self.capacity_blocks is not None and len(self.entries) >= self.capacity_blocks:
-                victim = next((k for k in self.entries if k not in used), None)
+                victim = self._victim(used)
                 if victim is None:
                     uncached += 1
                     continue
                 if counted:
                     stats[self.entries[victim].owner, _FIELD["evicted_owned"]] += 1
-                del self.entries[victim]
+                self._remove(victim)
                 evicted += 1
-            self.entries[key] = _Entry(stamp=-1, expires_at=math.inf, owner=tenant)
+            self.serial += 1
+            self.entries[key] = _Entry(stamp=-1, expires_at=math.inf, owner=tenant, insert_serial=self.serial,
+                                       depth=i, parent_key=keys[i - 1] if i else None)
+            if self.policy == "sieve":
+                self.queue.append(key)
             used.add(key)
+            new.add(key)
             inserted += 1
 
         # 4. stamp every cached block of the request, deepest first
@@ -206,6 +238,9 @@ class Engine:
                 self.clock += 1
                 entry.stamp = self.clock
                 entry.expires_at = t + self.ttl_s
+                entry.freq += 1
+                if key not in new:
+                    entry.visited = True
                 self.entries.move_to_end(key)
 
         if counted:
@@ -217,6 +252,50 @@ class Engine:
                 row[_FIELD[name]] += value
             self.peak_occupancy = max(self.peak_occupancy, len(self.entries))
         return hit_tokens, hit_blocks, inserted, evicted, expired, uncached
+
+    # -- victims (SEMANTICS §4) -------------------------------------------------------------------------------
+
+    def _children(self, key: int) -> list[int]:
+        """Cached entries inserted under this incarnation of key (their parent was cached when they came)."""
+        parent = self.entries[key]
+        return [k for k, e in self.entries.items() if e.parent_key == key and e.insert_serial > parent.insert_serial]
+
+    def _candidate(self, key: int, used: set) -> bool:
+        return key not in used and (self.victims == "any" or not self._children(key))
+
+    def _victim(self, used: set) -> int | None:
+        if self.policy == "lru":
+            # the least recently stamped entry (under LRU the oldest is always a leaf)
+            return next((k for k in self.entries if k not in used), None)
+        if self.policy == "sieve":
+            if not self.queue:
+                return None
+            i = self.queue.index(self.hand) if self.hand is not None else 0
+            for _ in range(2 * len(self.queue) + 1):
+                key = self.queue[i]
+                if self._candidate(key, used):
+                    if self.entries[key].visited:
+                        self.entries[key].visited = False
+                    else:
+                        self.hand = self.queue[i + 1] if i + 1 < len(self.queue) else None
+                        return key
+                i = (i + 1) % len(self.queue)
+            return None
+        score = SCORES[self.policy]
+        for key in sorted(self.entries, key=lambda k: score(self.entries[k])):
+            if self._candidate(key, used):
+                return key
+        return None
+
+    def _remove(self, key: int) -> None:
+        if self.victims == "any":
+            self.orphaned_blocks += len(self._children(key))
+        if self.policy == "sieve":
+            i = self.queue.index(key)
+            if self.hand == key:
+                self.hand = self.queue[i + 1] if i + 1 < len(self.queue) else None
+            del self.queue[i]
+        del self.entries[key]
 
     def cached_keys(self):
         """Keys of the cached entries, most recently used first."""

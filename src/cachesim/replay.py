@@ -18,15 +18,16 @@ from cachesim.trace import Trace, compile_trace
 
 __all__ = ["CacheConfig", "Simulator", "Result", "replay", "POLICIES", "RATIO_DEFINITIONS", "parse_warmup"]
 
-POLICIES = ("lru",)
+POLICIES = ("lru", "fifo", "lfu", "slru", "priority", "sieve")
+VICTIMS = ("leaves", "any")
 ISOLATIONS = (None, "tenant")
 HIT_CAPS = (None, "prompt-1")
 
+# Every ratio is over the counted requests (all requests but the warmup).
 RATIO_DEFINITIONS = {
-    "token_hit_ratio": "hit tokens / prompt tokens, over counted requests "
-                       "(vLLM's prefix_cache_hits / prefix_cache_queries)",
-    "block_hit_ratio": "hit blocks / cacheable prompt blocks, over counted requests",
-    "request_hit_ratio": "counted requests with at least one hit block / counted requests",
+    "token_hit_ratio": "hit tokens / prompt tokens (= vLLM prefix_cache_hits / prefix_cache_queries)",
+    "block_hit_ratio": "hit blocks / cacheable prompt blocks",
+    "request_hit_ratio": "requests with at least one hit block / requests",
 }
 
 
@@ -41,6 +42,7 @@ class CacheConfig:
     isolation: str | None = None         # "tenant": tenants never share entries
     warmup_requests: int = 0             # leave the first N requests out of the counts
     warmup_s: float = 0.0                # leave requests before first_t + warmup_s out of the counts
+    victims: str = "leaves"              # "leaves": evict only leaf entries (prefix-closed); "any": lift that
 
     def __post_init__(self):
         if self.capacity_blocks is not None:
@@ -56,6 +58,8 @@ class CacheConfig:
             raise ValueError(f"ttl_s must be a positive number of seconds (or None), got {self.ttl_s!r}")
         if self.hit_cap not in HIT_CAPS:
             raise ValueError(f"unknown hit_cap {self.hit_cap!r}; choose None or 'prompt-1'")
+        if self.victims not in VICTIMS:
+            raise ValueError(f"unknown victims {self.victims!r}; choose 'leaves' or 'any'")
         if self.isolation not in ISOLATIONS:
             raise ValueError(f"unknown isolation {self.isolation!r}; choose None or 'tenant'")
         if self.warmup_requests < 0 or not self.warmup_s >= 0:
@@ -133,7 +137,8 @@ class Simulator:
             self.block_size, self.block_source = trace.block_size, trace.block_source
             self._engine = self._module.Engine(capacity_blocks=cfg.capacity_blocks, ttl_s=cfg.ttl_s,
                                                hit_cap=cfg.hit_cap, block_size=trace.block_size,
-                                               warmup_requests=cfg.warmup_requests, warmup_s=cfg.warmup_s)
+                                               warmup_requests=cfg.warmup_requests, warmup_s=cfg.warmup_s,
+                                               policy=cfg.policy, victims=cfg.victims)
         elif trace.block_size != self.block_size:
             raise TraceError(f"batch has {trace.block_size}-token blocks, earlier batches {self.block_size}",
                              field="block_size")
@@ -182,6 +187,7 @@ class Simulator:
                       block_source=self.block_source or "", tenant_names=list(self.tenant_names) or ["default"],
                       tenant_stats=stats, tenant_fields=tuple(self._module.TENANT_FIELDS), hits_from=hits_from,
                       peak_occupancy=int(engine.peak_occupancy) if engine else 0,
+                      orphaned_blocks=int(engine.orphaned_blocks) if engine else 0,
                       occupancy=int(engine.occupancy) if engine else 0,
                       requests_seen=self.requests_fed, per_request=per_request)
 
@@ -203,6 +209,7 @@ class Result:
     tenant_fields: tuple[str, ...]
     hits_from: np.ndarray               # int64 [R, O]: tokens tenant R hit in entries tenant O inserted
     peak_occupancy: int
+    orphaned_blocks: int                # entries left without their parent (victims="any" only)
     occupancy: int
     requests_seen: int
     per_request: dict[str, np.ndarray] | None = field(default=None, repr=False)
@@ -233,6 +240,7 @@ class Result:
             "warmup": {"requests": self.config.warmup_requests, "seconds": self.config.warmup_s,
                        "excluded_requests": self.requests_seen - out["requests"]},
             "peak_occupancy_blocks": self.peak_occupancy,
+            "orphaned_blocks": self.orphaned_blocks,
             "occupancy_blocks": self.occupancy,
             "definitions": dict(RATIO_DEFINITIONS),
         })
@@ -280,7 +288,7 @@ RequestsLike = Trace | TokenRequests | BlockRequests | Iterable[Trace]
 def replay(trace: RequestsLike, capacity_blocks: int | None = None, policy: str | None = None,
            ttl_s: float | None = None, block_size: int | None = None, hit_cap: str | None = None,
            isolation: str | None = None, warmup: int | str | None = None, preset: str | None = None,
-           impl: str | None = None, keep_per_request: bool = True) -> Result:
+           impl: str | None = None, keep_per_request: bool = True, victims: str = "leaves") -> Result:
     """Replay a trace through an emulated prefix cache.
 
     ``trace`` is a compiled :class:`Trace`, raw :class:`TokenRequests` / :class:`BlockRequests` (compiled here
@@ -296,7 +304,7 @@ def replay(trace: RequestsLike, capacity_blocks: int | None = None, policy: str 
         policy = policy if policy is not None else p.policy
     warmup_requests, warmup_s = parse_warmup(warmup)
     config = CacheConfig(capacity_blocks=capacity_blocks, policy=policy or "lru", ttl_s=ttl_s, hit_cap=hit_cap,
-                         isolation=isolation, warmup_requests=warmup_requests, warmup_s=warmup_s)
+                         isolation=isolation, warmup_requests=warmup_requests, warmup_s=warmup_s, victims=victims)
     if isinstance(trace, TokenRequests):
         trace = compile_trace(trace, block_size if block_size is not None else 16, impl=impl)
     elif isinstance(trace, BlockRequests):

@@ -43,21 +43,22 @@ def print_replay(result: Result, trace: Trace, label: str, console: Console | No
                   f"(from {trace.block_source}) · {len(trace.tenant_names)} tenant(s)")
     console.print(f"cache: {describe_config(result)}")
     table = Table(show_header=True, header_style="bold")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
+    table.add_column("metric", no_wrap=True)
+    table.add_column("value", justify="right", no_wrap=True)
+    table.add_column("counts", justify="right", no_wrap=True)
     table.add_column("definition")
-    table.add_row("requests counted", f"{s['requests']:,}", _warmup_text(result))
-    table.add_row("token hit ratio", f"{s['token_hit_ratio']:.4f}",
-                  f"{s['hit_tokens']:,} / {s['prompt_tokens']:,} tokens: {RATIO_DEFINITIONS['token_hit_ratio']}")
-    table.add_row("block hit ratio", f"{s['block_hit_ratio']:.4f}",
-                  f"{s['hit_blocks']:,} / {s['blocks']:,} blocks: {RATIO_DEFINITIONS['block_hit_ratio']}")
-    table.add_row("request hit ratio", f"{s['request_hit_ratio']:.4f}",
-                  f"{s['hit_requests']:,} / {s['requests']:,}: {RATIO_DEFINITIONS['request_hit_ratio']}")
-    table.add_row("inserted blocks", f"{s['inserted_blocks']:,}", "blocks newly cached")
-    table.add_row("evictions (capacity)", f"{s['evictions']['capacity']:,}", "blocks evicted to make room")
-    table.add_row("expiries (TTL)", f"{s['evictions']['ttl']:,}", "blocks removed by the TTL")
-    table.add_row("uncached blocks", f"{s['uncached_blocks']:,}", "blocks that found no room")
-    table.add_row("peak occupancy", f"{s['peak_occupancy_blocks']:,}", "most blocks cached at once")
+    table.add_row("requests counted", f"{s['requests']:,}", "", _warmup_text(result))
+    table.add_row("token hit ratio", f"{s['token_hit_ratio']:.4f}", f"{s['hit_tokens']:,} / {s['prompt_tokens']:,}",
+                  RATIO_DEFINITIONS["token_hit_ratio"])
+    table.add_row("block hit ratio", f"{s['block_hit_ratio']:.4f}", f"{s['hit_blocks']:,} / {s['blocks']:,}",
+                  RATIO_DEFINITIONS["block_hit_ratio"])
+    table.add_row("request hit ratio", f"{s['request_hit_ratio']:.4f}", f"{s['hit_requests']:,} / {s['requests']:,}",
+                  RATIO_DEFINITIONS["request_hit_ratio"])
+    table.add_row("inserted blocks", f"{s['inserted_blocks']:,}", "", "blocks newly cached")
+    table.add_row("evictions (capacity)", f"{s['evictions']['capacity']:,}", "", "blocks evicted to make room")
+    table.add_row("expiries (TTL)", f"{s['evictions']['ttl']:,}", "", "blocks removed by the TTL")
+    table.add_row("uncached blocks", f"{s['uncached_blocks']:,}", "", "blocks that found no room")
+    table.add_row("peak occupancy", f"{s['peak_occupancy_blocks']:,}", "", "most blocks cached at once")
     console.print(table)
     tenants = result.per_tenant()
     if len(tenants) > 1:

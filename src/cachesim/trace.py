@@ -93,16 +93,16 @@ def _check_times(t: np.ndarray, sort: bool) -> np.ndarray | None:
     """Validate arrival times; return a stable sorting permutation when they are out of order and sort is on."""
     bad = np.flatnonzero(~np.isfinite(t))
     if bad.size:
-        raise TraceError(f"arrival time must be a finite number, got {t[bad[0]]!r}", field="t", line=int(bad[0]))
+        raise TraceError(f"arrival time must be a finite number, got {float(t[bad[0]])!r}", field="t", line=int(bad[0]))
     if t.size and t.min() < 0:
-        raise TraceError(f"arrival time must not be negative, got {t.min()!r}", field="t",
+        raise TraceError(f"arrival time must not be negative, got {float(t.min())!r}", field="t",
                          line=int(np.argmin(t)))
     back = np.flatnonzero(np.diff(t) < 0)
     if not back.size:
         return None
     if not sort:
         i = int(back[0]) + 1
-        raise TraceError(f"arrival time {t[i]!r} is before the previous request's {t[i - 1]!r} "
+        raise TraceError(f"arrival time {float(t[i])!r} is before the previous request's {float(t[i - 1])!r} "
                          "(pass sort=True to sort stably)", field="t", line=i)
     warnings.warn(f"{back.size} requests arrived out of order; sorted stably by time", stacklevel=3)
     return np.argsort(t, kind="stable")

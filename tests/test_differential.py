@@ -1,0 +1,152 @@
+"""The compiled core against the reference model, step by step, with the invariants of SEMANTICS §3-4."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xxhash
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+import cachesim
+from cachesim.replay import tenant_seed
+from cachesim.requests import TokenRequests
+from conftest import MOONCAKE_CONVERSATION, require_shared
+from strategies import prompts, token_request_streams
+
+OUTPUTS = ("hit_tokens", "hit_blocks", "inserted_blocks", "evicted_blocks", "expired_blocks", "uncached_blocks")
+
+
+class CoreMatchesReference(RuleBasedStateMachine):
+    """Random requests (tenants, shared prefixes, gaps, tiny and large capacities, TTLs, every policy) into both
+    engines: the shared contract every policy passes against the reference model."""
+
+    @initialize(capacity=st.sampled_from([None, 1, 2, 3, 5, 8, 13, 40, 1000]),
+                ttl_s=st.sampled_from([None, None, 0.5, 2.0, 7.0]),
+                hit_cap=st.sampled_from([None, "prompt-1"]),
+                block_size=st.integers(1, 3),
+                isolation=st.sampled_from([None, None, "tenant"]),
+                policy=st.sampled_from(cachesim.POLICIES),
+                victims=st.sampled_from(["leaves", "leaves", "any"]))
+    def setup(self, capacity, ttl_s, hit_cap, block_size, isolation, policy, victims):
+        self.config = cachesim.CacheConfig(capacity_blocks=capacity, ttl_s=ttl_s, hit_cap=hit_cap,
+                                           isolation=isolation, policy=policy, victims=victims)
+        self.block_size = block_size
+        self.core = cachesim.Simulator(self.config, impl="core")
+        self.reference = cachesim.Simulator(self.config, impl="reference")
+        self.pool: list[list[int]] = []
+        self.t = 0.0
+        self.parent: dict[int, int | None] = {}   # engine key -> engine key of its parent block (None at the root)
+        self.ever_cached: set[int] = set()
+
+    def _engine_keys(self, trace, tenant_name):
+        keys = [int(k) for k in trace.block_keys]
+        if self.config.isolation == "tenant":
+            seed = tenant_seed(tenant_name)
+            keys = [xxhash.xxh3_64_intdigest(k.to_bytes(8, "little"), seed=seed) for k in keys]
+        return keys
+
+    @rule(data=st.data(), gap=st.sampled_from([0.0, 0.0, 0.25, 1.0, 3.0]), tenant=st.integers(0, 2))
+    def request(self, data, gap, tenant):
+        prompt = data.draw(prompts(self.pool, max_tokens=24))
+        self.t += gap
+        name = f"tenant-{tenant}"
+        trace = cachesim.compile_trace(TokenRequests.from_lists([prompt], t=[self.t], tenant=[name]),
+                                       self.block_size)
+        keys = self._engine_keys(trace, name)
+        for i, key in enumerate(keys):
+            self.parent[key] = keys[i - 1] if i else None
+        before = set(self.ever_cached)
+        got = self.core.feed(trace)
+        want = self.reference.feed(trace)
+        for field in OUTPUTS:
+            assert got[field].tolist() == want[field].tolist(), field
+        # a hit is always a prefix that some earlier request inserted
+        assert all(k in before for k in keys[:int(got["hit_blocks"][0])])
+        self.ever_cached.update(int(k) for k in self.core.engine.cached_keys())
+
+    @invariant()
+    def same_state_and_statistics(self):
+        if self.core.engine is None:
+            return
+        assert self.core.engine.cached_keys().tolist() == self.reference.engine.cached_keys().tolist()
+        assert self.core.engine.cached_owners().tolist() == self.reference.engine.cached_owners().tolist()
+        a, b = self.core.result(), self.reference.result()
+        assert np.array_equal(a.tenant_stats, b.tenant_stats)
+        assert np.array_equal(a.hits_from, b.hits_from)
+        assert a.peak_occupancy == b.peak_occupancy
+        assert a.orphaned_blocks == b.orphaned_blocks
+
+    @invariant()
+    def capacity_is_never_exceeded(self):
+        if self.core.engine is not None and self.config.capacity_blocks is not None:
+            assert self.core.engine.occupancy <= self.config.capacity_blocks
+
+    @invariant()
+    def leaf_victims_keep_the_cache_prefix_closed(self):
+        if self.core.engine is None or self.config.victims == "any":
+            return
+        cached = set(int(k) for k in self.core.engine.cached_keys())
+        for key in cached:
+            parent = self.parent[key]
+            assert parent is None or parent in cached
+
+
+TestCoreMatchesReference = CoreMatchesReference.TestCase
+TestCoreMatchesReference.settings = settings(stateful_step_count=25)
+
+
+@given(requests=token_request_streams(max_requests=25), block_size=st.integers(1, 3),
+       hit_cap=st.sampled_from([None, "prompt-1"]))
+def test_lru_hits_never_fall_as_capacity_grows(requests, block_size, hit_cap):
+    """LRU with reverse stamping is a stack algorithm: a larger cache holds a superset, request by request."""
+    trace = cachesim.compile_trace(requests, block_size)
+    previous = None
+    for capacity in (1, 2, 3, 4, 6, 9, 14, 25, 60, None):
+        hits = cachesim.replay(trace, capacity_blocks=capacity, hit_cap=hit_cap).per_request["hit_tokens"]
+        if previous is not None:
+            assert np.all(hits >= previous)
+        previous = hits
+
+
+@given(requests=token_request_streams(max_requests=20), capacity=st.sampled_from([None, 2, 5]),
+       ttl_s=st.sampled_from([None, 1.0, 4.0]))
+def test_batch_boundaries_do_not_change_anything(requests, capacity, ttl_s):
+    trace = cachesim.compile_trace(requests, 1)
+    whole = cachesim.replay(trace, capacity_blocks=capacity, ttl_s=ttl_s)
+    sim = cachesim.Simulator(cachesim.CacheConfig(capacity_blocks=capacity, ttl_s=ttl_s))
+    for batch in trace.batches(max_blocks=7):
+        sim.feed(batch)
+    streamed = sim.result()
+    for field in OUTPUTS:
+        assert np.array_equal(whole.per_request[field], streamed.per_request[field])
+    assert streamed.summary() == whole.summary()
+
+
+# -- the real trace ------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def mooncake_trace():
+    from cachesim.readers import read_trace
+
+    return read_trace(require_shared(MOONCAKE_CONVERSATION))
+
+
+def test_mooncake_infinite_lru_reference_figure(mooncake_trace, impl):
+    summary = cachesim.replay(mooncake_trace, impl=impl).summary()
+    assert (summary["hit_blocks"], summary["blocks"]) == (105_710, 288_500)
+    assert round(summary["block_hit_ratio"], 4) == 0.3664
+    assert summary["requests"] == 12_031
+
+
+@pytest.mark.parametrize(("capacity", "ttl_s"), [(1_000, None), (10_000, None), (1_000, 300.0), (10_000, 300.0),
+                                                  (None, 300.0)])
+def test_mooncake_core_and_reference_agree_on_every_request(mooncake_trace, capacity, ttl_s):
+    core = cachesim.replay(mooncake_trace, capacity_blocks=capacity, ttl_s=ttl_s, impl="core")
+    reference = cachesim.replay(mooncake_trace, capacity_blocks=capacity, ttl_s=ttl_s, impl="reference")
+    for field in OUTPUTS:
+        assert np.array_equal(core.per_request[field], reference.per_request[field]), field
+    assert core.summary() == reference.summary()
+    if capacity:
+        assert core.summary()["peak_occupancy_blocks"] <= capacity
