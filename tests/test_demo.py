@@ -43,3 +43,14 @@ def test_cli_demo_table(capsys):
     assert main(["demo", "--users", "2"]) == 0
     out = capsys.readouterr().out
     assert "chatty÷native" in out and "anthropic/claude-sonnet-4.6" in out and "openai/gpt-5.4" in out
+
+
+def test_demo_through_the_real_command_line():
+    import subprocess
+    import sys
+
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "cachesim", "demo"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert time.perf_counter() - start < 30.0
+    assert "chatty÷native" in proc.stdout and proc.stderr == ""
