@@ -86,6 +86,7 @@ def test_cli_cost_json_and_csv(tmp_path, capsys):
         rows = list(csv.DictReader(fh))
     assert len(rows) == s["requests"]
     assert sum(float(r["cost"]) for r in rows) == pytest.approx(s["cost_usd"])
+    assert sum(float(r["savings"]) for r in rows) == pytest.approx(s["savings_usd"])
 
 
 def test_cli_cost_unknown_option_is_an_error(capsys):
@@ -104,7 +105,7 @@ def test_provider_trace_observed_against_predicted(tmp_path, capsys):
         {"t": 0, "tenant": "a", "session": "s", "tokens": p, "breakpoints": [2000],
          "usage": {"cache_read": 0, "cache_write": 2000}},
         {"t": 10, "tenant": "a", "session": "s", "tokens": p + [7] * 100, "boundaries": [2000, 2100],
-         "usage": {"cache_read": 1900, "cache_write": 200}},
+         "usage": {"cache_read_input_tokens": 1900, "cache_creation_input_tokens": 200}},   # Anthropic's names
     ])
     inp = read_provider_trace(trace)
     res = simulate(inp, make_rules("anthropic", ttft_s=0))

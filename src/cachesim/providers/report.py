@@ -125,8 +125,8 @@ def _rules_dict(rules) -> dict:
 
 
 def write_requests_csv(result: ProviderResult, path: str | Path) -> None:
-    columns = [*TOKEN_COLUMNS, "cost", "cost_uncached"]
-    arrays = [getattr(result, c) for c in columns]
+    columns = [*TOKEN_COLUMNS, "cost", "cost_uncached", "savings"]
+    arrays = [getattr(result, c) for c in columns[:-1]] + [result.cost_uncached - result.cost]
     observed = [(n, a) for n, a in (("observed_read", result.observed_read),
                                     ("observed_write", result.observed_write)) if a is not None]
     with open(path, "w", newline="") as handle:

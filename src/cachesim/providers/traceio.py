@@ -6,8 +6,10 @@
 
 ``breakpoints`` (cache markers: offsets, or objects with an offset and a ttl of "5m" or "1h"), ``boundaries``
 (content-block ends), ``output_tokens`` and ``usage`` are optional. ``usage`` gives the provider's reported cache
-reads and writes (Anthropic ``cache_read_input_tokens`` / ``cache_creation_input_tokens``, OpenAI
-``cached_tokens`` / ``cache_write_tokens``), for predicted-against-observed reports.
+reads and writes under cachesim's names (``cache_read``, ``cache_write``) or the provider's own (Anthropic
+``cache_read_input_tokens`` / ``cache_creation_input_tokens``, OpenAI ``cached_tokens`` / ``cache_write_tokens``,
+DeepSeek ``prompt_cache_hit_tokens``, Gemini ``cached_content_token_count``, Bedrock ``cacheReadInputTokens`` /
+``cacheWriteInputTokens``), for predicted-against-observed reports.
 """
 
 from __future__ import annotations
@@ -42,15 +44,26 @@ def _breakpoints(obj) -> tuple[list[int], list[int]]:
     return pos, long
 
 
+# the providers' own names for the same two figures (first one present wins)
+USAGE_NAMES = {
+    "cache_read": ("cache_read", "cache_read_input_tokens", "cached_tokens", "prompt_cache_hit_tokens",
+                   "cached_content_token_count", "cacheReadInputTokens"),
+    "cache_write": ("cache_write", "cache_creation_input_tokens", "cache_write_tokens", "cacheWriteInputTokens"),
+}
+
+
 def _usage(obj, name: str) -> int:
     usage = obj.get("usage")
     if usage is None:
         return -1
     if not isinstance(usage, dict):
         raise TraceError("expected an object", field="usage")
-    value = usage.get(name, -1)
-    if isinstance(value, bool) or not isinstance(value, int) or value < -1:
-        raise TraceError(f"expected a token count, got {value!r}", field=f"usage.{name}")
+    key = next((k for k in USAGE_NAMES[name] if k in usage), None)
+    if key is None:
+        return -1
+    value = usage[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TraceError(f"expected a token count, got {value!r}", field=f"usage.{key}")
     return value
 
 
