@@ -279,6 +279,8 @@ def _serve(inp: ProviderInput, rules, impl: str, forget_s: float = FORGET_S) -> 
     if n and (np.isnan(t).any() or (np.diff(t) < 0).any()):
         bad = int(np.flatnonzero(np.isnan(t))[0]) if np.isnan(t).any() else int(np.flatnonzero(np.diff(t) < 0)[0]) + 1
         raise TraceError("request times must be numbers in non-decreasing order", field="t", line=bad)
+    if n >= 2**31:
+        raise ValueError(f"{n:,} requests: the provider loops index requests with 32-bit integers; split the trace")
     draws = _draws(rules, n)
     out: dict = {"replica": None}
     if isinstance(rules, (R.Anthropic, R.OpenAI56)):
