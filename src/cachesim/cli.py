@@ -486,6 +486,99 @@ def _run_fleet(args) -> int:
 
 
 COMMANDS += [_add_interference, _add_fleet]
+def _parse_option(text: str) -> tuple[str, object]:
+    """``name=value`` for a rule-set field; the value is read as JSON when it parses (numbers, true, ...)."""
+    import json
+
+    name, sep, raw = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    if isinstance(value, list):
+        value = tuple(value)
+    return name.strip(), value
+
+
+def _add_prices(sub) -> None:
+    p = sub.add_parser("prices", help="list the provider price registry (dated rows with sources)",
+                       description="List the price registry: USD per 1M tokens, each row dated and with its "
+                                   "source. --file overrides or extends it with your own TOML rows.")
+    p.add_argument("--file", metavar="TOML", help="your price file (same layout as the shipped prices.toml)")
+    p.add_argument("--provider", help="only this provider's rows")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.set_defaults(run=_run_prices)
+
+
+def _run_prices(args) -> int:
+    from cachesim.providers.cli_support import print_prices
+
+    print_prices(args.file, args.provider, as_json=args.json)
+    return 0
+
+
+def _add_cost(sub) -> None:
+    p = sub.add_parser("cost", help="what a trace costs under a provider's prompt cache",
+                       description="Replay token-level requests under a provider's prompt-cache rules and bill "
+                                   "them: uncached input, cache writes by TTL, reads, output; dollars with and "
+                                   "without the cache; miss causes. Without TRACE, uses the built-in agent "
+                                   "workload.")
+    p.add_argument("trace", nargs="?", help="provider trace (JSONL with tokens, breakpoints, boundaries, usage)")
+    p.add_argument("--provider", default="anthropic", help="anthropic, openai, openai-5.6, gemini or deepseek")
+    p.add_argument("--model", help="model name as in `cachesim prices` (default: the provider's default)")
+    p.add_argument("--set", dest="options", action="append", type=_parse_option, default=[], metavar="NAME=VALUE",
+                   help="a rule option, e.g. ttft_s=0.5, isolation=tenant, cache_key=session (repeatable)")
+    p.add_argument("--long-ttl", choices=["none", "first"], default="none",
+                   help="built-in workload: mark the first of several breakpoints 1h")
+    p.add_argument("--workload", choices=["native", "chatty"], default="native")
+    p.add_argument("--users", type=parse_count, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prices", metavar="TOML", help="your price file, overriding the registry's rows")
+    p.add_argument("--json", metavar="OUT", help="write the report as JSON to OUT ('-' for stdout)")
+    p.add_argument("--per-request", metavar="CSV", help="write one row per request as CSV")
+    p.add_argument("--impl", choices=["core", "reference"], default="core")
+    p.add_argument("--vs", action="append", type=_parse_option, default=[], metavar="NAME=VALUE",
+                   help="what would a change save: replay again with this rule option (or provider=, model=, "
+                        "long_ttl=) changed and compare (repeatable)")
+    p.set_defaults(run=_run_cost)
+
+
+def _run_cost(args) -> int:
+    from cachesim.providers.cli_support import run_cost
+
+    return run_cost(args)
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="what an agent harness's style costs under Anthropic and OpenAI caching",
+                       description="Generate the same queries from a cache-friendly (native) and a cache-hostile "
+                                   "(chatty) agent harness, replay both under the Anthropic and OpenAI rules, and "
+                                   "compare requests, tokens, hit ratio and dollars per query.")
+    p.add_argument("--users", type=parse_count, default=8, help="users (default 8)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prices", metavar="TOML", help="your price file, overriding the registry's rows")
+    p.add_argument("--json", metavar="OUT", help="write the figures as JSON to OUT ('-' for stdout)")
+    p.set_defaults(run=_run_demo)
+
+
+def _run_demo(args) -> int:
+    import json
+
+    from cachesim.demo import print_demo, run_demo
+
+    demo = run_demo(n_users=args.users, seed=args.seed, prices_file=args.prices)
+    if args.json == "-":
+        sys.stdout.write(json.dumps(demo, indent=2) + "\n")
+        return 0
+    print_demo(demo)
+    if args.json:
+        Path(args.json).write_text(json.dumps(demo, indent=2) + "\n")
+    return 0
+
+
+COMMANDS += [_add_prices, _add_cost, _add_demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -124,6 +124,10 @@ class AgentWorkload:
     breakpoints: np.ndarray           # int64 [total]: cache-marker positions (exclusive end offsets in the prompt)
     breakpoint_offsets: np.ndarray    # int64 [n_requests+1]: CSR into `breakpoints`
     config: AgentWorkloadConfig
+    # content-block ends (exclusive token offsets: system, tools, each message), CSR like the breakpoints; provider
+    # rules such as Anthropic's 20-block lookback count these positions
+    boundaries: np.ndarray | None = None
+    boundary_offsets: np.ndarray | None = None
 
     @property
     def n_requests(self) -> int:
@@ -137,6 +141,10 @@ class AgentWorkload:
     def request_breakpoints(self, i: int) -> np.ndarray:
         """Cache-marker positions of request ``i`` (a view)."""
         return self.breakpoints[self.breakpoint_offsets[i]:self.breakpoint_offsets[i + 1]]
+
+    def request_boundaries(self, i: int) -> np.ndarray:
+        """Content-block end positions of request ``i`` (a view)."""
+        return self.boundaries[self.boundary_offsets[i]:self.boundary_offsets[i + 1]]
 
 
 def agent_workload(config: AgentWorkloadConfig | None = None, **overrides) -> AgentWorkload:
@@ -229,6 +237,7 @@ class _History:
     def __init__(self, capacity: int = 4096):
         self.buf = np.empty(capacity, dtype=np.uint32)
         self.n = 0
+        self.ends: list[int] = []   # end offset of each appended message (one entry per message, not per token)
 
     def append(self, ids: np.ndarray) -> None:
         end = self.n + len(ids)
@@ -238,6 +247,7 @@ class _History:
             self.buf = grown
         self.buf[self.n:end] = ids
         self.n = end
+        self.ends.append(end)
 
     def view(self) -> np.ndarray:
         return self.buf[:self.n]
@@ -255,8 +265,9 @@ class _Sink:
         self.parts: list[tuple[np.ndarray, ...]] = []
         self.length: list[int] = []
         self.breakpoints: list[tuple[int, ...]] = []
+        self.boundaries: list[np.ndarray] = []
 
-    def add(self, t, tenant, session, query, output, parts, breakpoints) -> None:
+    def add(self, t, tenant, session, query, output, parts, breakpoints, boundaries=None) -> None:
         self.t.append(t)
         self.tenant.append(tenant)
         self.session.append(session)
@@ -265,6 +276,7 @@ class _Sink:
         self.parts.append(parts)
         self.length.append(sum(len(p) for p in parts))
         self.breakpoints.append(breakpoints)
+        self.boundaries.append(np.zeros(0, np.int64) if boundaries is None else boundaries)
 
     def build(self, cfg: AgentWorkloadConfig) -> AgentWorkload:
         t = np.asarray(self.t, dtype=np.float64)
@@ -281,9 +293,12 @@ class _Sink:
             session=np.asarray(self.session, dtype=np.int64)[order],
             output_tokens=np.asarray(self.output, dtype=np.int64)[order],
             tenant_names=[f"user-{u}" for u in range(cfg.n_users)])
+        bd_lists = [self.boundaries[i] for i in idx]
+        boundaries = np.concatenate(bd_lists or [np.zeros(0, np.int64)]).astype(np.int64, copy=False)
+        bd_counts = np.fromiter((len(b) for b in bd_lists), dtype=np.int64, count=len(idx))
         return AgentWorkload(requests=requests, query=np.asarray(self.query, dtype=np.int64)[order],
                              breakpoints=breakpoints, breakpoint_offsets=offsets_from_lengths(bp_counts),
-                             config=cfg)
+                             config=cfg, boundaries=boundaries, boundary_offsets=offsets_from_lengths(bd_counts))
 
 
 class _Session:
@@ -318,7 +333,12 @@ class _Session:
         cfg = self.user.cfg
         # native: marker after system + tools and at the end of the last message; chatty: end of prompt only
         bps = (length,) if self.user.chatty else (cfg.system_tokens + cfg.tools_tokens, length)
-        self.user.sink.add(t, self.user.u, self.sid, query, output, parts, bps)
+        # content blocks: the system prompt, the tool list, each message, the extra instruction (if any)
+        stable = cfg.system_tokens + cfg.tools_tokens
+        ends = [cfg.system_tokens, stable, *(stable + e for e in self.history.ends)]
+        if extra:
+            ends.append(length)
+        self.user.sink.add(t, self.user.u, self.sid, query, output, parts, bps, np.asarray(ends, dtype=np.int64))
 
     def request(self, t: float, query: int, output: int) -> float:
         """Send the context at ``t`` (compacting first if it is over the limit); returns when the response is done."""

@@ -204,6 +204,13 @@ def records(data: bytes | memoryview, first_line: int, at_end: bool, path: str,
         yield line_no, obj
 
 
+def json_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each record of a whole (possibly compressed) JSONL file, strictly."""
+    with open_text(path) as handle:
+        data = handle.read()
+    yield from records(data, 1, True, str(path), ReadOptions())
+
+
 def first_record(head: bytes) -> dict | None:
     """The first JSON object of a file's head, or None when the first line is not one."""
     for raw in head.split(b"\n")[:-1] or head.split(b"\n"):

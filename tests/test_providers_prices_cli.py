@@ -1,0 +1,166 @@
+"""The price registry (rows dated and sourced, user overrides) and the `prices` / `cost` subcommands."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from cachesim.cli import main
+from cachesim.providers import ProviderInput, load_prices, make_rules, simulate
+from cachesim.providers.traceio import read_provider_trace
+
+
+def test_every_shipped_row_is_dated_and_sourced():
+    table = load_prices()
+    assert table.rows
+    for row in table.rows:
+        assert row.as_of[:4] == "2026"
+        assert row.source.startswith("https://")
+
+
+def test_registry_figures_match_the_price_table():
+    # PROVIDERS.md §7.1 / §7.2: Sonnet 4.6 3 / 3.75 / 6 / 0.30 / 15; gpt-5.5 >272K 10 / 1 / 45
+    table = load_prices()
+    (row,) = table.candidates("anthropic", "claude-sonnet-4.5")      # an alias
+    assert (row.input, row.write_5m, row.write_1h, row.read, row.output) == (3, 3.75, 6, 0.3, 15)
+    low, high = table.candidates("openai", "gpt-5.5")
+    assert (high.above_input_tokens, high.input, high.read, high.output) == (272000, 10, 1, 45)
+
+
+def test_gemini_price_changes_on_2027_01_01():
+    import datetime as dt
+
+    table = load_prices()
+    before = table.candidates("gemini", "gemini-3.8-flash", dt.datetime(2026, 12, 31, tzinfo=dt.timezone.utc))
+    after = table.candidates("gemini", "gemini-3.8-flash", dt.datetime(2027, 1, 1, tzinfo=dt.timezone.utc))
+    assert before[0].input == 0.75 and after[0].input == 1.5
+
+
+def test_user_file_overrides_a_row(tmp_path):
+    mine = tmp_path / "mine.toml"
+    mine.write_text('[[price]]\nprovider = "anthropic"\nmodel = "claude-sonnet-4.6"\ninput = 1.0\nread = 0.025\n'
+                    'write_5m = 1.25\nwrite_1h = 2.0\noutput = 5.0\nas_of = 2026-09-20\n'
+                    'source = "https://example.test/negotiated"\n')
+    table = load_prices(mine)
+    (row,) = table.candidates("anthropic", "claude-sonnet-4.6")
+    assert row.read == 0.025 and row.origin == str(mine)
+    # a request of 2000 tokens read in full: 2000 * 0.025 / 1e6 with the user's row, not 0.3
+    inp = ProviderInput.from_lists([list(range(2000))] * 2, t=[0, 10])
+    res = simulate(inp, make_rules("anthropic", ttft_s=0), prices=table)
+    assert res.cost[1] == pytest.approx(2000 * 0.025 / 1e6)
+
+
+def test_bad_price_file_is_one_located_line(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[price]]\nprovider = "anthropic"\nmodel = "x"\ninput = -1\nread = 0\noutput = 1\n'
+                   'as_of = 2026-01-01\nsource = "s"\n')
+    assert main(["prices", "--file", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("cachesim: error: ") and "price row 1" in err[0] and "'input'" in err[0]
+
+
+def test_cli_prices_lists_every_provider(capsys):
+    assert main(["prices"]) == 0
+    out = capsys.readouterr().out
+    for word in ("anthropic", "openai", "gemini", "deepseek", "claude-sonnet-4.6", "gpt-5.6-sol",
+                 "https://platform.claude.com/docs/en/about-claude/pricing"):
+        assert word in out
+    assert main(["prices", "--provider", "openai", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert rows and {r["provider"] for r in rows} == {"openai"}
+
+
+def test_cli_cost_json_and_csv(tmp_path, capsys):
+    out_csv = tmp_path / "req.csv"
+    assert main(["cost", "--provider", "anthropic", "--users", "2", "--json", "-",
+                 "--per-request", str(out_csv)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    s = report["summary"]
+    assert s["prompt_tokens"] == (s["uncached_tokens"] + s["read_tokens"] + s["write_short_tokens"]
+                                  + s["write_long_tokens"])
+    assert sum(t["cost_usd"] for t in report["tenants"].values()) == pytest.approx(s["cost_usd"])
+    with open(out_csv) as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == s["requests"]
+    assert sum(float(r["cost"]) for r in rows) == pytest.approx(s["cost_usd"])
+    assert sum(float(r["savings"]) for r in rows) == pytest.approx(s["savings_usd"])
+
+
+def test_cli_cost_unknown_option_is_an_error(capsys):
+    assert main(["cost", "--set", "bogus=1"]) == 2
+    assert "no option 'bogus'" in capsys.readouterr().err
+
+
+def _write_trace(path, lines):
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+
+
+def test_provider_trace_observed_against_predicted(tmp_path, capsys):
+    p = list(range(2000))
+    trace = tmp_path / "t.jsonl"
+    _write_trace(trace, [
+        {"t": 0, "tenant": "a", "session": "s", "tokens": p, "breakpoints": [2000],
+         "usage": {"cache_read": 0, "cache_write": 2000}},
+        {"t": 10, "tenant": "a", "session": "s", "tokens": p + [7] * 100, "boundaries": [2000, 2100],
+         "usage": {"cache_read_input_tokens": 1900, "cache_creation_input_tokens": 200}},   # Anthropic's names
+    ])
+    inp = read_provider_trace(trace)
+    res = simulate(inp, make_rules("anthropic", ttft_s=0))
+    from cachesim.providers.report import observed_vs_predicted
+
+    ovp = observed_vs_predicted(res)
+    # predicted reads 0, 2000 against observed 0, 1900: MAE 50; writes 2000, 100 against 2000, 200: MAE 50
+    assert ovp["read"]["mae_tokens"] == 50.0 and ovp["write"]["mae_tokens"] == 50.0
+    assert ovp["read"]["exact_requests"] == 1
+    assert main(["cost", str(trace), "--set", "ttft_s=0"]) == 0
+    assert "mean absolute error 50.0 tokens" in capsys.readouterr().out
+
+
+def test_provider_trace_bad_breakpoint_names_file_line_field(tmp_path, capsys):
+    trace = tmp_path / "t.jsonl"
+    _write_trace(trace, [{"t": 0, "tokens": [1, 2, 3]}, {"t": 1, "tokens": [1, 2], "breakpoints": [5]}])
+    assert main(["cost", str(trace)]) == 2
+    err = capsys.readouterr().err
+    assert f"{trace}:2: breakpoints:" in err
+
+
+def test_per_tenant_totals_add_up():
+    from cachesim.providers.report import per_session, per_tenant
+    from cachesim.workloads import agent_workload
+
+    res = simulate(ProviderInput.from_workload(agent_workload(n_users=3)), make_rules("openai", "gpt-5.4"))
+    tenants = per_tenant(res)
+    assert set(tenants) == {"user-0", "user-1", "user-2"}
+    assert sum(t["read"] for t in tenants.values()) == int(res.read.sum())
+    sessions = per_session(res)
+    assert sum(s["requests"] for s in sessions.values()) == res.n_requests
+    assert np.isclose(sum(s["cost_usd"] for s in sessions.values()), res.cost.sum())
+
+
+def test_in_memory_retention_bounds():
+    from cachesim.providers.report import retention_bounds
+    from cachesim.workloads import agent_workload
+
+    inp = ProviderInput.from_workload(agent_workload(n_users=3))
+    bounds = retention_bounds(inp, make_rules("openai", "gpt-4o"), load_prices())   # gpt-4o: in_memory only
+    # a longer idle lifetime keeps a superset of entries alive: never fewer hits, never more dollars
+    assert bounds["idle_3600s"]["hit_ratio"] >= bounds["idle_300s"]["hit_ratio"]
+    assert bounds["idle_3600s"]["cost_usd"] <= bounds["idle_300s"]["cost_usd"]
+    assert retention_bounds(inp, make_rules("openai", "gpt-5.4"), load_prices()) is None   # 24h by default
+    assert retention_bounds(inp, make_rules("anthropic"), load_prices()) is None
+
+
+def test_cli_cost_vs_a_cheaper_model(capsys):
+    # Haiku 4.5's rates are a third of Sonnet 4.6's in every column (1/3, 1.25/3.75, 2/6, 0.1/0.3, 5/15), and every
+    # marker of the built-in workload sits past both minimums (9,000 tokens of system + tools first), so the same
+    # traffic costs exactly a third
+    assert main(["cost", "--provider", "anthropic", "--model", "claude-sonnet-4.6", "--users", "2", "--json", "-",
+                 "--vs", "model=claude-haiku-4.5"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["vs"]["summary"]["model"] == "claude-haiku-4.5"
+    assert report["vs"]["summary"]["cost_usd"] == pytest.approx(report["summary"]["cost_usd"] / 3)
+    assert main(["cost", "--users", "2", "--vs", "long_ttl=first"]) == 0
+    assert "with long_ttl=first:" in capsys.readouterr().out
