@@ -8,9 +8,11 @@ capacity C and TTL T iff every block 0..i has stack depth <= C and was last stam
 The pass records, per block, the prefix maximum of the depths and the prefix minimum of the last-stamp times;
 ``bin_hits`` turns those into hit counts for any grid of capacities and TTLs.
 
-Stack depths come from a Fenwick tree over stamp positions (a 1 at the position of every key's latest stamp):
-depth = number of keys stamped at or after the key's latest stamp. Keys map to their latest stamp through an
-open-addressing hash table; nothing here allocates a Python object per block.
+Stack depth = the weight of the keys whose latest stamp is at or after the key's own. Stamp positions are bits in
+two bitmaps (one per key weight) with a Fenwick tree over the 64-bit words, so a depth costs one short tree walk
+plus a popcount, and everything stays small enough for the CPU cache: positions are renumbered 1..live when they
+run out, so the bitmaps hold a few times the live keys, not one bit per block of the trace. Keys map to their
+latest stamp through an open-addressing hash table. Nothing here allocates a Python object per block.
 """
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
@@ -19,11 +21,25 @@ from libc.math cimport INFINITY
 
 import numpy as np
 
-DEPTH_COLD = np.iinfo(np.int64).max   # never stamped before: a miss at every capacity
-DEPTH_UNSAMPLED = -1                  # left out by spatial sampling
+
+cdef extern from *:
+    void __builtin_prefetch(const void*) nogil
+
+
+cdef inline int64_t _popcount(uint64_t x) noexcept nogil:
+    """SWAR popcount, inlined (the builtin becomes a libgcc call without -mpopcnt)."""
+    x = x - ((x >> 1) & 0x5555555555555555ULL)
+    x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL)
+    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL
+    return <int64_t> ((x * 0x0101010101010101ULL) >> 56)
+
+
+DEPTH_COLD = float("inf")   # some block up to this one was never stamped before: a miss at every capacity
+DEPTH_UNSAMPLED = -1.0      # left out by spatial sampling
 
 cdef int64_t C_DEPTH_COLD = 0x7FFFFFFFFFFFFFFF
 cdef uint64_t GOLDEN = 0x9E3779B97F4A7C15ULL
+DEF PREFETCH_AHEAD = 8
 
 
 cdef inline uint64_t _mix(uint64_t x) noexcept nogil:
@@ -36,88 +52,163 @@ cdef inline uint64_t _mix(uint64_t x) noexcept nogil:
     return x
 
 
+cdef struct Entry:    # 16 bytes: the table is the pass's one big random-access structure
+    uint64_t key
+    int32_t pos        # latest stamp position (1-based); 0 = in the table, not stamped yet; -1 = empty slot
+    uint32_t req_heavy # request of the latest stamping << 1 | 1 when the key weighs 1 / rate (sampled)
+
+
 cdef struct Table:
-    uint64_t* keys
-    int64_t* pos      # latest stamp position (1-based), 0 = in the table but never stamped
-    double* stamped_t
-    uint8_t* used
-    int64_t size      # power of two
+    Entry* e           # one array of structs: a lookup costs one cache miss
+    int64_t size       # power of two
     int64_t count
     int shift
 
 
 cdef int _table_init(Table* tb, int64_t size) noexcept nogil:
+    cdef int64_t i
     tb.size = size
     tb.count = 0
     tb.shift = 64
     while size > 1:
         size >>= 1
         tb.shift -= 1
-    tb.keys = <uint64_t*> malloc(tb.size * sizeof(uint64_t))
-    tb.pos = <int64_t*> malloc(tb.size * sizeof(int64_t))
-    tb.stamped_t = <double*> malloc(tb.size * sizeof(double))
-    tb.used = <uint8_t*> calloc(tb.size, sizeof(uint8_t))
-    if tb.keys == NULL or tb.pos == NULL or tb.stamped_t == NULL or tb.used == NULL:
+    tb.e = <Entry*> malloc(tb.size * sizeof(Entry))
+    if tb.e == NULL:
         return -1
+    for i in range(tb.size):
+        tb.e[i].pos = -1
     return 0
 
 
-cdef void _table_free(Table* tb) noexcept nogil:
-    free(tb.keys)
-    free(tb.pos)
-    free(tb.stamped_t)
-    free(tb.used)
+cdef inline int64_t _home(Table* tb, uint64_t key) noexcept nogil:
+    return <int64_t> ((key * GOLDEN) >> tb.shift)
 
 
 cdef inline int64_t _slot(Table* tb, uint64_t key) noexcept nogil:
     """The slot holding key, or the empty slot where it belongs."""
     cdef int64_t mask = tb.size - 1
-    cdef int64_t i = <int64_t> ((key * GOLDEN) >> tb.shift)
-    while tb.used[i] and tb.keys[i] != key:
+    cdef int64_t i = _home(tb, key)
+    while tb.e[i].pos != -1 and tb.e[i].key != key:
         i = (i + 1) & mask
     return i
 
 
 cdef int _table_grow(Table* tb) noexcept nogil:
     cdef Table old = tb[0]
-    cdef int64_t i, j
+    cdef int64_t i
     if _table_init(tb, old.size * 2) != 0:
+        tb[0] = old
         return -1
     for i in range(old.size):
-        if old.used[i]:
-            j = _slot(tb, old.keys[i])
-            tb.used[j] = 1
-            tb.keys[j] = old.keys[i]
-            tb.pos[j] = old.pos[i]
-            tb.stamped_t[j] = old.stamped_t[i]
+        if old.e[i].pos != -1:
+            tb.e[_slot(tb, old.e[i].key)] = old.e[i]
     tb.count = old.count
-    _table_free(&old)
+    free(old.e)
     return 0
 
 
-cdef inline int64_t _prefix(int32_t* tree, int64_t i) noexcept nogil:
-    """Marks at positions 1..i."""
-    cdef int64_t s = 0
+cdef struct Stamps:
+    uint64_t* bits     # [2 * words]: word w of the light keys' marks at 2w, of the heavy keys' at 2w + 1
+    int64_t* tree      # Fenwick tree over words 1..words: the weight of the marks in each word
+    int64_t words
+    int64_t clock      # last position used (positions are 1-based, bit index = position - 1)
+    int64_t total      # weight of all marks
+    int64_t light      # weight of a light key (1, or the unit of the fixed-point weights when sampling)
+    int64_t heavy      # weight of a heavy (sampled) key
+
+
+cdef inline int64_t _weight(Stamps* st, int64_t heavy) noexcept nogil:
+    return st.heavy if heavy else st.light
+
+
+cdef inline int64_t _weight_below(Stamps* st, int64_t pos) noexcept nogil:
+    """Weight of the marks at positions < pos."""
+    cdef int64_t b = pos - 1, w = b >> 6, i = w, s = 0
+    cdef uint64_t mask = (1ULL << (b & 63)) - 1
     while i > 0:
-        s += tree[i]
+        s += st.tree[i]
         i &= i - 1
-    return s
+    return (s + _popcount(st.bits[2 * w] & mask) * st.light
+            + _popcount(st.bits[2 * w + 1] & mask) * st.heavy)
 
 
-cdef inline void _add(int32_t* tree, int64_t n, int64_t i, int32_t v) noexcept nogil:
-    while i <= n:
-        tree[i] += v
+cdef inline void _mark(Stamps* st, int64_t pos, int64_t heavy, bint on) noexcept nogil:
+    cdef int64_t b = pos - 1, i = (b >> 6) + 1
+    cdef int64_t v = _weight(st, heavy)
+    cdef uint64_t bit = 1ULL << (b & 63)
+    if on:
+        st.bits[2 * (b >> 6) + heavy] |= bit
+    else:
+        st.bits[2 * (b >> 6) + heavy] &= ~bit
+        v = -v
+    while i <= st.words:
+        st.tree[i] += v
         i += i & (-i)
 
 
+cdef int _stamps_compact(Stamps* st, Table* tb, int64_t need) noexcept nogil:
+    """Renumber the live marks 1..live in stamp order, in bitmaps with room for ``need`` more stamps.
+
+    Only the order of positions matters, so this keeps the bitmaps at a few times the live keys instead of one
+    bit per block of the trace. A key's new position is the rank of its old one (a prefix popcount)."""
+    # room for 3x the live keys: compaction scans the whole table, so it should come rarely
+    cdef int64_t words = (4 * (tb.count + need) + 64) // 64 + 1
+    cdef uint64_t* bits = <uint64_t*> calloc(2 * words, sizeof(uint64_t))
+    cdef int64_t* tree = <int64_t*> calloc(words + 1, sizeof(int64_t))
+    cdef int64_t* rank = <int64_t*> malloc((st.words + 1) * sizeof(int64_t))
+    cdef int64_t w, i, j, b, live = 0
+    cdef uint64_t mask
+    cdef Entry* en
+    if bits == NULL or tree == NULL or rank == NULL:
+        free(bits)
+        free(tree)
+        free(rank)
+        return -1
+    for w in range(st.words):
+        rank[w] = live
+        live += _popcount(st.bits[2 * w] | st.bits[2 * w + 1])
+    for i in range(tb.size):
+        en = &tb.e[i]
+        if en.pos > 0:
+            b = en.pos - 1
+            mask = (1ULL << (b & 63)) - 1
+            en.pos = rank[b >> 6] + _popcount((st.bits[2 * (b >> 6)] | st.bits[2 * (b >> 6) + 1]) & mask) + 1
+            b = en.pos - 1
+            bits[2 * (b >> 6) + (en.req_heavy & 1)] |= 1ULL << (b & 63)
+            tree[(b >> 6) + 1] += _weight(st, (en.req_heavy & 1))
+    for i in range(1, words + 1):   # linear-time Fenwick build
+        j = i + (i & (-i))
+        if j <= words:
+            tree[j] += tree[i]
+    free(rank)
+    free(st.bits)
+    free(st.tree)
+    st.bits = bits
+    st.tree = tree
+    st.words = words
+    st.clock = live
+    return 0
+
+
+cdef inline bint _tracked(uint64_t key, int64_t position, bint sampling, uint64_t threshold,
+                          int64_t always_blocks) noexcept nogil:
+    """Sampling keeps a key iff it sits in the first ``always_blocks`` of its request or its hash falls below the
+    rate. With chained keys a key's position is its depth in the prefix trie, so both tests are properties of the
+    key: a key is always in or always out."""
+    return not sampling or position < always_blocks or _mix(key) < threshold
+
+
 def stack_pass(const double[::1] t, const int64_t[::1] block_offsets, const uint64_t[::1] keys,
-               double sample_rate=1.0):
+               double sample_rate=1.0, int64_t always_blocks=0):
     """Per block: the prefix-max stack depth and prefix-min last-stamp time before its request.
 
-    Returns ``(depth, stamped_t, distinct)``: ``depth[j]`` is ``DEPTH_COLD`` when some block up to j in its request
-    was never stamped, ``DEPTH_UNSAMPLED`` for a block spatial sampling left out (``sample_rate < 1``: a key is
-    kept iff a hash of it falls below the rate, so a key is always in or always out); ``distinct`` counts the
-    distinct (sampled) keys.
+    Returns ``(depth, stamped, distinct)``: ``depth[j]`` (float64) is ``inf`` when some block up to j in its request
+    was never stamped, ``-1`` for a block sampling left out; ``stamped[j]`` (int32) is the request that stamped the
+    least recently stamped block up to j (the oldest stamp of the prefix; -1 when cold or left out). Without sampling depths are exact
+    integers. With ``sample_rate < 1`` a tracked key weighs 1 / rate (1 for the first ``always_blocks`` of a
+    request), and a depth is the weight of the tracked keys stamped since, an estimate of the true depth.
+    ``distinct`` is the (estimated) number of distinct keys.
     """
     cdef int64_t n_req = t.shape[0]
     cdef int64_t m = keys.shape[0]
@@ -125,89 +216,114 @@ def stack_pass(const double[::1] t, const int64_t[::1] block_offsets, const uint
         raise ValueError("block_offsets must rise from 0 to len(keys), one entry per request + 1")
     if not 0.0 < sample_rate <= 1.0:
         raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate!r}")
+    if always_blocks < 0:
+        raise ValueError(f"always_blocks must not be negative, got {always_blocks}")
+    if n_req >= (1 << 31) - 1:
+        raise ValueError(f"{n_req:,} requests: the pass numbers requests with 31 bits; split the trace")
     cdef bint sampling = sample_rate < 1.0
     cdef uint64_t threshold = <uint64_t> (sample_rate * 18446744073709551616.0) if sampling else 0
-    depth_arr = np.empty(m, dtype=np.int64)
-    stamped_arr = np.empty(m, dtype=np.float64)
-    cdef int64_t[::1] depth = depth_arr
-    cdef double[::1] stamped = stamped_arr
+    cdef Stamps st
+    # fixed-point weights keep the sums exact (no drift from adding and removing floats): unit = 1/2^16 block
+    st.light = (1 << 16) if sampling else 1
+    st.heavy = <int64_t> (st.light / sample_rate + 0.5)
+    st.words = 0
+    st.clock = 0
+    st.total = 0
+    st.bits = NULL
+    st.tree = NULL
+    cdef double inv_unit = 1.0 / st.light
+    depth_arr = np.empty(m, dtype=np.float64)
+    stamped_arr = np.empty(m, dtype=np.int32)
+    cdef double[::1] depth = depth_arr
+    cdef int32_t[::1] stamped = stamped_arr
     cdef int64_t max_len = 0, r
     for r in range(n_req):
         if block_offsets[r + 1] - block_offsets[r] > max_len:
             max_len = block_offsets[r + 1] - block_offsets[r]
     cdef int64_t* slots = <int64_t*> malloc((max_len + 1) * sizeof(int64_t))
-    cdef int32_t* tree = <int32_t*> calloc(m + 1, sizeof(int32_t))
     cdef Table tb
-    cdef int ok = _table_init(&tb, 1 << 16)
-    cdef int64_t start, end, j, s, p, d, max_d, clock = 0, distinct = 0, req_first_pos, n_here
-    cdef double tr, min_t
+    tb.e = NULL
+    cdef int ok = _table_init(&tb, 1 << 12)
+    cdef int64_t start, end, n, j, s, p, d, max_d, req_first_pos, n_here
+    cdef int64_t min_r
     cdef uint64_t key
+    cdef Entry* en
     try:
-        if slots == NULL or tree == NULL or ok != 0:
+        if slots == NULL or ok != 0 or _stamps_compact(&st, &tb, max_len) != 0:
             raise MemoryError()
         with nogil:
             for r in range(n_req):
                 start = block_offsets[r]
                 end = block_offsets[r + 1]
-                tr = t[r]
-                if (tb.count + (end - start)) * 2 > tb.size:
-                    while (tb.count + (end - start)) * 2 > tb.size:
-                        if _table_grow(&tb) != 0:
-                            break
-                    if (tb.count + (end - start)) * 2 > tb.size:
+                n = end - start
+                # room for this request's keys (load <= 1/2) and stamps, made before any slot is remembered
+                while (tb.count + n) * 2 > tb.size:
+                    if _table_grow(&tb) != 0:
+                        with gil:
+                            raise MemoryError()
+                if st.clock + n > 64 * st.words:
+                    if _stamps_compact(&st, &tb, max_len) != 0:
                         with gil:
                             raise MemoryError()
                 # lookups see the stack as the previous request left it
                 max_d = 0
-                min_t = INFINITY
+                min_r = n_req
                 n_here = 0
                 for j in range(start, end):
+                    if j + PREFETCH_AHEAD < end:
+                        __builtin_prefetch(&tb.e[_home(&tb, keys[j + PREFETCH_AHEAD])])
                     key = keys[j]
-                    if sampling and _mix(key) >= threshold:
-                        depth[j] = -1
-                        stamped[j] = INFINITY
+                    if not _tracked(key, j - start, sampling, threshold, always_blocks):
+                        depth[j] = -1.0
+                        stamped[j] = -1
                         continue
                     s = _slot(&tb, key)
-                    if not tb.used[s]:
-                        tb.used[s] = 1
-                        tb.keys[s] = key
-                        tb.pos[s] = 0
+                    en = &tb.e[s]
+                    if en.pos == -1:
+                        en.key = key
+                        en.pos = 0
+                        en.req_heavy = 1 if sampling and j - start >= always_blocks else 0
                         tb.count += 1
                     slots[n_here] = s
                     n_here += 1
-                    p = tb.pos[s]
+                    p = en.pos
                     if p == 0:
                         max_d = C_DEPTH_COLD
                     elif max_d != C_DEPTH_COLD:
-                        d = distinct - _prefix(tree, p - 1)
+                        d = st.total - _weight_below(&st, p)
                         if d > max_d:
                             max_d = d
-                        if tb.stamped_t[s] < min_t:
-                            min_t = tb.stamped_t[s]
-                    depth[j] = max_d
-                    stamped[j] = min_t if max_d != C_DEPTH_COLD else -INFINITY
+                        if (en.req_heavy >> 1) < min_r:
+                            min_r = en.req_heavy >> 1
+                    if max_d == C_DEPTH_COLD:
+                        depth[j] = INFINITY
+                        stamped[j] = -1
+                    else:
+                        depth[j] = max_d * inv_unit
+                        stamped[j] = <int32_t> min_r
                 # stamp in reverse order: the deepest block gets the oldest stamp; a key repeated in the request
                 # keeps the stamp of its deepest occurrence (as the engine stamps each cached key once)
-                req_first_pos = clock + 1
+                req_first_pos = st.clock + 1
                 while n_here > 0:
                     n_here -= 1
-                    s = slots[n_here]
-                    p = tb.pos[s]
+                    en = &tb.e[slots[n_here]]
+                    p = en.pos
                     if p >= req_first_pos:
                         continue
-                    clock += 1
                     if p == 0:
-                        distinct += 1
+                        st.total += _weight(&st, (en.req_heavy & 1))
                     else:
-                        _add(tree, m, p, -1)
-                    _add(tree, m, clock, 1)
-                    tb.pos[s] = clock
-                    tb.stamped_t[s] = tr
+                        _mark(&st, p, (en.req_heavy & 1), False)
+                    st.clock += 1
+                    _mark(&st, st.clock, (en.req_heavy & 1), True)
+                    en.pos = st.clock
+                    en.req_heavy = <uint32_t> (r << 1) | (en.req_heavy & 1)
     finally:
         free(slots)
-        free(tree)
-        _table_free(&tb)
-    return depth_arr, stamped_arr, distinct
+        free(st.bits)
+        free(st.tree)
+        free(tb.e)
+    return depth_arr, stamped_arr, st.total * inv_unit
 
 
 cdef inline int64_t _first_capacity(const double* caps, int64_t n, double d) noexcept nogil:
@@ -239,20 +355,24 @@ cdef inline int64_t _first_ttl(const double* ttls, int64_t n, double stamped, do
 
 
 def bin_hits(const double[::1] t, const int64_t[::1] block_offsets, const uint32_t[::1] block_tokens,
-             const uint8_t[::1] counted, const int64_t[::1] hit_cap_blocks, const int64_t[::1] depth,
-             const double[::1] stamped, const double[::1] capacities, const double[::1] ttls):
+             const uint8_t[::1] counted, const int64_t[::1] hit_cap_blocks, const double[::1] depth,
+             const int32_t[::1] stamped, const double[::1] capacities, const double[::1] ttls,
+             double sample_rate=1.0, int64_t always_blocks=0):
     """Hit blocks and hit tokens over counted requests for every (capacity, TTL) pair of two ascending grids.
 
-    ``capacities`` are in depth units (a sampled pass passes capacity * rate); ``ttls`` may hold ``inf`` for no
-    expiry; ``hit_cap_blocks[r]`` caps request r's hit (SEMANTICS §3 step 2). Returns ``(hit_blocks, hit_tokens,
-    blocks, block_tokens)``: two int64 [capacities, ttls] tables, and the (sampled) blocks and their tokens.
+    ``ttls`` may hold ``inf`` for no expiry; ``hit_cap_blocks[r]`` caps request r's hit (SEMANTICS §3 step 2).
+    Each tracked block counts with the weight sampling gave its key (1 without sampling). Returns
+    ``(hit_blocks, hit_tokens, blocks, block_tokens)``: two float64 [capacities, ttls] tables of weighted sums
+    (exact integers without sampling), and the weighted tracked blocks and their tokens.
     """
     cdef int64_t n_req = t.shape[0], nc = capacities.shape[0], nt = ttls.shape[0]
-    hb_arr = np.zeros((nc + 1, nt + 1), dtype=np.int64)
-    ht_arr = np.zeros((nc + 1, nt + 1), dtype=np.int64)
-    cdef int64_t[:, ::1] hb = hb_arr
-    cdef int64_t[:, ::1] ht = ht_arr
-    cdef int64_t r, j, start, end, ci, ti, d, n_blocks = 0, n_tokens = 0
+    hb_arr = np.zeros((nc + 1, nt + 1), dtype=np.float64)
+    ht_arr = np.zeros((nc + 1, nt + 1), dtype=np.float64)
+    cdef double[:, ::1] hb = hb_arr
+    cdef double[:, ::1] ht = ht_arr
+    cdef int64_t r, j, start, end, ci, ti
+    cdef double d, w, n_blocks = 0, n_tokens = 0
+    cdef double sampled_w = 1.0 / sample_rate
     cdef const double* caps = &capacities[0] if nc else NULL
     cdef const double* tt = &ttls[0] if nt else NULL
     with nogil:
@@ -265,14 +385,15 @@ def bin_hits(const double[::1] t, const int64_t[::1] block_offsets, const uint32
                 d = depth[j]
                 if d < 0:
                     continue
-                n_blocks += 1
-                n_tokens += block_tokens[j]
-                if d == C_DEPTH_COLD or j - start >= hit_cap_blocks[r]:
+                w = 1.0 if j - start < always_blocks else sampled_w
+                n_blocks += w
+                n_tokens += w * block_tokens[j]
+                if d == INFINITY or j - start >= hit_cap_blocks[r]:
                     continue
-                ci = _first_capacity(caps, nc, <double> d)
-                ti = _first_ttl(tt, nt, stamped[j], t[r])
-                hb[ci, ti] += 1
-                ht[ci, ti] += block_tokens[j]
+                ci = _first_capacity(caps, nc, d)
+                ti = _first_ttl(tt, nt, t[stamped[j]], t[r])
+                hb[ci, ti] += w
+                ht[ci, ti] += w * block_tokens[j]
     hit_blocks = hb_arr.cumsum(axis=0).cumsum(axis=1)[:nc, :nt]
     hit_tokens = ht_arr.cumsum(axis=0).cumsum(axis=1)[:nc, :nt]
     return np.ascontiguousarray(hit_blocks), np.ascontiguousarray(hit_tokens), n_blocks, n_tokens

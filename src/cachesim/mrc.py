@@ -31,6 +31,7 @@ __all__ = ["StackProfile", "Curve", "CurveTable", "stack_profile", "hit_ratio_cu
            "plot_curve", "default_capacities"]
 
 UNBOUNDED = None   # a capacity of None in a grid means an unbounded cache
+DEFAULT_ALWAYS_BLOCKS = 4
 
 
 def _load_kernel():
@@ -128,10 +129,11 @@ class StackProfile:
     block_tokens: np.ndarray      # uint32 [blocks]
     counted: np.ndarray           # uint8 [requests]: 0 for warmup requests
     hit_cap_blocks: np.ndarray    # int64 [requests]: most blocks a request may hit
-    depth: np.ndarray             # int64 [blocks]: prefix-max stack depth (DEPTH_COLD, DEPTH_UNSAMPLED)
-    stamped_t: np.ndarray         # float64 [blocks]: prefix-min time of the last stamping
-    distinct_keys: int            # distinct keys in the pass (sampled ones when sampling)
+    depth: np.ndarray             # float64 [blocks]: prefix-max stack depth; inf = cold, -1 = not sampled
+    stamped: np.ndarray           # int32 [blocks]: request of the oldest last stamping in the prefix, -1 = none
+    distinct_keys: float          # distinct keys (estimated when sampling)
     sample_rate: float
+    always_blocks: int            # sampling tracks every key in the first always_blocks of a request
     block_size: int
     prompt_tokens: int            # counted requests
     blocks: int                   # counted requests
@@ -144,16 +146,16 @@ class StackProfile:
         ttl_list = [_check_ttl(x) for x in ttls]
         if not ttl_list:
             raise ValueError("give at least one TTL (None for no expiry)")
-        # depths are in sampled units: a sampled stack holds about rate x as many keys, so compare d <= C * rate
-        eff = np.where(caps < 0, np.inf, caps.astype(np.float64) * self.sample_rate)
+        eff = np.where(caps < 0, np.inf, caps.astype(np.float64))
         cap_order = np.argsort(eff, kind="stable")
         ttl_values = np.array([math.inf if x is None else x for x in ttl_list], dtype=np.float64)
         ttl_order = np.argsort(ttl_values, kind="stable")
         kernel = _load_kernel()
         hb, ht, n_blocks, n_tokens = kernel.bin_hits(self.t, self.block_offsets, self.block_tokens, self.counted,
-                                                     self.hit_cap_blocks, self.depth, self.stamped_t,
+                                                     self.hit_cap_blocks, self.depth, self.stamped,
                                                      np.ascontiguousarray(eff[cap_order]),
-                                                     np.ascontiguousarray(ttl_values[ttl_order]))
+                                                     np.ascontiguousarray(ttl_values[ttl_order]),
+                                                     self.sample_rate, self.always_blocks)
         # back to the caller's order
         inv_c, inv_t = np.argsort(cap_order), np.argsort(ttl_order)
         hb, ht = hb[inv_c][:, inv_t], ht[inv_c][:, inv_t]
@@ -161,8 +163,8 @@ class StackProfile:
             # ratio estimators: the sampled blocks' hit share, scaled to the exact totals
             hit_blocks = hb * (self.blocks / n_blocks) if n_blocks else np.zeros(hb.shape)
             hit_tokens = ht * (self.block_token_total / n_tokens) if n_tokens else np.zeros(ht.shape)
-        else:
-            hit_blocks, hit_tokens = hb, ht
+        else:   # whole numbers, summed exactly in float64 (below 2^53)
+            hit_blocks, hit_tokens = np.rint(hb).astype(np.int64), np.rint(ht).astype(np.int64)
         return caps, ttl_list, hit_blocks, hit_tokens
 
     def curve(self, capacities: Sequence[int | None] | None = None, ttl_s: float | None = None) -> Curve:
@@ -185,11 +187,8 @@ class StackProfile:
 
     def step_capacities(self, ttl_s: float | None = None) -> list[int | None]:
         """The capacities at which the hit count changes, ascending, then None (unbounded)."""
-        d = self.depth[(self.depth >= 0) & (self.depth != _load_kernel().DEPTH_COLD)]
-        if self.sample_rate < 1.0:
-            steps = np.unique(np.ceil(d / self.sample_rate).astype(np.int64))
-        else:
-            steps = np.unique(d)
+        d = self.depth[(self.depth >= 0) & np.isfinite(self.depth)]
+        steps = np.unique(np.ceil(d).astype(np.int64))
         return [int(x) for x in steps] + [None]
 
 
@@ -216,14 +215,18 @@ def _check_ttl(ttl_s: float | None) -> float | None:
     return float(ttl_s)
 
 
-def stack_profile(trace: Trace, *, sample_rate: float = 1.0, hit_cap: str | None = None,
-                  isolation: str | None = None, warmup: int | str | None = None) -> StackProfile:
+def stack_profile(trace: Trace, *, sample_rate: float = 1.0, always_blocks: int = DEFAULT_ALWAYS_BLOCKS,
+                  hit_cap: str | None = None, isolation: str | None = None,
+                  warmup: int | str | None = None) -> StackProfile:
     """One O(n log n) pass over ``trace`` (LRU, SEMANTICS §3); see :class:`StackProfile`.
 
     ``hit_cap``, ``isolation`` and ``warmup`` mean what they mean to :func:`cachesim.replay`. With
-    ``sample_rate < 1`` only keys whose hash falls below the rate are tracked (SHARDS-style spatial sampling) and
-    stack depths are scaled by 1 / rate: an estimate, see docs/mrc.md for its measured error.
+    ``sample_rate < 1`` the pass tracks every key in the first ``always_blocks`` blocks of a request (the few,
+    heavily shared keys near the trie root) and, deeper, only keys whose hash falls below the rate, each
+    weighing 1 / rate (SHARDS-style spatial sampling): an estimate, see docs/mrc.md for its measured error.
     """
+    if isinstance(always_blocks, bool) or not isinstance(always_blocks, (int, np.integer)) or always_blocks < 0:
+        raise ValueError(f"always_blocks must be a whole number >= 0, got {always_blocks!r}")
     if not isinstance(trace, Trace):
         raise TypeError(f"stack_profile needs a compiled Trace (cachesim.compile_trace), got {type(trace).__name__}")
     if not (isinstance(sample_rate, (int, float)) and 0 < sample_rate <= 1):
@@ -244,7 +247,8 @@ def stack_profile(trace: Trace, *, sample_rate: float = 1.0, hit_cap: str | None
         keys = _impl.load("core").relabel_keys(keys, offsets, np.ascontiguousarray(trace.tenant, dtype=np.int32),
                                                seeds)
     kernel = _load_kernel()
-    depth, stamped_t, distinct = kernel.stack_pass(t, offsets, keys, float(sample_rate))
+    always = int(always_blocks) if sample_rate < 1 else 0
+    depth, stamped, distinct = kernel.stack_pass(t, offsets, keys, float(sample_rate), always)
 
     n = len(t)
     counted = np.ones(n, dtype=np.uint8)
@@ -261,8 +265,9 @@ def stack_profile(trace: Trace, *, sample_rate: float = 1.0, hit_cap: str | None
     mask = counted.astype(bool)
     block_mask = np.repeat(mask, lengths)
     return StackProfile(t=t, block_offsets=offsets, block_tokens=block_tokens, counted=counted,
-                        hit_cap_blocks=np.ascontiguousarray(cap, dtype=np.int64), depth=depth, stamped_t=stamped_t,
-                        distinct_keys=int(distinct), sample_rate=float(sample_rate), block_size=trace.block_size,
+                        hit_cap_blocks=np.ascontiguousarray(cap, dtype=np.int64), depth=depth, stamped=stamped,
+                        distinct_keys=float(distinct), sample_rate=float(sample_rate), always_blocks=always,
+                        block_size=trace.block_size,
                         prompt_tokens=int(prompt_tokens[mask].sum()), blocks=int(lengths[mask].sum()),
                         block_token_total=int(block_tokens[block_mask].sum(dtype=np.int64)),
                         longest_request_blocks=int(lengths.max()) if n else 0)
@@ -282,7 +287,7 @@ def hit_ratio_table(trace: Trace, capacities: Sequence[int | None], ttls_s: Sequ
 
 def default_capacities(profile: StackProfile, points: int = 24) -> list[int | None]:
     """A log-spaced grid from 1 block to the number of distinct keys, then unbounded."""
-    top = max(int(math.ceil(profile.distinct_keys / profile.sample_rate)), 1)
+    top = max(int(math.ceil(profile.distinct_keys)), 1)
     grid = np.unique(np.round(np.logspace(0, math.log10(top), points)).astype(np.int64))
     return [int(x) for x in grid] + [None]
 
