@@ -28,10 +28,10 @@ from cachesim.replay import HIT_CAPS, ISOLATIONS, RATIO_DEFINITIONS, parse_warmu
 from cachesim.trace import Trace
 
 __all__ = ["StackProfile", "Curve", "CurveTable", "stack_profile", "hit_ratio_curve", "hit_ratio_table",
-           "plot_curve", "default_capacities"]
+           "plot_curve", "print_curves", "default_capacities"]
 
 UNBOUNDED = None   # a capacity of None in a grid means an unbounded cache
-DEFAULT_ALWAYS_BLOCKS = 4
+DEFAULT_ALWAYS_TOKENS = 2048   # sampling tracks every key of the first 2048 tokens: shared system prompts
 
 
 def _load_kernel():
@@ -215,18 +215,19 @@ def _check_ttl(ttl_s: float | None) -> float | None:
     return float(ttl_s)
 
 
-def stack_profile(trace: Trace, *, sample_rate: float = 1.0, always_blocks: int = DEFAULT_ALWAYS_BLOCKS,
+def stack_profile(trace: Trace, *, sample_rate: float = 1.0, always_tokens: int = DEFAULT_ALWAYS_TOKENS,
                   hit_cap: str | None = None, isolation: str | None = None,
                   warmup: int | str | None = None) -> StackProfile:
     """One O(n log n) pass over ``trace`` (LRU, SEMANTICS §3); see :class:`StackProfile`.
 
     ``hit_cap``, ``isolation`` and ``warmup`` mean what they mean to :func:`cachesim.replay`. With
-    ``sample_rate < 1`` the pass tracks every key in the first ``always_blocks`` blocks of a request (the few,
-    heavily shared keys near the trie root) and, deeper, only keys whose hash falls below the rate, each
-    weighing 1 / rate (SHARDS-style spatial sampling): an estimate, see docs/mrc.md for its measured error.
+    ``sample_rate < 1`` the pass tracks every key in the blocks that start within the first ``always_tokens``
+    tokens of a request (the few, heavily shared keys near the trie root: system prompts) and, deeper, only keys
+    whose hash falls below the rate, each weighing 1 / rate (SHARDS-style spatial sampling): an estimate, see
+    docs/mrc.md for its measured error.
     """
-    if isinstance(always_blocks, bool) or not isinstance(always_blocks, (int, np.integer)) or always_blocks < 0:
-        raise ValueError(f"always_blocks must be a whole number >= 0, got {always_blocks!r}")
+    if isinstance(always_tokens, bool) or not isinstance(always_tokens, (int, np.integer)) or always_tokens < 0:
+        raise ValueError(f"always_tokens must be a whole number >= 0, got {always_tokens!r}")
     if not isinstance(trace, Trace):
         raise TypeError(f"stack_profile needs a compiled Trace (cachesim.compile_trace), got {type(trace).__name__}")
     if not (isinstance(sample_rate, (int, float)) and 0 < sample_rate <= 1):
@@ -247,7 +248,7 @@ def stack_profile(trace: Trace, *, sample_rate: float = 1.0, always_blocks: int 
         keys = _impl.load("core").relabel_keys(keys, offsets, np.ascontiguousarray(trace.tenant, dtype=np.int32),
                                                seeds)
     kernel = _load_kernel()
-    always = int(always_blocks) if sample_rate < 1 else 0
+    always = -(-int(always_tokens) // trace.block_size) if sample_rate < 1 else 0
     depth, stamped, distinct = kernel.stack_pass(t, offsets, keys, float(sample_rate), always)
 
     n = len(t)
@@ -321,9 +322,53 @@ def plot_curve(curves: Curve | Sequence[Curve], path: str | Path, kv_bytes_per_t
     if kv_bytes_per_token:
         per_block_gb = curves[0].block_size * kv_bytes_per_token / 1e9
         top = ax.secondary_xaxis("top", functions=(lambda b: b * per_block_gb, lambda g: g / per_block_gb))
-        top.set_xlabel(f"capacity (GB at {kv_bytes_per_token:g} KV bytes per token)")
+        top.set_xlabel(f"capacity (GB at {kv_bytes_per_token:,.0f} KV bytes per token)")
     sampled = curves[0].sample_rate < 1
     ax.set_title(title or ("LRU hit-ratio curve" + (f" (sampled at {curves[0].sample_rate:g})" if sampled else "")))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _capacity_text(blocks: int) -> str:
+    return "unbounded" if blocks < 0 else f"{blocks:,}"
+
+
+def print_curves(curves: Sequence[Curve], trace: Trace, label: str, profile: StackProfile,
+                 kv_bytes_per_token: float | None = None, console=None) -> None:
+    """The curves as one table on screen: a row per capacity, token and block hit ratio per TTL."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    first = curves[0]
+    console.print(f"[bold]cachesim mrc[/bold] — {label}")
+    console.print(f"trace: {trace.n_requests:,} requests · {trace.n_blocks:,} blocks of {trace.block_size} tokens "
+                  f"(from {trace.block_source}) · {profile.distinct_keys:,.0f} distinct blocks · longest request "
+                  f"{profile.longest_request_blocks:,} blocks")
+    if first.sample_rate < 1:
+        console.print(f"[yellow]estimate[/yellow]: sampled at rate {first.sample_rate:g} (every block of the first "
+                      f"{profile.always_blocks} of a request tracked); see docs/mrc.md for the error")
+    else:
+        console.print("exact: each row equals a replay (LRU, SEMANTICS §3) at that capacity")
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("capacity\nblocks", justify="right", no_wrap=True)
+    gb = first.capacities_gb(kv_bytes_per_token) if kv_bytes_per_token else None
+    if gb is not None:
+        table.add_column("capacity\nGB", justify="right", no_wrap=True)
+    for c in curves:
+        ttl = "no TTL" if c.ttl_s is None else f"TTL {c.ttl_s:g}s"
+        table.add_column(f"token\n{ttl}", justify="right", no_wrap=True)
+        table.add_column(f"block\n{ttl}", justify="right", no_wrap=True)
+    for i, cap in enumerate(first.capacities_blocks):
+        row = [_capacity_text(int(cap))]
+        if gb is not None:
+            row.append("unbounded" if cap < 0 else f"{gb[i]:,.2f}")
+        for c in curves:
+            row += [f"{c.token_hit_ratio[i]:.4f}", f"{c.block_hit_ratio[i]:.4f}"]
+        table.add_row(*row)
+    console.print(table)
+    if gb is not None:
+        console.print(f"GB = blocks x {first.block_size} tokens x {kv_bytes_per_token:,.0f} KV bytes per token / 1e9")
+    console.print(f"columns: token hit ratio = {RATIO_DEFINITIONS['token_hit_ratio']}; "
+                  f"block hit ratio = {RATIO_DEFINITIONS['block_hit_ratio']}")
