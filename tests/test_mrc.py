@@ -6,9 +6,6 @@ engine: a linked-list LRU cache, not stack distances).
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 from hypothesis import given
@@ -20,9 +17,6 @@ from cachesim.requests import BlockRequests, TokenRequests
 from conftest import MOONCAKE_CONVERSATION, require_shared
 from strategies import token_request_streams
 
-# CACHESIM_SHARED_TRACES points a checkout that does not sit beside ../shared (e.g. a worktree) at the traces
-MOONCAKE = (Path(os.environ["CACHESIM_SHARED_TRACES"]) / "mooncake" / "conversation_trace.jsonl"
-            if os.environ.get("CACHESIM_SHARED_TRACES") else MOONCAKE_CONVERSATION)
 
 
 def tokens_trace(prompts, t=None, block_size=1, tenant=None, tenant_names=None):
@@ -158,7 +152,7 @@ def test_curve_equals_replays_at_every_capacity(requests, block_size, data):
 def mooncake():
     from cachesim.readers import read_trace
 
-    return read_trace(require_shared(MOONCAKE))
+    return read_trace(require_shared(MOONCAKE_CONVERSATION))
 
 
 MOONCAKE_CAPACITIES = [1, 16, 100, 247, 1_000, 5_000, 10_000, 20_000, 50_000, 100_000, 182_790, None]
@@ -174,3 +168,94 @@ def test_mooncake_curve_equals_replays(mooncake):
             assert (table.hit_blocks[i, k], table.hit_tokens[i, k]) == (hit_blocks, hit_tokens), (c, ttl)
     # SEMANTICS §7: the infinite cache hits 105,710 of 288,500 blocks
     assert (table.hit_blocks[-1, 0], table.blocks) == (105_710, 288_500)
+
+
+def test_mooncake_hand_checked_figures(mooncake):
+    # capacity 1 keeps one block: the first block of the previous request. It hits whenever a request starts with
+    # the same block id as the one before it, counted here straight from the trace's keys.
+    firsts = mooncake.block_keys[mooncake.block_offsets[:-1]]
+    same_as_previous = int(np.sum(firsts[1:] == firsts[:-1]))
+    assert hit_ratio_curve(mooncake, [1]).hit_blocks.tolist() == [same_as_previous]
+
+
+# -- sampling ------------------------------------------------------------------------------------------------
+
+def test_sampling_that_tracks_every_block_is_exact():
+    # with every block inside always_tokens the weighted pass tracks all keys at weight 1: the exact curve
+    trace = tokens_trace(HAND_PROMPTS, HAND_T)
+    sampled = hit_ratio_table(trace, [1, 2, 3, 4, None], [3, None], sample_rate=0.001, always_tokens=10)
+    exact = hit_ratio_table(trace, [1, 2, 3, 4, None], [3, None])
+    assert sampled.hit_blocks.tolist() == exact.hit_blocks.tolist()
+
+
+@given(requests=token_request_streams(max_requests=20))
+def test_a_sampled_key_is_tracked_at_every_occurrence(requests):
+    trace = cachesim.compile_trace(requests, 1)
+    profile = stack_profile(trace, sample_rate=0.5, always_tokens=2)
+    tracked = profile.depth >= 0
+    assert not set(trace.block_keys[tracked].tolist()) & set(trace.block_keys[~tracked].tolist())
+    position = np.arange(trace.n_blocks) - np.repeat(trace.block_offsets[:-1], np.diff(trace.block_offsets))
+    assert tracked[position < 2].all()   # the first 2 tokens' blocks are always tracked
+
+
+def _max_error(trace, rate, capacities):
+    exact = hit_ratio_curve(trace, capacities)
+    sampled = hit_ratio_curve(trace, capacities, sample_rate=rate)
+    return float(np.max(np.abs(sampled.token_hit_ratio - exact.token_hit_ratio)))
+
+
+def test_sampling_error_on_mooncake_is_small(mooncake):
+    # docs/mrc.md: max abs error 0.0055 at rate 0.1 over a log grid (deterministic: sampling hashes keys)
+    capacities = [100, 1_000, 3_000, 10_000, 30_000, 100_000, None]
+    assert _max_error(mooncake, 0.1, capacities) < 0.01
+
+
+def test_sampling_error_on_a_generated_agent_trace_is_bounded():
+    from cachesim.workloads import agent_workload
+
+    trace = cachesim.compile_trace(agent_workload(n_users=8, seed=0).requests, 16)
+    capacities = [1_000, 3_000, 10_000, 30_000, 100_000, 300_000, None]
+    assert _max_error(trace, 0.1, capacities) < 0.03
+
+
+# -- command line --------------------------------------------------------------------------------------------
+
+def test_cli_prints_the_curve_and_writes_json(tmp_path, capsys):
+    from cachesim.cli import main
+    from cachesim.requests import TokenRequests
+
+    trace = cachesim.compile_trace(TokenRequests.from_lists(HAND_PROMPTS, t=HAND_T), 1)
+    path = tmp_path / "hand.npz"
+    trace.save(path)
+    out = tmp_path / "curve.json"
+    assert main(["mrc", str(path), "--capacities", "2,4,none", "--ttl", "3", "--kv-bytes-per-token", "1k",
+                 "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "exact" in text and "TTL 3s" in text and "0.6000" in text
+    import orjson
+
+    data = orjson.loads(out.read_bytes())
+    no_ttl, ttl3 = data["curves"]
+    assert [p["hit_blocks"] for p in no_ttl["points"]] == [2, 6, 6]
+    assert [p["hit_blocks"] for p in ttl3["points"]] == [1, 2, 2]      # the hand table's TTL-3 column
+    assert no_ttl["points"][0]["capacity_gb"] == pytest.approx(2 * 1 * 1000 / 1e9)
+    assert no_ttl["points"][2]["capacity_blocks"] is None
+
+
+def test_cli_plot(tmp_path):
+    pytest.importorskip("matplotlib", reason="plotting is the optional extra cachesim[plot]")
+    from cachesim.cli import main
+
+    trace = tokens_trace(HAND_PROMPTS, HAND_T)
+    trace.save(tmp_path / "hand.npz")
+    png = tmp_path / "curve.png"
+    assert main(["mrc", str(tmp_path / "hand.npz"), "--plot", str(png), "--kv-bytes-per-token", "160k"]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_bad_sample_rate_is_one_line(tmp_path, capsys):
+    from cachesim.cli import main
+
+    tokens_trace(HAND_PROMPTS, HAND_T).save(tmp_path / "hand.npz")
+    assert main(["mrc", str(tmp_path / "hand.npz"), "--sample", "1.5"]) == 2
+    assert capsys.readouterr().err.strip() == "cachesim: error: --sample must be a rate between 0 and 1, got 1.5"
