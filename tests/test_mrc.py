@@ -18,7 +18,6 @@ from conftest import MOONCAKE_CONVERSATION, require_shared
 from strategies import token_request_streams
 
 
-
 def tokens_trace(prompts, t=None, block_size=1, tenant=None, tenant_names=None):
     return cachesim.compile_trace(TokenRequests.from_lists(prompts, t=t, tenant=tenant, tenant_names=tenant_names),
                                   block_size)

@@ -30,3 +30,7 @@ __all__ = [
     "BlockRequests", "CacheConfig", "EnginePreset", "POLICIES", "PRESETS", "RATIO_DEFINITIONS", "Result",
     "Simulator", "TokenRequests", "Trace", "TraceError", "compile_trace", "get_preset", "replay",
 ]
+
+from cachesim.mrc import hit_ratio_curve, hit_ratio_table, stack_profile  # noqa: E402
+
+__all__ += ["hit_ratio_curve", "hit_ratio_table", "stack_profile"]

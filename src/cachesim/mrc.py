@@ -17,9 +17,10 @@ for chained keys) are the one case where capacities below the request length may
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -27,8 +28,17 @@ from cachesim import _impl
 from cachesim.replay import HIT_CAPS, ISOLATIONS, RATIO_DEFINITIONS, parse_warmup, tenant_seed
 from cachesim.trace import Trace
 
-__all__ = ["StackProfile", "Curve", "CurveTable", "stack_profile", "hit_ratio_curve", "hit_ratio_table",
-           "plot_curve", "print_curves", "default_capacities"]
+__all__ = [
+    "Curve",
+    "CurveTable",
+    "StackProfile",
+    "default_capacities",
+    "hit_ratio_curve",
+    "hit_ratio_table",
+    "plot_curve",
+    "print_curves",
+    "stack_profile",
+]
 
 UNBOUNDED = None   # a capacity of None in a grid means an unbounded cache
 DEFAULT_ALWAYS_TOKENS = 2048   # sampling tracks every key of the first 2048 tokens: shared system prompts
@@ -264,13 +274,16 @@ def stack_profile(trace: Trace, *, sample_rate: float = 1.0, always_tokens: int 
         cap = lengths.copy()
     block_tokens = np.ascontiguousarray(trace.block_tokens, dtype=np.uint32)
     mask = counted.astype(bool)
-    block_mask = np.repeat(mask, lengths)
+    if mask.all():
+        block_token_total = int(block_tokens.sum(dtype=np.int64))
+    else:
+        block_token_total = int(block_tokens[np.repeat(mask, lengths)].sum(dtype=np.int64))
     return StackProfile(t=t, block_offsets=offsets, block_tokens=block_tokens, counted=counted,
                         hit_cap_blocks=np.ascontiguousarray(cap, dtype=np.int64), depth=depth, stamped=stamped,
                         distinct_keys=float(distinct), sample_rate=float(sample_rate), always_blocks=always,
                         block_size=trace.block_size,
                         prompt_tokens=int(prompt_tokens[mask].sum()), blocks=int(lengths[mask].sum()),
-                        block_token_total=int(block_tokens[block_mask].sum(dtype=np.int64)),
+                        block_token_total=block_token_total,
                         longest_request_blocks=int(lengths.max()) if n else 0)
 
 
@@ -288,7 +301,7 @@ def hit_ratio_table(trace: Trace, capacities: Sequence[int | None], ttls_s: Sequ
 
 def default_capacities(profile: StackProfile, points: int = 24) -> list[int | None]:
     """A log-spaced grid from 1 block to the number of distinct keys, then unbounded."""
-    top = max(int(math.ceil(profile.distinct_keys)), 1)
+    top = max(math.ceil(profile.distinct_keys), 1)
     grid = np.unique(np.round(np.logspace(0, math.log10(top), points)).astype(np.int64))
     return [int(x) for x in grid] + [None]
 
@@ -343,12 +356,13 @@ def print_curves(curves: Sequence[Curve], trace: Trace, label: str, profile: Sta
     console = console or Console()
     first = curves[0]
     console.print(f"[bold]cachesim mrc[/bold] — {label}")
+    sampled = first.sample_rate < 1
     console.print(f"trace: {trace.n_requests:,} requests · {trace.n_blocks:,} blocks of {trace.block_size} tokens "
-                  f"(from {trace.block_source}) · {profile.distinct_keys:,.0f} distinct blocks · longest request "
-                  f"{profile.longest_request_blocks:,} blocks")
-    if first.sample_rate < 1:
-        console.print(f"[yellow]estimate[/yellow]: sampled at rate {first.sample_rate:g} (every block of the first "
-                      f"{profile.always_blocks} of a request tracked); see docs/mrc.md for the error")
+                  f"(from {trace.block_source}) · {'~' if sampled else ''}{profile.distinct_keys:,.0f} distinct "
+                  f"blocks · longest request {profile.longest_request_blocks:,} blocks")
+    if sampled:
+        console.print(f"[yellow]estimate[/yellow]: sampled at rate {first.sample_rate:g}, with every key of the first "
+                      f"{profile.always_blocks} blocks of each request tracked; see docs/mrc.md for the error")
     else:
         console.print("exact: each row equals a replay (LRU, SEMANTICS §3) at that capacity")
     table = Table(show_header=True, header_style="bold")
