@@ -116,32 +116,57 @@ cdef struct Stamps:
     int64_t total      # weight of all marks
     int64_t light      # weight of a light key (1, or the unit of the fixed-point weights when sampling)
     int64_t heavy      # weight of a heavy (sampled) key
+    int64_t cached_word   # _weight_below's cache: the weight of the words before cached_word (-1 = none)
+    int64_t cached_below
 
 
 cdef inline int64_t _weight(Stamps* st, int64_t heavy) noexcept nogil:
     return st.heavy if heavy else st.light
 
 
+cdef inline int64_t _word_weight(Stamps* st, int64_t w) noexcept nogil:
+    return _popcount(st.bits[2 * w]) * st.light + _popcount(st.bits[2 * w + 1]) * st.heavy
+
+
 cdef inline int64_t _weight_below(Stamps* st, int64_t pos) noexcept nogil:
-    """Weight of the marks at positions < pos."""
-    cdef int64_t b = pos - 1, w = b >> 6, i = w, s = 0
+    """Weight of the marks at positions < pos.
+
+    The weight of the words before the queried one is cached: a request's blocks were mostly stamped side by side,
+    so the next query usually lands in the same word or the one before, and skips the tree walk. The cache is only
+    valid while no mark changes (``st.cached_word = -1`` resets it)."""
+    cdef int64_t b = pos - 1, w = b >> 6, i, s
     cdef uint64_t mask = (1ULL << (b & 63)) - 1
-    while i > 0:
-        s += st.tree[i]
-        i &= i - 1
-    return (s + _popcount(st.bits[2 * w] & mask) * st.light
+    if w != st.cached_word:
+        if st.cached_word >= 0 and w == st.cached_word - 1:
+            st.cached_below -= _word_weight(st, w)
+        elif st.cached_word >= 0 and w == st.cached_word + 1:
+            st.cached_below += _word_weight(st, st.cached_word)
+        else:
+            s = 0
+            i = w
+            while i > 0:
+                s += st.tree[i]
+                i &= i - 1
+            st.cached_below = s
+        st.cached_word = w
+    return (st.cached_below + _popcount(st.bits[2 * w] & mask) * st.light
             + _popcount(st.bits[2 * w + 1] & mask) * st.heavy)
 
 
-cdef inline void _mark(Stamps* st, int64_t pos, int64_t heavy, bint on) noexcept nogil:
-    cdef int64_t b = pos - 1, i = (b >> 6) + 1
-    cdef int64_t v = _weight(st, heavy)
-    cdef uint64_t bit = 1ULL << (b & 63)
+cdef inline int64_t _flip(Stamps* st, int64_t pos, int64_t heavy, bint on) noexcept nogil:
+    """Set or clear a mark's bit; return its word (the tree is updated by ``_tree_add``, batched per word)."""
+    cdef int64_t b = pos - 1
     if on:
-        st.bits[2 * (b >> 6) + heavy] |= bit
+        st.bits[2 * (b >> 6) + heavy] |= 1ULL << (b & 63)
     else:
-        st.bits[2 * (b >> 6) + heavy] &= ~bit
-        v = -v
+        st.bits[2 * (b >> 6) + heavy] &= ~(1ULL << (b & 63))
+    return b >> 6
+
+
+cdef inline void _tree_add(Stamps* st, int64_t word, int64_t v) noexcept nogil:
+    cdef int64_t i = word + 1
+    if v == 0 or word < 0:
+        return
     while i <= st.words:
         st.tree[i] += v
         i += i & (-i)
@@ -188,6 +213,7 @@ cdef int _stamps_compact(Stamps* st, Table* tb, int64_t need) noexcept nogil:
     st.tree = tree
     st.words = words
     st.clock = live
+    st.cached_word = -1
     return 0
 
 
@@ -231,6 +257,8 @@ def stack_pass(const double[::1] t, const int64_t[::1] block_offsets, const uint
     st.total = 0
     st.bits = NULL
     st.tree = NULL
+    st.cached_word = -1
+    st.cached_below = 0
     cdef double inv_unit = 1.0 / st.light
     depth_arr = np.empty(m, dtype=np.float64)
     stamped_arr = np.empty(m, dtype=np.int32)
@@ -244,7 +272,8 @@ def stack_pass(const double[::1] t, const int64_t[::1] block_offsets, const uint
     cdef Table tb
     tb.e = NULL
     cdef int ok = _table_init(&tb, 1 << 12)
-    cdef int64_t start, end, n, j, s, p, d, max_d, req_first_pos, n_here
+    cdef int64_t start, end, n, j, s, p, d, max_d, req_first_pos, n_here, w, word, heavy
+    cdef int64_t off_word, on_word, off_sum, on_sum
     cdef int64_t min_r
     cdef uint64_t key
     cdef Entry* en
@@ -303,21 +332,39 @@ def stack_pass(const double[::1] t, const int64_t[::1] block_offsets, const uint
                         stamped[j] = <int32_t> min_r
                 # stamp in reverse order: the deepest block gets the oldest stamp; a key repeated in the request
                 # keeps the stamp of its deepest occurrence (as the engine stamps each cached key once)
+                # (tree updates are summed per word: old stamps sit in runs, new ones are consecutive)
                 req_first_pos = st.clock + 1
+                off_word = on_word = -1
+                off_sum = on_sum = 0
                 while n_here > 0:
                     n_here -= 1
                     en = &tb.e[slots[n_here]]
                     p = en.pos
                     if p >= req_first_pos:
                         continue
+                    heavy = en.req_heavy & 1
+                    w = _weight(&st, heavy)
                     if p == 0:
-                        st.total += _weight(&st, (en.req_heavy & 1))
+                        st.total += w
                     else:
-                        _mark(&st, p, (en.req_heavy & 1), False)
+                        word = _flip(&st, p, heavy, False)
+                        if word != off_word:
+                            _tree_add(&st, off_word, off_sum)
+                            off_word = word
+                            off_sum = 0
+                        off_sum -= w
                     st.clock += 1
-                    _mark(&st, st.clock, (en.req_heavy & 1), True)
+                    word = _flip(&st, st.clock, heavy, True)
+                    if word != on_word:
+                        _tree_add(&st, on_word, on_sum)
+                        on_word = word
+                        on_sum = 0
+                    on_sum += w
                     en.pos = st.clock
-                    en.req_heavy = <uint32_t> (r << 1) | (en.req_heavy & 1)
+                    en.req_heavy = <uint32_t> (r << 1) | heavy
+                _tree_add(&st, off_word, off_sum)
+                _tree_add(&st, on_word, on_sum)
+                st.cached_word = -1
     finally:
         free(slots)
         free(st.bits)
