@@ -135,14 +135,17 @@ def test_curve_equals_replays_at_every_capacity(requests, block_size, data):
     trace = cachesim.compile_trace(requests, block_size)
     hit_cap = data.draw(st.sampled_from([None, "prompt-1"]))
     isolation = data.draw(st.sampled_from([None, "tenant"]))
+    warmup = data.draw(st.sampled_from([None, 2, "1s"]))
     ttls = data.draw(st.lists(st.sampled_from([0.5, 1.0, 2.0, 3.0, 10.0]), max_size=2, unique=True)) + [None]
     top = max(trace.n_blocks, 1)
-    capacities = sorted(set(data.draw(st.lists(st.integers(1, top + 1), min_size=1, max_size=5)))) + [None]
-    table = hit_ratio_table(trace, capacities, ttls, hit_cap=hit_cap, isolation=isolation)
+    longest = max(int(np.diff(trace.block_offsets).max()), 1)   # the smallest capacity the issue asks to be exact
+    drawn = data.draw(st.lists(st.integers(1, top + 1), min_size=1, max_size=5))
+    capacities = sorted(set(drawn) | {longest}) + [None]
+    table = hit_ratio_table(trace, capacities, ttls, hit_cap=hit_cap, isolation=isolation, warmup=warmup)
     for i, c in enumerate(capacities):
         for k, ttl in enumerate(ttls):
             hit_blocks, hit_tokens, blocks, prompt_tokens = replay_counts(trace, c, ttl, hit_cap=hit_cap,
-                                                                          isolation=isolation)
+                                                                          isolation=isolation, warmup=warmup)
             assert (table.hit_blocks[i, k], table.hit_tokens[i, k]) == (hit_blocks, hit_tokens), (c, ttl)
             assert (table.blocks, table.prompt_tokens) == (blocks, prompt_tokens)
 
