@@ -9,8 +9,8 @@ The pass records, per block, the prefix maximum of the depths and the prefix min
 ``bin_hits`` turns those into hit counts for any grid of capacities and TTLs.
 
 Stack depth = the weight of the keys whose latest stamp is at or after the key's own. Stamp positions are bits in
-two bitmaps (one per key weight) with a Fenwick tree over the 64-bit words, so a depth costs one short tree walk
-plus a popcount, and everything stays small enough for the CPU cache: positions are renumbered 1..live when they
+two bitmaps (one per key weight) with a Fenwick tree over the 64-bit words, so a depth costs a popcount plus a
+short tree walk (usually reused from the previous block's), and everything stays small enough for the CPU cache: positions are renumbered 1..live when they
 run out, so the bitmaps hold a few times the live keys, not one bit per block of the trace. Keys map to their
 latest stamp through an open-addressing hash table. Nothing here allocates a Python object per block.
 """
@@ -34,12 +34,10 @@ cdef inline int64_t _popcount(uint64_t x) noexcept nogil:
     return <int64_t> ((x * 0x0101010101010101ULL) >> 56)
 
 
-DEPTH_COLD = float("inf")   # some block up to this one was never stamped before: a miss at every capacity
-DEPTH_UNSAMPLED = -1.0      # left out by spatial sampling
-
 cdef int64_t C_DEPTH_COLD = 0x7FFFFFFFFFFFFFFF
 cdef uint64_t GOLDEN = 0x9E3779B97F4A7C15ULL
-DEF PREFETCH_AHEAD = 8
+cdef enum:
+    PREFETCH_AHEAD = 8   # blocks between a slot's prefetch and its lookup
 
 
 cdef inline uint64_t _mix(uint64_t x) noexcept nogil:
@@ -179,6 +177,8 @@ cdef int _stamps_compact(Stamps* st, Table* tb, int64_t need) noexcept nogil:
     bit per block of the trace. A key's new position is the rank of its old one (a prefix popcount)."""
     # room for 3x the live keys: compaction scans the whole table, so it should come rarely
     cdef int64_t words = (4 * (tb.count + need) + 64) // 64 + 1
+    if 64 * words >= (1LL << 31):
+        return -2   # positions are int32 in the table entries
     cdef uint64_t* bits = <uint64_t*> calloc(2 * words, sizeof(uint64_t))
     cdef int64_t* tree = <int64_t*> calloc(words + 1, sizeof(int64_t))
     cdef int64_t* rank = <int64_t*> malloc((st.words + 1) * sizeof(int64_t))
@@ -230,9 +230,8 @@ def stack_pass(const double[::1] t, const int64_t[::1] block_offsets, const uint
     """Per block: the prefix-max stack depth and prefix-min last-stamp time before its request.
 
     Returns ``(depth, stamped, distinct)``: ``depth[j]`` (float64) is ``inf`` when some block up to j in its request
-    was never stamped, ``-1`` for a block sampling left out; ``stamped[j]`` (int32) is the request that stamped the
-    least recently stamped block up to j (the oldest stamp of the prefix; -1 when cold or left out). Without sampling depths are exact
-    integers. With ``sample_rate < 1`` a tracked key weighs 1 / rate (1 for the first ``always_blocks`` of a
+    was never stamped, ``-1`` for a block sampling left out; ``stamped[j]`` (int32) is the request that made the
+    oldest latest-stamp among blocks 0..j (-1 when cold or left out). Without sampling depths are exact integers. With ``sample_rate < 1`` a tracked key weighs 1 / rate (1 for the first ``always_blocks`` of a
     request), and a depth is the weight of the tracked keys stamped since, an estimate of the true depth.
     ``distinct`` is the (estimated) number of distinct keys.
     """
@@ -291,7 +290,12 @@ def stack_pass(const double[::1] t, const int64_t[::1] block_offsets, const uint
                         with gil:
                             raise MemoryError()
                 if st.clock + n > 64 * st.words:
-                    if _stamps_compact(&st, &tb, max_len) != 0:
+                    ok = _stamps_compact(&st, &tb, max_len)
+                    if ok == -2:
+                        with gil:
+                            raise ValueError(f"{tb.count:,} distinct keys: the exact pass numbers stamps with 31 "
+                                             "bits; use sample_rate < 1")
+                    if ok != 0:
                         with gil:
                             raise MemoryError()
                 # lookups see the stack as the previous request left it

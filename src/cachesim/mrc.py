@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,6 @@ __all__ = [
     "stack_profile",
 ]
 
-UNBOUNDED = None   # a capacity of None in a grid means an unbounded cache
 DEFAULT_ALWAYS_TOKENS = 2048   # sampling tracks every key of the first 2048 tokens: shared system prompts
 
 
@@ -149,7 +148,6 @@ class StackProfile:
     blocks: int                   # counted requests
     block_token_total: int        # tokens in the counted requests' blocks
     longest_request_blocks: int
-    meta: dict = field(default_factory=dict)
 
     def _hits(self, capacities: Sequence[int | None], ttls: Sequence[float | None]):
         caps = _capacity_grid(capacities)
@@ -184,7 +182,7 @@ class StackProfile:
         curve. Exact (equal to a replay at each capacity) when the profile is not sampled.
         """
         if capacities is None:
-            capacities = self.step_capacities(ttl_s)
+            capacities = self.step_capacities()
         caps, _, hb, ht = self._hits(capacities, [ttl_s])
         return Curve(caps, hb[:, 0], ht[:, 0], self.blocks, self.prompt_tokens, _check_ttl(ttl_s),
                      self.sample_rate, self.block_size)
@@ -195,8 +193,10 @@ class StackProfile:
         return CurveTable(caps, ttl_list, hb, ht, self.blocks, self.prompt_tokens, self.sample_rate,
                           self.block_size)
 
-    def step_capacities(self, ttl_s: float | None = None) -> list[int | None]:
-        """The capacities at which the hit count changes, ascending, then None (unbounded)."""
+    def step_capacities(self) -> list[int | None]:
+        """Every capacity at which a hit count can change (the distinct depths), ascending, then None (unbounded).
+
+        Between two of them every count is flat, so the curve at these points is the whole curve."""
         d = self.depth[(self.depth >= 0) & np.isfinite(self.depth)]
         steps = np.unique(np.ceil(d).astype(np.int64))
         return [int(x) for x in steps] + [None]
