@@ -7,11 +7,13 @@ engine: a linked-list LRU cache, not stack distances).
 from __future__ import annotations
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import cachesim
+from cachesim.cli import main
 from cachesim.mrc import hit_ratio_curve, hit_ratio_table, stack_profile
 from cachesim.requests import BlockRequests, TokenRequests
 from conftest import MOONCAKE_CONVERSATION, require_shared
@@ -223,9 +225,6 @@ def test_sampling_error_on_a_generated_agent_trace_is_bounded():
 # -- command line --------------------------------------------------------------------------------------------
 
 def test_cli_prints_the_curve_and_writes_json(tmp_path, capsys):
-    from cachesim.cli import main
-    from cachesim.requests import TokenRequests
-
     trace = cachesim.compile_trace(TokenRequests.from_lists(HAND_PROMPTS, t=HAND_T), 1)
     path = tmp_path / "hand.npz"
     trace.save(path)
@@ -234,8 +233,6 @@ def test_cli_prints_the_curve_and_writes_json(tmp_path, capsys):
                  "--json", str(out)]) == 0
     text = capsys.readouterr().out
     assert "exact" in text and "TTL 3s" in text and "0.6000" in text
-    import orjson
-
     data = orjson.loads(out.read_bytes())
     no_ttl, ttl3 = data["curves"]
     assert [p["hit_blocks"] for p in no_ttl["points"]] == [2, 6, 6]
@@ -246,8 +243,6 @@ def test_cli_prints_the_curve_and_writes_json(tmp_path, capsys):
 
 def test_cli_plot(tmp_path):
     pytest.importorskip("matplotlib", reason="plotting is the optional extra cachesim[plot]")
-    from cachesim.cli import main
-
     trace = tokens_trace(HAND_PROMPTS, HAND_T)
     trace.save(tmp_path / "hand.npz")
     png = tmp_path / "curve.png"
@@ -256,8 +251,15 @@ def test_cli_plot(tmp_path):
 
 
 def test_cli_bad_sample_rate_is_one_line(tmp_path, capsys):
-    from cachesim.cli import main
-
     tokens_trace(HAND_PROMPTS, HAND_T).save(tmp_path / "hand.npz")
     assert main(["mrc", str(tmp_path / "hand.npz"), "--sample", "1.5"]) == 2
     assert capsys.readouterr().err.strip() == "cachesim: error: --sample must be a rate between 0 and 1, got 1.5"
+
+
+def test_cli_sampled_curve_says_it_is_an_estimate(tmp_path, capsys):
+    tokens_trace(HAND_PROMPTS, HAND_T).save(tmp_path / "hand.npz")
+    assert main(["mrc", str(tmp_path / "hand.npz"), "--sample", "0.5", "--json", "-"]) == 0
+    curve = orjson.loads(capsys.readouterr().out)["curves"][0]
+    assert curve["exact"] is False and curve["sample_rate"] == 0.5
+    # every block lies in the first 2048 tokens, so every key is tracked at weight 1: the estimate is exact here
+    assert curve["points"][-1]["hit_blocks"] == 6

@@ -255,7 +255,7 @@ def stack_profile(trace: Trace, *, sample_rate: float = 1.0, always_tokens: int 
         raise ValueError(f"request {i}: arrival time {t[i]!r} is before the previous request's {t[i - 1]!r}")
     if isolation == "tenant":
         seeds = np.array([tenant_seed(name) for name in trace.tenant_names], dtype=np.uint64)
-        keys = _impl.load("core").relabel_keys(keys, offsets, np.ascontiguousarray(trace.tenant, dtype=np.int32),
+        keys = _impl.load().relabel_keys(keys, offsets, np.ascontiguousarray(trace.tenant, dtype=np.int32),
                                                seeds)
     kernel = _load_kernel()
     always = -(-int(always_tokens) // trace.block_size) if sample_rate < 1 else 0
