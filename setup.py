@@ -13,6 +13,7 @@ extensions = [
     compiled("_core"),                      # key compilation and the prefix-cache engine
     compiled("_scan"),                      # the fast JSON-lines scanner of the readers
     compiled("_providers", language="c++"),  # provider caches (the capacity LRU keeps a std::deque per replica)
+    compiled("_mrc"),                       # one-pass hit-ratio curves (stack distances)
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives={"language_level": "3"}))

@@ -38,3 +38,8 @@ from cachesim.fleet import LoadModel, RouterConfig, run_fleet  # noqa: E402
 from cachesim.interference import compare_remedies, counterfactual, merge_traces  # noqa: E402
 
 __all__ += ["LoadModel", "RouterConfig", "compare_remedies", "counterfactual", "merge_traces", "run_fleet"]
+
+# hit-ratio curves in one pass (docs/mrc.md)
+from cachesim.mrc import hit_ratio_curve, hit_ratio_table, stack_profile  # noqa: E402
+
+__all__ += ["hit_ratio_curve", "hit_ratio_table", "stack_profile"]
