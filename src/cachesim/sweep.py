@@ -564,11 +564,12 @@ def print_sweep(result: SweepResult, console=None) -> None:
     for name in (*axes, *SCREEN_METRICS):
         table.add_column(name.replace("_", " "), justify="left" if name in ("policy", "preset") else "right")
     for row in result.rows:
-        table.add_row(*(_screen_cell(name, row.get(name)) for name in (*axes, *SCREEN_METRICS)))
+        table.add_row(*(format_cell(name, row.get(name)) for name in (*axes, *SCREEN_METRICS)))
     console.print(table)
 
 
-def _screen_cell(name: str, value: Any) -> str:
+def format_cell(name: str, value: Any) -> str:
+    """A table cell as people read it: ratios to 4 places, counts with separators, None as unbounded/none."""
     if value is None:
         return "unbounded" if name == "capacity_blocks" else "none"
     if isinstance(value, float):
