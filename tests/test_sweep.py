@@ -275,7 +275,11 @@ def test_local_dask_cluster_gives_the_process_table_and_figures(tmp_path):
                       dashboard_address=None) as cluster, Client(cluster) as client:
         by_client = run_sweep(path, grid, client)
         by_address = run_sweep(path, grid, cluster.scheduler_address)
+        out = tmp_path / "by_cli.json"
+        assert main(["sweep", str(path), "--capacity", "1k,10k,100k,unbounded", "--ttl", "none,5m",
+                     "--scheduler", cluster.scheduler_address, "-o", str(out)]) == 0
     assert by_client.to_json() == local.to_json() == by_address.to_json()
+    assert orjson.loads(out.read_bytes()) == orjson.loads(local.to_json())
     assert [figure_png(f) for f in sweep_figures(by_client)] == [figure_png(f) for f in sweep_figures(local)]
 
 
@@ -329,3 +333,21 @@ def test_cli_sweep_bad_input_is_one_line_and_exit_2(args, message):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("cachesim: error: ") and message in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_the_module_is_callable_as_the_issue_spells_it():
+    import cachesim.sweep as module
+
+    table = cachesim.sweep(three_requests(), {"ttl": ["none", 50]}, "serial")
+    rows = table.to_dict("records") if HAS_PANDAS else table
+    assert [r["hit_tokens"] for r in rows] == [16, 8]
+    assert module.run_sweep is run_sweep  # still the module for everything else
+
+
+def test_progress_is_quiet_when_piped_and_shown_when_asked(tmp_path):
+    npz = tmp_path / "t.npz"
+    cachesim.compile_trace(three_requests()).save(npz)
+    quiet = run_cli("sweep", str(npz), "--ttl", "none,50", "--executor", "serial")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    shown = run_cli("sweep", str(npz), "--ttl", "none,50", "--executor", "serial", "--progress")
+    assert shown.returncode == 0 and "sweep on serial" in shown.stderr and "2/2" in shown.stderr

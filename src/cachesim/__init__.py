@@ -23,10 +23,12 @@ from cachesim.replay import (  # noqa: E402
 )
 from cachesim.requests import BlockRequests, TokenRequests, TraceError  # noqa: E402
 from cachesim.trace import Trace, compile_trace  # noqa: E402
+from cachesim import sweep  # noqa: E402  (a callable module: cachesim.sweep(trace, grid, executor=None))
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BlockRequests", "CacheConfig", "EnginePreset", "POLICIES", "PRESETS", "RATIO_DEFINITIONS", "Result",
     "Simulator", "TokenRequests", "Trace", "TraceError", "compile_trace", "get_preset", "replay",
+    "sweep",
 ]

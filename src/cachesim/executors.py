@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from concurrent.futures import Executor as FuturesExecutor
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Callable, Iterator, Protocol, runtime_checkable
@@ -67,10 +68,18 @@ class FuturesAdapter:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _noop() -> None:
+    return None
+
+
 def _process_context():
-    # forkserver: children start from a clean server that imported cachesim once, so a progress-bar thread in
-    # the parent cannot leave a lock held in a forked child; spawn where forkserver does not exist.
-    if "forkserver" in multiprocessing.get_all_start_methods():
+    # fork while this process has one thread: the workers start at once with cachesim already imported (a
+    # forkserver costs a fresh interpreter and imports, ~0.5 s a sweep). With other threads alive (a Dask client,
+    # a GUI) a forked child could inherit a held lock, so then a forkserver, or spawn where that does not exist.
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    if "forkserver" in methods:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["cachesim", "cachesim.sweep"])
         return ctx
@@ -87,6 +96,8 @@ class ProcessExecutor(FuturesAdapter):
         self.workers = workers
         super().__init__(ProcessPoolExecutor(max_workers=workers, mp_context=_process_context()),
                          name=f"processes({workers})", owned=True)
+        # start the workers now, before the caller starts threads of its own (the progress bar)
+        self.pool.submit(_noop).result()
 
 
 class DaskExecutor:

@@ -17,6 +17,7 @@ import os
 import struct
 import sys
 import tempfile
+import types
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -587,3 +588,14 @@ def load_result(path: str | Path) -> SweepResult:
         raise TraceError(f"malformed JSON: {exc}", file=str(path)) from None
     return SweepResult.from_dict(data, source=str(path))
 
+
+
+class _CallableModule(types.ModuleType):
+    """``cachesim.sweep(trace, grid)`` calls :func:`sweep`, while ``cachesim.sweep`` stays this module (so
+    ``import cachesim.sweep as s`` and pickled references to its functions keep working)."""
+
+    def __call__(self, trace: Any, grid: Mapping[str, Any] | str | Path, executor: Any = None, **options: Any):
+        return sweep(trace, grid, executor, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule
