@@ -146,3 +146,42 @@ def test_replay_report_renders_in_headless_chromium(replay_json, tmp_path):
     console, title = load_in_chromium(page, tmp_path)
     assert console == [] and title == "images=1;broken=0"
     assert _varied(screenshot(page, tmp_path))
+
+
+# -- figures ---------------------------------------------------------------------------------------------------
+
+def test_metric_figure_draws_each_series_and_unbounded_as_a_level():
+    from cachesim.figures import metric_figure
+
+    rows = [{"capacity_blocks": c, "policy": p, "tokens_computed": y}
+            for p, ys in (("lru", (90, 50, 10)), ("fifo", (95, 60, 10)))
+            for c, y in zip((10, 1000, None), ys)]
+    fig = metric_figure(rows, "tokens_computed", series=["policy"])
+    ax = fig.axes[0]
+    curves = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.get_lines()
+              if not line.get_label().startswith("_")}
+    assert curves == {"lru": ([10, 1000], [90, 50]), "fifo": ([10, 1000], [95, 60])}
+    levels = [line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert levels == [10, 10]  # both unbounded rows
+    assert ax.get_xscale() == "log"  # capacities 100x apart
+    assert ax.get_ylabel() == "tokens computed (prompt - hit tokens)"
+
+
+def test_interference_figure_shows_the_matrix_and_keeps_the_busiest_tenants():
+    import numpy as np
+
+    from cachesim.figures import MAX_HEATMAP_TENANTS, interference_figure
+
+    small = [[5, 0], [7, 1]]
+    image = interference_figure(small, ["a", "b"]).axes[0].get_images()[0]
+    assert image.get_array().tolist() == small
+
+    n = MAX_HEATMAP_TENANTS + 6
+    matrix = np.zeros((n, n), dtype=np.int64)
+    quiet = [0, 3, 9, 12, 20, 29]  # these six hit nothing and own nothing that was hit
+    for i in range(n):
+        if i not in quiet:
+            matrix[i, i] = 100 + i
+    fig = interference_figure(matrix, [f"t{i}" for i in range(n)])
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == [f"t{i}" for i in range(n) if i not in quiet]

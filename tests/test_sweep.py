@@ -99,6 +99,15 @@ def test_block_size_axis_recompiles_token_traces():
     assert result.trace["block_sizes"] == [8, 16]
 
 
+def test_preset_axis_compiles_token_traces_at_each_presets_block_size():
+    # vLLM: 16-token blocks, so 2 full blocks of the 40-token prompt hit (32 tokens, under the cap of 39);
+    # SGLang: 1-token blocks, hits capped at prompt - 1 = 39 tokens.
+    prompts = TokenRequests.from_lists([list(range(40)), list(range(40))])
+    result = run_sweep(prompts, {"preset": ["vllm", "sglang"]}, "serial")
+    assert [(r["preset"], r["block_size"], r["hit_tokens"]) for r in result.rows] == [("vllm", 16, 32),
+                                                                                       ("sglang", 1, 39)]
+
+
 def test_block_size_axis_is_refused_for_block_id_traces():
     with pytest.raises(ValueError, match=r"cannot sweep block sizes \[4, 16\].*fixed at 4 tokens.*token ids"):
         run_sweep(three_requests(), {"block_size": [4, 16]}, "serial")
@@ -137,6 +146,14 @@ def test_sweep_returns_a_dataframe_or_rows():
 
 
 # -- sharing the trace -----------------------------------------------------------------------------------------
+
+def test_serial_sweep_leaves_no_mapping_of_its_deleted_files():
+    from cachesim import sweep as module
+
+    before = set(module._SHARED)
+    run_sweep(three_requests(), {"ttl": ["none"]}, "serial")
+    assert set(module._SHARED) == before
+
 
 def test_shared_trace_is_memory_mapped_and_equal(tmp_path):
     trace = cachesim.compile_trace(three_requests())
@@ -281,6 +298,14 @@ def test_local_dask_cluster_gives_the_process_table_and_figures(tmp_path):
     assert by_client.to_json() == local.to_json() == by_address.to_json()
     assert orjson.loads(out.read_bytes()) == orjson.loads(local.to_json())
     assert [figure_png(f) for f in sweep_figures(by_client)] == [figure_png(f) for f in sweep_figures(local)]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                    reason="the Ray test needs the 'ray' extra (not in the test extra): pip install 'cachesim[ray]'")
+def test_ray_gives_the_serial_table():
+    grid = {"capacity": [1, "unbounded"], "ttl": ["none", 50]}
+    assert run_sweep(three_requests(), grid, "ray", workers=2).to_json() == \
+        run_sweep(three_requests(), grid, "serial").to_json()
 
 
 # -- the command line ------------------------------------------------------------------------------------------

@@ -192,6 +192,12 @@ def load_shared_trace(path: str | Path) -> Trace:
     return trace
 
 
+def _forget(directory: Path) -> None:
+    """Drop this process's mappings of files under ``directory`` (about to be deleted)."""
+    for key in [k for k in _SHARED if Path(k[0]).resolve().is_relative_to(directory)]:
+        del _SHARED[key]
+
+
 def fingerprint(trace: Trace) -> str:
     """XXH3 of the columns a replay reads: a checkpoint resumes only against the same trace."""
     h = xxhash.xxh3_64()
@@ -476,6 +482,7 @@ def run_sweep(trace: Any, grid: Mapping[str, Any] | str | Path, executor: Any = 
             finally:
                 if sink is not None:
                     sink.close()
+                _forget(Path(tmp).resolve())  # the serial executor mapped them here; free the space
 
     rows = [{**params, **_metrics_without_axes(metrics[i], params)} for i, params in enumerate(configs)]
     return SweepResult(axes=axes, rows=rows, trace=_trace_info(label, traces, fp), interference=interference)
