@@ -6,7 +6,6 @@ import importlib.util
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import orjson
@@ -63,21 +62,21 @@ def test_replay_page_has_summary_and_heat_map(replay_json):
     assert re.search(r"<td class=\"text\">token hit ratio</td><td class=\"text\">0\.6667</td>", page)
 
 
-def test_cli_report_and_its_errors(sweep_json, tmp_path):
+def test_cli_report_and_its_errors(sweep_json, tmp_path, capsys):
     from cachesim.cli import main
 
     out = tmp_path / "r.html"
     assert main(["report", str(sweep_json), "-o", str(out), "--title", "capacity study"]) == 0
     assert "<title>capacity study</title>" in out.read_text()
+    capsys.readouterr()
     for content, message in [(b"{", "malformed JSON"), (b"[1]", "not a cachesim result (expected a JSON object)"),
                              (b'{"kind": "cachesim-sweep"}', "not a cachesim result"),
                              (b'{"hello": 1}', "not a cachesim result")]:
         bad = tmp_path / "bad.json"
         bad.write_bytes(content)
-        proc = subprocess.run([sys.executable, "-m", "cachesim", "report", str(bad), "-o", str(out)],
-                              capture_output=True, text=True, timeout=60)
-        assert proc.returncode == 2 and proc.stderr.startswith(f"cachesim: error: {bad}: {message}"), proc.stderr
-        assert len(proc.stderr.strip().splitlines()) == 1
+        assert main(["report", str(bad), "-o", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"cachesim: error: {bad}: {message}") and len(err.strip().splitlines()) == 1, err
 
 
 # -- headless Chromium -----------------------------------------------------------------------------------------

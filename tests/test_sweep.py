@@ -16,8 +16,7 @@ import pytest
 import cachesim
 from cachesim.cli import main
 from cachesim.requests import BlockRequests, TokenRequests, TraceError
-from cachesim.sweep import (checkpoint_path, configurations, load_grid, load_shared_trace, parse_grid, run_sweep,
-                            sweep)
+from cachesim.sweep import checkpoint_path, configurations, load_grid, load_shared_trace, parse_grid, run_sweep, sweep
 from conftest import MOONCAKE_CONVERSATION, require_shared
 
 HAS_DASK = importlib.util.find_spec("distributed") is not None

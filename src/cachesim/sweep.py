@@ -19,6 +19,7 @@ import sys
 import tempfile
 import types
 import zipfile
+from argparse import ArgumentTypeError
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -66,7 +67,7 @@ def _parse_value(axis: str, value: Any) -> Any:
             return int(value) if isinstance(value, (int, np.integer)) else parse_count(str(value))
         if axis == "ttl_s":
             return float(value) if isinstance(value, (int, float)) else parse_seconds(str(value))
-    except Exception as exc:  # argparse.ArgumentTypeError from the CLI parsers
+    except (ArgumentTypeError, ValueError) as exc:  # the CLI parsers raise ArgumentTypeError
         raise ValueError(f"axis {axis}: {exc}") from None
     if axis == "warmup" and isinstance(value, str) and value.strip().isdigit():
         return int(value)
