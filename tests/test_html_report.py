@@ -184,3 +184,17 @@ def test_interference_figure_shows_the_matrix_and_keeps_the_busiest_tenants():
     fig = interference_figure(matrix, [f"t{i}" for i in range(n)])
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels == [f"t{i}" for i in range(n) if i not in quiet]
+
+
+@pytest.mark.parametrize(("grid", "heat_maps"), [
+    ({"ttl": ["none", 50, 200]}, 1),                                  # no series: one heat map, the roomiest
+    ({"policy": ["lru"]}, 1),                                         # nothing varies
+    ({"hit_cap": ["none", "prompt-1"], "isolation": ["none", "tenant"]}, 2),  # categorical x, two series
+    ({"warmup": [0, 1, "50s"]}, 1),                                   # mixed requests and seconds
+])
+def test_sweep_figures_for_any_grid_shape(grid, heat_maps):
+    from cachesim.figures import figure_png, sweep_figures
+
+    figures = sweep_figures(run_sweep(two_tenants(), grid, "serial"))
+    assert len(figures) == 2 + heat_maps
+    assert all(figure_png(f).startswith(b"\x89PNG") for f in figures)

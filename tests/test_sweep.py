@@ -375,3 +375,21 @@ def test_progress_is_quiet_when_piped_and_shown_when_asked(tmp_path):
     assert quiet.returncode == 0 and quiet.stderr == ""
     shown = run_cli("sweep", str(npz), "--ttl", "none,50", "--executor", "serial", "--progress")
     assert shown.returncode == 0 and "sweep on serial" in shown.stderr and "2/2" in shown.stderr
+
+
+def test_cli_resume_continues_an_interrupted_sweep(tmp_path, capsys):
+    npz = tmp_path / "t.npz"
+    cachesim.compile_trace(three_requests()).save(npz)
+    out = tmp_path / "s.json"
+    args = ["sweep", str(npz), "--capacity", "1,2,unbounded", "--ttl", "none,50", "-o", str(out),
+            "--executor", "serial"]
+    with pytest.raises(KeyboardInterrupt):  # what Ctrl-C leaves: a checkpoint with the first rows
+        run_sweep(str(npz), GRID, StopAfter(4), checkpoint=checkpoint_path(out))
+    assert main(args) == 2
+    assert "pass resume=True (--resume) to continue it" in capsys.readouterr().err
+    assert main([*args, "--resume"]) == 0
+    rows = orjson.loads(out.read_bytes())["rows"]
+    assert [(r["capacity_blocks"], r["ttl_s"]) for r in rows] == [(1, None), (1, 50.0), (2, None), (2, 50.0),
+                                                                  (None, None), (None, 50.0)]
+    assert [r["hit_tokens"] for r in rows[4:]] == [16, 8]
+    assert not checkpoint_path(out).exists()
