@@ -277,26 +277,53 @@ def test_mooncake_sweep_on_two_processes(tmp_path):
         assert hits == sorted(hits)
 
 
-@pytest.mark.skipif(not HAS_DASK, reason="the Dask test needs the 'dask' extra (dask, distributed): "
-                                         "pip install -e '.[test]' installs it")
-def test_local_dask_cluster_gives_the_process_table_and_figures(tmp_path):
+needs_dask = pytest.mark.skipif(not HAS_DASK, reason="the Dask tests need the 'dask' extra (dask, distributed): "
+                                                    "pip install -e '.[test]' installs it")
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    """A local Dask cluster of 2 worker processes on 127.0.0.1, shared by the Dask tests (it takes seconds)."""
     from distributed import Client, LocalCluster
 
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield cluster, client
+
+
+@needs_dask
+def test_local_dask_cluster_gives_the_process_table_and_figures(dask_cluster, tmp_path):
+    """Every way of reaching Dask (a Client, an address, the CLI's --scheduler) gives the table and figures of
+    local processes, on a multi-tenant token workload swept over two block sizes (two shared files)."""
+    from cachesim.figures import figure_png, sweep_figures
+    from cachesim.workloads import agent_workload
+
+    cluster, client = dask_cluster
+    requests = agent_workload(n_users=4, seed=0).requests
+    label = "built-in agent workload (4 users, seed 0)"
+    grid = {"capacity": ["2k", "20k", "unbounded"], "block_size": [16, 32]}
+    local = run_sweep(requests, grid, "processes", workers=2, label=label)
+    by_client = run_sweep(requests, grid, client, label=label)
+    by_address = run_sweep(requests, grid, cluster.scheduler_address, label=label)
+    out = tmp_path / "by_cli.json"
+    assert main(["sweep", "--users", "4", "--capacity", "2k,20k,unbounded", "--block-size", "16,32",
+                 "--scheduler", cluster.scheduler_address, "-o", str(out)]) == 0
+    assert by_client.to_json() == local.to_json() == by_address.to_json()
+    assert orjson.loads(out.read_bytes()) == orjson.loads(local.to_json())
+    assert len(local.interference) == 6  # four tenants: every row carries its hits_from matrix
+    assert [figure_png(f) for f in sweep_figures(by_client)] == [figure_png(f) for f in sweep_figures(local)]
+
+
+@needs_dask
+def test_mooncake_on_dask_matches_processes(dask_cluster):
     from cachesim.figures import figure_png, sweep_figures
 
     path = require_shared(MOONCAKE_CONVERSATION)
     grid = {"capacity": [1000, 10000, 100000, "unbounded"], "ttl": ["none", "5m"]}
     local = run_sweep(path, grid, "processes", workers=2)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        by_client = run_sweep(path, grid, client)
-        by_address = run_sweep(path, grid, cluster.scheduler_address)
-        out = tmp_path / "by_cli.json"
-        assert main(["sweep", str(path), "--capacity", "1k,10k,100k,unbounded", "--ttl", "none,5m",
-                     "--scheduler", cluster.scheduler_address, "-o", str(out)]) == 0
-    assert by_client.to_json() == local.to_json() == by_address.to_json()
-    assert orjson.loads(out.read_bytes()) == orjson.loads(local.to_json())
-    assert [figure_png(f) for f in sweep_figures(by_client)] == [figure_png(f) for f in sweep_figures(local)]
+    on_dask = run_sweep(path, grid, dask_cluster[1])
+    assert on_dask.to_json() == local.to_json()
+    assert [figure_png(f) for f in sweep_figures(on_dask)] == [figure_png(f) for f in sweep_figures(local)]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None,
