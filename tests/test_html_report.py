@@ -198,3 +198,17 @@ def test_sweep_figures_for_any_grid_shape(grid, heat_maps):
     figures = sweep_figures(run_sweep(two_tenants(), grid, "serial"))
     assert len(figures) == 2 + heat_maps
     assert all(figure_png(f).startswith(b"\x89PNG") for f in figures)
+
+
+def test_cost_columns_get_a_figure_of_their_own():
+    from cachesim.figures import default_metrics, sweep_figures
+    from cachesim.sweep import SweepResult
+
+    rows = [{"capacity_blocks": c, "token_hit_ratio": r, "tokens_computed": t, "cost_usd": t * 3e-6}
+            for c, r, t in ((10, 0.1, 900), (100, 0.5, 500), (None, 0.9, 100))]
+    assert default_metrics(rows) == ["token_hit_ratio", "tokens_computed", "cost_usd"]
+    result = SweepResult(axes={"capacity_blocks": [10, 100, None]}, rows=rows, trace={})
+    titles = [f.axes[0].get_title() for f in sweep_figures(result)]
+    assert titles == ["token hit ratio against capacity (blocks)",
+                      "tokens computed (prompt - hit tokens) against capacity (blocks)",
+                      "cost usd against capacity (blocks)"]

@@ -10,7 +10,7 @@ import io
 import math
 from typing import Any, Mapping, Sequence
 
-__all__ = ["metric_figure", "interference_figure", "sweep_figures", "figure_png", "LABELS"]
+__all__ = ["LABELS", "default_metrics", "figure_png", "interference_figure", "metric_figure", "sweep_figures"]
 
 LABELS = {
     "capacity_blocks": "capacity (blocks)",
@@ -137,9 +137,21 @@ def _x_axis(axes: Mapping[str, list]) -> str | None:
     return varying[0] if varying else None
 
 
-def sweep_figures(result, metrics: Sequence[str] = ("token_hit_ratio", "tokens_computed")) -> list:
+DEFAULT_METRICS = ("token_hit_ratio", "tokens_computed")
+
+
+def default_metrics(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The hit ratio, the tokens computed, and any cost column (``cost*``) a cost model put in the rows."""
+    costs = [name for name in (rows[0] if rows else {}) if name.startswith("cost")
+             and all(isinstance(r.get(name), (int, float)) or r.get(name) is None for r in rows)]
+    return [*DEFAULT_METRICS, *costs]
+
+
+def sweep_figures(result, metrics: Sequence[str] | None = None) -> list:
     """The figures of a :class:`~cachesim.sweep.SweepResult`: each metric against capacity (one line per
-    policy and other varying axes), then interference heat maps of a few configurations."""
+    policy and other varying axes; by default :func:`default_metrics`), then interference heat maps of a few
+    configurations. Each figure's axes title says what it shows."""
+    metrics = default_metrics(result.rows) if metrics is None else metrics
     axes = result.axes
     x = _x_axis(axes) or next(iter(axes))
     series = [name for name, values in axes.items() if name != x and len(values) > 1]

@@ -79,10 +79,7 @@ def _sweep_body(result: SweepResult) -> str:
             f"{len(result.rows)} configurations over {_esc(axes)}.</p>")
 
     def make():
-        figures = sweep_figures(result)
-        captions = ["token hit ratio against capacity", "tokens computed (prompt tokens - hit tokens)"]
-        captions += ["interference: tokens each tenant hit in entries other tenants inserted"] * len(figures)
-        return zip(figures, captions)
+        return [(fig, fig.axes[0].get_title()) for fig in sweep_figures(result)]
 
     columns = [*result.axes, *(m for m in SCREEN_METRICS if m not in result.axes)]
     return "\n".join([meta, "<h2>Figures</h2>", _figures_or_note(make), "<h2>Summary</h2>",
