@@ -24,6 +24,7 @@ from cachesim.replay import (  # noqa: E402
 from cachesim.requests import BlockRequests, TokenRequests, TraceError  # noqa: E402
 from cachesim.trace import Trace, compile_trace  # noqa: E402
 from cachesim.readers import TraceStream, detect_format, read_trace  # noqa: E402
+from cachesim import sweep  # noqa: E402  (a callable module: cachesim.sweep(trace, grid, executor=None))
 
 __version__ = "0.1.0"
 
@@ -31,6 +32,7 @@ __all__ = [
     "BlockRequests", "CacheConfig", "EnginePreset", "POLICIES", "PRESETS", "RATIO_DEFINITIONS", "Result",
     "Simulator", "TokenRequests", "Trace", "TraceError", "compile_trace", "get_preset", "replay",
     "TraceStream", "detect_format", "read_trace",
+    "sweep",
 ]
 
 # tenants sharing a cache, and fleets of replicas (docs/interference.md)

@@ -1,0 +1,566 @@
+"""Sweeps: replay one trace under every configuration of a grid and collect a tidy table.
+
+    >>> table = cachesim.sweep("conversation_trace.jsonl", {"capacity_blocks": [1000, 10000, None],
+    ...                                                      "policy": ["lru"]})
+
+The trace is compiled once (once per block size for token traces), saved as an uncompressed .npz and memory-
+mapped by every worker, so a task ships a path and a configuration, never the trace. Rows come back in completion
+order, are appended to a checkpoint as they arrive (so an interrupted sweep resumes), and the final table is in
+grid order whatever ran it: every executor gives the same table, byte for byte.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import os
+import sys
+import tempfile
+import types
+from argparse import ArgumentTypeError
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import orjson
+import xxhash
+
+from cachesim.executors import make_executor
+from cachesim.replay import RATIO_DEFINITIONS, replay
+from cachesim.requests import BlockRequests, TokenRequests, TraceError
+from cachesim.trace import Trace, compile_trace
+
+__all__ = ["sweep", "run_sweep", "parse_grid", "load_grid", "SweepResult", "load_shared_trace",
+           "SWEEP_FORMAT", "DEFAULT_TOKEN_BLOCK_SIZE", "load_result", "run_task"]
+
+SWEEP_FORMAT = "cachesim-sweep"
+_CHECKPOINT_FORMAT = "cachesim-sweep-checkpoint"
+DEFAULT_TOKEN_BLOCK_SIZE = 16   # replay's default for token ids
+_NOT_AXES = {"trace", "impl", "keep_per_request"}
+_ALIASES = {"capacity": "capacity_blocks", "ttl": "ttl_s"}
+_NONE_WORDS = {"none", "null", "off", "unbounded", "inf", "infinite", ""}
+DEFINITIONS = {**RATIO_DEFINITIONS, "tokens_computed": "prompt tokens - hit tokens (prefill the cache did not save)"}
+
+
+# -- grids -----------------------------------------------------------------------------------------------------
+
+def axis_names() -> tuple[str, ...]:
+    """Every replay keyword a grid may vary (read off replay's signature, so new keywords are axes at once)."""
+    return tuple(n for n in inspect.signature(replay).parameters if n not in _NOT_AXES)
+
+
+def _parse_value(axis: str, value: Any) -> Any:
+    """One axis value from TOML or the command line: "100k" blocks, "5m" of TTL, "none"/"unbounded" for None."""
+    from cachesim.cli import parse_count, parse_seconds  # the CLI's own unit parsing, so both read alike
+
+    if value is None or isinstance(value, str) and value.strip().lower() in _NONE_WORDS:
+        if axis == "block_size":
+            raise ValueError("block_size must be a number of tokens, not none")
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"axis {axis}: expected a number or a name, got {value!r}")
+    try:
+        if axis in ("capacity_blocks", "block_size"):
+            return int(value) if isinstance(value, (int, np.integer)) else parse_count(str(value))
+        if axis == "ttl_s":
+            return float(value) if isinstance(value, (int, float)) else parse_seconds(str(value))
+    except (ArgumentTypeError, ValueError) as exc:  # the CLI parsers raise ArgumentTypeError
+        raise ValueError(f"axis {axis}: {exc}") from None
+    if axis == "warmup" and isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return value.strip() if isinstance(value, str) else value
+
+
+def parse_grid(grid: Mapping[str, Any]) -> dict[str, list]:
+    """Normalise a grid: canonical axis names, each a list of parsed values (a scalar is a one-value axis)."""
+    known = axis_names()
+    axes: dict[str, list] = {}
+    for raw_name, raw_values in grid.items():
+        name = _ALIASES.get(raw_name.replace("-", "_"), raw_name.replace("-", "_"))
+        if name not in known:
+            raise ValueError(f"unknown sweep axis {raw_name!r}; choose from {', '.join(known)} "
+                             f"(or the aliases {', '.join(_ALIASES)})")
+        if name in axes:
+            raise ValueError(f"sweep axis {name!r} is given twice")
+        values = raw_values if isinstance(raw_values, (list, tuple)) else [raw_values]
+        if isinstance(raw_values, str) and "," in raw_values:
+            values = raw_values.split(",")
+        if not values:
+            raise ValueError(f"sweep axis {name!r} has no values")
+        parsed = [_parse_value(name, v) for v in values]
+        duplicates = [v for i, v in enumerate(parsed) if v in parsed[:i]]
+        if duplicates:
+            raise ValueError(f"sweep axis {name!r} repeats {duplicates[0]!r}")
+        axes[name] = parsed
+    if not axes:
+        raise ValueError("the sweep grid is empty: give at least one axis, e.g. capacity_blocks = [1000, 10000]")
+    return axes
+
+
+def load_grid(path: str | Path) -> dict[str, list]:
+    """A grid from a TOML file of ``axis = [values]`` lines (a ``[grid]`` table, or top level)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise TraceError(f"cannot open: {exc.strerror}", file=str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise TraceError(f"malformed TOML: {exc}", file=str(path)) from None
+    data = data.get("grid", data)
+    try:
+        return parse_grid(data)
+    except ValueError as exc:
+        raise TraceError(str(exc), file=str(path)) from None
+
+
+def configurations(axes: Mapping[str, list]) -> list[dict[str, Any]]:
+    """The cartesian product in grid order (the first axis varies slowest)."""
+    names = list(axes)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
+
+
+def config_id(params: Mapping[str, Any]) -> str:
+    """A stable text key of one configuration (checkpoint lines are matched on it)."""
+    return orjson.dumps(params, option=orjson.OPT_SORT_KEYS).decode()
+
+
+# -- sharing the compiled trace --------------------------------------------------------------------------------
+
+_SHARED: dict[tuple[str, int], Trace] = {}
+
+
+def load_shared_trace(path: str | Path) -> Trace:
+    """A trace saved by :meth:`Trace.save`, its block keys memory-mapped (read-only); cached per process, so
+    each worker maps the file once however many tasks it runs. A recompressed .npz is read instead."""
+    path = str(path)
+    key = (path, os.stat(path).st_mtime_ns)
+    trace = _SHARED.get(key)
+    if trace is not None:
+        return trace
+    trace = Trace.load(path, mmap=True)  # the block keys, the bulk of a trace, are mapped, not read
+    trace.meta["shared_path"] = os.path.abspath(path)
+    if len(_SHARED) >= 8:  # a worker that serves many sweeps keeps only recent traces mapped
+        _SHARED.pop(next(iter(_SHARED)))
+    _SHARED[key] = trace
+    return trace
+
+
+def _forget(directory: Path) -> None:
+    """Drop this process's mappings of files under ``directory`` (about to be deleted)."""
+    for key in [k for k in _SHARED if Path(k[0]).resolve().is_relative_to(directory)]:
+        del _SHARED[key]
+
+
+def fingerprint(trace: Trace) -> str:
+    """XXH3 of the columns a replay reads: a checkpoint resumes only against the same trace."""
+    h = xxhash.xxh3_64()
+    for column in (trace.t, trace.tenant, trace.prompt_tokens, trace.block_offsets, trace.block_keys,
+                   trace.block_tokens):
+        h.update(np.ascontiguousarray(column).view(np.uint8))
+    h.update(orjson.dumps([trace.block_size, trace.tenant_names]))
+    return h.hexdigest()
+
+
+# -- the task a worker runs ------------------------------------------------------------------------------------
+
+def _flatten(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """Summary metrics as flat columns (nested counts become ``evictions_capacity`` etc.)."""
+    row: dict[str, Any] = {}
+    for key, value in summary.items():
+        if key in ("definitions", "warmup"):
+            continue
+        if isinstance(value, Mapping):
+            for sub, v in value.items():
+                row[f"{key}_{sub}"] = v
+        else:
+            row[key] = value
+    row["tokens_computed"] = summary["prompt_tokens"] - summary["hit_tokens"]
+    return row
+
+
+def run_task(task: tuple) -> tuple:
+    """Replay one configuration of a shared trace: (index, trace path, replay keywords) -> (index, metrics,
+    hits_from or None). Module level and free of closures, so every executor can pickle it."""
+    index, path, params = task
+    trace = load_shared_trace(path)
+    result = replay(trace, keep_per_request=False, **params)
+    metrics = {"block_size": result.block_size, **_flatten(result.summary())}
+    hits = None
+    if len(result.tenant_names) > 1:
+        hits = {"tenants": list(result.tenant_names), "tokens": result.hits_from.tolist()}
+    return index, metrics, hits
+
+
+# -- results ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class SweepResult:
+    """A finished sweep: one row per configuration (axes then metrics), in grid order."""
+
+    axes: dict[str, list]
+    rows: list[dict[str, Any]]
+    trace: dict[str, Any]
+    interference: dict[int, dict] = field(default_factory=dict)   # row index -> {"tenants", "tokens"}
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.rows[0]) if self.rows else list(self.axes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": SWEEP_FORMAT, "version": 1, "trace": self.trace, "axes": self.axes,
+                "columns": self.columns, "rows": self.rows, "definitions": DEFINITIONS,
+                "interference": [{"row": i, **m} for i, m in sorted(self.interference.items())]}
+
+    def to_json(self) -> str:
+        return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2).decode()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "<data>") -> "SweepResult":
+        if data.get("kind") != SWEEP_FORMAT:
+            raise TraceError(f"not a cachesim sweep result (kind {data.get('kind')!r})", file=source)
+        interference = {int(m["row"]): {"tenants": m["tenants"], "tokens": m["tokens"]}
+                        for m in data.get("interference", [])}
+        return cls(axes=dict(data["axes"]), rows=list(data["rows"]), trace=dict(data["trace"]),
+                   interference=interference)
+
+    def to_frame(self):
+        """A pandas DataFrame (needs the ``sweep`` extra); trace and axes ride along in ``.attrs``."""
+        import pandas as pd
+
+        frame = pd.DataFrame(self.rows, columns=self.columns)
+        frame.attrs["cachesim"] = {"trace": self.trace, "axes": self.axes,
+                                   "interference": {str(k): v for k, v in self.interference.items()}}
+        return frame
+
+    def write(self, path: str | Path) -> None:
+        """CSV, JSON or Parquet by the file's suffix."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix == ".json":
+            path.write_text(self.to_json() + "\n")
+        elif suffix == ".csv":
+            import csv
+
+            with open(path, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=self.columns, lineterminator="\n")
+                writer.writeheader()
+                writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in self.rows)
+        elif suffix in (".parquet", ".pq"):
+            try:
+                frame = self.to_frame()
+                frame.attrs = {}  # trace/axes are in the JSON output; parquet keeps plain columns
+                frame.to_parquet(path, index=False)
+            except ImportError:
+                raise ValueError("Parquet output needs the 'sweep' extra: pip install 'cachesim[sweep]'") from None
+        else:
+            raise ValueError(f"{path}: unknown output format {suffix or '(none)'}; use .csv, .json or .parquet")
+
+
+# -- checkpoints -----------------------------------------------------------------------------------------------
+
+def _read_checkpoint(path: Path, trace_fingerprint: str) -> dict[str, tuple[dict, dict | None]]:
+    """Finished configurations of an interrupted sweep: config id -> (metrics, hits_from)."""
+    done: dict[str, tuple[dict, dict | None]] = {}
+    lines = path.read_bytes().split(b"\n")
+    for line_no, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            if line_no == len(lines):  # the line being written when the sweep was stopped
+                break
+            raise TraceError("malformed checkpoint line", file=str(path), line=line_no) from None
+        if line_no == 1:
+            if record.get("kind") != _CHECKPOINT_FORMAT:
+                raise TraceError("not a cachesim sweep checkpoint", file=str(path), line=1)
+            if record.get("trace") != trace_fingerprint:
+                raise TraceError("this checkpoint is from a different trace; delete it to start afresh",
+                                 file=str(path), line=1)
+            continue
+        done[record["id"]] = (record["metrics"], record.get("hits_from"))
+    return done
+
+
+class _Checkpoint:
+    def __init__(self, path: Path, trace_fingerprint: str, append: bool):
+        self.path = path
+        self.handle = open(path, "ab" if append else "wb")
+        if not append or path.stat().st_size == 0:
+            self._write({"kind": _CHECKPOINT_FORMAT, "version": 1, "trace": trace_fingerprint})
+
+    def _write(self, record: dict) -> None:
+        self.handle.write(orjson.dumps(record) + b"\n")
+        self.handle.flush()
+
+    def add(self, cid: str, metrics: dict, hits: dict | None) -> None:
+        self._write({"id": cid, "metrics": metrics, "hits_from": hits})
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+# -- preparing the traces --------------------------------------------------------------------------------------
+
+def _block_size_of(params: Mapping[str, Any], default: int, tokens: bool) -> int:
+    """The block size a configuration replays at: its own, else its preset's (token traces only: id traces keep
+    theirs, as replay does), else the default."""
+    if params.get("block_size") is not None:
+        return int(params["block_size"])
+    if tokens and params.get("preset") is not None:
+        from cachesim.presets import get_preset
+
+        return get_preset(params["preset"]).block_size
+    return default
+
+
+def _source(trace: Any, label: str | None, format: str | None) -> tuple[Any, str, Any]:
+    """(what to compile or replay, a label, the read result for locating errors)."""
+    if isinstance(trace, (str, Path)):
+        path = Path(trace)
+        if path.suffix == ".npz":
+            return load_shared_trace(path), label or str(path), None
+        from cachesim.readers import read_requests
+
+        read = read_requests(path, format=format)
+        return read.requests, label or str(path), read
+    if isinstance(trace, (Trace, TokenRequests, BlockRequests)):
+        return trace, label or type(trace).__name__, None
+    raise TypeError(f"cannot sweep {type(trace).__name__}; expected a path, a Trace, TokenRequests or "
+                    "BlockRequests")
+
+
+def _compile_all(source: Any, label: str, read: Any, block_sizes: list[int]) -> dict[int, Trace]:
+    """One compiled trace per block size the grid needs; only token ids can be cut at more than one."""
+    if isinstance(source, TokenRequests):
+        out = {}
+        for size in block_sizes:
+            try:
+                out[size] = compile_trace(source, size, sort=True)
+            except TraceError as exc:
+                raise (read.locate(exc) if read is not None else exc) from None
+        return out
+    if isinstance(source, BlockRequests):
+        try:
+            source = compile_trace(source, sort=True)
+        except TraceError as exc:
+            raise (read.locate(exc) if read is not None else exc) from None
+    fixed = source.block_size
+    others = [b for b in block_sizes if b != fixed]
+    if others:
+        what = "block ids from the trace" if source.block_source == "ids" else "a compiled trace"
+        raise ValueError(f"{label}: cannot sweep block sizes {sorted(set(block_sizes))}: its blocks are fixed at "
+                         f"{fixed} tokens ({what}); a block-size axis needs a trace of token ids")
+    return {fixed: source}
+
+
+def _check_configs(configs: list[dict], traces: dict[int, Trace], block_of: dict[str, int]) -> None:
+    """Validate every configuration before running any: replay an empty trace with it, so exactly replay's own
+    checks (CacheConfig: policy names, capacities, TTLs...) apply, and new policies need no change here."""
+    seen = set()
+    for params in configs:
+        cid = config_id(params)
+        if cid in seen:
+            continue
+        seen.add(cid)
+        trace = traces[block_of[cid]]
+        try:
+            replay(trace.slice(0, 0), keep_per_request=False, **params)
+        except (ValueError, TraceError) as exc:
+            shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
+            raise ValueError(f"sweep configuration ({shown}): {exc}") from None
+
+
+def _trace_info(label: str, traces: dict[int, Trace], fp: str) -> dict[str, Any]:
+    first = next(iter(traces.values()))
+    return {"label": label, "requests": first.n_requests, "tenants": len(first.tenant_names),
+            "block_source": first.block_source, "block_sizes": sorted(traces),
+            "blocks": {str(b): t.n_blocks for b, t in sorted(traces.items())}, "fingerprint": fp}
+
+
+# -- the sweep -------------------------------------------------------------------------------------------------
+
+def run_sweep(trace: Any, grid: Mapping[str, Any] | str | Path, executor: Any = None, *, workers: int | None = None,
+              checkpoint: str | Path | None = None, resume: bool = False, progress: bool | None = None,
+              shared_dir: str | Path | None = None, label: str | None = None,
+              format: str | None = None) -> SweepResult:
+    """Run every configuration of ``grid`` on ``trace``; see :func:`sweep`. Returns a :class:`SweepResult`."""
+    axes = load_grid(grid) if isinstance(grid, (str, Path)) else parse_grid(grid)
+    configs = configurations(axes)
+    source, label, read = _source(trace, label, format)
+    tokens = isinstance(source, TokenRequests)
+    default_block = DEFAULT_TOKEN_BLOCK_SIZE if tokens else source.block_size
+    block_of = {config_id(p): _block_size_of(p, default_block, tokens) for p in configs}
+    traces = _compile_all(source, label, read, sorted(set(block_of.values())))
+    _check_configs(configs, traces, block_of)
+    fp = xxhash.xxh3_64(orjson.dumps([fingerprint(t) for _, t in sorted(traces.items())])).hexdigest()
+
+    done: dict[str, tuple[dict, dict | None]] = {}
+    if checkpoint is not None:
+        checkpoint = Path(checkpoint)
+        if checkpoint.exists() and checkpoint.stat().st_size:
+            if not resume:
+                raise ValueError(f"{checkpoint}: an interrupted sweep left this checkpoint; pass resume=True "
+                                 "(--resume) to continue it, or delete it to start afresh")
+            done = _read_checkpoint(checkpoint, fp)
+    elif resume:
+        raise ValueError("resume needs a checkpoint file (the CLI keeps one beside the output)")
+
+    metrics: dict[int, dict] = {}
+    interference: dict[int, dict] = {}
+    todo = []
+    for index, params in enumerate(configs):
+        previous = done.get(config_id(params))
+        if previous is not None:
+            metrics[index] = previous[0]
+            if previous[1] is not None:
+                interference[index] = previous[1]
+        else:
+            todo.append((index, params))
+
+    if todo:
+        with tempfile.TemporaryDirectory(prefix="cachesim-sweep-", dir=shared_dir) as tmp:
+            paths = {}
+            for size, compiled in traces.items():
+                mapped = compiled.meta.get("shared_path")
+                if mapped is None:
+                    mapped = str(Path(tmp).resolve() / f"trace-b{size}.npz")
+                    compiled.save(mapped)
+                paths[size] = mapped
+            tasks = [(index, paths[block_of[config_id(params)]], params) for index, params in todo]
+            sink = _Checkpoint(checkpoint, fp, append=bool(done)) if checkpoint is not None else None
+            try:
+                _execute(tasks, configs, executor, workers, progress, len(configs) - len(todo), sink, metrics,
+                         interference)
+            finally:
+                if sink is not None:
+                    sink.close()
+                _forget(Path(tmp).resolve())  # the serial executor mapped them here; free the space
+
+    rows = [{**params, **_metrics_without_axes(metrics[i], params)} for i, params in enumerate(configs)]
+    return SweepResult(axes=axes, rows=rows, trace=_trace_info(label, traces, fp), interference=interference)
+
+
+def _metrics_without_axes(metrics: dict, params: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k not in params}
+
+
+def _execute(tasks, configs, executor, workers, progress, already_done, sink, metrics, interference) -> None:
+    runner, owned = make_executor(executor, workers)
+    bar = _progress_bar(progress, len(configs), already_done, runner.name)
+    try:
+        for index, row, hits in runner.run(run_task, tasks):
+            metrics[index] = row
+            if hits is not None:
+                interference[index] = hits
+            if sink is not None:
+                sink.add(config_id(configs[index]), row, hits)
+            if bar is not None:
+                shown = ", ".join(f"{k}={v}" for k, v in configs[index].items())
+                bar[0].update(bar[1], advance=1, last=shown)
+    finally:
+        if bar is not None:
+            bar[0].stop()
+        if owned:
+            runner.close()
+
+
+def _progress_bar(progress: bool | None, total: int, completed: int, name: str):
+    """One rich bar on a terminal (stderr); nothing when piped unless asked for."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    if progress is False or (progress is None and not console.is_terminal):
+        return None
+    bar = Progress(TextColumn("[bold]sweep[/bold] on {task.fields[runner]}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), TextColumn("{task.fields[last]}"), console=console, transient=False)
+    task = bar.add_task("sweep", total=total, completed=completed, runner=name, last="")
+    bar.start()
+    return bar, task
+
+
+def sweep(trace: Any, grid: Mapping[str, Any] | str | Path, executor: Any = None, **options: Any):
+    """Replay ``trace`` under every configuration of ``grid`` and return a tidy table.
+
+    ``trace``: a path (any readable trace or a compiled .npz), a :class:`Trace`, or raw Token/BlockRequests.
+    ``grid``: a mapping axis -> values (or a TOML file of them). Axes are replay's keywords — capacity_blocks
+    (None = unbounded), policy, ttl_s, block_size (token traces only), hit_cap, isolation, warmup, preset —
+    with the aliases ``capacity`` and ``ttl`` and units as on the command line ("100k", "5m", "unbounded").
+    ``executor``: None (local processes), "serial", "dask", "tcp://HOST:PORT", "ray", a distributed.Client, or a
+    concurrent.futures executor. Options: workers, checkpoint (+ resume), progress, shared_dir (where the
+    memory-mapped traces go: a directory every worker sees, for a remote cluster), label, format (of a path).
+
+    Returns a pandas DataFrame (``.attrs["cachesim"]`` holds the trace and axes) when pandas is installed,
+    otherwise the list of row dicts. :func:`run_sweep` returns the :class:`SweepResult` itself.
+    """
+    result = run_sweep(trace, grid, executor, **options)
+    try:
+        return result.to_frame()
+    except ImportError:
+        return result.rows
+
+
+def checkpoint_path(out: str | Path) -> Path:
+    """Where the CLI checkpoints a sweep that writes ``out``."""
+    out = Path(out)
+    return out.with_name(out.name + ".partial.jsonl")
+
+
+SCREEN_METRICS = ("token_hit_ratio", "block_hit_ratio", "request_hit_ratio", "tokens_computed", "evictions_capacity",
+                  "peak_occupancy_blocks")
+
+
+def print_sweep(result: SweepResult, console=None) -> None:
+    """The table on screen: the axes that vary, then the headline metrics."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    t = result.trace
+    console.print(f"[bold]cachesim sweep[/bold] — {t['label']}: {t['requests']:,} requests, "
+                  f"{len(result.rows)} configurations")
+    table = Table(header_style="bold")
+    axes = [a for a in result.axes]
+    for name in (*axes, *SCREEN_METRICS):
+        table.add_column(name.replace("_", " "), justify="left" if name in ("policy", "preset") else "right")
+    for row in result.rows:
+        table.add_row(*(format_cell(name, row.get(name)) for name in (*axes, *SCREEN_METRICS)))
+    console.print(table)
+
+
+def format_cell(name: str, value: Any) -> str:
+    """A table cell as people read it: ratios to 4 places, counts with separators, None as unbounded/none."""
+    if value is None:
+        return "unbounded" if name == "capacity_blocks" else "none"
+    if isinstance(value, float):
+        return f"{value:.4f}" if name.endswith("ratio") else f"{value:g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def load_result(path: str | Path) -> SweepResult:
+    """A sweep result saved as JSON."""
+    try:
+        data = orjson.loads(Path(path).read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise TraceError(f"malformed JSON: {exc}", file=str(path)) from None
+    return SweepResult.from_dict(data, source=str(path))
+
+
+
+class _CallableModule(types.ModuleType):
+    """``cachesim.sweep(trace, grid)`` calls :func:`sweep`, while ``cachesim.sweep`` stays this module (so
+    ``import cachesim.sweep as s`` and pickled references to its functions keep working)."""
+
+    def __call__(self, trace: Any, grid: Mapping[str, Any] | str | Path, executor: Any = None, **options: Any):
+        return sweep(trace, grid, executor, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule
