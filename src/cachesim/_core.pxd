@@ -4,6 +4,10 @@
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
 
+# XXH3_64 with a seed, as resolved from the xxhash extension at import (other compiled modules cimport it).
+cdef uint64_t xxh3_64_seeded(const void* data, size_t length, uint64_t seed) noexcept nogil
+
+
 # One cached block: 16 bytes. The owner and (with a TTL) the expiry time live in parallel arrays, so the hot
 # struct stays small and a cache without a TTL pays nothing for one.
 cdef struct Entry:

@@ -81,6 +81,11 @@ cdef _resolve_xxh3():
 
 _resolve_xxh3()
 
+
+cdef uint64_t xxh3_64_seeded(const void* data, size_t length, uint64_t seed) noexcept nogil:
+    return _xxh3(data, length, seed)
+
+
 if sys.byteorder != "little":  # keys hash the little-endian bytes, which on this platform are the memory bytes
     raise ImportError("cachesim's core supports little-endian machines only")
 

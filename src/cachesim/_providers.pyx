@@ -29,43 +29,12 @@ from libcpp.deque cimport deque
 from libcpp.utility cimport pair
 from libcpp.vector cimport vector
 
-import sys
 
 import numpy as np
 
-# ---------------------------------------------------------------------------------------------------------------
-# XXH3 from the xxhash extension (the same resolution as the core's: dlsym of the installed wheel's symbol, checked
-# against xxhash's Python API so keys are bit-identical with the reference's ``xxhash.xxh3_64_intdigest``)
-
-cdef extern from "<dlfcn.h>" nogil:
-    void* dlopen(const char* filename, int flags)
-    void* dlsym(void* handle, const char* symbol)
-    int RTLD_NOW
-    int RTLD_LOCAL
-
-ctypedef uint64_t (*xxh3_fn)(const void* data, size_t length, uint64_t seed) noexcept nogil
-
-cdef xxh3_fn _xxh3 = NULL
-
-
-cdef _resolve_xxh3():
-    global _xxh3
-    import xxhash
-    import xxhash._xxhash as ext
-    cdef bytes path = ext.__file__.encode()
-    cdef void* handle = dlopen(path, RTLD_NOW | RTLD_LOCAL)
-    cdef void* fn = dlsym(handle, b"XXH3_64bits_withSeed") if handle != NULL else NULL
-    if fn == NULL:
-        raise ImportError(f"cachesim: cannot resolve XXH3_64bits_withSeed in {ext.__file__}")
-    _xxh3 = <xxh3_fn> fn
-    probe = b"cachesim provider probe"
-    if _xxh3(<const char*> probe, len(probe), 7) != xxhash.xxh3_64_intdigest(probe, seed=7):
-        raise ImportError("cachesim: the resolved XXH3 disagrees with xxhash.xxh3_64_intdigest")
-
-
-_resolve_xxh3()
-if sys.byteorder != "little":
-    raise ImportError("cachesim's provider loops support little-endian machines only")
+# XXH3 comes from the core (the xxhash extension's own function, resolved once there): keys stay bit-identical
+# with xxhash.xxh3_64_intdigest, as the reference's are.
+from cachesim._core cimport xxh3_64_seeded as _xxh3
 
 cdef enum:
     UNIT = 16
