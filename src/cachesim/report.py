@@ -62,14 +62,25 @@ def print_replay(result: Result, trace: Trace, label: str, console: Console | No
     console.print(table)
     tenants = result.per_tenant()
     if len(tenants) > 1:
-        t = Table(title="per tenant (token hit ratio; hit tokens from other tenants' entries)", header_style="bold")
-        for col in ("tenant", "requests", "prompt tokens", "token hit ratio", "from others"):
-            t.add_column(col, justify="left" if col == "tenant" else "right")
+        attributed = result.lost_to is not None
+        t = Table(title="per tenant: tokens hit in other tenants' entries" +
+                  ("; tokens lost to others' evictions (top evictor) and to the TTL" if attributed else ""),
+                  header_style="bold")
+        columns = ["tenant", "requests", "prompt tokens", "token hit ratio", "hit from others"]
+        if attributed:
+            columns += ["lost to others", "top evictor", "lost to TTL"]
+        for col in columns:
+            t.add_column(col, justify="left" if col in ("tenant", "top evictor") else "right")
         ranked = sorted(tenants.items(), key=lambda kv: -kv[1]["prompt_tokens"])
         for name, row in ranked[:MAX_TENANT_ROWS]:
             others = sum(v for owner, v in row["hits_from"].items() if owner != name)
-            t.add_row(name, f"{row['requests']:,}", f"{row['prompt_tokens']:,}", f"{row['token_hit_ratio']:.4f}",
-                      f"{others:,}")
+            cells = [name, f"{row['requests']:,}", f"{row['prompt_tokens']:,}", f"{row['token_hit_ratio']:.4f}",
+                     f"{others:,}"]
+            if attributed:
+                lost = {k: v for k, v in row["lost_to"].items() if k not in ("ttl", name)}
+                top = max(lost, key=lost.get) if lost else ""
+                cells += [f"{sum(lost.values()):,}", top, f"{row['lost_to'].get('ttl', 0):,}"]
+            t.add_row(*cells)
         if len(ranked) > MAX_TENANT_ROWS:
             t.caption = f"{len(ranked) - MAX_TENANT_ROWS} more tenants in the JSON output"
         console.print(t)
