@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 import cachesim
-from cachesim.replay import tenant_seed
 from cachesim.requests import TokenRequests
 from conftest import MOONCAKE_CONVERSATION, require_shared
+from cachesim.testing import engine_keys
 from strategies import prompts, token_request_streams
 
 OUTPUTS = ("hit_tokens", "hit_blocks", "inserted_blocks", "evicted_blocks", "expired_blocks", "uncached_blocks")
@@ -42,13 +41,6 @@ class CoreMatchesReference(RuleBasedStateMachine):
         self.parent: dict[int, int | None] = {}   # engine key -> engine key of its parent block (None at the root)
         self.ever_cached: set[int] = set()
 
-    def _engine_keys(self, trace, tenant_name):
-        keys = [int(k) for k in trace.block_keys]
-        if self.config.isolation == "tenant":
-            seed = tenant_seed(tenant_name)
-            keys = [xxhash.xxh3_64_intdigest(k.to_bytes(8, "little"), seed=seed) for k in keys]
-        return keys
-
     @rule(data=st.data(), gap=st.sampled_from([0.0, 0.0, 0.25, 1.0, 3.0]), tenant=st.integers(0, 2))
     def request(self, data, gap, tenant):
         prompt = data.draw(prompts(self.pool, max_tokens=24))
@@ -56,7 +48,7 @@ class CoreMatchesReference(RuleBasedStateMachine):
         name = f"tenant-{tenant}"
         trace = cachesim.compile_trace(TokenRequests.from_lists([prompt], t=[self.t], tenant=[name]),
                                        self.block_size)
-        keys = self._engine_keys(trace, name)
+        keys = engine_keys(trace, 0, self.config.isolation)
         for i, key in enumerate(keys):
             self.parent[key] = keys[i - 1] if i else None
         before = set(self.ever_cached)

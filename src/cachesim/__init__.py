@@ -12,6 +12,7 @@ from cachesim import _impl
 if _impl.default_impl() == "core":
     _impl.load("core")
 
+from cachesim.policies import BUILTIN_POLICIES, Policy  # noqa: E402
 from cachesim.presets import PRESETS, EnginePreset, get_preset  # noqa: E402
 from cachesim.replay import (  # noqa: E402
     POLICIES,
@@ -29,7 +30,8 @@ from cachesim import sweep  # noqa: E402  (a callable module: cachesim.sweep(tra
 __version__ = "0.1.0"
 
 __all__ = [
-    "BlockRequests", "CacheConfig", "EnginePreset", "POLICIES", "PRESETS", "RATIO_DEFINITIONS", "Result",
+    "BUILTIN_POLICIES", "BlockRequests", "CacheConfig", "EnginePreset", "POLICIES", "PRESETS", "Policy",
+    "RATIO_DEFINITIONS", "Result",
     "Simulator", "TokenRequests", "Trace", "TraceError", "compile_trace", "get_preset", "replay",
     "TraceStream", "detect_format", "read_trace",
     "sweep",

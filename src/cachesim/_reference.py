@@ -110,6 +110,7 @@ class _RecentKeys:
 
 @dataclass
 class _Entry:
+    key: int                # chained block key
     stamp: int              # global use counter at the last stamping
     expires_at: float       # t of last use + ttl
     owner: int              # tenant that inserted it
@@ -126,8 +127,10 @@ class Engine:
     def __init__(self, capacity_blocks=None, ttl_s=None, hit_cap=None, block_size=1, warmup_requests=0,
                  warmup_s=0.0, n_tenants=1, policy="lru", victims="leaves", interference=False,
                  ghost_blocks=None):
-        if policy not in POLICY_NAMES:
+        if isinstance(policy, str) and policy not in POLICY_NAMES:
             raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICY_NAMES)}")
+        if not isinstance(policy, str) and not callable(getattr(policy, "choose", None)):
+            raise ValueError(f"a custom policy needs a choose(candidates) method; got {policy!r}")
         if victims not in ("leaves", "any"):
             raise ValueError(f"victims must be 'leaves' or 'any', not {victims!r}")
         self.policy = policy
@@ -282,7 +285,8 @@ class Engine:
                 self._remove(victim)
                 evicted += 1
             self.serial += 1
-            self.entries[key] = _Entry(stamp=-1, expires_at=math.inf, owner=tenant, insert_serial=self.serial,
+            self.entries[key] = _Entry(key=key, stamp=-1, expires_at=math.inf, owner=tenant,
+                                       insert_serial=self.serial,
                                        depth=i, parent_key=keys[i - 1] if i else None)
             self.evictors.discard(key)
             if self.policy == "sieve":
@@ -309,6 +313,7 @@ class Engine:
                 entry.freq += 1
                 if key not in new:
                     entry.visited = min(entry.visited + 1, 3) if self.policy == "s3fifo" else 1
+                self._hook("on_insert" if key in new else "on_use", key)
                 self.entries.move_to_end(key)
 
         if counted:
@@ -360,7 +365,22 @@ class Engine:
             return key
         return None
 
+    def _hook(self, name: str, key: int) -> None:
+        """Tell a custom policy (cachesim.policies.Policy) what happened to a block."""
+        if not isinstance(self.policy, str):
+            hook = getattr(self.policy, name, None)
+            if hook is not None:
+                hook(self.entries[key])
+
     def _victim(self, used: set) -> int | None:
+        if not isinstance(self.policy, str):
+            candidates = [e for k, e in self.entries.items() if self._candidate(k, used)]
+            if not candidates:
+                return None
+            victim = self.policy.choose(candidates)
+            if victim is not None and not any(e.key == victim for e in candidates):
+                raise ValueError(f"policy {self.policy!r} chose {victim!r}, which is not one of the candidates")
+            return victim
         if self.policy == "s3fifo":
             return self._s3fifo_victim(used)
         if self.policy == "lru":
@@ -387,6 +407,7 @@ class Engine:
         return None
 
     def _remove(self, key: int) -> None:
+        self._hook("on_remove", key)
         if self.victims == "any":
             self.orphaned_blocks += len(self._children(key))
         if self.policy == "sieve":

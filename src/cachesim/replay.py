@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Iterable
 
 import numpy as np
@@ -12,6 +12,7 @@ import orjson
 import xxhash
 
 from cachesim import _impl
+from cachesim.policies import describe
 from cachesim.presets import get_preset
 from cachesim.requests import BlockRequests, TokenRequests, TraceError
 from cachesim.trace import Trace, compile_trace
@@ -36,7 +37,7 @@ class CacheConfig:
     """How the emulated cache behaves (SEMANTICS §3-4). Validated on construction."""
 
     capacity_blocks: int | None = None   # block slots; None = unbounded
-    policy: str = "lru"
+    policy: Any = "lru"                  # a built-in name (POLICIES) or a custom cachesim.Policy (reference only)
     ttl_s: float | None = None           # uniform TTL refreshed on use; None = no expiry
     hit_cap: str | None = None           # "prompt-1": leave at least one prompt token to compute
     isolation: str | None = None         # "tenant": tenants never share entries
@@ -53,8 +54,12 @@ class CacheConfig:
             if self.capacity_blocks <= 0:
                 raise ValueError(f"capacity_blocks must be positive (or None for unbounded), "
                                  f"got {self.capacity_blocks}")
-        if self.policy not in POLICIES:
-            raise ValueError(f"unknown policy {self.policy!r}; choose one of {', '.join(POLICIES)}")
+        if isinstance(self.policy, str):
+            if self.policy not in POLICIES:
+                raise ValueError(f"unknown policy {self.policy!r}; choose one of {', '.join(POLICIES)}")
+        elif not callable(getattr(self.policy, "choose", None)):
+            raise ValueError(f"a policy is a name ({', '.join(POLICIES)}) or an object with a choose(candidates) "
+                             f"method (cachesim.Policy), not {self.policy!r}")
         if self.ttl_s is not None and not (isinstance(self.ttl_s, (int, float)) and self.ttl_s > 0
                                            and math.isfinite(self.ttl_s)):
             raise ValueError(f"ttl_s must be a positive number of seconds (or None), got {self.ttl_s!r}")
@@ -101,6 +106,9 @@ class Simulator:
                  keep_per_request: bool = True):
         self.config = config or CacheConfig()
         self.impl = impl or _impl.default_impl()
+        if not isinstance(self.config.policy, str) and self.impl != "reference":
+            raise ValueError(f"custom policy {describe(self.config.policy)!r} runs on the reference engine only (the "
+                             "slow path, see cachesim.policies): pass impl='reference'")
         self._module = _impl.load(self.impl)
         self.keep_per_request = keep_per_request
         self.tenant_names: list[str] = []
@@ -277,7 +285,8 @@ class Result:
 
     def to_dict(self, per_request: bool = False) -> dict[str, Any]:
         data = {
-            "config": asdict(self.config),
+            "config": {**{f.name: getattr(self.config, f.name) for f in fields(self.config)},
+                       "policy": describe(self.config.policy)},
             "impl": self.impl,
             "block_size": self.block_size,
             "block_source": self.block_source,

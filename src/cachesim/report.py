@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from cachesim.policies import describe
 from cachesim.replay import RATIO_DEFINITIONS, Result
 from cachesim.trace import Trace
 
@@ -19,7 +20,7 @@ def describe_config(result: Result) -> str:
     cfg = result.config
     capacity = "unbounded" if cfg.capacity_blocks is None else f"{cfg.capacity_blocks:,} blocks"
     ttl = "no TTL" if cfg.ttl_s is None else f"TTL {cfg.ttl_s:g} s"
-    parts = [cfg.policy.upper(), f"capacity {capacity}", ttl, f"hit cap {cfg.hit_cap or 'none'}"]
+    parts = [describe(cfg.policy).upper(), f"capacity {capacity}", ttl, f"hit cap {cfg.hit_cap or 'none'}"]
     if cfg.isolation:
         parts.append(f"isolation per {cfg.isolation}")
     parts.append(f"{result.impl} engine")
