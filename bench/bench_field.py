@@ -18,6 +18,7 @@ from cachesim import _core
 from conftest import report
 from field import engine, libcachesim_driver as lcs_driver
 from field.baselines import ordered_dict_lru_misses, vllm_style_keys, xxhash_loop_keys
+from field.goals import goals_markdown
 from field.results import load, record, table, write_section
 from field.timing import timed
 from field.streams import MOONCAKE, mooncake_block_ids, mix64, one_block_requests, zipf_ids
@@ -32,6 +33,7 @@ def _render() -> None:
                      row["check"], row["measured"]])
     write_section("field", table(["comparison", "workload", "cachesim", "baseline", "cachesim / baseline",
                                   "same answer", "measured"], rows) + f"\n\nMachine: {data['_machine']}.")
+    write_section("goals", goals_markdown())
 
 
 def _lru_versus_libcachesim(benchmark, tmp_path, name: str, workload: str, keys: np.ndarray, capacity: int,

@@ -1,13 +1,14 @@
 """How the engine scales: time per block against stream length and against capacity, and memory per cached block.
 
 Run (with the bench extra: pip install -e '.[test,bench]'):
-    python -m pytest bench/bench_scaling.py --benchmark-only -s      (about 4 minutes; ~4 GB of memory)
-CACHESIM_SCALING_MAX_BLOCKS=1e7 leaves out the 10^8-block point (it needs ~2 GB and a minute or two).
+    python -m pytest bench/bench_scaling.py --benchmark-only -s      (about 6 minutes; ~4 GB of memory)
+CACHESIM_SCALING_MAX_BLOCKS=1e7 leaves out the 10^8-block point (it needs ~2 GB and a few minutes).
 
-Workload: the stationary prefix workload of field.streams.prefix_requests (Zipf(0.9) conversations re-sending
-prefixes of up to 64 blocks). Points are timed in CPU time of the calling thread (field.timing: the machine is
-shared), interleaved round by round, and the fastest round kept. Plots go to bench/plots/, the table to
-docs/performance.md.
+Workloads: "prefix" is the stationary workload of field.streams.prefix_requests (Zipf(0.9) conversations
+re-sending prefixes of up to 64 blocks; about half the blocks miss); "agent" is the lead's multi_turn_ids
+(workloads.py: sessions re-sending a shared system prompt and their whole history; most blocks hit). Points are
+timed in CPU time of the calling thread (field.timing: the machine is shared), interleaved round by round, and the
+fastest round kept. Plots go to bench/plots/, tables to docs/performance.md.
 """
 
 from __future__ import annotations
@@ -17,64 +18,67 @@ import tracemalloc
 
 import numpy as np
 
+import cachesim
 from conftest import report
 from field import engine
+from field.goals import goals_markdown
 from field.plots import line_plot
 from field.results import PLOTS, load, record, table, write_section
-from field.streams import mix64, one_block_requests, prefix_requests
+from field.streams import Batch, mix64, one_block_requests, prefix_requests
+from workloads import multi_turn_ids
 
 MAX_BLOCKS = int(float(os.environ.get("CACHESIM_SCALING_MAX_BLOCKS", "1e8")))
 LENGTHS = [n for n in (10**5, 10**6, 10**7, 10**8) if n <= MAX_BLOCKS]
-LENGTH_CAPACITY = 1_000_000
+# 10^4 blocks fill within the first 10^5-block point; 10^6 fill after ~1.6 M blocks, so the shorter streams
+# below that never evict and run cheaper: only the 10^7 and 10^8 points compare steady states
+LENGTH_CAPACITIES = [10_000, 1_000_000]
 CAPACITIES = [10**3, 10**4, 10**5, 10**6, 10**7]
-CAPACITY_STREAM_BLOCKS = 30_000_000
-CAPACITY_STREAM_CONVERSATIONS = 4_000_000  # ~12.6 M distinct blocks: the 10^7-block cache fills and evicts
+PREFIX_STREAM = dict(n_blocks=30_000_000, n_conversations=4_000_000, seed=1)  # ~12.6 M distinct: 10^7 fills
+AGENT_STREAM = dict(n_sessions=20_000, turns=20, new_blocks_per_turn=4, start_spread_s=2_000)  # 42 M blocks
 
 
-def _interleaved(batches: dict, capacity_of, rounds: int) -> dict:
-    """Fastest of `rounds` replays per point, the points taken in turn each round."""
+def _interleaved(points: dict, rounds: int) -> dict:
+    """Fastest of `rounds` replays per point ({key: (batch, capacity)}), the points taken in turn each round."""
     best: dict = {}
     for _ in range(rounds):
-        for key, batch in batches.items():
-            eng, hits, seconds = engine.replay(batch, capacity_of(key))
+        for key, (batch, capacity) in points.items():
+            eng, hits, seconds = engine.replay(batch, capacity)
             if key not in best or seconds < best[key]["seconds"]:
-                best[key] = dict(seconds=seconds, hits=hits, occupancy=eng.occupancy, blocks=batch.n_blocks)
+                best[key] = dict(seconds=seconds, hits=hits, occupancy=eng.occupancy, blocks=batch.n_blocks,
+                                 capacity=capacity)
     return best
+
+
+def _record_sweep(sweep: str, best: dict) -> None:
+    """Store and report each point of a sweep; best is keyed by (series, x)."""
+    for (series, x), b in sorted(best.items()):
+        p = dict(sweep=sweep, series=series, x=x, blocks=b["blocks"], capacity=b["capacity"],
+                 ns_per_block=b["seconds"] / b["blocks"] * 1e9, blocks_per_s=b["blocks"] / b["seconds"],
+                 hit_ratio=b["hits"] / b["blocks"], occupancy=b["occupancy"])
+        record("scaling", f"{sweep} {series} {x:>10}", p)
+        workload = f"{series} workload" if isinstance(series, str) else "prefix workload"
+        report(f"{sweep} sweep: {workload}, capacity {b['capacity']:,}, {b['blocks'] / 1e6:.1f} M blocks",
+               f"{p['blocks_per_s'] / 1e6:6.1f} M blocks/s ({p['ns_per_block']:.1f} ns/block), "
+               f"{p['occupancy']:,} cached, block hit ratio {p['hit_ratio']:.3f}")
+    _render()
 
 
 def test_time_per_block_vs_length(benchmark):
     batches = {n: prefix_requests(n) for n in LENGTHS}
-    best = benchmark.pedantic(_interleaved, args=(batches, lambda n: LENGTH_CAPACITY, 3), rounds=1)
-    ns = {n: best[n]["seconds"] / best[n]["blocks"] * 1e9 for n in LENGTHS}
-    reference = ns[10**6] if 10**6 in ns else ns[LENGTHS[0]]
-    for n in LENGTHS:
-        b = best[n]
-        record("scaling", f"length {n:>10}", dict(
-            sweep="length", x=n, blocks=b["blocks"], capacity=LENGTH_CAPACITY, ns_per_block=ns[n],
-            blocks_per_s=b["blocks"] / b["seconds"], hit_ratio=b["hits"] / b["blocks"], occupancy=b["occupancy"],
-            relative=ns[n] / reference))
-        report(f"scaling: {b['blocks']:,} blocks, capacity {LENGTH_CAPACITY:,}",
-               f"{ns[n]:6.1f} ns/block ({b['blocks'] / b['seconds'] / 1e6:.1f} M blocks/s), "
-               f"{ns[n] / reference:.2f}x the time per block at 10^6; block hit ratio {b['hits'] / b['blocks']:.3f}")
-    benchmark.extra_info.update(ns_per_block={str(n): ns[n] for n in LENGTHS})
-    _render()
+    points = {(c, n): (batches[n], c) for c in LENGTH_CAPACITIES for n in LENGTHS}
+    _record_sweep("length", benchmark.pedantic(_interleaved, args=(points, 2), rounds=1))
+
+
+def _agent_batch() -> Batch:
+    trace = cachesim.compile_trace(multi_turn_ids(**AGENT_STREAM))
+    return Batch(t=trace.t, tenant=trace.tenant, prompt_tokens=trace.prompt_tokens,
+                 block_offsets=trace.block_offsets, keys=trace.block_keys, block_tokens=trace.block_tokens)
 
 
 def test_throughput_vs_capacity(benchmark):
-    batch = prefix_requests(CAPACITY_STREAM_BLOCKS, n_conversations=CAPACITY_STREAM_CONVERSATIONS, seed=1)
-    best = benchmark.pedantic(_interleaved, args=({c: batch for c in CAPACITIES}, lambda c: c, 2), rounds=1)
-    reference = best[CAPACITIES[0]]["seconds"]
-    for c in CAPACITIES:
-        b = best[c]
-        record("scaling", f"capacity {c:>10}", dict(
-            sweep="capacity", x=c, blocks=b["blocks"], capacity=c, ns_per_block=b["seconds"] / b["blocks"] * 1e9,
-            blocks_per_s=b["blocks"] / b["seconds"], hit_ratio=b["hits"] / b["blocks"], occupancy=b["occupancy"],
-            relative=b["seconds"] / reference))
-        report(f"scaling: capacity {c:,} ({b['blocks'] / 1e6:.0f} M blocks)",
-               f"{b['blocks'] / b['seconds'] / 1e6:6.1f} M blocks/s, {b['occupancy']:,} cached, "
-               f"block hit ratio {b['hits'] / b['blocks']:.3f}; {b['seconds'] / reference:.2f}x the time at "
-               f"capacity {CAPACITIES[0]:,}")
-    _render()
+    streams = {"prefix": prefix_requests(**PREFIX_STREAM), "agent": _agent_batch()}
+    points = {(w, c): (streams[w], c) for w in streams for c in CAPACITIES}
+    _record_sweep("capacity", benchmark.pedantic(_interleaved, args=(points, 2), rounds=1))
 
 
 def test_memory_per_cached_block(benchmark):
@@ -104,47 +108,59 @@ def test_memory_per_cached_block(benchmark):
     assert per_block[10**7]["traced"] <= 40
 
 
+def _rows(data: dict, sweep: str) -> list[dict]:
+    return sorted((r for k, r in data.items() if not k.startswith("_") and r["sweep"] == sweep),
+                  key=lambda r: (str(r.get("series")), r["x"]))
+
+
+def _series(rows: list[dict], value) -> tuple[list, dict]:
+    names = list(dict.fromkeys(r["series"] for r in rows))
+    xs = sorted({r["x"] for r in rows})
+    out = {}
+    for name in names:
+        by_x = {r["x"]: value(r) for r in rows if r["series"] == name}
+        out[name] = [by_x.get(x, float("nan")) for x in xs]
+    return xs, out
+
+
+def _speed_table(rows: list[dict], first: str) -> str:
+    return table([first, "blocks", "capacity", "M blocks/s", "ns / block", "block hit ratio", "cached at end",
+                  "measured"],
+                 [[str(r["series"]) if first == "workload" else f"{r['series']:,}", f"{r['blocks']:,}",
+                   f"{r['capacity']:,}", f"{r['blocks_per_s'] / 1e6:.1f}", f"{r['ns_per_block']:.1f}",
+                   f"{r['hit_ratio']:.3f}", f"{r['occupancy']:,}", r["measured"]] for r in rows])
+
+
 def _render() -> None:
     data = load("scaling")
-    rows = {sweep: sorted((r for k, r in data.items() if not k.startswith("_") and r["sweep"] == sweep),
-                          key=lambda r: r["x"]) for sweep in ("length", "capacity", "memory")}
     parts = []
-    if rows["length"]:
-        r = rows["length"]
-        line_plot(PLOTS / "scaling_length.png", [x["blocks"] for x in r],
-                  {"ns per block": [x["ns_per_block"] for x in r]}, "blocks replayed",
-                  "ns per block (fastest round)",
-                  f"Time per block against stream length (capacity {LENGTH_CAPACITY:,} blocks)",
-                  goals={"20 M blocks/s goal (50 ns)": 50.0})
+    rows = _rows(data, "length")
+    if rows:
+        xs, series = _series(rows, lambda r: r["ns_per_block"])
+        line_plot(PLOTS / "scaling_length.png", xs, {f"capacity {k:,}": v for k, v in series.items()},
+                  "blocks replayed (prefix workload)", "ns per block (CPU, fastest round)",
+                  "Time per block against stream length", goals={"20 M blocks/s (50 ns)": 50.0})
         parts.append("### Time per block against stream length\n\n![time per block](../bench/plots/scaling_length.png)"
-                     "\n\n" + table(["blocks", "capacity", "ns / block", "M blocks/s", "block hit ratio",
-                                     "cached at end", "time per block / at 10^6", "measured"],
-                                    [[f"{x['blocks']:,}", f"{x['capacity']:,}", f"{x['ns_per_block']:.1f}",
-                                      f"{x['blocks_per_s'] / 1e6:.1f}", f"{x['hit_ratio']:.3f}",
-                                      f"{x['occupancy']:,}", f"{x['relative']:.2f}", x["measured"]] for x in r]))
-    if rows["capacity"]:
-        r = rows["capacity"]
-        line_plot(PLOTS / "scaling_capacity.png", [x["capacity"] for x in r],
-                  {"M blocks/s": [x["blocks_per_s"] / 1e6 for x in r]}, "capacity (blocks)",
-                  "M blocks/s (fastest round)", f"Throughput against capacity ({r[0]['blocks'] / 1e6:.0f} M blocks)",
+                     "\n\n" + _speed_table(rows, "series (capacity)"))
+    rows = _rows(data, "capacity")
+    if rows:
+        xs, series = _series(rows, lambda r: r["blocks_per_s"] / 1e6)
+        line_plot(PLOTS / "scaling_capacity.png", xs, {f"{k} workload": v for k, v in series.items()},
+                  "capacity (blocks)", "M blocks/s (CPU, fastest round)", "Throughput against capacity",
                   goals={"20 M/s goal (<= 1 M cached)": 20.0, "8 M/s goal (10 M cached)": 8.0})
         parts.append("### Throughput against capacity\n\n![throughput against capacity]"
-                     "(../bench/plots/scaling_capacity.png)\n\n" +
-                     table(["capacity", "blocks", "M blocks/s", "ns / block", "block hit ratio", "cached at end",
-                            f"time / at {r[0]['capacity']:,}", "measured"],
-                           [[f"{x['capacity']:,}", f"{x['blocks']:,}", f"{x['blocks_per_s'] / 1e6:.1f}",
-                             f"{x['ns_per_block']:.1f}", f"{x['hit_ratio']:.3f}", f"{x['occupancy']:,}",
-                             f"{x['relative']:.2f}", x["measured"]] for x in r]))
-    if rows["memory"]:
-        r = rows["memory"]
-        line_plot(PLOTS / "memory_per_block.png", [x["capacity"] for x in r],
-                  {"tracemalloc": [x["traced_bytes"] for x in r],
-                   "engine.memory_bytes()": [x["accounted_bytes"] for x in r]},
+                     "(../bench/plots/scaling_capacity.png)\n\n" + _speed_table(rows, "workload"))
+    rows = _rows(data, "memory")
+    if rows:
+        line_plot(PLOTS / "memory_per_block.png", [r["capacity"] for r in rows],
+                  {"tracemalloc": [r["traced_bytes"] for r in rows],
+                   "engine.memory_bytes()": [r["accounted_bytes"] for r in rows]},
                   "capacity (blocks, full)", "bytes per cached block", "Memory per cached block",
                   goals={"40-byte goal": 40.0})
         parts.append("### Memory per cached block\n\n![memory per cached block](../bench/plots/memory_per_block.png)"
                      "\n\n" + table(["capacity", "bytes / block (tracemalloc)", "bytes / block (memory_bytes)",
                                      "measured"],
-                                    [[f"{x['capacity']:,}", f"{x['traced_bytes']:.1f}", f"{x['accounted_bytes']:.1f}",
-                                      x["measured"]] for x in r]))
+                                    [[f"{r['capacity']:,}", f"{r['traced_bytes']:.1f}", f"{r['accounted_bytes']:.1f}",
+                                      r["measured"]] for r in rows]))
     write_section("scaling", "\n\n".join(parts) + f"\n\nMachine: {data['_machine']}.")
+    write_section("goals", goals_markdown())

@@ -17,7 +17,8 @@ def line_plot(path: Path, x: list, series: dict[str, list], xlabel: str, ylabel:
         ax.plot(x, ys, marker="o", label=label)
     for label, y in (goals or {}).items():
         ax.axhline(y, color="grey", linestyle="--", linewidth=1)
-        ax.annotate(label, (x[0], y), textcoords="offset points", xytext=(2, 3), fontsize=8, color="grey")
+        ax.annotate(label, (x[-1], y), textcoords="offset points", xytext=(0, 3), fontsize=8, color="grey",
+                    ha="right")
     ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
