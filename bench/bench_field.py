@@ -19,7 +19,7 @@ from conftest import report
 from field import engine, libcachesim_driver as lcs_driver
 from field.baselines import ordered_dict_lru_misses, vllm_style_keys, xxhash_loop_keys
 from field.goals import goals_markdown
-from field.results import load, record, table, write_section
+from field.results import load, ratio, record, table, write_section
 from field.timing import timed
 from field.streams import MOONCAKE, mooncake_block_ids, mix64, one_block_requests, zipf_ids
 
@@ -29,7 +29,7 @@ def _render() -> None:
     rows = []
     for name in sorted(k for k in data if not k.startswith("_")):
         row = data[name]
-        rows.append([name, row["workload"], row["cachesim"], row["baseline"], f"**{row['ratio']:.1f}x**",
+        rows.append([name, row["workload"], row["cachesim"], row["baseline"], f"**{ratio(row['ratio'])}**",
                      row["check"], row["measured"]])
     write_section("field", table(["comparison", "workload", "cachesim", "baseline", "cachesim / baseline",
                                   "same answer", "measured"], rows) + f"\n\nMachine: {data['_machine']}.")
