@@ -1,7 +1,7 @@
 """cachesim against the field: libCacheSim's LRU, an OrderedDict LRU, vLLM-style and Python-loop hashing.
 
 Run (with the bench extra: pip install -e '.[test,bench]'):
-    python -m pytest bench/bench_field.py --benchmark-only -s      (about 3 minutes; ~3 GB of memory)
+    python -m pytest bench/bench_field.py --benchmark-only -s      (1 to 2 minutes; ~3 GB of memory)
 
 Every comparison first checks that both sides compute the same thing (equal miss counts, equal keys), then times
 them interleaved in the same run, in CPU time of the calling thread (field.timing: the machine is shared, and wall

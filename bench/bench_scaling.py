@@ -1,8 +1,8 @@
 """How the engine scales: time per block against stream length and against capacity, and memory per cached block.
 
 Run (with the bench extra: pip install -e '.[test,bench]'):
-    python -m pytest bench/bench_scaling.py --benchmark-only -s      (about 6 minutes; ~4 GB of memory)
-CACHESIM_SCALING_MAX_BLOCKS=1e7 leaves out the 10^8-block point (it needs ~2 GB and a few minutes).
+    python -m pytest bench/bench_scaling.py --benchmark-only -s      (1 to 3 minutes; ~4.4 GB of memory)
+CACHESIM_SCALING_MAX_BLOCKS=1e7 leaves out the 10^8-block point (it needs ~1.5 GB and about a minute).
 
 Workloads: "prefix" is the stationary workload of field.streams.prefix_requests (Zipf(0.9) conversations
 re-sending prefixes of up to 64 blocks; about half the blocks miss); "agent" is the lead's multi_turn_ids
