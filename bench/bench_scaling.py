@@ -17,6 +17,7 @@ import os
 import tracemalloc
 
 import numpy as np
+import pytest
 
 import cachesim
 from conftest import report
@@ -26,6 +27,8 @@ from field.plots import line_plot
 from field.results import PLOTS, load, record, table, write_section
 from field.streams import Batch, mix64, one_block_requests, prefix_requests
 from workloads import multi_turn_ids
+
+pytest.importorskip("matplotlib", reason="the scaling plots need matplotlib (bench extra): pip install '.[bench]'")
 
 MAX_BLOCKS = int(float(os.environ.get("CACHESIM_SCALING_MAX_BLOCKS", "1e8")))
 LENGTHS = [n for n in (10**5, 10**6, 10**7, 10**8) if n <= MAX_BLOCKS]
