@@ -1,0 +1,133 @@
+"""cachesim against the field: libCacheSim's LRU, an OrderedDict LRU, vLLM-style and Python-loop hashing.
+
+Run (with the bench extra: pip install -e '.[test,bench]'):
+    python -m pytest bench/bench_field.py --benchmark-only -s      (1 to 2 minutes; ~3 GB of memory)
+
+Every comparison first checks that both sides compute the same thing (equal miss counts, equal keys), then times
+them interleaved in the same run, in CPU time of the calling thread (field.timing: the machine is shared, and wall
+time counts the waits for a core), and reports the ratio.
+Results go to bench/plots/field.json and the table in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cachesim import _core
+from conftest import report
+from field import engine, libcachesim_driver as lcs_driver
+from field.baselines import ordered_dict_lru_misses, vllm_style_keys, xxhash_loop_keys
+from field.goals import goals_markdown
+from field.results import load, ratio, record, table, write_section
+from field.timing import timed
+from field.streams import MOONCAKE, mooncake_block_ids, mix64, one_block_requests, zipf_ids
+
+
+def _render() -> None:
+    data = load("field")
+    rows = []
+    for name in sorted(k for k in data if not k.startswith("_")):
+        row = data[name]
+        rows.append([name, row["workload"], row["cachesim"], row["baseline"], f"**{ratio(row['ratio'])}**",
+                     row["check"], row["measured"]])
+    write_section("field", table(["comparison", "workload", "cachesim", "baseline", "cachesim / baseline",
+                                  "same answer", "measured"], rows) + f"\n\nMachine: {data['_machine']}.")
+    write_section("goals", goals_markdown())
+
+
+def _lru_versus_libcachesim(benchmark, tmp_path, name: str, workload: str, keys: np.ndarray, capacity: int,
+                            rounds: int, ordered_dict: bool) -> None:
+    pytest.importorskip("libcachesim", reason="libCacheSim is an optional bench dependency: pip install '.[bench]'")
+    batch = one_block_requests(keys)
+    path = lcs_driver.write_oracle_general(keys, tmp_path / "keys.oracleGeneral")
+    n = len(keys)
+    times = {"cachesim": [], "libcachesim": []}
+    answers = {}
+
+    def one_round():  # interleaved, so both sides see the same machine load
+        _, hits, seconds = engine.replay(batch, capacity)
+        misses = n - hits
+        answers["cachesim"] = misses
+        times["cachesim"].append(seconds)
+        miss_ratio, seconds = lcs_driver.lru_replay(path, capacity)
+        answers["libcachesim"] = miss_ratio
+        times["libcachesim"].append(seconds)
+
+    benchmark.pedantic(one_round, rounds=rounds, warmup_rounds=0)
+    cachesim_s, lcs_s = min(times["cachesim"]), min(times["libcachesim"])
+    misses = answers["cachesim"]
+    # libCacheSim reports a float ratio of misses to requests (objects of 1 byte: object and byte ratios agree)
+    assert abs(answers["libcachesim"] * n - misses) < 0.5, (answers, n)
+    check = f"miss ratio {misses / n:.4f} both"
+    if ordered_dict:
+        od_misses, od_s = timed(ordered_dict_lru_misses, keys.tolist(), capacity)
+        assert od_misses == misses
+        record("field", f"{name}, OrderedDict", dict(
+            workload=workload, cachesim=f"{n / cachesim_s / 1e6:.1f} M req/s",
+            baseline=f"OrderedDict LRU {n / od_s / 1e6:.2f} M req/s", ratio=od_s / cachesim_s,
+            check=f"{od_misses:,} misses both"))
+        report(f"{name}: OrderedDict LRU", f"{n / od_s / 1e6:.2f} M req/s; cachesim {od_s / cachesim_s:.0f}x faster")
+    record("field", f"{name}, libCacheSim", dict(
+        workload=workload, cachesim=f"{n / cachesim_s / 1e6:.1f} M req/s",
+        baseline=f"libCacheSim LRU {n / lcs_s / 1e6:.1f} M req/s", ratio=lcs_s / cachesim_s, check=check))
+    benchmark.extra_info.update(cachesim_req_per_s=n / cachesim_s, libcachesim_req_per_s=n / lcs_s,
+                                ratio=lcs_s / cachesim_s, miss_ratio=misses / n)
+    report(f"{name}: cachesim vs libCacheSim LRU", f"{n / cachesim_s / 1e6:6.1f} vs {n / lcs_s / 1e6:.1f} M req/s "
+           f"(ratio {lcs_s / cachesim_s:.2f}x), miss ratio {misses / n:.4f} in both")
+    _render()
+
+
+def test_lru_zipf_vs_libcachesim(benchmark, tmp_path):
+    n, objects, capacity = 10_000_000, 1_000_000, 100_000
+    keys = mix64(zipf_ids(n, objects, 0.9, seed=0) + np.uint64(1))
+    _lru_versus_libcachesim(benchmark, tmp_path, "LRU, Zipf keys", "10 M requests, Zipf(0.9) over 1 M objects, "
+                            "capacity 100,000", keys, capacity, rounds=3, ordered_dict=True)
+
+
+@pytest.mark.parametrize("capacity", [10_000, 100_000])
+def test_lru_mooncake_vs_libcachesim(benchmark, tmp_path, capacity):
+    ids = mooncake_block_ids()
+    if ids is None:
+        pytest.skip(f"{MOONCAKE} is absent: the real traces live in ../shared/traces beside the checkout "
+                    "(or set CACHESIM_SHARED_TRACES)")
+    keys = mix64(ids + np.uint64(1))
+    _lru_versus_libcachesim(benchmark, tmp_path, f"LRU, Mooncake ids, capacity {capacity:,}",
+                            f"Mooncake conversation hash_ids ({len(keys):,} blocks, one request each), "
+                            f"capacity {capacity:,}", keys, capacity, rounds=10, ordered_dict=capacity == 10_000)
+
+
+def test_compile_vs_python_hashing(benchmark):
+    block_size, request_tokens = 16, 8192
+    n_tokens = 64 * 1024 * 1024
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 1 << 17, n_tokens, dtype=np.uint32)  # ids of a 128k vocabulary
+    offsets = np.arange(0, n_tokens + 1, request_tokens, dtype=np.int64)
+    core_times = []
+
+    def compile_once():
+        core_times.append(timed(_core.compile_token_blocks, tokens, offsets, block_size)[1])
+
+    benchmark.pedantic(compile_once, rounds=5, warmup_rounds=1)
+    core_s = min(core_times)
+    head = 64  # requests the Python baselines hash (512 k tokens)
+    head_tokens = head * request_tokens
+    _, core_keys, _ = _core.compile_token_blocks(tokens[:head_tokens], offsets[:head + 1], block_size)
+    loop_keys, xxhash_s = timed(xxhash_loop_keys, tokens[:head_tokens], offsets[:head + 1], block_size)
+    assert np.array_equal(loop_keys, core_keys)  # the same chain, bit for bit
+    token_lists = [tokens[offsets[r]:offsets[r + 1]].tolist() for r in range(head)]  # vLLM holds Python lists
+    vllm_keys, vllm_s = timed(vllm_style_keys, token_lists, block_size)
+    assert sum(len(k) for k in vllm_keys) == len(core_keys)
+    core_rate = n_tokens / core_s
+    for label, seconds in (("vLLM-style SHA-256 of pickled tuples", vllm_s), ("Python-loop xxhash", xxhash_s)):
+        rate = head_tokens / seconds
+        record("field", f"compile, {label}", dict(
+            workload=f"16-token blocks, requests of {request_tokens:,} tokens (cachesim {n_tokens >> 20} M tokens, "
+                     f"baseline the first {head_tokens >> 10} k)",
+            cachesim=f"{core_rate / 1e9:.2f} G tokens/s", baseline=f"{rate / 1e6:.1f} M tokens/s",
+            ratio=core_rate / rate, check="same keys as cachesim" if "xxhash" in label else "same block count"))
+        report(f"compile vs {label}", f"{core_rate / 1e9:.2f} G vs {rate / 1e6:.2f} M tokens/s "
+               f"({core_rate / rate:.0f}x)")
+    benchmark.extra_info.update(tokens_per_s=core_rate, vllm_style_tokens_per_s=head_tokens / vllm_s,
+                                xxhash_loop_tokens_per_s=head_tokens / xxhash_s)
+    _render()
