@@ -1002,7 +1002,10 @@ cdef class Engine:
             uncached = 0
             for i in range(h, n):
                 self._prefetch_ahead(batch.keys, b0 + i, total_blocks)
-                e = self._find(batch.keys[b0 + i])
+                # Block h just missed. With leaf victims the cache is prefix-closed (a block is never cached
+                # without its parent), so no later block can be cached either: only victims="any" can leave a
+                # block cached behind a gap, and only then is it worth looking up again.
+                e = self._find(batch.keys[b0 + i]) if self.victims_any and i > h else NIL
                 if e != NIL:  # cached behind a gap: touched, not a hit
                     if self.pool[e].newer != PINNED:
                         self._unlink(e)
