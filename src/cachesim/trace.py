@@ -60,7 +60,7 @@ class Trace:
                        block_offsets=self.block_offsets[start:stop + 1] - b0, block_keys=self.block_keys[b0:b1],
                        block_tokens=self.block_tokens[b0:b1])
 
-    def batches(self, max_blocks: int = 1 << 20) -> Iterator["Trace"]:
+    def batches(self, max_blocks: int = 1 << 16) -> Iterator["Trace"]:
         """Consecutive slices of about max_blocks blocks each (at least one request)."""
         start = 0
         while start < self.n_requests:
