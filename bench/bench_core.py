@@ -133,3 +133,24 @@ def test_memory_per_cached_block(benchmark, capacity):
            f"{engine.memory_bytes() / engine.occupancy:.1f} bytes (pool + owners + index)")
     assert engine.occupancy == capacity
     assert per_block <= 40
+
+
+@pytest.mark.parametrize("name", ["mooncake", "revisit"])
+def test_interference_tracking_cost(benchmark, generated, name):
+    """Harm attribution (ghost table, lost_to) against a plain replay of the same trace, same capacity."""
+    trace = _mooncake() if name == "mooncake" else generated("revisit")
+    capacity = 10_000 if name == "mooncake" else 1_000_000
+
+    def tracked():
+        start = time.perf_counter()
+        cachesim.replay(trace, capacity_blocks=capacity, interference=True, keep_per_request=False)
+        return time.perf_counter() - start
+
+    benchmark.pedantic(tracked, rounds=3, warmup_rounds=1)
+    tracked_s = benchmark.stats.stats.min
+    plain_s = min(_replay_seconds(trace, capacity) for _ in range(3))
+    kept = plain_s / tracked_s
+    benchmark.extra_info.update(throughput_kept=kept)
+    report(f"interference tracking, {name}, cap {capacity:,}", f"{trace.n_blocks / tracked_s / 1e6:6.1f} M blocks/s "
+           f"tracked vs {trace.n_blocks / plain_s / 1e6:.1f} plain: keeps {kept:.0%} of plain throughput")
+    assert kept >= 0.7

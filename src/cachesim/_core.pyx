@@ -376,10 +376,13 @@ cdef inline void _ghost_discard(Ghost* g, uint64_t key) noexcept nogil:
 
 
 cdef inline void _ghost_put(Ghost* g, uint64_t key, int32_t value) noexcept nogil:
-    """Remember key (as the newest record), forgetting the oldest record when the ring is full."""
+    """Remember key (as the newest record), forgetting the oldest record when the ring is full.
+
+    The key must not be remembered already: only keys leaving the cache are put, and a cached key is never in a
+    ghost (it is discarded when it is inserted).
+    """
     if g.capacity == 0:
         return
-    _ghost_discard(g, key)
     cdef int64_t p = g.next
     if g.values[p] != GHOST_DEAD:
         _index_delete(&g.index, g.keys[p], <int32_t> p)
@@ -991,7 +994,8 @@ cdef class Engine:
                 # the run of blocks after the hit that an eviction or expiry took (SEMANTICS §6), read before
                 # this request's own insertions change the cache and the ghost table
                 for i in range(h, n):
-                    if self._find(batch.keys[b0 + i]) != NIL:
+                    # only victims="any" can leave a block cached behind the gap (see the insert pass)
+                    if self.victims_any and self._find(batch.keys[b0 + i]) != NIL:
                         continue  # cached behind a gap: the run goes on
                     evictor = _ghost_get(&self.evictors, batch.keys[b0 + i])
                     if evictor == GHOST_MISSING:
