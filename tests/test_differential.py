@@ -148,10 +148,13 @@ def test_mooncake_infinite_lru_reference_figure(mooncake_trace, impl):
 @pytest.mark.parametrize(("capacity", "ttl_s"), [(1_000, None), (10_000, None), (1_000, 300.0), (10_000, 300.0),
                                                   (None, 300.0)])
 def test_mooncake_core_and_reference_agree_on_every_request(mooncake_trace, capacity, ttl_s):
-    core = cachesim.replay(mooncake_trace, capacity_blocks=capacity, ttl_s=ttl_s, impl="core")
-    reference = cachesim.replay(mooncake_trace, capacity_blocks=capacity, ttl_s=ttl_s, impl="reference")
+    core = cachesim.replay(mooncake_trace, capacity_blocks=capacity, ttl_s=ttl_s, impl="core", interference=True)
+    reference = cachesim.replay(mooncake_trace, capacity_blocks=capacity, ttl_s=ttl_s, impl="reference",
+                                interference=True)
     for field in OUTPUTS:
         assert np.array_equal(core.per_request[field], reference.per_request[field]), field
     assert core.summary() == reference.summary()
+    assert np.array_equal(core.lost_to, reference.lost_to)
+    assert core.lost_to.sum() > 0
     if capacity:
         assert core.summary()["peak_occupancy_blocks"] <= capacity

@@ -124,7 +124,11 @@ cdef class Engine:
     cdef public object lost_to              # int64 [n_tenants, 1 + n_tenants]: tokens R lost to TTL (col 0), E (1+E)
     cdef public object evictions_by         # int64 [n_tenants, n_tenants]: capacity evictions by evictor E of O's
     cdef readonly bint track_interference   # keep the evictors ghost table and lost_to / evictions_by
-    cdef Ghost evictors                     # evicted key -> evictor tenant (TTL_EVICTOR for expiries)
+    cdef int32_t* ghost_ring                # the entries of the last ghost_capacity evictions (NIL = none yet)
+    cdef int32_t* ghost_pos                 # per entry: its position in ghost_ring while a ghost
+    cdef int64_t ghost_capacity             # evictions remembered (0 = not tracking)
+    cdef int64_t ghost_next                 # ring position written next
+    cdef int64_t ghost_count                # entries that are ghosts now
 
     cdef int _grow_pool(self, int64_t size) except -2 nogil
     cdef int _grow_index_if_full(self) except -2 nogil
@@ -139,6 +143,9 @@ cdef class Engine:
     cdef void _push_head(self, int32_t e) noexcept nogil
     cdef void _release(self, int32_t e) noexcept nogil
     cdef int32_t _allocate(self) noexcept nogil
+    cdef bint _is_ghost(self, int32_t e) noexcept nogil
+    cdef void _bury(self, int32_t e, int32_t evictor) noexcept nogil
+    cdef void _revive(self, int32_t e) noexcept nogil
     cdef bint _less(self, int32_t a, int32_t b) noexcept nogil
     cdef void _heap_swap(self, int64_t i, int64_t j) noexcept nogil
     cdef void _heap_up(self, int64_t i) noexcept nogil

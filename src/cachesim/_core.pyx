@@ -95,6 +95,7 @@ if sys.byteorder != "little":  # keys hash the little-endian bytes, which on thi
 cdef enum:
     NIL = -1
     PINNED = -2
+    GHOST = -3   # .newer of an evicted entry kept in the index to remember its evictor (interference)
 
 # Columns of Engine.tenant_stats. Python reads the names from TENANT_FIELDS.
 cdef enum:  # tenant statistics fields
@@ -325,9 +326,9 @@ cdef int _index_resize(KeyIndex* ix, int64_t size) noexcept nogil:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Ghost: a bounded FIFO map from keys that left the cache to an int32 (S3-FIFO's ghost queue; the evictor of
-# each evicted key for harm attribution, SEMANTICS §6). A ring of records plus a KeyIndex over it; a record whose
-# key was discarded is marked GHOST_DEAD and simply overwritten when the ring comes round.
+# Ghost: a bounded FIFO map from keys that left the cache to an int32 (S3-FIFO's ghost queue). A ring of records
+# plus a KeyIndex over it; a record whose key was discarded is marked GHOST_DEAD and simply overwritten when the
+# ring comes round. (Harm attribution keeps its ghosts in the cache's own pool and index instead: see _bury.)
 
 cdef int32_t GHOST_DEAD = -2147483647 - 1
 cdef int32_t GHOST_MISSING = -2147483647
@@ -427,10 +428,9 @@ cdef class Engine:
         self.s3_ghost.keys = NULL
         self.s3_ghost.values = NULL
         self.s3_ghost.index.slots = NULL
-        self.evictors.capacity = 0
-        self.evictors.keys = NULL
-        self.evictors.values = NULL
-        self.evictors.index.slots = NULL
+        self.ghost_ring = NULL
+        self.ghost_pos = NULL
+        self.ghost_capacity = 0
         self.request_entries = NULL
 
     def __init__(self, capacity_blocks=None, ttl_s=None, hit_cap=None, int64_t block_size=1,
@@ -485,10 +485,17 @@ cdef class Engine:
         self.track_interference = interference
         if ghost_blocks is not None and ghost_blocks < 0:
             raise ValueError("ghost_blocks must not be negative")
+        self.ghost_next = 0
+        self.ghost_count = 0
         if interference:
             # remember as many evicted keys as the cache holds (or a million for an unbounded one)
             default_ghost = self.capacity_blocks if self.capacity_blocks > 0 else 1 << 20
-            if _ghost_init(&self.evictors, default_ghost if ghost_blocks is None else ghost_blocks) < 0:
+            self.ghost_capacity = default_ghost if ghost_blocks is None else ghost_blocks
+            self.ghost_ring = <int32_t*> PyMem_RawMalloc(max(self.ghost_capacity, 1) * sizeof(int32_t))
+            if self.ghost_ring == NULL:
+                raise MemoryError()
+            memset(self.ghost_ring, 0xFF, self.ghost_capacity * sizeof(int32_t))  # all NIL
+            if _grow(<void**> &self.ghost_pos, self.pool_size, sizeof(int32_t)):
                 raise MemoryError()
         self.small_target = max(self.capacity_blocks // 10, 1)
         if self.policy == P_S3FIFO and self.capacity_blocks > 0:
@@ -519,7 +526,8 @@ cdef class Engine:
         PyMem_RawFree(self.visited)
         PyMem_RawFree(self.queue_id)
         _ghost_free(&self.s3_ghost)
-        _ghost_free(&self.evictors)
+        PyMem_RawFree(self.ghost_ring)
+        PyMem_RawFree(self.ghost_pos)
         PyMem_RawFree(self.request_entries)
 
     # -- memory ---------------------------------------------------------------------------------------------
@@ -539,6 +547,8 @@ cdef class Engine:
             if expires_at == NULL:
                 return -1
             self.expires_at = expires_at
+        if self.ghost_pos != NULL and _grow(<void**> &self.ghost_pos, size, sizeof(int32_t)):
+            return -1
         if self.policy != P_LRU:
             if (_grow(<void**> &self.parent_key, size, sizeof(uint64_t)) or
                     _grow(<void**> &self.n_children, size, sizeof(int32_t)) or
@@ -562,11 +572,13 @@ cdef class Engine:
     cdef int _grow_index_if_full(self) except -2 nogil:
         """Keep the table at most max_load full; a bounded cache's table stops at the size its capacity needs."""
         cdef int64_t size
-        if self.occupancy <= self.max_load * self.index.size:
+        cdef int64_t indexed = self.occupancy + self.ghost_count
+        if indexed <= self.max_load * self.index.size:
             return 0
         size = 2 * self.index.size
-        if self.capacity_blocks > 0 and size > _table_size_for(self.capacity_blocks, self.max_load):
-            size = _table_size_for(self.capacity_blocks, self.max_load)
+        if self.capacity_blocks > 0 and size > _table_size_for(self.capacity_blocks + self.ghost_capacity,
+                                                               self.max_load):
+            size = _table_size_for(self.capacity_blocks + self.ghost_capacity, self.max_load)
         if size <= self.index.size:
             return 0
         return _index_resize(&self.index, size)
@@ -649,12 +661,47 @@ cdef class Engine:
             self.free_head = self.pool[e].older
             return e
         if self.pool_used == self.pool_size:
-            limit = self.capacity_blocks if self.capacity_blocks > 0 else 2**31 - 2
+            limit = self.capacity_blocks + self.ghost_capacity if self.capacity_blocks > 0 else 2**31 - 2
             if self.pool_size >= limit or self._grow_pool(min(self.pool_size * 2, limit)) < 0:
                 return NIL
         e = <int32_t> self.pool_used
         self.pool_used += 1
         return e
+
+    # -- ghosts: evicted entries that remember their evictor (SEMANTICS §6) -----------------------------------
+    # With interference tracking an evicted entry stays in the index as a ghost (off the recency list, not
+    # counted as cached), its owner field now naming its evictor. A ring of the last ghost_capacity evictions
+    # bounds them: the ghost a ring position held is retired when the ring comes round (unless it was revived by
+    # its key's re-insertion meanwhile). A lookup finds a ghost in the same probe that finds a cached entry.
+
+    cdef inline bint _is_ghost(self, int32_t e) noexcept nogil:
+        return e != NIL and self.pool[e].newer == GHOST
+
+    cdef void _bury(self, int32_t e, int32_t evictor) noexcept nogil:
+        """An unlinked entry leaves the cache: a ghost remembering its evictor, or freed when not tracking."""
+        cdef int64_t p = self.ghost_next
+        cdef int32_t old
+        if self.ghost_capacity == 0:
+            self._release(e)
+            return
+        old = self.ghost_ring[p]
+        if old != NIL and self.pool[old].newer == GHOST and self.ghost_pos[old] == p:
+            self._index_remove(old)  # the oldest remembered eviction is forgotten
+            self.pool[old].older = self.free_head
+            self.free_head = old
+            self.ghost_count -= 1
+        self.ghost_ring[p] = e
+        self.ghost_pos[e] = <int32_t> p
+        self.ghost_next = p + 1 if p + 1 < self.ghost_capacity else 0
+        self.pool[e].newer = GHOST
+        self.owner[e] = evictor
+        self.ghost_count += 1
+        self.occupancy -= 1
+
+    cdef void _revive(self, int32_t e) noexcept nogil:
+        """A ghost's key is inserted again (the entry was claimed, and left the ghosts, before any eviction for
+        it): the entry is cached once more, and its ring position goes stale."""
+        self.occupancy += 1
 
     # -- policies other than LRU (SEMANTICS §4) ------------------------------------------------------------
     # A candidate is an entry the policy may evict: a leaf (no cached entry inserted under it), or any entry
@@ -895,7 +942,7 @@ cdef class Engine:
         if self.depth[e] > 0:
             parent = self._find(self.parent_key[e])
             # only the incarnation of the parent that was cached when e came counted it as a child
-            if parent != NIL and self.insert_serial[parent] < self.insert_serial[e]:
+            if parent != NIL and not self._is_ghost(parent) and self.insert_serial[parent] < self.insert_serial[e]:
                 self.n_children[parent] -= 1
                 if (self.n_children[parent] == 0 and not self.victims_any and not self._queued()
                         and self.pool[parent].newer != PINNED):
@@ -908,7 +955,7 @@ cdef class Engine:
         cdef Py_ssize_t r
         cdef int64_t b0, b1, n, i, h, hit_blocks, cap, hit_tokens, inserted, evicted, expired, uncached
         cdef int64_t serial_at_start
-        cdef int32_t evictor
+        cdef int32_t ghost
         cdef int64_t* ts
         cdef int32_t e, victim, tenant
         cdef double t
@@ -957,9 +1004,7 @@ cdef class Engine:
                     tstats[self.owner[victim] * N_TENANT_FIELDS + F_EXPIRED_OWNED] += 1
                 if self.policy != P_LRU:
                     self._forget(victim)
-                if self.track_interference:
-                    _ghost_put(&self.evictors, self.pool[victim].key, TTL_EVICTOR)
-                self._release(victim)
+                self._bury(victim, TTL_EVICTOR)
                 expired += 1
 
             # 2. lookup: the longest cached prefix; pin what is used
@@ -967,7 +1012,7 @@ cdef class Engine:
             while h < n:
                 self._prefetch_ahead(batch.keys, b0 + h, total_blocks)
                 e = self._find(batch.keys[b0 + h])
-                if e == NIL:
+                if e == NIL or self.pool[e].newer == GHOST:
                     break
                 if self.pool[e].newer != PINNED:
                     self._unlink(e)
@@ -994,13 +1039,12 @@ cdef class Engine:
                 # the run of blocks after the hit that an eviction or expiry took (SEMANTICS §6), read before
                 # this request's own insertions change the cache and the ghost table
                 for i in range(h, n):
-                    # only victims="any" can leave a block cached behind the gap (see the insert pass)
-                    if self.victims_any and self._find(batch.keys[b0 + i]) != NIL:
-                        continue  # cached behind a gap: the run goes on
-                    evictor = _ghost_get(&self.evictors, batch.keys[b0 + i])
-                    if evictor == GHOST_MISSING:
+                    e = self._find(batch.keys[b0 + i])
+                    if e == NIL:
                         break
-                    lost_to[tenant * (n_tenants + 1) + 1 + evictor] += batch.block_tokens[b0 + i]
+                    if self.pool[e].newer == GHOST:
+                        lost_to[tenant * (n_tenants + 1) + 1 + self.owner[e]] += batch.block_tokens[b0 + i]
+                    # else cached behind a gap (victims="any" only): the run goes on
             inserted = 0
             evicted = 0
             uncached = 0
@@ -1009,7 +1053,15 @@ cdef class Engine:
                 # Block h just missed. With leaf victims the cache is prefix-closed (a block is never cached
                 # without its parent), so no later block can be cached either: only victims="any" can leave a
                 # block cached behind a gap, and only then is it worth looking up again.
-                e = self._find(batch.keys[b0 + i]) if self.victims_any and i > h else NIL
+                # (with interference tracking the lookup also finds the ghost an insertion revives)
+                e = self._find(batch.keys[b0 + i]) if (self.victims_any and i > h) or self.ghost_capacity else NIL
+                ghost = NIL
+                if e != NIL and self.pool[e].newer == GHOST:
+                    # claimed now, so that an eviction below cannot retire it from the ring
+                    ghost = e
+                    e = NIL
+                    self.pool[ghost].newer = PINNED
+                    self.ghost_count -= 1
                 if e != NIL:  # cached behind a gap: touched, not a hit
                     if self.pool[e].newer != PINNED:
                         self._unlink(e)
@@ -1021,6 +1073,9 @@ cdef class Engine:
                 if self.occupancy == self.capacity_blocks:
                     victim = self._choose_victim()
                     if victim == NIL:  # every candidate is this request's own
+                        if ghost != NIL:  # not inserted after all: it stays a ghost
+                            self.pool[ghost].newer = GHOST
+                            self.ghost_count += 1
                         req[i] = NIL
                         uncached += 1
                         continue
@@ -1031,28 +1086,28 @@ cdef class Engine:
                         if self.policy == P_S3FIFO and self.queue_id[victim] == 0:
                             _ghost_put(&self.s3_ghost, self.pool[victim].key, 0)
                         self._forget(victim)
-                    if self.track_interference:
-                        _ghost_put(&self.evictors, self.pool[victim].key, tenant)
-                        if counted:
-                            evictions_by[tenant * n_tenants + self.owner[victim]] += 1
-                    self._release(victim)
+                    if counted and self.track_interference:
+                        evictions_by[tenant * n_tenants + self.owner[victim]] += 1
+                    self._bury(victim, tenant)
                     if self.policy == P_LRU:
                         self._prefetch_next_victim()
                     evicted += 1
-                e = self._allocate()
-                if e == NIL:
-                    error_request[0] = r
-                    return ERR_NO_MEMORY
-                self.pool[e].key = batch.keys[b0 + i]
+                if ghost != NIL:  # a remembered key comes back: its ghost entry is cached again
+                    e = ghost
+                    self._revive(e)
+                else:
+                    e = self._allocate()
+                    if e == NIL:
+                        error_request[0] = r
+                        return ERR_NO_MEMORY
+                    self.pool[e].key = batch.keys[b0 + i]
+                    self.occupancy += 1
+                    if self._grow_index_if_full() < 0:
+                        error_request[0] = r
+                        return ERR_NO_MEMORY
+                    self._index_insert(e)
                 self.pool[e].newer = PINNED
                 self.owner[e] = tenant
-                self.occupancy += 1
-                if self._grow_index_if_full() < 0:
-                    error_request[0] = r
-                    return ERR_NO_MEMORY
-                self._index_insert(e)
-                if self.track_interference:
-                    _ghost_discard(&self.evictors, batch.keys[b0 + i])
                 if self.policy != P_LRU:
                     if i > 0:
                         self._on_insert(e, req[i - 1], batch.keys[b0 + i - 1], i)
