@@ -678,13 +678,9 @@ cdef class Engine:
         return e != NIL and self.pool[e].newer == GHOST
 
     cdef void _bury(self, int32_t e, int32_t evictor) noexcept nogil:
-        """An unlinked entry leaves the cache: a ghost remembering its evictor, or freed when not tracking."""
+        """An unlinked entry leaves the cache as a ghost remembering its evictor (only when tracking)."""
         cdef int64_t p = self.ghost_next
-        cdef int32_t old
-        if self.ghost_capacity == 0:
-            self._release(e)
-            return
-        old = self.ghost_ring[p]
+        cdef int32_t old = self.ghost_ring[p]
         if old != NIL and self.pool[old].newer == GHOST and self.ghost_pos[old] == p:
             self._index_remove(old)  # the oldest remembered eviction is forgotten
             self.pool[old].older = self.free_head
@@ -698,7 +694,7 @@ cdef class Engine:
         self.ghost_count += 1
         self.occupancy -= 1
 
-    cdef void _revive(self, int32_t e) noexcept nogil:
+    cdef inline void _revive(self, int32_t e) noexcept nogil:
         """A ghost's key is inserted again (the entry was claimed, and left the ghosts, before any eviction for
         it): the entry is cached once more, and its ring position goes stale."""
         self.occupancy += 1
@@ -1004,7 +1000,10 @@ cdef class Engine:
                     tstats[self.owner[victim] * N_TENANT_FIELDS + F_EXPIRED_OWNED] += 1
                 if self.policy != P_LRU:
                     self._forget(victim)
-                self._bury(victim, TTL_EVICTOR)
+                if self.ghost_capacity:
+                    self._bury(victim, TTL_EVICTOR)
+                else:
+                    self._release(victim)
                 expired += 1
 
             # 2. lookup: the longest cached prefix; pin what is used
@@ -1030,8 +1029,12 @@ cdef class Engine:
             ts = tstats + tenant * N_TENANT_FIELDS
             for i in range(hit_blocks):
                 hit_tokens += batch.block_tokens[b0 + i]
-                if counted:
-                    hits_from[tenant * n_tenants + self.owner[req[i]]] += batch.block_tokens[b0 + i]
+            if counted:
+                if n_tenants == 1:  # every entry is the one tenant's: no need to read the owners
+                    hits_from[0] += hit_tokens
+                else:
+                    for i in range(hit_blocks):
+                        hits_from[tenant * n_tenants + self.owner[req[i]]] += batch.block_tokens[b0 + i]
 
             # 3. insert the rest, evicting the policy's victim among entries this request does not use
             serial_at_start = self.serial
@@ -1088,7 +1091,10 @@ cdef class Engine:
                         self._forget(victim)
                     if counted and self.track_interference:
                         evictions_by[tenant * n_tenants + self.owner[victim]] += 1
-                    self._bury(victim, tenant)
+                    if self.ghost_capacity:
+                        self._bury(victim, tenant)
+                    else:
+                        self._release(victim)  # the plain path, inlined
                     if self.policy == P_LRU:
                         self._prefetch_next_victim()
                     evicted += 1
