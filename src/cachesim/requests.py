@@ -59,7 +59,8 @@ def _as_tenants(tenant, n: int, tenant_names: Sequence[str] | None):
         return np.zeros(n, dtype=np.int32), list(tenant_names or ["default"])
     arr = np.asarray(tenant)
     if arr.dtype.kind in "iu":
-        names = list(tenant_names) if tenant_names is not None else [str(i) for i in range(int(arr.max(initial=-1)) + 1)]
+        n_names = int(arr.max(initial=-1)) + 1
+        names = list(tenant_names) if tenant_names is not None else [str(i) for i in range(n_names)]
         if n and (arr.min() < 0 or arr.max() >= len(names)):
             raise TraceError(f"tenant index outside 0..{len(names) - 1}", field="tenant")
         return arr.astype(np.int32, copy=False), names

@@ -132,7 +132,8 @@ class Trace:
                 trace = cls(t=column("t"), tenant=column("tenant"),
                             tenant_names=[str(s) for s in column("tenant_names")], session=column("session"),
                             prompt_tokens=column("prompt_tokens"), output_tokens=column("output_tokens"),
-                            block_offsets=offsets, block_keys=keys, block_tokens=_block_tokens(offsets, tail, block_size),
+                            block_offsets=offsets, block_keys=keys,
+                            block_tokens=_block_tokens(offsets, tail, block_size),
                             block_size=block_size, block_source=str(column("block_source")))
                 trace.meta.update(_meta_from(zf.namelist(), column))
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
