@@ -162,5 +162,8 @@ cdef class Engine:
     cdef void _on_insert(self, int32_t e, int32_t parent, uint64_t parent_key, int64_t depth) noexcept nogil
     cdef void _on_use(self, int32_t e, bint inserted_now) noexcept nogil
     cdef void _forget(self, int32_t e) noexcept nogil
+    cdef int64_t _expire(self, double t, bint counted, int64_t* tstats) noexcept nogil
+    cdef int _serve_one_block_lru(self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from,
+                                  int64_t n_tenants, int64_t* error_request) except -2 nogil
     cdef int _serve(self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from, int64_t* lost_to,
                     int64_t* evictions_by, int64_t n_tenants, int64_t* error_request) except -2 nogil

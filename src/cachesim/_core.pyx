@@ -145,12 +145,20 @@ cdef enum:
 # costly as the table fills): entries are 20 bytes without a TTL, 28 with one; slots 8 bytes.
 cdef double MAX_LOAD_NO_TTL = 0.5    # 20 + 8 / 0.5 = 36 bytes per cached block
 cdef double MAX_LOAD_TTL = 0.7       # 28 + 8 / 0.7 = 39.4 bytes per cached block
-cdef uint64_t EMPTY_SLOT = 0xFFFFFFFFFFFFFFFFULL
-cdef int64_t ENTRY_STRIDE = sizeof(Entry) // sizeof(uint64_t)  # uint64 words from one entry's key to the next
-# prefetch distances in blocks (slots first, then the entries they point at)
-cdef int64_t PREFETCH_SLOT = 16
-cdef int64_t PREFETCH_ENTRY = 8
-cdef uint64_t FIB = 0x9E3779B97F4A7C15ULL
+# Compile-time constants, not module variables: a module variable is a global the compiler must reload after
+# every store through a pointer (it could alias), inside the hottest loops.
+cdef extern from *:
+    """
+    #define CACHESIM_EMPTY_SLOT 0xFFFFFFFFFFFFFFFFULL
+    #define CACHESIM_FIB 0x9E3779B97F4A7C15ULL
+    """
+    const uint64_t EMPTY_SLOT "CACHESIM_EMPTY_SLOT"
+    const uint64_t FIB "CACHESIM_FIB"        # 2^64 / golden ratio: multiplicative hashing
+cdef enum:
+    ENTRY_STRIDE = sizeof(Entry) // sizeof(uint64_t)  # uint64 words from one entry's key to the next
+    # prefetch distances in blocks (slots first, then the entries they point at)
+    PREFETCH_SLOT = 16
+    PREFETCH_ENTRY = 8
 
 
 def xxh3_64(const unsigned char[::1] data, uint64_t seed=0):
@@ -330,8 +338,9 @@ cdef int _index_resize(KeyIndex* ix, int64_t size) noexcept nogil:
 # plus a KeyIndex over it; a record whose key was discarded is marked GHOST_DEAD and simply overwritten when the
 # ring comes round. (Harm attribution keeps its ghosts in the cache's own pool and index instead: see _bury.)
 
-cdef int32_t GHOST_DEAD = -2147483647 - 1
-cdef int32_t GHOST_MISSING = -2147483647
+cdef enum:
+    GHOST_DEAD = -2147483647 - 1
+    GHOST_MISSING = -2147483647
 
 
 cdef int _ghost_init(Ghost* g, int64_t capacity) noexcept nogil:
@@ -399,6 +408,17 @@ cdef inline void _ghost_put(Ghost* g, uint64_t key, int32_t value) noexcept nogi
 # The engine
 
 @cython.final
+cdef inline bint _one_block_each(Batch* batch) noexcept nogil:
+    """Whether every request of the batch is exactly one block."""
+    cdef Py_ssize_t r
+    if batch.block_offsets[batch.n_requests] != batch.n_requests:
+        return False
+    for r in range(1, batch.n_requests):
+        if batch.block_offsets[r] != r:
+            return False
+    return True
+
+
 cdef class Engine:
     """Prefix cache with LRU eviction, uniform TTL refreshed on use, capacity in block slots (SEMANTICS §3).
 
@@ -946,6 +966,193 @@ cdef class Engine:
 
     # -- serving (SEMANTICS §3) ----------------------------------------------------------------------------
 
+    cdef int64_t _expire(self, double t, bint counted, int64_t* tstats) noexcept nogil:
+        """Drop the entries expired at time t; how many. The tail holds the oldest expiry time (uniform TTL,
+        refreshed on use)."""
+        cdef int64_t expired = 0
+        cdef int32_t victim
+        while self.tail != NIL and self.expires_at[self.tail] <= t:
+            victim = self.tail
+            self._unlink(victim)
+            if counted:
+                tstats[self.owner[victim] * N_TENANT_FIELDS + F_EXPIRED_OWNED] += 1
+            if self.policy != P_LRU:
+                self._forget(victim)
+            if self.ghost_capacity:
+                self._bury(victim, TTL_EVICTOR)
+            else:
+                self._release(victim)
+            expired += 1
+        return expired
+
+    cdef int _serve_one_block_lru(self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from,
+                                  int64_t n_tenants, int64_t* error_request) except -2 nogil:
+        """_serve for a batch of one-block requests under LRU without ghosts: the same semantics (for one block,
+        lookup-pin-stamp is move-to-head, and a miss evicts the tail and takes its entry over), minus the
+        per-request machinery a multi-block request needs. Plain key streams (block-level traces, object caches)
+        take it.
+
+        The hot state lives in locals for the whole batch: every store through pool, slots or the outputs could
+        alias a field of self, so the compiler would reload the fields after each one."""
+        cdef Py_ssize_t r, n = batch.n_requests
+        cdef const uint64_t* keys = batch.keys
+        cdef Entry* pool = self.pool
+        cdef int32_t* owner = self.owner
+        cdef uint64_t* slots = self.index.slots
+        cdef int64_t size = self.index.size
+        cdef int32_t head = self.head, tail = self.tail
+        cdef int64_t occupancy = self.occupancy, capacity = self.capacity_blocks
+        cdef int64_t seen = self.requests_seen, warmup_requests = self.warmup_requests
+        cdef double last_t = self.last_t, counted_from_t = self.first_t + self.warmup_s
+        cdef uint64_t key, h32, slot
+        cdef int64_t i, expired, evicted, hit, found, hit_tokens
+        cdef int64_t* ts
+        cdef int32_t e, newer, older, victim, tenant
+        cdef double t
+        cdef bint counted
+        cdef int code = 0
+        for r in range(min(PREFETCH_SLOT, n)):  # prime the pipeline
+            __builtin_prefetch(&slots[_home(&self.index, _hash32(keys[r]))])
+        for r in range(n):
+            t = batch.t[r]
+            tenant = batch.tenant[r]
+            if isnan(t):
+                code = ERR_TIME_NAN
+                break
+            if t < last_t:
+                code = ERR_TIME_DECREASING
+                break
+            if tenant < 0 or tenant >= n_tenants:
+                code = ERR_TENANT
+                break
+            if seen == 0:
+                self.first_t = t
+                counted_from_t = t + self.warmup_s
+            last_t = t
+            counted = seen >= warmup_requests and t >= counted_from_t
+            seen += 1
+            expired = 0
+            if self.expires_at != NULL and tail != NIL and self.expires_at[tail] <= t:
+                self.head, self.tail, self.occupancy = head, tail, occupancy
+                expired = self._expire(t, counted, tstats)
+                head, tail, occupancy = self.head, self.tail, self.occupancy
+            # two-stage pipeline: the slot 16 requests ahead, the entry its slot names 8 ahead
+            if r + PREFETCH_SLOT < n:
+                __builtin_prefetch(&slots[(_hash32(keys[r + PREFETCH_SLOT]) * <uint64_t> size) >> 32])
+            if r + PREFETCH_ENTRY < n:
+                slot = slots[(_hash32(keys[r + PREFETCH_ENTRY]) * <uint64_t> size) >> 32]
+                if slot != EMPTY_SLOT:
+                    __builtin_prefetch(&pool[<int32_t> (slot & 0xFFFFFFFFULL)])
+            key = keys[r]
+            h32 = _hash32(key)
+            i = <int64_t> ((h32 * <uint64_t> size) >> 32)
+            e = NIL
+            while True:
+                slot = slots[i]
+                if slot == EMPTY_SLOT:
+                    break
+                if (slot >> 32) == h32 and pool[<int32_t> (slot & 0xFFFFFFFFULL)].key == key:
+                    e = <int32_t> (slot & 0xFFFFFFFFULL)
+                    break
+                i += 1
+                if i == size:
+                    i = 0
+            evicted = 0
+            found = e != NIL
+            if found:
+                if e != head:  # move to the head (e has a newer neighbour)
+                    newer = pool[e].newer
+                    older = pool[e].older
+                    pool[newer].older = older
+                    if older == NIL:
+                        tail = newer
+                    else:
+                        pool[older].newer = newer
+                    pool[e].newer = NIL
+                    pool[e].older = head
+                    pool[head].newer = e
+                    head = e
+            else:
+                if occupancy == capacity:
+                    # the tail's entry becomes the new block's (no free-list round trip)
+                    victim = tail
+                    tail = pool[victim].newer
+                    if tail == NIL:
+                        head = NIL
+                    else:
+                        pool[tail].older = NIL
+                        # the next victim: its slot, and the entry after it
+                        __builtin_prefetch(&slots[(_hash32(pool[tail].key) * <uint64_t> size) >> 32])
+                        if pool[tail].newer >= 0:
+                            __builtin_prefetch(&pool[pool[tail].newer])
+                    _index_delete(&self.index, pool[victim].key, victim)
+                    if counted:
+                        tstats[owner[victim] * N_TENANT_FIELDS + F_EVICTED_OWNED] += 1
+                    e = victim
+                    evicted = 1
+                else:  # filling up: the pool or the table may grow, and move
+                    self.head, self.tail, self.occupancy = head, tail, occupancy
+                    e = self._allocate()
+                    if e == NIL:
+                        code = ERR_NO_MEMORY
+                        break
+                    self.occupancy += 1
+                    if self._grow_index_if_full() < 0:
+                        code = ERR_NO_MEMORY
+                        break
+                    occupancy = self.occupancy
+                    pool, owner, slots, size = self.pool, self.owner, self.index.slots, self.index.size
+                pool[e].key = key
+                owner[e] = tenant
+                i = <int64_t> ((h32 * <uint64_t> size) >> 32)
+                while slots[i] != EMPTY_SLOT:
+                    i += 1
+                    if i == size:
+                        i = 0
+                slots[i] = (h32 << 32) | <uint32_t> e
+                pool[e].newer = NIL
+                pool[e].older = head
+                if head != NIL:
+                    pool[head].newer = e
+                else:
+                    tail = e
+                head = e
+            if self.expires_at != NULL:
+                self.expires_at[e] = t + self.ttl_s
+            hit = found
+            if self.hit_cap_prompt_minus_one and (batch.prompt_tokens[r] - 1) // self.block_size <= 0:
+                hit = 0
+            hit_tokens = batch.block_tokens[r] if hit else 0
+            out.hit_tokens[r] = hit_tokens
+            out.hit_blocks[r] = hit
+            out.inserted_blocks[r] = 1 - found
+            out.evicted_blocks[r] = evicted
+            out.expired_blocks[r] = expired
+            out.uncached_blocks[r] = 0
+            if counted:
+                ts = tstats + tenant * N_TENANT_FIELDS
+                ts[F_REQUESTS] += 1
+                ts[F_HIT_REQUESTS] += hit
+                ts[F_PROMPT_TOKENS] += batch.prompt_tokens[r]
+                ts[F_HIT_TOKENS] += hit_tokens
+                ts[F_BLOCKS] += 1
+                ts[F_HIT_BLOCKS] += hit
+                ts[F_INSERTED] += 1 - found
+                ts[F_EVICTIONS_CAUSED] += evicted
+                if n_tenants == 1:
+                    hits_from[0] += hit_tokens
+                else:
+                    hits_from[tenant * n_tenants + owner[e]] += hit_tokens
+                if occupancy > self.peak_occupancy:
+                    self.peak_occupancy = occupancy
+        if code != ERR_NO_MEMORY:  # after a failed allocation self holds the state already
+            self.head, self.tail, self.occupancy = head, tail, occupancy
+        self.requests_seen = seen
+        self.last_t = last_t
+        if code:
+            error_request[0] = r
+        return code
+
     cdef int _serve(self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from, int64_t* lost_to,
                     int64_t* evictions_by, int64_t n_tenants, int64_t* error_request) except -2 nogil:
         cdef Py_ssize_t r
@@ -958,6 +1165,9 @@ cdef class Engine:
         cdef bint counted
         cdef int32_t* req
         cdef int64_t total_blocks = batch.block_offsets[batch.n_requests]
+        if (self.policy == P_LRU and not self.track_interference and self.ghost_capacity == 0
+                and _one_block_each(batch)):  # a plain key stream
+            return self._serve_one_block_lru(batch, out, tstats, hits_from, n_tenants, error_request)
         if total_blocks > 0:  # prime the pipeline
             for i in range(min(PREFETCH_SLOT, total_blocks)):
                 self._prefetch_slot(batch.keys[i])
@@ -991,20 +1201,8 @@ cdef class Engine:
                 self.request_entries_size = max(n, 2 * self.request_entries_size)
             req = self.request_entries
 
-            # 1. expire: the tail holds the oldest expiry time (uniform TTL, refreshed on use)
-            expired = 0
-            while self.tail != NIL and self.expires_at != NULL and self.expires_at[self.tail] <= t:
-                victim = self.tail
-                self._unlink(victim)
-                if counted:
-                    tstats[self.owner[victim] * N_TENANT_FIELDS + F_EXPIRED_OWNED] += 1
-                if self.policy != P_LRU:
-                    self._forget(victim)
-                if self.ghost_capacity:
-                    self._bury(victim, TTL_EVICTOR)
-                else:
-                    self._release(victim)
-                expired += 1
+            # 1. expire
+            expired = self._expire(t, counted, tstats) if self.expires_at != NULL else 0
 
             # 2. lookup: the longest cached prefix; pin what is used
             h = 0
@@ -1183,7 +1381,7 @@ cdef class Engine:
         if n and (block_offsets[0] != 0 or block_offsets[n] != keys.shape[0] or
                   keys.shape[0] != block_tokens.shape[0]):
             raise ValueError("block_offsets do not span keys/block_tokens")
-        outputs = {name: np.zeros(n, dtype=np.int64) for name in OUTPUT_FIELDS}
+        outputs = {name: np.empty(n, dtype=np.int64) for name in OUTPUT_FIELDS}
         cdef int64_t[::1] o_hit_tokens = outputs["hit_tokens"], o_hit_blocks = outputs["hit_blocks"]
         cdef int64_t[::1] o_inserted = outputs["inserted_blocks"], o_evicted = outputs["evicted_blocks"]
         cdef int64_t[::1] o_expired = outputs["expired_blocks"], o_uncached = outputs["uncached_blocks"]

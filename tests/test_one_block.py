@@ -1,0 +1,124 @@
+"""The engine's path for batches of one-block requests (plain key streams) against the reference model.
+
+The compiled engine serves a batch whose every request is one block, under LRU without interference tracking, in
+a loop of its own (Engine._serve_one_block_lru). These tests pin that it keeps the contract of the general loop:
+per-request outputs, statistics and cache contents equal the reference's, across batches and around mixed ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cachesim import _core, _reference
+
+OUTPUTS = _core.OUTPUT_FIELDS
+
+
+def _columns(keys, t=None, tenant=None, prompt_tokens=None, block_tokens=None):
+    n = len(keys)
+    return (np.asarray(t if t is not None else np.zeros(n), dtype=np.float64),
+            np.asarray(tenant if tenant is not None else np.zeros(n), dtype=np.int32),
+            np.asarray(prompt_tokens if prompt_tokens is not None else np.ones(n), dtype=np.int64),
+            np.arange(n + 1, dtype=np.int64),
+            np.asarray(keys, dtype=np.uint64),
+            np.asarray(block_tokens if block_tokens is not None else np.ones(n), dtype=np.uint32))
+
+
+def _state(engine):
+    return (engine.cached_keys().tolist(), engine.cached_owners().tolist(), engine.tenant_stats.tolist(),
+            engine.hits_from.tolist(), engine.peak_occupancy, engine.occupancy, engine.requests_seen)
+
+
+def test_hand_computed_lru_stream():
+    # capacity 2: a b a c b -> a and b miss, a hits (and becomes newest), c evicts b, b evicts a
+    engine = _core.Engine(capacity_blocks=2)
+    out = engine.feed(*_columns([1, 2, 1, 3, 2]))
+    assert out["hit_blocks"].tolist() == [0, 0, 1, 0, 0]
+    assert out["inserted_blocks"].tolist() == [1, 1, 0, 1, 1]
+    assert out["evicted_blocks"].tolist() == [0, 0, 0, 1, 1]
+    assert engine.cached_keys().tolist() == [2, 3]
+    stats = dict(zip(_core.TENANT_FIELDS, engine.tenant_stats[0].tolist()))
+    assert (stats["requests"], stats["hit_blocks"], stats["inserted_blocks"], stats["evictions_caused"],
+            stats["evicted_owned"]) == (5, 1, 4, 2, 2)
+
+
+def test_capacity_one_replaces_its_only_entry():
+    engine = _core.Engine(capacity_blocks=1)
+    out = engine.feed(*_columns([7, 7, 8, 7]))
+    assert out["hit_blocks"].tolist() == [0, 1, 0, 0]
+    assert out["evicted_blocks"].tolist() == [0, 0, 1, 1]
+    assert engine.cached_keys().tolist() == [7]
+
+
+@st.composite
+def one_block_streams(draw):
+    n = draw(st.integers(1, 60))
+    keys = draw(st.lists(st.integers(1, 12), min_size=n, max_size=n))
+    gaps = draw(st.lists(st.sampled_from([0.0, 0.0, 0.25, 1.0, 3.0]), min_size=n, max_size=n))
+    tenants = draw(st.lists(st.integers(0, 2), min_size=n, max_size=n))
+    block_size = draw(st.integers(1, 3))
+    # a one-block request's prompt may end inside its block (partial tail) or run past it (uncacheable rest)
+    prompt = draw(st.lists(st.integers(1, 2 * block_size), min_size=n, max_size=n))
+    block_tokens = [min(p, block_size) for p in prompt]
+    cuts = sorted(set(draw(st.lists(st.integers(1, n), max_size=4))))  # batch boundaries
+    return keys, np.cumsum(gaps), tenants, prompt, block_tokens, block_size, cuts
+
+
+@given(stream=one_block_streams(),
+       capacity=st.sampled_from([None, 1, 2, 3, 5, 8]),
+       ttl_s=st.sampled_from([None, None, 0.5, 2.0]),
+       hit_cap=st.sampled_from([None, "prompt-1"]),
+       warmup_requests=st.sampled_from([0, 0, 3]),
+       then_multi_block=st.booleans())
+def test_one_block_batches_match_the_reference(stream, capacity, ttl_s, hit_cap, warmup_requests,
+                                               then_multi_block):
+    keys, t, tenants, prompt, block_tokens, block_size, cuts = stream
+    engines = [module.Engine(capacity_blocks=capacity, ttl_s=ttl_s, hit_cap=hit_cap, block_size=block_size,
+                             warmup_requests=warmup_requests, n_tenants=3) for module in (_core, _reference)]
+    columns = _columns(keys, t, tenants, prompt, block_tokens)
+    bounds = [0, *cuts, len(keys)] if cuts[-1:] != [len(keys)] else [0, *cuts]
+    for r0, r1 in zip(bounds, bounds[1:]):
+        part = [c[r0:r1] for c in columns]
+        part[3] = np.arange(r1 - r0 + 1, dtype=np.int64)
+        got, want = (engine.feed(*part) for engine in engines)
+        for field in OUTPUTS:
+            assert got[field].tolist() == want[field].tolist(), field
+        assert _state(engines[0]) == _state(engines[1])
+    if then_multi_block:  # the general loop goes on from the state the one-block loop left
+        last = float(t[-1]) + 0.25
+        multi = (np.array([last, last]), np.array([0, 1], dtype=np.int32), np.array([3, 2], dtype=np.int64),
+                 np.array([0, 3, 5], dtype=np.int64), np.array([keys[0], 99, 98, 12, 97], dtype=np.uint64),
+                 np.ones(5, dtype=np.uint32))
+        got, want = (engine.feed(*multi) for engine in engines)
+        for field in OUTPUTS:
+            assert got[field].tolist() == want[field].tolist(), field
+        assert _state(engines[0]) == _state(engines[1])
+
+
+@pytest.mark.parametrize("bad, field", [("nan", "t"), ("earlier", "t"), ("tenant", "tenant")])
+def test_bad_request_mid_batch_keeps_what_was_served(bad, field):
+    keys = [1, 2, 1, 3, 2, 4, 1]
+    t = np.arange(7, dtype=np.float64)
+    tenant = np.zeros(7, dtype=np.int32)
+    if bad == "nan":
+        t[4] = np.nan
+    elif bad == "earlier":
+        t[4] = 0.5
+    else:
+        tenant[4] = 5
+    engine = _core.Engine(capacity_blocks=2)
+    with pytest.raises(_core.EngineInputError) as info:
+        engine.feed(*_columns(keys, t, tenant))
+    assert (info.value.request, info.value.field) == (4, field)
+    clean = _core.Engine(capacity_blocks=2)
+    want = clean.feed(*_columns(keys[:4], np.arange(4.0)))
+    for name in OUTPUTS:
+        assert info.value.partial[name].tolist() == want[name].tolist()
+    assert _state(engine) == _state(clean)
+    # serving goes on after the error as if the bad request had never come
+    rest = _columns(keys[5:], np.arange(5.0, 7.0))
+    assert engine.feed(*rest)["hit_blocks"].tolist() == clean.feed(*rest)["hit_blocks"].tolist()
+    assert _state(engine) == _state(clean)
