@@ -77,7 +77,10 @@ cdef class Engine:
     cdef readonly int64_t occupancy         # cached entries now
     cdef readonly int64_t peak_occupancy    # largest occupancy after any counted request
 
-    cdef KeyIndex index                     # key -> entry index
+    cdef KeyIndex index                     # key -> entry index (hashed keys)
+    cdef readonly bint direct_keys          # keys are dense ids: where[key] replaces the hashed index
+    cdef int32_t* where                     # direct_keys: entry of each id, or NIL (ghosts included, as in index)
+    cdef int64_t where_size                 # direct_keys: ids the where array covers
 
     # recency list
     cdef int32_t head                       # most recently used entry, or NIL
@@ -132,6 +135,7 @@ cdef class Engine:
 
     cdef int _grow_pool(self, int64_t size) except -2 nogil
     cdef int _grow_index_if_full(self) except -2 nogil
+    cdef int _grow_where(self, int64_t size) except -2 nogil
     cdef int32_t _find(self, uint64_t key) noexcept nogil
     cdef void _prefetch_slot(self, uint64_t key) noexcept nogil
     cdef void _prefetch_entry(self, uint64_t key) noexcept nogil

@@ -333,6 +333,55 @@ cdef int _index_resize(KeyIndex* ix, int64_t size) noexcept nogil:
     return 0
 
 
+def dense_ids(const uint64_t[::1] keys):
+    """Number distinct keys by first appearance: ``(ids uint64[m], distinct_keys uint64[u])`` with
+    ``distinct_keys[ids[i]] == keys[i]``. An engine with ``direct_keys=True`` replays the ids with an array for an
+    index: no hashing, probing or deletion shifts per block. Worth it when a trace is replayed more than once
+    (sweeps): this pass costs about what one hashed replay's lookups do."""
+    cdef Py_ssize_t m = keys.shape[0], i
+    ids_arr = np.empty(m, dtype=np.uint64)
+    cdef uint64_t[::1] ids = ids_arr
+    cdef KeyIndex ix
+    ix.slots = NULL
+    ix.size = 0
+    cdef int64_t n = 0, capacity = 1024
+    cdef uint64_t* distinct = <uint64_t*> PyMem_RawMalloc(capacity * sizeof(uint64_t))
+    cdef int32_t v
+    cdef int failed = distinct == NULL or _index_resize(&ix, 2 * capacity) < 0
+    with nogil:
+        for i in range(m):
+            if failed:
+                break
+            if i + PREFETCH_SLOT < m:
+                __builtin_prefetch(&ix.slots[_home(&ix, _hash32(keys[i + PREFETCH_SLOT]))])
+            v = _index_find(&ix, keys[i], distinct, 1)
+            if v == NIL:
+                if n == 2147483646:  # int32 values, NIL and PINNED excluded
+                    failed = 2
+                    break
+                if n == capacity:
+                    capacity *= 2
+                    if _grow(<void**> &distinct, capacity, sizeof(uint64_t)) or _index_resize(&ix, 2 * capacity) < 0:
+                        failed = 1
+                        break
+                distinct[n] = keys[i]
+                _index_place(&ix, (_hash32(keys[i]) << 32) | <uint32_t> n)
+                v = <int32_t> n
+                n += 1
+            ids[i] = <uint64_t> v
+    distinct_arr = np.empty(n, dtype=np.uint64)
+    cdef uint64_t[::1] out = distinct_arr
+    for i in range(n):
+        out[i] = distinct[i]
+    PyMem_RawFree(distinct)
+    PyMem_RawFree(ix.slots)
+    if failed == 2:
+        raise ValueError("more than 2**31 - 2 distinct keys: too many for dense ids")
+    if failed:
+        raise MemoryError()
+    return ids_arr, distinct_arr
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Ghost: a bounded FIFO map from keys that left the cache to an int32 (S3-FIFO's ghost queue). A ring of records
 # plus a KeyIndex over it; a record whose key was discarded is marked GHOST_DEAD and simply overwritten when the
@@ -431,6 +480,8 @@ cdef class Engine:
         self.owner = NULL
         self.index.slots = NULL
         self.index.size = 0
+        self.where = NULL
+        self.where_size = 0
         self.expires_at = NULL
         self.parent_key = NULL
         self.n_children = NULL
@@ -455,7 +506,7 @@ cdef class Engine:
 
     def __init__(self, capacity_blocks=None, ttl_s=None, hit_cap=None, int64_t block_size=1,
                  int64_t warmup_requests=0, double warmup_s=0.0, int n_tenants=1, policy="lru",
-                 victims="leaves", bint interference=False, ghost_blocks=None):
+                 victims="leaves", bint interference=False, ghost_blocks=None, bint direct_keys=False):
         if policy not in POLICY_CODES:
             raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICY_CODES)}")
         if victims not in ("leaves", "any"):
@@ -524,7 +575,9 @@ cdef class Engine:
         # pool and index grow on demand (up to the capacity), so a large capacity costs nothing until used
         cdef int64_t initial = 1024 if self.capacity_blocks < 0 else min(self.capacity_blocks, 1024)
         self.max_load = MAX_LOAD_NO_TTL if ttl_s is None else MAX_LOAD_TTL
-        if self._grow_pool(initial) < 0 or _index_resize(&self.index, _table_size_for(initial, self.max_load)) < 0:
+        self.direct_keys = direct_keys
+        if self._grow_pool(initial) < 0 or (
+                not direct_keys and _index_resize(&self.index, _table_size_for(initial, self.max_load)) < 0):
             raise MemoryError()
         self.request_entries_size = 0
 
@@ -533,6 +586,7 @@ cdef class Engine:
         PyMem_RawFree(self.owner)
         PyMem_RawFree(self.expires_at)
         PyMem_RawFree(self.index.slots)
+        PyMem_RawFree(self.where)
         PyMem_RawFree(self.parent_key)
         PyMem_RawFree(self.n_children)
         PyMem_RawFree(self.insert_serial)
@@ -593,7 +647,7 @@ cdef class Engine:
         """Keep the table at most max_load full; a bounded cache's table stops at the size its capacity needs."""
         cdef int64_t size
         cdef int64_t indexed = self.occupancy + self.ghost_count
-        if indexed <= self.max_load * self.index.size:
+        if self.direct_keys or indexed <= self.max_load * self.index.size:
             return 0
         size = 2 * self.index.size
         if self.capacity_blocks > 0 and size > _table_size_for(self.capacity_blocks + self.ghost_capacity,
@@ -606,19 +660,42 @@ cdef class Engine:
     def memory_bytes(self):
         """Bytes held by the engine's pool, owner array and hash index (excluding statistics)."""
         cdef int64_t per_entry = sizeof(Entry) + sizeof(int32_t) + (sizeof(double) if self.expires_at != NULL else 0)
-        return int(self.pool_size * per_entry + self.index.size * sizeof(uint64_t))
+        return int(self.pool_size * per_entry + self.index.size * sizeof(uint64_t) + self.where_size * sizeof(int32_t))
+
+    cdef int _grow_where(self, int64_t size) except -2 nogil:
+        """direct_keys: cover ids below size (new ids start uncached); -1 when out of memory."""
+        cdef int64_t i
+        if size <= self.where_size:
+            return 0
+        size = max(size, 2 * self.where_size)
+        if _grow(<void**> &self.where, size, sizeof(int32_t)):
+            return -1
+        for i in range(self.where_size, size):
+            self.where[i] = NIL
+        self.where_size = size
+        return 0
 
     # -- hash index (see KeyIndex) --------------------------------------------------------------------------
 
     cdef inline int32_t _find(self, uint64_t key) noexcept nogil:
+        if self.direct_keys:
+            return self.where[key]  # feed() grew where past every key of the batch
         return _index_find(&self.index, key, &self.pool[0].key, ENTRY_STRIDE)
 
     cdef inline void _prefetch_slot(self, uint64_t key) noexcept nogil:
-        __builtin_prefetch(&self.index.slots[_home(&self.index, _hash32(key))])
+        if self.direct_keys:
+            __builtin_prefetch(&self.where[key])
+        else:
+            __builtin_prefetch(&self.index.slots[_home(&self.index, _hash32(key))])
 
     cdef inline void _prefetch_entry(self, uint64_t key) noexcept nogil:
         """Prefetch the entry the key's home slot points at (the slot itself was prefetched earlier)."""
-        cdef uint64_t slot = self.index.slots[_home(&self.index, _hash32(key))]
+        cdef uint64_t slot
+        if self.direct_keys:
+            if self.where[key] >= 0:
+                __builtin_prefetch(&self.pool[self.where[key]])
+            return
+        slot = self.index.slots[_home(&self.index, _hash32(key))]
         if slot != EMPTY_SLOT:
             __builtin_prefetch(&self.pool[<int32_t> (slot & 0xFFFFFFFFULL)])
 
@@ -638,10 +715,16 @@ cdef class Engine:
                 __builtin_prefetch(&self.pool[self.pool[tail].newer])
 
     cdef inline void _index_insert(self, int32_t e) noexcept nogil:
-        _index_place(&self.index, (_hash32(self.pool[e].key) << 32) | <uint32_t> e)
+        if self.direct_keys:
+            self.where[self.pool[e].key] = e
+        else:
+            _index_place(&self.index, (_hash32(self.pool[e].key) << 32) | <uint32_t> e)
 
     cdef inline void _index_remove(self, int32_t e) noexcept nogil:
-        _index_delete(&self.index, self.pool[e].key, e)
+        if self.direct_keys:
+            self.where[self.pool[e].key] = NIL
+        else:
+            _index_delete(&self.index, self.pool[e].key, e)
 
     # -- recency list ---------------------------------------------------------------------------------------
 
@@ -1000,6 +1083,8 @@ cdef class Engine:
         cdef int32_t* owner = self.owner
         cdef uint64_t* slots = self.index.slots
         cdef int64_t size = self.index.size
+        cdef int32_t* where = self.where
+        cdef bint direct = self.direct_keys   # loop-invariant: the compiler unswitches on it
         cdef int32_t head = self.head, tail = self.tail
         cdef int64_t occupancy = self.occupancy, capacity = self.capacity_blocks
         cdef int64_t seen = self.requests_seen, warmup_requests = self.warmup_requests
@@ -1012,7 +1097,7 @@ cdef class Engine:
         cdef bint counted
         cdef int code = 0
         for r in range(min(PREFETCH_SLOT, n)):  # prime the pipeline
-            __builtin_prefetch(&slots[_home(&self.index, _hash32(keys[r]))])
+            self._prefetch_slot(keys[r])
         for r in range(n):
             t = batch.t[r]
             tenant = batch.tenant[r]
@@ -1037,26 +1122,33 @@ cdef class Engine:
                 expired = self._expire(t, counted, tstats)
                 head, tail, occupancy = self.head, self.tail, self.occupancy
             # two-stage pipeline: the slot 16 requests ahead, the entry its slot names 8 ahead
-            if r + PREFETCH_SLOT < n:
-                __builtin_prefetch(&slots[(_hash32(keys[r + PREFETCH_SLOT]) * <uint64_t> size) >> 32])
-            if r + PREFETCH_ENTRY < n:
-                slot = slots[(_hash32(keys[r + PREFETCH_ENTRY]) * <uint64_t> size) >> 32]
-                if slot != EMPTY_SLOT:
-                    __builtin_prefetch(&pool[<int32_t> (slot & 0xFFFFFFFFULL)])
             key = keys[r]
-            h32 = _hash32(key)
-            i = <int64_t> ((h32 * <uint64_t> size) >> 32)
-            e = NIL
-            while True:
-                slot = slots[i]
-                if slot == EMPTY_SLOT:
-                    break
-                if (slot >> 32) == h32 and pool[<int32_t> (slot & 0xFFFFFFFFULL)].key == key:
-                    e = <int32_t> (slot & 0xFFFFFFFFULL)
-                    break
-                i += 1
-                if i == size:
-                    i = 0
+            if direct:
+                if r + PREFETCH_SLOT < n:
+                    __builtin_prefetch(&where[keys[r + PREFETCH_SLOT]])
+                if r + PREFETCH_ENTRY < n and where[keys[r + PREFETCH_ENTRY]] >= 0:
+                    __builtin_prefetch(&pool[where[keys[r + PREFETCH_ENTRY]]])
+                e = where[key]
+            else:
+                if r + PREFETCH_SLOT < n:
+                    __builtin_prefetch(&slots[(_hash32(keys[r + PREFETCH_SLOT]) * <uint64_t> size) >> 32])
+                if r + PREFETCH_ENTRY < n:
+                    slot = slots[(_hash32(keys[r + PREFETCH_ENTRY]) * <uint64_t> size) >> 32]
+                    if slot != EMPTY_SLOT:
+                        __builtin_prefetch(&pool[<int32_t> (slot & 0xFFFFFFFFULL)])
+                h32 = _hash32(key)
+                i = <int64_t> ((h32 * <uint64_t> size) >> 32)
+                e = NIL
+                while True:
+                    slot = slots[i]
+                    if slot == EMPTY_SLOT:
+                        break
+                    if (slot >> 32) == h32 and pool[<int32_t> (slot & 0xFFFFFFFFULL)].key == key:
+                        e = <int32_t> (slot & 0xFFFFFFFFULL)
+                        break
+                    i += 1
+                    if i == size:
+                        i = 0
             evicted = 0
             found = e != NIL
             if found:
@@ -1082,10 +1174,16 @@ cdef class Engine:
                     else:
                         pool[tail].older = NIL
                         # the next victim: its slot, and the entry after it
-                        __builtin_prefetch(&slots[(_hash32(pool[tail].key) * <uint64_t> size) >> 32])
+                        if direct:
+                            __builtin_prefetch(&where[pool[tail].key])
+                        else:
+                            __builtin_prefetch(&slots[(_hash32(pool[tail].key) * <uint64_t> size) >> 32])
                         if pool[tail].newer >= 0:
                             __builtin_prefetch(&pool[pool[tail].newer])
-                    _index_delete(&self.index, pool[victim].key, victim)
+                    if direct:
+                        where[pool[victim].key] = NIL
+                    else:
+                        _index_delete(&self.index, pool[victim].key, victim)
                     if counted:
                         tstats[owner[victim] * N_TENANT_FIELDS + F_EVICTED_OWNED] += 1
                     e = victim
@@ -1104,12 +1202,15 @@ cdef class Engine:
                     pool, owner, slots, size = self.pool, self.owner, self.index.slots, self.index.size
                 pool[e].key = key
                 owner[e] = tenant
-                i = <int64_t> ((h32 * <uint64_t> size) >> 32)
-                while slots[i] != EMPTY_SLOT:
-                    i += 1
-                    if i == size:
-                        i = 0
-                slots[i] = (h32 << 32) | <uint32_t> e
+                if direct:
+                    where[key] = e
+                else:
+                    i = <int64_t> ((h32 * <uint64_t> size) >> 32)
+                    while slots[i] != EMPTY_SLOT:
+                        i += 1
+                        if i == size:
+                            i = 0
+                    slots[i] = (h32 << 32) | <uint32_t> e
                 pool[e].newer = NIL
                 pool[e].older = head
                 if head != NIL:
@@ -1408,6 +1509,12 @@ cdef class Engine:
         cdef int64_t[:, ::1] evictions = self.evictions_by
         cdef int64_t n_tenants = tstats.shape[0]
         cdef int64_t error_request = -1
+        if self.direct_keys and keys.shape[0]:
+            top = int(np.max(keys))
+            if top >= 2**31 - 2:
+                raise ValueError(f"key {top} is not a dense id (direct_keys: ids must be below 2**31 - 2)")
+            if self._grow_where(top + 1) < 0:
+                raise MemoryError()
         cdef int code
         with nogil:
             code = self._serve(&batch, &out, &tstats[0, 0], &hits[0, 0], &lost[0, 0], &evictions[0, 0], n_tenants,

@@ -71,6 +71,13 @@ def relabel_keys(keys, block_offsets, tenant, tenant_seeds):
     return np.array(out, dtype=np.uint64)
 
 
+def dense_ids(keys):
+    """Number distinct keys by first appearance: (ids, distinct_keys) with distinct_keys[ids[i]] == keys[i]."""
+    number: dict[int, int] = {}
+    ids = np.array([number.setdefault(int(key), len(number)) for key in keys], dtype=np.uint64)
+    return ids, np.array(list(number), dtype=np.uint64)
+
+
 POLICY_NAMES = ("lru", "fifo", "lfu", "slru", "priority", "sieve", "s3fifo")
 TTL = "ttl"  # the evictor of expired entries in harm attribution
 
@@ -126,7 +133,9 @@ class Engine:
 
     def __init__(self, capacity_blocks=None, ttl_s=None, hit_cap=None, block_size=1, warmup_requests=0,
                  warmup_s=0.0, n_tenants=1, policy="lru", victims="leaves", interference=False,
-                 ghost_blocks=None):
+                 ghost_blocks=None, direct_keys=False):
+        # direct_keys (keys are dense ids) changes how the compiled core indexes them, never what it computes:
+        # a dict serves ids and keys alike
         if isinstance(policy, str) and policy not in POLICY_NAMES:
             raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICY_NAMES)}")
         if not isinstance(policy, str) and not callable(getattr(policy, "choose", None)):

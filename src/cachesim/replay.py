@@ -117,6 +117,7 @@ class Simulator:
         self._engine = None
         self.block_size: int | None = None
         self.block_source: str | None = None
+        self.dense_keys: bool | None = None   # fed Trace.dense() batches (ids, not keys)
         self._parts: list[dict[str, np.ndarray]] = []
         self.requests_fed = 0
         self.blocks_fed = 0
@@ -142,17 +143,23 @@ class Simulator:
 
         On bad input the error names the request, and everything before it stays served and counted.
         """
+        dense = trace.distinct_keys is not None
         if self._engine is None:
             cfg = self.config
-            self.block_size, self.block_source = trace.block_size, trace.block_source
+            self.block_size, self.block_source, self.dense_keys = trace.block_size, trace.block_source, dense
+            # tenant isolation relabels keys by hashing them, so relabelled ids are no longer dense
             self._engine = self._module.Engine(capacity_blocks=cfg.capacity_blocks, ttl_s=cfg.ttl_s,
                                                hit_cap=cfg.hit_cap, block_size=trace.block_size,
                                                warmup_requests=cfg.warmup_requests, warmup_s=cfg.warmup_s,
                                                policy=cfg.policy, victims=cfg.victims,
-                                               interference=cfg.interference, ghost_blocks=cfg.ghost_blocks)
+                                               interference=cfg.interference, ghost_blocks=cfg.ghost_blocks,
+                                               direct_keys=dense and cfg.isolation != "tenant")
         elif trace.block_size != self.block_size:
             raise TraceError(f"batch has {trace.block_size}-token blocks, earlier batches {self.block_size}",
                              field="block_size")
+        elif dense != self.dense_keys:
+            raise TraceError("batches mix dense ids (Trace.dense()) and block keys; number the whole trace once",
+                             field="block_keys")
         tenant = np.ascontiguousarray(self._global_tenants(trace), dtype=np.int32)
         self._engine.ensure_tenants(len(self.tenant_names))
         keys = trace.block_keys

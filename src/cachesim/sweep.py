@@ -430,7 +430,8 @@ def run_sweep(trace: Any, grid: Mapping[str, Any] | str | Path, executor: Any = 
                 mapped = compiled.meta.get("shared_path")
                 if mapped is None:
                     mapped = str(Path(tmp).resolve() / f"trace-b{size}.npz")
-                    compiled.save(mapped)
+                    # numbered once here, every replay of the sweep indexes its blocks by array
+                    compiled.dense().save(mapped)
                 paths[size] = mapped
             tasks = [(index, paths[block_of[config_id(params)]], params) for index, params in todo]
             sink = _Checkpoint(checkpoint, fp, append=bool(done)) if checkpoint is not None else None

@@ -36,6 +36,8 @@ class Trace:
     block_size: int               # tokens per full block
     block_source: str = "tokens"  # "tokens" (cut from token ids) or "ids" (block ids given by the trace)
     meta: dict = field(default_factory=dict)
+    # set by dense(): block_keys are then dense ids, distinct_keys[id] the chained key each one stands for
+    distinct_keys: np.ndarray | None = None
 
     @property
     def n_requests(self) -> int:
@@ -59,6 +61,20 @@ class Trace:
                        prompt_tokens=self.prompt_tokens[start:stop], output_tokens=self.output_tokens[start:stop],
                        block_offsets=self.block_offsets[start:stop + 1] - b0, block_keys=self.block_keys[b0:b1],
                        block_tokens=self.block_tokens[b0:b1])
+
+    def dense(self) -> "Trace":
+        """The same trace with its block keys numbered 0, 1, 2... by first appearance (``distinct_keys`` maps
+        them back). Replays give identical results, and the compiled engine serves dense ids with an array for an
+        index instead of a hash table (no hashing, probing or deletion shifts per block): 1.4 to 2.9 times as
+        fast in bench/bench_field.py. Numbering costs about one hashed replay's lookups, so it pays when a
+        trace is replayed more than once; sweeps do it for their workers. Number a whole trace, not its
+        batches one by one: ids from separate calls collide."""
+        if self.distinct_keys is not None:
+            return self
+        from cachesim import _impl
+
+        ids, distinct = _impl.load().dense_ids(np.ascontiguousarray(self.block_keys, dtype=np.uint64))
+        return replace(self, block_keys=ids, distinct_keys=distinct)
 
     def batches(self, max_blocks: int = 1 << 16) -> Iterator["Trace"]:
         """Consecutive slices of about max_blocks blocks each (at least one request)."""
@@ -92,6 +108,8 @@ class Trace:
                    "header": np.array([_FORMAT_VERSION, self.block_size], dtype=np.int64),
                    "block_source": np.array(self.block_source)}
         columns.update(_meta_columns(self.meta, self.n_requests))
+        if self.distinct_keys is not None:
+            columns["distinct_keys"] = self.distinct_keys
         with zipfile.ZipFile(path, "w", allowZip64=True) as zf:
             for name, array in columns.items():
                 info = zipfile.ZipInfo(f"{name}.npy")
@@ -136,6 +154,8 @@ class Trace:
                             block_tokens=_block_tokens(offsets, tail, block_size),
                             block_size=block_size, block_source=str(column("block_source")))
                 trace.meta.update(_meta_from(zf.namelist(), column))
+                if "distinct_keys.npy" in zf.namelist():
+                    trace.distinct_keys = column("distinct_keys")
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             if isinstance(exc, TraceError):
                 raise
