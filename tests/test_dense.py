@@ -31,8 +31,8 @@ def test_dense_ids_survive_table_growth():
     assert ids.max() == len(distinct) - 1
 
 
-def _replay(trace, config, max_blocks):
-    sim = cachesim.Simulator(config, impl="core")
+def _replay(trace, config, max_blocks, keep_per_request=True):
+    sim = cachesim.Simulator(config, impl="core", keep_per_request=keep_per_request)
     for batch in trace.batches(max_blocks):
         sim.feed(batch)
     return sim
@@ -53,6 +53,11 @@ def test_dense_replay_equals_keyed_replay(requests, config, interference, isolat
     for name in COMPARED:
         assert np.array_equal(getattr(keyed, name), getattr(got, name)), name
     assert (keyed.peak_occupancy, keyed.orphaned_blocks) == (got.peak_occupancy, got.orphaned_blocks)
+    # without per-request outputs the engine writes none, and counts the same
+    counts = _replay(dense, config, max_blocks, keep_per_request=False).result()
+    assert counts.per_request is None
+    for name in COMPARED:
+        assert np.array_equal(getattr(keyed, name), getattr(counts, name)), name
     if isolation is None:  # the same blocks are cached, in the same recency order
         cached = dense_sim.engine.cached_keys()
         assert dense.distinct_keys[cached].tolist() == keyed_sim.engine.cached_keys().tolist()

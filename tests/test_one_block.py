@@ -80,6 +80,9 @@ def test_one_block_batches_match_the_reference(stream, capacity, ttl_s, hit_cap,
     engines = [module.Engine(capacity_blocks=capacity, ttl_s=ttl_s, hit_cap=hit_cap, block_size=block_size,
                              warmup_requests=warmup_requests, n_tenants=3, direct_keys=direct_keys)
                for module in (_core, _reference)]
+    # and a core engine asked for no per-request outputs, which must count the same
+    counts_only = _core.Engine(capacity_blocks=capacity, ttl_s=ttl_s, hit_cap=hit_cap, block_size=block_size,
+                               warmup_requests=warmup_requests, n_tenants=3, direct_keys=direct_keys)
     columns = _columns(keys, t, tenants, prompt, block_tokens)
     bounds = [0, *cuts, len(keys)] if cuts[-1:] != [len(keys)] else [0, *cuts]
     for r0, r1 in zip(bounds, bounds[1:]):
@@ -89,6 +92,8 @@ def test_one_block_batches_match_the_reference(stream, capacity, ttl_s, hit_cap,
         for field in OUTPUTS:
             assert got[field].tolist() == want[field].tolist(), field
         assert _state(engines[0]) == _state(engines[1])
+        assert counts_only.feed(*part, per_request=False) is None
+        assert _state(counts_only) == _state(engines[0])
     if then_multi_block:  # the general loop goes on from the state the one-block loop left
         last = float(t[-1]) + 0.25
         multi = (np.array([last, last]), np.array([0, 1], dtype=np.int32), np.array([3, 2], dtype=np.int64),
@@ -123,4 +128,15 @@ def test_bad_request_mid_batch_keeps_what_was_served(bad, field):
     # serving goes on after the error as if the bad request had never come
     rest = _columns(keys[5:], np.arange(5.0, 7.0))
     assert engine.feed(*rest)["hit_blocks"].tolist() == clean.feed(*rest)["hit_blocks"].tolist()
+    assert _state(engine) == _state(clean)
+
+
+def test_counts_only_feed_keeps_what_was_served_on_bad_input():
+    t = np.arange(5, dtype=np.float64)
+    t[3] = np.nan
+    engine, clean = _core.Engine(capacity_blocks=2), _core.Engine(capacity_blocks=2)
+    with pytest.raises(_core.EngineInputError) as info:
+        engine.feed(*_columns([1, 2, 1, 3, 2], t), per_request=False)
+    assert (info.value.request, info.value.partial) == (3, None)
+    clean.feed(*_columns([1, 2, 1], np.arange(3.0)))
     assert _state(engine) == _state(clean)

@@ -13,9 +13,11 @@ from field.timing import clock
 FEED_REQUESTS = 1 << 14
 
 
-def replay(batch: Batch, capacity_blocks: int, feed_requests: int = FEED_REQUESTS) -> tuple[object, int, float]:
-    """(engine, hit blocks, CPU seconds) of one replay of the batch by a fresh engine."""
-    engine = _core.Engine(capacity_blocks=capacity_blocks)
+def replay(batch: Batch, capacity_blocks: int, feed_requests: int = FEED_REQUESTS,
+           direct_keys: bool = False) -> tuple[object, int, float]:
+    """(engine, hit blocks, CPU seconds) of one replay of the batch by a fresh engine (``direct_keys``: the batch's
+    keys are dense ids, as Trace.dense() makes them)."""
+    engine = _core.Engine(capacity_blocks=capacity_blocks, direct_keys=direct_keys)
     offsets = batch.block_offsets
     n = len(batch.t)
     hits = 0

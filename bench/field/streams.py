@@ -67,6 +67,7 @@ class Batch:
     block_offsets: np.ndarray
     keys: np.ndarray
     block_tokens: np.ndarray
+    dense: bool = False  # keys are dense ids (Trace.dense()), for an engine with direct_keys
 
     @property
     def n_blocks(self) -> int:

@@ -1085,6 +1085,7 @@ cdef class Engine:
         cdef int64_t size = self.index.size
         cdef int32_t* where = self.where
         cdef bint direct = self.direct_keys   # loop-invariant: the compiler unswitches on it
+        cdef bint outputs = out.hit_tokens != NULL  # per-request outputs wanted (see feed's per_request)
         cdef int32_t head = self.head, tail = self.tail
         cdef int64_t occupancy = self.occupancy, capacity = self.capacity_blocks
         cdef int64_t seen = self.requests_seen, warmup_requests = self.warmup_requests
@@ -1096,6 +1097,10 @@ cdef class Engine:
         cdef double t
         cdef bint counted
         cdef int code = 0
+        # one tenant (the usual key stream): its counts gather in registers and are added once, at the end
+        cdef bint single = n_tenants == 1
+        cdef int64_t c_requests = 0, c_hits = 0, c_prompt = 0, c_hit_tokens = 0, c_inserted = 0, c_evicted = 0
+        cdef int64_t peak = self.peak_occupancy
         for r in range(min(PREFETCH_SLOT, n)):  # prime the pipeline
             self._prefetch_slot(keys[r])
         for r in range(n):
@@ -1184,7 +1189,7 @@ cdef class Engine:
                         where[pool[victim].key] = NIL
                     else:
                         _index_delete(&self.index, pool[victim].key, victim)
-                    if counted:
+                    if counted and not single:
                         tstats[owner[victim] * N_TENANT_FIELDS + F_EVICTED_OWNED] += 1
                     e = victim
                     evicted = 1
@@ -1224,28 +1229,46 @@ cdef class Engine:
             if self.hit_cap_prompt_minus_one and (batch.prompt_tokens[r] - 1) // self.block_size <= 0:
                 hit = 0
             hit_tokens = batch.block_tokens[r] if hit else 0
-            out.hit_tokens[r] = hit_tokens
-            out.hit_blocks[r] = hit
-            out.inserted_blocks[r] = 1 - found
-            out.evicted_blocks[r] = evicted
-            out.expired_blocks[r] = expired
-            out.uncached_blocks[r] = 0
+            if outputs:
+                out.hit_tokens[r] = hit_tokens
+                out.hit_blocks[r] = hit
+                out.inserted_blocks[r] = 1 - found
+                out.evicted_blocks[r] = evicted
+                out.expired_blocks[r] = expired
+                out.uncached_blocks[r] = 0
             if counted:
-                ts = tstats + tenant * N_TENANT_FIELDS
-                ts[F_REQUESTS] += 1
-                ts[F_HIT_REQUESTS] += hit
-                ts[F_PROMPT_TOKENS] += batch.prompt_tokens[r]
-                ts[F_HIT_TOKENS] += hit_tokens
-                ts[F_BLOCKS] += 1
-                ts[F_HIT_BLOCKS] += hit
-                ts[F_INSERTED] += 1 - found
-                ts[F_EVICTIONS_CAUSED] += evicted
-                if n_tenants == 1:
-                    hits_from[0] += hit_tokens
+                if single:
+                    c_requests += 1
+                    c_hits += hit
+                    c_prompt += batch.prompt_tokens[r]
+                    c_hit_tokens += hit_tokens
+                    c_inserted += 1 - found
+                    c_evicted += evicted
                 else:
+                    ts = tstats + tenant * N_TENANT_FIELDS
+                    ts[F_REQUESTS] += 1
+                    ts[F_HIT_REQUESTS] += hit
+                    ts[F_PROMPT_TOKENS] += batch.prompt_tokens[r]
+                    ts[F_HIT_TOKENS] += hit_tokens
+                    ts[F_BLOCKS] += 1
+                    ts[F_HIT_BLOCKS] += hit
+                    ts[F_INSERTED] += 1 - found
+                    ts[F_EVICTIONS_CAUSED] += evicted
                     hits_from[tenant * n_tenants + owner[e]] += hit_tokens
-                if occupancy > self.peak_occupancy:
-                    self.peak_occupancy = occupancy
+                if occupancy > peak:
+                    peak = occupancy
+        if single:  # with one tenant every counted eviction took one of its own entries
+            tstats[F_REQUESTS] += c_requests
+            tstats[F_HIT_REQUESTS] += c_hits
+            tstats[F_PROMPT_TOKENS] += c_prompt
+            tstats[F_HIT_TOKENS] += c_hit_tokens
+            tstats[F_BLOCKS] += c_requests
+            tstats[F_HIT_BLOCKS] += c_hits
+            tstats[F_INSERTED] += c_inserted
+            tstats[F_EVICTIONS_CAUSED] += c_evicted
+            tstats[F_EVICTED_OWNED] += c_evicted
+            hits_from[0] += c_hit_tokens
+        self.peak_occupancy = peak
         if code != ERR_NO_MEMORY:  # after a failed allocation self holds the state already
             self.head, self.tail, self.occupancy = head, tail, occupancy
         self.requests_seen = seen
@@ -1433,12 +1456,13 @@ cdef class Engine:
                         self._on_use(e, self.insert_serial[e] > serial_at_start)
                 i -= 1
 
-            out.hit_tokens[r] = hit_tokens
-            out.hit_blocks[r] = hit_blocks
-            out.inserted_blocks[r] = inserted
-            out.evicted_blocks[r] = evicted
-            out.expired_blocks[r] = expired
-            out.uncached_blocks[r] = uncached
+            if out.hit_tokens != NULL:
+                out.hit_tokens[r] = hit_tokens
+                out.hit_blocks[r] = hit_blocks
+                out.inserted_blocks[r] = inserted
+                out.evicted_blocks[r] = evicted
+                out.expired_blocks[r] = expired
+                out.uncached_blocks[r] = uncached
             if counted:
                 ts[F_REQUESTS] += 1
                 ts[F_HIT_REQUESTS] += hit_blocks > 0
@@ -1470,11 +1494,13 @@ cdef class Engine:
             self.evictions_by = grown
 
     def feed(self, const double[::1] t, const int32_t[::1] tenant, const int64_t[::1] prompt_tokens,
-             const int64_t[::1] block_offsets, const uint64_t[::1] keys, const uint32_t[::1] block_tokens):
-        """Serve a batch of requests in order; return the per-request outputs as a dict of int64 arrays.
+             const int64_t[::1] block_offsets, const uint64_t[::1] keys, const uint32_t[::1] block_tokens,
+             bint per_request=True):
+        """Serve a batch of requests in order; return the per-request outputs as a dict of int64 arrays, or
+        None with ``per_request=False`` (the statistics alone: what a sweep keeps, and 48 bytes a request less).
 
         On an error the state holds every request before the offending one, and the exception carries
-        ``.request`` (index in the batch) and ``.partial`` (the outputs of the requests served).
+        ``.request`` (index in the batch) and ``.partial`` (the outputs of the requests served, or None).
         """
         cdef Py_ssize_t n = t.shape[0]
         if tenant.shape[0] != n or prompt_tokens.shape[0] != n or block_offsets.shape[0] != n + 1:
@@ -1482,12 +1508,12 @@ cdef class Engine:
         if n and (block_offsets[0] != 0 or block_offsets[n] != keys.shape[0] or
                   keys.shape[0] != block_tokens.shape[0]):
             raise ValueError("block_offsets do not span keys/block_tokens")
-        outputs = {name: np.empty(n, dtype=np.int64) for name in OUTPUT_FIELDS}
+        outputs = {name: np.empty(n if per_request else 1, dtype=np.int64) for name in OUTPUT_FIELDS}
         cdef int64_t[::1] o_hit_tokens = outputs["hit_tokens"], o_hit_blocks = outputs["hit_blocks"]
         cdef int64_t[::1] o_inserted = outputs["inserted_blocks"], o_evicted = outputs["evicted_blocks"]
         cdef int64_t[::1] o_expired = outputs["expired_blocks"], o_uncached = outputs["uncached_blocks"]
         if n == 0:
-            return outputs
+            return outputs if per_request else None
         cdef Batch batch
         batch.n_requests = n
         batch.t = &t[0]
@@ -1497,7 +1523,7 @@ cdef class Engine:
         batch.keys = &keys[0] if keys.shape[0] else NULL
         batch.block_tokens = &block_tokens[0] if block_tokens.shape[0] else NULL
         cdef Outputs out
-        out.hit_tokens = &o_hit_tokens[0]
+        out.hit_tokens = &o_hit_tokens[0] if per_request else NULL  # NULL: the serve loops write no outputs
         out.hit_blocks = &o_hit_blocks[0]
         out.inserted_blocks = &o_inserted[0]
         out.evicted_blocks = &o_evicted[0]
@@ -1520,7 +1546,7 @@ cdef class Engine:
             code = self._serve(&batch, &out, &tstats[0, 0], &hits[0, 0], &lost[0, 0], &evictions[0, 0], n_tenants,
                                &error_request)
         if code:
-            partial = {name: arr[:error_request] for name, arr in outputs.items()}
+            partial = {name: arr[:error_request] for name, arr in outputs.items()} if per_request else None
             message = {ERR_NO_MEMORY: "out of memory",
                        ERR_TIME_NAN: "arrival time is NaN",
                        ERR_TIME_DECREASING: f"arrival time {t[error_request]!r} is before the previous "
@@ -1531,7 +1557,7 @@ cdef class Engine:
             exc.partial = partial
             exc.field = {ERR_TIME_NAN: "t", ERR_TIME_DECREASING: "t", ERR_TENANT: "tenant"}.get(code)
             raise exc
-        return outputs
+        return outputs if per_request else None
 
     # -- inspection (tests, invariants) ---------------------------------------------------------------------
 

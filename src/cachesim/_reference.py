@@ -203,7 +203,7 @@ class Engine:
             grown[:old, :old] = self.evictions_by
             self.evictions_by = grown
 
-    def feed(self, t, tenant, prompt_tokens, block_offsets, keys, block_tokens):
+    def feed(self, t, tenant, prompt_tokens, block_offsets, keys, block_tokens, per_request=True):
         n = len(t)
         outputs = {name: np.zeros(n, dtype=np.int64) for name in OUTPUT_FIELDS}
         for r in range(n):
@@ -213,11 +213,11 @@ class Engine:
                                      [int(x) for x in block_tokens[block_offsets[r]:block_offsets[r + 1]]])
             except EngineInputError as exc:
                 exc.request = r
-                exc.partial = {name: arr[:r] for name, arr in outputs.items()}
+                exc.partial = {name: arr[:r] for name, arr in outputs.items()} if per_request else None
                 raise
             for name, value in zip(OUTPUT_FIELDS, values):
                 outputs[name][r] = value
-        return outputs
+        return outputs if per_request else None
 
     def _serve(self, t, tenant, prompt_tokens, keys, block_tokens):
         if math.isnan(t):

@@ -138,8 +138,9 @@ class Simulator:
             codes.append(code)
         return np.asarray(codes, dtype=np.int32)[trace.tenant] if len(trace.tenant) else trace.tenant
 
-    def feed(self, trace: Trace) -> dict[str, np.ndarray]:
-        """Serve every request of ``trace`` in order; return its per-request outputs.
+    def feed(self, trace: Trace) -> dict[str, np.ndarray] | None:
+        """Serve every request of ``trace`` in order; return its per-request outputs (None when the simulator
+        keeps no per-request outputs: the engine then writes none).
 
         On bad input the error names the request, and everything before it stays served and counted.
         """
@@ -170,7 +171,8 @@ class Simulator:
             outputs = self._engine.feed(np.ascontiguousarray(trace.t), tenant,
                                         np.ascontiguousarray(trace.prompt_tokens),
                                         np.ascontiguousarray(trace.block_offsets), np.ascontiguousarray(keys),
-                                        np.ascontiguousarray(trace.block_tokens))
+                                        np.ascontiguousarray(trace.block_tokens),
+                                        per_request=self.keep_per_request)
         except self._module.EngineInputError as exc:
             served = exc.request
             self._keep(trace.slice(0, served), tenant[:served], exc.partial)
