@@ -468,6 +468,31 @@ cdef inline bint _one_block_each(Batch* batch) noexcept nogil:
     return True
 
 
+cdef inline void _count(int64_t* ts, int64_t requests, int64_t hit_requests, int64_t prompt_tokens,
+                        int64_t hit_tokens, int64_t blocks, int64_t hit_blocks, int64_t inserted, int64_t evictions,
+                        int64_t uncached) noexcept nogil:
+    """Add served requests to one tenant's statistics (ts: its row)."""
+    ts[F_REQUESTS] += requests
+    ts[F_HIT_REQUESTS] += hit_requests
+    ts[F_PROMPT_TOKENS] += prompt_tokens
+    ts[F_HIT_TOKENS] += hit_tokens
+    ts[F_BLOCKS] += blocks
+    ts[F_HIT_BLOCKS] += hit_blocks
+    ts[F_INSERTED] += inserted
+    ts[F_EVICTIONS_CAUSED] += evictions
+    ts[F_UNCACHED] += uncached
+
+
+cdef inline void _write_outputs(Outputs* out, Py_ssize_t r, int64_t hit_tokens, int64_t hit_blocks, int64_t inserted,
+                                int64_t evicted, int64_t expired, int64_t uncached) noexcept nogil:
+    out.hit_tokens[r] = hit_tokens
+    out.hit_blocks[r] = hit_blocks
+    out.inserted_blocks[r] = inserted
+    out.evicted_blocks[r] = evicted
+    out.expired_blocks[r] = expired
+    out.uncached_blocks[r] = uncached
+
+
 cdef class Engine:
     """Prefix cache with LRU eviction, uniform TTL refreshed on use, capacity in block slots (SEMANTICS §3).
 
@@ -1230,12 +1255,7 @@ cdef class Engine:
                 hit = 0
             hit_tokens = batch.block_tokens[r] if hit else 0
             if outputs:
-                out.hit_tokens[r] = hit_tokens
-                out.hit_blocks[r] = hit
-                out.inserted_blocks[r] = 1 - found
-                out.evicted_blocks[r] = evicted
-                out.expired_blocks[r] = expired
-                out.uncached_blocks[r] = 0
+                _write_outputs(out, r, hit_tokens, hit, 1 - found, evicted, expired, 0)
             if counted:
                 if single:
                     c_requests += 1
@@ -1245,28 +1265,14 @@ cdef class Engine:
                     c_inserted += 1 - found
                     c_evicted += evicted
                 else:
-                    ts = tstats + tenant * N_TENANT_FIELDS
-                    ts[F_REQUESTS] += 1
-                    ts[F_HIT_REQUESTS] += hit
-                    ts[F_PROMPT_TOKENS] += batch.prompt_tokens[r]
-                    ts[F_HIT_TOKENS] += hit_tokens
-                    ts[F_BLOCKS] += 1
-                    ts[F_HIT_BLOCKS] += hit
-                    ts[F_INSERTED] += 1 - found
-                    ts[F_EVICTIONS_CAUSED] += evicted
+                    _count(tstats + tenant * N_TENANT_FIELDS, 1, hit, batch.prompt_tokens[r], hit_tokens, 1, hit,
+                           1 - found, evicted, 0)
                     hits_from[tenant * n_tenants + owner[e]] += hit_tokens
                 if occupancy > peak:
                     peak = occupancy
-        if single:  # with one tenant every counted eviction took one of its own entries
-            tstats[F_REQUESTS] += c_requests
-            tstats[F_HIT_REQUESTS] += c_hits
-            tstats[F_PROMPT_TOKENS] += c_prompt
-            tstats[F_HIT_TOKENS] += c_hit_tokens
-            tstats[F_BLOCKS] += c_requests
-            tstats[F_HIT_BLOCKS] += c_hits
-            tstats[F_INSERTED] += c_inserted
-            tstats[F_EVICTIONS_CAUSED] += c_evicted
-            tstats[F_EVICTED_OWNED] += c_evicted
+        if single:
+            _count(tstats, c_requests, c_hits, c_prompt, c_hit_tokens, c_requests, c_hits, c_inserted, c_evicted, 0)
+            tstats[F_EVICTED_OWNED] += c_evicted  # with one tenant every eviction took one of its own entries
             hits_from[0] += c_hit_tokens
         self.peak_occupancy = peak
         if code != ERR_NO_MEMORY:  # after a failed allocation self holds the state already
@@ -1457,22 +1463,10 @@ cdef class Engine:
                 i -= 1
 
             if out.hit_tokens != NULL:
-                out.hit_tokens[r] = hit_tokens
-                out.hit_blocks[r] = hit_blocks
-                out.inserted_blocks[r] = inserted
-                out.evicted_blocks[r] = evicted
-                out.expired_blocks[r] = expired
-                out.uncached_blocks[r] = uncached
+                _write_outputs(out, r, hit_tokens, hit_blocks, inserted, evicted, expired, uncached)
             if counted:
-                ts[F_REQUESTS] += 1
-                ts[F_HIT_REQUESTS] += hit_blocks > 0
-                ts[F_PROMPT_TOKENS] += batch.prompt_tokens[r]
-                ts[F_HIT_TOKENS] += hit_tokens
-                ts[F_BLOCKS] += n
-                ts[F_HIT_BLOCKS] += hit_blocks
-                ts[F_INSERTED] += inserted
-                ts[F_EVICTIONS_CAUSED] += evicted
-                ts[F_UNCACHED] += uncached
+                _count(ts, 1, hit_blocks > 0, batch.prompt_tokens[r], hit_tokens, n, hit_blocks, inserted, evicted,
+                       uncached)
                 if self.occupancy > self.peak_occupancy:
                     self.peak_occupancy = self.occupancy
         return 0
