@@ -13,20 +13,21 @@ from field.timing import clock
 FEED_REQUESTS = 1 << 14
 
 
-def replay(batch: Batch, capacity_blocks: int, feed_requests: int = FEED_REQUESTS,
-           direct_keys: bool = False) -> tuple[object, int, float]:
-    """(engine, hit blocks, CPU seconds) of one replay of the batch by a fresh engine (``direct_keys``: the batch's
-    keys are dense ids, as Trace.dense() makes them)."""
+HIT_BLOCKS = _core.TENANT_FIELDS.index("hit_blocks")
+
+
+def replay(batch: Batch, capacity_blocks: int, feed_requests: int = FEED_REQUESTS, direct_keys: bool = False,
+           per_request: bool = True) -> tuple[object, int, float]:
+    """(engine, hit blocks, CPU seconds) of one replay of the batch by a fresh engine. ``direct_keys``: the batch's
+    keys are dense ids, as Trace.dense() makes them; ``per_request=False``: statistics only, as a sweep replays."""
     engine = _core.Engine(capacity_blocks=capacity_blocks, direct_keys=direct_keys)
     offsets = batch.block_offsets
     n = len(batch.t)
-    hits = 0
     start = clock()
     for r0 in range(0, n, feed_requests):
         r1 = min(r0 + feed_requests, n)
         b0, b1 = offsets[r0], offsets[r1]
-        out = engine.feed(batch.t[r0:r1], batch.tenant[r0:r1], batch.prompt_tokens[r0:r1],
-                          offsets[r0:r1 + 1] - b0, batch.keys[b0:b1],
-                          batch.block_tokens[b0:b1])
-        hits += int(out["hit_blocks"].sum())
-    return engine, hits, clock() - start
+        engine.feed(batch.t[r0:r1], batch.tenant[r0:r1], batch.prompt_tokens[r0:r1], offsets[r0:r1 + 1] - b0,
+                    batch.keys[b0:b1], batch.block_tokens[b0:b1], per_request=per_request)
+    seconds = clock() - start
+    return engine, int(engine.tenant_stats[:, HIT_BLOCKS].sum()), seconds

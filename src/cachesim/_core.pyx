@@ -36,6 +36,7 @@ from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memset
 from libc.math cimport INFINITY, isnan
 
+import os
 import sys
 
 import numpy as np
@@ -457,6 +458,20 @@ cdef inline void _ghost_put(Ghost* g, uint64_t key, int32_t value) noexcept nogi
 # The engine
 
 @cython.final
+def _l2_cache_bytes():
+    try:
+        size = os.sysconf("SC_LEVEL2_CACHE_SIZE")
+    except (ValueError, OSError):
+        size = 0
+    return size if size > 0 else 1 << 20
+
+
+# Software prefetching pays off once the entries and index outgrow the caches: below about twice the L2 (1 MB a
+# core here) it only costs instructions (measured on the one-block loop: Mooncake ids at capacity 10,000 ran 10%
+# faster without, Zipf keys over 1 M objects 1.2x to 2.5x slower without).
+cdef int64_t _prefetch_min_bytes = 2 * _l2_cache_bytes()
+
+
 cdef inline bint _one_block_each(Batch* batch) noexcept nogil:
     """Whether every request of the batch is exactly one block."""
     cdef Py_ssize_t r
@@ -1111,6 +1126,8 @@ cdef class Engine:
         cdef int32_t* where = self.where
         cdef bint direct = self.direct_keys   # loop-invariant: the compiler unswitches on it
         cdef bint outputs = out.hit_tokens != NULL  # per-request outputs wanted (see feed's per_request)
+        cdef bint prefetch = (self.where_size * sizeof(int32_t) + self.index.size * sizeof(uint64_t)
+                              + self.pool_size * sizeof(Entry)) > _prefetch_min_bytes
         cdef int32_t head = self.head, tail = self.tail
         cdef int64_t occupancy = self.occupancy, capacity = self.capacity_blocks
         cdef int64_t seen = self.requests_seen, warmup_requests = self.warmup_requests
@@ -1126,20 +1143,27 @@ cdef class Engine:
         cdef bint single = n_tenants == 1
         cdef int64_t c_requests = 0, c_hits = 0, c_prompt = 0, c_hit_tokens = 0, c_inserted = 0, c_evicted = 0
         cdef int64_t peak = self.peak_occupancy
-        for r in range(min(PREFETCH_SLOT, n)):  # prime the pipeline
-            self._prefetch_slot(keys[r])
+        # check the whole batch first, in a pass of its own, and serve the requests before the first bad one
+        cdef Py_ssize_t n_ok = n, error_at = 0
+        cdef double previous_t = last_t
         for r in range(n):
             t = batch.t[r]
             tenant = batch.tenant[r]
             if isnan(t):
                 code = ERR_TIME_NAN
-                break
-            if t < last_t:
+            elif t < previous_t:
                 code = ERR_TIME_DECREASING
-                break
-            if tenant < 0 or tenant >= n_tenants:
+            elif tenant < 0 or tenant >= n_tenants:
                 code = ERR_TENANT
+            if code:
+                n_ok = error_at = r
                 break
+            previous_t = t
+        for r in range(min(PREFETCH_SLOT, n_ok)):  # prime the pipeline
+            self._prefetch_slot(keys[r])
+        for r in range(n_ok):
+            t = batch.t[r]
+            tenant = batch.tenant[r]
             if seen == 0:
                 self.first_t = t
                 counted_from_t = t + self.warmup_s
@@ -1154,15 +1178,15 @@ cdef class Engine:
             # two-stage pipeline: the slot 16 requests ahead, the entry its slot names 8 ahead
             key = keys[r]
             if direct:
-                if r + PREFETCH_SLOT < n:
+                if prefetch and r + PREFETCH_SLOT < n_ok:
                     __builtin_prefetch(&where[keys[r + PREFETCH_SLOT]])
-                if r + PREFETCH_ENTRY < n and where[keys[r + PREFETCH_ENTRY]] >= 0:
+                if prefetch and r + PREFETCH_ENTRY < n_ok and where[keys[r + PREFETCH_ENTRY]] >= 0:
                     __builtin_prefetch(&pool[where[keys[r + PREFETCH_ENTRY]]])
                 e = where[key]
             else:
-                if r + PREFETCH_SLOT < n:
+                if prefetch and r + PREFETCH_SLOT < n_ok:
                     __builtin_prefetch(&slots[(_hash32(keys[r + PREFETCH_SLOT]) * <uint64_t> size) >> 32])
-                if r + PREFETCH_ENTRY < n:
+                if prefetch and r + PREFETCH_ENTRY < n_ok:
                     slot = slots[(_hash32(keys[r + PREFETCH_ENTRY]) * <uint64_t> size) >> 32]
                     if slot != EMPTY_SLOT:
                         __builtin_prefetch(&pool[<int32_t> (slot & 0xFFFFFFFFULL)])
@@ -1222,11 +1246,11 @@ cdef class Engine:
                     self.head, self.tail, self.occupancy = head, tail, occupancy
                     e = self._allocate()
                     if e == NIL:
-                        code = ERR_NO_MEMORY
+                        code, error_at = ERR_NO_MEMORY, r
                         break
                     self.occupancy += 1
                     if self._grow_index_if_full() < 0:
-                        code = ERR_NO_MEMORY
+                        code, error_at = ERR_NO_MEMORY, r
                         break
                     occupancy = self.occupancy
                     pool, owner, slots, size = self.pool, self.owner, self.index.slots, self.index.size
@@ -1280,7 +1304,7 @@ cdef class Engine:
         self.requests_seen = seen
         self.last_t = last_t
         if code:
-            error_request[0] = r
+            error_request[0] = error_at
         return code
 
     cdef int _serve(self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from, int64_t* lost_to,
