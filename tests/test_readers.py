@@ -12,7 +12,7 @@ from cachesim.cli import main
 from cachesim.readers import TraceStream, detect_format, read_trace
 from cachesim.readers.azure import read_arrivals
 from cachesim.requests import BlockRequests, TraceError
-from cachesim.trace import compile_trace
+from cachesim.trace import Trace, compile_trace
 from conftest import DATA, MOONCAKE_CONVERSATION, SHARED_TRACES, require_shared
 
 # the Mooncake fixture, by hand: 512-token blocks, the last block of each request partial
@@ -348,7 +348,6 @@ def test_cli_synthesize_replays_azure_and_refuses_other_formats(capsys):
                                           ("anthropic_messages.jsonl", {})])
 @pytest.mark.parametrize("mmap", [False, True])
 def test_compact_format_round_trip(tmp_path, name, options, mmap):
-    from cachesim.trace import Trace
 
     trace = read_trace(DATA / name, **options)
     trace.save(tmp_path / "t.npz")
@@ -374,7 +373,6 @@ def test_compact_format_round_trip(tmp_path, name, options, mmap):
 
 
 def test_compact_file_that_is_not_one(tmp_path):
-    from cachesim.trace import Trace
 
     path = tmp_path / "x.npz"
     path.write_bytes(b"not a zip")
@@ -392,6 +390,21 @@ def test_cli_convert_then_replay_gives_the_same_result(tmp_path, capsys):
     from_jsonl = orjson.loads(capsys.readouterr().out)["summary"]
     # requests 2 and 4 hit blocks [0, 1]: 4 of 9 blocks
     assert (from_npz["hit_blocks"], from_npz["blocks"]) == (from_jsonl["hit_blocks"], from_jsonl["blocks"]) == (4, 9)
+
+
+def test_cli_convert_dense_numbers_the_keys_and_replays_the_same(tmp_path, capsys):
+    out = tmp_path / "mooncake-dense.npz"
+    assert main(["convert", "--dense", str(DATA / "mooncake.jsonl"), str(out)]) == 0
+    capsys.readouterr()
+    trace = Trace.load(out)
+    ids = trace.block_keys.tolist()
+    assert list(dict.fromkeys(ids)) == list(range(len(trace.distinct_keys)))  # numbered by first appearance
+    for args in (["--capacity", "3"], []):
+        assert main(["replay", str(out), "--json", "-", *args]) == 0
+        dense = orjson.loads(capsys.readouterr().out)["summary"]
+        assert main(["replay", str(DATA / "mooncake.jsonl"), "--json", "-", *args]) == 0
+        keyed = orjson.loads(capsys.readouterr().out)["summary"]
+        assert dense == keyed
 
 
 def test_progress_bar_only_on_a_terminal():

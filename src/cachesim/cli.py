@@ -293,6 +293,9 @@ def _add_convert(sub) -> None:
     p.add_argument("--format", help="input format (default: sniffed from the content)")
     p.add_argument("--block-size", type=parse_count, metavar="N", help="tokens per block (token-id traces: "
                    "default 16; LMBench: required)")
+    p.add_argument("--dense", action="store_true",
+                   help="number the block keys 0, 1, 2... (Trace.dense()): every later replay or sweep of the file "
+                        "finds its blocks by array instead of by hashing, with the same results")
     _add_reading_flags(p)
     p.set_defaults(run=_run_convert)
 
@@ -311,6 +314,8 @@ def _run_convert(args) -> int:
                            tokenizer=args.tokenizer)
     for w in caught:
         print(f"cachesim: note: {w.message}", file=sys.stderr)
+    if args.dense:
+        trace = trace.dense()
     trace.save(args.output)
     size_in, size_out = Path(args.input).stat().st_size, Path(args.output).stat().st_size
     print(f"{args.output}: {trace.n_requests:,} requests, {trace.n_blocks:,} blocks of {trace.block_size} tokens; "
