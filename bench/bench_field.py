@@ -48,10 +48,11 @@ def _lru_versus_libcachesim(benchmark, tmp_path, name: str, workload: str, keys:
     dense_batch = one_block_requests(_core.dense_ids(keys)[0])
 
     def one_round():  # interleaved, so every side sees the same machine load
-        _, hits, seconds = engine.replay(batch, capacity, per_request=False)
+        _, hits, seconds = engine.replay(batch, capacity, engine.REPLAY_BATCH_BLOCKS, per_request=False)
         answers["cachesim"] = n - hits
         times["cachesim"].append(seconds)
-        _, hits, seconds = engine.replay(dense_batch, capacity, direct_keys=True, per_request=False)
+        _, hits, seconds = engine.replay(dense_batch, capacity, engine.REPLAY_BATCH_BLOCKS, direct_keys=True,
+                                         per_request=False)
         answers["dense"] = n - hits
         times["dense"].append(seconds)
         miss_ratio, seconds = lcs_driver.lru_replay(path, capacity)
