@@ -93,3 +93,30 @@ def test_direct_engine_refuses_keys_that_are_not_ids():
     with pytest.raises(ValueError, match="not a dense id"):
         engine.feed(np.zeros(1), np.zeros(1, np.int32), np.ones(1, np.int64), np.array([0, 1], np.int64),
                     np.array([2**40], np.uint64), np.ones(1, np.uint32))
+
+
+def _mooncake_like_trace():
+    blocks = [[1, 2, 3], [1, 2, 4], [5, 6], [1, 2, 3, 7], [5, 6, 8], [9], [1, 2]]
+    requests = cachesim.BlockRequests.from_lists(blocks, [16 * len(b) for b in blocks], 16,
+                                                 t=[0, 1, 2, 3, 4, 5, 6], tenant=["a", "b", "a", "b", "a", "b", "a"])
+    return cachesim.compile_trace(requests)
+
+
+def test_keyed_restores_the_keys():
+    trace = _mooncake_like_trace()
+    assert trace.dense().keyed().block_keys.tolist() == trace.block_keys.tolist()
+    assert trace.keyed() is trace
+
+
+@pytest.mark.parametrize("router", ["prefix-hash", "cache-aware"])
+def test_routers_and_sampled_curves_see_the_keys_of_a_dense_trace(router):
+    # both hash block keys; given dense ids they would route and sample differently
+    trace = _mooncake_like_trace()
+    config = cachesim.CacheConfig(capacity_blocks=4)
+    keyed, dense = (cachesim.fleet.route(t, 3, router, config=config) for t in (trace, trace.dense()))
+    assert keyed.tolist() == dense.tolist()
+    a, b = (cachesim.run_fleet(t, 3, router, config=config) for t in (trace, trace.dense()))
+    assert a.replica.tolist() == b.replica.tolist()
+    curves = [cachesim.hit_ratio_curve(t, [2, 4, None], sample_rate=0.5, always_tokens=0)
+              for t in (trace, trace.dense())]
+    assert curves[0].hit_blocks.tolist() == curves[1].hit_blocks.tolist()

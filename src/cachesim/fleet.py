@@ -173,6 +173,7 @@ def route(trace: Trace, n_replicas: int, router: RouterConfig | str = "round-rob
 def _route(trace: Trace, n_replicas: int, router: RouterConfig | str, config: CacheConfig | None,
            load: LoadModel | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Replicas, and the hit tokens the router's index predicted on each (None for routers without an index)."""
+    trace = trace.keyed()  # routers hash the block keys: dense ids would route differently
     router = RouterConfig(router) if isinstance(router, str) else router
     if n_replicas < 1:
         raise ValueError(f"a fleet needs at least one replica, got {n_replicas}")

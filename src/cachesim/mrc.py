@@ -249,7 +249,8 @@ def stack_profile(trace: Trace, *, sample_rate: float = 1.0, always_tokens: int 
     warmup_requests, warmup_s = parse_warmup(warmup)
     t = np.ascontiguousarray(trace.t, dtype=np.float64)
     offsets = np.ascontiguousarray(trace.block_offsets, dtype=np.int64)
-    keys = np.ascontiguousarray(trace.block_keys, dtype=np.uint64)
+    # sampling hashes the keys: dense ids (Trace.dense()) would sample a different subset
+    keys = np.ascontiguousarray(trace.keyed().block_keys, dtype=np.uint64)
     if t.size and np.any(np.diff(t) < 0):
         i = int(np.flatnonzero(np.diff(t) < 0)[0]) + 1
         raise ValueError(f"request {i}: arrival time {t[i]!r} is before the previous request's {t[i - 1]!r}")

@@ -76,6 +76,13 @@ class Trace:
         ids, distinct = _impl.load().dense_ids(np.ascontiguousarray(self.block_keys, dtype=np.uint64))
         return replace(self, block_keys=ids, distinct_keys=distinct)
 
+    def keyed(self) -> "Trace":
+        """The trace with its chained block keys back, if :meth:`dense` numbered them. What only compares keys
+        (replays) is indifferent; what hashes them (routers, sampled curves) needs the keys themselves."""
+        if self.distinct_keys is None:
+            return self
+        return replace(self, block_keys=self.distinct_keys[self.block_keys], distinct_keys=None)
+
     def batches(self, max_blocks: int = 1 << 16) -> Iterator["Trace"]:
         """Consecutive slices of about max_blocks blocks each (at least one request)."""
         start = 0
