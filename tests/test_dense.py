@@ -120,3 +120,12 @@ def test_routers_and_sampled_curves_see_the_keys_of_a_dense_trace(router):
     curves = [cachesim.hit_ratio_curve(t, [2, 4, None], sample_rate=0.5, always_tokens=0)
               for t in (trace, trace.dense())]
     assert curves[0].hit_blocks.tolist() == curves[1].hit_blocks.tolist()
+
+
+def test_merging_dense_traces_merges_their_keys():
+    a = _mooncake_like_trace()
+    b = cachesim.compile_trace(cachesim.BlockRequests.from_lists([[7, 8], [1, 2, 3]], [32, 48], 16, t=[0.5, 2.5]))
+    want = cachesim.merge_traces([("a", a), ("b", b)])
+    got = cachesim.merge_traces([("a", a.dense()), ("b", b.dense())])
+    assert got.distinct_keys is None
+    assert got.block_keys.tolist() == want.block_keys.tolist()

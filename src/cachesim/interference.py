@@ -99,7 +99,8 @@ def merge_traces(parts: Sequence[tuple[str, Trace]], *, keep_tenants: bool = Fal
                    prompt_tokens=np.concatenate([np.asarray(p.prompt_tokens, dtype=np.int64) for _, p in parts]),
                    output_tokens=np.concatenate([np.asarray(p.output_tokens, dtype=np.int64) for _, p in parts]),
                    block_offsets=np.concatenate(offsets),
-                   block_keys=np.concatenate([p.block_keys for _, p in parts]).astype(np.uint64, copy=False),
+                   # keys, not ids: two traces numbered apart (Trace.dense()) would share ids by accident
+                   block_keys=np.concatenate([p.keyed().block_keys for _, p in parts]).astype(np.uint64, copy=False),
                    block_tokens=np.concatenate([p.block_tokens for _, p in parts]).astype(np.uint32, copy=False),
                    block_size=block_size, block_source=sources.pop() if len(sources) == 1 else "mixed",
                    meta={"merged": [label for label, _ in parts]})
