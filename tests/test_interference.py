@@ -234,6 +234,21 @@ def test_cli_interference_json_and_heatmap(tmp_path, capsys):
     assert b"<svg" in svg.read_bytes()[:500]
 
 
+def test_cli_interference_says_who_evicted_whom(tmp_path, capsys):
+    from cachesim.cli import main
+    import orjson
+
+    path = tmp_path / "two.npz"
+    two_tenants().save(path)
+    assert main(["interference", str(path), "--capacity", "2", "--json", str(tmp_path / "r.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "lost to others" in printed and "top evictor" in printed
+    lost = orjson.loads((tmp_path / "r.json").read_text())["shared_lost_to"]
+    # capacity 2: B's two blocks evict A's two, so A's second request misses both (1 token each) because of B
+    assert lost["A"] == {"B": 2}  # zeros are left out
+    assert lost["B"] == {}
+
+
 def test_cli_interference_mixes_in_a_generated_agent(tmp_path, capsys):
     from cachesim.cli import main
 

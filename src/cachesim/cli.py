@@ -392,6 +392,8 @@ def _add_interference(sub) -> None:
 
 
 def _run_interference(args) -> int:
+    from dataclasses import replace
+
     from cachesim.interference import compare_remedies, merge_traces, print_report
 
     trace, label = _load_whole_trace(args)
@@ -408,7 +410,8 @@ def _run_interference(args) -> int:
                   f"{args.agent_seed}, {agent_trace.n_requests:,} requests)")
     if args.save_trace:
         trace.save(args.save_trace)
-    config = _cache_config(args, trace.block_size, trace.block_source)
+    # who evicted whom in the shared cache is part of this report: track it whatever --interference says
+    config = replace(_cache_config(args, trace.block_size, trace.block_source), interference=True)
     report = compare_remedies(trace, config, priority=args.priority, reserve=args.reserve,
                               quotas=dict(args.quota) if args.quota else None, alone_capacity=args.alone,
                               impl=args.impl, workers=args.workers, executor=args.executor)

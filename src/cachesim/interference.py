@@ -430,6 +430,14 @@ class InterferenceReport:
         """Per tenant: hit ratios shared vs alone and the interference cost (alone - shared)."""
         return _cost_rows(self.shared.per_tenant, self.alone.per_tenant)
 
+    def lost_to(self) -> dict[str, dict[str, int]] | None:
+        """Per tenant, in the shared cache: tokens it missed because each other tenant (or the TTL, "ttl")
+        evicted them (SEMANTICS §6); None unless the replay tracked interference."""
+        results = self.shared.results
+        if len(results) != 1 or results[0].lost_to is None:
+            return None
+        return {name: row["lost_to"] for name, row in results[0].per_tenant().items()}
+
     def recovered(self, remedy: str, tenant: str, ratio: str = "token_hit_ratio") -> float | None:
         """Share of the tenant's loss (alone - shared) that the remedy gives back; None when it lost nothing."""
         shared = self.shared.per_tenant[tenant][ratio]
@@ -452,6 +460,7 @@ class InterferenceReport:
                        "warmup_requests": self.config.warmup_requests, "warmup_s": self.config.warmup_s},
             "remedies": remedies,
             "counterfactual": {"name": self.counterfactual_name, **self.alone.to_dict(), "cost": self.cost()},
+            "shared_lost_to": self.lost_to(),
             "definitions": {
                 "cost": "hit ratio alone - hit ratio shared (positive: the other tenants cost this tenant hits)",
                 "recovered": "(remedy - shared) / (alone - shared): the share of the loss a remedy gives back "
@@ -514,6 +523,17 @@ def print_report(report: InterferenceReport, label: str, console=None, max_tenan
     if len(ranked) > max_tenants:
         table.caption = f"{len(ranked) - max_tenants} more tenants in the JSON output"
     console.print(table)
+    lost_to = report.lost_to()
+    if lost_to is not None:
+        evicted = Table(title="shared cache: tokens each tenant missed because another tenant's insertions (or the "
+                              "TTL) evicted them", header_style="bold")
+        for col in ("tenant", "lost to others", "top evictor", "lost to TTL"):
+            evicted.add_column(col, justify="left" if col in ("tenant", "top evictor") else "right")
+        for tenant in ranked[:max_tenants]:
+            others = {k: v for k, v in lost_to[tenant].items() if k not in ("ttl", tenant)}
+            top = max(others, key=others.get) if any(others.values()) else ""
+            evicted.add_row(tenant, f"{sum(others.values()):,}", top, f"{lost_to[tenant].get('ttl', 0):,}")
+        console.print(evicted)
     console.print(f"[bold]{report.counterfactual_name}[/bold]: "
                   + ("each tenant replayed alone at the full capacity"
                      if report.counterfactual_name == "alone" else "each tenant replayed alone at an equal share"))
