@@ -71,18 +71,20 @@ def one_block_streams(draw):
        capacity=st.sampled_from([None, 1, 2, 3, 5, 8]),
        ttl_s=st.sampled_from([None, None, 0.5, 2.0]),
        hit_cap=st.sampled_from([None, "prompt-1"]),
-       warmup_requests=st.sampled_from([0, 0, 3]),
+       warmup_requests=st.sampled_from([0, 0, 3]), warmup_s=st.sampled_from([0.0, 0.0, 1.5]),
        then_multi_block=st.booleans(), direct_keys=st.booleans())
-def test_one_block_batches_match_the_reference(stream, capacity, ttl_s, hit_cap, warmup_requests,
+def test_one_block_batches_match_the_reference(stream, capacity, ttl_s, hit_cap, warmup_requests, warmup_s,
                                                then_multi_block, direct_keys):
     keys, t, tenants, prompt, block_tokens, block_size, cuts = stream
     # the keys are small integers, so they are valid dense ids for the core's array index too
     engines = [module.Engine(capacity_blocks=capacity, ttl_s=ttl_s, hit_cap=hit_cap, block_size=block_size,
-                             warmup_requests=warmup_requests, n_tenants=3, direct_keys=direct_keys)
+                             warmup_requests=warmup_requests, warmup_s=warmup_s, n_tenants=3,
+                             direct_keys=direct_keys)
                for module in (_core, _reference)]
     # and a core engine asked for no per-request outputs, which must count the same
     counts_only = _core.Engine(capacity_blocks=capacity, ttl_s=ttl_s, hit_cap=hit_cap, block_size=block_size,
-                               warmup_requests=warmup_requests, n_tenants=3, direct_keys=direct_keys)
+                               warmup_requests=warmup_requests, warmup_s=warmup_s, n_tenants=3,
+                               direct_keys=direct_keys)
     columns = _columns(keys, t, tenants, prompt, block_tokens)
     bounds = [0, *cuts, len(keys)] if cuts[-1:] != [len(keys)] else [0, *cuts]
     for r0, r1 in zip(bounds, bounds[1:]):
@@ -140,3 +142,23 @@ def test_counts_only_feed_keeps_what_was_served_on_bad_input():
     assert (info.value.request, info.value.partial) == (3, None)
     clean.feed(*_columns([1, 2, 1], np.arange(3.0)))
     assert _state(engine) == _state(clean)
+
+
+@pytest.mark.parametrize("direct_keys", [False, True])
+def test_large_stream_with_prefetching_matches_the_reference(direct_keys):
+    # once the cache holds ~100,000 entries its pool and index (or id array) pass 3 MB, more than twice the L2 of
+    # the machines this runs on, so the later batches prefetch (the small streams above never do)
+    rng = np.random.default_rng(7)
+    keys = rng.integers(0, 400_000, 150_000).astype(np.uint64)
+    tenant = rng.integers(0, 2, len(keys)).astype(np.int32)
+    t = np.sort(rng.random(len(keys)) * 100)
+    columns = _columns(keys, t, tenant)
+    got, want = (module.Engine(capacity_blocks=100_000, ttl_s=60.0, n_tenants=2, direct_keys=direct_keys)
+                 for module in (_core, _reference))
+    for r0 in range(0, len(keys), 30_000):
+        part = [c[r0:r0 + 30_000] for c in columns]
+        part[3] = np.arange(len(part[0]) + 1, dtype=np.int64)
+        a, b = got.feed(*part), want.feed(*part)
+        assert all(np.array_equal(a[name], b[name]) for name in OUTPUTS)
+    assert got.memory_bytes() > 3_000_000
+    assert _state(got) == _state(want)

@@ -54,7 +54,6 @@ cdef struct Outputs:
     int64_t* uncached_blocks    # blocks that found no room (the request alone filled the cache)
 
 
-# final: no subclass, so every cdef method is a direct (inlinable) call, not a vtable jump
 @cython.final
 cdef class Engine:
     # configuration

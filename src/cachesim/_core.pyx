@@ -457,7 +457,6 @@ cdef inline void _ghost_put(Ghost* g, uint64_t key, int32_t value) noexcept nogi
 # ---------------------------------------------------------------------------------------------------------------
 # The engine
 
-@cython.final
 def _l2_cache_bytes():
     try:
         size = os.sysconf("SC_LEVEL2_CACHE_SIZE")
@@ -508,6 +507,7 @@ cdef inline void _write_outputs(Outputs* out, Py_ssize_t r, int64_t hit_tokens, 
     out.uncached_blocks[r] = uncached
 
 
+@cython.final  # no subclass: every cdef method is a direct (inlinable) call, not a vtable jump
 cdef class Engine:
     """Prefix cache with LRU eviction, uniform TTL refreshed on use, capacity in block slots (SEMANTICS §3).
 

@@ -99,6 +99,12 @@ def tenant_seed(name: str) -> int:
     return xxhash.xxh3_64_intdigest(name.encode("utf-8"))
 
 
+
+def _same_numbering(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two batches' distinct_keys are one numbering (slices of one dense trace share the very array; a
+    numbering read again from its file is equal)."""
+    return a is b or (len(a) == len(b) and bool(np.array_equal(a, b)))
+
 class Simulator:
     """A cache fed a trace in batches; state carries over between batches, so traces of any size stream."""
 
@@ -118,6 +124,7 @@ class Simulator:
         self.block_size: int | None = None
         self.block_source: str | None = None
         self.dense_keys: bool | None = None   # fed Trace.dense() batches (ids, not keys)
+        self._distinct_keys: np.ndarray | None = None  # the numbering of those batches
         self._parts: list[dict[str, np.ndarray]] = []
         self.requests_fed = 0
         self.blocks_fed = 0
@@ -148,6 +155,7 @@ class Simulator:
         if self._engine is None:
             cfg = self.config
             self.block_size, self.block_source, self.dense_keys = trace.block_size, trace.block_source, dense
+            self._distinct_keys = trace.distinct_keys
             # tenant isolation relabels keys by hashing them, so relabelled ids are no longer dense
             self._engine = self._module.Engine(capacity_blocks=cfg.capacity_blocks, ttl_s=cfg.ttl_s,
                                                hit_cap=cfg.hit_cap, block_size=trace.block_size,
@@ -160,6 +168,10 @@ class Simulator:
                              field="block_size")
         elif dense != self.dense_keys:
             raise TraceError("batches mix dense ids (Trace.dense()) and block keys; number the whole trace once",
+                             field="block_keys")
+        elif dense and not _same_numbering(trace.distinct_keys, self._distinct_keys):
+            # ids of batches numbered apart collide: block 0 of one is not block 0 of the other
+            raise TraceError("batches were numbered apart (Trace.dense() on each); number the whole trace once",
                              field="block_keys")
         tenant = np.ascontiguousarray(self._global_tenants(trace), dtype=np.int32)
         self._engine.ensure_tenants(len(self.tenant_names))

@@ -17,6 +17,9 @@ from cachesim.requests import BlockRequests, TokenRequests, TraceError
 __all__ = ["Trace", "compile_trace"]
 
 _FORMAT_VERSION = 2
+# a numbered trace (Trace.dense()) is format 3, so that a reader which knows only format 2 refuses it rather than
+# take its ids for keys (replays would agree; routers and sampled curves, which hash keys, would not)
+_DENSE_FORMAT_VERSION = 3
 _PAD_FIELD = 0xCA5E  # zip extra-field id of our alignment padding
 
 
@@ -112,7 +115,8 @@ class Trace:
         columns = {"t": self.t, "tenant": self.tenant, "session": self.session, "prompt_tokens": self.prompt_tokens,
                    "output_tokens": self.output_tokens, "block_offsets": self.block_offsets, "tail_tokens": tail,
                    "tenant_names": np.array(self.tenant_names, dtype=str),
-                   "header": np.array([_FORMAT_VERSION, self.block_size], dtype=np.int64),
+                   "header": np.array([_FORMAT_VERSION if self.distinct_keys is None else _DENSE_FORMAT_VERSION,
+                                       self.block_size], dtype=np.int64),
                    "block_source": np.array(self.block_source)}
         columns.update(_meta_columns(self.meta, self.n_requests))
         if self.distinct_keys is not None:
@@ -145,8 +149,9 @@ class Trace:
                         return np.lib.format.read_array(handle, allow_pickle=False)
 
                 version, block_size = (int(x) for x in column("header"))
-                if version != _FORMAT_VERSION:
-                    raise TraceError(f"compiled trace format {version} is not {_FORMAT_VERSION}", file=str(path))
+                if version not in (_FORMAT_VERSION, _DENSE_FORMAT_VERSION):
+                    raise TraceError(f"compiled trace format {version} is not {_FORMAT_VERSION} or "
+                                     f"{_DENSE_FORMAT_VERSION}", file=str(path))
                 offsets = column("block_offsets")
                 tail = column("tail_tokens")
                 info = zf.getinfo("block_keys.npy")
@@ -161,7 +166,7 @@ class Trace:
                             block_tokens=_block_tokens(offsets, tail, block_size),
                             block_size=block_size, block_source=str(column("block_source")))
                 trace.meta.update(_meta_from(zf.namelist(), column))
-                if "distinct_keys.npy" in zf.namelist():
+                if version == _DENSE_FORMAT_VERSION:
                     trace.distinct_keys = column("distinct_keys")
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             if isinstance(exc, TraceError):
