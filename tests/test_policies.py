@@ -81,6 +81,21 @@ def test_s3fifo_promotes_a_ghost_hit_to_the_main_queue(impl):
     assert col(r, "evicted_blocks") == [0, 0, 0, 1, 1, 0, 1, 1, 0]
 
 
+def test_s3fifo_small_queue_emptied_by_promotions_hands_over_to_main(impl):
+    # capacity 2 (small share 1). 1 2 3: 3 evicts 1 (to the ghost). 3 2 3: both small entries are used again.
+    # 1: the small tail 2, then 3, move to the main queue with their counts reset; the small queue is empty, so
+    # the main queue's tail 2 goes; 1 comes back from the ghost into main. 2: the main tail 3 (count 0) goes.
+    prompts = [[1], [2], [3], [3], [2], [3], [1], [2]]
+    r = run(impl, prompts, capacity_blocks=2, policy="s3fifo")
+    assert col(r, "hit_blocks") == [0, 0, 0, 1, 1, 1, 0, 0]
+    assert col(r, "evicted_blocks") == [0, 0, 1, 0, 0, 0, 1, 1]
+    engine = cachesim.Simulator(cachesim.CacheConfig(capacity_blocks=2, policy="s3fifo"), impl=impl)
+    for prompt in prompts:
+        engine.feed(cachesim.compile_trace(TokenRequests.from_lists([prompt]), 1))
+    assert sorted(engine.engine.cached_keys().tolist()) == sorted(
+        cachesim.compile_trace(TokenRequests.from_lists([[1], [2]]), 1).block_keys.tolist())
+
+
 @pytest.mark.parametrize("policy", cachesim.POLICIES)
 def test_every_policy_refuses_to_evict_the_requests_own_blocks(impl, policy):
     r = run(impl, [[1, 2, 3], [1, 2, 3]], capacity_blocks=2, policy=policy)

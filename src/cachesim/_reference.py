@@ -346,7 +346,8 @@ class Engine:
         return key not in used and (self.victims == "any" or not self._children(key))
 
     def _s3fifo_victim(self, used: set) -> int | None:
-        from_small = (len(self.queue) >= self.small_target and self.queue) or not self.main
+        # a bool, not the list: the list empties as the loop pops it, and its truth would flip mid-eviction
+        from_small = bool(self.queue) and len(self.queue) >= self.small_target or not self.main
         switched = False
         skipped = 0
         for _ in range(3 * (len(self.queue) + len(self.main)) + 2):
