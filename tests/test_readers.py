@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from cachesim.cli import main
-from cachesim.readers import TraceStream, detect_format, read_trace
+from cachesim.readers import TraceStream, detect_format, read_requests, read_trace
 from cachesim.readers.azure import read_arrivals
 from cachesim.requests import BlockRequests, TraceError
 from cachesim.trace import Trace, compile_trace
@@ -420,3 +420,20 @@ def test_progress_bar_only_on_a_terminal():
     assert wants_progress(Stream(True)) and not wants_progress(Stream(False))
     with progress_bar(100, lambda: 50, "x", enabled=False) as update:
         update(10)  # a no-op, and nothing drawn
+
+
+def test_requests_read_in_batches_join_when_only_some_batches_carry_breakpoints(tmp_path):
+    from cachesim.readers import iter_requests
+    from cachesim.readers._base import ReadOptions, concat
+
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"t": 0, "tokens": [1, 2, 3, 4], "breakpoints": [2]}\n'
+                    '{"t": 1, "tokens": [1, 2, 5, 6]}\n' * 1 + '{"t": 2, "tokens": [7, 8]}\n' * 40)
+    # batches of ~64 bytes: the first carries a breakpoint, the later ones none
+    parts = list(iter_requests(path, "native", ReadOptions(batch_bytes=64)))
+    assert len(parts) > 2 and parts[0].extras and not parts[-1].extras
+    joined = concat(parts)
+    whole = read_requests(path, format="native")
+    assert joined.extras["breakpoints"].offsets.tolist() == whole.extras["breakpoints"].offsets.tolist()
+    assert joined.extras["breakpoints"].columns["tokens"].tolist() == [2]
+    assert joined.extras["observed_input_tokens"].tolist() == [-1] * 42

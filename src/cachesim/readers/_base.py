@@ -495,17 +495,31 @@ def concat(results: list[ReadResult]) -> ReadResult:
                                  prompt_tokens=np.concatenate([r.requests.prompt_tokens for r in results]),
                                  block_size=first.block_size)
     extras = {}
-    if any(r.extras for r in results):
-        if not all(r.extras for r in results):
-            raise ValueError("batches of one stream differ in what they carry")
-        for name, value in results[-1].extras.items():
+    carrying = [r for r in results if r.extras]
+    if carrying:
+        # a batch without a single breakpoint, segment or observed count carries none: it gets empty ones
+        template = carrying[-1].extras
+        parts = [r.extras or _no_extras(template, r.requests.t.shape[0]) for r in results]
+        for name, value in template.items():
             if name in _GLOBAL_EXTRAS:
-                extras[name] = value  # interned across batches: the last batch's list covers all codes
+                extras[name] = value  # interned across batches: the last carrying batch's list covers all codes
             elif isinstance(value, Ragged):
-                extras[name] = Ragged.concat([r.extras[name] for r in results])
+                extras[name] = Ragged.concat([p[name] for p in parts])
             else:
-                extras[name] = np.concatenate([r.extras[name] for r in results])
+                extras[name] = np.concatenate([p[name] for p in parts])
     return ReadResult(requests, lines, results[0].path, extras)
+
+
+def _no_extras(template: dict, n: int) -> dict:
+    """Extras shaped like ``template`` for n requests that carry none: empty lists, -1 (unknown) counts."""
+    out = {}
+    for name, value in template.items():
+        if isinstance(value, Ragged):
+            out[name] = Ragged(np.zeros(n + 1, dtype=np.int64),
+                               {k: np.empty(0, dtype=v.dtype) for k, v in value.columns.items()})
+        elif name not in _GLOBAL_EXTRAS:
+            out[name] = np.full(n, -1, dtype=np.asarray(value).dtype)
+    return out
 
 
 def _recode(requests, names: list[str]) -> np.ndarray:
