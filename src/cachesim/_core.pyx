@@ -28,6 +28,15 @@ more recent than its children, which keeps an LRU cache prefix-closed.
 
 The serve loop runs without the GIL over raw pointers into numpy arrays: no Python object per block. Errors are
 return codes, raised as exceptions once the GIL is back.
+
+One-block batches. A batch whose every request is one block (a plain key stream) under LRU without interference
+tracking takes a loop of its own (_serve_one_block_lru): for one block, lookup-pin-stamp is move-to-head and a miss
+takes the tail's entry over, so the per-request machinery of prefixes is not needed, and the hot state can live in
+locals (stores through the pool could alias the engine's fields, which the general loop must then reload).
+
+Dense ids. With direct_keys the keys are ids 0..u-1 (Trace.dense(), numbered once per trace by dense_ids) and an
+int32 array where[id] replaces the hash index: no hashing, probing or deletion shifts per block, at 4 bytes per
+distinct id rather than per cached block. Everything else (ghosts included) is unchanged.
 """
 
 cimport cython
