@@ -37,21 +37,26 @@ LENGTHS = [n for n in (10**5, 10**6, 10**7, 10**8) if n <= MAX_BLOCKS]
 # 10^4 blocks fill within the first 10^5-block point; 10^6 fill after ~1.6 M blocks, so the shorter streams
 # below that never evict and run cheaper: only the 10^7 and 10^8 points compare steady states
 LENGTH_CAPACITIES = [10_000, 1_000_000]
+SLICE_BLOCKS = 10_000_000  # the 10^8-block replays are also timed by slices of 10^7 blocks
 CAPACITIES = [10**3, 10**4, 10**5, 10**6, 10**7]
 PREFIX_STREAM = dict(n_blocks=30_000_000, n_conversations=4_000_000, seed=1)  # ~12.6 M distinct: 10^7 fills
 AGENT_STREAM = dict(n_sessions=20_000, turns=20, new_blocks_per_turn=4, start_spread_s=2_000)  # 42 M blocks
 
 
-def _interleaved(points: dict, rounds: int) -> dict:
+def _interleaved(points: dict, rounds: int, slice_blocks: int | None = None) -> dict:
     """Fastest of `rounds` replays per point ({key: (batch, capacity)}), the points taken in turn each round.
-    A batch whose keys are dense ids (see _dense) is replayed by an engine indexing them by array."""
+    A batch whose keys are dense ids (see _dense) is replayed by an engine indexing them by array. With
+    slice_blocks, a replay of at least five slices also keeps its time per slice."""
     best: dict = {}
     for _ in range(rounds):
         for key, (batch, capacity) in points.items():
-            eng, hits, seconds = engine.replay(batch, capacity, direct_keys=batch.dense)
+            sliced = slice_blocks if slice_blocks and batch.n_blocks >= 5 * slice_blocks else None
+            slices: list = []
+            eng, hits, seconds = engine.replay(batch, capacity, direct_keys=batch.dense, slice_blocks=sliced,
+                                               slices=slices)
             if key not in best or seconds < best[key]["seconds"]:
                 best[key] = dict(seconds=seconds, hits=hits, occupancy=eng.occupancy, blocks=batch.n_blocks,
-                                 capacity=capacity)
+                                 capacity=capacity, slices=slices)
     return best
 
 
@@ -72,7 +77,17 @@ def _record_sweep(sweep: str, best: dict) -> None:
 def test_time_per_block_vs_length(benchmark):
     batches = {n: prefix_requests(n) for n in LENGTHS}
     points = {(c, n): (batches[n], c) for c in LENGTH_CAPACITIES for n in LENGTHS}
-    _record_sweep("length", benchmark.pedantic(_interleaved, args=(points, 2), rounds=1))
+    best = benchmark.pedantic(_interleaved, args=(points, 2, SLICE_BLOCKS), rounds=1)
+    _record_sweep("length", best)
+    # the longest replay, slice by slice: does the time per block drift within one stream?
+    for (capacity, n), b in best.items():
+        if b["slices"]:
+            ends = np.cumsum([blocks for blocks, _ in b["slices"]])
+            for end, (blocks, seconds) in zip(ends, b["slices"]):
+                record("scaling", f"slices {capacity:>10} {int(end):>12}",
+                       dict(sweep="slices", series=capacity, x=int(end), blocks=blocks,
+                            ns_per_block=seconds / blocks * 1e9))
+    _render()
 
 
 def _agent_batch() -> Batch:
@@ -154,6 +169,17 @@ def _render() -> None:
                   "Time per block against stream length", goals={"20 M blocks/s (50 ns)": 50.0})
         parts.append("### Time per block against stream length\n\n![time per block](../bench/plots/scaling_length.png)"
                      "\n\n" + _speed_table(rows, "series (capacity)"))
+    rows = _rows(data, "slices")
+    if rows:
+        xs, series = _series(rows, lambda r: r["ns_per_block"])
+        line_plot(PLOTS / "scaling_slices.png", xs, {f"capacity {k:,}": v for k, v in series.items()},
+                  "blocks replayed so far (end of the slice)", "ns per block in the slice (CPU)",
+                  "One 10^8-block replay, slice by slice", goals={"20 M blocks/s (50 ns)": 50.0}, logx=False)
+        caps = list(series)
+        parts.append("### Time per block within one 10^8-block replay\n\n"
+                     "![time per block by slice](../bench/plots/scaling_slices.png)\n\n" +
+                     table(["slice ends at (blocks)", *[f"ns / block, capacity {c:,}" for c in caps]],
+                           [[f"{x:,}", *[f"{series[c][i]:.1f}" for c in caps]] for i, x in enumerate(xs)]))
     rows = _rows(data, "capacity")
     if rows:
         xs, series = _series(rows, lambda r: r["blocks_per_s"] / 1e6)

@@ -20,17 +20,25 @@ HIT_BLOCKS = _core.TENANT_FIELDS.index("hit_blocks")
 
 
 def replay(batch: Batch, capacity_blocks: int, feed_requests: int = FEED_REQUESTS, direct_keys: bool = False,
-           per_request: bool = True) -> tuple[object, int, float]:
+           per_request: bool = True, slice_blocks: int | None = None,
+           slices: list | None = None) -> tuple[object, int, float]:
     """(engine, hit blocks, CPU seconds) of one replay of the batch by a fresh engine. ``direct_keys``: the batch's
-    keys are dense ids, as Trace.dense() makes them; ``per_request=False``: statistics only, as a sweep replays."""
+    keys are dense ids, as Trace.dense() makes them; ``per_request=False``: statistics only, as a sweep replays.
+    With ``slice_blocks``, ``slices`` receives (blocks, CPU seconds) of each slice of about that many blocks (cut
+    at the first feed boundary past it), so one long replay shows whether its time per block drifts."""
     engine = _core.Engine(capacity_blocks=capacity_blocks, direct_keys=direct_keys)
     offsets = batch.block_offsets
     n = len(batch.t)
-    start = clock()
+    start = slice_start = clock()
+    slice_from = 0
     for r0 in range(0, n, feed_requests):
         r1 = min(r0 + feed_requests, n)
         b0, b1 = offsets[r0], offsets[r1]
         engine.feed(batch.t[r0:r1], batch.tenant[r0:r1], batch.prompt_tokens[r0:r1], offsets[r0:r1 + 1] - b0,
                     batch.keys[b0:b1], batch.block_tokens[b0:b1], per_request=per_request)
+        if slice_blocks and (b1 - slice_from >= slice_blocks or r1 == n):
+            now = clock()
+            slices.append((int(b1 - slice_from), now - slice_start))
+            slice_start, slice_from = now, b1
     seconds = clock() - start
     return engine, int(engine.tenant_stats[:, HIT_BLOCKS].sum()), seconds

@@ -1,4 +1,4 @@
-"""Log-scale line plots for the scaling benchmarks (matplotlib, Agg: no display needed)."""
+"""Line plots for the scaling benchmarks, log-scale x by default (matplotlib, Agg: no display needed)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def line_plot(path: Path, x: list, series: dict[str, list], xlabel: str, ylabel: str, title: str,
-              goals: dict[str, float] | None = None, logy: bool = False) -> Path:
+              goals: dict[str, float] | None = None, logy: bool = False, logx: bool = True) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -19,7 +19,8 @@ def line_plot(path: Path, x: list, series: dict[str, list], xlabel: str, ylabel:
         ax.axhline(y, color="grey", linestyle="--", linewidth=1)
         ax.annotate(label, (x[-1], y), textcoords="offset points", xytext=(0, 3), fontsize=8, color="grey",
                     ha="right")
-    ax.set_xscale("log")
+    if logx:
+        ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
     else:
