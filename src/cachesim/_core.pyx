@@ -50,6 +50,8 @@ import sys
 
 import numpy as np
 
+from cachesim._statistics import grow_tenant_statistics
+
 # ---------------------------------------------------------------------------------------------------------------
 # XXH3 from the xxhash extension
 
@@ -489,6 +491,17 @@ cdef inline bint _one_block_each(Batch* batch) noexcept nogil:
         if batch.block_offsets[r] != r:
             return False
     return True
+
+
+cdef inline int _arrival_error(double t, int32_t tenant, double last_t, int64_t n_tenants) noexcept nogil:
+    """The error code of a request arriving at t from tenant after a request at last_t, or 0 (SEMANTICS §3)."""
+    if isnan(t):
+        return ERR_TIME_NAN
+    if t < last_t:
+        return ERR_TIME_DECREASING
+    if tenant < 0 or tenant >= n_tenants:
+        return ERR_TENANT
+    return 0
 
 
 cdef inline void _count(int64_t* ts, int64_t requests, int64_t hit_requests, int64_t prompt_tokens,
@@ -1157,13 +1170,7 @@ cdef class Engine:
         cdef double previous_t = last_t
         for r in range(n):
             t = batch.t[r]
-            tenant = batch.tenant[r]
-            if isnan(t):
-                code = ERR_TIME_NAN
-            elif t < previous_t:
-                code = ERR_TIME_DECREASING
-            elif tenant < 0 or tenant >= n_tenants:
-                code = ERR_TENANT
+            code = _arrival_error(t, batch.tenant[r], previous_t, n_tenants)
             if code:
                 n_ok = error_at = r
                 break
@@ -1326,6 +1333,7 @@ cdef class Engine:
         cdef int32_t e, victim, tenant
         cdef double t
         cdef bint counted
+        cdef int code
         cdef int32_t* req
         cdef int64_t total_blocks = batch.block_offsets[batch.n_requests]
         if (self.policy == P_LRU and not self.track_interference and self.ghost_capacity == 0
@@ -1337,15 +1345,10 @@ cdef class Engine:
         for r in range(batch.n_requests):
             t = batch.t[r]
             tenant = batch.tenant[r]
-            if isnan(t):
+            code = _arrival_error(t, tenant, self.last_t, n_tenants)
+            if code:
                 error_request[0] = r
-                return ERR_TIME_NAN
-            if t < self.last_t:
-                error_request[0] = r
-                return ERR_TIME_DECREASING
-            if tenant < 0 or tenant >= n_tenants:
-                error_request[0] = r
-                return ERR_TENANT
+                return code
             if self.requests_seen == 0:
                 self.first_t = t
             self.last_t = t
@@ -1506,19 +1509,7 @@ cdef class Engine:
 
     def ensure_tenants(self, int n_tenants):
         """Grow the statistics to at least n_tenants tenants (between batches)."""
-        old = self.tenant_stats.shape[0]
-        if n_tenants > old:
-            self.tenant_stats = np.vstack([self.tenant_stats,
-                                           np.zeros((n_tenants - old, N_TENANT_FIELDS), dtype=np.int64)])
-            grown = np.zeros((n_tenants, n_tenants), dtype=np.int64)
-            grown[:old, :old] = self.hits_from
-            self.hits_from = grown
-            grown = np.zeros((n_tenants, n_tenants + 1), dtype=np.int64)
-            grown[:old, :old + 1] = self.lost_to
-            self.lost_to = grown
-            grown = np.zeros((n_tenants, n_tenants), dtype=np.int64)
-            grown[:old, :old] = self.evictions_by
-            self.evictions_by = grown
+        grow_tenant_statistics(self, n_tenants)
 
     def feed(self, const double[::1] t, const int32_t[::1] tenant, const int64_t[::1] prompt_tokens,
              const int64_t[::1] block_offsets, const uint64_t[::1] keys, const uint32_t[::1] block_tokens,

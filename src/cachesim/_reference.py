@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import xxhash
 
+from cachesim._statistics import grow_tenant_statistics
+
 TENANT_FIELDS = ("requests", "hit_requests", "prompt_tokens", "hit_tokens", "blocks", "hit_blocks",
                  "inserted_blocks", "evictions_caused", "evicted_owned", "expired_owned", "uncached_blocks")
 OUTPUT_FIELDS = ("hit_tokens", "hit_blocks", "inserted_blocks", "evicted_blocks", "expired_blocks",
@@ -189,19 +191,8 @@ class Engine:
         return len(self.entries)
 
     def ensure_tenants(self, n_tenants: int) -> None:
-        old = self.tenant_stats.shape[0]
-        if n_tenants > old:
-            self.tenant_stats = np.vstack([self.tenant_stats, np.zeros((n_tenants - old, len(TENANT_FIELDS)),
-                                                                       dtype=np.int64)])
-            grown = np.zeros((n_tenants, n_tenants), dtype=np.int64)
-            grown[:old, :old] = self.hits_from
-            self.hits_from = grown
-            grown = np.zeros((n_tenants, n_tenants + 1), dtype=np.int64)
-            grown[:old, :old + 1] = self.lost_to
-            self.lost_to = grown
-            grown = np.zeros((n_tenants, n_tenants), dtype=np.int64)
-            grown[:old, :old] = self.evictions_by
-            self.evictions_by = grown
+        """Grow the statistics to at least n_tenants tenants (between batches)."""
+        grow_tenant_statistics(self, n_tenants)
 
     def feed(self, t, tenant, prompt_tokens, block_offsets, keys, block_tokens, per_request=True):
         n = len(t)
