@@ -107,6 +107,40 @@ def test_one_block_batches_match_the_reference(stream, capacity, ttl_s, hit_cap,
         assert _state(engines[0]) == _state(engines[1])
 
 
+@given(stream=one_block_streams(), capacity=st.sampled_from([None, 1, 2, 3, 5, 8]),
+       warmup_requests=st.sampled_from([0, 0, 1, 3, 70]), warmup_s=st.sampled_from([0.0, 0.0, 0.25, 1.5]),
+       direct_keys=st.booleans())
+def test_counts_only_one_tenant_matches_the_reference(stream, capacity, warmup_requests, warmup_s, direct_keys):
+    # one tenant, statistics only, no TTL or hit cap: the lean loop, from where the warm-up ends (mid-batch or at
+    # a batch boundary) and after the one request the full loop serves to set the peak
+    keys, t, _, prompt, block_tokens, _, cuts = stream
+    core = _core.Engine(capacity_blocks=capacity, warmup_requests=warmup_requests, warmup_s=warmup_s,
+                        direct_keys=direct_keys)
+    reference = _reference.Engine(capacity_blocks=capacity, warmup_requests=warmup_requests, warmup_s=warmup_s)
+    columns = _columns(keys, t, None, prompt, block_tokens)
+    bounds = [0, *cuts, len(keys)] if cuts[-1:] != [len(keys)] else [0, *cuts]
+    for r0, r1 in zip(bounds, bounds[1:]):
+        part = [c[r0:r1] for c in columns]
+        part[3] = np.arange(r1 - r0 + 1, dtype=np.int64)
+        assert core.feed(*part, per_request=False) is None
+        reference.feed(*part)
+        assert _state(core) == _state(reference)
+
+
+def test_counts_only_peak_starts_where_the_warm_up_ends():
+    # capacity 3, the first 4 requests uncounted: the cache fills to 3 during the warm-up; counted requests then
+    # only hit or evict, so the peak (over counted requests) is the occupancy the warm-up left, 3
+    engine = _core.Engine(capacity_blocks=3, warmup_requests=4)
+    engine.feed(*_columns([1, 2, 3, 1]), per_request=False)
+    assert engine.peak_occupancy == 0
+    engine.feed(*_columns([1, 4, 1, 5]), per_request=False)
+    assert engine.peak_occupancy == 3
+    stats = dict(zip(_core.TENANT_FIELDS, engine.tenant_stats[0].tolist()))
+    # counted: 1 hit, 4 evicts 2, 1 hit, 5 evicts 3
+    assert (stats["requests"], stats["hit_blocks"], stats["inserted_blocks"], stats["evictions_caused"]) == \
+        (4, 2, 2, 2)
+
+
 @pytest.mark.parametrize("bad, field", [("nan", "t"), ("earlier", "t"), ("tenant", "tenant")])
 def test_bad_request_mid_batch_keeps_what_was_served(bad, field):
     keys = [1, 2, 1, 3, 2, 4, 1]
@@ -155,10 +189,17 @@ def test_large_stream_with_prefetching_matches_the_reference(direct_keys):
     columns = _columns(keys, t, tenant)
     got, want = (module.Engine(capacity_blocks=100_000, ttl_s=60.0, n_tenants=2, direct_keys=direct_keys)
                  for module in (_core, _reference))
+    # and one tenant, statistics only (the lean loop)
+    lean, lean_want = (module.Engine(capacity_blocks=100_000, direct_keys=direct_keys)
+                       for module in (_core, _reference))
     for r0 in range(0, len(keys), 30_000):
         part = [c[r0:r0 + 30_000] for c in columns]
         part[3] = np.arange(len(part[0]) + 1, dtype=np.int64)
         a, b = got.feed(*part), want.feed(*part)
         assert all(np.array_equal(a[name], b[name]) for name in OUTPUTS)
+        part[1] = np.zeros_like(part[1])
+        assert lean.feed(*part, per_request=False) is None
+        lean_want.feed(*part)
     assert got.memory_bytes() > 3_000_000
     assert _state(got) == _state(want)
+    assert _state(lean) == _state(lean_want)

@@ -32,7 +32,11 @@ return codes, raised as exceptions once the GIL is back.
 One-block batches. A batch whose every request is one block (a plain key stream) under LRU without interference
 tracking takes a loop of its own (_serve_one_block_lru): for one block, lookup-pin-stamp is move-to-head and a miss
 takes the tail's entry over, so the per-request machinery of prefixes is not needed, and the hot state can live in
-locals (stores through the pool could alias the engine's fields, which the general loop must then reload).
+locals (stores through the pool could alias the engine's fields, which the general loop must then reload). That
+loop (_one_block_lru) is compiled in variants chosen by fused types: hashed keys or dense ids, and a lean variant for
+the common statistics-only run of one tenant (no outputs, TTL, hit cap or warm-up in the way) that keeps its counts
+in registers. A one-block request of the Mooncake ids on dense ids takes 64 instructions there against 147 in the
+full variant (callgrind), and 7 ns instead of 12.
 
 Dense ids. With direct_keys the keys are ids 0..u-1 (Trace.dense(), numbered once per trace by dense_ids) and an
 int32 array where[id] replaces the hash index: no hashing, probing or deletion shifts per block, at 4 bytes per
@@ -1137,188 +1141,52 @@ cdef class Engine:
         per-request machinery a multi-block request needs. Plain key streams (block-level traces, object caches)
         take it.
 
-        The hot state lives in locals for the whole batch: every store through pool, slots or the outputs could
-        alias a field of self, so the compiler would reload the fields after each one."""
-        cdef Py_ssize_t r, n = batch.n_requests
-        cdef const uint64_t* keys = batch.keys
-        cdef Entry* pool = self.pool
-        cdef int32_t* owner = self.owner
-        cdef uint64_t* slots = self.index.slots
-        cdef int64_t size = self.index.size
-        cdef int32_t* where = self.where
-        cdef bint direct = self.direct_keys   # loop-invariant: the compiler unswitches on it
-        cdef bint outputs = out.hit_tokens != NULL  # per-request outputs wanted (see feed's per_request)
-        cdef bint prefetch = (self.where_size * sizeof(int32_t) + self.index.size * sizeof(uint64_t)
-                              + self.pool_size * sizeof(Entry)) > _prefetch_min_bytes
-        cdef int32_t head = self.head, tail = self.tail
-        cdef int64_t occupancy = self.occupancy, capacity = self.capacity_blocks
-        cdef int64_t seen = self.requests_seen, warmup_requests = self.warmup_requests
-        cdef double last_t = self.last_t, counted_from_t = self.first_t + self.warmup_s
-        cdef uint64_t key, h32, slot
-        cdef int64_t i, expired, evicted, hit, found, hit_tokens
-        cdef int64_t* ts
-        cdef int32_t e, newer, older, victim, tenant
-        cdef double t
-        cdef bint counted
-        cdef int code = 0
-        # one tenant (the usual key stream): its counts gather in registers and are added once, at the end
-        cdef bint single = n_tenants == 1
-        cdef int64_t c_requests = 0, c_hits = 0, c_prompt = 0, c_hit_tokens = 0, c_inserted = 0, c_evicted = 0
-        cdef int64_t peak = self.peak_occupancy
-        # check the whole batch first, in a pass of its own, and serve the requests before the first bad one
-        cdef Py_ssize_t n_ok = n, error_at = 0
-        cdef double previous_t = last_t
-        for r in range(n):
-            t = batch.t[r]
-            code = _arrival_error(t, batch.tenant[r], previous_t, n_tenants)
+        The batch is checked first, in a pass of its own, and served up to its first bad request. The serving runs
+        in _one_block_lru, compiled once per key kind (hashed or dense ids) and per bookkeeping: the lean variant
+        serves a counted run of one tenant's requests without per-request outputs, TTL or hit cap, and keeps
+        nothing but counts, which halves the instructions a request takes; the full variant serves the rest."""
+        cdef Py_ssize_t r, n_ok = batch.n_requests, error_at = 0, lean_from
+        cdef double previous_t = self.last_t, counted_from_t
+        cdef int code = 0, served
+        for r in range(batch.n_requests):
+            code = _arrival_error(batch.t[r], batch.tenant[r], previous_t, n_tenants)
             if code:
                 n_ok = error_at = r
                 break
-            previous_t = t
-        for r in range(min(PREFETCH_SLOT, n_ok)):  # prime the pipeline
-            self._prefetch_slot(keys[r])
-        for r in range(n_ok):
-            t = batch.t[r]
-            tenant = batch.tenant[r]
-            if seen == 0:
-                self.first_t = t
-                counted_from_t = t + self.warmup_s
-            last_t = t
-            counted = seen >= warmup_requests and t >= counted_from_t
-            seen += 1
-            expired = 0
-            if self.expires_at != NULL and tail != NIL and self.expires_at[tail] <= t:
-                self.head, self.tail, self.occupancy = head, tail, occupancy
-                expired = self._expire(t, counted, tstats)
-                head, tail, occupancy = self.head, self.tail, self.occupancy
-            # two-stage pipeline: the slot 16 requests ahead, the entry its slot names 8 ahead
-            key = keys[r]
-            if direct:
-                if prefetch and r + PREFETCH_SLOT < n_ok:
-                    __builtin_prefetch(&where[keys[r + PREFETCH_SLOT]])
-                if prefetch and r + PREFETCH_ENTRY < n_ok and where[keys[r + PREFETCH_ENTRY]] >= 0:
-                    __builtin_prefetch(&pool[where[keys[r + PREFETCH_ENTRY]]])
-                e = where[key]
-            else:
-                if prefetch and r + PREFETCH_SLOT < n_ok:
-                    __builtin_prefetch(&slots[(_hash32(keys[r + PREFETCH_SLOT]) * <uint64_t> size) >> 32])
-                if prefetch and r + PREFETCH_ENTRY < n_ok:
-                    slot = slots[(_hash32(keys[r + PREFETCH_ENTRY]) * <uint64_t> size) >> 32]
-                    if slot != EMPTY_SLOT:
-                        __builtin_prefetch(&pool[<int32_t> (slot & 0xFFFFFFFFULL)])
-                h32 = _hash32(key)
-                i = <int64_t> ((h32 * <uint64_t> size) >> 32)
-                e = NIL
-                while True:
-                    slot = slots[i]
-                    if slot == EMPTY_SLOT:
-                        break
-                    if (slot >> 32) == h32 and pool[<int32_t> (slot & 0xFFFFFFFFULL)].key == key:
-                        e = <int32_t> (slot & 0xFFFFFFFFULL)
-                        break
-                    i += 1
-                    if i == size:
-                        i = 0
-            evicted = 0
-            found = e != NIL
-            if found:
-                if e != head:  # move to the head (e has a newer neighbour)
-                    newer = pool[e].newer
-                    older = pool[e].older
-                    pool[newer].older = older
-                    if older == NIL:
-                        tail = newer
-                    else:
-                        pool[older].newer = newer
-                    pool[e].newer = NIL
-                    pool[e].older = head
-                    pool[head].newer = e
-                    head = e
-            else:
-                if occupancy == capacity:
-                    # the tail's entry becomes the new block's (no free-list round trip)
-                    victim = tail
-                    tail = pool[victim].newer
-                    if tail == NIL:
-                        head = NIL
-                    else:
-                        pool[tail].older = NIL
-                        # the next victim: its slot, and the entry after it
-                        if direct:
-                            __builtin_prefetch(&where[pool[tail].key])
-                        else:
-                            __builtin_prefetch(&slots[(_hash32(pool[tail].key) * <uint64_t> size) >> 32])
-                        if pool[tail].newer >= 0:
-                            __builtin_prefetch(&pool[pool[tail].newer])
-                    if direct:
-                        where[pool[victim].key] = NIL
-                    else:
-                        _index_delete(&self.index, pool[victim].key, victim)
-                    if counted and not single:
-                        tstats[owner[victim] * N_TENANT_FIELDS + F_EVICTED_OWNED] += 1
-                    e = victim
-                    evicted = 1
-                else:  # filling up: the pool or the table may grow, and move
-                    self.head, self.tail, self.occupancy = head, tail, occupancy
-                    e = self._allocate()
-                    if e == NIL:
-                        code, error_at = ERR_NO_MEMORY, r
-                        break
-                    self.occupancy += 1
-                    if self._grow_index_if_full() < 0:
-                        code, error_at = ERR_NO_MEMORY, r
-                        break
-                    occupancy = self.occupancy
-                    pool, owner, slots, size = self.pool, self.owner, self.index.slots, self.index.size
-                pool[e].key = key
-                owner[e] = tenant
-                if direct:
-                    where[key] = e
-                else:
-                    i = <int64_t> ((h32 * <uint64_t> size) >> 32)
-                    while slots[i] != EMPTY_SLOT:
-                        i += 1
-                        if i == size:
-                            i = 0
-                    slots[i] = (h32 << 32) | <uint32_t> e
-                pool[e].newer = NIL
-                pool[e].older = head
-                if head != NIL:
-                    pool[head].newer = e
-                else:
-                    tail = e
-                head = e
-            if self.expires_at != NULL:
-                self.expires_at[e] = t + self.ttl_s
-            hit = found
-            if self.hit_cap_prompt_minus_one and (batch.prompt_tokens[r] - 1) // self.block_size <= 0:
-                hit = 0
-            hit_tokens = batch.block_tokens[r] if hit else 0
-            if outputs:
-                _write_outputs(out, r, hit_tokens, hit, 1 - found, evicted, expired, 0)
-            if counted:
-                if single:
-                    c_requests += 1
-                    c_hits += hit
-                    c_prompt += batch.prompt_tokens[r]
-                    c_hit_tokens += hit_tokens
-                    c_inserted += 1 - found
-                    c_evicted += evicted
-                else:
-                    _count(tstats + tenant * N_TENANT_FIELDS, 1, hit, batch.prompt_tokens[r], hit_tokens, 1, hit,
-                           1 - found, evicted, 0)
-                    hits_from[tenant * n_tenants + owner[e]] += hit_tokens
-                if occupancy > peak:
-                    peak = occupancy
-        if single:
-            _count(tstats, c_requests, c_hits, c_prompt, c_hit_tokens, c_requests, c_hits, c_inserted, c_evicted, 0)
-            tstats[F_EVICTED_OWNED] += c_evicted  # with one tenant every eviction took one of its own entries
-            hits_from[0] += c_hit_tokens
-        self.peak_occupancy = peak
-        if code != ERR_NO_MEMORY:  # after a failed allocation self holds the state already
-            self.head, self.tail, self.occupancy = head, tail, occupancy
-        self.requests_seen = seen
-        self.last_t = last_t
+            previous_t = batch.t[r]
+        if n_ok == 0:
+            if code:
+                error_request[0] = error_at
+            return code
+        if self.requests_seen == 0:
+            self.first_t = batch.t[0]
+        lean_from = n_ok
+        if n_tenants == 1 and out.hit_tokens == NULL and self.expires_at == NULL and not self.hit_cap_prompt_minus_one:
+            # counting is monotone within a stream (requests_seen grows, time does not fall): find where it starts
+            counted_from_t = self.first_t + self.warmup_s
+            lean_from = min(n_ok, max(0, self.warmup_requests - self.requests_seen))
+            while lean_from < n_ok and batch.t[lean_from] < counted_from_t:
+                lean_from += 1
+            # the lean loop raises the peak only where occupancy grows, so the first counted request of the stream
+            # goes to the full loop, which sets the peak from where the warm-up left it
+            if lean_from < n_ok and not (lean_from == 0 and self.requests_seen > self.warmup_requests
+                                         and self.last_t >= counted_from_t):
+                lean_from += 1
+        if self.direct_keys:
+            served = _one_block_lru[_Yes, _No](self, batch, 0, lean_from, out, tstats, hits_from, n_tenants,
+                                               NULL, NULL)
+            if served == lean_from < n_ok:
+                served = _one_block_lru[_Yes, _Yes](self, batch, lean_from, n_ok, out, tstats, hits_from, 1,
+                                                    NULL, NULL)
+        else:
+            served = _one_block_lru[_No, _No](self, batch, 0, lean_from, out, tstats, hits_from, n_tenants,
+                                              NULL, NULL)
+            if served == lean_from < n_ok:
+                served = _one_block_lru[_No, _Yes](self, batch, lean_from, n_ok, out, tstats, hits_from, 1,
+                                                   NULL, NULL)
+        if served < n_ok:  # out of memory there (the state up to it is kept)
+            error_request[0] = served
+            return ERR_NO_MEMORY
         if code:
             error_request[0] = error_at
         return code
@@ -1627,3 +1495,220 @@ cdef int64_t _table_size_for(int64_t entries, double max_load) noexcept nogil:
     """The smallest table that holds entries at most max_load full."""
     cdef int64_t size = <int64_t> (entries / max_load) + 1
     return size if size > 16 else 16
+
+
+# Compile-time switches of _one_block_lru: Cython compiles one copy of the loop per combination and drops the
+# branches of the others, so a switch costs nothing per request.
+cdef struct _Yes:
+    char unused
+
+cdef struct _No:
+    char unused
+
+ctypedef fused _DirectIds:  # _Yes: keys are dense ids, found as where[id]; _No: hashed keys, found in the index
+    _Yes
+    _No
+
+ctypedef fused _Lean:  # _Yes: one tenant, every request counted, no outputs, TTL or hit cap
+    _Yes
+    _No
+
+
+cdef Py_ssize_t _one_block_lru(Engine self, Batch* batch, Py_ssize_t r0, Py_ssize_t r1, Outputs* out,
+                               int64_t* tstats, int64_t* hits_from, int64_t n_tenants,
+                               _DirectIds* direct_ids, _Lean* lean) noexcept nogil:
+    """Serve the checked one-block requests r0..r1-1 (see Engine._serve_one_block_lru). Returns r1, or the request
+    at which memory ran out (self then holds the state before it).
+
+    The hot state lives in locals for the whole run: every store through pool, slots or the outputs could alias a
+    field of self, so the compiler would reload the fields after each one."""
+    cdef const uint64_t* keys = batch.keys
+    cdef Entry* pool = self.pool
+    cdef int32_t* owner = self.owner
+    cdef uint64_t* slots = self.index.slots
+    cdef int64_t size = self.index.size
+    cdef int32_t* where = self.where
+    cdef bint outputs = out.hit_tokens != NULL  # per-request outputs wanted (see feed's per_request)
+    cdef bint prefetch = (self.where_size * sizeof(int32_t) + self.index.size * sizeof(uint64_t)
+                          + self.pool_size * sizeof(Entry)) > _prefetch_min_bytes
+    cdef int32_t head = self.head, tail = self.tail
+    cdef int64_t occupancy = self.occupancy, capacity = self.capacity_blocks
+    cdef int64_t seen = self.requests_seen, warmup_requests = self.warmup_requests
+    cdef double last_t = self.last_t, counted_from_t = self.first_t + self.warmup_s
+    cdef uint64_t key, h32 = 0, slot
+    cdef int64_t i, expired = 0, evicted, hit, found, hit_tokens
+    cdef int32_t e, newer, older, victim, tenant = 0
+    cdef double t
+    cdef bint counted = True
+    # one tenant (the usual key stream): its counts gather in registers and are added once, at the end
+    cdef bint single = n_tenants == 1
+    cdef int64_t c_requests = 0, c_hits = 0, c_prompt = 0, c_hit_tokens = 0, c_inserted = 0, c_evicted = 0
+    cdef int64_t peak = self.peak_occupancy
+    cdef Py_ssize_t r, stop = r1
+    if prefetch:  # prime the pipeline
+        for r in range(r0, min(r0 + PREFETCH_SLOT, r1)):
+            self._prefetch_slot(keys[r])
+    for r in range(r0, r1):
+        if _Lean is _No:
+            t = batch.t[r]
+            tenant = batch.tenant[r]
+            last_t = t
+            counted = seen >= warmup_requests and t >= counted_from_t
+            seen += 1
+            expired = 0
+            if self.expires_at != NULL and tail != NIL and self.expires_at[tail] <= t:
+                self.head, self.tail, self.occupancy = head, tail, occupancy
+                expired = self._expire(t, counted, tstats)
+                head, tail, occupancy = self.head, self.tail, self.occupancy
+        # two-stage pipeline: the slot 16 requests ahead, the entry its slot names 8 ahead
+        key = keys[r]
+        if _DirectIds is _Yes:
+            if prefetch and r + PREFETCH_SLOT < r1:
+                __builtin_prefetch(&where[keys[r + PREFETCH_SLOT]])
+            if prefetch and r + PREFETCH_ENTRY < r1 and where[keys[r + PREFETCH_ENTRY]] >= 0:
+                __builtin_prefetch(&pool[where[keys[r + PREFETCH_ENTRY]]])
+            e = where[key]
+        else:
+            if prefetch and r + PREFETCH_SLOT < r1:
+                __builtin_prefetch(&slots[(_hash32(keys[r + PREFETCH_SLOT]) * <uint64_t> size) >> 32])
+            if prefetch and r + PREFETCH_ENTRY < r1:
+                slot = slots[(_hash32(keys[r + PREFETCH_ENTRY]) * <uint64_t> size) >> 32]
+                if slot != EMPTY_SLOT:
+                    __builtin_prefetch(&pool[<int32_t> (slot & 0xFFFFFFFFULL)])
+            h32 = _hash32(key)
+            i = <int64_t> ((h32 * <uint64_t> size) >> 32)
+            e = NIL
+            while True:
+                slot = slots[i]
+                if slot == EMPTY_SLOT:
+                    break
+                if (slot >> 32) == h32 and pool[<int32_t> (slot & 0xFFFFFFFFULL)].key == key:
+                    e = <int32_t> (slot & 0xFFFFFFFFULL)
+                    break
+                i += 1
+                if i == size:
+                    i = 0
+        evicted = 0
+        found = e != NIL
+        if found:
+            if e != head:  # move to the head (e has a newer neighbour)
+                newer = pool[e].newer
+                older = pool[e].older
+                pool[newer].older = older
+                if older == NIL:
+                    tail = newer
+                else:
+                    pool[older].newer = newer
+                pool[e].newer = NIL
+                pool[e].older = head
+                pool[head].newer = e
+                head = e
+        else:
+            if occupancy == capacity:
+                # the tail's entry becomes the new block's (no free-list round trip)
+                victim = tail
+                tail = pool[victim].newer
+                if tail == NIL:
+                    head = NIL
+                else:
+                    pool[tail].older = NIL
+                    # the next victim: its slot, and the entry after it
+                    if _DirectIds is _Yes:
+                        __builtin_prefetch(&where[pool[tail].key])
+                    else:
+                        __builtin_prefetch(&slots[(_hash32(pool[tail].key) * <uint64_t> size) >> 32])
+                    if pool[tail].newer >= 0:
+                        __builtin_prefetch(&pool[pool[tail].newer])
+                if _DirectIds is _Yes:
+                    where[pool[victim].key] = NIL
+                else:
+                    _index_delete(&self.index, pool[victim].key, victim)
+                if _Lean is _No:
+                    if counted and not single:
+                        tstats[owner[victim] * N_TENANT_FIELDS + F_EVICTED_OWNED] += 1
+                    # (one tenant: the victim is its own, and owner[victim] already names it)
+                    owner[victim] = tenant
+                e = victim
+                evicted = 1
+            else:  # filling up: the pool or the table may grow, and move
+                self.head, self.tail, self.occupancy = head, tail, occupancy
+                e = self._allocate()
+                if e == NIL:
+                    stop = r
+                    break
+                self.occupancy += 1
+                if self._grow_index_if_full() < 0:
+                    stop = r
+                    break
+                occupancy = self.occupancy
+                pool, owner, slots, size = self.pool, self.owner, self.index.slots, self.index.size
+                owner[e] = tenant
+                if _Lean is _Yes:  # occupancy grows only here, and every request is counted
+                    if occupancy > peak:
+                        peak = occupancy
+            pool[e].key = key
+            if _DirectIds is _Yes:
+                where[key] = e
+            else:
+                i = <int64_t> ((h32 * <uint64_t> size) >> 32)
+                while slots[i] != EMPTY_SLOT:
+                    i += 1
+                    if i == size:
+                        i = 0
+                slots[i] = (h32 << 32) | <uint32_t> e
+            pool[e].newer = NIL
+            pool[e].older = head
+            if head != NIL:
+                pool[head].newer = e
+            else:
+                tail = e
+            head = e
+        if _Lean is _Yes:
+            c_prompt += batch.prompt_tokens[r]
+            c_evicted += evicted
+            if found:
+                c_hits += 1
+                c_hit_tokens += batch.block_tokens[r]
+        else:
+            if self.expires_at != NULL:
+                self.expires_at[e] = t + self.ttl_s
+            hit = found
+            if self.hit_cap_prompt_minus_one and (batch.prompt_tokens[r] - 1) // self.block_size <= 0:
+                hit = 0
+            hit_tokens = batch.block_tokens[r] if hit else 0
+            if outputs:
+                _write_outputs(out, r, hit_tokens, hit, 1 - found, evicted, expired, 0)
+            if counted:
+                if single:
+                    c_requests += 1
+                    c_hits += hit
+                    c_prompt += batch.prompt_tokens[r]
+                    c_hit_tokens += hit_tokens
+                    c_inserted += 1 - found
+                    c_evicted += evicted
+                else:
+                    _count(tstats + tenant * N_TENANT_FIELDS, 1, hit, batch.prompt_tokens[r], hit_tokens, 1, hit,
+                           1 - found, evicted, 0)
+                    hits_from[tenant * n_tenants + owner[e]] += hit_tokens
+                if occupancy > peak:
+                    peak = occupancy
+    if _Lean is _Yes:
+        c_requests = stop - r0
+        c_inserted = c_requests - c_hits
+        # as in the full loop, a request that ran out of memory was seen, but is not counted
+        if stop < r1:
+            seen += stop - r0 + 1
+            last_t = batch.t[stop]
+        else:
+            seen += r1 - r0
+            last_t = batch.t[r1 - 1]
+    if single:
+        _count(tstats, c_requests, c_hits, c_prompt, c_hit_tokens, c_requests, c_hits, c_inserted, c_evicted, 0)
+        tstats[F_EVICTED_OWNED] += c_evicted  # with one tenant every eviction took one of its own entries
+        hits_from[0] += c_hit_tokens
+    self.peak_occupancy = peak
+    if stop == r1:  # after a failed allocation self holds the state already
+        self.head, self.tail, self.occupancy = head, tail, occupancy
+    self.requests_seen = seen
+    self.last_t = last_t
+    return stop
