@@ -21,13 +21,15 @@ def _state(engine):
             engine.hits_from.tolist(), engine.peak_occupancy, engine.occupancy, engine.requests_seen)
 
 
-def _batch(requests, t=None, tenant=None, block_size=2):
-    """Columns of requests given as lists of keys (full blocks, prompts one token longer than their blocks)."""
+def _batch(requests, t=None, tenant=None, block_size=2, extra_tokens=None):
+    """Columns of requests given as lists of keys: full blocks, and prompts longer than their blocks by
+    extra_tokens (1 each unless given; 0 ends a prompt on a block boundary, where the hit cap bites)."""
     n = len(requests)
     lengths = [len(keys) for keys in requests]
+    extra = extra_tokens if extra_tokens is not None else [1] * n
     return (np.asarray(t if t is not None else np.zeros(n), dtype=np.float64),
             np.asarray(tenant if tenant is not None else np.zeros(n), dtype=np.int32),
-            np.asarray([block_size * k + 1 for k in lengths], dtype=np.int64),
+            np.asarray([block_size * k + x for k, x in zip(lengths, extra)], dtype=np.int64),
             np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
             np.asarray([key for keys in requests for key in keys], dtype=np.uint64),
             np.full(sum(lengths), block_size, dtype=np.uint32))
@@ -49,26 +51,28 @@ def prefix_streams(draw):
         requests.append([key(conversation, i) for i in range(length)])
     t = np.cumsum(draw(st.lists(st.sampled_from([0.0, 0.0, 0.5, 2.0]), min_size=n, max_size=n)))
     tenants = draw(st.lists(st.integers(0, 2), min_size=n, max_size=n))
+    extra_tokens = draw(st.lists(st.integers(0, 1), min_size=n, max_size=n))
     cuts = sorted(set(draw(st.lists(st.integers(1, n), max_size=4))))  # batch boundaries
-    return requests, t, tenants, cuts
+    return requests, t, tenants, extra_tokens, cuts
 
 
 @given(stream=prefix_streams(), capacity=st.sampled_from([None, 1, 2, 3, 5, 8, 20]),
+       hit_cap=st.sampled_from([None, "prompt-1"]),
        warmup_requests=st.sampled_from([0, 0, 4]), warmup_s=st.sampled_from([0.0, 0.0, 1.0]),
        one_tenant=st.booleans(), per_request=st.booleans(), direct_keys=st.booleans())
-def test_lru_batches_match_the_reference(stream, capacity, warmup_requests, warmup_s, one_tenant, per_request,
-                                         direct_keys):
-    requests, t, tenants, cuts = stream
+def test_lru_batches_match_the_reference(stream, capacity, hit_cap, warmup_requests, warmup_s, one_tenant,
+                                         per_request, direct_keys):
+    requests, t, tenants, extra_tokens, cuts = stream
     if one_tenant:
         tenants = [0] * len(tenants)
     n_tenants = 1 if one_tenant else 3
-    core = _core.Engine(capacity_blocks=capacity, warmup_requests=warmup_requests, warmup_s=warmup_s,
-                        n_tenants=n_tenants, direct_keys=direct_keys)
-    reference = _reference.Engine(capacity_blocks=capacity, warmup_requests=warmup_requests, warmup_s=warmup_s,
-                                  n_tenants=n_tenants)
+    core = _core.Engine(capacity_blocks=capacity, hit_cap=hit_cap, block_size=2, warmup_requests=warmup_requests,
+                        warmup_s=warmup_s, n_tenants=n_tenants, direct_keys=direct_keys)
+    reference = _reference.Engine(capacity_blocks=capacity, hit_cap=hit_cap, block_size=2,
+                                  warmup_requests=warmup_requests, warmup_s=warmup_s, n_tenants=n_tenants)
     bounds = [0, *cuts, len(requests)] if cuts[-1:] != [len(requests)] else [0, *cuts]
     for r0, r1 in zip(bounds, bounds[1:]):
-        part = _batch(requests[r0:r1], t[r0:r1], tenants[r0:r1])
+        part = _batch(requests[r0:r1], t[r0:r1], tenants[r0:r1], extra_tokens=extra_tokens[r0:r1])
         got, want = core.feed(*part, per_request=per_request), reference.feed(*part)
         if per_request:
             for field in OUTPUTS:
@@ -95,6 +99,17 @@ def test_hand_computed_prefix_stream():
     assert out["inserted_blocks"].tolist() == [3]
     assert out["uncached_blocks"].tolist() == [2]
     assert engine.cached_keys().tolist() == [7, 8, 9]
+
+
+def test_hit_cap_lowers_the_hits_but_keeps_the_blocks_used():
+    # vLLM's rule: at least one prompt token is computed. [1,2] ends on a block boundary (4 tokens), so its repeat
+    # hits 1 block, not 2 (both are still used: pinned and stamped); with one token more it hits both
+    engine = _core.Engine(capacity_blocks=3, hit_cap="prompt-1", block_size=2)
+    out = engine.feed(*_batch([[1, 2], [1, 2], [3], [1, 2]], extra_tokens=[0, 0, 1, 1]))
+    assert out["hit_blocks"].tolist() == [0, 1, 0, 2]
+    assert out["hit_tokens"].tolist() == [0, 2, 0, 4]
+    stats = dict(zip(_core.TENANT_FIELDS, engine.tenant_stats[0].tolist()))
+    assert (stats["hit_requests"], stats["hit_blocks"], stats["inserted_blocks"]) == (2, 3, 3)
 
 
 def test_a_key_repeated_within_a_request_is_pinned_once():

@@ -38,8 +38,8 @@ the common statistics-only run of one tenant (no outputs, TTL, hit cap or warm-u
 in registers. A one-block request of the Mooncake ids on dense ids takes 64 instructions there against 147 in the
 full variant (callgrind), and 7 ns instead of 12.
 
-Plain LRU. Multi-block batches under LRU without TTL, hit cap, victims="any" or interference tracking (the vLLM
-and SGLang presets, and sweeps of them) take _prefix_lru: the general loop's three steps with the state in locals
+Plain LRU. Multi-block batches under LRU without TTL, victims="any" or interference tracking (the vLLM and
+SGLang presets, and sweeps of them) take _prefix_lru: the general loop's three steps with the state in locals
 and the victim's entry taken over in place. It took the prefix workload at capacity 10,000 on dense ids from 167
 instructions a block to 79, and from 75 to 118 M blocks/s; at capacity 1 M, from 21 to 25 (keys: 8.6 to 11).
 
@@ -1251,7 +1251,7 @@ cdef class Engine:
                 and _one_block_each(batch)):  # a plain key stream
             return self._serve_one_block_lru(batch, out, tstats, hits_from, n_tenants, error_request)
         if (self.policy == P_LRU and not self.track_interference and self.ghost_capacity == 0
-                and self.expires_at == NULL and not self.hit_cap_prompt_minus_one and not self.victims_any):
+                and self.expires_at == NULL and not self.victims_any):
             if self.direct_keys:
                 return _prefix_lru[_Yes](self, batch, out, tstats, hits_from, n_tenants, error_request, NULL)
             return _prefix_lru[_No](self, batch, out, tstats, hits_from, n_tenants, error_request, NULL)
@@ -1748,7 +1748,7 @@ cdef Py_ssize_t _one_block_lru(Engine self, Batch* batch, Py_ssize_t r0, Py_ssiz
 
 cdef int _prefix_lru(Engine self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from,
                      int64_t n_tenants, int64_t* error_request, _DirectIds* direct_ids) noexcept nogil:
-    """Engine._serve under LRU without TTL, hit cap, victims="any" or interference tracking: the same three
+    """Engine._serve under LRU without TTL, victims="any" or interference tracking: the same three
     steps (lookup and pin, insert evicting the tail, stamp deepest first), with the hot state in locals (see
     _one_block_lru) and the victim's entry taken over by the block that evicts it, as the free list would hand it
     back. Returns 0 or an error code, with error_request set and the state before that request kept."""
@@ -1765,7 +1765,7 @@ cdef int _prefix_lru(Engine self, Batch* batch, Outputs* out, int64_t* tstats, i
     cdef int32_t head = self.head, tail = self.tail
     cdef int64_t occupancy = self.occupancy, capacity = self.capacity_blocks, peak = self.peak_occupancy
     cdef int64_t total_blocks = batch.block_offsets[batch.n_requests]
-    cdef int64_t b0, n, i, h, b, hit_tokens, inserted, evicted, uncached
+    cdef int64_t b0, n, i, h, b, hit_blocks, hit_tokens, inserted, evicted, uncached
     cdef uint64_t key
     cdef int32_t e, victim, tenant
     cdef double t
@@ -1808,7 +1808,10 @@ cdef int _prefix_lru(Engine self, Batch* batch, Outputs* out, int64_t* tstats, i
                 pool[e].newer = PINNED
             req[h] = e
             h += 1
-        hit_tokens = _hit_tokens(batch.block_tokens + b0, req, h, owner, tenant, n_tenants,
+        hit_blocks = h
+        if self.hit_cap_prompt_minus_one:  # the cap lowers what counts as hit; all h blocks stay used
+            hit_blocks = min(h, max(0, (batch.prompt_tokens[r] - 1) // self.block_size))
+        hit_tokens = _hit_tokens(batch.block_tokens + b0, req, hit_blocks, owner, tenant, n_tenants,
                                  hits_from if counted else NULL)
 
         # 2. insert the rest. The cache is prefix-closed, so none of the rest is cached: no lookups
@@ -1858,10 +1861,10 @@ cdef int _prefix_lru(Engine self, Batch* batch, Outputs* out, int64_t* tstats, i
             i -= 1
 
         if outputs:
-            _write_outputs(out, r, hit_tokens, h, inserted, evicted, 0, uncached)
+            _write_outputs(out, r, hit_tokens, hit_blocks, inserted, evicted, 0, uncached)
         if counted:
-            _count(tstats + tenant * N_TENANT_FIELDS, 1, h > 0, batch.prompt_tokens[r], hit_tokens, n, h,
-                   inserted, evicted, uncached)
+            _count(tstats + tenant * N_TENANT_FIELDS, 1, hit_blocks > 0, batch.prompt_tokens[r], hit_tokens, n,
+                   hit_blocks, inserted, evicted, uncached)
             if occupancy > peak:
                 peak = occupancy
     self.peak_occupancy = peak
