@@ -1,4 +1,5 @@
-"""How the engine scales: time per block against stream length and against capacity, and memory per cached block.
+"""How the engine scales: time per block against stream length, the engine's age and capacity, and memory per cached
+block.
 
 Run (with the bench extra: pip install -e '.[test,bench]'):
     python -m pytest bench/bench_scaling.py --benchmark-only -s      (1 to 3 minutes; ~4.4 GB of memory)
@@ -27,6 +28,7 @@ from field import engine
 from field.goals import goals_markdown
 from field.plots import line_plot
 from field.results import PLOTS, load, record, table, write_section
+from field.timing import clock
 from field.streams import Batch, mix64, one_block_requests, prefix_requests
 from workloads import multi_turn_ids
 
@@ -87,6 +89,52 @@ def test_time_per_block_vs_length(benchmark):
                 record("scaling", f"slices {capacity:>10} {int(end):>12}",
                        dict(sweep="slices", series=capacity, x=int(end), blocks=blocks,
                             ns_per_block=seconds / blocks * 1e9))
+    _render()
+
+
+AGE_STREAM_BLOCKS = 50_000_000  # five slices of 10^7 blocks at 1 M cached
+AGE_CASES = [*(f"fresh engine, slice {k} of 5 in order" for k in range(1, 6)),
+             "the same engine (aged), slice 1 again", "another fresh engine, slice 5 first"]
+
+
+def _feed_slice(eng, batch: Batch, r0: int, r1: int) -> float:
+    """Feed requests r0..r1-1 to eng (statistics only, replay's batches); ns per block, CPU time."""
+    offsets = batch.block_offsets
+    start = clock()
+    for a in range(r0, r1, 16_384):
+        z = min(a + 16_384, r1)
+        eng.feed(batch.t[a:z], batch.tenant[a:z], batch.prompt_tokens[a:z], offsets[a:z + 1] - offsets[a],
+                 batch.keys[offsets[a]:offsets[z]], batch.block_tokens[offsets[a]:offsets[z]], per_request=False)
+    return (clock() - start) / (offsets[r1] - offsets[r0]) * 1e9
+
+
+def test_time_per_block_follows_engine_age(benchmark):
+    """Is the rise in time per block at 1 M cached (the slices of the length sweep) the stream's doing or the
+    engine's? The same slices, fed in order to a fresh engine, fed again to the aged engine, and fed in reverse
+    to a fresh one: if it is the engine's age, a slice costs what its place in the engine's life says."""
+    capacity = 1_000_000
+    keyed = prefix_requests(AGE_STREAM_BLOCKS)
+    batches = {"keys": keyed, "dense ids": _dense(keyed)}
+    cuts = [int(np.searchsorted(keyed.block_offsets, k * AGE_STREAM_BLOCKS // 5)) for k in range(5)]
+    cuts.append(len(keyed.t))
+
+    def probe():
+        out = {}
+        for kind, batch in batches.items():
+            fresh = _core.Engine(capacity_blocks=capacity, direct_keys=batch.dense)
+            times = [_feed_slice(fresh, batch, cuts[k], cuts[k + 1]) for k in range(5)]
+            assert fresh.occupancy == capacity  # full, and evicting, from the second slice on
+            times.append(_feed_slice(fresh, batch, cuts[0], cuts[1]))
+            times.append(_feed_slice(_core.Engine(capacity_blocks=capacity, direct_keys=batch.dense), batch,
+                                     cuts[4], cuts[5]))
+            out[kind] = times
+        return out
+
+    times = benchmark.pedantic(probe, rounds=1)
+    for kind, values in times.items():
+        for x, (case, ns) in enumerate(zip(AGE_CASES, values)):
+            record("scaling", f"age {kind} {x}", dict(sweep="age", series=kind, x=x, case=case, ns_per_block=ns))
+        report(f"engine age, {kind}", ", ".join(f"{ns:.0f}" for ns in values) + " ns per block")
     _render()
 
 
@@ -180,6 +228,17 @@ def _render() -> None:
                      "![time per block by slice](../bench/plots/scaling_slices.png)\n\n" +
                      table(["slice ends at (blocks)", *[f"ns / block, capacity {c:,}" for c in caps]],
                            [[f"{x:,}", *[f"{series[c][i]:.1f}" for c in caps]] for i, x in enumerate(xs)]))
+    rows = _rows(data, "age")
+    if rows:
+        kinds = list(dict.fromkeys(r["series"] for r in rows))
+        by = {(r["series"], r["x"]): r for r in rows}
+        cases = sorted({r["x"] for r in rows})
+        parts.append("### Time per block against the engine's age\n\n"
+                     "The prefix workload at 1 M cached, statistics only, in five slices of 10^7 blocks "
+                     "(`test_time_per_block_follows_engine_age`).\n\n" +
+                     table(["slice, and the engine it was fed to", *[f"ns / block, {k}" for k in kinds], "measured"],
+                           [[by[(kinds[0], x)]["case"], *[f"{by[(k, x)]['ns_per_block']:.1f}" for k in kinds],
+                             by[(kinds[0], x)]["measured"]] for x in cases]))
     rows = _rows(data, "capacity")
     if rows:
         xs, series = _series(rows, lambda r: r["blocks_per_s"] / 1e6)
