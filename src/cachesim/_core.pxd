@@ -141,6 +141,9 @@ cdef class Engine:
     cdef int32_t _find(self, uint64_t key) noexcept nogil
     cdef void _prefetch_slot(self, uint64_t key) noexcept nogil
     cdef void _prefetch_entry(self, uint64_t key) noexcept nogil
+    cdef bint _prefetch_pays(self) noexcept nogil
+    cdef int _grow_request_scratch(self, int64_t n_blocks) noexcept nogil
+    cdef int64_t _capped_hits(self, int64_t prompt_tokens, int64_t hit_blocks) noexcept nogil
     cdef void _prefetch_ahead(self, const uint64_t* keys, int64_t b, int64_t end) noexcept nogil
     cdef void _prefetch_next_victim(self) noexcept nogil
     cdef void _index_insert(self, int32_t e) noexcept nogil

@@ -822,6 +822,28 @@ cdef class Engine:
         if slot != EMPTY_SLOT:
             __builtin_prefetch(&self.pool[<int32_t> (slot & 0xFFFFFFFFULL)])
 
+    cdef inline bint _prefetch_pays(self) noexcept nogil:
+        """Software prefetch pays once the entries and the index outgrow twice the L2; below, it only costs."""
+        return (self.where_size * sizeof(int32_t) + self.index.size * sizeof(uint64_t)
+                + self.pool_size * sizeof(Entry)) > _prefetch_min_bytes
+
+    cdef inline int _grow_request_scratch(self, int64_t n_blocks) noexcept nogil:
+        """Grow request_entries (one request's entries) to hold n_blocks; nonzero when out of memory."""
+        cdef int64_t size = max(n_blocks, 2 * self.request_entries_size)
+        if n_blocks > self.request_entries_size:
+            if _grow(<void**> &self.request_entries, size, sizeof(int32_t)):
+                return 1
+            self.request_entries_size = size
+        return 0
+
+    cdef inline int64_t _capped_hits(self, int64_t prompt_tokens, int64_t hit_blocks) noexcept nogil:
+        """hit_blocks after the hit cap: with "prompt-1", at least one prompt token is computed."""
+        cdef int64_t cap
+        if not self.hit_cap_prompt_minus_one:
+            return hit_blocks
+        cap = (prompt_tokens - 1) // self.block_size
+        return hit_blocks if hit_blocks <= cap else (cap if cap > 0 else 0)
+
     cdef inline void _prefetch_ahead(self, const uint64_t* keys, int64_t b, int64_t end) noexcept nogil:
         """Two-stage software pipeline over the batch's keys: slots PREFETCH_SLOT ahead, entries PREFETCH_ENTRY."""
         if b + PREFETCH_SLOT < end:
@@ -1237,7 +1259,7 @@ cdef class Engine:
     cdef int _serve(self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from, int64_t* lost_to,
                     int64_t* evictions_by, int64_t n_tenants, int64_t* error_request) except -2 nogil:
         cdef Py_ssize_t r
-        cdef int64_t b0, b1, n, i, h, hit_blocks, cap, hit_tokens, inserted, evicted, expired, uncached
+        cdef int64_t b0, b1, n, i, h, hit_blocks, hit_tokens, inserted, evicted, expired, uncached
         cdef int64_t serial_at_start
         cdef int32_t ghost
         cdef int64_t* ts
@@ -1273,14 +1295,9 @@ cdef class Engine:
             b0 = batch.block_offsets[r]
             b1 = batch.block_offsets[r + 1]
             n = b1 - b0
-            if n > self.request_entries_size:
-                req = <int32_t*> PyMem_RawRealloc(self.request_entries, max(n, 2 * self.request_entries_size)
-                                                  * sizeof(int32_t))
-                if req == NULL:
-                    error_request[0] = r
-                    return ERR_NO_MEMORY
-                self.request_entries = req
-                self.request_entries_size = max(n, 2 * self.request_entries_size)
+            if self._grow_request_scratch(n):
+                error_request[0] = r
+                return ERR_NO_MEMORY
             req = self.request_entries
 
             # 1. expire
@@ -1300,11 +1317,7 @@ cdef class Engine:
                         self._on_pin(e)
                 req[h] = e
                 h += 1
-            hit_blocks = h
-            if self.hit_cap_prompt_minus_one:
-                cap = (batch.prompt_tokens[r] - 1) // self.block_size
-                if cap < hit_blocks:
-                    hit_blocks = cap if cap > 0 else 0
+            hit_blocks = self._capped_hits(batch.prompt_tokens[r], h)
             ts = tstats + tenant * N_TENANT_FIELDS
             hit_tokens = _hit_tokens(batch.block_tokens + b0, req, hit_blocks, self.owner, tenant, n_tenants,
                                      hits_from if counted else NULL)
@@ -1555,27 +1568,34 @@ ctypedef fused _Lean:  # _Yes: one tenant, every request counted, no outputs, TT
     _No
 
 
-cdef inline int32_t _find_prefetching(const uint64_t* keys, int64_t b, int64_t end, Entry* pool, int32_t* where,
-                                      uint64_t* slots, int64_t size, bint prefetch,
-                                      _DirectIds* direct_ids) noexcept nogil:
-    """The entry of keys[b] or NIL, for a serve loop holding the arrays in locals. With prefetch, a two-stage
-    pipeline runs ahead: the slot (or id) of the key PREFETCH_SLOT blocks on, the entry of the one PREFETCH_ENTRY
-    blocks on, whose slot was fetched before."""
+cdef inline void _prefetch_ahead_of(const uint64_t* keys, int64_t b, int64_t end, Entry* pool, int32_t* where,
+                                    uint64_t* slots, int64_t size, _DirectIds* direct_ids) noexcept nogil:
+    """Engine._prefetch_ahead for a serve loop holding the arrays in locals: a two-stage pipeline, the slot (or
+    id) of the key PREFETCH_SLOT blocks on, the entry of the one PREFETCH_ENTRY blocks on, whose slot came before."""
     cdef uint64_t slot
     if _DirectIds is _Yes:
-        if prefetch and b + PREFETCH_SLOT < end:
+        if b + PREFETCH_SLOT < end:
             __builtin_prefetch(&where[keys[b + PREFETCH_SLOT]])
-        if prefetch and b + PREFETCH_ENTRY < end and where[keys[b + PREFETCH_ENTRY]] >= 0:
+        if b + PREFETCH_ENTRY < end and where[keys[b + PREFETCH_ENTRY]] >= 0:
             __builtin_prefetch(&pool[where[keys[b + PREFETCH_ENTRY]]])
-        return where[keys[b]]
     else:
-        if prefetch and b + PREFETCH_SLOT < end:
+        if b + PREFETCH_SLOT < end:
             __builtin_prefetch(&slots[(_hash32(keys[b + PREFETCH_SLOT]) * <uint64_t> size) >> 32])
-        if prefetch and b + PREFETCH_ENTRY < end:
+        if b + PREFETCH_ENTRY < end:
             slot = slots[(_hash32(keys[b + PREFETCH_ENTRY]) * <uint64_t> size) >> 32]
             if slot != EMPTY_SLOT:
                 __builtin_prefetch(&pool[<int32_t> (slot & 0xFFFFFFFFULL)])
-        return _slots_find(slots, size, keys[b], &pool[0].key, ENTRY_STRIDE)
+
+
+cdef inline int32_t _find_prefetching(const uint64_t* keys, int64_t b, int64_t end, Entry* pool, int32_t* where,
+                                      uint64_t* slots, int64_t size, bint prefetch,
+                                      _DirectIds* direct_ids) noexcept nogil:
+    """The entry of keys[b] or NIL, for a serve loop holding the arrays in locals, prefetching ahead if asked."""
+    if prefetch:
+        _prefetch_ahead_of(keys, b, end, pool, where, slots, size, direct_ids)
+    if _DirectIds is _Yes:
+        return where[keys[b]]
+    return _slots_find(slots, size, keys[b], &pool[0].key, ENTRY_STRIDE)
 
 
 cdef inline void _unindex_victim(Engine self, Entry* pool, int32_t* where, uint64_t* slots, int64_t size,
@@ -1626,8 +1646,7 @@ cdef Py_ssize_t _one_block_lru(Engine self, Batch* batch, Py_ssize_t r0, Py_ssiz
     cdef int64_t size = self.index.size
     cdef int32_t* where = self.where
     cdef bint outputs = out.hit_tokens != NULL  # per-request outputs wanted (see feed's per_request)
-    cdef bint prefetch = (self.where_size * sizeof(int32_t) + self.index.size * sizeof(uint64_t)
-                          + self.pool_size * sizeof(Entry)) > _prefetch_min_bytes
+    cdef bint prefetch = self._prefetch_pays()
     cdef int32_t head = self.head, tail = self.tail
     cdef int64_t occupancy = self.occupancy, capacity = self.capacity_blocks
     cdef int64_t seen = self.requests_seen, warmup_requests = self.warmup_requests
@@ -1704,9 +1723,7 @@ cdef Py_ssize_t _one_block_lru(Engine self, Batch* batch, Py_ssize_t r0, Py_ssiz
         else:
             if self.expires_at != NULL:
                 self.expires_at[e] = t + self.ttl_s
-            hit = found
-            if self.hit_cap_prompt_minus_one and (batch.prompt_tokens[r] - 1) // self.block_size <= 0:
-                hit = 0
+            hit = self._capped_hits(batch.prompt_tokens[r], found)
             hit_tokens = batch.block_tokens[r] if hit else 0
             if outputs:
                 _write_outputs(out, r, hit_tokens, hit, 1 - found, evicted, expired, 0)
@@ -1758,10 +1775,9 @@ cdef int _prefix_lru(Engine self, Batch* batch, Outputs* out, int64_t* tstats, i
     cdef uint64_t* slots = self.index.slots
     cdef int64_t size = self.index.size
     cdef int32_t* where = self.where
-    cdef int32_t* req = self.request_entries
+    cdef int32_t* req
     cdef bint outputs = out.hit_tokens != NULL
-    cdef bint prefetch = (self.where_size * sizeof(int32_t) + self.index.size * sizeof(uint64_t)
-                          + self.pool_size * sizeof(Entry)) > _prefetch_min_bytes
+    cdef bint prefetch = self._prefetch_pays()
     cdef int32_t head = self.head, tail = self.tail
     cdef int64_t occupancy = self.occupancy, capacity = self.capacity_blocks, peak = self.peak_occupancy
     cdef int64_t total_blocks = batch.block_offsets[batch.n_requests]
@@ -1783,13 +1799,11 @@ cdef int _prefix_lru(Engine self, Batch* batch, Outputs* out, int64_t* tstats, i
             break
         b0 = batch.block_offsets[r]
         n = batch.block_offsets[r + 1] - b0
-        if n > self.request_entries_size:
-            if _grow(<void**> &self.request_entries, max(n, 2 * self.request_entries_size), sizeof(int32_t)):
-                self.head, self.tail, self.occupancy = head, tail, occupancy
-                code = ERR_NO_MEMORY
-                break
-            self.request_entries_size = max(n, 2 * self.request_entries_size)
-            req = self.request_entries
+        if self._grow_request_scratch(n):
+            self.head, self.tail, self.occupancy = head, tail, occupancy
+            code = ERR_NO_MEMORY
+            break
+        req = self.request_entries
         if self.requests_seen == 0:
             self.first_t = t
         self.last_t = t
@@ -1808,9 +1822,7 @@ cdef int _prefix_lru(Engine self, Batch* batch, Outputs* out, int64_t* tstats, i
                 pool[e].newer = PINNED
             req[h] = e
             h += 1
-        hit_blocks = h
-        if self.hit_cap_prompt_minus_one:  # the cap lowers what counts as hit; all h blocks stay used
-            hit_blocks = min(h, max(0, (batch.prompt_tokens[r] - 1) // self.block_size))
+        hit_blocks = self._capped_hits(batch.prompt_tokens[r], h)  # all h blocks stay used
         hit_tokens = _hit_tokens(batch.block_tokens + b0, req, hit_blocks, owner, tenant, n_tenants,
                                  hits_from if counted else NULL)
 
@@ -1819,8 +1831,8 @@ cdef int _prefix_lru(Engine self, Batch* batch, Outputs* out, int64_t* tstats, i
         for i in range(h, n):
             b = b0 + i
             key = keys[b]
-            if prefetch and _DirectIds is _No:
-                self._prefetch_ahead(keys, b, total_blocks)
+            if prefetch and _DirectIds is _No:  # (dense ids: the new keys' ids are all that is touched)
+                _prefetch_ahead_of(keys, b, total_blocks, pool, where, slots, size, direct_ids)
             if occupancy == capacity:
                 victim = tail
                 if victim == NIL:  # every cached entry is this request's own
