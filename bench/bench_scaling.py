@@ -98,14 +98,11 @@ AGE_CASES = [*(f"fresh engine, slice {k} of 5 in order" for k in range(1, 6)),
 
 
 def _feed_slice(eng, batch: Batch, r0: int, r1: int) -> float:
-    """Feed requests r0..r1-1 to eng (statistics only, replay's batches); ns per block, CPU time."""
-    offsets = batch.block_offsets
+    """Feed requests r0..r1-1 to eng (statistics only, in engine.replay's calls); ns per block, CPU time."""
     start = clock()
-    for a in range(r0, r1, 16_384):
-        z = min(a + 16_384, r1)
-        eng.feed(batch.t[a:z], batch.tenant[a:z], batch.prompt_tokens[a:z], offsets[a:z + 1] - offsets[a],
-                 batch.keys[offsets[a]:offsets[z]], batch.block_tokens[offsets[a]:offsets[z]], per_request=False)
-    return (clock() - start) / (offsets[r1] - offsets[r0]) * 1e9
+    for a in range(r0, r1, engine.FEED_REQUESTS):
+        engine.feed(eng, batch, a, min(a + engine.FEED_REQUESTS, r1), per_request=False)
+    return (clock() - start) / (batch.block_offsets[r1] - batch.block_offsets[r0]) * 1e9
 
 
 def test_time_per_block_follows_engine_age(benchmark):

@@ -19,6 +19,14 @@ REPLAY_BATCH_BLOCKS = 1 << 16
 HIT_BLOCKS = _core.TENANT_FIELDS.index("hit_blocks")
 
 
+def feed(engine, batch: Batch, r0: int, r1: int, per_request: bool = True) -> None:
+    """One Engine.feed call with requests r0..r1-1 of the batch."""
+    offsets = batch.block_offsets
+    b0, b1 = offsets[r0], offsets[r1]
+    engine.feed(batch.t[r0:r1], batch.tenant[r0:r1], batch.prompt_tokens[r0:r1], offsets[r0:r1 + 1] - b0,
+                batch.keys[b0:b1], batch.block_tokens[b0:b1], per_request=per_request)
+
+
 def replay(batch: Batch, capacity_blocks: int, feed_requests: int = FEED_REQUESTS, direct_keys: bool = False,
            per_request: bool = True, slice_blocks: int | None = None,
            slices: list | None = None) -> tuple[object, int, float]:
@@ -33,9 +41,8 @@ def replay(batch: Batch, capacity_blocks: int, feed_requests: int = FEED_REQUEST
     slice_from = 0
     for r0 in range(0, n, feed_requests):
         r1 = min(r0 + feed_requests, n)
-        b0, b1 = offsets[r0], offsets[r1]
-        engine.feed(batch.t[r0:r1], batch.tenant[r0:r1], batch.prompt_tokens[r0:r1], offsets[r0:r1 + 1] - b0,
-                    batch.keys[b0:b1], batch.block_tokens[b0:b1], per_request=per_request)
+        feed(engine, batch, r0, r1, per_request)
+        b1 = offsets[r1]
         if slice_blocks and (b1 - slice_from >= slice_blocks or r1 == n):
             now = clock()
             slices.append((int(b1 - slice_from), now - slice_start))
