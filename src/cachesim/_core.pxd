@@ -9,14 +9,6 @@ from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 cdef uint64_t xxh3_64_seeded(const void* data, size_t length, uint64_t seed) noexcept nogil
 
 
-# One cached block: 16 bytes. The owner and (with a TTL) the expiry time live in parallel arrays, so the hot
-# struct stays small and a cache without a TTL pays nothing for one.
-cdef struct Entry:
-    uint64_t key          # chained block key (SEMANTICS §2): names the whole prefix up to this block
-    int32_t newer         # recency list: towards the head (most recent); NIL at the head; PINNED while in use
-    int32_t older         # recency list: towards the tail (least recent); NIL at the tail; free-list link when free
-
-
 # An open-addressing map from uint64 keys to int32 record indices (see KeyIndex in _core.pyx).
 cdef struct KeyIndex:
     uint64_t* slots       # (32 hash bits << 32) | record index, or EMPTY_SLOT
@@ -68,9 +60,11 @@ cdef class Engine:
     cdef readonly bint victims_any          # False: victims are leaves only, so the cache stays prefix-closed
     cdef readonly int64_t orphaned_blocks   # entries left without their parent by victims="any" evictions
 
-    # node pool (a flat array; entries are addressed by int32 index, never by pointer)
-    cdef Entry* pool                        # pool_size entries
-    cdef int32_t* owner                     # tenant that inserted each entry
+    # entry pool: parallel arrays (16 bytes an entry) addressed by int32 index, never by pointer
+    cdef uint64_t* entry_key                # chained block key (SEMANTICS §2): names the whole prefix up to the block
+    cdef int32_t* pos                       # recency: position of the entry's live record in the use log; PINNED
+                                            # while in use; GHOST; free: FREE_LINK - (next free entry)
+    cdef int32_t* owner                     # tenant that inserted it (a ghost: its evictor, or TTL_EVICTOR)
     cdef double* expires_at                 # time of last use + ttl_s per entry; NULL without a TTL
     cdef double max_load                    # hash-table fill limit (sparser when the memory budget allows)
     cdef int64_t pool_size                  # allocated entries
@@ -84,9 +78,13 @@ cdef class Engine:
     cdef int32_t* where                     # direct_keys: entry of each id, or NIL (ghosts included, as in index)
     cdef int64_t where_size                 # direct_keys: ids the where array covers
 
-    # recency list
-    cdef int32_t head                       # most recently used entry, or NIL
-    cdef int32_t tail                       # least recently used entry, or NIL
+    # recency: a log of uses (see "Recency" in _core.pyx)
+    cdef int32_t* log                       # entry indices in order of use; a record is live while its entry's pos
+                                            # names it
+    cdef int64_t log_size                   # records allocated
+    cdef int64_t log_limit                  # largest log_size (a bounded cache's log stops there)
+    cdef int64_t log_start                  # no live record before it (the least recent entry is at or after it)
+    cdef int64_t log_end                    # next record written (the most recent entry is just before it)
 
     # bookkeeping of the policies other than LRU (NULL under LRU), one value per entry
     cdef uint64_t* parent_key               # key of the block before it in the prefix (depth > 0)
@@ -145,11 +143,12 @@ cdef class Engine:
     cdef int _grow_request_scratch(self, int64_t n_blocks) noexcept nogil
     cdef int64_t _capped_hits(self, int64_t prompt_tokens, int64_t hit_blocks) noexcept nogil
     cdef void _prefetch_ahead(self, const uint64_t* keys, int64_t b, int64_t end) noexcept nogil
-    cdef void _prefetch_next_victim(self) noexcept nogil
     cdef void _index_insert(self, int32_t e) noexcept nogil
     cdef void _index_remove(self, int32_t e) noexcept nogil
     cdef void _unlink(self, int32_t e) noexcept nogil
-    cdef void _push_head(self, int32_t e) noexcept nogil
+    cdef int _push_head(self, int32_t e) except -2 nogil
+    cdef int32_t _oldest(self) noexcept nogil
+    cdef int _log_make_room(self) except -2 nogil
     cdef void _release(self, int32_t e) noexcept nogil
     cdef int32_t _allocate(self) noexcept nogil
     cdef bint _is_ghost(self, int32_t e) noexcept nogil

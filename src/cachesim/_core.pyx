@@ -9,21 +9,31 @@ blocks are cached" is h successful lookups. XXH3 comes from the installed ``xxha
 once at import with dlopen/dlsym: the keys are bit-identical with ``xxhash.xxh3_64_intdigest`` by construction
 (the same machine code), xxhash stays the only hashing dependency, and no C source is vendored.
 
-Layout. Entries live in one flat array of 16-byte structs (key, recency links) addressed by int32 index, as
-scikit-learn's tree nodes are; the owner tenant and, only with a TTL, the expiry time sit in parallel arrays. The
-hash index is an open-addressing table (linear probing, backward-shift deletion, so no tombstones) of 8-byte
-slots holding 32 hash bits beside the entry index: a probe reads an entry only when the hash bits match, and
-moving slots (deletion, growth) never reads one. Homes are multiply-shifted onto any table size, so a bounded
-cache's table is sized to its capacity exactly: 20 + 8/0.5 = 36 bytes per cached block without a TTL and
-28 + 8/0.7 = 39.4 with one. A sparser table shortens probe runs, which is what eviction-heavy replays pay for.
-Pool and table grow on demand, so a large capacity costs nothing until it fills.
+Layout. Entries live in parallel flat arrays addressed by int32 index, as scikit-learn's tree nodes are: key
+(8 bytes), recency position and owner tenant (4 each), and only with a TTL the expiry time. Parallel, not one
+struct, because the passes that touch one field of many entries (the recency scans below) then read 4 bytes an
+entry, not 16: at 1 M cached that kept the dense-id prefix replay 1.4x faster in a prototype. The hash index is
+an open-addressing table (linear probing, backward-shift deletion, so no tombstones) of 8-byte slots holding 32
+hash bits beside the entry index: a probe reads an entry only when the hash bits match, and moving slots
+(deletion, growth) never reads one. Homes are multiply-shifted onto any table size, so a bounded cache's table is
+sized to its capacity exactly. A sparser table shortens probe runs, which is what eviction-heavy replays pay for;
+with the use log below, 16 + 8/0.5 + 4 * 1.875 = 39.5 bytes per cached block without a TTL and
+24 + 8/0.75 + 4 * 1.25 = 39.7 with one. Pool, table and log grow on demand, so a large capacity costs nothing
+until it fills.
 
-Recency. One doubly linked list orders entries by last use (head = newest). LRU evicts its tail. Because the TTL
-is uniform and refreshed on every use, expiry times are non-decreasing from tail to head, so expiry is popping the
-tail while ``expires_at <= t``. Entries the current request uses are unlinked from the list ("pinned") until the
-request is stamped, so a victim is never one of them (SEMANTICS §3.3) and the tail is always a legal victim.
+Recency. A log of uses orders entries by last use: using an entry appends its index to the log and records the
+position in the entry (pos); an entry's older records go stale, and a record is live while its entry's pos names
+it. The least recent entry is the first live record from the log's oldest end, so LRU eviction reads the log in
+order and knows its next victims ahead, where a linked list's evictions chase pointers through memory in whatever
+order the list has come to (at 1 M cached, half the time of a dense-id replay waited on that chase, and it grew
+as the engine aged). When the log is full its live records are compacted to its front, in order, which costs
+about two reads a use; it grows only while compaction frees less than half of it, up to its share of the memory
+budget. Because the TTL is uniform and refreshed on every use, expiry times are non-decreasing along the log, so
+expiry pops from its oldest end while ``expires_at <= t``. Entries the current request uses are taken out of the
+order ("pinned": their pos is PINNED, so their records are stale) until the request is stamped, so a victim is
+never one of them (SEMANTICS §3.3) and the oldest live entry is always a legal victim.
 
-Stamping. The request's blocks are pushed to the head deepest first, so block 0 ends newest: a parent is always
+Stamping. The request's blocks are appended deepest first, so block 0 ends newest: a parent is always
 more recent than its children, which keeps an LRU cache prefix-closed.
 
 The serve loop runs without the GIL over raw pointers into numpy arrays: no Python object per block. Errors are
@@ -31,7 +41,7 @@ return codes, raised as exceptions once the GIL is back.
 
 One-block batches. A batch whose every request is one block (a plain key stream) under LRU without interference
 tracking takes a loop of its own (_serve_one_block_lru): for one block, lookup-pin-stamp is move-to-head and a miss
-takes the tail's entry over, so the per-request machinery of prefixes is not needed, and the hot state can live in
+takes the least recent entry over, so the per-request machinery of prefixes is not needed, and the hot state can live in
 locals (stores through the pool could alias the engine's fields, which the general loop must then reload). That
 loop (_one_block_lru) is compiled in variants chosen by fused types: hashed keys or dense ids, and a lean variant for
 the common statistics-only run of one tenant (no outputs, TTL, hit cap or warm-up in the way) that keeps its counts
@@ -65,8 +75,19 @@ from cachesim._statistics import grow_tenant_statistics
 # XXH3 from the xxhash extension
 
 cdef extern from *:
-    # a hint only: fetch the cache line at addr ahead of use; hides DRAM latency on random probes
-    void __builtin_prefetch(const void* addr) noexcept nogil
+    """
+    /* Fetch the cache line at addr ahead of use: hides DRAM latency on random probes. Written as volatile asm
+       because GCC 12 (-O1 and up) was seen deleting __builtin_prefetch calls whose address is computed from
+       loads once inlined into a loop: the victim scan of _prefix_lru had lost every one of them. */
+    #if defined(__GNUC__) && defined(__x86_64__)
+    #define cachesim_prefetch(addr) __asm__ volatile("prefetcht0 (%0)" :: "r"(addr))
+    #elif defined(__GNUC__) && defined(__aarch64__)
+    #define cachesim_prefetch(addr) __asm__ volatile("prfm pldl1keep, [%0]" :: "r"(addr))
+    #else
+    #define cachesim_prefetch(addr) _prefetch(addr)
+    #endif
+    """
+    void _prefetch "cachesim_prefetch"(const void* addr) noexcept nogil
 
 cdef extern from "<dlfcn.h>" nogil:
     void* dlopen(const char* filename, int flags)
@@ -116,7 +137,8 @@ if sys.byteorder != "little":  # keys hash the little-endian bytes, which on thi
 cdef enum:
     NIL = -1
     PINNED = -2
-    GHOST = -3   # .newer of an evicted entry kept in the index to remember its evictor (interference)
+    GHOST = -3   # .pos of an evicted entry kept in the index to remember its evictor (interference)
+    FREE_LINK = -8  # .pos of a free entry is FREE_LINK - (next free entry): below every code above
 
 # Columns of Engine.tenant_stats. Python reads the names from TENANT_FIELDS.
 cdef enum:  # tenant statistics fields
@@ -137,7 +159,7 @@ TENANT_FIELDS = ("requests", "hit_requests", "prompt_tokens", "hit_tokens", "blo
                  "inserted_blocks", "evictions_caused", "evicted_owned", "expired_owned", "uncached_blocks")
 assert len(TENANT_FIELDS) == N_TENANT_FIELDS
 
-# Policies. LRU evicts the recency list's tail (the fast path). The heap policies evict the candidate with the
+# Policies. LRU evicts the least recent entry of the use log (the fast path). The heap policies evict the candidate with the
 # smallest score (see Engine._less); SIEVE walks a FIFO queue with a hand.
 cdef enum:
     P_LRU = 0
@@ -162,10 +184,13 @@ cdef enum:
     ERR_TIME_DECREASING = 3
     ERR_TENANT = 4
 
-# Hash-table load: as sparse as the 40-bytes-per-block budget allows (probe runs, and so evictions, get
-# costly as the table fills): entries are 20 bytes without a TTL, 28 with one; slots 8 bytes.
-cdef double MAX_LOAD_NO_TTL = 0.5    # 20 + 8 / 0.5 = 36 bytes per cached block
-cdef double MAX_LOAD_TTL = 0.7       # 28 + 8 / 0.7 = 39.4 bytes per cached block
+# Hash-table load and use-log length: as sparse and as long as the 40-bytes-per-block budget allows (probe runs,
+# and so evictions, get costly as the table fills; a shorter log is compacted more often). Entries are 16 bytes
+# without a TTL and 24 with one, slots 8 bytes, log records 4.
+cdef double MAX_LOAD_NO_TTL = 0.5       # 16 + 8 / 0.5 + 4 * 1.875 = 39.5 bytes per cached block
+cdef double LOG_RECORDS_NO_TTL = 1.875  # log records per block of capacity
+cdef double MAX_LOAD_TTL = 0.75         # 24 + 8 / 0.75 + 4 * 1.25 = 39.7 bytes per cached block
+cdef double LOG_RECORDS_TTL = 1.25
 # Compile-time constants, not module variables: a module variable is a global the compiler must reload after
 # every store through a pointer (it could alias), inside the hottest loops.
 cdef extern from *:
@@ -176,10 +201,11 @@ cdef extern from *:
     const uint64_t EMPTY_SLOT "CACHESIM_EMPTY_SLOT"
     const uint64_t FIB "CACHESIM_FIB"        # 2^64 / golden ratio: multiplicative hashing
 cdef enum:
-    ENTRY_STRIDE = sizeof(Entry) // sizeof(uint64_t)  # uint64 words from one entry's key to the next
     # prefetch distances in blocks (slots first, then the entries they point at)
     PREFETCH_SLOT = 16
     PREFETCH_ENTRY = 8
+    ENTRY_BYTES = sizeof(uint64_t) + 2 * sizeof(int32_t)  # key, pos, owner
+    PREFETCH_SCAN = 64  # in log records, for compaction: a tight loop of independent reads needs a longer lead
 
 
 def xxh3_64(const unsigned char[::1] data, uint64_t seed=0):
@@ -385,7 +411,7 @@ def dense_ids(const uint64_t[::1] keys):
             if failed:
                 break
             if i + PREFETCH_SLOT < m:
-                __builtin_prefetch(&ix.slots[_home(&ix, _hash32(keys[i + PREFETCH_SLOT]))])
+                _prefetch(&ix.slots[_home(&ix, _hash32(keys[i + PREFETCH_SLOT]))])
             v = _index_find(&ix, keys[i], distinct, 1)
             if v == NIL:
                 if n == 2147483646:  # int32 values, NIL and PINNED excluded
@@ -513,28 +539,62 @@ cdef inline bint _one_block_each(Batch* batch) noexcept nogil:
     return True
 
 
-# The recency list (SEMANTICS §3.3), on the ends the caller holds: the engine's fields, or a serve loop's locals.
-cdef inline void _list_unlink(Entry* pool, int32_t* head, int32_t* tail, int32_t e) noexcept nogil:
-    """Take e off a recency list whose ends are *head and *tail (held in the caller's locals)."""
-    cdef int32_t newer = pool[e].newer, older = pool[e].older
-    if newer == NIL:
-        head[0] = older
-    else:
-        pool[newer].older = older
-    if older == NIL:
-        tail[0] = newer
-    else:
-        pool[older].newer = newer
+# The use log (SEMANTICS §3.3 order; see "Recency" above), on the ends the caller holds: the engine's fields, or
+# a serve loop's locals. Inline only: a non-inlined call taking the ends' addresses would pin them to memory.
+cdef inline void _prefetch_victims(const int32_t* pos, const int32_t* log, int64_t p, int64_t end,
+                                   const uint64_t* entry_key, const int32_t* owner, const int32_t* where,
+                                   const uint64_t* slots, int64_t size, bint direct) noexcept nogil:
+    """Victims are read from the log's oldest end, so they are known ahead: fetch the position and key (and owner,
+    unless NULL: one tenant's statistics need not read it) of the record PREFETCH_SLOT on from p, and the slot (or
+    id) of the key of the one PREFETCH_ENTRY on, whose key came before. Stale records are fetched too: telling
+    them apart is the read being fetched."""
+    cdef uint64_t key
+    if entry_key == NULL:
+        if p + PREFETCH_SLOT < end:
+            _prefetch(&pos[log[p + PREFETCH_SLOT]])
+        return
+    if p + PREFETCH_SLOT < end:
+        _prefetch(&pos[log[p + PREFETCH_SLOT]])
+        _prefetch(&entry_key[log[p + PREFETCH_SLOT]])
+        if owner != NULL:
+            _prefetch(&owner[log[p + PREFETCH_SLOT]])
+    if p + PREFETCH_ENTRY < end:
+        key = entry_key[log[p + PREFETCH_ENTRY]]
+        if direct:
+            _prefetch(&where[key])
+        else:
+            _prefetch(&slots[(_hash32(key) * <uint64_t> size) >> 32])
 
 
-cdef inline void _list_push_head(Entry* pool, int32_t* head, int32_t* tail, int32_t e) noexcept nogil:
-    pool[e].newer = NIL
-    pool[e].older = head[0]
-    if head[0] != NIL:
-        pool[head[0]].newer = e
-    else:
-        tail[0] = e
-    head[0] = e
+cdef inline int32_t _log_victim(const int32_t* pos, const int32_t* log, int64_t* start, int64_t end,
+                                const uint64_t* entry_key, const int32_t* owner, const int32_t* where,
+                                const uint64_t* slots, int64_t size, bint direct) noexcept nogil:
+    """The least recently used linked entry, or NIL; *start moves past the stale records before it. Each record
+    read fetches the position of the one PREFETCH_SLOT on (telling a stale record costs that read) and, for an
+    eviction (entry_key not NULL), what the victims ahead will need (_prefetch_victims)."""
+    cdef int64_t p = start[0]
+    cdef int32_t e
+    while p < end:
+        _prefetch_victims(pos, log, p, end, entry_key, owner, where, slots, size, direct)
+        e = log[p]
+        if pos[e] == p:
+            start[0] = p
+            return e
+        p += 1
+    start[0] = p
+    return NIL
+
+
+cdef inline int32_t _log_oldest(const int32_t* pos, const int32_t* log, int64_t* start, int64_t end) noexcept nogil:
+    """_log_victim for a caller that reads only the entry's position (and expiry)."""
+    return _log_victim(pos, log, start, end, NULL, NULL, NULL, NULL, 0, False)
+
+
+cdef inline void _log_append(int32_t* pos, int32_t* log, int64_t* end, int32_t e) noexcept nogil:
+    """Make e the most recently used entry; the caller has made room (Engine._log_make_room)."""
+    pos[e] = <int32_t> end[0]
+    log[end[0]] = e
+    end[0] += 1
 
 
 cdef inline int _arrival_error(double t, int32_t tenant, double last_t, int64_t n_tenants) noexcept nogil:
@@ -594,13 +654,15 @@ cdef inline void _write_outputs(Outputs* out, Py_ssize_t r, int64_t hit_tokens, 
 cdef class Engine:
     """Prefix cache with LRU eviction, uniform TTL refreshed on use, capacity in block slots (SEMANTICS §3).
 
-    Push = link at the head when a request is stamped; promote = unlink (pin) on use, relink at stamping;
-    evict = unlink the tail.
+    Push = append to the use log when a request is stamped; promote = unlink (pin) on use, append at stamping;
+    evict = the least recent linked entry.
     """
 
     def __cinit__(self):
-        self.pool = NULL
+        self.entry_key = NULL
+        self.pos = NULL
         self.owner = NULL
+        self.log = NULL
         self.index.slots = NULL
         self.index.size = 0
         self.where = NULL
@@ -663,8 +725,8 @@ cdef class Engine:
         self.block_size = block_size
         self.warmup_requests = warmup_requests
         self.warmup_s = warmup_s
-        self.head = NIL
-        self.tail = NIL
+        self.log_start = 0
+        self.log_end = 0
         self.free_head = NIL
         self.occupancy = 0
         self.pool_used = 0
@@ -698,6 +760,14 @@ cdef class Engine:
         # pool and index grow on demand (up to the capacity), so a large capacity costs nothing until used
         cdef int64_t initial = 1024 if self.capacity_blocks < 0 else min(self.capacity_blocks, 1024)
         self.max_load = MAX_LOAD_NO_TTL if ttl_s is None else MAX_LOAD_TTL
+        # positions are int32; a bounded cache needs a record per cached entry at least, and more to compact seldom
+        self.log_limit = 2**31 - 1 if self.capacity_blocks < 0 else max(
+            <int64_t> (self.capacity_blocks * (LOG_RECORDS_NO_TTL if ttl_s is None else LOG_RECORDS_TTL)),
+            self.capacity_blocks + 16)
+        self.log_size = min(2 * initial, self.log_limit)
+        self.log = NULL
+        if _grow(<void**> &self.log, self.log_size, sizeof(int32_t)):
+            raise MemoryError()
         self.direct_keys = direct_keys
         if self._grow_pool(initial) < 0 or (
                 not direct_keys and _index_resize(&self.index, _table_size_for(initial, self.max_load)) < 0):
@@ -705,8 +775,10 @@ cdef class Engine:
         self.request_entries_size = 0
 
     def __dealloc__(self):
-        PyMem_RawFree(self.pool)
+        PyMem_RawFree(self.entry_key)
+        PyMem_RawFree(self.pos)
         PyMem_RawFree(self.owner)
+        PyMem_RawFree(self.log)
         PyMem_RawFree(self.expires_at)
         PyMem_RawFree(self.index.slots)
         PyMem_RawFree(self.where)
@@ -730,14 +802,9 @@ cdef class Engine:
     # -- memory ---------------------------------------------------------------------------------------------
 
     cdef int _grow_pool(self, int64_t size) except -2 nogil:
-        cdef Entry* pool = <Entry*> PyMem_RawRealloc(self.pool, size * sizeof(Entry))
-        if pool == NULL:
+        if (_grow(<void**> &self.entry_key, size, sizeof(uint64_t)) or _grow(<void**> &self.pos, size, sizeof(int32_t))
+                or _grow(<void**> &self.owner, size, sizeof(int32_t))):
             return -1
-        self.pool = pool
-        cdef int32_t* owner = <int32_t*> PyMem_RawRealloc(self.owner, size * sizeof(int32_t))
-        if owner == NULL:
-            return -1
-        self.owner = owner
         cdef double* expires_at
         if self.ttl_s != INFINITY:
             expires_at = <double*> PyMem_RawRealloc(self.expires_at, size * sizeof(double))
@@ -781,9 +848,10 @@ cdef class Engine:
         return _index_resize(&self.index, size)
 
     def memory_bytes(self):
-        """Bytes held by the engine's pool, owner array and hash index (excluding statistics)."""
-        cdef int64_t per_entry = sizeof(Entry) + sizeof(int32_t) + (sizeof(double) if self.expires_at != NULL else 0)
-        return int(self.pool_size * per_entry + self.index.size * sizeof(uint64_t) + self.where_size * sizeof(int32_t))
+        """Bytes held by the engine's pool (with expiry times), use log and index (excluding statistics)."""
+        cdef int64_t per_entry = ENTRY_BYTES + (sizeof(double) if self.expires_at != NULL else 0)
+        return int(self.pool_size * per_entry + self.log_size * sizeof(int32_t) + self.index.size * sizeof(uint64_t)
+                   + self.where_size * sizeof(int32_t))
 
     cdef int _grow_where(self, int64_t size) except -2 nogil:
         """direct_keys: cover ids below size (new ids start uncached); -1 when out of memory."""
@@ -803,29 +871,30 @@ cdef class Engine:
     cdef inline int32_t _find(self, uint64_t key) noexcept nogil:
         if self.direct_keys:
             return self.where[key]  # feed() grew where past every key of the batch
-        return _index_find(&self.index, key, &self.pool[0].key, ENTRY_STRIDE)
+        return _index_find(&self.index, key, self.entry_key, 1)
 
     cdef inline void _prefetch_slot(self, uint64_t key) noexcept nogil:
         if self.direct_keys:
-            __builtin_prefetch(&self.where[key])
+            _prefetch(&self.where[key])
         else:
-            __builtin_prefetch(&self.index.slots[_home(&self.index, _hash32(key))])
+            _prefetch(&self.index.slots[_home(&self.index, _hash32(key))])
 
     cdef inline void _prefetch_entry(self, uint64_t key) noexcept nogil:
         """Prefetch the entry the key's home slot points at (the slot itself was prefetched earlier)."""
         cdef uint64_t slot
         if self.direct_keys:
             if self.where[key] >= 0:
-                __builtin_prefetch(&self.pool[self.where[key]])
+                _prefetch(&self.pos[self.where[key]])
             return
         slot = self.index.slots[_home(&self.index, _hash32(key))]
         if slot != EMPTY_SLOT:
-            __builtin_prefetch(&self.pool[<int32_t> (slot & 0xFFFFFFFFULL)])
+            _prefetch(&self.entry_key[<int32_t> (slot & 0xFFFFFFFFULL)])
+            _prefetch(&self.pos[<int32_t> (slot & 0xFFFFFFFFULL)])
 
     cdef inline bint _prefetch_pays(self) noexcept nogil:
         """Software prefetch pays once the entries and the index outgrow twice the L2; below, it only costs."""
         return (self.where_size * sizeof(int32_t) + self.index.size * sizeof(uint64_t)
-                + self.pool_size * sizeof(Entry)) > _prefetch_min_bytes
+                + self.pool_size * ENTRY_BYTES + self.log_size * sizeof(int32_t)) > _prefetch_min_bytes
 
     cdef inline int _grow_request_scratch(self, int64_t n_blocks) noexcept nogil:
         """Grow request_entries (one request's entries) to hold n_blocks; nonzero when out of memory."""
@@ -851,38 +920,63 @@ cdef class Engine:
         if b + PREFETCH_ENTRY < end:
             self._prefetch_entry(keys[b + PREFETCH_ENTRY])
 
-    cdef inline void _prefetch_next_victim(self) noexcept nogil:
-        """Evictions walk the tail: fetch the next victim's slot and the one after it before they are needed."""
-        cdef int32_t tail = self.tail
-        if tail != NIL:
-            self._prefetch_slot(self.pool[tail].key)
-            if self.pool[tail].newer >= 0:
-                __builtin_prefetch(&self.pool[self.pool[tail].newer])
-
     cdef inline void _index_insert(self, int32_t e) noexcept nogil:
         if self.direct_keys:
-            self.where[self.pool[e].key] = e
+            self.where[self.entry_key[e]] = e
         else:
-            _index_place(&self.index, (_hash32(self.pool[e].key) << 32) | <uint32_t> e)
+            _index_place(&self.index, (_hash32(self.entry_key[e]) << 32) | <uint32_t> e)
 
     cdef inline void _index_remove(self, int32_t e) noexcept nogil:
         if self.direct_keys:
-            self.where[self.pool[e].key] = NIL
+            self.where[self.entry_key[e]] = NIL
         else:
-            _index_delete(&self.index, self.pool[e].key, e)
+            _index_delete(&self.index, self.entry_key[e], e)
 
-    # -- recency list ---------------------------------------------------------------------------------------
+    # -- recency: the use log -------------------------------------------------------------------------------
 
     cdef inline void _unlink(self, int32_t e) noexcept nogil:
-        _list_unlink(self.pool, &self.head, &self.tail, e)
+        """Take e out of the recency order (its record goes stale); the caller gives its pos a new meaning."""
+        self.pos[e] = NIL
 
-    cdef inline void _push_head(self, int32_t e) noexcept nogil:
-        _list_push_head(self.pool, &self.head, &self.tail, e)
+    cdef inline int _push_head(self, int32_t e) except -2 nogil:
+        """Make e the most recently used entry; -1 when out of memory."""
+        if self.log_end == self.log_size and self._log_make_room() < 0:
+            return -1
+        _log_append(self.pos, self.log, &self.log_end, e)
+        return 0
+
+    cdef inline int32_t _oldest(self) noexcept nogil:
+        """The least recently used linked entry (the LRU victim, the next to expire), or NIL."""
+        return _log_oldest(self.pos, self.log, &self.log_start, self.log_end)
+
+    cdef int _log_make_room(self) except -2 nogil:
+        """Room for one more record: compact the live records to the front of the log, in order, growing the log
+        when compacting freed less than half of it (up to log_limit); -1 when out of memory."""
+        cdef int32_t* pos = self.pos
+        cdef int32_t* log = self.log
+        cdef int64_t p, live = 0, end = self.log_end, size
+        cdef int32_t e
+        for p in range(self.log_start, end):
+            if p + PREFETCH_SCAN < end:
+                _prefetch(&pos[log[p + PREFETCH_SCAN]])
+            e = log[p]
+            if pos[e] == p:
+                log[live] = e
+                pos[e] = <int32_t> live
+                live += 1
+        self.log_start = 0
+        self.log_end = live
+        if 2 * live > self.log_size and self.log_size < self.log_limit:
+            size = min(2 * self.log_size, self.log_limit)
+            if _grow(<void**> &self.log, size, sizeof(int32_t)):
+                return -1 if live == self.log_size else 0  # a full log must grow; a fuller one may wait
+            self.log_size = size
+        return -1 if live == self.log_size else 0
 
     cdef inline void _release(self, int32_t e) noexcept nogil:
         """Remove an unlinked entry from the index and return it to the free list."""
         self._index_remove(e)
-        self.pool[e].older = self.free_head
+        self.pos[e] = FREE_LINK - self.free_head
         self.free_head = e
         self.occupancy -= 1
 
@@ -892,7 +986,7 @@ cdef class Engine:
         cdef int64_t limit
         if self.free_head != NIL:
             e = self.free_head
-            self.free_head = self.pool[e].older
+            self.free_head = FREE_LINK - self.pos[e]
             return e
         if self.pool_used == self.pool_size:
             limit = self.capacity_blocks + self.ghost_capacity if self.capacity_blocks > 0 else 2**31 - 2
@@ -903,27 +997,27 @@ cdef class Engine:
         return e
 
     # -- ghosts: evicted entries that remember their evictor (SEMANTICS §6) -----------------------------------
-    # With interference tracking an evicted entry stays in the index as a ghost (off the recency list, not
+    # With interference tracking an evicted entry stays in the index as a ghost (out of the recency order, not
     # counted as cached), its owner field now naming its evictor. A ring of the last ghost_capacity evictions
     # bounds them: the ghost a ring position held is retired when the ring comes round (unless it was revived by
     # its key's re-insertion meanwhile). A lookup finds a ghost in the same probe that finds a cached entry.
 
     cdef inline bint _is_ghost(self, int32_t e) noexcept nogil:
-        return e != NIL and self.pool[e].newer == GHOST
+        return e != NIL and self.pos[e] == GHOST
 
     cdef void _bury(self, int32_t e, int32_t evictor) noexcept nogil:
         """An unlinked entry leaves the cache as a ghost remembering its evictor (only when tracking)."""
         cdef int64_t p = self.ghost_next
         cdef int32_t old = self.ghost_ring[p]
-        if old != NIL and self.pool[old].newer == GHOST and self.ghost_pos[old] == p:
+        if old != NIL and self.pos[old] == GHOST and self.ghost_pos[old] == p:
             self._index_remove(old)  # the oldest remembered eviction is forgotten
-            self.pool[old].older = self.free_head
+            self.pos[old] = FREE_LINK - self.free_head
             self.free_head = old
             self.ghost_count -= 1
         self.ghost_ring[p] = e
         self.ghost_pos[e] = <int32_t> p
         self.ghost_next = p + 1 if p + 1 < self.ghost_capacity else 0
-        self.pool[e].newer = GHOST
+        self.pos[e] = GHOST
         self.owner[e] = evictor
         self.ghost_count += 1
         self.occupancy -= 1
@@ -935,7 +1029,7 @@ cdef class Engine:
 
     # -- policies other than LRU (SEMANTICS §4) ------------------------------------------------------------
     # A candidate is an entry the policy may evict: a leaf (no cached entry inserted under it), or any entry
-    # with victims="any". Entries the current request uses are pinned: like the recency list, the heap drops
+    # with victims="any". Entries the current request uses are pinned: like the recency order, the heap drops
     # them on use and takes them back, rescored, when the request is stamped, so its minimum is the victim.
 
     cdef inline bint _less(self, int32_t a, int32_t b) noexcept nogil:
@@ -1008,7 +1102,7 @@ cdef class Engine:
         self.heap_pos[e] = NIL
 
     cdef inline bint _eligible(self, int32_t e) noexcept nogil:
-        return self.pool[e].newer != PINNED and (self.victims_any or self.n_children[e] == 0)
+        return self.pos[e] != PINNED and (self.victims_any or self.n_children[e] == 0)
 
     # -- insertion queues (SIEVE: queue 0; S3-FIFO: queue 0 small, queue 1 main) ------------------------------
 
@@ -1091,7 +1185,10 @@ cdef class Engine:
         cdef int32_t e
         cdef int64_t steps
         if self.policy == P_LRU:
-            return self.tail  # pinned entries are off the recency list; the tail is always a leaf
+            # pinned entries are out of the recency order; the oldest is always a leaf
+            return _log_victim(self.pos, self.log, &self.log_start, self.log_end, self.entry_key, self.owner,
+                               self.where,
+                               self.index.slots, self.index.size, self.direct_keys)
         if self.policy == P_S3FIFO:
             return self._s3fifo_victim()
         if self.policy != P_SIEVE:
@@ -1136,8 +1233,8 @@ cdef class Engine:
         elif self.policy == P_S3FIFO:
             # a key evicted from the small queue not long ago goes straight to the main queue
             self.visited[e] = 0
-            if _ghost_get(&self.s3_ghost, self.pool[e].key) != GHOST_MISSING:
-                _ghost_discard(&self.s3_ghost, self.pool[e].key)
+            if _ghost_get(&self.s3_ghost, self.entry_key[e]) != GHOST_MISSING:
+                _ghost_discard(&self.s3_ghost, self.entry_key[e])
                 self._q_push_head(e, 1)
             else:
                 self._q_push_head(e, 0)
@@ -1175,18 +1272,20 @@ cdef class Engine:
             if parent != NIL and not self._is_ghost(parent) and self.insert_serial[parent] < self.insert_serial[e]:
                 self.n_children[parent] -= 1
                 if (self.n_children[parent] == 0 and not self.victims_any and not self._queued()
-                        and self.pool[parent].newer != PINNED):
+                        and self.pos[parent] != PINNED):
                     self._heap_push(parent)  # it became a leaf
 
     # -- serving (SEMANTICS §3) ----------------------------------------------------------------------------
 
     cdef int64_t _expire(self, double t, bint counted, int64_t* tstats) noexcept nogil:
-        """Drop the entries expired at time t; how many. The tail holds the oldest expiry time (uniform TTL,
-        refreshed on use)."""
+        """Drop the entries expired at time t; how many. The least recent entry holds the oldest expiry time
+        (uniform TTL, refreshed on use)."""
         cdef int64_t expired = 0
         cdef int32_t victim
-        while self.tail != NIL and self.expires_at[self.tail] <= t:
-            victim = self.tail
+        while True:
+            victim = self._oldest()
+            if victim == NIL or self.expires_at[victim] > t:
+                break
             self._unlink(victim)
             if counted:
                 tstats[self.owner[victim] * N_TENANT_FIELDS + F_EXPIRED_OWNED] += 1
@@ -1308,11 +1407,10 @@ cdef class Engine:
             while h < n:
                 self._prefetch_ahead(batch.keys, b0 + h, total_blocks)
                 e = self._find(batch.keys[b0 + h])
-                if e == NIL or self.pool[e].newer == GHOST:
+                if e == NIL or self.pos[e] == GHOST:
                     break
-                if self.pool[e].newer != PINNED:
-                    self._unlink(e)
-                    self.pool[e].newer = PINNED
+                if self.pos[e] != PINNED:
+                    self.pos[e] = PINNED  # out of the recency order
                     if self.policy != P_LRU:
                         self._on_pin(e)
                 req[h] = e
@@ -1331,7 +1429,7 @@ cdef class Engine:
                     e = self._find(batch.keys[b0 + i])
                     if e == NIL:
                         break
-                    if self.pool[e].newer == GHOST:
+                    if self.pos[e] == GHOST:
                         lost_to[tenant * (n_tenants + 1) + 1 + self.owner[e]] += batch.block_tokens[b0 + i]
                     # else cached behind a gap (victims="any" only): the run goes on
             inserted = 0
@@ -1345,16 +1443,15 @@ cdef class Engine:
                 # (with interference tracking the lookup also finds the ghost an insertion revives)
                 e = self._find(batch.keys[b0 + i]) if (self.victims_any and i > h) or self.ghost_capacity else NIL
                 ghost = NIL
-                if e != NIL and self.pool[e].newer == GHOST:
+                if e != NIL and self.pos[e] == GHOST:
                     # claimed now, so that an eviction below cannot retire it from the ring
                     ghost = e
                     e = NIL
-                    self.pool[ghost].newer = PINNED
+                    self.pos[ghost] = PINNED
                     self.ghost_count -= 1
                 if e != NIL:  # cached behind a gap: touched, not a hit
-                    if self.pool[e].newer != PINNED:
-                        self._unlink(e)
-                        self.pool[e].newer = PINNED
+                    if self.pos[e] != PINNED:
+                        self.pos[e] = PINNED  # out of the recency order
                         if self.policy != P_LRU:
                             self._on_pin(e)
                     req[i] = e
@@ -1363,7 +1460,7 @@ cdef class Engine:
                     victim = self._choose_victim()
                     if victim == NIL:  # every candidate is this request's own
                         if ghost != NIL:  # not inserted after all: it stays a ghost
-                            self.pool[ghost].newer = GHOST
+                            self.pos[ghost] = GHOST
                             self.ghost_count += 1
                         req[i] = NIL
                         uncached += 1
@@ -1373,7 +1470,7 @@ cdef class Engine:
                         tstats[self.owner[victim] * N_TENANT_FIELDS + F_EVICTED_OWNED] += 1
                     if self.policy != P_LRU:
                         if self.policy == P_S3FIFO and self.queue_id[victim] == 0:
-                            _ghost_put(&self.s3_ghost, self.pool[victim].key, 0)
+                            _ghost_put(&self.s3_ghost, self.entry_key[victim], 0)
                         self._forget(victim)
                     if counted and self.track_interference:
                         evictions_by[tenant * n_tenants + self.owner[victim]] += 1
@@ -1381,8 +1478,6 @@ cdef class Engine:
                         self._bury(victim, tenant)
                     else:
                         self._release(victim)  # the plain path, inlined
-                    if self.policy == P_LRU:
-                        self._prefetch_next_victim()
                     evicted += 1
                 if ghost != NIL:  # a remembered key comes back: its ghost entry is cached again
                     e = ghost
@@ -1392,13 +1487,13 @@ cdef class Engine:
                     if e == NIL:
                         error_request[0] = r
                         return ERR_NO_MEMORY
-                    self.pool[e].key = batch.keys[b0 + i]
+                    self.entry_key[e] = batch.keys[b0 + i]
                     self.occupancy += 1
                     if self._grow_index_if_full() < 0:
                         error_request[0] = r
                         return ERR_NO_MEMORY
                     self._index_insert(e)
-                self.pool[e].newer = PINNED
+                self.pos[e] = PINNED
                 self.owner[e] = tenant
                 if self.policy != P_LRU:
                     if i > 0:
@@ -1412,8 +1507,10 @@ cdef class Engine:
             i = n - 1
             while i >= 0:
                 e = req[i]
-                if e != NIL and self.pool[e].newer == PINNED:
-                    self._push_head(e)
+                if e != NIL and self.pos[e] == PINNED:
+                    if self._push_head(e) < 0:
+                        error_request[0] = r
+                        return ERR_NO_MEMORY
                     if self.expires_at != NULL:
                         self.expires_at[e] = t + self.ttl_s
                     if self.policy != P_LRU:
@@ -1503,28 +1600,29 @@ cdef class Engine:
 
     def cached_keys(self):
         """Keys of the cached entries, most recently used first."""
-        out = np.empty(self.occupancy, dtype=np.uint64)
-        cdef uint64_t[::1] view = out
-        cdef int32_t e = self.head
-        cdef Py_ssize_t i = 0
-        while e != NIL:
-            view[i] = self.pool[e].key
-            i += 1
-            e = self.pool[e].older
-        if i != self.occupancy:
-            raise AssertionError(f"recency list holds {i} entries, occupancy says {self.occupancy}")
-        return out
+        return np.asarray(<uint64_t[:self.pool_size]> self.entry_key)[self._cached_entries()]
 
     def cached_owners(self):
         """Owner tenant of each cached entry, in the order of cached_keys()."""
+        return np.asarray(<int32_t[:self.pool_size]> self.owner)[self._cached_entries()]
+
+    def _cached_entries(self):
+        """The cached entries, most recently used first: the live records of the use log, newest first."""
         out = np.empty(self.occupancy, dtype=np.int32)
         cdef int32_t[::1] view = out
-        cdef int32_t e = self.head
+        cdef int64_t p = self.log_end - 1
         cdef Py_ssize_t i = 0
-        while e != NIL and i < self.occupancy:
-            view[i] = self.owner[e]
-            i += 1
-            e = self.pool[e].older
+        while p >= self.log_start:
+            if self.pos[self.log[p]] == p:
+                if i == self.occupancy:
+                    i += 1
+                    break
+                view[i] = self.log[p]
+                i += 1
+            p -= 1
+        if i != self.occupancy:
+            raise AssertionError(f"the use log holds {'more' if i > self.occupancy else i} live records, "
+                                 f"occupancy says {self.occupancy}")
         return out
 
 
@@ -1568,60 +1666,55 @@ ctypedef fused _Lean:  # _Yes: one tenant, every request counted, no outputs, TT
     _No
 
 
-cdef inline void _prefetch_ahead_of(const uint64_t* keys, int64_t b, int64_t end, Entry* pool, int32_t* where,
+cdef inline void _prefetch_ahead_of(const uint64_t* keys, int64_t b, int64_t end, const uint64_t* entry_key,
+                                    const int32_t* pos, const int32_t* where,
                                     uint64_t* slots, int64_t size, _DirectIds* direct_ids) noexcept nogil:
     """Engine._prefetch_ahead for a serve loop holding the arrays in locals: a two-stage pipeline, the slot (or
     id) of the key PREFETCH_SLOT blocks on, the entry of the one PREFETCH_ENTRY blocks on, whose slot came before."""
     cdef uint64_t slot
     if _DirectIds is _Yes:
         if b + PREFETCH_SLOT < end:
-            __builtin_prefetch(&where[keys[b + PREFETCH_SLOT]])
+            _prefetch(&where[keys[b + PREFETCH_SLOT]])
         if b + PREFETCH_ENTRY < end and where[keys[b + PREFETCH_ENTRY]] >= 0:
-            __builtin_prefetch(&pool[where[keys[b + PREFETCH_ENTRY]]])
+            _prefetch(&pos[where[keys[b + PREFETCH_ENTRY]]])
     else:
         if b + PREFETCH_SLOT < end:
-            __builtin_prefetch(&slots[(_hash32(keys[b + PREFETCH_SLOT]) * <uint64_t> size) >> 32])
+            _prefetch(&slots[(_hash32(keys[b + PREFETCH_SLOT]) * <uint64_t> size) >> 32])
         if b + PREFETCH_ENTRY < end:
             slot = slots[(_hash32(keys[b + PREFETCH_ENTRY]) * <uint64_t> size) >> 32]
             if slot != EMPTY_SLOT:
-                __builtin_prefetch(&pool[<int32_t> (slot & 0xFFFFFFFFULL)])
+                _prefetch(&entry_key[<int32_t> (slot & 0xFFFFFFFFULL)])
+                _prefetch(&pos[<int32_t> (slot & 0xFFFFFFFFULL)])
 
 
-cdef inline int32_t _find_prefetching(const uint64_t* keys, int64_t b, int64_t end, Entry* pool, int32_t* where,
+cdef inline int32_t _find_prefetching(const uint64_t* keys, int64_t b, int64_t end, const uint64_t* entry_key,
+                                      const int32_t* pos, const int32_t* where,
                                       uint64_t* slots, int64_t size, bint prefetch,
                                       _DirectIds* direct_ids) noexcept nogil:
     """The entry of keys[b] or NIL, for a serve loop holding the arrays in locals, prefetching ahead if asked."""
     if prefetch:
-        _prefetch_ahead_of(keys, b, end, pool, where, slots, size, direct_ids)
+        _prefetch_ahead_of(keys, b, end, entry_key, pos, where, slots, size, direct_ids)
     if _DirectIds is _Yes:
         return where[keys[b]]
-    return _slots_find(slots, size, keys[b], &pool[0].key, ENTRY_STRIDE)
+    return _slots_find(slots, size, keys[b], entry_key, 1)
 
 
-cdef inline void _unindex_victim(Engine self, Entry* pool, int32_t* where, uint64_t* slots, int64_t size,
-                                 int32_t tail, int32_t victim, _DirectIds* direct_ids) noexcept nogil:
-    """Take the LRU victim, just unlinked from the tail, out of the index (for a serve loop holding the arrays in
-    locals); fetch the next victim's slot, and the entry after it, meanwhile. (The list ends stay out of this
-    call: their addresses would pin them to memory in the caller's loop.)"""
-    if tail != NIL:
-        if _DirectIds is _Yes:
-            __builtin_prefetch(&where[pool[tail].key])
-        else:
-            __builtin_prefetch(&slots[(_hash32(pool[tail].key) * <uint64_t> size) >> 32])
-        if pool[tail].newer >= 0:
-            __builtin_prefetch(&pool[pool[tail].newer])
+cdef inline void _unindex_victim(Engine self, const uint64_t* entry_key, int32_t* where, int32_t victim,
+                                 _DirectIds* direct_ids) noexcept nogil:
+    """Take the LRU victim out of the index (for a serve loop holding the arrays in locals)."""
     if _DirectIds is _Yes:
-        where[pool[victim].key] = NIL
+        where[entry_key[victim]] = NIL
     else:
-        _index_delete(&self.index, pool[victim].key, victim)
+        _index_delete(&self.index, entry_key[victim], victim)
 
 
-cdef inline int32_t _allocate_filling(Engine self, int32_t head, int32_t tail, int64_t occupancy) noexcept nogil:
-    """A fresh entry while the cache fills, for a serve loop holding the list ends and occupancy in locals; NIL
+cdef inline int32_t _allocate_filling(Engine self, int64_t log_start, int64_t log_end,
+                                      int64_t occupancy) noexcept nogil:
+    """A fresh entry while the cache fills, for a serve loop holding the log ends and occupancy in locals; NIL
     when out of memory. self then holds the state, occupancy included: the pool and the table may have grown, and
     moved, so the loop reloads them."""
     cdef int32_t e
-    self.head, self.tail, self.occupancy = head, tail, occupancy
+    self.log_start, self.log_end, self.occupancy = log_start, log_end, occupancy
     e = self._allocate()
     if e == NIL:
         return NIL
@@ -1629,6 +1722,17 @@ cdef inline int32_t _allocate_filling(Engine self, int32_t head, int32_t tail, i
     if self._grow_index_if_full() < 0:
         return NIL
     return e
+
+
+cdef inline int _log_reserve(Engine self, int32_t** log, int64_t* log_start, int64_t* log_end,
+                             int64_t* log_size, int64_t occupancy) noexcept nogil:
+    """Engine._log_make_room for a serve loop holding the log and occupancy in locals (call it when the log is
+    full); -1 when out of memory, self then holding the state. Inline only, like _log_oldest."""
+    self.log_start, self.log_end, self.occupancy = log_start[0], log_end[0], occupancy
+    if self._log_make_room() < 0:
+        return -1
+    log[0], log_start[0], log_end[0], log_size[0] = self.log, self.log_start, self.log_end, self.log_size
+    return 0
 
 
 cdef Py_ssize_t _one_block_lru(Engine self, Batch* batch, Py_ssize_t r0, Py_ssize_t r1, Outputs* out,
@@ -1640,14 +1744,16 @@ cdef Py_ssize_t _one_block_lru(Engine self, Batch* batch, Py_ssize_t r0, Py_ssiz
     The hot state lives in locals for the whole run: every store through pool, slots or the outputs could alias a
     field of self, so the compiler would reload the fields after each one."""
     cdef const uint64_t* keys = batch.keys
-    cdef Entry* pool = self.pool
+    cdef uint64_t* entry_key = self.entry_key
+    cdef int32_t* pos = self.pos
     cdef int32_t* owner = self.owner
     cdef uint64_t* slots = self.index.slots
     cdef int64_t size = self.index.size
     cdef int32_t* where = self.where
     cdef bint outputs = out.hit_tokens != NULL  # per-request outputs wanted (see feed's per_request)
     cdef bint prefetch = self._prefetch_pays()
-    cdef int32_t head = self.head, tail = self.tail
+    cdef int32_t* log = self.log
+    cdef int64_t log_start = self.log_start, log_end = self.log_end, log_size = self.log_size
     cdef int64_t occupancy = self.occupancy, capacity = self.capacity_blocks
     cdef int64_t seen = self.requests_seen, warmup_requests = self.warmup_requests
     cdef double last_t = self.last_t, counted_from_t = self.first_t + self.warmup_s
@@ -1672,48 +1778,56 @@ cdef Py_ssize_t _one_block_lru(Engine self, Batch* batch, Py_ssize_t r0, Py_ssiz
             counted = seen >= warmup_requests and t >= counted_from_t
             seen += 1
             expired = 0
-            if self.expires_at != NULL and tail != NIL and self.expires_at[tail] <= t:
-                self.head, self.tail, self.occupancy = head, tail, occupancy
-                expired = self._expire(t, counted, tstats)
-                head, tail, occupancy = self.head, self.tail, self.occupancy
+            if self.expires_at != NULL:
+                e = _log_oldest(pos, log, &log_start, log_end)
+                if e != NIL and self.expires_at[e] <= t:
+                    self.log_start, self.log_end, self.occupancy = log_start, log_end, occupancy
+                    expired = self._expire(t, counted, tstats)
+                    log_start, occupancy = self.log_start, self.occupancy
+        # every request appends one record (a hit on the most recent entry excepted)
+        if log_end == log_size and _log_reserve(self, &log, &log_start, &log_end, &log_size, occupancy) < 0:
+            stop = r
+            break
         key = keys[r]
-        e = _find_prefetching(keys, r, r1, pool, where, slots, size, prefetch, direct_ids)
+        e = _find_prefetching(keys, r, r1, entry_key, pos, where, slots, size, prefetch, direct_ids)
         evicted = 0
         found = e != NIL
         if found:
-            if e != head:  # move to the head
-                _list_unlink(pool, &head, &tail, e)
-                _list_push_head(pool, &head, &tail, e)
+            if pos[e] != log_end - 1:  # not already the most recent: its old record goes stale
+                _log_append(pos, log, &log_end, e)
         else:
             if occupancy == capacity:
-                # the tail's entry becomes the new block's (no free-list round trip)
-                victim = tail
-                _list_unlink(pool, &head, &tail, victim)
-                _unindex_victim(self, pool, where, slots, size, tail, victim, direct_ids)
+                # the least recent entry becomes the new block's (no free-list round trip); nothing is pinned here,
+                # so there is one
+                victim = _log_victim(pos, log, &log_start, log_end, entry_key, NULL if single else owner, where,
+                                     slots, size, _DirectIds is _Yes)
+                log_start += 1  # its record is consumed
+                _unindex_victim(self, entry_key, where, victim, direct_ids)
                 if _Lean is _No:
-                    if counted and not single:
-                        tstats[owner[victim] * N_TENANT_FIELDS + F_EVICTED_OWNED] += 1
-                    # (one tenant: the victim is its own, and owner[victim] already names it)
-                    owner[victim] = tenant
+                    if not single:  # (one tenant: the victim is its own, and its owner already names it)
+                        if counted:
+                            tstats[owner[victim] * N_TENANT_FIELDS + F_EVICTED_OWNED] += 1
+                        owner[victim] = tenant
                 e = victim
                 evicted = 1
             else:
-                e = _allocate_filling(self, head, tail, occupancy)
+                e = _allocate_filling(self, log_start, log_end, occupancy)
                 if e == NIL:
                     stop = r
                     break
                 occupancy = self.occupancy
-                pool, owner, slots, size = self.pool, self.owner, self.index.slots, self.index.size
+                entry_key, pos, owner = self.entry_key, self.pos, self.owner
+                slots, size = self.index.slots, self.index.size
                 owner[e] = tenant
                 if _Lean is _Yes:  # occupancy grows only here, and every request is counted
                     if occupancy > peak:
                         peak = occupancy
-            pool[e].key = key
+            entry_key[e] = key
             if _DirectIds is _Yes:
                 where[key] = e
             else:
                 _slots_place(slots, size, (_hash32(key) << 32) | <uint32_t> e)
-            _list_push_head(pool, &head, &tail, e)
+            _log_append(pos, log, &log_end, e)
         if _Lean is _Yes:
             c_prompt += batch.prompt_tokens[r]
             c_evicted += evicted
@@ -1757,7 +1871,7 @@ cdef Py_ssize_t _one_block_lru(Engine self, Batch* batch, Py_ssize_t r0, Py_ssiz
         hits_from[0] += c_hit_tokens
     self.peak_occupancy = peak
     if stop == r1:  # after a failed allocation self holds the state already
-        self.head, self.tail, self.occupancy = head, tail, occupancy
+        self.log_start, self.log_end, self.occupancy = log_start, log_end, occupancy
     self.requests_seen = seen
     self.last_t = last_t
     return stop
@@ -1766,11 +1880,13 @@ cdef Py_ssize_t _one_block_lru(Engine self, Batch* batch, Py_ssize_t r0, Py_ssiz
 cdef int _prefix_lru(Engine self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from,
                      int64_t n_tenants, int64_t* error_request, _DirectIds* direct_ids) noexcept nogil:
     """Engine._serve under LRU without TTL, victims="any" or interference tracking: the same three
-    steps (lookup and pin, insert evicting the tail, stamp deepest first), with the hot state in locals (see
-    _one_block_lru) and the victim's entry taken over by the block that evicts it, as the free list would hand it
-    back. Returns 0 or an error code, with error_request set and the state before that request kept."""
+    steps (lookup and pin, insert evicting the least recent entry, stamp deepest first), with the hot state in
+    locals (see _one_block_lru) and the victim's entry taken over by the block that evicts it, as the free list
+    would hand it back. Returns 0 or an error code, with error_request set and the state before that request
+    kept."""
     cdef const uint64_t* keys = batch.keys
-    cdef Entry* pool = self.pool
+    cdef uint64_t* entry_key = self.entry_key
+    cdef int32_t* pos = self.pos
     cdef int32_t* owner = self.owner
     cdef uint64_t* slots = self.index.slots
     cdef int64_t size = self.index.size
@@ -1778,8 +1894,10 @@ cdef int _prefix_lru(Engine self, Batch* batch, Outputs* out, int64_t* tstats, i
     cdef int32_t* req
     cdef bint outputs = out.hit_tokens != NULL
     cdef bint prefetch = self._prefetch_pays()
-    cdef int32_t head = self.head, tail = self.tail
+    cdef int32_t* log = self.log
+    cdef int64_t log_start = self.log_start, log_end = self.log_end, log_size = self.log_size
     cdef int64_t occupancy = self.occupancy, capacity = self.capacity_blocks, peak = self.peak_occupancy
+    cdef bint single = n_tenants == 1  # every entry is the one tenant's
     cdef int64_t total_blocks = batch.block_offsets[batch.n_requests]
     cdef int64_t b0, n, i, h, b, hit_blocks, hit_tokens, inserted, evicted, uncached
     cdef uint64_t key
@@ -1800,7 +1918,7 @@ cdef int _prefix_lru(Engine self, Batch* batch, Outputs* out, int64_t* tstats, i
         b0 = batch.block_offsets[r]
         n = batch.block_offsets[r + 1] - b0
         if self._grow_request_scratch(n):
-            self.head, self.tail, self.occupancy = head, tail, occupancy
+            self.log_start, self.log_end, self.occupancy = log_start, log_end, occupancy
             code = ERR_NO_MEMORY
             break
         req = self.request_entries
@@ -1810,16 +1928,15 @@ cdef int _prefix_lru(Engine self, Batch* batch, Outputs* out, int64_t* tstats, i
         counted = self.requests_seen >= self.warmup_requests and t >= self.first_t + self.warmup_s
         self.requests_seen += 1
 
-        # 1. lookup: the longest cached prefix; pin what is used (off the list, so no eviction can take it)
+        # 1. lookup: the longest cached prefix; pin what is used (out of the recency order, so no eviction can
+        # take it: its record goes stale)
         h = 0
         while h < n:
             b = b0 + h
-            e = _find_prefetching(keys, b, total_blocks, pool, where, slots, size, prefetch, direct_ids)
+            e = _find_prefetching(keys, b, total_blocks, entry_key, pos, where, slots, size, prefetch, direct_ids)
             if e == NIL:
                 break
-            if pool[e].newer != PINNED:  # (a key twice in one request is pinned once)
-                _list_unlink(pool, &head, &tail, e)
-                pool[e].newer = PINNED
+            pos[e] = PINNED  # (a key twice in one request is pinned twice, harmlessly)
             req[h] = e
             h += 1
         hit_blocks = self._capped_hits(batch.prompt_tokens[r], h)  # all h blocks stay used
@@ -1831,34 +1948,41 @@ cdef int _prefix_lru(Engine self, Batch* batch, Outputs* out, int64_t* tstats, i
         for i in range(h, n):
             b = b0 + i
             key = keys[b]
-            if prefetch and _DirectIds is _No:  # (dense ids: the new keys' ids are all that is touched)
-                _prefetch_ahead_of(keys, b, total_blocks, pool, where, slots, size, direct_ids)
+            if prefetch:  # (for the lookups of the requests to come)
+                _prefetch_ahead_of(keys, b, total_blocks, entry_key, pos, where, slots, size, direct_ids)
             if occupancy == capacity:
-                victim = tail
+                victim = _log_victim(pos, log, &log_start, log_end, entry_key, NULL if single else owner, where,
+                                     slots, size, _DirectIds is _Yes)
                 if victim == NIL:  # every cached entry is this request's own
                     req[i] = NIL
                     uncached += 1
                     continue
-                _list_unlink(pool, &head, &tail, victim)
-                _unindex_victim(self, pool, where, slots, size, tail, victim, direct_ids)
-                if counted:
-                    tstats[owner[victim] * N_TENANT_FIELDS + F_EVICTED_OWNED] += 1
+                log_start += 1  # its record is consumed
+                _unindex_victim(self, entry_key, where, victim, direct_ids)
+                # (one tenant: every entry is its own, so its owner need not be read or written)
+                if not single:
+                    if counted:
+                        tstats[owner[victim] * N_TENANT_FIELDS + F_EVICTED_OWNED] += 1
+                    owner[victim] = tenant
+                elif counted:
+                    tstats[F_EVICTED_OWNED] += 1
                 e = victim
                 evicted += 1
             else:
-                e = _allocate_filling(self, head, tail, occupancy)
+                e = _allocate_filling(self, log_start, log_end, occupancy)
                 if e == NIL:
                     code = ERR_NO_MEMORY
                     break
                 occupancy = self.occupancy
-                pool, owner, slots, size = self.pool, self.owner, self.index.slots, self.index.size
-            pool[e].key = key
+                entry_key, pos, owner = self.entry_key, self.pos, self.owner
+                slots, size = self.index.slots, self.index.size
+                owner[e] = tenant
+            entry_key[e] = key
             if _DirectIds is _Yes:
                 where[key] = e
             else:
                 _slots_place(slots, size, (_hash32(key) << 32) | <uint32_t> e)
-            pool[e].newer = PINNED
-            owner[e] = tenant
+            pos[e] = PINNED
             req[i] = e
             inserted += 1
         if code:
@@ -1868,9 +1992,14 @@ cdef int _prefix_lru(Engine self, Batch* batch, Outputs* out, int64_t* tstats, i
         i = n - 1
         while i >= 0:
             e = req[i]
-            if e != NIL and pool[e].newer == PINNED:
-                _list_push_head(pool, &head, &tail, e)
+            if e != NIL and pos[e] == PINNED:
+                if log_end == log_size and _log_reserve(self, &log, &log_start, &log_end, &log_size, occupancy) < 0:
+                    code = ERR_NO_MEMORY  # the request's unstamped entries stay pinned (see the notes on OOM)
+                    break
+                _log_append(pos, log, &log_end, e)
             i -= 1
+        if code:
+            break
 
         if outputs:
             _write_outputs(out, r, hit_tokens, hit_blocks, inserted, evicted, 0, uncached)
@@ -1881,7 +2010,7 @@ cdef int _prefix_lru(Engine self, Batch* batch, Outputs* out, int64_t* tstats, i
                 peak = occupancy
     self.peak_occupancy = peak
     if code != ERR_NO_MEMORY:  # after a failed allocation self holds the state already
-        self.head, self.tail, self.occupancy = head, tail, occupancy
+        self.log_start, self.log_end, self.occupancy = log_start, log_end, occupancy
     if code:
         error_request[0] = r
     return code
