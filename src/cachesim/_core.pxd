@@ -9,6 +9,16 @@ from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 cdef uint64_t xxh3_64_seeded(const void* data, size_t length, uint64_t seed) noexcept nogil
 
 
+# The use log: a ring of entry indices in order of use; a record is live while its entry's pos names it.
+cdef struct UseLog:
+    int32_t* records      # ring of entry indices, oldest use first from start
+    int64_t size          # records allocated
+    int64_t limit         # largest size (a bounded cache's log stops there)
+    int64_t start         # ring index of the oldest record not known stale (the least recent entry is at or after it)
+    int64_t end           # ring index the next record goes to (the most recent entry is just before it)
+    int64_t used          # records from start to end, live or stale
+
+
 # An open-addressing map from uint64 keys to int32 record indices (see KeyIndex in _core.pyx).
 cdef struct KeyIndex:
     uint64_t* slots       # (32 hash bits << 32) | record index, or EMPTY_SLOT
@@ -78,13 +88,7 @@ cdef class Engine:
     cdef int32_t* where                     # direct_keys: entry of each id, or NIL (ghosts included, as in index)
     cdef int64_t where_size                 # direct_keys: ids the where array covers
 
-    # recency: a log of uses (see "Recency" in _core.pyx)
-    cdef int32_t* log                       # entry indices in order of use; a record is live while its entry's pos
-                                            # names it
-    cdef int64_t log_size                   # records allocated
-    cdef int64_t log_limit                  # largest log_size (a bounded cache's log stops there)
-    cdef int64_t log_start                  # no live record before it (the least recent entry is at or after it)
-    cdef int64_t log_end                    # next record written (the most recent entry is just before it)
+    cdef UseLog log                         # recency: a log of uses (see "Recency" in _core.pyx)
 
     # bookkeeping of the policies other than LRU (NULL under LRU), one value per entry
     cdef uint64_t* parent_key               # key of the block before it in the prefix (depth > 0)

@@ -188,9 +188,12 @@ cdef enum:
 # and so evictions, get costly as the table fills; a shorter log is compacted more often). Entries are 16 bytes
 # without a TTL and 24 with one, slots 8 bytes, log records 4.
 cdef double MAX_LOAD_NO_TTL = 0.5       # 16 + 8 / 0.5 + 4 * 1.875 = 39.5 bytes per cached block
-cdef double LOG_RECORDS_NO_TTL = 1.875  # log records per block of capacity
+cdef double LOG_RECORDS_NO_TTL = 1.875  # log records per block of capacity (less LOG_RESERVE_RECORDS)
 cdef double MAX_LOAD_TTL = 0.75         # 24 + 8 / 0.75 + 4 * 1.25 = 39.7 bytes per cached block
 cdef double LOG_RECORDS_TTL = 1.25
+# the engine's fixed state (statistics arrays, scratch) is about 1.6 KB: the log leaves it room in a small cache's
+# budget (at capacity 1,000 it would otherwise tip the total over 40 bytes a block)
+cdef int64_t LOG_RESERVE_RECORDS = 512
 # Compile-time constants, not module variables: a module variable is a global the compiler must reload after
 # every store through a pointer (it could alias), inside the hottest loops.
 cdef extern from *:
@@ -539,62 +542,108 @@ cdef inline bint _one_block_each(Batch* batch) noexcept nogil:
     return True
 
 
-# The use log (SEMANTICS §3.3 order; see "Recency" above), on the ends the caller holds: the engine's fields, or
-# a serve loop's locals. Inline only: a non-inlined call taking the ends' addresses would pin them to memory.
-cdef inline void _prefetch_victims(const int32_t* pos, const int32_t* log, int64_t p, int64_t end,
-                                   const uint64_t* entry_key, const int32_t* owner, const int32_t* where,
-                                   const uint64_t* slots, int64_t size, bint direct) noexcept nogil:
+# The use log (SEMANTICS §3.3 order; see "Recency" above): the engine's, or a serve loop's copy in a local. Inline
+# only: a non-inlined call taking a local's address would pin it to memory.
+cdef inline int64_t _ring_next(int64_t i, int64_t size) noexcept nogil:
+    return i + 1 if i + 1 < size else 0
+
+
+cdef inline int64_t _ring_ahead(int64_t i, int64_t n, int64_t size) noexcept nogil:
+    """The ring index n records after i (n < size)."""
+    return i + n if i + n < size else i + n - size
+
+
+cdef inline void _prefetch_victims(const int32_t* pos, const int32_t* records, int64_t p, int64_t used,
+                                   int64_t ring_size, const uint64_t* entry_key, const int32_t* owner,
+                                   const int32_t* where, const uint64_t* slots, int64_t size,
+                                   bint direct) noexcept nogil:
     """Victims are read from the log's oldest end, so they are known ahead: fetch the position and key (and owner,
     unless NULL: one tenant's statistics need not read it) of the record PREFETCH_SLOT on from p, and the slot (or
     id) of the key of the one PREFETCH_ENTRY on, whose key came before. Stale records are fetched too: telling
     them apart is the read being fetched."""
     cdef uint64_t key
+    cdef int32_t e
     if entry_key == NULL:
-        if p + PREFETCH_SLOT < end:
-            _prefetch(&pos[log[p + PREFETCH_SLOT]])
         return
-    if p + PREFETCH_SLOT < end:
-        _prefetch(&pos[log[p + PREFETCH_SLOT]])
-        _prefetch(&entry_key[log[p + PREFETCH_SLOT]])
+    if used > PREFETCH_SLOT:
+        e = records[_ring_ahead(p, PREFETCH_SLOT, ring_size)]
+        _prefetch(&pos[e])
+        _prefetch(&entry_key[e])
         if owner != NULL:
-            _prefetch(&owner[log[p + PREFETCH_SLOT]])
-    if p + PREFETCH_ENTRY < end:
-        key = entry_key[log[p + PREFETCH_ENTRY]]
+            _prefetch(&owner[e])
+    if used > PREFETCH_ENTRY:
+        key = entry_key[records[_ring_ahead(p, PREFETCH_ENTRY, ring_size)]]
         if direct:
             _prefetch(&where[key])
         else:
             _prefetch(&slots[(_hash32(key) * <uint64_t> size) >> 32])
 
 
-cdef inline int32_t _log_victim(const int32_t* pos, const int32_t* log, int64_t* start, int64_t end,
-                                const uint64_t* entry_key, const int32_t* owner, const int32_t* where,
-                                const uint64_t* slots, int64_t size, bint direct) noexcept nogil:
-    """The least recently used linked entry, or NIL; *start moves past the stale records before it. Each record
-    read fetches the position of the one PREFETCH_SLOT on (telling a stale record costs that read) and, for an
-    eviction (entry_key not NULL), what the victims ahead will need (_prefetch_victims)."""
-    cdef int64_t p = start[0]
+cdef inline int32_t _log_victim(const int32_t* pos, UseLog* log, const uint64_t* entry_key, const int32_t* owner,
+                                const int32_t* where, const uint64_t* slots, int64_t size,
+                                bint direct) noexcept nogil:
+    """The least recently used linked entry, or NIL; the log's start moves past the stale records before it.
+    Given entry_key (an eviction, in a cache too large for the CPU's caches: see Engine._prefetch_pays), each
+    record read fetches what the victims ahead will need (_prefetch_victims)."""
+    cdef int64_t p = log.start, used = log.used, ring_size = log.size
+    cdef const int32_t* records = log.records
     cdef int32_t e
-    while p < end:
-        _prefetch_victims(pos, log, p, end, entry_key, owner, where, slots, size, direct)
-        e = log[p]
+    while used > 0:
+        _prefetch_victims(pos, records, p, used, ring_size, entry_key, owner, where, slots, size, direct)
+        e = records[p]
         if pos[e] == p:
-            start[0] = p
+            log.start, log.used = p, used
             return e
-        p += 1
-    start[0] = p
+        p = _ring_next(p, ring_size)
+        used -= 1
+    log.start, log.used = p, 0
     return NIL
 
 
-cdef inline int32_t _log_oldest(const int32_t* pos, const int32_t* log, int64_t* start, int64_t end) noexcept nogil:
+cdef inline int32_t _log_oldest(const int32_t* pos, UseLog* log) noexcept nogil:
     """_log_victim for a caller that reads only the entry's position (and expiry)."""
-    return _log_victim(pos, log, start, end, NULL, NULL, NULL, NULL, 0, False)
+    return _log_victim(pos, log, NULL, NULL, NULL, NULL, 0, False)
 
 
-cdef inline void _log_append(int32_t* pos, int32_t* log, int64_t* end, int32_t e) noexcept nogil:
+cdef inline void _log_consume(UseLog* log) noexcept nogil:
+    """Drop the record at the start (the victim _log_victim just found, whose record goes stale anyway)."""
+    log.start = _ring_next(log.start, log.size)
+    log.used -= 1
+
+
+cdef inline bint _log_is_newest(const UseLog* log, int32_t position) noexcept nogil:
+    """Whether the record at position is the most recent one."""
+    return log.used > 0 and position == (log.end - 1 if log.end > 0 else log.size - 1)
+
+
+cdef inline void _log_append(int32_t* pos, UseLog* log, int32_t e) noexcept nogil:
     """Make e the most recently used entry; the caller has made room (Engine._log_make_room)."""
-    pos[e] = <int32_t> end[0]
-    log[end[0]] = e
-    end[0] += 1
+    pos[e] = <int32_t> log.end
+    log.records[log.end] = e
+    log.end = _ring_next(log.end, log.size)
+    log.used += 1
+
+
+cdef inline void _compact_run(int32_t* records, int32_t* pos, int64_t a, int64_t b, int64_t* w, int64_t ring_size,
+                              bint prefetch) noexcept nogil:
+    """Engine._log_make_room over the records a..b-1 of the ring: copy the live ones to *w on (which trails a),
+    moving their entries' positions with them."""
+    cdef int64_t p, to = w[0]
+    cdef int32_t e, at, live_mask
+    for p in range(a, b):
+        if prefetch and p + PREFETCH_SCAN < b:
+            _prefetch(&pos[records[p + PREFETCH_SCAN]])
+        # branch-free (a select by mask): whether a record is live is a coin toss the predictor would lose half
+        # the time, and a conditional expression compiled to a branch
+        e = records[p]
+        at = pos[e]
+        live_mask = -<int32_t> (at == p)
+        records[to] = e  # (a stale record's copy is overwritten by the next live one)
+        pos[e] = at ^ ((at ^ <int32_t> to) & live_mask)
+        to -= live_mask
+        if to == ring_size:
+            to = 0
+    w[0] = to
 
 
 cdef inline int _arrival_error(double t, int32_t tenant, double last_t, int64_t n_tenants) noexcept nogil:
@@ -662,7 +711,6 @@ cdef class Engine:
         self.entry_key = NULL
         self.pos = NULL
         self.owner = NULL
-        self.log = NULL
         self.index.slots = NULL
         self.index.size = 0
         self.where = NULL
@@ -725,8 +773,8 @@ cdef class Engine:
         self.block_size = block_size
         self.warmup_requests = warmup_requests
         self.warmup_s = warmup_s
-        self.log_start = 0
-        self.log_end = 0
+        self.log.records = NULL
+        self.log.start = self.log.end = self.log.used = 0
         self.free_head = NIL
         self.occupancy = 0
         self.pool_used = 0
@@ -761,12 +809,11 @@ cdef class Engine:
         cdef int64_t initial = 1024 if self.capacity_blocks < 0 else min(self.capacity_blocks, 1024)
         self.max_load = MAX_LOAD_NO_TTL if ttl_s is None else MAX_LOAD_TTL
         # positions are int32; a bounded cache needs a record per cached entry at least, and more to compact seldom
-        self.log_limit = 2**31 - 1 if self.capacity_blocks < 0 else max(
-            <int64_t> (self.capacity_blocks * (LOG_RECORDS_NO_TTL if ttl_s is None else LOG_RECORDS_TTL)),
-            self.capacity_blocks + 16)
-        self.log_size = min(2 * initial, self.log_limit)
-        self.log = NULL
-        if _grow(<void**> &self.log, self.log_size, sizeof(int32_t)):
+        self.log.limit = 2**31 - 1 if self.capacity_blocks < 0 else max(
+            <int64_t> (self.capacity_blocks * (LOG_RECORDS_NO_TTL if ttl_s is None else LOG_RECORDS_TTL))
+            - LOG_RESERVE_RECORDS, self.capacity_blocks + 16)
+        self.log.size = min(2 * initial, self.log.limit)
+        if _grow(<void**> &self.log.records, self.log.size, sizeof(int32_t)):
             raise MemoryError()
         self.direct_keys = direct_keys
         if self._grow_pool(initial) < 0 or (
@@ -778,7 +825,7 @@ cdef class Engine:
         PyMem_RawFree(self.entry_key)
         PyMem_RawFree(self.pos)
         PyMem_RawFree(self.owner)
-        PyMem_RawFree(self.log)
+        PyMem_RawFree(self.log.records)
         PyMem_RawFree(self.expires_at)
         PyMem_RawFree(self.index.slots)
         PyMem_RawFree(self.where)
@@ -850,7 +897,7 @@ cdef class Engine:
     def memory_bytes(self):
         """Bytes held by the engine's pool (with expiry times), use log and index (excluding statistics)."""
         cdef int64_t per_entry = ENTRY_BYTES + (sizeof(double) if self.expires_at != NULL else 0)
-        return int(self.pool_size * per_entry + self.log_size * sizeof(int32_t) + self.index.size * sizeof(uint64_t)
+        return int(self.pool_size * per_entry + self.log.size * sizeof(int32_t) + self.index.size * sizeof(uint64_t)
                    + self.where_size * sizeof(int32_t))
 
     cdef int _grow_where(self, int64_t size) except -2 nogil:
@@ -894,7 +941,7 @@ cdef class Engine:
     cdef inline bint _prefetch_pays(self) noexcept nogil:
         """Software prefetch pays once the entries and the index outgrow twice the L2; below, it only costs."""
         return (self.where_size * sizeof(int32_t) + self.index.size * sizeof(uint64_t)
-                + self.pool_size * ENTRY_BYTES + self.log_size * sizeof(int32_t)) > _prefetch_min_bytes
+                + self.pool_size * ENTRY_BYTES + self.log.size * sizeof(int32_t)) > _prefetch_min_bytes
 
     cdef inline int _grow_request_scratch(self, int64_t n_blocks) noexcept nogil:
         """Grow request_entries (one request's entries) to hold n_blocks; nonzero when out of memory."""
@@ -940,38 +987,48 @@ cdef class Engine:
 
     cdef inline int _push_head(self, int32_t e) except -2 nogil:
         """Make e the most recently used entry; -1 when out of memory."""
-        if self.log_end == self.log_size and self._log_make_room() < 0:
+        if self.log.used == self.log.size and self._log_make_room() < 0:
             return -1
-        _log_append(self.pos, self.log, &self.log_end, e)
+        _log_append(self.pos, &self.log, e)
         return 0
 
     cdef inline int32_t _oldest(self) noexcept nogil:
         """The least recently used linked entry (the LRU victim, the next to expire), or NIL."""
-        return _log_oldest(self.pos, self.log, &self.log_start, self.log_end)
+        return _log_oldest(self.pos, &self.log)
 
     cdef int _log_make_room(self) except -2 nogil:
-        """Room for one more record: compact the live records to the front of the log, in order, growing the log
-        when compacting freed less than half of it (up to log_limit); -1 when out of memory."""
+        """Room for one more record: compact the live records, in order, where the window of the ring starts,
+        growing the log when compacting freed less than half of it (up to its limit); -1 when out of memory."""
         cdef int32_t* pos = self.pos
-        cdef int32_t* log = self.log
-        cdef int64_t p, live = 0, end = self.log_end, size
+        cdef int32_t* records = self.log.records
+        cdef int32_t* fresh
+        cdef int64_t k, p, w = self.log.start, live, ring_size = self.log.size, size
+        cdef int64_t first_end = min(self.log.start + self.log.used, ring_size)  # the window, as two runs
         cdef int32_t e
-        for p in range(self.log_start, end):
-            if p + PREFETCH_SCAN < end:
-                _prefetch(&pos[log[p + PREFETCH_SCAN]])
-            e = log[p]
-            if pos[e] == p:
-                log[live] = e
-                pos[e] = <int32_t> live
-                live += 1
-        self.log_start = 0
-        self.log_end = live
-        if 2 * live > self.log_size and self.log_size < self.log_limit:
-            size = min(2 * self.log_size, self.log_limit)
-            if _grow(<void**> &self.log, size, sizeof(int32_t)):
-                return -1 if live == self.log_size else 0  # a full log must grow; a fuller one may wait
-            self.log_size = size
-        return -1 if live == self.log_size else 0
+        cdef bint prefetch = self._prefetch_pays()
+        _compact_run(records, pos, self.log.start, first_end, &w, ring_size, prefetch)
+        _compact_run(records, pos, 0, self.log.start + self.log.used - first_end, &w, ring_size, prefetch)
+        live = w - self.log.start if w >= self.log.start else w - self.log.start + ring_size
+        if live == 0 and self.log.used > 0 and pos[records[self.log.start]] == self.log.start:
+            live = ring_size  # (w came round to the start: every record was live)
+        self.log.end = w
+        self.log.used = live
+        if 2 * live > ring_size and ring_size < self.log.limit:
+            # grow into a fresh array, the window laid out from its start (rare: the log doubles)
+            size = min(2 * ring_size, self.log.limit)
+            fresh = <int32_t*> PyMem_RawMalloc(size * sizeof(int32_t))
+            if fresh == NULL:
+                return -1 if live == ring_size else 0  # a full log must grow; a fuller one may wait
+            p = self.log.start
+            for k in range(live):
+                e = records[p]
+                fresh[k] = e
+                pos[e] = <int32_t> k
+                p = _ring_next(p, ring_size)
+            PyMem_RawFree(records)
+            self.log.records, self.log.size = fresh, size
+            self.log.start, self.log.end = 0, live
+        return -1 if self.log.used == self.log.size else 0
 
     cdef inline void _release(self, int32_t e) noexcept nogil:
         """Remove an unlinked entry from the index and return it to the free list."""
@@ -1186,7 +1243,7 @@ cdef class Engine:
         cdef int64_t steps
         if self.policy == P_LRU:
             # pinned entries are out of the recency order; the oldest is always a leaf
-            return _log_victim(self.pos, self.log, &self.log_start, self.log_end, self.entry_key, self.owner,
+            return _log_victim(self.pos, &self.log, self.entry_key if self._prefetch_pays() else NULL, self.owner,
                                self.where,
                                self.index.slots, self.index.size, self.direct_keys)
         if self.policy == P_S3FIFO:
@@ -1610,16 +1667,16 @@ cdef class Engine:
         """The cached entries, most recently used first: the live records of the use log, newest first."""
         out = np.empty(self.occupancy, dtype=np.int32)
         cdef int32_t[::1] view = out
-        cdef int64_t p = self.log_end - 1
+        cdef int64_t k, p = self.log.end
         cdef Py_ssize_t i = 0
-        while p >= self.log_start:
-            if self.pos[self.log[p]] == p:
+        for k in range(self.log.used):
+            p = (p if p > 0 else self.log.size) - 1
+            if self.pos[self.log.records[p]] == p:
                 if i == self.occupancy:
                     i += 1
                     break
-                view[i] = self.log[p]
+                view[i] = self.log.records[p]
                 i += 1
-            p -= 1
         if i != self.occupancy:
             raise AssertionError(f"the use log holds {'more' if i > self.occupancy else i} live records, "
                                  f"occupancy says {self.occupancy}")
@@ -1708,13 +1765,12 @@ cdef inline void _unindex_victim(Engine self, const uint64_t* entry_key, int32_t
         _index_delete(&self.index, entry_key[victim], victim)
 
 
-cdef inline int32_t _allocate_filling(Engine self, int64_t log_start, int64_t log_end,
-                                      int64_t occupancy) noexcept nogil:
+cdef inline int32_t _allocate_filling(Engine self, const UseLog* log, int64_t occupancy) noexcept nogil:
     """A fresh entry while the cache fills, for a serve loop holding the log ends and occupancy in locals; NIL
     when out of memory. self then holds the state, occupancy included: the pool and the table may have grown, and
     moved, so the loop reloads them."""
     cdef int32_t e
-    self.log_start, self.log_end, self.occupancy = log_start, log_end, occupancy
+    self.log, self.occupancy = log[0], occupancy
     e = self._allocate()
     if e == NIL:
         return NIL
@@ -1724,14 +1780,13 @@ cdef inline int32_t _allocate_filling(Engine self, int64_t log_start, int64_t lo
     return e
 
 
-cdef inline int _log_reserve(Engine self, int32_t** log, int64_t* log_start, int64_t* log_end,
-                             int64_t* log_size, int64_t occupancy) noexcept nogil:
+cdef inline int _log_reserve(Engine self, UseLog* log, int64_t occupancy) noexcept nogil:
     """Engine._log_make_room for a serve loop holding the log and occupancy in locals (call it when the log is
-    full); -1 when out of memory, self then holding the state. Inline only, like _log_oldest."""
-    self.log_start, self.log_end, self.occupancy = log_start[0], log_end[0], occupancy
+    full); -1 when out of memory, self then holding the state. Inline only, like _log_victim."""
+    self.log, self.occupancy = log[0], occupancy
     if self._log_make_room() < 0:
         return -1
-    log[0], log_start[0], log_end[0], log_size[0] = self.log, self.log_start, self.log_end, self.log_size
+    log[0] = self.log
     return 0
 
 
@@ -1752,8 +1807,7 @@ cdef Py_ssize_t _one_block_lru(Engine self, Batch* batch, Py_ssize_t r0, Py_ssiz
     cdef int32_t* where = self.where
     cdef bint outputs = out.hit_tokens != NULL  # per-request outputs wanted (see feed's per_request)
     cdef bint prefetch = self._prefetch_pays()
-    cdef int32_t* log = self.log
-    cdef int64_t log_start = self.log_start, log_end = self.log_end, log_size = self.log_size
+    cdef UseLog log = self.log
     cdef int64_t occupancy = self.occupancy, capacity = self.capacity_blocks
     cdef int64_t seen = self.requests_seen, warmup_requests = self.warmup_requests
     cdef double last_t = self.last_t, counted_from_t = self.first_t + self.warmup_s
@@ -1779,13 +1833,13 @@ cdef Py_ssize_t _one_block_lru(Engine self, Batch* batch, Py_ssize_t r0, Py_ssiz
             seen += 1
             expired = 0
             if self.expires_at != NULL:
-                e = _log_oldest(pos, log, &log_start, log_end)
+                e = _log_oldest(pos, &log)
                 if e != NIL and self.expires_at[e] <= t:
-                    self.log_start, self.log_end, self.occupancy = log_start, log_end, occupancy
+                    self.log, self.occupancy = log, occupancy
                     expired = self._expire(t, counted, tstats)
-                    log_start, occupancy = self.log_start, self.occupancy
+                    log, occupancy = self.log, self.occupancy
         # every request appends one record (a hit on the most recent entry excepted)
-        if log_end == log_size and _log_reserve(self, &log, &log_start, &log_end, &log_size, occupancy) < 0:
+        if log.used == log.size and _log_reserve(self, &log, occupancy) < 0:
             stop = r
             break
         key = keys[r]
@@ -1793,15 +1847,15 @@ cdef Py_ssize_t _one_block_lru(Engine self, Batch* batch, Py_ssize_t r0, Py_ssiz
         evicted = 0
         found = e != NIL
         if found:
-            if pos[e] != log_end - 1:  # not already the most recent: its old record goes stale
-                _log_append(pos, log, &log_end, e)
+            if not _log_is_newest(&log, pos[e]):  # its old record goes stale
+                _log_append(pos, &log, e)
         else:
             if occupancy == capacity:
                 # the least recent entry becomes the new block's (no free-list round trip); nothing is pinned here,
                 # so there is one
-                victim = _log_victim(pos, log, &log_start, log_end, entry_key, NULL if single else owner, where,
+                victim = _log_victim(pos, &log, entry_key if prefetch else NULL, NULL if single else owner, where,
                                      slots, size, _DirectIds is _Yes)
-                log_start += 1  # its record is consumed
+                _log_consume(&log)
                 _unindex_victim(self, entry_key, where, victim, direct_ids)
                 if _Lean is _No:
                     if not single:  # (one tenant: the victim is its own, and its owner already names it)
@@ -1811,7 +1865,7 @@ cdef Py_ssize_t _one_block_lru(Engine self, Batch* batch, Py_ssize_t r0, Py_ssiz
                 e = victim
                 evicted = 1
             else:
-                e = _allocate_filling(self, log_start, log_end, occupancy)
+                e = _allocate_filling(self, &log, occupancy)
                 if e == NIL:
                     stop = r
                     break
@@ -1827,7 +1881,7 @@ cdef Py_ssize_t _one_block_lru(Engine self, Batch* batch, Py_ssize_t r0, Py_ssiz
                 where[key] = e
             else:
                 _slots_place(slots, size, (_hash32(key) << 32) | <uint32_t> e)
-            _log_append(pos, log, &log_end, e)
+            _log_append(pos, &log, e)
         if _Lean is _Yes:
             c_prompt += batch.prompt_tokens[r]
             c_evicted += evicted
@@ -1871,7 +1925,7 @@ cdef Py_ssize_t _one_block_lru(Engine self, Batch* batch, Py_ssize_t r0, Py_ssiz
         hits_from[0] += c_hit_tokens
     self.peak_occupancy = peak
     if stop == r1:  # after a failed allocation self holds the state already
-        self.log_start, self.log_end, self.occupancy = log_start, log_end, occupancy
+        self.log, self.occupancy = log, occupancy
     self.requests_seen = seen
     self.last_t = last_t
     return stop
@@ -1894,8 +1948,7 @@ cdef int _prefix_lru(Engine self, Batch* batch, Outputs* out, int64_t* tstats, i
     cdef int32_t* req
     cdef bint outputs = out.hit_tokens != NULL
     cdef bint prefetch = self._prefetch_pays()
-    cdef int32_t* log = self.log
-    cdef int64_t log_start = self.log_start, log_end = self.log_end, log_size = self.log_size
+    cdef UseLog log = self.log
     cdef int64_t occupancy = self.occupancy, capacity = self.capacity_blocks, peak = self.peak_occupancy
     cdef bint single = n_tenants == 1  # every entry is the one tenant's
     cdef int64_t total_blocks = batch.block_offsets[batch.n_requests]
@@ -1918,7 +1971,7 @@ cdef int _prefix_lru(Engine self, Batch* batch, Outputs* out, int64_t* tstats, i
         b0 = batch.block_offsets[r]
         n = batch.block_offsets[r + 1] - b0
         if self._grow_request_scratch(n):
-            self.log_start, self.log_end, self.occupancy = log_start, log_end, occupancy
+            self.log, self.occupancy = log, occupancy
             code = ERR_NO_MEMORY
             break
         req = self.request_entries
@@ -1951,13 +2004,13 @@ cdef int _prefix_lru(Engine self, Batch* batch, Outputs* out, int64_t* tstats, i
             if prefetch:  # (for the lookups of the requests to come)
                 _prefetch_ahead_of(keys, b, total_blocks, entry_key, pos, where, slots, size, direct_ids)
             if occupancy == capacity:
-                victim = _log_victim(pos, log, &log_start, log_end, entry_key, NULL if single else owner, where,
+                victim = _log_victim(pos, &log, entry_key if prefetch else NULL, NULL if single else owner, where,
                                      slots, size, _DirectIds is _Yes)
                 if victim == NIL:  # every cached entry is this request's own
                     req[i] = NIL
                     uncached += 1
                     continue
-                log_start += 1  # its record is consumed
+                _log_consume(&log)
                 _unindex_victim(self, entry_key, where, victim, direct_ids)
                 # (one tenant: every entry is its own, so its owner need not be read or written)
                 if not single:
@@ -1969,7 +2022,7 @@ cdef int _prefix_lru(Engine self, Batch* batch, Outputs* out, int64_t* tstats, i
                 e = victim
                 evicted += 1
             else:
-                e = _allocate_filling(self, log_start, log_end, occupancy)
+                e = _allocate_filling(self, &log, occupancy)
                 if e == NIL:
                     code = ERR_NO_MEMORY
                     break
@@ -1993,10 +2046,10 @@ cdef int _prefix_lru(Engine self, Batch* batch, Outputs* out, int64_t* tstats, i
         while i >= 0:
             e = req[i]
             if e != NIL and pos[e] == PINNED:
-                if log_end == log_size and _log_reserve(self, &log, &log_start, &log_end, &log_size, occupancy) < 0:
+                if log.used == log.size and _log_reserve(self, &log, occupancy) < 0:
                     code = ERR_NO_MEMORY  # the request's unstamped entries stay pinned (see the notes on OOM)
                     break
-                _log_append(pos, log, &log_end, e)
+                _log_append(pos, &log, e)
             i -= 1
         if code:
             break
@@ -2010,7 +2063,7 @@ cdef int _prefix_lru(Engine self, Batch* batch, Outputs* out, int64_t* tstats, i
                 peak = occupancy
     self.peak_occupancy = peak
     if code != ERR_NO_MEMORY:  # after a failed allocation self holds the state already
-        self.log_start, self.log_end, self.occupancy = log_start, log_end, occupancy
+        self.log, self.occupancy = log, occupancy
     if code:
         error_request[0] = r
     return code
