@@ -153,6 +153,7 @@ cdef class Engine:
     cdef int _push_head(self, int32_t e) except -2 nogil
     cdef int32_t _oldest(self) noexcept nogil
     cdef int _log_make_room(self) except -2 nogil
+    cdef int _log_grow(self) except -2 nogil
     cdef void _release(self, int32_t e) noexcept nogil
     cdef int32_t _allocate(self) noexcept nogil
     cdef bint _is_ghost(self, int32_t e) noexcept nogil

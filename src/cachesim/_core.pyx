@@ -997,38 +997,51 @@ cdef class Engine:
         return _log_oldest(self.pos, &self.log)
 
     cdef int _log_make_room(self) except -2 nogil:
-        """Room for one more record: compact the live records, in order, where the window of the ring starts,
-        growing the log when compacting freed less than half of it (up to its limit); -1 when out of memory."""
-        cdef int32_t* pos = self.pos
-        cdef int32_t* records = self.log.records
-        cdef int32_t* fresh
-        cdef int64_t k, p, w = self.log.start, live, ring_size = self.log.size, size
+        """Room for one more record; -1 when out of memory. A log that compaction could not halve (more cached
+        entries than half its records) grows instead, up to its limit; otherwise, or when it cannot grow, its live
+        records are compacted, in order, where the window of the ring starts."""
+        cdef int64_t w = self.log.start, live, ring_size = self.log.size
         cdef int64_t first_end = min(self.log.start + self.log.used, ring_size)  # the window, as two runs
-        cdef int32_t e
         cdef bint prefetch = self._prefetch_pays()
-        _compact_run(records, pos, self.log.start, first_end, &w, ring_size, prefetch)
-        _compact_run(records, pos, 0, self.log.start + self.log.used - first_end, &w, ring_size, prefetch)
+        if ring_size < self.log.limit and 2 * self.occupancy > ring_size and self._log_grow() == 0:
+            return 0
+        _compact_run(self.log.records, self.pos, self.log.start, first_end, &w, ring_size, prefetch)
+        _compact_run(self.log.records, self.pos, 0, self.log.start + self.log.used - first_end, &w, ring_size,
+                     prefetch)
         live = w - self.log.start if w >= self.log.start else w - self.log.start + ring_size
-        if live == 0 and self.log.used > 0 and pos[records[self.log.start]] == self.log.start:
+        if live == 0 and self.log.used > 0 and self.pos[self.log.records[self.log.start]] == self.log.start:
             live = ring_size  # (w came round to the start: every record was live)
         self.log.end = w
         self.log.used = live
-        if 2 * live > ring_size and ring_size < self.log.limit:
-            # grow into a fresh array, the window laid out from its start (rare: the log doubles)
-            size = min(2 * ring_size, self.log.limit)
-            fresh = <int32_t*> PyMem_RawMalloc(size * sizeof(int32_t))
-            if fresh == NULL:
-                return -1 if live == ring_size else 0  # a full log must grow; a fuller one may wait
-            p = self.log.start
-            for k in range(live):
-                e = records[p]
-                fresh[k] = e
-                pos[e] = <int32_t> k
-                p = _ring_next(p, ring_size)
-            PyMem_RawFree(records)
-            self.log.records, self.log.size = fresh, size
-            self.log.start, self.log.end = 0, live
         return -1 if self.log.used == self.log.size else 0
+
+    cdef int _log_grow(self) except -2 nogil:
+        """Double the log (up to its limit); -1 when out of memory (the log is kept). A window that does not wrap
+        keeps its records where they are, so no entry's position changes: the cheap case while a cache fills.
+        A wrapped one is laid out afresh from the start of a new array, its live records only."""
+        cdef int64_t size = min(2 * self.log.size, self.log.limit), k = 0, p = self.log.start, i
+        cdef int32_t* fresh
+        cdef int32_t e
+        if self.log.start + self.log.used <= self.log.size:
+            if _grow(<void**> &self.log.records, size, sizeof(int32_t)):
+                return -1
+            self.log.end = self.log.start + self.log.used
+            self.log.size = size
+            return 0
+        fresh = <int32_t*> PyMem_RawMalloc(size * sizeof(int32_t))
+        if fresh == NULL:
+            return -1
+        for i in range(self.log.used):
+            e = self.log.records[p]
+            if self.pos[e] == p:
+                fresh[k] = e
+                self.pos[e] = <int32_t> k
+                k += 1
+            p = _ring_next(p, self.log.size)
+        PyMem_RawFree(self.log.records)
+        self.log.records, self.log.size = fresh, size
+        self.log.start, self.log.end, self.log.used = 0, k, k
+        return 0
 
     cdef inline void _release(self, int32_t e) noexcept nogil:
         """Remove an unlinked entry from the index and return it to the free list."""
