@@ -124,9 +124,9 @@ CAPACITY = 1 << 16
 
 @pytest.mark.parametrize(("ttl_s", "bytes_per_block"), [
     # entry 16 + slots 8 / 0.5 + log 4 * (1.875 records, less 512 for the engine's fixed state); with a TTL:
-    # entry 16 + expiry 8 + slots 8 / 0.75 + log 4 * (1.25 records, less 512)
+    # entry 16 + expiry 8 + slots 8 / 0.75 + log 4 * (1.25 records, less 512, but never below 1.25 and 16 more)
     (None, 16 + 16 + 4 * 1.875 - 4 * 512 / CAPACITY),
-    (1e9, 16 + 8 + 8 / 0.75 + 4 * 1.25 - 4 * 512 / CAPACITY),
+    (1e9, 16 + 8 + 8 / 0.75 + 4 * 1.25 + 4 * 16 / CAPACITY),
 ])
 def test_a_full_cache_takes_at_most_40_bytes_a_block(ttl_s, bytes_per_block):
     capacity = CAPACITY

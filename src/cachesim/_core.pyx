@@ -809,9 +809,11 @@ cdef class Engine:
         cdef int64_t initial = 1024 if self.capacity_blocks < 0 else min(self.capacity_blocks, 1024)
         self.max_load = MAX_LOAD_NO_TTL if ttl_s is None else MAX_LOAD_TTL
         # positions are int32; a bounded cache needs a record per cached entry at least, and more to compact seldom
+        # (a small cache keeps at least a quarter of its capacity spare: a log barely longer than the cache would be
+        # compacted every few uses)
         self.log.limit = 2**31 - 1 if self.capacity_blocks < 0 else max(
             <int64_t> (self.capacity_blocks * (LOG_RECORDS_NO_TTL if ttl_s is None else LOG_RECORDS_TTL))
-            - LOG_RESERVE_RECORDS, self.capacity_blocks + 16)
+            - LOG_RESERVE_RECORDS, self.capacity_blocks + self.capacity_blocks // 4 + 16)
         self.log.size = min(2 * initial, self.log.limit)
         if _grow(<void**> &self.log.records, self.log.size, sizeof(int32_t)):
             raise MemoryError()
