@@ -150,7 +150,7 @@ cdef class Engine:
     cdef void _index_insert(self, int32_t e) noexcept nogil
     cdef void _index_remove(self, int32_t e) noexcept nogil
     cdef void _unlink(self, int32_t e) noexcept nogil
-    cdef int _push_head(self, int32_t e) except -2 nogil
+    cdef int _make_newest(self, int32_t e) except -2 nogil
     cdef int32_t _oldest(self) noexcept nogil
     cdef int _log_make_room(self) except -2 nogil
     cdef int _log_grow(self) except -2 nogil

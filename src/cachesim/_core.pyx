@@ -987,7 +987,7 @@ cdef class Engine:
         """Take e out of the recency order (its record goes stale); the caller gives its pos a new meaning."""
         self.pos[e] = NIL
 
-    cdef inline int _push_head(self, int32_t e) except -2 nogil:
+    cdef inline int _make_newest(self, int32_t e) except -2 nogil:
         """Make e the most recently used entry; -1 when out of memory."""
         if self.log.used == self.log.size and self._log_make_room() < 0:
             return -1
@@ -1373,7 +1373,8 @@ cdef class Engine:
     cdef int _serve_one_block_lru(self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from,
                                   int64_t n_tenants, int64_t* error_request) except -2 nogil:
         """_serve for a batch of one-block requests under LRU without ghosts: the same semantics (for one block,
-        lookup-pin-stamp is move-to-head, and a miss evicts the tail and takes its entry over), minus the
+        lookup-pin-stamp is making the entry the newest, and a miss evicts the least recent entry and takes it
+        over), minus the
         per-request machinery a multi-block request needs. Plain key streams (block-level traces, object caches)
         take it.
 
@@ -1580,7 +1581,7 @@ cdef class Engine:
             while i >= 0:
                 e = req[i]
                 if e != NIL and self.pos[e] == PINNED:
-                    if self._push_head(e) < 0:
+                    if self._make_newest(e) < 0:
                         error_request[0] = r
                         return ERR_NO_MEMORY
                     if self.expires_at != NULL:
