@@ -1774,13 +1774,23 @@ cdef inline int32_t _find_prefetching(const uint64_t* keys, int64_t b, int64_t e
     return _slots_find(slots, size, keys[b], entry_key, 1)
 
 
-cdef inline void _unindex_victim(Engine self, const uint64_t* entry_key, int32_t* where, int32_t victim,
-                                 _DirectIds* direct_ids) noexcept nogil:
-    """Take the LRU victim out of the index (for a serve loop holding the arrays in locals)."""
+cdef inline void _take_over_victim(Engine self, UseLog* log, const uint64_t* entry_key, int32_t* owner,
+                                   int32_t* where, int32_t victim, int32_t tenant, bint single, int64_t* tstats,
+                                   _DirectIds* direct_ids) noexcept nogil:
+    """The LRU victim _log_victim just found leaves the log and the index, and its entry becomes tenant's (for a
+    serve loop holding the arrays in locals); its eviction is counted against its owner in tstats unless NULL.
+    With one tenant every entry is its own, so the owner is neither read nor written."""
+    _log_consume(log)
     if _DirectIds is _Yes:
         where[entry_key[victim]] = NIL
     else:
         _index_delete(&self.index, entry_key[victim], victim)
+    if not single:
+        if tstats != NULL:
+            tstats[owner[victim] * N_TENANT_FIELDS + F_EVICTED_OWNED] += 1
+        owner[victim] = tenant
+    elif tstats != NULL:
+        tstats[F_EVICTED_OWNED] += 1
 
 
 cdef inline int32_t _allocate_filling(Engine self, const UseLog* log, int64_t occupancy) noexcept nogil:
@@ -1873,13 +1883,9 @@ cdef Py_ssize_t _one_block_lru(Engine self, Batch* batch, Py_ssize_t r0, Py_ssiz
                 # so there is one
                 victim = _log_victim(pos, &log, entry_key if prefetch else NULL, NULL if single else owner, where,
                                      slots, size, _DirectIds is _Yes)
-                _log_consume(&log)
-                _unindex_victim(self, entry_key, where, victim, direct_ids)
-                if _Lean is _No:
-                    if not single:  # (one tenant: the victim is its own, and its owner already names it)
-                        if counted:
-                            tstats[owner[victim] * N_TENANT_FIELDS + F_EVICTED_OWNED] += 1
-                        owner[victim] = tenant
+                # (one tenant's evictions are counted once, at the end)
+                _take_over_victim(self, &log, entry_key, owner, where, victim, tenant, single,
+                                  tstats if _Lean is _No and counted and not single else NULL, direct_ids)
                 e = victim
                 evicted = 1
             else:
@@ -2028,15 +2034,8 @@ cdef int _prefix_lru(Engine self, Batch* batch, Outputs* out, int64_t* tstats, i
                     req[i] = NIL
                     uncached += 1
                     continue
-                _log_consume(&log)
-                _unindex_victim(self, entry_key, where, victim, direct_ids)
-                # (one tenant: every entry is its own, so its owner need not be read or written)
-                if not single:
-                    if counted:
-                        tstats[owner[victim] * N_TENANT_FIELDS + F_EVICTED_OWNED] += 1
-                    owner[victim] = tenant
-                elif counted:
-                    tstats[F_EVICTED_OWNED] += 1
+                _take_over_victim(self, &log, entry_key, owner, where, victim, tenant, single,
+                                  tstats if counted else NULL, direct_ids)
                 e = victim
                 evicted += 1
             else:
