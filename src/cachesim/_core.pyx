@@ -293,8 +293,8 @@ def relabel_keys(const uint64_t[::1] keys, const int64_t[::1] block_offsets, con
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# KeyIndex: an open-addressing map from uint64 keys to int32 values (indices into a caller's array of records
-# whose first field is the key). Linear probing, backward-shift deletion (no tombstones). A slot holds
+# KeyIndex: an open-addressing map from uint64 keys to int32 values (indices into a caller's array of keys).
+# Linear probing, backward-shift deletion (no tombstones). A slot holds
 # (h32 << 32) | value, h32 being 32 hash bits of the key: h32 picks the home slot (multiply-shift onto any table
 # size, so a table can be sized exactly) and filters probes, so a record is only read when its h32 matches, and
 # moving slots (deletion, growth) reads no record. The engine's cache and the ghost tables share it.
@@ -307,9 +307,9 @@ cdef inline int64_t _home(KeyIndex* ix, uint64_t h32) noexcept nogil:
     return <int64_t> ((h32 * <uint64_t> ix.size) >> 32)
 
 
-cdef inline int32_t _slots_find(const uint64_t* slots, int64_t size, uint64_t key, const uint64_t* keys,
-                                int64_t stride) noexcept nogil:
-    """The value stored for key in a table of size slots (records[value] holds the key at keys[value * stride]),
+cdef inline int32_t _slots_find(const uint64_t* slots, int64_t size, uint64_t key,
+                                const uint64_t* keys) noexcept nogil:
+    """The value stored for key in a table of size slots (the key of value is keys[value]),
     or NIL."""
     cdef uint64_t h32 = _hash32(key)
     cdef int64_t i = <int64_t> ((h32 * <uint64_t> size) >> 32)
@@ -321,15 +321,15 @@ cdef inline int32_t _slots_find(const uint64_t* slots, int64_t size, uint64_t ke
             return NIL
         if (slot >> 32) == h32:
             value = <int32_t> (slot & 0xFFFFFFFFULL)
-            if keys[value * stride] == key:
+            if keys[value] == key:
                 return value
         i += 1
         if i == size:
             i = 0
 
 
-cdef inline int32_t _index_find(KeyIndex* ix, uint64_t key, const uint64_t* keys, int64_t stride) noexcept nogil:
-    return _slots_find(ix.slots, ix.size, key, keys, stride)
+cdef inline int32_t _index_find(KeyIndex* ix, uint64_t key, const uint64_t* keys) noexcept nogil:
+    return _slots_find(ix.slots, ix.size, key, keys)
 
 
 cdef inline void _slots_place(uint64_t* slots, int64_t size, uint64_t slot) noexcept nogil:
@@ -415,7 +415,7 @@ def dense_ids(const uint64_t[::1] keys):
                 break
             if i + PREFETCH_SLOT < m:
                 _prefetch(&ix.slots[_home(&ix, _hash32(keys[i + PREFETCH_SLOT]))])
-            v = _index_find(&ix, keys[i], distinct, 1)
+            v = _index_find(&ix, keys[i], distinct)
             if v == NIL:
                 if n == 2147483646:  # int32 values, NIL and PINNED excluded
                     failed = 2
@@ -481,14 +481,14 @@ cdef void _ghost_free(Ghost* g) noexcept nogil:
 cdef inline int32_t _ghost_get(Ghost* g, uint64_t key) noexcept nogil:
     if g.capacity == 0:
         return GHOST_MISSING
-    cdef int32_t p = _index_find(&g.index, key, g.keys, 1)
+    cdef int32_t p = _index_find(&g.index, key, g.keys)
     return GHOST_MISSING if p == NIL else g.values[p]
 
 
 cdef inline void _ghost_discard(Ghost* g, uint64_t key) noexcept nogil:
     if g.capacity == 0 or g.count == 0:
         return
-    cdef int32_t p = _index_find(&g.index, key, g.keys, 1)
+    cdef int32_t p = _index_find(&g.index, key, g.keys)
     if p != NIL:
         _index_delete(&g.index, key, p)
         g.values[p] = GHOST_DEAD
@@ -922,7 +922,7 @@ cdef class Engine:
     cdef inline int32_t _find(self, uint64_t key) noexcept nogil:
         if self.direct_keys:
             return self.where[key]  # feed() grew where past every key of the batch
-        return _index_find(&self.index, key, self.entry_key, 1)
+        return _index_find(&self.index, key, self.entry_key)
 
     cdef inline void _prefetch_slot(self, uint64_t key) noexcept nogil:
         if self.direct_keys:
@@ -1771,7 +1771,7 @@ cdef inline int32_t _find_prefetching(const uint64_t* keys, int64_t b, int64_t e
         _prefetch_ahead_of(keys, b, end, entry_key, pos, where, slots, size, direct_ids)
     if _DirectIds is _Yes:
         return where[keys[b]]
-    return _slots_find(slots, size, keys[b], entry_key, 1)
+    return _slots_find(slots, size, keys[b], entry_key)
 
 
 cdef inline void _take_over_victim(Engine self, UseLog* log, const uint64_t* entry_key, int32_t* owner,
