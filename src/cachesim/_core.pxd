@@ -21,8 +21,9 @@ cdef struct UseLog:
 
 # An open-addressing map from uint64 keys to int32 record indices (see KeyIndex in _core.pyx).
 cdef struct KeyIndex:
-    uint64_t* slots       # (32 hash bits << 32) | record index, or EMPTY_SLOT
-    int64_t size          # slots in the table (any size: homes are multiply-shifted)
+    uint64_t* slots       # (32 hash bits << 32) | record index, or EMPTY_SLOT; buckets of 8 on cache lines
+    int64_t size          # slots in the table (whole buckets, any number: homes are multiply-shifted)
+    void* allocation      # what slots was carved from (aligned to a line), for freeing
 
 
 # A bounded FIFO map from keys to an int32 (see Ghost in _core.pyx).
