@@ -42,6 +42,19 @@ def _slice(columns, r0, r1):
             block_tokens[b0:b1])
 
 
+def _replay_against_reference(core, reference, columns, per_request, step=700):
+    """Feed both engines the stream in batches; after each, the outputs and the whole state must agree."""
+    n = len(columns[0])
+    for r0 in range(0, n, step):
+        part = _slice(columns, r0, min(r0 + step, n))
+        got, want = core.feed(*part, per_request=per_request), reference.feed(*part)
+        if per_request:
+            for field in OUTPUTS:
+                assert got[field].tolist() == want[field].tolist(), field
+        assert _state(core) == _state(reference)
+        assert core.occupancy <= core.capacity_blocks
+
+
 # Each case takes a different serve loop: _prefix_lru (hashed, dense), _one_block_lru (full and lean variants), and
 # the general loop (TTL, interference ghosts, a heap policy, SIEVE).
 CASES = {
@@ -64,16 +77,36 @@ def test_long_streams_compact_the_log_and_keep_the_reference_order(case, per_req
     # every few dozen requests
     columns = _conversation_stream(seed=len(case), n_requests=3000, conversations=30, **stream)
     core = _core.Engine(capacity_blocks=40, block_size=2, **options)
-    reference = _reference.Engine(capacity_blocks=40, block_size=2, **options)
-    for r0 in range(0, 3000, 700):
-        part = _slice(columns, r0, min(r0 + 700, 3000))
-        got, want = core.feed(*part, per_request=per_request), reference.feed(*part)
-        if per_request:
-            for field in OUTPUTS:
-                assert got[field].tolist() == want[field].tolist(), field
-        assert _state(core) == _state(reference)
-        assert core.occupancy <= 40
+    _replay_against_reference(core, _reference.Engine(capacity_blocks=40, block_size=2, **options), columns,
+                              per_request)
     assert core.tenant_stats[:, 5].sum() > 1000  # hit blocks: the stream re-uses its prefixes
+
+
+# the serve loops that renumber the pool (Engine._defragment): plain LRU without ghosts
+RENUMBERING_CASES = {
+    "prefix lru": (dict(), dict(max_blocks=8)),
+    "prefix lru, dense ids": (dict(direct_keys=True), dict(max_blocks=8)),
+    "prefix lru, two tenants": (dict(n_tenants=2), dict(max_blocks=8, n_tenants=2)),
+    "one-block lru": (dict(), dict(max_blocks=1)),
+    "one-block lru, dense ids, two tenants": (dict(direct_keys=True, n_tenants=2), dict(max_blocks=1, n_tenants=2)),
+    "one-block lru with a ttl": (dict(ttl_s=40.0), dict(max_blocks=1)),  # expiry leaves free entries
+}
+
+
+@pytest.mark.parametrize("per_request", [True, False])
+@pytest.mark.parametrize("every", [1, 7, 100])
+@pytest.mark.parametrize("case", sorted(RENUMBERING_CASES))
+def test_renumbering_the_pool_changes_no_result(case, every, per_request):
+    # every few evictions the engine renumbers its entries in use order: the order, owners, expiry times and the
+    # index must all follow, so that nothing the reference model computes differs
+    options, stream = RENUMBERING_CASES[case]
+    columns = _conversation_stream(seed=every, n_requests=3000, conversations=300 if stream["max_blocks"] == 1 else 30,
+                                   **stream)
+    core = _core.Engine(capacity_blocks=40, block_size=2, **options)
+    core._defragment_every(every)
+    _replay_against_reference(core, _reference.Engine(capacity_blocks=40, block_size=2, **options), columns,
+                              per_request)
+    assert core.tenant_stats[:, 7].sum() > 500  # evictions caused: many renumberings
 
 
 def test_the_log_grows_while_its_ring_has_wrapped():

@@ -90,6 +90,9 @@ cdef class Engine:
     cdef int64_t where_size                 # direct_keys: ids the where array covers
 
     cdef UseLog log                         # recency: a log of uses (see "Recency" in _core.pyx)
+    cdef int64_t defragment_period          # evictions between two renumberings of the pool (see _defragment)
+    cdef int64_t evictions_to_defragment    # evictions left until the next one
+    cdef bint defragment_small              # renumber even a pool the CPU's caches hold (tests)
 
     # bookkeeping of the policies other than LRU (NULL under LRU), one value per entry
     cdef uint64_t* parent_key               # key of the block before it in the prefix (depth > 0)
@@ -155,6 +158,7 @@ cdef class Engine:
     cdef int32_t _oldest(self) noexcept nogil
     cdef int _log_make_room(self) except -2 nogil
     cdef int _log_grow(self) except -2 nogil
+    cdef void _defragment(self) noexcept nogil
     cdef void _release(self, int32_t e) noexcept nogil
     cdef int32_t _allocate(self) noexcept nogil
     cdef bint _is_ghost(self, int32_t e) noexcept nogil
