@@ -18,8 +18,8 @@ cache line, probed a bucket at a time (see KeyIndex): a lookup reads one line an
 bits match, and moving slots (deletion, growth) never reads one. Homes are multiply-shifted onto any number of
 buckets, so a bounded cache's table is sized to its capacity. A sparser table fills fewer buckets, whose
 deletions must refill the hole, which is what eviction-heavy replays pay for; with the use log below,
-16 + 8/0.5 + 4 * 1.875 = 39.5 bytes per cached block without a TTL and 24 + 8/0.75 + 4 * 1.25 = 39.7 with one. Pool, table and log grow on demand, so a large capacity costs nothing
-until it fills. Every four capacities' evictions, a pool larger than the CPU's caches is renumbered in use order
+16 + 8/0.5 + 4 * 1.875 = 39.5 bytes per cached block without a TTL and 24 + 8/0.75 + 4 * 1.25 = 39.7 with one.
+Pool, table and log grow on demand, so a large capacity costs nothing until it fills. Every four capacities' evictions, a pool larger than the CPU's caches is renumbered in use order
 (Engine._defragment), so that blocks used together stay on shared cache lines as the engine ages.
 
 Recency. A log of uses orders entries by last use: using an entry appends its index to the log and records the
