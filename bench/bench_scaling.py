@@ -66,9 +66,14 @@ def _interleaved(points: dict, rounds: int, slice_blocks: int | None = None) -> 
             slices: list = []
             eng, hits, seconds = engine.replay(batch, capacity, direct_keys=batch.dense, slice_blocks=sliced,
                                                slices=slices)
+            fastest_slices = best[key]["fastest_slices"] if key in best else slices
+            # each slice's fastest round: a slice is as long as a 10^7-block point, so it filters the machine's
+            # bursts of load as that point's fastest round does (a 10^8 replay's fastest round rarely escapes them)
+            fastest_slices = [min(a, b, key=lambda s: s[1]) for a, b in zip(fastest_slices, slices)]
             if key not in best or seconds < best[key]["seconds"]:
                 best[key] = dict(seconds=seconds, hits=hits, occupancy=eng.occupancy, blocks=batch.n_blocks,
                                  capacity=capacity, slices=slices)
+            best[key]["fastest_slices"] = fastest_slices
     return best
 
 
@@ -78,6 +83,8 @@ def _record_sweep(sweep: str, best: dict) -> None:
         p = dict(sweep=sweep, series=series, x=x, blocks=b["blocks"], capacity=b["capacity"],
                  ns_per_block=b["seconds"] / b["blocks"] * 1e9, blocks_per_s=b["blocks"] / b["seconds"],
                  hit_ratio=b["hits"] / b["blocks"], occupancy=b["occupancy"])
+        if b["fastest_slices"]:
+            p["ns_per_block_fastest_slices"] = sum(s for _, s in b["fastest_slices"]) / b["blocks"] * 1e9
         record("scaling", f"{sweep} {series} {x:>10}", p)
         workload = f"{series} workload" if isinstance(series, str) else "prefix workload"
         report(f"{sweep} sweep: {workload}, capacity {b['capacity']:,}, {b['blocks'] / 1e6:.1f} M blocks",
@@ -89,13 +96,14 @@ def _record_sweep(sweep: str, best: dict) -> None:
 def test_time_per_block_vs_length(benchmark):
     batches = {n: prefix_requests(n) for n in LENGTHS}
     points = {(c, n): (batches[n], c) for c in LENGTH_CAPACITIES for n in LENGTHS}
-    best = benchmark.pedantic(_interleaved, args=(points, 2, SLICE_BLOCKS), rounds=1)
+    # three rounds: a burst of load from the machine's other tenants can cover two replays of 10^8 blocks
+    best = benchmark.pedantic(_interleaved, args=(points, 3, SLICE_BLOCKS), rounds=1)
     _record_sweep("length", best)
     # the longest replay, slice by slice: does the time per block drift within one stream?
     for (capacity, n), b in best.items():
-        if b["slices"]:
-            ends = np.cumsum([blocks for blocks, _ in b["slices"]])
-            for end, (blocks, seconds) in zip(ends, b["slices"]):
+        if b["fastest_slices"]:
+            ends = np.cumsum([blocks for blocks, _ in b["fastest_slices"]])
+            for end, (blocks, seconds) in zip(ends, b["fastest_slices"]):
                 record("scaling", f"slices {capacity:>10} {int(end):>12}",
                        dict(sweep="slices", series=capacity, x=int(end), blocks=blocks,
                             ns_per_block=seconds / blocks * 1e9))
@@ -228,10 +236,11 @@ def _render() -> None:
     if rows:
         xs, series = _series(rows, lambda r: r["ns_per_block"])
         line_plot(PLOTS / "scaling_slices.png", xs, {f"capacity {k:,}": v for k, v in series.items()},
-                  "blocks replayed so far (end of the slice)", "ns per block in the slice (CPU)",
+                  "blocks replayed so far (end of the slice)", "ns per block in the slice (CPU, fastest round)",
                   "One 10^8-block replay, slice by slice", goals={"20 M blocks/s (50 ns)": 50.0}, logx=False)
         caps = list(series)
         parts.append("### Time per block within one 10^8-block replay\n\n"
+                     "Each slice's fastest of the rounds.\n\n"
                      "![time per block by slice](../bench/plots/scaling_slices.png)\n\n" +
                      table(["slice ends at (blocks)", *[f"ns / block, capacity {c:,}" for c in caps]],
                            [[f"{x:,}", *[f"{series[c][i]:.1f}" for c in caps]] for i, x in enumerate(xs)]))
