@@ -72,9 +72,9 @@ def one_block_streams(draw):
        ttl_s=st.sampled_from([None, None, 0.5, 2.0]),
        hit_cap=st.sampled_from([None, "prompt-1"]),
        warmup_requests=st.sampled_from([0, 0, 3]), warmup_s=st.sampled_from([0.0, 0.0, 1.5]),
-       then_multi_block=st.booleans(), direct_keys=st.booleans())
+       then_multi_block=st.booleans(), direct_keys=st.booleans(), renumber_every=st.sampled_from([None, None, 1, 3]))
 def test_one_block_batches_match_the_reference(stream, capacity, ttl_s, hit_cap, warmup_requests, warmup_s,
-                                               then_multi_block, direct_keys):
+                                               then_multi_block, direct_keys, renumber_every):
     keys, t, tenants, prompt, block_tokens, block_size, cuts = stream
     # the keys are small integers, so they are valid dense ids for the core's array index too
     engines = [module.Engine(capacity_blocks=capacity, ttl_s=ttl_s, hit_cap=hit_cap, block_size=block_size,
@@ -85,6 +85,9 @@ def test_one_block_batches_match_the_reference(stream, capacity, ttl_s, hit_cap,
     counts_only = _core.Engine(capacity_blocks=capacity, ttl_s=ttl_s, hit_cap=hit_cap, block_size=block_size,
                                warmup_requests=warmup_requests, warmup_s=warmup_s, n_tenants=3,
                                direct_keys=direct_keys)
+    if renumber_every:  # the pool renumbered in use order every so many evictions: nothing may change
+        for engine in (engines[0], counts_only):
+            engine._defragment_every(renumber_every)
     columns = _columns(keys, t, tenants, prompt, block_tokens)
     bounds = [0, *cuts, len(keys)] if cuts[-1:] != [len(keys)] else [0, *cuts]
     for r0, r1 in zip(bounds, bounds[1:]):

@@ -59,15 +59,18 @@ def prefix_streams(draw):
 @given(stream=prefix_streams(), capacity=st.sampled_from([None, 1, 2, 3, 5, 8, 20]),
        hit_cap=st.sampled_from([None, "prompt-1"]),
        warmup_requests=st.sampled_from([0, 0, 4]), warmup_s=st.sampled_from([0.0, 0.0, 1.0]),
-       one_tenant=st.booleans(), per_request=st.booleans(), direct_keys=st.booleans())
+       one_tenant=st.booleans(), per_request=st.booleans(), direct_keys=st.booleans(),
+       renumber_every=st.sampled_from([None, None, 1, 3]))
 def test_lru_batches_match_the_reference(stream, capacity, hit_cap, warmup_requests, warmup_s, one_tenant,
-                                         per_request, direct_keys):
+                                         per_request, direct_keys, renumber_every):
     requests, t, tenants, extra_tokens, cuts = stream
     if one_tenant:
         tenants = [0] * len(tenants)
     n_tenants = 1 if one_tenant else 3
     core = _core.Engine(capacity_blocks=capacity, hit_cap=hit_cap, block_size=2, warmup_requests=warmup_requests,
                         warmup_s=warmup_s, n_tenants=n_tenants, direct_keys=direct_keys)
+    if renumber_every:  # the pool renumbered in use order every so many evictions: nothing may change
+        core._defragment_every(renumber_every)
     reference = _reference.Engine(capacity_blocks=capacity, hit_cap=hit_cap, block_size=2,
                                   warmup_requests=warmup_requests, warmup_s=warmup_s, n_tenants=n_tenants)
     bounds = [0, *cuts, len(requests)] if cuts[-1:] != [len(requests)] else [0, *cuts]

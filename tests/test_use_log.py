@@ -109,6 +109,32 @@ def test_renumbering_the_pool_changes_no_result(case, every, per_request):
     assert core.tenant_stats[:, 7].sum() > 500  # evictions caused: many renumberings
 
 
+def test_renumbering_with_free_entries_rebuilds_the_free_list():
+    # key 4 takes key 1's entry (0) as the last request of a one-block batch, so a renumbering is due when the
+    # next one-block batch starts. In between, multi-block requests (the general loop) refresh key 2 (entry 1)
+    # and expire keys 3 and 4, freeing entries 2 and 0. The renumbering makes key 2 entry 0, so the free list
+    # must be rebuilt (1, 2): the stale one would hand key 9 the live entry 0
+    def batch(t, offsets, keys):
+        n = len(t)
+        return (np.asarray(t, dtype=float), np.zeros(n, np.int32), np.diff(offsets).astype(np.int64),
+                np.asarray(offsets, np.int64), np.asarray(keys, np.uint64), np.ones(len(keys), np.uint32))
+
+    batches = [batch([0.0, 1.0, 2.0, 3.0], [0, 1, 2, 3, 4], [1, 2, 3, 4]),
+               batch([9.0], [0, 2], [2, 2]),
+               batch([13.5], [0, 2], [2, 2]),
+               batch([14.0, 14.5, 15.0, 15.5, 16.0], [0, 1, 2, 3, 4, 5], [9, 10, 11, 2, 12])]
+    core = _core.Engine(capacity_blocks=3, ttl_s=10.0)
+    core._defragment_every(1)
+    reference = _reference.Engine(capacity_blocks=3, ttl_s=10.0)
+    for part in batches:
+        got, want = core.feed(*part), reference.feed(*part)
+        for field in OUTPUTS:
+            assert got[field].tolist() == want[field].tolist(), field
+        assert _state(core) == _state(reference)
+    assert core.tenant_stats[0, 9] == 2  # expired_owned: keys 3 and 4
+    assert core.cached_keys().tolist() == [12, 2, 11]
+
+
 def test_the_log_grows_while_its_ring_has_wrapped():
     # capacity 3,000: the log starts at 2,048 records, grows to 4,096 while the cache fills, and may reach
     # 1.875 * 3,000 - 512 = 5,113. Then each step inserts a new key (evicting the oldest, so the ring's start moves
