@@ -83,14 +83,14 @@ def _lru_versus_libcachesim(benchmark, tmp_path, name: str, workload: str, ids: 
             baseline=f"OrderedDict LRU {n / od_s / 1e6:.2f} M req/s", ratio=od_s / cachesim_s,
             check=f"{od_misses:,} misses both"))
         report(f"{name}: OrderedDict LRU", f"{n / od_s / 1e6:.2f} M req/s; cachesim {od_s / cachesim_s:.0f}x faster")
-    record("field", f"{name}, libCacheSim", dict(
+    record("field", f"{name}, libCacheSim, 64-bit keys", dict(
         workload=workload + "; the ids as 64-bit keys (mix64)",
         cachesim=f"{n / cachesim_s / 1e6:.1f} M req/s (hash index; numbering the keys into dense ids takes "
                  f"{numbering_s * 1e3:,.0f} ms, after which a replay runs as on the ids: "
                  f"{lcs_s / (dense_s + numbering_s):.2f}x with one replay)",
         baseline=f"libCacheSim LRU {n / lcs_s / 1e6:.1f} M req/s", ratio=lcs_s / cachesim_s,
         ratio_with_numbering=lcs_s / (dense_s + numbering_s), check=check))
-    record("field", f"{name}, libCacheSim, dense ids", dict(
+    record("field", f"{name}, libCacheSim, ids", dict(
         workload=workload + "; the workload's own ids, which are dense",
         cachesim=f"{n / dense_s / 1e6:.1f} M req/s (direct_keys)",
         baseline=f"libCacheSim LRU {n / lcs_ids_s / 1e6:.1f} M req/s", ratio=lcs_ids_s / dense_s, check=check))

@@ -33,8 +33,8 @@ def goals_markdown() -> str:
     # the issue's streams are ids (Zipf ranks, Mooncake's hash_ids), dense as given: on those the engine runs as
     # it would on any dense ids (direct_keys); the same ids as 64-bit keys, through the hash index, are the
     # harder case of keys that look like block hashes, reported beside them
-    for suffix, label in ((", libCacheSim, dense ids", "the workloads' own ids (dense)"),
-                          (", libCacheSim", "the ids as 64-bit keys")):
+    for suffix, label in ((", libCacheSim, ids", "the workloads' own ids (dense)"),
+                          (", libCacheSim, 64-bit keys", "the ids as 64-bit keys")):
         lcs = {k.removesuffix(suffix): v for k, v in field.items() if k.endswith(suffix)}
         if lcs:
             texts.append(f"{label}: " + ", ".join(f"{ratio(v['ratio'])} ({k})" for k, v in sorted(lcs.items())))
