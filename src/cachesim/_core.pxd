@@ -80,7 +80,7 @@ cdef class Engine:
     cdef double max_load                    # hash-table fill limit (sparser when the memory budget allows)
     cdef int64_t pool_size                  # allocated entries
     cdef int64_t pool_used                  # entries ever handed out (high-water mark)
-    cdef int32_t free_head                  # free list of released entries, linked by .older
+    cdef int32_t free_head                  # free list of released entries, linked through pos
     cdef readonly int64_t occupancy         # cached entries now
     cdef readonly int64_t peak_occupancy    # largest occupancy after any counted request
 
@@ -159,6 +159,7 @@ cdef class Engine:
     cdef int _log_make_room(self) except -2 nogil
     cdef int _log_grow(self) except -2 nogil
     cdef void _defragment(self) noexcept nogil
+    cdef void _push_free(self, int32_t e) noexcept nogil
     cdef void _release(self, int32_t e) noexcept nogil
     cdef int32_t _allocate(self) noexcept nogil
     cdef bint _is_ghost(self, int32_t e) noexcept nogil

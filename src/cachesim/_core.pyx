@@ -161,8 +161,8 @@ TENANT_FIELDS = ("requests", "hit_requests", "prompt_tokens", "hit_tokens", "blo
                  "inserted_blocks", "evictions_caused", "evicted_owned", "expired_owned", "uncached_blocks")
 assert len(TENANT_FIELDS) == N_TENANT_FIELDS
 
-# Policies. LRU evicts the least recent entry of the use log (the fast path). The heap policies evict the candidate with the
-# smallest score (see Engine._less); SIEVE walks a FIFO queue with a hand.
+# Policies. LRU evicts the least recent entry of the use log (the fast path). The heap policies evict the candidate
+# with the smallest score (see Engine._less); SIEVE walks a FIFO queue with a hand.
 cdef enum:
     P_LRU = 0
     P_FIFO = 1
@@ -991,12 +991,8 @@ cdef class Engine:
         if (_grow(<void**> &self.entry_key, size, sizeof(uint64_t)) or _grow(<void**> &self.pos, size, sizeof(int32_t))
                 or _grow(<void**> &self.owner, size, sizeof(int32_t))):
             return -1
-        cdef double* expires_at
-        if self.ttl_s != INFINITY:
-            expires_at = <double*> PyMem_RawRealloc(self.expires_at, size * sizeof(double))
-            if expires_at == NULL:
-                return -1
-            self.expires_at = expires_at
+        if self.ttl_s != INFINITY and _grow(<void**> &self.expires_at, size, sizeof(double)):
+            return -1
         if self.ghost_pos != NULL and _grow(<void**> &self.ghost_pos, size, sizeof(int32_t)):
             return -1
         if self.policy != P_LRU:
@@ -1224,17 +1220,17 @@ cdef class Engine:
             if pos[records[q]] == old_p:
                 records[w] = records[q]
                 w += 1
-        if w != n:  # entries left pinned (by a request that ran out of memory): keep the compacted log, renumber none
-            for k in range(w):
-                pos[records[k]] = <int32_t> k
-            self.log.start, self.log.used, self.log.end = 0, w, w if w < ring else 0
-            PyMem_RawFree(scratch)
-            return
-        # 2. pos maps an old index to the new one, for the index to follow
-        for k in range(n):
-            if k + PREFETCH_SCAN < n:
+        # 2. each live entry's pos follows its record to k, which is also its new index: pos maps an old index to
+        # the new one, for the index to follow
+        for k in range(w):
+            if k + PREFETCH_SCAN < w:
                 _prefetch(&pos[records[k + PREFETCH_SCAN]])
             pos[records[k]] = <int32_t> k
+        self.log.start, self.log.used = 0, w
+        self.log.end = w if w < ring else 0
+        if w != n:  # entries left pinned (by a request that ran out of memory): keep the compacted log, renumber none
+            PyMem_RawFree(scratch)
+            return
         if self.direct_keys:
             for k in range(n):
                 if k + PREFETCH_SCAN < n:
@@ -1256,17 +1252,19 @@ cdef class Engine:
         # 4. the log reads 0..n-1; the entries after n, free, form the free list in order
         for k in range(n):
             pos[k] = records[k] = <int32_t> k
-        self.log.start, self.log.used = 0, n
-        self.log.end = n if n < ring else 0
-        for k in range(n, self.pool_used):
-            pos[k] = FREE_LINK - <int32_t> (k + 1 if k + 1 < self.pool_used else NIL)
-        self.free_head = <int32_t> n if n < self.pool_used else NIL
+        self.free_head = NIL
+        for k in range(self.pool_used - 1, n - 1, -1):
+            self._push_free(<int32_t> k)
+
+    cdef inline void _push_free(self, int32_t e) noexcept nogil:
+        """Put an entry no longer indexed on the free list (linked through pos: FREE_LINK - next)."""
+        self.pos[e] = FREE_LINK - self.free_head
+        self.free_head = e
 
     cdef inline void _release(self, int32_t e) noexcept nogil:
         """Remove an unlinked entry from the index and return it to the free list."""
         self._index_remove(e)
-        self.pos[e] = FREE_LINK - self.free_head
-        self.free_head = e
+        self._push_free(e)
         self.occupancy -= 1
 
     cdef inline int32_t _allocate(self) noexcept nogil:
@@ -1300,8 +1298,7 @@ cdef class Engine:
         cdef int32_t old = self.ghost_ring[p]
         if old != NIL and self.pos[old] == GHOST and self.ghost_pos[old] == p:
             self._index_remove(old)  # the oldest remembered eviction is forgotten
-            self.pos[old] = FREE_LINK - self.free_head
-            self.free_head = old
+            self._push_free(old)
             self.ghost_count -= 1
         self.ghost_ring[p] = e
         self.ghost_pos[e] = <int32_t> p
@@ -1476,8 +1473,7 @@ cdef class Engine:
         if self.policy == P_LRU:
             # pinned entries are out of the recency order; the oldest is always a leaf
             return _log_victim(self.pos, &self.log, self.entry_key if self._prefetch_pays() else NULL, self.owner,
-                               self.where,
-                               self.index.slots, self.index.size, self.direct_keys)
+                               self.where, self.index.slots, self.index.size, self.direct_keys)
         if self.policy == P_S3FIFO:
             return self._s3fifo_victim()
         if self.policy != P_SIEVE:
@@ -1591,9 +1587,8 @@ cdef class Engine:
                                   int64_t n_tenants, int64_t* error_request) except -2 nogil:
         """_serve for a batch of one-block requests under LRU without ghosts: the same semantics (for one block,
         lookup-pin-stamp is making the entry the newest, and a miss evicts the least recent entry and takes it
-        over), minus the
-        per-request machinery a multi-block request needs. Plain key streams (block-level traces, object caches)
-        take it.
+        over), minus the per-request machinery a multi-block request needs. Plain key streams (block-level traces,
+        object caches) take it.
 
         The batch is checked first, in a pass of its own, and served up to its first bad request. The serving runs
         in _one_block_lru, compiled once per key kind (hashed or dense ids) and per bookkeeping: the lean variant
