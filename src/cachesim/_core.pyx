@@ -85,8 +85,10 @@ cdef extern from *:
     #define cachesim_prefetch(addr) __asm__ volatile("prefetcht0 (%0)" :: "r"(addr))
     #elif defined(__GNUC__) && defined(__aarch64__)
     #define cachesim_prefetch(addr) __asm__ volatile("prfm pldl1keep, [%0]" :: "r"(addr))
+    #elif defined(__GNUC__)
+    #define cachesim_prefetch(addr) __builtin_prefetch(addr)
     #else
-    #define cachesim_prefetch(addr) _prefetch(addr)
+    #define cachesim_prefetch(addr) ((void) (addr))
     #endif
     """
     void _prefetch "cachesim_prefetch"(const void* addr) noexcept nogil
