@@ -55,7 +55,7 @@ def _interleaved(points: dict, rounds: int, slice_blocks: int | None = None) -> 
     """Fastest of `rounds` replays per point ({key: (batch, capacity)}, more for short streams: _rounds_for),
     the points taken in turn each round.
     A batch whose keys are dense ids (see _dense) is replayed by an engine indexing them by array. With
-    slice_blocks, a replay of at least five slices also keeps its time per slice."""
+    slice_blocks, a replay of at least five slices also keeps each slice's fastest time over the rounds."""
     best: dict = {}
     rounds_of = {key: max(rounds, _rounds_for(batch.n_blocks)) for key, (batch, _) in points.items()}
     for k in range(max(rounds_of.values())):
@@ -66,13 +66,13 @@ def _interleaved(points: dict, rounds: int, slice_blocks: int | None = None) -> 
             slices: list = []
             eng, hits, seconds = engine.replay(batch, capacity, direct_keys=batch.dense, slice_blocks=sliced,
                                                slices=slices)
-            fastest_slices = best[key]["fastest_slices"] if key in best else slices
             # each slice's fastest round: a slice is as long as a 10^7-block point, so it filters the machine's
             # bursts of load as that point's fastest round does (a 10^8 replay's fastest round rarely escapes them)
-            fastest_slices = [min(a, b, key=lambda s: s[1]) for a, b in zip(fastest_slices, slices)]
+            fastest_slices = [min(a, b, key=lambda s: s[1])
+                              for a, b in zip(best[key]["fastest_slices"] if key in best else slices, slices)]
             if key not in best or seconds < best[key]["seconds"]:
                 best[key] = dict(seconds=seconds, hits=hits, occupancy=eng.occupancy, blocks=batch.n_blocks,
-                                 capacity=capacity, slices=slices)
+                                 capacity=capacity)
             best[key]["fastest_slices"] = fastest_slices
     return best
 
