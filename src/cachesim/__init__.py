@@ -25,9 +25,10 @@ from cachesim.replay import (  # noqa: E402
 from cachesim.requests import BlockRequests, TokenRequests, TraceError  # noqa: E402
 from cachesim.trace import Trace, compile_trace  # noqa: E402
 from cachesim.readers import TraceStream, detect_format, read_trace  # noqa: E402
+from cachesim._contract import VERSION  # noqa: E402
 from cachesim import sweep  # noqa: E402  (a callable module: cachesim.sweep(trace, grid, executor=None))
 
-__version__ = "0.1.0"
+__version__ = VERSION
 
 __all__ = [
     "BUILTIN_POLICIES", "BlockRequests", "CacheConfig", "EnginePreset", "POLICIES", "PRESETS", "Policy",

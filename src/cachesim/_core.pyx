@@ -71,6 +71,8 @@ import sys
 
 import numpy as np
 
+from cachesim._contract import (OUTPUT_FIELDS, POLICIES, TENANT_FIELDS, EngineInputError,  # noqa: F401 (re-exported)
+                                check_engine_config)
 from cachesim._statistics import grow_tenant_statistics
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -144,7 +146,7 @@ cdef enum:
     GHOST = -3   # .pos of an evicted entry kept in the index to remember its evictor (interference)
     FREE_LINK = -8  # .pos of a free entry is FREE_LINK - (next free entry): below every code above
 
-# Columns of Engine.tenant_stats. Python reads the names from TENANT_FIELDS.
+# Columns of Engine.tenant_stats, in the order of _contract.TENANT_FIELDS (checked below).
 cdef enum:  # tenant statistics fields
     F_REQUESTS = 0
     F_HIT_REQUESTS
@@ -159,9 +161,14 @@ cdef enum:  # tenant statistics fields
     F_UNCACHED
     N_TENANT_FIELDS
 
-TENANT_FIELDS = ("requests", "hit_requests", "prompt_tokens", "hit_tokens", "blocks", "hit_blocks",
-                 "inserted_blocks", "evictions_caused", "evicted_owned", "expired_owned", "uncached_blocks")
-assert len(TENANT_FIELDS) == N_TENANT_FIELDS
+_TENANT_FIELD_CODES = {"requests": F_REQUESTS, "hit_requests": F_HIT_REQUESTS, "prompt_tokens": F_PROMPT_TOKENS,
+                       "hit_tokens": F_HIT_TOKENS, "blocks": F_BLOCKS, "hit_blocks": F_HIT_BLOCKS,
+                       "inserted_blocks": F_INSERTED, "evictions_caused": F_EVICTIONS_CAUSED,
+                       "evicted_owned": F_EVICTED_OWNED, "expired_owned": F_EXPIRED_OWNED,
+                       "uncached_blocks": F_UNCACHED}
+if list(_TENANT_FIELD_CODES) != list(TENANT_FIELDS) or list(_TENANT_FIELD_CODES.values()) != list(
+        range(N_TENANT_FIELDS)):
+    raise ImportError("cachesim._core: its tenant statistics enum disagrees with _contract.TENANT_FIELDS")
 
 # Policies. LRU evicts the least recent entry of the use log (the fast path). The heap policies evict the candidate
 # with the smallest score (see Engine._less); SIEVE walks a FIFO queue with a hand.
@@ -176,6 +183,9 @@ cdef enum:
 
 POLICY_CODES = {"lru": P_LRU, "fifo": P_FIFO, "lfu": P_LFU, "slru": P_SLRU, "priority": P_PRIORITY,
                 "sieve": P_SIEVE, "s3fifo": P_S3FIFO}
+if POLICY_CODES != {name: spec.code for name, spec in POLICIES.items()}:
+    raise ImportError("cachesim._core: its policy enum disagrees with _contract.POLICIES (a policy added to one "
+                      "and not the other?)")
 
 # Harm attribution: lost_to[R, 0] is what TTL expiry cost tenant R, lost_to[R, 1 + E] what evictor E cost it.
 cdef enum:
@@ -876,10 +886,11 @@ cdef class Engine:
     def __init__(self, capacity_blocks=None, ttl_s=None, hit_cap=None, int64_t block_size=1,
                  int64_t warmup_requests=0, double warmup_s=0.0, int n_tenants=1, policy="lru",
                  victims="leaves", bint interference=False, ghost_blocks=None, bint direct_keys=False):
-        if policy not in POLICY_CODES:
-            raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICY_CODES)}")
-        if victims not in ("leaves", "any"):
-            raise ValueError(f"victims must be 'leaves' or 'any', not {victims!r}")
+        check_engine_config(capacity_blocks=capacity_blocks, ttl_s=ttl_s, hit_cap=hit_cap, block_size=block_size,
+                            warmup_requests=warmup_requests, warmup_s=warmup_s, policy=policy, victims=victims,
+                            ghost_blocks=ghost_blocks)
+        if not isinstance(policy, str):
+            raise ValueError(f"custom policy {policy!r} runs on the reference engine only (impl='reference')")
         self.policy = POLICY_CODES[policy]
         self.victims_any = victims == "any"
         self.orphaned_blocks = 0
@@ -893,16 +904,6 @@ cdef class Engine:
         self.main_length = 0
         self.clock = 0
         self.serial = 0
-        if capacity_blocks is not None and capacity_blocks <= 0:
-            raise ValueError("capacity_blocks must be positive (or None for unbounded)")
-        if capacity_blocks is not None and capacity_blocks >= 2**31 - 2:
-            raise ValueError("capacity_blocks must be below 2**31 - 2")
-        if ttl_s is not None and not ttl_s > 0:
-            raise ValueError("ttl_s must be positive (or None for no expiry)")
-        if hit_cap not in (None, "prompt-1"):
-            raise ValueError(f"hit_cap must be None or 'prompt-1', not {hit_cap!r}")
-        if block_size <= 0:
-            raise ValueError("block_size must be positive")
         self.capacity_blocks = -1 if capacity_blocks is None else capacity_blocks
         self.ttl_s = INFINITY if ttl_s is None else ttl_s
         self.hit_cap_prompt_minus_one = hit_cap == "prompt-1"
@@ -923,8 +924,6 @@ cdef class Engine:
         self.lost_to = np.zeros((max(n_tenants, 1), max(n_tenants, 1) + 1), dtype=np.int64)
         self.evictions_by = np.zeros((max(n_tenants, 1), max(n_tenants, 1)), dtype=np.int64)
         self.track_interference = interference
-        if ghost_blocks is not None and ghost_blocks < 0:
-            raise ValueError("ghost_blocks must not be negative")
         self.ghost_next = 0
         self.ghost_count = 0
         if interference:
@@ -1911,14 +1910,6 @@ cdef class Engine:
             raise AssertionError(f"the use log holds {'more' if i > self.occupancy else i} live records, "
                                  f"occupancy says {self.occupancy}")
         return out
-
-
-class EngineInputError(ValueError):
-    """A batch the engine cannot serve (its .request and .field say where)."""
-
-
-OUTPUT_FIELDS = ("hit_tokens", "hit_blocks", "inserted_blocks", "evicted_blocks", "expired_blocks",
-                 "uncached_blocks")
 
 
 cdef int _grow(void** array, int64_t n, size_t item_size) noexcept nogil:

@@ -14,17 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 import xxhash
 
+from cachesim._contract import OUTPUT_FIELDS, TENANT_FIELDS, EngineInputError, check_engine_config
 from cachesim._statistics import grow_tenant_statistics
 
-TENANT_FIELDS = ("requests", "hit_requests", "prompt_tokens", "hit_tokens", "blocks", "hit_blocks",
-                 "inserted_blocks", "evictions_caused", "evicted_owned", "expired_owned", "uncached_blocks")
-OUTPUT_FIELDS = ("hit_tokens", "hit_blocks", "inserted_blocks", "evicted_blocks", "expired_blocks",
-                 "uncached_blocks")
+__all__ = ["OUTPUT_FIELDS", "TENANT_FIELDS", "EngineInputError", "Engine", "compile_id_blocks", "compile_token_blocks",
+           "dense_ids", "relabel_keys", "xxh3_64"]
+
 _FIELD = {name: i for i, name in enumerate(TENANT_FIELDS)}
-
-
-class EngineInputError(ValueError):
-    """A batch the engine cannot serve (its .request and .field say where)."""
 
 
 def xxh3_64(data: bytes, seed: int = 0) -> int:
@@ -80,7 +76,6 @@ def dense_ids(keys):
     return ids, np.array(list(number), dtype=np.uint64)
 
 
-POLICY_NAMES = ("lru", "fifo", "lfu", "slru", "priority", "sieve", "s3fifo")
 TTL = "ttl"  # the evictor of expired entries in harm attribution
 
 # Victim order of the scored policies: the candidate with the smallest score goes first (SEMANTICS §4).
@@ -138,12 +133,9 @@ class Engine:
                  ghost_blocks=None, direct_keys=False):
         # direct_keys (keys are dense ids) changes how the compiled core indexes them, never what it computes:
         # a dict serves ids and keys alike
-        if isinstance(policy, str) and policy not in POLICY_NAMES:
-            raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICY_NAMES)}")
-        if not isinstance(policy, str) and not callable(getattr(policy, "choose", None)):
-            raise ValueError(f"a custom policy needs a choose(candidates) method; got {policy!r}")
-        if victims not in ("leaves", "any"):
-            raise ValueError(f"victims must be 'leaves' or 'any', not {victims!r}")
+        check_engine_config(capacity_blocks=capacity_blocks, ttl_s=ttl_s, hit_cap=hit_cap, block_size=block_size,
+                            warmup_requests=warmup_requests, warmup_s=warmup_s, policy=policy, victims=victims,
+                            ghost_blocks=ghost_blocks)
         self.policy = policy
         self.victims = victims
         self.orphaned_blocks = 0
@@ -156,17 +148,7 @@ class Engine:
         self.s3_ghost = _RecentKeys(max(capacity_blocks - self.small_target, 1) if capacity_blocks else 0)
         # harm attribution (SEMANTICS §6): evicted key -> evictor tenant (or TTL), bounded, oldest first
         self.interference = interference
-        if ghost_blocks is not None and ghost_blocks < 0:
-            raise ValueError("ghost_blocks must not be negative")
         self.evictors = _RecentKeys((capacity_blocks or 1 << 20) if ghost_blocks is None else ghost_blocks)
-        if capacity_blocks is not None and capacity_blocks <= 0:
-            raise ValueError("capacity_blocks must be positive (or None for unbounded)")
-        if ttl_s is not None and not ttl_s > 0:
-            raise ValueError("ttl_s must be positive (or None for no expiry)")
-        if hit_cap not in (None, "prompt-1"):
-            raise ValueError(f"hit_cap must be None or 'prompt-1', not {hit_cap!r}")
-        if block_size <= 0:
-            raise ValueError("block_size must be positive")
         self.capacity_blocks = capacity_blocks
         self.ttl_s = math.inf if ttl_s is None else float(ttl_s)
         self.hit_cap = hit_cap

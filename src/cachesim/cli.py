@@ -7,38 +7,25 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from cachesim import units
+from cachesim._contract import DEFAULT_TOKEN_BLOCK_SIZE, VERSION
 from cachesim.requests import TraceError
 
 EXIT_BAD_INPUT = 2
 
-_SUFFIXES = {"k": 10**3, "m": 10**6, "g": 10**9}
+def _argument(parse: Callable) -> Callable:
+    """A units parser as an argparse type: its ValueError becomes argparse's one-line usage error."""
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = parse.__name__
+    return convert
 
 
-def parse_count(text: str) -> int:
-    """``"100000"``, ``"100k"``, ``"1.5M"`` -> a positive whole number."""
-    raw = text.strip().lower().replace("_", "").replace(",", "")
-    scale = _SUFFIXES.get(raw[-1:], 1)
-    number = raw[:-1] if scale != 1 else raw
-    try:
-        value = float(number) * scale
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number such as 100000 or 100k, got {text!r}") from None
-    if value != int(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return int(value)
-
-
-def parse_seconds(text: str) -> float:
-    """``"300"``, ``"300s"``, ``"5m"``, ``"1h"`` -> seconds (positive)."""
-    raw = text.strip().lower()
-    scale = {"s": 1, "m": 60, "h": 3600}.get(raw[-1:], None)
-    try:
-        value = float(raw[:-1]) * scale if scale else float(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds such as 300, 300s, 5m or 1h, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive duration, got {text!r}")
-    return value
+parse_count = _argument(units.parse_count)
+parse_seconds = _argument(units.parse_seconds)
 
 
 def _add_replay(sub) -> None:
@@ -117,7 +104,7 @@ def _load_input(args):
         from cachesim.workloads import agent_workload
 
         workload = agent_workload(style=args.workload, n_users=args.users, seed=args.seed)
-        block_size = args.block_size or _preset_block_size(args) or 16
+        block_size = args.block_size or _preset_block_size(args) or DEFAULT_TOKEN_BLOCK_SIZE
         trace = compile_trace(workload.requests, block_size, impl=args.impl)
         label = (f"built-in agent workload ({args.workload} harness, {args.users} users, seed {args.seed}; "
                  "pass a TRACE file to replay your own)")
@@ -125,7 +112,7 @@ def _load_input(args):
     path = Path(args.trace)
     if path.suffix == ".npz":
         return Trace.load(path, mmap=True), str(path), None
-    from cachesim.readers import DEFAULT_TOKEN_BLOCK_SIZE, TraceStream, detect_format
+    from cachesim.readers import TraceStream, detect_format
 
     if args.synthesize:
         from cachesim.readers import azure
@@ -157,7 +144,8 @@ def _preset_block_size(args) -> int | None:
 
 def _cache_config(args, block_size: int, block_source: str):
     """The cache configuration replay() would build from these flags, for a trace of this block size."""
-    from cachesim.replay import CacheConfig, parse_warmup
+    from cachesim.replay import CacheConfig
+    from cachesim.units import parse_warmup
 
     hit_cap, policy = args.hit_cap, args.policy
     if args.preset:
@@ -768,7 +756,7 @@ COMMANDS.extend([_add_sweep, _add_report])
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cachesim", description="Prompt-cache emulator: replay LLM request "
                                      "traces through an emulated prefix cache.")
-    parser.add_argument("--version", action="version", version="cachesim 0.1.0")
+    parser.add_argument("--version", action="version", version=f"cachesim {VERSION}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in COMMANDS:
         add(sub)

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from cachesim import units
 from cachesim.replay import CacheConfig, Result, Simulator
 from cachesim.requests import TraceError
 from cachesim.trace import Trace, _take
@@ -137,10 +138,7 @@ def select_tenants(trace: Trace, tenants: Iterable[str]) -> tuple[Trace, np.ndar
 
 def first_counted(trace: Trace, config: CacheConfig) -> int:
     """Index of the first request the warmup rule of ``config`` counts (SEMANTICS §5; the engine's rule)."""
-    start = min(config.warmup_requests, trace.n_requests)
-    if config.warmup_s and trace.n_requests:
-        start = max(start, int(np.searchsorted(trace.t, trace.t[0] + config.warmup_s, side="left")))
-    return start
+    return units.first_counted(trace.t, config.warmup_requests, config.warmup_s)
 
 
 # -- replaying parts of a trace ---------------------------------------------------------------------------------
@@ -168,10 +166,7 @@ class _Job:
 
 
 def _run_job(job: _Job) -> Result:
-    sim = Simulator(job.config, impl=job.impl, keep_per_request=job.keep_per_request)
-    for batch in job.trace.batches():
-        sim.feed(batch)
-    return sim.result()
+    return Simulator(job.config, impl=job.impl, keep_per_request=job.keep_per_request).run(job.trace)
 
 
 def replay_requests(trace: Trace, config: CacheConfig, index_sets: Sequence[np.ndarray],

@@ -25,7 +25,9 @@ from typing import Any
 import numpy as np
 
 from cachesim import _impl
-from cachesim.replay import HIT_CAPS, ISOLATIONS, RATIO_DEFINITIONS, parse_warmup, tenant_seed
+from cachesim._contract import RATIO_DEFINITIONS, check_engine_config
+from cachesim.replay import tenant_seed
+from cachesim.units import first_counted, parse_warmup
 from cachesim.trace import Trace
 
 __all__ = [
@@ -242,11 +244,8 @@ def stack_profile(trace: Trace, *, sample_rate: float = 1.0, always_tokens: int 
         raise TypeError(f"stack_profile needs a compiled Trace (cachesim.compile_trace), got {type(trace).__name__}")
     if not (isinstance(sample_rate, (int, float)) and 0 < sample_rate <= 1):
         raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate!r}")
-    if hit_cap not in HIT_CAPS:
-        raise ValueError(f"unknown hit_cap {hit_cap!r}; choose None or 'prompt-1'")
-    if isolation not in ISOLATIONS:
-        raise ValueError(f"unknown isolation {isolation!r}; choose None or 'tenant'")
     warmup_requests, warmup_s = parse_warmup(warmup)
+    check_engine_config(hit_cap=hit_cap, isolation=isolation, warmup_requests=warmup_requests, warmup_s=warmup_s)
     t = np.ascontiguousarray(trace.t, dtype=np.float64)
     offsets = np.ascontiguousarray(trace.block_offsets, dtype=np.int64)
     # sampling hashes the keys: dense ids (Trace.dense()) would sample a different subset
@@ -264,9 +263,7 @@ def stack_profile(trace: Trace, *, sample_rate: float = 1.0, always_tokens: int 
 
     n = len(t)
     counted = np.ones(n, dtype=np.uint8)
-    counted[:warmup_requests] = 0
-    if n and warmup_s:
-        counted[t < t[0] + warmup_s] = 0
+    counted[:first_counted(t, warmup_requests, warmup_s)] = 0
     lengths = np.diff(offsets)
     prompt_tokens = np.asarray(trace.prompt_tokens, dtype=np.int64)
     if hit_cap == "prompt-1":

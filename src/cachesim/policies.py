@@ -24,27 +24,12 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence, runtime_checkable
 
+from cachesim._contract import POLICIES
+
 __all__ = ["BUILTIN_POLICIES", "BlockState", "Policy"]
 
-# name -> (victim rule, source)
-BUILTIN_POLICIES: dict[str, tuple[str, str]] = {
-    "lru": ("the least recently used block; a request's blocks are stamped deepest first",
-            "vLLM v1 free-block queue (kv_cache_manager / block_pool)"),
-    "fifo": ("the oldest insertion", "the classic queue; SGLang's fifo over radix-tree leaves"),
-    "lfu": ("the block used by the fewest requests, then the least recently used",
-            "SGLang evict_policy lfu (hit_count, last_access)"),
-    "slru": ("blocks used by one request (probation) before blocks used by several (protected), each LRU",
-             "Karedla, Love and Wherry, Caching strategies to improve disk system performance, IEEE Computer 1994; "
-             "SGLang slru"),
-    "priority": ("the block used by the fewest requests, then the deepest, then the least recently used",
-                 "in the manner of Marconi's FLOP-aware eviction (Pan et al., MLSys 2025): deep, rarely shared "
-                 "blocks save the least recomputation per slot"),
-    "sieve": ("a hand sweeping from the oldest insertion spares (and unmarks) blocks used since it passed",
-              "Zhang et al., SIEVE is simpler than LRU, NSDI 2024"),
-    "s3fifo": ("a small FIFO of 10% and a main FIFO with reinsertion; blocks evicted from the small queue are "
-               "remembered in a ghost queue and re-enter the main one",
-               "Yang et al., FIFO queues are all you need for cache eviction, SOSP 2023"),
-}
+# name -> (victim rule, source): a view of the registry (cachesim._contract.POLICIES), kept for its users
+BUILTIN_POLICIES: dict[str, tuple[str, str]] = {name: (spec.rule, spec.source) for name, spec in POLICIES.items()}
 
 
 class BlockState(Protocol):

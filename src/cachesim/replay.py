@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any, Iterable
@@ -12,25 +11,28 @@ import orjson
 import xxhash
 
 from cachesim import _impl
+from cachesim._contract import (
+    DEFAULT_TOKEN_BLOCK_SIZE,
+    HIT_CAPS,
+    ISOLATIONS,
+    POLICY_NAMES,
+    RATIO_DEFINITIONS,
+    TENANT_FIELDS,
+    VICTIMS,
+    check_engine_config,
+    ratio,
+)
 from cachesim.policies import describe
 from cachesim.presets import get_preset
 from cachesim.requests import BlockRequests, TokenRequests, TraceError
 from cachesim.trace import Trace, compile_trace
+from cachesim.units import parse_warmup
 
-__all__ = ["CacheConfig", "Simulator", "Result", "replay", "POLICIES", "RATIO_DEFINITIONS", "parse_warmup"]
+__all__ = ["CacheConfig", "Simulator", "Result", "replay", "POLICIES", "RATIO_DEFINITIONS", "parse_warmup",
+           "HIT_CAPS", "ISOLATIONS", "VICTIMS"]
 
-POLICIES = ("lru", "fifo", "lfu", "slru", "priority", "sieve", "s3fifo")
-VICTIMS = ("leaves", "any")
-ISOLATIONS = (None, "tenant")
-HIT_CAPS = (None, "prompt-1")
-
-# Every ratio is over the counted requests (all requests but the warmup).
-RATIO_DEFINITIONS = {
-    "token_hit_ratio": "hit tokens / prompt tokens (= vLLM prefix_cache_hits / prefix_cache_queries)",
-    "block_hit_ratio": "hit blocks / cacheable prompt blocks",
-    "request_hit_ratio": "requests with at least one hit block / requests",
-}
-
+# The registry's names, re-exported under the names this module has always offered.
+POLICIES = POLICY_NAMES
 
 @dataclass(frozen=True)
 class CacheConfig:
@@ -48,50 +50,9 @@ class CacheConfig:
     ghost_blocks: int | None = None      # evicted keys remembered for attribution (default: the capacity)
 
     def __post_init__(self):
-        if self.capacity_blocks is not None:
-            if isinstance(self.capacity_blocks, bool) or not isinstance(self.capacity_blocks, (int, np.integer)):
-                raise ValueError(f"capacity_blocks must be a whole number of blocks, got {self.capacity_blocks!r}")
-            if self.capacity_blocks <= 0:
-                raise ValueError(f"capacity_blocks must be positive (or None for unbounded), "
-                                 f"got {self.capacity_blocks}")
-        if isinstance(self.policy, str):
-            if self.policy not in POLICIES:
-                raise ValueError(f"unknown policy {self.policy!r}; choose one of {', '.join(POLICIES)}")
-        elif not callable(getattr(self.policy, "choose", None)):
-            raise ValueError(f"a policy is a name ({', '.join(POLICIES)}) or an object with a choose(candidates) "
-                             f"method (cachesim.Policy), not {self.policy!r}")
-        if self.ttl_s is not None and not (isinstance(self.ttl_s, (int, float)) and self.ttl_s > 0
-                                           and math.isfinite(self.ttl_s)):
-            raise ValueError(f"ttl_s must be a positive number of seconds (or None), got {self.ttl_s!r}")
-        if self.hit_cap not in HIT_CAPS:
-            raise ValueError(f"unknown hit_cap {self.hit_cap!r}; choose None or 'prompt-1'")
-        if self.victims not in VICTIMS:
-            raise ValueError(f"unknown victims {self.victims!r}; choose 'leaves' or 'any'")
-        if self.isolation not in ISOLATIONS:
-            raise ValueError(f"unknown isolation {self.isolation!r}; choose None or 'tenant'")
-        if self.warmup_requests < 0 or not self.warmup_s >= 0:
-            raise ValueError("warmup must not be negative")
-
-
-def parse_warmup(value: int | float | str | None) -> tuple[int, float]:
-    """``100`` or ``"100"`` = the first 100 requests; ``"300s"`` = the first 300 seconds of the trace."""
-    if value is None:
-        return 0, 0.0
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            if text.endswith("s"):
-                seconds = float(text[:-1])
-                if seconds >= 0:
-                    return 0, seconds
-            elif int(text) >= 0:
-                return int(text), 0.0
-        except ValueError:
-            pass
-        raise ValueError(f"warmup must be a number of requests (e.g. 100) or seconds (e.g. 300s), got {value!r}")
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0:
-        return int(value), 0.0
-    raise ValueError(f"warmup must be a number of requests (e.g. 100) or seconds (e.g. '300s'), got {value!r}")
+        check_engine_config(capacity_blocks=self.capacity_blocks, policy=self.policy, ttl_s=self.ttl_s,
+                            hit_cap=self.hit_cap, isolation=self.isolation, warmup_requests=self.warmup_requests,
+                            warmup_s=self.warmup_s, victims=self.victims, ghost_blocks=self.ghost_blocks)
 
 
 def tenant_seed(name: str) -> int:
@@ -193,6 +154,17 @@ class Simulator:
         self._keep(trace, tenant, outputs)
         return outputs
 
+    def run(self, trace: Trace | Iterable[Trace], on_batch=None) -> "Result":
+        """Feed a whole trace (a Trace, in bounded batches, or an iterable of Trace batches) and return the result.
+
+        ``on_batch(batch)`` is called after each batch is served (progress, bookkeeping).
+        """
+        for batch in trace.batches() if isinstance(trace, Trace) else trace:
+            self.feed(batch)
+            if on_batch is not None:
+                on_batch(batch)
+        return self.result()
+
     def _keep(self, trace: Trace, tenant: np.ndarray, outputs: dict[str, np.ndarray]) -> None:
         self.requests_fed += trace.n_requests
         self.blocks_fed += trace.n_blocks
@@ -212,24 +184,20 @@ class Simulator:
             per_request = {name: np.concatenate([p[name] for p in self._parts]) for name in names}
         engine = self._engine
         n_tenants = max(len(self.tenant_names), 1)
-        stats = engine.tenant_stats[:n_tenants].copy() if engine else np.zeros((1, len(self._module.TENANT_FIELDS)),
+        stats = engine.tenant_stats[:n_tenants].copy() if engine else np.zeros((1, len(TENANT_FIELDS)),
                                                                               dtype=np.int64)
         hits_from = engine.hits_from[:n_tenants, :n_tenants].copy() if engine else np.zeros((1, 1), np.int64)
         lost_to = engine.lost_to[:n_tenants, :n_tenants + 1].copy() if engine else np.zeros((1, 2), np.int64)
         evictions_by = engine.evictions_by[:n_tenants, :n_tenants].copy() if engine else np.zeros((1, 1), np.int64)
         return Result(config=self.config, impl=self.impl, block_size=self.block_size or 0,
                       block_source=self.block_source or "", tenant_names=list(self.tenant_names) or ["default"],
-                      tenant_stats=stats, tenant_fields=tuple(self._module.TENANT_FIELDS), hits_from=hits_from,
+                      tenant_stats=stats, tenant_fields=TENANT_FIELDS, hits_from=hits_from,
                       lost_to=lost_to if self.config.interference else None,
                       evictions_by=evictions_by if self.config.interference else None,
                       peak_occupancy=int(engine.peak_occupancy) if engine else 0,
                       orphaned_blocks=int(engine.orphaned_blocks) if engine else 0,
                       occupancy=int(engine.occupancy) if engine else 0,
                       requests_seen=self.requests_fed, per_request=per_request)
-
-
-def _ratio(numerator: int, denominator: int) -> float:
-    return numerator / denominator if denominator else 0.0
 
 
 @dataclass
@@ -258,12 +226,12 @@ class Result:
             "requests": s["requests"],
             "prompt_tokens": s["prompt_tokens"],
             "hit_tokens": s["hit_tokens"],
-            "token_hit_ratio": _ratio(s["hit_tokens"], s["prompt_tokens"]),
+            "token_hit_ratio": ratio(s["hit_tokens"], s["prompt_tokens"]),
             "blocks": s["blocks"],
             "hit_blocks": s["hit_blocks"],
-            "block_hit_ratio": _ratio(s["hit_blocks"], s["blocks"]),
+            "block_hit_ratio": ratio(s["hit_blocks"], s["blocks"]),
             "hit_requests": s["hit_requests"],
-            "request_hit_ratio": _ratio(s["hit_requests"], s["requests"]),
+            "request_hit_ratio": ratio(s["hit_requests"], s["requests"]),
             "inserted_blocks": s["inserted_blocks"],
             "evictions": {"capacity": s["evictions_caused"], "ttl": s["expired_owned"]},
             "evicted_owned": {"capacity": s["evicted_owned"], "ttl": s["expired_owned"]},
@@ -285,11 +253,11 @@ class Result:
         return out
 
     @property
-    def token_hit_ratio(self) -> float:
+    def token_hitratio(self) -> float:
         return self.summary()["token_hit_ratio"]
 
     @property
-    def block_hit_ratio(self) -> float:
+    def block_hitratio(self) -> float:
         return self.summary()["block_hit_ratio"]
 
     def per_tenant(self) -> dict[str, dict[str, Any]]:
@@ -358,7 +326,7 @@ def replay(trace: RequestsLike, capacity_blocks: int | None = None, policy: str 
                          isolation=isolation, warmup_requests=warmup_requests, warmup_s=warmup_s, victims=victims,
                          interference=interference, ghost_blocks=ghost_blocks)
     if isinstance(trace, TokenRequests):
-        trace = compile_trace(trace, block_size if block_size is not None else 16, impl=impl)
+        trace = compile_trace(trace, block_size if block_size is not None else DEFAULT_TOKEN_BLOCK_SIZE, impl=impl)
     elif isinstance(trace, BlockRequests):
         trace = compile_trace(trace, explicit_block_size, impl=impl)
     if isinstance(trace, Trace) and block_size is not None and block_size != trace.block_size:
@@ -367,9 +335,5 @@ def replay(trace: RequestsLike, capacity_blocks: int | None = None, policy: str 
                              "recompile it from token ids to change the block size", field="block_size")
         warnings.warn(f"preset {preset!r} uses {block_size}-token blocks, but this trace's blocks are fixed at "
                       f"{trace.block_size} tokens; replaying at {trace.block_size}", stacklevel=2)
-    sim = Simulator(config, impl=impl, keep_per_request=keep_per_request)
-    batches = trace.batches() if isinstance(trace, Trace) else trace
-    for batch in batches:
-        sim.feed(batch)
-    return sim.result()
+    return Simulator(config, impl=impl, keep_per_request=keep_per_request).run(trace)
 

@@ -17,7 +17,6 @@ import os
 import sys
 import tempfile
 import types
-from argparse import ArgumentTypeError
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -26,17 +25,18 @@ import numpy as np
 import orjson
 import xxhash
 
+from cachesim._contract import DEFAULT_TOKEN_BLOCK_SIZE
 from cachesim.executors import make_executor
 from cachesim.replay import RATIO_DEFINITIONS, replay
 from cachesim.requests import BlockRequests, TokenRequests, TraceError
 from cachesim.trace import Trace, compile_trace
+from cachesim.units import parse_count, parse_seconds
 
 __all__ = ["sweep", "run_sweep", "parse_grid", "load_grid", "SweepResult", "load_shared_trace",
            "SWEEP_FORMAT", "DEFAULT_TOKEN_BLOCK_SIZE", "load_result", "run_task"]
 
 SWEEP_FORMAT = "cachesim-sweep"
 _CHECKPOINT_FORMAT = "cachesim-sweep-checkpoint"
-DEFAULT_TOKEN_BLOCK_SIZE = 16   # replay's default for token ids
 _NOT_AXES = {"trace", "impl", "keep_per_request"}
 _ALIASES = {"capacity": "capacity_blocks", "ttl": "ttl_s"}
 _NONE_WORDS = {"none", "null", "off", "unbounded", "inf", "infinite", ""}
@@ -52,8 +52,6 @@ def axis_names() -> tuple[str, ...]:
 
 def _parse_value(axis: str, value: Any) -> Any:
     """One axis value from TOML or the command line: "100k" blocks, "5m" of TTL, "none"/"unbounded" for None."""
-    from cachesim.cli import parse_count, parse_seconds  # the CLI's own unit parsing, so both read alike
-
     if value is None or isinstance(value, str) and value.strip().lower() in _NONE_WORDS:
         if axis == "block_size":
             raise ValueError("block_size must be a number of tokens, not none")
@@ -65,7 +63,7 @@ def _parse_value(axis: str, value: Any) -> Any:
             return int(value) if isinstance(value, (int, np.integer)) else parse_count(str(value))
         if axis == "ttl_s":
             return float(value) if isinstance(value, (int, float)) else parse_seconds(str(value))
-    except (ArgumentTypeError, ValueError) as exc:  # the CLI parsers raise ArgumentTypeError
+    except ValueError as exc:
         raise ValueError(f"axis {axis}: {exc}") from None
     if axis == "warmup" and isinstance(value, str) and value.strip().isdigit():
         return int(value)

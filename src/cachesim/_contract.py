@@ -1,0 +1,146 @@
+"""Every name of the contract, once: policies, victims, hit caps, isolation, the engines' fields and errors.
+
+Both twins (``_core.pyx`` and ``_reference.py``), :class:`cachesim.CacheConfig`, the CLI's choices and the docs
+tables take their names from here; the core checks its enums against this module when it is imported, so a
+policy added here and not there (or the reverse) fails at import, not in a replay. SEMANTICS.md (shared docs) is
+the prose of the same contract: §3 the serve step, §4 policies and victims, §5 the statistics.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass
+from importlib import metadata
+
+__all__ = [
+    "DEFAULT_TOKEN_BLOCK_SIZE", "EngineInputError", "HIT_CAPS", "ISOLATIONS", "MAX_CAPACITY_BLOCKS",
+    "OUTPUT_FIELDS", "POLICIES", "POLICY_NAMES", "PolicySpec", "RATIO_DEFINITIONS", "TENANT_FIELDS", "VERSION",
+    "VICTIMS", "check_engine_config", "ratio",
+]
+
+
+def _version() -> str:
+    try:
+        return metadata.version("cachesim")
+    except metadata.PackageNotFoundError:  # a source tree on sys.path that was never installed
+        return "0+unknown"
+
+
+VERSION = _version()
+
+# Tokens per block when token ids are cut into blocks and nothing else says (vLLM's default block size).
+DEFAULT_TOKEN_BLOCK_SIZE = 16
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """A built-in eviction policy: its code in the compiled core, its victim rule and where it comes from."""
+
+    name: str
+    code: int          # the core's P_* enum value (checked at import of _core)
+    rule: str          # which entry is the victim (SEMANTICS §4)
+    source: str        # the system or paper it follows
+
+
+POLICIES: dict[str, PolicySpec] = {p.name: p for p in (
+    PolicySpec("lru", 0, "the least recently used block; a request's blocks are stamped deepest first",
+               "vLLM v1 free-block queue (kv_cache_manager / block_pool)"),
+    PolicySpec("fifo", 1, "the oldest insertion", "the classic queue; SGLang's fifo over radix-tree leaves"),
+    PolicySpec("lfu", 2, "the block used by the fewest requests, then the least recently used",
+               "SGLang evict_policy lfu (hit_count, last_access)"),
+    PolicySpec("slru", 3, "blocks used by one request (probation) before blocks used by several (protected), "
+               "each LRU",
+               "Karedla, Love and Wherry, Caching strategies to improve disk system performance, IEEE Computer "
+               "1994; SGLang slru"),
+    PolicySpec("priority", 4, "the block used by the fewest requests, then the deepest, then the least recently "
+               "used",
+               "in the manner of Marconi's FLOP-aware eviction (Pan et al., MLSys 2025): deep, rarely shared "
+               "blocks save the least recomputation per slot"),
+    PolicySpec("sieve", 5, "a hand sweeping from the oldest insertion spares (and unmarks) blocks used since it "
+               "passed", "Zhang et al., SIEVE is simpler than LRU, NSDI 2024"),
+    PolicySpec("s3fifo", 6, "a small FIFO of 10% and a main FIFO with reinsertion; blocks evicted from the small "
+               "queue are remembered in a ghost queue and re-enter the main one",
+               "Yang et al., FIFO queues are all you need for cache eviction, SOSP 2023"),
+)}
+POLICY_NAMES: tuple[str, ...] = tuple(POLICIES)
+
+# Which entries a policy may evict (SEMANTICS §4): leaves keep the cache prefix-closed; "any" counts orphans.
+VICTIMS = ("leaves", "any")
+# "prompt-1": at least one prompt token is computed (vLLM, SGLang; SEMANTICS §3 step 2).
+HIT_CAPS = (None, "prompt-1")
+# "tenant": the key seed is derived from the tenant, so tenants never share entries (SEMANTICS §2).
+ISOLATIONS = (None, "tenant")
+
+# The core numbers entries with int32 and keeps two sentinel values below zero.
+MAX_CAPACITY_BLOCKS = 2**31 - 3
+
+# Columns of an engine's tenant_stats, in order (the core's F_* enum; SEMANTICS §5 names the totals).
+TENANT_FIELDS = ("requests", "hit_requests", "prompt_tokens", "hit_tokens", "blocks", "hit_blocks",
+                 "inserted_blocks", "evictions_caused", "evicted_owned", "expired_owned", "uncached_blocks")
+# Per-request outputs an engine writes (SEMANTICS §5), in order.
+OUTPUT_FIELDS = ("hit_tokens", "hit_blocks", "inserted_blocks", "evicted_blocks", "expired_blocks",
+                 "uncached_blocks")
+
+# Every ratio is over the counted requests (all requests but the warm-up).
+RATIO_DEFINITIONS = {
+    "token_hit_ratio": "hit tokens / prompt tokens (= vLLM prefix_cache_hits / prefix_cache_queries)",
+    "block_hit_ratio": "hit blocks / cacheable prompt blocks",
+    "request_hit_ratio": "requests with at least one hit block / requests",
+}
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    """``numerator / denominator``, 0 for an empty denominator: every hit ratio of the project is one of these."""
+    return numerator / denominator if denominator else 0.0
+
+
+class EngineInputError(ValueError):
+    """A batch an engine cannot serve (its .request and .field say where; .partial holds what was served)."""
+
+
+def check_engine_config(*, capacity_blocks=None, ttl_s=None, hit_cap=None, block_size=1, warmup_requests=0,
+                        warmup_s=0.0, policy="lru", victims="leaves", ghost_blocks=None, isolation=None) -> None:
+    """The one validation of a cache configuration: CacheConfig and both engines call it.
+
+    ``policy`` is a built-in name or, for the reference engine only, an object with ``choose(candidates)``.
+    """
+    if capacity_blocks is not None:
+        if isinstance(capacity_blocks, bool) or not _is_int(capacity_blocks):
+            raise ValueError(f"capacity_blocks must be a whole number of blocks, got {capacity_blocks!r}")
+        if capacity_blocks <= 0:
+            raise ValueError(f"capacity_blocks must be positive (or None for unbounded), got {capacity_blocks}")
+        if capacity_blocks > MAX_CAPACITY_BLOCKS:
+            raise ValueError(f"capacity_blocks must be at most {MAX_CAPACITY_BLOCKS:,}, got {capacity_blocks:,}")
+    if isinstance(policy, str):
+        if policy not in POLICIES:
+            raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICY_NAMES)}")
+    elif not callable(getattr(policy, "choose", None)):
+        raise ValueError(f"a policy is a name ({', '.join(POLICY_NAMES)}) or an object with a choose(candidates) "
+                         f"method (cachesim.Policy), not {policy!r}")
+    if ttl_s is not None and not (isinstance(ttl_s, (int, float)) and not isinstance(ttl_s, bool) and ttl_s > 0
+                                  and math.isfinite(ttl_s)):
+        raise ValueError(f"ttl_s must be a positive number of seconds (or None), got {ttl_s!r}")
+    if hit_cap not in HIT_CAPS:
+        raise ValueError(f"unknown hit_cap {hit_cap!r}; choose None or 'prompt-1'")
+    if victims not in VICTIMS:
+        raise ValueError(f"unknown victims {victims!r}; choose 'leaves' or 'any'")
+    if isolation not in ISOLATIONS:
+        raise ValueError(f"unknown isolation {isolation!r}; choose None or 'tenant'")
+    if not _is_int(block_size) or block_size <= 0:
+        raise ValueError(f"block_size must be a positive whole number of tokens, got {block_size!r}")
+    if not _is_int(warmup_requests) or warmup_requests < 0 or not warmup_s >= 0:
+        raise ValueError("warmup must not be negative")
+    if ghost_blocks is not None and (not _is_int(ghost_blocks) or ghost_blocks < 0):
+        raise ValueError(f"ghost_blocks must be a whole number, not negative, got {ghost_blocks!r}")
+
+
+def _is_int(value) -> bool:
+    """A whole number (Python or numpy integer), not a bool."""
+    if isinstance(value, bool):
+        return False
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return True
