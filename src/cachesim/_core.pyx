@@ -161,13 +161,7 @@ cdef enum:  # tenant statistics fields
     F_UNCACHED
     N_TENANT_FIELDS
 
-_TENANT_FIELD_CODES = {"requests": F_REQUESTS, "hit_requests": F_HIT_REQUESTS, "prompt_tokens": F_PROMPT_TOKENS,
-                       "hit_tokens": F_HIT_TOKENS, "blocks": F_BLOCKS, "hit_blocks": F_HIT_BLOCKS,
-                       "inserted_blocks": F_INSERTED, "evictions_caused": F_EVICTIONS_CAUSED,
-                       "evicted_owned": F_EVICTED_OWNED, "expired_owned": F_EXPIRED_OWNED,
-                       "uncached_blocks": F_UNCACHED}
-if list(_TENANT_FIELD_CODES) != list(TENANT_FIELDS) or list(_TENANT_FIELD_CODES.values()) != list(
-        range(N_TENANT_FIELDS)):
+if len(TENANT_FIELDS) != N_TENANT_FIELDS:
     raise ImportError("cachesim._core: its tenant statistics enum disagrees with _contract.TENANT_FIELDS")
 
 # Policies. LRU evicts the least recent entry of the use log (the fast path). The heap policies evict the candidate
@@ -181,9 +175,10 @@ cdef enum:
     P_SIEVE = 5
     P_S3FIFO = 6
 
-POLICY_CODES = {"lru": P_LRU, "fifo": P_FIFO, "lfu": P_LFU, "slru": P_SLRU, "priority": P_PRIORITY,
-                "sieve": P_SIEVE, "s3fifo": P_S3FIFO}
-if POLICY_CODES != {name: spec.code for name, spec in POLICIES.items()}:
+# The enum in the registry's order: the registry names each code, the core only checks that the two agree.
+_POLICY_ENUM = (P_LRU, P_FIFO, P_LFU, P_SLRU, P_PRIORITY, P_SIEVE, P_S3FIFO)
+POLICY_CODES = {name: spec.code for name, spec in POLICIES.items()}
+if tuple(POLICY_CODES.values()) != _POLICY_ENUM:
     raise ImportError("cachesim._core: its policy enum disagrees with _contract.POLICIES (a policy added to one "
                       "and not the other?)")
 

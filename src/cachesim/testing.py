@@ -25,15 +25,13 @@ import numpy as np
 import xxhash
 from hypothesis import strategies as st
 
-from cachesim.replay import POLICIES, CacheConfig, Result, Simulator, replay, tenant_seed
+from cachesim._contract import HIT_CAPS, OUTPUT_FIELDS, POLICY_NAMES
+from cachesim.replay import CacheConfig, Result, Simulator, replay, tenant_seed
 from cachesim.requests import TokenRequests
 from cachesim.trace import Trace, compile_trace
 
 __all__ = ["cache_configs", "chain_keys", "check_deterministic", "check_invariants", "check_matches_reference",
            "check_monotone_in_capacity", "prompts", "token_request_streams"]
-
-OUTPUTS = ("hit_tokens", "hit_blocks", "inserted_blocks", "evicted_blocks", "expired_blocks", "uncached_blocks")
-
 
 # -- strategies ---------------------------------------------------------------------------------------------------
 
@@ -68,9 +66,9 @@ def cache_configs(draw, policy: Any = None, capacities: Sequence[int | None] = (
                   ttls_s: Sequence[float | None] = (None, None, 0.5, 2.0, 7.0)) -> CacheConfig:
     """Cache configurations: tiny and large capacities, TTLs, hit caps, victim modes; ``policy`` fixed or drawn."""
     return CacheConfig(capacity_blocks=draw(st.sampled_from(capacities)), ttl_s=draw(st.sampled_from(ttls_s)),
-                       policy=policy if policy is not None else draw(st.sampled_from(POLICIES)),
-                       hit_cap=draw(st.sampled_from([None, "prompt-1"])),
-                       victims=draw(st.sampled_from(["leaves", "leaves", "any"])))
+                       policy=policy if policy is not None else draw(st.sampled_from(POLICY_NAMES)),
+                       hit_cap=draw(st.sampled_from(HIT_CAPS)),
+                       victims=draw(st.sampled_from(["leaves", "leaves", "any"])))  # leaves, the default, twice as often
 
 
 def chain_keys(tokens: Sequence[int], block_size: int, seed: int = 0, partial_tail: bool = False) -> list[int]:
@@ -163,7 +161,7 @@ def _replay(trace: Trace, config: CacheConfig, impl: str | None) -> Result:
 
 
 def _assert_same(a: Result, b: Result, other: str) -> None:
-    for name in OUTPUTS:
+    for name in OUTPUT_FIELDS:
         differ = np.flatnonzero(a.per_request[name] != b.per_request[name])
         assert not differ.size, f"request {int(differ[0])}: {name} differs from {other}"
     assert np.array_equal(a.tenant_stats, b.tenant_stats), f"tenant statistics differ from {other}"

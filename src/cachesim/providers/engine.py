@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cachesim import _impl
 from cachesim.providers import rules as R
 from cachesim.providers.prices import PriceTable, load_prices
 from cachesim.requests import TokenRequests, TraceError, offsets_from_lengths
@@ -265,8 +266,15 @@ def _cache_keys(rules, req: TokenRequests) -> np.ndarray:
         key = req.session.astype(np.int64)
     else:
         key = np.full(n, -1, np.int64)
-    org = req.tenant.astype(np.int64) + 1 if rules.isolation == "tenant" else np.zeros(n, np.int64)
-    return (org << 40) ^ (key + 1)
+    if rules.isolation != "tenant":
+        return key + 1
+    # one organisation's keys must never name another's: hash the pair (organisation, key) as a chained key of
+    # two ids (SEMANTICS §2), where packing bits into one word let a 64-bit key reach across organisations
+    pairs = np.empty(2 * n, np.uint64)
+    pairs[0::2] = req.tenant.astype(np.uint64)
+    pairs[1::2] = (key + 1).astype(np.uint64)
+    chained = _impl.load().compile_id_blocks(pairs, np.arange(0, 2 * n + 1, 2, dtype=np.int64))
+    return np.ascontiguousarray(chained[1::2]).view(np.int64)
 
 
 def _serve(inp: ProviderInput, rules, impl: str, forget_s: float = FORGET_S) -> dict:
@@ -406,8 +414,10 @@ def _causes(inp: ProviderInput, read: np.ndarray, flags: np.ndarray, impl: str) 
     lengths = inp.lengths()
     prev = np.full(n, -1, np.int64)
     if n:
-        order = np.lexsort((np.arange(n), req.session))
-        same = (req.session[order][1:] == req.session[order][:-1]) & (req.session[order][1:] >= 0)
+        # a session label is its tenant's own: two organisations that reuse a label never chain their causes
+        order = np.lexsort((np.arange(n), req.session, req.tenant))
+        session, tenant = req.session[order], req.tenant[order]
+        same = (session[1:] == session[:-1]) & (tenant[1:] == tenant[:-1]) & (session[1:] >= 0)
         prev[order[1:][same]] = order[:-1][same]
     lcp = _impl_module(impl).common_prefix(np.ascontiguousarray(req.tokens, np.uint32),
                                            np.ascontiguousarray(req.token_offsets, np.int64), prev)
