@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 import operator
+import os
 from dataclasses import dataclass
 from importlib import metadata
 
 __all__ = [
-    "DEFAULT_TOKEN_BLOCK_SIZE", "EngineInputError", "HIT_CAPS", "ISOLATIONS", "MAX_CAPACITY_BLOCKS",
+    "DEFAULT_TOKEN_BLOCK_SIZE", "EngineInputError", "HIT_CAPS", "ISOLATIONS", "MAX_CAPACITY_BLOCKS", "MAX_TOKENS_PER_REQUEST",
     "OUTPUT_FIELDS", "POLICIES", "POLICY_NAMES", "PolicySpec", "RATIO_DEFINITIONS", "TENANT_FIELDS", "VERSION",
     "VICTIMS", "check_engine_config", "ratio",
 ]
@@ -71,6 +72,11 @@ VICTIMS = ("leaves", "any")
 HIT_CAPS = (None, "prompt-1")
 # "tenant": the key seed is derived from the tenant, so tenants never share entries (SEMANTICS §2).
 ISOLATIONS = (None, "tenant")
+
+# The most tokens one request may carry (prompt or output) unless the environment variable says otherwise: the
+# longest context windows of 2026 are 10^7 tokens, a larger count in a trace is damage, and refusing it at the
+# reader keeps a 3 KB file from asking for gigabytes. Sums over 10^11 such requests still fit int64.
+MAX_TOKENS_PER_REQUEST = int(os.environ.get("CACHESIM_MAX_TOKENS_PER_REQUEST", 10**7))
 
 # The core numbers entries with int32 and keeps two sentinel values below zero.
 MAX_CAPACITY_BLOCKS = 2**31 - 3

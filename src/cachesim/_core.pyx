@@ -557,6 +557,46 @@ def dense_ids(const uint64_t[::1] keys):
     return ids_arr, distinct_arr
 
 
+def first_repeated_key(const int64_t[::1] block_offsets, const uint64_t[::1] keys):
+    """The first request whose blocks name one key twice, or -1. Chained keys never repeat within a request
+    (SEMANTICS §2) unless a trace was built or damaged by hand; the serve loops assume they do not. The caller
+    has checked that the offsets rise within ``[0, len(keys)]``.
+
+    One open-addressing table sized for the longest request; a slot belongs to request r while its stamp is
+    r + 1, so nothing is cleared between requests."""
+    cdef Py_ssize_t n = block_offsets.shape[0] - 1, r
+    cdef int64_t longest = 0, j, size = 16, shift = 60, h
+    for r in range(n):
+        longest = max(longest, block_offsets[r + 1] - block_offsets[r])
+    while size < 2 * longest:
+        size *= 2
+        shift -= 1
+    cdef uint64_t* slot = <uint64_t*> PyMem_RawMalloc(size * sizeof(uint64_t))
+    cdef int64_t* stamp = <int64_t*> PyMem_RawMalloc(size * sizeof(int64_t))
+    if slot == NULL or stamp == NULL:
+        PyMem_RawFree(slot)
+        PyMem_RawFree(stamp)
+        raise MemoryError()
+    memset(stamp, 0, size * sizeof(int64_t))
+    cdef int64_t found = -1
+    with nogil:
+        for r in range(n):
+            for j in range(block_offsets[r], block_offsets[r + 1]):
+                h = <int64_t> ((keys[j] * FIB) >> shift)
+                while stamp[h] == r + 1 and slot[h] != keys[j]:
+                    h = (h + 1) & (size - 1)
+                if stamp[h] == r + 1:
+                    found = r
+                    break
+                stamp[h] = r + 1
+                slot[h] = keys[j]
+            if found >= 0:
+                break
+    PyMem_RawFree(slot)
+    PyMem_RawFree(stamp)
+    return found
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Ghost: a bounded FIFO map from keys that left the cache to an int32 (S3-FIFO's ghost queue). A ring of records
 # plus a KeyIndex over it; a record whose key was discarded is marked GHOST_DEAD and simply overwritten when the

@@ -18,7 +18,7 @@ from cachesim._contract import OUTPUT_FIELDS, TENANT_FIELDS, EngineInputError, c
 from cachesim._statistics import grow_tenant_statistics
 
 __all__ = ["OUTPUT_FIELDS", "TENANT_FIELDS", "EngineInputError", "Engine", "compile_id_blocks", "compile_token_blocks",
-           "dense_ids", "relabel_keys", "xxh3_64"]
+           "dense_ids", "first_repeated_key", "relabel_keys", "xxh3_64"]
 
 _FIELD = {name: i for i, name in enumerate(TENANT_FIELDS)}
 
@@ -67,6 +67,15 @@ def relabel_keys(keys, block_offsets, tenant, tenant_seeds):
         for key in keys[block_offsets[r]:block_offsets[r + 1]]:
             out.append(xxh3_64(int(key).to_bytes(8, "little"), seed))
     return np.array(out, dtype=np.uint64)
+
+
+def first_repeated_key(block_offsets, keys) -> int:
+    """The first request whose blocks name one key twice, or -1."""
+    for r in range(len(block_offsets) - 1):
+        run = [int(k) for k in keys[block_offsets[r]:block_offsets[r + 1]]]
+        if len(set(run)) < len(run):
+            return r
+    return -1
 
 
 def dense_ids(keys):

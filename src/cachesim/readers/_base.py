@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +20,26 @@ from typing import IO
 import numpy as np
 import orjson
 
+from cachesim._contract import MAX_TOKENS_PER_REQUEST
 from cachesim.requests import BlockRequests, TokenRequests, TraceError, offsets_from_lengths
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 DEFAULT_BATCH_BYTES = 16 << 20
 MAX_SKIP_EXAMPLES = 3
+
+
+def _decompression_errors() -> tuple[type[BaseException], ...]:
+    """What reading a damaged file can raise: gzip's zlib.error and zstandard's ZstdError are not OSErrors."""
+    errors: tuple[type[BaseException], ...] = (OSError, EOFError, ValueError, zlib.error)
+    try:
+        import zstandard
+    except ImportError:
+        return errors
+    return (*errors, zstandard.ZstdError)
+
+
+DECOMPRESSION_ERRORS = _decompression_errors()
 
 
 def _open_raw(path: str | Path) -> IO[bytes]:
@@ -56,12 +71,22 @@ def open_text(path: str | Path) -> IO[bytes]:
     return _decompressing(raw, path)
 
 
+MAX_HEAD_BYTES = 64 << 20  # how far the sniffer reads for a first whole line (a Claude Code line can be MBs)
+
+
 def read_head(path: str | Path, n_bytes: int = 1 << 16) -> bytes:
-    """The first decompressed bytes of a file, for sniffing its format."""
+    """The first decompressed bytes of a file, for sniffing its format: at least ``n_bytes``, and more until they
+    hold a whole non-blank line (or the file, or MAX_HEAD_BYTES, ends)."""
     with open_text(path) as handle:
         try:
-            return handle.read(n_bytes)
-        except (OSError, EOFError, ValueError) as exc:
+            head = handle.read(n_bytes)
+            while len(head) < MAX_HEAD_BYTES and b"\n" not in head.lstrip():
+                more = handle.read(len(head))
+                if not more:
+                    break
+                head += more
+            return head
+        except DECOMPRESSION_ERRORS as exc:
             raise TraceError(f"cannot decompress: {exc}", file=str(path)) from None
 
 
@@ -99,7 +124,7 @@ class Source:
                 with memoryview(buf) as free:
                     try:
                         n = handle.readinto(free[filled:])
-                    except (OSError, EOFError, ValueError) as exc:
+                    except DECOMPRESSION_ERRORS as exc:
                         raise TraceError(f"cannot decompress after line {line - 1}: {exc}",
                                          file=self.path) from None
                 filled += n
@@ -235,15 +260,27 @@ def require(obj: dict, name: str, kinds: tuple[type, ...], what: str):
     return value
 
 
-def count(obj: dict, name: str, *, required: bool = True, positive: bool = False) -> int:
-    """A token count: a non-negative integer (positive if asked); -1 when optional and absent."""
-    if not required and obj.get(name) is None:
-        return -1
-    value = require(obj, name, (int,), "a token count")
+def token_count(value, name: str, *, positive: bool = False) -> int:
+    """A token count read from a file: a whole number, not negative (positive if asked), and at most
+    MAX_TOKENS_PER_REQUEST — a larger one is damage, refused here before anything is sized by it."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TraceError(f"expected a token count, got {type(value).__name__} {str(value)[:40]}", field=name)
     if value < (1 if positive else 0):
         raise TraceError(f"expected a {'positive' if positive else 'non-negative'} token count, got {value}",
                          field=name)
+    if value > MAX_TOKENS_PER_REQUEST:
+        raise TraceError(f"{value:,} tokens is beyond the {MAX_TOKENS_PER_REQUEST:,} a request may have (set "
+                         "CACHESIM_MAX_TOKENS_PER_REQUEST to raise it)", field=name)
     return value
+
+
+def count(obj: dict, name: str, *, required: bool = True, positive: bool = False) -> int:
+    """A token count field: see token_count; -1 when optional and absent."""
+    if not required and obj.get(name) is None:
+        return -1
+    if name not in obj:
+        raise TraceError("missing", field=name)
+    return token_count(obj[name], name, positive=positive)
 
 
 def seconds(value, name: str, per_second: float = 1.0) -> float:

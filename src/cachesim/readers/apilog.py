@@ -18,7 +18,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 
-from cachesim.readers._base import Columns, ReadOptions, ReadResult, Row, Source, json_batches, label, seconds
+from cachesim.readers._base import (
+    Columns,
+    ReadOptions,
+    ReadResult,
+    Row,
+    Source,
+    json_batches,
+    label,
+    seconds,
+    token_count,
+)
 from cachesim.readers._render import Prompt, cache_ttl_s, canonical, tool_call_text, tool_definition_text
 from cachesim.requests import TraceError
 from cachesim.tokenizers import get_tokenizer
@@ -67,9 +77,7 @@ def _observed(obj: dict) -> dict:
             value = value.get(key) if isinstance(value, dict) else None
         if value is None:
             return 0
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise TraceError(f"expected a token count, got {str(value)[:40]!r}", field="usage." + ".".join(path))
-        return value
+        return token_count(value, "usage." + ".".join(path))
 
     if "cache_read_input_tokens" in usage or "cache_creation_input_tokens" in usage:  # Anthropic
         read, write = n("cache_read_input_tokens"), n("cache_creation_input_tokens")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cachesim.readers._base import ReadOptions, ReadResult, Source
+from cachesim.readers._base import ReadOptions, ReadResult, Source, token_count
 from cachesim.requests import TokenRequests, TraceError, offsets_from_lengths
 
 NAME = "azure"
@@ -21,7 +21,7 @@ HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens"
 
 
 def sniff(first: dict | None, head: bytes) -> bool:
-    return head.lstrip(b"\xef\xbb\xbf").split(b"\n", 1)[0].strip().decode(errors="replace") == HEADER
+    return head.lstrip(b"\xef\xbb\xbf").lstrip().split(b"\n", 1)[0].strip().decode(errors="replace") == HEADER
 
 
 @dataclass
@@ -45,14 +45,19 @@ def read_arrivals(path: str | Path, skip_invalid: bool = False) -> Arrivals:
     options = ReadOptions(skip_invalid=skip_invalid)
     stamps, inputs, outputs, lines = [], [], [], []
     source = Source(path)
+    header_seen = False  # the header is the first non-blank line
     for data, first_line, _ in source.chunks(options.batch_bytes):
         for offset, raw in enumerate(bytes(data).split(b"\n")):
             line_no = first_line + offset
             text = raw.decode("utf-8", errors="replace").strip().lstrip("\ufeff")
-            if not text or (line_no == 1 and text == HEADER):
+            if not text:
                 continue
-            if line_no == 1:
-                raise TraceError(f"expected the header {HEADER!r}, got {text[:60]!r}", file=str(path), line=1)
+            if not header_seen:
+                if text != HEADER:
+                    raise TraceError(f"expected the header {HEADER!r}, got {text[:60]!r}", file=str(path),
+                                     line=line_no)
+                header_seen = True
+                continue
             try:
                 stamp, context, generated = _row(text)
             except TraceError as exc:
@@ -87,9 +92,9 @@ def _row(text: str) -> tuple[str, int, int]:
     counts = []
     for name, value in zip(("ContextTokens", "GeneratedTokens"), fields[1:]):
         value = value.strip()
-        if not value.isdigit():
+        if not (value.isascii() and value.isdigit()):
             raise TraceError(f"expected a non-negative integer, got {value[:40]!r}", field=name)
-        counts.append(int(value))
+        counts.append(token_count(int(value), name))
     if counts[0] == 0:
         raise TraceError("a prompt needs at least one token", field="ContextTokens")
     return stamp, counts[0], counts[1]

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from cachesim.readers._base import Columns, ReadOptions, ReadResult, Row, Source, json_batches, require
+from cachesim.readers._base import Columns, ReadOptions, ReadResult, Row, Source, json_batches, require, token_count
 from cachesim.readers._render import Prompt
 from cachesim.readers.apilog import iso_seconds
 from cachesim.requests import TraceError
@@ -51,10 +51,7 @@ def _usage(message: dict) -> dict:
         return {}
     values = {}
     for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens"):
-        value = usage.get(name, 0) or 0
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise TraceError(f"expected a token count, got {str(value)[:40]!r}", field=f"message.usage.{name}")
-        values[name] = value
+        values[name] = token_count(usage.get(name, 0) or 0, f"message.usage.{name}")
     read, write = values["cache_read_input_tokens"], values["cache_creation_input_tokens"]
     return {"observed_input_tokens": values["input_tokens"] + read + write, "observed_cache_read_tokens": read,
             "observed_cache_write_tokens": write, "observed_output_tokens": values["output_tokens"]}

@@ -1,0 +1,89 @@
+"""Damaged, hostile or merely unusual files: each gets a located one-line error or is read as it is — never a
+traceback, a crash or an allocation sized by a number nobody checked."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import orjson
+import pytest
+
+import cachesim
+from cachesim import _contract
+from cachesim.cli import main
+from cachesim.requests import TraceError
+
+
+def _mooncake_lines(n: int, ids_per_request: int = 3) -> list[bytes]:
+    return [orjson.dumps({"timestamp": i * 1000, "input_length": 512 * ids_per_request, "output_length": 5,
+                          "hash_ids": list(range(i, i + ids_per_request))}) for i in range(n)]
+
+
+def test_a_first_line_longer_than_the_sniffers_first_read_is_recognised(tmp_path):
+    # a Mooncake line of 20,000 ids is about 130 KB, beyond the 64 KiB the sniffer reads first
+    path = tmp_path / "long.jsonl"
+    long = orjson.dumps({"timestamp": 0, "input_length": 512 * 20_000, "output_length": 1,
+                         "hash_ids": list(range(20_000))})
+    assert len(long) > 1 << 16
+    path.write_bytes(long + b"\n" + b"\n".join(_mooncake_lines(3)) + b"\n")
+    assert cachesim.detect_format(path) == "mooncake"
+    trace = cachesim.read_trace(path)
+    assert trace.n_requests == 4 and trace.n_blocks == 20_000 + 9
+
+
+def test_blank_first_lines_do_not_defeat_the_sniffer(tmp_path):
+    path = tmp_path / "blank.jsonl"
+    path.write_bytes(b"\n\n  \n" + b"\n".join(_mooncake_lines(3)) + b"\n")
+    assert cachesim.read_trace(path).n_requests == 3
+    csv = tmp_path / "azure.csv"
+    csv.write_text("\n\nTIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n")
+    assert cachesim.detect_format(csv) == "azure"
+
+
+def test_a_token_count_beyond_the_limit_is_refused_where_it_stands(tmp_path, capsys):
+    path = tmp_path / "azure.csv"
+    path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,37400000000,44\n")
+    assert main(["replay", str(path), "--synthesize"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{path}:2: ContextTokens" in err[0] and "beyond" in err[0]
+    big = tmp_path / "big.jsonl"
+    big.write_bytes(orjson.dumps({"timestamp": 0, "input_length": 512, "output_length": 2**63,
+                                  "hash_ids": [1]}) + b"\n")
+    with pytest.raises(TraceError, match="output_length") as exc:
+        cachesim.read_trace(big)
+    assert exc.value.line == 1
+    assert _contract.MAX_TOKENS_PER_REQUEST == 10**7
+
+
+@pytest.mark.parametrize("damage", ["gzip", "zstd"])
+def test_a_damaged_compressed_file_is_a_located_error(tmp_path, capsys, damage):
+    body = b"\n".join(_mooncake_lines(2000)) + b"\n"
+    if damage == "gzip":
+        packed = bytearray(gzip.compress(body))
+    else:
+        zstandard = pytest.importorskip("zstandard")
+        packed = bytearray(zstandard.ZstdCompressor().compress(body))
+    middle = len(packed) // 2
+    packed[middle:middle + 64] = bytes(64)   # zeros where the compressed stream was
+    path = tmp_path / f"damaged.jsonl.{damage[:2]}"
+    path.write_bytes(bytes(packed))
+    assert main(["replay", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("cachesim: error:") and "Traceback" not in "\n".join(err)
+    assert str(path) in err[-1]
+
+
+def test_the_repeated_key_check_agrees_between_the_twins():
+    from cachesim import _impl
+
+    rng = np.random.default_rng(7)
+    impls = ["reference"] + (["core"] if _impl.default_impl() == "core" else [])
+    for trial in range(200):
+        lengths = rng.integers(0, 30, rng.integers(1, 12))
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        keys = rng.integers(0, 64 if trial % 2 else 2**63, int(offsets[-1])).astype(np.uint64)
+        expected = next((r for r in range(len(lengths))
+                         if len(set(keys[offsets[r]:offsets[r + 1]].tolist())) < lengths[r]), -1)
+        for impl in impls:
+            assert _impl.load(impl).first_repeated_key(offsets, keys) == expected
