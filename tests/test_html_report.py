@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 import cachesim
-from cachesim.html_report import render_report, write_report
+from cachesim.report import render_report, write_report
 from cachesim.requests import BlockRequests
 from cachesim.sweep import run_sweep
 

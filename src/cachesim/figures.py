@@ -1,16 +1,22 @@
-"""Sweep figures (matplotlib, the ``plot`` extra): a metric against capacity per policy, and interference heat maps.
+"""All of cachesim's figures (matplotlib, the ``plot`` extra): a metric against capacity per policy, tenant x
+tenant heat maps (the HTML report and ``cachesim interference --heatmap``), and the LRU hit-ratio curve.
 
-Figures are built on :class:`matplotlib.figure.Figure` directly (no pyplot state, no display), so they render the
-same in a worker, a test or a headless server; :func:`figure_png` gives bytes that depend on the data alone.
+Figures are built on :class:`matplotlib.figure.Figure` with an Agg canvas (no pyplot state, no display, the
+caller's backend left alone), so they render the same in a worker, a test or a headless server;
+:func:`figure_png` gives bytes that depend on the data alone.
 """
 
 from __future__ import annotations
 
 import io
 import math
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-__all__ = ["LABELS", "default_metrics", "figure_png", "interference_figure", "metric_figure", "sweep_figures"]
+import numpy as np
+
+__all__ = ["LABELS", "curve_figure", "default_metrics", "figure_png", "heatmap_figure", "interference_figure",
+           "metric_figure", "plot_curve", "save_figure", "sweep_figures", "tenant_heatmap"]
 
 LABELS = {
     "capacity_blocks": "capacity (blocks)",
@@ -23,17 +29,30 @@ LABELS = {
 }
 MAX_HEATMAP_TENANTS = 24
 MAX_HEATMAPS = 4
+ANNOTATE_MAX = 12     # above this many tenants the cells are too small to carry numbers
+HEATMAP_FORMATS = (".png", ".svg", ".pdf")
 
 
-def _require_matplotlib():
+def new_figure(**options):
+    """A Figure on an Agg canvas: the one place matplotlib is loaded, so a missing extra reads the same everywhere."""
     try:
         import matplotlib
     except ImportError:
-        raise ValueError("figures need the 'plot' extra: pip install 'cachesim[plot]'") from None
+        raise ImportError("figures need matplotlib, the 'plot' extra: pip install 'cachesim[plot]'") from None
     matplotlib.rcParams["svg.hashsalt"] = "cachesim"  # reproducible ids if anyone saves SVG
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    return Figure
+    fig = Figure(**options)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig, path: str | Path, dpi: float | str = "figure") -> Path:
+    """Write ``fig`` in the format its suffix names."""
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    return path
 
 
 def _label(name: str) -> str:
@@ -55,8 +74,7 @@ def metric_figure(rows: Sequence[Mapping[str, Any]], y: str, x: str = "capacity_
     Generic over the column names, so a cost column plots the same way as a hit ratio. Rows whose ``x`` is None
     (an unbounded cache) become a dashed horizontal line in their series' colour.
     """
-    Figure = _require_matplotlib()
-    fig = Figure(figsize=(7.0, 4.2), dpi=100, layout="constrained")
+    fig = new_figure(figsize=(7.0, 4.2), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for row in rows:
@@ -94,36 +112,69 @@ def metric_figure(rows: Sequence[Mapping[str, Any]], y: str, x: str = "capacity_
     return fig
 
 
+def _short(value: float) -> str:
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:.0f}"
+
+
+def heatmap_figure(matrix, names: Sequence[str], *, title: str, row_label: str, col_label: str, value_label: str,
+                   max_tenants: int | None = MAX_HEATMAP_TENANTS):
+    """A tenant x tenant matrix (cell [R, O]) as a heat map, the one drawing behind every heat map.
+
+    With more than ``max_tenants`` tenants only the ones with the most weight (as row or column) are drawn.
+    """
+    matrix = np.asarray(matrix)
+    names = list(names)
+    if matrix.shape != (len(names), len(names)):
+        raise ValueError(f"matrix is {matrix.shape}, expected {len(names)} x {len(names)} for {len(names)} tenants")
+    if max_tenants is not None and len(names) > max_tenants:
+        weight = matrix.sum(axis=0) + matrix.sum(axis=1)
+        keep = np.sort(np.argsort(-weight, kind="stable")[:max_tenants])
+        matrix, names = matrix[np.ix_(keep, keep)], [names[i] for i in keep]
+    n = len(names)
+    side = min(3.0 + 0.35 * n, 24.0)
+    fig = new_figure(figsize=(side + 1.5, side), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(matrix, cmap="viridis", aspect="auto", interpolation="nearest")
+    fig.colorbar(image, ax=ax, label=value_label)
+    ax.set_xticks(range(n), names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(n), names, fontsize=8)
+    ax.set_xlabel(col_label)
+    ax.set_ylabel(row_label)
+    if n <= ANNOTATE_MAX:
+        top = matrix.max() if matrix.size else 0
+        for (r, o), value in np.ndenumerate(matrix):
+            ax.text(o, r, _short(value), ha="center", va="center", fontsize=8,
+                    color="black" if top and value > 0.6 * top else "white")
+    ax.set_title(title, fontsize=10, wrap=True)
+    return fig
+
+
 def interference_figure(tokens: Sequence[Sequence[int]], tenants: Sequence[str], title: str | None = None):
     """Who hit whose entries: cell [R, O] = tokens tenant R hit in entries tenant O inserted (Result.hits_from).
 
     With many tenants only the ones with the most hit tokens (as requester or owner) are drawn.
     """
-    import numpy as np
+    return heatmap_figure(np.asarray(tokens, dtype=np.int64), tenants,
+                          title=title or "interference: hit tokens by requester and owner",
+                          row_label="requester: tenant that hit them", col_label="owner: tenant that inserted the entries",
+                          value_label="hit tokens")
 
-    Figure = _require_matplotlib()
-    matrix = np.asarray(tokens, dtype=np.int64)
-    names = list(tenants)
-    if len(names) > MAX_HEATMAP_TENANTS:
-        weight = matrix.sum(axis=0) + matrix.sum(axis=1)
-        keep = np.sort(np.argsort(-weight, kind="stable")[:MAX_HEATMAP_TENANTS])
-        matrix, names = matrix[np.ix_(keep, keep)], [names[i] for i in keep]
-    size = min(3.0 + 0.35 * len(names), 11.0)
-    fig = Figure(figsize=(size + 1.5, size), dpi=100, layout="constrained")
-    ax = fig.add_subplot()
-    image = ax.imshow(matrix, cmap="viridis", aspect="auto", interpolation="nearest")
-    fig.colorbar(image, ax=ax, label="hit tokens")
-    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(len(names)), names, fontsize=8)
-    ax.set_xlabel("owner: tenant that inserted the entries")
-    ax.set_ylabel("requester: tenant that hit them")
-    if len(names) <= 10:
-        top = matrix.max() or 1
-        for (r, o), value in np.ndenumerate(matrix):
-            ax.text(o, r, f"{value:,}", ha="center", va="center", fontsize=7,
-                    color="black" if value > 0.6 * top else "white")
-    ax.set_title(title or "interference: hit tokens by requester and owner")
-    return fig
+
+def tenant_heatmap(matrix, tenant_names: Sequence[str], path: str | Path, *, title: str,
+                   row_label: str = "tenant that hit (R)", col_label: str = "tenant that inserted (O)",
+                   value_label: str = "tokens") -> Path:
+    """Write a tenant x tenant matrix (e.g. ``hits_from[R][O]``) as a heat map of every tenant; the format
+    follows the file suffix."""
+    path = Path(path)
+    if path.suffix.lower() not in HEATMAP_FORMATS:
+        raise ValueError(f"{path}: a heat map is written as {', '.join(HEATMAP_FORMATS)}, "
+                         f"not {path.suffix or 'no suffix'!r}")
+    fig = heatmap_figure(np.asarray(matrix, dtype=np.float64), tenant_names, title=title, row_label=row_label,
+                         col_label=col_label, value_label=value_label, max_tenants=None)
+    return save_figure(fig, path)
 
 
 def _x_axis(axes: Mapping[str, list]) -> str | None:
@@ -181,9 +232,39 @@ def _heatmap_rows(result, x: str) -> list[int]:
 
 def figure_png(fig) -> bytes:
     """PNG bytes that depend on the figure alone (no timestamp or software tag)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", metadata={"Software": None})
     return buffer.getvalue()
+
+
+def curve_figure(curves, kv_bytes_per_token: float | None = None, title: str | None = None):
+    """Token and block hit ratio against capacity (blocks below, GB above when KV bytes are given) of one or
+    more :class:`~cachesim.mrc.Curve`. Unbounded points are left out (no place on a log axis)."""
+    curves = [curves] if hasattr(curves, "capacities_blocks") else list(curves)
+    fig = new_figure(figsize=(8, 5))
+    ax = fig.add_subplot()
+    for c in curves:
+        finite = c.capacities_blocks > 0
+        label = "no TTL" if c.ttl_s is None else f"TTL {c.ttl_s:g} s"
+        line, = ax.plot(c.capacities_blocks[finite], c.token_hit_ratio[finite], marker=".", label=f"token, {label}")
+        ax.plot(c.capacities_blocks[finite], c.block_hit_ratio[finite], linestyle="--", color=line.get_color(),
+                label=f"block, {label}")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"capacity (blocks of {curves[0].block_size} tokens)")
+    ax.set_ylabel("hit ratio")
+    ax.set_ylim(0, 1)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    if kv_bytes_per_token:
+        per_block_gb = curves[0].block_size * kv_bytes_per_token / 1e9
+        top = ax.secondary_xaxis("top", functions=(lambda b: b * per_block_gb, lambda g: g / per_block_gb))
+        top.set_xlabel(f"capacity (GB at {kv_bytes_per_token:,.0f} KV bytes per token)")
+    sampled = curves[0].sample_rate < 1
+    ax.set_title(title or ("LRU hit-ratio curve" + (f" (sampled at {curves[0].sample_rate:g})" if sampled else "")))
+    fig.tight_layout()
+    return fig
+
+
+def plot_curve(curves, path: str | Path, kv_bytes_per_token: float | None = None, title: str | None = None) -> None:
+    """Write :func:`curve_figure` to ``path`` (PNG, SVG or PDF by its suffix)."""
+    save_figure(curve_figure(curves, kv_bytes_per_token, title), path, dpi=120)

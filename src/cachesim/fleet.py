@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -453,60 +452,5 @@ def run_fleet(trace: Trace, n_replicas: int, router: RouterConfig | str = "round
     return FleetResult(router, n_replicas, config, load, replica, replicas, per_request, list(trace.tenant_names))
 
 
-# -- on screen ----------------------------------------------------------------------------------------------------
-
-def print_fleet(results: Sequence[FleetResult], label: str, console=None, per_replica: bool = False,
-                max_tenants: int = 20) -> None:
-    """Routers side by side; with ``per_replica`` (or a single router) each replica's row too."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = console or Console()
-    first = results[0]
-    cfg, load = first.config, first.load
-    capacity = "unbounded" if cfg.capacity_blocks is None else f"{cfg.capacity_blocks:,} blocks"
-    console.print(f"[bold]cachesim fleet[/bold] — {label}")
-    console.print(f"{first.n_replicas} replicas · each LRU, capacity {capacity}"
-                  f"{'' if cfg.ttl_s is None else f', TTL {cfg.ttl_s:g} s'} · load model: prefill "
-                  f"{load.prefill_tokens_per_s:,.0f} tok/s, decode {load.decode_tokens_per_s:,.0f} tok/s, one FIFO "
-                  "queue per replica")
-    table = Table(title="routers", header_style="bold")
-    for col in ("router", "token hit ratio", "TTFT mean s", "TTFT p50 s", "TTFT p99 s", "util max", "util mean",
-                "requests max/mean", "predicted/hit"):
-        table.add_column(col, justify="left" if col == "router" else "right")
-    for res in results:
-        s = res.summary()
-        predicted = s["predicted_hit_tokens"]
-        table.add_row(res.router.name, f"{s['token_hit_ratio']:.4f}", f"{s['ttft_mean_s']:.3f}",
-                      f"{s['ttft_p50_s']:.3f}", f"{s['ttft_p99_s']:.3f}", f"{s['utilisation_max']:.3f}",
-                      f"{s['utilisation_mean']:.3f}", f"{s['request_imbalance']:.3f}",
-                      "—" if predicted is None else f"{predicted / s['hit_tokens']:.3f}" if s["hit_tokens"] else "—")
-    console.print(table)
-    names = first.tenant_names
-    if len(names) > 1:
-        tenants = [res.per_tenant() for res in results]
-        t = Table(title="token hit ratio per tenant", header_style="bold")
-        t.add_column("tenant")
-        t.add_column("requests", justify="right")
-        for res in results:
-            t.add_column(res.router.name, justify="right")
-        ranked = sorted(names, key=lambda name: -tenants[0][name]["prompt_tokens"])
-        for name in ranked[:max_tenants]:
-            t.add_row(name, f"{tenants[0][name]['requests']:,}",
-                      *(f"{rows[name]['token_hit_ratio']:.4f}" for rows in tenants))
-        if len(ranked) > max_tenants:
-            t.caption = f"{len(ranked) - max_tenants} more tenants in the JSON output"
-        console.print(t)
-    if not (per_replica or len(results) == 1):
-        return
-    for res in results:
-        t = Table(title=f"per replica — {res.router.name}: {ROUTER_DESCRIPTIONS[res.router.name]}",
-                  header_style="bold")
-        for col in ("replica", "requests", "prompt tokens", "token hit ratio", "utilisation", "TTFT mean s",
-                    "TTFT p99 s", "peak blocks", "evictions"):
-            t.add_column(col, justify="right")
-        for row in res.per_replica():
-            t.add_row(str(row["replica"]), f"{row['requests']:,}", f"{row['prompt_tokens']:,}",
-                      f"{row['token_hit_ratio']:.4f}", f"{row['utilisation']:.3f}", f"{row['ttft_mean_s']:.3f}",
-                      f"{row['ttft_p99_s']:.3f}", f"{row['peak_occupancy_blocks']:,}", f"{row['evictions']:,}")
-        console.print(t)
+# cli.py imports print_fleet from here until the cli package imports it from cachesim.report
+from cachesim.report.fleet import print_fleet  # noqa: F401

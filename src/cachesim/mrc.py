@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,8 +36,6 @@ __all__ = [
     "default_capacities",
     "hit_ratio_curve",
     "hit_ratio_table",
-    "plot_curve",
-    "print_curves",
     "stack_profile",
 ]
 
@@ -304,83 +301,6 @@ def default_capacities(profile: StackProfile, points: int = 24) -> list[int | No
     return [int(x) for x in grid] + [None]
 
 
-def plot_curve(curves: Curve | Sequence[Curve], path: str | Path, kv_bytes_per_token: float | None = None,
-               title: str | None = None) -> None:
-    """Plot token and block hit ratio against capacity (blocks below, GB above when KV bytes are given).
-
-    Needs matplotlib (``pip install 'cachesim[plot]'``). Unbounded points are left out (no place on a log axis).
-    """
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise ImportError("plotting needs matplotlib: pip install 'cachesim[plot]'") from exc
-    curves = [curves] if isinstance(curves, Curve) else list(curves)
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for c in curves:
-        finite = c.capacities_blocks > 0
-        label = "no TTL" if c.ttl_s is None else f"TTL {c.ttl_s:g} s"
-        line, = ax.plot(c.capacities_blocks[finite], c.token_hit_ratio[finite], marker=".", label=f"token, {label}")
-        ax.plot(c.capacities_blocks[finite], c.block_hit_ratio[finite], linestyle="--", color=line.get_color(),
-                label=f"block, {label}")
-    ax.set_xscale("log")
-    ax.set_xlabel(f"capacity (blocks of {curves[0].block_size} tokens)")
-    ax.set_ylabel("hit ratio")
-    ax.set_ylim(0, 1)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize="small")
-    if kv_bytes_per_token:
-        per_block_gb = curves[0].block_size * kv_bytes_per_token / 1e9
-        top = ax.secondary_xaxis("top", functions=(lambda b: b * per_block_gb, lambda g: g / per_block_gb))
-        top.set_xlabel(f"capacity (GB at {kv_bytes_per_token:,.0f} KV bytes per token)")
-    sampled = curves[0].sample_rate < 1
-    ax.set_title(title or ("LRU hit-ratio curve" + (f" (sampled at {curves[0].sample_rate:g})" if sampled else "")))
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _capacity_text(blocks: int) -> str:
-    return "unbounded" if blocks < 0 else f"{blocks:,}"
-
-
-def print_curves(curves: Sequence[Curve], trace: Trace, label: str, profile: StackProfile,
-                 kv_bytes_per_token: float | None = None, console=None) -> None:
-    """The curves as one table on screen: a row per capacity, token and block hit ratio per TTL."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = console or Console()
-    first = curves[0]
-    console.print(f"[bold]cachesim mrc[/bold] — {label}")
-    sampled = first.sample_rate < 1
-    console.print(f"trace: {trace.n_requests:,} requests · {trace.n_blocks:,} blocks of {trace.block_size} tokens "
-                  f"(from {trace.block_source}) · {'~' if sampled else ''}{profile.distinct_keys:,.0f} distinct "
-                  f"blocks · longest request {profile.longest_request_blocks:,} blocks")
-    if sampled:
-        console.print(f"[yellow]estimate[/yellow]: sampled at rate {first.sample_rate:g}, with every key of the first "
-                      f"{profile.always_blocks} blocks of each request tracked; see docs/mrc.md for the error")
-    else:
-        console.print("exact: each row equals a replay (LRU, SEMANTICS §3) at that capacity")
-    table = Table(show_header=True, header_style="bold")
-    table.add_column("capacity\nblocks", justify="right", no_wrap=True)
-    gb = first.capacities_gb(kv_bytes_per_token) if kv_bytes_per_token else None
-    if gb is not None:
-        table.add_column("capacity\nGB", justify="right", no_wrap=True)
-    for c in curves:
-        ttl = "no TTL" if c.ttl_s is None else f"TTL {c.ttl_s:g}s"
-        table.add_column(f"token\n{ttl}", justify="right", no_wrap=True)
-        table.add_column(f"block\n{ttl}", justify="right", no_wrap=True)
-    for i, cap in enumerate(first.capacities_blocks):
-        row = [_capacity_text(int(cap))]
-        if gb is not None:
-            row.append("unbounded" if cap < 0 else f"{gb[i]:,.2f}")
-        for c in curves:
-            row += [f"{c.token_hit_ratio[i]:.4f}", f"{c.block_hit_ratio[i]:.4f}"]
-        table.add_row(*row)
-    console.print(table)
-    if gb is not None:
-        console.print(f"GB = blocks x {first.block_size} tokens x {kv_bytes_per_token:,.0f} KV bytes per token / 1e9")
-    console.print(f"columns: token hit ratio = {RATIO_DEFINITIONS['token_hit_ratio']}; "
-                  f"block hit ratio = {RATIO_DEFINITIONS['block_hit_ratio']}")
+# cli.py imports these from here until the cli package imports them from cachesim.figures and cachesim.report
+from cachesim.figures import plot_curve  # noqa: F401
+from cachesim.report.mrc import print_curves  # noqa: F401

@@ -511,37 +511,8 @@ def checkpoint_path(out: str | Path) -> Path:
     return out.with_name(out.name + ".partial.jsonl")
 
 
-SCREEN_METRICS = ("token_hit_ratio", "block_hit_ratio", "request_hit_ratio", "tokens_computed", "evictions_capacity",
-                  "peak_occupancy_blocks")
-
-
-def print_sweep(result: SweepResult, console=None) -> None:
-    """The table on screen: the axes that vary, then the headline metrics."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = console or Console()
-    t = result.trace
-    console.print(f"[bold]cachesim sweep[/bold] — {t['label']}: {t['requests']:,} requests, "
-                  f"{len(result.rows)} configurations")
-    table = Table(header_style="bold")
-    axes = [a for a in result.axes]
-    for name in (*axes, *SCREEN_METRICS):
-        table.add_column(name.replace("_", " "), justify="left" if name in ("policy", "preset") else "right")
-    for row in result.rows:
-        table.add_row(*(format_cell(name, row.get(name)) for name in (*axes, *SCREEN_METRICS)))
-    console.print(table)
-
-
-def format_cell(name: str, value: Any) -> str:
-    """A table cell as people read it: ratios to 4 places, counts with separators, None as unbounded/none."""
-    if value is None:
-        return "unbounded" if name == "capacity_blocks" else "none"
-    if isinstance(value, float):
-        return f"{value:.4f}" if name.endswith("ratio") else f"{value:g}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
+# cli.py imports print_sweep from here until the cli package imports it from cachesim.report
+from cachesim.report.sweep import print_sweep  # noqa: F401
 
 
 def load_result(path: str | Path) -> SweepResult:

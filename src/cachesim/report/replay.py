@@ -1,26 +1,30 @@
-"""Results on screen (tables) and for machines (CSV)."""
+"""A replay's result on screen (tables) and for machines (CSV)."""
 
 from __future__ import annotations
 
 import csv
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
+from cachesim._contract import RATIO_DEFINITIONS
 from cachesim.policies import describe
-from cachesim.replay import RATIO_DEFINITIONS, Result
-from cachesim.trace import Trace
+from cachesim.report._tables import add_columns, capacity_text, make_console, note_more, ttl_text
+
+if TYPE_CHECKING:
+    from cachesim.replay import Result
+    from cachesim.trace import Trace
 
 MAX_TENANT_ROWS = 20
 
 
 def describe_config(result: Result) -> str:
     cfg = result.config
-    capacity = "unbounded" if cfg.capacity_blocks is None else f"{cfg.capacity_blocks:,} blocks"
-    ttl = "no TTL" if cfg.ttl_s is None else f"TTL {cfg.ttl_s:g} s"
-    parts = [describe(cfg.policy).upper(), f"capacity {capacity}", ttl, f"hit cap {cfg.hit_cap or 'none'}"]
+    parts = [describe(cfg.policy).upper(), f"capacity {capacity_text(cfg.capacity_blocks)}", ttl_text(cfg.ttl_s),
+             f"hit cap {cfg.hit_cap or 'none'}"]
     if cfg.isolation:
         parts.append(f"isolation per {cfg.isolation}")
     parts.append(f"{result.impl} engine")
@@ -37,7 +41,7 @@ def _warmup_text(result: Result) -> str:
 
 
 def print_replay(result: Result, trace: Trace, label: str, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or make_console()
     s = result.summary()
     console.print(f"[bold]cachesim replay[/bold] — {label}")
     console.print(f"trace: {trace.n_requests:,} requests · {trace.n_blocks:,} blocks of {trace.block_size} tokens "
@@ -70,8 +74,7 @@ def print_replay(result: Result, trace: Trace, label: str, console: Console | No
         columns = ["tenant", "requests", "prompt tokens", "token hit ratio", "hit from others"]
         if attributed:
             columns += ["lost to others", "top evictor", "lost to TTL"]
-        for col in columns:
-            t.add_column(col, justify="left" if col in ("tenant", "top evictor") else "right")
+        add_columns(t, columns, left=("tenant", "top evictor"))
         ranked = sorted(tenants.items(), key=lambda kv: -kv[1]["prompt_tokens"])
         for name, row in ranked[:MAX_TENANT_ROWS]:
             others = sum(v for owner, v in row["hits_from"].items() if owner != name)
@@ -82,8 +85,7 @@ def print_replay(result: Result, trace: Trace, label: str, console: Console | No
                 top = max(lost, key=lost.get) if lost else ""
                 cells += [f"{sum(lost.values()):,}", top, f"{row['lost_to'].get('ttl', 0):,}"]
             t.add_row(*cells)
-        if len(ranked) > MAX_TENANT_ROWS:
-            t.caption = f"{len(ranked) - MAX_TENANT_ROWS} more tenants in the JSON output"
+        note_more(t, len(ranked), MAX_TENANT_ROWS)
         console.print(t)
 
 
