@@ -12,7 +12,7 @@ from typing import Iterator
 import numpy as np
 
 from cachesim import _impl
-from cachesim.requests import BlockRequests, TokenRequests, TraceError
+from cachesim.requests import BlockRequests, Ragged, TokenRequests, TraceError
 
 __all__ = ["Trace", "compile_trace"]
 
@@ -196,8 +196,6 @@ def _meta_columns(meta: dict, n_requests: int) -> dict[str, np.ndarray]:
 
 
 def _meta_from(names: list[str], column) -> dict:
-    from cachesim.readers._base import Ragged
-
     meta: dict = {}
     ragged: dict[str, dict] = {}
     for member in names:
