@@ -20,21 +20,19 @@ counts exactly the requests the shared replay counts.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
+from cachesim import parallel
 from cachesim.replay import CacheConfig, Result, Simulator
 
 # the trace operations live in trace.py; imported here they stay importable from this module (__all__)
 from cachesim.trace import Trace, first_counted, merge_traces, select_tenants, take_requests
 
 __all__ = [
-    "EXECUTORS",
     "InterferenceReport",
     "Partition",
     "PartitionedResult",
@@ -43,7 +41,6 @@ __all__ = [
     "counterfactual",
     "first_counted",
     "merge_traces",
-    "parallel_map",
     "remedy_plans",
     "replay_partitions",
     "replay_requests",
@@ -51,27 +48,7 @@ __all__ = [
     "take_requests",
 ]
 
-EXECUTORS = ("thread", "process")
-
-_T = TypeVar("_T")
-_R = TypeVar("_R")
-
-
 # -- replaying parts of a trace ---------------------------------------------------------------------------------
-
-def parallel_map(fn: Callable[[_T], _R], items: Sequence[_T], *, workers: int | None = None,
-                 executor: str = "thread") -> list[_R]:
-    """``[fn(x) for x in items]``, in parallel. Threads suit the compiled core (it releases the GIL while it
-    serves); processes pay for pickling the traces but also parallelise the reference model."""
-    if executor not in EXECUTORS:
-        raise ValueError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
-    workers = workers if workers is not None else min(len(items), os.cpu_count() or 1)
-    if workers <= 1 or len(items) <= 1:
-        return [fn(x) for x in items]
-    pool = ThreadPoolExecutor if executor == "thread" else ProcessPoolExecutor
-    with pool(max_workers=workers) as ex:
-        return list(ex.map(fn, items))
-
 
 @dataclass(frozen=True)
 class _Job:
@@ -101,7 +78,8 @@ def replay_requests(trace: Trace, config: CacheConfig, index_sets: Sequence[np.n
         warm = int(np.searchsorted(index, start, side="left"))
         cfg = replace(cfg, warmup_requests=warm, warmup_s=0.0)
         jobs.append(_Job(take_requests(trace, index), cfg, impl, keep_per_request))
-    return parallel_map(_run_job, jobs, workers=workers, executor=executor)
+    # threads by default: the core releases the GIL, and threads share the sub-traces processes would pickle
+    return parallel.map(_run_job, jobs, executor, workers=workers)
 
 
 @dataclass(frozen=True)
