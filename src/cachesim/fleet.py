@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import xxhash
 
-from cachesim.interference import first_counted, replay_requests
+from cachesim.interference import replay_requests
 from cachesim.replay import CacheConfig, Result
-from cachesim.trace import Trace
+from cachesim.trace import Trace, first_counted
 
 __all__ = ["ROUTERS", "FleetResult", "LoadModel", "RouterConfig", "fifo_schedule", "route", "run_fleet"]
 

@@ -20,21 +20,19 @@ counts exactly the requests the shared replay counts.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
-from cachesim import units
+from cachesim import parallel
 from cachesim.replay import CacheConfig, Result, Simulator
-from cachesim.requests import TraceError
-from cachesim.trace import Trace, _take
+
+# the trace operations live in trace.py; imported here they stay importable from this module (__all__)
+from cachesim.trace import Trace, first_counted, merge_traces, select_tenants, take_requests
 
 __all__ = [
-    "EXECUTORS",
     "InterferenceReport",
     "Partition",
     "PartitionedResult",
@@ -43,7 +41,6 @@ __all__ = [
     "counterfactual",
     "first_counted",
     "merge_traces",
-    "parallel_map",
     "remedy_plans",
     "replay_partitions",
     "replay_requests",
@@ -51,111 +48,7 @@ __all__ = [
     "take_requests",
 ]
 
-EXECUTORS = ("thread", "process")
-
-_T = TypeVar("_T")
-_R = TypeVar("_R")
-
-
-# -- building traces --------------------------------------------------------------------------------------------
-
-def merge_traces(parts: Sequence[tuple[str, Trace]], *, keep_tenants: bool = False) -> Trace:
-    """Merge compiled traces into one, in order of arrival time (stable: ties keep part order, then trace order).
-
-    Each part is ``(label, trace)``. With ``keep_tenants=False`` every request of a part belongs to one tenant named
-    ``label``; with ``keep_tenants=True`` its tenants are kept as ``label/name``. Sessions are renumbered so that
-    parts never share a session id. All parts must have the same block size.
-    """
-    if not parts:
-        raise ValueError("merge_traces needs at least one trace")
-    block_size = parts[0][1].block_size
-    for label, trace in parts:
-        if trace.block_size != block_size:
-            raise TraceError(f"trace {label!r} has {trace.block_size}-token blocks, the first has {block_size}; "
-                             "compile both at one block size", field="block_size")
-    names: list[str] = []
-    tenants, sessions, offsets = [], [], [np.zeros(1, dtype=np.int64)]
-    session_base = 0
-    block_base = 0
-    for label, trace in parts:
-        if keep_tenants:
-            codes = np.arange(len(trace.tenant_names), dtype=np.int32) + len(names)
-            names.extend(f"{label}/{name}" for name in trace.tenant_names)
-            tenants.append(codes[trace.tenant])
-        else:
-            if label in names:
-                raise ValueError(f"two traces are labelled {label!r}")
-            tenants.append(np.full(trace.n_requests, len(names), dtype=np.int32))
-            names.append(label)
-        session = np.asarray(trace.session, dtype=np.int64)
-        sessions.append(np.where(session >= 0, session + session_base, -1))
-        session_base += int(session.max(initial=-1)) + 1
-        offsets.append(np.asarray(trace.block_offsets[1:], dtype=np.int64) - trace.block_offsets[0] + block_base)
-        block_base += trace.n_blocks
-    if len(set(names)) != len(names):
-        raise ValueError(f"merged tenant names collide: {names}")
-    sources = {trace.block_source for _, trace in parts}
-    merged = Trace(t=np.concatenate([np.asarray(p.t, dtype=np.float64) for _, p in parts]),
-                   tenant=np.concatenate(tenants), tenant_names=names, session=np.concatenate(sessions),
-                   prompt_tokens=np.concatenate([np.asarray(p.prompt_tokens, dtype=np.int64) for _, p in parts]),
-                   output_tokens=np.concatenate([np.asarray(p.output_tokens, dtype=np.int64) for _, p in parts]),
-                   block_offsets=np.concatenate(offsets),
-                   # keys, not ids: two traces numbered apart (Trace.dense()) would share ids by accident
-                   block_keys=np.concatenate([p.keyed().block_keys for _, p in parts]).astype(np.uint64, copy=False),
-                   block_tokens=np.concatenate([p.block_tokens for _, p in parts]).astype(np.uint32, copy=False),
-                   block_size=block_size, block_source=sources.pop() if len(sources) == 1 else "mixed",
-                   meta={"merged": [label for label, _ in parts]})
-    order = np.argsort(merged.t, kind="stable")
-    if np.any(order != np.arange(len(order))):
-        merged = _take(merged, order)
-    return merged
-
-
-def take_requests(trace: Trace, index: np.ndarray) -> Trace:
-    """The requests at ``index`` (ascending), in order, as a new trace (blocks move with their requests)."""
-    index = np.asarray(index, dtype=np.int64)
-    if len(index) == trace.n_requests:
-        return trace
-    return _take(trace, index)
-
-
-def select_tenants(trace: Trace, tenants: Iterable[str]) -> tuple[Trace, np.ndarray]:
-    """The requests of ``tenants`` (names), in trace order, with only those tenants named; and their indices."""
-    wanted = list(dict.fromkeys(tenants))
-    code_of = {name: i for i, name in enumerate(trace.tenant_names)}
-    unknown = [name for name in wanted if name not in code_of]
-    if unknown:
-        raise ValueError(f"unknown tenant(s) {', '.join(map(repr, unknown))}; the trace has "
-                         f"{', '.join(trace.tenant_names)}")
-    recode = np.full(len(trace.tenant_names), -1, dtype=np.int32)
-    for new, name in enumerate(wanted):
-        recode[code_of[name]] = new
-    new_codes = recode[trace.tenant]
-    index = np.flatnonzero(new_codes >= 0)
-    sub = take_requests(trace, index)
-    return replace(sub, tenant=new_codes[index], tenant_names=wanted), index
-
-
-def first_counted(trace: Trace, config: CacheConfig) -> int:
-    """Index of the first request the warmup rule of ``config`` counts (SEMANTICS §5; the engine's rule)."""
-    return units.first_counted(trace.t, config.warmup_requests, config.warmup_s)
-
-
 # -- replaying parts of a trace ---------------------------------------------------------------------------------
-
-def parallel_map(fn: Callable[[_T], _R], items: Sequence[_T], *, workers: int | None = None,
-                 executor: str = "thread") -> list[_R]:
-    """``[fn(x) for x in items]``, in parallel. Threads suit the compiled core (it releases the GIL while it
-    serves); processes pay for pickling the traces but also parallelise the reference model."""
-    if executor not in EXECUTORS:
-        raise ValueError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
-    workers = workers if workers is not None else min(len(items), os.cpu_count() or 1)
-    if workers <= 1 or len(items) <= 1:
-        return [fn(x) for x in items]
-    pool = ThreadPoolExecutor if executor == "thread" else ProcessPoolExecutor
-    with pool(max_workers=workers) as ex:
-        return list(ex.map(fn, items))
-
 
 @dataclass(frozen=True)
 class _Job:
@@ -185,7 +78,8 @@ def replay_requests(trace: Trace, config: CacheConfig, index_sets: Sequence[np.n
         warm = int(np.searchsorted(index, start, side="left"))
         cfg = replace(cfg, warmup_requests=warm, warmup_s=0.0)
         jobs.append(_Job(take_requests(trace, index), cfg, impl, keep_per_request))
-    return parallel_map(_run_job, jobs, workers=workers, executor=executor)
+    # threads by default: the core releases the GIL, and threads share the sub-traces processes would pickle
+    return parallel.map(_run_job, jobs, executor, workers=workers)
 
 
 @dataclass(frozen=True)

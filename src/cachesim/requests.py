@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["TraceError", "TokenRequests", "BlockRequests", "offsets_from_lengths"]
+__all__ = ["TraceError", "TokenRequests", "BlockRequests", "Ragged", "offsets_from_lengths"]
 
 
 class TraceError(ValueError):
@@ -52,6 +52,30 @@ def offsets_from_lengths(lengths: np.ndarray) -> np.ndarray:
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     return offsets
+
+
+@dataclass
+class Ragged:
+    """A list per request, columnar: CSR offsets [n+1] and columns of the flattened items."""
+
+    offsets: np.ndarray
+    columns: dict
+
+    def take(self, order: np.ndarray) -> Ragged:
+        lengths = np.diff(self.offsets)[order]
+        offsets = offsets_from_lengths(lengths)
+        index = np.repeat(self.offsets[:-1][order] - offsets[:-1], lengths) + np.arange(offsets[-1])
+        return Ragged(offsets, {k: v[index] for k, v in self.columns.items()})
+
+    @staticmethod
+    def concat(parts: list[Ragged]) -> Ragged:
+        lengths = np.concatenate([np.diff(p.offsets) for p in parts])
+        return Ragged(offsets_from_lengths(lengths),
+                      {k: np.concatenate([p.columns[k] for p in parts]) for k in parts[0].columns})
+
+    def row(self, i: int) -> dict:
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        return {k: v[a:b] for k, v in self.columns.items()}
 
 
 def _as_tenants(tenant, n: int, tenant_names: Sequence[str] | None):

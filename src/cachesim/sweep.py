@@ -26,7 +26,7 @@ import orjson
 import xxhash
 
 from cachesim._contract import DEFAULT_TOKEN_BLOCK_SIZE
-from cachesim.executors import make_executor
+from cachesim.parallel import make_executor
 from cachesim.replay import RATIO_DEFINITIONS, replay
 from cachesim.requests import BlockRequests, TokenRequests, TraceError
 from cachesim.trace import Trace, compile_trace
@@ -450,7 +450,8 @@ def _metrics_without_axes(metrics: dict, params: dict) -> dict:
 
 
 def _execute(tasks, configs, executor, workers, progress, already_done, sink, metrics, interference) -> None:
-    runner, owned = make_executor(executor, workers)
+    # processes unless told: a task ships only the path of a memory-mapped trace, so a process costs no copy
+    runner, owned = make_executor(executor, workers, default="process")
     bar = _progress_bar(progress, len(configs), already_done, runner.name)
     try:
         for index, row, hits in runner.run(run_task, tasks):
@@ -491,7 +492,7 @@ def sweep(trace: Any, grid: Mapping[str, Any] | str | Path, executor: Any = None
     ``grid``: a mapping axis -> values (or a TOML file of them). Axes are replay's keywords — capacity_blocks
     (None = unbounded), policy, ttl_s, block_size (token traces only), hit_cap, isolation, warmup, preset —
     with the aliases ``capacity`` and ``ttl`` and units as on the command line ("100k", "5m", "unbounded").
-    ``executor``: None (local processes), "serial", "dask", "tcp://HOST:PORT", "ray", a distributed.Client, or a
+    ``executor``: None (local processes), "serial", "thread", "dask", "tcp://HOST:PORT", "ray", a distributed.Client, or a
     concurrent.futures executor. Options: workers, checkpoint (+ resume), progress, shared_dir (where the
     memory-mapped traces go: a directory every worker sees, for a remote cluster), label, format (of a path).
 

@@ -5,16 +5,20 @@ from __future__ import annotations
 import struct
 import warnings
 import zipfile
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cachesim import _impl
-from cachesim.requests import BlockRequests, TokenRequests, TraceError
+from cachesim import _impl, units
+from cachesim.requests import BlockRequests, Ragged, TokenRequests, TraceError
 
-__all__ = ["Trace", "compile_trace"]
+if TYPE_CHECKING:  # replay imports this module
+    from cachesim.replay import CacheConfig
+
+__all__ = ["Trace", "compile_trace", "first_counted", "merge_traces", "select_tenants", "take_requests"]
 
 _FORMAT_VERSION = 2
 # a numbered trace (Trace.dense()) is format 3, so that a reader which knows only format 2 refuses it rather than
@@ -196,8 +200,6 @@ def _meta_columns(meta: dict, n_requests: int) -> dict[str, np.ndarray]:
 
 
 def _meta_from(names: list[str], column) -> dict:
-    from cachesim.readers._base import Ragged
-
     meta: dict = {}
     ragged: dict[str, dict] = {}
     for member in names:
@@ -346,3 +348,87 @@ def _take(trace: Trace, order: np.ndarray) -> Trace:
                    prompt_tokens=trace.prompt_tokens[order], output_tokens=trace.output_tokens[order],
                    block_offsets=offsets, block_keys=trace.block_keys[block_index],
                    block_tokens=trace.block_tokens[block_index])
+
+
+# -- operations on compiled traces ------------------------------------------------------------------------------
+
+def merge_traces(parts: Sequence[tuple[str, Trace]], *, keep_tenants: bool = False) -> Trace:
+    """Merge compiled traces into one, in order of arrival time (stable: ties keep part order, then trace order).
+
+    Each part is ``(label, trace)``. With ``keep_tenants=False`` every request of a part belongs to one tenant named
+    ``label``; with ``keep_tenants=True`` its tenants are kept as ``label/name``. Sessions are renumbered so that
+    parts never share a session id. All parts must have the same block size.
+    """
+    if not parts:
+        raise ValueError("merge_traces needs at least one trace")
+    block_size = parts[0][1].block_size
+    for label, trace in parts:
+        if trace.block_size != block_size:
+            raise TraceError(f"trace {label!r} has {trace.block_size}-token blocks, the first has {block_size}; "
+                             "compile both at one block size", field="block_size")
+    names: list[str] = []
+    tenants, sessions, offsets = [], [], [np.zeros(1, dtype=np.int64)]
+    session_base = 0
+    block_base = 0
+    for label, trace in parts:
+        if keep_tenants:
+            codes = np.arange(len(trace.tenant_names), dtype=np.int32) + len(names)
+            names.extend(f"{label}/{name}" for name in trace.tenant_names)
+            tenants.append(codes[trace.tenant])
+        else:
+            if label in names:
+                raise ValueError(f"two traces are labelled {label!r}")
+            tenants.append(np.full(trace.n_requests, len(names), dtype=np.int32))
+            names.append(label)
+        session = np.asarray(trace.session, dtype=np.int64)
+        sessions.append(np.where(session >= 0, session + session_base, -1))
+        session_base += int(session.max(initial=-1)) + 1
+        offsets.append(np.asarray(trace.block_offsets[1:], dtype=np.int64) - trace.block_offsets[0] + block_base)
+        block_base += trace.n_blocks
+    if len(set(names)) != len(names):
+        raise ValueError(f"merged tenant names collide: {names}")
+    sources = {trace.block_source for _, trace in parts}
+    merged = Trace(t=np.concatenate([np.asarray(p.t, dtype=np.float64) for _, p in parts]),
+                   tenant=np.concatenate(tenants), tenant_names=names, session=np.concatenate(sessions),
+                   prompt_tokens=np.concatenate([np.asarray(p.prompt_tokens, dtype=np.int64) for _, p in parts]),
+                   output_tokens=np.concatenate([np.asarray(p.output_tokens, dtype=np.int64) for _, p in parts]),
+                   block_offsets=np.concatenate(offsets),
+                   # keys, not ids: two traces numbered apart (Trace.dense()) would share ids by accident
+                   block_keys=np.concatenate([p.keyed().block_keys for _, p in parts]).astype(np.uint64, copy=False),
+                   block_tokens=np.concatenate([p.block_tokens for _, p in parts]).astype(np.uint32, copy=False),
+                   block_size=block_size, block_source=sources.pop() if len(sources) == 1 else "mixed",
+                   meta={"merged": [label for label, _ in parts]})
+    order = np.argsort(merged.t, kind="stable")
+    if np.any(order != np.arange(len(order))):
+        merged = _take(merged, order)
+    return merged
+
+
+def take_requests(trace: Trace, index: np.ndarray) -> Trace:
+    """The requests at ``index`` (ascending), in order, as a new trace (blocks move with their requests)."""
+    index = np.asarray(index, dtype=np.int64)
+    if len(index) == trace.n_requests:
+        return trace
+    return _take(trace, index)
+
+
+def select_tenants(trace: Trace, tenants: Iterable[str]) -> tuple[Trace, np.ndarray]:
+    """The requests of ``tenants`` (names), in trace order, with only those tenants named; and their indices."""
+    wanted = list(dict.fromkeys(tenants))
+    code_of = {name: i for i, name in enumerate(trace.tenant_names)}
+    unknown = [name for name in wanted if name not in code_of]
+    if unknown:
+        raise ValueError(f"unknown tenant(s) {', '.join(map(repr, unknown))}; the trace has "
+                         f"{', '.join(trace.tenant_names)}")
+    recode = np.full(len(trace.tenant_names), -1, dtype=np.int32)
+    for new, name in enumerate(wanted):
+        recode[code_of[name]] = new
+    new_codes = recode[trace.tenant]
+    index = np.flatnonzero(new_codes >= 0)
+    sub = take_requests(trace, index)
+    return replace(sub, tenant=new_codes[index], tenant_names=wanted), index
+
+
+def first_counted(trace: Trace, config: CacheConfig) -> int:
+    """Index of the first request the warmup rule of ``config`` counts (SEMANTICS §5; the engine's rule)."""
+    return units.first_counted(trace.t, config.warmup_requests, config.warmup_s)

@@ -21,7 +21,8 @@ import numpy as np
 import orjson
 
 from cachesim._contract import MAX_TOKENS_PER_REQUEST
-from cachesim.requests import BlockRequests, TokenRequests, TraceError, offsets_from_lengths
+# Ragged lives with the requests so that trace.py can rebuild saved meta without importing the readers
+from cachesim.requests import BlockRequests, Ragged, TokenRequests, TraceError, offsets_from_lengths
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -347,30 +348,6 @@ class Interner:
 _GLOBAL_EXTRAS = ("segment_kinds",)   # extras that describe the batch, not one request each
 OBSERVED = ("observed_input_tokens", "observed_cache_read_tokens", "observed_cache_write_tokens",
             "observed_output_tokens")
-
-
-@dataclass
-class Ragged:
-    """A list per request, columnar: CSR offsets [n+1] and columns of the flattened items."""
-
-    offsets: np.ndarray
-    columns: dict
-
-    def take(self, order: np.ndarray) -> Ragged:
-        lengths = np.diff(self.offsets)[order]
-        offsets = offsets_from_lengths(lengths)
-        index = np.repeat(self.offsets[:-1][order] - offsets[:-1], lengths) + np.arange(offsets[-1])
-        return Ragged(offsets, {k: v[index] for k, v in self.columns.items()})
-
-    @staticmethod
-    def concat(parts: list[Ragged]) -> Ragged:
-        lengths = np.concatenate([np.diff(p.offsets) for p in parts])
-        return Ragged(offsets_from_lengths(lengths),
-                      {k: np.concatenate([p.columns[k] for p in parts]) for k in parts[0].columns})
-
-    def row(self, i: int) -> dict:
-        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
-        return {k: v[a:b] for k, v in self.columns.items()}
 
 
 @dataclass

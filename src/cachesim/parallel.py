@@ -1,0 +1,282 @@
+"""Where replays run: one interface over this process, threads, local processes, Dask and Ray.
+
+An executor takes a picklable module-level function and a list of picklable tasks and yields each result as its
+task finishes (completion order); :func:`map` puts them back in the order of the items. Sweeps, remedies,
+counterfactuals and fleets all go through :func:`make_executor`, so a name means the same thing everywhere.
+
+The defaults differ on purpose. Remedies and fleets default to threads: each task carries its (sub)trace, which
+threads share for free and processes would pickle, and the compiled core releases the GIL while it replays.
+Sweeps default to processes: each task carries only the path of a memory-mapped trace, so processes cost a few
+hundred bytes per task, and they also parallelise what holds the GIL (the reference model, result building).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor as FuturesExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+__all__ = ["EXECUTOR_NAMES", "DaskExecutor", "Executor", "FuturesAdapter", "ProcessExecutor", "RayExecutor",
+           "SerialExecutor", "ThreadExecutor", "executor_name", "make_executor", "map", "run"]
+
+EXECUTOR_NAMES = ("serial", "thread", "process", "dask", "ray")
+# older spellings, still accepted (the sweep CLI and its tests say "processes")
+_ALIASES = {"processes": "process", "threads": "thread"}
+_LOCAL = ("serial", "thread", "process")  # run here: a pool of one worker would only add overhead
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """What sweeps, remedies and fleets need from a back end."""
+
+    name: str
+
+    def run(self, fn: Callable[[Any], Any], tasks: list) -> Iterator[Any]:
+        """fn(task) for every task, yielded as each finishes."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+def executor_name(name: str) -> str:
+    """The canonical name of an executor (``"processes"`` -> ``"process"``); ValueError for an unknown one."""
+    name = _ALIASES.get(name, name)
+    if name not in EXECUTOR_NAMES:
+        raise ValueError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTOR_NAMES)}, "
+                         "a Dask scheduler address tcp://HOST:PORT, or ray://HOST:PORT")
+    return name
+
+
+class SerialExecutor:
+    """In this process, one task after another (debugging, tiny jobs, and the baseline in benchmarks)."""
+
+    name = "serial"
+
+    def run(self, fn, tasks):
+        for task in tasks:
+            yield fn(task)
+
+    def close(self) -> None:
+        pass
+
+
+class FuturesAdapter:
+    """Any concurrent.futures executor (the caller's own pool is left open: ``owned=False``)."""
+
+    def __init__(self, pool: FuturesExecutor, name: str | None = None, owned: bool = False):
+        self.pool, self.owned = pool, owned
+        self.name = name or type(pool).__name__
+
+    def run(self, fn, tasks):
+        futures = [self.pool.submit(fn, task) for task in tasks]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            # on an error or an abandoned generator, what has not started never starts
+            for future in futures:
+                future.cancel()
+
+    def close(self) -> None:
+        if self.owned:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _workers(workers: int | None) -> int:
+    workers = workers or os.cpu_count() or 1
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    return workers
+
+
+class ThreadExecutor(FuturesAdapter):
+    """Threads of this process: one per core unless told (the compiled core releases the GIL as it replays)."""
+
+    def __init__(self, workers: int | None = None):
+        self.workers = _workers(workers)
+        super().__init__(ThreadPoolExecutor(max_workers=self.workers), name=f"threads({self.workers})", owned=True)
+
+
+def _noop() -> None:
+    return None
+
+
+def _process_context():
+    # fork while this process has one thread: the workers start at once with cachesim already imported (a
+    # forkserver costs a fresh interpreter and imports, ~0.5 s a sweep). With other threads alive (a Dask client,
+    # a GUI) a forked child could inherit a held lock, so then a forkserver, or spawn where that does not exist.
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    if "forkserver" in methods:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["cachesim", "cachesim.sweep"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+class ProcessExecutor(FuturesAdapter):
+    """Local worker processes: one per core unless told."""
+
+    def __init__(self, workers: int | None = None):
+        self.workers = _workers(workers)
+        super().__init__(ProcessPoolExecutor(max_workers=self.workers, mp_context=_process_context()),
+                         name=f"processes({self.workers})", owned=True)
+        # start the workers now, before the caller starts threads of its own (the progress bar)
+        self.pool.submit(_noop).result()
+
+
+class DaskExecutor:
+    """Dask distributed: a scheduler address (``tcp://host:port``), a Client, or a local cluster of processes."""
+
+    def __init__(self, address: Any = None, workers: int | None = None):
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise ValueError("the dask executor needs the 'dask' extra: pip install 'cachesim[dask]'") from None
+        self._cluster = None
+        if isinstance(address, Client):
+            self.client, self._owned = address, False
+        elif address:
+            self.client, self._owned = Client(address), True
+        else:
+            self._cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
+                                         processes=True, host="127.0.0.1", dashboard_address=None)
+            self.client, self._owned = Client(self._cluster), True
+        self.name = f"dask({self.client.scheduler.address})"
+
+    def run(self, fn, tasks):
+        from distributed import as_completed as dask_completed
+
+        futures = self.client.map(fn, tasks, pure=False)
+        try:
+            for future in dask_completed(futures):
+                yield future.result()
+        finally:
+            self.client.cancel(futures)
+
+    def close(self) -> None:
+        if self._owned:
+            self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def _apply(fn, task):
+    return fn(task)
+
+
+class RayExecutor:
+    """Ray: a cluster address (``ray://host:port`` or ``auto``) or a local Ray started on demand."""
+
+    def __init__(self, address: str | None = None, workers: int | None = None):
+        try:
+            import ray
+        except ImportError:
+            raise ValueError("the ray executor needs the 'ray' extra: pip install 'cachesim[ray]'") from None
+        self._ray = ray
+        self._started = not ray.is_initialized()
+        if self._started:
+            ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False)
+        self.name = f"ray({address or 'local'})"
+
+    def run(self, fn, tasks):
+        ray = self._ray
+        # ray.remote takes functions and classes only; through _apply any picklable callable runs (map's _Indexed)
+        remote = ray.remote(num_cpus=1)(_apply)
+        pending = [remote.remote(fn, task) for task in tasks]
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                yield ray.get(done[0])
+        finally:
+            for ref in pending:
+                ray.cancel(ref)
+
+    def close(self) -> None:
+        if self._started:
+            self._ray.shutdown()
+
+
+def make_executor(spec: Any = None, workers: int | None = None, *,
+                  default: str = "process") -> tuple[Executor, bool]:
+    """An executor from a name, an address or an object; and whether the caller must close it.
+
+    ``None`` is ``default``; ``"serial"``, ``"thread"``, ``"process"`` (or ``"processes"``) run here; ``"dask"`` a
+    local Dask cluster; ``"tcp://..."`` a Dask scheduler; ``"ray"`` or ``"ray://..."`` Ray; a
+    ``distributed.Client``; a concurrent.futures executor; or any object with ``run(fn, tasks)`` and ``close()``.
+    """
+    if spec is None:
+        spec = default
+    if isinstance(spec, str):
+        if spec.startswith(("tcp://", "tls://", "dask://")):
+            return DaskExecutor(spec.replace("dask://", "tcp://", 1), workers), True
+        if spec.startswith("ray://"):
+            return RayExecutor(spec, workers), True
+        name = executor_name(spec)
+        if name == "serial":
+            return SerialExecutor(), True
+        if name == "thread":
+            return ThreadExecutor(workers), True
+        if name == "process":
+            return ProcessExecutor(workers), True
+        if name == "dask":
+            return DaskExecutor(None, workers), True
+        return RayExecutor(None, workers), True
+    if isinstance(spec, FuturesExecutor):
+        return FuturesAdapter(spec), False
+    if type(spec).__name__ == "Client" and type(spec).__module__.startswith("distributed"):
+        return DaskExecutor(spec), False
+    if isinstance(spec, Executor):
+        return spec, False
+    raise ValueError(f"cannot run on {spec!r}: expected an executor name, an address, a concurrent.futures "
+                     "executor, a distributed.Client, or an object with run() and close()")
+
+
+def run(fn: Callable[[Any], _R], tasks: Sequence[Any], executor: Any = None, *, workers: int | None = None,
+        default: str = "process") -> Iterator[_R]:
+    """``fn(task)`` for every task on ``executor`` (see :func:`make_executor`), yielded as each finishes; an
+    executor made here is closed when the generator ends, is closed, or raises."""
+    runner, owned = make_executor(executor, workers, default=default)
+    try:
+        yield from runner.run(fn, list(tasks))
+    finally:
+        if owned:
+            runner.close()
+
+
+class _Indexed:
+    """fn with the task's position carried along, so completion-order results can be put back in order."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, item):
+        i, task = item
+        return i, self.fn(task)
+
+
+def map(fn: Callable[[_T], _R], items: Sequence[_T], executor: Any = "thread", *,
+        workers: int | None = None) -> list[_R]:
+    """``[fn(x) for x in items]`` on ``executor`` (see :func:`make_executor`), in the order of ``items``.
+
+    With a local executor (serial, thread, process) the pool has at most one worker per item, and one item or
+    one worker runs here, in this thread: a pool would only add its start-up.
+    """
+    items = list(items)
+    if isinstance(executor, str) and "://" not in executor and executor_name(executor) in _LOCAL:
+        workers = workers if workers is not None else min(len(items), os.cpu_count() or 1)
+        if workers <= 1 or len(items) <= 1:
+            return [fn(x) for x in items]
+    out: list[Any] = [None] * len(items)
+    for i, result in run(_Indexed(fn), list(enumerate(items)), executor, workers=workers):
+        out[i] = result
+    return out
