@@ -21,15 +21,15 @@ def _mooncake_lines(n: int, ids_per_request: int = 3) -> list[bytes]:
 
 
 def test_a_first_line_longer_than_the_sniffers_first_read_is_recognised(tmp_path):
-    # a Mooncake line of 20,000 ids is about 130 KB, beyond the 64 KiB the sniffer reads first
+    # a Mooncake line of 19,000 ids is about 120 KB, beyond the 64 KiB the sniffer reads first
     path = tmp_path / "long.jsonl"
-    long = orjson.dumps({"timestamp": 0, "input_length": 512 * 20_000, "output_length": 1,
-                         "hash_ids": list(range(20_000))})
+    long = orjson.dumps({"timestamp": 0, "input_length": 512 * 19_000, "output_length": 1,
+                         "hash_ids": list(range(19_000))})
     assert len(long) > 1 << 16
     path.write_bytes(long + b"\n" + b"\n".join(_mooncake_lines(3)) + b"\n")
     assert cachesim.detect_format(path) == "mooncake"
     trace = cachesim.read_trace(path)
-    assert trace.n_requests == 4 and trace.n_blocks == 20_000 + 9
+    assert trace.n_requests == 4 and trace.n_blocks == 19_000 + 9
 
 
 def test_blank_first_lines_do_not_defeat_the_sniffer(tmp_path):
@@ -87,3 +87,42 @@ def test_the_repeated_key_check_agrees_between_the_twins():
                          if len(set(keys[offsets[r]:offsets[r + 1]].tolist())) < lengths[r]), -1)
         for impl in impls:
             assert _impl.load(impl).first_repeated_key(offsets, keys) == expected
+
+
+def _small_trace():
+    requests = cachesim.TokenRequests.from_lists([[1, 2, 3, 4] * 8, [1, 2, 3, 4] * 8 + [9] * 16, [5] * 40],
+                                                 t=[0.0, 1.0, 2.0], tenant=[0, 1, 0], tenant_names=["a", "b"])
+    return cachesim.compile_trace(requests, 4)
+
+
+@pytest.mark.parametrize("impl", ["core", "reference"])
+@pytest.mark.parametrize("damage, field, first_bad", [
+    (lambda tr: {"block_offsets": np.array([0, 10**9, 12, tr.n_blocks], np.int64)}, "block_offsets", 0),
+    (lambda tr: {"block_offsets": np.array([0, 8, 5, tr.n_blocks], np.int64)}, "block_offsets", 1),
+    (lambda tr: {"tenant": np.array([0, -1, 0], np.int32)}, "tenant", 1),
+    (lambda tr: {"tenant": np.array([0, 1, 2], np.int32)}, "tenant", 2),
+    (lambda tr: {"t": np.array([0.0, np.inf, 3.0])}, "t", 1),
+    (lambda tr: {"t": np.array([0.0, 2.0, 1.0])}, "t", 2),
+    (lambda tr: {"prompt_tokens": np.array([32, -48, 40], np.int64)}, "prompt_tokens", 1),
+    (lambda tr: {"block_tokens": np.full(tr.n_blocks, 2**32 - 1, np.uint32)}, "block_tokens", 0),
+    (lambda tr: {"block_keys": np.concatenate([tr.block_keys[:8], tr.block_keys[8:20][[0, 0] + list(range(2, 12))],
+                                               tr.block_keys[20:]])}, "block_keys", 1),
+])
+def test_a_damaged_trace_is_refused_before_the_engine_and_keeps_what_was_sound(impl, damage, field, first_bad):
+    import dataclasses
+
+    from cachesim import _impl
+
+    if impl == "core" and _impl.default_impl() != "core":
+        pytest.skip("the compiled core is not selected (CACHESIM_PUREPYTHON=1)")
+    trace = _small_trace()
+    broken = dataclasses.replace(trace, **damage(trace))
+    sim = cachesim.Simulator(cachesim.CacheConfig(capacity_blocks=6), impl=impl)
+    with pytest.raises(TraceError) as exc:
+        sim.feed(broken)
+    assert exc.value.field == field and exc.value.line == first_bad
+    assert sim.requests_fed == first_bad       # the sound requests before the fault were served
+    summary = sim.result().summary()
+    assert 0 <= summary["hit_tokens"] <= summary["prompt_tokens"]
+    with pytest.raises(TraceError):
+        cachesim.stack_profile(broken)

@@ -27,7 +27,7 @@ from cachesim import _impl
 from cachesim._contract import RATIO_DEFINITIONS, check_engine_config
 from cachesim.replay import tenant_seed
 from cachesim.units import first_counted, parse_warmup
-from cachesim.trace import Trace
+from cachesim.trace import Trace, validate
 
 __all__ = [
     "Curve",
@@ -241,6 +241,7 @@ def stack_profile(trace: Trace, *, sample_rate: float = 1.0, always_tokens: int 
         raise TypeError(f"stack_profile needs a compiled Trace (cachesim.compile_trace), got {type(trace).__name__}")
     if not (isinstance(sample_rate, (int, float)) and 0 < sample_rate <= 1):
         raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate!r}")
+    trace = validate(trace)
     warmup_requests, warmup_s = parse_warmup(warmup)
     check_engine_config(hit_cap=hit_cap, isolation=isolation, warmup_requests=warmup_requests, warmup_s=warmup_s)
     t = np.ascontiguousarray(trace.t, dtype=np.float64)

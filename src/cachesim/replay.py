@@ -25,7 +25,7 @@ from cachesim._contract import (
 from cachesim.policies import describe
 from cachesim.presets import get_preset
 from cachesim.requests import BlockRequests, TokenRequests, TraceError
-from cachesim.trace import Trace, compile_trace
+from cachesim.trace import Trace, compile_trace, validate
 from cachesim.units import parse_warmup
 
 __all__ = ["CacheConfig", "Simulator", "Result", "replay", "POLICIES", "RATIO_DEFINITIONS", "parse_warmup",
@@ -112,6 +112,15 @@ class Simulator:
 
         On bad input the error names the request, and everything before it stays served and counted.
         """
+        try:
+            trace = validate(trace)   # nothing reaches the engine's unchecked loops without this
+        except TraceError as exc:
+            sound = getattr(exc, "valid_requests", 0)
+            if sound:  # serve the sound requests before the fault, then report it
+                self.feed(trace.slice(0, sound))
+                raise TraceError(f"{exc.message} (the {self.requests_fed:,} requests before it were served)",
+                                 field=exc.field, line=exc.line) from None
+            raise
         dense = trace.distinct_keys is not None
         if self._engine is None:
             cfg = self.config

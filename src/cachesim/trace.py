@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import warnings
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -13,12 +14,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cachesim import _impl, units
+from cachesim._contract import MAX_TOKENS_PER_REQUEST
 from cachesim.requests import BlockRequests, Ragged, TokenRequests, TraceError
 
 if TYPE_CHECKING:  # replay imports this module
     from cachesim.replay import CacheConfig
 
-__all__ = ["Trace", "compile_trace", "first_counted", "merge_traces", "select_tenants", "take_requests"]
+__all__ = ["Trace", "compile_trace", "first_counted", "merge_traces", "select_tenants", "take_requests", "validate"]
 
 _FORMAT_VERSION = 2
 # a numbered trace (Trace.dense()) is format 3, so that a reader which knows only format 2 refuses it rather than
@@ -64,10 +66,13 @@ class Trace:
     def slice(self, start: int, stop: int) -> "Trace":
         """Requests [start, stop) as a trace of views (block offsets rebased to 0)."""
         b0, b1 = int(self.block_offsets[start]), int(self.block_offsets[stop])
-        return replace(self, t=self.t[start:stop], tenant=self.tenant[start:stop], session=self.session[start:stop],
+        part = replace(self, t=self.t[start:stop], tenant=self.tenant[start:stop], session=self.session[start:stop],
                        prompt_tokens=self.prompt_tokens[start:stop], output_tokens=self.output_tokens[start:stop],
                        block_offsets=self.block_offsets[start:stop + 1] - b0, block_keys=self.block_keys[b0:b1],
                        block_tokens=self.block_tokens[b0:b1])
+        if _is_validated(self):   # a run of a sound trace's requests is sound: its batches need no second check
+            _mark_validated(part)
+        return part
 
     def dense(self) -> "Trace":
         """The same trace with its block keys numbered 0, 1, 2... by first appearance (``distinct_keys`` maps
@@ -89,6 +94,10 @@ class Trace:
         if self.distinct_keys is None:
             return self
         return replace(self, block_keys=self.distinct_keys[self.block_keys], distinct_keys=None)
+
+    def validate(self) -> "Trace":
+        """This trace checked for what compiled code assumes (see :func:`validate`), in the core's dtypes."""
+        return validate(self)
 
     def batches(self, max_blocks: int = 1 << 16) -> Iterator["Trace"]:
         """Consecutive slices of about max_blocks blocks each (at least one request)."""
@@ -163,6 +172,7 @@ class Trace:
                     keys = _map_member(path, info)
                 else:
                     keys = column("block_keys")
+                _check_saved_offsets(offsets, tail, len(keys))
                 trace = cls(t=column("t"), tenant=column("tenant"),
                             tenant_names=[str(s) for s in column("tenant_names")], session=column("session"),
                             prompt_tokens=column("prompt_tokens"), output_tokens=column("output_tokens"),
@@ -172,9 +182,12 @@ class Trace:
                 trace.meta.update(_meta_from(zf.namelist(), column))
                 if version == _DENSE_FORMAT_VERSION:
                     trace.distinct_keys = column("distinct_keys")
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-            if isinstance(exc, TraceError):
-                raise
+            trace = validate(trace)
+        except TraceError as exc:
+            # a request of a compiled file has an index, not a line: say "request N" beside the file name
+            where = f"request {exc.line}: " if exc.line is not None else ""
+            raise TraceError(where + exc.message, field=exc.field, file=str(path)) from None
+        except _DAMAGED_FILE_ERRORS as exc:
             raise TraceError(f"not a compiled cachesim trace: {exc}", file=str(path)) from None
         trace.meta["path"] = str(path)
         return trace
@@ -216,6 +229,21 @@ def _meta_from(names: list[str], column) -> dict:
     for name, cols in ragged.items():
         meta[name] = Ragged(cols.pop("offsets"), cols)
     return meta
+
+
+# what reading a damaged .npz can raise besides a TraceError (zlib.error: a damaged deflated member)
+_DAMAGED_FILE_ERRORS = (OSError, KeyError, ValueError, EOFError, IndexError, TypeError, OverflowError,
+                        zipfile.BadZipFile, zlib.error, struct.error)
+
+
+def _check_saved_offsets(offsets: np.ndarray, tail: np.ndarray, n_keys: int) -> None:
+    """The block offsets of a saved trace, checked before the block token counts are rebuilt from them."""
+    if offsets.ndim != 1 or offsets.dtype.kind not in "iu" or len(offsets) == 0:
+        raise TraceError("block_offsets must be a column of whole numbers", field="block_offsets")
+    if offsets[0] != 0 or offsets[-1] != n_keys or (len(offsets) > 1 and bool(np.any(np.diff(offsets) < 0))):
+        raise TraceError(f"block offsets must rise from 0 to the {n_keys:,} block keys", field="block_offsets")
+    if tail.ndim != 1 or len(tail) != len(offsets) - 1 or tail.dtype.kind not in "iu":
+        raise TraceError(f"{len(tail):,} tail token counts for {len(offsets) - 1:,} requests", field="tail_tokens")
 
 
 def _block_tokens(offsets: np.ndarray, tail: np.ndarray, block_size: int) -> np.ndarray:
@@ -334,7 +362,7 @@ def compile_trace(requests: TokenRequests | BlockRequests, block_size: int | Non
                   block_size=int(block_size), block_source=source)
     if order is not None:
         trace = _take(trace, order)
-    return trace
+    return validate(trace)
 
 
 def _take(trace: Trace, order: np.ndarray) -> Trace:
@@ -432,3 +460,138 @@ def select_tenants(trace: Trace, tenants: Iterable[str]) -> tuple[Trace, np.ndar
 def first_counted(trace: Trace, config: CacheConfig) -> int:
     """Index of the first request the warmup rule of ``config`` counts (SEMANTICS §5; the engine's rule)."""
     return units.first_counted(trace.t, config.warmup_requests, config.warmup_s)
+
+
+# -- validation ---------------------------------------------------------------------------------------------------
+
+MAX_BLOCK_SIZE = 2**31 - 1
+
+_COLUMN_DTYPES = {"t": np.float64, "tenant": np.int32, "session": np.int64, "prompt_tokens": np.int64,
+                  "output_tokens": np.int64, "block_offsets": np.int64, "block_keys": np.uint64,
+                  "block_tokens": np.uint32}
+
+
+def _column(trace: Trace, name: str) -> np.ndarray:
+    """A column as the core reads it: its dtype, contiguous; a value the dtype cannot hold is an error."""
+    values = np.asanyarray(getattr(trace, name))   # keeps a memory map a memory map
+    dtype = np.dtype(_COLUMN_DTYPES[name])
+    if values.ndim != 1:
+        raise TraceError(f"expected a one-dimensional column, got shape {values.shape}", field=name)
+    if values.dtype == dtype:
+        return values if values.flags.c_contiguous else np.ascontiguousarray(values)
+    if dtype.kind == "f":
+        if values.dtype.kind not in "iuf":
+            raise TraceError(f"expected numbers, got {values.dtype}", field=name)
+    else:
+        if values.dtype.kind not in "iu" and not (values.dtype == bool):
+            raise TraceError(f"expected whole numbers, got {values.dtype}", field=name)
+        info = np.iinfo(dtype)
+        if values.size and (int(values.min()) < info.min or int(values.max()) > info.max):
+            i = int(np.argmax((values < info.min) | (values > info.max)))
+            raise TraceError(f"value {values[i]} does not fit {dtype}", field=name,
+                             line=i if name not in ("block_keys", "block_tokens", "block_offsets") else None)
+    return np.ascontiguousarray(values, dtype=dtype)
+
+
+def _first(mask: np.ndarray) -> int:
+    """The first index where ``mask`` holds, or the length of the mask."""
+    hits = np.flatnonzero(mask)
+    return int(hits[0]) if hits.size else len(mask)
+
+
+def validate(trace: Trace, *, max_prompt_tokens: int = MAX_TOKENS_PER_REQUEST) -> Trace:
+    """The one check of a Trace before compiled code reads it; returns it with the dtypes and layout the core
+    needs (the same trace when they already are).
+
+    Whole-trace faults (columns of different lengths, offsets that do not start at 0 or end at the block count, a
+    block size out of range) raise a TraceError naming the field. A fault of one request raises a TraceError whose
+    ``line`` is the first bad request and whose ``.valid_requests`` says how many requests before it are sound,
+    so a caller can serve those and lose nothing. One O(n + m) pass.
+    """
+    if _is_validated(trace):
+        return trace
+    cols = {name: _column(trace, name) for name in _COLUMN_DTYPES}
+    n, m = len(cols["t"]), len(cols["block_keys"])
+    for name in ("tenant", "session", "prompt_tokens", "output_tokens"):
+        if len(cols[name]) != n:
+            raise TraceError(f"{len(cols[name]):,} values for {n:,} requests", field=name)
+    if len(cols["block_offsets"]) != n + 1:
+        raise TraceError(f"{len(cols['block_offsets']):,} offsets for {n:,} requests (expected {n + 1:,})",
+                         field="block_offsets")
+    if len(cols["block_tokens"]) != m:
+        raise TraceError(f"{len(cols['block_tokens']):,} token counts for {m:,} blocks", field="block_tokens")
+    block_size = trace.block_size
+    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or \
+            not 0 < block_size <= MAX_BLOCK_SIZE:
+        raise TraceError(f"block size must be a whole number in 1..{MAX_BLOCK_SIZE:,}, got {block_size!r}",
+                         field="block_size")
+    offsets = cols["block_offsets"]
+    if offsets[0] != 0:
+        raise TraceError(f"block offsets must start at 0, not {offsets[0]}", field="block_offsets")
+    if trace.distinct_keys is not None:
+        n_ids = len(trace.distinct_keys)
+        if m and int(cols["block_keys"].max()) >= n_ids:
+            raise TraceError(f"a dense id is not below the {n_ids:,} distinct keys it numbers", field="block_keys")
+
+    # per request: the first fault of each kind, and the earliest of them wins
+    t, tenant, prompt = cols["t"], cols["tenant"], cols["prompt_tokens"]
+    faults: list[tuple[int, str, str]] = []
+
+    def fault(index: int, field_name: str, message) -> None:
+        if index < n:
+            faults.append((index, field_name, message(index) if callable(message) else message))
+
+    # offsets rise and stay within the blocks; a request is bad when its end is before its start or past the end
+    ends, starts = offsets[1:], offsets[:-1]
+    fault(_first((ends < starts) | (ends > m)), "block_offsets",
+          lambda i: f"blocks {int(starts[i])}..{int(ends[i])} are not a run within the trace's {m:,} blocks")
+    sound = _first((ends < starts) | (ends > m))   # requests [0, sound) have sound offsets
+    fault(_first(~np.isfinite(t)), "t", lambda i: f"arrival time must be a finite number, got {float(t[i])!r}")
+    fault(_first(t < 0), "t", lambda i: f"arrival time must not be negative, got {float(t[i])!r}")
+    if n > 1:
+        fault(_first(t[1:] < t[:-1]) + 1, "t",
+              lambda i: f"arrival time {float(t[i])!r} is before the previous request's {float(t[i - 1])!r}")
+    n_tenants = len(trace.tenant_names)
+    fault(_first((tenant < 0) | (tenant >= n_tenants)), "tenant",
+          lambda i: f"tenant code {int(tenant[i])} outside 0..{n_tenants - 1}")
+    fault(_first(prompt <= 0), "prompt_tokens", "empty request: a prompt needs at least one token")
+    fault(_first(prompt > max_prompt_tokens), "prompt_tokens",
+          lambda i: f"{int(prompt[i]):,} prompt tokens is beyond the limit of {max_prompt_tokens:,} a request")
+    if m:
+        block_tokens = cols["block_tokens"]
+        bad_block = _first((block_tokens == 0) | (block_tokens > block_size))
+        if bad_block < m:
+            request = int(np.searchsorted(offsets, bad_block, side="right")) - 1
+            fault(min(request, sound), "block_tokens",
+                  f"a block of {int(block_tokens[bad_block])} tokens where blocks hold 1..{block_size}")
+        cut = offsets[:sound + 1]
+        tokens_before = np.zeros(m + 1, dtype=np.int64)
+        np.cumsum(block_tokens, out=tokens_before[1:])
+        in_blocks = tokens_before[cut[1:]] - tokens_before[cut[:-1]]
+        overfull = _first(in_blocks > prompt[:sound])
+        if overfull < sound:
+            fault(overfull, "block_tokens", f"its blocks hold {int(in_blocks[overfull]):,} tokens, more than its "
+                                            f"{int(prompt[overfull]):,}-token prompt")
+        repeated = _impl.load().first_repeated_key(np.ascontiguousarray(cut), cols["block_keys"])
+        fault(repeated if repeated >= 0 else n, "block_keys",
+              "a block key repeats within the request (chained keys name distinct prefixes)")
+    if faults:
+        index, field_name, message = min(faults, key=lambda f: f[0])
+        exc = TraceError(message, field=field_name, line=index)
+        exc.valid_requests = index
+        raise exc
+    checked = replace(trace, **cols) if any(cols[k] is not getattr(trace, k) for k in cols) else trace
+    _mark_validated(checked)
+    return checked
+
+
+def _is_validated(trace: Trace) -> bool:
+    return trace.__dict__.get("_validated", False)
+
+
+def _mark_validated(trace: Trace) -> None:
+    """Remember that ``trace`` passed :func:`validate`, and freeze its columns so that it stays true: a changed
+    column comes only through ``dataclasses.replace``, whose new Trace carries no mark and is checked again."""
+    for name in _COLUMN_DTYPES:
+        getattr(trace, name).flags.writeable = False
+    trace.__dict__["_validated"] = True
