@@ -23,13 +23,22 @@ def add_parser(sub) -> None:
 
 
 class _Seen:
-    """What the report says about the trace, gathered while it streams past."""
+    """What the report says about the trace, gathered while it streams past, and which batch the engine is
+    serving (so an error in it can name its line in the file)."""
 
     def __init__(self):
         self.n_requests = self.n_blocks = 0
         self.block_size = 0
         self.block_source = ""
         self.tenant_names: list[str] = []
+        self.serving = None
+
+    def watch(self, batches):
+        """The batches as they are; ``serving`` is the one handed out, None while the next is being read."""
+        for batch in batches:
+            self.serving = batch
+            yield batch
+            self.serving = None
 
     def add(self, batch) -> None:
         self.n_requests += batch.n_requests
@@ -37,7 +46,17 @@ class _Seen:
         self.block_size, self.block_source = batch.block_size, batch.block_source
 
 
+def _at_file_line(exc: TraceError, batch, path) -> TraceError:
+    """The engine names a request of the batch it was serving; name that request's line in the file instead."""
+    lines = batch.meta.get("lines") if batch is not None else None
+    if exc.file is None and exc.line is not None and lines is not None:
+        return TraceError(exc.message, field=exc.field, file=path, line=int(lines[exc.line]))
+    return exc
+
+
 def run(args) -> int:
+    from itertools import chain
+
     from cachesim.progress import progress_bar
     from cachesim.replay import Simulator
     from cachesim.trace import Trace
@@ -45,43 +64,39 @@ def run(args) -> int:
     if args.preset:
         preset(args)  # an unknown preset fails before any reading
     source, label, stream = load_input(args)
-    batches = source.batches() if isinstance(source, Trace) else source
+    batches = iter(source.batches() if isinstance(source, Trace) else source)
     seen, sim = _Seen(), None
     total = stream.source.total_bytes if stream else 0
     bytes_read = (lambda: stream.source.bytes_read) if stream else (lambda: 0)
     with recorded_warnings() as caught:
         try:
             with progress_bar(total, bytes_read, "replay", enabled=args.progress if stream else False) as update:
-                for batch in batches:
-                    if sim is None:
-                        if args.block_size is not None and batch.block_size != args.block_size:
-                            raise TraceError(f"the trace's blocks are {batch.block_size} tokens, not "
-                                             f"{args.block_size}; a different block size needs the token ids",
-                                             field="block_size")
-                        sim = Simulator(cache_config(args, batch.block_size, batch.block_source), impl=args.impl,
-                                        keep_per_request=bool(args.per_request))
-                    try:
-                        sim.feed(batch)
-                    except TraceError as exc:  # the engine names a request of the batch; name its file line
-                        lines = batch.meta.get("lines")
-                        if exc.file is None and exc.line is not None and lines is not None:
-                            exc = TraceError(exc.message, field=exc.field, file=args.trace, line=int(lines[exc.line]))
-                        raise exc from None
+                first = next(batches)  # the cache is configured for the trace's block size, known from its first batch
+                if args.block_size is not None and first.block_size != args.block_size:
+                    raise TraceError(f"the trace's blocks are {first.block_size} tokens, not {args.block_size}; "
+                                     "a different block size needs the token ids", field="block_size")
+                sim = Simulator(cache_config(args, first.block_size, first.block_source), impl=args.impl,
+                                keep_per_request=bool(args.per_request))
+
+                def served(batch) -> None:
                     seen.add(batch)
                     update(sim.requests_fed)
+
+                result = sim.run(seen.watch(chain([first], batches)), on_batch=served)
         except TraceError as exc:
+            exc = _at_file_line(exc, seen.serving, args.trace)
             print_notes(caught)
             if sim is None or sim.requests_fed == 0:
-                raise
+                raise exc from None
             where = f" (through line {stream.last_line:,} of {args.trace})" if stream and stream.last_line else ""
             print(f"cachesim: replay stopped after {sim.requests_fed:,} requests{where}; "
                   "the results so far follow", file=sys.stderr)
             partial = {"stopped_by": str(exc), "requests_replayed": sim.requests_fed,
                        "through_line": stream.last_line if stream else None}
             _show_result(args, sim.result(), seen, f"{label} — PARTIAL: stopped by an error", partial)
-            raise exc.located(file=args.trace) if stream else exc
+            raise (exc.located(file=args.trace) if stream else exc) from None
     print_notes(caught)
-    _show_result(args, sim.result(), seen, label)
+    _show_result(args, result, seen, label)
     return 0
 
 
