@@ -10,9 +10,10 @@ from rich.console import Console
 from rich.table import Table
 
 from cachesim.providers.engine import CAUSES, ProviderResult
+from cachesim.providers.prices import RATE_FIELDS
 
 __all__ = ["wide_console", "retention_bounds", "evictions", "group_totals", "per_tenant", "per_session",
-           "observed_vs_predicted", "report_dict", "print_cost",
+           "observed_vs_predicted", "report_dict", "print_cost", "print_variant", "prices_dict", "print_prices",
            "write_requests_csv", "TOKEN_COLUMNS"]
 
 TOKEN_COLUMNS = ("prompt_tokens", "uncached", "write_short", "write_long", "read", "output_tokens")
@@ -207,3 +208,66 @@ def print_cost(result: ProviderResult, label: str, console: Console | None = Non
             console.print(f"observed vs predicted cache {name}: {row['observed_tokens']:,} vs "
                           f"{row['predicted_tokens']:,} tokens over {row['requests']:,} requests; mean absolute "
                           f"error {row['mae_tokens']:,.1f} tokens; {row['exact_requests']:,} exact")
+
+
+def print_variant(base: dict, variant: dict, console: Console | None = None) -> None:
+    """One line: what the ``--vs`` variant (``{"changes", "summary"}``) saves or costs against the base summary."""
+    v = variant["summary"]
+    delta = base["cost_usd"] - v["cost_usd"]
+    change = ", ".join(f"{k}={val}" for k, val in variant["changes"].items())
+    verb = "saves" if delta >= 0 else "costs"
+    share = abs(delta) / base["cost_usd"] if base["cost_usd"] else 0.0
+    (console or wide_console()).print(
+        f"with {change}: {v['provider']} {v['model']}, hit ratio {v['hit_ratio']:.3f}, ${v['cost_usd']:,.4f} with "
+        f"the cache: the change {verb} ${abs(delta):,.4f} ({share:.1%})")
+
+
+def prices_dict(table, rows) -> dict:
+    """Price rows (of a loaded price table) as JSON-ready data, their dates as ISO text."""
+    import dataclasses
+
+    out = []
+    for r in rows:
+        d = dataclasses.asdict(r)
+        for k in ("valid_from", "valid_until"):
+            d[k] = d[k].isoformat() if d[k] else None
+        out.append(d)
+    return {"version": table.version, "files": table.files, "rows": out}
+
+
+def _rate(value) -> str:
+    return "—" if value is None else f"{value:g}"
+
+
+def print_prices(table, rows, console: Console | None = None) -> None:
+    """One table per provider of price rows (of a loaded price table), each row's source given by number."""
+    console = console or wide_console()
+    console.print(f"[bold]cachesim prices[/bold] — registry {table.version} · USD per 1M tokens · from "
+                  f"{', '.join(table.files)}")
+    for prov in dict.fromkeys(r.provider for r in rows):
+        group = [r for r in rows if r.provider == prov]
+        fields = [f for f in RATE_FIELDS if any(getattr(r, f) is not None for r in group)]
+        t = Table(title=prov, title_justify="left", header_style="bold")
+        t.add_column("model")
+        t.add_column("tier / period / validity")
+        for f in fields:
+            t.add_column(f.replace("_", " ").replace("storage per hour", "storage/h"), justify="right")
+        t.add_column("as of")
+        t.add_column("source")
+        sources: dict[str, int] = {}
+        for r in group:
+            tier = [f"> {r.above_input_tokens:,}" if r.above_input_tokens else "",
+                    "" if r.period == "flat" else r.period]
+            if r.valid_from:
+                tier.append(f"from {r.valid_from:%Y-%m-%d %H:%M}")
+            if r.valid_until:
+                tier.append(f"until {r.valid_until:%Y-%m-%d %H:%M}")
+            ref = sources.setdefault(r.source, len(sources) + 1)
+            t.add_row(r.model, " ".join(x for x in tier if x), *(_rate(getattr(r, f)) for f in fields), r.as_of,
+                      f"[{ref}]" + (" " + r.note if r.note else ""))
+        console.print(t)
+        for source, ref in sources.items():
+            console.print(f"  [{ref}] {source}", highlight=False, soft_wrap=True, markup=False)
+        aliases = [f"{r.model} = {', '.join(r.aliases)}" for r in group if r.aliases]
+        if aliases:
+            console.print("  aliases: " + "; ".join(dict.fromkeys(aliases)), soft_wrap=True)

@@ -1,0 +1,229 @@
+"""What several commands share: argument types, argument groups, reading the input, the cache configuration,
+and writing results out."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import warnings
+from pathlib import Path
+from typing import Callable
+
+from cachesim import units
+from cachesim._contract import DEFAULT_TOKEN_BLOCK_SIZE
+
+
+def argument(parse: Callable) -> Callable:
+    """A units parser as an argparse type: its ValueError becomes argparse's one-line usage error."""
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = parse.__name__
+    return convert
+
+
+parse_count = argument(units.parse_count)
+parse_seconds = argument(units.parse_seconds)
+
+
+def parse_list(parse_one: Callable, unbounded: str) -> Callable:
+    """A comma-separated list parsed item by item; ``none`` (or ``inf``/``unbounded``) stands for ``unbounded``."""
+    def parse(text: str) -> list:
+        items = []
+        for item in text.split(","):
+            if item.strip().lower() in ("none", "inf", "unbounded"):
+                items.append(None)
+            elif item.strip():
+                items.append(parse_one(item))
+        if not items:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list (none = {unbounded}), got {text!r}")
+        return items
+    return parse
+
+
+def add_input_args(p, what: str) -> None:
+    """Where the trace comes from and how to read it (read by load_input)."""
+    p.add_argument("trace", nargs="?", help=f"trace file (JSONL of a known format, CSV, or a compiled .npz) to "
+                                            f"{what}; omit to use the built-in agent workload")
+    p.add_argument("--format", help="trace format (default: sniffed from the content)")
+    p.add_argument("--preset", help="engine preset: vllm (16-token blocks, hit cap prompt-1) or sglang "
+                                    "(token-level, hit cap prompt-1)")
+    p.add_argument("--block-size", type=parse_count, metavar="N", help="tokens per block for token-id traces "
+                   "(default 16, or the preset's)")
+    p.add_argument("--workload", choices=["native", "chatty"], default="native",
+                   help="harness style of the built-in workload (when no TRACE is given)")
+    p.add_argument("--users", type=parse_count, default=8, help="users in the built-in workload")
+    p.add_argument("--seed", type=int, default=0, help="seed of the built-in workload")
+    p.add_argument("--impl", choices=["core", "reference"], help="engine implementation (default: the compiled "
+                   "core; the reference model is slow and meant for checking)")
+    add_reading_flags(p)
+    p.add_argument("--synthesize", action="store_true", help="arrival/length-only traces (Azure): give each "
+                   "request content from the built-in agent workload (--seed, --workload), keeping the trace's "
+                   "arrivals and lengths")
+
+
+def add_cache_args(p, isolation: bool = True) -> None:
+    """The cache's configuration (read by cache_config)."""
+    cap = p.add_mutually_exclusive_group()
+    cap.add_argument("--capacity", type=parse_count, metavar="BLOCKS", help="cache capacity in block slots "
+                     "(e.g. 100k); default unbounded")
+    cap.add_argument("--capacity-tokens", type=parse_count, metavar="N", help="cache capacity in tokens, "
+                     "divided by the block size")
+    p.add_argument("--ttl", type=parse_seconds, metavar="SECONDS", help="uniform TTL refreshed on use "
+                   "(e.g. 300, 5m, 1h); default none")
+    p.add_argument("--hit-cap", choices=["prompt-1"], help="cap hits so at least one prompt token is computed")
+    p.add_argument("--warmup", metavar="N|Ns", help="leave the first N requests (or N seconds, e.g. 600s) "
+                   "out of the counts")
+    p.add_argument("--policy", help="eviction policy: lru (default), fifo, lfu, slru, priority, sieve, s3fifo")
+    p.add_argument("--victims", choices=["leaves", "any"], default="leaves", help="evict only leaf blocks "
+                   "(default; keeps the cache prefix-closed) or any block, counting the orphans")
+    p.add_argument("--interference", action="store_true", help="track who evicted whom (lost_to, evictions_by)")
+    if isolation:
+        p.add_argument("--isolation", choices=["tenant"], help="tenants never share cache entries")
+
+
+def add_reading_flags(p) -> None:
+    p.add_argument("--skip-invalid", action="store_true", help="skip bad records (and report how many) "
+                   "instead of stopping at the first")
+    p.add_argument("--keep-order", action="store_true", help="refuse requests out of time order instead of "
+                   "sorting them stably")
+    p.add_argument("--tenant-field", metavar="FIELD", help="Qwen/Bailian traces: the record field that names "
+                   "the tenant (default: type)")
+    p.add_argument("--tokenizer", metavar="SPEC", help="text traces (API logs, transcripts): builtin (default, "
+                   "approximate), hf:PATH/tokenizer.json, or tiktoken:ENCODING=PATH")
+    p.add_argument("--batch-bytes", type=parse_count, default=16 << 20, metavar="N", help="read this many bytes "
+                   "of input per batch (default 16M): the memory a streaming replay holds besides the cache")
+
+
+def add_trace_source(p, what: str, isolation: bool) -> None:
+    """Input and cache arguments of the commands that replay one trace several ways."""
+    add_input_args(p, what)
+    add_cache_args(p, isolation=isolation)
+    p.add_argument("--workers", type=parse_count, help="parallel replays (default: one per CPU)")
+    p.add_argument("--executor", choices=["thread", "process"], default="thread",
+                   help="run replays in threads (default; the core releases the GIL) or processes")
+    p.add_argument("--json", metavar="OUT", help="write the comparison as JSON to OUT ('-' for stdout)")
+
+
+def preset(args):
+    """The engine preset --preset names, or None; an unknown name is a ValueError."""
+    if args.preset is None:
+        return None
+    from cachesim.presets import get_preset
+
+    return get_preset(args.preset)
+
+
+def preset_block_size(args) -> int | None:
+    chosen = preset(args)
+    return None if chosen is None else chosen.block_size
+
+
+def load_input(args):
+    """The trace to replay as an iterable of compiled batches, a one-line description of where it came from,
+    and the stream (None when the whole trace is in memory)."""
+    from cachesim.trace import Trace, compile_trace
+
+    if args.trace is None:
+        from cachesim.workloads import agent_workload
+
+        workload = agent_workload(style=args.workload, n_users=args.users, seed=args.seed)
+        block_size = args.block_size or preset_block_size(args) or DEFAULT_TOKEN_BLOCK_SIZE
+        trace = compile_trace(workload.requests, block_size, impl=args.impl)
+        label = (f"built-in agent workload ({args.workload} harness, {args.users} users, seed {args.seed}; "
+                 "pass a TRACE file to replay your own)")
+        return trace, label, None
+    path = Path(args.trace)
+    if path.suffix == ".npz":
+        return Trace.load(path, mmap=True), str(path), None
+    from cachesim.readers import TraceStream, detect_format
+
+    if args.synthesize:
+        from cachesim.readers import azure
+
+        if (args.format or detect_format(path)) != azure.NAME:
+            raise ValueError("--synthesize gives content to arrival/length-only traces (Azure CSV); this trace "
+                             "has its own content")
+        arrivals = azure.read_arrivals(path, skip_invalid=args.skip_invalid)
+        block_size = args.block_size or preset_block_size(args) or DEFAULT_TOKEN_BLOCK_SIZE
+        trace = compile_trace(azure.synthesize(arrivals, seed=args.seed, style=args.workload), block_size,
+                              impl=args.impl)
+        return trace, (f"{path} (azure arrivals and lengths; content synthesized from the built-in "
+                       f"{args.workload} agent workload, seed {args.seed})"), None
+
+    stream = TraceStream(path, format=args.format, block_size=args.block_size,
+                         default_block_size=preset_block_size(args) or DEFAULT_TOKEN_BLOCK_SIZE,
+                         skip_invalid=args.skip_invalid, keep_order=args.keep_order, impl=args.impl,
+                         batch_bytes=args.batch_bytes, tenant_field=args.tenant_field, tokenizer=args.tokenizer)
+    return stream, f"{path} ({stream.format})", stream
+
+
+def load_whole_trace(args):
+    """The whole trace in memory (for commands that replay it several times) and where it came from."""
+    source, label, stream = load_input(args)
+    if stream is None:
+        return source, label
+    from cachesim.readers import read_trace
+
+    trace = read_trace(args.trace, format=args.format, block_size=args.block_size,
+                       default_block_size=stream.default_block_size, skip_invalid=args.skip_invalid,
+                       keep_order=args.keep_order, impl=args.impl, tenant_field=args.tenant_field,
+                       tokenizer=args.tokenizer)
+    return trace, label
+
+
+def cache_config(args, block_size: int, block_source: str):
+    """The cache configuration replay() would build from these flags, for a trace of this block size."""
+    from cachesim.replay import CacheConfig
+    from cachesim.units import parse_warmup
+
+    hit_cap, policy = args.hit_cap, args.policy
+    chosen = preset(args) if args.preset else None
+    if chosen is not None:
+        hit_cap = hit_cap if hit_cap is not None else chosen.hit_cap
+        policy = policy if policy is not None else chosen.policy
+        if args.block_size is None and chosen.block_size != block_size and block_source == "ids":
+            print(f"cachesim: note: preset {args.preset!r} uses {chosen.block_size}-token blocks, but this trace's "
+                  f"blocks are fixed at {block_size} tokens; replaying at {block_size}", file=sys.stderr)
+    capacity = args.capacity
+    if args.capacity_tokens is not None:
+        capacity = max(args.capacity_tokens // block_size, 1)
+    warmup_requests, warmup_s = parse_warmup(args.warmup)
+    return CacheConfig(capacity_blocks=capacity, policy=policy or "lru", ttl_s=args.ttl, hit_cap=hit_cap,
+                       isolation=getattr(args, "isolation", None), warmup_requests=warmup_requests,
+                       warmup_s=warmup_s, victims=args.victims, interference=args.interference)
+
+
+@contextlib.contextmanager
+def recorded_warnings():
+    """Catch every warning raised inside, to be shown by print_notes rather than in Python's warning format."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
+
+
+def print_notes(caught) -> None:
+    for w in caught:
+        print(f"cachesim: note: {w.message}", file=sys.stderr)
+
+
+def emit(target: str | None, text: str) -> None:
+    """Write text where an OUT option says: '-' is stdout, None is nowhere, anything else a file."""
+    if target == "-":
+        sys.stdout.write(text)
+    elif target:
+        Path(target).write_text(text)
+
+
+def write_json(args, data: dict) -> None:
+    import orjson
+
+    emit(args.json, orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def trace_summary(trace, label: str) -> dict:
+    """The trace's entry in a comparison's JSON: where it came from and its size."""
+    return {"label": label, "requests": trace.n_requests, "blocks": trace.n_blocks, "block_size": trace.block_size}

@@ -1,0 +1,62 @@
+"""``cachesim mrc``: the exact (or sampled) LRU hit-ratio curve over capacity x TTL, from one pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cachesim.cli._options import add_input_args, emit, load_whole_trace, parse_count, parse_list, parse_seconds, preset
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("mrc", help="hit-ratio curve of an LRU prefix cache at every capacity (and TTL), one pass",
+                       description="Print (and plot) the LRU hit-ratio curve of a trace: hit ratio against cache "
+                                   "capacity, for one or more TTLs, from one pass over the trace. Exact (equal "
+                                   "to a replay at each capacity) unless --sample is given.")
+    add_input_args(p, "profile")
+    p.add_argument("--capacities", type=parse_list(parse_count, "unbounded"), metavar="LIST",
+                   help="capacities in blocks, e.g. 1k,10k,100k,none (default: a log-spaced grid up to the "
+                        "trace's distinct blocks, then unbounded)")
+    p.add_argument("--ttl", type=parse_list(parse_seconds, "no expiry"), metavar="LIST",
+                   help="TTLs refreshed on use, e.g. 300,1h (the no-TTL curve is always shown too)")
+    p.add_argument("--kv-bytes-per-token", type=parse_count, metavar="BYTES",
+                   help="KV-cache bytes per token of the model, to state capacities in GB (e.g. 160k)")
+    p.add_argument("--hit-cap", choices=["prompt-1"], help="cap hits so at least one prompt token is computed")
+    p.add_argument("--isolation", choices=["tenant"], help="tenants never share cache entries")
+    p.add_argument("--warmup", metavar="N|Ns", help="leave the first N requests (or N seconds) out of the counts")
+    p.add_argument("--sample", type=float, metavar="RATE", help="SHARDS-style sampling rate in (0, 1) for huge "
+                   "traces: an estimate (docs/mrc.md gives its measured error)")
+    p.add_argument("--always-tokens", type=int, default=2048, metavar="N",
+                   help="with --sample, track every block of a request's first N tokens (default 2048)")
+    p.add_argument("--plot", metavar="PNG", help="plot hit ratio against capacity to PNG (needs cachesim[plot])")
+    p.add_argument("--json", metavar="OUT", help="write the curves as JSON to OUT ('-' for stdout)")
+
+
+def run(args) -> int:
+    import orjson
+
+    from cachesim.mrc import default_capacities, plot_curve, print_curves, stack_profile
+
+    hit_cap = args.hit_cap
+    if args.preset:
+        hit_cap = hit_cap or preset(args).hit_cap
+    if args.sample is not None and not 0 < args.sample < 1:
+        raise ValueError(f"--sample must be a rate between 0 and 1, got {args.sample}")
+    trace, label = load_whole_trace(args)
+    profile = stack_profile(trace, sample_rate=args.sample or 1.0, always_tokens=args.always_tokens,
+                            hit_cap=hit_cap, isolation=args.isolation, warmup=args.warmup)
+    capacities = args.capacities or default_capacities(profile)
+    ttls = [None] + [x for x in (args.ttl or []) if x is not None]
+    table = profile.table(capacities, ttls)
+    curves = [table.curve(k) for k in range(len(ttls))]
+    if args.json:
+        data = {"trace": label, "requests": trace.n_requests, "distinct_blocks": profile.distinct_keys,
+                "longest_request_blocks": profile.longest_request_blocks,
+                "curves": [c.to_dict(args.kv_bytes_per_token) for c in curves]}
+        emit(args.json, orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
+    if args.json != "-":
+        print_curves(curves, trace, label, profile, args.kv_bytes_per_token)
+    if args.plot:
+        plot_curve(curves, args.plot, args.kv_bytes_per_token, title=f"LRU hit-ratio curve: {Path(label).name}")
+        if args.json != "-":
+            print(f"plot written to {args.plot}")
+    return 0

@@ -1,0 +1,81 @@
+"""``cachesim sweep``: every configuration of a grid replayed, in parallel and resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cachesim.cli._options import parse_count
+
+_SWEEP_AXIS_OPTIONS = {  # option -> grid axis; each takes a comma-separated list
+    "capacity": "capacity_blocks", "policy": "policy", "ttl": "ttl_s", "block_size": "block_size",
+    "hit_cap": "hit_cap", "isolation": "isolation", "warmup": "warmup", "preset": "preset",
+}
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("sweep", help="replay a trace under every configuration of a grid",
+                       description="Replay a trace under every configuration of a grid (capacities x policies x "
+                                   "TTLs x block sizes ...) and write one row per configuration. Without TRACE, "
+                                   "sweeps the built-in synthetic agent workload.")
+    p.add_argument("trace", nargs="?", help="trace file (Mooncake JSONL, native JSONL, or a compiled .npz)")
+    p.add_argument("--format", help="trace format (default: sniffed from the content)")
+    p.add_argument("--grid", metavar="TOML", help="grid file: one `axis = [values]` line per axis")
+    axes = p.add_argument_group("axes (comma-separated values; each adds to or replaces an axis of --grid)")
+    axes.add_argument("--capacity", metavar="LIST", help="capacities in blocks, e.g. 1k,10k,100k,unbounded")
+    axes.add_argument("--policy", metavar="LIST", help="eviction policies, e.g. lru,s3fifo")
+    axes.add_argument("--ttl", metavar="LIST", help="TTLs, e.g. none,5m,1h")
+    axes.add_argument("--block-size", metavar="LIST", help="tokens per block, e.g. 16,32 (token-id traces only)")
+    axes.add_argument("--hit-cap", metavar="LIST", help="hit caps: none,prompt-1")
+    axes.add_argument("--isolation", metavar="LIST", help="isolation: none,tenant")
+    axes.add_argument("--warmup", metavar="LIST", help="warmups: requests (100) or seconds (600s)")
+    axes.add_argument("--preset", metavar="LIST", help="engine presets: vllm,sglang")
+    p.add_argument("-o", "--out", metavar="FILE", help="write the table (.csv, .json or .parquet); rows are "
+                   "checkpointed beside it as they finish")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted sweep from its checkpoint")
+    p.add_argument("--executor", default=None, help="processes (default), serial, dask (a local cluster) or ray")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler (tcp://HOST:PORT) or Ray cluster "
+                   "(ray://HOST:PORT) to run on")
+    p.add_argument("--workers", type=parse_count, help="local worker processes (default: one per core)")
+    p.add_argument("--shared-dir", metavar="DIR", help="where the compiled trace is shared from (must be visible "
+                   "to every worker: a shared filesystem for a remote cluster)")
+    p.add_argument("--users", type=parse_count, default=8, help="users in the built-in workload")
+    p.add_argument("--seed", type=int, default=0, help="seed of the built-in workload")
+    bar = p.add_mutually_exclusive_group()
+    bar.add_argument("--progress", dest="progress", action="store_const", const=True, default=None,
+                     help="show the progress bar even when stderr is not a terminal")
+    bar.add_argument("--no-progress", dest="progress", action="store_const", const=False)
+
+
+def run(args) -> int:
+    from cachesim.sweep import checkpoint_path, load_grid, print_sweep, run_sweep
+
+    grid: dict = dict(load_grid(args.grid)) if args.grid else {}
+    for option, axis in _SWEEP_AXIS_OPTIONS.items():
+        value = getattr(args, option)
+        if value is not None:
+            grid[axis] = value.split(",")
+    if not grid:
+        raise ValueError("nothing to sweep: give --grid FILE or axes such as --capacity 1k,10k,100k")
+    trace, label = args.trace, None
+    if trace is None:
+        from cachesim.workloads import agent_workload
+
+        trace = agent_workload(n_users=args.users, seed=args.seed).requests
+        label = f"built-in agent workload ({args.users} users, seed {args.seed})"
+    executor = args.scheduler or args.executor
+    if args.scheduler and args.executor not in (None, "dask", "ray"):
+        raise ValueError(f"--scheduler runs on Dask or Ray, not on --executor {args.executor}")
+    if args.scheduler and args.executor == "ray" and not args.scheduler.startswith("ray://"):
+        executor = "ray://" + args.scheduler.split("://")[-1]
+    out = Path(args.out) if args.out else None
+    if out is not None and out.suffix.lower() not in (".csv", ".json", ".parquet", ".pq"):
+        raise ValueError(f"{out}: unknown output format {out.suffix or '(none)'}; use .csv, .json or .parquet")
+    checkpoint = checkpoint_path(out) if out is not None else None
+    result = run_sweep(trace, grid, executor, workers=args.workers, checkpoint=checkpoint, resume=args.resume,
+                       progress=args.progress, shared_dir=args.shared_dir, label=label, format=args.format)
+    print_sweep(result)
+    if out is not None:
+        result.write(out)
+        checkpoint.unlink(missing_ok=True)  # the table holds every row now
+        print(f"wrote {len(result.rows)} rows to {out}")
+    return 0
