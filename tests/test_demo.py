@@ -27,7 +27,7 @@ def test_demo_compares_styles_under_both_providers():
         # the same queries: chatty splits each tool round into more calls and breaks the prefix early
         assert native["queries"] == chatty["queries"]
         assert chatty["requests_per_query"] > native["requests_per_query"]
-        assert native["hit_ratio"] > 0.5 > chatty["hit_ratio"]
+        assert native["token_hit_ratio"] > 0.5 > chatty["token_hit_ratio"]
         assert row["cost_multiple"] == chatty["cost_per_query_usd"] / native["cost_per_query_usd"]
         assert row["cost_multiple"] > 1
 

@@ -147,7 +147,7 @@ def test_in_memory_retention_bounds():
     inp = ProviderInput.from_workload(agent_workload(n_users=3))
     bounds = retention_bounds(inp, make_rules("openai", "gpt-4o"), load_prices())   # gpt-4o: in_memory only
     # a longer idle lifetime keeps a superset of entries alive: never fewer hits, never more dollars
-    assert bounds["idle_3600s"]["hit_ratio"] >= bounds["idle_300s"]["hit_ratio"]
+    assert bounds["idle_3600s"]["token_hit_ratio"] >= bounds["idle_300s"]["token_hit_ratio"]
     assert bounds["idle_3600s"]["cost_usd"] <= bounds["idle_300s"]["cost_usd"]
     assert retention_bounds(inp, make_rules("openai", "gpt-5.4"), load_prices()) is None   # 24h by default
     assert retention_bounds(inp, make_rules("anthropic"), load_prices()) is None

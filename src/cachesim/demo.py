@@ -28,7 +28,7 @@ def run_demo(n_users: int = 8, seed: int = 0, providers=DEMO_PROVIDERS, prices_f
         for style in STYLES:
             s = simulate(inputs[style], rules, prices=prices).summary()
             per_style[style] = {k: s[k] for k in ("queries", "requests", "requests_per_query",
-                                                  "prompt_tokens_per_query", "hit_ratio", "cost_per_query_usd",
+                                                  "prompt_tokens_per_query", "token_hit_ratio", "cost_per_query_usd",
                                                   "cost_uncached_per_query_usd", "miss_causes")}
         native = per_style["native"]["cost_per_query_usd"]
         rows.append({"provider": provider, "model": model, "styles": per_style,
@@ -36,5 +36,3 @@ def run_demo(n_users: int = 8, seed: int = 0, providers=DEMO_PROVIDERS, prices_f
     return {"users": n_users, "seed": seed, "prices_version": prices.version, "rows": rows}
 
 
-# cli.py imports print_demo from here until the cli package imports it from cachesim.report
-from cachesim.report.demo import print_demo  # noqa: F401

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
+from cachesim._contract import OUTPUT_FIELDS, ratio
 from cachesim.interference import replay_requests
 from cachesim.replay import CacheConfig, Result
 from cachesim.trace import Trace, first_counted
@@ -43,8 +44,6 @@ ROUTER_DESCRIPTIONS = {
     "cost": "argmin of w x prefill blocks + decode blocks (Dynamo KV router)",
 }
 ROUTING_KEYS = ("tenant", "session", "none")
-_ENGINE_OUTPUTS = ("hit_tokens", "hit_blocks", "inserted_blocks", "evicted_blocks", "expired_blocks",
-                   "uncached_blocks")
 
 
 @dataclass(frozen=True)
@@ -342,7 +341,7 @@ class FleetResult:
         util = [row["utilisation"] for row in per_replica]
         return {
             "router": self.router.name, "replicas": self.n_replicas, "requests": int(counted.sum()),
-            "prompt_tokens": prompt, "hit_tokens": hit, "token_hit_ratio": hit / prompt if prompt else 0.0,
+            "prompt_tokens": prompt, "hit_tokens": hit, "token_hit_ratio": ratio(hit, prompt),
             "blocks": blocks, "hit_blocks": hit_blocks, "block_hit_ratio": hit_blocks / blocks if blocks else 0.0,
             "ttft_mean_s": float(ttft.mean()) if len(ttft) else 0.0,
             "ttft_p50_s": float(np.percentile(ttft, 50)) if len(ttft) else 0.0,
@@ -373,7 +372,7 @@ class FleetResult:
             res = self.replicas[r]
             rows.append({
                 "replica": r, "requests": int(c.sum()), "prompt_tokens": prompt, "hit_tokens": hit,
-                "token_hit_ratio": hit / prompt if prompt else 0.0,
+                "token_hit_ratio": ratio(hit, prompt),
                 "utilisation": busy / span if span > 0 else 0.0,
                 "ttft_mean_s": float(ttft.mean()) if len(ttft) else 0.0,
                 "ttft_p99_s": float(np.percentile(ttft, 99)) if len(ttft) else 0.0,
@@ -392,7 +391,7 @@ class FleetResult:
         prompt = np.bincount(tenant, weights=pr["prompt_tokens"][counted], minlength=n)
         hit = np.bincount(tenant, weights=pr["hit_tokens"][counted], minlength=n)
         return {name: {"requests": int(requests[i]), "prompt_tokens": int(prompt[i]), "hit_tokens": int(hit[i]),
-                       "token_hit_ratio": float(hit[i] / prompt[i]) if prompt[i] else 0.0}
+                       "token_hit_ratio": ratio(float(hit[i]), float(prompt[i]))}
                 for i, name in enumerate(self.tenant_names)}
 
     def to_dict(self) -> dict[str, Any]:
@@ -424,10 +423,10 @@ def run_fleet(trace: Trace, n_replicas: int, router: RouterConfig | str = "round
     replicas: list[Result | None] = [next(results) if len(ix) else None for ix in index_sets]
 
     n = trace.n_requests
-    per_request = {name: np.zeros(n, dtype=np.int64) for name in _ENGINE_OUTPUTS}
+    per_request = {name: np.zeros(n, dtype=np.int64) for name in OUTPUT_FIELDS}
     for ix, res in zip(index_sets, replicas):
         if res is not None:
-            for name in _ENGINE_OUTPUTS:
+            for name in OUTPUT_FIELDS:
                 per_request[name][ix] = res.per_request[name]
     per_request["t"] = np.asarray(trace.t, dtype=np.float64)
     per_request["replica"] = replica
@@ -452,5 +451,3 @@ def run_fleet(trace: Trace, n_replicas: int, router: RouterConfig | str = "round
     return FleetResult(router, n_replicas, config, load, replica, replicas, per_request, list(trace.tenant_names))
 
 
-# cli.py imports print_fleet from here until the cli package imports it from cachesim.report
-from cachesim.report.fleet import print_fleet  # noqa: F401

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from cachesim import parallel
+from cachesim._contract import ratio
 from cachesim.replay import CacheConfig, Result, Simulator
 
 # the trace operations live in trace.py; imported here they stay importable from this module (__all__)
@@ -104,8 +105,8 @@ class PartitionedResult:
     def totals(self) -> dict[str, Any]:
         keys = ("requests", "prompt_tokens", "hit_tokens", "blocks", "hit_blocks")
         out = {k: sum(row[k] for row in self.per_tenant.values()) for k in keys}
-        out["token_hit_ratio"] = _ratio(out["hit_tokens"], out["prompt_tokens"])
-        out["block_hit_ratio"] = _ratio(out["hit_blocks"], out["blocks"])
+        out["token_hit_ratio"] = ratio(out["hit_tokens"], out["prompt_tokens"])
+        out["block_hit_ratio"] = ratio(out["hit_blocks"], out["blocks"])
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,10 +117,6 @@ class PartitionedResult:
             "per_tenant": self.per_tenant,
             "hits_from": {"tenants": self.tenant_names, "tokens": self.hits_from.tolist()},
         }
-
-
-def _ratio(numerator: int, denominator: int) -> float:
-    return numerator / denominator if denominator else 0.0
 
 
 _ROW_KEYS = ("requests", "prompt_tokens", "hit_tokens", "token_hit_ratio", "blocks", "hit_blocks", "block_hit_ratio",
@@ -372,5 +369,3 @@ def compare_remedies(trace: Trace, config: CacheConfig, *, priority: str | None 
     return InterferenceReport(names, config, plans, by_name, alone.name)
 
 
-# cli.py imports print_report from here until the cli package imports it from cachesim.report
-from cachesim.report.interference import print_report  # noqa: F401

@@ -301,7 +301,3 @@ def default_capacities(profile: StackProfile, points: int = 24) -> list[int | No
     grid = np.unique(np.round(np.logspace(0, math.log10(top), points)).astype(np.int64))
     return [int(x) for x in grid] + [None]
 
-
-# cli.py imports these from here until the cli package imports them from cachesim.figures and cachesim.report
-from cachesim.figures import plot_curve  # noqa: F401
-from cachesim.report.mrc import print_curves  # noqa: F401

@@ -512,8 +512,6 @@ def checkpoint_path(out: str | Path) -> Path:
     return out.with_name(out.name + ".partial.jsonl")
 
 
-# cli.py imports print_sweep from here until the cli package imports it from cachesim.report
-from cachesim.report.sweep import print_sweep  # noqa: F401
 
 
 def load_result(path: str | Path) -> SweepResult:

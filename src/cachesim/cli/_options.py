@@ -11,6 +11,10 @@ from pathlib import Path
 from typing import Callable
 
 from cachesim import units
+from cachesim._contract import HIT_CAPS, ISOLATIONS, POLICY_NAMES, VICTIMS
+from cachesim._impl import IMPLEMENTATIONS
+from cachesim.parallel import EXECUTOR_NAMES
+from cachesim.parallel import executor_name as _executor_name
 from cachesim._contract import DEFAULT_TOKEN_BLOCK_SIZE
 
 
@@ -27,6 +31,34 @@ def argument(parse: Callable) -> Callable:
 
 parse_count = argument(units.parse_count)
 parse_seconds = argument(units.parse_seconds)
+
+
+def one_of(names, what: str) -> Callable:
+    """An argparse type for a registry name: the registry's own wording when it is not one (argparse then also
+    checks ``choices``, which --help lists)."""
+    def convert(text: str):
+        if text not in names:
+            raise argparse.ArgumentTypeError(f"unknown {what} {text!r}; choose one of {', '.join(names)}")
+        return text
+    convert.__name__ = what
+    return convert
+
+
+def executor_name(text: str) -> str:
+    """An executor name or alias (``processes``) as its one name, for argparse."""
+    try:
+        return _executor_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_hit_cap_and_isolation(p, isolation: bool = True) -> None:
+    """--hit-cap and --isolation, with their values from the registry."""
+    caps = [c for c in HIT_CAPS if c]
+    p.add_argument("--hit-cap", choices=caps, help=f"{caps[0]}: cap hits so at least one prompt token is computed")
+    if isolation:
+        p.add_argument("--isolation", choices=[i for i in ISOLATIONS if i],
+                       help="tenant: tenants never share cache entries")
 
 
 def parse_list(parse_one: Callable, unbounded: str) -> Callable:
@@ -57,7 +89,7 @@ def add_input_args(p, what: str) -> None:
                    help="harness style of the built-in workload (when no TRACE is given)")
     p.add_argument("--users", type=parse_count, default=8, help="users in the built-in workload")
     p.add_argument("--seed", type=int, default=0, help="seed of the built-in workload")
-    p.add_argument("--impl", choices=["core", "reference"], help="engine implementation (default: the compiled "
+    p.add_argument("--impl", choices=IMPLEMENTATIONS, help="engine implementation (default: the compiled "
                    "core; the reference model is slow and meant for checking)")
     add_reading_flags(p)
     p.add_argument("--synthesize", action="store_true", help="arrival/length-only traces (Azure): give each "
@@ -74,15 +106,14 @@ def add_cache_args(p, isolation: bool = True) -> None:
                      "divided by the block size")
     p.add_argument("--ttl", type=parse_seconds, metavar="SECONDS", help="uniform TTL refreshed on use "
                    "(e.g. 300, 5m, 1h); default none")
-    p.add_argument("--hit-cap", choices=["prompt-1"], help="cap hits so at least one prompt token is computed")
+    add_hit_cap_and_isolation(p, isolation)
     p.add_argument("--warmup", metavar="N|Ns", help="leave the first N requests (or N seconds, e.g. 600s) "
                    "out of the counts")
-    p.add_argument("--policy", help="eviction policy: lru (default), fifo, lfu, slru, priority, sieve, s3fifo")
-    p.add_argument("--victims", choices=["leaves", "any"], default="leaves", help="evict only leaf blocks "
+    p.add_argument("--policy", type=one_of(POLICY_NAMES, "policy"), choices=POLICY_NAMES,
+                   help=f"eviction policy: {', '.join(POLICY_NAMES)} (default lru; docs/policies.md)")
+    p.add_argument("--victims", choices=VICTIMS, default=VICTIMS[0], help="evict only leaf blocks "
                    "(default; keeps the cache prefix-closed) or any block, counting the orphans")
     p.add_argument("--interference", action="store_true", help="track who evicted whom (lost_to, evictions_by)")
-    if isolation:
-        p.add_argument("--isolation", choices=["tenant"], help="tenants never share cache entries")
 
 
 def add_reading_flags(p) -> None:
@@ -103,8 +134,9 @@ def add_trace_source(p, what: str, isolation: bool) -> None:
     add_input_args(p, what)
     add_cache_args(p, isolation=isolation)
     p.add_argument("--workers", type=parse_count, help="parallel replays (default: one per CPU)")
-    p.add_argument("--executor", choices=["thread", "process"], default="thread",
-                   help="run replays in threads (default; the core releases the GIL) or processes")
+    p.add_argument("--executor", type=executor_name, choices=EXECUTOR_NAMES, default="thread",
+                   help=f"where the replays run: {', '.join(EXECUTOR_NAMES)} (default thread: the core releases "
+                        "the GIL)")
     p.add_argument("--json", metavar="OUT", help="write the comparison as JSON to OUT ('-' for stdout)")
 
 

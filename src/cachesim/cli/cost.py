@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from cachesim._impl import IMPLEMENTATIONS
 from cachesim.cli._options import emit, parse_count
 
 
@@ -41,7 +42,7 @@ def add_parser(sub) -> None:
     p.add_argument("--prices", metavar="TOML", help="your price file, overriding the registry's rows")
     p.add_argument("--json", metavar="OUT", help="write the report as JSON to OUT ('-' for stdout)")
     p.add_argument("--per-request", metavar="CSV", help="write one row per request as CSV")
-    p.add_argument("--impl", choices=["core", "reference"], default="core")
+    p.add_argument("--impl", choices=IMPLEMENTATIONS, default="core")
     p.add_argument("--vs", action="append", type=_parse_option, default=[], metavar="NAME=VALUE",
                    help="what would a change save: replay again with this rule option (or provider=, model=, "
                         "long_ttl=) changed and compare (repeatable)")

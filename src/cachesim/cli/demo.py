@@ -19,7 +19,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import json
 
-    from cachesim.demo import print_demo, run_demo
+    from cachesim.demo import run_demo
+    from cachesim.report import print_demo
 
     demo = run_demo(n_users=args.users, seed=args.seed, prices_file=args.prices)
     if args.json != "-":

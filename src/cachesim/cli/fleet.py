@@ -38,7 +38,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from cachesim.fleet import ROUTERS, LoadModel, RouterConfig, print_fleet, run_fleet
+    from cachesim.fleet import ROUTERS, LoadModel, RouterConfig, run_fleet
+    from cachesim.report import print_fleet
 
     names = list(ROUTERS) if args.router == "all" else [r.strip() for r in args.router.split(",") if r.strip()]
     trace, label = load_whole_trace(args)

@@ -56,7 +56,9 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from dataclasses import replace
 
-    from cachesim.interference import compare_remedies, merge_traces, print_report
+    from cachesim.interference import compare_remedies
+    from cachesim.report import print_report
+    from cachesim.trace import merge_traces
 
     trace, label = load_whole_trace(args)
     if args.add_agent:
@@ -84,7 +86,7 @@ def run(args) -> int:
     write_json(args, data)
     if args.heatmap:
         try:
-            from cachesim.plot import tenant_heatmap
+            from cachesim.figures import tenant_heatmap
         except ImportError as exc:
             raise ValueError(str(exc)) from None
         try:

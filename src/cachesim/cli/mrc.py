@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cachesim.cli._options import add_input_args, emit, load_whole_trace, parse_count, parse_list, parse_seconds, preset
+from cachesim.cli._options import (
+    add_hit_cap_and_isolation,
+    add_input_args,
+    emit,
+    load_whole_trace,
+    parse_count,
+    parse_list,
+    parse_seconds,
+    preset,
+)
 
 
 def add_parser(sub) -> None:
@@ -20,8 +29,7 @@ def add_parser(sub) -> None:
                    help="TTLs refreshed on use, e.g. 300,1h (the no-TTL curve is always shown too)")
     p.add_argument("--kv-bytes-per-token", type=parse_count, metavar="BYTES",
                    help="KV-cache bytes per token of the model, to state capacities in GB (e.g. 160k)")
-    p.add_argument("--hit-cap", choices=["prompt-1"], help="cap hits so at least one prompt token is computed")
-    p.add_argument("--isolation", choices=["tenant"], help="tenants never share cache entries")
+    add_hit_cap_and_isolation(p)
     p.add_argument("--warmup", metavar="N|Ns", help="leave the first N requests (or N seconds) out of the counts")
     p.add_argument("--sample", type=float, metavar="RATE", help="SHARDS-style sampling rate in (0, 1) for huge "
                    "traces: an estimate (docs/mrc.md gives its measured error)")
@@ -34,7 +42,9 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import orjson
 
-    from cachesim.mrc import default_capacities, plot_curve, print_curves, stack_profile
+    from cachesim.figures import plot_curve
+    from cachesim.mrc import default_capacities, stack_profile
+    from cachesim.report import print_curves
 
     hit_cap = args.hit_cap
     if args.preset:

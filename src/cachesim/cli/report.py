@@ -14,7 +14,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from cachesim.html_report import write_report
+    from cachesim.report import write_report
 
     write_report(args.result, args.out, title=args.title)
     print(f"wrote {args.out}")

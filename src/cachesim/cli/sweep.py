@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cachesim.cli._options import parse_count
+from cachesim.parallel import EXECUTOR_NAMES
 
 _SWEEP_AXIS_OPTIONS = {  # option -> grid axis; each takes a comma-separated list
     "capacity": "capacity_blocks", "policy": "policy", "ttl": "ttl_s", "block_size": "block_size",
@@ -32,7 +33,8 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--out", metavar="FILE", help="write the table (.csv, .json or .parquet); rows are "
                    "checkpointed beside it as they finish")
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep from its checkpoint")
-    p.add_argument("--executor", default=None, help="processes (default), serial, dask (a local cluster) or ray")
+    p.add_argument("--executor", default=None, help=f"where the replays run: {', '.join(EXECUTOR_NAMES)} (default process; dask starts a "
+                   "local cluster)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler (tcp://HOST:PORT) or Ray cluster "
                    "(ray://HOST:PORT) to run on")
     p.add_argument("--workers", type=parse_count, help="local worker processes (default: one per core)")
@@ -47,7 +49,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from cachesim.sweep import checkpoint_path, load_grid, print_sweep, run_sweep
+    from cachesim.report import print_sweep
+    from cachesim.sweep import checkpoint_path, load_grid, run_sweep
 
     grid: dict = dict(load_grid(args.grid)) if args.grid else {}
     for option, axis in _SWEEP_AXIS_OPTIONS.items():

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cachesim import _impl
+from cachesim._contract import ratio
 from cachesim.providers import rules as R
 from cachesim.providers.prices import PriceTable, load_prices
 from cachesim.requests import TokenRequests, TraceError, offsets_from_lengths
@@ -167,7 +168,7 @@ class ProviderResult:
             "prompt_tokens": prompt, "read_tokens": read, "write_short_tokens": int(self.write_short.sum()),
             "write_long_tokens": int(self.write_long.sum()), "uncached_tokens": int(self.uncached.sum()),
             "output_tokens": int(self.output_tokens.sum()),
-            "hit_ratio": read / prompt if prompt else 0.0,
+            "token_hit_ratio": ratio(read, prompt),
             "cost_usd": cost, "cost_uncached_usd": base, "savings_usd": base - cost,
             "savings_ratio": (base - cost) / base if base else 0.0,
             "rejected_requests": int(np.count_nonzero(self.error)),

@@ -9,6 +9,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from cachesim._contract import ratio
 from cachesim.providers.engine import CAUSES, ProviderResult
 from cachesim.providers.prices import RATE_FIELDS
 
@@ -36,7 +37,7 @@ def group_totals(result: ProviderResult, codes: np.ndarray) -> dict[int, dict]:
     for i, code in enumerate(uniq.tolist()):
         prompt = int(sums["prompt_tokens"][i])
         row = {c: int(sums[c][i]) for c in TOKEN_COLUMNS}
-        row.update(requests=int(count[i]), hit_ratio=row["read"] / prompt if prompt else 0.0,
+        row.update(requests=int(count[i]), token_hit_ratio=ratio(row["read"], prompt),
                    read_from_other_tenants=int(others[i]),
                    cost_usd=float(cost[i]), cost_uncached_usd=float(base[i]), savings_usd=float(base[i] - cost[i]),
                    miss_causes={CAUSES[c]: int(cause[i, c]) for c in range(len(CAUSES)) if cause[i, c] and c})
@@ -85,7 +86,7 @@ def retention_bounds(inp, rules, prices) -> dict | None:
     out = {}
     for idle in (300.0, 3600.0):
         s = simulate(inp, dataclasses.replace(rules, retention="in_memory", in_memory_idle_s=idle), prices).summary()
-        out[f"idle_{idle:g}s"] = {"hit_ratio": s["hit_ratio"], "cost_usd": s["cost_usd"]}
+        out[f"idle_{idle:g}s"] = {"token_hit_ratio": s["token_hit_ratio"], "cost_usd": s["cost_usd"]}
     return out
 
 
@@ -188,7 +189,7 @@ def print_cost(result: ProviderResult, label: str, console: Console | None = Non
             tt.add_column(col, justify="left" if col == "tenant" else "right")
         ranked = sorted(tenants.items(), key=lambda kv: -kv[1]["cost_usd"])
         for name, row in ranked[:MAX_ROWS]:
-            tt.add_row(name, f"{row['requests']:,}", f"{row['prompt_tokens']:,}", f"{row['hit_ratio']:.3f}",
+            tt.add_row(name, f"{row['requests']:,}", f"{row['prompt_tokens']:,}", f"{row['token_hit_ratio']:.3f}",
                        f"{row['read_from_other_tenants']:,}", f"{row['cost_usd']:.4f}", f"{row['cost_uncached_usd']:.4f}", f"{row['savings_usd']:.4f}")
         if len(ranked) > MAX_ROWS:
             tt.caption = f"{len(ranked) - MAX_ROWS} more tenants in the JSON output"
@@ -201,7 +202,7 @@ def print_cost(result: ProviderResult, label: str, console: Console | None = Non
                       + "; ".join(f"{v} <- {e} ({c})" for c, v, e in pairs[:10]) + more)
     if bounds:
         console.print("in_memory retention is a range: " + "; ".join(
-            f"idle {key[5:-1]} s: hit ratio {b['hit_ratio']:.3f}, ${b['cost_usd']:,.4f}" for key, b in bounds.items()))
+            f"idle {key[5:-1]} s: hit ratio {b['token_hit_ratio']:.3f}, ${b['cost_usd']:,.4f}" for key, b in bounds.items()))
     ovp = observed_vs_predicted(result)
     if ovp:
         for name, row in ovp.items():
@@ -218,7 +219,7 @@ def print_variant(base: dict, variant: dict, console: Console | None = None) -> 
     verb = "saves" if delta >= 0 else "costs"
     share = abs(delta) / base["cost_usd"] if base["cost_usd"] else 0.0
     (console or wide_console()).print(
-        f"with {change}: {v['provider']} {v['model']}, hit ratio {v['hit_ratio']:.3f}, ${v['cost_usd']:,.4f} with "
+        f"with {change}: {v['provider']} {v['model']}, hit ratio {v['token_hit_ratio']:.3f}, ${v['cost_usd']:,.4f} with "
         f"the cache: the change {verb} ${abs(delta):,.4f} ({share:.1%})")
 
 

@@ -20,7 +20,7 @@ def print_demo(demo: dict, console: Console | None = None) -> None:
         for i, (style, s) in enumerate(row["styles"].items()):
             table.add_row(f"{row['provider']}/{row['model']}" if i == 0 else "", style,
                           f"{s['requests_per_query']:.1f}", f"{s['prompt_tokens_per_query']:,.0f}",
-                          f"{s['hit_ratio']:.3f}", f"{s['cost_per_query_usd']:.4f}",
+                          f"{s['token_hit_ratio']:.3f}", f"{s['cost_per_query_usd']:.4f}",
                           f"{s['cost_uncached_per_query_usd']:.4f}")
         multiple = row["cost_multiple"]
         table.add_row("", "[bold]chatty÷native[/bold]", "", "", "",
