@@ -17,7 +17,6 @@ from conftest import report
 from workloads import multi_turn_ids
 
 
-
 def _mooncake():
     from pathlib import Path
 

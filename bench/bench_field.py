@@ -16,12 +16,13 @@ import pytest
 
 from cachesim import _core
 from conftest import report
-from field import engine, libcachesim_driver as lcs_driver
+from field import engine
+from field import libcachesim_driver as lcs_driver
 from field.baselines import ordered_dict_lru_misses, vllm_style_keys, xxhash_loop_keys
 from field.goals import goals_markdown
 from field.results import load, ratio, record, table, write_section
+from field.streams import MOONCAKE, mix64, mooncake_block_ids, one_block_requests, zipf_ids
 from field.timing import timed
-from field.streams import MOONCAKE, mooncake_block_ids, mix64, one_block_requests, zipf_ids
 
 
 def _render() -> None:

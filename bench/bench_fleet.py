@@ -3,7 +3,8 @@
     pytest bench/bench_fleet.py --benchmark-only          (pytest-benchmark tables)
     python bench/bench_fleet.py                           (a table of ratios: also how threads vs processes compare)
 
-The trace is the Mooncake conversation trace mixed with a generated chatty agent when ../shared/traces (or $CACHESIM_TRACES) is present,
+The trace is the Mooncake conversation trace mixed with a generated chatty agent when ../shared/traces
+(or $CACHESIM_TRACES) is present,
 else the built-in chatty agent workload alone (the note says which).
 """
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import report
 
 from cachesim import _core
 from cachesim.providers import ProviderInput, load_prices, make_rules, simulate
 from cachesim.workloads import agent_workload
+from conftest import report
 
 PRICES = load_prices()
 RESULTS: dict[str, float] = {}

@@ -115,4 +115,5 @@ def test_compact_format_on_block_id_traces(mooncake_file, tmp_path):
     load_s = _best(lambda: Trace.load(compact, mmap=True), rounds=5)
     size_ratio = mooncake_file.stat().st_size / compact.stat().st_size
     print(f"\ncompact format, Mooncake: JSONL {mooncake_file.stat().st_size:,} B -> .npz {compact.stat().st_size:,} B "
-          f"({size_ratio:.1f}x smaller); load {jsonl_s * 1e3:.0f} ms -> {load_s * 1e3:.1f} ms ({jsonl_s / load_s:.0f}x)")
+          f"({size_ratio:.1f}x smaller); load {jsonl_s * 1e3:.0f} ms -> {load_s * 1e3:.1f} ms "
+          f"({jsonl_s / load_s:.0f}x)")

@@ -28,8 +28,8 @@ from field import engine
 from field.goals import goals_markdown
 from field.plots import line_plot
 from field.results import PLOTS, load, record, table, write_section
-from field.timing import clock
 from field.streams import Batch, mix64, one_block_requests, prefix_requests
+from field.timing import clock
 from workloads import multi_turn_ids
 
 pytest.importorskip("matplotlib", reason="the scaling plots need matplotlib (bench extra): pip install '.[bench]'")
@@ -68,8 +68,8 @@ def _interleaved(points: dict, rounds: int, slice_blocks: int | None = None) -> 
                                                slices=slices)
             # each slice's fastest round: a slice is as long as a 10^7-block point, so it filters the machine's
             # bursts of load as that point's fastest round does (a 10^8 replay's fastest round rarely escapes them)
-            fastest_slices = [min(a, b, key=lambda s: s[1])
-                              for a, b in zip(best[key]["fastest_slices"] if key in best else slices, slices)]
+            earlier = best[key]["fastest_slices"] if key in best else slices
+            fastest_slices = [min(a, b, key=lambda s: s[1]) for a, b in zip(earlier, slices, strict=True)]
             if key not in best or seconds < best[key]["seconds"]:
                 best[key] = dict(seconds=seconds, hits=hits, occupancy=eng.occupancy, blocks=batch.n_blocks,
                                  capacity=capacity)
@@ -100,10 +100,10 @@ def test_time_per_block_vs_length(benchmark):
     best = benchmark.pedantic(_interleaved, args=(points, 3, SLICE_BLOCKS), rounds=1)
     _record_sweep("length", best)
     # the longest replay, slice by slice: does the time per block drift within one stream?
-    for (capacity, n), b in best.items():
+    for (capacity, _n), b in best.items():
         if b["fastest_slices"]:
             ends = np.cumsum([blocks for blocks, _ in b["fastest_slices"]])
-            for end, (blocks, seconds) in zip(ends, b["fastest_slices"]):
+            for end, (blocks, seconds) in zip(ends, b["fastest_slices"], strict=True):
                 record("scaling", f"slices {capacity:>10} {int(end):>12}",
                        dict(sweep="slices", series=capacity, x=int(end), blocks=blocks,
                             ns_per_block=seconds / blocks * 1e9))
@@ -147,7 +147,7 @@ def test_time_per_block_follows_engine_age(benchmark):
 
     times = benchmark.pedantic(probe, rounds=1)
     for kind, values in times.items():
-        for x, (case, ns) in enumerate(zip(AGE_CASES, values)):
+        for x, (case, ns) in enumerate(zip(AGE_CASES, values, strict=True)):
             record("scaling", f"age {kind} {x}", dict(sweep="age", series=kind, x=x, case=case, ns_per_block=ns))
         report(f"engine age, {kind}", ", ".join(f"{ns:.0f}" for ns in values) + " ns per block")
     _render()

@@ -34,8 +34,9 @@ def generate(path: str, target_bytes: int, seed: int = 0, conversations: int = 2
                 history[conv] = ids
                 tokens = (len(ids) - 1) * BLOCK + int(rng.integers(1, BLOCK + 1))
                 t_ms += int(rng.integers(0, 40))
-                buf.append('{"timestamp": %d, "input_length": %d, "output_length": %d, "hash_ids": [%s]}\n'
-                           % (t_ms, tokens, int(rng.integers(1, 800)), ", ".join(map(str, ids))))
+                output = int(rng.integers(1, 800))
+                buf.append(f'{{"timestamp": {t_ms}, "input_length": {tokens}, "output_length": {output}, '
+                           f'"hash_ids": [{", ".join(map(str, ids))}]}}\n')
             text = "".join(buf)
             out.write(text)
             written += len(text)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from field.results import load, ratio, table
 
-
 STEADY_BLOCKS = 30_000_000  # at 1 M cached the prefix workload's engine settles over the first ~3 * 10^7 blocks
 
 

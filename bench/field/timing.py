@@ -4,7 +4,8 @@ written), and wall time counts the waits for a core; every timed thing here runs
 from __future__ import annotations
 
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 

@@ -12,8 +12,11 @@ from cachesim import _impl
 if _impl.default_impl() == "core":
     _impl.load("core")
 
+from cachesim import sweep  # noqa: E402  (a callable module: cachesim.sweep(trace, grid, executor=None))
+from cachesim._contract import VERSION  # noqa: E402
 from cachesim.policies import BUILTIN_POLICIES, Policy  # noqa: E402
 from cachesim.presets import PRESETS, EnginePreset, get_preset  # noqa: E402
+from cachesim.readers import TraceStream, detect_format, read_trace  # noqa: E402
 from cachesim.replay import (  # noqa: E402
     POLICIES,
     RATIO_DEFINITIONS,
@@ -24,9 +27,6 @@ from cachesim.replay import (  # noqa: E402
 )
 from cachesim.requests import BlockRequests, TokenRequests, TraceError  # noqa: E402
 from cachesim.trace import Trace, compile_trace  # noqa: E402
-from cachesim.readers import TraceStream, detect_format, read_trace  # noqa: E402
-from cachesim._contract import VERSION  # noqa: E402
-from cachesim import sweep  # noqa: E402  (a callable module: cachesim.sweep(trace, grid, executor=None))
 
 __version__ = VERSION
 

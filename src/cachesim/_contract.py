@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from importlib import metadata
 
 __all__ = [
-    "DEFAULT_TOKEN_BLOCK_SIZE", "EngineInputError", "HIT_CAPS", "ISOLATIONS", "MAX_CAPACITY_BLOCKS", "MAX_TOKENS_PER_REQUEST",
+    "DEFAULT_TOKEN_BLOCK_SIZE", "EngineInputError", "HIT_CAPS", "ISOLATIONS", "MAX_CAPACITY_BLOCKS",
+    "MAX_TOKENS_PER_REQUEST",
     "OUTPUT_FIELDS", "POLICIES", "POLICY_NAMES", "PolicySpec", "RATIO_DEFINITIONS", "TENANT_FIELDS", "VERSION",
     "VICTIMS", "check_engine_config", "ratio",
 ]

@@ -197,7 +197,7 @@ class Engine:
                 exc.request = r
                 exc.partial = {name: arr[:r] for name, arr in outputs.items()} if per_request else None
                 raise
-            for name, value in zip(OUTPUT_FIELDS, values):
+            for name, value in zip(OUTPUT_FIELDS, values, strict=True):
                 outputs[name][r] = value
         return outputs if per_request else None
 

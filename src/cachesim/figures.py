@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -83,7 +84,7 @@ def metric_figure(rows: Sequence[Mapping[str, Any]], y: str, x: str = "capacity_
     numeric = all(isinstance(v, (int, float)) for v in finite_x)
     categories = [] if numeric else list(dict.fromkeys(str(v) for v in finite_x))
     for i, (key, members) in enumerate(groups.items()):
-        label = ", ".join(_shown(s, v) for s, v in zip(series, key)) or _label(y)
+        label = ", ".join(_shown(s, v) for s, v in zip(series, key, strict=True)) or _label(y)
         colour = f"C{i % 10}"
         points = sorted(((r[x] if numeric else categories.index(str(r[x])), r[y]) for r in members
                          if r.get(x) is not None and r.get(y) is not None), key=lambda p: p[0])
@@ -159,7 +160,8 @@ def interference_figure(tokens: Sequence[Sequence[int]], tenants: Sequence[str],
     """
     return heatmap_figure(np.asarray(tokens, dtype=np.int64), tenants,
                           title=title or "interference: hit tokens by requester and owner",
-                          row_label="requester: tenant that hit them", col_label="owner: tenant that inserted the entries",
+                          row_label="requester: tenant that hit them",
+                          col_label="owner: tenant that inserted the entries",
                           value_label="hit tokens")
 
 

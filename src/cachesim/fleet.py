@@ -229,7 +229,7 @@ def _route_prefix_hash(trace: Trace, n_replicas: int, router: RouterConfig) -> n
     recent: dict[int, deque] = {}
     spills: dict[int, int] = {}
     window_s = 60.0
-    for i, (key, t) in enumerate(zip(keys.tolist(), trace.t.tolist())):
+    for i, (key, t) in enumerate(zip(keys.tolist(), trace.t.tolist(), strict=True)):
         arrivals = recent.setdefault(key, deque())
         arrivals.append(t)
         while arrivals[0] <= t - window_s:
@@ -424,7 +424,7 @@ def run_fleet(trace: Trace, n_replicas: int, router: RouterConfig | str = "round
 
     n = trace.n_requests
     per_request = {name: np.zeros(n, dtype=np.int64) for name in OUTPUT_FIELDS}
-    for ix, res in zip(index_sets, replicas):
+    for ix, res in zip(index_sets, replicas, strict=True):
         if res is not None:
             for name in OUTPUT_FIELDS:
                 per_request[name][ix] = res.per_request[name]

@@ -176,7 +176,7 @@ def _run_plans(trace: Trace, config: CacheConfig, plans: Sequence[Sequence[Parti
     for i, plan in enumerate(plans):
         per_tenant = {name: _empty_row() for name in names}
         hits_from = np.zeros((len(names), len(names)), dtype=np.int64)
-        mine = [(r, p) for r, (owner, p) in zip(replays, owners) if owner == i]
+        mine = [(r, p) for r, (owner, p) in zip(replays, owners, strict=True) if owner == i]
         for result, p in mine:
             rows = result.per_tenant()  # every tenant of the trace is named; only p's have requests here
             for name in p.tenants:
@@ -365,7 +365,7 @@ def compare_remedies(trace: Trace, config: CacheConfig, *, priority: str | None 
     plans = remedy_plans(names, config.capacity_blocks, priority=priority, reserve=reserve, quotas=quotas)
     alone = counterfactual_plan(names, config.capacity_blocks, alone_capacity)
     results = _run_plans(trace, config, [p.partitions for p in plans] + [alone.partitions], impl, workers, executor)
-    by_name = {plan.name: res for plan, res in zip(plans + [alone], results)}
+    by_name = {plan.name: res for plan, res in zip(plans + [alone], results, strict=True)}
     return InterferenceReport(names, config, plans, by_name, alone.name)
 
 

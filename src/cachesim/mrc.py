@@ -26,8 +26,8 @@ import numpy as np
 from cachesim import _impl
 from cachesim._contract import RATIO_DEFINITIONS, check_engine_config
 from cachesim.replay import tenant_seed
-from cachesim.units import first_counted, parse_warmup
 from cachesim.trace import Trace, validate
+from cachesim.units import first_counted, parse_warmup
 
 __all__ = [
     "Curve",
@@ -264,10 +264,7 @@ def stack_profile(trace: Trace, *, sample_rate: float = 1.0, always_tokens: int 
     counted[:first_counted(t, warmup_requests, warmup_s)] = 0
     lengths = np.diff(offsets)
     prompt_tokens = np.asarray(trace.prompt_tokens, dtype=np.int64)
-    if hit_cap == "prompt-1":
-        cap = np.maximum((prompt_tokens - 1) // trace.block_size, 0)
-    else:
-        cap = lengths.copy()
+    cap = np.maximum((prompt_tokens - 1) // trace.block_size, 0) if hit_cap == "prompt-1" else lengths.copy()
     block_tokens = np.ascontiguousarray(trace.block_tokens, dtype=np.uint32)
     mask = counted.astype(bool)
     if mask.all():

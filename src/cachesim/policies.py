@@ -22,7 +22,8 @@ policies), not million-request traces. A policy that proves itself belongs in ``
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 from cachesim._contract import POLICIES
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import orjson
@@ -163,7 +164,7 @@ class Simulator:
         self._keep(trace, tenant, outputs)
         return outputs
 
-    def run(self, trace: Trace | Iterable[Trace], on_batch=None) -> "Result":
+    def run(self, trace: Trace | Iterable[Trace], on_batch=None) -> Result:
         """Feed a whole trace (a Trace, in bounded batches, or an iterable of Trace batches) and return the result.
 
         ``on_batch(batch)`` is called after each batch is served (progress, bookkeeping).
@@ -186,7 +187,7 @@ class Simulator:
             part["blocks"] = np.diff(trace.block_offsets)
             self._parts.append(part)
 
-    def result(self) -> "Result":
+    def result(self) -> Result:
         per_request = None
         if self.keep_per_request:
             names = self._parts[0].keys() if self._parts else ()
@@ -230,7 +231,7 @@ class Result:
     per_request: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     def _totals(self, row: np.ndarray) -> dict[str, Any]:
-        s = dict(zip(self.tenant_fields, (int(x) for x in row)))
+        s = dict(zip(self.tenant_fields, (int(x) for x in row), strict=True))
         return {
             "requests": s["requests"],
             "prompt_tokens": s["prompt_tokens"],

@@ -12,8 +12,8 @@ Both carry ``t`` (seconds), ``tenant`` (small ints indexing ``tenant_names``), `
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -40,7 +40,7 @@ class TraceError(ValueError):
         what = f"{self.field}: " if self.field else ""
         return f"{where}{what}{self.message}"
 
-    def located(self, file: str | None = None, line: int | None = None) -> "TraceError":
+    def located(self, file: str | None = None, line: int | None = None) -> TraceError:
         """The same error with a file and/or line filled in where it had none."""
         return TraceError(self.message, field=self.field,
                           file=self.file if self.file is not None else file,
@@ -122,7 +122,7 @@ class TokenRequests(_RequestColumns):
 
     @classmethod
     def from_lists(cls, prompts: Sequence[Sequence[int]], t=None, tenant=None, session=None,
-                   output_tokens=None, tenant_names: Sequence[str] | None = None) -> "TokenRequests":
+                   output_tokens=None, tenant_names: Sequence[str] | None = None) -> TokenRequests:
         """Build from Python lists of token ids (convenient for small inputs and tests)."""
         n = len(prompts)
         lengths = np.fromiter((len(p) for p in prompts), dtype=np.int64, count=n)
@@ -132,7 +132,7 @@ class TokenRequests(_RequestColumns):
 
     @classmethod
     def from_arrays(cls, tokens, token_offsets, t=None, tenant=None, session=None, output_tokens=None,
-                    tenant_names: Sequence[str] | None = None) -> "TokenRequests":
+                    tenant_names: Sequence[str] | None = None) -> TokenRequests:
         offsets = np.asarray(token_offsets, dtype=np.int64)
         n = len(offsets) - 1
         tokens = np.asarray(tokens)
@@ -156,7 +156,7 @@ class BlockRequests(_RequestColumns):
 
     @classmethod
     def from_lists(cls, block_ids: Sequence[Sequence[int]], prompt_tokens, block_size: int, t=None, tenant=None,
-                   session=None, output_tokens=None, tenant_names: Sequence[str] | None = None) -> "BlockRequests":
+                   session=None, output_tokens=None, tenant_names: Sequence[str] | None = None) -> BlockRequests:
         n = len(block_ids)
         lengths = np.fromiter((len(b) for b in block_ids), dtype=np.int64, count=n)
         flat = np.fromiter((i for b in block_ids for i in b), dtype=np.uint64, count=int(lengths.sum()))

@@ -17,9 +17,10 @@ import os
 import sys
 import tempfile
 import types
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import orjson
@@ -119,7 +120,7 @@ def load_grid(path: str | Path) -> dict[str, list]:
 def configurations(axes: Mapping[str, list]) -> list[dict[str, Any]]:
     """The cartesian product in grid order (the first axis varies slowest)."""
     names = list(axes)
-    return [dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(axes[n] for n in names))]
 
 
 def config_id(params: Mapping[str, Any]) -> str:
@@ -218,7 +219,7 @@ class SweepResult:
         return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2).decode()
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "<data>") -> "SweepResult":
+    def from_dict(cls, data: Mapping[str, Any], source: str = "<data>") -> SweepResult:
         if data.get("kind") != SWEEP_FORMAT:
             raise TraceError(f"not a cachesim sweep result (kind {data.get('kind')!r})", file=source)
         interference = {int(m["row"]): {"tenants": m["tenants"], "tokens": m["tokens"]}
@@ -288,7 +289,7 @@ def _read_checkpoint(path: Path, trace_fingerprint: str) -> dict[str, tuple[dict
 class _Checkpoint:
     def __init__(self, path: Path, trace_fingerprint: str, append: bool):
         self.path = path
-        self.handle = open(path, "ab" if append else "wb")
+        self.handle = open(path, "ab" if append else "wb")  # noqa: SIM115 (open across the sweep; close() ends it)
         if not append or path.stat().st_size == 0:
             self._write({"kind": _CHECKPOINT_FORMAT, "version": 1, "trace": trace_fingerprint})
 
@@ -492,7 +493,8 @@ def sweep(trace: Any, grid: Mapping[str, Any] | str | Path, executor: Any = None
     ``grid``: a mapping axis -> values (or a TOML file of them). Axes are replay's keywords — capacity_blocks
     (None = unbounded), policy, ttl_s, block_size (token traces only), hit_cap, isolation, warmup, preset —
     with the aliases ``capacity`` and ``ttl`` and units as on the command line ("100k", "5m", "unbounded").
-    ``executor``: None (local processes), "serial", "thread", "dask", "tcp://HOST:PORT", "ray", a distributed.Client, or a
+    ``executor``: None (local processes), "serial", "thread", "dask", "tcp://HOST:PORT", "ray", a distributed.Client,
+    or a
     concurrent.futures executor. Options: workers, checkpoint (+ resume), progress, shared_dir (where the
     memory-mapped traces go: a directory every worker sees, for a remote cluster), label, format (of a path).
 

@@ -19,7 +19,8 @@ the set. Each raises AssertionError naming the request and the invariant.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import xxhash
@@ -68,7 +69,8 @@ def cache_configs(draw, policy: Any = None, capacities: Sequence[int | None] = (
     return CacheConfig(capacity_blocks=draw(st.sampled_from(capacities)), ttl_s=draw(st.sampled_from(ttls_s)),
                        policy=policy if policy is not None else draw(st.sampled_from(POLICY_NAMES)),
                        hit_cap=draw(st.sampled_from(HIT_CAPS)),
-                       victims=draw(st.sampled_from(["leaves", "leaves", "any"])))  # leaves, the default, twice as often
+                       # leaves, the default, twice as often
+                       victims=draw(st.sampled_from(["leaves", "leaves", "any"])))
 
 
 def chain_keys(tokens: Sequence[int], block_size: int, seed: int = 0, partial_tail: bool = False) -> list[int]:

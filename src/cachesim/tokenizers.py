@@ -34,8 +34,8 @@ class Tokenizer(Protocol):
 # runs of up to 3 digits; punctuation runs with an optional leading space and the newlines after them;
 # newline runs; other whitespace:
 # the usual pre-tokenization of byte-level BPE tokenizers
-_PIECES = re.compile(r"""'(?:s|t|re|ve|m|ll|d)\b|[^\r\n\w]?[^\W\d_]+| ?\d{1,3}| ?[^\s\w]+[\r\n]*|\s*\n+|[ \t]+(?!\S)|[ \t]+""",
-                     re.UNICODE)
+_PIECES = re.compile(r"""'(?:s|t|re|ve|m|ll|d)\b|[^\r\n\w]?[^\W\d_]+| ?\d{1,3}| ?[^\s\w]+[\r\n]*"""
+                     r"""|\s*\n+|[ \t]+(?!\S)|[ \t]+""", re.UNICODE)
 _WORD_PIECE = 6      # letters a BPE token usually covers in a long or rare word
 _COMMON_WORD = 9     # words up to this many letters are usually one token (with their leading space)
 _PUNCT_PIECE = 2     # punctuation runs ("):", "**", "->") merge in pairs or so
@@ -57,7 +57,8 @@ class BuiltinTokenizer:
                 out.extend((lead if i == 0 else "") + body[i:i + _WORD_PIECE] for i in cuts)
             elif body and not body[0].isalnum() and not body[0].isspace() and len(body) > _PUNCT_PIECE:
                 lead = piece[:len(piece) - len(body)]
-                out.extend((lead if i == 0 else "") + body[i:i + _PUNCT_PIECE] for i in range(0, len(body), _PUNCT_PIECE))
+                out.extend((lead if i == 0 else "") + body[i:i + _PUNCT_PIECE]
+                           for i in range(0, len(body), _PUNCT_PIECE))
             else:
                 out.append(piece)
         return out

@@ -63,7 +63,7 @@ class Trace:
         return (f"Trace({self.n_requests:,} requests, {self.n_blocks:,} blocks of {self.block_size} tokens "
                 f"from {self.block_source}, {len(self.tenant_names)} tenants)")
 
-    def slice(self, start: int, stop: int) -> "Trace":
+    def slice(self, start: int, stop: int) -> Trace:
         """Requests [start, stop) as a trace of views (block offsets rebased to 0)."""
         b0, b1 = int(self.block_offsets[start]), int(self.block_offsets[stop])
         part = replace(self, t=self.t[start:stop], tenant=self.tenant[start:stop], session=self.session[start:stop],
@@ -74,7 +74,7 @@ class Trace:
             _mark_validated(part)
         return part
 
-    def dense(self) -> "Trace":
+    def dense(self) -> Trace:
         """The same trace with its block keys numbered 0, 1, 2... by first appearance (``distinct_keys`` maps
         them back). Replays give identical results, and the compiled engine serves dense ids with an array for an
         index instead of a hash table (no hashing, probing or deletion shifts per block): 1.4 to 2.9 times as
@@ -88,18 +88,18 @@ class Trace:
         ids, distinct = _impl.load().dense_ids(np.ascontiguousarray(self.block_keys, dtype=np.uint64))
         return replace(self, block_keys=ids, distinct_keys=distinct)
 
-    def keyed(self) -> "Trace":
+    def keyed(self) -> Trace:
         """The trace with its chained block keys back, if :meth:`dense` numbered them. What only compares keys
         (replays) is indifferent; what hashes them (routers, sampled curves) needs the keys themselves."""
         if self.distinct_keys is None:
             return self
         return replace(self, block_keys=self.distinct_keys[self.block_keys], distinct_keys=None)
 
-    def validate(self) -> "Trace":
+    def validate(self) -> Trace:
         """This trace checked for what compiled code assumes (see :func:`validate`), in the core's dtypes."""
         return validate(self)
 
-    def batches(self, max_blocks: int = 1 << 16) -> Iterator["Trace"]:
+    def batches(self, max_blocks: int = 1 << 16) -> Iterator[Trace]:
         """Consecutive slices of about max_blocks blocks each (at least one request)."""
         start = 0
         while start < self.n_requests:
@@ -153,7 +153,7 @@ class Trace:
                                           allow_pickle=False)
 
     @classmethod
-    def load(cls, path: str | Path, mmap: bool = False) -> "Trace":
+    def load(cls, path: str | Path, mmap: bool = False) -> Trace:
         """Load a trace saved by :meth:`save`; with ``mmap`` the block keys are memory-mapped, not read."""
         try:
             with zipfile.ZipFile(path) as zf:

@@ -32,7 +32,7 @@ def parse_count(text: str) -> int:
 def parse_seconds(text: str) -> float:
     """``"300"``, ``"300s"``, ``"5m"``, ``"1h"`` -> seconds (positive)."""
     raw = str(text).strip().lower()
-    scale = _SECOND_SUFFIXES.get(raw[-1:], None)
+    scale = _SECOND_SUFFIXES.get(raw[-1:])
     try:
         value = float(raw[:-1]) * scale if scale else float(raw)
     except ValueError:

@@ -7,15 +7,14 @@ import argparse
 import contextlib
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from cachesim import units
-from cachesim._contract import HIT_CAPS, ISOLATIONS, POLICY_NAMES, VICTIMS
+from cachesim._contract import DEFAULT_TOKEN_BLOCK_SIZE, HIT_CAPS, ISOLATIONS, POLICY_NAMES, VICTIMS
 from cachesim._impl import IMPLEMENTATIONS
 from cachesim.parallel import EXECUTOR_NAMES
 from cachesim.parallel import executor_name as _executor_name
-from cachesim._contract import DEFAULT_TOKEN_BLOCK_SIZE
 
 
 def argument(parse: Callable) -> Callable:

@@ -51,8 +51,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from cachesim.providers import ProviderInput, make_rules, simulate
     from cachesim.providers.prices import load_prices
-    from cachesim.providers.report import (print_cost, print_variant, report_dict, retention_bounds,
-                                           write_requests_csv)
+    from cachesim.providers.report import print_cost, print_variant, report_dict, retention_bounds, write_requests_csv
 
     rules = make_rules(args.provider, args.model, **dict(args.options))
     prices = load_prices(args.prices)

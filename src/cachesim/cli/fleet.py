@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from cachesim.cli._options import (add_trace_source, cache_config, load_whole_trace, parse_count, trace_summary,
-                                   write_json)
+from cachesim.cli._options import (
+    add_trace_source,
+    cache_config,
+    load_whole_trace,
+    parse_count,
+    trace_summary,
+    write_json,
+)
 
 
 def add_parser(sub) -> None:

@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cachesim.cli._options import (add_trace_source, cache_config, load_whole_trace, parse_count, trace_summary,
-                                   write_json)
+from cachesim.cli._options import (
+    add_trace_source,
+    cache_config,
+    load_whole_trace,
+    parse_count,
+    trace_summary,
+    write_json,
+)
 
 
 def _parse_quota(text: str) -> tuple[str, int]:

@@ -5,8 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cachesim.cli._options import (add_cache_args, add_input_args, cache_config, emit, load_input, preset,
-                                   print_notes, recorded_warnings)
+from cachesim.cli._options import (
+    add_cache_args,
+    add_input_args,
+    cache_config,
+    emit,
+    load_input,
+    preset,
+    print_notes,
+    recorded_warnings,
+)
 from cachesim.requests import TraceError
 
 

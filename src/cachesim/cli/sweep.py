@@ -33,7 +33,8 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--out", metavar="FILE", help="write the table (.csv, .json or .parquet); rows are "
                    "checkpointed beside it as they finish")
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep from its checkpoint")
-    p.add_argument("--executor", default=None, help=f"where the replays run: {', '.join(EXECUTOR_NAMES)} (default process; dask starts a "
+    p.add_argument("--executor", default=None,
+                   help=f"where the replays run: {', '.join(EXECUTOR_NAMES)} (default process; dask starts a "
                    "local cluster)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler (tcp://HOST:PORT) or Ray cluster "
                    "(ray://HOST:PORT) to run on")

@@ -146,7 +146,7 @@ def serve_breakpoints(mode, tokens, token_offsets, t, ns, boundaries, boundary_o
         length = int(token_offsets[r + 1] - token_offsets[r])
         bnd = [int(x) for x in boundaries[boundary_offsets[r]:boundary_offsets[r + 1]]]
         bps = [(int(p), int(c)) for p, c in zip(breakpoints[bp_offsets[r]:bp_offsets[r + 1]],
-                                                 bp_long[bp_offsets[r]:bp_offsets[r + 1]])]
+                                                 bp_long[bp_offsets[r]:bp_offsets[r + 1]], strict=True)]
         n_explicit = len(bps)
         tr = float(t[r])
         if automatic:
@@ -176,13 +176,14 @@ def serve_breakpoints(mode, tokens, token_offsets, t, ns, boundaries, boundary_o
             continue
         pr = _prompt(tokens, token_offsets, r)
 
-        def entry(q):
-            return _recall(table, nskey(pr.key(q), int(ns[r])), tr, forget_s)
+        # bound now: these closures serve this request only
+        def entry(q, pr=pr, namespace=int(ns[r]), tr=tr):
+            return _recall(table, nskey(pr.key(q), namespace), tr, forget_s)
 
         hit = expired = not_ready = 0
         found: list[_Entry] = []
 
-        def probe(q):
+        def probe(q, tr=tr):
             nonlocal expired, not_ready
             e = entry(q)
             if e is None:
@@ -198,7 +199,7 @@ def serve_breakpoints(mode, tokens, token_offsets, t, ns, boundaries, boundary_o
         if use_draws and miss_draw[r] < miss_probability:
             flags[r] |= FLAG_SERVER_MISS
         elif mode == MODE_ANTHROPIC:
-            for (p, _), cacheable in reversed(list(zip(bps, ok))):
+            for (p, _), cacheable in reversed(list(zip(bps, ok, strict=True))):
                 if not cacheable:
                     continue
                 j = bnd.index(p)
@@ -250,7 +251,7 @@ def serve_breakpoints(mode, tokens, token_offsets, t, ns, boundaries, boundary_o
                     e.writer = r
         if mode == MODE_ANTHROPIC:
             b_pos = c_pos = hit
-            for (p, cls), cacheable in zip(bps, ok):
+            for (p, cls), cacheable in zip(bps, ok, strict=True):
                 if not cacheable or p <= hit:
                     continue
                 if cls:
@@ -260,7 +261,7 @@ def serve_breakpoints(mode, tokens, token_offsets, t, ns, boundaries, boundary_o
             read[r], w_long[r], w_short[r] = hit, b_pos - hit, c_pos - b_pos
         else:
             c_pos = hit
-            for (p, _), cacheable in list(reversed(list(zip(bps, ok))))[:max_breakpoints]:
+            for (p, _), cacheable in list(reversed(list(zip(bps, ok, strict=True))))[:max_breakpoints]:
                 if not cacheable or p <= hit:
                     continue
                 c_pos = max(c_pos, p)

@@ -61,7 +61,7 @@ class ProviderInput:
     observed_write: np.ndarray | None = None
 
     @classmethod
-    def from_workload(cls, workload, long_ttl: str = "none") -> "ProviderInput":
+    def from_workload(cls, workload, long_ttl: str = "none") -> ProviderInput:
         """From an :class:`~cachesim.workloads.AgentWorkload`. ``long_ttl="first"`` marks the first of several
         breakpoints 1h (a stable prefix kept for an hour), ``"none"`` keeps every one at 5m."""
         bp_long = np.zeros(len(workload.breakpoints), dtype=np.int8)
@@ -79,7 +79,7 @@ class ProviderInput:
     @classmethod
     def from_lists(cls, prompts, t=None, breakpoints=None, boundaries=None, long=None, tenant=None,
                    session=None, output_tokens=None, tenant_names=None, observed_read=None,
-                   observed_write=None) -> "ProviderInput":
+                   observed_write=None) -> ProviderInput:
         """Small inputs for tests: ``breakpoints``/``boundaries``/``long`` are one list per request."""
         req = TokenRequests.from_lists(prompts, t=t, tenant=tenant, session=session, output_tokens=output_tokens,
                                        tenant_names=tenant_names)
@@ -352,7 +352,8 @@ def _serve(inp: ProviderInput, rules, impl: str, forget_s: float = FORGET_S) -> 
         out.update(_serve_explicit(inp, rules, mod, draws))
     elif isinstance(rules, R.DeepSeek):
         ns = _isolation_ns(rules, req)
-        read, flags, hit_from = mod.serve_deepseek(tokens, offsets, t, np.ascontiguousarray(ns, np.uint64), rules.unit_tokens,
+        read, flags, hit_from = mod.serve_deepseek(tokens, offsets, t, np.ascontiguousarray(ns, np.uint64),
+                                                   rules.unit_tokens,
                                          rules.interval_tokens, rules.response_s + rules.delay_s, rules.idle_ttl_s,
                                          draws, rules.miss_probability, forget_s)
         zeros = np.zeros(n, np.int64)
@@ -385,7 +386,8 @@ def _serve_explicit(inp: ProviderInput, rules, mod, draws: np.ndarray) -> dict:
     creator: dict[tuple[int, int], int] = {}
     hit_from = np.full(n, -1, np.int64)
     use_draws = len(draws) == n and rules.miss_probability > 0
-    for r, (k, key, ten, t) in enumerate(zip(first.tolist(), keys.tolist(), tenant.tolist(), req.t.tolist())):
+    rows = zip(first.tolist(), keys.tolist(), tenant.tolist(), req.t.tolist(), strict=True)
+    for r, (k, key, ten, t) in enumerate(rows):
         if not has[r]:
             continue
         if k < rules.minimum:

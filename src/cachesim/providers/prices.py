@@ -8,10 +8,11 @@ peak / off-peak). Multipliers are never hard-coded: every rate comes from a row.
 from __future__ import annotations
 
 import datetime as _dt
-import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+
+import tomllib
 
 __all__ = ["PriceRow", "PriceTable", "load_prices", "RATE_FIELDS"]
 

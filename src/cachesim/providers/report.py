@@ -97,7 +97,7 @@ def evictions(result: ProviderResult) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     hit = np.flatnonzero(result.evicted_by >= 0)
     names = result.tenant_names
-    for victim, evictor in zip(result.tenant[hit].tolist(), result.evicted_by[hit].tolist()):
+    for victim, evictor in zip(result.tenant[hit].tolist(), result.evicted_by[hit].tolist(), strict=True):
         row = out.setdefault(names[victim], {})
         row[names[evictor]] = row.get(names[evictor], 0) + 1
     return out
@@ -190,7 +190,8 @@ def print_cost(result: ProviderResult, label: str, console: Console | None = Non
         ranked = sorted(tenants.items(), key=lambda kv: -kv[1]["cost_usd"])
         for name, row in ranked[:MAX_ROWS]:
             tt.add_row(name, f"{row['requests']:,}", f"{row['prompt_tokens']:,}", f"{row['token_hit_ratio']:.3f}",
-                       f"{row['read_from_other_tenants']:,}", f"{row['cost_usd']:.4f}", f"{row['cost_uncached_usd']:.4f}", f"{row['savings_usd']:.4f}")
+                       f"{row['read_from_other_tenants']:,}", f"{row['cost_usd']:.4f}",
+                       f"{row['cost_uncached_usd']:.4f}", f"{row['savings_usd']:.4f}")
         if len(ranked) > MAX_ROWS:
             tt.caption = f"{len(ranked) - MAX_ROWS} more tenants in the JSON output"
         console.print(tt)
@@ -202,7 +203,8 @@ def print_cost(result: ProviderResult, label: str, console: Console | None = Non
                       + "; ".join(f"{v} <- {e} ({c})" for c, v, e in pairs[:10]) + more)
     if bounds:
         console.print("in_memory retention is a range: " + "; ".join(
-            f"idle {key[5:-1]} s: hit ratio {b['token_hit_ratio']:.3f}, ${b['cost_usd']:,.4f}" for key, b in bounds.items()))
+            f"idle {key[5:-1]} s: hit ratio {b['token_hit_ratio']:.3f}, ${b['cost_usd']:,.4f}"
+            for key, b in bounds.items()))
     ovp = observed_vs_predicted(result)
     if ovp:
         for name, row in ovp.items():
@@ -219,7 +221,8 @@ def print_variant(base: dict, variant: dict, console: Console | None = None) -> 
     verb = "saves" if delta >= 0 else "costs"
     share = abs(delta) / base["cost_usd"] if base["cost_usd"] else 0.0
     (console or wide_console()).print(
-        f"with {change}: {v['provider']} {v['model']}, hit ratio {v['token_hit_ratio']:.3f}, ${v['cost_usd']:,.4f} with "
+        f"with {change}: {v['provider']} {v['model']}, hit ratio {v['token_hit_ratio']:.3f}, "
+        f"${v['cost_usd']:,.4f} with "
         f"the cache: the change {verb} ${abs(delta):,.4f} ({share:.1%})")
 
 

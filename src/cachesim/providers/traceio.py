@@ -14,6 +14,7 @@ DeepSeek ``prompt_cache_hit_tokens``, Gemini ``cached_content_token_count``, Bed
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +84,7 @@ def read_provider_trace(path: str | Path) -> ProviderInput:
                 raise TraceError(f"expected a token count, got {output!r}", field="output_tokens")
             outputs.append(output)
             pos, long = _breakpoints(obj)
-            if any(not 1 <= x <= len(tokens) for x in pos) or any(b <= a for a, b in zip(pos, pos[1:])):
+            if any(not 1 <= x <= len(tokens) for x in pos) or any(b <= a for a, b in itertools.pairwise(pos)):
                 raise TraceError(f"offsets must increase within 1..{len(tokens)}", field="breakpoints")
             bps.append(pos)
             longs.append(long)

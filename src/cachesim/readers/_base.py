@@ -21,6 +21,7 @@ import numpy as np
 import orjson
 
 from cachesim._contract import MAX_TOKENS_PER_REQUEST
+
 # Ragged lives with the requests so that trace.py can rebuild saved meta without importing the readers
 from cachesim.requests import BlockRequests, Ragged, TokenRequests, TraceError, offsets_from_lengths
 

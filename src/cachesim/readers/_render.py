@@ -8,6 +8,7 @@ as canonical JSON (sorted keys), so the same definition always renders the same 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,10 +82,8 @@ def block_text(block, where: str) -> tuple[str, str]:
 def tool_call_text(name: str, arguments) -> str:
     """A tool call the same whichever API sent it (arguments as an object, or as a JSON string)."""
     if isinstance(arguments, str):
-        try:
+        with contextlib.suppress(orjson.JSONDecodeError):
             arguments = orjson.loads(arguments)
-        except orjson.JSONDecodeError:
-            pass
     return f"{name} {canonical(arguments)}"
 
 

@@ -90,7 +90,7 @@ def _row(text: str) -> tuple[str, int, int]:
         raise TraceError(f"expected a timestamp such as 2023-11-16 18:17:03.9799600, got {stamp[:40]!r}",
                          field="TIMESTAMP") from None
     counts = []
-    for name, value in zip(("ContextTokens", "GeneratedTokens"), fields[1:]):
+    for name, value in zip(("ContextTokens", "GeneratedTokens"), fields[1:], strict=True):
         value = value.strip()
         if not (value.isascii() and value.isdigit()):
             raise TraceError(f"expected a non-negative integer, got {value[:40]!r}", field=name)

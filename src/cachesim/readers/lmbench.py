@@ -12,9 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from cachesim.readers._base import (Columns, ReadOptions, ReadResult, Row, Source, check_block_count, count, int_list,
-                                    json_batches, require)
 from cachesim.readers import mooncake
+from cachesim.readers._base import (
+    Columns,
+    ReadOptions,
+    ReadResult,
+    Row,
+    Source,
+    check_block_count,
+    count,
+    int_list,
+    json_batches,
+    require,
+)
 from cachesim.requests import TraceError
 
 NAME = "lmbench"

@@ -15,8 +15,20 @@ try:
     from cachesim import _scan
 except ImportError:  # built without the compiled scanner: the careful path reads everything (same result, slower)
     _scan = None
-from cachesim.readers._base import (Columns, ReadOptions, ReadResult, Row, Source, check_block_count, count,
-                                    fixed_block_size, int_list, json_batches, require, seconds)
+from cachesim.readers._base import (
+    Columns,
+    ReadOptions,
+    ReadResult,
+    Row,
+    Source,
+    check_block_count,
+    count,
+    fixed_block_size,
+    int_list,
+    json_batches,
+    require,
+    seconds,
+)
 from cachesim.requests import BlockRequests
 
 NAME = "mooncake"

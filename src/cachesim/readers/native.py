@@ -18,8 +18,20 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from cachesim.readers._base import (Columns, ReadOptions, ReadResult, Row, Source, check_block_count, count, int_list,
-                                    json_batches, label, require, seconds)
+from cachesim.readers._base import (
+    Columns,
+    ReadOptions,
+    ReadResult,
+    Row,
+    Source,
+    check_block_count,
+    count,
+    int_list,
+    json_batches,
+    label,
+    require,
+    seconds,
+)
 from cachesim.readers._render import TTL_S
 from cachesim.readers.mooncake import _scan
 from cachesim.requests import TokenRequests, TraceError

@@ -15,9 +15,22 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from cachesim.readers._base import (Columns, ReadOptions, ReadResult, Row, Source, check_block_count, count,
-                                    fixed_block_size, int_list, json_batches, label, require, seconds)
 from cachesim.readers import mooncake
+from cachesim.readers._base import (
+    Columns,
+    ReadOptions,
+    ReadResult,
+    Row,
+    Source,
+    check_block_count,
+    count,
+    fixed_block_size,
+    int_list,
+    json_batches,
+    label,
+    require,
+    seconds,
+)
 from cachesim.requests import TraceError
 
 NAME = "qwen"
@@ -69,7 +82,7 @@ def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
         chats = [int(raw[a:b]) for _, a, b in labels[:, 0].tolist()]
         parents = [int(raw[a:b]) for _, a, b in labels[:, 1].tolist()]
         sessions = []
-        for chat, parent in zip(chats, parents):  # one step per request
+        for chat, parent in zip(chats, parents, strict=True):  # one step per request
             root = chat if parent < 0 else roots.get(parent, parent)
             roots[chat] = root
             sessions.append(columns.sessions.code(root))
