@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from cachesim import _impl
+
 settings.register_profile("dev", max_examples=60, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("ci", max_examples=200, deadline=None, derandomize=True, print_blob=True,
@@ -17,6 +19,18 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 SHARED_TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces"
 MOONCAKE_CONVERSATION = SHARED_TRACES / "mooncake" / "conversation_trace.jsonl"
 DATA = Path(__file__).parent / "data"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under CACHESIM_PUREPYTHON=1 the suite runs on the reference model: tests marked ``core`` (they name the
+    compiled core or its kernels, or need its speed) are skipped, and say so, rather than reported as passed."""
+    if _impl.default_impl() != "reference":
+        return
+    skip = pytest.mark.skip(reason="needs the compiled core (marked 'core'); this run is CACHESIM_PUREPYTHON=1, "
+                                   "the reference model. The default run covers it")
+    for item in items:
+        if item.get_closest_marker("core") is not None:
+            item.add_marker(skip)
 
 
 @pytest.fixture(params=["core", "reference"], scope="session")

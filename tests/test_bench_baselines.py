@@ -36,6 +36,7 @@ def test_ordered_dict_lru_hand_computed(stream, capacity, misses):
     assert ordered_dict_lru_misses(stream, capacity) == misses
 
 
+@pytest.mark.core
 @given(st.lists(st.integers(0, 12), max_size=200), st.integers(1, 8))
 def test_ordered_dict_lru_matches_the_engine_on_one_block_requests(ids, capacity):
     keys = mix64(np.asarray(ids, dtype=np.uint64) + np.uint64(1))
@@ -92,6 +93,7 @@ def test_mooncake_block_ids_flatten_in_time_order(tmp_path):
     assert mooncake_block_ids(tmp_path / "absent.jsonl") is None
 
 
+@pytest.mark.core
 @pytest.mark.parametrize("feed_requests", [1, 3, 1 << 16])
 def test_batched_feeding_is_one_replay(feed_requests):
     batch = prefix_requests(3_000, n_conversations=40, max_blocks=12, seed=2)
@@ -104,6 +106,7 @@ def test_batched_feeding_is_one_replay(feed_requests):
 
 # -- hashing baselines -----------------------------------------------------------------------------------------
 
+@pytest.mark.core
 def test_xxhash_loop_keys_are_cachesims_keys():
     tokens = np.arange(1000, 1000 + 100, dtype=np.uint32)
     offsets = np.array([0, 40, 40, 100], dtype=np.int64)  # 2 full blocks + tail, an empty request, 3 + tail

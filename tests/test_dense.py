@@ -22,6 +22,7 @@ def test_dense_ids_number_keys_by_first_appearance(module):
     assert distinct.tolist() == [5, 9, 7, 1]
 
 
+@pytest.mark.core
 def test_dense_ids_survive_table_growth():
     keys = np.random.default_rng(1).integers(0, 2**64 - 1, 50_000, dtype=np.uint64)
     keys = np.concatenate([keys, keys[::3]])  # repeats after the table has grown many times
@@ -38,6 +39,7 @@ def _replay(trace, config, max_blocks, keep_per_request=True):
     return sim
 
 
+@pytest.mark.core
 @given(requests=token_request_streams(max_requests=40), config=cache_configs(),
        interference=st.booleans(), isolation=st.sampled_from([None, None, "tenant"]),
        block_size=st.integers(1, 3), max_blocks=st.sampled_from([1, 4, 1 << 16]))
@@ -89,6 +91,7 @@ def test_batches_mixing_ids_and_keys_are_refused():
         sim.feed(trace.slice(1, 2))
 
 
+@pytest.mark.core
 def test_direct_engine_refuses_keys_that_are_not_ids():
     engine = _core.Engine(capacity_blocks=4, direct_keys=True)
     with pytest.raises(ValueError, match="not a dense id"):

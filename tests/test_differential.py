@@ -9,56 +9,99 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 import cachesim
+from cachesim._contract import TENANT_FIELDS
 from cachesim.requests import TokenRequests
 from conftest import MOONCAKE_CONVERSATION, require_shared
 from cachesim.testing import engine_keys
 from strategies import prompts, token_request_streams
 
 OUTPUTS = ("hit_tokens", "hit_blocks", "inserted_blocks", "evicted_blocks", "expired_blocks", "uncached_blocks")
+TENANT_HIT_BLOCKS = TENANT_FIELDS.index("hit_blocks")
 
 
 class CoreMatchesReference(RuleBasedStateMachine):
     """Random requests (tenants, shared prefixes, gaps, tiny and large capacities, TTLs, every policy) into both
-    engines: the shared contract every policy passes against the reference model."""
+    engines: the shared contract every policy passes against the reference model.
+
+    The compiled engine serves LRU without interference tracking or ghosts in loops of their own: one-block batches
+    in _one_block_lru (its lean variant when one tenant, no per-request outputs, TTL or hit cap), and, without a
+    TTL or victims="any", multi-block batches in _prefix_lru. So interference, per-request outputs, the number of
+    tenants and the warm-up are drawn too, LRU is drawn more often, and batches of several one-block requests come
+    in as well as single requests."""
 
     @initialize(capacity=st.sampled_from([None, 1, 2, 3, 5, 8, 13, 40, 1000]),
                 ttl_s=st.sampled_from([None, None, 0.5, 2.0, 7.0]),
-                hit_cap=st.sampled_from([None, "prompt-1"]),
+                hit_cap=st.sampled_from([None, None, "prompt-1"]),
                 block_size=st.integers(1, 3),
                 isolation=st.sampled_from([None, None, "tenant"]),
-                policy=st.sampled_from(cachesim.POLICIES),
+                policy=st.sampled_from(["lru", "lru", "lru", *cachesim.POLICIES]),
                 victims=st.sampled_from(["leaves", "leaves", "any"]),
-                ghost_blocks=st.sampled_from([None, None, 0, 1, 3]))
-    def setup(self, capacity, ttl_s, hit_cap, block_size, isolation, policy, victims, ghost_blocks):
+                ghost_blocks=st.sampled_from([None, None, 0, 1, 3]),
+                interference=st.booleans(),
+                per_request=st.booleans(),
+                n_tenants=st.sampled_from([1, 3]),
+                warmup_requests=st.sampled_from([0, 0, 2]))
+    def setup(self, capacity, ttl_s, hit_cap, block_size, isolation, policy, victims, ghost_blocks, interference,
+              per_request, n_tenants, warmup_requests):
         self.config = cachesim.CacheConfig(capacity_blocks=capacity, ttl_s=ttl_s, hit_cap=hit_cap,
                                            isolation=isolation, policy=policy, victims=victims,
-                                           interference=True, ghost_blocks=ghost_blocks)
+                                           interference=interference, ghost_blocks=ghost_blocks,
+                                           warmup_requests=warmup_requests)
         self.block_size = block_size
-        self.core = cachesim.Simulator(self.config, impl="core")
-        self.reference = cachesim.Simulator(self.config, impl="reference")
+        self.n_tenants = n_tenants
+        self.core = cachesim.Simulator(self.config, impl="core", keep_per_request=per_request)
+        self.reference = cachesim.Simulator(self.config, impl="reference", keep_per_request=per_request)
         self.pool: list[list[int]] = []
         self.t = 0.0
         self.parent: dict[int, int | None] = {}   # engine key -> engine key of its parent block (None at the root)
         self.ever_cached: set[int] = set()
 
+    def feed_both(self, prompts_, times, tenants):
+        """One batch into both engines: the same outputs, and every hit a prefix some earlier request inserted."""
+        names = [f"tenant-{tenant}" for tenant in tenants]
+        trace = cachesim.compile_trace(TokenRequests.from_lists(prompts_, t=times, tenant=names), self.block_size)
+        keys = [engine_keys(trace, r, self.config.isolation) for r in range(trace.n_requests)]
+        for request_keys in keys:
+            for i, key in enumerate(request_keys):
+                self.parent[key] = request_keys[i - 1] if i else None
+        before = set(self.ever_cached)
+        hits_before = self.core.result().tenant_stats[:, TENANT_HIT_BLOCKS].sum()
+        got = self.core.feed(trace)
+        want = self.reference.feed(trace)
+        if got is None or want is None:  # no per-request outputs: the statistics are compared by the invariants
+            assert got is None and want is None
+            hit_blocks = [int(self.core.result().tenant_stats[:, TENANT_HIT_BLOCKS].sum() - hits_before)]
+            if len(keys) > 1:  # counted hits of a batch: at most what its requests could hit, all told
+                assert hit_blocks[0] <= sum(len(k) for k in keys)
+                hit_blocks = [0] * len(keys)
+        else:
+            for field in OUTPUTS:
+                assert got[field].tolist() == want[field].tolist(), field
+            hit_blocks = got["hit_blocks"].tolist()
+        # a hit is always a prefix that some earlier request inserted (earlier in this batch, or before it)
+        for request_keys, hits in zip(keys, hit_blocks, strict=True):
+            assert all(k in before for k in request_keys[:int(hits)])
+            before.update(request_keys)
+        self.ever_cached.update(int(k) for k in self.core.engine.cached_keys())
+
     @rule(data=st.data(), gap=st.sampled_from([0.0, 0.0, 0.25, 1.0, 3.0]), tenant=st.integers(0, 2))
     def request(self, data, gap, tenant):
         prompt = data.draw(prompts(self.pool, max_tokens=24))
         self.t += gap
-        name = f"tenant-{tenant}"
-        trace = cachesim.compile_trace(TokenRequests.from_lists([prompt], t=[self.t], tenant=[name]),
-                                       self.block_size)
-        keys = engine_keys(trace, 0, self.config.isolation)
-        for i, key in enumerate(keys):
-            self.parent[key] = keys[i - 1] if i else None
-        before = set(self.ever_cached)
-        got = self.core.feed(trace)
-        want = self.reference.feed(trace)
-        for field in OUTPUTS:
-            assert got[field].tolist() == want[field].tolist(), field
-        # a hit is always a prefix that some earlier request inserted
-        assert all(k in before for k in keys[:int(got["hit_blocks"][0])])
-        self.ever_cached.update(int(k) for k in self.core.engine.cached_keys())
+        self.feed_both([prompt], [self.t], [tenant % self.n_tenants])
+
+    @rule(data=st.data(), n=st.integers(1, 6), gap=st.sampled_from([0.0, 0.25, 1.0]),
+          one_block=st.sampled_from([True, True, False]))
+    def batch(self, data, n, gap, one_block):
+        """Several requests in one batch: with one_block, a plain key stream (the one-block loop's batches)."""
+        max_tokens = self.block_size if one_block else 24
+        batch, times, tenants = [], [], []
+        for _ in range(n):
+            batch.append(data.draw(prompts(self.pool, max_tokens=max_tokens)))
+            self.t += gap
+            times.append(self.t)
+            tenants.append(data.draw(st.integers(0, self.n_tenants - 1)))
+        self.feed_both(batch, times, tenants)
 
     @invariant()
     def same_state_and_statistics(self):
@@ -71,12 +114,15 @@ class CoreMatchesReference(RuleBasedStateMachine):
         assert np.array_equal(a.hits_from, b.hits_from)
         assert a.peak_occupancy == b.peak_occupancy
         assert a.orphaned_blocks == b.orphaned_blocks
-        assert np.array_equal(a.lost_to, b.lost_to)
-        assert np.array_equal(a.evictions_by, b.evictions_by)
+        if self.config.interference:
+            assert np.array_equal(a.lost_to, b.lost_to)
+            assert np.array_equal(a.evictions_by, b.evictions_by)
+        else:
+            assert a.lost_to is b.lost_to is None and a.evictions_by is b.evictions_by is None
 
     @invariant()
     def attributed_losses_never_exceed_misses(self):
-        if self.core.engine is None:
+        if self.core.engine is None or not self.config.interference:
             return
         r = self.core.result()
         missed = r.tenant_stats[:, r.tenant_fields.index("prompt_tokens")] - \
@@ -98,7 +144,7 @@ class CoreMatchesReference(RuleBasedStateMachine):
             assert parent is None or parent in cached
 
 
-TestCoreMatchesReference = CoreMatchesReference.TestCase
+TestCoreMatchesReference = pytest.mark.core(CoreMatchesReference.TestCase)
 TestCoreMatchesReference.settings = settings(stateful_step_count=25)
 
 
@@ -145,6 +191,7 @@ def test_mooncake_infinite_lru_reference_figure(mooncake_trace, impl):
     assert summary["requests"] == 12_031
 
 
+@pytest.mark.core
 @pytest.mark.parametrize(("capacity", "ttl_s"), [(1_000, None), (10_000, None), (1_000, 300.0), (10_000, 300.0),
                                                   (None, 300.0)])
 def test_mooncake_core_and_reference_agree_on_every_request(mooncake_trace, capacity, ttl_s):

@@ -278,6 +278,7 @@ def test_cli_interference_bad_input_is_one_line(tmp_path, capsys, argv, message)
     assert len(err) == 1 and err[0].startswith("cachesim: error:") and message in err[0]
 
 
+@pytest.mark.core
 def test_documented_mooncake_example():
     """The figures docs/interference.md shows for the Mooncake trace next to a generated chatty agent."""
     from cachesim.readers import read_trace

@@ -162,6 +162,7 @@ def mooncake():
 MOONCAKE_CAPACITIES = [1, 16, 100, 247, 1_000, 5_000, 10_000, 20_000, 50_000, 100_000, 182_790, None]
 
 
+@pytest.mark.core
 def test_mooncake_curve_equals_replays(mooncake):
     assert int(np.diff(mooncake.block_offsets).max()) == 247   # capacities 1..100 are below the longest request
     profile = stack_profile(mooncake)

@@ -16,6 +16,8 @@ from cachesim import _core, _reference
 
 OUTPUTS = _core.OUTPUT_FIELDS
 
+pytestmark = pytest.mark.core   # the compiled engine's one-block loop, against the reference
+
 
 def _columns(keys, t=None, tenant=None, prompt_tokens=None, block_tokens=None):
     n = len(keys)

@@ -8,12 +8,15 @@ tests pin that it keeps the general loop's contract: outputs, statistics and cac
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from cachesim import _core, _reference
 
 OUTPUTS = _core.OUTPUT_FIELDS
+
+pytestmark = pytest.mark.core   # the compiled engine's _prefix_lru loop, against the reference
 
 
 def _state(engine):

@@ -91,6 +91,7 @@ def rule_sets(ttft: float, isolation: str, miss: float):
     ]
 
 
+@pytest.mark.core
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 30), max_len=st.integers(8, 300),
        ttft=st.sampled_from([0.0, 1.0]), isolation=st.sampled_from(["shared", "tenant"]),
        miss=st.sampled_from([0.0, 0.3]), forget_s=st.sampled_from([0.0, 30.0, 6 * 3600.0]))
@@ -141,6 +142,7 @@ def test_a_repeat_within_the_ttl_is_a_full_read(seed, length):
         assert res.read[1] == (cacheable if length >= minimum else 0), rules
 
 
+@pytest.mark.core
 def test_reference_keys_match_the_compiled_keys():
     from cachesim import _providers
     from cachesim.providers import _reference

@@ -16,6 +16,8 @@ from cachesim.requests import TraceError
 
 COLUMNS = ("t", "prompt_tokens", "output_tokens", "block_offsets", "block_keys", "block_tokens")
 
+pytestmark = pytest.mark.core   # the compiled scanner (_scan) against the orjson path
+
 
 def _outcome(path, careful: bool, format: str = "mooncake", **options):
     """The trace's columns and labels, or the error message: what a reader decided about the file."""

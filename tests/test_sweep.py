@@ -256,6 +256,7 @@ def test_processes_give_the_serial_table():
     assert processes.to_json() == serial.to_json()
 
 
+@pytest.mark.core
 def test_mooncake_sweep_on_two_processes(tmp_path):
     """Acceptance: 50 configurations of the Mooncake conversation trace on 2 cores, well under a minute."""
     path = require_shared(MOONCAKE_CONVERSATION)
@@ -314,6 +315,7 @@ def test_local_dask_cluster_gives_the_process_table_and_figures(dask_cluster, tm
     assert [figure_png(f) for f in sweep_figures(by_client)] == [figure_png(f) for f in sweep_figures(local)]
 
 
+@pytest.mark.core
 @needs_dask
 def test_mooncake_on_dask_matches_processes(dask_cluster):
     from cachesim.figures import figure_png, sweep_figures

@@ -75,6 +75,7 @@ def test_the_checkers_catch_a_broken_policy():
         check_invariants(stream, config, impl="reference")
 
 
+@pytest.mark.core
 def test_a_custom_policy_needs_the_reference_engine():
     with pytest.raises(ValueError, match="runs on the reference engine only"):
         cachesim.replay(cachesim.TokenRequests.from_lists([[1]]), block_size=1, policy=MostRecentlyUsed())

@@ -73,8 +73,9 @@ cdef class Engine:
 
     # entry pool: parallel arrays (16 bytes an entry) addressed by int32 index, never by pointer
     cdef uint64_t* entry_key                # chained block key (SEMANTICS §2): names the whole prefix up to the block
-    cdef int32_t* pos                       # recency: position of the entry's live record in the use log; PINNED
-                                            # while in use; GHOST; free: FREE_LINK - (next free entry)
+    # pos, recency: position of the entry's live record in the use log; PINNED while in use; GHOST;
+    # free: FREE_LINK - (next free entry)
+    cdef int32_t* pos
     cdef int32_t* owner                     # tenant that inserted it (a ghost: its evictor, or TTL_EVICTOR)
     cdef double* expires_at                 # time of last use + ttl_s per entry; NULL without a TTL
     cdef double max_load                    # hash-table fill limit (sparser when the memory budget allows)

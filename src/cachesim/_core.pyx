@@ -1195,7 +1195,7 @@ cdef class Engine:
         """Double the log (up to its limit); -1 when out of memory (the log is kept). A window that does not wrap
         keeps its records where they are, so no entry's position changes: the cheap case while a cache fills.
         A wrapped one is laid out afresh from the start of a new array, its live records only."""
-        cdef int64_t size = min(2 * self.log.size, self.log.limit), k = 0, p = self.log.start, i
+        cdef int64_t size = min(2 * self.log.size, self.log.limit), k = 0, p = self.log.start, _i
         cdef int32_t* fresh
         cdef int32_t e
         if self.log.start + self.log.used <= self.log.size:
@@ -1207,7 +1207,7 @@ cdef class Engine:
         fresh = <int32_t*> PyMem_RawMalloc(size * sizeof(int32_t))
         if fresh == NULL:
             return -1
-        for i in range(self.log.used):
+        for _i in range(self.log.used):
             e = self.log.records[p]
             if self.pos[e] == p:
                 fresh[k] = e
@@ -1472,9 +1472,9 @@ cdef class Engine:
         cdef bint from_small = (self.small_length >= self.small_target and self.small_length > 0) \
             or self.main_length == 0
         cdef bint switched = False
-        cdef int64_t skipped = 0, steps, length
+        cdef int64_t skipped = 0, _steps, length
         cdef int32_t t
-        for steps in range(3 * (self.small_length + self.main_length) + 2):
+        for _steps in range(3 * (self.small_length + self.main_length) + 2):
             length = self.small_length if from_small else self.main_length
             if length == 0 or skipped >= length:
                 if switched:
@@ -1505,7 +1505,7 @@ cdef class Engine:
     cdef int32_t _choose_victim(self) noexcept nogil:
         """The entry the policy evicts next, or NIL when every candidate is in use by this request."""
         cdef int32_t e
-        cdef int64_t steps
+        cdef int64_t _steps
         if self.policy == P_LRU:
             # pinned entries are out of the recency order; the oldest is always a leaf
             return _log_victim(self.pos, &self.log, self.entry_key if self._prefetch_pays() else NULL, self.owner,
@@ -1519,7 +1519,7 @@ cdef class Engine:
         if self.small_length == 0:
             return NIL
         e = self.hand if self.hand != NIL else self.q_tail
-        for steps in range(2 * self.small_length + 1):
+        for _steps in range(2 * self.small_length + 1):
             if self._eligible(e):
                 if self.visited[e]:
                     self.visited[e] = 0
@@ -1578,7 +1578,7 @@ cdef class Engine:
 
     cdef void _forget(self, int32_t e) noexcept nogil:
         """Policy bookkeeping for an entry about to leave the cache."""
-        cdef int32_t parent, newer, older
+        cdef int32_t parent
         if self._queued():
             if self.hand == e:
                 self.hand = self.q_newer[e]
@@ -1931,9 +1931,9 @@ cdef class Engine:
         """The cached entries, most recently used first: the live records of the use log, newest first."""
         out = np.empty(self.occupancy, dtype=np.int32)
         cdef int32_t[::1] view = out
-        cdef int64_t k, p = self.log.end
+        cdef int64_t _k, p = self.log.end
         cdef Py_ssize_t i = 0
-        for k in range(self.log.used):
+        for _k in range(self.log.used):
             p = (p if p > 0 else self.log.size) - 1
             if self.pos[self.log.records[p]] == p:
                 if i == self.occupancy:
@@ -2087,7 +2087,7 @@ cdef Py_ssize_t _one_block_lru(Engine self, Batch* batch, Py_ssize_t r0, Py_ssiz
     cdef int64_t seen = self.requests_seen, warmup_requests = self.warmup_requests
     cdef double last_t = self.last_t, counted_from_t = self.first_t + self.warmup_s
     cdef uint64_t key
-    cdef int64_t i, expired = 0, evicted, hit, found, hit_tokens
+    cdef int64_t expired = 0, evicted, hit, found, hit_tokens
     cdef int32_t e, victim, tenant = 0
     cdef double t
     cdef bint counted = True

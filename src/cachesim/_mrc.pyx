@@ -9,10 +9,11 @@ The pass records, per block, the prefix maximum of the depths and the prefix min
 ``bin_hits`` turns those into hit counts for any grid of capacities and TTLs.
 
 Stack depth = the weight of the keys whose latest stamp is at or after the key's own. Stamp positions are bits in
-two bitmaps (one per key weight) with a Fenwick tree over the 64-bit words, so a depth costs a popcount plus a
-short tree walk (usually reused from the previous block's), and everything stays small enough for the CPU cache: positions are renumbered 1..live when they
-run out, so the bitmaps hold a few times the live keys, not one bit per block of the trace. Keys map to their
-latest stamp through an open-addressing hash table. Nothing here allocates a Python object per block.
+two bitmaps (one per key weight) with a Fenwick tree over the 64-bit words, so a depth costs a popcount plus a short
+tree walk (usually reused from the previous block's), and everything stays small enough for the CPU cache: positions
+are renumbered 1..live when they run out, so the bitmaps hold a few times the live keys, not one bit per block of
+the trace. Keys map to their latest stamp through an open-addressing hash table. Nothing here allocates a Python
+object per block.
 """
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
@@ -53,7 +54,7 @@ cdef inline uint64_t _mix(uint64_t x) noexcept nogil:
 cdef struct Entry:    # 16 bytes: the table is the pass's one big random-access structure
     uint64_t key
     int32_t pos        # latest stamp position (1-based); 0 = in the table, not stamped yet; -1 = empty slot
-    uint32_t req_heavy # request of the latest stamping << 1 | 1 when the key weighs 1 / rate (sampled)
+    uint32_t req_heavy  # request of the latest stamping << 1 | 1 when the key weighs 1 / rate (sampled)
 
 
 cdef struct Table:
@@ -231,7 +232,8 @@ def stack_pass(const double[::1] t, const int64_t[::1] block_offsets, const uint
 
     Returns ``(depth, stamped, distinct)``: ``depth[j]`` (float64) is ``inf`` when some block up to j in its request
     was never stamped, ``-1`` for a block sampling left out; ``stamped[j]`` (int32) is the request that made the
-    oldest latest-stamp among blocks 0..j (-1 when cold or left out). Without sampling depths are exact integers. With ``sample_rate < 1`` a tracked key weighs 1 / rate (1 for the first ``always_blocks`` of a
+    oldest latest-stamp among blocks 0..j (-1 when cold or left out). Without sampling depths are exact integers.
+    With ``sample_rate < 1`` a tracked key weighs 1 / rate (1 for the first ``always_blocks`` of a
     request), and a depth is the weight of the tracked keys stamped since, an estimate of the true depth.
     ``distinct`` is the (estimated) number of distinct keys.
     """

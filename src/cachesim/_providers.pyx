@@ -20,7 +20,6 @@ next growth of the table drops it, which bounds memory by the traffic of the las
 Every loop runs without the GIL over raw pointers into numpy arrays; per-request outputs go to numpy arrays.
 """
 
-cimport cython
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree
 from libc.stdint cimport int8_t, int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memset
@@ -135,8 +134,9 @@ ctypedef struct Entry:
     double expires_at
     double available_at
     double base            # prefix units: created_at; breakpoints: the entry's TTL; routing: requests in window
-    uint64_t aux           # DeepSeek: bitmask of unit ends in this node; routing: round-robin counter;
-                           # prefix units under a capacity: A_RESIDENT | A_EVICTED | evicting tenant << 8
+    # aux: DeepSeek: bitmask of unit ends in this node; routing: round-robin counter;
+    # prefix units under a capacity: A_RESIDENT | A_EVICTED | evicting tenant << 8
+    uint64_t aux
     int32_t writer         # request that last wrote (or touched) it; routing: most replicas used
     int32_t creator        # request that created it (whose write a later hit reads)
     int64_t seq            # prefix units under a capacity: order of the last touch (LRU)

@@ -37,7 +37,7 @@ cdef inline Py_ssize_t _ws(const unsigned char* p, Py_ssize_t i, Py_ssize_t end)
 cdef inline Py_ssize_t _uint(const unsigned char* p, Py_ssize_t i, Py_ssize_t end, uint64_t* out) noexcept nogil:
     """A JSON non-negative integer (no sign, fraction or exponent) at p[i]; -1 if not one or it overflows."""
     cdef uint64_t v = 0
-    cdef Py_ssize_t start = i, stop
+    cdef Py_ssize_t stop
     cdef unsigned int d
     if i >= end or p[i] < 48 or p[i] > 57:
         return -1
@@ -204,7 +204,7 @@ def scan_lines(const unsigned char[::1] buf, tuple keys, tuple kinds, bytes list
     cdef const unsigned char* list_ptr = list_key
     cdef Py_ssize_t list_len = len(list_key)
 
-    cdef Py_ssize_t row = 0, n_ids = 0, line_end, ks, kl, j
+    cdef Py_ssize_t row = 0, n_ids = 0, line_end, ks, kl
     cdef int64_t line_no = first_line - 1
     cdef int64_t failed = -1
     cdef double d
