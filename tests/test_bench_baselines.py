@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xxhash
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
@@ -21,7 +22,6 @@ from cachesim import _core  # noqa: E402
 from field import engine, libcachesim_driver, results  # noqa: E402
 from field.baselines import NONE_HASH, ordered_dict_lru_misses, vllm_style_keys, xxhash_loop_keys  # noqa: E402
 from field.streams import mix64, mooncake_block_ids, one_block_requests, prefix_requests, zipf_ids  # noqa: E402
-
 
 # -- OrderedDict LRU -------------------------------------------------------------------------------------------
 

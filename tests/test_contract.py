@@ -95,9 +95,8 @@ def test_one_engine_input_error_and_one_version():
                 if re.search(r"^class EngineInputError\b", p.read_text(), re.M)]
     assert defining == []   # only _contract.py defines it
     assert not [p for p in _python_sources() if re.search(r"__version__\s*=\s*['\"]", p.read_text())]
-    from cachesim import _impl
-
     import cachesim
+    from cachesim import _impl
     assert cachesim.__version__ == _contract.VERSION
     assert cachesim.replay.__module__  # the package imported whole
     assert _impl.load("reference").EngineInputError is _contract.EngineInputError
@@ -111,7 +110,7 @@ def test_the_core_takes_its_names_from_the_registry():
     assert _core.EngineInputError is _contract.EngineInputError
     assert _core.TENANT_FIELDS is _contract.TENANT_FIELDS
     assert _core.OUTPUT_FIELDS is _contract.OUTPUT_FIELDS
-    assert _core.POLICY_CODES == {name: spec.code for name, spec in _contract.POLICIES.items()}
+    assert {name: spec.code for name, spec in _contract.POLICIES.items()} == _core.POLICY_CODES
 
 
 def _imports(path: Path) -> set[str]:

@@ -11,8 +11,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 import cachesim
 from cachesim._contract import TENANT_FIELDS
 from cachesim.requests import TokenRequests
-from conftest import MOONCAKE_CONVERSATION, require_shared
 from cachesim.testing import engine_keys
+from conftest import MOONCAKE_CONVERSATION, require_shared
 from strategies import prompts, token_request_streams
 
 OUTPUTS = ("hit_tokens", "hit_blocks", "inserted_blocks", "evicted_blocks", "expired_blocks", "uncached_blocks")

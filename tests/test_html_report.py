@@ -154,7 +154,7 @@ def test_metric_figure_draws_each_series_and_unbounded_as_a_level():
 
     rows = [{"capacity_blocks": c, "policy": p, "tokens_computed": y}
             for p, ys in (("lru", (90, 50, 10)), ("fifo", (95, 60, 10)))
-            for c, y in zip((10, 1000, None), ys)]
+            for c, y in zip((10, 1000, None), ys, strict=True)]
     fig = metric_figure(rows, "tokens_computed", series=["policy"])
     ax = fig.axes[0]
     curves = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.get_lines()

@@ -235,8 +235,9 @@ def test_cli_interference_json_and_heatmap(tmp_path, capsys):
 
 
 def test_cli_interference_says_who_evicted_whom(tmp_path, capsys):
-    from cachesim.cli import main
     import orjson
+
+    from cachesim.cli import main
 
     path = tmp_path / "two.npz"
     two_tenants().save(path)

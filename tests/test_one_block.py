@@ -7,6 +7,8 @@ per-request outputs, statistics and cache contents equal the reference's, across
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -42,7 +44,7 @@ def test_hand_computed_lru_stream():
     assert out["inserted_blocks"].tolist() == [1, 1, 0, 1, 1]
     assert out["evicted_blocks"].tolist() == [0, 0, 0, 1, 1]
     assert engine.cached_keys().tolist() == [2, 3]
-    stats = dict(zip(_core.TENANT_FIELDS, engine.tenant_stats[0].tolist()))
+    stats = dict(zip(_core.TENANT_FIELDS, engine.tenant_stats[0].tolist(), strict=True))
     assert (stats["requests"], stats["hit_blocks"], stats["inserted_blocks"], stats["evictions_caused"],
             stats["evicted_owned"]) == (5, 1, 4, 2, 2)
 
@@ -92,7 +94,7 @@ def test_one_block_batches_match_the_reference(stream, capacity, ttl_s, hit_cap,
             engine._defragment_every(renumber_every)
     columns = _columns(keys, t, tenants, prompt, block_tokens)
     bounds = [0, *cuts, len(keys)] if cuts[-1:] != [len(keys)] else [0, *cuts]
-    for r0, r1 in zip(bounds, bounds[1:]):
+    for r0, r1 in itertools.pairwise(bounds):
         part = [c[r0:r1] for c in columns]
         part[3] = np.arange(r1 - r0 + 1, dtype=np.int64)
         got, want = (engine.feed(*part) for engine in engines)
@@ -124,7 +126,7 @@ def test_counts_only_one_tenant_matches_the_reference(stream, capacity, warmup_r
     reference = _reference.Engine(capacity_blocks=capacity, warmup_requests=warmup_requests, warmup_s=warmup_s)
     columns = _columns(keys, t, None, prompt, block_tokens)
     bounds = [0, *cuts, len(keys)] if cuts[-1:] != [len(keys)] else [0, *cuts]
-    for r0, r1 in zip(bounds, bounds[1:]):
+    for r0, r1 in itertools.pairwise(bounds):
         part = [c[r0:r1] for c in columns]
         part[3] = np.arange(r1 - r0 + 1, dtype=np.int64)
         assert core.feed(*part, per_request=False) is None
@@ -140,7 +142,7 @@ def test_counts_only_peak_starts_where_the_warm_up_ends():
     assert engine.peak_occupancy == 0
     engine.feed(*_columns([1, 4, 1, 5]), per_request=False)
     assert engine.peak_occupancy == 3
-    stats = dict(zip(_core.TENANT_FIELDS, engine.tenant_stats[0].tolist()))
+    stats = dict(zip(_core.TENANT_FIELDS, engine.tenant_stats[0].tolist(), strict=True))
     # counted: 1 hit, 4 evicts 2, 1 hit, 5 evicts 3
     assert (stats["requests"], stats["hit_blocks"], stats["inserted_blocks"], stats["evictions_caused"]) == \
         (4, 2, 2, 2)

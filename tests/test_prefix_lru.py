@@ -7,6 +7,8 @@ tests pin that it keeps the general loop's contract: outputs, statistics and cac
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -32,7 +34,7 @@ def _batch(requests, t=None, tenant=None, block_size=2, extra_tokens=None):
     extra = extra_tokens if extra_tokens is not None else [1] * n
     return (np.asarray(t if t is not None else np.zeros(n), dtype=np.float64),
             np.asarray(tenant if tenant is not None else np.zeros(n), dtype=np.int32),
-            np.asarray([block_size * k + x for k, x in zip(lengths, extra)], dtype=np.int64),
+            np.asarray([block_size * k + x for k, x in zip(lengths, extra, strict=True)], dtype=np.int64),
             np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
             np.asarray([key for keys in requests for key in keys], dtype=np.uint64),
             np.full(sum(lengths), block_size, dtype=np.uint32))
@@ -77,7 +79,7 @@ def test_lru_batches_match_the_reference(stream, capacity, hit_cap, warmup_reque
     reference = _reference.Engine(capacity_blocks=capacity, hit_cap=hit_cap, block_size=2,
                                   warmup_requests=warmup_requests, warmup_s=warmup_s, n_tenants=n_tenants)
     bounds = [0, *cuts, len(requests)] if cuts[-1:] != [len(requests)] else [0, *cuts]
-    for r0, r1 in zip(bounds, bounds[1:]):
+    for r0, r1 in itertools.pairwise(bounds):
         part = _batch(requests[r0:r1], t[r0:r1], tenants[r0:r1], extra_tokens=extra_tokens[r0:r1])
         got, want = core.feed(*part, per_request=per_request), reference.feed(*part)
         if per_request:
@@ -114,7 +116,7 @@ def test_hit_cap_lowers_the_hits_but_keeps_the_blocks_used():
     out = engine.feed(*_batch([[1, 2], [1, 2], [3], [1, 2]], extra_tokens=[0, 0, 1, 1]))
     assert out["hit_blocks"].tolist() == [0, 1, 0, 2]
     assert out["hit_tokens"].tolist() == [0, 2, 0, 4]
-    stats = dict(zip(_core.TENANT_FIELDS, engine.tenant_stats[0].tolist()))
+    stats = dict(zip(_core.TENANT_FIELDS, engine.tenant_stats[0].tolist(), strict=True))
     assert (stats["hit_requests"], stats["hit_blocks"], stats["inserted_blocks"]) == (2, 3, 3)
 
 

@@ -13,10 +13,10 @@ import dataclasses
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.test_providers_properties import random_input, rule_sets
 
 from cachesim.providers import ProviderInput, load_prices, simulate
 from cachesim.requests import TokenRequests, offsets_from_lengths
-from tests.test_providers_properties import random_input, rule_sets
 
 PRICES = load_prices()
 SAME_ALONE = ("read", "write_short", "write_long", "flags", "cause", "uncached")

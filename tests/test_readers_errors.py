@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
@@ -71,7 +72,7 @@ def test_unknown_format(tmp_path):
 
 
 def test_out_of_order_times_are_sorted_stably_with_a_count(tmp_path):
-    lines = ['{"timestamp": %d, "input_length": 10, "output_length": %d, "hash_ids": [%d]}' % (t, i, i)
+    lines = [f'{{"timestamp": {t}, "input_length": 10, "output_length": {i}, "hash_ids": [{i}]}}'
              for i, t in enumerate([0, 30, 10, 10, 20, 5])]
     path = _file(tmp_path, *lines)
     with pytest.warns(UserWarning, match="2 requests arrived out of order; sorted stably"):
@@ -88,7 +89,8 @@ def test_keep_order_refuses_out_of_order_times(tmp_path):
     with pytest.raises(TraceError, match=r"t\.jsonl:3: timestamp: arrival time 0.0 s is before the previous request's "
                                          r"0.009 s \(--keep-order"):
         list(TraceStream(path, keep_order=True))
-    with pytest.raises(TraceError, match=r"t\.jsonl:3: timestamp: arrival time 0.0 s is before the previous request.s 0.009 s"):
+    with pytest.raises(TraceError,
+                       match=r"t\.jsonl:3: timestamp: arrival time 0.0 s is before the previous request.s 0.009 s"):
         read_trace(path, keep_order=True)
 
 
@@ -119,10 +121,10 @@ def test_skip_invalid_skips_and_counts(tmp_path):
 
 
 def test_skip_invalid_with_nothing_valid_left(tmp_path):
-    with pytest.raises(TraceError, match=r"no valid requests: all 2 records were invalid"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            read_trace(_file(tmp_path, "{oops", "[1]"), format="mooncake", skip_invalid=True)
+    with pytest.raises(TraceError, match=r"no valid requests: all 2 records were invalid"), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        read_trace(_file(tmp_path, "{oops", "[1]"), format="mooncake", skip_invalid=True)
 
 
 # -- the command line ---------------------------------------------------------------------------------------
@@ -135,7 +137,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_cli_error_mid_stream_reports_progress_and_keeps_results(tmp_path, capsys):
-    good = [GOOD.replace('"timestamp": 0', '"timestamp": %d' % (i * 10)) for i in range(6)]
+    good = [GOOD.replace('"timestamp": 0', f'"timestamp": {i * 10}') for i in range(6)]
     path = _file(tmp_path, *good, '{"timestamp": 99, "input_length": 1000, "hash_ids": [7]}')
     assert main(["replay", str(path), "--batch-bytes", str(len(GOOD) * 2 + 10), "--json", "-"]) == 2
     captured = capsys.readouterr()
@@ -163,7 +165,7 @@ def test_streaming_sorts_like_reading_whole(tmp_path_factory, times, lines_per_b
              for i, t in enumerate(times)]
     path = tmp_path_factory.mktemp("s") / "t.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    expected_back = sum(b < a for a, b in zip(times, times[1:]))
+    expected_back = sum(b < a for a, b in itertools.pairwise(times))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         whole = read_trace(path)

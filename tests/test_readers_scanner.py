@@ -7,12 +7,12 @@ import warnings
 import numpy as np
 import orjson
 import pytest
-from conftest import DATA
 from hypothesis import given
 from hypothesis import strategies as st
 
 from cachesim.readers import mooncake, native, read_trace
 from cachesim.requests import TraceError
+from conftest import DATA
 
 COLUMNS = ("t", "prompt_tokens", "output_tokens", "block_offsets", "block_keys", "block_tokens")
 
@@ -117,7 +117,7 @@ def test_a_line_longer_than_a_chunk(tmp_path):
 def test_numbers_json_refuses_are_refused_by_both(tmp_path):
     path = tmp_path / "t.jsonl"
     for bad in ["01", "1e999", "1.", ".5", "-", "1e"]:
-        path.write_text('{"timestamp": 1, "input_length": 1000, "hash_ids": [0, 1], "x": %s}\n' % bad)
+        path.write_text(f'{{"timestamp": 1, "input_length": 1000, "hash_ids": [0, 1], "x": {bad}}}\n')
         fast = _outcome(path, careful=False)
         assert fast == _outcome(path, careful=True) and "malformed JSON" in fast, bad
 
@@ -209,7 +209,7 @@ def test_block_formats_take_the_fast_path():
     for module, name, options in ((qwen, "qwen.jsonl", {}), (lmbench, "lmbench512.jsonl", {"block_size": 512})):
         calls = []
         scan = mooncake.scan_chunk
-        mooncake.scan_chunk = lambda *a, **k: calls.append(scan(*a, **k)) or calls[-1]
+        mooncake.scan_chunk = lambda *a, _scan=scan, _calls=calls, **k: _calls.append(_scan(*a, **k)) or _calls[-1]
         try:
             read_trace(DATA / name, **options)
         finally:

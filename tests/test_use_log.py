@@ -26,7 +26,7 @@ def _conversation_stream(seed, n_requests, conversations, max_blocks, n_tenants=
     rng = np.random.default_rng(seed)
     conversation = rng.integers(0, conversations, n_requests)
     lengths = rng.integers(1, max_blocks + 1, n_requests)
-    keys = np.concatenate([c * 1000 + np.arange(1, k + 1) for c, k in zip(conversation, lengths)])
+    keys = np.concatenate([c * 1000 + np.arange(1, k + 1) for c, k in zip(conversation, lengths, strict=True)])
     return (np.cumsum(rng.exponential(gap_s, n_requests)),
             rng.integers(0, n_tenants, n_requests).astype(np.int32),
             (2 * lengths + 1).astype(np.int64),
