@@ -156,10 +156,7 @@ def check_matches_reference(requests: TokenRequests | Trace, config: CacheConfig
 
 
 def _replay(trace: Trace, config: CacheConfig, impl: str | None) -> Result:
-    sim = Simulator(config, impl=impl)
-    for batch in trace.batches():
-        sim.feed(batch)
-    return sim.result()
+    return Simulator(config, impl=impl).run(trace)
 
 
 def _assert_same(a: Result, b: Result, other: str) -> None:
