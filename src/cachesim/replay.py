@@ -169,6 +169,14 @@ class Simulator:
 
         ``on_batch(batch)`` is called after each batch is served (progress, bookkeeping).
         """
+        if isinstance(trace, Trace):
+            # the whole trace first: its slices would rebase bad offsets and cut columns to look sound
+            try:
+                trace = validate(trace)
+            except TraceError as exc:
+                if not getattr(exc, "valid_requests", 0):
+                    raise
+                self.feed(trace)   # serves the sound requests before the fault, then raises it
         for batch in trace.batches() if isinstance(trace, Trace) else trace:
             self.feed(batch)
             if on_batch is not None:

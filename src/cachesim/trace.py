@@ -465,6 +465,7 @@ def first_counted(trace: Trace, config: CacheConfig) -> int:
 # -- validation ---------------------------------------------------------------------------------------------------
 
 MAX_BLOCK_SIZE = 2**31 - 1
+_RESERVED_KEY = np.uint64(2**64 - 1)
 
 _COLUMN_DTYPES = {"t": np.float64, "tenant": np.int32, "session": np.int64, "prompt_tokens": np.int64,
                   "output_tokens": np.int64, "block_offsets": np.int64, "block_keys": np.uint64,
@@ -528,6 +529,8 @@ def validate(trace: Trace, *, max_prompt_tokens: int = MAX_TOKENS_PER_REQUEST) -
     offsets = cols["block_offsets"]
     if offsets[0] != 0:
         raise TraceError(f"block offsets must start at 0, not {offsets[0]}", field="block_offsets")
+    if offsets[-1] < m:
+        raise TraceError(f"block offsets end at {int(offsets[-1]):,}, short of the {m:,} blocks", field="block_offsets")
     if trace.distinct_keys is not None:
         n_ids = len(trace.distinct_keys)
         if m and int(cols["block_keys"].max()) >= n_ids:
@@ -572,6 +575,12 @@ def validate(trace: Trace, *, max_prompt_tokens: int = MAX_TOKENS_PER_REQUEST) -
         if overfull < sound:
             fault(overfull, "block_tokens", f"its blocks hold {int(in_blocks[overfull]):,} tokens, more than its "
                                             f"{int(prompt[overfull]):,}-token prompt")
+        # the core's key index marks its empty slots with the all-ones key: no trace may use it (XXH3 gives it
+        # with probability 2^-64)
+        reserved = _first(cols["block_keys"][:tokens_before.size - 1] == _RESERVED_KEY)
+        if reserved < m:
+            fault(min(int(np.searchsorted(offsets, reserved, side="right")) - 1, sound), "block_keys",
+                  f"block key {2**64 - 1:#x} is reserved by the engine's index")
         repeated = _impl.load().first_repeated_key(np.ascontiguousarray(cut), cols["block_keys"])
         fault(repeated if repeated >= 0 else n, "block_keys",
               "a block key repeats within the request (chained keys name distinct prefixes)")
