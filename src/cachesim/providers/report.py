@@ -12,8 +12,9 @@ from rich.table import Table
 from cachesim._contract import ratio
 from cachesim.providers.engine import CAUSES, ProviderResult
 from cachesim.providers.prices import RATE_FIELDS
+from cachesim.report._tables import make_console
 
-__all__ = ["wide_console", "retention_bounds", "evictions", "group_totals", "per_tenant", "per_session",
+__all__ = ["retention_bounds", "evictions", "group_totals", "per_tenant", "per_session",
            "observed_vs_predicted", "report_dict", "print_cost", "print_variant", "prices_dict", "print_prices",
            "write_requests_csv", "TOKEN_COLUMNS"]
 
@@ -141,15 +142,9 @@ def write_requests_csv(result: ProviderResult, path: str | Path) -> None:
                         CAUSES[result.cause[i]], *(int(a[i]) for _, a in observed)])
 
 
-def wide_console() -> Console:
-    """A terminal's own width; 120 columns when writing to a pipe or file (rich would assume 80)."""
-    console = Console()
-    return console if console.is_terminal else Console(width=120)
-
-
 def print_cost(result: ProviderResult, label: str, console: Console | None = None,
                bounds: dict | None = None) -> None:
-    console = console or wide_console()
+    console = console or make_console(wide=True)
     s = result.summary()
     short, long_ = result.write_labels
     console.print(f"[bold]cachesim cost[/bold] — {label}")
@@ -220,7 +215,7 @@ def print_variant(base: dict, variant: dict, console: Console | None = None) -> 
     change = ", ".join(f"{k}={val}" for k, val in variant["changes"].items())
     verb = "saves" if delta >= 0 else "costs"
     share = abs(delta) / base["cost_usd"] if base["cost_usd"] else 0.0
-    (console or wide_console()).print(
+    (console or make_console(wide=True)).print(
         f"with {change}: {v['provider']} {v['model']}, hit ratio {v['token_hit_ratio']:.3f}, "
         f"${v['cost_usd']:,.4f} with "
         f"the cache: the change {verb} ${abs(delta):,.4f} ({share:.1%})")
@@ -245,7 +240,7 @@ def _rate(value) -> str:
 
 def print_prices(table, rows, console: Console | None = None) -> None:
     """One table per provider of price rows (of a loaded price table), each row's source given by number."""
-    console = console or wide_console()
+    console = console or make_console(wide=True)
     console.print(f"[bold]cachesim prices[/bold] — registry {table.version} · USD per 1M tokens · from "
                   f"{', '.join(table.files)}")
     for prov in dict.fromkeys(r.provider for r in rows):
