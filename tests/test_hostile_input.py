@@ -74,21 +74,6 @@ def test_a_damaged_compressed_file_is_a_located_error(tmp_path, capsys, damage):
     assert str(path) in err[-1]
 
 
-def test_the_repeated_key_check_agrees_between_the_twins():
-    from cachesim import _impl
-
-    rng = np.random.default_rng(7)
-    impls = ["reference"] + (["core"] if _impl.default_impl() == "core" else [])
-    for trial in range(200):
-        lengths = rng.integers(0, 30, rng.integers(1, 12))
-        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        keys = rng.integers(0, 64 if trial % 2 else 2**63, int(offsets[-1])).astype(np.uint64)
-        expected = next((r for r in range(len(lengths))
-                         if len(set(keys[offsets[r]:offsets[r + 1]].tolist())) < lengths[r]), -1)
-        for impl in impls:
-            assert _impl.load(impl).first_repeated_key(offsets, keys) == expected
-
-
 def _small_trace():
     requests = cachesim.TokenRequests.from_lists([[1, 2, 3, 4] * 8, [1, 2, 3, 4] * 8 + [9] * 16, [5] * 40],
                                                  t=[0.0, 1.0, 2.0], tenant=[0, 1, 0], tenant_names=["a", "b"])

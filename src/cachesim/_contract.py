@@ -17,8 +17,8 @@ from importlib import metadata
 __all__ = [
     "DEFAULT_TOKEN_BLOCK_SIZE", "EngineInputError", "HIT_CAPS", "ISOLATIONS", "MAX_CAPACITY_BLOCKS",
     "MAX_TOKENS_PER_REQUEST",
-    "OUTPUT_FIELDS", "POLICIES", "POLICY_NAMES", "PolicySpec", "RATIO_DEFINITIONS", "TENANT_FIELDS", "VERSION",
-    "VICTIMS", "check_engine_config", "ratio",
+    "OUTPUT_FIELDS", "POLICIES", "POLICY_NAMES", "PolicySpec", "RATIO_DEFINITIONS", "TENANT_FIELDS", "TRACE_FAULTS",
+    "VERSION", "VICTIMS", "check_engine_config", "ratio",
 ]
 
 
@@ -88,6 +88,11 @@ TENANT_FIELDS = ("requests", "hit_requests", "prompt_tokens", "hit_tokens", "blo
 # Per-request outputs an engine writes (SEMANTICS §5), in order.
 OUTPUT_FIELDS = ("hit_tokens", "hit_blocks", "inserted_blocks", "evicted_blocks", "expired_blocks",
                  "uncached_blocks")
+
+# What a request of a Trace can break of the serve loops' assumptions, in the order a request is checked: both
+# twins' ``first_trace_fault`` return an index into this tuple (cachesim.trace.validate words each one).
+TRACE_FAULTS = ("block_offsets", "t_not_finite", "t_negative", "t_decreasing", "tenant", "prompt_empty",
+                "prompt_limit", "block_tokens", "overfull", "reserved_key", "repeated_key")
 
 # Every ratio is over the counted requests (all requests but the warm-up).
 RATIO_DEFINITIONS = {

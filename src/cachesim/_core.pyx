@@ -71,8 +71,8 @@ import sys
 
 import numpy as np
 
-from cachesim._contract import (OUTPUT_FIELDS, POLICIES, TENANT_FIELDS, EngineInputError,  # noqa: F401 (re-exported)
-                                check_engine_config)
+from cachesim._contract import (OUTPUT_FIELDS, POLICIES, TENANT_FIELDS, TRACE_FAULTS,  # noqa: F401 (re-exported)
+                                EngineInputError, check_engine_config)
 from cachesim._statistics import grow_tenant_statistics
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -557,44 +557,140 @@ def dense_ids(const uint64_t[::1] keys):
     return ids_arr, distinct_arr
 
 
-def first_repeated_key(const int64_t[::1] block_offsets, const uint64_t[::1] keys):
-    """The first request whose blocks name one key twice, or -1. Chained keys never repeat within a request
-    (SEMANTICS §2) unless a trace was built or damaged by hand; the serve loops assume they do not. The caller
-    has checked that the offsets rise within ``[0, len(keys)]``.
+# Faults of one request, in TRACE_FAULTS' order (the order a request is checked in).
+cdef enum:
+    TF_OFFSETS = 0
+    TF_T_NOT_FINITE = 1
+    TF_T_NEGATIVE = 2
+    TF_T_DECREASING = 3
+    TF_TENANT = 4
+    TF_PROMPT_EMPTY = 5
+    TF_PROMPT_LIMIT = 6
+    TF_BLOCK_TOKENS = 7
+    TF_OVERFULL = 8
+    TF_RESERVED_KEY = 9
+    TF_REPEATED_KEY = 10
+    N_TRACE_FAULTS
 
-    One open-addressing table sized for the longest request; a slot belongs to request r while its stamp is
-    r + 1, so nothing is cleared between requests."""
-    cdef Py_ssize_t n = block_offsets.shape[0] - 1, r
-    cdef int64_t longest = 0, j, size = 16, shift = 60, h
-    for r in range(n):
-        longest = max(longest, block_offsets[r + 1] - block_offsets[r])
-    while size < 2 * longest:
+if len(TRACE_FAULTS) != N_TRACE_FAULTS:
+    raise ImportError("cachesim._core: its trace fault enum disagrees with _contract.TRACE_FAULTS")
+
+
+cdef inline bint _any_outside(const uint32_t* tokens, int64_t start, int64_t end, uint32_t block_size) noexcept nogil:
+    """Whether a block holds 0 or more than block_size tokens: a flat loop the compiler vectorizes."""
+    cdef uint32_t bad = 0
+    cdef int64_t j
+    for j in range(start, end):
+        bad |= <uint32_t> ((tokens[j] - 1) >= block_size)   # wraps to the maximum for 0
+    return bad != 0
+
+
+def first_trace_fault(const double[::1] t, const int32_t[::1] tenant, const int64_t[::1] prompt_tokens,
+                      const int64_t[::1] block_offsets, const uint32_t[::1] block_tokens, const uint64_t[::1] keys,
+                      int64_t block_size, int64_t n_tenants, int64_t max_prompt_tokens, Py_ssize_t first=0,
+                      Py_ssize_t stop=-1):
+    """``(request, fault)``: the first of requests ``[first, stop)`` (default: all) that breaks what the serve loops
+    assume and the index of its first fault in ``TRACE_FAULTS``, or ``(stop, -1)``. The GIL is released, so
+    threads can check parts of one trace at once. The caller has checked the columns' lengths and that the
+    offsets start at 0 (cachesim.trace.validate). This runs before every replay of a trace that was not built by
+    compile_trace, so it is written for speed: the block-wide checks are flat loops over the requests with sound
+    offsets, and only a request that fails one of them is looked at again to find which.
+
+    Repeated keys: one open-addressing table sized for the longest request at a load of at most 1/8, so a probe
+    rarely meets an occupied slot; a slot belongs to the current request while its 32-bit stamp is the request's,
+    so nothing is cleared between requests (but once every 2^32 - 1 requests)."""
+    cdef Py_ssize_t n = t.shape[0], m = keys.shape[0]
+    if tenant.shape[0] != n or prompt_tokens.shape[0] != n or block_offsets.shape[0] != n + 1 or \
+            block_tokens.shape[0] != m or block_offsets[0] != 0 or not 0 < block_size <= 0xFFFFFFFF:
+        raise ValueError("first_trace_fault: columns of different lengths, offsets not starting at 0 or a block "
+                         "size out of range")
+    if stop < 0:
+        stop = n
+    if not 0 <= first <= stop <= n:
+        raise ValueError(f"first_trace_fault: requests {first}..{stop} are not a range of the {n} requests")
+    cdef Py_ssize_t r, sound = stop, first_bad = stop
+    cdef int64_t longest = 0, start, end, j, size = 16, shift = 60, h, in_blocks
+    for r in range(first, stop):   # requests [first, sound) have offsets that rise within the blocks
+        start, end = block_offsets[r], block_offsets[r + 1]
+        if start < 0 or end < start or end > m:   # (start < 0 only where a range begins past a bad offset)
+            sound = r
+            break
+        longest = max(longest, end - start)
+    while size < 8 * longest:
         size *= 2
         shift -= 1
-    cdef uint64_t* slot = <uint64_t*> PyMem_RawMalloc(size * sizeof(uint64_t))
-    cdef int64_t* stamp = <int64_t*> PyMem_RawMalloc(size * sizeof(int64_t))
-    if slot == NULL or stamp == NULL:
-        PyMem_RawFree(slot)
-        PyMem_RawFree(stamp)
+    cdef uint32_t* stamp_of = <uint32_t*> PyMem_RawMalloc(size * sizeof(uint32_t))
+    cdef uint64_t* key_in = <uint64_t*> PyMem_RawMalloc(size * sizeof(uint64_t))
+    if stamp_of == NULL or key_in == NULL:
+        PyMem_RawFree(stamp_of)
+        PyMem_RawFree(key_in)
         raise MemoryError()
-    memset(stamp, 0, size * sizeof(int64_t))
-    cdef int64_t found = -1
+    memset(stamp_of, 0, size * sizeof(uint32_t))
+    cdef const uint32_t* tokens_of = &block_tokens[0] if m else NULL
+    cdef const uint64_t* key_of = &keys[0] if m else NULL
+    cdef int64_t first_block = block_offsets[first], sound_blocks = block_offsets[sound]
+    cdef uint32_t stamp
+    cdef int64_t stamp_period = 0xFFFFFFFF
+    cdef uint64_t key, repeated, reserved
+    cdef double tr
+    cdef int fault = -1
     with nogil:
-        for r in range(n):
-            for j in range(block_offsets[r], block_offsets[r + 1]):
-                h = <int64_t> ((keys[j] * FIB) >> shift)
-                while stamp[h] == r + 1 and slot[h] != keys[j]:
-                    h = (h + 1) & (size - 1)
-                if stamp[h] == r + 1:
-                    found = r
-                    break
-                stamp[h] = r + 1
-                slot[h] = keys[j]
-            if found >= 0:
+        # the block-wide checks over every sound block at once; a hit sends the search to its request below
+        if first_block < sound_blocks and _any_outside(tokens_of, first_block, sound_blocks, <uint32_t> block_size):
+            first_bad = first
+        for r in range(first, stop):
+            if r == sound:
+                fault = TF_OFFSETS
                 break
-    PyMem_RawFree(slot)
-    PyMem_RawFree(stamp)
-    return found
+            tr = t[r]
+            if isnan(tr) or tr == INFINITY or tr == -INFINITY:
+                fault = TF_T_NOT_FINITE
+            elif tr < 0:
+                fault = TF_T_NEGATIVE
+            elif r > 0 and tr < t[r - 1]:
+                fault = TF_T_DECREASING
+            elif tenant[r] < 0 or tenant[r] >= n_tenants:
+                fault = TF_TENANT
+            elif prompt_tokens[r] <= 0:
+                fault = TF_PROMPT_EMPTY
+            elif prompt_tokens[r] > max_prompt_tokens:
+                fault = TF_PROMPT_LIMIT
+            if fault >= 0:
+                break
+            start, end = block_offsets[r], block_offsets[r + 1]
+            if first_bad < stop and _any_outside(tokens_of, start, end, <uint32_t> block_size):
+                fault = TF_BLOCK_TOKENS
+                break
+            stamp = <uint32_t> (r % stamp_period + 1)
+            if stamp == 1 and r > 0:   # the stamps wrapped: forget them all
+                memset(stamp_of, 0, size * sizeof(uint32_t))
+            repeated = reserved = 0
+            in_blocks = 0
+            for j in range(start, end):
+                in_blocks += tokens_of[j]
+                key = key_of[j]
+                reserved |= <uint64_t> (key == 0xFFFFFFFFFFFFFFFFULL)
+                h = <int64_t> ((key * FIB) >> shift)
+                if stamp_of[h] == stamp:   # occupied by this request: probe (rarely taken at a load of 1/8)
+                    while stamp_of[h] == stamp and key_in[h] != key:
+                        h = (h + 1) & (size - 1)
+                    repeated |= <uint64_t> (stamp_of[h] == stamp)
+                stamp_of[h] = stamp
+                key_in[h] = key
+            if in_blocks > prompt_tokens[r]:
+                fault = TF_OVERFULL
+                break
+            if reserved:
+                fault = TF_RESERVED_KEY
+                break
+            if repeated:
+                fault = TF_REPEATED_KEY
+                break
+    PyMem_RawFree(stamp_of)
+    PyMem_RawFree(key_in)
+    if fault < 0:
+        return stop, -1
+    return r, fault
 
 
 # ---------------------------------------------------------------------------------------------------------------

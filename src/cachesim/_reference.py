@@ -18,7 +18,7 @@ from cachesim._contract import OUTPUT_FIELDS, TENANT_FIELDS, EngineInputError, c
 from cachesim._statistics import grow_tenant_statistics
 
 __all__ = ["OUTPUT_FIELDS", "TENANT_FIELDS", "EngineInputError", "Engine", "compile_id_blocks", "compile_token_blocks",
-           "dense_ids", "first_repeated_key", "relabel_keys", "xxh3_64"]
+           "dense_ids", "first_trace_fault", "relabel_keys", "xxh3_64"]
 
 _FIELD = {name: i for i, name in enumerate(TENANT_FIELDS)}
 
@@ -69,13 +69,49 @@ def relabel_keys(keys, block_offsets, tenant, tenant_seeds):
     return np.array(out, dtype=np.uint64)
 
 
-def first_repeated_key(block_offsets, keys) -> int:
-    """The first request whose blocks name one key twice, or -1."""
-    for r in range(len(block_offsets) - 1):
-        run = [int(k) for k in keys[block_offsets[r]:block_offsets[r + 1]]]
-        if len(set(run)) < len(run):
-            return r
-    return -1
+def first_trace_fault(t, tenant, prompt_tokens, block_offsets, block_tokens, keys, block_size, n_tenants,
+                      max_prompt_tokens, first=0, stop=-1) -> tuple[int, int]:
+    """``(request, fault)``: the first of requests ``[first, stop)`` (default: all) that breaks what the serve loops
+    assume and the index of its first fault in ``TRACE_FAULTS`` (checked in that order within a request), or
+    ``(stop, -1)``."""
+    n, m = len(t), len(keys)
+    stop = n if stop < 0 else stop
+    requests = np.arange(first, stop)
+    starts, ends = block_offsets[first:stop], block_offsets[first + 1:stop + 1]
+    bad_offsets = (starts < 0) | (ends < starts) | (ends > m)
+    sound = first + (int(np.argmax(bad_offsets)) if bad_offsets.any() else stop - first)
+    earlier = np.concatenate([[-np.inf], t[:-1]])[first:stop]
+    first_of: dict[int, int] = {}   # fault code -> its first request
+
+    def note(code: int, mask) -> None:
+        hits = requests[mask]
+        if hits.size:
+            first_of[code] = int(hits[0])
+
+    span = slice(first, stop)
+    note(0, bad_offsets)
+    with np.errstate(invalid="ignore"):
+        note(1, ~np.isfinite(t[span]))
+        note(2, t[span] < 0)
+        note(3, t[span] < earlier)
+    note(4, (tenant[span] < 0) | (tenant[span] >= n_tenants))
+    note(5, prompt_tokens[span] <= 0)
+    note(6, prompt_tokens[span] > max_prompt_tokens)
+    for r in range(first, min(sound, min(first_of.values(), default=stop) + 1)):   # block faults, sound offsets
+        run = slice(int(block_offsets[r]), int(block_offsets[r + 1]))
+        tokens, run_keys = block_tokens[run].astype(np.int64), keys[run].tolist()
+        for code, broken in ((7, bool(((tokens == 0) | (tokens > block_size)).any())),
+                             (8, int(tokens.sum()) > int(prompt_tokens[r])),
+                             (9, 2**64 - 1 in run_keys),
+                             (10, len(set(run_keys)) < len(run_keys))):
+            if broken:
+                first_of.setdefault(code, r)
+        if any(r == request for request in first_of.values()):
+            break
+    if not first_of:
+        return stop, -1
+    request = min(first_of.values())
+    return request, min(code for code, r in first_of.items() if r == request)
 
 
 def dense_ids(keys):

@@ -21,7 +21,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_compl
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 __all__ = ["EXECUTOR_NAMES", "DaskExecutor", "Executor", "FuturesAdapter", "ProcessExecutor", "RayExecutor",
-           "SerialExecutor", "ThreadExecutor", "executor_name", "make_executor", "map", "run"]
+           "SerialExecutor", "ThreadExecutor", "executor_name", "make_executor", "map", "run", "shared_threads"]
 
 EXECUTOR_NAMES = ("serial", "thread", "process", "dask", "ray")
 # older spellings, still accepted (the sweep CLI and its tests say "processes")
@@ -280,3 +280,17 @@ def map(fn: Callable[[_T], _R], items: Sequence[_T], executor: Any = "thread", *
     for i, result in run(_Indexed(fn), list(enumerate(items)), executor, workers=workers):
         out[i] = result
     return out
+
+
+_shared_pool: ThreadPoolExecutor | None = None
+_shared_pool_lock = threading.Lock()
+
+
+def shared_threads() -> ThreadPoolExecutor:
+    """This process's one pool of threads, one per core, for short compiled loops that release the GIL (the check
+    of a trace, cut into parts): a pool started per call would cost as much as the loop it runs."""
+    global _shared_pool
+    with _shared_pool_lock:
+        if _shared_pool is None:
+            _shared_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="cachesim")
+        return _shared_pool

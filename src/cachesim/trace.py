@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import warnings
 import zipfile
@@ -13,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cachesim import _impl, units
-from cachesim._contract import MAX_TOKENS_PER_REQUEST
+from cachesim import _impl, parallel, units
+from cachesim._contract import MAX_TOKENS_PER_REQUEST, TRACE_FAULTS
 from cachesim.requests import BlockRequests, Ragged, TokenRequests, TraceError
 
 if TYPE_CHECKING:  # replay imports this module
@@ -465,7 +466,6 @@ def first_counted(trace: Trace, config: CacheConfig) -> int:
 # -- validation ---------------------------------------------------------------------------------------------------
 
 MAX_BLOCK_SIZE = 2**31 - 1
-_RESERVED_KEY = np.uint64(2**64 - 1)
 
 _COLUMN_DTYPES = {"t": np.float64, "tenant": np.int32, "session": np.int64, "prompt_tokens": np.int64,
                   "output_tokens": np.int64, "block_offsets": np.int64, "block_keys": np.uint64,
@@ -492,12 +492,6 @@ def _column(trace: Trace, name: str) -> np.ndarray:
             raise TraceError(f"value {values[i]} does not fit {dtype}", field=name,
                              line=i if name not in ("block_keys", "block_tokens", "block_offsets") else None)
     return np.ascontiguousarray(values, dtype=dtype)
-
-
-def _first(mask: np.ndarray) -> int:
-    """The first index where ``mask`` holds, or the length of the mask."""
-    hits = np.flatnonzero(mask)
-    return int(hits[0]) if hits.size else len(mask)
 
 
 def validate(trace: Trace, *, max_prompt_tokens: int = MAX_TOKENS_PER_REQUEST) -> Trace:
@@ -536,62 +530,76 @@ def validate(trace: Trace, *, max_prompt_tokens: int = MAX_TOKENS_PER_REQUEST) -
         if m and int(cols["block_keys"].max()) >= n_ids:
             raise TraceError(f"a dense id is not below the {n_ids:,} distinct keys it numbers", field="block_keys")
 
-    # per request: the first fault of each kind, and the earliest of them wins
-    t, tenant, prompt = cols["t"], cols["tenant"], cols["prompt_tokens"]
-    faults: list[tuple[int, str, str]] = []
-
-    def fault(index: int, field_name: str, message) -> None:
-        if index < n:
-            faults.append((index, field_name, message(index) if callable(message) else message))
-
-    # offsets rise and stay within the blocks; a request is bad when its end is before its start or past the end
-    ends, starts = offsets[1:], offsets[:-1]
-    fault(_first((ends < starts) | (ends > m)), "block_offsets",
-          lambda i: f"blocks {int(starts[i])}..{int(ends[i])} are not a run within the trace's {m:,} blocks")
-    sound = _first((ends < starts) | (ends > m))   # requests [0, sound) have sound offsets
-    fault(_first(~np.isfinite(t)), "t", lambda i: f"arrival time must be a finite number, got {float(t[i])!r}")
-    fault(_first(t < 0), "t", lambda i: f"arrival time must not be negative, got {float(t[i])!r}")
-    if n > 1:
-        fault(_first(t[1:] < t[:-1]) + 1, "t",
-              lambda i: f"arrival time {float(t[i])!r} is before the previous request's {float(t[i - 1])!r}")
-    n_tenants = len(trace.tenant_names)
-    fault(_first((tenant < 0) | (tenant >= n_tenants)), "tenant",
-          lambda i: f"tenant code {int(tenant[i])} outside 0..{n_tenants - 1}")
-    fault(_first(prompt <= 0), "prompt_tokens", "empty request: a prompt needs at least one token")
-    fault(_first(prompt > max_prompt_tokens), "prompt_tokens",
-          lambda i: f"{int(prompt[i]):,} prompt tokens is beyond the limit of {max_prompt_tokens:,} a request")
-    if m:
-        block_tokens = cols["block_tokens"]
-        bad_block = _first((block_tokens == 0) | (block_tokens > block_size))
-        if bad_block < m:
-            request = int(np.searchsorted(offsets, bad_block, side="right")) - 1
-            fault(min(request, sound), "block_tokens",
-                  f"a block of {int(block_tokens[bad_block])} tokens where blocks hold 1..{block_size}")
-        cut = offsets[:sound + 1]
-        tokens_before = np.zeros(m + 1, dtype=np.int64)
-        np.cumsum(block_tokens, out=tokens_before[1:])
-        in_blocks = tokens_before[cut[1:]] - tokens_before[cut[:-1]]
-        overfull = _first(in_blocks > prompt[:sound])
-        if overfull < sound:
-            fault(overfull, "block_tokens", f"its blocks hold {int(in_blocks[overfull]):,} tokens, more than its "
-                                            f"{int(prompt[overfull]):,}-token prompt")
-        # the core's key index marks its empty slots with the all-ones key: no trace may use it (XXH3 gives it
-        # with probability 2^-64)
-        reserved = _first(cols["block_keys"][:tokens_before.size - 1] == _RESERVED_KEY)
-        if reserved < m:
-            fault(min(int(np.searchsorted(offsets, reserved, side="right")) - 1, sound), "block_keys",
-                  f"block key {2**64 - 1:#x} is reserved by the engine's index")
-        repeated = _impl.load().first_repeated_key(np.ascontiguousarray(cut), cols["block_keys"])
-        fault(repeated if repeated >= 0 else n, "block_keys",
-              "a block key repeats within the request (chained keys name distinct prefixes)")
-    if faults:
-        index, field_name, message = min(faults, key=lambda f: f[0])
-        exc = TraceError(message, field=field_name, line=index)
+    index, code = _first_fault(cols, int(block_size), len(trace.tenant_names), min(int(max_prompt_tokens), 2**63 - 1))
+    if code >= 0:
+        field_name, message = _FAULT_MESSAGES[TRACE_FAULTS[code]]
+        limits = {"block_size": int(block_size), "max_prompt_tokens": int(max_prompt_tokens),
+                  "n_tenants": len(trace.tenant_names)}
+        exc = TraceError(message(cols, index, limits), field=field_name, line=index)
         exc.valid_requests = index
         raise exc
     checked = replace(trace, **cols) if any(cols[k] is not getattr(trace, k) for k in cols) else trace
     _mark_validated(checked)
     return checked
+
+
+# Blocks a thread checks at least: below this, starting threads costs more than it saves.
+_BLOCKS_PER_THREAD = 1 << 17
+
+
+def _first_fault(cols, block_size: int, n_tenants: int, max_prompt_tokens: int, *, threads: int | None = None,
+                 blocks_per_thread: int = _BLOCKS_PER_THREAD) -> tuple[int, int]:
+    """The first faulty request and its fault (an index into TRACE_FAULTS), or (n, -1). The compiled check runs
+    on every core, each over a part of the requests: a replay is one sequential loop, its check need not be."""
+    kernel = _impl.load().first_trace_fault
+    args = (cols["t"], cols["tenant"], cols["prompt_tokens"], cols["block_offsets"], cols["block_tokens"],
+            cols["block_keys"], block_size, n_tenants, max_prompt_tokens)
+    n, m = len(cols["t"]), len(cols["block_keys"])
+    parts = min(threads or os.cpu_count() or 1, m // blocks_per_thread)
+    if parts < 2 or _impl.default_impl() != "core":   # the reference holds the GIL: threads would only wait
+        return kernel(*args)
+    # cut where the blocks divide evenly (offsets not yet checked may not rise: the cuts are only made to)
+    cuts = np.searchsorted(cols["block_offsets"], np.arange(1, parts) * (m // parts))
+    bounds = np.unique(np.clip(np.concatenate([[0], cuts, [n]]), 0, n))
+    ranges = list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
+    for index, code in parallel.shared_threads().map(lambda span: kernel(*args, *span), ranges):
+        if code >= 0:
+            return index, code
+    return n, -1
+
+
+def _request_blocks(cols, i: int) -> slice:
+    return slice(int(cols["block_offsets"][i]), int(cols["block_offsets"][i + 1]))
+
+
+def _bad_block(cols, i: int, block_size: int) -> int:
+    tokens = cols["block_tokens"][_request_blocks(cols, i)]
+    return int(tokens[(tokens == 0) | (tokens > block_size)][0])
+
+
+# How validate words each of TRACE_FAULTS: (the field, a message from the columns, the request and the limits).
+_FAULT_MESSAGES = {
+    "block_offsets": ("block_offsets", lambda c, i, lim: f"blocks {int(c['block_offsets'][i])}.."
+                      f"{int(c['block_offsets'][i + 1])} are not a run within the trace's {len(c['block_keys']):,} "
+                      "blocks"),
+    "t_not_finite": ("t", lambda c, i, lim: f"arrival time must be a finite number, got {float(c['t'][i])!r}"),
+    "t_negative": ("t", lambda c, i, lim: f"arrival time must not be negative, got {float(c['t'][i])!r}"),
+    "t_decreasing": ("t", lambda c, i, lim: f"arrival time {float(c['t'][i])!r} is before the previous request's "
+                     f"{float(c['t'][i - 1])!r}"),
+    "tenant": ("tenant", lambda c, i, lim: f"tenant code {int(c['tenant'][i])} outside 0..{lim['n_tenants'] - 1}"),
+    "prompt_empty": ("prompt_tokens", lambda c, i, lim: "empty request: a prompt needs at least one token"),
+    "prompt_limit": ("prompt_tokens", lambda c, i, lim: f"{int(c['prompt_tokens'][i]):,} prompt tokens is beyond "
+                     f"the limit of {lim['max_prompt_tokens']:,} a request"),
+    "block_tokens": ("block_tokens", lambda c, i, lim: f"a block of {_bad_block(c, i, lim['block_size'])} tokens "
+                     f"where blocks hold 1..{lim['block_size']}"),
+    "overfull": ("block_tokens", lambda c, i, lim: f"its blocks hold "
+                 f"{int(c['block_tokens'][_request_blocks(c, i)].sum(dtype=np.int64)):,} tokens, more than its "
+                 f"{int(c['prompt_tokens'][i]):,}-token prompt"),
+    # the core's key index marks its empty slots with the all-ones key (XXH3 gives it with probability 2^-64)
+    "reserved_key": ("block_keys", lambda c, i, lim: f"block key {2**64 - 1:#x} is reserved by the engine's index"),
+    "repeated_key": ("block_keys", lambda c, i, lim: "a block key repeats within the request (chained keys name "
+                     "distinct prefixes)"),
+}
 
 
 def _is_validated(trace: Trace) -> bool:
