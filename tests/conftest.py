@@ -14,6 +14,9 @@ settings.register_profile("dev", max_examples=60, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("ci", max_examples=200, deadline=None, derandomize=True, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
+# the long run of the properties the issues state at 10^4 examples (isolation, the twins): minutes, not the suite
+settings.register_profile("long", max_examples=10_000, deadline=None, derandomize=False, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 SHARED_TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces"
