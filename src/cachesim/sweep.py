@@ -17,6 +17,7 @@ import os
 import sys
 import tempfile
 import types
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -262,28 +263,47 @@ class SweepResult:
 
 # -- checkpoints -----------------------------------------------------------------------------------------------
 
-def _read_checkpoint(path: Path, trace_fingerprint: str) -> dict[str, tuple[dict, dict | None]]:
-    """Finished configurations of an interrupted sweep: config id -> (metrics, hits_from)."""
+def _read_checkpoint(path: Path, trace_fingerprint: str) -> tuple[dict[str, tuple[dict, dict | None]], int]:
+    """Finished configurations of an interrupted sweep (config id -> (metrics, hits_from)), and how many bytes of
+    the file are whole lines: anything after the last newline is a line cut off mid-write."""
     done: dict[str, tuple[dict, dict | None]] = {}
-    lines = path.read_bytes().split(b"\n")
-    for line_no, raw in enumerate(lines, start=1):
-        if not raw.strip():
+    data = path.read_bytes()
+    whole_bytes = data.rfind(b"\n") + 1
+    if whole_bytes == 0 and not _checkpoint_header(trace_fingerprint).startswith(data):
+        # only a torn header may be dropped whole: any other file is not ours to truncate
+        raise TraceError("not a cachesim sweep checkpoint", file=str(path), line=1)
+    # a record is written with its newline in one write, so only an unterminated tail can be torn
+    for line_no, raw in enumerate(data[:whole_bytes].split(b"\n")[:-1], start=1):
+        if line_no > 1 and not raw.strip():
             continue
         try:
             record = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            if line_no == len(lines):  # the line being written when the sweep was stopped
-                break
-            raise TraceError("malformed checkpoint line", file=str(path), line=line_no) from None
+            record = None
         if line_no == 1:
-            if record.get("kind") != _CHECKPOINT_FORMAT:
+            if not isinstance(record, dict) or record.get("kind") != _CHECKPOINT_FORMAT:
                 raise TraceError("not a cachesim sweep checkpoint", file=str(path), line=1)
             if record.get("trace") != trace_fingerprint:
                 raise TraceError("this checkpoint is from a different trace; delete it to start afresh",
                                  file=str(path), line=1)
             continue
+        if not isinstance(record, dict) or "id" not in record or "metrics" not in record:
+            raise TraceError("malformed checkpoint line", file=str(path), line=line_no)
         done[record["id"]] = (record["metrics"], record.get("hits_from"))
-    return done
+    return done, whole_bytes
+
+
+def _drop_torn_tail(path: Path, whole_bytes: int) -> None:
+    """Cut a checkpoint back to its whole lines, so rows appended on resume start on a line of their own."""
+    torn = path.stat().st_size - whole_bytes
+    if torn:
+        os.truncate(path, whole_bytes)
+        warnings.warn(f"{path}: dropped its last line, cut off mid-write when the sweep was stopped ({torn} bytes); "
+                      "that configuration runs again", stacklevel=3)
+
+
+def _checkpoint_header(trace_fingerprint: str) -> bytes:
+    return orjson.dumps({"kind": _CHECKPOINT_FORMAT, "version": 1, "trace": trace_fingerprint}) + b"\n"
 
 
 class _Checkpoint:
@@ -291,14 +311,14 @@ class _Checkpoint:
         self.path = path
         self.handle = open(path, "ab" if append else "wb")  # noqa: SIM115 (open across the sweep; close() ends it)
         if not append or path.stat().st_size == 0:
-            self._write({"kind": _CHECKPOINT_FORMAT, "version": 1, "trace": trace_fingerprint})
+            self._write(_checkpoint_header(trace_fingerprint))
 
-    def _write(self, record: dict) -> None:
-        self.handle.write(orjson.dumps(record) + b"\n")
+    def _write(self, line: bytes) -> None:
+        self.handle.write(line)
         self.handle.flush()
 
     def add(self, cid: str, metrics: dict, hits: dict | None) -> None:
-        self._write({"id": cid, "metrics": metrics, "hits_from": hits})
+        self._write(orjson.dumps({"id": cid, "metrics": metrics, "hits_from": hits}) + b"\n")
 
     def close(self) -> None:
         self.handle.close()
@@ -406,7 +426,8 @@ def run_sweep(trace: Any, grid: Mapping[str, Any] | str | Path, executor: Any = 
             if not resume:
                 raise ValueError(f"{checkpoint}: an interrupted sweep left this checkpoint; pass resume=True "
                                  "(--resume) to continue it, or delete it to start afresh")
-            done = _read_checkpoint(checkpoint, fp)
+            done, whole_bytes = _read_checkpoint(checkpoint, fp)
+            _drop_torn_tail(checkpoint, whole_bytes)
     elif resume:
         raise ValueError("resume needs a checkpoint file (the CLI keeps one beside the output)")
 
