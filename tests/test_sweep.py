@@ -239,7 +239,8 @@ def test_resume_ignores_a_half_written_last_line_and_refuses_another_trace(tmp_p
     data = ckpt.read_bytes()
     ckpt.write_bytes(data[:-20])  # the third row was being written when the process died
     rest = StopAfter(100)
-    run_sweep(three_requests(), GRID, rest, checkpoint=ckpt, resume=True)
+    with pytest.warns(UserWarning, match="dropped its last line, cut off mid-write"):
+        run_sweep(three_requests(), GRID, rest, checkpoint=ckpt, resume=True)
     assert len(rest.ran) == 4  # 6 configurations, 2 whole rows kept
 
     other = BlockRequests.from_lists([[7]], [4], 4)

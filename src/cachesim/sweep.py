@@ -11,12 +11,19 @@ grid order whatever ran it: every executor gives the same table, byte for byte.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import itertools
 import os
+import re
+import shutil
+import signal
+import socket
 import sys
 import tempfile
+import threading
 import types
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -262,28 +269,47 @@ class SweepResult:
 
 # -- checkpoints -----------------------------------------------------------------------------------------------
 
-def _read_checkpoint(path: Path, trace_fingerprint: str) -> dict[str, tuple[dict, dict | None]]:
-    """Finished configurations of an interrupted sweep: config id -> (metrics, hits_from)."""
+def _read_checkpoint(path: Path, trace_fingerprint: str) -> tuple[dict[str, tuple[dict, dict | None]], int]:
+    """Finished configurations of an interrupted sweep (config id -> (metrics, hits_from)), and how many bytes of
+    the file are whole lines: anything after the last newline is a line cut off mid-write."""
     done: dict[str, tuple[dict, dict | None]] = {}
-    lines = path.read_bytes().split(b"\n")
-    for line_no, raw in enumerate(lines, start=1):
-        if not raw.strip():
+    data = path.read_bytes()
+    whole_bytes = data.rfind(b"\n") + 1
+    if whole_bytes == 0 and not _checkpoint_header(trace_fingerprint).startswith(data):
+        # only a torn header may be dropped whole: any other file is not ours to truncate
+        raise TraceError("not a cachesim sweep checkpoint", file=str(path), line=1)
+    # a record is written with its newline in one write, so only an unterminated tail can be torn
+    for line_no, raw in enumerate(data[:whole_bytes].split(b"\n")[:-1], start=1):
+        if line_no > 1 and not raw.strip():
             continue
         try:
             record = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            if line_no == len(lines):  # the line being written when the sweep was stopped
-                break
-            raise TraceError("malformed checkpoint line", file=str(path), line=line_no) from None
+            record = None
         if line_no == 1:
-            if record.get("kind") != _CHECKPOINT_FORMAT:
+            if not isinstance(record, dict) or record.get("kind") != _CHECKPOINT_FORMAT:
                 raise TraceError("not a cachesim sweep checkpoint", file=str(path), line=1)
             if record.get("trace") != trace_fingerprint:
                 raise TraceError("this checkpoint is from a different trace; delete it to start afresh",
                                  file=str(path), line=1)
             continue
+        if not isinstance(record, dict) or "id" not in record or "metrics" not in record:
+            raise TraceError("malformed checkpoint line", file=str(path), line=line_no)
         done[record["id"]] = (record["metrics"], record.get("hits_from"))
-    return done
+    return done, whole_bytes
+
+
+def _drop_torn_tail(path: Path, whole_bytes: int) -> None:
+    """Cut a checkpoint back to its whole lines, so rows appended on resume start on a line of their own."""
+    torn = path.stat().st_size - whole_bytes
+    if torn:
+        os.truncate(path, whole_bytes)
+        warnings.warn(f"{path}: dropped its last line, cut off mid-write when the sweep was stopped ({torn} bytes); "
+                      "that configuration runs again", stacklevel=3)
+
+
+def _checkpoint_header(trace_fingerprint: str) -> bytes:
+    return orjson.dumps({"kind": _CHECKPOINT_FORMAT, "version": 1, "trace": trace_fingerprint}) + b"\n"
 
 
 class _Checkpoint:
@@ -291,14 +317,14 @@ class _Checkpoint:
         self.path = path
         self.handle = open(path, "ab" if append else "wb")  # noqa: SIM115 (open across the sweep; close() ends it)
         if not append or path.stat().st_size == 0:
-            self._write({"kind": _CHECKPOINT_FORMAT, "version": 1, "trace": trace_fingerprint})
+            self._write(_checkpoint_header(trace_fingerprint))
 
-    def _write(self, record: dict) -> None:
-        self.handle.write(orjson.dumps(record) + b"\n")
+    def _write(self, line: bytes) -> None:
+        self.handle.write(line)
         self.handle.flush()
 
     def add(self, cid: str, metrics: dict, hits: dict | None) -> None:
-        self._write({"id": cid, "metrics": metrics, "hits_from": hits})
+        self._write(orjson.dumps({"id": cid, "metrics": metrics, "hits_from": hits}) + b"\n")
 
     def close(self) -> None:
         self.handle.close()
@@ -382,6 +408,112 @@ def _trace_info(label: str, traces: dict[int, Trace], fp: str) -> dict[str, Any]
             "blocks": {str(b): t.n_blocks for b, t in sorted(traces.items())}, "fingerprint": fp}
 
 
+# -- the shared directory and its clean-up ---------------------------------------------------------------------
+
+_SHARED_DIR_PREFIX = "cachesim-sweep-"
+_SHARED_DIR_OWNER = re.compile(re.escape(_SHARED_DIR_PREFIX) + r"([0-9a-f]{8})-(\d+)-")
+
+
+def _host_tag() -> str:
+    # a pid names a process only on the machine that issued it, and a shared_dir may be seen by several
+    return xxhash.xxh3_64_hexdigest(socket.gethostname().encode())[:8]
+
+
+def _shared_dir(parent: str | Path | None) -> tempfile.TemporaryDirectory:
+    """The directory the compiled traces are shared from, named after its owner (host and pid) so that a later
+    sweep can tell whether it was left by a process that no longer exists."""
+    return tempfile.TemporaryDirectory(prefix=f"{_SHARED_DIR_PREFIX}{_host_tag()}-{os.getpid()}-", dir=parent)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # another user's process; a pid no process could have: not ours
+        return True
+    return True
+
+
+def _remove_stale_shared_dirs(parent: str | Path | None) -> None:
+    """Delete the shared directories that killed sweeps (kill -9, a crash) had no chance to remove: those in
+    ``parent`` made on this host by a process that is gone. A running sweep's, another host's, and any this
+    naming does not describe are left alone."""
+    if os.name != "posix":  # elsewhere os.kill(pid, 0) would not ask, it would terminate
+        return
+    host = _host_tag()
+    for entry in Path(parent if parent is not None else tempfile.gettempdir()).glob(_SHARED_DIR_PREFIX + "*"):
+        owner = _SHARED_DIR_OWNER.match(entry.name)
+        if owner and owner[1] == host and entry.is_dir() and not _process_exists(int(owner[2])):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+class _StopOnSignals:
+    """While inside, SIGTERM and SIGINT unwind the sweep instead of ending the process on the spot (SIGTERM's
+    default action), so the shared directory's clean-up runs: SIGTERM raises SystemExit(143), the status its
+    default action gives as a shell shows it, and SIGINT KeyboardInterrupt, as Python's own handler does.
+    Handlers someone else installed are kept, and only the main thread may install any."""
+
+    _OURS_TO_REPLACE = (signal.SIG_DFL, signal.default_int_handler)
+    _active: _StopOnSignals | None = None  # the one whose handlers are installed (in the main thread)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._deferred = False
+        self._replaced: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopOnSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(signum) in self._OURS_TO_REPLACE:
+                    self._replaced[signum] = signal.signal(signum, self._received)
+            if self._replaced:
+                _StopOnSignals._active = self
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for signum, previous in self._replaced.items():
+            signal.signal(signum, previous)
+        self._replaced = {}
+        if _StopOnSignals._active is self:
+            _StopOnSignals._active = None
+
+    @classmethod
+    def _leave_in_forked_child(cls) -> None:
+        # a forked worker would inherit handlers that (deferred while the pool starts) never act: give it back
+        # the ones it would have had, so SIGTERM still ends it
+        if cls._active is not None:
+            cls._active.__exit__()
+
+    def _received(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+        if not self._deferred:
+            self.raise_if_signalled()
+
+    @contextlib.contextmanager
+    def deferred(self):
+        """Inside, a signal is only noted, for work that an exception would leave in a worse state than the
+        signal's: saving a file, starting worker processes (their at-fork hooks swallow the exception, printing it
+        as "ignored", and are left half done). Call raise_if_signalled after."""
+        self._deferred = True
+        try:
+            yield
+        finally:
+            self._deferred = False
+
+    def raise_if_signalled(self) -> None:
+        # also the net for an exception swallowed where Python ignores them (a finalizer), which would let the
+        # sweep run on
+        if self.signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        if self.signum is not None:
+            raise SystemExit(128 + self.signum)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_StopOnSignals._leave_in_forked_child)
+
+
 # -- the sweep -------------------------------------------------------------------------------------------------
 
 def run_sweep(trace: Any, grid: Mapping[str, Any] | str | Path, executor: Any = None, *, workers: int | None = None,
@@ -406,7 +538,8 @@ def run_sweep(trace: Any, grid: Mapping[str, Any] | str | Path, executor: Any = 
             if not resume:
                 raise ValueError(f"{checkpoint}: an interrupted sweep left this checkpoint; pass resume=True "
                                  "(--resume) to continue it, or delete it to start afresh")
-            done = _read_checkpoint(checkpoint, fp)
+            done, whole_bytes = _read_checkpoint(checkpoint, fp)
+            _drop_torn_tail(checkpoint, whole_bytes)
     elif resume:
         raise ValueError("resume needs a checkpoint file (the CLI keeps one beside the output)")
 
@@ -423,20 +556,24 @@ def run_sweep(trace: Any, grid: Mapping[str, Any] | str | Path, executor: Any = 
             todo.append((index, params))
 
     if todo:
-        with tempfile.TemporaryDirectory(prefix="cachesim-sweep-", dir=shared_dir) as tmp:
+        _remove_stale_shared_dirs(shared_dir)
+        with _StopOnSignals() as stop, _shared_dir(shared_dir) as tmp:
             paths = {}
             for size, compiled in traces.items():
                 mapped = compiled.meta.get("shared_path")
                 if mapped is None:
                     mapped = str(Path(tmp).resolve() / f"trace-b{size}.npz")
-                    # numbered once here, every replay of the sweep indexes its blocks by array
-                    compiled.dense().save(mapped)
+                    # numbered once here, every replay of the sweep indexes its blocks by array; a save cut short
+                    # by a signal ends in zipfile's own error, hiding the signal
+                    with stop.deferred():
+                        compiled.dense().save(mapped)
+                    stop.raise_if_signalled()
                 paths[size] = mapped
             tasks = [(index, paths[block_of[config_id(params)]], params) for index, params in todo]
             sink = _Checkpoint(checkpoint, fp, append=bool(done)) if checkpoint is not None else None
             try:
                 _execute(tasks, configs, executor, workers, progress, len(configs) - len(todo), sink, metrics,
-                         interference)
+                         interference, stop)
             finally:
                 if sink is not None:
                     sink.close()
@@ -450,12 +587,17 @@ def _metrics_without_axes(metrics: dict, params: dict) -> dict:
     return {k: v for k, v in metrics.items() if k not in params}
 
 
-def _execute(tasks, configs, executor, workers, progress, already_done, sink, metrics, interference) -> None:
+def _execute(tasks, configs, executor, workers, progress, already_done, sink, metrics, interference,
+             stop: _StopOnSignals) -> None:
     # processes unless told: a task ships only the path of a memory-mapped trace, so a process costs no copy
-    runner, owned = make_executor(executor, workers, default="process")
-    bar = _progress_bar(progress, len(configs), already_done, runner.name)
+    with stop.deferred():
+        runner, owned = make_executor(executor, workers, default="process")
+    bar = None
     try:
+        stop.raise_if_signalled()
+        bar = _progress_bar(progress, len(configs), already_done, runner.name)
         for index, row, hits in runner.run(run_task, tasks):
+            stop.raise_if_signalled()
             metrics[index] = row
             if hits is not None:
                 interference[index] = hits

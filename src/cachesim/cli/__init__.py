@@ -11,6 +11,7 @@ import sys
 
 from cachesim._contract import VERSION
 from cachesim.cli import convert, cost, demo, fleet, interference, mrc, prices, replay, report, sweep
+from cachesim.cli._options import check_outputs
 from cachesim.requests import TraceError
 
 __all__ = ["COMMANDS", "EXIT_BAD_INPUT", "build_parser", "main"]
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_BAD_INPUT
     try:
+        check_outputs(args)  # a read-only output fails now, not after the trace is read
         return args.run(args)
     except (TraceError, ValueError, OSError) as exc:
         print(f"cachesim: error: {exc}", file=sys.stderr)

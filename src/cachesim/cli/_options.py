@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -239,6 +240,39 @@ def recorded_warnings():
 def print_notes(caught) -> None:
     for w in caught:
         print(f"cachesim: note: {w.message}", file=sys.stderr)
+
+
+# The dests of every option through which a command writes a file, and of those naming a directory it writes
+# into: main() checks them all before any work starts (tests/test_cli_outputs.py finds any option missing here).
+OUTPUT_DESTS = ("json", "per_request", "output", "out", "plot", "heatmap", "save_trace")
+OUTPUT_DIR_DESTS = ("shared_dir",)
+
+
+def _why_unwritable(path: Path, directory: bool) -> str | None:
+    """Why nothing could be written at ``path`` (a file, or into a directory), or None if it could."""
+    if path.exists():
+        if directory != path.is_dir():
+            return "not a directory" if directory else "it is a directory"
+        return None if os.access(path, os.W_OK | (os.X_OK if directory else 0)) else "permission denied"
+    if directory:
+        return "no such directory"
+    parent = path.parent
+    if not parent.exists():
+        return f"no such directory {parent}"
+    if not parent.is_dir():
+        return f"{parent} is not a directory"
+    return None if os.access(parent, os.W_OK | os.X_OK) else f"permission denied in {parent}"
+
+
+def check_outputs(args) -> None:
+    """ValueError naming the first output of ``args`` that cannot be written ('-' is stdout)."""
+    for dests, directory in ((OUTPUT_DESTS, False), (OUTPUT_DIR_DESTS, True)):
+        for dest in dests:
+            target = getattr(args, dest, None)
+            if isinstance(target, str) and target != "-":  # prices --json is a flag, not a path
+                reason = _why_unwritable(Path(target), directory)
+                if reason is not None:
+                    raise ValueError(f"cannot write {target}: {reason}")
 
 
 def emit(target: str | None, text: str) -> None:

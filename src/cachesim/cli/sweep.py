@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cachesim.cli._options import parse_count
+from cachesim.cli._options import parse_count, print_notes, recorded_warnings
 from cachesim.parallel import EXECUTOR_NAMES
 
 _SWEEP_AXIS_OPTIONS = {  # option -> grid axis; each takes a comma-separated list
@@ -75,8 +75,13 @@ def run(args) -> int:
     if out is not None and out.suffix.lower() not in (".csv", ".json", ".parquet", ".pq"):
         raise ValueError(f"{out}: unknown output format {out.suffix or '(none)'}; use .csv, .json or .parquet")
     checkpoint = checkpoint_path(out) if out is not None else None
-    result = run_sweep(trace, grid, executor, workers=args.workers, checkpoint=checkpoint, resume=args.resume,
-                       progress=args.progress, shared_dir=args.shared_dir, label=label, format=args.format)
+    with recorded_warnings() as caught:
+        try:
+            result = run_sweep(trace, grid, executor, workers=args.workers, checkpoint=checkpoint,
+                               resume=args.resume, progress=args.progress, shared_dir=args.shared_dir, label=label,
+                               format=args.format)
+        finally:  # a repaired checkpoint is worth knowing about even when the sweep then stops
+            print_notes(caught)
     print_sweep(result)
     if out is not None:
         result.write(out)
