@@ -83,3 +83,17 @@ def test_mooncake_line_with_wrong_block_count_is_located(tmp_path):
     proc = run_cli("replay", str(bad))
     assert proc.returncode == 2
     assert f"{bad}:2: hash_ids: 1 block ids for 600 tokens" in proc.stderr
+
+
+def test_a_worker_killed_from_outside_ends_in_one_line_not_a_traceback(monkeypatch, capsys):
+    from concurrent.futures.process import BrokenProcessPool
+
+    from cachesim import cli
+
+    def killed(args):
+        raise BrokenProcessPool("A process in the process pool was terminated abruptly")
+
+    monkeypatch.setattr(cli.replay, "run", killed)
+    assert cli.main(["replay"]) == cli.EXIT_WORKER_LOST
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("cachesim: error: a worker stopped") and "--resume" in err[0]

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from concurrent.futures import BrokenExecutor
 
 from cachesim._contract import VERSION
 from cachesim.cli import convert, cost, demo, fleet, interference, mrc, prices, replay, report, sweep
 from cachesim.cli._options import check_outputs
 from cachesim.requests import TraceError
 
-__all__ = ["COMMANDS", "EXIT_BAD_INPUT", "build_parser", "main"]
+__all__ = ["COMMANDS", "EXIT_BAD_INPUT", "EXIT_WORKER_LOST", "build_parser", "main"]
 
 EXIT_BAD_INPUT = 2
+EXIT_WORKER_LOST = 1
 
 COMMANDS = {
     "replay": replay, "convert": convert, "interference": interference, "fleet": fleet, "prices": prices,
@@ -49,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cachesim: interrupted", file=sys.stderr)
         return 130
+    except BrokenExecutor as exc:  # a worker killed from outside (OOM killer, kill -9): not the input's fault
+        print(f"cachesim: error: a worker stopped before its task finished ({exc}); rerun, or with --resume where "
+              "the command checkpoints", file=sys.stderr)
+        return EXIT_WORKER_LOST
     return EXIT_BAD_INPUT
 
 
