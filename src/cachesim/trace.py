@@ -562,7 +562,9 @@ def _first_fault(cols, block_size: int, n_tenants: int, max_prompt_tokens: int, 
     cuts = np.searchsorted(cols["block_offsets"], np.arange(1, parts) * (m // parts))
     bounds = np.unique(np.clip(np.concatenate([[0], cuts, [n]]), 0, n))
     ranges = list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
-    for index, code in parallel.shared_threads().map(lambda span: kernel(*args, *span), ranges):
+    # the first part here, the others on the pool: one thread fewer to wake
+    others = [parallel.shared_threads().submit(kernel, *args, *span) for span in ranges[1:]]
+    for index, code in [kernel(*args, *ranges[0])] + [future.result() for future in others]:
         if code >= 0:
             return index, code
     return n, -1
