@@ -664,10 +664,17 @@ def first_trace_fault(const double[::1] t, const int32_t[::1] tenant, const int6
             stamp = <uint32_t> (r % stamp_period + 1)
             if stamp == 1 and r > 0:   # the stamps wrapped: forget them all
                 memset(stamp_of, 0, size * sizeof(uint32_t))
+            # every block holds 1..block_size tokens now, so only a request whose last block would overfill it
+            # with all others full needs its tokens added up
+            if end > start and (end - start - 1) * block_size + tokens_of[end - 1] > prompt_tokens[r]:
+                in_blocks = 0
+                for j in range(start, end):
+                    in_blocks += tokens_of[j]
+                if in_blocks > prompt_tokens[r]:
+                    fault = TF_OVERFULL
+                    break
             repeated = reserved = 0
-            in_blocks = 0
             for j in range(start, end):
-                in_blocks += tokens_of[j]
                 key = key_of[j]
                 reserved |= <uint64_t> (key == 0xFFFFFFFFFFFFFFFFULL)
                 h = <int64_t> ((key * FIB) >> shift)
@@ -677,9 +684,6 @@ def first_trace_fault(const double[::1] t, const int32_t[::1] tenant, const int6
                     repeated |= <uint64_t> (stamp_of[h] == stamp)
                 stamp_of[h] = stamp
                 key_in[h] = key
-            if in_blocks > prompt_tokens[r]:
-                fault = TF_OVERFULL
-                break
             if reserved:
                 fault = TF_RESERVED_KEY
                 break
