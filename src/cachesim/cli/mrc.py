@@ -76,6 +76,7 @@ def run(args) -> int:
     if args.json:
         data = {"trace": label, "requests": curves_of.requests, "distinct_blocks": curves_of.distinct_keys,
                 "longest_request_blocks": curves_of.stack.longest_request_blocks,
+                "pass_state_bytes": curves_of.stack.state_bytes,   # what the pass held at the end (docs/memory.md)
                 "curves": [c.to_dict(args.kv_bytes_per_token) for c in curves]}
         emit(args.json, orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
     if args.json != "-":
