@@ -195,6 +195,9 @@ def test_every_batch_is_validated_and_times_may_not_go_back():
     assert exc.value.field == "block_offsets"
     with pytest.raises(TypeError, match="compiled Trace batches"):
         StackStream().feed([1, 2, 3])
+    for not_batches in ("trace.jsonl", TokenRequests.from_lists([[1]], t=[0.0])):
+        with pytest.raises(TypeError, match="an iterable of Trace batches"):
+            hit_ratio_curve(not_batches, [1])
     with pytest.raises(TraceError, match="blocks"):
         s = StackStream()
         s.feed(first)

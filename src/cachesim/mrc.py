@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from os import PathLike
 from typing import Any
 
 import numpy as np
@@ -419,6 +420,9 @@ class CurveStream:
 
     def run(self, batches: Iterable[Trace]) -> CurveStream:
         """Feed every batch; a Trace is fed in slices of 2^20 blocks."""
+        if isinstance(batches, (str, bytes, PathLike)) or not isinstance(batches, Iterable):
+            raise TypeError(f"expected a compiled Trace or an iterable of Trace batches, got "
+                            f"{type(batches).__name__} (a file streams as cachesim.readers.TraceStream(path))")
         for batch in batches.batches(1 << 20) if isinstance(batches, Trace) else batches:
             self.feed(batch)
         return self
