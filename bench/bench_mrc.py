@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import cachesim
-from cachesim.mrc import default_capacities, stack_profile
+from cachesim.mrc import CurveStream, default_capacities, stack_profile
 from conftest import report
 from workloads import multi_turn_ids
 
@@ -44,6 +44,12 @@ def _curve_seconds(trace, capacities):
     return time.perf_counter() - start
 
 
+def _stream_seconds(trace, capacities):
+    start = time.perf_counter()
+    CurveStream(capacities, TTLS).run(trace.batches(1 << 20)).table()
+    return time.perf_counter() - start
+
+
 def _replay_seconds(trace, capacity):
     start = time.perf_counter()
     cachesim.replay(trace, capacity_blocks=capacity, keep_per_request=False)
@@ -52,19 +58,23 @@ def _replay_seconds(trace, capacity):
 
 @pytest.mark.parametrize("name", list(TRACES))
 def test_curve_vs_replay(benchmark, name):
-    """One pass answering 25 capacities x 4 TTLs, against one replay at a single capacity (the same trace)."""
+    """One pass answering 25 capacities x 4 TTLs, in memory and streamed in batches of 2^20 blocks, against one
+    replay at a single capacity (the same trace)."""
     trace = TRACES[name]()
     capacities = default_capacities(stack_profile(trace))
     capacity = int(capacities[len(capacities) // 2])
     benchmark.pedantic(_curve_seconds, args=(trace, capacities), rounds=3, warmup_rounds=1)
     curve_s = benchmark.stats.stats.min
     replay_s = min(_replay_seconds(trace, capacity) for _ in range(3))
+    stream_s = min(_stream_seconds(trace, capacities) for _ in range(3))
     points = len(capacities) * len(TTLS)
     rate = trace.n_blocks / curve_s
-    benchmark.extra_info.update(blocks_per_s=rate, replay_blocks_per_s=trace.n_blocks / replay_s)
+    benchmark.extra_info.update(blocks_per_s=rate, replay_blocks_per_s=trace.n_blocks / replay_s,
+                                streamed_blocks_per_s=trace.n_blocks / stream_s)
     report(f"mrc {name} ({trace.n_blocks / 1e6:.1f} M blocks)",
-           f"{rate / 1e6:5.1f} M blocks/s for {points} (capacity, TTL) points; one replay at {capacity:,} "
-           f"blocks {trace.n_blocks / replay_s / 1e6:.1f} M blocks/s: curve = {curve_s / replay_s:.1f} replays")
+           f"{rate / 1e6:5.1f} M blocks/s for {points} (capacity, TTL) points (streamed: "
+           f"{trace.n_blocks / stream_s / 1e6:.1f}); one replay at {capacity:,} blocks "
+           f"{trace.n_blocks / replay_s / 1e6:.1f} M blocks/s: curve = {curve_s / replay_s:.1f} replays")
     assert rate >= 4e6
 
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from cachesim.cli._options import (
     add_hit_cap_and_isolation,
     add_input_args,
     emit,
-    load_whole_trace,
+    load_input,
     parse_count,
     parse_list,
     parse_seconds,
     preset,
+    print_notes,
+    recorded_warnings,
 )
 
 
@@ -37,34 +40,47 @@ def add_parser(sub) -> None:
                    help="with --sample, track every block of a request's first N tokens (default 2048)")
     p.add_argument("--plot", metavar="PNG", help="plot hit ratio against capacity to PNG (needs cachesim[plot])")
     p.add_argument("--json", metavar="OUT", help="write the curves as JSON to OUT ('-' for stdout)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show a progress bar (default: only when stderr is a terminal)")
 
 
 def run(args) -> int:
     import orjson
 
     from cachesim.figures import plot_curve
-    from cachesim.mrc import default_capacities, stack_profile
+    from cachesim.mrc import CurveStream
+    from cachesim.progress import progress_bar
     from cachesim.report import print_curves
+    from cachesim.trace import Trace
 
     hit_cap = args.hit_cap
     if args.preset:
         hit_cap = hit_cap or preset(args).hit_cap
     if args.sample is not None and not 0 < args.sample < 1:
         raise ValueError(f"--sample must be a rate between 0 and 1, got {args.sample}")
-    trace, label = load_whole_trace(args)
-    profile = stack_profile(trace, sample_rate=args.sample or 1.0, always_tokens=args.always_tokens,
-                            hit_cap=hit_cap, isolation=args.isolation, warmup=args.warmup)
-    capacities = args.capacities or default_capacities(profile)
     ttls = [None] + [x for x in (args.ttl or []) if x is not None]
-    table = profile.table(capacities, ttls)
+    # the trace streams past: the pass keeps its stack, the grid its counts, and nothing per block
+    curves_of = CurveStream(args.capacities, ttls, sample_rate=args.sample or 1.0, always_tokens=args.always_tokens,
+                            hit_cap=hit_cap, isolation=args.isolation, warmup=args.warmup)
+    source, label, stream = load_input(args)
+    total = stream.source.total_bytes if stream else 0
+    bytes_read = (lambda: stream.source.bytes_read) if stream else (lambda: 0)
+    with recorded_warnings() as caught, \
+            progress_bar(total, bytes_read, "mrc", enabled=args.progress if stream else False) as update:
+        for batch in source.batches(1 << 20) if isinstance(source, Trace) else source:
+            curves_of.feed(batch)
+            update(curves_of.requests)
+    print_notes(caught)
+    table = curves_of.table()
     curves = [table.curve(k) for k in range(len(ttls))]
     if args.json:
-        data = {"trace": label, "requests": trace.n_requests, "distinct_blocks": profile.distinct_keys,
-                "longest_request_blocks": profile.longest_request_blocks,
+        data = {"trace": label, "requests": curves_of.requests, "distinct_blocks": curves_of.distinct_keys,
+                "longest_request_blocks": curves_of.stack.longest_request_blocks,
+                "pass_state_bytes": curves_of.stack.state_bytes,   # what the pass held at the end (docs/memory.md)
                 "curves": [c.to_dict(args.kv_bytes_per_token) for c in curves]}
         emit(args.json, orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
     if args.json != "-":
-        print_curves(curves, trace, label, profile, args.kv_bytes_per_token)
+        print_curves(curves, curves_of, label, args.kv_bytes_per_token)
     if args.plot:
         plot_curve(curves, args.plot, args.kv_bytes_per_token, title=f"LRU hit-ratio curve: {Path(label).name}")
         if args.json != "-":

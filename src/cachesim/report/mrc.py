@@ -11,27 +11,28 @@ from cachesim._contract import RATIO_DEFINITIONS
 from cachesim.report._tables import make_console
 
 if TYPE_CHECKING:
-    from cachesim.mrc import Curve, StackProfile
-    from cachesim.trace import Trace
+    from cachesim.mrc import Curve, CurveStream
 
 
 def _capacity_text(blocks: int) -> str:
     return "unbounded" if blocks < 0 else f"{blocks:,}"  # a curve stores unbounded as -1
 
 
-def print_curves(curves: Sequence[Curve], trace: Trace, label: str, profile: StackProfile,
-                 kv_bytes_per_token: float | None = None, console=None) -> None:
-    """The curves as one table on screen: a row per capacity, token and block hit ratio per TTL."""
+def print_curves(curves: Sequence[Curve], seen: CurveStream, label: str, kv_bytes_per_token: float | None = None,
+                 console=None) -> None:
+    """The curves as one table on screen: a row per capacity, token and block hit ratio per TTL; ``seen`` is the
+    stream the trace went through (what it saw of the trace)."""
     console = console or make_console()
     first = curves[0]
     console.print(f"[bold]cachesim mrc[/bold] — {label}")
     sampled = first.sample_rate < 1
-    console.print(f"trace: {trace.n_requests:,} requests · {trace.n_blocks:,} blocks of {trace.block_size} tokens "
-                  f"(from {trace.block_source}) · {'~' if sampled else ''}{profile.distinct_keys:,.0f} distinct "
-                  f"blocks · longest request {profile.longest_request_blocks:,} blocks")
+    stack = seen.stack
+    console.print(f"trace: {stack.requests:,} requests · {stack.blocks:,} blocks of {stack.block_size} tokens "
+                  f"(from {stack.block_source}) · {'~' if sampled else ''}{stack.distinct_keys:,.0f} distinct "
+                  f"blocks · longest request {stack.longest_request_blocks:,} blocks")
     if sampled:
         console.print(f"[yellow]estimate[/yellow]: sampled at rate {first.sample_rate:g}, with every key of the first "
-                      f"{profile.always_blocks} blocks of each request tracked; see docs/mrc.md for the error")
+                      f"{stack.always_blocks} blocks of each request tracked; see docs/mrc.md for the error")
     else:
         console.print("exact: each row equals a replay (LRU, SEMANTICS §3) at that capacity")
     table = Table(show_header=True, header_style="bold")
