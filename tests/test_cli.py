@@ -5,6 +5,7 @@ import sys
 
 import orjson
 import pytest
+from conftest import DATA
 
 from cachesim.cli import main
 from conftest import MOONCAKE_CONVERSATION, require_shared
@@ -97,3 +98,20 @@ def test_a_worker_killed_from_outside_ends_in_one_line_not_a_traceback(monkeypat
     assert cli.main(["replay"]) == cli.EXIT_WORKER_LOST
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("cachesim: error: a worker stopped") and "--resume" in err[0]
+
+
+@pytest.mark.parametrize("command", ["replay", "mrc", "fleet", "interference"])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_a_block_size_the_trace_cannot_have_is_refused_by_every_command(command, compiled, tmp_path, capsys):
+    """A trace of 16-token block ids (or a compiled .npz) cannot be re-cut at 4 tokens: --block-size 4 is an error,
+    not a flag ignored."""
+    from cachesim import read_trace
+    from cachesim.cli import main
+
+    path = DATA / "native_blocks16.jsonl"
+    if compiled:
+        read_trace(path).save(tmp_path / "trace.npz")
+        path = tmp_path / "trace.npz"
+    assert main([command, str(path), "--block-size", "4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("cachesim: error:") and "blocks are 16 tokens, not 4" in err[-1]

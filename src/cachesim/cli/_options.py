@@ -16,6 +16,7 @@ from cachesim._contract import DEFAULT_TOKEN_BLOCK_SIZE, HIT_CAPS, ISOLATIONS, P
 from cachesim._impl import IMPLEMENTATIONS
 from cachesim.parallel import EXECUTOR_NAMES
 from cachesim.parallel import executor_name as _executor_name
+from cachesim.requests import TraceError
 
 
 def argument(parse: Callable) -> Callable:
@@ -197,6 +198,7 @@ def load_whole_trace(args):
     """The whole trace in memory (for commands that replay it several times) and where it came from."""
     source, label, stream = load_input(args)
     if stream is None:
+        refuse_other_block_size(args, source)
         return source, label
     from cachesim.readers import read_trace
 
@@ -204,7 +206,16 @@ def load_whole_trace(args):
                        default_block_size=stream.default_block_size, skip_invalid=args.skip_invalid,
                        keep_order=args.keep_order, impl=args.impl, tenant_field=args.tenant_field,
                        tokenizer=args.tokenizer)
+    refuse_other_block_size(args, trace)
     return trace, label
+
+
+def refuse_other_block_size(args, trace) -> None:
+    """--block-size names how to cut token ids; a trace whose blocks are already cut (block ids, a compiled .npz)
+    at another size cannot be replayed at it, and saying so beats ignoring the flag."""
+    if args.block_size is not None and trace.block_size != args.block_size:
+        raise TraceError(f"the trace's blocks are {trace.block_size} tokens, not {args.block_size}; a different "
+                         "block size needs the token ids", field="block_size")
 
 
 def cache_config(args, block_size: int, block_source: str):

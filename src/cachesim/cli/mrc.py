@@ -16,6 +16,7 @@ from cachesim.cli._options import (
     preset,
     print_notes,
     recorded_warnings,
+    refuse_other_block_size,
 )
 
 
@@ -68,6 +69,7 @@ def run(args) -> int:
     with recorded_warnings() as caught, \
             progress_bar(total, bytes_read, "mrc", enabled=args.progress if stream else False) as update:
         for batch in source.batches(1 << 20) if isinstance(source, Trace) else source:
+            refuse_other_block_size(args, batch)
             curves_of.feed(batch)
             update(curves_of.requests)
     print_notes(caught)

@@ -14,6 +14,7 @@ from cachesim.cli._options import (
     preset,
     print_notes,
     recorded_warnings,
+    refuse_other_block_size,
 )
 from cachesim.requests import TraceError
 
@@ -80,9 +81,7 @@ def run(args) -> int:
         try:
             with progress_bar(total, bytes_read, "replay", enabled=args.progress if stream else False) as update:
                 first = next(batches)  # the cache is configured for the trace's block size, known from its first batch
-                if args.block_size is not None and first.block_size != args.block_size:
-                    raise TraceError(f"the trace's blocks are {first.block_size} tokens, not {args.block_size}; "
-                                     "a different block size needs the token ids", field="block_size")
+                refuse_other_block_size(args, first)
                 sim = Simulator(cache_config(args, first.block_size, first.block_source), impl=args.impl,
                                 keep_per_request=bool(args.per_request))
 
