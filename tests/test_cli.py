@@ -5,10 +5,9 @@ import sys
 
 import orjson
 import pytest
-from conftest import DATA
 
 from cachesim.cli import main
-from conftest import MOONCAKE_CONVERSATION, require_shared
+from conftest import DATA, MOONCAKE_CONVERSATION, require_shared
 
 
 def run_cli(*args):

@@ -156,3 +156,78 @@ def test_validate_names_the_request_and_field_and_says_how_many_are_sound():
     with pytest.raises(TraceError, match="a block of 9 tokens where blocks hold 1..4") as info:
         trace_module.validate(dataclasses.replace(trace, block_tokens=tokens))
     assert info.value.line == 0 and info.value.field == "block_tokens"
+
+
+def _rewrite_npz(path, out, change):
+    """Copy the .npz at path to out, members through change(name, bytes) -> bytes | None (None drops it)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            data = change(info.filename, src.read(info))
+            if data is not None:
+                dst.writestr(info.filename, data, compress_type=info.compress_type)
+
+
+def _npy(array) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _saved(tmp_path):
+    import cachesim
+
+    # requests 1 and 2 are shorter than a block: they have none
+    requests = cachesim.TokenRequests.from_lists([[1, 2, 3, 4, 5], [1, 2], [1, 2, 3]], t=[0.0, 1.0, 2.0])
+    trace = cachesim.compile_trace(requests, 4)
+    trace.meta["observed_cache_read_tokens"] = np.array([0, 0, 4], dtype=np.int64)
+    path = tmp_path / "trace.npz"
+    trace.save(path)
+    return path
+
+
+def test_a_member_dropped_from_a_saved_trace_is_named(tmp_path):
+    from cachesim.trace import Trace
+
+    path = _saved(tmp_path)
+    assert Trace.load(path).meta["observed_cache_read_tokens"].tolist() == [0, 0, 4]
+    cut = tmp_path / "cut.npz"
+    _rewrite_npz(path, cut, lambda name, data: None if name == "meta/observed_cache_read_tokens.npy" else data)
+    with pytest.raises(TraceError, match="member meta/observed_cache_read_tokens is missing"):
+        Trace.load(cut)
+    # a file from before the manifest (no members.npy) loads as it did
+    old = tmp_path / "old.npz"
+    _rewrite_npz(path, old, lambda name, data: None if name == "members.npy" else data)
+    assert Trace.load(old).n_requests == 3
+
+
+def test_a_blockless_request_with_a_last_block_is_damage(tmp_path):
+    from cachesim.trace import Trace
+
+    path = _saved(tmp_path)   # request 1 has no blocks: its tail is 0 in a sound file
+    assert Trace.load(path).block_offsets.tolist() == [0, 1, 1, 1]
+    bad = tmp_path / "bad.npz"
+    _rewrite_npz(path, bad, lambda name, data: _npy(np.array([4, 7, 0], np.uint32)) if name == "tail_tokens.npy"
+                 else data)
+    with pytest.raises(TraceError, match="request 1 has no blocks but a last block of 7 tokens"):
+        Trace.load(bad)
+
+
+def test_a_block_source_that_is_not_one_is_refused(tmp_path):
+    import dataclasses
+
+    import cachesim
+    from cachesim.trace import Trace, validate
+
+    trace = cachesim.compile_trace(cachesim.TokenRequests.from_lists([[1, 2, 3, 4]], t=[0.0]), 4)
+    with pytest.raises(TraceError, match="block source must be one of tokens, ids, mixed"):
+        validate(dataclasses.replace(trace, block_source="[0 1 2]"))
+    path = tmp_path / "trace.npz"
+    trace.save(path)
+    bad = tmp_path / "bad.npz"
+    _rewrite_npz(path, bad, lambda name, data: _npy(np.arange(3)) if name == "block_source.npy" else data)
+    with pytest.raises(TraceError, match="block source must be one of"):
+        Trace.load(bad)

@@ -135,6 +135,8 @@ class Trace:
         columns.update(_meta_columns(self.meta, self.n_requests))
         if self.distinct_keys is not None:
             columns["distinct_keys"] = self.distinct_keys
+        # every member by name, so that load can tell a member dropped from one never written (optional meta)
+        columns["members"] = np.array(sorted([*columns, "block_keys"]), dtype=str)
         with zipfile.ZipFile(path, "w", allowZip64=True) as zf:
             for name, array in columns.items():
                 info = zipfile.ZipInfo(f"{name}.npy")
@@ -162,6 +164,12 @@ class Trace:
                     with zf.open(f"{name}.npy") as handle:
                         return np.lib.format.read_array(handle, allow_pickle=False)
 
+                names = zf.namelist()
+                if "members.npy" in names:   # written since the manifest was added; older files have none
+                    missing = sorted(set(f"{m}.npy" for m in column("members").tolist()) - set(names))
+                    if missing:
+                        raise TraceError(f"member {missing[0][:-4]} is missing: the file is damaged or cut",
+                                         file=str(path))
                 version, block_size = (int(x) for x in column("header"))
                 if version not in (_FORMAT_VERSION, _DENSE_FORMAT_VERSION):
                     raise TraceError(f"compiled trace format {version} is not {_FORMAT_VERSION} or "
@@ -180,7 +188,7 @@ class Trace:
                             block_offsets=offsets, block_keys=keys,
                             block_tokens=_block_tokens(offsets, tail, block_size),
                             block_size=block_size, block_source=str(column("block_source")))
-                trace.meta.update(_meta_from(zf.namelist(), column))
+                trace.meta.update(_meta_from(names, column))
                 if version == _DENSE_FORMAT_VERSION:
                     trace.distinct_keys = column("distinct_keys")
             trace = validate(trace)
@@ -245,6 +253,10 @@ def _check_saved_offsets(offsets: np.ndarray, tail: np.ndarray, n_keys: int) -> 
         raise TraceError(f"block offsets must rise from 0 to the {n_keys:,} block keys", field="block_offsets")
     if tail.ndim != 1 or len(tail) != len(offsets) - 1 or tail.dtype.kind not in "iu":
         raise TraceError(f"{len(tail):,} tail token counts for {len(offsets) - 1:,} requests", field="tail_tokens")
+    blockless = np.flatnonzero((np.diff(offsets) == 0) & (tail != 0))
+    if blockless.size:   # save writes 0 for a request without blocks: anything else is damage
+        raise TraceError(f"request {int(blockless[0])} has no blocks but a last block of {int(tail[blockless[0]])} "
+                         "tokens", field="tail_tokens")
 
 
 def _block_tokens(offsets: np.ndarray, tail: np.ndarray, block_size: int) -> np.ndarray:
@@ -466,6 +478,8 @@ def first_counted(trace: Trace, config: CacheConfig) -> int:
 # -- validation ---------------------------------------------------------------------------------------------------
 
 MAX_BLOCK_SIZE = 2**31 - 1
+# where a trace's blocks come from: cut from token ids, given as ids by the trace, or both (a merged trace)
+BLOCK_SOURCES = ("tokens", "ids", "mixed")
 
 _COLUMN_DTYPES = {"t": np.float64, "tenant": np.int32, "session": np.int64, "prompt_tokens": np.int64,
                   "output_tokens": np.int64, "block_offsets": np.int64, "block_keys": np.uint64,
@@ -515,6 +529,9 @@ def validate(trace: Trace, *, max_prompt_tokens: int = MAX_TOKENS_PER_REQUEST) -
                          field="block_offsets")
     if len(cols["block_tokens"]) != m:
         raise TraceError(f"{len(cols['block_tokens']):,} token counts for {m:,} blocks", field="block_tokens")
+    if trace.block_source not in BLOCK_SOURCES:
+        raise TraceError(f"block source must be one of {', '.join(BLOCK_SOURCES)}, got {trace.block_source!r}",
+                         field="block_source")
     block_size = trace.block_size
     if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or \
             not 0 < block_size <= MAX_BLOCK_SIZE:
