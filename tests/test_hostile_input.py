@@ -111,3 +111,42 @@ def test_a_damaged_trace_is_refused_before_the_engine_and_keeps_what_was_sound(i
     assert 0 <= summary["hit_tokens"] <= summary["prompt_tokens"]
     with pytest.raises(TraceError):
         cachesim.stack_profile(broken)
+
+
+# -- issue 16: the faults the fuzzer found in the readers -----------------------------------------------------
+
+def _cli_error(capsys) -> str:
+    """The CLI's one `cachesim: error:` line (after the note of what was replayed, when it stopped mid-stream)."""
+    err = capsys.readouterr().err.strip().splitlines()
+    notes = [line for line in err[:-1] if not line.startswith("cachesim: replay stopped after")]
+    assert err and not notes and err[-1].startswith("cachesim: error: "), err
+    return err[-1]
+
+
+def _claude_event(uuid, parent, kind, *, sidechain=True, usage=None, text="hello"):
+    message = {"role": kind, "content": [{"type": "text", "text": text}]}
+    if kind == "assistant":
+        message.update(id=f"msg-{uuid}", usage=usage or {"input_tokens": 10})
+    return orjson.dumps({"type": kind, "uuid": uuid, "parentUuid": parent, "sessionId": "s", "isSidechain": sidechain,
+                         "timestamp": f"2025-06-01T10:00:0{uuid[-1]}Z", "message": message})
+
+
+def test_a_chain_whose_parent_is_not_in_the_file_starts_where_the_file_does(tmp_path):
+    # a resumed session (or a cut file) names parents this file lacks: the chain ends there; each sidechain is a
+    # session named after the missing event it hangs from (it raised KeyError)
+    path = tmp_path / "cc.jsonl"
+    path.write_bytes(b"\n".join([
+        _claude_event("a1", "gone-1", "assistant", usage={"input_tokens": 7, "cache_read_input_tokens": 3}),
+        _claude_event("u2", "gone-2", "user"),
+        _claude_event("a3", "u2", "assistant"),
+        _claude_event("a4", "gone-1", "assistant"),
+        _claude_event("a5", "gone-3", "assistant", sidechain=False),
+    ]) + b"\n")
+    result = cachesim.readers.read_requests(path)
+    r = result.requests
+    lengths = np.diff(r.token_offsets).tolist()
+    # the sidechain's hidden prefix is 7 + 3 = 10 tokens (nothing rendered before a1); a3 adds u2's tokens
+    assert lengths[0] == 10 and lengths[1] > 10 and lengths[2] == 10
+    assert r.session[0] == r.session[2] != r.session[1]     # s/gone-1 twice, s/gone-2 once
+    assert r.session[3] not in r.session[:3]                 # the main chain's session is "s"
+    assert result.lines.tolist() == [1, 3, 4, 5]
