@@ -150,3 +150,29 @@ def test_a_chain_whose_parent_is_not_in_the_file_starts_where_the_file_does(tmp_
     assert r.session[0] == r.session[2] != r.session[1]     # s/gone-1 twice, s/gone-2 once
     assert r.session[3] not in r.session[:3]                 # the main chain's session is "s"
     assert result.lines.tolist() == [1, 3, 4, 5]
+
+
+@pytest.mark.parametrize("message, field", [
+    ({"role": "tool", "content": [[1]]}, "messages[1].content[0]"),
+    ({"role": "user", "content": [[1]]}, "messages[1].content[0]"),
+    ({"role": "user", "content": [{"type": ["text"], "text": "x"}]}, "messages[1].content[0].type"),
+    ({"role": "user", "content": [{"type": {"a": 1}}]}, "messages[1].content[0].type"),
+    ({"role": "user", "content": [{"type": "tool_result", "content": 5}]}, "messages[1].content[0].content"),
+    ({"role": "assistant", "content": "x", "tool_calls": [{"function": [1]}]}, "messages[1].tool_calls[0]"),
+    ({"role": "assistant", "content": "x", "tool_calls": [7]}, "messages[1].tool_calls[0]"),
+    ({"role": "assistant", "content": "x", "tool_calls": {"a": 1}}, "messages[1].tool_calls"),
+])
+def test_a_malformed_message_is_located_at_its_field(tmp_path, capsys, message, field):
+    path = tmp_path / "api.jsonl"
+    good = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    bad = {"model": "m", "messages": [{"role": "user", "content": "hi"}, message]}
+    path.write_bytes(orjson.dumps(good) + b"\n" + orjson.dumps(bad) + b"\n")
+    assert main(["replay", str(path)]) == 2
+    assert f"{path}:2: {field}: expected" in _cli_error(capsys)
+
+
+def test_a_tool_result_with_no_content_renders_as_an_empty_result(tmp_path):
+    path = tmp_path / "api.jsonl"
+    message = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": None}]}
+    path.write_bytes(orjson.dumps({"model": "m", "messages": [message]}) + b"\n")
+    assert cachesim.read_trace(path).meta["segments"].columns["tokens"].size == 1

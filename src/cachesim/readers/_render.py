@@ -59,6 +59,9 @@ def block_text(block, where: str) -> tuple[str, str]:
     if not isinstance(block, dict):
         raise TraceError(f"expected a string or a content block object, got {type(block).__name__}", field=where)
     kind = block.get("type", "text")
+    if not isinstance(kind, str):
+        raise TraceError(f"expected a block type such as \"text\", got {type(kind).__name__} {str(kind)[:40]}",
+                         field=f"{where}.type")
     if kind in ("text", "input_text", "output_text"):
         text = block.get("text")
         if not isinstance(text, str):
@@ -67,9 +70,7 @@ def block_text(block, where: str) -> tuple[str, str]:
     if kind == "tool_use":
         return "tool_use", tool_call_text(block.get("name", ""), block.get("input", {}))
     if kind == "tool_result":
-        content = block.get("content", "")
-        parts = [content] if isinstance(content, str) else [block_text(c, where)[1] for c in content]
-        return "tool_result", "\n".join(parts)
+        return "tool_result", tool_result_text(block.get("content", ""), f"{where}.content")
     if kind in ("thinking", "redacted_thinking"):
         return "thinking", block.get("thinking") or block.get("data") or ""
     if kind in ("image", "image_url", "input_image", "document", "input_file"):
@@ -77,6 +78,16 @@ def block_text(block, where: str) -> tuple[str, str]:
         digest = xxhash.xxh64_hexdigest(canonical(block).encode())
         return "media", f"[{kind} {digest}]"
     return kind, canonical(block)
+
+
+def tool_result_text(content, where: str) -> str:
+    """A tool result's text: a string, or a list of content blocks (every API's form)."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if not isinstance(content, list):
+        raise TraceError(f"expected a string or a list of content blocks, got {type(content).__name__}",
+                         field=where)
+    return "\n".join(block_text(c, f"{where}[{j}]")[1] for j, c in enumerate(content))
 
 
 def tool_call_text(name: str, arguments) -> str:
