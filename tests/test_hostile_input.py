@@ -176,3 +176,28 @@ def test_a_tool_result_with_no_content_renders_as_an_empty_result(tmp_path):
     message = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": None}]}
     path.write_bytes(orjson.dumps({"model": "m", "messages": [message]}) + b"\n")
     assert cachesim.read_trace(path).meta["segments"].columns["tokens"].size == 1
+
+
+BEYOND = _contract.MAX_TOKENS_PER_REQUEST + 1
+
+
+@pytest.mark.parametrize("fmt, record, field", [
+    ("mooncake", {"timestamp": 9, "input_length": BEYOND, "output_length": 1,
+                  "hash_ids": list(range(-(-BEYOND // 512)))}, "input_length"),
+    ("mooncake", {"timestamp": 9, "input_length": 512, "output_length": BEYOND, "hash_ids": [7]}, "output_length"),
+    ("native", {"t": 9, "tokens": [1, 2], "output_tokens": BEYOND}, "output_tokens"),
+    ("qwen", {"chat_id": 9, "parent_chat_id": -1, "timestamp": 9, "input_length": 16, "output_length": BEYOND,
+              "type": "text", "turn": 1, "hash_ids": [7]}, "output_length"),
+])
+def test_the_compiled_scanner_leaves_a_count_beyond_the_bound_to_be_refused_where_it_stands(tmp_path, fmt, record,
+                                                                                            field):
+    # every line is one the fast path accepts, so it alone decided, and let the count through
+    first = {"mooncake": {"timestamp": 0, "input_length": 512, "output_length": 1, "hash_ids": [1]},
+             "native": {"t": 0, "tokens": [1, 2], "output_tokens": 1},
+             "qwen": {"chat_id": 1, "parent_chat_id": -1, "timestamp": 0, "input_length": 16, "output_length": 1,
+                      "type": "text", "turn": 1, "hash_ids": [1]}}[fmt]
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(orjson.dumps(first) + b"\n" + orjson.dumps(record) + b"\n")
+    with pytest.raises(TraceError) as exc:
+        cachesim.read_trace(path, format=fmt)
+    assert (exc.value.line, exc.value.field) == (2, field) and "beyond" in exc.value.message

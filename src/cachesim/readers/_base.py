@@ -459,7 +459,7 @@ def json_batches(source: Source, options: ReadOptions, columns: Columns,
     for data, first_line, at_end in source.chunks(options.batch_bytes):
         if fast is not None:
             result = fast(data, first_line)
-            if result is not None:
+            if result is not None and _counts_within_bound(result.requests):
                 yield result
                 continue
         lines = records(data, first_line, at_end, source.path, options)
@@ -486,6 +486,13 @@ def json_batches(source: Source, options: ReadOptions, columns: Columns,
                 columns.add(row, line_no)
         if len(columns):
             yield columns.take(source.path)
+
+
+def _counts_within_bound(requests: TokenRequests | BlockRequests) -> bool:
+    """Whether the counts a compiled scanner read are within token_count's bound; if not, the careful path
+    re-reads the chunk and refuses the first one where it stands."""
+    counts = [requests.output_tokens] + ([requests.prompt_tokens] if isinstance(requests, BlockRequests) else [])
+    return all(c.max(initial=0) <= MAX_TOKENS_PER_REQUEST for c in counts)
 
 
 def concat(results: list[ReadResult]) -> ReadResult:
