@@ -4,6 +4,7 @@ traceback, a crash or an allocation sized by a number nobody checked."""
 from __future__ import annotations
 
 import gzip
+import io
 
 import numpy as np
 import orjson
@@ -12,6 +13,7 @@ import pytest
 import cachesim
 from cachesim import _contract
 from cachesim.cli import main
+from cachesim.readers._base import _decompressing
 from cachesim.requests import TraceError
 
 
@@ -201,3 +203,77 @@ def test_the_compiled_scanner_leaves_a_count_beyond_the_bound_to_be_refused_wher
     with pytest.raises(TraceError) as exc:
         cachesim.read_trace(path, format=fmt)
     assert (exc.value.line, exc.value.field) == (2, field) and "beyond" in exc.value.message
+
+
+def test_a_long_first_line_in_a_compressed_transcript_is_sniffed(tmp_path):
+    # Claude Code lines are often over 64 KiB; this one is the first line of a gzip file
+    path = tmp_path / "cc.jsonl.gz"
+    path.write_bytes(gzip.compress(b"\n\n" + _claude_event("u1", None, "user", sidechain=False, text="x " * 50_000)
+                                   + b"\n" + _claude_event("a2", "u1", "assistant", sidechain=False) + b"\n"))
+    assert cachesim.detect_format(path) == "claude-code"
+    assert cachesim.read_trace(path).n_requests == 1
+
+
+def _gzip_cut(first: bytes, second: bytes) -> bytes:
+    return gzip.compress(first) + gzip.compress(second)[:12]   # the second member's header, then nothing
+
+
+def _zstd_cut(first: bytes, second: bytes) -> bytes:
+    zstandard = pytest.importorskip("zstandard")
+    return zstandard.ZstdCompressor().compress(first) + zstandard.ZstdCompressor().compress(second)[:9]
+
+
+@pytest.mark.parametrize("cut", [_gzip_cut, _zstd_cut], ids=["gzip", "zstd"])
+def test_a_compressed_trace_that_ends_early_is_reported_at_the_first_missing_line(tmp_path, capsys, cut):
+    # zstd's reader stopped silently at the cut (exit 0, requests missing); gzip's EOFError escaped `cost`
+    lines = _mooncake_lines(40)
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(cut(b"\n".join(lines[:30]) + b"\n", b"\n".join(lines[30:]) + b"\n"))
+    with pytest.raises(TraceError) as exc:
+        cachesim.read_trace(path)
+    assert (exc.value.line, exc.value.message[:10]) == (31, "truncated:")
+    assert main(["replay", str(path)]) == 2
+    assert f"{path}:31: truncated: the compressed stream ends before its end marker" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match=r"skipped 1 invalid records \(first: .*cut\.jsonl\.gz:31: truncated"):
+        trace = cachesim.read_trace(path, skip_invalid=True)
+    assert trace.n_requests == 30
+
+
+@pytest.mark.parametrize("cut", [_gzip_cut, _zstd_cut], ids=["gzip", "zstd"])
+def test_a_provider_trace_that_ends_early_is_a_located_error(tmp_path, capsys, cut):
+    line = orjson.dumps({"t": 0, "tokens": list(range(40))}) + b"\n"
+    path = tmp_path / "p.jsonl.gz"
+    path.write_bytes(cut(line * 3, line))
+    assert main(["cost", str(path), "--provider", "anthropic"]) == 2
+    assert f"{path}:4: truncated" in _cli_error(capsys)
+
+
+def test_the_zstd_frame_walker_knows_every_cut_inside_a_frame():
+    zstandard = pytest.importorskip("zstandard")
+
+    frames = [zstandard.ZstdCompressor(write_checksum=True).compress(b"a\n" * 300),
+              b"\x50\x2a\x4d\x18" + (5).to_bytes(4, "little") + b"skip!",        # a skippable frame of 5 bytes
+              zstandard.ZstdCompressor(write_content_size=False).compress(bytes(range(256)) * 700),
+              zstandard.ZstdCompressor(level=19).compress(b"")]
+    data = b"".join(frames)
+    ends = set(np.cumsum([len(f) for f in frames]).tolist())
+    for cut in range(5, len(data) + 1):  # from the first frame's magic on (a shorter file is not zstd)
+        handle = _decompressing(io.BytesIO(data[:cut]), "memory")
+        try:
+            handle.read()
+            truncated = False
+        except EOFError:
+            truncated = True
+        assert truncated == (cut not in ends), cut
+
+
+def test_a_file_that_shrinks_while_it_is_read_is_reported(tmp_path):
+    path = tmp_path / "t.jsonl"
+    lines = _mooncake_lines(10)
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    source = cachesim.readers.Source(path)                   # its size is taken now; then the file is cut
+    path.write_bytes(b"\n".join(lines[:4]) + b"\n")
+    options = cachesim.readers.ReadOptions()
+    with pytest.raises(TraceError) as exc:
+        list(cachesim.readers.iter_requests(path, options=options, source=source))
+    assert exc.value.line == 5 and "the file shrank from" in exc.value.message

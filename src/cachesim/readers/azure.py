@@ -46,7 +46,7 @@ def read_arrivals(path: str | Path, skip_invalid: bool = False) -> Arrivals:
     stamps, inputs, outputs, lines = [], [], [], []
     source = Source(path)
     header_seen = False  # the header is the first non-blank line
-    for data, first_line, _ in source.chunks(options.batch_bytes):
+    for data, first_line, _ in source.chunks(options):
         for offset, raw in enumerate(bytes(data).split(b"\n")):
             line_no = first_line + offset
             text = raw.decode("utf-8", errors="replace").strip().lstrip("\ufeff")
