@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import warnings
 
 import numpy as np
 import orjson
@@ -178,6 +179,86 @@ def test_a_tool_result_with_no_content_renders_as_an_empty_result(tmp_path):
     message = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": None}]}
     path.write_bytes(orjson.dumps({"model": "m", "messages": [message]}) + b"\n")
     assert cachesim.read_trace(path).meta["segments"].columns["tokens"].size == 1
+
+
+def _azure(tmp_path, *rows, name="a.csv"):
+    path = tmp_path / name
+    path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + "".join(f"{r}\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("stamp", ["2023-11-16T18:17:03Z", "2023-11-16 18:17:03+01:00", "NaT", "today", "now",
+                                   "99999-11-16 00:00:00", "2023-02-30 00:00:00", "2023-11-16 24:00:00", "2023-11-16",
+                                   "2023-11-16 18:17:03.1234567891"])
+def test_a_bad_azure_timestamp_is_located_without_a_warning(tmp_path, capsys, stamp):
+    path = _azure(tmp_path, "2023-11-16 18:17:03.9799600,4808,10", f"{stamp},3180,8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # numpy's time-zone UserWarning reached stderr
+        with pytest.raises(TraceError) as exc:
+            cachesim.readers.azure.read_arrivals(path)
+    assert (exc.value.file, exc.value.line, exc.value.field) == (str(path), 3, "TIMESTAMP")
+    assert main(["replay", str(path), "--synthesize"]) == 2
+    assert f"{path}:3: TIMESTAMP: expected a timestamp" in _cli_error(capsys)
+
+
+def test_azure_timestamps_keep_their_nanoseconds_far_from_1970(tmp_path):
+    path = _azure(tmp_path, "2261-12-31 23:59:59.000000001,5,1", "2261-12-31 23:59:59.5,5,1",
+                  "1700-01-01 00:00:00,5,1")
+    with pytest.warns(UserWarning, match="1 requests arrived out of order"):
+        arrivals = cachesim.readers.azure.read_arrivals(path)
+    # 1700-01-01 to 2262-01-01 is 562 years, 136 of them leap: 562 * 365 + 136 = 205,266 days; less one second
+    first = 205_266 * 86_400 - 1
+    assert arrivals.lines.tolist() == [4, 2, 3]      # sorted stably by time
+    assert arrivals.t.tolist() == [0.0, first + 1e-9, first + 0.5]
+    assert str(arrivals.start) == "1700-01-01T00:00:00.000000"
+
+
+def test_synthesize_sorts_out_of_order_rows_and_refuses_them_with_keep_order(tmp_path, capsys):
+    path = _azure(tmp_path, "2023-11-16 18:17:05.0,4100,3", "2023-11-16 18:17:03.0,4200,4")
+    with pytest.warns(UserWarning, match="1 requests arrived out of order; sorted stably by time"):
+        arrivals = cachesim.readers.azure.read_arrivals(path)
+    assert arrivals.t.tolist() == [0.0, 2.0] and arrivals.lines.tolist() == [3, 2]
+    assert arrivals.input_tokens.tolist() == [4200, 4100]
+    with pytest.raises(TraceError, match=r"a\.csv:3: TIMESTAMP: arrival time 0\.0 s is before the previous "
+                                         r"request's 2\.0 s \(--keep-order"):
+        cachesim.readers.azure.read_arrivals(path, keep_order=True)
+    with warnings.catch_warnings(record=True) as caught:   # a warning now; the CLI may print it as a note
+        warnings.simplefilter("always")
+        assert main(["replay", str(path), "--synthesize", "--json", "-"]) == 0   # it said "pass sort=True"
+    captured = capsys.readouterr()
+    summary = orjson.loads(captured.out)["summary"]
+    assert summary["requests"] == 2 and summary["prompt_tokens"] == 8300
+    said = captured.err + "".join(str(w.message) for w in caught)
+    assert "1 requests arrived out of order" in said and "sort=True" not in said
+
+
+@pytest.mark.parametrize("tokens", [[1, 1], [100, 200], [40, 9000]])
+def test_synthesize_takes_prompts_smaller_than_the_workload_is_built_of(tmp_path, capsys, tokens):
+    # a median of a few tokens scaled the workload's timestamp line out of its system prompt (a ValueError)
+    path = _azure(tmp_path, *(f"2023-11-16 18:17:0{i}.0,{n},3" for i, n in enumerate(tokens)))
+    assert main(["replay", str(path), "--synthesize", "--json", "-"]) == 0
+    assert orjson.loads(capsys.readouterr().out)["summary"]["prompt_tokens"] == sum(tokens)
+
+
+def test_synthesize_refuses_a_workload_beyond_its_memory_bound(tmp_path, capsys):
+    # two rows of 10^7 tokens scale the workload (median prompt about 15,000 tokens) 650-fold: gigabytes
+    path = _azure(tmp_path, "2023-11-16 18:17:03.0,10000000,3", "2023-11-16 18:17:04.0,10000000,3")
+    assert main(["replay", str(path), "--synthesize"]) == 2
+    err = _cli_error(capsys)
+    assert f"{path}: ContextTokens: synthesizing 2 prompts of median 10,000,000 tokens" in err
+    assert "CACHESIM_MAX_SYNTHESIZED_TOKENS" in err
+
+
+def test_azure_skip_invalid_counts_and_reports_the_rows_it_skips(tmp_path):
+    path = _azure(tmp_path, "2023-11-16 18:17:03.0,100,3", "NaT,100,3", "2023-11-16 18:17:04.0,x,3",
+                  "2023-11-16 18:17:05.0,100,3")
+    with pytest.warns(UserWarning, match=r"skipped 2 invalid records \(first: .*a\.csv:3: TIMESTAMP.*a\.csv:4: "
+                                         r"ContextTokens"):
+        arrivals = cachesim.readers.azure.read_arrivals(path, skip_invalid=True)
+    assert arrivals.lines.tolist() == [2, 5]
+    bad = _azure(tmp_path, "NaT,100,3", name="bad.csv")
+    with pytest.raises(TraceError, match=r"bad\.csv: no valid requests: all 1 rows were invalid"):
+        cachesim.readers.azure.read_arrivals(bad, skip_invalid=True)
 
 
 BEYOND = _contract.MAX_TOKENS_PER_REQUEST + 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -287,6 +288,12 @@ class ReadOptions:
         self.skipped += 1
         if len(self.skip_examples) < MAX_SKIP_EXAMPLES:
             self.skip_examples.append(str(exc))
+
+    def report_skips(self, stacklevel: int = 3) -> None:
+        """Say how many records were skipped, with the first few (a warning: the CLI shows it as a note)."""
+        if self.skipped:
+            examples = "; ".join(self.skip_examples)
+            warnings.warn(f"skipped {self.skipped:,} invalid records (first: {examples})", stacklevel=stacklevel)
 
 
 @dataclass
