@@ -358,3 +358,18 @@ def test_a_file_that_shrinks_while_it_is_read_is_reported(tmp_path):
     with pytest.raises(TraceError) as exc:
         list(cachesim.readers.iter_requests(path, options=options, source=source))
     assert exc.value.line == 5 and "the file shrank from" in exc.value.message
+
+
+@pytest.mark.parametrize("ttl", [[], {"a": 1}, 5, "2h"])
+def test_a_ttl_that_is_not_a_known_name_is_located(tmp_path, ttl):
+    # "ttl": [] raised TypeError (a list is not hashable) in both formats that carry markers
+    api = tmp_path / "api.jsonl"
+    block = {"type": "text", "text": "hi", "cache_control": {"type": "ephemeral", "ttl": ttl}}
+    api.write_bytes(orjson.dumps({"model": "m", "messages": [{"role": "user", "content": [block]}]}) + b"\n")
+    with pytest.raises(TraceError, match=r"api\.jsonl:1: cache_control\.ttl: unknown ttl .*expected one of 5m, 1h"):
+        cachesim.read_trace(api)
+    native = tmp_path / "n.jsonl"
+    native.write_bytes(orjson.dumps({"t": 0, "tokens": [1, 2, 3], "breakpoints": [2, {"tokens": 3, "ttl": ttl}]})
+                       + b"\n")
+    with pytest.raises(TraceError, match=r"n\.jsonl:1: breakpoints\[1\]\.ttl: unknown ttl .*expected one of 5m, 1h"):
+        cachesim.read_trace(native)

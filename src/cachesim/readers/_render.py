@@ -45,10 +45,13 @@ def cache_ttl_s(block) -> float | None:
         raise TraceError(f"expected an object such as {{\"type\": \"ephemeral\"}}, got {str(marker)[:40]!r}",
                          field="cache_control")
     ttl = marker.get("ttl")
-    if ttl is None:
-        return DEFAULT_TTL_S
-    if ttl not in TTL_S:
-        raise TraceError(f"unknown ttl {ttl!r}; expected one of {', '.join(TTL_S)}", field="cache_control.ttl")
+    return DEFAULT_TTL_S if ttl is None else ttl_seconds(ttl, "cache_control.ttl")
+
+
+def ttl_seconds(ttl, where: str) -> float:
+    """A cache marker's ttl ("5m" or "1h") in seconds."""
+    if not isinstance(ttl, str) or ttl not in TTL_S:
+        raise TraceError(f"unknown ttl {str(ttl)[:40]!r}; expected one of {', '.join(TTL_S)}", field=where)
     return TTL_S[ttl]
 
 
