@@ -66,12 +66,6 @@ def iter_requests(path: str | Path, format: str | None = None, options: ReadOpti
     return module.batches(source or Source(path), options)
 
 
-def _report_skips(options: ReadOptions, stacklevel: int = 3) -> None:
-    if options.skipped:
-        examples = "; ".join(options.skip_examples)
-        warnings.warn(f"skipped {options.skipped:,} invalid records (first: {examples})", stacklevel=stacklevel)
-
-
 def _empty(path: str | Path, options: ReadOptions) -> TraceError:
     if options.skipped:
         return TraceError(f"no valid requests: all {options.skipped:,} records were invalid "
@@ -86,7 +80,7 @@ def read_requests(path: str | Path, format: str | None = None, block_size: int |
     options = ReadOptions(block_size=block_size, skip_invalid=skip_invalid, tenant_field=tenant_field,
                           tokenizer=tokenizer)
     results = list(iter_requests(path, format, options))
-    _report_skips(options)
+    options.report_skips()
     if not results:
         raise _empty(path, options)
     return concat(results)
@@ -230,7 +224,7 @@ class TraceStream:
             raise _empty(self.path, self.options)
         if self.out_of_order:
             warnings.warn(f"{self.out_of_order:,} requests arrived out of order; sorted stably by time", stacklevel=2)
-        _report_skips(self.options)
+        self.options.report_skips()
 
     def _yield(self, result: ReadResult) -> Iterator[Trace]:
         trace = self._emit(result)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -63,8 +64,94 @@ def _decompressing(raw: IO[bytes], path: str | Path) -> IO[bytes]:
         except ImportError:
             raise TraceError("this file is zstd-compressed; install the zstandard package "
                              "(pip install 'cachesim[formats]') or decompress it first", file=str(path)) from None
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True))
+        return io.BufferedReader(_ZstdReader(raw, zstandard))
     return raw
+
+
+_ZSTD_FRAME = 0xFD2FB528
+_ZSTD_SKIPPABLE = range(0x184D2A50, 0x184D2A60)
+_FCS_BYTES = (0, 2, 4, 8)      # frame content size, by the header's flag (0 means 1 byte in a single segment)
+_DICT_ID_BYTES = (0, 1, 2, 4)
+
+
+class _ZstdFrames:
+    """raw's bytes passed through while their zstd frame structure (headers and block sizes, never the contents)
+    is followed, because zstandard's stream reader stops without a word where a truncated frame stops."""
+
+    def __init__(self, raw: IO[bytes]):
+        self.raw = raw
+        self.state, self.want, self.head = "magic", 4, b""   # the header being read and its length
+        self.skip = 0                                          # block content (or a skippable frame) to pass
+        self.checksum = False
+
+    @property
+    def inside_frame(self) -> bool:
+        return self.state not in ("magic", "foreign") or bool(self.head) or self.skip > 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        i = 0
+        while i < len(data) and self.state != "foreign":
+            if self.skip:
+                k = min(self.skip, len(data) - i)
+                self.skip -= k
+            else:
+                k = min(self.want - len(self.head), len(data) - i)
+                self.head += data[i:i + k]
+                if len(self.head) == self.want:
+                    self._header(self.head)
+                    self.head = b""
+            i += k
+        return data
+
+    def _header(self, h: bytes) -> None:
+        value = int.from_bytes(h, "little")
+        if self.state == "magic":
+            if value == _ZSTD_FRAME:
+                self.state, self.want = "descriptor", 1
+            elif value in _ZSTD_SKIPPABLE:
+                self.state, self.want = "skippable", 4
+            else:
+                self.state = "foreign"   # not a frame: the decompressor refuses it
+        elif self.state == "descriptor":
+            single = value >> 5 & 1
+            self.checksum = bool(value >> 2 & 1)
+            rest = (1 - single) + _DICT_ID_BYTES[value & 3] + (_FCS_BYTES[value >> 6] or single)
+            self.state, self.want = ("header", rest) if rest else ("block", 3)
+        elif self.state == "header":
+            self.state, self.want = "block", 3
+        elif self.state == "block":
+            block_type = value >> 1 & 3
+            self.skip = 1 if block_type == 1 else value >> 3   # an RLE block holds one byte
+            if value & 1:  # the frame's last block
+                self.state, self.want = ("checksum", 4) if self.checksum else ("magic", 4)
+        elif self.state == "skippable":
+            self.skip = value
+            self.state, self.want = "magic", 4
+        else:  # checksum
+            self.state, self.want = "magic", 4
+
+
+class _ZstdReader(io.RawIOBase):
+    """zstd frames decompressed as zstandard's stream reader does, except that a stream which ends inside a frame
+    (a truncated file) is an EOFError, as gzip's is."""
+
+    def __init__(self, raw: IO[bytes], zstandard):
+        self._frames = _ZstdFrames(raw)
+        self._reader = zstandard.ZstdDecompressor().stream_reader(self._frames, read_across_frames=True)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self._reader.readinto(buffer)
+        if n == 0 and self._frames.inside_frame:
+            raise EOFError("the zstd stream ends inside a frame")
+        return n
+
+    def close(self) -> None:
+        self._reader.close()
+        super().close()
 
 
 def open_text(path: str | Path) -> IO[bytes]:
@@ -76,20 +163,36 @@ def open_text(path: str | Path) -> IO[bytes]:
 MAX_HEAD_BYTES = 64 << 20  # how far the sniffer reads for a first whole line (a Claude Code line can be MBs)
 
 
+def _fill(handle: IO[bytes], view: memoryview) -> tuple[int, str | None]:
+    """Read into ``view`` until it is full or the stream ends, one underlying read at a time so that what came
+    before a compressed stream's early end (EOFError) is kept: (bytes read, why it ended early, or None)."""
+    n = 0
+    while n < len(view):
+        try:
+            k = handle.readinto1(view[n:])
+        except EOFError:
+            return n, "the compressed stream ends before its end marker"
+        if not k:
+            break
+        n += k
+    return n, None
+
+
 def read_head(path: str | Path, n_bytes: int = 1 << 16) -> bytes:
     """The first decompressed bytes of a file, for sniffing its format: at least ``n_bytes``, and more until they
-    hold a whole non-blank line (or the file, or MAX_HEAD_BYTES, ends)."""
+    hold a whole non-blank line (or the file, or MAX_HEAD_BYTES, ends; a stream that ends early is sniffed as far
+    as it goes, and its reader reports the cut)."""
+    head = bytearray()
     with open_text(path) as handle:
-        try:
-            head = handle.read(n_bytes)
-            while len(head) < MAX_HEAD_BYTES and b"\n" not in head.lstrip():
-                more = handle.read(len(head))
-                if not more:
-                    break
-                head += more
-            return head
-        except DECOMPRESSION_ERRORS as exc:
-            raise TraceError(f"cannot decompress: {exc}", file=str(path)) from None
+        while True:
+            more = bytearray(max(n_bytes, len(head)))
+            try:
+                n, cut_short = _fill(handle, memoryview(more))
+            except DECOMPRESSION_ERRORS as exc:
+                raise TraceError(f"cannot decompress: {exc}", file=str(path)) from None
+            head += more[:n]
+            if cut_short or n < len(more) or len(head) >= MAX_HEAD_BYTES or b"\n" in head.lstrip():
+                return bytes(head)
 
 
 class Source:
@@ -107,16 +210,19 @@ class Source:
             return self.total_bytes if self._raw is not None else 0
         return self._raw.tell()
 
-    def chunks(self, chunk_bytes: int = DEFAULT_BATCH_BYTES) -> Iterator[tuple[memoryview, int, bool]]:
-        """``(data, first_line, at_end)``: data holds whole lines (the last chunk may lack a final newline).
+    def chunks(self, options: ReadOptions) -> Iterator[tuple[memoryview, int, bool]]:
+        """``(data, first_line, at_end)``: data holds whole lines (the last chunk may lack a final newline), about
+        ``options.batch_bytes`` at a time.
 
         ``data`` is a view into a buffer that the next chunk reuses (read in place, no copy): use it, or copy
-        it with ``bytes(data)``, before asking for the next one.
+        it with ``bytes(data)``, before asking for the next one. A file that ends early — a compressed stream
+        cut before its end, or a file that shrinks while it is read — is a located error, or with
+        ``skip_invalid`` one skipped record (the line it cut), so no request goes missing without a word.
         """
         self._raw = _open_raw(self.path)
         handle = _decompressing(self._raw, self.path)
         # no bigger than the file needs (a compressed one may inflate: room for 4x); it grows for a longer line
-        buf = bytearray(max(min(chunk_bytes, max(4 * self.total_bytes, 1 << 16)), 1))
+        buf = bytearray(max(min(options.batch_bytes, max(4 * self.total_bytes, 1 << 16)), 1))
         filled = 0        # bytes in buf: a carried partial line, then what was read
         line = 1
         try:
@@ -125,22 +231,28 @@ class Source:
                     buf.extend(bytes(len(buf)))
                 with memoryview(buf) as free:
                     try:
-                        n = handle.readinto(free[filled:])
+                        n, cut_short = _fill(handle, free[filled:])
                     except DECOMPRESSION_ERRORS as exc:
                         raise TraceError(f"cannot decompress after line {line - 1}: {exc}",
                                          file=self.path) from None
                 filled += n
-                at_end = n == 0
-                cut = filled if at_end else buf.rfind(b"\n", 0, filled) + 1
-                if cut == 0:
-                    if at_end:
-                        return
-                    continue
-                view = memoryview(buf)[:cut]
-                yield view, line, at_end
+                if n == 0 and cut_short is None and handle is self._raw and self._raw.tell() < self.total_bytes:
+                    cut_short = (f"the file shrank from {self.total_bytes:,} to {self._raw.tell():,} bytes "
+                                 "while it was read")
+                at_end = n == 0 or cut_short is not None
+                # at the end every byte goes, unless the file ended early: then its partial last line is the cut
+                cut = filled if at_end and cut_short is None else buf.rfind(b"\n", 0, filled) + 1
+                if cut:
+                    view = memoryview(buf)[:cut]
+                    yield view, line, at_end and cut_short is None
+                    line += buf.count(b"\n", 0, cut)
+                if cut_short is not None:
+                    self._ended_early(cut_short, line, options)
+                    return
                 if at_end:
                     return
-                line += buf.count(b"\n", 0, cut)
+                if cut == 0:
+                    continue
                 try:
                     view.release()
                 except BufferError:  # the consumer kept a view: leave it its buffer and take a new one
@@ -150,6 +262,14 @@ class Source:
         finally:
             handle.close()
             self._raw.close()
+
+    def _ended_early(self, why: str, line: int, options: ReadOptions) -> None:
+        """The file ended early at ``line`` (the first one not read whole): its lines from there are missing."""
+        error = TraceError(f"truncated: {why}, so this line and any after it are missing", file=self.path,
+                           line=line)
+        if not options.skip_invalid:
+            raise error
+        options.skip(error)
 
 
 @dataclass
@@ -168,6 +288,12 @@ class ReadOptions:
         self.skipped += 1
         if len(self.skip_examples) < MAX_SKIP_EXAMPLES:
             self.skip_examples.append(str(exc))
+
+    def report_skips(self, stacklevel: int = 3) -> None:
+        """Say how many records were skipped, with the first few (a warning: the CLI shows it as a note)."""
+        if self.skipped:
+            examples = "; ".join(self.skip_examples)
+            warnings.warn(f"skipped {self.skipped:,} invalid records (first: {examples})", stacklevel=stacklevel)
 
 
 @dataclass
@@ -233,9 +359,9 @@ def records(data: bytes | memoryview, first_line: int, at_end: bool, path: str,
 
 def json_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
     """(line number, object) for each record of a whole (possibly compressed) JSONL file, strictly."""
-    with open_text(path) as handle:
-        data = handle.read()
-    yield from records(data, 1, True, str(path), ReadOptions())
+    options = ReadOptions()
+    for data, first_line, at_end in Source(path).chunks(options):
+        yield from records(data, first_line, at_end, str(path), options)
 
 
 def first_record(head: bytes) -> dict | None:
@@ -456,10 +582,10 @@ def json_batches(source: Source, options: ReadOptions, columns: Columns,
     parsed record by record, which decides what is valid. A bad record stops the stream with a located
     error, after the requests before it have been yielded (or is skipped and counted with ``skip_invalid``).
     """
-    for data, first_line, at_end in source.chunks(options.batch_bytes):
+    for data, first_line, at_end in source.chunks(options):
         if fast is not None:
             result = fast(data, first_line)
-            if result is not None:
+            if result is not None and _counts_within_bound(result.requests):
                 yield result
                 continue
         lines = records(data, first_line, at_end, source.path, options)
@@ -486,6 +612,13 @@ def json_batches(source: Source, options: ReadOptions, columns: Columns,
                 columns.add(row, line_no)
         if len(columns):
             yield columns.take(source.path)
+
+
+def _counts_within_bound(requests: TokenRequests | BlockRequests) -> bool:
+    """Whether the counts a compiled scanner read are within token_count's bound; if not, the careful path
+    re-reads the chunk and refuses the first one where it stands."""
+    counts = [requests.output_tokens] + ([requests.prompt_tokens] if isinstance(requests, BlockRequests) else [])
+    return all(c.max(initial=0) <= MAX_TOKENS_PER_REQUEST for c in counts)
 
 
 def concat(results: list[ReadResult]) -> ReadResult:

@@ -45,10 +45,13 @@ def cache_ttl_s(block) -> float | None:
         raise TraceError(f"expected an object such as {{\"type\": \"ephemeral\"}}, got {str(marker)[:40]!r}",
                          field="cache_control")
     ttl = marker.get("ttl")
-    if ttl is None:
-        return DEFAULT_TTL_S
-    if ttl not in TTL_S:
-        raise TraceError(f"unknown ttl {ttl!r}; expected one of {', '.join(TTL_S)}", field="cache_control.ttl")
+    return DEFAULT_TTL_S if ttl is None else ttl_seconds(ttl, "cache_control.ttl")
+
+
+def ttl_seconds(ttl, where: str) -> float:
+    """A cache marker's ttl ("5m" or "1h") in seconds."""
+    if not isinstance(ttl, str) or ttl not in TTL_S:
+        raise TraceError(f"unknown ttl {str(ttl)[:40]!r}; expected one of {', '.join(TTL_S)}", field=where)
     return TTL_S[ttl]
 
 
@@ -59,6 +62,9 @@ def block_text(block, where: str) -> tuple[str, str]:
     if not isinstance(block, dict):
         raise TraceError(f"expected a string or a content block object, got {type(block).__name__}", field=where)
     kind = block.get("type", "text")
+    if not isinstance(kind, str):
+        raise TraceError(f"expected a block type such as \"text\", got {type(kind).__name__} {str(kind)[:40]}",
+                         field=f"{where}.type")
     if kind in ("text", "input_text", "output_text"):
         text = block.get("text")
         if not isinstance(text, str):
@@ -67,9 +73,7 @@ def block_text(block, where: str) -> tuple[str, str]:
     if kind == "tool_use":
         return "tool_use", tool_call_text(block.get("name", ""), block.get("input", {}))
     if kind == "tool_result":
-        content = block.get("content", "")
-        parts = [content] if isinstance(content, str) else [block_text(c, where)[1] for c in content]
-        return "tool_result", "\n".join(parts)
+        return "tool_result", tool_result_text(block.get("content", ""), f"{where}.content")
     if kind in ("thinking", "redacted_thinking"):
         return "thinking", block.get("thinking") or block.get("data") or ""
     if kind in ("image", "image_url", "input_image", "document", "input_file"):
@@ -77,6 +81,16 @@ def block_text(block, where: str) -> tuple[str, str]:
         digest = xxhash.xxh64_hexdigest(canonical(block).encode())
         return "media", f"[{kind} {digest}]"
     return kind, canonical(block)
+
+
+def tool_result_text(content, where: str) -> str:
+    """A tool result's text: a string, or a list of content blocks (every API's form)."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if not isinstance(content, list):
+        raise TraceError(f"expected a string or a list of content blocks, got {type(content).__name__}",
+                         field=where)
+    return "\n".join(block_text(c, f"{where}[{j}]")[1] for j, c in enumerate(content))
 
 
 def tool_call_text(name: str, arguments) -> str:

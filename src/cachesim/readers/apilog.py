@@ -29,7 +29,14 @@ from cachesim.readers._base import (
     seconds,
     token_count,
 )
-from cachesim.readers._render import Prompt, cache_ttl_s, canonical, tool_call_text, tool_definition_text
+from cachesim.readers._render import (
+    Prompt,
+    cache_ttl_s,
+    canonical,
+    tool_call_text,
+    tool_definition_text,
+    tool_result_text,
+)
 from cachesim.requests import TraceError
 from cachesim.tokenizers import get_tokenizer
 
@@ -134,17 +141,22 @@ def _message(message: dict, prompt: Prompt, where: str) -> None:
     role = str(message["role"])
     content = message.get("content")
     if role == "tool":  # a Chat Completions tool result: rendered as every API's tool result is
-        text = content if isinstance(content, str) else "\n".join(b.get("text", "") for b in content or [])
-        prompt.add("tool_result", "user:tool_result", text)
+        prompt.add("tool_result", "user:tool_result", tool_result_text(content, f"{where}.content"))
         return
     if role == "developer":
         role = "system"
     if content:
         prompt.content(role, content, f"{where}.content")
-    for call in message.get("tool_calls") or []:  # Chat Completions assistant tool calls
-        function = call.get("function", {}) if isinstance(call, dict) else {}
-        prompt.add("tool_use", "assistant:tool_use", tool_call_text(function.get("name", ""),
-                                                                     function.get("arguments")))
+    calls = message.get("tool_calls") or []   # Chat Completions assistant tool calls
+    if not isinstance(calls, list):
+        raise TraceError(f"expected a list of tool calls, got {type(calls).__name__}", field=f"{where}.tool_calls")
+    for j, call in enumerate(calls):
+        # {"function": {"name", "arguments"}}, or a custom tool's {"custom": {"name", "input"}}
+        function = call.get("function", call.get("custom", {})) if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            raise TraceError("expected a tool call object with a function object", field=f"{where}.tool_calls[{j}]")
+        prompt.add("tool_use", "assistant:tool_use",
+                   tool_call_text(function.get("name", ""), function.get("arguments", function.get("input"))))
 
 
 def _labels(body: dict, obj: dict) -> tuple[object, object]:

@@ -7,8 +7,12 @@ arrival/length trace (for workload synthesis, rates and size distributions).
 
 from __future__ import annotations
 
+import os
+import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +21,15 @@ from cachesim.readers._base import ReadOptions, ReadResult, Source, token_count
 from cachesim.requests import TokenRequests, TraceError, offsets_from_lengths
 
 NAME = "azure"
+TIME_FIELD = "TIMESTAMP"
 HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens"
+# the traces' own form, 2023-11-16 18:17:03.9799600; parsed here, not by numpy, which also takes "NaT", "now",
+# time zones (with a warning) and silently wraps years outside 1678..2261 at nanosecond precision
+_STAMP = re.compile(r"(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?")
+_EPOCH_DAY = date(1970, 1, 1).toordinal()
+# --synthesize builds the whole synthetic workload in memory (about 5 bytes a token at its peak): the most tokens
+# it may generate, so a few rows of huge ContextTokens are refused rather than allowed to ask for gigabytes
+MAX_SYNTHESIZED_TOKENS = int(os.environ.get("CACHESIM_MAX_SYNTHESIZED_TOKENS", 2**27))
 
 
 def sniff(first: dict | None, head: bytes) -> bool:
@@ -28,11 +40,11 @@ def sniff(first: dict | None, head: bytes) -> bool:
 class Arrivals:
     """An arrival/length trace: when each request came and how long its prompt and output were."""
 
-    t: np.ndarray               # float64 [n]: seconds since the first row's timestamp
+    t: np.ndarray               # float64 [n]: seconds since the earliest row's timestamp, non-decreasing
     input_tokens: np.ndarray    # int64 [n]
     output_tokens: np.ndarray   # int64 [n]
     lines: np.ndarray           # int64 [n]: file line of each row
-    start: np.datetime64        # the first row's wall-clock timestamp
+    start: np.datetime64        # the earliest row's wall-clock timestamp (microseconds)
     path: str
 
     @property
@@ -40,13 +52,15 @@ class Arrivals:
         return len(self.t)
 
 
-def read_arrivals(path: str | Path, skip_invalid: bool = False) -> Arrivals:
-    """The whole CSV as arrivals; bad rows raise located errors (or are skipped with ``skip_invalid``)."""
+def read_arrivals(path: str | Path, skip_invalid: bool = False, keep_order: bool = False) -> Arrivals:
+    """The whole CSV as arrivals in time order; bad rows raise located errors (or are skipped, counted and
+    reported with ``skip_invalid``). Rows out of order are sorted stably, as every reader does (counted in a
+    warning), unless ``keep_order``, which refuses them."""
     options = ReadOptions(skip_invalid=skip_invalid)
     stamps, inputs, outputs, lines = [], [], [], []
     source = Source(path)
     header_seen = False  # the header is the first non-blank line
-    for data, first_line, _ in source.chunks(options.batch_bytes):
+    for data, first_line, _ in source.chunks(options):
         for offset, raw in enumerate(bytes(data).split(b"\n")):
             line_no = first_line + offset
             text = raw.decode("utf-8", errors="replace").strip().lstrip("\ufeff")
@@ -71,24 +85,58 @@ def read_arrivals(path: str | Path, skip_invalid: bool = False) -> Arrivals:
             outputs.append(generated)
             lines.append(line_no)
     if not lines:
+        if options.skipped:
+            raise TraceError(f"no valid requests: all {options.skipped:,} rows were invalid "
+                             f"(first: {options.skip_examples[0]})", file=str(path))
         raise TraceError("no requests: the file has no rows", file=str(path))
-    times = np.array(stamps, dtype="datetime64[ns]")
-    start = times.min()
-    return Arrivals(t=(times - start).astype(np.int64) / 1e9, input_tokens=np.asarray(inputs, dtype=np.int64),
-                    output_tokens=np.asarray(outputs, dtype=np.int64), lines=np.asarray(lines, dtype=np.int64),
-                    start=start, path=str(path))
+    options.report_skips()
+    start = min(stamps)
+    t = np.asarray([(ns - start) / 1e9 for ns in stamps], dtype=np.float64)  # Python ints: no overflow
+    arrivals = Arrivals(t=t, input_tokens=np.asarray(inputs, dtype=np.int64),
+                        output_tokens=np.asarray(outputs, dtype=np.int64), lines=np.asarray(lines, dtype=np.int64),
+                        start=np.datetime64(start // 1000, "us"), path=str(path))
+    return _in_time_order(arrivals, keep_order)
 
 
-def _row(text: str) -> tuple[str, int, int]:
+def _in_time_order(arrivals: Arrivals, keep_order: bool) -> Arrivals:
+    back = np.flatnonzero(np.diff(arrivals.t) < 0)
+    if not back.size:
+        return arrivals
+    if keep_order:
+        i = int(back[0]) + 1
+        raise TraceError(f"arrival time {float(arrivals.t[i])!r} s is before the previous request's "
+                         f"{float(arrivals.t[i - 1])!r} s (--keep-order refuses to reorder; drop it to sort stably)",
+                         field=TIME_FIELD,
+                         file=arrivals.path, line=int(arrivals.lines[i]))
+    warnings.warn(f"{back.size:,} requests arrived out of order; sorted stably by time", stacklevel=3)
+    order = np.argsort(arrivals.t, kind="stable")
+    return Arrivals(t=arrivals.t[order], input_tokens=arrivals.input_tokens[order],
+                    output_tokens=arrivals.output_tokens[order], lines=arrivals.lines[order], start=arrivals.start,
+                    path=arrivals.path)
+
+
+def _timestamp(text: str) -> int:
+    """Nanoseconds since 1970 of a TIMESTAMP cell."""
+    match = _STAMP.fullmatch(text)
+    day = None
+    if match:
+        year, month, mday, hour, minute, second = (int(g) for g in match.groups()[:6])
+        try:
+            day = date(year, month, mday).toordinal() - _EPOCH_DAY
+        except ValueError:
+            day = None
+    if day is None or hour > 23 or minute > 59 or second > 59:
+        raise TraceError(f"expected a timestamp such as 2023-11-16 18:17:03.9799600, got {text[:40]!r}",
+                         field=TIME_FIELD)
+    fraction = match.group(7) or ""
+    return ((day * 24 + hour) * 60 + minute) * 60_000_000_000 + second * 1_000_000_000 + int(fraction.ljust(9, "0"))
+
+
+def _row(text: str) -> tuple[int, int, int]:
     fields = text.split(",")
     if len(fields) != 3:
         raise TraceError(f"expected 3 comma-separated fields, got {len(fields)}", field="row")
-    stamp = fields[0].strip()
-    try:
-        np.datetime64(stamp, "ns")
-    except ValueError:
-        raise TraceError(f"expected a timestamp such as 2023-11-16 18:17:03.9799600, got {stamp[:40]!r}",
-                         field="TIMESTAMP") from None
+    stamp = _timestamp(fields[0].strip())
     counts = []
     for name, value in zip(("ContextTokens", "GeneratedTokens"), fields[1:], strict=True):
         value = value.strip()
@@ -111,6 +159,22 @@ _SIZE_FIELDS = ("system_tokens", "tools_tokens", "user_tokens_median", "user_tok
                 "compaction_limit_tokens", "subtask_prompt_tokens_median")
 
 
+def _scaled_sizes(scale: float) -> dict:
+    """The workload's token sizes times ``scale``, kept within what AgentWorkloadConfig accepts (a tool needs a
+    token, the timestamp line fits in the system prompt, compaction leaves room) however small the scale."""
+    from cachesim.workloads import AgentWorkloadConfig
+
+    defaults = AgentWorkloadConfig()
+    sizes = {name: max(type(getattr(defaults, name))(getattr(defaults, name) * scale), 1) for name in _SIZE_FIELDS}
+    sizes["tools_tokens"] = max(sizes["tools_tokens"], defaults.n_tools)
+    sizes["system_tokens"] = max(sizes["system_tokens"], defaults.timestamp_tokens)
+    sizes["timestamp_offset_tokens"] = min(defaults.timestamp_offset_tokens,
+                                           sizes["system_tokens"] - defaults.timestamp_tokens)
+    floor = sizes["system_tokens"] + sizes["tools_tokens"] + sizes["summary_tokens"] + 1
+    sizes["compaction_limit_tokens"] = max(sizes["compaction_limit_tokens"], floor)
+    return sizes
+
+
 def synthesize(arrivals: Arrivals, seed: int = 0, style: str = "native") -> TokenRequests:
     """Give an arrival/length trace content from the built-in agent workload.
 
@@ -120,16 +184,21 @@ def synthesize(arrivals: Arrivals, seed: int = 0, style: str = "native") -> Toke
     fresh, unshared token ids. Arrivals and lengths are the trace's; how much prompts share is the workload's,
     so hit ratios describe that pairing, not the original service.
     """
-    from cachesim.workloads import AgentWorkloadConfig, agent_workload
+    from cachesim.workloads import agent_workload
 
     n = arrivals.n_requests
     wanted = arrivals.input_tokens
-    base = agent_workload(style=style, n_users=8, seed=seed).requests
-    scale = float(np.median(wanted)) / float(np.median(np.diff(base.token_offsets)))
-    defaults = AgentWorkloadConfig()
-    sizes = {name: max(type(getattr(defaults, name))(getattr(defaults, name) * scale), 1) for name in _SIZE_FIELDS}
-    sizes["timestamp_offset_tokens"] = min(defaults.timestamp_offset_tokens, sizes["system_tokens"] - 1)
     users = 8
+    base = agent_workload(style=style, n_users=users, seed=seed).requests
+    scale = float(np.median(wanted)) / float(np.median(np.diff(base.token_offsets)))
+    # the workload grows with its sizes and with the users it needs for n requests
+    estimate = int(base.token_offsets[-1] * scale * max(n / base.n_requests, 1.0))
+    if max(estimate, int(wanted.sum())) > MAX_SYNTHESIZED_TOKENS:
+        raise TraceError(f"synthesizing {n:,} prompts of median {int(np.median(wanted)):,} tokens would generate "
+                         f"about {max(estimate, int(wanted.sum())):,} tokens, beyond the "
+                         f"{MAX_SYNTHESIZED_TOKENS:,} a synthesized workload may hold in memory (set "
+                         "CACHESIM_MAX_SYNTHESIZED_TOKENS to raise it)", field="ContextTokens", file=arrivals.path)
+    sizes = _scaled_sizes(scale)
     while True:
         workload = agent_workload(style=style, n_users=users, seed=seed, **sizes).requests
         if workload.n_requests >= n:

@@ -11,7 +11,11 @@ its tokens are a fixed synthetic run, the same for every session in the file, as
 - sub-agent sidechains (``isSidechain``) are their own sessions (``<sessionId>/<root uuid>``);
 - a message streamed as several events (same ``message.id``, one content block each) is one request; its
   later events extend the conversation only;
-- the billed usage of each message (its first event) is kept as observed tokens.
+- the billed usage of each message (its first event) is kept as observed tokens;
+- a ``parentUuid`` naming an event the file does not hold (a resumed or compacted session continues a chain
+  from another file; a file may also have been cut) ends the chain there, as the start of what this file
+  knows: the prompt is the hidden prefix and the events from there on, a sidechain's session is named after
+  that parent.
 Events of other types (summaries, system notes) carry no prompt text and are passed through in the chain.
 """
 
@@ -116,7 +120,7 @@ def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
         tokens = np.concatenate([prefix, *conversation]) if conversation or len(prefix) else prefix
         if not len(tokens):
             raise TraceError("empty request: no conversation before this assistant message", field="parentUuid")
-        session = f"{session_id}/{roots[parent] if parent is not None else uuid}" if sidechain else session_id
+        session = f"{session_id}/{roots[uuid]}" if sidechain else session_id
         return Row(t=t, values=tokens, output_tokens=observed.get("observed_output_tokens", -1), session=session,
                    segments=([("hidden", len(prefix))] if len(prefix) else []) + segments, observed=observed)
 

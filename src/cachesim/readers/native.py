@@ -32,7 +32,7 @@ from cachesim.readers._base import (
     require,
     seconds,
 )
-from cachesim.readers._render import TTL_S
+from cachesim.readers._render import ttl_seconds
 from cachesim.readers.mooncake import _scan
 from cachesim.requests import TokenRequests, TraceError
 
@@ -62,11 +62,8 @@ def _extras(obj: dict, n_tokens: int) -> tuple[list[tuple[int, float]] | None, l
         for i, mark in enumerate(marks):
             ttl_s = float("nan")
             if isinstance(mark, dict):
-                ttl = mark.get("ttl")
-                if ttl is not None and ttl not in TTL_S:
-                    raise TraceError(f"element {i}: unknown ttl {ttl!r}; expected one of {', '.join(TTL_S)}",
-                                     field="breakpoints")
-                ttl_s = TTL_S[ttl] if ttl is not None else ttl_s
+                if mark.get("ttl") is not None:
+                    ttl_s = ttl_seconds(mark["ttl"], f"breakpoints[{i}].ttl")
                 mark = mark.get("tokens")
             if isinstance(mark, bool) or not isinstance(mark, int) or not 0 < mark <= n_tokens:
                 raise TraceError(f"element {i} = {str(mark)[:20]} is not a prefix length in 1..{n_tokens}",
