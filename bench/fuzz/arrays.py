@@ -151,7 +151,7 @@ def break_trace(trace, name: str, rng: random.Random):
     if name == "keys_int64":
         return R(trace, block_keys=keys.view(np.int64))
     if name == "t_int":
-        return R(trace, t=np.ceil(t * 0).astype(np.int64) + np.arange(n))  # integral seconds, non-decreasing
+        return R(trace, t=t.astype(np.int64))  # build_case made the base's times integral, so nothing changes
     if name == "prompt_int32":
         return R(trace, prompt_tokens=p.astype(np.int32))
     if name == "non_contiguous":
@@ -194,6 +194,10 @@ def build_case(seed: int, index: int):
     if config.get("policy") == "POLICY":
         config["policy"] = rng.choice(cachesim.POLICIES)
     base = base_trace(rng)
+    if name == "t_int":   # integral times first, so that their int64 copy is the same trace, not a coarser one
+        import numpy as np
+
+        base = replace(base, t=np.floor(base.t))
     return name, config, base, break_trace(base, name, rng)
 
 
