@@ -75,7 +75,9 @@ def test_curve_vs_replay(benchmark, name):
            f"{rate / 1e6:5.1f} M blocks/s for {points} (capacity, TTL) points (streamed: "
            f"{trace.n_blocks / stream_s / 1e6:.1f}); one replay at {capacity:,} blocks "
            f"{trace.n_blocks / replay_s / 1e6:.1f} M blocks/s: curve = {curve_s / replay_s:.1f} replays")
-    assert rate >= 4e6
+    # a ratio in the same run, not a rate: the machine is shared. The pass has cost 1.3-2.8 replays (docs/mrc.md);
+    # five would mean a regression, while the 100 replays it stands for cost ~50
+    assert curve_s / replay_s <= 5
 
 
 @pytest.mark.parametrize("name", list(TRACES))

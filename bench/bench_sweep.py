@@ -79,7 +79,8 @@ def test_sweep_50_configurations(benchmark, request, mooncake, baseline_s, seria
     report(f"sweep 50 configs, {executor} ({WORKERS} workers, {os.cpu_count()} cores)",
            f"{seconds:5.2f} s; {50 / seconds:5.1f} configs/s; {ratio:.2f}x the plain replay loop "
            f"({baseline_s:.2f} s)")
-    assert seconds < 60
+    # time is reported, not asserted: on a shared 2-core machine a cluster's start-up alone moves the ratio
+    # several-fold; what must hold is the table above, byte for byte
 
 
 def test_task_payload_is_a_path_not_the_trace(mooncake, tmp_path):

@@ -6,7 +6,12 @@ from pathlib import Path
 
 
 def line_plot(path: Path, x: list, series: dict[str, list], xlabel: str, ylabel: str, title: str,
-              goals: dict[str, float] | None = None, logy: bool = False, logx: bool = True) -> Path:
+              goals: dict[str, float] | None = None, logy: bool = False, logx: bool = True) -> Path | None:
+    """Write the plot to ``path`` (a tracked file) only when the run updates the docs; None when it did not."""
+    from field.results import updating
+
+    if not updating():
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
