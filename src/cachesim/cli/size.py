@@ -77,6 +77,8 @@ def _inputs(args):
 
 def answer(sizes_of, target: float, model) -> list[dict]:
     """Per TTL: the smallest capacity reaching ``target`` (None when out of reach) and the ceiling."""
+    from cachesim.models import bytes_for
+
     block_size = sizes_of.stack.block_size or 0
     rows = []
     for ttl in sizes_of.ttls_s:
@@ -92,7 +94,7 @@ def answer(sizes_of, target: float, model) -> list[dict]:
                "ceiling_capacity_blocks": full}
         if capacity is not None:
             row.update(capacity_tokens=capacity * block_size,
-                       capacity_bytes=capacity * block_size * model.kv_bytes_per_token if model else None,
+                       capacity_bytes=bytes_for(capacity, block_size, model) if model else None,
                        token_hit_ratio=float(hit_tokens[capacity] / total),
                        block_hit_ratio=float(hit_blocks[capacity] / sizes_of.blocks))
         rows.append(row)
