@@ -40,6 +40,7 @@ from cachesim.units import first_counted, parse_warmup
 
 __all__ = [
     "FINE_CAPACITIES",
+    "CapacityHistogram",
     "Curve",
     "CurveStream",
     "CurveTable",
@@ -453,6 +454,83 @@ class CurveStream:
 
     def curve(self, capacities: Sequence[int | None] | None = None, ttl_s: float | None = None) -> Curve:
         return self.table(capacities, [ttl_s]).curve(0)
+
+
+class CapacityHistogram:
+    """For each TTL, the hit tokens and hit blocks of a trace by the *smallest capacity at which each block hits*,
+    folded in batch by batch (:meth:`feed`, :meth:`run`), exact: the count at capacity C summed up to C is what a
+    replay at C gives (a block hits at C iff its prefix-max depth is at most C, SEMANTICS §3 and the module's
+    docstring). So the smallest capacity reaching a target hit ratio is a search over exact counts, not a grid.
+
+    Holds the pass's state and, per TTL, two int64 counts per depth reached (at most the distinct keys).
+    Options: ``hit_cap``, ``isolation``, ``warmup`` as for :func:`cachesim.replay`; no sampling (it is exact).
+    """
+
+    def __init__(self, ttls_s: Sequence[float | None] = (None,), *, hit_cap: str | None = None,
+                 isolation: str | None = None, warmup: int | str | None = None):
+        self.stack = StackStream(hit_cap=hit_cap, isolation=isolation, warmup=warmup)
+        self.ttls_s = _ttl_list(ttls_s)
+        self._ttls = _ttl_values(self.ttls_s)
+        # [ttl, capacity]: index C holds what first hits at capacity C (index 0 stays empty: depths start at 1)
+        self._tokens = np.zeros((len(self.ttls_s), 1), dtype=np.int64)
+        self._blocks = np.zeros((len(self.ttls_s), 1), dtype=np.int64)
+        self.blocks = self.prompt_tokens = 0   # of the counted requests
+
+    def feed(self, batch: Trace) -> None:
+        self.add(self.stack.feed(batch))
+
+    def run(self, batches: Iterable[Trace]) -> CapacityHistogram:
+        """Feed every batch; a Trace is fed in slices of 2^20 blocks."""
+        for batch in batches.batches(1 << 20) if isinstance(batches, Trace) else batches:
+            self.feed(batch)
+        return self
+
+    def add(self, profile: StackProfile) -> None:
+        """Fold in one exact profile (the batches of one pass, in order)."""
+        if profile.sample_rate < 1:
+            raise ValueError("a capacity histogram needs an exact (unsampled) profile")
+        lengths = np.diff(profile.block_offsets)
+        position = np.arange(len(profile.depth)) - np.repeat(profile.block_offsets[:-1], lengths)
+        hits = (np.repeat(profile.counted.astype(bool), lengths) & np.isfinite(profile.depth)
+                & (position < np.repeat(profile.hit_cap_blocks, lengths)))
+        capacity = np.ceil(profile.depth[hits]).astype(np.int64)
+        stamped, now = profile.stamp_t[hits], np.repeat(profile.t, lengths)[hits]
+        tokens = profile.block_tokens[hits].astype(np.float64)   # sums stay far below 2^53: exact
+        width = max(self._tokens.shape[1], int(capacity.max(initial=0)) + 1)
+        if width > self._tokens.shape[1]:
+            grow = ((0, 0), (0, width - self._tokens.shape[1]))
+            self._tokens, self._blocks = np.pad(self._tokens, grow), np.pad(self._blocks, grow)
+        for k, ttl in enumerate(self._ttls):
+            alive = stamped + ttl > now   # the engine's own expression (see _mrc._first_ttl)
+            self._tokens[k] += np.rint(np.bincount(capacity[alive], tokens[alive], width)).astype(np.int64)
+            self._blocks[k] += np.bincount(capacity[alive], minlength=width)
+        self.blocks += profile.blocks
+        self.prompt_tokens += profile.prompt_tokens
+
+    def _row(self, ttl_s: float | None) -> int:
+        value = math.inf if _check_ttl(ttl_s) is None else ttl_s
+        found = np.flatnonzero(self._ttls == value)
+        if not found.size:
+            raise ValueError(f"TTL {ttl_s!r} was not among the TTLs given up front ({self.ttls_s})")
+        return int(found[0])
+
+    def hit_tokens(self, ttl_s: float | None = None) -> np.ndarray:
+        """``[C]`` = hit tokens at capacity C blocks (index 0: capacity 0); the last entry holds for every larger
+        capacity, unbounded included."""
+        return np.cumsum(self._tokens[self._row(ttl_s)])
+
+    def hit_blocks(self, ttl_s: float | None = None) -> np.ndarray:
+        return np.cumsum(self._blocks[self._row(ttl_s)])
+
+    def min_capacity(self, token_hit_ratio: float, ttl_s: float | None = None) -> int | None:
+        """The smallest capacity (blocks) whose token hit ratio (hit tokens / prompt tokens, as a replay
+        computes it) is at least ``token_hit_ratio``; None when even an unbounded cache stays below it."""
+        if not 0 < token_hit_ratio <= 1:
+            raise ValueError(f"a target hit ratio must be in (0, 1], got {token_hit_ratio!r}")
+        if not self.prompt_tokens:
+            return None
+        reached = np.flatnonzero(self.hit_tokens(ttl_s) / self.prompt_tokens >= token_hit_ratio)
+        return int(reached[0]) if reached.size else None
 
 
 def stack_profile(trace: Trace, **options) -> StackProfile:

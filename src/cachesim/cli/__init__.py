@@ -11,7 +11,7 @@ import sys
 from concurrent.futures import BrokenExecutor
 
 from cachesim._contract import VERSION
-from cachesim.cli import convert, cost, demo, fleet, interference, mrc, prices, replay, report, sweep
+from cachesim.cli import convert, cost, demo, fleet, interference, mrc, prices, replay, report, size, sweep
 from cachesim.cli._options import check_outputs
 from cachesim.requests import TraceError
 
@@ -22,7 +22,7 @@ EXIT_WORKER_LOST = 1
 
 COMMANDS = {
     "replay": replay, "convert": convert, "interference": interference, "fleet": fleet, "prices": prices,
-    "cost": cost, "demo": demo, "mrc": mrc, "sweep": sweep, "report": report,
+    "cost": cost, "demo": demo, "mrc": mrc, "size": size, "sweep": sweep, "report": report,
 }
 
 
