@@ -39,6 +39,7 @@ COMMAND_LINES = [
     ("replay", ["replay", NEVER_READ, "--json", "{out}"]),
     ("replay", ["replay", NEVER_READ, "--per-request", "{out}"]),
     ("mrc", ["mrc", NEVER_READ, "--json", "{out}"]),
+    ("size", ["size", NEVER_READ, "--target", "30%", "--json", "{out}"]),
     ("mrc", ["mrc", NEVER_READ, "--plot", "{out}"]),
     ("sweep", ["sweep", NEVER_READ, "--capacity", "1k", "-o", "{out}"]),
     ("convert", ["convert", NEVER_READ, "{out}"]),
