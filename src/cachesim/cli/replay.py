@@ -7,6 +7,7 @@ import sys
 
 from cachesim.cli._options import (
     add_cache_args,
+    add_command,
     add_input_args,
     cache_config,
     emit,
@@ -20,7 +21,7 @@ from cachesim.requests import TraceError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("replay", help="replay a trace through an emulated prefix cache",
+    p = add_command(sub, "replay", help="replay a trace through an emulated prefix cache",
                        description="Replay a trace through an emulated prefix cache and print what hit. "
                                    "Without TRACE, replays the built-in synthetic agent workload.")
     add_input_args(p, "replay")
