@@ -266,7 +266,7 @@ def test_cli_interference_mixes_in_a_generated_agent(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--priority", "nobody"], "unknown priority tenant"),
-    (["--heatmap", "out.txt"], "heat map is written as"),
+    (["--heatmap", "out.txt"], "a figure is written as"),
 ])
 def test_cli_interference_bad_input_is_one_line(tmp_path, capsys, argv, message):
     from cachesim.cli import main

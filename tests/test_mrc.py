@@ -253,8 +253,11 @@ def test_cli_plot(tmp_path):
 
 def test_cli_bad_sample_rate_is_one_line(tmp_path, capsys):
     tokens_trace(HAND_PROMPTS, HAND_T).save(tmp_path / "hand.npz")
-    assert main(["mrc", str(tmp_path / "hand.npz"), "--sample", "1.5"]) == 2
-    assert capsys.readouterr().err.strip() == "cachesim: error: --sample must be a rate between 0 and 1, got 1.5"
+    with pytest.raises(SystemExit) as stopped:  # an argparse error now: --sample is read at the edge
+        main(["mrc", str(tmp_path / "hand.npz"), "--sample", "1.5"])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip() == ("cachesim: error: mrc: argument --sample: expected a number > 0 and "
+                                               "< 1, got '1.5' (see cachesim mrc --help)")
 
 
 def test_cli_sampled_curve_says_it_is_an_estimate(tmp_path, capsys):

@@ -302,7 +302,7 @@ def test_local_dask_cluster_gives_the_process_table_and_figures(dask_cluster, tm
 
     cluster, client = dask_cluster
     requests = agent_workload(n_users=4, seed=0).requests
-    label = "built-in agent workload (4 users, seed 0)"
+    label = "built-in agent workload (native harness, 4 users, seed 0)"  # as the CLI names it
     grid = {"capacity": ["2k", "20k", "unbounded"], "block_size": [16, 32]}
     local = run_sweep(requests, grid, "processes", workers=2, label=label)
     by_client = run_sweep(requests, grid, client, label=label)

@@ -346,6 +346,10 @@ def _block_size_of(params: Mapping[str, Any], default: int, tokens: bool) -> int
 
 def _source(trace: Any, label: str | None, format: str | None) -> tuple[Any, str, Any]:
     """(what to compile or replay, a label, the read result for locating errors)."""
+    from cachesim.readers import ReadResult
+
+    if isinstance(trace, ReadResult):  # a file the caller read with its own reader options (the CLI)
+        return trace.requests, label or trace.path, trace
     if isinstance(trace, (str, Path)):
         path = Path(trace)
         if path.suffix == ".npz":

@@ -75,7 +75,10 @@ class _HuggingFace:
             from tokenizers import Tokenizer as HFTokenizer
         except ImportError:
             raise ValueError("a tokenizer.json needs the tokenizers package (pip install tokenizers)") from None
-        self._tok = HFTokenizer.from_file(path)
+        try:
+            self._tok = HFTokenizer.from_file(path)
+        except Exception as exc:  # the tokenizers package raises a bare Exception for a file it cannot parse
+            raise ValueError(f"{path} is not a Hugging Face tokenizer.json ({exc})") from None
         self.name = f"hf:{Path(path).name}"
 
     def encode(self, text: str) -> np.ndarray:
@@ -90,7 +93,10 @@ class _Tiktoken:
             from tiktoken.load import load_tiktoken_bpe
         except ImportError:
             raise ValueError("a tiktoken encoding file needs the tiktoken package (pip install tiktoken)") from None
-        ranks = load_tiktoken_bpe(path)
+        try:
+            ranks = load_tiktoken_bpe(path)
+        except ValueError as exc:  # base64 or line errors: name the file and what it should have been
+            raise ValueError(f"{path} is not a tiktoken encoding file ({exc})") from None
         constructor = public.ENCODING_CONSTRUCTORS.get(encoding)
         if constructor is None:
             raise ValueError(f"unknown tiktoken encoding {encoding!r}; known: "

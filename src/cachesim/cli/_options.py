@@ -1,5 +1,10 @@
 """What several commands share: argument types, argument groups, reading the input, the cache configuration,
-and writing results out."""
+and writing results out.
+
+Every value is read and range-checked here, by the type of its option, before a command runs: a bad one is
+argparse's error, which each command's parser (``add_command``) prints as one line like every other cachesim
+error, naming the option and pointing to ``--help`` instead of printing the usage block.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,19 @@ from cachesim._contract import DEFAULT_TOKEN_BLOCK_SIZE, HIT_CAPS, ISOLATIONS, P
 from cachesim._impl import IMPLEMENTATIONS
 from cachesim.parallel import EXECUTOR_NAMES
 from cachesim.parallel import executor_name as _executor_name
+from cachesim.providers.options import Option
 from cachesim.requests import TraceError
+
+
+def add_command(sub, name: str, **kwargs) -> argparse.ArgumentParser:
+    """A command's parser, whose usage errors are one line on stderr (exit 2)."""
+    parser = sub.add_parser(name, **kwargs)
+
+    def error(message: str):
+        parser.exit(2, f"cachesim: error: {name}: {message} (see {parser.prog} --help)\n")
+
+    parser.error = error
+    return parser
 
 
 def argument(parse: Callable) -> Callable:
@@ -24,14 +41,36 @@ def argument(parse: Callable) -> Callable:
     def convert(text: str):
         try:
             return parse(text)
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:  # units.parse_count("inf") overflows
             raise argparse.ArgumentTypeError(str(exc)) from None
     convert.__name__ = parse.__name__
     return convert
 
 
+def typed(option: Option) -> Callable:
+    """An argparse type reading a value of ``option``'s kind and range (providers/options.py: the one reader of
+    typed values); ``none`` is no value here."""
+    def convert(text: str):
+        value = option.parse(text)
+        if value is None:
+            raise ValueError(f"expected {option.describe()}, got {text!r}")
+        return value
+    convert.__name__ = option.describe()
+    return argument(convert)
+
+
+def whole(low: int = 0) -> Callable:
+    return typed(Option("int", low=low))
+
+
+def real(**bounds) -> Callable:
+    """A finite number within ``bounds`` (Option's low, above, high, below)."""
+    return typed(Option("float", **bounds))
+
+
 parse_count = argument(units.parse_count)
 parse_seconds = argument(units.parse_seconds)
+parse_seed = whole(0)  # numpy's generators take no negative seed
 
 
 def one_of(names, what: str) -> Callable:
@@ -51,6 +90,17 @@ def executor_name(text: str) -> str:
         return _executor_name(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def tokenizer_spec(text: str) -> str:
+    """A tokenizer spec that loads (so a file that is no tokenizer fails now, not after the trace is read)."""
+    from cachesim.tokenizers import get_tokenizer
+
+    try:
+        get_tokenizer(text)
+    except (ValueError, OSError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def add_hit_cap_and_isolation(p, isolation: bool = True) -> None:
@@ -81,21 +131,14 @@ def add_input_args(p, what: str) -> None:
     """Where the trace comes from and how to read it (read by load_input)."""
     p.add_argument("trace", nargs="?", help=f"trace file (JSONL of a known format, CSV, or a compiled .npz) to "
                                             f"{what}; omit to use the built-in agent workload")
-    p.add_argument("--format", help="trace format (default: sniffed from the content)")
     p.add_argument("--preset", help="engine preset: vllm (16-token blocks, hit cap prompt-1) or sglang "
                                     "(token-level, hit cap prompt-1)")
     p.add_argument("--block-size", type=parse_count, metavar="N", help="tokens per block for token-id traces "
                    "(default 16, or the preset's)")
-    p.add_argument("--workload", choices=["native", "chatty"], default="native",
-                   help="harness style of the built-in workload (when no TRACE is given)")
     p.add_argument("--users", type=parse_count, default=8, help="users in the built-in workload")
-    p.add_argument("--seed", type=int, default=0, help="seed of the built-in workload")
     p.add_argument("--impl", choices=IMPLEMENTATIONS, help="engine implementation (default: the compiled "
                    "core; the reference model is slow and meant for checking)")
     add_reading_flags(p)
-    p.add_argument("--synthesize", action="store_true", help="arrival/length-only traces (Azure): give each "
-                   "request content from the built-in agent workload (--seed, --workload), keeping the trace's "
-                   "arrivals and lengths")
 
 
 def add_cache_args(p, isolation: bool = True) -> None:
@@ -118,16 +161,75 @@ def add_cache_args(p, isolation: bool = True) -> None:
 
 
 def add_reading_flags(p) -> None:
+    """How a trace file is read: the one set of reader options of every command that reads one (read by
+    reading_options, synthesized and the loaders below)."""
+    p.add_argument("--format", help="trace format (default: sniffed from the content)")
     p.add_argument("--skip-invalid", action="store_true", help="skip bad records (and report how many) "
                    "instead of stopping at the first")
     p.add_argument("--keep-order", action="store_true", help="refuse requests out of time order instead of "
                    "sorting them stably")
     p.add_argument("--tenant-field", metavar="FIELD", help="Qwen/Bailian traces: the record field that names "
                    "the tenant (default: type)")
-    p.add_argument("--tokenizer", metavar="SPEC", help="text traces (API logs, transcripts): builtin (default, "
-                   "approximate), hf:PATH/tokenizer.json, or tiktoken:ENCODING=PATH")
+    p.add_argument("--tokenizer", type=tokenizer_spec, metavar="SPEC", help="text traces (API logs, "
+                   "transcripts): builtin (default, approximate), hf:PATH/tokenizer.json, or tiktoken:ENCODING=PATH")
     p.add_argument("--batch-bytes", type=parse_count, default=16 << 20, metavar="N", help="read this many bytes "
                    "of input per batch (default 16M): the memory a streaming replay holds besides the cache")
+    p.add_argument("--synthesize", action="store_true", help="arrival/length-only traces (Azure): give each "
+                   "request content from the built-in agent workload (--seed, --workload), keeping the trace's "
+                   "arrivals and lengths")
+    p.add_argument("--workload", choices=["native", "chatty"], default="native",
+                   help="harness style of the built-in workload (no TRACE, or --synthesize)")
+    p.add_argument("--seed", type=parse_seed, default=0, help="seed of the built-in workload (no TRACE, or "
+                   "--synthesize)")
+
+
+def require_npz(path: str, option: str) -> None:
+    """A compiled trace is written as .npz only: say so before any work rather than write another name."""
+    if Path(path).suffix != ".npz":
+        raise ValueError(f"{path}: {option} writes the compact .npz format; name it {Path(path).stem}.npz")
+
+
+def require_figure(path: str | None, option: str) -> None:
+    """A figure's format is its suffix: one cachesim cannot write fails before the work that would fill it."""
+    from cachesim.figures import HEATMAP_FORMATS
+
+    if path is not None and Path(path).suffix.lower() not in HEATMAP_FORMATS:
+        raise ValueError(f"{option} {path}: a figure is written as {', '.join(HEATMAP_FORMATS)}, not "
+                         f"{Path(path).suffix or 'no suffix'!r}")
+
+
+def reading_options(args) -> dict:
+    """The reader keywords (readers.read_requests) the flags of add_reading_flags give."""
+    return {"format": args.format, "skip_invalid": args.skip_invalid, "tenant_field": args.tenant_field,
+            "tokenizer": args.tokenizer}
+
+
+def synthesized(args, path: Path):
+    """``--synthesize``: an Azure trace's arrivals and lengths with content from the built-in workload, as
+    token requests and a label; None without the flag."""
+    if not args.synthesize:
+        return None
+    from cachesim.readers import azure, detect_format
+
+    if (args.format or detect_format(path)) != azure.NAME:
+        raise ValueError("--synthesize gives content to arrival/length-only traces (Azure CSV); this trace "
+                         "has its own content")
+    arrivals = azure.read_arrivals(path, skip_invalid=args.skip_invalid, keep_order=args.keep_order)
+    return azure.synthesize(arrivals, seed=args.seed, style=args.workload), (
+        f"{path} (azure arrivals and lengths; content synthesized from the built-in {args.workload} agent "
+        f"workload, seed {args.seed})")
+
+
+def read_whole(args, path: Path):
+    """The whole file as a ReadResult (raw requests and their lines), read with every reader option, for a
+    command that compiles it itself (sweep: once per block size)."""
+    from cachesim.readers import _format as format_of
+    from cachesim.readers import _refuse_disorder, read_requests
+
+    result = read_requests(path, **reading_options(args))
+    if args.keep_order:  # the readers' own check, as read_trace makes it
+        _refuse_disorder(result, getattr(format_of(path, args.format), "TIME_FIELD", "t"))
+    return result
 
 
 def add_trace_source(p, what: str, isolation: bool) -> None:
@@ -155,6 +257,11 @@ def preset_block_size(args) -> int | None:
     return None if chosen is None else chosen.block_size
 
 
+def token_block_size(args) -> int:
+    """The block size token ids are cut at: --block-size, else the preset's, else the default."""
+    return args.block_size or preset_block_size(args) or DEFAULT_TOKEN_BLOCK_SIZE
+
+
 def load_input(args):
     """The trace to replay as an iterable of compiled batches, a one-line description of where it came from,
     and the stream (None when the whole trace is in memory)."""
@@ -164,33 +271,22 @@ def load_input(args):
         from cachesim.workloads import agent_workload
 
         workload = agent_workload(style=args.workload, n_users=args.users, seed=args.seed)
-        block_size = args.block_size or preset_block_size(args) or DEFAULT_TOKEN_BLOCK_SIZE
-        trace = compile_trace(workload.requests, block_size, impl=args.impl)
+        trace = compile_trace(workload.requests, token_block_size(args), impl=args.impl)
         label = (f"built-in agent workload ({args.workload} harness, {args.users} users, seed {args.seed}; "
                  "pass a TRACE file to replay your own)")
         return trace, label, None
     path = Path(args.trace)
     if path.suffix == ".npz":
         return Trace.load(path, mmap=True), str(path), None
-    from cachesim.readers import TraceStream, detect_format
+    synthetic = synthesized(args, path)
+    if synthetic is not None:
+        requests, label = synthetic
+        return compile_trace(requests, token_block_size(args), impl=args.impl), label, None
+    from cachesim.readers import TraceStream
 
-    if args.synthesize:
-        from cachesim.readers import azure
-
-        if (args.format or detect_format(path)) != azure.NAME:
-            raise ValueError("--synthesize gives content to arrival/length-only traces (Azure CSV); this trace "
-                             "has its own content")
-        arrivals = azure.read_arrivals(path, skip_invalid=args.skip_invalid)
-        block_size = args.block_size or preset_block_size(args) or DEFAULT_TOKEN_BLOCK_SIZE
-        trace = compile_trace(azure.synthesize(arrivals, seed=args.seed, style=args.workload), block_size,
-                              impl=args.impl)
-        return trace, (f"{path} (azure arrivals and lengths; content synthesized from the built-in "
-                       f"{args.workload} agent workload, seed {args.seed})"), None
-
-    stream = TraceStream(path, format=args.format, block_size=args.block_size,
-                         default_block_size=preset_block_size(args) or DEFAULT_TOKEN_BLOCK_SIZE,
-                         skip_invalid=args.skip_invalid, keep_order=args.keep_order, impl=args.impl,
-                         batch_bytes=args.batch_bytes, tenant_field=args.tenant_field, tokenizer=args.tokenizer)
+    stream = TraceStream(path, block_size=args.block_size, default_block_size=token_block_size(args),
+                         keep_order=args.keep_order, impl=args.impl, batch_bytes=args.batch_bytes,
+                         **reading_options(args))
     return stream, f"{path} ({stream.format})", stream
 
 
@@ -202,10 +298,8 @@ def load_whole_trace(args):
         return source, label
     from cachesim.readers import read_trace
 
-    trace = read_trace(args.trace, format=args.format, block_size=args.block_size,
-                       default_block_size=stream.default_block_size, skip_invalid=args.skip_invalid,
-                       keep_order=args.keep_order, impl=args.impl, tenant_field=args.tenant_field,
-                       tokenizer=args.tokenizer)
+    trace = read_trace(args.trace, block_size=args.block_size, default_block_size=stream.default_block_size,
+                       keep_order=args.keep_order, impl=args.impl, **reading_options(args))
     refuse_other_block_size(args, trace)
     return trace, label
 

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cachesim.cli._options import add_reading_flags, parse_count, print_notes, recorded_warnings
+from cachesim.cli._options import (
+    add_command,
+    add_reading_flags,
+    parse_count,
+    print_notes,
+    reading_options,
+    recorded_warnings,
+    require_npz,
+    synthesized,
+)
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("convert", help="compile a trace file into the compact .npz format",
-                       description="Read a trace (any format, gzip/zstd welcome), sort it stably by time and save "
-                                   "it compiled as .npz: far smaller than JSONL token ids, loads in milliseconds, "
-                                   "block keys memory-mapped.")
+    p = add_command(sub, "convert", help="compile a trace file into the compact .npz format",
+                    description="Read a trace (any format, gzip/zstd welcome), sort it stably by time and save "
+                                "it compiled as .npz: far smaller than JSONL token ids, loads in milliseconds, "
+                                "block keys memory-mapped.")
     p.add_argument("input", help="trace file")
     p.add_argument("output", help="output file (.npz)")
-    p.add_argument("--format", help="input format (default: sniffed from the content)")
     p.add_argument("--block-size", type=parse_count, metavar="N", help="tokens per block (token-id traces: "
                    "default 16; LMBench: required)")
     p.add_argument("--dense", action="store_true",
@@ -24,14 +32,18 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from cachesim._contract import DEFAULT_TOKEN_BLOCK_SIZE
     from cachesim.readers import read_trace
+    from cachesim.trace import compile_trace
 
-    if Path(args.output).suffix != ".npz":
-        raise ValueError(f"the compact format is .npz; name the output {Path(args.output).stem}.npz")
+    require_npz(args.output, "convert")
     with recorded_warnings() as caught:
-        trace = read_trace(args.input, format=args.format, block_size=args.block_size,
-                           skip_invalid=args.skip_invalid, keep_order=args.keep_order, tenant_field=args.tenant_field,
-                           tokenizer=args.tokenizer)
+        synthetic = synthesized(args, Path(args.input))
+        if synthetic is not None:
+            trace = compile_trace(synthetic[0], args.block_size or DEFAULT_TOKEN_BLOCK_SIZE)
+        else:
+            trace = read_trace(args.input, block_size=args.block_size, keep_order=args.keep_order,
+                               **reading_options(args))
     print_notes(caught)
     if args.dense:
         trace = trace.dense()

@@ -6,44 +6,70 @@ import argparse
 import json
 
 from cachesim._impl import IMPLEMENTATIONS
-from cachesim.cli._options import emit, parse_count
+from cachesim.cli._options import add_command, emit, parse_count, parse_seed
+from cachesim.providers.rules import PROVIDERS
+
+_LONG_TTL = ("none", "first")
 
 
-def _parse_option(text: str) -> tuple[str, object]:
-    """``name=value`` for a rule-set field; the value is read as JSON when it parses (numbers, true, ...)."""
+def _pair(text: str) -> tuple[str, str]:
     name, sep, raw = text.partition("=")
-    if not sep or not name:
+    if not sep or not name.strip():
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), raw
+
+
+def _typed(parse, name: str, raw: str) -> tuple[str, object]:
+    """(name, value) as ``parse(name, raw)`` reads it; its ValueError, which names the option, as argparse's."""
     try:
-        value = json.loads(raw)
-    except ValueError:
-        value = raw
-    if isinstance(value, list):
-        value = tuple(value)
-    return name.strip(), value
+        return name, parse(name, raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _rule_option(text: str) -> tuple[str, object]:
+    """``--set NAME=VALUE``: a rule option, its value read by the option's declared type (providers/options.py)."""
+    from cachesim.providers.options import parse_option
+
+    name, raw = _pair(text)
+    if name == "model":
+        raise argparse.ArgumentTypeError("the model is --model, not --set model=...")
+    return _typed(parse_option, name, raw)
+
+
+def _change(text: str) -> tuple[str, object]:
+    """``--vs NAME=VALUE``: a rule option, or the provider, model or built-in workload's 1h markers to change."""
+    from cachesim.providers.options import Option, parse_option
+    from cachesim.providers.rules import PROVIDERS
+
+    name, raw = _pair(text)
+    whole_run = {"provider": Option("str", choices=tuple(PROVIDERS)), "long_ttl": Option("str", choices=_LONG_TTL)}
+    if name in whole_run:
+        return _typed(lambda n, r: parse_option(n, r, whole_run[n]), name, raw)
+    return _typed(parse_option, name, raw)
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("cost", help="what a trace costs under a provider's prompt cache",
+    p = add_command(sub, "cost", help="what a trace costs under a provider's prompt cache",
                        description="Replay token-level requests under a provider's prompt-cache rules and bill "
                                    "them: uncached input, cache writes by TTL, reads, output; dollars with and "
                                    "without the cache; miss causes. Without TRACE, uses the built-in agent "
                                    "workload.")
     p.add_argument("trace", nargs="?", help="provider trace (JSONL with tokens, breakpoints, boundaries, usage)")
-    p.add_argument("--provider", default="anthropic", help="anthropic, openai, openai-5.6, gemini or deepseek")
+    p.add_argument("--provider", default="anthropic", choices=PROVIDERS, help=", ".join(PROVIDERS))
     p.add_argument("--model", help="model name as in `cachesim prices` (default: the provider's default)")
-    p.add_argument("--set", dest="options", action="append", type=_parse_option, default=[], metavar="NAME=VALUE",
+    p.add_argument("--set", dest="options", action="append", type=_rule_option, default=[], metavar="NAME=VALUE",
                    help="a rule option, e.g. ttft_s=0.5, isolation=tenant, cache_key=session (repeatable)")
-    p.add_argument("--long-ttl", choices=["none", "first"], default="none",
+    p.add_argument("--long-ttl", choices=_LONG_TTL, default="none",
                    help="built-in workload: mark the first of several breakpoints 1h")
     p.add_argument("--workload", choices=["native", "chatty"], default="native")
     p.add_argument("--users", type=parse_count, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=parse_seed, default=0)
     p.add_argument("--prices", metavar="TOML", help="your price file, overriding the registry's rows")
     p.add_argument("--json", metavar="OUT", help="write the report as JSON to OUT ('-' for stdout)")
     p.add_argument("--per-request", metavar="CSV", help="write one row per request as CSV")
     p.add_argument("--impl", choices=IMPLEMENTATIONS, default="core")
-    p.add_argument("--vs", action="append", type=_parse_option, default=[], metavar="NAME=VALUE",
+    p.add_argument("--vs", action="append", type=_change, default=[], metavar="NAME=VALUE",
                    help="what would a change save: replay again with this rule option (or provider=, model=, "
                         "long_ttl=) changed and compare (repeatable)")
 
@@ -68,14 +94,16 @@ def run(args) -> int:
 
         inp = read_provider_trace(args.trace)
         label = str(args.trace)
+    changed = _changed(args, inp, workload) if args.vs else None  # a bad --vs fails before any replay
     result = simulate(inp, rules, prices=prices, impl=args.impl)
     bounds = retention_bounds(inp, rules, prices)
     report = report_dict(result)
     if bounds:
         report["in_memory_bounds"] = bounds
     variant = None
-    if args.vs:
-        variant = _variant(args, inp, workload, prices)
+    if changed is not None:
+        vs_result = simulate(*changed, prices=prices, impl=args.impl)
+        variant = {"changes": dict(args.vs), "summary": vs_result.summary()}
         report["vs"] = variant
     if args.json != "-":
         print_cost(result, label, bounds=bounds)
@@ -87,10 +115,10 @@ def run(args) -> int:
     return 0
 
 
-def _variant(args, inp, workload, prices) -> dict:
-    """The same traffic replayed with the ``--vs`` changes: provider, model, rule options, or the input's 1h
-    markers (``long_ttl``, built-in workload only, so ``workload`` is None for a trace)."""
-    from cachesim.providers import ProviderInput, make_rules, simulate
+def _changed(args, inp, workload) -> tuple:
+    """The input and rules of the ``--vs`` replay: provider, model, rule options, or the input's 1h markers
+    (``long_ttl``, built-in workload only, so ``workload`` is None for a trace)."""
+    from cachesim.providers import ProviderInput, make_rules
 
     changes = dict(args.vs)
     options = dict(args.options)
@@ -99,9 +127,8 @@ def _variant(args, inp, workload, prices) -> dict:
     if "long_ttl" in changes:
         if workload is None:
             raise ValueError("--vs long_ttl=... applies to the built-in workload; a trace carries its own markers")
-        inp = ProviderInput.from_workload(workload, long_ttl=str(changes.pop("long_ttl")))
+        inp = ProviderInput.from_workload(workload, long_ttl=changes.pop("long_ttl"))
     if provider != args.provider:
         options = {}          # options of one provider mean nothing to another
     options.update(changes)
-    result = simulate(inp, make_rules(provider, model, **options), prices=prices, impl=args.impl)
-    return {"changes": {k: v for k, v in args.vs}, "summary": result.summary()}
+    return inp, make_rules(provider, model, **options)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from cachesim.cli._options import emit, parse_count
+from cachesim.cli._options import add_command, emit, parse_count, parse_seed
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="what an agent harness's style costs under Anthropic and OpenAI caching",
+    p = add_command(sub, "demo", help="what an agent harness's style costs under Anthropic and OpenAI caching",
                        description="Generate the same queries from a cache-friendly (native) and a cache-hostile "
                                    "(chatty) agent harness, replay both under the Anthropic and OpenAI rules, and "
                                    "compare requests, tokens, hit ratio and dollars per query.")
     p.add_argument("--users", type=parse_count, default=8, help="users (default 8)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=parse_seed, default=0)
     p.add_argument("--prices", metavar="TOML", help="your price file, overriding the registry's rows")
     p.add_argument("--json", metavar="OUT", help="write the figures as JSON to OUT ('-' for stdout)")
 

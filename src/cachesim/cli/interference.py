@@ -6,10 +6,15 @@ import argparse
 from pathlib import Path
 
 from cachesim.cli._options import (
+    add_command,
     add_trace_source,
     cache_config,
     load_whole_trace,
     parse_count,
+    parse_seed,
+    real,
+    require_figure,
+    require_npz,
     trace_summary,
     write_json,
 )
@@ -22,18 +27,8 @@ def _parse_quota(text: str) -> tuple[str, int]:
     return name, parse_count(blocks)
 
 
-def _parse_fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction such as 0.5, got {text!r}") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a fraction strictly between 0 and 1, got {text!r}")
-    return value
-
-
 def add_parser(sub) -> None:
-    p = sub.add_parser("interference", help="tenants sharing a cache: counterfactual isolation and remedies",
+    p = add_command(sub, "interference", help="tenants sharing a cache: counterfactual isolation and remedies",
                        description="Replay a trace's tenants sharing one cache, each alone (counterfactual), and "
                                    "under each remedy (namespace isolation, per-tenant quotas, a reserved partition "
                                    "for a priority tenant); print their hit ratios side by side. See "
@@ -44,12 +39,12 @@ def add_parser(sub) -> None:
     p.add_argument("--add-agent", choices=["chatty", "native"], help="mix in a generated agent workload as one "
                    "more tenant (compiled at the trace's block size)")
     p.add_argument("--agent-users", type=parse_count, default=32, help="users of the generated agent")
-    p.add_argument("--agent-seed", type=int, default=0, help="seed of the generated agent")
+    p.add_argument("--agent-seed", type=parse_seed, default=0, help="seed of the generated agent")
     p.add_argument("--agent-name", help="tenant name of the generated agent (default: agent-STYLE)")
     p.add_argument("--keep-tenants", action="store_true", help="when mixing, keep each source's own tenants "
                    "(as SOURCE/TENANT) instead of one tenant per source")
     p.add_argument("--priority", metavar="TENANT", help="compare a reserved partition for this tenant")
-    p.add_argument("--reserve", type=_parse_fraction, default=0.5, help="the priority tenant's share of the "
+    p.add_argument("--reserve", type=real(above=0.0, below=1.0), default=0.5, help="the priority tenant's share of the "
                    "capacity (default 0.5)")
     p.add_argument("--quota", type=_parse_quota, action="append", metavar="TENANT=BLOCKS",
                    help="a tenant's quota (repeatable); tenants without one split the rest equally")
@@ -61,6 +56,10 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from dataclasses import replace
+
+    if args.save_trace:
+        require_npz(args.save_trace, "--save-trace")
+    require_figure(args.heatmap, "--heatmap")
 
     from cachesim.interference import compare_remedies
     from cachesim.report import print_report
@@ -78,6 +77,11 @@ def run(args) -> int:
         trace = merge_traces([(name, trace), (agent_name, agent_trace)], keep_tenants=args.keep_tenants)
         label += (f" + generated {args.add_agent} agent as {agent_name!r} ({args.agent_users} users, seed "
                   f"{args.agent_seed}, {agent_trace.n_requests:,} requests)")
+    if args.quota:
+        unknown = sorted(set(dict(args.quota)) - set(trace.tenant_names))
+        if unknown:
+            raise ValueError(f"--quota names no tenant of the trace: {', '.join(unknown)}; the trace has "
+                             f"{', '.join(trace.tenant_names)}")
     if args.save_trace:
         trace.save(args.save_trace)
     # who evicted whom in the shared cache is part of this report: track it whatever --interference says

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from cachesim.cli._options import (
+    add_command,
     add_hit_cap_and_isolation,
     add_input_args,
     emit,
@@ -15,13 +16,16 @@ from cachesim.cli._options import (
     parse_seconds,
     preset,
     print_notes,
+    real,
     recorded_warnings,
     refuse_other_block_size,
+    require_figure,
+    whole,
 )
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("mrc", help="hit-ratio curve of an LRU prefix cache at every capacity (and TTL), one pass",
+    p = add_command(sub, "mrc", help="hit-ratio curve of an LRU prefix cache at every capacity (and TTL), one pass",
                        description="Print (and plot) the LRU hit-ratio curve of a trace: hit ratio against cache "
                                    "capacity, for one or more TTLs, from one pass over the trace. Exact (equal "
                                    "to a replay at each capacity) unless --sample is given.")
@@ -35,9 +39,9 @@ def add_parser(sub) -> None:
                    help="KV-cache bytes per token of the model, to state capacities in GB (e.g. 160k)")
     add_hit_cap_and_isolation(p)
     p.add_argument("--warmup", metavar="N|Ns", help="leave the first N requests (or N seconds) out of the counts")
-    p.add_argument("--sample", type=float, metavar="RATE", help="SHARDS-style sampling rate in (0, 1) for huge "
-                   "traces: an estimate (docs/mrc.md gives its measured error)")
-    p.add_argument("--always-tokens", type=int, default=2048, metavar="N",
+    p.add_argument("--sample", type=real(above=0.0, below=1.0), metavar="RATE", help="SHARDS-style sampling rate "
+                   "in (0, 1) for huge traces: an estimate (docs/mrc.md gives its measured error)")
+    p.add_argument("--always-tokens", type=whole(0), default=2048, metavar="N",
                    help="with --sample, track every block of a request's first N tokens (default 2048)")
     p.add_argument("--plot", metavar="PNG", help="plot hit ratio against capacity to PNG (needs cachesim[plot])")
     p.add_argument("--json", metavar="OUT", help="write the curves as JSON to OUT ('-' for stdout)")
@@ -54,11 +58,10 @@ def run(args) -> int:
     from cachesim.report import print_curves
     from cachesim.trace import Trace
 
+    require_figure(args.plot, "--plot")
     hit_cap = args.hit_cap
     if args.preset:
         hit_cap = hit_cap or preset(args).hit_cap
-    if args.sample is not None and not 0 < args.sample < 1:
-        raise ValueError(f"--sample must be a rate between 0 and 1, got {args.sample}")
     ttls = [None] + [x for x in (args.ttl or []) if x is not None]
     # the trace streams past: the pass keeps its stack, the grid its counts, and nothing per block
     curves_of = CurveStream(args.capacities, ttls, sample_rate=args.sample or 1.0, always_tokens=args.always_tokens,

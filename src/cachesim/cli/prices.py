@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import sys
 
+from cachesim.cli._options import add_command
+
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("prices", help="list the provider price registry (dated rows with sources)",
+    p = add_command(sub, "prices", help="list the provider price registry (dated rows with sources)",
                        description="List the price registry: USD per 1M tokens, each row dated and with its "
                                    "source. --file overrides or extends it with your own TOML rows.")
     p.add_argument("--file", metavar="TOML", help="your price file (same layout as the shipped prices.toml)")

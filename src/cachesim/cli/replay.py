@@ -7,6 +7,7 @@ import sys
 
 from cachesim.cli._options import (
     add_cache_args,
+    add_command,
     add_input_args,
     cache_config,
     emit,
@@ -20,7 +21,7 @@ from cachesim.requests import TraceError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("replay", help="replay a trace through an emulated prefix cache",
+    p = add_command(sub, "replay", help="replay a trace through an emulated prefix cache",
                        description="Replay a trace through an emulated prefix cache and print what hit. "
                                    "Without TRACE, replays the built-in synthetic agent workload.")
     add_input_args(p, "replay")
@@ -72,13 +73,13 @@ def run(args) -> int:
 
     if args.preset:
         preset(args)  # an unknown preset fails before any reading
-    source, label, stream = load_input(args)
-    batches = iter(source.batches() if isinstance(source, Trace) else source)
     seen, sim = _Seen(), None
-    total = stream.source.total_bytes if stream else 0
-    bytes_read = (lambda: stream.source.bytes_read) if stream else (lambda: 0)
-    with recorded_warnings() as caught:
+    with recorded_warnings() as caught:  # a reader's notes (rows sorted, skipped) too, --synthesize's included
         try:
+            source, label, stream = load_input(args)
+            batches = iter(source.batches() if isinstance(source, Trace) else source)
+            total = stream.source.total_bytes if stream else 0
+            bytes_read = (lambda: stream.source.bytes_read) if stream else (lambda: 0)
             with progress_bar(total, bytes_read, "replay", enabled=args.progress if stream else False) as update:
                 first = next(batches)  # the cache is configured for the trace's block size, known from its first batch
                 refuse_other_block_size(args, first)

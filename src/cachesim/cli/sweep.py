@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
+import re
 from pathlib import Path
 
-from cachesim.cli._options import parse_count, print_notes, recorded_warnings
+from cachesim.cli._options import (
+    add_command,
+    add_reading_flags,
+    executor_name,
+    parse_count,
+    print_notes,
+    read_whole,
+    recorded_warnings,
+    synthesized,
+)
 from cachesim.parallel import EXECUTOR_NAMES
 
 _SWEEP_AXIS_OPTIONS = {  # option -> grid axis; each takes a comma-separated list
@@ -13,13 +24,21 @@ _SWEEP_AXIS_OPTIONS = {  # option -> grid axis; each takes a comma-separated lis
 }
 
 
+def _scheduler(text: str) -> str:
+    """A scheduler address: tcp:// (or tls://, dask://) for Dask, ray:// for Ray, or HOST:PORT with --executor."""
+    if not re.fullmatch(r"(?:(?:tcp|tls|dask|ray)://)?[\w.\-\[\]]+:\d+", text.strip()):
+        raise argparse.ArgumentTypeError(f"expected an address such as tcp://HOST:PORT or ray://HOST:PORT, "
+                                         f"got {text!r}")
+    return text.strip()
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("sweep", help="replay a trace under every configuration of a grid",
+    p = add_command(sub, "sweep", help="replay a trace under every configuration of a grid",
                        description="Replay a trace under every configuration of a grid (capacities x policies x "
                                    "TTLs x block sizes ...) and write one row per configuration. Without TRACE, "
                                    "sweeps the built-in synthetic agent workload.")
-    p.add_argument("trace", nargs="?", help="trace file (Mooncake JSONL, native JSONL, or a compiled .npz)")
-    p.add_argument("--format", help="trace format (default: sniffed from the content)")
+    p.add_argument("trace", nargs="?", help="trace file (JSONL of a known format, CSV, or a compiled .npz)")
+    add_reading_flags(p)
     p.add_argument("--grid", metavar="TOML", help="grid file: one `axis = [values]` line per axis")
     axes = p.add_argument_group("axes (comma-separated values; each adds to or replaces an axis of --grid)")
     axes.add_argument("--capacity", metavar="LIST", help="capacities in blocks, e.g. 1k,10k,100k,unbounded")
@@ -33,16 +52,16 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--out", metavar="FILE", help="write the table (.csv, .json or .parquet); rows are "
                    "checkpointed beside it as they finish")
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep from its checkpoint")
-    p.add_argument("--executor", default=None,
+    p.add_argument("--executor", type=executor_name, choices=EXECUTOR_NAMES, default=None,
                    help=f"where the replays run: {', '.join(EXECUTOR_NAMES)} (default process; dask starts a "
                    "local cluster)")
-    p.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler (tcp://HOST:PORT) or Ray cluster "
+    p.add_argument("--scheduler", type=_scheduler, metavar="ADDRESS", help="a Dask scheduler (tcp://HOST:PORT) or "
+                   "Ray cluster "
                    "(ray://HOST:PORT) to run on")
     p.add_argument("--workers", type=parse_count, help="local worker processes (default: one per core)")
     p.add_argument("--shared-dir", metavar="DIR", help="where the compiled trace is shared from (must be visible "
                    "to every worker: a shared filesystem for a remote cluster)")
     p.add_argument("--users", type=parse_count, default=8, help="users in the built-in workload")
-    p.add_argument("--seed", type=int, default=0, help="seed of the built-in workload")
     bar = p.add_mutually_exclusive_group()
     bar.add_argument("--progress", dest="progress", action="store_const", const=True, default=None,
                      help="show the progress bar even when stderr is not a terminal")
@@ -51,7 +70,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from cachesim.report import print_sweep
-    from cachesim.sweep import checkpoint_path, load_grid, run_sweep
+    from cachesim.sweep import checkpoint_path, load_grid, parse_grid, run_sweep
 
     grid: dict = dict(load_grid(args.grid)) if args.grid else {}
     for option, axis in _SWEEP_AXIS_OPTIONS.items():
@@ -60,15 +79,13 @@ def run(args) -> int:
             grid[axis] = value.split(",")
     if not grid:
         raise ValueError("nothing to sweep: give --grid FILE or axes such as --capacity 1k,10k,100k")
-    trace, label = args.trace, None
-    if trace is None:
-        from cachesim.workloads import agent_workload
-
-        trace = agent_workload(n_users=args.users, seed=args.seed).requests
-        label = f"built-in agent workload ({args.users} users, seed {args.seed})"
+    grid = parse_grid(grid)  # a bad axis value fails before the trace is read
     executor = args.scheduler or args.executor
     if args.scheduler and args.executor not in (None, "dask", "ray"):
         raise ValueError(f"--scheduler runs on Dask or Ray, not on --executor {args.executor}")
+    if args.scheduler and "://" not in args.scheduler and args.executor != "ray":
+        raise ValueError(f"--scheduler {args.scheduler}: name the scheduler tcp://{args.scheduler} (Dask) or "
+                         "give --executor ray")
     if args.scheduler and args.executor == "ray" and not args.scheduler.startswith("ray://"):
         executor = "ray://" + args.scheduler.split("://")[-1]
     out = Path(args.out) if args.out else None
@@ -77,9 +94,9 @@ def run(args) -> int:
     checkpoint = checkpoint_path(out) if out is not None else None
     with recorded_warnings() as caught:
         try:
+            trace, label = _source(args)
             result = run_sweep(trace, grid, executor, workers=args.workers, checkpoint=checkpoint,
-                               resume=args.resume, progress=args.progress, shared_dir=args.shared_dir, label=label,
-                               format=args.format)
+                               resume=args.resume, progress=args.progress, shared_dir=args.shared_dir, label=label)
         finally:  # a repaired checkpoint is worth knowing about even when the sweep then stops
             print_notes(caught)
     print_sweep(result)
@@ -88,3 +105,18 @@ def run(args) -> int:
         checkpoint.unlink(missing_ok=True)  # the table holds every row now
         print(f"wrote {len(result.rows)} rows to {out}")
     return 0
+
+
+def _source(args) -> tuple:
+    """What to sweep and its label: the built-in workload, a compiled .npz, a synthesized Azure trace, or the file
+    read here with every reader option (its lines kept, so errors in it are located)."""
+    if args.trace is None:
+        from cachesim.workloads import agent_workload
+
+        workload = agent_workload(style=args.workload, n_users=args.users, seed=args.seed)
+        return workload.requests, (f"built-in agent workload ({args.workload} harness, {args.users} users, seed "
+                                   f"{args.seed})")
+    path = Path(args.trace)
+    if path.suffix == ".npz":
+        return path, None
+    return synthesized(args, path) or (read_whole(args, path), None)

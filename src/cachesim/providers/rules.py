@@ -1,12 +1,15 @@
 """Provider rule sets: one frozen dataclass per provider, each field a documented rule or an ambiguity's option.
 
 Defaults are the ones chosen in the shared PROVIDERS.md (§8, "Rules for the emulator"); the section is cited next
-to each field. Rates are not here: they come from the price registry (``prices.toml``).
+to each field. Rates are not here: they come from the price registry (``prices.toml``); each field's type and
+range is declared in :mod:`cachesim.providers.options`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from cachesim.providers.options import check_fields
 
 __all__ = ["Anthropic", "OpenAI", "OpenAI56", "Gemini", "GeminiExplicit", "DeepSeek", "RuleSet", "make_rules",
            "PROVIDERS", "ANTHROPIC_MIN_TOKENS", "BEDROCK_MIN_TOKENS"]
@@ -29,8 +32,6 @@ OPENAI_EXTENDED_RETENTION = {
     "gpt-5.5", "gpt-5.5-pro", "gpt-5.4", "gpt-5.2", "gpt-5.1-codex-max", "gpt-5.1", "gpt-5.1-codex",
     "gpt-5.1-codex-mini", "gpt-5.1-chat-latest", "gpt-5", "gpt-5-codex", "gpt-4.1",
 }
-_ISOLATION = ("shared", "tenant")
-_CACHE_KEYS = ("none", "tenant", "session")
 
 
 def _gemini_minimum(model: str, override: int | None) -> int:
@@ -38,15 +39,6 @@ def _gemini_minimum(model: str, override: int | None) -> int:
     if override is not None:
         return override
     return 2048 if model.startswith("gemini-2.5") else 4096
-
-
-def _check_common(rules) -> None:
-    if rules.isolation not in _ISOLATION:
-        raise ValueError(f"isolation must be one of {_ISOLATION}, not {rules.isolation!r}")
-    if rules.ttft_s < 0:
-        raise ValueError("ttft_s must be >= 0")
-    if not 0.0 <= rules.miss_probability <= 1.0:
-        raise ValueError("miss_probability must be in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -77,18 +69,12 @@ class Anthropic:
     write_fields = ("write_5m", "write_1h")
 
     def __post_init__(self) -> None:
-        _check_common(self)
-        if self.platform not in ("api", "bedrock"):
-            raise ValueError(f"platform must be 'api' or 'bedrock', not {self.platform!r}")
-        if self.automatic_ttl not in ("5m", "1h"):
-            raise ValueError("automatic_ttl must be '5m' or '1h'")
+        check_fields(self)  # types and ranges: providers/options.py
         if self.min_tokens is None:
             table = BEDROCK_MIN_TOKENS if self.platform == "bedrock" else ANTHROPIC_MIN_TOKENS
             if self.model not in table:
                 raise ValueError(f"no minimum cacheable length known for {self.model!r} on {self.platform}; "
                                  f"pass min_tokens (known: {', '.join(table)})")
-        if self.lookback_blocks < 1 or self.max_breakpoints < 1:
-            raise ValueError("lookback_blocks and max_breakpoints must be >= 1")
 
     @property
     def minimum(self) -> int:
@@ -132,11 +118,7 @@ class OpenAI:
     write_fields = ()
 
     def __post_init__(self) -> None:
-        _check_common(self)
-        if self.cache_key not in _CACHE_KEYS:
-            raise ValueError(f"cache_key must be one of {_CACHE_KEYS}")
-        if self.retention not in (None, "in_memory", "24h"):
-            raise ValueError("retention must be 'in_memory' or '24h'")
+        check_fields(self)  # types and ranges: providers/options.py
         if self.model.startswith("gpt-5.6") or self.model.startswith("gpt-6"):
             raise ValueError(f"{self.model} uses the GPT-5.6+ rules: provider 'openai-5.6'")
 
@@ -174,9 +156,7 @@ class OpenAI56:
     write_fields = ("write_30m",)
 
     def __post_init__(self) -> None:
-        _check_common(self)
-        if self.cache_key not in _CACHE_KEYS:
-            raise ValueError(f"cache_key must be one of {_CACHE_KEYS}")
+        check_fields(self)  # types and ranges: providers/options.py
 
 
 @dataclass(frozen=True)
@@ -197,9 +177,7 @@ class Gemini:
     write_fields = ()
 
     def __post_init__(self) -> None:
-        _check_common(self)
-        if self.block_tokens < 1:
-            raise ValueError("block_tokens must be >= 1")
+        check_fields(self)  # types and ranges: providers/options.py
 
     @property
     def minimum(self) -> int:
@@ -229,9 +207,7 @@ class GeminiExplicit:
     write_fields = ()
 
     def __post_init__(self) -> None:
-        _check_common(self)
-        if not self.ttl_s > 0:
-            raise ValueError("ttl_s must be > 0")
+        check_fields(self)  # types and ranges: providers/options.py
 
     @property
     def minimum(self) -> int:
@@ -259,9 +235,7 @@ class DeepSeek:
     write_fields = ()
 
     def __post_init__(self) -> None:
-        _check_common(self)
-        if self.unit_tokens < 1 or self.interval_tokens < 1:
-            raise ValueError("unit_tokens and interval_tokens must be >= 1")
+        check_fields(self)  # types and ranges: providers/options.py
 
 
 RuleSet = Anthropic | OpenAI | OpenAI56 | Gemini | GeminiExplicit | DeepSeek
