@@ -33,6 +33,7 @@ BASE = {
     "mrc": ["mrc", TRACE],
     "sweep": ["sweep", TRACE, "--capacity", "4", "--executor", "serial"],
     "report": ["report", "{tmp}/replay.json", "-o", "{tmp}/report.html"],
+    "size": ["size", TRACE, "--target", "30%"],
 }
 # where a positional sits in its BASE run (cost's TRACE is inserted where the built-in workload stood)
 POSITION = {"trace": 1, "input": 1, "result": 1, "output": 2}
@@ -96,6 +97,7 @@ BAD = {
     "--long-ttl": ["bogus"],
     "--prices": [f"{NOWHERE}/prices.toml"],
     "--capacities": ["abc", "0"],
+    "--target": ["130%", "abc", "0%", "30"],
     "--kv-bytes-per-token": ["0"],
     "--sample": ["1.5", "0"],
     "--always-tokens": ["-1"],

@@ -290,6 +290,26 @@ def load_input(args):
     return stream, f"{path} ({stream.format})", stream
 
 
+def stream_input(args, what: str, feed: Callable, requests_seen: Callable[[], int]) -> str:
+    """Feed the input's batches (a trace file streamed, or a compiled one cut in 2^20-block batches) to ``feed``,
+    with a progress bar, each batch's block size checked first; print the warnings reading raised. The input's
+    label."""
+    from cachesim.progress import progress_bar
+    from cachesim.trace import Trace
+
+    source, label, stream = load_input(args)
+    total = stream.source.total_bytes if stream else 0
+    bytes_read = (lambda: stream.source.bytes_read) if stream else (lambda: 0)
+    with recorded_warnings() as caught, \
+            progress_bar(total, bytes_read, what, enabled=args.progress if stream else False) as update:
+        for batch in source.batches(1 << 20) if isinstance(source, Trace) else source:
+            refuse_other_block_size(args, batch)
+            feed(batch)
+            update(requests_seen())
+    print_notes(caught)
+    return label
+
+
 def load_whole_trace(args):
     """The whole trace in memory (for commands that replay it several times) and where it came from."""
     source, label, stream = load_input(args)

@@ -10,16 +10,13 @@ from cachesim.cli._options import (
     add_hit_cap_and_isolation,
     add_input_args,
     emit,
-    load_input,
     parse_count,
     parse_list,
     parse_seconds,
     preset,
-    print_notes,
     real,
-    recorded_warnings,
-    refuse_other_block_size,
     require_figure,
+    stream_input,
     whole,
 )
 
@@ -54,9 +51,7 @@ def run(args) -> int:
 
     from cachesim.figures import plot_curve
     from cachesim.mrc import CurveStream
-    from cachesim.progress import progress_bar
     from cachesim.report import print_curves
-    from cachesim.trace import Trace
 
     require_figure(args.plot, "--plot")
     hit_cap = args.hit_cap
@@ -66,16 +61,7 @@ def run(args) -> int:
     # the trace streams past: the pass keeps its stack, the grid its counts, and nothing per block
     curves_of = CurveStream(args.capacities, ttls, sample_rate=args.sample or 1.0, always_tokens=args.always_tokens,
                             hit_cap=hit_cap, isolation=args.isolation, warmup=args.warmup)
-    source, label, stream = load_input(args)
-    total = stream.source.total_bytes if stream else 0
-    bytes_read = (lambda: stream.source.bytes_read) if stream else (lambda: 0)
-    with recorded_warnings() as caught, \
-            progress_bar(total, bytes_read, "mrc", enabled=args.progress if stream else False) as update:
-        for batch in source.batches(1 << 20) if isinstance(source, Trace) else source:
-            refuse_other_block_size(args, batch)
-            curves_of.feed(batch)
-            update(curves_of.requests)
-    print_notes(caught)
+    label = stream_input(args, "mrc", curves_of.feed, lambda: curves_of.requests)
     table = curves_of.table()
     curves = [table.curve(k) for k in range(len(ttls))]
     if args.json:

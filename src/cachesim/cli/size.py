@@ -6,21 +6,19 @@ from __future__ import annotations
 import argparse
 
 from cachesim.cli._options import (
+    add_command,
     add_hit_cap_and_isolation,
     add_input_args,
     emit,
-    load_input,
     preset,
-    print_notes,
-    recorded_warnings,
-    refuse_other_block_size,
+    stream_input,
 )
 
 DEFAULT_TTLS = "none,5m,1h"   # no expiry, and the two TTLs providers sell (5 minutes, 1 hour)
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("size", help="smallest cache reaching a target token hit ratio, per TTL, in blocks, tokens "
+    p = add_command(sub, "size", help="smallest cache reaching a target token hit ratio, per TTL, in blocks, tokens "
                                     "and bytes of a model",
                        description="Find the smallest LRU prefix cache whose token hit ratio (hit tokens / prompt "
                                    "tokens) reaches --target, for each TTL: in blocks, tokens and, with --model, "
@@ -106,24 +104,13 @@ def run(args) -> int:
 
     from cachesim._contract import RATIO_DEFINITIONS
     from cachesim.mrc import CapacityHistogram
-    from cachesim.progress import progress_bar
     from cachesim.report.size import print_sizes
-    from cachesim.trace import Trace
 
     target, model, ttls = _inputs(args)
     hit_cap = args.hit_cap or (preset(args).hit_cap if args.preset else None)
     # streamed: the pass keeps its stack and a count per depth and TTL, nothing per block of the trace
     sizes_of = CapacityHistogram(ttls, hit_cap=hit_cap, isolation=args.isolation, warmup=args.warmup)
-    source, label, stream = load_input(args)
-    total = stream.source.total_bytes if stream else 0
-    bytes_read = (lambda: stream.source.bytes_read) if stream else (lambda: 0)
-    with recorded_warnings() as caught, \
-            progress_bar(total, bytes_read, "size", enabled=args.progress if stream else False) as update:
-        for batch in source.batches(1 << 20) if isinstance(source, Trace) else source:
-            refuse_other_block_size(args, batch)
-            sizes_of.feed(batch)
-            update(sizes_of.stack.requests)
-    print_notes(caught)
+    label = stream_input(args, "size", sizes_of.feed, lambda: sizes_of.stack.requests)
     data = {"trace": label, "requests": sizes_of.stack.requests, "block_size": sizes_of.stack.block_size,
             "policy": "lru", "hit_cap": hit_cap, "isolation": args.isolation, "warmup": args.warmup,
             "target_token_hit_ratio": target, "model": model.to_dict() if model else None,
