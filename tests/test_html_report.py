@@ -58,8 +58,9 @@ def test_sweep_page_is_self_contained_and_escaped(sweep_json):
 
 def test_replay_page_has_summary_and_heat_map(replay_json):
     page = render_report(orjson.loads(replay_json.read_bytes()))
-    assert page.count("<img ") == 1
-    assert re.search(r"<td class=\"text\">token hit ratio</td><td class=\"text\">0\.6667</td>", page)
+    assert page.count("<img ") == 2  # per-tenant bars and the hits_from heat map
+    assert 'alt="interference: hit tokens by requester and owner"' in page
+    assert re.search(r"<td class=\"text\">token hit ratio</td><td class=\"num\">0\.6667</td>", page)
 
 
 def test_cli_report_and_its_errors(sweep_json, tmp_path, capsys):
@@ -143,7 +144,7 @@ def test_replay_report_renders_in_headless_chromium(replay_json, tmp_path):
     page = tmp_path / "replay.html"
     write_report(replay_json, page)
     console, title = load_in_chromium(page, tmp_path)
-    assert console == [] and title == "images=1;broken=0"
+    assert console == [] and title == "images=2;broken=0"
     assert _varied(screenshot(page, tmp_path))
 
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LABELS", "curve_figure", "default_metrics", "figure_png", "heatmap_figure", "interference_figure",
-           "metric_figure", "plot_curve", "save_figure", "sweep_figures", "tenant_heatmap"]
+__all__ = ["LABELS", "bar_figure", "curve_figure", "curve_rows", "default_metrics", "figure_png", "figure_title",
+           "heatmap_figure", "interference_figure", "metric_figure", "plot_curve", "save_figure", "sweep_figures",
+           "sweep_layout", "tenant_heatmap"]
 
 LABELS = {
     "capacity_blocks": "capacity (blocks)",
@@ -68,24 +69,67 @@ def _shown(name: str, value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def metric_figure(rows: Sequence[Mapping[str, Any]], y: str, x: str = "capacity_blocks",
-                  series: Sequence[str] = (), title: str | None = None):
+MAX_SERIES = 4       # lines per panel before a figure splits into small multiples
+PANEL_SIZE = (4.6, 3.3)  # inches per small-multiple panel
+MAX_COLUMNS = 3
+
+
+def metric_figure(rows: Sequence[Mapping[str, Any]], y: str | Sequence[str], x: str = "capacity_blocks",
+                  series: Sequence[str] = (), title: str | None = None, panels: Sequence[str] = (),
+                  kv_bytes_per_token: float | None = None):
     """``y`` against ``x``, one line per combination of the ``series`` columns (e.g. policy, TTL).
 
     Generic over the column names, so a cost column plots the same way as a hit ratio. Rows whose ``x`` is None
-    (an unbounded cache) become a dashed horizontal line in their series' colour.
+    (an unbounded cache) become a dashed horizontal line in their series' colour. Several metrics in ``y``, or
+    ``panels`` columns, make small multiples: one panel per metric and combination of the panel columns, the same
+    series in the same colour in each. Against capacity, a top axis gives GB (with ``kv_bytes_per_token``) or
+    tokens, wherever the panel's rows share one block size.
     """
-    fig = new_figure(figsize=(7.0, 4.2), dpi=100, layout="constrained")
-    ax = fig.add_subplot()
+    metrics = [y] if isinstance(y, str) else list(y)
+    groups: dict[tuple, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row.get(p) for p in panels), []).append(row)
+    # one colour per series across every panel, so a policy reads the same everywhere
+    colours = {key: f"C{i % 10}" for i, key in
+               enumerate(dict.fromkeys(tuple(row.get(s) for s in series) for row in rows))}
+    cells = [(metric, key, members) for metric in metrics for key, members in groups.items()]
+    if len(cells) == 1:
+        fig = new_figure(figsize=(7.0, 4.2), dpi=100, layout="constrained")
+        axes = [fig.add_subplot()]
+    else:
+        ncols = min(MAX_COLUMNS, len(cells))
+        nrows = math.ceil(len(cells) / ncols)
+        fig = new_figure(figsize=(PANEL_SIZE[0] * ncols, PANEL_SIZE[1] * nrows + 0.4), dpi=100, layout="constrained")
+        axes = list(fig.subplots(nrows, ncols, squeeze=False, sharex=True).flat)
+        for ax in axes[len(cells):]:
+            ax.set_visible(False)
+    for ax, (metric, key, members) in zip(axes, cells, strict=False):
+        _draw_series(ax, members, metric, x, series, colours, kv_bytes_per_token)
+        if len(cells) > 1:
+            shown = ", ".join(_shown(p, v) for p, v in zip(panels, key, strict=True))
+            ax.set_title(", ".join(part for part in (_label(metric) if len(metrics) > 1 else "", shown) if part),
+                         fontsize=10)
+    heading = title or (f"{_label(metrics[0])} against {_label(x)}" if len(metrics) == 1
+                        else f"hit ratios against {_label(x)}")
+    if len(cells) == 1:
+        axes[0].set_title(heading)
+    else:
+        fig.suptitle(heading)
+    return fig
+
+
+def _draw_series(ax, rows: Sequence[Mapping[str, Any]], y: str, x: str, series: Sequence[str],
+                 colours: Mapping[tuple, str], kv_bytes_per_token: float | None) -> None:
+    """One panel of :func:`metric_figure`."""
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for row in rows:
         groups.setdefault(tuple(row.get(s) for s in series), []).append(row)
     finite_x = [row[x] for row in rows if row.get(x) is not None]
     numeric = all(isinstance(v, (int, float)) for v in finite_x)
     categories = [] if numeric else list(dict.fromkeys(str(v) for v in finite_x))
-    for i, (key, members) in enumerate(groups.items()):
+    for key, members in groups.items():
         label = ", ".join(_shown(s, v) for s, v in zip(series, key, strict=True)) or _label(y)
-        colour = f"C{i % 10}"
+        colour = colours.get(key, "C0")
         points = sorted(((r[x] if numeric else categories.index(str(r[x])), r[y]) for r in members
                          if r.get(x) is not None and r.get(y) is not None), key=lambda p: p[0])
         if points:
@@ -101,16 +145,106 @@ def metric_figure(rows: Sequence[Mapping[str, Any]], y: str, x: str = "capacity_
         ax.set_xticks(range(len(categories)), categories)
     if y.endswith("_ratio"):
         ax.set_ylim(0, 1)
+    else:
+        _readable_ticks(ax.yaxis, max((abs(r[y]) for r in rows if isinstance(r.get(y), (int, float))), default=0))
     ax.set_xlabel(_label(x))
     ax.set_ylabel(_label(y))
     ax.grid(True, alpha=0.3)
+    block_sizes = {r.get("block_size") for r in rows}
+    if x == "capacity_blocks" and numeric and finite_x and len(block_sizes) == 1 and None not in block_sizes:
+        _capacity_axis(ax, block_sizes.pop(), kv_bytes_per_token)
     if any(r.get(x) is None for r in rows):
         ax.text(0.99, 0.01, f"dashed: {_shown(x, None)}", transform=ax.transAxes, ha="right", va="bottom",
                 fontsize=8, color="0.4")
     if len(groups) > 1 or series:
         ax.legend(fontsize=8, loc="best")
-    ax.set_title(title or f"{_label(y)} against {_label(x)}")
+
+
+def _capacity_axis(ax, block_size: int, kv_bytes_per_token: float | None) -> None:
+    """A top axis stating a capacity in blocks as GB of KV cache (when its bytes per token are known) or tokens."""
+    per_block = block_size * (kv_bytes_per_token / 1e9 if kv_bytes_per_token else 1)
+    top = ax.secondary_xaxis("top", functions=(lambda b: b * per_block, lambda v: v / per_block))
+    if ax.get_xscale() == "log":  # plain numbers at the decades, none at the minor ticks (they collide)
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+        top.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        top.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}" if v < 1e4 else _short(v)))
+        top.xaxis.set_minor_formatter(NullFormatter())
+    top.set_xlabel(f"capacity (GB at {kv_bytes_per_token:,.0f} KV bytes per token)" if kv_bytes_per_token
+                   else f"capacity (tokens, {block_size} per block)", fontsize=8)
+
+
+def _readable_ticks(axis, largest: float) -> None:
+    """Large counts as 6.1M or 200k at the ticks, not with a 1e6 offset."""
+    if largest >= 1e4:
+        from matplotlib.ticker import FuncFormatter
+
+        axis.set_major_formatter(FuncFormatter(lambda v, _: _short(v)))
+
+
+def figure_title(fig) -> str:
+    """What a figure shows: its overall title, else its one panel's."""
+    return fig.get_suptitle() or (fig.axes[0].get_title() if fig.axes else "")
+
+
+def bar_figure(categories: Sequence[str], series: Mapping[str, Sequence[float]], *, title: str, ylabel: str,
+               stacked: bool = False, panels: bool = False, value_format: str = "{:.3f}"):
+    """Bars per category (tenant, router, scenario): grouped by series side by side, ``stacked`` on one another
+    (a bill's parts), or with ``panels`` one small panel per series, each on its own scale."""
+    categories = [str(c) for c in categories]
+    names = list(series)
+    ratio = ylabel.endswith("ratio")
+    if panels:
+        ncols = min(MAX_COLUMNS, len(names))
+        nrows = math.ceil(len(names) / ncols)
+        fig = new_figure(figsize=(max(PANEL_SIZE[0], 0.45 * len(categories) + 1.5) * ncols,
+                                  PANEL_SIZE[1] * nrows + 0.8), dpi=100, layout="constrained")
+        axes = list(fig.subplots(nrows, ncols, squeeze=False).flat)
+        for ax in axes[len(names):]:
+            ax.set_visible(False)
+        for i, (ax, name) in enumerate(zip(axes, names, strict=False)):
+            bars = ax.bar(range(len(categories)), series[name], color=f"C{i % 10}")
+            ax.bar_label(bars, [value_format.format(v) for v in series[name]], fontsize=7)
+            ax.set_title(name, fontsize=10)
+            _category_axis(ax, categories)
+        fig.suptitle(title, wrap=True)
+        return fig
+    fig = new_figure(figsize=(max(7.0, 0.5 * len(categories) * (1 if stacked else max(1, len(names) / 2)) + 2.5),
+                              4.4), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    positions = np.arange(len(categories), dtype=np.float64)
+    width = 0.8 if stacked else 0.8 / max(len(names), 1)
+    bottom = np.zeros(len(categories))
+    for i, name in enumerate(names):
+        values = np.asarray(series[name], dtype=np.float64)
+        if stacked:
+            ax.bar(positions, values, width, bottom=bottom, label=name, color=f"C{i % 10}")
+            bottom += values
+        else:
+            bars = ax.bar(positions + (i - (len(names) - 1) / 2) * width, values, width, label=name,
+                          color=f"C{i % 10}")
+            if len(categories) * len(names) <= 24:  # room for a number on each bar
+                ax.bar_label(bars, [value_format.format(v) for v in values], fontsize=7)
+    if stacked:
+        ax.bar_label(ax.containers[-1], [value_format.format(v) for v in bottom], fontsize=8)
+    _category_axis(ax, categories)
+    if ratio:
+        ax.set_ylim(0, 1.08)
+    else:
+        _readable_ticks(ax.yaxis, max(bottom.max(initial=0), *(max(v, default=0) for v in series.values())))
+    ax.set_ylabel(ylabel)
+    ax.grid(True, axis="y", alpha=0.3)
+    if len(names) > 1:
+        ax.legend(fontsize=8, loc="best")
+    ax.set_title(title, fontsize=11, wrap=True)
     return fig
+
+
+def _category_axis(ax, categories: Sequence[str]) -> None:
+    longest = max((len(line) for c in categories for line in c.splitlines()), default=0)
+    long = len(categories) > 8 or longest * len(categories) > 60
+    ax.set_xticks(range(len(categories)), categories, rotation=40 if long else 0, ha="right" if long else "center",
+                  fontsize=8)
 
 
 def _short(value: float) -> str:
@@ -121,33 +255,39 @@ def _short(value: float) -> str:
 
 
 def heatmap_figure(matrix, names: Sequence[str], *, title: str, row_label: str, col_label: str, value_label: str,
-                   max_tenants: int | None = MAX_HEATMAP_TENANTS):
-    """A tenant x tenant matrix (cell [R, O]) as a heat map, the one drawing behind every heat map.
+                   max_tenants: int | None = MAX_HEATMAP_TENANTS, col_names: Sequence[str] | None = None,
+                   value_format=None):
+    """A tenant x tenant matrix (cell [R, O]) as a heat map, the one drawing behind every heat map; with
+    ``col_names`` the columns are something else (routers, remedies) and the matrix may be rectangular.
 
     With more than ``max_tenants`` tenants only the ones with the most weight (as row or column) are drawn.
     """
     matrix = np.asarray(matrix)
     names = list(names)
-    if matrix.shape != (len(names), len(names)):
-        raise ValueError(f"matrix is {matrix.shape}, expected {len(names)} x {len(names)} for {len(names)} tenants")
+    square = col_names is None
+    cols = names if square else list(col_names)
+    if matrix.shape != (len(names), len(cols)):
+        raise ValueError(f"matrix is {matrix.shape}, expected {len(names)} x {len(cols)}")
     if max_tenants is not None and len(names) > max_tenants:
-        weight = matrix.sum(axis=0) + matrix.sum(axis=1)
+        weight = matrix.sum(axis=1) + (matrix.sum(axis=0) if square else 0)
         keep = np.sort(np.argsort(-weight, kind="stable")[:max_tenants])
-        matrix, names = matrix[np.ix_(keep, keep)], [names[i] for i in keep]
-    n = len(names)
-    side = min(3.0 + 0.35 * n, 24.0)
-    fig = new_figure(figsize=(side + 1.5, side), dpi=100, layout="constrained")
+        matrix = matrix[np.ix_(keep, keep)] if square else matrix[keep]
+        names = [names[i] for i in keep]
+        cols = names if square else cols
+    n, m = len(names), len(cols)
+    width, height = min(3.0 + 0.35 * m, 24.0), min(3.0 + 0.35 * n, 24.0)
+    fig = new_figure(figsize=(width + 1.5 + (0 if square else 1.0), height), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     image = ax.imshow(matrix, cmap="viridis", aspect="auto", interpolation="nearest")
     fig.colorbar(image, ax=ax, label=value_label)
-    ax.set_xticks(range(n), names, rotation=60, ha="right", fontsize=8)
+    ax.set_xticks(range(m), cols, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(n), names, fontsize=8)
     ax.set_xlabel(col_label)
     ax.set_ylabel(row_label)
-    if n <= ANNOTATE_MAX:
+    if max(n, m) <= ANNOTATE_MAX:
         top = matrix.max() if matrix.size else 0
         for (r, o), value in np.ndenumerate(matrix):
-            ax.text(o, r, _short(value), ha="center", va="center", fontsize=8,
+            ax.text(o, r, (value_format or _short)(value), ha="center", va="center", fontsize=8,
                     color="black" if top and value > 0.6 * top else "white")
     ax.set_title(title, fontsize=10, wrap=True)
     return fig
@@ -200,21 +340,40 @@ def default_metrics(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return [*DEFAULT_METRICS, *costs]
 
 
-def sweep_figures(result, metrics: Sequence[str] | None = None) -> list:
-    """The figures of a :class:`~cachesim.sweep.SweepResult`: each metric against capacity (one line per
-    policy and other varying axes; by default :func:`default_metrics`), then interference heat maps of a few
-    configurations. Each figure's axes title says what it shows."""
+def sweep_figures(result, metrics: Sequence[str] | None = None, kv_bytes_per_token: float | None = None) -> list:
+    """The figures of a :class:`~cachesim.sweep.SweepResult`: each metric against capacity (by default
+    :func:`default_metrics`; one line per value of the other varying axes, small multiples over some of them when
+    that would be more than :data:`MAX_SERIES` lines), then interference heat maps of a few configurations.
+    Each figure's title (:func:`figure_title`) says what it shows."""
     metrics = default_metrics(result.rows) if metrics is None else metrics
     axes = result.axes
     x = _x_axis(axes) or next(iter(axes))
-    series = [name for name, values in axes.items() if name != x and len(values) > 1]
-    figures = [metric_figure(result.rows, y, x=x, series=series) for y in metrics]
+    series, panels = sweep_layout(axes, x)
+    figures = [metric_figure(result.rows, y, x=x, series=series, panels=panels,
+                             kv_bytes_per_token=kv_bytes_per_token) for y in metrics]
     for index in _heatmap_rows(result, x):
         row = result.rows[index]
         shown = ", ".join(_shown(name, row[name]) for name in axes if len(axes[name]) > 1)
         m = result.interference[index]
         figures.append(interference_figure(m["tokens"], m["tenants"], title=f"interference: {shown}"))
     return figures
+
+
+def sweep_layout(axes: Mapping[str, list], x: str) -> tuple[list[str], list[str]]:
+    """Which varying axes (besides ``x``) are lines and which split the figure into panels: the fewest panels
+    that leave at most :data:`MAX_SERIES` lines in each; the block size splits first, so a panel's capacities
+    share one size (and a GB axis)."""
+    varying = [name for name, values in axes.items() if name != x and len(values) > 1]
+    series, panels = list(varying), []
+    while series and math.prod(len(axes[name]) for name in series) > MAX_SERIES:
+        def panel_count(name: str) -> tuple[int, int]:
+            rest = math.prod(len(axes[n]) for n in series if n != name)
+            # first: leaves few enough lines; then the fewest panels; the block size before the rest
+            return (rest > MAX_SERIES, len(axes[name]) * (0 if name == "block_size" else 1))
+        chosen = min(series, key=panel_count)
+        series.remove(chosen)
+        panels.append(chosen)
+    return series, panels
 
 
 def _heatmap_rows(result, x: str) -> list[int]:
@@ -239,32 +398,29 @@ def figure_png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def curve_figure(curves, kv_bytes_per_token: float | None = None, title: str | None = None):
-    """Token and block hit ratio against capacity (blocks below, GB above when KV bytes are given) of one or
-    more :class:`~cachesim.mrc.Curve`. Unbounded points are left out (no place on a log axis)."""
-    curves = [curves] if hasattr(curves, "capacities_blocks") else list(curves)
-    fig = new_figure(figsize=(8, 5))
-    ax = fig.add_subplot()
+def curve_rows(curves) -> list[dict[str, Any]]:
+    """The points of :class:`~cachesim.mrc.Curve` objects, or of their ``to_dict()`` (``cachesim mrc --json``),
+    as rows: capacity (None: unbounded), TTL, block size and both hit ratios."""
+    curves = [curves] if hasattr(curves, "capacities_blocks") or isinstance(curves, Mapping) else list(curves)
+    rows = []
     for c in curves:
-        finite = c.capacities_blocks > 0
-        label = "no TTL" if c.ttl_s is None else f"TTL {c.ttl_s:g} s"
-        line, = ax.plot(c.capacities_blocks[finite], c.token_hit_ratio[finite], marker=".", label=f"token, {label}")
-        ax.plot(c.capacities_blocks[finite], c.block_hit_ratio[finite], linestyle="--", color=line.get_color(),
-                label=f"block, {label}")
-    ax.set_xscale("log")
-    ax.set_xlabel(f"capacity (blocks of {curves[0].block_size} tokens)")
-    ax.set_ylabel("hit ratio")
-    ax.set_ylim(0, 1)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize="small")
-    if kv_bytes_per_token:
-        per_block_gb = curves[0].block_size * kv_bytes_per_token / 1e9
-        top = ax.secondary_xaxis("top", functions=(lambda b: b * per_block_gb, lambda g: g / per_block_gb))
-        top.set_xlabel(f"capacity (GB at {kv_bytes_per_token:,.0f} KV bytes per token)")
-    sampled = curves[0].sample_rate < 1
-    ax.set_title(title or ("LRU hit-ratio curve" + (f" (sampled at {curves[0].sample_rate:g})" if sampled else "")))
-    fig.tight_layout()
-    return fig
+        data = c.to_dict() if hasattr(c, "to_dict") else c
+        rows += [{"capacity_blocks": p["capacity_blocks"], "ttl_s": data["ttl_s"], "block_size": data["block_size"],
+                  "token_hit_ratio": p["token_hit_ratio"], "block_hit_ratio": p["block_hit_ratio"]}
+                 for p in data["points"]]
+    return rows
+
+
+def curve_figure(curves, kv_bytes_per_token: float | None = None, title: str | None = None):
+    """Token and block hit ratio (a panel each) against capacity, one line per TTL, of one or more
+    :class:`~cachesim.mrc.Curve` (or their dicts): blocks below, GB above when KV bytes are given (else
+    tokens); an unbounded capacity is a dashed level."""
+    rows = curve_rows(curves)
+    first = curves if hasattr(curves, "sample_rate") or isinstance(curves, Mapping) else next(iter(curves))
+    rate = first.sample_rate if hasattr(first, "sample_rate") else first["sample_rate"]
+    sampled = f" (sampled at {rate:g})" if rate < 1 else ""
+    return metric_figure(rows, ["token_hit_ratio", "block_hit_ratio"], series=["ttl_s"],
+                         title=title or f"LRU hit-ratio curve{sampled}", kv_bytes_per_token=kv_bytes_per_token)
 
 
 def plot_curve(curves, path: str | Path, kv_bytes_per_token: float | None = None, title: str | None = None) -> None:
