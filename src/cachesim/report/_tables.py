@@ -104,6 +104,7 @@ class _Col:
 
     def __init__(self, header: str, cells: list, justify: str, key: bool):
         self.header, self.cells, self.justify = header, cells, justify
+        self.first = key or justify == "right"  # keys and numbers get their easy width before any text does
         plain = [_plain(c) for c in cells]
         lines = [line for text in plain for line in text.splitlines()]
         words = [w for line in lines for w in line.split()]
@@ -118,12 +119,13 @@ class _Col:
 
 def _widths(cols: Sequence[_Col], room: int) -> list[int] | None:
     """Column widths summing to at most ``room``, or None when even the least widths do not fit: from the least,
-    spare columns are handed out one at a time in turn, first up to each column's easy width, then its full."""
+    spare columns are handed out one at a time in turn, up to the easy width of the key and number columns (a
+    number on one line reads better than a sentence on fewer), then of every column, then to their full width."""
     widths = [c.least for c in cols]
     spare = room - sum(widths)
     if spare < 0:
         return None
-    for target in ([c.easy for c in cols], [c.full for c in cols]):
+    for target in ([c.easy if c.first else c.least for c in cols], [c.easy for c in cols], [c.full for c in cols]):
         while spare > 0:
             wanting = [i for i, w in enumerate(widths) if w < target[i]]
             if not wanting:
