@@ -12,7 +12,7 @@ from rich.table import Table
 from cachesim._contract import ratio
 from cachesim.providers.engine import CAUSES, ProviderResult
 from cachesim.providers.prices import RATE_FIELDS
-from cachesim.report._tables import make_console
+from cachesim.report._tables import make_console, print_table
 
 __all__ = ["retention_bounds", "evictions", "group_totals", "per_tenant", "per_session",
            "observed_vs_predicted", "report_dict", "print_cost", "print_variant", "prices_dict", "print_prices",
@@ -144,7 +144,7 @@ def write_requests_csv(result: ProviderResult, path: str | Path) -> None:
 
 def print_cost(result: ProviderResult, label: str, console: Console | None = None,
                bounds: dict | None = None) -> None:
-    console = console or make_console(wide=True)
+    console = console or make_console()
     s = result.summary()
     short, long_ = result.write_labels
     console.print(f"[bold]cachesim cost[/bold] — {label}")
@@ -166,7 +166,7 @@ def print_cost(result: ProviderResult, label: str, console: Console | None = Non
         t.add_row(name, f"{value:,}", f"{value / prompt:.1%}")
     t.add_row("prompt total", f"{s['prompt_tokens']:,}", "")
     t.add_row("output", f"{s['output_tokens']:,}", "")
-    console.print(t)
+    print_table(console, t)
     console.print(f"dollars: ${s['cost_usd']:,.4f} with the cache · ${s['cost_uncached_usd']:,.4f} without · "
                   f"saved ${s['savings_usd']:,.4f} ({s['savings_ratio']:.1%}) · {s['requests']:,} requests"
                   + (f", {s['rejected_requests']:,} rejected" if s["rejected_requests"] else ""))
@@ -189,7 +189,7 @@ def print_cost(result: ProviderResult, label: str, console: Console | None = Non
                        f"{row['cost_uncached_usd']:.4f}", f"{row['savings_usd']:.4f}")
         if len(ranked) > MAX_ROWS:
             tt.caption = f"{len(ranked) - MAX_ROWS} more tenants in the JSON output"
-        console.print(tt)
+        print_table(console, tt)
     ev = evictions(result)
     if ev:
         pairs = sorted(((c, v, e) for v, row in ev.items() for e, c in row.items()), key=lambda x: (-x[0], x[1], x[2]))
@@ -215,7 +215,7 @@ def print_variant(base: dict, variant: dict, console: Console | None = None) -> 
     change = ", ".join(f"{k}={val}" for k, val in variant["changes"].items())
     verb = "saves" if delta >= 0 else "costs"
     share = abs(delta) / base["cost_usd"] if base["cost_usd"] else 0.0
-    (console or make_console(wide=True)).print(
+    (console or make_console()).print(
         f"with {change}: {v['provider']} {v['model']}, hit ratio {v['token_hit_ratio']:.3f}, "
         f"${v['cost_usd']:,.4f} with "
         f"the cache: the change {verb} ${abs(delta):,.4f} ({share:.1%})")
@@ -240,7 +240,7 @@ def _rate(value) -> str:
 
 def print_prices(table, rows, console: Console | None = None) -> None:
     """One table per provider of price rows (of a loaded price table), each row's source given by number."""
-    console = console or make_console(wide=True)
+    console = console or make_console()
     console.print(f"[bold]cachesim prices[/bold] — registry {table.version} · USD per 1M tokens · from "
                   f"{', '.join(table.files)}")
     for prov in dict.fromkeys(r.provider for r in rows):
@@ -264,9 +264,9 @@ def print_prices(table, rows, console: Console | None = None) -> None:
             ref = sources.setdefault(r.source, len(sources) + 1)
             t.add_row(r.model, " ".join(x for x in tier if x), *(_rate(getattr(r, f)) for f in fields), r.as_of,
                       f"[{ref}]" + (" " + r.note if r.note else ""))
-        console.print(t)
+        print_table(console, t)
         for source, ref in sources.items():
             console.print(f"  [{ref}] {source}", highlight=False, soft_wrap=True, markup=False)
         aliases = [f"{r.model} = {', '.join(r.aliases)}" for r in group if r.aliases]
         if aliases:
-            console.print("  aliases: " + "; ".join(dict.fromkeys(aliases)), soft_wrap=True)
+            console.print("  aliases: " + "; ".join(dict.fromkeys(aliases)))

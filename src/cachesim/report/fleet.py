@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from cachesim.report._tables import add_columns, capacity_text, make_console, note_more
+from cachesim.report._tables import add_columns, capacity_text, make_console, note_more, print_table
 
 if TYPE_CHECKING:
     from cachesim.fleet import FleetResult
@@ -37,7 +37,7 @@ def print_fleet(results: Sequence[FleetResult], label: str, console=None, per_re
                       f"{s['ttft_p50_s']:.3f}", f"{s['ttft_p99_s']:.3f}", f"{s['utilisation_max']:.3f}",
                       f"{s['utilisation_mean']:.3f}", f"{s['request_imbalance']:.3f}",
                       "—" if predicted is None else f"{predicted / s['hit_tokens']:.3f}" if s["hit_tokens"] else "—")
-    console.print(table)
+    print_table(console, table)
     names = first.tenant_names
     if len(names) > 1:
         tenants = [res.per_tenant() for res in results]
@@ -48,7 +48,7 @@ def print_fleet(results: Sequence[FleetResult], label: str, console=None, per_re
             t.add_row(name, f"{tenants[0][name]['requests']:,}",
                       *(f"{rows[name]['token_hit_ratio']:.4f}" for rows in tenants))
         note_more(t, len(ranked), max_tenants)
-        console.print(t)
+        print_table(console, t)
     if not (per_replica or len(results) == 1):
         return
     for res in results:
@@ -60,4 +60,4 @@ def print_fleet(results: Sequence[FleetResult], label: str, console=None, per_re
             t.add_row(str(row["replica"]), f"{row['requests']:,}", f"{row['prompt_tokens']:,}",
                       f"{row['token_hit_ratio']:.4f}", f"{row['utilisation']:.3f}", f"{row['ttft_mean_s']:.3f}",
                       f"{row['ttft_p99_s']:.3f}", f"{row['peak_occupancy_blocks']:,}", f"{row['evictions']:,}")
-        console.print(t)
+        print_table(console, t)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from cachesim.report._tables import add_columns, capacity_text, make_console, note_more, ttl_text
+from cachesim.report._tables import add_columns, capacity_text, make_console, note_more, print_table, ttl_text
 
 if TYPE_CHECKING:
     from cachesim.interference import InterferenceReport
@@ -41,7 +41,7 @@ def print_report(report: InterferenceReport, label: str, console=None, max_tenan
                   f"{alone_all['token_hit_ratio'] - shared_all['token_hit_ratio']:+.4f}",
                   *(f"{totals[name]['token_hit_ratio']:.4f}" for name in others), end_section=True)
     note_more(table, len(ranked), max_tenants)
-    console.print(table)
+    print_table(console, table)
     lost_to = report.lost_to()
     if lost_to is not None:
         evicted = Table(title="shared cache: tokens each tenant missed because another tenant's insertions (or the "
@@ -51,7 +51,7 @@ def print_report(report: InterferenceReport, label: str, console=None, max_tenan
             by_others = {k: v for k, v in lost_to[tenant].items() if k not in ("ttl", tenant)}
             top = max(by_others, key=by_others.get) if any(by_others.values()) else ""
             evicted.add_row(tenant, f"{sum(by_others.values()):,}", top, f"{lost_to[tenant].get('ttl', 0):,}")
-        console.print(evicted)
+        print_table(console, evicted)
     console.print(f"[bold]{report.counterfactual_name}[/bold]: "
                   + ("each tenant replayed alone at the full capacity"
                      if report.counterfactual_name == "alone" else "each tenant replayed alone at an equal share"))

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 from cachesim._contract import RATIO_DEFINITIONS
-from cachesim.report._tables import make_console
+from cachesim.report._tables import make_console, print_table
 
 if TYPE_CHECKING:
     from cachesim.mrc import Curve, CurveStream
@@ -51,7 +51,7 @@ def print_curves(curves: Sequence[Curve], seen: CurveStream, label: str, kv_byte
         for c in curves:
             row += [f"{c.token_hit_ratio[i]:.4f}", f"{c.block_hit_ratio[i]:.4f}"]
         table.add_row(*row)
-    console.print(table)
+    print_table(console, table)
     if gb is not None:
         console.print(f"GB = blocks x {first.block_size} tokens x {kv_bytes_per_token:,.0f} KV bytes per token / 1e9")
     console.print(f"columns: token hit ratio = {RATIO_DEFINITIONS['token_hit_ratio']}; "

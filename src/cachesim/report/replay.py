@@ -12,7 +12,7 @@ from rich.table import Table
 
 from cachesim._contract import RATIO_DEFINITIONS
 from cachesim.policies import describe
-from cachesim.report._tables import add_columns, capacity_text, make_console, note_more, ttl_text
+from cachesim.report._tables import add_columns, capacity_text, make_console, note_more, print_table, ttl_text
 
 if TYPE_CHECKING:
     from cachesim.replay import Result
@@ -64,7 +64,7 @@ def print_replay(result: Result, trace: Trace, label: str, console: Console | No
     table.add_row("expiries (TTL)", f"{s['evictions']['ttl']:,}", "", "blocks removed by the TTL")
     table.add_row("uncached blocks", f"{s['uncached_blocks']:,}", "", "blocks that found no room")
     table.add_row("peak occupancy", f"{s['peak_occupancy_blocks']:,}", "", "most blocks cached at once")
-    console.print(table)
+    print_table(console, table)
     tenants = result.per_tenant()
     if len(tenants) > 1:
         attributed = result.lost_to is not None
@@ -86,7 +86,7 @@ def print_replay(result: Result, trace: Trace, label: str, console: Console | No
                 cells += [f"{sum(lost.values()):,}", top, f"{row['lost_to'].get('ttl', 0):,}"]
             t.add_row(*cells)
         note_more(t, len(ranked), MAX_TENANT_ROWS)
-        console.print(t)
+        print_table(console, t)
 
 
 def write_per_request_csv(result: Result, path: str | Path) -> None:

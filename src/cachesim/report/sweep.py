@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from cachesim.report._tables import add_columns, format_cell, make_console
+from cachesim.report._tables import add_columns, format_cell, make_console, print_table
 
 if TYPE_CHECKING:
     from cachesim.sweep import SweepResult
@@ -14,6 +14,9 @@ if TYPE_CHECKING:
 # the metrics a sweep's table (and its HTML report) shows; the JSON and CSV carry every column
 SCREEN_METRICS = ("token_hit_ratio", "block_hit_ratio", "request_hit_ratio", "tokens_computed", "evictions_capacity",
                   "peak_occupancy_blocks")
+
+# shorter headers where the long word would set a column wider than its numbers
+SCREEN_LABELS = {"peak_occupancy_blocks": "peak blocks"}
 
 
 def print_sweep(result: SweepResult, console=None) -> None:
@@ -24,7 +27,7 @@ def print_sweep(result: SweepResult, console=None) -> None:
                   f"{len(result.rows)} configurations")
     table = Table(header_style="bold")
     names = (*result.axes, *SCREEN_METRICS)
-    add_columns(table, [name.replace("_", " ") for name in names], left=("policy", "preset"))
+    add_columns(table, [SCREEN_LABELS.get(name, name.replace("_", " ")) for name in names], left=("policy", "preset"))
     for row in result.rows:
         table.add_row(*(format_cell(name, row.get(name)) for name in names))
-    console.print(table)
+    print_table(console, table, keys=max(len(result.axes), 1))  # a continued part repeats the axes
