@@ -97,7 +97,7 @@ def run(args) -> int:
     changed = _changed(args, inp, workload) if args.vs else None  # a bad --vs fails before any replay
     result = simulate(inp, rules, prices=prices, impl=args.impl)
     bounds = retention_bounds(inp, rules, prices)
-    report = report_dict(result)
+    report = {"trace": label, **report_dict(result)}   # the page of `cachesim report` names its trace
     if bounds:
         report["in_memory_bounds"] = bounds
     variant = None

@@ -101,7 +101,7 @@ def run(args) -> int:
                   "the results so far follow", file=sys.stderr)
             partial = {"stopped_by": str(exc), "requests_replayed": sim.requests_fed,
                        "through_line": stream.last_line if stream else None}
-            _show_result(args, sim.result(), seen, f"{label} — PARTIAL: stopped by an error", partial)
+            _show_result(args, sim.result(), seen, label, partial)
             raise (exc.located(file=args.trace) if stream else exc) from None
     print_notes(caught)
     _show_result(args, result, seen, label)
@@ -112,15 +112,15 @@ def _show_result(args, result, seen, label, partial=None) -> None:
     from cachesim.report import print_replay, write_per_request_csv
 
     seen.tenant_names = result.tenant_names
-    text = result.to_json()
-    if partial is not None:  # say so in the JSON too: these counts cover only the requests before the error
-        import orjson
+    import orjson
 
-        data = orjson.loads(text)
+    data = orjson.loads(result.to_json())
+    data["trace"] = label   # so a report page (cachesim report) can name what was replayed
+    if partial is not None:  # say so in the JSON too: these counts cover only the requests before the error
         data["partial"] = partial
-        text = orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()
+    text = orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()
     if args.json != "-":
-        print_replay(result, seen, label)
+        print_replay(result, seen, label if partial is None else f"{label} — PARTIAL: stopped by an error")
     emit(args.json, text + "\n")
     if args.per_request:
         write_per_request_csv(result, args.per_request)
