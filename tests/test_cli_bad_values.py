@@ -114,7 +114,7 @@ NO_VALUE = {
     "--skip-invalid": "a switch", "--keep-order": "a switch", "--synthesize": "a switch (a non-Azure trace with it "
     "is covered in tests/test_synthesize_everywhere.py)",
     "--interference": "a switch", "--progress": "a switch", "--no-progress": "a switch", "--dense": "a switch",
-    "--per-replica": "a switch", "--keep-tenants": "a switch", "--resume": "a switch (without a checkpoint: "
+    "--per-replica": "a switch", "--keep-tenants": "a switch", "--wide": "a switch", "--resume": "a switch (without a checkpoint: "
     "tests/test_sweep.py)", "--json": "prices --json is a switch",
 }
 # flags that take any string by design

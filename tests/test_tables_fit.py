@@ -288,6 +288,9 @@ def test_a_wide_table_in_a_pipe_is_80_columns_and_columns_widens_it():
                           check=True).stdout
     assert WIDTH < max(len(line) for line in table_lines(wide)) <= 160
     assert len(table_lines(wide)) < len(table_lines(piped))  # headers on fewer lines
+    flag = subprocess.run([*argv, "--wide"], capture_output=True, text=True, env=env, timeout=120,
+                          check=True).stdout
+    assert table_lines(flag) == table_lines(wide)   # --wide in a pipe: the 160 columns COLUMNS=160 gives
 
 
 def test_a_terminal_gives_its_own_width(tmp_path):

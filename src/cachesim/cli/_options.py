@@ -25,9 +25,13 @@ from cachesim.providers.options import Option
 from cachesim.requests import TraceError
 
 
-def add_command(sub, name: str, **kwargs) -> argparse.ArgumentParser:
-    """A command's parser, whose usage errors are one line on stderr (exit 2)."""
+def add_command(sub, name: str, tables: bool = False, **kwargs) -> argparse.ArgumentParser:
+    """A command's parser, whose usage errors are one line on stderr (exit 2); ``tables``: it prints tables, so it
+    takes --wide."""
     parser = sub.add_parser(name, **kwargs)
+    if tables:
+        parser.add_argument("--wide", action="store_true", help="tables at least 160 columns wide (default: the "
+                            "terminal's width, or COLUMNS, or 80 in a pipe or file; a table never cuts a number)")
 
     def error(message: str):
         parser.exit(2, f"cachesim: error: {name}: {message} (see {parser.prog} --help)\n")
@@ -417,3 +421,10 @@ def write_json(args, data: dict) -> None:
 def trace_summary(trace, label: str) -> dict:
     """The trace's entry in a comparison's JSON: where it came from and its size."""
     return {"label": label, "requests": trace.n_requests, "blocks": trace.n_blocks, "block_size": trace.block_size}
+
+
+def console(args):
+    """The console a command's tables print to (--wide, or as wide as the screen: report/_tables.screen_width)."""
+    from cachesim.report._tables import make_console
+
+    return make_console(wide=getattr(args, "wide", False))

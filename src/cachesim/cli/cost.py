@@ -6,7 +6,7 @@ import argparse
 import json
 
 from cachesim._impl import IMPLEMENTATIONS
-from cachesim.cli._options import add_command, emit, parse_count, parse_seed
+from cachesim.cli._options import add_command, console, emit, parse_count, parse_seed
 from cachesim.providers.rules import PROVIDERS
 
 _LONG_TTL = ("none", "first")
@@ -50,7 +50,7 @@ def _change(text: str) -> tuple[str, object]:
 
 
 def add_parser(sub) -> None:
-    p = add_command(sub, "cost", help="what a trace costs under a provider's prompt cache",
+    p = add_command(sub, "cost", tables=True, help="what a trace costs under a provider's prompt cache",
                        description="Replay token-level requests under a provider's prompt-cache rules and bill "
                                    "them: uncached input, cache writes by TTL, reads, output; dollars with and "
                                    "without the cache; miss causes. Without TRACE, uses the built-in agent "
@@ -106,9 +106,9 @@ def run(args) -> int:
         variant = {"changes": dict(args.vs), "summary": vs_result.summary()}
         report["vs"] = variant
     if args.json != "-":
-        print_cost(result, label, bounds=bounds)
+        print_cost(result, label, console=console(args), bounds=bounds)
         if variant:
-            print_variant(result.summary(), variant)
+            print_variant(result.summary(), variant, console=console(args))
     emit(args.json, json.dumps(report, indent=2, default=str) + "\n")
     if args.per_request:
         write_requests_csv(result, args.per_request)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from cachesim.cli._options import add_command, emit, parse_count, parse_seed
+from cachesim.cli._options import add_command, console, emit, parse_count, parse_seed
 
 
 def add_parser(sub) -> None:
-    p = add_command(sub, "demo", help="what an agent harness's style costs under Anthropic and OpenAI caching",
+    p = add_command(sub, "demo", tables=True,
+                    help="what an agent harness's style costs under Anthropic and OpenAI caching",
                        description="Generate the same queries from a cache-friendly (native) and a cache-hostile "
                                    "(chatty) agent harness, replay both under the Anthropic and OpenAI rules, and "
                                    "compare requests, tokens, hit ratio and dollars per query.")
@@ -24,6 +25,6 @@ def run(args) -> int:
 
     demo = run_demo(n_users=args.users, seed=args.seed, prices_file=args.prices)
     if args.json != "-":
-        print_demo(demo)
+        print_demo(demo, console=console(args))
     emit(args.json, json.dumps(demo, indent=2) + "\n")
     return 0

@@ -8,6 +8,7 @@ from cachesim.cli._options import (
     add_command,
     add_trace_source,
     cache_config,
+    console,
     load_whole_trace,
     one_of,
     parse_count,
@@ -33,7 +34,7 @@ def _routers(text: str) -> list[str]:
 def add_parser(sub) -> None:
     from cachesim.fleet import ROUTER_DESCRIPTIONS, ROUTERS, ROUTING_KEYS
 
-    p = add_command(sub, "fleet", help="replay a trace on N replicas behind a router",
+    p = add_command(sub, "fleet", tables=True, help="replay a trace on N replicas behind a router",
                        description="Route each request to one of N replicas, each with its own cache, and compare "
                                    "routers by hit ratio, estimated time to first token and utilisation. Routers: "
                                    + "; ".join(f"{k}: {v}" for k, v in ROUTER_DESCRIPTIONS.items())
@@ -82,7 +83,7 @@ def run(args) -> int:
         results.append(run_fleet(trace, args.replicas, router, config=config, load=load, impl=args.impl,
                                  workers=args.workers, executor=args.executor))
     if args.json != "-":
-        print_fleet(results, label, per_replica=args.per_replica)
+        print_fleet(results, label, console=console(args), per_replica=args.per_replica)
     write_json(args, {"trace": trace_summary(trace, label), "replicas": args.replicas,
                       "routers": [r.to_dict() for r in results]})
     return 0

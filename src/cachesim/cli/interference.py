@@ -9,6 +9,7 @@ from cachesim.cli._options import (
     add_command,
     add_trace_source,
     cache_config,
+    console,
     load_whole_trace,
     parse_count,
     parse_seed,
@@ -28,7 +29,8 @@ def _parse_quota(text: str) -> tuple[str, int]:
 
 
 def add_parser(sub) -> None:
-    p = add_command(sub, "interference", help="tenants sharing a cache: counterfactual isolation and remedies",
+    p = add_command(sub, "interference", tables=True,
+                    help="tenants sharing a cache: counterfactual isolation and remedies",
                        description="Replay a trace's tenants sharing one cache, each alone (counterfactual), and "
                                    "under each remedy (namespace isolation, per-tenant quotas, a reserved partition "
                                    "for a priority tenant); print their hit ratios side by side. See "
@@ -90,7 +92,7 @@ def run(args) -> int:
                               quotas=dict(args.quota) if args.quota else None, alone_capacity=args.alone,
                               impl=args.impl, workers=args.workers, executor=args.executor)
     if args.json != "-":
-        print_report(report, label)
+        print_report(report, label, console=console(args))
     data = report.to_dict()
     data["trace"] = trace_summary(trace, label)
     write_json(args, data)

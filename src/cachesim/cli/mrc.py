@@ -9,6 +9,7 @@ from cachesim.cli._options import (
     add_command,
     add_hit_cap_and_isolation,
     add_input_args,
+    console,
     emit,
     parse_count,
     parse_list,
@@ -22,7 +23,8 @@ from cachesim.cli._options import (
 
 
 def add_parser(sub) -> None:
-    p = add_command(sub, "mrc", help="hit-ratio curve of an LRU prefix cache at every capacity (and TTL), one pass",
+    p = add_command(sub, "mrc", tables=True,
+                    help="hit-ratio curve of an LRU prefix cache at every capacity (and TTL), one pass",
                        description="Print (and plot) the LRU hit-ratio curve of a trace: hit ratio against cache "
                                    "capacity, for one or more TTLs, from one pass over the trace. Exact (equal "
                                    "to a replay at each capacity) unless --sample is given.")
@@ -71,7 +73,7 @@ def run(args) -> int:
                 "curves": [c.to_dict(args.kv_bytes_per_token) for c in curves]}
         emit(args.json, orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
     if args.json != "-":
-        print_curves(curves, curves_of, label, args.kv_bytes_per_token)
+        print_curves(curves, curves_of, label, args.kv_bytes_per_token, console=console(args))
     if args.plot:
         plot_curve(curves, args.plot, args.kv_bytes_per_token, title=f"LRU hit-ratio curve: {Path(label).name}")
         if args.json != "-":

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import sys
 
-from cachesim.cli._options import add_command
+from cachesim.cli._options import add_command, console
 
 
 def add_parser(sub) -> None:
-    p = add_command(sub, "prices", help="list the provider price registry (dated rows with sources)",
+    p = add_command(sub, "prices", tables=True, help="list the provider price registry (dated rows with sources)",
                        description="List the price registry: USD per 1M tokens, each row dated and with its "
                                    "source. --file overrides or extends it with your own TOML rows.")
     p.add_argument("--file", metavar="TOML", help="your price file (same layout as the shipped prices.toml)")
@@ -29,5 +29,5 @@ def run(args) -> int:
     if args.json:
         sys.stdout.write(json.dumps(prices_dict(table, rows), indent=2) + "\n")
     else:
-        print_prices(table, rows)
+        print_prices(table, rows, console=console(args))
     return 0

@@ -10,6 +10,7 @@ from cachesim.cli._options import (
     add_command,
     add_input_args,
     cache_config,
+    console,
     emit,
     load_input,
     preset,
@@ -21,7 +22,7 @@ from cachesim.requests import TraceError
 
 
 def add_parser(sub) -> None:
-    p = add_command(sub, "replay", help="replay a trace through an emulated prefix cache",
+    p = add_command(sub, "replay", tables=True, help="replay a trace through an emulated prefix cache",
                        description="Replay a trace through an emulated prefix cache and print what hit. "
                                    "Without TRACE, replays the built-in synthetic agent workload.")
     add_input_args(p, "replay")
@@ -120,7 +121,8 @@ def _show_result(args, result, seen, label, partial=None) -> None:
         data["partial"] = partial
     text = orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()
     if args.json != "-":
-        print_replay(result, seen, label if partial is None else f"{label} — PARTIAL: stopped by an error")
+        print_replay(result, seen, label if partial is None else f"{label} — PARTIAL: stopped by an error",
+                     console=console(args))
     emit(args.json, text + "\n")
     if args.per_request:
         write_per_request_csv(result, args.per_request)

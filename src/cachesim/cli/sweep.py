@@ -9,6 +9,7 @@ from pathlib import Path
 from cachesim.cli._options import (
     add_command,
     add_reading_flags,
+    console,
     executor_name,
     parse_count,
     print_notes,
@@ -33,7 +34,7 @@ def _scheduler(text: str) -> str:
 
 
 def add_parser(sub) -> None:
-    p = add_command(sub, "sweep", help="replay a trace under every configuration of a grid",
+    p = add_command(sub, "sweep", tables=True, help="replay a trace under every configuration of a grid",
                        description="Replay a trace under every configuration of a grid (capacities x policies x "
                                    "TTLs x block sizes ...) and write one row per configuration. Without TRACE, "
                                    "sweeps the built-in synthetic agent workload.")
@@ -99,7 +100,7 @@ def run(args) -> int:
                                resume=args.resume, progress=args.progress, shared_dir=args.shared_dir, label=label)
         finally:  # a repaired checkpoint is worth knowing about even when the sweep then stops
             print_notes(caught)
-    print_sweep(result)
+    print_sweep(result, console=console(args))
     if out is not None:
         result.write(out)
         checkpoint.unlink(missing_ok=True)  # the table holds every row now
