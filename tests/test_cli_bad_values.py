@@ -98,7 +98,7 @@ BAD = {
     "--prices": [f"{NOWHERE}/prices.toml"],
     "--capacities": ["abc", "0"],
     "--target": ["130%", "abc", "0%", "30"],
-    "--kv-bytes-per-token": ["0"],
+    "--kv-bytes-per-token": ["0", "160k"],   # a bare k: KB or KiB? refused
     "--sample": ["1.5", "0"],
     "--always-tokens": ["-1"],
     "--plot": ["{tmp}/curve.txt", f"{NOWHERE}/curve.png"],
@@ -114,7 +114,8 @@ NO_VALUE = {
     "--skip-invalid": "a switch", "--keep-order": "a switch", "--synthesize": "a switch (a non-Azure trace with it "
     "is covered in tests/test_synthesize_everywhere.py)",
     "--interference": "a switch", "--progress": "a switch", "--no-progress": "a switch", "--dense": "a switch",
-    "--per-replica": "a switch", "--keep-tenants": "a switch", "--wide": "a switch", "--resume": "a switch (without a checkpoint: "
+    "--per-replica": "a switch", "--keep-tenants": "a switch", "--wide": "a switch",
+    "--resume": "a switch (without a checkpoint: "
     "tests/test_sweep.py)", "--json": "prices --json is a switch",
 }
 # flags that take any string by design

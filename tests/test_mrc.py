@@ -6,6 +6,8 @@ engine: a linked-list LRU cache, not stack distances).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import orjson
 import pytest
@@ -230,7 +232,7 @@ def test_cli_prints_the_curve_and_writes_json(tmp_path, capsys):
     path = tmp_path / "hand.npz"
     trace.save(path)
     out = tmp_path / "curve.json"
-    assert main(["mrc", str(path), "--capacities", "2,4,none", "--ttl", "3", "--kv-bytes-per-token", "1k",
+    assert main(["mrc", str(path), "--capacities", "2,4,none", "--ttl", "3", "--kv-bytes-per-token", "1KB",
                  "--json", str(out)]) == 0
     text = capsys.readouterr().out
     assert "exact" in text and "TTL 3s" in text and "0.6000" in text
@@ -247,7 +249,7 @@ def test_cli_plot(tmp_path):
     trace = tokens_trace(HAND_PROMPTS, HAND_T)
     trace.save(tmp_path / "hand.npz")
     png = tmp_path / "curve.png"
-    assert main(["mrc", str(tmp_path / "hand.npz"), "--plot", str(png), "--kv-bytes-per-token", "160k"]) == 0
+    assert main(["mrc", str(tmp_path / "hand.npz"), "--plot", str(png), "--kv-bytes-per-token", "160KB"]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -267,3 +269,37 @@ def test_cli_sampled_curve_says_it_is_an_estimate(tmp_path, capsys):
     assert curve["exact"] is False and curve["sample_rate"] == 0.5
     # every block lies in the first 2048 tokens, so every key is tracked at weight 1: the estimate is exact here
     assert curve["points"][-1]["hit_blocks"] == 6
+
+
+def test_the_default_rows_sit_where_the_curve_moves():
+    """Issue 19: most default rows of a real curve used to repeat the row above. Now each default capacity below
+    the top adds hits over the one before it, and at least half the rows lie between 10% and 90% of the
+    unbounded hit ratio, where a sizing question is asked."""
+    from cachesim.mrc import default_capacities
+
+    rng = np.random.default_rng(3)
+    shared = list(range(400))
+    prompts = [shared[: rng.integers(1, 400)] + [1000 + i] for i in range(600)]
+    trace = tokens_trace(prompts)
+    profile = stack_profile(trace)
+    capacities = default_capacities(profile)
+    assert capacities[-1] is None and capacities[-2] == int(np.ceil(profile.distinct_keys))
+    hits = [replay_counts(trace, c)[0] for c in capacities[:-1]]
+    assert all(a < b for a, b in itertools.pairwise(hits[:-1])), hits   # no row repeats the one below
+    ceiling = hits[-1]
+    middle = [h for h in hits if 0.1 * ceiling <= h <= 0.9 * ceiling]
+    assert len(middle) >= len(hits) // 2, (capacities, hits)
+
+
+def test_mrc_model_states_capacities_in_that_models_bytes(tmp_path, capsys):
+    path = tmp_path / "t.npz"
+    tokens_trace([[1, 2, 3], [1, 2, 4], [1, 2, 3]]).save(path)
+    assert main(["mrc", str(path), "--capacities", "2,none", "--model", "llama-3.1-8b", "--json", "-"]) == 0
+    by_model = orjson.loads(capsys.readouterr().out)
+    # llama-3.1-8b: 32 layers x 2 (K and V) x 8 KV heads x 128 dims x 2 bytes = 131,072 bytes a token
+    assert main(["mrc", str(path), "--capacities", "2,none", "--kv-bytes-per-token", "128KiB", "--json", "-"]) == 0
+    assert orjson.loads(capsys.readouterr().out) == by_model
+    assert main(["mrc", str(path), "--capacities", "2,none", "--kv-bytes-per-token", "131072", "--json", "-"]) == 0
+    assert orjson.loads(capsys.readouterr().out) == by_model
+    # 2 slots of one-token blocks
+    assert by_model["curves"][0]["points"][0]["capacity_gb"] == pytest.approx(2 * 1 * 131_072 / 1e9)

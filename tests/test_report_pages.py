@@ -26,7 +26,7 @@ COMMANDS = {
     "replay-interference": ["replay", str(TRACE), "--capacity", "3", "--interference", "--json", "{out}"],
     "sweep": ["sweep", str(TRACE), "--capacity", "1,3,6,unbounded", "--policy", "lru,fifo", "--ttl", "none,1,5",
               "--executor", "serial", "-o", "{out}"],
-    "mrc": ["mrc", str(TRACE), "--ttl", "1", "--kv-bytes-per-token", "160k", "--json", "{out}"],
+    "mrc": ["mrc", str(TRACE), "--ttl", "1", "--kv-bytes-per-token", "160KB", "--json", "{out}"],
     "cost": ["cost", "--users", "2", "--vs", "provider=openai", "--json", "{out}"],
     "fleet": ["fleet", str(TRACE), "--replicas", "2", "--json", "{out}"],
     "interference": ["interference", str(TRACE), "--capacity", "3", "--json", "{out}"],
@@ -150,7 +150,7 @@ def test_sweep_panels_hold_few_series_and_a_gb_axis_when_kv_bytes_are_known(resu
 
 
 def test_report_kv_option_states_gb(results, tmp_path):
-    _, page = render(results["replay"], tmp_path, "--kv-bytes-per-token", "160k")
+    _, page = render(results["replay"], tmp_path, "--kv-bytes-per-token", "160KB")
     assert "0.01 GB at 160,000 KV bytes per token" in page  # 3 blocks x 16 tokens x 160 kB
 
 

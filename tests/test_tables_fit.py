@@ -228,7 +228,7 @@ CASES = {
     "replay-interference": (["replay", "--interference", "--capacity", "3k", "--ttl", "5m"], replay_rows),
     "fleet": (["fleet", "--per-replica", "--capacity", "2k"], fleet_rows),
     "interference": (["interference", "--capacity", "2k"], interference_rows),
-    "mrc": (["mrc", "--ttl", "none,1m,5m,1h", "--kv-bytes-per-token", "160k"], mrc_rows),
+    "mrc": (["mrc", "--ttl", "none,1m,5m,1h", "--kv-bytes-per-token", "160KB"], mrc_rows),
     "mrc-trace": (["mrc", str(DATA / "native_blocks16.jsonl")], mrc_rows),
     "demo": (["demo", "--users", "2"], demo_rows),
     **{f"cost-{p}": (["cost", "--provider", p], cost_rows) for p in PROVIDERS},

@@ -562,18 +562,32 @@ def hit_ratio_table(trace: Trace | Iterable[Trace], capacities: Sequence[int | N
 
 
 def default_capacities(profile: StackProfile | CurveStream, points: int = 24) -> list[int | None]:
-    """About ``points`` log-spaced capacities from 1 block to the number of distinct keys, then unbounded.
+    """About ``points`` capacities from 1 block to the number of distinct keys, then unbounded, placed where the
+    curve moves: a third log-spaced (the shape over the whole range), the rest at even steps of the no-TTL token
+    hit ratio (the smallest capacity reaching each step), and no capacity whose hit ratio the one below it
+    already had, so a flat stretch takes one row, not a dozen.
 
-    All but the top come from :data:`FINE_CAPACITIES` (the nearest to an even log spacing), so a
-    :class:`CurveStream` binned them without knowing the distinct count in advance; the top, the distinct count,
-    is at least every depth, where the counts are the unbounded ones.
+    All but the top come from :data:`FINE_CAPACITIES`, so a :class:`CurveStream` binned them without knowing the
+    distinct count in advance; the top, the distinct count, is at least every depth, where the counts are the
+    unbounded ones.
     """
     top = max(math.ceil(profile.distinct_keys), 1)
     fine = np.array(FINE_CAPACITIES, dtype=np.int64)
     fine = fine[fine < top]
-    picks: set[int] = set()
-    if fine.size and points > 1:
-        targets = np.linspace(0.0, math.log(top), points)[:-1]
-        nearest = np.abs(np.log(fine)[None, :] - targets[:, None]).argmin(axis=1)
-        picks = {int(x) for x in fine[nearest]}
-    return [*sorted(picks), top, None]
+    if not fine.size or points <= 1:
+        return [top, None]
+    hits = np.asarray(profile.table([*(int(x) for x in fine), top], [None]).curve(0).hit_tokens, dtype=np.float64)
+    logs = max(points // 3, 2)
+    targets = np.linspace(0.0, math.log(top), logs)[:-1]
+    picks = {int(x) for x in fine[np.abs(np.log(fine)[None, :] - targets[:, None]).argmin(axis=1)]}
+    if hits[-1] > 0:   # even steps of the ratio: the first fine capacity at or above each level
+        levels = hits[-1] * np.arange(1, points - logs + 1) / (points - logs + 1)
+        at = np.searchsorted(hits[:-1], levels, side="left")
+        picks |= {int(fine[i]) for i in at if i < fine.size}
+    kept, last = [], None
+    for capacity in sorted(picks):   # a capacity that adds no hit over the one below says nothing new
+        value = hits[np.searchsorted(fine, capacity)]
+        if value != last:
+            kept.append(capacity)
+            last = value
+    return [*kept, top, None]

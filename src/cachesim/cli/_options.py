@@ -428,3 +428,26 @@ def console(args):
     from cachesim.report._tables import make_console
 
     return make_console(wide=getattr(args, "wide", False))
+
+
+def add_kv_bytes_args(p, more: str = "") -> None:
+    """--model or --kv-bytes-per-token: the KV bytes a token takes, to state capacities in bytes."""
+    from cachesim.units import parse_bytes
+
+    kv = p.add_mutually_exclusive_group()
+    kv.add_argument("--model", metavar="NAME|CONFIG", help="state capacities in GB for this model's KV cache: a "
+                    "built-in name (cachesim.models.MODELS, e.g. llama-3.1-8b) or a Hugging Face config.json" + more)
+    kv.add_argument("--kv-bytes-per-token", type=argument(parse_bytes), metavar="BYTES",
+                    help="the same from a number: bytes, or 128KiB (binary) / 160KB (SI)" + more)
+
+
+def kv_bytes_per_token(args) -> int | None:
+    """From --model (read now, so a bad one is a one-line error before any work) or --kv-bytes-per-token."""
+    if getattr(args, "model", None):
+        from cachesim.models import get_model
+
+        try:
+            return get_model(args.model).kv_bytes_per_token
+        except ValueError as exc:
+            raise ValueError(f"--model: {exc}") from None
+    return getattr(args, "kv_bytes_per_token", None)

@@ -9,8 +9,10 @@ from cachesim.cli._options import (
     add_command,
     add_hit_cap_and_isolation,
     add_input_args,
+    add_kv_bytes_args,
     console,
     emit,
+    kv_bytes_per_token,
     parse_count,
     parse_list,
     parse_seconds,
@@ -34,8 +36,7 @@ def add_parser(sub) -> None:
                         "trace's distinct blocks, then unbounded)")
     p.add_argument("--ttl", type=parse_list(parse_seconds, "no expiry"), metavar="LIST",
                    help="TTLs refreshed on use, e.g. 300,1h (the no-TTL curve is always shown too)")
-    p.add_argument("--kv-bytes-per-token", type=parse_count, metavar="BYTES",
-                   help="KV-cache bytes per token of the model, to state capacities in GB (e.g. 160k)")
+    add_kv_bytes_args(p)
     add_hit_cap_and_isolation(p)
     p.add_argument("--warmup", metavar="N|Ns", help="leave the first N requests (or N seconds) out of the counts")
     p.add_argument("--sample", type=real(above=0.0, below=1.0), metavar="RATE", help="SHARDS-style sampling rate "
@@ -56,6 +57,7 @@ def run(args) -> int:
     from cachesim.report import print_curves
 
     require_figure(args.plot, "--plot")
+    args.kv_bytes_per_token = kv_bytes_per_token(args)
     hit_cap = args.hit_cap
     if args.preset:
         hit_cap = hit_cap or preset(args).hit_cap
