@@ -231,3 +231,32 @@ def test_a_block_source_that_is_not_one_is_refused(tmp_path):
     _rewrite_npz(path, bad, lambda name, data: _npy(np.arange(3)) if name == "block_source.npy" else data)
     with pytest.raises(TraceError, match="block source must be one of"):
         Trace.load(bad)
+
+
+@pytest.mark.parametrize("mmap", [False, True])
+def test_a_damaged_npy_header_is_a_located_error(tmp_path, mmap):
+    """A flipped byte in a member's header (a Python literal numpy tokenizes) raised tokenize.TokenError, which
+    no handler caught: a traceback from every command (fuzzer, npz seed 7, case 281)."""
+    from cachesim.trace import Trace
+
+    path = _saved(tmp_path)
+    bad = tmp_path / "bad.npz"
+    # the header dict loses its closing brace: "EOF in multi-line statement" inside numpy
+    _rewrite_npz(path, bad, lambda name, data: data.replace(b"}", b" ", 1) if name == "block_keys.npy" else data)
+    with pytest.raises(TraceError, match=r"block_keys.npy: damaged .npy header"):
+        Trace.load(bad, mmap=mmap)
+
+
+def test_a_header_that_claims_more_than_its_member_holds_allocates_nothing(tmp_path):
+    from cachesim.trace import Trace
+
+    path = _saved(tmp_path)
+    bad = tmp_path / "bad.npz"
+    import io
+
+    buf = io.BytesIO()   # a sound header claiming 3e11 float64 (2.4 TB), then 3 values
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": (300000000000,)})
+    big = buf.getvalue() + np.zeros(3, np.float64).tobytes()
+    _rewrite_npz(path, bad, lambda name, data: big if name == "t.npy" else data)
+    with pytest.raises(TraceError, match=r"t.npy: its header says \(300000000000,\) x 8 bytes, the member holds 24"):
+        Trace.load(bad)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 import struct
+import tokenize
 import warnings
 import zipfile
 import zlib
@@ -161,8 +163,7 @@ class Trace:
         try:
             with zipfile.ZipFile(path) as zf:
                 def column(name: str) -> np.ndarray:
-                    with zf.open(f"{name}.npy") as handle:
-                        return np.lib.format.read_array(handle, allow_pickle=False)
+                    return _read_member(zf, f"{name}.npy")
 
                 names = zf.namelist()
                 if "members.npy" in names:   # written since the manifest was added; older files have none
@@ -241,8 +242,43 @@ def _meta_from(names: list[str], column) -> dict:
 
 
 # what reading a damaged .npz can raise besides a TraceError (zlib.error: a damaged deflated member)
+# what a damaged member can raise from zipfile and numpy's .npy reader (its header errors: _npy_header)
 _DAMAGED_FILE_ERRORS = (OSError, KeyError, ValueError, EOFError, IndexError, TypeError, OverflowError,
                         zipfile.BadZipFile, zlib.error, struct.error)
+
+
+def _npy_header(handle, name: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, Fortran order, dtype) from a .npy header, which is a Python literal: a damaged one is a tokenize or
+    syntax error inside numpy, reported here as what it is."""
+    try:
+        version = np.lib.format.read_magic(handle)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        return read_header(handle)
+    except (ValueError, tokenize.TokenError, SyntaxError, TypeError) as exc:
+        raise ValueError(f"{name}: damaged .npy header ({exc})") from None
+
+
+def _read_member(zf: zipfile.ZipFile, name: str) -> np.ndarray:
+    """One .npy member, its header checked against the member's size before anything is allocated (a damaged
+    shape must not ask for more memory than the file could hold)."""
+    info = zf.getinfo(name)
+    with zf.open(info) as handle:
+        shape, fortran, dtype = _npy_header(handle, name)
+        if dtype.hasobject:
+            raise ValueError(f"{name}: holds Python objects, not numbers")
+        count = math.prod(shape)
+        header_bytes = handle.tell()
+        if count * dtype.itemsize != info.file_size - header_bytes:
+            raise ValueError(f"{name}: its header says {shape} x {dtype.itemsize} bytes, the member holds "
+                             f"{info.file_size - header_bytes}")
+        data = np.empty(count, dtype=dtype)
+        view, filled = memoryview(data).cast("B"), 0   # read in place: no second copy of a big column
+        while filled < len(view):
+            n = handle.readinto(view[filled:])
+            if not n:
+                raise EOFError(f"{name}: ends after {filled} of {len(view)} bytes")
+            filled += n
+    return data.reshape(shape, order="F" if fortran else "C")
 
 
 def _check_saved_offsets(offsets: np.ndarray, tail: np.ndarray, n_keys: int) -> None:
@@ -275,9 +311,7 @@ def _map_member(path: str | Path, info: zipfile.ZipInfo) -> np.ndarray:
             raise ValueError(f"{info.filename}: bad zip local header")
         name_len, extra_len = struct.unpack("<HH", local[26:30])
         handle.seek(info.header_offset + 30 + name_len + extra_len)
-        version = np.lib.format.read_magic(handle)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = read_header(handle)
+        shape, fortran, dtype = _npy_header(handle, info.filename)
         offset = handle.tell()
     if fortran or dtype.hasobject:
         raise ValueError(f"{info.filename}: not a plain C-ordered array")
