@@ -57,7 +57,9 @@ def _decompressing(raw: IO[bytes], path: str | Path) -> IO[bytes]:
     magic = raw.read(4)
     raw.seek(0)
     if magic.startswith(GZIP_MAGIC):
-        return gzip.GzipFile(fileobj=raw, mode="rb")
+        unpacked = gzip.GzipFile(fileobj=raw, mode="rb")
+        unpacked.myfileobj = raw   # a GzipFile closes only a file it opened itself: let it close ours too
+        return unpacked
     if magic.startswith(ZSTD_MAGIC):
         try:
             import zstandard
@@ -137,6 +139,7 @@ class _ZstdReader(io.RawIOBase):
     (a truncated file) is an EOFError, as gzip's is."""
 
     def __init__(self, raw: IO[bytes], zstandard):
+        self._raw = raw
         self._frames = _ZstdFrames(raw)
         self._reader = zstandard.ZstdDecompressor().stream_reader(self._frames, read_across_frames=True)
 
@@ -151,6 +154,7 @@ class _ZstdReader(io.RawIOBase):
 
     def close(self) -> None:
         self._reader.close()
+        self._raw.close()   # the stream reader does not close a source it only reads through _ZstdFrames
         super().close()
 
 
