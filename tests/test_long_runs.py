@@ -4,6 +4,7 @@ uninterrupted run writes. Timeouts here are hang guards only: nothing asserts ho
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -121,13 +122,9 @@ def test_lines_go_on_while_no_configuration_finishes(monkeypatch):
     assert len(result.rows) == 3
 
 
-@pytest.mark.parametrize(("signum", "to_group", "status", "word"), [
-    (signal.SIGTERM, False, 143, "terminated"),  # kill PID
-    (signal.SIGINT, True, 130, "interrupted"),  # Ctrl-C: the terminal signals the whole process group
-])
-def test_a_signalled_sweep_ends_its_workers_and_resume_finishes_the_same_table(tmp_path, uninterrupted, signum,
-                                                                                to_group, status, word):
-    out = tmp_path / "table.csv"
+@contextlib.contextmanager
+def sweep_with_a_first_row(out: Path):
+    """The sweep of SWEEP writing ``out``, once its first row is in the checkpoint; and the processes below it."""
     ckpt = checkpoint_path(out)
     proc = subprocess.Popen([*CLI, *SWEEP, "-o", str(out)], env=env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
@@ -139,21 +136,46 @@ def test_a_signalled_sweep_ends_its_workers_and_resume_finishes_the_same_table(t
             assert time.monotonic() < deadline, "no row reached the checkpoint"
             time.sleep(0.01)
         workers = descendants(proc.pid)
+        assert len(workers) >= 2, workers  # the two workers (and a forkserver, when one is used) are seen
+        yield proc, workers
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+
+
+def assert_all_gone(pids: set[int]) -> None:
+    deadline = time.monotonic() + 60  # a hang guard: orphans of a dead parent take a moment to notice it
+    while any(map(running, pids)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in pids if running(pid)], "processes left running"
+
+
+def test_kill_9_leaves_no_worker_waiting_forever(tmp_path):
+    """Nothing runs in a process killed outright, so its workers must notice on their own."""
+    with sweep_with_a_first_row(tmp_path / "table.csv") as (proc, workers):
+        proc.kill()
+        proc.wait(timeout=120)
+    assert_all_gone(workers)
+
+
+@pytest.mark.parametrize(("signum", "to_group", "status", "word"), [
+    (signal.SIGTERM, False, 143, "terminated"),  # kill PID
+    (signal.SIGINT, True, 130, "interrupted"),  # Ctrl-C: the terminal signals the whole process group
+])
+def test_a_signalled_sweep_ends_its_workers_and_resume_finishes_the_same_table(tmp_path, uninterrupted, signum,
+                                                                                to_group, status, word):
+    out = tmp_path / "table.csv"
+    ckpt = checkpoint_path(out)
+    with sweep_with_a_first_row(out) as (proc, workers):
         if to_group:
             os.killpg(proc.pid, signum)
         else:
             proc.send_signal(signum)
         assert proc.wait(timeout=120) == status
         stderr = proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert len(workers) >= 2, workers  # the two workers (and a forkserver, when one was used) were seen
-    deadline = time.monotonic() + 60  # orphans of a dead parent may take a moment to notice it
-    while any(map(running, workers)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not [pid for pid in workers if running(pid)], "workers left running"
+    assert_all_gone(workers)
 
     assert "Traceback" not in stderr, stderr
     *progress_lines, last = stderr.splitlines()

@@ -16,8 +16,8 @@ import contextlib
 import multiprocessing
 import os
 import signal
-import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor as FuturesExecutor
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
@@ -146,19 +146,25 @@ def _process_context():
     return multiprocessing.get_context("spawn")
 
 
-_PR_SET_PDEATHSIG = 1
+def _end_with(parent: int) -> None:
+    # a pool's workers hold both ends of its queues (and, under a forkserver, are not the parent's children), so
+    # a parent killed outright (kill -9) would leave them waiting forever: they watch it instead
+    while True:
+        time.sleep(1.0)
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except OSError:
+            pass
 
 
-def _worker_started() -> None:
+def _worker_started(parent: int) -> None:
     # Ctrl-C signals the terminal's whole process group: the parent alone decides, and ends the workers itself
     # (a worker interrupted mid-task would send KeyboardInterrupt back as its result, or hang the pool)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if sys.platform.startswith("linux"):  # and if the parent is killed outright (kill -9), end with it
-        with contextlib.suppress(OSError, AttributeError):
-            import ctypes
-
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    threading.Thread(target=_end_with, args=(parent,), name="cachesim-parent-watch", daemon=True).start()
 
 
 class ProcessExecutor(FuturesAdapter):
@@ -167,7 +173,7 @@ class ProcessExecutor(FuturesAdapter):
     def __init__(self, workers: int | None = None):
         self.workers = _workers(workers)
         super().__init__(ProcessPoolExecutor(max_workers=self.workers, mp_context=_process_context(),
-                                             initializer=_worker_started),
+                                             initializer=_worker_started, initargs=(os.getpid(),)),
                          name=f"processes({self.workers})", owned=True)
         # start the workers now, before the caller starts threads of its own (the progress bar)
         self.pool.submit(_noop).result()
