@@ -12,16 +12,20 @@ hundred bytes per task, and they also parallelise what holds the GIL (the refere
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor as FuturesExecutor
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 __all__ = ["EXECUTOR_NAMES", "DaskExecutor", "Executor", "FuturesAdapter", "ProcessExecutor", "RayExecutor",
-           "SerialExecutor", "ThreadExecutor", "executor_name", "make_executor", "map", "run", "shared_threads"]
+           "SerialExecutor", "Terminated", "ThreadExecutor", "abort", "executor_name", "make_executor", "map", "run",
+           "shared_threads"]
 
 EXECUTOR_NAMES = ("serial", "thread", "process", "dask", "ray")
 # older spellings, still accepted (the sweep CLI and its tests say "processes")
@@ -81,13 +85,27 @@ class FuturesAdapter:
             for future in as_completed(futures):
                 yield future.result()
         finally:
-            # on an error or an abandoned generator, what has not started never starts
-            for future in futures:
-                future.cancel()
+            if not all(future.done() for future in futures):
+                self._abandon(futures)
+
+    def _abandon(self, futures) -> None:
+        # on an error or an abandoned generator, what has not started never starts
+        for future in futures:
+            future.cancel()
 
     def close(self) -> None:
         if self.owned:
             self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def abort(self) -> None:
+        """Stop now (a signal, an error): nothing queued starts; what runs is not waited for."""
+        if self.owned:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def abort(runner: Any) -> None:
+    """Stop ``runner`` without waiting for its running tasks, where it can (else close it)."""
+    getattr(runner, "abort", runner.close)()
 
 
 def _workers(workers: int | None) -> int:
@@ -109,12 +127,17 @@ def _noop() -> None:
     return None
 
 
+def _only_thread() -> bool:
+    # threads marked fork-safe (the progress lines') hold no lock across a fork
+    return sum(not getattr(t, "cachesim_fork_safe", False) for t in threading.enumerate()) == 1
+
+
 def _process_context():
     # fork while this process has one thread: the workers start at once with cachesim already imported (a
     # forkserver costs a fresh interpreter and imports, ~0.5 s a sweep). With other threads alive (a Dask client,
     # a GUI) a forked child could inherit a held lock, so then a forkserver, or spawn where that does not exist.
     methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods and threading.active_count() == 1:
+    if "fork" in methods and _only_thread():
         return multiprocessing.get_context("fork")
     if "forkserver" in methods:
         ctx = multiprocessing.get_context("forkserver")
@@ -123,15 +146,65 @@ def _process_context():
     return multiprocessing.get_context("spawn")
 
 
+def _end_with(parent: int) -> None:
+    # a pool's workers hold both ends of its queues (and, under a forkserver, are not the parent's children), so
+    # a parent killed outright (kill -9) would leave them waiting forever: they watch it instead
+    while True:
+        time.sleep(1.0)
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except OSError:
+            pass
+
+
+def _worker_started(parent: int) -> None:
+    # Ctrl-C signals the terminal's whole process group: the parent alone decides, and ends the workers itself
+    # (a worker interrupted mid-task would send KeyboardInterrupt back as its result, or hang the pool)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    threading.Thread(target=_end_with, args=(parent,), name="cachesim-parent-watch", daemon=True).start()
+
+
 class ProcessExecutor(FuturesAdapter):
     """Local worker processes: one per core unless told."""
 
     def __init__(self, workers: int | None = None):
         self.workers = _workers(workers)
-        super().__init__(ProcessPoolExecutor(max_workers=self.workers, mp_context=_process_context()),
+        super().__init__(ProcessPoolExecutor(max_workers=self.workers, mp_context=_process_context(),
+                                             initializer=_worker_started, initargs=(os.getpid(),)),
                          name=f"processes({self.workers})", owned=True)
         # start the workers now, before the caller starts threads of its own (the progress bar)
         self.pool.submit(_noop).result()
+
+    def _abandon(self, futures) -> None:
+        # workers first: CPython 3.11's pool, finding them gone, fails every queued future, and raises (in its own
+        # thread, a traceback on stderr) for one that was cancelled before
+        self._end_workers()
+        super()._abandon(futures)
+
+    def _end_workers(self) -> None:
+        """SIGTERM to every worker, rather than waiting for the tasks they run; then the pool's own thread, which
+        marks what they ran as failed, is let finish."""
+        processes = list((getattr(self.pool, "_processes", None) or {}).values())
+        for process in processes:
+            with contextlib.suppress(OSError, ValueError):
+                process.terminate()
+        for process in processes:
+            with contextlib.suppress(OSError, ValueError, AssertionError):
+                process.join(timeout=10)  # a guard: SIGTERM ends a worker at once
+                if process.is_alive():
+                    process.kill()
+        manager = getattr(self.pool, "_executor_manager_thread", None)
+        if manager is not None and manager is not threading.current_thread():
+            manager.join(timeout=10)
+
+    def abort(self) -> None:
+        """End the workers now, then release the pool."""
+        if self.owned:
+            self._end_workers()
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 class DaskExecutor:
@@ -248,9 +321,12 @@ def run(fn: Callable[[Any], _R], tasks: Sequence[Any], executor: Any = None, *, 
     runner, owned = make_executor(executor, workers, default=default)
     try:
         yield from runner.run(fn, list(tasks))
-    finally:
+    except BaseException:
         if owned:
-            runner.close()
+            abort(runner)
+        raise
+    if owned:
+        runner.close()
 
 
 class _Indexed:
@@ -280,6 +356,82 @@ def map(fn: Callable[[_T], _R], items: Sequence[_T], executor: Any = "thread", *
     for i, result in run(_Indexed(fn), list(enumerate(items)), executor, workers=workers):
         out[i] = result
     return out
+
+
+class Terminated(SystemExit):
+    """SIGTERM (or another terminating signal) turned into an exception, so that clean-up runs; its code is the
+    status the signal's default action gives as a shell shows it (143)."""
+
+
+class _StopOnSignals:
+    """While inside, SIGTERM and SIGINT unwind the program instead of ending the process on the spot (SIGTERM's
+    default action), so clean-up runs (a sweep's shared directory, its workers): SIGTERM raises Terminated(143),
+    and SIGINT KeyboardInterrupt, as Python's own handler does. Handlers someone else installed are kept, and
+    only the main thread may install any. Nested, the inner one is the outer one (one set of handlers, one
+    deferral). A second signal while the first unwinds is only noted: it would cut the clean-up short."""
+
+    _OURS_TO_REPLACE = (signal.SIG_DFL, signal.default_int_handler)
+    _active: _StopOnSignals | None = None  # the one whose handlers are installed (in the main thread)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._deferred = False
+        self._replaced: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopOnSignals:
+        if threading.current_thread() is threading.main_thread():
+            if _StopOnSignals._active is not None:
+                return _StopOnSignals._active
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(signum) in self._OURS_TO_REPLACE:
+                    self._replaced[signum] = signal.signal(signum, self._received)
+            if self._replaced:
+                _StopOnSignals._active = self
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for signum, previous in self._replaced.items():
+            signal.signal(signum, previous)
+        self._replaced = {}
+        if _StopOnSignals._active is self:
+            _StopOnSignals._active = None
+
+    @classmethod
+    def _leave_in_forked_child(cls) -> None:
+        # a forked worker would inherit handlers that (deferred while the pool starts) never act: give it back
+        # the ones it would have had, so SIGTERM still ends it
+        if cls._active is not None:
+            cls._active.__exit__()
+
+    def _received(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            return
+        self.signum = signum
+        if not self._deferred:
+            self.raise_if_signalled()
+
+    @contextlib.contextmanager
+    def deferred(self):
+        """Inside, a signal is only noted, for work that an exception would leave in a worse state than the
+        signal's: saving a file, starting worker processes (their at-fork hooks swallow the exception, printing it
+        as "ignored", and are left half done). Call raise_if_signalled after."""
+        was, self._deferred = self._deferred, True
+        try:
+            yield
+        finally:
+            self._deferred = was
+
+    def raise_if_signalled(self) -> None:
+        # also the net for an exception swallowed where Python ignores them (a finalizer), which would let the
+        # program run on
+        if self.signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        if self.signum is not None:
+            raise Terminated(128 + self.signum)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_StopOnSignals._leave_in_forked_child)
 
 
 _shared_pool: ThreadPoolExecutor | None = None

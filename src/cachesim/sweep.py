@@ -11,17 +11,14 @@ grid order whatever ran it: every executor gives the same table, byte for byte.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import itertools
 import os
 import re
 import shutil
-import signal
 import socket
 import sys
 import tempfile
-import threading
 import types
 import warnings
 from collections.abc import Mapping
@@ -34,7 +31,7 @@ import orjson
 import xxhash
 
 from cachesim._contract import DEFAULT_TOKEN_BLOCK_SIZE
-from cachesim.parallel import make_executor
+from cachesim.parallel import _StopOnSignals, abort, make_executor
 from cachesim.replay import RATIO_DEFINITIONS, replay
 from cachesim.requests import BlockRequests, TokenRequests, TraceError
 from cachesim.trace import Trace, compile_trace
@@ -452,73 +449,17 @@ def _remove_stale_shared_dirs(parent: str | Path | None) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
-class _StopOnSignals:
-    """While inside, SIGTERM and SIGINT unwind the sweep instead of ending the process on the spot (SIGTERM's
-    default action), so the shared directory's clean-up runs: SIGTERM raises SystemExit(143), the status its
-    default action gives as a shell shows it, and SIGINT KeyboardInterrupt, as Python's own handler does.
-    Handlers someone else installed are kept, and only the main thread may install any."""
-
-    _OURS_TO_REPLACE = (signal.SIG_DFL, signal.default_int_handler)
-    _active: _StopOnSignals | None = None  # the one whose handlers are installed (in the main thread)
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._deferred = False
-        self._replaced: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopOnSignals:
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                if signal.getsignal(signum) in self._OURS_TO_REPLACE:
-                    self._replaced[signum] = signal.signal(signum, self._received)
-            if self._replaced:
-                _StopOnSignals._active = self
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        for signum, previous in self._replaced.items():
-            signal.signal(signum, previous)
-        self._replaced = {}
-        if _StopOnSignals._active is self:
-            _StopOnSignals._active = None
-
-    @classmethod
-    def _leave_in_forked_child(cls) -> None:
-        # a forked worker would inherit handlers that (deferred while the pool starts) never act: give it back
-        # the ones it would have had, so SIGTERM still ends it
-        if cls._active is not None:
-            cls._active.__exit__()
-
-    def _received(self, signum: int, frame: Any) -> None:
-        self.signum = signum
-        if not self._deferred:
-            self.raise_if_signalled()
-
-    @contextlib.contextmanager
-    def deferred(self):
-        """Inside, a signal is only noted, for work that an exception would leave in a worse state than the
-        signal's: saving a file, starting worker processes (their at-fork hooks swallow the exception, printing it
-        as "ignored", and are left half done). Call raise_if_signalled after."""
-        self._deferred = True
-        try:
-            yield
-        finally:
-            self._deferred = False
-
-    def raise_if_signalled(self) -> None:
-        # also the net for an exception swallowed where Python ignores them (a finalizer), which would let the
-        # sweep run on
-        if self.signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        if self.signum is not None:
-            raise SystemExit(128 + self.signum)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_StopOnSignals._leave_in_forked_child)
-
-
 # -- the sweep -------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StoppedSweep:
+    """What a sweep stopped by a signal kept: ``saved`` of ``total`` configurations, in ``checkpoint`` (None:
+    nowhere, the sweep had no checkpoint)."""
+
+    saved: int
+    total: int
+    checkpoint: Path | None
+
 
 def run_sweep(trace: Any, grid: Mapping[str, Any] | str | Path, executor: Any = None, *, workers: int | None = None,
               checkpoint: str | Path | None = None, resume: bool = False, progress: bool | None = None,
@@ -578,6 +519,10 @@ def run_sweep(trace: Any, grid: Mapping[str, Any] | str | Path, executor: Any = 
             try:
                 _execute(tasks, configs, executor, workers, progress, len(configs) - len(todo), sink, metrics,
                          interference, stop)
+            except (KeyboardInterrupt, SystemExit) as exc:
+                # for whoever reports the stop (cachesim.cli.main): how far it got, and where that is kept
+                exc.cachesim_sweep = StoppedSweep(len(metrics), len(configs), checkpoint)
+                raise
             finally:
                 if sink is not None:
                     sink.close()
@@ -593,43 +538,30 @@ def _metrics_without_axes(metrics: dict, params: dict) -> dict:
 
 def _execute(tasks, configs, executor, workers, progress, already_done, sink, metrics, interference,
              stop: _StopOnSignals) -> None:
+    from cachesim.progress import track
+
     # processes unless told: a task ships only the path of a memory-mapped trace, so a process costs no copy
     with stop.deferred():
         runner, owned = make_executor(executor, workers, default="process")
-    bar = None
     try:
         stop.raise_if_signalled()
-        bar = _progress_bar(progress, len(configs), already_done, runner.name)
-        for index, row, hits in runner.run(run_task, tasks):
-            stop.raise_if_signalled()
-            metrics[index] = row
-            if hits is not None:
-                interference[index] = hits
-            if sink is not None:
-                sink.add(config_id(configs[index]), row, hits)
-            if bar is not None:
-                shown = ", ".join(f"{k}={v}" for k, v in configs[index].items())
-                bar[0].update(bar[1], advance=1, last=shown)
-    finally:
-        if bar is not None:
-            bar[0].stop()
+        with track("sweep", len(configs), "configs", completed=already_done, enabled=progress,
+                   where=f" on {runner.name}") as bar:
+            for index, row, hits in runner.run(run_task, tasks):
+                with stop.deferred():  # a row is kept whole, in the table and the checkpoint, or not at all
+                    metrics[index] = row
+                    if hits is not None:
+                        interference[index] = hits
+                    if sink is not None:
+                        sink.add(config_id(configs[index]), row, hits)
+                stop.raise_if_signalled()
+                bar.update(advance=1, last=", ".join(f"{k}={v}" for k, v in configs[index].items()))
+    except BaseException:
         if owned:
-            runner.close()
-
-
-def _progress_bar(progress: bool | None, total: int, completed: int, name: str):
-    """One rich bar on a terminal (stderr); nothing when piped unless asked for."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    console = Console(stderr=True)
-    if progress is False or (progress is None and not console.is_terminal):
-        return None
-    bar = Progress(TextColumn("[bold]sweep[/bold] on {task.fields[runner]}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TextColumn("{task.fields[last]}"), console=console, transient=False)
-    task = bar.add_task("sweep", total=total, completed=completed, runner=name, last="")
-    bar.start()
-    return bar, task
+            abort(runner)  # a signal or a failed task: end the workers, do not wait for what they run
+        raise
+    if owned:
+        runner.close()
 
 
 def sweep(trace: Any, grid: Mapping[str, Any] | str | Path, executor: Any = None, **options: Any):

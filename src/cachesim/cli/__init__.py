@@ -7,12 +7,15 @@ them in the order ``cachesim --help`` shows them.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from concurrent.futures import BrokenExecutor
 
 from cachesim._contract import VERSION
 from cachesim.cli import convert, cost, demo, fleet, interference, mrc, prices, replay, report, size, sweep
 from cachesim.cli._options import check_outputs
+from cachesim.parallel import Terminated, _StopOnSignals
+from cachesim.progress import command as progress_of
 from cachesim.requests import TraceError
 
 __all__ = ["COMMANDS", "EXIT_BAD_INPUT", "EXIT_WORKER_LOST", "build_parser", "main"]
@@ -38,24 +41,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()
         return EXIT_BAD_INPUT
     try:
-        check_outputs(args)  # a read-only output fails now, not after the trace is read
-        return args.run(args)
+        # SIGTERM unwinds like Ctrl-C (clean-up runs, no traceback); a line every interval when stderr is piped
+        with _StopOnSignals(), progress_of(args.command, enabled=getattr(args, "progress", None)):
+            check_outputs(args)  # a read-only output fails now, not after the trace is read
+            return args.run(args)
     except (TraceError, ValueError, OSError) as exc:
         print(f"cachesim: error: {exc}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("cachesim: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(_stopped("interrupted", exc, argv), file=sys.stderr)
         return 130
+    except Terminated as exc:
+        print(_stopped("terminated", exc, argv), file=sys.stderr)
+        return exc.code
     except BrokenExecutor as exc:  # a worker killed from outside (OOM killer, kill -9): not the input's fault
         print(f"cachesim: error: a worker stopped before its task finished ({exc}); rerun, or with --resume where "
               "the command checkpoints", file=sys.stderr)
         return EXIT_WORKER_LOST
     return EXIT_BAD_INPUT
+
+
+def _stopped(how: str, exc: BaseException, argv: list[str]) -> str:
+    """The one line a stopped command leaves; a sweep's says what it kept and how to continue."""
+    sweep = getattr(exc, "cachesim_sweep", None)
+    if sweep is None:
+        return f"cachesim: {how}"
+    if sweep.checkpoint is None:
+        return (f"cachesim: {how} after {sweep.saved} of {sweep.total} configs; none kept: with -o FILE a sweep "
+                "checkpoints its rows and --resume continues it")
+    again = shlex.join(["cachesim", *argv, *([] if "--resume" in argv else ["--resume"])])
+    return (f"cachesim: {how}; {sweep.saved} of {sweep.total} configs saved in {sweep.checkpoint}; "
+            f"continue with: {again}")
 
 
 if __name__ == "__main__":
