@@ -161,6 +161,9 @@ def test_write_section_replaces_only_between_markers(tmp_path, monkeypatch):
     doc.write_text("intro\n<!-- field:begin -->\nold\n<!-- field:end -->\nkept\n")
     monkeypatch.setattr(results, "DOC", doc)
     results.write_section("field", results.table(["a", "b"], [["1", "2"]]))
+    assert "old" in doc.read_text()   # a run that was not asked to update the docs leaves them alone
+    monkeypatch.setenv(results.UPDATE_ENV, "1")
+    results.write_section("field", results.table(["a", "b"], [["1", "2"]]))
     assert doc.read_text() == "intro\n<!-- field:begin -->\n| a | b |\n|---|---|\n| 1 | 2 |\n<!-- field:end -->\nkept\n"
     results.write_section("absent", "x")  # no markers: untouched
     assert "x" not in doc.read_text()

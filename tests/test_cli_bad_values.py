@@ -227,3 +227,12 @@ def test_batch_false_bills_without_the_discount(word, tmp_path, capsys):
     assert _bill(capsys, "--users", "1", "--set", f"batch={word}") == default
     halved = _bill(capsys, "--users", "1", "--set", "batch=TRUE")
     assert halved["cost_usd"] == pytest.approx(default["cost_usd"] / 2)
+
+
+@pytest.mark.parametrize("argv", [["bogus"], ["replay", TRACE, "--bogus"], ["--bogus"], ["replay", TRACE, "extra"]])
+def test_an_unknown_command_or_argument_is_one_line_too(argv, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2
+    assert err.count("\n") == 1 and err.startswith("cachesim: error: ") and "Traceback" not in err, err

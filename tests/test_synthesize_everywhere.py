@@ -13,7 +13,7 @@ from cachesim.cli import build_parser, main
 from cachesim.cli._options import add_reading_flags
 
 AZURE = str(Path(__file__).parent / "data" / "azure.csv")
-TRACE_READERS = {"replay", "convert", "interference", "fleet", "mrc", "sweep"}
+TRACE_READERS = {"replay", "convert", "interference", "fleet", "mrc", "size", "sweep"}
 
 
 def _commands():

@@ -33,7 +33,7 @@ def child_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(SRC) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0",
-               COLUMNS="200", NO_COLOR="1")
+               COLUMNS="200", NO_COLOR="1", CACHESIM_PROGRESS_INTERVAL_S="3600")  # no progress line in stderr
     env.pop("CACHESIM_PUREPYTHON", None)
     env.update(extra)
     return env

@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cachesim", description="Prompt-cache emulator: replay LLM request "
                                      "traces through an emulated prefix cache.")
     parser.add_argument("--version", action="version", version=f"cachesim {VERSION}")
+
+    def error(message: str):   # one line, as every command's usage errors are (cli/_options.add_command)
+        parser.exit(EXIT_BAD_INPUT, f"cachesim: error: {message} (see cachesim --help, or cachesim COMMAND "
+                                    "--help)\n")
+
+    parser.error = error
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, command in COMMANDS.items():
         command.add_parser(sub)
