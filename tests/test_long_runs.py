@@ -23,6 +23,10 @@ from cachesim.cli import main
 from cachesim.sweep import checkpoint_path, run_sweep
 from test_sweep import three_requests
 
+# signals and progress do not depend on the engine, and 300 configurations on the reference model take many
+# minutes: the reference run (CACHESIM_PUREPYTHON=1) leaves this module to the default run
+pytestmark = pytest.mark.core
+
 CLI = [sys.executable, "-m", "cachesim"]
 # 300 configurations of the built-in workload on 2 worker processes: seconds of work, so a signal sent as the
 # first row lands leaves most of it undone
