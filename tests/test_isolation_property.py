@@ -1,7 +1,7 @@
 """Core isolation as a property: under ``isolation="tenant"`` no tenant reads an entry another tenant wrote, and
 where tenants share no capacity (an unbounded cache) each tenant gets exactly what it gets replayed alone.
 
-Run at 10^4 examples with ``HYPOTHESIS_PROFILE=long`` (docs/testing.md); the suite's profiles run fewer.
+Run at 10^4 examples with ``HYPOTHESIS_PROFILE=long`` (README, "For researchers"); the suite's profiles run fewer.
 """
 
 from __future__ import annotations
