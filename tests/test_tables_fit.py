@@ -25,6 +25,10 @@ from cachesim.cli import main
 from cachesim.report._tables import add_columns, fit_tables, make_console, print_table
 from conftest import DATA
 
+# how tables render does not depend on the engine, and the sweep here takes many minutes on the reference
+# model: the reference run (CACHESIM_PUREPYTHON=1) leaves this module to the default run
+pytestmark = pytest.mark.core
+
 WIDTH = 80
 PROVIDERS = ("anthropic", "openai", "openai-5.6", "gemini", "deepseek")
 
