@@ -155,6 +155,17 @@ def test_a_chain_whose_parent_is_not_in_the_file_starts_where_the_file_does(tmp_
     assert result.lines.tolist() == [1, 3, 4, 5]
 
 
+def test_a_claude_code_message_id_that_is_not_a_string_is_located(tmp_path):
+    # an object as message.id was used as a set member: TypeError (reader fuzzer, seed 11, case 601)
+    event = orjson.loads(_claude_event("a1", None, "assistant"))
+    event["message"]["id"] = {"nested": [1, {"x": None}]}
+    path = tmp_path / "cc.jsonl"
+    path.write_bytes(_claude_event("u0", None, "user") + b"\n" + orjson.dumps(event) + b"\n")
+    with pytest.raises(TraceError, match="message.id: expected a string") as info:
+        cachesim.readers.read_requests(path)
+    assert info.value.line == 2
+
+
 @pytest.mark.parametrize("message, field", [
     ({"role": "tool", "content": [[1]]}, "messages[1].content[0]"),
     ({"role": "user", "content": [[1]]}, "messages[1].content[0]"),

@@ -103,6 +103,8 @@ def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
         if kind != "assistant":
             return None
         message_id = message.get("id", uuid)
+        if not isinstance(message_id, str):
+            raise TraceError("expected a string", field="message.id")
         if message_id in seen_messages:  # a streamed continuation of a message already counted
             return None
         seen_messages.add(message_id)
