@@ -90,3 +90,14 @@ def test_block_size_cannot_change_for_id_traces():
     with pytest.raises(TraceError, match="block_size: this trace's blocks are 512 tokens"):
         cachesim.compile_trace(requests, 16)
     assert np.array_equal(cachesim.compile_trace(requests).block_tokens, [512])
+
+
+def test_binary_units_render_requests_and_bytes():
+    from cachesim.requests import TraceError
+
+    assert str(TraceError("cut short", field="n_blocks", file="a.lcp", line=8240, unit="byte")) == \
+        "a.lcp: byte 8,240: n_blocks: cut short"
+    assert str(TraceError("bad", file="a.lcp", line=3, unit="request")) == "a.lcp: request 3: bad"
+    assert str(TraceError("bad", file="a.jsonl", line=3)) == "a.jsonl:3: bad"
+    moved = TraceError("bad", line=5, unit="request").located(file="a.lcp")
+    assert str(moved) == "a.lcp: request 5: bad"

@@ -21,30 +21,38 @@ __all__ = ["TraceError", "TokenRequests", "BlockRequests", "Ragged", "offsets_fr
 
 
 class TraceError(ValueError):
-    """Bad input, located: ``file:line: field: message`` (file and line when known)."""
+    """Bad input, located: ``file:line: field: message`` (file and line when known).
+
+    ``unit`` says what ``line`` counts: ``"line"`` (text files, ``file:12:``), ``"request"`` (binary files whose
+    records are requests, ``file: request 12:``) or ``"byte"`` (an offset into a binary file, ``file: byte 8,240:``).
+    """
 
     def __init__(self, message: str, *, field: str | None = None, file: str | None = None,
-                 line: int | None = None):
+                 line: int | None = None, unit: str = "line"):
         self.message = message
         self.field = field
         self.file = file
         self.line = line
+        self.unit = unit
         super().__init__(self._render())
 
     def _render(self) -> str:
         where = ""
-        if self.file is not None:
+        if self.file is not None and self.line is not None and self.unit != "line":
+            where = f"{self.file}: {self.unit} {self.line:,}: "
+        elif self.file is not None:
             where = f"{self.file}:{self.line}: " if self.line is not None else f"{self.file}: "
         elif self.line is not None:
             where = f"request {self.line}: "
         what = f"{self.field}: " if self.field else ""
         return f"{where}{what}{self.message}"
 
-    def located(self, file: str | None = None, line: int | None = None) -> TraceError:
+    def located(self, file: str | None = None, line: int | None = None, unit: str = "line") -> TraceError:
         """The same error with a file and/or line filled in where it had none."""
-        return TraceError(self.message, field=self.field,
-                          file=self.file if self.file is not None else file,
-                          line=self.line if self.line is not None else line)
+        if self.line is not None:
+            line, unit = self.line, self.unit
+        return TraceError(self.message, field=self.field, file=self.file if self.file is not None else file,
+                          line=line, unit=unit)
 
 
 def offsets_from_lengths(lengths: np.ndarray) -> np.ndarray:

@@ -203,7 +203,7 @@ class Trace:
         return trace
 
 
-_TRANSIENT_META = ("path", "lines")  # where a trace came from: not part of it
+_TRANSIENT_META = ("path", "lines", "line_unit")  # where a trace came from: not part of it
 
 
 def _meta_columns(meta: dict, n_requests: int) -> dict[str, np.ndarray]:

@@ -61,7 +61,8 @@ def _at_file_line(exc: TraceError, batch, path) -> TraceError:
     """The engine names a request of the batch it was serving; name that request's line in the file instead."""
     lines = batch.meta.get("lines") if batch is not None else None
     if exc.file is None and exc.line is not None and lines is not None:
-        return TraceError(exc.message, field=exc.field, file=path, line=int(lines[exc.line]))
+        return TraceError(exc.message, field=exc.field, file=path, line=int(lines[exc.line]),
+                          unit=batch.meta.get("line_unit", "line"))
     return exc
 
 

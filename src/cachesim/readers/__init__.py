@@ -187,6 +187,7 @@ class TraceStream:
         self._fed_t = float(trace.t[-1])
         moved = bool(np.any(np.diff(t) < 0))
         trace.meta["lines"] = result.lines[np.argsort(t, kind="stable")] if moved else result.lines
+        trace.meta["line_unit"] = result.unit
         return trace
 
     def __iter__(self) -> Iterator[Trace]:

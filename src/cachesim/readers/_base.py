@@ -310,6 +310,7 @@ class ReadResult:
     # what some formats carry beyond the requests: per-request arrays ([n]) and Ragged lists (breakpoints,
     # segments); kept with their requests through sorting and handed on in Trace.meta
     extras: dict = field(default_factory=dict)
+    unit: str = "line"        # what ``lines`` count: file lines, or requests of a binary file (TraceError.unit)
 
     def subset(self, index: np.ndarray) -> ReadResult:
         """The requests at ``index`` (any selection or order), with their lines and extras."""
@@ -325,12 +326,13 @@ class ReadResult:
                                      prompt_tokens=r.prompt_tokens[index], block_size=r.block_size)
         extras = {name: value.take(index) if isinstance(value, Ragged) else
                   (value if name in _GLOBAL_EXTRAS else value[index]) for name, value in self.extras.items()}
-        return ReadResult(requests, self.lines[index], self.path, extras)
+        return ReadResult(requests, self.lines[index], self.path, extras, self.unit)
 
     def locate(self, exc: TraceError) -> TraceError:
         """Translate a request index in exc.line into this file's line."""
         if exc.file is None and exc.line is not None and 0 <= exc.line < len(self.lines):
-            return TraceError(exc.message, field=exc.field, file=self.path, line=int(self.lines[exc.line]))
+            return TraceError(exc.message, field=exc.field, file=self.path, line=int(self.lines[exc.line]),
+                              unit=self.unit)
         return exc.located(file=self.path)
 
 
@@ -659,7 +661,7 @@ def concat(results: list[ReadResult]) -> ReadResult:
                 extras[name] = Ragged.concat([p[name] for p in parts])
             else:
                 extras[name] = np.concatenate([p[name] for p in parts])
-    return ReadResult(requests, lines, results[0].path, extras)
+    return ReadResult(requests, lines, results[0].path, extras, results[0].unit)
 
 
 def _no_extras(template: dict, n: int) -> dict:
