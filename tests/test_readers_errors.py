@@ -67,8 +67,8 @@ def test_unknown_format(tmp_path):
     path = _file(tmp_path, '{"when": 1, "what": [1]}')
     with pytest.raises(TraceError, match=r"t\.jsonl: unknown format: the first record has fields \['what', 'when'\]"):
         read_trace(path)
-    with pytest.raises(TraceError, match=r"unknown format 'parquet'; known formats: "):
-        read_trace(DATA / "mooncake.jsonl", format="parquet")
+    with pytest.raises(TraceError, match=r"unknown format 'feather'; known formats: "):
+        read_trace(DATA / "mooncake.jsonl", format="feather")
 
 
 def test_out_of_order_times_are_sorted_stably_with_a_count(tmp_path):

@@ -161,6 +161,12 @@ class BlockRequests(_RequestColumns):
     block_offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))  # int64 [n+1], CSR
     prompt_tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # int64 [n]
     block_size: int = 512
+    # a compiled trace written back out (Parquet in keys mode): block_ids are already chained keys, compiled
+    # as they are; tail_tokens [n] is each request's last-block count and block_source the original trace's
+    # (a token-cut trace may leave a partial tail uncached, so the block count need not be ceil(prompt / size))
+    keys_given: bool = False
+    tail_tokens: np.ndarray | None = None
+    block_source: str = "ids"
 
     @classmethod
     def from_lists(cls, block_ids: Sequence[Sequence[int]], prompt_tokens, block_size: int, t=None, tenant=None,

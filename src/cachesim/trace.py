@@ -115,11 +115,16 @@ class Trace:
     # -- persistence ----------------------------------------------------------------------------------------
 
     def save(self, path: str | Path) -> None:
-        """Save as a compact .npz: the per-block keys stored raw (memory-mappable), the rest deflated.
+        """Save as a compact .npz: the per-block keys stored raw (memory-mappable), the rest deflated; or, for a
+        name ending ``.parquet``, as a Parquet trace (:mod:`cachesim.readers.parquet`, kind ``keys``).
 
         Block token counts are not stored: every block holds ``block_size`` tokens except perhaps each
         request's last, whose count is kept per request (``tail_tokens``).
         """
+        if Path(path).suffix == ".parquet":
+            from cachesim.readers.parquet import write_trace
+
+            return write_trace(self, path)
         ends = self.block_offsets[1:] - 1
         has_blocks = np.diff(self.block_offsets) > 0
         tail = np.zeros(self.n_requests, dtype=np.uint32)
@@ -159,7 +164,11 @@ class Trace:
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool = False) -> Trace:
-        """Load a trace saved by :meth:`save`; with ``mmap`` the block keys are memory-mapped, not read."""
+        """Load a trace saved by :meth:`save`; with ``mmap`` the block keys are memory-mapped, not read (.npz)."""
+        if Path(path).suffix == ".parquet":
+            from cachesim.readers import read_trace
+
+            return read_trace(path, format="parquet")
         try:
             with zipfile.ZipFile(path) as zf:
                 def column(name: str) -> np.ndarray:
@@ -386,17 +395,26 @@ def compile_trace(requests: TokenRequests | BlockRequests, block_size: int | Non
             raise TraceError("block_offsets/prompt_tokens do not match the number of requests", field="block_offsets")
         _check_not_empty(prompt_tokens)
         n_blocks = np.diff(block_offsets)
-        expected = (prompt_tokens + block_size - 1) // block_size
-        bad = np.flatnonzero(n_blocks != expected)
-        if bad.size:
-            i = int(bad[0])
-            raise TraceError(f"{n_blocks[i]} block ids for {prompt_tokens[i]} tokens; blocks of {block_size} tokens "
-                             f"need ceil({prompt_tokens[i]}/{block_size}) = {expected[i]}", field="hash_ids", line=i)
-        keys = engine.compile_id_blocks(ids, block_offsets)
-        block_tokens = np.full(len(ids), block_size, dtype=np.uint32)
-        tails = block_offsets[1:] - 1
-        block_tokens[tails] = (prompt_tokens - (n_blocks - 1) * block_size).astype(np.uint32)
-        source = "ids"
+        if requests.keys_given:   # a compiled trace written back out: its keys and block counts as they were
+            tail = np.asarray(requests.tail_tokens, dtype=np.uint32) if requests.tail_tokens is not None else None
+            if tail is None or len(tail) != n:
+                raise TraceError("tail_tokens must give each request's last-block count", field="tail_tokens")
+            _check_saved_offsets(block_offsets, tail, len(ids))
+            keys, block_tokens = ids, _block_tokens(block_offsets, tail, block_size)
+            source = requests.block_source
+        else:
+            expected = (prompt_tokens + block_size - 1) // block_size
+            bad = np.flatnonzero(n_blocks != expected)
+            if bad.size:
+                i = int(bad[0])
+                raise TraceError(f"{n_blocks[i]} block ids for {prompt_tokens[i]} tokens; blocks of {block_size} "
+                                 f"tokens need ceil({prompt_tokens[i]}/{block_size}) = {expected[i]}",
+                                 field="hash_ids", line=i)
+            keys = engine.compile_id_blocks(ids, block_offsets)
+            block_tokens = np.full(len(ids), block_size, dtype=np.uint32)
+            tails = block_offsets[1:] - 1
+            block_tokens[tails] = (prompt_tokens - (n_blocks - 1) * block_size).astype(np.uint32)
+            source = "ids"
     else:
         raise TypeError(f"cannot compile {type(requests).__name__}; expected TokenRequests or BlockRequests")
 

@@ -187,10 +187,14 @@ def add_reading_flags(p) -> None:
                    "--synthesize)")
 
 
-def require_npz(path: str, option: str) -> None:
-    """A compiled trace is written as .npz only: say so before any work rather than write another name."""
-    if Path(path).suffix != ".npz":
-        raise ValueError(f"{path}: {option} writes the compact .npz format; name it {Path(path).stem}.npz")
+TRACE_OUTPUTS = (".npz", ".parquet")   # what a compiled trace is written as: Trace.save tells them by suffix
+
+
+def require_trace_output(path: str, option: str, suffixes: tuple[str, ...] = TRACE_OUTPUTS) -> None:
+    """A compiled trace is written as .npz or .parquet: say so before any work rather than write another name."""
+    if not any(path.endswith(suffix) for suffix in suffixes):
+        raise ValueError(f"{path}: {option} writes {' or '.join(suffixes)}; name it {Path(path).stem}"
+                         f"{suffixes[0]}, for instance")
 
 
 def require_figure(path: str | None, option: str) -> None:

@@ -15,7 +15,7 @@ from cachesim.cli._options import (
     parse_seed,
     real,
     require_figure,
-    require_npz,
+    require_trace_output,
     trace_summary,
     write_json,
 )
@@ -60,7 +60,7 @@ def run(args) -> int:
     from dataclasses import replace
 
     if args.save_trace:
-        require_npz(args.save_trace, "--save-trace")
+        require_trace_output(args.save_trace, "--save-trace")
     require_figure(args.heatmap, "--heatmap")
 
     from cachesim.interference import compare_remedies

@@ -206,10 +206,13 @@ class Source:
         self.path = str(path)
         self.total_bytes = os.path.getsize(path) if os.path.exists(path) else 0
         self._raw: IO[bytes] | None = None
+        self.consumed: int | None = None   # set by readers that do not read through chunks() (Parquet)
 
     @property
     def bytes_read(self) -> int:
         """Bytes of the file (compressed, if it is) consumed so far."""
+        if self.consumed is not None:
+            return self.consumed
         if self._raw is None or self._raw.closed:
             return self.total_bytes if self._raw is not None else 0
         return self._raw.tell()
@@ -323,9 +326,12 @@ class ReadResult:
         else:
             ids = Ragged(r.block_offsets, {"ids": r.block_ids}).take(index)
             requests = BlockRequests(**common, block_ids=ids.columns["ids"], block_offsets=ids.offsets,
-                                     prompt_tokens=r.prompt_tokens[index], block_size=r.block_size)
+                                     prompt_tokens=r.prompt_tokens[index], block_size=r.block_size,
+                                     keys_given=r.keys_given, block_source=r.block_source,
+                                     tail_tokens=None if r.tail_tokens is None else r.tail_tokens[index])
         extras = {name: value.take(index) if isinstance(value, Ragged) else
-                  (value if name in _GLOBAL_EXTRAS else value[index]) for name, value in self.extras.items()}
+                  (value if name in _GLOBAL_EXTRAS or isinstance(value, list) else value[index])
+                  for name, value in self.extras.items()}
         return ReadResult(requests, self.lines[index], self.path, extras, self.unit)
 
     def locate(self, exc: TraceError) -> TraceError:
@@ -647,7 +653,10 @@ def concat(results: list[ReadResult]) -> ReadResult:
         requests = BlockRequests(**common, block_ids=np.concatenate([r.requests.block_ids for r in results]),
                                  block_offsets=offsets_from_lengths(lengths),
                                  prompt_tokens=np.concatenate([r.requests.prompt_tokens for r in results]),
-                                 block_size=first.block_size)
+                                 block_size=first.block_size, keys_given=first.keys_given,
+                                 block_source=first.block_source,
+                                 tail_tokens=None if first.tail_tokens is None else
+                                 np.concatenate([r.requests.tail_tokens for r in results]))
     extras = {}
     carrying = [r for r in results if r.extras]
     if carrying:
@@ -655,7 +664,7 @@ def concat(results: list[ReadResult]) -> ReadResult:
         template = carrying[-1].extras
         parts = [r.extras or _no_extras(template, r.requests.t.shape[0]) for r in results]
         for name, value in template.items():
-            if name in _GLOBAL_EXTRAS:
+            if name in _GLOBAL_EXTRAS or isinstance(value, list):
                 extras[name] = value  # interned across batches: the last carrying batch's list covers all codes
             elif isinstance(value, Ragged):
                 extras[name] = Ragged.concat([p[name] for p in parts])
@@ -671,7 +680,7 @@ def _no_extras(template: dict, n: int) -> dict:
         if isinstance(value, Ragged):
             out[name] = Ragged(np.zeros(n + 1, dtype=np.int64),
                                {k: np.empty(0, dtype=v.dtype) for k, v in value.columns.items()})
-        elif name not in _GLOBAL_EXTRAS:
+        elif name not in _GLOBAL_EXTRAS and not isinstance(value, list):
             out[name] = np.full(n, -1, dtype=np.asarray(value).dtype)
     return out
 
