@@ -115,6 +115,7 @@ NO_VALUE = {
     "is covered in tests/test_synthesize_everywhere.py)",
     "--interference": "a switch", "--progress": "a switch", "--no-progress": "a switch", "--dense": "a switch",
     "--per-replica": "a switch", "--keep-tenants": "a switch", "--wide": "a switch",
+    "--stream": "a switch (what cannot stream is refused: tests/test_sweep_stream.py)",
     "--resume": "a switch (without a checkpoint: "
     "tests/test_sweep.py)", "--json": "prices --json is a switch",
 }

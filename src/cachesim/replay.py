@@ -317,6 +317,33 @@ class Result:
     def to_json(self, per_request: bool = False) -> str:
         return orjson.dumps(self.to_dict(per_request), option=orjson.OPT_INDENT_2).decode()
 
+    def to_pandas(self, table: str = "requests"):
+        """A pandas DataFrame: ``"requests"`` — the per-request outputs, one row a request in replay order (needs
+        ``keep_per_request``); ``"tenants"`` — the per-tenant totals, one row a tenant (nested counts flattened
+        to ``evictions_capacity`` and so on; who-hit-whom is in :attr:`hits_from`)."""
+        import pandas as pd
+
+        if table == "requests":
+            if self.per_request is None:
+                raise ValueError("per-request outputs were not kept: replay with keep_per_request=True")
+            frame = pd.DataFrame({name: np.asarray(values) for name, values in self.per_request.items()})
+            frame.index.name = "request"
+            return frame
+        if table == "tenants":
+            rows = []
+            for name, totals in self.per_tenant().items():
+                row = {"tenant": name}
+                for key, value in totals.items():
+                    if key in ("hits_from", "lost_to"):
+                        continue
+                    if isinstance(value, dict):
+                        row.update({f"{key}_{sub}": v for sub, v in value.items()})
+                    else:
+                        row[key] = value
+                rows.append(row)
+            return pd.DataFrame(rows).set_index("tenant")
+        raise ValueError(f"unknown table {table!r}: 'requests' or 'tenants'")
+
 
 RequestsLike = Trace | TokenRequests | BlockRequests | Iterable[Trace]
 

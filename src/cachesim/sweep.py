@@ -186,12 +186,59 @@ def _flatten(summary: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
+@dataclass(frozen=True)
+class StreamedTrace:
+    """A trace file each configuration streams itself (``sweep --stream``): nothing is compiled whole, so the
+    sweep's memory is one replay's, whatever the file's length, and every configuration reads the file once.
+    ``reading`` holds :class:`~cachesim.readers.TraceStream`'s keywords (format, block_size, skip_invalid...)."""
+
+    path: str
+    reading: tuple = ()   # sorted (name, value) pairs: hashable and picklable for every executor
+
+    @classmethod
+    def of(cls, path: str | Path, **reading: Any) -> StreamedTrace:
+        return cls(os.path.abspath(path), tuple(sorted((k, v) for k, v in reading.items() if v is not None)))
+
+    def at(self, block_size: int | None) -> StreamedTrace:
+        """The same file cut at ``block_size`` (token-id traces), or as it is (None)."""
+        reading = dict(self.reading)
+        if block_size is None:
+            reading.pop("block_size", None)
+        else:
+            reading["block_size"] = block_size
+        return StreamedTrace(self.path, tuple(sorted(reading.items())))
+
+    def open(self):
+        from cachesim.readers import TraceStream
+
+        return TraceStream(self.path, **dict(self.reading))
+
+    def first_batch(self) -> Trace:
+        """The first compiled batch (what the configurations are checked against), without reading further."""
+        stream = self.open()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # the real replays report the notes
+            for batch in stream:
+                return batch
+        raise TraceError("no requests: the file is empty", file=self.path)
+
+    def fingerprint(self) -> str:
+        """The file (name, size, modification time) and how it is read: a checkpoint resumes only against it."""
+        info = os.stat(self.path)
+        return xxhash.xxh3_64(orjson.dumps([self.path, info.st_size, info.st_mtime_ns,
+                                            [list(kv) for kv in self.reading]])).hexdigest()
+
+
 def run_task(task: tuple) -> tuple:
     """Replay one configuration of a shared trace: (index, trace path, replay keywords) -> (index, metrics,
     hits_from or None). Module level and free of closures, so every executor can pickle it."""
     index, path, params = task
-    trace = load_shared_trace(path)
-    result = replay(trace, keep_per_request=False, **params)
+    if isinstance(path, StreamedTrace):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # the notes of reading (rows sorted, skipped) were given once
+            result = replay(path.open(), keep_per_request=False, **params)
+    else:
+        result = replay(load_shared_trace(path), keep_per_request=False, **params)
     metrics = {"block_size": result.block_size, **_flatten(result.summary())}
     hits = None
     if len(result.tenant_names) > 1:
@@ -468,13 +515,26 @@ def run_sweep(trace: Any, grid: Mapping[str, Any] | str | Path, executor: Any = 
     """Run every configuration of ``grid`` on ``trace``; see :func:`sweep`. Returns a :class:`SweepResult`."""
     axes = load_grid(grid) if isinstance(grid, (str, Path)) else parse_grid(grid)
     configs = configurations(axes)
-    source, label, read = _source(trace, label, format)
-    tokens = isinstance(source, TokenRequests)
-    default_block = DEFAULT_TOKEN_BLOCK_SIZE if tokens else source.block_size
-    block_of = {config_id(p): _block_size_of(p, default_block, tokens) for p in configs}
-    traces = _compile_all(source, label, read, sorted(set(block_of.values())))
+    if isinstance(trace, StreamedTrace):
+        label = label or trace.path
+        first = trace.first_batch()
+        tokens = first.block_source == "tokens"
+        block_of = {config_id(p): _block_size_of(p, first.block_size, tokens) for p in configs}
+        streams = {size: trace.at(size if tokens else None) for size in sorted(set(block_of.values()))}
+        traces = {size: (first if size == first.block_size or not tokens else streams[size].first_batch())
+                  for size in streams}
+        if not tokens:
+            _compile_all(first, label, None, sorted(streams))   # an id trace's one block size: refuses others
+        fp = trace.fingerprint()
+    else:
+        source, label, read = _source(trace, label, format)
+        tokens = isinstance(source, TokenRequests)
+        default_block = DEFAULT_TOKEN_BLOCK_SIZE if tokens else source.block_size
+        block_of = {config_id(p): _block_size_of(p, default_block, tokens) for p in configs}
+        traces = _compile_all(source, label, read, sorted(set(block_of.values())))
+        fp = xxhash.xxh3_64(orjson.dumps([fingerprint(t) for _, t in sorted(traces.items())])).hexdigest()
+        streams = None
     _check_configs(configs, traces, block_of)
-    fp = xxhash.xxh3_64(orjson.dumps([fingerprint(t) for _, t in sorted(traces.items())])).hexdigest()
 
     done: dict[str, tuple[dict, dict | None]] = {}
     if checkpoint is not None:
@@ -503,8 +563,10 @@ def run_sweep(trace: Any, grid: Mapping[str, Any] | str | Path, executor: Any = 
     if todo:
         _remove_stale_shared_dirs(shared_dir)
         with _StopOnSignals() as stop, _shared_dir(shared_dir) as tmp:
-            paths = {}
+            paths = dict(streams) if streams is not None else {}
             for size, compiled in traces.items():
+                if streams is not None:
+                    break   # each configuration streams the file itself: nothing to compile or share
                 mapped = compiled.meta.get("shared_path")
                 if mapped is None:
                     mapped = str(Path(tmp).resolve() / f"trace-b{size}.npz")
@@ -529,7 +591,12 @@ def run_sweep(trace: Any, grid: Mapping[str, Any] | str | Path, executor: Any = 
                 _forget(Path(tmp).resolve())  # the serial executor mapped them here; free the space
 
     rows = [{**params, **_metrics_without_axes(metrics[i], params)} for i, params in enumerate(configs)]
-    return SweepResult(axes=axes, rows=rows, trace=_trace_info(label, traces, fp), interference=interference)
+    info = _trace_info(label, traces, fp)
+    if streams is not None:   # only the first batch was compiled here: the counts come from the replays
+        info.update(requests=rows[0]["requests_seen"] if rows else None, streamed=True,
+                    blocks={str(block_of[config_id(p)]): r["blocks"] for p, r in zip(configs, rows, strict=True)
+                            if not p.get("warmup")})
+    return SweepResult(axes=axes, rows=rows, trace=info, interference=interference)
 
 
 def _metrics_without_axes(metrics: dict, params: dict) -> dict:

@@ -28,7 +28,8 @@ def add_parser(sub) -> None:
     add_input_args(p, "replay")
     add_cache_args(p)
     p.add_argument("--json", metavar="OUT", help="write the result as JSON to OUT ('-' for stdout)")
-    p.add_argument("--per-request", metavar="CSV", help="write per-request outputs as CSV")
+    p.add_argument("--per-request", metavar="FILE", help="write per-request outputs as CSV, or as Parquet for a "
+                   "name ending .parquet")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show a progress bar (default: only when stderr is a terminal)")
 
@@ -75,6 +76,11 @@ def run(args) -> int:
 
     if args.preset:
         preset(args)  # an unknown preset fails before any reading
+    if args.per_request and args.per_request.endswith(".parquet"):
+        try:
+            import pyarrow.parquet  # noqa: F401  (checked before the replay, not after it)
+        except ImportError:
+            raise ValueError("--per-request FILE.parquet needs pyarrow: pip install 'cachesim[formats]'") from None
     seen, sim = _Seen(), None
     with recorded_warnings() as caught:  # a reader's notes (rows sorted, skipped) too, --synthesize's included
         try:

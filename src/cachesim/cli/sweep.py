@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from cachesim.cli._options import (
     synthesized,
 )
 from cachesim.parallel import EXECUTOR_NAMES
+from cachesim.requests import TraceError
 
 _SWEEP_AXIS_OPTIONS = {  # option -> grid axis; each takes a comma-separated list
     "capacity": "capacity_blocks", "policy": "policy", "ttl": "ttl_s", "block_size": "block_size",
@@ -53,6 +55,9 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--out", metavar="FILE", help="write the table (.csv, .json or .parquet); rows are "
                    "checkpointed beside it as they finish")
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep from its checkpoint")
+    p.add_argument("--stream", action="store_true", help="each configuration streams TRACE itself in bounded "
+                   "memory (one replay's), instead of the whole trace compiled once and shared: for traces larger "
+                   "than memory; every configuration then reads the file")
     p.add_argument("--executor", type=executor_name, choices=EXECUTOR_NAMES, default=None,
                    help=f"where the replays run: {', '.join(EXECUTOR_NAMES)} (default process; dask starts a "
                    "local cluster)")
@@ -112,6 +117,8 @@ def _source(args) -> tuple:
     """What to sweep and its label: the built-in workload, a compiled .npz, a synthesized Azure trace, or the file
     read here with every reader option (its lines kept, so errors in it are located)."""
     if args.trace is None:
+        if args.stream:
+            raise ValueError("--stream reads a trace file; the built-in workload is generated in memory")
         from cachesim.workloads import agent_workload
 
         workload = agent_workload(style=args.workload, n_users=args.users, seed=args.seed)
@@ -119,5 +126,17 @@ def _source(args) -> tuple:
                                    f"{args.seed})")
     path = Path(args.trace)
     if path.suffix == ".npz":
+        if args.stream:
+            raise ValueError("--stream reads a trace file batch by batch; an .npz is already memory-mapped whole")
         return path, None
+    if args.stream:
+        from cachesim.sweep import StreamedTrace
+
+        if args.synthesize:
+            raise ValueError("--stream replays a file as it is; --synthesize builds its content in memory")
+        if not os.path.exists(path):
+            raise TraceError("cannot open: No such file or directory", file=str(path))
+        return StreamedTrace.of(path, format=args.format, skip_invalid=args.skip_invalid or None,
+                                tenant_field=args.tenant_field, tokenizer=args.tokenizer,
+                                keep_order=args.keep_order or None, batch_bytes=args.batch_bytes), None
     return synthesized(args, path) or (read_whole(args, path), None)

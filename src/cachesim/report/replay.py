@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -90,8 +91,18 @@ def print_replay(result: Result, trace: Trace, label: str, console: Console | No
 
 
 def write_per_request_csv(result: Result, path: str | Path) -> None:
+    """Per-request outputs as CSV, or as Parquet for a name ending ``.parquet`` (typed columns, zstd)."""
     if result.per_request is None:
         raise ValueError("per-request outputs were not kept")
+    if str(path).endswith(".parquet"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        n = len(next(iter(result.per_request.values()))) if result.per_request else 0
+        columns = {"request": np.arange(n, dtype=np.int64)}
+        columns.update({name: np.asarray(values) for name, values in result.per_request.items()})
+        pq.write_table(pa.table(columns), path, compression="zstd")
+        return
     columns = list(result.per_request)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
