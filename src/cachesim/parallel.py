@@ -446,3 +446,57 @@ def shared_threads() -> ThreadPoolExecutor:
         if _shared_pool is None:
             _shared_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="cachesim")
         return _shared_pool
+
+
+_END = object()
+
+
+def prefetched(items, depth: int = 1) -> Iterator:
+    """``items`` produced ``depth`` ahead in a background thread: a streaming replay reads, parses and compiles the
+    next batch while the core serves this one (both release the GIL), which makes the two overlap instead of add.
+
+    Items and any exception come in the order the producer met them; closing the generator (or an exception in the
+    consumer) stops the producer at its next item. ``depth`` 0 is the plain iterator.
+    """
+    if depth <= 0:
+        yield from items
+        return
+    import queue
+
+    handoff: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        handoff.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            outcome = (_END, None)
+        except BaseException as exc:   # handed to the consumer, raised there in order
+            outcome = (_END, exc)
+        while not stop.is_set():
+            try:
+                handoff.put(outcome, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    worker = threading.Thread(target=produce, name="cachesim-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = handoff.get()
+            if item is _END:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=5)

@@ -208,14 +208,16 @@ class StreamedTrace:
             reading["block_size"] = block_size
         return StreamedTrace(self.path, tuple(sorted(reading.items())))
 
-    def open(self):
+    def open(self, prefetch: int = 1):
+        """The file's compiled batches, read ``prefetch`` batches ahead in a thread while the core serves."""
+        from cachesim.parallel import prefetched
         from cachesim.readers import TraceStream
 
-        return TraceStream(self.path, **dict(self.reading))
+        return prefetched(TraceStream(self.path, **dict(self.reading)), prefetch)
 
     def first_batch(self) -> Trace:
         """The first compiled batch (what the configurations are checked against), without reading further."""
-        stream = self.open()
+        stream = self.open(prefetch=0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")   # the real replays report the notes
             for batch in stream:

@@ -302,6 +302,7 @@ def stream_input(args, what: str, feed: Callable, requests_seen: Callable[[], in
     """Feed the input's batches (a trace file streamed, or a compiled one cut in 2^20-block batches) to ``feed``,
     with a progress bar, each batch's block size checked first; print the warnings reading raised. The input's
     label."""
+    from cachesim.parallel import prefetched
     from cachesim.progress import progress_bar
     from cachesim.trace import Trace
 
@@ -310,7 +311,7 @@ def stream_input(args, what: str, feed: Callable, requests_seen: Callable[[], in
     bytes_read = (lambda: stream.source.bytes_read) if stream else (lambda: 0)
     with recorded_warnings() as caught, \
             progress_bar(total, bytes_read, what, enabled=args.progress if stream else False) as update:
-        for batch in source.batches(1 << 20) if isinstance(source, Trace) else source:
+        for batch in source.batches(1 << 20) if isinstance(source, Trace) else prefetched(source):
             refuse_other_block_size(args, batch)
             feed(batch)
             update(requests_seen())

@@ -44,6 +44,7 @@ class _Seen:
         self.block_source = ""
         self.tenant_names: list[str] = []
         self.serving = None
+        self.last_line = 0   # the last file line of a request served (the reader may be a batch ahead)
 
     def watch(self, batches):
         """The batches as they are; ``serving`` is the one handed out, None while the next is being read."""
@@ -56,6 +57,9 @@ class _Seen:
         self.n_requests += batch.n_requests
         self.n_blocks += batch.n_blocks
         self.block_size, self.block_source = batch.block_size, batch.block_source
+        lines = batch.meta.get("lines")
+        if lines is not None and len(lines):
+            self.last_line = max(self.last_line, int(lines.max()))
 
 
 def _at_file_line(exc: TraceError, batch, path) -> TraceError:
@@ -70,6 +74,7 @@ def _at_file_line(exc: TraceError, batch, path) -> TraceError:
 def run(args) -> int:
     from itertools import chain
 
+    from cachesim.parallel import prefetched
     from cachesim.progress import progress_bar
     from cachesim.replay import Simulator
     from cachesim.trace import Trace
@@ -85,7 +90,8 @@ def run(args) -> int:
     with recorded_warnings() as caught:  # a reader's notes (rows sorted, skipped) too, --synthesize's included
         try:
             source, label, stream = load_input(args)
-            batches = iter(source.batches() if isinstance(source, Trace) else source)
+            # a file is read and compiled a batch ahead, in a thread, while the core serves (both free the GIL)
+            batches = iter(source.batches()) if isinstance(source, Trace) else prefetched(source)
             total = stream.source.total_bytes if stream else 0
             bytes_read = (lambda: stream.source.bytes_read) if stream else (lambda: 0)
             with progress_bar(total, bytes_read, "replay", enabled=args.progress if stream else False) as update:
@@ -104,11 +110,11 @@ def run(args) -> int:
             print_notes(caught)
             if sim is None or sim.requests_fed == 0:
                 raise exc from None
-            where = f" (through line {stream.last_line:,} of {args.trace})" if stream and stream.last_line else ""
+            where = f" (through line {seen.last_line:,} of {args.trace})" if stream and seen.last_line else ""
             print(f"cachesim: replay stopped after {sim.requests_fed:,} requests{where}; "
                   "the results so far follow", file=sys.stderr)
             partial = {"stopped_by": str(exc), "requests_replayed": sim.requests_fed,
-                       "through_line": stream.last_line if stream else None}
+                       "through_line": seen.last_line if stream else None}
             _show_result(args, sim.result(), seen, label, partial)
             raise (exc.located(file=args.trace) if stream else exc) from None
     print_notes(caught)
