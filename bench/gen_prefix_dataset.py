@@ -8,8 +8,9 @@ the conversations of one request type, and sub-conversations (a parent chat id) 
 prefix. This generator draws that shape, not the data: conversations arrive as a Poisson process and run
 ``turns`` requests a few seconds apart; each request re-sends its conversation's blocks and appends new ones; a
 sub-conversation starts from part of its parent's prefix. Block ids are positional, as in the real files (an id
-names its whole prefix): shared system prefixes use ids below 2**20, a conversation's own blocks
-``(conversation + 1) << 24 | position``. Deterministic for a seed.
+names its whole prefix): a shared system prefix ``type << 16 | position``, a conversation's own blocks
+``(conversation + 1) << 24 | position``, then (by default) passed through a 64-bit bijection so that they look
+like the real files' hashes. Deterministic for a seed.
 
 Writes Parquet (kind ``ids``, via cachesim's own writer, streamed in row groups of about 16 M blocks), or with a
 ``.lcp`` / ``.lcp.zst`` name libCacheSim's prefix format (``cachesim.readers.lcp``), so that both readers can be
@@ -32,10 +33,13 @@ TYPE_SHARE = (0.55, 0.2, 0.2, 0.05)
 
 def plan(target_blocks: int, seed: int, n_conv: int | None = None):
     """Per request: time, conversation, parent, turn, type, shared-prefix blocks, inherited and own blocks."""
-    if n_conv is None:   # a trial plan measures blocks per conversation, then the real one hits the target
-        trial = plan(target_blocks, seed, 2_000)
-        per_conv = float((trial["shared"] + trial["own"]).sum()) / 2_000
-        return plan(target_blocks, seed, max(1, round(target_blocks / per_conv)))
+    if n_conv is None:   # trial plans measure blocks per conversation (it depends on n_conv a little)
+        n_conv = 2_000
+        for _ in range(3):
+            trial = plan(target_blocks, seed, n_conv)
+            per_conv = float((trial["shared"] + trial["own"]).sum()) / n_conv
+            n_conv = max(1, round(target_blocks / per_conv))
+        return plan(target_blocks, seed, n_conv)
     rng = np.random.default_rng(seed)
     mean_turns = 12
     turns = rng.geometric(1 / mean_turns, n_conv).clip(1, 200)
@@ -86,7 +90,18 @@ def block_ids(p: dict, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
     return ids.astype(np.uint64), offsets
 
 
-def write(path: str, target_blocks: int, seed: int = 0, batch_blocks: int = 16 << 20) -> tuple[int, int]:
+def hashed(ids: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser: a bijection of 64-bit ids, so positional ids stay positional but look like the real
+    files' (hashes folded over the prefix), which neither zstd nor delta coding can shrink."""
+    with np.errstate(over="ignore"):
+        z = ids + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def write(path: str, target_blocks: int, seed: int = 0, batch_blocks: int = 8 << 20,
+          ids: str = "hashed") -> tuple[int, int]:
     from cachesim.readers._base import ReadResult
     from cachesim.requests import BlockRequests
 
@@ -101,16 +116,17 @@ def write(path: str, target_blocks: int, seed: int = 0, batch_blocks: int = 16 <
     started = time.monotonic()
     with writer:
         for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-            ids, offsets = block_ids(p, lo, hi)
+            block, offsets = block_ids(p, lo, hi)
+            block = hashed(block) if ids == "hashed" else block
             m = hi - lo
             prompt = (sizes[lo:hi] - 1) * BLOCK_SIZE + rng.integers(1, BLOCK_SIZE + 1, m)
             requests = BlockRequests(t=p["t"][lo:hi], tenant=p["type"][lo:hi].astype(np.int32),
                                      tenant_names=list(TYPES), session=p["conv"][lo:hi].astype(np.int64),
-                                     output_tokens=rng.integers(20, 2_000, m), block_ids=ids, block_offsets=offsets,
+                                     output_tokens=rng.integers(20, 2_000, m), block_ids=block, block_offsets=offsets,
                                      prompt_tokens=prompt.astype(np.int64), block_size=BLOCK_SIZE)
             extras = {"parent_chat_id": p["parent"][lo:hi].astype(np.int64), "turn": p["turn"][lo:hi].astype(np.int64)}
             writer.write(ReadResult(requests, np.arange(lo + 1, hi + 1), path, extras))
-            blocks += len(ids)
+            blocks += len(block)
             print(f"\r{path}: {hi:,}/{n:,} requests, {blocks / 1e6:,.0f} M blocks, "
                   f"{time.monotonic() - started:,.0f} s", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
@@ -136,8 +152,11 @@ def main(argv=None) -> int:
     ap.add_argument("output")
     ap.add_argument("blocks", type=parse_count, help="about this many block accesses (600M for the dataset's size)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ids", choices=("hashed", "counters"), default="hashed",
+                    help="hashed: 64-bit positional hashes like the real files' (default); counters: small "
+                         "consecutive numbers, which compress to almost nothing")
     args = ap.parse_args(argv)
-    n, blocks = write(args.output, args.blocks, args.seed)
+    n, blocks = write(args.output, args.blocks, args.seed, ids=args.ids)
     print(f"{args.output}: {n:,} requests, {blocks:,} blocks of {BLOCK_SIZE} tokens")
     return 0
 

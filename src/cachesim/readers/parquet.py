@@ -198,9 +198,12 @@ def file_metadata(path: str | Path) -> dict:
     return _metadata(parquet, str(path))
 
 
-def _open(pq, path):
+def _open(pq, path, memory_map: bool = False):
+    # a streaming read neither maps the file (mapped pages count toward resident memory as they are read) nor
+    # pre-buffers (pyarrow then reads row groups ahead without bound: 2.3 GB after 200 batches of a 3.9 GB trace,
+    # 0.37 GB without)
     try:
-        return pq.ParquetFile(path, memory_map=True)
+        return pq.ParquetFile(path, memory_map=memory_map, pre_buffer=False)
     except OSError as exc:   # pyarrow's ArrowInvalid and ArrowIOError are OSError/ValueError subclasses
         raise TraceError(f"not a readable Parquet file: {exc}", file=str(path)) from None
     except ValueError as exc:
@@ -231,7 +234,7 @@ def read_columns(path: str | Path, columns: list[str] | None = None):
     """Request columns of a Parquet trace as a pyarrow Table, reading only those asked for (the block ids
     only if named): ``read_columns(p, ["t", "prompt_tokens"]).to_pandas()`` for a quick look."""
     _, pq = _pyarrow(str(path))
-    parquet = _open(pq, path)
+    parquet = _open(pq, path, memory_map=True)   # a column subset: pages of the other columns are never touched
     names = parquet.schema_arrow.names
     wanted = columns if columns is not None else [n for n in names if n != "block_ids"]
     missing = [c for c in wanted if c not in names]
