@@ -10,8 +10,8 @@ pq = pytest.importorskip("pyarrow.parquet")
 
 from cachesim import replay  # noqa: E402
 from cachesim.cli import main  # noqa: E402
-from cachesim.readers import TraceStream, detect_format, iter_requests, read_trace  # noqa: E402
-from cachesim.readers.parquet import ParquetTraceWriter, read_columns  # noqa: E402
+from cachesim.readers import TraceStream, detect_format, read_trace  # noqa: E402
+from cachesim.readers.parquet import read_columns  # noqa: E402
 from cachesim.requests import BlockRequests, TraceError  # noqa: E402
 from cachesim.trace import Trace  # noqa: E402
 from conftest import DATA, MOONCAKE_CONVERSATION, require_shared  # noqa: E402
@@ -23,15 +23,6 @@ def same_trace(a: Trace, b: Trace) -> None:
     for name in COLUMNS:
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
     assert (a.tenant_names, a.block_size, a.block_source) == (b.tenant_names, b.block_size, b.block_source)
-
-
-def write_ids(source, out, **options) -> None:
-    first = True
-    with ParquetTraceWriter(out, kind="ids", block_size=512 if "mooncake" in str(source) else 16) as writer:
-        for batch in iter_requests(source, **options):
-            writer.write(batch)
-            first = False
-    assert not first
 
 
 @pytest.mark.parametrize("name", ["mooncake.jsonl", "qwen.jsonl", "native_blocks16.jsonl"])

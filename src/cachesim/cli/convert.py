@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 from cachesim.cli._options import (
@@ -96,7 +97,7 @@ def _parquet_as_read(args) -> tuple[int, int, int] | None:
     previous_t = -np.inf
     with ParquetTraceWriter(args.output, kind="ids", block_size=first.requests.block_size) as writer, \
             progress_bar(source.total_bytes, lambda: source.bytes_read, "convert", enabled=args.progress) as update:
-        for batch in _chained(first, batches):
+        for batch in itertools.chain([first], batches):
             t = batch.requests.t
             if args.keep_order and len(t):
                 back = np.flatnonzero(np.diff(t, prepend=previous_t) < 0)
@@ -111,8 +112,3 @@ def _parquet_as_read(args) -> tuple[int, int, int] | None:
             update(writer.requests)
     options.report_skips()
     return writer.requests, writer.blocks, writer.block_size
-
-
-def _chained(first, rest):
-    yield first
-    yield from rest
