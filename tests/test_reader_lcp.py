@@ -140,10 +140,12 @@ def test_hits_of_a_tiny_file_are_hand_computed(tmp_path):
 
 def test_lengths_traceconvllm_leaves_zero_are_taken_as_unrecorded(tmp_path):
     # traceConvLLM writes input_length = output_length = 0: the prompt is then its whole blocks, the output unknown
-    data = header_bytes(n_requests=2, n_blocks=4) + request_bytes(0, -1, 0, [1, 2, 3], 0) + \
-        request_bytes(1, -1, 1, [9], 0, output_length=7)
+    # (and every parent_chat_id is -1: each request is a conversation of its own, chat 5 twice)
+    data = header_bytes(n_requests=3, n_blocks=5) + request_bytes(5, -1, 0, [1, 2, 3], 0) + \
+        request_bytes(1, -1, 1, [9], 0, output_length=7) + request_bytes(5, -1, 2, [4], 0)
     trace = read_trace(write(tmp_path, data))
-    assert trace.prompt_tokens.tolist() == [48, 16] and trace.output_tokens.tolist() == [-1, 7]
+    assert trace.prompt_tokens.tolist() == [48, 16, 16] and trace.output_tokens.tolist() == [-1, 7, -1]
+    assert trace.session.tolist() == [0, 1, 0]
 
 
 @pytest.mark.parametrize(("field", "names", "codes", "types"), [

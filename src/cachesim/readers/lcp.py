@@ -235,7 +235,8 @@ class _Reader:
         self.capacity = max(min(options.batch_bytes, max(4 * source.total_bytes, 1 << 16)), 1)
         self.requests_read = 0   # requests of the file so far, skipped ones included (for the header's count)
         self.blocks_read = 0
-        self.tenants, self.sessions = Interner(), Interner()
+        self.tenants = Interner()
+        self.session_codes: dict[int, int] = {}   # root chat id -> session code
         self.roots: dict[int, int] = {}   # chat id -> its conversation's root chat id (one entry per request)
 
     def batches(self) -> Iterator[ReadResult]:
@@ -423,16 +424,24 @@ class _Reader:
             values = {"chat_id": chats, "parent_chat_id": parents, "turn": turns}[self.tenant_field]
             tenant = self._intern(values, lambda value: value)
 
-        sessions: list[int] = []
-        roots, code, append = self.roots, self.sessions.code, sessions.append
-        for chat, parent in zip(chats.tolist(), parents.tolist(), strict=True):  # the one Python step per request
-            root = chat if parent < 0 else roots.get(parent, parent)
-            roots[chat] = root
-            append(code(root))
+        chat_list = chats.tolist()
+        if bool((parents < 0).all()):   # every request starts a conversation (what traceConvLLM writes)
+            root_list = chat_list
+            self.roots.update(zip(chat_list, chat_list, strict=True))
+        else:
+            root_list = []
+            roots, append = self.roots, root_list.append
+            for chat, parent in zip(chat_list, parents.tolist(), strict=True):   # one Python step per request
+                root = chat if parent < 0 else roots.get(parent, parent)
+                roots[chat] = root
+                append(root)
+        # sessions numbered by first appearance, as the JSONL readers' Interner does (without keeping names)
+        session_of = self.session_codes
+        sessions = np.fromiter((session_of.setdefault(root, len(session_of)) for root in root_list),
+                               dtype=np.int64, count=n)
 
         requests = BlockRequests(t=records["timestamp_us"] / 1e6, tenant=tenant,
-                                 tenant_names=list(self.tenants.names) or ["default"],
-                                 session=np.asarray(sessions, dtype=np.int64).reshape(n),
+                                 tenant_names=list(self.tenants.names) or ["default"], session=sessions,
                                  output_tokens=output, block_ids=ids, block_offsets=offsets_from_lengths(n_blocks),
                                  prompt_tokens=prompt, block_size=self.block_size)
         extras = {"chat_id": chats.astype(np.uint64), "parent_chat_id": parents.astype(np.int64), "turn": turns}
@@ -453,13 +462,13 @@ class _Reader:
 
 def _walk(buf: bytearray, filled: int) -> tuple[list[int], int]:
     """The offsets of the requests held whole in ``buf[:filled]`` (the first at 0), and where the next begins."""
-    starts = []
-    at = 0
-    while at + REQUEST_BYTES <= filled:
+    starts: list[int] = []
+    append, at, last = starts.append, 0, filled - REQUEST_BYTES
+    while at <= last:
         end = at + REQUEST_BYTES + BLOCK_BYTES * _n_blocks_of(buf, at + _N_BLOCKS_AT)[0]
         if end > filled:
             break
-        starts.append(at)
+        append(at)
         at = end
     return starts, at
 
