@@ -1,8 +1,9 @@
-"""libCacheSim's key-value traces (oracleGeneral, lcs v1-v8) read as one-block requests.
+"""libCacheSim's key-value traces (oracleGeneral, lcs v1-v8) read as one-block requests, and the oracleGeneral writer.
 
 Files are built byte by byte with struct from the layouts in libCacheSim's headers (cited in
 cachesim/readers/oracle.py and lcs.py), so an expected value never comes from the code under test. Where the
-``libcachesim`` package is installed, its own reader is the second opinion.
+``libcachesim`` package is installed, its own reader and LRU are the second opinion; the cloudPhysicsIO golden miss
+counts come from libCacheSim's test suite (via ../shared/traces/SOURCES.md).
 """
 
 from __future__ import annotations
@@ -10,16 +11,26 @@ from __future__ import annotations
 import struct
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import orjson
 import pytest
 import xxhash
 
+import cachesim
 from cachesim.cli import main
 from cachesim.readers import TraceStream, detect_format, iter_requests, read_requests, read_trace
+from cachesim.readers.oracle import RECORD, next_access_vtime, write_oracle_general
 from cachesim.requests import BlockRequests, TraceError
+from cachesim.trace import compile_trace
+from conftest import SHARED_TRACES, require_shared
 
+CLOUD_PHYSICS = SHARED_TRACES / "libcachesim" / "cloudPhysicsIO.txt"
+# libCacheSim's test/test_simulator.c (test_simulator_no_size), as SOURCES.md records them: unit-size LRU misses at
+# 128, 256, ..., 1024 objects over the 113,872 requests of cloudPhysicsIO
+CLOUD_PHYSICS_LRU_MISSES = [99411, 96397, 95652, 95370, 95182, 94997, 94891, 94816]
+CLOUD_PHYSICS_REQUESTS = 113_872
 LCS_MAGIC = 0x123456789ABCDEF0
 
 
@@ -296,3 +307,136 @@ def test_a_truncated_file_through_the_cli_is_one_located_line(tmp_path):
     assert errors == [f"cachesim: error: {path}: byte 72: truncated: record 4 has only 5 of its 24 bytes (the data "
                       "is not a whole number of 24-byte records; 3 records before it read)"]
     assert "replay stopped after 3 requests" in proc.stderr
+
+
+# -- the writer -----------------------------------------------------------------------------------------------
+
+def test_next_access_vtime_by_hand():
+    # ids 5 7 5 9 7 5: record 1's id comes back at record 3, record 2's at 5, record 3's at 6; the rest never
+    assert next_access_vtime(np.array([5, 7, 5, 9, 7, 5], dtype=np.uint64)).tolist() == [3, 5, 6, -1, -1, -1]
+    assert next_access_vtime(np.array([4], dtype=np.uint64)).tolist() == [-1]
+    assert next_access_vtime(np.zeros(0, dtype=np.uint64)).tolist() == []
+
+
+def test_writer_records_by_hand(tmp_path):
+    # a one-block trace and a two-block request: blocks in prompt order, each at its request's time (rounded down)
+    requests = BlockRequests.from_lists([[5], [6, 5], [5]], [1, 2, 1], 1, t=[0.5, 2.9, 7.0])
+    trace = compile_trace(requests)
+    path = tmp_path / "w.oracleGeneral"
+    assert write_oracle_general(path, trace, object_bytes=[10, 20, 30]) == 4
+    data = path.read_bytes()
+    assert len(data) == 4 * 24
+    k5, k65 = key(5), xxhash.xxh3_64_intdigest(struct.pack("<Q", 5), seed=key(6))  # 5 under parent 6: another key
+    assert [struct.unpack_from("<IQIq", data, 24 * i) for i in range(4)] == [
+        (0, k5, 10, 4), (2, key(6), 20, -1), (2, k65, 20, -1), (7, k5, 30, -1)]
+    assert write_oracle_general(path, trace, ids="dense") == 4
+    assert [struct.unpack_from("<IQIq", path.read_bytes(), 24 * i) for i in range(4)] == [
+        (0, 0, 1, 4), (2, 1, 1, -1), (2, 2, 1, -1), (7, 0, 1, -1)]
+
+
+def test_writer_from_raw_requests_sorts_by_time_and_writes_zst(tmp_path):
+    zstandard = pytest.importorskip("zstandard")
+    requests = BlockRequests.from_lists([[1], [2], [1]], [1, 1, 1], 1, t=[5.0, 1.0, 9.0])
+    path = tmp_path / "w.oracleGeneral.zst"
+    with pytest.warns(UserWarning, match="1 requests arrived out of order; sorted stably by time"):
+        assert write_oracle_general(path, requests, ids="dense") == 3
+    data = zstandard.ZstdDecompressor().stream_reader(path.read_bytes()).read()
+    assert [struct.unpack_from("<IQIq", data, 24 * i) for i in range(3)] == [(1, 0, 1, -1), (5, 1, 1, 3),
+                                                                             (9, 1, 1, -1)]
+    assert read_trace(path).block_keys.tolist() == [key(0), key(1), key(1)]
+
+
+@pytest.mark.parametrize(("kwargs", "t", "message"), [
+    ({"object_bytes": 0}, [0.0], "oracleGeneral sizes are 1 to 2\\*\\*32-1 bytes"),
+    ({"object_bytes": [1, 2]}, [0.0], "object_bytes has shape \\(2,\\)"),
+    ({"ids": "hashes"}, [0.0], "ids must be 'keys' or 'dense'"),
+    ({}, [2.0**32], "does not fit oracleGeneral's clock_time"),
+])
+def test_writer_refuses_what_the_format_cannot_hold(tmp_path, kwargs, t, message):
+    trace = compile_trace(BlockRequests.from_lists([[1]], [1], 1, t=t))
+    with pytest.raises((ValueError, TraceError), match=message):
+        write_oracle_general(tmp_path / "w.oracleGeneral", trace, **kwargs)
+
+
+# -- conformance with libCacheSim -----------------------------------------------------------------------------
+
+def _libcachesim_lru_misses(lcs, path, capacity: int, n: int) -> int:
+    reader = lcs.TraceReader(str(path), lcs.TraceType.ORACLE_GENERAL_TRACE, lcs.ReaderInitParam())
+    miss_ratio, _ = lcs.LRU(cache_size=capacity, hashpower=max(capacity.bit_length() + 1, 10)).process_trace(reader)
+    return round(miss_ratio * n)
+
+
+def _cachesim_misses(trace, capacity: int) -> int:
+    summary = cachesim.replay(trace, capacity_blocks=capacity, keep_per_request=False).summary()
+    return summary["requests"] - summary["hit_requests"]
+
+
+@pytest.mark.parametrize("ids", ["keys", "dense"])
+def test_libcachesim_lru_misses_where_cachesim_does(tmp_path, ids):
+    lcs = pytest.importorskip("libcachesim", reason="the conformance test runs libCacheSim itself: "
+                                                    "pip install 'libcachesim>=0.3.5'")
+    rng = np.random.default_rng(11)
+    n = 30_000
+    obj = (rng.zipf(1.2, n) % 5000).astype(np.uint64)
+    trace = compile_trace(BlockRequests(t=np.arange(n) / 10.0, tenant=np.zeros(n, dtype=np.int32),
+                                        tenant_names=["default"], session=np.full(n, -1), output_tokens=np.full(n, -1),
+                                        block_ids=obj, block_offsets=np.arange(n + 1), prompt_tokens=np.ones(n),
+                                        block_size=1))
+    path = tmp_path / "zipf.oracleGeneral"
+    write_oracle_general(path, trace, ids=ids)
+    back = read_trace(path)
+    for capacity in (1, 10, 100, 1000, 4000):
+        misses = _cachesim_misses(trace, capacity)
+        assert 0 < misses < n
+        assert _libcachesim_lru_misses(lcs, path, capacity, n) == misses, capacity
+        assert _cachesim_misses(back, capacity) == misses
+
+
+def test_next_access_vtime_is_what_libcachesims_converter_writes(tmp_path):
+    lcs = pytest.importorskip("libcachesim", reason="libCacheSim's own converter is the reference: "
+                                                    "pip install 'libcachesim>=0.3.5'")
+    rng = np.random.default_rng(5)
+    obj = rng.integers(0, 3000, 20_000).astype(np.uint64)
+    ours = tmp_path / "ours.oracleGeneral"
+    write_oracle_general(ours, compile_trace(BlockRequests.from_lists(obj[:, None].tolist(), np.ones(len(obj)), 1,
+                                                                       t=np.arange(len(obj)) // 100)))
+    theirs = tmp_path / "theirs.oracleGeneral"
+    reader = lcs.TraceReader(str(ours), lcs.TraceType.ORACLE_GENERAL_TRACE, lcs.ReaderInitParam())
+    lcs.Util.convert_to_oracleGeneral(reader._reader, str(theirs))
+    a, b = np.fromfile(ours, dtype=RECORD), np.fromfile(theirs, dtype=RECORD)
+    assert len(a) == len(b) == len(obj)
+    for name in RECORD.names:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def _cloud_physics():
+    path = require_shared(CLOUD_PHYSICS)
+    ids = np.loadtxt(path, dtype=np.uint64)
+    assert len(ids) == CLOUD_PHYSICS_REQUESTS
+    n = len(ids)
+    return compile_trace(BlockRequests(t=np.zeros(n), tenant=np.zeros(n, dtype=np.int32), tenant_names=["default"],
+                                       session=np.full(n, -1), output_tokens=np.full(n, -1), block_ids=ids,
+                                       block_offsets=np.arange(n + 1), prompt_tokens=np.ones(n), block_size=1))
+
+
+def test_cloud_physics_golden_lru_misses(tmp_path):
+    trace = _cloud_physics()
+    assert [_cachesim_misses(trace, c) for c in range(128, 1025, 128)] == CLOUD_PHYSICS_LRU_MISSES
+    path = tmp_path / "cloudPhysicsIO.oracleGeneral"
+    write_oracle_general(path, trace)
+    assert [_cachesim_misses(read_trace(path), c) for c in (128, 1024)] == [99411, 94816]
+    lcs = pytest.importorskip("libcachesim", reason="libCacheSim's replay of the written file: "
+                                                    "pip install 'libcachesim>=0.3.5'")
+    assert [_libcachesim_lru_misses(lcs, path, c, len(trace)) for c in range(128, 1025, 128)] == \
+        CLOUD_PHYSICS_LRU_MISSES
+
+
+def test_cloud_physics_through_the_cli(tmp_path):
+    path = tmp_path / "cloudPhysicsIO.oracleGeneral"
+    write_oracle_general(path, _cloud_physics(), ids="dense")
+    out = tmp_path / "r.json"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["replay", str(path), "--capacity", "256", "--json", str(out)]) == 0
+    summary = orjson.loads(out.read_bytes())["summary"]
+    assert (summary["requests"], summary["requests"] - summary["hit_blocks"]) == (CLOUD_PHYSICS_REQUESTS, 96397)
