@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from cachesim._contract import DEFAULT_TOKEN_BLOCK_SIZE
-from cachesim.readers import apilog, azure, claude_code, lcp, lmbench, mooncake, native, parquet, qwen
+from cachesim.readers import apilog, azure, claude_code, lcp, lcs, lmbench, mooncake, native, oracle, parquet, qwen
 from cachesim.readers._base import DEFAULT_BATCH_BYTES, ReadOptions, ReadResult, Source, concat, first_record, read_head
 from cachesim.requests import TokenRequests, TraceError
 from cachesim.trace import Trace, compile_trace
@@ -32,11 +32,15 @@ __all__ = [
 ]
 
 # name -> module with NAME, sniff(first, head) and batches(source, options); sniffed in this order
-FORMATS = {module.NAME: module for module in (parquet, lcp, native, qwen, lmbench, mooncake, claude_code, apilog, azure)}
+FORMATS = {module.NAME: module for module in (parquet, lcp, lcs, native, qwen, lmbench, mooncake, claude_code, apilog,
+                                              azure, oracle)}
 
 
 def detect_format(path: str | Path) -> str:
     """The name of the format whose sniffer accepts the file's first record (or first bytes)."""
+    for module in (oracle, lcs):  # libCacheSim's binary traces are named for their format (oracleGeneral has no magic)
+        if module.names(path):
+            return module.NAME
     head = read_head(path)
     if not head.strip():
         raise TraceError("no requests: the file is empty", file=str(path))
