@@ -322,8 +322,10 @@ def load_whole_trace(args):
         return source, label
     from cachesim.readers import read_trace
 
-    trace = read_trace(args.trace, block_size=args.block_size, default_block_size=stream.default_block_size,
-                       keep_order=args.keep_order, impl=args.impl, **reading_options(args))
+    with recorded_warnings() as caught:  # what reading reports (skips, --lengths) is a note, as when streaming
+        trace = read_trace(args.trace, block_size=args.block_size, default_block_size=stream.default_block_size,
+                           keep_order=args.keep_order, impl=args.impl, **reading_options(args))
+    print_notes(caught)
     refuse_other_block_size(args, trace)
     return trace, label
 
