@@ -14,7 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from cachesim._contract import DEFAULT_TOKEN_BLOCK_SIZE
-from cachesim.readers import apilog, azure, claude_code, lmbench, mooncake, native, qwen
+from cachesim.readers import (
+    apilog,
+    azure,
+    claude_code,
+    kvcache_tester,
+    lmbench,
+    mooncake,
+    native,
+    qwen,
+)
 from cachesim.readers._base import DEFAULT_BATCH_BYTES, ReadOptions, ReadResult, Source, concat, first_record, read_head
 from cachesim.requests import TokenRequests, TraceError
 from cachesim.trace import Trace, compile_trace
@@ -32,7 +41,8 @@ __all__ = [
 ]
 
 # name -> module with NAME, sniff(first, head) and batches(source, options); sniffed in this order
-FORMATS = {module.NAME: module for module in (native, qwen, lmbench, mooncake, claude_code, apilog, azure)}
+FORMATS = {module.NAME: module for module in (native, qwen, lmbench, mooncake, claude_code, apilog, azure,
+                                              kvcache_tester)}
 
 
 def detect_format(path: str | Path) -> str:
