@@ -18,6 +18,7 @@ from cachesim.readers import (
     apilog,
     azure,
     claude_code,
+    dynamo,
     kvcache_tester,
     lmbench,
     mooncake,
@@ -40,8 +41,9 @@ __all__ = [
     "read_trace",
 ]
 
-# name -> module with NAME, sniff(first, head) and batches(source, options); sniffed in this order
-FORMATS = {module.NAME: module for module in (native, qwen, lmbench, mooncake, claude_code, apilog, azure,
+# name -> module with NAME, sniff(first, head) and batches(source, options); sniffed in this order (dynamo before
+# mooncake: a Mooncake row with sessions or delays is Dynamo's)
+FORMATS = {module.NAME: module for module in (native, qwen, lmbench, dynamo, mooncake, claude_code, apilog, azure,
                                               kvcache_tester)}
 
 
