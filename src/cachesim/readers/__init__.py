@@ -24,6 +24,7 @@ from cachesim.readers import (
     mooncake,
     native,
     qwen,
+    servegen,
 )
 from cachesim.readers._base import DEFAULT_BATCH_BYTES, ReadOptions, ReadResult, Source, concat, first_record, read_head
 from cachesim.requests import TokenRequests, TraceError
@@ -44,7 +45,7 @@ __all__ = [
 # name -> module with NAME, sniff(first, head) and batches(source, options); sniffed in this order (dynamo before
 # mooncake: a Mooncake row with sessions or delays is Dynamo's)
 FORMATS = {module.NAME: module for module in (native, qwen, lmbench, dynamo, mooncake, claude_code, apilog, azure,
-                                              kvcache_tester)}
+                                              servegen, kvcache_tester)}
 
 
 def detect_format(path: str | Path) -> str:
