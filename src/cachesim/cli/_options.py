@@ -174,6 +174,12 @@ def add_reading_flags(p) -> None:
                    "sorting them stably")
     p.add_argument("--tenant-field", metavar="FIELD", help="Qwen/Bailian traces: the record field that names "
                    "the tenant (default: type)")
+    from cachesim.readers._base import LENGTHS
+
+    p.add_argument("--lengths", type=one_of(LENGTHS, "lengths mode"), choices=LENGTHS, default=LENGTHS[0],
+                   help="block-id traces: a row whose id count is not ceil(length / block size) is refused "
+                        "(strict, default) or read from its ids, each one full block (from-ids; how many rows "
+                        "were is reported)")
     p.add_argument("--tokenizer", type=tokenizer_spec, metavar="SPEC", help="text traces (API logs, "
                    "transcripts): builtin (default, approximate), hf:PATH/tokenizer.json, or tiktoken:ENCODING=PATH")
     p.add_argument("--batch-bytes", type=parse_count, default=16 << 20, metavar="N", help="read this many bytes "
@@ -209,7 +215,7 @@ def require_figure(path: str | None, option: str) -> None:
 def reading_options(args) -> dict:
     """The reader keywords (readers.read_requests) the flags of add_reading_flags give."""
     return {"format": args.format, "skip_invalid": args.skip_invalid, "tenant_field": args.tenant_field,
-            "tokenizer": args.tokenizer}
+            "tokenizer": args.tokenizer, "lengths": args.lengths}
 
 
 def synthesized(args, path: Path):
@@ -327,8 +333,10 @@ def load_whole_trace(args):
         return source, label
     from cachesim.readers import read_trace
 
-    trace = read_trace(args.trace, block_size=args.block_size, default_block_size=stream.default_block_size,
-                       keep_order=args.keep_order, impl=args.impl, **reading_options(args))
+    with recorded_warnings() as caught:  # what reading reports (skips, --lengths) is a note, as when streaming
+        trace = read_trace(args.trace, block_size=args.block_size, default_block_size=stream.default_block_size,
+                           keep_order=args.keep_order, impl=args.impl, **reading_options(args))
+    print_notes(caught)
     refuse_other_block_size(args, trace)
     return trace, label
 

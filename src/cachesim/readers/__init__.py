@@ -14,7 +14,22 @@ from pathlib import Path
 import numpy as np
 
 from cachesim._contract import DEFAULT_TOKEN_BLOCK_SIZE
-from cachesim.readers import apilog, azure, claude_code, lcp, lcs, lmbench, mooncake, native, oracle, parquet, qwen
+from cachesim.readers import (
+    apilog,
+    azure,
+    claude_code,
+    dynamo,
+    kvcache_tester,
+    lcp,
+    lcs,
+    lmbench,
+    mooncake,
+    native,
+    oracle,
+    parquet,
+    qwen,
+    servegen,
+)
 from cachesim.readers._base import DEFAULT_BATCH_BYTES, ReadOptions, ReadResult, Source, concat, first_record, read_head
 from cachesim.requests import TokenRequests, TraceError
 from cachesim.trace import Trace, compile_trace
@@ -31,9 +46,10 @@ __all__ = [
     "read_trace",
 ]
 
-# name -> module with NAME, sniff(first, head) and batches(source, options); sniffed in this order
-FORMATS = {module.NAME: module for module in (parquet, lcp, lcs, native, qwen, lmbench, mooncake, claude_code, apilog,
-                                              azure, oracle)}
+# name -> module with NAME, sniff(first, head) and batches(source, options); sniffed in this order: binary magics
+# first, dynamo before mooncake (a Mooncake row with sessions or delays is Dynamo's), oracleGeneral (no magic) by name
+FORMATS = {module.NAME: module for module in (parquet, lcp, lcs, native, qwen, lmbench, dynamo, mooncake, claude_code,
+                                              apilog, azure, servegen, kvcache_tester, oracle)}
 
 
 def detect_format(path: str | Path) -> str:
@@ -79,10 +95,10 @@ def _empty(path: str | Path, options: ReadOptions) -> TraceError:
 
 def read_requests(path: str | Path, format: str | None = None, block_size: int | None = None,
                   skip_invalid: bool = False, tenant_field: str | None = None,
-                  tokenizer: str | None = None) -> ReadResult:
+                  tokenizer: str | None = None, lengths: str = "strict") -> ReadResult:
     """The whole file as one batch of raw requests."""
     options = ReadOptions(block_size=block_size, skip_invalid=skip_invalid, tenant_field=tenant_field,
-                          tokenizer=tokenizer)
+                          tokenizer=tokenizer, lengths=lengths)
     results = list(iter_requests(path, format, options))
     options.report_skips()
     if not results:
@@ -120,14 +136,14 @@ def _refuse_disorder(result: ReadResult, time_field: str) -> None:
 def read_trace(path: str | Path, format: str | None = None, block_size: int | None = None,
                partial_tail: bool = False, impl: str | None = None, *, skip_invalid: bool = False,
                keep_order: bool = False, default_block_size: int = DEFAULT_TOKEN_BLOCK_SIZE,
-               tenant_field: str | None = None, tokenizer: str | None = None) -> Trace:
+               tenant_field: str | None = None, tokenizer: str | None = None, lengths: str = "strict") -> Trace:
     """Read and compile a whole trace file (sorted stably by time unless keep_order); errors name file:line.
 
     A compiled ``.npz`` (from ``cachesim convert`` or :meth:`Trace.save`) is loaded as it is.
     """
     if Path(path).suffix == ".npz":
         return Trace.load(path, mmap=True)
-    result = read_requests(path, format, block_size, skip_invalid, tenant_field, tokenizer)
+    result = read_requests(path, format, block_size, skip_invalid, tenant_field, tokenizer, lengths)
     time_field = getattr(_format(path, format), "TIME_FIELD", "t")
     if keep_order:
         _refuse_disorder(result, time_field)
@@ -149,14 +165,14 @@ class TraceStream:
                  default_block_size: int = DEFAULT_TOKEN_BLOCK_SIZE, skip_invalid: bool = False,
                  keep_order: bool = False, partial_tail: bool = False, impl: str | None = None,
                  batch_bytes: int = DEFAULT_BATCH_BYTES, tenant_field: str | None = None,
-                 tokenizer: str | None = None):
+                 tokenizer: str | None = None, lengths: str = "strict"):
         self.path = str(path)
         self.module = _format(path, format)
         self.format = self.module.NAME
         self.time_field = getattr(self.module, "TIME_FIELD", "t")
         self.source = Source(path)
         self.options = ReadOptions(block_size=block_size, skip_invalid=skip_invalid, batch_bytes=batch_bytes,
-                                   tenant_field=tenant_field, tokenizer=tokenizer)
+                                   tenant_field=tenant_field, tokenizer=tokenizer, lengths=lengths)
         self.block_size, self.default_block_size = block_size, default_block_size
         self.keep_order, self.partial_tail, self.impl = keep_order, partial_tail, impl
         self.out_of_order = 0         # requests that arrived before their predecessor in the file

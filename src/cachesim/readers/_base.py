@@ -30,6 +30,9 @@ GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 DEFAULT_BATCH_BYTES = 16 << 20
 MAX_SKIP_EXAMPLES = 3
+# How a block-id row whose id count does not match its prompt length is read (ReadOptions.lengths, --lengths):
+# refused, or taken as its ids (check_block_count says how)
+LENGTHS = ("strict", "from-ids")
 
 
 def _decompression_errors() -> tuple[type[BaseException], ...]:
@@ -288,19 +291,40 @@ class ReadOptions:
     batch_bytes: int = DEFAULT_BATCH_BYTES
     tenant_field: str | None = None     # Qwen/Bailian: which record field names the tenant (default "type")
     tokenizer: str | None = None        # text formats: a cachesim.tokenizers spec (default: the built-in one)
+    lengths: str = "strict"             # block-id formats: one of LENGTHS (see check_block_count)
     skipped: int = 0                    # records skipped so far (filled in by the reader)
     skip_examples: list[str] = field(default_factory=list)
+    block_rows: int = 0                 # block-id requests read so far, and those of them whose id count did not
+    cut_rows: int = 0                   # match their length: fewer ids (prompt cut to them) or more (raised to them)
+    raised_rows: int = 0
+
+    def __post_init__(self):
+        if self.lengths not in LENGTHS:
+            raise ValueError(f"unknown lengths mode {self.lengths!r}; choose one of {', '.join(LENGTHS)}")
 
     def skip(self, exc: TraceError) -> None:
         self.skipped += 1
         if len(self.skip_examples) < MAX_SKIP_EXAMPLES:
             self.skip_examples.append(str(exc))
 
+    def count_lengths(self, rows: int, cut: int = 0, raised: int = 0) -> None:
+        """Count block-id requests a reader has accepted (only once each: a reader calls it for what it yields)."""
+        self.block_rows += rows
+        self.cut_rows += cut
+        self.raised_rows += raised
+
     def report_skips(self, stacklevel: int = 3) -> None:
-        """Say how many records were skipped, with the first few (a warning: the CLI shows it as a note)."""
+        """Say how many records were skipped, with the first few, and how many block-id rows --lengths from-ids
+        read by their ids (warnings: the CLI shows them as notes)."""
         if self.skipped:
             examples = "; ".join(self.skip_examples)
             warnings.warn(f"skipped {self.skipped:,} invalid records (first: {examples})", stacklevel=stacklevel)
+        mismatched = self.cut_rows + self.raised_rows
+        if mismatched:
+            warnings.warn(f"{mismatched:,} of {self.block_rows:,} rows had a block count that did not match their "
+                          f"length; read with --lengths from-ids: each such prompt is its ids' full blocks "
+                          f"({self.cut_rows:,} shorter than their length, {self.raised_rows:,} longer)",
+                          stacklevel=stacklevel)
 
 
 @dataclass
@@ -452,11 +476,27 @@ def label(obj: dict, name: str, default=None):
     return value
 
 
-def check_block_count(n_ids: int, prompt_tokens: int, block_size: int, name: str = "hash_ids") -> None:
+def check_block_count(n_ids: int, prompt_tokens: int, block_size: int, name: str = "hash_ids",
+                      lengths: str = "strict") -> int:
+    """The prompt length a row of ``n_ids`` block ids is read at.
+
+    A row whose ids are ``ceil(prompt_tokens / block_size)`` keeps its length (the last block takes the
+    remainder). Any other row is refused (``strict``), or with ``from-ids`` read as its ids alone, every id one
+    full block: the prompt becomes ``n_ids * block_size`` tokens, cut to what the ids cover when they are
+    fewer, raised to them when they are more, so every hit the ids describe is replayed and no token is
+    invented that no id stands for.
+    """
     expected = -(-prompt_tokens // block_size)
-    if n_ids != expected:
+    if n_ids == expected:
+        return prompt_tokens
+    if lengths != "from-ids":
         raise TraceError(f"{n_ids} block ids for {prompt_tokens} tokens; blocks of {block_size} tokens need "
-                         f"ceil({prompt_tokens}/{block_size}) = {expected}", field=name)
+                         f"ceil({prompt_tokens}/{block_size}) = {expected} (--lengths from-ids reads such rows "
+                         "by their ids)", field=name)
+    if n_ids == 0:
+        raise TraceError(f"no block ids for {prompt_tokens} tokens: --lengths from-ids reads a prompt from its ids",
+                         field=name)
+    return token_count(n_ids * block_size, name)
 
 
 def fixed_block_size(options: ReadOptions, fixed: int, format_name: str) -> int:

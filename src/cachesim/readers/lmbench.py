@@ -5,7 +5,9 @@
 
 The ids are not prefix-chained (an id does not imply the ids before it); compiling chains every block's key
 to its predecessors' anyway, so a block hits only when its whole prefix does. Times are taken relative to
-nothing: the file's own origin is kept (seconds = ns / 1e9).
+nothing: the file's own origin is kept (seconds = ns / 1e9). Some production traces (LMBench's GMI trace, 32-bit
+content hashes) give a count of ids that does not match ``ceil(input_length / block_size)`` on most rows:
+``ReadOptions.lengths = "from-ids"`` reads those by their ids (mooncake.block_prompt).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from cachesim.readers._base import (
     ReadResult,
     Row,
     Source,
-    check_block_count,
     count,
     int_list,
     json_batches,
@@ -55,12 +56,12 @@ def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
         prompt = count(obj, "input_length", positive=True)
         output = count(obj, "output_length", required=False)
         ids = int_list(obj, "hash_ids", 2**64 - 1)
-        check_block_count(len(ids), prompt, block_size)
+        prompt = mooncake.block_prompt(ids, prompt, block_size, options)
         return Row(t=t, values=ids, prompt_tokens=prompt, output_tokens=output)
 
     def fast(data, first_line: int) -> ReadResult | None:
         found = mooncake.scan_chunk(data, first_line, source.path, _KEYS, block_size, 1e9, (b"timestamp",),
-                                    ns_time=True)
-        return found and found[0]
+                                    ns_time=True, lengths=options.lengths)
+        return found and mooncake.counted(found, options)
 
     return json_batches(source, options, Columns("blocks", block_size), parse, fast=fast)

@@ -1,8 +1,10 @@
 """Mooncake (FAST'25) JSONL: ``timestamp`` ms, ``input_length``, ``output_length``, ``hash_ids`` of 512 tokens.
 
-``len(hash_ids) == ceil(input_length / 512)``: the last block is usually partial and still has an id.
-The traces carry no tenant or session. Whole chunks go through the compiled scanner (``_scan``); a chunk it
-does not fully accept is re-read record by record, which names the bad line and field.
+``len(hash_ids) == ceil(input_length / 512)``: the last block is usually partial and still has an id (a row
+that breaks it is refused, or read by its ids with ``ReadOptions.lengths = "from-ids"``). The traces carry no
+tenant or session; the FAST'25 tool-agent trace has the conversation trace's schema (FAST25-release/README.md)
+and reads the same way. Whole chunks go through the compiled scanner (``_scan``); a chunk it does not fully
+accept is re-read record by record, which names the bad line and field.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from cachesim.readers._base import (
     ReadResult,
     Row,
     Source,
+    _counts_within_bound,
     check_block_count,
     count,
     fixed_block_size,
@@ -43,23 +46,37 @@ def sniff(first: dict | None, head: bytes) -> bool:
             and not isinstance(first["timestamp"], str) and "chat_id" not in first)
 
 
-def parse(obj: dict, line_no: int) -> Row:
-    t = seconds(require(obj, "timestamp", (int, float), "milliseconds"), "timestamp", 1000.0)
-    prompt = count(obj, "input_length", positive=True)
-    output = count(obj, "output_length", required=False)
-    ids = int_list(obj, "hash_ids", 2**64 - 1)
-    check_block_count(len(ids), prompt, BLOCK_SIZE)
-    return Row(t=t, values=ids, prompt_tokens=prompt, output_tokens=output)
+def block_prompt(ids: list[int], prompt: int, block_size: int, options: ReadOptions) -> int:
+    """A block-id row's prompt length (check_block_count), counted in ``options`` as read; call it last, when
+    nothing else about the row can fail, so that a row is counted once and only if it is read."""
+    used = check_block_count(len(ids), prompt, block_size, lengths=options.lengths)
+    options.count_lengths(1, int(used < prompt), int(used > prompt))
+    return used
+
+
+def parser(options: ReadOptions):
+    def parse(obj: dict, line_no: int) -> Row:
+        t = seconds(require(obj, "timestamp", (int, float), "milliseconds"), "timestamp", 1000.0)
+        prompt = count(obj, "input_length", positive=True)
+        output = count(obj, "output_length", required=False)
+        ids = int_list(obj, "hash_ids", 2**64 - 1)
+        prompt = block_prompt(ids, prompt, BLOCK_SIZE, options)
+        return Row(t=t, values=ids, prompt_tokens=prompt, output_tokens=output)
+
+    return parse
 
 
 def scan_chunk(data: bytes, first_line: int, path: str, keys: tuple[bytes, ...], block_size: int,
-               per_second: float, label_keys: tuple[bytes, ...] = (), ns_time: bool = False):
+               per_second: float, label_keys: tuple[bytes, ...] = (), ns_time: bool = False,
+               lengths: str = "strict"):
     """A whole chunk of block-id lines through the compiled scanner, or None when any line needs the careful path.
 
     ``keys`` name the time (unless ``ns_time``: then the time is the first label, a string of nanoseconds), the
-    prompt length and the output length. Returns ``(ReadResult, labels, raw)``: the requests with tenant
-    "default" and no session, the ``(kind, start, end)`` spans of ``label_keys`` and the chunk's bytes, for
-    the caller to fill in tenants and sessions.
+    prompt length and the output length. Returns ``(ReadResult, labels, raw, (cut, raised))``: the requests with
+    tenant "default" and no session, the ``(kind, start, end)`` spans of ``label_keys``, the chunk's bytes (for
+    the caller to fill in tenants and sessions) and how many rows ``lengths="from-ids"`` read by their ids,
+    which the caller counts (``ReadOptions.count_lengths``) if it yields the batch. A count beyond the bound
+    (token_count) is None too, so that a batch returned here is never re-read and counted twice.
     """
     if _scan is None:
         return None
@@ -79,22 +96,40 @@ def scan_chunk(data: bytes, first_line: int, path: str, keys: tuple[bytes, ...],
         t = scalars[:, 0] / per_second
     prompt = scalars[:, 1 - skip].astype(np.int64)
     n_blocks = np.diff(offsets)
-    if (np.any(~(t >= 0)) or np.any(~np.isfinite(t)) or np.any(prompt <= 0)
-            or np.any(n_blocks != (prompt + block_size - 1) // block_size)):
+    if np.any(~(t >= 0)) or np.any(~np.isfinite(t)) or np.any(prompt <= 0):
         return None
+    expected = (prompt + block_size - 1) // block_size
+    mismatched = n_blocks != expected
+    cut = raised = 0
+    if mismatched.any():
+        # the careful path refuses these rows (strict) or a row without ids, naming its line
+        if lengths != "from-ids" or np.any(n_blocks[mismatched] == 0):
+            return None
+        cut = int(np.count_nonzero(n_blocks[mismatched] < expected[mismatched]))
+        raised = int(np.count_nonzero(mismatched)) - cut
+        prompt = np.where(mismatched, n_blocks * block_size, prompt)   # as check_block_count reads them
     output = scalars[:, 2 - skip]
     n = len(lines)
     requests = BlockRequests(t=t, tenant=np.zeros(n, dtype=np.int32), tenant_names=["default"],
                              session=np.full(n, -1, dtype=np.int64),
                              output_tokens=np.where(np.isnan(output), -1, output).astype(np.int64),
                              block_ids=ids, block_offsets=offsets, prompt_tokens=prompt, block_size=block_size)
-    return ReadResult(requests, lines, path), labels, raw
+    if not _counts_within_bound(requests):
+        return None
+    return ReadResult(requests, lines, path), labels, raw, (cut, raised)
 
 
 def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
     fixed_block_size(options, BLOCK_SIZE, "Mooncake")
     def fast(data, first_line: int) -> ReadResult | None:
-        found = scan_chunk(data, first_line, source.path, _KEYS, BLOCK_SIZE, 1000.0)
-        return found and found[0]
+        found = scan_chunk(data, first_line, source.path, _KEYS, BLOCK_SIZE, 1000.0, lengths=options.lengths)
+        return found and counted(found, options)
 
-    return json_batches(source, options, Columns("blocks", BLOCK_SIZE), parse, fast=fast)
+    return json_batches(source, options, Columns("blocks", BLOCK_SIZE), parser(options), fast=fast)
+
+
+def counted(found: tuple, options: ReadOptions) -> ReadResult:
+    """scan_chunk's batch, its rows counted as read (ReadOptions.count_lengths)."""
+    result, cut_raised = found[0], found[3]
+    options.count_lengths(len(result.lines), *cut_raised)
+    return result

@@ -4,7 +4,8 @@
 
 ``t`` is seconds (required); ``tenant`` and ``session`` are optional labels (strings or integers);
 ``tokens`` are uint32 token ids. Instead of ``tokens`` a line may give ``block_ids`` (uint64) with
-``prompt_tokens`` and ``block_size`` (the same on every line): blocks given by the trace, the last one partial.
+``prompt_tokens`` and ``block_size`` (the same on every line): blocks given by the trace, the last one partial
+(``ReadOptions.lengths`` says what a row whose ids do not match its length is).
 The output length is ``output_tokens`` (alias ``output_length``) or the length of ``output_ids``.
 ``breakpoints`` (prefix lengths in tokens, optionally ``{"tokens": n, "ttl": "1h"}``) and ``segments``
 (``[{"kind": ..., "tokens": n}]``, covering the prompt) are carried into ``Trace.meta``.
@@ -98,19 +99,25 @@ def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
             values = int_list(obj, "tokens", 2**32 - 1)
             if not values:
                 raise TraceError("empty request: a prompt needs at least one token", field="tokens")
-            prompt = len(values)
+            prompt = given = len(values)
         else:
             values = int_list(obj, "block_ids", 2**64 - 1)
-            prompt = count(obj, "prompt_tokens", positive=True)
+            given = count(obj, "prompt_tokens", positive=True)
             size = count(obj, "block_size", positive=True)
             if state["block_size"] is not None and size != state["block_size"]:
                 raise TraceError(f"{size} differs from earlier lines' {state['block_size']}", field="block_size")
-            check_block_count(len(values), prompt, size, "block_ids")
+            prompt = check_block_count(len(values), given, size, "block_ids", options.lengths)
             state["block_size"] = size
-        breakpoints, segments = _extras(obj, prompt)
+        breakpoints, segments = _extras(obj, given)
+        if prompt != given and (breakpoints or segments):
+            # they measure the file's prompt_tokens, which --lengths from-ids has just replaced
+            raise TraceError(f"--lengths from-ids reads this row as {prompt} tokens (its ids), but its breakpoints "
+                             f"or segments describe its prompt_tokens of {given}", field="block_ids")
         row = Row(t=t, values=values, prompt_tokens=prompt, output_tokens=_output(obj),
                   tenant=label(obj, "tenant", "default"), session=label(obj, "session"), breakpoints=breakpoints,
                   segments=segments)
+        if kind == "blocks":  # the row is read from here on: count it once (ReadOptions.count_lengths)
+            options.count_lengths(1, int(prompt < given), int(prompt > given))
         state["kind"] = kind
         columns.kind, columns.block_size = kind, state["block_size"]
         return row

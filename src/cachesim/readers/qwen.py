@@ -22,7 +22,6 @@ from cachesim.readers._base import (
     ReadResult,
     Row,
     Source,
-    check_block_count,
     count,
     fixed_block_size,
     int_list,
@@ -55,10 +54,10 @@ def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
         prompt = count(obj, "input_length", positive=True)
         output = count(obj, "output_length", required=False)
         ids = int_list(obj, "hash_ids", 2**64 - 1)
-        check_block_count(len(ids), prompt, BLOCK_SIZE)
         if tenant_field not in obj:
             raise TraceError("missing (the tenant field)", field=tenant_field)
         tenant = label(obj, tenant_field)
+        prompt = mooncake.block_prompt(ids, prompt, BLOCK_SIZE, options)  # last: the row is read from here on
         root = chat if parent < 0 else roots.get(parent, parent)
         roots[chat] = root
         return Row(t=t, values=ids, prompt_tokens=prompt, output_tokens=output, tenant=tenant, session=root)
@@ -69,10 +68,11 @@ def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
     def fast(data, first_line: int) -> ReadResult | None:
         if tenant_field in ("timestamp", "input_length", "output_length", "hash_ids", "chat_id", "parent_chat_id"):
             return None
-        found = mooncake.scan_chunk(data, first_line, source.path, _KEYS, BLOCK_SIZE, 1.0, label_keys)
+        found = mooncake.scan_chunk(data, first_line, source.path, _KEYS, BLOCK_SIZE, 1.0, label_keys,
+                                    lengths=options.lengths)
         if not found:
             return None
-        result, labels, raw = found
+        result, labels, raw = found[:3]
         if np.any(labels[:, :2, 0] != 2) or np.any(labels[:, 2, 0] == 0):  # integer ids and a tenant on every line
             return None
         try:
@@ -90,6 +90,6 @@ def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
         requests.tenant = np.asarray([columns.tenants.code(x) for x in tenants], dtype=np.int32)
         requests.tenant_names = list(columns.tenants.names)
         requests.session = np.asarray(sessions, dtype=np.int64)
-        return result
+        return mooncake.counted(found, options)
 
     return json_batches(source, options, columns, parse, fast=fast)
