@@ -68,3 +68,27 @@ def test_a_bad_line_stops_a_streamed_sweep_with_its_location(tmp_path, capsys):
     assert main(["sweep", str(path), "--capacity", "5", "--stream", "--no-progress", "--executor", "serial"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "mc.jsonl:201: hash_ids: 1 block ids for 600 tokens" in err[0]
+
+
+@pytest.mark.parametrize("stream", [[], ["--stream"]])
+def test_a_trace_without_its_block_size_sweeps_at_the_one_given_and_reports_its_notes(tmp_path, capsys, stream):
+    # LMBench's GMI shape: the block size is not in the file, and half its rows need --lengths from-ids
+    path, out = DATA / "lmbench_gmi32.jsonl", tmp_path / "s.json"
+    reading = ["--block-size", "32", "--lengths", "from-ids"]
+    assert main(["replay", str(path), "--capacity", "10", "--json", str(tmp_path / "r.json"), *reading]) == 0
+    replayed = orjson.loads((tmp_path / "r.json").read_bytes())["summary"]["hit_tokens"]
+    capsys.readouterr()
+    assert main(["sweep", str(path), "--capacity", "10,100", "-o", str(out), "--no-progress", *reading, *stream]) == 0
+    assert orjson.loads(out.read_bytes())["rows"][0]["hit_tokens"] == replayed
+    err = capsys.readouterr().err
+    assert err.count("3 of 6 rows had a block count that did not match") == 1, err
+
+
+def test_a_streamed_sweep_reports_the_records_it_skipped_once(tmp_path, capsys):
+    path = mooncake_shaped(tmp_path / "mc.jsonl", n=20)
+    with open(path, "a") as handle:
+        handle.write("not json\n")
+    assert main(["sweep", str(path), "--capacity", "5,20,40", "--stream", "--skip-invalid", "--no-progress",
+                 "--executor", "process"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("skipped 1 invalid records") == 1 and "mc.jsonl:21" in err, err

@@ -199,14 +199,9 @@ class StreamedTrace:
     def of(cls, path: str | Path, **reading: Any) -> StreamedTrace:
         return cls(os.path.abspath(path), tuple(sorted((k, v) for k, v in reading.items() if v is not None)))
 
-    def at(self, block_size: int | None) -> StreamedTrace:
-        """The same file cut at ``block_size`` (token-id traces), or as it is (None)."""
-        reading = dict(self.reading)
-        if block_size is None:
-            reading.pop("block_size", None)
-        else:
-            reading["block_size"] = block_size
-        return StreamedTrace(self.path, tuple(sorted(reading.items())))
+    def at(self, block_size: int) -> StreamedTrace:
+        """The same token-id file cut at ``block_size``."""
+        return StreamedTrace(self.path, tuple(sorted({**dict(self.reading), "block_size": block_size}.items())))
 
     def open(self, prefetch: int = 1):
         """The file's compiled batches, read ``prefetch`` batches ahead in a thread while the core serves."""
@@ -233,19 +228,23 @@ class StreamedTrace:
 
 def run_task(task: tuple) -> tuple:
     """Replay one configuration of a shared trace: (index, trace path, replay keywords) -> (index, metrics,
-    hits_from or None). Module level and free of closures, so every executor can pickle it."""
+    hits_from or None, notes). Module level and free of closures, so every executor can pickle it. ``notes``
+    are what reading a streamed file reported (rows sorted, skipped, read by their ids): the caller says each
+    once, since a worker's warnings reach no one."""
     index, path, params = task
+    notes: list[str] = []
     if isinstance(path, StreamedTrace):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")   # the notes of reading (rows sorted, skipped) were given once
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             result = replay(path.open(), keep_per_request=False, **params)
+        notes = list(dict.fromkeys(str(w.message) for w in caught))
     else:
         result = replay(load_shared_trace(path), keep_per_request=False, **params)
     metrics = {"block_size": result.block_size, **_flatten(result.summary())}
     hits = None
     if len(result.tenant_names) > 1:
         hits = {"tenants": list(result.tenant_names), "tokens": result.hits_from.tolist()}
-    return index, metrics, hits
+    return index, metrics, hits, notes
 
 
 # -- results ---------------------------------------------------------------------------------------------------
@@ -522,7 +521,7 @@ def run_sweep(trace: Any, grid: Mapping[str, Any] | str | Path, executor: Any = 
         first = trace.first_batch()
         tokens = first.block_source == "tokens"
         block_of = {config_id(p): _block_size_of(p, first.block_size, tokens) for p in configs}
-        streams = {size: trace.at(size if tokens else None) for size in sorted(set(block_of.values()))}
+        streams = {size: trace.at(size) if tokens else trace for size in sorted(set(block_of.values()))}
         traces = {size: (first if size == first.block_size or not tokens else streams[size].first_batch())
                   for size in streams}
         if not tokens:
@@ -610,13 +609,18 @@ def _execute(tasks, configs, executor, workers, progress, already_done, sink, me
     from cachesim.progress import track
 
     # processes unless told: a task ships only the path of a memory-mapped trace, so a process costs no copy
+    said: set[str] = set()   # every streamed configuration reads the same file and reports the same notes
     with stop.deferred():
         runner, owned = make_executor(executor, workers, default="process")
     try:
         stop.raise_if_signalled()
         with track("sweep", len(configs), "configs", completed=already_done, enabled=progress,
                    where=f" on {runner.name}") as bar:
-            for index, row, hits in runner.run(run_task, tasks):
+            for index, row, hits, notes in runner.run(run_task, tasks):
+                for note in notes:
+                    if note not in said:
+                        said.add(note)
+                        warnings.warn(note, stacklevel=2)
                 with stop.deferred():  # a row is kept whole, in the table and the checkpoint, or not at all
                     metrics[index] = row
                     if hits is not None:

@@ -234,13 +234,13 @@ def synthesized(args, path: Path):
         f"workload, seed {args.seed})")
 
 
-def read_whole(args, path: Path):
+def read_whole(args, path: Path, block_size: int | None = None):
     """The whole file as a ReadResult (raw requests and their lines), read with every reader option, for a
     command that compiles it itself (sweep: once per block size)."""
     from cachesim.readers import _format as format_of
     from cachesim.readers import _refuse_disorder, read_requests
 
-    result = read_requests(path, **reading_options(args))
+    result = read_requests(path, block_size=block_size, **reading_options(args))
     if args.keep_order:  # the readers' own check, as read_trace makes it
         _refuse_disorder(result, getattr(format_of(path, args.format), "TIME_FIELD", "t"))
     return result

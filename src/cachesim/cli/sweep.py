@@ -138,5 +138,14 @@ def _source(args) -> tuple:
             raise TraceError("cannot open: No such file or directory", file=str(path))
         return StreamedTrace.of(path, format=args.format, skip_invalid=args.skip_invalid or None,
                                 tenant_field=args.tenant_field, tokenizer=args.tokenizer,
-                                keep_order=args.keep_order or None, batch_bytes=args.batch_bytes), None
-    return synthesized(args, path) or (read_whole(args, path), None)
+                                keep_order=args.keep_order or None, batch_bytes=args.batch_bytes,
+                                lengths=None if args.lengths == "strict" else args.lengths,
+                                block_size=_one_block_size(args)), None
+    return synthesized(args, path) or (read_whole(args, path, block_size=_one_block_size(args)), None)
+
+
+def _one_block_size(args) -> int | None:
+    """A block-id trace that does not say its block size (LMBench, Dynamo) is read at the one --block-size given;
+    several are an axis for token-id traces only."""
+    sizes = (args.block_size or "").split(",")
+    return parse_count(sizes[0]) if len(sizes) == 1 and sizes[0] else None
