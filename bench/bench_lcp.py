@@ -11,7 +11,6 @@ traces' ~360) and short ones (~8 blocks), where the reader's one Python step per
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,19 +20,11 @@ from cachesim.readers import TraceStream, iter_requests
 from cachesim.readers._base import open_text
 from cachesim.readers.lcp import LcpWriter
 from cachesim.requests import BlockRequests
-from conftest import report
+from conftest import best_seconds, report
 
 TARGET_BLOCKS = 10_000_000
 CHUNK_BYTES = 16 << 20
 
-
-def _best(fn, rounds: int = 3) -> float:
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def _generate(path: Path, mean_blocks: int, compress: bool, seed: int = 0) -> int:
@@ -97,9 +88,9 @@ def test_lcp_blocks_per_second(benchmark, lcp_files, which):
     mean_blocks, n_blocks, plain, packed = lcp_files
     path = plain if which == "plain" else packed
     assert _parse(path) == n_blocks
-    read_s = _best(lambda: _plain_read(path))
+    read_s = best_seconds(lambda: _plain_read(path))
     parse_s = benchmark.pedantic(_parse, args=(path,), rounds=3, iterations=1) and benchmark.stats.stats.min
-    compile_s = _best(lambda: _compile(path), rounds=1)
+    compile_s = best_seconds(lambda: _compile(path), rounds=1)
     size_mb = path.stat().st_size / 1e6
     benchmark.extra_info.update(blocks=n_blocks, file_mb=round(size_mb, 1),
                                 read_blocks_per_s=round(n_blocks / read_s),

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,18 +17,10 @@ import pytest
 
 from cachesim.readers import TraceStream, iter_requests, read_trace
 from cachesim.readers.oracle import RECORD, write_oracle_general
-from conftest import report
+from conftest import best_seconds, report
 
 N_RECORDS = 20_000_000
 
-
-def _best(fn, rounds: int = 3) -> float:
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +57,9 @@ def _stream(path: Path) -> int:
 
 def test_oracle_general_read_rate(benchmark, big_file):
     assert _plain_read(big_file) == _reader(big_file) == N_RECORDS
-    plain_s = _best(lambda: _plain_read(big_file))
+    plain_s = best_seconds(lambda: _plain_read(big_file))
     reader_s = benchmark.pedantic(_reader, args=(big_file,), rounds=3, iterations=1) and benchmark.stats.stats.min
-    stream_s = _best(lambda: _stream(big_file))
+    stream_s = best_seconds(lambda: _stream(big_file))
     rates = {name: N_RECORDS / s for name, s in (("plain", plain_s), ("reader", reader_s), ("stream", stream_s))}
     benchmark.extra_info.update(records=N_RECORDS, **{f"{k}_records_per_s": round(v) for k, v in rates.items()})
     print(f"\noracleGeneral, {N_RECORDS:,} records ({big_file.stat().st_size:,} B): plain read "
@@ -88,7 +79,7 @@ def test_oracle_general_write_rate(benchmark, big_file, tmp_path):
         benchmark.stats.stats.min
     records = np.fromfile(out, dtype=RECORD)
     plain = tmp_path / "plain.oracleGeneral"
-    plain_s = _best(lambda: records.tofile(plain), rounds=2)
+    plain_s = best_seconds(lambda: records.tofile(plain), rounds=2)
     print(f"\noracleGeneral write, {N_RECORDS:,} records: {N_RECORDS / write_s / 1e6:.1f} M records/s "
           f"(next_access_vtime included); numpy writing the finished records {N_RECORDS / plain_s / 1e6:.1f} M/s")
     report("oracleGeneral write (20 M records)", f"{N_RECORDS / write_s / 1e6:6.1f} M records/s; tofile "

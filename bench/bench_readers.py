@@ -9,7 +9,6 @@ The streaming memory bound is measured by bench/stream_memory.sh (a >= 1 GB file
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,17 +17,10 @@ import pytest
 
 from cachesim.readers import TraceStream, mooncake, native, read_trace
 from cachesim.trace import Trace
+from conftest import best_seconds
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "mooncake" / "conversation_trace.jsonl"
 
-
-def _best(fn, rounds: int = 3) -> float:
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +54,7 @@ def test_mooncake_lines_per_second(benchmark, mooncake_file):
     scanner = mooncake.scan_chunk
     mooncake.scan_chunk = lambda *args, **kwargs: None  # the careful path only: the baseline
     try:
-        slow_s = _best(lambda: _stream(mooncake_file), rounds=1)
+        slow_s = best_seconds(lambda: _stream(mooncake_file), rounds=1)
     finally:
         mooncake.scan_chunk = scanner
     rate = n_lines / fast_s
@@ -86,13 +78,13 @@ def native_file(tmp_path_factory) -> Path:
 
 
 def test_compact_format_size_and_load_time(benchmark, native_file, tmp_path):
-    jsonl_s = _best(lambda: read_trace(native_file), rounds=1)
+    jsonl_s = best_seconds(lambda: read_trace(native_file), rounds=1)
     trace = read_trace(native_file)
     compact = tmp_path / "trace.npz"
     trace.save(compact)
     load_s = benchmark.pedantic(lambda: Trace.load(compact, mmap=True), rounds=5, iterations=1) and \
         benchmark.stats.stats.min
-    eager_s = _best(lambda: Trace.load(compact), rounds=5)
+    eager_s = best_seconds(lambda: Trace.load(compact), rounds=5)
     loaded = Trace.load(compact, mmap=True)
     assert np.array_equal(loaded.block_keys, trace.block_keys)
     size_ratio = native_file.stat().st_size / compact.stat().st_size
@@ -108,11 +100,11 @@ def test_compact_format_size_and_load_time(benchmark, native_file, tmp_path):
 
 def test_compact_format_on_block_id_traces(mooncake_file, tmp_path):
     """For the record: Mooncake JSONL is already compact and its scanner fast, so the gains are smaller."""
-    jsonl_s = _best(lambda: read_trace(mooncake_file), rounds=3)
+    jsonl_s = best_seconds(lambda: read_trace(mooncake_file), rounds=3)
     trace = read_trace(mooncake_file)
     compact = tmp_path / "mooncake.npz"
     trace.save(compact)
-    load_s = _best(lambda: Trace.load(compact, mmap=True), rounds=5)
+    load_s = best_seconds(lambda: Trace.load(compact, mmap=True), rounds=5)
     size_ratio = mooncake_file.stat().st_size / compact.stat().st_size
     print(f"\ncompact format, Mooncake: JSONL {mooncake_file.stat().st_size:,} B -> .npz {compact.stat().st_size:,} B "
           f"({size_ratio:.1f}x smaller); load {jsonl_s * 1e3:.0f} ms -> {load_s * 1e3:.1f} ms "

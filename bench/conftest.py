@@ -39,3 +39,15 @@ def pytest_terminal_summary(terminalreporter):
     if unsaved_sections():
         terminalreporter.write_line(f"results of {', '.join(unsaved_sections())} not written to bench/plots/ or "
                                     "docs/performance.md; rerun with --update-docs to write them")
+
+
+def best_seconds(fn, rounds: int = 3) -> float:
+    """The fastest of ``rounds`` wall-clock runs of ``fn()``: the least disturbed by the machine's other work."""
+    import time
+
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)

@@ -212,7 +212,7 @@ def test_the_cli_replays_parquet_and_refuses_other_output_names(tmp_path, capsys
     direct = __import__("orjson").loads(capsys.readouterr().out)["summary"]
     assert via_parquet["hit_blocks"] == direct["hit_blocks"] and via_parquet["blocks"] == direct["blocks"]
     assert main(["convert", str(DATA / "mooncake.jsonl"), str(tmp_path / "m.csv")]) == 2
-    assert "writes .npz or .parquet" in capsys.readouterr().err
+    assert "convert writes .npz, .parquet" in capsys.readouterr().err
     assert main(["convert", str(DATA / "mooncake.jsonl"), str(out), "--dense"]) == 2
 
 

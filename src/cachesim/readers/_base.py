@@ -626,9 +626,10 @@ class Columns:
 
 
 def json_batches(source: Source, options: ReadOptions, columns: Columns,
-                 parse: Callable[[dict, int], Row | None],
+                 parse: Callable[[dict, int], Row | list[Row] | None],
                  fast: Callable[[bytes, int], ReadResult | None] | None = None) -> Iterator[ReadResult]:
-    """Bounded batches of a JSONL format: ``parse(obj, line)`` turns a record into a Row (None = not a request).
+    """Bounded batches of a JSONL format: ``parse(obj, line)`` turns a record into a Row (None = not a request),
+    or into a list of them (a record holding several requests, as a kv-cache-tester trace does).
 
     ``fast(data, first_line)`` may return a whole chunk's batch at once; when it returns None the chunk is
     parsed record by record, which decides what is valid. A bad record stops the stream with a located
@@ -660,7 +661,10 @@ def json_batches(source: Source, options: ReadOptions, columns: Columns,
                 if len(columns):
                     yield columns.take(source.path)
                 raise error from None
-            if row is not None:
+            if isinstance(row, list):
+                for one in row:
+                    columns.add(one, line_no)
+            elif row is not None:
                 columns.add(row, line_no)
         if len(columns):
             yield columns.take(source.path)

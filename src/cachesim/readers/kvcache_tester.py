@@ -38,8 +38,8 @@ from cachesim.readers._base import (
     Source,
     check_block_count,
     count,
+    json_batches,
     label,
-    records,
     require,
     seconds,
 )
@@ -149,28 +149,4 @@ def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
     """Bounded batches of a JSONL of traces: each record is one whole trace, read by _Reader.trace."""
     columns = Columns("blocks", None)
     reader = _Reader(options, columns)
-    for data, first_line, at_end in source.chunks(options):
-        lines = records(data, first_line, at_end, source.path, options)
-        while True:
-            try:
-                line_no, obj = next(lines)
-            except StopIteration:
-                break
-            except TraceError:
-                if len(columns):  # what came before the bad line is served before the error stops the stream
-                    yield columns.take(source.path)
-                raise
-            try:
-                rows = reader.trace(obj)
-            except TraceError as exc:
-                error = exc.located(file=source.path, line=line_no)
-                if options.skip_invalid:
-                    options.skip(error)
-                    continue
-                if len(columns):
-                    yield columns.take(source.path)
-                raise error from None
-            for row in rows:
-                columns.add(row, line_no)
-        if len(columns):
-            yield columns.take(source.path)
+    return json_batches(source, options, columns, lambda obj, _line: reader.trace(obj))
