@@ -62,7 +62,15 @@ def plan(target_blocks: int, seed: int, n_conv: int | None = None):
     # a sub-conversation's first blocks are its parent's: it inherits a prefix of the parent's first prompt
     inherit = np.where(parent[conv] >= 0, np.minimum(own // 2, first_blocks[np.maximum(parent[conv], 0)]), 0)
     order = np.argsort(t, kind="stable")
-    return {"t": t[order], "conv": conv[order], "parent": parent[conv][order], "turn": turn[order],
+    # chat ids are request numbers in time order; a turn's parent is the turn before it, a sub-conversation's first
+    # turn the first turn of its parent (which started earlier), as the dataset's parent_chat_id is
+    number = np.empty(n_req, dtype=np.int64)
+    number[order] = np.arange(n_req)
+    previous = np.where(turn > 0, np.arange(n_req) - 1, -1)
+    sub = (turn == 0) & (parent[conv] >= 0)
+    previous[sub] = (np.cumsum(turns) - turns)[parent[conv][sub]]
+    parent_chat = np.where(previous >= 0, number[np.maximum(previous, 0)], -1)
+    return {"t": t[order], "conv": conv[order], "parent": parent_chat[order], "turn": turn[order],
             "type": kind[conv][order], "shared": shared[order], "inherit": inherit[order], "own": own[order]}
 
 
@@ -125,7 +133,10 @@ def write(path: str, target_blocks: int, seed: int = 0, batch_blocks: int = 8 <<
                                      output_tokens=rng.integers(20, 2_000, m), block_ids=block, block_offsets=offsets,
                                      prompt_tokens=prompt.astype(np.int64), block_size=BLOCK_SIZE)
             extras = {"parent_chat_id": p["parent"][lo:hi].astype(np.int64), "turn": p["turn"][lo:hi].astype(np.int64)}
-            writer.write(ReadResult(requests, np.arange(lo + 1, hi + 1), path, extras))
+            if path.endswith(".parquet"):
+                writer.write(ReadResult(requests, np.arange(lo + 1, hi + 1), path, extras))
+            else:   # lcp: the chat id is the request's number, which parent_chat_id refers to
+                writer.write(requests, chat_id=np.arange(lo, hi, dtype=np.uint64), **extras)
             blocks += len(block)
             print(f"\r{path}: {hi:,}/{n:,} requests, {blocks / 1e6:,.0f} M blocks, "
                   f"{time.monotonic() - started:,.0f} s", end="", file=sys.stderr, flush=True)
@@ -141,7 +152,9 @@ def _writer(path: str):
     if ".lcp" in path:
         from cachesim.readers.lcp import LcpWriter  # libCacheSim's prefix format (bench/bench_scale.py)
 
-        return LcpWriter(path, block_size=BLOCK_SIZE, type_names=list(TYPES))
+        # distinct ids are not counted (the header's n_unique_blocks stays 0): at 600 M blocks that set is GBs
+        return LcpWriter(path, block_size=BLOCK_SIZE, type_names=list(TYPES), compress=path.endswith(".zst"),
+                         count_unique=False)
     raise SystemExit(f"{path}: write .parquet, .lcp or .lcp.zst")
 
 

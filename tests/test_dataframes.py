@@ -55,3 +55,21 @@ def test_per_request_parquet_equals_the_csv(tmp_path, capsys):
     for name in ("request", "hit_tokens", "hit_blocks", "prompt_tokens"):
         assert [int(r[name]) for r in rows] == frame[name].tolist(), name
     assert frame["hit_tokens"].dtype.kind == "i"
+
+
+def test_the_trace_s_columns_give_a_per_turn_breakdown(tmp_path):
+    from cachesim.readers.lcp import write_lcp
+    from cachesim.requests import BlockRequests
+
+    requests = BlockRequests.from_lists([[5, 6], [5, 6, 7], [9], [9, 10]], [32, 48, 16, 32], 16,
+                                        t=[0.0, 1.0, 2.0, 3.0], tenant=["text", "text", "image", "image"])
+    path = write_lcp(tmp_path / "t.lcp", requests, chat_id=[1, 2, 3, 4], parent_chat_id=[-1, 1, -1, 3],
+                     turn=[1, 2, 1, 2])
+    trace = read_trace(path)
+    frame = replay(trace).to_pandas("requests", trace=trace)
+    # hand-computed: each second turn re-sends its first turn's blocks (2 blocks, then 1), 16 tokens a block
+    assert frame.groupby("turn")["hit_tokens"].sum().to_dict() == {1: 0, 2: 48}
+    assert frame["tenant_name"].tolist() == ["text", "text", "image", "image"]
+    assert frame["parent_chat_id"].tolist() == [-1, 1, -1, 3]
+    with pytest.raises(ValueError, match="give the trace that was replayed"):
+        replay(trace).to_pandas("requests", trace=trace.slice(0, 2))

@@ -25,13 +25,17 @@ def same_trace(a: Trace, b: Trace) -> None:
     assert (a.tenant_names, a.block_size, a.block_source) == (b.tenant_names, b.block_size, b.block_source)
 
 
-@pytest.mark.parametrize("name", ["mooncake.jsonl", "qwen.jsonl", "native_blocks16.jsonl"])
-def test_a_block_id_trace_reads_back_as_the_same_trace(name, tmp_path):
+@pytest.mark.parametrize(("name", "reading"), [
+    ("mooncake.jsonl", {}), ("qwen.jsonl", {}), ("native_blocks16.jsonl", {}), ("mooncake_toolagent.jsonl", {}),
+    ("lmbench512.jsonl", {"block_size": 512}), ("lmbench_gmi32.jsonl", {"block_size": 32, "lengths": "from-ids"}),
+    ("dynamo_sessions.jsonl", {"block_size": 64}), ("kvcache_tester.jsonl", {}), ("servegen_offline.jsonl", {})])
+def test_a_block_id_trace_reads_back_as_the_same_trace(name, reading, tmp_path):
     out = tmp_path / "t.parquet"
-    assert main(["convert", str(DATA / name), str(out)]) == 0
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in reading.items()]
+    assert main(["convert", str(DATA / name), str(out), *flags]) == 0
     assert detect_format(out) == "parquet"
     assert pq.ParquetFile(out).schema_arrow.field("block_ids").type == pa.large_list(pa.uint64())
-    same_trace(read_trace(DATA / name), read_trace(out))
+    same_trace(read_trace(DATA / name, **reading), read_trace(out))
     assert not (tmp_path / "t.parquet.partial").exists()
 
 

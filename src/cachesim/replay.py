@@ -317,16 +317,30 @@ class Result:
     def to_json(self, per_request: bool = False) -> str:
         return orjson.dumps(self.to_dict(per_request), option=orjson.OPT_INDENT_2).decode()
 
-    def to_pandas(self, table: str = "requests"):
+    def to_pandas(self, table: str = "requests", trace: Trace | None = None):
         """A pandas DataFrame: ``"requests"`` — the per-request outputs, one row a request in replay order (needs
         ``keep_per_request``); ``"tenants"`` — the per-tenant totals, one row a tenant (nested counts flattened
-        to ``evictions_capacity`` and so on; who-hit-whom is in :attr:`hits_from`)."""
+        to ``evictions_capacity`` and so on; who-hit-whom is in :attr:`hits_from`).
+
+        With ``trace`` (the compiled trace replayed), the requests table gains its per-request columns: tenant
+        name, session, and what the reader kept in ``trace.meta`` (an lcp or Qwen trace's ``turn``,
+        ``parent_chat_id``...), so ``df.groupby("turn").hit_tokens.sum()`` is the per-turn breakdown the ATC'25
+        workload study reports."""
         import pandas as pd
 
         if table == "requests":
             if self.per_request is None:
                 raise ValueError("per-request outputs were not kept: replay with keep_per_request=True")
             frame = pd.DataFrame({name: np.asarray(values) for name, values in self.per_request.items()})
+            if trace is not None:
+                if trace.n_requests != len(frame):
+                    raise ValueError(f"the trace has {trace.n_requests:,} requests, the replay {len(frame):,}: "
+                                     "give the trace that was replayed")
+                frame["tenant_name"] = np.asarray(trace.tenant_names, dtype=object)[trace.tenant]
+                frame["session"] = trace.session
+                for name, values in trace.meta.items():
+                    if isinstance(values, np.ndarray) and values.shape == (trace.n_requests,) and name not in frame:
+                        frame[name] = values
             frame.index.name = "request"
             return frame
         if table == "tenants":

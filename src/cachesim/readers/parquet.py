@@ -8,8 +8,8 @@ metadata (JSON) says which of two kinds it is:
 
 - ``ids``: the raw requests of a block-id trace (Mooncake, Qwen, LMBench, lcp...), in the file's order.
   Reading compiles the ids exactly as reading the original file does (same keys, same stable sort by time), so
-  the two give identical traces. Ids delta-code well: the Mooncake conversation trace is 14x smaller than its
-  JSONL (``bench/bench_parquet.py``).
+  the two give identical traces. Ids delta-code well: the Mooncake conversation trace is 13.2x smaller than its
+  JSONL (``bench/bench_scale.py``; ``tests/test_parquet.py`` pins at least 10x).
 - ``keys``: a compiled :class:`~cachesim.trace.Trace` (cut from token ids, or from an ``.npz``), its chained keys
   taken as they are, with ``tail_tokens`` (each request's last-block count). Keys are hashes, so these files
   are about as large as the ``.npz``; they exist so that every trace can be written as Parquet.
