@@ -6,7 +6,9 @@ The real traces (327,548 requests with 656 M accesses of 16-token blocks; 515,81
 sessions: about 2,000 blocks per request, conversations whose prompt grows turn by turn, a system prompt shared by
 the conversations of one request type, and sub-conversations (a parent chat id) that start from their parent's
 prefix. This generator draws that shape, not the data: conversations arrive as a Poisson process and run
-``turns`` requests a few seconds apart; each request re-sends its conversation's blocks and appends new ones; a
+``turns`` requests, most a few seconds apart (tool calls), one in four after a person's pause (log-normal, a
+median of 90 s, a tail of hours), so that reuse distances spread over millions of blocks and the hit ratio
+depends on the cache's size; each request re-sends its conversation's blocks and appends new ones; a
 sub-conversation starts from part of its parent's prefix. Block ids are positional, as in the real files (an id
 names its whole prefix): a shared system prefix ``type << 16 | position``, a conversation's own blocks
 ``(conversation + 1) << 24 | position``, then (by default) passed through a 64-bit bijection so that they look
@@ -54,7 +56,8 @@ def plan(target_blocks: int, seed: int, n_conv: int | None = None):
     n_req = int(turns.sum())
     conv = np.repeat(np.arange(n_conv), turns)
     turn = np.arange(n_req) - np.repeat(np.cumsum(turns) - turns, turns)
-    gaps = rng.exponential(6.0, n_req)                               # seconds between a conversation's turns
+    gaps = np.where(rng.random(n_req) < 0.25, rng.lognormal(np.log(90.0), 1.5, n_req),   # a person's pause
+                    rng.exponential(6.0, n_req))                     # a tool call's round trip
     gaps[turn == 0] = 0
     t = start_s[conv] + _segmented_cumsum(gaps, turns)
     own = first_blocks[conv] + turn * grow_blocks[conv]
