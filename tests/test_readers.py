@@ -437,3 +437,44 @@ def test_requests_read_in_batches_join_when_only_some_batches_carry_breakpoints(
     assert joined.extras["breakpoints"].offsets.tolist() == whole.extras["breakpoints"].offsets.tolist()
     assert joined.extras["breakpoints"].columns["tokens"].tolist() == [2]
     assert joined.extras["observed_input_tokens"].tolist() == [-1] * 42
+
+
+def test_claude_code_of_a_newer_version_by_hand():
+    # opens with permission-mode and file-history-snapshot lines; a streamed message; an attachment; <synthetic>
+    assert detect_format(DATA / "claude_code_v2.jsonl") == "claude-code"
+    trace = read_trace(DATA / "claude_code_v2.jsonl")
+    assert trace.n_requests == 2          # msg_1 (two events) and msg_2; the <synthetic> message was never sent
+    assert trace.output_tokens.tolist() == [412, 3]   # msg_1's last event, not its first (8)
+    assert trace.meta["observed_input_tokens"].tolist() == [3 + 5000, 6 + 430 + 5000]
+    assert trace.meta["observed_cache_write_1h_tokens"].tolist() == [5000, 0]
+    assert trace.prompt_tokens[0] == 5003 and trace.session.tolist() == [0, 0]
+    # an older log has no TTL split: unknown, not zero
+    assert read_trace(DATA / "claude_code.jsonl").meta["observed_cache_write_1h_tokens"].tolist() == [-1, -1, -1]
+
+
+def test_claude_code_session_still_being_written_reads_up_to_its_cut_line(tmp_path):
+    text = (DATA / "claude_code_v2.jsonl").read_text()
+    lines = text.splitlines()
+    path = tmp_path / "live.jsonl"
+    path.write_text("\n".join(lines[:8]) + "\n" + lines[8][:70])   # the writer is mid-line
+    with pytest.warns(UserWarning, match=r"live.jsonl:9: the last line is cut off .* read up to line 8"):
+        trace = read_trace(path)
+    assert trace.n_requests == 2 and trace.output_tokens.tolist() == [412, 3]
+    path.write_text("\n".join(lines[:7]) + "\n" + lines[7][:70] + "\n" + lines[8] + "\n")  # cut mid-file: an error
+    with pytest.raises(TraceError, match=r"live.jsonl:8: malformed JSON"):
+        read_trace(path)
+
+
+def test_claude_code_error_after_a_streamed_message_keeps_that_request(tmp_path):
+    from cachesim.readers import iter_requests
+
+    lines = (DATA / "claude_code_v2.jsonl").read_text().splitlines()
+    lines[6] = lines[6].replace('"uuid":"a5"', '"uuid":5')
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    served = []
+    with pytest.raises(TraceError, match=r"bad.jsonl:7: uuid: expected a string"):
+        for batch in iter_requests(path):
+            served.append(batch)
+    assert [b.requests.n_requests for b in served] == [1] and served[0].lines.tolist() == [4]
+    assert served[0].requests.output_tokens.tolist() == [412]

@@ -244,7 +244,8 @@ def test_mooncake_toolagent_reads_as_mooncake_like_its_native_twin():
 # every fixture in tests/data and the format it is (the existing ones as they were before these readers)
 DETECTED = {
     "anthropic_messages.jsonl": "apilog", "openai_chat.jsonl": "apilog", "openai_responses.jsonl": "apilog",
-    "azure.csv": "azure", "claude_code.jsonl": "claude-code", "lmbench512.jsonl": "lmbench",
+    "azure.csv": "azure", "claude_code.jsonl": "claude-code", "claude_code_v2.jsonl": "claude-code",
+    "lmbench512.jsonl": "lmbench",
     "lmbench_gmi32.jsonl": "lmbench", "mooncake.jsonl": "mooncake", "mooncake_toolagent.jsonl": "mooncake",
     "native_blocks16.jsonl": "native", "native_blocks512.jsonl": "native", "native_tokens.jsonl": "native",
     "native_kvcache_tester64.jsonl": "native", "native_dynamo64.jsonl": "native",

@@ -367,8 +367,11 @@ class ReadResult:
 
 
 def records(data: bytes | memoryview, first_line: int, at_end: bool, path: str,
-            options: ReadOptions) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-blank line; malformed lines raise located errors (or are skipped)."""
+            options: ReadOptions, live_tail: bool = False) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line; malformed lines raise located errors (or are skipped).
+
+    ``live_tail``: the file may still be being written (a live agent session), so a malformed last line with no
+    newline after it is a record cut mid-write: it ends the stream with a warning instead of an error."""
     lines = bytes(data).split(b"\n")
     last = len(lines) - 1
     for offset, raw in enumerate(lines):
@@ -378,6 +381,10 @@ def records(data: bytes | memoryview, first_line: int, at_end: bool, path: str,
         try:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
+            if live_tail and at_end and offset == last:
+                warnings.warn(f"{path}:{line_no}: the last line is cut off (no newline ends it: a session still "
+                              f"being written?); read up to line {line_no - 1}", stacklevel=2)
+                return
             tail = " (a truncated last line?)" if at_end and offset == last else ""
             error = TraceError(f"malformed JSON: {exc}{tail}", file=path, line=line_no)
             if not options.skip_invalid:
@@ -525,8 +532,9 @@ class Interner:
 
 
 _GLOBAL_EXTRAS = ("segment_kinds",)   # extras that describe the batch, not one request each
+# what a log says was billed, per request (-1: not in the log); the 1-hour writes are part of the cache writes
 OBSERVED = ("observed_input_tokens", "observed_cache_read_tokens", "observed_cache_write_tokens",
-            "observed_output_tokens")
+            "observed_output_tokens", "observed_cache_write_1h_tokens")
 
 
 @dataclass
@@ -542,6 +550,7 @@ class Row:
     breakpoints: list[tuple[int, float]] | None = None   # (prefix length in tokens, TTL in seconds or NaN)
     segments: list[tuple[str, int]] | None = None        # (kind, tokens), in prompt order
     observed: dict | None = None                         # OBSERVED name -> tokens, as billed
+    line: int | None = None        # where the request is located when later records completed it (else the record's)
 
 
 class Columns:
@@ -582,7 +591,7 @@ class Columns:
         self.outputs.append(row.output_tokens)
         self.tenant_codes.append(self.tenants.code(row.tenant))
         self.session_codes.append(-1 if row.session is None else self.sessions.code(row.session))
-        self.lines.append(line_no)
+        self.lines.append(line_no if row.line is None else row.line)
         self.breakpoints.append(row.breakpoints or [])
         self.segments.append(row.segments or [])
         self.observed.append(row.observed or {})
@@ -627,9 +636,14 @@ class Columns:
 
 def json_batches(source: Source, options: ReadOptions, columns: Columns,
                  parse: Callable[[dict, int], Row | list[Row] | None],
-                 fast: Callable[[bytes, int], ReadResult | None] | None = None) -> Iterator[ReadResult]:
+                 fast: Callable[[bytes, int], ReadResult | None] | None = None,
+                 finish: Callable[[], list[Row]] | None = None, live_tail: bool = False) -> Iterator[ReadResult]:
     """Bounded batches of a JSONL format: ``parse(obj, line)`` turns a record into a Row (None = not a request),
     or into a list of them (a record holding several requests, as a kv-cache-tester trace does).
+
+    ``finish()`` gives the rows a parser still holds when the records end (or a bad one stops them): a request
+    that later records complete, such as a streamed message, is returned when the next one starts. ``live_tail``
+    reads a file that may still be being written (see :func:`records`).
 
     ``fast(data, first_line)`` may return a whole chunk's batch at once; when it returns None the chunk is
     parsed record by record, which decides what is valid. A bad record stops the stream with a located
@@ -641,15 +655,14 @@ def json_batches(source: Source, options: ReadOptions, columns: Columns,
             if result is not None and _counts_within_bound(result.requests):
                 yield result
                 continue
-        lines = records(data, first_line, at_end, source.path, options)
+        lines = records(data, first_line, at_end, source.path, options, live_tail)
         while True:
             try:
                 line_no, obj = next(lines)
             except StopIteration:
                 break
             except TraceError:
-                if len(columns):  # what came before the bad line is served before the error stops the stream
-                    yield columns.take(source.path)
+                yield from _served_before_the_error(columns, finish, source.path)
                 raise
             try:
                 row = parse(obj, line_no)
@@ -658,16 +671,24 @@ def json_batches(source: Source, options: ReadOptions, columns: Columns,
                 if options.skip_invalid:
                     options.skip(error)
                     continue
-                if len(columns):
-                    yield columns.take(source.path)
+                yield from _served_before_the_error(columns, finish, source.path)
                 raise error from None
-            if isinstance(row, list):
-                for one in row:
-                    columns.add(one, line_no)
-            elif row is not None:
-                columns.add(row, line_no)
+            for one in row if isinstance(row, list) else () if row is None else (row,):
+                columns.add(one, line_no)
         if len(columns):
             yield columns.take(source.path)
+    for one in finish() if finish is not None else ():
+        columns.add(one, one.line or 0)
+    if len(columns):
+        yield columns.take(source.path)
+
+
+def _served_before_the_error(columns: Columns, finish: Callable[[], list[Row]] | None, path: str):
+    """What came before a bad line, held rows included, is served before the error stops the stream."""
+    for one in finish() if finish is not None else ():
+        columns.add(one, one.line or 0)
+    if len(columns):
+        yield columns.take(path)
 
 
 def _counts_within_bound(requests: TokenRequests | BlockRequests) -> bool:

@@ -11,12 +11,19 @@ its tokens are a fixed synthetic run, the same for every session in the file, as
 - sub-agent sidechains (``isSidechain``) are their own sessions (``<sessionId>/<root uuid>``);
 - a message streamed as several events (same ``message.id``, one content block each) is one request; its
   later events extend the conversation only;
-- the billed usage of each message (its first event) is kept as observed tokens;
+- the billed usage of each message is kept as observed tokens, from its *last* event: every event repeats the
+  prompt's counts, but output tokens grow as the message streams (the first event's are a fraction of them);
+  of the cache writes, those with a 1-hour TTL (``usage.cache_creation.ephemeral_1h_input_tokens``) are kept too;
+- messages Claude Code writes itself (model ``<synthetic>``: "No response requested.", API errors) were never
+  sent to the API: they are not requests (their text stays in the conversation);
+- a file may still be being written: a cut last line (no newline after it) ends the file with a warning;
 - a ``parentUuid`` naming an event the file does not hold (a resumed or compacted session continues a chain
   from another file; a file may also have been cut) ends the chain there, as the start of what this file
   knows: the prompt is the hidden prefix and the events from there on, a sidechain's session is named after
   that parent.
-Events of other types (summaries, system notes) carry no prompt text and are passed through in the chain.
+Events of other types carry no prompt text: those with a ``uuid`` (system notes, attachments, progress) are
+passed through in the chain, those without (``summary``, ``permission-mode``, ``file-history-snapshot``, titles
+and other bookkeeping of newer versions) are skipped; a file may begin with any of them.
 """
 
 from __future__ import annotations
@@ -36,9 +43,34 @@ TIME_FIELD = "timestamp"
 _PROMPT_TYPES = ("user", "assistant")
 
 
+# the bookkeeping lines a transcript may begin with (each has a "type" and no "uuid"), as Claude Code writes them
+_BOOKKEEPING_TYPES = frozenset({"summary", "permission-mode", "file-history-snapshot", "custom-title", "ai-title",
+                                "agent-name", "last-prompt", "mode", "worktree-state", "pr-link", "cost-state"})
+_SYNTHETIC_MODEL = "<synthetic>"
+
+
 def sniff(first: dict | None, head: bytes) -> bool:
-    return first is not None and (("sessionId" in first and "type" in first and "uuid" in first)
-                                  or (first.get("type") == "summary" and "leafUuid" in first))
+    if first is None:
+        return False
+    if "sessionId" in first and "type" in first and "uuid" in first:
+        return True
+    if first.get("type") == "summary":
+        return "leafUuid" in first
+    # a newer transcript opens with bookkeeping lines: it is one when a request event follows in the head
+    return first.get("type") in _BOOKKEEPING_TYPES and any(
+        isinstance(obj, dict) and "sessionId" in obj and "uuid" in obj and "parentUuid" in obj
+        for obj in _head_records(head))
+
+
+def _head_records(head: bytes) -> Iterator[object]:
+    import orjson
+
+    for raw in head.split(b"\n")[:-1]:   # whole lines only
+        if raw.strip():
+            try:
+                yield orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                return
 
 
 def hidden_prefix(kind: str, n_tokens: int) -> np.ndarray:
@@ -57,8 +89,13 @@ def _usage(message: dict) -> dict:
     for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens"):
         values[name] = token_count(usage.get(name, 0) or 0, f"message.usage.{name}")
     read, write = values["cache_read_input_tokens"], values["cache_creation_input_tokens"]
-    return {"observed_input_tokens": values["input_tokens"] + read + write, "observed_cache_read_tokens": read,
-            "observed_cache_write_tokens": write, "observed_output_tokens": values["output_tokens"]}
+    observed = {"observed_input_tokens": values["input_tokens"] + read + write, "observed_cache_read_tokens": read,
+                "observed_cache_write_tokens": write, "observed_output_tokens": values["output_tokens"]}
+    by_ttl = usage.get("cache_creation")
+    if isinstance(by_ttl, dict):   # newer logs split the writes by TTL; older ones are all 5-minute writes
+        observed["observed_cache_write_1h_tokens"] = token_count(
+            by_ttl.get("ephemeral_1h_input_tokens", 0) or 0, "message.usage.cache_creation.ephemeral_1h_input_tokens")
+    return observed
 
 
 def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
@@ -68,6 +105,12 @@ def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
     roots: dict[str, str] = {}                # uuid -> the root of its chain (for sidechain sessions)
     seen_messages: set[str] = set()
     hidden: dict[str, np.ndarray] = {}        # "main" / "sidechain" -> hidden prefix tokens
+    pending: list[tuple[str, Row]] = []       # the message being streamed: its row waits for its last usage
+
+    def finish() -> list[Row]:
+        rows = [row for _, row in pending]
+        pending.clear()
+        return rows
 
     def chain(parent: str | None) -> tuple[list[np.ndarray], list]:
         parts, segments = [], []
@@ -100,12 +143,17 @@ def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
         prompt = Prompt(tokenizer)
         prompt.content(str(message.get("role", kind)), content, "message.content")
         events[uuid] = (parent, prompt.tokens(), prompt.segments)
-        if kind != "assistant":
+        if kind != "assistant" or message.get("model") == _SYNTHETIC_MODEL:
             return None
         message_id = message.get("id", uuid)
         if not isinstance(message_id, str):
             raise TraceError("expected a string", field="message.id")
-        if message_id in seen_messages:  # a streamed continuation of a message already counted
+        if message_id in seen_messages:  # a streamed continuation: its usage is the message's latest
+            if pending and pending[0][0] == message_id:
+                observed = _usage(message)
+                if observed:
+                    pending[0][1].observed = observed
+                    pending[0][1].output_tokens = observed["observed_output_tokens"]
             return None
         seen_messages.add(message_id)
         session_id = require(obj, "sessionId", (str,), "a session id")
@@ -123,7 +171,11 @@ def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
         if not len(tokens):
             raise TraceError("empty request: no conversation before this assistant message", field="parentUuid")
         session = f"{session_id}/{roots[uuid]}" if sidechain else session_id
-        return Row(t=t, values=tokens, output_tokens=observed.get("observed_output_tokens", -1), session=session,
-                   segments=([("hidden", len(prefix))] if len(prefix) else []) + segments, observed=observed)
+        row = Row(t=t, values=tokens, output_tokens=observed.get("observed_output_tokens", -1), session=session,
+                  segments=([("hidden", len(prefix))] if len(prefix) else []) + segments, observed=observed,
+                  line=line_no)
+        done = finish()   # a new message: the one before it has streamed its last event
+        pending.append((message_id, row))
+        return done
 
-    return json_batches(source, options, Columns("tokens"), parse)
+    return json_batches(source, options, Columns("tokens"), parse, finish=finish, live_tail=True)
