@@ -166,3 +166,49 @@ def test_cli_cost_vs_a_cheaper_model(capsys):
     assert report["vs"]["summary"]["cost_usd"] == pytest.approx(report["summary"]["cost_usd"] / 3)
     assert main(["cost", "--users", "2", "--vs", "long_ttl=first"]) == 0
     assert "with long_ttl=first:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("name", "requests"), [("claude_code.jsonl", 3), ("claude_code_v2.jsonl", 2),
+                                                 ("anthropic_messages.jsonl", 3), ("openai_responses.jsonl", None)])
+def test_cost_reads_what_replay_reads(name, requests, capsys):
+    from conftest import DATA
+
+    assert main(["cost", str(DATA / name), "--json", "-"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    from cachesim.readers import read_requests
+
+    assert report["summary"]["requests"] == (requests or read_requests(DATA / name).requests.n_requests)
+    if name.startswith("claude"):   # the transcripts carry the provider's usage: predicted is set beside it
+        assert "observed_vs_predicted" in report
+
+
+def test_cost_of_a_directory_reads_every_session_file_below_it(tmp_path, capsys):
+    import gzip
+
+    from conftest import DATA
+
+    (tmp_path / "proj" / "deep").mkdir(parents=True)
+    (tmp_path / "proj" / "a.jsonl").write_bytes((DATA / "claude_code.jsonl").read_bytes())
+    (tmp_path / "proj" / "deep" / "b.jsonl.gz").write_bytes(gzip.compress((DATA / "claude_code_v2.jsonl").read_bytes()))
+    (tmp_path / "proj" / "notes.txt").write_text("not a trace")
+    assert main(["cost", str(tmp_path / "proj"), "--json", "-"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    # a.jsonl: 3 requests in 2 sessions (main and its sidechain); b: 2 requests in 1 session
+    assert report["summary"]["requests"] == 5
+    assert report["trace"].endswith("(2 files, 3 sessions)")
+    (tmp_path / "empty").mkdir()
+    assert main(["cost", str(tmp_path / "empty")]) == 2
+    assert "no trace files below it" in capsys.readouterr().err
+
+
+def test_content_block_ends_come_from_segments_when_the_file_has_no_boundaries():
+    from cachesim.readers._base import ReadResult
+    from cachesim.requests import Ragged, TokenRequests
+
+    requests = TokenRequests.from_lists([[1] * 10, [2] * 7])
+    segments = Ragged(np.asarray([0, 3, 5]), {"kind": np.zeros(5, np.int32), "tokens": np.asarray([4, 4, 2, 3, 4])})
+    breakpoints = Ragged(np.asarray([0, 1, 2]), {"tokens": np.asarray([8, 7]), "ttl_s": np.asarray([np.nan, 3600.0])})
+    inp = ProviderInput.from_read(ReadResult(requests, np.asarray([1, 2]), "x.jsonl",
+                                             {"segments": segments, "breakpoints": breakpoints}))
+    assert inp.boundaries.tolist() == [4, 8, 10, 3, 7] and inp.boundary_offsets.tolist() == [0, 3, 5]
+    assert inp.breakpoint_long.tolist() == [0, 1]   # no TTL given: 5 minutes; an hour: the long class

@@ -13,7 +13,7 @@ from cachesim.cli import build_parser, main
 from cachesim.cli._options import add_reading_flags
 
 AZURE = str(Path(__file__).parent / "data" / "azure.csv")
-TRACE_READERS = {"replay", "convert", "interference", "fleet", "mrc", "size", "sweep"}
+TRACE_READERS = {"replay", "convert", "interference", "fleet", "mrc", "size", "sweep", "cost"}
 
 
 def _commands():
@@ -30,7 +30,7 @@ def test_every_trace_reading_command_takes_every_reader_option():
         dests = {a.dest for a in sub._actions}
         if name in TRACE_READERS:
             assert reading <= dests, (name, reading - dests)
-        else:  # cost reads provider traces, report a result, the rest no trace: none of them takes --synthesize
+        else:  # report reads a result, the rest no trace: none of them takes --synthesize
             assert "synthesize" not in dests, name
 
 
@@ -106,3 +106,15 @@ def test_keep_order_reaches_the_azure_reader(command, tmp_path, capsys):
     assert code == 0, err
     code, _, err = _run([*argv, "--synthesize", "--keep-order"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
+
+
+def test_cost_bills_a_synthesized_azure_trace(capsys):
+    from cachesim.readers import azure
+
+    code, out, err = _run(["cost", AZURE, "--synthesize", "--seed", "3", "--provider", "openai", "--json", "-"],
+                          capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    arrivals = azure.read_arrivals(AZURE)
+    assert report["summary"]["requests"] == len(arrivals.t)
+    assert "content synthesized" in report["trace"]

@@ -88,6 +88,13 @@ def one_of(names, what: str) -> Callable:
     return convert
 
 
+def _format_name(text: str) -> str:
+    """A trace format's name, checked when the flag is read (the readers are imported only then)."""
+    from cachesim.readers import FORMATS
+
+    return one_of(tuple(FORMATS), "format")(text)
+
+
 def executor_name(text: str) -> str:
     """An executor name or alias (``processes``) as its one name, for argparse."""
     try:
@@ -167,7 +174,8 @@ def add_cache_args(p, isolation: bool = True) -> None:
 def add_reading_flags(p) -> None:
     """How a trace file is read: the one set of reader options of every command that reads one (read by
     reading_options, synthesized and the loaders below)."""
-    p.add_argument("--format", help="trace format (default: sniffed from the content)")
+    p.add_argument("--format", type=_format_name, help="trace format (default: sniffed from the content; "
+                   "docs/formats.md lists them)")
     p.add_argument("--skip-invalid", action="store_true", help="skip bad records (and report how many) "
                    "instead of stopping at the first")
     p.add_argument("--keep-order", action="store_true", help="refuse requests out of time order instead of "

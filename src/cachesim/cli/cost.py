@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from cachesim._impl import IMPLEMENTATIONS
-from cachesim.cli._options import add_command, console, emit, parse_count, parse_seed
+from cachesim.cli._options import (
+    add_command,
+    add_reading_flags,
+    console,
+    emit,
+    parse_count,
+    print_notes,
+    read_whole,
+    recorded_warnings,
+    synthesized,
+)
 from cachesim.providers.rules import PROVIDERS
 
 _LONG_TTL = ("none", "first")
@@ -55,16 +66,16 @@ def add_parser(sub) -> None:
                                    "them: uncached input, cache writes by TTL, reads, output; dollars with and "
                                    "without the cache; miss causes. Without TRACE, uses the built-in agent "
                                    "workload.")
-    p.add_argument("trace", nargs="?", help="provider trace (JSONL with tokens, breakpoints, boundaries, usage)")
+    p.add_argument("trace", nargs="?", help="a token-level trace: API request logs, Claude Code transcripts, native "
+                   "JSONL with breakpoints, boundaries and usage (docs/formats.md), or a directory of them (every "
+                   "*.jsonl below it, gzip/zstd too, e.g. ~/.claude/projects/PROJECT)")
     p.add_argument("--provider", default="anthropic", choices=PROVIDERS, help=", ".join(PROVIDERS))
     p.add_argument("--model", help="model name as in `cachesim prices` (default: the provider's default)")
     p.add_argument("--set", dest="options", action="append", type=_rule_option, default=[], metavar="NAME=VALUE",
                    help="a rule option, e.g. ttft_s=0.5, isolation=tenant, cache_key=session (repeatable)")
     p.add_argument("--long-ttl", choices=_LONG_TTL, default="none",
                    help="built-in workload: mark the first of several breakpoints 1h")
-    p.add_argument("--workload", choices=["native", "chatty"], default="native")
-    p.add_argument("--users", type=parse_count, default=8)
-    p.add_argument("--seed", type=parse_seed, default=0)
+    p.add_argument("--users", type=parse_count, default=8, help="users in the built-in workload")
     p.add_argument("--prices", metavar="TOML", help="your price file, overriding the registry's rows")
     p.add_argument("--json", metavar="OUT", help="write the report as JSON to OUT ('-' for stdout)")
     p.add_argument("--per-request", metavar="CSV", help="write one row per request as CSV")
@@ -72,6 +83,7 @@ def add_parser(sub) -> None:
     p.add_argument("--vs", action="append", type=_change, default=[], metavar="NAME=VALUE",
                    help="what would a change save: replay again with this rule option (or provider=, model=, "
                         "long_ttl=) changed and compare (repeatable)")
+    add_reading_flags(p)
 
 
 def run(args) -> int:
@@ -90,10 +102,11 @@ def run(args) -> int:
         label = (f"built-in agent workload ({args.workload} harness, {args.users} users, seed {args.seed}; "
                  "pass a TRACE file to bill your own)")
     else:
-        from cachesim.providers.traceio import read_provider_trace
-
-        inp = read_provider_trace(args.trace)
-        label = str(args.trace)
+        with recorded_warnings() as caught:
+            try:
+                inp, label = _read_input(args, Path(args.trace))
+            finally:
+                print_notes(caught)
     changed = _changed(args, inp, workload) if args.vs else None  # a bad --vs fails before any replay
     result = simulate(inp, rules, prices=prices, impl=args.impl)
     bounds = retention_bounds(inp, rules, prices)
@@ -113,6 +126,65 @@ def run(args) -> int:
     if args.per_request:
         write_requests_csv(result, args.per_request)
     return 0
+
+
+TRACE_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".ndjson")
+
+
+def _read_input(args, path: Path):
+    """The trace (or every trace file below a directory) as one ProviderInput, and its label."""
+    from cachesim.providers import ProviderInput
+    from cachesim.readers._base import ReadResult
+
+    synthetic = synthesized(args, path)
+    if synthetic is not None:
+        requests, label = synthetic
+        return ProviderInput.from_read(ReadResult(requests, _numbers(requests.n_requests), str(path), {})), label
+    if not path.is_dir():
+        return ProviderInput.from_read(read_whole(args, path)), str(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(TRACE_SUFFIXES))
+    results = []
+    for file in files:
+        result = read_whole(args, file)
+        ProviderInput.from_read(result)   # each file checked on its own, so an error names its file and line
+        results.append(result)
+    if not results:
+        raise ValueError(f"{path}: no trace files below it (looked for {', '.join(TRACE_SUFFIXES)})")
+    merged = _merged(results, str(path))
+    sessions = len(set(merged.requests.session[merged.requests.session >= 0].tolist()))
+    return ProviderInput.from_read(merged), f"{path} ({len(results)} files, {sessions} sessions)"
+
+
+def _numbers(n: int):
+    import numpy as np
+
+    return np.arange(1, n + 1, dtype=np.int64)
+
+
+def _merged(results: list, path: str):
+    """Files read one by one as one trace: tenants by name across files, each file's sessions its own."""
+    import dataclasses
+
+    import numpy as np
+
+    from cachesim.readers._base import Interner, ReadResult, concat
+
+    tenants = Interner()
+    for result in results:
+        for name in result.requests.tenant_names:
+            tenants.code(name)
+    names = list(tenants.names)
+    recoded, next_session = [], 0
+    for result in results:
+        r = result.requests
+        table = np.asarray([names.index(name) for name in r.tenant_names], dtype=np.int32)
+        session = np.where(r.session >= 0, r.session + next_session, -1)
+        next_session += int(r.session.max(initial=-1)) + 1
+        requests = dataclasses.replace(r, tenant=table[r.tenant] if len(r.tenant) else r.tenant, tenant_names=names,
+                                       session=session)
+        recoded.append(ReadResult(requests, result.lines, result.path, result.extras, result.unit))
+    whole = concat(recoded)
+    return ReadResult(whole.requests, whole.lines, path, whole.extras, whole.unit)
 
 
 def _changed(args, inp, workload) -> tuple:

@@ -93,6 +93,58 @@ class ProviderInput:
                    observed_read=None if observed_read is None else np.asarray(observed_read, np.int64),
                    observed_write=None if observed_write is None else np.asarray(observed_write, np.int64))
 
+    @classmethod
+    def from_read(cls, result) -> ProviderInput:
+        """From what a reader read (:func:`cachesim.readers.read_requests`): any token-level trace — API logs,
+        Claude Code transcripts, native JSONL with breakpoints, boundaries and usage. A breakpoint whose TTL is an
+        hour or more is a 1-hour one; content-block ends are the file's ``boundaries``, or else the ends of its
+        segments; observed reads and writes come with the log. Requests out of time order are sorted stably (a
+        warning counts them); errors name the file and line."""
+        import warnings
+
+
+        if not isinstance(result.requests, TokenRequests):
+            raise TraceError("holds block ids, not token ids: prompt-cache billing needs each request's tokens, "
+                             "breakpoints and content blocks (replay and mrc read block-id traces)", file=result.path)
+        t = result.requests.t
+        if len(t) > 1 and (np.diff(t) < 0).any():
+            moved = int((np.diff(t) < 0).sum())
+            warnings.warn(f"{moved:,} requests arrived out of order; sorted stably by time", stacklevel=2)
+            result = result.subset(np.argsort(t, kind="stable"))
+        extras, n = result.extras, result.requests.n_requests
+        marks = extras.get("breakpoints")
+        if marks is not None:
+            breakpoints, bp_offsets = marks.columns["tokens"].astype(np.int64), marks.offsets
+            bp_long = (marks.columns["ttl_s"] >= 3600).astype(np.int8)   # NaN (no TTL given): the default 5 minutes
+        else:
+            breakpoints, bp_offsets, bp_long = np.zeros(0, np.int64), np.zeros(n + 1, np.int64), np.zeros(0, np.int8)
+        ends = extras.get("boundaries")
+        if ends is not None:
+            boundaries, bd_offsets = ends.columns["tokens"].astype(np.int64), ends.offsets
+        elif extras.get("segments") is not None:
+            segments = extras["segments"]
+            tokens = segments.columns["tokens"].astype(np.int64)
+            running = np.cumsum(tokens)
+            before = np.concatenate([[0], running])[segments.offsets[:-1]]   # tokens before each request's first
+            boundaries = running - np.repeat(before, np.diff(segments.offsets))
+            bd_offsets = segments.offsets
+        else:
+            boundaries = bd_offsets = None
+
+        def observed(name: str) -> np.ndarray | None:
+            values = extras.get(name)
+            return values if values is not None and (values >= 0).any() else None
+
+        inp = cls(requests=result.requests, breakpoints=breakpoints, breakpoint_offsets=bp_offsets,
+                  breakpoint_long=bp_long, boundaries=boundaries, boundary_offsets=bd_offsets,
+                  observed_read=observed("observed_cache_read_tokens"),
+                  observed_write=observed("observed_cache_write_tokens"))
+        try:
+            _validate(inp)
+        except TraceError as exc:
+            raise result.locate(exc) from None
+        return inp
+
     @property
     def n_requests(self) -> int:
         return self.requests.n_requests

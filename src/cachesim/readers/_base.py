@@ -551,6 +551,7 @@ class Row:
     segments: list[tuple[str, int]] | None = None        # (kind, tokens), in prompt order
     observed: dict | None = None                         # OBSERVED name -> tokens, as billed
     line: int | None = None        # where the request is located when later records completed it (else the record's)
+    boundaries: list[int] | None = None                  # content-block ends in tokens, as a provider trace gives them
 
 
 class Columns:
@@ -578,6 +579,7 @@ class Columns:
         self.breakpoints: list[list[tuple[int, float]]] = []
         self.segments: list[list[tuple[str, int]]] = []
         self.observed: list[dict] = []
+        self.boundaries: list[list[int] | None] = []
         self.any_extras = False
 
     def __len__(self) -> int:
@@ -595,7 +597,8 @@ class Columns:
         self.breakpoints.append(row.breakpoints or [])
         self.segments.append(row.segments or [])
         self.observed.append(row.observed or {})
-        self.any_extras = self.any_extras or bool(row.breakpoints or row.segments or row.observed)
+        self.boundaries.append(row.boundaries)
+        self.any_extras = self.any_extras or bool(row.breakpoints or row.segments or row.observed or row.boundaries)
 
     def take(self, path: str) -> ReadResult:
         """The rows so far as one batch; the collector is emptied (its label codes are kept)."""
@@ -631,6 +634,10 @@ class Columns:
                                     {"kind": np.asarray([self.kinds.code(k) for k, _ in segs], dtype=np.int32),
                                      "tokens": np.asarray([n for _, n in segs], dtype=np.int64)})
         extras["segment_kinds"] = list(self.kinds.names)
+        if any(b is not None for b in self.boundaries):
+            ends = [b or [] for b in self.boundaries]
+            extras["boundaries"] = Ragged(offsets_from_lengths(np.asarray([len(b) for b in ends])),
+                                          {"tokens": np.asarray([x for b in ends for x in b], dtype=np.int64)})
         return extras
 
 
@@ -725,9 +732,12 @@ def concat(results: list[ReadResult]) -> ReadResult:
     extras = {}
     carrying = [r for r in results if r.extras]
     if carrying:
-        # a batch without a single breakpoint, segment or observed count carries none: it gets empty ones
-        template = carrying[-1].extras
-        parts = [r.extras or _no_extras(template, r.requests.t.shape[0]) for r in results]
+        # a batch without a single breakpoint, segment or observed count carries none, and one without boundaries
+        # no boundaries: they get empty ones (the last batch's interned lists cover every earlier code)
+        template: dict = {}
+        for r in carrying:
+            template.update(r.extras)
+        parts = [{**_no_extras(template, r.requests.t.shape[0]), **r.extras} for r in results]
         for name, value in template.items():
             if name in _GLOBAL_EXTRAS or isinstance(value, list):
                 extras[name] = value  # interned across batches: the last carrying batch's list covers all codes

@@ -7,8 +7,11 @@
 ``prompt_tokens`` and ``block_size`` (the same on every line): blocks given by the trace, the last one partial
 (``ReadOptions.lengths`` says what a row whose ids do not match its length is).
 The output length is ``output_tokens`` (alias ``output_length``) or the length of ``output_ids``.
-``breakpoints`` (prefix lengths in tokens, optionally ``{"tokens": n, "ttl": "1h"}``) and ``segments``
-(``[{"kind": ..., "tokens": n}]``, covering the prompt) are carried into ``Trace.meta``.
+``breakpoints`` (prefix lengths in tokens, optionally ``{"tokens": n, "ttl": "1h"}``; ``"offset"`` for
+``"tokens"`` too), ``segments`` (``[{"kind": ..., "tokens": n}]``, covering the prompt), ``boundaries``
+(content-block ends, for the providers' block lookback) and ``usage`` (the provider's reported cache reads and
+writes, under cachesim's names ``cache_read``/``cache_write`` or a provider's own) are carried into ``Trace.meta``;
+so a provider trace for ``cachesim cost`` is a native token trace with these fields.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from cachesim.readers._base import (
     label,
     require,
     seconds,
+    token_count,
 )
 from cachesim.readers._render import ttl_seconds
 from cachesim.readers.mooncake import _scan
@@ -65,7 +69,7 @@ def _extras(obj: dict, n_tokens: int) -> tuple[list[tuple[int, float]] | None, l
             if isinstance(mark, dict):
                 if mark.get("ttl") is not None:
                     ttl_s = ttl_seconds(mark["ttl"], f"breakpoints[{i}].ttl")
-                mark = mark.get("tokens")
+                mark = mark.get("tokens", mark.get("offset"))   # "offset": the provider traces' name
             if isinstance(mark, bool) or not isinstance(mark, int) or not 0 < mark <= n_tokens:
                 raise TraceError(f"element {i} = {str(mark)[:20]} is not a prefix length in 1..{n_tokens}",
                                  field="breakpoints")
@@ -82,6 +86,38 @@ def _extras(obj: dict, n_tokens: int) -> tuple[list[tuple[int, float]] | None, l
         if total != n_tokens:
             raise TraceError(f"segments cover {total} tokens, the prompt has {n_tokens}", field="segments")
     return breakpoints, segments
+
+
+def _boundaries(obj: dict, n_tokens: int) -> list[int] | None:
+    """``boundaries``: content-block ends (prefix lengths in tokens), for the providers' block lookback."""
+    if "boundaries" not in obj:
+        return None
+    ends = int_list(obj, "boundaries", n_tokens)
+    if 0 in ends:
+        raise TraceError("a block end must be >= 1", field="boundaries")
+    return ends
+
+
+# the provider's reported cache figures under cachesim's names or the providers' own (first one present wins)
+USAGE_NAMES = {
+    "observed_cache_read_tokens": ("cache_read", "cache_read_input_tokens", "cached_tokens",
+                                   "prompt_cache_hit_tokens", "cached_content_token_count", "cacheReadInputTokens"),
+    "observed_cache_write_tokens": ("cache_write", "cache_creation_input_tokens", "cache_write_tokens",
+                                    "cacheWriteInputTokens"),
+}
+
+
+def _usage(obj: dict) -> dict | None:
+    """``usage``: what the provider reported, as observed tokens."""
+    if "usage" not in obj:
+        return None
+    usage = require(obj, "usage", (dict,), "an object of token counts")
+    observed = {}
+    for name, keys in USAGE_NAMES.items():
+        key = next((k for k in keys if k in usage), None)
+        if key is not None:
+            observed[name] = token_count(usage[key], f"usage.{key}")
+    return observed
 
 
 def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
@@ -115,7 +151,8 @@ def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
                              f"or segments describe its prompt_tokens of {given}", field="block_ids")
         row = Row(t=t, values=values, prompt_tokens=prompt, output_tokens=_output(obj),
                   tenant=label(obj, "tenant", "default"), session=label(obj, "session"), breakpoints=breakpoints,
-                  segments=segments)
+                  segments=segments, boundaries=_boundaries(obj, given) if kind == "tokens" else None,
+                  observed=_usage(obj))
         if kind == "blocks":  # the row is read from here on: count it once (ReadOptions.count_lengths)
             options.count_lengths(1, int(prompt < given), int(prompt > given))
         state["kind"] = kind
