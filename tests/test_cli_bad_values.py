@@ -56,6 +56,7 @@ BAD = {
     "--tokenizer": ["bogus", "hf:" + NOT_A_TOKENIZER, "tiktoken:cl100k_base=" + NOT_A_TOKENIZER],
     "--batch-bytes": ["0"],
     "--lengths": ["bogus", "from_ids"],
+    "--sizes": ["bogus", "billed"],
     "--capacity": ["0", "abc"],
     "--capacity-tokens": ["0"],
     "--ttl": ["-1", "abc"],

@@ -145,7 +145,7 @@ def test_a_chain_whose_parent_is_not_in_the_file_starts_where_the_file_does(tmp_
         _claude_event("a4", "gone-1", "assistant"),
         _claude_event("a5", "gone-3", "assistant", sidechain=False),
     ]) + b"\n")
-    result = cachesim.readers.read_requests(path)
+    result = cachesim.readers.read_requests(path, sizes="tokenized")   # sized by the text: a3 bills only 10
     r = result.requests
     lengths = np.diff(r.token_offsets).tolist()
     # the sidechain's hidden prefix is 7 + 3 = 10 tokens (nothing rendered before a1); a3 adds u2's tokens

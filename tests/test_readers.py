@@ -275,7 +275,7 @@ def test_claude_code_each_assistant_message_is_one_request():
 def test_claude_code_later_request_extends_the_earlier_prompt():
     from cachesim.tokenizers import BuiltinTokenizer
 
-    trace = read_trace(DATA / "claude_code.jsonl")
+    trace = read_trace(DATA / "claude_code.jsonl", sizes="tokenized")
     tok = BuiltinTokenizer()
     # between msg_A's request and msg_B's: msg_A's two streamed blocks and the tool result
     added = (len(tok.encode("<|assistant|>\nLet me look at the test first.")) +
@@ -478,3 +478,29 @@ def test_claude_code_error_after_a_streamed_message_keeps_that_request(tmp_path)
             served.append(batch)
     assert [b.requests.n_requests for b in served] == [1] and served[0].lines.tolist() == [4]
     assert served[0].requests.output_tokens.tolist() == [412]
+
+
+def test_claude_code_prompts_are_as_long_as_they_were_billed():
+    observed = read_trace(DATA / "claude_code.jsonl")             # --sizes observed, the default
+    tokenized = read_trace(DATA / "claude_code.jsonl", sizes="tokenized")
+    billed = observed.meta["observed_input_tokens"]
+    assert observed.prompt_tokens.tolist() == billed.tolist() == [3004, 1210, 3064]
+    assert tokenized.prompt_tokens[2] == 3004 + 55               # what the text renders to (the test above)
+    # the growth is spread over the new content, so the later request still starts with the earlier prompt
+    full = observed.prompt_tokens[0] // 16
+    first, last = observed.block_keys[:full], observed.block_keys[observed.block_offsets[2]:][:full]
+    assert first.tolist() == last.tolist()
+    # the segments still cover each prompt
+    seg = observed.meta["segments"]
+    assert [int(seg.columns["tokens"][seg.offsets[i]:seg.offsets[i + 1]].sum()) for i in range(3)] == [3004, 1210, 3064]
+
+
+def test_a_bill_shorter_than_the_conversation_keeps_the_tokenized_size_and_says_so(tmp_path):
+    lines = (DATA / "claude_code.jsonl").read_text().splitlines()
+    i = next(k for k, line in enumerate(lines) if '"msg_B"' in line)
+    lines[i] = lines[i].replace('"cache_read_input_tokens": 3004', '"cache_read_input_tokens": 2000')
+    path = tmp_path / "s.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.warns(UserWarning, match="1 requests keep their tokenized size under --sizes observed: 1 were billed"):
+        trace = read_trace(path)
+    assert trace.prompt_tokens[2] == 3004 + 55

@@ -188,6 +188,12 @@ def add_reading_flags(p) -> None:
                    help="block-id traces: a row whose id count is not ceil(length / block size) is refused "
                         "(strict, default) or read from its ids, each one full block (from-ids; how many rows "
                         "were is reported)")
+    from cachesim.readers._base import SIZES
+
+    p.add_argument("--sizes", type=one_of(SIZES, "sizes mode"), choices=SIZES, default=SIZES[0],
+                   help="transcripts with billed usage (Claude Code): each prompt as long as it was billed, its growth "
+                        "spread over the new content (observed, default), or as the tokenizer counts the text "
+                        "(tokenized: what a layout change needs)")
     p.add_argument("--tokenizer", type=tokenizer_spec, metavar="SPEC", help="text traces (API logs, "
                    "transcripts): builtin (default, approximate), hf:PATH/tokenizer.json, or tiktoken:ENCODING=PATH")
     p.add_argument("--batch-bytes", type=parse_count, default=16 << 20, metavar="N", help="read this many bytes "
@@ -223,7 +229,7 @@ def require_figure(path: str | None, option: str) -> None:
 def reading_options(args) -> dict:
     """The reader keywords (readers.read_requests) the flags of add_reading_flags give."""
     return {"format": args.format, "skip_invalid": args.skip_invalid, "tenant_field": args.tenant_field,
-            "tokenizer": args.tokenizer, "lengths": args.lengths}
+            "tokenizer": args.tokenizer, "lengths": args.lengths, "sizes": args.sizes}
 
 
 def synthesized(args, path: Path):

@@ -140,6 +140,7 @@ def _source(args) -> tuple:
                                 tenant_field=args.tenant_field, tokenizer=args.tokenizer,
                                 keep_order=args.keep_order or None, batch_bytes=args.batch_bytes,
                                 lengths=None if args.lengths == "strict" else args.lengths,
+                                sizes=None if args.sizes == "observed" else args.sizes,
                                 block_size=_one_block_size(args)), None
     return synthesized(args, path) or (read_whole(args, path, block_size=_one_block_size(args)), None)
 

@@ -95,10 +95,10 @@ def _empty(path: str | Path, options: ReadOptions) -> TraceError:
 
 def read_requests(path: str | Path, format: str | None = None, block_size: int | None = None,
                   skip_invalid: bool = False, tenant_field: str | None = None,
-                  tokenizer: str | None = None, lengths: str = "strict") -> ReadResult:
+                  tokenizer: str | None = None, lengths: str = "strict", sizes: str = "observed") -> ReadResult:
     """The whole file as one batch of raw requests."""
     options = ReadOptions(block_size=block_size, skip_invalid=skip_invalid, tenant_field=tenant_field,
-                          tokenizer=tokenizer, lengths=lengths)
+                          tokenizer=tokenizer, lengths=lengths, sizes=sizes)
     results = list(iter_requests(path, format, options))
     options.report_skips()
     if not results:
@@ -136,14 +136,15 @@ def _refuse_disorder(result: ReadResult, time_field: str) -> None:
 def read_trace(path: str | Path, format: str | None = None, block_size: int | None = None,
                partial_tail: bool = False, impl: str | None = None, *, skip_invalid: bool = False,
                keep_order: bool = False, default_block_size: int = DEFAULT_TOKEN_BLOCK_SIZE,
-               tenant_field: str | None = None, tokenizer: str | None = None, lengths: str = "strict") -> Trace:
+               tenant_field: str | None = None, tokenizer: str | None = None, lengths: str = "strict",
+               sizes: str = "observed") -> Trace:
     """Read and compile a whole trace file (sorted stably by time unless keep_order); errors name file:line.
 
     A compiled ``.npz`` (from ``cachesim convert`` or :meth:`Trace.save`) is loaded as it is.
     """
     if Path(path).suffix == ".npz":
         return Trace.load(path, mmap=True)
-    result = read_requests(path, format, block_size, skip_invalid, tenant_field, tokenizer, lengths)
+    result = read_requests(path, format, block_size, skip_invalid, tenant_field, tokenizer, lengths, sizes)
     time_field = getattr(_format(path, format), "TIME_FIELD", "t")
     if keep_order:
         _refuse_disorder(result, time_field)
@@ -165,14 +166,14 @@ class TraceStream:
                  default_block_size: int = DEFAULT_TOKEN_BLOCK_SIZE, skip_invalid: bool = False,
                  keep_order: bool = False, partial_tail: bool = False, impl: str | None = None,
                  batch_bytes: int = DEFAULT_BATCH_BYTES, tenant_field: str | None = None,
-                 tokenizer: str | None = None, lengths: str = "strict"):
+                 tokenizer: str | None = None, lengths: str = "strict", sizes: str = "observed"):
         self.path = str(path)
         self.module = _format(path, format)
         self.format = self.module.NAME
         self.time_field = getattr(self.module, "TIME_FIELD", "t")
         self.source = Source(path)
         self.options = ReadOptions(block_size=block_size, skip_invalid=skip_invalid, batch_bytes=batch_bytes,
-                                   tenant_field=tenant_field, tokenizer=tokenizer, lengths=lengths)
+                                   tenant_field=tenant_field, tokenizer=tokenizer, lengths=lengths, sizes=sizes)
         self.block_size, self.default_block_size = block_size, default_block_size
         self.keep_order, self.partial_tail, self.impl = keep_order, partial_tail, impl
         self.out_of_order = 0         # requests that arrived before their predecessor in the file

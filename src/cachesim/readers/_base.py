@@ -33,6 +33,7 @@ MAX_SKIP_EXAMPLES = 3
 # How a block-id row whose id count does not match its prompt length is read (ReadOptions.lengths, --lengths):
 # refused, or taken as its ids (check_block_count says how)
 LENGTHS = ("strict", "from-ids")
+SIZES = ("observed", "tokenized")   # text formats with billed usage: prompt sizes from the bill, or from the text
 
 
 def _decompression_errors() -> tuple[type[BaseException], ...]:
@@ -292,6 +293,7 @@ class ReadOptions:
     tenant_field: str | None = None     # Qwen/Bailian: which record field names the tenant (default "type")
     tokenizer: str | None = None        # text formats: a cachesim.tokenizers spec (default: the built-in one)
     lengths: str = "strict"             # block-id formats: one of LENGTHS (see check_block_count)
+    sizes: str = "observed"             # transcripts with billed usage: one of SIZES (readers/claude_code.py)
     skipped: int = 0                    # records skipped so far (filled in by the reader)
     skip_examples: list[str] = field(default_factory=list)
     block_rows: int = 0                 # block-id requests read so far, and those of them whose id count did not
@@ -301,6 +303,8 @@ class ReadOptions:
     def __post_init__(self):
         if self.lengths not in LENGTHS:
             raise ValueError(f"unknown lengths mode {self.lengths!r}; choose one of {', '.join(LENGTHS)}")
+        if self.sizes not in SIZES:
+            raise ValueError(f"unknown sizes mode {self.sizes!r}; choose one of {', '.join(SIZES)}")
 
     def skip(self, exc: TraceError) -> None:
         self.skipped += 1

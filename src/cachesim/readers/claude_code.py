@@ -28,6 +28,7 @@ and other bookkeeping of newer versions) are skipped; a file may begin with any 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -98,27 +99,84 @@ def _usage(message: dict) -> dict:
     return observed
 
 
+class _Event:
+    """One transcript event in the conversation tree: its parent, the tokens it adds to later prompts, their
+    segments, and whether a billed prompt has fixed its size yet (``--sizes observed``)."""
+
+    __slots__ = ("parent", "tokens", "segments", "sized")
+
+    def __init__(self, parent: str | None, tokens: np.ndarray, segments: list, sized: bool = False):
+        self.parent, self.tokens, self.segments, self.sized = parent, tokens, segments, sized
+
+
+def _spread(total: int, weights: list[int]) -> list[int]:
+    """``total`` split in proportion to ``weights`` (equally when they are all 0), largest remainders first, so
+    the parts add up to it exactly."""
+    if not weights:
+        return []
+    w = np.asarray(weights, dtype=np.float64)
+    w = w if w.sum() > 0 else np.ones_like(w)
+    exact = total * w / w.sum()
+    parts = np.floor(exact).astype(np.int64)
+    short = total - int(parts.sum())
+    parts[np.argsort(-(exact - parts), kind="stable")[:short]] += 1
+    return parts.tolist()
+
+
+def _resized(event: _Event, n_tokens: int, uuid: str) -> None:
+    """The event's tokens stretched or cut to ``n_tokens`` (its own ids repeated, so the same text gives the same
+    ids), its segments in proportion; an event whose text renders to nothing gets ids of its own."""
+    if len(event.tokens):
+        event.tokens = np.resize(event.tokens, n_tokens).astype(np.uint32)
+    else:
+        seed = int.from_bytes(uuid.encode()[:8].ljust(8, b"\0"), "little")
+        x = (np.arange(n_tokens, dtype=np.uint64) + np.uint64(seed)) * np.uint64(0x9E3779B97F4A7C15)
+        event.tokens = ((x ^ (x >> np.uint64(29))) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    kinds = [kind for kind, _ in event.segments] or ["content"]
+    counts = _spread(n_tokens, [n for _, n in event.segments] or [1])
+    event.segments = [(kind, n) for kind, n in zip(kinds, counts, strict=True) if n]
+    event.sized = True
+
+
 def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
     tokenizer = get_tokenizer(options.tokenizer)
-    # per event uuid: (parent uuid, its tokens, its segments); one entry per event, kept across batches
-    events: dict[str, tuple[str | None, np.ndarray, list]] = {}
+    observed_sizes = options.sizes == "observed"
+    events: dict[str, _Event] = {}            # per event uuid; one entry per event, kept across batches
     roots: dict[str, str] = {}                # uuid -> the root of its chain (for sidechain sessions)
     seen_messages: set[str] = set()
     hidden: dict[str, np.ndarray] = {}        # "main" / "sidechain" -> hidden prefix tokens
     pending: list[tuple[str, Row]] = []       # the message being streamed: its row waits for its last usage
+    unsized = [0, 0]                          # requests sized by their text although billed: shorter, no new text
 
     def finish() -> list[Row]:
         rows = [row for _, row in pending]
         pending.clear()
+        if unsized[0] + unsized[1] and observed_sizes:
+            warnings.warn(f"{unsized[0] + unsized[1]:,} requests keep their tokenized size under --sizes observed: "
+                          f"{unsized[0]:,} were billed fewer tokens than the conversation before them holds "
+                          f"(compacted, or thinking dropped), {unsized[1]:,} more with no new content to spread "
+                          "the difference over", stacklevel=2)
+            unsized[0] = unsized[1] = 0
         return rows
 
-    def chain(parent: str | None) -> tuple[list[np.ndarray], list]:
-        parts, segments = [], []
+    def chain(parent: str | None) -> list[tuple[str, _Event]]:
+        found = []
         while parent is not None and parent in events:
-            parent, tokens, segs = events[parent]
-            parts.append(tokens)
-            segments.append(segs)
-        return parts[::-1], [s for segs in segments[::-1] for s in segs]
+            found.append((parent, events[parent]))
+            parent = events[parent].parent
+        return found[::-1]
+
+    def fit_to_bill(conversation: list[tuple[str, _Event]], prefix_tokens: int, billed: int) -> None:
+        """Size the events no earlier request has sized so that the prompt is ``billed`` tokens long."""
+        new = [(uuid, event) for uuid, event in conversation if not event.sized]
+        need = billed - prefix_tokens - sum(len(e.tokens) for _, e in conversation if e.sized)
+        if need < 0 or (not new and need > 0):
+            unsized[0 if need < 0 else 1] += 1
+            for _, event in new:
+                event.sized = True   # keep their tokenized size, so later requests still share the prefix
+            return
+        for (uuid, event), n in zip(new, _spread(need, [len(e.tokens) for _, e in new]), strict=True):
+            _resized(event, n, uuid)
 
     def parse(obj: dict, line_no: int) -> Row | None:
         kind = obj.get("type")
@@ -133,7 +191,7 @@ def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
         roots[uuid] = roots.get(parent, parent) if parent is not None else uuid
         message = obj.get("message") if kind in _PROMPT_TYPES else None
         if message is None:
-            events[uuid] = (parent, np.zeros(0, dtype=np.uint32), [])
+            events[uuid] = _Event(parent, np.zeros(0, dtype=np.uint32), [], sized=True)   # adds no tokens
             return None
         if not isinstance(message, dict):
             raise TraceError("expected an object", field="message")
@@ -142,7 +200,7 @@ def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
             raise TraceError("missing", field="message.content")
         prompt = Prompt(tokenizer)
         prompt.content(str(message.get("role", kind)), content, "message.content")
-        events[uuid] = (parent, prompt.tokens(), prompt.segments)
+        events[uuid] = _Event(parent, prompt.tokens(), prompt.segments)
         if kind != "assistant" or message.get("model") == _SYNTHETIC_MODEL:
             return None
         message_id = message.get("id", uuid)
@@ -159,15 +217,19 @@ def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
         session_id = require(obj, "sessionId", (str,), "a session id")
         t = iso_seconds(require(obj, "timestamp", (str,), "an ISO 8601 time"), "timestamp")
         sidechain = bool(obj.get("isSidechain"))
-        conversation, segments = chain(parent)
+        conversation = chain(parent)
         observed = _usage(message)
         side = "sidechain" if sidechain else "main"
+        billed = observed.get("observed_input_tokens")
         if side not in hidden:
-            rendered = sum(len(p) for p in conversation)
-            billed = observed.get("observed_input_tokens", rendered)
-            hidden[side] = hidden_prefix(side, max(billed - rendered, 0))
+            rendered = sum(len(e.tokens) for _, e in conversation)
+            hidden[side] = hidden_prefix(side, max((rendered if billed is None else billed) - rendered, 0))
         prefix = hidden[side]
-        tokens = np.concatenate([prefix, *conversation]) if conversation or len(prefix) else prefix
+        if observed_sizes and billed is not None:
+            fit_to_bill(conversation, len(prefix), billed)
+        parts = [e.tokens for _, e in conversation]
+        segments = [seg for _, e in conversation for seg in e.segments]
+        tokens = np.concatenate([prefix, *parts]) if parts or len(prefix) else prefix
         if not len(tokens):
             raise TraceError("empty request: no conversation before this assistant message", field="parentUuid")
         session = f"{session_id}/{roots[uuid]}" if sidechain else session_id
