@@ -119,6 +119,15 @@ def test_provider_trace_observed_against_predicted(tmp_path, capsys):
     assert ovp["read"]["exact_requests"] == 1
     assert main(["cost", str(trace), "--set", "ttft_s=0"]) == 0
     assert "mean absolute error 50.0 tokens" in " ".join(capsys.readouterr().out.split())  # wrapped at 80 columns
+    # the invoice tie-out, by hand at Sonnet 4.6's rates ($/Mtok: write 3.75, read 0.30; no output given):
+    # observed 2000 x 3.75 + (200 x 3.75 + 1900 x 0.30); predicted 2000 x 3.75 + (100 x 3.75 + 2000 x 0.30)
+    assert main(["cost", str(trace), "--set", "ttft_s=0", "--json", "-"]) == 0
+    cal = json.loads(capsys.readouterr().out)["calibration"]
+    assert cal["requests"] == 2 and cal["exact_requests"] == 1
+    assert cal["cache_read_mae_share"] == pytest.approx(100 / 4100)
+    assert cal["cache_write_mae_share"] == pytest.approx(100 / 4100)
+    assert cal["cost_observed_usd"] == pytest.approx((7500 + 750 + 570) / 1e6)
+    assert cal["cost_predicted_usd"] == pytest.approx((7500 + 375 + 600) / 1e6)
 
 
 def test_provider_trace_bad_breakpoint_names_file_line_field(tmp_path, capsys):
@@ -212,3 +221,14 @@ def test_content_block_ends_come_from_segments_when_the_file_has_no_boundaries()
                                              {"segments": segments, "breakpoints": breakpoints}))
     assert inp.boundaries.tolist() == [4, 8, 10, 3, 7] and inp.boundary_offsets.tolist() == [0, 3, 5]
     assert inp.breakpoint_long.tolist() == [0, 1]   # no TTL given: 5 minutes; an hour: the long class
+
+
+def test_the_logged_bill_prices_one_hour_writes_at_the_one_hour_rate(capsys):
+    from conftest import DATA
+
+    assert main(["cost", str(DATA / "claude_code_v2.jsonl"), "--json", "-"]) == 0
+    cal = json.loads(capsys.readouterr().out)["calibration"]
+    # by hand at Sonnet 4.6's rates ($/Mtok: input 3, write 5m 3.75, write 1h 6, read 0.30, output 15):
+    # msg_1: 3 uncached + 5,000 written for 1h + 412 out; msg_2: 6 uncached + 430 written for 5m + 5,000 read + 3 out
+    assert cal["cost_observed_usd"] == pytest.approx((3 * 3 + 5000 * 6 + 412 * 15 + 6 * 3 + 430 * 3.75 + 5000 * 0.3
+                                                      + 3 * 15) / 1e6)

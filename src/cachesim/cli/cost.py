@@ -88,8 +88,17 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from cachesim.providers import ProviderInput, make_rules, simulate
+    from cachesim.providers.engine import observed_cost
     from cachesim.providers.prices import load_prices
-    from cachesim.providers.report import print_cost, print_variant, report_dict, retention_bounds, write_requests_csv
+    from cachesim.providers.report import (
+        calibration,
+        print_calibration,
+        print_cost,
+        print_variant,
+        report_dict,
+        retention_bounds,
+        write_requests_csv,
+    )
 
     rules = make_rules(args.provider, args.model, **dict(args.options))
     prices = load_prices(args.prices)
@@ -111,6 +120,9 @@ def run(args) -> int:
     result = simulate(inp, rules, prices=prices, impl=args.impl)
     bounds = retention_bounds(inp, rules, prices)
     report = {"trace": label, **report_dict(result)}   # the page of `cachesim report` names its trace
+    tie_out = calibration(result, inp, observed_cost(inp, rules, prices))
+    if tie_out:
+        report["calibration"] = tie_out
     if bounds:
         report["in_memory_bounds"] = bounds
     variant = None
@@ -120,6 +132,8 @@ def run(args) -> int:
         report["vs"] = variant
     if args.json != "-":
         print_cost(result, label, console=console(args), bounds=bounds)
+        if tie_out:
+            print_calibration(tie_out, console=console(args))
         if variant:
             print_variant(result.summary(), variant, console=console(args))
     emit(args.json, json.dumps(report, indent=2, default=str) + "\n")

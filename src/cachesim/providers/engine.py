@@ -59,6 +59,8 @@ class ProviderInput:
     query: np.ndarray | None = None
     observed_read: np.ndarray | None = None
     observed_write: np.ndarray | None = None
+    observed_input: np.ndarray | None = None        # the billed prompt (uncached + reads + writes), -1 unknown
+    observed_write_long: np.ndarray | None = None   # of the writes, those with the 1-hour TTL, -1 unknown
 
     @classmethod
     def from_workload(cls, workload, long_ttl: str = "none") -> ProviderInput:
@@ -138,7 +140,9 @@ class ProviderInput:
         inp = cls(requests=result.requests, breakpoints=breakpoints, breakpoint_offsets=bp_offsets,
                   breakpoint_long=bp_long, boundaries=boundaries, boundary_offsets=bd_offsets,
                   observed_read=observed("observed_cache_read_tokens"),
-                  observed_write=observed("observed_cache_write_tokens"))
+                  observed_write=observed("observed_cache_write_tokens"),
+                  observed_input=observed("observed_input_tokens"),
+                  observed_write_long=observed("observed_cache_write_1h_tokens"))
         try:
             _validate(inp)
         except TraceError as exc:
@@ -504,11 +508,14 @@ def _peak(rules, when: np.ndarray) -> np.ndarray:
     return peak
 
 
-def _price(res: dict, rules, inp: ProviderInput, table: PriceTable) -> tuple[np.ndarray, np.ndarray, list]:
-    """Dollars with and without the cache, per request, from the model's rate rows."""
-    n_tok = inp.lengths().astype(np.float64)
+def _price(res: dict, rules, inp: ProviderInput, table: PriceTable,
+           lengths: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, list]:
+    """Dollars with and without the cache, per request, from the model's rate rows (prompts of ``lengths``
+    tokens: the input's unless given)."""
+    lengths = inp.lengths() if lengths is None else lengths
+    n_tok = lengths.astype(np.float64)
     out_tok = np.maximum(inp.requests.output_tokens, 0).astype(np.float64)
-    uncached = (inp.lengths() - res["read"] - res["write_short"] - res["write_long"]).astype(np.float64)
+    uncached = (lengths - res["read"] - res["write_short"] - res["write_long"]).astype(np.float64)
     write_fields = tuple(rules.write_fields) + (None, None)
     n = len(n_tok)
     cost = np.zeros(n)
@@ -575,6 +582,30 @@ def _price(res: dict, rules, inp: ProviderInput, table: PriceTable) -> tuple[np.
     unique_rows = list(dict.fromkeys(used))
     res["storage_cost"] = extra * multiplier
     return cost * multiplier, base * multiplier, unique_rows
+
+
+def observed_cost(inp: ProviderInput, rules, prices: PriceTable | None = None) -> np.ndarray | None:
+    """What the log's own usage bills at the same prices, per request (NaN where the log gives no cache figures):
+    the invoice a prediction is tied out against. None when the log has no usage, or shows writes the model's
+    price rows have no rate for."""
+    if inp.observed_read is None or inp.observed_write is None:
+        return None
+    n = inp.n_requests
+    known = (inp.observed_read >= 0) & (inp.observed_write >= 0)
+    write = np.where(known, inp.observed_write, 0)
+    long = np.zeros(n, np.int64) if inp.observed_write_long is None else np.maximum(inp.observed_write_long, 0)
+    long = np.minimum(long, write)   # older logs give no TTL split: their writes are all 5-minute ones
+    res = {"read": np.where(known, inp.observed_read, 0), "write_short": write - long, "write_long": long,
+           "error": np.zeros(n, np.int8)}
+    lengths = inp.lengths()
+    if inp.observed_input is not None:
+        lengths = np.where(inp.observed_input >= 0, inp.observed_input, lengths)
+    try:
+        cost, _, _ = _price(res, rules, inp, prices or load_prices(), lengths=lengths)
+    except ValueError:
+        return None
+    cost[~known] = np.nan
+    return cost
 
 
 def simulate(inp: ProviderInput, rules, prices: PriceTable | None = None, impl: str = "core",

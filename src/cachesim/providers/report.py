@@ -74,6 +74,41 @@ def observed_vs_predicted(result: ProviderResult) -> dict | None:
     return out or None
 
 
+def calibration(result: ProviderResult, inp, observed_cost: np.ndarray | None) -> dict | None:
+    """How well the prediction matches the log, over the requests whose cache reads and writes it gives: requests
+    predicted exactly (reads and writes), the absolute errors as a share of the billed prompt tokens, and the bill
+    predicted against what the logged usage bills at the same prices (an invoice tie-out)."""
+    if result.observed_read is None or result.observed_write is None:
+        return None
+    known = (result.observed_read >= 0) & (result.observed_write >= 0)
+    if not known.any():
+        return None
+    prompt = result.prompt_tokens
+    if inp.observed_input is not None:
+        prompt = np.where(inp.observed_input >= 0, inp.observed_input, prompt)
+    total = max(int(prompt[known].sum()), 1)
+    read_err = np.abs(result.read - result.observed_read)[known]
+    write_err = np.abs(result.write_short + result.write_long - result.observed_write)[known]
+    return {"requests": int(known.sum()), "exact_requests": int(((read_err == 0) & (write_err == 0)).sum()),
+            "cache_read_mae_share": float(read_err.sum() / total),
+            "cache_write_mae_share": float(write_err.sum() / total),
+            "cost_observed_usd": None if observed_cost is None else float(observed_cost[known].sum()),
+            "cost_predicted_usd": float(result.cost[known].sum())}
+
+
+def print_calibration(cal: dict, console=None) -> None:
+    from rich.console import Console
+
+    console = console or Console()
+    line = (f"calibration: {cal['exact_requests']:,} of {cal['requests']:,} requests predicted exactly; cache-read "
+            f"error {cal['cache_read_mae_share']:.1%} of prompt tokens, cache-write error "
+            f"{cal['cache_write_mae_share']:.1%}; predicted ${cal['cost_predicted_usd']:,.4f}")
+    if cal["cost_observed_usd"]:
+        gap = cal["cost_predicted_usd"] / cal["cost_observed_usd"] - 1
+        line += f" against ${cal['cost_observed_usd']:,.4f} for the logged usage ({gap:+.1%})"
+    console.print(line)
+
+
 def retention_bounds(inp, rules, prices) -> dict | None:
     """OpenAI ``in_memory`` retention is documented only as a range (5-10 min idle, up to 1 h): the bill at the
     5-minute and the 60-minute ends, beside the default (PROVIDERS.md §8.3). None for other rule sets."""
