@@ -228,7 +228,42 @@ def test_the_logged_bill_prices_one_hour_writes_at_the_one_hour_rate(capsys):
 
     assert main(["cost", str(DATA / "claude_code_v2.jsonl"), "--json", "-"]) == 0
     cal = json.loads(capsys.readouterr().out)["calibration"]
-    # by hand at Sonnet 4.6's rates ($/Mtok: input 3, write 5m 3.75, write 1h 6, read 0.30, output 15):
+    # the log's model, claude-opus-4-5-20251101, is billed at Opus 4.5's rates ($/Mtok: input 5, write 5m 6.25,
+    # write 1h 10, read 0.50, output 25), by hand:
     # msg_1: 3 uncached + 5,000 written for 1h + 412 out; msg_2: 6 uncached + 430 written for 5m + 5,000 read + 3 out
-    assert cal["cost_observed_usd"] == pytest.approx((3 * 3 + 5000 * 6 + 412 * 15 + 6 * 3 + 430 * 3.75 + 5000 * 0.3
-                                                      + 3 * 15) / 1e6)
+    assert cal["cost_observed_usd"] == pytest.approx((3 * 5 + 5000 * 10 + 412 * 25 + 6 * 5 + 430 * 6.25 + 5000 * 0.5
+                                                      + 3 * 25) / 1e6)
+
+
+def test_each_model_of_a_log_is_billed_with_its_own_cache_and_prices(tmp_path, capsys):
+    from conftest import DATA
+
+    text = (DATA / "claude_code_v2.jsonl").read_text()
+    lines = text.splitlines()
+    lines[7] = lines[7].replace("claude-opus-4-5-20251101", "claude-haiku-4-5-20251001")   # msg_2 switches model
+    path = tmp_path / "switch.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    assert main(["cost", str(path), "--json", "-", "--per-request", str(tmp_path / "r.csv")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["models"] == {"claude-opus-4.5": 1, "claude-haiku-4.5": 1}
+    rows = list(csv.DictReader((tmp_path / "r.csv").read_text().splitlines()))
+    # a new model is a new cache: msg_2 reads nothing of what msg_1 wrote, and writes its whole prompt
+    assert [int(r["read"]) for r in rows] == [0, 0] and int(rows[1]["write_short"]) == 5436
+    # Haiku 4.5's rates ($/Mtok: write 5m 1.25, output 5) for msg_2, by hand
+    assert float(rows[1]["cost"]) == pytest.approx((5436 * 1.25 + 3 * 5) / 1e6)
+    assert main(["cost", str(path), "--vs", "automatic_ttl=1h"]) == 2
+    assert "went to 2 models" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("logged", "registry"), [
+    ("claude-haiku-4-5-20251001", "claude-haiku-4.5"), ("claude-sonnet-4-5", "claude-sonnet-4.5"),
+    ("claude-opus-4-5-20251101", "claude-opus-4.5"), ("gpt-4o-2024-08-06", "gpt-4o"),
+    ("claude-sonnet-4.6", "claude-sonnet-4.6")])
+def test_model_ids_as_logs_write_them_name_registry_rows(logged, registry):
+    provider = "openai" if logged.startswith("gpt") else "anthropic"
+    assert make_rules(provider, logged).model == registry
+
+
+def test_an_unknown_model_is_still_refused_by_its_own_name():
+    with pytest.raises(ValueError, match="'claude-nonesuch-9-9-20990101'"):
+        make_rules("anthropic", "claude-nonesuch-9-9-20990101")

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
 from cachesim._impl import IMPLEMENTATIONS
 from cachesim.cli._options import (
     add_command,
@@ -88,7 +90,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from cachesim.providers import ProviderInput, make_rules, simulate
-    from cachesim.providers.engine import observed_cost
+    from cachesim.providers.engine import combine, observed_cost
     from cachesim.providers.prices import load_prices
     from cachesim.providers.report import (
         calibration,
@@ -102,7 +104,7 @@ def run(args) -> int:
 
     rules = make_rules(args.provider, args.model, **dict(args.options))
     prices = load_prices(args.prices)
-    workload = None
+    workload, read = None, None
     if args.trace is None:
         from cachesim.workloads import agent_workload
 
@@ -113,14 +115,28 @@ def run(args) -> int:
     else:
         with recorded_warnings() as caught:
             try:
-                inp, label = _read_input(args, Path(args.trace))
+                read, label = _read_input(args, Path(args.trace))
+                inp = ProviderInput.from_read(read)
             finally:
                 print_notes(caught)
+    groups = _by_model(args, read, rules) if read is not None and args.model is None else [(None, inp, rules)]
+    if len(groups) > 1 and args.vs:
+        raise ValueError(f"this log's requests went to {len(groups)} models ({', '.join(r.model for _, _, r in groups)}"
+                         "); give --model to compare variants of one")
     changed = _changed(args, inp, workload) if args.vs else None  # a bad --vs fails before any replay
-    result = simulate(inp, rules, prices=prices, impl=args.impl)
-    bounds = retention_bounds(inp, rules, prices)
+    parts, logged_bill = [], np.full(inp.n_requests, np.nan)
+    for index, part, part_rules in groups:
+        index = np.arange(inp.n_requests) if index is None else index
+        parts.append((index, simulate(part, part_rules, prices=prices, impl=args.impl)))
+        bill = observed_cost(part, part_rules, prices)
+        logged_bill[index] = np.nan if bill is None else bill
+    result = combine(parts, inp.n_requests)
+    bounds = retention_bounds(inp, rules, prices) if len(groups) == 1 else None
     report = {"trace": label, **report_dict(result)}   # the page of `cachesim report` names its trace
-    tie_out = calibration(result, inp, observed_cost(inp, rules, prices))
+    if len(groups) > 1:
+        report["models"] = {r.model: int(len(index)) for index, r in parts}
+    known_bill = logged_bill[~np.isnan(logged_bill)]
+    tie_out = calibration(result, inp, logged_bill if len(known_bill) else None)
     if tie_out:
         report["calibration"] = tie_out
     if bounds:
@@ -145,17 +161,35 @@ def run(args) -> int:
 TRACE_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".ndjson")
 
 
+def _by_model(args, read, rules) -> list[tuple]:
+    """(request positions, input, rules) per model the log names: caches and prices are per model, so each model's
+    requests are billed on their own (a model switch inside a session starts a new cache). Requests the log names
+    no model for get the --provider's default."""
+    from cachesim.providers import ProviderInput, make_rules
+
+    codes = read.extras.get("model")
+    if codes is None or not (codes >= 0).any():
+        return [(None, ProviderInput.from_read(read), rules)]
+    names = read.extras["model_names"]
+    groups = []
+    for code in sorted(set(codes.tolist()), key=lambda c: -int((codes == c).sum())):   # most requests first
+        index = np.flatnonzero(codes == code)
+        part_rules = rules if code < 0 else make_rules(args.provider, names[code], **dict(args.options))
+        groups.append((index, ProviderInput.from_read(read.subset(index)), part_rules))
+    return groups
+
+
 def _read_input(args, path: Path):
-    """The trace (or every trace file below a directory) as one ProviderInput, and its label."""
+    """The trace (or every trace file below a directory) as one read result, and its label."""
     from cachesim.providers import ProviderInput
     from cachesim.readers._base import ReadResult
 
     synthetic = synthesized(args, path)
     if synthetic is not None:
         requests, label = synthetic
-        return ProviderInput.from_read(ReadResult(requests, _numbers(requests.n_requests), str(path), {})), label
+        return ReadResult(requests, _numbers(requests.n_requests), str(path), {}), label
     if not path.is_dir():
-        return ProviderInput.from_read(read_whole(args, path)), str(path)
+        return _in_time_order(read_whole(args, path)), str(path)
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(TRACE_SUFFIXES))
     results = []
     for file in files:
@@ -166,20 +200,28 @@ def _read_input(args, path: Path):
         raise ValueError(f"{path}: no trace files below it (looked for {', '.join(TRACE_SUFFIXES)})")
     merged = _merged(results, str(path))
     sessions = len(set(merged.requests.session[merged.requests.session >= 0].tolist()))
-    return ProviderInput.from_read(merged), f"{path} ({len(results)} files, {sessions} sessions)"
+    return merged, f"{path} ({len(results)} files, {sessions} sessions)"
+
+
+def _in_time_order(read):
+    """Sorted stably by time once, with a note, so that every part billed from it shares its order."""
+    import warnings
+
+    t = read.requests.t
+    if len(t) > 1 and (np.diff(t) < 0).any():
+        warnings.warn(f"{int((np.diff(t) < 0).sum()):,} requests arrived out of order; sorted stably by time",
+                      stacklevel=2)
+        return read.subset(np.argsort(t, kind="stable"))
+    return read
 
 
 def _numbers(n: int):
-    import numpy as np
-
     return np.arange(1, n + 1, dtype=np.int64)
 
 
 def _merged(results: list, path: str):
     """Files read one by one as one trace: tenants by name across files, each file's sessions its own."""
     import dataclasses
-
-    import numpy as np
 
     from cachesim.readers._base import Interner, ReadResult, concat
 
@@ -198,6 +240,7 @@ def _merged(results: list, path: str):
                                        session=session)
         recoded.append(ReadResult(requests, result.lines, result.path, result.extras, result.unit))
     whole = concat(recoded)
+    whole = whole.subset(np.argsort(whole.requests.t, kind="stable"))   # files side by side in time: no note
     return ReadResult(whole.requests, whole.lines, path, whole.extras, whole.unit)
 
 

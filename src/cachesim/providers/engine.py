@@ -584,6 +584,39 @@ def _price(res: dict, rules, inp: ProviderInput, table: PriceTable,
     return cost * multiplier, base * multiplier, unique_rows
 
 
+def combine(parts: list[tuple[np.ndarray, ProviderResult]], n_requests: int) -> ProviderResult:
+    """Results of disjoint request subsets (``index``: each part's positions in the whole trace) as one result in
+    the trace's order: a log whose requests went to several models, each model its own cache and prices. Its
+    rules are the first part's (the model with most requests); ``model`` names them all."""
+    import dataclasses
+
+    if len(parts) == 1:
+        return parts[0][1]
+    first = parts[0][1]
+    names = list(dict.fromkeys(name for _, r in parts for name in r.tenant_names))
+    merged: dict = {}
+    for f in dataclasses.fields(ProviderResult):
+        values = [getattr(r, f.name) for _, r in parts]
+        if not any(isinstance(v, np.ndarray) for v in values):
+            continue
+        fill = 0 if f.name in ("created", "storage_cost") else -1   # a part without the column: unknown, or none
+        values = [v if isinstance(v, np.ndarray) else np.full(r.n_requests, fill) for v, (_, r) in zip(values, parts,
+                                                                                                     strict=True)]
+        out = np.empty(n_requests, dtype=np.result_type(*values))
+        for (index, result), v in zip(parts, values, strict=True):
+            if f.name == "tenant":
+                v = np.asarray([names.index(t) for t in result.tenant_names], dtype=v.dtype)[v] if len(v) else v
+            elif f.name == "evicted_by":   # a tenant code too (-1 none)
+                table = np.asarray([names.index(t) for t in result.tenant_names] + [-1], dtype=v.dtype)
+                v = table[v]
+            elif f.name == "hit_from":     # a request number within the part
+                v = np.where(v >= 0, index[np.maximum(v, 0)], -1)
+            out[index] = v
+        merged[f.name] = out
+    return dataclasses.replace(first, **merged, tenant_names=names, model=", ".join(r.model for _, r in parts),
+                               price_rows=list(dict.fromkeys(row for _, r in parts for row in r.price_rows)))
+
+
 def observed_cost(inp: ProviderInput, rules, prices: PriceTable | None = None) -> np.ndarray | None:
     """What the log's own usage bills at the same prices, per request (NaN where the log gives no cache figures):
     the invoice a prediction is tied out against. None when the log has no usage, or shows writes the model's

@@ -255,7 +255,10 @@ def make_rules(provider: str, model: str | None = None, **options) -> RuleSet:
     except KeyError:
         raise ValueError(f"unknown provider {provider!r}; known: {', '.join(PROVIDERS)}") from None
     if model is not None:
-        options["model"] = model
+        from cachesim.providers.prices import canonical_model, load_prices
+
+        known = {name for row in load_prices().rows for name in row.names()}
+        options["model"] = canonical_model(model, known | set(ANTHROPIC_MIN_TOKENS) | set(BEDROCK_MIN_TOKENS))
     import dataclasses
 
     known = [f.name for f in dataclasses.fields(cls)]

@@ -535,7 +535,7 @@ class Interner:
         return code
 
 
-_GLOBAL_EXTRAS = ("segment_kinds",)   # extras that describe the batch, not one request each
+_GLOBAL_EXTRAS = ("segment_kinds", "model_names")   # extras that describe the batch, not one request each
 # what a log says was billed, per request (-1: not in the log); the 1-hour writes are part of the cache writes
 OBSERVED = ("observed_input_tokens", "observed_cache_read_tokens", "observed_cache_write_tokens",
             "observed_output_tokens", "observed_cache_write_1h_tokens")
@@ -556,6 +556,7 @@ class Row:
     observed: dict | None = None                         # OBSERVED name -> tokens, as billed
     line: int | None = None        # where the request is located when later records completed it (else the record's)
     boundaries: list[int] | None = None                  # content-block ends in tokens, as a provider trace gives them
+    model: str | None = None                             # the model the log says served the request
 
 
 class Columns:
@@ -569,6 +570,7 @@ class Columns:
         self.tenants = Interner()
         self.sessions = Interner()
         self.kinds = Interner()   # segment kinds
+        self.model_names = Interner()   # models the log names
         self.clear()
 
     def clear(self) -> None:
@@ -584,6 +586,7 @@ class Columns:
         self.segments: list[list[tuple[str, int]]] = []
         self.observed: list[dict] = []
         self.boundaries: list[list[int] | None] = []
+        self.models: list[int] = []
         self.any_extras = False
 
     def __len__(self) -> int:
@@ -602,7 +605,9 @@ class Columns:
         self.segments.append(row.segments or [])
         self.observed.append(row.observed or {})
         self.boundaries.append(row.boundaries)
-        self.any_extras = self.any_extras or bool(row.breakpoints or row.segments or row.observed or row.boundaries)
+        self.models.append(-1 if row.model is None else self.model_names.code(row.model))
+        self.any_extras = self.any_extras or bool(row.breakpoints or row.segments or row.observed or row.boundaries
+                                                  or row.model)
 
     def take(self, path: str) -> ReadResult:
         """The rows so far as one batch; the collector is emptied (its label codes are kept)."""
@@ -638,6 +643,9 @@ class Columns:
                                     {"kind": np.asarray([self.kinds.code(k) for k, _ in segs], dtype=np.int32),
                                      "tokens": np.asarray([n for _, n in segs], dtype=np.int64)})
         extras["segment_kinds"] = list(self.kinds.names)
+        if any(code >= 0 for code in self.models):   # codes into model_names, interned across batches
+            extras["model"] = np.asarray(self.models, dtype=np.int32)
+            extras["model_names"] = list(self.model_names.names)
         if any(b is not None for b in self.boundaries):
             ends = [b or [] for b in self.boundaries]
             extras["boundaries"] = Ragged(offsets_from_lengths(np.asarray([len(b) for b in ends])),

@@ -11,6 +11,8 @@ its tokens are a fixed synthetic run, the same for every session in the file, as
 - sub-agent sidechains (``isSidechain``) are their own sessions (``<sessionId>/<root uuid>``);
 - a message streamed as several events (same ``message.id``, one content block each) is one request; its
   later events extend the conversation only;
+- the model of each message is kept (``Trace.meta["model"]``, codes into ``["model_names"]``), so ``cost`` bills
+  each request at its own model's rates;
 - the billed usage of each message is kept as observed tokens, from its *last* event: every event repeats the
   prompt's counts, but output tokens grow as the message streams (the first event's are a fraction of them);
   of the cache writes, those with a 1-hour TTL (``usage.cache_creation.ephemeral_1h_input_tokens``) are kept too;
@@ -233,9 +235,10 @@ def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
         if not len(tokens):
             raise TraceError("empty request: no conversation before this assistant message", field="parentUuid")
         session = f"{session_id}/{roots[uuid]}" if sidechain else session_id
+        model = message.get("model")
         row = Row(t=t, values=tokens, output_tokens=observed.get("observed_output_tokens", -1), session=session,
                   segments=([("hidden", len(prefix))] if len(prefix) else []) + segments, observed=observed,
-                  line=line_no)
+                  line=line_no, model=model if isinstance(model, str) and model else None)
         done = finish()   # a new message: the one before it has streamed its last event
         pending.append((message_id, row))
         return done
