@@ -267,3 +267,18 @@ def test_model_ids_as_logs_write_them_name_registry_rows(logged, registry):
 def test_an_unknown_model_is_still_refused_by_its_own_name():
     with pytest.raises(ValueError, match="'claude-nonesuch-9-9-20990101'"):
         make_rules("anthropic", "claude-nonesuch-9-9-20990101")
+
+
+def test_a_codex_rollout_bills_under_openai_with_no_flag(tmp_path, capsys):
+    from conftest import DATA
+
+    sessions = tmp_path / "sessions" / "2026" / "07" / "03"
+    sessions.mkdir(parents=True)
+    (sessions / "rollout-2026-07-03T18-15-00-sess-1.jsonl").write_bytes((DATA / "codex_rollout.jsonl").read_bytes())
+    assert main(["cost", str(tmp_path / "sessions"), "--json", "-"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["summary"]["provider"] == "openai" and report["summary"]["model"] == "gpt-5.1"
+    # the second call re-sends the first call's 9,000-token prompt; OpenAI caches whole 128-token units of it
+    # (PROVIDERS.md §2): 70 x 128 = 8,960, what the rollout's cached_input_tokens says
+    assert report["summary"]["read_tokens"] == 8960
+    assert report["calibration"]["exact_requests"] == 2

@@ -272,15 +272,20 @@ def test_claude_code_each_assistant_message_is_one_request():
     assert trace.session.tolist() == [0, 1, 0]
 
 
-def test_claude_code_later_request_extends_the_earlier_prompt():
+def rendered_tokens(*texts: str) -> int:
+    """What the built-in tokenizer counts for these rendered blocks (each as the readers render one)."""
     from cachesim.tokenizers import BuiltinTokenizer
 
-    trace = read_trace(DATA / "claude_code.jsonl", sizes="tokenized")
     tok = BuiltinTokenizer()
+    return sum(len(tok.encode(text)) for text in texts)
+
+
+def test_claude_code_later_request_extends_the_earlier_prompt():
+    trace = read_trace(DATA / "claude_code.jsonl", sizes="tokenized")
     # between msg_A's request and msg_B's: msg_A's two streamed blocks and the tool result
-    added = (len(tok.encode("<|assistant|>\nLet me look at the test first.")) +
-             len(tok.encode('<|assistant:tool_use|>\nRead {"file_path":"/home/dev/app/test_dates.py"}')) +
-             len(tok.encode("<|user:tool_result|>\ndef test_leap():\n    assert days_in(2024, 2) == 29\n")))
+    added = rendered_tokens("<|assistant|>\nLet me look at the test first.",
+                            '<|assistant:tool_use|>\nRead {"file_path":"/home/dev/app/test_dates.py"}',
+                            "<|user:tool_result|>\ndef test_leap():\n    assert days_in(2024, 2) == 29\n")
     assert trace.prompt_tokens[2] == trace.prompt_tokens[0] + added
     full = trace.prompt_tokens[0] // 16
     first, last = trace.block_keys[:full], trace.block_keys[trace.block_offsets[2]:trace.block_offsets[2] + full]
@@ -504,3 +509,28 @@ def test_a_bill_shorter_than_the_conversation_keeps_the_tokenized_size_and_says_
     with pytest.warns(UserWarning, match="1 requests keep their tokenized size under --sizes observed: 1 were billed"):
         trace = read_trace(path)
     assert trace.prompt_tokens[2] == 3004 + 55
+
+
+def test_codex_rollout_by_hand():
+    assert detect_format(DATA / "codex_rollout.jsonl") == "codex"
+    trace = read_trace(DATA / "codex_rollout.jsonl")
+    # two calls: the count written twice is one; each billed input is the prompt (--sizes observed)
+    assert trace.n_requests == 2 and trace.prompt_tokens.tolist() == [9000, 9300]
+    assert trace.meta["observed_cache_read_tokens"].tolist() == [0, 8960]
+    assert trace.output_tokens.tolist() == [120, 15]
+    # a call is timed where its output begins (the reasoning item at 18:15:03, the answer at 18:15:06)
+    assert (trace.t - trace.t[0]).tolist() == [0.0, 3.0]
+    assert trace.tenant_names == ["default"] and trace.session.tolist() == [0, 0]
+    assert [trace.meta["model_names"][m] for m in trace.meta["model"]] == ["gpt-5.1-codex"] * 2
+    # the second prompt starts with the first: the call's own output came after its prompt, then the tool's
+    full = 9000 // 16
+    assert trace.block_keys[:full].tolist() == trace.block_keys[trace.block_offsets[1]:][:full].tolist()
+
+
+def test_codex_rollout_tokenized_never_reads_the_encrypted_reasoning():
+    trace = read_trace(DATA / "codex_rollout.jsonl", sizes="tokenized")
+    # between the two prompts: the empty reasoning summary, the tool call and its output, nothing of the base64
+    added = rendered_tokens("<|assistant:thinking|>\n",
+                            '<|assistant:tool_use|>\nexec_command {"cmd":"ls","workdir":"/repo"}',
+                            "<|user:tool_result|>\nProcess exited with code 0\nOutput:\nmain.py\n")
+    assert trace.prompt_tokens[1] - trace.prompt_tokens[0] == added

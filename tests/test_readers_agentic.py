@@ -245,6 +245,7 @@ def test_mooncake_toolagent_reads_as_mooncake_like_its_native_twin():
 DETECTED = {
     "anthropic_messages.jsonl": "apilog", "openai_chat.jsonl": "apilog", "openai_responses.jsonl": "apilog",
     "azure.csv": "azure", "claude_code.jsonl": "claude-code", "claude_code_v2.jsonl": "claude-code",
+    "codex_rollout.jsonl": "codex",
     "lmbench512.jsonl": "lmbench",
     "lmbench_gmi32.jsonl": "lmbench", "mooncake.jsonl": "mooncake", "mooncake_toolagent.jsonl": "mooncake",
     "native_blocks16.jsonl": "native", "native_blocks512.jsonl": "native", "native_tokens.jsonl": "native",

@@ -71,7 +71,8 @@ def add_parser(sub) -> None:
     p.add_argument("trace", nargs="?", help="a token-level trace: API request logs, Claude Code transcripts, native "
                    "JSONL with breakpoints, boundaries and usage (docs/formats.md), or a directory of them (every "
                    "*.jsonl below it, gzip/zstd too, e.g. ~/.claude/projects/PROJECT)")
-    p.add_argument("--provider", default="anthropic", choices=PROVIDERS, help=", ".join(PROVIDERS))
+    p.add_argument("--provider", choices=PROVIDERS, help=", ".join(PROVIDERS) + " (default: the provider of the "
+                   "models the log names, else anthropic)")
     p.add_argument("--model", help="model name as in `cachesim prices` (default: the provider's default)")
     p.add_argument("--set", dest="options", action="append", type=_rule_option, default=[], metavar="NAME=VALUE",
                    help="a rule option, e.g. ttft_s=0.5, isolation=tenant, cache_key=session (repeatable)")
@@ -102,7 +103,6 @@ def run(args) -> int:
         write_requests_csv,
     )
 
-    rules = make_rules(args.provider, args.model, **dict(args.options))
     prices = load_prices(args.prices)
     workload, read = None, None
     if args.trace is None:
@@ -119,6 +119,8 @@ def run(args) -> int:
                 inp = ProviderInput.from_read(read)
             finally:
                 print_notes(caught)
+    args.provider = args.provider or (_provider_of(read) if read is not None else None) or "anthropic"
+    rules = make_rules(args.provider, args.model, **dict(args.options))
     groups = _by_model(args, read, rules) if read is not None and args.model is None else [(None, inp, rules)]
     if len(groups) > 1 and args.vs:
         raise ValueError(f"this log's requests went to {len(groups)} models ({', '.join(r.model for _, _, r in groups)}"
@@ -159,6 +161,18 @@ def run(args) -> int:
 
 
 TRACE_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".ndjson")
+
+
+# what a logged model id says of its provider (a Codex rollout names gpt-5.1-codex, a transcript claude-...)
+_PROVIDER_PREFIXES = (("claude", "anthropic"), ("gpt-", "openai"), ("o1", "openai"), ("o3", "openai"),
+                      ("o4", "openai"), ("codex", "openai"), ("gemini", "gemini"), ("deepseek", "deepseek"))
+
+
+def _provider_of(read) -> str | None:
+    """The provider every model the log names belongs to, or None (no models, or several providers)."""
+    names = read.extras.get("model_names") or []
+    providers = {next((p for prefix, p in _PROVIDER_PREFIXES if name.startswith(prefix)), None) for name in names}
+    return providers.pop() if len(providers) == 1 else None
 
 
 def _by_model(args, read, rules) -> list[tuple]:

@@ -164,11 +164,14 @@ def _read_file(text: str, origin: str) -> tuple[list[PriceRow], dict]:
 def canonical_model(model: str, known: set[str]) -> str:
     """A model id as logs write it, as the registry names it: ``claude-haiku-4-5-20251001`` (a dated snapshot, the
     version written with a dash, as Anthropic's API ids are) is ``claude-haiku-4.5``; ``gpt-4o-2024-08-06`` is
-    ``gpt-4o``. The first of these forms the registry knows, or the id unchanged when it knows none."""
+    ``gpt-4o``; ``gpt-5.1-codex`` is ``gpt-5.1``. The first of these forms the registry knows, or the id unchanged
+    when it knows none."""
     import re
 
     undated = re.sub(r"-(\d{8}|\d{4}-\d{2}-\d{2})$", "", model)
-    for form in (model, undated, re.sub(r"-(\d+)-(\d+)$", r"-\1.\2", undated)):
+    # OpenAI's -codex models are priced as their base model (openai.com/api/pricing); -codex-mini ones are not
+    base = re.sub(r"-codex$", "", undated)
+    for form in (model, undated, re.sub(r"-(\d+)-(\d+)$", r"-\1.\2", undated), base):
         if form in known:
             return form
     return model

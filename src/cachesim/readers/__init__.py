@@ -18,6 +18,7 @@ from cachesim.readers import (
     apilog,
     azure,
     claude_code,
+    codex,
     dynamo,
     kvcache_tester,
     lcp,
@@ -49,7 +50,7 @@ __all__ = [
 # name -> module with NAME, sniff(first, head) and batches(source, options); sniffed in this order: binary magics
 # first, dynamo before mooncake (a Mooncake row with sessions or delays is Dynamo's), oracleGeneral (no magic) by name
 FORMATS = {module.NAME: module for module in (parquet, lcp, lcs, native, qwen, lmbench, dynamo, mooncake, claude_code,
-                                              apilog, azure, servegen, kvcache_tester, oracle)}
+                                              codex, apilog, azure, servegen, kvcache_tester, oracle)}
 
 
 def detect_format(path: str | Path) -> str:

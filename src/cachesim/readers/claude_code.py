@@ -30,13 +30,14 @@ and other bookkeeping of newer versions) are skipped; a file may begin with any 
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 
 import numpy as np
 
 from cachesim.readers._base import Columns, ReadOptions, ReadResult, Row, Source, json_batches, require, token_count
 from cachesim.readers._render import Prompt
+from cachesim.readers._sizing import Event as _Event
+from cachesim.readers._sizing import Sizer
 from cachesim.readers.apilog import iso_seconds
 from cachesim.requests import TraceError
 from cachesim.tokenizers import get_tokenizer
@@ -101,45 +102,6 @@ def _usage(message: dict) -> dict:
     return observed
 
 
-class _Event:
-    """One transcript event in the conversation tree: its parent, the tokens it adds to later prompts, their
-    segments, and whether a billed prompt has fixed its size yet (``--sizes observed``)."""
-
-    __slots__ = ("parent", "tokens", "segments", "sized")
-
-    def __init__(self, parent: str | None, tokens: np.ndarray, segments: list, sized: bool = False):
-        self.parent, self.tokens, self.segments, self.sized = parent, tokens, segments, sized
-
-
-def _spread(total: int, weights: list[int]) -> list[int]:
-    """``total`` split in proportion to ``weights`` (equally when they are all 0), largest remainders first, so
-    the parts add up to it exactly."""
-    if not weights:
-        return []
-    w = np.asarray(weights, dtype=np.float64)
-    w = w if w.sum() > 0 else np.ones_like(w)
-    exact = total * w / w.sum()
-    parts = np.floor(exact).astype(np.int64)
-    short = total - int(parts.sum())
-    parts[np.argsort(-(exact - parts), kind="stable")[:short]] += 1
-    return parts.tolist()
-
-
-def _resized(event: _Event, n_tokens: int, uuid: str) -> None:
-    """The event's tokens stretched or cut to ``n_tokens`` (its own ids repeated, so the same text gives the same
-    ids), its segments in proportion; an event whose text renders to nothing gets ids of its own."""
-    if len(event.tokens):
-        event.tokens = np.resize(event.tokens, n_tokens).astype(np.uint32)
-    else:
-        seed = int.from_bytes(uuid.encode()[:8].ljust(8, b"\0"), "little")
-        x = (np.arange(n_tokens, dtype=np.uint64) + np.uint64(seed)) * np.uint64(0x9E3779B97F4A7C15)
-        event.tokens = ((x ^ (x >> np.uint64(29))) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-    kinds = [kind for kind, _ in event.segments] or ["content"]
-    counts = _spread(n_tokens, [n for _, n in event.segments] or [1])
-    event.segments = [(kind, n) for kind, n in zip(kinds, counts, strict=True) if n]
-    event.sized = True
-
-
 def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
     tokenizer = get_tokenizer(options.tokenizer)
     observed_sizes = options.sizes == "observed"
@@ -148,17 +110,13 @@ def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
     seen_messages: set[str] = set()
     hidden: dict[str, np.ndarray] = {}        # "main" / "sidechain" -> hidden prefix tokens
     pending: list[tuple[str, Row]] = []       # the message being streamed: its row waits for its last usage
-    unsized = [0, 0]                          # requests sized by their text although billed: shorter, no new text
+    sizer = Sizer()
 
     def finish() -> list[Row]:
         rows = [row for _, row in pending]
         pending.clear()
-        if unsized[0] + unsized[1] and observed_sizes:
-            warnings.warn(f"{unsized[0] + unsized[1]:,} requests keep their tokenized size under --sizes observed: "
-                          f"{unsized[0]:,} were billed fewer tokens than the conversation before them holds "
-                          f"(compacted, or thinking dropped), {unsized[1]:,} more with no new content to spread "
-                          "the difference over", stacklevel=2)
-            unsized[0] = unsized[1] = 0
+        if observed_sizes:
+            sizer.report()
         return rows
 
     def chain(parent: str | None) -> list[tuple[str, _Event]]:
@@ -167,18 +125,6 @@ def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
             found.append((parent, events[parent]))
             parent = events[parent].parent
         return found[::-1]
-
-    def fit_to_bill(conversation: list[tuple[str, _Event]], prefix_tokens: int, billed: int) -> None:
-        """Size the events no earlier request has sized so that the prompt is ``billed`` tokens long."""
-        new = [(uuid, event) for uuid, event in conversation if not event.sized]
-        need = billed - prefix_tokens - sum(len(e.tokens) for _, e in conversation if e.sized)
-        if need < 0 or (not new and need > 0):
-            unsized[0 if need < 0 else 1] += 1
-            for _, event in new:
-                event.sized = True   # keep their tokenized size, so later requests still share the prefix
-            return
-        for (uuid, event), n in zip(new, _spread(need, [len(e.tokens) for _, e in new]), strict=True):
-            _resized(event, n, uuid)
 
     def parse(obj: dict, line_no: int) -> Row | None:
         kind = obj.get("type")
@@ -228,7 +174,7 @@ def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
             hidden[side] = hidden_prefix(side, max((rendered if billed is None else billed) - rendered, 0))
         prefix = hidden[side]
         if observed_sizes and billed is not None:
-            fit_to_bill(conversation, len(prefix), billed)
+            sizer.fit(conversation, len(prefix), billed)
         parts = [e.tokens for _, e in conversation]
         segments = [seg for _, e in conversation for seg in e.segments]
         tokens = np.concatenate([prefix, *parts]) if parts or len(prefix) else prefix
