@@ -534,3 +534,14 @@ def test_codex_rollout_tokenized_never_reads_the_encrypted_reasoning():
                             '<|assistant:tool_use|>\nexec_command {"cmd":"ls","workdir":"/repo"}',
                             "<|user:tool_result|>\nProcess exited with code 0\nOutput:\nmain.py\n")
     assert trace.prompt_tokens[1] - trace.prompt_tokens[0] == added
+
+
+def test_claude_code_lines_of_unknown_types_are_counted_not_fatal(tmp_path):
+    path = tmp_path / "s.jsonl"
+    extra = ['{"type":"queue-operation","operation":"enqueue","sessionId":"s-2"}',
+             '{"type":"queue-operation","operation":"dequeue","sessionId":"s-2"}', '{"note":"no type at all"}']
+    path.write_text((DATA / "claude_code_v2.jsonl").read_text() + "\n".join(extra) + "\n")
+    with pytest.warns(UserWarning, match=r"skipped 3 lines of types this reader does not know: queue-operation \(2\), "
+                                         r"\(no type\) \(1\)"):
+        trace = read_trace(path)
+    assert trace.n_requests == 2

@@ -30,6 +30,7 @@ and other bookkeeping of newer versions) are skipped; a file may begin with any 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -111,12 +112,18 @@ def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
     hidden: dict[str, np.ndarray] = {}        # "main" / "sidechain" -> hidden prefix tokens
     pending: list[tuple[str, Row]] = []       # the message being streamed: its row waits for its last usage
     sizer = Sizer()
+    unknown: dict[str, int] = {}              # lines of types this reader does not know, skipped and counted
 
     def finish() -> list[Row]:
         rows = [row for _, row in pending]
         pending.clear()
         if observed_sizes:
             sizer.report()
+        if unknown:
+            kinds = ", ".join(f"{kind} ({n:,})" for kind, n in sorted(unknown.items(), key=lambda kv: -kv[1]))
+            warnings.warn(f"skipped {sum(unknown.values()):,} lines of types this reader does not know: {kinds}",
+                          stacklevel=2)
+            unknown.clear()
         return rows
 
     def chain(parent: str | None) -> list[tuple[str, _Event]]:
@@ -130,6 +137,9 @@ def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
         kind = obj.get("type")
         uuid = obj.get("uuid")
         if uuid is None:  # summaries and other bookkeeping lines
+            if kind not in _BOOKKEEPING_TYPES:
+                label = kind if isinstance(kind, str) else "(no type)"
+                unknown[label] = unknown.get(label, 0) + 1
             return None
         if not isinstance(uuid, str):
             raise TraceError("expected a string", field="uuid")
