@@ -282,3 +282,22 @@ def test_a_codex_rollout_bills_under_openai_with_no_flag(tmp_path, capsys):
     # (PROVIDERS.md §2): 70 x 128 = 8,960, what the rollout's cached_input_tokens says
     assert report["summary"]["read_tokens"] == 8960
     assert report["calibration"]["exact_requests"] == 2
+
+
+def test_a_directory_of_claude_code_and_codex_sessions_bills_each_under_its_provider(tmp_path, capsys):
+    from conftest import DATA
+
+    (tmp_path / "claude").mkdir()
+    (tmp_path / "codex").mkdir()
+    (tmp_path / "claude" / "s-2.jsonl").write_bytes((DATA / "claude_code_v2.jsonl").read_bytes())
+    (tmp_path / "codex" / "rollout-x.jsonl").write_bytes((DATA / "codex_rollout.jsonl").read_bytes())
+    assert main(["cost", str(tmp_path), "--json", "-", "--per-request", str(tmp_path / "r.csv")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["models"] == {"claude-opus-4.5": 2, "gpt-5.1": 2}
+    rows = list(csv.DictReader((tmp_path / "r.csv").read_text().splitlines()))
+    by_session = {}
+    for row in rows:
+        by_session.setdefault(row["session"], []).append(int(row["read"]))
+    # Codex under OpenAI: 70 x 128 of the first prompt read by the second; Claude Code under Anthropic: msg_2
+    # reads msg_1's whole 5,003-token prompt, written at its end by the automatic breakpoint
+    assert sorted(by_session.values()) == [[0, 5003], [0, 8960]]

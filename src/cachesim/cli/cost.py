@@ -119,6 +119,7 @@ def run(args) -> int:
                 inp = ProviderInput.from_read(read)
             finally:
                 print_notes(caught)
+    args.provider_given = args.provider is not None
     args.provider = args.provider or (_provider_of(read) if read is not None else None) or "anthropic"
     rules = make_rules(args.provider, args.model, **dict(args.options))
     groups = _by_model(args, read, rules) if read is not None and args.model is None else [(None, inp, rules)]
@@ -168,10 +169,13 @@ _PROVIDER_PREFIXES = (("claude", "anthropic"), ("gpt-", "openai"), ("o1", "opena
                       ("o4", "openai"), ("codex", "openai"), ("gemini", "gemini"), ("deepseek", "deepseek"))
 
 
+def _provider_of_model(name: str) -> str | None:
+    return next((provider for prefix, provider in _PROVIDER_PREFIXES if name.startswith(prefix)), None)
+
+
 def _provider_of(read) -> str | None:
     """The provider every model the log names belongs to, or None (no models, or several providers)."""
-    names = read.extras.get("model_names") or []
-    providers = {next((p for prefix, p in _PROVIDER_PREFIXES if name.startswith(prefix)), None) for name in names}
+    providers = {_provider_of_model(name) for name in read.extras.get("model_names") or []}
     return providers.pop() if len(providers) == 1 else None
 
 
@@ -188,7 +192,11 @@ def _by_model(args, read, rules) -> list[tuple]:
     groups = []
     for code in sorted(set(codes.tolist()), key=lambda c: -int((codes == c).sum())):   # most requests first
         index = np.flatnonzero(codes == code)
-        part_rules = rules if code < 0 else make_rules(args.provider, names[code], **dict(args.options))
+        # a directory may hold Claude Code and Codex sessions: each model under its own provider unless --provider
+        provider = (args.provider if args.provider_given or code < 0
+                    else _provider_of_model(names[code]) or args.provider)
+        part_rules = rules if code < 0 else make_rules(provider, names[code],
+                                                       **(dict(args.options) if provider == args.provider else {}))
         groups.append((index, ProviderInput.from_read(read.subset(index)), part_rules))
     return groups
 
@@ -239,20 +247,35 @@ def _merged(results: list, path: str):
 
     from cachesim.readers._base import Interner, ReadResult, concat
 
-    tenants = Interner()
-    for result in results:
-        for name in result.requests.tenant_names:
-            tenants.code(name)
-    names = list(tenants.names)
+    def union(lists) -> list[str]:
+        interned = Interner()
+        for names in lists:
+            for name in names:
+                interned.code(name)
+        return list(interned.names)
+
+    def recode(codes: np.ndarray, names: list[str], into: list[str]) -> np.ndarray:
+        table = np.asarray([into.index(name) for name in names] + [-1], dtype=codes.dtype)   # -1 stays -1
+        return table[codes] if len(codes) else codes
+
+    # every file interns its own labels: tenants, models and segment kinds are put in one numbering by name
+    tenants = union(r.requests.tenant_names for r in results)
+    models = union(r.extras.get("model_names", []) for r in results)
+    kinds = union(r.extras.get("segment_kinds", []) for r in results)
     recoded, next_session = [], 0
     for result in results:
-        r = result.requests
-        table = np.asarray([names.index(name) for name in r.tenant_names], dtype=np.int32)
+        r, extras = result.requests, dict(result.extras)
         session = np.where(r.session >= 0, r.session + next_session, -1)
         next_session += int(r.session.max(initial=-1)) + 1
-        requests = dataclasses.replace(r, tenant=table[r.tenant] if len(r.tenant) else r.tenant, tenant_names=names,
+        requests = dataclasses.replace(r, tenant=recode(r.tenant, r.tenant_names, tenants), tenant_names=tenants,
                                        session=session)
-        recoded.append(ReadResult(requests, result.lines, result.path, result.extras, result.unit))
+        if "model" in extras:
+            extras["model"], extras["model_names"] = recode(extras["model"], extras["model_names"], models), models
+        if "segments" in extras:
+            seg = extras["segments"]
+            columns = {**seg.columns, "kind": recode(seg.columns["kind"], extras["segment_kinds"], kinds)}
+            extras["segments"], extras["segment_kinds"] = dataclasses.replace(seg, columns=columns), kinds
+        recoded.append(ReadResult(requests, result.lines, result.path, extras, result.unit))
     whole = concat(recoded)
     whole = whole.subset(np.argsort(whole.requests.t, kind="stable"))   # files side by side in time: no note
     return ReadResult(whole.requests, whole.lines, path, whole.extras, whole.unit)
