@@ -301,3 +301,20 @@ def test_a_directory_of_claude_code_and_codex_sessions_bills_each_under_its_prov
     # Codex under OpenAI: 70 x 128 of the first prompt read by the second; Claude Code under Anthropic: msg_2
     # reads msg_1's whole 5,003-token prompt, written at its end by the automatic breakpoint
     assert sorted(by_session.values()) == [[0, 5003], [0, 8960]]
+
+
+def test_claude_code_requests_carry_markers_with_the_ttl_their_writes_show(tmp_path, capsys):
+    from conftest import DATA
+
+    assert main(["cost", str(DATA / "claude_code_v2.jsonl"), "--per-request", str(tmp_path / "r.csv"),
+                 "--json", "-"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    rows = list(csv.DictReader((tmp_path / "r.csv").read_text().splitlines()))
+    # msg_1's writes were 1-hour ones (ephemeral_1h_input_tokens 5,000): its markers ask for an hour, and the
+    # marker at the prompt's end writes the whole 5,003-token prompt at the 1-hour rate; msg_2 wrote 5-minute ones
+    assert (int(rows[0]["write_long"]), int(rows[0]["write_short"])) == (5003, 0)
+    assert (int(rows[1]["write_long"]), int(rows[1]["write_short"]), int(rows[1]["read"])) == (0, 433, 5003)
+    assert report["rules"]["automatic"] is False   # the harness's own markers, not the top-level automatic one
+    # the same traffic priced elsewhere: each logged model still its own cache, at the provider's default model
+    assert main(["cost", str(DATA / "claude_code_v2.jsonl"), "--provider", "openai", "--json", "-"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["provider"] == "openai"

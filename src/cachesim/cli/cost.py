@@ -121,6 +121,9 @@ def run(args) -> int:
                 print_notes(caught)
     args.provider_given = args.provider is not None
     args.provider = args.provider or (_provider_of(read) if read is not None else None) or "anthropic"
+    if (read is not None and read.extras.get("explicit_markers") and args.provider == "anthropic"
+            and "automatic" not in dict(args.options)):
+        args.options = [*args.options, ("automatic", False)]   # the harness's own markers, not the top-level one
     rules = make_rules(args.provider, args.model, **dict(args.options))
     groups = _by_model(args, read, rules) if read is not None and args.model is None else [(None, inp, rules)]
     if len(groups) > 1 and args.vs:
@@ -137,7 +140,9 @@ def run(args) -> int:
     bounds = retention_bounds(inp, rules, prices) if len(groups) == 1 else None
     report = {"trace": label, **report_dict(result)}   # the page of `cachesim report` names its trace
     if len(groups) > 1:
-        report["models"] = {r.model: int(len(index)) for index, r in parts}
+        report["models"] = {}
+        for index, r in parts:
+            report["models"][r.model] = report["models"].get(r.model, 0) + int(len(index))
     known_bill = logged_bill[~np.isnan(logged_bill)]
     tie_out = calibration(result, inp, logged_bill if len(known_bill) else None)
     if tie_out:
@@ -193,10 +198,12 @@ def _by_model(args, read, rules) -> list[tuple]:
     for code in sorted(set(codes.tolist()), key=lambda c: -int((codes == c).sum())):   # most requests first
         index = np.flatnonzero(codes == code)
         # a directory may hold Claude Code and Codex sessions: each model under its own provider unless --provider
-        provider = (args.provider if args.provider_given or code < 0
-                    else _provider_of_model(names[code]) or args.provider)
-        part_rules = rules if code < 0 else make_rules(provider, names[code],
-                                                       **(dict(args.options) if provider == args.provider else {}))
+        own = _provider_of_model(names[code]) if code >= 0 else None
+        if code < 0 or (args.provider_given and own not in (None, args.provider)):
+            part_rules = rules   # asked what this traffic costs elsewhere: that provider's default model
+        else:
+            provider = args.provider if args.provider_given or own is None else own
+            part_rules = make_rules(provider, names[code], **(dict(args.options) if provider == args.provider else {}))
         groups.append((index, ProviderInput.from_read(read.subset(index)), part_rules))
     return groups
 

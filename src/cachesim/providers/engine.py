@@ -613,7 +613,8 @@ def combine(parts: list[tuple[np.ndarray, ProviderResult]], n_requests: int) -> 
                 v = np.where(v >= 0, index[np.maximum(v, 0)], -1)
             out[index] = v
         merged[f.name] = out
-    return dataclasses.replace(first, **merged, tenant_names=names, model=", ".join(r.model for _, r in parts),
+    models = ", ".join(dict.fromkeys(r.model for _, r in parts))
+    return dataclasses.replace(first, **merged, tenant_names=names, model=models,
                                price_rows=list(dict.fromkeys(row for _, r in parts for row in r.price_rows)))
 
 

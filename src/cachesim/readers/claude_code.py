@@ -16,6 +16,10 @@ its tokens are a fixed synthetic run, the same for every session in the file, as
 - the billed usage of each message is kept as observed tokens, from its *last* event: every event repeats the
   prompt's counts, but output tokens grow as the message streams (the first event's are a fraction of them);
   of the cache writes, those with a 1-hour TTL (``usage.cache_creation.ephemeral_1h_input_tokens``) are kept too;
+- Claude Code places its own cache markers (``cache_control``) at the end of the system prompt and tools and at
+  the end of each request; the transcript does not keep them, so each request gets those two, with the TTL its
+  writes show (1 hour where it wrote 1-hour entries, else the session's last, 5 minutes at first), and
+  ``extras["explicit_markers"]`` tells ``cost`` that the top-level automatic marker was not used;
 - messages Claude Code writes itself (model ``<synthetic>``: "No response requested.", API errors) were never
   sent to the API: they are not requests (their text stays in the conversation);
 - a file may still be being written: a cut last line (no newline after it) ends the file with a warning;
@@ -112,6 +116,7 @@ def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
     hidden: dict[str, np.ndarray] = {}        # "main" / "sidechain" -> hidden prefix tokens
     pending: list[tuple[str, Row]] = []       # the message being streamed: its row waits for its last usage
     sizer = Sizer()
+    session_ttl: dict[str, float] = {}        # session -> the TTL its markers last asked for (seen in its writes)
     unknown: dict[str, int] = {}              # lines of types this reader does not know, skipped and counted
 
     def finish() -> list[Row]:
@@ -192,11 +197,27 @@ def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
             raise TraceError("empty request: no conversation before this assistant message", field="parentUuid")
         session = f"{session_id}/{roots[uuid]}" if sidechain else session_id
         model = message.get("model")
+        ttl_s = _marker_ttl_s(observed, session_ttl, session)
+        marks = [(n, ttl_s) for n in dict.fromkeys((len(prefix), len(tokens))) if n > 0]
         row = Row(t=t, values=tokens, output_tokens=observed.get("observed_output_tokens", -1), session=session,
                   segments=([("hidden", len(prefix))] if len(prefix) else []) + segments, observed=observed,
-                  line=line_no, model=model if isinstance(model, str) and model else None)
+                  line=line_no, model=model if isinstance(model, str) and model else None, breakpoints=marks)
         done = finish()   # a new message: the one before it has streamed its last event
         pending.append((message_id, row))
         return done
 
-    return json_batches(source, options, Columns("tokens"), parse, finish=finish, live_tail=True)
+    for result in json_batches(source, options, Columns("tokens"), parse, finish=finish, live_tail=True):
+        result.extras["explicit_markers"] = [NAME]   # the harness placed its own markers: no automatic one
+        yield result
+
+
+def _marker_ttl_s(observed: dict, session_ttl: dict[str, float], session: str) -> float:
+    """The TTL of a request's cache markers, as its writes show it: 1 hour when it wrote 1-hour entries, 5 minutes
+    when it wrote only 5-minute ones, else what the session's markers asked for before (5 minutes at first)."""
+    long = observed.get("observed_cache_write_1h_tokens", -1)
+    written = observed.get("observed_cache_write_tokens", 0)
+    if long > 0:
+        session_ttl[session] = 3600.0
+    elif long == 0 and written > 0:
+        session_ttl[session] = 300.0
+    return session_ttl.get(session, 300.0)
