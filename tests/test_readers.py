@@ -500,15 +500,19 @@ def test_claude_code_prompts_are_as_long_as_they_were_billed():
     assert [int(seg.columns["tokens"][seg.offsets[i]:seg.offsets[i + 1]].sum()) for i in range(3)] == [3004, 1210, 3064]
 
 
-def test_a_bill_shorter_than_the_conversation_keeps_the_tokenized_size_and_says_so(tmp_path):
+def test_a_bill_shorter_than_the_conversation_keeps_the_text_s_size_and_says_so(tmp_path):
     lines = (DATA / "claude_code.jsonl").read_text().splitlines()
     i = next(k for k, line in enumerate(lines) if '"msg_B"' in line)
     lines[i] = lines[i].replace('"cache_read_input_tokens": 3004', '"cache_read_input_tokens": 2000')
     path = tmp_path / "s.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    with pytest.warns(UserWarning, match="1 requests keep their tokenized size under --sizes observed: 1 were billed"):
+    with pytest.warns(UserWarning, match="1 requests keep their text's size under --sizes observed: 1 were billed"):
         trace = read_trace(path)
-    assert trace.prompt_tokens[2] == 3004 + 55
+    # what msg_A's two blocks and the tool result add, at 4 UTF-8 bytes an id (the fingerprint observed sizes use)
+    blocks = ["<|assistant|>\nLet me look at the test first.",
+              '<|assistant:tool_use|>\nRead {"file_path":"/home/dev/app/test_dates.py"}',
+              "<|user:tool_result|>\ndef test_leap():\n    assert days_in(2024, 2) == 29\n"]
+    assert trace.prompt_tokens[2] == 3004 + sum(-(-len(b.encode()) // 4) for b in blocks)
 
 
 def test_codex_rollout_by_hand():

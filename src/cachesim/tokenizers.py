@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 import xxhash
 
-__all__ = ["BuiltinTokenizer", "Tokenizer", "get_tokenizer"]
+__all__ = ["BuiltinTokenizer", "FingerprintTokenizer", "Tokenizer", "get_tokenizer"]
 
 
 class Tokenizer(Protocol):
@@ -113,6 +113,19 @@ class _Tiktoken:
 
     def encode(self, text: str) -> np.ndarray:
         return np.asarray(self._enc.encode_ordinary(text), dtype=np.uint32)
+
+
+class FingerprintTokenizer:
+    """Text as its UTF-8 bytes, four to an id: not a tokenizer's counts, only identity (equal text, equal ids) and a
+    length in proportion to the text. What ``--sizes observed`` needs, where the bill gives every prompt's length
+    and the text only decides which parts repeat: 466 MB/s of text against the built-in tokenizer's 1.5 MB/s."""
+
+    name = "fingerprint"
+
+    def encode(self, text: str) -> np.ndarray:
+        data = text.encode("utf-8")
+        data += b"\0" * (-len(data) % 4)
+        return np.frombuffer(data, dtype="<u4").astype(np.uint32)
 
 
 def get_tokenizer(spec: str | None = None) -> Tokenizer:

@@ -71,14 +71,14 @@ class Sizer:
             else:
                 self.no_room += 1
             for _, event in new:
-                event.sized = True   # keep their tokenized size, so later requests still share the prefix
+                event.sized = True   # keep their text's size, so later requests still share the prefix
             return
         for (name, event), n in zip(new, spread(need, [len(e.tokens) for _, e in new]), strict=True):
             resized(event, n, name)
 
     def report(self) -> None:
         if self.shorter + self.no_room:
-            warnings.warn(f"{self.shorter + self.no_room:,} requests keep their tokenized size under --sizes observed: "
+            warnings.warn(f"{self.shorter + self.no_room:,} requests keep their text's size under --sizes observed: "
                           f"{self.shorter:,} were billed fewer tokens than the conversation before them holds "
                           f"(compacted, or thinking dropped), {self.no_room:,} more with no new content to spread "
                           "the difference over", stacklevel=3)

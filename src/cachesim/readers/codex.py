@@ -37,7 +37,7 @@ from cachesim.readers._sizing import Event, Sizer
 from cachesim.readers.apilog import iso_seconds
 from cachesim.readers.claude_code import hidden_prefix
 from cachesim.requests import TraceError
-from cachesim.tokenizers import get_tokenizer
+from cachesim.tokenizers import FingerprintTokenizer, get_tokenizer
 
 NAME = "codex"
 TIME_FIELD = "timestamp"
@@ -83,8 +83,10 @@ def _item_prompt(prompt: Prompt, item: dict) -> None:
 
 
 def batches(source: Source, options: ReadOptions) -> Iterator[ReadResult]:
-    tokenizer = get_tokenizer(options.tokenizer)
     observed_sizes = options.sizes == "observed"
+    # sized by the bill, the text only says what repeats: a fingerprint does that 300x faster than tokenizing
+    tokenizer = FingerprintTokenizer() if observed_sizes and options.tokenizer is None else get_tokenizer(
+        options.tokenizer)
     state = {"session": Path(source.path).name.split(".")[0], "model": None, "total": None, "items": 0,
              "first_output": None, "first_output_t": None}
     events: list[tuple[str, Event]] = []   # the conversation so far, in prompt order
