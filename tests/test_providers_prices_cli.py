@@ -200,8 +200,13 @@ def test_cost_of_a_directory_reads_every_session_file_below_it(tmp_path, capsys)
     (tmp_path / "proj" / "a.jsonl").write_bytes((DATA / "claude_code.jsonl").read_bytes())
     (tmp_path / "proj" / "deep" / "b.jsonl.gz").write_bytes(gzip.compress((DATA / "claude_code_v2.jsonl").read_bytes()))
     (tmp_path / "proj" / "notes.txt").write_text("not a trace")
+    (tmp_path / "proj" / "sessions-index.json").write_text('{"version": 1, "entries": []}')
+    (tmp_path / "history.jsonl").write_text('{"display": "fix it", "timestamp": 1769365656734}\n')
+    (tmp_path / "proj" / "history.jsonl").write_bytes((tmp_path / "history.jsonl").read_bytes())
     assert main(["cost", str(tmp_path / "proj"), "--json", "-"]) == 0
-    report = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert "1 files below" in captured.err and "history.jsonl" in captured.err   # not a trace: skipped, said
     # a.jsonl: 3 requests in 2 sessions (main and its sidechain); b: 2 requests in 1 session
     assert report["summary"]["requests"] == 5
     assert report["trace"].endswith("(2 files, 3 sessions)")

@@ -166,7 +166,7 @@ def run(args) -> int:
     return 0
 
 
-TRACE_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".ndjson")
+TRACE_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".ndjson")
 
 
 # what a logged model id says of its provider (a Codex rollout names gpt-5.1-codex, a transcript claude-...)
@@ -219,12 +219,26 @@ def _read_input(args, path: Path):
         return ReadResult(requests, _numbers(requests.n_requests), str(path), {}), label
     if not path.is_dir():
         return _in_time_order(read_whole(args, path)), str(path)
+    from cachesim.readers import detect_format
+    from cachesim.requests import TraceError
+
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(TRACE_SUFFIXES))
-    results = []
+    results, foreign = [], []
     for file in files:
+        if args.format is None:
+            try:   # agent folders hold other JSON lines too (Claude Code's history.jsonl): not traces, not fatal
+                detect_format(file)
+            except TraceError:
+                foreign.append(file.relative_to(path))
+                continue
         result = read_whole(args, file)
         ProviderInput.from_read(result)   # each file checked on its own, so an error names its file and line
         results.append(result)
+    if foreign:
+        import warnings
+
+        warnings.warn(f"{len(foreign):,} files below {path} are not traces of a known format and were skipped "
+                      f"(first: {', '.join(map(str, foreign[:3]))})", stacklevel=2)
     if not results:
         raise ValueError(f"{path}: no trace files below it (looked for {', '.join(TRACE_SUFFIXES)})")
     merged = _merged(results, str(path))
