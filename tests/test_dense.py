@@ -34,6 +34,8 @@ def test_dense_ids_survive_table_growth():
 
 def _replay(trace, config, max_blocks, keep_per_request=True):
     sim = cachesim.Simulator(config, impl="core", keep_per_request=keep_per_request)
+    if sim.offline:   # belady: the whole trace's future first, then its batches
+        sim.plan(trace)
     for batch in trace.batches(max_blocks):
         sim.feed(batch)
     return sim

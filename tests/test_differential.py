@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 import cachesim
-from cachesim._contract import TENANT_FIELDS
+from cachesim._contract import POLICIES, TENANT_FIELDS
 from cachesim.requests import TokenRequests
 from cachesim.testing import engine_keys
 from conftest import MOONCAKE_CONVERSATION, require_shared
@@ -17,6 +17,13 @@ from strategies import prompts, token_request_streams
 
 OUTPUTS = ("hit_tokens", "hit_blocks", "inserted_blocks", "evicted_blocks", "expired_blocks", "uncached_blocks")
 TENANT_HIT_BLOCKS = TENANT_FIELDS.index("hit_blocks")
+# the state machine feeds request by request, so it draws the policies that need no future
+ONLINE_POLICIES = [name for name, spec in POLICIES.items() if not spec.offline]
+OFFLINE_POLICIES = [name for name, spec in POLICIES.items() if spec.offline]
+# parameters away from the defaults, at the small capacities the machine draws
+POLICIES_WITH_PARAMETERS = ["s3fifo:small-size-ratio=0.5,move-to-main-threshold=1,ghost-size-ratio=0.5",
+                            "s3fifo:small-size-ratio=0.3,move-to-main-threshold=3,ghost-size-ratio=2",
+                            "slru:n-seg=2", "slru:n-seg=3", "clock:n-bit-counter=2,init-freq=1"]
 
 
 class CoreMatchesReference(RuleBasedStateMachine):
@@ -34,7 +41,7 @@ class CoreMatchesReference(RuleBasedStateMachine):
                 hit_cap=st.sampled_from([None, None, "prompt-1"]),
                 block_size=st.integers(1, 3),
                 isolation=st.sampled_from([None, None, "tenant"]),
-                policy=st.sampled_from(["lru", "lru", "lru", *cachesim.POLICIES]),
+                policy=st.sampled_from(["lru", "lru", "lru", *ONLINE_POLICIES, *POLICIES_WITH_PARAMETERS]),
                 victims=st.sampled_from(["leaves", "leaves", "any"]),
                 ghost_blocks=st.sampled_from([None, None, 0, 1, 3]),
                 interference=st.booleans(),
@@ -205,3 +212,26 @@ def test_mooncake_core_and_reference_agree_on_every_request(mooncake_trace, capa
     assert core.lost_to.sum() > 0
     if capacity:
         assert core.summary()["peak_occupancy_blocks"] <= capacity
+
+
+@settings(deadline=None)
+@given(requests=token_request_streams(max_requests=30), capacity=st.sampled_from([1, 2, 3, 5, 8, 13]),
+       policy=st.sampled_from(OFFLINE_POLICIES), victims=st.sampled_from(["leaves", "any"]),
+       ttl_s=st.sampled_from([None, 2.0]), block_size=st.integers(1, 3))
+def test_offline_policies_core_equals_reference_and_keep_the_invariants(requests, capacity, policy, victims, ttl_s,
+                                                                        block_size):
+    from cachesim.testing import check_invariants, check_matches_reference
+
+    config = cachesim.CacheConfig(capacity_blocks=capacity, policy=policy, victims=victims, ttl_s=ttl_s)
+    check_matches_reference(requests, config, block_size=block_size)
+    for impl in ("core", "reference"):
+        check_invariants(requests, config, block_size=block_size, impl=impl)
+
+
+@settings(deadline=None)
+@given(ids=st.lists(st.integers(0, 12), min_size=1, max_size=120), capacity=st.integers(1, 10))
+def test_belady_never_misses_more_than_any_policy_on_a_key_stream(ids, capacity):
+    trace = cachesim.compile_trace(cachesim.BlockRequests.from_lists([[i] for i in ids], [1] * len(ids), 1))
+    hits = {policy: cachesim.replay(trace, capacity_blocks=capacity, policy=policy, keep_per_request=False)
+            .summary()["hit_requests"] for policy in [*POLICIES, *POLICIES_WITH_PARAMETERS]}
+    assert hits["belady"] == max(hits.values()), hits

@@ -3,6 +3,8 @@
 With block_size=1 every token is a block; [1, 2] caches the prefixes "1" and "12".
 """
 
+import re
+
 import pytest
 
 import cachesim
@@ -46,9 +48,9 @@ def test_lfu_keeps_the_frequent_entry_lru_would_drop(impl):
     assert col(lru, "hit_blocks") == [0, 1, 0, 0, 1]      # LRU evicts "1" at C instead
 
 
-def test_slru_evicts_probation_before_protected(impl):
+def test_two_class_evicts_probation_before_protected(impl):
     # "1" is used by two requests (protected); "2" and "3" once. D=[4] evicts the older probationary "2".
-    r = run(impl, [[1], [2], [1], [3], [4], [1], [2]], capacity_blocks=3, policy="slru")
+    r = run(impl, [[1], [2], [1], [3], [4], [1], [2]], capacity_blocks=3, policy="two-class")
     assert col(r, "hit_blocks") == [0, 0, 1, 0, 0, 1, 0]
     assert col(r, "evicted_blocks") == [0, 0, 0, 0, 1, 0, 1]
 
@@ -73,27 +75,95 @@ def test_sieve_hand_spares_visited_entries_once(impl):
 
 
 def test_s3fifo_promotes_a_ghost_hit_to_the_main_queue(impl):
-    # capacity 3: the small queue's share is 1 block, the ghost remembers 2 keys. D evicts 1 (to the ghost);
-    # E brings 1 back from the ghost into the main queue, so the small-queue churn of G and H never evicts it.
-    prompts = [[1], [2], [3], [4], [1], [1], [5], [6], [1]]
-    r = run(impl, prompts, capacity_blocks=3, policy="s3fifo")
-    assert col(r, "hit_blocks") == [0, 0, 0, 0, 0, 1, 0, 0, 1]
-    assert col(r, "evicted_blocks") == [0, 0, 0, 1, 1, 0, 1, 1, 0]
+    # capacity 4, small share 2, ghost 2 ids (libCacheSim's rules). 1 2 fill the small queue, so 3 4 go to main
+    # while the cache fills. 5 evicts the small tail 1 (to the ghost); 1 comes back from the ghost into main (the
+    # small tail 2 goes); its use there keeps it through 6 (main over its share: its tail 3 goes), 7 and 8 (small
+    # evictions).
+    prompts = [[1], [2], [3], [4], [5], [1], [1], [6], [7], [8], [1]]
+    r = run(impl, prompts, capacity_blocks=4, policy="s3fifo:small-size-ratio=0.5,ghost-size-ratio=0.5")
+    assert col(r, "hit_blocks") == [0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1]
+    assert col(r, "evicted_blocks") == [0, 0, 0, 0, 1, 1, 0, 1, 1, 1, 0]
 
 
 def test_s3fifo_small_queue_emptied_by_promotions_hands_over_to_main(impl):
-    # capacity 2 (small share 1). 1 2 3: 3 evicts 1 (to the ghost). 3 2 3: both small entries are used again.
-    # 1: the small tail 2, then 3, move to the main queue with their counts reset; the small queue is empty, so
-    # the main queue's tail 2 goes; 1 comes back from the ghost into main. 2: the main tail 3 (count 0) goes.
-    prompts = [[1], [2], [3], [3], [2], [3], [1], [2]]
-    r = run(impl, prompts, capacity_blocks=2, policy="s3fifo")
-    assert col(r, "hit_blocks") == [0, 0, 0, 1, 1, 1, 0, 0]
-    assert col(r, "evicted_blocks") == [0, 0, 1, 0, 0, 0, 1, 1]
-    engine = cachesim.Simulator(cachesim.CacheConfig(capacity_blocks=2, policy="s3fifo"), impl=impl)
+    # capacity 4, small share 2, promoted after 1 use. 1 2 small, 3 4 main; 1 and 2 are used. 5: both small
+    # entries move to main, the small queue is empty, so main's tail 3 goes. 3: main holds 3 > 2, its tail 4
+    # goes. 4: the small tail 5 goes.
+    prompts = [[1], [2], [3], [4], [1], [2], [5], [1], [2], [3], [4]]
+    policy = "s3fifo:small-size-ratio=0.5,move-to-main-threshold=1"
+    r = run(impl, prompts, capacity_blocks=4, policy=policy)
+    assert col(r, "hit_blocks") == [0, 0, 0, 0, 1, 1, 0, 1, 1, 0, 0]
+    assert col(r, "evicted_blocks") == [0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 1]
+    engine = cachesim.Simulator(cachesim.CacheConfig(capacity_blocks=4, policy=policy), impl=impl)
     for prompt in prompts:
         engine.feed(cachesim.compile_trace(TokenRequests.from_lists([prompt]), 1))
     assert sorted(engine.engine.cached_keys().tolist()) == sorted(
-        cachesim.compile_trace(TokenRequests.from_lists([[1], [2]]), 1).block_keys.tolist())
+        cachesim.compile_trace(TokenRequests.from_lists([[1], [2], [3], [4]]), 1).block_keys.tolist())
+
+
+def test_slru_moves_a_used_block_up_a_segment_and_cools_the_full_one(impl):
+    # capacity 4, 2 segments of 2. 1 2 enter segment 0, 3 4 segment 1 (the lowest with room). 1 is used: up to
+    # segment 1, which is over its share, so its LRU block 3 cools to segment 0. 5 evicts the LRU of segment 0:
+    # 2 (not 3, cooled later), and enters segment 0. 6 evicts 3.
+    prompts = [[1], [2], [3], [4], [1], [5], [6], [3], [2], [1]]
+    r = run(impl, prompts, capacity_blocks=4, policy="slru:n-seg=2")
+    assert col(r, "hit_blocks") == [0, 0, 0, 0, 1, 0, 0, 0, 0, 1]
+    assert col(r, "evicted_blocks") == [0, 0, 0, 0, 0, 1, 1, 1, 1, 0]
+    lru = run(impl, prompts, capacity_blocks=4, policy="lru")   # LRU keeps 3 (used after 2) and evicts 4
+    assert col(lru, "hit_blocks") == [0, 0, 0, 0, 1, 0, 0, 0, 0, 0]
+
+
+def test_clock_gives_a_used_block_a_second_chance_per_counter_unit(impl):
+    # capacity 3. 1 is used twice: with a 1-bit counter (saturating at 1) the hand spares it once, so 4 evicts 2
+    # and 5 evicts 3, then 6 evicts 1; with 2 bits it is spared twice (6 evicts 4 instead).
+    prompts = [[1], [2], [3], [1], [1], [4], [5], [6], [1]]
+    one_bit = run(impl, prompts, capacity_blocks=3, policy="clock")
+    assert col(one_bit, "hit_blocks") == [0, 0, 0, 1, 1, 0, 0, 0, 0]
+    two_bits = run(impl, prompts, capacity_blocks=3, policy="clock:n-bit-counter=2")
+    assert col(two_bits, "hit_blocks") == [0, 0, 0, 1, 1, 0, 0, 0, 1]
+
+
+def test_belady_evicts_the_block_used_farthest_ahead(impl):
+    # capacity 2: at 3, block 1 is used again at request 3 and 2 at request 5, so 2 goes; at 4, 3 (never used
+    # again) goes; LRU would have evicted 1 at 3.
+    prompts = [[1], [2], [3], [1], [4], [2]]
+    r = run(impl, prompts, capacity_blocks=2, policy="belady")
+    assert col(r, "hit_blocks") == [0, 0, 0, 1, 0, 0]
+    assert col(r, "evicted_blocks") == [0, 0, 1, 0, 1, 1]
+    assert sum(col(run(impl, prompts, capacity_blocks=2, policy="lru"), "hit_blocks")) == 0
+
+
+def test_belady_refuses_a_stream_of_batches(impl):
+    trace = cachesim.compile_trace(TokenRequests.from_lists([[1], [2], [1]]), 1)
+    with pytest.raises(ValueError, match="whole trace"):
+        cachesim.Simulator(cachesim.CacheConfig(capacity_blocks=1, policy="belady"), impl=impl).run(
+            iter([trace.slice(0, 2), trace.slice(2, 3)]))
+    simulator = cachesim.Simulator(cachesim.CacheConfig(capacity_blocks=1, policy="belady"), impl=impl)
+    simulator.feed(trace.slice(0, 2))
+    with pytest.raises(ValueError, match="in one call"):
+        simulator.feed(trace.slice(2, 3))
+
+
+@pytest.mark.parametrize(("policy", "message"), [
+    ("s3fifo:small-size-ratio=2", "small-size-ratio=2 is outside 0.0..1.0"),
+    ("s3fifo:move-to-main=1", "policy s3fifo has no parameter 'move-to-main'"),
+    ("slru:n-seg=two", "n-seg='two' is not a whole number"),
+    ("lru:x=1", "policy lru has no parameter 'x' (its parameters: none)"),
+    ("clock:n-bit-counter", "is not key=value"),
+    ("arcs", "unknown policy 'arcs'"),
+])
+def test_bad_policy_parameters_name_the_policy_and_the_key(policy, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        cachesim.CacheConfig(capacity_blocks=10, policy=policy)
+
+
+def test_policy_lists_keep_parameters_together():
+    from cachesim._contract import policy_label, split_policies
+
+    assert split_policies("lru,s3fifo:small-size-ratio=0.2,move-to-main-threshold=1,sieve") == [
+        "lru", "s3fifo:small-size-ratio=0.2,move-to-main-threshold=1", "sieve"]
+    assert policy_label("s3fifo:move-to-main-threshold=2,small-size-ratio=0.2") == "s3fifo:small-size-ratio=0.2"
+    assert policy_label("slru:n-seg=4") == "slru"
 
 
 @pytest.mark.parametrize("policy", cachesim.POLICIES)

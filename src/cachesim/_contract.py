@@ -17,8 +17,9 @@ from importlib import metadata
 __all__ = [
     "DEFAULT_TOKEN_BLOCK_SIZE", "EngineInputError", "HIT_CAPS", "ISOLATIONS", "MAX_CAPACITY_BLOCKS",
     "MAX_TOKENS_PER_REQUEST",
-    "OUTPUT_FIELDS", "POLICIES", "POLICY_NAMES", "PolicySpec", "RATIO_DEFINITIONS", "TENANT_FIELDS", "TRACE_FAULTS",
-    "VERSION", "VICTIMS", "check_engine_config", "ratio",
+    "OUTPUT_FIELDS", "POLICIES", "POLICY_NAMES", "PolicyParam", "PolicySpec", "RATIO_DEFINITIONS", "TENANT_FIELDS",
+    "TRACE_FAULTS",
+    "VERSION", "VICTIMS", "check_engine_config", "parse_policy", "policy_label", "ratio", "split_policies",
 ]
 
 
@@ -36,13 +37,39 @@ DEFAULT_TOKEN_BLOCK_SIZE = 16
 
 
 @dataclass(frozen=True)
+class PolicyParam:
+    """A parameter of a built-in policy, named as libCacheSim names it where libCacheSim has the policy."""
+
+    name: str          # as written after the policy's name: "s3fifo:move-to-main-threshold=1"
+    kind: type         # int or float
+    default: int | float
+    low: int | float   # the smallest value allowed
+    high: int | float  # the largest
+    meaning: str
+
+    def value(self, policy: str, text: str) -> int | float:
+        try:
+            value = self.kind(text)
+        except ValueError:
+            wanted = "a whole number" if self.kind is int else "a number"
+            raise ValueError(f"policy {policy}: {self.name}={text!r} is not {wanted}") from None
+        if not (self.low <= value <= self.high):
+            raise ValueError(f"policy {policy}: {self.name}={text} is outside {self.low}..{self.high} "
+                             f"({self.meaning})")
+        return value
+
+
+@dataclass(frozen=True)
 class PolicySpec:
-    """A built-in eviction policy: its code in the compiled core, its victim rule and where it comes from."""
+    """A built-in eviction policy: its code in the compiled core, its victim rule, where it comes from, and its
+    parameters with their defaults."""
 
     name: str
     code: int          # the core's P_* enum value (checked at import of _core)
     rule: str          # which entry is the victim (SEMANTICS §4)
     source: str        # the system or paper it follows
+    params: tuple[PolicyParam, ...] = ()
+    offline: bool = False   # needs the whole trace before it serves (it knows each block's next use)
 
 
 POLICIES: dict[str, PolicySpec] = {p.name: p for p in (
@@ -51,19 +78,41 @@ POLICIES: dict[str, PolicySpec] = {p.name: p for p in (
     PolicySpec("fifo", 1, "the oldest insertion", "the classic queue; SGLang's fifo over radix-tree leaves"),
     PolicySpec("lfu", 2, "the block used by the fewest requests, then the least recently used",
                "SGLang evict_policy lfu (hit_count, last_access)"),
-    PolicySpec("slru", 3, "blocks used by one request (probation) before blocks used by several (protected), "
-               "each LRU",
-               "Karedla, Love and Wherry, Caching strategies to improve disk system performance, IEEE Computer "
-               "1994; SGLang slru"),
+    PolicySpec("two-class", 3, "blocks used by one request (probation) before blocks used by several "
+               "(protected), each LRU, with no bound on either class",
+               "SGLang evict_policy slru (a two-class LRU: hit_count >= 2 is protected)"),
     PolicySpec("priority", 4, "the block used by the fewest requests, then the deepest, then the least recently "
                "used",
                "in the manner of Marconi's FLOP-aware eviction (Pan et al., MLSys 2025): deep, rarely shared "
                "blocks save the least recomputation per slot"),
     PolicySpec("sieve", 5, "a hand sweeping from the oldest insertion spares (and unmarks) blocks used since it "
                "passed", "Zhang et al., SIEVE is simpler than LRU, NSDI 2024"),
-    PolicySpec("s3fifo", 6, "a small FIFO of 10% and a main FIFO with reinsertion; blocks evicted from the small "
-               "queue are remembered in a ghost queue and re-enter the main one",
-               "Yang et al., FIFO queues are all you need for cache eviction, SOSP 2023"),
+    PolicySpec("s3fifo", 6, "a small FIFO and a main FIFO with reinsertion; blocks evicted from the small queue "
+               "are remembered in a ghost FIFO and re-enter the main one",
+               "Yang et al., FIFO queues are all you need for cache eviction, SOSP 2023; parameters and rules as "
+               "libCacheSim's S3FIFO", params=(
+                   PolicyParam("small-size-ratio", float, 0.1, 0.0, 1.0, "the small queue's share of the capacity"),
+                   PolicyParam("ghost-size-ratio", float, 0.9, 0.0, 16.0,
+                               "the ghost's size in ids, as a share of the capacity"),
+                   PolicyParam("move-to-main-threshold", int, 2, 1, 255,
+                               "uses in the small queue that move a block to the main queue"))),
+    PolicySpec("slru", 7, "N LRU segments: a block enters the lowest segment with room and moves up one on "
+               "each use; a full segment's LRU block moves down one; the victim is the LRU block of the lowest "
+               "non-empty segment",
+               "Karedla, Love and Wherry, Caching strategies to improve disk system performance, IEEE Computer "
+               "1994; libCacheSim's SLRU", params=(
+                   PolicyParam("n-seg", int, 4, 1, 16, "the number of segments, each capacity / n-seg blocks"),)),
+    PolicySpec("clock", 8, "a FIFO ring of n-bit use counters: the hand decrements and passes used blocks and "
+               "evicts the first with count 0",
+               "Corbato, A paging experiment with the Multics system, 1968 (the n-bit variant); libCacheSim's "
+               "Clock", params=(
+                   PolicyParam("n-bit-counter", int, 1, 1, 8, "bits of the use counter (1 = second chance)"),
+                   PolicyParam("init-freq", int, 0, 0, 255, "the counter a block is inserted with"))),
+    PolicySpec("belady", 9, "the block whose next use is farthest in the future (never used again first); "
+               "with leaf victims, among the leaves",
+               "Belady, A study of replacement algorithms for a virtual-storage computer, IBM Systems Journal "
+               "1966 (MIN); the offline bound. Needs the whole trace: cachesim finds every block's next use "
+               "in one backward pass", offline=True),
 )}
 POLICY_NAMES: tuple[str, ...] = tuple(POLICIES)
 
@@ -102,6 +151,53 @@ RATIO_DEFINITIONS = {
 }
 
 
+def parse_policy(policy: str) -> tuple[str, dict[str, int | float]]:
+    """``"NAME[:key=value,...]"`` -> (name, every parameter of the policy with its value): the one syntax of the
+    CLI and the API. Unknown names, unknown keys and values out of range are errors that name the policy and
+    the key."""
+    name, _, rest = policy.partition(":")
+    name = name.strip()
+    spec = POLICIES.get(name)
+    if spec is None:
+        raise ValueError(f"unknown policy {name!r}; choose one of {', '.join(POLICY_NAMES)}")
+    known = {p.name: p for p in spec.params}
+    values: dict[str, int | float] = {p.name: p.default for p in spec.params}
+    for item in (part.strip() for part in rest.split(",")) if rest.strip() else ():
+        key, equals, text = item.partition("=")
+        key = key.strip()
+        if not equals:
+            raise ValueError(f"policy {name}: {item!r} is not key=value")
+        if key not in known:
+            allowed = ", ".join(known) if known else "none"
+            raise ValueError(f"policy {name} has no parameter {key!r} (its parameters: {allowed})")
+        values[key] = known[key].value(name, text.strip())
+    return name, values
+
+
+def policy_label(policy) -> str:
+    """A policy's canonical text: its name, then the parameters that differ from the defaults."""
+    if not isinstance(policy, str):
+        return getattr(policy, "name", type(policy).__name__)
+    name, values = parse_policy(policy)
+    changed = [f"{p.name}={values[p.name]:g}" for p in POLICIES[name].params if values[p.name] != p.default]
+    return f"{name}:{','.join(changed)}" if changed else name
+
+
+def split_policies(text: str) -> list[str]:
+    """A comma-separated list of policies, where a policy's own parameters are comma-separated too:
+    ``"lru,s3fifo:small-size-ratio=0.2,move-to-main-threshold=1,sieve"`` is three policies (an item with ``=``
+    and no ``:`` continues the policy before it)."""
+    policies: list[str] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        if "=" in item and ":" not in item and policies:
+            policies[-1] += "," + item
+        else:
+            policies.append(item)
+    return policies
+
+
 def ratio(numerator: float, denominator: float) -> float:
     """``numerator / denominator``, 0 for an empty denominator: every hit ratio of the project is one of these."""
     return numerator / denominator if denominator else 0.0
@@ -125,8 +221,7 @@ def check_engine_config(*, capacity_blocks=None, ttl_s=None, hit_cap=None, block
         if capacity_blocks > MAX_CAPACITY_BLOCKS:
             raise ValueError(f"capacity_blocks must be at most {MAX_CAPACITY_BLOCKS:,}, got {capacity_blocks:,}")
     if isinstance(policy, str):
-        if policy not in POLICIES:
-            raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICY_NAMES)}")
+        parse_policy(policy)
     elif not callable(getattr(policy, "choose", None)):
         raise ValueError(f"a policy is a name ({', '.join(POLICY_NAMES)}) or an object with a choose(candidates) "
                          f"method (cachesim.Policy), not {policy!r}")

@@ -26,14 +26,17 @@ cdef struct KeyIndex:
     void* allocation      # what slots was carved from (aligned to a line), for freeing
 
 
-# A bounded FIFO map from keys to an int32 (see Ghost in _core.pyx).
+# A bounded FIFO set of keys, any of which can leave early (see Ghost in _core.pyx).
 cdef struct Ghost:
-    uint64_t* keys        # ring of remembered keys
-    int32_t* values       # ring of values; GHOST_DEAD where the key was discarded
-    int64_t capacity      # records in the ring (0 = disabled)
-    int64_t next          # ring position written next (the oldest record once the ring is full)
-    int64_t count         # live records
-    KeyIndex index        # key -> ring position
+    uint64_t* keys        # per node: the key it remembers
+    int32_t* newer        # per node: the next newer node (NIL at the newest); free nodes: the next free one
+    int32_t* older        # per node: the next older node (NIL at the oldest)
+    int32_t oldest        # the node forgotten next (NIL when empty)
+    int32_t newest        # the node put last
+    int32_t free          # the first free node
+    int64_t capacity      # nodes (0 = disabled)
+    int64_t count         # keys remembered
+    KeyIndex index        # key -> node
 
 
 # Columns of one trace batch, as raw pointers, so the serve loop runs without the GIL.
@@ -105,18 +108,26 @@ cdef class Engine:
     cdef int32_t* heap                      # heap policies: candidate entries in heap order
     cdef int32_t* heap_pos                  # heap policies: position in heap, or NIL when not a candidate
     cdef int64_t heap_size
-    cdef int32_t* q_newer                   # SIEVE queue: towards the head (newest insertion)
-    cdef int32_t* q_older                   # SIEVE queue: towards the tail (oldest insertion)
-    cdef unsigned char* visited             # SIEVE: used again since the hand passed; S3-FIFO: uses, up to 3
-    cdef unsigned char* queue_id            # S3-FIFO: 0 = small queue, 1 = main queue (SIEVE: always 0)
-    cdef int32_t q_head                     # queue 0: newest insertion
-    cdef int32_t q_tail                     # queue 0: oldest insertion
-    cdef int32_t m_head                     # S3-FIFO main queue: newest
-    cdef int32_t m_tail                     # S3-FIFO main queue: oldest
-    cdef int64_t small_length               # entries in queue 0
-    cdef int64_t main_length                # entries in the main queue
-    cdef int64_t small_target               # S3-FIFO: the small queue's share, 10% of the capacity
+    cdef int64_t* next_use                  # belady: the request (batch index) that uses it next
+    cdef const int64_t* batch_next_use         # belady: the batch's next use of each block (feed's next_use)
+    # queue policies: doubly linked queues, head = newest; an entry's queue (S3-FIFO 0 small, 1 main; SLRU its
+    # segment) and whether it is linked (SIEVE, S3-FIFO and CLOCK park an entry while it has children)
+    cdef int32_t* q_newer                   # towards the head
+    cdef int32_t* q_older                   # towards the tail
+    cdef unsigned char* visited             # SIEVE: used since the hand passed; S3-FIFO: uses; CLOCK: counter
+    cdef unsigned char* queue_id            # the queue it belongs to
+    cdef unsigned char* listed              # linked in its queue (1) or parked (0)
+    cdef int n_queues                       # queues in use
+    cdef int32_t q_head[16]                 # per queue: newest
+    cdef int32_t q_tail[16]                 # per queue: oldest (the eviction end)
+    cdef int64_t q_listed[16]               # per queue: entries linked
+    cdef int64_t q_members[16]              # per queue: entries that belong to it, linked or parked
+    cdef int64_t q_size[16]                 # per queue: its share of the capacity (S3-FIFO, SLRU)
     cdef Ghost s3_ghost                     # S3-FIFO: keys recently evicted from the small queue
+    cdef bint s3_ghost_hit                  # S3-FIFO: the key being inserted was in the ghost
+    cdef int s3_threshold                   # S3-FIFO: move-to-main-threshold
+    cdef int clock_max                      # CLOCK: the counter's largest value
+    cdef int clock_init                     # CLOCK: the counter a block is inserted with
     cdef int32_t hand                       # SIEVE: where the next victim search starts (NIL = the tail)
     cdef int64_t clock                      # last stamp handed out
     cdef int64_t serial                     # last insertion serial handed out
@@ -174,14 +185,28 @@ cdef class Engine:
     cdef void _heap_remove(self, int32_t e) noexcept nogil
     cdef void _on_pin(self, int32_t e) noexcept nogil
     cdef bint _queued(self) noexcept nogil
-    cdef void _q_push_head(self, int32_t e, unsigned char q) noexcept nogil
+    cdef bint _parks(self) noexcept nogil
+    cdef void _q_link_head(self, int32_t e, int q) noexcept nogil
+    cdef void _q_link_tail(self, int32_t e, int q) noexcept nogil
+    cdef void _q_link_older_than(self, int32_t e, int32_t at) noexcept nogil
     cdef void _q_unlink(self, int32_t e) noexcept nogil
+    cdef void _q_enter(self, int32_t e, int q) noexcept nogil
+    cdef void _q_rotate(self, int32_t e) noexcept nogil
+    cdef void _q_rotate_to_head(self, int32_t e) noexcept nogil
+    cdef void _q_relink(self, int32_t e) noexcept nogil
     cdef int32_t _s3fifo_victim(self) noexcept nogil
+    cdef int32_t _clock_victim(self) noexcept nogil
+    cdef int32_t _slru_victim(self) noexcept nogil
+    cdef int32_t _sieve_victim(self) noexcept nogil
+    cdef void _slru_promote(self, int32_t e) noexcept nogil
     cdef int32_t _choose_victim(self) noexcept nogil
     cdef bint _eligible(self, int32_t e) noexcept nogil
-    cdef void _on_insert(self, int32_t e, int32_t parent, uint64_t parent_key, int64_t depth) noexcept nogil
+    cdef void _before_insert(self, uint64_t key, bint full) noexcept nogil
+    cdef void _on_insert(self, int32_t e, int32_t parent, uint64_t parent_key, int64_t depth,
+                         bint full) noexcept nogil
+    cdef void _q_insert(self, int32_t e, bint full) noexcept nogil
     cdef void _on_use(self, int32_t e, bint inserted_now) noexcept nogil
-    cdef void _forget(self, int32_t e) noexcept nogil
+    cdef void _forget(self, int32_t e, bint evicted) noexcept nogil
     cdef int64_t _expire(self, double t, bint counted, int64_t* tstats) noexcept nogil
     cdef int _serve_one_block_lru(self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from,
                                   int64_t n_tenants, int64_t* error_request) except -2 nogil

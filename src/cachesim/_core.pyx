@@ -72,7 +72,7 @@ import sys
 import numpy as np
 
 from cachesim._contract import (OUTPUT_FIELDS, POLICIES, TENANT_FIELDS, TRACE_FAULTS,  # noqa: F401 (re-exported)
-                                EngineInputError, check_engine_config)
+                                EngineInputError, check_engine_config, parse_policy)
 from cachesim._statistics import grow_tenant_statistics
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -165,18 +165,27 @@ if len(TENANT_FIELDS) != N_TENANT_FIELDS:
     raise ImportError("cachesim._core: its tenant statistics enum disagrees with _contract.TENANT_FIELDS")
 
 # Policies. LRU evicts the least recent entry of the use log (the fast path). The heap policies evict the candidate
-# with the smallest score (see Engine._less); SIEVE walks a FIFO queue with a hand.
+# with the smallest score (see Engine._less); the queue policies walk linked queues (SIEVE with a hand, S3-FIFO's
+# small and main FIFOs, CLOCK's ring, SLRU's segments).
 cdef enum:
     P_LRU = 0
     P_FIFO = 1
     P_LFU = 2
-    P_SLRU = 3
+    P_TWO_CLASS = 3
     P_PRIORITY = 4
     P_SIEVE = 5
     P_S3FIFO = 6
+    P_SLRU = 7
+    P_CLOCK = 8
+    P_BELADY = 9
+
+cdef enum:
+    MAX_QUEUES = 16   # the size of the engine's per-queue arrays (SLRU's n-seg is at most this)
+
+cdef int64_t NEVER = 0x7FFFFFFFFFFFFFFF   # next_use of a block no later request uses
 
 # The enum in the registry's order: the registry names each code, the core only checks that the two agree.
-_POLICY_ENUM = (P_LRU, P_FIFO, P_LFU, P_SLRU, P_PRIORITY, P_SIEVE, P_S3FIFO)
+_POLICY_ENUM = (P_LRU, P_FIFO, P_LFU, P_TWO_CLASS, P_PRIORITY, P_SIEVE, P_S3FIFO, P_SLRU, P_CLOCK, P_BELADY)
 POLICY_CODES = {name: spec.code for name, spec in POLICIES.items()}
 if tuple(POLICY_CODES.values()) != _POLICY_ENUM:
     raise ImportError("cachesim._core: its policy enum disagrees with _contract.POLICIES (a policy added to one "
@@ -576,6 +585,17 @@ if len(TRACE_FAULTS) != N_TRACE_FAULTS:
     raise ImportError("cachesim._core: its trace fault enum disagrees with _contract.TRACE_FAULTS")
 
 
+cdef inline int64_t _pow2_table(int64_t slots, int64_t* shift) noexcept nogil:
+    """The size of a multiplicatively hashed table of at least ``slots`` (and 16) slots, a power of two, and the
+    shift that takes a 64-bit product to a slot."""
+    cdef int64_t size = 16
+    shift[0] = 60
+    while size < slots:
+        size *= 2
+        shift[0] -= 1
+    return size
+
+
 cdef inline bint _any_outside(const uint32_t* tokens, int64_t start, int64_t end, uint32_t block_size) noexcept nogil:
     """Whether a block holds 0 or more than block_size tokens: a flat loop the compiler vectorizes."""
     cdef uint32_t bad = 0
@@ -616,9 +636,7 @@ def first_trace_fault(const double[::1] t, const int32_t[::1] tenant, const int6
             sound = r
             break
         longest = max(longest, end - start)
-    while size < 8 * longest:
-        size *= 2
-        shift -= 1
+    size = _pow2_table(8 * longest, &shift)
     cdef uint32_t* stamp_of = <uint32_t*> PyMem_RawMalloc(size * sizeof(uint32_t))
     cdef uint64_t* key_in = <uint64_t*> PyMem_RawMalloc(size * sizeof(uint64_t))
     if stamp_of == NULL or key_in == NULL:
@@ -697,73 +715,122 @@ def first_trace_fault(const double[::1] t, const int32_t[::1] tenant, const int6
     return r, fault
 
 
+def next_uses(const uint64_t[::1] keys, const int64_t[::1] block_offsets):
+    """For each block, the index of the next request that uses its key, or 2**63 - 1 (never): the future an offline
+    policy (belady) evicts by, in one backward pass over the trace with an open-addressing table of the keys seen
+    (16 bytes a slot, at most half full)."""
+    cdef Py_ssize_t m = keys.shape[0], n = block_offsets.shape[0] - 1
+    if n < 0 or block_offsets[0] != 0 or block_offsets[n] != m:
+        raise ValueError("next_uses: block_offsets do not span the keys")
+    out = np.empty(m, dtype=np.int64)
+    cdef int64_t[::1] o = out
+    cdef int64_t shift
+    cdef int64_t size = _pow2_table(2 * m, &shift)
+    cdef uint64_t* slot_key = <uint64_t*> PyMem_RawMalloc(size * sizeof(uint64_t))
+    cdef int64_t* slot_request = <int64_t*> PyMem_RawMalloc(size * sizeof(int64_t))
+    if slot_key == NULL or slot_request == NULL:
+        PyMem_RawFree(slot_key)
+        PyMem_RawFree(slot_request)
+        raise MemoryError()
+    cdef Py_ssize_t r, j
+    cdef int64_t h
+    cdef uint64_t key
+    with nogil:
+        for h in range(size):
+            slot_request[h] = -1
+        for r in range(n - 1, -1, -1):
+            for j in range(block_offsets[r], block_offsets[r + 1]):
+                key = keys[j]
+                h = <int64_t> ((key * FIB) >> shift)
+                while slot_request[h] >= 0 and slot_key[h] != key:
+                    h = (h + 1) & (size - 1)
+                o[j] = slot_request[h] if slot_request[h] >= 0 else NEVER
+                slot_key[h] = key
+                slot_request[h] = r
+    PyMem_RawFree(slot_key)
+    PyMem_RawFree(slot_request)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------------------
-# Ghost: a bounded FIFO map from keys that left the cache to an int32 (S3-FIFO's ghost queue). A ring of records
-# plus a KeyIndex over it; a record whose key was discarded is marked GHOST_DEAD and simply overwritten when the
-# ring comes round. (Harm attribution keeps its ghosts in the cache's own pool and index instead: see _bury.)
-
-cdef enum:
-    GHOST_DEAD = -2147483647 - 1
-    GHOST_MISSING = -2147483647
-
+# Ghost: a bounded FIFO set of keys that left the cache (S3-FIFO's ghost queue), any of which can leave early (a
+# ghost hit): a doubly linked list over a fixed pool of nodes plus a KeyIndex, so it holds up to `capacity` live
+# keys, as libCacheSim's ghost FIFO does. (Harm attribution keeps its ghosts in the cache's own pool and index
+# instead: see _bury.)
 
 cdef int _ghost_init(Ghost* g, int64_t capacity) noexcept nogil:
     g.capacity = capacity
-    g.next = 0
     g.count = 0
+    g.oldest = g.newest = NIL
+    g.free = 0 if capacity > 0 else NIL
     _index_init(&g.index)
     g.keys = <uint64_t*> PyMem_RawMalloc(max(capacity, 1) * sizeof(uint64_t))
-    g.values = <int32_t*> PyMem_RawMalloc(max(capacity, 1) * sizeof(int32_t))
-    if g.keys == NULL or g.values == NULL:
+    g.newer = <int32_t*> PyMem_RawMalloc(max(capacity, 1) * sizeof(int32_t))
+    g.older = <int32_t*> PyMem_RawMalloc(max(capacity, 1) * sizeof(int32_t))
+    if g.keys == NULL or g.newer == NULL or g.older == NULL:
         return -1
     cdef int64_t i
     for i in range(capacity):
-        g.values[i] = GHOST_DEAD
+        g.newer[i] = <int32_t> (i + 1) if i + 1 < capacity else NIL
     return _index_resize(&g.index, <int64_t> (2 * capacity) + 16)
 
 
 cdef void _ghost_free(Ghost* g) noexcept nogil:
     PyMem_RawFree(g.keys)
-    PyMem_RawFree(g.values)
+    PyMem_RawFree(g.newer)
+    PyMem_RawFree(g.older)
     _index_free(&g.index)
     g.keys = NULL
-    g.values = NULL
+    g.newer = NULL
+    g.older = NULL
 
 
-cdef inline int32_t _ghost_get(Ghost* g, uint64_t key) noexcept nogil:
-    if g.capacity == 0:
-        return GHOST_MISSING
+cdef inline void _ghost_unlink(Ghost* g, int32_t p) noexcept nogil:
+    cdef int32_t newer = g.newer[p], older = g.older[p]
+    if newer == NIL:
+        g.newest = older
+    else:
+        g.older[newer] = older
+    if older == NIL:
+        g.oldest = newer
+    else:
+        g.newer[older] = newer
+    _index_delete(&g.index, g.keys[p], p)
+    g.newer[p] = g.free
+    g.free = p
+    g.count -= 1
+
+
+cdef inline bint _ghost_take(Ghost* g, uint64_t key) noexcept nogil:
+    """Whether key is remembered; if it is, forget it."""
+    if g.count == 0:
+        return False
     cdef int32_t p = _index_find(&g.index, key, g.keys)
-    return GHOST_MISSING if p == NIL else g.values[p]
+    if p == NIL:
+        return False
+    _ghost_unlink(g, p)
+    return True
 
 
-cdef inline void _ghost_discard(Ghost* g, uint64_t key) noexcept nogil:
-    if g.capacity == 0 or g.count == 0:
-        return
-    cdef int32_t p = _index_find(&g.index, key, g.keys)
-    if p != NIL:
-        _index_delete(&g.index, key, p)
-        g.values[p] = GHOST_DEAD
-        g.count -= 1
-
-
-cdef inline void _ghost_put(Ghost* g, uint64_t key, int32_t value) noexcept nogil:
-    """Remember key (as the newest record), forgetting the oldest record when the ring is full.
-
-    The key must not be remembered already: only keys leaving the cache are put, and a cached key is never in a
-    ghost (it is discarded when it is inserted).
-    """
+cdef inline void _ghost_put(Ghost* g, uint64_t key) noexcept nogil:
+    """Remember key as the newest, forgetting the oldest when full. The key must not be remembered already: only
+    keys leaving the cache are put, and a key is taken out of the ghost when it is inserted."""
     if g.capacity == 0:
         return
-    cdef int64_t p = g.next
-    if g.values[p] != GHOST_DEAD:
-        _index_delete(&g.index, g.keys[p], <int32_t> p)
-        g.count -= 1
+    if g.count == g.capacity:
+        _ghost_unlink(g, g.oldest)
+    cdef int32_t p = g.free
+    g.free = g.newer[p]
     g.keys[p] = key
-    g.values[p] = value
+    g.newer[p] = NIL
+    g.older[p] = g.newest
+    if g.newest != NIL:
+        g.newer[g.newest] = p
+    else:
+        g.oldest = p
+    g.newest = p
     _index_place(&g.index, (_hash32(key) << 32) | <uint32_t> p)
     g.count += 1
-    g.next = p + 1 if p + 1 < g.capacity else 0
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1005,13 +1072,18 @@ cdef class Engine:
         self.depth = NULL
         self.heap = NULL
         self.heap_pos = NULL
+        self.next_use = NULL
+        self.batch_next_use = NULL
         self.q_newer = NULL
         self.q_older = NULL
         self.visited = NULL
         self.queue_id = NULL
+        self.listed = NULL
         self.s3_ghost.capacity = 0
+        self.s3_ghost.count = 0
         self.s3_ghost.keys = NULL
-        self.s3_ghost.values = NULL
+        self.s3_ghost.newer = NULL
+        self.s3_ghost.older = NULL
         _index_init(&self.s3_ghost.index)
         self.ghost_ring = NULL
         self.ghost_pos = NULL
@@ -1026,17 +1098,17 @@ cdef class Engine:
                             ghost_blocks=ghost_blocks)
         if not isinstance(policy, str):
             raise ValueError(f"custom policy {policy!r} runs on the reference engine only (impl='reference')")
-        self.policy = POLICY_CODES[policy]
+        name, params = parse_policy(policy)
+        self.policy = POLICY_CODES[name]
         self.victims_any = victims == "any"
         self.orphaned_blocks = 0
         self.heap_size = 0
-        self.q_head = NIL
-        self.q_tail = NIL
         self.hand = NIL
-        self.m_head = NIL
-        self.m_tail = NIL
-        self.small_length = 0
-        self.main_length = 0
+        cdef int q
+        for q in range(MAX_QUEUES):
+            self.q_head[q] = self.q_tail[q] = NIL
+            self.q_listed[q] = self.q_members[q] = self.q_size[q] = 0
+        self.n_queues = 1
         self.clock = 0
         self.serial = 0
         self.capacity_blocks = -1 if capacity_blocks is None else capacity_blocks
@@ -1071,10 +1143,7 @@ cdef class Engine:
             memset(self.ghost_ring, 0xFF, self.ghost_capacity * sizeof(int32_t))  # all NIL
             if _grow(<void**> &self.ghost_pos, self.pool_size, sizeof(int32_t)):
                 raise MemoryError()
-        self.small_target = max(self.capacity_blocks // 10, 1)
-        if self.policy == P_S3FIFO and self.capacity_blocks > 0:
-            if _ghost_init(&self.s3_ghost, max(self.capacity_blocks - self.small_target, 1)) < 0:
-                raise MemoryError()
+        self._configure_policy(params)
         # pool and index grow on demand (up to the capacity), so a large capacity costs nothing until used
         cdef int64_t initial = 1024 if self.capacity_blocks < 0 else min(self.capacity_blocks, 1024)
         self.max_load = MAX_LOAD_NO_TTL if ttl_s is None else MAX_LOAD_TTL
@@ -1112,10 +1181,12 @@ cdef class Engine:
         PyMem_RawFree(self.depth)
         PyMem_RawFree(self.heap)
         PyMem_RawFree(self.heap_pos)
+        PyMem_RawFree(self.next_use)
         PyMem_RawFree(self.q_newer)
         PyMem_RawFree(self.q_older)
         PyMem_RawFree(self.visited)
         PyMem_RawFree(self.queue_id)
+        PyMem_RawFree(self.listed)
         _ghost_free(&self.s3_ghost)
         PyMem_RawFree(self.ghost_ring)
         PyMem_RawFree(self.ghost_pos)
@@ -1139,14 +1210,17 @@ cdef class Engine:
                     _grow(<void**> &self.freq, size, sizeof(int32_t)) or
                     _grow(<void**> &self.depth, size, sizeof(int32_t))):
                 return -1
-            if self.policy == P_SIEVE or self.policy == P_S3FIFO:
+            if self._queued():
                 if (_grow(<void**> &self.q_newer, size, sizeof(int32_t)) or
                         _grow(<void**> &self.q_older, size, sizeof(int32_t)) or
                         _grow(<void**> &self.visited, size, sizeof(unsigned char)) or
-                        _grow(<void**> &self.queue_id, size, sizeof(unsigned char))):
+                        _grow(<void**> &self.queue_id, size, sizeof(unsigned char)) or
+                        _grow(<void**> &self.listed, size, sizeof(unsigned char))):
                     return -1
             elif (_grow(<void**> &self.heap, size, sizeof(int32_t)) or
                     _grow(<void**> &self.heap_pos, size, sizeof(int32_t))):
+                return -1
+            if self.policy == P_BELADY and _grow(<void**> &self.next_use, size, sizeof(int64_t)):
                 return -1
         self.pool_size = size
         return 0
@@ -1449,10 +1523,34 @@ cdef class Engine:
         it): the entry is cached once more, and its ring position goes stale."""
         self.occupancy += 1
 
-    # -- policies other than LRU (SEMANTICS §4) ------------------------------------------------------------
+    # -- policies other than LRU (SEMANTICS §4; the reference: cachesim._reference_policies) --------------------
     # A candidate is an entry the policy may evict: a leaf (no cached entry inserted under it), or any entry
     # with victims="any". Entries the current request uses are pinned: like the recency order, the heap drops
     # them on use and takes them back, rescored, when the request is stamped, so its minimum is the victim.
+    # The queue policies keep only leaves linked (with leaf victims): an entry that gets a child is parked,
+    # keeping its marks and its queue, and is linked again at its queue's eviction end when its last child goes.
+
+    def _configure_policy(self, dict params):
+        """The policy's parameters (parsed and checked by _contract.parse_policy) and its queues' shares."""
+        cdef int64_t capacity = max(self.capacity_blocks, 0)
+        cdef int64_t small, n_seg, q
+        if self.policy == P_S3FIFO:
+            self.n_queues = 2
+            small = <int64_t> (capacity * params["small-size-ratio"])
+            self.q_size[0] = small
+            self.q_size[1] = capacity - small
+            self.s3_threshold = params["move-to-main-threshold"]
+            if _ghost_init(&self.s3_ghost, <int64_t> (capacity * params["ghost-size-ratio"])) < 0:
+                raise MemoryError()
+        elif self.policy == P_SLRU:
+            n_seg = params["n-seg"]
+            self.n_queues = n_seg
+            for q in range(n_seg):
+                self.q_size[q] = capacity // n_seg
+            self.q_size[0] += capacity - n_seg * (capacity // n_seg)   # the remainder: the segments sum to it
+        elif self.policy == P_CLOCK:
+            self.clock_max = (1 << params["n-bit-counter"]) - 1
+            self.clock_init = min(params["init-freq"], self.clock_max)
 
     cdef inline bint _less(self, int32_t a, int32_t b) noexcept nogil:
         """Heap order: a is evicted before b."""
@@ -1462,7 +1560,7 @@ cdef class Engine:
         if policy == P_LFU:
             if self.freq[a] != self.freq[b]:
                 return self.freq[a] < self.freq[b]
-        elif policy == P_SLRU:  # probation (used by one request) before protected, each by recency
+        elif policy == P_TWO_CLASS:  # probation (used by one request) before protected, each by recency
             if (self.freq[a] >= 2) != (self.freq[b] >= 2):
                 return self.freq[b] >= 2
         elif policy == P_PRIORITY:  # rarely shared first, then deeper blocks, then older
@@ -1470,6 +1568,9 @@ cdef class Engine:
                 return self.freq[a] < self.freq[b]
             if self.depth[a] != self.depth[b]:
                 return self.depth[a] > self.depth[b]
+        elif policy == P_BELADY:  # the farthest next use first
+            if self.next_use[a] != self.next_use[b]:
+                return self.next_use[a] > self.next_use[b]
         return self.last_use[a] < self.last_use[b]
 
     cdef inline void _heap_swap(self, int64_t i, int64_t j) noexcept nogil:
@@ -1526,100 +1627,161 @@ cdef class Engine:
     cdef inline bint _eligible(self, int32_t e) noexcept nogil:
         return self.pos[e] != PINNED and (self.victims_any or self.n_children[e] == 0)
 
-    # -- insertion queues (SIEVE: queue 0; S3-FIFO: queue 0 small, queue 1 main) ------------------------------
+    # -- queues ---------------------------------------------------------------------------------------------
 
-    cdef void _q_push_head(self, int32_t e, unsigned char q) noexcept nogil:
-        cdef int32_t* head = &self.q_head if q == 0 else &self.m_head
-        cdef int32_t* tail = &self.q_tail if q == 0 else &self.m_tail
-        self.queue_id[e] = q
-        self.q_older[e] = head[0]
+    cdef inline bint _queued(self) noexcept nogil:
+        return self.policy == P_SIEVE or self.policy == P_S3FIFO or self.policy == P_CLOCK or self.policy == P_SLRU
+
+    cdef inline bint _parks(self) noexcept nogil:
+        """Whether interior entries leave their queue (every queue policy, with leaf victims)."""
+        return not self.victims_any and self._queued()
+
+    cdef void _q_link_head(self, int32_t e, int q) noexcept nogil:
+        self.queue_id[e] = <unsigned char> q
+        self.listed[e] = 1
+        self.q_older[e] = self.q_head[q]
         self.q_newer[e] = NIL
-        if head[0] != NIL:
-            self.q_newer[head[0]] = e
+        if self.q_head[q] != NIL:
+            self.q_newer[self.q_head[q]] = e
         else:
-            tail[0] = e
-        head[0] = e
-        if q == 0:
-            self.small_length += 1
+            self.q_tail[q] = e
+        self.q_head[q] = e
+        self.q_listed[q] += 1
+
+    cdef void _q_link_tail(self, int32_t e, int q) noexcept nogil:
+        self.queue_id[e] = <unsigned char> q
+        self.listed[e] = 1
+        self.q_newer[e] = self.q_tail[q]
+        self.q_older[e] = NIL
+        if self.q_tail[q] != NIL:
+            self.q_older[self.q_tail[q]] = e
         else:
-            self.main_length += 1
+            self.q_head[q] = e
+        self.q_tail[q] = e
+        self.q_listed[q] += 1
+
+    cdef void _q_link_older_than(self, int32_t e, int32_t at) noexcept nogil:
+        """Link e just towards the tail of the linked entry at (same queue)."""
+        cdef int q = self.queue_id[at]
+        cdef int32_t older = self.q_older[at]
+        if older == NIL:
+            self._q_link_tail(e, q)
+            return
+        self.queue_id[e] = <unsigned char> q
+        self.listed[e] = 1
+        self.q_newer[e] = at
+        self.q_older[e] = older
+        self.q_older[at] = e
+        self.q_newer[older] = e
+        self.q_listed[q] += 1
 
     cdef void _q_unlink(self, int32_t e) noexcept nogil:
-        cdef unsigned char q = self.queue_id[e]
-        cdef int32_t* head = &self.q_head if q == 0 else &self.m_head
-        cdef int32_t* tail = &self.q_tail if q == 0 else &self.m_tail
+        cdef int q = self.queue_id[e]
         cdef int32_t newer = self.q_newer[e], older = self.q_older[e]
+        if self.hand == e:   # SIEVE: the hand moves on to the next newer entry
+            self.hand = newer
         if newer == NIL:
-            head[0] = older
+            self.q_head[q] = older
         else:
             self.q_older[newer] = older
         if older == NIL:
-            tail[0] = newer
+            self.q_tail[q] = newer
         else:
             self.q_newer[older] = newer
-        if q == 0:
-            self.small_length -= 1
-        else:
-            self.main_length -= 1
+        self.q_listed[q] -= 1
+        self.listed[e] = 0
+
+    cdef inline void _q_enter(self, int32_t e, int q) noexcept nogil:
+        """e joins queue q at its head."""
+        self.q_members[q] += 1
+        self._q_link_head(e, q)
+
+    cdef inline void _q_rotate(self, int32_t e) noexcept nogil:
+        """The tail e goes to the head of its queue."""
+        cdef int q = self.queue_id[e]
+        self._q_unlink(e)
+        self._q_link_head(e, q)
 
     cdef int32_t _s3fifo_victim(self) noexcept nogil:
-        """S3-FIFO: evict from the small queue while it holds at least its 10% share, else from the main queue.
-
-        A small-queue tail used again since insertion moves to the main queue; a main-queue tail used again is
-        reinserted with its count decremented; a tail that is not a candidate is rotated to its queue's head.
-        A queue rotated through without a candidate hands over to the other queue once.
-        """
-        cdef bint from_small = (self.small_length >= self.small_target and self.small_length > 0) \
-            or self.main_length == 0
+        """libCacheSim's S3FIFO eviction (see cachesim._reference_policies.S3Fifo for the rules)."""
+        cdef bint from_main = self.q_members[1] > self.q_size[1] or self.q_members[0] == 0
         cdef bint switched = False
-        cdef int64_t skipped = 0, _steps, length
+        cdef int64_t skipped = 0
         cdef int32_t t
-        for _steps in range(3 * (self.small_length + self.main_length) + 2):
-            length = self.small_length if from_small else self.main_length
-            if length == 0 or skipped >= length:
+        while True:
+            q = 1 if from_main else 0
+            if self.q_listed[q] == 0 or skipped >= self.q_listed[q]:
                 if switched:
                     return NIL
-                from_small = not from_small
+                from_main = not from_main
                 switched = True
                 skipped = 0
                 continue
-            t = self.q_tail if from_small else self.m_tail
-            if not self._eligible(t):
-                self._q_unlink(t)
-                self._q_push_head(t, 0 if from_small else 1)
+            t = self.q_tail[q]
+            if not self._eligible(t):            # not evictable now: to the head of its queue
+                self._q_rotate(t)
                 skipped += 1
                 continue
-            if self.visited[t] > 0:
+            if from_main and self.visited[t] >= 1:   # one more round, its count decremented
+                self.visited[t] = min(self.visited[t], 3) - 1
+                self._q_rotate(t)
+                skipped = 0
+                continue
+            if not from_main and self.visited[t] >= self.s3_threshold:   # used enough while small: to main
                 self._q_unlink(t)
-                if from_small:
-                    self.visited[t] = 0
-                    self._q_push_head(t, 1)
-                else:
-                    self.visited[t] -= 1
-                    self._q_push_head(t, 1)
+                self.q_members[0] -= 1
+                self.visited[t] = 0
+                self._q_enter(t, 1)
                 skipped = 0
                 continue
             return t
+
+    cdef int32_t _clock_victim(self) noexcept nogil:
+        """libCacheSim's Clock: the tail's counter above 0 is decremented and the tail goes to the head; the first
+        tail at 0 is the victim. A tail that is not a candidate goes to the head unchanged."""
+        cdef int64_t skipped = 0
+        cdef int32_t t
+        while self.q_listed[0] > 0 and skipped < self.q_listed[0]:
+            t = self.q_tail[0]
+            if not self._eligible(t):
+                self._q_rotate(t)
+                skipped += 1
+            elif self.visited[t] >= 1:
+                self.visited[t] -= 1
+                self._q_rotate(t)
+                skipped = 0
+            else:
+                return t
         return NIL
 
-    cdef int32_t _choose_victim(self) noexcept nogil:
-        """The entry the policy evicts next, or NIL when every candidate is in use by this request."""
+    cdef int32_t _slru_victim(self) noexcept nogil:
+        """SLRU: the least recently used candidate of the lowest segment that has one. A block this request uses,
+        met on the way, goes to its segment's head (stamping moves it up a segment anyway), so a long hit prefix
+        is walked past once, not at every eviction of the request."""
+        cdef int q
+        cdef int32_t e, newer
+        cdef int64_t _steps, listed
+        for q in range(self.n_queues):
+            e = self.q_tail[q]
+            listed = self.q_listed[q]
+            for _steps in range(listed):   # each entry linked now, once
+                newer = self.q_newer[e]
+                if self.pos[e] == PINNED:
+                    self._q_rotate(e)
+                elif self.victims_any or self.n_children[e] == 0:
+                    return e
+                e = newer
+        return NIL
+
+    cdef int32_t _sieve_victim(self) noexcept nogil:
+        """SIEVE: the hand walks from the oldest insertion towards the newest, clearing "visited" marks, and stops
+        at the first unmarked candidate; entries that are not candidates are passed over unchanged."""
         cdef int32_t e
         cdef int64_t _steps
-        if self.policy == P_LRU:
-            # pinned entries are out of the recency order; the oldest is always a leaf
-            return _log_victim(self.pos, &self.log, self.entry_key if self._prefetch_pays() else NULL, self.owner,
-                               self.where, self.index.slots, self.index.size, self.direct_keys)
-        if self.policy == P_S3FIFO:
-            return self._s3fifo_victim()
-        if self.policy != P_SIEVE:
-            return self.heap[0] if self.heap_size > 0 else NIL
-        # SIEVE: the hand walks from the oldest insertion towards the newest, clearing "visited" marks, and
-        # stops at the first unmarked candidate; entries that are not candidates are passed over unchanged
-        if self.small_length == 0:
+        if self.q_listed[0] == 0:
             return NIL
-        e = self.hand if self.hand != NIL else self.q_tail
-        for _steps in range(2 * self.small_length + 1):
+        e = self.hand if self.hand != NIL else self.q_tail[0]
+        for _steps in range(2 * self.q_listed[0] + 1):
             if self._eligible(e):
                 if self.visited[e]:
                     self.visited[e] = 0
@@ -1628,17 +1790,39 @@ cdef class Engine:
                     return e
             e = self.q_newer[e]
             if e == NIL:
-                e = self.q_tail
+                e = self.q_tail[0]
         return NIL
 
-    cdef inline bint _queued(self) noexcept nogil:
-        return self.policy == P_SIEVE or self.policy == P_S3FIFO
+    cdef int32_t _choose_victim(self) noexcept nogil:
+        """The entry the policy evicts next, or NIL when every candidate is in use by this request."""
+        if self.policy == P_LRU:
+            # pinned entries are out of the recency order; the oldest is always a leaf
+            return _log_victim(self.pos, &self.log, self.entry_key if self._prefetch_pays() else NULL, self.owner,
+                               self.where, self.index.slots, self.index.size, self.direct_keys)
+        if self.policy == P_S3FIFO:
+            return self._s3fifo_victim()
+        if self.policy == P_SIEVE:
+            return self._sieve_victim()
+        if self.policy == P_CLOCK:
+            return self._clock_victim()
+        if self.policy == P_SLRU:
+            return self._slru_victim()
+        return self.heap[0] if self.heap_size > 0 else NIL
+
+    # -- the hooks the serve step calls (SEMANTICS §3) ------------------------------------------------------
 
     cdef void _on_pin(self, int32_t e) noexcept nogil:
         if not self._queued():
             self._heap_remove(e)
 
-    cdef void _on_insert(self, int32_t e, int32_t parent, uint64_t parent_key, int64_t depth) noexcept nogil:
+    cdef inline void _before_insert(self, uint64_t key, bint full) noexcept nogil:
+        """key missed and is inserted next (after a victim is chosen, when full): S3-FIFO looks it up in its
+        ghost now, before an eviction can push it out."""
+        if self.policy == P_S3FIFO:
+            self.s3_ghost_hit = _ghost_take(&self.s3_ghost, key)
+
+    cdef void _on_insert(self, int32_t e, int32_t parent, uint64_t parent_key, int64_t depth,
+                         bint full) noexcept nogil:
         self.serial += 1
         self.insert_serial[e] = self.serial
         self.last_use[e] = 0
@@ -1648,19 +1832,63 @@ cdef class Engine:
         self.n_children[e] = 0
         if parent != NIL:
             self.n_children[parent] += 1  # the parent is pinned (this request uses it): off the heap already
-        if self.policy == P_SIEVE:
-            self.visited[e] = 0
-            self._q_push_head(e, 0)
-        elif self.policy == P_S3FIFO:
-            # a key evicted from the small queue not long ago goes straight to the main queue
-            self.visited[e] = 0
-            if _ghost_get(&self.s3_ghost, self.entry_key[e]) != GHOST_MISSING:
-                _ghost_discard(&self.s3_ghost, self.entry_key[e])
-                self._q_push_head(e, 1)
-            else:
-                self._q_push_head(e, 0)
-        else:
+        if self.policy == P_BELADY:
+            self.next_use[e] = NEVER
+        if not self._queued():
             self.heap_pos[e] = NIL
+            return
+        self._q_insert(e, full)
+        if parent != NIL and self.n_children[parent] == 1 and self._parks() and self.listed[parent]:
+            self._q_unlink(parent)   # parked while it has children (after e is queued: SIEVE's hand may go to e)
+
+    cdef void _q_insert(self, int32_t e, bint full) noexcept nogil:
+        """A new entry joins its policy's queue."""
+        cdef int q
+        self.visited[e] = 0
+        if self.policy == P_S3FIFO:
+            # a ghost hit goes to the main queue; so does a block while the cache fills and the small queue is full
+            self._q_enter(e, 1 if self.s3_ghost_hit or (not full and self.q_members[0] >= self.q_size[0]) else 0)
+            self.s3_ghost_hit = False
+        elif self.policy == P_SLRU:
+            q = 0
+            while q < self.n_queues and self.q_members[q] >= self.q_size[q]:
+                q += 1
+            self._q_enter(e, q if q < self.n_queues else 0)   # the lowest segment with room
+        else:
+            if self.policy == P_CLOCK:
+                self.visited[e] = <unsigned char> self.clock_init
+            self._q_enter(e, 0)
+
+    cdef void _slru_promote(self, int32_t e) noexcept nogil:
+        """A used block moves to the head of the segment above (the top one: its head); a segment over its share
+        moves its LRU block to the head of the one below, in cascade (segment 0 keeps any excess: evictions
+        happen only while inserting). A parked block changes segment without being linked."""
+        cdef int q = self.queue_id[e]
+        cdef int32_t t
+        cdef bint linked = self.listed[e]
+        if q == self.n_queues - 1:
+            if linked:
+                self._q_rotate_to_head(e)
+            return
+        if linked:
+            self._q_unlink(e)
+        self.q_members[q] -= 1
+        q += 1
+        if linked:
+            self._q_enter(e, q)
+        else:
+            self.q_members[q] += 1
+            self.queue_id[e] = <unsigned char> q
+        while q > 0 and self.q_members[q] > self.q_size[q] and self.q_listed[q] > 0:
+            t = self.q_tail[q]
+            self._q_unlink(t)
+            self.q_members[q] -= 1
+            q -= 1
+            self._q_enter(t, q)
+
+    cdef inline void _q_rotate_to_head(self, int32_t e) noexcept nogil:
+        if self.q_head[self.queue_id[e]] != e:
+            self._q_rotate(e)
 
     cdef void _on_use(self, int32_t e, bint inserted_now) noexcept nogil:
         """Stamping: rescore, and return candidates to the heap."""
@@ -1671,18 +1899,28 @@ cdef class Engine:
             if not inserted_now:
                 self.visited[e] = 1
         elif self.policy == P_S3FIFO:
-            if not inserted_now and self.visited[e] < 3:
+            if not inserted_now and self.visited[e] < 255:
                 self.visited[e] += 1
+        elif self.policy == P_CLOCK:
+            if not inserted_now and self.visited[e] < self.clock_max:
+                self.visited[e] += 1
+        elif self.policy == P_SLRU:
+            if not inserted_now:
+                self._slru_promote(e)
+            elif self.listed[e]:
+                self._q_rotate_to_head(e)
         elif self.victims_any or self.n_children[e] == 0:
             self._heap_push(e)
 
-    cdef void _forget(self, int32_t e) noexcept nogil:
-        """Policy bookkeeping for an entry about to leave the cache."""
+    cdef void _forget(self, int32_t e, bint evicted) noexcept nogil:
+        """Policy bookkeeping for an entry about to leave the cache (a capacity eviction, or an expiry)."""
         cdef int32_t parent
         if self._queued():
-            if self.hand == e:
-                self.hand = self.q_newer[e]
-            self._q_unlink(e)
+            if self.policy == P_S3FIFO and evicted and self.queue_id[e] == 0:
+                _ghost_put(&self.s3_ghost, self.entry_key[e])
+            if self.listed[e]:
+                self._q_unlink(e)
+            self.q_members[self.queue_id[e]] -= 1
         else:
             self._heap_remove(e)
         if self.victims_any:
@@ -1692,9 +1930,24 @@ cdef class Engine:
             # only the incarnation of the parent that was cached when e came counted it as a child
             if parent != NIL and not self._is_ghost(parent) and self.insert_serial[parent] < self.insert_serial[e]:
                 self.n_children[parent] -= 1
-                if (self.n_children[parent] == 0 and not self.victims_any and not self._queued()
-                        and self.pos[parent] != PINNED):
-                    self._heap_push(parent)  # it became a leaf
+                if self.n_children[parent] == 0 and not self.victims_any:   # it became a leaf
+                    if self._parks():
+                        self._q_relink(parent)
+                    elif not self._queued() and self.pos[parent] != PINNED:
+                        self._heap_push(parent)
+
+    cdef void _q_relink(self, int32_t e) noexcept nogil:
+        """A parked entry that became a leaf is linked again where it is looked at next: its queue's tail (SIEVE:
+        just where the hand is)."""
+        if self.listed[e]:
+            return
+        if self.policy == P_SIEVE and self.hand != NIL:
+            self._q_link_older_than(e, self.hand)
+            self.hand = e
+        else:
+            self._q_link_tail(e, self.queue_id[e])
+            if self.policy == P_SIEVE:
+                self.hand = NIL   # the search starts at the tail: at e
 
     # -- serving (SEMANTICS §3) ----------------------------------------------------------------------------
 
@@ -1711,7 +1964,7 @@ cdef class Engine:
             if counted:
                 tstats[self.owner[victim] * N_TENANT_FIELDS + F_EXPIRED_OWNED] += 1
             if self.policy != P_LRU:
-                self._forget(victim)
+                self._forget(victim, False)
             if self.ghost_capacity:
                 self._bury(victim, TTL_EVICTOR)
             else:
@@ -1785,7 +2038,7 @@ cdef class Engine:
         cdef int64_t* ts
         cdef int32_t e, victim, tenant
         cdef double t
-        cdef bint counted
+        cdef bint counted, full
         cdef int code
         cdef int32_t* req
         cdef int64_t total_blocks = batch.block_offsets[batch.n_requests]
@@ -1877,7 +2130,10 @@ cdef class Engine:
                             self._on_pin(e)
                     req[i] = e
                     continue
-                if self.occupancy == self.capacity_blocks:
+                full = self.occupancy == self.capacity_blocks
+                if self.policy != P_LRU:
+                    self._before_insert(batch.keys[b0 + i], full)
+                if full:
                     victim = self._choose_victim()
                     if victim == NIL:  # every candidate is this request's own
                         if ghost != NIL:  # not inserted after all: it stays a ghost
@@ -1890,9 +2146,7 @@ cdef class Engine:
                     if counted:
                         tstats[self.owner[victim] * N_TENANT_FIELDS + F_EVICTED_OWNED] += 1
                     if self.policy != P_LRU:
-                        if self.policy == P_S3FIFO and self.queue_id[victim] == 0:
-                            _ghost_put(&self.s3_ghost, self.entry_key[victim], 0)
-                        self._forget(victim)
+                        self._forget(victim, True)
                     if counted and self.track_interference:
                         evictions_by[tenant * n_tenants + self.owner[victim]] += 1
                     if self.ghost_capacity:
@@ -1918,9 +2172,9 @@ cdef class Engine:
                 self.owner[e] = tenant
                 if self.policy != P_LRU:
                     if i > 0:
-                        self._on_insert(e, req[i - 1], batch.keys[b0 + i - 1], i)
+                        self._on_insert(e, req[i - 1], batch.keys[b0 + i - 1], i, full)
                     else:
-                        self._on_insert(e, NIL, 0, 0)
+                        self._on_insert(e, NIL, 0, 0, full)
                 req[i] = e
                 inserted += 1
 
@@ -1934,6 +2188,8 @@ cdef class Engine:
                         return ERR_NO_MEMORY
                     if self.expires_at != NULL:
                         self.expires_at[e] = t + self.ttl_s
+                    if self.next_use != NULL:
+                        self.next_use[e] = self.batch_next_use[b0 + i]
                     if self.policy != P_LRU:
                         self._on_use(e, self.insert_serial[e] > serial_at_start)
                 i -= 1
@@ -1953,9 +2209,11 @@ cdef class Engine:
 
     def feed(self, const double[::1] t, const int32_t[::1] tenant, const int64_t[::1] prompt_tokens,
              const int64_t[::1] block_offsets, const uint64_t[::1] keys, const uint32_t[::1] block_tokens,
-             bint per_request=True):
+             bint per_request=True, const int64_t[::1] next_use=None):
         """Serve a batch of requests in order; return the per-request outputs as a dict of int64 arrays, or
         None with ``per_request=False`` (the statistics alone: what a sweep keeps, and 48 bytes a request less).
+        ``next_use`` (offline policies only, one per block): the batch index of the next request that uses the
+        block's key, or any number past the batch (next_uses() gives it).
 
         On an error the state holds every request before the offending one, and the exception carries
         ``.request`` (index in the batch) and ``.partial`` (the outputs of the requests served, or None).
@@ -1963,6 +2221,10 @@ cdef class Engine:
         cdef Py_ssize_t n = t.shape[0]
         if tenant.shape[0] != n or prompt_tokens.shape[0] != n or block_offsets.shape[0] != n + 1:
             raise ValueError("batch columns disagree in length")
+        if self.policy == P_BELADY:
+            if next_use is None or next_use.shape[0] != keys.shape[0]:
+                raise ValueError("an offline policy (belady) needs next_use, one per block: next_uses(keys, offsets)")
+            self.batch_next_use = &next_use[0] if next_use.shape[0] else NULL
         if n and (block_offsets[0] != 0 or block_offsets[n] != keys.shape[0] or
                   keys.shape[0] != block_tokens.shape[0]):
             raise ValueError("block_offsets do not span keys/block_tokens")
@@ -2003,6 +2265,7 @@ cdef class Engine:
         with nogil:
             code = self._serve(&batch, &out, &tstats[0, 0], &hits[0, 0], &lost[0, 0], &evictions[0, 0], n_tenants,
                                &error_request)
+        self.batch_next_use = NULL
         if code:
             partial = {name: arr[:error_request] for name, arr in outputs.items()} if per_request else None
             message = {ERR_NO_MEMORY: "out of memory",

@@ -14,11 +14,19 @@ from dataclasses import dataclass
 import numpy as np
 import xxhash
 
-from cachesim._contract import OUTPUT_FIELDS, TENANT_FIELDS, EngineInputError, check_engine_config
+from cachesim._contract import (
+    OUTPUT_FIELDS,
+    POLICIES,
+    TENANT_FIELDS,
+    EngineInputError,
+    check_engine_config,
+    parse_policy,
+)
+from cachesim._reference_policies import make as make_policy
 from cachesim._statistics import grow_tenant_statistics
 
 __all__ = ["OUTPUT_FIELDS", "TENANT_FIELDS", "EngineInputError", "Engine", "compile_id_blocks", "compile_token_blocks",
-           "dense_ids", "first_trace_fault", "relabel_keys", "xxh3_64"]
+           "dense_ids", "first_trace_fault", "next_uses", "relabel_keys", "xxh3_64"]
 
 _FIELD = {name: i for i, name in enumerate(TENANT_FIELDS)}
 
@@ -114,6 +122,22 @@ def first_trace_fault(t, tenant, prompt_tokens, block_offsets, block_tokens, key
     return request, min(code for code, r in first_of.items() if r == request)
 
 
+NEVER = 2**63 - 1   # next_uses() of a block no later request uses
+
+
+def next_uses(keys, block_offsets):
+    """For each block, the index of the next request that uses its key, or NEVER: the future an offline policy
+    (belady) evicts by, found in one backward pass."""
+    out = np.full(len(keys), NEVER, dtype=np.int64)
+    last: dict[int, int] = {}
+    for r in range(len(block_offsets) - 2, -1, -1):
+        for j in range(int(block_offsets[r]), int(block_offsets[r + 1])):
+            key = int(keys[j])
+            out[j] = last.get(key, NEVER)
+            last[key] = r
+    return out
+
+
 def dense_ids(keys):
     """Number distinct keys by first appearance: (ids, distinct_keys) with distinct_keys[ids[i]] == keys[i]."""
     number: dict[int, int] = {}
@@ -122,15 +146,6 @@ def dense_ids(keys):
 
 
 TTL = "ttl"  # the evictor of expired entries in harm attribution
-
-# Victim order of the scored policies: the candidate with the smallest score goes first (SEMANTICS §4).
-SCORES = {
-    "fifo": lambda e: (e.insert_serial,),
-    "lfu": lambda e: (e.freq, e.stamp),
-    "slru": lambda e: (e.freq >= 2, e.stamp),           # probation (used once) before protected, each LRU
-    "priority": lambda e: (e.freq, -e.depth, e.stamp),  # rarely shared first, then deep blocks, then old
-}
-
 
 class _RecentKeys:
     """Keys remembered with a value for the last ``size`` puts (a key discarded since is forgotten)."""
@@ -167,7 +182,10 @@ class _Entry:
     freq: int = 0           # requests that used it
     depth: int = 0          # position of its block in the prompt
     parent_key: int | None = None
-    visited: int = 0        # SIEVE: used again since the hand passed (0/1); S3-FIFO: uses since insertion, up to 3
+    visited: int = 0        # SIEVE: used since the hand passed (0/1); S3-FIFO: uses (up to 255); CLOCK: counter
+    queue: int = 0          # the queue or segment it belongs to (S3-FIFO, SLRU)
+    listed: bool = False    # in its queue (a queue policy parks an entry while it has children)
+    next_use: float = math.inf   # belady: the request that uses it next
 
 
 class Engine:
@@ -185,12 +203,6 @@ class Engine:
         self.victims = victims
         self.orphaned_blocks = 0
         self.serial = 0
-        self.queue: list[int] = []      # SIEVE, S3-FIFO's small queue: keys by insertion, oldest first
-        self.main: list[int] = []       # S3-FIFO's main queue, oldest first
-        self.hand: int | None = None    # SIEVE: where the next search starts (None = the oldest)
-        # S3-FIFO: the small queue's share, and the keys lately evicted from it (bounded, oldest first)
-        self.small_target = max((capacity_blocks or 0) // 10, 1)
-        self.s3_ghost = _RecentKeys(max(capacity_blocks - self.small_target, 1) if capacity_blocks else 0)
         # harm attribution (SEMANTICS §6): evicted key -> evictor tenant (or TTL), bounded, oldest first
         self.interference = interference
         self.evictors = _RecentKeys((capacity_blocks or 1 << 20) if ghost_blocks is None else ghost_blocks)
@@ -212,6 +224,14 @@ class Engine:
         self.hits_from = np.zeros((max(n_tenants, 1), max(n_tenants, 1)), dtype=np.int64)
         self.lost_to = np.zeros((max(n_tenants, 1), max(n_tenants, 1) + 1), dtype=np.int64)
         self.evictions_by = np.zeros((max(n_tenants, 1), max(n_tenants, 1)), dtype=np.int64)
+        # a built-in policy's bookkeeping (cachesim._reference_policies); a custom one is asked at each eviction
+        self.rules = None
+        self.offline = False
+        if isinstance(policy, str):
+            name, params = parse_policy(policy)
+            self.rules = make_policy(self, name, params)
+            self.offline = POLICIES[name].offline
+        self.next_use = None
 
     @property
     def occupancy(self) -> int:
@@ -221,10 +241,17 @@ class Engine:
         """Grow the statistics to at least n_tenants tenants (between batches)."""
         grow_tenant_statistics(self, n_tenants)
 
-    def feed(self, t, tenant, prompt_tokens, block_offsets, keys, block_tokens, per_request=True):
+    def feed(self, t, tenant, prompt_tokens, block_offsets, keys, block_tokens, per_request=True, next_use=None):
+        """``next_use`` (offline policies only): for each block, the index in this batch of the next request that
+        uses its key, or a number past the batch (next_uses() gives it)."""
         n = len(t)
+        if self.offline:
+            if next_use is None or len(next_use) != len(keys):
+                raise ValueError("an offline policy (belady) needs next_use, one per block: next_uses(keys, offsets)")
+            self.next_use = next_use
         outputs = {name: np.zeros(n, dtype=np.int64) for name in OUTPUT_FIELDS}
         for r in range(n):
+            self.block0 = int(block_offsets[r])
             try:
                 values = self._serve(float(t[r]), int(tenant[r]), int(prompt_tokens[r]),
                                      [int(k) for k in keys[block_offsets[r]:block_offsets[r + 1]]],
@@ -296,41 +323,41 @@ class Engine:
             if key in self.entries:
                 used.add(key)
                 continue
-            if self.capacity_blocks is not None and len(self.entries) >= self.capacity_blocks:
+            full = self.capacity_blocks is not None and len(self.entries) >= self.capacity_blocks
+            if self.rules is not None:
+                self.rules.before_insert(key, full)
+            if full:
                 victim = self._victim(used)
                 if victim is None:
                     uncached += 1
                     continue
                 if counted:
                     stats[self.entries[victim].owner, _FIELD["evicted_owned"]] += 1
-                if self.policy == "s3fifo" and victim in self.queue:
-                    self.s3_ghost.put(victim, None)
                 if self.interference:
                     self.evictors.put(victim, tenant)
                     if counted:
                         self.evictions_by[tenant, self.entries[victim].owner] += 1
-                self._remove(victim)
+                self._remove(victim, evicted=True)
                 evicted += 1
             self.serial += 1
-            self.entries[key] = _Entry(key=key, stamp=-1, expires_at=math.inf, owner=tenant,
-                                       insert_serial=self.serial,
-                                       depth=i, parent_key=keys[i - 1] if i else None)
+            entry = self.entries[key] = _Entry(key=key, stamp=-1, expires_at=math.inf, owner=tenant,
+                                               insert_serial=self.serial,
+                                               depth=i, parent_key=keys[i - 1] if i else None)
             self.evictors.discard(key)
-            if self.policy == "sieve":
-                self.queue.append(key)
-            elif self.policy == "s3fifo":
-                if key in self.s3_ghost:
-                    self.s3_ghost.discard(key)
-                    self.main.append(key)
-                else:
-                    self.queue.append(key)
+            if self.rules is not None:
+                self.rules.inserted(entry, full)
+                parent = self.entries.get(keys[i - 1]) if i else None
+                if (parent is not None and self.rules.queued and self.victims == "leaves"
+                        and parent.insert_serial < entry.insert_serial):
+                    self.rules.gained_child(parent)
             used.add(key)
             new.add(key)
             inserted += 1
 
         # 4. stamp every cached block of the request, deepest first
         stamped = set()
-        for key in reversed(keys):
+        for i in range(n - 1, -1, -1):
+            key = keys[i]
             if key in used and key not in stamped:
                 stamped.add(key)
                 entry = self.entries[key]
@@ -338,8 +365,10 @@ class Engine:
                 entry.stamp = self.clock
                 entry.expires_at = t + self.ttl_s
                 entry.freq += 1
-                if key not in new:
-                    entry.visited = min(entry.visited + 1, 3) if self.policy == "s3fifo" else 1
+                if self.next_use is not None:
+                    entry.next_use = int(self.next_use[self.block0 + i])
+                if self.rules is not None:
+                    self.rules.used(entry, key in new)
                 self._hook("on_insert" if key in new else "on_use", key)
                 self.entries.move_to_end(key)
 
@@ -363,36 +392,6 @@ class Engine:
     def _candidate(self, key: int, used: set) -> bool:
         return key not in used and (self.victims == "any" or not self._children(key))
 
-    def _s3fifo_victim(self, used: set) -> int | None:
-        # a bool, not the list: the list empties as the loop pops it, and its truth would flip mid-eviction
-        from_small = bool(self.queue) and len(self.queue) >= self.small_target or not self.main
-        switched = False
-        skipped = 0
-        for _ in range(3 * (len(self.queue) + len(self.main)) + 2):
-            queue = self.queue if from_small else self.main
-            if not queue or skipped >= len(queue):
-                if switched:
-                    return None
-                from_small, switched, skipped = not from_small, True, 0
-                continue
-            key = queue[0]
-            entry = self.entries[key]
-            if not self._candidate(key, used):       # not evictable now: to the back of its queue
-                queue.append(queue.pop(0))
-                skipped += 1
-                continue
-            if entry.visited > 0:
-                queue.pop(0)
-                if from_small:                       # used again while small: promoted to the main queue
-                    entry.visited = 0
-                else:                                # used again while main: one more round
-                    entry.visited -= 1
-                self.main.append(key)
-                skipped = 0
-                continue
-            return key
-        return None
-
     def _hook(self, name: str, key: int) -> None:
         """Tell a custom policy (cachesim.policies.Policy) what happened to a block."""
         if not isinstance(self.policy, str):
@@ -409,43 +408,20 @@ class Engine:
             if victim is not None and not any(e.key == victim for e in candidates):
                 raise ValueError(f"policy {self.policy!r} chose {victim!r}, which is not one of the candidates")
             return victim
-        if self.policy == "s3fifo":
-            return self._s3fifo_victim(used)
-        if self.policy == "lru":
-            # the least recently stamped entry (under LRU the oldest is always a leaf)
-            return next((k for k in self.entries if k not in used), None)
-        if self.policy == "sieve":
-            if not self.queue:
-                return None
-            i = self.queue.index(self.hand) if self.hand is not None else 0
-            for _ in range(2 * len(self.queue) + 1):
-                key = self.queue[i]
-                if self._candidate(key, used):
-                    if self.entries[key].visited:
-                        self.entries[key].visited = False
-                    else:
-                        self.hand = self.queue[i + 1] if i + 1 < len(self.queue) else None
-                        return key
-                i = (i + 1) % len(self.queue)
-            return None
-        score = SCORES[self.policy]
-        for key in sorted(self.entries, key=lambda k: score(self.entries[k])):
-            if self._candidate(key, used):
-                return key
-        return None
+        return self.rules.victim(lambda key: self._candidate(key, used), used)
 
-    def _remove(self, key: int) -> None:
+    def _remove(self, key: int, evicted: bool = False) -> None:
         self._hook("on_remove", key)
         if self.victims == "any":
             self.orphaned_blocks += len(self._children(key))
-        if self.policy == "sieve":
-            i = self.queue.index(key)
-            if self.hand == key:
-                self.hand = self.queue[i + 1] if i + 1 < len(self.queue) else None
-            del self.queue[i]
-        elif self.policy == "s3fifo":
-            (self.queue if key in self.queue else self.main).remove(key)
+        entry = self.entries[key]
+        if self.rules is not None:
+            self.rules.removed(entry, evicted)
         del self.entries[key]
+        parent = self.entries.get(entry.parent_key) if entry.parent_key is not None else None
+        if (self.rules is not None and self.rules.queued and self.victims == "leaves" and parent is not None
+                and parent.insert_serial < entry.insert_serial and not self._children(parent.key)):
+            self.rules.became_leaf(parent)
 
     def cached_keys(self):
         """Keys of the cached entries, most recently used first."""

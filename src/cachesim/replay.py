@@ -21,8 +21,10 @@ from cachesim._contract import (
     TENANT_FIELDS,
     VICTIMS,
     check_engine_config,
+    parse_policy,
     ratio,
 )
+from cachesim._contract import POLICIES as POLICY_SPECS
 from cachesim.policies import describe
 from cachesim.presets import get_preset
 from cachesim.requests import BlockRequests, TokenRequests, TraceError
@@ -90,6 +92,10 @@ class Simulator:
         self._parts: list[dict[str, np.ndarray]] = []
         self.requests_fed = 0
         self.blocks_fed = 0
+        # an offline policy (belady) sees the future: every block's next use in the whole trace (see plan)
+        self.offline = isinstance(self.config.policy, str) and POLICY_SPECS[parse_policy(self.config.policy)[0]].offline
+        self._future: np.ndarray | None = None        # planned: each block's next use, global request index
+        self._future_keys: np.ndarray | None = None   # planned: the engine keys it was found for
 
     @property
     def engine(self):
@@ -123,6 +129,12 @@ class Simulator:
                                  field=exc.field, line=exc.line) from None
             raise
         dense = trace.distinct_keys is not None
+        if self.offline and self._future is None:
+            if self._engine is not None:
+                raise ValueError(f"policy {self.config.policy} evicts by each block's next use over the whole "
+                                 "trace: replay the trace in one call (cachesim.replay, Simulator.run), or "
+                                 "plan(trace) before feeding its slices")
+            self.plan(trace)   # this batch is all the future there is
         if self._engine is None:
             cfg = self.config
             self.block_size, self.block_source, self.dense_keys = trace.block_size, trace.block_source, dense
@@ -146,16 +158,21 @@ class Simulator:
                              field="block_keys")
         tenant = np.ascontiguousarray(self._global_tenants(trace), dtype=np.int32)
         self._engine.ensure_tenants(len(self.tenant_names))
-        keys = trace.block_keys
-        if self.config.isolation == "tenant":
-            keys = self._module.relabel_keys(np.ascontiguousarray(keys), trace.block_offsets, tenant,
-                                             np.asarray(self._tenant_seeds, dtype=np.uint64))
+        keys = self._engine_keys(trace, tenant)
+        offsets = np.ascontiguousarray(trace.block_offsets)
+        future = {}
+        if self.offline:
+            planned = slice(self.blocks_fed, self.blocks_fed + trace.n_blocks)
+            if not np.array_equal(self._future_keys[planned], keys):
+                raise ValueError(f"policy {self.config.policy} evicts by each block's next use, and this batch is "
+                                 "not the next part of the trace it was planned for: replay the trace in one call "
+                                 "(cachesim.replay, Simulator.run), or plan(trace) with the whole trace first")
+            future["next_use"] = np.ascontiguousarray(self._future[planned])
         try:
             outputs = self._engine.feed(np.ascontiguousarray(trace.t), tenant,
-                                        np.ascontiguousarray(trace.prompt_tokens),
-                                        np.ascontiguousarray(trace.block_offsets), np.ascontiguousarray(keys),
+                                        np.ascontiguousarray(trace.prompt_tokens), offsets, keys,
                                         np.ascontiguousarray(trace.block_tokens),
-                                        per_request=self.keep_per_request)
+                                        per_request=self.keep_per_request, **future)
         except self._module.EngineInputError as exc:
             served = exc.request
             self._keep(trace.slice(0, served), tenant[:served], exc.partial)
@@ -163,6 +180,24 @@ class Simulator:
                              field=exc.field, line=served) from None
         self._keep(trace, tenant, outputs)
         return outputs
+
+    def _engine_keys(self, trace: Trace, tenant: np.ndarray) -> np.ndarray:
+        """The keys the engine stores: the trace's, relabelled per tenant under isolation="tenant"."""
+        keys = np.ascontiguousarray(trace.block_keys)
+        if self.config.isolation == "tenant":
+            keys = self._module.relabel_keys(keys, trace.block_offsets, tenant,
+                                             np.asarray(self._tenant_seeds, dtype=np.uint64))
+        return np.ascontiguousarray(keys)
+
+    def plan(self, trace: Trace) -> None:
+        """Give an offline policy (belady) the whole trace before it is fed, in one slice or many: every block's
+        next use, found in one backward pass. ``run`` and ``replay`` do this themselves."""
+        if self._engine is not None:
+            raise ValueError("plan(trace) comes before the first batch is fed")
+        trace = validate(trace)
+        tenant = np.ascontiguousarray(self._global_tenants(trace), dtype=np.int32)
+        self._future_keys = self._engine_keys(trace, tenant)
+        self._future = self._module.next_uses(self._future_keys, np.ascontiguousarray(trace.block_offsets))
 
     def run(self, trace: Trace | Iterable[Trace], on_batch=None) -> Result:
         """Feed a whole trace (a Trace, in bounded batches, or an iterable of Trace batches) and return the result.
@@ -177,6 +212,11 @@ class Simulator:
                 if not getattr(exc, "valid_requests", 0):
                     raise
                 self.feed(trace)   # serves the sound requests before the fault, then raises it
+        if self.offline:
+            if not isinstance(trace, Trace):
+                raise ValueError(f"policy {self.config.policy} evicts by each block's next use over the whole "
+                                 "trace: give it a whole Trace, not a stream of batches")
+            self.plan(trace)
         for batch in trace.batches() if isinstance(trace, Trace) else trace:
             self.feed(batch)
             if on_batch is not None:

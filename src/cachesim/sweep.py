@@ -30,7 +30,7 @@ import numpy as np
 import orjson
 import xxhash
 
-from cachesim._contract import DEFAULT_TOKEN_BLOCK_SIZE
+from cachesim._contract import DEFAULT_TOKEN_BLOCK_SIZE, split_policies
 from cachesim.parallel import _StopOnSignals, abort, make_executor
 from cachesim.replay import RATIO_DEFINITIONS, replay
 from cachesim.requests import BlockRequests, TokenRequests, TraceError
@@ -88,7 +88,7 @@ def parse_grid(grid: Mapping[str, Any]) -> dict[str, list]:
             raise ValueError(f"sweep axis {name!r} is given twice")
         values = raw_values if isinstance(raw_values, (list, tuple)) else [raw_values]
         if isinstance(raw_values, str) and "," in raw_values:
-            values = raw_values.split(",")
+            values = split_policies(raw_values) if name == "policy" else raw_values.split(",")
         if not values:
             raise ValueError(f"sweep axis {name!r} has no values")
         parsed = [_parse_value(name, v) for v in values]

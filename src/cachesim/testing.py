@@ -105,6 +105,8 @@ def check_invariants(requests: TokenRequests | Trace, config: CacheConfig, block
     """Replay request by request, checking capacity, prefix-closure (leaf victims) and hits after each."""
     trace = _trace(requests, block_size)
     sim = Simulator(config, impl=impl)
+    if sim.offline:
+        sim.plan(trace)
     parent: dict[int, int | None] = {}
     ever_cached: set[int] = set()
     for r in range(trace.n_requests):

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cachesim import units
-from cachesim._contract import DEFAULT_TOKEN_BLOCK_SIZE, HIT_CAPS, ISOLATIONS, POLICY_NAMES, VICTIMS
+from cachesim._contract import DEFAULT_TOKEN_BLOCK_SIZE, HIT_CAPS, ISOLATIONS, POLICY_NAMES, VICTIMS, parse_policy
 from cachesim._impl import IMPLEMENTATIONS
 from cachesim.parallel import EXECUTOR_NAMES
 from cachesim.parallel import executor_name as _executor_name
@@ -86,6 +86,23 @@ def one_of(names, what: str) -> Callable:
         return text
     convert.__name__ = what
     return convert
+
+
+class PolicyChoices(tuple):
+    """The built-in policies' names, as argparse's choices: a name with parameters is among them when its name is
+    (policy_option has checked the parameters)."""
+
+    def __contains__(self, value) -> bool:
+        return isinstance(value, str) and super().__contains__(value.partition(":")[0])
+
+
+def policy_option(text: str) -> str:
+    """--policy NAME[:key=value,...]: checked when the flag is read, in the registry's words."""
+    try:
+        parse_policy(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _format_name(text: str) -> str:
@@ -164,8 +181,9 @@ def add_cache_args(p, isolation: bool = True) -> None:
     add_hit_cap_and_isolation(p, isolation)
     p.add_argument("--warmup", metavar="N|Ns", help="leave the first N requests (or N seconds, e.g. 600s) "
                    "out of the counts")
-    p.add_argument("--policy", type=one_of(POLICY_NAMES, "policy"), choices=POLICY_NAMES,
-                   help=f"eviction policy: {', '.join(POLICY_NAMES)} (default lru; docs/policies.md)")
+    p.add_argument("--policy", type=policy_option, choices=PolicyChoices(POLICY_NAMES), metavar="NAME[:KEY=VALUE,...]",
+                   help=f"eviction policy: {', '.join(POLICY_NAMES)} (default lru), with parameters as "
+                        "s3fifo:move-to-main-threshold=1 (docs/policies.md)")
     p.add_argument("--victims", choices=VICTIMS, default=VICTIMS[0], help="evict only leaf blocks "
                    "(default; keeps the cache prefix-closed) or any block, counting the orphans")
     p.add_argument("--interference", action="store_true", help="track who evicted whom (lost_to, evictions_by)")

@@ -75,6 +75,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from cachesim._contract import split_policies
     from cachesim.report import print_sweep
     from cachesim.sweep import checkpoint_path, load_grid, parse_grid, run_sweep
 
@@ -82,7 +83,8 @@ def run(args) -> int:
     for option, axis in _SWEEP_AXIS_OPTIONS.items():
         value = getattr(args, option)
         if value is not None:
-            grid[axis] = value.split(",")
+            # a policy's own parameters are comma-separated too: s3fifo:small-size-ratio=0.2,ghost-size-ratio=0.5
+            grid[axis] = split_policies(value) if axis == "policy" else value.split(",")
     if not grid:
         raise ValueError("nothing to sweep: give --grid FILE or axes such as --capacity 1k,10k,100k")
     grid = parse_grid(grid)  # a bad axis value fails before the trace is read
