@@ -406,6 +406,7 @@ def curve_rows(curves) -> list[dict[str, Any]]:
     for c in curves:
         data = c.to_dict() if hasattr(c, "to_dict") else c
         rows += [{"capacity_blocks": p["capacity_blocks"], "ttl_s": data["ttl_s"], "block_size": data["block_size"],
+                  "policy": data.get("policy", "lru"),
                   "token_hit_ratio": p["token_hit_ratio"], "block_hit_ratio": p["block_hit_ratio"]}
                  for p in data["points"]]
     return rows
@@ -419,8 +420,11 @@ def curve_figure(curves, kv_bytes_per_token: float | None = None, title: str | N
     first = curves if hasattr(curves, "sample_rate") or isinstance(curves, Mapping) else next(iter(curves))
     rate = first.sample_rate if hasattr(first, "sample_rate") else first["sample_rate"]
     sampled = f" (sampled at {rate:g})" if rate < 1 else ""
-    return metric_figure(rows, ["token_hit_ratio", "block_hit_ratio"], series=["ttl_s"],
-                         title=title or f"LRU hit-ratio curve{sampled}", kv_bytes_per_token=kv_bytes_per_token)
+    policies = list(dict.fromkeys(row["policy"] for row in rows))
+    series = ["ttl_s"] if len(policies) == 1 else ["policy", "ttl_s"]   # a line per policy, beside LRU and belady
+    default = f"{policies[0].upper()} hit-ratio curve{sampled}" if len(policies) == 1 else "hit-ratio curves"
+    return metric_figure(rows, ["token_hit_ratio", "block_hit_ratio"], series=series,
+                         title=title or default, kv_bytes_per_token=kv_bytes_per_token)
 
 
 def plot_curve(curves, path: str | Path, kv_bytes_per_token: float | None = None, title: str | None = None) -> None:

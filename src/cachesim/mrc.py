@@ -81,6 +81,8 @@ class Curve:
     ttl_s: float | None
     sample_rate: float
     block_size: int
+    policy: str = "lru"             # the eviction policy (its canonical text, with parameters)
+    method: str = "one-pass"        # one-pass (LRU's stack), replays (one per capacity) or miniature (sampled)
 
     @property
     def token_hit_ratio(self) -> np.ndarray:
@@ -107,7 +109,8 @@ class Curve:
             if gb is not None:
                 row["capacity_gb"] = None if cap < 0 else float(gb[i])
             rows.append(row)
-        return {"ttl_s": self.ttl_s, "sample_rate": self.sample_rate, "block_size": self.block_size,
+        return {"policy": self.policy, "method": self.method,
+                "ttl_s": self.ttl_s, "sample_rate": self.sample_rate, "block_size": self.block_size,
                 "blocks": self.blocks, "prompt_tokens": self.prompt_tokens, "kv_bytes_per_token": kv_bytes_per_token,
                 "exact": self.sample_rate == 1.0, "points": rows, "definitions": dict(RATIO_DEFINITIONS)}
 
@@ -421,7 +424,8 @@ class CurveStream:
 
     def run(self, batches: Iterable[Trace]) -> CurveStream:
         """Feed every batch; a Trace is fed in slices of 2^20 blocks."""
-        if isinstance(batches, (str, bytes, PathLike)) or not isinstance(batches, Iterable):
+        if not isinstance(batches, Trace) and (isinstance(batches, (str, bytes, PathLike))
+                                               or not isinstance(batches, Iterable)):
             raise TypeError(f"expected a compiled Trace or an iterable of Trace batches, got "
                             f"{type(batches).__name__} (a file streams as cachesim.readers.TraceStream(path))")
         for batch in batches.batches(1 << 20) if isinstance(batches, Trace) else batches:

@@ -13,6 +13,7 @@ from cachesim.cli._options import (
     console,
     emit,
     kv_bytes_per_token,
+    load_whole_trace,
     parse_count,
     parse_list,
     parse_seconds,
@@ -43,6 +44,14 @@ def add_parser(sub) -> None:
                    "in (0, 1) for huge traces: an estimate (docs/mrc.md gives its measured error)")
     p.add_argument("--always-tokens", type=whole(0), default=2048, metavar="N",
                    help="with --sample, track every block of a request's first N tokens (default 2048)")
+    p.add_argument("--policy", metavar="LIST", help="other eviction policies beside LRU, e.g. s3fifo,sieve,"
+                   "slru:n-seg=2: a replay at each capacity (or a miniature simulation with --mini); reads the "
+                   "whole trace into memory")
+    p.add_argument("--bound", action="store_true", help="the optimal curve beside them (belady: the most any "
+                   "policy can hit at each capacity)")
+    p.add_argument("--mini", type=real(above=0.0, below=1.0), metavar="RATE", help="with --policy/--bound: "
+                   "miniature simulations (Waldspurger et al., ATC'17) of a RATE share of the prefix trees in a "
+                   "cache scaled by RATE, instead of full replays (docs/mrc.md gives the measured error)")
     p.add_argument("--plot", metavar="PNG", help="plot hit ratio against capacity to PNG (needs cachesim[plot])")
     p.add_argument("--json", metavar="OUT", help="write the curves as JSON to OUT ('-' for stdout)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -52,9 +61,10 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import orjson
 
+    from cachesim._contract import parse_policy, split_policies
     from cachesim.figures import plot_curve
     from cachesim.mrc import CurveStream
-    from cachesim.report import print_curves
+    from cachesim.report import print_curves, print_policy_curves
 
     require_figure(args.plot, "--plot")
     args.kv_bytes_per_token = kv_bytes_per_token(args)
@@ -62,22 +72,51 @@ def run(args) -> int:
     if args.preset:
         hit_cap = hit_cap or preset(args).hit_cap
     ttls = [None] + [x for x in (args.ttl or []) if x is not None]
-    # the trace streams past: the pass keeps its stack, the grid its counts, and nothing per block
+    others = split_policies(args.policy or "") + (["belady"] if args.bound else [])
+    if args.mini and not others:
+        raise ValueError("--mini samples the replays of --policy or --bound: give one of them")
+    for policy in others:
+        parse_policy(policy)   # a bad name fails before the trace is read
     curves_of = CurveStream(args.capacities, ttls, sample_rate=args.sample or 1.0, always_tokens=args.always_tokens,
                             hit_cap=hit_cap, isolation=args.isolation, warmup=args.warmup)
-    label = stream_input(args, "mrc", curves_of.feed, lambda: curves_of.requests)
+    if others:   # other policies replay the trace again at each capacity: it is read into memory once
+        trace, label = load_whole_trace(args)
+        curves_of.run(trace)
+    else:   # the trace streams past: the pass keeps its stack, the grid its counts, and nothing per block
+        label = stream_input(args, "mrc", curves_of.feed, lambda: curves_of.requests)
     table = curves_of.table()
     curves = [table.curve(k) for k in range(len(ttls))]
+    capacities = [None if c < 0 else int(c) for c in table.capacities_blocks]
+    policy_curves = _policy_curves(args, trace, others, capacities, hit_cap) if others else []
     if args.json:
         data = {"trace": label, "requests": curves_of.requests, "distinct_blocks": curves_of.distinct_keys,
                 "longest_request_blocks": curves_of.stack.longest_request_blocks,
                 "pass_state_bytes": curves_of.stack.state_bytes,   # what the pass held at the end (docs/memory.md)
-                "curves": [c.to_dict(args.kv_bytes_per_token) for c in curves]}
+                "curves": [c.to_dict(args.kv_bytes_per_token) for c in curves],
+                "policies": [c.to_dict(args.kv_bytes_per_token) for c in policy_curves]}
         emit(args.json, orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
     if args.json != "-":
         print_curves(curves, curves_of, label, args.kv_bytes_per_token, console=console(args))
+        if policy_curves:
+            print_policy_curves(curves[0], policy_curves, console=console(args))
     if args.plot:
-        plot_curve(curves, args.plot, args.kv_bytes_per_token, title=f"LRU hit-ratio curve: {Path(label).name}")
+        shown = [*curves, *policy_curves]
+        plot_curve(shown, args.plot, args.kv_bytes_per_token,
+                   title=f"{'LRU hit-ratio curve' if not policy_curves else 'hit-ratio curves'}: {Path(label).name}")
         if args.json != "-":
             print(f"plot written to {args.plot}")
     return 0
+
+
+def _policy_curves(args, trace, policies, capacities, hit_cap):
+    """A curve per policy at the LRU table's capacities, with a progress bar over the replays."""
+    from cachesim.policy_curves import policy_curve
+    from cachesim.progress import track
+
+    out = []
+    with track("policy curves", len(policies) * len(capacities), "replays", enabled=args.progress) as bar:
+        for policy in policies:
+            out.append(policy_curve(trace, policy, capacities, sample_rate=args.mini or 1.0,
+                                    on_point=lambda _, policy=policy: bar.update(advance=1, note=policy),
+                                    hit_cap=hit_cap, isolation=args.isolation, warmup=args.warmup, impl=args.impl))
+    return out

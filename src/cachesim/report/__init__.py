@@ -10,10 +10,11 @@ from cachesim.report.demo import print_demo
 from cachesim.report.fleet import print_fleet
 from cachesim.report.html import render_report, write_report
 from cachesim.report.interference import print_report
-from cachesim.report.mrc import print_curves
+from cachesim.report.mrc import print_curves, print_policy_curves
 from cachesim.report.replay import describe_config, print_replay, write_per_request_csv
 from cachesim.report.sweep import SCREEN_METRICS, print_sweep
 
 __all__ = ["SCREEN_METRICS", "describe_config", "format_cell", "make_console", "print_curves", "print_demo",
+           "print_policy_curves",
            "print_fleet", "print_replay", "print_report", "print_sweep", "render_report", "write_per_request_csv",
            "write_report"]

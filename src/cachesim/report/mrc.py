@@ -56,3 +56,23 @@ def print_curves(curves: Sequence[Curve], seen: CurveStream, label: str, kv_byte
         console.print(f"GB = blocks x {first.block_size} tokens x {kv_bytes_per_token:,.0f} KV bytes per token / 1e9")
     console.print(f"columns: token hit ratio = {RATIO_DEFINITIONS['token_hit_ratio']}; "
                   f"block hit ratio = {RATIO_DEFINITIONS['block_hit_ratio']}")
+
+
+def print_policy_curves(lru: Curve, curves: Sequence[Curve], console=None) -> None:
+    """Other policies' token hit ratios at the LRU curve's capacities (no TTL), LRU's beside them."""
+    console = console or make_console()
+    sampled = [c for c in curves if c.method == "miniature"]
+    if sampled:
+        console.print(f"[yellow]estimate[/yellow]: miniature simulations of {sampled[0].sample_rate:g} of the prefix "
+                      "trees in caches scaled by the same rate (docs/mrc.md gives the measured error)")
+    else:
+        console.print("each policy column is a replay at that capacity; belady is the bound no policy exceeds")
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("capacity\nblocks", justify="right", no_wrap=True)
+    table.add_column("token\nlru", justify="right", no_wrap=True)
+    for c in curves:
+        table.add_column(f"token\n{c.policy}", justify="right", no_wrap=True)
+    for i, cap in enumerate(lru.capacities_blocks):
+        table.add_row(_capacity_text(int(cap)), f"{lru.token_hit_ratio[i]:.4f}",
+                      *(f"{c.token_hit_ratio[i]:.4f}" for c in curves))
+    print_table(console, table)
