@@ -2,7 +2,7 @@
 streams (issue 20's speed acceptance).
 
 Run (with the bench extra, libcachesim 0.3.5: pip install -e '.[test,bench]'):
-    python -m pytest bench/bench_policies.py --benchmark-only -s                           (about 10 to 15 minutes)
+    python -m pytest bench/bench_policies.py --benchmark-only -s          (several minutes; each cliff spends 60 s)
     CACHESIM_BENCH_QUICK=1 python -m pytest bench/bench_policies.py --benchmark-only -s    (under 2 minutes)
 
 The policies are cachesim._contract.POLICY_NAMES read at run time, so a policy added to the registry is measured
