@@ -63,7 +63,7 @@ PREFIX_TARGET = 3.0                            # a policy's time over LRU's on t
 LINEAR_TARGET = 1.5                            # time per block at the longest length over 1x
 
 LIMIT_S = 10.0 if QUICK else 60.0              # CPU seconds after which a run is stopped and called a cliff
-ROUNDS = 1 if QUICK else 3                     # interleaved rounds of the libCacheSim comparison
+ROUNDS = 2 if QUICK else 3                     # interleaved rounds of the libCacheSim comparison (best kept)
 REPEAT_BUDGET_S = 0.3 if QUICK else 1.0        # short prefix runs repeat (best of <= 3) within this budget
 ZIPF = (500_000, 100_000, 10_000) if QUICK else (4_000_000, 1_000_000, 100_000)  # requests, objects, capacity
 MOONCAKE_ONE_BLOCK_CAPACITY = 10_000
