@@ -52,7 +52,7 @@ def test_per_request_csv(tmp_path):
 @pytest.mark.parametrize(("args", "message"), [
     (["replay", "missing.jsonl"], "missing.jsonl: cannot open"),
     (["replay", "--preset", "tgi"], "unknown preset 'tgi'"),
-    (["replay", "--policy", "arc"], "unknown policy 'arc'"),
+    (["replay", "--policy", "nosuch"], "unknown policy 'nosuch'"),
     (["replay", "--warmup", "soon"], "warmup must be"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):

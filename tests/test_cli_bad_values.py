@@ -63,7 +63,7 @@ BAD = {
     "--hit-cap": ["bogus"],
     "--isolation": ["bogus"],
     "--warmup": ["-3", "abc"],
-    "--policy": ["bogus"],
+    "--policy": ["bogus", "s3fifo:small-size-ratio=2", "slru:segments=2"],
     "--victims": ["bogus"],
     "--workers": ["0"],
     "--executor": ["bogus"],
@@ -102,6 +102,7 @@ BAD = {
     "--target": ["130%", "abc", "0%", "30"],
     "--kv-bytes-per-token": ["0", "160k"],   # a bare k: KB or KiB? refused
     "--sample": ["1.5", "0"],
+    "--mini": ["1.5", "0"],
     "--always-tokens": ["-1"],
     "--plot": ["{tmp}/curve.txt", f"{NOWHERE}/curve.png"],
     "--grid": [f"{NOWHERE}/grid.toml"],
@@ -118,6 +119,7 @@ NO_VALUE = {
     "--interference": "a switch", "--progress": "a switch", "--no-progress": "a switch", "--dense": "a switch",
     "--per-replica": "a switch", "--keep-tenants": "a switch", "--wide": "a switch",
     "--stream": "a switch (what cannot stream is refused: tests/test_sweep_stream.py)",
+    "--bound": "a switch (belady with --stream is refused: tests/test_policy_curves.py)",
     "--resume": "a switch (without a checkpoint: "
     "tests/test_sweep.py)", "--json": "prices --json is a switch",
 }

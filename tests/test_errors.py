@@ -57,7 +57,7 @@ def test_capacity_must_be_a_positive_whole_number(capacity):
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"policy": "arc"}, "unknown policy 'arc'"),
+    ({"policy": "nosuch"}, "unknown policy 'nosuch'"),
     ({"ttl_s": 0}, "ttl_s must be a positive number"),
     ({"ttl_s": float("nan")}, "ttl_s must be a positive number"),
     ({"hit_cap": "prompt"}, "unknown hit_cap"),

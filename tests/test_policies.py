@@ -133,6 +133,25 @@ def test_belady_evicts_the_block_used_farthest_ahead(impl):
     assert sum(col(run(impl, prompts, capacity_blocks=2, policy="lru"), "hit_blocks")) == 0
 
 
+def test_gdsf_keeps_the_deeper_block_that_costs_more_to_recompute(impl):
+    # block_size 1, attention-tokens 2: a block at depth d costs 1 + (d + 1/2) / 2, so "12" (depth 1) is worth 1.75
+    # and "5" 1.25. [7] must evict a leaf: GDSF drops "5"; LRU (and GDSF with uniform cost, its tie broken by
+    # recency) drops the older "12".
+    prompts = [[1, 2], [5], [7], [1, 2]]
+    assert col(run(impl, prompts, capacity_blocks=3, policy="gdsf:attention-tokens=2"), "hit_blocks") == [0, 0, 0, 2]
+    assert col(run(impl, prompts, capacity_blocks=3, policy="gdsf:attention-tokens=0"), "hit_blocks") == [0, 0, 0, 1]
+    assert col(run(impl, prompts, capacity_blocks=3, policy="lru"), "hit_blocks") == [0, 0, 0, 1]
+
+
+def test_gdsf_ages_what_is_not_used_again(impl):
+    # uniform cost, capacity 2: "1" used three times has priority 3; each eviction raises L to the victim's
+    # priority, so newcomers enter at L + 1 and, once L reaches 3, "1" goes as LRU would have it go
+    prompts = [[1], [1], [1], [2], [3], [4], [5], [1]]
+    r = run(impl, prompts, capacity_blocks=2, policy="gdsf:attention-tokens=0")
+    assert col(r, "hit_blocks") == [0, 1, 1, 0, 0, 0, 0, 0]
+    assert col(r, "evicted_blocks") == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
 def test_belady_refuses_a_stream_of_batches(impl):
     trace = cachesim.compile_trace(TokenRequests.from_lists([[1], [2], [1]]), 1)
     with pytest.raises(ValueError, match="whole trace"):

@@ -95,3 +95,30 @@ def test_mrc_prints_the_policies_and_the_bound_and_writes_them_as_json(tmp_path,
             assert point["hit_tokens"] <= bound["hit_tokens"]
     assert main(["mrc", str(path), "--mini", "0.5"]) == 2   # --mini samples the replays of --policy or --bound
     assert "--mini" in capsys.readouterr().err
+
+
+def test_the_bound_in_the_html_report_and_in_sweeps(tmp_path, capsys):
+    from cachesim.workloads import agent_workload
+
+    trace_path = tmp_path / "agents.npz"
+    cachesim.compile_trace(agent_workload(n_users=4, seed=1).requests, 16).save(trace_path)
+    curves = tmp_path / "curves.json"
+    assert main(["mrc", str(trace_path), "--bound", "--capacities", "64,256", "--json", str(curves)]) == 0
+    page = tmp_path / "page.html"
+    assert main(["report", str(curves), "-o", str(page)]) == 0
+    html = page.read_text()
+    assert "Other policies, and the bound" in html and "belady" in html
+    table = tmp_path / "sweep.csv"
+    assert main(["sweep", str(trace_path), "--capacity", "64,256", "--policy", "lru,sieve", "--bound",
+                 "-o", str(table)]) == 0
+    rows = table.read_text().splitlines()
+    header = rows[0].split(",")
+    policy, ratio = header.index("policy"), header.index("token_hit_ratio")
+    by = {(r.split(",")[header.index("capacity_blocks")], r.split(",")[policy]): float(r.split(",")[ratio])
+          for r in rows[1:]}
+    assert {p for _, p in by} == {"lru", "sieve", "belady"}
+    for (capacity, _), value in by.items():
+        assert value <= by[(capacity, "belady")]
+    capsys.readouterr()
+    assert main(["sweep", str(trace_path), "--capacity", "64", "--bound", "--stream"]) == 2
+    assert "without --stream" in capsys.readouterr().err

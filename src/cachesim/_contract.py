@@ -113,6 +113,15 @@ POLICIES: dict[str, PolicySpec] = {p.name: p for p in (
                "Belady, A study of replacement algorithms for a virtual-storage computer, IBM Systems Journal "
                "1966 (MIN); the offline bound. Needs the whole trace: cachesim finds every block's next use "
                "in one backward pass", offline=True),
+    PolicySpec("gdsf", 12, "the lowest priority, a block's priority being the inflation value L plus its uses "
+               "times what recomputing it costs (set at each use; L becomes each victim's priority); "
+               "deeper blocks cost more, as attention over a longer prefix does",
+               "Cherkasova, Improving WWW proxies performance with Greedy-Dual-Size-Frequency caching policy, HP "
+               "Labs 1998; libCacheSim's GDSF (attention-tokens=0). The position cost model: docs/policies.md",
+               params=(PolicyParam("attention-tokens", float, 24576.0, 0.0, 1e9,
+                                   "the context length at which a token's attention costs as much as the rest "
+                                   "of its forward pass, about 6 x the hidden size; 0: every block costs the "
+                                   "same"),)),
 )}
 POLICY_NAMES: tuple[str, ...] = tuple(POLICIES)
 

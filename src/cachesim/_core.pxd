@@ -109,6 +109,9 @@ cdef class Engine:
     cdef int32_t* heap_pos                  # heap policies: position in heap, or NIL when not a candidate
     cdef int64_t heap_size
     cdef int64_t* next_use                  # belady: the request (batch index) that uses it next
+    cdef double* priority                   # gdsf: L + uses x cost, set at each use
+    cdef double gdsf_inflation              # gdsf: L, the priority of the last victim
+    cdef double gdsf_per_depth              # gdsf: the cost a block adds per block of depth
     cdef const int64_t* batch_next_use         # belady: the batch's next use of each block (feed's next_use)
     # queue policies: doubly linked queues, head = newest; an entry's queue (S3-FIFO 0 small, 1 main; SLRU its
     # segment) and whether it is linked (SIEVE, S3-FIFO and CLOCK park an entry while it has children)

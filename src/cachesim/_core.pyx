@@ -178,6 +178,7 @@ cdef enum:
     P_SLRU = 7
     P_CLOCK = 8
     P_BELADY = 9
+    P_GDSF = 12
 
 cdef enum:
     MAX_QUEUES = 16   # the size of the engine's per-queue arrays (SLRU's n-seg is at most this)
@@ -185,7 +186,8 @@ cdef enum:
 cdef int64_t NEVER = 0x7FFFFFFFFFFFFFFF   # next_use of a block no later request uses
 
 # The enum in the registry's order: the registry names each code, the core only checks that the two agree.
-_POLICY_ENUM = (P_LRU, P_FIFO, P_LFU, P_TWO_CLASS, P_PRIORITY, P_SIEVE, P_S3FIFO, P_SLRU, P_CLOCK, P_BELADY)
+_POLICY_ENUM = (P_LRU, P_FIFO, P_LFU, P_TWO_CLASS, P_PRIORITY, P_SIEVE, P_S3FIFO, P_SLRU, P_CLOCK, P_BELADY,
+                P_GDSF)
 POLICY_CODES = {name: spec.code for name, spec in POLICIES.items()}
 if tuple(POLICY_CODES.values()) != _POLICY_ENUM:
     raise ImportError("cachesim._core: its policy enum disagrees with _contract.POLICIES (a policy added to one "
@@ -1073,6 +1075,7 @@ cdef class Engine:
         self.heap = NULL
         self.heap_pos = NULL
         self.next_use = NULL
+        self.priority = NULL
         self.batch_next_use = NULL
         self.q_newer = NULL
         self.q_older = NULL
@@ -1182,6 +1185,7 @@ cdef class Engine:
         PyMem_RawFree(self.heap)
         PyMem_RawFree(self.heap_pos)
         PyMem_RawFree(self.next_use)
+        PyMem_RawFree(self.priority)
         PyMem_RawFree(self.q_newer)
         PyMem_RawFree(self.q_older)
         PyMem_RawFree(self.visited)
@@ -1221,6 +1225,8 @@ cdef class Engine:
                     _grow(<void**> &self.heap_pos, size, sizeof(int32_t))):
                 return -1
             if self.policy == P_BELADY and _grow(<void**> &self.next_use, size, sizeof(int64_t)):
+                return -1
+            if self.policy == P_GDSF and _grow(<void**> &self.priority, size, sizeof(double)):
                 return -1
         self.pool_size = size
         return 0
@@ -1534,6 +1540,7 @@ cdef class Engine:
         """The policy's parameters (parsed and checked by _contract.parse_policy) and its queues' shares."""
         cdef int64_t capacity = max(self.capacity_blocks, 0)
         cdef int64_t small, n_seg, q
+        cdef double attention
         if self.policy == P_S3FIFO:
             self.n_queues = 2
             small = <int64_t> (capacity * params["small-size-ratio"])
@@ -1551,6 +1558,10 @@ cdef class Engine:
         elif self.policy == P_CLOCK:
             self.clock_max = (1 << params["n-bit-counter"]) - 1
             self.clock_init = min(params["init-freq"], self.clock_max)
+        elif self.policy == P_GDSF:
+            self.gdsf_inflation = 0.0
+            attention = params["attention-tokens"]
+            self.gdsf_per_depth = self.block_size / attention if attention > 0 else 0.0
 
     cdef inline bint _less(self, int32_t a, int32_t b) noexcept nogil:
         """Heap order: a is evicted before b."""
@@ -1571,6 +1582,9 @@ cdef class Engine:
         elif policy == P_BELADY:  # the farthest next use first
             if self.next_use[a] != self.next_use[b]:
                 return self.next_use[a] > self.next_use[b]
+        elif policy == P_GDSF:  # the lowest priority first
+            if self.priority[a] != self.priority[b]:
+                return self.priority[a] < self.priority[b]
         return self.last_use[a] < self.last_use[b]
 
     cdef inline void _heap_swap(self, int64_t i, int64_t j) noexcept nogil:
@@ -1909,8 +1923,12 @@ cdef class Engine:
                 self._slru_promote(e)
             elif self.listed[e]:
                 self._q_rotate_to_head(e)
-        elif self.victims_any or self.n_children[e] == 0:
-            self._heap_push(e)
+        else:
+            if self.policy == P_GDSF:   # L + uses x the block's recomputation cost (see _reference_policies.Gdsf)
+                self.priority[e] = self.gdsf_inflation + self.freq[e] * (
+                    1.0 + (self.depth[e] + 0.5) * self.gdsf_per_depth if self.gdsf_per_depth > 0 else 1.0)
+            if self.victims_any or self.n_children[e] == 0:
+                self._heap_push(e)
 
     cdef void _forget(self, int32_t e, bint evicted) noexcept nogil:
         """Policy bookkeeping for an entry about to leave the cache (a capacity eviction, or an expiry)."""
@@ -1923,6 +1941,8 @@ cdef class Engine:
             self.q_members[self.queue_id[e]] -= 1
         else:
             self._heap_remove(e)
+            if self.policy == P_GDSF and evicted:
+                self.gdsf_inflation = self.priority[e]   # L: what is not used again ages by it
         if self.victims_any:
             self.orphaned_blocks += self.n_children[e]
         if self.depth[e] > 0:

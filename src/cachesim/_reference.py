@@ -186,6 +186,7 @@ class _Entry:
     queue: int = 0          # the queue or segment it belongs to (S3-FIFO, SLRU)
     listed: bool = False    # in its queue (a queue policy parks an entry while it has children)
     next_use: float = math.inf   # belady: the request that uses it next
+    priority: float = 0.0   # gdsf: its priority, set at each use
 
 
 class Engine:

@@ -362,10 +362,42 @@ class Slru(_Policy):
         return None
 
 
+class Gdsf(_Policy):
+    """Greedy-Dual-Size-Frequency with a block's recomputation cost for its value: at each use a block's priority
+    becomes L + uses x cost, where L is the priority of the last victim (the inflation that ages what is not
+    used); the victim is the candidate of lowest priority, then least recently used. A block of ``block_size``
+    tokens at depth d costs 1 + (d + 1/2) x block_size / attention-tokens: its tokens' projections and MLP (1),
+    plus attention over the d blocks before it and half of its own, which costs as much as the rest at
+    attention-tokens of context. attention-tokens=0 gives every block cost 1: libCacheSim's GDSF at unit sizes."""
+
+    def __init__(self, engine, params):
+        super().__init__(engine, params)
+        self.inflation = 0.0
+        attention = params["attention-tokens"]
+        self.per_depth = engine.block_size / attention if attention > 0 else 0.0
+
+    def cost(self, entry) -> float:
+        return 1.0 + (entry.depth + 0.5) * self.per_depth if self.per_depth else 1.0
+
+    def used(self, entry, inserted_now):
+        entry.priority = self.inflation + entry.freq * self.cost(entry)
+
+    def removed(self, entry, evicted):
+        if evicted:
+            self.inflation = entry.priority
+
+    def victim(self, candidate, used):
+        entries = self.engine.entries
+        for key in sorted(entries, key=lambda k: (entries[k].priority, entries[k].stamp)):
+            if candidate(key):
+                return key
+        return None
+
+
 def make(engine, name: str, params: dict) -> _Policy:
     """The reference policy object of a built-in policy."""
     if name == "lru":
         return Lru(engine, params)
     if name in Scored.SCORES:
         return Scored(engine, params, name)
-    return {"sieve": Sieve, "s3fifo": S3Fifo, "clock": Clock, "slru": Slru}[name](engine, params)
+    return {"sieve": Sieve, "s3fifo": S3Fifo, "clock": Clock, "slru": Slru, "gdsf": Gdsf}[name](engine, params)

@@ -47,6 +47,8 @@ def add_parser(sub) -> None:
     axes.add_argument("--capacity", metavar="LIST", help="capacities in blocks, e.g. 1k,10k,100k,unbounded")
     axes.add_argument("--policy", metavar="LIST", help="eviction policies, e.g. lru,s3fifo")
     axes.add_argument("--ttl", metavar="LIST", help="TTLs, e.g. none,5m,1h")
+    axes.add_argument("--bound", action="store_true", help="add belady to the policies: the optimal bound "
+                      "beside every other policy at each point of the grid")
     axes.add_argument("--block-size", metavar="LIST", help="tokens per block, e.g. 16,32 (token-id traces only)")
     axes.add_argument("--hit-cap", metavar="LIST", help="hit caps: none,prompt-1")
     axes.add_argument("--isolation", metavar="LIST", help="isolation: none,tenant")
@@ -75,7 +77,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from cachesim._contract import split_policies
+    from cachesim._contract import POLICIES, parse_policy, split_policies
     from cachesim.report import print_sweep
     from cachesim.sweep import checkpoint_path, load_grid, parse_grid, run_sweep
 
@@ -85,9 +87,16 @@ def run(args) -> int:
         if value is not None:
             # a policy's own parameters are comma-separated too: s3fifo:small-size-ratio=0.2,ghost-size-ratio=0.5
             grid[axis] = split_policies(value) if axis == "policy" else value.split(",")
+    if args.bound:   # the bound beside the policies swept (LRU alone when none is)
+        policies = list(grid.get("policy", ["lru"]))
+        grid["policy"] = policies if "belady" in policies else [*policies, "belady"]
     if not grid:
         raise ValueError("nothing to sweep: give --grid FILE or axes such as --capacity 1k,10k,100k")
     grid = parse_grid(grid)  # a bad axis value fails before the trace is read
+    offline = [p for p in grid.get("policy", []) if isinstance(p, str) and POLICIES[parse_policy(p)[0]].offline]
+    if offline and args.stream:
+        raise ValueError(f"policy {offline[0]} evicts by each block's next use over the whole trace, which "
+                         "--stream never holds: sweep it without --stream")
     executor = args.scheduler or args.executor
     if args.scheduler and args.executor not in (None, "dask", "ray"):
         raise ValueError(f"--scheduler runs on Dask or Ray, not on --executor {args.executor}")

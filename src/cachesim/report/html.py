@@ -288,10 +288,21 @@ def _mrc_body(data: Mapping[str, Any], source: str | None, kv: float | None) -> 
             row += [f"{c['points'][i]['token_hit_ratio']:.4f}", f"{c['points'][i]['block_hit_ratio']:.4f}"]
         rows.append(row)
     name = Path(str(data.get("trace", ""))).name
+    others = data.get("policies") or []   # mrc --policy / --bound: other policies and belady, beside LRU
+    shown = [*curves, *others]
+    heading = "hit-ratio curves" if others else "LRU hit-ratio curve"
     parts = [_header(_trace_label(data), source, "mrc", facts, config), "<h2>Figures</h2>",
-             _figures(lambda: [figures.curve_figure(curves, kv, title=f"LRU hit-ratio curve: {name}" if name
-                                                    else None)]),
+             _figures(lambda: [figures.curve_figure(shown, kv, title=f"{heading}: {name}" if name else None)]),
              "<h2>Hit ratio by capacity</h2>", _grid(columns, rows)]
+    if others:
+        method = ("miniature simulations (estimates)" if any(c["method"] == "miniature" for c in others)
+                  else "a replay at each capacity")
+        parts += [f"<h2>Other policies, and the bound</h2><p class=\"meta\">token hit ratio; each column is {method}; "
+                  "belady is the most any policy can hit at that capacity</p>",
+                  _grid(["capacity blocks", "lru", *(c["policy"] for c in others)],
+                        [[capacity_text(p["capacity_blocks"]).removesuffix(" blocks"), f"{p['token_hit_ratio']:.4f}",
+                          *(f"{c['points'][i]['token_hit_ratio']:.4f}" for c in others)]
+                         for i, p in enumerate(first["points"])])]
     if kv:
         parts.append(f'<p class="meta">GB = blocks x {first["block_size"]} tokens x {kv:,.0f} KV bytes per token '
                      "/ 1e9</p>")
