@@ -210,3 +210,19 @@ def test_lost_to_ttl_and_the_run_stops_at_a_never_cached_block(impl):
 def test_without_interference_tracking_there_is_no_lost_to(impl):
     r = run(impl, [[1], [2]], capacity_blocks=1)
     assert r.lost_to is None and "lost_to" not in r.to_dict()
+
+
+@pytest.mark.core
+@pytest.mark.parametrize("policy", [p for p in cachesim.POLICIES if p != "belady"])
+def test_memory_bytes_counts_what_the_policy_holds(policy):
+    # what the engine says it holds, against what the allocator saw it take (the policy's own arrays included)
+    import tracemalloc
+
+    trace = cachesim.compile_trace(TokenRequests.from_lists([[i % 97, i % 89, i] for i in range(6000)]), 1)
+    simulator = cachesim.Simulator(cachesim.CacheConfig(capacity_blocks=5000, policy=policy), keep_per_request=False)
+    tracemalloc.start()
+    simulator.run(trace)
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert simulator.engine.occupancy == 5000
+    assert simulator.engine.memory_bytes() == pytest.approx(held, rel=0.05)

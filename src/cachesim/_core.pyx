@@ -1251,10 +1251,22 @@ cdef class Engine:
         self.defragment_small = True
 
     def memory_bytes(self):
-        """Bytes held by the engine's pool (with expiry times), use log and index (excluding statistics)."""
+        """Bytes held by the engine's pool (with expiry times and the policy's own per-entry state), use log,
+        index and the policy's ghost (excluding statistics)."""
         cdef int64_t per_entry = ENTRY_BYTES + (sizeof(double) if self.expires_at != NULL else 0)
-        return int(self.pool_size * per_entry + self.log.size * sizeof(int32_t) + self.index.size * sizeof(uint64_t)
-                   + self.where_size * sizeof(int32_t))
+        cdef int64_t policy_bytes = 0
+        if self.policy != P_LRU:   # parent key, children, serial, last use, uses, depth
+            policy_bytes = sizeof(uint64_t) + sizeof(int32_t) + 2 * sizeof(int64_t) + 2 * sizeof(int32_t)
+            if self._queued():      # links, marks, queue, linked flag
+                policy_bytes += 2 * sizeof(int32_t) + 3
+            else:                   # heap and heap position
+                policy_bytes += 2 * sizeof(int32_t)
+            policy_bytes += (sizeof(int64_t) if self.next_use != NULL else 0) + \
+                (sizeof(double) if self.priority != NULL else 0)
+        cdef int64_t ghost = self.s3_ghost.capacity * (sizeof(uint64_t) + 2 * sizeof(int32_t)) + \
+            self.s3_ghost.index.size * sizeof(uint64_t) if self.s3_ghost.capacity else 0
+        return int(self.pool_size * (per_entry + policy_bytes) + self.log.size * sizeof(int32_t)
+                   + self.index.size * sizeof(uint64_t) + self.where_size * sizeof(int32_t) + ghost)
 
     cdef int _grow_where(self, int64_t size) except -2 nogil:
         """direct_keys: cover ids below size (new ids start uncached); -1 when out of memory."""
