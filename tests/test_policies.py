@@ -123,6 +123,18 @@ def test_clock_gives_a_used_block_a_second_chance_per_counter_unit(impl):
     assert col(two_bits, "hit_blocks") == [0, 0, 0, 1, 1, 0, 0, 0, 1]
 
 
+def test_arc_keeps_a_reused_block_through_a_scan_and_adapts_to_ghost_hits(impl):
+    # capacity 3 (libCacheSim's ARC gives the same hits). 1 is used twice: into T2. 4 evicts T1's LRU 2 (into B1)
+    # where LRU evicts 1. 2 is a B1 hit: p rises to 1, T1 (3, 4) is over it, so 3 goes into B1 and 2 enters T2.
+    # 5: T1 (4) is at p, so T2's LRU 1 goes (into B2). 4 is a hit. 1 is a B2 hit: p falls to 0 and T1's 5 goes.
+    prompts = [[1], [1], [2], [3], [4], [1], [2], [5], [4], [1]]
+    r = run(impl, prompts, capacity_blocks=3, policy="arc")
+    assert col(r, "hit_blocks") == [0, 1, 0, 0, 0, 1, 0, 0, 1, 0]
+    assert col(r, "evicted_blocks") == [0, 0, 0, 0, 1, 0, 1, 1, 0, 1]
+    lru = run(impl, prompts, capacity_blocks=3, policy="lru")
+    assert col(lru, "hit_blocks") == [0, 1, 0, 0, 0, 0, 0, 0, 0, 0]
+
+
 def test_belady_evicts_the_block_used_farthest_ahead(impl):
     # capacity 2: at 3, block 1 is used again at request 3 and 2 at request 5, so 2 goes; at 4, 3 (never used
     # again) goes; LRU would have evicted 1 at 3.

@@ -47,6 +47,7 @@ SETTINGS = {
     "clock": ("Clock", ""),
     "clock:n-bit-counter=2": ("Clock", "n-bit-counter=2"),
     "clock:n-bit-counter=3,init-freq=1": ("Clock", "n-bit-counter=3,init-freq=1"),
+    "arc": ("ARC", ""),
 }
 
 

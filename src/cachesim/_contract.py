@@ -113,6 +113,11 @@ POLICIES: dict[str, PolicySpec] = {p.name: p for p in (
                "Belady, A study of replacement algorithms for a virtual-storage computer, IBM Systems Journal "
                "1966 (MIN); the offline bound. Needs the whole trace: cachesim finds every block's next use "
                "in one backward pass", offline=True),
+    PolicySpec("arc", 10, "two LRU lists, T1 (seen once) and T2 (seen again), with ghost lists of their evicted "
+               "keys; a ghost hit adapts T1's target size p and enters T2; the victim is T1's LRU block while T1 "
+               "is over p, else T2's",
+               "Megiddo and Modha, ARC: a self-tuning, low overhead replacement cache, FAST 2003; libCacheSim's "
+               "ARC"),
 )}
 POLICY_NAMES: tuple[str, ...] = tuple(POLICIES)
 
