@@ -118,6 +118,14 @@ POLICIES: dict[str, PolicySpec] = {p.name: p for p in (
                "is over p, else T2's",
                "Megiddo and Modha, ARC: a self-tuning, low overhead replacement cache, FAST 2003; libCacheSim's "
                "ARC"),
+    PolicySpec("twoq", 11, "A1in, a FIFO of blocks seen once, and Am, an LRU of blocks seen again after leaving it; "
+               "keys evicted from A1in are remembered in a ghost FIFO, A1out, and a missed key found there enters "
+               "Am; the victim is A1in's oldest block while A1in is over its share, else Am's LRU block",
+               "Johnson and Shasha, 2Q: a low overhead high performance buffer management replacement algorithm, "
+               "VLDB 1994; parameters and rules as libCacheSim's TwoQ", params=(
+                   PolicyParam("Ain-size-ratio", float, 0.25, 0.0, 1.0, "A1in's share of the capacity"),
+                   PolicyParam("Aout-size-ratio", float, 0.5, 0.0, 16.0,
+                               "A1out's size in ids, as a share of the capacity"))),
 )}
 POLICY_NAMES: tuple[str, ...] = tuple(POLICIES)
 

@@ -166,7 +166,7 @@ if len(TENANT_FIELDS) != N_TENANT_FIELDS:
 
 # Policies. LRU evicts the least recent entry of the use log (the fast path). The heap policies evict the candidate
 # with the smallest score (see Engine._less); the queue policies walk linked queues (SIEVE with a hand, S3-FIFO's
-# small and main FIFOs, CLOCK's ring, SLRU's segments, ARC's T1 and T2).
+# small and main FIFOs, CLOCK's ring, SLRU's segments, ARC's T1 and T2, 2Q's A1in and Am).
 cdef enum:
     P_LRU = 0
     P_FIFO = 1
@@ -179,6 +179,7 @@ cdef enum:
     P_CLOCK = 8
     P_BELADY = 9
     P_ARC = 10
+    P_TWOQ = 11
 
 cdef enum:
     MAX_QUEUES = 16   # the size of the engine's per-queue arrays (SLRU's n-seg is at most this)
@@ -187,7 +188,7 @@ cdef int64_t NEVER = 0x7FFFFFFFFFFFFFFF   # next_use of a block no later request
 
 # The enum in the registry's order: the registry names each code, the core only checks that the two agree.
 _POLICY_ENUM = (P_LRU, P_FIFO, P_LFU, P_TWO_CLASS, P_PRIORITY, P_SIEVE, P_S3FIFO, P_SLRU, P_CLOCK, P_BELADY,
-                P_ARC)
+                P_ARC, P_TWOQ)
 POLICY_CODES = {name: spec.code for name, spec in POLICIES.items()}
 if tuple(POLICY_CODES.values()) != _POLICY_ENUM:
     raise ImportError("cachesim._core: its policy enum disagrees with _contract.POLICIES (a policy added to one "
@@ -1565,6 +1566,13 @@ cdef class Engine:
             # B1 and B2 (in s3_ghost and ghost2): at most capacity keys each, which libCacheSim never exceeds
             if _ghost_init(&self.s3_ghost, capacity) < 0 or _ghost_init(&self.ghost2, capacity) < 0:
                 raise MemoryError()
+        elif self.policy == P_TWOQ:
+            self.n_queues = 2
+            small = <int64_t> (capacity * params["Ain-size-ratio"])
+            self.q_size[0] = small
+            self.q_size[1] = capacity - small
+            if _ghost_init(&self.s3_ghost, <int64_t> (capacity * params["Aout-size-ratio"])) < 0:   # A1out
+                raise MemoryError()
         elif self.policy == P_CLOCK:
             self.clock_max = (1 << params["n-bit-counter"]) - 1
             self.clock_init = min(params["init-freq"], self.clock_max)
@@ -1648,7 +1656,7 @@ cdef class Engine:
 
     cdef inline bint _queued(self) noexcept nogil:
         return (self.policy == P_SIEVE or self.policy == P_S3FIFO or self.policy == P_CLOCK or self.policy == P_SLRU
-                or self.policy == P_ARC)
+                or self.policy == P_ARC or self.policy == P_TWOQ)
 
     cdef inline bint _parks(self) noexcept nogil:
         """Whether interior entries leave their queue (every queue policy, with leaf victims)."""
@@ -1860,6 +1868,8 @@ cdef class Engine:
             return self._slru_victim()
         if self.policy == P_ARC:
             return self._arc_victim()
+        if self.policy == P_TWOQ:   # A1in's oldest while A1in is over its share, else Am's LRU
+            return self._q_take(0 if self.q_members[0] > self.q_size[0] else 1)
         return self.heap[0] if self.heap_size > 0 else NIL
 
     # -- the hooks the serve step calls (SEMANTICS §3) ------------------------------------------------------
@@ -1872,7 +1882,7 @@ cdef class Engine:
         """key missed and is inserted next (after a victim is chosen, when full): S3-FIFO looks it up in its
         ghost now, before an eviction can push it out."""
         cdef int64_t b1, b2
-        if self.policy == P_S3FIFO:
+        if self.policy == P_S3FIFO or self.policy == P_TWOQ:
             self.s3_ghost_hit = _ghost_take(&self.s3_ghost, key)
         elif self.policy == P_ARC:   # a ghost hit adapts p (by the ghosts' sizes before the key leaves)
             b1 = self.s3_ghost.count
@@ -1921,6 +1931,9 @@ cdef class Engine:
         elif self.policy == P_ARC:
             self._q_enter(e, 1 if self.arc_ghost_hit else 0)   # a ghost hit to T2, else T1
             self.arc_ghost_hit = 0
+        elif self.policy == P_TWOQ:
+            self._q_enter(e, 1 if self.s3_ghost_hit else 0)   # an A1out hit to Am, else A1in
+            self.s3_ghost_hit = False
         else:
             if self.policy == P_CLOCK:
                 self.visited[e] = <unsigned char> self.clock_init
@@ -1987,6 +2000,9 @@ cdef class Engine:
                     self.queue_id[e] = 1
             elif self.listed[e]:
                 self._q_rotate_to_head(e)
+        elif self.policy == P_TWOQ:
+            if self.queue_id[e] == 1 and self.listed[e]:   # Am is an LRU; A1in a FIFO
+                self._q_rotate_to_head(e)
         elif self.victims_any or self.n_children[e] == 0:
             self._heap_push(e)
 
@@ -1995,6 +2011,8 @@ cdef class Engine:
         cdef int32_t parent
         if self._queued():
             if self.policy == P_S3FIFO and evicted and self.queue_id[e] == 0:
+                _ghost_put(&self.s3_ghost, self.entry_key[e])
+            elif self.policy == P_TWOQ and evicted and self.queue_id[e] == 0:   # into A1out
                 _ghost_put(&self.s3_ghost, self.entry_key[e])
             elif self.policy == P_ARC and evicted and self.arc_remember:   # into B1 or B2
                 if self.queue_id[e] == 0:

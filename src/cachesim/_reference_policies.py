@@ -13,7 +13,7 @@ calls at the same points as the compiled core calls its own:
 - ``gained_child(entry)`` / ``became_leaf(entry)`` — with leaf victims, an entry gets its first cached child or
   loses its last one.
 
-The queue policies (SIEVE, S3-FIFO, CLOCK, SLRU, ARC) keep only leaves in their queues: an entry that gets a child
+The queue policies (SIEVE, S3-FIFO, CLOCK, SLRU, ARC, 2Q) keep only leaves in their queues: an entry that gets a child
 leaves its queue ("parked", keeping its marks and its queue's membership) and re-enters it at the eviction end when its
 last child goes, so it is the next to be looked at unless it is used again. Without that a queue would rotate
 past the same interior blocks at every eviction (the slowdown of a long prefix cache, SEMANTICS §4).
@@ -110,6 +110,16 @@ class _Queued(_Policy):
     def gained_child(self, entry):
         if entry.listed:
             self._unlist(entry)
+
+    def _take(self, q: int, candidate) -> int | None:
+        """The first candidate from queue q's tail, else from the other one's (two queues); a tail that is not a
+        candidate goes to its queue's head."""
+        for queue in (self.queues[q], self.queues[1 - q]):
+            for _ in range(len(queue)):
+                if candidate(queue[0]):
+                    return queue[0]
+                queue.append(queue.pop(0))
+        return None
 
     def became_leaf(self, entry):
         if not entry.listed:
@@ -440,13 +450,53 @@ class Arc(_Queued):
         from_t1 = (t1 > 0 and (t1 > self.p or (t1 == self.p and self.ghost_hit == 2))) or t2 == 0
         return self._take(0 if from_t1 else 1, candidate)
 
-    def _take(self, q, candidate):
-        for queue in (self.queues[q], self.queues[1 - q]):
-            for _ in range(len(queue)):
-                if candidate(queue[0]):
-                    return queue[0]
-                queue.append(queue.pop(0))
-        return None
+
+class TwoQ(_Queued):
+    """libCacheSim's TwoQ (Johnson and Shasha, VLDB 1994, the full version). Queue 0 is A1in, a FIFO, queue 1 Am, an
+    LRU; A1out is a ghost FIFO of keys evicted from A1in.
+
+    - sizes: A1in = floor(capacity x Ain-size-ratio), A1out = floor(capacity x Aout-size-ratio) ids;
+    - a missed key found in A1out leaves it and is inserted at Am's head; otherwise at A1in's head;
+    - a hit in A1in changes nothing; a hit in Am moves the block to Am's head;
+    - the victim is A1in's oldest block (its key into A1out, whose oldest id goes when it is full) while A1in holds
+      more than its share, else Am's LRU block (forgotten);
+    - a tail that is not a candidate is rotated to its queue's head; a queue with no candidate hands over to the
+      other.
+
+    libCacheSim inserts a ghost hit into Am as a cache of its own, which evicts Am's LRU block when Am is at its
+    share (capacity - A1in) even if the cache is not full; that never happens at unit sizes without expiry, and
+    cachesim, evicting only while inserting, lets Am run over its share then (docs/policies.md)."""
+
+    def __init__(self, engine, params):
+        super().__init__(engine, params, n_queues=2)
+        capacity = engine.capacity_blocks or 0
+        self.in_size = int(capacity * params["Ain-size-ratio"])
+        self.out_size = int(capacity * params["Aout-size-ratio"])
+        self.ghost: OrderedDict[int, None] = OrderedDict()   # A1out, oldest first
+        self.ghost_hit = False
+
+    def before_insert(self, key, full):
+        self.ghost_hit = self.ghost.pop(key, 0) is None
+
+    def inserted(self, entry, full):
+        self._enqueue(entry, 1 if self.ghost_hit else 0)
+        self.ghost_hit = False
+
+    def used(self, entry, inserted_now):
+        if entry.queue == 1 and entry.listed:   # Am is an LRU; A1in a FIFO
+            queue = self.queues[1]
+            queue.remove(entry.key)
+            queue.append(entry.key)
+
+    def removed(self, entry, evicted):
+        if evicted and entry.queue == 0 and self.out_size > 0:
+            self.ghost[entry.key] = None
+            if len(self.ghost) > self.out_size:
+                self.ghost.popitem(last=False)
+        super().removed(entry, evicted)
+
+    def victim(self, candidate, used):
+        return self._take(0 if self.members[0] > self.in_size else 1, candidate)
 
 
 def make(engine, name: str, params: dict) -> _Policy:
@@ -455,4 +505,5 @@ def make(engine, name: str, params: dict) -> _Policy:
         return Lru(engine, params)
     if name in Scored.SCORES:
         return Scored(engine, params, name)
-    return {"sieve": Sieve, "s3fifo": S3Fifo, "clock": Clock, "slru": Slru, "arc": Arc}[name](engine, params)
+    return {"sieve": Sieve, "s3fifo": S3Fifo, "clock": Clock, "slru": Slru, "arc": Arc,
+            "twoq": TwoQ}[name](engine, params)
