@@ -24,7 +24,8 @@ OFFLINE_POLICIES = [name for name, spec in POLICIES.items() if spec.offline]
 POLICIES_WITH_PARAMETERS = ["s3fifo:small-size-ratio=0.5,move-to-main-threshold=1,ghost-size-ratio=0.5",
                             "s3fifo:small-size-ratio=0.3,move-to-main-threshold=3,ghost-size-ratio=2",
                             "slru:n-seg=2", "slru:n-seg=3", "clock:n-bit-counter=2,init-freq=1",
-                            "gdsf:attention-tokens=0", "gdsf:attention-tokens=3"]
+                            "gdsf:attention-tokens=0", "gdsf:attention-tokens=3",
+                            "twoq:Ain-size-ratio=0.5,Aout-size-ratio=0.25", "twoq:Ain-size-ratio=0.1,Aout-size-ratio=2"]
 
 
 class CoreMatchesReference(RuleBasedStateMachine):

@@ -123,6 +123,30 @@ def test_clock_gives_a_used_block_a_second_chance_per_counter_unit(impl):
     assert col(two_bits, "hit_blocks") == [0, 0, 0, 1, 1, 0, 0, 0, 1]
 
 
+def test_arc_keeps_a_reused_block_through_a_scan_and_adapts_to_ghost_hits(impl):
+    # capacity 3 (libCacheSim's ARC gives the same hits). 1 is used twice: into T2. 4 evicts T1's LRU 2 (into B1)
+    # where LRU evicts 1. 2 is a B1 hit: p rises to 1, T1 (3, 4) is over it, so 3 goes into B1 and 2 enters T2.
+    # 5: T1 (4) is at p, so T2's LRU 1 goes (into B2). 4 is a hit. 1 is a B2 hit: p falls to 0 and T1's 5 goes.
+    prompts = [[1], [1], [2], [3], [4], [1], [2], [5], [4], [1]]
+    r = run(impl, prompts, capacity_blocks=3, policy="arc")
+    assert col(r, "hit_blocks") == [0, 1, 0, 0, 0, 1, 0, 0, 1, 0]
+    assert col(r, "evicted_blocks") == [0, 0, 0, 0, 1, 0, 1, 1, 0, 1]
+    lru = run(impl, prompts, capacity_blocks=3, policy="lru")
+    assert col(lru, "hit_blocks") == [0, 1, 0, 0, 0, 0, 0, 0, 0, 0]
+
+
+def test_twoq_keeps_a_block_seen_again_after_a1in_through_a_scan(impl):
+    # capacity 4, A1in's share 2, A1out 2 ids (libCacheSim's TwoQ gives the same hits). 1-4 fill A1in; 5 evicts
+    # its oldest, 1 (into A1out); 1 comes back from A1out into Am (A1in still over its share: 2 goes). The scan
+    # 6-9 evicts from A1in only, so 1 stays where LRU loses it; 2 has left A1out meanwhile and misses.
+    prompts = [[1], [2], [3], [4], [5], [1], [1], [6], [7], [8], [9], [1], [2]]
+    r = run(impl, prompts, capacity_blocks=4, policy="twoq:Ain-size-ratio=0.5,Aout-size-ratio=0.5")
+    assert col(r, "hit_blocks") == [0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0]
+    assert col(r, "evicted_blocks") == [0, 0, 0, 0, 1, 1, 0, 1, 1, 1, 1, 0, 1]
+    lru = run(impl, prompts, capacity_blocks=4, policy="lru")
+    assert col(lru, "hit_blocks") == [0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]
+
+
 def test_belady_evicts_the_block_used_farthest_ahead(impl):
     # capacity 2: at 3, block 1 is used again at request 3 and 2 at request 5, so 2 goes; at 4, 3 (never used
     # again) goes; LRU would have evicted 1 at 3.

@@ -47,6 +47,10 @@ SETTINGS = {
     "clock": ("Clock", ""),
     "clock:n-bit-counter=2": ("Clock", "n-bit-counter=2"),
     "clock:n-bit-counter=3,init-freq=1": ("Clock", "n-bit-counter=3,init-freq=1"),
+    "arc": ("ARC", ""),
+    "twoq": ("TwoQ", "Ain-size-ratio=0.25,Aout-size-ratio=0.5"),
+    "twoq:Ain-size-ratio=0.1,Aout-size-ratio=1.5": ("TwoQ", "Ain-size-ratio=0.1,Aout-size-ratio=1.5"),
+    "twoq:Ain-size-ratio=0.5,Aout-size-ratio=0.2": ("TwoQ", "Ain-size-ratio=0.5,Aout-size-ratio=0.2"),
 }
 
 
@@ -179,6 +183,21 @@ def test_gdsf_at_uniform_cost_beside_libcachesims_gdsf(streams):
 
 GDSF_64_CACHESIM = 75_089
 GDSF_64_LIBCACHESIM = 75_264
+
+
+def test_twoq_where_a1in_holds_no_block(streams):
+    # libCacheSim's TwoQ admits only objects no larger than A1in, so below capacity 4 at the default share (A1in =
+    # floor(capacity / 4) = 0 blocks) it caches nothing; cachesim, a KV cache, admits every block (A1in then
+    # always over its share, so a plain miss evicts A1in's oldest). Both numbers pinned (zipf-0.9, capacity 3);
+    # at capacity 4 they agree again.
+    trace, path = streams["zipf-0.9"]
+    assert _cachesim_misses(trace, "twoq", 3) == TWOQ_3_CACHESIM
+    assert _libcachesim_misses(path, "TwoQ", "", 3, trace.n_requests) == TWOQ_3_LIBCACHESIM
+    assert _cachesim_misses(trace, "twoq", 4) == _libcachesim_misses(path, "TwoQ", "", 4, trace.n_requests)
+
+
+TWOQ_3_CACHESIM = 92_940
+TWOQ_3_LIBCACHESIM = 100_000
 SLRU_1003_CACHESIM = 45_277
 SLRU_1003_LIBCACHESIM = 45_276
 S3FIFO_12_CACHESIM = 81_810

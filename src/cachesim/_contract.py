@@ -113,6 +113,19 @@ POLICIES: dict[str, PolicySpec] = {p.name: p for p in (
                "Belady, A study of replacement algorithms for a virtual-storage computer, IBM Systems Journal "
                "1966 (MIN); the offline bound. Needs the whole trace: cachesim finds every block's next use "
                "in one backward pass", offline=True),
+    PolicySpec("arc", 10, "two LRU lists, T1 (seen once) and T2 (seen again), with ghost lists of their evicted "
+               "keys; a ghost hit adapts T1's target size p and enters T2; the victim is T1's LRU block while T1 "
+               "is over p, else T2's",
+               "Megiddo and Modha, ARC: a self-tuning, low overhead replacement cache, FAST 2003; libCacheSim's "
+               "ARC"),
+    PolicySpec("twoq", 11, "A1in, a FIFO of blocks seen once, and Am, an LRU of blocks seen again after leaving it; "
+               "keys evicted from A1in are remembered in a ghost FIFO, A1out, and a missed key found there enters "
+               "Am; the victim is A1in's oldest block while A1in is over its share, else Am's LRU block",
+               "Johnson and Shasha, 2Q: a low overhead high performance buffer management replacement algorithm, "
+               "VLDB 1994; parameters and rules as libCacheSim's TwoQ", params=(
+                   PolicyParam("Ain-size-ratio", float, 0.25, 0.0, 1.0, "A1in's share of the capacity"),
+                   PolicyParam("Aout-size-ratio", float, 0.5, 0.0, 16.0,
+                               "A1out's size in ids, as a share of the capacity"))),
     PolicySpec("gdsf", 12, "the lowest priority, a block's priority being the inflation value L plus its uses "
                "times what recomputing it costs (set at each use; L becomes each victim's priority); "
                "deeper blocks cost more, as attention over a longer prefix does",

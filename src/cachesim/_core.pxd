@@ -125,9 +125,13 @@ cdef class Engine:
     cdef int32_t q_tail[16]                 # per queue: oldest (the eviction end)
     cdef int64_t q_listed[16]               # per queue: entries linked
     cdef int64_t q_members[16]              # per queue: entries that belong to it, linked or parked
-    cdef int64_t q_size[16]                 # per queue: its share of the capacity (S3-FIFO, SLRU)
-    cdef Ghost s3_ghost                     # S3-FIFO: keys recently evicted from the small queue
-    cdef bint s3_ghost_hit                  # S3-FIFO: the key being inserted was in the ghost
+    cdef int64_t q_size[16]                 # per queue: its share of the capacity (S3-FIFO, SLRU, 2Q)
+    cdef Ghost s3_ghost                     # S3-FIFO: keys recently evicted from the small queue; ARC: B1; 2Q: A1out
+    cdef Ghost ghost2                       # ARC: B2 (keys evicted from T2)
+    cdef double arc_p                       # ARC: T1's target size
+    cdef int arc_ghost_hit                  # ARC: the key being inserted was in B1 (1) or B2 (2), else 0
+    cdef bint arc_remember                  # ARC: the victim chosen last goes into its ghost list
+    cdef bint s3_ghost_hit                  # S3-FIFO, 2Q: the key being inserted was in the ghost (A1out)
     cdef int s3_threshold                   # S3-FIFO: move-to-main-threshold
     cdef int clock_max                      # CLOCK: the counter's largest value
     cdef int clock_init                     # CLOCK: the counter a block is inserted with
@@ -199,6 +203,8 @@ cdef class Engine:
     cdef void _q_relink(self, int32_t e) noexcept nogil
     cdef int32_t _s3fifo_victim(self) noexcept nogil
     cdef int32_t _clock_victim(self) noexcept nogil
+    cdef int32_t _q_take(self, int q) noexcept nogil
+    cdef int32_t _arc_victim(self) noexcept nogil
     cdef int32_t _slru_victim(self) noexcept nogil
     cdef int32_t _sieve_victim(self) noexcept nogil
     cdef void _slru_promote(self, int32_t e) noexcept nogil

@@ -166,7 +166,7 @@ if len(TENANT_FIELDS) != N_TENANT_FIELDS:
 
 # Policies. LRU evicts the least recent entry of the use log (the fast path). The heap policies evict the candidate
 # with the smallest score (see Engine._less); the queue policies walk linked queues (SIEVE with a hand, S3-FIFO's
-# small and main FIFOs, CLOCK's ring, SLRU's segments).
+# small and main FIFOs, CLOCK's ring, SLRU's segments, ARC's T1 and T2, 2Q's A1in and Am).
 cdef enum:
     P_LRU = 0
     P_FIFO = 1
@@ -178,6 +178,8 @@ cdef enum:
     P_SLRU = 7
     P_CLOCK = 8
     P_BELADY = 9
+    P_ARC = 10
+    P_TWOQ = 11
     P_GDSF = 12
 
 cdef enum:
@@ -187,7 +189,7 @@ cdef int64_t NEVER = 0x7FFFFFFFFFFFFFFF   # next_use of a block no later request
 
 # The enum in the registry's order: the registry names each code, the core only checks that the two agree.
 _POLICY_ENUM = (P_LRU, P_FIFO, P_LFU, P_TWO_CLASS, P_PRIORITY, P_SIEVE, P_S3FIFO, P_SLRU, P_CLOCK, P_BELADY,
-                P_GDSF)
+                P_ARC, P_TWOQ, P_GDSF)
 POLICY_CODES = {name: spec.code for name, spec in POLICIES.items()}
 if tuple(POLICY_CODES.values()) != _POLICY_ENUM:
     raise ImportError("cachesim._core: its policy enum disagrees with _contract.POLICIES (a policy added to one "
@@ -803,6 +805,12 @@ cdef inline void _ghost_unlink(Ghost* g, int32_t p) noexcept nogil:
     g.count -= 1
 
 
+cdef inline int64_t _ghost_bytes(Ghost* g) noexcept nogil:
+    """What a ghost set holds: its nodes and its index."""
+    return g.capacity * (sizeof(uint64_t) + 2 * sizeof(int32_t)) + g.index.size * sizeof(uint64_t) \
+        if g.capacity else 0
+
+
 cdef inline bint _ghost_take(Ghost* g, uint64_t key) noexcept nogil:
     """Whether key is remembered; if it is, forget it."""
     if g.count == 0:
@@ -1088,6 +1096,12 @@ cdef class Engine:
         self.s3_ghost.newer = NULL
         self.s3_ghost.older = NULL
         _index_init(&self.s3_ghost.index)
+        self.ghost2.capacity = 0
+        self.ghost2.count = 0
+        self.ghost2.keys = NULL
+        self.ghost2.newer = NULL
+        self.ghost2.older = NULL
+        _index_init(&self.ghost2.index)
         self.ghost_ring = NULL
         self.ghost_pos = NULL
         self.ghost_capacity = 0
@@ -1192,6 +1206,7 @@ cdef class Engine:
         PyMem_RawFree(self.queue_id)
         PyMem_RawFree(self.listed)
         _ghost_free(&self.s3_ghost)
+        _ghost_free(&self.ghost2)
         PyMem_RawFree(self.ghost_ring)
         PyMem_RawFree(self.ghost_pos)
         PyMem_RawFree(self.request_entries)
@@ -1263,8 +1278,7 @@ cdef class Engine:
                 policy_bytes += 2 * sizeof(int32_t)
             policy_bytes += (sizeof(int64_t) if self.next_use != NULL else 0) + \
                 (sizeof(double) if self.priority != NULL else 0)
-        cdef int64_t ghost = self.s3_ghost.capacity * (sizeof(uint64_t) + 2 * sizeof(int32_t)) + \
-            self.s3_ghost.index.size * sizeof(uint64_t) if self.s3_ghost.capacity else 0
+        cdef int64_t ghost = _ghost_bytes(&self.s3_ghost) + _ghost_bytes(&self.ghost2)
         return int(self.pool_size * (per_entry + policy_bytes) + self.log.size * sizeof(int32_t)
                    + self.index.size * sizeof(uint64_t) + self.where_size * sizeof(int32_t) + ghost)
 
@@ -1567,6 +1581,21 @@ cdef class Engine:
             for q in range(n_seg):
                 self.q_size[q] = capacity // n_seg
             self.q_size[0] += capacity - n_seg * (capacity // n_seg)   # the remainder: the segments sum to it
+        elif self.policy == P_ARC:
+            self.n_queues = 2
+            self.arc_p = 0.0
+            self.arc_ghost_hit = 0
+            self.arc_remember = True
+            # B1 and B2 (in s3_ghost and ghost2): at most capacity keys each, which libCacheSim never exceeds
+            if _ghost_init(&self.s3_ghost, capacity) < 0 or _ghost_init(&self.ghost2, capacity) < 0:
+                raise MemoryError()
+        elif self.policy == P_TWOQ:
+            self.n_queues = 2
+            small = <int64_t> (capacity * params["Ain-size-ratio"])
+            self.q_size[0] = small
+            self.q_size[1] = capacity - small
+            if _ghost_init(&self.s3_ghost, <int64_t> (capacity * params["Aout-size-ratio"])) < 0:   # A1out
+                raise MemoryError()
         elif self.policy == P_CLOCK:
             self.clock_max = (1 << params["n-bit-counter"]) - 1
             self.clock_init = min(params["init-freq"], self.clock_max)
@@ -1656,7 +1685,8 @@ cdef class Engine:
     # -- queues ---------------------------------------------------------------------------------------------
 
     cdef inline bint _queued(self) noexcept nogil:
-        return self.policy == P_SIEVE or self.policy == P_S3FIFO or self.policy == P_CLOCK or self.policy == P_SLRU
+        return (self.policy == P_SIEVE or self.policy == P_S3FIFO or self.policy == P_CLOCK or self.policy == P_SLRU
+                or self.policy == P_ARC or self.policy == P_TWOQ)
 
     cdef inline bint _parks(self) noexcept nogil:
         """Whether interior entries leave their queue (every queue policy, with leaf victims)."""
@@ -1762,6 +1792,39 @@ cdef class Engine:
                 continue
             return t
 
+    cdef int32_t _q_take(self, int q) noexcept nogil:
+        """The first candidate from queue q's tail, else from the other one's (q is 0 or 1); a tail that is not a
+        candidate goes to its queue's head."""
+        cdef int _side
+        cdef int64_t _steps, listed
+        cdef int32_t t
+        for _side in range(2):
+            listed = self.q_listed[q]
+            for _steps in range(listed):
+                t = self.q_tail[q]
+                if self._eligible(t):
+                    return t
+                self._q_rotate(t)
+            q = 1 - q
+        return NIL
+
+    cdef int32_t _arc_victim(self) noexcept nogil:
+        """libCacheSim's ARC: case IV's ghost trimming on a plain miss, then REPLACE (see
+        cachesim._reference_policies.Arc for the rules)."""
+        cdef int64_t t1 = self.q_members[0], t2 = self.q_members[1], c = self.capacity_blocks
+        cdef bint from_t1
+        self.arc_remember = True
+        if self.arc_ghost_hit == 0:
+            if t1 + self.s3_ghost.count + 1 > c:
+                if self.s3_ghost.count == 0:   # T1 holds the whole cache: its LRU block goes, not remembered
+                    self.arc_remember = False
+                    return self._q_take(0)
+                _ghost_unlink(&self.s3_ghost, self.s3_ghost.oldest)
+            elif t1 + t2 + self.s3_ghost.count + self.ghost2.count >= 2 * c and self.ghost2.count > 0:
+                _ghost_unlink(&self.ghost2, self.ghost2.oldest)
+        from_t1 = (t1 > 0 and (t1 > self.arc_p or (t1 == self.arc_p and self.arc_ghost_hit == 2))) or t2 == 0
+        return self._q_take(0 if from_t1 else 1)
+
     cdef int32_t _clock_victim(self) noexcept nogil:
         """libCacheSim's Clock: the tail's counter above 0 is decremented and the tail goes to the head; the first
         tail at 0 is the victim. A tail that is not a candidate goes to the head unchanged."""
@@ -1833,6 +1896,10 @@ cdef class Engine:
             return self._clock_victim()
         if self.policy == P_SLRU:
             return self._slru_victim()
+        if self.policy == P_ARC:
+            return self._arc_victim()
+        if self.policy == P_TWOQ:   # A1in's oldest while A1in is over its share, else Am's LRU
+            return self._q_take(0 if self.q_members[0] > self.q_size[0] else 1)
         return self.heap[0] if self.heap_size > 0 else NIL
 
     # -- the hooks the serve step calls (SEMANTICS §3) ------------------------------------------------------
@@ -1844,8 +1911,19 @@ cdef class Engine:
     cdef inline void _before_insert(self, uint64_t key, bint full) noexcept nogil:
         """key missed and is inserted next (after a victim is chosen, when full): S3-FIFO looks it up in its
         ghost now, before an eviction can push it out."""
-        if self.policy == P_S3FIFO:
+        cdef int64_t b1, b2
+        if self.policy == P_S3FIFO or self.policy == P_TWOQ:
             self.s3_ghost_hit = _ghost_take(&self.s3_ghost, key)
+        elif self.policy == P_ARC:   # a ghost hit adapts p (by the ghosts' sizes before the key leaves)
+            b1 = self.s3_ghost.count
+            b2 = self.ghost2.count
+            self.arc_ghost_hit = 0
+            if _ghost_take(&self.s3_ghost, key):
+                self.arc_p = min(self.arc_p + max(<double> b2 / <double> b1, 1.0), <double> self.capacity_blocks)
+                self.arc_ghost_hit = 1
+            elif _ghost_take(&self.ghost2, key):
+                self.arc_p = max(self.arc_p - max(<double> b1 / <double> b2, 1.0), 0.0)
+                self.arc_ghost_hit = 2
 
     cdef void _on_insert(self, int32_t e, int32_t parent, uint64_t parent_key, int64_t depth,
                          bint full) noexcept nogil:
@@ -1880,6 +1958,12 @@ cdef class Engine:
             while q < self.n_queues and self.q_members[q] >= self.q_size[q]:
                 q += 1
             self._q_enter(e, q if q < self.n_queues else 0)   # the lowest segment with room
+        elif self.policy == P_ARC:
+            self._q_enter(e, 1 if self.arc_ghost_hit else 0)   # a ghost hit to T2, else T1
+            self.arc_ghost_hit = 0
+        elif self.policy == P_TWOQ:
+            self._q_enter(e, 1 if self.s3_ghost_hit else 0)   # an A1out hit to Am, else A1in
+            self.s3_ghost_hit = False
         else:
             if self.policy == P_CLOCK:
                 self.visited[e] = <unsigned char> self.clock_init
@@ -1935,6 +2019,20 @@ cdef class Engine:
                 self._slru_promote(e)
             elif self.listed[e]:
                 self._q_rotate_to_head(e)
+        elif self.policy == P_ARC:
+            if self.queue_id[e] == 0 and not inserted_now:   # seen again: to T2's head (a parked block stays parked)
+                self.q_members[0] -= 1
+                self.q_members[1] += 1
+                if self.listed[e]:
+                    self._q_unlink(e)
+                    self._q_link_head(e, 1)
+                else:
+                    self.queue_id[e] = 1
+            elif self.listed[e]:
+                self._q_rotate_to_head(e)
+        elif self.policy == P_TWOQ:
+            if self.queue_id[e] == 1 and self.listed[e]:   # Am is an LRU; A1in a FIFO
+                self._q_rotate_to_head(e)
         else:
             if self.policy == P_GDSF:   # L + uses x the block's recomputation cost (see _reference_policies.Gdsf)
                 self.priority[e] = self.gdsf_inflation + self.freq[e] * (
@@ -1948,6 +2046,13 @@ cdef class Engine:
         if self._queued():
             if self.policy == P_S3FIFO and evicted and self.queue_id[e] == 0:
                 _ghost_put(&self.s3_ghost, self.entry_key[e])
+            elif self.policy == P_TWOQ and evicted and self.queue_id[e] == 0:   # into A1out
+                _ghost_put(&self.s3_ghost, self.entry_key[e])
+            elif self.policy == P_ARC and evicted and self.arc_remember:   # into B1 or B2
+                if self.queue_id[e] == 0:
+                    _ghost_put(&self.s3_ghost, self.entry_key[e])
+                else:
+                    _ghost_put(&self.ghost2, self.entry_key[e])
             if self.listed[e]:
                 self._q_unlink(e)
             self.q_members[self.queue_id[e]] -= 1

@@ -13,8 +13,8 @@ calls at the same points as the compiled core calls its own:
 - ``gained_child(entry)`` / ``became_leaf(entry)`` — with leaf victims, an entry gets its first cached child or
   loses its last one.
 
-The queue policies (SIEVE, S3-FIFO, CLOCK, SLRU) keep only leaves in their queues: an entry that gets a child leaves
-its queue ("parked", keeping its marks and its queue's membership) and re-enters it at the eviction end when its
+The queue policies (SIEVE, S3-FIFO, CLOCK, SLRU, ARC, 2Q) keep only leaves in their queues: an entry that gets a child
+leaves its queue ("parked", keeping its marks and its queue's membership) and re-enters it at the eviction end when its
 last child goes, so it is the next to be looked at unless it is used again. Without that a queue would rotate
 past the same interior blocks at every eviction (the slowdown of a long prefix cache, SEMANTICS §4).
 """
@@ -110,6 +110,16 @@ class _Queued(_Policy):
     def gained_child(self, entry):
         if entry.listed:
             self._unlist(entry)
+
+    def _take(self, q: int, candidate) -> int | None:
+        """The first candidate from queue q's tail, else from the other one's (two queues); a tail that is not a
+        candidate goes to its queue's head."""
+        for queue in (self.queues[q], self.queues[1 - q]):
+            for _ in range(len(queue)):
+                if candidate(queue[0]):
+                    return queue[0]
+                queue.append(queue.pop(0))
+        return None
 
     def became_leaf(self, entry):
         if not entry.listed:
@@ -362,6 +372,133 @@ class Slru(_Policy):
         return None
 
 
+class Arc(_Queued):
+    """libCacheSim's ARC (Megiddo and Modha, FAST 2003). Queue 0 is T1 (seen once), queue 1 T2 (seen again), each
+    LRU; B1 and B2 are ghost lists of keys evicted from T1 and T2, oldest first; p (a float, from 0) is T1's target.
+
+    - a hit in T1 moves the block to T2's head; a hit in T2 to T2's head;
+    - a missed key found in B1 leaves it and p += max(|B2| / |B1|, 1), up to the capacity; found in B2: p -=
+      max(|B1| / |B2|, 1), down to 0 (sizes before the key leaves); either way it is inserted at T2's head,
+      otherwise at T1's head;
+    - a victim (the cache is full) on a ghost hit is REPLACE's; on a plain miss: if |T1| + |B1| >= capacity, B1's
+      oldest key is forgotten and the victim is REPLACE's, or, B1 being empty, T1's LRU block, not remembered;
+      else, if |T1| + |T2| + |B1| + |B2| >= 2 x capacity, B2's oldest key is forgotten, and the victim is
+      REPLACE's;
+    - REPLACE: T1's LRU block, into B1, if T1 is not empty and |T1| > p (or |T1| = p on a B2 hit), or T2 is empty;
+      else T2's LRU block, into B2;
+    - each ghost list holds at most capacity keys (its oldest goes; libCacheSim never needs more without expiry);
+    - a tail that is not a candidate is rotated to its list's head; a list with no candidate hands over to the
+      other. |T1| and |T2| count parked blocks.
+    """
+
+    def __init__(self, engine, params):
+        super().__init__(engine, params, n_queues=2)
+        self.capacity = engine.capacity_blocks or 0
+        self.p = 0.0
+        self.ghosts: tuple[OrderedDict[int, None], OrderedDict[int, None]] = (OrderedDict(), OrderedDict())
+        self.ghost_hit = 0      # the key being inserted was in B1 (1) or B2 (2)
+        self.remember = True    # the victim's key goes into its ghost list
+
+    def before_insert(self, key, full):
+        b1, b2 = self.ghosts
+        self.ghost_hit = 0
+        if key in b1:
+            self.p = min(self.p + max(len(b2) / len(b1), 1), self.capacity)
+            del b1[key]
+            self.ghost_hit = 1
+        elif key in b2:
+            self.p = max(self.p - max(len(b1) / len(b2), 1), 0)
+            del b2[key]
+            self.ghost_hit = 2
+
+    def inserted(self, entry, full):
+        self._enqueue(entry, 1 if self.ghost_hit else 0)
+        self.ghost_hit = 0
+
+    def used(self, entry, inserted_now):
+        queue = self.queues[entry.queue]
+        if entry.listed:
+            queue.remove(entry.key)
+        if entry.queue == 0 and not inserted_now:   # seen again: to T2 (a parked block too, still parked)
+            self.members[0] -= 1
+            self.members[1] += 1
+            entry.queue = 1
+        if entry.listed:
+            self.queues[entry.queue].append(entry.key)   # to its list's head
+
+    def removed(self, entry, evicted):
+        if evicted and self.remember and self.capacity > 0:
+            ghost = self.ghosts[entry.queue]
+            ghost[entry.key] = None
+            if len(ghost) > self.capacity:
+                ghost.popitem(last=False)
+        super().removed(entry, evicted)
+
+    def victim(self, candidate, used):
+        b1, b2 = self.ghosts
+        t1, t2 = self.members
+        c = self.capacity
+        self.remember = True
+        if not self.ghost_hit:
+            if t1 + len(b1) + 1 > c:
+                if not b1:
+                    self.remember = False
+                    return self._take(0, candidate)
+                b1.popitem(last=False)
+            elif t1 + t2 + len(b1) + len(b2) >= 2 * c and b2:
+                b2.popitem(last=False)
+        from_t1 = (t1 > 0 and (t1 > self.p or (t1 == self.p and self.ghost_hit == 2))) or t2 == 0
+        return self._take(0 if from_t1 else 1, candidate)
+
+
+class TwoQ(_Queued):
+    """libCacheSim's TwoQ (Johnson and Shasha, VLDB 1994, the full version). Queue 0 is A1in, a FIFO, queue 1 Am, an
+    LRU; A1out is a ghost FIFO of keys evicted from A1in.
+
+    - sizes: A1in = floor(capacity x Ain-size-ratio), A1out = floor(capacity x Aout-size-ratio) ids;
+    - a missed key found in A1out leaves it and is inserted at Am's head; otherwise at A1in's head;
+    - a hit in A1in changes nothing; a hit in Am moves the block to Am's head;
+    - the victim is A1in's oldest block (its key into A1out, whose oldest id goes when it is full) while A1in holds
+      more than its share, else Am's LRU block (forgotten);
+    - a tail that is not a candidate is rotated to its queue's head; a queue with no candidate hands over to the
+      other.
+
+    libCacheSim inserts a ghost hit into Am as a cache of its own, which evicts Am's LRU block when Am is at its
+    share (capacity - A1in) even if the cache is not full; that never happens at unit sizes without expiry, and
+    cachesim, evicting only while inserting, lets Am run over its share then (docs/policies.md)."""
+
+    def __init__(self, engine, params):
+        super().__init__(engine, params, n_queues=2)
+        capacity = engine.capacity_blocks or 0
+        self.in_size = int(capacity * params["Ain-size-ratio"])
+        self.out_size = int(capacity * params["Aout-size-ratio"])
+        self.ghost: OrderedDict[int, None] = OrderedDict()   # A1out, oldest first
+        self.ghost_hit = False
+
+    def before_insert(self, key, full):
+        self.ghost_hit = self.ghost.pop(key, 0) is None
+
+    def inserted(self, entry, full):
+        self._enqueue(entry, 1 if self.ghost_hit else 0)
+        self.ghost_hit = False
+
+    def used(self, entry, inserted_now):
+        if entry.queue == 1 and entry.listed:   # Am is an LRU; A1in a FIFO
+            queue = self.queues[1]
+            queue.remove(entry.key)
+            queue.append(entry.key)
+
+    def removed(self, entry, evicted):
+        if evicted and entry.queue == 0 and self.out_size > 0:
+            self.ghost[entry.key] = None
+            if len(self.ghost) > self.out_size:
+                self.ghost.popitem(last=False)
+        super().removed(entry, evicted)
+
+    def victim(self, candidate, used):
+        return self._take(0 if self.members[0] > self.in_size else 1, candidate)
+
+
 class Gdsf(_Policy):
     """Greedy-Dual-Size-Frequency with a block's recomputation cost for its value: at each use a block's priority
     becomes L + uses x cost, where L is the priority of the last victim (the inflation that ages what is not
@@ -400,4 +537,5 @@ def make(engine, name: str, params: dict) -> _Policy:
         return Lru(engine, params)
     if name in Scored.SCORES:
         return Scored(engine, params, name)
-    return {"sieve": Sieve, "s3fifo": S3Fifo, "clock": Clock, "slru": Slru, "gdsf": Gdsf}[name](engine, params)
+    return {"sieve": Sieve, "s3fifo": S3Fifo, "clock": Clock, "slru": Slru, "arc": Arc,
+            "twoq": TwoQ, "gdsf": Gdsf}[name](engine, params)
