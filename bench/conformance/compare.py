@@ -4,7 +4,9 @@
 agreement of every golden under each capacity mapping (a Markdown table for docs/engines.md) and the pinned
 numbers the test asserts where cachesim does not agree exactly:
 
-    PYTHONPATH=src python bench/conformance/compare.py [--offsets 0,1,2,3] [--pins]
+    PYTHONPATH=src python bench/conformance/compare.py [--offsets 0,1,2] [--pins]
+
+Each cell is "requests agreeing · cachesim hit tokens / engine hit tokens".
 """
 
 from __future__ import annotations
@@ -90,28 +92,42 @@ def agreement(golden: dict, offset: int = VLLM_OFFSET, stream_cache=None, trace_
     return out
 
 
+def _cell(r: dict) -> str:
+    ratio = r["cachesim_hits"] / r["engine_hits"] if r["engine_hits"] else 1.0
+    return f"{100 * r['agree'] / r['n']:.1f}% · {ratio:.4f}"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--offsets", default="0,1,2,3", help="vLLM mappings to try: num_gpu_blocks - k")
-    ap.add_argument("--pins", action="store_true", help="print the PINNED dict of the test (at VLLM_OFFSET)")
+    ap.add_argument("--offsets", default="0,1,2", help="vLLM mappings to tabulate: num_gpu_blocks - k")
+    ap.add_argument("--pins", action="store_true", help="also print the PINNED dict of the test (at VLLM_OFFSET)")
     args = ap.parse_args(argv)
     stream_cache, trace_cache = {}, {}
     pins = {}
+    offsets = [int(k) for k in args.offsets.split(",")]
+    tables: dict[str, list[str]] = {}
     for path in goldens():
         golden = load(path)
-        offsets = [int(k) for k in args.offsets.split(",")] if golden["engine"] == "vllm" else [0]
-        for k in offsets:
-            rows = agreement(golden, k, stream_cache, trace_cache)
-            for r in rows:
-                cap = "none" if r["capacity"] is None else r["capacity"]
-                ratio = r["cachesim_hits"] / r["engine_hits"] if r["engine_hits"] else float("nan")
-                label = f"-{k}" if golden["engine"] == "vllm" else ""
-                print(f"| {path.stem} | {cap}{label} | {100 * r['agree'] / r['n']:.1f}% | {ratio:.4f} | "
-                      f"{r['cachesim_hits']:,} | {r['engine_hits']:,} |")
-                if (golden["engine"] != "vllm" or k == VLLM_OFFSET) and r["agree"] != r["n"]:
-                    pins[(path.stem, r["capacity"])] = (r["agree"], r["cachesim_hits"])
+        kind = path.stem.rsplit("-", 1)[0] if golden["engine"] == "sglang" else "vllm"
+        kind = "sglang-p16" if path.stem.startswith("sglang-p16") else kind
+        ks = offsets if golden["engine"] == "vllm" else [0]
+        per_k = {k: agreement(golden, k, stream_cache, trace_cache) for k in set(ks) | {VLLM_OFFSET}}
+        for i, run in enumerate(golden["runs"]):
+            cap = "unbounded" if run["capacity"] is None else f"{run['capacity']:,}"
+            cells = " | ".join(_cell(per_k[k][i]) for k in ks)
+            tables.setdefault(kind, []).append(f"| {golden['stream']} | {cap} | {cells} |")
+            r = per_k[VLLM_OFFSET if golden["engine"] == "vllm" else 0][i]
+            if r["agree"] != r["n"]:
+                pins[(path.stem, r["capacity"])] = (r["agree"], r["cachesim_hits"], r["engine_hits"])
+    for kind, rows in tables.items():
+        if kind == "vllm":
+            head = " | ".join(f"num_gpu_blocks − {k}" for k in offsets)
+            print(f"\n| stream | num_gpu_blocks | {head} |\n|---|---:|" + "---:|" * len(offsets))
+        else:
+            print(f"\n{kind}\n\n| stream | pool tokens | agree · hit ratio |\n|---|---:|---:|")
+        print("\n".join(rows))
     if args.pins:
-        print("PINNED = {")
+        print("\nPINNED = {")
         for key, value in pins.items():
             print(f"    {key!r}: {value!r},")
         print("}")

@@ -26,8 +26,8 @@ import streams  # noqa: E402
 GOLDENS = HERE.parents[1] / "tests" / "data" / "engines"
 ENGINE_PYTHON = os.environ.get("ENGINE_PYTHON", "/work/venv-engines/bin/python")
 # capacities as fractions of what the stream would occupy unbounded (its distinct blocks), from tight (most
-# requests evict) to nearly all of it; each is raised to the least that the longest request needs, and 'none'
-# (nothing evicted) is always added
+# requests evict) to all of it, or, when the longest request needs more than the smallest fraction, geometric
+# steps from what it needs to all of it; 'none' (nothing evicted) is always added
 FRACTIONS = (0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 ENGINES = {  # golden name -> (driver, its options, block or page size)
     "vllm": ("drive_vllm.py", ["--block-size", "16"], 16),
@@ -49,12 +49,17 @@ def capacities(engine: str, tokens: np.ndarray, offsets: np.ndarray) -> list[int
     size = ENGINES[engine][2]
     longest = int(np.diff(offsets).max())
     distinct = distinct_blocks(tokens, offsets, size)
-    if engine == "vllm":
-        least = -(-longest // size) + 2          # the longest request's blocks, the null block, one spare
-        values = [max(least, round(distinct * f)) for f in FRACTIONS]
-    else:
-        least = -(-longest // size) * size + 2 * size   # the longest prompt and the extra page SGLang reserves
-        values = [max(least, round(distinct * f) * size) for f in FRACTIONS]
+    unit = 1 if engine == "vllm" else size
+    # vLLM: the longest request's blocks, the null block, one spare; SGLang: the longest prompt, the extra page
+    # SGLang asks for, one spare
+    least = -(-longest // size) + 2 if engine == "vllm" else -(-longest // size) * size + 2 * size
+    if distinct * unit * FRACTIONS[0] >= least:
+        values = [round(distinct * f) * unit for f in FRACTIONS]
+    else:   # one request is a large share of the stream (agent contexts): steps from the least to all of it
+        top = max(distinct * unit, 2 * least)
+        values = [int(least * (top / least) ** (i / (len(FRACTIONS) - 1))) // unit * unit
+                  for i in range(len(FRACTIONS))]
+        values[0] = least
     values = sorted(set(values))
     while len(values) < 5:                        # a long request next to little sharing: fill in between
         gaps = np.diff(values)
