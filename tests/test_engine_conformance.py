@@ -129,3 +129,25 @@ def test_preset_against_engine(path):
                                               f"{row['engine_hits']:,}); pin it or fix the preset")
     expected = {k: v for k, v in PINNED.items() if k[0] == path.stem}
     assert measured == expected
+
+
+# requests agreeing over all vLLM goldens (42 runs, 20,538 requests) at capacity_blocks = num_gpu_blocks - k
+VLLM_MAPPINGS = {0: 20381, 1: 20396, 2: 20503, 3: 20386}
+
+
+@pytest.mark.core
+def test_vllm_capacity_mapping_minus_two_agrees_best():
+    """num_gpu_blocks - 1 (the null block) is the obvious mapping; - 2 (also the running request's partial block)
+    agrees best, and no constant agrees everywhere (docs/engines.md, "Which capacity mapping")."""
+    agree = {}
+    for k in VLLM_MAPPINGS:
+        agree[k] = 0
+        for path in GOLDENS:
+            golden = compare.load(path)
+            if golden["engine"] != "vllm" or (golden["recipe"]["generator"] == "mooncake"
+                                              and not streams.MOONCAKE.exists()):
+                continue
+            agree[k] += sum(r["agree"] for r in compare.agreement(golden, k, STREAMS, TRACES))
+    assert max(agree, key=agree.get) == compare.VLLM_OFFSET == 2
+    if streams.MOONCAKE.exists():
+        assert agree == VLLM_MAPPINGS
