@@ -25,7 +25,8 @@ import streams  # noqa: E402
 
 GOLDENS = HERE.parents[1] / "tests" / "data" / "engines"
 # how many blocks the vllm preset is given below vLLM's num_gpu_blocks: the null block (block 0 of the pool,
-# never cached) is the one vLLM itself reserves; see docs/engines.md for the others
+# never cached) and the running request's partial last block, which takes a slot at admission; it agrees best of
+# 0..3 (docs/engines.md, "Which capacity mapping")
 VLLM_OFFSET = 2
 
 
