@@ -18,6 +18,10 @@ from cachesim.requests import BlockRequests
 from cachesim.trace import compile_trace
 from conftest import SHARED_TRACES
 
+# 100,000-request streams, 18 settings, 4 sizes: the compiled core's job (the reference twin is held to the core by
+# the differential tests on small streams)
+pytestmark = pytest.mark.core
+
 lcs = pytest.importorskip("libcachesim", reason="the conformance test runs libCacheSim itself: "
                                                 "pip install 'libcachesim>=0.3.5' (it is in the test extra)")
 

@@ -23,6 +23,7 @@ def agents():
     return cachesim.compile_trace(agent_workload(n_users=8, seed=0).requests, 16)
 
 
+@pytest.mark.core
 def test_lru_replays_equal_the_one_pass_curve(agents):
     # two computations that share nothing: a replay at each capacity, and one stack-distance pass
     replays = policy_curve(agents, "lru", CAPACITIES)
@@ -33,6 +34,7 @@ def test_lru_replays_equal_the_one_pass_curve(agents):
     assert (replays.policy, replays.method) == ("lru", "replays")
 
 
+@pytest.mark.core
 def test_belady_bounds_every_policy_at_every_capacity():
     rng = np.random.default_rng(5)
     ids = rng.zipf(1.2, 4000) % 600
@@ -57,6 +59,7 @@ def test_a_block_is_in_or_out_of_the_sample_wherever_it_appears(agents):
         sample_blocks(agents, 0.0)
 
 
+@pytest.mark.core
 def test_miniature_curves_are_close_to_full_replays_on_mooncake():
     # the error docs/mrc.md states: within 0.05 of the token hit ratio at every capacity, at rate 0.1
     from cachesim.readers import read_trace
@@ -97,6 +100,7 @@ def test_mrc_prints_the_policies_and_the_bound_and_writes_them_as_json(tmp_path,
     assert "--mini" in capsys.readouterr().err
 
 
+@pytest.mark.core
 def test_the_bound_in_the_html_report_and_in_sweeps(tmp_path, capsys):
     from cachesim.workloads import agent_workload
 
@@ -110,7 +114,7 @@ def test_the_bound_in_the_html_report_and_in_sweeps(tmp_path, capsys):
     assert "Other policies, and the bound" in html and "belady" in html
     table = tmp_path / "sweep.csv"
     assert main(["sweep", str(trace_path), "--capacity", "64,256", "--policy", "lru,sieve", "--bound",
-                 "-o", str(table)]) == 0
+                 "--executor", "serial", "-o", str(table)]) == 0
     rows = table.read_text().splitlines()
     header = rows[0].split(",")
     policy, ratio = header.index("policy"), header.index("token_hit_ratio")
