@@ -88,19 +88,9 @@ def main(argv=None) -> int:
     ap.add_argument("--dedup", action="store_true")
     ap.add_argument("--streams", default=None)
     args = ap.parse_args(argv)
-    for path in compare.goldens():
-        if not path.stem.startswith("vllm-"):
-            continue
-        golden = compare.load(path)
-        if args.streams and golden["stream"] not in args.streams.split(","):
-            continue
-        tokens, offsets = compare.build(golden)
-        for run in golden["runs"]:
-            ours = np.asarray(replay(tokens, offsets, run["capacity_used"], golden["block_size"],
-                                     not args.no_null, not args.no_partial, args.dedup))
-            engine = np.asarray(run["cached_tokens"])
-            print(f"{path.stem} {run['capacity']}: {(ours == engine).mean():.2%} agree, "
-                  f"hits {int(ours.sum()):,} vs {int(engine.sum()):,}")
+    for name, tokens, offsets, golden, run in compare.recorded_runs("vllm-", args.streams):
+        compare.report_run(name, run, replay(tokens, offsets, run["capacity_used"], golden["block_size"],
+                                                  not args.no_null, not args.no_partial, args.dedup))
     return 0
 
 

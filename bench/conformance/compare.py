@@ -34,6 +34,28 @@ def load(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
+def recorded_runs(prefix: str, streams: str | None = None):
+    """``(name, tokens, offsets, golden, run)`` for every run of the goldens whose file name starts with ``prefix``
+    (only the comma-separated ``streams``, if given): what the engine models replay and compare."""
+    for path in goldens():
+        if not path.stem.startswith(prefix):
+            continue
+        golden = load(path)
+        if streams and golden["stream"] not in streams.split(","):
+            continue
+        tokens, offsets = build(golden)
+        for run in golden["runs"]:
+            yield path.stem, tokens, offsets, golden, run
+
+
+def report_run(name: str, run: dict, ours) -> None:
+    """One line: how many requests a model's cached tokens agree on with the engine's, and both hit totals."""
+    engine = np.asarray(run["cached_tokens"])
+    ours = np.asarray(ours)
+    print(f"{name} {run['capacity']}: {(ours == engine).mean():.2%} agree, "
+          f"hits {int(ours.sum()):,} vs {int(engine.sum()):,}")
+
+
 def goldens() -> list[Path]:
     return sorted(GOLDENS.glob("*.json"))
 

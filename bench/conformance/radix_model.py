@@ -147,19 +147,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-extra-page", action="store_true", help="ask for exactly the slots needed (page size > 1)")
     ap.add_argument("--streams", default=None)
     args = ap.parse_args(argv)
-    for path in compare.goldens():
-        if not path.stem.startswith("sglang"):
-            continue
-        golden = compare.load(path)
-        if args.streams and golden["stream"] not in args.streams.split(","):
-            continue
-        tokens, offsets = compare.build(golden)
-        for run in golden["runs"]:
-            ours = np.asarray(replay(tokens, offsets, run["capacity_used"], golden["page_size"],
-                                     not args.partial_leaves, not args.no_extra_page))
-            engine = np.asarray(run["cached_tokens"])
-            print(f"{path.stem} {run['capacity']}: {(ours == engine).mean():.2%} agree, "
-                  f"hits {int(ours.sum()):,} vs {int(engine.sum()):,}")
+    for name, tokens, offsets, golden, run in compare.recorded_runs("sglang", args.streams):
+        compare.report_run(name, run, replay(tokens, offsets, run["capacity_used"], golden["page_size"],
+                                                  not args.partial_leaves, not args.no_extra_page))
     return 0
 
 
