@@ -26,6 +26,13 @@ cdef struct KeyIndex:
     void* allocation      # what slots was carved from (aligned to a line), for freeing
 
 
+# A heap policy's candidate with its score inline, so that sifting compares adjacent memory, not entries.
+cdef struct HeapItem:
+    int64_t k1            # the policy's score, compared first (see Engine._heap_item)
+    int64_t k2            # then this: the last use's stamp (unique)
+    int32_t e             # the entry
+
+
 # A bounded FIFO set of keys, any of which can leave early (see Ghost in _core.pyx).
 cdef struct Ghost:
     uint64_t* keys        # per node: the key it remembers
@@ -90,6 +97,7 @@ cdef class Engine:
 
     cdef KeyIndex index                     # key -> entry index (hashed keys)
     cdef readonly bint direct_keys          # keys are dense ids: where[key] replaces the hashed index
+    cdef bint use_log                       # log uses (LRU, or TTL expiry order); else pos is LINKED, last_use orders
     cdef int32_t* where                     # direct_keys: entry of each id, or NIL (ghosts included, as in index)
     cdef int64_t where_size                 # direct_keys: ids the where array covers
 
@@ -99,13 +107,13 @@ cdef class Engine:
     cdef bint defragment_small              # renumber even a pool the CPU's caches hold (tests)
 
     # bookkeeping of the policies other than LRU (NULL under LRU), one value per entry
-    cdef uint64_t* parent_key               # key of the block before it in the prefix (depth > 0)
+    cdef int32_t* parent_entry              # the entry of the block before it when it came (NIL: none cached)
     cdef int32_t* n_children                # cached entries inserted under it while it was cached
     cdef int64_t* insert_serial             # order of insertion (FIFO; guards child counts)
     cdef int64_t* last_use                  # stamp of the last use (stamps count up, deepest block first)
     cdef int32_t* freq                      # requests that used it
     cdef int32_t* depth                     # position of its block in the prompt (0 = first block)
-    cdef int32_t* heap                      # heap policies: candidate entries in heap order
+    cdef HeapItem* heap                     # heap policies: candidates and their scores in heap order
     cdef int32_t* heap_pos                  # heap policies: position in heap, or NIL when not a candidate
     cdef int64_t heap_size
     cdef int64_t* next_use                  # belady: the request (batch index) that uses it next
@@ -184,13 +192,13 @@ cdef class Engine:
     cdef bint _is_ghost(self, int32_t e) noexcept nogil
     cdef void _bury(self, int32_t e, int32_t evictor) noexcept nogil
     cdef void _revive(self, int32_t e) noexcept nogil
-    cdef bint _less(self, int32_t a, int32_t b) noexcept nogil
-    cdef void _heap_swap(self, int64_t i, int64_t j) noexcept nogil
+    cdef void _heap_item(self, int32_t e, HeapItem* item) noexcept nogil
+    cdef void _heap_place(self, int64_t i, HeapItem* item) noexcept nogil
     cdef void _heap_up(self, int64_t i) noexcept nogil
     cdef void _heap_down(self, int64_t i) noexcept nogil
     cdef void _heap_push(self, int32_t e) noexcept nogil
     cdef void _heap_remove(self, int32_t e) noexcept nogil
-    cdef void _on_pin(self, int32_t e) noexcept nogil
+    cdef int32_t _heap_victim(self) noexcept nogil
     cdef bint _queued(self) noexcept nogil
     cdef bint _parks(self) noexcept nogil
     cdef void _q_link_head(self, int32_t e, int q) noexcept nogil
@@ -211,7 +219,7 @@ cdef class Engine:
     cdef int32_t _choose_victim(self) noexcept nogil
     cdef bint _eligible(self, int32_t e) noexcept nogil
     cdef void _before_insert(self, uint64_t key, bint full) noexcept nogil
-    cdef void _on_insert(self, int32_t e, int32_t parent, uint64_t parent_key, int64_t depth,
+    cdef void _on_insert(self, int32_t e, int32_t parent, int64_t depth,
                          bint full) noexcept nogil
     cdef void _q_insert(self, int32_t e, bint full) noexcept nogil
     cdef void _on_use(self, int32_t e, bint inserted_now) noexcept nogil

@@ -145,6 +145,7 @@ cdef enum:
     PINNED = -2
     GHOST = -3   # .pos of an evicted entry kept in the index to remember its evictor (interference)
     FREE_LINK = -8  # .pos of a free entry is FREE_LINK - (next free entry): below every code above
+    LINKED = 0   # .pos of a cached entry when no use log is kept (Engine.use_log)
 
 # Columns of Engine.tenant_stats, in the order of _contract.TENANT_FIELDS (checked below).
 cdef enum:  # tenant statistics fields
@@ -1005,6 +1006,11 @@ cdef inline void _compact_run(int32_t* records, int32_t* pos, int64_t a, int64_t
     w[0] = to
 
 
+cdef inline bint _item_less(const HeapItem* a, const HeapItem* b) noexcept nogil:
+    """Heap order: a is evicted before b."""
+    return a.k1 < b.k1 or (a.k1 == b.k1 and a.k2 < b.k2)
+
+
 cdef inline int _arrival_error(double t, int32_t tenant, double last_t, int64_t n_tenants) noexcept nogil:
     """The error code of a request arriving at t from tenant after a request at last_t, or 0 (SEMANTICS §3)."""
     if isnan(t):
@@ -1074,7 +1080,7 @@ cdef class Engine:
         self.where = NULL
         self.where_size = 0
         self.expires_at = NULL
-        self.parent_key = NULL
+        self.parent_entry = NULL
         self.n_children = NULL
         self.insert_serial = NULL
         self.last_use = NULL
@@ -1177,6 +1183,8 @@ cdef class Engine:
         if _grow(<void**> &self.log.records, self.log.size, sizeof(int32_t)):
             raise MemoryError()
         self.direct_keys = direct_keys
+        # the other policies keep their own order: a log only their TTL expiry would read is not kept
+        self.use_log = self.policy == P_LRU or ttl_s is not None
         if self._grow_pool(initial) < 0 or (
                 not direct_keys and _index_resize(&self.index, _table_size_for(initial, self.max_load)) < 0):
             raise MemoryError()
@@ -1190,7 +1198,7 @@ cdef class Engine:
         PyMem_RawFree(self.expires_at)
         _index_free(&self.index)
         PyMem_RawFree(self.where)
-        PyMem_RawFree(self.parent_key)
+        PyMem_RawFree(self.parent_entry)
         PyMem_RawFree(self.n_children)
         PyMem_RawFree(self.insert_serial)
         PyMem_RawFree(self.last_use)
@@ -1222,7 +1230,7 @@ cdef class Engine:
         if self.ghost_pos != NULL and _grow(<void**> &self.ghost_pos, size, sizeof(int32_t)):
             return -1
         if self.policy != P_LRU:
-            if (_grow(<void**> &self.parent_key, size, sizeof(uint64_t)) or
+            if (_grow(<void**> &self.parent_entry, size, sizeof(int32_t)) or
                     _grow(<void**> &self.n_children, size, sizeof(int32_t)) or
                     _grow(<void**> &self.insert_serial, size, sizeof(int64_t)) or
                     _grow(<void**> &self.last_use, size, sizeof(int64_t)) or
@@ -1236,7 +1244,7 @@ cdef class Engine:
                         _grow(<void**> &self.queue_id, size, sizeof(unsigned char)) or
                         _grow(<void**> &self.listed, size, sizeof(unsigned char))):
                     return -1
-            elif (_grow(<void**> &self.heap, size, sizeof(int32_t)) or
+            elif (_grow(<void**> &self.heap, size, sizeof(HeapItem)) or
                     _grow(<void**> &self.heap_pos, size, sizeof(int32_t))):
                 return -1
             if self.policy == P_BELADY and _grow(<void**> &self.next_use, size, sizeof(int64_t)):
@@ -1271,11 +1279,11 @@ cdef class Engine:
         cdef int64_t per_entry = ENTRY_BYTES + (sizeof(double) if self.expires_at != NULL else 0)
         cdef int64_t policy_bytes = 0
         if self.policy != P_LRU:   # parent key, children, serial, last use, uses, depth
-            policy_bytes = sizeof(uint64_t) + sizeof(int32_t) + 2 * sizeof(int64_t) + 2 * sizeof(int32_t)
+            policy_bytes = 2 * sizeof(int32_t) + 2 * sizeof(int64_t) + 2 * sizeof(int32_t)
             if self._queued():      # links, marks, queue, linked flag
                 policy_bytes += 2 * sizeof(int32_t) + 3
-            else:                   # heap and heap position
-                policy_bytes += 2 * sizeof(int32_t)
+            else:                   # heap (scores inline) and heap position
+                policy_bytes += sizeof(HeapItem) + sizeof(int32_t)
             policy_bytes += (sizeof(int64_t) if self.next_use != NULL else 0) + \
                 (sizeof(double) if self.priority != NULL else 0)
         cdef int64_t ghost = _ghost_bytes(&self.s3_ghost) + _ghost_bytes(&self.ghost2)
@@ -1557,8 +1565,8 @@ cdef class Engine:
 
     # -- policies other than LRU (SEMANTICS §4; the reference: cachesim._reference_policies) --------------------
     # A candidate is an entry the policy may evict: a leaf (no cached entry inserted under it), or any entry
-    # with victims="any". Entries the current request uses are pinned: like the recency order, the heap drops
-    # them on use and takes them back, rescored, when the request is stamped, so its minimum is the victim.
+    # with victims="any". Entries the current request uses are pinned: the heap keeps them, skipping (and
+    # dropping) any at its top when it chooses a victim, and re-sifts each at its stamp (_heap_victim).
     # The queue policies keep only leaves linked (with leaf victims): an entry that gets a child is parked,
     # keeping its marks and its queue, and is linked again at its queue's eviction end when its last child goes.
 
@@ -1604,64 +1612,60 @@ cdef class Engine:
             attention = params["attention-tokens"]
             self.gdsf_per_depth = self.block_size / attention if attention > 0 else 0.0
 
-    cdef inline bint _less(self, int32_t a, int32_t b) noexcept nogil:
-        """Heap order: a is evicted before b."""
+    cdef void _heap_item(self, int32_t e, HeapItem* item) noexcept nogil:
+        """e's score as its policy orders candidates (the smallest is evicted first): k1, then the last use."""
         cdef int policy = self.policy
+        cdef double priority
+        item.e = e
+        item.k2 = self.last_use[e]
         if policy == P_FIFO:
-            return self.insert_serial[a] < self.insert_serial[b]
-        if policy == P_LFU:
-            if self.freq[a] != self.freq[b]:
-                return self.freq[a] < self.freq[b]
+            item.k1 = self.insert_serial[e]
+        elif policy == P_LFU:
+            item.k1 = self.freq[e]
         elif policy == P_TWO_CLASS:  # probation (used by one request) before protected, each by recency
-            if (self.freq[a] >= 2) != (self.freq[b] >= 2):
-                return self.freq[b] >= 2
+            item.k1 = self.freq[e] >= 2
         elif policy == P_PRIORITY:  # rarely shared first, then deeper blocks, then older
-            if self.freq[a] != self.freq[b]:
-                return self.freq[a] < self.freq[b]
-            if self.depth[a] != self.depth[b]:
-                return self.depth[a] > self.depth[b]
+            item.k1 = (<int64_t> self.freq[e] << 32) | (0x7FFFFFFF - self.depth[e])
         elif policy == P_BELADY:  # the farthest next use first
-            if self.next_use[a] != self.next_use[b]:
-                return self.next_use[a] > self.next_use[b]
-        elif policy == P_GDSF:  # the lowest priority first
-            if self.priority[a] != self.priority[b]:
-                return self.priority[a] < self.priority[b]
-        return self.last_use[a] < self.last_use[b]
+            item.k1 = -self.next_use[e]
+        else:  # P_GDSF, the lowest priority first: a priority is >= 0, so its bits order as the number does
+            priority = self.priority[e]
+            memcpy(&item.k1, &priority, sizeof(double))
 
-    cdef inline void _heap_swap(self, int64_t i, int64_t j) noexcept nogil:
-        cdef int32_t a = self.heap[i], b = self.heap[j]
-        self.heap[i] = b
-        self.heap[j] = a
-        self.heap_pos[b] = <int32_t> i
-        self.heap_pos[a] = <int32_t> j
+    cdef inline void _heap_place(self, int64_t i, HeapItem* item) noexcept nogil:
+        self.heap[i] = item[0]
+        self.heap_pos[item.e] = <int32_t> i
 
     cdef void _heap_up(self, int64_t i) noexcept nogil:
+        cdef HeapItem x = self.heap[i]
         cdef int64_t parent
         while i > 0:
             parent = (i - 1) >> 1
-            if not self._less(self.heap[i], self.heap[parent]):
+            if not _item_less(&x, &self.heap[parent]):
                 break
-            self._heap_swap(i, parent)
+            self._heap_place(i, &self.heap[parent])
             i = parent
+        self._heap_place(i, &x)
 
     cdef void _heap_down(self, int64_t i) noexcept nogil:
-        cdef int64_t child, smallest
+        cdef HeapItem x = self.heap[i]
+        cdef int64_t child, n = self.heap_size
         while True:
-            smallest = i
             child = 2 * i + 1
-            if child < self.heap_size and self._less(self.heap[child], self.heap[smallest]):
-                smallest = child
-            if child + 1 < self.heap_size and self._less(self.heap[child + 1], self.heap[smallest]):
-                smallest = child + 1
-            if smallest == i:
-                return
-            self._heap_swap(i, smallest)
-            i = smallest
+            if child >= n:
+                break
+            if child + 1 < n and _item_less(&self.heap[child + 1], &self.heap[child]):
+                child += 1
+            if not _item_less(&self.heap[child], &x):
+                break
+            self._heap_place(i, &self.heap[child])
+            i = child
+        self._heap_place(i, &x)
 
     cdef void _heap_push(self, int32_t e) noexcept nogil:
         if self.heap_pos[e] != NIL:
             return
-        self.heap[self.heap_size] = e
+        self._heap_item(e, &self.heap[self.heap_size])
         self.heap_pos[e] = <int32_t> self.heap_size
         self.heap_size += 1
         self._heap_up(self.heap_size - 1)
@@ -1672,9 +1676,9 @@ cdef class Engine:
         if i == NIL:
             return
         self.heap_size -= 1
-        if i != self.heap_size:
-            moved = self.heap[self.heap_size]
-            self._heap_swap(i, self.heap_size)
+        if i != self.heap_size:   # the last item fills the hole and sifts
+            moved = self.heap[self.heap_size].e
+            self._heap_place(i, &self.heap[self.heap_size])
             self._heap_up(i)
             self._heap_down(self.heap_pos[moved])
         self.heap_pos[e] = NIL
@@ -1900,13 +1904,21 @@ cdef class Engine:
             return self._arc_victim()
         if self.policy == P_TWOQ:   # A1in's oldest while A1in is over its share, else Am's LRU
             return self._q_take(0 if self.q_members[0] > self.q_size[0] else 1)
-        return self.heap[0] if self.heap_size > 0 else NIL
+        return self._heap_victim()
+
+    cdef int32_t _heap_victim(self) noexcept nogil:
+        """The heap's minimum not in use by this request. Used entries stay in the heap while they are pinned
+        (their scores change only at the stamp, which re-sifts them): one met at the top leaves it here and is
+        pushed back at its stamp, so a hit costs nothing unless it is in the way of an eviction."""
+        cdef int32_t e
+        while self.heap_size > 0:
+            e = self.heap[0].e
+            if self.pos[e] != PINNED:
+                return e
+            self._heap_remove(e)
+        return NIL
 
     # -- the hooks the serve step calls (SEMANTICS §3) ------------------------------------------------------
-
-    cdef void _on_pin(self, int32_t e) noexcept nogil:
-        if not self._queued():
-            self._heap_remove(e)
 
     cdef inline void _before_insert(self, uint64_t key, bint full) noexcept nogil:
         """key missed and is inserted next (after a victim is chosen, when full): S3-FIFO looks it up in its
@@ -1925,21 +1937,23 @@ cdef class Engine:
                 self.arc_p = max(self.arc_p - max(<double> b1 / <double> b2, 1.0), 0.0)
                 self.arc_ghost_hit = 2
 
-    cdef void _on_insert(self, int32_t e, int32_t parent, uint64_t parent_key, int64_t depth,
+    cdef void _on_insert(self, int32_t e, int32_t parent, int64_t depth,
                          bint full) noexcept nogil:
         self.serial += 1
         self.insert_serial[e] = self.serial
         self.last_use[e] = 0
         self.freq[e] = 0
         self.depth[e] = <int32_t> depth
-        self.parent_key[e] = parent_key
+        self.parent_entry[e] = parent
         self.n_children[e] = 0
         if parent != NIL:
-            self.n_children[parent] += 1  # the parent is pinned (this request uses it): off the heap already
+            self.n_children[parent] += 1
         if self.policy == P_BELADY:
             self.next_use[e] = NEVER
         if not self._queued():
             self.heap_pos[e] = NIL
+            if parent != NIL and self.n_children[parent] == 1 and not self.victims_any:
+                self._heap_remove(parent)   # not a leaf now
             return
         self._q_insert(e, full)
         if parent != NIL and self.n_children[parent] == 1 and self._parks() and self.listed[parent]:
@@ -2037,7 +2051,11 @@ cdef class Engine:
             if self.policy == P_GDSF:   # L + uses x the block's recomputation cost (see _reference_policies.Gdsf)
                 self.priority[e] = self.gdsf_inflation + self.freq[e] * (
                     1.0 + (self.depth[e] + 0.5) * self.gdsf_per_depth if self.gdsf_per_depth > 0 else 1.0)
-            if self.victims_any or self.n_children[e] == 0:
+            if self.heap_pos[e] != NIL:   # rescored in place
+                self._heap_item(e, &self.heap[self.heap_pos[e]])
+                self._heap_up(self.heap_pos[e])
+                self._heap_down(self.heap_pos[e])
+            elif self.victims_any or self.n_children[e] == 0:
                 self._heap_push(e)
 
     cdef void _forget(self, int32_t e, bint evicted) noexcept nogil:
@@ -2062,16 +2080,17 @@ cdef class Engine:
                 self.gdsf_inflation = self.priority[e]   # L: what is not used again ages by it
         if self.victims_any:
             self.orphaned_blocks += self.n_children[e]
-        if self.depth[e] > 0:
-            parent = self._find(self.parent_key[e])
-            # only the incarnation of the parent that was cached when e came counted it as a child
-            if parent != NIL and not self._is_ghost(parent) and self.insert_serial[parent] < self.insert_serial[e]:
-                self.n_children[parent] -= 1
-                if self.n_children[parent] == 0 and not self.victims_any:   # it became a leaf
-                    if self._parks():
-                        self._q_relink(parent)
-                    elif not self._queued() and self.pos[parent] != PINNED:
-                        self._heap_push(parent)
+        parent = self.parent_entry[e]
+        # only the incarnation of the parent that was cached when e came counted it as a child: not one freed
+        # since or remembered as a ghost (pos below GHOST, or GHOST), nor one handed out again (a later serial)
+        if (parent != NIL and self.pos[parent] > GHOST
+                and self.insert_serial[parent] < self.insert_serial[e]):
+            self.n_children[parent] -= 1
+            if self.n_children[parent] == 0 and not self.victims_any:   # it became a leaf
+                if self._parks():
+                    self._q_relink(parent)
+                elif not self._queued() and self.pos[parent] != PINNED:
+                    self._heap_push(parent)
 
     cdef void _q_relink(self, int32_t e) noexcept nogil:
         """A parked entry that became a leaf is linked again where it is looked at next: its queue's tail (SIEVE:
@@ -2220,10 +2239,7 @@ cdef class Engine:
                 e = self._find(batch.keys[b0 + h])
                 if e == NIL or self.pos[e] == GHOST:
                     break
-                if self.pos[e] != PINNED:
-                    self.pos[e] = PINNED  # out of the recency order
-                    if self.policy != P_LRU:
-                        self._on_pin(e)
+                self.pos[e] = PINNED  # out of the recency order
                 req[h] = e
                 h += 1
             hit_blocks = self._capped_hits(batch.prompt_tokens[r], h)
@@ -2261,10 +2277,7 @@ cdef class Engine:
                     self.pos[ghost] = PINNED
                     self.ghost_count -= 1
                 if e != NIL:  # cached behind a gap: touched, not a hit
-                    if self.pos[e] != PINNED:
-                        self.pos[e] = PINNED  # out of the recency order
-                        if self.policy != P_LRU:
-                            self._on_pin(e)
+                    self.pos[e] = PINNED  # out of the recency order
                     req[i] = e
                     continue
                 full = self.occupancy == self.capacity_blocks
@@ -2309,9 +2322,9 @@ cdef class Engine:
                 self.owner[e] = tenant
                 if self.policy != P_LRU:
                     if i > 0:
-                        self._on_insert(e, req[i - 1], batch.keys[b0 + i - 1], i, full)
+                        self._on_insert(e, req[i - 1], i, full)
                     else:
-                        self._on_insert(e, NIL, 0, 0, full)
+                        self._on_insert(e, NIL, 0, full)
                 req[i] = e
                 inserted += 1
 
@@ -2320,7 +2333,9 @@ cdef class Engine:
             while i >= 0:
                 e = req[i]
                 if e != NIL and self.pos[e] == PINNED:
-                    if self._make_newest(e) < 0:
+                    if not self.use_log:
+                        self.pos[e] = LINKED
+                    elif self._make_newest(e) < 0:
                         error_request[0] = r
                         return ERR_NO_MEMORY
                     if self.expires_at != NULL:
@@ -2428,7 +2443,16 @@ cdef class Engine:
         return np.asarray(<int32_t[:self.pool_size]> self.owner)[self._cached_entries()]
 
     def _cached_entries(self):
-        """The cached entries, most recently used first: the live records of the use log, newest first."""
+        """The cached entries, most recently used first: the live records of the use log, newest first (without
+        a log, the entries marked LINKED by their last use's stamp, which counts up in the same order)."""
+        if not self.use_log:
+            if self.pool_used == 0:
+                return np.empty(0, dtype=np.int32)
+            linked = np.flatnonzero(np.asarray(<int32_t[:self.pool_used]> self.pos) == LINKED).astype(np.int32)
+            order = np.argsort(-np.asarray(<int64_t[:self.pool_used]> self.last_use)[linked], kind="stable")
+            if linked.shape[0] != self.occupancy:
+                raise AssertionError(f"{linked.shape[0]} entries are linked, occupancy says {self.occupancy}")
+            return linked[order]
         out = np.empty(self.occupancy, dtype=np.int32)
         cdef int32_t[::1] view = out
         cdef int64_t _k, p = self.log.end
