@@ -171,43 +171,43 @@ cdef class Engine:
     cdef int _grow_pool(self, int64_t size) except -2 nogil
     cdef int _grow_index_if_full(self) except -2 nogil
     cdef int _grow_where(self, int64_t size) except -2 nogil
-    cdef int32_t _find(self, uint64_t key) noexcept nogil
-    cdef void _prefetch_slot(self, uint64_t key) noexcept nogil
-    cdef void _prefetch_entry(self, uint64_t key) noexcept nogil
-    cdef bint _prefetch_pays(self) noexcept nogil
-    cdef int _grow_request_scratch(self, int64_t n_blocks) noexcept nogil
-    cdef int64_t _capped_hits(self, int64_t prompt_tokens, int64_t hit_blocks) noexcept nogil
-    cdef void _prefetch_ahead(self, const uint64_t* keys, int64_t b, int64_t end) noexcept nogil
-    cdef void _index_insert(self, int32_t e) noexcept nogil
-    cdef void _index_remove(self, int32_t e) noexcept nogil
-    cdef void _unlink(self, int32_t e) noexcept nogil
-    cdef int _make_newest(self, int32_t e) except -2 nogil
-    cdef int32_t _oldest(self) noexcept nogil
+    cdef inline int32_t _find(self, uint64_t key) noexcept nogil
+    cdef inline void _prefetch_slot(self, uint64_t key) noexcept nogil
+    cdef inline void _prefetch_entry(self, uint64_t key) noexcept nogil
+    cdef inline bint _prefetch_pays(self) noexcept nogil
+    cdef inline int _grow_request_scratch(self, int64_t n_blocks) noexcept nogil
+    cdef inline int64_t _capped_hits(self, int64_t prompt_tokens, int64_t hit_blocks) noexcept nogil
+    cdef inline void _prefetch_ahead(self, const uint64_t* keys, int64_t b, int64_t end) noexcept nogil
+    cdef inline void _index_insert(self, int32_t e) noexcept nogil
+    cdef inline void _index_remove(self, int32_t e) noexcept nogil
+    cdef inline void _unlink(self, int32_t e) noexcept nogil
+    cdef inline int _make_newest(self, int32_t e) except -2 nogil
+    cdef inline int32_t _oldest(self) noexcept nogil
     cdef int _log_make_room(self) except -2 nogil
     cdef int _log_grow(self) except -2 nogil
     cdef void _defragment(self) noexcept nogil
-    cdef void _push_free(self, int32_t e) noexcept nogil
-    cdef void _release(self, int32_t e) noexcept nogil
-    cdef int32_t _allocate(self) noexcept nogil
-    cdef bint _is_ghost(self, int32_t e) noexcept nogil
+    cdef inline void _push_free(self, int32_t e) noexcept nogil
+    cdef inline void _release(self, int32_t e) noexcept nogil
+    cdef inline int32_t _allocate(self) noexcept nogil
+    cdef inline bint _is_ghost(self, int32_t e) noexcept nogil
     cdef void _bury(self, int32_t e, int32_t evictor) noexcept nogil
-    cdef void _revive(self, int32_t e) noexcept nogil
-    cdef void _heap_item(self, int32_t e, HeapItem* item) noexcept nogil
-    cdef void _heap_place(self, int64_t i, HeapItem* item) noexcept nogil
+    cdef inline void _revive(self, int32_t e) noexcept nogil
+    cdef inline void _heap_item(self, int32_t e, HeapItem* item) noexcept nogil
+    cdef inline void _heap_place(self, int64_t i, HeapItem* item) noexcept nogil
     cdef void _heap_up(self, int64_t i) noexcept nogil
     cdef void _heap_down(self, int64_t i) noexcept nogil
     cdef void _heap_push(self, int32_t e) noexcept nogil
     cdef void _heap_remove(self, int32_t e) noexcept nogil
     cdef int32_t _heap_victim(self) noexcept nogil
-    cdef bint _queued(self) noexcept nogil
-    cdef bint _parks(self) noexcept nogil
-    cdef void _q_link_head(self, int32_t e, int q) noexcept nogil
-    cdef void _q_link_tail(self, int32_t e, int q) noexcept nogil
+    cdef inline bint _queued(self) noexcept nogil
+    cdef inline bint _parks(self) noexcept nogil
+    cdef inline void _q_link_head(self, int32_t e, int q) noexcept nogil
+    cdef inline void _q_link_tail(self, int32_t e, int q) noexcept nogil
     cdef void _q_link_older_than(self, int32_t e, int32_t at) noexcept nogil
-    cdef void _q_unlink(self, int32_t e) noexcept nogil
-    cdef void _q_enter(self, int32_t e, int q) noexcept nogil
-    cdef void _q_rotate(self, int32_t e) noexcept nogil
-    cdef void _q_rotate_to_head(self, int32_t e) noexcept nogil
+    cdef inline void _q_unlink(self, int32_t e) noexcept nogil
+    cdef inline void _q_enter(self, int32_t e, int q) noexcept nogil
+    cdef inline void _q_rotate(self, int32_t e) noexcept nogil
+    cdef inline void _q_rotate_to_head(self, int32_t e) noexcept nogil
     cdef void _q_relink(self, int32_t e) noexcept nogil
     cdef int32_t _s3fifo_victim(self) noexcept nogil
     cdef int32_t _clock_victim(self) noexcept nogil
@@ -216,14 +216,13 @@ cdef class Engine:
     cdef int32_t _slru_victim(self) noexcept nogil
     cdef int32_t _sieve_victim(self) noexcept nogil
     cdef void _slru_promote(self, int32_t e) noexcept nogil
-    cdef int32_t _choose_victim(self) noexcept nogil
-    cdef bint _eligible(self, int32_t e) noexcept nogil
-    cdef void _before_insert(self, uint64_t key, bint full) noexcept nogil
-    cdef void _on_insert(self, int32_t e, int32_t parent, int64_t depth,
-                         bint full) noexcept nogil
-    cdef void _q_insert(self, int32_t e, bint full) noexcept nogil
-    cdef void _on_use(self, int32_t e, bint inserted_now) noexcept nogil
-    cdef void _forget(self, int32_t e, bint evicted) noexcept nogil
+    cdef inline int32_t _choose_victim(self) noexcept nogil
+    cdef inline bint _eligible(self, int32_t e) noexcept nogil
+    cdef inline void _before_insert(self, uint64_t key, bint full) noexcept nogil
+    cdef inline void _on_insert(self, int32_t e, int32_t parent, int64_t depth, bint full) noexcept nogil
+    cdef inline void _q_insert(self, int32_t e, bint full) noexcept nogil
+    cdef inline void _on_use(self, int32_t e, bint inserted_now) noexcept nogil
+    cdef inline void _forget(self, int32_t e, bint evicted) noexcept nogil
     cdef int64_t _expire(self, double t, bint counted, int64_t* tstats) noexcept nogil
     cdef int _serve_one_block_lru(self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from,
                                   int64_t n_tenants, int64_t* error_request) except -2 nogil

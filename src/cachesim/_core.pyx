@@ -1612,7 +1612,7 @@ cdef class Engine:
             attention = params["attention-tokens"]
             self.gdsf_per_depth = self.block_size / attention if attention > 0 else 0.0
 
-    cdef void _heap_item(self, int32_t e, HeapItem* item) noexcept nogil:
+    cdef inline void _heap_item(self, int32_t e, HeapItem* item) noexcept nogil:
         """e's score as its policy orders candidates (the smallest is evicted first): k1, then the last use."""
         cdef int policy = self.policy
         cdef double priority
@@ -1696,7 +1696,7 @@ cdef class Engine:
         """Whether interior entries leave their queue (every queue policy, with leaf victims)."""
         return not self.victims_any and self._queued()
 
-    cdef void _q_link_head(self, int32_t e, int q) noexcept nogil:
+    cdef inline void _q_link_head(self, int32_t e, int q) noexcept nogil:
         self.queue_id[e] = <unsigned char> q
         self.listed[e] = 1
         self.q_older[e] = self.q_head[q]
@@ -1708,7 +1708,7 @@ cdef class Engine:
         self.q_head[q] = e
         self.q_listed[q] += 1
 
-    cdef void _q_link_tail(self, int32_t e, int q) noexcept nogil:
+    cdef inline void _q_link_tail(self, int32_t e, int q) noexcept nogil:
         self.queue_id[e] = <unsigned char> q
         self.listed[e] = 1
         self.q_newer[e] = self.q_tail[q]
@@ -1735,7 +1735,7 @@ cdef class Engine:
         self.q_newer[older] = e
         self.q_listed[q] += 1
 
-    cdef void _q_unlink(self, int32_t e) noexcept nogil:
+    cdef inline void _q_unlink(self, int32_t e) noexcept nogil:
         cdef int q = self.queue_id[e]
         cdef int32_t newer = self.q_newer[e], older = self.q_older[e]
         if self.hand == e:   # SIEVE: the hand moves on to the next newer entry
@@ -1886,7 +1886,7 @@ cdef class Engine:
                 e = self.q_tail[0]
         return NIL
 
-    cdef int32_t _choose_victim(self) noexcept nogil:
+    cdef inline int32_t _choose_victim(self) noexcept nogil:
         """The entry the policy evicts next, or NIL when every candidate is in use by this request."""
         if self.policy == P_LRU:
             # pinned entries are out of the recency order; the oldest is always a leaf
@@ -1937,8 +1937,7 @@ cdef class Engine:
                 self.arc_p = max(self.arc_p - max(<double> b1 / <double> b2, 1.0), 0.0)
                 self.arc_ghost_hit = 2
 
-    cdef void _on_insert(self, int32_t e, int32_t parent, int64_t depth,
-                         bint full) noexcept nogil:
+    cdef inline void _on_insert(self, int32_t e, int32_t parent, int64_t depth, bint full) noexcept nogil:
         self.serial += 1
         self.insert_serial[e] = self.serial
         self.last_use[e] = 0
@@ -1959,7 +1958,7 @@ cdef class Engine:
         if parent != NIL and self.n_children[parent] == 1 and self._parks() and self.listed[parent]:
             self._q_unlink(parent)   # parked while it has children (after e is queued: SIEVE's hand may go to e)
 
-    cdef void _q_insert(self, int32_t e, bint full) noexcept nogil:
+    cdef inline void _q_insert(self, int32_t e, bint full) noexcept nogil:
         """A new entry joins its policy's queue."""
         cdef int q
         self.visited[e] = 0
@@ -2014,7 +2013,7 @@ cdef class Engine:
         if self.q_head[self.queue_id[e]] != e:
             self._q_rotate(e)
 
-    cdef void _on_use(self, int32_t e, bint inserted_now) noexcept nogil:
+    cdef inline void _on_use(self, int32_t e, bint inserted_now) noexcept nogil:
         """Stamping: rescore, and return candidates to the heap."""
         self.clock += 1
         self.last_use[e] = self.clock
@@ -2058,7 +2057,7 @@ cdef class Engine:
             elif self.victims_any or self.n_children[e] == 0:
                 self._heap_push(e)
 
-    cdef void _forget(self, int32_t e, bint evicted) noexcept nogil:
+    cdef inline void _forget(self, int32_t e, bint evicted) noexcept nogil:
         """Policy bookkeeping for an entry about to leave the cache (a capacity eviction, or an expiry)."""
         cdef int32_t parent
         if self._queued():
