@@ -97,6 +97,7 @@ cdef class Engine:
 
     cdef KeyIndex index                     # key -> entry index (hashed keys)
     cdef readonly bint direct_keys          # keys are dense ids: where[key] replaces the hashed index
+    cdef bint prefetch_victims              # queue policies: evictions prefetch the next ones' keys and buckets
     cdef bint use_log                       # log uses (LRU, or TTL expiry order); else pos is LINKED, last_use orders
     cdef int32_t* where                     # direct_keys: entry of each id, or NIL (ghosts included, as in index)
     cdef int64_t where_size                 # direct_keys: ids the where array covers
@@ -208,6 +209,7 @@ cdef class Engine:
     cdef inline void _q_enter(self, int32_t e, int q) noexcept nogil
     cdef inline void _q_rotate(self, int32_t e) noexcept nogil
     cdef inline void _q_rotate_to_head(self, int32_t e) noexcept nogil
+    cdef inline void _prefetch_next_victims(self) noexcept nogil
     cdef void _q_relink(self, int32_t e) noexcept nogil
     cdef int32_t _s3fifo_victim(self) noexcept nogil
     cdef int32_t _clock_victim(self) noexcept nogil

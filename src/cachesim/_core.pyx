@@ -830,6 +830,10 @@ cdef inline void _ghost_put(Ghost* g, uint64_t key) noexcept nogil:
         return
     if g.count == g.capacity:
         _ghost_unlink(g, g.oldest)
+        if g.oldest != NIL:   # the next one forgotten: its bucket, and the key of the one after it
+            _prefetch(&g.index.slots[_key_bucket(g.keys[g.oldest], g.index.size)])
+            if g.newer[g.oldest] != NIL:
+                _prefetch(&g.keys[g.newer[g.oldest]])
     cdef int32_t p = g.free
     g.free = g.newer[p]
     g.keys[p] = key
@@ -1185,6 +1189,7 @@ cdef class Engine:
         self.direct_keys = direct_keys
         # the other policies keep their own order: a log only their TTL expiry would read is not kept
         self.use_log = self.policy == P_LRU or ttl_s is not None
+        self.prefetch_victims = self._queued()
         if self._grow_pool(initial) < 0 or (
                 not direct_keys and _index_resize(&self.index, _table_size_for(initial, self.max_load)) < 0):
             raise MemoryError()
@@ -1351,9 +1356,14 @@ cdef class Engine:
         return hit_blocks if hit_blocks <= cap else (cap if cap > 0 else 0)
 
     cdef inline void _prefetch_ahead(self, const uint64_t* keys, int64_t b, int64_t end) noexcept nogil:
-        """Two-stage software pipeline over the batch's keys: slots PREFETCH_SLOT ahead, entries PREFETCH_ENTRY."""
+        """Two-stage software pipeline over the batch's keys: slots PREFETCH_SLOT ahead, entries PREFETCH_ENTRY;
+        and the ghosts' buckets, which a missed key is looked up in before it is inserted."""
         if b + PREFETCH_SLOT < end:
             self._prefetch_slot(keys[b + PREFETCH_SLOT])
+            if self.s3_ghost.capacity:
+                _prefetch(&self.s3_ghost.index.slots[_key_bucket(keys[b + PREFETCH_SLOT], self.s3_ghost.index.size)])
+                if self.ghost2.capacity:
+                    _prefetch(&self.ghost2.index.slots[_key_bucket(keys[b + PREFETCH_SLOT], self.ghost2.index.size)])
         if b + PREFETCH_ENTRY < end:
             self._prefetch_entry(keys[b + PREFETCH_ENTRY])
 
@@ -2091,6 +2101,23 @@ cdef class Engine:
                 elif not self._queued() and self.pos[parent] != PINNED:
                     self._heap_push(parent)
 
+    cdef inline void _prefetch_next_victims(self) noexcept nogil:
+        """After an eviction, what the next one will read: the buckets (in the index, and in the ghost that
+        remembers it) of the key at each queue's tail, and the keys of the entries after them. The queues evict
+        mostly at their tails, so this is LRU's use-log prefetch for them."""
+        cdef int q
+        cdef int32_t t
+        for q in range(min(self.n_queues, 2)):
+            t = self.q_tail[q]
+            if t == NIL:
+                continue
+            if not self.direct_keys:
+                _prefetch(&self.index.slots[_key_bucket(self.entry_key[t], self.index.size)])
+            if self.s3_ghost.capacity:
+                _prefetch(&self.s3_ghost.index.slots[_key_bucket(self.entry_key[t], self.s3_ghost.index.size)])
+            if self.q_newer[t] != NIL:
+                _prefetch(&self.entry_key[self.q_newer[t]])
+
     cdef void _q_relink(self, int32_t e) noexcept nogil:
         """A parked entry that became a leaf is linked again where it is looked at next: its queue's tail (SIEVE:
         just where the hand is)."""
@@ -2302,6 +2329,8 @@ cdef class Engine:
                         self._bury(victim, tenant)
                     else:
                         self._release(victim)  # the plain path, inlined
+                    if self.prefetch_victims:
+                        self._prefetch_next_victims()
                     evicted += 1
                 if ghost != NIL:  # a remembered key comes back: its ghost entry is cached again
                     e = ghost
