@@ -22,7 +22,10 @@ case-insensitive match among libCacheSim's cache classes), and a policy without 
    so the policy's own cost is not diluted by writing outputs. A run that passes LIMIT_S CPU seconds is stopped
    at its next batch and reported as a cliff (s3fifo's rotations past non-leaf entries, issue 20); a growth series
    stops at its first cliff.
-3. Memory per cached block per policy: tracemalloc over a whole replay (the engine allocates through PyMem_Raw*),
+3. A Python LRU written with the hook protocol (cachesim.testing.PythonLru, a cachesim.HookPolicy) on the same
+   prefix trace beside the built-in lru: its blocks/s (target >= 0.5 M) and the built-in's over it; both must
+   hit the same blocks.
+4. Memory per cached block per policy: tracemalloc over a whole replay (the engine allocates through PyMem_Raw*),
    beside the engine's own memory_bytes().
 
 Times are CPU seconds of the calling thread (field.timing: the machine is shared), the best of interleaved
@@ -44,6 +47,7 @@ from cachesim._contract import POLICY_NAMES, TENANT_FIELDS
 from cachesim.readers.oracle import write_oracle_general
 from cachesim.replay import CacheConfig, Simulator
 from cachesim.requests import BlockRequests
+from cachesim.testing import PythonLru
 from cachesim.trace import compile_trace
 from conftest import report
 from field.libcachesim_driver import hashpower_for
@@ -61,6 +65,7 @@ TARGET_POLICIES = ("lru", "s3fifo", "sieve", "arc")
 COUNTS_TARGET, PER_REQUEST_TARGET = 5.0, 2.0   # cachesim blocks/s over libCacheSim's
 PREFIX_TARGET = 3.0                            # a policy's time over LRU's on the prefix trace
 LINEAR_TARGET = 1.5                            # time per block at the longest length over 1x
+PYTHON_POLICY_TARGET = 0.5                     # M blocks/s of a Python LRU written with the hook protocol
 
 LIMIT_S = 10.0 if QUICK else 60.0              # CPU seconds after which a run is stopped and called a cliff
 ROUNDS = 2 if QUICK else 3                     # interleaved rounds of the libCacheSim comparison (best kept)
@@ -79,6 +84,7 @@ ONE_BLOCK: list[dict] = []
 PREFIX: dict[tuple[str, int], dict] = {}
 GROWTH: dict[tuple[str, int], dict] = {}
 MEMORY: dict[str, dict] = {}
+PYTHON_POLICY: dict[int, dict] = {}
 
 
 def _skip_without_mooncake() -> None:
@@ -320,6 +326,34 @@ def test_prefix_policies_vs_lru(benchmark):
     benchmark.extra_info.update(prefix={f"{p}@{c}": v for (p, c), v in PREFIX.items()})
 
 
+def test_python_hook_policy_vs_builtin(benchmark):
+    """PythonLru (the hook protocol, its hooks called from the compiled serve loop) beside the built-in lru."""
+    _skip_without_mooncake()
+    trace = mooncake_trace()
+
+    def measure():
+        for capacity in PREFIX_CAPACITIES:
+            sim = Simulator(CacheConfig(capacity_blocks=capacity, policy=PythonLru()), keep_per_request=False)
+            python, python_s = run_limited(sim, trace)
+            builtin, builtin_s = best_run(trace, capacity, "lru")
+            if hit_blocks(python) != hit_blocks(builtin):
+                raise AssertionError(f"PythonLru hit {hit_blocks(python):,} blocks at capacity {capacity:,}, "
+                                     f"lru {hit_blocks(builtin):,}")
+            PYTHON_POLICY[capacity] = dict(m_blocks_per_s=trace.n_blocks / python_s / 1e6,
+                                           builtin_m_blocks_per_s=trace.n_blocks / builtin_s / 1e6,
+                                           builtin_over_python=python_s / builtin_s)
+
+    benchmark.pedantic(measure, rounds=1, warmup_rounds=0)
+    print(f"\nPythonLru (cachesim.HookPolicy) on Mooncake id blocks ({trace.n_blocks:,} blocks), counts only: "
+          "M blocks/s")
+    print(f"{'capacity':>10}{'PythonLru':>11}{'lru':>9}{'lru/PythonLru':>15}")
+    for capacity, row in PYTHON_POLICY.items():
+        print(f"{capacity:>10,}{row['m_blocks_per_s']:>11.2f}{row['builtin_m_blocks_per_s']:>9.1f}"
+              f"{row['builtin_over_python']:>14.0f}x")
+        record("policies", f"python hook lru, capacity {capacity:,}", row)
+    benchmark.extra_info.update(python_policy=PYTHON_POLICY)
+
+
 @pytest.mark.parametrize("capacity", GROWTH_CAPACITIES)
 def test_prefix_policies_growth(benchmark, capacity):
     """Time per block from 1x to 8x copies of Mooncake: linear means flat; a series stops at its first cliff."""
@@ -470,6 +504,12 @@ def print_summary() -> None:
         verdict = "FAIL" if row["cliff"] else _verdict(g, lambda v: v <= LINEAR_TARGET)
         print(f"  {policy:<10}capacity {capacity:<9,} {text:<64} {verdict}")
         report(f"policies {policy}, growth at {capacity:,}", f"{text}: {verdict}")
+    if PYTHON_POLICY:
+        slowest = min(row["m_blocks_per_s"] for row in PYTHON_POLICY.values())
+        text = f"{slowest:.2f} M blocks/s at the slowest capacity"
+        verdict = _verdict(slowest, lambda v: v >= PYTHON_POLICY_TARGET)
+        print(f"\nPythonLru (hook protocol): {text} (target >= {PYTHON_POLICY_TARGET:g}): {verdict}")
+        report("policies python-lru hook policy", f"{text}: {verdict}")
     if MEMORY:
         print(f"\nmemory per cached block at capacity {MEMORY_CAPACITY:,} (tracemalloc; memory_bytes)")
     for policy, row in MEMORY.items():

@@ -13,8 +13,8 @@ if _impl.default_impl() == "core":
     _impl.load("core")
 
 from cachesim import sweep  # noqa: E402  (a callable module: cachesim.sweep(trace, grid, executor=None))
-from cachesim._contract import VERSION  # noqa: E402
-from cachesim.policies import BUILTIN_POLICIES, Policy  # noqa: E402
+from cachesim._contract import VERSION, PolicyError  # noqa: E402
+from cachesim.policies import BUILTIN_POLICIES, HookPolicy, Policy  # noqa: E402
 from cachesim.presets import PRESETS, EnginePreset, get_preset  # noqa: E402
 from cachesim.readers import TraceStream, detect_format, read_trace  # noqa: E402
 from cachesim.replay import (  # noqa: E402
@@ -31,7 +31,8 @@ from cachesim.trace import Trace, compile_trace  # noqa: E402
 __version__ = VERSION
 
 __all__ = [
-    "BUILTIN_POLICIES", "BlockRequests", "CacheConfig", "EnginePreset", "POLICIES", "PRESETS", "Policy",
+    "BUILTIN_POLICIES", "BlockRequests", "CacheConfig", "EnginePreset", "HookPolicy", "POLICIES", "PRESETS", "Policy",
+    "PolicyError",
     "RATIO_DEFINITIONS", "Result",
     "Simulator", "TokenRequests", "Trace", "TraceError", "compile_trace", "get_preset", "replay",
     "TraceStream", "detect_format", "read_trace",

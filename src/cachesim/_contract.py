@@ -17,9 +17,9 @@ from importlib import metadata
 __all__ = [
     "DEFAULT_TOKEN_BLOCK_SIZE", "EngineInputError", "HIT_CAPS", "ISOLATIONS", "MAX_CAPACITY_BLOCKS",
     "MAX_TOKENS_PER_REQUEST",
-    "OUTPUT_FIELDS", "POLICIES", "POLICY_NAMES", "PolicyParam", "PolicySpec", "RATIO_DEFINITIONS", "TENANT_FIELDS",
-    "TRACE_FAULTS",
-    "VERSION", "VICTIMS", "check_engine_config", "parse_policy", "policy_label", "ratio", "split_policies",
+    "OUTPUT_FIELDS", "POLICIES", "POLICY_NAMES", "PolicyError", "PolicyParam", "PolicySpec", "RATIO_DEFINITIONS",
+    "TENANT_FIELDS", "TRACE_FAULTS", "VERSION", "VICTIMS", "check_engine_config", "is_hook_policy", "parse_policy",
+    "policy_label", "ratio", "split_policies",
 ]
 
 
@@ -229,11 +229,24 @@ class EngineInputError(ValueError):
     """A batch an engine cannot serve (its .request and .field say where; .partial holds what was served)."""
 
 
+class PolicyError(RuntimeError):
+    """A custom policy failed at request .request of the batch: one of its hooks raised (the exception is the
+    cause), or its victim() chose a block that may not be evicted now. .partial holds the outputs of the requests
+    served before it. The engine refuses further batches: its state is mid-request."""
+
+
+def is_hook_policy(policy) -> bool:
+    """Whether a custom policy has the hook protocol (cachesim.HookPolicy: victim(is_candidate) and
+    notifications), which both engines run, rather than choose(candidates), which only the reference runs."""
+    return not isinstance(policy, str) and callable(getattr(policy, "victim", None))
+
+
 def check_engine_config(*, capacity_blocks=None, ttl_s=None, hit_cap=None, block_size=1, warmup_requests=0,
                         warmup_s=0.0, policy="lru", victims="leaves", ghost_blocks=None, isolation=None) -> None:
     """The one validation of a cache configuration: CacheConfig and both engines call it.
 
-    ``policy`` is a built-in name or, for the reference engine only, an object with ``choose(candidates)``.
+    ``policy`` is a built-in name, an object with the hook protocol (cachesim.HookPolicy), or, for the reference
+    engine only, an object with ``choose(candidates)`` (cachesim.Policy).
     """
     if capacity_blocks is not None:
         if isinstance(capacity_blocks, bool) or not _is_int(capacity_blocks):
@@ -244,9 +257,10 @@ def check_engine_config(*, capacity_blocks=None, ttl_s=None, hit_cap=None, block
             raise ValueError(f"capacity_blocks must be at most {MAX_CAPACITY_BLOCKS:,}, got {capacity_blocks:,}")
     if isinstance(policy, str):
         parse_policy(policy)
-    elif not callable(getattr(policy, "choose", None)):
-        raise ValueError(f"a policy is a name ({', '.join(POLICY_NAMES)}) or an object with a choose(candidates) "
-                         f"method (cachesim.Policy), not {policy!r}")
+    elif not is_hook_policy(policy) and not callable(getattr(policy, "choose", None)):
+        raise ValueError(f"a policy is a name ({', '.join(POLICY_NAMES)}), an object with a victim(is_candidate) "
+                         f"method (cachesim.HookPolicy) or one with choose(candidates) (cachesim.Policy), not "
+                         f"{policy!r}")
     if ttl_s is not None and not (isinstance(ttl_s, (int, float)) and not isinstance(ttl_s, bool) and ttl_s > 0
                                   and math.isfinite(ttl_s)):
         raise ValueError(f"ttl_s must be a positive number of seconds (or None), got {ttl_s!r}")

@@ -97,6 +97,12 @@ cdef class Engine:
 
     cdef KeyIndex index                     # key -> entry index (hashed keys)
     cdef readonly bint direct_keys          # keys are dense ids: where[key] replaces the hashed index
+    cdef object py_policy                   # P_PYTHON: the policy object, and its bound hooks (None: absent)
+    cdef object py_inserted, py_used, py_removed, py_gained_child, py_became_leaf
+    cdef object py_candidate                # P_PYTHON: the is_candidate callable its victim() is given
+    cdef object policy_error                # P_PYTHON: the first exception a hook raised (the batch stops)
+    cdef bint policy_failed                 # policy_error is set (readable without the GIL)
+    cdef bint broken                        # a policy failed mid-request: no more batches
     cdef bint prefetch_victims              # queue policies: evictions prefetch the next ones' keys and buckets
     cdef bint use_log                       # log uses (LRU, or TTL expiry order); else pos is LINKED, last_use orders
     cdef int32_t* where                     # direct_keys: entry of each id, or NIL (ghosts included, as in index)
@@ -219,6 +225,9 @@ cdef class Engine:
     cdef int32_t _sieve_victim(self) noexcept nogil
     cdef void _slru_promote(self, int32_t e) noexcept nogil
     cdef inline int32_t _choose_victim(self) noexcept nogil
+    cdef int32_t _candidate_entry(self, object key)
+    cdef void _py_notify(self, object hook, int32_t e, int64_t arg, int arg_kind) noexcept nogil
+    cdef int32_t _py_victim(self) noexcept nogil
     cdef inline bint _eligible(self, int32_t e) noexcept nogil
     cdef inline void _before_insert(self, uint64_t key, bint full) noexcept nogil
     cdef inline void _on_insert(self, int32_t e, int32_t parent, int64_t depth, bint full) noexcept nogil

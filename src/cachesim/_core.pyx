@@ -72,7 +72,8 @@ import sys
 import numpy as np
 
 from cachesim._contract import (OUTPUT_FIELDS, POLICIES, TENANT_FIELDS, TRACE_FAULTS,  # noqa: F401 (re-exported)
-                                EngineInputError, check_engine_config, parse_policy)
+                                EngineInputError, PolicyError, check_engine_config, is_hook_policy,
+                                parse_policy)
 from cachesim._statistics import grow_tenant_statistics
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -182,6 +183,7 @@ cdef enum:
     P_ARC = 10
     P_TWOQ = 11
     P_GDSF = 12
+    P_PYTHON = 127   # a Python object with the hook protocol (cachesim.policies.HookPolicy): not in the registry
 
 cdef enum:
     MAX_QUEUES = 16   # the size of the engine's per-queue arrays (SLRU's n-seg is at most this)
@@ -206,6 +208,7 @@ cdef enum:
     ERR_TIME_NAN = 2
     ERR_TIME_DECREASING = 3
     ERR_TENANT = 4
+    ERR_POLICY = 5   # a Python policy's hook raised, or chose a block that is not a candidate
 
 # Hash-table load and use-log length: as sparse and as long as the 40-bytes-per-block budget allows (probe runs,
 # and so evictions, get costly as the table fills; a shorter log is compacted more often). Entries are 16 bytes
@@ -1123,10 +1126,19 @@ cdef class Engine:
         check_engine_config(capacity_blocks=capacity_blocks, ttl_s=ttl_s, hit_cap=hit_cap, block_size=block_size,
                             warmup_requests=warmup_requests, warmup_s=warmup_s, policy=policy, victims=victims,
                             ghost_blocks=ghost_blocks)
-        if not isinstance(policy, str):
-            raise ValueError(f"custom policy {policy!r} runs on the reference engine only (impl='reference')")
-        name, params = parse_policy(policy)
-        self.policy = POLICY_CODES[name]
+        if isinstance(policy, str):
+            name, params = parse_policy(policy)
+            self.policy = POLICY_CODES[name]
+        elif is_hook_policy(policy):
+            params = {}
+            self.policy = P_PYTHON
+            self.py_policy = policy
+            self.py_inserted, self.py_used, self.py_removed, self.py_gained_child, self.py_became_leaf = (
+                _bound_hook(policy, hook) for hook in ("inserted", "used", "removed", "gained_child", "became_leaf"))
+            self.py_candidate = _IsCandidate(self)
+        else:
+            raise ValueError(f"custom policy {policy!r} has no victim(is_candidate) method (cachesim.HookPolicy): a "
+                             "choose(candidates) policy runs on the reference engine only (impl='reference')")
         self.victims_any = victims == "any"
         self.orphaned_blocks = 0
         self.heap_size = 0
@@ -1898,6 +1910,8 @@ cdef class Engine:
 
     cdef inline int32_t _choose_victim(self) noexcept nogil:
         """The entry the policy evicts next, or NIL when every candidate is in use by this request."""
+        if self.policy == P_PYTHON:
+            return self._py_victim()
         if self.policy == P_LRU:
             # pinned entries are out of the recency order; the oldest is always a leaf
             return _log_victim(self.pos, &self.log, self.entry_key if self._prefetch_pays() else NULL, self.owner,
@@ -1928,6 +1942,61 @@ cdef class Engine:
             self._heap_remove(e)
         return NIL
 
+    # -- a Python policy (P_PYTHON): its hooks are called with the GIL, which feed() then holds throughout -----
+
+    cdef int32_t _candidate_entry(self, object key):
+        """The entry of key if it may be evicted now (cached, not used by this request, a leaf unless
+        victims="any"), else NIL."""
+        cdef uint64_t k
+        cdef int32_t e
+        if not isinstance(key, int):
+            return NIL
+        try:
+            k = key
+        except OverflowError:   # negative, or past 64 bits
+            return NIL
+        if self.direct_keys and k >= <uint64_t> self.where_size:
+            return NIL
+        e = self._find(k)
+        if e == NIL or self.pos[e] == GHOST or not self._eligible(e):
+            return NIL
+        return e
+
+    cdef void _py_notify(self, object hook, int32_t e, int64_t arg, int arg_kind) noexcept nogil:
+        """Call a notification hook with e's key, and arg as an int (arg_kind 1) or a bool (2); the exception it
+        raises is kept and stops the batch."""
+        with gil:
+            if hook is None or self.policy_failed:
+                return
+            try:
+                if arg_kind == 1:
+                    hook(self.entry_key[e], arg)
+                elif arg_kind == 2:
+                    hook(self.entry_key[e], arg != 0)
+                else:
+                    hook(self.entry_key[e])
+            except BaseException as exc:
+                self.policy_error = exc
+                self.policy_failed = True
+
+    cdef int32_t _py_victim(self) noexcept nogil:
+        cdef int32_t e = NIL
+        with gil:
+            if self.policy_failed:
+                return NIL
+            try:
+                key = self.py_policy.victim(self.py_candidate)
+                if key is not None:
+                    e = self._candidate_entry(key)
+                    if e == NIL:
+                        raise PolicyError(f"policy {_policy_name(self.py_policy)!r} chose block {key!r}, which may "
+                                          "not be evicted now (not cached, used by this request, or not a leaf)")
+            except BaseException as exc:
+                self.policy_error = exc
+                self.policy_failed = True
+                e = NIL
+        return e
+
     # -- the hooks the serve step calls (SEMANTICS §3) ------------------------------------------------------
 
     cdef inline void _before_insert(self, uint64_t key, bint full) noexcept nogil:
@@ -1957,6 +2026,11 @@ cdef class Engine:
         self.n_children[e] = 0
         if parent != NIL:
             self.n_children[parent] += 1
+        if self.policy == P_PYTHON:
+            self._py_notify(self.py_inserted, e, depth, 1)
+            if parent != NIL and self.n_children[parent] == 1 and not self.victims_any:
+                self._py_notify(self.py_gained_child, parent, 0, 0)
+            return
         if self.policy == P_BELADY:
             self.next_use[e] = NEVER
         if not self._queued():
@@ -2028,7 +2102,9 @@ cdef class Engine:
         self.clock += 1
         self.last_use[e] = self.clock
         self.freq[e] += 1
-        if self.policy == P_SIEVE:
+        if self.policy == P_PYTHON:
+            self._py_notify(self.py_used, e, inserted_now, 2)
+        elif self.policy == P_SIEVE:
             if not inserted_now:
                 self.visited[e] = 1
         elif self.policy == P_S3FIFO:
@@ -2070,7 +2146,9 @@ cdef class Engine:
     cdef inline void _forget(self, int32_t e, bint evicted) noexcept nogil:
         """Policy bookkeeping for an entry about to leave the cache (a capacity eviction, or an expiry)."""
         cdef int32_t parent
-        if self._queued():
+        if self.policy == P_PYTHON:
+            self._py_notify(self.py_removed, e, evicted, 2)
+        elif self._queued():
             if self.policy == P_S3FIFO and evicted and self.queue_id[e] == 0:
                 _ghost_put(&self.s3_ghost, self.entry_key[e])
             elif self.policy == P_TWOQ and evicted and self.queue_id[e] == 0:   # into A1out
@@ -2096,7 +2174,9 @@ cdef class Engine:
                 and self.insert_serial[parent] < self.insert_serial[e]):
             self.n_children[parent] -= 1
             if self.n_children[parent] == 0 and not self.victims_any:   # it became a leaf
-                if self._parks():
+                if self.policy == P_PYTHON:
+                    self._py_notify(self.py_became_leaf, parent, 0, 0)
+                elif self._parks():
                     self._q_relink(parent)
                 elif not self._queued() and self.pos[parent] != PINNED:
                     self._heap_push(parent)
@@ -2374,6 +2454,9 @@ cdef class Engine:
                         self._on_use(e, self.insert_serial[e] > serial_at_start)
                 i -= 1
 
+            if self.policy_failed:
+                error_request[0] = r
+                return ERR_POLICY
             if out.hit_tokens != NULL:
                 _write_outputs(out, r, hit_tokens, hit_blocks, inserted, evicted, expired, uncached)
             if counted:
@@ -2442,10 +2525,27 @@ cdef class Engine:
             if self._grow_where(top + 1) < 0:
                 raise MemoryError()
         cdef int code
-        with nogil:
+        if self.broken:
+            raise PolicyError("this engine stopped at a policy's error in an earlier batch (its state is "
+                              "mid-request): start a new one")
+        if self.policy == P_PYTHON:   # the hooks are Python calls: keep the GIL rather than take it for each
             code = self._serve(&batch, &out, &tstats[0, 0], &hits[0, 0], &lost[0, 0], &evictions[0, 0], n_tenants,
                                &error_request)
+        else:
+            with nogil:
+                code = self._serve(&batch, &out, &tstats[0, 0], &hits[0, 0], &lost[0, 0], &evictions[0, 0],
+                                   n_tenants, &error_request)
         self.batch_next_use = NULL
+        if code == ERR_POLICY:
+            self.broken = True
+            failure, self.policy_error = self.policy_error, None
+            exc = failure if isinstance(failure, PolicyError) else PolicyError(
+                f"policy {_policy_name(self.py_policy)!r} raised {type(failure).__name__}: {failure}")
+            exc.request = int(error_request)
+            exc.partial = {name: arr[:error_request] for name, arr in outputs.items()} if per_request else None
+            if exc is not failure:
+                raise exc from failure
+            raise exc
         if code:
             partial = {name: arr[:error_request] for name, arr in outputs.items()} if per_request else None
             message = {ERR_NO_MEMORY: "out of memory",
@@ -2497,6 +2597,32 @@ cdef class Engine:
             raise AssertionError(f"the use log holds {'more' if i > self.occupancy else i} live records, "
                                  f"occupancy says {self.occupancy}")
         return out
+
+
+def _bound_hook(policy, hook):
+    """policy's hook as a bound method, or None when it has none or keeps HookPolicy's no-op (not called)."""
+    from cachesim.policies import HookPolicy
+
+    method = getattr(policy, hook, None)
+    if method is None or getattr(type(policy), hook, None) is getattr(HookPolicy, hook):
+        return None
+    return method
+
+
+def _policy_name(policy):
+    return getattr(policy, "name", type(policy).__name__)
+
+
+@cython.final
+cdef class _IsCandidate:
+    """is_candidate(key): whether a Python policy's victim() may return key now (cachesim.HookPolicy)."""
+    cdef Engine engine
+
+    def __cinit__(self, Engine engine):
+        self.engine = engine
+
+    def __call__(self, key):
+        return self.engine._candidate_entry(key) != NIL
 
 
 cdef int _grow(void** array, int64_t n, size_t item_size) noexcept nogil:

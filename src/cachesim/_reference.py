@@ -19,7 +19,9 @@ from cachesim._contract import (
     POLICIES,
     TENANT_FIELDS,
     EngineInputError,
+    PolicyError,
     check_engine_config,
+    is_hook_policy,
     parse_policy,
 )
 from cachesim._reference_policies import make as make_policy
@@ -228,10 +230,13 @@ class Engine:
         # a built-in policy's bookkeeping (cachesim._reference_policies); a custom one is asked at each eviction
         self.rules = None
         self.offline = False
+        self.broken = False
         if isinstance(policy, str):
             name, params = parse_policy(policy)
             self.rules = make_policy(self, name, params)
             self.offline = POLICIES[name].offline
+        elif is_hook_policy(policy):
+            self.rules = _HookPolicyRules(self, policy)
         self.next_use = None
 
     @property
@@ -246,6 +251,9 @@ class Engine:
         """``next_use`` (offline policies only): for each block, the index in this batch of the next request that
         uses its key, or a number past the batch (next_uses() gives it)."""
         n = len(t)
+        if self.broken:
+            raise PolicyError("this engine stopped at a policy's error in an earlier batch (its state is "
+                              "mid-request): start a new one")
         if self.offline:
             if next_use is None or len(next_use) != len(keys):
                 raise ValueError("an offline policy (belady) needs next_use, one per block: next_uses(keys, offsets)")
@@ -257,9 +265,10 @@ class Engine:
                 values = self._serve(float(t[r]), int(tenant[r]), int(prompt_tokens[r]),
                                      [int(k) for k in keys[block_offsets[r]:block_offsets[r + 1]]],
                                      [int(x) for x in block_tokens[block_offsets[r]:block_offsets[r + 1]]])
-            except EngineInputError as exc:
+            except (EngineInputError, PolicyError) as exc:
                 exc.request = r
                 exc.partial = {name: arr[:r] for name, arr in outputs.items()} if per_request else None
+                self.broken = isinstance(exc, PolicyError)
                 raise
             for name, value in zip(OUTPUT_FIELDS, values, strict=True):
                 outputs[name][r] = value
@@ -394,14 +403,14 @@ class Engine:
         return key not in used and (self.victims == "any" or not self._children(key))
 
     def _hook(self, name: str, key: int) -> None:
-        """Tell a custom policy (cachesim.policies.Policy) what happened to a block."""
-        if not isinstance(self.policy, str):
+        """Tell a choose(candidates) policy (cachesim.policies.Policy) what happened to a block."""
+        if self.rules is None:
             hook = getattr(self.policy, name, None)
             if hook is not None:
                 hook(self.entries[key])
 
     def _victim(self, used: set) -> int | None:
-        if not isinstance(self.policy, str):
+        if self.rules is None:   # a choose(candidates) policy
             candidates = [e for k, e in self.entries.items() if self._candidate(k, used)]
             if not candidates:
                 return None
@@ -433,6 +442,58 @@ class Engine:
 
     def memory_bytes(self) -> int:
         return 0
+
+
+class _HookPolicyRules:
+    """A cachesim.HookPolicy behind the built-in policies' hooks (cachesim._reference_policies), told what the
+    compiled core tells it, in the same order: blocks by key, a parent's first child and its last one going."""
+
+    queued = True   # so that the engine reports gained_child and became_leaf (filtered to the first child here)
+
+    def __init__(self, engine, policy):
+        self.engine = engine
+        self.policy = policy
+        self.name = getattr(policy, "name", type(policy).__name__)
+
+    def _call(self, hook: str, *args):
+        method = getattr(self.policy, hook, None)
+        if method is None:
+            return None
+        try:
+            return method(*args)
+        except Exception as exc:
+            raise PolicyError(f"policy {self.name!r} raised {type(exc).__name__}: {exc}") from exc
+
+    def before_insert(self, key, full):
+        pass
+
+    def inserted(self, entry, full):
+        self._call("inserted", entry.key, entry.depth)
+
+    def used(self, entry, inserted_now):
+        self._call("used", entry.key, inserted_now)
+
+    def removed(self, entry, evicted):
+        self._call("removed", entry.key, evicted)
+
+    def gained_child(self, entry):
+        if len(self.engine._children(entry.key)) == 1:
+            self._call("gained_child", entry.key)
+
+    def became_leaf(self, entry):
+        self._call("became_leaf", entry.key)
+
+    def victim(self, candidate, used):
+        entries = self.engine.entries
+
+        def is_candidate(key) -> bool:
+            return isinstance(key, int) and key in entries and candidate(key)
+
+        key = self._call("victim", is_candidate)
+        if key is not None and not is_candidate(key):
+            raise PolicyError(f"policy {self.name!r} chose block {key!r}, which may not be evicted now (not cached, "
+                              "used by this request, or not a leaf)")
+        return key
 
 
 def _input_error(message: str, field: str) -> EngineInputError:

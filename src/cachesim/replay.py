@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
@@ -21,6 +22,7 @@ from cachesim._contract import (
     TENANT_FIELDS,
     VICTIMS,
     check_engine_config,
+    is_hook_policy,
     parse_policy,
     ratio,
 )
@@ -76,10 +78,15 @@ class Simulator:
                  keep_per_request: bool = True):
         self.config = config or CacheConfig()
         self.impl = impl or _impl.default_impl()
-        if not isinstance(self.config.policy, str) and self.impl != "reference":
-            raise ValueError(f"custom policy {describe(self.config.policy)!r} runs on the reference engine only (the "
-                             "slow path, see cachesim.policies): pass impl='reference'")
+        if not isinstance(self.config.policy, str) and not is_hook_policy(self.config.policy) \
+                and self.impl != "reference":
+            raise ValueError(f"custom policy {describe(self.config.policy)!r} has no victim(is_candidate) method: a "
+                             "choose(candidates) policy runs on the reference engine only (the slow path, see "
+                             "cachesim.policies): pass impl='reference', or write it as a cachesim.HookPolicy")
         self._module = _impl.load(self.impl)
+        # a HookPolicy keeps state: the one in the config is a template, and each cache gets its own copy of it
+        # (replicas of a fleet, repeated replays and sweep points would otherwise share one and corrupt it)
+        self.policy = copy.deepcopy(self.config.policy) if is_hook_policy(self.config.policy) else self.config.policy
         self.keep_per_request = keep_per_request
         self.tenant_names: list[str] = []
         self._tenant_index: dict[str, int] = {}
@@ -143,7 +150,7 @@ class Simulator:
             self._engine = self._module.Engine(capacity_blocks=cfg.capacity_blocks, ttl_s=cfg.ttl_s,
                                                hit_cap=cfg.hit_cap, block_size=trace.block_size,
                                                warmup_requests=cfg.warmup_requests, warmup_s=cfg.warmup_s,
-                                               policy=cfg.policy, victims=cfg.victims,
+                                               policy=self.policy, victims=cfg.victims,
                                                interference=cfg.interference, ghost_blocks=cfg.ghost_blocks,
                                                direct_keys=dense and cfg.isolation != "tenant")
         elif trace.block_size != self.block_size:

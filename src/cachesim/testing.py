@@ -14,11 +14,13 @@ never holds more than its capacity, that with leaf victims it stays prefix-close
 parent), and that every hit is a prefix some earlier request inserted. :func:`check_deterministic`,
 :func:`check_monotone_in_capacity` (a property of stack algorithms such as LRU, not of FIFO-like policies:
 Belady's anomaly) and :func:`check_matches_reference` (core against reference, for built-in policies) complete
-the set. Each raises AssertionError naming the request and the invariant.
+the set. Each raises AssertionError naming the request and the invariant. :class:`PythonLru` is LRU written with
+the hook protocol (cachesim.HookPolicy): a template for your own, and what the suite checks the protocol with.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,12 +29,13 @@ import xxhash
 from hypothesis import strategies as st
 
 from cachesim._contract import HIT_CAPS, OUTPUT_FIELDS, POLICY_NAMES
+from cachesim.policies import HookPolicy
 from cachesim.replay import CacheConfig, Result, Simulator, replay, tenant_seed
 from cachesim.requests import TokenRequests
 from cachesim.trace import Trace, compile_trace
 
-__all__ = ["cache_configs", "chain_keys", "check_deterministic", "check_invariants", "check_matches_reference",
-           "check_monotone_in_capacity", "prompts", "token_request_streams"]
+__all__ = ["PythonLru", "cache_configs", "chain_keys", "check_deterministic", "check_invariants",
+           "check_matches_reference", "check_monotone_in_capacity", "prompts", "token_request_streams"]
 
 # -- strategies ---------------------------------------------------------------------------------------------------
 
@@ -167,3 +170,27 @@ def _assert_same(a: Result, b: Result, other: str) -> None:
         assert not differ.size, f"request {int(differ[0])}: {name} differs from {other}"
     assert np.array_equal(a.tenant_stats, b.tenant_stats), f"tenant statistics differ from {other}"
     assert np.array_equal(a.hits_from, b.hits_from), f"hits_from differs from {other}"
+
+
+class PythonLru(HookPolicy):
+    """LRU as a HookPolicy: O(1) a notification, and a victim found at the front of the order (past the blocks
+    the current request uses, which is_candidate refuses). It replays exactly as the built-in ``lru``."""
+
+    name = "python-lru"
+
+    def __init__(self):
+        self.order: OrderedDict[int, None] = OrderedDict()   # least recently used first
+
+    def used(self, key: int, inserted_now: bool) -> None:
+        self.order[key] = None
+        self.order.move_to_end(key)
+
+    def removed(self, key: int, evicted: bool) -> None:
+        del self.order[key]
+
+    def victim(self, is_candidate) -> int | None:
+        # the oldest is a leaf: a block's parent is used (and stamped after it) whenever the block is
+        for key in self.order:
+            if is_candidate(key):
+                return key
+        return None
