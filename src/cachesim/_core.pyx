@@ -1201,7 +1201,7 @@ cdef class Engine:
         self.direct_keys = direct_keys
         # the other policies keep their own order: a log only their TTL expiry would read is not kept
         self.use_log = self.policy == P_LRU or ttl_s is not None
-        self.prefetch_victims = self._queued()
+        self.prefetch_victims = self.policy != P_LRU and self.policy != P_PYTHON
         if self._grow_pool(initial) < 0 or (
                 not direct_keys and _index_resize(&self.index, _table_size_for(initial, self.max_load)) < 0):
             raise MemoryError()
@@ -2187,6 +2187,13 @@ cdef class Engine:
         mostly at their tails, so this is LRU's use-log prefetch for them."""
         cdef int q
         cdef int32_t t
+        if not self._queued():   # a heap: its top goes next, unless an insertion or a rescoring displaces it
+            if self.heap_size > 0 and not self.direct_keys:
+                _prefetch(&self.index.slots[_key_bucket(self.entry_key[self.heap[0].e], self.index.size)])
+            if self.heap_size > 2:
+                _prefetch(&self.entry_key[self.heap[1].e])
+                _prefetch(&self.entry_key[self.heap[2].e])
+            return
         for q in range(min(self.n_queues, 2)):
             t = self.q_tail[q]
             if t == NIL:
