@@ -218,7 +218,7 @@ def _read_input(args, path: Path):
         requests, label = synthetic
         return ReadResult(requests, _numbers(requests.n_requests), str(path), {}), label
     if not path.is_dir():
-        return _in_time_order(read_whole(args, path)), str(path)
+        return read_whole(args, path).in_time_order(), str(path)
     from cachesim.readers import detect_format
     from cachesim.requests import TraceError
 
@@ -244,18 +244,6 @@ def _read_input(args, path: Path):
     merged = _merged(results, str(path))
     sessions = len(set(merged.requests.session[merged.requests.session >= 0].tolist()))
     return merged, f"{path} ({len(results)} files, {sessions} sessions)"
-
-
-def _in_time_order(read):
-    """Sorted stably by time once, with a note, so that every part billed from it shares its order."""
-    import warnings
-
-    t = read.requests.t
-    if len(t) > 1 and (np.diff(t) < 0).any():
-        warnings.warn(f"{int((np.diff(t) < 0).sum()):,} requests arrived out of order; sorted stably by time",
-                      stacklevel=2)
-        return read.subset(np.argsort(t, kind="stable"))
-    return read
 
 
 def _numbers(n: int):

@@ -102,17 +102,10 @@ class ProviderInput:
         hour or more is a 1-hour one; content-block ends are the file's ``boundaries``, or else the ends of its
         segments; observed reads and writes come with the log. Requests out of time order are sorted stably (a
         warning counts them); errors name the file and line."""
-        import warnings
-
-
         if not isinstance(result.requests, TokenRequests):
             raise TraceError("holds block ids, not token ids: prompt-cache billing needs each request's tokens, "
                              "breakpoints and content blocks (replay and mrc read block-id traces)", file=result.path)
-        t = result.requests.t
-        if len(t) > 1 and (np.diff(t) < 0).any():
-            moved = int((np.diff(t) < 0).sum())
-            warnings.warn(f"{moved:,} requests arrived out of order; sorted stably by time", stacklevel=2)
-            result = result.subset(np.argsort(t, kind="stable"))
+        result = result.in_time_order()
         extras, n = result.extras, result.requests.n_requests
         marks = extras.get("breakpoints")
         if marks is not None:

@@ -343,6 +343,15 @@ class ReadResult:
     extras: dict = field(default_factory=dict)
     unit: str = "line"        # what ``lines`` count: file lines, or requests of a binary file (TraceError.unit)
 
+    def in_time_order(self) -> ReadResult:
+        """Itself, or its requests sorted stably by time with a warning that counts the ones out of order."""
+        t = self.requests.t
+        moved = int((np.diff(t) < 0).sum()) if len(t) > 1 else 0
+        if not moved:
+            return self
+        warnings.warn(f"{moved:,} requests arrived out of order; sorted stably by time", stacklevel=3)
+        return self.subset(np.argsort(t, kind="stable"))
+
     def subset(self, index: np.ndarray) -> ReadResult:
         """The requests at ``index`` (any selection or order), with their lines and extras."""
         r = self.requests
