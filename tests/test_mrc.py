@@ -271,6 +271,7 @@ def test_cli_sampled_curve_says_it_is_an_estimate(tmp_path, capsys):
     assert curve["points"][-1]["hit_blocks"] == 6
 
 
+@pytest.mark.core   # 24 replays of 120,000 blocks (~11 s on the reference model); what it checks is default_capacities
 def test_the_default_rows_sit_where_the_curve_moves():
     """Issue 19: most default rows of a real curve used to repeat the row above. Now each default capacity below
     the top adds hits over the one before it, and at least half the rows lie between 10% and 90% of the

@@ -162,6 +162,7 @@ def test_ceiling_capacity_is_the_smallest_that_hits_what_an_unbounded_cache_does
         assert replay_ratio(trace, c - 1, row["ttl_s"]) < replay_ratio(trace, None, row["ttl_s"])
 
 
+@pytest.mark.core   # replays the 288,500 blocks of the real trace at each answer and one below: the core's speed
 def test_real_mooncake_trace_answer_equals_replays(capsys):
     path = require_shared(MOONCAKE_CONVERSATION)
     data = size_json([str(path), "--target", "30%", "--model", "deepseek-v3"], capsys)

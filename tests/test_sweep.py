@@ -293,6 +293,9 @@ def dask_cluster():
         yield cluster, client
 
 
+# what it checks (Dask, by any route, gives the table and figures of local processes) is the same on either
+# engine; the 24 replays of its four sweeps take ~15 s on the reference model and ~3 s on the compiled core
+@pytest.mark.core
 @needs_dask
 def test_local_dask_cluster_gives_the_process_table_and_figures(dask_cluster, tmp_path):
     """Every way of reaching Dask (a Client, an address, the CLI's --scheduler) gives the table and figures of
