@@ -225,3 +225,72 @@ def test_a_choose_policy_is_refused_by_the_core_and_says_what_to_do():
 def test_an_object_without_victim_or_choose_is_not_a_policy(impl):
     with pytest.raises(ValueError, match=r"a policy is a name .*, an object with a victim\(is_candidate\)"):
         cachesim.replay(TokenRequests.from_lists([[1]]), capacity_blocks=1, policy=object(), impl=impl)
+
+
+# -- a policy of your own in a file: FILE.py:CLASS[:key=value,...] ---------------------------------------------
+
+PLUGIN = '''
+import cachesim
+from cachesim.testing import PythonLru
+
+
+class Lru(PythonLru):
+    name = "lru-from-a-file"
+
+    def __init__(self, label="x", spare=0):
+        super().__init__()
+        self.label, self.spare = label, spare
+
+
+class Broken(cachesim.HookPolicy):
+    def __init__(self):
+        raise RuntimeError("no")
+
+
+class NotAPolicy:
+    pass
+'''
+
+
+@pytest.fixture
+def plugin(tmp_path):
+    path = tmp_path / "my_policies.py"
+    path.write_text(PLUGIN)
+    return path
+
+
+def test_a_policy_in_a_file_replays_as_its_class_on_both_engines(plugin, impl):
+    trace = cachesim.compile_trace(TokenRequests.from_lists([[1, 2], [3], [1, 2, 4], [5], [1, 2]]), 1)
+    sim = cachesim.Simulator(cachesim.CacheConfig(capacity_blocks=3, policy=f"{plugin}:Lru:label=ab,spare=2"),
+                             impl=impl)
+    got = sim.run(trace)
+    assert (sim.policy.label, sim.policy.spare) == ("ab", 2)   # parameters as keyword arguments, numbers as numbers
+    assert_same(got, cachesim.replay(trace, capacity_blocks=3, policy="lru", impl=impl))
+
+
+def test_a_sweep_runs_a_policy_file_in_its_worker_processes(plugin):
+    trace = cachesim.compile_trace(TokenRequests.from_lists([[1, 2], [3], [1, 2, 4], [5], [1, 2]] * 4), 1)
+    table = cachesim.sweep(trace, {"capacity": [2, 4], "policy": ["lru", f"{plugin}:Lru"]}, workers=2)
+    rows = {(row.capacity_blocks, row.policy): row.hit_blocks for row in table.itertuples()}
+    for capacity in (2, 4):
+        assert rows[capacity, f"{plugin}:Lru"] == rows[capacity, "lru"]
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("missing.py:Lru", r"missing\.py is not a file"),
+    ("{plugin}:Lruu", r"no class 'Lruu' in it \(its policies: Broken, Lru\)"),
+    ("{plugin}:Lru:spare", r"parameter 'spare' is not key=value"),
+    ("{plugin}:Lru:colour=red", r"Lru\(colour=red\) raised TypeError"),
+    ("{plugin}:Broken", r"Broken\(\) raised RuntimeError: no"),
+    ("{plugin}:NotAPolicy", r"NotAPolicy has neither victim\(is_candidate\)"),
+])
+def test_a_bad_policy_file_is_a_one_line_cli_error(plugin, spec, message):
+    import re
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "cachesim", "replay", "--capacity", "1k", "--policy",
+                           spec.format(plugin=plugin)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert re.search(message, proc.stderr), proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -13,13 +13,15 @@ import operator
 import os
 from dataclasses import dataclass
 from importlib import metadata
+from typing import Any
 
 __all__ = [
     "DEFAULT_TOKEN_BLOCK_SIZE", "EngineInputError", "HIT_CAPS", "ISOLATIONS", "MAX_CAPACITY_BLOCKS",
     "MAX_TOKENS_PER_REQUEST",
     "OUTPUT_FIELDS", "POLICIES", "POLICY_NAMES", "PolicyError", "PolicyParam", "PolicySpec", "RATIO_DEFINITIONS",
-    "TENANT_FIELDS", "TRACE_FAULTS", "VERSION", "VICTIMS", "check_engine_config", "is_hook_policy", "parse_policy",
-    "policy_label", "ratio", "split_policies",
+    "TENANT_FIELDS", "TRACE_FAULTS", "VERSION", "VICTIMS", "check_engine_config", "check_policy", "is_hook_policy",
+    "is_policy_plugin", "load_policy_plugin", "parse_policy", "policy_label", "ratio", "resolve_policy",
+    "split_policies",
 ]
 
 
@@ -196,10 +198,91 @@ def parse_policy(policy: str) -> tuple[str, dict[str, int | float]]:
     return name, values
 
 
+def is_policy_plugin(policy) -> bool:
+    """Whether a policy is written as a file of your own: ``FILE.py:CLASS[:key=value,...]``."""
+    return isinstance(policy, str) and ".py:" in policy
+
+
+_PLUGIN_MODULES: dict[str, Any] = {}   # resolved path -> module, so a file is imported once a process
+
+
+def load_policy_plugin(spec: str):
+    """A new instance of the policy class a plugin spec names, ``FILE.py:CLASS[:key=value,...]``: the file is
+    imported (once), the class called with the parameters as keyword arguments (ints and floats as numbers).
+    Errors name the file and what is wrong with it."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path_text, _, rest = spec.partition(".py:")
+    path = Path(path_text + ".py").expanduser().resolve()
+    class_name, _, param_text = rest.partition(":")
+    if not path.is_file():
+        raise ValueError(f"policy plugin {spec!r}: {path} is not a file")
+    module = _PLUGIN_MODULES.get(str(path))
+    if module is None:
+        module_name = f"cachesim_policy_plugin_{len(_PLUGIN_MODULES)}_{path.stem}"
+        module_spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[module_name] = module   # its classes pickle by this name within the process
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as exc:
+            del sys.modules[module_name]
+            raise ValueError(f"policy plugin {path}: importing it raised {type(exc).__name__}: {exc}") from exc
+        _PLUGIN_MODULES[str(path)] = module
+    found = getattr(module, class_name, None) if class_name.isidentifier() else None
+    if not isinstance(found, type):
+        policies = sorted(n for n, v in vars(module).items() if isinstance(v, type) and v.__module__ == module.__name__
+                          and (callable(getattr(v, "victim", None)) or callable(getattr(v, "choose", None))))
+        raise ValueError(f"policy plugin {path}: no class {class_name!r} in it"
+                         + (f" (its policies: {', '.join(policies)})" if policies else ""))
+    kwargs = {}
+    for item in filter(None, param_text.split(",")):
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip().isidentifier():
+            raise ValueError(f"policy plugin {spec!r}: parameter {item!r} is not key=value")
+        kwargs[key.strip()] = _plugin_value(value.strip())
+    try:
+        policy = found(**kwargs)
+    except Exception as exc:
+        raise ValueError(f"policy plugin {spec!r}: {class_name}({param_text}) raised {type(exc).__name__}: "
+                         f"{exc}") from exc
+    if not is_hook_policy(policy) and not callable(getattr(policy, "choose", None)):
+        raise ValueError(f"policy plugin {spec!r}: {class_name} has neither victim(is_candidate) "
+                         "(cachesim.HookPolicy) nor choose(candidates) (cachesim.Policy)")
+    return policy
+
+
+def _plugin_value(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def resolve_policy(policy):
+    """What an engine runs for a policy as configured: a plugin spec becomes a new instance of its class."""
+    return load_policy_plugin(policy) if is_policy_plugin(policy) else policy
+
+
+def check_policy(policy) -> None:
+    """A policy name with parameters, or a plugin spec, checked (ValueError saying what is wrong)."""
+    if is_policy_plugin(policy):
+        load_policy_plugin(policy)
+    else:
+        parse_policy(policy)
+
+
 def policy_label(policy) -> str:
-    """A policy's canonical text: its name, then the parameters that differ from the defaults."""
+    """A policy's canonical text: its name, then the parameters that differ from the defaults (a plugin: its
+    spec as written)."""
     if not isinstance(policy, str):
         return getattr(policy, "name", type(policy).__name__)
+    if is_policy_plugin(policy):
+        return policy
     name, values = parse_policy(policy)
     changed = [f"{p.name}={values[p.name]:g}" for p in POLICIES[name].params if values[p.name] != p.default]
     return f"{name}:{','.join(changed)}" if changed else name
@@ -256,7 +339,7 @@ def check_engine_config(*, capacity_blocks=None, ttl_s=None, hit_cap=None, block
         if capacity_blocks > MAX_CAPACITY_BLOCKS:
             raise ValueError(f"capacity_blocks must be at most {MAX_CAPACITY_BLOCKS:,}, got {capacity_blocks:,}")
     if isinstance(policy, str):
-        parse_policy(policy)
+        check_policy(policy)
     elif not is_hook_policy(policy) and not callable(getattr(policy, "choose", None)):
         raise ValueError(f"a policy is a name ({', '.join(POLICY_NAMES)}), an object with a victim(is_candidate) "
                          f"method (cachesim.HookPolicy) or one with choose(candidates) (cachesim.Policy), not "

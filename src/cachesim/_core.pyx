@@ -73,7 +73,7 @@ import numpy as np
 
 from cachesim._contract import (OUTPUT_FIELDS, POLICIES, TENANT_FIELDS, TRACE_FAULTS,  # noqa: F401 (re-exported)
                                 EngineInputError, PolicyError, check_engine_config, is_hook_policy,
-                                parse_policy)
+                                parse_policy, resolve_policy)
 from cachesim._statistics import grow_tenant_statistics
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1126,6 +1126,7 @@ cdef class Engine:
         check_engine_config(capacity_blocks=capacity_blocks, ttl_s=ttl_s, hit_cap=hit_cap, block_size=block_size,
                             warmup_requests=warmup_requests, warmup_s=warmup_s, policy=policy, victims=victims,
                             ghost_blocks=ghost_blocks)
+        policy = resolve_policy(policy)   # a plugin spec: an instance of its class
         if isinstance(policy, str):
             name, params = parse_policy(policy)
             self.policy = POLICY_CODES[name]

@@ -23,6 +23,7 @@ from cachesim._contract import (
     check_engine_config,
     is_hook_policy,
     parse_policy,
+    resolve_policy,
 )
 from cachesim._reference_policies import make as make_policy
 from cachesim._statistics import grow_tenant_statistics
@@ -202,6 +203,7 @@ class Engine:
         check_engine_config(capacity_blocks=capacity_blocks, ttl_s=ttl_s, hit_cap=hit_cap, block_size=block_size,
                             warmup_requests=warmup_requests, warmup_s=warmup_s, policy=policy, victims=victims,
                             ghost_blocks=ghost_blocks)
+        policy = resolve_policy(policy)   # a plugin spec: an instance of its class
         self.policy = policy
         self.victims = victims
         self.orphaned_blocks = 0

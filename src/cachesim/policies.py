@@ -45,7 +45,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from cachesim._contract import POLICIES
+from cachesim._contract import POLICIES, is_policy_plugin
 
 __all__ = ["BUILTIN_POLICIES", "BlockState", "HookPolicy", "Policy"]
 
@@ -129,3 +129,10 @@ class HookPolicy:
 def describe(policy) -> str:
     """A policy's name: a built-in name, or a custom policy's ``name`` attribute."""
     return policy if isinstance(policy, str) else getattr(policy, "name", type(policy).__name__)
+
+
+def heading(policy) -> str:
+    """A policy as a report's heading names it: a built-in in capitals (LRU, S3FIFO:...), anything else (a file
+    of your own, a custom policy's name) as written."""
+    text = describe(policy)
+    return text if is_policy_plugin(text) or not isinstance(policy, str) else text.upper()

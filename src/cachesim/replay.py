@@ -25,6 +25,7 @@ from cachesim._contract import (
     is_hook_policy,
     parse_policy,
     ratio,
+    resolve_policy,
 )
 from cachesim._contract import POLICIES as POLICY_SPECS
 from cachesim.policies import describe
@@ -78,15 +79,16 @@ class Simulator:
                  keep_per_request: bool = True):
         self.config = config or CacheConfig()
         self.impl = impl or _impl.default_impl()
-        if not isinstance(self.config.policy, str) and not is_hook_policy(self.config.policy) \
-                and self.impl != "reference":
-            raise ValueError(f"custom policy {describe(self.config.policy)!r} has no victim(is_candidate) method: a "
+        # a HookPolicy keeps state: the one in the config is a template, and each cache gets its own copy of it
+        # (replicas of a fleet, repeated replays and sweep points would otherwise share one and corrupt it); a
+        # plugin spec (FILE.py:CLASS) gives each cache a new instance
+        policy = resolve_policy(self.config.policy)
+        self.policy = copy.deepcopy(policy) if is_hook_policy(policy) and policy is self.config.policy else policy
+        if not isinstance(self.policy, str) and not is_hook_policy(self.policy) and self.impl != "reference":
+            raise ValueError(f"custom policy {describe(self.policy)!r} has no victim(is_candidate) method: a "
                              "choose(candidates) policy runs on the reference engine only (the slow path, see "
                              "cachesim.policies): pass impl='reference', or write it as a cachesim.HookPolicy")
         self._module = _impl.load(self.impl)
-        # a HookPolicy keeps state: the one in the config is a template, and each cache gets its own copy of it
-        # (replicas of a fleet, repeated replays and sweep points would otherwise share one and corrupt it)
-        self.policy = copy.deepcopy(self.config.policy) if is_hook_policy(self.config.policy) else self.config.policy
         self.keep_per_request = keep_per_request
         self.tenant_names: list[str] = []
         self._tenant_index: dict[str, int] = {}
@@ -100,7 +102,7 @@ class Simulator:
         self.requests_fed = 0
         self.blocks_fed = 0
         # an offline policy (belady) sees the future: every block's next use in the whole trace (see plan)
-        self.offline = isinstance(self.config.policy, str) and POLICY_SPECS[parse_policy(self.config.policy)[0]].offline
+        self.offline = isinstance(self.policy, str) and POLICY_SPECS[parse_policy(self.policy)[0]].offline
         self._future: np.ndarray | None = None        # planned: each block's next use, global request index
         self._future_keys: np.ndarray | None = None   # planned: the engine keys it was found for
 

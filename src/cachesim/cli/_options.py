@@ -17,7 +17,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cachesim import units
-from cachesim._contract import DEFAULT_TOKEN_BLOCK_SIZE, HIT_CAPS, ISOLATIONS, POLICY_NAMES, VICTIMS, parse_policy
+from cachesim._contract import (
+    DEFAULT_TOKEN_BLOCK_SIZE,
+    HIT_CAPS,
+    ISOLATIONS,
+    POLICY_NAMES,
+    VICTIMS,
+    check_policy,
+    is_policy_plugin,
+)
 from cachesim._impl import IMPLEMENTATIONS
 from cachesim.parallel import EXECUTOR_NAMES
 from cachesim.parallel import executor_name as _executor_name
@@ -93,13 +101,14 @@ class PolicyChoices(tuple):
     (policy_option has checked the parameters)."""
 
     def __contains__(self, value) -> bool:
-        return isinstance(value, str) and super().__contains__(value.partition(":")[0])
+        return isinstance(value, str) and (is_policy_plugin(value) or super().__contains__(value.partition(":")[0]))
 
 
 def policy_option(text: str) -> str:
-    """--policy NAME[:key=value,...]: checked when the flag is read, in the registry's words."""
+    """--policy NAME[:key=value,...] or FILE.py:CLASS[:key=value,...]: checked when the flag is read, in the
+    registry's words (a plugin file is imported and its class instantiated once, now)."""
     try:
-        parse_policy(text)
+        check_policy(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
@@ -183,7 +192,8 @@ def add_cache_args(p, isolation: bool = True) -> None:
                    "out of the counts")
     p.add_argument("--policy", type=policy_option, choices=PolicyChoices(POLICY_NAMES), metavar="NAME[:KEY=VALUE,...]",
                    help=f"eviction policy: {', '.join(POLICY_NAMES)} (default lru), with parameters as "
-                        "s3fifo:move-to-main-threshold=1 (docs/policies.md)")
+                        "s3fifo:move-to-main-threshold=1, or your own: FILE.py:CLASS[:KEY=VALUE,...], a "
+                        "cachesim.HookPolicy in a file (docs/policies.md)")
     p.add_argument("--victims", choices=VICTIMS, default=VICTIMS[0], help="evict only leaf blocks "
                    "(default; keeps the cache prefix-closed) or any block, counting the orphans")
     p.add_argument("--interference", action="store_true", help="track who evicted whom (lost_to, evictions_by)")

@@ -61,7 +61,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import orjson
 
-    from cachesim._contract import parse_policy, split_policies
+    from cachesim._contract import check_policy, split_policies
     from cachesim.figures import plot_curve
     from cachesim.mrc import CurveStream
     from cachesim.report import print_curves, print_policy_curves
@@ -76,7 +76,7 @@ def run(args) -> int:
     if args.mini and not others:
         raise ValueError("--mini samples the replays of --policy or --bound: give one of them")
     for policy in others:
-        parse_policy(policy)   # a bad name fails before the trace is read
+        check_policy(policy)   # a bad name or plugin fails before the trace is read
     curves_of = CurveStream(args.capacities, ttls, sample_rate=args.sample or 1.0, always_tokens=args.always_tokens,
                             hit_cap=hit_cap, isolation=args.isolation, warmup=args.warmup)
     if others:   # other policies replay the trace again at each capacity: it is read into memory once

@@ -77,7 +77,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from cachesim._contract import POLICIES, parse_policy, split_policies
+    from cachesim._contract import POLICIES, is_policy_plugin, parse_policy, split_policies
     from cachesim.report import print_sweep
     from cachesim.sweep import checkpoint_path, load_grid, parse_grid, run_sweep
 
@@ -93,7 +93,8 @@ def run(args) -> int:
     if not grid:
         raise ValueError("nothing to sweep: give --grid FILE or axes such as --capacity 1k,10k,100k")
     grid = parse_grid(grid)  # a bad axis value fails before the trace is read
-    offline = [p for p in grid.get("policy", []) if isinstance(p, str) and POLICIES[parse_policy(p)[0]].offline]
+    offline = [p for p in grid.get("policy", []) if isinstance(p, str) and not is_policy_plugin(p)
+               and POLICIES[parse_policy(p)[0]].offline]
     if offline and args.stream:
         raise ValueError(f"policy {offline[0]} evicts by each block's next use over the whole trace, which "
                          "--stream never holds: sweep it without --stream")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from cachesim import figures
+from cachesim.policies import heading as policy_heading
 from cachesim.report._tables import capacity_text, format_cell, ttl_text
 from cachesim.report.sweep import SCREEN_METRICS
 from cachesim.requests import TraceError
@@ -125,7 +126,7 @@ def _page(title: str, body: str) -> str:
 
 def _cache_text(cfg: Mapping[str, Any], policy: str = "lru") -> str:
     """The cache as the commands' "cache:" line reads."""
-    parts = [str(cfg.get("policy") or policy).upper(), f"capacity {capacity_text(cfg.get('capacity_blocks'))}",
+    parts = [policy_heading(str(cfg.get("policy") or policy)), f"capacity {capacity_text(cfg.get('capacity_blocks'))}",
              ttl_text(cfg.get("ttl_s")), f"hit cap {cfg.get('hit_cap') or 'none'}"]
     if cfg.get("isolation"):
         parts.append(f"isolation per {cfg['isolation']}")

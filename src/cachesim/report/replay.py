@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cachesim._contract import RATIO_DEFINITIONS
-from cachesim.policies import describe
+from cachesim.policies import heading as policy_heading
 from cachesim.report._tables import add_columns, capacity_text, make_console, note_more, print_table, ttl_text
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ MAX_TENANT_ROWS = 20
 
 def describe_config(result: Result) -> str:
     cfg = result.config
-    parts = [describe(cfg.policy).upper(), f"capacity {capacity_text(cfg.capacity_blocks)}", ttl_text(cfg.ttl_s),
+    parts = [policy_heading(cfg.policy), f"capacity {capacity_text(cfg.capacity_blocks)}", ttl_text(cfg.ttl_s),
              f"hit cap {cfg.hit_cap or 'none'}"]
     if cfg.isolation:
         parts.append(f"isolation per {cfg.isolation}")
