@@ -2299,6 +2299,88 @@ cdef class Engine:
             error_request[0] = error_at
         return code
 
+    cdef int _serve_one_block_policy(self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from,
+                                     int64_t n_tenants, int64_t* error_request) except -2 nogil:
+        """_serve for a batch of one-block requests under a policy other than LRU, without ghosts of harm or a
+        TTL: the same steps (SEMANTICS §3) and hooks, minus what only a multi-block request needs. A one-block
+        request pins nothing another could evict (a hit inserts nothing; a miss is not cached yet while its victim
+        is chosen), and every entry is a root, so a leaf: the entry goes straight from lookup to its stamp."""
+        cdef Py_ssize_t r, n = batch.n_requests
+        cdef int64_t hit_blocks, hit_tokens, evicted, uncached, inserted
+        cdef int32_t e, victim, tenant
+        cdef uint64_t key
+        cdef double t
+        cdef bint counted, full
+        cdef int code
+        for r in range(min(PREFETCH_SLOT, n)):   # prime the pipeline
+            self._prefetch_slot(batch.keys[r])
+        for r in range(n):
+            t = batch.t[r]
+            tenant = batch.tenant[r]
+            code = _arrival_error(t, tenant, self.last_t, n_tenants)
+            if code:
+                error_request[0] = r
+                return code
+            if self.requests_seen == 0:
+                self.first_t = t
+            self.last_t = t
+            counted = self.requests_seen >= self.warmup_requests and t >= self.first_t + self.warmup_s
+            self.requests_seen += 1
+            self._prefetch_ahead(batch.keys, r, n)
+            key = batch.keys[r]
+            e = self._find(key)
+            hit_blocks = hit_tokens = evicted = uncached = inserted = 0
+            if e != NIL:
+                hit_blocks = self._capped_hits(batch.prompt_tokens[r], 1)
+                hit_tokens = _hit_tokens(batch.block_tokens + r, &e, hit_blocks, self.owner, tenant, n_tenants,
+                                         hits_from if counted else NULL)
+            else:
+                full = self.occupancy == self.capacity_blocks
+                self._before_insert(key, full)
+                if full:
+                    victim = self._choose_victim()
+                    if victim == NIL:   # a Python policy declined (or failed)
+                        uncached = 1
+                    else:
+                        self._unlink(victim)
+                        if counted:
+                            tstats[self.owner[victim] * N_TENANT_FIELDS + F_EVICTED_OWNED] += 1
+                        self._forget(victim, True)
+                        self._release(victim)
+                        if self.prefetch_victims:
+                            self._prefetch_next_victims()
+                        evicted = 1
+                if not uncached:
+                    e = self._allocate()
+                    if e == NIL:
+                        error_request[0] = r
+                        return ERR_NO_MEMORY
+                    self.entry_key[e] = key
+                    self.occupancy += 1
+                    if self._grow_index_if_full() < 0:
+                        error_request[0] = r
+                        return ERR_NO_MEMORY
+                    self._index_insert(e)
+                    self.owner[e] = tenant
+                    self._on_insert(e, NIL, 0, full)
+                    inserted = 1
+            if e != NIL:   # the stamp
+                self.pos[e] = LINKED
+                if self.next_use != NULL:
+                    self.next_use[e] = self.batch_next_use[r]
+                self._on_use(e, inserted)
+            if self.policy_failed:
+                error_request[0] = r
+                return ERR_POLICY
+            if out.hit_tokens != NULL:
+                _write_outputs(out, r, hit_tokens, hit_blocks, inserted, evicted, 0, uncached)
+            if counted:
+                _count(tstats + tenant * N_TENANT_FIELDS, 1, hit_blocks > 0, batch.prompt_tokens[r], hit_tokens, 1,
+                       hit_blocks, inserted, evicted, uncached)
+                if self.occupancy > self.peak_occupancy:
+                    self.peak_occupancy = self.occupancy
+        return 0
+
     cdef int _serve(self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from, int64_t* lost_to,
                     int64_t* evictions_by, int64_t n_tenants, int64_t* error_request) except -2 nogil:
         cdef Py_ssize_t r
@@ -2315,6 +2397,9 @@ cdef class Engine:
         if (self.policy == P_LRU and not self.track_interference and self.ghost_capacity == 0
                 and _one_block_each(batch)):  # a plain key stream
             return self._serve_one_block_lru(batch, out, tstats, hits_from, n_tenants, error_request)
+        if (self.policy != P_LRU and not self.track_interference and self.ghost_capacity == 0 and not self.use_log
+                and _one_block_each(batch)):   # a plain key stream, under another policy
+            return self._serve_one_block_policy(batch, out, tstats, hits_from, n_tenants, error_request)
         if (self.policy == P_LRU and not self.track_interference and self.ghost_capacity == 0
                 and self.expires_at == NULL and not self.victims_any):
             if self.direct_keys:
