@@ -235,6 +235,7 @@ cdef class Engine:
     cdef inline void _on_use(self, int32_t e, bint inserted_now) noexcept nogil
     cdef inline void _forget(self, int32_t e, bint evicted) noexcept nogil
     cdef int64_t _expire(self, double t, bint counted, int64_t* tstats) noexcept nogil
+    cdef inline int _arrive(self, double t, int32_t tenant, int64_t n_tenants, bint* counted) noexcept nogil
     cdef int _serve_one_block_policy(self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from,
                                      int64_t n_tenants, int64_t* error_request) except -2 nogil
     cdef int _serve_one_block_lru(self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from,

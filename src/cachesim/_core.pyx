@@ -2299,6 +2299,19 @@ cdef class Engine:
             error_request[0] = error_at
         return code
 
+    cdef inline int _arrive(self, double t, int32_t tenant, int64_t n_tenants, bint* counted) noexcept nogil:
+        """A request arrives at t: its input error code, or 0 with the clock and the request count moved on and
+        counted[0] set to whether it is past the warm-up."""
+        cdef int code = _arrival_error(t, tenant, self.last_t, n_tenants)
+        if code:
+            return code
+        if self.requests_seen == 0:
+            self.first_t = t
+        self.last_t = t
+        counted[0] = self.requests_seen >= self.warmup_requests and t >= self.first_t + self.warmup_s
+        self.requests_seen += 1
+        return 0
+
     cdef int _serve_one_block_policy(self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from,
                                      int64_t n_tenants, int64_t* error_request) except -2 nogil:
         """_serve for a batch of one-block requests under a policy other than LRU, without ghosts of harm or a
@@ -2317,15 +2330,10 @@ cdef class Engine:
         for r in range(n):
             t = batch.t[r]
             tenant = batch.tenant[r]
-            code = _arrival_error(t, tenant, self.last_t, n_tenants)
+            code = self._arrive(t, tenant, n_tenants, &counted)
             if code:
                 error_request[0] = r
                 return code
-            if self.requests_seen == 0:
-                self.first_t = t
-            self.last_t = t
-            counted = self.requests_seen >= self.warmup_requests and t >= self.first_t + self.warmup_s
-            self.requests_seen += 1
             self._prefetch_ahead(batch.keys, r, n)
             key = batch.keys[r]
             e = self._find(key)
@@ -2411,15 +2419,10 @@ cdef class Engine:
         for r in range(batch.n_requests):
             t = batch.t[r]
             tenant = batch.tenant[r]
-            code = _arrival_error(t, tenant, self.last_t, n_tenants)
+            code = self._arrive(t, tenant, n_tenants, &counted)
             if code:
                 error_request[0] = r
                 return code
-            if self.requests_seen == 0:
-                self.first_t = t
-            self.last_t = t
-            counted = self.requests_seen >= self.warmup_requests and t >= self.first_t + self.warmup_s
-            self.requests_seen += 1
             b0 = batch.block_offsets[r]
             b1 = batch.block_offsets[r + 1]
             n = b1 - b0
