@@ -27,6 +27,10 @@ from pathlib import Path
 
 import pytest
 
+import cachesim
+from cachesim.presets import get_preset
+from cachesim.requests import TokenRequests
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench" / "conformance"))
 
 import compare  # noqa: E402
@@ -148,6 +152,29 @@ def test_vllm_capacity_mapping_minus_two_agrees_best():
                                               and not streams.MOONCAKE.exists()):
                 continue
             agree[k] += sum(r["agree"] for r in compare.agreement(golden, k, STREAMS, TRACES))
-    assert max(agree, key=agree.get) == compare.VLLM_OFFSET == 2
+    assert max(agree, key=agree.get) == compare.VLLM_OFFSET == 2 == get_preset("vllm").reserved_blocks
     if streams.MOONCAKE.exists():
         assert agree == VLLM_MAPPINGS
+
+
+def test_the_presets_take_the_engines_own_capacity_numbers():
+    # vLLM's num_gpu_blocks less the 2 blocks that never hold a cached prefix; SGLang's token pool in pages
+    trace = TokenRequests.from_lists([[i % 7] * 40 + [i] * 30 for i in range(60)])
+    for preset, native, capacity, block_size in (("vllm", 10, 8, None), ("sglang", 300, 300, None),
+                                                 ("sglang", 300, 18, 16)):
+        by_engine = cachesim.replay(trace, preset=preset, engine_capacity=native, block_size=block_size)
+        by_blocks = cachesim.replay(trace, preset=preset, capacity_blocks=capacity, block_size=block_size)
+        assert by_engine.config.capacity_blocks == capacity
+        assert by_engine.per_request["hit_tokens"].tolist() == by_blocks.per_request["hit_tokens"].tolist()
+    assert cachesim.replay(trace, preset="vllm", engine_capacity=10).per_request["evicted_blocks"].sum() > 0
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(engine_capacity=100), r"give the preset it belongs to"),
+    (dict(preset="vllm", engine_capacity=100, capacity_blocks=50), r"not both"),
+    (dict(preset="vllm", engine_capacity=2), r"its num_gpu_blocks, a whole number above 2; got 2"),
+    (dict(preset="sglang", engine_capacity=8, block_size=16), r"max_total_num_tokens=8 holds no 16-token page"),
+])
+def test_a_bad_engine_capacity_says_what_the_number_is(options, message):
+    with pytest.raises(ValueError, match=message):
+        cachesim.replay(TokenRequests.from_lists([[1, 2, 3]]), **options)

@@ -27,7 +27,7 @@ GOLDENS = HERE.parents[1] / "tests" / "data" / "engines"
 # how many blocks the vllm preset is given below vLLM's num_gpu_blocks: the null block (block 0 of the pool,
 # never cached) and the running request's partial last block, which takes a slot at admission; it agrees best of
 # 0..3 (docs/engines.md, "Which capacity mapping")
-VLLM_OFFSET = 2
+VLLM_OFFSET = 2   # = the vllm preset's reserved_blocks (tests/test_engine_conformance.py checks they agree)
 
 
 def load(path: Path) -> dict:
@@ -76,13 +76,17 @@ def build(golden: dict, cache: dict | None = None):
 
 
 def cachesim_capacity(golden: dict, run: dict, offset: int = VLLM_OFFSET) -> int | None:
-    """The capacity in cachesim blocks for an engine's own capacity: vLLM num_gpu_blocks minus ``offset``;
-    SGLang pool tokens / page size. None (unbounded) for the runs recorded with 'none'."""
+    """The capacity in cachesim blocks for an engine's own capacity, as the preset maps it
+    (EnginePreset.capacity_blocks: vLLM num_gpu_blocks minus its reserved blocks, SGLang pool tokens / page
+    size), or vLLM's minus another ``offset`` to compare mappings. None (unbounded) for the runs recorded with
+    'none'."""
+    from cachesim.presets import get_preset
+
     if run["capacity"] is None:
         return None
-    if golden["engine"] == "vllm":
+    if golden["engine"] == "vllm" and offset != VLLM_OFFSET:
         return run["capacity"] - offset
-    return run["capacity"] // golden["page_size"]
+    return get_preset(golden["engine"]).capacity_blocks(run["capacity"], golden.get("page_size"))
 
 
 def cachesim_hits(golden: dict, tokens, offsets, capacity: int | None, trace_cache: dict | None = None):

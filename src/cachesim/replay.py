@@ -415,20 +415,30 @@ def replay(trace: RequestsLike, capacity_blocks: int | None = None, policy: str 
            ttl_s: float | None = None, block_size: int | None = None, hit_cap: str | None = None,
            isolation: str | None = None, warmup: int | str | None = None, preset: str | None = None,
            impl: str | None = None, keep_per_request: bool = True, victims: str = "leaves",
-           interference: bool = False, ghost_blocks: int | None = None) -> Result:
+           interference: bool = False, ghost_blocks: int | None = None,
+           engine_capacity: int | None = None) -> Result:
     """Replay a trace through an emulated prefix cache.
 
     ``trace`` is a compiled :class:`Trace`, raw :class:`TokenRequests` / :class:`BlockRequests` (compiled here
     with ``block_size``), or an iterable of Trace batches (streamed). A ``preset`` ("vllm", "sglang") supplies
-    block size, hit cap and policy; explicit arguments override it. ``warmup`` is a number of requests or a
-    string of seconds ("300s").
+    block size, hit cap and policy; explicit arguments override it. With a preset, ``engine_capacity`` is the
+    capacity as the engine states it (vLLM's num_gpu_blocks, SGLang's max_total_num_tokens), in place of
+    ``capacity_blocks`` (EnginePreset.capacity_blocks maps it). ``warmup`` is a number of requests or a string of
+    seconds ("300s").
     """
     explicit_block_size = block_size
+    if engine_capacity is not None and preset is None:
+        raise ValueError("engine_capacity is an engine's own capacity number: give the preset it belongs to "
+                         "(preset='vllm': num_gpu_blocks; preset='sglang': max_total_num_tokens)")
+    if engine_capacity is not None and capacity_blocks is not None:
+        raise ValueError("give capacity_blocks or engine_capacity, not both")
     if preset is not None:
         p = get_preset(preset)
         block_size = block_size if block_size is not None else p.block_size
         hit_cap = hit_cap if hit_cap is not None else p.hit_cap
         policy = policy if policy is not None else p.policy
+        if engine_capacity is not None:
+            capacity_blocks = p.capacity_blocks(engine_capacity, block_size)
     warmup_requests, warmup_s = parse_warmup(warmup)
     config = CacheConfig(capacity_blocks=capacity_blocks, policy=policy or "lru", ttl_s=ttl_s, hit_cap=hit_cap,
                          isolation=isolation, warmup_requests=warmup_requests, warmup_s=warmup_s, victims=victims,

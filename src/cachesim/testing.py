@@ -14,8 +14,9 @@ never holds more than its capacity, that with leaf victims it stays prefix-close
 parent), and that every hit is a prefix some earlier request inserted. :func:`check_deterministic`,
 :func:`check_monotone_in_capacity` (a property of stack algorithms such as LRU, not of FIFO-like policies:
 Belady's anomaly) and :func:`check_matches_reference` (core against reference: built-in policies and HookPolicy
-ones) complete the set. Each raises AssertionError naming the request and the invariant. :class:`PythonLru` is LRU written with
-the hook protocol (cachesim.HookPolicy): a template for your own, and what the suite checks the protocol with.
+ones) complete the set. Each raises AssertionError naming the request and the invariant. :class:`PythonLru` is
+LRU written with the hook protocol (cachesim.HookPolicy): a template for your own, and what the suite checks the
+protocol with.
 """
 
 from __future__ import annotations

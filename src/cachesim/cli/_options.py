@@ -185,6 +185,9 @@ def add_cache_args(p, isolation: bool = True) -> None:
                      "(e.g. 100k); default unbounded")
     cap.add_argument("--capacity-tokens", type=parse_count, metavar="N", help="cache capacity in tokens, "
                      "divided by the block size")
+    cap.add_argument("--engine-capacity", type=parse_count, metavar="N", help="with --preset, the capacity as "
+                     "the engine's log states it: vLLM's num_gpu_blocks (2 of them never hold a cached block), "
+                     "SGLang's max_total_num_tokens (docs/engines.md)")
     p.add_argument("--ttl", type=parse_seconds, metavar="SECONDS", help="uniform TTL refreshed on use "
                    "(e.g. 300, 5m, 1h); default none")
     add_hit_cap_and_isolation(p, isolation)
@@ -407,6 +410,11 @@ def cache_config(args, block_size: int, block_source: str):
     capacity = args.capacity
     if args.capacity_tokens is not None:
         capacity = max(args.capacity_tokens // block_size, 1)
+    if getattr(args, "engine_capacity", None) is not None:
+        if chosen is None:
+            raise ValueError("--engine-capacity is an engine's own capacity number: give its --preset (vllm: "
+                             "num_gpu_blocks; sglang: max_total_num_tokens)")
+        capacity = chosen.capacity_blocks(args.engine_capacity, block_size)
     warmup_requests, warmup_s = parse_warmup(args.warmup)
     return CacheConfig(capacity_blocks=capacity, policy=policy or "lru", ttl_s=args.ttl, hit_cap=hit_cap,
                        isolation=getattr(args, "isolation", None), warmup_requests=warmup_requests,
