@@ -207,6 +207,20 @@ def test_each_cache_gets_its_own_copy_of_the_policy(impl):
     assert len(first.policy.order) == len(second.policy.order) == 2 and not template.order
 
 
+class HoldsALock(PythonLru):
+    def __init__(self):
+        super().__init__()
+        import threading
+
+        self.lock = threading.Lock()
+
+
+def test_a_policy_that_cannot_be_copied_says_what_to_do(impl):
+    with pytest.raises(ValueError, match=r"every cache gets its own copy of a HookPolicy \(copy.deepcopy\), which "
+                                         r"failed \(TypeError: .*lock.*\); give the class a __deepcopy__"):
+        cachesim.Simulator(cachesim.CacheConfig(capacity_blocks=2, policy=HoldsALock()), impl=impl)
+
+
 class ChoosesOnly(cachesim.Policy):
     name = "chooser"
 

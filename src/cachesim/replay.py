@@ -72,6 +72,16 @@ def _same_numbering(a: np.ndarray, b: np.ndarray) -> bool:
     numbering read again from its file is equal)."""
     return a is b or (len(a) == len(b) and bool(np.array_equal(a, b)))
 
+def _own_copy(policy):
+    """A HookPolicy's copy for one cache (copy.deepcopy), or a ValueError that says what to do instead."""
+    try:
+        return copy.deepcopy(policy)
+    except Exception as exc:
+        raise ValueError(f"policy {describe(policy)!r}: every cache gets its own copy of a HookPolicy "
+                         f"(copy.deepcopy), which failed ({type(exc).__name__}: {exc}); give the class a "
+                         "__deepcopy__, or name it as FILE.py:CLASS so that each cache makes a new one") from exc
+
+
 class Simulator:
     """A cache fed a trace in batches; state carries over between batches, so traces of any size stream."""
 
@@ -83,7 +93,7 @@ class Simulator:
         # (replicas of a fleet, repeated replays and sweep points would otherwise share one and corrupt it); a
         # plugin spec (FILE.py:CLASS) gives each cache a new instance
         policy = resolve_policy(self.config.policy)
-        self.policy = copy.deepcopy(policy) if is_hook_policy(policy) and policy is self.config.policy else policy
+        self.policy = _own_copy(policy) if is_hook_policy(policy) and policy is self.config.policy else policy
         if not isinstance(self.policy, str) and not is_hook_policy(self.policy) and self.impl != "reference":
             raise ValueError(f"custom policy {describe(self.policy)!r} has no victim(is_candidate) method: a "
                              "choose(candidates) policy runs on the reference engine only (the slow path, see "
