@@ -222,6 +222,7 @@ cdef class Engine:
     cdef int32_t _q_take(self, int q) noexcept nogil
     cdef int32_t _arc_victim(self) noexcept nogil
     cdef int32_t _slru_victim(self) noexcept nogil
+    cdef int32_t _fifo_victim(self) noexcept nogil
     cdef int32_t _sieve_victim(self) noexcept nogil
     cdef void _slru_promote(self, int32_t e) noexcept nogil
     cdef inline int32_t _choose_victim(self) noexcept nogil

@@ -1641,9 +1641,7 @@ cdef class Engine:
         cdef double priority
         item.e = e
         item.k2 = self.last_use[e]
-        if policy == P_FIFO:
-            item.k1 = self.insert_serial[e]
-        elif policy == P_LFU:
+        if policy == P_LFU:
             item.k1 = self.freq[e]
         elif policy == P_TWO_CLASS:  # probation (used by one request) before protected, each by recency
             item.k1 = self.freq[e] >= 2
@@ -1713,7 +1711,7 @@ cdef class Engine:
 
     cdef inline bint _queued(self) noexcept nogil:
         return (self.policy == P_SIEVE or self.policy == P_S3FIFO or self.policy == P_CLOCK or self.policy == P_SLRU
-                or self.policy == P_ARC or self.policy == P_TWOQ)
+                or self.policy == P_ARC or self.policy == P_TWOQ or self.policy == P_FIFO)
 
     cdef inline bint _parks(self) noexcept nogil:
         """Whether interior entries leave their queue (every queue policy, with leaf victims)."""
@@ -1889,6 +1887,15 @@ cdef class Engine:
                 e = newer
         return NIL
 
+    cdef int32_t _fifo_victim(self) noexcept nogil:
+        """FIFO: the oldest insertion among the candidates. The queue holds leaves in insertion order (a parked
+        entry comes back where its insertion puts it: _q_relink), so that is the first candidate from the tail;
+        the blocks this request uses are walked past, not rotated, which would break the order."""
+        cdef int32_t e = self.q_tail[0]
+        while e != NIL and not self._eligible(e):
+            e = self.q_newer[e]
+        return e
+
     cdef int32_t _sieve_victim(self) noexcept nogil:
         """SIEVE: the hand walks from the oldest insertion towards the newest, clearing "visited" marks, and stops
         at the first unmarked candidate; entries that are not candidates are passed over unchanged."""
@@ -1929,6 +1936,8 @@ cdef class Engine:
             return self._arc_victim()
         if self.policy == P_TWOQ:   # A1in's oldest while A1in is over its share, else Am's LRU
             return self._q_take(0 if self.q_members[0] > self.q_size[0] else 1)
+        if self.policy == P_FIFO:
+            return self._fifo_victim()
         return self._heap_victim()
 
     cdef int32_t _heap_victim(self) noexcept nogil:
@@ -2133,6 +2142,8 @@ cdef class Engine:
         elif self.policy == P_TWOQ:
             if self.queue_id[e] == 1 and self.listed[e]:   # Am is an LRU; A1in a FIFO
                 self._q_rotate_to_head(e)
+        elif self.policy == P_FIFO:   # use changes nothing
+            pass
         else:
             if self.policy == P_GDSF:   # L + uses x the block's recomputation cost (see _reference_policies.Gdsf)
                 self.priority[e] = self.gdsf_inflation + self.freq[e] * (
@@ -2208,10 +2219,21 @@ cdef class Engine:
 
     cdef void _q_relink(self, int32_t e) noexcept nogil:
         """A parked entry that became a leaf is linked again where it is looked at next: its queue's tail (SIEVE:
-        just where the hand is)."""
+        just where the hand is; FIFO: where its insertion puts it, which is at or near the tail)."""
+        cdef int32_t at
         if self.listed[e]:
             return
-        if self.policy == P_SIEVE and self.hand != NIL:
+        if self.policy == P_FIFO:
+            # the queue is in insertion order: only entries older than e that could not go when its last child
+            # did (in use by this request; or, after an expiry, any) are between it and the tail
+            at = self.q_tail[0]
+            while at != NIL and self.insert_serial[at] < self.insert_serial[e]:
+                at = self.q_newer[at]
+            if at == NIL:
+                self._q_link_head(e, 0)
+            else:
+                self._q_link_older_than(e, at)
+        elif self.policy == P_SIEVE and self.hand != NIL:
             self._q_link_older_than(e, self.hand)
             self.hand = e
         else:
