@@ -103,6 +103,10 @@ class HookPolicy:
 
     Every hook but ``victim`` is optional. An exception in a hook stops the replay at that request with a
     PolicyError whose cause it is (the results of the requests before it are in ``.partial``).
+
+    The object you configure is a template: each cache works on its own ``copy.deepcopy`` of it, so the one you
+    passed stays as it was. To read a policy's state after a replay, replay with a :class:`cachesim.Simulator`
+    and look at ``simulator.policy``.
     """
 
     name = "custom"
