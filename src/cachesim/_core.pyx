@@ -1657,11 +1657,12 @@ cdef class Engine:
         self.heap[i] = item[0]
         self.heap_pos[item.e] = <int32_t> i
 
+    # a 4-ary heap: half the levels of a binary one, and a node's children share a cache line or two
     cdef void _heap_up(self, int64_t i) noexcept nogil:
         cdef HeapItem x = self.heap[i]
         cdef int64_t parent
         while i > 0:
-            parent = (i - 1) >> 1
+            parent = (i - 1) >> 2
             if not _item_less(&x, &self.heap[parent]):
                 break
             self._heap_place(i, &self.heap[parent])
@@ -1670,13 +1671,16 @@ cdef class Engine:
 
     cdef void _heap_down(self, int64_t i) noexcept nogil:
         cdef HeapItem x = self.heap[i]
-        cdef int64_t child, n = self.heap_size
+        cdef int64_t child, first, last, k, n = self.heap_size
         while True:
-            child = 2 * i + 1
-            if child >= n:
+            first = 4 * i + 1
+            if first >= n:
                 break
-            if child + 1 < n and _item_less(&self.heap[child + 1], &self.heap[child]):
-                child += 1
+            child = first
+            last = min(first + 4, n)
+            for k in range(first + 1, last):
+                if _item_less(&self.heap[k], &self.heap[child]):
+                    child = k
             if not _item_less(&self.heap[child], &x):
                 break
             self._heap_place(i, &self.heap[child])
