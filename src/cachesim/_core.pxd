@@ -103,6 +103,7 @@ cdef class Engine:
     cdef object policy_error                # P_PYTHON: the first exception a hook raised (the batch stops)
     cdef bint policy_failed                 # policy_error is set (readable without the GIL)
     cdef bint broken                        # a policy failed mid-request: no more batches
+    cdef bint prefetching                   # this batch: the cache outgrows the L2, so prefetching pays
     cdef bint prefetch_victims              # queue policies: evictions prefetch the next ones' keys and buckets
     cdef bint use_log                       # log uses (LRU, or TTL expiry order); else pos is LINKED, last_use orders
     cdef int32_t* where                     # direct_keys: entry of each id, or NIL (ghosts included, as in index)
@@ -182,6 +183,7 @@ cdef class Engine:
     cdef inline void _prefetch_slot(self, uint64_t key) noexcept nogil
     cdef inline void _prefetch_entry(self, uint64_t key) noexcept nogil
     cdef inline bint _prefetch_pays(self) noexcept nogil
+    cdef int64_t _state_bytes(self) noexcept nogil
     cdef inline int _grow_request_scratch(self, int64_t n_blocks) noexcept nogil
     cdef inline int64_t _capped_hits(self, int64_t prompt_tokens, int64_t hit_blocks) noexcept nogil
     cdef inline void _prefetch_ahead(self, const uint64_t* keys, int64_t b, int64_t end) noexcept nogil

@@ -1294,6 +1294,9 @@ cdef class Engine:
     def memory_bytes(self):
         """Bytes held by the engine's pool (with expiry times and the policy's own per-entry state), use log,
         index and the policy's ghost (excluding statistics)."""
+        return int(self._state_bytes())
+
+    cdef int64_t _state_bytes(self) noexcept nogil:
         cdef int64_t per_entry = ENTRY_BYTES + (sizeof(double) if self.expires_at != NULL else 0)
         cdef int64_t policy_bytes = 0
         if self.policy != P_LRU:   # parent key, children, serial, last use, uses, depth
@@ -1305,8 +1308,8 @@ cdef class Engine:
             policy_bytes += (sizeof(int64_t) if self.next_use != NULL else 0) + \
                 (sizeof(double) if self.priority != NULL else 0)
         cdef int64_t ghost = _ghost_bytes(&self.s3_ghost) + _ghost_bytes(&self.ghost2)
-        return int(self.pool_size * (per_entry + policy_bytes) + self.log.size * sizeof(int32_t)
-                   + self.index.size * sizeof(uint64_t) + self.where_size * sizeof(int32_t) + ghost)
+        return (self.pool_size * (per_entry + policy_bytes) + self.log.size * sizeof(int32_t)
+                + self.index.size * sizeof(uint64_t) + self.where_size * sizeof(int32_t) + ghost)
 
     cdef int _grow_where(self, int64_t size) except -2 nogil:
         """direct_keys: cover ids below size (new ids start uncached); -1 when out of memory."""
@@ -1348,6 +1351,8 @@ cdef class Engine:
 
     cdef inline bint _prefetch_pays(self) noexcept nogil:
         """Software prefetch pays once the entries and the index outgrow twice the L2; below, it only costs."""
+        if self.policy != P_LRU:   # with the policy's own state and ghosts (computed once a batch)
+            return self._state_bytes() > _prefetch_min_bytes
         return (self.where_size * sizeof(int32_t) + self.index.size * sizeof(uint64_t)
                 + self.pool_size * ENTRY_BYTES + self.log.size * sizeof(int32_t)) > _prefetch_min_bytes
 
@@ -1373,7 +1378,7 @@ cdef class Engine:
         and the ghosts' buckets, which a missed key is looked up in before it is inserted."""
         if b + PREFETCH_SLOT < end:
             self._prefetch_slot(keys[b + PREFETCH_SLOT])
-            if self.s3_ghost.capacity:
+            if self.s3_ghost.capacity and self.prefetching:
                 _prefetch(&self.s3_ghost.index.slots[_key_bucket(keys[b + PREFETCH_SLOT], self.s3_ghost.index.size)])
                 if self.ghost2.capacity:
                     _prefetch(&self.ghost2.index.slots[_key_bucket(keys[b + PREFETCH_SLOT], self.ghost2.index.size)])
@@ -2351,6 +2356,7 @@ cdef class Engine:
         cdef double t
         cdef bint counted, full
         cdef int code
+        self.prefetching = self._prefetch_pays()
         for r in range(min(PREFETCH_SLOT, n)):   # prime the pipeline
             self._prefetch_slot(batch.keys[r])
         for r in range(n):
@@ -2381,7 +2387,7 @@ cdef class Engine:
                             tstats[self.owner[victim] * N_TENANT_FIELDS + F_EVICTED_OWNED] += 1
                         self._forget(victim, True)
                         self._release(victim)
-                        if self.prefetch_victims:
+                        if self.prefetch_victims and self.prefetching:
                             self._prefetch_next_victims()
                         evicted = 1
                 if not uncached:
@@ -2439,6 +2445,7 @@ cdef class Engine:
             if self.direct_keys:
                 return _prefix_lru[_Yes](self, batch, out, tstats, hits_from, n_tenants, error_request, NULL)
             return _prefix_lru[_No](self, batch, out, tstats, hits_from, n_tenants, error_request, NULL)
+        self.prefetching = self._prefetch_pays()
         if total_blocks > 0:  # prime the pipeline
             for i in range(min(PREFETCH_SLOT, total_blocks)):
                 self._prefetch_slot(batch.keys[i])
@@ -2531,7 +2538,7 @@ cdef class Engine:
                         self._bury(victim, tenant)
                     else:
                         self._release(victim)  # the plain path, inlined
-                    if self.prefetch_victims:
+                    if self.prefetch_victims and self.prefetching:
                         self._prefetch_next_victims()
                     evicted += 1
                 if ghost != NIL:  # a remembered key comes back: its ghost entry is cached again
