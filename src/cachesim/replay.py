@@ -72,6 +72,7 @@ def _same_numbering(a: np.ndarray, b: np.ndarray) -> bool:
     numbering read again from its file is equal)."""
     return a is b or (len(a) == len(b) and bool(np.array_equal(a, b)))
 
+
 def _own_copy(policy):
     """A HookPolicy's copy for one cache (copy.deepcopy), or a ValueError that says what to do instead."""
     try:
