@@ -237,3 +237,27 @@ def test_belady_never_misses_more_than_any_policy_on_a_key_stream(ids, capacity)
     hits = {policy: cachesim.replay(trace, capacity_blocks=capacity, policy=policy, keep_per_request=False)
             .summary()["hit_requests"] for policy in [*POLICIES, *POLICIES_WITH_PARAMETERS]}
     assert hits["belady"] == max(hits.values()), hits
+
+
+@pytest.mark.core
+@settings(deadline=None)
+@given(keys=st.lists(st.integers(0, 40), min_size=0, max_size=80), cuts=st.lists(st.integers(0, 80), max_size=20))
+def test_next_uses_core_equals_reference(keys, cuts):
+    # requests of any length (empty ones too), a key repeated within a request and across requests
+    from cachesim import _core, _reference
+
+    offsets = np.array(sorted({0, len(keys), *[c for c in cuts if c <= len(keys)]}), dtype=np.int64)
+    ids = np.array(keys, dtype=np.uint64)
+    assert _core.next_uses(ids, offsets).tolist() == _reference.next_uses(ids, offsets).tolist()
+
+
+@pytest.mark.core
+def test_next_uses_past_its_first_table_size_equals_reference():
+    # 300,000 blocks over 100,000 keys: the table starts at 65,536 slots, at most half full, so it grows twice
+    rng = np.random.default_rng(7)
+    ids = rng.integers(0, 100_000, 300_000).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    offsets = np.concatenate([[0], np.sort(rng.choice(np.arange(1, 300_000), 60_000, replace=False)), [300_000]])
+    from cachesim import _core, _reference
+
+    assert np.array_equal(_core.next_uses(ids, offsets.astype(np.int64)),
+                          _reference.next_uses(ids, offsets.astype(np.int64)))

@@ -61,7 +61,7 @@ distinct id rather than per cached block. Everything else (ghosts included) is u
 """
 
 cimport cython
-from cpython.mem cimport PyMem_RawMalloc, PyMem_RawRealloc, PyMem_RawFree
+from cpython.mem cimport PyMem_RawCalloc, PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 from libc.math cimport INFINITY, isnan
@@ -723,40 +723,71 @@ def first_trace_fault(const double[::1] t, const int32_t[::1] tenant, const int6
     return r, fault
 
 
+cdef struct _Seen:
+    uint64_t key
+    int64_t request_plus_one   # the latest request (of a backward pass) that used the key, plus one; 0: empty
+
+
+cdef _Seen* _seen_grow(_Seen* table, int64_t size, int64_t new_size, int64_t new_shift) noexcept nogil:
+    """The table rehashed into new_size zeroed slots (the old one freed), or NULL when out of memory."""
+    cdef _Seen* fresh = <_Seen*> PyMem_RawCalloc(new_size, sizeof(_Seen))
+    cdef int64_t i, h
+    if fresh == NULL:
+        return NULL
+    for i in range(size):
+        if table[i].request_plus_one:
+            h = <int64_t> ((table[i].key * FIB) >> new_shift)
+            while fresh[h].request_plus_one:
+                h = (h + 1) & (new_size - 1)
+            fresh[h] = table[i]
+    PyMem_RawFree(table)
+    return fresh
+
+
 def next_uses(const uint64_t[::1] keys, const int64_t[::1] block_offsets):
     """For each block, the index of the next request that uses its key, or 2**63 - 1 (never): the future an offline
     policy (belady) evicts by, in one backward pass over the trace with an open-addressing table of the keys seen
-    (16 bytes a slot, at most half full)."""
+    (16 bytes a slot, at most half full, grown with the distinct keys rather than sized for every block)."""
     cdef Py_ssize_t m = keys.shape[0], n = block_offsets.shape[0] - 1
     if n < 0 or block_offsets[0] != 0 or block_offsets[n] != m:
         raise ValueError("next_uses: block_offsets do not span the keys")
     out = np.empty(m, dtype=np.int64)
     cdef int64_t[::1] o = out
     cdef int64_t shift
-    cdef int64_t size = _pow2_table(2 * m, &shift)
-    cdef uint64_t* slot_key = <uint64_t*> PyMem_RawMalloc(size * sizeof(uint64_t))
-    cdef int64_t* slot_request = <int64_t*> PyMem_RawMalloc(size * sizeof(int64_t))
-    if slot_key == NULL or slot_request == NULL:
-        PyMem_RawFree(slot_key)
-        PyMem_RawFree(slot_request)
+    cdef int64_t size = _pow2_table(min(2 * m, 1 << 16), &shift), distinct = 0
+    cdef _Seen* table = <_Seen*> PyMem_RawCalloc(size, sizeof(_Seen))
+    if table == NULL:
         raise MemoryError()
     cdef Py_ssize_t r, j
     cdef int64_t h
     cdef uint64_t key
+    cdef bint failed = False
     with nogil:
-        for h in range(size):
-            slot_request[h] = -1
         for r in range(n - 1, -1, -1):
             for j in range(block_offsets[r], block_offsets[r + 1]):
+                if 2 * distinct >= size:
+                    table = _seen_grow(table, size, 2 * size, shift - 1)
+                    if table == NULL:
+                        failed = True
+                        break
+                    size *= 2
+                    shift -= 1
                 key = keys[j]
                 h = <int64_t> ((key * FIB) >> shift)
-                while slot_request[h] >= 0 and slot_key[h] != key:
+                while table[h].request_plus_one and table[h].key != key:
                     h = (h + 1) & (size - 1)
-                o[j] = slot_request[h] if slot_request[h] >= 0 else NEVER
-                slot_key[h] = key
-                slot_request[h] = r
-    PyMem_RawFree(slot_key)
-    PyMem_RawFree(slot_request)
+                if table[h].request_plus_one:
+                    o[j] = table[h].request_plus_one - 1
+                else:
+                    o[j] = NEVER
+                    distinct += 1
+                table[h].key = key
+                table[h].request_plus_one = r + 1
+            if failed:
+                break
+    PyMem_RawFree(table)
+    if failed:
+        raise MemoryError()
     return out
 
 
