@@ -239,6 +239,9 @@ cdef class Engine:
     cdef inline void _forget(self, int32_t e, bint evicted) noexcept nogil
     cdef int64_t _expire(self, double t, bint counted, int64_t* tstats) noexcept nogil
     cdef inline int _arrive(self, double t, int32_t tenant, int64_t n_tenants, bint* counted) noexcept nogil
+    cdef inline void _served(self, Outputs* out, Py_ssize_t r, int64_t* ts, bint counted, int64_t prompt_tokens,
+                             int64_t hit_tokens, int64_t blocks, int64_t hit_blocks, int64_t inserted, int64_t evicted,
+                             int64_t expired, int64_t uncached) noexcept nogil
     cdef int _serve_one_block_policy(self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from,
                                      int64_t n_tenants, int64_t* error_request) except -2 nogil
     cdef int _serve_one_block_lru(self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from,

@@ -2374,6 +2374,18 @@ cdef class Engine:
         self.requests_seen += 1
         return 0
 
+    cdef inline void _served(self, Outputs* out, Py_ssize_t r, int64_t* ts, bint counted, int64_t prompt_tokens,
+                             int64_t hit_tokens, int64_t blocks, int64_t hit_blocks, int64_t inserted, int64_t evicted,
+                             int64_t expired, int64_t uncached) noexcept nogil:
+        """A request served: its outputs (when kept), and, past the warm-up, its tenant's counts (ts: the row) and
+        the peak occupancy."""
+        if out.hit_tokens != NULL:
+            _write_outputs(out, r, hit_tokens, hit_blocks, inserted, evicted, expired, uncached)
+        if counted:
+            _count(ts, 1, hit_blocks > 0, prompt_tokens, hit_tokens, blocks, hit_blocks, inserted, evicted, uncached)
+            if self.occupancy > self.peak_occupancy:
+                self.peak_occupancy = self.occupancy
+
     cdef int _serve_one_block_policy(self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from,
                                      int64_t n_tenants, int64_t* error_request) except -2 nogil:
         """_serve for a batch of one-block requests under a policy other than LRU, without ghosts of harm or a
@@ -2443,13 +2455,8 @@ cdef class Engine:
             if self.policy_failed:
                 error_request[0] = r
                 return ERR_POLICY
-            if out.hit_tokens != NULL:
-                _write_outputs(out, r, hit_tokens, hit_blocks, inserted, evicted, 0, uncached)
-            if counted:
-                _count(tstats + tenant * N_TENANT_FIELDS, 1, hit_blocks > 0, batch.prompt_tokens[r], hit_tokens, 1,
-                       hit_blocks, inserted, evicted, uncached)
-                if self.occupancy > self.peak_occupancy:
-                    self.peak_occupancy = self.occupancy
+            self._served(out, r, tstats + tenant * N_TENANT_FIELDS, counted, batch.prompt_tokens[r], hit_tokens, 1,
+                         hit_blocks, inserted, evicted, 0, uncached)
         return 0
 
     cdef int _serve(self, Batch* batch, Outputs* out, int64_t* tstats, int64_t* hits_from, int64_t* lost_to,
@@ -2617,13 +2624,8 @@ cdef class Engine:
             if self.policy_failed:
                 error_request[0] = r
                 return ERR_POLICY
-            if out.hit_tokens != NULL:
-                _write_outputs(out, r, hit_tokens, hit_blocks, inserted, evicted, expired, uncached)
-            if counted:
-                _count(ts, 1, hit_blocks > 0, batch.prompt_tokens[r], hit_tokens, n, hit_blocks, inserted, evicted,
-                       uncached)
-                if self.occupancy > self.peak_occupancy:
-                    self.peak_occupancy = self.occupancy
+            self._served(out, r, ts, counted, batch.prompt_tokens[r], hit_tokens, n, hit_blocks, inserted, evicted,
+                         expired, uncached)
         return 0
 
     def ensure_tenants(self, int n_tenants):
